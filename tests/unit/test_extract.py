@@ -1,0 +1,403 @@
+"""JSON pointers (RFC 6901), header lookup, and what a capture spec extracts from an exchange."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from truthloop.core import extract, pointer
+from truthloop.core.extract import NOT_JSON, Extraction, Row
+from truthloop.core.spec import BatchSpec, CaptureSpec, Source
+
+# RFC 6901 section 5, verbatim.
+RFC_DOCUMENT = json.loads(
+    r"""
+   {
+      "foo": ["bar", "baz"],
+      "": 0,
+      "a/b": 1,
+      "c%d": 2,
+      "e^f": 3,
+      "g|h": 4,
+      "i\\j": 5,
+      "k\"l": 6,
+      " ": 7,
+      "m~n": 8
+   }
+"""
+)
+RFC_EXAMPLES = [
+    ("", RFC_DOCUMENT),
+    ("/foo", ["bar", "baz"]),
+    ("/foo/0", "bar"),
+    ("/", 0),
+    ("/a~1b", 1),
+    ("/c%d", 2),
+    ("/e^f", 3),
+    ("/g|h", 4),
+    ("/i\\j", 5),
+    ('/k"l', 6),
+    ("/ ", 7),
+    ("/m~0n", 8),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), RFC_EXAMPLES)
+def test_rfc_6901_section_5_examples(text: str, expected: Any) -> None:
+    assert pointer.resolve(RFC_DOCUMENT, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("", ()),
+        ("/", ("",)),
+        ("//", ("", "")),
+        ("/a~1b/m~0n", ("a/b", "m~n")),
+        ("/~01", ("~1",)),  # ~0 first would make this "/"; RFC: ~1 is undone before ~0
+        ("/~10", ("/0",)),
+        ("/0/-", ("0", "-")),
+    ],
+)
+def test_parse_unescapes_and_render_inverts_it(text: str, tokens: tuple[str, ...]) -> None:
+    assert pointer.parse(text) == tokens
+    assert pointer.render(tokens) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("foo", "'foo': a JSON pointer is empty or starts with '/'"),
+        ("#/foo", "'#/foo': a JSON pointer is empty or starts with '/'"),
+        ("/a~2b", "'/a~2b': '~' at character 3 must be followed by '0' or '1'"),
+        ("/a~", "'/a~': '~' at character 3 must be followed by '0' or '1'"),
+    ],
+)
+def test_invalid_pointers_are_refused_with_the_reason(text: str, message: str) -> None:
+    with pytest.raises(pointer.PointerError) as caught:
+        pointer.parse(text)
+    assert str(caught.value) == message
+    assert isinstance(caught.value, ValueError)
+
+
+DOCUMENT = {"features": {"tenure": 3, "tags": ["a", "b"]}, "n": None, "list": [10, 20]}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("/features/plan", '/features/plan: no key "plan" at /features'),
+        ("/nope/x", '/nope/x: no key "nope" at the document root'),
+        (
+            "/features/tenure/x",
+            "/features/tenure/x: cannot descend into a number at /features/tenure",
+        ),
+        ("/n/x", "/n/x: cannot descend into null at /n"),
+        (
+            "/features/tags/2",
+            "/features/tags/2: index 2 is past the end (length 2) at /features/tags",
+        ),
+        ("/features/tags/01", '/features/tags/01: "01" is not an array index at /features/tags'),
+        ("/features/tags/-1", '/features/tags/-1: "-1" is not an array index at /features/tags'),
+        (
+            "/features/tags/-",
+            '/features/tags/-: "-" (after the last element) names no value at /features/tags',
+        ),
+        ("/list/١", '/list/١: "١" is not an array index at /list'),
+        ("/a~1b", '/a~1b: no key "a/b" at the document root'),
+    ],
+)
+def test_a_failed_walk_says_where_it_stopped(text: str, message: str) -> None:
+    missing = pointer.resolve(DOCUMENT, text)
+    assert isinstance(missing, pointer.Missing)
+    assert str(missing) == message
+
+
+def test_resolve_takes_parsed_tokens_and_finds_falsy_values() -> None:
+    assert pointer.resolve(DOCUMENT, ("features", "tags", "1")) == "b"
+    assert pointer.resolve(DOCUMENT, "/n") is None
+    assert pointer.resolve(DOCUMENT, "/list/0") == 10
+    assert pointer.resolve([[1, [2]]], "/0/1/0") == 2
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=10,
+)
+
+
+@given(document=json_values)
+def test_every_value_in_a_document_is_reachable_by_its_pointer(document: Any) -> None:
+    def walk(value: Any, tokens: tuple[str, ...]) -> None:
+        text = pointer.render(tokens)
+        assert pointer.parse(text) == tokens
+        assert pointer.resolve(document, text) == value
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, (*tokens, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, (*tokens, str(index)))
+
+    walk(document, ())
+
+
+# --- bodies and headers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"a": [1, 2.5, "x", true, null]}', {"a": [1, 2.5, "x", True, None]}),
+        (b" 7 ", 7),
+        (b"18446744073709551616", 18446744073709551616),
+        (b"", NOT_JSON),
+        (None, NOT_JSON),
+        (b"{", NOT_JSON),
+        (b"NaN", NOT_JSON),
+        (b"1e400", NOT_JSON),
+        (b"\xff", NOT_JSON),
+        (b"<html></html>", NOT_JSON),
+    ],
+)
+def test_decode(body: bytes | None, expected: Any) -> None:
+    assert extract.decode(body) == expected
+
+
+RAW_HEADERS = [(b"Host", b"model"), (b"X-Entity-ID", b" u-42 "), (b"x-entity-id", b"second")]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        RAW_HEADERS,
+        [(k.decode(), v.decode()) for k, v in RAW_HEADERS],
+        {"host": "model", "X-ENTITY-ID": "u-42"},
+    ],
+)
+def test_header_lookup_ignores_case_and_takes_the_first(headers: extract.Headers) -> None:
+    assert extract.header(headers, "x-entity-id") == "u-42"
+    assert extract.header(headers, "X-Entity-Id") == "u-42"
+    assert extract.header(headers, "x-missing") is None
+
+
+def test_header_bytes_are_latin_1() -> None:
+    assert extract.header([(b"X-Name", "Zoë".encode("latin-1"))], "x-name") == "Zoë"
+
+
+# --- extraction -----------------------------------------------------------------------------------
+
+SPEC = CaptureSpec(
+    prediction=Source(pointer="/prediction"),
+    entity_id=Source(pointer="/user_id"),
+    score=Source(pointer="/score"),
+    features=Source(pointer="/features"),
+)
+REQUEST = {"user_id": "u1", "features": {"tenure": 3}}
+RESPONSE = {"prediction": 1, "score": 0.75}
+
+
+def test_a_single_prediction() -> None:
+    assert extract.extract(SPEC, [], REQUEST, RESPONSE) == Extraction(
+        rows=(Row("u1", 1, 0.75, {"tenure": 3}, None),)
+    )
+
+
+def test_optional_parts_stay_none_and_the_whole_body_can_be_the_features() -> None:
+    spec = CaptureSpec(prediction=Source(pointer=""), features=Source(pointer=""))
+    assert extract.extract(spec, [], [1, 2], "yes") == Extraction(
+        rows=(Row(None, "yes", None, [1, 2], None),)
+    )
+
+
+def test_entity_from_a_header_needs_no_request_body() -> None:
+    spec = CaptureSpec(prediction=Source(pointer="/prediction"), entity_id=Source(header="X-Id"))
+    result = extract.extract(spec, [(b"x-id", b"u9")], NOT_JSON, RESPONSE)
+    assert result.rows == (Row("u9", 1),)
+
+
+@pytest.mark.parametrize(
+    ("value", "entity"), [("u1", "u1"), (42, "42"), (-7, "-7"), (10**30, str(10**30))]
+)
+def test_entity_ids_are_strings_or_integers(value: Any, entity: str) -> None:
+    result = extract.extract(SPEC, [], {**REQUEST, "user_id": value}, RESPONSE)
+    assert result.rows[0].entity_id == entity
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        (True, "expected a non-empty string or an integer, got a boolean"),
+        (1.5, "expected a non-empty string or an integer, got a number"),
+        (None, "expected a non-empty string or an integer, got null"),
+        ({"id": 1}, "expected a non-empty string or an integer, got an object"),
+        ("", "the entity ID is an empty string"),
+        pytest.param(
+            10**5000, "expected a non-empty string or an integer, got a number", id="5000-digits"
+        ),
+    ],
+)
+def test_other_entity_ids_are_invalid(value: Any, detail: str) -> None:
+    result = extract.extract(SPEC, [], {**REQUEST, "user_id": value}, RESPONSE)
+    assert result == Extraction(error="entity_invalid", detail=detail)
+
+
+@pytest.mark.parametrize(
+    ("request_body", "response_body", "error", "detail"),
+    [
+        (NOT_JSON, RESPONSE, "not_json", "the request body is not JSON"),
+        (REQUEST, NOT_JSON, "not_json", "the response body is not JSON"),
+        (
+            {"features": {}},
+            RESPONSE,
+            "entity_missing",
+            '/user_id: no key "user_id" at the document root',
+        ),
+        (
+            {"user_id": "u1"},
+            RESPONSE,
+            "features_missing",
+            '/features: no key "features" at the document root',
+        ),
+        (
+            REQUEST,
+            {"score": 0.5},
+            "prediction_missing",
+            '/prediction: no key "prediction" at the document root',
+        ),
+        (
+            REQUEST,
+            {"prediction": 1},
+            "score_missing",
+            '/score: no key "score" at the document root',
+        ),
+        (
+            REQUEST,
+            {"prediction": 1, "score": "high"},
+            "score_invalid",
+            "expected a number, got a string",
+        ),
+        (
+            REQUEST,
+            {"prediction": 1, "score": True},
+            "score_invalid",
+            "expected a number, got a boolean",
+        ),
+        (
+            REQUEST,
+            {"prediction": 1, "score": 10**400},
+            "score_invalid",
+            "expected a number, got a number",
+        ),
+        (
+            REQUEST,
+            [1],
+            "prediction_missing",
+            '/prediction: "prediction" is not an array index at the document root',
+        ),
+    ],
+)
+def test_what_is_missing_is_a_reason_not_an_exception(
+    request_body: Any, response_body: Any, error: str, detail: str
+) -> None:
+    assert extract.extract(SPEC, [], request_body, response_body) == Extraction(
+        error=error, detail=detail
+    )
+
+
+def test_bad_sources_are_reasons_too() -> None:
+    bad_pointer = CaptureSpec(prediction=Source(pointer="prediction"))
+    assert extract.extract(bad_pointer, [], REQUEST, RESPONSE) == Extraction(
+        error="invalid_pointer",
+        detail="prediction: 'prediction': a JSON pointer is empty or starts with '/'",
+    )
+    from_header = CaptureSpec(prediction=Source(header="X-Prediction"))
+    assert extract.extract(from_header, [], REQUEST, RESPONSE).error == "unsupported_source"
+    no_header = CaptureSpec(prediction=Source(pointer=""), entity_id=Source(header="X-Id"))
+    assert extract.extract(no_header, [], REQUEST, RESPONSE) == Extraction(
+        error="entity_missing", detail="no X-Id header"
+    )
+
+
+BATCH = CaptureSpec(
+    prediction=Source(pointer=""),
+    entity_id=Source(pointer="/id"),
+    features=Source(pointer="/x"),
+    batch=BatchSpec(instances="/instances", predictions="/predictions"),
+)
+
+
+def test_a_batch_zips_instances_with_predictions_one_row_each() -> None:
+    request_body = {"instances": [{"id": "a", "x": [1]}, {"id": 7, "x": [2]}]}
+    result = extract.extract(BATCH, [], request_body, {"predictions": [0.2, 0.9]})
+    assert result == Extraction(rows=(Row("a", 0.2, None, [1], 0), Row("7", 0.9, None, [2], 1)))
+
+
+def test_batch_pointers_are_relative_to_the_row_and_headers_shared() -> None:
+    spec = CaptureSpec(
+        prediction=Source(pointer="/label"),
+        score=Source(pointer="/p/1"),
+        entity_id=Source(header="X-Tenant"),
+        batch=BatchSpec(instances="/inputs", predictions="/outputs"),
+    )
+    response = {"outputs": [{"label": "cat", "p": [0.1, 0.9]}, {"label": "dog", "p": [0.8, 0.2]}]}
+    result = extract.extract(spec, {"x-tenant": "t1"}, {"inputs": [[1], [2]]}, response)
+    assert result.rows == (Row("t1", "cat", 0.9, None, 0), Row("t1", "dog", 0.2, None, 1))
+
+
+def test_an_empty_batch_has_no_rows() -> None:
+    assert extract.extract(BATCH, [], {"instances": []}, {"predictions": []}) == Extraction()
+
+
+@pytest.mark.parametrize(
+    ("request_body", "response_body", "error", "detail"),
+    [
+        (
+            {"instances": [{"id": "a", "x": 1}] * 3},
+            {"predictions": [1, 0]},
+            "batch_length_mismatch",
+            "3 instances at /instances, 2 predictions at /predictions",
+        ),
+        (
+            {},
+            {"predictions": []},
+            "instances_missing",
+            '/instances: no key "instances" at the document root',
+        ),
+        (
+            {"instances": {"id": "a"}},
+            {"predictions": []},
+            "instances_missing",
+            "/instances: expected an array, got an object",
+        ),
+        (
+            {"instances": []},
+            {"predictions": None},
+            "predictions_missing",
+            "/predictions: expected an array, got null",
+        ),
+        (
+            {"instances": [{"id": "a", "x": 1}, {"x": 2}]},
+            {"predictions": [1, 0]},
+            "entity_missing",
+            'row 1: /id: no key "id" at the document root',
+        ),
+        (
+            {"instances": [{"id": [], "x": 1}]},
+            {"predictions": [1]},
+            "entity_invalid",
+            "row 0: expected a non-empty string or an integer, got an array",
+        ),
+    ],
+)
+def test_batch_failures_are_reasons_for_the_whole_exchange(
+    request_body: Any, response_body: Any, error: str, detail: str
+) -> None:
+    assert extract.extract(BATCH, [], request_body, response_body) == Extraction(
+        error=error, detail=detail
+    )

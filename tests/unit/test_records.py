@@ -1,0 +1,213 @@
+"""Capture records and actuals: typed values, or every bad item named by index and field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from truthloop.core import records
+from truthloop.core.records import Actual, Limits, PredictionRecord
+
+NOW = 1_767_225_600.0
+TASKS = {"ml/churn": "binary", "ml/price": "regression"}
+LIMITS = Limits()
+
+
+def rec(**fields: Any) -> dict[str, Any]:
+    base = {"prediction_id": "p1", "monitor": "ml/churn", "ts": NOW - 10, "prediction": 1}
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def parse(*items: Any, ndjson: bool = False) -> records.Parsed[PredictionRecord]:
+    if ndjson:
+        body = b"\n".join(msgspec.json.encode(i) for i in items)
+    else:
+        body = msgspec.json.encode(list(items))
+    return records.parse_predictions(body, TASKS, NOW, LIMITS, ndjson=ndjson)
+
+
+def parse_actuals(body: Any) -> records.Parsed[Actual]:
+    return records.parse_actuals(msgspec.json.encode(body), TASKS, NOW, LIMITS)
+
+
+def problems(parsed: records.Parsed[Any]) -> list[tuple[int | None, str, str]]:
+    return [(e.index, e.field, e.reason) for e in parsed.errors]
+
+
+def test_a_valid_record_becomes_a_typed_value_with_defaults() -> None:
+    parsed = parse(
+        rec(ts="2025-12-31T23:59:00Z", entity_id=42, score=0.8, features={"tenure": 3}, tag="t")
+    )
+    assert parsed.errors == ()
+    assert parsed.items == (
+        PredictionRecord(
+            monitor="ml/churn",
+            prediction_id="p1",
+            served_by="model",
+            model_version="",
+            ts=NOW - 60,
+            prediction=1,
+            entity_id="42",
+            tag="t",
+            score=0.8,
+            features={"tenure": 3},
+        ),
+    )
+
+
+def test_every_bad_item_is_named_by_index_and_field() -> None:
+    parsed = parse(
+        rec(prediction_id="ok"),
+        rec(prediction_id="a", ts="yesterday"),
+        rec(prediction_id="b", monitor="ml/nope"),
+        rec(prediction_id="c", prediction=[1]),
+        rec(prediction_id=None),
+        rec(prediction_id="d", served_by="human"),
+        rec(prediction_id="e", entity_id="x" * 600),
+        rec(prediction_id="f", score=2.0),
+        rec(prediction_id="g", ts=-1),
+        rec(prediction_id="h", ts=NOW + 3600),
+        rec(prediction_id="i", ts=NOW - 31 * 86400),
+        rec(prediction_id="j", prediction=2**60),
+        rec(prediction_id="k\x00"),
+        rec(prediction_id="l", ts="2026-01-01T00:00:00"),
+        rec(prediction_id="m", features="x"),
+        rec(prediction_id="n", monitor="ml/price", score=0.5),
+    )
+    assert problems(parsed) == [
+        (1, "ts", "invalid"),
+        (2, "monitor", "unknown_monitor"),
+        (3, "prediction", "wrong_type"),
+        (4, "prediction_id", "missing"),
+        (5, "served_by", "wrong_type"),
+        (6, "entity_id", "too_long"),
+        (7, "score", "out_of_range"),
+        (8, "ts", "out_of_range"),
+        (9, "ts", "out_of_range"),
+        (10, "ts", "too_old"),
+        (11, "prediction", "out_of_range"),
+        (12, "prediction_id", "invalid"),
+        (13, "ts", "invalid"),
+        (14, "features", "wrong_type"),
+        (15, "score", "invalid"),
+    ]
+    assert [r.prediction_id for r in parsed.items] == ["ok"]
+    assert parsed.indices == (0,)
+    assert parsed.rejected == {"ml/churn": 13, "ml/price": 1, "": 1}
+
+
+def test_identical_repeats_are_duplicates_and_conflicting_ones_are_errors() -> None:
+    parsed = parse(rec(), rec(), rec(served_by="fallback"), rec(prediction=0))
+    assert parsed.repeats == 1
+    assert [r.served_by for r in parsed.items] == ["model", "fallback"]
+    assert problems(parsed) == [(3, "prediction_id", "duplicate_in_batch")]
+
+
+def test_ndjson_lines_are_items_and_a_broken_line_is_its_own_error() -> None:
+    body = (
+        msgspec.json.encode(rec(prediction_id="a"))
+        + b"\n\n{oops\n[1]\n"
+        + msgspec.json.encode(rec(prediction_id="b"))
+    )
+    parsed = records.parse_predictions(body, TASKS, NOW, LIMITS, ndjson=True)
+    assert problems(parsed) == [(1, "", "invalid_json"), (2, "", "wrong_type")]
+    assert [r.prediction_id for r in parsed.items] == ["a", "b"]
+    assert parsed.indices == (0, 3)
+
+
+def test_a_body_that_is_not_an_array_or_too_long_is_refused_whole() -> None:
+    assert problems(records.parse_predictions(b'{"a": 1}', TASKS, NOW, LIMITS)) == [
+        (None, "", "wrong_type")
+    ]
+    small = Limits(max_items=2)
+    parsed = records.parse_predictions(
+        msgspec.json.encode([rec(prediction_id=str(i)) for i in range(3)]), TASKS, NOW, small
+    )
+    assert problems(parsed) == [(None, "", "too_many_items")]
+    with pytest.raises(msgspec.DecodeError):
+        records.parse_predictions(b"[{", TASKS, NOW, LIMITS)
+
+
+def test_actuals_come_as_one_item_an_array_or_items() -> None:
+    one = {"monitor": "ml/churn", "prediction_id": "p1", "actual": 1}
+    expected = (Actual("ml/churn", NOW, prediction_id="p1", value=1),)
+    assert parse_actuals(one).items == expected
+    assert parse_actuals([one]).items == expected
+    assert parse_actuals({"items": [one]}).items == expected
+    by_entity = {
+        "monitor": "ml/churn",
+        "entity_id": "u",
+        "tag": "buy",
+        "vote": "down",
+        "timestamp": "2025-12-31T23:00:00+00:00",
+    }
+    assert parse_actuals(by_entity).items == (
+        Actual("ml/churn", NOW - 3600, entity_id="u", tag="buy", vote="down"),
+    )
+
+
+def test_bad_actuals_are_all_named() -> None:
+    base = {"monitor": "ml/churn", "prediction_id": "p1", "actual": 1}
+    parsed = parse_actuals(
+        {
+            "items": [
+                base,
+                {**base, "entity_id": "u"},
+                {"monitor": "ml/churn", "actual": 1},
+                {**base, "vote": "up"},
+                {"monitor": "ml/churn", "prediction_id": "p2"},
+                {**base, "prediction_id": "p3", "actual": None},
+                {**base, "prediction_id": "p4", "actual": "cat"},
+                {**base, "prediction_id": "p5", "tag": "buy"},
+                {**base, "prediction_id": "p6", "vote": "maybe", "actual": None},
+                {**base, "prediction_id": "p7", "timestamp": NOW + 3600},
+                {**base, "actual": 0},
+                {**base, "prediction_id": "p8", "monitor": "ml/price", "actual": "x"},
+            ]
+        }
+    )
+    assert problems(parsed) == [
+        (1, "prediction_id", "missing"),
+        (2, "prediction_id", "missing"),
+        (3, "actual", "missing"),
+        (4, "actual", "missing"),
+        (5, "actual", "missing"),
+        (6, "actual", "unusable_label"),
+        (7, "tag", "invalid"),
+        (8, "vote", "wrong_type"),
+        (9, "timestamp", "out_of_range"),
+        (10, "prediction_id", "duplicate_in_batch"),
+        (11, "actual", "unusable_label"),
+    ]
+
+
+valid_items = st.lists(
+    st.builds(
+        rec,
+        prediction_id=st.text(
+            st.characters(codec="utf-8", categories=["L", "N"]), min_size=1, max_size=20
+        ),
+        prediction=st.one_of(st.booleans(), st.sampled_from([0, 1, 0.25, 0.75])),
+        ts=st.floats(NOW - 86400, NOW),
+        entity_id=st.one_of(st.none(), st.text(min_size=1, max_size=10), st.integers(0, 10**6)),
+        served_by=st.sampled_from(["model", "fallback"]),
+        score=st.one_of(st.none(), st.floats(0, 1)),
+    ),
+    max_size=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(valid_items)
+def test_the_fast_and_the_item_by_item_paths_agree(items: list[dict[str, Any]]) -> None:
+    fast = parse(*items)
+    slow = parse(*items, {"prediction_id": 5})  # a type error forces the item-by-item path
+    assert slow.items == fast.items
+    assert slow.repeats == fast.repeats
+    assert slow.errors[-1].index == len(items)
+    assert slow.errors[:-1] == fast.errors

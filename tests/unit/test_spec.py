@@ -1,0 +1,518 @@
+"""spec.py: a ModelMonitor becomes frozen values with every default, or all its errors, by path."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from truthloop.core.spec import (
+    AlertSpec,
+    BatchSpec,
+    CaptureSpec,
+    FallbackRule,
+    FallbackSpec,
+    FeedbackSpec,
+    FieldError,
+    LabelRequirement,
+    MetricsSpec,
+    MissingActual,
+    ModelRef,
+    Monitor,
+    MonitorSpec,
+    Selector,
+    Source,
+    SpecError,
+    parse_duration,
+    parse_monitor,
+    parse_spec,
+)
+
+
+def monitor(**spec: Any) -> dict[str, Any]:
+    """A minimal valid ModelMonitor; keyword arguments replace (or, as None, remove) spec fields."""
+    body: dict[str, Any] = {
+        "apiVersion": "truthloop.dev/v1alpha1",
+        "kind": "ModelMonitor",
+        "metadata": {"name": "churn", "namespace": "ml"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "churn-model"}},
+            "model": {"name": "churn"},
+            "capture": {"prediction": {"pointer": "/prediction"}},
+        },
+    }
+    for key, value in spec.items():
+        if value is None:
+            del body["spec"][key]
+        else:
+            body["spec"][key] = copy.deepcopy(value)
+    return body
+
+
+def errors(obj: Any) -> list[str]:
+    with pytest.raises(SpecError) as raised:
+        parse_monitor(obj)
+    return [str(e) for e in raised.value.errors]
+
+
+RULES = [{"when": "request.features.tenure < 6", "prediction": "1"}, {"prediction": "0"}]
+
+
+def test_a_minimal_monitor_gets_every_default() -> None:
+    body = monitor()
+    body["metadata"] = {"name": "churn"}
+    assert parse_monitor(body) == Monitor(
+        namespace="default",
+        name="churn",
+        generation=1,
+        spec=MonitorSpec(
+            selector=Selector(match_labels=(("app", "churn-model"),)),
+            model=ModelRef("churn", "app.kubernetes.io/version"),
+            capture=CaptureSpec(prediction=Source(pointer="/prediction"), sample_rate=1.0),
+            port="http",
+            model_port_env=None,
+            restart_existing=False,
+            task="binary",
+            threshold=0.5,
+            feedback=FeedbackSpec(86400.0, "latest", MissingActual("ignore", None)),
+            metrics=MetricsSpec(window=3600.0, min_samples=50),
+            alerts=(),
+            fallback=FallbackSpec(mode="auto", engage_on=(), recover_after=600.0, rules=()),
+        ),
+    )
+
+
+def test_every_field_is_read() -> None:
+    body = monitor(
+        selector={
+            "matchLabels": {"app": "iris"},
+            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}],
+        },
+        model={"name": "iris", "versionLabel": "example.com/version"},
+        port=8080,
+        modelPortEnv="PORT",
+        restartExisting=True,
+        task="multiclass",
+        threshold=0.7,
+        capture={
+            "entityId": {"pointer": "/id"},
+            "prediction": {"pointer": ""},
+            "score": {"pointer": "/p"},
+            "features": {"pointer": "/x"},
+            "batch": {"instances": "/instances", "predictions": "/predictions"},
+            "sampleRate": 0.25,
+        },
+        feedback={
+            "attributionWindow": "7d",
+            "match": "all",
+            "missingActual": {"policy": "assume", "value": "setosa"},
+        },
+        metrics={"window": "90s", "minSamples": 5},
+        alerts=[
+            {"name": "f1-low", "metric": "macro_f1", "below": 0.7, "for": "1h30m"},
+            {"name": "acc", "metric": "accuracy", "below": 1},
+        ],
+        fallback={"mode": "disengaged", "engageOn": ["acc"], "recoverAfter": "0s", "rules": RULES},
+    )
+    body["metadata"]["generation"] = 7
+    assert parse_monitor(body) == Monitor(
+        namespace="ml",
+        name="churn",
+        generation=7,
+        spec=MonitorSpec(
+            selector=Selector((("app", "iris"),), (LabelRequirement("tier", "In", ("a", "b")),)),
+            model=ModelRef("iris", "example.com/version"),
+            capture=CaptureSpec(
+                prediction=Source(pointer=""),
+                entity_id=Source(pointer="/id"),
+                score=Source(pointer="/p"),
+                features=Source(pointer="/x"),
+                batch=BatchSpec("/instances", "/predictions"),
+                sample_rate=0.25,
+            ),
+            port=8080,
+            model_port_env="PORT",
+            restart_existing=True,
+            task="multiclass",
+            threshold=0.7,
+            feedback=FeedbackSpec(7 * 86400.0, "all", MissingActual("assume", "setosa")),
+            metrics=MetricsSpec(90.0, 5),
+            alerts=(
+                AlertSpec("f1-low", "macro_f1", below=0.7, for_=5400.0),
+                AlertSpec("acc", "accuracy", below=1.0, for_=0.0),
+            ),
+            fallback=FallbackSpec(
+                mode="disengaged",
+                engage_on=("acc",),
+                recover_after=0.0,
+                rules=(
+                    FallbackRule(prediction="1", when="request.features.tenure < 6"),
+                    FallbackRule(prediction="0"),
+                ),
+            ),
+        ),
+    )
+
+
+def test_engage_on_defaults_to_every_alert() -> None:
+    alerts = [
+        {"name": "a", "metric": "accuracy", "below": 0.8},
+        {"name": "b", "metric": "f1", "below": 0.5},
+    ]
+    parsed = parse_monitor(monitor(alerts=alerts, fallback={"rules": RULES})).spec
+    assert parsed.fallback.engage_on == ("a", "b")
+    assert parse_monitor(monitor(alerts=alerts)).spec.fallback.engage_on == ("a", "b")
+    explicit = monitor(alerts=alerts, fallback={"engageOn": ["b"], "rules": RULES})
+    assert parse_monitor(explicit).spec.fallback.engage_on == ("b",)
+
+
+def test_null_is_absent_and_status_and_other_metadata_are_ignored() -> None:
+    body = monitor()
+    body["spec"].update(modelPortEnv=None, threshold=None, feedback=None)
+    body["status"] = {"phase": "Healthy", "fallback": {"active": True}}
+    body["metadata"].update(uid="u-1", labels={"a": "b"}, resourceVersion="42", namespace=None)
+    parsed = parse_monitor(body)
+    assert (parsed.namespace, parsed.spec.threshold) == ("default", 0.5)
+    assert parsed.spec.model_port_env is None
+    assert parsed.spec.feedback == FeedbackSpec()
+
+
+def test_integral_floats_are_integers() -> None:
+    parsed = parse_monitor(monitor(port=8080.0, metrics={"minSamples": 20.0})).spec
+    assert (parsed.port, parsed.metrics.min_samples) == (8080, 20)
+    assert isinstance(parsed.port, int)
+
+
+def test_a_binary_monitor_may_assume_a_label() -> None:
+    body = monitor(feedback={"missingActual": {"policy": "assume", "value": 0}})
+    assert parse_monitor(body).spec.feedback.missing_actual == MissingActual("assume", 0)
+
+
+def test_parse_spec_reads_a_spec_alone_with_its_own_path() -> None:
+    spec = monitor()["spec"]
+    assert parse_spec(spec) == parse_monitor(monitor()).spec
+    with pytest.raises(SpecError) as raised:
+        parse_spec({**spec, "port": 0}, path="monitor.spec")
+    assert [e.path for e in raised.value.errors] == ["monitor.spec.port"]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("2m", 120),
+        ("24h", 86400),
+        ("7d", 604800),
+        ("1h30m", 5400),
+        ("1d2h3m4s", 93784),
+        ("0s", 0),
+        ("00h", 0),
+        ("3600s", 3600),
+    ],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    "text", ["", "90", "1.5h", "1 h", "30m1h", "1h1h", "-1s", "1H", "1w", "1ms", "h", "１s", "1h\n"]
+)
+def test_not_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="expected a duration like 90s"):
+        parse_duration(text)
+
+
+P = {"prediction": {"pointer": "/p"}}  # a capture's required part
+ALERT = {"name": "a", "metric": "f1", "above": 1}
+DURATION = "expected a duration like 90s, 2m, 24h, 7d or 1h30m, got"
+
+
+@pytest.mark.parametrize(
+    ("spec", "error"),
+    [
+        (
+            {"task": "ranking"},
+            'spec.task: expected one of: binary, multiclass, regression; got "ranking"',
+        ),
+        ({"threshold": "high"}, 'spec.threshold: expected a number, got "high"'),
+        ({"threshold": True}, "spec.threshold: expected a number, got true"),
+        ({"threshold": 1.5}, "spec.threshold: must be between 0 and 1, got 1.5"),
+        ({"threshold": float("nan")}, "spec.threshold: expected a finite number, got nan"),
+        ({"port": 0}, "spec.port: must be a port number 1-65535 or a port name, got 0"),
+        ({"port": "HTTP"}, "spec.port: expected a port name (at most 15 lowercase letters,"),
+        ({"port": [80]}, "spec.port: expected a port name or number, got a list"),
+        (
+            {"modelPortEnv": "1X"},
+            'spec.modelPortEnv: expected an environment variable name like PORT, got "1X"',
+        ),
+        ({"restartExisting": "yes"}, 'spec.restartExisting: expected true or false, got "yes"'),
+        ({"replicas": 2}, "spec.replicas: unknown field; expected one of: selector, model, port,"),
+        ({"selector": None}, "spec.selector: required"),
+        ({"selector": {}}, "spec.selector: must select pods: give matchLabels or matchExpressions"),
+        (
+            {"selector": {"matchLabels": {"app": "-x"}}},
+            "spec.selector.matchLabels.app: expected a label value",
+        ),
+        (
+            {"selector": {"matchLabels": {"a b": "x"}}},
+            'spec.selector.matchLabels["a b"]: the key is not a label key',
+        ),
+        (
+            {"selector": {"matchExpressions": [{"key": "a", "operator": "In"}]}},
+            "spec.selector.matchExpressions[0].values: required (at least one) with operator In",
+        ),
+        (
+            {
+                "selector": {
+                    "matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]
+                }
+            },
+            "spec.selector.matchExpressions[0].values: must be empty with operator Exists",
+        ),
+        (
+            {"selector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}},
+            "spec.selector.matchExpressions[0].operator: expected one of: In, NotIn,",
+        ),
+        (
+            {"selector": {"matchExpressions": "app"}},
+            'spec.selector.matchExpressions: expected a list, got "app"',
+        ),
+        ({"model": {}}, "spec.model.name: required"),
+        ({"model": {"name": ""}}, "spec.model.name: must not be empty"),
+        (
+            {"model": {"name": "x" * 254}},
+            "spec.model.name: must be at most 253 characters, got 254",
+        ),
+        ({"model": "churn"}, 'spec.model: expected an object, got "churn"'),
+        ({"capture": {}}, "spec.capture.prediction: required"),
+        (
+            {"capture": {"prediction": {"pointer": "p"}}},
+            "spec.capture.prediction.pointer: not a JSON pointer (RFC 6901): ",
+        ),
+        (
+            {"capture": {**P, "entityId": {}}},
+            "spec.capture.entityId: exactly one of header or pointer",
+        ),
+        (
+            {"capture": {**P, "entityId": {"header": "X Y"}}},
+            'spec.capture.entityId.header: expected an HTTP header name, got "X Y"',
+        ),
+        (
+            {"capture": {**P, "batch": {"instances": "/i"}}},
+            "spec.capture.batch.predictions: required",
+        ),
+        (
+            {"capture": {**P, "sampleRate": 0}},
+            "spec.capture.sampleRate: must be > 0 and <= 1, got 0",
+        ),
+        (
+            {"feedback": {"attributionWindow": "0s"}},
+            "spec.feedback.attributionWindow: must be longer than 0s",
+        ),
+        (
+            {"feedback": {"attributionWindow": "1 day"}},
+            f'spec.feedback.attributionWindow: {DURATION} "1 day"',
+        ),
+        (
+            {"feedback": {"attributionWindow": 60}},
+            f"spec.feedback.attributionWindow: {DURATION} 60",
+        ),
+        (
+            {"feedback": {"match": "first"}},
+            'spec.feedback.match: expected one of: latest, all; got "first"',
+        ),
+        (
+            {"feedback": {"missingActual": {"policy": "assume"}}},
+            "spec.feedback.missingActual.value: required with policy assume",
+        ),
+        (
+            {"feedback": {"missingActual": {"value": 1}}},
+            "spec.feedback.missingActual.value: only allowed with policy assume",
+        ),
+        (
+            {"feedback": {"missingActual": {"policy": "assume", "value": 2}}},
+            "spec.feedback.missingActual.value: a binary label is 0 or 1, got 2",
+        ),
+        (
+            {"feedback": {"missingActual": {"policy": "assume", "value": 0.5}}},
+            "spec.feedback.missingActual.value: expected an integer or a string, got 0.5",
+        ),
+        (
+            {
+                "task": "regression",
+                "feedback": {"missingActual": {"policy": "assume", "value": "x"}},
+            },
+            "spec.feedback.missingActual.value: a regression label is an integer",
+        ),
+        ({"metrics": {"window": "0s"}}, "spec.metrics.window: must be longer than 0s"),
+        ({"metrics": {"minSamples": 0}}, "spec.metrics.minSamples: must be at least 1, got 0"),
+        ({"metrics": {"minSamples": 2.5}}, "spec.metrics.minSamples: expected an integer, got 2.5"),
+        ({"alerts": {"name": "a"}}, "spec.alerts: expected a list, got an object"),
+        (
+            {"alerts": [{**ALERT, "above": "high"}]},
+            'spec.alerts[0].above: expected a number, got "high"',
+        ),
+        (
+            {"alerts": [{"name": "a", "metric": "f1"}]},
+            "spec.alerts[0]: exactly one of below or above",
+        ),
+        ({"alerts": [{"metric": "f1", "below": 1}]}, "spec.alerts[0].name: required"),
+        (
+            {"alerts": [{**ALERT, "name": "a b"}]},
+            "spec.alerts[0].name: expected a name of letters, digits,",
+        ),
+        (
+            {"alerts": [{**ALERT, "metric": "rmse"}]},
+            'spec.alerts[0].metric: "rmse" is not a metric of a binary model; expected one of:',
+        ),
+        ({"alerts": [{**ALERT, "for": "soon"}]}, f'spec.alerts[0].for: {DURATION} "soon"'),
+        (
+            {"alerts": [{**ALERT, "name": f"a{i}"} for i in range(33)]},
+            "spec.alerts: must have at most 32 items, got 33",
+        ),
+        (
+            {"alerts": [ALERT, ALERT]},
+            "spec.alerts[1].name: duplicate: spec.alerts[0] has this name",
+        ),
+        (
+            {"fallback": {"mode": "on"}},
+            'spec.fallback.mode: expected one of: auto, engaged, disengaged; got "on"',
+        ),
+        ({"fallback": {"mode": "engaged"}}, "spec.fallback.rules: required with mode engaged"),
+        (
+            {"fallback": {"engageOn": ["a"], "rules": RULES}},
+            'spec.fallback.engageOn[0]: no alert named "a" in spec.alerts',
+        ),
+        (
+            {"alerts": [ALERT], "fallback": {"engageOn": ["a"]}},
+            "spec.fallback.engageOn: needs fallback rules",
+        ),
+        ({"fallback": {"recoverAfter": "1y"}}, f'spec.fallback.recoverAfter: {DURATION} "1y"'),
+        (
+            {"fallback": {"rules": [{"when": "true", "prediction": "1"}]}},
+            "spec.fallback.rules[0].when: the last rule has no when",
+        ),
+        (
+            {"fallback": {"rules": [{"prediction": "1"}, {"prediction": "0"}]}},
+            "spec.fallback.rules[0]: only the last rule may omit when",
+        ),
+        (
+            {"fallback": {"rules": [{"when": "", "prediction": "1"}, {"prediction": "0"}]}},
+            "spec.fallback.rules[0].when: must not be empty",
+        ),
+        (
+            {"fallback": {"rules": [{"when": "request.x <", "prediction": "1"}, RULES[1]]}},
+            "spec.fallback.rules[0].when: column 11: ",
+        ),
+        (
+            {"fallback": {"rules": [{"prediction": "x"}]}},
+            "spec.fallback.rules[0].prediction: column 1: ",
+        ),
+    ],
+)
+def test_each_error_names_its_path(spec: dict[str, Any], error: str) -> None:
+    (found,) = errors(monitor(**spec))
+    assert found.startswith(error)
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ([], "expected a ModelMonitor object, got a list"),
+        ({"kind": "ModelMonitor", "metadata": {"name": "a"}, "spec": {}}, "apiVersion: required"),
+        (
+            {**monitor(), "apiVersion": "v1"},
+            'apiVersion: expected "truthloop.dev/v1alpha1", got "v1"',
+        ),
+        ({**monitor(), "kind": "Monitor"}, 'kind: expected "ModelMonitor", got "Monitor"'),
+        ({**monitor(), "metadata": {}}, "metadata.name: required"),
+        (
+            {**monitor(), "metadata": {"name": "Churn"}},
+            "metadata.name: expected a DNS subdomain name (lowercase letters, digits, '-' and '.')",
+        ),
+        (
+            {**monitor(), "metadata": {"name": "a", "namespace": "a.b"}},
+            "metadata.namespace: expected a DNS label (lowercase letters, digits and '-'), got",
+        ),
+        (
+            {**monitor(), "metadata": {"name": "a", "generation": 0}},
+            "metadata.generation: must be at least 1, got 0",
+        ),
+        ({**monitor(), "spec": None}, "spec: required"),
+        (
+            {**monitor(), "extra": 1},
+            "extra: unknown field; expected one of: apiVersion, kind, metadata, spec, status",
+        ),
+    ],
+)
+def test_errors_outside_the_spec(body: Any, error: str) -> None:
+    assert any(found.startswith(error) for found in errors(body))
+
+
+def test_every_error_is_reported_at_once() -> None:
+    body = monitor(
+        port=0,
+        task="binary",
+        capture={"prediction": {"header": "X"}, "sampleRate": 2},
+        metrics={"window": "soon", "minSamples": 0},
+        alerts=[
+            {"name": "a", "metric": "rmse", "below": "high", "above": 1},
+            {"name": "a", "metric": "f1", "below": 0.5, "extra": True},
+        ],
+        fallback={"mode": "engaged", "engageOn": ["zz"], "rules": [{"prediction": "1"}, {}]},
+    )
+    body["metadata"]["name"] = "Bad"
+    with pytest.raises(SpecError) as raised:
+        parse_monitor(body)
+    assert [e.path for e in raised.value.errors] == [
+        "metadata.name",
+        "spec.port",
+        "spec.capture.prediction.header",
+        "spec.capture.prediction.pointer",
+        "spec.capture.sampleRate",
+        "spec.metrics.window",
+        "spec.metrics.minSamples",
+        "spec.alerts[0].metric",
+        "spec.alerts[0].below",
+        "spec.alerts[0]",
+        "spec.alerts[1].extra",
+        "spec.alerts[1].name",
+        "spec.fallback.rules[0]",
+        "spec.fallback.rules[1].prediction",
+        "spec.fallback.engageOn[0]",
+    ]
+    assert str(raised.value).startswith("metadata.name: expected a DNS subdomain name")
+
+
+def test_field_errors_read_as_path_and_message() -> None:
+    assert str(FieldError("spec.port", "required")) == "spec.port: required"
+    assert str(FieldError("", "expected an object")) == "expected an object"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+FIELDS = ["selector", "model", "port", "capture", "feedback", "metrics", "alerts", "fallback",
+          "task", "threshold", "modelPortEnv", "restartExisting"]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=4))
+def test_garbage_is_an_error_value_never_an_exception(changes: dict[str, Any]) -> None:
+    body = monitor()
+    body["spec"].update(changes)
+    try:
+        parse_monitor(body)
+    except SpecError as e:
+        problems = e.errors
+    else:
+        return
+    assert problems
+    assert all(problem.path.startswith("spec") for problem in problems)

@@ -1,0 +1,652 @@
+"""spec.py and the CRD give every ModelMonitor the same verdict.
+
+One corpus, hand-written cases and hypothesis-generated ones, goes through `parse_monitor` and
+through what the apiserver does with `crds/modelmonitor.yaml` (tests/support/apiserver.py: prune
+nulls, default, the openAPIV3Schema under strict field validation, then every CEL rule with
+cel-python). Both must accept, or both refuse. For an accepted monitor, the CRD's defaults must
+also be spec.py's: parsing the apiserver-defaulted object gives the same `Monitor`.
+
+`SPEC_ONLY` lists what spec.py checks and a CRD cannot (the CRD accepts these, spec.py refuses):
+- fallback rules that do not compile (cel-python parses and type-checks them; a CRD's CEL cannot
+  evaluate CEL held in a string);
+- ObjectMeta: the apiserver checks names itself, outside the CRD's schema; spec.py applies the
+  same DNS rules so a monitor fed straight to the feedback service gets them too;
+- label keys in `matchLabels`: a structural schema cannot constrain map keys, and a CEL rule over
+  them has unbounded estimated cost (keys have no maxLength), which the apiserver refuses.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.apiserver import CustomResource
+from truthloop.core import metrics
+from truthloop.core.spec import Monitor, SpecError, parse_monitor
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = CustomResource.load(ROOT / "crds" / "modelmonitor.yaml")
+DELETE = object()
+
+CHURN: dict[str, Any] = {
+    "apiVersion": "truthloop.dev/v1alpha1",
+    "kind": "ModelMonitor",
+    "metadata": {"name": "churn", "namespace": "ml"},
+    "spec": {
+        "selector": {"matchLabels": {"app": "churn-model"}},
+        "model": {"name": "churn", "versionLabel": "app.kubernetes.io/version"},
+        "port": "http",
+        "task": "binary",
+        "threshold": 0.5,
+        "capture": {
+            "entityId": {"header": "X-Entity-ID"},
+            "prediction": {"pointer": "/prediction"},
+            "score": {"pointer": "/score"},
+            "features": {"pointer": "/features"},
+            "sampleRate": 1.0,
+        },
+        "feedback": {"attributionWindow": "24h", "match": "latest"},
+        "metrics": {"window": "1h", "minSamples": 50},
+        "alerts": [{"name": "acc-low", "metric": "accuracy", "below": 0.8, "for": "2m"}],
+        "fallback": {
+            "mode": "auto",
+            "engageOn": ["acc-low"],
+            "recoverAfter": "10m",
+            "rules": [
+                {"when": "request.features.tenure < 6", "prediction": "1"},
+                {"prediction": "0"},
+            ],
+        },
+    },
+}
+MINIMAL: dict[str, Any] = {
+    "apiVersion": "truthloop.dev/v1alpha1",
+    "kind": "ModelMonitor",
+    "metadata": {"name": "m"},
+    "spec": {
+        "selector": {"matchLabels": {"app": "m"}},
+        "model": {"name": "m"},
+        "capture": {"prediction": {"pointer": "/prediction"}},
+    },
+}
+IRIS: dict[str, Any] = {
+    "apiVersion": "truthloop.dev/v1alpha1",
+    "kind": "ModelMonitor",
+    "metadata": {"name": "iris.v2", "namespace": "ml", "labels": {"team": "a"}},
+    "spec": {
+        "selector": {
+            "matchExpressions": [
+                {"key": "app.kubernetes.io/name", "operator": "In", "values": ["iris"]}
+            ]
+        },
+        "model": {"name": "iris"},
+        "port": 8080,
+        "modelPortEnv": "PORT",
+        "task": "multiclass",
+        "capture": {
+            "entityId": {"pointer": "/id"},
+            "prediction": {"pointer": ""},
+            "batch": {"instances": "/instances", "predictions": "/predictions"},
+            "sampleRate": 0.25,
+        },
+        "feedback": {"match": "all", "missingActual": {"policy": "assume", "value": "setosa"}},
+        "alerts": [{"name": "f1", "metric": "macro_f1", "below": 0.7}],
+    },
+}
+PRICE: dict[str, Any] = {
+    "apiVersion": "truthloop.dev/v1alpha1",
+    "kind": "ModelMonitor",
+    "metadata": {"name": "price"},
+    "spec": {
+        "selector": {"matchLabels": {"app": "price"}},
+        "model": {"name": "price"},
+        "task": "regression",
+        "capture": {"prediction": {"pointer": "/y"}},
+        "feedback": {"missingActual": {"policy": "assume", "value": 0}},
+        "alerts": [{"name": "err", "metric": "mae", "above": 12.5, "for": "1h30m"}],
+        "fallback": {"mode": "engaged", "recoverAfter": "0s", "rules": [{"prediction": "100.0"}]},
+    },
+}
+BASES = {"churn": CHURN, "minimal": MINIMAL, "iris": IRIS, "price": PRICE}
+
+
+def patched(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `base` with dotted paths set (or removed, with DELETE); parents are made."""
+    obj = copy.deepcopy(base)
+    for path, value in changes.items():
+        *parents, last = path.split(".")
+        node = obj
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        if value is DELETE:
+            node.pop(last, None)
+        else:
+            node[last] = copy.deepcopy(value)
+    return obj
+
+
+def parsed(obj: Any) -> Monitor | SpecError:
+    try:
+        return parse_monitor(obj)
+    except SpecError as e:
+        return e
+
+
+def assert_agree(obj: Any) -> bool:
+    """Both sides' verdict, after checking they are the same; defaults agree when accepted."""
+    crd_problems = CRD.admit(obj)
+    monitor = parsed(obj)
+    if isinstance(monitor, SpecError):
+        assert crd_problems, f"the CRD accepts what spec.py refuses: {monitor}"
+        return False
+    assert not crd_problems, f"spec.py accepts what the CRD refuses: {crd_problems}"
+    assert parse_monitor(CRD.defaulted(obj)) == monitor, "the CRD's defaults are not spec.py's"
+    return True
+
+
+# -- the hand-written corpus: (id, object, valid?) ------------------------------------------------
+
+C = CHURN
+CASES: list[tuple[str, dict[str, Any], bool]] = [
+    ("churn", C, True),
+    ("minimal", MINIMAL, True),
+    ("iris", IRIS, True),
+    ("price", PRICE, True),
+    (
+        "null fields are absent",
+        patched(C, {"spec.modelPortEnv": None, "spec.threshold": None}),
+        True,
+    ),
+    ("status is ignored", patched(C, {"status": {"phase": "Healthy", "samples": 3}}), True),
+    ("port number", patched(C, {"spec.port": 8080}), True),
+    ("port 65535", patched(C, {"spec.port": 65535}), True),
+    ("port name with digits", patched(C, {"spec.port": "web-8080"}), True),
+    (
+        "durations combined",
+        patched(
+            C,
+            {
+                "spec.alerts": [{"name": "a", "metric": "f1", "above": 0.1, "for": "1d2h3m4s"}],
+                "spec.fallback.engageOn": ["a"],
+            },
+        ),
+        True,
+    ),
+    (
+        "for 0s",
+        patched(
+            C,
+            {
+                "spec.alerts": [{"name": "a", "metric": "f1", "below": 0.5, "for": "0s"}],
+                "spec.fallback.engageOn": DELETE,
+            },
+        ),
+        True,
+    ),
+    (
+        "binary assumes 1",
+        patched(C, {"spec.feedback.missingActual": {"policy": "assume", "value": 1}}),
+        True,
+    ),
+    (
+        "entity by pointer with escapes",
+        patched(C, {"spec.capture.entityId": {"pointer": "/a~1b/~0c/0"}}),
+        True,
+    ),
+    ("whole-body prediction", patched(C, {"spec.capture.prediction": {"pointer": ""}}), True),
+    (
+        "matchExpressions Exists",
+        patched(
+            MINIMAL, {"spec.selector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]}}
+        ),
+        True,
+    ),
+    ("sampleRate tiny", patched(C, {"spec.capture.sampleRate": 1e-6}), True),
+    ("minSamples as 20.0", patched(C, {"spec.metrics.minSamples": 20.0}), True),
+    (
+        "no rules, no engageOn",
+        patched(C, {"spec.fallback.rules": DELETE, "spec.fallback.engageOn": DELETE}),
+        True,
+    ),
+    (
+        "empty rules list",
+        patched(C, {"spec.fallback.rules": [], "spec.fallback.engageOn": []}),
+        True,
+    ),
+    ("disengaged without rules", patched(MINIMAL, {"spec.fallback": {"mode": "disengaged"}}), True),
+    # -- invalid --
+    ("wrong apiVersion", patched(C, {"apiVersion": "truthloop.dev/v1"}), False),
+    ("wrong kind", patched(C, {"kind": "Monitor"}), False),
+    ("no spec", patched(C, {"spec": DELETE}), False),
+    ("unknown top-level field", patched(C, {"extra": 1}), False),
+    ("unknown spec field", patched(C, {"spec.replicas": 2}), False),
+    ("unknown nested field", patched(C, {"spec.capture.prediction.header": "X-P"}), False),
+    ("no selector", patched(C, {"spec.selector": DELETE}), False),
+    ("empty selector", patched(C, {"spec.selector": {}}), False),
+    ("empty matchLabels", patched(C, {"spec.selector": {"matchLabels": {}}}), False),
+    ("bad label value", patched(C, {"spec.selector.matchLabels": {"app": "-x"}}), False),
+    (
+        "In without values",
+        patched(
+            MINIMAL, {"spec.selector": {"matchExpressions": [{"key": "app", "operator": "In"}]}}
+        ),
+        False,
+    ),
+    (
+        "Exists with values",
+        patched(
+            MINIMAL,
+            {
+                "spec.selector": {
+                    "matchExpressions": [{"key": "app", "operator": "Exists", "values": ["a"]}]
+                }
+            },
+        ),
+        False,
+    ),
+    (
+        "unknown operator",
+        patched(
+            MINIMAL,
+            {
+                "spec.selector": {
+                    "matchExpressions": [{"key": "app", "operator": "Near", "values": ["a"]}]
+                }
+            },
+        ),
+        False,
+    ),
+    ("model without name", patched(C, {"spec.model": {}}), False),
+    ("empty model name", patched(C, {"spec.model.name": ""}), False),
+    ("bad version label", patched(C, {"spec.model.versionLabel": "a/b/c"}), False),
+    ("port 0", patched(C, {"spec.port": 0}), False),
+    ("port 65536", patched(C, {"spec.port": 65536}), False),
+    ("port name uppercase", patched(C, {"spec.port": "HTTP"}), False),
+    ("port name all digits", patched(C, {"spec.port": "8080"}), False),
+    ("port name double hyphen", patched(C, {"spec.port": "a--b"}), False),
+    ("port name 16 chars", patched(C, {"spec.port": "abcdefghijklmnop"}), False),
+    ("port true", patched(C, {"spec.port": True}), False),
+    ("bad env name", patched(C, {"spec.modelPortEnv": "1PORT"}), False),
+    ("restartExisting yes", patched(C, {"spec.restartExisting": "yes"}), False),
+    ("unknown task", patched(C, {"spec.task": "ranking"}), False),
+    ("threshold 1.5", patched(C, {"spec.threshold": 1.5}), False),
+    ("threshold a string", patched(C, {"spec.threshold": "0.5"}), False),
+    ("no capture", patched(C, {"spec.capture": DELETE}), False),
+    ("no prediction", patched(C, {"spec.capture.prediction": DELETE}), False),
+    ("prediction from a header", patched(C, {"spec.capture.prediction": {"header": "X-P"}}), False),
+    ("pointer without slash", patched(C, {"spec.capture.prediction.pointer": "prediction"}), False),
+    ("pointer bad escape", patched(C, {"spec.capture.features.pointer": "/a~2"}), False),
+    ("entity both", patched(C, {"spec.capture.entityId": {"header": "X", "pointer": "/x"}}), False),
+    ("entity neither", patched(C, {"spec.capture.entityId": {}}), False),
+    ("header with a space", patched(C, {"spec.capture.entityId": {"header": "X Entity"}}), False),
+    (
+        "batch without predictions",
+        patched(C, {"spec.capture.batch": {"instances": "/instances"}}),
+        False,
+    ),
+    ("sampleRate 0", patched(C, {"spec.capture.sampleRate": 0}), False),
+    ("sampleRate above 1", patched(C, {"spec.capture.sampleRate": 1.01}), False),
+    ("attributionWindow 0s", patched(C, {"spec.feedback.attributionWindow": "0s"}), False),
+    ("duration with a fraction", patched(C, {"spec.feedback.attributionWindow": "1.5h"}), False),
+    (
+        "duration units out of order",
+        patched(C, {"spec.feedback.attributionWindow": "30m1h"}),
+        False,
+    ),
+    ("duration as a number", patched(C, {"spec.metrics.window": 60}), False),
+    ("duration with a newline", patched(C, {"spec.metrics.window": "1h\n"}), False),
+    ("unknown match", patched(C, {"spec.feedback.match": "first"}), False),
+    (
+        "assume without value",
+        patched(C, {"spec.feedback.missingActual": {"policy": "assume"}}),
+        False,
+    ),
+    (
+        "ignore with value",
+        patched(C, {"spec.feedback.missingActual": {"policy": "ignore", "value": 0}}),
+        False,
+    ),
+    (
+        "binary assumes 2",
+        patched(C, {"spec.feedback.missingActual": {"policy": "assume", "value": 2}}),
+        False,
+    ),
+    (
+        "regression assumes a string",
+        patched(PRICE, {"spec.feedback.missingActual.value": "high"}),
+        False,
+    ),
+    ("window 0s", patched(C, {"spec.metrics.window": "0s"}), False),
+    ("minSamples 0", patched(C, {"spec.metrics.minSamples": 0}), False),
+    ("minSamples 2.5", patched(C, {"spec.metrics.minSamples": 2.5}), False),
+    (
+        "below a string",
+        patched(C, {"spec.alerts": [{"name": "acc-low", "metric": "accuracy", "below": "high"}]}),
+        False,
+    ),
+    (
+        "below and above",
+        patched(
+            C,
+            {
+                "spec.alerts": [
+                    {"name": "acc-low", "metric": "accuracy", "below": 0.8, "above": 0.9}
+                ]
+            },
+        ),
+        False,
+    ),
+    (
+        "neither below nor above",
+        patched(C, {"spec.alerts": [{"name": "acc-low", "metric": "accuracy"}]}),
+        False,
+    ),
+    (
+        "duplicate alert names",
+        patched(
+            C,
+            {
+                "spec.alerts": [
+                    {"name": "acc-low", "metric": "accuracy", "below": 0.8},
+                    {"name": "acc-low", "metric": "f1", "below": 0.8},
+                ]
+            },
+        ),
+        False,
+    ),
+    (
+        "metric of another task",
+        patched(C, {"spec.alerts": [{"name": "acc-low", "metric": "rmse", "above": 3}]}),
+        False,
+    ),
+    (
+        "unknown metric",
+        patched(PRICE, {"spec.alerts": [{"name": "err", "metric": "accuracy", "below": 0.8}]}),
+        False,
+    ),
+    (
+        "alert name with a space",
+        patched(
+            C,
+            {
+                "spec.alerts": [{"name": "acc low", "metric": "accuracy", "below": 0.8}],
+                "spec.fallback.engageOn": DELETE,
+            },
+        ),
+        False,
+    ),
+    (
+        "too many alerts",
+        patched(
+            C,
+            {
+                "spec.alerts": [{"name": f"a{i}", "metric": "f1", "below": 0.5} for i in range(33)],
+                "spec.fallback.engageOn": DELETE,
+            },
+        ),
+        False,
+    ),
+    ("engageOn an unknown alert", patched(C, {"spec.fallback.engageOn": ["nope"]}), False),
+    ("engageOn without alerts", patched(C, {"spec.alerts": DELETE}), False),
+    ("engageOn without rules", patched(C, {"spec.fallback.rules": DELETE}), False),
+    ("engaged without rules", patched(MINIMAL, {"spec.fallback": {"mode": "engaged"}}), False),
+    ("unknown mode", patched(C, {"spec.fallback.mode": "on"}), False),
+    (
+        "last rule has when",
+        patched(C, {"spec.fallback.rules": [{"when": "true", "prediction": "1"}]}),
+        False,
+    ),
+    (
+        "two rules without when",
+        patched(C, {"spec.fallback.rules": [{"prediction": "1"}, {"prediction": "0"}]}),
+        False,
+    ),
+    (
+        "rule without prediction",
+        patched(C, {"spec.fallback.rules": [{"when": "true"}, {"prediction": "0"}]}),
+        False,
+    ),
+    (
+        "empty when",
+        patched(C, {"spec.fallback.rules": [{"when": "", "prediction": "1"}, {"prediction": "0"}]}),
+        False,
+    ),
+    ("not an object", {"spec": []}, False),  # type: ignore[dict-item]
+    ("NaN threshold", patched(C, {"spec.threshold": float("nan")}), False),
+]
+
+# -- what only spec.py checks: (id, object, path of spec.py's error) ------------------------------
+
+SPEC_ONLY: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "rule syntax error",
+        patched(
+            C,
+            {
+                "spec.fallback.rules": [
+                    {"when": "request.x <", "prediction": "1"},
+                    {"prediction": "0"},
+                ]
+            },
+        ),
+        "spec.fallback.rules[0].when",
+    ),
+    (
+        "undeclared identifier",
+        patched(
+            C,
+            {
+                "spec.fallback.rules": [
+                    {"when": "req.x < 1", "prediction": "1"},
+                    {"prediction": "0"},
+                ]
+            },
+        ),
+        "spec.fallback.rules[0].when",
+    ),
+    (
+        "prediction type error",
+        patched(C, {"spec.fallback.rules": [{"prediction": "1 + 'a'"}]}),
+        "spec.fallback.rules[0].prediction",
+    ),
+    ("name not a DNS name", patched(C, {"metadata.name": "Churn_Model"}), "metadata.name"),
+    ("no name", patched(C, {"metadata.name": DELETE}), "metadata.name"),
+    (
+        "namespace not a DNS label",
+        patched(C, {"metadata.namespace": "ml.prod"}),
+        "metadata.namespace",
+    ),
+    ("generation 0", patched(C, {"metadata.generation": 0}), "metadata.generation"),
+    (
+        "bad matchLabels key",
+        patched(C, {"spec.selector.matchLabels": {"app name": "x"}}),
+        'spec.selector.matchLabels["app name"]',
+    ),
+]
+
+
+def test_the_corpus_is_big_and_two_sided() -> None:
+    assert len(CASES) >= 40
+    assert {valid for _, _, valid in CASES} == {True, False}
+
+
+@pytest.mark.parametrize(("obj", "valid"), [(o, v) for _, o, v in CASES], ids=[c[0] for c in CASES])
+def test_hand_written_cases_get_the_same_verdict(obj: dict[str, Any], valid: bool) -> None:
+    assert assert_agree(obj) is valid
+
+
+@pytest.mark.parametrize(
+    ("obj", "path"), [(o, p) for _, o, p in SPEC_ONLY], ids=[c[0] for c in SPEC_ONLY]
+)
+def test_what_only_spec_checks(obj: dict[str, Any], path: str) -> None:
+    assert CRD.admit(obj) == []
+    with pytest.raises(SpecError) as raised:
+        parse_monitor(obj)
+    assert [e.path for e in raised.value.errors] == [path]
+
+
+ALL_METRICS = sorted({m for names in metrics.METRIC_NAMES.values() for m in names})
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+@pytest.mark.parametrize("metric", [*ALL_METRICS, "accuracyLower", "auc"])
+def test_the_crd_knows_each_tasks_metrics(task: str, metric: str) -> None:
+    obj = patched(
+        MINIMAL,
+        {"spec.task": task, "spec.alerts": [{"name": "a", "metric": metric, "below": 0.5}]},
+    )
+    assert assert_agree(obj) is (metric in metrics.METRIC_NAMES[task])
+
+
+# -- generated: a base monitor with generated alerts, rules and field changes ---------------------
+
+NAMES = ["acc-low", "a", "b"]
+RULES = [
+    {"when": "request.features.tenure < 6", "prediction": "1"},
+    {"when": "has(request.x) && headers['x-tier'] == 'gold'", "prediction": "'yes'"},
+    {"prediction": "0"},
+    {"prediction": "request.fallback"},
+]
+MUTATIONS: dict[str, list[Any]] = {
+    "apiVersion": ["truthloop.dev/v1", DELETE],
+    "kind": ["Monitor"],
+    "status": [{"phase": "Healthy"}, "junk"],
+    "spec.selector": [
+        DELETE,
+        {},
+        "app=x",
+        {"matchLabels": {"app": "x"}, "extra": 1},
+        {"matchLabels": {"app": ""}},
+        {"matchLabels": {"app": "bad value"}},
+        {"matchLabels": {"app": None}},
+        {"matchExpressions": []},
+        {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["a", "b"]}]},
+        {"matchExpressions": [{"key": "tier", "operator": "DoesNotExist", "values": []}]},
+        {"matchExpressions": [{"key": "bad key", "operator": "Exists"}]},
+        {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["ok", "-bad"]}]},
+    ],
+    "spec.model": [
+        DELETE,
+        {},
+        {"name": 5},
+        {"name": "m", "versionLabel": ""},
+        {"name": "m", "versionLabel": "example.com/version"},
+        {"name": "x" * 254},
+    ],
+    "spec.port": ["metrics", 1, 8080.0, 80.5, -1, "-ab", "ab-", "web-1", None, [80]],
+    "spec.modelPortEnv": ["_P1", "", "A-B", 5],
+    "spec.restartExisting": [True, 1],
+    "spec.task": ["multiclass", "regression", "Binary", 1],
+    "spec.threshold": [0, 1, -0.1, True, float("inf")],
+    "spec.capture": [DELETE, {}, "x"],
+    "spec.capture.entityId": [
+        {"pointer": "/user_id"},
+        {"pointer": ""},
+        {"header": ""},
+        {"pointer": "user"},
+        None,
+    ],
+    "spec.capture.score": [{"pointer": "/score"}, {"pointer": "score"}, {}, {"header": "X"}],
+    "spec.capture.features": [{"pointer": "/features/" + "x" * 1100}, {"pointer": "/features~01"}],
+    "spec.capture.batch": [
+        {"instances": "/i", "predictions": "/p"},
+        {"instances": "i", "predictions": "/p"},
+        {},
+    ],
+    "spec.capture.sampleRate": [1, 0.5, 0, -1, "1", 2],
+    "spec.feedback": [DELETE, {}, None, "x", {"extra": 1}],
+    "spec.feedback.attributionWindow": [
+        "7d",
+        "1h30m",
+        "00h",
+        "",
+        "90",
+        90,
+        "1h1h",
+        "1" * 40 + "s",
+        "9s",
+        "1D",
+    ],
+    "spec.feedback.match": ["all", "first", 0],
+    "spec.feedback.missingActual": [
+        {"policy": "assume", "value": 0},
+        {"policy": "assume", "value": 1.0},
+        {"policy": "assume", "value": 0.5},
+        {"policy": "assume", "value": True},
+        {"policy": "assume", "value": "churned"},
+        {"policy": "assume"},
+        {"policy": "guess"},
+        {},
+        {"value": 1},
+        {"policy": "ignore", "value": None},
+    ],
+    "spec.metrics": [
+        {},
+        {"window": "1m", "minSamples": 1},
+        {"window": "0s"},
+        {"minSamples": 0},
+        {"minSamples": "20"},
+        {"window": 60},
+        {"window": None, "minSamples": None},
+    ],
+    "spec.fallback": [DELETE, {}, {"mode": "engaged"}, [], {"extra": True}],
+    "spec.fallback.mode": ["auto", "engaged", "disengaged", "on"],
+    "spec.fallback.recoverAfter": ["0s", "ten", "1d"],
+    "spec.fallback.engageOn": [[], ["acc-low"], ["a", "b"], ["nope"], "acc-low", [1], [""]],
+    "spec.extra": [1],
+}
+CHANGES = [(path, value) for path, values in MUTATIONS.items() for value in values]
+
+GOOD_THRESHOLDS = [{"below": 0.8}, {"above": 0.2}, {"below": 1}, {"above": 100}]
+BAD_THRESHOLDS = [{"below": 1, "above": 2}, {}, {"below": "x"}]
+
+
+def often(good: list[Any], bad: list[Any]) -> st.SearchStrategy[Any]:
+    """One of `good` three times in four, else one of `bad`."""
+    return (
+        st.sampled_from(good) | st.sampled_from(good) | st.sampled_from(good) | st.sampled_from(bad)
+    )
+
+
+@st.composite
+def monitors(draw: st.DrawFn) -> dict[str, Any]:
+    """A base monitor with generated alerts, engageOn and rules (mostly sound), and up to two
+    field changes (often unsound): near the edge between valid and invalid, on both sides."""
+    obj = copy.deepcopy(BASES[draw(st.sampled_from(sorted(BASES)))])
+    changes: dict[str, Any] = {}
+    if draw(st.booleans()):
+        task = obj["spec"].get("task", "binary")
+        names = draw(st.lists(often(NAMES, ["bad name", "", "a"]), max_size=3))
+        alerts = [
+            {
+                "name": name,
+                "metric": draw(often(list(metrics.METRIC_NAMES[task]), [*ALL_METRICS, "nope"])),
+                **draw(often(GOOD_THRESHOLDS, BAD_THRESHOLDS)),
+                **draw(st.fixed_dictionaries({}, optional={"for": often(["0s", "2m"], ["2", 5])})),
+            }
+            for name in names
+        ]
+        changes["spec.alerts"] = alerts
+        changes["spec.fallback.engageOn"] = draw(
+            st.just(DELETE) | st.lists(often(names or ["acc-low"], ["zz"]), max_size=2)
+        )
+    if draw(st.booleans()):
+        whens = draw(st.lists(often(RULES[:2], [{"when": "true"}, RULES[2]]), max_size=3))
+        last = draw(often(RULES[2:], [{"when": "true"}, {"prediction": "1", "x": 1}]))
+        changes["spec.fallback.rules"] = draw(st.just([*whens, last]) | st.just([]))
+    for path, value in draw(st.lists(st.sampled_from(CHANGES), max_size=2)):
+        changes[path] = value
+    return patched(obj, changes)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(monitors())
+def test_generated_monitors_get_the_same_verdict(obj: dict[str, Any]) -> None:
+    assert_agree(obj)

@@ -1,0 +1,3 @@
+from truthloop.cli import main
+
+raise SystemExit(main())

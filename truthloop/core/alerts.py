@@ -1,0 +1,458 @@
+"""The alert and fallback state machine: `step(state, spec, now, metrics)` → (state, transitions).
+
+One pure function, ticked by the feedback service on each monitor's window metrics. It reads no
+clock (`now` is epoch seconds, passed in) and mutates nothing; the state is a frozen value that
+`to_dict`/`from_dict` carry through JSON, so a restarted service resumes where it stopped.
+
+Alerts (one `AlertState` per `spec.alerts` entry, matched by name across spec changes):
+- An alert's *condition* holds at a step when its metric has a value, at least
+  `spec.metrics.min_samples` labeled samples behind it, and `AlertSpec.breached(value)`.
+- It is `pending` while the condition has held for less than `for`, and `firing` at the first step
+  where it has held for `for` seconds continuously (at once with `for: 0`). A step without enough
+  data breaks the run: the condition is not known to have held.
+- Without enough data (fewer samples than `minSamples`, or no value, or a non-finite one) an alert
+  is `insufficient`: no traffic is never a breach. A *firing* alert stays firing, because no
+  traffic is never a recovery either; only a step with enough data and the condition not holding
+  resolves it (`ok`).
+
+The fallback:
+- `engaged` mode: always active; `disengaged`: never active; `auto` decides from the alerts.
+- In `auto` it engages when an alert named in `engageOn` is firing or an external (Alertmanager)
+  alert is firing, and only if the spec has fallback rules: without rules there is nothing to
+  serve (the sidecar would pass every request to the model), so auto never engages it and the
+  phase stays `Degraded`, which tells the truth.
+- It disengages once no engaging alert has been pending or firing and no external alert firing
+  for `recoverAfter` seconds continuously (`clear_since`). An `insufficient` alert does not hold
+  the fallback: one that had fired is still `firing` until data shows it clear, and one that never
+  fired has no breach to recover from (a monitor with no labels yet must not keep an Alertmanager
+  engagement forever).
+- `clear_since` is tracked in every mode, so switching from a manual mode to `auto` re-evaluates
+  at once from the current alerts: engaged while they fire, released at once if they have been
+  clear for `recoverAfter` already, else once they have.
+
+Phase: `FallbackActive` if the fallback is active; else `Degraded` if an alert is pending or
+firing; else `Collecting` while the window holds fewer labeled samples than `minSamples` (the most
+samples behind any metric passed in, so a monitor without alerts collects too); else `Healthy`.
+`Pending` and `Invalid` are the shells' (a monitor not yet registered, a spec that does not parse).
+
+Transitions are emitted exactly when something happens: `alert_pending` when an alert becomes
+pending, `alert_firing` when it fires, `alert_resolved` when a firing alert clears (or is removed
+from the spec), `fallback_engaged`/`fallback_disengaged` when the fallback's activity flips, and
+`phase_changed` when the phase does. A pending alert that stops holding, or an alert that loses or
+regains enough data, changes only the state (and, through it, the phase). Each transition's
+`reason` is the text an Event or a log line shows: `accuracy-low: accuracy 0.62 < 0.8 for 2m`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from truthloop.core.spec import FALLBACK_MODES, AlertSpec, FallbackMode, MonitorSpec
+
+AlertStatus = Literal["ok", "pending", "firing", "insufficient"]
+Phase = Literal["Pending", "Collecting", "Healthy", "Degraded", "FallbackActive", "Invalid"]
+TransitionKind = Literal[
+    "alert_pending",
+    "alert_firing",
+    "alert_resolved",
+    "fallback_engaged",
+    "fallback_disengaged",
+    "phase_changed",
+]
+
+ALERT_STATUSES: tuple[AlertStatus, ...] = get_args(AlertStatus)
+PHASES: tuple[Phase, ...] = get_args(Phase)
+
+MANUAL = "manual"
+"""`fallback_reason` while a manual mode holds the fallback."""
+ALERTMANAGER = "alertmanager: "
+"""Prefix of an external alert's name in `fallback_reason`."""
+
+_BREACHING: frozenset[AlertStatus] = frozenset({"pending", "firing"})
+
+
+@dataclass(frozen=True, slots=True)
+class WindowMetric:
+    """A metric's value over the monitor's window and the labeled samples behind it."""
+
+    value: float | None
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """One alert. `since`: when the current status began (None only before the first step).
+
+    `value` and `samples` are the latest observation, also while the alert is insufficient.
+    """
+
+    name: str
+    status: AlertStatus
+    since: float | None
+    value: float | None
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorState:
+    """Everything `step` remembers between ticks; JSON-safe through `to_dict`/`from_dict`."""
+
+    phase: Phase
+    alerts: tuple[AlertState, ...]
+    fallback_active: bool
+    fallback_since: float | None
+    fallback_reason: str | None
+    """What engaged the fallback (`accuracy-low, alertmanager: LatencyHigh`), or `manual`."""
+    clear_since: float | None
+    """Since when no engaging alert is pending or firing, nor an external one (recoverAfter)."""
+    mode: FallbackMode
+    """The mode in effect at the last step (the manual override, else the spec's)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe. Each alert's status is under `state`, as in Prometheus' alerts API."""
+        return {
+            "phase": self.phase,
+            "alerts": [
+                {
+                    "name": a.name,
+                    "state": a.status,
+                    "since": a.since,
+                    "value": a.value,
+                    "samples": a.samples,
+                }
+                for a in self.alerts
+            ],
+            "fallback_active": self.fallback_active,
+            "fallback_since": self.fallback_since,
+            "fallback_reason": self.fallback_reason,
+            "clear_since": self.clear_since,
+            "mode": self.mode,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> MonitorState:
+        """The inverse of `to_dict`; raises ValueError naming the first malformed field."""
+        top = _Reader(data, "state")
+        alerts = []
+        for i, item in enumerate(top.array("alerts")):
+            alert = _Reader(item, f"state.alerts[{i}]")
+            alerts.append(
+                AlertState(
+                    alert.text("name"),
+                    alert.choice("state", ALERT_STATUSES),
+                    alert.number("since"),
+                    alert.number("value"),
+                    alert.integer("samples"),
+                )
+            )
+        return cls(
+            phase=top.choice("phase", PHASES),
+            alerts=tuple(alerts),
+            fallback_active=top.flag("fallback_active"),
+            fallback_since=top.number("fallback_since"),
+            fallback_reason=top.optional_text("fallback_reason"),
+            clear_since=top.number("clear_since"),
+            mode=top.choice("mode", FALLBACK_MODES),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """Something that happened at `at`; `reason` is human-readable (an Event's message).
+
+    `alert` names the alert of `alert_*` kinds; `previous`/`current` are set for `phase_changed`.
+    """
+
+    kind: TransitionKind
+    at: float
+    alert: str | None
+    reason: str
+    previous: Phase | None = None
+    current: Phase | None = None
+
+
+def initial_state(spec: MonitorSpec) -> MonitorState:
+    """A new monitor: every alert insufficient, fallback active only if the spec pins it engaged.
+
+    With no clock here, an engaged fallback's `since` is stamped by the first `step`.
+    """
+    active = spec.fallback.mode == "engaged"
+    return MonitorState(
+        phase="FallbackActive" if active else "Collecting",
+        alerts=tuple(_fresh(alert.name) for alert in spec.alerts),
+        fallback_active=active,
+        fallback_since=None,
+        fallback_reason=MANUAL if active else None,
+        clear_since=None,
+        mode=spec.fallback.mode,
+    )
+
+
+def step(
+    state: MonitorState,
+    spec: MonitorSpec,
+    now: float,
+    metrics: Mapping[str, WindowMetric],
+    *,
+    external_firing: frozenset[str] = frozenset(),
+    mode: FallbackMode | None = None,
+) -> tuple[MonitorState, tuple[Transition, ...]]:
+    """Advance `state` to `now` given the window's `metrics` (by metric name).
+
+    `external_firing`: Alertmanager alerts firing for this monitor. `mode`: the manual override
+    (None: the spec's own mode). Returns the new state and what happened, in order: alert
+    transitions in spec order, then the fallback's, then the phase's.
+    """
+    effective = mode or spec.fallback.mode
+    min_samples = spec.metrics.min_samples
+    specs = {alert.name: alert for alert in spec.alerts}
+    alerts, transitions = _step_alerts(state.alerts, spec, now, metrics)
+
+    engaging = [a for a in alerts if a.name in spec.fallback.engage_on]
+    serves = bool(spec.fallback.rules)
+    external = sorted(external_firing) if serves else []
+    blocked = bool(external) or any(a.status in _BREACHING for a in engaging)
+    clear_since = None if blocked else (now if state.clear_since is None else state.clear_since)
+    causes = [a for a in engaging if a.status == "firing"]
+    cause_names = [a.name for a in causes] + [ALERTMANAGER + name for name in external]
+
+    reason = state.fallback_reason
+    if effective == "engaged":
+        active, reason = True, MANUAL
+    elif effective == "disengaged" or not serves:
+        active = False
+    elif cause_names:
+        active = True
+        if not state.fallback_active or state.mode != "auto":
+            reason = ", ".join(cause_names)
+    else:
+        recovered = clear_since is not None and now - clear_since >= spec.fallback.recover_after
+        active = state.fallback_active and not recovered
+
+    engaged_text = reason or MANUAL
+    if active and not state.fallback_active:
+        if effective == "auto":
+            engaged_text = _causes_text(causes, specs, external, min_samples)
+        transitions.append(Transition("fallback_engaged", now, None, engaged_text))
+    elif state.fallback_active and not active:
+        why = _release_text(effective, serves, clear_since, now, spec.fallback.recover_after)
+        transitions.append(Transition("fallback_disengaged", now, None, why))
+    if not active:
+        fallback_since, reason = None, None
+    elif state.fallback_active and state.fallback_since is not None:
+        fallback_since = state.fallback_since
+    else:
+        fallback_since = now
+
+    labeled = max((m.samples for m in metrics.values()), default=0)
+    breaching = [a for a in alerts if a.status in _BREACHING]
+    phase: Phase
+    if active:
+        phase, why = "FallbackActive", engaged_text
+    elif breaching:
+        phase = "Degraded"
+        why = "; ".join(_describe(a, specs[a.name], min_samples) for a in breaching)
+    elif labeled < min_samples:
+        phase, why = "Collecting", f"{labeled} labeled in the window, minSamples {min_samples}"
+    else:
+        phase, why = "Healthy", f"no alert pending or firing, {labeled} labeled in the window"
+    if phase != state.phase:
+        transitions.append(Transition("phase_changed", now, None, why, state.phase, phase))
+
+    new_state = MonitorState(
+        phase=phase,
+        alerts=alerts,
+        fallback_active=active,
+        fallback_since=fallback_since,
+        fallback_reason=reason,
+        clear_since=clear_since,
+        mode=effective,
+    )
+    return new_state, tuple(transitions)
+
+
+def _step_alerts(
+    previous: tuple[AlertState, ...],
+    spec: MonitorSpec,
+    now: float,
+    metrics: Mapping[str, WindowMetric],
+) -> tuple[tuple[AlertState, ...], list[Transition]]:
+    """Each of the spec's alerts stepped (matched to its previous state by name), in spec order."""
+    before = {a.name: a for a in previous}
+    alerts = []
+    transitions = []
+    for alert in spec.alerts:
+        old = before.pop(alert.name, None) or _fresh(alert.name)
+        new = _step_alert(old, alert, spec.metrics.min_samples, now, metrics.get(alert.metric))
+        alerts.append(new)
+        transitions.extend(_alert_transitions(old, new, alert, spec.metrics.min_samples, now))
+    for name, removed in before.items():
+        if removed.status == "firing":
+            why = f"{name}: removed from the spec"
+            transitions.append(Transition("alert_resolved", now, name, why))
+    return tuple(alerts), transitions
+
+
+def _fresh(name: str) -> AlertState:
+    return AlertState(name, "insufficient", None, None, 0)
+
+
+def _step_alert(
+    old: AlertState, alert: AlertSpec, min_samples: int, now: float, metric: WindowMetric | None
+) -> AlertState:
+    value = metric.value if metric is not None else None
+    if value is not None and not math.isfinite(value):
+        value = None
+    samples = metric.samples if metric is not None else 0
+    status: AlertStatus
+    if value is None or samples < min_samples:
+        status = "firing" if old.status == "firing" else "insufficient"
+    elif not alert.breached(value):
+        status = "ok"
+    elif old.status == "firing":
+        status = "firing"
+    else:
+        began = old.since if old.status == "pending" and old.since is not None else now
+        if now - began >= alert.for_:
+            status = "firing"
+        else:
+            return AlertState(alert.name, "pending", began, value, samples)
+    since = old.since if status == old.status and old.since is not None else now
+    return AlertState(alert.name, status, since, value, samples)
+
+
+def _alert_transitions(
+    old: AlertState, new: AlertState, alert: AlertSpec, min_samples: int, now: float
+) -> list[Transition]:
+    if new.status == old.status:
+        return []
+    text = _describe(new, alert, min_samples)
+    if new.status == "pending":
+        return [Transition("alert_pending", now, alert.name, text)]
+    if new.status == "firing":
+        return [Transition("alert_firing", now, alert.name, text)]
+    if old.status == "firing":
+        return [Transition("alert_resolved", now, alert.name, text)]
+    return []
+
+
+def _describe(state: AlertState, alert: AlertSpec, min_samples: int) -> str:
+    """`accuracy-low: accuracy 0.62 < 0.8 for 2m` (firing), `..., firing after 2m` (pending),
+    `accuracy-low: accuracy 0.85 >= 0.8` (clear), or why the data does not tell."""
+    head = f"{alert.name}: {alert.metric}"
+    if state.value is None or state.samples < min_samples:
+        seen = "no value" if state.value is None else _number(state.value)
+        return (
+            f"{head} {seen} on {state.samples} labeled (minSamples {min_samples}), {state.status}"
+        )
+    if alert.below is not None:
+        breach, clear, threshold = "<", ">=", alert.below
+    else:
+        breach, clear, threshold = ">", "<=", alert.above
+    if state.status == "ok":
+        return f"{head} {_number(state.value)} {clear} {_number(threshold)}"
+    comparison = f"{head} {_number(state.value)} {breach} {_number(threshold)}"
+    if state.status == "pending":
+        return f"{comparison}, firing after {_duration(alert.for_)}"
+    return f"{comparison} for {_duration(alert.for_)}"
+
+
+def _causes_text(
+    causes: list[AlertState],
+    specs: Mapping[str, AlertSpec],
+    external: list[str],
+    min_samples: int,
+) -> str:
+    parts = [_describe(a, specs[a.name], min_samples) for a in causes]
+    return "; ".join(parts + [ALERTMANAGER + name for name in external])
+
+
+def _release_text(
+    mode: FallbackMode, serves: bool, clear_since: float | None, now: float, recover_after: float
+) -> str:
+    if mode == "disengaged":
+        return MANUAL
+    if not serves:
+        return "no fallback rules to serve"
+    held = now - clear_since if clear_since is not None else 0.0
+    return (
+        f"no engaging alert pending or firing for {_duration(held)}"
+        f" (recoverAfter {_duration(recover_after)})"
+    )
+
+
+def _number(x: float | None) -> str:
+    return "none" if x is None else f"{x:.4g}"
+
+
+def _duration(seconds: float) -> str:
+    """`2m`, `1h`, `90s`, `0s`: the largest unit that divides `seconds` exactly."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+class _Reader:
+    """Typed access to one JSON object of a persisted state, errors naming the field's path."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected an object")
+        self.data = data
+        self.path = path
+
+    def get(self, key: str) -> Any:
+        if key not in self.data:
+            raise ValueError(f"{self.path}.{key}: missing")
+        return self.data[key]
+
+    def _fail(self, key: str, expected: str) -> ValueError:
+        return ValueError(f"{self.path}.{key}: expected {expected}, got {self.data[key]!r}")
+
+    def text(self, key: str) -> str:
+        value = self.get(key)
+        if not isinstance(value, str):
+            raise self._fail(key, "a string")
+        return value
+
+    def flag(self, key: str) -> bool:
+        value = self.get(key)
+        if not isinstance(value, bool):
+            raise self._fail(key, "a boolean")
+        return value
+
+    def integer(self, key: str) -> int:
+        value = self.get(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._fail(key, "an integer")
+        return value
+
+    def optional_text(self, key: str) -> str | None:
+        value = self.get(key)
+        if value is not None and not isinstance(value, str):
+            raise self._fail(key, "a string or null")
+        return value
+
+    def number(self, key: str) -> float | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._fail(key, "a number or null")
+        return float(value)
+
+    def array(self, key: str) -> list[Any]:
+        value = self.get(key)
+        if not isinstance(value, list):
+            raise self._fail(key, "an array")
+        return value
+
+    def choice(self, key: str, allowed: tuple[Any, ...]) -> Any:
+        value = self.get(key)
+        if value not in allowed:
+            raise self._fail(key, "one of " + ", ".join(allowed))
+        return value

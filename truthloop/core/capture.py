@@ -1,0 +1,77 @@
+"""Capture records: what the sidecar sends the feedback service for each prediction it saw.
+
+`records` turns one request's extracted rows (core/extract) into `CaptureRecord`s, the exact
+wire shape `POST /v1/predictions` takes (encode with msgspec; `score` and `features` are left out
+when absent, `entity_id` is null). A batch request yields one record per row, with the ID
+`<prediction_id>/<row>`.
+
+`sampled` decides, from the prediction ID alone, whether a request is kept at a `sampleRate`: the
+same ID always gets the same answer, so the fallback's answer and the model's shadow answer to one
+request (which share the ID) are kept or skipped together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import msgspec
+
+from truthloop.core.extract import Row
+
+ServedBy = Literal["model", "fallback"]
+Scalar = float | int | str | bool
+
+_SPAN = float(2**64)
+
+
+class CaptureRecord(msgspec.Struct, frozen=True):
+    prediction_id: str
+    monitor: str
+    model_version: str
+    entity_id: str | int | None
+    ts: float
+    prediction: Any
+    served_by: ServedBy
+    score: float | msgspec.UnsetType = msgspec.UNSET
+    features: Any = msgspec.UNSET
+
+
+def sampled(prediction_id: str, rate: float) -> bool:
+    """True when a request with this ID is kept at `rate` (0..1); stable for a given ID."""
+    if rate >= 1.0:
+        return True
+    if rate <= 0.0:
+        return False
+    digest = hashlib.blake2b(prediction_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / _SPAN < rate
+
+
+def records(
+    rows: Iterable[Row],
+    *,
+    prediction_id: str,
+    monitor: str,
+    model_version: str,
+    served_by: ServedBy,
+    ts: float,
+    batch: bool,
+) -> list[CaptureRecord]:
+    """One record per row; for a batch spec the row number is appended to the prediction ID."""
+    out = []
+    for row in rows:
+        out.append(
+            CaptureRecord(
+                prediction_id=f"{prediction_id}/{row.index}" if batch else prediction_id,
+                monitor=monitor,
+                model_version=model_version,
+                entity_id=row.entity_id,
+                ts=ts,
+                prediction=row.prediction,
+                served_by=served_by,
+                score=msgspec.UNSET if row.score is None else row.score,
+                features=msgspec.UNSET if row.features is None else row.features,
+            )
+        )
+    return out

@@ -1,0 +1,207 @@
+"""What a capture spec takes from one request/response pair: entity, prediction, score, features.
+
+`extract` is pure and total: the bodies come in already decoded (`decode` turns bytes into JSON or
+`NOT_JSON`), and whatever the pair lacks is an `Extraction` with a reason code, never an exception.
+The reason is the sidecar's `capture_errors{reason}` label; `detail` says where (`row 2:
+/user_id: no key "user_id" at the document root`).
+
+Without a batch spec, the entity and features are read from the request (body pointer or request
+header) and the prediction and score from the response body. With a batch spec, the request's
+`instances` array is zipped with the response's `predictions` array, one `Row` per pair; the
+entity and features pointers then read the instance, the prediction and score pointers the
+prediction element (`""` being the element itself, as in KServe v1's `{"predictions": [0.2]}`).
+A header source gives every row the same value.
+
+Reason codes: `not_json`, `invalid_pointer`, `unsupported_source`, `entity_missing`,
+`entity_invalid`, `prediction_missing`, `score_missing`, `score_invalid`, `features_missing`,
+`instances_missing`, `predictions_missing`, `batch_length_mismatch`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import msgspec
+
+from truthloop.core import pointer
+from truthloop.core.spec import CaptureSpec, Source
+
+HeaderName = str | bytes
+Headers = Mapping[str, str] | Iterable[tuple[HeaderName, HeaderName]]
+
+
+class _Undecodable(enum.Enum):
+    NOT_JSON = "not_json"
+
+
+NOT_JSON: Final = _Undecodable.NOT_JSON
+"""What `decode` returns for a body that is absent, empty or not JSON."""
+
+_DECODER: Final = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One captured prediction. `index` is the row's place in a batch, None outside batches."""
+
+    entity_id: str | None
+    prediction: Any
+    score: float | None = None
+    features: Any = None
+    index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    """The rows of one exchange, or why there are none: `error` is a reason code."""
+
+    rows: tuple[Row, ...] = ()
+    error: str | None = None
+    detail: str | None = None
+
+
+class _Failed(Exception):
+    """Internal: one field could not be extracted; becomes the Extraction's error."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(reason, detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def decode(body: bytes | None) -> Any:
+    """The JSON value in `body`, or NOT_JSON for a missing, empty or malformed body."""
+    if not body:
+        return NOT_JSON
+    try:
+        return _DECODER.decode(body)
+    except msgspec.MsgspecError:
+        return NOT_JSON
+
+
+def header(headers: Headers, name: str) -> str | None:
+    """The first value of header `name` (any case), whitespace-trimmed; None when absent.
+
+    `headers` is a mapping or (name, value) pairs of str or raw bytes (decoded as Latin-1, the
+    octets HTTP carries).
+    """
+    wanted = name.lower()
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    for key, value in pairs:
+        text = key.decode("latin-1") if isinstance(key, bytes) else key
+        if text.lower() == wanted:
+            found = value.decode("latin-1") if isinstance(value, bytes) else value
+            return found.strip()
+    return None
+
+
+def extract(
+    capture: CaptureSpec, request_headers: Headers, request_body: Any, response_body: Any
+) -> Extraction:
+    """The rows `capture` finds in one exchange; bodies are decoded JSON or NOT_JSON."""
+    try:
+        if capture.batch is None:
+            row = _row(capture, request_headers, request_body, response_body, None)
+            return Extraction(rows=(row,))
+        instances = _array(request_body, capture.batch.instances, "instances", "request")
+        predictions = _array(response_body, capture.batch.predictions, "predictions", "response")
+        if len(instances) != len(predictions):
+            raise _Failed(
+                "batch_length_mismatch",
+                f"{len(instances)} instances at {capture.batch.instances}, "
+                f"{len(predictions)} predictions at {capture.batch.predictions}",
+            )
+        return Extraction(
+            rows=tuple(
+                _row(capture, request_headers, instance, prediction, index)
+                for index, (instance, prediction) in enumerate(
+                    zip(instances, predictions, strict=True)
+                )
+            )
+        )
+    except _Failed as failure:
+        return Extraction(error=failure.reason, detail=failure.detail)
+
+
+def _row(
+    capture: CaptureSpec, headers: Headers, request: Any, response: Any, index: int | None
+) -> Row:
+    where = "" if index is None else f"row {index}: "
+    entity = None
+    if capture.entity_id is not None:
+        entity = _entity(_read(capture.entity_id, headers, request, "entity", where), where)
+    features = None
+    if capture.features is not None:
+        features = _read(capture.features, headers, request, "features", where)
+    prediction = _body_value(capture.prediction, response, "prediction", where)
+    score = None
+    if capture.score is not None:
+        score = _score(_body_value(capture.score, response, "score", where), where)
+    return Row(entity, prediction, score, features, index)
+
+
+def _read(source: Source, headers: Headers, body: Any, field: str, where: str) -> Any:
+    """A request-side value: from a header, or at a pointer into the request body."""
+    if source.header is not None:
+        value = header(headers, source.header)
+        if value is None:
+            raise _Failed(f"{field}_missing", f"{where}no {source.header} header")
+        return value
+    return _at(body, source.pointer or "", field, where, "request")
+
+
+def _body_value(source: Source, body: Any, field: str, where: str) -> Any:
+    """A response-side value: only a pointer into the response body can hold one."""
+    if source.pointer is None:
+        raise _Failed("unsupported_source", f"{field} is read from the response body, not a header")
+    return _at(body, source.pointer, field, where, "response")
+
+
+def _at(body: Any, path: str, field: str, where: str, side: str) -> Any:
+    if body is NOT_JSON:
+        raise _Failed("not_json", f"the {side} body is not JSON")
+    try:
+        value = pointer.resolve(body, path)
+    except pointer.PointerError as e:
+        raise _Failed("invalid_pointer", f"{field}: {e}") from e
+    if isinstance(value, pointer.Missing):
+        raise _Failed(f"{field}_missing", f"{where}{value}")
+    return value
+
+
+def _array(body: Any, path: str, field: Literal["instances", "predictions"], side: str) -> list:
+    value = _at(body, path, field, "", side)
+    if not isinstance(value, list):
+        raise _Failed(
+            f"{field}_missing", f"{path}: expected an array, got {pointer.describe(value)}"
+        )
+    return value
+
+
+def _entity(value: Any, where: str) -> str:
+    """Entity IDs are strings; integers are taken as their decimal text."""
+    if isinstance(value, str):
+        if value:
+            return value
+        raise _Failed("entity_invalid", f"{where}the entity ID is an empty string")
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return str(value)
+        except ValueError:  # beyond Python's int-to-str digit limit
+            pass
+    raise _Failed(
+        "entity_invalid",
+        f"{where}expected a non-empty string or an integer, got {pointer.describe(value)}",
+    )
+
+
+def _score(value: Any, where: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            pass
+    raise _Failed("score_invalid", f"{where}expected a number, got {pointer.describe(value)}")

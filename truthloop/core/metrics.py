@@ -1,0 +1,555 @@
+"""Model quality metrics from sufficient statistics that can be added and subtracted.
+
+An aggregate is a flat mapping of counter names to numbers (`Counters`). One labeled sample's
+contribution comes from `observe` (or `observe_vote`); buckets combine with `add`/`total`, a
+relabel moves them by `subtract(new, old)`, and `evaluate` turns any sum of them into estimates.
+Because the state is only counters, a store keeps it as rows upserted with
+`value = value + excluded.value` (exact under concurrent writers) and nothing is ever rescanned.
+
+Counter names (the storage contract; cells of histograms and matrices contain a `:`):
+- binary: `tp` `fp` `tn` `fn`; rows with a score also add `n_scored`, `brier`, `brier_sq`,
+  `logloss`, `logloss_sq` and one histogram cell `pos:<bin>` or `neg:<bin>`.
+- multiclass: `n` (rows in accuracy), `correct`, and a confusion cell `cm:<actual>|<predicted>`
+  in which each label has `%` written `%25` and `|` written `%7C`, so any label reads back.
+- regression: `n`, `se` `sae` `se2` `se4` (sums of e, |e|, e², e⁴ with e = prediction − actual),
+  `sy` `sy2` (sums of the actual and its square), `nm` `sape` `sape2` (rows in MAPE, sums of the
+  absolute percentage error and its square), `mape_excluded`.
+- every task: `votes`, `votes_up` (reviews without a label).
+
+Labels:
+- binary classes are `True`/`False`, 0/1 (1.0 too) or the strings "0"/"1"/"true"/"false" (any
+  case, surrounding blanks ignored). A float prediction without a separate score is the score of
+  the positive class and its class is `score >= threshold` (so 1.0 is a score of 1, not a class);
+  with a score given, the prediction must be a class.
+- multiclass labels are JSON scalars compared as text: strings as they are, integers in decimal,
+  integral floats as integers (1, 1.0 and "1" are one class), other floats in their shortest
+  round-trip form, booleans as "true"/"false" (so `True` is "true", not 1). Null, NaN, infinities
+  and containers are refused.
+- regression values are finite numbers within ±`REGRESSION_LIMIT`, so every contribution, up to
+  the fourth power of the error, stays finite.
+
+Metrics and their intervals (at `confidence`, default 95%):
+- Wilson score: accuracy, precision, recall, specificity, micro averages, approval rate.
+- F1: the Wilson interval of the Jaccard index J = tp / (tp + fp + fn), mapped through the
+  monotone F1 = 2J / (1 + J). Given tp + fp + fn, tp is binomial with rate J, so this inherits
+  Wilson's coverage.
+- Balanced accuracy: MOVER (Zou & Donner) on the Wilson intervals of recall and specificity.
+- ROC AUC: Hanley–McNeil. It comes from a histogram of `AUC_BINS` = 1000 bins of width 0.001: a
+  score s falls in bin `min(int(s * 1000), 999)` (float64 arithmetic), pairs in one bin count as
+  ties (half a win, Mann–Whitney). It is the exact AUC of the binned scores, and differs from the
+  AUC of the raw scores by at most half the share of positive–negative pairs sharing a bin.
+- Student's t from stored sums of squares: Brier score, log loss, MAE, mean error, MAPE.
+- RMSE: the square roots of the t-interval of the mean squared error (from the sum of e⁴); this
+  is the delta method's interval to first order but never reaches below zero.
+- No bounds (no honest closed form from these sums): macro and weighted averages, R².
+
+Definitions where scikit-learn would warn or divide by zero: precision, recall, specificity, F1,
+balanced accuracy and ROC AUC are None when their denominator is empty (no predicted positives,
+no positives, no negatives, neither). Multiclass per-class ratios with an empty denominator are 0
+inside the macro and weighted averages, as scikit-learn's `zero_division=0` (labels are those seen
+as actual or predicted). Log loss clips probabilities to [ε, 1 − ε], ε = `LOG_LOSS_EPS`, the
+float64 machine epsilon scikit-learn uses. MAPE leaves out actuals of 0 (counted in
+`mape_excluded`) and divides by max(|actual|, ε) like scikit-learn. R² is None when the actuals'
+sum of squared deviations is not above `R2_RESOLUTION` times their sum of squares: from sums alone
+the cancellation would leave too few correct digits (e.g. Unix timestamps as actuals). Anything
+undefined is None, never NaN or infinity.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from truthloop.core import intervals
+
+if TYPE_CHECKING:  # spec.py imports this module for METRIC_NAMES
+    from truthloop.core.spec import Task
+
+Counters = Mapping[str, float]
+CONFUSION_CELLS = ("tp", "fp", "tn", "fn")
+
+METRIC_NAMES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "binary": (
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+            "specificity",
+            "balanced_accuracy",
+            "brier_score",
+            "log_loss",
+            "roc_auc",
+        ),
+        "multiclass": (
+            "accuracy",
+            "macro_precision",
+            "macro_recall",
+            "macro_f1",
+            "micro_precision",
+            "micro_recall",
+            "micro_f1",
+            "weighted_precision",
+            "weighted_recall",
+            "weighted_f1",
+        ),
+        "regression": ("mae", "rmse", "mape", "r2", "mean_error"),
+    }
+)
+"""The metrics an alert may name, by task."""
+
+AUXILIARY_NAMES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "binary": ("approval_rate",),
+        "multiclass": ("approval_rate",),
+        "regression": ("mape_excluded", "approval_rate"),
+    }
+)
+"""Values `evaluate` reports beside the metrics, not alertable."""
+
+AUC_BINS = 1000
+LOG_LOSS_EPS = sys.float_info.epsilon
+MAPE_EPS = sys.float_info.epsilon
+REGRESSION_LIMIT = 1e50
+R2_RESOLUTION = 1e-9
+
+_BINARY_CLASSES: Mapping[object, int] = MappingProxyType(
+    {0: 0, 1: 1, "0": 0, "1": 1, "false": 0, "true": 1}  # True == 1 == 1.0 share a hash
+)
+_POS_KEYS = tuple(f"pos:{b}" for b in range(AUC_BINS))
+_NEG_KEYS = tuple(f"neg:{b}" for b in range(AUC_BINS))
+_HISTOGRAM_CELLS: Mapping[str, tuple[int, bool]] = MappingProxyType(
+    {key: (b, True) for b, key in enumerate(_POS_KEYS)}
+    | {key: (b, False) for b, key in enumerate(_NEG_KEYS)}
+)
+"""Histogram key → (bin, positive): parsed once, read per key by `evaluate`."""
+_CELL = "cm:"
+
+
+class LabelError(ValueError):
+    """A prediction, actual or score the task cannot use; the message names the value."""
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A metric's value and confidence bounds; None where undefined or without a closed form."""
+
+    value: float | None
+    lower: float | None = None
+    upper: float | None = None
+
+
+_UNDEFINED = Estimate(None)
+
+
+# ---------------------------------------------------------------- contributions
+
+
+def observe(
+    task: str,
+    prediction: object,
+    actual: object,
+    *,
+    score: float | None = None,
+    threshold: float = 0.5,
+) -> dict[str, float]:
+    """One labeled sample's contribution to an aggregate. Raises `LabelError` on unusable input."""
+    if task == "binary":
+        predicted, score = _binary_prediction(prediction, score, threshold)
+        return _binary(predicted, _binary_class(actual, "actual"), score)
+    if task == "multiclass":
+        actual_label = _class_label(actual)
+        predicted_label = _class_label(prediction)
+        cell = _cell_key(actual_label, predicted_label)
+        if actual_label == predicted_label:
+            return {"n": 1, "correct": 1, cell: 1}
+        return {"n": 1, cell: 1}
+    if task == "regression":
+        return _regression(_number(prediction, "prediction"), _number(actual, "actual"))
+    raise ValueError(f"unknown task {task!r}")
+
+
+def observe_vote(
+    task: str,
+    prediction: object,
+    up: bool,
+    *,
+    score: float | None = None,
+    threshold: float = 0.5,
+) -> dict[str, float]:
+    """A reviewer's verdict without a label: `up` means the prediction was right.
+
+    Binary: the vote implies the label (the predicted class, or the other one). Multiclass: an
+    up-vote labels the row with its prediction; a down-vote counts as a wrong row in `accuracy`
+    only (the true class is unknown). Regression: only the vote counters move. Every task counts
+    the vote for `approval_rate`.
+    """
+    votes = {"votes": 1, "votes_up": 1} if up else {"votes": 1}
+    if task == "binary":
+        predicted, score = _binary_prediction(prediction, score, threshold)
+        return {**_binary(predicted, predicted if up else 1 - predicted, score), **votes}
+    if task == "multiclass":
+        label = _class_label(prediction)
+        if up:
+            return {"n": 1, "correct": 1, _cell_key(label, label): 1, **votes}
+        return {"n": 1, **votes}
+    if task == "regression":
+        _number(prediction, "prediction")
+        return votes
+    raise ValueError(f"unknown task {task!r}")
+
+
+def check_prediction(task: Task, value: object) -> str | None:
+    """Why `value` cannot be a prediction of the task, or None when it can."""
+    return _problem(lambda: _binary_prediction(value, None, 0.5), task, value, "prediction")
+
+
+def check_actual(task: Task, value: object) -> str | None:
+    """Why `value` cannot be an actual of the task, or None when it can."""
+    return _problem(lambda: _binary_class(value, "actual"), task, value, "actual")
+
+
+def _problem(binary: Callable[[], object], task: Task, value: object, what: str) -> str | None:
+    try:
+        if task == "binary":
+            binary()
+        elif task == "multiclass":
+            _class_label(value)
+        else:
+            _number(value, what)
+    except LabelError as e:
+        return str(e)
+    return None
+
+
+def is_correct(
+    task: Task, prediction: object, actual: object, *, score: float | None, threshold: float
+) -> bool | None:
+    """Whether the prediction was right; None for regression, where there is only an error."""
+    if task == "binary":
+        predicted, _ = _binary_prediction(prediction, score, threshold)
+        return predicted == _binary_class(actual, "actual")
+    if task == "multiclass":
+        return _class_label(prediction) == _class_label(actual)
+    return None
+
+
+def _binary(predicted: int, actual: int, score: float | None) -> dict[str, float]:
+    cell = ("tp" if predicted else "fn") if actual else ("fp" if predicted else "tn")
+    if score is None:
+        return {cell: 1}
+    miss = score - actual
+    brier = miss * miss
+    p = LOG_LOSS_EPS if score < LOG_LOSS_EPS else min(score, 1.0 - LOG_LOSS_EPS)
+    loss = -math.log(p) if actual else -math.log(1.0 - p)
+    b = int(score * AUC_BINS)
+    if b >= AUC_BINS:
+        b = AUC_BINS - 1
+    return {
+        cell: 1,
+        "n_scored": 1,
+        "brier": brier,
+        "brier_sq": brier * brier,
+        "logloss": loss,
+        "logloss_sq": loss * loss,
+        (_POS_KEYS if actual else _NEG_KEYS)[b]: 1,
+    }
+
+
+def _regression(prediction: float, actual: float) -> dict[str, float]:
+    e = prediction - actual
+    e2 = e * e
+    ae = abs(e)
+    out = {"n": 1, "se": e, "sae": ae, "se2": e2, "se4": e2 * e2, "sy": actual}
+    out["sy2"] = actual * actual
+    if actual == 0:
+        out["mape_excluded"] = 1
+    else:
+        ape = ae / max(abs(actual), MAPE_EPS)
+        out["nm"] = 1
+        out["sape"] = ape
+        out["sape2"] = ape * ape
+    return out
+
+
+def _binary_class(value: object, what: str) -> int:
+    try:
+        c = _BINARY_CLASSES.get(value)
+    except TypeError:  # unhashable
+        c = None
+    if c is None and isinstance(value, str):
+        c = _BINARY_CLASSES.get(value.strip().lower())
+    if c is None:
+        raise LabelError(f"{what} {value!r} is not a binary class (0/1, true/false)")
+    return c
+
+
+def _binary_prediction(
+    prediction: object, score: float | None, threshold: float
+) -> tuple[int, float | None]:
+    if score is not None:
+        return _binary_class(prediction, "prediction"), _probability(score, "score")
+    if isinstance(prediction, float):
+        p = _probability(prediction, "prediction")
+        return int(p >= threshold), p
+    return _binary_class(prediction, "prediction"), None
+
+
+def _probability(value: object, what: str) -> float:
+    if type(value) is float and 0.0 <= value <= 1.0:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise LabelError(f"{what} {value!r} is not a probability")
+    if not 0 <= value <= 1:  # also refuses NaN
+        raise LabelError(f"{what} {value!r} is not a probability in [0, 1]")
+    return float(value)
+
+
+def _number(value: object, what: str) -> float:
+    if type(value) is float and -REGRESSION_LIMIT <= value <= REGRESSION_LIMIT:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise LabelError(f"{what} {value!r} is not a number")
+    if not -REGRESSION_LIMIT <= value <= REGRESSION_LIMIT:  # also refuses NaN and infinities
+        raise LabelError(f"{what} {value!r} is not a finite number within ±{REGRESSION_LIMIT:g}")
+    return float(value)
+
+
+def _class_label(value: object) -> str:
+    if type(value) is str:
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise LabelError(f"class {value!r} is not a finite number")
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, str):
+        return str(value)
+    raise LabelError(f"class {value!r} is not a string, number or boolean")
+
+
+def _cell_key(actual: str, predicted: str) -> str:
+    return f"{_CELL}{_escape(actual)}|{_escape(predicted)}"
+
+
+def _escape(label: str) -> str:
+    return label.replace("%", "%25").replace("|", "%7C")
+
+
+def _unescape(text: str) -> str:
+    return text.replace("%7C", "|").replace("%25", "%")
+
+
+# ---------------------------------------------------------------- arithmetic
+
+
+def add(a: Counters, b: Counters) -> dict[str, float]:
+    """a + b, key by key."""
+    out = dict(a)
+    _accumulate(out, b.items(), 1)
+    return out
+
+
+def subtract(a: Counters, b: Counters) -> dict[str, float]:
+    """a − b, key by key (how a relabel or an expired bucket leaves an aggregate)."""
+    out = dict(a)
+    _accumulate(out, b.items(), -1)
+    return out
+
+
+def total(counters: Iterable[Counters]) -> dict[str, float]:
+    """The sum of many aggregates, accumulated in one dict."""
+    out: dict[str, float] = {}
+    for c in counters:
+        _accumulate(out, c.items(), 1)
+    return out
+
+
+def _accumulate(out: dict[str, float], items: Iterable[tuple[str, float]], sign: int) -> None:
+    """Add `sign` × items into `out`; a key whose sum reaches exactly zero is removed.
+
+    Counts are integers and cancel exactly. A float sum taken out in another order than it went
+    in may keep a rounding residue (about ε × its terms); it is kept, since no threshold can tell
+    residue from a small true sum, and it is harmless: every mean divides by a count, and with the
+    count at zero the metric is None.
+    """
+    get = out.get
+    for key, value in items:
+        result = get(key, 0) + sign * value
+        if result == 0:
+            out.pop(key, None)
+        else:
+            out[key] = result
+
+
+def samples(counters: Counters) -> int:
+    """Labeled rows behind an aggregate (down-votes that count for accuracy included)."""
+    binary = counters.get("tp", 0) + counters.get("fp", 0) + counters.get("tn", 0)
+    return round(binary + counters.get("fn", 0) + counters.get("n", 0))
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate(task: str, counters: Counters, *, confidence: float = 0.95) -> dict[str, Estimate]:
+    """Every metric of the task and its auxiliary values (`METRIC_NAMES`, `AUXILIARY_NAMES`).
+
+    Raises ValueError for an unknown task or a confidence outside (0, 1).
+    """
+    z = intervals.z_score(confidence)
+    if task == "binary":
+        out = _evaluate_binary(counters, z, confidence)
+    elif task == "multiclass":
+        out = _evaluate_multiclass(counters, z)
+    elif task == "regression":
+        out = _evaluate_regression(counters, confidence)
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    out["approval_rate"] = _proportion(counters.get("votes_up", 0), counters.get("votes", 0), z)
+    return out
+
+
+def _evaluate_binary(c: Counters, z: float, confidence: float) -> dict[str, Estimate]:
+    tp, fp, tn, fn = (c.get(k, 0) for k in CONFUSION_CELLS)
+    n_scored = c.get("n_scored", 0)
+    return {
+        "accuracy": _proportion(tp + tn, tp + tn + fp + fn, z),
+        "precision": _proportion(tp, tp + fp, z),
+        "recall": _proportion(tp, tp + fn, z),
+        "f1": _f1(tp, fp + fn, z),
+        "specificity": _proportion(tn, tn + fp, z),
+        "balanced_accuracy": _balanced(tp, fn, tn, fp, z),
+        "brier_score": _mean(c.get("brier", 0), c.get("brier_sq", 0), n_scored, confidence),
+        "log_loss": _mean(c.get("logloss", 0), c.get("logloss_sq", 0), n_scored, confidence),
+        "roc_auc": _roc_auc(c, z),
+    }
+
+
+def _f1(tp: float, errors: float, z: float) -> Estimate:
+    if tp + errors <= 0:
+        return _UNDEFINED
+    lower, upper = intervals.wilson(tp, tp + errors, z)
+    return _estimate(2 * tp / (2 * tp + errors), (2 * lower / (1 + lower), 2 * upper / (1 + upper)))
+
+
+def _balanced(tp: float, fn: float, tn: float, fp: float, z: float) -> Estimate:
+    if tp + fn <= 0 or tn + fp <= 0:
+        return _UNDEFINED
+    recall, specificity = tp / (tp + fn), tn / (tn + fp)
+    bounds = intervals.mover_mean(
+        recall, intervals.wilson(tp, tp + fn, z), specificity, intervals.wilson(tn, tn + fp, z)
+    )
+    return _estimate((recall + specificity) / 2, bounds)
+
+
+def _roc_auc(c: Counters, z: float) -> Estimate:
+    positives: dict[int, float] = {}
+    negatives: dict[int, float] = {}
+    cell = _HISTOGRAM_CELLS.get
+    for key, value in c.items():
+        hit = cell(key)
+        if hit is not None:
+            (positives if hit[1] else negatives)[hit[0]] = value
+    n_pos, n_neg = sum(positives.values()), sum(negatives.values())
+    if n_pos <= 0 or n_neg <= 0:
+        return _UNDEFINED
+    wins = 0.0
+    below = 0.0
+    for b in sorted(positives.keys() | negatives.keys()):
+        neg = negatives.get(b, 0)
+        wins += positives.get(b, 0) * (below + 0.5 * neg)
+        below += neg
+    auc = wins / (n_pos * n_neg)
+    return _estimate(auc, intervals.hanley_mcneil(auc, n_pos, n_neg, z))
+
+
+def _evaluate_multiclass(c: Counters, z: float) -> dict[str, Estimate]:
+    support: dict[str, float] = {}
+    predicted: dict[str, float] = {}
+    hits: dict[str, float] = {}
+    for key, value in c.items():
+        if key.startswith(_CELL):
+            a, p = map(_unescape, key[len(_CELL) :].split("|"))
+            support[a] = support.get(a, 0) + value
+            predicted[p] = predicted.get(p, 0) + value
+            if a == p:
+                hits[a] = hits.get(a, 0) + value
+    labels = support.keys() | predicted.keys()
+    labeled = sum(support.values())
+    per_class = {
+        "precision": {k: _ratio0(hits.get(k, 0), predicted.get(k, 0)) for k in labels},
+        "recall": {k: _ratio0(hits.get(k, 0), support.get(k, 0)) for k in labels},
+        "f1": {
+            k: _ratio0(2 * hits.get(k, 0), predicted.get(k, 0) + support.get(k, 0)) for k in labels
+        },
+    }
+    micro = _proportion(sum(hits.values()), labeled, z)
+    out = {"accuracy": _proportion(c.get("correct", 0), c.get("n", 0), z)}
+    for name, values in per_class.items():
+        out[f"macro_{name}"] = (
+            _estimate(sum(values.values()) / len(labels)) if labels else _UNDEFINED
+        )
+    for name in per_class:
+        out[f"micro_{name}"] = micro
+    for name, values in per_class.items():
+        weighted = sum(v * support.get(k, 0) for k, v in values.items())
+        out[f"weighted_{name}"] = _estimate(weighted / labeled) if labeled > 0 else _UNDEFINED
+    return out
+
+
+def _evaluate_regression(c: Counters, confidence: float) -> dict[str, Estimate]:
+    n = c.get("n", 0)
+    se2 = c.get("se2", 0)
+    rmse = r2 = _UNDEFINED
+    if n > 0:
+        mse = intervals.t_mean(se2, c.get("se4", 0), n, confidence)
+        root = (math.sqrt(max(mse[0], 0.0)), math.sqrt(mse[1])) if mse else None
+        rmse = _estimate(math.sqrt(max(se2 / n, 0.0)), root)
+        sy2 = c.get("sy2", 0)
+        ss_tot = sy2 - c.get("sy", 0) ** 2 / n
+        if ss_tot > R2_RESOLUTION * sy2:
+            r2 = _estimate(1 - se2 / ss_tot)
+    return {
+        "mae": _mean(c.get("sae", 0), se2, n, confidence),
+        "rmse": rmse,
+        "mape": _mean(c.get("sape", 0), c.get("sape2", 0), c.get("nm", 0), confidence),
+        "r2": r2,
+        "mean_error": _mean(c.get("se", 0), se2, n, confidence),
+        "mape_excluded": Estimate(round(c.get("mape_excluded", 0))),
+    }
+
+
+def _proportion(successes: float, trials: float, z: float) -> Estimate:
+    if trials <= 0:
+        return _UNDEFINED
+    return _estimate(successes / trials, intervals.wilson(successes, trials, z))
+
+
+def _mean(total_: float, total_sq: float, n: float, confidence: float) -> Estimate:
+    if n <= 0:
+        return _UNDEFINED
+    return _estimate(total_ / n, intervals.t_mean(total_, total_sq, n, confidence))
+
+
+def _estimate(value: float, bounds: tuple[float, float] | None = None) -> Estimate:
+    """An Estimate with non-finite parts (overflowed sums) as None.
+
+    The bounds are widened to hold the value where rounding put it a hair outside (Wilson at 1).
+    """
+    if not math.isfinite(value):
+        return _UNDEFINED
+    if bounds is None or not (math.isfinite(bounds[0]) and math.isfinite(bounds[1])):
+        return Estimate(value)
+    return Estimate(value, min(bounds[0], value), max(bounds[1], value))
+
+
+def _ratio0(num: float, den: float) -> float:
+    """A per-class ratio with scikit-learn's `zero_division=0`: an empty denominator gives 0."""
+    return num / den if den > 0 else 0.0

@@ -1,0 +1,500 @@
+"""Capture records and actuals: JSON bodies in, typed values or per-item errors out.
+
+The feedback service validates a whole request before storing anything, and answers with every
+bad item at once: `parse_predictions` and `parse_actuals` return the typed items and a list of
+`ItemError`s (`index`, `field`, `message`, and a `reason` code that is also the metric label and
+the log field). A request is stored only when that list is empty.
+
+The wire shapes are msgspec Structs, so a well-formed batch is decoded and type-checked in one C
+pass; only when that fails is the body decoded generically and each item converted on its own,
+to name every bad item rather than the first. Both paths then run the same checks of meaning:
+
+- identifiers (prediction, entity, tag, version) that are empty, longer than
+  `Limits.max_id_length` or hold control characters are refused: they end up in URLs,
+  Prometheus labels and CSV files;
+- integers beyond ±2**53 (they survive neither a float nor a database integer); JSON itself
+  has no NaN or Infinity and msgspec refuses numbers out of float range;
+- timestamps before 1970, more than `Limits.future_skew` ahead of `now`, and (predictions only)
+  older than `Limits.max_age`, the retention period, since they would be deleted on arrival;
+- values the monitor's task cannot use (a label of "cat" for a binary task);
+- the same key twice in one request with different content (`duplicate_in_batch`): which one
+  would win is undefined. Identical repeats are fine and counted as duplicates.
+
+Timestamps are RFC 3339 strings with an offset, or epoch seconds. A JSON syntax error is not an
+item's problem: it propagates as `msgspec.DecodeError` for the caller to report.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+import msgspec
+
+from truthloop.core import metrics
+from truthloop.core.spec import Task
+
+Scalar = float | int | str | bool
+ServedBy = Literal["model", "fallback"]
+Vote = Literal["up", "down"]
+
+SERVED_BY: tuple[ServedBy, ...] = ("model", "fallback")
+MAX_SAFE_INT = 2**53
+T = TypeVar("T")
+W = TypeVar("W", bound=msgspec.Struct)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemError:
+    """One problem with one item of a request; `index` is None for the request as a whole."""
+
+    index: int | None
+    field: str
+    message: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "field": self.field,
+            "message": self.message,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what a client may send."""
+
+    max_id_length: int = 512
+    """Longest identifier (prediction, entity, tag, model version), in characters."""
+    max_text_length: int = 4096
+    """Longest string prediction or actual."""
+    future_skew: float = 300.0
+    """How far ahead of the service's clock a timestamp may be (clock skew between pods)."""
+    max_age: float = 30 * 86400.0
+    """Oldest prediction accepted, in seconds before now: the retention period."""
+    max_items: int = 10_000
+    """Most records or actuals in one request."""
+
+
+class PredictionRecord(msgspec.Struct, frozen=True, gc=False):
+    """One captured prediction. Its key is (monitor, prediction_id, served_by).
+
+    (Records and actuals are msgspec Structs rather than dataclasses: requests carry thousands.)
+    """
+
+    monitor: str
+    prediction_id: str
+    served_by: ServedBy
+    model_version: str
+    ts: float
+    prediction: Scalar
+    entity_id: str | None = None
+    tag: str | None = None
+    score: float | None = None
+    features: Any = None
+
+
+class Actual(msgspec.Struct, frozen=True, gc=False):
+    """Ground truth for a prediction (by id) or for an entity's prediction(s) at `timestamp`.
+
+    Exactly one of `prediction_id`/`entity_id` is set, and exactly one of `value`/`vote`.
+    """
+
+    monitor: str
+    timestamp: float
+    prediction_id: str | None = None
+    entity_id: str | None = None
+    tag: str | None = None
+    value: Scalar | None = None
+    vote: Vote | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed(Generic[T]):
+    """The outcome of validating one request.
+
+    `items` are the valid, distinct items in request order and `indices` their positions in the
+    request; `repeats` counts identical repeats dropped; `rejected` counts bad items per monitor
+    they name (`""` when the monitor is unknown or unreadable).
+    """
+
+    items: tuple[T, ...] = ()
+    indices: tuple[int, ...] = ()
+    repeats: int = 0
+    errors: tuple[ItemError, ...] = ()
+    rejected: Mapping[str, int] = field(default_factory=dict)
+
+
+# -- wire shapes -------------------------------------------------------------------------------
+
+
+class RecordIn(msgspec.Struct, frozen=True):
+    prediction_id: str
+    monitor: str
+    ts: float | str
+    prediction: int | float | str | bool
+    model_version: str = ""
+    entity_id: str | int | None = None
+    tag: str | None = None
+    score: float | None = None
+    features: dict[str, Any] | list[Any] | None = None
+    served_by: ServedBy = "model"
+
+
+class ActualIn(msgspec.Struct, frozen=True):
+    monitor: str
+    prediction_id: str | None = None
+    entity_id: str | int | None = None
+    tag: str | None = None
+    timestamp: float | str | None = None
+    actual: int | float | str | bool | msgspec.UnsetType | None = msgspec.UNSET
+    vote: Vote | None = None
+
+
+class _ActualsIn(msgspec.Struct, frozen=True):
+    items: list[ActualIn]
+
+
+_RECORDS = msgspec.json.Decoder(list[RecordIn])
+_ACTUALS = msgspec.json.Decoder(_ActualsIn)
+_ANY = msgspec.json.Decoder()
+
+
+# -- entry points ------------------------------------------------------------------------------
+
+
+def parse_predictions(
+    body: bytes, tasks: Mapping[str, Task], now: float, limits: Limits, *, ndjson: bool = False
+) -> Parsed[PredictionRecord]:
+    """Validate capture records, a JSON array (or NDJSON: one record a line, blank lines skipped);
+    `tasks` maps each known monitor to its task.
+
+    Raises `msgspec.DecodeError` for a JSON body that is not JSON at all; in NDJSON a line that is
+    not JSON is that item's error.
+    """
+    if ndjson:
+        wire, errors = _lines(body)
+    else:
+        try:
+            wire, errors = _RECORDS.decode(body), []
+        except msgspec.ValidationError:
+            data = _ANY.decode(body)
+            if not isinstance(data, list):
+                return _refused("", "expected a JSON array of records")
+            wire, errors = _convert_each(data, RecordIn)
+    if len(wire) > limits.max_items:
+        return _refused("", f"at most {limits.max_items} records per request", "too_many_items")
+    checker = _Checker(tasks, now, limits, errors)
+    return _collect(wire, checker.prediction, checker, _prediction_key)
+
+
+def parse_actuals(
+    body: bytes, tasks: Mapping[str, Task], now: float, limits: Limits
+) -> Parsed[Actual]:
+    """Validate `{"items": [...]}`, a JSON array of actuals, or one actual object.
+
+    A missing `timestamp` is `now`. Raises `msgspec.DecodeError` for a body that is not JSON.
+    """
+    try:
+        wire: Sequence[ActualIn | _Unreadable] = _ACTUALS.decode(body).items
+        errors: list[ItemError] = []
+    except msgspec.ValidationError:
+        data = _ANY.decode(body)
+        if isinstance(data, dict) and "items" in data:
+            data = data["items"]
+            if not isinstance(data, list):
+                return _refused("items", "expected an array")
+        elif not isinstance(data, list):
+            data = [data]
+        wire, errors = _convert_each(data, ActualIn)
+    if len(wire) > limits.max_items:
+        return _refused(
+            "items", f"at most {limits.max_items} actuals per request", "too_many_items"
+        )
+    checker = _Checker(tasks, now, limits, errors)
+    return _collect(wire, checker.actual, checker, _actual_key)
+
+
+def _prediction_key(record: PredictionRecord) -> tuple[str, tuple[Any, ...]]:
+    return "prediction_id", (record.monitor, record.prediction_id, record.served_by)
+
+
+def _actual_key(actual: Actual) -> tuple[str, tuple[Any, ...]]:
+    if actual.prediction_id is not None:
+        return "prediction_id", (actual.monitor, actual.prediction_id)
+    return "entity_id", (actual.monitor, actual.entity_id, actual.tag, actual.timestamp)
+
+
+class _Unreadable(msgspec.Struct, frozen=True):
+    """An item that failed its type check; its monitor, if it named one, for the counts."""
+
+    monitor: str = ""
+
+
+def _collect(
+    wire: Sequence[W | _Unreadable],
+    check: Callable[[int, W], T | None],
+    checker: _Checker,
+    key_of: Callable[[T], tuple[str, tuple[Any, ...]]],
+) -> Parsed[T]:
+    """Check each item, drop identical repeats, refuse conflicting ones, count rejections."""
+    out: list[T] = []
+    indices: list[int] = []
+    seen: dict[tuple[Any, ...], tuple[int, T]] = {}
+    repeats = 0
+    for index, item in enumerate(wire):
+        value = None if isinstance(item, _Unreadable) else check(index, item)
+        if value is None:
+            continue
+        field, key = key_of(value)
+        first = seen.get(key)
+        if first is None:
+            seen[key] = (index, value)
+            out.append(value)
+            indices.append(index)
+        elif first[1] == value:
+            repeats += 1
+        else:
+            checker.fail(
+                index,
+                field,
+                f"same key as item {first[0]} with different content",
+                "duplicate_in_batch",
+            )
+    rejected: dict[str, int] = {}
+    for index in {e.index for e in checker.errors if e.index is not None}:
+        monitor = getattr(wire[index], "monitor", "")
+        monitor = monitor if monitor in checker.tasks else ""
+        rejected[monitor] = rejected.get(monitor, 0) + 1
+    errors = sorted(checker.errors, key=lambda e: -1 if e.index is None else e.index)
+    return Parsed(tuple(out), tuple(indices), repeats, tuple(errors), rejected)
+
+
+def _refused(field: str, message: str, reason: str = "wrong_type") -> Parsed[Any]:
+    return Parsed(errors=(ItemError(None, field, message, reason),))
+
+
+# -- type errors, one per item -----------------------------------------------------------------
+
+_FIELD_AT = re.compile(r"- at `\$\.?([^`\[]*)")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+_RECORD = msgspec.json.Decoder(RecordIn)
+
+
+def _lines(body: bytes) -> tuple[list[RecordIn | _Unreadable], list[ItemError]]:
+    """NDJSON records; a line that is not JSON, or not a record, is that item's error."""
+    wire: list[RecordIn | _Unreadable] = []
+    errors: list[ItemError] = []
+    for line in body.splitlines():
+        if not line.strip():
+            continue
+        try:
+            wire.append(_RECORD.decode(line))
+            continue
+        except msgspec.ValidationError:
+            pass
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
+            errors.append(ItemError(len(wire), "", f"not JSON: {e}", "invalid_json"))
+            wire.append(_Unreadable())
+            continue
+        converted, problems = _convert_each([_ANY.decode(line)], RecordIn)
+        errors += [ItemError(len(wire), p.field, p.message, p.reason) for p in problems]
+        wire.append(converted[0])
+    return wire, errors
+
+
+def _convert_each(data: list[Any], shape: type[W]) -> tuple[list[W | _Unreadable], list[ItemError]]:
+    """Each item converted on its own, so every bad item is named (with its first bad field)."""
+    wire: list[W | _Unreadable] = []
+    errors: list[ItemError] = []
+    for index, item in enumerate(data):
+        try:
+            wire.append(msgspec.convert(item, shape))
+        except msgspec.ValidationError as e:
+            monitor = item.get("monitor") if isinstance(item, dict) else None
+            wire.append(_Unreadable(monitor if isinstance(monitor, str) else ""))
+            message = str(e)
+            missing = _MISSING.search(message)
+            if missing:
+                errors.append(ItemError(index, missing[1], "is required", "missing"))
+                continue
+            at = _FIELD_AT.search(message)
+            field = at[1] if at else ""
+            errors.append(ItemError(index, field, message.split(" - at ")[0], "wrong_type"))
+    return wire, errors
+
+
+# -- checks of meaning -------------------------------------------------------------------------
+
+
+class _Checker:
+    """Checks shared by both decoding paths; problems are appended to `errors`."""
+
+    __slots__ = ("errors", "limits", "now", "tasks")
+
+    def __init__(
+        self, tasks: Mapping[str, Task], now: float, limits: Limits, errors: list[ItemError]
+    ) -> None:
+        self.tasks = tasks
+        self.now = now
+        self.limits = limits
+        self.errors = errors
+
+    def fail(self, index: int, field: str, message: str, reason: str = "invalid") -> None:
+        self.errors.append(ItemError(index, field, message, reason))
+
+    def prediction(self, index: int, item: RecordIn) -> PredictionRecord | None:
+        before = len(self.errors)
+        task = self.task(index, item.monitor)
+        self.ident(index, "prediction_id", item.prediction_id)
+        if item.model_version:
+            self.ident(index, "model_version", item.model_version)
+        entity_id = self.entity(index, item.entity_id)
+        if item.tag is not None:
+            self.ident(index, "tag", item.tag)
+        ts = self.timestamp(index, "ts", item.ts, self.limits.max_age)
+        self.scalar(index, "prediction", item.prediction, task, metrics.check_prediction)
+        score = item.score
+        if score is not None:
+            if task is not None and task != "binary":
+                self.fail(index, "score", f"only binary monitors take a score, this is {task}")
+            elif not 0.0 <= score <= 1.0:
+                self.fail(index, "score", "must be a probability from 0 to 1", "out_of_range")
+        if len(self.errors) > before:
+            return None
+        return PredictionRecord(
+            item.monitor,
+            item.prediction_id,
+            item.served_by,
+            item.model_version,
+            ts,
+            item.prediction,
+            entity_id,
+            item.tag,
+            score,
+            item.features,
+        )
+
+    def actual(self, index: int, item: ActualIn) -> Actual | None:
+        before = len(self.errors)
+        task = self.task(index, item.monitor)
+        if (item.prediction_id is None) == (item.entity_id is None):
+            self.fail(
+                index, "prediction_id", "give exactly one of prediction_id and entity_id", "missing"
+            )
+        elif item.prediction_id is not None:
+            self.ident(index, "prediction_id", item.prediction_id)
+            if item.tag is not None:
+                self.fail(
+                    index, "tag", "a tag selects an entity's prediction series: use entity_id"
+                )
+        entity_id = self.entity(index, item.entity_id)
+        if item.tag is not None:
+            self.ident(index, "tag", item.tag)
+        timestamp = self.now
+        if item.timestamp is not None:
+            timestamp = self.timestamp(index, "timestamp", item.timestamp, None)
+        value = item.actual
+        if (value is msgspec.UNSET) == (item.vote is None):
+            self.fail(index, "actual", "give exactly one of actual and vote", "missing")
+        elif value is None:
+            self.fail(index, "actual", "must not be null", "missing")
+        elif value is not msgspec.UNSET:
+            self.scalar(index, "actual", value, task, metrics.check_actual)
+        if len(self.errors) > before:
+            return None
+        return Actual(
+            item.monitor,
+            timestamp,
+            item.prediction_id,
+            entity_id,
+            item.tag,
+            None if value is msgspec.UNSET else value,  # type: ignore[arg-type]
+            item.vote,
+        )
+
+    def task(self, index: int, monitor: str) -> Task | None:
+        task = self.tasks.get(monitor)
+        if task is None:
+            self.fail(
+                index, "monitor", f"no monitor {_short(monitor)} is registered", "unknown_monitor"
+            )
+        return task
+
+    def ident(self, index: int, field: str, value: str) -> None:
+        if not value:
+            self.fail(index, field, "must not be empty", "missing")
+        elif len(value) > self.limits.max_id_length:
+            self.fail(
+                index, field, f"longer than {self.limits.max_id_length} characters", "too_long"
+            )
+        elif not value.isprintable():
+            self.fail(index, field, "must not contain control characters")
+
+    def entity(self, index: int, value: str | int | None) -> str | None:
+        if isinstance(value, int):
+            if isinstance(value, bool) or abs(value) > MAX_SAFE_INT:
+                self.fail(index, "entity_id", "integer too large (beyond ±2**53)", "out_of_range")
+                return None
+            return str(value)
+        if value is not None:
+            self.ident(index, "entity_id", value)
+        return value
+
+    def scalar(
+        self,
+        index: int,
+        field: str,
+        value: Scalar,
+        task: Task | None,
+        usable: Callable[[Task, Scalar], str | None],
+    ) -> None:
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INT:
+            self.fail(index, field, "integer too large (beyond ±2**53)", "out_of_range")
+        elif isinstance(value, str) and len(value) > self.limits.max_text_length:
+            self.fail(
+                index, field, f"longer than {self.limits.max_text_length} characters", "too_long"
+            )
+        elif task is not None:
+            problem = usable(task, value)
+            if problem:
+                self.fail(index, field, problem, "unusable_label")
+
+    def timestamp(self, index: int, field: str, value: float | str, max_age: float | None) -> float:
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+                if parsed.tzinfo is None:
+                    self.fail(index, field, "an RFC 3339 timestamp needs an offset (Z or ±hh:mm)")
+                    return math.nan
+                ts = parsed.timestamp()
+            except (ValueError, OverflowError):
+                self.fail(index, field, f"not an RFC 3339 timestamp: {_short(value)}")
+                return math.nan
+        else:
+            ts = value
+        if ts < 0:
+            self.fail(index, field, "is before 1970", "out_of_range")
+        elif ts > self.now + self.limits.future_skew:
+            self.fail(
+                index,
+                field,
+                f"is more than {self.limits.future_skew:g}s in the future",
+                "out_of_range",
+            )
+        elif max_age is not None and ts < self.now - max_age:
+            self.fail(index, field, "is older than the retention period", "too_old")
+        return ts
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,954 @@
+"""The ModelMonitor spec: parsed once into frozen values with every default applied.
+
+`parse_monitor` takes a ModelMonitor object (a dict from YAML or JSON) and returns a `Monitor`, or
+raises `SpecError` carrying *every* problem found, each as a `FieldError` naming its path
+(`spec.alerts[1].below: expected a number, got "high"`). Bad input is never an exception of
+another kind.
+
+The rules are the CRD's (crds/modelmonitor.yaml: schema, defaults and CEL validations; a test
+holds the two to the same verdict on a corpus of monitors):
+- unknown fields are errors; a `null` field is an absent one (the apiserver prunes those);
+- `selector` must select something (an empty one would inject every pod in the namespace);
+  `matchExpressions` take values with In/NotIn only;
+- `capture.entityId` is exactly one of a header or a pointer; the prediction, score, features and
+  batch are pointers into a body (RFC 6901);
+- `port` is an IANA service name (at most 15 of `a-z0-9-`, a letter, no `--`) or 1-65535;
+- durations are integers with units in order, `90s`, `2m`, `24h`, `7d`, `1h30m`; the windows are
+  longer than `0s`, while `for` and `recoverAfter` may be `0s`;
+- `threshold` is in [0, 1], `sampleRate` in (0, 1], `minSamples` at least 1;
+- `missingActual.value` is given with policy `assume` and only then, and fits the task: 0 or 1
+  for binary, an integer for regression, an integer or a string for multiclass;
+- alerts: at most 32, unique names, exactly one of `below`/`above`, a metric the task has
+  (`metrics.METRIC_NAMES`);
+- fallback: at most 64 rules, the last one and only the last without `when`; mode `engaged` needs
+  rules, and so does a non-empty `engageOn` (an engaged fallback would have nothing to serve);
+  `engageOn` names alerts and defaults to all of them.
+Checked here only, as a CRD cannot: that the rules compile (`rules.check_rules`: every bad rule,
+with its column), and the names in metadata and the label keys of `matchLabels`.
+
+Durations are seconds (float); time is never read here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar, overload
+
+from truthloop.core import fieldpath, metrics, pointer
+
+Task = Literal["binary", "multiclass", "regression"]
+MatchPolicy = Literal["latest", "all"]
+FallbackMode = Literal["auto", "engaged", "disengaged"]
+
+TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
+FALLBACK_MODES: tuple[FallbackMode, ...] = ("auto", "engaged", "disengaged")
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One problem with one field; `path` is dotted with [i] indices (`spec.alerts[1].below`).
+
+    Paths are built with `truthloop.core.fieldpath`; `""` is the object itself.
+    """
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class SpecError(ValueError):
+    """A ModelMonitor that cannot be used; `errors` lists every problem, not just the first."""
+
+    def __init__(self, errors: list[FieldError] | tuple[FieldError, ...]) -> None:
+        self.errors: tuple[FieldError, ...] = tuple(errors)
+        super().__init__("; ".join(str(e) for e in self.errors))
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRequirement:
+    """One `matchExpressions` entry of a Kubernetes label selector."""
+
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[LabelRequirement, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    name: str
+    version_label: str | None = "app.kubernetes.io/version"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a value is taken from: a request header, or an RFC 6901 pointer into a JSON body.
+
+    Exactly one of the two is set. For the entity ID the pointer reads the *request* body; for the
+    prediction and score it reads the *response* body; for features the request body.
+    """
+
+    header: str | None = None
+    pointer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSpec:
+    """Batch models: one record per row, zipping request `instances` with response `predictions`.
+
+    Inside a batch, the entity/prediction/score/feature pointers are relative to the row.
+    """
+
+    instances: str
+    predictions: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureSpec:
+    prediction: Source
+    entity_id: Source | None = None
+    score: Source | None = None
+    features: Source | None = None
+    batch: BatchSpec | None = None
+    sample_rate: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class MissingActual:
+    """`ignore` leaves unlabeled predictions out; `assume` labels them `value` once the window
+    has passed."""
+
+    policy: Literal["ignore", "assume"] = "ignore"
+    value: float | int | str | bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackSpec:
+    attribution_window: float = 86400.0
+    match: MatchPolicy = "latest"
+    missing_actual: MissingActual = field(default_factory=MissingActual)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSpec:
+    window: float = 3600.0
+    min_samples: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSpec:
+    """Fires when `metric` is below `below` (or above `above`) for `for_` seconds straight."""
+
+    name: str
+    metric: str
+    below: float | None = None
+    above: float | None = None
+    for_: float = 0.0
+
+    def breached(self, value: float) -> bool:
+        if self.below is not None:
+            return value < self.below
+        return self.above is not None and value > self.above
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackRule:
+    """A CEL rule: when `when` holds (always, if None), the prediction is the CEL `prediction`."""
+
+    prediction: str
+    when: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackSpec:
+    mode: FallbackMode = "auto"
+    engage_on: tuple[str, ...] = ()  # defaulted by the parser to every alert's name
+    recover_after: float = 600.0
+    rules: tuple[FallbackRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSpec:
+    selector: Selector
+    model: ModelRef
+    capture: CaptureSpec
+    port: str | int = "http"
+    model_port_env: str | None = None
+    restart_existing: bool = False
+    task: Task = "binary"
+    threshold: float = 0.5
+    feedback: FeedbackSpec = field(default_factory=FeedbackSpec)
+    metrics: MetricsSpec = field(default_factory=MetricsSpec)
+    alerts: tuple[AlertSpec, ...] = ()
+    fallback: FallbackSpec = field(default_factory=FallbackSpec)
+
+
+@dataclass(frozen=True, slots=True)
+class Monitor:
+    """A parsed ModelMonitor: identity, generation and spec. `key` is `namespace/name`."""
+
+    namespace: str
+    name: str
+    spec: MonitorSpec
+    generation: int = 1
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+# -- parsing -------------------------------------------------------------------------------------
+
+API_VERSION = "truthloop.dev/v1alpha1"
+KIND = "ModelMonitor"
+
+MAX_ALERTS = 32
+MAX_RULES = 64
+MAX_EXPRESSIONS = 64
+
+_DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
+_DURATION_UNITS = (86400, 3600, 60, 1)
+_DURATION_EXAMPLE = "a duration like 90s, 2m, 24h, 7d or 1h30m"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `text`: integers with units d, h, m, s, largest first, each at most once.
+
+    `90s`, `2m`, `24h`, `7d`, `1h30m`, `0s`. Raises ValueError for anything else (no fractions,
+    no bare numbers, no spaces): the same grammar as the CRD's duration pattern.
+    """
+    found = _DURATION.fullmatch(text) if text else None
+    if found is None:
+        raise ValueError(f"expected {_DURATION_EXAMPLE}, got {_show(text)}")
+    return float(
+        sum(int(n) * unit for n, unit in zip(found.groups(), _DURATION_UNITS, strict=True) if n)
+    )
+
+
+def parse_monitor(obj: object) -> Monitor:
+    """A ModelMonitor object (from YAML or JSON) as a `Monitor`, or SpecError with every problem.
+
+    `status` and metadata other than name, namespace and generation are ignored; the namespace
+    defaults to `default` and the generation to 1.
+    """
+    read = _Reader()
+    if not isinstance(obj, Mapping):
+        raise SpecError([FieldError("", f"expected a ModelMonitor object, got {_show(obj)}")])
+    root = read.object(obj, "", _ROOT_FIELDS)
+    name, namespace, generation, spec = "", "default", 1, None
+    if root is not None:
+        for key, expected in (("apiVersion", API_VERSION), ("kind", KIND)):
+            value = read.field(root, "", key, required=True)
+            if value is not None and value != expected:
+                read.fail(key, f"expected {_show(expected)}, got {_show(value)}")
+        meta = read.open(root, "", "metadata", None, required=True)
+        if meta is not None:
+            name = read.text(meta, "metadata", "name", _DNS_SUBDOMAIN, required=True) or ""
+            namespace = read.text(meta, "metadata", "namespace", _DNS_LABEL) or namespace
+            generation = read.integer(meta, "metadata", "generation", low=1) or generation
+        if "spec" in root:
+            spec = _spec(read, root["spec"], "spec")
+        else:
+            read.fail("spec", "required")
+    if read.errors or spec is None:
+        raise SpecError(read.errors)
+    return Monitor(namespace=namespace, name=name, spec=spec, generation=generation)
+
+
+def parse_spec(obj: object, path: str = "spec") -> MonitorSpec:
+    """A ModelMonitor's `spec` as a `MonitorSpec` with every default applied, or SpecError."""
+    read = _Reader()
+    spec = _spec(read, obj, path)
+    if read.errors or spec is None:
+        raise SpecError(read.errors)
+    return spec
+
+
+# -- the grammar of each field (crds/modelmonitor.yaml states the same, tests hold them equal) --
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    """What a string field accepts: length bounds and a pattern described in words."""
+
+    max_length: int
+    pattern: re.Pattern[str] | None = None
+    expected: str = ""
+    min_length: int = 0
+
+
+_ROOT_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
+_SPEC_FIELDS = (
+    "selector", "model", "port", "modelPortEnv", "restartExisting", "task", "threshold",
+    "capture", "feedback", "metrics", "alerts", "fallback",
+)  # fmt: skip
+_SELECTOR_FIELDS = ("matchLabels", "matchExpressions")
+_REQUIREMENT_FIELDS = ("key", "operator", "values")
+_MODEL_FIELDS = ("name", "versionLabel")
+_CAPTURE_FIELDS = ("entityId", "prediction", "score", "features", "batch", "sampleRate")
+_SOURCE_FIELDS = ("header", "pointer")
+_BODY_FIELDS = ("pointer",)
+_BATCH_FIELDS = ("instances", "predictions")
+_FEEDBACK_FIELDS = ("attributionWindow", "match", "missingActual")
+_MISSING_FIELDS = ("policy", "value")
+_METRICS_FIELDS = ("window", "minSamples")
+_ALERT_FIELDS = ("name", "metric", "below", "above", "for")
+_FALLBACK_FIELDS = ("mode", "engageOn", "recoverAfter", "rules")
+_RULE_FIELDS = ("when", "prediction")
+
+_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+_MATCH_POLICIES: tuple[MatchPolicy, ...] = ("latest", "all")
+_MISSING_POLICIES = ("ignore", "assume")
+
+_DNS_LABEL_RE = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+_DNS_SUBDOMAIN = _Text(
+    253,
+    re.compile(rf"{_DNS_LABEL_RE}(?:\.{_DNS_LABEL_RE})*"),
+    "a DNS subdomain name (lowercase letters, digits, '-' and '.')",
+    1,
+)
+_DNS_LABEL = _Text(
+    63, re.compile(_DNS_LABEL_RE), "a DNS label (lowercase letters, digits and '-')", 1
+)
+_LABEL_NAME_RE = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY_RE = re.compile(rf"(?:{_DNS_LABEL_RE}(?:\.{_DNS_LABEL_RE})*/)?{_LABEL_NAME_RE}")
+_LABEL_KEY = _Text(317, _LABEL_KEY_RE, "a label key like app.kubernetes.io/version")
+_LABEL_VALUE = _Text(
+    63,
+    re.compile(rf"(?:{_LABEL_NAME_RE})?"),
+    "a label value (letters, digits, '-', '_' and '.', alphanumeric at both ends)",
+)
+_ALERT_NAME = _Text(
+    63,
+    re.compile(_LABEL_NAME_RE),
+    "a name of letters, digits, '-', '_' and '.', alphanumeric at both ends",
+    1,
+)
+_PORT_NAME = _Text(
+    15,
+    re.compile(r"(?:[a-z0-9]+-)*[0-9]*[a-z][a-z0-9]*(?:-[a-z0-9]+)*"),
+    "a port name (at most 15 lowercase letters, digits and single '-', with a letter) "
+    "or a number 1-65535",
+)
+_HEADER = _Text(256, re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+"), "an HTTP header name", 1)
+_ENV_NAME = _Text(
+    256, re.compile(r"[A-Za-z_][A-Za-z0-9_]*"), "an environment variable name like PORT", 1
+)
+_MODEL_NAME = _Text(253, min_length=1)
+_METRIC = _Text(64, min_length=1)
+_CEL = _Text(4096, min_length=1)
+_POINTER_MAX = 1024
+_DURATION_MAX = 32
+
+
+# -- the spec, section by section ------------------------------------------------------------------
+
+
+def _spec(read: _Reader, obj: object, path: str) -> MonitorSpec | None:
+    spec = read.object(obj, path, _SPEC_FIELDS)
+    if spec is None:
+        return None
+    selector = _selector(read, spec, path)
+    model = _model(read, spec, path)
+    port = _port(read, spec, path)
+    model_port_env = read.text(spec, path, "modelPortEnv", _ENV_NAME)
+    restart_existing = read.boolean(spec, path, "restartExisting", default=False)
+    checked = read.choice(spec, path, "task", TASKS)
+    task = checked or "binary"
+    known = task if checked or "task" not in spec else None  # cross-checks need a valid task
+    threshold = read.number(spec, path, "threshold", low=0.0, high=1.0, default=0.5)
+    capture = _capture(read, spec, path)
+    feedback = _feedback(read, spec, path, known)
+    windows = _metrics(read, spec, path)
+    alerts = _alerts(read, spec, path, known)
+    return MonitorSpec(
+        selector=selector,
+        model=model,
+        capture=capture,
+        port=port,
+        model_port_env=model_port_env,
+        restart_existing=restart_existing,
+        task=task,
+        threshold=threshold,
+        feedback=feedback,
+        metrics=windows,
+        alerts=alerts,
+        fallback=_fallback(read, spec, path, alerts),
+    )
+
+
+def _selector(read: _Reader, spec: Mapping[str, object], path: str) -> Selector:
+    where = fieldpath.child(path, "selector")
+    selector = read.open(spec, path, "selector", _SELECTOR_FIELDS, required=True)
+    if selector is None:
+        return Selector()
+    labels: list[tuple[str, str]] = []
+    matched = read.open(selector, where, "matchLabels", None)
+    if matched is not None:
+        at = fieldpath.child(where, "matchLabels")
+        for key, value in matched.items():
+            key_path = fieldpath.child(at, key)
+            if len(key) > _LABEL_KEY.max_length or not _LABEL_KEY_RE.fullmatch(key):
+                read.fail(key_path, f"the key is not {_LABEL_KEY.expected}")
+                continue
+            label = read.check_text(value, key_path, _LABEL_VALUE)
+            if label is not None:
+                labels.append((key, label))
+    expressions = []
+    for item_path, item in read.items(
+        selector, where, "matchExpressions", max_items=MAX_EXPRESSIONS
+    ):
+        expression = _requirement(read, item, item_path)
+        if expression is not None:
+            expressions.append(expression)
+    if not selector.get("matchLabels") and not selector.get("matchExpressions"):
+        read.fail(where, "must select pods: give matchLabels or matchExpressions (an empty "
+                  "selector would select every pod in the namespace)")  # fmt: skip
+    return Selector(tuple(labels), tuple(expressions))
+
+
+def _requirement(read: _Reader, obj: object, path: str) -> LabelRequirement | None:
+    requirement = read.object(obj, path, _REQUIREMENT_FIELDS)
+    if requirement is None:
+        return None
+    key = read.text(requirement, path, "key", _LABEL_KEY, required=True)
+    operator = read.choice(requirement, path, "operator", _OPERATORS, required=True)
+    values = []
+    for value_path, value in read.items(requirement, path, "values"):
+        text = read.check_text(value, value_path, _LABEL_VALUE)
+        if text is not None:
+            values.append(text)
+    given = read.given(requirement, "values")
+    if operator in ("In", "NotIn") and not given:
+        read.fail(
+            fieldpath.child(path, "values"), f"required (at least one) with operator {operator}"
+        )
+    elif operator in ("Exists", "DoesNotExist") and given:
+        read.fail(fieldpath.child(path, "values"), f"must be empty with operator {operator}")
+    if key is None or operator is None:
+        return None
+    return LabelRequirement(key, operator, tuple(values))  # type: ignore[arg-type]
+
+
+def _model(read: _Reader, spec: Mapping[str, object], path: str) -> ModelRef:
+    where = fieldpath.child(path, "model")
+    model = read.open(spec, path, "model", _MODEL_FIELDS, required=True)
+    if model is None:
+        return ModelRef("")
+    return ModelRef(
+        name=read.text(model, where, "name", _MODEL_NAME, required=True) or "",
+        version_label=read.text(model, where, "versionLabel", _LABEL_KEY)
+        or "app.kubernetes.io/version",
+    )
+
+
+def _port(read: _Reader, spec: Mapping[str, object], path: str) -> str | int:
+    value = spec.get("port", "http")
+    where = fieldpath.child(path, "port")
+    number = _integral(value)
+    if number is not None:
+        if 1 <= number <= 65535:
+            return number
+        read.fail(where, f"must be a port number 1-65535 or a port name, got {_show(value)}")
+        return "http"
+    if not isinstance(value, str):
+        read.fail(where, f"expected a port name or number, got {_show(value)}")
+        return "http"
+    return read.check_text(value, where, _PORT_NAME) or "http"
+
+
+def _capture(read: _Reader, spec: Mapping[str, object], path: str) -> CaptureSpec:
+    where = fieldpath.child(path, "capture")
+    capture = read.open(spec, path, "capture", _CAPTURE_FIELDS, required=True)
+    if capture is None:
+        return CaptureSpec(Source(pointer=""))
+    entity = read.open(capture, where, "entityId", _SOURCE_FIELDS)
+    entity_id = None
+    if entity is not None:
+        entity_path = fieldpath.child(where, "entityId")
+        header = read.text(entity, entity_path, "header", _HEADER)
+        pointer_ = read.pointer(entity, entity_path, "pointer")
+        if ("header" in entity) == ("pointer" in entity):
+            read.fail(entity_path, "exactly one of header or pointer")
+        entity_id = Source(header=header, pointer=pointer_)
+    batch = read.open(capture, where, "batch", _BATCH_FIELDS)
+    batch_path = fieldpath.child(where, "batch")
+    return CaptureSpec(
+        prediction=_body_source(read, capture, where, "prediction", required=True)
+        or Source(pointer=""),
+        entity_id=entity_id,
+        score=_body_source(read, capture, where, "score"),
+        features=_body_source(read, capture, where, "features"),
+        batch=None
+        if batch is None
+        else BatchSpec(
+            instances=read.pointer(batch, batch_path, "instances", required=True) or "",
+            predictions=read.pointer(batch, batch_path, "predictions", required=True) or "",
+        ),
+        sample_rate=read.number(
+            capture, where, "sampleRate", low=0.0, high=1.0, low_open=True, default=1.0
+        ),
+    )
+
+
+def _body_source(
+    read: _Reader, capture: Mapping[str, object], path: str, key: str, *, required: bool = False
+) -> Source | None:
+    source = read.open(capture, path, key, _BODY_FIELDS, required=required)
+    if source is None:
+        return None
+    found = read.pointer(source, fieldpath.child(path, key), "pointer", required=True)
+    return None if found is None else Source(pointer=found)
+
+
+def _feedback(
+    read: _Reader, spec: Mapping[str, object], path: str, task: Task | None
+) -> FeedbackSpec:
+    where = fieldpath.child(path, "feedback")
+    feedback = read.open(spec, path, "feedback", _FEEDBACK_FIELDS)
+    if feedback is None:
+        return FeedbackSpec()
+    return FeedbackSpec(
+        attribution_window=read.duration(
+            feedback, where, "attributionWindow", positive=True, default=86400.0
+        ),
+        match=read.choice(feedback, where, "match", _MATCH_POLICIES) or "latest",
+        missing_actual=_missing_actual(read, feedback, where, task),
+    )
+
+
+def _missing_actual(
+    read: _Reader, feedback: Mapping[str, object], path: str, task: Task | None
+) -> MissingActual:
+    where = fieldpath.child(path, "missingActual")
+    missing = read.open(feedback, path, "missingActual", _MISSING_FIELDS)
+    if missing is None:
+        return MissingActual()
+    policy = read.choice(missing, where, "policy", _MISSING_POLICIES) or "ignore"
+    value_path = fieldpath.child(where, "value")
+    value = missing.get("value")
+    if value is None:
+        if policy == "assume":
+            read.fail(value_path, "required with policy assume: the label to assume")
+        return MissingActual(policy)  # type: ignore[arg-type]
+    if policy != "assume":
+        read.fail(value_path, "only allowed with policy assume")
+    number = _integral(value)
+    if number is None and not isinstance(value, str):
+        read.fail(value_path, f"expected an integer or a string, got {_show(value)}")
+    elif task == "binary" and number not in (0, 1):
+        read.fail(value_path, f"a binary label is 0 or 1, got {_show(value)}")
+    elif task == "regression" and number is None:
+        read.fail(value_path, f"a regression label is an integer here, got {_show(value)}")
+    return MissingActual(policy, value if number is None else number)  # type: ignore[arg-type]
+
+
+def _metrics(read: _Reader, spec: Mapping[str, object], path: str) -> MetricsSpec:
+    where = fieldpath.child(path, "metrics")
+    section = read.open(spec, path, "metrics", _METRICS_FIELDS)
+    if section is None:
+        return MetricsSpec()
+    return MetricsSpec(
+        window=read.duration(section, where, "window", positive=True, default=3600.0),
+        min_samples=read.integer(section, where, "minSamples", low=1) or 50,
+    )
+
+
+def _alerts(
+    read: _Reader, spec: Mapping[str, object], path: str, task: Task | None
+) -> tuple[AlertSpec, ...]:
+    items = read.items(spec, path, "alerts", max_items=MAX_ALERTS)
+    known = metrics.METRIC_NAMES.get(task, ()) if task is not None else None
+    alerts: list[AlertSpec] = []
+    seen: dict[str, str] = {}
+    for where, item in items:
+        alert = read.object(item, where, _ALERT_FIELDS)
+        if alert is None:
+            continue
+        name = read.text(alert, where, "name", _ALERT_NAME, required=True)
+        if name is not None and name in seen:
+            read.fail(fieldpath.child(where, "name"), f"duplicate: {seen[name]} has this name")
+        elif name is not None:
+            seen[name] = where
+        metric = read.text(alert, where, "metric", _METRIC, required=True)
+        if metric is not None and known is not None and metric not in known:
+            read.fail(
+                fieldpath.child(where, "metric"),
+                f"{_show(metric)} is not a metric of a {task} model; "
+                f"expected one of: {', '.join(known)}",
+            )
+        below = read.number(alert, where, "below")
+        above = read.number(alert, where, "above")
+        if ("below" in alert) == ("above" in alert):
+            read.fail(where, "exactly one of below or above")
+        for_ = read.duration(alert, where, "for", positive=False, default=0.0)
+        if name is not None and metric is not None:
+            alerts.append(AlertSpec(name, metric, below, above, for_))
+    return tuple(alerts)
+
+
+def _fallback(
+    read: _Reader, spec: Mapping[str, object], path: str, alerts: tuple[AlertSpec, ...]
+) -> FallbackSpec:
+    where = fieldpath.child(path, "fallback")
+    fallback = read.open(spec, path, "fallback", _FALLBACK_FIELDS)
+    if fallback is None:
+        return FallbackSpec(engage_on=tuple(a.name for a in alerts))
+    mode = read.choice(fallback, where, "mode", FALLBACK_MODES) or "auto"
+    parsed = _rules(read, fallback, where)
+    declared = spec.get("alerts")
+    names = (
+        {a.get("name") for a in declared if isinstance(a, Mapping)}
+        if isinstance(declared, list)
+        else set()
+    )
+    engage_on: list[str] = []
+    for item_path, item in read.items(fallback, where, "engageOn", max_items=MAX_ALERTS):
+        name = read.check_text(item, item_path, _ALERT_NAME)
+        if name is not None and name not in names:
+            read.fail(
+                item_path, f"no alert named {_show(name)} in {fieldpath.child(path, 'alerts')}"
+            )
+        elif name is not None:
+            engage_on.append(name)
+    has_rules = read.given(fallback, "rules")
+    if mode == "engaged" and not has_rules:
+        read.fail(fieldpath.child(where, "rules"), "required with mode engaged: the fallback "
+                  "would have nothing to serve")  # fmt: skip
+    if read.given(fallback, "engageOn") and not has_rules:
+        read.fail(fieldpath.child(where, "engageOn"), "needs fallback rules: without them an "
+                  "engaged fallback has nothing to serve")  # fmt: skip
+    return FallbackSpec(
+        mode=mode,
+        engage_on=tuple(engage_on) if "engageOn" in fallback else tuple(a.name for a in alerts),
+        recover_after=read.duration(fallback, where, "recoverAfter", positive=False, default=600.0),
+        rules=parsed,
+    )
+
+
+def _rules(read: _Reader, fallback: Mapping[str, object], path: str) -> tuple[FallbackRule, ...]:
+    errors_before = len(read.errors)
+    items = read.items(fallback, path, "rules", max_items=MAX_RULES)
+    parsed: list[FallbackRule] = []
+    for index, (where, item) in enumerate(items):
+        rule = read.object(item, where, _RULE_FIELDS)
+        if rule is None:
+            continue
+        when = read.text(rule, where, "when", _CEL)
+        prediction = read.text(rule, where, "prediction", _CEL, required=True)
+        last = index == len(items) - 1
+        if last and "when" in rule:
+            read.fail(fieldpath.child(where, "when"), "the last rule has no when: it answers "
+                      "every request the rules before it did not")  # fmt: skip
+        elif not last and "when" not in rule:
+            read.fail(where, "only the last rule may omit when: the rules after it would never "
+                      "be tried")  # fmt: skip
+        if prediction is not None:
+            parsed.append(FallbackRule(prediction=prediction, when=when))
+    if parsed and len(read.errors) == errors_before:
+        _compile(read, tuple(parsed), fieldpath.child(path, "rules"))
+    return tuple(parsed)
+
+
+def _compile(read: _Reader, parsed: tuple[FallbackRule, ...], path: str) -> None:
+    """Report every rule expression that does not compile, at its field, with the position."""
+    from truthloop.core import rules  # here, not at the top: rules.py imports FallbackRule
+
+    for e in rules.check_rules(parsed):
+        if e.column is None:
+            where = ""
+        elif e.line is not None and e.line > 1:
+            where = f"line {e.line}, column {e.column}: "
+        else:
+            where = f"column {e.column}: "
+        read.fail(fieldpath.child(fieldpath.item(path, e.index), e.field), where + e.message)
+
+
+# -- typed reading with every error collected ------------------------------------------------------
+
+
+def _show(value: object) -> str:
+    """A value as it appears in a message: JSON-like, short."""
+    if isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+        return text if len(text) <= 60 else text[:56] + '..."'
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return _show(str(value))
+
+
+def _integral(value: object) -> int | None:
+    """An integer, or a float with an integral value (JSON does not tell 2 from 2.0)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
+class _Reader:
+    """Reads a JSON-like tree field by field, collecting a FieldError for every problem.
+
+    A declared field that is `null` counts as absent (the apiserver prunes such nulls before it
+    applies defaults); in a free-form map (`matchLabels`) a null is a value, and an error. Getters
+    return None when the value is absent or invalid, or the given default.
+    """
+
+    __slots__ = ("errors",)
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def fail(self, path: str, message: str) -> None:
+        self.errors.append(FieldError(path, message))
+
+    def object(
+        self, value: object, path: str, fields: tuple[str, ...] | None
+    ) -> dict[str, object] | None:
+        """`value` as a mapping; keys not in `fields` are errors (`None`: any key is fine)."""
+        if not isinstance(value, Mapping):
+            self.fail(path, f"expected an object, got {_show(value)}")
+            return None
+        found: dict[str, object] = {}
+        for key, item in value.items():
+            if fields is not None and key not in fields:
+                self.fail(
+                    fieldpath.child(path, str(key)),
+                    f"unknown field; expected one of: {', '.join(fields)}",
+                )
+            elif not isinstance(key, str):
+                self.fail(fieldpath.child(path, str(key)), f"expected a string key, got {key!r}")
+            elif item is not None or fields is None:
+                found[key] = item
+        return found
+
+    def field(
+        self, obj: Mapping[str, object], path: str, key: str, *, required: bool = False
+    ) -> object | None:
+        value = obj.get(key)
+        if value is None and required:
+            self.fail(fieldpath.child(path, key), "required")
+        return value
+
+    def open(
+        self,
+        obj: Mapping[str, object],
+        path: str,
+        key: str,
+        fields: tuple[str, ...] | None,
+        *,
+        required: bool = False,
+    ) -> dict[str, object] | None:
+        value = self.field(obj, path, key, required=required)
+        return None if value is None else self.object(value, fieldpath.child(path, key), fields)
+
+    def items(
+        self, obj: Mapping[str, object], path: str, key: str, *, max_items: int | None = None
+    ) -> list[tuple[str, object]]:
+        """The list at `key` as (path, item) pairs; `[]` when absent or not a list."""
+        value = obj.get(key)
+        where = fieldpath.child(path, key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(where, f"expected a list, got {_show(value)}")
+            return []
+        if max_items is not None and len(value) > max_items:
+            self.fail(where, f"must have at most {max_items} items, got {len(value)}")
+        return [(fieldpath.item(where, i), item) for i, item in enumerate(value)]
+
+    @staticmethod
+    def given(obj: Mapping[str, object], key: str) -> bool:
+        """True when `key` holds something other than null or an empty list."""
+        return obj.get(key) not in (None, [])
+
+    def check_text(self, value: object, path: str, rule: _Text) -> str | None:
+        if not isinstance(value, str):
+            self.fail(path, f"expected a string, got {_show(value)}")
+            return None
+        if len(value) < rule.min_length:
+            self.fail(path, "must not be empty")
+        elif len(value) > rule.max_length:
+            self.fail(path, f"must be at most {rule.max_length} characters, got {len(value)}")
+        elif rule.pattern is not None and not rule.pattern.fullmatch(value):
+            self.fail(path, f"expected {rule.expected}, got {_show(value)}")
+        else:
+            return value
+        return None
+
+    def text(
+        self,
+        obj: Mapping[str, object],
+        path: str,
+        key: str,
+        rule: _Text,
+        *,
+        required: bool = False,
+    ) -> str | None:
+        value = self.field(obj, path, key, required=required)
+        return None if value is None else self.check_text(value, fieldpath.child(path, key), rule)
+
+    def pointer(
+        self, obj: Mapping[str, object], path: str, key: str, *, required: bool = False
+    ) -> str | None:
+        value = self.field(obj, path, key, required=required)
+        where = fieldpath.child(path, key)
+        if value is None or self.check_text(value, where, _Text(_POINTER_MAX)) is None:
+            return None
+        try:
+            pointer.parse(value)  # type: ignore[arg-type]
+        except pointer.PointerError as e:
+            self.fail(where, f"not a JSON pointer (RFC 6901): {e}")
+            return None
+        return value  # type: ignore[return-value]
+
+    def choice(
+        self,
+        obj: Mapping[str, object],
+        path: str,
+        key: str,
+        options: tuple[_T, ...],
+        *,
+        required: bool = False,
+    ) -> _T | None:
+        value = self.field(obj, path, key, required=required)
+        if value is None:
+            return None
+        if value not in options or not isinstance(value, str):
+            self.fail(
+                fieldpath.child(path, key),
+                f"expected one of: {', '.join(map(str, options))}; got {_show(value)}",
+            )
+            return None
+        return value  # type: ignore[return-value]
+
+    def boolean(self, obj: Mapping[str, object], path: str, key: str, *, default: bool) -> bool:
+        value = obj.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.fail(fieldpath.child(path, key), f"expected true or false, got {_show(value)}")
+            return default
+        return value
+
+    @overload
+    def number(
+        self,
+        obj: Mapping[str, object],
+        path: str,
+        key: str,
+        *,
+        low: float | None = ...,
+        high: float | None = ...,
+        low_open: bool = ...,
+        default: float,
+    ) -> float: ...
+
+    @overload
+    def number(
+        self,
+        obj: Mapping[str, object],
+        path: str,
+        key: str,
+        *,
+        low: float | None = ...,
+        high: float | None = ...,
+        low_open: bool = ...,
+        default: None = ...,
+    ) -> float | None: ...
+
+    def number(
+        self,
+        obj: Mapping[str, object],
+        path: str,
+        key: str,
+        *,
+        low: float | None = None,
+        high: float | None = None,
+        low_open: bool = False,
+        default: float | None = None,
+    ) -> float | None:
+        value = obj.get(key)
+        if value is None:
+            return default
+        where = fieldpath.child(path, key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(where, f"expected a number, got {_show(value)}")
+            return default
+        if not math.isfinite(value):
+            self.fail(where, f"expected a finite number, got {_show(value)}")
+            return default
+        if low is not None and high is not None:
+            if low_open and not low < value <= high:
+                self.fail(where, f"must be > {low:g} and <= {high:g}, got {_show(value)}")
+                return default
+            if not low <= value <= high:
+                self.fail(where, f"must be between {low:g} and {high:g}, got {_show(value)}")
+                return default
+        return float(value)
+
+    def integer(self, obj: Mapping[str, object], path: str, key: str, *, low: int) -> int | None:
+        value = obj.get(key)
+        if value is None:
+            return None
+        where = fieldpath.child(path, key)
+        number = _integral(value)
+        if number is None:
+            self.fail(where, f"expected an integer, got {_show(value)}")
+        elif number < low:
+            self.fail(where, f"must be at least {low}, got {_show(value)}")
+        else:
+            return number
+        return None
+
+    def duration(
+        self,
+        obj: Mapping[str, object],
+        path: str,
+        key: str,
+        *,
+        positive: bool,
+        default: float,
+    ) -> float:
+        value = obj.get(key)
+        if value is None:
+            return default
+        where = fieldpath.child(path, key)
+        if not isinstance(value, str):
+            self.fail(where, f"expected {_DURATION_EXAMPLE}, got {_show(value)}")
+            return default
+        if len(value) > _DURATION_MAX:
+            self.fail(where, f"must be at most {_DURATION_MAX} characters, got {len(value)}")
+            return default
+        try:
+            seconds = parse_duration(value)
+        except ValueError as e:
+            self.fail(where, str(e))
+            return default
+        if positive and seconds == 0:
+            self.fail(where, "must be longer than 0s")
+            return default
+        return seconds
