@@ -1,0 +1,449 @@
+"""What only PostgreSQL has: several replicas on one database, and the database going away.
+
+Every other feedback-service test also runs on PostgreSQL (the `store_url` fixture); these start
+two services on one schema — two replicas behind one Service — or put a relay between a service
+and the server that can cut it off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+import pytest
+
+from tests.support.feedback import (
+    FakeClock,
+    Service,
+    eventually,
+    make_settings,
+    monitor_body,
+    record,
+)
+from tests.support.postgres import (
+    Outage,
+    admin,
+    fresh_schema,
+    kill_connections,
+    server_url,
+    with_query,
+)
+from truthloop.core import metrics, windows
+from truthloop.core.records import Actual, PredictionRecord
+from truthloop.core.spec import parse_monitor
+from truthloop.feedback.settings import EngineSettings
+from truthloop.feedback.store import open_store
+from truthloop.feedback.store.interface import StoreError, StoreUnavailable
+from truthloop.feedback.store.postgres import MIGRATIONS, Keys, PostgresStore, open_url
+
+pytest_plugins = ["tests.support.feedback_fixtures"]
+
+Replicas = Callable[..., Awaitable[Service]]
+FAST = EngineSettings(tick_interval=0.1)
+"""Replicas that tick on their own, for leadership to move without the test's help."""
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    async with fresh_schema() as url:
+        yield url
+
+
+@pytest.fixture
+async def replicas(pg_url: str, clock: FakeClock) -> AsyncIterator[Replicas]:
+    """Start feedback services on one schema (by default each ticks only when told)."""
+    started: list[Service] = []
+
+    async def start(url: str = pg_url, **overrides: Any) -> Service:
+        service = Service(make_settings(url, clock, **overrides))
+        await service.start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in reversed(started):
+        await service.stop()
+
+
+def schema_of(url: str) -> str:
+    return dict(p.split("=") for p in urlsplit(url).query.split("&"))["search_path"]
+
+
+async def knows(service: Service, key: str = "ml/churn") -> bool:
+    status, _ = await service.call("GET", f"/v1/monitors/{key}")
+    return status == 200
+
+
+async def stored_labels(url: str) -> dict[str, tuple[Any, Any]]:
+    """prediction_id → (prediction, actual) of every stored record, read straight from SQL."""
+    conn = await admin()
+    try:
+        found = await conn.fetch(
+            f"SELECT prediction_id, prediction, actual FROM {schema_of(url)}.predictions"
+            f" LEFT JOIN {schema_of(url)}.labels ON prediction_ref = id"
+        )
+    finally:
+        await conn.close()
+    decode = msgspec.json.decode
+    return {r[0]: (decode(r[1]), None if r[2] is None else decode(r[2])) for r in found}
+
+
+def recompute(labels: dict[str, tuple[Any, Any]]) -> dict[str, float]:
+    counters = metrics.total(
+        metrics.observe("binary", p, a) for p, a in labels.values() if a is not None
+    )
+    return {k: v for k, v in counters.items() if v}
+
+
+# -- replicas ----------------------------------------------------------------------------------
+
+
+async def test_two_replicas_relabeling_the_same_predictions_lose_no_update(
+    replicas: Replicas, pg_url: str, clock: FakeClock
+) -> None:
+    a, b = await replicas(), await replicas()
+    await a.put_monitor(monitor_body(feedback={"attributionWindow": "1h", "match": "all"}))
+    await eventually(lambda: knows(b))
+    ts = clock.now - 30
+    n = 300
+    await a.predictions(
+        [record(f"p{i}", i % 2, ts=ts + i % 7, entity_id=f"u{i % 30}") for i in range(n)]
+    )
+
+    async def relabel(service: Service, seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(12):
+            items: list[dict[str, Any]] = [
+                {"monitor": "ml/churn", "prediction_id": f"p{i}", "actual": rng.randint(0, 1)}
+                for i in rng.sample(range(n), 50)
+            ]
+            items += [  # an entity actual labels all of that entity's ten records
+                {"monitor": "ml/churn", "entity_id": f"u{i}", "actual": rng.randint(0, 1)}
+                for i in rng.sample(range(30), 3)
+            ]
+            await service.feedback(*items)
+
+    await asyncio.gather(*(relabel(s, k) for k, s in enumerate([a, b, a, b])))
+
+    labels = await stored_labels(pg_url)
+    assert len(labels) == n
+    assert all(actual is not None for _, actual in labels.values())
+    store = a.engine.store
+    mid = a.engine.registered("ml/churn").id
+    got = (await store.window(mid, windows.window(clock.now, 3600)))["v1", "model"]
+    assert got["@predictions"] == n
+    assert {k: v for k, v in got.items() if not k.startswith("@") and v} == pytest.approx(
+        recompute(labels)
+    )
+    for service in (a, b):
+        answer = await service.metrics()
+        right = sum(1 for p, actual in labels.values() if p == actual)
+        assert answer["labeled"] == n
+        assert answer["metrics"]["accuracy"]["value"] == pytest.approx(right / n)
+
+
+async def test_when_the_leader_goes_the_other_replica_leads_within_seconds(
+    replicas: Replicas, clock: FakeClock
+) -> None:
+    a = await replicas(engine=FAST)
+    b = await replicas(engine=FAST)
+    store_a, store_b = a.engine.store, b.engine.store
+    assert isinstance(store_a, PostgresStore)
+    assert isinstance(store_b, PostgresStore)
+    assert (store_a.leading, store_b.leading) == (True, False)
+    await a.put_monitor(monitor_body())
+    await eventually(lambda: knows(b))
+    await a.stop()
+
+    async def b_leads() -> bool:
+        return store_b.leading
+
+    await eventually(b_leads, within=5)
+    # ... and does the leader's work: it steps the alert machine on a breach.
+    ts = clock.now - 5
+    await b.predictions([record(f"p{i}", 1, ts=ts) for i in range(6)])
+    await b.feedback(
+        *({"monitor": "ml/churn", "prediction_id": f"p{i}", "actual": 0} for i in range(6))
+    )
+
+    async def engaged() -> bool:
+        return (await b.state())["fallback"]["active"]
+
+    await eventually(engaged, within=5)
+
+
+async def test_a_killed_leader_session_leaves_exactly_one_leader(
+    replicas: Replicas, pg_url: str
+) -> None:
+    a = await replicas(engine=FAST)
+    b = await replicas(engine=FAST)
+    stores = [s for s in (a.engine.store, b.engine.store) if isinstance(s, PostgresStore)]
+    assert len(stores) == 2
+    leader_key = Keys.of(schema_of(pg_url)).leader
+    conn = await admin()
+    try:
+        holder = await conn.fetchval(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid::int = $1"
+            " AND granted",
+            leader_key,
+        )
+        assert holder is not None
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", holder)
+
+        async def one_new_leader() -> bool:
+            pids = await conn.fetch(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid::int = $1"
+                " AND granted",
+                leader_key,
+            )
+            leading = [s.leading for s in stores]
+            return len(pids) == 1 and pids[0][0] != holder and leading.count(True) == 1
+
+        await eventually(one_new_leader, within=5)
+    finally:
+        await conn.close()
+
+
+async def test_a_state_change_on_one_replica_wakes_the_other_replicas_long_poll(
+    replicas: Replicas,
+) -> None:
+    a, b = await replicas(), await replicas()  # no ticks: only the notification can tell b
+    await a.put_monitor(monitor_body())
+
+    async def same_version() -> bool:
+        return await knows(b) and (await a.state())["version"] == (await b.state())["version"]
+
+    await eventually(same_version)
+    version = (await b.state())["version"]
+    waiter = asyncio.create_task(b.state(query=f"?wait=30&since={version}"))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    await a.ok("POST", "/v1/monitors/ml/churn/fallback", json={"mode": "engaged"})
+    woken = await asyncio.wait_for(waiter, 1.0)
+    assert woken["version"] > version
+    assert woken["fallback"]["active"] is True
+    assert woken == await a.state()
+
+    # And back: Alertmanager tells b, a hears it (the override was stored: b starts from it).
+    version = woken["version"]
+    waiter = asyncio.create_task(a.state(query=f"?wait=30&since={version}"))
+    await b.ok("POST", "/v1/monitors/ml/churn/fallback", json={"mode": "auto"})
+    alert = {"status": "firing", "labels": {"alertname": "Down", "truthloop_monitor": "ml/churn"}}
+    await b.ok("POST", "/v1/alertmanager", json={"alerts": [alert]})
+    woken = await asyncio.wait_for(waiter, 1.0)
+    assert woken["version"] > version
+
+    async def agree() -> bool:
+        seen_a, seen_b = await a.state(), await b.state()
+        return seen_a == seen_b and seen_a["external"] == ["Down"]
+
+    await eventually(agree, within=1)
+
+
+async def test_folding_the_counter_deltas_changes_no_read(pg_url: str, clock: FakeClock) -> None:
+    store = open_store(pg_url)
+    await store.open()
+    try:
+        body = monitor_body(task="regression", alerts=[])
+        registered = await store.put_monitor(parse_monitor(body), body, clock.now)
+        monitors = {"ml/churn": registered}
+        rng = random.Random(5)
+        now = clock.now
+        batch = [
+            PredictionRecord(
+                "ml/churn", f"p{i}", "model", f"v{i % 2}", now - i * 97.3, rng.random()
+            )
+            for i in range(600)
+        ]
+        await store.insert_predictions(batch, monitors, now)
+        labels = [
+            Actual("ml/churn", now, prediction_id=r.prediction_id, value=rng.random())
+            for r in batch
+        ]
+        await store.apply_actuals(labels[:400], monitors, now)
+        await store.apply_actuals(
+            [Actual("ml/churn", now, prediction_id="later", value=1.0)], monitors, now
+        )
+
+        async def reads() -> dict[str, float]:
+            span = windows.window(now, 86400)
+            flat = {}
+            for (v, s), counters in (await store.window(registered.id, span)).items():
+                flat.update({f"window/{v}/{s}/{k}": x for k, x in counters.items()})
+            for point, groups in (
+                await store.series(registered.id, span, windows.steps(span, 60))
+            ).items():
+                for (v, s), counters in groups.items():
+                    flat.update({f"series/{point}/{v}/{s}/{k}": x for k, x in counters.items()})
+            for mid, groups in (await store.totals()).items():
+                for (v, s), counters in groups.items():
+                    flat.update({f"totals/{mid}/{v}/{s}/{k}": x for k, x in counters.items()})
+            return {k: x for k, x in flat.items() if abs(x) > 1e-9}
+
+        before = await reads()
+        deltas = await count_rows(pg_url, "agg_delta")
+        assert deltas > 0
+        folded = await asyncio.gather(store.compact(), store.compact())  # two leaders at once
+        assert sum(folded) == deltas
+        assert await count_rows(pg_url, "agg_delta") == 0
+        assert await reads() == pytest.approx(before)
+    finally:
+        await store.close()
+
+
+async def count_rows(url: str, table: str) -> int:
+    conn = await admin()
+    try:
+        return await conn.fetchval(f"SELECT count(*) FROM {schema_of(url)}.{table}")
+    finally:
+        await conn.close()
+
+
+# -- the database going away -------------------------------------------------------------------
+
+
+async def test_while_the_database_is_away_writes_answer_503_and_nothing_acknowledged_is_lost(
+    replicas: Replicas, pg_url: str, clock: FakeClock
+) -> None:
+    parts = urlsplit(pg_url)
+    assert parts.hostname is not None
+    relay = Outage(parts.hostname, parts.port or 5432)
+    await relay.start()
+    user, at, _ = parts.netloc.rpartition("@")
+    netloc = f"{user}{at}127.0.0.1:{relay.port}"
+    service = await replicas(urlunsplit(parts._replace(netloc=netloc)))
+    await service.put_monitor(monitor_body())
+    acked: dict[str, int] = {}
+    refusals: list[tuple[int, str | None]] = []
+    stop = asyncio.Event()
+
+    async def post(path: str, body: Any) -> None:
+        """Send until stored, as a sidecar's spool does; note every refusal."""
+        while True:
+            async with service.http.post(service.base + path, json=body) as response:
+                if response.status == 200:
+                    return
+                refusals.append((response.status, response.headers.get("Retry-After")))
+            await asyncio.sleep(0.01)
+
+    async def stream(name: str) -> None:
+        batch = 0
+        while not stop.is_set():
+            ids = [f"{name}-{batch}-{i}" for i in range(50)]
+            await post(
+                "/v1/predictions",
+                [record(pid, i % 2, ts=clock.now - 5) for i, pid in enumerate(ids)],
+            )
+            labels = {pid: (i // 3) % 2 for i, pid in enumerate(ids)}
+            await post(
+                "/v1/feedback",
+                {
+                    "items": [
+                        {"monitor": "ml/churn", "prediction_id": p, "actual": v}
+                        for p, v in labels.items()
+                    ]
+                },
+            )
+            acked.update(labels)
+            batch += 1
+
+    writers = [asyncio.create_task(stream(f"w{k}")) for k in range(3)]
+
+    async def progress(at_least: int) -> bool:
+        return len(acked) >= at_least
+
+    await eventually(lambda: progress(300))
+    # The server kills the service's sessions mid-stream: the pool reconnects by itself.
+    application_name = dict(p.split("=") for p in parts.query.split("&"))["application_name"]
+    assert await kill_connections(application_name) > 0
+    target = len(acked) + 300
+    await eventually(lambda: progress(target))
+    # The database goes away: writes are refused with 503 and Retry-After, nothing is stored.
+    await relay.cut()
+
+    async def refused() -> bool:
+        return len(refusals) >= 3
+
+    await eventually(refused)
+    assert {status for status, _ in refusals} == {503}
+    assert all(retry_after is not None and int(retry_after) > 0 for _, retry_after in refusals)
+    await relay.restore()
+    target = len(acked) + 300
+    await eventually(lambda: progress(target))
+    stop.set()
+    await asyncio.gather(*writers)
+    await service.stop()
+    await relay.stop()
+
+    labels = await stored_labels(pg_url)
+    assert all(labels.get(pid, (None, None))[1] == actual for pid, actual in acked.items())
+    restarted = await replicas()
+    answer = await restarted.metrics()
+    labeled = {pid: pa for pid, pa in labels.items() if pa[1] is not None}
+    assert answer["samples"] == len(labels)
+    assert answer["labeled"] == len(labeled)
+    right = sum(1 for p, actual in labeled.values() if p == actual)
+    assert answer["metrics"]["accuracy"]["value"] == pytest.approx(right / len(labeled))
+
+
+# -- schema and URL ----------------------------------------------------------------------------
+
+
+async def test_replicas_starting_together_migrate_once(pg_url: str) -> None:
+    stores = [open_store(pg_url) for _ in range(3)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        body = monitor_body()
+        await stores[0].put_monitor(parse_monitor(body), body, 0.0)
+        assert [r.monitor.key for r in await stores[2].load_monitors()] == ["ml/churn"]
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+    conn = await admin()
+    try:
+        versions = await conn.fetch(
+            f"SELECT version FROM {schema_of(pg_url)}.truthloop_migrations ORDER BY version"
+        )
+        assert [v[0] for v in versions] == list(range(1, len(MIGRATIONS) + 1))
+        await conn.execute(
+            f"INSERT INTO {schema_of(pg_url)}.truthloop_migrations (version) VALUES (999)"
+        )
+    finally:
+        await conn.close()
+    newer = open_store(pg_url)
+    with pytest.raises(StoreError, match="version 999, newer than this build"):
+        await newer.open()
+
+
+async def test_a_store_that_cannot_open_says_why() -> None:
+    await (await admin()).close()  # a server to be refused by (else: skip)
+    with pytest.raises(StoreUnavailable, match="unavailable"):
+        await open_store("postgresql://postgres@127.0.0.1:1/test").open()
+    with pytest.raises(StoreError, match="does not exist"):
+        await open_store(urlunsplit(urlsplit(server_url())._replace(path="/tl_none"))).open()
+    with pytest.raises(StoreError, match="no schema to create tables in"):
+        await open_store(with_query(server_url(), search_path="tl_no_such_schema")).open()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql:///db", "expected postgresql://user@host/db"),
+        ("postgresql://u@h/db?pool_size=1", "pool_size must be 2 to 1000"),
+        ("postgresql://u@h/db?pool_size=many", "pool_size must be 2 to 1000"),
+        ("postgresql://u@h/db?pool_size", "malformed query"),
+    ],
+)
+def test_a_bad_postgresql_url_is_refused_with_what_is_wrong(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        open_url(url)
+
+
+def test_a_postgresql_url_keeps_server_settings_and_names_its_connections() -> None:
+    store = open_url("postgres://u@h:5433/db?pool_size=4&search_path=tl")
+    assert store.pool_size == 4
+    query = dict(p.split("=") for p in urlsplit(store.dsn).query.split("&"))
+    assert query == {"search_path": "tl", "application_name": "truthloop-feedback"}

@@ -1,0 +1,62 @@
+"""`truthloop feedback` flags: settings from flags and environment, clear messages for bad ones."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from truthloop.feedback import cli
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers())
+    return parser.parse_args(["feedback", *argv])
+
+
+def test_flags_become_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRUTHLOOP_TOKEN", raising=False)
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    host, port, settings = cli.settings_from(
+        parse(
+            "--listen",
+            "0.0.0.0:9000",
+            "--store",
+            "sqlite:///x.db",
+            "--token-file",
+            str(token),
+            "--retention",
+            "7d",
+        )
+    )
+    assert (host, port) == ("0.0.0.0", 9000)
+    assert settings.token == "s3cret"
+    assert settings.store == "sqlite:///x.db"
+    assert settings.engine.retention == settings.limits.max_age == 7 * 86400
+
+
+def test_the_token_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRUTHLOOP_TOKEN", "from-env")
+    assert cli.settings_from(parse())[2].token == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--listen", "localhost"], "--listen"),
+        (["--retention", "a while"], "--retention"),
+        (["--token-file", "/nonexistent/token"], "--token-file"),
+        (["--max-body", "10"], "--max-body"),
+    ],
+)
+def test_bad_flags_say_which(argv: list[str], message: str) -> None:
+    with pytest.raises(cli.UsageError, match=message):
+        cli.settings_from(parse(*argv))
+
+
+def test_a_bad_store_url_exits_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.run(parse("--store", "mysql://db/x")) == 2
+    assert "unsupported store" in capsys.readouterr().err

@@ -1,0 +1,1 @@
+"""The feedback service: joins actuals to predictions, measures, alerts and decides the fallback."""

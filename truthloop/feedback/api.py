@@ -1,0 +1,369 @@
+"""HTTP handlers: decode, call the engine, answer JSON. No behaviour lives here.
+
+Routes (DESIGN.md, "HTTP APIs"): monitors CRUD, capture records, actuals, metrics (with series),
+state (long-poll), fallback override, Alertmanager webhook, timelines, datasets (streamed), and
+/metrics, /healthz, /readyz. Every error is a `ClientError` turned into JSON by `app.errors`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from truthloop.core import records
+from truthloop.core.records import ItemError
+from truthloop.core.spec import FALLBACK_MODES, SpecError
+from truthloop.feedback import bodies
+from truthloop.feedback.engine import Engine
+from truthloop.feedback.errors import BadRequest
+from truthloop.feedback.settings import Settings
+from truthloop.feedback.store.interface import StoredPrediction
+
+ENGINE = web.AppKey("engine", Engine)
+SETTINGS = web.AppKey("settings", Settings)
+
+_encode = msgspec.json.Encoder().encode
+
+
+def json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_encode(data), status=status, content_type="application/json")
+
+
+def _key(request: web.Request) -> str:
+    return f"{request.match_info['namespace']}/{request.match_info['name']}"
+
+
+# -- monitors ----------------------------------------------------------------------------------
+
+
+async def list_monitors(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    items = [monitor_view(engine, r.monitor.key) for r in engine.monitors()]
+    return json(
+        {
+            "items": sorted(
+                items, key=lambda m: m["metadata"]["namespace"] + "/" + m["metadata"]["name"]
+            )
+        }
+    )
+
+
+async def put_monitor(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    body = await bodies.json_body(request)
+    if not isinstance(body, dict):
+        raise BadRequest(
+            "expected a ModelMonitor object",
+            [bodies.detail("body", "is not an object", "wrong_type")],
+        )
+    metadata = body.get("metadata")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise BadRequest(
+            "invalid ModelMonitor", [bodies.detail("metadata", "expected an object", "wrong_type")]
+        )
+    mismatched = [
+        bodies.detail(
+            f"metadata.{field}", f"is {metadata[field]!r} but the path says {value!r}", "mismatch"
+        )
+        for field, value in (("namespace", namespace), ("name", name))
+        if metadata.get(field) not in (None, value)
+    ]
+    if mismatched:
+        raise BadRequest("the object does not match its path", mismatched)
+    body = {**body, "metadata": {**metadata, "namespace": namespace, "name": name}}
+    try:
+        registered, created = await engine.put_monitor(namespace, name, body)
+    except SpecError as e:
+        raise BadRequest(
+            "invalid ModelMonitor",
+            [ItemError(None, error.path, error.message, "invalid_spec") for error in e.errors],
+        ) from None
+    return json(monitor_view(engine, registered.monitor.key), status=201 if created else 200)
+
+
+async def get_monitor(request: web.Request) -> web.Response:
+    return json(monitor_view(request.app[ENGINE], _key(request)))
+
+
+async def delete_monitor(request: web.Request) -> web.Response:
+    key = _key(request)
+    await request.app[ENGINE].delete_monitor(key)
+    return json({"deleted": key})
+
+
+def monitor_view(engine: Engine, key: str) -> dict[str, Any]:
+    """The object as PUT, with a `status` the operator can mirror into the custom resource."""
+    registered = engine.registered(key)
+    state = engine.state(key)
+    status: dict[str, Any] = {
+        "phase": state["phase"],
+        "samples": 0,
+        "labeled": 0,
+        "metrics": {},
+        "fallback": state["fallback"],
+        "alerts": state["alerts"],
+        "observedGeneration": state["generation"],
+        "stateVersion": state["version"],
+    }
+    snapshot = engine.snapshots.get(key)
+    model = snapshot.window.get(("*", "model")) if snapshot else None
+    if model is not None:
+        status["samples"] = model.samples
+        status["labeled"] = model.labeled
+        for metric, estimate in model.metrics.items():
+            status["metrics"][metric] = estimate.value
+            status["metrics"][metric + "Lower"] = estimate.lower
+            status["metrics"][metric + "Upper"] = estimate.upper
+    return {**registered.body, "status": status}
+
+
+# -- writes ------------------------------------------------------------------------------------
+
+
+async def post_predictions(request: web.Request) -> web.Response:
+    body = await bodies.read(request, bodies.JSON_TYPES | bodies.NDJSON_TYPES)
+    ndjson = request.content_type in bodies.NDJSON_TYPES
+    result = await request.app[ENGINE].ingest(body, ndjson=ndjson)
+    return json({"accepted": result.accepted, "duplicates": result.duplicates})
+
+
+async def post_feedback(request: web.Request) -> web.Response:
+    body = await bodies.read(request, bodies.JSON_TYPES)
+    result = await request.app[ENGINE].feedback(body)
+    return json({"matched": result.matched, "pending": result.pending})
+
+
+async def post_fallback(request: web.Request) -> web.Response:
+    key = _key(request)
+    engine = request.app[ENGINE]
+    engine.registered(key)
+    body = await bodies.json_body(request)
+    mode = body.get("mode") if isinstance(body, dict) else None
+    if mode not in FALLBACK_MODES:
+        raise BadRequest(
+            'expected {"mode": "auto" | "engaged" | "disengaged"}',
+            [bodies.detail("mode", f"expected one of {', '.join(FALLBACK_MODES)}", "invalid")],
+        )
+    return json(await engine.set_mode(key, mode))
+
+
+async def post_alertmanager(request: web.Request) -> web.Response:
+    """Alertmanager webhook (version 4): alerts labeled `truthloop_monitor` drive that monitor."""
+    body = await bodies.json_body(request)
+    alerts = body.get("alerts") if isinstance(body, dict) else None
+    if not isinstance(alerts, list):
+        raise BadRequest(
+            "expected an Alertmanager webhook payload",
+            [bodies.detail("alerts", "expected an array", "wrong_type")],
+        )
+    firing: dict[str, set[str]] = {}
+    resolved: dict[str, set[str]] = {}
+    errors = []
+    for index, alert in enumerate(alerts):
+        labels = alert.get("labels") if isinstance(alert, dict) else None
+        status = alert.get("status") if isinstance(alert, dict) else None
+        if not isinstance(labels, dict) or status not in ("firing", "resolved"):
+            errors.append(
+                ItemError(
+                    index,
+                    "labels" if not isinstance(labels, dict) else "status",
+                    "expected labels and a status of firing or resolved",
+                    "invalid",
+                )
+            )
+            continue
+        monitor, name = labels.get("truthloop_monitor"), labels.get("alertname")
+        if not isinstance(monitor, str) or not isinstance(name, str):
+            continue
+        (firing if status == "firing" else resolved).setdefault(monitor, set()).add(name)
+    if errors:
+        raise BadRequest("invalid Alertmanager payload", errors)
+    updated = await request.app[ENGINE].external_alerts(firing, resolved)
+    return json({"monitors": updated})
+
+
+# -- reads -------------------------------------------------------------------------------------
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    key = _key(request)
+    engine = request.app[ENGINE]
+    engine.registered(key)
+    window = bodies.query(request, "window", bodies.duration, None, "a duration like 1h")
+    version = bodies.query(request, "version", str, None, "a model version")
+    served_by = bodies.query(
+        request, "served_by", bodies.choice(*records.SERVED_BY), None, "model or fallback"
+    )
+    series = bodies.query(request, "series", bodies.duration, None, "a step like 1m")
+    step = None
+    if series is not None:
+        if series % 60:
+            raise BadRequest(
+                "bad query parameter series",
+                [bodies.detail("series", "must be whole minutes", "invalid")],
+            )
+        step = int(series // 60)
+    return json(
+        await engine.window_metrics(key, window, version=version, served_by=served_by, step=step)
+    )
+
+
+async def get_state(request: web.Request) -> web.Response:
+    key = _key(request)
+    engine = request.app[ENGINE]
+    engine.registered(key)
+    settings = request.app[SETTINGS]
+    wait = bodies.query(
+        request,
+        "wait",
+        bodies.bounded_float(0, settings.http.max_wait),
+        0.0,
+        f"seconds between 0 and {settings.http.max_wait:g}",
+    )
+    since = bodies.query(request, "since", bodies.bounded_int(0, 2**62), None, "a state version")
+    return json(await engine.wait_state(key, since, wait))
+
+
+async def get_predictions(request: web.Request) -> web.Response:
+    key = _key(request)
+    engine = request.app[ENGINE]
+    engine.registered(key)
+    settings = request.app[SETTINGS]
+    entity_id = request.query.get("entity_id")
+    if not entity_id:
+        raise BadRequest(
+            "entity_id is required", [bodies.detail("entity_id", "is required", "missing")]
+        )
+    limit = bodies.query(
+        request,
+        "limit",
+        bodies.bounded_int(1, settings.http.max_timeline),
+        100,
+        f"1 to {settings.http.max_timeline}",
+    )
+    rows = await engine.timeline(key, entity_id, limit)
+    return json(
+        {"monitor": key, "entity_id": entity_id, "predictions": [record_view(r) for r in rows]}
+    )
+
+
+DATASET_COLUMNS = (
+    "prediction_id",
+    "entity_id",
+    "tag",
+    "model_version",
+    "served_by",
+    "ts",
+    "prediction",
+    "score",
+    "actual",
+    "vote",
+    "assumed",
+    "correct",
+    "features",
+)
+
+
+async def get_dataset(request: web.Request) -> web.StreamResponse:
+    """Labeled records of the window, streamed as NDJSON or CSV in store-sized chunks."""
+    key = _key(request)
+    engine = request.app[ENGINE]
+    engine.registered(key)
+    window = bodies.query(request, "window", bodies.duration, None, "a duration like 7d")
+    version = bodies.query(request, "version", str, None, "a model version")
+    correct = bodies.query(request, "correct", bodies.boolean, None, "true or false")
+    fmt = bodies.query(request, "format", bodies.choice("ndjson", "csv"), "ndjson", "ndjson or csv")
+    chunks = engine.dataset(key, window, version, correct)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
+        }
+    )
+    await response.prepare(request)
+    if fmt == "csv":
+        await response.write(_csv_lines([DATASET_COLUMNS]))
+    async for chunk in chunks:
+        rows = [record_view(r) for r in chunk]
+        if fmt == "csv":
+            data = _csv_lines(
+                [[_csv_cell(row.get(column)) for column in DATASET_COLUMNS] for row in rows]
+            )
+        else:
+            data = b"".join(_encode(row) + b"\n" for row in rows)
+        await response.write(data)
+    await response.write_eof()
+    return response
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return _encode(value).decode()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else value
+
+
+def _csv_lines(rows: Any) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue().encode()
+
+
+def record_view(row: StoredPrediction) -> dict[str, Any]:
+    label = row.label
+    return {
+        "prediction_id": row.prediction_id,
+        "entity_id": row.entity_id,
+        "tag": row.tag,
+        "model_version": row.model_version,
+        "served_by": row.served_by,
+        "ts": row.ts,
+        "prediction": row.prediction,
+        "score": row.score,
+        "actual": label.value if label else None,
+        "vote": label.vote if label else None,
+        "assumed": label.assumed if label else False,
+        "correct": row.correct,
+        "labeled_at": row.labeled_at,
+        "features": row.features,
+    }
+
+
+# -- service -----------------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if not request.app[ENGINE].ready:
+        return json({"status": "starting"}, status=503)
+    return json({"status": "ready"})
+
+
+def routes() -> list[web.RouteDef]:
+    monitor = "/v1/monitors/{namespace}/{name}"
+    return [
+        web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
+        web.get("/v1/monitors", list_monitors),
+        web.put(monitor, put_monitor),
+        web.get(monitor, get_monitor),
+        web.delete(monitor, delete_monitor),
+        web.get(monitor + "/metrics", get_metrics),
+        web.get(monitor + "/state", get_state),
+        web.post(monitor + "/fallback", post_fallback),
+        web.get(monitor + "/predictions", get_predictions),
+        web.get(monitor + "/dataset", get_dataset),
+        web.post("/v1/predictions", post_predictions),
+        web.post("/v1/feedback", post_feedback),
+        web.post("/v1/alertmanager", post_alertmanager),
+    ]

@@ -1,0 +1,121 @@
+"""`truthloop feedback`: run the feedback service.
+
+Every flag also reads a `TRUTHLOOP_*` environment variable (the flag wins). Once serving, it prints
+`listening on http://HOST:PORT` (with the real port when given port 0) and runs until SIGTERM or
+SIGINT, then finishes in-flight requests and closes the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from aiohttp import web
+
+from truthloop import flags
+from truthloop.core.spec import parse_duration
+from truthloop.feedback import app as feedback_app
+from truthloop.feedback import settings as feedback_settings
+from truthloop.feedback.settings import HttpSettings, Settings
+from truthloop.feedback.store.interface import StoreError
+from truthloop.flags import UsageError
+
+DEFAULT_STORE = "sqlite://truthloop-feedback.db"
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    env = os.environ.get
+    parser = subparsers.add_parser(
+        "feedback",
+        help="run the feedback service (ingest, join, metrics, alerts, fallback state)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--listen",
+        default=env("TRUTHLOOP_LISTEN", "127.0.0.1:8080"),
+        help="HOST:PORT to serve on (env TRUTHLOOP_LISTEN; default %(default)s)",
+    )
+    parser.add_argument(
+        "--store",
+        default=env("TRUTHLOOP_STORE", DEFAULT_STORE),
+        help="sqlite:///absolute/path.db, sqlite://relative/path.db, or"
+        " postgresql://user@host:5432/db for several replicas"
+        " (env TRUTHLOOP_STORE; default %(default)s, under the working directory)",
+    )
+    parser.add_argument(
+        "--token-file",
+        default=env("TRUTHLOOP_TOKEN_FILE"),
+        help="file holding the bearer token writes must carry (env TRUTHLOOP_TOKEN_FILE;"
+        " or give the token itself in TRUTHLOOP_TOKEN)",
+    )
+    parser.add_argument(
+        "--retention",
+        default=env("TRUTHLOOP_RETENTION", "30d"),
+        help="keep raw predictions this long; aggregates are kept (env TRUTHLOOP_RETENTION;"
+        " default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-body",
+        type=int,
+        default=env("TRUTHLOOP_MAX_BODY", str(HttpSettings().max_body_bytes)),
+        help="largest request body in bytes (env TRUTHLOOP_MAX_BODY; default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env("TRUTHLOOP_LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="(env TRUTHLOOP_LOG_LEVEL; default %(default)s)",
+    )
+    parser.set_defaults(run=run)
+
+
+def settings_from(args: argparse.Namespace) -> tuple[str, int, Settings]:
+    host, port = flags.get(args, "listen", flags.address)
+    try:
+        retention = parse_duration(args.retention)
+    except ValueError as e:
+        raise UsageError(f"--retention {args.retention!r}: {e}") from None
+    token = flags.write_token(args.token_file)
+    if args.max_body < 1024:
+        raise UsageError("--max-body: at least 1024 bytes")
+    settings = feedback_settings.make(
+        store=args.store,
+        token=token,
+        retention=retention,
+        http=HttpSettings(max_body_bytes=args.max_body),
+    )
+    return host, port, settings
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        host, port, settings = settings_from(args)
+        app = feedback_app.build(settings)
+    except (UsageError, ValueError) as e:
+        print(f"truthloop feedback: {e}", file=sys.stderr)
+        return 2
+    return flags.run_loop(_serve(app, host, port))
+
+
+async def _serve(app: web.Application, host: str, port: int) -> int:
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    try:
+        await runner.setup()
+    except StoreError as e:
+        print(f"truthloop feedback: cannot open the store: {e}", file=sys.stderr)
+        return 1
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    address = runner.addresses[0]
+    print(f"listening on http://{address[0]}:{address[1]}", flush=True)
+    try:
+        await flags.stop_signal()
+    finally:
+        await runner.cleanup()
+    return 0

@@ -1,0 +1,663 @@
+"""The feedback engine: what the service does, between the HTTP handlers and the store.
+
+It owns the registry of monitors and each monitor's alert/fallback state. Writes are validated
+with `core.records` and handed to the store in one transaction; reads come from the store, so
+several replicas sharing one database agree. `tick` (every `EngineSettings.tick_interval`) reads
+each monitor's window, steps the pure alert machine (`core.alerts`), persists and announces any
+change (long-poll waiters wake at once), sweeps missing actuals, expires pending ones, enforces
+retention and purges deleted monitors, and leaves a `Snapshot` for the Prometheus exporter, which
+reads memory only.
+
+Several replicas may share one store. Each takes any write; only the one the store lets lead
+(`Store.try_lead`) steps the alert machines and keeps house on its ticks, the others refresh the
+windows they report. Every change of a monitor's state — a tick's step, a mode, an Alertmanager
+alert, a new spec — happens inside `Store.hold_state`, starting from the state as stored, so
+replicas never overwrite each other's changes; the store tells the others (`Store.watch`), and
+they reread monitors and states and wake their long-poll waiters.
+
+A monitor's state `version` increases whenever what `state()` reports changes: phase, fallback,
+any alert's status, the spec generation, the external (Alertmanager) alerts or the manual mode —
+not when an alert's latest value moves, which would wake every follower on every tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import msgspec
+
+from truthloop.core import alerts, metrics, records, windows
+from truthloop.core.join import PREDICTIONS_KEY
+from truthloop.core.spec import FALLBACK_MODES, FallbackMode, Monitor, Task, parse_monitor
+from truthloop.feedback.errors import BadRequest, Conflict, NotFound
+from truthloop.feedback.settings import Settings
+from truthloop.feedback.store.interface import (
+    ACTUALS_EXPIRED,
+    ACTUALS_MATCHED,
+    ACTUALS_PENDING,
+    Counters,
+    DatasetQuery,
+    FeedbackResult,
+    Group,
+    IngestResult,
+    LabelsRejected,
+    Registered,
+    Store,
+    StoredPrediction,
+    StoredState,
+)
+
+log = logging.getLogger("truthloop.feedback")
+
+ALL_VERSIONS = "*"
+"""The version label of a sum over every model version."""
+
+OUTCOMES = {"matched": ACTUALS_MATCHED, "pending": ACTUALS_PENDING, "expired": ACTUALS_EXPIRED}
+
+FOLLOW_RETRY = 1.0
+"""Seconds before rereading the store again after a failed reread (the database was away)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    """One group's window: predictions, labeled ones, and every metric with its interval."""
+
+    samples: int
+    labeled: int
+    metrics: Mapping[str, metrics.Estimate]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "samples": self.samples,
+            "labeled": self.labeled,
+            "metrics": {
+                name: {"value": e.value, "lower": e.lower, "upper": e.upper}
+                for name, e in self.metrics.items()
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the last tick saw of one monitor; the exporter reads only this."""
+
+    monitor: Monitor
+    state: alerts.MonitorState
+    window: Mapping[Group, Evaluated]
+    """Per (version, served_by), plus (ALL_VERSIONS, served_by) sums."""
+    totals: Mapping[Group, Counters]
+
+
+@dataclass(slots=True)
+class _Runtime:
+    """A monitor's live state; `changed` is set (and replaced) on every version bump."""
+
+    registered: Registered
+    state: alerts.MonitorState
+    version: int
+    external: frozenset[str] = frozenset()
+    override: FallbackMode | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def mode(self) -> FallbackMode:
+        return self.override or self.registered.monitor.spec.fallback.mode
+
+    def persisted(self) -> tuple[Any, ...]:
+        """What a restart must find again (the alerts' latest observations are recomputed)."""
+        state = self.state.to_dict()
+        for alert in state["alerts"]:
+            del alert["value"], alert["samples"]
+        return (state, self.registered.monitor.generation, sorted(self.external), self.override)
+
+    def visible(self) -> tuple[Any, ...]:
+        """What the state's `version` stands for: the part sidecars and the operator act on."""
+        state, *rest = self.persisted()
+        del state["clear_since"]
+        return (state, *rest)
+
+
+def _restore(registered: Registered, stored: StoredState | None) -> _Runtime:
+    """A monitor's runtime as persisted, or fresh from its spec."""
+    if stored is None:
+        return _Runtime(registered, alerts.initial_state(registered.monitor.spec), 0)
+    override = stored.override if stored.override in FALLBACK_MODES else None
+    return _Runtime(
+        registered,
+        alerts.MonitorState.from_dict(stored.state),
+        stored.version,
+        frozenset(stored.external),
+        override,  # type: ignore[arg-type]
+    )
+
+
+class Engine:
+    """The service's behaviour; one per process, built by the app and started by its context."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self._runtimes: dict[str, _Runtime] = {}
+        self._lock = asyncio.Lock()
+        self.snapshots: dict[str, Snapshot] = {}
+        self.rejected: dict[str, int] = {}
+        """Actuals refused since start, per monitor named (`""`: none or an unknown one)."""
+        self.ready = False
+        self._stale = asyncio.Event()
+        """Set when another replica may have changed monitors or state (`Store.watch`)."""
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load monitors and their persisted state: a restart resumes where it stopped."""
+        self.store.watch(self._stale.set)
+        await self._sync()
+        await self.tick()
+        self.ready = True
+
+    async def run(self) -> None:
+        """Tick forever (a failing tick is logged and retried at the next interval), and follow
+        what other replicas change meanwhile."""
+        follower = asyncio.create_task(self._follow(), name="truthloop-feedback-follow")
+        try:
+            while True:
+                await asyncio.sleep(self.settings.engine.tick_interval)
+                try:
+                    await self.tick()
+                except Exception:
+                    log.exception("engine tick failed")
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+
+    async def _follow(self) -> None:
+        """Reread monitors and states whenever the store says another replica changed them."""
+        while True:
+            await self._stale.wait()
+            self._stale.clear()
+            try:
+                await self._sync()
+            except Exception:
+                log.exception("rereading the store after another replica's change failed")
+                self._stale.set()
+                await asyncio.sleep(FOLLOW_RETRY)
+
+    async def _sync(self) -> None:
+        """Take the monitors and states as stored: the store's word wins over this memory."""
+        stored = await self.store.load_monitors()
+        states = await self.store.load_states()
+        live = {r.monitor.key: r for r in stored if r.deleted is None}
+        async with self._lock:
+            for key in set(self._runtimes) - set(live):
+                self._runtimes.pop(key).changed.set()
+                self.snapshots.pop(key, None)
+            for key, registered in live.items():
+                runtime = self._runtimes.get(key)
+                if runtime is None or runtime.registered.id != registered.id:
+                    if runtime is not None:
+                        runtime.changed.set()
+                    self._runtimes[key] = _restore(registered, states.get(registered.id))
+                else:
+                    runtime.registered = registered
+                    self._adopt(runtime, states.get(registered.id))
+
+    def _adopt(self, runtime: _Runtime, stored: StoredState | None) -> None:
+        """Take a state another replica stored (waking waiters if its version moved)."""
+        if stored is None:
+            return
+        theirs = _restore(runtime.registered, stored)
+        if theirs.version == runtime.version and theirs.persisted() == runtime.persisted():
+            return
+        runtime.state, runtime.external = theirs.state, theirs.external
+        runtime.override = theirs.override
+        key = runtime.registered.monitor.key
+        snapshot = self.snapshots.get(key)
+        if snapshot is not None:
+            self.snapshots[key] = replace(snapshot, state=runtime.state)
+        if theirs.version != runtime.version:
+            runtime.version = theirs.version
+            runtime.changed.set()
+            runtime.changed = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def _held(self, runtime: _Runtime) -> AsyncIterator[None]:
+        """Change a monitor's state: no other replica changes it meanwhile, and the change
+        starts from what is stored."""
+        async with self.store.hold_state(runtime.registered.id) as stored:
+            self._adopt(runtime, stored)
+            yield
+
+    def stop(self) -> None:
+        """Wake every long-poll waiter so shutdown does not wait for their timeouts."""
+        for runtime in self._runtimes.values():
+            runtime.changed.set()
+
+    # -- monitors ------------------------------------------------------------------------------
+
+    def registered(self, key: str) -> Registered:
+        runtime = self._runtimes.get(key)
+        if runtime is None:
+            raise NotFound(
+                f"no monitor {key} is registered",
+                [records.ItemError(None, "monitor", f"{key} is not registered", "unknown_monitor")],
+            )
+        return runtime.registered
+
+    def monitors(self) -> list[Registered]:
+        return [r.registered for r in self._runtimes.values()]
+
+    async def put_monitor(
+        self, namespace: str, name: str, body: Mapping[str, Any]
+    ) -> tuple[Registered, bool]:
+        """Register or replace a monitor; True when it is new. Raises `SpecError`."""
+        monitor = parse_monitor(body)
+        key = monitor.key
+        runtime = self._runtimes.get(key)
+        if runtime is not None and runtime.registered.monitor.spec.task != monitor.spec.task:
+            old = runtime.registered.monitor.spec.task
+            raise Conflict(
+                f"monitor {key} already has {old} data; delete it before changing its task",
+                [records.ItemError(None, "spec.task", f"was {old}", "task_change")],
+            )
+        metadata = body.get("metadata") or {}
+        if "generation" not in metadata:
+            previous = runtime.registered if runtime else None
+            same = previous is not None and previous.body.get("spec") == body.get("spec")
+            generation = previous.monitor.generation + (0 if same else 1) if previous else 1
+            monitor = replace(monitor, generation=generation)
+            body = {**body, "metadata": {**metadata, "generation": generation}}
+        async with self._lock:
+            registered = await self.store.put_monitor(monitor, body, self.settings.clock())
+            created = runtime is None or runtime.registered.id != registered.id
+            if created:
+                stored = (await self.store.load_states()).get(registered.id)
+                runtime = self._runtimes[key] = _restore(registered, stored)
+            assert runtime is not None
+            async with self._held(runtime):
+                old_mode = runtime.registered.monitor.spec.fallback.mode
+                if old_mode != monitor.spec.fallback.mode:
+                    runtime.override = None  # the newer word on the mode wins
+                runtime.registered = registered
+                await self._evaluate(runtime, self.settings.clock())
+        return registered, created
+
+    async def delete_monitor(self, key: str) -> None:
+        self.registered(key)
+        async with self._lock:
+            await self.store.delete_monitor(key, self.settings.clock())
+            runtime = self._runtimes.pop(key)
+            self.snapshots.pop(key, None)
+            runtime.changed.set()
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def _live(self) -> tuple[dict[str, Registered], dict[str, Task]]:
+        live = {key: r.registered for key, r in self._runtimes.items()}
+        return live, {key: r.monitor.spec.task for key, r in live.items()}
+
+    async def ingest(self, body: bytes, *, ndjson: bool = False) -> IngestResult:
+        """Validate and store capture records (a JSON array, or NDJSON); all or nothing."""
+        now = self.settings.clock()
+        live, tasks = self._live()
+        try:
+            parsed = records.parse_predictions(
+                body, tasks, now, self.settings.limits, ndjson=ndjson
+            )
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
+            raise _not_json(e) from None
+        if parsed.errors:
+            raise BadRequest("invalid capture records", parsed.errors)
+        result = await self.store.insert_predictions(parsed.items, live, now)
+        return replace(result, duplicates=result.duplicates + parsed.repeats)
+
+    async def feedback(self, body: bytes) -> FeedbackResult:
+        """Validate and apply actuals (one, an array, or `{"items": [...]}`); all or nothing."""
+        now = self.settings.clock()
+        live, tasks = self._live()
+        try:
+            parsed = records.parse_actuals(body, tasks, now, self.settings.limits)
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
+            raise _not_json(e) from None
+        if parsed.errors:
+            self._count_rejected(parsed.rejected)
+            raise BadRequest("invalid actuals", parsed.errors)
+        try:
+            result = await self.store.apply_actuals(parsed.items, live, now)
+        except LabelsRejected as e:
+            errors = [replace(error, index=parsed.indices[error.index]) for error in e.errors]
+            rejected: dict[str, int] = {}
+            for error in e.errors:
+                monitor = parsed.items[error.index].monitor
+                rejected[monitor] = rejected.get(monitor, 0) + 1
+            self._count_rejected(rejected)
+            raise BadRequest("actuals that cannot label their predictions", errors) from e
+        return replace(result, matched=result.matched + parsed.repeats)
+
+    def _count_rejected(self, rejected: Mapping[str, int]) -> None:
+        """Rejected actuals per monitor, in memory: a rejected request changes nothing stored."""
+        for monitor, n in rejected.items():
+            self.rejected[monitor] = self.rejected.get(monitor, 0) + n
+
+    # -- fallback control ----------------------------------------------------------------------
+
+    async def set_mode(self, key: str, mode: FallbackMode) -> dict[str, Any]:
+        """Manual override: `engaged`/`disengaged` pin the fallback, `auto` returns it to alerts."""
+        self.registered(key)
+        async with self._lock:
+            runtime = self._runtimes[key]
+            async with self._held(runtime):
+                runtime.override = mode
+                await self._evaluate(runtime, self.settings.clock(), fresh=False)
+        return self.state(key)
+
+    async def external_alerts(
+        self, firing: Mapping[str, set[str]], resolved: Mapping[str, set[str]]
+    ) -> list[str]:
+        """Alertmanager's view: alert names now firing / resolved per monitor; monitors updated."""
+        updated = []
+        async with self._lock:
+            for key in sorted(set(firing) | set(resolved)):
+                runtime = self._runtimes.get(key)
+                if runtime is None:
+                    continue
+                async with self._held(runtime):
+                    external = runtime.external | firing.get(key, set())
+                    external -= resolved.get(key, set())
+                    if external != runtime.external:
+                        runtime.external = frozenset(external)
+                        await self._evaluate(runtime, self.settings.clock(), fresh=False)
+                updated.append(key)
+        return updated
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def state(self, key: str) -> dict[str, Any]:
+        registered = self.registered(key)
+        runtime = self._runtimes[key]
+        state = runtime.state
+        return {
+            "monitor": key,
+            "generation": registered.monitor.generation,
+            "version": runtime.version,
+            "phase": state.phase,
+            "fallback": {
+                "active": state.fallback_active,
+                "mode": runtime.mode,
+                "since": state.fallback_since,
+                "reason": state.fallback_reason,
+            },
+            "alerts": state.to_dict()["alerts"],
+            "external": sorted(runtime.external),
+        }
+
+    async def wait_state(self, key: str, since: int | None, wait: float) -> dict[str, Any]:
+        """The state once its version differs from `since`, or after `wait` seconds."""
+        self.registered(key)
+        runtime = self._runtimes[key]
+        if since is not None and runtime.version == since and wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.changed.wait(), wait)
+        return self.state(key)
+
+    async def tick(self) -> None:
+        """Evaluate every monitor, then do one step of each kind of housekeeping.
+
+        A replica that does not lead only refreshes the windows it reports.
+        """
+        now = self.settings.clock()
+        leading = await self.store.try_lead()
+        async with self._lock:
+            for runtime in list(self._runtimes.values()):
+                if leading:
+                    async with self._held(runtime):
+                        await self._evaluate(runtime, now)
+                else:
+                    await self._evaluate(runtime, now, step=False)
+        if leading:
+            await self._keep_house(now)
+        totals = await self.store.totals()
+        self.snapshots = {
+            key: replace(snap, totals=totals.get(runtime.registered.id, {}))
+            for key, runtime in self._runtimes.items()
+            if (snap := self.snapshots.get(key)) is not None
+        }
+
+    async def _keep_house(self, now: float) -> None:
+        """Fold counter deltas, expire pending actuals, sweep missing ones, enforce retention,
+        purge the deleted."""
+        engine = self.settings.engine
+        await self.store.compact()
+        expired = await self.store.expire_pending(now)
+        if expired:
+            log.info("pending actuals expired", extra={"expired": expired})
+        for runtime in list(self._runtimes.values()):
+            registered = runtime.registered
+            spec = registered.monitor.spec
+            if spec.feedback.missing_actual.policy == "assume":
+                cutoff = now - spec.feedback.attribution_window
+                await self.store.assume_missing(registered, cutoff, now, engine.sweep_chunk)
+            await self.store.delete_predictions(
+                registered.id, now - engine.retention, engine.delete_chunk
+            )
+        await self.store.purge_deleted(now - engine.delete_grace, engine.delete_chunk)
+
+    async def _evaluate(
+        self, runtime: _Runtime, now: float, *, fresh: bool = True, step: bool = True
+    ) -> None:
+        """Step the alert machine on the window's model metrics; persist and announce changes.
+
+        `fresh=False` (a mode or Alertmanager change) steps on the last tick's window instead of
+        reading it again: what changed is not the data, and the answer should be immediate.
+        `step=False` (a replica that does not lead) only reads the window for the snapshot.
+        """
+        registered = runtime.registered
+        monitor = registered.monitor
+        spec = monitor.spec
+        previous = self.snapshots.get(monitor.key)
+        if not fresh and previous is not None and previous.monitor == monitor:
+            evaluated = dict(previous.window)
+        else:
+            span = windows.window(now, spec.metrics.window)
+            evaluated = evaluate_groups(spec.task, await self.store.window(registered.id, span))
+        if step:
+            await self._step(runtime, evaluated, now)
+        self.snapshots[monitor.key] = Snapshot(
+            monitor,
+            runtime.state,
+            evaluated,
+            previous.totals if previous else {},
+        )
+
+    async def _step(
+        self, runtime: _Runtime, evaluated: Mapping[Group, Evaluated], now: float
+    ) -> None:
+        """Step the alert machine; persist what changed, and wake waiters if it is visible."""
+        registered = runtime.registered
+        monitor = registered.monitor
+        spec = monitor.spec
+        model = evaluated.get((ALL_VERSIONS, "model"))
+        window_metrics = {}
+        if model is not None:
+            window_metrics = {
+                name: alerts.WindowMetric(estimate.value, model.labeled)
+                for name, estimate in model.metrics.items()
+            }
+        persisted, visible = runtime.persisted(), runtime.visible()
+        runtime.state, transitions = alerts.step(
+            runtime.state,
+            spec,
+            now,
+            window_metrics,
+            external_firing=runtime.external,
+            mode=runtime.mode,
+        )
+        for transition in transitions:
+            log.info(
+                "monitor %s: %s",
+                monitor.key,
+                transition.kind,
+                extra={
+                    "monitor": monitor.key,
+                    "alert": transition.alert,
+                    "reason": transition.reason,
+                },
+            )
+        bump = runtime.visible() != visible or runtime.version == 0
+        if bump or runtime.persisted() != persisted:
+            runtime.version += 1 if bump else 0
+            await self.store.save_state(
+                registered.id,
+                StoredState(
+                    runtime.version,
+                    runtime.state.to_dict(),
+                    tuple(sorted(runtime.external)),
+                    runtime.override,
+                ),
+            )
+        if bump:
+            runtime.changed.set()
+            runtime.changed = asyncio.Event()
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def window_metrics(
+        self,
+        key: str,
+        seconds: float | None,
+        *,
+        version: str | None,
+        served_by: str | None,
+        step: int | None,
+    ) -> dict[str, Any]:
+        """The metrics API's answer: per served_by, overall and per version; optionally a series."""
+        registered = self.registered(key)
+        spec = registered.monitor.spec
+        now = self.settings.clock()
+        seconds = seconds or spec.metrics.window
+        span = windows.window(now, seconds)
+        groups = await self.store.window(registered.id, span, version=version, served_by=served_by)
+        evaluated = evaluate_groups(spec.task, groups)
+        by_served: dict[str, Any] = {}
+        for served in (served_by,) if served_by else records.SERVED_BY:
+            overall = evaluated.get((ALL_VERSIONS, served)) or _empty(spec.task)
+            by_served[served] = {
+                **overall.to_dict(),
+                "versions": {
+                    v: e.to_dict()
+                    for (v, s), e in sorted(evaluated.items())
+                    if s == served and v != ALL_VERSIONS
+                },
+            }
+        headline = by_served.get(served_by or "model")
+        answer: dict[str, Any] = {
+            "monitor": key,
+            "task": spec.task,
+            "window": {
+                "seconds": seconds,
+                "start": windows.bucket_start(span.start),
+                "end": windows.bucket_start(span.end),
+            },
+            "samples": headline["samples"] if headline else 0,
+            "labeled": headline["labeled"] if headline else 0,
+            "metrics": headline["metrics"] if headline else {},
+            "served_by": by_served,
+        }
+        if step is not None:
+            answer["series"] = await self._series(registered, span, step, version, served_by)
+        return answer
+
+    async def _series(
+        self,
+        registered: Registered,
+        span: windows.BucketRange,
+        step: int,
+        version: str | None,
+        served_by: str | None,
+    ) -> list[dict[str, Any]]:
+        steps = windows.steps(span, step)
+        if steps.count > self.settings.http.max_series_points:
+            raise BadRequest(
+                f"a series of {steps.count} points is too long",
+                [
+                    records.ItemError(
+                        None,
+                        "series",
+                        f"at most {self.settings.http.max_series_points} points",
+                        "too_long",
+                    )
+                ],
+            )
+        served = served_by or "model"
+        points = await self.store.series(
+            registered.id, span, steps, version=version, served_by=served
+        )
+        task = registered.monitor.spec.task
+        series = []
+        for i in range(steps.count):
+            counters = metrics.total(points.get(i, {}).values())
+            series.append(
+                {
+                    "start": windows.bucket_start(steps.start + i * steps.width),
+                    **_evaluated(task, counters).to_dict(),
+                }
+            )
+        return series
+
+    async def timeline(self, key: str, entity_id: str, limit: int) -> list[StoredPrediction]:
+        return await self.store.timeline(self.registered(key).id, entity_id, limit)
+
+    def dataset(
+        self, key: str, seconds: float | None, version: str | None, correct: bool | None
+    ) -> AsyncIterator[list[StoredPrediction]]:
+        """Labeled records of the window in chunks, never all in memory."""
+        registered = self.registered(key)
+        now = self.settings.clock()
+        seconds = seconds or registered.monitor.spec.metrics.window
+        query = DatasetQuery(
+            registered.id, now - seconds, now + self.settings.limits.future_skew, version, correct
+        )
+        return self._chunks(query)
+
+    async def _chunks(self, query: DatasetQuery) -> AsyncIterator[list[StoredPrediction]]:
+        after = (query.start, 0)
+        while True:
+            chunk = await self.store.dataset(query, after, self.settings.http.dataset_chunk)
+            if not chunk:
+                return
+            yield chunk
+            after = chunk[-1].cursor
+
+
+def _not_json(error: Exception) -> BadRequest:
+    return BadRequest(
+        "request body is not valid JSON",
+        [records.ItemError(None, "body", str(error) or "nested too deeply", "invalid_json")],
+    )
+
+
+def evaluate_groups(task: Task, groups: Mapping[Group, Counters]) -> dict[Group, Evaluated]:
+    """Each (version, served_by) window evaluated, plus the all-versions sum per served_by."""
+    result = {group: _evaluated(task, counters) for group, counters in groups.items()}
+    for served in records.SERVED_BY:
+        mine = [c for (_, s), c in groups.items() if s == served]
+        if mine:
+            result[ALL_VERSIONS, served] = _evaluated(task, metrics.total(mine))
+    return result
+
+
+def _evaluated(task: Task, counters: Counters) -> Evaluated:
+    samples = int(counters.get(PREDICTIONS_KEY, 0))
+    label_counters = {k: v for k, v in counters.items() if not k.startswith("@")}
+    return Evaluated(
+        samples, metrics.samples(label_counters), metrics.evaluate(task, label_counters)
+    )
+
+
+def _empty(task: Task) -> Evaluated:
+    return _evaluated(task, {})

@@ -1,0 +1,134 @@
+"""Prometheus exposition: a Collector over the engine's last tick, on the service's own registry.
+
+Nothing is pushed into gauges on writes: at scrape time `FeedbackCollector.collect` turns the
+engine's in-memory snapshots (window metrics with intervals, lifetime counters, alert and
+fallback state) into metric families, so a scrape never touches the database. Names follow
+DESIGN.md: prefix `truthloop_`, labels `namespace`, `monitor`, `model`, `version` (`*` is the
+sum over every version), plus `served_by` where model and fallback are told apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from truthloop.core import metrics
+from truthloop.core.join import PREDICTIONS_KEY
+from truthloop.feedback.engine import OUTCOMES, Engine
+
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+
+PHASES = ("Pending", "Collecting", "Healthy", "Degraded", "FallbackActive")
+MONITOR_LABELS = ["namespace", "monitor", "model"]
+GROUP_LABELS = [*MONITOR_LABELS, "version", "served_by"]
+
+
+class FeedbackCollector(Collector):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        predictions = CounterMetricFamily(
+            "truthloop_predictions", "Captured predictions.", labels=GROUP_LABELS
+        )
+        labeled = CounterMetricFamily(
+            "truthloop_labeled", "Predictions joined with an actual.", labels=GROUP_LABELS
+        )
+        actuals = CounterMetricFamily(
+            "truthloop_actuals",
+            "Actuals by outcome: matched a prediction, waited for one, expired waiting, rejected.",
+            labels=[*MONITOR_LABELS, "outcome"],
+        )
+        confusion = CounterMetricFamily(
+            "truthloop_confusion", "Binary confusion cells.", labels=[*GROUP_LABELS, "cell"]
+        )
+        metric = GaugeMetricFamily(
+            "truthloop_model_metric",
+            "Windowed model metric with its confidence interval.",
+            labels=[*GROUP_LABELS, "metric", "bound"],
+        )
+        samples = GaugeMetricFamily(
+            "truthloop_window_samples", "Predictions in the metrics window.", labels=GROUP_LABELS
+        )
+        window_labeled = GaugeMetricFamily(
+            "truthloop_window_labeled",
+            "Labeled predictions in the metrics window.",
+            labels=GROUP_LABELS,
+        )
+        fallback = GaugeMetricFamily(
+            "truthloop_fallback_active", "1 while the fallback answers.", labels=MONITOR_LABELS
+        )
+        firing = GaugeMetricFamily(
+            "truthloop_alert_firing", "1 while the alert fires.", labels=[*MONITOR_LABELS, "alert"]
+        )
+        phase = GaugeMetricFamily(
+            "truthloop_monitor_phase",
+            "1 for the monitor's current phase.",
+            labels=[*MONITOR_LABELS, "phase"],
+        )
+        for snapshot in self.engine.snapshots.values():
+            monitor = snapshot.monitor
+            base = [monitor.namespace, monitor.name, monitor.spec.model.name]
+            for (version, served_by), counters in snapshot.totals.items():
+                if not version and not served_by:
+                    for outcome, key in OUTCOMES.items():
+                        actuals.add_metric([*base, outcome], counters.get(key, 0.0))
+                    continue
+                group = [*base, version, served_by]
+                predictions.add_metric(group, counters.get(PREDICTIONS_KEY, 0.0))
+                label_counters = {k: v for k, v in counters.items() if not k.startswith("@")}
+                labeled.add_metric(group, metrics.samples(label_counters))
+                if monitor.spec.task == "binary":
+                    for cell in metrics.CONFUSION_CELLS:
+                        confusion.add_metric([*group, cell], label_counters.get(cell, 0.0))
+            actuals.add_metric([*base, "rejected"], self.engine.rejected.get(monitor.key, 0))
+            for (version, served_by), evaluated in sorted(snapshot.window.items()):
+                group = [*base, version, served_by]
+                samples.add_metric(group, evaluated.samples)
+                window_labeled.add_metric(group, evaluated.labeled)
+                for name, estimate in evaluated.metrics.items():
+                    for bound in ("value", "lower", "upper"):
+                        value = getattr(estimate, bound)
+                        if value is not None:
+                            metric.add_metric([*group, name, bound], value)
+            state = snapshot.state
+            fallback.add_metric(base, 1.0 if state.fallback_active else 0.0)
+            for alert in state.to_dict()["alerts"]:
+                firing.add_metric(
+                    [*base, alert["name"]], 1.0 if alert["state"] == "firing" else 0.0
+                )
+            for name in PHASES:
+                phase.add_metric([*base, name], 1.0 if state.phase == name else 0.0)
+        unattributed = self.engine.rejected.get("", 0)
+        if unattributed:
+            actuals.add_metric(["", "", "", "rejected"], unattributed)
+        yield from (
+            predictions,
+            labeled,
+            actuals,
+            confusion,
+            metric,
+            samples,
+            window_labeled,
+            fallback,
+            firing,
+            phase,
+        )
+
+
+def registry(engine: Engine) -> CollectorRegistry:
+    """The service's own registry (never the global one)."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(FeedbackCollector(engine))
+    return reg
+
+
+async def handler(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(
+        body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+    )

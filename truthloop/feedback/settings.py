@@ -1,0 +1,83 @@
+"""The feedback service's settings, one dataclass per concern, each field documented.
+
+Built once (by the CLI from flags and `TRUTHLOOP_*` variables, or by a test) and passed in; nothing
+here reads the environment. Time comes from `clock`, so tests advance a fake clock instead of
+waiting.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from truthloop.core.records import Limits
+
+Clock = Callable[[], float]
+"""Seconds since the epoch, as `time.time` returns them."""
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Largest request body; a larger one is answered 413 before it is read."""
+    max_wait: float = 60.0
+    """Longest long-poll (`state?wait=`) the service will hold open."""
+    max_series_points: int = 10_000
+    """Most points a `metrics?series=` answer may have."""
+    max_timeline: int = 1000
+    """Most records a `predictions?entity_id=` answer may have."""
+    dataset_chunk: int = 2000
+    """Rows read from the store per round trip while streaming a dataset."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    tick_interval: float = 1.0
+    """Seconds between evaluations of alerts, the missing-actual sweep, expiry and retention."""
+    retention: float = 30 * DAY
+    """Raw predictions older than this are deleted; aggregates are kept."""
+    delete_grace: float = DAY
+    """A deleted monitor's data is kept this long (a re-PUT within it revives the monitor)."""
+    sweep_chunk: int = 5000
+    """Most records labeled by one missing-actual sweep step."""
+    delete_chunk: int = 50_000
+    """Most rows one retention or purge step deletes (keeps each write transaction short)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    store: str = "sqlite://truthloop-feedback.db"
+    """Where data lives: `sqlite:///absolute/path.db`, `sqlite://relative/path.db`, or
+    `postgresql://user@host:5432/db` (several replicas may share it)."""
+    token: str | None = None
+    """When set, writes need `Authorization: Bearer <token>`."""
+    clock: Clock = time.time
+    """The service's notion of now."""
+    http: HttpSettings = field(default_factory=HttpSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    limits: Limits = field(default_factory=Limits)
+    """What clients may send; `limits.max_age` follows `engine.retention` (see `make`)."""
+
+
+def make(
+    *,
+    store: str = Settings.store,
+    token: str | None = None,
+    clock: Clock = time.time,
+    retention: float = 30 * DAY,
+    http: HttpSettings | None = None,
+    engine: EngineSettings | None = None,
+    limits: Limits | None = None,
+) -> Settings:
+    """Settings whose parts agree: predictions older than the retention are refused on arrival."""
+    return Settings(
+        store=store,
+        token=token,
+        clock=clock,
+        http=http or HttpSettings(),
+        engine=replace(engine or EngineSettings(), retention=retention),
+        limits=replace(limits or Limits(), max_age=retention),
+    )

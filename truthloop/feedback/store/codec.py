@@ -1,0 +1,109 @@
+"""Stored columns ⇄ values, the same for both SQL backends.
+
+Both keep a record's `prediction`, `actual` and `features` as JSON text and read its label as
+the columns `actual, vote, assumed` (SQLite keeps them in the record's row, PostgreSQL in a
+table of its own, NULL while unlabeled); a driver hands back `assumed`/`correct` as integers
+(SQLite) or booleans (PostgreSQL), so the converters take either. Row converters take the
+columns in the order of `ROW_COLUMNS` / `STORED_COLUMNS`: a backend passes a fetched row as
+`*row`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from truthloop.core.join import Label, Row
+from truthloop.core.spec import parse_monitor
+from truthloop.feedback.store.interface import Registered, StoredPrediction
+
+ROW_COLUMNS = (
+    "id, prediction_id, served_by, model_version, ts, prediction, score, actual, vote, assumed"
+)
+STORED_COLUMNS = (
+    "id, prediction_id, served_by, model_version, entity_id, tag, ts, prediction, score, features,"
+    " actual, vote, assumed, correct, labeled_at"
+)
+
+_encode = msgspec.json.Encoder().encode
+decode = msgspec.json.Decoder().decode
+
+
+def to_json(value: Any) -> str:
+    """JSON text for a text column (bytes would be a BLOB in SQLite)."""
+    return _encode(value).decode()
+
+
+def registered(monitor_id: int, body: str, created: float, deleted: float | None) -> Registered:
+    obj = decode(body)
+    return Registered(monitor_id, parse_monitor(obj), obj, created, deleted)
+
+
+def label(actual: str | None, vote: str | None, assumed: Any) -> Label | None:
+    if actual is None and vote is None:
+        return None
+    return Label(None if actual is None else decode(actual), vote, bool(assumed))  # type: ignore[arg-type]
+
+
+def label_columns(value: Label) -> tuple[str | None, str | None, bool]:
+    """(actual, vote, assumed) as stored."""
+    return (None if value.value is None else to_json(value.value), value.vote, value.assumed)
+
+
+def row(
+    ref: int,
+    prediction_id: str,
+    served_by: str,
+    model_version: str,
+    ts: float,
+    prediction: str,
+    score: float | None,
+    actual: str | None,
+    vote: str | None,
+    assumed: Any,
+) -> Row:
+    return Row(
+        ref,
+        prediction_id,
+        served_by,
+        model_version,
+        ts,
+        decode(prediction),
+        score,
+        label(actual, vote, assumed),
+    )
+
+
+def stored(
+    ref: int,
+    prediction_id: str,
+    served_by: str,
+    model_version: str,
+    entity_id: str | None,
+    tag: str | None,
+    ts: float,
+    prediction: str,
+    score: float | None,
+    features: str | None,
+    actual: str | None,
+    vote: str | None,
+    assumed: Any,
+    correct: Any,
+    labeled_at: float | None,
+) -> StoredPrediction:
+    return StoredPrediction(
+        cursor=(ts, ref),
+        prediction_id=prediction_id,
+        served_by=served_by,
+        model_version=model_version,
+        entity_id=entity_id,
+        tag=tag,
+        ts=ts,
+        prediction=decode(prediction),
+        score=score,
+        features=None if features is None else decode(features),
+        label=label(actual, vote, assumed),
+        correct=None if correct is None else bool(correct),
+        labeled_at=labeled_at,
+    )

@@ -1,0 +1,292 @@
+"""The store interface: everything the feedback service keeps, behind async methods.
+
+The service above this interface does not know which backend it has (SQLite embedded, PostgreSQL
+for several replicas). Each write method is one transaction: when it returns, the write is
+committed, and when it raises, nothing of it is. Join semantics are not re-implemented per
+backend: both call the pure `truthloop.core.join` inside their transactions.
+
+Aggregates are sufficient statistics (`truthloop.core.metrics` counters) per (monitor, model
+version, served_by, minute bucket, counter key), upserted as `value = value + delta` so that
+concurrent writers never lose an update; hourly and daily rollups and lifetime totals are kept
+in the same transaction, so a 30-day window is a few hundred rows (see `core/windows.py`).
+Lifetime totals (what Prometheus counters read) keep only the scalar counters (`is_lifetime`):
+histogram and confusion-matrix cells, the bulk of the keys, live in buckets alone.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from truthloop.core.join import Label
+from truthloop.core.records import Actual, ItemError, PredictionRecord, Scalar
+from truthloop.core.spec import Monitor
+from truthloop.core.windows import BucketRange, Steps
+
+Counters = dict[str, float]
+Group = tuple[str, str]
+"""(model_version, served_by)"""
+
+ACTUALS_MATCHED = "@actuals_matched"
+ACTUALS_PENDING = "@actuals_pending"
+ACTUALS_EXPIRED = "@actuals_expired"
+"""Lifetime counters of actual outcomes, kept in the totals under the group ("", "")."""
+
+
+def is_lifetime(key: str) -> bool:
+    """Whether a counter is kept in the lifetime totals: not a histogram or matrix cell.
+
+    (`core.metrics` names those cells `pos:<bin>`, `neg:<bin>`, `cm:<pair>`.)
+    """
+    return ":" not in key
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (base of the store's own errors)."""
+
+
+class StoreUnavailable(StoreError, ConnectionError):
+    """The database is away (or kept aborting the write): retry later.
+
+    The write was not applied, unless the connection broke while it committed; a retry is then a
+    duplicate record or the same label again, which change nothing.
+    """
+
+
+class LabelsRejected(StoreError, ValueError):
+    """Some actuals cannot label the predictions they matched; nothing was stored."""
+
+    def __init__(self, errors: Sequence[ItemError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__(f"{len(self.errors)} actual(s) rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """A monitor as the store knows it: its numeric id, parsed spec and the object as PUT."""
+
+    id: int
+    monitor: Monitor
+    body: Mapping[str, Any]
+    created: float
+    deleted: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """The engine's persisted view of a monitor, so a restart resumes where it was."""
+
+    version: int
+    state: Mapping[str, Any]
+    """`alerts.MonitorState.to_dict()`"""
+    external: tuple[str, ...] = ()
+    """Alertmanager alerts firing for this monitor."""
+    override: str | None = None
+    """The fallback mode set through the API, if any (until the spec's own mode changes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    matched: int
+    """Pending actuals that found their prediction in this batch."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackResult:
+    matched: int
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPrediction:
+    """A stored record with its label, as the timeline and dataset read it."""
+
+    cursor: tuple[float, int]
+    """Where a dataset read continues after this record (time, then arrival)."""
+    prediction_id: str
+    served_by: str
+    model_version: str
+    entity_id: str | None
+    tag: str | None
+    ts: float
+    prediction: Scalar
+    score: float | None
+    features: Any
+    label: Label | None
+    correct: bool | None
+    labeled_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetQuery:
+    """Labeled records of one monitor in [start, end), optionally one version / correctness."""
+
+    monitor_id: int
+    start: float
+    end: float
+    version: str | None = None
+    correct: bool | None = None
+
+
+class Store(abc.ABC):
+    """Persistent state of the feedback service. Every method is a coroutine."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema up to date."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish pending work and release connections."""
+
+    # -- replicas (a store only one process uses needs none of this) ---------------------------
+
+    async def try_lead(self) -> bool:
+        """Whether this process does the leader's work now: step alerts, sweep, expire, purge.
+
+        Replicas sharing a database elect one at a time; a store only one process uses always
+        leads. Asked on every tick, so a lost leadership passes on within a tick or two.
+        """
+        return True
+
+    async def compact(self) -> int:
+        """Fold what writes left for later into the aggregates; how many deltas were folded.
+
+        The leader calls it every tick. A store whose writes update the aggregates in place
+        (one writer at a time) has nothing to fold.
+        """
+        return 0
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the event loop) whenever another process may have changed the
+        monitors or their state; the callee rereads them. A store only one process uses has
+        nobody to hear from."""
+        return None
+
+    def hold_state(self, monitor_id: int) -> AbstractAsyncContextManager[StoredState | None]:
+        """Keep other processes from changing a monitor's state until the block ends.
+
+        Yields the state as stored now, or None when no other process can have stored a newer
+        one than this process last saved (a store only one process uses).
+        """
+        return _unshared()
+
+    # -- monitors and their state --------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def load_monitors(self) -> list[Registered]:
+        """Every monitor not yet purged, deleted ones included (their `deleted` is set)."""
+
+    @abc.abstractmethod
+    async def put_monitor(
+        self, monitor: Monitor, body: Mapping[str, Any], now: float
+    ) -> Registered:
+        """Create or replace (and undelete) the monitor `monitor.key`."""
+
+    @abc.abstractmethod
+    async def delete_monitor(self, key: str, now: float) -> bool:
+        """Mark a monitor deleted (its data goes at the next purge after the grace)."""
+
+    @abc.abstractmethod
+    async def purge_deleted(self, before: float, limit: int) -> int:
+        """Remove up to `limit` rows of monitors deleted before `before`; rows removed."""
+
+    @abc.abstractmethod
+    async def load_states(self) -> dict[int, StoredState]:
+        """Persisted engine state per monitor id."""
+
+    @abc.abstractmethod
+    async def save_state(self, monitor_id: int, state: StoredState) -> None:
+        """Persist a monitor's engine state."""
+
+    # -- writes --------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def insert_predictions(
+        self, records: Sequence[PredictionRecord], monitors: Mapping[str, Registered], now: float
+    ) -> IngestResult:
+        """Store new records (a known key is a duplicate), count them, join waiting actuals.
+
+        A record whose attribution window has already passed unlabeled gets its monitor's
+        `missingActual: assume` label at once.
+        """
+
+    @abc.abstractmethod
+    async def apply_actuals(
+        self, actuals: Sequence[Actual], monitors: Mapping[str, Registered], now: float
+    ) -> FeedbackResult:
+        """Label the records each actual matches, or keep it pending; all or nothing.
+
+        Raises `LabelsRejected` (and stores nothing) when a label cannot be used with a matched
+        prediction.
+        """
+
+    @abc.abstractmethod
+    async def assume_missing(
+        self, monitor: Registered, cutoff: float, now: float, limit: int
+    ) -> int:
+        """Give up to `limit` unlabeled records older than `cutoff` the assumed label.
+
+        The store remembers how far it has swept, so each record is looked at about once.
+        """
+
+    @abc.abstractmethod
+    async def expire_pending(self, now: float) -> dict[int, int]:
+        """Drop pending actuals past their expiry; how many per monitor id."""
+
+    @abc.abstractmethod
+    async def delete_predictions(self, monitor_id: int, before: float, limit: int) -> int:
+        """Delete up to `limit` raw records older than `before` (aggregates stay)."""
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def window(
+        self,
+        monitor_id: int,
+        span: BucketRange,
+        *,
+        version: str | None = None,
+        served_by: str | None = None,
+    ) -> dict[Group, Counters]:
+        """Summed counters of the buckets in `span`, per (version, served_by)."""
+
+    @abc.abstractmethod
+    async def series(
+        self,
+        monitor_id: int,
+        span: BucketRange,
+        steps: Steps,
+        *,
+        version: str | None = None,
+        served_by: str | None = None,
+    ) -> dict[int, dict[Group, Counters]]:
+        """Summed counters per point index of `steps` (points with no data are absent)."""
+
+    @abc.abstractmethod
+    async def totals(self) -> dict[int, dict[Group, Counters]]:
+        """Lifetime counters (`is_lifetime` ones) per monitor id and (version, served_by)."""
+
+    @abc.abstractmethod
+    async def timeline(self, monitor_id: int, entity_id: str, limit: int) -> list[StoredPrediction]:
+        """An entity's newest `limit` records, newest first."""
+
+    @abc.abstractmethod
+    async def dataset(
+        self, query: DatasetQuery, after: tuple[float, int], limit: int
+    ) -> list[StoredPrediction]:
+        """Up to `limit` labeled records of the query with `cursor > after`, in cursor order.
+
+        Start with `after=(query.start, 0)`.
+        """
+
+
+@contextlib.asynccontextmanager
+async def _unshared() -> AsyncIterator[None]:
+    yield None

@@ -1,0 +1,1265 @@
+"""The scale-out store: PostgreSQL through asyncpg, shared by several feedback-service replicas.
+
+`postgresql://user@host:5432/db` is asyncpg's DSN; query parameters other than `pool_size`
+(connections per replica, default 10) are server settings, e.g. `?search_path=truthloop` to keep
+the tables in that (existing) schema. Several deployments can share a database in different
+schemas: the advisory-lock keys and the NOTIFY channel are derived from the schema's name.
+
+Schema. `MIGRATIONS` are applied at `open`, each once, in order, recorded in
+`truthloop_migrations`, under a transaction-scoped advisory lock, so replicas starting together
+apply them once. A database migrated by a newer build (a version this one does not know) is
+refused rather than misread.
+
+Concurrent writers. Every write is one transaction; a deadlock or serialization failure reruns it
+(a few times, then `StoreUnavailable`).
+- Writes append their counter deltas (minute buckets, and lifetime-only counters) to
+  `agg_delta`, which takes no lock another writer could wait for: every batch adds to the same
+  few hundred hot aggregate rows, and updating them in place would serialize all writers. The
+  leader's `compact` (each tick) moves the deltas into the minute, hour and day aggregates and
+  the totals in one transaction, upserting `value = value + excluded.value` (`INSERT … ON
+  CONFLICT`, rows in key order), exact even if two replicas fold at once. Every read adds the
+  deltas not yet folded, in the same statement (one snapshot), so no read sees a delta twice or
+  not at all.
+- A record's label is read `SELECT … FOR UPDATE` (rows locked in id order) before the pure join
+  computes the delta, so two replicas relabeling one record serialize, and the second moves the
+  aggregates by the difference from the label the first left: no lost update.
+- A batch of records and an actual for one of them, arriving on two replicas at once, must not
+  miss each other (the actual finding no record, the batch finding no pending actual). Batches
+  hold their monitor's *intake* advisory lock shared; an actual that found nothing takes it
+  exclusive, which waits out the batches in flight, and looks again before it waits as pending.
+- Pending actuals a batch joins are taken `FOR UPDATE`, so two batches never both join one.
+- Prediction batches are one multi-row `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING
+  RETURNING` (a known key is a duplicate); labels are rows of their own (`INSERT … ON CONFLICT DO
+  UPDATE` by record), so labeling never rewrites a record and its features.
+
+Replicas. Exactly one leads (`try_lead`): it holds a session-level advisory lock on a connection
+of its own, checked on every tick; when that connection or its process dies the lock is released
+and the next replica to tick takes it. `hold_state` serializes read-modify-write of a monitor's
+state across replicas (a session advisory lock per monitor). Every write of monitors or state
+sends `pg_notify` in its transaction; each replica LISTENs on a connection of its own (re-opened
+when lost, after which the watchers are told to reread everything) and tells its watchers.
+
+Connection loss. A call that cannot reach the database raises `StoreUnavailable` (the service
+answers 503 with Retry-After). A transaction that broke before its commit was sent is retried
+once on a fresh connection; one that broke during the commit is not (its outcome is unknown; a
+client's retry is a duplicate or the same label again). The pool replaces dead connections by
+itself, so the service recovers as soon as the database is back.
+
+Index plan: `predictions (monitor_id, ts)` serves retention (oldest first, in chunks: a delete
+touches only the rows it removes, and takes their labels along), the missing-actual sweep and
+dataset reads; the unique key serves duplicates and joins by id; `(monitor_id, entity_id, ts)`
+serves entity joins; `agg_delta (monitor_id, bucket)` keeps reads of unfolded deltas short.
+Tables whose rows are updated in place (aggregates, labels) leave room in each page
+(`fillfactor`), so an update stays on its page without touching the indexes (HOT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import time
+import uuid
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from truthloop.core import join, metrics
+from truthloop.core.join import Labeling, Row
+from truthloop.core.records import Actual, ItemError, PredictionRecord
+from truthloop.core.spec import Monitor
+from truthloop.core.windows import LEVEL_MINUTES, BucketRange, Steps, bucket_of, decompose
+from truthloop.feedback.store import codec
+from truthloop.feedback.store.codec import ROW_COLUMNS, STORED_COLUMNS, to_json
+from truthloop.feedback.store.interface import (
+    ACTUALS_EXPIRED,
+    ACTUALS_MATCHED,
+    ACTUALS_PENDING,
+    Counters,
+    DatasetQuery,
+    FeedbackResult,
+    Group,
+    IngestResult,
+    LabelsRejected,
+    Registered,
+    Store,
+    StoredPrediction,
+    StoredState,
+    StoreError,
+    StoreUnavailable,
+)
+
+log = logging.getLogger("truthloop.feedback.store")
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds to wait for a new connection before calling the database unavailable."""
+LEAD_CHECK_TIMEOUT = 2.0
+"""A leader whose connection does not answer this fast gives up leading."""
+ATTEMPTS = 4
+"""Runs of a transaction that keeps meeting deadlocks or serialization failures."""
+FOLD_CHUNK = 20_000
+"""Most counter deltas one fold transaction moves."""
+FOLD_BUDGET = 1.0
+"""Seconds after which `compact` stops starting new folds (the tick it runs in waits for it)."""
+RELISTEN_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)
+"""Seconds between attempts to re-open the LISTEN connection (the last one repeats)."""
+
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, and a connection lost mid-call
+    asyncpg.exceptions.OperatorInterventionError,  # 57: shutdown, restart, cancel
+    asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections, disk full
+    asyncpg.InterfaceError,  # a connection that is closed or was never opened
+)
+"""Errors that mean "the database is away", not "this request is wrong"."""
+RETRY: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+
+LEVELS = tuple(LEVEL_MINUTES)
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema
+    """
+CREATE TABLE monitors (
+    id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    key text NOT NULL UNIQUE,
+    body text NOT NULL,
+    created double precision NOT NULL,
+    deleted double precision
+);
+CREATE TABLE states (
+    monitor_id integer PRIMARY KEY,
+    version bigint NOT NULL,
+    state text NOT NULL,
+    external text NOT NULL,
+    override text
+);
+CREATE TABLE sweeps (
+    monitor_id integer PRIMARY KEY,
+    swept double precision NOT NULL
+);
+CREATE TABLE predictions (
+    id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    monitor_id integer NOT NULL,
+    prediction_id text NOT NULL,
+    served_by text NOT NULL,
+    model_version text NOT NULL,
+    entity_id text,
+    tag text,
+    ts double precision NOT NULL,
+    prediction text NOT NULL,
+    score double precision,
+    features text
+);
+CREATE UNIQUE INDEX predictions_key ON predictions (monitor_id, prediction_id, served_by);
+CREATE INDEX predictions_entity ON predictions (monitor_id, entity_id, ts)
+    WHERE entity_id IS NOT NULL;
+CREATE INDEX predictions_ts ON predictions (monitor_id, ts);
+CREATE TABLE labels (
+    prediction_ref bigint PRIMARY KEY,
+    actual text,
+    vote text,
+    assumed boolean NOT NULL,
+    correct boolean,
+    labeled_at double precision NOT NULL
+) WITH (fillfactor = 80);
+CREATE TABLE pending (
+    id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    monitor_id integer NOT NULL,
+    prediction_id text,
+    entity_id text,
+    tag text,
+    ts double precision NOT NULL,
+    actual text,
+    vote text,
+    expires double precision NOT NULL
+);
+CREATE INDEX pending_pid ON pending (monitor_id, prediction_id)
+    WHERE prediction_id IS NOT NULL;
+CREATE INDEX pending_entity ON pending (monitor_id, entity_id) WHERE entity_id IS NOT NULL;
+CREATE INDEX pending_expires ON pending (expires);
+CREATE TABLE agg_delta (
+    monitor_id integer NOT NULL,
+    bucket bigint,
+    version text NOT NULL,
+    served_by text NOT NULL,
+    key text NOT NULL,
+    value double precision NOT NULL
+);
+CREATE INDEX agg_delta_window ON agg_delta (monitor_id, bucket);
+CREATE TABLE totals (
+    monitor_id integer NOT NULL,
+    version text NOT NULL,
+    served_by text NOT NULL,
+    key text NOT NULL,
+    value double precision NOT NULL,
+    PRIMARY KEY (monitor_id, version, served_by, key)
+) WITH (fillfactor = 70);
+"""
+    + "".join(
+        f"""
+CREATE TABLE agg_{level} (
+    monitor_id integer NOT NULL,
+    bucket bigint NOT NULL,
+    version text NOT NULL,
+    served_by text NOT NULL,
+    key text NOT NULL,
+    value double precision NOT NULL,
+    PRIMARY KEY (monitor_id, bucket, version, served_by, key)
+) WITH (fillfactor = 70);
+"""
+        for level in LEVELS
+    ),
+)
+"""The schema, one script per version (version = position + 1); never edit a released one."""
+
+INSERT_PREDICTIONS = """
+INSERT INTO predictions (monitor_id, prediction_id, served_by, model_version, entity_id, tag, ts,
+                         prediction, score, features)
+SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::float8[], $8::text[], $9::float8[], $10::text[])
+ON CONFLICT (monitor_id, prediction_id, served_by) DO NOTHING
+RETURNING id, monitor_id, prediction_id, served_by
+"""
+
+FIND_ROWS = """
+SELECT u.i, p.id FROM unnest($1::int[], $2::int[], $3::text[]) AS u(i, monitor_id, prediction_id)
+JOIN predictions p ON p.monitor_id = u.monitor_id AND p.prediction_id = u.prediction_id
+UNION ALL
+SELECT u.i, p.id FROM unnest($4::int[], $5::int[], $6::text[], $7::text[], $8::float8[],
+                             $9::float8[]) AS u(i, monitor_id, entity_id, tag, lo, hi)
+JOIN predictions p ON p.monitor_id = u.monitor_id AND p.entity_id = u.entity_id
+    AND p.ts >= u.lo AND p.ts <= u.hi AND p.tag IS NOT DISTINCT FROM u.tag
+"""
+"""(actual index, record id) of every record an actual could label: by id, or entity in span."""
+
+LABELED = "predictions LEFT JOIN labels ON prediction_ref = id"
+"""Records with their labels (a label's columns are NULL while it has none)."""
+
+LOCK_ROWS = "SELECT FROM predictions WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
+"""Lock records in id order (one order for every writer: no deadlock between them)."""
+
+READ_ROWS = f"SELECT {ROW_COLUMNS} FROM {LABELED} WHERE id = ANY($1::bigint[])"
+
+WRITE_LABELS = """
+INSERT INTO labels (prediction_ref, actual, vote, assumed, correct, labeled_at)
+SELECT *, $6 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::bool[])
+ON CONFLICT (prediction_ref) DO UPDATE SET actual = excluded.actual, vote = excluded.vote,
+    assumed = excluded.assumed, correct = excluded.correct, labeled_at = excluded.labeled_at
+"""
+"""Labels of records this transaction locked or inserted (no other writer touches them)."""
+
+DELETE_PREDICTIONS = """
+WITH gone AS (
+    DELETE FROM predictions WHERE id = ANY(ARRAY(
+        SELECT id FROM predictions WHERE monitor_id = $1 AND ts < $2 ORDER BY ts LIMIT $3))
+    RETURNING id
+), unlabeled AS (
+    DELETE FROM labels WHERE prediction_ref IN (SELECT id FROM gone)
+)
+SELECT count(*) FROM gone
+"""
+"""Up to $3 of a monitor's oldest records before $2, with their labels; how many records."""
+
+INSERT_PENDING = """
+INSERT INTO pending (monitor_id, prediction_id, entity_id, tag, ts, actual, vote, expires)
+SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::text[],
+                     $7::text[], $8::float8[])
+"""
+
+JOIN_PENDING = """
+SELECT id, prediction_id, entity_id, tag, ts, actual, vote FROM pending
+WHERE monitor_id = $1 AND (prediction_id = ANY($2::text[]) OR entity_id = ANY($3::text[]))
+ORDER BY id FOR UPDATE
+"""
+
+
+ADD_DELTAS = """
+INSERT INTO agg_delta (monitor_id, bucket, version, served_by, key, value)
+SELECT * FROM unnest($1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::float8[])
+"""
+"""Counter deltas: minute buckets, or (bucket NULL) lifetime totals only. Append-only."""
+
+FOLD = f"""
+WITH moved AS (
+    DELETE FROM agg_delta WHERE ctid = ANY(ARRAY(SELECT ctid FROM agg_delta LIMIT $1))
+    RETURNING monitor_id, bucket, version, served_by, key, value
+), minutes AS (
+    SELECT monitor_id, bucket, version, served_by, key, sum(value) AS value FROM moved
+    WHERE bucket IS NOT NULL GROUP BY 1, 2, 3, 4, 5
+), add_minute AS (
+    INSERT INTO agg_minute AS a SELECT * FROM minutes WHERE value <> 0 ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (monitor_id, bucket, version, served_by, key)
+    DO UPDATE SET value = a.value + excluded.value
+), add_hour AS (
+    INSERT INTO agg_hour AS a
+    SELECT monitor_id, bucket / {LEVEL_MINUTES["hour"]}, version, served_by, key, sum(value)
+    FROM minutes
+    GROUP BY 1, 2, 3, 4, 5 HAVING sum(value) <> 0 ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (monitor_id, bucket, version, served_by, key)
+    DO UPDATE SET value = a.value + excluded.value
+), add_day AS (
+    INSERT INTO agg_day AS a
+    SELECT monitor_id, bucket / {LEVEL_MINUTES["day"]}, version, served_by, key, sum(value)
+    FROM minutes
+    GROUP BY 1, 2, 3, 4, 5 HAVING sum(value) <> 0 ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (monitor_id, bucket, version, served_by, key)
+    DO UPDATE SET value = a.value + excluded.value
+), add_totals AS (
+    INSERT INTO totals AS a
+    SELECT monitor_id, version, served_by, key, sum(value) FROM moved
+    WHERE bucket IS NULL OR strpos(key, ':') = 0
+    GROUP BY 1, 2, 3, 4 HAVING sum(value) <> 0 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (monitor_id, version, served_by, key)
+    DO UPDATE SET value = a.value + excluded.value
+)
+SELECT count(*) FROM moved
+"""
+"""Move up to $1 deltas into the minute buckets, their hour and day rollups and the lifetime
+totals (`is_lifetime` counters: no `:` in the key), in one transaction, rows in key order."""
+
+LIFETIME_DELTAS = (
+    "SELECT monitor_id, version, served_by, key, value FROM agg_delta"
+    " WHERE bucket IS NULL OR strpos(key, ':') = 0"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Advisory-lock keys and the NOTIFY channel of one schema (deployments do not contend)."""
+
+    channel: str
+    migrate: int
+    leader: int
+    registry: int
+    state: int
+    intake: int
+
+    @classmethod
+    def of(cls, schema: str) -> Keys:
+        def key(purpose: str) -> int:
+            value = zlib.crc32(f"truthloop/{schema}/{purpose}".encode())
+            return value - 2**32 if value >= 2**31 else value  # a signed int4
+
+        return cls(
+            channel=f"truthloop_{zlib.crc32(schema.encode()):08x}",
+            migrate=key("migrate"),
+            leader=key("leader"),
+            registry=key("registry"),
+            state=key("state"),
+            intake=key("intake"),
+        )
+
+
+class PostgresStore(Store):
+    """`Store` on PostgreSQL for several replicas; see the module docstring for the protocol."""
+
+    def __init__(self, dsn: str, *, pool_size: int = 10) -> None:
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self.replica = uuid.uuid4().hex
+        """This process's mark on its notifications, so it does not reread its own writes."""
+        self._pool: asyncpg.Pool | None = None
+        self._keys: Keys | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._relisten: asyncio.Task[None] | None = None
+        self._leader: asyncpg.Connection | None = None
+        self._leading = False
+        self._lead_lock = asyncio.Lock()
+        self._watchers: list[Callable[[], None]] = []
+        self._closing = False
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def keys(self) -> Keys:
+        if self._keys is None:
+            raise RuntimeError("the store is not open")
+        return self._keys
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("the store is not open")
+        return self._pool
+
+    async def _connect(self, **settings: str) -> asyncpg.Connection:
+        try:
+            return await asyncpg.connect(
+                self.dsn, timeout=CONNECT_TIMEOUT, server_settings=settings or None
+            )
+        except UNAVAILABLE as e:
+            raise _unavailable(e) from e
+        except asyncpg.PostgresError as e:  # refused: credentials, database, settings
+            raise StoreError(f"the database refused the connection: {e}") from e
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; the driver tripping over its loss mid-call is a lost connection.
+
+        A connection that fails to reset on release is terminated by the pool, which opens a new
+        one when needed: that is not the caller's failure (its work is done).
+        """
+        conn = await self.pool.acquire()
+        try:
+            yield conn
+        except asyncpg.exceptions.InternalClientError as e:
+            if conn.is_closed():
+                raise ConnectionResetError(str(e)) from e
+            raise
+        finally:
+            with contextlib.suppress(asyncpg.exceptions.InternalClientError, *UNAVAILABLE):
+                await self.pool.release(conn)
+
+    async def _tx(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """`fn(conn, *args)` in one transaction, rerun on deadlock or a connection lost early."""
+        attempt = 0
+        while True:
+            attempt += 1
+            committing = False
+            try:
+                async with self._connection() as conn, conn.transaction():
+                    result = await fn(conn, *args)
+                    committing = True
+                return result
+            except RETRY as e:
+                if attempt >= ATTEMPTS:
+                    raise StoreUnavailable(f"the database kept aborting the write: {e}") from e
+            except UNAVAILABLE as e:
+                if committing or attempt > 1:
+                    raise _unavailable(e) from e
+
+    async def _read(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """`fn(conn, *args)` on a pooled connection, tried twice (a pooled one may have died)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self._connection() as conn:
+                    return await fn(conn, *args)
+            except UNAVAILABLE as e:
+                if attempt > 1:
+                    raise _unavailable(e) from e
+
+    async def open(self) -> None:
+        conn = await self._connect()
+        try:
+            schema = await conn.fetchval("SELECT current_schema()")
+            if schema is None:
+                raise StoreError(
+                    "no schema to create tables in: the search_path names none that exists"
+                    " (create it, or set ?search_path= in the store URL)"
+                )
+            self._keys = Keys.of(schema)
+            await _migrate(conn, self._keys)
+        except UNAVAILABLE as e:
+            raise _unavailable(e) from e
+        finally:
+            await conn.close()
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=CONNECT_TIMEOUT,
+                reset=_stateless,
+            )
+            await self._listen()
+        except UNAVAILABLE as e:
+            await self.close()
+            raise _unavailable(e) from e
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._relisten is not None:
+            self._relisten.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relisten
+        for conn in (self._listener, self._leader):
+            if conn is not None:
+                await _close(conn)
+        self._listener = self._leader = None
+        self._leading = False
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), CONNECT_TIMEOUT)
+            except (TimeoutError, *UNAVAILABLE):
+                self._pool.terminate()
+            self._pool = None
+
+    # -- replicas ------------------------------------------------------------------------------
+
+    @property
+    def leading(self) -> bool:
+        """Whether this replica led at its last `try_lead`."""
+        return self._leading
+
+    async def try_lead(self) -> bool:
+        async with self._lead_lock:
+            return await self._try_lead()
+
+    async def _try_lead(self) -> bool:
+        try:
+            if self._leader is None or self._leader.is_closed():
+                self._leading = False
+                # The server drops a silent leader's session (and lock) within ~10 s.
+                self._leader = await self._connect(
+                    tcp_keepalives_idle="5", tcp_keepalives_interval="2", tcp_keepalives_count="3"
+                )
+            if self._leading:
+                await self._leader.execute("SELECT 1", timeout=LEAD_CHECK_TIMEOUT)
+            else:
+                self._leading = bool(
+                    await self._leader.fetchval(
+                        "SELECT pg_try_advisory_lock($1, 0)",
+                        self.keys.leader,
+                        timeout=LEAD_CHECK_TIMEOUT,
+                    )
+                )
+        except (StoreError, *UNAVAILABLE):
+            if self._leader is not None:
+                self._leader.terminate()
+            self._leader, self._leading = None, False
+        return self._leading
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        self._watchers.append(callback)
+
+    def _announce(self) -> None:
+        for callback in self._watchers:
+            callback()
+
+    async def _listen(self) -> None:
+        conn = await self._connect()
+        try:
+            await conn.add_listener(self.keys.channel, self._heard)
+        except UNAVAILABLE as e:
+            conn.terminate()
+            raise _unavailable(e) from e
+        conn.add_termination_listener(self._lost)
+        self._listener = conn
+
+    def _heard(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        if payload != self.replica:
+            self._announce()
+
+    def _lost(self, conn: Any) -> None:
+        if not self._closing and self._relisten is None:
+            self._relisten = asyncio.get_running_loop().create_task(self._listen_again())
+
+    async def _listen_again(self) -> None:
+        """Re-open the LISTEN connection; what was said meanwhile is lost, so reread it all."""
+        try:
+            for attempt in itertools.count():
+                try:
+                    await self._listen()
+                    break
+                except StoreError as e:
+                    log.warning("cannot LISTEN for other replicas' changes yet: %s", e)
+                    await asyncio.sleep(RELISTEN_DELAYS[min(attempt, len(RELISTEN_DELAYS) - 1)])
+        finally:
+            self._relisten = None
+        self._announce()
+
+    async def _notify(self, conn: asyncpg.Connection) -> None:
+        """Tell the other replicas (at commit) that monitors or their state changed."""
+        await conn.execute("SELECT pg_notify($1, $2)", self.keys.channel, self.replica)
+
+    @contextlib.asynccontextmanager
+    async def hold_state(self, monitor_id: int) -> AsyncIterator[StoredState | None]:
+        try:
+            async with self._connection() as conn:
+                await conn.execute("SELECT pg_advisory_lock($1, $2)", self.keys.state, monitor_id)
+                try:
+                    found = await conn.fetchrow(
+                        "SELECT version, state, external, override FROM states"
+                        " WHERE monitor_id = $1",
+                        monitor_id,
+                    )
+                    yield None if found is None else _state(*found)
+                finally:
+                    if not conn.is_closed():  # (a pooled connection holds no other)
+                        await conn.execute("SELECT pg_advisory_unlock_all()")
+        except UNAVAILABLE as e:
+            raise _unavailable(e) from e
+
+    # -- monitors and state --------------------------------------------------------------------
+
+    async def load_monitors(self) -> list[Registered]:
+        found = await self._read(
+            _fetch,
+            "SELECT id, body, created, deleted FROM monitors WHERE key NOT LIKE '%#%' ORDER BY id",
+        )
+        return [codec.registered(*r) for r in found]
+
+    async def put_monitor(
+        self, monitor: Monitor, body: Mapping[str, Any], now: float
+    ) -> Registered:
+        return await self._tx(self._put_monitor, monitor, body, now)
+
+    async def _put_monitor(
+        self, conn: asyncpg.Connection, monitor: Monitor, body: Mapping[str, Any], now: float
+    ) -> Registered:
+        await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", self.keys.registry)
+        await self._notify(conn)
+        old = await conn.fetchrow(
+            "SELECT id, body, created, deleted FROM monitors WHERE key = $1", monitor.key
+        )
+        text = to_json(body)
+        if old is not None:
+            previous = codec.registered(*old)
+            if previous.deleted is None or previous.monitor.spec.task == monitor.spec.task:
+                await conn.execute(
+                    "UPDATE monitors SET body = $1, deleted = NULL WHERE id = $2", text, previous.id
+                )
+                return Registered(previous.id, monitor, body, previous.created)
+            # A deleted monitor re-created with another task starts afresh; the purge takes the
+            # old data under a key no PUT can use.
+            await conn.execute(
+                "UPDATE monitors SET key = key || '#' || id WHERE id = $1", previous.id
+            )
+        monitor_id = await conn.fetchval(
+            "INSERT INTO monitors (key, body, created) VALUES ($1, $2, $3) RETURNING id",
+            monitor.key,
+            text,
+            now,
+        )
+        return Registered(monitor_id, monitor, body, now)
+
+    async def delete_monitor(self, key: str, now: float) -> bool:
+        return await self._tx(self._delete_monitor, key, now)
+
+    async def _delete_monitor(self, conn: asyncpg.Connection, key: str, now: float) -> bool:
+        await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", self.keys.registry)
+        status = await conn.execute(
+            "UPDATE monitors SET deleted = $1 WHERE key = $2 AND deleted IS NULL", now, key
+        )
+        if _count(status) == 0:
+            return False
+        await self._notify(conn)
+        return True
+
+    async def purge_deleted(self, before: float, limit: int) -> int:
+        return await self._tx(self._purge_deleted, before, limit)
+
+    async def _purge_deleted(self, conn: asyncpg.Connection, before: float, limit: int) -> int:
+        await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", self.keys.registry)
+        removed = 0
+        doomed = await conn.fetch(
+            "SELECT id FROM monitors WHERE deleted IS NOT NULL AND deleted < $1", before
+        )
+        for (monitor_id,) in doomed:
+            removed += await conn.fetchval(
+                DELETE_PREDICTIONS, monitor_id, math.inf, limit - removed
+            )
+            if removed >= limit:
+                break
+            tables = ("pending", "agg_delta", "totals", "states", "sweeps")
+            for table in (*tables, *(f"agg_{level}" for level in LEVELS)):
+                removed += _count(
+                    await conn.execute(f"DELETE FROM {table} WHERE monitor_id = $1", monitor_id)
+                )
+            await conn.execute("DELETE FROM monitors WHERE id = $1", monitor_id)
+        return removed
+
+    async def load_states(self) -> dict[int, StoredState]:
+        found = await self._read(
+            _fetch, "SELECT monitor_id, version, state, external, override FROM states"
+        )
+        return {r[0]: _state(*r[1:]) for r in found}
+
+    async def save_state(self, monitor_id: int, state: StoredState) -> None:
+        await self._tx(self._save_state, monitor_id, state)
+
+    async def _save_state(
+        self, conn: asyncpg.Connection, monitor_id: int, state: StoredState
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO states (monitor_id, version, state, external, override)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (monitor_id) DO UPDATE SET"
+            " version = excluded.version, state = excluded.state, external = excluded.external,"
+            " override = excluded.override",
+            monitor_id,
+            state.version,
+            to_json(state.state),
+            to_json(list(state.external)),
+            state.override,
+        )
+        await self._notify(conn)
+
+    # -- predictions ---------------------------------------------------------------------------
+
+    async def insert_predictions(
+        self, records: Sequence[PredictionRecord], monitors: Mapping[str, Registered], now: float
+    ) -> IngestResult:
+        if not records:
+            return IngestResult(0, 0, 0)
+        return await self._tx(self._insert_predictions, records, monitors, now)
+
+    async def _insert_predictions(
+        self,
+        conn: asyncpg.Connection,
+        records: Sequence[PredictionRecord],
+        monitors: Mapping[str, Registered],
+        now: float,
+    ) -> IngestResult:
+        mids = [monitors[r.monitor].id for r in records]
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock_shared($1, m) FROM unnest($2::int[]) AS m",
+            self.keys.intake,
+            sorted(set(mids)),
+        )
+        returned = await conn.fetch(
+            INSERT_PREDICTIONS,
+            mids,
+            [r.prediction_id for r in records],
+            [r.served_by for r in records],
+            [r.model_version for r in records],
+            [r.entity_id for r in records],
+            [r.tag for r in records],
+            [r.ts for r in records],
+            [to_json(r.prediction) for r in records],
+            [r.score for r in records],
+            [None if r.features is None else to_json(r.features) for r in records],
+        )
+        refs = {(mid, pid, served_by): ref for ref, mid, pid, served_by in returned}
+        new: dict[str, list[tuple[PredictionRecord, Row]]] = {}
+        deltas: dict[join.GroupKey, dict[str, float]] = {}
+        for r, mid in zip(records, mids, strict=True):
+            ref = refs.get((mid, r.prediction_id, r.served_by))
+            if ref is None:
+                continue
+            new.setdefault(r.monitor, []).append((r, _new_row(ref, r)))
+            counts = deltas.setdefault((mid, r.model_version, r.served_by, bucket_of(r.ts)), {})
+            counts[join.PREDICTIONS_KEY] = counts.get(join.PREDICTIONS_KEY, 0.0) + 1.0
+        labeling = Labeling()
+        totals: dict[tuple[int, str, str], dict[str, float]] = {}
+        for key, inserted in new.items():
+            registered = monitors[key]
+            matched = await _join_pending(conn, registered, inserted, labeling)
+            if matched:
+                totals[registered.id, "", ""] = {ACTUALS_MATCHED: float(matched)}
+            _assume_late(registered, inserted, now, labeling)
+        for group, counters in labeling.deltas.items():
+            join.add(deltas, group, counters)
+        await _write_labels(conn, labeling, now)
+        await _add(conn, deltas, totals)
+        matched_total = sum(int(c[ACTUALS_MATCHED]) for c in totals.values())
+        return IngestResult(len(refs), len(records) - len(refs), matched_total)
+
+    # -- actuals -------------------------------------------------------------------------------
+
+    async def apply_actuals(
+        self, actuals: Sequence[Actual], monitors: Mapping[str, Registered], now: float
+    ) -> FeedbackResult:
+        if not actuals:
+            return FeedbackResult(0, 0)
+        return await self._tx(self._apply_actuals, actuals, monitors, now)
+
+    async def _apply_actuals(
+        self,
+        conn: asyncpg.Connection,
+        actuals: Sequence[Actual],
+        monitors: Mapping[str, Registered],
+        now: float,
+    ) -> FeedbackResult:
+        found = await _find(conn, actuals, range(len(actuals)), monitors)
+        unmatched = [i for i in range(len(actuals)) if i not in found]
+        if unmatched:
+            # About to wait as pending: wait out the batches in flight, then look again.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, m) FROM unnest($2::int[]) AS m",
+                self.keys.intake,
+                sorted({monitors[actuals[i].monitor].id for i in unmatched}),
+            )
+            found.update(await _find(conn, actuals, unmatched, monitors))
+        locked = await _lock(conn, {ref for refs in found.values() for ref in refs})
+        labeling = Labeling()
+        errors: list[ItemError] = []
+        waiting: list[tuple[Any, ...]] = []
+        outcomes: dict[tuple[int, str, str], dict[str, float]] = {}
+        for index, actual in enumerate(actuals):
+            registered = monitors[actual.monitor]
+            mid, spec = registered.id, registered.monitor.spec
+            candidates = [locked[ref] for ref in sorted(found.get(index, ())) if ref in locked]
+            chosen = join.choose(actual, candidates, spec)
+            outcome = outcomes.setdefault((mid, "", ""), {})
+            if not chosen:
+                waiting.append(_pending_values(mid, actual, join.expiry(now, spec)))
+                outcome[ACTUALS_PENDING] = outcome.get(ACTUALS_PENDING, 0.0) + 1.0
+                continue
+            outcome[ACTUALS_MATCHED] = outcome.get(ACTUALS_MATCHED, 0.0) + 1.0
+            label = join.label_of(actual)
+            for row in chosen:
+                try:
+                    labeling.apply(mid, row, label, spec)
+                except metrics.LabelError as e:
+                    field = "vote" if actual.vote is not None else "actual"
+                    errors.append(ItemError(index, field, str(e), "unusable_label"))
+                    break
+        if errors:
+            raise LabelsRejected(errors)
+        await _write_labels(conn, labeling, now)
+        await _add(conn, labeling.deltas, outcomes)
+        if waiting:
+            await conn.execute(INSERT_PENDING, *_columns(waiting, 8))
+        matched = sum(int(c.get(ACTUALS_MATCHED, 0)) for c in outcomes.values())
+        return FeedbackResult(matched=matched, pending=len(waiting))
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    async def assume_missing(
+        self, monitor: Registered, cutoff: float, now: float, limit: int
+    ) -> int:
+        if join.assumed_label(monitor.monitor.spec) is None:
+            return 0
+        return await self._tx(self._assume_missing, monitor, cutoff, now, limit)
+
+    async def _assume_missing(
+        self,
+        conn: asyncpg.Connection,
+        monitor: Registered,
+        cutoff: float,
+        now: float,
+        limit: int,
+    ) -> int:
+        spec = monitor.monitor.spec
+        label = join.assumed_label(spec)
+        assert label is not None
+        swept = await conn.fetchval("SELECT swept FROM sweeps WHERE monitor_id = $1", monitor.id)
+        swept = -math.inf if swept is None else swept
+        if swept >= cutoff:
+            return 0
+        candidates = await conn.fetch(
+            "SELECT id, ts FROM predictions WHERE monitor_id = $1 AND ts >= $2 AND ts < $3"
+            " AND NOT EXISTS (SELECT FROM labels WHERE prediction_ref = id) ORDER BY ts LIMIT $4",
+            monitor.id,
+            swept,
+            cutoff,
+            limit,
+        )
+        locked = await _lock(conn, {ref for ref, _ in candidates})
+        labeling = Labeling()
+        for row in locked.values():
+            if row.label is not None:
+                continue  # labeled since it was found
+            try:
+                labeling.apply(monitor.id, row, label, spec)
+            except metrics.LabelError:
+                continue  # the assumed value does not fit this prediction: leave it unlabeled
+        await _write_labels(conn, labeling, now)
+        await _add(conn, labeling.deltas, {})
+        swept = candidates[-1]["ts"] if len(candidates) == limit else cutoff
+        await conn.execute(
+            "INSERT INTO sweeps (monitor_id, swept) VALUES ($1, $2)"
+            " ON CONFLICT (monitor_id) DO UPDATE SET swept = excluded.swept",
+            monitor.id,
+            swept,
+        )
+        return len(labeling.rows)
+
+    async def expire_pending(self, now: float) -> dict[int, int]:
+        return await self._tx(self._expire_pending, now)
+
+    @staticmethod
+    async def _expire_pending(conn: asyncpg.Connection, now: float) -> dict[int, int]:
+        found = await conn.fetch(
+            "WITH gone AS (DELETE FROM pending WHERE expires <= $1 RETURNING monitor_id)"
+            " SELECT monitor_id, count(*) FROM gone GROUP BY monitor_id",
+            now,
+        )
+        expired = {mid: n for mid, n in found}
+        await _add(
+            conn, {}, {(mid, "", ""): {ACTUALS_EXPIRED: float(n)} for mid, n in expired.items()}
+        )
+        return expired
+
+    async def delete_predictions(self, monitor_id: int, before: float, limit: int) -> int:
+        return await self._tx(_fetchval, DELETE_PREDICTIONS, monitor_id, before, limit)
+
+    async def compact(self) -> int:
+        """Fold the counter deltas writers appended into the aggregates, in transactions of
+        `FOLD_CHUNK` for up to about `FOLD_BUDGET` seconds (a backlog takes several ticks;
+        reads are exact meanwhile); how many were folded."""
+        folded = 0
+        deadline = time.monotonic() + FOLD_BUDGET
+        while True:
+            moved = await self._tx(_fetchval, FOLD, FOLD_CHUNK)
+            folded += moved
+            if moved < FOLD_CHUNK or time.monotonic() > deadline:
+                return folded
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def window(
+        self,
+        monitor_id: int,
+        span: BucketRange,
+        *,
+        version: str | None = None,
+        served_by: str | None = None,
+    ) -> dict[Group, Counters]:
+        params: list[Any] = [monitor_id]
+        extra = _filters(params, version, served_by)
+        parts = []
+        for piece in decompose(span):
+            params += [piece.start, piece.end]
+            parts.append(
+                f"SELECT version, served_by, key, value FROM agg_{piece.level}"
+                f" WHERE monitor_id = $1 AND bucket >= ${len(params) - 1}"
+                f" AND bucket < ${len(params)}{extra}"
+            )
+        if not parts:
+            return {}
+        params += [span.start, span.end]
+        parts.append(
+            "SELECT version, served_by, key, value FROM agg_delta WHERE monitor_id = $1"
+            f" AND bucket >= ${len(params) - 1} AND bucket < ${len(params)}{extra}"
+        )
+        found = await self._read(
+            _fetch,
+            "SELECT version, served_by, key, sum(value) FROM ("
+            + " UNION ALL ".join(parts)
+            + ") AS pieces GROUP BY version, served_by, key",
+            *params,
+        )
+        result: dict[Group, Counters] = {}
+        for v, s, key, value in found:
+            result.setdefault((v, s), {})[key] = value
+        return result
+
+    async def series(
+        self,
+        monitor_id: int,
+        span: BucketRange,
+        steps: Steps,
+        *,
+        version: str | None = None,
+        served_by: str | None = None,
+    ) -> dict[int, dict[Group, Counters]]:
+        unit = LEVEL_MINUTES[steps.level]
+        end = steps.start + steps.width * steps.count
+        params: list[Any] = [unit, steps.start, steps.width, monitor_id, -(-end // unit), end]
+        extra = _filters(params, version, served_by)
+        found = await self._read(
+            _fetch,
+            "SELECT point, version, served_by, key, sum(value) FROM ("
+            " SELECT (bucket * $1::bigint - $2::bigint) / $3::bigint AS point, version,"
+            f" served_by, key, value FROM agg_{steps.level} WHERE monitor_id = $4"
+            f" AND bucket >= $2::bigint / $1::bigint AND bucket < $5{extra}"
+            " UNION ALL SELECT (bucket - $2::bigint) / $3::bigint, version, served_by, key,"
+            f" value FROM agg_delta WHERE monitor_id = $4 AND bucket >= $2 AND bucket < $6{extra}"
+            ") AS points GROUP BY 1, 2, 3, 4",
+            *params,
+        )
+        result: dict[int, dict[Group, Counters]] = {}
+        for point, v, s, key, value in found:
+            result.setdefault(point, {}).setdefault((v, s), {})[key] = value
+        return result
+
+    async def totals(self) -> dict[int, dict[Group, Counters]]:
+        found = await self._read(
+            _fetch,
+            "SELECT monitor_id, version, served_by, key, sum(value) FROM"
+            f" (SELECT * FROM totals UNION ALL {LIFETIME_DELTAS}) AS lifetime GROUP BY 1, 2, 3, 4",
+        )
+        result: dict[int, dict[Group, Counters]] = {}
+        for mid, v, s, key, value in found:
+            result.setdefault(mid, {}).setdefault((v, s), {})[key] = value
+        return result
+
+    async def timeline(self, monitor_id: int, entity_id: str, limit: int) -> list[StoredPrediction]:
+        found = await self._read(
+            _fetch,
+            f"SELECT {STORED_COLUMNS} FROM {LABELED} WHERE monitor_id = $1 AND entity_id = $2"
+            " ORDER BY ts DESC, id DESC LIMIT $3",
+            monitor_id,
+            entity_id,
+            limit,
+        )
+        return [codec.stored(*r) for r in found]
+
+    async def dataset(
+        self, query: DatasetQuery, after: tuple[float, int], limit: int
+    ) -> list[StoredPrediction]:
+        params: list[Any] = [query.monitor_id, *after, query.end]
+        sql = (
+            f"SELECT {STORED_COLUMNS} FROM predictions JOIN labels ON prediction_ref = id"
+            " WHERE monitor_id = $1 AND ts >= $2 AND (ts, id) > ($2, $3) AND ts < $4"
+        )
+        if query.version is not None:
+            params.append(query.version)
+            sql += f" AND model_version = ${len(params)}"
+        if query.correct is not None:
+            params.append(query.correct)
+            sql += f" AND correct = ${len(params)}"
+        params.append(limit)
+        found = await self._read(_fetch, sql + f" ORDER BY ts, id LIMIT ${len(params)}", *params)
+        return [codec.stored(*r) for r in found]
+
+
+# -- statements shared by the writes -----------------------------------------------------------
+
+
+async def _migrate(conn: asyncpg.Connection, keys: Keys) -> None:
+    """Apply the migrations this database lacks, once, whoever else is starting."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", keys.migrate)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS truthloop_migrations"
+            " (version integer PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r[0] for r in await conn.fetch("SELECT version FROM truthloop_migrations")}
+        newest = max(done, default=0)
+        if newest > len(MIGRATIONS):
+            raise StoreError(
+                f"the database schema is at version {newest}, newer than this build knows"
+                f" ({len(MIGRATIONS)}): run a newer truthloop"
+            )
+        for version, script in enumerate(MIGRATIONS, start=1):
+            if version not in done:
+                await conn.execute(script)
+                await conn.execute(
+                    "INSERT INTO truthloop_migrations (version) VALUES ($1)", version
+                )
+                log.info("store schema migrated to version %d", version)
+
+
+async def _stateless(conn: asyncpg.Connection) -> None:
+    """A pooled connection's reset on release: nothing beyond the driver's own rollback.
+
+    Pooled connections keep no session state (no settings, cursors, LISTENs; `hold_state`
+    releases its lock itself), so the server-side reset would only cost a round trip.
+    """
+
+
+async def _fetch(conn: asyncpg.Connection, sql: str, *args: Any) -> list[asyncpg.Record]:
+    return await conn.fetch(sql, *args)
+
+
+async def _fetchval(conn: asyncpg.Connection, sql: str, *args: Any) -> Any:
+    return await conn.fetchval(sql, *args)
+
+
+async def _find(
+    conn: asyncpg.Connection,
+    actuals: Sequence[Actual],
+    indices: Iterable[int],
+    monitors: Mapping[str, Registered],
+) -> dict[int, list[int]]:
+    """Record ids each of these actuals could label (by id, or by entity within its span)."""
+    by_id: list[tuple[int, int, str]] = []
+    by_entity: list[tuple[int, int, str, str | None, float, float]] = []
+    for i in indices:
+        actual = actuals[i]
+        registered = monitors[actual.monitor]
+        if actual.prediction_id is not None:
+            by_id.append((i, registered.id, actual.prediction_id))
+        else:
+            assert actual.entity_id is not None
+            lo, hi = join.entity_span(actual, registered.monitor.spec)
+            by_entity.append((i, registered.id, actual.entity_id, actual.tag, lo, hi))
+    found: dict[int, list[int]] = {}
+    for i, ref in await conn.fetch(FIND_ROWS, *_columns(by_id, 3), *_columns(by_entity, 6)):
+        found.setdefault(i, []).append(ref)
+    return found
+
+
+async def _lock(conn: asyncpg.Connection, refs: Iterable[int]) -> dict[int, Row]:
+    """The records `refs` with their labels, locked against other writers.
+
+    The labels are read after the locks are held, by a statement of its own: its snapshot then
+    holds every label the writers we waited for committed (a locking read of a join would
+    return the label as it was when it started waiting).
+    """
+    wanted = sorted(refs)
+    if not wanted:
+        return {}
+    await conn.execute(LOCK_ROWS, wanted)
+    return {r[0]: codec.row(*r) for r in await conn.fetch(READ_ROWS, wanted)}
+
+
+async def _join_pending(
+    conn: asyncpg.Connection,
+    registered: Registered,
+    inserted: Sequence[tuple[PredictionRecord, Row]],
+    labeling: Labeling,
+) -> int:
+    """Pending actuals that the new records satisfy label them and stop waiting; how many."""
+    mid, spec = registered.id, registered.monitor.spec
+    waiting = await conn.fetch(
+        JOIN_PENDING,
+        mid,
+        [r.prediction_id for r, _ in inserted],
+        sorted({r.entity_id for r, _ in inserted if r.entity_id is not None}),
+    )
+    done = []
+    for pending_id, pid, entity, tag, ts, actual, vote in waiting:
+        value = None if actual is None else codec.decode(actual)
+        wanted = Actual(registered.monitor.key, ts, pid, entity, tag, value, vote)
+        candidates = [row for r, row in inserted if join.accepts(wanted, r, spec)]
+        if not candidates:
+            continue
+        label = join.label_of(wanted)
+        for row in join.choose(wanted, candidates, spec):
+            try:
+                labeling.apply(mid, row, label, spec)
+            except metrics.LabelError:
+                continue  # an actual this prediction cannot use labels nothing
+        done.append(pending_id)
+    if done:
+        await conn.execute("DELETE FROM pending WHERE id = ANY($1::bigint[])", done)
+    return len(done)
+
+
+def _assume_late(
+    registered: Registered,
+    inserted: Sequence[tuple[PredictionRecord, Row]],
+    now: float,
+    labeling: Labeling,
+) -> None:
+    """Records that arrive after their window passed get the assumed label right away."""
+    spec = registered.monitor.spec
+    label = join.assumed_label(spec)
+    if label is None:
+        return
+    for r, row in inserted:
+        if r.ts < now - spec.feedback.attribution_window and labeling.current(row).label is None:
+            labeling.apply(registered.id, row, label, spec)
+
+
+async def _write_labels(conn: asyncpg.Connection, labeling: Labeling, now: float) -> None:
+    if not labeling.rows:
+        return
+    values = []
+    for ref, (row, correct) in labeling.rows.items():
+        assert row.label is not None
+        values.append((ref, *codec.label_columns(row.label), correct))
+    await conn.execute(WRITE_LABELS, *_columns(values, 5), now)
+
+
+async def _add(
+    conn: asyncpg.Connection,
+    deltas: Mapping[join.GroupKey, Mapping[str, float]],
+    totals: Mapping[tuple[int, str, str], Mapping[str, float]],
+) -> None:
+    """Append counter deltas of minute buckets, and `totals` kept only in the lifetime totals.
+
+    Appending takes no lock another writer waits for; `compact` folds the deltas into the
+    aggregates, and reads add the ones not yet folded.
+    """
+    values = [
+        (mid, bucket, version, served_by, key, value)
+        for (mid, version, served_by, bucket), counters in deltas.items()
+        for key, value in counters.items()
+        if value
+    ]
+    values += [
+        (mid, None, version, served_by, key, value)
+        for (mid, version, served_by), counters in totals.items()
+        for key, value in counters.items()
+        if value
+    ]
+    if values:
+        await conn.execute(ADD_DELTAS, *_columns(values, 6))
+
+
+# -- values ------------------------------------------------------------------------------------
+
+
+def _columns(values: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as `width` column arrays (what `unnest` takes)."""
+    if not values:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*values, strict=True)]
+
+
+def _new_row(ref: int, record: PredictionRecord) -> Row:
+    return Row(
+        ref,
+        record.prediction_id,
+        record.served_by,
+        record.model_version,
+        record.ts,
+        record.prediction,
+        record.score,
+    )
+
+
+def _pending_values(monitor_id: int, actual: Actual, expires: float) -> tuple[Any, ...]:
+    return (
+        monitor_id,
+        actual.prediction_id,
+        actual.entity_id,
+        actual.tag,
+        actual.timestamp,
+        None if actual.value is None else to_json(actual.value),
+        actual.vote,
+        expires,
+    )
+
+
+def _state(version: int, state: str, external: str, override: str | None) -> StoredState:
+    return StoredState(version, codec.decode(state), tuple(codec.decode(external)), override)
+
+
+def _filters(params: list[Any], version: str | None, served_by: str | None) -> str:
+    """SQL conditions for the optional filters; their values are appended to `params`."""
+    sql = ""
+    if version is not None:
+        params.append(version)
+        sql += f" AND version = ${len(params)}"
+    if served_by is not None:
+        params.append(served_by)
+        sql += f" AND served_by = ${len(params)}"
+    return sql
+
+
+def _count(status: str) -> int:
+    """Rows a command touched, from its status tag (`DELETE 42`)."""
+    return int(status.rpartition(" ")[2] or 0)
+
+
+def _unavailable(error: BaseException) -> StoreUnavailable:
+    if isinstance(error, StoreUnavailable):
+        return error
+    return StoreUnavailable(f"the database is unavailable: {error or type(error).__name__}")
+
+
+async def _close(conn: asyncpg.Connection) -> None:
+    try:
+        await conn.close(timeout=CONNECT_TIMEOUT)
+    except (TimeoutError, *UNAVAILABLE):
+        conn.terminate()
+
+
+def open_url(url: str) -> PostgresStore:
+    """`postgresql://user@host:port/db[?pool_size=N&search_path=schema&...]`."""
+    parts = urlsplit(url)
+    if not parts.hostname and "host=" not in parts.query:
+        raise ValueError(f"bad PostgreSQL store URL {url!r}: expected postgresql://user@host/db")
+    try:
+        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise ValueError(f"bad PostgreSQL store URL {url!r}: malformed query") from None
+    options = dict(query)
+    pool_size = options.pop("pool_size", "10")
+    if not pool_size.isdigit() or not 2 <= int(pool_size) <= 1000:
+        raise ValueError(f"bad PostgreSQL store URL {url!r}: pool_size must be 2 to 1000")
+    options.setdefault("application_name", "truthloop-feedback")
+    dsn = urlunsplit(parts._replace(query=urlencode(options)))
+    return PostgresStore(dsn, pool_size=int(pool_size))
