@@ -1,0 +1,143 @@
+"""Capture end to end: client → real sidecar → model, records → a fake feedback service that
+counts what it is sent (the real service's run is in test_sidecar_feedback_service)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.integration import sidecar_harness as harness
+from tests.integration.sidecar_fakes import FakeFeedback, Hang, Model, monitor, wait_for
+from tests.integration.sidecar_harness import Client
+from truthloop.sidecar.capture import CaptureStats
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[Model]:
+    server = Model()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def feedback() -> AsyncIterator[FakeFeedback]:
+    service = FakeFeedback()
+    await service.start()
+    yield service
+    await service.stop()
+
+
+def assert_captured_what_clients_saw(client: Client, feedback: FakeFeedback) -> None:
+    records = {pid: r for (pid, by), r in feedback.records.items() if by == "model"}
+    assert len(records) == len(client.seen)
+    for entity, seen in client.seen.items():
+        record = records[seen.prediction_id]
+        assert record["entity_id"] == entity
+        assert record["prediction"] == seen.body["prediction"]
+        assert record["score"] == seen.body["score"]
+        assert record["monitor"] == "ml/churn"
+        assert record["model_version"] == "v7"
+        assert record["features"]["tenure"] == int(entity[1:]) % 12
+
+
+async def test_an_outage_mid_run_loses_nothing_and_sends_nothing_twice(
+    model: Model, feedback: FakeFeedback, tmp_path: Path
+) -> None:
+    async with harness.running(harness.settings(model, feedback.url, tmp_path)) as sidecar:
+        client = Client(f"http://127.0.0.1:{sidecar.port}")
+        await client.run(range(1000))
+        await feedback.stop()
+        await client.run(range(1000, 3000))
+        await wait_for(lambda: sidecar.shipper.spool.records > 0, what="records spooled")
+        await feedback.start()
+        await client.run(range(3000, 4000))
+        await wait_for(lambda: len(feedback.records) == 4000, what="every record")
+    assert_captured_what_clients_saw(client, feedback)
+    assert feedback.resent == 0
+    assert not sidecar.shipper.stats.dropped
+
+
+async def test_a_service_that_never_answers_slows_no_request(model: Model, tmp_path: Path) -> None:
+    hang = Hang()
+    await hang.start()
+    bound = 256 * 1024
+    config = harness.settings(model, hang.url, tmp_path, queue_bytes=bound, batch_bytes=16 * 1024)
+    async with harness.running(config) as sidecar:
+        client = Client(f"http://127.0.0.1:{sidecar.port}")
+        await client.run(range(5000))
+        assert {s.status for s in client.seen.values()} == {200}
+        assert max(s.seconds for s in client.seen.values()) < 1.0
+        await wait_for(lambda: sidecar.shipper.spool.records > 4000, what="the spool growing")
+        # The queue cannot pass its bound (it refuses records); none was refused: it spilled.
+        assert sidecar.shipper.buffer.bytes <= bound
+        assert sidecar.shipper.stats.dropped["queue_full"] == 0
+    await hang.stop()
+    assert sidecar.shipper.spool.records == 5000
+
+
+def sampled(stats: CaptureStats) -> dict[str, int]:
+    return {"sampled_out": stats.skipped["sampled_out"]}
+
+
+async def test_failures_and_samples_are_counted_not_captured(
+    model: Model, feedback: FakeFeedback, tmp_path: Path
+) -> None:
+    spec = monitor(
+        capture={
+            "entityId": {"pointer": "/user_id"},
+            "prediction": {"pointer": "/missing"},
+            "sampleRate": 0.5,
+        }
+    )
+    async with harness.running(harness.settings(model, feedback.url, tmp_path, spec=spec)) as car:
+        url = f"http://127.0.0.1:{car.port}"
+        client = Client(url)
+        await client.run(range(200), concurrency=8)
+        async with aiohttp.ClientSession() as session:
+            for code in (404, 500, 503):
+                async with session.get(f"{url}/status/{code}") as response:
+                    assert response.status == code
+        stats = car.capture.stats
+        await wait_for(
+            lambda: stats.skipped == {"status_5xx": 2, "status_4xx": 1, **sampled(stats)}
+        )
+        assert stats.captured == 0
+        assert 60 < stats.skipped["sampled_out"] < 140
+        assert sum(stats.errors.values()) == 200 - stats.skipped["sampled_out"]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{car.admin_port}/metrics") as response,
+        ):
+            text = await response.text()
+        assert 'truthloop_sidecar_capture_skipped_total{reason="status_5xx"} 2.0' in text
+        assert "truthloop_sidecar_request_seconds_count" in text
+    assert feedback.records == {}
+
+
+async def test_a_batch_request_gives_one_record_per_row(
+    model: Model, feedback: FakeFeedback, tmp_path: Path
+) -> None:
+    spec = monitor(
+        capture={
+            "entityId": {"pointer": "/user_id"},
+            "prediction": {"pointer": "/prediction"},
+            "batch": {"instances": "/instances", "predictions": "/predictions"},
+        }
+    )
+    async with harness.running(harness.settings(model, feedback.url, tmp_path, spec=spec)) as car:
+        rows = [Client.request(i) for i in range(5)]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"http://127.0.0.1:{car.port}/predict", json={"instances": rows}) as r,
+        ):
+            pid = r.headers["X-Prediction-ID"]
+            answer = await r.json()
+        await wait_for(lambda: len(feedback.records) == 5)
+    for i in range(5):
+        record = feedback.records[(f"{pid}/{i}", "model")]
+        assert record["entity_id"] == f"u{i}"
+        assert record["prediction"] == answer["predictions"][i]["prediction"]

@@ -1,0 +1,102 @@
+"""The sidecar against the real feedback service (SQLite) on 127.0.0.1: what clients saw is stored,
+and the service's fallback switch reaches the sidecar."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration import sidecar_harness as harness
+from tests.integration.sidecar_fakes import MONITOR, Model, wait_for
+from tests.integration.sidecar_harness import Client
+from tests.support.feedback import Service
+from truthloop.feedback import settings as feedback_settings
+from truthloop.sidecar.app import SidecarSettings
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[Model]:
+    server = Model()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[Service]:
+    store = f"sqlite:///{tmp_path / 'feedback.db'}"
+    running = Service(feedback_settings.make(store=store, clock=time.time))
+    await running.start()
+    await running.put_monitor(MONITOR)
+    yield running
+    await running.stop()
+
+
+def sidecar_settings(model: Model, service: Service, tmp_path: Path) -> SidecarSettings:
+    """Short long-polls: the service holds one open until its `wait` ends, even at shutdown."""
+    config = harness.settings(model, service.base, tmp_path / "spool")
+    return replace(config, follower=replace(config.follower, wait=0.5))
+
+
+def stored(tmp_path: Path) -> dict[tuple[str, str], tuple[str, Any, float | None]]:
+    """(prediction_id, served_by) → (entity_id, prediction, score), read from the service's file
+    (the prediction is stored as JSON text)."""
+    with sqlite3.connect(f"file:{tmp_path / 'feedback.db'}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT prediction_id, served_by, entity_id, prediction, score FROM predictions"
+        )
+        return {
+            (pid, by): (entity, json.loads(value), score) for pid, by, entity, value, score in rows
+        }
+
+
+async def test_ten_thousand_requests_are_stored_as_the_clients_saw_them(
+    model: Model, service: Service, tmp_path: Path
+) -> None:
+    config = sidecar_settings(model, service, tmp_path)
+    async with harness.running(config) as sidecar:
+        client = Client(f"http://127.0.0.1:{sidecar.port}")
+        await client.run(range(10_000), concurrency=32)
+        assert {s.status for s in client.seen.values()} == {200}
+        await wait_for(lambda: sidecar.shipper.stats.shipped == 10_000, what="10,000 shipped")
+    records = stored(tmp_path)
+    assert len(records) == 10_000
+    for entity, seen in client.seen.items():
+        assert records[(seen.prediction_id, "model")] == (
+            entity,
+            seen.body["prediction"],
+            seen.body["score"],
+        )
+    assert not sidecar.shipper.stats.dropped
+
+
+async def test_the_service_s_fallback_switch_reaches_the_sidecar_within_a_second(
+    model: Model, service: Service, tmp_path: Path
+) -> None:
+    config = sidecar_settings(model, service, tmp_path)
+    async with harness.running(config) as sidecar:
+        client = Client(f"http://127.0.0.1:{sidecar.port}")
+        await wait_for(lambda: sidecar.follower.stats.polls >= 1, what="a first state poll")
+        await service.ok("POST", "/v1/monitors/ml/churn/fallback", json={"mode": "engaged"})
+        await wait_for(lambda: sidecar.live.current.fallback_active, within=1.0, what="engaged")
+        engaged = await client.run_one(2)
+        assert engaged.served_by == "fallback"
+        assert engaged.body == {"prediction": 1}
+
+        await service.ok("POST", "/v1/monitors/ml/churn/fallback", json={"mode": "disengaged"})
+        await wait_for(lambda: not sidecar.live.current.fallback_active, within=1.0)
+        released = await client.run_one(3)
+        assert released.served_by is None
+        assert released.body == Model.answer(Client.request(3))
+        await wait_for(lambda: sidecar.shipper.stats.shipped == 3, what="three records shipped")
+    records = stored(tmp_path)
+    assert records[(engaged.prediction_id, "fallback")] == ("u2", 1, None)
+    assert records[(engaged.prediction_id, "model")][:2] == ("u2", 1)
+    assert (released.prediction_id, "model") in records

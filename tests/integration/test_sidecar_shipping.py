@@ -1,0 +1,229 @@
+"""The shipper against a real HTTP server on 127.0.0.1: batches, outages, refusals, the spool."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import aiohttp
+import msgspec
+import pytest
+
+from tests.integration.sidecar_fakes import FakeFeedback, Hang, wait_for
+from truthloop.sidecar.backoff import BackoffSettings
+from truthloop.sidecar.shipper import Shipper, ShipperSettings
+
+
+def record(i: int) -> bytes:
+    return msgspec.json.encode(
+        {
+            "prediction_id": f"p{i:06d}",
+            "monitor": "ml/churn",
+            "model_version": "v1",
+            "entity_id": f"u{i}",
+            "ts": 1.0e9 + i,
+            "prediction": i % 2,
+            "served_by": "model",
+        }
+    )
+
+
+@pytest.fixture
+async def feedback() -> AsyncIterator[FakeFeedback]:
+    service = FakeFeedback(token="s3cret")
+    await service.start()
+    yield service
+    await service.stop()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+def settings(feedback: FakeFeedback, tmp_path: Path) -> ShipperSettings:
+    return ShipperSettings(
+        feedback_url=feedback.url,
+        spool_dir=tmp_path / "spool",
+        token="s3cret",
+        batch_records=500,
+        linger=0.02,
+        timeout=0.5,
+        backoff=BackoffSettings(base=0.02, cap=0.1),
+    )
+
+
+async def test_records_arrive_in_batches_with_the_bearer_token(
+    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+) -> None:
+    shipper = Shipper(settings, session)
+    shipper.start()
+    for i in range(2000):
+        shipper.submit(record(i))
+    await wait_for(lambda: len(feedback.records) == 2000, what="2000 records")
+    await shipper.close(1.0)
+    assert feedback.order == [f"p{i:06d}" for i in range(2000)]
+    assert feedback.resent == 0
+    assert feedback.posts >= 4  # batch_records=500
+    assert set(feedback.auth) == {"Bearer s3cret"}
+    assert shipper.stats.shipped == 2000
+    assert not shipper.stats.dropped
+
+
+async def test_an_outage_spools_and_everything_arrives_once_in_order(
+    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+) -> None:
+    shipper = Shipper(settings, session)
+    shipper.start()
+    for i in range(1000):
+        shipper.submit(record(i))
+    await wait_for(lambda: len(feedback.records) == 1000)
+    await feedback.stop()
+    for i in range(1000, 3000):
+        shipper.submit(record(i))
+    await wait_for(lambda: shipper.spool.records == 2000, what="the outage's records spooled")
+    assert shipper.buffer.bytes == 0
+    assert shipper.down
+    await feedback.start()
+    for i in range(3000, 4000):
+        shipper.submit(record(i))
+    await wait_for(lambda: len(feedback.records) == 4000, what="every record after the outage")
+    await shipper.close(1.0)
+    assert feedback.resent == 0
+    assert feedback.order == [f"p{i:06d}" for i in range(4000)]
+    assert shipper.spool.records == 0
+    assert list(settings.spool_dir.iterdir()) == []
+    assert shipper.stats.retried > 0
+    assert not shipper.stats.dropped
+
+
+async def test_items_the_service_refuses_are_dropped_and_the_rest_delivered(
+    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+) -> None:
+    feedback.reject = lambda item: "unusable_label" if item["entity_id"].endswith("7") else None
+    shipper = Shipper(settings, session)
+    shipper.start()
+    for i in range(100):
+        shipper.submit(record(i))
+    await wait_for(lambda: len(feedback.records) == 90)
+    await shipper.close(1.0)
+    assert not any(pid.endswith("7") for pid in feedback.ids())
+    assert shipper.stats.dropped == {"rejected": 10}
+    assert shipper.stats.rejected == {"unusable_label": 10}
+    assert shipper.stats.shipped == 90
+
+
+async def test_other_client_errors_drop_the_batch_without_retrying(
+    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+) -> None:
+    shipper = Shipper(replace(settings, token="wrong"), session)
+    shipper.start()
+    for i in range(10):
+        shipper.submit(record(i))
+    await wait_for(lambda: shipper.stats.dropped["rejected"] == 10)
+    await shipper.close(1.0)
+    assert feedback.posts == 1
+    assert shipper.stats.rejected == {"http_401": 10}
+    assert shipper.stats.retried == 0
+    assert shipper.spool.records == 0
+
+
+async def test_server_errors_are_retried_until_accepted(
+    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+) -> None:
+    feedback.status_override = 503
+    shipper = Shipper(settings, session)
+    shipper.start()
+    for i in range(10):
+        shipper.submit(record(i))
+    await wait_for(lambda: feedback.posts >= 3, what="three attempts")
+    feedback.status_override = None
+    await wait_for(lambda: len(feedback.records) == 10)
+    await shipper.close(1.0)
+    assert shipper.stats.retried >= 20
+    assert not shipper.stats.dropped
+
+
+async def test_a_full_queue_refuses_records_and_counts_them(
+    settings: ShipperSettings, session: aiohttp.ClientSession
+) -> None:
+    one = len(record(0)) + 1
+    shipper = Shipper(replace(settings, queue_bytes=10 * one), session)
+    for i in range(15):  # not started: nothing drains the queue
+        shipper.submit(record(i))
+    assert shipper.buffer.bytes == 10 * one
+    assert shipper.stats.dropped == {"queue_full": 5}
+
+
+async def test_a_service_that_never_answers_fills_the_spool_not_memory(
+    settings: ShipperSettings, session: aiohttp.ClientSession
+) -> None:
+    hang = Hang()
+    await hang.start()
+    one = len(record(0)) + 1
+    bound = 400 * one
+    shipper = Shipper(replace(settings, feedback_url=hang.url, queue_bytes=bound), session)
+    shipper.start()
+    peak = 0
+    for i in range(5000):
+        shipper.submit(record(i))
+        peak = max(peak, shipper.buffer.bytes)
+        if i % 100 == 99:
+            await wait_for(lambda: shipper.buffer.bytes < bound // 2 + 100 * one)
+    await wait_for(lambda: shipper.spool.records + len(shipper.buffer) >= 4500, what="spooling")
+    assert peak <= bound
+    assert shipper.stats.dropped["queue_full"] == 0
+    await shipper.close(1.0)
+    await hang.stop()
+    assert shipper.spool.records == 5000
+
+
+async def test_close_spools_what_the_absent_service_did_not_take_and_a_restart_sends_it(
+    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+) -> None:
+    await feedback.stop()
+    shipper = Shipper(settings, session)
+    shipper.start()
+    for i in range(5000):
+        shipper.submit(record(i))
+    await shipper.close(2.0)
+    assert shipper.spool.records == 5000
+    assert sum(int(p.name.split("-")[1].split(".")[0]) for p in settings.spool_dir.iterdir()) == (
+        5000
+    )
+    shipper.submit(record(9999))
+    assert shipper.stats.dropped == {"closed": 1}
+
+    await feedback.start()
+    again = Shipper(settings, session)
+    again.start()
+    await wait_for(lambda: len(feedback.records) == 5000, what="the spool replayed")
+    await again.close(1.0)
+    assert feedback.order == [f"p{i:06d}" for i in range(5000)]
+    assert feedback.resent == 0
+
+
+async def test_a_full_spool_drops_its_oldest_batches_and_counts_them(
+    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+) -> None:
+    await feedback.stop()
+    one = len(record(0)) + 1
+    shipper = Shipper(replace(settings, spool_bytes=1000 * one, batch_records=100), session)
+    shipper.start()
+    for i in range(3000):
+        shipper.submit(record(i))
+    await shipper.close(2.0)
+    kept = shipper.spool.records
+    assert 900 <= kept <= 1000  # whole batches of up to 100 records
+    assert shipper.stats.dropped == {"spool_full": 3000 - kept}
+    assert shipper.spool.bytes <= 1000 * one
+
+    await feedback.start()
+    again = Shipper(settings, session)
+    again.start()
+    await wait_for(lambda: len(feedback.records) == kept)
+    await again.close(1.0)
+    assert feedback.order == [f"p{i:06d}" for i in range(3000 - kept, 3000)]

@@ -1,0 +1,168 @@
+"""`truthloop sidecar` as a real process: SIGTERM spools what the absent service did not take, and
+the next process ships it; bad flags are refused with a message, not a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.sidecar_fakes import MONITOR, FakeFeedback, Model, wait_for
+from tests.integration.sidecar_harness import Client
+from truthloop import cli
+from truthloop.sidecar import cli as sidecar_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[Model]:
+    server = Model()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+class Process:
+    """A `python -m truthloop sidecar` child; `port` is read from what it prints."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.port = 0
+
+    @classmethod
+    async def start(cls, *args: str) -> Process:
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": path, "TRUTHLOOP_LOG_LEVEL": "WARNING"}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "truthloop", "sidecar", *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        process = cls(proc)
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            while not process.port:
+                line = (await proc.stdout.readline()).decode()
+                if not line:
+                    raise AssertionError(await process.stderr())
+                match = re.match(r"proxy listening on http://[^:]+:(\d+)", line)
+                if match:
+                    process.port = int(match[1])
+        return process
+
+    async def stderr(self) -> str:
+        assert self.proc.stderr is not None
+        return (await self.proc.stderr.read()).decode()
+
+    async def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            return await self.proc.wait()
+
+
+def spooled(directory: Path) -> int:
+    return sum(len(p.read_bytes().splitlines()) for p in directory.glob("*.ndjson"))
+
+
+async def test_sigterm_spools_the_queue_and_a_new_process_ships_it(
+    model: Model, tmp_path: Path
+) -> None:
+    spec = tmp_path / "monitor.json"
+    spec.write_text(json.dumps(MONITOR))
+    spool = tmp_path / "spool"
+
+    def flags(feedback_url: str) -> list[str]:
+        return [
+            "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+            "--model", f"http://127.0.0.1:{model.port}", "--feedback-url", feedback_url,
+            "--monitor", "ml/churn", "--spool-dir", str(spool), "--spec-file", str(spec),
+            "--model-version", "v9", "--drain-seconds", "5",
+        ]  # fmt: skip
+
+    feedback = FakeFeedback()  # not started: its port refuses connections
+    first = await Process.start(*flags(feedback.url))
+    client = Client(f"http://127.0.0.1:{first.port}")
+    await client.run(range(5000))
+    assert {s.status for s in client.seen.values()} == {200}
+    assert await first.terminate() == 0
+    assert spooled(spool) == 5000
+
+    await feedback.start()
+    second = await Process.start(*flags(feedback.url))
+    await wait_for(lambda: len(feedback.records) == 5000, within=20, what="the spool shipped")
+    assert await second.terminate() == 0
+    await feedback.stop()
+    assert feedback.ids() == {s.prediction_id for s in client.seen.values()}
+    assert {r["model_version"] for r in feedback.records.values()} == {"v9"}
+    assert feedback.resent == 0
+    assert spooled(spool) == 0
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--queue-bytes", "lots", "--queue-bytes 'lots': expected a size like 32Mi"),
+        ("--spool-bytes", "12", "--spool-bytes '12': expected at least 1Ki"),
+        ("--listen", "8080", "--listen '8080': expected HOST:PORT"),
+        ("--model", "ftp://x", "--model 'ftp://x': model: only http:// is supported"),
+        ("--monitor", "churn", "--monitor 'churn': expected NAMESPACE/NAME"),
+        ("--drain-seconds", "-1", "--drain-seconds '-1': expected a number of seconds"),
+        ("--spec-file", "/nonexistent.json", "--spec-file /nonexistent.json: No such file"),
+    ],
+)
+def test_bad_flags_are_named_with_exit_status_2(
+    flag: str, value: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = {
+        "--feedback-url": "http://127.0.0.1:1",
+        "--monitor": "ml/churn",
+        "--spool-dir": str(tmp_path),
+        "--admin": "127.0.0.1:0",  # never the default 0.0.0.0:9090, which may be taken
+    }
+    args = [arg for name, v in {**good, flag: value}.items() for arg in (name, v)]
+    assert cli.main(["sidecar", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_every_flag_reads_its_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = tmp_path / "m.yaml"
+    spec.write_text("apiVersion: truthloop.dev/v1alpha1\nkind: ModelMonitor\n")
+    for name, value in {
+        "LISTEN": "127.0.0.1:18080", "MODEL_URL": "http://127.0.0.1:18081",
+        "ADMIN": "127.0.0.1:19090", "FEEDBACK_URL": "http://fb:8080/", "MONITOR": "ml/churn",
+        "SPOOL_DIR": str(tmp_path), "SPEC_FILE": str(spec), "MODEL_VERSION": "v2",
+        "QUEUE_BYTES": "8Mi", "SPOOL_BYTES": "2Gi", "CAPTURE_MAX_BYTES": "64Ki",
+        "DRAIN_SECONDS": "3.5", "MODEL_TIMEOUT": "2", "TOKEN": "t0k",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(f"TRUTHLOOP_{name}", value)
+    parsed = sidecar_cli.settings_from(cli.build_parser().parse_args(["sidecar"]))
+    assert (parsed.proxy.listen_host, parsed.proxy.listen_port) == ("127.0.0.1", 18080)
+    assert parsed.proxy.model_port == 18081
+    assert parsed.proxy.capture_max_bytes == 64 * 1024
+    assert parsed.proxy.model_timeout == 2.0
+    assert parsed.admin.port == 19090
+    assert parsed.follower.feedback_url == parsed.shipper.feedback_url == "http://fb:8080"
+    assert parsed.follower.monitor == "ml/churn"
+    assert parsed.shipper.queue_bytes == 8 * 2**20
+    assert parsed.shipper.spool_bytes == 2 * 2**30
+    assert parsed.shipper.token == "t0k"
+    assert parsed.model_version == "v2"
+    assert parsed.drain_seconds == 3.5
+    assert parsed.spec == {"apiVersion": "truthloop.dev/v1alpha1", "kind": "ModelMonitor"}
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("32Mi", 32 * 2**20), ("1Gi", 2**30), ("500k", 500_000), ("1.5Ki", 1536), ("4096", 4096)],
+)
+def test_sizes_read_like_kubernetes_quantities(text: str, size: int) -> None:
+    assert sidecar_cli.parse_bytes(text) == size

@@ -1,0 +1,1 @@
+"""The capture sidecar: a lean reverse proxy in the model pod that records every prediction."""

@@ -1,0 +1,83 @@
+"""The sidecar's admin port (aiohttp): `/metrics`, `/healthz`, `/readyz`.
+
+`/healthz` answers while the process serves; `/readyz` answers 200 only while the model accepts
+TCP connections (so the pod's readiness follows the model's, as a Service expects), probed at most
+once per `ttl` seconds however often the kubelet asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+
+
+class ModelProbe:
+    """Whether a TCP connection to the model succeeds, cached for `ttl` seconds."""
+
+    def __init__(self, host: str, port: int, *, ttl: float = 1.0, timeout: float = 0.5) -> None:
+        self.host = host
+        self.port = port
+        self.ttl = ttl
+        self.timeout = timeout
+        self._until = float("-inf")
+        self._last = False
+        self._pending: asyncio.Future[bool] | None = None
+
+    async def ready(self) -> bool:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._until:
+            return self._last
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self._connect())
+            self._pending.add_done_callback(self._done)
+        return await asyncio.shield(self._pending)
+
+    def _done(self, future: asyncio.Future[bool]) -> None:
+        self._pending = None
+        if not future.cancelled():
+            self._last = future.result()
+            self._until = asyncio.get_running_loop().time() + self.ttl
+
+    async def _connect(self) -> bool:
+        try:
+            async with asyncio.timeout(self.timeout):
+                _, writer = await asyncio.open_connection(self.host, self.port)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+
+
+PROBE = web.AppKey("probe", ModelProbe)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if await request.app[PROBE].ready():
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "the model does not accept connections"}, status=503)
+
+
+def build(registry: CollectorRegistry, probe: ModelProbe) -> web.Application:
+    app = web.Application()
+    app[REGISTRY] = registry
+    app[PROBE] = probe
+    app.add_routes(
+        [web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)]
+    )
+    return app

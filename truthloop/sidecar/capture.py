@@ -1,0 +1,115 @@
+"""Capture: a finished request/response pair → encoded records on the shipper's queue.
+
+Runs after the response has been sent (the proxy reports the exchange then), on the event loop,
+without awaiting. What is not captured is counted, never raised:
+
+- `skipped{reason}`: no spec known yet (`no_spec`), the proxy did not keep a body or skipped the
+  exchange (its `skip_reason`, or `body_not_kept`), a non-2xx answer (`status_4xx`,
+  `status_5xx`, ...), or sampled out (`sampled_out`);
+- `errors{reason}`: the extraction failed (core/extract's reason: not JSON, missing pointer, ...).
+
+The fallback's answers are read with the same spec less its score: the rules give no score.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import msgspec
+
+from truthloop.core import capture, extract
+from truthloop.core.spec import CaptureSpec
+from truthloop.sidecar.exchange import Exchange
+from truthloop.sidecar.live import Live
+from truthloop.sidecar.shipper import Shipper
+
+
+@dataclass(slots=True)
+class CaptureStats:
+    captured: int = 0
+    skipped: collections.Counter[str] = field(default_factory=collections.Counter)
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+class Capture:
+    """Turns exchanges into records for `monitor` at `model_version` and submits them.
+
+    Records' `ts` is the request's arrival read on `clock`: the data path stamps arrivals on the
+    wall clock, so with another clock (a time-lapse demo) it is that clock's now less the time
+    since the request arrived.
+    """
+
+    def __init__(
+        self,
+        live: Live,
+        shipper: Shipper,
+        *,
+        monitor: str,
+        model_version: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.live = live
+        self.stats = CaptureStats()
+        self._submit = shipper.submit
+        self._monitor = monitor
+        self._model_version = model_version
+        self._clock = clock
+        self._encode = msgspec.json.Encoder().encode
+        self._spec: CaptureSpec | None = None
+        self._without_score: CaptureSpec | None = None
+
+    def _fallback_spec(self, spec: CaptureSpec) -> CaptureSpec:
+        """The spec for the fallback's answers: the rules give a prediction, never a score."""
+        if spec is not self._spec or self._without_score is None:
+            self._spec, self._without_score = spec, replace(spec, score=None)
+        return self._without_score
+
+    def observe(self, exchange: Exchange) -> None:
+        stats = self.stats
+        monitor = self.live.current.monitor
+        if monitor is None:
+            stats.skipped["no_spec"] += 1
+            return
+        if exchange.skip_reason is not None:
+            stats.skipped[exchange.skip_reason] += 1
+            return
+        if not 200 <= exchange.status < 300:
+            stats.skipped[f"status_{exchange.status // 100}xx"] += 1
+            return
+        if exchange.response_body is None:
+            stats.skipped["body_not_kept"] += 1
+            return
+        spec = monitor.spec.capture
+        if exchange.served_by == "fallback":
+            spec = self._fallback_spec(spec)
+        if not capture.sampled(exchange.prediction_id, spec.sample_rate):
+            stats.skipped["sampled_out"] += 1
+            return
+        extraction = extract.extract(
+            spec,
+            exchange.request_headers,
+            extract.decode(exchange.request_body),
+            extract.decode(exchange.response_body),
+        )
+        if extraction.error is not None:
+            stats.errors[extraction.error] += 1
+            return
+        for record in capture.records(
+            extraction.rows,
+            prediction_id=exchange.prediction_id,
+            monitor=self._monitor,
+            model_version=self._model_version,
+            served_by="fallback" if exchange.served_by == "fallback" else "model",
+            ts=self._ts(exchange.started),
+            batch=spec.batch is not None,
+        ):
+            self._submit(self._encode(record))
+            stats.captured += 1
+
+    def _ts(self, started: float) -> float:
+        if self._clock is time.time:
+            return started
+        return self._clock() - (time.time() - started)

@@ -1,0 +1,203 @@
+"""`truthloop sidecar`: run the capture proxy in front of a model.
+
+Every flag also reads a `TRUTHLOOP_*` environment variable (the flag wins); byte sizes take
+`32Mi`, `1Gi`, `500k` or plain bytes. The monitor's spec comes from `--spec-file` or from the
+JSON in `TRUTHLOOP_SPEC`; without one the sidecar passes requests through and fetches the spec from
+the feedback service. The bearer token for writes comes from `TRUTHLOOP_TOKEN`.
+
+Once serving it prints `proxy listening on http://HOST:PORT` and `admin listening on ...` (real
+ports when given port 0) and runs until SIGTERM or SIGINT; then it stops taking requests, and
+ships or spools what is queued within `--drain-seconds`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import yaml
+
+from truthloop import flags
+from truthloop.flags import UsageError
+from truthloop.sidecar import app as sidecar_app
+from truthloop.sidecar.app import AdminSettings, SidecarSettings
+from truthloop.sidecar.follower import FollowerSettings
+from truthloop.sidecar.proxy import ProxySettings, model_address
+from truthloop.sidecar.shipper import ShipperSettings
+from truthloop.sidecar.spool import SpoolError
+
+T = TypeVar("T")
+
+_UNITS = {
+    "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+}  # fmt: skip
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kMGT]i?|Ki)?\s*$")
+_MONITOR = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$")
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    env = os.environ.get
+    parser = subparsers.add_parser(
+        "sidecar",
+        help="run the capture proxy in front of a model (capture, fallback, shipping)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+    flag = flags.env_flags(parser)
+
+    flag("--listen", "TRUTHLOOP_LISTEN", "0.0.0.0:8080", "HOST:PORT the proxy serves on")
+    flag("--model", "TRUTHLOOP_MODEL_URL", "http://127.0.0.1:8081", "the model's URL")
+    flag("--admin", "TRUTHLOOP_ADMIN", "0.0.0.0:9090", "HOST:PORT of /metrics, /healthz, /readyz")
+    flag("--feedback-url", "TRUTHLOOP_FEEDBACK_URL", None, "the feedback service's URL (required)")
+    flag("--monitor", "TRUTHLOOP_MONITOR", None, "the monitor, NAMESPACE/NAME (required)")
+    flag("--spool-dir", "TRUTHLOOP_SPOOL_DIR", None, "where records wait while the service is away")
+    flag(
+        "--spec-file", "TRUTHLOOP_SPEC_FILE", None, "the ModelMonitor (JSON or YAML) to start with"
+    )
+    flag("--model-version", "TRUTHLOOP_MODEL_VERSION", "", "the model version put in every record")
+    flag("--queue-bytes", "TRUTHLOOP_QUEUE_BYTES", "32Mi", "bound on records held in memory")
+    flag("--spool-bytes", "TRUTHLOOP_SPOOL_BYTES", "1Gi", "bound on records spooled on disk")
+    flag(
+        "--capture-max-bytes", "TRUTHLOOP_CAPTURE_MAX_BYTES", "1Mi", "larger bodies pass uncaptured"
+    )
+    flag("--drain-seconds", "TRUTHLOOP_DRAIN_SECONDS", "10", "shutdown budget to ship or spool")
+    flag("--model-timeout", "TRUTHLOOP_MODEL_TIMEOUT", None, "seconds before a model call is a 504")
+    parser.add_argument(
+        "--log-level",
+        default=env("TRUTHLOOP_LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="(env TRUTHLOOP_LOG_LEVEL; default %(default)s)",
+    )
+    parser.set_defaults(run=run)
+
+
+def parse_bytes(text: str) -> int:
+    """`32Mi` → 33554432; Kubernetes quantity suffixes (k M G T, Ki Mi Gi Ti) or plain bytes."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError("expected a size like 32Mi, 1Gi, 500k or a number of bytes")
+    return int(float(match[1]) * _UNITS[match[2] or ""])
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("expected a number of seconds, 0 or more")
+    return value
+
+
+def _positive_bytes(text: str) -> int:
+    value = parse_bytes(text)
+    if value < 1024:
+        raise ValueError("expected at least 1Ki")
+    return value
+
+
+def _monitor(text: str) -> str:
+    if not _MONITOR.match(text):
+        raise ValueError("expected NAMESPACE/NAME")
+    return text
+
+
+def _spec(args: argparse.Namespace) -> Any:
+    if args.spec_file:
+        try:
+            text = Path(args.spec_file).read_text()
+        except OSError as e:
+            raise UsageError(f"--spec-file {args.spec_file}: {e.strerror}") from None
+        source = f"--spec-file {args.spec_file}"
+    elif os.environ.get("TRUTHLOOP_SPEC"):
+        text, source = os.environ["TRUTHLOOP_SPEC"], "TRUTHLOOP_SPEC"
+    else:
+        return None
+    try:
+        spec = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        try:
+            spec = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise UsageError(f"{source}: not JSON or YAML: {e}") from None
+    if not isinstance(spec, dict):
+        raise UsageError(f"{source}: expected a ModelMonitor object")
+    return spec
+
+
+def settings_from(args: argparse.Namespace) -> SidecarSettings:
+    """Every flag checked, each problem named by its flag; raises UsageError."""
+    listen_host, listen_port = flags.get(args, "listen", flags.address)
+    model_host, model_port = flags.get(args, "model", model_address)
+    admin_host, admin_port = flags.get(args, "admin", flags.address)
+    feedback_url = flags.get(args, "feedback-url", flags.base_url)
+    monitor = flags.get(args, "monitor", _monitor)
+    spool_dir = Path(flags.get(args, "spool-dir", str))
+    timeout = None if args.model_timeout is None else flags.get(args, "model-timeout", _seconds)
+    proxy = ProxySettings(
+        listen_host=listen_host,
+        listen_port=listen_port,
+        model_host=model_host,
+        model_port=model_port,
+        capture_max_bytes=flags.get(args, "capture-max-bytes", parse_bytes),
+        model_timeout=timeout or None,
+    )
+    shipper = ShipperSettings(
+        feedback_url=feedback_url,
+        spool_dir=spool_dir,
+        token=flags.write_token(None),
+        queue_bytes=flags.get(args, "queue-bytes", _positive_bytes),
+        spool_bytes=flags.get(args, "spool-bytes", _positive_bytes),
+    )
+    if shipper.batch_bytes > shipper.spool_bytes:
+        shipper = replace(shipper, batch_bytes=shipper.spool_bytes)
+    return SidecarSettings(
+        proxy=proxy,
+        shipper=shipper,
+        follower=FollowerSettings(feedback_url=feedback_url, monitor=monitor),
+        admin=AdminSettings(host=admin_host, port=admin_port),
+        model_version=args.model_version,
+        spec=_spec(args),
+        drain_seconds=flags.get(args, "drain-seconds", _seconds),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        settings = settings_from(args)
+    except UsageError as e:
+        print(f"truthloop sidecar: {e}", file=sys.stderr)
+        return 2
+    return flags.run_loop(_serve(settings))
+
+
+async def _serve(settings: SidecarSettings) -> int:
+    try:
+        sidecar = await sidecar_app.start(settings)
+    except (SpoolError, OSError) as e:
+        print(f"truthloop sidecar: cannot start: {e}", file=sys.stderr)
+        return 1
+    proxy, admin = settings.proxy, settings.admin
+    print(f"proxy listening on http://{proxy.listen_host}:{sidecar.port}", flush=True)
+    print(f"admin listening on http://{admin.host}:{sidecar.admin_port}", flush=True)
+    try:
+        await flags.stop_signal()
+    finally:
+        await sidecar.close()
+        stats = sidecar.shipper.stats
+        logging.getLogger("truthloop.sidecar").info(
+            "stopped: %d records shipped, %d spooled, dropped %s",
+            stats.shipped,
+            sidecar.shipper.spool.records,
+            msgspec.json.encode(dict(stats.dropped)).decode(),
+        )
+    return 0

@@ -1,0 +1,770 @@
+"""The client side of the proxy: a `Downstream` per client connection, a `Transaction` per request.
+
+Requests on one connection are answered in order: the first in the queue is served, the ones
+pipelined behind it wait (their bytes buffered, the socket paused) until it is done. A request
+is served in one of three ways, chosen when its turn comes:
+
+- forwarded to the model, body streamed both ways as it arrives, with the framing redone per hop
+  (Content-Length kept, chunked re-chunked, a close-delimited body chunked to HTTP/1.1 clients);
+- answered locally, while `tap.wants_local`: the body is read whole (up to `capture_max`; larger
+  goes to the model) and `tap.local_response` may answer it, then maybe a shadow call to the model;
+- tunnelled, for Upgrade and CONNECT: the head and every byte after it go to a model connection of
+  its own, and back, uncaptured, until either side closes. This is safe to pass through because the
+  sidecar only ever connects to its one model address — CONNECT cannot make it an open proxy.
+
+Flow control: a client that reads slowly pauses reading from the model, a model that reads slowly
+pauses reading from the client, and waiting requests pause the client, so the proxy holds at most
+a read's worth of a body in flight (and `capture_max` for a local answer).
+
+A finished exchange is reported to the tap after its last byte was handed to the transport; a
+client that goes away mid-exchange drops the model's connection and is counted, not reported.
+"""
+
+from __future__ import annotations
+
+import collections
+import http
+import logging
+import time
+
+import httptools
+import msgspec
+
+from truthloop.sidecar import headers
+from truthloop.sidecar.call import ModelCall
+from truthloop.sidecar.context import Context
+from truthloop.sidecar.endpoint import Endpoint
+from truthloop.sidecar.exchange import Exchange
+from truthloop.sidecar.headers import Field
+from truthloop.sidecar.shadow import Shadow
+from truthloop.sidecar.stats import ERROR_STATUS
+from truthloop.sidecar.upstream import Upstream
+
+log = logging.getLogger("truthloop.sidecar.proxy")
+
+HEAD = b"HEAD"
+CRLF = b"\r\n"
+LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+PENDING_LIMIT = 64 * 1024
+"""Body bytes held for a request still waiting for its model connection before reading pauses."""
+
+ERROR_MESSAGES = {
+    "model_unreachable": "cannot connect to the model",
+    "model_closed": "the model closed the connection before answering",
+    "bad_response": "the model's response is not valid HTTP/1.1",
+    "model_timeout": "the model did not answer within the model timeout",
+}
+
+# Why reading from the client is paused (bits; reading resumes when none is left).
+_PIPELINE = 1
+"""A request waits behind another, or the connection is finished reading."""
+_UPSTREAM = 2
+"""The model reads the request body slower than the client sends it."""
+_BUFFER = 4
+"""Body bytes wait for a model connection."""
+
+# Transaction states.
+_QUEUED = 0
+_LOCAL = 1
+_CALLING = 2
+_TUNNEL = 3
+_DONE = 4
+
+
+def _reason_phrase(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+class Transaction(ModelCall):
+    """One request on a client connection, from its head to the last byte of its response."""
+
+    __slots__ = (
+        "close_after",
+        "conn",
+        "continued",
+        "e2e",
+        "expect",
+        "fields",
+        "has_host",
+        "http11",
+        "keep_alive",
+        "method",
+        "pending",
+        "pending_size",
+        "pid",
+        "req_chunked",
+        "req_done",
+        "req_kept",
+        "req_length",
+        "req_size",
+        "resp_chunked",
+        "resp_fields",
+        "resp_kept",
+        "resp_size",
+        "started",
+        "state",
+        "status",
+        "t0",
+        "too_large",
+        "upgrade",
+        "url",
+    )
+
+    def __init__(
+        self,
+        conn: Downstream,
+        method: bytes,
+        url: bytes,
+        fields: list[Field],
+        http11: bool,
+        keep_alive: bool,
+        upgrade: bool,
+    ) -> None:
+        super().__init__(conn.ctx)
+        self.conn = conn
+        self.method = method
+        self.url = url
+        self.fields = fields
+        self.http11 = http11
+        self.keep_alive = keep_alive
+        self.upgrade = upgrade
+        self.started = time.time()
+        self.t0 = time.perf_counter()
+        self.pid = conn.ctx.new_id()
+        self.state = _QUEUED
+        e2e, length, chunked, kept = headers.split(fields)
+        self.e2e = e2e
+        self.req_length = length
+        self.req_chunked = chunked
+        self.expect = b"expect" in kept
+        self.has_host = b"host" in kept
+        self.continued = False
+        """The client has had its `100 Continue` (relayed, or ours while answering locally)."""
+        self.req_done = False
+        self.req_size = 0
+        self.req_kept: list[bytes] | None = []
+        self.pending: list[bytes] = []
+        """Body bytes (or tunnel bytes) not yet written to a model connection."""
+        self.pending_size = 0
+        self.status = 0
+        """The response status once its head was written to the client."""
+        self.resp_fields: tuple[Field, ...] = ()
+        self.resp_kept: list[bytes] | None = []
+        self.resp_size = 0
+        self.resp_chunked = False
+        self.too_large = False
+        self.close_after = False
+
+    # Its turn.
+
+    def start(self) -> None:
+        if self.upgrade:
+            self.state = _TUNNEL
+            self.call_model()
+        elif self.ctx.tap.wants_local:
+            self.state = _LOCAL
+            self.conn.unblock(_BUFFER)  # the body is read whole now, up to capture_max
+            if self.req_done:
+                self._answer_locally()
+            elif self.pending_size > self.ctx.capture_max:
+                self._local_too_large()
+            elif self.expect:
+                self.continued = True
+                self.conn.write(CONTINUE)
+        else:
+            self.state = _CALLING
+            self.call_model()
+
+    def cancel(self) -> None:
+        """The client is gone."""
+        self.state = _DONE
+        self.drop_call()
+
+    # The request, as the client's parser produces it.
+
+    def request_body(self, chunk: bytes) -> None:
+        state = self.state
+        if state == _DONE:
+            return  # answered early (or failed): the rest of the body is not needed
+        n = len(chunk)
+        self.req_size += n
+        kept = self.req_kept
+        if kept is not None:
+            if self.req_size <= self.ctx.capture_max:
+                kept.append(chunk)
+            else:
+                self._too_large()
+        up = self.up
+        if up is not None:
+            if self.req_chunked:
+                up.write(b"%x\r\n" % n)
+                up.write(chunk)
+                up.write(CRLF)
+            else:
+                up.write(chunk)
+            return
+        self.pending.append(chunk)
+        self.pending_size += n
+        if state == _LOCAL:
+            if self.pending_size > self.ctx.capture_max:
+                self._local_too_large()
+        elif self.pending_size > PENDING_LIMIT:
+            self.conn.block(_BUFFER)
+
+    def request_end(self) -> None:
+        state = self.state
+        if state in (_DONE, _TUNNEL):
+            return
+        self.req_done = True
+        if state == _LOCAL:
+            self._answer_locally()
+        elif self.up is not None:
+            if self.req_chunked:
+                self.up.write(LAST_CHUNK)
+            self.up.request_sent = True
+
+    def tunnel_in(self, data: bytes) -> None:
+        """Bytes from the client after an Upgrade/CONNECT head."""
+        if self.up is not None:
+            self.up.write(data)
+            return
+        self.pending.append(data)
+        self.pending_size += len(data)
+        if self.pending_size > PENDING_LIMIT:
+            self.conn.block(_BUFFER)
+
+    def tunnel_eof(self) -> None:
+        """The client will send no more: pass the half-close on."""
+        up = self.up
+        if up is not None and up.transport is not None and up.transport.can_write_eof():
+            up.transport.write_eof()
+        else:
+            self.cancel()
+            self.conn.close_soon()
+
+    def tunnel_client_closed(self) -> None:
+        up = self.up
+        if up is not None and up.transport is not None:
+            up.transport.close()  # its connection_lost reports the exchange
+        else:
+            self.cancel()
+
+    # ModelCall.
+
+    def _head_only(self) -> bool:
+        return self.method == HEAD
+
+    def _client(self) -> Endpoint:
+        return self.conn
+
+    def _send(self, up: Upstream) -> None:
+        conn = self.conn
+        conn.hold(up)
+        if conn.writing_paused:
+            up.pause_reading()
+        if self.state == _TUNNEL:
+            self.cancel_timer()  # model_timeout bounds the connect, not the tunnel's life
+            up.raw = True
+            up.write(
+                b"%s %s HTTP/1.1\r\n%s\r\n" % (self.method, self.url, headers.encode(self.fields))
+            )
+            for data in self.pending:
+                up.write(data)
+        else:
+            expect = self.expect and not self.continued
+            if self.req_length is not None:
+                framing = b"Content-Length: %s\r\n" % self.req_length
+            elif self.req_chunked:
+                framing = b"Transfer-Encoding: chunked\r\n"
+            else:
+                framing = b""
+            up.write(self._request_head(framing, expect))
+            chunked = self.req_chunked
+            for chunk in self.pending:
+                if chunked:
+                    up.write(b"%x\r\n" % len(chunk))
+                    up.write(chunk)
+                    up.write(CRLF)
+                else:
+                    up.write(chunk)
+            if self.req_done:
+                if chunked:
+                    up.write(LAST_CHUNK)
+                up.request_sent = True
+        self.pending = []
+        self.pending_size = 0
+        conn.unblock(_BUFFER)
+
+    def _request_head(self, framing: bytes, expect: bool) -> bytes:
+        fields = self.e2e if expect or not self.expect else headers.without(self.e2e, b"expect")
+        host = b"" if self.has_host else b"Host: %s\r\n" % self.ctx.host
+        return b"%s %s HTTP/1.1\r\n%s%s%s\r\n" % (
+            self.method,
+            self.url,
+            headers.encode(fields),
+            framing,
+            host,
+        )
+
+    def _rewind(self) -> bool:
+        if not self.req_done or self.req_kept is None or self.status or self.state == _TUNNEL:
+            return False
+        self.pending = list(self.req_kept)
+        return True
+
+    def _model_failed(self, reason: str) -> None:
+        self.ctx.stats.upstream_errors[reason] += 1
+        if self.status:  # the head is out: all the client can learn is that the body is cut
+            self.state = _DONE
+            self.conn.fail(self)
+            return
+        self.state = _DONE
+        body = msgspec.json.encode(
+            {"error": ERROR_MESSAGES[reason], "details": [{"reason": reason}]}
+        )
+        self._respond_whole(
+            ERROR_STATUS[reason], [(b"Content-Type", b"application/json")], body, "model", None
+        )
+
+    # Sink: the model's response.
+
+    def on_interim(self, status: int, reason: bytes, fields: list[Field]) -> None:
+        if status == 100:
+            if self.expect and not self.continued:
+                self.continued = True
+                self.conn.write(CONTINUE)
+        elif self.http11:
+            e2e = headers.split(fields)[0]
+            self.conn.write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, headers.encode(e2e)))
+
+    def on_head(self, status: int, reason: bytes, fields: list[Field]) -> bool:
+        e2e, length, chunked, kept = headers.split(fields)
+        if self.method == HEAD or status == 204 or status == 304:
+            if length is not None:
+                e2e.append((b"Content-Length", length))
+            elif chunked:
+                e2e.append((b"Transfer-Encoding", b"chunked"))
+        elif length is not None:
+            e2e.append((b"Content-Length", length))
+        elif self.http11:
+            e2e.append((b"Transfer-Encoding", b"chunked"))
+            self.resp_chunked = True
+        else:
+            self.close_after = True  # HTTP/1.0 client: the body ends when the connection does
+        if 200 <= status < 300:
+            if headers.PREDICTION_ID in kept:
+                e2e = headers.without(e2e, headers.PREDICTION_ID)
+            e2e.append((b"X-Prediction-ID", self.pid.encode()))
+        self._add_connection(e2e)
+        self.status = status
+        self.resp_fields = tuple(e2e)
+        self.conn.write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, headers.encode(e2e)))
+        return length is None and not chunked
+
+    def on_body(self, chunk: bytes) -> None:
+        kept = self.resp_kept
+        if kept is not None:
+            self.resp_size += len(chunk)
+            if self.resp_size <= self.ctx.capture_max:
+                kept.append(chunk)
+            else:
+                self._too_large()
+        conn = self.conn
+        if self.resp_chunked:
+            conn.write(b"%x\r\n" % len(chunk))
+            conn.write(chunk)
+            conn.write(CRLF)
+        else:
+            conn.write(chunk)
+
+    def on_end(self) -> None:
+        seconds = self.model_done()
+        if self.state == _TUNNEL:
+            self.state = _DONE
+            self._report("model", seconds, "upgrade")
+            self.conn.close_soon()
+            return
+        if self.resp_chunked:
+            self.conn.write(LAST_CHUNK)
+        self.state = _DONE
+        self._report("model", seconds, None)
+        self.conn.done(self)
+
+    def on_raw(self, data: bytes) -> None:
+        if not self.status:
+            parts = data.split(b" ", 2)
+            if len(parts) > 1 and parts[1].isdigit():
+                self.status = int(parts[1])
+        self.conn.write(data)
+
+    def pause_request(self) -> None:
+        self.conn.block(_UPSTREAM)
+
+    def resume_request(self) -> None:
+        self.conn.unblock(_UPSTREAM)
+
+    # Answering locally.
+
+    def _answer_locally(self) -> None:
+        ctx = self.ctx
+        body = b"".join(self.pending)
+        try:
+            local = ctx.tap.local_response(
+                self.method.decode(), self.url.decode("latin-1"), tuple(self.fields), body
+            )
+        except Exception:
+            ctx.stats.local_errors += 1
+            log.debug("local_response failed; asking the model", exc_info=True)
+            local = None
+        if local is None:
+            self.state = _CALLING
+            self.call_model()
+            return
+        self.state = _DONE
+        self.pending = []
+        fields = headers.split(list(local.headers))[0]
+        fields.append((b"X-Served-By", b"fallback"))
+        self._respond_whole(local.status, fields, local.body, "fallback", None)
+        if ctx.tap.shadow:
+            if len(ctx.shadows) < ctx.shadow_limit:
+                Shadow(ctx, self, body).start()
+            else:
+                ctx.stats.shadow_skipped += 1
+
+    def _local_too_large(self) -> None:
+        self.ctx.stats.local_too_large += 1
+        self.state = _CALLING
+        self.call_model()
+
+    def shadow_head(self, body: bytes) -> bytes:
+        """This request's head for a shadow call carrying `body` whole."""
+        framing = b"Content-Length: %d\r\n" % len(body)
+        if not body and self.req_length is None and not self.req_chunked:
+            framing = b""
+        return self._request_head(framing, expect=False)
+
+    # Writing a whole response (local answers, errors) and reporting.
+
+    def _respond_whole(
+        self,
+        status: int,
+        fields: list[Field],
+        body: bytes,
+        served_by: str,
+        model_seconds: float | None,
+    ) -> None:
+        fields.append((b"Content-Length", b"%d" % len(body)))
+        if 200 <= status < 300:
+            fields.append((b"X-Prediction-ID", self.pid.encode()))
+        self._add_connection(fields)
+        self.status = status
+        self.resp_fields = tuple(fields)
+        head = b"HTTP/1.1 %d %s\r\n%s\r\n" % (
+            status,
+            _reason_phrase(status),
+            headers.encode(fields),
+        )
+        conn = self.conn
+        if self.method == HEAD or status == 204 or status == 304:
+            conn.write(head)
+        else:
+            conn.write(head + body)
+        if self.resp_kept is not None:
+            if len(body) <= self.ctx.capture_max:
+                self.resp_kept.append(body)
+            else:
+                self._too_large()
+        self._report(served_by, model_seconds, None)
+        conn.done(self)
+
+    def _add_connection(self, fields: list[Field]) -> None:
+        """Close after this response when the client asked, the body is not all read, or the
+        proxy is stopping; an HTTP/1.0 client that asked for keep-alive is told it has it."""
+        if self.close_after or not self.keep_alive or not self.req_done or self.ctx.closing:
+            self.close_after = True
+            fields.append((b"Connection", b"close"))
+        elif not self.http11:
+            fields.append((b"Connection", b"keep-alive"))
+
+    def _too_large(self) -> None:
+        self.too_large = True
+        self.req_kept = None
+        self.resp_kept = None
+
+    def _report(self, served_by: str, model_seconds: float | None, skip: str | None) -> None:
+        if skip is None and self.too_large:
+            skip = "body_too_large"
+        req, resp = self.req_kept, self.resp_kept
+        self.ctx.report(
+            Exchange(
+                prediction_id=self.pid,
+                method=self.method.decode(),
+                path=self.url.decode("latin-1"),
+                request_headers=tuple(self.fields),
+                request_body=None if req is None or skip else b"".join(req),
+                status=self.status,
+                response_headers=self.resp_fields,
+                response_body=None if resp is None or skip else b"".join(resp),
+                served_by=served_by,
+                shadow=False,
+                started=self.started,
+                model_seconds=model_seconds,
+                total_seconds=time.perf_counter() - self.t0,
+                skip_reason=skip,
+            ),
+            "tunnel" if skip == "upgrade" else served_by,
+        )
+
+
+class Downstream(Endpoint):
+    """One client connection: parses requests, keeps them in order, relays flow control."""
+
+    __slots__ = (
+        "_blocks",
+        "_broken",
+        "_feeding",
+        "_fields",
+        "_held",
+        "_in_head",
+        "_parser",
+        "_parsing",
+        "_starting",
+        "_url",
+        "ctx",
+        "queue",
+        "tunnel",
+        "writing_paused",
+    )
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.queue: collections.deque[Transaction] = collections.deque()
+        """Requests being answered (the first) and waiting (the rest), in arrival order."""
+        self.tunnel: Transaction | None = None
+        self.writing_paused = False
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._fields: list[Field] = []
+        self._in_head = True
+        self._parsing: Transaction | None = None
+        self._blocks = 0
+        self._broken = False
+        self._feeding = False
+        self._starting = False
+        self._held: list[Upstream] = []
+
+    # asyncio.Protocol.
+
+    def connection_made(self, transport: object) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self.ctx.connections.add(self)
+        if self.ctx.closing:  # accepted just as the proxy stopped listening
+            self.close_soon()
+
+    def data_received(self, data: bytes) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.tunnel_in(data)
+            return
+        queue = self.queue
+        self._feeding = True
+        if queue:
+            up = queue[0].up
+            if up is not None:
+                self.hold(up)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            self._upgrade(data[e.args[0] :])
+        except httptools.HttpParserError as e:
+            self._bad_request(e)
+        finally:
+            self._feeding = False
+            held = self._held
+            if held:
+                for up in held:
+                    up.uncork()
+                held.clear()
+
+    def eof_received(self) -> bool | None:
+        """A tunnel passes the half-close on; otherwise, as nginx does, a client's end of stream
+        with a request in flight is a disconnect (most clients close, few half-close)."""
+        if self.tunnel is not None:
+            self.tunnel.tunnel_eof()
+            return True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        ctx = self.ctx
+        ctx.connections.discard(self)
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.tunnel_client_closed()
+        elif self.queue:
+            ctx.stats.client_disconnects += 1
+            for t in self.queue:
+                t.cancel()
+        self.queue.clear()
+        if ctx.drained is not None and not ctx.connections:
+            ctx.drained.set()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        if self.queue and self.queue[0].up is not None:
+            self.queue[0].up.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self.queue and self.queue[0].up is not None:
+            self.queue[0].up.resume_reading()
+
+    # httptools callbacks.
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_head:  # otherwise a chunked body's trailer: dropped
+            self._fields.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        p = self._parser
+        t = Transaction(
+            self,
+            p.get_method(),
+            self._url,
+            self._fields,
+            p.get_http_version() == "1.1",
+            p.should_keep_alive(),
+            p.should_upgrade(),
+        )
+        self._url = b""
+        self._fields = []
+        self._in_head = False
+        self._parsing = t
+        queue = self.queue
+        queue.append(t)
+        if len(queue) == 1:
+            t.start()
+        else:
+            self.block(_PIPELINE)
+
+    def on_body(self, body: bytes) -> None:
+        if self._parsing is not None:
+            self._parsing.request_body(body)
+
+    def on_message_complete(self) -> None:
+        self._in_head = True
+        t, self._parsing = self._parsing, None
+        if t is not None:
+            t.request_end()
+
+    @property
+    def reading_paused(self) -> bool:
+        return self._blocks != 0
+
+    # For transactions.
+
+    def hold(self, up: Upstream) -> None:
+        """Cork `up` until the current read is parsed (a no-op outside one)."""
+        if self._feeding and not up.corked:
+            up.cork()
+            self._held.append(up)
+
+    def block(self, reason: int) -> None:
+        if not self._blocks and self.transport is not None:
+            self.transport.pause_reading()
+        self._blocks |= reason
+
+    def unblock(self, reason: int) -> None:
+        if self._blocks & reason:
+            self._blocks &= ~reason
+            transport = self.transport
+            if not self._blocks and transport is not None and not transport.is_closing():
+                transport.resume_reading()
+
+    def done(self, t: Transaction) -> None:
+        """`t`'s response is written: close, or start the next request.
+
+        Requests answered at once (locally, or refused) finish inside `start`, so the next ones
+        are started by a loop here rather than by recursion, however many were pipelined.
+        """
+        queue = self.queue
+        if queue and queue[0] is t:
+            queue.popleft()
+        if t.close_after or self.ctx.closing or (not queue and self._broken):
+            if not queue and self._broken and not t.close_after:
+                self._write_bad_request()
+            for other in queue:
+                other.cancel()
+            queue.clear()
+            self.close_soon()
+            return
+        if self._blocks:  # what held the finished request back no longer applies
+            self.unblock(_UPSTREAM | _BUFFER | (_PIPELINE if len(queue) <= 1 else 0))
+        if self._starting:
+            return
+        self._starting = True
+        try:
+            while queue and queue[0].state == _QUEUED:
+                queue[0].start()
+        finally:
+            self._starting = False
+
+    def fail(self, t: Transaction) -> None:
+        """`t` broke after its head was sent: cut the connection so the client sees it."""
+        if self.queue and self.queue[0] is t:
+            self.queue.popleft()
+        for other in self.queue:
+            other.cancel()
+        self.queue.clear()
+        self.uncork()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close_soon(self) -> None:
+        """Close after what was written so far (corked bytes included) has gone out."""
+        self.uncork()
+        if self.transport is not None:
+            self.transport.close()
+
+    # Internals.
+
+    def _upgrade(self, tail: bytes) -> None:
+        t = self.queue[-1]
+        self.tunnel = t
+        self._parsing = None
+        if tail:
+            t.tunnel_in(tail)
+
+    def _bad_request(self, e: httptools.HttpParserError) -> None:
+        if isinstance(e, httptools.HttpParserCallbackError) and e.__context__ is not None:
+            log.error("request handling failed", exc_info=e.__context__)
+        self.ctx.stats.bad_requests += 1
+        self.block(_PIPELINE)
+        self._broken = True
+        t, self._parsing = self._parsing, None
+        if t is not None and t.state != _DONE:
+            if t.status:
+                self.fail(t)
+                return
+            t.cancel()
+            if self.queue and self.queue[-1] is t:
+                self.queue.pop()
+        if not self.queue:
+            self._write_bad_request()
+            self.close_soon()
+
+    def _write_bad_request(self) -> None:
+        body = msgspec.json.encode(
+            {"error": "malformed HTTP request", "details": [{"reason": "bad_request"}]}
+        )
+        self.write(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+        )

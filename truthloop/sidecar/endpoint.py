@@ -1,0 +1,42 @@
+"""The write side both ends of the proxy share: TCP_NODELAY, and corking.
+
+While one read is being parsed, everything it makes the proxy write to the other end (a head and a
+body chunk, say) is corked and goes out in one `writelines` — one send instead of several.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import cast
+
+
+class Endpoint(asyncio.Protocol):
+    __slots__ = ("_wbuf", "corked", "transport")
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.corked = False
+        self._wbuf: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def write(self, data: bytes) -> None:
+        if self.corked:
+            self._wbuf.append(data)
+        elif self.transport is not None:
+            self.transport.write(data)
+
+    def cork(self) -> None:
+        self.corked = True
+
+    def uncork(self) -> None:
+        self.corked = False
+        if self._wbuf:
+            data, self._wbuf = self._wbuf, []
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.writelines(data)

@@ -1,0 +1,76 @@
+"""The values the proxy hands to whoever watches it, and the `Tap` it hands them to.
+
+The proxy knows nothing about specs, capture or the fallback. It reports every finished exchange
+to a `Tap` and, while `tap.wants_local` is set, asks the tap whether it answers a request itself.
+The capture shipper and the fallback follower sit behind this one interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+Headers = tuple[tuple[bytes, bytes], ...]
+"""Header fields in wire order, names as sent (compare them case-insensitively)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One finished request/response pair, reported after the response was fully written."""
+
+    prediction_id: str
+    """UUIDv7; also sent to the client as `X-Prediction-ID` on 2xx responses."""
+    method: str
+    path: str
+    """The request target as the client sent it, query included."""
+    request_headers: Headers
+    """The header fields as the client sent them."""
+    request_body: bytes | None
+    """None when not kept (see `skip_reason`)."""
+    status: int
+    response_headers: Headers
+    """The header fields as the proxy sent them to the client."""
+    response_body: bytes | None
+    """None when not kept (see `skip_reason`)."""
+    served_by: str
+    """"model" or "fallback"."""
+    shadow: bool
+    """True: the model's answer, computed off the request path while the fallback answered."""
+    started: float
+    """Wall-clock Unix seconds when the request head arrived."""
+    model_seconds: float | None
+    """From forwarding the request to the model's last response byte; None if not asked."""
+    total_seconds: float
+    """From the request head arriving to the last response byte written."""
+    skip_reason: str | None
+    """Why the bodies were not kept: `body_too_large`, `upgrade`; None when both were kept."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalResponse:
+    """A response the tap makes without the model (the fallback's answer)."""
+
+    status: int
+    headers: Headers
+    """Sent as given, after which the proxy adds Content-Length and its own headers."""
+    body: bytes
+
+
+class Tap(Protocol):
+    """What the proxy reports to and asks; every member is used on the request path, so cheap."""
+
+    wants_local: bool
+    """Read per request: True makes the proxy read the body whole and call `local_response`."""
+    shadow: bool
+    """True: after a local answer, also send the request to the model off the request path and
+    report that exchange too (`served_by="model"`, `shadow=True`, the same prediction_id)."""
+
+    def local_response(
+        self, method: str, path: str, headers: Headers, body: bytes
+    ) -> LocalResponse | None:
+        """The answer to send instead of asking the model, or None to ask the model."""
+        ...
+
+    def observe(self, exchange: Exchange) -> None:
+        """Take a finished exchange; must not block. Exceptions are swallowed and counted."""
+        ...

@@ -1,0 +1,72 @@
+"""Header fields across the proxy: which ones are end-to-end, and how a message is framed.
+
+RFC 9110 §7.6.1: a proxy drops the hop-by-hop fields — `Connection` and every field it names,
+`Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` — and frames each hop
+itself. `Content-Length` is split out too, because the proxy writes the framing field for the next
+hop (the same length, or chunked). An Upgrade/CONNECT exchange never comes through here: it is
+tunnelled as bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+Field = tuple[bytes, bytes]
+
+HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
+)
+"""Hop-by-hop field names (lower case), besides `proxy-*` and those `Connection` lists."""
+
+PREDICTION_ID = b"x-prediction-id"
+
+_LENGTH, _CHUNKED, _CONNECTION, _DROP = range(4)
+_ACTIONS = {name: _DROP for name in HOP_BY_HOP} | {
+    b"content-length": _LENGTH,
+    b"transfer-encoding": _CHUNKED,
+    b"connection": _CONNECTION,
+}
+_USUAL_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade", b""})
+
+
+def split(fields: list[Field]) -> tuple[list[Field], bytes | None, bool, set[bytes]]:
+    """(end-to-end fields without Content-Length, its value, Transfer-Encoding seen, names kept).
+
+    `names kept` holds the lower-case names of the end-to-end fields, so a caller can ask whether
+    `host` or `expect` came without another scan.
+    """
+    out: list[Field] = []
+    kept: set[bytes] = set()
+    length: bytes | None = None
+    chunked = False
+    connection: list[bytes] = []
+    action_of = _ACTIONS.get
+    for f in fields:
+        low = f[0].lower()
+        action = action_of(low)
+        if action is None:
+            if low[:6] != b"proxy-":
+                out.append(f)
+                kept.add(low)
+        elif action == _LENGTH:
+            length = f[1]
+        elif action == _CHUNKED:
+            chunked = True
+        elif action == _CONNECTION:
+            connection.append(f[1])
+    if connection:
+        listed = {t.strip().lower() for v in connection for t in v.split(b",")} - _USUAL_TOKENS
+        if listed:
+            out = [f for f in out if f[0].lower() not in listed]
+            kept -= listed
+    return out, length, chunked, kept
+
+
+def without(fields: list[Field], name: bytes) -> list[Field]:
+    """`fields` without those named `name` (lower case)."""
+    return [f for f in fields if f[0].lower() != name]
+
+
+def encode(fields: Iterable[Field]) -> bytes:
+    """The fields as header lines, each ending in CRLF."""
+    return b"".join([b"%s: %s\r\n" % f for f in fields])

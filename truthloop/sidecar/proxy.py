@@ -1,0 +1,151 @@
+"""The sidecar's data path: a lean HTTP/1.1 reverse proxy in front of the model.
+
+`start_proxy(settings, tap)` listens and forwards every request to the model over a keep-alive
+pool, reporting each finished exchange to `tap` (see `exchange.Tap`). It is built on
+`asyncio.Protocol` and httptools (llhttp) rather than aiohttp because it sits in front of every
+prediction: no coroutine, task or stream object per request, headers copied once, one send per
+read in each direction. Run it under uvloop (`uvloop.run`); asyncio's own loop works too.
+
+The behaviour per request is described in `downstream`; model connections in `upstream`.
+Errors of the model become 502 (`model_unreachable`, `model_closed`, `bad_response`) or 504
+(`model_timeout`) with a JSON body, counted in `stats.upstream_errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import urllib.parse
+from dataclasses import dataclass
+
+from truthloop.sidecar.context import Context
+from truthloop.sidecar.downstream import Downstream
+from truthloop.sidecar.exchange import Tap
+from truthloop.sidecar.stats import ProxyStats
+from truthloop.sidecar.upstream import Pool
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    listen_host: str = "0.0.0.0"
+    """Address the proxy listens on."""
+    listen_port: int = 8080
+    """Port the proxy listens on; 0 lets the OS choose (see `Proxy.port`)."""
+    model_host: str = "127.0.0.1"
+    """The model's address (in the pod: localhost)."""
+    model_port: int = 8081
+    """The model's port."""
+    model_timeout: float | None = None
+    """Seconds the model has for a whole response, from the request being forwarded; None: no
+    limit. Past it the client gets 504 (or, if the head was already sent, a cut connection)."""
+    capture_max_bytes: int = 1 * MiB
+    """Largest request or response body kept for the tap; a larger one still passes through and
+    is reported with bodies None and skip_reason `body_too_large`."""
+    pool_size: int = 64
+    """Idle keep-alive connections to the model kept open (busy ones are not capped)."""
+    shadow_concurrency: int = 8
+    """Shadow calls to the model in flight at most; beyond, they are skipped and counted."""
+    backlog: int = 1024
+    """Listen backlog."""
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names the field."""
+
+
+def model_address(url: str) -> tuple[str, int]:
+    """(host, port) of a model URL like `http://127.0.0.1:8081`, or SettingsError."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "http":
+        raise SettingsError(f"model: only http:// is supported, got {url!r}")
+    if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
+        raise SettingsError(f"model: a URL without a path is expected, got {url!r}")
+    try:
+        port = parsed.port or 80
+    except ValueError as e:
+        raise SettingsError(f"model: bad port in {url!r}") from e
+    if not parsed.hostname:
+        raise SettingsError(f"model: no host in {url!r}")
+    return parsed.hostname, port
+
+
+class Proxy:
+    """A running proxy. `stats` are its counters; `close()` stops it."""
+
+    def __init__(self, server: asyncio.Server, ctx: Context) -> None:
+        self._server = server
+        self._ctx = ctx
+        self.stats: ProxyStats = ctx.stats
+        self.port: int = server.sockets[0].getsockname()[1]
+        """The port it listens on (the OS's choice when settings asked for 0)."""
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes the proxy holds in write buffers towards clients and the model right now; flow
+        control keeps this near a read's worth per connection however slow either side is."""
+        total = 0
+        for conn in self._ctx.connections:
+            total += conn.transport.get_write_buffer_size() if conn.transport else 0
+            up = conn.queue[0].up if conn.queue else None
+            if up is not None and up.transport is not None:
+                total += up.transport.get_write_buffer_size()
+        return total
+
+    @property
+    def paused(self) -> int:
+        """Connections (either side) not being read now because the other side is behind."""
+        count = 0
+        for conn in self._ctx.connections:
+            count += conn.reading_paused
+            up = conn.queue[0].up if conn.queue else None
+            count += up is not None and up.reading_paused
+        return count
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop accepting, let requests in flight finish for up to `grace` seconds, then cut
+        what is left; idle keep-alive connections are closed at once, busy ones after their
+        response (which says `Connection: close`)."""
+        ctx = self._ctx
+        ctx.closing = True
+        ctx.drained = asyncio.Event()
+        self._server.close()
+        for conn in list(ctx.connections):
+            if not conn.queue:
+                conn.close_soon()
+        if ctx.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ctx.drained.wait(), grace)
+        for conn in list(ctx.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        for shadow in list(ctx.shadows):
+            shadow.drop_call()
+        ctx.shadows.clear()
+        ctx.pool.close()
+        await self._server.wait_closed()
+
+
+async def start_proxy(settings: ProxySettings, tap: Tap) -> Proxy:
+    """Listen per `settings` and forward to the model, reporting to `tap`."""
+    loop = asyncio.get_running_loop()
+    stats = ProxyStats()
+    pool = Pool(loop, settings.model_host, settings.model_port, settings.pool_size, stats)
+    ctx = Context(
+        loop,
+        tap,
+        pool,
+        stats,
+        capture_max=settings.capture_max_bytes,
+        model_timeout=settings.model_timeout,
+        shadow_limit=settings.shadow_concurrency,
+    )
+    server = await loop.create_server(
+        lambda: Downstream(ctx),
+        settings.listen_host,
+        settings.listen_port,
+        backlog=settings.backlog,
+        reuse_address=True,
+    )
+    return Proxy(server, ctx)

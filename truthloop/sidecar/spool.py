@@ -1,0 +1,180 @@
+"""The disk spool: capture batches kept while the feedback service cannot take them.
+
+One file per batch, named `<seq>-<records>.ndjson` so the directory alone tells the order and the
+record count; a batch is written to a hidden temporary file, fsynced, renamed into place and the
+directory fsynced, so a crash leaves either the whole batch or nothing (leftover temporaries are
+removed on open). Batches are replayed in `seq` order. The spool is capped in bytes: making room
+drops the oldest batches first (never one being sent right now) and reports how many records went.
+
+File work runs in the default executor; the bookkeeping stays on the event loop, so the spool is
+used from one loop only. `SpoolError` (an `OSError`) is raised when the disk refuses a write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_NAME = re.compile(r"^(\d{16})-(\d+)\.ndjson$")
+
+
+class SpoolError(OSError):
+    """The spool directory could not be written or read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Encoded records as the NDJSON body that ships them; `seq` orders batches."""
+
+    seq: int
+    body: bytes
+    count: int
+
+    @classmethod
+    def of(cls, seq: int, records: list[bytes]) -> Batch:
+        return cls(seq, b"\n".join(records) + b"\n", len(records))
+
+    def lines(self) -> list[bytes]:
+        return self.body.splitlines()
+
+
+@dataclass(order=True, slots=True)
+class Entry:
+    """A batch on disk."""
+
+    seq: int
+    count: int = field(compare=False)
+    size: int = field(compare=False)
+    busy: bool = field(default=False, compare=False)
+    """Being sent: never dropped to make room."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.seq:016d}-{self.count}.ndjson"
+
+
+class Spool:
+    """Batches on disk, oldest first, at most `max_bytes` in total."""
+
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.records = 0
+        self._entries: list[Entry] = []
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def open(self) -> None:
+        """Create the directory if needed, remove torn writes, index the batches already there."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for path in self.directory.iterdir():
+                match = _NAME.match(path.name)
+                if match is None:
+                    if path.name.startswith(".") and path.name.endswith(".tmp"):
+                        path.unlink(missing_ok=True)
+                    continue
+                entry = Entry(int(match[1]), int(match[2]), path.stat().st_size)
+                self._add(entry)
+        except OSError as e:
+            raise SpoolError(e.errno, f"spool {self.directory}: {e.strerror}") from e
+
+    @property
+    def next_seq(self) -> int:
+        """A sequence number after every batch already spooled."""
+        return self._entries[-1].seq + 1 if self._entries else 0
+
+    def head(self) -> Entry | None:
+        """The oldest batch not being sent already."""
+        return next((e for e in self._entries if not e.busy), None)
+
+    async def append(self, batch: Batch) -> int:
+        """Write a batch; returns how many older records were dropped to make room.
+
+        A batch larger than the whole spool is not written: SpoolError.
+        """
+        size = len(batch.body)
+        if size > self.max_bytes:
+            raise SpoolError(0, f"a batch of {size} bytes exceeds the spool's {self.max_bytes}")
+        dropped = 0
+        while self.bytes + size > self.max_bytes:
+            victim = next((e for e in self._entries if not e.busy), None)
+            if victim is None:
+                raise SpoolError(0, "the spool is full of batches being sent")
+            self._remove(victim)
+            dropped += victim.count
+            await self._run(_unlink, self.directory / victim.name)
+        entry = Entry(batch.seq, batch.count, size)
+        self._add(entry)
+        try:
+            await self._run(_write, self.directory, entry.name, batch.body)
+        except BaseException:
+            self._remove(entry)
+            raise
+        return dropped
+
+    async def read(self, entry: Entry) -> Batch:
+        body = await self._run(Path.read_bytes, self.directory / entry.name)
+        return Batch(entry.seq, body, entry.count)
+
+    async def remove(self, entry: Entry) -> None:
+        """Forget a batch that was delivered (or replaced); gone already is fine."""
+        self._remove(entry)
+        await self._run(_unlink, self.directory / entry.name)
+
+    def _add(self, entry: Entry) -> None:
+        bisect.insort(self._entries, entry)
+        self.bytes += entry.size
+        self.records += entry.count
+
+    def _remove(self, entry: Entry) -> None:
+        index = bisect.bisect_left(self._entries, entry)
+        if index < len(self._entries) and self._entries[index] is entry:
+            del self._entries[index]
+            self.bytes -= entry.size
+            self.records -= entry.count
+
+    @staticmethod
+    async def _run(function: Callable[..., T], *args: object) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+        except SpoolError:
+            raise
+        except OSError as e:
+            raise SpoolError(e.errno, f"spool: {e.strerror}: {e.filename}") from e
+
+
+def _write(directory: Path, name: str, body: bytes) -> None:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    tmp = Path(tmp_name)
+    try:
+        with open(fd, "wb") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, directory / name)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)

@@ -1,0 +1,42 @@
+"""What the proxy counts, for the admin port to export. Latencies are the tap's, from Exchange."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+ERROR_STATUS = {
+    "model_unreachable": 502,
+    "model_closed": 502,
+    "bad_response": 502,
+    "model_timeout": 504,
+}
+"""The status the client gets for each upstream error reason (when no head was sent yet)."""
+
+
+@dataclass(slots=True)
+class ProxyStats:
+    """Counters, only ever incremented, read by the admin port at scrape time."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    """Finished requests by who answered: `model`, `fallback`, `tunnel` (Upgrade/CONNECT)."""
+    upstream_errors: Counter[str] = field(default_factory=Counter)
+    """Requests the model failed, by reason (a key of ERROR_STATUS)."""
+    client_disconnects: int = 0
+    """Clients that went away with a request in flight (its model request was dropped)."""
+    bad_requests: int = 0
+    """Requests that did not parse as HTTP/1.x (answered 400, connection closed)."""
+    retries: int = 0
+    """Requests sent again because a reused keep-alive connection closed before any answer."""
+    upstream_connects: int = 0
+    """Connections opened to the model (keep-alive reuse keeps this low)."""
+    observe_errors: int = 0
+    """Exceptions raised by `Tap.observe` (swallowed: monitoring never fails a request)."""
+    local_errors: int = 0
+    """Exceptions raised by `Tap.local_response` (the model answered instead)."""
+    local_too_large: int = 0
+    """Requests the model answered because their body was too large to answer locally."""
+    shadow_skipped: int = 0
+    """Shadow requests not sent because `shadow_concurrency` were already in flight."""
+    shadow_failed: int = 0
+    """Shadow requests the model failed (not reported to the tap)."""
