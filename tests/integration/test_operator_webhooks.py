@@ -1,0 +1,189 @@
+"""The admission webhooks, as the apiserver calls them: AdmissionReview v1 JSON POSTed to the
+operator's webhook server (plain HTTP on 127.0.0.1 in tests)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from typing import Any
+
+import aiohttp
+import jsonpatch
+import pytest
+
+from tests.support.feedback import monitor_body
+from tests.support.operator_harness import World
+from truthloop.operator import admission, inject
+
+pytest_plugins = ["tests.support.operator_fixtures"]
+
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {
+        "generateName": "churn-model-5d4f-",
+        "labels": {"app": "churn-model", "pod-template-hash": "5d4f"},
+    },
+    "spec": {
+        "containers": [
+            {
+                "name": "model",
+                "image": "churn:3",
+                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}},
+            }
+        ]
+    },
+}
+
+
+def review(
+    obj: Any, resource: tuple[str, str, str] = ("", "v1", "pods"), operation: str = "CREATE"
+) -> dict[str, Any]:
+    group, version, plural = resource
+    kind = {"group": group, "version": version, "kind": obj.get("kind", "")}
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": kind,
+            "resource": {"group": group, "version": version, "resource": plural},
+            "requestKind": kind,
+            "requestResource": {"group": group, "version": version, "resource": plural},
+            "namespace": "ml",
+            "operation": operation,
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": obj,
+            "oldObject": None,
+            "dryRun": False,
+        },
+    }
+
+
+async def post(world: World, path: str, body: Any) -> tuple[int, Any]:
+    assert world.operator is not None
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            world.operator.webhook_url + path,
+            data=data,
+            headers={"Content-Type": "application/json"},
+        ) as response,
+    ):
+        return response.status, await response.json(content_type=None)
+
+
+async def with_monitor(world: World) -> inject.Target:
+    created = await world.create(monitor_body())
+    await world.until(lambda: world.status().get("phase"), "the monitor is seen")
+    return inject.target(created)
+
+
+def decisions(world: World, reason: str) -> float:
+    assert world.operator is not None
+    value = world.operator.runtime.metrics.registry.get_sample_value(
+        "truthloop_operator_injections_total", {"reason": reason}
+    )
+    return value or 0.0
+
+
+async def test_a_selected_pod_gets_the_sidecar(world: World) -> None:
+    target = await with_monitor(world)
+    status, answer = await post(world, "/inject-pods", review(POD))
+    assert status == 200
+    response = answer["response"]
+    assert response["uid"] == "705ab4f5-6393-11e8-b7cc-42010a800002"
+    assert response["allowed"] is True
+    assert response["patchType"] == "JSONPatch"
+    patch = json.loads(base64.b64decode(response["patch"]))
+    mutated = jsonpatch.apply_patch(copy.deepcopy(POD), patch)
+    in_namespace = {**POD, "metadata": {**POD["metadata"], "namespace": "ml"}}
+    expected = inject.inject(in_namespace, [target], world.operator.runtime.sidecar)  # type: ignore[union-attr]
+    assert expected.injected
+    assert mutated == jsonpatch.apply_patch(copy.deepcopy(POD), [dict(op) for op in expected.patch])
+    assert mutated["metadata"]["annotations"][inject.INJECTED] == "churn"
+    assert mutated["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] == "tl-model"
+    assert [c["name"] for c in mutated["spec"]["initContainers"]] == [inject.SIDECAR]
+    assert decisions(world, "injected") == 1
+
+
+async def test_other_pods_are_admitted_untouched(world: World) -> None:
+    await with_monitor(world)
+    other = copy.deepcopy(POD)
+    other["metadata"]["labels"] = {"app": "fraud-model"}
+    opted_out = copy.deepcopy(POD)
+    opted_out["metadata"]["labels"][inject.INJECT] = "false"
+    for pod in (other, opted_out):
+        status, answer = await post(world, "/inject-pods", review(pod))
+        assert status == 200
+        assert answer["response"]["allowed"] is True
+        assert "patch" not in answer["response"]
+    assert decisions(world, "no_matching_monitor") == 1
+    assert decisions(world, "opted_out") == 1
+
+
+MONITORS = ("truthloop.dev", "v1alpha1", "modelmonitors")
+
+
+async def test_a_bad_model_monitor_is_refused_with_the_field_path(world: World) -> None:
+    bad = monitor_body(alerts=[{"name": "low", "metric": "accuracy", "below": "high"}])
+    status, answer = await post(world, "/validate-modelmonitors", review(bad, MONITORS))
+    assert status == 200
+    response = answer["response"]
+    assert response["allowed"] is False
+    assert response["status"]["code"] == 422
+    assert "spec.alerts[0].below" in response["status"]["message"]
+    good = monitor_body()
+    status, answer = await post(world, "/validate-modelmonitors", review(good, MONITORS, "UPDATE"))
+    assert status == 200
+    assert answer["response"]["allowed"] is True
+
+
+def broken(**request: Any) -> dict[str, Any]:
+    """A pod review with some `request` fields replaced."""
+    good = review(POD)
+    return {**good, "request": {**good["request"], **request}}
+
+
+MALFORMED = [
+    ("not-json", "/inject-pods", b"{not json", 400),
+    ("not-an-object", "/inject-pods", [], 400),
+    ("wrong-kind", "/inject-pods", {**review(POD), "kind": "Pod"}, 400),
+    ("old-version", "/inject-pods", {**review(POD), "apiVersion": "admission.k8s.io/v1beta1"}, 400),
+    (
+        "no-request",
+        "/inject-pods",
+        {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"},
+        400,
+    ),
+    ("no-object", "/inject-pods", broken(object=None), 400),
+    ("no-uid", "/inject-pods", broken(uid=7), 400),
+    ("no-user", "/inject-pods", broken(userInfo=None), 400),
+    ("bad-operation", "/inject-pods", broken(operation="EXPLODE"), 400),
+    ("wrong-resource", "/validate-modelmonitors", review(POD), 400),
+    ("unknown-path", "/mutate-everything", review(POD), 404),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "expected"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
+async def test_a_malformed_review_is_answered_with_an_error(
+    world: World, path: str, body: Any, expected: int
+) -> None:
+    status, answer = await post(world, path, body)
+    assert status == expected
+    assert set(answer) == {"error", "details"}
+    assert answer["error"]
+    status, answer = await post(world, "/inject-pods", review(POD))
+    assert status == 200, "the server still serves"
+    assert answer["response"]["allowed"] is True
+    assert world.operator is not None
+    outcomes = world.operator.runtime.metrics.registry.get_sample_value(
+        "truthloop_operator_admissions_total",
+        {"webhook": path[1:] if path[1:] in admission.WEBHOOKS else "", "outcome": "malformed"},
+    )
+    assert outcomes == (1 if expected == 400 else None)

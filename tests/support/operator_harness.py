@@ -1,0 +1,304 @@
+"""The operator, running for real in a test: kopf in its own thread against `Apiserver` (KMock).
+
+Importing this module points KUBECONFIG at a per-process file, both in the environment (for the
+operator commands run as processes) and in `kubernetes`' config module, which copies the variable
+once, at its import: another test module may have imported it first. `apiserver()` writes the
+mock's URL into that file. `OperatorThread` runs `kopf.operator` in a thread with its own event loop
+(never blocking the test's loop, where the mock and the feedback service run); `start` waits for
+kopf's first WATCH of ModelMonitors (rather than a ready flag) and for the webhook port. Webhooks
+are served over plain HTTP on a fixed 127.0.0.1 port. `World` bundles the three running parts for
+a test (`operator_fixtures` starts them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+KUBECONFIG = Path(tempfile.gettempdir()) / f"truthloop-tests-kubeconfig-{os.getpid()}.yaml"
+os.environ["KUBECONFIG"] = str(KUBECONFIG)
+
+import aiohttp  # noqa: E402
+import kmock  # noqa: E402
+import kopf  # noqa: E402
+import kubernetes.config.kube_config  # noqa: E402
+import yarl  # noqa: E402
+from aiohttp import web  # noqa: E402
+
+from tests.support.apiserver_mock import MONITORS, Apiserver  # noqa: E402
+from tests.support.feedback import FakeClock, Service, make_settings  # noqa: E402
+from truthloop.operator import handlers, kube  # noqa: E402
+from truthloop.operator.runtime import Runtime  # noqa: E402
+from truthloop.operator.settings import (  # noqa: E402
+    FeedbackSettings,
+    Settings,
+    StatusSettings,
+    WebhookSettings,
+)
+
+kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(KUBECONFIG)
+
+T = TypeVar("T")
+
+MONITOR_PATH = "/apis/truthloop.dev/v1alpha1/namespaces/{namespace}/modelmonitors"
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def apiserver(**options: Any) -> AsyncIterator[Apiserver]:
+    """The mock apiserver on 127.0.0.1, with KUBECONFIG pointing at it."""
+    async with Apiserver(**options) as api, kmock.Server(api):
+        KUBECONFIG.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
+            f"clusters: [{{name: test, cluster: {{server: '{str(api.url).rstrip('/')}'}}}}]\n"
+            "users: [{name: test, user: {token: test}}]\n"
+            "contexts: [{name: test, context: {cluster: test, user: test}}]\n"
+        )
+        yield api
+
+
+def settings(feedback_url: str, token: str | None = None, **overrides: Any) -> Settings:
+    """Settings for a test operator: insecure webhooks on a free port, quick loops."""
+    values: dict[str, Any] = {
+        "operator_namespace": "truthloop",
+        "native_sidecar": True,
+        "admin_host": "127.0.0.1",
+        "admin_port": 0,
+        "feedback": FeedbackSettings(url=feedback_url, token=token, timeout=2.0),
+        "webhook": WebhookSettings(host="127.0.0.1", port=free_port(), insecure=True),
+        "status": StatusSettings(interval=0.5, backoff=(0.05, 0.1, 0.2), sweep_interval=3600),
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+class OperatorThread:
+    """`kopf.operator` in a thread; `stop()` sets its stop flag and joins it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtime = Runtime(settings)
+        self.registry = handlers.build(self.runtime)
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="operator", daemon=True)
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.webhook.port}"
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(
+                kopf.operator(
+                    registry=self.registry,
+                    settings=self.runtime.kopf_settings(),
+                    standalone=True,
+                    clusterwide=not self.settings.namespaces,
+                    namespaces=list(self.settings.namespaces),
+                    stop_flag=self._stop,
+                )
+            )
+        except BaseException as e:
+            self.error = e
+
+    async def start(self, api: Apiserver) -> None:
+        self._thread.start()
+        await eventually(
+            lambda: any(
+                m == "GET" and "/modelmonitors" in p and "watch=true" in p for m, p, _ in api.log
+            ),
+            what="kopf watching ModelMonitors",
+        )
+        await eventually(self._listening, what="the webhook server listening")
+
+    async def _listening(self) -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", self.settings.webhook.port)
+        except OSError:
+            return False
+        writer.close()
+        await writer.wait_closed()
+        return True
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join, 15)
+        assert not self._thread.is_alive(), "the operator did not stop within 15 s"
+        assert self.error is None, f"the operator failed: {self.error!r}"
+
+
+async def eventually(
+    probe: Callable[[], T | Awaitable[T]], *, within: float = 10.0, what: str = ""
+) -> T:
+    """The first truthy result of `probe` (sync or async), polled until `within` seconds pass."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+            last = await result if asyncio.iscoroutine(result) else result
+        except (KeyError, LookupError) as e:
+            last = e
+        if last:
+            return last  # type: ignore[no-any-return]
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not within {within}s: {what or probe}; last {last!r}")
+
+
+def monitor(api: Apiserver, namespace: str, name: str) -> dict[str, Any]:
+    return api.object(MONITORS, namespace, name)
+
+
+OPERATOR_AGENTS = ("kopf/", "truthloop-operator")
+CLUSTER_SCOPED = {"mutatingwebhookconfigurations", "validatingwebhookconfigurations"}
+VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
+
+
+def undeclared(api: Apiserver, settings: Settings) -> list[str]:
+    """The operator's requests (kopf's and its own, told by User-Agent) that `kube.api_calls`
+    does not declare: every one of them would be refused by RBAC made from that list.
+    Discovery (/api, /apis, /version) needs no RBAC and is left out."""
+    declared = kube.api_calls(settings)
+    missing = []
+    for method, path_qs, agent in api.log:
+        if not agent.startswith(OPERATOR_AGENTS):
+            continue
+        url = yarl.URL(path_qs)
+        parts = url.path.strip("/").split("/")
+        if parts[0] == "api" and len(parts) >= 3:
+            group, rest = "", parts[2:]
+        elif parts[0] == "apis" and len(parts) >= 4:
+            group, rest = parts[1], parts[3:]
+        else:
+            continue
+        namespace = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        plural, name = rest[0], rest[1] if len(rest) > 1 else None
+        resource = "/".join([plural, *rest[2:]])
+        if method == "GET":
+            verb = "watch" if url.query.get("watch") == "true" else "get" if name else "list"
+        else:
+            verb = VERBS[method]
+        if namespace is None:
+            scope = "cluster" if plural in CLUSTER_SCOPED else "served"
+        else:
+            scope = "own" if namespace == settings.operator_namespace else "served"
+        if not any(
+            call.verb == verb
+            and call.group == group
+            and call.resource == resource
+            and call.scope == scope
+            and (not call.names or name in call.names)
+            for call in declared
+        ):
+            missing.append(f"{verb} {group or 'core'}/{resource} ({scope}, name {name}): {path_qs}")
+    return sorted(set(missing))
+
+
+TOKEN = "s3cret"
+
+
+class World:
+    """The running parts, and what tests do with them."""
+
+    def __init__(self, api: Apiserver, store: str, clock: FakeClock, port: int) -> None:
+        self.api = api
+        self.store = store
+        self.clock = clock
+        self.port = port
+        self.feedback: Service | None = None
+        self.operator: OperatorThread | None = None
+
+    @property
+    def service(self) -> Service:
+        assert self.feedback is not None, "the feedback service is stopped"
+        return self.feedback
+
+    async def start_feedback(self) -> Service:
+        """The feedback service on this world's port (again, after `stop_feedback`)."""
+        service = Service(make_settings(self.store, self.clock, token=TOKEN))
+        await service.runner.setup()
+        await web.TCPSite(service.runner, "127.0.0.1", self.port).start()
+        service.base = f"http://127.0.0.1:{self.port}"
+        service.session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"})
+        self.feedback = service
+        return service
+
+    async def stop_feedback(self) -> None:
+        await self.service.stop()
+        self.feedback = None
+
+    async def create(self, body: dict[str, Any], plural_path: str | None = None) -> dict[str, Any]:
+        meta = body["metadata"]
+        path = plural_path or MONITOR_PATH.format(namespace=meta["namespace"])
+        async with self.api.post(path, json=body) as response:
+            assert response.status < 300, await response.text()
+            return dict(await response.json())
+
+    async def patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
+        headers = {"Content-Type": "application/merge-patch+json"}
+        async with self.api.patch(path, json=patch, headers=headers) as response:
+            assert response.status < 300, await response.text()
+            return dict(await response.json())
+
+    async def delete(self, namespace: str, name: str) -> None:
+        path = MONITOR_PATH.format(namespace=namespace) + f"/{name}"
+        async with self.api.delete(path) as response:
+            assert response.status < 300, await response.text()
+
+    def monitor(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.api.object(MONITORS, namespace, name)
+
+    def status(self, namespace: str = "ml", name: str = "churn") -> dict[str, Any]:
+        return dict(self.monitor(namespace, name).get("status") or {})
+
+    def condition(self, kind: str, namespace: str = "ml", name: str = "churn") -> dict[str, Any]:
+        found = [c for c in self.status(namespace, name).get("conditions", []) if c["type"] == kind]
+        return found[0] if found else {}
+
+    def events(self, reason: str | None = None, name: str = "churn") -> list[dict[str, Any]]:
+        """Events posted about the monitor `name`, oldest first."""
+        return [
+            body
+            for method, path, body in self.api.writes
+            if method == "POST"
+            and path.endswith("/events")
+            and body["involvedObject"]["name"] == name
+            and (reason is None or body["reason"] == reason)
+        ]
+
+    def status_patches(self, name: str = "churn") -> int:
+        return self.api.count("PATCH", f"/modelmonitors/{name}/status")
+
+    def passes(self) -> float:
+        assert self.operator is not None
+        value = self.operator.runtime.metrics.registry.get_sample_value(
+            "truthloop_operator_reconciles_total"
+        )
+        return value or 0.0
+
+    async def until(self, probe: Callable[[], Any], what: str = "", within: float = 10.0) -> Any:
+        return await eventually(probe, within=within, what=what)
+
+
+def secret_value(secret: dict[str, Any], key: str) -> str:
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+WorldFactory = Callable[..., Awaitable[World]]

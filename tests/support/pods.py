@@ -1,0 +1,81 @@
+"""Pods and ModelMonitors for the operator's tests, built from a few words."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from truthloop.operator import inject
+from truthloop.operator.settings import SidecarSettings
+
+NATIVE = SidecarSettings(image="truthloop:test")
+REGULAR = replace(NATIVE, native=False)
+
+
+def monitor(
+    name: str = "churn",
+    namespace: str = "ml",
+    port: str | int = "http",
+    env: str | None = None,
+    selector: dict[str, Any] | None = None,
+    generation: int = 3,
+    **spec: Any,
+) -> inject.Target:
+    body = {
+        "apiVersion": "truthloop.dev/v1alpha1",
+        "kind": "ModelMonitor",
+        "metadata": {"name": name, "namespace": namespace, "generation": generation},
+        "spec": {
+            "selector": selector or {"matchLabels": {"app": "churn"}},
+            "model": {"name": name},
+            "port": port,
+            "capture": {"prediction": {"pointer": "/prediction"}},
+            **({"modelPortEnv": env} if env else {}),
+            **spec,
+        },
+    }
+    return inject.target(body)
+
+
+def container(
+    name: str = "model",
+    ports: list[tuple[str | None, int]] | None = None,
+    raw_ports: list[dict[str, Any]] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A container with `ports` as (name, number) pairs, or `raw_ports` as written."""
+    found: dict[str, Any] = {"name": name, "image": f"{name}:1"}
+    declared = [("http", 8080)] if ports is None else ports
+    if raw_ports is not None:
+        found["ports"] = raw_ports
+    elif declared:
+        found["ports"] = [
+            {"containerPort": number, **({"name": port} if port else {})}
+            for port, number in declared
+        ]
+    found.update(fields)
+    return found
+
+
+def http_probe(port: str | int, path: str = "/ready") -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": port}, "periodSeconds": 5}
+
+
+def pod(
+    *containers: dict[str, Any],
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "churn-7d9f", "namespace": "ml"}
+    meta["labels"] = (
+        {"app": "churn", "app.kubernetes.io/version": "v3"} if labels is None else labels
+    )
+    if annotations is not None:
+        meta["annotations"] = annotations
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {"containers": list(containers) or [container()], **spec},
+    }

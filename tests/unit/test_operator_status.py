@@ -1,0 +1,288 @@
+"""ModelMonitor status: composed from observations, written only when it changed, with Events.
+
+The composed status must fit the CRD's status schema exactly — a field the schema does not have
+would be pruned by the apiserver and then look changed on every pass — so it is checked against
+that schema with unknown fields forbidden.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from truthloop.core import mergepatch
+from truthloop.core.spec import AlertSpec
+from truthloop.operator import status
+from truthloop.operator.census import Census
+from truthloop.operator.status import Event, Observation
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+ALERTS = (AlertSpec("accuracy-low", "accuracy", below=0.8, for_=120.0),)
+CRD = yaml.safe_load((Path(__file__).parents[2] / "crds" / "modelmonitor.yaml").read_text())
+
+
+def closed(schema: dict[str, Any]) -> dict[str, Any]:
+    """The CRD's structural schema as JSON Schema with unknown fields refused (pruning)."""
+    out: dict[str, Any] = {}
+    if "type" in schema:
+        out["type"] = [schema["type"], "null"] if schema.get("nullable") else schema["type"]
+    if "enum" in schema:
+        out["enum"] = schema["enum"]
+    if "properties" in schema:
+        out["properties"] = {k: closed(v) for k, v in schema["properties"].items()}
+        out["additionalProperties"] = False
+    if isinstance(schema.get("additionalProperties"), dict):
+        out["additionalProperties"] = closed(schema["additionalProperties"])
+    if "items" in schema:
+        out["items"] = closed(schema["items"])
+    if "required" in schema:
+        out["required"] = schema["required"]
+    return out
+
+
+STATUS_SCHEMA = closed(
+    CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+)
+
+
+def view(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "phase": "Healthy",
+        "samples": 120,
+        "labeled": 80,
+        "metrics": {"accuracy": 0.93, "accuracyLower": 0.9, "accuracyUpper": 0.951},
+        "fallback": {"active": False, "mode": "auto", "since": None, "reason": None},
+        "alerts": [{"name": "accuracy-low", "state": "ok", "since": None, "value": 0.93}],
+        "observedGeneration": 2,
+        "stateVersion": 7,
+    }
+    base.update(changes)
+    return base
+
+
+def registered(**changes: Any) -> Observation:
+    census = changes.pop("census", Census(injected=2, total=2))
+    return Observation(2, (), "registered", "", view(**changes), ALERTS, census)
+
+
+def conditions(composed: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in composed["conditions"]}
+
+
+def test_a_healthy_monitor() -> None:
+    composed = status.compose({}, registered(), T0)
+    jsonschema.validate(composed, STATUS_SCHEMA)
+    assert composed["phase"] == "Healthy"
+    assert composed["samples"] == 120
+    assert composed["labeled"] == 80
+    assert composed["metric"] == "accuracy=0.93 [0.9–0.951]"
+    assert composed["fallback"] == {"active": False}
+    assert composed["injectedPods"] == 2
+    assert composed["observedGeneration"] == 2
+    assert composed["alerts"] == [{"name": "accuracy-low", "status": "ok", "value": 0.93}]
+    assert conditions(composed) == {
+        "Ready": ("True", "Monitoring"),
+        "SpecValid": ("True", "Valid"),
+        "Registered": ("True", "Registered"),
+        "PodsInjected": ("True", "AllPodsInjected"),
+        "Breached": ("False", "WithinThresholds"),
+        "FallbackActive": ("False", "ModelServing"),
+        "TrafficBypass": ("False", "NoBypass"),
+    }
+    assert all(c["lastTransitionTime"] == "2026-01-01T00:00:00Z" for c in composed["conditions"])
+
+
+def test_the_same_observation_later_changes_nothing() -> None:
+    first = status.compose({}, registered(), T0)
+    again = status.compose(first, registered(), T0 + 600)
+    assert mergepatch.diff(first, again) == {}
+
+
+def test_a_transition_moves_only_its_condition_time() -> None:
+    first = status.compose({}, registered(), T0)
+    firing = [{"name": "accuracy-low", "state": "firing", "value": 0.62}]
+    engaged = {"active": True, "mode": "auto", "since": T0 + 60, "reason": "accuracy-low"}
+    later = status.compose(
+        first, registered(phase="FallbackActive", alerts=firing, fallback=engaged), T0 + 60
+    )
+    jsonschema.validate(later, STATUS_SCHEMA)
+    times = {c["type"]: c["lastTransitionTime"] for c in later["conditions"]}
+    assert times["FallbackActive"] == times["Breached"] == "2026-01-01T00:01:00Z"
+    assert times["Ready"] == times["SpecValid"] == "2026-01-01T00:00:00Z"
+    assert later["fallback"] == {
+        "active": True,
+        "since": "2026-01-01T00:01:00Z",
+        "reason": "accuracy-low: accuracy 0.62 < 0.8 for 2m",
+    }
+    breached = next(c for c in later["conditions"] if c["type"] == "Breached")
+    assert breached["message"] == "accuracy-low firing: accuracy 0.62 < 0.8 for 2m"
+    assert status.events(first, later) == [
+        Event("Normal", "FallbackEngaged", "accuracy-low: accuracy 0.62 < 0.8 for 2m")
+    ]
+    manual = {**engaged, "mode": "engaged", "reason": "manual"}
+    by_hand = status.compose(later, registered(phase="FallbackActive", fallback=manual), T0 + 61)
+    assert by_hand["fallback"]["reason"].startswith("engaged by hand")
+    back = status.compose(later, registered(), T0 + 900)
+    assert status.events(later, back) == [
+        Event("Normal", "FallbackDisengaged", "the model answers again (phase Healthy)")
+    ]
+
+
+def test_an_invalid_spec() -> None:
+    errors = ("spec.alerts[0].below: expected a number, got 'high'",)
+    composed = status.compose({}, Observation(4, errors, "invalid"), T0)
+    jsonschema.validate(composed, STATUS_SCHEMA)
+    assert composed["phase"] == "Invalid"
+    assert composed["observedGeneration"] == 4
+    assert conditions(composed)["SpecValid"] == ("False", "InvalidSpec")
+    assert conditions(composed)["Ready"] == ("False", "InvalidSpec")
+    assert conditions(composed)["PodsInjected"] == ("Unknown", "InvalidSpec")
+    assert status.events({}, composed) == [Event("Warning", "InvalidSpec", errors[0])]
+    other = ("spec.port: must be a port number 1-65535 or a port name, got 0",)
+    worse = status.compose(composed, Observation(5, other, "invalid"), T0 + 1)
+    assert status.events(composed, worse) == [Event("Warning", "InvalidSpec", other[0])]
+
+
+def test_a_feedback_service_that_does_not_answer_keeps_the_last_numbers() -> None:
+    healthy = status.compose({}, registered(), T0)
+    down = Observation(2, (), "unavailable", "GET …: ClientConnectorError", None, ALERTS, Census())
+    composed = status.compose(healthy, down, T0 + 5)
+    jsonschema.validate(composed, STATUS_SCHEMA)
+    assert composed["phase"] == "Healthy"
+    assert composed["labeled"] == 80
+    assert composed["metric"] == healthy["metric"]
+    assert conditions(composed)["Ready"] == ("False", "FeedbackUnavailable")
+    assert conditions(composed)["Breached"] == ("Unknown", "NoData")
+    assert status.events(healthy, composed) == [
+        Event("Warning", "FeedbackUnavailable", "GET …: ClientConnectorError")
+    ]
+    still = status.compose(composed, down, T0 + 10)
+    assert status.events(composed, still) == []
+
+
+def test_before_the_first_registration_the_phase_is_pending() -> None:
+    composed = status.compose({}, Observation(1, alerts=ALERTS, census=Census()), T0)
+    assert composed["phase"] == "Pending"
+    assert "metric" not in composed
+    assert conditions(composed)["Registered"] == ("Unknown", "Registering")
+    assert status.events({}, composed) == []
+
+
+def test_pods_without_the_sidecar_are_reported_once() -> None:
+    refused = (
+        ("port_number_needs_env", "spec.port 8080 is a number and spec.modelPortEnv is not set"),
+        ("port_number_needs_env", "spec.port 8080 is a number and spec.modelPortEnv is not set"),
+        ("pod_predates_monitor", "created before the monitor"),
+    )
+    composed = status.compose({}, registered(census=Census(1, 4, refused)), T0)
+    pods = next(c for c in composed["conditions"] if c["type"] == "PodsInjected")
+    assert (pods["status"], pods["reason"]) == ("False", "PortNumberNeedsEnv")
+    assert pods["message"].startswith("1 of 4 selected pods have the sidecar; 2 without it")
+    assert Event("Warning", "PodsNotInjected", pods["message"]) in status.events({}, composed)
+    fewer = status.compose(composed, registered(census=Census(3, 4, refused[:1])), T0 + 1)
+    assert status.events(composed, fewer) == []
+    other = status.compose(fewer, registered(census=Census(3, 4, refused[2:])), T0 + 2)
+    assert [e.reason for e in status.events(fewer, other)] == ["PodsNotInjected"]
+
+
+def test_a_service_that_bypasses_the_sidecar() -> None:
+    line = "Service churn-direct port 80 targets the model's port 8080 directly"
+    composed = status.compose({}, registered(census=Census(2, 2, bypass=(line,))), T0)
+    assert conditions(composed)["TrafficBypass"] == ("True", "ServiceTargetsModelPort")
+    (warning,) = [e for e in status.events({}, composed) if e.reason == "TrafficBypass"]
+    assert warning.message.startswith(line)
+
+
+def test_phase_events() -> None:
+    collecting = status.compose({}, registered(phase="Collecting", labeled=3), T0)
+    assert status.events({}, collecting) == [
+        Event("Normal", "Collecting", "collecting labeled predictions (3 so far)")
+    ]
+    pending = [{"name": "accuracy-low", "state": "pending", "value": 0.7}]
+    degraded = status.compose(collecting, registered(phase="Degraded", alerts=pending), T0 + 1)
+    assert status.events(collecting, degraded) == [
+        Event("Warning", "Degraded", "accuracy-low pending: accuracy 0.7 < 0.8 for 2m")
+    ]
+    healthy = status.compose(degraded, registered(), T0 + 2)
+    assert status.events(degraded, healthy) == [
+        Event("Normal", "Healthy", "accuracy=0.93 [0.9–0.951]")
+    ]
+
+
+def test_nulls_and_non_finite_numbers_are_left_out() -> None:
+    odd = registered(
+        metrics={"accuracy": float("nan"), "recall": None, "precision": 0.5},
+        alerts=[{"name": "accuracy-low", "state": "insufficient", "value": None}],
+    )
+    composed = status.compose({}, odd, T0)
+    jsonschema.validate(composed, STATUS_SCHEMA)
+    assert composed["metrics"] == {"precision": 0.5}
+    assert "metric" not in composed
+    assert composed["alerts"] == [{"name": "accuracy-low", "status": "insufficient"}]
+    assert conditions(composed)["Breached"] == ("False", "InsufficientData")
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.93, "0.93"), (0.9345, "0.934"), (1234.5678, "1234.568"), (0.0001234, "0.000123"),
+     (0.0, "0"), (2.5e6, "2.5e+06")],
+)  # fmt: skip
+def test_numbers_in_the_metric_column(value: float, text: str) -> None:
+    composed = status.compose({}, registered(metrics={"accuracy": value}), T0)
+    assert composed["metric"] == f"accuracy={text}"
+
+
+# -- the merge patch --------------------------------------------------------------------------
+
+scalars = st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False)
+json_values = st.recursive(
+    scalars | st.text(max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+def without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def merge(target: Any, patch: Any) -> Any:
+    """RFC 7386's MergePatch, as the apiserver applies it."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge(result.get(key), value)
+    return result
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.text(max_size=2), json_values, max_size=4),
+    st.dictionaries(st.text(max_size=2), json_values, max_size=4),
+)
+def test_the_merge_patch_turns_old_into_new(old: dict[str, Any], new: dict[str, Any]) -> None:
+    new = without_nulls(new)
+    patch = mergepatch.diff(old, new)
+    assert merge(old, patch) == new
+    assert mergepatch.diff(new, new) == {}
+
+
+def test_the_merge_patch_is_minimal() -> None:
+    old = {"phase": "Healthy", "metrics": {"a": 1.0, "b": 2.0}, "samples": 3}
+    new = {"phase": "Healthy", "metrics": {"a": 1, "c": 3.0}, "samples": 3}
+    assert mergepatch.diff(old, new) == {"metrics": {"b": None, "c": 3.0}}
+    assert mergepatch.diff({"on": 1}, {"on": True}) == {"on": True}

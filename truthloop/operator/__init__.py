@@ -1,0 +1,1 @@
+"""The Kubernetes operator: ModelMonitor handlers, sidecar injection, status."""

@@ -1,0 +1,375 @@
+"""One loop per ModelMonitor, and what happens when monitors come and go.
+
+kopf tells the `Supervisor` about every ModelMonitor event (`handlers.py`); it keeps one `Worker`
+per monitor. A worker is level-triggered: each pass takes the latest object and
+
+1. parses the spec (`core.spec`); an invalid one is reported (phase Invalid, SpecValid=False,
+   a Warning Event) and nothing is registered;
+2. registers a new generation with the feedback service (`PUT`); a service that does not answer
+   is retried with backoff and shown as Registered=False, a refusal waits for a new spec;
+3. copies the write token into the namespace, counts the monitor's pods and Services from the
+   indexes (`census`), and with `restartExisting` rolls the workloads whose pods predate it;
+4. reads the service's view of the monitor and writes `.status` when — and only when — the
+   composed status differs from the last one written (`status`, `core.mergepatch`), posting
+   the Events the change deserves;
+5. waits for the state's next version (the service's long-poll), a newer object, a change to the
+   namespace's pods or Services, or the next interval — whichever comes first.
+
+Deletion has no finalizer, so nothing the operator or the service does can hold it up: on the
+DELETED event the worker stops and the service is told with a short timeout; if it does not
+answer, the periodic `sweep` removes service-side monitors whose ModelMonitor is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from truthloop.core import mergepatch
+from truthloop.core.spec import SpecError
+from truthloop.operator import census, inject, status
+from truthloop.operator.client import FeedbackError, NotRegistered, Rejected, Unavailable
+from truthloop.operator.kube import GROUP, VERSION, Conflict, KubeError, NotFound
+from truthloop.operator.status import Event, Observation
+
+if TYPE_CHECKING:
+    from truthloop.operator.runtime import Runtime
+
+log = logging.getLogger("truthloop.operator.monitors")
+
+RESTARTED_AT = "truthloop.dev/restartedAt"
+REJECTED_RETRY = 300.0
+"""Seconds before a refused registration is tried again without a new spec (a token fixed...)."""
+
+Poll = Callable[[], Awaitable[Any]]
+
+
+class Supervisor:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.workers: dict[str, Worker] = {}
+        self._tokens: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {}
+        self._token_locks: dict[str, asyncio.Lock] = {}
+
+    def changed(self, body: Mapping[str, Any]) -> None:
+        key = _key(body)
+        worker = self.workers.get(key)
+        if worker is None:
+            self.workers[key] = Worker(self.runtime, body)
+        else:
+            worker.update(body)
+
+    async def deleted(self, body: Mapping[str, Any]) -> None:
+        """Stop the monitor's loop and tell the service, best effort and briefly."""
+        key = _key(body)
+        worker = self.workers.pop(key, None)
+        if worker is not None:
+            await worker.stop()
+        try:
+            await self.runtime.feedback.delete(key)
+        except FeedbackError as e:
+            self.runtime.metrics.feedback_errors.labels(_kind(e)).inc()
+            log.warning("%s: not deleted from the feedback service (%s); the sweep will", key, e)
+        else:
+            log.info("%s: deleted from the feedback service", key)
+
+    def poke(self, namespace: str | None) -> None:
+        """The namespace's pods or Services changed: its monitors recount."""
+        for worker in self.workers.values():
+            if worker.namespace == namespace:
+                worker.poke()
+
+    async def stop(self) -> None:
+        workers, self.workers = list(self.workers.values()), {}
+        await asyncio.gather(*(w.stop() for w in workers))
+
+    async def ensure_token(self, namespace: str) -> None:
+        """The write token as Secret `token_secret` in the namespace, owned by its valid monitors
+        (so Kubernetes' garbage collector removes it with the last of them)."""
+        runtime = self.runtime
+        token, name = runtime.settings.feedback.token, runtime.sidecar.token_secret
+        if not token or not name or namespace == runtime.settings.operator_namespace:
+            # The operator's own namespace holds the original (the chart's); owning it by a
+            # monitor would let the garbage collector delete the real token with that monitor.
+            return
+        owners = tuple(
+            sorted(
+                (w.name, w.uid)
+                for w in self.workers.values()
+                if w.namespace == namespace and w.valid and w.uid
+            )
+        )
+        wanted = (owners, token)
+        if not owners or self._tokens.get(namespace) == wanted:
+            return
+        lock = self._token_locks.setdefault(namespace, asyncio.Lock())
+        async with lock:
+            if self._tokens.get(namespace) == wanted:
+                return
+            metadata = {
+                "labels": {"app.kubernetes.io/managed-by": "truthloop-operator"},
+                "ownerReferences": [
+                    {
+                        "apiVersion": f"{GROUP}/{VERSION}",
+                        "kind": "ModelMonitor",
+                        "name": n,
+                        "uid": u,
+                    }
+                    for n, u in owners
+                ],
+            }
+            data = {runtime.sidecar.token_key: base64.b64encode(token.encode()).decode()}
+            secret = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": name, "namespace": namespace, **metadata},
+                "type": "Opaque",
+                "data": data,
+            }
+            try:
+                try:
+                    await runtime.kube.create_secret(namespace, secret)
+                except Conflict:
+                    await runtime.kube.patch_secret(
+                        namespace, name, {"metadata": metadata, "data": data}
+                    )
+            except KubeError as e:
+                log.warning("%s: the token Secret %s is not in place: %s", namespace, name, e)
+                return
+            self._tokens[namespace] = wanted
+
+    async def sweeper(self) -> None:
+        """Every `sweep_interval`, remove what the service keeps of deleted ModelMonitors."""
+        interval = self.runtime.settings.status.sweep_interval
+        await asyncio.sleep(min(60.0, interval))
+        while True:
+            try:
+                await self.sweep()
+            except (FeedbackError, KubeError) as e:
+                log.warning("sweep skipped: %s", e)
+            await asyncio.sleep(interval)
+
+    async def sweep(self) -> list[str]:
+        """Delete service-side monitors of the served namespaces that have no ModelMonitor."""
+        runtime = self.runtime
+        served = runtime.settings.namespaces
+        registered = await runtime.feedback.keys()
+        present: set[str] = set()
+        for namespace in served or (None,):
+            present |= {_key(b) for b in await runtime.kube.list_monitors(namespace)}
+        gone = [
+            key
+            for key in registered
+            if key not in present
+            and key not in self.workers
+            and (not served or key.split("/", 1)[0] in served)
+        ]
+        for key in gone:
+            await runtime.feedback.delete(key)
+            log.info("%s: swept from the feedback service (its ModelMonitor is gone)", key)
+        return gone
+
+
+class Worker:
+    """The loop of one monitor; `update` hands it a newer object, `poke` a reason to look."""
+
+    def __init__(self, runtime: Runtime, body: Mapping[str, Any]) -> None:
+        self.runtime = runtime
+        self.body = body
+        meta = body["metadata"]
+        self.namespace: str = meta["namespace"]
+        self.name: str = meta["name"]
+        self.key = f"{self.namespace}/{self.name}"
+        self.valid = False
+        self._known: dict[str, Any] = dict(body.get("status") or {})
+        self._registered: int | None = None
+        self._failures = 0
+        self._restarted: set[tuple[str, str, int]] = set()
+        self._refused_restart: int | None = None
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"truthloop-monitor-{self.key}")
+
+    @property
+    def uid(self) -> str | None:
+        return (self.body.get("metadata") or {}).get("uid")
+
+    def update(self, body: Mapping[str, Any]) -> None:
+        self.body = body
+        self._wake.set()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            self.runtime.metrics.reconciles.inc()
+            try:
+                poll, delay = await self._pass(self.body)
+            except Exception:
+                log.exception("%s: the pass failed", self.key)
+                poll, delay = None, self._backoff(None)
+            await self._wait(poll, delay)
+
+    async def _pass(self, body: Mapping[str, Any]) -> tuple[Poll | None, float]:
+        runtime = self.runtime
+        meta = body.get("metadata") or {}
+        generation = int(meta.get("generation") or 1)
+        try:
+            chosen = inject.target(body)
+        except SpecError as e:
+            self.valid = False
+            errors = tuple(str(error) for error in e.errors)
+            await self._publish(body, Observation(generation, errors, "invalid"))
+            return None, math.inf
+        self.valid = True
+        alerts = chosen.monitor.spec.alerts
+        counted = runtime.census(chosen, meta.get("creationTimestamp"))
+        if self._registered != generation:
+            try:
+                await runtime.feedback.register(body)
+            except FeedbackError as e:
+                return await self._trouble(body, generation, e, alerts, counted)
+            self._registered = generation
+            log.info("%s: generation %d registered", self.key, generation)
+        await runtime.supervisor.ensure_token(self.namespace)
+        if chosen.monitor.spec.restart_existing and counted.stale:
+            await self._restart(body, chosen, counted)
+        try:
+            view = await runtime.feedback.view(self.key)
+        except NotRegistered:
+            self._registered = None
+            return None, 0.0
+        except FeedbackError as e:
+            return await self._trouble(body, generation, e, alerts, counted)
+        self._failures = 0
+        seen = view.get("status") or {}
+        observed = Observation(generation, (), "registered", "", seen, alerts, counted)
+        await self._publish(body, observed)
+        version = seen.get("stateVersion")
+        wait = runtime.settings.status.interval
+
+        def poll() -> Awaitable[Any]:
+            return runtime.feedback.state(self.key, version, wait)
+
+        return poll, wait + runtime.settings.feedback.timeout
+
+    async def _trouble(
+        self,
+        body: Mapping[str, Any],
+        generation: int,
+        error: FeedbackError,
+        alerts: tuple[Any, ...],
+        counted: census.Census,
+    ) -> tuple[Poll | None, float]:
+        self.runtime.metrics.feedback_errors.labels(_kind(error)).inc()
+        registration: status.Registration = (
+            "rejected" if isinstance(error, Rejected) else "unavailable"
+        )
+        log.warning("%s: feedback service: %s", self.key, error)
+        observed = Observation(generation, (), registration, str(error), None, alerts, counted)
+        await self._publish(body, observed)
+        if isinstance(error, Rejected):
+            self._registered = None
+            return None, REJECTED_RETRY
+        return None, self._backoff(error.delay if isinstance(error, Unavailable) else None)
+
+    def _backoff(self, hint: float | None) -> float:
+        steps = self.runtime.settings.status.backoff
+        delay = steps[min(self._failures, len(steps) - 1)]
+        self._failures += 1
+        return max(delay, hint or 0.0)
+
+    async def _publish(self, body: Mapping[str, Any], observed: Observation) -> None:
+        """Write the composed status if it differs from the last one, then post its Events."""
+        runtime = self.runtime
+        desired = status.compose(self._known, observed, runtime.clock())
+        patch = mergepatch.diff(self._known, desired)
+        if not patch:
+            return
+        try:
+            answer = await runtime.kube.patch_monitor_status(self.namespace, self.name, patch)
+        except NotFound:
+            return
+        except KubeError as e:
+            log.warning("%s: status not written: %s", self.key, e)
+            return
+        runtime.metrics.status_patches.inc()
+        previous = self._known
+        self._known = dict(answer.get("status") or desired)
+        for event in status.events(previous, desired):
+            await runtime.post_event(body, event)
+
+    async def _restart(
+        self, body: Mapping[str, Any], chosen: inject.Target, counted: census.Census
+    ) -> None:
+        """Roll the workloads whose pods predate the monitor, once per spec generation."""
+        runtime = self.runtime
+        generation = chosen.monitor.generation
+        if not runtime.settings.restart_existing:
+            if self._refused_restart != generation:
+                self._refused_restart = generation
+                message = (
+                    "spec.restartExisting is set, but this operator may not restart workloads "
+                    "(the chart's operator.restartExisting is off): restart them yourself"
+                )
+                await runtime.post_event(body, Event("Warning", "RestartNotAllowed", message))
+            return
+        now = datetime.datetime.fromtimestamp(runtime.clock(), datetime.UTC)
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        for owner in counted.stale:
+            try:
+                workload = await runtime.workload_of(self.namespace, owner)
+                if workload is None or (*workload, generation) in self._restarted:
+                    continue
+                kind, name = workload
+                patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
+                await runtime.kube.patch_workload(kind, self.namespace, name, patch)
+            except KubeError as e:
+                log.warning("%s: cannot restart the owner of %s: %s", self.key, owner, e)
+                continue
+            self._restarted.add((kind, name, generation))
+            message = f"restarted {kind} {name}: its pods predate the monitor and lack the sidecar"
+            await runtime.post_event(body, Event("Normal", "RestartedWorkload", message))
+
+    async def _wait(self, poll: Poll | None, delay: float) -> None:
+        """Until woken, the poll returns, or `delay` passes; a failed poll waits a backoff."""
+        waker = asyncio.ensure_future(self._wake.wait())
+        polling = asyncio.ensure_future(poll()) if poll is not None else None
+        tasks = {waker} if polling is None else {waker, polling}
+        timeout = None if math.isinf(delay) else delay
+        try:
+            done, _ = await asyncio.wait(
+                tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if polling is not None and polling in done and polling.exception() is not None:
+            error = polling.exception()
+            if isinstance(error, FeedbackError):
+                self.runtime.metrics.feedback_errors.labels(_kind(error)).inc()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._backoff(None)):
+                    await self._wake.wait()
+
+
+def _key(body: Mapping[str, Any]) -> str:
+    meta = body["metadata"]
+    return f"{meta['namespace']}/{meta['name']}"
+
+
+def _kind(error: FeedbackError) -> str:
+    return "rejected" if isinstance(error, Rejected) else "unavailable"

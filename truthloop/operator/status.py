@@ -1,0 +1,390 @@
+"""A ModelMonitor's `.status` and Events, composed from what the operator observed (pure).
+
+`compose(current, observation, now)` returns the status the object should have: phase, window
+numbers, the first alert's metric as the METRIC column's text, fallback, injected pods,
+observedGeneration and conditions (Ready, SpecValid, Registered, PodsInjected, Breached,
+FallbackActive, TrafficBypass), each keeping its lastTransitionTime while its status holds.
+It writes only the fields of the CRD's status schema (anything else would be pruned by the
+apiserver and look changed forever) and never a `null` inside an object (a merge patch cannot
+store one), so `core.mergepatch.diff(current, composed)` is empty exactly when nothing changed —
+the operator patches only then.
+
+`events(old, new)` names the Events a change deserves: one per phase change (`FallbackEngaged`,
+`Degraded`, `Healthy`, `InvalidSpec`...), and Warnings when registration fails, pods stay without
+the sidecar, or a Service bypasses it — each once per change of its condition, not per loop.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from truthloop.core.alerts import PHASES
+from truthloop.core.spec import AlertSpec
+from truthloop.operator.census import Census
+
+Registration = Literal["registering", "registered", "unavailable", "rejected", "invalid"]
+EventType = Literal["Normal", "Warning"]
+
+CONDITIONS = (
+    "Ready",
+    "SpecValid",
+    "Registered",
+    "PodsInjected",
+    "Breached",
+    "FallbackActive",
+    "TrafficBypass",
+)
+MAX_MESSAGE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """Everything the status is made of, gathered by the monitor's worker."""
+
+    generation: int
+    errors: tuple[str, ...] = ()
+    """The spec's problems (`path: message`); empty when it is valid."""
+    registration: Registration = "registering"
+    detail: str = ""
+    """Why registration or the state read failed, for the Registered condition."""
+    view: Mapping[str, Any] | None = None
+    """The feedback service's status of the monitor (phase, samples, metrics, alerts...)."""
+    alerts: tuple[AlertSpec, ...] = ()
+    census: Census | None = None
+    """The monitor's pods and Services; None while the spec is invalid (no selector to apply)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: EventType
+    reason: str
+    message: str
+
+
+def compose(current: Mapping[str, Any], obs: Observation, now: float) -> dict[str, Any]:
+    view = obs.view
+    if obs.errors:
+        phase = "Invalid"
+    elif view is not None:
+        phase = view.get("phase") if view.get("phase") in PHASES else "Pending"
+    else:
+        kept = current.get("phase")
+        phase = kept if kept in PHASES and kept != "Invalid" else "Pending"
+    status: dict[str, Any] = {"phase": phase}
+    if view is not None:
+        status["samples"] = int(view.get("samples") or 0)
+        status["labeled"] = int(view.get("labeled") or 0)
+        status["metrics"] = {
+            name: float(value)
+            for name, value in sorted((view.get("metrics") or {}).items())
+            if _finite(value)
+        }
+        status["alerts"] = [_alert(a) for a in view.get("alerts") or []]
+        fallback = view.get("fallback") or {}
+        status["fallback"] = _clean(
+            {
+                "active": bool(fallback.get("active")),
+                "since": _time(fallback["since"]) if _finite(fallback.get("since")) else None,
+                "reason": _why_engaged(view, obs.alerts) if fallback.get("active") else None,
+            }
+        )
+    else:
+        for key in ("samples", "labeled", "metrics", "alerts", "fallback"):
+            if key in current:
+                status[key] = current[key]
+    metric = _metric_text(status.get("metrics") or {}, obs.alerts)
+    if metric is not None:
+        status["metric"] = metric
+    status["injectedPods"] = (
+        obs.census.injected if obs.census is not None else int(current.get("injectedPods") or 0)
+    )
+    status["observedGeneration"] = obs.generation
+    previous = {c.get("type"): c for c in current.get("conditions") or [] if isinstance(c, dict)}
+    conditions = _conditions(obs, phase, status)
+    status["conditions"] = [
+        _condition(kind, *conditions[kind], obs.generation, previous.get(kind), now)
+        for kind in CONDITIONS
+    ]
+    return status
+
+
+def events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
+    """The Events for the change from status `old` to `new`, in the order they happened."""
+    before = _by_type(old)
+    after = _by_type(new)
+    found: list[Event] = []
+    phase, previous = new.get("phase"), old.get("phase")
+    if phase != previous:
+        event = _phase_event(previous, phase, new, after)
+        if event is not None:
+            found.append(event)
+    elif phase == "Invalid" and _changed(before, after, "SpecValid", message=True):
+        found.append(Event("Warning", "InvalidSpec", after["SpecValid"]["message"]))
+    registered = after.get("Registered")
+    if (
+        registered is not None
+        and registered["reason"] in ("FeedbackUnavailable", "Rejected")
+        and _changed(before, after, "Registered")
+    ):
+        found.append(Event("Warning", registered["reason"], registered["message"]))
+    pods = after.get("PodsInjected")
+    if (
+        pods is not None
+        and pods["status"] == "False"
+        and pods["reason"] != "NoPodsSelected"
+        and _changed(before, after, "PodsInjected")
+    ):
+        found.append(Event("Warning", "PodsNotInjected", pods["message"]))
+    bypass = after.get("TrafficBypass")
+    if (
+        bypass is not None
+        and bypass["status"] == "True"
+        and _changed(before, after, "TrafficBypass", message=True)
+    ):
+        found.append(Event("Warning", "TrafficBypass", bypass["message"]))
+    return found
+
+
+# -- conditions ------------------------------------------------------------------------------------
+
+
+def _conditions(
+    obs: Observation, phase: str, status: Mapping[str, Any]
+) -> dict[str, tuple[str, str, str]]:
+    """(status, reason, message) of each condition type."""
+    found: dict[str, tuple[str, str, str]] = {}
+    if obs.errors:
+        found["SpecValid"] = ("False", "InvalidSpec", "; ".join(obs.errors))
+    else:
+        found["SpecValid"] = ("True", "Valid", "the spec is valid")
+    registered = {
+        "registered": (
+            "True",
+            "Registered",
+            f"the feedback service follows generation {obs.generation}",
+        ),
+        "registering": ("Unknown", "Registering", "registering with the feedback service"),
+        "unavailable": ("False", "FeedbackUnavailable", obs.detail or "no answer"),
+        "rejected": ("False", "Rejected", obs.detail or "the feedback service refused the spec"),
+        "invalid": ("False", "InvalidSpec", "not registered: the spec is invalid"),
+    }[obs.registration]
+    found["Registered"] = registered
+    if obs.registration == "registered" and obs.view is not None:
+        found["Ready"] = ("True", "Monitoring", f"phase {phase}")
+    else:
+        found["Ready"] = ("False", registered[1], registered[2])
+    found["PodsInjected"] = _pods(obs.census)
+    view = obs.view
+    if view is None:
+        unknown = ("Unknown", "NoData", "the monitor's state is not known yet")
+        found["Breached"] = found["FallbackActive"] = unknown
+    else:
+        found["Breached"] = _breached(view.get("alerts") or [], obs.alerts)
+        fallback = view.get("fallback") or {}
+        if fallback.get("active"):
+            found["FallbackActive"] = ("True", "FallbackEngaged", _why_engaged(view, obs.alerts))
+        else:
+            found["FallbackActive"] = ("False", "ModelServing", "the model answers every request")
+    if obs.census is not None and obs.census.bypass:
+        text = (
+            "; ".join(obs.census.bypass)
+            + ": that traffic skips the sidecar (target the port by name)"
+        )
+        found["TrafficBypass"] = ("True", "ServiceTargetsModelPort", text)
+    else:
+        found["TrafficBypass"] = (
+            "False",
+            "NoBypass",
+            "no Service targets the model's port directly",
+        )
+    return found
+
+
+def _pods(census: Census | None) -> tuple[str, str, str]:
+    if census is None:
+        return ("Unknown", "InvalidSpec", "the spec is invalid: no selector to count pods with")
+    if census.total == 0:
+        return ("False", "NoPodsSelected", "no running pod matches spec.selector")
+    counted = f"{census.injected} of {census.total} selected pods have the sidecar"
+    main = census.main_refusal()
+    if main is None:
+        return ("True", "AllPodsInjected", counted)
+    reason, message, n = main
+    return ("False", _camel(reason), f"{counted}; {n} without it: {reason}: {message}")
+
+
+def _breached(
+    states: Sequence[Mapping[str, Any]], specs: Sequence[AlertSpec]
+) -> tuple[str, str, str]:
+    by_name = {a.name: a for a in specs}
+    firing = [s for s in states if s.get("state") == "firing"]
+    pending = [s for s in states if s.get("state") == "pending"]
+    if firing or pending:
+        shown = "; ".join(_describe(s, by_name.get(str(s.get("name")))) for s in firing + pending)
+        return ("True", "AlertFiring" if firing else "AlertPending", shown)
+    if not specs:
+        return ("False", "NoAlerts", "spec.alerts is empty")
+    if states and all(s.get("state") == "insufficient" for s in states):
+        return ("False", "InsufficientData", "too few labeled predictions to judge the alerts")
+    return ("False", "WithinThresholds", "every alert's metric is within its threshold")
+
+
+def _why_engaged(view: Mapping[str, Any], specs: Sequence[AlertSpec]) -> str:
+    """The service's reason (`accuracy-low, alertmanager: X` or `manual`) told in full:
+    `accuracy-low: accuracy 0.62 < 0.8 for 2m`."""
+    reason = str((view.get("fallback") or {}).get("reason") or "")
+    by_name = {a.name: a for a in specs}
+    states = {str(s.get("name")): s for s in view.get("alerts") or []}
+    parts = []
+    for cause in filter(None, reason.split(", ")):
+        if cause in by_name and cause in states:
+            parts.append(_describe(states[cause], by_name[cause], with_state=False))
+        elif cause == "manual":
+            parts.append("engaged by hand (spec.fallback.mode or the fallback API)")
+        else:
+            parts.append(cause)
+    return "; ".join(parts) or "the fallback answers requests"
+
+
+def _describe(state: Mapping[str, Any], alert: AlertSpec | None, *, with_state: bool = True) -> str:
+    name = state.get("name")
+    text = f"{name} {state.get('state')}" if with_state else str(name)
+    if alert is None:
+        return text
+    value = state.get("value")
+    shown = _number(float(value)) if _finite(value) else "?"
+    bound = f" < {_number(alert.below)}" if alert.below is not None else ""
+    if alert.above is not None:
+        bound = f" > {_number(alert.above)}"
+    lasting = f" for {_duration(alert.for_)}" if alert.for_ else ""
+    return f"{text}: {alert.metric} {shown}{bound}{lasting}"
+
+
+def _condition(
+    kind: str,
+    status: str,
+    reason: str,
+    message: str,
+    generation: int,
+    previous: Mapping[str, Any] | None,
+    now: float,
+) -> dict[str, Any]:
+    since = _time(now)
+    if (
+        previous is not None
+        and previous.get("status") == status
+        and previous.get("lastTransitionTime")
+    ):
+        since = str(previous["lastTransitionTime"])
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 1] + "…"
+    return {
+        "type": kind,
+        "status": status,
+        "observedGeneration": generation,
+        "lastTransitionTime": since,
+        "reason": reason,
+        "message": message,
+    }
+
+
+def _phase_event(
+    previous: Any, phase: Any, new: Mapping[str, Any], after: Mapping[str, Mapping[str, Any]]
+) -> Event | None:
+    def said(kind: str) -> str:
+        return str(after.get(kind, {}).get("message", ""))
+
+    if phase == "Invalid":
+        return Event("Warning", "InvalidSpec", said("SpecValid"))
+    if phase == "FallbackActive":
+        return Event("Normal", "FallbackEngaged", said("FallbackActive"))
+    if previous == "FallbackActive":
+        return Event("Normal", "FallbackDisengaged", f"the model answers again (phase {phase})")
+    if phase == "Degraded":
+        return Event("Warning", "Degraded", said("Breached"))
+    if phase == "Healthy":
+        return Event("Normal", "Healthy", str(new.get("metric") or said("Breached")))
+    if phase == "Collecting":
+        labeled = new.get("labeled", 0)
+        return Event("Normal", "Collecting", f"collecting labeled predictions ({labeled} so far)")
+    return None
+
+
+def _changed(
+    before: Mapping[str, Mapping[str, Any]],
+    after: Mapping[str, Mapping[str, Any]],
+    kind: str,
+    *,
+    message: bool = False,
+) -> bool:
+    old, new = before.get(kind, {}), after.get(kind, {})
+    keys = ("status", "reason", "message") if message else ("status", "reason")
+    return any(old.get(k) != new.get(k) for k in keys)
+
+
+def _by_type(status: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {str(c.get("type")): c for c in status.get("conditions") or [] if isinstance(c, Mapping)}
+
+
+# -- formatting ------------------------------------------------------------------------------------
+
+
+def _alert(state: Mapping[str, Any]) -> dict[str, Any]:
+    shown: dict[str, Any] = {"name": str(state.get("name")), "status": str(state.get("state"))}
+    if _finite(state.get("value")):
+        shown["value"] = float(state["value"])
+    return shown
+
+
+def _metric_text(metrics: Mapping[str, Any], alerts: Sequence[AlertSpec]) -> str | None:
+    """`accuracy=0.93 [0.9–0.95]` for the first alert's metric, once it has a value."""
+    if not alerts:
+        return None
+    name = alerts[0].metric
+    value = metrics.get(name)
+    if not _finite(value):
+        return None
+    lower, upper = metrics.get(name + "Lower"), metrics.get(name + "Upper")
+    text = f"{name}={_number(value)}"
+    if _finite(lower) and _finite(upper):
+        text += f" [{_number(lower)}–{_number(upper)}]"
+    return text
+
+
+def _number(x: float) -> str:
+    if x == 0 or 0.001 <= abs(x) < 100_000:
+        text = f"{x:.3f}".rstrip("0").rstrip(".")
+        return "0" if text in ("", "-0") else text
+    return f"{x:.3g}"
+
+
+def _duration(seconds: float) -> str:
+    whole = int(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    return "".join(parts) or "0s"
+
+
+def _time(epoch: float) -> str:
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _clean(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _camel(code: str) -> str:
+    """`port_number_needs_env` → `PortNumberNeedsEnv`: reason codes as condition reasons."""
+    return "".join(part.capitalize() for part in code.split("_"))
