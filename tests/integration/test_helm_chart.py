@@ -1,0 +1,941 @@
+"""The Helm chart through a real `helm` (v4, from a PyPI wheel: tests/support/k8s_tools.py).
+
+Every case (default values and the files under helm_values/) is linted with `--strict`, rendered
+with `helm template`, and each rendered object validated against the Kubernetes 1.33 schemas;
+the Prometheus Operator kinds (ServiceMonitor, PodMonitor, PrometheusRule) are CRDs that
+kubernetes-validate has no schema for, so their shape is checked against the fields of the
+Prometheus Operator's v1 CRDs (tests/support/prometheus_shapes.py). The operator's RBAC is
+derived, not listed: the rendered Deployment's arguments go through the real `truthloop operator`
+flag parser, the settings through `kube.api_calls`, and the ClusterRoles/Roles bound to its
+ServiceAccount must grant exactly those calls. All helm runs happen at once in one module fixture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jsonschema
+import kmock
+import kubernetes_validate
+import pytest
+import yaml
+from aiohttp import web
+
+from tests.support.helm_apiserver import HelmApiserver
+from tests.support.k8s_tools import ToolUnavailable, ensure_tool
+from tests.support.prometheus_shapes import PROMETHEUS_SCHEMAS
+from truthloop import __version__
+from truthloop import cli as truthloop_cli
+from truthloop.feedback import app as feedback_app
+from truthloop.feedback import cli as feedback_cli
+from truthloop.feedback import settings as feedback_settings
+from truthloop.operator import admission, kube
+from truthloop.operator import cli as operator_cli
+from truthloop.operator.settings import Settings
+from truthloop.sidecar import app as sidecar_app
+from truthloop.sidecar.app import AdminSettings, SidecarSettings
+from truthloop.sidecar.follower import FollowerSettings
+from truthloop.sidecar.proxy import ProxySettings
+from truthloop.sidecar.shipper import ShipperSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "truthloop"
+VALUES = Path(__file__).parent / "helm_values"
+KUBERNETES = "1.33"
+PROMETHEUS_KINDS = set(PROMETHEUS_SCHEMAS)
+
+
+@dataclass(frozen=True)
+class Case:
+    values: str | None
+    release: str = "truthloop"
+    namespace: str = "truthloop"
+
+    def flags(self) -> list[str]:
+        files = ["-f", str(VALUES / self.values)] if self.values else []
+        return ["-n", self.namespace, *files]
+
+
+CASES = {
+    "default": Case(None),
+    "postgres-replicas": Case("postgres-replicas.yaml"),
+    "prometheus": Case("prometheus.yaml"),
+    "namespaced": Case("namespaced.yaml", release="tl", namespace="ml-platform"),
+    "sidecar-resources": Case("sidecar-resources.yaml"),
+}
+
+NOTES = ("prometheus", "postgres-replicas", "namespaced")
+"""The cases whose NOTES.txt is rendered (`helm install --dry-run=client`)."""
+
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# values the schema must refuse: (helm flags, what the error must name)
+REFUSED = {
+    "sqlite-with-3-replicas": (["--set", "feedback.replicas=3"], "/feedback/replicas"),
+    "negative-queue-bytes": (["--set", "sidecar.queueBytes=-1"], "/sidecar/queueBytes"),
+    "negative-queue-quantity": (
+        ["--set-string", "sidecar.queueBytes=-32Mi"],
+        "/sidecar/queueBytes",
+    ),
+    "negative-volume-size": (
+        ["--set-string", "feedback.store.sqlite.persistence.size=-10Gi"],
+        "/feedback/store/sqlite/persistence/size",
+    ),
+    "negative-sidecar-memory": (
+        ["--set-string", "sidecar.resources.limits.memory=-1Gi"],
+        "/sidecar/resources/limits/memory",
+    ),
+    "unknown-top-level-key": (["--set", "feedbak.replicas=1"], "'feedbak'"),
+    "unknown-nested-key": (["--set", "sidecar.resources.requests.gpu=1"], "'gpu'"),
+    "webhook-timeout-over-5s": (
+        ["--set", "operator.webhook.timeoutSeconds=10"],
+        "/operator/webhook/timeoutSeconds",
+    ),
+    "native-maybe": (["--set", "sidecar.native=maybe"], "/sidecar/native"),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    lint: dict[str, Run]
+    template: dict[str, Run]
+    notes: dict[str, Run]
+    refused: dict[str, Run]
+    parsed: dict[str, list[dict[str, Any]]]
+
+    def objects(self, case: str) -> list[dict[str, Any]]:
+        """The case's rendered objects (a fresh copy: tests may not share mutations)."""
+        run = self.template[case]
+        assert run.returncode == 0, run.stderr
+        return copy.deepcopy(self.parsed[case])
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    try:
+        return ensure_tool("helm")
+    except ToolUnavailable as e:
+        pytest.skip(f"no helm binary for these tests: {e}")
+
+
+@pytest.fixture(scope="module")
+def rendered(helm: Path) -> Rendered:
+    """Every helm run of this module, started at once and awaited together."""
+    kube_version = ["--kube-version", f"{KUBERNETES}.0"]
+    jobs = {
+        ("lint", name): ["lint", "--strict", str(CHART), *c.flags(), *kube_version]
+        for name, c in CASES.items()
+    }
+    jobs |= {
+        ("template", name): [
+            *("template", c.release, str(CHART), "--include-crds"),
+            *c.flags(),
+            *kube_version,
+        ]
+        for name, c in CASES.items()
+    }
+    jobs |= {
+        ("notes", name): [
+            *("install", CASES[name].release, str(CHART), "--dry-run=client"),
+            *CASES[name].flags(),
+        ]
+        for name in NOTES
+    }
+    jobs |= {
+        ("refused", name): ["template", "truthloop", str(CHART), *flags]
+        for name, (flags, _) in REFUSED.items()
+    }
+    with tempfile.TemporaryDirectory() as home:
+        env = _helm_env(home)
+
+        def run(args: list[str]) -> Run:
+            done = subprocess.run(
+                [str(helm), *args], capture_output=True, text=True, env=env, check=False
+            )
+            return Run(done.returncode, done.stdout, done.stderr)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            futures = {key: pool.submit(run, args) for key, args in jobs.items()}
+            results = {key: future.result() for key, future in futures.items()}
+    runs: dict[str, dict[str, Run]] = {k: {} for k in ("lint", "template", "notes", "refused")}
+    for (kind, name), result in results.items():
+        runs[kind][name] = result
+    parsed = {
+        name: [doc for doc in yaml.load_all(run.stdout, Loader=LOADER) if doc]
+        for name, run in runs["template"].items()
+        if run.returncode == 0
+    }
+    return Rendered(**runs, parsed=parsed)
+
+
+def _helm_env(home: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HELM_", "KUBECONFIG"))}
+    return env | {
+        "HELM_CACHE_HOME": f"{home}/cache",
+        "HELM_CONFIG_HOME": f"{home}/config",
+        "HELM_DATA_HOME": f"{home}/data",
+        "KUBECONFIG": f"{home}/no-kubeconfig",
+    }
+
+
+# -- lint, render, schemas --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_helm_lint_strict_passes(rendered: Rendered, case: str) -> None:
+    run = rendered.lint[case]
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "[ERROR]" not in run.stdout, run.stdout
+    assert "[WARNING]" not in run.stdout, run.stdout
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_object_is_valid_for_kubernetes_1_33(rendered: Rendered, case: str) -> None:
+    objects = rendered.objects(case)
+    assert objects, "nothing rendered"
+    for obj in objects:
+        if obj["kind"] in PROMETHEUS_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            where = f"{obj['kind']} {obj['metadata'].get('name')}"
+            pytest.fail(f"{case}: {where}: {e.message} at {list(e.path)}")
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_the_schema_refuses_bad_values(rendered: Rendered, case: str) -> None:
+    run = rendered.refused[case]
+    _, names = REFUSED[case]
+    assert run.returncode != 0, f"{case} was rendered"
+    assert "don't meet the specifications of the schema" in run.stderr, run.stderr
+    assert names in run.stderr, run.stderr
+
+
+def test_the_chart_crd_is_byte_identical_to_the_source() -> None:
+    source = (ROOT / "crds" / "modelmonitor.yaml").read_bytes()
+    assert (CHART / "crds" / "modelmonitor.yaml").read_bytes() == source, "run scripts/sync-crd"
+    check = [sys.executable, str(ROOT / "scripts" / "sync-crd"), "--check"]
+    assert subprocess.run(check, capture_output=True, check=False).returncode == 0
+
+
+def test_the_rendered_crd_is_the_chart_crd(rendered: Rendered) -> None:
+    crds = [o for o in rendered.objects("default") if o["kind"] == "CustomResourceDefinition"]
+    source = yaml.safe_load((ROOT / "crds" / "modelmonitor.yaml").read_text())
+    assert crds == [source]
+
+
+def test_the_schema_covers_every_value_and_only_values() -> None:
+    """Each leaf of values.yaml has a schema, and each schema property a default in values.yaml."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(values)
+    declared = set(_schema_paths(schema, schema, ""))
+    given = set(_value_paths(values, ""))
+    assert given - declared == set(), "values without a schema"
+    assert declared - given - {"/global"} == set(), "schema properties without a default"
+
+
+def test_every_value_is_in_the_install_guide() -> None:
+    """docs/install.md's table names each value (or the map that holds it)."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    documented = set(re.findall(r"`([a-zA-Z.]+)`", (ROOT / "docs" / "install.md").read_text()))
+    missing = []
+    for path in _value_paths(values, ""):
+        parts = path.strip("/").split("/")
+        prefixes = {".".join(parts[:n]) for n in range(min(2, len(parts)), len(parts) + 1)}
+        if not prefixes & documented:
+            missing.append(".".join(parts))
+    assert missing == []
+
+
+def _resolve(root: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = root["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def _schema_paths(root: dict[str, Any], node: dict[str, Any], at: str) -> Iterator[str]:
+    node = _resolve(root, node)
+    properties = node.get("properties")
+    leaf = at.rsplit("/", 1)[-1] in _FREE_MAPS
+    if node.get("type") == "object" and properties and not leaf:
+        for key, sub in properties.items():
+            yield from _schema_paths(root, sub, f"{at}/{key}")
+    else:
+        yield at
+
+
+def _value_paths(value: Any, at: str) -> Iterator[str]:
+    if isinstance(value, dict) and value and at.rsplit("/", 1)[-1] not in _FREE_MAPS:
+        for key, sub in value.items():
+            yield from _value_paths(sub, f"{at}/{key}")
+    else:
+        yield at
+
+
+# maps whose keys are the user's (labels, selectors) or optional (resource names): leaves here
+_FREE_MAPS = {
+    *("labels", "annotations", "podAnnotations", "podLabels", "nodeSelector", "affinity"),
+    *("requests", "limits"),
+}
+
+
+# -- RBAC: exactly the operator's API calls ---------------------------------------------------
+
+Grant = tuple[str, str, str, str, str | None]
+"""(where: "*" cluster-wide or a namespace, verb, API group, resource, resourceName or None)"""
+
+
+def operator_settings(objects: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings the rendered operator container runs with, through the real flag parser."""
+    container = _container(objects, "operator")
+    _environment(container, monkeypatch)
+    args = truthloop_cli.build_parser().parse_args(container["args"])
+    assert args.command == "operator"
+    return operator_cli.settings_from(args)
+
+
+def _environment(container: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The container's environment in this process (Secret values as placeholders)."""
+    for name in list(os.environ):
+        if name.startswith("TRUTHLOOP_") or name == "POD_NAMESPACE":
+            monkeypatch.delenv(name)
+    placeholders = {"TRUTHLOOP_STORE": "postgresql://truthloop@postgres:5432/truthloop"}
+    for var in container.get("env", []):
+        value = var.get("value", placeholders.get(var["name"], "from-a-secret"))
+        monkeypatch.setenv(var["name"], value)
+
+
+def declared_grants(settings: Settings) -> set[Grant]:
+    served = settings.namespaces or ("*",)
+    where = {"cluster": ("*",), "served": served, "own": (settings.operator_namespace,)}
+    return {
+        (place, call.verb, call.group, call.resource, name)
+        for call in kube.api_calls(settings)
+        for place in where[call.scope]
+        for name in (call.names or (None,))
+    }
+
+
+def rendered_grants(objects: list[dict[str, Any]], account: tuple[str, str]) -> set[Grant]:
+    """What the roles bound to the ServiceAccount `account` (namespace, name) allow."""
+    roles = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in objects}
+    grants: set[Grant] = set()
+    for binding in (o for o in objects if o["kind"] in ("ClusterRoleBinding", "RoleBinding")):
+        subjects = {(s["kind"], s.get("namespace"), s["name"]) for s in binding["subjects"]}
+        if ("ServiceAccount", *account) not in subjects:
+            continue
+        assert subjects == {("ServiceAccount", *account)}, "a binding shares the operator's roles"
+        ref = binding["roleRef"]
+        namespace = binding["metadata"].get("namespace")
+        role = roles[(ref["kind"], namespace if ref["kind"] == "Role" else None, ref["name"])]
+        place = "*" if binding["kind"] == "ClusterRoleBinding" else namespace
+        for rule in role["rules"]:
+            for field in ("verbs", "apiGroups", "resources", "resourceNames"):
+                assert "*" not in rule.get(field, []), f"wildcard in {role['metadata']['name']}"
+            for verb in rule["verbs"]:
+                for group in rule["apiGroups"]:
+                    for resource in rule["resources"]:
+                        for name in rule.get("resourceNames") or [None]:
+                            grants.add((place, verb, group, resource, name))
+    return grants
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_rbac_grants_exactly_the_calls_the_operator_makes(
+    rendered: Rendered, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = rendered.objects(case)
+    settings = operator_settings(objects, monkeypatch)
+    deployment = _workload(objects, "operator")
+    account = (
+        deployment["metadata"]["namespace"],
+        _pod(objects, "operator")["serviceAccountName"],
+    )
+    declared, granted = declared_grants(settings), rendered_grants(objects, account)
+    assert sorted(declared - granted, key=str) == [], "calls the chart does not allow"
+    assert sorted(granted - declared, key=str) == [], "grants the operator never uses"
+
+
+def test_rbac_follows_the_switches(rendered: Rendered, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Namespaced without restartExisting and with a given certificate: no apps, no own Role."""
+    objects = rendered.objects("namespaced")
+    granted = rendered_grants(objects, ("ml-platform", "tl-truthloop-operator"))
+    assert {g[0] for g in granted} == {"*", "ml", "ml-staging"}
+    assert not [g for g in granted if g[2] == "apps"]
+    assert not [g for g in granted if g[0] == "ml-platform"]
+    cluster_wide = {g for g in granted if g[0] == "*"}
+    assert {g[3] for g in cluster_wide} == {
+        "mutatingwebhookconfigurations",
+        "validatingwebhookconfigurations",
+    }
+    assert {g[4] for g in cluster_wide} == {"tl-truthloop"}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_only_the_operator_has_kubernetes_access(rendered: Rendered, case: str) -> None:
+    objects = rendered.objects(case)
+    feedback = _pod(objects, "feedback")
+    assert feedback["automountServiceAccountToken"] is False
+    accounts = {
+        (s["namespace"], s["name"])
+        for o in objects
+        if o["kind"].endswith("Binding")
+        for s in o["subjects"]
+    }
+    operator = _workload(objects, "operator")
+    assert accounts == {
+        (
+            operator["metadata"]["namespace"],
+            _pod(objects, "operator")["serviceAccountName"],
+        )
+    }
+
+
+# -- the operator's settings match the objects the chart makes --------------------------------
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_operator_is_wired_to_the_chart_objects(
+    rendered: Rendered, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = rendered.objects(case)
+    settings = operator_settings(objects, monkeypatch)
+    namespace = CASES[case].namespace
+    assert settings.operator_namespace == namespace
+    feedback_service = _one(objects, "Service", component="feedback")
+    port = feedback_service["spec"]["ports"][0]["port"]
+    assert (
+        settings.feedback.url
+        == f"http://{feedback_service['metadata']['name']}.{namespace}.svc:{port}"
+    )
+    assert settings.feedback.token == "from-a-secret"
+    webhook_service = _one(objects, "Service", component="operator")
+    assert settings.webhook.service == webhook_service["metadata"]["name"]
+    webhook_port = {p["name"]: p for p in webhook_service["spec"]["ports"]}["webhook"]
+    assert webhook_port["port"] == 443
+    container = _container(objects, "operator")
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports[webhook_port["targetPort"]] == settings.webhook.port
+    assert ports["admin"] == settings.admin_port
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        assert _one(objects, kind)["metadata"]["name"] == settings.webhook.configuration
+    token_secret = settings.sidecar.token_secret
+    assert token_secret is not None
+    refs = [v["valueFrom"]["secretKeyRef"] for v in container["env"] if "valueFrom" in v]
+    assert refs == [{"name": token_secret, "key": "token"}]
+    secrets = [o for o in objects if o["kind"] == "Secret"]
+    if CASES[case].values == "sidecar-resources.yaml":
+        assert secrets == [], "the user's token Secret is used, none is rendered"
+    else:
+        assert [s["metadata"]["name"] for s in secrets] == [token_secret]
+        assert len(base64.b64decode(secrets[0]["data"]["token"])) >= 32
+
+
+def test_sidecar_values_reach_the_operator(
+    rendered: Rendered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default = operator_settings(rendered.objects("default"), monkeypatch).sidecar
+    assert default.image == f"ghcr.io/truthloop/truthloop:{__version__}"
+    assert (dict(default.requests), dict(default.limits)) == (
+        {"cpu": "50m", "memory": "64Mi"},
+        {"memory": "256Mi"},
+    )
+    assert (default.queue_bytes, default.spool_bytes) == ("32Mi", "1Gi")
+    assert default.feedback_url == "http://truthloop-feedback.truthloop.svc:8080"
+    custom = operator_settings(rendered.objects("sidecar-resources"), monkeypatch)
+    sidecar = custom.sidecar
+    assert sidecar.image == "registry.example.com/ml/truthloop-sidecar:0.1.0-patched"
+    assert (dict(sidecar.requests), dict(sidecar.limits)) == (
+        {"cpu": "0.1", "memory": "128Mi"},
+        {"cpu": "1", "memory": "536870912"},
+    )
+    assert (sidecar.queue_bytes, sidecar.spool_bytes) == ("64Mi", "2147483648")
+    assert custom.native_sidecar is False
+    assert operator_settings(rendered.objects("default"), monkeypatch).native_sidecar is None
+    assert sidecar.feedback_url == "http://feedback.example.internal:8080"
+    assert sidecar.token_secret == "ml-platform-truthloop-token"
+
+
+def test_namespaced_operator(rendered: Rendered, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = operator_settings(rendered.objects("namespaced"), monkeypatch)
+    assert settings.namespaces == ("ml", "ml-staging")
+    assert settings.restart_existing is False
+    assert settings.webhook.cert_dir is not None
+    container = _container(rendered.objects("namespaced"), "operator")
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in _pod(rendered.objects("namespaced"), "operator")["volumes"]}
+    assert (
+        volumes[mounts[settings.webhook.cert_dir]]["secret"]["secretName"]
+        == "truthloop-webhook-tls"
+    )
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_webhooks_never_block_pods_and_skip_system_namespaces(
+    rendered: Rendered, case: str
+) -> None:
+    objects = rendered.objects(case)
+    namespace = CASES[case].namespace
+    service = _one(objects, "Service", component="operator")["metadata"]["name"]
+    mutating = _one(objects, "MutatingWebhookConfiguration")["webhooks"]
+    validating = _one(objects, "ValidatingWebhookConfiguration")["webhooks"]
+    for hook in mutating + validating:
+        assert hook["timeoutSeconds"] <= 5
+        assert hook["sideEffects"] == "None"
+        assert hook["clientConfig"]["service"] | {"path": None} == {
+            "name": service,
+            "namespace": namespace,
+            "port": 443,
+            "path": None,
+        }
+        assert "caBundle" not in hook["clientConfig"], "the operator owns caBundle"
+    [pods] = mutating
+    assert pods["failurePolicy"] == "Ignore"
+    assert pods["clientConfig"]["service"]["path"] == f"/{admission.INJECT}"
+    assert [(r["resources"], r["operations"]) for r in pods["rules"]] == [(["pods"], ["CREATE"])]
+    excluded = [
+        e["values"]
+        for e in pods["namespaceSelector"]["matchExpressions"]
+        if e["key"] == "kubernetes.io/metadata.name" and e["operator"] == "NotIn"
+    ]
+    assert len(excluded) == 1
+    assert {namespace, "kube-system"} <= set(excluded[0])
+    assert pods["objectSelector"]["matchExpressions"] == [
+        {"key": "truthloop.dev/inject", "operator": "NotIn", "values": ["false"]}
+    ]
+    [monitors] = validating
+    assert monitors["clientConfig"]["service"]["path"] == f"/{admission.VALIDATE}"
+    group, version, resource = admission.WEBHOOKS[admission.VALIDATE]
+    assert monitors["rules"][0]["apiGroups"] == [group]
+    assert monitors["rules"][0]["apiVersions"] == [version]
+    assert monitors["rules"][0]["resources"] == [resource]
+
+
+def test_a_namespaced_operator_reviews_only_its_namespaces(rendered: Rendered) -> None:
+    objects = rendered.objects("namespaced")
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        [hook] = _one(objects, kind)["webhooks"]
+        served = [
+            e["values"]
+            for e in hook["namespaceSelector"]["matchExpressions"]
+            if e["operator"] == "In"
+        ]
+        assert served == [["ml", "ml-staging"]]
+    [pods] = _one(objects, "MutatingWebhookConfiguration")["webhooks"]
+    assert "monitoring" in pods["namespaceSelector"]["matchExpressions"][0]["values"]
+
+
+# -- the feedback service's store -------------------------------------------------------------
+
+
+def feedback_store(objects: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> str:
+    container = _container(objects, "feedback")
+    _environment(container, monkeypatch)
+    args = truthloop_cli.build_parser().parse_args(container["args"])
+    assert args.command == "feedback"
+    _, _, settings = feedback_cli.settings_from(args)
+    assert settings.token == "from-a-secret"
+    return settings.store
+
+
+def test_sqlite_on_a_claim_by_default(rendered: Rendered, monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = rendered.objects("default")
+    deployment = _workload(objects, "feedback")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    store = feedback_store(objects, monkeypatch)
+    assert store.startswith("sqlite:///")
+    container = _container(objects, "feedback")
+    mount = next(
+        m
+        for m in container["volumeMounts"]
+        if store[len("sqlite://") :].startswith(m["mountPath"] + "/")
+    )
+    volumes = {v["name"]: v for v in _pod(objects, "feedback")["volumes"]}
+    claim = volumes[mount["name"]]["persistentVolumeClaim"]["claimName"]
+    [pvc] = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    assert pvc["metadata"]["name"] == claim
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert not [
+        o
+        for o in objects
+        if o["kind"] == "PodDisruptionBudget" and "feedback" in o["metadata"]["name"]
+    ]
+
+
+def test_postgres_allows_replicas(rendered: Rendered, monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = rendered.objects("postgres-replicas")
+    deployment = _workload(objects, "feedback")
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert feedback_store(objects, monkeypatch).startswith("postgresql://")
+    env = {v["name"]: v for v in _container(objects, "feedback")["env"]}
+    assert env["TRUTHLOOP_STORE"]["valueFrom"]["secretKeyRef"] == {
+        "name": "truthloop-postgres",
+        "key": "dsn",
+    }
+    assert not [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    budgets = {
+        o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "PodDisruptionBudget"
+    }
+    assert budgets["truthloop-feedback"] == {
+        "minAvailable": 1,
+        "selector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]},
+    }
+    assert budgets["truthloop-operator"]["maxUnavailable"] == 1
+
+
+def test_an_existing_claim_is_used(rendered: Rendered) -> None:
+    objects = rendered.objects("sidecar-resources")
+    assert not [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    volumes = _pod(objects, "feedback")["volumes"]
+    claims = [
+        v["persistentVolumeClaim"]["claimName"] for v in volumes if "persistentVolumeClaim" in v
+    ]
+    assert claims == ["truthloop-data"]
+
+
+# -- pod security -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_pod_meets_the_restricted_profile(rendered: Rendered, case: str) -> None:
+    workloads = [o for o in rendered.objects(case) if o["kind"] == "Deployment"]
+    assert {w["metadata"]["labels"]["app.kubernetes.io/component"] for w in workloads} == {
+        "operator",
+        "feedback",
+    }
+    for workload in workloads:
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] != 0
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert not {"hostNetwork", "hostPID", "hostIPC"} & set(pod)
+        assert all(set(v) & {"emptyDir", "secret", "persistentVolumeClaim"} for v in pod["volumes"])
+        for container in pod["containers"] + pod.get("initContainers", []):
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["runAsNonRoot"] is True
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert "/tmp" in {m["mountPath"] for m in container["volumeMounts"]}
+            assert {"livenessProbe", "readinessProbe"} <= set(container)
+            assert container["resources"]["requests"]
+            assert container["resources"]["limits"]
+        assert (
+            workload["spec"]["template"]["metadata"]["annotations"]["truthloop.dev/inject"]
+            == "false"
+        )
+
+
+# -- the Prometheus pieces --------------------------------------------------------------------
+
+
+def test_prometheus_pieces_are_off_by_default(rendered: Rendered) -> None:
+    kinds = {o["kind"] for o in rendered.objects("default")}
+    assert not kinds & (PROMETHEUS_KINDS | {"ConfigMap"})
+
+
+def test_prometheus_pieces_have_the_operator_crd_shape(rendered: Rendered) -> None:
+    objects = rendered.objects("prometheus")
+    found = {o["kind"]: o for o in objects if o["kind"] in PROMETHEUS_KINDS}
+    assert set(found) == PROMETHEUS_KINDS
+    for kind, obj in found.items():
+        jsonschema.validate(obj, PROMETHEUS_SCHEMAS[kind])
+        assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    monitor = found["ServiceMonitor"]["spec"]
+    services = [o for o in objects if o["kind"] == "Service"]
+    selected = [s for s in services if _selects(monitor["selector"], s["metadata"]["labels"])]
+    assert {s["metadata"]["name"] for s in selected} == {"truthloop-feedback", "truthloop-operator"}
+    ports = {p["name"] for s in selected for p in s["spec"]["ports"]}
+    assert {e["port"] for e in monitor["endpoints"]} <= ports
+    feedback = next(e for e in monitor["endpoints"] if e["port"] == "http")
+    assert feedback["honorLabels"] is True, "the service's own `namespace` label must win"
+    [sidecars] = found["PodMonitor"]["spec"]["podMetricsEndpoints"]
+    assert sidecars["port"] == "tl-admin"
+    assert sidecars["relabelings"] == [
+        {
+            "sourceLabels": ["__meta_kubernetes_pod_annotation_truthloop_dev_injected"],
+            "targetLabel": "monitor",
+        }
+    ]
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    pairs = selector.get("matchLabels", {}).items()
+    expressions = selector.get("matchExpressions", [])
+    return all(labels.get(k) == v for k, v in pairs) and all(
+        labels.get(e["key"]) in e["values"] for e in expressions if e["operator"] == "In"
+    )
+
+
+def test_alerts_and_dashboard_use_metrics_that_exist(
+    rendered: Rendered, exposed_metrics: set[str]
+) -> None:
+    objects = rendered.objects("prometheus")
+    rule = next(o for o in objects if o["kind"] == "PrometheusRule")
+    rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    engaging = [r["alert"] for r in rules if "truthloop_monitor" in r.get("labels", {})]
+    assert engaging == ["TruthloopModelMetricLow"]
+    low = next(r for r in rules if r["alert"] == "TruthloopModelMetricLow")
+    assert 'bound="upper"' in low["expr"]
+    assert low["expr"].rstrip().endswith("< 0.85")
+    assert low["labels"]["truthloop_monitor"] == "{{ $labels.namespace }}/{{ $labels.monitor }}"
+    [dashboard_map] = [o for o in objects if o["kind"] == "ConfigMap"]
+    assert dashboard_map["metadata"]["namespace"] == "monitoring"
+    assert dashboard_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(dashboard_map["data"]["truthloop.json"])
+    assert dashboard == json.loads((CHART / "dashboards" / "truthloop.json").read_text())
+    expressions = [r["expr"] for r in rules] + [
+        t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])
+    ]
+    used = {m for e in expressions for m in re.findall(r"\btruthloop_[a-z_]+", e)}
+    assert used - exposed_metrics == set(), "metrics no truthloop component exposes"
+    for expr in expressions:
+        assert expr.count("(") == expr.count(")"), expr
+        assert expr.count("{") == expr.count("}"), expr
+
+
+def test_the_dashboard_has_the_promised_panels() -> None:
+    dashboard = json.loads((CHART / "dashboards" / "truthloop.json").read_text())
+    panels = {p["title"]: p for p in dashboard["panels"] if p["type"] != "row"}
+    quality = next(p for p in panels.values() if p.get("repeat") == "metric")
+    bounds = {re.search(r'bound="(\w+)"', t["expr"])[1] for t in quality["targets"]}  # type: ignore[index]
+    assert bounds == {"value", "lower", "upper"}
+    band = {o["matcher"]["options"]: o for o in quality["fieldConfig"]["overrides"]}["lower"]
+    assert {"id": "custom.fillBelowTo", "value": "upper"} in band["properties"]
+    exprs = {title: " ".join(t["expr"] for t in p["targets"]) for title, p in panels.items()}
+    assert any("window_labeled" in e and "window_samples" in e for e in exprs.values())
+    assert any("truthloop_fallback_active" in e for e in exprs.values())
+    assert any("truthloop_sidecar_request_seconds_bucket" in e for e in exprs.values())
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"datasource", "namespace", "monitor", "metric"} <= variables
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.fixture(scope="module")
+def exposed_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """Every sample name the feedback service and a sidecar expose, scraped from real servers."""
+    tmp = tmp_path_factory.mktemp("metrics")
+    text = asyncio.run(_scrape_both(tmp))
+    names: set[str] = set()
+    for line in text.splitlines():
+        match = re.match(r"# TYPE (\w+) (\w+)", line)
+        if match:
+            name, kind = match.groups()
+            suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+            names |= {name.removesuffix("_total") + s for s in suffixes.get(kind, [""])}
+    return names
+
+
+async def _scrape_both(tmp: Path) -> str:
+    app = feedback_app.build(feedback_settings.make(store=f"sqlite:///{tmp}/feedback.db"))
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    sidecar_settings = SidecarSettings(
+        proxy=ProxySettings(listen_host="127.0.0.1", listen_port=0, model_port=1),
+        shipper=ShipperSettings(feedback_url=url, spool_dir=tmp / "spool"),
+        follower=FollowerSettings(feedback_url=url, monitor="ml/churn"),
+        admin=AdminSettings(host="127.0.0.1", port=0),
+    )
+    sidecar = await sidecar_app.start(sidecar_settings)
+    try:
+        async with aiohttp.ClientSession() as session:
+            texts = []
+            for base in (url, f"http://127.0.0.1:{sidecar.admin_port}"):
+                async with session.get(base + "/metrics") as response:
+                    assert response.status == 200
+                    texts.append(await response.text())
+    finally:
+        await sidecar.close()
+        await runner.cleanup()
+    return "\n".join(texts)
+
+
+# -- NOTES.txt --------------------------------------------------------------------------------
+
+
+def test_notes_give_the_next_three_commands_and_the_receiver(rendered: Rendered) -> None:
+    run = rendered.notes["prometheus"]
+    assert run.returncode == 0, run.stderr
+    notes = run.stdout.split("NOTES:", 1)[1]
+    steps = re.findall(r"^\s*(kubectl [^\n]+|curl [^\n]+)$", notes, re.M)
+    assert steps[0].startswith("kubectl apply -n <model-namespace> -f examples/monitor-churn.yaml")
+    assert steps[1] == "kubectl get mm -A"
+    assert steps[2] == "kubectl -n truthloop port-forward svc/truthloop-feedback 8080:8080 &"
+    assert "curl -s localhost:8080/metrics" in steps[3]
+    assert (ROOT / "examples" / "monitor-churn.yaml").is_file()
+    receiver = yaml.safe_load(notes[notes.index("  route:") :])
+    [hook] = receiver["receivers"][0]["webhook_configs"]
+    assert hook["url"] == "http://truthloop-feedback.truthloop.svc:8080/v1/alertmanager"
+    assert hook["send_resolved"] is True
+    assert hook["http_config"]["authorization"]["type"] == "Bearer"
+    assert receiver["route"]["routes"][0]["matchers"] == ['truthloop_monitor=~".+"']
+
+
+def test_notes_say_what_was_installed(rendered: Rendered) -> None:
+    assert "PostgreSQL, 3 replica(s)" in rendered.notes["postgres-replicas"].stdout
+    assert "serves the namespaces ml, ml-staging" in rendered.notes["namespaced"].stdout
+
+
+# -- the token survives upgrades (lookup against an apiserver) --------------------------------
+
+
+async def test_the_generated_token_is_kept_across_upgrades(helm: Path, tmp_path: Path) -> None:
+    """`helm template --dry-run=server` renders what an upgrade would: the Secret's token kept."""
+    async with HelmApiserver() as api, kmock.Server(api):
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(api.kubeconfig())
+        first = await _rendered_token(helm, kubeconfig, tmp_path)
+        assert first != await _rendered_token(helm, kubeconfig, tmp_path), "fresh installs differ"
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": "truthloop-token",
+                "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {
+                    "meta.helm.sh/release-name": "truthloop",
+                    "meta.helm.sh/release-namespace": "truthloop",
+                },
+            },
+            "type": "Opaque",
+            "data": {"token": base64.b64encode(first.encode()).decode()},
+        }
+        server = str(api.url).rstrip("/")
+        async with aiohttp.ClientSession() as session:
+            url = f"{server}/api/v1/namespaces/truthloop/secrets"
+            async with session.post(url, json=secret) as response:
+                assert response.status < 300
+        assert await _rendered_token(helm, kubeconfig, tmp_path) == first
+        assert ("GET", "/api/v1/namespaces/truthloop/secrets/truthloop-token") in {
+            (m, p) for m, p, _ in api.log
+        }
+
+
+async def _rendered_token(helm: Path, kubeconfig: Path, home: Path) -> str:
+    process = await asyncio.create_subprocess_exec(
+        str(helm),
+        "template",
+        "truthloop",
+        str(CHART),
+        "-n",
+        "truthloop",
+        "--dry-run=server",
+        "--disable-openapi-validation",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--show-only",
+        "templates/token-secret.yaml",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_helm_env(str(home)),
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    secret = yaml.safe_load(out)
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert len(token) == 48
+    return token
+
+
+# -- the image ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["operator", "feedback", "sidecar"])
+def test_the_image_entrypoint_runs_each_role(
+    rendered: Rendered, role: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Dockerfile's ENTRYPOINT is the `truthloop` script; `truthloop ROLE --help` exits 0.
+
+    In-process (`truthloop.cli.main`, which the script calls): the same parser, without paying
+    the import of kopf and friends three more times.
+    """
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    entrypoint = [
+        json.loads(line.split(None, 1)[1]) for line in lines if line.startswith("ENTRYPOINT")
+    ]
+    assert entrypoint[-1] == ["truthloop"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["truthloop"] == "truthloop.cli:main"
+    with pytest.raises(SystemExit) as exited:
+        truthloop_cli.main([role, "--help"])
+    assert exited.value.code == 0
+    assert f"truthloop {role}" in capsys.readouterr().out
+    started = {
+        _container(rendered.objects("default"), c)["args"][0] for c in ("operator", "feedback")
+    }
+    assert started == {"operator", "feedback"}, "the chart starts these roles"
+
+
+def test_the_image_runs_as_a_numeric_non_root_user() -> None:
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    user = [line.split()[1] for line in lines if line.startswith("USER")][-1]
+    uid = user.split(":")[0]
+    assert uid.isdigit(), "numeric: runAsNonRoot can check it without /etc/passwd"
+    assert uid != "0"
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == __version__, "the chart's default image is this version"
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _one(objects: list[dict[str, Any]], kind: str, component: str | None = None) -> dict[str, Any]:
+    found = [
+        o
+        for o in objects
+        if o["kind"] == kind
+        and (
+            component is None
+            or o["metadata"]["labels"].get("app.kubernetes.io/component") == component
+        )
+    ]
+    assert len(found) == 1, f"{len(found)} {kind} {component or ''}"
+    return found[0]
+
+
+def _workload(objects: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    return _one(objects, "Deployment", component)
+
+
+def _pod(objects: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    return _workload(objects, component)["spec"]["template"]["spec"]
+
+
+def _container(objects: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    [container] = _pod(objects, component)["containers"]
+    return container
