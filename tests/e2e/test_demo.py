@@ -1,0 +1,104 @@
+"""`truthloop demo` tells the whole story, as a newcomer runs it, and leaves nothing behind.
+
+Each run is a real process in its own process group with its own TMPDIR, so a process or a
+temporary file it left behind is found. (That the summary is what the metrics API answers, asked
+from outside while the services keep running, is tested in-process:
+tests/integration/test_demo_run.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.processes import Command, children, group_members
+
+DEMO = ["demo", "--plain", "--duration", "30", "--seed", "1"]
+STORY = ["Collecting", "Healthy", "Degraded", "FallbackActive", "Healthy"]
+PHASE_EVENT = re.compile(r"^\d\d:\d\d  event  phase (?:\w+ → )?(\w+): ")
+
+
+@pytest.fixture
+def demo_tmp(tmp_path: Path) -> Path:
+    """The demo's TMPDIR: whatever it leaves there is a leak."""
+    directory = tmp_path / "tmp"
+    directory.mkdir()
+    return directory
+
+
+@pytest.fixture
+def commands() -> Iterator[list[Command]]:
+    started: list[Command] = []
+    yield started
+    for command in started:
+        command.close()
+
+
+def in_order(wanted: Sequence[str], seen: Sequence[str]) -> bool:
+    rest = iter(seen)
+    return all(phase in rest for phase in wanted)
+
+
+def test_the_demo_shows_drift_alert_fallback_and_recovery(
+    demo_tmp: Path, commands: list[Command]
+) -> None:
+    demo = Command(DEMO, env={"TMPDIR": str(demo_tmp)})
+    commands.append(demo)
+    demo.wait_for(r"^truthloop demo: time-lapse 20×: one second is 20 seconds of service", 30)
+    workdir = Path(demo.wait_for(r"^  feedback  http://127\.0\.0\.1:\d+  SQLite in (\S+)$", 10)[1])
+    assert workdir.parent == demo_tmp
+    assert children(demo.process.pid) == [], "the parts run inside the demo's process"
+    result = json.loads(demo.wait_for(r"^result (\{.*\})$", 60)[1])
+    assert demo.finish(within=30) == 0, "\n".join(demo.errors)
+    output = "\n".join(demo.lines)
+
+    phases = [m[1] for line in demo.lines if (m := PHASE_EVENT.match(line))]
+    assert in_order(STORY, phases), output
+    assert (phases[0], phases[-1]) == ("Collecting", "Healthy")
+    assert result["phases"] == phases
+
+    # What the client counted agrees with what the service measured (the result line holds the
+    # metrics API's answers): every request answered, captured and labeled.
+    requests = result["requests"]
+    assert result["answered"] == result["actuals"] == requests > 1000
+    assert result["model"]["samples"] == result["model"]["labeled"] == requests
+    assert 0 < result["served_by_fallback"] < requests
+    assert result["fallback"]["samples"] == result["fallback"]["labeled"]
+    assert result["fallback"]["samples"] == result["served_by_fallback"]
+
+    # The compared minute is a drifted one in which the fallback answered every request, and there
+    # the rules, written for the drifted world, beat the model beyond both intervals.
+    minute = result["minute"]
+    assert minute["drifted"] is True
+    assert minute["fallback"]["samples"] == minute["model"]["samples"]
+    assert minute["fallback"]["accuracy"][1] > minute["model"]["accuracy"][2]
+
+    # The human summary says the same numbers.
+    model, fallback = result["model"], result["fallback"]
+    assert f"  requests  {requests} sent, {requests} answered" in output
+    assert f"  captured  {model['samples']} model records" in output
+    assert f"  labeled   {model['labeled']} model, {fallback['labeled']} fallback" in output
+    assert f"            fallback {minute['fallback']['accuracy'][0]:.2f} [" in output
+    assert f"            model    {minute['model']['accuracy'][0]:.2f} [" in output
+    assert "X-Served-By: fallback" in output
+
+    assert demo.lines[-1] == f"stopped; {workdir} removed"
+    assert group_members(demo.process.pid) == [], "no process of the demo is left running"
+    assert list(demo_tmp.iterdir()) == []
+
+
+def test_ctrl_c_mid_story_stops_everything(demo_tmp: Path, commands: list[Command]) -> None:
+    demo = Command(DEMO, env={"TMPDIR": str(demo_tmp)})
+    commands.append(demo)
+    workdir = Path(demo.wait_for(r"SQLite in (\S+)$", 30)[1])
+    demo.wait_for(r"phase Collecting → Healthy", 30)
+    demo.process.send_signal(signal.SIGINT)
+    assert demo.finish(within=30) == 130
+    assert demo.lines[-2:] == ["interrupted: stopping everything", f"stopped; {workdir} removed"]
+    assert group_members(demo.process.pid) == []
+    assert list(demo_tmp.iterdir()) == []

@@ -1,0 +1,89 @@
+"""A short demo run in this process, kept running: its summary is what the metrics API answers
+when asked from outside, the URLs it offers answer, and service time slows to the wall clock's."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.support.feedback import eventually
+from truthloop.demo import cli
+from truthloop.demo.scenario import Scenario
+from truthloop.demo.timelapse import TimeLapse
+from truthloop.demo.view import PlainView
+
+
+def figures(part: dict[str, Any]) -> dict[str, Any]:
+    """A metrics-API part as the result line writes it."""
+    accuracy = part["metrics"].get("accuracy")
+    return {
+        "samples": part["samples"],
+        "labeled": part["labeled"],
+        "accuracy": None
+        if accuracy is None
+        else [accuracy["value"], accuracy["lower"], accuracy["upper"]],
+    }
+
+
+async def test_a_run_kept_running_serves_what_its_summary_says(tmp_path: Path) -> None:
+    out = io.StringIO()
+    clock = TimeLapse(20)
+    stop = asyncio.Event()
+    run = cli.Run(
+        Scenario(duration=3),
+        cli.Options(seed=1, keep_running=True, plain=True),
+        clock,
+        PlainView(out, clock.wall_elapsed),
+        stop,
+    )
+    task = asyncio.create_task(run.run(tmp_path))
+    try:
+
+        async def explored() -> str | None:
+            assert not task.done(), out.getvalue()
+            return out.getvalue() if "\n  predict " in out.getvalue() else None
+
+        text = await eventually(explored, within=30)
+        assert clock.speed == 1.0
+        feedback_url = re.search(r"^  feedback  (\S+)  SQLite in ", text, re.M)[1]  # type: ignore[index]
+        result = json.loads(re.search(r"^result (.*)$", text, re.M)[1])  # type: ignore[index]
+        urls = dict(re.findall(r"^  (\w[\w ]*?)\s+curl -si? '?([^' ]+)", text, re.M))
+
+        assert result["model"]["samples"] == result["requests"] > 50
+        async with aiohttp.ClientSession() as session:
+            base = f"{feedback_url}/v1/monitors/default/churn/metrics"
+            async with session.get(base, params={"window": result["window"]}) as response:
+                overall = await response.json()
+            assert figures(overall["served_by"]["model"]) == result["model"]
+            assert figures(overall["served_by"]["fallback"]) == result["fallback"]
+
+            for name in ("metrics API", "state", "dataset", "Prometheus", "sidecar"):
+                async with session.get(urls[name]) as response:
+                    assert response.status == 200, name
+                    body = await response.text()
+                if name == "dataset":
+                    rows = body.splitlines()[1:]
+                    assert len(rows) == result["model"]["labeled"] + result["fallback"]["labeled"]
+            predict = shlex.split(text.splitlines()[-1].split("predict", 1)[1])
+            async with session.post(
+                predict[2],
+                data=predict[predict.index("-d") + 1],
+                headers=dict([predict[predict.index("-H") + 1].split(": ")]),
+            ) as response:
+                assert response.status == 200
+                assert "X-Prediction-ID" in response.headers
+    finally:
+        stop.set()
+        assert await task == 0
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with session.get(feedback_url + "/healthz"):
+                pass

@@ -1,0 +1,375 @@
+"""The demo's pure pieces: the time-lapse clock, the scenario, the summary, the view."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+
+from truthloop.core import spec
+from truthloop.demo import summary, view
+from truthloop.demo.cli import demo_monitor, phase_text
+from truthloop.demo.scenario import Scenario
+from truthloop.demo.timelapse import TimeLapse
+from truthloop.demo.traffic import Counts
+from truthloop.demo.watch import Estimate, PhaseChange, Reading, describe, estimate
+
+T0 = 1_767_225_600.0
+
+
+class Wall:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- time-lapse ---------------------------------------------------------------------------------
+
+
+def test_service_time_runs_speed_times_faster_then_settles_without_going_back() -> None:
+    wall = Wall()
+    clock = TimeLapse(20, wall=wall)
+    assert clock() == T0
+    wall.now += 3
+    assert (clock.now(), clock.elapsed(), clock.wall_elapsed()) == (T0 + 60, 60, 3)
+    clock.settle()
+    assert clock.now() == T0 + 60
+    wall.now += 3
+    assert (clock.now(), clock.elapsed(), clock.speed) == (T0 + 63, 63, 1.0)
+
+
+def test_a_clock_slower_than_the_wall_is_refused() -> None:
+    with pytest.raises(ValueError, match="speed"):
+        TimeLapse(0.5)
+
+
+# -- scenario -----------------------------------------------------------------------------------
+
+
+def test_the_world_drifts_between_the_two_shifts_placed_in_their_minutes() -> None:
+    """From an origin 10 s into a minute, 30 s at 20×: the drift, due at 90 s, waits for the next
+    15th second of a minute (at 125 s); the way back, due at 330 s, for the next 55th (at 345 s)."""
+    scenario = Scenario(duration=30, speed=20, origin=T0 + 10)
+    drift, back = scenario.shifts
+    assert (drift.at, drift.drifted, back.at, back.drifted) == (6.25, True, 17.25, False)
+    assert [scenario.drifted(t) for t in (0, 6.2, 6.25, 17.2, 17.25, 29)] == [
+        False,
+        False,
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert scenario.label_wait == 1.0
+
+
+def test_a_shift_due_on_its_second_is_not_moved() -> None:
+    scenario = Scenario(duration=40, drift_from=0.25, drift_offset=20, origin=T0)
+    assert scenario.shifts[0].at == 10  # 200 s of service time: the 20th second of a minute
+
+
+@pytest.mark.parametrize("duration", [29.9, 90.1, 0])
+def test_a_duration_the_story_does_not_fit_is_refused(duration: float) -> None:
+    with pytest.raises(ValueError, match=r"^duration: between 30 and 90 seconds"):
+        Scenario(duration=duration).check()
+
+
+@pytest.mark.parametrize("second", range(60))
+def test_the_story_fits_the_demo_monitor_wherever_the_minutes_fall(second: int) -> None:
+    """For the shortest duration allowed, in service time, whatever second of a minute the traffic
+    starts at: labels arrive and the monitor turns Healthy before the drift; the next bucket edge
+    after the drift carries it into the window, the alert holds for `for` and then the fallback
+    answers a whole drifted minute; after the way back, the next edge carries it, and the alert
+    stays clear for `recoverAfter`, with a minute to spare."""
+    monitor = spec.parse_monitor(demo_monitor()).spec
+    scenario = Scenario(duration=30, origin=T0 + second)
+    scenario.check()
+    drift, back = (scenario.origin + shift.at * scenario.speed for shift in scenario.shifts)
+    end = scenario.origin + scenario.duration * scenario.speed
+    delay, minute = scenario.label_delay, 60
+
+    def next_edge(t: float) -> float:
+        return t - t % minute + minute
+
+    per_second = scenario.rate / scenario.speed
+    assert drift - scenario.origin >= 2 * delay + monitor.metrics.min_samples / per_second
+    engaged = next_edge(drift) + monitor.alerts[0].for_
+    assert next_edge(engaged) + minute <= back, "a whole drifted minute of fallback answers"
+    assert next_edge(back) + monitor.fallback.recover_after + minute <= end
+
+
+def test_the_demo_monitor_is_the_example_in_the_default_namespace() -> None:
+    body = demo_monitor()
+    assert body["metadata"] == {"name": "churn", "namespace": "default"}
+    assert spec.parse_monitor(body).key == "default/churn"
+
+
+# -- watching -----------------------------------------------------------------------------------
+
+SPEC = spec.parse_monitor(demo_monitor()).spec
+
+
+def state(phase: str, alert: str = "ok", value: float | None = 0.9, **fallback: Any) -> Any:
+    return {
+        "phase": phase,
+        "alerts": [{"name": "accuracy-low", "state": alert, "value": value, "samples": 40}],
+        "fallback": {"active": phase == "FallbackActive", "reason": None, **fallback},
+    }
+
+
+@pytest.mark.parametrize(
+    ("current", "previous", "text"),
+    [
+        (
+            state("Collecting", "insufficient", None),
+            None,
+            "waiting for 20 labeled predictions in the window (2m)",
+        ),
+        (state("Healthy", value=0.93), "Collecting", "accuracy-low ok: accuracy 0.930"),
+        (
+            state("Degraded", "pending", 0.7968),
+            "Healthy",
+            "accuracy-low pending: accuracy 0.797 < 0.8, fires after 20s",
+        ),
+        (
+            state("FallbackActive", "firing", 0.6, reason="accuracy-low"),
+            "Degraded",
+            "accuracy-low: the fallback rules answer (X-Served-By: fallback);"
+            " the model still answers, unseen, and is measured",
+        ),
+        (
+            state("Healthy", value=0.91),
+            "FallbackActive",
+            "accuracy-low ok: accuracy 0.910; clear for 30s (recoverAfter),"
+            " the model answers again",
+        ),
+    ],
+)
+def test_each_phase_says_why(current: Any, previous: str | None, text: str) -> None:
+    assert describe(current, SPEC, previous) == text
+
+
+def test_a_phase_change_reads_as_an_event() -> None:
+    assert phase_text(PhaseChange(0, None, "Collecting", "waiting")) == "phase Collecting: waiting"
+    assert phase_text(PhaseChange(9, "Healthy", "Degraded", "why")) == (
+        "phase Healthy → Degraded: why"
+    )
+
+
+def test_an_undefined_metric_has_no_estimate() -> None:
+    assert estimate({"accuracy": {"value": None, "lower": None, "upper": None}}) is None
+    assert estimate({}) is None
+    assert estimate({"accuracy": {"value": 0.5, "lower": 0.4, "upper": 0.6}}) == Estimate(
+        0.5, 0.4, 0.6
+    )
+
+
+# -- summary ------------------------------------------------------------------------------------
+
+
+def part(samples: int, labeled: int, accuracy: float | None) -> dict[str, Any]:
+    metrics = (
+        {} if accuracy is None else {"accuracy": {"value": accuracy, "lower": 0.1, "upper": 0.9}}
+    )
+    return {"samples": samples, "labeled": labeled, "metrics": metrics}
+
+
+def point(start: float, samples: int, labeled: int, accuracy: float | None) -> dict[str, Any]:
+    return {"start": start, **part(samples, labeled, accuracy)}
+
+
+CHANGES = (
+    PhaseChange(0, None, "Collecting", ""),
+    PhaseChange(30, "Collecting", "Healthy", ""),
+    PhaseChange(170, "Healthy", "Degraded", ""),
+    PhaseChange(190, "Degraded", "FallbackActive", ""),
+    PhaseChange(430, "FallbackActive", "Healthy", ""),
+)
+
+
+def test_fallback_periods_come_from_the_phase_changes() -> None:
+    assert summary.fallback_periods(CHANGES) == (summary.Period(190, 430),)
+    assert summary.fallback_periods(CHANGES[:4]) == (summary.Period(190, None),)
+    assert summary.fallback_periods(CHANGES[:2]) == ()
+
+
+def test_the_minute_compared_is_a_wholly_drifted_one_the_fallback_answered_alone() -> None:
+    model = [point(T0 + 60 * i, 150, 150, 0.9 - i / 100) for i in range(7)]
+    fallback = [
+        point(T0 + 120, 60, 60, 0.97),  # straddles the drift's start: not wholly drifted
+        point(T0 + 180, 140, 140, 0.95),  # the model answered 10 requests itself
+        point(T0 + 240, 150, 140, 0.96),
+        point(T0 + 300, 150, 140, 0.94),  # as good as the one before, later
+        point(T0 + 360, 170, 170, 0.7),  # busier, but after the world shifted back
+    ]
+    minute = summary.pick_minute(model, fallback, (T0 + 150, T0 + 360))
+    assert minute == summary.Minute(
+        T0 + 240,
+        summary.Figures(150, 150, Estimate(0.86, 0.1, 0.9)),
+        summary.Figures(150, 140, Estimate(0.96, 0.1, 0.9)),
+        drifted=True,
+    )
+
+
+def test_without_a_wholly_drifted_minute_the_busiest_one_is_compared_and_said_so() -> None:
+    model = [point(T0, 10, 10, 0.5), point(T0 + 60, 10, 10, 0.6)]
+    fallback = [point(T0, 3, 3, 1.0), point(T0 + 60, 5, 4, 0.75), point(T0 + 120, 0, 0, None)]
+    minute = summary.pick_minute(model, fallback, (T0 + 30, T0 + 90))
+    assert minute is not None
+    assert (minute.start, minute.drifted, minute.fallback.labeled) == (T0 + 60, False, 4)
+
+
+def test_no_minute_when_the_fallback_never_answered() -> None:
+    model = [point(T0, 10, 10, 0.5)]
+    assert summary.pick_minute(model, [point(T0, 0, 0, None)], (T0, T0 + 60)) is None
+
+
+def made_summary() -> summary.Summary:
+    overall = {"served_by": {"model": part(1500, 1490, 0.81), "fallback": part(600, 590, 0.8)}}
+    return summary.summarize(
+        Counts(requests=1500, answered=1500, by_fallback=600, actuals=1500),
+        "1h",
+        overall,
+        [point(T0 + 240, 150, 150, 0.57)],
+        [point(T0 + 240, 150, 148, 0.98)],
+        changes=CHANGES,
+        start=T0,
+        drifted=(T0 + 120, T0 + 330),
+    )
+
+
+def test_the_summary_tells_the_numbers_of_the_metrics_api() -> None:
+    lines = summary.lines(made_summary(), "http://x/metrics?window=1h", 20)
+    assert lines == [
+        "summary (GET http://x/metrics?window=1h, by served_by; times are service time)",
+        "  requests  1500 sent, 1500 answered: 900 by the model, 600 by the fallback"
+        " (X-Served-By: fallback)",
+        "  captured  1500 model records (its answers, and its shadow answers while the fallback"
+        " served), 600 fallback records",
+        "  labeled   1490 model, 590 fallback, by 1500 actuals sent by entity ID 20s after each"
+        " prediction",
+        "  phases    00:00 Collecting → 00:30 Healthy → 02:50 Degraded → 03:10 FallbackActive"
+        " → 07:10 Healthy",
+        "  fallback  engaged 03:10, released 07:10 (04:00 later)",
+        "  accuracy  model 0.81 [0.10–0.90] on 1490 labeled over the whole run",
+        "  minute    04:00–05:00, world drifted, fallback answering:",
+        "            fallback 0.98 [0.10–0.90] on 148 labeled",
+        "            model    0.57 [0.10–0.90] on 150 labeled (shadow answers included)",
+    ]
+
+
+def test_the_result_line_holds_the_same_numbers() -> None:
+    assert made_summary().to_dict() == {
+        "requests": 1500,
+        "answered": 1500,
+        "served_by_fallback": 600,
+        "actuals": 1500,
+        "window": "1h",
+        "model": {"samples": 1500, "labeled": 1490, "accuracy": [0.81, 0.1, 0.9]},
+        "fallback": {"samples": 600, "labeled": 590, "accuracy": [0.8, 0.1, 0.9]},
+        "minute": {
+            "start": T0 + 240,
+            "drifted": True,
+            "model": {"samples": 150, "labeled": 150, "accuracy": [0.57, 0.1, 0.9]},
+            "fallback": {"samples": 150, "labeled": 148, "accuracy": [0.98, 0.1, 0.9]},
+        },
+        "phases": ["Collecting", "Healthy", "Degraded", "FallbackActive", "Healthy"],
+    }
+
+
+def test_an_unfinished_story_is_told_as_it_stands() -> None:
+    unfinished = summary.Summary(
+        Counts(requests=10, answered=9, failed=1),
+        "1h",
+        summary.Figures(9, 0, None),
+        summary.Figures(0, 0, None),
+        None,
+        CHANGES[:4],
+        T0,
+    )
+    lines = summary.lines(unfinished, "u", 20)
+    assert "  fallback  engaged 03:10, still engaged at the end" in lines
+    assert "  accuracy  model - on 0 labeled over the whole run" in lines
+    assert not any(line.startswith("  minute") for line in lines)
+    assert unfinished.to_dict()["minute"] is None
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "00:00"), (59.6, "01:00"), (605, "10:05")])
+def test_clock(seconds: float, text: str) -> None:
+    assert summary.clock(seconds) == text
+
+
+# -- view ---------------------------------------------------------------------------------------
+
+
+def test_sparkline_levels_bounds_and_gaps() -> None:
+    assert view.sparkline([0.5, 0.6, 0.75, 0.9, 1.0]) == "▁▂▅▇█"
+    assert view.sparkline([0.1, None, 1.7]) == "▁ █"
+    assert view.sparkline([]) == ""
+
+
+def test_the_trend_keeps_at_most_its_points_evenly() -> None:
+    history = [Reading(i, 0, 0, Estimate(0.5 + i / 200, None, None)) for i in range(100)]
+    line = view.trend(history, points=10)
+    assert len(line) == 10
+    assert line == "".join(sorted(line))
+    assert view.trend([Reading(0, 0, 0, None)]) == " "
+    assert view.trend([]) == ""
+
+
+def status(**fields: Any) -> view.Status:
+    base: dict[str, Any] = {
+        "at": 200,
+        "model": "churn",
+        "phase": "FallbackActive",
+        "reading": Reading(200, 300, 212, Estimate(0.6234, 0.55, 0.69)),
+        "fallback": True,
+        "by_fallback": 143,
+        "drifted": True,
+        "trend": "▇▅▂",
+    }
+    return view.Status(**{**base, **fields})
+
+
+def test_a_status_shows_the_columns_of_kubectl_get_mm() -> None:
+    assert status().cells() == (
+        "churn",
+        "FallbackActive",
+        "0.62 [0.55–0.69]",
+        "212",
+        "true",
+        "143",
+        "drifted",
+    )
+    assert status(phase=None, reading=None, fallback=False, drifted=False).cells() == (
+        "churn",
+        "-",
+        "-",
+        "0",
+        "false",
+        "143",
+        "usual",
+    )
+
+
+def test_the_plain_view_prints_events_at_once_and_rows_every_few_seconds() -> None:
+    out, wall = io.StringIO(), Wall()
+    plain = view.PlainView(out, wall)
+    plain.lines(["header"])
+    plain.event(0, "phase Collecting: waiting")
+    plain.status(status())
+    wall.now += view.ROW_EVERY / 2
+    plain.status(status(at=210))
+    wall.now += view.ROW_EVERY / 2
+    plain.status(status(at=240, phase="Healthy"))
+    plain.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "header"
+    assert lines[1].split() == ["TIME", *" ".join(view.COLUMNS).split()]
+    assert lines[2] == "00:00  event  phase Collecting: waiting"
+    assert [line[:5] for line in lines[3:]] == ["03:20", "04:00"]
+    assert lines[4].split()[:3] == ["04:00", "churn", "Healthy"]
+    assert all(len(line) <= 110 for line in lines)

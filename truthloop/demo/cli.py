@@ -1,0 +1,390 @@
+"""`truthloop demo`: a model, its sidecar, the feedback service; drift, alert, fallback, recovery.
+
+Everything runs in this process on 127.0.0.1 and talks over HTTP: the example churn model
+(`truthloop.examples.churn_model`), a sidecar in front of it and the feedback service on SQLite in
+a temporary directory, with the monitor `examples/monitor-churn.yaml`. Customers ask for churn
+predictions with their IDs, their labels arrive later, the world drifts part-way and comes back.
+
+Time-lapse: metrics live in 1-minute buckets, so the service and the sidecar share a clock that
+runs `SPEED` times faster than the wall clock while the traffic flows, and at the wall clock's
+pace after it; every time shown is service time. With `--keep-running` the services stay up after
+the summary until Ctrl-C. Ctrl-C at any point stops everything and removes the directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+import yaml
+from aiohttp import web
+from rich.console import Console
+
+from truthloop import flags
+from truthloop.core import spec as core_spec
+from truthloop.demo import summary as summaries
+from truthloop.demo.scenario import Scenario
+from truthloop.demo.timelapse import TimeLapse
+from truthloop.demo.traffic import PREDICT_PATH, Traffic
+from truthloop.demo.view import LiveView, PlainView, Status, View, trend
+from truthloop.demo.watch import PhaseChange, Watcher
+from truthloop.examples import churn_model
+from truthloop.feedback.settings import EngineSettings
+from truthloop.local import stack as local
+
+SPEED = 20.0
+DEFAULT_DURATION = 40.0
+SUMMARY_WINDOW = "1h"
+"""The metrics window of the summary: the whole run (at most 30 minutes of service time)."""
+TICK = 0.1
+"""Wall seconds between the feedback engine's evaluations (2 s of service time)."""
+REFRESH = 0.25
+LABELS_WITHIN = 5.0
+"""Wall seconds the last labels get to join before the summary is read."""
+MONITOR_FILE = "monitor-churn.yaml"
+NAMESPACE = "default"
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="the whole loop locally in under a minute: drift, alert, fallback, recovery",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=DEFAULT_DURATION,
+        help="wall seconds of traffic, 30 to 90 (default %(default)g)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=1, help="seeds the customers and their labels (default 1)"
+    )
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="after the summary, keep the services up to explore until Ctrl-C",
+    )
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="line output instead of a live table (automatic when stdout is not a terminal)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    scenario = Scenario(duration=args.duration, speed=SPEED)
+    try:
+        scenario.check()
+    except ValueError as e:
+        print(f"truthloop demo: --{e}", file=sys.stderr)
+        return 2
+    plain = args.plain or not sys.stdout.isatty()
+    options = Options(seed=args.seed, keep_running=args.keep_running, plain=plain)
+    return flags.run_loop(demo(scenario, options))
+
+
+def demo_monitor() -> dict[str, Any]:
+    """The example monitor as the demo registers it (in the `default` namespace)."""
+    text = resources.files("truthloop.examples").joinpath(MONITOR_FILE).read_text()
+    body: dict[str, Any] = yaml.safe_load(text)
+    body["metadata"] = {**body.get("metadata", {}), "namespace": NAMESPACE}
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    seed: int = 1
+    keep_running: bool = False
+    plain: bool = True
+
+
+async def demo(scenario: Scenario, options: Options) -> int:
+    """Run the demo; 0 when it ran to its end (and, kept running, was stopped), 130 when
+    interrupted before."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    clock = TimeLapse(scenario.speed)
+    view: View = (
+        PlainView(sys.stdout, clock.wall_elapsed)
+        if options.plain
+        else LiveView(Console(), f"truthloop demo · time-lapse {scenario.speed:g}×")
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="truthloop-demo-") as workdir:
+            try:
+                run = Run(scenario, options, clock, view, stop)
+                status = await run.run(Path(workdir))
+            finally:
+                view.close()
+        print(f"stopped; {workdir} removed", flush=True)
+        return status
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+@contextlib.asynccontextmanager
+async def serving_model() -> AsyncIterator[local.Address]:
+    """The example churn model, fitted now, on a free port of 127.0.0.1."""
+    runner = web.AppRunner(
+        churn_model.make_app(churn_model.fit()), handle_signals=False, access_log=None
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield host, port
+    finally:
+        await runner.cleanup()
+
+
+class Run:
+    """One run of the demo: the parts up, the story driven and shown, the summary, the end.
+
+    Times shown are service seconds since the traffic started (`since`); the scenario counts wall
+    seconds from the same moment (`wall`).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        options: Options,
+        clock: TimeLapse,
+        view: View,
+        stop: asyncio.Event,
+    ) -> None:
+        self.scenario = scenario
+        self.options = options
+        self.clock = clock
+        self.view = view
+        self.stop = stop
+        self.body = demo_monitor()
+        self.monitor = core_spec.parse_monitor(self.body)
+        self._origin = clock.now()
+        self._offset = clock.wall_elapsed()
+
+    def since(self) -> float:
+        return self.clock.now() - self._origin
+
+    def wall(self) -> float:
+        return self.clock.wall_elapsed() - self._offset
+
+    async def run(self, workdir: Path) -> int:
+        async with contextlib.AsyncExitStack() as stack:
+            model = await stack.enter_async_context(serving_model())
+            parts = await stack.enter_async_context(
+                local.running(
+                    local.StackSettings(
+                        monitor=self.body,
+                        model=model,
+                        workdir=workdir,
+                        clock=self.clock.now,
+                        engine=EngineSettings(tick_interval=TICK),
+                        shadow_concurrency=64,
+                        linger=0.05,
+                    )
+                )
+            )
+            self._origin, self._offset = self.clock.now(), self.clock.wall_elapsed()
+            self.scenario = replace(self.scenario, origin=self._origin)
+            self.view.lines(header(self.scenario, self.monitor, parts, model, workdir))
+            watcher = Watcher(
+                parts.feedback_url,
+                parts.monitor,
+                self.monitor.spec,
+                elapsed=self.since,
+                on_change=lambda change: self.view.event(change.at, phase_text(change)),
+            )
+            await stack.enter_async_context(watcher.watching())
+            traffic = Traffic(
+                self.scenario,
+                proxy_url=parts.proxy_url,
+                feedback_url=parts.feedback_url,
+                monitor=parts.monitor,
+                seed=self.options.seed,
+                elapsed=self.wall,
+            )
+            if not await self._drive(parts, watcher, traffic):
+                self.view.lines(["interrupted: stopping everything"])
+                return 130
+            self.view.status(self._status(watcher, traffic))
+            self.view.close()
+            await self._summarize(parts, watcher, traffic)
+            if self.options.keep_running:
+                self.view.lines(explore(parts))
+                await self.stop.wait()
+        return 0
+
+    def _status(self, watcher: Watcher, traffic: Traffic) -> Status:
+        seen = watcher.seen
+        return Status(
+            at=self.since(),
+            model=self.monitor.spec.model.name,
+            phase=seen.phase,
+            reading=seen.reading,
+            fallback=seen.fallback,
+            by_fallback=traffic.counts.by_fallback,
+            drifted=self.scenario.drifted(self.wall()),
+            trend=trend(seen.history),
+        )
+
+    async def _drive(self, parts: local.Stack, watcher: Watcher, traffic: Traffic) -> bool:
+        """The traffic, the world's shifts and the view, until the end; False if stopped."""
+
+        async def show() -> None:
+            shifts = list(self.scenario.shifts)
+            while True:
+                while shifts and self.wall() >= shifts[0].at:
+                    self.view.event(self.since(), shifts.pop(0).text)
+                self.view.status(self._status(watcher, traffic))
+                await asyncio.sleep(REFRESH)
+
+        shower = asyncio.create_task(show())
+        driver = asyncio.create_task(traffic.run())
+        stopped = asyncio.create_task(self.stop.wait())
+        try:
+            await asyncio.wait({driver, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if self.stop.is_set():
+                return False
+            await driver
+            self.clock.settle()  # the story is over: the windows stop racing ahead of the summary
+            await _await_labels(parts, traffic.counts.actuals, traffic.counts.actuals_for_fallback)
+            return True
+        finally:
+            for task in (shower, driver, stopped):
+                task.cancel()
+            await asyncio.gather(shower, driver, stopped, return_exceptions=True)
+
+    async def _summarize(self, parts: local.Stack, watcher: Watcher, traffic: Traffic) -> None:
+        speed = self.scenario.speed
+        drift, back = (self._origin + shift.at * speed for shift in self.scenario.shifts)
+        result = await _summary(parts, traffic, watcher.seen.changes, self._origin, (drift, back))
+        metrics_url = f"{parts.feedback_url}/v1/monitors/{parts.monitor}/metrics"
+        lines = [
+            "",
+            *summaries.lines(
+                result, f"{metrics_url}?window={SUMMARY_WINDOW}", self.scenario.label_delay
+            ),
+            f"  trend     {trend(watcher.seen.history)}  (model accuracy in the window)",
+        ]
+        if self.options.plain:
+            lines.append("result " + msgspec.json.encode(result.to_dict()).decode())
+        self.view.lines(lines)
+
+
+def header(
+    scenario: Scenario,
+    monitor: core_spec.Monitor,
+    parts: local.Stack,
+    model: local.Address,
+    workdir: Path,
+) -> list[str]:
+    spec = monitor.spec
+    alert = spec.alerts[0]
+    drift, back = scenario.shifts
+    speed = scenario.speed
+    return [
+        f"truthloop demo: time-lapse {speed:g}×: one second is {speed:g} seconds of service time",
+        f"  model     http://{model[0]}:{model[1]}{PREDICT_PATH}"
+        f"  logistic regression fitted on customers of the usual world",
+        f"  sidecar   {parts.proxy_url}  in front of the model, capturing every prediction",
+        f"  feedback  {parts.feedback_url}  SQLite in {workdir}",
+        f"  monitor   {parts.monitor}: {alert.metric} below {alert.below:g} for {alert.for_:g}s"
+        f" in a {spec.metrics.window / 60:g}m window (at least {spec.metrics.min_samples}"
+        f" labeled) engages the fallback rules; recoverAfter {spec.fallback.recover_after:g}s",
+        f"  traffic   {scenario.rate:g} customers a second with X-Entity-ID; each label arrives"
+        f" {scenario.label_delay:g}s after its prediction",
+        f"  story     the world drifts {summaries.clock(drift.at * speed)} and shifts back"
+        f" {summaries.clock(back.at * speed)}; {summaries.clock(scenario.duration * speed)}"
+        f" in all ({scenario.duration:g}s)",
+        "",
+    ]
+
+
+def phase_text(change: PhaseChange) -> str:
+    if change.previous is None:
+        return f"phase {change.current}: {change.detail}"
+    return f"phase {change.previous} → {change.current}: {change.detail}"
+
+
+def explore(parts: local.Stack) -> list[str]:
+    base = f"{parts.feedback_url}/v1/monitors/{parts.monitor}"
+    return [
+        "",
+        "still running (service time now passes at the wall clock's pace); explore, then Ctrl-C:",
+        f"  metrics API   curl -s '{base}/metrics?window={SUMMARY_WINDOW}&series=1m'",
+        f"  state         curl -s {base}/state",
+        f"  dataset       curl -s '{base}/dataset?window={SUMMARY_WINDOW}&format=csv'",
+        f"  Prometheus    curl -s {parts.feedback_url}/metrics",
+        f"  sidecar       curl -s {parts.admin_url}/metrics",
+        f"  predict       curl -si {parts.proxy_url}{PREDICT_PATH} -H 'X-Entity-ID: me'"
+        ' -d \'{"features": {"tenure": 2, "monthly_charges": 99.5, "contract": "month-to-month",'
+        ' "support_calls": 3}}\'',
+    ]
+
+
+async def _get(session: aiohttp.ClientSession, url: str, **query: str) -> Any:
+    async with session.get(url, params=query) as response:
+        response.raise_for_status()
+        return await response.json()
+
+
+async def _await_labels(parts: local.Stack, model_labels: int, fallback_labels: int) -> None:
+    """Wait (a few seconds at most) until every actual sent has joined its predictions."""
+    url = f"{parts.feedback_url}/v1/monitors/{parts.monitor}/metrics"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LABELS_WITHIN
+    async with aiohttp.ClientSession() as session:
+        while loop.time() < deadline:
+            answer = await _get(session, url, window=SUMMARY_WINDOW)
+            served = answer["served_by"]
+            if (served["model"]["labeled"], served["fallback"]["labeled"]) == (
+                model_labels,
+                fallback_labels,
+            ):
+                return
+            await asyncio.sleep(REFRESH)
+
+
+async def _summary(
+    parts: local.Stack,
+    traffic: Traffic,
+    changes: list[PhaseChange],
+    start: float,
+    drifted: tuple[float, float],
+) -> summaries.Summary:
+    url = f"{parts.feedback_url}/v1/monitors/{parts.monitor}/metrics"
+    async with aiohttp.ClientSession() as session:
+        overall = await _get(session, url, window=SUMMARY_WINDOW)
+        series: Mapping[str, Any] = {
+            served: (
+                await _get(session, url, window=SUMMARY_WINDOW, series="1m", served_by=served)
+            )["series"]
+            for served in ("model", "fallback")
+        }
+    return summaries.summarize(
+        traffic.counts,
+        SUMMARY_WINDOW,
+        overall,
+        series["model"],
+        series["fallback"],
+        changes=changes,
+        start=start,
+        drifted=drifted,
+    )

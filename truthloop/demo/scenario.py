@@ -1,0 +1,86 @@
+"""The demo's story as data: how fast time runs, how much traffic, and when the world drifts.
+
+Times are wall-clock seconds since the traffic started, except where a field says service time
+(`label_delay`, `origin`, the offsets). The world drifts at about `drift_from` of the duration and
+shifts back at about `drift_until`, each moved to a chosen second of a service-time minute: the
+metrics window is a sum of 1-minute buckets, so it moves by whole minutes, and a shift placed just
+after a bucket starts (the drift) or just before one ends (the way back) is carried across the
+alert's threshold by one of those moves, rather than crawling across it with every label and
+flapping there. With the demo monitor (window 2m, `for` 20s, `recoverAfter` 30s) at 20× the
+fallback engages about four seconds after the drift and the model is back about five seconds
+after the world is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MIN_DURATION = 30.0
+MAX_DURATION = 90.0
+BUCKET = 60.0
+"""Service seconds of one metrics bucket."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shift:
+    """The world changing at `at` (wall seconds since the start)."""
+
+    at: float
+    drifted: bool
+    text: str
+
+
+DRIFT_TEXT = "the world drifts: a competitor undercuts expensive plans; churn now follows the price"
+BACK_TEXT = "the world shifts back: churn follows contract, tenure and support calls again"
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    duration: float = 40.0
+    """Wall seconds of traffic."""
+    speed: float = 20.0
+    """Service seconds per wall second."""
+    rate: float = 50.0
+    """Requests per wall second."""
+    label_delay: float = 20.0
+    """Service seconds from a prediction to its actual's arrival."""
+    drift_from: float = 0.15
+    """About this fraction of the duration, the world drifts..."""
+    drift_until: float = 0.55
+    """...and about this fraction, it shifts back."""
+    drift_offset: float = 15.0
+    """Service seconds into a bucket at which the world drifts."""
+    back_offset: float = 55.0
+    """Service seconds into a bucket at which it shifts back."""
+    origin: float = 0.0
+    """Service time (epoch seconds) when the traffic starts: where the buckets' edges fall."""
+
+    def check(self) -> None:
+        """Raises ValueError naming what cannot be run."""
+        if not MIN_DURATION <= self.duration <= MAX_DURATION:
+            raise ValueError(
+                f"duration: between {MIN_DURATION:g} and {MAX_DURATION:g} seconds"
+                f" (the story needs {MIN_DURATION:g})"
+            )
+
+    @property
+    def shifts(self) -> tuple[Shift, Shift]:
+        return (
+            Shift(self._aligned(self.drift_from, self.drift_offset), True, DRIFT_TEXT),
+            Shift(self._aligned(self.drift_until, self.back_offset), False, BACK_TEXT),
+        )
+
+    def _aligned(self, fraction: float, offset: float) -> float:
+        """Wall seconds to the first moment `offset` seconds into a bucket, from `fraction` on."""
+        at = self.origin + self.duration * fraction * self.speed
+        return (at + (offset - at) % BUCKET - self.origin) / self.speed
+
+    def drifted(self, elapsed: float) -> bool:
+        """Whether the world is drifted `elapsed` wall seconds after the start."""
+        start, end = self.shifts
+        return start.at <= elapsed < end.at
+
+    @property
+    def label_wait(self) -> float:
+        """Wall seconds from a prediction to its actual."""
+        return self.label_delay / self.speed

@@ -1,0 +1,184 @@
+"""Showing the demo: a live table (rich) on a terminal, lines otherwise.
+
+Both views take the same calls: `lines` for text printed once (the header, the summary), `event`
+for something that happened (a phase change, the world shifting), and `status` a few times a
+second with what `kubectl get mm -w` would show. The live view redraws its table in place and
+prints events above it; the plain view prints events at once and a row every `ROW_EVERY` wall
+seconds, so a log or a test reads the same story.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TextIO
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from truthloop.demo.summary import clock
+from truthloop.demo.watch import Reading
+
+BLOCKS = "▁▂▃▄▅▆▇█"
+ROW_EVERY = 2.0
+"""Wall seconds between two rows of the plain view."""
+TREND_POINTS = 48
+COLUMNS = (
+    "MODEL",
+    "PHASE",
+    "ACCURACY [LOWER–UPPER]",
+    "LABELED",
+    "FALLBACK",
+    "SERVED-BY-FALLBACK",
+    "WORLD",
+)
+_WIDTHS = (6, 15, 23, 8, 9, 19, 7)
+PHASE_STYLE = {
+    "Collecting": "cyan",
+    "Healthy": "green",
+    "Degraded": "yellow",
+    "FallbackActive": "bold red",
+}
+
+
+def sparkline(values: Sequence[float | None], low: float = 0.5, high: float = 1.0) -> str:
+    """One block character per value, `low` and below the lowest, `high` and above the highest;
+    a space for a missing value."""
+    span = high - low
+    out = []
+    for value in values:
+        if value is None:
+            out.append(" ")
+            continue
+        level = (min(max(value, low), high) - low) / span
+        out.append(BLOCKS[min(int(level * len(BLOCKS)), len(BLOCKS) - 1)])
+    return "".join(out)
+
+
+def trend(history: Sequence[Reading], points: int = TREND_POINTS) -> str:
+    """The model's window accuracy over the run, `points` characters at most (evenly spaced)."""
+    if not history:
+        return ""
+    step = max(1, -(-len(history) // points))
+    return sparkline([None if r.accuracy is None else r.accuracy.value for r in history[::step]])
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """One refresh: what the table shows, `at` service seconds after the start."""
+
+    at: float
+    model: str
+    phase: str | None
+    reading: Reading | None
+    fallback: bool
+    by_fallback: int
+    drifted: bool
+    trend: str
+
+    def cells(self) -> tuple[str, ...]:
+        accuracy = "-"
+        labeled = "0"
+        if self.reading is not None:
+            labeled = str(self.reading.labeled)
+            a = self.reading.accuracy
+            if a is not None:
+                accuracy = f"{a.value:.2f}"
+                if a.lower is not None and a.upper is not None:
+                    accuracy += f" [{a.lower:.2f}–{a.upper:.2f}]"
+        return (
+            self.model,
+            self.phase or "-",
+            accuracy,
+            labeled,
+            "true" if self.fallback else "false",
+            str(self.by_fallback),
+            "drifted" if self.drifted else "usual",
+        )
+
+
+def row(cells: Sequence[str]) -> str:
+    """Cells in fixed-width columns, as `kubectl get` lays them out."""
+    return "  ".join(cell.ljust(width) for cell, width in zip(cells, _WIDTHS, strict=True)).rstrip()
+
+
+class View(Protocol):
+    def lines(self, lines: Sequence[str]) -> None: ...
+    def event(self, at: float, text: str) -> None: ...
+    def status(self, status: Status) -> None: ...
+    def close(self) -> None:
+        """Stop any live display (idempotent); `lines` still prints after it."""
+        ...
+
+
+class PlainView:
+    """Line output: events as they happen, a status row every `ROW_EVERY` wall seconds."""
+
+    def __init__(self, out: TextIO, wall: Callable[[], float]) -> None:
+        self._out = out
+        self._wall = wall
+        self._last_row: float | None = None
+        self._headed = False
+
+    def _print(self, text: str) -> None:
+        print(text, file=self._out, flush=True)
+
+    def lines(self, lines: Sequence[str]) -> None:
+        for line in lines:
+            self._print(line)
+
+    def _head(self) -> None:
+        if not self._headed:
+            self._headed = True
+            self._print("TIME   " + row(COLUMNS))
+
+    def event(self, at: float, text: str) -> None:
+        self._head()
+        self._print(f"{clock(at)}  event  {text}")
+
+    def status(self, status: Status) -> None:
+        now = self._wall()
+        if self._last_row is not None and now - self._last_row < ROW_EVERY:
+            return
+        self._last_row = now
+        self._head()
+        self._print(f"{clock(status.at)}  " + row(status.cells()))
+
+    def close(self) -> None:
+        """Nothing is held open."""
+
+
+class LiveView:
+    """A table redrawn in place (rich), events printed above it."""
+
+    def __init__(self, console: Console, title: str) -> None:
+        self._console = console
+        self._title = title
+        self._live = Live(Text(""), console=console, refresh_per_second=4, transient=False)
+        self._live.start()
+
+    def lines(self, lines: Sequence[str]) -> None:
+        for line in lines:
+            self._live.console.print(line, highlight=False, markup=False)
+
+    def event(self, at: float, text: str) -> None:
+        self._live.console.print(
+            Text.assemble((clock(at), "dim"), "  ", (text, "bold")), highlight=False
+        )
+
+    def status(self, status: Status) -> None:
+        table = Table(box=None, padding=(0, 2, 0, 0), header_style="bold")
+        for column in COLUMNS:
+            table.add_column(column, no_wrap=True)
+        cells = list(status.cells())
+        phase = Text(cells[1], style=PHASE_STYLE.get(cells[1], ""))
+        table.add_row(cells[0], phase, *cells[2:])
+        heading = Text.assemble((self._title, "bold"), ("  service time ", "dim"), clock(status.at))
+        spark = Text.assemble(("accuracy  ", "dim"), (status.trend, "magenta"))
+        self._live.update(Group(heading, table, spark))
+
+    def close(self) -> None:
+        """Stop redrawing; the last table stays on screen and later lines print below it."""
+        self._live.stop()

@@ -1,0 +1,203 @@
+"""Watching the monitor through the feedback service's APIs, as `kubectl get mm -w` would.
+
+Two loops: one long-polls `GET .../state?wait=&since=` so every phase change is seen as soon as
+the service makes it (a phase that lasts a second is not missed between samples), the other reads
+`GET .../metrics` (the monitor's window) a few times a second for the accuracy, its interval and
+the labeled count. `describe` turns a state into the reason an event line shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from truthloop.core.spec import MonitorSpec
+
+METRIC = "accuracy"
+LONG_POLL = 5.0
+METRICS_INTERVAL = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    value: float
+    lower: float | None
+    upper: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One answer of the metrics API for the model's predictions, `at` service seconds in."""
+
+    at: float
+    samples: int
+    labeled: int
+    accuracy: Estimate | None
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseChange:
+    at: float
+    """Service seconds since the start."""
+    previous: str | None
+    current: str
+    detail: str
+
+
+@dataclass(slots=True)
+class Seen:
+    """What the watcher knows now."""
+
+    phase: str | None = None
+    fallback: bool = False
+    reading: Reading | None = None
+    changes: list[PhaseChange] = field(default_factory=list)
+    history: list[Reading] = field(default_factory=list)
+
+
+def estimate(metrics: Mapping[str, Any], name: str = METRIC) -> Estimate | None:
+    """A metric of a metrics-API answer (`{"value", "lower", "upper"}`), None when undefined."""
+    entry = metrics.get(name)
+    if not isinstance(entry, Mapping) or entry.get("value") is None:
+        return None
+    return Estimate(entry["value"], entry.get("lower"), entry.get("upper"))
+
+
+def describe(state: Mapping[str, Any], spec: MonitorSpec, previous: str | None = None) -> str:
+    """Why the monitor is in its phase (coming from `previous`): the event line's detail."""
+    phase = state["phase"]
+    alerts = {alert.name: alert for alert in spec.alerts}
+    observed = [a for a in state.get("alerts", ()) if a.get("name") in alerts]
+    if phase == "Collecting":
+        return (
+            f"waiting for {spec.metrics.min_samples} labeled predictions"
+            f" in the window ({_duration(spec.metrics.window)})"
+        )
+    if phase == "Degraded":
+        return "; ".join(
+            f"{a['name']} {a['state']}: {_breach(alerts[a['name']], a.get('value'))}"
+            f", fires after {_duration(alerts[a['name']].for_)}"
+            for a in observed
+            if a.get("state") in ("pending", "firing")
+        )
+    if phase == "FallbackActive":
+        reason = state.get("fallback", {}).get("reason") or "manual"
+        return (
+            f"{reason}: the fallback rules answer (X-Served-By: fallback);"
+            " the model still answers, unseen, and is measured"
+        )
+    if phase == "Healthy":
+        values = "; ".join(
+            f"{a['name']} ok: {alerts[a['name']].metric} {_number(a.get('value'))}"
+            for a in observed
+        )
+        if previous == "FallbackActive":
+            values += (
+                f"; clear for {_duration(spec.fallback.recover_after)} (recoverAfter),"
+                " the model answers again"
+            )
+        return values or "enough labels, no alert"
+    return phase
+
+
+def _breach(alert: Any, value: float | None) -> str:
+    sign, bound = ("<", alert.below) if alert.below is not None else (">", alert.above)
+    return f"{alert.metric} {_number(value)} {sign} {bound:g}"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
+
+
+class Watcher:
+    """Follows one monitor; `on_change` is called with each phase change as it is seen."""
+
+    def __init__(
+        self,
+        feedback_url: str,
+        monitor: str,
+        spec: MonitorSpec,
+        *,
+        elapsed: Callable[[], float],
+        on_change: Callable[[PhaseChange], None],
+    ) -> None:
+        self.seen = Seen()
+        self._base = f"{feedback_url}/v1/monitors/{monitor}"
+        self._spec = spec
+        self._elapsed = elapsed
+        """Service seconds since the start."""
+        self._on_change = on_change
+
+    @contextlib.asynccontextmanager
+    async def watching(self) -> Any:
+        """Both loops run inside the block."""
+        async with aiohttp.ClientSession() as session:
+            self.observe_state(await _get(session, self._base + "/state"))
+            tasks = [
+                asyncio.create_task(self._follow_state(session)),
+                asyncio.create_task(self._poll_metrics(session)),
+            ]
+            try:
+                yield self
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+    async def _follow_state(self, session: aiohttp.ClientSession) -> None:
+        version: int | None = None
+        while True:
+            query = {"wait": str(LONG_POLL)}
+            if version is not None:
+                query["since"] = str(version)
+            try:
+                state = await _get(session, self._base + "/state", query)
+            except (aiohttp.ClientError, ValueError):
+                await asyncio.sleep(METRICS_INTERVAL)
+                continue
+            version = state["version"]
+            self.observe_state(state)
+
+    def observe_state(self, state: Mapping[str, Any]) -> None:
+        seen = self.seen
+        seen.fallback = bool(state["fallback"]["active"])
+        phase = state["phase"]
+        if phase != seen.phase:
+            detail = describe(state, self._spec, seen.phase)
+            change = PhaseChange(self._elapsed(), seen.phase, phase, detail)
+            seen.phase = phase
+            seen.changes.append(change)
+            self._on_change(change)
+
+    async def _poll_metrics(self, session: aiohttp.ClientSession) -> None:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, ValueError):
+                answer = await _get(session, self._base + "/metrics")
+                model = answer["served_by"]["model"]
+                reading = Reading(
+                    self._elapsed(), model["samples"], model["labeled"], estimate(model["metrics"])
+                )
+                self.seen.reading = reading
+                self.seen.history.append(reading)
+            await asyncio.sleep(METRICS_INTERVAL)
+
+
+async def _get(
+    session: aiohttp.ClientSession, url: str, query: Mapping[str, str] | None = None
+) -> Any:
+    async with session.get(url, params=query) as response:
+        response.raise_for_status()
+        return await response.json()

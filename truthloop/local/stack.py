@@ -1,0 +1,167 @@
+"""A feedback service and a sidecar in front of a model, started and stopped together.
+
+`running(settings)` serves the feedback service (SQLite by default), registers the monitor with it
+over HTTP as the operator would (`PUT /v1/monitors/{ns}/{name}`), then starts the sidecar with the
+registered object as its spec snapshot, so capture begins with the first request. On exit the
+sidecar stops first (it ships what it captured to the service, which is still up), then the
+service. Startup that fails part-way closes what it opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from truthloop.feedback import api
+from truthloop.feedback import app as feedback_app
+from truthloop.feedback import settings as feedback_settings
+from truthloop.feedback.settings import EngineSettings
+from truthloop.sidecar import app as sidecar_app
+from truthloop.sidecar.app import AdminSettings, SidecarSettings
+from truthloop.sidecar.follower import FollowerSettings
+from truthloop.sidecar.proxy import ProxySettings
+from truthloop.sidecar.shipper import ShipperSettings
+
+Address = tuple[str, int]
+
+
+class StartError(Exception):
+    """A part could not start (a port in use, the monitor refused); the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class StackSettings:
+    monitor: Mapping[str, Any]
+    """The ModelMonitor object; `metadata.namespace` defaults to `default`."""
+    model: Address
+    """Where the model serves HTTP."""
+    workdir: Path
+    """Holds the sidecar's spool and, unless `store` says otherwise, the SQLite database."""
+    store: str | None = None
+    """The feedback service's store URL; None: `sqlite:///<workdir>/feedback.db`."""
+    listen: Address = ("127.0.0.1", 0)
+    """The sidecar's proxy: where clients send their requests (port 0: any free port)."""
+    feedback: Address = ("127.0.0.1", 0)
+    """The feedback service."""
+    admin: Address = ("127.0.0.1", 0)
+    """The sidecar's admin port (`/metrics`, `/healthz`, `/readyz`)."""
+    clock: Callable[[], float] = time.time
+    """Now, for both parts: the service's windows and the records' `ts`."""
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    """The feedback engine's tick and housekeeping."""
+    shadow_concurrency: int | None = None
+    """Shadow calls to the model in flight at most while the fallback answers (None: the
+    sidecar's default)."""
+    linger: float | None = None
+    """Longest wait, in seconds, for a capture batch to fill (None: the sidecar's default)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """Where the running parts serve."""
+
+    monitor: str
+    """`namespace/name`."""
+    proxy_url: str
+    """The sidecar: clients send their model requests here."""
+    feedback_url: str
+    admin_url: str
+    """The sidecar's admin port."""
+    store: str
+    """The feedback service's store URL."""
+
+
+def monitor_key(monitor: Mapping[str, Any]) -> tuple[str, str]:
+    """(namespace, name) of a ModelMonitor object; a missing namespace is `default`."""
+    metadata = monitor.get("metadata") or {}
+    return str(metadata.get("namespace") or "default"), str(metadata.get("name", ""))
+
+
+def _url(address: Any) -> str:
+    host, port = address[0], address[1]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+@contextlib.asynccontextmanager
+async def running(settings: StackSettings) -> AsyncIterator[Stack]:
+    """The feedback service and the sidecar, serving until the block exits."""
+    namespace, name = monitor_key(settings.monitor)
+    store = settings.store or f"sqlite:///{settings.workdir / 'feedback.db'}"
+    service = feedback_app.build(
+        feedback_settings.make(store=store, clock=settings.clock, engine=settings.engine)
+    )
+    service.on_shutdown.append(_wake_long_polls)
+    async with contextlib.AsyncExitStack() as stack:
+        runner = web.AppRunner(service, handle_signals=False, access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        try:
+            await web.TCPSite(runner, *settings.feedback, backlog=1024).start()
+        except OSError as e:
+            raise StartError(
+                f"feedback service: cannot listen on {_url(settings.feedback)}: {e.strerror or e}"
+            ) from None
+        feedback_url = _url(runner.addresses[0])
+        registered = await _register(feedback_url, namespace, name, settings.monitor)
+        spool = settings.workdir / "spool"
+        spool.mkdir(parents=True, exist_ok=True)
+        proxy = ProxySettings(
+            listen_host=settings.listen[0],
+            listen_port=settings.listen[1],
+            model_host=settings.model[0],
+            model_port=settings.model[1],
+        )
+        if settings.shadow_concurrency is not None:
+            proxy = replace(proxy, shadow_concurrency=settings.shadow_concurrency)
+        shipper = ShipperSettings(feedback_url=feedback_url, spool_dir=spool)
+        if settings.linger is not None:
+            shipper = replace(shipper, linger=settings.linger)
+        config = SidecarSettings(
+            proxy=proxy,
+            shipper=shipper,
+            follower=FollowerSettings(feedback_url=feedback_url, monitor=f"{namespace}/{name}"),
+            admin=AdminSettings(host=settings.admin[0], port=settings.admin[1]),
+            spec=registered,
+            drain_seconds=5.0,
+            clock=settings.clock,
+        )
+        try:
+            sidecar = await sidecar_app.start(config)
+        except OSError as e:  # a port in use, or the spool (SpoolError)
+            raise StartError(f"sidecar: cannot start: {e}") from None
+        stack.push_async_callback(sidecar.close)
+        yield Stack(
+            monitor=f"{namespace}/{name}",
+            proxy_url=_url((settings.listen[0], sidecar.port)),
+            feedback_url=feedback_url,
+            admin_url=_url((settings.admin[0], sidecar.admin_port)),
+            store=store,
+        )
+
+
+async def _wake_long_polls(service: web.Application) -> None:
+    """Answer the state long-polls at once (the follower's, the demo's), so that stopping does not
+    wait for them to time out: aiohttp runs this before it waits for requests in flight."""
+    service[api.ENGINE].stop()
+
+
+async def _register(
+    feedback_url: str, namespace: str, name: str, monitor: Mapping[str, Any]
+) -> dict[str, Any]:
+    """PUT the monitor to the service, as the operator does; the registered object comes back."""
+    url = f"{feedback_url}/v1/monitors/{namespace}/{name}"
+    async with aiohttp.ClientSession() as session, session.put(url, json=monitor) as response:
+        body: dict[str, Any] = await response.json()
+        if response.status >= 300:
+            details = "; ".join(
+                f"{d.get('field')}: {d.get('message')}" for d in body.get("details", [])
+            )
+            raise StartError(f"the feedback service refused the monitor: {details or body}")
+    return body
