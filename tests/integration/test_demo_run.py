@@ -22,13 +22,14 @@ from truthloop.demo.view import PlainView
 
 
 def figures(part: dict[str, Any]) -> dict[str, Any]:
-    """A metrics-API part as the result line writes it."""
-    accuracy = part["metrics"].get("accuracy")
+    """A metrics-API part as the result line writes it: an undefined accuracy (no labeled
+    predictions, e.g. a fallback that never answered) is null, not a triple of nulls."""
+    accuracy = part["metrics"].get("accuracy") or {"value": None}
     return {
         "samples": part["samples"],
         "labeled": part["labeled"],
         "accuracy": None
-        if accuracy is None
+        if accuracy["value"] is None
         else [accuracy["value"], accuracy["lower"], accuracy["upper"]],
     }
 
