@@ -27,7 +27,7 @@ from typing import TypeVar
 import msgspec
 
 from truthloop.core import metrics
-from truthloop.core.records import Actual, PredictionRecord, Scalar, Vote
+from truthloop.core.records import Actual, ItemError, PredictionRecord, Scalar, Vote
 from truthloop.core.spec import MonitorSpec
 from truthloop.core.windows import bucket_of
 
@@ -57,6 +57,19 @@ class Row(msgspec.Struct, frozen=True, gc=False):
     prediction: Scalar
     score: float | None = None
     label: Label | None = None
+
+    @classmethod
+    def of(cls, ref: int, record: PredictionRecord) -> Row:
+        """A record just stored (so unlabeled) under `ref`."""
+        return cls(
+            ref,
+            record.prediction_id,
+            record.served_by,
+            record.model_version,
+            record.ts,
+            record.prediction,
+            record.score,
+        )
 
 
 class Change(msgspec.Struct, frozen=True, gc=False):
@@ -183,6 +196,20 @@ class Labeling:
         add(self.deltas, group, change.delta)
         self.rows[row.ref] = (msgspec.structs.replace(row, label=label), change.correct)
         return True
+
+    def join(
+        self, monitor_id: int, index: int, actual: Actual, rows: Sequence[Row], spec: MonitorSpec
+    ) -> ItemError | None:
+        """Label the `rows` item `index` of a request joined to; its error when the label does not
+        fit the task (a regression value for a classifier, say): the request is then refused."""
+        label = label_of(actual)
+        for row in rows:
+            try:
+                self.apply(monitor_id, row, label, spec)
+            except metrics.LabelError as e:
+                field = "vote" if actual.vote is not None else "actual"
+                return ItemError(index, field, str(e), "unusable_label")
+        return None
 
 
 def add(into: dict[K, dict[str, float]], group: K, counters: Mapping[str, float]) -> None:

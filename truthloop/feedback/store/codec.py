@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from truthloop.core.join import Label, Row
+from truthloop.core.records import Actual
 from truthloop.core.spec import parse_monitor
 from truthloop.feedback.store.interface import Registered, StoredPrediction
 
@@ -49,6 +50,21 @@ def label(actual: str | None, vote: str | None, assumed: Any) -> Label | None:
 def label_columns(value: Label) -> tuple[str | None, str | None, bool]:
     """(actual, vote, assumed) as stored."""
     return (None if value.value is None else to_json(value.value), value.vote, value.assumed)
+
+
+def pending_values(monitor_id: int, actual: Actual, expires: float) -> tuple[Any, ...]:
+    """An actual that labeled nothing yet, as the `pending` table's columns: monitor_id,
+    prediction_id, entity_id, tag, ts, actual, vote, expires."""
+    return (
+        monitor_id,
+        actual.prediction_id,
+        actual.entity_id,
+        actual.tag,
+        actual.timestamp,
+        None if actual.value is None else to_json(actual.value),
+        actual.vote,
+        expires,
+    )
 
 
 def row(

@@ -743,7 +743,7 @@ class PostgresStore(Store):
             ref = refs.get((mid, r.prediction_id, r.served_by))
             if ref is None:
                 continue
-            new.setdefault(r.monitor, []).append((r, _new_row(ref, r)))
+            new.setdefault(r.monitor, []).append((r, Row.of(ref, r)))
             counts = deltas.setdefault((mid, r.model_version, r.served_by, bucket_of(r.ts)), {})
             counts[join.PREDICTIONS_KEY] = counts.get(join.PREDICTIONS_KEY, 0.0) + 1.0
         labeling = Labeling()
@@ -799,18 +799,13 @@ class PostgresStore(Store):
             chosen = join.choose(actual, candidates, spec)
             outcome = outcomes.setdefault((mid, "", ""), {})
             if not chosen:
-                waiting.append(_pending_values(mid, actual, join.expiry(now, spec)))
+                waiting.append(codec.pending_values(mid, actual, join.expiry(now, spec)))
                 outcome[ACTUALS_PENDING] = outcome.get(ACTUALS_PENDING, 0.0) + 1.0
                 continue
             outcome[ACTUALS_MATCHED] = outcome.get(ACTUALS_MATCHED, 0.0) + 1.0
-            label = join.label_of(actual)
-            for row in chosen:
-                try:
-                    labeling.apply(mid, row, label, spec)
-                except metrics.LabelError as e:
-                    field = "vote" if actual.vote is not None else "actual"
-                    errors.append(ItemError(index, field, str(e), "unusable_label"))
-                    break
+            error = labeling.join(mid, index, actual, chosen, spec)
+            if error is not None:
+                errors.append(error)
         if errors:
             raise LabelsRejected(errors)
         await _write_labels(conn, labeling, now)
@@ -1186,31 +1181,6 @@ def _columns(values: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     if not values:
         return [[] for _ in range(width)]
     return [list(column) for column in zip(*values, strict=True)]
-
-
-def _new_row(ref: int, record: PredictionRecord) -> Row:
-    return Row(
-        ref,
-        record.prediction_id,
-        record.served_by,
-        record.model_version,
-        record.ts,
-        record.prediction,
-        record.score,
-    )
-
-
-def _pending_values(monitor_id: int, actual: Actual, expires: float) -> tuple[Any, ...]:
-    return (
-        monitor_id,
-        actual.prediction_id,
-        actual.entity_id,
-        actual.tag,
-        actual.timestamp,
-        None if actual.value is None else to_json(actual.value),
-        actual.vote,
-        expires,
-    )
 
 
 def _state(version: int, state: str, external: str, override: str | None) -> StoredState:

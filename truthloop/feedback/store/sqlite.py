@@ -472,18 +472,13 @@ class SQLiteStore(Store):
                 ]
             chosen = join.choose(actual, rows, spec)
             if not chosen:
-                waiting.append(_pending_values(mid, actual, join.expiry(now, spec)))
+                waiting.append(codec.pending_values(mid, actual, join.expiry(now, spec)))
                 outcomes[mid, ACTUALS_PENDING] = outcomes.get((mid, ACTUALS_PENDING), 0) + 1
                 continue
             outcomes[mid, ACTUALS_MATCHED] = outcomes.get((mid, ACTUALS_MATCHED), 0) + 1
-            label = join.label_of(actual)
-            for row in chosen:
-                try:
-                    labeling.apply(mid, row, label, spec)
-                except metrics.LabelError as e:
-                    field = "vote" if actual.vote is not None else "actual"
-                    errors.append(ItemError(index, field, str(e), "unusable_label"))
-                    break
+            error = labeling.join(mid, index, actual, chosen, spec)
+            if error is not None:
+                errors.append(error)
         if errors:
             raise LabelsRejected(errors)
         _write_labels(conn, labeling, now)
@@ -724,28 +719,7 @@ def _new_row(conn: sqlite3.Connection, monitor_id: int, record: PredictionRecord
         "SELECT id FROM predictions WHERE monitor_id = ? AND prediction_id = ? AND served_by = ?",
         (monitor_id, record.prediction_id, record.served_by),
     ).fetchone()
-    return Row(
-        ref,
-        record.prediction_id,
-        record.served_by,
-        record.model_version,
-        record.ts,
-        record.prediction,
-        record.score,
-    )
-
-
-def _pending_values(monitor_id: int, actual: Actual, expires: float) -> tuple[Any, ...]:
-    return (
-        monitor_id,
-        actual.prediction_id,
-        actual.entity_id,
-        actual.tag,
-        actual.timestamp,
-        None if actual.value is None else codec.to_json(actual.value),
-        actual.vote,
-        expires,
-    )
+    return Row.of(ref, record)
 
 
 def _write_labels(conn: sqlite3.Connection, labeling: Labeling, now: float) -> None:
