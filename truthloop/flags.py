@@ -23,6 +23,15 @@ class UsageError(Exception):
     """A flag's value cannot be used; the message says which and why."""
 
 
+def command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str, doc: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose `--help` shows its module docstring `doc` as written."""
+    return subparsers.add_parser(
+        name, help=text, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
 def env_flags(parser: argparse.ArgumentParser) -> Callable[[str, str, str | None, str], None]:
     """A `flag(name, variable, default, help)` adder whose default is read from `variable`."""
 

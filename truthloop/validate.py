@@ -19,18 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from truthloop import flags
 from truthloop.core import spec, yamlpos
 
 STDIN = "-"
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "validate",
-        help="check ModelMonitor YAML files",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = flags.command(subparsers, "validate", "check ModelMonitor YAML files", __doc__)
     parser.add_argument(
         "-f",
         "--filename",

@@ -57,11 +57,11 @@ NAMESPACE = "default"
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = flags.command(
+        subparsers,
         "demo",
-        help="the whole loop locally in under a minute: drift, alert, fallback, recovery",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "the whole loop locally in under a minute: drift, alert, fallback, recovery",
+        __doc__,
     )
     parser.add_argument(
         "--duration",

@@ -27,11 +27,11 @@ DEFAULT_STORE = "sqlite://truthloop-feedback.db"
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     env = os.environ.get
-    parser = subparsers.add_parser(
+    parser = flags.command(
+        subparsers,
         "feedback",
-        help="run the feedback service (ingest, join, metrics, alerts, fallback state)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run the feedback service (ingest, join, metrics, alerts, fallback state)",
+        __doc__,
     )
     parser.add_argument(
         "--listen",

@@ -31,11 +31,11 @@ EXAMPLE_ACTUAL: Mapping[str, Any] = {"binary": 1, "multiclass": "<true class>", 
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = flags.command(
+        subparsers,
         "run",
-        help="run a sidecar and a feedback service locally in front of a model you run",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run a sidecar and a feedback service locally in front of a model you run",
+        __doc__,
     )
     parser.add_argument(
         "-f", "--filename", required=True, metavar="FILE", help="the ModelMonitor YAML (one)"

@@ -38,11 +38,11 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     env = os.environ.get
-    parser = subparsers.add_parser(
+    parser = flags.command(
+        subparsers,
         "operator",
-        help="run the Kubernetes operator (ModelMonitors, sidecar injection, status)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run the Kubernetes operator (ModelMonitors, sidecar injection, status)",
+        __doc__,
     )
 
     flag = flags.env_flags(parser)

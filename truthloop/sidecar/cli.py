@@ -45,11 +45,11 @@ _MONITOR = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     env = os.environ.get
-    parser = subparsers.add_parser(
+    parser = flags.command(
+        subparsers,
         "sidecar",
-        help="run the capture proxy in front of a model (capture, fallback, shipping)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run the capture proxy in front of a model (capture, fallback, shipping)",
+        __doc__,
     )
 
     flag = flags.env_flags(parser)
