@@ -3,32 +3,16 @@ counts what it is sent (the real service's run is in test_sidecar_feedback_servi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from tests.integration import sidecar_harness as harness
 from tests.integration.sidecar_fakes import FakeFeedback, Hang, Model, monitor, wait_for
 from tests.integration.sidecar_harness import Client
 from truthloop.sidecar.capture import CaptureStats
 
-
-@pytest.fixture
-async def model() -> AsyncIterator[Model]:
-    server = Model()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def feedback() -> AsyncIterator[FakeFeedback]:
-    service = FakeFeedback()
-    await service.start()
-    yield service
-    await service.stop()
+pytest_plugins = ["tests.integration.sidecar_fixtures"]
 
 
 def assert_captured_what_clients_saw(client: Client, feedback: FakeFeedback) -> None:

@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.integration import sidecar_harness as harness
 from tests.integration.sidecar_fakes import FakeFeedback, Model, monitor, wait_for
 from tests.integration.sidecar_harness import Client
 
-
-@pytest.fixture
-async def model() -> AsyncIterator[Model]:
-    server = Model()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def feedback() -> AsyncIterator[FakeFeedback]:
-    service = FakeFeedback()
-    await service.start()
-    yield service
-    await service.stop()
+pytest_plugins = ["tests.integration.sidecar_fixtures"]
 
 
 async def test_the_rules_answer_within_a_second_of_engaging_and_stop_after(

@@ -20,13 +20,7 @@ from tests.support.feedback import Service
 from truthloop.feedback import settings as feedback_settings
 from truthloop.sidecar.app import SidecarSettings
 
-
-@pytest.fixture
-async def model() -> AsyncIterator[Model]:
-    server = Model()
-    await server.start()
-    yield server
-    await server.stop()
+pytest_plugins = ["tests.integration.sidecar_fixtures"]
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,9 @@ from tests.integration.sidecar_harness import Client
 from truthloop import cli
 from truthloop.sidecar import cli as sidecar_cli
 
+pytest_plugins = ["tests.integration.sidecar_fixtures"]
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[Model]:
-    server = Model()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 class Process:
