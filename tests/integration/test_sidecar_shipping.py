@@ -116,6 +116,31 @@ async def test_items_the_service_refuses_are_dropped_and_the_rest_delivered(
     assert shipper.stats.shipped == 90
 
 
+async def test_records_of_a_monitor_not_registered_yet_are_kept_until_it_is(
+    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+) -> None:
+    registered = False
+
+    def refuse(item: dict[str, object]) -> str | None:
+        if str(item["entity_id"]).endswith("7"):
+            return "unusable_label"
+        return None if registered else "unknown_monitor"
+
+    feedback.reject = refuse
+    shipper = Shipper(settings, session)
+    shipper.start()
+    for i in range(100):
+        shipper.submit(record(i))
+    await wait_for(lambda: feedback.posts >= 3, what="three refused attempts")
+    assert not feedback.records
+    registered = True
+    await wait_for(lambda: len(feedback.records) == 90, what="the 90 usable records")
+    await shipper.close(1.0)
+    assert shipper.stats.dropped == {"rejected": 10}
+    assert shipper.stats.rejected == {"unusable_label": 10}
+    assert shipper.stats.retried >= 90
+
+
 async def test_other_client_errors_drop_the_batch_without_retrying(
     settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
 ) -> None:

@@ -9,7 +9,10 @@ high-water mark, so memory stays bounded while a slow POST is in flight. Spooled
 first, oldest first, once the service answers again.
 
 A 400 that names bad items by index drops those items (counted `rejected` by the service's reason)
-and sends the rest at once; any other 4xx drops the batch. Every record ends delivered, spooled,
+and sends the rest at once; any other 4xx drops the batch. The exception is `unknown_monitor`:
+the operator registers a monitor with the service as the ModelMonitor is created, which can be
+after its pods start serving, so such records are kept and retried like an outage's (the spool
+bounds them if the monitor never comes). Every record ends delivered, spooled,
 or counted in `stats.dropped` under a reason: `queue_full`, `closed`, `spool_full` (oldest spooled
 batch dropped to make room), `spool_error` (the disk refused), `rejected`, `shutdown_timeout`.
 Records carry their prediction_id and the service deduplicates, so a retry never double-counts.
@@ -35,6 +38,9 @@ from truthloop.sidecar.buffer import RecordBuffer
 from truthloop.sidecar.spool import Batch, Entry, Spool, SpoolError
 
 log = logging.getLogger("truthloop.sidecar.shipper")
+
+UNREGISTERED = "unknown_monitor"
+"""The service's reason for a record whose monitor it does not know (yet): retried, not dropped."""
 
 MiB = 1024 * 1024
 
@@ -251,13 +257,16 @@ class Shipper:
             if bad is None:
                 self._reject(batch.count, f"http_{status}", status)
                 return None
-            for reason, count in collections.Counter(bad.values()).items():
+            refused = {i: reason for i, reason in bad.items() if reason != UNREGISTERED}
+            for reason, count in collections.Counter(refused.values()).items():
                 self._reject(count, reason, status)
             lines = batch.lines()
-            kept = [line for i, line in enumerate(lines) if i not in bad]
+            kept = [line for i, line in enumerate(lines) if i not in refused]
             if not kept:
                 return None
             batch = Batch.of(batch.seq, kept)
+            if len(refused) < len(bad):
+                return self._retry(batch, "its monitor is not registered yet")
 
     async def _post(self, body: bytes) -> tuple[int, bytes]:
         async with self._session.post(
