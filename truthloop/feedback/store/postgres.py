@@ -28,9 +28,10 @@ Concurrent writers. Every write is one transaction; a deadlock or serialization 
   hold their monitor's *intake* advisory lock shared; an actual that found nothing takes it
   exclusive, which waits out the batches in flight, and looks again before it waits as pending.
 - Pending actuals a batch joins are taken `FOR UPDATE`, so two batches never both join one.
-- Prediction batches are one multi-row `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING
-  RETURNING` (a known key is a duplicate); labels are rows of their own (`INSERT … ON CONFLICT DO
-  UPDATE` by record), so labeling never rewrites a record and its features.
+- Prediction batches are one multi-row `INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING` (a
+  known key is a duplicate); labels are rows of their own (`INSERT … ON CONFLICT DO UPDATE` by
+  record), so labeling never rewrites a record and its features. Batches of rows travel as one
+  JSON parameter (`_rows`), not an array per column.
 
 Replicas. Exactly one leads (`try_lead`): it holds a session-level advisory lock on a connection
 of its own, checked on every tick; when that connection or its process dies the lock is released
@@ -224,21 +225,40 @@ CREATE TABLE agg_{level} (
 )
 """The schema, one script per version (version = position + 1); never edit a released one."""
 
-INSERT_PREDICTIONS = """
+
+def _rows(param: int, *types: str) -> str:
+    """A `SELECT` of the rows in parameter `param`, a JSON array of arrays (`to_json`), column
+    `i` cast to `types[i]`; a `json` column is the element's JSON text (NULL for null).
+
+    One JSON text rather than an array per column: asyncpg encodes arrays element by element in
+    Python (an ABC `isinstance` each), which cost more than all the SQL of a batch.
+    """
+    columns = ", ".join(
+        f"NULLIF((r->{i})::text, 'null')" if kind == "json" else f"(r->>{i})::{kind}"
+        for i, kind in enumerate(types)
+    )
+    return f"SELECT {columns} FROM json_array_elements(${param}::json) AS r"
+
+
+def _array(param: int, kind: str) -> str:
+    """The array in parameter `param`, a JSON array (`to_json`) of `kind` values."""
+    return f"ARRAY(SELECT json_array_elements_text(${param}::json)::{kind})"
+
+
+INSERT_PREDICTIONS = f"""
 INSERT INTO predictions (monitor_id, prediction_id, served_by, model_version, entity_id, tag, ts,
                          prediction, score, features)
-SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::float8[], $8::text[], $9::float8[], $10::text[])
+{_rows(1, "int", "text", "text", "text", "text", "text", "float8", "json", "float8", "json")}
 ON CONFLICT (monitor_id, prediction_id, served_by) DO NOTHING
 RETURNING id, monitor_id, prediction_id, served_by
 """
 
-FIND_ROWS = """
-SELECT u.i, p.id FROM unnest($1::int[], $2::int[], $3::text[]) AS u(i, monitor_id, prediction_id)
+FIND_ROWS = f"""
+SELECT u.i, p.id FROM ({_rows(1, "int", "int", "text")}) AS u(i, monitor_id, prediction_id)
 JOIN predictions p ON p.monitor_id = u.monitor_id AND p.prediction_id = u.prediction_id
 UNION ALL
-SELECT u.i, p.id FROM unnest($4::int[], $5::int[], $6::text[], $7::text[], $8::float8[],
-                             $9::float8[]) AS u(i, monitor_id, entity_id, tag, lo, hi)
+SELECT u.i, p.id FROM ({_rows(2, "int", "int", "text", "text", "float8", "float8")})
+    AS u(i, monitor_id, entity_id, tag, lo, hi)
 JOIN predictions p ON p.monitor_id = u.monitor_id AND p.entity_id = u.entity_id
     AND p.ts >= u.lo AND p.ts <= u.hi AND p.tag IS NOT DISTINCT FROM u.tag
 """
@@ -247,14 +267,14 @@ JOIN predictions p ON p.monitor_id = u.monitor_id AND p.entity_id = u.entity_id
 LABELED = "predictions LEFT JOIN labels ON prediction_ref = id"
 """Records with their labels (a label's columns are NULL while it has none)."""
 
-LOCK_ROWS = "SELECT FROM predictions WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
+LOCK_ROWS = f"SELECT FROM predictions WHERE id = ANY({_array(1, 'bigint')}) ORDER BY id FOR UPDATE"
 """Lock records in id order (one order for every writer: no deadlock between them)."""
 
-READ_ROWS = f"SELECT {ROW_COLUMNS} FROM {LABELED} WHERE id = ANY($1::bigint[])"
+READ_ROWS = f"SELECT {ROW_COLUMNS} FROM {LABELED} WHERE id = ANY({_array(1, 'bigint')})"
 
-WRITE_LABELS = """
+WRITE_LABELS = f"""
 INSERT INTO labels (prediction_ref, actual, vote, assumed, correct, labeled_at)
-SELECT *, $6 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::bool[])
+SELECT *, $2 FROM ({_rows(1, "bigint", "text", "text", "bool", "bool")}) AS l
 ON CONFLICT (prediction_ref) DO UPDATE SET actual = excluded.actual, vote = excluded.vote,
     assumed = excluded.assumed, correct = excluded.correct, labeled_at = excluded.labeled_at
 """
@@ -272,22 +292,22 @@ SELECT count(*) FROM gone
 """
 """Up to $3 of a monitor's oldest records before $2, with their labels; how many records."""
 
-INSERT_PENDING = """
+INSERT_PENDING = f"""
 INSERT INTO pending (monitor_id, prediction_id, entity_id, tag, ts, actual, vote, expires)
-SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::text[],
-                     $7::text[], $8::float8[])
+{_rows(1, "int", "text", "text", "text", "float8", "text", "text", "float8")}
 """
 
-JOIN_PENDING = """
+JOIN_PENDING = f"""
 SELECT id, prediction_id, entity_id, tag, ts, actual, vote FROM pending
-WHERE monitor_id = $1 AND (prediction_id = ANY($2::text[]) OR entity_id = ANY($3::text[]))
+WHERE monitor_id = $1
+    AND (prediction_id = ANY({_array(2, "text")}) OR entity_id = ANY({_array(3, "text")}))
 ORDER BY id FOR UPDATE
 """
 
 
-ADD_DELTAS = """
+ADD_DELTAS = f"""
 INSERT INTO agg_delta (monitor_id, bucket, version, served_by, key, value)
-SELECT * FROM unnest($1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::float8[])
+{_rows(1, "int", "bigint", "text", "text", "text", "float8")}
 """
 """Counter deltas: minute buckets, or (bucket NULL) lifetime totals only. Append-only."""
 
@@ -723,19 +743,22 @@ class PostgresStore(Store):
             self.keys.intake,
             sorted(set(mids)),
         )
-        returned = await conn.fetch(
-            INSERT_PREDICTIONS,
-            mids,
-            [r.prediction_id for r in records],
-            [r.served_by for r in records],
-            [r.model_version for r in records],
-            [r.entity_id for r in records],
-            [r.tag for r in records],
-            [r.ts for r in records],
-            [to_json(r.prediction) for r in records],
-            [r.score for r in records],
-            [None if r.features is None else to_json(r.features) for r in records],
-        )
+        rows = [
+            (
+                mid,
+                r.prediction_id,
+                r.served_by,
+                r.model_version,
+                r.entity_id,
+                r.tag,
+                r.ts,
+                r.prediction,
+                r.score,
+                r.features,
+            )
+            for r, mid in zip(records, mids, strict=True)
+        ]
+        returned = await conn.fetch(INSERT_PREDICTIONS, to_json(rows))
         refs = {(mid, pid, served_by): ref for ref, mid, pid, served_by in returned}
         new: dict[str, list[tuple[PredictionRecord, Row]]] = {}
         deltas: dict[join.GroupKey, dict[str, float]] = {}
@@ -811,7 +834,7 @@ class PostgresStore(Store):
         await _write_labels(conn, labeling, now)
         await _add(conn, labeling.deltas, outcomes)
         if waiting:
-            await conn.execute(INSERT_PENDING, *_columns(waiting, 8))
+            await conn.execute(INSERT_PENDING, to_json(waiting))
         matched = sum(int(c.get(ACTUALS_MATCHED, 0)) for c in outcomes.values())
         return FeedbackResult(matched=matched, pending=len(waiting))
 
@@ -1069,7 +1092,7 @@ async def _find(
             lo, hi = join.entity_span(actual, registered.monitor.spec)
             by_entity.append((i, registered.id, actual.entity_id, actual.tag, lo, hi))
     found: dict[int, list[int]] = {}
-    for i, ref in await conn.fetch(FIND_ROWS, *_columns(by_id, 3), *_columns(by_entity, 6)):
+    for i, ref in await conn.fetch(FIND_ROWS, to_json(by_id), to_json(by_entity)):
         found.setdefault(i, []).append(ref)
     return found
 
@@ -1084,8 +1107,9 @@ async def _lock(conn: asyncpg.Connection, refs: Iterable[int]) -> dict[int, Row]
     wanted = sorted(refs)
     if not wanted:
         return {}
-    await conn.execute(LOCK_ROWS, wanted)
-    return {r[0]: codec.row(*r) for r in await conn.fetch(READ_ROWS, wanted)}
+    ids = to_json(wanted)
+    await conn.execute(LOCK_ROWS, ids)
+    return {r[0]: codec.row(*r) for r in await conn.fetch(READ_ROWS, ids)}
 
 
 async def _join_pending(
@@ -1099,8 +1123,8 @@ async def _join_pending(
     waiting = await conn.fetch(
         JOIN_PENDING,
         mid,
-        [r.prediction_id for r, _ in inserted],
-        sorted({r.entity_id for r, _ in inserted if r.entity_id is not None}),
+        to_json([r.prediction_id for r, _ in inserted]),
+        to_json(sorted({r.entity_id for r, _ in inserted if r.entity_id is not None})),
     )
     done = []
     for pending_id, pid, entity, tag, ts, actual, vote in waiting:
@@ -1140,11 +1164,16 @@ def _assume_late(
 async def _write_labels(conn: asyncpg.Connection, labeling: Labeling, now: float) -> None:
     if not labeling.rows:
         return
+    columns: dict[join.Label, tuple[str | None, str | None, bool]] = {}
     values = []
     for ref, (row, correct) in labeling.rows.items():
-        assert row.label is not None
-        values.append((ref, *codec.label_columns(row.label), correct))
-    await conn.execute(WRITE_LABELS, *_columns(values, 5), now)
+        label = row.label
+        assert label is not None
+        encoded = columns.get(label)
+        if encoded is None:
+            encoded = columns[label] = codec.label_columns(label)
+        values.append((ref, *encoded, correct))
+    await conn.execute(WRITE_LABELS, to_json(values), now)
 
 
 async def _add(
@@ -1170,17 +1199,10 @@ async def _add(
         if value
     ]
     if values:
-        await conn.execute(ADD_DELTAS, *_columns(values, 6))
+        await conn.execute(ADD_DELTAS, to_json(values))
 
 
 # -- values ------------------------------------------------------------------------------------
-
-
-def _columns(values: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    """Rows as `width` column arrays (what `unnest` takes)."""
-    if not values:
-        return [[] for _ in range(width)]
-    return [list(column) for column in zip(*values, strict=True)]
 
 
 def _state(version: int, state: str, external: str, override: str | None) -> StoredState:
