@@ -7,16 +7,18 @@ The capture shipper and the fallback follower sit behind this one interface.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 Headers = tuple[tuple[bytes, bytes], ...]
 """Header fields in wire order, names as sent (compare them case-insensitively)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Exchange:
-    """One finished request/response pair, reported after the response was fully written."""
+class Exchange(NamedTuple):
+    """One finished request/response pair, reported after the response was fully written.
+
+    A NamedTuple, immutable like a frozen dataclass, because one is built per request: a frozen
+    dataclass's `__init__` pays an `object.__setattr__` call per field, a tuple none.
+    """
 
     prediction_id: str
     """UUIDv7; also sent to the client as `X-Prediction-ID` on 2xx responses."""
@@ -46,9 +48,9 @@ class Exchange:
     """Why the bodies were not kept: `body_too_large`, `upgrade`; None when both were kept."""
 
 
-@dataclass(frozen=True, slots=True)
-class LocalResponse:
-    """A response the tap makes without the model (the fallback's answer)."""
+class LocalResponse(NamedTuple):
+    """A response the tap makes without the model (the fallback's answer); one per local answer,
+    hence a NamedTuple (see `Exchange`)."""
 
     status: int
     headers: Headers
