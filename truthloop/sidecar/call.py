@@ -10,18 +10,31 @@ from __future__ import annotations
 import abc
 import asyncio
 import time
-from typing import cast
 
 from truthloop.sidecar.context import Context
 from truthloop.sidecar.endpoint import Endpoint
-from truthloop.sidecar.upstream import Sink, Upstream
+from truthloop.sidecar.upstream import Upstream
 
 
 class ModelCall(abc.ABC):
-    __slots__ = ("_connecting", "_retried", "_timer", "calling", "ctx", "t_model", "up")
+    __slots__ = (
+        "_connecting",
+        "_retried",
+        "_timer",
+        "calling",
+        "client",
+        "ctx",
+        "head_only",
+        "t_model",
+        "up",
+    )
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, head_only: bool, client: Endpoint | None) -> None:
         self.ctx = ctx
+        self.head_only = head_only
+        """The request is a HEAD (its response has no body)."""
+        self.client = client
+        """The client connection the response is written to, if any."""
         self.up: Upstream | None = None
         self.calling = False
         """Waiting for the model's answer (a connection, or the response)."""
@@ -41,14 +54,6 @@ class ModelCall(abc.ABC):
     @abc.abstractmethod
     def _model_failed(self, reason: str) -> None:
         """The call is over without a complete response; `reason` is a key of ERROR_STATUS."""
-
-    @abc.abstractmethod
-    def _head_only(self) -> bool:
-        """Whether the request is a HEAD (its response has no body)."""
-
-    @abc.abstractmethod
-    def _client(self) -> Endpoint | None:
-        """The client connection the response is written to, if any."""
 
     # The call.
 
@@ -102,7 +107,7 @@ class ModelCall(abc.ABC):
 
     def _attach(self, up: Upstream) -> None:
         self.up = up
-        up.begin(cast(Sink, self), self._head_only(), self._client())
+        up.begin(self, self.head_only, self.client)  # type: ignore[arg-type]  # each is a Sink
         self._send(up)
 
     def cancel_timer(self) -> None:

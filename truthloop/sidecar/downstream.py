@@ -124,7 +124,7 @@ class Transaction(ModelCall):
         keep_alive: bool,
         upgrade: bool,
     ) -> None:
-        super().__init__(conn.ctx)
+        super().__init__(conn.ctx, method == HEAD, conn)
         self.conn = conn
         self.method = method
         self.url = url
@@ -255,12 +255,6 @@ class Transaction(ModelCall):
 
     # ModelCall.
 
-    def _head_only(self) -> bool:
-        return self.method == HEAD
-
-    def _client(self) -> Endpoint:
-        return self.conn
-
     def _send(self, up: Upstream) -> None:
         conn = self.conn
         conn.hold(up)
@@ -269,9 +263,7 @@ class Transaction(ModelCall):
         if self.state == _TUNNEL:
             self.cancel_timer()  # model_timeout bounds the connect, not the tunnel's life
             up.raw = True
-            up.write(
-                b"%s %s HTTP/1.1\r\n%s\r\n" % (self.method, self.url, headers.encode(self.fields))
-            )
+            up.write(headers.head(b" ".join((self.method, self.url, b"HTTP/1.1")), self.fields))
             for data in self.pending:
                 up.write(data)
         else:
@@ -302,13 +294,7 @@ class Transaction(ModelCall):
     def _request_head(self, framing: bytes, expect: bool) -> bytes:
         fields = self.e2e if expect or not self.expect else headers.without(self.e2e, b"expect")
         host = b"" if self.has_host else b"Host: %s\r\n" % self.ctx.host
-        return b"%s %s HTTP/1.1\r\n%s%s%s\r\n" % (
-            self.method,
-            self.url,
-            headers.encode(fields),
-            framing,
-            host,
-        )
+        return headers.head(b" ".join((self.method, self.url, b"HTTP/1.1")), fields, framing + host)
 
     def _rewind(self) -> bool:
         if not self.req_done or self.req_kept is None or self.status or self.state == _TUNNEL:
@@ -339,7 +325,7 @@ class Transaction(ModelCall):
                 self.conn.write(CONTINUE)
         elif self.http11:
             e2e = headers.split(fields)[0]
-            self.conn.write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, headers.encode(e2e)))
+            self.conn.write(headers.head(b"HTTP/1.1 %d %s" % (status, reason), e2e))
 
     def on_head(self, status: int, reason: bytes, fields: list[Field]) -> bool:
         e2e, length, chunked, kept = headers.split(fields)
@@ -362,7 +348,7 @@ class Transaction(ModelCall):
         self._add_connection(e2e)
         self.status = status
         self.resp_fields = tuple(e2e)
-        self.conn.write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, headers.encode(e2e)))
+        self.conn.write(headers.head(b"HTTP/1.1 %d %s" % (status, reason), e2e))
         return length is None and not chunked
 
     def on_body(self, chunk: bytes) -> None:
@@ -463,11 +449,7 @@ class Transaction(ModelCall):
         self._add_connection(fields)
         self.status = status
         self.resp_fields = tuple(fields)
-        head = b"HTTP/1.1 %d %s\r\n%s\r\n" % (
-            status,
-            _reason_phrase(status),
-            headers.encode(fields),
-        )
+        head = headers.head(b"HTTP/1.1 %d %s" % (status, _reason_phrase(status)), fields)
         conn = self.conn
         if self.method == HEAD or status == 204 or status == 304:
             conn.write(head)

@@ -27,6 +27,8 @@ _ACTIONS = {name: _DROP for name in HOP_BY_HOP} | {
     b"connection": _CONNECTION,
 }
 _USUAL_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade", b""})
+_FIELD = b": ".join
+CRLF = b"\r\n"
 
 
 def split(fields: list[Field]) -> tuple[list[Field], bytes | None, bool, set[bytes]]:
@@ -67,6 +69,7 @@ def without(fields: list[Field], name: bytes) -> list[Field]:
     return [f for f in fields if f[0].lower() != name]
 
 
-def encode(fields: Iterable[Field]) -> bytes:
-    """The fields as header lines, each ending in CRLF."""
-    return b"".join([b"%s: %s\r\n" % f for f in fields])
+def head(start_line: bytes, fields: Iterable[Field], more: bytes = b"") -> bytes:
+    """A message head: `start_line`, the fields, `more` (header lines ending in CRLF, or empty)
+    and the blank line. Joined in C, with no per-field formatting: it runs twice per request."""
+    return b"\r\n".join([start_line, *map(_FIELD, fields), more]) + CRLF

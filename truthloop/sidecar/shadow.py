@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from truthloop.sidecar import headers
 from truthloop.sidecar.call import ModelCall
 from truthloop.sidecar.context import Context
-from truthloop.sidecar.endpoint import Endpoint
 from truthloop.sidecar.exchange import Exchange
 from truthloop.sidecar.headers import Field
 from truthloop.sidecar.upstream import Upstream
@@ -39,7 +38,7 @@ class Shadow(ModelCall):
     )
 
     def __init__(self, ctx: Context, t: Transaction, body: bytes) -> None:
-        super().__init__(ctx)
+        super().__init__(ctx, t.method == b"HEAD", None)
         self._head = t.shadow_head(body)
         self._body = body
         self._method = t.method
@@ -58,12 +57,6 @@ class Shadow(ModelCall):
         self.call_model()
 
     # ModelCall.
-
-    def _head_only(self) -> bool:
-        return self._method == b"HEAD"
-
-    def _client(self) -> Endpoint | None:
-        return None
 
     def _send(self, up: Upstream) -> None:
         up.write(self._head)
