@@ -108,6 +108,16 @@ def test_identical_repeats_are_duplicates_and_conflicting_ones_are_errors() -> N
     assert problems(parsed) == [(3, "prediction_id", "duplicate_in_batch")]
 
 
+def test_a_value_accepted_once_in_a_batch_is_not_confused_with_an_equal_one() -> None:
+    # True == 1 == 1.0 in Python; a regression takes the numbers but not the boolean.
+    price = {"monitor": "ml/price"}
+    parsed = parse(
+        *(rec(prediction_id=f"p{i}", prediction=v, **price) for i, v in enumerate([1, 1.0, True]))
+    )
+    assert problems(parsed) == [(2, "prediction", "unusable_label")]
+    assert [r.prediction for r in parsed.items] == [1, 1.0]
+
+
 def test_ndjson_lines_are_items_and_a_broken_line_is_its_own_error() -> None:
     body = (
         msgspec.json.encode(rec(prediction_id="a"))

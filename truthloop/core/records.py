@@ -338,7 +338,7 @@ def _convert_each(data: list[Any], shape: type[W]) -> tuple[list[W | _Unreadable
 class _Checker:
     """Checks shared by both decoding paths; problems are appended to `errors`."""
 
-    __slots__ = ("errors", "limits", "now", "tasks")
+    __slots__ = ("errors", "limits", "now", "tasks", "usable")
 
     def __init__(
         self, tasks: Mapping[str, Task], now: float, limits: Limits, errors: list[ItemError]
@@ -347,6 +347,8 @@ class _Checker:
         self.now = now
         self.limits = limits
         self.errors = errors
+        self.usable: set[tuple[Any, ...]] = set()
+        """(check, task, type, value) that passed `scalar`: a batch repeats its labels."""
 
     def fail(self, index: int, field: str, message: str, reason: str = "invalid") -> None:
         self.errors.append(ItemError(index, field, message, reason))
@@ -457,6 +459,9 @@ class _Checker:
         task: Task | None,
         usable: Callable[[Task, Scalar], str | None],
     ) -> None:
+        known = (usable, task, type(value), value)  # the type: True == 1 == 1.0 as keys
+        if known in self.usable:
+            return
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INT:
             self.fail(index, field, "integer too large (beyond ±2**53)", "out_of_range")
         elif isinstance(value, str) and len(value) > self.limits.max_text_length:
@@ -467,6 +472,8 @@ class _Checker:
             problem = usable(task, value)
             if problem:
                 self.fail(index, field, problem, "unusable_label")
+            else:
+                self.usable.add(known)
 
     def timestamp(self, index: int, field: str, value: float | str, max_age: float | None) -> float:
         if isinstance(value, str):
