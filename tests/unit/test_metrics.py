@@ -660,8 +660,11 @@ def _accepted(task: str, prediction: object, actual: object) -> bool:
     return True
 
 
-def test_is_correct_follows_observe() -> None:
-    assert m.is_correct("binary", 0.8, "true", score=None, threshold=0.5) is True
-    assert m.is_correct("binary", 0.8, 1, score=None, threshold=0.9) is False
-    assert m.is_correct("multiclass", 1.0, "1", score=None, threshold=0.5) is True
-    assert m.is_correct("regression", 1.0, 1.0, score=None, threshold=0.5) is None
+def test_verdict_follows_observe() -> None:
+    assert m.verdict("binary", m.observe("binary", 0.8, "true")) is True
+    assert m.verdict("binary", m.observe("binary", 0.8, 1, threshold=0.9)) is False
+    assert m.verdict("binary", m.observe("binary", 1, 0, score=0.7)) is False
+    assert m.verdict("binary", m.observe("binary", 0, "false", score=0.2)) is True
+    assert m.verdict("multiclass", m.observe("multiclass", 1.0, "1")) is True
+    assert m.verdict("multiclass", m.observe("multiclass", "cat", "dog")) is False
+    assert m.verdict("regression", m.observe("regression", 1.0, 1.0)) is None

@@ -137,9 +137,10 @@ def relabel(row: Row, label: Label, spec: MonitorSpec) -> Change | None:
     if row.label == label:
         return None
     new = contribution(row, label, spec)
+    right = label.vote == "up" if label.vote is not None else metrics.verdict(spec.task, new)
     if row.label is not None:
         new = metrics.subtract(new, contribution(row, row.label, spec))
-    return Change(row, label, correct(row, label, spec), new)
+    return Change(row, label, right, new)
 
 
 def contribution(row: Row, label: Label, spec: MonitorSpec) -> dict[str, float]:
@@ -149,15 +150,6 @@ def contribution(row: Row, label: Label, spec: MonitorSpec) -> dict[str, float]:
             spec.task, row.prediction, label.vote == "up", score=row.score, threshold=spec.threshold
         )
     return metrics.observe(
-        spec.task, row.prediction, label.value, score=row.score, threshold=spec.threshold
-    )
-
-
-def correct(row: Row, label: Label, spec: MonitorSpec) -> bool | None:
-    """Was the prediction right? None for regression actuals (there is no right, only error)."""
-    if label.vote is not None:
-        return label.vote == "up"
-    return metrics.is_correct(
         spec.task, row.prediction, label.value, score=row.score, threshold=spec.threshold
     )
 

@@ -226,15 +226,13 @@ def _problem(binary: Callable[[], object], task: Task, value: object, what: str)
     return None
 
 
-def is_correct(
-    task: Task, prediction: object, actual: object, *, score: float | None, threshold: float
-) -> bool | None:
-    """Whether the prediction was right; None for regression, where there is only an error."""
+def verdict(task: Task, contribution: Counters) -> bool | None:
+    """Whether the labeled sample behind `contribution` (what `observe` returned for it) was
+    predicted right; None for regression, where there is only an error."""
     if task == "binary":
-        predicted, _ = _binary_prediction(prediction, score, threshold)
-        return predicted == _binary_class(actual, "actual")
+        return "tp" in contribution or "tn" in contribution
     if task == "multiclass":
-        return _class_label(prediction) == _class_label(actual)
+        return "correct" in contribution
     return None
 
 
