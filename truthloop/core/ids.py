@@ -20,12 +20,29 @@ def uuid7(unix_ms: int, rand: bytes) -> str:
 
     `unix_ms` is milliseconds since the Unix epoch (taken modulo 2**48); `rand` must be at least
     `RANDOM_BYTES` long, or ValueError.
-
-    Built from the hex digits of the time and of `rand` (it runs once per proxied request): digit
-    12 becomes the version, digit 16 takes the variant, and the rest are kept — rand_a is the
-    first 12 random bits, rand_b the last 62.
     """
     if len(rand) < RANDOM_BYTES:
         raise ValueError(f"rand: need {RANDOM_BYTES} bytes, got {len(rand)}")
-    h = f"{unix_ms & _TIME_MASK:012x}{rand[:RANDOM_BYTES].hex()}"
-    return f"{h[:8]}-{h[8:12]}-7{h[12:15]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+    return time_part(unix_ms) + random_parts(rand[:RANDOM_BYTES])[0]
+
+
+def time_part(unix_ms: int) -> str:
+    """The first 13 characters of every UUIDv7 of `unix_ms` (`xxxxxxxx-xxxx`)."""
+    h = f"{unix_ms & _TIME_MASK:012x}"
+    return f"{h[:8]}-{h[8:]}"
+
+
+def random_parts(rand: bytes) -> list[str]:
+    """The rest of a UUIDv7 (`-7xxx-yxxx-xxxxxxxxxxxx`) for each `RANDOM_BYTES` of `rand`.
+
+    The ID is split in two so that a source of many IDs formats the random parts of a whole
+    block at once and the time part once per millisecond. From the hex digits of each share of
+    `rand`: rand_a is the first three (12 bits), rand_b the last 62 bits — digit 4 keeps its low
+    two bits under the variant, digit 3 is not used.
+    """
+    h = rand.hex()
+    step = 2 * RANDOM_BYTES
+    return [
+        f"-7{h[i : i + 3]}-{_VARIANT[h[i + 4]]}{h[i + 5 : i + 8]}-{h[i + 8 : i + step]}"
+        for i in range(0, len(h) - step + 1, step)
+    ]

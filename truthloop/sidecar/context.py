@@ -58,7 +58,8 @@ class Context:
         """Open client connections."""
         self.host = b"%s:%d" % (pool.host.encode(), pool.port)
         """Host field for requests that came without one (HTTP/1.0)."""
-        self.new_id = PredictionIds()
+        self.new_id = PredictionIds().__call__
+        """A fresh prediction ID (the bound method: cheaper to call than the instance)."""
         self.closing = False
         """Set by Proxy.close: answer in-flight requests with `Connection: close`."""
         self.drained: asyncio.Event | None = None
