@@ -482,21 +482,22 @@ class Transaction(ModelCall):
             skip = "body_too_large"
         req, resp = self.req_kept, self.resp_kept
         self.ctx.report(
+            # Positional, in field order: keywords to a class call cost a dict per request.
             Exchange(
-                prediction_id=self.pid,
-                method=self.method.decode(),
-                path=self.url.decode("latin-1"),
-                request_headers=tuple(self.fields),
-                request_body=None if req is None or skip else b"".join(req),
-                status=self.status,
-                response_headers=self.resp_fields,
-                response_body=None if resp is None or skip else b"".join(resp),
-                served_by=served_by,
-                shadow=False,
-                started=self.started,
-                model_seconds=model_seconds,
-                total_seconds=time.perf_counter() - self.t0,
-                skip_reason=skip,
+                self.pid,
+                self.method.decode(),
+                self.url.decode("latin-1"),
+                tuple(self.fields),
+                None if req is None or skip else b"".join(req),
+                self.status,
+                self.resp_fields,
+                None if resp is None or skip else b"".join(resp),
+                served_by,
+                False,  # shadow
+                self.started,
+                model_seconds,
+                time.perf_counter() - self.t0,
+                skip,
             ),
             "tunnel" if skip == "upgrade" else served_by,
         )
