@@ -466,6 +466,17 @@ async def test_http10_keep_alive_is_answered_as_such(w: World) -> None:
 
 
 @scenario
+async def test_http10_with_proxy_connection_is_answered_as_http10(w: World) -> None:
+    # llhttp reads Proxy-Connection like Connection; the proxy tells HTTP/1.1 from the parser's
+    # keep-alive verdict only when neither field came, so this one is asked for its version.
+    c = await w.connect()
+    resp = await c.exchange(
+        http1.request("POST", "/echo", [(b"Proxy-Connection", b"keep-alive")], b"1", version="1.0")
+    )
+    assert resp.header("connection") == b"keep-alive"
+
+
+@scenario
 async def test_http10_request_without_host_gets_one_towards_the_model(w: World) -> None:
     c = await w.connect()
     await c.send(b"GET /echo HTTP/1.0\r\n\r\n")

@@ -120,23 +120,25 @@ class Transaction(ModelCall):
         method: bytes,
         url: bytes,
         fields: list[Field],
-        http11: bool,
         keep_alive: bool,
         upgrade: bool,
     ) -> None:
-        super().__init__(conn.ctx, method == HEAD, conn)
+        ModelCall.__init__(self, conn.ctx, method == HEAD, conn)
         self.conn = conn
         self.method = method
         self.url = url
         self.fields = fields
-        self.http11 = http11
         self.keep_alive = keep_alive
         self.upgrade = upgrade
         self.started = time.time()
         self.t0 = time.perf_counter()
         self.pid = conn.ctx.new_id()
         self.state = _QUEUED
-        e2e, length, chunked, kept = headers.split(fields)
+        e2e, length, chunked, kept, connection = headers.split(fields)
+        # llhttp keeps an HTTP/1.0 connection alive only if a Connection field asks for it, so
+        # keep-alive without one means HTTP/1.1: the parser's version (a string it formats, ~2%
+        # of a proxied request's instructions) is asked for only otherwise.
+        self.http11 = (keep_alive and not connection) or conn.http_version() == "1.1"
         self.e2e = e2e
         self.req_length = length
         self.req_chunked = chunked
@@ -328,7 +330,7 @@ class Transaction(ModelCall):
             self.conn.write(headers.head(b"HTTP/1.1 %d %s" % (status, reason), e2e))
 
     def on_head(self, status: int, reason: bytes, fields: list[Field]) -> bool:
-        e2e, length, chunked, kept = headers.split(fields)
+        e2e, length, chunked, kept, _ = headers.split(fields)
         if self.method == HEAD or status == 204 or status == 304:
             if length is not None:
                 e2e.append((b"Content-Length", length))
@@ -622,7 +624,6 @@ class Downstream(Endpoint):
             p.get_method(),
             self._url,
             self._fields,
-            p.get_http_version() == "1.1",
             p.should_keep_alive(),
             p.should_upgrade(),
         )
@@ -650,6 +651,10 @@ class Downstream(Endpoint):
     @property
     def reading_paused(self) -> bool:
         return self._blocks != 0
+
+    def http_version(self) -> str:
+        """The version of the request whose head was just parsed, like "1.1"."""
+        return self._parser.get_http_version()
 
     # For transactions.
 

@@ -20,48 +20,69 @@ HOP_BY_HOP = frozenset(
 
 PREDICTION_ID = b"x-prediction-id"
 
-_LENGTH, _CHUNKED, _CONNECTION, _DROP = range(4)
+_KEEP, _LENGTH, _CHUNKED, _CONNECTION, _PROXY_CONNECTION, _DROP = range(6)
 _ACTIONS = {name: _DROP for name in HOP_BY_HOP} | {
     b"content-length": _LENGTH,
     b"transfer-encoding": _CHUNKED,
     b"connection": _CONNECTION,
+    b"proxy-connection": _PROXY_CONNECTION,
 }
 _USUAL_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade", b""})
 _FIELD = b": ".join
 CRLF = b"\r\n"
 
+_NAMES: dict[bytes, tuple[bytes, int]] = {}
+"""Field names as sent -> (lower case, action). Clients and the model send the same few names on
+every message, so each is lower-cased and classified once; past `_NAMES_MAX` names (a client
+making them up), the others are classified every time."""
+_NAMES_MAX = 1024
 
-def split(fields: list[Field]) -> tuple[list[Field], bytes | None, bool, set[bytes]]:
-    """(end-to-end fields without Content-Length, its value, Transfer-Encoding seen, names kept).
+
+def _classify(name: bytes) -> tuple[bytes, int]:
+    low = name.lower()
+    action = _ACTIONS.get(low)
+    if action is None:
+        action = _DROP if low[:6] == b"proxy-" else _KEEP
+    found = low, action
+    if len(_NAMES) < _NAMES_MAX:
+        _NAMES[name] = found
+    return found
+
+
+def split(fields: list[Field]) -> tuple[list[Field], bytes | None, bool, set[bytes], bool]:
+    """(end-to-end fields without Content-Length, its value, Transfer-Encoding seen, names kept,
+    a Connection or Proxy-Connection field seen).
 
     `names kept` holds the lower-case names of the end-to-end fields, so a caller can ask whether
-    `host` or `expect` came without another scan.
+    `host` or `expect` came without another scan. The last value tells whether the parser's
+    keep-alive verdict may rest on a field (as an HTTP/1.0 one must).
     """
     out: list[Field] = []
     kept: set[bytes] = set()
     length: bytes | None = None
     chunked = False
     connection: list[bytes] = []
-    action_of = _ACTIONS.get
+    proxy_connection = False
+    known = _NAMES.get
     for f in fields:
-        low = f[0].lower()
-        action = action_of(low)
-        if action is None:
-            if low[:6] != b"proxy-":
-                out.append(f)
-                kept.add(low)
+        low, action = known(f[0]) or _classify(f[0])
+        if action == _KEEP:
+            out.append(f)
+            kept.add(low)
         elif action == _LENGTH:
             length = f[1]
         elif action == _CHUNKED:
             chunked = True
         elif action == _CONNECTION:
             connection.append(f[1])
+        elif action == _PROXY_CONNECTION:
+            proxy_connection = True
     if connection:
         listed = {t.strip().lower() for v in connection for t in v.split(b",")} - _USUAL_TOKENS
         if listed:
             out = [f for f in out if f[0].lower() not in listed]
             kept -= listed
-    return out, length, chunked, kept
+    return out, length, chunked, kept, proxy_connection or bool(connection)
 
 
 def without(fields: list[Field], name: bytes) -> list[Field]:

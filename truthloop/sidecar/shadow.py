@@ -77,7 +77,7 @@ class Shadow(ModelCall):
         pass
 
     def on_head(self, status: int, reason: bytes, fields: list[Field]) -> bool:
-        e2e, length, chunked, _ = headers.split(fields)
+        e2e, length, chunked, _, _ = headers.split(fields)
         if length is not None:
             e2e.append((b"Content-Length", length))
         self._status = status
