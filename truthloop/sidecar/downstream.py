@@ -23,6 +23,7 @@ client that goes away mid-exchange drops the model's connection and is counted, 
 from __future__ import annotations
 
 import collections
+import functools
 import http
 import logging
 import time
@@ -72,11 +73,15 @@ _TUNNEL = 3
 _DONE = 4
 
 
-def _reason_phrase(status: int) -> bytes:
+@functools.lru_cache(maxsize=64)
+def _status_line(status: int) -> bytes:
+    """The status line of a response the proxy makes itself (a local answer, an error): looking
+    the phrase up in http.HTTPStatus costs more than the rest of the head, so once per status."""
     try:
-        return http.HTTPStatus(status).phrase.encode()
+        phrase = http.HTTPStatus(status).phrase.encode()
     except ValueError:
-        return b""
+        phrase = b""
+    return b"HTTP/1.1 %d %s" % (status, phrase)
 
 
 class Transaction(ModelCall):
@@ -451,7 +456,7 @@ class Transaction(ModelCall):
         self._add_connection(fields)
         self.status = status
         self.resp_fields = tuple(fields)
-        head = headers.head(b"HTTP/1.1 %d %s" % (status, _reason_phrase(status)), fields)
+        head = headers.head(_status_line(status), fields)
         conn = self.conn
         if self.method == HEAD or status == 204 or status == 304:
             conn.write(head)
