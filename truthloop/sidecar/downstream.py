@@ -666,7 +666,7 @@ class Downstream(Endpoint):
     def hold(self, up: Upstream) -> None:
         """Cork `up` until the current read is parsed (a no-op outside one)."""
         if self._feeding and not up.corked:
-            up.cork()
+            up.corked = True
             self._held.append(up)
 
     def block(self, reason: int) -> None:

@@ -17,6 +17,8 @@ class Endpoint(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.corked = False
+        """Set (a plain attribute, not a method call: twice per request) by whoever parses a read
+        that writes here; `uncork` sends what was written meanwhile."""
         self._wbuf: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -30,9 +32,6 @@ class Endpoint(asyncio.Protocol):
             self._wbuf.append(data)
         elif self.transport is not None:
             self.transport.write(data)
-
-    def cork(self) -> None:
-        self.corked = True
 
     def uncork(self) -> None:
         self.corked = False
