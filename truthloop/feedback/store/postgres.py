@@ -64,6 +64,7 @@ import math
 import time
 import uuid
 import zlib
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -246,12 +247,30 @@ def _array(param: int, kind: str) -> str:
 
 
 INSERT_PREDICTIONS = f"""
-INSERT INTO predictions (monitor_id, prediction_id, served_by, model_version, entity_id, tag, ts,
-                         prediction, score, features)
-{_rows(1, "int", "text", "text", "text", "text", "text", "float8", "json", "float8", "json")}
-ON CONFLICT (monitor_id, prediction_id, served_by) DO NOTHING
-RETURNING id, monitor_id, prediction_id, served_by
+WITH batch AS (
+    {
+    _rows(
+        1, "int", "int", "text", "text", "text", "text", "text", "float8", "json", "float8", "json"
+    )
+}
+), added AS (
+    INSERT INTO predictions (monitor_id, prediction_id, served_by, model_version, entity_id, tag,
+                             ts, prediction, score, features)
+    SELECT monitor_id, prediction_id, served_by, model_version, entity_id, tag, ts, prediction,
+        score, features
+    FROM batch AS b(i, monitor_id, prediction_id, served_by, model_version, entity_id, tag, ts,
+                    prediction, score, features)
+    ON CONFLICT (monitor_id, prediction_id, served_by) DO NOTHING
+    RETURNING id, monitor_id, prediction_id, served_by
+)
+SELECT b.i, added.id FROM added
+JOIN batch AS b(i, monitor_id, prediction_id, served_by)
+    ON (b.monitor_id, b.prediction_id, b.served_by)
+        = (added.monitor_id, added.prediction_id, added.served_by)
+ORDER BY b.i
 """
+"""Insert a batch (its rows led by their index); (index, id) of the rows that were new, in
+request order (a known key is a duplicate)."""
 
 FIND_ROWS = f"""
 SELECT u.i, p.id FROM ({_rows(1, "int", "int", "text")}) AS u(i, monitor_id, prediction_id)
@@ -745,6 +764,7 @@ class PostgresStore(Store):
         )
         rows = [
             (
+                i,
                 mid,
                 r.prediction_id,
                 r.served_by,
@@ -756,19 +776,18 @@ class PostgresStore(Store):
                 r.score,
                 r.features,
             )
-            for r, mid in zip(records, mids, strict=True)
+            for i, (r, mid) in enumerate(zip(records, mids, strict=True))
         ]
         returned = await conn.fetch(INSERT_PREDICTIONS, to_json(rows))
-        refs = {(mid, pid, served_by): ref for ref, mid, pid, served_by in returned}
-        new: dict[str, list[tuple[PredictionRecord, Row]]] = {}
-        deltas: dict[join.GroupKey, dict[str, float]] = {}
-        for r, mid in zip(records, mids, strict=True):
-            ref = refs.get((mid, r.prediction_id, r.served_by))
-            if ref is None:
-                continue
-            new.setdefault(r.monitor, []).append((r, Row.of(ref, r)))
-            counts = deltas.setdefault((mid, r.model_version, r.served_by, bucket_of(r.ts)), {})
-            counts[join.PREDICTIONS_KEY] = counts.get(join.PREDICTIONS_KEY, 0.0) + 1.0
+        new: dict[str, list[tuple[PredictionRecord, int]]] = {}
+        groups = []
+        for i, ref in returned:
+            r = records[i]
+            new.setdefault(r.monitor, []).append((r, ref))
+            groups.append((mids[i], r.model_version, r.served_by, bucket_of(r.ts)))
+        deltas: dict[join.GroupKey, dict[str, float]] = {
+            group: {join.PREDICTIONS_KEY: float(n)} for group, n in Counter(groups).items()
+        }
         labeling = Labeling()
         totals: dict[tuple[int, str, str], dict[str, float]] = {}
         for key, inserted in new.items():
@@ -782,7 +801,7 @@ class PostgresStore(Store):
         await _write_labels(conn, labeling, now)
         await _add(conn, deltas, totals)
         matched_total = sum(int(c[ACTUALS_MATCHED]) for c in totals.values())
-        return IngestResult(len(refs), len(records) - len(refs), matched_total)
+        return IngestResult(len(returned), len(records) - len(returned), matched_total)
 
     # -- actuals -------------------------------------------------------------------------------
 
@@ -1115,10 +1134,11 @@ async def _lock(conn: asyncpg.Connection, refs: Iterable[int]) -> dict[int, Row]
 async def _join_pending(
     conn: asyncpg.Connection,
     registered: Registered,
-    inserted: Sequence[tuple[PredictionRecord, Row]],
+    inserted: Sequence[tuple[PredictionRecord, int]],
     labeling: Labeling,
 ) -> int:
-    """Pending actuals that the new records satisfy label them and stop waiting; how many."""
+    """Pending actuals that the new records (with their ids) satisfy label them and stop
+    waiting; how many."""
     mid, spec = registered.id, registered.monitor.spec
     waiting = await conn.fetch(
         JOIN_PENDING,
@@ -1130,7 +1150,7 @@ async def _join_pending(
     for pending_id, pid, entity, tag, ts, actual, vote in waiting:
         value = None if actual is None else codec.decode(actual)
         wanted = Actual(registered.monitor.key, ts, pid, entity, tag, value, vote)
-        candidates = [row for r, row in inserted if join.accepts(wanted, r, spec)]
+        candidates = [Row.of(ref, r) for r, ref in inserted if join.accepts(wanted, r, spec)]
         if not candidates:
             continue
         label = join.label_of(wanted)
@@ -1147,7 +1167,7 @@ async def _join_pending(
 
 def _assume_late(
     registered: Registered,
-    inserted: Sequence[tuple[PredictionRecord, Row]],
+    inserted: Sequence[tuple[PredictionRecord, int]],
     now: float,
     labeling: Labeling,
 ) -> None:
@@ -1156,9 +1176,11 @@ def _assume_late(
     label = join.assumed_label(spec)
     if label is None:
         return
-    for r, row in inserted:
-        if r.ts < now - spec.feedback.attribution_window and labeling.current(row).label is None:
-            labeling.apply(registered.id, row, label, spec)
+    for r, ref in inserted:
+        if r.ts < now - spec.feedback.attribution_window:
+            row = labeling.current(Row.of(ref, r))
+            if row.label is None:
+                labeling.apply(registered.id, row, label, spec)
 
 
 async def _write_labels(conn: asyncpg.Connection, labeling: Labeling, now: float) -> None:
