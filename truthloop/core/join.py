@@ -136,11 +136,16 @@ def relabel(row: Row, label: Label, spec: MonitorSpec) -> Change | None:
     """
     if row.label == label:
         return None
+    return Change(row, label, *_difference(row, label, spec))
+
+
+def _difference(row: Row, label: Label, spec: MonitorSpec) -> tuple[bool | None, dict[str, float]]:
+    """`relabel`'s verdict and delta, for a label `row` does not have yet."""
     new = contribution(row, label, spec)
     right = label.vote == "up" if label.vote is not None else metrics.verdict(spec.task, new)
     if row.label is not None:
         new = metrics.subtract(new, contribution(row, row.label, spec))
-    return Change(row, label, right, new)
+    return right, new
 
 
 def contribution(row: Row, label: Label, spec: MonitorSpec) -> dict[str, float]:
@@ -180,13 +185,14 @@ class Labeling:
 
     def apply(self, monitor_id: int, row: Row, label: Label, spec: MonitorSpec) -> bool:
         """Label `row`; False when it already had that label. Raises `metrics.LabelError`."""
-        row = self.current(row)
-        change = relabel(row, label, spec)
-        if change is None:
+        touched = self.rows.get(row.ref)
+        if touched is not None:
+            row = touched[0]
+        if row.label == label:
             return False
-        group = (monitor_id, row.model_version, row.served_by, bucket_of(row.ts))
-        add(self.deltas, group, change.delta)
-        self.rows[row.ref] = (msgspec.structs.replace(row, label=label), change.correct)
+        right, delta = _difference(row, label, spec)
+        add(self.deltas, (monitor_id, row.model_version, row.served_by, bucket_of(row.ts)), delta)
+        self.rows[row.ref] = (msgspec.structs.replace(row, label=label), right)
         return True
 
     def join(
