@@ -185,9 +185,7 @@ class Labeling:
 
     def apply(self, monitor_id: int, row: Row, label: Label, spec: MonitorSpec) -> bool:
         """Label `row`; False when it already had that label. Raises `metrics.LabelError`."""
-        touched = self.rows.get(row.ref)
-        if touched is not None:
-            row = touched[0]
+        row = self.current(row)
         if row.label == label:
             return False
         right, delta = _difference(row, label, spec)
