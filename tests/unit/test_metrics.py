@@ -291,6 +291,9 @@ def test_r2_of_constant_actuals_is_undefined() -> None:
     timestamps = [(1.7e9 + i + 0.1, 1.7e9 + i) for i in range(3)]  # spread 1e-19 of the square
     c = m.total(m.observe("regression", p, y) for p, y in timestamps)
     assert m.evaluate("regression", c)["r2"].value is None
+    tiny = 1.8105425067779426e-159  # its square is below the normal float range
+    c = m.total(m.observe("regression", tiny, tiny) for _ in range(2))
+    assert m.evaluate("regression", c)["r2"].value is None
 
 
 def test_mape_divides_by_at_least_epsilon_like_scikit_learn() -> None:

@@ -51,7 +51,9 @@ as actual or predicted). Log loss clips probabilities to [ε, 1 − ε], ε = `L
 float64 machine epsilon scikit-learn uses. MAPE leaves out actuals of 0 (counted in
 `mape_excluded`) and divides by max(|actual|, ε) like scikit-learn. R² is None when the actuals'
 sum of squared deviations is not above `R2_RESOLUTION` times their sum of squares: from sums alone
-the cancellation would leave too few correct digits (e.g. Unix timestamps as actuals). Anything
+the cancellation would leave too few correct digits (e.g. Unix timestamps as actuals), and so is
+it when that sum of squares is below the normal float range (actuals around 1e-160), where the
+squares themselves have lost their digits. Anything
 undefined is None, never NaN or infinity.
 """
 
@@ -512,7 +514,7 @@ def _evaluate_regression(c: Counters, confidence: float) -> dict[str, Estimate]:
         rmse = _estimate(math.sqrt(max(se2 / n, 0.0)), root)
         sy2 = c.get("sy2", 0)
         ss_tot = sy2 - c.get("sy", 0) ** 2 / n
-        if ss_tot > R2_RESOLUTION * sy2:
+        if sy2 >= sys.float_info.min and ss_tot > R2_RESOLUTION * sy2:
             r2 = _estimate(1 - se2 / ss_tot)
     return {
         "mae": _mean(c.get("sae", 0), se2, n, confidence),
