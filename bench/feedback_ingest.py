@@ -580,13 +580,11 @@ Replicas (`truthloop feedback` processes on one database):
 |---|---|---|
 {scaling}
 
-The replicas are CPU-bound in Python, on the same cores as PostgreSQL and the client: past two
-replicas they only take cores from each other. A profile of one replica under this load
-(`python -m cProfile -m truthloop feedback …`) splits an actual's time about one fifth parsing and
-validating, one third the join and its counters (`core.join`, `core.metrics`), and a good third
-the store's round trips (find, lock, labels, about three aggregate upserts per actual); a
-record's, about half parsing and half the insert. asyncpg's array encoding alone (an ABC
-`isinstance` per array element) is about a tenth of the replica's time.
+The replicas, PostgreSQL and the client share the machine's cores: past two replicas they only
+take cores from each other. Batches reach PostgreSQL as one `jsonb` parameter each (asyncpg
+encodes typed arrays element by element in Python); measured store-only, the database server now
+spends more CPU per record and per actual than a replica does, so on one machine the figures are
+bounded by its cores more than by the service's Python.
 """
 
 
