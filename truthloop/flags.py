@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import urllib.parse
@@ -90,6 +91,14 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
     except ImportError:
         return asyncio.run(main)
     return uvloop.run(main)
+
+
+def freeze_startup_heap() -> None:
+    """Call once a service is serving: what startup allocated (modules, settings, compiled specs)
+    lives as long as the process, so the cyclic collector stops rescanning it on every full
+    collection — about 8% of a busy feedback replica's CPU went there."""
+    gc.collect()
+    gc.freeze()
 
 
 async def stop_signal() -> None:

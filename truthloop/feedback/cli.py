@@ -114,6 +114,7 @@ async def _serve(app: web.Application, host: str, port: int) -> int:
     await site.start()
     address = runner.addresses[0]
     print(f"listening on http://{address[0]}:{address[1]}", flush=True)
+    flags.freeze_startup_heap()
     try:
         await flags.stop_signal()
     finally:

@@ -189,6 +189,7 @@ async def _serve(settings: SidecarSettings) -> int:
     proxy, admin = settings.proxy, settings.admin
     print(f"proxy listening on http://{proxy.listen_host}:{sidecar.port}", flush=True)
     print(f"admin listening on http://{admin.host}:{sidecar.admin_port}", flush=True)
+    flags.freeze_startup_heap()
     try:
         await flags.stop_signal()
     finally:
