@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from truthloop.core.join import Label, Row
-from truthloop.core.records import Actual
+from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import parse_monitor
 from truthloop.feedback.store.interface import Registered, StoredPrediction
 
@@ -50,6 +50,23 @@ def label(actual: str | None, vote: str | None, assumed: Any) -> Label | None:
 def label_columns(value: Label) -> tuple[str | None, str | None, bool]:
     """(actual, vote, assumed) as stored."""
     return (None if value.value is None else to_json(value.value), value.vote, value.assumed)
+
+
+def prediction_values(monitor_id: int, record: PredictionRecord) -> tuple[Any, ...]:
+    """A capture record as the `predictions` table's columns: monitor_id, prediction_id,
+    served_by, model_version, entity_id, tag, ts, prediction, score, features."""
+    return (
+        monitor_id,
+        record.prediction_id,
+        record.served_by,
+        record.model_version,
+        record.entity_id,
+        record.tag,
+        record.ts,
+        to_json(record.prediction),
+        record.score,
+        None if record.features is None else to_json(record.features),
+    )
 
 
 def pending_values(monitor_id: int, actual: Actual, expires: float) -> tuple[Any, ...]:

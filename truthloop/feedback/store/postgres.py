@@ -760,19 +760,7 @@ class PostgresStore(Store):
             sorted(set(mids)),
         )
         rows = [
-            (
-                i,
-                mid,
-                r.prediction_id,
-                r.served_by,
-                r.model_version,
-                r.entity_id,
-                r.tag,
-                r.ts,
-                to_json(r.prediction),
-                r.score,
-                None if r.features is None else to_json(r.features),
-            )
+            (i, *codec.prediction_values(mid, r))
             for i, (r, mid) in enumerate(zip(records, mids, strict=True))
         ]
         returned = await conn.fetch(INSERT_PREDICTIONS, to_json(rows))

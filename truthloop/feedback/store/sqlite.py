@@ -312,21 +312,7 @@ class SQLiteStore(Store):
         monitors: Mapping[str, Registered],
         now: float,
     ) -> IngestResult:
-        values = [
-            (
-                monitors[r.monitor].id,
-                r.prediction_id,
-                r.served_by,
-                r.model_version,
-                r.entity_id,
-                r.tag,
-                r.ts,
-                codec.to_json(r.prediction),
-                r.score,
-                None if r.features is None else codec.to_json(r.features),
-            )
-            for r in records
-        ]
+        values = [codec.prediction_values(monitors[r.monitor].id, r) for r in records]
         insert = (
             "INSERT OR IGNORE INTO predictions (monitor_id, prediction_id, served_by,"
             " model_version, entity_id, tag, ts, prediction, score, features)"
