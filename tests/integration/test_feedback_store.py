@@ -74,6 +74,43 @@ async def test_windows_read_through_rollups_equal_a_recomputation(store: Store) 
         assert labels == pytest.approx(recompute(inside))
 
 
+async def test_counters_a_process_wrote_but_never_folded_are_read_by_the_next(
+    store: Store, store_url: str
+) -> None:
+    """Writes leave their counter deltas to a later fold; a process that dies before folding
+    (here: one that never compacts or reads) must not take them along."""
+    monitors = await registered(store)
+    rng = random.Random(11)
+    rows = [
+        (PredictionRecord("ml/churn", f"p{i}", "model", "v1", T0 - 60 * (i % 7), 1), i % 3 % 2)
+        for i in range(300)
+    ]
+    await store.insert_predictions([r for r, _ in rows], monitors, T0)
+    for value in (1, 0):  # a relabel: the second delta undoes part of the first
+        sample = rng.sample(rows, 100)
+        await store.apply_actuals(
+            [Actual("ml/churn", T0, prediction_id=r.prediction_id, value=value) for r, _ in sample],
+            monitors,
+            T0,
+        )
+    await store.apply_actuals(
+        [Actual("ml/churn", T0, prediction_id=r.prediction_id, value=a) for r, a in rows],
+        monitors,
+        T0,
+    )
+    successor = open_store(store_url)
+    await successor.open()
+    try:
+        monitor_id = monitors["ml/churn"].id
+        got = (await successor.window(monitor_id, windows.window(T0, 3600)))[("v1", "model")]
+        assert got[PREDICTIONS_KEY] == len(rows)
+        assert {k: v for k, v in got.items() if not k.startswith("@") and v} == recompute(rows)
+        lifetime = (await successor.totals())[monitor_id][("v1", "model")]
+        assert lifetime["tp"] + lifetime["fp"] == len(rows)  # every prediction is 1
+    finally:
+        await successor.close()
+
+
 async def test_concurrent_relabels_lose_no_update(store: Store) -> None:
     monitors = await registered(store)
     records = [PredictionRecord("ml/churn", f"p{i}", "model", "v1", T0 - 5, 1) for i in range(200)]

@@ -158,8 +158,8 @@ class Store(abc.ABC):
     async def compact(self) -> int:
         """Fold what writes left for later into the aggregates; how many deltas were folded.
 
-        The leader calls it every tick. A store whose writes update the aggregates in place
-        (one writer at a time) has nothing to fold.
+        The leader calls it every tick; reads are exact whether or not it has run. A store whose
+        writes update the aggregates in place has nothing to fold.
         """
         return 0
 

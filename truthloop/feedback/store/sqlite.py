@@ -7,6 +7,14 @@ the process being killed (WAL), which is cheaper. Choose with `sqlite:///path.db
 
 Batches are written with `executemany`; a duplicate key is found by `INSERT OR IGNORE` counting
 fewer changes than rows, and only then is the batch redone row by row to learn which ones.
+
+A write does not update the aggregates in place: it appends its counter deltas to `agg_delta`,
+one row per minute group with the counters as one JSON object, in the same transaction as its
+records and labels, and adds them to the store's in-memory sum of unfolded deltas. `compact`
+(every tick) and every aggregate read first fold that sum into the minute, hour and day buckets
+and the lifetime totals and empty `agg_delta`: the batches of a second that hit the same buckets
+cost one upsert per bucket and counter instead of one each. Reads stay exact. After a crash, or a
+rolled-back write, the sum is rebuilt from `agg_delta`, which holds exactly the committed ones.
 """
 
 from __future__ import annotations
@@ -110,6 +118,14 @@ CREATE INDEX IF NOT EXISTS pending_pid ON pending (monitor_id, prediction_id);
 CREATE INDEX IF NOT EXISTS pending_entity
     ON pending (monitor_id, entity_id) WHERE entity_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS pending_expires ON pending (expires);
+CREATE TABLE IF NOT EXISTS agg_delta (
+    id INTEGER PRIMARY KEY,
+    monitor_id INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    served_by TEXT NOT NULL,
+    counters TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS totals (
     monitor_id INTEGER NOT NULL,
     version TEXT NOT NULL,
@@ -144,6 +160,8 @@ class SQLiteStore(Store):
         self.synchronous = synchronous.upper()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="truthloop-sqlite")
         self._conn: sqlite3.Connection | None = None
+        # The committed deltas in `agg_delta`, summed per minute group; None: reread them.
+        self._unfolded: dict[join.GroupKey, dict[str, float]] | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -160,6 +178,7 @@ class SQLiteStore(Store):
             result = fn(conn, *args)
         except BaseException:
             conn.execute("ROLLBACK")
+            self._unfolded = None  # it may hold the rolled-back write's deltas
             raise
         conn.execute("COMMIT")
         return result
@@ -245,8 +264,7 @@ class SQLiteStore(Store):
     async def purge_deleted(self, before: float, limit: int) -> int:
         return await self._tx(self._purge_deleted, before, limit)
 
-    @staticmethod
-    def _purge_deleted(conn: sqlite3.Connection, before: float, limit: int) -> int:
+    def _purge_deleted(self, conn: sqlite3.Connection, before: float, limit: int) -> int:
         removed = 0
         doomed = conn.execute(
             "SELECT id FROM monitors WHERE deleted IS NOT NULL AND deleted < ?", (before,)
@@ -265,6 +283,7 @@ class SQLiteStore(Store):
                     f"DELETE FROM {table} WHERE monitor_id = ?", (monitor_id,)
                 ).rowcount
             conn.execute("DELETE FROM monitors WHERE id = ?", (monitor_id,))
+            self._unfolded = None  # without the purged monitor's deltas
         return removed
 
     async def load_states(self) -> dict[int, StoredState]:
@@ -339,7 +358,7 @@ class SQLiteStore(Store):
         for group, counters in labeling.deltas.items():
             join.add(deltas, group, counters)
         _write_labels(conn, labeling, now)
-        _write_aggregates(conn, deltas)
+        self._write_aggregates(conn, deltas)
         if matched:
             _write_totals(conn, [(mid, "", "", ACTUALS_MATCHED, n) for mid, n in matched.items()])
         return IngestResult(len(inserted), len(records) - len(inserted), sum(matched.values()))
@@ -468,7 +487,7 @@ class SQLiteStore(Store):
         if errors:
             raise LabelsRejected(errors)
         _write_labels(conn, labeling, now)
-        _write_aggregates(conn, labeling.deltas)
+        self._write_aggregates(conn, labeling.deltas)
         if waiting:
             conn.executemany(
                 "INSERT INTO pending (monitor_id, prediction_id, entity_id, tag, ts, actual,"
@@ -506,9 +525,8 @@ class SQLiteStore(Store):
     ) -> int:
         return await self._tx(self._assume_missing, monitor, cutoff, now, limit)
 
-    @staticmethod
     def _assume_missing(
-        conn: sqlite3.Connection, monitor: Registered, cutoff: float, now: float, limit: int
+        self, conn: sqlite3.Connection, monitor: Registered, cutoff: float, now: float, limit: int
     ) -> int:
         spec = monitor.monitor.spec
         label = join.assumed_label(spec)
@@ -535,7 +553,7 @@ class SQLiteStore(Store):
             except metrics.LabelError:
                 continue  # the assumed value does not fit this prediction: leave it unlabeled
         _write_labels(conn, labeling, now)
-        _write_aggregates(conn, labeling.deltas)
+        self._write_aggregates(conn, labeling.deltas)
         swept = rows[-1].ts if len(rows) == limit else cutoff
         conn.execute(
             "INSERT INTO sweeps (monitor_id, swept) VALUES (?, ?)"
@@ -573,6 +591,44 @@ class SQLiteStore(Store):
             (monitor_id, before, limit),
         ).rowcount
 
+    async def compact(self) -> int:
+        return await self._call(self._fold)
+
+    def _fold(self) -> int:
+        """Fold the unfolded deltas into the aggregates; how many `agg_delta` rows that took."""
+        if self._unfolded is None:
+            self._unfolded = {}
+            for mid, bucket, version, served_by, counters in self._db.execute(
+                "SELECT monitor_id, bucket, version, served_by, counters FROM agg_delta"
+            ):
+                join.add(self._unfolded, (mid, version, served_by, bucket), codec.decode(counters))
+        if not self._unfolded:
+            return 0
+        folded = self._transaction(self._fold_unfolded)
+        self._unfolded = {}
+        return folded
+
+    def _fold_unfolded(self, conn: sqlite3.Connection) -> int:
+        assert self._unfolded is not None
+        _fold_into(conn, self._unfolded)
+        return conn.execute("DELETE FROM agg_delta").rowcount
+
+    def _write_aggregates(
+        self, conn: sqlite3.Connection, deltas: Mapping[join.GroupKey, Mapping[str, float]]
+    ) -> None:
+        """Append a write's counter deltas to `agg_delta` and to the unfolded sum."""
+        rows = _delta_rows(deltas)
+        if not rows:
+            return
+        conn.executemany(
+            "INSERT INTO agg_delta (monitor_id, bucket, version, served_by, counters)"
+            " VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+        if self._unfolded is not None:
+            for group, counters in deltas.items():
+                join.add(self._unfolded, group, counters)
+
     # -- reads ---------------------------------------------------------------------------------
 
     async def window(
@@ -588,6 +644,7 @@ class SQLiteStore(Store):
     def _window(
         self, monitor_id: int, span: BucketRange, version: str | None, served_by: str | None
     ) -> dict[Group, Counters]:
+        self._fold()
         parts, params = [], []
         extra, extra_params = _filters(version, served_by)
         for piece in decompose(span):
@@ -627,6 +684,7 @@ class SQLiteStore(Store):
         version: str | None,
         served_by: str | None,
     ) -> dict[int, dict[Group, Counters]]:
+        self._fold()
         unit = LEVEL_MINUTES[steps.level]
         extra, extra_params = _filters(version, served_by)
         result: dict[int, dict[Group, Counters]] = {}
@@ -651,6 +709,7 @@ class SQLiteStore(Store):
         return await self._call(self._totals)
 
     def _totals(self) -> dict[int, dict[Group, Counters]]:
+        self._fold()
         result: dict[int, dict[Group, Counters]] = {}
         for mid, v, s, key, value in self._db.execute(
             "SELECT monitor_id, version, served_by, key, value FROM totals"
@@ -727,20 +786,30 @@ def _write_labels(conn: sqlite3.Connection, labeling: Labeling, now: float) -> N
 
 
 def _agg_tables() -> tuple[str, ...]:
-    return tuple(f"agg_{level}" for level in LEVEL_MINUTES)
+    return ("agg_delta", *(f"agg_{level}" for level in LEVEL_MINUTES))
 
 
-def _write_aggregates(
+def _delta_rows(
+    deltas: Mapping[join.GroupKey, Mapping[str, float]],
+) -> list[tuple[int, int, str, str, str]]:
+    """A write's counter deltas as `agg_delta` rows, one per minute group."""
+    return [
+        (mid, bucket, version, served_by, codec.to_json(counters))
+        for (mid, version, served_by, bucket), counters in deltas.items()
+        if counters
+    ]
+
+
+def _fold_into(
     conn: sqlite3.Connection, deltas: Mapping[join.GroupKey, Mapping[str, float]]
 ) -> None:
-    """Add counter deltas to the minute buckets, their hour and day rollups and the totals.
+    """Add summed counter deltas to the minute buckets, their hour and day rollups and the
+    lifetime totals.
 
     One statement per bucket and group, its counters passed as one JSON object and upserted
     through `json_each`: twice as fast as an `executemany` row by row for scored binary
     actuals, whose score histogram touches a thousand keys per batch.
     """
-    if not deltas:
-        return
     hours: dict[join.GroupKey, dict[str, float]] = {}
     lifetime: dict[tuple[int, str, str], dict[str, float]] = {}
     for (mid, version, served_by, bucket), counters in deltas.items():
