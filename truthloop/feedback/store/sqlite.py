@@ -767,22 +767,31 @@ def _new_row(conn: sqlite3.Connection, monitor_id: int, record: PredictionRecord
     return Row.of(ref, record)
 
 
+LABEL_STATEMENT_MIN = 16
+"""Records given the same label and verdict are updated by one statement from this many on: a
+third of `executemany`'s cost per row, which pays for a statement per row."""
+
+_SET_LABEL = "UPDATE predictions SET actual = ?, vote = ?, assumed = ?, correct = ?, labeled_at = ?"
+
+
 def _write_labels(conn: sqlite3.Connection, labeling: Labeling, now: float) -> None:
-    columns: dict[Label, tuple[str | None, str | None, int]] = {}
-    rows = []
+    alike: dict[tuple[Label, type, bool | None], list[int]] = {}
     for ref, (row, correct) in labeling.rows.items():
         label = row.label
         assert label is not None
-        encoded = columns.get(label)
-        if encoded is None:
-            value = None if label.value is None else codec.to_json(label.value)
-            encoded = columns[label] = (value, label.vote, int(label.assumed))
-        rows.append((*encoded, None if correct is None else int(correct), now, ref))
-    conn.executemany(
-        "UPDATE predictions SET actual = ?, vote = ?, assumed = ?, correct = ?, labeled_at = ?"
-        " WHERE id = ?",
-        rows,
-    )
+        alike.setdefault((label, type(label.value), correct), []).append(ref)
+    one_by_one = []
+    for (label, _, correct), refs in alike.items():
+        columns = (*codec.label_columns(label), None if correct is None else int(correct), now)
+        if len(refs) >= LABEL_STATEMENT_MIN:
+            conn.execute(
+                _SET_LABEL + " WHERE id IN (SELECT value FROM json_each(?))",
+                (*columns, codec.to_json(refs)),
+            )
+        else:
+            one_by_one.extend((*columns, ref) for ref in refs)
+    if one_by_one:
+        conn.executemany(_SET_LABEL + " WHERE id = ?", one_by_one)
 
 
 def _agg_tables() -> tuple[str, ...]:
