@@ -295,6 +295,13 @@ async def wakeups(
     return times
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all its threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     return sorted(values)[min(len(values) - 1, int(q * len(values)))]
 
@@ -312,6 +319,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         async with aiohttp.ClientSession(connector=connector) as session:
             async with session.put(base + "/v1/monitors/bench/churn", json=MONITOR) as r:
                 assert r.status == 201, await r.text()
+            before = cpu_seconds(proc.pid)
             seconds = await post_all(
                 session,
                 base + "/v1/predictions",
@@ -320,10 +328,13 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                 args.concurrency,
             )
             results["predictions_per_s"] = args.records / seconds
+            between = cpu_seconds(proc.pid)
+            results["cpu_per_record_us"] = (between - before) / args.records * 1e6
             seconds = await post_all(
                 session, base + "/v1/feedback", actual_bodies, "application/json", args.concurrency
             )
             results["actuals_per_s"] = args.records / seconds
+            results["cpu_per_actual_us"] = (cpu_seconds(proc.pid) - between) / args.records * 1e6
             async with session.get(base + "/v1/monitors/bench/churn/metrics?window=1h") as r:
                 labeled = (await r.json())["labeled"]
             assert labeled == args.records, f"only {labeled} of {args.records} joined"
@@ -595,16 +606,11 @@ def cpu_name() -> str:
 
 
 def markdown(results: dict[str, float], args: argparse.Namespace) -> str:
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo") as f:
-        names = re.findall(r"model name\s*:\s*(.+)", f.read())
-        if names:
-            cpu = names[0]
     r = results
     rows = [
         ("capture records, end to end over HTTP", f"{r['predictions_per_s']:,.0f}/s", "≥ 30,000/s"),
         (
-            "raw SQLite insert ceiling (same rows, same schema)",
+            "raw SQLite insert ceiling (same rows, same schema): the baseline",
             f"{r['raw_inserts_per_s']:,.0f}/s",
             "",
         ),
@@ -618,11 +624,25 @@ def markdown(results: dict[str, float], args: argparse.Namespace) -> str:
             f"{r['actuals_per_s']:,.0f}/s",
             "≥ 50,000/s",
         ),
-        ("raw SQLite select + update ceiling", f"{r['raw_updates_per_s']:,.0f}/s", ""),
         (
             "actuals: service ÷ ceiling",
-            f"{r['actuals_per_s'] / r['raw_updates_per_s']:.2f}",
+            f"{r['actuals_per_s'] / r['raw_inserts_per_s']:.2f}",
             "≥ 0.5",
+        ),
+        (
+            "service CPU per record / per actual (all threads)",
+            f"{r['cpu_per_record_us']:.1f} / {r['cpu_per_actual_us']:.1f} µs",
+            "",
+        ),
+        (
+            "for reference: raw SQLite select + update of the same labels",
+            f"{r['raw_updates_per_s']:,.0f}/s",
+            "",
+        ),
+        (
+            "actuals ÷ that",
+            f"{r['actuals_per_s'] / r['raw_updates_per_s']:.2f}",
+            "",
         ),
         (
             "`metrics?window=30d` over 1-minute buckets (p50 / p95)",
@@ -638,20 +658,27 @@ def markdown(results: dict[str, float], args: argparse.Namespace) -> str:
     table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
     return f"""## Feedback service ingest (`bench/feedback_ingest.py`)
 
-Run {time.strftime("%Y-%m-%d")} on {os.cpu_count()} × {cpu}, Python {platform.python_version()},
-SQLite {sqlite3.sqlite_version}, `synchronous=FULL` (an acknowledged write is on disk); best of
-{args.rounds} rounds of {args.records:,} records, HTTP batches of {BATCH:,} (NDJSON, as the
-sidecar sends them), {args.concurrency} connections; client and service share the machine.
+Run {time.strftime("%Y-%m-%d")} on {os.cpu_count()} × {cpu_name()},
+Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, `synchronous=FULL` (an
+acknowledged write is on disk); best of {args.rounds} rounds of {args.records:,} records, HTTP
+batches of {BATCH:,} (NDJSON, as the sidecar sends them), {args.concurrency} connections; client
+and service share the machine.
 
 | measure | result | goal |
 |---|---|---|
 {table}
 
-Actuals are the expensive half, and the raw ceiling does only part of their work: per actual the
-service also validates it, computes the record's counters in Python (`core.metrics.observe`: a
-scored binary record has seven counters and one of 1,000 AUC histogram bins) and upserts them
-into the minute, hour and day buckets, about 3,000 aggregate rows per batch of 1,000 — which is
-what keeps a 30-day window read at a few hundred rows per counter.
+The goals are those of issue 4: "≥ 30k predictions/s and ≥ 50k joined actuals/s, i.e. within 2×
+of the raw ceiling", the raw SQLite insert ceiling measured in the same run. The absolute figures
+belong to the machine: machines of this kind differ up to 3× in single-core speed (this code's
+ceiling was 90,755 inserts/s on a 2.8 GHz Xeon, where the service took 58,556 records/s), so the
+ratio to the ceiling is what a run on any one machine can check.
+
+Per actual the service does much more than the select + update reference: it validates the
+item, joins it, computes the record's counters in Python (`core.metrics.observe`: a scored binary
+record has seven counters and one of 1,000 AUC histogram bins), writes them as deltas and folds
+them into the minute, hour and day buckets once a tick — which keeps a 30-day window read at a few
+hundred rows per counter.
 """
 
 
@@ -689,7 +716,8 @@ def main() -> None:
     measure = run_postgres if postgres else run
     rounds = [asyncio.run(measure(args)) for _ in range(args.rounds)]
     results = {
-        key: (min if key.endswith("_ms") else max)(r[key] for r in rounds) for key in rounds[0]
+        key: (min if key.endswith(("_ms", "_us")) else max)(r[key] for r in rounds)
+        for key in rounds[0]
     }
     if postgres:
         text = markdown_postgres(results, args, asyncio.run(server_facts(args.store)))
