@@ -36,8 +36,8 @@ from truthloop.core import metrics, windows
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import parse_monitor
 from truthloop.feedback.settings import EngineSettings
-from truthloop.feedback.store import open_store
-from truthloop.feedback.store.interface import StoreError, StoreUnavailable
+from truthloop.feedback.store import open_store, postgres
+from truthloop.feedback.store.interface import Store, StoreError, StoreUnavailable
 from truthloop.feedback.store.postgres import MIGRATIONS, Keys, PostgresStore, open_url
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
@@ -244,53 +244,126 @@ async def test_a_state_change_on_one_replica_wakes_the_other_replicas_long_poll(
     await eventually(agree, within=1)
 
 
-async def test_folding_the_counter_deltas_changes_no_read(pg_url: str, clock: FakeClock) -> None:
+async def unfolded_deltas(store: Store, now: float, task: str) -> int:
+    """A monitor with records, labels and a pending actual whose counter deltas are not folded
+    yet (minute buckets over a day, two versions; lifetime-only totals); its id."""
+    body = monitor_body(task=task, alerts=[])
+    registered = await store.put_monitor(parse_monitor(body), body, now)
+    monitors = {"ml/churn": registered}
+    rng = random.Random(5)
+    binary = task == "binary"
+    batch = []
+    for i in range(600):
+        score = rng.random()
+        prediction = int(score >= 0.5) if binary else score
+        batch.append(
+            PredictionRecord(
+                "ml/churn",
+                f"p{i}",
+                "model",
+                f"v{i % 2}",
+                now - i * 97.3,
+                prediction,
+                score=score if binary else None,
+            )
+        )
+    await store.insert_predictions(batch, monitors, now)
+    labels = [
+        Actual(
+            "ml/churn",
+            now,
+            prediction_id=r.prediction_id,
+            value=int(rng.random() < 0.4) if binary else rng.random(),
+        )
+        for r in batch
+    ]
+    await store.apply_actuals(labels[:400], monitors, now)
+    relabels = [
+        msgspec.structs.replace(a, value=1 - a.value if binary else rng.random())
+        for a in labels[:100]
+    ]
+    await store.apply_actuals(relabels, monitors, now)  # deltas that undo some of the first
+    await store.apply_actuals(
+        [Actual("ml/churn", now, prediction_id="later", value=1)], monitors, now
+    )
+    return registered.id
+
+
+async def reads(store: Store, monitor_id: int, now: float) -> dict[str, float]:
+    """Every counter the window, series and totals reads return, flat."""
+    span = windows.window(now, 86400)
+    flat = {}
+    for (v, s), counters in (await store.window(monitor_id, span)).items():
+        flat.update({f"window/{v}/{s}/{k}": x for k, x in counters.items()})
+    for point, groups in (await store.series(monitor_id, span, windows.steps(span, 60))).items():
+        for (v, s), counters in groups.items():
+            flat.update({f"series/{point}/{v}/{s}/{k}": x for k, x in counters.items()})
+    for mid, groups in (await store.totals()).items():
+        for (v, s), counters in groups.items():
+            flat.update({f"totals/{mid}/{v}/{s}/{k}": x for k, x in counters.items()})
+    return {k: x for k, x in flat.items() if abs(x) > 1e-9}
+
+
+@pytest.mark.parametrize("task", ["regression", "binary"])
+async def test_folding_the_counter_deltas_changes_no_read(
+    pg_url: str, clock: FakeClock, task: str
+) -> None:
     store = open_store(pg_url)
     await store.open()
     try:
-        body = monitor_body(task="regression", alerts=[])
-        registered = await store.put_monitor(parse_monitor(body), body, clock.now)
-        monitors = {"ml/churn": registered}
-        rng = random.Random(5)
-        now = clock.now
-        batch = [
-            PredictionRecord(
-                "ml/churn", f"p{i}", "model", f"v{i % 2}", now - i * 97.3, rng.random()
-            )
-            for i in range(600)
-        ]
-        await store.insert_predictions(batch, monitors, now)
-        labels = [
-            Actual("ml/churn", now, prediction_id=r.prediction_id, value=rng.random())
-            for r in batch
-        ]
-        await store.apply_actuals(labels[:400], monitors, now)
-        await store.apply_actuals(
-            [Actual("ml/churn", now, prediction_id="later", value=1.0)], monitors, now
-        )
-
-        async def reads() -> dict[str, float]:
-            span = windows.window(now, 86400)
-            flat = {}
-            for (v, s), counters in (await store.window(registered.id, span)).items():
-                flat.update({f"window/{v}/{s}/{k}": x for k, x in counters.items()})
-            for point, groups in (
-                await store.series(registered.id, span, windows.steps(span, 60))
-            ).items():
-                for (v, s), counters in groups.items():
-                    flat.update({f"series/{point}/{v}/{s}/{k}": x for k, x in counters.items()})
-            for mid, groups in (await store.totals()).items():
-                for (v, s), counters in groups.items():
-                    flat.update({f"totals/{mid}/{v}/{s}/{k}": x for k, x in counters.items()})
-            return {k: x for k, x in flat.items() if abs(x) > 1e-9}
-
-        before = await reads()
+        monitor_id = await unfolded_deltas(store, clock.now, task)
+        before = await reads(store, monitor_id, clock.now)
         deltas = await count_rows(pg_url, "agg_delta")
         assert deltas > 0
         folded = await asyncio.gather(store.compact(), store.compact())  # two leaders at once
         assert sum(folded) == deltas
         assert await count_rows(pg_url, "agg_delta") == 0
-        assert await reads() == pytest.approx(before)
+        assert await reads(store, monitor_id, clock.now) == pytest.approx(before)
+    finally:
+        await store.close()
+
+
+async def test_unfolded_deltas_of_a_version_1_database_survive_its_migration(
+    pg_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 1 stored a delta row per counter; migrated, the same deltas read the same."""
+    async with fresh_schema() as current_url:
+        current = open_store(current_url)
+        await current.open()
+        try:
+            monitor_id = await unfolded_deltas(current, clock.now, "binary")
+            expected = await reads(current, monitor_id, clock.now)
+        finally:
+            await current.close()
+        conn = await admin()
+        try:
+            per_counter = await conn.fetch(
+                "SELECT monitor_id, bucket, version, served_by, c.key, c.value::float8"
+                f" FROM {schema_of(current_url)}.agg_delta, jsonb_each_text(counters) AS c"
+            )
+        finally:
+            await conn.close()
+    monkeypatch.setattr(postgres, "MIGRATIONS", MIGRATIONS[:1])
+    old = open_store(pg_url)
+    await old.open()
+    await old.close()
+    monkeypatch.undo()
+    conn = await admin()
+    try:
+        await conn.copy_records_to_table(
+            "agg_delta", schema_name=schema_of(pg_url), records=per_counter
+        )
+    finally:
+        await conn.close()
+
+    store = open_store(pg_url)
+    await store.open()
+    try:
+        assert 0 < await count_rows(pg_url, "agg_delta") < len(per_counter)
+        assert await reads(store, monitor_id, clock.now) == pytest.approx(expected)
+        await store.compact()
+        assert await count_rows(pg_url, "agg_delta") == 0
+        assert await reads(store, monitor_id, clock.now) == pytest.approx(expected)
     finally:
         await store.close()
 

@@ -14,12 +14,16 @@ Concurrent writers. Every write is one transaction; a deadlock or serialization 
 (a few times, then `StoreUnavailable`).
 - Writes append their counter deltas (minute buckets, and lifetime-only counters) to
   `agg_delta`, which takes no lock another writer could wait for: every batch adds to the same
-  few hundred hot aggregate rows, and updating them in place would serialize all writers. The
-  leader's `compact` (each tick) moves the deltas into the minute, hour and day aggregates and
-  the totals in one transaction, upserting `value = value + excluded.value` (`INSERT … ON
-  CONFLICT`, rows in key order), exact even if two replicas fold at once. Every read adds the
-  deltas not yet folded, in the same statement (one snapshot), so no read sees a delta twice or
-  not at all.
+  few hundred hot aggregate rows, and updating them in place would serialize all writers. A
+  delta row holds one group's counters of one minute (or its lifetime-only ones: bucket NULL)
+  as one `jsonb` object, not a row per counter: a batch of scored binary actuals has about a
+  hundred counters (histogram cells) per minute, and each row is a heap insert, an index entry
+  and WAL for the server. The leader's `compact` (each tick) expands the moved rows
+  (`jsonb_each_text`) into the minute, hour and day aggregates and the totals in one
+  transaction, upserting `value = value + excluded.value` (`INSERT … ON CONFLICT`, rows in key
+  order), exact even if two replicas fold at once. Every read adds the deltas not yet folded,
+  expanded the same way (`DELTAS`), in the same statement (one snapshot), so no read sees a
+  delta twice or not at all.
 - A record's label is read `SELECT … FOR UPDATE` (rows locked in id order) before the pure join
   computes the delta, so two replicas relabeling one record serialize, and the second moves the
   aggregates by the difference from the label the first left: no lost update.
@@ -107,8 +111,9 @@ LEAD_CHECK_TIMEOUT = 2.0
 """A leader whose connection does not answer this fast gives up leading."""
 ATTEMPTS = 4
 """Runs of a transaction that keeps meeting deadlocks or serialization failures."""
-FOLD_CHUNK = 20_000
-"""Most counter deltas one fold transaction moves."""
+FOLD_CHUNK = 1_000
+"""Most delta rows (a group's counters of one minute, about a hundred for a scored binary
+monitor) one fold transaction moves."""
 FOLD_BUDGET = 1.0
 """Seconds after which `compact` stops starting new folds (the tick it runs in waits for it)."""
 RELISTEN_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)
@@ -223,6 +228,27 @@ CREATE TABLE agg_{level} (
 """
         for level in LEVELS
     ),
+    # 2: counter deltas as one row per group and minute (`counters` one jsonb object), not one
+    # row per counter; the deltas not yet folded are carried over, summed per counter.
+    """
+LOCK TABLE agg_delta IN ACCESS EXCLUSIVE MODE;
+CREATE TABLE agg_delta_groups (
+    monitor_id integer NOT NULL,
+    bucket bigint,
+    version text NOT NULL,
+    served_by text NOT NULL,
+    counters jsonb NOT NULL
+);
+INSERT INTO agg_delta_groups
+SELECT monitor_id, bucket, version, served_by, jsonb_object_agg(key, value) FROM (
+    SELECT monitor_id, bucket, version, served_by, key, sum(value) AS value FROM agg_delta
+    GROUP BY 1, 2, 3, 4, 5
+) AS counters
+GROUP BY 1, 2, 3, 4;
+DROP TABLE agg_delta;
+ALTER TABLE agg_delta_groups RENAME TO agg_delta;
+CREATE INDEX agg_delta_window ON agg_delta (monitor_id, bucket);
+""",
 )
 """The schema, one script per version (version = position + 1); never edit a released one."""
 
@@ -321,18 +347,34 @@ ORDER BY id FOR UPDATE
 """
 
 
-ADD_DELTAS = f"""
-INSERT INTO agg_delta (monitor_id, bucket, version, served_by, key, value)
-{_rows(1, "int", "bigint", "text", "text", "text", "float8")}
+ADD_DELTAS = """
+INSERT INTO agg_delta (monitor_id, bucket, version, served_by, counters)
+SELECT (r->>0)::int, (r->>1)::bigint, r->>2, r->>3, r->4 FROM jsonb_array_elements($1::jsonb) AS r
 """
-"""Counter deltas: minute buckets, or (bucket NULL) lifetime totals only. Append-only."""
+"""Counter deltas, one row per group: of a minute bucket, or (bucket NULL) of the lifetime totals
+only. Append-only."""
+
+
+def _counters(source: str) -> str:
+    """The delta rows of `source` one row per counter: monitor_id, bucket, version, served_by,
+    key, value."""
+    return (
+        "SELECT monitor_id, bucket, version, served_by, c.key, c.value::float8 AS value"
+        f" FROM {source} CROSS JOIN LATERAL jsonb_each_text({source}.counters) AS c"
+    )
+
+
+DELTAS = f"({_counters('agg_delta')}) AS agg_delta"
+"""The unfolded deltas, a counter a row, for reads (conditions on the group columns reach the
+index)."""
 
 FOLD = f"""
 WITH moved AS (
     DELETE FROM agg_delta WHERE ctid = ANY(ARRAY(SELECT ctid FROM agg_delta LIMIT $1))
-    RETURNING monitor_id, bucket, version, served_by, key, value
+    RETURNING monitor_id, bucket, version, served_by, counters
+), counters AS ({_counters("moved")}
 ), minutes AS (
-    SELECT monitor_id, bucket, version, served_by, key, sum(value) AS value FROM moved
+    SELECT monitor_id, bucket, version, served_by, key, sum(value) AS value FROM counters
     WHERE bucket IS NOT NULL GROUP BY 1, 2, 3, 4, 5
 ), add_minute AS (
     INSERT INTO agg_minute AS a SELECT * FROM minutes WHERE value <> 0 ORDER BY 1, 2, 3, 4, 5
@@ -354,7 +396,7 @@ WITH moved AS (
     DO UPDATE SET value = a.value + excluded.value
 ), add_totals AS (
     INSERT INTO totals AS a
-    SELECT monitor_id, version, served_by, key, sum(value) FROM moved
+    SELECT monitor_id, version, served_by, key, sum(value) FROM counters
     WHERE bucket IS NULL OR strpos(key, ':') = 0
     GROUP BY 1, 2, 3, 4 HAVING sum(value) <> 0 ORDER BY 1, 2, 3, 4
     ON CONFLICT (monitor_id, version, served_by, key)
@@ -362,11 +404,11 @@ WITH moved AS (
 )
 SELECT count(*) FROM moved
 """
-"""Move up to $1 deltas into the minute buckets, their hour and day rollups and the lifetime
+"""Move up to $1 delta rows into the minute buckets, their hour and day rollups and the lifetime
 totals (`is_lifetime` counters: no `:` in the key), in one transaction, rows in key order."""
 
 LIFETIME_DELTAS = (
-    "SELECT monitor_id, version, served_by, key, value FROM agg_delta"
+    f"SELECT monitor_id, version, served_by, key, value FROM {DELTAS}"
     " WHERE bucket IS NULL OR strpos(key, ':') = 0"
 )
 
@@ -949,7 +991,7 @@ class PostgresStore(Store):
             return {}
         params += [span.start, span.end]
         parts.append(
-            "SELECT version, served_by, key, value FROM agg_delta WHERE monitor_id = $1"
+            f"SELECT version, served_by, key, value FROM {DELTAS} WHERE monitor_id = $1"
             f" AND bucket >= ${len(params) - 1} AND bucket < ${len(params)}{extra}"
         )
         found = await self._read(
@@ -984,7 +1026,7 @@ class PostgresStore(Store):
             f" served_by, key, value FROM agg_{steps.level} WHERE monitor_id = $4"
             f" AND bucket >= $2::bigint / $1::bigint AND bucket < $5{extra}"
             " UNION ALL SELECT (bucket - $2::bigint) / $3::bigint, version, served_by, key,"
-            f" value FROM agg_delta WHERE monitor_id = $4 AND bucket >= $2 AND bucket < $6{extra}"
+            f" value FROM {DELTAS} WHERE monitor_id = $4 AND bucket >= $2 AND bucket < $6{extra}"
             ") AS points GROUP BY 1, 2, 3, 4",
             *params,
         )
@@ -1193,18 +1235,16 @@ async def _add(
     Appending takes no lock another writer waits for; `compact` folds the deltas into the
     aggregates, and reads add the ones not yet folded.
     """
-    values = [
-        (mid, bucket, version, served_by, key, value)
+    groups: list[tuple[int, int | None, str, str, Mapping[str, float]]] = [
+        (mid, bucket, version, served_by, counters)
         for (mid, version, served_by, bucket), counters in deltas.items()
-        for key, value in counters.items()
-        if value
     ]
-    values += [
-        (mid, None, version, served_by, key, value)
-        for (mid, version, served_by), counters in totals.items()
-        for key, value in counters.items()
-        if value
-    ]
+    groups += [(mid, None, v, s, counters) for (mid, v, s), counters in totals.items()]
+    values = []
+    for *group, counters in groups:
+        nonzero = {key: value for key, value in counters.items() if value}
+        if nonzero:
+            values.append((*group, nonzero))
     if values:
         await conn.execute(ADD_DELTAS, to_json(values))
 
