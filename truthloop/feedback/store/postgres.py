@@ -343,8 +343,16 @@ JOIN_PENDING = f"""
 SELECT id, prediction_id, entity_id, tag, ts, actual, vote FROM pending
 WHERE monitor_id = $1
     AND (prediction_id = ANY({_array(2, "text")}) OR entity_id = ANY({_array(3, "text")}))
+    AND (EXISTS (SELECT FROM pending WHERE monitor_id = $1 AND prediction_id IS NOT NULL)
+        OR EXISTS (SELECT FROM pending WHERE monitor_id = $1 AND entity_id IS NOT NULL))
 ORDER BY id FOR UPDATE
 """
+"""The pending actuals of monitor $1 that name one of the ids $2 or entities $3, locked.
+
+The `EXISTS` gate (every pending actual has an id or an entity) is a one-time filter: while
+none waits for the monitor, the usual case, the server neither builds the batch's arrays nor
+probes the indexes with them (sorting them by the collation first), most of this statement's
+cost."""
 
 
 ADD_DELTAS = """
