@@ -972,8 +972,8 @@ class PostgresStore(Store):
 
     async def compact(self) -> int:
         """Fold the counter deltas writers appended into the aggregates, in transactions of
-        `FOLD_CHUNK` for up to about `FOLD_BUDGET` seconds (a backlog takes several ticks;
-        reads are exact meanwhile); how many were folded."""
+        `FOLD_CHUNK` rows for up to about `FOLD_BUDGET` seconds (a backlog takes several ticks;
+        reads are exact meanwhile); how many delta rows were folded."""
         folded = 0
         deadline = time.monotonic() + FOLD_BUDGET
         while True:
