@@ -7,6 +7,7 @@ definition (documented in `core.metrics`) is asserted instead of calling it.
 from __future__ import annotations
 
 import math
+import random
 import re
 import sys
 from collections.abc import Sequence
@@ -663,11 +664,44 @@ def _accepted(task: str, prediction: object, actual: object) -> bool:
     return True
 
 
-def test_verdict_follows_observe() -> None:
-    assert m.verdict("binary", m.observe("binary", 0.8, "true")) is True
-    assert m.verdict("binary", m.observe("binary", 0.8, 1, threshold=0.9)) is False
-    assert m.verdict("binary", m.observe("binary", 1, 0, score=0.7)) is False
-    assert m.verdict("binary", m.observe("binary", 0, "false", score=0.2)) is True
-    assert m.verdict("multiclass", m.observe("multiclass", 1.0, "1")) is True
-    assert m.verdict("multiclass", m.observe("multiclass", "cat", "dog")) is False
-    assert m.verdict("regression", m.observe("regression", 1.0, 1.0)) is None
+def verdict(task: str, prediction: object, actual: object, **options: float) -> bool | None:
+    return m.tally({}, task, prediction, actual, **options)  # type: ignore[arg-type]
+
+
+def test_tally_says_whether_the_prediction_was_right() -> None:
+    assert verdict("binary", 0.8, "true") is True
+    assert verdict("binary", 0.8, 1, threshold=0.9) is False
+    assert verdict("binary", 1, 0, score=0.7) is False
+    assert verdict("binary", 0, "false", score=0.2) is True
+    assert verdict("multiclass", 1.0, "1") is True
+    assert verdict("multiclass", "cat", "dog") is False
+    assert verdict("regression", 1.0, 1.0) is None
+    assert m.tally_vote({}, "regression", 2.5, False) is False
+
+
+def test_tally_sums_what_observe_returns_and_refuses_before_touching_the_sum() -> None:
+    rng = random.Random(5)
+    cases = [
+        ("binary", rng.randint(0, 1), rng.randint(0, 1), {"score": rng.random()})
+        for _ in range(200)
+    ]
+    cases += [("binary", rng.random(), rng.randint(0, 1), {}) for _ in range(50)]
+    cases += [("multiclass", rng.choice("abc"), rng.choice("abc"), {}) for _ in range(100)]
+    cases += [
+        ("regression", rng.uniform(-5, 5), rng.choice([0.0, 1.5, -2.0]), {}) for _ in range(100)
+    ]
+    for task in ("binary", "multiclass", "regression"):
+        mine = [c for c in cases if c[0] == task]
+        summed: dict[str, float] = {}
+        for _, prediction, actual, options in mine:
+            m.tally(summed, task, prediction, actual, **options)
+        expected = m.total(m.observe(task, p, a, **o) for _, p, a, o in mine)
+        assert summed == pytest.approx(expected)
+        before = dict(summed)
+        with pytest.raises(m.LabelError):
+            m.tally(summed, task, "not a number" if task == "regression" else None, 1)
+        assert summed == before
+    votes: dict[str, float] = {}
+    for up in (True, False, True):
+        m.tally_vote(votes, "multiclass", "cat", up)
+    assert votes == m.total(m.observe_vote("multiclass", "cat", up) for up in (True, False, True))

@@ -141,8 +141,8 @@ def relabel(row: Row, label: Label, spec: MonitorSpec) -> Change | None:
 
 def _difference(row: Row, label: Label, spec: MonitorSpec) -> tuple[bool | None, dict[str, float]]:
     """`relabel`'s verdict and delta, for a label `row` does not have yet."""
-    new = contribution(row, label, spec)
-    right = label.vote == "up" if label.vote is not None else metrics.verdict(spec.task, new)
+    new: dict[str, float] = {}
+    right = _tally(new, row, label, spec)
     if row.label is not None:
         new = metrics.subtract(new, contribution(row, row.label, spec))
     return right, new
@@ -150,12 +150,24 @@ def _difference(row: Row, label: Label, spec: MonitorSpec) -> tuple[bool | None,
 
 def contribution(row: Row, label: Label, spec: MonitorSpec) -> dict[str, float]:
     """The counters one labeled record adds to its bucket."""
+    out: dict[str, float] = {}
+    _tally(out, row, label, spec)
+    return out
+
+
+def _tally(into: dict[str, float], row: Row, label: Label, spec: MonitorSpec) -> bool | None:
+    """Add `contribution` into `into`; whether the prediction was right (None: unknown)."""
     if label.vote is not None:
-        return metrics.observe_vote(
-            spec.task, row.prediction, label.vote == "up", score=row.score, threshold=spec.threshold
+        return metrics.tally_vote(
+            into,
+            spec.task,
+            row.prediction,
+            label.vote == "up",
+            score=row.score,
+            threshold=spec.threshold,
         )
-    return metrics.observe(
-        spec.task, row.prediction, label.value, score=row.score, threshold=spec.threshold
+    return metrics.tally(
+        into, spec.task, row.prediction, label.value, score=row.score, threshold=spec.threshold
     )
 
 
@@ -188,8 +200,16 @@ class Labeling:
         row = self.current(row)
         if row.label == label:
             return False
-        right, delta = _difference(row, label, spec)
-        add(self.deltas, (monitor_id, row.model_version, row.served_by, bucket_of(row.ts)), delta)
+        group = (monitor_id, row.model_version, row.served_by, bucket_of(row.ts))
+        if row.label is None:  # the common case: counted straight into its bucket's sums
+            counters = self.deltas.get(group)
+            if counters is None:
+                counters = {}
+            right = _tally(counters, row, label, spec)
+            self.deltas[group] = counters
+        else:
+            right, delta = _difference(row, label, spec)
+            add(self.deltas, group, delta)
         self.rows[row.ref] = (msgspec.structs.replace(row, label=label), right)
         return True
 

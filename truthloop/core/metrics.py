@@ -1,7 +1,8 @@
 """Model quality metrics from sufficient statistics that can be added and subtracted.
 
 An aggregate is a flat mapping of counter names to numbers (`Counters`). One labeled sample's
-contribution comes from `observe` (or `observe_vote`); buckets combine with `add`/`total`, a
+contribution comes from `observe` (or `observe_vote`; `tally` and `tally_vote` add it into a sum
+in place); buckets combine with `add`/`total`, a
 relabel moves them by `subtract(new, old)`, and `evaluate` turns any sum of them into estimates.
 Because the state is only counters, a store keeps it as rows upserted with
 `value = value + excluded.value` (exact under concurrent writers) and nothing is ever rescanned.
@@ -160,18 +161,37 @@ def observe(
     threshold: float = 0.5,
 ) -> dict[str, float]:
     """One labeled sample's contribution to an aggregate. Raises `LabelError` on unusable input."""
+    out: dict[str, float] = {}
+    tally(out, task, prediction, actual, score=score, threshold=threshold)
+    return out
+
+
+def tally(
+    into: dict[str, float],
+    task: str,
+    prediction: object,
+    actual: object,
+    *,
+    score: float | None = None,
+    threshold: float = 0.5,
+) -> bool | None:
+    """Add what `observe` would return into `into`, without a dict of its own: a batch sums
+    thousands of samples into a few buckets. Returns whether the prediction was right (None for
+    regression, where there is only an error). Raises `LabelError` before `into` is touched."""
     if task == "binary":
         predicted, score = _binary_prediction(prediction, score, threshold)
-        return _binary(predicted, _binary_class(actual, "actual"), score)
+        actual_class = _binary_class(actual, "actual")
+        _binary(into, predicted, actual_class, score)
+        return predicted == actual_class
     if task == "multiclass":
         actual_label = _class_label(actual)
         predicted_label = _class_label(prediction)
-        cell = _cell_key(actual_label, predicted_label)
-        if actual_label == predicted_label:
-            return {"n": 1, "correct": 1, cell: 1}
-        return {"n": 1, cell: 1}
+        right = actual_label == predicted_label
+        _multiclass(into, actual_label, predicted_label, right)
+        return right
     if task == "regression":
-        return _regression(_number(prediction, "prediction"), _number(actual, "actual"))
+        _regression(into, _number(prediction, "prediction"), _number(actual, "actual"))
+        return None
     raise ValueError(f"unknown task {task!r}")
 
 
@@ -190,19 +210,39 @@ def observe_vote(
     only (the true class is unknown). Regression: only the vote counters move. Every task counts
     the vote for `approval_rate`.
     """
-    votes = {"votes": 1, "votes_up": 1} if up else {"votes": 1}
+    out: dict[str, float] = {}
+    tally_vote(out, task, prediction, up, score=score, threshold=threshold)
+    return out
+
+
+def tally_vote(
+    into: dict[str, float],
+    task: str,
+    prediction: object,
+    up: bool,
+    *,
+    score: float | None = None,
+    threshold: float = 0.5,
+) -> bool:
+    """Add what `observe_vote` would return into `into`; returns `up` (the vote is the verdict).
+    Raises `LabelError` before `into` is touched."""
     if task == "binary":
         predicted, score = _binary_prediction(prediction, score, threshold)
-        return {**_binary(predicted, predicted if up else 1 - predicted, score), **votes}
-    if task == "multiclass":
+        _binary(into, predicted, predicted if up else 1 - predicted, score)
+    elif task == "multiclass":
         label = _class_label(prediction)
         if up:
-            return {"n": 1, "correct": 1, _cell_key(label, label): 1, **votes}
-        return {"n": 1, **votes}
-    if task == "regression":
+            _multiclass(into, label, label, True)
+        else:
+            into["n"] = into.get("n", 0) + 1
+    elif task == "regression":
         _number(prediction, "prediction")
-        return votes
-    raise ValueError(f"unknown task {task!r}")
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    into["votes"] = into.get("votes", 0) + 1
+    if up:
+        into["votes_up"] = into.get("votes_up", 0) + 1
+    return up
 
 
 def check_prediction(task: Task, value: object) -> str | None:
@@ -228,20 +268,12 @@ def _problem(binary: Callable[[], object], task: Task, value: object, what: str)
     return None
 
 
-def verdict(task: Task, contribution: Counters) -> bool | None:
-    """Whether the labeled sample behind `contribution` (what `observe` returned for it) was
-    predicted right; None for regression, where there is only an error."""
-    if task == "binary":
-        return "tp" in contribution or "tn" in contribution
-    if task == "multiclass":
-        return "correct" in contribution
-    return None
-
-
-def _binary(predicted: int, actual: int, score: float | None) -> dict[str, float]:
+def _binary(into: dict[str, float], predicted: int, actual: int, score: float | None) -> None:
+    get = into.get
     cell = ("tp" if predicted else "fn") if actual else ("fp" if predicted else "tn")
+    into[cell] = get(cell, 0) + 1
     if score is None:
-        return {cell: 1}
+        return
     miss = score - actual
     brier = miss * miss
     p = LOG_LOSS_EPS if score < LOG_LOSS_EPS else min(score, 1.0 - LOG_LOSS_EPS)
@@ -249,31 +281,43 @@ def _binary(predicted: int, actual: int, score: float | None) -> dict[str, float
     b = int(score * AUC_BINS)
     if b >= AUC_BINS:
         b = AUC_BINS - 1
-    return {
-        cell: 1,
-        "n_scored": 1,
-        "brier": brier,
-        "brier_sq": brier * brier,
-        "logloss": loss,
-        "logloss_sq": loss * loss,
-        (_POS_KEYS if actual else _NEG_KEYS)[b]: 1,
-    }
+    cell = (_POS_KEYS if actual else _NEG_KEYS)[b]
+    into[cell] = get(cell, 0) + 1
+    into["n_scored"] = get("n_scored", 0) + 1
+    into["brier"] = get("brier", 0) + brier
+    into["brier_sq"] = get("brier_sq", 0) + brier * brier
+    into["logloss"] = get("logloss", 0) + loss
+    into["logloss_sq"] = get("logloss_sq", 0) + loss * loss
 
 
-def _regression(prediction: float, actual: float) -> dict[str, float]:
+def _multiclass(into: dict[str, float], actual: str, predicted: str, right: bool) -> None:
+    get = into.get
+    cell = _cell_key(actual, predicted)
+    into[cell] = get(cell, 0) + 1
+    into["n"] = get("n", 0) + 1
+    if right:
+        into["correct"] = get("correct", 0) + 1
+
+
+def _regression(into: dict[str, float], prediction: float, actual: float) -> None:
+    get = into.get
     e = prediction - actual
     e2 = e * e
     ae = abs(e)
-    out = {"n": 1, "se": e, "sae": ae, "se2": e2, "se4": e2 * e2, "sy": actual}
-    out["sy2"] = actual * actual
+    into["n"] = get("n", 0) + 1
+    into["se"] = get("se", 0) + e
+    into["sae"] = get("sae", 0) + ae
+    into["se2"] = get("se2", 0) + e2
+    into["se4"] = get("se4", 0) + e2 * e2
+    into["sy"] = get("sy", 0) + actual
+    into["sy2"] = get("sy2", 0) + actual * actual
     if actual == 0:
-        out["mape_excluded"] = 1
+        into["mape_excluded"] = get("mape_excluded", 0) + 1
     else:
         ape = ae / max(abs(actual), MAPE_EPS)
-        out["nm"] = 1
-        out["sape"] = ape
-        out["sape2"] = ape * ape
-    return out
+        into["nm"] = get("nm", 0) + 1
+        into["sape"] = get("sape", 0) + ape
+        into["sape2"] = get("sape2", 0) + ape * ape
 
 
 def _binary_class(value: object, what: str) -> int:
