@@ -11,7 +11,8 @@ In one run, on one machine:
 4. measures the ceiling of the same work in raw SQLite (same schema, same file settings, one
    `executemany` insert per 1,000 rows; for actuals one select of the batch's rows plus one
    `executemany` update), with no HTTP, validation or metric math;
-5. fills 30 days of 1-minute buckets for a second monitor and times `GET .../metrics?window=30d`;
+5. fills 30 days of 1-minute buckets for a second monitor and, once a tick has folded them,
+   times `GET .../metrics?window=30d`;
 6. times long-poll wake-up: from a fallback switch being sent to a waiting `state?wait=` answer.
 
 Each figure is the best of `--rounds` whole rounds (fresh store each time): the machine is shared,
@@ -339,6 +340,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                 labeled = (await r.json())["labeled"]
             assert labeled == args.records, f"only {labeled} of {args.records} joined"
             await fill_history(session, base, args.history_per_minute)
+            await folded_sqlite(workdir / "service.db")
             times = await timed_gets(
                 session, base + "/v1/monitors/bench/history/metrics?window=30d", 30
             )
@@ -469,6 +471,20 @@ async def pg_replicas(
             labeled = (await r.json())["labeled"]
         assert labeled == args.records, f"only {labeled} of {args.records} joined"
     return results, replicas
+
+
+async def folded_sqlite(path: Path, within: float = 60.0) -> None:
+    """Wait until the service's tick has folded the counter deltas the writes left (as `folded`
+    does on PostgreSQL: a read right after a burst also folds up to a tick of writes)."""
+    deadline = time.monotonic() + within
+    conn = sqlite3.connect(path)
+    try:
+        while conn.execute("SELECT count(*) FROM agg_delta").fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"counter deltas still unfolded after {within:.0f} s")
+            await asyncio.sleep(0.1)
+    finally:
+        conn.close()
 
 
 async def folded(url: str, within: float = 300.0) -> None:
