@@ -201,6 +201,7 @@ class SQLiteStore(Store):
         conn.execute("PRAGMA cache_size = -65536")
         conn.executescript(SCHEMA)
         self._conn = conn
+        self._unfolded = None  # read the file's deltas on the first fold
 
     async def close(self) -> None:
         if self._conn is not None:
