@@ -552,9 +552,13 @@ async def server_facts(url: str) -> str:
 def markdown_postgres(results: dict[str, float], args: argparse.Namespace, server: str) -> str:
     r = results
     ratio_p = r["predictions_per_s_2"] / r["raw_inserts_per_s"]
-    ratio_a = r["actuals_per_s_2"] / r["raw_updates_per_s"]
+    ratio_a = r["actuals_per_s_2"] / r["raw_inserts_per_s"]
     rows = [
-        ("PostgreSQL ceiling: COPY into the same table", f"{r['raw_inserts_per_s']:,.0f}/s", ""),
+        (
+            "PostgreSQL ceiling: COPY into the same table (the baseline)",
+            f"{r['raw_inserts_per_s']:,.0f}/s",
+            "",
+        ),
         (
             "capture records, end to end over HTTP, 2 replicas",
             f"{r['predictions_per_s_2']:,.0f}/s",
@@ -562,16 +566,21 @@ def markdown_postgres(results: dict[str, float], args: argparse.Namespace, serve
         ),
         ("records: service ÷ ceiling", f"{ratio_p:.2f}", "≥ 0.5"),
         (
-            "PostgreSQL ceiling: the same labels by `INSERT … SELECT … = ANY(…)`",
-            f"{r['raw_updates_per_s']:,.0f}/s",
-            "",
-        ),
-        (
             "actuals joined by prediction_id, end to end, 2 replicas",
             f"{r['actuals_per_s_2']:,.0f}/s",
             "≥ 80,000/s",
         ),
         ("actuals: service ÷ ceiling", f"{ratio_a:.2f}", "≥ 0.5"),
+        (
+            "for reference: the same labels by `INSERT … SELECT … = ANY(…)`",
+            f"{r['raw_updates_per_s']:,.0f}/s",
+            "",
+        ),
+        (
+            "actuals ÷ that",
+            f"{r['actuals_per_s_2'] / r['raw_updates_per_s']:.2f}",
+            "",
+        ),
         (
             "`metrics?window=30d`, 2 replicas (p50 / p95)",
             f"{r['metrics_30d_p50_ms']:.1f} / {r['metrics_30d_p95_ms']:.1f} ms",
@@ -606,6 +615,9 @@ Replicas (`truthloop feedback` processes on one database):
 | replicas | records/s | joined actuals/s |
 |---|---|---|
 {scaling}
+
+The goals are those of issue 9: "≥ 100k predictions/s and ≥ 80k joined actuals/s end to end with
+2 replicas, i.e. within 2× of the ceiling", the COPY ceiling of the same run.
 
 The replicas, PostgreSQL and the client share the machine's cores: past two replicas they only
 take cores from each other. Batches reach PostgreSQL as one `jsonb` parameter each (asyncpg
