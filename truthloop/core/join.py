@@ -14,9 +14,10 @@ An actual that labels nothing waits ("pending") until a prediction it would labe
 `expiry` (one attribution window after it arrived) when it is counted as expired. Once it has
 labeled something it is done: a record of the same entity arriving later is not relabeled by it.
 
-Labeling is idempotent and replaceable: `relabel` returns nothing when the record already has that
-label, and otherwise the counter delta `new - old` (never a rescan). A `missingActual: assume`
-label is marked `assumed`, so a real actual arriving afterwards still replaces it.
+Labeling is idempotent and replaceable: `Labeling.apply` changes nothing when the record already
+has that label, and otherwise moves the counters by `new - old` (never a rescan). A
+`missingActual: assume` label is marked `assumed`, so a real actual arriving afterwards still
+replaces it.
 """
 
 from __future__ import annotations
@@ -72,15 +73,6 @@ class Row(msgspec.Struct, frozen=True, gc=False):
         )
 
 
-class Change(msgspec.Struct, frozen=True, gc=False):
-    """A record's new label, whether the prediction was right (None: unknown), and the delta."""
-
-    row: Row
-    label: Label
-    correct: bool | None
-    delta: dict[str, float]
-
-
 def label_of(actual: Actual) -> Label:
     return Label(value=actual.value, vote=actual.vote)
 
@@ -129,18 +121,9 @@ def choose(actual: Actual, rows: Sequence[Row], spec: MonitorSpec) -> list[Row]:
     return list(latest.values())
 
 
-def relabel(row: Row, label: Label, spec: MonitorSpec) -> Change | None:
-    """The change from labeling `row` with `label`, or None if it already has it.
-
-    Raises `metrics.LabelError` when the label cannot be used with this prediction.
-    """
-    if row.label == label:
-        return None
-    return Change(row, label, *_difference(row, label, spec))
-
-
 def _difference(row: Row, label: Label, spec: MonitorSpec) -> tuple[bool | None, dict[str, float]]:
-    """`relabel`'s verdict and delta, for a label `row` does not have yet."""
+    """Whether `row` labeled `label` is right, and the counters' delta from its current label
+    (one it does not have yet)."""
     new: dict[str, float] = {}
     right = _tally(new, row, label, spec)
     if row.label is not None:
