@@ -32,8 +32,11 @@ Concurrent writers. Every write is one transaction; a deadlock or serialization 
   hold their monitor's *intake* advisory lock shared; an actual that found nothing takes it
   exclusive, which waits out the batches in flight, and looks again before it waits as pending.
 - Pending actuals a batch joins are taken `FOR UPDATE`, so two batches never both join one.
-- Prediction batches are one multi-row `INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING` (a
-  known key is a duplicate); labels are rows of their own (`INSERT … ON CONFLICT DO UPDATE` by
+- A prediction batch that can label nothing (no pending actual waits for its monitors, no late
+  record gets an assumed label: the usual case) is COPYed into the table, half the server's
+  work of an upsert; a known key fails the COPY, and the batch is rerun as one multi-row
+  `INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING` (a known key is a duplicate), which is
+  also how batches that label go in, with the ids the labels need. Labels are rows of their own (`INSERT … ON CONFLICT DO UPDATE` by
   record), so labeling never rewrites a record and its features. Batches of rows travel as one
   JSON parameter (`_rows`), not an array per column.
 
@@ -294,6 +297,28 @@ ORDER BY b.i
 """
 """Insert a batch (its rows led by their index); (index, id) of the rows that were new, in
 request order (a known key is a duplicate)."""
+
+PREDICTION_COLUMNS = (
+    "monitor_id",
+    "prediction_id",
+    "served_by",
+    "model_version",
+    "entity_id",
+    "tag",
+    "ts",
+    "prediction",
+    "score",
+    "features",
+)
+"""The `predictions` columns a batch fills, in `codec.prediction_values` order (for COPY)."""
+
+AWAITED = """
+SELECT m FROM unnest($1::int[]) AS m
+WHERE EXISTS (SELECT FROM pending WHERE monitor_id = m AND prediction_id IS NOT NULL)
+    OR EXISTS (SELECT FROM pending WHERE monitor_id = m AND entity_id IS NOT NULL)
+"""
+"""Which of the monitors $1 have pending actuals (every one has an id or an entity: the two
+partial indexes answer)."""
 
 FIND_ROWS = f"""
 SELECT u.i, p.id FROM ({_rows(1, "int", "int", "text")}) AS u(i, monitor_id, prediction_id)
@@ -801,7 +826,10 @@ class PostgresStore(Store):
     ) -> IngestResult:
         if not records:
             return IngestResult(0, 0, 0)
-        return await self._tx(self._insert_predictions, records, monitors, now)
+        try:
+            return await self._tx(self._insert_predictions, records, monitors, now, True)
+        except asyncpg.UniqueViolationError:  # a key already stored: a retried batch
+            return await self._tx(self._insert_predictions, records, monitors, now, False)
 
     async def _insert_predictions(
         self,
@@ -809,27 +837,31 @@ class PostgresStore(Store):
         records: Sequence[PredictionRecord],
         monitors: Mapping[str, Registered],
         now: float,
+        copy: bool,
     ) -> IngestResult:
+        """Insert a batch, joining the pending actuals it satisfies; with `copy`, by COPY when
+        it labels nothing (no monitor of it has pending actuals or assumes late records'
+        labels), which fails on a known key (the caller reruns it as an upsert)."""
         mids = [monitors[r.monitor].id for r in records]
         await conn.execute(
             "SELECT pg_advisory_xact_lock_shared($1, m) FROM unnest($2::int[]) AS m",
             self.keys.intake,
             sorted(set(mids)),
         )
-        rows = [
-            (i, *codec.prediction_values(mid, r))
-            for i, (r, mid) in enumerate(zip(records, mids, strict=True))
-        ]
-        returned = await conn.fetch(INSERT_PREDICTIONS, to_json(rows))
+        rows = [codec.prediction_values(mid, r) for r, mid in zip(records, mids, strict=True)]
+        if copy and not await _may_label(conn, records, mids, monitors, now):
+            await conn.copy_records_to_table(
+                "predictions", records=rows, columns=PREDICTION_COLUMNS
+            )
+            await _add(conn, _counted(records, mids, range(len(records))), {})
+            return IngestResult(len(records), 0, 0)
+        returned = await conn.fetch(
+            INSERT_PREDICTIONS, to_json([(i, *row) for i, row in enumerate(rows)])
+        )
         new: dict[str, list[tuple[PredictionRecord, int]]] = {}
-        groups = []
         for i, ref in returned:
-            r = records[i]
-            new.setdefault(r.monitor, []).append((r, ref))
-            groups.append((mids[i], r.model_version, r.served_by, bucket_of(r.ts)))
-        deltas: dict[join.GroupKey, dict[str, float]] = {
-            group: {join.PREDICTIONS_KEY: float(n)} for group, n in Counter(groups).items()
-        }
+            new.setdefault(records[i].monitor, []).append((records[i], ref))
+        deltas = _counted(records, mids, (i for i, _ in returned))
         labeling = Labeling()
         totals: dict[tuple[int, str, str], dict[str, float]] = {}
         for key, inserted in new.items():
@@ -1171,6 +1203,36 @@ async def _lock(conn: asyncpg.Connection, refs: Iterable[int]) -> dict[int, Row]
     ids = to_json(wanted)
     await conn.execute(LOCK_ROWS, ids)
     return {r[0]: codec.row(*r) for r in await conn.fetch(READ_ROWS, ids)}
+
+
+async def _may_label(
+    conn: asyncpg.Connection,
+    records: Sequence[PredictionRecord],
+    mids: Sequence[int],
+    monitors: Mapping[str, Registered],
+    now: float,
+) -> bool:
+    """Whether inserting the batch could label some of it: a monitor of it has pending actuals,
+    or assumes a label for records that arrive after their attribution window."""
+    cutoffs = {}
+    for key in {r.monitor for r in records}:
+        spec = monitors[key].monitor.spec
+        assumes = join.assumed_label(spec) is not None
+        cutoffs[key] = now - spec.feedback.attribution_window if assumes else -math.inf
+    if any(r.ts < cutoffs[r.monitor] for r in records):
+        return True
+    return bool(await conn.fetch(AWAITED, sorted(set(mids))))
+
+
+def _counted(
+    records: Sequence[PredictionRecord], mids: Sequence[int], new: Iterable[int]
+) -> dict[join.GroupKey, dict[str, float]]:
+    """The prediction counters of the records at indices `new` (the ones stored), per group."""
+    groups = Counter(
+        (mids[i], records[i].model_version, records[i].served_by, bucket_of(records[i].ts))
+        for i in new
+    )
+    return {group: {join.PREDICTIONS_KEY: float(n)} for group, n in groups.items()}
 
 
 async def _join_pending(
