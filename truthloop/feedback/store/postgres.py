@@ -24,9 +24,14 @@ Concurrent writers. Every write is one transaction; a deadlock or serialization 
   order), exact even if two replicas fold at once. Every read adds the deltas not yet folded,
   expanded the same way (`DELTAS`), in the same statement (one snapshot), so no read sees a
   delta twice or not at all.
-- A record's label is read `SELECT … FOR UPDATE` (rows locked in id order) before the pure join
-  computes the delta, so two replicas relabeling one record serialize, and the second moves the
-  aggregates by the difference from the label the first left: no lost update.
+- Labels are written optimistically: the join reads records with their labels and each label's
+  version (`xmin`), computes the deltas, then COPYs the labels of records that had none (another
+  writer's label for one is a unique violation) and replaces the others only where the version
+  is unchanged (the `UPDATE` counts them). A batch that finds a label moved under it reruns
+  *alone*: its monitors' *labels* advisory lock, which writers hold shared, taken exclusive, so
+  it reads after every writer before it committed and nobody writes beside it; it then moves
+  the aggregates by the difference from the label the other left: no lost update. Locking the
+  records instead (`FOR UPDATE`) costs every batch a heap write per record and two statements.
 - A batch of records and an actual for one of them, arriving on two replicas at once, must not
   miss each other (the actual finding no record, the batch finding no pending actual). Batches
   hold their monitor's *intake* advisory lock shared; an actual that found nothing takes it
@@ -36,9 +41,10 @@ Concurrent writers. Every write is one transaction; a deadlock or serialization 
   record gets an assumed label: the usual case) is COPYed into the table, half the server's
   work of an upsert; a known key fails the COPY, and the batch is rerun as one multi-row
   `INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING` (a known key is a duplicate), which is
-  also how batches that label go in, with the ids the labels need. Labels are rows of their own (`INSERT … ON CONFLICT DO UPDATE` by
-  record), so labeling never rewrites a record and its features. Batches of rows travel as one
-  JSON parameter (`_rows`), not an array per column.
+  also how batches that label go in, with the ids the labels need. Labels are rows of their own,
+  so labeling never rewrites a record and its features: COPYed for records that had none,
+  upserted by record (`INSERT … ON CONFLICT DO UPDATE`) for the ones relabeled. Other batches of
+  rows travel as one JSON parameter (`_rows`), not an array per column.
 
 Replicas. Exactly one leads (`try_lead`): it holds a session-level advisory lock on a connection
 of its own, checked on every tick; when that connection or its process dies the lock is released
@@ -72,7 +78,14 @@ import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -320,32 +333,37 @@ WHERE EXISTS (SELECT FROM pending WHERE monitor_id = m AND prediction_id IS NOT 
 """Which of the monitors $1 have pending actuals (every one has an id or an entity: the two
 partial indexes answer)."""
 
-FIND_ROWS = f"""
-SELECT u.i, p.id FROM ({_rows(1, "int", "int", "text")}) AS u(i, monitor_id, prediction_id)
-JOIN predictions p ON p.monitor_id = u.monitor_id AND p.prediction_id = u.prediction_id
-UNION ALL
-SELECT u.i, p.id FROM ({_rows(2, "int", "int", "text", "text", "float8", "float8")})
-    AS u(i, monitor_id, entity_id, tag, lo, hi)
-JOIN predictions p ON p.monitor_id = u.monitor_id AND p.entity_id = u.entity_id
-    AND p.ts >= u.lo AND p.ts <= u.hi AND p.tag IS NOT DISTINCT FROM u.tag
-"""
-"""(actual index, record id) of every record an actual could label: by id, or entity in span."""
-
 LABELED = "predictions LEFT JOIN labels ON prediction_ref = id"
 """Records with their labels (a label's columns are NULL while it has none)."""
 
-LOCK_ROWS = f"SELECT FROM predictions WHERE id = ANY({_array(1, 'bigint')}) ORDER BY id FOR UPDATE"
-"""Lock records in id order (one order for every writer: no deadlock between them)."""
+VERSIONED_ROW = f"{ROW_COLUMNS}, labels.xmin::text"
+"""A record as the join reads it, and its label's version (the xid that wrote it; NULL without a
+label): a relabel applies only while the label is still that version."""
 
-READ_ROWS = f"SELECT {ROW_COLUMNS} FROM {LABELED} WHERE id = ANY({_array(1, 'bigint')})"
-
-WRITE_LABELS = f"""
-INSERT INTO labels (prediction_ref, actual, vote, assumed, correct, labeled_at)
-SELECT *, $2 FROM ({_rows(1, "bigint", "text", "text", "bool", "bool")}) AS l
-ON CONFLICT (prediction_ref) DO UPDATE SET actual = excluded.actual, vote = excluded.vote,
-    assumed = excluded.assumed, correct = excluded.correct, labeled_at = excluded.labeled_at
+FIND_ROWS = f"""
+SELECT u.i, {VERSIONED_ROW} FROM ({_rows(1, "int", "int", "text")}) AS u(i, mid, pid)
+JOIN ({LABELED}) ON monitor_id = u.mid AND prediction_id = u.pid
+UNION ALL
+SELECT u.i, {VERSIONED_ROW}
+FROM ({_rows(2, "int", "int", "text", "text", "float8", "float8")})
+    AS u(i, mid, entity, wanted_tag, lo, hi)
+JOIN ({LABELED}) ON monitor_id = u.mid AND entity_id = u.entity
+    AND ts >= u.lo AND ts <= u.hi AND tag IS NOT DISTINCT FROM u.wanted_tag
 """
-"""Labels of records this transaction locked or inserted (no other writer touches them)."""
+"""(actual index, record with its label) of every record an actual could label: by id, or
+entity in span."""
+
+LABEL_COLUMNS = ("prediction_ref", "actual", "vote", "assumed", "correct", "labeled_at")
+
+RELABEL = f"""
+UPDATE labels SET actual = n.actual, vote = n.vote, assumed = n.assumed, correct = n.correct,
+    labeled_at = n.labeled_at
+FROM ({_rows(1, "bigint", "text", "text", "text", "bool", "bool", "float8")})
+    AS n(ref, version, actual, vote, assumed, correct, labeled_at)
+WHERE prediction_ref = n.ref AND labels.xmin = n.version::xid
+"""
+"""Replace labels that are still the version the join read (one another writer changed is
+skipped: the caller counts)."""
 
 DELETE_PREDICTIONS = """
 WITH gone AS (
@@ -463,6 +481,7 @@ class Keys:
     registry: int
     state: int
     intake: int
+    labels: int
 
     @classmethod
     def of(cls, schema: str) -> Keys:
@@ -477,6 +496,7 @@ class Keys:
             registry=key("registry"),
             state=key("state"),
             intake=key("intake"),
+            labels=key("labels"),
         )
 
 
@@ -872,7 +892,7 @@ class PostgresStore(Store):
             _assume_late(registered, inserted, now, labeling)
         for group, counters in labeling.deltas.items():
             join.add(deltas, group, counters)
-        await _write_labels(conn, labeling, now)
+        await _write_labels(conn, labeling, now, {})
         await _add(conn, deltas, totals)
         matched_total = sum(int(c[ACTUALS_MATCHED]) for c in totals.values())
         return IngestResult(len(returned), len(records) - len(returned), matched_total)
@@ -884,7 +904,11 @@ class PostgresStore(Store):
     ) -> FeedbackResult:
         if not actuals:
             return FeedbackResult(0, 0)
-        return await self._tx(self._apply_actuals, actuals, monitors, now)
+        try:
+            return await self._tx(self._apply_actuals, actuals, monitors, now, False)
+        except (asyncpg.UniqueViolationError, _Relabeled):
+            # Another writer labeled one of the records since this one read it: alone this time.
+            return await self._tx(self._apply_actuals, actuals, monitors, now, True)
 
     async def _apply_actuals(
         self,
@@ -892,8 +916,13 @@ class PostgresStore(Store):
         actuals: Sequence[Actual],
         monitors: Mapping[str, Registered],
         now: float,
+        alone: bool,
     ) -> FeedbackResult:
-        found = await _find(conn, actuals, range(len(actuals)), monitors)
+        """Join the actuals to the records they label, beside the monitors' other label writers
+        (whose writes may fail this one's) or, `alone`, with them waited out and kept out."""
+        mids = sorted({monitors[a.monitor].id for a in actuals})
+        await self._hold_labels(conn, mids, alone)
+        found, rows = await _find(conn, actuals, range(len(actuals)), monitors)
         unmatched = [i for i in range(len(actuals)) if i not in found]
         if unmatched:
             # About to wait as pending: wait out the batches in flight, then look again.
@@ -902,8 +931,9 @@ class PostgresStore(Store):
                 self.keys.intake,
                 sorted({monitors[actuals[i].monitor].id for i in unmatched}),
             )
-            found.update(await _find(conn, actuals, unmatched, monitors))
-        locked = await _lock(conn, {ref for refs in found.values() for ref in refs})
+            more, more_rows = await _find(conn, actuals, unmatched, monitors)
+            found.update(more)
+            rows.update(more_rows)
         labeling = Labeling()
         errors: list[ItemError] = []
         waiting: list[tuple[Any, ...]] = []
@@ -911,7 +941,7 @@ class PostgresStore(Store):
         for index, actual in enumerate(actuals):
             registered = monitors[actual.monitor]
             mid, spec = registered.id, registered.monitor.spec
-            candidates = [locked[ref] for ref in sorted(found.get(index, ())) if ref in locked]
+            candidates = [rows[ref][0] for ref in sorted(found.get(index, ()))]
             chosen = join.choose(actual, candidates, spec)
             outcome = outcomes.setdefault((mid, "", ""), {})
             if not chosen:
@@ -924,12 +954,25 @@ class PostgresStore(Store):
                 errors.append(error)
         if errors:
             raise LabelsRejected(errors)
-        await _write_labels(conn, labeling, now)
+        versions = {ref: version for ref, (_, version) in rows.items() if version is not None}
+        await _write_labels(conn, labeling, now, versions)
         await _add(conn, labeling.deltas, outcomes)
         if waiting:
             await conn.execute(INSERT_PENDING, to_json(waiting))
         matched = sum(int(c.get(ACTUALS_MATCHED, 0)) for c in outcomes.values())
         return FeedbackResult(matched=matched, pending=len(waiting))
+
+    async def _hold_labels(
+        self, conn: asyncpg.Connection, mids: Sequence[int], alone: bool
+    ) -> None:
+        """Hold the monitors' labels lock (in id order) until commit: shared beside the other
+        writers, or exclusive, to write `alone`."""
+        shared = "" if alone else "_shared"
+        await conn.execute(
+            f"SELECT pg_advisory_xact_lock{shared}($1, m) FROM unnest($2::int[]) AS m",
+            self.keys.labels,
+            mids,
+        )
 
     # -- maintenance ---------------------------------------------------------------------------
 
@@ -955,24 +998,23 @@ class PostgresStore(Store):
         swept = -math.inf if swept is None else swept
         if swept >= cutoff:
             return 0
+        await self._hold_labels(conn, [monitor.id], True)
         candidates = await conn.fetch(
-            "SELECT id, ts FROM predictions WHERE monitor_id = $1 AND ts >= $2 AND ts < $3"
-            " AND NOT EXISTS (SELECT FROM labels WHERE prediction_ref = id) ORDER BY ts LIMIT $4",
+            f"SELECT {ROW_COLUMNS} FROM {LABELED} WHERE monitor_id = $1 AND ts >= $2 AND ts < $3"
+            " AND prediction_ref IS NULL ORDER BY ts LIMIT $4",
             monitor.id,
             swept,
             cutoff,
             limit,
         )
-        locked = await _lock(conn, {ref for ref, _ in candidates})
         labeling = Labeling()
-        for row in locked.values():
-            if row.label is not None:
-                continue  # labeled since it was found
+        for found in candidates:
+            row = codec.row(*found)
             try:
                 labeling.apply(monitor.id, row, label, spec)
             except metrics.LabelError:
                 continue  # the assumed value does not fit this prediction: leave it unlabeled
-        await _write_labels(conn, labeling, now)
+        await _write_labels(conn, labeling, now, {})
         await _add(conn, labeling.deltas, {})
         swept = candidates[-1]["ts"] if len(candidates) == limit else cutoff
         await conn.execute(
@@ -1166,13 +1208,18 @@ async def _fetchval(conn: asyncpg.Connection, sql: str, *args: Any) -> Any:
     return await conn.fetchval(sql, *args)
 
 
+Versioned = tuple[Row, str | None]
+"""A record as the join read it, and its label's version (None: it had no label)."""
+
+
 async def _find(
     conn: asyncpg.Connection,
     actuals: Sequence[Actual],
     indices: Iterable[int],
     monitors: Mapping[str, Registered],
-) -> dict[int, list[int]]:
-    """Record ids each of these actuals could label (by id, or by entity within its span)."""
+) -> tuple[dict[int, list[int]], dict[int, Versioned]]:
+    """The ids of the records each of these actuals could label (by id, or by entity within its
+    span), and those records."""
     by_id: list[tuple[int, int, str]] = []
     by_entity: list[tuple[int, int, str, str | None, float, float]] = []
     for i in indices:
@@ -1185,24 +1232,11 @@ async def _find(
             lo, hi = join.entity_span(actual, registered.monitor.spec)
             by_entity.append((i, registered.id, actual.entity_id, actual.tag, lo, hi))
     found: dict[int, list[int]] = {}
-    for i, ref in await conn.fetch(FIND_ROWS, to_json(by_id), to_json(by_entity)):
-        found.setdefault(i, []).append(ref)
-    return found
-
-
-async def _lock(conn: asyncpg.Connection, refs: Iterable[int]) -> dict[int, Row]:
-    """The records `refs` with their labels, locked against other writers.
-
-    The labels are read after the locks are held, by a statement of its own: its snapshot then
-    holds every label the writers we waited for committed (a locking read of a join would
-    return the label as it was when it started waiting).
-    """
-    wanted = sorted(refs)
-    if not wanted:
-        return {}
-    ids = to_json(wanted)
-    await conn.execute(LOCK_ROWS, ids)
-    return {r[0]: codec.row(*r) for r in await conn.fetch(READ_ROWS, ids)}
+    rows: dict[int, Versioned] = {}
+    for i, *columns, version in await conn.fetch(FIND_ROWS, to_json(by_id), to_json(by_entity)):
+        found.setdefault(i, []).append(columns[0])
+        rows[columns[0]] = (codec.row(*columns), version)
+    return found, rows
 
 
 async def _may_label(
@@ -1287,19 +1321,38 @@ def _assume_late(
                 labeling.apply(registered.id, row, label, spec)
 
 
-async def _write_labels(conn: asyncpg.Connection, labeling: Labeling, now: float) -> None:
+class _Relabeled(Exception):
+    """A label changed between the join's read and its write (the join reruns with locks)."""
+
+
+async def _write_labels(
+    conn: asyncpg.Connection,
+    labeling: Labeling,
+    now: float,
+    versions: Mapping[int, str],
+) -> None:
+    """Store the labels `labeling` gave: COPYed for records that had none (a record another
+    writer labeled meanwhile fails it: `UniqueViolationError`), replacing the version in
+    `versions` for the ones that had one (`_Relabeled` when another writer changed it)."""
     if not labeling.rows:
         return
     columns: dict[join.Label, tuple[str | None, str | None, bool]] = {}
-    values = []
-    for ref, (row, correct) in labeling.rows.items():
+    fresh, changed = [], []
+    for ref, (row, correct) in sorted(labeling.rows.items()):  # one order for every writer
         label = row.label
         assert label is not None
         encoded = columns.get(label)
         if encoded is None:
             encoded = columns[label] = codec.label_columns(label)
-        values.append((ref, *encoded, correct))
-    await conn.execute(WRITE_LABELS, to_json(values), now)
+        version = versions.get(ref)
+        if version is None:
+            fresh.append((ref, *encoded, correct, now))
+        else:
+            changed.append((ref, version, *encoded, correct, now))
+    if fresh:
+        await conn.copy_records_to_table("labels", records=fresh, columns=LABEL_COLUMNS)
+    if changed and _count(await conn.execute(RELABEL, to_json(changed))) < len(changed):
+        raise _Relabeled
 
 
 async def _add(
