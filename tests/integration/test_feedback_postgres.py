@@ -368,6 +368,71 @@ async def test_unfolded_deltas_of_a_version_1_database_survive_its_migration(
         await store.close()
 
 
+async def test_aggregates_of_a_version_2_database_survive_its_migration(
+    pg_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 2 stored an aggregate row per counter; migrated, the same aggregates read the
+    same, and folds add to them."""
+    levels = [f"agg_{level}" for level in windows.LEVEL_MINUTES]
+    async with fresh_schema() as current_url:
+        current = open_store(current_url)
+        await current.open()
+        try:
+            monitor_id = await unfolded_deltas(current, clock.now, "binary")
+            conn = await admin()
+            try:
+                deltas = await conn.fetch(f"SELECT * FROM {schema_of(current_url)}.agg_delta")
+            finally:
+                await conn.close()
+            await current.compact()
+            expected = await reads(current, monitor_id, clock.now)
+        finally:
+            await current.close()
+        conn = await admin()
+        try:
+            per_counter = {
+                table: await conn.fetch(
+                    "SELECT monitor_id, bucket, version, served_by, c.key, c.value::float8"
+                    f" FROM {schema_of(current_url)}.{table}, jsonb_each_text(counters) AS c"
+                )
+                for table in levels
+            }
+            totals = await conn.fetch(f"SELECT * FROM {schema_of(current_url)}.totals")
+        finally:
+            await conn.close()
+    monkeypatch.setattr(postgres, "MIGRATIONS", MIGRATIONS[:2])
+    old = open_store(pg_url)
+    await old.open()
+    await old.close()
+    monkeypatch.undo()
+    conn = await admin()
+    try:
+        for table, rows in (*per_counter.items(), ("totals", totals)):
+            await conn.copy_records_to_table(table, schema_name=schema_of(pg_url), records=rows)
+    finally:
+        await conn.close()
+
+    store = open_store(pg_url)
+    await store.open()
+    try:
+        for table in levels:
+            assert 0 < await count_rows(pg_url, table) < len(per_counter[table])
+        assert await reads(store, monitor_id, clock.now) == pytest.approx(expected)
+        conn = await admin()
+        try:  # the same deltas once more
+            await conn.copy_records_to_table(
+                "agg_delta", schema_name=schema_of(pg_url), records=deltas
+            )
+        finally:
+            await conn.close()
+        doubled = {key: 2 * value for key, value in expected.items()}
+        assert await reads(store, monitor_id, clock.now) == pytest.approx(doubled)
+        assert await store.compact() == len(deltas)
+        assert await reads(store, monitor_id, clock.now) == pytest.approx(doubled)
+    finally:
+        await store.close()
+
+
 async def count_rows(url: str, table: str) -> int:
     conn = await admin()
     try:

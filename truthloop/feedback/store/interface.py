@@ -22,10 +22,11 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from truthloop.core.join import Label
+from truthloop.core import join
+from truthloop.core.join import GroupKey, Label
 from truthloop.core.records import Actual, ItemError, PredictionRecord, Scalar
 from truthloop.core.spec import Monitor
-from truthloop.core.windows import BucketRange, Steps
+from truthloop.core.windows import MINUTES_PER_DAY, MINUTES_PER_HOUR, BucketRange, Level, Steps
 
 Counters = dict[str, float]
 Group = tuple[str, str]
@@ -43,6 +44,29 @@ def is_lifetime(key: str) -> bool:
     (`core.metrics` names those cells `pos:<bin>`, `neg:<bin>`, `cm:<pair>`.)
     """
     return ":" not in key
+
+
+Lifetime = tuple[int, str, str]
+"""(monitor id, model version, served_by): a group of the lifetime totals."""
+
+
+def rollup(
+    minutes: Mapping[GroupKey, Mapping[str, float]],
+) -> tuple[dict[Level, Mapping[GroupKey, Mapping[str, float]]], dict[Lifetime, dict[str, float]]]:
+    """What counter deltas of minute buckets add to each aggregate: per level, the sums per
+    group and bucket of that level (the minutes themselves for `minute`), and the lifetime
+    counters per group."""
+    hours: dict[GroupKey, dict[str, float]] = {}
+    lifetime: dict[Lifetime, dict[str, float]] = {}
+    for (mid, version, served_by, bucket), counters in minutes.items():
+        join.add(hours, (mid, version, served_by, bucket // MINUTES_PER_HOUR), counters)
+        scalars = {k: v for k, v in counters.items() if is_lifetime(k)}
+        join.add(lifetime, (mid, version, served_by), scalars)
+    days: dict[GroupKey, dict[str, float]] = {}
+    hours_per_day = MINUTES_PER_DAY // MINUTES_PER_HOUR
+    for (mid, version, served_by, hour), counters in hours.items():
+        join.add(days, (mid, version, served_by, hour // hours_per_day), counters)
+    return {"minute": minutes, "hour": hours, "day": days}, lifetime
 
 
 class StoreError(Exception):

@@ -18,12 +18,15 @@ Concurrent writers. Every write is one transaction; a deadlock or serialization 
   delta row holds one group's counters of one minute (or its lifetime-only ones: bucket NULL)
   as one `jsonb` object, not a row per counter: a batch of scored binary actuals has about a
   hundred counters (histogram cells) per minute, and each row is a heap insert, an index entry
-  and WAL for the server. The leader's `compact` (each tick) expands the moved rows
-  (`jsonb_each_text`) into the minute, hour and day aggregates and the totals in one
-  transaction, upserting `value = value + excluded.value` (`INSERT … ON CONFLICT`, rows in key
-  order), exact even if two replicas fold at once. Every read adds the deltas not yet folded,
-  expanded the same way (`DELTAS`), in the same statement (one snapshot), so no read sees a
-  delta twice or not at all.
+  and WAL for the server. The minute, hour and day aggregates are rows of one group and bucket
+  with a `counters` object too. The leader's `compact` (each tick) takes delta rows out, sums
+  them in Python (`rollup`) and adds the sums to the aggregate rows they belong to (read,
+  added, written back whole) and to the totals (a row per counter, upserted `value = value +
+  excluded.value`), in one transaction holding the *fold* advisory lock: two replicas folding
+  at once take turns. (Summing in SQL cost the server a hash aggregate and an upsert per
+  histogram cell, a thousand per group and minute: more than all the writes it folded.) Every
+  read expands the aggregates and the deltas not yet folded (`jsonb_each_text`) in one
+  statement (one snapshot), so no read sees a delta twice or not at all.
 - Labels are written optimistically: the join reads records with their labels and each label's
   version (`xmin`), computes the deltas, then COPYs the labels of records that had none (another
   writer's label for one is a unique violation) and replaces the others only where the version
@@ -109,12 +112,14 @@ from truthloop.feedback.store.interface import (
     Group,
     IngestResult,
     LabelsRejected,
+    Lifetime,
     Registered,
     Store,
     StoredPrediction,
     StoredState,
     StoreError,
     StoreUnavailable,
+    rollup,
 )
 
 log = logging.getLogger("truthloop.feedback.store")
@@ -265,6 +270,27 @@ DROP TABLE agg_delta;
 ALTER TABLE agg_delta_groups RENAME TO agg_delta;
 CREATE INDEX agg_delta_window ON agg_delta (monitor_id, bucket);
 """,
+    # 3: the minute, hour and day aggregates one row per group and bucket too (`counters`), not
+    # one per counter: a fold then writes a few rows per group, not one per histogram cell.
+    "".join(
+        f"""
+LOCK TABLE agg_{level} IN ACCESS EXCLUSIVE MODE;
+CREATE TABLE agg_{level}_groups (
+    monitor_id integer NOT NULL,
+    bucket bigint NOT NULL,
+    version text NOT NULL,
+    served_by text NOT NULL,
+    counters jsonb NOT NULL,
+    PRIMARY KEY (monitor_id, bucket, version, served_by)
+) WITH (fillfactor = 70);
+INSERT INTO agg_{level}_groups
+SELECT monitor_id, bucket, version, served_by, jsonb_object_agg(key, value) FROM agg_{level}
+GROUP BY 1, 2, 3, 4;
+DROP TABLE agg_{level};
+ALTER TABLE agg_{level}_groups RENAME TO agg_{level};
+"""
+        for level in LEVELS
+    ),
 )
 """The schema, one script per version (version = position + 1); never edit a released one."""
 
@@ -415,55 +441,50 @@ def _counters(source: str) -> str:
     )
 
 
+def _aggregate(level: str) -> str:
+    """The `level` aggregate a counter a row, for reads (conditions on the group columns reach
+    its primary key)."""
+    return f"({_counters(f'agg_{level}')}) AS agg_{level}"
+
+
 DELTAS = f"({_counters('agg_delta')}) AS agg_delta"
 """The unfolded deltas, a counter a row, for reads (conditions on the group columns reach the
 index)."""
 
-_KEY_ORDER = 'version COLLATE "C", served_by COLLATE "C", key COLLATE "C"'
-"""The text columns of an aggregate's key in byte order: one order for every folding leader (no
-deadlock between two), sorted without the database collation's cost."""
-
-FOLD = f"""
-WITH moved AS (
-    DELETE FROM agg_delta WHERE ctid = ANY(ARRAY(SELECT ctid FROM agg_delta LIMIT $1))
-    RETURNING monitor_id, bucket, version, served_by, counters
-), counters AS ({_counters("moved")}
-), minutes AS (
-    SELECT monitor_id, bucket, version, served_by, key, sum(value) AS value FROM counters
-    WHERE bucket IS NOT NULL GROUP BY 1, 2, 3, 4, 5
-), add_minute AS (
-    INSERT INTO agg_minute AS a SELECT * FROM minutes WHERE value <> 0
-    ORDER BY monitor_id, bucket, {_KEY_ORDER}
-    ON CONFLICT (monitor_id, bucket, version, served_by, key)
-    DO UPDATE SET value = a.value + excluded.value
-), add_hour AS (
-    INSERT INTO agg_hour AS a
-    SELECT monitor_id, bucket / {LEVEL_MINUTES["hour"]} AS bucket, version, served_by, key,
-        sum(value)
-    FROM minutes
-    GROUP BY 1, 2, 3, 4, 5 HAVING sum(value) <> 0 ORDER BY monitor_id, bucket, {_KEY_ORDER}
-    ON CONFLICT (monitor_id, bucket, version, served_by, key)
-    DO UPDATE SET value = a.value + excluded.value
-), add_day AS (
-    INSERT INTO agg_day AS a
-    SELECT monitor_id, bucket / {LEVEL_MINUTES["day"]} AS bucket, version, served_by, key,
-        sum(value)
-    FROM minutes
-    GROUP BY 1, 2, 3, 4, 5 HAVING sum(value) <> 0 ORDER BY monitor_id, bucket, {_KEY_ORDER}
-    ON CONFLICT (monitor_id, bucket, version, served_by, key)
-    DO UPDATE SET value = a.value + excluded.value
-), add_totals AS (
-    INSERT INTO totals AS a
-    SELECT monitor_id, version, served_by, key, sum(value) FROM counters
-    WHERE bucket IS NULL OR strpos(key, ':') = 0
-    GROUP BY 1, 2, 3, 4 HAVING sum(value) <> 0 ORDER BY monitor_id, {_KEY_ORDER}
-    ON CONFLICT (monitor_id, version, served_by, key)
-    DO UPDATE SET value = a.value + excluded.value
-)
-SELECT count(*) FROM moved
+MOVE_DELTAS = """
+DELETE FROM agg_delta WHERE ctid = ANY(ARRAY(SELECT ctid FROM agg_delta LIMIT $1))
+RETURNING monitor_id, bucket, version, served_by, counters
 """
-"""Move up to $1 delta rows into the minute buckets, their hour and day rollups and the lifetime
-totals (`is_lifetime` counters: no `:` in the key), in one transaction, rows in key order."""
+"""Take up to $1 delta rows out, to fold them."""
+
+
+def _read_aggregates(level: str) -> str:
+    """The `level` aggregate rows of the groups and buckets in parameter 1."""
+    return f"""
+SELECT monitor_id, version, served_by, bucket, counters FROM agg_{level}
+JOIN ({_rows(1, "int", "text", "text", "bigint")}) AS k(monitor_id, version, served_by, bucket)
+USING (monitor_id, bucket, version, served_by)
+"""
+
+
+def _write_aggregates(level: str) -> str:
+    """Put the `level` aggregate rows in parameter 1 (a JSON array of [monitor_id, version,
+    served_by, bucket, counters]), replacing the ones that exist."""
+    return f"""
+INSERT INTO agg_{level} (monitor_id, version, served_by, bucket, counters)
+SELECT (r->>0)::int, r->>1, r->>2, (r->>3)::bigint, r->4 FROM jsonb_array_elements($1::jsonb) AS r
+ON CONFLICT (monitor_id, bucket, version, served_by) DO UPDATE SET counters = excluded.counters
+"""
+
+
+ADD_TOTALS = """
+INSERT INTO totals AS a
+SELECT (r->>0)::int, r->>1, r->>2, c.key, c.value::float8
+FROM jsonb_array_elements($1::jsonb) AS r CROSS JOIN LATERAL jsonb_each_text(r->3) AS c
+ON CONFLICT (monitor_id, version, served_by, key) DO UPDATE SET value = a.value + excluded.value
+"""
+"""Add the lifetime counters in parameter 1 (a JSON array of [monitor_id, version, served_by,
+counters]) to the totals."""
 
 LIFETIME_DELTAS = (
     f"SELECT monitor_id, version, served_by, key, value FROM {DELTAS}"
@@ -482,6 +503,7 @@ class Keys:
     state: int
     intake: int
     labels: int
+    fold: int
 
     @classmethod
     def of(cls, schema: str) -> Keys:
@@ -497,6 +519,7 @@ class Keys:
             state=key("state"),
             intake=key("intake"),
             labels=key("labels"),
+            fold=key("fold"),
         )
 
 
@@ -1051,10 +1074,34 @@ class PostgresStore(Store):
         folded = 0
         deadline = time.monotonic() + FOLD_BUDGET
         while True:
-            moved = await self._tx(_fetchval, FOLD, FOLD_CHUNK)
+            moved = await self._tx(self._fold, FOLD_CHUNK)
             folded += moved
             if moved < FOLD_CHUNK or time.monotonic() > deadline:
                 return folded
+
+    async def _fold(self, conn: asyncpg.Connection, limit: int) -> int:
+        """Move up to `limit` delta rows into the minute buckets, their hour and day rollups and
+        the lifetime totals; how many it moved. Aggregate rows are summed here and written
+        whole, so folds take turns (the *fold* lock): two leaders for a moment, say."""
+        await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", self.keys.fold)
+        moved = await conn.fetch(MOVE_DELTAS, limit)
+        minutes: dict[join.GroupKey, dict[str, float]] = {}
+        lifetime_only: dict[Lifetime, dict[str, float]] = {}
+        for mid, bucket, version, served_by, counters in moved:
+            if bucket is None:
+                join.add(lifetime_only, (mid, version, served_by), codec.decode(counters))
+            else:
+                join.add(minutes, (mid, version, served_by, bucket), codec.decode(counters))
+        levels, lifetime = rollup(minutes)
+        for group, counters in lifetime_only.items():
+            join.add(lifetime, group, counters)
+        for level, groups in levels.items():
+            if groups:
+                await _add_to_aggregate(conn, level, groups)
+        totals = [(*group, counters) for group, counters in lifetime.items() if counters]
+        if totals:
+            await conn.execute(ADD_TOTALS, to_json(totals))
+        return len(moved)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -1072,7 +1119,7 @@ class PostgresStore(Store):
         for piece in decompose(span):
             params += [piece.start, piece.end]
             parts.append(
-                f"SELECT version, served_by, key, value FROM agg_{piece.level}"
+                f"SELECT version, served_by, key, value FROM {_aggregate(piece.level)}"
                 f" WHERE monitor_id = $1 AND bucket >= ${len(params) - 1}"
                 f" AND bucket < ${len(params)}{extra}"
             )
@@ -1112,7 +1159,7 @@ class PostgresStore(Store):
             _fetch,
             "SELECT point, version, served_by, key, sum(value) FROM ("
             " SELECT (bucket * $1::bigint - $2::bigint) / $3::bigint AS point, version,"
-            f" served_by, key, value FROM agg_{steps.level} WHERE monitor_id = $4"
+            f" served_by, key, value FROM {_aggregate(steps.level)} WHERE monitor_id = $4"
             f" AND bucket >= $2::bigint / $1::bigint AND bucket < $5{extra}"
             " UNION ALL SELECT (bucket - $2::bigint) / $3::bigint, version, served_by, key,"
             f" value FROM {DELTAS} WHERE monitor_id = $4 AND bucket >= $2 AND bucket < $6{extra}"
@@ -1377,6 +1424,22 @@ async def _add(
             values.append((*group, nonzero))
     if values:
         await conn.execute(ADD_DELTAS, to_json(values))
+
+
+async def _add_to_aggregate(
+    conn: asyncpg.Connection, level: str, groups: Mapping[join.GroupKey, Mapping[str, float]]
+) -> None:
+    """Add summed counters to the `level` aggregate's rows of their groups and buckets."""
+    keys = sorted(groups)
+    found = await conn.fetch(_read_aggregates(level), to_json(keys))
+    stored = {(mid, v, s, bucket): codec.decode(c) for mid, v, s, bucket, c in found}
+    rows = []
+    for key in keys:
+        total = stored.get(key, {})
+        for counter, value in groups[key].items():
+            total[counter] = total.get(counter, 0.0) + value
+        rows.append((*key, total))
+    await conn.execute(_write_aggregates(level), to_json(rows))
 
 
 # -- values ------------------------------------------------------------------------------------

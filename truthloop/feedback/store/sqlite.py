@@ -33,8 +33,6 @@ from truthloop.core.records import Actual, ItemError, PredictionRecord
 from truthloop.core.spec import Monitor
 from truthloop.core.windows import (
     LEVEL_MINUTES,
-    MINUTES_PER_DAY,
-    MINUTES_PER_HOUR,
     BucketRange,
     Steps,
     bucket_of,
@@ -55,11 +53,10 @@ from truthloop.feedback.store.interface import (
     Store,
     StoredPrediction,
     StoredState,
-    is_lifetime,
+    rollup,
 )
 
 T = TypeVar("T")
-HOURS_PER_DAY = MINUTES_PER_DAY // MINUTES_PER_HOUR
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS monitors (
@@ -820,16 +817,8 @@ def _fold_into(
     through `json_each`: twice as fast as an `executemany` row by row for scored binary
     actuals, whose score histogram touches a thousand keys per batch.
     """
-    hours: dict[join.GroupKey, dict[str, float]] = {}
-    lifetime: dict[tuple[int, str, str], dict[str, float]] = {}
-    for (mid, version, served_by, bucket), counters in deltas.items():
-        join.add(hours, (mid, version, served_by, bucket // MINUTES_PER_HOUR), counters)
-        scalars = {k: v for k, v in counters.items() if is_lifetime(k)}
-        join.add(lifetime, (mid, version, served_by), scalars)
-    days: dict[join.GroupKey, dict[str, float]] = {}
-    for (mid, version, served_by, hour), counters in hours.items():
-        join.add(days, (mid, version, served_by, hour // HOURS_PER_DAY), counters)
-    for level, groups in (("minute", deltas), ("hour", hours), ("day", days)):
+    levels, lifetime = rollup(deltas)
+    for level, groups in levels.items():
         for (mid, version, served_by, bucket), counters in groups.items():
             _upsert(conn, f"agg_{level}", (mid, bucket, version, served_by), counters)
     for group, counters in lifetime.items():
