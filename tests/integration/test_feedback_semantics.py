@@ -131,14 +131,19 @@ async def test_an_actual_that_arrives_first_waits_and_joins_when_its_prediction_
         {"monitor": "ml/churn", "prediction_id": "early", "actual": 1},
         {"monitor": "ml/churn", "entity_id": "u9", "timestamp": now, "actual": 0},
     ) == {"matched": 0, "pending": 2}
+    known = record("known", 1, ts=now - 20, entity_id="someone")
+    await service.predictions([known])
     clock.advance(30)
-    await service.predictions(
+    # A batch with a record already stored (PostgreSQL upserts it rather than COPY it): the
+    # actuals waiting for its other records join all the same.
+    assert await service.predictions(
         [
+            known,
             record("early", 1, ts=now - 5, entity_id="someone"),
             record("ent", 1, ts=now - 5, entity_id="u9"),
             record("too-late", 0, ts=now + 10, entity_id="u9"),  # after the actual's timestamp
         ]
-    )
+    ) == {"accepted": 3, "duplicates": 1}
     assert (await labels(service, "someone"))["early", "model"] == 1
     assert await labels(service, "u9") == {("too-late", "model"): None, ("ent", "model"): 0}
     await service.tick()

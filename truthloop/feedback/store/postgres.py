@@ -40,13 +40,12 @@ Concurrent writers. Every write is one transaction; a deadlock or serialization 
   hold their monitor's *intake* advisory lock shared; an actual that found nothing takes it
   exclusive, which waits out the batches in flight, and looks again before it waits as pending.
 - Pending actuals a batch joins are taken `FOR UPDATE`, so two batches never both join one.
-- A prediction batch that can label nothing (no pending actual waits for its monitors, no late
-  record gets an assumed label: the usual case) is COPYed into the table, half the server's
-  work of an upsert; a known key fails the COPY, and the batch is rerun as one multi-row
-  `INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING` (a known key is a duplicate), which is
-  also how batches that label go in, with the ids the labels need. Labels are rows of their own,
-  so labeling never rewrites a record and its features: COPYed for records that had none,
-  upserted by record (`INSERT … ON CONFLICT DO UPDATE`) for the ones relabeled. Other batches of
+- A prediction batch is COPYed into the table, half the server's work of an upsert; a known key
+  fails the COPY, and the batch is rerun as one multi-row `INSERT … SELECT … ON CONFLICT DO
+  NOTHING RETURNING` (a known key is a duplicate). The ids of COPYed records are looked up only
+  when the batch labels some (a pending actual names one, or a late record gets the assumed
+  label). Labels are rows of their own, so labeling never rewrites a record and its features:
+  COPYed for records that had none, updated by version for the ones relabeled. Other batches of
   rows travel as one JSON parameter (`_rows`), not an array per column.
 
 Replicas. Exactly one leads (`try_lead`): it holds a session-level advisory lock on a connection
@@ -351,13 +350,11 @@ PREDICTION_COLUMNS = (
 )
 """The `predictions` columns a batch fills, in `codec.prediction_values` order (for COPY)."""
 
-AWAITED = """
-SELECT m FROM unnest($1::int[]) AS m
-WHERE EXISTS (SELECT FROM pending WHERE monitor_id = m AND prediction_id IS NOT NULL)
-    OR EXISTS (SELECT FROM pending WHERE monitor_id = m AND entity_id IS NOT NULL)
+REFS = f"""
+SELECT u.i, p.id FROM ({_rows(1, "int", "int", "text", "text")}) AS u(i, mid, pid, sb)
+JOIN predictions p ON p.monitor_id = u.mid AND p.prediction_id = u.pid AND p.served_by = u.sb
 """
-"""Which of the monitors $1 have pending actuals (every one has an id or an entity: the two
-partial indexes answer)."""
+"""(index, id) of the records in $1 (index, monitor_id, prediction_id, served_by)."""
 
 LABELED = "predictions LEFT JOIN labels ON prediction_ref = id"
 """Records with their labels (a label's columns are NULL while it has none)."""
@@ -882,9 +879,8 @@ class PostgresStore(Store):
         now: float,
         copy: bool,
     ) -> IngestResult:
-        """Insert a batch, joining the pending actuals it satisfies; with `copy`, by COPY when
-        it labels nothing (no monitor of it has pending actuals or assumes late records'
-        labels), which fails on a known key (the caller reruns it as an upsert)."""
+        """Insert a batch and join the pending actuals it satisfies: by COPY with `copy`, which
+        fails on a known key (the caller reruns the batch as an upsert, which skips them)."""
         mids = [monitors[r.monitor].id for r in records]
         await conn.execute(
             "SELECT pg_advisory_xact_lock_shared($1, m) FROM unnest($2::int[]) AS m",
@@ -892,33 +888,44 @@ class PostgresStore(Store):
             sorted(set(mids)),
         )
         rows = [codec.prediction_values(mid, r) for r, mid in zip(records, mids, strict=True)]
-        if copy and not await _may_label(conn, records, mids, monitors, now):
+        refs: dict[int, int] | None = None  # batch index -> record id, looked up when labeling
+        if copy:
             await conn.copy_records_to_table(
                 "predictions", records=rows, columns=PREDICTION_COLUMNS
             )
-            await _add(conn, _counted(records, mids, range(len(records))), {})
-            return IngestResult(len(records), 0, 0)
-        returned = await conn.fetch(
-            INSERT_PREDICTIONS, to_json([(i, *row) for i, row in enumerate(rows)])
-        )
-        new: dict[str, list[tuple[PredictionRecord, int]]] = {}
-        for i, ref in returned:
-            new.setdefault(records[i].monitor, []).append((records[i], ref))
-        deltas = _counted(records, mids, (i for i, _ in returned))
+            stored: Sequence[int] = range(len(records))
+        else:
+            returned = await conn.fetch(
+                INSERT_PREDICTIONS, to_json([(i, *row) for i, row in enumerate(rows)])
+            )
+            refs = dict(returned)
+            stored = list(refs)
+        new: dict[str, list[int]] = {}
+        for i in stored:
+            new.setdefault(records[i].monitor, []).append(i)
         labeling = Labeling()
         totals: dict[tuple[int, str, str], dict[str, float]] = {}
-        for key, inserted in new.items():
+        for key, indices in new.items():
             registered = monitors[key]
-            matched = await _join_pending(conn, registered, inserted, labeling)
+            batch = [records[i] for i in indices]
+            waiting = await _waiting(conn, registered.id, batch)
+            if not waiting and not _late(registered, batch, now):
+                continue  # the usual case: nothing to label
+            if refs is None:
+                refs = await _refs(conn, records, mids)
+            inserted = [(records[i], refs[i]) for i in indices]
+            matched = _join_pending(registered, inserted, waiting, labeling)
             if matched:
-                totals[registered.id, "", ""] = {ACTUALS_MATCHED: float(matched)}
+                await conn.execute("DELETE FROM pending WHERE id = ANY($1::bigint[])", matched)
+                totals[registered.id, "", ""] = {ACTUALS_MATCHED: float(len(matched))}
             _assume_late(registered, inserted, now, labeling)
+        deltas = _counted(records, mids, stored)
         for group, counters in labeling.deltas.items():
             join.add(deltas, group, counters)
         await _write_labels(conn, labeling, now, {})
         await _add(conn, deltas, totals)
         matched_total = sum(int(c[ACTUALS_MATCHED]) for c in totals.values())
-        return IngestResult(len(returned), len(records) - len(returned), matched_total)
+        return IngestResult(len(stored), len(records) - len(stored), matched_total)
 
     # -- actuals -------------------------------------------------------------------------------
 
@@ -1286,25 +1293,6 @@ async def _find(
     return found, rows
 
 
-async def _may_label(
-    conn: asyncpg.Connection,
-    records: Sequence[PredictionRecord],
-    mids: Sequence[int],
-    monitors: Mapping[str, Registered],
-    now: float,
-) -> bool:
-    """Whether inserting the batch could label some of it: a monitor of it has pending actuals,
-    or assumes a label for records that arrive after their attribution window."""
-    cutoffs = {}
-    for key in {r.monitor for r in records}:
-        spec = monitors[key].monitor.spec
-        assumes = join.assumed_label(spec) is not None
-        cutoffs[key] = now - spec.feedback.attribution_window if assumes else -math.inf
-    if any(r.ts < cutoffs[r.monitor] for r in records):
-        return True
-    return bool(await conn.fetch(AWAITED, sorted(set(mids))))
-
-
 def _counted(
     records: Sequence[PredictionRecord], mids: Sequence[int], new: Iterable[int]
 ) -> dict[join.GroupKey, dict[str, float]]:
@@ -1316,21 +1304,48 @@ def _counted(
     return {group: {join.PREDICTIONS_KEY: float(n)} for group, n in groups.items()}
 
 
-async def _join_pending(
-    conn: asyncpg.Connection,
+async def _waiting(
+    conn: asyncpg.Connection, monitor_id: int, batch: Sequence[PredictionRecord]
+) -> list[asyncpg.Record]:
+    """The pending actuals of the monitor that name a record of `batch` (by id or entity),
+    locked: two batches never both join one."""
+    return await conn.fetch(
+        JOIN_PENDING,
+        monitor_id,
+        to_json([r.prediction_id for r in batch]),
+        to_json(sorted({r.entity_id for r in batch if r.entity_id is not None})),
+    )
+
+
+async def _refs(
+    conn: asyncpg.Connection, records: Sequence[PredictionRecord], mids: Sequence[int]
+) -> dict[int, int]:
+    """Batch index -> id of the batch's records (just COPYed: each is stored)."""
+    keys = [
+        (i, mid, r.prediction_id, r.served_by)
+        for i, (r, mid) in enumerate(zip(records, mids, strict=True))
+    ]
+    return dict(await conn.fetch(REFS, to_json(keys)))
+
+
+def _late(registered: Registered, batch: Sequence[PredictionRecord], now: float) -> bool:
+    """Whether the monitor assumes a label for some of `batch`: records past their window."""
+    spec = registered.monitor.spec
+    if join.assumed_label(spec) is None:
+        return False
+    cutoff = now - spec.feedback.attribution_window
+    return any(r.ts < cutoff for r in batch)
+
+
+def _join_pending(
     registered: Registered,
     inserted: Sequence[tuple[PredictionRecord, int]],
+    waiting: Sequence[asyncpg.Record],
     labeling: Labeling,
-) -> int:
-    """Pending actuals that the new records (with their ids) satisfy label them and stop
-    waiting; how many."""
+) -> list[int]:
+    """Label the new records (with their ids) that the `waiting` actuals name; the ids of the
+    pending actuals that labeled one (they stop waiting)."""
     mid, spec = registered.id, registered.monitor.spec
-    waiting = await conn.fetch(
-        JOIN_PENDING,
-        mid,
-        to_json([r.prediction_id for r, _ in inserted]),
-        to_json(sorted({r.entity_id for r, _ in inserted if r.entity_id is not None})),
-    )
     done = []
     for pending_id, pid, entity, tag, ts, actual, vote in waiting:
         value = None if actual is None else codec.decode(actual)
@@ -1345,9 +1360,7 @@ async def _join_pending(
             except metrics.LabelError:
                 continue  # an actual this prediction cannot use labels nothing
         done.append(pending_id)
-    if done:
-        await conn.execute("DELETE FROM pending WHERE id = ANY($1::bigint[])", done)
-    return len(done)
+    return done
 
 
 def _assume_late(
