@@ -6,9 +6,10 @@ committed, and when it raises, nothing of it is. Join semantics are not re-imple
 backend: both call the pure `truthloop.core.join` inside their transactions.
 
 Aggregates are sufficient statistics (`truthloop.core.metrics` counters) per (monitor, model
-version, served_by, minute bucket, counter key), upserted as `value = value + delta` so that
-concurrent writers never lose an update; hourly and daily rollups and lifetime totals are kept
-in the same transaction, so a 30-day window is a few hundred rows (see `core/windows.py`).
+version, served_by, minute bucket, counter key). Writes append their counter deltas; a fold adds
+them (`rollup`) to the minute buckets and, in the same transaction, to the hourly and daily
+rollups and the lifetime totals, so a 30-day window is a few hundred buckets (see
+`core/windows.py`); reads add the deltas not folded yet.
 Lifetime totals (what Prometheus counters read) keep only the scalar counters (`is_lifetime`):
 histogram and confusion-matrix cells, the bulk of the keys, live in buckets alone.
 """

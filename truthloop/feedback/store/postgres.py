@@ -809,6 +809,8 @@ class PostgresStore(Store):
 
     async def _purge_deleted(self, conn: asyncpg.Connection, before: float, limit: int) -> int:
         await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", self.keys.registry)
+        # A fold writes aggregate rows back whole: one under way would bring purged ones back.
+        await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", self.keys.fold)
         removed = 0
         doomed = await conn.fetch(
             "SELECT id FROM monitors WHERE deleted IS NOT NULL AND deleted < $1", before
