@@ -57,6 +57,7 @@ import msgspec
 import sections
 
 from truthloop.feedback.store import open_store
+from truthloop.feedback.store.postgres import PREDICTION_COLUMNS
 from truthloop.feedback.store.sqlite import SCHEMA
 
 BATCH = 1000
@@ -373,20 +374,6 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
 # -- PostgreSQL --------------------------------------------------------------------------------
 
 
-PG_COLUMNS = (
-    "monitor_id",
-    "prediction_id",
-    "served_by",
-    "model_version",
-    "entity_id",
-    "tag",
-    "ts",
-    "prediction",
-    "score",
-    "features",
-)
-
-
 @contextlib.asynccontextmanager
 async def bench_schema(url: str) -> AsyncIterator[str]:
     """`url` with its tables in a schema of their own, dropped afterwards."""
@@ -424,7 +411,9 @@ async def pg_ceiling(
             return time.perf_counter() - started
 
         async def copy(conn: asyncpg.Connection, batch: Rows) -> None:
-            await conn.copy_records_to_table("predictions", records=batch, columns=PG_COLUMNS)
+            await conn.copy_records_to_table(
+                "predictions", records=batch, columns=PREDICTION_COLUMNS
+            )
 
         async def update(conn: asyncpg.Connection, batch: Rows) -> None:
             await conn.execute(

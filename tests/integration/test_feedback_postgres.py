@@ -324,7 +324,7 @@ async def test_folding_the_counter_deltas_changes_no_read(
 
 
 async def test_unfolded_deltas_of_a_version_1_database_survive_its_migration(
-    pg_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    pg_url: str, clock: FakeClock
 ) -> None:
     """Version 1 stored a delta row per counter; migrated, the same deltas read the same."""
     async with fresh_schema() as current_url:
@@ -335,26 +335,9 @@ async def test_unfolded_deltas_of_a_version_1_database_survive_its_migration(
             expected = await reads(current, monitor_id, clock.now)
         finally:
             await current.close()
-        conn = await admin()
-        try:
-            per_counter = await conn.fetch(
-                "SELECT monitor_id, bucket, version, served_by, c.key, c.value::float8"
-                f" FROM {schema_of(current_url)}.agg_delta, jsonb_each_text(counters) AS c"
-            )
-        finally:
-            await conn.close()
-    monkeypatch.setattr(postgres, "MIGRATIONS", MIGRATIONS[:1])
-    old = open_store(pg_url)
-    await old.open()
-    await old.close()
-    monkeypatch.undo()
-    conn = await admin()
-    try:
-        await conn.copy_records_to_table(
-            "agg_delta", schema_name=schema_of(pg_url), records=per_counter
-        )
-    finally:
-        await conn.close()
+        per_counter = await table_rows(current_url, "agg_delta", per_counter=True)
+    await migrate_to(pg_url, 1)
+    await put_rows(pg_url, "agg_delta", per_counter)
 
     store = open_store(pg_url)
     await store.open()
@@ -369,7 +352,7 @@ async def test_unfolded_deltas_of_a_version_1_database_survive_its_migration(
 
 
 async def test_aggregates_of_a_version_2_database_survive_its_migration(
-    pg_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    pg_url: str, clock: FakeClock
 ) -> None:
     """Version 2 stored an aggregate row per counter; migrated, the same aggregates read the
     same, and folds add to them."""
@@ -379,38 +362,18 @@ async def test_aggregates_of_a_version_2_database_survive_its_migration(
         await current.open()
         try:
             monitor_id = await unfolded_deltas(current, clock.now, "binary")
-            conn = await admin()
-            try:
-                deltas = await conn.fetch(f"SELECT * FROM {schema_of(current_url)}.agg_delta")
-            finally:
-                await conn.close()
+            deltas = await table_rows(current_url, "agg_delta")
             await current.compact()
             expected = await reads(current, monitor_id, clock.now)
         finally:
             await current.close()
-        conn = await admin()
-        try:
-            per_counter = {
-                table: await conn.fetch(
-                    "SELECT monitor_id, bucket, version, served_by, c.key, c.value::float8"
-                    f" FROM {schema_of(current_url)}.{table}, jsonb_each_text(counters) AS c"
-                )
-                for table in levels
-            }
-            totals = await conn.fetch(f"SELECT * FROM {schema_of(current_url)}.totals")
-        finally:
-            await conn.close()
-    monkeypatch.setattr(postgres, "MIGRATIONS", MIGRATIONS[:2])
-    old = open_store(pg_url)
-    await old.open()
-    await old.close()
-    monkeypatch.undo()
-    conn = await admin()
-    try:
-        for table, rows in (*per_counter.items(), ("totals", totals)):
-            await conn.copy_records_to_table(table, schema_name=schema_of(pg_url), records=rows)
-    finally:
-        await conn.close()
+        per_counter = {
+            table: await table_rows(current_url, table, per_counter=True) for table in levels
+        }
+        totals = await table_rows(current_url, "totals")
+    await migrate_to(pg_url, 2)
+    for table, rows in (*per_counter.items(), ("totals", totals)):
+        await put_rows(pg_url, table, rows)
 
     store = open_store(pg_url)
     await store.open()
@@ -418,19 +381,46 @@ async def test_aggregates_of_a_version_2_database_survive_its_migration(
         for table in levels:
             assert 0 < await count_rows(pg_url, table) < len(per_counter[table])
         assert await reads(store, monitor_id, clock.now) == pytest.approx(expected)
-        conn = await admin()
-        try:  # the same deltas once more
-            await conn.copy_records_to_table(
-                "agg_delta", schema_name=schema_of(pg_url), records=deltas
-            )
-        finally:
-            await conn.close()
+        await put_rows(pg_url, "agg_delta", deltas)  # the same deltas once more
         doubled = {key: 2 * value for key, value in expected.items()}
         assert await reads(store, monitor_id, clock.now) == pytest.approx(doubled)
         assert await store.compact() == len(deltas)
         assert await reads(store, monitor_id, clock.now) == pytest.approx(doubled)
     finally:
         await store.close()
+
+
+async def migrate_to(url: str, version: int) -> None:
+    """Give `url` the schema of an older build, at migration `version`."""
+    with pytest.MonkeyPatch.context() as older:
+        older.setattr(postgres, "MIGRATIONS", MIGRATIONS[:version])
+        store = open_store(url)
+        await store.open()
+        await store.close()
+
+
+async def table_rows(url: str, table: str, *, per_counter: bool = False) -> list[Any]:
+    """The rows of a table; `per_counter`: a row per counter of its `counters` objects, as
+    versions before 2 (deltas) and 3 (aggregates) stored them."""
+    columns = "monitor_id, bucket, version, served_by, c.key, c.value::float8"
+    source = f"{schema_of(url)}.{table}"
+    conn = await admin()
+    try:
+        if per_counter:
+            return await conn.fetch(
+                f"SELECT {columns} FROM {source}, jsonb_each_text(counters) AS c"
+            )
+        return await conn.fetch(f"SELECT * FROM {source}")
+    finally:
+        await conn.close()
+
+
+async def put_rows(url: str, table: str, rows: list[Any]) -> None:
+    conn = await admin()
+    try:
+        await conn.copy_records_to_table(table, schema_name=schema_of(url), records=rows)
+    finally:
+        await conn.close()
 
 
 async def count_rows(url: str, table: str) -> int:
