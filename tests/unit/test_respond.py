@@ -81,3 +81,10 @@ def test_capture_extracts_what_the_fallback_answered(
     extraction = extract.extract(capture, (), request, body)
     assert extraction.error is None
     assert [row.prediction for row in extraction.rows] == predictions
+
+
+def test_a_dash_token_is_placed_as_a_key_that_capture_reads_back() -> None:
+    capture = spec("/-")
+    body = respond.body(capture, [1])
+    assert body == {"-": 1}
+    assert [row.prediction for row in extract.extract(capture, (), {}, body).rows] == [1]

@@ -4,7 +4,8 @@ The body mirrors what the capture spec knows of the model's answer: the predicti
 `capture.prediction` pointer; for a batch spec, an array at `capture.batch.predictions` with one
 element per row, each holding its row's prediction at the (row-relative) prediction pointer. So a
 client reads a fallback answer where it reads the model's, and capture extracts it the same way.
-Objects are created along the way; an array index (or `-`) creates an array, padded with null.
+Objects are created along the way; an array index creates an array, padded with null. `-` is
+placed as an object key, since reading a pointer takes `-` in an array as naming no value.
 Raises ValueError for what cannot be built; the sidecar then asks the model instead.
 """
 
@@ -47,9 +48,7 @@ def place(tokens: Sequence[str], value: Any) -> Any:
     An array index beyond `MAX_INDEX` is refused (ValueError) rather than padded.
     """
     for token in reversed(tokens):
-        if token == "-":
-            value = [value]
-        elif _INDEX.fullmatch(token):
+        if _INDEX.fullmatch(token):
             index = int(token)
             if index > MAX_INDEX:
                 raise ValueError(f"array index {index} in the prediction pointer is too large")
