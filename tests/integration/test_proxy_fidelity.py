@@ -1,9 +1,7 @@
 """The proxy passes HTTP/1.1 through faithfully, reports every exchange, and fails cleanly.
 
-Real sockets on 127.0.0.1: `EchoModel` behind the proxy, raw-socket clients (`tests.support.
-http1`, independent of httptools) in front. Every test runs under uvloop (production) and under
-asyncio's own loop (the fallback when uvloop is missing). No sleeps: waits are on conditions,
-bounded by deadlines.
+`EchoModel` behind the proxy, raw-socket clients in front (`proxy_harness`); every test runs under
+uvloop and under asyncio's own loop.
 """
 
 from __future__ import annotations
@@ -15,164 +13,14 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 import pytest
-import uvloop
 
+from tests.integration.proxy_harness import DEADLINE, MiB, World, scenario, wait_for
 from tests.support import http1
-from tests.support.echo_model import EchoModel, pattern
-from truthloop.sidecar.exchange import Exchange, Headers, LocalResponse
-from truthloop.sidecar.proxy import Proxy, ProxySettings, start_proxy
-
-MiB = 1024 * 1024
-DEADLINE = 10.0
-
-
-@dataclass
-class RecordingTap:
-    """Records what the proxy reports; answers locally with `answer` while `wants_local`."""
-
-    wants_local: bool = False
-    shadow: bool = False
-    answer: Callable[[str, str, Headers, bytes], LocalResponse | None] | None = None
-    fail_observe: bool = False
-    exchanges: list[Exchange] = field(default_factory=list)
-    asked: list[tuple[str, str, bytes]] = field(default_factory=list)
-
-    def local_response(
-        self, method: str, path: str, headers: Headers, body: bytes
-    ) -> LocalResponse | None:
-        self.asked.append((method, path, body))
-        return self.answer(method, path, headers, body) if self.answer else None
-
-    def observe(self, exchange: Exchange) -> None:
-        self.exchanges.append(exchange)
-        if self.fail_observe:
-            raise RuntimeError("a broken tap")
-
-
-async def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Poll `condition` while the servers run; fail after DEADLINE seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.001)
-
-
-class Client:
-    """A raw HTTP/1.1 connection to the proxy."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def open(cls, port: int) -> Client:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=16 * MiB)
-        return cls(reader, writer)
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def response(self, *, bodyless: bool = False) -> http1.Message:
-        async with asyncio.timeout(DEADLINE):
-            msg = await http1.read_message(self.reader, request=False, bodyless=bodyless)
-        assert msg is not None, "the proxy closed the connection instead of answering"
-        return msg
-
-    async def closed(self) -> bool:
-        """Whether the proxy closes the connection (no more bytes, end of stream)."""
-        async with asyncio.timeout(DEADLINE):
-            try:
-                return await self.reader.read() == b""
-            except ConnectionError:
-                return True
-
-    async def exchange(self, data: bytes, *, bodyless: bool = False) -> http1.Message:
-        await self.send(data)
-        return await self.response(bodyless=bodyless)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-@dataclass
-class World:
-    """A model, a tap, a proxy in front of the model and a client connected to it."""
-
-    model: EchoModel
-    tap: RecordingTap
-    proxy: Proxy
-    client: Client
-    proxies: list[Proxy]
-    clients: list[Client]
-
-    async def make_proxy(self, **settings: Any) -> Proxy:
-        """Another proxy in front of the model, with some settings changed."""
-        p = await start_proxy(_settings(self.model, **settings), self.tap)
-        self.proxies.append(p)
-        return p
-
-    async def connect(self, proxy: Proxy | None = None) -> Client:
-        c = await Client.open((proxy or self.proxy).port)
-        self.clients.append(c)
-        return c
-
-
-def _settings(model: EchoModel, **settings: Any) -> ProxySettings:
-    return ProxySettings(
-        **({"listen_host": "127.0.0.1", "listen_port": 0, "model_port": model.port} | settings)
-    )
-
-
-@contextlib.asynccontextmanager
-async def world() -> AsyncIterator[World]:
-    model = EchoModel()
-    await model.start()
-    tap = RecordingTap()
-    proxy = await start_proxy(_settings(model), tap)
-    client = await Client.open(proxy.port)
-    w = World(model, tap, proxy, client, [proxy], [client])
-    try:
-        yield w
-    finally:
-        for c in w.clients:
-            c.close()
-        for p in w.proxies:
-            await p.close(grace=1.0)
-        await model.stop()
-
-
-LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-    "uvloop": uvloop.new_event_loop,
-    "asyncio": asyncio.new_event_loop,
-}
-
-
-def scenario(fn: Callable[[World], Awaitable[None]]) -> Callable[[str], None]:
-    """A test run in a fresh `world()`, once under uvloop (production) and once under asyncio's
-    own loop (the fallback when uvloop is missing)."""
-
-    @pytest.mark.parametrize("loop", LOOPS)
-    def test(loop: str) -> None:
-        async def main() -> None:
-            async with world() as w:
-                await fn(w)
-
-        with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
-            runner.run(asyncio.wait_for(main(), 3 * DEADLINE))
-
-    test.__name__ = fn.__name__
-    test.__qualname__ = fn.__qualname__
-    test.__doc__ = fn.__doc__
-    return test
+from tests.support.echo_model import pattern
+from truthloop.sidecar.exchange import Headers, LocalResponse
 
 
 def is_uuid7(value: bytes | None) -> bool:
