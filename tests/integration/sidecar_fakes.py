@@ -74,6 +74,7 @@ class FakeFeedback:
         self.resent = 0
         self.posts = 0
         self.auth: list[str | None] = []
+        self.monitors: list[str | None] = []
         self.monitor = copy.deepcopy(body or MONITOR)
         self.state: dict[str, Any] = {
             "version": 1,
@@ -81,6 +82,10 @@ class FakeFeedback:
             "fallback": {"active": False, "mode": "auto", "since": None, "reason": None},
         }
         self.reject: Callable[[dict[str, Any]], str | None] = lambda record: None
+        self.refuse_whole: Callable[[dict[str, Any]], bool] = lambda record: False
+        """A batch holding such a record is refused with a 400 that names no item."""
+        self.max_records: int | None = None
+        """Batches of more records are refused 413."""
         self.status_override: int | None = None
         self.state_polls = 0
         self.spec_fetches = 0
@@ -133,6 +138,12 @@ class FakeFeedback:
         body = await request.read()
         assert request.content_type == "application/x-ndjson"
         items = [msgspec.json.decode(line) for line in body.splitlines() if line.strip()]
+        self.monitors.append(request.headers.get("X-Truthloop-Monitor"))
+        if self.max_records is not None and len(items) > self.max_records:
+            return web.json_response({"error": "too large", "details": []}, status=413)
+        if any(self.refuse_whole(item) for item in items):
+            detail = {"field": "body", "message": "no", "reason": "poison"}
+            return web.json_response({"error": "invalid", "details": [detail]}, status=400)
         details = [
             {"index": i, "field": "prediction", "message": reason, "reason": reason}
             for i, item in enumerate(items)

@@ -22,6 +22,10 @@ async def model_port() -> AsyncIterator[int]:
     await server.wait_closed()
 
 
+def healthy() -> dict[str, object]:
+    return {"refused": None, "since": None, "spooled_records": 0}
+
+
 async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -33,8 +37,8 @@ async def test_ready_while_the_model_accepts_connections_unready_when_not(model_
     registry = CollectorRegistry()
     up = admin.ModelProbe("127.0.0.1", model_port, ttl=0.0)
     down = admin.ModelProbe("127.0.0.1", free_port(), ttl=0.0)
-    runner_up, url_up = await serve(admin.build(registry, up))
-    runner_down, url_down = await serve(admin.build(registry, down))
+    runner_up, url_up = await serve(admin.build(registry, up, healthy))
+    runner_down, url_down = await serve(admin.build(registry, down, healthy))
     async with aiohttp.ClientSession() as session:
         async with session.get(url_up + "/readyz") as r:
             assert r.status == 200
@@ -57,7 +61,9 @@ async def test_readiness_probes_are_cached_for_their_ttl(model_port: int) -> Non
 async def test_metrics_come_from_the_given_registry(model_port: int) -> None:
     registry = CollectorRegistry()
     Counter("truthloop_sidecar_example", "An example.", registry=registry).inc(3)
-    runner, url = await serve(admin.build(registry, admin.ModelProbe("127.0.0.1", model_port)))
+    runner, url = await serve(
+        admin.build(registry, admin.ModelProbe("127.0.0.1", model_port), healthy)
+    )
     async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as r:
         text = await r.text()
     await runner.cleanup()

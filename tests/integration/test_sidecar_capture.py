@@ -125,3 +125,27 @@ async def test_a_batch_request_gives_one_record_per_row(
         record = feedback.records[(f"{pid}/{i}", "model")]
         assert record["entity_id"] == f"u{i}"
         assert record["prediction"] == answer["predictions"][i]["prediction"]
+
+
+async def test_refused_capture_shows_in_readiness_and_metrics_and_serving_goes_on(
+    model: Model, feedback: FakeFeedback, tmp_path: Path
+) -> None:
+    feedback.status_override = 401
+    async with harness.running(harness.settings(model, feedback.url, tmp_path)) as sidecar:
+        client = Client(f"http://127.0.0.1:{sidecar.port}")
+        await client.run(range(200))
+        await wait_for(lambda: sidecar.shipper.refused is not None, what="capture refused")
+        admin = f"http://127.0.0.1:{sidecar.admin_port}"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(admin + "/readyz") as r:
+                assert r.status == 200  # the model keeps its Service
+                assert (await r.json())["capture"]["refused"] == "unauthorized"
+            async with session.get(admin + "/metrics") as r:
+                metrics = await r.text()
+        assert 'truthloop_sidecar_capture_refused{reason="unauthorized"} 1.0' in metrics
+        assert all(seen.status == 200 for seen in client.seen.values())
+        feedback.status_override = None
+        await wait_for(lambda: len(feedback.records) == 200, what="the refused records delivered")
+        assert sidecar.shipper.refused is None
+    assert_captured_what_clients_saw(client, feedback)
+    assert not sidecar.shipper.stats.dropped

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -141,18 +142,96 @@ async def test_records_of_a_monitor_not_registered_yet_are_kept_until_it_is(
     assert shipper.stats.retried >= 90
 
 
-async def test_other_client_errors_drop_the_batch_without_retrying(
-    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+@pytest.mark.parametrize("status", [401, 403, 404])
+async def test_refused_capture_is_kept_retried_and_reported_until_accepted(
+    settings: ShipperSettings,
+    session: aiohttp.ClientSession,
+    feedback: FakeFeedback,
+    status: int,
 ) -> None:
-    shipper = Shipper(replace(settings, token="wrong"), session)
+    feedback.status_override = status
+    shipper = Shipper(replace(settings, monitor="ml/churn"), session)
     shipper.start()
     for i in range(10):
         shipper.submit(record(i))
-    await wait_for(lambda: shipper.stats.dropped["rejected"] == 10)
+    await wait_for(lambda: feedback.posts >= 3, what="three refused attempts")
+    assert shipper.refused is not None
+    assert shipper.refused.status == status
+    assert shipper.refused.reason == {401: "unauthorized", 403: "forbidden"}.get(
+        status, f"http_{status}"
+    )
+    assert not shipper.stats.dropped
+    feedback.status_override = None
+    await wait_for(lambda: len(feedback.records) == 10, what="the refused records delivered")
     await shipper.close(1.0)
-    assert feedback.posts == 1
-    assert shipper.stats.rejected == {"http_401": 10}
-    assert shipper.stats.retried == 0
+    assert shipper.refused is None
+    assert not shipper.stats.dropped
+    assert set(feedback.monitors) == {"ml/churn"}
+
+
+async def test_a_rotated_token_is_reread_from_its_file_and_nothing_is_lost(
+    settings: ShipperSettings,
+    session: aiohttp.ClientSession,
+    feedback: FakeFeedback,
+    tmp_path: Path,
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("old-token\n")
+    shipper = Shipper(replace(settings, token="old-token", token_file=token_file), session)
+    shipper.start()
+    for i in range(100):
+        shipper.submit(record(i))
+    await wait_for(lambda: shipper.refused is not None, what="capture refused")
+    await wait_for(lambda: shipper.spool.records == 100, what="the refused records spooled")
+    token_file.write_text("s3cret\n")  # the Secret rotated, its volume updated
+    await wait_for(lambda: len(feedback.records) == 100, what="every record, with the new token")
+    await shipper.close(1.0)
+    assert feedback.auth[-1] == "Bearer s3cret"
+    assert not shipper.stats.dropped
+    assert shipper.refused is None
+
+
+async def test_a_batch_too_large_for_the_service_is_split_until_it_fits(
+    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+) -> None:
+    feedback.max_records = 60
+    shipper = Shipper(settings, session)
+    shipper.start()
+    for i in range(500):
+        shipper.submit(record(i))
+    await wait_for(lambda: len(feedback.records) == 500, what="every record, in smaller batches")
+    await shipper.close(1.0)
+    assert feedback.order == [f"p{i:06d}" for i in range(500)]
+    assert not shipper.stats.dropped
+
+
+async def test_a_record_the_service_refuses_whole_is_found_by_splitting_and_dropped_alone(
+    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+) -> None:
+    feedback.refuse_whole = lambda item: item["entity_id"] == "u123"
+    feedback.max_records = 1000
+    shipper = Shipper(settings, session)
+    shipper.start()
+    for i in range(500):
+        shipper.submit(record(i))
+    await wait_for(lambda: len(feedback.records) == 499, what="all records but the poison one")
+    await shipper.close(1.0)
+    assert "p000123" not in feedback.ids()
+    assert shipper.stats.dropped == {"rejected": 1}
+    assert shipper.stats.rejected == {"poison": 1}
+
+
+async def test_a_single_record_too_large_for_the_service_is_dropped_and_counted(
+    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+) -> None:
+    feedback.max_records = 0
+    shipper = Shipper(settings, session)
+    shipper.start()
+    for i in range(3):
+        shipper.submit(record(i))
+    await wait_for(lambda: shipper.stats.dropped["rejected"] == 3)
+    await shipper.close(1.0)
+    assert shipper.stats.rejected == {"too_large": 3}
     assert shipper.spool.records == 0
 
 
@@ -252,3 +331,97 @@ async def test_a_full_spool_drops_its_oldest_batches_and_counts_them(
     await wait_for(lambda: len(feedback.records) == kept)
     await again.close(1.0)
     assert feedback.order == [f"p{i:06d}" for i in range(3000 - kept, 3000)]
+
+
+async def test_a_burst_after_an_outage_that_ended_while_idle_arrives_whole(
+    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+) -> None:
+    """The spiller decided to spill during the outage and waits for records; the service comes
+    back while no traffic flows; the next burst, spooled by that spiller, must still arrive."""
+    shipper = Shipper(settings, session)
+    shipper.start()
+    await feedback.stop()
+    for i in range(500):
+        shipper.submit(record(i))
+    await wait_for(lambda: shipper.spool.records == 500, what="the outage's records spooled")
+    await feedback.start()
+    await wait_for(lambda: len(feedback.records) == 500, what="the spool replayed")
+    await wait_for(lambda: not shipper.down, what="the service counted as up")
+    for burst in range(10):  # smaller than a batch: the spiller and the sender both linger
+        for i in range(1000 + burst * 50, 1050 + burst * 50):
+            shipper.submit(record(i))
+        await wait_for(lambda: not len(shipper.buffer), what="the burst taken")
+    await wait_for(
+        lambda: len(feedback.records) == 1000 or bool(shipper.stats.dropped), what="every record"
+    )
+    await shipper.close(1.0)
+    assert not shipper.stats.dropped
+    assert len(feedback.records) == 1000
+    assert list(settings.spool_dir.iterdir()) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB filesystem of its own (tmpfs), so the disk fills before the spool's bound."""
+    mountpoint = tmp_path / "small-disk"
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(
+            "mounting a 2 MiB tmpfs needs root (CI runs as root): "
+            + mounted.stderr.decode(errors="replace").strip()
+        )
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=True)
+
+
+async def test_a_full_disk_drops_the_oldest_batches_not_the_newest_and_logs_little(
+    settings: ShipperSettings,
+    session: aiohttp.ClientSession,
+    feedback: FakeFeedback,
+    small_disk: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await feedback.stop()
+    spool = small_disk / "spool"
+    shipper = Shipper(replace(settings, spool_dir=spool, spool_bytes=1 << 30), session)
+    shipper.start()
+    total = 30_000  # about 5 MiB of records for a 2 MiB disk
+    for i in range(total):
+        shipper.submit(record(i))
+        if i % 1000 == 999:
+            await wait_for(lambda: not len(shipper.buffer), what="the records spooled")
+    await shipper.close(5.0)
+    kept = shipper.spool.records
+    assert 0 < kept < total
+    assert shipper.stats.dropped == {"spool_full": total - kept}
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) <= 3, [r.getMessage() for r in errors]
+
+    await feedback.start()
+    again = Shipper(replace(settings, spool_dir=spool), session)
+    again.start()
+    await wait_for(lambda: len(feedback.records) == kept, what="the spool replayed")
+    await again.close(1.0)
+    assert feedback.order == [f"p{i:06d}" for i in range(total - kept, total)]
+
+
+async def test_a_batch_on_disk_the_index_does_not_know_is_adopted_while_running(
+    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+) -> None:
+    shipper = Shipper(replace(settings, adopt_interval=0.0), session)
+    shipper.start()
+    orphan = b"".join(record(i) + b"\n" for i in range(20))
+    (settings.spool_dir / f"{0:016d}-20.ndjson").write_bytes(orphan)
+    for i in range(20, 30):  # traffic turns the sender's loop, which looks for orphans
+        shipper.submit(record(i))
+    await wait_for(lambda: len(feedback.records) == 30, what="the orphan's records and the rest")
+    await shipper.close(1.0)
+    assert list(settings.spool_dir.iterdir()) == []
+    assert not shipper.stats.dropped

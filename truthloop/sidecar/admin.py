@@ -2,13 +2,17 @@
 
 `/healthz` answers while the process serves; `/readyz` answers 200 only while the model accepts
 TCP connections (so the pod's readiness follows the model's, as a Service expects), probed at most
-once per `ttl` seconds however often the kubelet asks.
+once per `ttl` seconds however often the kubelet asks. Its body also says whether the feedback
+service refuses capture — without failing the probe: a monitoring problem must never take the
+model out of its Service.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -56,6 +60,8 @@ class ModelProbe:
 
 
 PROBE = web.AppKey("probe", ModelProbe)
+CAPTURE = web.AppKey("capture", Callable[[], dict[str, Any]])
+"""The capture's health for `/readyz`'s body: `{"refused": reason | None, "since": ...}`."""
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -68,15 +74,21 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    capture = request.app[CAPTURE]()
     if await request.app[PROBE].ready():
-        return web.json_response({"status": "ready"})
-    return web.json_response({"status": "the model does not accept connections"}, status=503)
+        return web.json_response({"status": "ready", "capture": capture})
+    return web.json_response(
+        {"status": "the model does not accept connections", "capture": capture}, status=503
+    )
 
 
-def build(registry: CollectorRegistry, probe: ModelProbe) -> web.Application:
+def build(
+    registry: CollectorRegistry, probe: ModelProbe, capture: Callable[[], dict[str, Any]]
+) -> web.Application:
     app = web.Application()
     app[REGISTRY] = registry
     app[PROBE] = probe
+    app[CAPTURE] = capture
     app.add_routes(
         [web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)]
     )

@@ -118,7 +118,7 @@ async def start(settings: SidecarSettings) -> Sidecar:
         session = aiohttp.ClientSession()
         undo.push_async_callback(session.close)
         state = live.Live(initial_state(settings.spec))
-        shipper = Shipper(settings.shipper, session)
+        shipper = Shipper(settings.shipper, session, clock=settings.clock)
         shipper.start()
         undo.push_async_callback(shipper.close, 0.0)
         capture = Capture(
@@ -137,7 +137,9 @@ async def start(settings: SidecarSettings) -> Sidecar:
         probe = admin.ModelProbe(
             settings.proxy.model_host, settings.proxy.model_port, ttl=settings.admin.ready_ttl
         )
-        runner = web.AppRunner(admin.build(registry, probe), access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            admin.build(registry, probe, shipper.health), access_log=None, handle_signals=False
+        )
         await runner.setup()
         undo.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, settings.admin.host, settings.admin.port).start()

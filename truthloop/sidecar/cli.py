@@ -3,7 +3,8 @@
 Every flag also reads a `TRUTHLOOP_*` environment variable (the flag wins); byte sizes take
 `32Mi`, `1Gi`, `500k` or plain bytes. The monitor's spec comes from `--spec-file` or from the
 JSON in `TRUTHLOOP_SPEC`; without one the sidecar passes requests through and fetches the spec from
-the feedback service. The bearer token for writes comes from `TRUTHLOOP_TOKEN`.
+the feedback service. The bearer token for writes comes from `--token-file` (reread whenever the
+service refuses it, so a rotated Secret needs no restart) or `TRUTHLOOP_TOKEN`.
 
 Once serving it prints `proxy listening on http://HOST:PORT` and `admin listening on ...` (real
 ports when given port 0) and runs until SIGTERM or SIGINT; then it stops taking requests, and
@@ -70,6 +71,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--capture-max-bytes", "TRUTHLOOP_CAPTURE_MAX_BYTES", "1Mi", "larger bodies pass uncaptured"
     )
     flag("--drain-seconds", "TRUTHLOOP_DRAIN_SECONDS", "10", "shutdown budget to ship or spool")
+    flag(
+        "--linger",
+        "TRUTHLOOP_LINGER",
+        "0.2",
+        "seconds a record may wait in memory for its batch to fill (what a SIGKILL can lose)",
+    )
+    flag("--token-file", "TRUTHLOOP_TOKEN_FILE", None, "the write token's file, reread if refused")
     flag("--model-timeout", "TRUTHLOOP_MODEL_TIMEOUT", None, "seconds before a model call is a 504")
     parser.add_argument(
         "--log-level",
@@ -106,6 +114,17 @@ def _monitor(text: str) -> str:
     if not _MONITOR.match(text):
         raise ValueError("expected NAMESPACE/NAME")
     return text
+
+
+def _token(token_file: str | None) -> str | None:
+    """The write token; a token file not there yet (an optional Secret not created yet) is no
+    token for now: capture is refused, spooled and retried, and the file reread meanwhile."""
+    if not token_file:
+        return flags.write_token(None)
+    try:
+        return Path(token_file).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _spec(args: argparse.Namespace) -> Any:
@@ -151,9 +170,12 @@ def settings_from(args: argparse.Namespace) -> SidecarSettings:
     shipper = ShipperSettings(
         feedback_url=feedback_url,
         spool_dir=spool_dir,
-        token=flags.write_token(None),
+        token=_token(args.token_file),
+        token_file=Path(args.token_file) if args.token_file else None,
+        monitor=monitor,
         queue_bytes=flags.get(args, "queue-bytes", _positive_bytes),
         spool_bytes=flags.get(args, "spool-bytes", _positive_bytes),
+        linger=flags.get(args, "linger", _seconds),
     )
     if shipper.batch_bytes > shipper.spool_bytes:
         shipper = replace(shipper, batch_bytes=shipper.spool_bytes)

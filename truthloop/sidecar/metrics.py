@@ -101,6 +101,14 @@ class PartsCollector(Collector):
         yield _gauge(
             "feedback_up", "1 unless the last attempt to ship failed.", 0 if shipper.down else 1
         )
+        refused = GaugeMetricFamily(
+            _name("capture_refused"),
+            "1 while the feedback service refuses capture (records spooled), by reason.",
+            labels=["reason"],
+        )
+        if shipper.refused is not None:
+            refused.add_metric([shipper.refused.reason], 1)
+        yield refused
         yield _counter("records_captured", "Capture records queued.", p.capture.stats.captured)
         yield _counter("records_shipped", "Records the feedback service accepted.", ship.shipped)
         yield _counter(

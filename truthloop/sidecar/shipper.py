@@ -2,20 +2,32 @@
 
 Records enter through `submit` (O(1), never awaits) into a byte-bounded `RecordBuffer`. A sender
 task forms NDJSON batches (by size or after `linger`) and POSTs them to
-`{feedback_url}/v1/predictions`. A batch the service cannot take now (unreachable, timeout, 408,
-429, 5xx) goes to the disk spool and the sender backs off; while the service is away a spiller
-task moves every new batch to the spool too, and it also spills whenever the queue passes its
-high-water mark, so memory stays bounded while a slow POST is in flight. Spooled batches are sent
-first, oldest first, once the service answers again.
+`{feedback_url}/v1/predictions`. A batch the service cannot take now goes to the disk spool and
+the sender backs off; while the service is away a spiller task moves every new batch to the spool
+too, and it also spills whenever the queue passes its high-water mark, so memory stays bounded
+while a slow POST is in flight. Spooled batches are sent first, oldest first, once the service
+answers again.
 
-A 400 that names bad items by index drops those items (counted `rejected` by the service's reason)
-and sends the rest at once; any other 4xx drops the batch. The exception is `unknown_monitor`:
-the operator registers a monitor with the service as the ModelMonitor is created, which can be
-after its pods start serving, so such records are kept and retried like an outage's (the spool
-bounds them if the monitor never comes). Every record ends delivered, spooled,
-or counted in `stats.dropped` under a reason: `queue_full`, `closed`, `spool_full` (oldest spooled
-batch dropped to make room), `spool_error` (the disk refused), `rejected`, `shutdown_timeout`.
-Records carry their prediction_id and the service deduplicates, so a retry never double-counts.
+What an answer means for the records (`judge`):
+- 2xx: delivered.
+- unreachable, timeout, 408, 429, 5xx: the service is away; retried with backoff, spooled meanwhile.
+- 401, 403 and any other 4xx but 400 and 413: capture is *refused* (a missing or rotated token, a
+  wrong URL); kept and retried like an outage's, never dropped, and reported (`refused`, the
+  admin port's readiness body and metrics). With `token_file`, the token is reread before each
+  retry, so a rotated Secret takes effect without a restart.
+- 413: the batch is split in halves and each sent; a single record the service finds too large
+  is dropped (`rejected`, reason `too_large`).
+- 400 naming bad items by index: those items are dropped (`rejected`, under the service's reason)
+  and the rest sent at once — except `unknown_monitor`: the operator registers a monitor with
+  the service as the ModelMonitor is created, which can be after its pods start serving, so such
+  records are kept and retried. A 400 that names no item is split like a 413, down to the
+  record the service refuses.
+
+Every record ends delivered, spooled, or counted in `stats.dropped` under a reason:
+`queue_full`, `closed`, `spool_full` (the oldest spooled batches dropped to make room, for the
+bound or because the disk filled first), `spool_error` (the disk refused), `rejected`,
+`shutdown_timeout`. Records carry their prediction_id and the service deduplicates, so a retry
+never double-counts. Repeated failures are logged once per reason per minute, with a count.
 
 `close(drain_seconds)` stops accepting, keeps POSTing for most of the budget while the service
 answers, then writes whatever is left to the spool.
@@ -27,15 +39,19 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import aiohttp
 import msgspec
 
+from truthloop.core.throttle import Throttle
 from truthloop.sidecar.backoff import Backoff, BackoffSettings
 from truthloop.sidecar.buffer import RecordBuffer
-from truthloop.sidecar.spool import Batch, Entry, Spool, SpoolError
+from truthloop.sidecar.spool import Batch, Spool, SpoolError, SpoolFull
 
 log = logging.getLogger("truthloop.sidecar.shipper")
 
@@ -43,6 +59,10 @@ UNREGISTERED = "unknown_monitor"
 """The service's reason for a record whose monitor it does not know (yet): retried, not dropped."""
 
 MiB = 1024 * 1024
+
+MONITOR_HEADER = "X-Truthloop-Monitor"
+"""Names the sidecar's monitor on every POST, so a service that refuses the batch unread can
+still tell the monitor's status that its capture is refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +73,10 @@ class ShipperSettings:
     """Where batches wait while the service is away (an emptyDir in the pod)."""
     token: str | None = None
     """Bearer token for writes, when the service requires one."""
+    token_file: Path | None = None
+    """Where `token` was read from: reread when the service refuses it (a rotated Secret)."""
+    monitor: str = ""
+    """`namespace/name`, sent with every batch (`MONITOR_HEADER`)."""
     queue_bytes: int = 32 * MiB
     """Bound on encoded records held in memory."""
     spool_bytes: int = 1024 * MiB
@@ -62,13 +86,26 @@ class ShipperSettings:
     batch_records: int = 5000
     """Most records per batch (the service takes 10,000)."""
     linger: float = 0.2
-    """Longest wait, in seconds, for a batch to fill once it has a first record."""
+    """Longest wait, in seconds, for a batch to fill once it has a first record: with a healthy
+    service, about what a SIGKILL of the sidecar can lose."""
     timeout: float = 5.0
     """Seconds a POST may take before the service counts as away."""
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
     """Delays between attempts while the service is away."""
+    adopt_interval: float = 60.0
+    """Seconds between looks for spooled batches the index does not know (`Spool.adopt`)."""
     drain_share: float = 0.8
     """Share of the drain budget spent POSTing at shutdown; the rest is kept for the spool."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The service refuses capture: `reason` (`unauthorized`, `forbidden`, `http_404`, ...)
+    since `since` (epoch seconds)."""
+
+    reason: str
+    since: float
+    status: int
 
 
 @dataclass(slots=True)
@@ -93,10 +130,49 @@ class _ErrorBody(msgspec.Struct):
 _decode_error = msgspec.json.Decoder(_ErrorBody).decode
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What an answer to a batch means for its records (see the module's docstring)."""
+
+    kind: Literal["delivered", "away", "refused", "split", "items"]
+    reason: str = ""
+    """`refused`: why; `split`: the reason a single record is dropped under."""
+    items: Mapping[int, str] = field(default_factory=dict)
+    """`items`: index of each bad record → the service's reason."""
+
+
+_REFUSED = {401: "unauthorized", 403: "forbidden"}
+
+
+def judge(status: int, body: bytes, count: int) -> Verdict:
+    """The verdict on a batch of `count` records answered `status` with `body`."""
+    if 200 <= status < 300:
+        return Verdict("delivered")
+    if status in (408, 429) or status >= 500:
+        return Verdict("away", f"http_{status}")
+    if status == 413:
+        return Verdict("split", "too_large")
+    if status != 400:
+        return Verdict("refused", _REFUSED.get(status, f"http_{status}"))
+    try:
+        details = _decode_error(body).details
+    except msgspec.DecodeError:
+        return Verdict("split", "http_400")
+    bad = {d.index: d.reason for d in details if d.index is not None and 0 <= d.index < count}
+    if bad and len(bad) == len({d.index for d in details}):
+        return Verdict("items", items=bad)
+    return Verdict("split", details[0].reason if details else "http_400")
+
+
 class Shipper:
     """Owns the queue, the spool and the tasks that move records between them and the service."""
 
-    def __init__(self, settings: ShipperSettings, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        settings: ShipperSettings,
+        session: aiohttp.ClientSession,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         self.stats = ShipStats()
         self.buffer = RecordBuffer(
@@ -105,16 +181,21 @@ class Shipper:
             batch_records=settings.batch_records,
         )
         self.spool = Spool(settings.spool_dir, settings.spool_bytes)
+        self.refused: Refusal | None = None
+        """Set while the service refuses capture (the records wait in the spool)."""
         self._session = session
+        self._clock = clock
         self._url = settings.feedback_url.rstrip("/") + "/v1/predictions"
         self._headers = {"Content-Type": "application/x-ndjson"}
-        if settings.token:
-            self._headers["Authorization"] = f"Bearer {settings.token}"
+        if settings.monitor:
+            self._headers[MONITOR_HEADER] = settings.monitor
+        self._authorize(settings.token)
         self._backoff = Backoff(settings.backoff)
+        self._throttle = Throttle()
         self._seq = 0
+        self._adopt_at = 0.0
         self._down = False
         self._spill_all = False
-        self._spool_full = False
         self._draining = False
         self._stopping = asyncio.Event()
         self._inflight: Batch | None = None
@@ -125,10 +206,20 @@ class Shipper:
         """True from a failed attempt until the next delivered batch."""
         return self._down
 
+    def health(self) -> dict[str, Any]:
+        """Capture's health as the admin port's readiness body shows it."""
+        refused = self.refused
+        return {
+            "refused": refused.reason if refused else None,
+            "since": refused.since if refused else None,
+            "spooled_records": self.spool.records,
+        }
+
     def start(self) -> None:
         """Index the spool (raises SpoolError if unusable) and start sending."""
         self.spool.open()
         self._seq = self.spool.next_seq
+        self._adopt_at = asyncio.get_running_loop().time() + self.settings.adopt_interval
         self._tasks = [
             asyncio.create_task(self._send_loop(), name="truthloop-shipper-send"),
             asyncio.create_task(self._spill_loop(), name="truthloop-shipper-spill"),
@@ -174,10 +265,13 @@ class Shipper:
     # -- tasks ---------------------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            entry = None if self._draining else self.spool.head()
-            if entry is not None:
-                await self._replay(entry)
+            if not self._draining and loop.time() >= self._adopt_at:
+                self._adopt_at = loop.time() + self.settings.adopt_interval
+                await self._adopt()
+            if not self._draining and self.spool.head() is not None:
+                await self._replay()
                 continue
             if self._draining and (self._down or not len(self.buffer)):
                 return
@@ -211,27 +305,41 @@ class Shipper:
         self._seq += 1
         return Batch.of(self._seq - 1, records)
 
-    async def _replay(self, entry: Entry) -> None:
-        """Send the oldest spooled batch, after a backoff delay while the service is away."""
+    async def _adopt(self) -> None:
+        """Index spooled batches the index lost track of, so they are sent, not orphaned."""
+        try:
+            adopted = await self.spool.adopt()
+        except SpoolError as e:
+            self._say("spool_error", "cannot scan the spool for lost batches: %s", e)
+            return
+        if adopted:
+            log.warning("found %d spooled records the spool's index did not know: sending", adopted)
+
+    async def _replay(self) -> None:
+        """Send the oldest spooled batch, after a backoff delay while the service is away.
+
+        The batch is chosen after the delay: meanwhile the spool may have dropped the one that was
+        oldest before, to make room."""
         if self._down:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._backoff.next_delay()):
                     await self._stopping.wait()
             if self._draining:
                 return
+        entry = self.spool.head()
+        if entry is None:
+            return
         entry.busy = True
         try:
             try:
                 batch = await self.spool.read(entry)
             except SpoolError as e:
-                log.error("dropping an unreadable spooled batch of %d records: %s", entry.count, e)
-                self.stats.dropped["spool_error"] += entry.count
+                self._drop("spool_error", entry.count, "an unreadable spooled batch: %s", e)
                 await self.spool.remove(entry)
                 return
             rest = await self._deliver(batch)
             if rest is None:
                 await self.spool.remove(entry)
-                self._spool_full = self._spool_full and bool(len(self.spool))
                 self._came_up()
                 return
             if rest.count != entry.count:
@@ -242,31 +350,46 @@ class Shipper:
             entry.busy = False
 
     async def _deliver(self, batch: Batch) -> Batch | None:
-        """POST a batch; None when done with it (delivered or refused), else what to retry."""
-        while True:
+        """POST a batch, in parts where the service refuses its size or its whole; None once
+        every record is delivered or dropped (counted), else the records to retry later."""
+        parts = collections.deque((batch,))
+        while parts:
+            part = parts[0]
             try:
-                status, body = await self._post(batch.body)
+                status, body = await self._post(part.body)
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
-                return self._retry(batch, type(e).__name__)
-            if 200 <= status < 300:
-                self.stats.shipped += batch.count
-                return None
-            if status in (408, 429) or status >= 500:
-                return self._retry(batch, f"HTTP {status}")
-            bad = _bad_items(body, batch.count) if status == 400 else None
-            if bad is None:
-                self._reject(batch.count, f"http_{status}", status)
-                return None
-            refused = {i: reason for i, reason in bad.items() if reason != UNREGISTERED}
-            for reason, count in collections.Counter(refused.values()).items():
-                self._reject(count, reason, status)
-            lines = batch.lines()
-            kept = [line for i, line in enumerate(lines) if i not in refused]
-            if not kept:
-                return None
-            batch = Batch.of(batch.seq, kept)
-            if len(refused) < len(bad):
-                return self._retry(batch, "its monitor is not registered yet")
+                return self._retry(parts, type(e).__name__)
+            verdict = judge(status, body, part.count)
+            if verdict.kind == "delivered":
+                parts.popleft()
+                self.stats.shipped += part.count
+                self.refused = None
+            elif verdict.kind == "away":
+                return self._retry(parts, f"HTTP {status}")
+            elif verdict.kind == "refused":
+                await self._refused(verdict.reason, status)
+                return self._retry(parts, f"HTTP {status}, capture refused ({verdict.reason})")
+            elif verdict.kind == "split":
+                parts.popleft()
+                if part.count == 1:
+                    self._reject(1, verdict.reason, status)
+                    continue
+                lines = part.lines()
+                half = len(lines) // 2
+                parts.extendleft(
+                    (Batch.of(part.seq, lines[half:]), Batch.of(part.seq, lines[:half]))
+                )
+            else:
+                parts.popleft()
+                refused = {i: r for i, r in verdict.items.items() if r != UNREGISTERED}
+                for reason, count in collections.Counter(refused.values()).items():
+                    self._reject(count, reason, status)
+                kept = [line for i, line in enumerate(part.lines()) if i not in refused]
+                if kept:
+                    parts.appendleft(Batch.of(part.seq, kept))
+                    if len(refused) < len(verdict.items):
+                        return self._retry(parts, "its monitor is not registered yet")
+        return None
 
     async def _post(self, body: bytes) -> tuple[int, bytes]:
         async with self._session.post(
@@ -280,26 +403,78 @@ class Shipper:
     async def _to_spool(self, batch: Batch) -> None:
         try:
             dropped = await self.spool.append(batch)
+        except SpoolFull as e:
+            if e.dropped:
+                self._drop(
+                    "spool_full", e.dropped, "spool full: dropped the oldest to keep new ones"
+                )
+            self._drop("spool_full", batch.count, "no room left to spool records: %s", e)
+            return
         except SpoolError as e:
-            log.error("could not spool %d records: %s", batch.count, e)
-            self.stats.dropped["spool_error"] += batch.count
+            self._drop("spool_error", batch.count, "could not spool records: %s", e)
             return
         if dropped:
-            self.stats.dropped["spool_full"] += dropped
-            if not self._spool_full:
-                log.warning("spool full: dropping the oldest records (counted) to keep new ones")
-            self._spool_full = True
+            self._drop("spool_full", dropped, "spool full: dropped the oldest to keep new ones")
 
-    def _retry(self, batch: Batch, why: str) -> Batch:
+    def _retry(self, parts: collections.deque[Batch], why: str) -> Batch:
+        """The records of `parts` as one batch to retry later (counted)."""
+        batch = parts[0]
+        if len(parts) > 1:
+            batch = Batch.of(batch.seq, [line for part in parts for line in part.lines()])
         self.stats.retried += batch.count
         if not self._down:
             log.warning("feedback service unavailable (%s); spooling until it answers", why)
         return batch
 
+    async def _refused(self, reason: str, status: int) -> None:
+        if self.refused is None or self.refused.reason != reason:
+            self.refused = Refusal(reason, self._clock(), status)
+        self._say(
+            f"refused:{reason}",
+            "the feedback service refuses capture (HTTP %d, %s): records are spooled and retried",
+            status,
+            reason,
+        )
+        if status in _REFUSED and self.settings.token_file is not None:
+            try:
+                token = await asyncio.get_running_loop().run_in_executor(
+                    None, self.settings.token_file.read_text
+                )
+            except OSError as e:
+                self._say("token_file", "cannot reread the token file: %s", e)
+                return
+            self._authorize(token.strip() or None)
+
+    def _authorize(self, token: str | None) -> None:
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        else:
+            self._headers.pop("Authorization", None)
+
     def _reject(self, count: int, reason: str, status: int) -> None:
-        self.stats.dropped["rejected"] += count
         self.stats.rejected[reason] += count
-        log.error("feedback service refused %d records (HTTP %d, %s)", count, status, reason)
+        self._drop(
+            "rejected",
+            count,
+            "feedback service refused records (HTTP %d, %s)",
+            status,
+            reason,
+            key=f"rejected:{reason}",
+        )
+
+    def _drop(self, reason: str, count: int, message: str, *args: object, key: str = "") -> None:
+        """Count `count` lost records under `reason`, and say so (once a minute per reason)."""
+        self.stats.dropped[reason] += count
+        self._say(key or reason, f"%d records lost ({reason}): {message}", count, *args)
+
+    def _say(self, key: str, message: str, *args: object) -> None:
+        held = self._throttle.allow(key, time.monotonic())
+        if held is None:
+            return
+        if held:
+            message += " (and %d more times in the last minute)"
+            args = (*args, held)
+        log.error(message, *args)
 
     def _went_down(self) -> None:
         self._down = True
@@ -310,15 +485,3 @@ class Shipper:
             log.info("feedback service answers again; replaying the spool")
         self._down = False
         self._backoff.reset()
-
-
-def _bad_items(body: bytes, count: int) -> dict[int, str] | None:
-    """Bad item indices → reason from a 400 answer; None unless it names items of this batch."""
-    try:
-        details = _decode_error(body).details
-    except msgspec.DecodeError:
-        return None
-    bad = {d.index: d.reason for d in details if d.index is not None and 0 <= d.index < count}
-    if not bad or len(bad) != len({d.index for d in details}):
-        return None
-    return bad

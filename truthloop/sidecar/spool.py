@@ -3,11 +3,18 @@
 One file per batch, named `<seq>-<records>.ndjson` so the directory alone tells the order and the
 record count; a batch is written to a hidden temporary file, fsynced, renamed into place and the
 directory fsynced, so a crash leaves either the whole batch or nothing (leftover temporaries are
-removed on open). Batches are replayed in `seq` order. The spool is capped in bytes: making room
-drops the oldest batches first (never one being sent right now) and reports how many records went.
+removed on open). A batch is indexed only once it is whole on disk, so a reader never meets a file
+still being written; files the index does not know (a write whose directory fsync failed, a
+previous process's batches) are adopted on open and by `adopt()`. Batches are replayed in `seq`
+order.
+
+The spool is capped in bytes, and the disk may fill before the cap: either way making room drops
+the oldest batches first (never one being sent right now) and reports how many records went.
+Writes are serialised, so the cap holds with several writers.
 
 File work runs in the default executor; the bookkeeping stays on the event loop, so the spool is
-used from one loop only. `SpoolError` (an `OSError`) is raised when the disk refuses a write.
+used from one loop only. `SpoolError` (an `OSError`) is raised when the disk refuses a write or
+read, `SpoolFull` when no older batch is left to drop for a new one.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import errno
 import os
 import re
 import tempfile
@@ -27,9 +35,22 @@ T = TypeVar("T")
 
 _NAME = re.compile(r"^(\d{16})-(\d+)\.ndjson$")
 
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
 
 class SpoolError(OSError):
     """The spool directory could not be written or read."""
+
+
+class SpoolFull(SpoolError):
+    """No room for a batch, even after dropping every older batch that could go.
+
+    `dropped` counts the older records dropped while trying.
+    """
+
+    def __init__(self, message: str, dropped: int = 0) -> None:
+        super().__init__(errno.ENOSPC, message)
+        self.dropped = dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +93,8 @@ class Spool:
         self.bytes = 0
         self.records = 0
         self._entries: list[Entry] = []
+        self._names: set[str] = set()
+        self._writing = asyncio.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -80,16 +103,18 @@ class Spool:
         """Create the directory if needed, remove torn writes, index the batches already there."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            for path in self.directory.iterdir():
-                match = _NAME.match(path.name)
-                if match is None:
-                    if path.name.startswith(".") and path.name.endswith(".tmp"):
-                        path.unlink(missing_ok=True)
-                    continue
-                entry = Entry(int(match[1]), int(match[2]), path.stat().st_size)
+            for entry in _scan(self.directory, frozenset(), clean=True):
                 self._add(entry)
         except OSError as e:
             raise SpoolError(e.errno, f"spool {self.directory}: {e.strerror}") from e
+
+    async def adopt(self) -> int:
+        """Index whole batches on disk that the index does not know; how many records."""
+        async with self._writing:
+            found = await self._run(_scan, self.directory, frozenset(self._names), False)
+            for entry in found:
+                self._add(entry)
+        return sum(entry.count for entry in found)
 
     @property
     def next_seq(self) -> int:
@@ -101,28 +126,30 @@ class Spool:
         return next((e for e in self._entries if not e.busy), None)
 
     async def append(self, batch: Batch) -> int:
-        """Write a batch; returns how many older records were dropped to make room.
+        """Write a batch, then index it; returns how many older records were dropped to make room.
 
-        A batch larger than the whole spool is not written: SpoolError.
+        Raises SpoolFull when the batch cannot fit (larger than the whole spool, or the disk full
+        with nothing older left to drop), SpoolError when the disk refuses otherwise.
         """
         size = len(batch.body)
         if size > self.max_bytes:
-            raise SpoolError(0, f"a batch of {size} bytes exceeds the spool's {self.max_bytes}")
-        dropped = 0
-        while self.bytes + size > self.max_bytes:
-            victim = next((e for e in self._entries if not e.busy), None)
-            if victim is None:
-                raise SpoolError(0, "the spool is full of batches being sent")
-            self._remove(victim)
-            dropped += victim.count
-            await self._run(_unlink, self.directory / victim.name)
+            raise SpoolFull(f"a batch of {size} bytes exceeds the spool's {self.max_bytes}")
         entry = Entry(batch.seq, batch.count, size)
-        self._add(entry)
-        try:
-            await self._run(_write, self.directory, entry.name, batch.body)
-        except BaseException:
-            self._remove(entry)
-            raise
+        dropped = 0
+        async with self._writing:
+            while True:
+                if self.bytes + size > self.max_bytes:
+                    dropped += await self._drop_oldest(dropped, "the spool is full")
+                    continue
+                try:
+                    await self._run(_write, self.directory, entry.name, batch.body)
+                except SpoolError as e:
+                    if e.errno not in _DISK_FULL:
+                        raise
+                    dropped += await self._drop_oldest(dropped, f"the disk is full ({e})")
+                    continue
+                break
+            self._add(entry)
         return dropped
 
     async def read(self, entry: Entry) -> Batch:
@@ -134,8 +161,18 @@ class Spool:
         self._remove(entry)
         await self._run(_unlink, self.directory / entry.name)
 
+    async def _drop_oldest(self, dropped: int, why: str) -> int:
+        """Drop the oldest batch not being sent; its record count. SpoolFull if there is none."""
+        victim = self.head()
+        if victim is None:
+            raise SpoolFull(f"{why} and holds nothing older to drop", dropped)
+        self._remove(victim)
+        await self._run(_unlink, self.directory / victim.name)
+        return victim.count
+
     def _add(self, entry: Entry) -> None:
         bisect.insort(self._entries, entry)
+        self._names.add(entry.name)
         self.bytes += entry.size
         self.records += entry.count
 
@@ -143,6 +180,7 @@ class Spool:
         index = bisect.bisect_left(self._entries, entry)
         if index < len(self._entries) and self._entries[index] is entry:
             del self._entries[index]
+            self._names.discard(entry.name)
             self.bytes -= entry.size
             self.records -= entry.count
 
@@ -154,6 +192,21 @@ class Spool:
             raise
         except OSError as e:
             raise SpoolError(e.errno, f"spool: {e.strerror}: {e.filename}") from e
+
+
+def _scan(directory: Path, known: frozenset[str], clean: bool) -> list[Entry]:
+    """The batches in `directory` not in `known`; with `clean`, torn writes are removed (only
+    safe before anything writes)."""
+    found = []
+    for path in directory.iterdir():
+        match = _NAME.match(path.name)
+        if match is None:
+            if clean and path.name.startswith(".") and path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)
+        elif path.name not in known:
+            with contextlib.suppress(FileNotFoundError):
+                found.append(Entry(int(match[1]), int(match[2]), path.stat().st_size))
+    return found
 
 
 def _write(directory: Path, name: str, body: bytes) -> None:
