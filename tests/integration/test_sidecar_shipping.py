@@ -14,6 +14,7 @@ import pytest
 from tests.integration.sidecar_fakes import FakeFeedback, Hang, wait_for
 from truthloop.sidecar.backoff import BackoffSettings
 from truthloop.sidecar.shipper import Shipper, ShipperSettings
+from truthloop.sidecar.spool import footprint
 
 
 def record(i: int) -> bytes:
@@ -314,8 +315,8 @@ async def test_a_full_spool_drops_its_oldest_batches_and_counts_them(
     settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
 ) -> None:
     await feedback.stop()
-    one = len(record(0)) + 1
-    shipper = Shipper(replace(settings, spool_bytes=1000 * one, batch_records=100), session)
+    bound = 10 * footprint(100 * (len(record(0)) + 1))  # ten batches of 100 records, on disk
+    shipper = Shipper(replace(settings, spool_bytes=bound, batch_records=100), session)
     shipper.start()
     for i in range(3000):
         shipper.submit(record(i))
@@ -323,7 +324,9 @@ async def test_a_full_spool_drops_its_oldest_batches_and_counts_them(
     kept = shipper.spool.records
     assert 900 <= kept <= 1000  # whole batches of up to 100 records
     assert shipper.stats.dropped == {"spool_full": 3000 - kept}
-    assert shipper.spool.bytes <= 1000 * one
+    assert shipper.spool.bytes <= bound
+    on_disk = sum(footprint(p.stat().st_size) for p in settings.spool_dir.iterdir())
+    assert on_disk == shipper.spool.bytes
 
     await feedback.start()
     again = Shipper(settings, session)

@@ -16,6 +16,7 @@ import pytest
 from tests.integration.sidecar_fakes import MONITOR, FakeFeedback, Model, wait_for
 from tests.integration.sidecar_harness import Client
 from truthloop import cli
+from truthloop.core import quantity
 from truthloop.sidecar import cli as sidecar_cli
 
 pytest_plugins = ["tests.integration.sidecar_fixtures"]
@@ -158,4 +159,4 @@ def test_every_flag_reads_its_environment_variable(
     [("32Mi", 32 * 2**20), ("1Gi", 2**30), ("500k", 500_000), ("1.5Ki", 1536), ("4096", 4096)],
 )
 def test_sizes_read_like_kubernetes_quantities(text: str, size: int) -> None:
-    assert sidecar_cli.parse_bytes(text) == size
+    assert quantity.parse_bytes(text) == size

@@ -125,9 +125,19 @@ def named_port_basics(p: dict[str, Any], d: inject.Decision) -> None:
     assert env["TRUTHLOOP_MODEL_VERSION"] == {
         "fieldRef": {"fieldPath": "metadata.labels['app.kubernetes.io/version']"}
     }
-    assert env["TRUTHLOOP_TOKEN"] == {
-        "secretKeyRef": {"name": "truthloop-token", "key": "token", "optional": True}
-    }
+    assert "TRUTHLOOP_TOKEN" not in env  # an environment variable never sees a rotation
+    assert env["TRUTHLOOP_TOKEN_FILE"] == inject.TOKEN_FILE
+    assert {
+        "name": inject.TOKEN_VOLUME,
+        "secret": {
+            "secretName": "truthloop-token",
+            "optional": True,
+            "items": [{"key": "token", "path": "token"}],
+        },
+    } in p["spec"]["volumes"]
+    assert {"name": inject.TOKEN_VOLUME, "mountPath": inject.TOKEN_DIR, "readOnly": True} in (
+        sidecar["volumeMounts"]
+    )
     assert sidecar["restartPolicy"] == "Always"
     assert sidecar["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "tl-admin"}
     assert sidecar["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "tl-admin"}
@@ -140,7 +150,9 @@ def named_port_basics(p: dict[str, Any], d: inject.Decision) -> None:
         "requests": {"cpu": "50m", "memory": "64Mi"},
         "limits": {"memory": "256Mi"},
     }
-    assert {"name": inject.SPOOL_VOLUME, "emptyDir": {}} in p["spec"]["volumes"]
+    assert {"name": inject.SPOOL_VOLUME, "emptyDir": {"sizeLimit": str(2**30 + 64 * 2**20)}} in (
+        p["spec"]["volumes"]
+    )
     assert p["metadata"]["annotations"][inject.INJECTED] == "churn"
     assert p["metadata"]["annotations"][inject.GENERATION] == "3"
     assert d.monitor == "ml/churn"
@@ -452,6 +464,11 @@ CASES = [
         "name_conflict",
     ),
     Case(
+        "token-volume-name-conflict",
+        pod(volumes=[{"name": inject.TOKEN_VOLUME, "emptyDir": {}}]),
+        "name_conflict",
+    ),
+    Case(
         "port-name-conflict",
         pod(container(ports=[("http", 8080), ("tl-admin", 9000)])),
         "name_conflict",
@@ -633,3 +650,22 @@ def test_the_sidecar_command_accepts_what_is_injected(monkeypatch: pytest.Monkey
     assert str(settings.shipper.spool_dir) == inject.SPOOL_PATH
     assert settings.spec == json.loads(env_of(container_)["TRUTHLOOP_SPEC"])
     assert settings.model_version == "v3"
+
+
+@pytest.mark.parametrize(
+    ("spool_bytes", "limit"),
+    [("1Gi", 2**30 + 2**26), ("100Mi", 100 * 2**20 + 32 * 2**20), ("64Gi", 68 * 2**30)],
+)
+def test_the_spool_volume_is_limited_a_little_above_the_spool_s_own_bound(
+    spool_bytes: str, limit: int
+) -> None:
+    settings = replace(NATIVE, spool_bytes=spool_bytes)
+    assert inject.spool_size_limit(settings) == str(limit)
+
+
+def test_without_a_token_secret_nothing_of_a_token_is_injected() -> None:
+    original = pod()
+    decision = inject.inject(original, [monitor()], replace(NATIVE, token_secret=None))
+    patched = applied(original, decision)
+    assert "TRUTHLOOP_TOKEN_FILE" not in env_of(sidecar_of(patched))
+    assert inject.TOKEN_VOLUME not in {v["name"] for v in patched["spec"]["volumes"]}

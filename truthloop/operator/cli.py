@@ -19,6 +19,7 @@ from typing import TypeVar
 import kopf
 
 from truthloop import flags
+from truthloop.core.quantity import parse_bytes
 from truthloop.flags import UsageError
 from truthloop.operator import handlers
 from truthloop.operator.runtime import Runtime
@@ -152,6 +153,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(run=run)
 
 
+def _quantity(text: str) -> str:
+    """A byte size as given (the sidecar reads the same notation), once it parses."""
+    parse_bytes(text)
+    return text.strip()
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     """Every flag checked, each problem named by its flag; raises UsageError."""
     namespaces = args.namespaces
@@ -181,8 +188,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
             else feedback_url,
             requests={k: v for k, v in requests.items() if v},
             limits={k: v for k, v in limits.items() if v},
-            queue_bytes=args.sidecar_queue_bytes,
-            spool_bytes=args.sidecar_spool_bytes,
+            queue_bytes=flags.get(args, "sidecar-queue-bytes", _quantity),
+            spool_bytes=flags.get(args, "sidecar-spool-bytes", _quantity),
             token_secret=args.sidecar_token_secret or None,
         ),
         webhook=WebhookSettings(

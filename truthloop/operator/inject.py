@@ -15,7 +15,12 @@ What the patch does (docs/operator.md says why):
   and declared port follow). Without it the pod is left alone (`port_number_needs_env`).
 - The sidecar is a native sidecar (an init container with `restartPolicy: Always`, up before the
   model and outliving it) or, before Kubernetes 1.29, the first regular container. It runs
-  non-root with a read-only root filesystem and no capabilities, spooling into an emptyDir.
+  non-root with a read-only root filesystem and no capabilities, spooling into an emptyDir whose
+  `sizeLimit` leaves headroom above the spool's own bound (`spool_size_limit`): the kubelet
+  evicts a pod whose emptyDir passes its limit, and monitoring must never evict a model.
+- The write token comes from its Secret mounted as an optional volume, not an environment
+  variable: the kubelet updates a mounted Secret in place, so a rotated token (or a Secret
+  created after the pod) reaches the running sidecar, which rereads the file when refused.
 - Annotations name the monitor and its spec generation. A pod that carries them (or a container
   named like the sidecar) is left alone, so injecting an injected pod changes nothing.
 """
@@ -27,6 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from truthloop.core.quantity import parse_bytes
 from truthloop.core.spec import Monitor, parse_monitor
 from truthloop.operator import labels as label_selectors
 from truthloop.operator.settings import SidecarSettings
@@ -46,6 +52,9 @@ PROXY_PORT = "tl-proxy"
 ADMIN_PORT = "tl-admin"
 SPOOL_VOLUME = "truthloop-spool"
 SPOOL_PATH = "/var/spool/truthloop"
+TOKEN_VOLUME = "truthloop-token"
+TOKEN_DIR = "/var/run/secrets/truthloop"
+TOKEN_FILE = f"{TOKEN_DIR}/token"
 
 Reason = Literal[
     "injected",
@@ -190,7 +199,7 @@ def _plan(spec: Mapping[str, Any], monitor: Monitor, settings: SidecarSettings) 
     used = {p["containerPort"] for p in everywhere if isinstance(p.get("containerPort"), int)}
     taken_names = {p.get("name") for p in everywhere}
     volumes = {v.get("name") for v in _list(spec.get("volumes"))}
-    if taken_names & {MODEL_PORT, PROXY_PORT, ADMIN_PORT} or SPOOL_VOLUME in volumes:
+    if taken_names & {MODEL_PORT, PROXY_PORT, ADMIN_PORT} or volumes & {SPOOL_VOLUME, TOKEN_VOLUME}:
         return Decision("name_conflict", REASONS["name_conflict"], monitor.key)
     port = monitor.spec.port
     if isinstance(port, str):
@@ -276,7 +285,15 @@ def _patch(
         if not places:
             ops.append(_append(model, "env", at, variable))
     ops.extend(_rewrite_ports(model, at, plan))
-    ops.append(_append(spec, "volumes", "/spec", {"name": SPOOL_VOLUME, "emptyDir": {}}))
+    spool = {"name": SPOOL_VOLUME, "emptyDir": {"sizeLimit": spool_size_limit(settings)}}
+    ops.append(_append(spec, "volumes", "/spec", spool))
+    if settings.token_secret:
+        secret = {
+            "secretName": settings.token_secret,
+            "optional": True,
+            "items": [{"key": settings.token_key, "path": "token"}],
+        }
+        ops.append(_op("add", "/spec/volumes/-", {"name": TOKEN_VOLUME, "secret": secret}))
     sidecar = _sidecar(plan, chosen, settings, host)
     if settings.native:
         ops.append(_append(spec, "initContainers", "/spec", sidecar))
@@ -339,9 +356,10 @@ def _sidecar(
         env.append(
             {"name": "TRUTHLOOP_MODEL_VERSION", "valueFrom": {"fieldRef": {"fieldPath": field}}}
         )
+    mounts = [{"name": SPOOL_VOLUME, "mountPath": SPOOL_PATH}]
     if settings.token_secret:
-        ref = {"name": settings.token_secret, "key": settings.token_key, "optional": True}
-        env.append({"name": "TRUTHLOOP_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+        env.append({"name": "TRUTHLOOP_TOKEN_FILE", "value": TOKEN_FILE})
+        mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True})
     resources = {
         kind: dict(values)
         for kind, values in (("requests", settings.requests), ("limits", settings.limits))
@@ -365,7 +383,7 @@ def _sidecar(
         "resources": resources,
         "readinessProbe": _probe("/readyz", period=2, failures=3),
         "livenessProbe": _probe("/healthz", period=10, failures=3),
-        "volumeMounts": [{"name": SPOOL_VOLUME, "mountPath": SPOOL_PATH}],
+        "volumeMounts": mounts,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": settings.run_as_user,
@@ -383,6 +401,13 @@ def _sidecar(
         container["restartPolicy"] = "Always"
         container["startupProbe"] = _probe("/healthz", period=1, failures=30)
     return container
+
+
+def spool_size_limit(settings: SidecarSettings) -> str:
+    """The spool emptyDir's `sizeLimit`: the spool's bound plus a sixteenth (at least 32 MiB) for
+    the directory itself and a file being written, so the sidecar's own bound always acts first."""
+    bound = parse_bytes(settings.spool_bytes)
+    return str(bound + max(bound // 16, 32 * 2**20))
 
 
 def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:

@@ -49,9 +49,11 @@ class SidecarSettings:
     queue_bytes: str = "32Mi"
     """In-memory capture queue bound (`TRUTHLOOP_QUEUE_BYTES`)."""
     spool_bytes: str = "1Gi"
-    """Disk spool bound (`TRUTHLOOP_SPOOL_BYTES`); the spool is an emptyDir without sizeLimit."""
+    """Disk spool bound (`TRUTHLOOP_SPOOL_BYTES`); the spool's emptyDir gets a `sizeLimit` a
+    little above it (`inject.spool_size_limit`)."""
     token_secret: str | None = "truthloop-token"
-    """Secret (in the pod's namespace) holding the write token; None: sidecars send none."""
+    """Secret (in the pod's namespace) holding the write token, mounted into sidecars as an
+    optional volume; None: sidecars send none."""
     token_key: str = "token"
     run_as_user: int = 65532
 

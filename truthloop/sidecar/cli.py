@@ -26,6 +26,7 @@ import msgspec
 import yaml
 
 from truthloop import flags
+from truthloop.core.quantity import parse_bytes
 from truthloop.flags import UsageError
 from truthloop.sidecar import app as sidecar_app
 from truthloop.sidecar.app import AdminSettings, SidecarSettings
@@ -36,11 +37,6 @@ from truthloop.sidecar.spool import SpoolError
 
 T = TypeVar("T")
 
-_UNITS = {
-    "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
-}  # fmt: skip
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kMGT]i?|Ki)?\s*$")
 _MONITOR = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$")
 
 
@@ -86,14 +82,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="(env TRUTHLOOP_LOG_LEVEL; default %(default)s)",
     )
     parser.set_defaults(run=run)
-
-
-def parse_bytes(text: str) -> int:
-    """`32Mi` → 33554432; Kubernetes quantity suffixes (k M G T, Ki Mi Gi Ti) or plain bytes."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise ValueError("expected a size like 32Mi, 1Gi, 500k or a number of bytes")
-    return int(float(match[1]) * _UNITS[match[2] or ""])
 
 
 def _seconds(text: str) -> float:

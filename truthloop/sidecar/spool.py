@@ -8,7 +8,9 @@ still being written; files the index does not know (a write whose directory fsyn
 previous process's batches) are adopted on open and by `adopt()`. Batches are replayed in `seq`
 order.
 
-The spool is capped in bytes, and the disk may fill before the cap: either way making room drops
+The spool is capped in bytes of disk, each batch counted in whole 4 KiB blocks (a spool of small
+batches takes far more disk than their bytes, and the pod's emptyDir `sizeLimit` counts blocks),
+and the disk may fill before the cap: either way making room drops
 the oldest batches first (never one being sent right now) and reports how many records went.
 Writes are serialised, so the cap holds with several writers.
 
@@ -36,6 +38,14 @@ T = TypeVar("T")
 _NAME = re.compile(r"^(\d{16})-(\d+)\.ndjson$")
 
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+BLOCK = 4096
+"""The allocation unit a batch file's size is rounded up to."""
+
+
+def footprint(size: int) -> int:
+    """Bytes of disk a file of `size` bytes takes."""
+    return -(-size // BLOCK) * BLOCK
 
 
 class SpoolError(OSError):
@@ -131,7 +141,7 @@ class Spool:
         Raises SpoolFull when the batch cannot fit (larger than the whole spool, or the disk full
         with nothing older left to drop), SpoolError when the disk refuses otherwise.
         """
-        size = len(batch.body)
+        size = footprint(len(batch.body))
         if size > self.max_bytes:
             raise SpoolFull(f"a batch of {size} bytes exceeds the spool's {self.max_bytes}")
         entry = Entry(batch.seq, batch.count, size)
@@ -205,7 +215,7 @@ def _scan(directory: Path, known: frozenset[str], clean: bool) -> list[Entry]:
                 path.unlink(missing_ok=True)
         elif path.name not in known:
             with contextlib.suppress(FileNotFoundError):
-                found.append(Entry(int(match[1]), int(match[2]), path.stat().st_size))
+                found.append(Entry(int(match[1]), int(match[2]), footprint(path.stat().st_size)))
     return found
 
 
