@@ -221,3 +221,12 @@ def test_the_fast_and_the_item_by_item_paths_agree(items: list[dict[str, Any]]) 
     assert slow.repeats == fast.repeats
     assert slow.errors[-1].index == len(items)
     assert slow.errors[:-1] == fast.errors
+
+
+@pytest.mark.parametrize("field", ["prediction_id", "entity_id", "model_version", "tag"])
+def test_an_identifier_of_exactly_the_limit_passes_and_one_more_character_does_not(
+    field: str,
+) -> None:
+    longest = "x" * LIMITS.max_id_length
+    assert parse(rec(**{field: longest})).errors == ()
+    assert problems(parse(rec(**{field: longest + "x"}))) == [(0, field, "too_long")]

@@ -22,6 +22,12 @@ def test_a_window_ends_with_the_bucket_holding_now() -> None:
     assert windows.window(now=125, seconds=1) == BucketRange(2, 3)
 
 
+def test_a_window_that_is_no_whole_number_of_minutes_takes_every_minute_it_touches() -> None:
+    assert len(windows.window(now=3600, seconds=90)) == 2  # 1m30s: two buckets, not one
+    assert len(windows.window(now=3600, seconds=61)) == 2
+    assert len(windows.window(now=3600, seconds=120)) == 2
+
+
 def test_decompose_uses_days_hours_then_minutes() -> None:
     thirty_days = windows.window(now=100 * 86400 + 37 * 60 + 5, seconds=30 * 86400)
     pieces = windows.decompose(thirty_days)
