@@ -1,41 +1,49 @@
 """The `truthloop` command: one entry point, a subcommand per role.
 
 Each subcommand lives in the module of the part it runs and registers itself here through
-`add_parser(subparsers)`; this module only dispatches. User errors print one clear message and exit
+`add_parser(subparsers)`; this module only dispatches. A module is imported only when its
+subcommand runs (or for `truthloop --help`, which lists them all), so the sidecar in a model's pod
+never loads the operator's or the demo's libraries. User errors print one clear message and exit
 non-zero; they never show a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from truthloop import __version__
-from truthloop import validate as validate_cmd
-from truthloop.demo import cli as demo_cmd
-from truthloop.feedback import cli as feedback_cmd
-from truthloop.local import run as run_cmd
-from truthloop.operator import cli as operator_cmd
-from truthloop.sidecar import cli as sidecar_cmd
 
-COMMANDS = (demo_cmd, run_cmd, validate_cmd, feedback_cmd, sidecar_cmd, operator_cmd)
+COMMANDS = {
+    "demo": "truthloop.demo.cli",
+    "run": "truthloop.local.run",
+    "validate": "truthloop.validate",
+    "feedback": "truthloop.feedback.cli",
+    "sidecar": "truthloop.sidecar.cli",
+    "operator": "truthloop.operator.cli",
+}
+"""Subcommand → the module whose `add_parser` registers it, in `--help` order."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[str] = COMMANDS) -> argparse.ArgumentParser:
+    """The parser with `commands` registered (each one's module imported), every one by default."""
     parser = argparse.ArgumentParser(
         prog="truthloop",
         description="Kubernetes-native feedback loop for ML models.",
     )
     parser.add_argument("--version", action="version", version=f"truthloop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in COMMANDS:
-        command.add_parser(sub)
+    for name in commands:
+        importlib.import_module(COMMANDS[name]).add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    named = argv[:1] if argv[:1] and argv[0] in COMMANDS else COMMANDS
+    args = build_parser(named).parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:

@@ -1,0 +1,69 @@
+"""Each `truthloop` subcommand loads only the libraries it runs on: the sidecar, which sits in
+every model pod, never pays for the operator's (kopf, kubernetes) or the demo's.
+
+The real command is started with `PYTHONPROFILEIMPORTTIME`, so its standard error lists every
+module the process imported, up to the moment it serves and until it stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+from tests.e2e.processes import Command
+from tests.e2e.test_run import wait_until_up
+
+ROOT = Path(__file__).resolve().parents[2]
+OTHER_ROLES = {"kopf", "kubernetes", "numpy", "cryptography", "pydantic", "rich", "asyncpg"}
+"""What the operator, the demo and the PostgreSQL store import; the sidecar needs none of it."""
+
+
+def imported(stderr: list[str]) -> set[str]:
+    """Top-level packages named in `-X importtime` lines (`import time: self | total | name`)."""
+    return {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in stderr
+        if line.startswith("import time:") and "|" in line
+    }
+
+
+def test_a_started_sidecar_has_imported_none_of_the_other_roles_libraries(tmp_path: Path) -> None:
+    spec = tmp_path / "monitor.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "apiVersion": "truthloop.dev/v1alpha1",
+                "kind": "ModelMonitor",
+                "metadata": {"name": "churn", "namespace": "ml"},
+                "spec": {
+                    "selector": {"matchLabels": {"app": "churn"}},
+                    "model": {"name": "churn"},
+                    "task": "binary",
+                    "capture": {"prediction": {"pointer": "/prediction"}},
+                    "fallback": {"rules": [{"prediction": "0"}]},
+                },
+            }
+        )
+    )
+    args = [
+        "sidecar",
+        "--listen", "127.0.0.1:0",
+        "--admin", "127.0.0.1:0",
+        "--model", "http://127.0.0.1:9",
+        "--feedback-url", "http://127.0.0.1:9",
+        "--monitor", "ml/churn",
+        "--spool-dir", str(tmp_path / "spool"),
+        "--spec-file", str(spec),
+    ]  # fmt: skip
+    command = Command(args, env={"PYTHONPROFILEIMPORTTIME": "1", "TRUTHLOOP_LOG_LEVEL": "WARNING"})
+    try:
+        admin = command.wait_for(r"^admin listening on (http://\S+)", within=60)[1]
+        wait_until_up(admin + "/healthz", within=60)  # serving: its SIGTERM handler is in place
+        os.kill(command.process.pid, signal.SIGTERM)
+        assert command.finish(within=60) == 0, "\n".join(command.errors[-20:])
+    finally:
+        command.close()
+    modules = imported(command.errors)
+    assert {"truthloop", "aiohttp", "celpy"} <= modules, "the profile lists what was imported"
+    assert modules & OTHER_ROLES == set()
