@@ -152,6 +152,44 @@ async def test_an_actual_that_arrives_first_waits_and_joins_when_its_prediction_
     assert sample(text, "truthloop_actuals_total", monitor="churn", outcome="matched") == 2
 
 
+async def test_an_early_actual_labels_the_fallback_answer_and_then_the_model_s_shadow_answer(
+    service: Service, clock: FakeClock
+) -> None:
+    """While the fallback answers, the model's shadow answer to the same request arrives after
+    the fallback's, in another batch: an actual waiting by prediction_id labels both."""
+    now = clock.now
+    await service.feedback({"monitor": "ml/churn", "prediction_id": "p1", "actual": 1})
+    fallback = record("p1", 1, ts=now - 5, entity_id="u1", served_by="fallback")
+    assert await service.predictions([fallback]) == {"accepted": 1, "duplicates": 0}
+    assert await service.predictions([record("p1", 0, ts=now - 5, entity_id="u1")]) == {
+        "accepted": 1,
+        "duplicates": 0,
+    }
+    assert await labels(service, "u1") == {("p1", "fallback"): 1, ("p1", "model"): 1}
+    metrics = await service.metrics()
+    assert confusion(metrics, "fallback") == (1, 1)
+    assert confusion(metrics, "model") == (1, 0)
+    clock.advance(HOUR + 1)
+    await service.tick()
+    text = await service.scrape()
+    assert sample(text, "truthloop_actuals_total", monitor="churn", outcome="matched") == 1
+    assert sample(text, "truthloop_actuals_total", monitor="churn", outcome="expired") == 0
+
+
+async def test_a_waiting_actual_that_labeled_the_fallback_answer_is_not_counted_expired(
+    service: Service, clock: FakeClock
+) -> None:
+    now = clock.now
+    await service.feedback({"monitor": "ml/churn", "prediction_id": "p1", "actual": 1})
+    await service.predictions([record("p1", 1, ts=now - 5, entity_id="u1", served_by="fallback")])
+    clock.advance(HOUR + 1)
+    await service.tick()
+    text = await service.scrape()
+    assert sample(text, "truthloop_actuals_total", monitor="churn", outcome="matched") == 1
+    assert sample(text, "truthloop_actuals_total", monitor="churn", outcome="expired") == 0
+    assert sample(text, "truthloop_actuals_total", monitor="churn", outcome="pending") == 1
+
+
 async def test_pending_actuals_expire_after_the_window_and_are_counted(
     service: Service, clock: FakeClock
 ) -> None:

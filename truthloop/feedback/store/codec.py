@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from truthloop.core.join import Label, Row
+from truthloop.core.plan import NewPending, Waiting
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import parse_monitor
 from truthloop.feedback.store.interface import Registered, StoredPrediction
@@ -22,6 +23,7 @@ from truthloop.feedback.store.interface import Registered, StoredPrediction
 ROW_COLUMNS = (
     "id, prediction_id, served_by, model_version, ts, prediction, score, actual, vote, assumed"
 )
+PENDING_COLUMNS = "id, prediction_id, entity_id, tag, ts, actual, vote, labeled"
 STORED_COLUMNS = (
     "id, prediction_id, served_by, model_version, entity_id, tag, ts, prediction, score, features,"
     " actual, vote, assumed, correct, labeled_at"
@@ -69,18 +71,39 @@ def prediction_values(monitor_id: int, record: PredictionRecord) -> tuple[Any, .
     )
 
 
-def pending_values(monitor_id: int, actual: Actual, expires: float) -> tuple[Any, ...]:
+def pending_values(pending: NewPending) -> tuple[Any, ...]:
     """An actual that labeled nothing yet, as the `pending` table's columns: monitor_id,
     prediction_id, entity_id, tag, ts, actual, vote, expires."""
+    actual = pending.actual
     return (
-        monitor_id,
+        pending.monitor_id,
         actual.prediction_id,
         actual.entity_id,
         actual.tag,
         actual.timestamp,
         None if actual.value is None else to_json(actual.value),
         actual.vote,
-        expires,
+        pending.expires,
+    )
+
+
+def waiting(
+    monitor: str,
+    ref: int,
+    prediction_id: str | None,
+    entity_id: str | None,
+    tag: str | None,
+    ts: float,
+    actual: str | None,
+    vote: str | None,
+    labeled: str | None,
+) -> Waiting:
+    """A pending actual of `monitor` from the columns of `PENDING_COLUMNS`."""
+    value = None if actual is None else decode(actual)
+    return Waiting(
+        ref,
+        Actual(monitor, ts, prediction_id, entity_id, tag, value, vote),  # type: ignore[arg-type]
+        () if labeled is None else tuple(decode(labeled)),
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from truthloop.core import join
 from truthloop.core.join import GroupKey, Label
+from truthloop.core.plan import Lifetime
 from truthloop.core.records import Actual, ItemError, PredictionRecord, Scalar
 from truthloop.core.spec import Monitor
 from truthloop.core.windows import MINUTES_PER_DAY, MINUTES_PER_HOUR, BucketRange, Level, Steps
@@ -33,11 +34,6 @@ Counters = dict[str, float]
 Group = tuple[str, str]
 """(model_version, served_by)"""
 
-ACTUALS_MATCHED = "@actuals_matched"
-ACTUALS_PENDING = "@actuals_pending"
-ACTUALS_EXPIRED = "@actuals_expired"
-"""Lifetime counters of actual outcomes, kept in the totals under the group ("", "")."""
-
 
 def is_lifetime(key: str) -> bool:
     """Whether a counter is kept in the lifetime totals: not a histogram or matrix cell.
@@ -45,10 +41,6 @@ def is_lifetime(key: str) -> bool:
     (`core.metrics` names those cells `pos:<bin>`, `neg:<bin>`, `cm:<pair>`.)
     """
     return ":" not in key
-
-
-Lifetime = tuple[int, str, str]
-"""(monitor id, model version, served_by): a group of the lifetime totals."""
 
 
 def rollup(

@@ -79,7 +79,6 @@ import math
 import time
 import uuid
 import zlib
-from collections import Counter
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -94,24 +93,21 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from truthloop.core import join, metrics
-from truthloop.core.join import Labeling, Row
-from truthloop.core.records import Actual, ItemError, PredictionRecord
+from truthloop.core import join, plan
+from truthloop.core.join import Row
+from truthloop.core.plan import ACTUALS_EXPIRED, Lifetime
+from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import Monitor
-from truthloop.core.windows import LEVEL_MINUTES, BucketRange, Steps, bucket_of, decompose
+from truthloop.core.windows import LEVEL_MINUTES, BucketRange, Steps, decompose
 from truthloop.feedback.store import codec
-from truthloop.feedback.store.codec import ROW_COLUMNS, STORED_COLUMNS, to_json
+from truthloop.feedback.store.codec import PENDING_COLUMNS, ROW_COLUMNS, STORED_COLUMNS, to_json
 from truthloop.feedback.store.interface import (
-    ACTUALS_EXPIRED,
-    ACTUALS_MATCHED,
-    ACTUALS_PENDING,
     Counters,
     DatasetQuery,
     FeedbackResult,
     Group,
     IngestResult,
     LabelsRejected,
-    Lifetime,
     Registered,
     Store,
     StoredPrediction,
@@ -290,6 +286,9 @@ ALTER TABLE agg_{level}_groups RENAME TO agg_{level};
 """
         for level in LEVELS
     ),
+    # 4: a pending prediction_id actual remembers what it labeled (it waits on for the model's
+    # shadow answer after labeling a fallback answer)
+    "ALTER TABLE pending ADD COLUMN labeled text;",
 )
 """The schema, one script per version (version = position + 1); never edit a released one."""
 
@@ -406,7 +405,7 @@ INSERT INTO pending (monitor_id, prediction_id, entity_id, tag, ts, actual, vote
 """
 
 JOIN_PENDING = f"""
-SELECT id, prediction_id, entity_id, tag, ts, actual, vote FROM pending
+SELECT {PENDING_COLUMNS} FROM pending
 WHERE monitor_id = $1
     AND (prediction_id = ANY({_array(2, "text")}) OR entity_id = ANY({_array(3, "text")}))
     AND (EXISTS (SELECT FROM pending WHERE monitor_id = $1 AND prediction_id IS NOT NULL)
@@ -895,32 +894,24 @@ class PostgresStore(Store):
             )
             refs = dict(returned)
             stored = list(refs)
-        new: dict[str, list[int]] = {}
-        for i in stored:
-            new.setdefault(records[i].monitor, []).append(i)
-        labeling = Labeling()
-        totals: dict[tuple[int, str, str], dict[str, float]] = {}
-        for key, indices in new.items():
+        batch = [records[i] for i in stored]
+        waiting = {}
+        for key, part in plan.by_monitor(batch).items():
             registered = monitors[key]
-            batch = [records[i] for i in indices]
-            waiting = await _waiting(conn, registered.id, batch)
-            if not waiting and not _late(registered, batch, now):
-                continue  # the usual case: nothing to label
-            if refs is None:
-                refs = await _refs(conn, records, mids)
-            inserted = [(records[i], refs[i]) for i in indices]
-            matched = _join_pending(registered, inserted, waiting, labeling)
-            if matched:
-                await conn.execute("DELETE FROM pending WHERE id = ANY($1::bigint[])", matched)
-                totals[registered.id, "", ""] = {ACTUALS_MATCHED: float(len(matched))}
-            _assume_late(registered, inserted, now, labeling)
-        deltas = _counted(records, mids, stored)
-        for group, counters in labeling.deltas.items():
-            join.add(deltas, group, counters)
-        await _write_labels(conn, labeling, now, {})
-        await _add(conn, deltas, totals)
-        matched_total = sum(int(c[ACTUALS_MATCHED]) for c in totals.values())
-        return IngestResult(len(stored), len(records) - len(stored), matched_total)
+            found = await conn.fetch(
+                JOIN_PENDING,
+                registered.id,
+                to_json([r.prediction_id for r in part]),
+                to_json(sorted({r.entity_id for r in part if r.entity_id is not None})),
+            )
+            if found:
+                waiting[registered.id] = [codec.waiting(registered.monitor.key, *w) for w in found]
+        result = plan.plan_arrivals(batch, monitors, waiting, now)
+        if result.labels and refs is None:
+            refs = await _refs(conn, records, mids)
+        ids = {j: refs[stored[j]] for j in result.labels} if refs is not None else {}
+        await self._write_plan(conn, result, now, {}, ids if result.labels else None)
+        return IngestResult(len(stored), len(records) - len(stored), result.matched)
 
     # -- actuals -------------------------------------------------------------------------------
 
@@ -959,33 +950,39 @@ class PostgresStore(Store):
             more, more_rows = await _find(conn, actuals, unmatched, monitors)
             found.update(more)
             rows.update(more_rows)
-        labeling = Labeling()
-        errors: list[ItemError] = []
-        waiting: list[tuple[Any, ...]] = []
-        outcomes: dict[tuple[int, str, str], dict[str, float]] = {}
-        for index, actual in enumerate(actuals):
-            registered = monitors[actual.monitor]
-            mid, spec = registered.id, registered.monitor.spec
-            candidates = [rows[ref][0] for ref in sorted(found.get(index, ()))]
-            chosen = join.choose(actual, candidates, spec)
-            outcome = outcomes.setdefault((mid, "", ""), {})
-            if not chosen:
-                waiting.append(codec.pending_values(mid, actual, join.expiry(now, spec)))
-                outcome[ACTUALS_PENDING] = outcome.get(ACTUALS_PENDING, 0.0) + 1.0
-                continue
-            outcome[ACTUALS_MATCHED] = outcome.get(ACTUALS_MATCHED, 0.0) + 1.0
-            error = labeling.join(mid, index, actual, chosen, spec)
-            if error is not None:
-                errors.append(error)
-        if errors:
-            raise LabelsRejected(errors)
+        candidates = {i: [rows[ref][0] for ref in sorted(refs)] for i, refs in found.items()}
+        result = plan.plan_actuals(actuals, monitors, candidates, now)
+        if result.errors:
+            raise LabelsRejected(result.errors)
         versions = {ref: version for ref, (_, version) in rows.items() if version is not None}
-        await _write_labels(conn, labeling, now, versions)
-        await _add(conn, labeling.deltas, outcomes)
-        if waiting:
-            await conn.execute(INSERT_PENDING, to_json(waiting))
-        matched = sum(int(c.get(ACTUALS_MATCHED, 0)) for c in outcomes.values())
-        return FeedbackResult(matched=matched, pending=len(waiting))
+        await self._write_plan(conn, result, now, versions)
+        return FeedbackResult(matched=result.matched, pending=len(result.waiting))
+
+    @staticmethod
+    async def _write_plan(
+        conn: asyncpg.Connection,
+        result: plan.Plan,
+        now: float,
+        versions: Mapping[int, str],
+        refs: Mapping[int, int] | None = None,
+    ) -> None:
+        """Store a plan: labels (`versions` of the ones replaced; `refs` maps a new record's
+        batch index to its id), counter deltas and totals, pending actuals."""
+        await _write_labels(conn, result.labels, now, versions, refs)
+        await _add(conn, result.deltas, result.totals)
+        if result.waiting:
+            await conn.execute(
+                INSERT_PENDING,
+                to_json([codec.pending_values(p) for p in result.waiting]),
+            )
+        if result.done:
+            await conn.execute("DELETE FROM pending WHERE id = ANY($1::bigint[])", result.done)
+        if result.partly:
+            await conn.execute(
+                "UPDATE pending SET labeled = u.labeled FROM"
+                f" ({_rows(1, 'bigint', 'text')}) AS u(id, labeled) WHERE pending.id = u.id",
+                to_json([(ref, to_json(labeled)) for ref, labeled in result.partly]),
+            )
 
     async def _hold_labels(
         self, conn: asyncpg.Connection, mids: Sequence[int], alone: bool
@@ -1016,9 +1013,6 @@ class PostgresStore(Store):
         now: float,
         limit: int,
     ) -> int:
-        spec = monitor.monitor.spec
-        label = join.assumed_label(spec)
-        assert label is not None
         swept = await conn.fetchval("SELECT swept FROM sweeps WHERE monitor_id = $1", monitor.id)
         swept = -math.inf if swept is None else swept
         if swept >= cutoff:
@@ -1032,15 +1026,8 @@ class PostgresStore(Store):
             cutoff,
             limit,
         )
-        labeling = Labeling()
-        for found in candidates:
-            row = codec.row(*found)
-            try:
-                labeling.apply(monitor.id, row, label, spec)
-            except metrics.LabelError:
-                continue  # the assumed value does not fit this prediction: leave it unlabeled
-        await _write_labels(conn, labeling, now, {})
-        await _add(conn, labeling.deltas, {})
+        result = plan.plan_assumed(monitor, [codec.row(*found) for found in candidates])
+        await self._write_plan(conn, result, now, {})
         swept = candidates[-1]["ts"] if len(candidates) == limit else cutoff
         await conn.execute(
             "INSERT INTO sweeps (monitor_id, swept) VALUES ($1, $2)"
@@ -1048,7 +1035,7 @@ class PostgresStore(Store):
             monitor.id,
             swept,
         )
-        return len(labeling.rows)
+        return len(result.labels)
 
     async def expire_pending(self, now: float) -> dict[int, int]:
         return await self._tx(self._expire_pending, now)
@@ -1056,8 +1043,8 @@ class PostgresStore(Store):
     @staticmethod
     async def _expire_pending(conn: asyncpg.Connection, now: float) -> dict[int, int]:
         found = await conn.fetch(
-            "WITH gone AS (DELETE FROM pending WHERE expires <= $1 RETURNING monitor_id)"
-            " SELECT monitor_id, count(*) FROM gone GROUP BY monitor_id",
+            "WITH gone AS (DELETE FROM pending WHERE expires <= $1 RETURNING monitor_id, labeled)"
+            " SELECT monitor_id, count(*) FROM gone WHERE labeled IS NULL GROUP BY monitor_id",
             now,
         )
         expired = {mid: n for mid, n in found}
@@ -1277,30 +1264,6 @@ async def _find(
     return found, rows
 
 
-def _counted(
-    records: Sequence[PredictionRecord], mids: Sequence[int], new: Iterable[int]
-) -> dict[join.GroupKey, dict[str, float]]:
-    """The prediction counters of the records at indices `new` (the ones stored), per group."""
-    groups = Counter(
-        (mids[i], records[i].model_version, records[i].served_by, bucket_of(records[i].ts))
-        for i in new
-    )
-    return {group: {join.PREDICTIONS_KEY: float(n)} for group, n in groups.items()}
-
-
-async def _waiting(
-    conn: asyncpg.Connection, monitor_id: int, batch: Sequence[PredictionRecord]
-) -> list[asyncpg.Record]:
-    """The pending actuals of the monitor that name a record of `batch` (by id or entity),
-    locked: two batches never both join one."""
-    return await conn.fetch(
-        JOIN_PENDING,
-        monitor_id,
-        to_json([r.prediction_id for r in batch]),
-        to_json(sorted({r.entity_id for r in batch if r.entity_id is not None})),
-    )
-
-
 async def _refs(
     conn: asyncpg.Connection, records: Sequence[PredictionRecord], mids: Sequence[int]
 ) -> dict[int, int]:
@@ -1312,77 +1275,30 @@ async def _refs(
     return dict(await conn.fetch(REFS, to_json(keys)))
 
 
-def _late(registered: Registered, batch: Sequence[PredictionRecord], now: float) -> bool:
-    """Whether the monitor assumes a label for some of `batch`: records past their window."""
-    spec = registered.monitor.spec
-    if join.assumed_label(spec) is None:
-        return False
-    cutoff = now - spec.feedback.attribution_window
-    return any(r.ts < cutoff for r in batch)
-
-
-def _join_pending(
-    registered: Registered,
-    inserted: Sequence[tuple[PredictionRecord, int]],
-    waiting: Sequence[asyncpg.Record],
-    labeling: Labeling,
-) -> list[int]:
-    """Label the new records (with their ids) that the `waiting` actuals name; the ids of the
-    pending actuals that labeled one (they stop waiting)."""
-    mid, spec = registered.id, registered.monitor.spec
-    done = []
-    for pending_id, pid, entity, tag, ts, actual, vote in waiting:
-        value = None if actual is None else codec.decode(actual)
-        wanted = Actual(registered.monitor.key, ts, pid, entity, tag, value, vote)
-        candidates = [Row.of(ref, r) for r, ref in inserted if join.accepts(wanted, r, spec)]
-        if not candidates:
-            continue
-        label = join.label_of(wanted)
-        for row in join.choose(wanted, candidates, spec):
-            try:
-                labeling.apply(mid, row, label, spec)
-            except metrics.LabelError:
-                continue  # an actual this prediction cannot use labels nothing
-        done.append(pending_id)
-    return done
-
-
-def _assume_late(
-    registered: Registered,
-    inserted: Sequence[tuple[PredictionRecord, int]],
-    now: float,
-    labeling: Labeling,
-) -> None:
-    """Records that arrive after their window passed get the assumed label right away."""
-    spec = registered.monitor.spec
-    label = join.assumed_label(spec)
-    if label is None:
-        return
-    for r, ref in inserted:
-        if r.ts < now - spec.feedback.attribution_window:
-            row = labeling.current(Row.of(ref, r))
-            if row.label is None:
-                labeling.apply(registered.id, row, label, spec)
-
-
 class _Relabeled(Exception):
     """A label changed between the join's read and its write (the join reruns with locks)."""
 
 
 async def _write_labels(
     conn: asyncpg.Connection,
-    labeling: Labeling,
+    labels: Mapping[int, tuple[join.Row, bool | None]],
     now: float,
     versions: Mapping[int, str],
+    refs: Mapping[int, int] | None,
 ) -> None:
-    """Store the labels `labeling` gave: COPYed for records that had none (a record another
-    writer labeled meanwhile fails it: `UniqueViolationError`), replacing the version in
-    `versions` for the ones that had one (`_Relabeled` when another writer changed it)."""
-    if not labeling.rows:
+    """Store a plan's labels (`refs` maps its refs to record ids where they differ): COPYed for
+    records that had none (a record another writer labeled meanwhile fails it:
+    `UniqueViolationError`), replacing the version in `versions` for the ones that had one
+    (`_Relabeled` when another writer changed it)."""
+    if not labels:
         return
     columns: dict[join.Label, tuple[str | None, str | None, bool]] = {}
     fresh, changed = [], []
-    for ref, (row, correct) in sorted(labeling.rows.items()):  # one order for every writer
+    by_id = sorted(
+        ((ref if refs is None else refs[ref], *labeled) for ref, labeled in labels.items()),
+        key=lambda labeled: labeled[0],
+    )
+    for ref, row, correct in by_id:  # one order for every writer
         label = row.label
         assert label is not None
         encoded = columns.get(label)

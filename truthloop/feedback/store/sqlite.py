@@ -20,29 +20,25 @@ rolled-back write, the sum is rebuilt from `agg_delta`, which holds exactly the 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from truthloop.core import join, metrics
-from truthloop.core.join import Label, Labeling, Row
-from truthloop.core.records import Actual, ItemError, PredictionRecord
+from truthloop.core import join, plan
+from truthloop.core.join import Label, Row
+from truthloop.core.plan import ACTUALS_EXPIRED
+from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import Monitor
 from truthloop.core.windows import (
     LEVEL_MINUTES,
     BucketRange,
     Steps,
-    bucket_of,
     decompose,
 )
 from truthloop.feedback.store import codec
 from truthloop.feedback.store.interface import (
-    ACTUALS_EXPIRED,
-    ACTUALS_MATCHED,
-    ACTUALS_PENDING,
     Counters,
     DatasetQuery,
     FeedbackResult,
@@ -53,12 +49,16 @@ from truthloop.feedback.store.interface import (
     Store,
     StoredPrediction,
     StoredState,
+    StoreError,
     rollup,
 )
 
 T = TypeVar("T")
 
-SCHEMA = """
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema (a database from before migrations were numbered has these tables
+    # and `user_version` 0: the statements create nothing that exists)
+    """
 CREATE TABLE IF NOT EXISTS monitors (
     id INTEGER PRIMARY KEY,
     key TEXT NOT NULL UNIQUE,
@@ -131,8 +131,9 @@ CREATE TABLE IF NOT EXISTS totals (
     value REAL NOT NULL,
     PRIMARY KEY (monitor_id, version, served_by, key)
 ) WITHOUT ROWID;
-""" + "".join(
-    f"""
+"""
+    + "".join(
+        f"""
 CREATE TABLE IF NOT EXISTS agg_{level} (
     monitor_id INTEGER NOT NULL,
     bucket INTEGER NOT NULL,
@@ -143,8 +144,36 @@ CREATE TABLE IF NOT EXISTS agg_{level} (
     PRIMARY KEY (monitor_id, bucket, version, served_by, key)
 ) WITHOUT ROWID;
 """
-    for level in LEVEL_MINUTES
+        for level in LEVEL_MINUTES
+    ),
+    # 2: a pending prediction_id actual remembers what it labeled (it waits on for the model's
+    # shadow answer after labeling a fallback answer)
+    "ALTER TABLE pending ADD COLUMN labeled TEXT;",
 )
+"""Schema steps, applied at `open` each once, in order; `PRAGMA user_version` counts them."""
+
+
+def migrate(conn: sqlite3.Connection, upto: int = len(MIGRATIONS)) -> None:
+    """Apply the migrations the file has not had, up to `upto`, each in a transaction of its own.
+
+    A file migrated by a newer build (a version this one does not know) is refused, not misread.
+    """
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the database schema is at version {version}, newer than this build knows"
+            f" ({len(MIGRATIONS)}): run a newer truthloop"
+        )
+    for number in range(version + 1, upto + 1):
+        try:
+            script = MIGRATIONS[number - 1]
+            conn.executescript(
+                f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;"
+            )
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
 
 class SQLiteStore(Store):
@@ -196,7 +225,11 @@ class SQLiteStore(Store):
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA cache_size = -65536")
-        conn.executescript(SCHEMA)
+        try:
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
         self._unfolded = None  # read the file's deltas on the first fold
 
@@ -315,7 +348,7 @@ class SQLiteStore(Store):
             ),
         )
 
-    # -- predictions ---------------------------------------------------------------------------
+    # -- writes -------------------------------------------------------------------------------
 
     async def insert_predictions(
         self, records: Sequence[PredictionRecord], monitors: Mapping[str, Registered], now: float
@@ -344,102 +377,14 @@ class SQLiteStore(Store):
                 r for r, v in zip(records, values, strict=True) if conn.execute(insert, v).rowcount
             ]
         conn.execute("RELEASE batch")
-
-        deltas: dict[join.GroupKey, dict[str, float]] = {}
-        for r in inserted:
-            group = (monitors[r.monitor].id, r.model_version, r.served_by, bucket_of(r.ts))
-            counts = deltas.setdefault(group, {})
-            counts[join.PREDICTIONS_KEY] = counts.get(join.PREDICTIONS_KEY, 0.0) + 1.0
-        labeling = Labeling()
-        matched = self._join_pending(conn, inserted, monitors, labeling)
-        self._assume_late(conn, inserted, monitors, now, labeling)
-        for group, counters in labeling.deltas.items():
-            join.add(deltas, group, counters)
-        _write_labels(conn, labeling, now)
-        self._write_aggregates(conn, deltas)
-        if matched:
-            _write_totals(conn, [(mid, "", "", ACTUALS_MATCHED, n) for mid, n in matched.items()])
-        return IngestResult(len(inserted), len(records) - len(inserted), sum(matched.values()))
-
-    def _join_pending(
-        self,
-        conn: sqlite3.Connection,
-        inserted: Sequence[PredictionRecord],
-        monitors: Mapping[str, Registered],
-        labeling: Labeling,
-    ) -> dict[int, int]:
-        """Pending actuals that the new records satisfy label them and stop waiting."""
-        matched: dict[int, int] = {}
-        for key, group in itertools.groupby(sorted(inserted, key=_by_monitor), key=_by_monitor):
-            registered = monitors[key]
-            mid, spec = registered.id, registered.monitor.spec
-            if (
-                conn.execute(
-                    "SELECT 1 FROM pending WHERE monitor_id = ? LIMIT 1", (mid,)
-                ).fetchone()
-                is None
-            ):
-                continue
-            records = list(group)
-            ids = codec.to_json([r.prediction_id for r in records])
-            entities = codec.to_json(
-                sorted({r.entity_id for r in records if r.entity_id is not None})
-            )
-            waiting = conn.execute(
-                "SELECT id, prediction_id, entity_id, tag, ts, actual, vote FROM pending"
-                " WHERE monitor_id = ?1 AND prediction_id IN (SELECT value FROM json_each(?2))"
-                " UNION SELECT id, prediction_id, entity_id, tag, ts, actual, vote FROM pending"
-                " WHERE monitor_id = ?1 AND entity_id IN (SELECT value FROM json_each(?3))"
-                " ORDER BY id",
-                (mid, ids, entities),
-            ).fetchall()
-            done = []
-            for pending_id, pid, entity, tag, ts, actual, vote in waiting:
-                wanted = Actual(
-                    key,
-                    ts,
-                    pid,
-                    entity,
-                    tag,
-                    None if actual is None else codec.decode(actual),
-                    vote,
-                )
-                candidates = [r for r in records if join.accepts(wanted, r, spec)]
-                if not candidates:
-                    continue
-                rows = [_new_row(conn, mid, r) for r in candidates]
-                label = join.label_of(wanted)
-                for row in join.choose(wanted, rows, spec):
-                    try:
-                        labeling.apply(mid, row, label, spec)
-                    except metrics.LabelError:
-                        continue  # an actual this prediction cannot use labels nothing
-                done.append((pending_id,))
-            if done:
-                conn.executemany("DELETE FROM pending WHERE id = ?", done)
-                matched[mid] = len(done)
-        return matched
-
-    @staticmethod
-    def _assume_late(
-        conn: sqlite3.Connection,
-        inserted: Sequence[PredictionRecord],
-        monitors: Mapping[str, Registered],
-        now: float,
-        labeling: Labeling,
-    ) -> None:
-        """Records that arrive after their window passed get the assumed label right away."""
-        for r in inserted:
-            registered = monitors[r.monitor]
-            spec = registered.monitor.spec
-            label = join.assumed_label(spec)
-            if label is None or r.ts >= now - spec.feedback.attribution_window:
-                continue
-            row = _new_row(conn, registered.id, r)
-            if labeling.current(row).label is None:
-                labeling.apply(registered.id, row, label, spec)
-
-    # -- actuals -------------------------------------------------------------------------------
+        waiting = {
+            monitors[key].id: _waiting(conn, monitors[key], batch)
+            for key, batch in plan.by_monitor(inserted).items()
+        }
+        result = plan.plan_arrivals(inserted, monitors, waiting, now)
+        refs = _refs(conn, inserted, monitors) if result.labels else {}
+        self._write_plan(conn, result, now, refs)
+        return IngestResult(len(inserted), len(records) - len(inserted), result.matched)
 
     async def apply_actuals(
         self, actuals: Sequence[Actual], monitors: Mapping[str, Registered], now: float
@@ -453,68 +398,47 @@ class SQLiteStore(Store):
         monitors: Mapping[str, Registered],
         now: float,
     ) -> FeedbackResult:
-        by_id = self._rows_by_id(conn, actuals, monitors)
-        labeling = Labeling()
-        errors: list[ItemError] = []
-        waiting: list[tuple[Any, ...]] = []
-        outcomes: dict[tuple[int, str], int] = {}
-        for index, actual in enumerate(actuals):
-            registered = monitors[actual.monitor]
-            mid, spec = registered.id, registered.monitor.spec
-            if actual.prediction_id is not None:
-                rows = by_id.get((mid, actual.prediction_id), [])
-            else:
-                lo, hi = join.entity_span(actual, spec)
-                rows = [
-                    codec.row(*values)
-                    for values in conn.execute(
-                        f"SELECT {codec.ROW_COLUMNS} FROM predictions WHERE monitor_id = ?"
-                        " AND entity_id = ? AND ts >= ? AND ts <= ? AND tag IS ? ORDER BY id",
-                        (mid, actual.entity_id, lo, hi, actual.tag),
-                    )
-                ]
-            chosen = join.choose(actual, rows, spec)
-            if not chosen:
-                waiting.append(codec.pending_values(mid, actual, join.expiry(now, spec)))
-                outcomes[mid, ACTUALS_PENDING] = outcomes.get((mid, ACTUALS_PENDING), 0) + 1
-                continue
-            outcomes[mid, ACTUALS_MATCHED] = outcomes.get((mid, ACTUALS_MATCHED), 0) + 1
-            error = labeling.join(mid, index, actual, chosen, spec)
-            if error is not None:
-                errors.append(error)
-        if errors:
-            raise LabelsRejected(errors)
-        _write_labels(conn, labeling, now)
-        self._write_aggregates(conn, labeling.deltas)
-        if waiting:
+        result = plan.plan_actuals(actuals, monitors, _candidates(conn, actuals, monitors), now)
+        if result.errors:
+            raise LabelsRejected(result.errors)
+        self._write_plan(conn, result, now)
+        return FeedbackResult(matched=result.matched, pending=len(result.waiting))
+
+    def _write_plan(
+        self,
+        conn: sqlite3.Connection,
+        result: plan.Plan,
+        now: float,
+        refs: Mapping[int, int] | None = None,
+    ) -> None:
+        """Store a plan: labels (`refs` maps a new record's batch index to its id), counter
+        deltas, lifetime totals and pending actuals."""
+        _write_labels(conn, result.labels, now, refs)
+        self._write_aggregates(conn, result.deltas)
+        _write_totals(
+            conn,
+            [
+                (*group, key, n)
+                for group, counters in result.totals.items()
+                for key, n in counters.items()
+            ],
+        )
+        if result.waiting:
             conn.executemany(
                 "INSERT INTO pending (monitor_id, prediction_id, entity_id, tag, ts, actual,"
                 " vote, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                waiting,
+                [codec.pending_values(p) for p in result.waiting],
             )
-        _write_totals(conn, [(mid, "", "", key, n) for (mid, key), n in outcomes.items()])
-        matched = sum(n for (_, key), n in outcomes.items() if key == ACTUALS_MATCHED)
-        return FeedbackResult(matched=matched, pending=len(waiting))
-
-    @staticmethod
-    def _rows_by_id(
-        conn: sqlite3.Connection, actuals: Sequence[Actual], monitors: Mapping[str, Registered]
-    ) -> dict[tuple[int, str], list[Row]]:
-        """The records named by the request's prediction_id actuals, one query per monitor."""
-        wanted: dict[int, list[str]] = {}
-        for actual in actuals:
-            if actual.prediction_id is not None:
-                wanted.setdefault(monitors[actual.monitor].id, []).append(actual.prediction_id)
-        found: dict[tuple[int, str], list[Row]] = {}
-        for mid, ids in wanted.items():
-            for values in conn.execute(
-                f"SELECT {codec.ROW_COLUMNS} FROM predictions WHERE monitor_id = ?"
-                " AND prediction_id IN (SELECT value FROM json_each(?))",
-                (mid, codec.to_json(ids)),
-            ):
-                row = codec.row(*values)
-                found.setdefault((mid, row.prediction_id), []).append(row)
-        return found
+        if result.done:
+            conn.execute(
+                "DELETE FROM pending WHERE id IN (SELECT value FROM json_each(?))",
+                (codec.to_json(result.done),),
+            )
+        if result.partly:
+            conn.executemany(
+                "UPDATE pending SET labeled = ? WHERE id = ?",
+                [(codec.to_json(labeled), ref) for ref, labeled in result.partly],
+            )
 
     # -- maintenance ---------------------------------------------------------------------------
 
@@ -526,9 +450,7 @@ class SQLiteStore(Store):
     def _assume_missing(
         self, conn: sqlite3.Connection, monitor: Registered, cutoff: float, now: float, limit: int
     ) -> int:
-        spec = monitor.monitor.spec
-        label = join.assumed_label(spec)
-        if label is None:
+        if join.assumed_label(monitor.monitor.spec) is None:
             return 0
         found = conn.execute(
             "SELECT swept FROM sweeps WHERE monitor_id = ?", (monitor.id,)
@@ -544,21 +466,15 @@ class SQLiteStore(Store):
                 (monitor.id, swept, cutoff, limit),
             )
         ]
-        labeling = Labeling()
-        for row in rows:
-            try:
-                labeling.apply(monitor.id, row, label, spec)
-            except metrics.LabelError:
-                continue  # the assumed value does not fit this prediction: leave it unlabeled
-        _write_labels(conn, labeling, now)
-        self._write_aggregates(conn, labeling.deltas)
+        result = plan.plan_assumed(monitor, rows)
+        self._write_plan(conn, result, now)
         swept = rows[-1].ts if len(rows) == limit else cutoff
         conn.execute(
             "INSERT INTO sweeps (monitor_id, swept) VALUES (?, ?)"
             " ON CONFLICT (monitor_id) DO UPDATE SET swept = excluded.swept",
             (monitor.id, swept),
         )
-        return len(labeling.rows)
+        return len(result.labels)
 
     async def expire_pending(self, now: float) -> dict[int, int]:
         return await self._tx(self._expire_pending, now)
@@ -567,13 +483,13 @@ class SQLiteStore(Store):
     def _expire_pending(conn: sqlite3.Connection, now: float) -> dict[int, int]:
         expired = dict(
             conn.execute(
-                "SELECT monitor_id, count(*) FROM pending WHERE expires <= ? GROUP BY monitor_id",
+                "SELECT monitor_id, count(*) FROM pending WHERE expires <= ? AND labeled IS NULL"
+                " GROUP BY monitor_id",
                 (now,),
             ).fetchall()
         )
-        if expired:
-            conn.execute("DELETE FROM pending WHERE expires <= ?", (now,))
-            _write_totals(conn, [(mid, "", "", ACTUALS_EXPIRED, n) for mid, n in expired.items()])
+        conn.execute("DELETE FROM pending WHERE expires <= ?", (now,))
+        _write_totals(conn, [(mid, "", "", ACTUALS_EXPIRED, n) for mid, n in expired.items()])
         return expired
 
     async def delete_predictions(self, monitor_id: int, before: float, limit: int) -> int:
@@ -752,17 +668,78 @@ class SQLiteStore(Store):
 # -- row conversions and shared writes ---------------------------------------------------------
 
 
-def _by_monitor(record: PredictionRecord) -> str:
-    return record.monitor
+def _waiting(
+    conn: sqlite3.Connection, registered: Registered, batch: Sequence[PredictionRecord]
+) -> list[plan.Waiting]:
+    """The monitor's pending actuals that name a record of `batch` (by id or entity), oldest
+    first; none at all is the usual case, found by one cheap probe."""
+    monitor_id = registered.id
+    probe = "SELECT 1 FROM pending WHERE monitor_id = ? LIMIT 1"
+    if conn.execute(probe, (monitor_id,)).fetchone() is None:
+        return []
+    ids = codec.to_json([r.prediction_id for r in batch])
+    entities = codec.to_json(sorted({r.entity_id for r in batch if r.entity_id is not None}))
+    return [
+        codec.waiting(registered.monitor.key, *values)
+        for values in conn.execute(
+            f"SELECT {codec.PENDING_COLUMNS} FROM pending"
+            " WHERE monitor_id = ?1 AND prediction_id IN (SELECT value FROM json_each(?2))"
+            f" UNION SELECT {codec.PENDING_COLUMNS} FROM pending"
+            " WHERE monitor_id = ?1 AND entity_id IN (SELECT value FROM json_each(?3))"
+            " ORDER BY id",
+            (monitor_id, ids, entities),
+        )
+    ]
 
 
-def _new_row(conn: sqlite3.Connection, monitor_id: int, record: PredictionRecord) -> Row:
-    """A record just inserted in this transaction, as a join row."""
-    (ref,) = conn.execute(
-        "SELECT id FROM predictions WHERE monitor_id = ? AND prediction_id = ? AND served_by = ?",
-        (monitor_id, record.prediction_id, record.served_by),
-    ).fetchone()
-    return Row.of(ref, record)
+def _refs(
+    conn: sqlite3.Connection, batch: Sequence[PredictionRecord], monitors: Mapping[str, Registered]
+) -> dict[int, int]:
+    """Batch index → id of records just inserted."""
+    keys = codec.to_json(
+        [(i, monitors[r.monitor].id, r.prediction_id, r.served_by) for i, r in enumerate(batch)]
+    )
+    return dict(
+        conn.execute(
+            "SELECT k.value ->> 0, p.id FROM json_each(?) AS k JOIN predictions AS p"
+            " ON p.monitor_id = k.value ->> 1 AND p.prediction_id = k.value ->> 2"
+            " AND p.served_by = k.value ->> 3",
+            (keys,),
+        ).fetchall()
+    )
+
+
+def _candidates(
+    conn: sqlite3.Connection, actuals: Sequence[Actual], monitors: Mapping[str, Registered]
+) -> dict[int, list[Row]]:
+    """The records each actual may label (by id; by entity and tag within its span), in
+    arrival order: prediction_id actuals in one query per monitor, entity actuals one each."""
+    wanted: dict[int, dict[str, list[int]]] = {}
+    found: dict[int, list[Row]] = {}
+    for index, actual in enumerate(actuals):
+        registered = monitors[actual.monitor]
+        if actual.prediction_id is not None:
+            wanted.setdefault(registered.id, {}).setdefault(actual.prediction_id, []).append(index)
+            continue
+        lo, hi = join.entity_span(actual, registered.monitor.spec)
+        found[index] = [
+            codec.row(*values)
+            for values in conn.execute(
+                f"SELECT {codec.ROW_COLUMNS} FROM predictions WHERE monitor_id = ?"
+                " AND entity_id = ? AND ts >= ? AND ts <= ? AND tag IS ? ORDER BY id",
+                (registered.id, actual.entity_id, lo, hi, actual.tag),
+            )
+        ]
+    for mid, ids in wanted.items():
+        for values in conn.execute(
+            f"SELECT {codec.ROW_COLUMNS} FROM predictions WHERE monitor_id = ?"
+            " AND prediction_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+            (mid, codec.to_json(list(ids))),
+        ):
+            row = codec.row(*values)
+            for index in ids[row.prediction_id]:
+                found.setdefault(index, []).append(row)
+    return found
 
 
 LABEL_STATEMENT_MIN = 16
@@ -772,12 +749,19 @@ third of `executemany`'s cost per row, which pays for a statement per row."""
 _SET_LABEL = "UPDATE predictions SET actual = ?, vote = ?, assumed = ?, correct = ?, labeled_at = ?"
 
 
-def _write_labels(conn: sqlite3.Connection, labeling: Labeling, now: float) -> None:
+def _write_labels(
+    conn: sqlite3.Connection,
+    labels: Mapping[int, tuple[Row, bool | None]],
+    now: float,
+    refs: Mapping[int, int] | None,
+) -> None:
+    """Write a plan's labels; `refs` maps the plan's refs to record ids where they differ."""
     alike: dict[tuple[Label, type, bool | None], list[int]] = {}
-    for ref, (row, correct) in labeling.rows.items():
+    for ref, (row, correct) in labels.items():
         label = row.label
         assert label is not None
-        alike.setdefault((label, type(label.value), correct), []).append(ref)
+        key = (label, type(label.value), correct)
+        alike.setdefault(key, []).append(ref if refs is None else refs[ref])
     one_by_one = []
     for (label, _, correct), refs in alike.items():
         columns = (*codec.label_columns(label), None if correct is None else int(correct), now)
