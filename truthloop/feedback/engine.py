@@ -33,13 +33,11 @@ import msgspec
 
 from truthloop.core import alerts, metrics, records, windows
 from truthloop.core.join import PREDICTIONS_KEY
+from truthloop.core.plan import ACTUALS_EXPIRED, ACTUALS_MATCHED, ACTUALS_PENDING
 from truthloop.core.spec import FALLBACK_MODES, FallbackMode, Monitor, Task, parse_monitor
 from truthloop.feedback.errors import BadRequest, Conflict, NotFound
 from truthloop.feedback.settings import Settings
 from truthloop.feedback.store.interface import (
-    ACTUALS_EXPIRED,
-    ACTUALS_MATCHED,
-    ACTUALS_PENDING,
     Counters,
     DatasetQuery,
     FeedbackResult,
