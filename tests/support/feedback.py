@@ -94,7 +94,7 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = feedback_app.build(settings)
-        self.runner = web.AppRunner(self.app, access_log=None)
+        self.runner = feedback_app.Runner(self.app, access_log=None)
         self.session: aiohttp.ClientSession | None = None
         self.base = ""
 

@@ -30,12 +30,15 @@ def test_flags_become_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
             str(token),
             "--retention",
             "7d",
+            "--idle-timeout",
+            "2m",
         )
     )
     assert (host, port) == ("0.0.0.0", 9000)
     assert settings.token == "s3cret"
     assert settings.store == "sqlite:///x.db"
     assert settings.engine.retention == settings.limits.max_age == 7 * 86400
+    assert settings.http.idle_timeout == 120
 
 
 def test_the_token_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,6 +51,8 @@ def test_the_token_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
     [
         (["--listen", "localhost"], "--listen"),
         (["--retention", "a while"], "--retention"),
+        (["--idle-timeout", "soon"], "--idle-timeout"),
+        (["--idle-timeout", "0s"], "--idle-timeout"),
         (["--token-file", "/nonexistent/token"], "--token-file"),
         (["--max-body", "10"], "--max-body"),
     ],

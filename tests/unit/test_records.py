@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import pytest
@@ -13,8 +13,22 @@ from truthloop.core import records
 from truthloop.core.records import Actual, Limits, PredictionRecord
 
 NOW = 1_767_225_600.0
-TASKS = {"ml/churn": "binary", "ml/price": "regression"}
+TASKS = {"ml/churn": "binary", "ml/price": "regression", "ml/kinds": "multiclass"}
 LIMITS = Limits()
+T = TypeVar("T")
+
+
+def run(steps: records.Steps[T]) -> T:
+    """All the slices of a parser at once."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+def parse_body(body: bytes, limits: Limits = LIMITS, *, ndjson: bool = False) -> Any:
+    return run(records.parse_predictions(body, TASKS, NOW, limits, ndjson=ndjson))
 
 
 def rec(**fields: Any) -> dict[str, Any]:
@@ -28,11 +42,11 @@ def parse(*items: Any, ndjson: bool = False) -> records.Parsed[PredictionRecord]
         body = b"\n".join(msgspec.json.encode(i) for i in items)
     else:
         body = msgspec.json.encode(list(items))
-    return records.parse_predictions(body, TASKS, NOW, LIMITS, ndjson=ndjson)
+    return parse_body(body, ndjson=ndjson)  # type: ignore[no-any-return]
 
 
 def parse_actuals(body: Any) -> records.Parsed[Actual]:
-    return records.parse_actuals(msgspec.json.encode(body), TASKS, NOW, LIMITS)
+    return run(records.parse_actuals(msgspec.json.encode(body), TASKS, NOW, LIMITS))
 
 
 def problems(parsed: records.Parsed[Any]) -> list[tuple[int | None, str, str]]:
@@ -124,23 +138,62 @@ def test_ndjson_lines_are_items_and_a_broken_line_is_its_own_error() -> None:
         + b"\n\n{oops\n[1]\n"
         + msgspec.json.encode(rec(prediction_id="b"))
     )
-    parsed = records.parse_predictions(body, TASKS, NOW, LIMITS, ndjson=True)
+    parsed = parse_body(body, ndjson=True)
     assert problems(parsed) == [(1, "", "invalid_json"), (2, "", "wrong_type")]
     assert [r.prediction_id for r in parsed.items] == ["a", "b"]
     assert parsed.indices == (0, 3)
 
 
 def test_a_body_that_is_not_an_array_or_too_long_is_refused_whole() -> None:
-    assert problems(records.parse_predictions(b'{"a": 1}', TASKS, NOW, LIMITS)) == [
-        (None, "", "wrong_type")
-    ]
+    assert problems(parse_body(b'{"a": 1}')) == [(None, "", "wrong_type")]
     small = Limits(max_items=2)
-    parsed = records.parse_predictions(
-        msgspec.json.encode([rec(prediction_id=str(i)) for i in range(3)]), TASKS, NOW, small
-    )
+    parsed = parse_body(msgspec.json.encode([rec(prediction_id=str(i)) for i in range(3)]), small)
     assert problems(parsed) == [(None, "", "too_many_items")]
     with pytest.raises(msgspec.DecodeError):
-        records.parse_predictions(b"[{", TASKS, NOW, LIMITS)
+        parse_body(b"[{")
+
+
+def test_characters_a_store_cannot_keep_are_refused_where_they_would_be_stored() -> None:
+    parsed = parse(
+        rec(prediction_id="a", monitor="ml/kinds", prediction="x\ny"),
+        rec(prediction_id="b", monitor="ml/kinds", prediction="crème brûlée"),
+        rec(prediction_id="c", features={"k": [{"deep": "\x00"}]}),
+        rec(prediction_id="d", features={"text": "a\tb\r\nc", "\x01": "other controls"}),
+        rec(prediction_id="e", entity_id="non\u00a0breaking"),
+        rec(prediction_id="f", monitor="ml/kinds", prediction="\x7f"),
+    )
+    assert problems(parsed) == [
+        (0, "prediction", "invalid"),
+        (2, "features", "invalid"),
+        (4, "entity_id", "invalid"),
+        (5, "prediction", "invalid"),
+    ]
+    labels = parse_actuals({"monitor": "ml/kinds", "prediction_id": "p", "actual": "a\x85"})
+    assert problems(labels) == [(0, "actual", "invalid")]
+
+
+def test_a_parser_yields_between_slices_and_counts_items_before_converting_any() -> None:
+    n = 4 * records.SLICE
+    body = msgspec.json.encode([rec(prediction_id=f"p{i}", ts="bad") for i in range(n)])
+    steps = records.parse_predictions(body, TASKS, NOW, LIMITS)
+    yields = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            parsed = done.value
+            break
+        yields += 1
+    assert yields == 4
+    assert (len(parsed.errors), parsed.omitted) == (records.MAX_ERRORS, n - records.MAX_ERRORS)
+    assert [e.index for e in parsed.errors] == list(range(records.MAX_ERRORS))
+    assert parsed.rejected == {"ml/churn": n}
+    few = Limits(max_items=n - 1)
+    for over in (body, b"{}\n" * n):
+        steps = records.parse_predictions(over, TASKS, NOW, few, ndjson=over != body)
+        with pytest.raises(StopIteration) as done:
+            next(steps)  # refused before the first slice
+        assert problems(done.value.value) == [(None, "", "too_many_items")]
 
 
 def test_actuals_come_as_one_item_an_array_or_items() -> None:

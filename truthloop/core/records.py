@@ -1,19 +1,30 @@
 """Capture records and actuals: JSON bodies in, typed values or per-item errors out.
 
 The feedback service validates a whole request before storing anything, and answers with every
-bad item at once: `parse_predictions` and `parse_actuals` return the typed items and a list of
+bad item at once: `parse_predictions` and `parse_actuals` produce the typed items and the
 `ItemError`s (`index`, `field`, `message`, and a `reason` code that is also the metric label and
-the log field). A request is stored only when that list is empty.
+the log field). A request is stored only when it has no error.
+
+One client must not take the service down, so the work and the answer are bounded: the item
+count is checked right after the body is decoded, before any item is converted; the first
+`MAX_ERRORS` errors are kept and the others only counted; and the parsers are generators that
+`yield` every `SLICE` items, so a caller on an event loop can serve other requests in between
+(its return value, the `StopIteration` value, is the `Parsed` outcome).
 
 The wire shapes are msgspec Structs, so a well-formed batch is decoded and type-checked in one C
-pass; only when that fails is the body decoded generically and each item converted on its own,
-to name every bad item rather than the first. Both paths then run the same checks of meaning:
+pass; only when that fails is the body split into raw items (NDJSON: its lines) and each decoded
+on its own, to name every bad item rather than the first. Both paths then run the same checks
+of meaning:
 
 - identifiers (prediction, entity, tag, version) that are empty, longer than
-  `Limits.max_id_length` or hold control characters are refused: they end up in URLs,
+  `Limits.max_id_length` or hold characters that are not printable (`str.isprintable`: control,
+  format and separator characters other than the space) are refused: they end up in URLs,
   Prometheus labels and CSV files;
+- string labels (a prediction or an actual) holding control characters (C0, DEL, C1) are
+  refused: a class label is a counter key, and PostgreSQL stores no NUL in text or `jsonb`;
+- features may hold any text but NUL (`\u0000`), in keys and values alike;
 - integers beyond ±2**53 (they survive neither a float nor a database integer); JSON itself
-  has no NaN or Infinity and msgspec refuses numbers out of float range;
+  has no NaN or Infinity and msgspec refuses numbers out of float range (and lone surrogates);
 - timestamps before 1970, more than `Limits.future_skew` ahead of `now`, and (predictions only)
   older than `Limits.max_age`, the retention period, since they would be deleted on arrival;
 - values the monitor's task cannot use (a label of "cat" for a binary task);
@@ -26,9 +37,10 @@ item's problem: it propagates as `msgspec.DecodeError` for the caller to report.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -46,6 +58,15 @@ SERVED_BY: tuple[ServedBy, ...] = ("model", "fallback")
 MAX_SAFE_INT = 2**53
 T = TypeVar("T")
 W = TypeVar("W", bound=msgspec.Struct)
+
+MAX_ERRORS = 100
+"""Item errors kept for one request, in index order; the others are only counted."""
+SLICE = 250
+"""Items validated between two `yield`s of a parser."""
+
+Steps = Generator[None, None, T]
+"""Work done in slices: each `yield` is a point where the caller may let other work run; the
+generator's return value is the result."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +149,30 @@ class Parsed(Generic[T]):
     indices: tuple[int, ...] = ()
     repeats: int = 0
     errors: tuple[ItemError, ...] = ()
+    """The first `MAX_ERRORS` errors, in index order."""
+    omitted: int = 0
+    """Errors found beyond `errors`."""
     rejected: Mapping[str, int] = field(default_factory=dict)
+
+
+class Problems:
+    """The errors of one request: the first `MAX_ERRORS` kept in the order found, the others
+    only counted, so a body of a million bad items costs no more memory than one of a hundred."""
+
+    __slots__ = ("kept", "omitted")
+
+    def __init__(self) -> None:
+        self.kept: list[ItemError] = []
+        self.omitted = 0
+
+    def add(self, index: int | None, field: str, message: str, reason: str) -> None:
+        if len(self.kept) < MAX_ERRORS:
+            self.kept.append(ItemError(index, field, message, reason))
+        else:
+            self.omitted += 1
+
+    def __len__(self) -> int:
+        return len(self.kept) + self.omitted
 
 
 # -- wire shapes -------------------------------------------------------------------------------
@@ -161,9 +205,24 @@ class _ActualsIn(msgspec.Struct, frozen=True):
     items: list[ActualIn]
 
 
+class _Named(msgspec.Struct):
+    """The monitor an item names, read from an item that failed its type check."""
+
+    monitor: object = None
+
+
 _RECORDS = msgspec.json.Decoder(list[RecordIn])
+_RECORD = msgspec.json.Decoder(RecordIn)
 _ACTUALS = msgspec.json.Decoder(_ActualsIn)
-_ANY = msgspec.json.Decoder()
+_ACTUAL = msgspec.json.Decoder(ActualIn)
+_RAWS = msgspec.json.Decoder(list[msgspec.Raw])
+_SHAPE = msgspec.json.Decoder(list[msgspec.Raw] | dict[str, msgspec.Raw])
+_NAMED = msgspec.json.Decoder(_Named)
+_LINE = re.compile(rb"\S[^\r\n]*")
+"""A line of NDJSON that is not blank (from its first non-blank byte)."""
+
+Raw = bytes | msgspec.Raw
+"""An item not yet decoded: an element of a JSON array, or a line of NDJSON."""
 
 
 # -- entry points ------------------------------------------------------------------------------
@@ -171,54 +230,61 @@ _ANY = msgspec.json.Decoder()
 
 def parse_predictions(
     body: bytes, tasks: Mapping[str, Task], now: float, limits: Limits, *, ndjson: bool = False
-) -> Parsed[PredictionRecord]:
+) -> Steps[Parsed[PredictionRecord]]:
     """Validate capture records, a JSON array (or NDJSON: one record a line, blank lines skipped);
     `tasks` maps each known monitor to its task.
 
     Raises `msgspec.DecodeError` for a JSON body that is not JSON at all; in NDJSON a line that is
     not JSON is that item's error.
     """
+    items: Sequence[RecordIn] | Sequence[Raw]
     if ndjson:
-        wire, errors = _lines(body)
+        lines = _LINE.finditer(body)
+        items = [line[0] for line in itertools.islice(lines, limits.max_items + 1)]
     else:
         try:
-            wire, errors = _RECORDS.decode(body), []
+            items = _RECORDS.decode(body)
         except msgspec.ValidationError:
-            data = _ANY.decode(body)
-            if not isinstance(data, list):
+            try:
+                items = _RAWS.decode(body)
+            except msgspec.ValidationError:
                 return _refused("", "expected a JSON array of records")
-            wire, errors = _convert_each(data, RecordIn)
-    if len(wire) > limits.max_items:
+    if len(items) > limits.max_items:
         return _refused("", f"at most {limits.max_items} records per request", "too_many_items")
-    checker = _Checker(tasks, now, limits, errors)
-    return _collect(wire, checker.prediction, checker, _prediction_key)
+    checker = _Checker(tasks, now, limits, features=b"\\u0000" in body)
+    return (yield from _collect(items, _RECORD, checker.prediction, checker, _prediction_key))
 
 
 def parse_actuals(
     body: bytes, tasks: Mapping[str, Task], now: float, limits: Limits
-) -> Parsed[Actual]:
+) -> Steps[Parsed[Actual]]:
     """Validate `{"items": [...]}`, a JSON array of actuals, or one actual object.
 
     A missing `timestamp` is `now`. Raises `msgspec.DecodeError` for a body that is not JSON.
     """
+    items: Sequence[ActualIn] | Sequence[Raw]
     try:
-        wire: Sequence[ActualIn | _Unreadable] = _ACTUALS.decode(body).items
-        errors: list[ItemError] = []
+        items = _ACTUALS.decode(body).items
     except msgspec.ValidationError:
-        data = _ANY.decode(body)
-        if isinstance(data, dict) and "items" in data:
-            data = data["items"]
-            if not isinstance(data, list):
+        try:
+            shape = _SHAPE.decode(body)
+        except msgspec.ValidationError:
+            shape = [msgspec.Raw(body)]  # a scalar: one item of the wrong type
+        if isinstance(shape, list):
+            items = shape
+        elif "items" in shape:
+            try:
+                items = _RAWS.decode(shape["items"])
+            except msgspec.ValidationError:
                 return _refused("items", "expected an array")
-        elif not isinstance(data, list):
-            data = [data]
-        wire, errors = _convert_each(data, ActualIn)
-    if len(wire) > limits.max_items:
+        else:
+            items = [msgspec.Raw(body)]
+    if len(items) > limits.max_items:
         return _refused(
             "items", f"at most {limits.max_items} actuals per request", "too_many_items"
         )
-    checker = _Checker(tasks, now, limits, errors)
-    return _collect(wire, checker.actual, checker, _actual_key)
+    checker = _Checker(tasks, now, limits)
+    return (yield from _collect(items, _ACTUAL, checker.actual, checker, _actual_key))
 
 
 def _prediction_key(record: PredictionRecord) -> tuple[str, tuple[Any, ...]]:
@@ -231,49 +297,50 @@ def _actual_key(actual: Actual) -> tuple[str, tuple[Any, ...]]:
     return "entity_id", (actual.monitor, actual.entity_id, actual.tag, actual.timestamp)
 
 
-class _Unreadable(msgspec.Struct, frozen=True):
-    """An item that failed its type check; its monitor, if it named one, for the counts."""
-
-    monitor: str = ""
-
-
 def _collect(
-    wire: Sequence[W | _Unreadable],
+    items: Sequence[W] | Sequence[Raw],
+    decoder: msgspec.json.Decoder[W],
     check: Callable[[int, W], T | None],
     checker: _Checker,
     key_of: Callable[[T], tuple[str, tuple[Any, ...]]],
-) -> Parsed[T]:
-    """Check each item, drop identical repeats, refuse conflicting ones, count rejections."""
+) -> Steps[Parsed[T]]:
+    """Decode (raw items) and check each item, drop identical repeats, refuse conflicting ones,
+    count rejections; `yield` before each slice of `SLICE` items."""
     out: list[T] = []
     indices: list[int] = []
     seen: dict[tuple[Any, ...], tuple[int, T]] = {}
     repeats = 0
-    for index, item in enumerate(wire):
-        value = None if isinstance(item, _Unreadable) else check(index, item)
-        if value is None:
-            continue
-        field, key = key_of(value)
-        first = seen.get(key)
-        if first is None:
-            seen[key] = (index, value)
-            out.append(value)
-            indices.append(index)
-        elif first[1] == value:
-            repeats += 1
-        else:
-            checker.fail(
-                index,
-                field,
-                f"same key as item {first[0]} with different content",
-                "duplicate_in_batch",
-            )
     rejected: dict[str, int] = {}
-    for index in {e.index for e in checker.errors if e.index is not None}:
-        monitor = getattr(wire[index], "monitor", "")
-        monitor = monitor if monitor in checker.tasks else ""
-        rejected[monitor] = rejected.get(monitor, 0) + 1
-    errors = sorted(checker.errors, key=lambda e: -1 if e.index is None else e.index)
-    return Parsed(tuple(out), tuple(indices), repeats, tuple(errors), rejected)
+    problems = checker.problems
+    for index, item in enumerate(items):
+        if not index % SLICE:
+            yield
+        before = len(problems)
+        wire = checker.typed(index, item, decoder) if isinstance(item, Raw) else item
+        value = None if wire is None else check(index, wire)
+        if value is not None:
+            field, key = key_of(value)
+            first = seen.get(key)
+            if first is None:
+                seen[key] = (index, value)
+                out.append(value)
+                indices.append(index)
+            elif first[1] == value:
+                repeats += 1
+            else:
+                checker.fail(
+                    index,
+                    field,
+                    f"same key as item {first[0]} with different content",
+                    "duplicate_in_batch",
+                )
+        if len(problems) > before:
+            monitor = _monitor(item) if wire is None else wire.monitor  # type: ignore[attr-defined]
+            monitor = monitor if monitor in checker.tasks else ""
+            rejected[monitor] = rejected.get(monitor, 0) + 1
+    return Parsed(
+        tuple(out), tuple(indices), repeats, tuple(problems.kept), problems.omitted, rejected
+    )
 
 
 def _refused(field: str, message: str, reason: str = "wrong_type") -> Parsed[Any]:
@@ -286,75 +353,93 @@ _FIELD_AT = re.compile(r"- at `\$\.?([^`\[]*)")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
-_RECORD = msgspec.json.Decoder(RecordIn)
+def _type_error(error: msgspec.ValidationError) -> tuple[str, str, str]:
+    """(field, message, reason) of an item's first bad field, from msgspec's message."""
+    message = str(error)
+    missing = _MISSING.search(message)
+    if missing:
+        return missing[1], "is required", "missing"
+    at = _FIELD_AT.search(message)
+    return at[1] if at else "", message.split(" - at ")[0], "wrong_type"
 
 
-def _lines(body: bytes) -> tuple[list[RecordIn | _Unreadable], list[ItemError]]:
-    """NDJSON records; a line that is not JSON, or not a record, is that item's error."""
-    wire: list[RecordIn | _Unreadable] = []
-    errors: list[ItemError] = []
-    for line in body.splitlines():
-        if not line.strip():
-            continue
-        try:
-            wire.append(_RECORD.decode(line))
-            continue
-        except msgspec.ValidationError:
-            pass
-        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
-            errors.append(ItemError(len(wire), "", f"not JSON: {e}", "invalid_json"))
-            wire.append(_Unreadable())
-            continue
-        converted, problems = _convert_each([_ANY.decode(line)], RecordIn)
-        errors += [ItemError(len(wire), p.field, p.message, p.reason) for p in problems]
-        wire.append(converted[0])
-    return wire, errors
-
-
-def _convert_each(data: list[Any], shape: type[W]) -> tuple[list[W | _Unreadable], list[ItemError]]:
-    """Each item converted on its own, so every bad item is named (with its first bad field)."""
-    wire: list[W | _Unreadable] = []
-    errors: list[ItemError] = []
-    for index, item in enumerate(data):
-        try:
-            wire.append(msgspec.convert(item, shape))
-        except msgspec.ValidationError as e:
-            monitor = item.get("monitor") if isinstance(item, dict) else None
-            wire.append(_Unreadable(monitor if isinstance(monitor, str) else ""))
-            message = str(e)
-            missing = _MISSING.search(message)
-            if missing:
-                errors.append(ItemError(index, missing[1], "is required", "missing"))
-                continue
-            at = _FIELD_AT.search(message)
-            field = at[1] if at else ""
-            errors.append(ItemError(index, field, message.split(" - at ")[0], "wrong_type"))
-    return wire, errors
+def _monitor(item: Raw) -> str:
+    """The monitor a raw item names, or "" (for the rejection counts)."""
+    try:
+        monitor = _NAMED.decode(item).monitor
+    except (msgspec.DecodeError, RecursionError):
+        return ""
+    return monitor if isinstance(monitor, str) else ""
 
 
 # -- checks of meaning -------------------------------------------------------------------------
 
 
-class _Checker:
-    """Checks shared by both decoding paths; problems are appended to `errors`."""
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+"""C0 controls, DEL and C1 controls: not in a string label."""
 
-    __slots__ = ("errors", "limits", "now", "tasks", "usable")
+
+def identifier_problem(value: str, max_length: int) -> tuple[str, str] | None:
+    """Why `value` cannot be an identifier, as (message, reason), or None when it can."""
+    if not value:
+        return "must not be empty", "missing"
+    if len(value) > max_length:
+        return f"longer than {max_length} characters", "too_long"
+    if not value.isprintable():
+        return "must not contain control or other non-printable characters", "invalid"
+    return None
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a NUL is in any string or key of a decoded JSON value (walked with a stack, not
+    recursion: features may nest deeply)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            if any("\x00" in key for key in item):
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+class _Checker:
+    """Checks shared by both decoding paths; problems go to `problems`."""
+
+    __slots__ = ("features", "limits", "now", "problems", "tasks", "usable")
 
     def __init__(
-        self, tasks: Mapping[str, Task], now: float, limits: Limits, errors: list[ItemError]
+        self, tasks: Mapping[str, Task], now: float, limits: Limits, *, features: bool = False
     ) -> None:
         self.tasks = tasks
         self.now = now
         self.limits = limits
-        self.errors = errors
+        self.features = features
+        """Whether features may hold a NUL (the body has a `\\u0000` escape), so walk them."""
+        self.problems = Problems()
         self.usable: set[tuple[Any, ...]] = set()
         """(check, task, type, value) that passed `scalar`: a batch repeats its labels."""
 
     def fail(self, index: int, field: str, message: str, reason: str = "invalid") -> None:
-        self.errors.append(ItemError(index, field, message, reason))
+        self.problems.add(index, field, message, reason)
+
+    def typed(self, index: int, item: Raw, decoder: msgspec.json.Decoder[W]) -> W | None:
+        """A raw item decoded to its wire shape, or None (and its error)."""
+        try:
+            return decoder.decode(item)
+        except msgspec.ValidationError as e:
+            self.fail(index, *_type_error(e))
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
+            self.fail(index, "", f"not JSON: {e}", "invalid_json")
+        return None
 
     def prediction(self, index: int, item: RecordIn) -> PredictionRecord | None:
-        before = len(self.errors)
+        before = len(self.problems)
         task = self.task(index, item.monitor)
         self.ident(index, "prediction_id", item.prediction_id)
         if item.model_version:
@@ -370,7 +455,9 @@ class _Checker:
                 self.fail(index, "score", f"only binary monitors take a score, this is {task}")
             elif not 0.0 <= score <= 1.0:
                 self.fail(index, "score", "must be a probability from 0 to 1", "out_of_range")
-        if len(self.errors) > before:
+        if self.features and _has_nul(item.features):
+            self.fail(index, "features", "must not contain NUL characters (\\u0000)")
+        if len(self.problems) > before:
             return None
         return PredictionRecord(
             item.monitor,
@@ -386,7 +473,7 @@ class _Checker:
         )
 
     def actual(self, index: int, item: ActualIn) -> Actual | None:
-        before = len(self.errors)
+        before = len(self.problems)
         task = self.task(index, item.monitor)
         if (item.prediction_id is None) == (item.entity_id is None):
             self.fail(
@@ -411,7 +498,7 @@ class _Checker:
             self.fail(index, "actual", "must not be null", "missing")
         elif value is not msgspec.UNSET:
             self.scalar(index, "actual", value, task, metrics.check_actual)
-        if len(self.errors) > before:
+        if len(self.problems) > before:
             return None
         return Actual(
             item.monitor,
@@ -432,14 +519,9 @@ class _Checker:
         return task
 
     def ident(self, index: int, field: str, value: str) -> None:
-        if not value:
-            self.fail(index, field, "must not be empty", "missing")
-        elif len(value) > self.limits.max_id_length:
-            self.fail(
-                index, field, f"longer than {self.limits.max_id_length} characters", "too_long"
-            )
-        elif not value.isprintable():
-            self.fail(index, field, "must not contain control characters")
+        problem = identifier_problem(value, self.limits.max_id_length)
+        if problem:
+            self.fail(index, field, *problem)
 
     def entity(self, index: int, value: str | int | None) -> str | None:
         if isinstance(value, int):
@@ -468,6 +550,8 @@ class _Checker:
             self.fail(
                 index, field, f"longer than {self.limits.max_text_length} characters", "too_long"
             )
+        elif isinstance(value, str) and _CONTROL.search(value):
+            self.fail(index, field, "must not contain control characters")
         elif task is not None:
             problem = usable(task, value)
             if problem:

@@ -1,14 +1,15 @@
 """HTTP handlers: decode, call the engine, answer JSON. No behaviour lives here.
 
-Routes (DESIGN.md, "HTTP APIs"): monitors CRUD, capture records, actuals, metrics (with series),
-state (long-poll), fallback override, Alertmanager webhook, timelines, datasets (streamed), and
-/metrics, /healthz, /readyz. Every error is a `ClientError` turned into JSON by `app.errors`.
+Routes: monitors CRUD, capture records, actuals, metrics (with series), state (long-poll),
+fallback override, Alertmanager webhook, timelines, datasets (streamed), and /metrics, /healthz,
+/readyz. Every error is a `ClientError` turned into JSON by `app.errors`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -29,12 +30,18 @@ SETTINGS = web.AppKey("settings", Settings)
 _encode = msgspec.json.Encoder().encode
 
 
-def json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=_encode(data), status=status, content_type="application/json")
+def json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=_encode(data), status=status, headers=headers, content_type="application/json"
+    )
 
 
 def _key(request: web.Request) -> str:
     return f"{request.match_info['namespace']}/{request.match_info['name']}"
+
+
+def _identifier(request: web.Request) -> bodies.Parse[str]:
+    return bodies.identifier(request.app[SETTINGS].limits.max_id_length)
 
 
 # -- monitors ----------------------------------------------------------------------------------
@@ -163,28 +170,32 @@ async def post_alertmanager(request: web.Request) -> web.Response:
             "expected an Alertmanager webhook payload",
             [bodies.detail("alerts", "expected an array", "wrong_type")],
         )
+    limit = request.app[SETTINGS].limits.max_items
+    if len(alerts) > limit:
+        raise BadRequest(
+            "invalid Alertmanager payload",
+            [bodies.detail("alerts", f"at most {limit} alerts per request", "too_many_items")],
+        )
     firing: dict[str, set[str]] = {}
     resolved: dict[str, set[str]] = {}
-    errors = []
+    problems = records.Problems()
     for index, alert in enumerate(alerts):
         labels = alert.get("labels") if isinstance(alert, dict) else None
         status = alert.get("status") if isinstance(alert, dict) else None
         if not isinstance(labels, dict) or status not in ("firing", "resolved"):
-            errors.append(
-                ItemError(
-                    index,
-                    "labels" if not isinstance(labels, dict) else "status",
-                    "expected labels and a status of firing or resolved",
-                    "invalid",
-                )
+            problems.add(
+                index,
+                "labels" if not isinstance(labels, dict) else "status",
+                "expected labels and a status of firing or resolved",
+                "invalid",
             )
             continue
         monitor, name = labels.get("truthloop_monitor"), labels.get("alertname")
         if not isinstance(monitor, str) or not isinstance(name, str):
             continue
         (firing if status == "firing" else resolved).setdefault(monitor, set()).add(name)
-    if errors:
-        raise BadRequest("invalid Alertmanager payload", errors)
+    if problems:
+        raise BadRequest("invalid Alertmanager payload", problems.kept, problems.omitted)
     updated = await request.app[ENGINE].external_alerts(firing, resolved)
     return json({"monitors": updated})
 
@@ -197,7 +208,7 @@ async def get_metrics(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     engine.registered(key)
     window = bodies.query(request, "window", bodies.duration, None, "a duration like 1h")
-    version = bodies.query(request, "version", str, None, "a model version")
+    version = bodies.query(request, "version", _identifier(request), None, "a model version")
     served_by = bodies.query(
         request, "served_by", bodies.choice(*records.SERVED_BY), None, "model or fallback"
     )
@@ -236,8 +247,8 @@ async def get_predictions(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     engine.registered(key)
     settings = request.app[SETTINGS]
-    entity_id = request.query.get("entity_id")
-    if not entity_id:
+    entity_id = bodies.query(request, "entity_id", _identifier(request), None, "an entity id")
+    if entity_id is None:
         raise BadRequest(
             "entity_id is required", [bodies.detail("entity_id", "is required", "missing")]
         )
@@ -277,7 +288,7 @@ async def get_dataset(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE]
     engine.registered(key)
     window = bodies.query(request, "window", bodies.duration, None, "a duration like 7d")
-    version = bodies.query(request, "version", str, None, "a model version")
+    version = bodies.query(request, "version", _identifier(request), None, "a model version")
     correct = bodies.query(request, "correct", bodies.boolean, None, "true or false")
     fmt = bodies.query(request, "format", bodies.choice("ndjson", "csv"), "ndjson", "ndjson or csv")
     chunks = engine.dataset(key, window, version, correct)

@@ -2,7 +2,9 @@
 
 `build(settings)` returns an app whose cleanup context opens the store, starts the engine (which
 loads monitors and state) and its tick task, and closes everything in reverse on shutdown. The
-store backend is chosen by `settings.store` (`truthloop.feedback.store.open_store`).
+store backend is chosen by `settings.store` (`truthloop.feedback.store.open_store`). Serve it
+with `Runner`, so that requests aiohttp refuses before the app sees them (an unknown method, a
+head too long, a content coding it cannot decode) are answered in the same JSON error shape.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import contextlib
 import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
-from aiohttp import web
+from aiohttp import http_exceptions, web
 
 from truthloop.feedback import api, exporter
 from truthloop.feedback.engine import Engine
-from truthloop.feedback.errors import ClientError, Unauthorized, detail
+from truthloop.feedback.errors import ClientError, Unauthorized, UnsupportedEncoding, body, detail
 from truthloop.feedback.settings import Settings
 from truthloop.feedback.store import open_store
 from truthloop.feedback.store.interface import StoreUnavailable
@@ -43,29 +46,20 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except StoreUnavailable as e:
         log.warning("store unavailable serving %s %s: %s", request.method, request.path, e)
-        body = {
-            "error": "the store is unavailable",
-            "details": [detail("store", str(e), "store_unavailable").to_dict()],
-        }
-        response = api.json(body, status=503)
+        details = [detail("store", str(e), "store_unavailable")]
+        response = api.json(body("the store is unavailable", details), status=503)
         response.headers["Retry-After"] = str(RETRY_AFTER)
         return response
     except ClientError as e:
-        response = api.json(e.body(), status=e.status)
-        if isinstance(e, Unauthorized):
-            response.headers["WWW-Authenticate"] = 'Bearer realm="truthloop"'
-        return response
+        return api.json(e.body(), status=e.status, headers=e.headers)
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        body = {
-            "error": e.reason,
-            "details": [detail("request", e.text or e.reason, "http").to_dict()],
-        }
-        return api.json(body, status=e.status)
+        details = [detail("request", e.text or e.reason, "http")]
+        return api.json(body(e.reason, details), status=e.status)
     except Exception:
         log.exception("unhandled error serving %s %s", request.method, request.path)
-        return api.json({"error": "internal error", "details": []}, status=500)
+        return api.json(body("internal error", []), status=500)
 
 
 def _auth(token: str | None) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
@@ -88,10 +82,92 @@ def _auth(token: str | None) -> Callable[[web.Request, Handler], Awaitable[web.S
     return auth
 
 
+_PROTOCOL_ERRORS: tuple[tuple[type[Exception], str, str], ...] = (
+    (http_exceptions.ContentEncodingError, "Content-Encoding", "unsupported"),
+    (http_exceptions.BadHttpMethod, "method", "bad_method"),
+    (http_exceptions.LineTooLong, "head", "too_long"),
+    (http_exceptions.InvalidURLError, "target", "bad_target"),
+    (http_exceptions.BadStatusLine, "request line", "bad_request_line"),
+    (http_exceptions.InvalidHeader, "headers", "bad_header"),
+    (http_exceptions.TransferEncodingError, "Transfer-Encoding", "bad_framing"),
+    (http_exceptions.ContentLengthError, "Content-Length", "bad_framing"),
+)
+"""aiohttp's parser errors, most specific first: the part of the request named, the reason."""
+
+
+def _protocol_error(status: int, exc: BaseException | None) -> tuple[int, dict[str, str], Any]:
+    """(status, headers, JSON body) for a request aiohttp refused before the app saw it."""
+    if not isinstance(exc, http_exceptions.HttpProcessingError):
+        return status, {}, body("internal error", [])
+    field, reason = next(
+        ((f, r) for kind, f, r in _PROTOCOL_ERRORS if isinstance(exc, kind)),
+        ("request", "bad_request"),
+    )
+    message = exc.message.split("\n", 1)[0].rstrip(": ") or "bad request"
+    if isinstance(exc, http_exceptions.ContentEncodingError):
+        error = UnsupportedEncoding("content coding not accepted", [detail(field, message, reason)])
+        return error.status, dict(error.headers), error.body()
+    return status, {}, body("bad HTTP request", [detail(field, message, reason)])
+
+
+_CLIENT_FAILURES = (http_exceptions.HttpProcessingError, web.RequestPayloadError)
+"""What aiohttp raises for a request it cannot parse, or a body that does not decode."""
+
+
+class _Protocol(web.RequestHandler):
+    """aiohttp's connection handler, answering its own refusals in the service's JSON shape.
+
+    Those and the failures of a body that does not decode are the client's doing, so they are
+    logged at debug level: a client sending garbage must not fill the logs.
+    """
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        if isinstance(kwargs.get("exc_info"), _CLIENT_FAILURES):
+            self.logger.debug(*args, **kwargs)
+        else:
+            super().log_exception(*args, **kwargs)
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        self.log_exception("error serving %s %s", request.method, request.path, exc_info=exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response had begun: no error answer can follow")
+        status, headers, answer = _protocol_error(status, exc)
+        response = api.json(answer, status=status, headers=headers)
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        # aiohttp has no public hook for the connection handler's class.
+        return _Protocol(self, loop=self._loop, **self._kwargs)
+
+
+class Runner(web.AppRunner):
+    """An AppRunner whose connections answer refused requests as JSON (`_Protocol`)."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        return _Server(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            loop=server._loop,
+            **server._kwargs,
+        )
+
+
 def build(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[errors, _auth(settings.token)],
         client_max_size=settings.http.max_body_bytes,
+        handler_args={"keepalive_timeout": settings.http.idle_timeout},
     )
     engine = Engine(open_store(settings.store), settings)
     app[api.SETTINGS] = settings

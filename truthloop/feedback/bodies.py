@@ -2,7 +2,9 @@
 
 JSON is decoded with msgspec, which refuses NaN and Infinity literals and out-of-range numbers;
 a body larger than the app's `client_max_size` is 413, a content type the endpoint does not take
-415, an empty body 400.
+415, a content coding other than gzip or deflate 415, a body that does not decode in its coding
+400, an empty body 400. Every query value must be printable text (no control characters), so
+nothing the store cannot hold reaches it.
 """
 
 from __future__ import annotations
@@ -12,14 +14,27 @@ from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
 
+from truthloop.core import records
 from truthloop.core.spec import parse_duration
-from truthloop.feedback.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, detail
+from truthloop.feedback.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    UnsupportedEncoding,
+    UnsupportedMediaType,
+    detail,
+)
 
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 
+CODINGS = frozenset({"", "identity", "gzip", "deflate"})
+"""Content codings aiohttp decodes (brotli and zstd only with optional packages, so not here)."""
+
 T = TypeVar("T")
+Parse = Callable[[str], T]
+"""Parses a query value; raises ValueError when it cannot."""
 
 _decode = msgspec.json.Decoder().decode
 
@@ -31,12 +46,27 @@ async def read(request: web.Request, accepted: frozenset[str]) -> bytes:
             f"content type {request.content_type!r} is not accepted here",
             [detail("Content-Type", f"expected {' or '.join(sorted(accepted))}", "unsupported")],
         )
+    coding = request.headers.get("Content-Encoding", "").strip().lower()
+    if coding not in CODINGS:
+        raise UnsupportedEncoding(
+            f"content coding {coding!r} is not accepted",
+            [detail("Content-Encoding", "expected gzip, deflate or none", "unsupported")],
+        )
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge as e:
         raise PayloadTooLarge(
             "request body too large",
             [detail("body", "exceeds the service's limit (--max-body)", "too_large")],
+        ) from e
+    except web.RequestPayloadError as e:
+        if isinstance(e.__cause__, ContentEncodingError):
+            raise BadRequest(
+                "the body does not decode",
+                [detail("Content-Encoding", f"the body is not valid {coding}", "invalid")],
+            ) from e
+        raise BadRequest(
+            "the body was not received whole", [detail("body", e.message, "invalid")]
         ) from e
     if not body.strip():
         raise BadRequest("empty request body", [detail("body", "is empty", "missing")])
@@ -56,14 +86,15 @@ async def json_body(request: web.Request) -> Any:
     return decode_json(await read(request, JSON_TYPES))
 
 
-def query(
-    request: web.Request, name: str, parse: Callable[[str], T], default: T, expected: str
-) -> T:
-    """A query parameter parsed by `parse` (which raises ValueError), or `default` if absent."""
+def query(request: web.Request, name: str, parse: Parse[T], default: T, expected: str) -> T:
+    """A query parameter parsed by `parse`, or `default` if absent; a value that is not
+    printable text is refused before `parse` sees it."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
     try:
+        if not raw.isprintable():
+            raise ValueError(raw)
         return parse(raw)
     except ValueError:
         shown = raw if len(raw) <= 40 else raw[:37] + "..."
@@ -71,6 +102,17 @@ def query(
             f"bad query parameter {name}",
             [detail(name, f"expected {expected}, got {shown!r}", "invalid")],
         ) from None
+
+
+def identifier(max_length: int) -> Parse[str]:
+    """An identifier as records name them (`records.identifier_problem`)."""
+
+    def parse(text: str) -> str:
+        if records.identifier_problem(text, max_length):
+            raise ValueError(text)
+        return text
+
+    return parse
 
 
 def duration(text: str) -> float:
@@ -87,7 +129,7 @@ def boolean(text: str) -> bool:
     return value
 
 
-def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
+def bounded_int(lo: int, hi: int) -> Parse[int]:
     def parse(text: str) -> int:
         value = int(text)
         if not lo <= value <= hi:
@@ -97,7 +139,7 @@ def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
-def bounded_float(lo: float, hi: float) -> Callable[[str], float]:
+def bounded_float(lo: float, hi: float) -> Parse[float]:
     def parse(text: str) -> float:
         value = float(text)
         if not lo <= value <= hi:  # also refuses nan
@@ -107,7 +149,7 @@ def bounded_float(lo: float, hi: float) -> Callable[[str], float]:
     return parse
 
 
-def choice(*options: str) -> Callable[[str], str]:
+def choice(*options: str) -> Parse[str]:
     def parse(text: str) -> str:
         if text not in options:
             raise ValueError(text)

@@ -64,6 +64,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="largest request body in bytes (env TRUTHLOOP_MAX_BODY; default %(default)s)",
     )
     parser.add_argument(
+        "--idle-timeout",
+        default=env("TRUTHLOOP_IDLE_TIMEOUT", "75s"),
+        help="close a connection idle this long, or that takes this long to send a request's"
+        " headers (env TRUTHLOOP_IDLE_TIMEOUT; default %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         default=env("TRUTHLOOP_LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -74,10 +80,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def settings_from(args: argparse.Namespace) -> tuple[str, int, Settings]:
     host, port = flags.get(args, "listen", flags.address)
-    try:
-        retention = parse_duration(args.retention)
-    except ValueError as e:
-        raise UsageError(f"--retention {args.retention!r}: {e}") from None
+    retention = _duration(args, "retention")
+    idle_timeout = _duration(args, "idle_timeout")
+    if not idle_timeout:
+        raise UsageError("--idle-timeout: must be more than 0s")
     token = flags.write_token(args.token_file)
     if args.max_body < 1024:
         raise UsageError("--max-body: at least 1024 bytes")
@@ -85,9 +91,17 @@ def settings_from(args: argparse.Namespace) -> tuple[str, int, Settings]:
         store=args.store,
         token=token,
         retention=retention,
-        http=HttpSettings(max_body_bytes=args.max_body),
+        http=HttpSettings(max_body_bytes=args.max_body, idle_timeout=idle_timeout),
     )
     return host, port, settings
+
+
+def _duration(args: argparse.Namespace, name: str) -> float:
+    text = getattr(args, name)
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise UsageError(f"--{name.replace('_', '-')} {text!r}: {e}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(app: web.Application, host: str, port: int) -> int:
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = feedback_app.Runner(app, handle_signals=False, access_log=None)
     try:
         await runner.setup()
     except StoreError as e:

@@ -27,7 +27,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -56,6 +56,8 @@ ALL_VERSIONS = "*"
 """The version label of a sum over every model version."""
 
 OUTCOMES = {"matched": ACTUALS_MATCHED, "pending": ACTUALS_PENDING, "expired": ACTUALS_EXPIRED}
+
+T = TypeVar("T")
 
 FOLLOW_RETRY = 1.0
 """Seconds before rereading the store again after a failed reread (the database was away)."""
@@ -306,13 +308,13 @@ class Engine:
         now = self.settings.clock()
         live, tasks = self._live()
         try:
-            parsed = records.parse_predictions(
-                body, tasks, now, self.settings.limits, ndjson=ndjson
+            parsed = await _in_slices(
+                records.parse_predictions(body, tasks, now, self.settings.limits, ndjson=ndjson)
             )
         except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
             raise _not_json(e) from None
         if parsed.errors:
-            raise BadRequest("invalid capture records", parsed.errors)
+            raise BadRequest("invalid capture records", parsed.errors, parsed.omitted)
         result = await self.store.insert_predictions(parsed.items, live, now)
         return replace(result, duplicates=result.duplicates + parsed.repeats)
 
@@ -321,12 +323,12 @@ class Engine:
         now = self.settings.clock()
         live, tasks = self._live()
         try:
-            parsed = records.parse_actuals(body, tasks, now, self.settings.limits)
+            parsed = await _in_slices(records.parse_actuals(body, tasks, now, self.settings.limits))
         except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
             raise _not_json(e) from None
         if parsed.errors:
             self._count_rejected(parsed.rejected)
-            raise BadRequest("invalid actuals", parsed.errors)
+            raise BadRequest("invalid actuals", parsed.errors, parsed.omitted)
         try:
             result = await self.store.apply_actuals(parsed.items, live, now)
         except LabelsRejected as e:
@@ -643,6 +645,16 @@ class Engine:
                 return
             yield chunk
             after = chunk[-1].cursor
+
+
+async def _in_slices(steps: records.Steps[T]) -> T:
+    """Run work done in slices, letting the event loop serve other requests between them."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        await asyncio.sleep(0)
 
 
 def _not_json(error: Exception) -> BadRequest:

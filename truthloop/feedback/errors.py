@@ -1,32 +1,55 @@
 """The HTTP boundary's exception tree: what a client did wrong, as a 4xx JSON answer.
 
 Handlers raise one of these; the error middleware turns it into
-`{"error": "...", "details": [{"index", "field", "message", "reason"}]}` with the class's status.
-Each class also inherits the built-in error it resembles, so code below the boundary can catch
-`ValueError` or `LookupError` without knowing about HTTP. Anything else that escapes a handler
-is a bug: it is logged and answered 500 with the same JSON shape.
+`{"error": "...", "details": [{"index", "field", "message", "reason"}]}` with the class's status
+(and its `headers`). Each class also inherits the built-in error it resembles, so code below the
+boundary can catch `ValueError` or `LookupError` without knowing about HTTP. Anything else that
+escapes a handler is a bug: it is logged and answered 500 with the same JSON shape.
+
+Every answer names at most `MAX_DETAILS` problems and counts the others in `truncated`: a body
+of a million bad items must not be answered with a million details.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from truthloop.core.records import ItemError
+from truthloop.core.records import MAX_ERRORS, ItemError
+
+MAX_DETAILS = MAX_ERRORS
+"""Most details in one answer; validation keeps no more than this either."""
+
+
+def body(error: str, details: Sequence[ItemError], omitted: int = 0) -> dict[str, Any]:
+    """The JSON of every error answer: the first `MAX_DETAILS` details, and how many more there
+    were (`truncated`, only when some were left out)."""
+    answer: dict[str, Any] = {
+        "error": error,
+        "details": [d.to_dict() for d in details[:MAX_DETAILS]],
+    }
+    truncated = max(0, len(details) - MAX_DETAILS) + omitted
+    if truncated:
+        answer["truncated"] = truncated
+    return answer
 
 
 class ClientError(Exception):
-    """A request the service refuses; `details` names every problem found."""
+    """A request the service refuses; `details` names the problems found, `omitted` counts the
+    ones found but not kept."""
 
     status: ClassVar[int] = 400
+    headers: ClassVar[Mapping[str, str]] = {}
+    """Response headers the status calls for."""
 
-    def __init__(self, error: str, details: Sequence[ItemError] = ()) -> None:
+    def __init__(self, error: str, details: Sequence[ItemError] = (), omitted: int = 0) -> None:
         super().__init__(error)
         self.error = error
-        self.details = tuple(details)
+        self.details = details
+        self.omitted = omitted
 
     def body(self) -> dict[str, Any]:
-        return {"error": self.error, "details": [d.to_dict() for d in self.details]}
+        return body(self.error, self.details, self.omitted)
 
 
 class BadRequest(ClientError, ValueError):
@@ -35,6 +58,7 @@ class BadRequest(ClientError, ValueError):
 
 class Unauthorized(ClientError, PermissionError):
     status = 401
+    headers: ClassVar[Mapping[str, str]] = {"WWW-Authenticate": 'Bearer realm="truthloop"'}
 
 
 class NotFound(ClientError, LookupError):
@@ -51,6 +75,12 @@ class PayloadTooLarge(ClientError):
 
 class UnsupportedMediaType(ClientError):
     status = 415
+
+
+class UnsupportedEncoding(UnsupportedMediaType):
+    """A body in a content coding the service cannot decode (RFC 9110 §15.5.16)."""
+
+    headers: ClassVar[Mapping[str, str]] = {"Accept-Encoding": "gzip, deflate"}
 
 
 def detail(

@@ -25,6 +25,9 @@ class HttpSettings:
     """Largest request body; a larger one is answered 413 before it is read."""
     max_wait: float = 60.0
     """Longest long-poll (`state?wait=`) the service will hold open."""
+    idle_timeout: float = 75.0
+    """Seconds a connection may stay idle, or take to send a request's head, before it is closed
+    (aiohttp's own default is an hour); longer than a load balancer's usual 60 s, like nginx."""
     max_series_points: int = 10_000
     """Most points a `metrics?series=` answer may have."""
     max_timeline: int = 1000
