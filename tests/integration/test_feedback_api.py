@@ -1,4 +1,4 @@
-"""The feedback service's HTTP API (DESIGN.md, "HTTP APIs"), through a real server."""
+"""The feedback service's HTTP API, through a real server."""
 
 from __future__ import annotations
 
@@ -269,6 +269,40 @@ async def test_the_dataset_streams_labeled_rows_and_isolates_the_misses(
     assert {row["correct"] for row in table} == {"false"}
     assert {row["prediction"] for row in table} == {"0"}
     assert msgspec.json.decode(table[0]["features"])["x"] % 2 == 0
+
+
+async def test_the_csv_export_defuses_text_a_spreadsheet_would_run_as_a_formula(
+    service: Service, clock: FakeClock
+) -> None:
+    """OWASP's CSV injection advice: a text cell starting with = + - @ gets a leading quote;
+    numbers stay numbers."""
+    await service.put_monitor(monitor_body("kinds", task="multiclass", alerts=[]))
+    await service.put_monitor(monitor_body("price", task="regression", alerts=[]))
+    formula = '=HYPERLINK("http://example.com/x","click")'
+    ts = clock.now - 60
+    await service.predictions(
+        [
+            record(formula, "=1+1", ts=ts, monitor="ml/kinds", entity_id="@SUM(A1)", tag="+x"),
+            record("plain", "cat", ts=ts, monitor="ml/kinds", entity_id="u", model_version="-v"),
+            record("negative", -1.5, ts=ts, monitor="ml/price"),
+        ]
+    )
+    await service.feedback(
+        {"monitor": "ml/kinds", "prediction_id": formula, "actual": "-2"},
+        {"monitor": "ml/kinds", "prediction_id": "plain", "actual": "cat"},
+        {"monitor": "ml/price", "prediction_id": "negative", "actual": -2},
+    )
+
+    async def table(monitor: str) -> list[dict[str, str]]:
+        _, body = await service.call("GET", f"/v1/monitors/ml/{monitor}/dataset?format=csv")
+        return list(csv.DictReader(io.StringIO(body.decode())))
+
+    defused, plain = await table("kinds")
+    columns = ("prediction_id", "entity_id", "tag", "prediction", "actual")
+    assert [defused[c] for c in columns] == ["'" + formula, "'@SUM(A1)", "'+x", "'=1+1", "'-2"]
+    assert (plain["model_version"], plain["prediction"]) == ("'-v", "cat")
+    [negative] = await table("price")
+    assert (negative["prediction"], negative["actual"]) == ("-1.5", "-2")
 
 
 async def test_prometheus_exposition_follows_the_design_names(

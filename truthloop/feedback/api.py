@@ -313,11 +313,19 @@ async def get_dataset(request: web.Request) -> web.StreamResponse:
     return response
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""A text cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection)."""
+
+
 def _csv_cell(value: Any) -> Any:
+    """A stored value as a CSV cell; text a spreadsheet would run as a formula gets a leading
+    `'` (numbers stay numbers: -1 is not a formula)."""
     if isinstance(value, dict | list):
         return _encode(value).decode()
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
     return "" if value is None else value
 
 
