@@ -58,7 +58,7 @@ import sections
 
 from truthloop.feedback.store import open_store
 from truthloop.feedback.store.postgres import PREDICTION_COLUMNS
-from truthloop.feedback.store.sqlite import SCHEMA
+from truthloop.feedback.store.sqlite import migrate
 
 BATCH = 1000
 MONITOR = {
@@ -197,7 +197,7 @@ def raw_ceiling(path: Path, batches: list[list[dict[str, object]]]) -> tuple[flo
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
-    conn.executescript(SCHEMA)
+    migrate(conn)
     rows = table_rows(batches)
     started = time.perf_counter()
     for batch in rows:
