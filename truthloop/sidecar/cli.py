@@ -75,6 +75,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     flag("--token-file", "TRUTHLOOP_TOKEN_FILE", None, "the write token's file, reread if refused")
     flag("--model-timeout", "TRUTHLOOP_MODEL_TIMEOUT", None, "seconds before a model call is a 504")
+    flag("--max-url-bytes", "TRUTHLOOP_MAX_URL_BYTES", "8Ki", "longer request URLs get 414")
+    flag("--max-header-bytes", "TRUTHLOOP_MAX_HEADER_BYTES", "32Ki", "larger request headers: 431")
+    flag("--max-header-fields", "TRUTHLOOP_MAX_HEADER_FIELDS", "100", "more header fields: 431")
+    flag("--header-timeout", "TRUTHLOOP_HEADER_TIMEOUT", "60", "seconds to send a head, then 408")
+    flag(
+        "--keepalive-timeout", "TRUTHLOOP_KEEPALIVE_TIMEOUT", "75", "seconds an idle client is kept"
+    )
+    flag("--max-connections", "TRUTHLOOP_MAX_CONNECTIONS", "1024", "client connections at once")
     parser.add_argument(
         "--log-level",
         default=env("TRUTHLOOP_LOG_LEVEL", "INFO"),
@@ -147,14 +155,23 @@ def settings_from(args: argparse.Namespace) -> SidecarSettings:
     monitor = flags.get(args, "monitor", _monitor)
     spool_dir = Path(flags.get(args, "spool-dir", str))
     timeout = None if args.model_timeout is None else flags.get(args, "model-timeout", _seconds)
-    proxy = ProxySettings(
-        listen_host=listen_host,
-        listen_port=listen_port,
-        model_host=model_host,
-        model_port=model_port,
-        capture_max_bytes=flags.get(args, "capture-max-bytes", parse_bytes),
-        model_timeout=timeout or None,
-    )
+    try:
+        proxy = ProxySettings(
+            listen_host=listen_host,
+            listen_port=listen_port,
+            model_host=model_host,
+            model_port=model_port,
+            capture_max_bytes=flags.get(args, "capture-max-bytes", parse_bytes),
+            model_timeout=timeout or None,
+            max_url_bytes=flags.get(args, "max-url-bytes", parse_bytes),
+            max_header_bytes=flags.get(args, "max-header-bytes", parse_bytes),
+            max_header_fields=flags.get(args, "max-header-fields", int),
+            header_timeout=flags.get(args, "header-timeout", _seconds),
+            keepalive_timeout=flags.get(args, "keepalive-timeout", _seconds),
+            max_connections=flags.get(args, "max-connections", int),
+        )
+    except ValueError as e:  # proxy.SettingsError: a value out of its range
+        raise UsageError(str(e)) from None
     shipper = ShipperSettings(
         feedback_url=feedback_url,
         spool_dir=spool_dir,

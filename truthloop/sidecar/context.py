@@ -1,4 +1,10 @@
-"""What every connection of one running proxy shares."""
+"""What every connection of one running proxy shares, and the sweep that times them out.
+
+Timeouts cost next to nothing per request: a client connection only writes a `deadline` (from
+`clock`, the loop's time as of the last sweep) when it starts waiting for a request, and one timer
+per proxy sweeps the connections every `tick` seconds; each with a deadline checks it then. A
+timeout is thus honoured to within a tick or so either way.
+"""
 
 from __future__ import annotations
 
@@ -18,21 +24,42 @@ if TYPE_CHECKING:
 log = logging.getLogger("truthloop.sidecar.proxy")
 
 
+FEED_SLICE = 16 * 1024
+"""Bytes fed to httptools at once. A read (up to 256 KiB) is fed in slices so that a head begun
+after a request ends mid-read is checked against its limit within a slice, not a whole read."""
+
+HEAD_SLACK = 1024
+"""Bytes a head may take on the wire beyond its URL and header limits: the method, the version,
+separators and whitespace, which the limits do not count."""
+
+
 class Context:
     __slots__ = (
+        "_sweeper",
         "capture_max",
+        "clock",
         "closing",
         "connections",
         "drained",
+        "header_timeout",
         "host",
+        "keepalive_timeout",
         "loop",
+        "max_connections",
+        "max_head_bytes",
+        "max_header_bytes",
+        "max_header_fields",
+        "max_url_bytes",
+        "measure_above",
         "model_timeout",
         "new_id",
         "pool",
+        "refusals",
         "shadow_limit",
         "shadows",
         "stats",
         "tap",
+        "tick",
     )
 
     def __init__(
@@ -44,6 +71,14 @@ class Context:
         capture_max: int,
         model_timeout: float | None,
         shadow_limit: int,
+        *,
+        max_url_bytes: int,
+        max_header_bytes: int,
+        max_header_fields: int,
+        header_timeout: float,
+        keepalive_timeout: float,
+        max_connections: int,
+        refusals: dict[str, bytes],
     ) -> None:
         self.loop = loop
         self.tap = tap
@@ -52,6 +87,26 @@ class Context:
         self.capture_max = capture_max
         self.model_timeout = model_timeout
         self.shadow_limit = shadow_limit
+        self.max_url_bytes = max_url_bytes
+        self.max_header_bytes = max_header_bytes
+        self.max_header_fields = max_header_fields
+        self.max_head_bytes = max_url_bytes + max_header_bytes + HEAD_SLACK
+        """Bytes a head may take on the wire before it is whole; past them it is cut off (the
+        limits above count what httptools hands over, and it holds a field until it is whole)."""
+        self.measure_above = max_header_bytes - FEED_SLICE - max_header_fields
+        """A head whose fields are measured when complete, since they may be over the limit: one
+        that took more bytes than this, as `Downstream._unparsed` counts them (which leaves out
+        up to a slice, and a field may count a byte more than it took: `Name:value`)."""
+        self.header_timeout = header_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.max_connections = max_connections
+        self.refusals = refusals
+        """The whole response (head and JSON body) for each reason a request is refused."""
+        self.tick = max(0.01, min(1.0, header_timeout / 4, keepalive_timeout / 4))
+        """Seconds between sweeps: a second, or less for timeouts shorter than four."""
+        self.clock = loop.time()
+        """The loop's time at the last sweep, for setting deadlines without a clock call."""
+        self._sweeper: asyncio.TimerHandle | None = None
         self.shadows: set[Shadow] = set()
         """Shadow calls in flight."""
         self.connections: set[Downstream] = set()
@@ -64,6 +119,21 @@ class Context:
         """Set by Proxy.close: answer in-flight requests with `Connection: close`."""
         self.drained: asyncio.Event | None = None
         """Set by Proxy.close; set when the last client connection is gone."""
+
+    def start_sweeping(self) -> None:
+        self._sweep()
+
+    def stop_sweeping(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def _sweep(self) -> None:
+        """Let each client connection with a deadline check it, and come back in a tick."""
+        now = self.clock = self.loop.time()
+        self._sweeper = self.loop.call_at(now + self.tick, self._sweep)
+        for conn in [c for c in self.connections if c.deadline]:
+            conn.sweep(now)
 
     def report(self, exchange: Exchange, counted_as: str) -> None:
         """Count a finished exchange and hand it to the tap, which may not fail the proxy."""

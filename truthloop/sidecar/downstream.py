@@ -18,6 +18,15 @@ a read's worth of a body in flight (and `capture_max` for a local answer).
 
 A finished exchange is reported to the tap after its last byte was handed to the transport; a
 client that goes away mid-exchange drops the model's connection and is counted, not reported.
+
+Limits, so that no client can make the proxy hold or wait on it without bound (nginx's, by
+default): a request head's URL, header bytes and field count are counted as httptools hands them
+over, and a head still incomplete after `Context.max_head_bytes` on the wire is cut off (httptools
+holds a field it has not finished, so its size is seen only on the wire); trailers count alike. A
+connection waits for a head at most `header_timeout` and between requests at most
+`keepalive_timeout`. A refused request is answered (414, 431, 408 or 400, JSON) in its turn and
+never reaches the model; then the proxy stops parsing, sends its end of stream and reads and drops
+what the client still sends for up to `LINGER` seconds, so the answer is not lost to a reset.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import collections
 import functools
 import http
+import itertools
 import logging
 import time
 
@@ -33,7 +43,7 @@ import msgspec
 
 from truthloop.sidecar import headers
 from truthloop.sidecar.call import ModelCall
-from truthloop.sidecar.context import Context
+from truthloop.sidecar.context import FEED_SLICE, Context
 from truthloop.sidecar.endpoint import Endpoint
 from truthloop.sidecar.exchange import Exchange
 from truthloop.sidecar.headers import Field
@@ -49,6 +59,15 @@ LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 PENDING_LIMIT = 64 * 1024
 """Body bytes held for a request still waiting for its model connection before reading pauses."""
+
+LINGER = 5.0
+"""Seconds a refused client's bytes are read and dropped while it reads the answer (nginx's
+lingering close): closing on unread bytes would reset the connection and lose the answer."""
+
+# What a connection waits for when it has a deadline (and the reason it is closed when it passes).
+HEADER_TIMEOUT = "header_timeout"
+KEEPALIVE_TIMEOUT = "keepalive_timeout"
+_LINGERING = "lingering"
 
 ERROR_MESSAGES = {
     "model_unreachable": "cannot connect to the model",
@@ -82,6 +101,56 @@ def _status_line(status: int) -> bytes:
     except ValueError:
         phrase = b""
     return b"HTTP/1.1 %d %s" % (status, phrase)
+
+
+def refusal_responses(
+    max_url_bytes: int, max_header_bytes: int, max_header_fields: int, header_timeout: float
+) -> dict[str, bytes]:
+    """The whole answer, closing the connection, for each reason a request is refused."""
+    refusals = {
+        "bad_request": (400, "malformed HTTP request", None, None),
+        "url_too_long": (414, "request URL too long", "url", f"over {max_url_bytes} bytes"),
+        "headers_too_large": (
+            431, "request header fields too large", "headers", f"over {max_header_bytes} bytes"
+        ),
+        "too_many_headers": (
+            431, "too many request header fields", "headers", f"over {max_header_fields} fields"
+        ),
+        HEADER_TIMEOUT: (
+            408, "request head not received in time", None, f"over {header_timeout:g} seconds"
+        ),
+    }  # fmt: skip
+    responses = {}
+    for reason, (status, error, field, message) in refusals.items():
+        detail = {"field": field, "reason": reason, "message": message}
+        body = msgspec.json.encode(
+            {"error": error, "details": [{k: v for k, v in detail.items() if v is not None}]}
+        )
+        responses[reason] = (
+            headers.head(
+                _status_line(status),
+                [
+                    (b"Content-Type", b"application/json"),
+                    (b"Content-Length", b"%d" % len(body)),
+                    (b"Connection", b"close"),
+                ],
+            )
+            + body
+        )
+    return responses
+
+
+def _fields_size(fields: list[Field]) -> int:
+    """Header bytes as `max_header_bytes` counts them: `Name: value` and CRLF per field."""
+    return sum(map(len, itertools.chain.from_iterable(fields))) + 4 * len(fields)
+
+
+class HeadRefused(Exception):
+    """Raised from a parser callback when a head breaks a limit; `reason` names which."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Transaction(ModelCall):
@@ -510,21 +579,44 @@ class Transaction(ModelCall):
         )
 
 
+class _Lingering:
+    """Stands in for a tunnel once a refusal is answered: the client's bytes are dropped unparsed,
+    and its end of stream closes the connection."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Downstream) -> None:
+        self.conn = conn
+
+    def tunnel_in(self, data: bytes) -> None:
+        pass
+
+    def tunnel_eof(self) -> None:
+        self.conn.close_soon()
+
+    def tunnel_client_closed(self) -> None:
+        pass
+
+
 class Downstream(Endpoint):
     """One client connection: parses requests, keeps them in order, relays flow control."""
 
     __slots__ = (
         "_blocks",
-        "_broken",
         "_feeding",
         "_fields",
         "_held",
         "_in_head",
         "_parser",
         "_parsing",
+        "_refusal",
         "_starting",
+        "_unparsed",
         "_url",
+        "_url_size",
         "ctx",
+        "deadline",
+        "expiry",
         "queue",
         "tunnel",
         "writing_paused",
@@ -535,15 +627,26 @@ class Downstream(Endpoint):
         self.ctx = ctx
         self.queue: collections.deque[Transaction] = collections.deque()
         """Requests being answered (the first) and waiting (the rest), in arrival order."""
-        self.tunnel: Transaction | None = None
+        self.tunnel: Transaction | _Lingering | None = None
+        """Where the client's bytes go unparsed: an Upgrade/CONNECT tunnel, or nowhere."""
         self.writing_paused = False
+        self.deadline = 0.0
+        """Loop time when `expiry` runs out; 0 while a request is under way (no deadline)."""
+        self.expiry = HEADER_TIMEOUT
+        """What runs out at `deadline`: the time for a head (HEADER_TIMEOUT), for a next request
+        (KEEPALIVE_TIMEOUT), or for a lingering close; the first two are also the reason counted."""
         self._parser = httptools.HttpRequestParser(self)
-        self._url = b""
+        self._url: list[bytes] = []
+        self._url_size = 0
         self._fields: list[Field] = []
+        self._unparsed = 0
+        """Bytes fed since httptools last produced a head, a body chunk or an end (less what came
+        after it in the same slice): a head or trailer it is still holding, or part of one."""
         self._in_head = True
         self._parsing: Transaction | None = None
         self._blocks = 0
-        self._broken = False
+        self._refusal: str | None = None
+        """Why the request being parsed was refused: answered once those before it are."""
         self._feeding = False
         self._starting = False
         self._held: list[Upstream] = []
@@ -551,9 +654,16 @@ class Downstream(Endpoint):
     # asyncio.Protocol.
 
     def connection_made(self, transport: object) -> None:
+        ctx = self.ctx
+        if len(ctx.connections) >= ctx.max_connections and not _make_room(ctx):
+            ctx.stats.connections_closed["max_connections"] += 1
+            transport.close()  # type: ignore[attr-defined]
+            return
         super().connection_made(transport)  # type: ignore[arg-type]
-        self.ctx.connections.add(self)
-        if self.ctx.closing:  # accepted just as the proxy stopped listening
+        ctx.connections.add(self)
+        ctx.stats.open_connections = len(ctx.connections)
+        self.deadline = ctx.clock + ctx.header_timeout
+        if ctx.closing:  # accepted just as the proxy stopped listening
             self.close_soon()
 
     def data_received(self, data: bytes) -> None:
@@ -567,12 +677,22 @@ class Downstream(Endpoint):
             up = queue[0].up
             if up is not None:
                 self.hold(up)
+        n = len(data)
         try:
-            self._parser.feed_data(data)
+            if n > FEED_SLICE:
+                self._feed_slices(data)
+            else:
+                self._unparsed += n  # forgiven by a head, a body chunk or an end
+                self._parser.feed_data(data)
+                if self._unparsed or self._fields:  # a head or a trailer is still coming
+                    self._check_unfinished()
         except httptools.HttpParserUpgrade as e:
             self._upgrade(data[e.args[0] :])
         except httptools.HttpParserError as e:
-            self._bad_request(e)
+            if isinstance(e.__context__, HeadRefused):
+                self._refuse(e.__context__.reason)
+            else:
+                self._bad_request(e)
         finally:
             self._feeding = False
             held = self._held
@@ -592,6 +712,7 @@ class Downstream(Endpoint):
     def connection_lost(self, exc: Exception | None) -> None:
         ctx = self.ctx
         ctx.connections.discard(self)
+        ctx.stats.open_connections = len(ctx.connections)
         tunnel = self.tunnel
         if tunnel is not None:
             tunnel.tunnel_client_closed()
@@ -616,25 +737,33 @@ class Downstream(Endpoint):
     # httptools callbacks.
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
+        self._url.append(url)
+        self._url_size += len(url)
+        if self._url_size > self.ctx.max_url_bytes:
+            raise HeadRefused("url_too_long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._in_head:  # otherwise a chunked body's trailer: dropped
+        if self._in_head:  # otherwise a chunked body's trailer: dropped (bounded on the wire)
             self._fields.append((name, value))
 
     def on_headers_complete(self) -> None:
+        ctx = self.ctx
+        fields = self._fields
+        if len(fields) > ctx.max_header_fields:
+            raise HeadRefused("too_many_headers")
+        if self._unparsed > ctx.measure_above and _fields_size(fields) > ctx.max_header_bytes:
+            raise HeadRefused("headers_too_large")
         p = self._parser
+        url = self._url
         t = Transaction(
-            self,
-            p.get_method(),
-            self._url,
-            self._fields,
-            p.should_keep_alive(),
-            p.should_upgrade(),
+            self, p.get_method(), b"".join(url), fields, p.should_keep_alive(), p.should_upgrade()
         )
-        self._url = b""
+        url.clear()
+        self._url_size = 0
         self._fields = []
+        self._unparsed = 0
         self._in_head = False
+        self.deadline = 0.0
         self._parsing = t
         queue = self.queue
         queue.append(t)
@@ -644,14 +773,22 @@ class Downstream(Endpoint):
             self.block(_PIPELINE)
 
     def on_body(self, body: bytes) -> None:
+        self._unparsed = 0
         if self._parsing is not None:
             self._parsing.request_body(body)
 
     def on_message_complete(self) -> None:
         self._in_head = True
+        self._unparsed = 0
         t, self._parsing = self._parsing, None
         if t is not None:
             t.request_end()
+
+    @property
+    def idle(self) -> bool:
+        """No byte of a request came since the connection began to wait (new, or between
+        requests); once one comes, the sweep gives a keep-alive wait the head's time instead."""
+        return not (self._unparsed or self._url_size or self._fields)
 
     @property
     def reading_paused(self) -> bool:
@@ -690,16 +827,22 @@ class Downstream(Endpoint):
         queue = self.queue
         if queue and queue[0] is t:
             queue.popleft()
-        if t.close_after or self.ctx.closing or (not queue and self._broken):
-            if not queue and self._broken and not t.close_after:
-                self._write_bad_request()
+        refused = not queue and self._refusal is not None
+        if t.close_after or self.ctx.closing or refused:
             for other in queue:
                 other.cancel()
             queue.clear()
-            self.close_soon()
+            if refused and not t.close_after:
+                self._answer_refusal()
+            else:
+                self.close_soon()
             return
         if self._blocks:  # what held the finished request back no longer applies
             self.unblock(_UPSTREAM | _BUFFER | (_PIPELINE if len(queue) <= 1 else 0))
+        if not queue:  # a next request has keepalive_timeout to begin (a head begun, its own)
+            ctx = self.ctx
+            self.deadline = ctx.clock + ctx.keepalive_timeout
+            self.expiry = KEEPALIVE_TIMEOUT
         if self._starting:
             return
         self._starting = True
@@ -726,7 +869,56 @@ class Downstream(Endpoint):
         if self.transport is not None:
             self.transport.close()
 
+    def sweep(self, now: float) -> None:
+        """Called about every second while the connection has a deadline: a keep-alive wait
+        that has seen a byte becomes a head's wait from now; a deadline past expires."""
+        if self.expiry is KEEPALIVE_TIMEOUT and not self.idle:
+            self.deadline = now + self.ctx.header_timeout
+            self.expiry = HEADER_TIMEOUT
+        elif self.deadline <= now:
+            self._expire()
+
+    def _expire(self) -> None:
+        """Close an idle connection, answer a head that did not come whole in time with 408,
+        end a lingering close."""
+        expiry = self.expiry
+        self.deadline = 0.0
+        if expiry is _LINGERING:
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        if self.idle:  # nothing of a request came: nothing to answer
+            self.ctx.stats.connections_closed[expiry] += 1
+            self.close_soon()
+        else:
+            self._refuse(HEADER_TIMEOUT)
+
     # Internals.
+
+    def _feed_slices(self, data: bytes) -> None:
+        """Feed a large read a slice at a time, checking the head after each: what follows the end
+        of a request within a slice is not counted, so a slice is all a head gets past its limit."""
+        view = memoryview(data)
+        for at in range(0, len(data), FEED_SLICE):
+            part = view[at : at + FEED_SLICE]
+            self._unparsed += len(part)
+            try:
+                self._parser.feed_data(part)
+            except httptools.HttpParserUpgrade as e:
+                raise httptools.HttpParserUpgrade(at + e.args[0]) from None
+            if self._check_unfinished():
+                return
+
+    def _check_unfinished(self) -> bool:
+        """Refuse a head (or trailer) still coming that is already over a limit; whether so."""
+        ctx = self.ctx
+        if len(self._fields) > ctx.max_header_fields:
+            self._refuse("too_many_headers")
+        elif self._unparsed > ctx.max_head_bytes:
+            self._refuse("headers_too_large")
+        else:
+            return False
+        return True
 
     def _upgrade(self, tail: bytes) -> None:
         t = self.queue[-1]
@@ -739,8 +931,20 @@ class Downstream(Endpoint):
         if isinstance(e, httptools.HttpParserCallbackError) and e.__context__ is not None:
             log.error("request handling failed", exc_info=e.__context__)
         self.ctx.stats.bad_requests += 1
+        self._refuse("bad_request")
+
+    def _refuse(self, reason: str) -> None:
+        """Parse no more: answer `reason` (a key of `Context.refusals`) once the requests before
+        are answered, and close. A request refused mid-body (its trailers) is dropped."""
+        if reason != "bad_request":  # counted in `bad_requests`
+            self.ctx.stats.connections_closed[reason] += 1
         self.block(_PIPELINE)
-        self._broken = True
+        self._refusal = reason
+        self.deadline = 0.0
+        # Nothing more is parsed: let go of the head so far, httptools' unfinished field with it.
+        self._parser = httptools.HttpRequestParser(self)
+        self._url.clear()
+        self._fields = []
         t, self._parsing = self._parsing, None
         if t is not None and t.state != _DONE:
             if t.status:
@@ -750,14 +954,40 @@ class Downstream(Endpoint):
             if self.queue and self.queue[-1] is t:
                 self.queue.pop()
         if not self.queue:
-            self._write_bad_request()
-            self.close_soon()
+            self._answer_refusal()
 
-    def _write_bad_request(self) -> None:
-        body = msgspec.json.encode(
-            {"error": "malformed HTTP request", "details": [{"reason": "bad_request"}]}
-        )
-        self.write(
-            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
-        )
+    def _answer_refusal(self) -> None:
+        """Write the refusal, send our end of stream and drop what the client still sends until
+        it closes or LINGER seconds pass, so that the answer is not lost to a reset."""
+        assert self._refusal is not None
+        self.write(self.ctx.refusals[self._refusal])
+        self.uncork()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self.tunnel = _Lingering(self)
+        self.deadline = self.ctx.clock + LINGER
+        self.expiry = _LINGERING
+        self._blocks = 0
+        transport.resume_reading()
+
+
+def _make_room(ctx: Context) -> bool:
+    """At the connection limit: close the longest-idle keep-alive connection, as nginx reuses
+    one; False if there is none (every connection is busy or has begun a head)."""
+    idle = [c for c in ctx.connections if c.deadline and c.idle and c.expiry is KEEPALIVE_TIMEOUT]
+    if not idle:
+        return False
+    oldest = min(idle, key=_deadline)
+    ctx.stats.connections_closed["max_connections"] += 1
+    ctx.connections.discard(oldest)  # gone now for the count, though its close completes later
+    oldest.close_soon()
+    return True
+
+
+def _deadline(conn: Downstream) -> float:
+    return conn.deadline

@@ -4,7 +4,8 @@ Latency histograms are observed per request by `Latency`. Everything else is rea
 own counters and sizes when Prometheus scrapes (`PartsCollector`), so the request path only bumps
 plain integers.
 
-- the proxy's counters: requests by who answered, model errors (502/504) by reason, and more;
+- the proxy's counters: requests by who answered, model errors (502/504) by reason, client
+  connections open and closed for its limits (by reason), and more;
 - `truthloop_sidecar_request_seconds{served_by}`: time to answer the client (model or fallback).
 - `truthloop_sidecar_model_seconds{served_by}`: time the model took; `served_by="fallback"` for the
   shadow calls made while the fallback answered.
@@ -155,7 +156,7 @@ class PartsCollector(Collector):
         )  # fmt: skip
 
     @staticmethod
-    def _proxy(stats: ProxyStats) -> Iterator[CounterMetricFamily]:
+    def _proxy(stats: ProxyStats) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         yield _counter_by(
             "requests", "Finished requests, by who answered (model, fallback, shadow, tunnel).",
             "served_by", stats.requests,
@@ -163,6 +164,12 @@ class PartsCollector(Collector):
         yield _counter_by(
             "model_errors", "Requests the model failed (502/504), by reason.", "reason",
             stats.upstream_errors,
+        )  # fmt: skip
+        yield _gauge("client_connections", "Client connections open.", stats.open_connections)
+        yield _counter_by(
+            "client_connections_closed",
+            "Client connections closed for the proxy's limits (414, 431, 408, idle), by reason.",
+            "reason", stats.connections_closed,
         )  # fmt: skip
         for name, doc, value in (
             ("client_disconnects", "Clients gone mid-request.", stats.client_disconnects),

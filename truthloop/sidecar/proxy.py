@@ -18,13 +18,14 @@ import contextlib
 import urllib.parse
 from dataclasses import dataclass
 
+from truthloop.sidecar import downstream
 from truthloop.sidecar.context import Context
-from truthloop.sidecar.downstream import Downstream
 from truthloop.sidecar.exchange import Tap
 from truthloop.sidecar.stats import ProxyStats
 from truthloop.sidecar.upstream import Pool
 
-MiB = 1024 * 1024
+KiB = 1024
+MiB = 1024 * KiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,29 @@ class ProxySettings:
     """Shadow calls to the model in flight at most; beyond, they are skipped and counted."""
     backlog: int = 1024
     """Listen backlog."""
+    max_url_bytes: int = 8 * KiB
+    """Longest request target (the URL) taken; a longer one is answered 414 (`url_too_long`)."""
+    max_header_bytes: int = 32 * KiB
+    """Largest request header section taken, each field counted as `Name: value` and CRLF; a
+    larger one is answered 431 (`headers_too_large`). Bounds a chunked request's trailers too."""
+    max_header_fields: int = 100
+    """Most header fields a request may have; more is answered 431 (`too_many_headers`)."""
+    header_timeout: float = 60.0
+    """Seconds a client has to send a whole request head, from connecting or from the first byte
+    after an idle keep-alive wait; then it gets 408 (or, if it sent nothing, is closed)."""
+    keepalive_timeout: float = 75.0
+    """Seconds a keep-alive connection may wait idle for its next request before it is closed."""
+    max_connections: int = 1024
+    """Client connections open at once; at the limit the longest-idle keep-alive connection is
+    closed to make room, and if none is idle the new connection is closed at once."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_url_bytes", "max_header_bytes", "max_header_fields", "max_connections"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name}: expected 1 or more, got {getattr(self, name)}")
+        for name in ("header_timeout", "keepalive_timeout"):
+            if not 0 < getattr(self, name) < float("inf"):
+                raise SettingsError(f"{name}: expected seconds above 0, got {getattr(self, name)}")
 
 
 class SettingsError(ValueError):
@@ -124,6 +148,7 @@ class Proxy:
             shadow.drop_call()
         ctx.shadows.clear()
         ctx.pool.close()
+        ctx.stop_sweeping()
         await self._server.wait_closed()
 
 
@@ -140,12 +165,25 @@ async def start_proxy(settings: ProxySettings, tap: Tap) -> Proxy:
         capture_max=settings.capture_max_bytes,
         model_timeout=settings.model_timeout,
         shadow_limit=settings.shadow_concurrency,
+        max_url_bytes=settings.max_url_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        max_header_fields=settings.max_header_fields,
+        header_timeout=settings.header_timeout,
+        keepalive_timeout=settings.keepalive_timeout,
+        max_connections=settings.max_connections,
+        refusals=downstream.refusal_responses(
+            settings.max_url_bytes,
+            settings.max_header_bytes,
+            settings.max_header_fields,
+            settings.header_timeout,
+        ),
     )
     server = await loop.create_server(
-        lambda: Downstream(ctx),
+        lambda: downstream.Downstream(ctx),
         settings.listen_host,
         settings.listen_port,
         backlog=settings.backlog,
         reuse_address=True,
     )
+    ctx.start_sweeping()
     return Proxy(server, ctx)

@@ -16,7 +16,8 @@ ERROR_STATUS = {
 
 @dataclass(slots=True)
 class ProxyStats:
-    """Counters, only ever incremented, read by the admin port at scrape time."""
+    """Counters, only ever incremented (but `open_connections`), read by the admin port at
+    scrape time."""
 
     requests: Counter[str] = field(default_factory=Counter)
     """Finished requests by who answered: `model`, `fallback`, `tunnel` (Upgrade/CONNECT)."""
@@ -26,6 +27,12 @@ class ProxyStats:
     """Clients that went away with a request in flight (its model request was dropped)."""
     bad_requests: int = 0
     """Requests that did not parse as HTTP/1.x (answered 400, connection closed)."""
+    connections_closed: Counter[str] = field(default_factory=Counter)
+    """Client connections the proxy closed for its limits, by reason: `url_too_long` (414),
+    `headers_too_large`, `too_many_headers` (431), `header_timeout` (408, or closed without an
+    answer if no byte came), `keepalive_timeout`, `max_connections`."""
+    open_connections: int = 0
+    """Client connections open now (a gauge)."""
     retries: int = 0
     """Requests sent again because a reused keep-alive connection closed before any answer."""
     upstream_connects: int = 0

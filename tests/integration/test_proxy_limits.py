@@ -1,0 +1,396 @@
+"""No client can make the proxy hold or wait on it without bound; legit traffic still passes.
+
+Request heads are limited (414 for the URL, 431 for the header fields, as nginx does), a head that
+does not arrive in time is answered 408, an idle keep-alive connection is closed, and the number of
+client connections is capped. A refused request never reaches the model. The same proxy keeps
+serving big-but-allowed heads, pipelined requests, chunked bodies sent piecemeal, requests whose
+body or answer takes longer than the head timeout, and tunnels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.integration import sidecar_harness as harness
+from tests.integration.proxy_harness import Client, MiB, World, scenario, wait_for
+from tests.integration.sidecar_fakes import FakeFeedback, Model
+from tests.support import http1
+from truthloop import cli
+from truthloop.sidecar import cli as sidecar_cli
+
+pytest_plugins = ["tests.integration.sidecar_fixtures"]
+
+KiB = 1024
+TICK = 0.2
+"""A head or keep-alive timeout short enough for a test to wait out (on a condition)."""
+
+
+def refusal(resp: http1.Message) -> str:
+    """The reason of a response the proxy made to refuse a request, which also closes."""
+    assert resp.header("content-type") == b"application/json"
+    assert resp.header("connection") == b"close"
+    body = json.loads(resp.body)
+    assert isinstance(body["error"], str)
+    [detail] = body["details"]
+    return detail["reason"]  # type: ignore[no-any-return]
+
+
+async def send_until_answered(
+    client: Client, head: bytes, filler: bytes, cap: int
+) -> tuple[http1.Message, int]:
+    """Send `head`, then `filler` over and over, each a read of its own for the proxy, until the
+    proxy answers or `cap` bytes went; returns the answer and how many bytes were sent."""
+    answer = asyncio.ensure_future(client.response())
+    await client.send(head)
+    sent = len(head)
+    while not answer.done() and sent < cap:
+        await client.send(filler)
+        sent += len(filler)
+        await asyncio.sleep(0)  # the proxy reads before the next piece is sent
+    return await answer, sent
+
+
+# Request heads.
+
+
+@scenario
+async def test_a_url_over_the_limit_is_414_and_never_reaches_the_model(w: World) -> None:
+    ok = await w.client.exchange(http1.request("GET", "/" + "u" * (8 * KiB - 1)))
+    c = await w.connect()
+    resp = await c.exchange(http1.request("GET", "/" + "u" * (8 * KiB)))
+
+    assert ok.status == 200
+    assert resp.status == 414
+    assert refusal(resp) == "url_too_long"
+    assert await c.closed()
+    assert w.model.heads == 1
+    assert w.proxy.stats.connections_closed["url_too_long"] == 1
+    assert len(w.tap.exchanges) == 1
+
+
+@scenario
+async def test_header_fields_up_to_the_limit_pass_and_one_byte_more_is_431(w: World) -> None:
+    # Each field counts as `Name: value\r\n`: `Host: test` is 12 bytes, `X-Fill: ` and CRLF 10.
+    fill = b"f" * (32 * KiB - 12 - 10)
+    ok = await w.client.exchange(http1.request("GET", "/echo", [(b"X-Fill", fill)]))
+    c = await w.connect()
+    resp = await c.exchange(http1.request("GET", "/echo", [(b"X-Fill", fill + b"f")]))
+
+    assert ok.status == 200
+    assert w.model.requests[-1].header("x-fill") == fill
+    assert resp.status == 431
+    assert refusal(resp) == "headers_too_large"
+    assert await c.closed()
+    assert w.model.heads == 1
+    assert w.proxy.stats.connections_closed["headers_too_large"] == 1
+
+
+@scenario
+async def test_more_header_fields_than_the_limit_is_431(w: World) -> None:
+    many = [(b"X-%d" % i, b"1") for i in range(99)]  # and Host: 100 fields
+    ok = await w.client.exchange(http1.request("GET", "/echo", many))
+    c = await w.connect()
+    resp = await c.exchange(http1.request("GET", "/echo", [*many, (b"X-One-More", b"1")]))
+
+    assert ok.status == 200
+    assert len(w.model.requests[-1].fields) == 100
+    assert resp.status == 431
+    assert refusal(resp) == "too_many_headers"
+    assert w.model.heads == 1
+
+
+@scenario
+async def test_an_endless_header_is_cut_off_long_before_it_is_all_sent(w: World) -> None:
+    resp, sent = await send_until_answered(
+        w.client, b"GET /echo HTTP/1.1\r\nHost: t\r\nX-Endless: ", b"e" * (4 * KiB), MiB
+    )
+
+    assert resp.status == 431
+    assert refusal(resp) == "headers_too_large"
+    assert sent < MiB
+    assert await w.client.closed()
+    assert w.model.heads == 0
+
+
+@scenario
+async def test_an_endless_url_is_cut_off_long_before_it_is_all_sent(w: World) -> None:
+    resp, sent = await send_until_answered(w.client, b"GET /", b"u" * (4 * KiB), MiB)
+
+    assert resp.status == 414
+    assert refusal(resp) == "url_too_long"
+    assert sent < MiB
+    assert w.model.heads == 0
+
+
+@scenario
+async def test_endless_header_lines_are_cut_off(w: World) -> None:
+    resp, sent = await send_until_answered(
+        w.client, b"GET /echo HTTP/1.1\r\nHost: t\r\n", b"X-Line: 1\r\n" * 400, MiB
+    )
+
+    assert resp.status == 431
+    assert refusal(resp) == "too_many_headers"
+    assert sent < MiB
+
+
+@scenario
+async def test_an_endless_trailer_is_cut_off_and_its_request_dropped(w: World) -> None:
+    head = (
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nX-Trailer: "
+    )
+    resp, sent = await send_until_answered(w.client, head, b"t" * (4 * KiB), MiB)
+
+    assert resp.status == 431
+    assert refusal(resp) == "headers_too_large"
+    assert sent < MiB
+    await wait_for(lambda: w.model.aborted == 1, "the model's request was dropped")
+    assert w.tap.exchanges == []
+
+
+@scenario
+async def test_a_head_begun_in_the_same_read_as_a_request_is_held_to_its_limit(w: World) -> None:
+    await w.client.send(
+        http1.request("GET", "/echo") + b"GET /echo HTTP/1.1\r\nX-Endless: " + b"e" * (100 * KiB)
+    )
+
+    assert (await w.client.response()).status == 200
+    resp = await w.client.response()  # at once, not after the header timeout
+    assert resp.status == 431
+    assert refusal(resp) == "headers_too_large"
+
+
+@scenario
+async def test_a_refused_head_behind_a_request_in_flight_is_answered_in_turn(w: World) -> None:
+    await w.client.send(http1.request("GET", "/gate") + http1.request("GET", "/" + "u" * 9000))
+    await wait_for(lambda: w.model.heads == 1, "the first request reached the model")
+    w.model.gate.set()
+
+    first = await w.client.response()
+    second = await w.client.response()
+    assert first.body == b"gate"
+    assert second.status == 414
+    assert await w.client.closed()
+    assert w.model.heads == 1
+
+
+# Legit traffic under the limits.
+
+
+@scenario
+async def test_pipelined_heads_are_limited_each_not_together(w: World) -> None:
+    pad = [(b"X-Pad", b"p" * KiB)]
+    await w.client.send(
+        b"".join(http1.request("GET", f"/echo?{i}", pad) for i in range(100))  # 100 KiB of heads
+    )
+    for _ in range(100):
+        assert (await w.client.response()).status == 200
+    assert w.model.heads == 100
+
+
+@scenario
+async def test_a_big_allowed_head_sent_in_small_pieces_passes(w: World) -> None:
+    url = "/echo?" + "q" * (8 * KiB - 6)
+    fields = [(b"X-Big-%d" % i, b"b" * (10 * KiB)) for i in range(3)]
+    raw = http1.request("POST", url, fields, b"body")
+    for i in range(0, len(raw), 512):
+        await w.client.send(raw[i : i + 512])
+        await asyncio.sleep(0)  # each piece a read of its own
+
+    resp = await w.client.response()
+    assert resp.body == b"body"
+    assert w.model.requests[-1].target == url.encode()
+
+
+@scenario
+async def test_a_chunked_body_sent_in_small_pieces_passes(w: World) -> None:
+    chunks = [b"%d," % i for i in range(20_000)]  # more framing than any head limit
+    raw = http1.request("POST", "/echo", chunks=chunks)
+    for i in range(0, len(raw), 3000):
+        await w.client.send(raw[i : i + 3000])
+        await asyncio.sleep(0)
+
+    resp = await w.client.response()
+    assert resp.body == b"".join(chunks)
+
+
+# Time limits.
+
+
+@scenario
+async def test_a_head_that_does_not_arrive_in_time_is_408_while_others_are_served(
+    w: World,
+) -> None:
+    p = await w.make_proxy(header_timeout=TICK)
+    slow = await w.connect(p)
+    await slow.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+    other = await w.connect(p)
+    assert (await other.exchange(http1.request("POST", "/echo", body=b"ok"))).body == b"ok"
+
+    resp = await slow.response()
+    assert resp.status == 408
+    assert refusal(resp) == "header_timeout"
+    assert await slow.closed()
+    assert p.stats.connections_closed["header_timeout"] == 1
+    assert w.model.heads == 1
+
+
+@scenario
+async def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(
+    w: World,
+) -> None:
+    p = await w.make_proxy(header_timeout=TICK)
+    silent = await w.connect(p)
+
+    assert await silent.closed()  # without a byte: there was no request to answer
+    assert p.stats.connections_closed["header_timeout"] == 1
+
+
+@scenario
+async def test_an_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout(
+    w: World,
+) -> None:
+    p = await w.make_proxy(keepalive_timeout=TICK)
+    idle = await w.connect(p)
+    assert (await idle.exchange(http1.request("POST", "/echo", body=b"1"))).body == b"1"
+
+    assert await idle.closed()
+    assert p.stats.connections_closed["keepalive_timeout"] == 1
+    busy = await w.connect(p)
+    assert (await busy.exchange(http1.request("POST", "/echo", body=b"2"))).body == b"2"
+
+
+@scenario
+async def test_a_head_begun_after_a_keep_alive_wait_has_the_header_timeout(w: World) -> None:
+    p = await w.make_proxy(header_timeout=TICK)
+    c = await w.connect(p)
+    assert (await c.exchange(http1.request("POST", "/echo", body=b"1"))).body == b"1"
+    await c.send(b"GET /echo HTTP/1.1\r\n")
+
+    resp = await c.response()
+    assert resp.status == 408
+    assert refusal(resp) == "header_timeout"
+
+
+@scenario
+async def test_only_heads_are_timed_out_not_bodies_answers_or_tunnels(w: World) -> None:
+    p = await w.make_proxy(header_timeout=TICK, keepalive_timeout=TICK)
+    expecting = await w.connect(p)
+    await expecting.send(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
+    )
+    async with asyncio.timeout(10):
+        assert await expecting.reader.readline() == b"HTTP/1.1 100 Continue\r\n"
+        assert await expecting.reader.readline() == b"\r\n"
+    waiting = await w.connect(p)
+    await waiting.send(http1.request("GET", "/gate"))
+    tunnel = await w.connect(p)
+    await tunnel.send(
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+    )
+    async with asyncio.timeout(10):
+        assert (await http1.read_head(tunnel.reader)) is not None
+    await wait_for(lambda: w.model.heads == 3, "every head reached the model")
+    slow = await w.connect(p)
+    await slow.send(b"GET /echo HTTP/1.1\r\n")
+
+    assert (await slow.response()).status == 408  # the timeouts have run out by now
+    await expecting.send(b"body")
+    assert (await expecting.response()).body == b"body"
+    w.model.gate.set()
+    assert (await waiting.response()).body == b"gate"
+    await tunnel.send(b"still open")
+    async with asyncio.timeout(10):
+        assert await tunnel.reader.readexactly(10) == b"still open"
+
+
+# The number of connections.
+
+
+@scenario
+async def test_at_the_connection_limit_an_idle_one_makes_room_else_the_new_one_is_closed(
+    w: World,
+) -> None:
+    p = await w.make_proxy(max_connections=2)
+    idle = await w.connect(p)
+    assert (await idle.exchange(http1.request("POST", "/echo", body=b"1"))).body == b"1"
+    waiting = await w.connect(p)
+    await waiting.send(http1.request("GET", "/gate"))
+    await wait_for(lambda: w.model.heads == 2, "the request reached the model")
+
+    third = await w.connect(p)
+    assert await idle.closed()
+    await third.send(b"GET /gate HTTP/1.1\r\n")  # a head begun: busy, not idle
+    await wait_for(lambda: p.stats.open_connections == 2, "the idle connection is gone")
+    fourth = await w.connect(p)
+    assert await fourth.closed()
+
+    assert p.stats.connections_closed["max_connections"] == 2
+    w.model.gate.set()
+    assert (await waiting.response()).body == b"gate"
+
+
+# The command.
+
+
+async def test_refusals_are_counted_in_the_sidecars_metrics(
+    model: Model, feedback: FakeFeedback, tmp_path: Path
+) -> None:
+    settings = harness.settings(model, feedback.url, tmp_path)
+    settings = replace(settings, proxy=replace(settings.proxy, max_url_bytes=2 * KiB))
+    async with (
+        harness.running(settings) as car,
+        aiohttp.ClientSession() as session,
+    ):
+        async with session.get(f"http://127.0.0.1:{car.port}/{'u' * 3000}") as response:
+            assert response.status == 414
+        async with session.get(f"http://127.0.0.1:{car.admin_port}/metrics") as response:
+            text = await response.text()
+    assert 'truthloop_sidecar_client_connections_closed_total{reason="url_too_long"} 1.0' in text
+    assert "# TYPE truthloop_sidecar_client_connections gauge" in text
+
+
+def test_limit_flags_and_their_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = ["sidecar", "--feedback-url", "http://fb:8080", "--monitor", "ml/churn"]
+    defaults = sidecar_cli.settings_from(cli.build_parser().parse_args([*base, "--spool-dir", "s"]))
+    for name, value in {
+        "MAX_URL_BYTES": "4Ki", "MAX_HEADER_BYTES": "64Ki", "MAX_HEADER_FIELDS": "50",
+        "HEADER_TIMEOUT": "10", "KEEPALIVE_TIMEOUT": "30.5", "MAX_CONNECTIONS": "4096",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(f"TRUTHLOOP_{name}", value)
+    parsed = sidecar_cli.settings_from(cli.build_parser().parse_args([*base, "--spool-dir", "s"]))
+
+    assert (defaults.proxy.max_url_bytes, defaults.proxy.max_header_bytes) == (8 * KiB, 32 * KiB)
+    assert defaults.proxy.max_header_fields == 100
+    assert (defaults.proxy.header_timeout, defaults.proxy.keepalive_timeout) == (60.0, 75.0)
+    assert defaults.proxy.max_connections == 1024
+    assert (parsed.proxy.max_url_bytes, parsed.proxy.max_header_bytes) == (4 * KiB, 64 * KiB)
+    assert parsed.proxy.max_header_fields == 50
+    assert (parsed.proxy.header_timeout, parsed.proxy.keepalive_timeout) == (10.0, 30.5)
+    assert parsed.proxy.max_connections == 4096
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--max-url-bytes", "long", "--max-url-bytes 'long': expected a size"),
+        ("--max-header-bytes", "0", "max_header_bytes: expected 1 or more"),
+        ("--max-header-fields", "many", "--max-header-fields 'many'"),
+        ("--header-timeout", "0", "header_timeout: expected seconds above 0"),
+        ("--keepalive-timeout", "-1", "--keepalive-timeout '-1': expected a number of seconds"),
+        ("--max-connections", "0", "max_connections: expected 1 or more"),
+    ],
+)
+def test_bad_limit_flags_are_named(
+    flag: str, value: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--feedback-url", "http://127.0.0.1:1", "--monitor", "ml/churn"]
+    args += ["--spool-dir", str(tmp_path), "--admin", "127.0.0.1:0", flag, value]
+    assert cli.main(["sidecar", *args]) == 2
+    assert message in capsys.readouterr().err
