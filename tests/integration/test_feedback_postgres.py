@@ -393,7 +393,7 @@ async def test_aggregates_of_a_version_2_database_survive_its_migration(
 async def migrate_to(url: str, version: int) -> None:
     """Give `url` the schema of an older build, at migration `version`."""
     with pytest.MonkeyPatch.context() as older:
-        older.setattr(postgres, "MIGRATIONS", MIGRATIONS[:version])
+        older.setattr(postgres.store, "MIGRATIONS", MIGRATIONS[:version])
         store = open_store(url)
         await store.open()
         await store.close()
