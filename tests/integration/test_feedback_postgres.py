@@ -8,11 +8,13 @@ and the server that can cut it off.
 from __future__ import annotations
 
 import asyncio
+import io
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import msgspec
 import pytest
 
@@ -35,7 +37,7 @@ from tests.support.postgres import (
 from truthloop.core import metrics, windows
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import parse_monitor
-from truthloop.feedback.settings import EngineSettings
+from truthloop.feedback.settings import EngineSettings, HttpSettings
 from truthloop.feedback.store import open_store, postgres
 from truthloop.feedback.store.interface import Store, StoreError, StoreUnavailable
 from truthloop.feedback.store.postgres import MIGRATIONS, Keys, PostgresStore, open_url
@@ -43,6 +45,7 @@ from truthloop.feedback.store.postgres import MIGRATIONS, Keys, PostgresStore, o
 pytest_plugins = ["tests.support.feedback_fixtures"]
 
 Replicas = Callable[..., Awaitable[Service]]
+JSON = "application/json"
 FAST = EngineSettings(tick_interval=0.1)
 """Replicas that tick on their own, for leadership to move without the test's help."""
 
@@ -434,16 +437,25 @@ async def count_rows(url: str, table: str) -> int:
 # -- the database going away -------------------------------------------------------------------
 
 
-async def test_while_the_database_is_away_writes_answer_503_and_nothing_acknowledged_is_lost(
-    replicas: Replicas, pg_url: str, clock: FakeClock
-) -> None:
+@pytest.fixture
+async def relayed(pg_url: str) -> AsyncIterator[tuple[Outage, str]]:
+    """A relay in front of the server, and the store URL that goes through it."""
     parts = urlsplit(pg_url)
     assert parts.hostname is not None
     relay = Outage(parts.hostname, parts.port or 5432)
     await relay.start()
     user, at, _ = parts.netloc.rpartition("@")
     netloc = f"{user}{at}127.0.0.1:{relay.port}"
-    service = await replicas(urlunsplit(parts._replace(netloc=netloc)))
+    yield relay, urlunsplit(parts._replace(netloc=netloc))
+    await relay.stop()
+
+
+async def test_while_the_database_is_away_writes_answer_503_and_nothing_acknowledged_is_lost(
+    replicas: Replicas, relayed: tuple[Outage, str], pg_url: str, clock: FakeClock
+) -> None:
+    relay, url = relayed
+    parts = urlsplit(url)
+    service = await replicas(url)
     await service.put_monitor(monitor_body())
     acked: dict[str, int] = {}
     refusals: list[tuple[int, str | None]] = []
@@ -505,7 +517,6 @@ async def test_while_the_database_is_away_writes_answer_503_and_nothing_acknowle
     stop.set()
     await asyncio.gather(*writers)
     await service.stop()
-    await relay.stop()
 
     labels = await stored_labels(pg_url)
     assert all(labels.get(pid, (None, None))[1] == actual for pid, actual in acked.items())
@@ -516,6 +527,45 @@ async def test_while_the_database_is_away_writes_answer_503_and_nothing_acknowle
     assert answer["labeled"] == len(labeled)
     right = sum(1 for p, actual in labeled.values() if p == actual)
     assert answer["metrics"]["accuracy"]["value"] == pytest.approx(right / len(labeled))
+
+
+async def test_a_dataset_asked_for_while_the_database_is_away_answers_503(
+    replicas: Replicas, relayed: tuple[Outage, str]
+) -> None:
+    """The first chunk is read before the answer begins: a failure there is still a 503."""
+    relay, url = relayed
+    service = await replicas(url)
+    await service.put_monitor(monitor_body())
+    await relay.cut()
+    status, body = await service.call(
+        "GET", "/v1/monitors/ml/churn/dataset", timeout=aiohttp.ClientTimeout(total=30)
+    )
+    assert (status, [d["reason"] for d in body["details"]]) == (503, ["store_unavailable"])
+
+
+async def test_a_dataset_export_the_database_cuts_short_ends_truncated(
+    replicas: Replicas, relayed: tuple[Outage, str], clock: FakeClock
+) -> None:
+    """Once the answer has begun an error cannot be answered: the connection is cut, so the
+    client sees a truncated body rather than an error response inside it (or nothing)."""
+    relay, url = relayed
+    service = await replicas(url, http=HttpSettings(dataset_chunk=1))
+    await service.put_monitor(monitor_body())
+    rows = 24  # 24 MiB: more than the sockets buffer, so the export is still running at the cut
+    for i in range(rows):
+        big = record(f"p{i}", 1, ts=clock.now - 60, features={"blob": "x" * (1 << 20)})
+        body = io.BytesIO(msgspec.json.encode([big]))
+        await service.ok("POST", "/v1/predictions", data=body, headers={"Content-Type": JSON})
+        await service.feedback({"monitor": "ml/churn", "prediction_id": f"p{i}", "actual": 1})
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with service.http.get(
+        service.base + "/v1/monitors/ml/churn/dataset", timeout=timeout
+    ) as response:
+        assert response.status == 200
+        assert (await response.content.readexactly(1 << 16)).startswith(b'{"prediction_id":"p0"')
+        await relay.cut()
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await response.read()
 
 
 # -- schema and URL ----------------------------------------------------------------------------

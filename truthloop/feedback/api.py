@@ -283,7 +283,12 @@ DATASET_COLUMNS = (
 
 
 async def get_dataset(request: web.Request) -> web.StreamResponse:
-    """Labeled records of the window, streamed as NDJSON or CSV in store-sized chunks."""
+    """Labeled records of the window, streamed as NDJSON or CSV in store-sized chunks.
+
+    The first chunk is read before the answer begins, so a store that fails there is answered
+    (503) like on any endpoint; a failure after that cuts the connection, so the client sees a
+    truncated body rather than an error response inside it.
+    """
     key = _key(request)
     engine = request.app[ENGINE]
     engine.registered(key)
@@ -292,23 +297,30 @@ async def get_dataset(request: web.Request) -> web.StreamResponse:
     correct = bodies.query(request, "correct", bodies.boolean, None, "true or false")
     fmt = bodies.query(request, "format", bodies.choice("ndjson", "csv"), "ndjson", "ndjson or csv")
     chunks = engine.dataset(key, window, version, correct)
+    chunk = await anext(chunks, None)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
         }
     )
     await response.prepare(request)
-    if fmt == "csv":
-        await response.write(_csv_lines([DATASET_COLUMNS]))
-    async for chunk in chunks:
-        rows = [record_view(r) for r in chunk]
+    try:
         if fmt == "csv":
-            data = _csv_lines(
-                [[_csv_cell(row.get(column)) for column in DATASET_COLUMNS] for row in rows]
-            )
-        else:
-            data = b"".join(_encode(row) + b"\n" for row in rows)
-        await response.write(data)
+            await response.write(_csv_lines([DATASET_COLUMNS]))
+        while chunk is not None:
+            rows = [record_view(r) for r in chunk]
+            if fmt == "csv":
+                data = _csv_lines(
+                    [[_csv_cell(row.get(column)) for column in DATASET_COLUMNS] for row in rows]
+                )
+            else:
+                data = b"".join(_encode(row) + b"\n" for row in rows)
+            await response.write(data)
+            chunk = await anext(chunks, None)
+    except Exception:
+        if request.transport is not None:
+            request.transport.close()
+        raise
     await response.write_eof()
     return response
 
