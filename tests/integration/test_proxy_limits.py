@@ -22,7 +22,9 @@ from tests.integration.proxy_harness import Client, MiB, World, scenario, wait_f
 from tests.integration.sidecar_fakes import FakeFeedback, Model
 from tests.support import http1
 from truthloop import cli
+from truthloop.flags import UsageError
 from truthloop.sidecar import cli as sidecar_cli
+from truthloop.sidecar.proxy import ProxySettings
 
 pytest_plugins = ["tests.integration.sidecar_fixtures"]
 
@@ -356,24 +358,32 @@ async def test_refusals_are_counted_in_the_sidecars_metrics(
     assert "# TYPE truthloop_sidecar_client_connections gauge" in text
 
 
+def proxy_settings(*argv: str) -> ProxySettings:
+    """The proxy's settings from `truthloop sidecar` flags (and the environment)."""
+    required = ["--feedback-url", "http://fb:8080", "--monitor", "ml/churn", "--spool-dir", "s"]
+    args = cli.build_parser().parse_args(["sidecar", *required, *argv])
+    return sidecar_cli.settings_from(args).proxy
+
+
 def test_limit_flags_and_their_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    base = ["sidecar", "--feedback-url", "http://fb:8080", "--monitor", "ml/churn"]
-    defaults = sidecar_cli.settings_from(cli.build_parser().parse_args([*base, "--spool-dir", "s"]))
+    defaults = proxy_settings()
     for name, value in {
         "MAX_URL_BYTES": "4Ki", "MAX_HEADER_BYTES": "64Ki", "MAX_HEADER_FIELDS": "50",
         "HEADER_TIMEOUT": "10", "KEEPALIVE_TIMEOUT": "30.5", "MAX_CONNECTIONS": "4096",
     }.items():  # fmt: skip
         monkeypatch.setenv(f"TRUTHLOOP_{name}", value)
-    parsed = sidecar_cli.settings_from(cli.build_parser().parse_args([*base, "--spool-dir", "s"]))
+    parsed = proxy_settings()
+    flagged = proxy_settings("--max-url-bytes", "2Ki", "--header-timeout", "5")
 
-    assert (defaults.proxy.max_url_bytes, defaults.proxy.max_header_bytes) == (8 * KiB, 32 * KiB)
-    assert defaults.proxy.max_header_fields == 100
-    assert (defaults.proxy.header_timeout, defaults.proxy.keepalive_timeout) == (60.0, 75.0)
-    assert defaults.proxy.max_connections == 1024
-    assert (parsed.proxy.max_url_bytes, parsed.proxy.max_header_bytes) == (4 * KiB, 64 * KiB)
-    assert parsed.proxy.max_header_fields == 50
-    assert (parsed.proxy.header_timeout, parsed.proxy.keepalive_timeout) == (10.0, 30.5)
-    assert parsed.proxy.max_connections == 4096
+    assert (defaults.max_url_bytes, defaults.max_header_bytes) == (8 * KiB, 32 * KiB)
+    assert defaults.max_header_fields == 100
+    assert (defaults.header_timeout, defaults.keepalive_timeout) == (60.0, 75.0)
+    assert defaults.max_connections == 1024
+    assert (parsed.max_url_bytes, parsed.max_header_bytes) == (4 * KiB, 64 * KiB)
+    assert parsed.max_header_fields == 50
+    assert (parsed.header_timeout, parsed.keepalive_timeout) == (10.0, 30.5)
+    assert parsed.max_connections == 4096
+    assert (flagged.max_url_bytes, flagged.header_timeout) == (2 * KiB, 5.0)
 
 
 @pytest.mark.parametrize(
@@ -387,10 +397,7 @@ def test_limit_flags_and_their_environment_variables(monkeypatch: pytest.MonkeyP
         ("--max-connections", "0", "max_connections: expected 1 or more"),
     ],
 )
-def test_bad_limit_flags_are_named(
-    flag: str, value: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    args = ["--feedback-url", "http://127.0.0.1:1", "--monitor", "ml/churn"]
-    args += ["--spool-dir", str(tmp_path), "--admin", "127.0.0.1:0", flag, value]
-    assert cli.main(["sidecar", *args]) == 2
-    assert message in capsys.readouterr().err
+def test_bad_limit_flags_are_named(flag: str, value: str, message: str) -> None:
+    with pytest.raises(UsageError) as refused:
+        proxy_settings(flag, value)
+    assert message in str(refused.value)
