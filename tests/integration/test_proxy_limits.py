@@ -222,6 +222,22 @@ async def test_a_chunked_body_sent_in_small_pieces_passes(w: World) -> None:
     assert resp.body == b"".join(chunks)
 
 
+@scenario
+async def test_an_upgrade_deep_in_a_large_read_tunnels_from_the_right_byte(w: World) -> None:
+    body = b"b" * (20 * KiB)  # the Upgrade head comes in the second slice the proxy parses
+    await w.client.send(
+        http1.request("POST", "/echo", body=body)
+        + b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nearly"
+    )
+
+    assert (await w.client.response()).body == body
+    async with asyncio.timeout(10):
+        head = await http1.read_head(w.client.reader)
+        assert head is not None
+        assert head[0] == b"HTTP/1.1 101 Switching Protocols"
+        assert await w.client.reader.readexactly(5) == b"early"
+
+
 # Time limits.
 
 

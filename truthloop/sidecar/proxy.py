@@ -8,7 +8,9 @@ read in each direction. Run it under uvloop (`uvloop.run`); asyncio's own loop w
 
 The behaviour per request is described in `downstream`; model connections in `upstream`.
 Errors of the model become 502 (`model_unreachable`, `model_closed`, `bad_response`) or 504
-(`model_timeout`) with a JSON body, counted in `stats.upstream_errors`.
+(`model_timeout`) with a JSON body, counted in `stats.upstream_errors`. Clients are held to the
+settings' head limits (414, 431), head and keep-alive timeouts (408, closed) and connection cap,
+counted in `stats.connections_closed`; a refused request never reaches the model.
 """
 
 from __future__ import annotations
