@@ -395,11 +395,12 @@ async def test_aggregates_of_a_version_2_database_survive_its_migration(
 
 async def migrate_to(url: str, version: int) -> None:
     """Give `url` the schema of an older build, at migration `version`."""
-    with pytest.MonkeyPatch.context() as older:
-        older.setattr(postgres.store, "MIGRATIONS", MIGRATIONS[:version])
-        store = open_store(url)
-        await store.open()
-        await store.close()
+    conn = await admin()
+    try:
+        await conn.execute(f"SET search_path = {schema_of(url)}")
+        await postgres.migrate(conn, Keys.of(schema_of(url)).migrate, MIGRATIONS[:version])
+    finally:
+        await conn.close()
 
 
 async def table_rows(url: str, table: str, *, per_counter: bool = False) -> list[Any]:

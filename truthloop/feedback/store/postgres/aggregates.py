@@ -1,0 +1,264 @@
+"""Counters: every write appends deltas, the leader folds them, every read is exact meanwhile.
+
+Writes append their counter deltas to `agg_delta`, which takes no lock another writer could wait
+for (updating the few hundred hot aggregate rows in place would serialize all writers); a delta
+row is one group's counters of one minute (or its lifetime-only ones: bucket NULL) as one `jsonb`
+object, not a row per counter. The leader's `compact` takes delta rows out, sums them in Python,
+writes the minute, hour and day rows they belong to back whole and adds to the totals, holding
+the *fold* lock: folds take turns. Every read takes the aggregate rows and the unfolded deltas in
+one statement (one snapshot) and sums them in Python: no delta is seen twice or missed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+
+from truthloop.core import join
+from truthloop.core.plan import Lifetime
+from truthloop.core.windows import LEVEL_MINUTES, BucketRange, Steps, decompose
+from truthloop.feedback.store import codec
+from truthloop.feedback.store.codec import to_json
+from truthloop.feedback.store.interface import Counters, Group, rollup
+from truthloop.feedback.store.postgres import locks, sql
+from truthloop.feedback.store.postgres.connection import Database
+
+FOLD_CHUNK = 1_000
+"""Most delta rows (a group's counters of one minute, about a hundred for a scored binary
+monitor) one fold transaction moves."""
+FOLD_BUDGET = 1.0
+"""Seconds after which `compact` stops starting new folds (the tick it runs in waits for it)."""
+
+ADD_DELTAS = """
+INSERT INTO agg_delta (monitor_id, bucket, version, served_by, counters)
+SELECT (r->>0)::int, (r->>1)::bigint, r->>2, r->>3, r->4 FROM jsonb_array_elements($1::jsonb) AS r
+"""
+"""Counter deltas, one row per group: of a minute bucket, or (bucket NULL) of the lifetime totals
+only. Append-only."""
+
+
+def _counters(source: str) -> str:
+    """The delta rows of `source` one row per counter: monitor_id, bucket, version, served_by,
+    key, value."""
+    return (
+        "SELECT monitor_id, bucket, version, served_by, c.key, c.value::float8 AS value"
+        f" FROM {source} CROSS JOIN LATERAL jsonb_each_text({source}.counters) AS c"
+    )
+
+
+DELTAS = f"({_counters('agg_delta')}) AS agg_delta"
+"""The unfolded deltas, a counter a row (conditions on the group columns reach the index)."""
+
+MOVE_DELTAS = """
+DELETE FROM agg_delta WHERE ctid = ANY(ARRAY(SELECT ctid FROM agg_delta LIMIT $1))
+RETURNING monitor_id, bucket, version, served_by, counters
+"""
+"""Take up to $1 delta rows out, to fold them."""
+
+
+def _read_aggregates(level: str) -> str:
+    """The `level` aggregate rows of the groups and buckets in parameter 1."""
+    return f"""
+SELECT monitor_id, version, served_by, bucket, counters FROM agg_{level}
+JOIN ({sql.rows(1, "int", "text", "text", "bigint")}) AS k(monitor_id, version, served_by, bucket)
+USING (monitor_id, bucket, version, served_by)
+"""
+
+
+def _write_aggregates(level: str) -> str:
+    """Put the `level` aggregate rows in parameter 1 (a JSON array of [monitor_id, version,
+    served_by, bucket, counters]), replacing the ones that exist."""
+    return f"""
+INSERT INTO agg_{level} (monitor_id, version, served_by, bucket, counters)
+SELECT (r->>0)::int, r->>1, r->>2, (r->>3)::bigint, r->4 FROM jsonb_array_elements($1::jsonb) AS r
+ON CONFLICT (monitor_id, bucket, version, served_by) DO UPDATE SET counters = excluded.counters
+"""
+
+
+ADD_TOTALS = """
+INSERT INTO totals AS a
+SELECT (r->>0)::int, r->>1, r->>2, c.key, c.value::float8
+FROM jsonb_array_elements($1::jsonb) AS r CROSS JOIN LATERAL jsonb_each_text(r->3) AS c
+ON CONFLICT (monitor_id, version, served_by, key) DO UPDATE SET value = a.value + excluded.value
+"""
+"""Add the lifetime counters in parameter 1 (a JSON array of [monitor_id, version, served_by,
+counters]) to the totals."""
+
+LIFETIME_DELTAS = (
+    f"SELECT monitor_id, version, served_by, key, value FROM {DELTAS}"
+    " WHERE bucket IS NULL OR strpos(key, ':') = 0"
+)
+
+
+# -- writes ------------------------------------------------------------------------------------
+
+
+async def add(
+    conn: asyncpg.Connection,
+    deltas: Mapping[join.GroupKey, Mapping[str, float]],
+    totals: Mapping[Lifetime, Mapping[str, float]],
+) -> None:
+    """Append counter deltas of minute buckets, and `totals` kept only in the lifetime totals.
+
+    Appending takes no lock another writer waits for; `compact` folds the deltas into the
+    aggregates, and reads add the ones not yet folded.
+    """
+    groups: list[tuple[int, int | None, str, str, Mapping[str, float]]] = [
+        (mid, bucket, version, served_by, counters)
+        for (mid, version, served_by, bucket), counters in deltas.items()
+    ]
+    groups += [(mid, None, v, s, counters) for (mid, v, s), counters in totals.items()]
+    values = []
+    for *group, counters in groups:
+        nonzero = {key: value for key, value in counters.items() if value}
+        if nonzero:
+            values.append((*group, nonzero))
+    if values:
+        await conn.execute(ADD_DELTAS, to_json(values))
+
+
+async def compact(db: Database, lock: int) -> int:
+    """Fold the counter deltas writers appended into the aggregates, in transactions of
+    `FOLD_CHUNK` rows for up to about `FOLD_BUDGET` seconds (a backlog takes several ticks;
+    reads are exact meanwhile); how many delta rows were folded. `lock`: the fold key."""
+    folded = 0
+    deadline = time.monotonic() + FOLD_BUDGET
+    while True:
+        moved = await db.transaction(fold, lock, FOLD_CHUNK)
+        folded += moved
+        if moved < FOLD_CHUNK or time.monotonic() > deadline:
+            return folded
+
+
+async def fold(conn: asyncpg.Connection, lock: int, limit: int) -> int:
+    """Move up to `limit` delta rows into the minute buckets, their hour and day rollups and
+    the lifetime totals; how many it moved. Aggregate rows are summed here and written
+    whole, so folds take turns (the *fold* `lock`): two leaders for a moment, say."""
+    await locks.hold(conn, lock)
+    moved = await conn.fetch(MOVE_DELTAS, limit)
+    minutes: dict[join.GroupKey, dict[str, float]] = {}
+    lifetime_only: dict[Lifetime, dict[str, float]] = {}
+    for mid, bucket, version, served_by, counters in moved:
+        if bucket is None:
+            join.add(lifetime_only, (mid, version, served_by), codec.decode(counters))
+        else:
+            join.add(minutes, (mid, version, served_by, bucket), codec.decode(counters))
+    levels, lifetime = rollup(minutes)
+    for group, counters in lifetime_only.items():
+        join.add(lifetime, group, counters)
+    for level, groups in levels.items():
+        if groups:
+            await _add_to_aggregate(conn, level, groups)
+    totals = [(*group, counters) for group, counters in lifetime.items() if counters]
+    if totals:
+        await conn.execute(ADD_TOTALS, to_json(totals))
+    return len(moved)
+
+
+async def _add_to_aggregate(
+    conn: asyncpg.Connection, level: str, groups: Mapping[join.GroupKey, Mapping[str, float]]
+) -> None:
+    """Add summed counters to the `level` aggregate's rows of their groups and buckets."""
+    keys = sorted(groups)
+    found = await conn.fetch(_read_aggregates(level), to_json(keys))
+    stored = {(mid, v, s, bucket): codec.decode(c) for mid, v, s, bucket, c in found}
+    rows = []
+    for key in keys:
+        total = stored.get(key, {})
+        for counter, value in groups[key].items():
+            total[counter] = total.get(counter, 0.0) + value
+        rows.append((*key, total))
+    await conn.execute(_write_aggregates(level), to_json(rows))
+
+
+# -- reads -------------------------------------------------------------------------------------
+
+
+async def window(
+    db: Database,
+    monitor_id: int,
+    span: BucketRange,
+    *,
+    version: str | None,
+    served_by: str | None,
+) -> dict[Group, Counters]:
+    """`Store.window`: the aggregate rows of `span` and its unfolded deltas, summed."""
+    params: list[Any] = [monitor_id]
+    extra = _filters(params, version, served_by)
+    parts = []
+    for table, start, end in (
+        *((f"agg_{p.level}", p.start, p.end) for p in decompose(span)),
+        ("agg_delta", span.start, span.end),
+    ):
+        params += [start, end]
+        parts.append(
+            f"SELECT version, served_by, counters FROM {table} WHERE monitor_id = $1"
+            f" AND bucket >= ${len(params) - 1} AND bucket < ${len(params)}{extra}"
+        )
+    if len(parts) == 1:
+        return {}
+    found = await db.fetch(" UNION ALL ".join(parts), *params)
+    result: dict[Group, Counters] = {}
+    for v, s, counters in found:
+        _sum_into(result.setdefault((v, s), {}), counters)
+    return result
+
+
+async def series(
+    db: Database, monitor_id: int, steps: Steps, *, version: str | None, served_by: str | None
+) -> dict[int, dict[Group, Counters]]:
+    """`Store.series`: the aggregate rows of the steps' level and the unfolded deltas, summed
+    per point."""
+    unit = LEVEL_MINUTES[steps.level]
+    end = steps.start + steps.width * steps.count
+    params: list[Any] = [unit, steps.start, steps.width, monitor_id, -(-end // unit), end]
+    extra = _filters(params, version, served_by)
+    found = await db.fetch(
+        "SELECT (bucket * $1::bigint - $2::bigint) / $3::bigint, version, served_by, counters"
+        f" FROM agg_{steps.level} WHERE monitor_id = $4"
+        f" AND bucket >= $2::bigint / $1::bigint AND bucket < $5{extra}"
+        " UNION ALL SELECT (bucket - $2::bigint) / $3::bigint, version, served_by, counters"
+        f" FROM agg_delta WHERE monitor_id = $4 AND bucket >= $2 AND bucket < $6{extra}",
+        *params,
+    )
+    result: dict[int, dict[Group, Counters]] = {}
+    for point, v, s, counters in found:
+        _sum_into(result.setdefault(point, {}).setdefault((v, s), {}), counters)
+    return result
+
+
+async def totals(db: Database) -> dict[int, dict[Group, Counters]]:
+    """`Store.totals`: the folded totals and the unfolded deltas, summed."""
+    found = await db.fetch(
+        "SELECT monitor_id, version, served_by, key, sum(value) FROM"
+        f" (SELECT * FROM totals UNION ALL {LIFETIME_DELTAS}) AS lifetime GROUP BY 1, 2, 3, 4",
+    )
+    result: dict[int, dict[Group, Counters]] = {}
+    for mid, v, s, key, value in found:
+        result.setdefault(mid, {}).setdefault((v, s), {})[key] = value
+    return result
+
+
+def _sum_into(into: Counters, counters: str) -> None:
+    """Add a stored `counters` object (JSON text) into `into`.
+
+    Reads sum aggregate rows here rather than in SQL (`jsonb_each_text` and a grouping, a
+    histogram cell a row), which costs the server more than decoding costs here.
+    """
+    for key, value in codec.decode(counters).items():
+        into[key] = into.get(key, 0.0) + value
+
+
+def _filters(params: list[Any], version: str | None, served_by: str | None) -> str:
+    """SQL conditions for the optional filters; their values are appended to `params`."""
+    conditions = ""
+    if version is not None:
+        params.append(version)
+        conditions += f" AND version = ${len(params)}"
+    if served_by is not None:
+        params.append(served_by)
+        conditions += f" AND served_by = ${len(params)}"
+    return conditions
