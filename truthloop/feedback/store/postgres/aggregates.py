@@ -23,8 +23,7 @@ from truthloop.core.windows import LEVEL_MINUTES, BucketRange, Steps, decompose
 from truthloop.feedback.store import codec
 from truthloop.feedback.store.codec import to_json
 from truthloop.feedback.store.interface import Counters, Group, rollup
-from truthloop.feedback.store.postgres import locks, sql
-from truthloop.feedback.store.postgres.connection import Database
+from truthloop.feedback.store.postgres import connection, locks, sql
 
 FOLD_CHUNK = 1_000
 """Most delta rows (a group's counters of one minute, about a hundred for a scored binary
@@ -120,7 +119,7 @@ async def add(
         await conn.execute(ADD_DELTAS, to_json(values))
 
 
-async def compact(db: Database, lock: int) -> int:
+async def compact(db: connection.Database, lock: int) -> int:
     """Fold the counter deltas writers appended into the aggregates, in transactions of
     `FOLD_CHUNK` rows for up to about `FOLD_BUDGET` seconds (a backlog takes several ticks;
     reads are exact meanwhile); how many delta rows were folded. `lock`: the fold key."""
@@ -178,7 +177,7 @@ async def _add_to_aggregate(
 
 
 async def window(
-    db: Database,
+    db: connection.Database,
     monitor_id: int,
     span: BucketRange,
     *,
@@ -208,7 +207,12 @@ async def window(
 
 
 async def series(
-    db: Database, monitor_id: int, steps: Steps, *, version: str | None, served_by: str | None
+    db: connection.Database,
+    monitor_id: int,
+    steps: Steps,
+    *,
+    version: str | None,
+    served_by: str | None,
 ) -> dict[int, dict[Group, Counters]]:
     """`Store.series`: the aggregate rows of the steps' level and the unfolded deltas, summed
     per point."""
@@ -230,7 +234,7 @@ async def series(
     return result
 
 
-async def totals(db: Database) -> dict[int, dict[Group, Counters]]:
+async def totals(db: connection.Database) -> dict[int, dict[Group, Counters]]:
     """`Store.totals`: the folded totals and the unfolded deltas, summed."""
     found = await db.fetch(
         "SELECT monitor_id, version, served_by, key, sum(value) FROM"

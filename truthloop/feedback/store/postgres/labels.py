@@ -23,8 +23,7 @@ from truthloop.core.records import Actual
 from truthloop.feedback.store import codec
 from truthloop.feedback.store.codec import ROW_COLUMNS, to_json
 from truthloop.feedback.store.interface import Registered
-from truthloop.feedback.store.postgres import locks, sql
-from truthloop.feedback.store.postgres.connection import Database
+from truthloop.feedback.store.postgres import connection, locks, sql
 
 T = TypeVar("T")
 
@@ -68,7 +67,7 @@ class Relabeled(Exception):
     """A label changed between the join's read and its write (the join reruns alone)."""
 
 
-async def optimistically(db: Database, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+async def optimistically(db: connection.Database, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """`fn(conn, *args, alone)` in a transaction: beside the monitors' other label writers
     (`alone` False), and once more `alone` when one of them wrote a label it was writing."""
     try:

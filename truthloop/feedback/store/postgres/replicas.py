@@ -23,7 +23,6 @@ import asyncpg
 from truthloop.feedback.store import codec
 from truthloop.feedback.store.interface import StoredState, StoreError
 from truthloop.feedback.store.postgres import connection
-from truthloop.feedback.store.postgres.connection import UNAVAILABLE, Database, unavailable
 
 log = logging.getLogger("truthloop.feedback.store")
 
@@ -36,7 +35,7 @@ RELISTEN_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)
 class Leader:
     """This replica's claim to lead: the `key` session lock, held on a connection of its own."""
 
-    def __init__(self, db: Database, key: int) -> None:
+    def __init__(self, db: connection.Database, key: int) -> None:
         self._db = db
         self._key = key
         self._conn: asyncpg.Connection | None = None
@@ -64,7 +63,7 @@ class Leader:
                         "SELECT pg_try_advisory_lock($1, 0)", self._key, timeout=LEAD_CHECK_TIMEOUT
                     )
                 )
-        except (StoreError, *UNAVAILABLE):
+        except (StoreError, *connection.UNAVAILABLE):
             if self._conn is not None:
                 self._conn.terminate()
             self._conn, self.leading = None, False
@@ -80,7 +79,9 @@ class Listener:
     """Hears the other replicas' changes on `channel` (LISTEN, on a connection of its own) and
     calls `heard`; a notification marked `replica` is this one's own (`notify`)."""
 
-    def __init__(self, db: Database, channel: str, replica: str, heard: Callable[[], None]) -> None:
+    def __init__(
+        self, db: connection.Database, channel: str, replica: str, heard: Callable[[], None]
+    ) -> None:
         self._db = db
         self._channel = channel
         self._replica = replica
@@ -93,9 +94,9 @@ class Listener:
         conn = await self._db.connect()
         try:
             await conn.add_listener(self._channel, self._notified)
-        except UNAVAILABLE as e:
+        except connection.UNAVAILABLE as e:
             conn.terminate()
-            raise unavailable(e) from e
+            raise connection.unavailable(e) from e
         conn.add_termination_listener(self._lost)
         self._conn = conn
 
@@ -139,7 +140,9 @@ async def notify(conn: asyncpg.Connection, channel: str, replica: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def hold_state(db: Database, key: int, monitor_id: int) -> AsyncIterator[StoredState | None]:
+async def hold_state(
+    db: connection.Database, key: int, monitor_id: int
+) -> AsyncIterator[StoredState | None]:
     """A monitor's stored state, no other replica holding it meanwhile (session lock `key` of
     the monitor, on a pooled connection: it releases the lock itself)."""
     try:
@@ -154,8 +157,8 @@ async def hold_state(db: Database, key: int, monitor_id: int) -> AsyncIterator[S
             finally:
                 if not conn.is_closed():  # (a pooled connection holds no other)
                     await conn.execute("SELECT pg_advisory_unlock_all()")
-    except UNAVAILABLE as e:
-        raise unavailable(e) from e
+    except connection.UNAVAILABLE as e:
+        raise connection.unavailable(e) from e
 
 
 def stored_state(version: int, state: str, external: str, override: str | None) -> StoredState:
