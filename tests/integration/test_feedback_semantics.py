@@ -1,4 +1,4 @@
-"""Join semantics (DESIGN.md, "Join semantics"), each rule a test, through the real HTTP API."""
+"""Join semantics (docs/feedback-service.md), each rule a test, through the real HTTP API."""
 
 from __future__ import annotations
 

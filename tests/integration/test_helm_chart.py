@@ -760,7 +760,7 @@ def exposed_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
 
 async def _scrape_both(tmp: Path) -> str:
     app = feedback_app.build(feedback_settings.make(store=f"sqlite:///{tmp}/feedback.db"))
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = feedback_app.Runner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

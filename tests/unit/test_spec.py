@@ -411,6 +411,22 @@ DURATION = "expected a duration like 90s, 2m, 24h, 7d or 1h30m, got"
             {"fallback": {"rules": [{"prediction": "x"}]}},
             "spec.fallback.rules[0].prediction: column 1: ",
         ),
+        (
+            {"model": {"name": "a\u0000b"}},
+            "spec.model.name: must not contain control characters",
+        ),
+        (
+            {"model": {"name": "churn\n"}},
+            "spec.model.name: must not contain control characters",
+        ),
+        (
+            {"capture": {"prediction": {"pointer": "/p\u0007"}}},
+            "spec.capture.prediction.pointer: must not contain control characters",
+        ),
+        (
+            {"fallback": {"rules": [{"when": "true\u0000", "prediction": "1"}, RULES[1]]}},
+            "spec.fallback.rules[0].when: must not contain control characters",
+        ),
     ],
 )
 def test_each_error_names_its_path(spec: dict[str, Any], error: str) -> None:
@@ -450,6 +466,12 @@ def test_each_error_names_its_path(spec: dict[str, Any], error: str) -> None:
 )
 def test_errors_outside_the_spec(body: Any, error: str) -> None:
     assert any(found.startswith(error) for found in errors(body))
+
+
+def test_a_rule_may_span_lines() -> None:
+    rule = {"when": "request.features.tenure < 6 &&\n\trequest.features.plan == 'pro'"}
+    parsed = parse_monitor(monitor(fallback={"rules": [{**rule, "prediction": "1"}, RULES[1]]}))
+    assert parsed.spec.fallback.rules[0].when == rule["when"]
 
 
 def test_every_error_is_reported_at_once() -> None:

@@ -280,14 +280,25 @@ def parse_spec(obj: object, path: str = "spec") -> MonitorSpec:
 # -- the grammar of each field (crds/modelmonitor.yaml states the same, tests hold them equal) --
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _has_control(value: str, multiline: bool) -> bool:
+    return (_CONTROL_BUT_LINES if multiline else _CONTROL).search(value) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class _Text:
-    """What a string field accepts: length bounds and a pattern described in words."""
+    """What a string field accepts: length bounds and a pattern described in words. No field
+    takes control characters (they end up in labels, logs and database rows); `multiline` ones
+    (CEL) take tabs and line breaks."""
 
     max_length: int
     pattern: re.Pattern[str] | None = None
     expected: str = ""
     min_length: int = 0
+    multiline: bool = False
 
 
 _ROOT_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
@@ -349,7 +360,7 @@ _ENV_NAME = _Text(
 )
 _MODEL_NAME = _Text(253, min_length=1)
 _METRIC = _Text(64, min_length=1)
-_CEL = _Text(4096, min_length=1)
+_CEL = _Text(4096, min_length=1, multiline=True)
 _POINTER_MAX = 1024
 _DURATION_MAX = 32
 
@@ -793,6 +804,8 @@ class _Reader:
             self.fail(path, "must not be empty")
         elif len(value) > rule.max_length:
             self.fail(path, f"must be at most {rule.max_length} characters, got {len(value)}")
+        elif _has_control(value, rule.multiline):
+            self.fail(path, f"must not contain control characters, got {_show(value)}")
         elif rule.pattern is not None and not rule.pattern.fullmatch(value):
             self.fail(path, f"expected {rule.expected}, got {_show(value)}")
         else:

@@ -2,8 +2,8 @@
 
 Nothing is pushed into gauges on writes: at scrape time `FeedbackCollector.collect` turns the
 engine's in-memory snapshots (window metrics with intervals, lifetime counters, alert and
-fallback state) into metric families, so a scrape never touches the database. Names follow
-DESIGN.md: prefix `truthloop_`, labels `namespace`, `monitor`, `model`, `version` (`*` is the
+fallback state) into metric families, so a scrape never touches the database. Names: prefix
+`truthloop_`, labels `namespace`, `monitor`, `model`, `version` (`*` is the
 sum over every version), plus `served_by` where model and fallback are told apart.
 """
 

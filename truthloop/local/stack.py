@@ -99,7 +99,7 @@ async def running(settings: StackSettings) -> AsyncIterator[Stack]:
     )
     service.on_shutdown.append(_wake_long_polls)
     async with contextlib.AsyncExitStack() as stack:
-        runner = web.AppRunner(service, handle_signals=False, access_log=None)
+        runner = feedback_app.Runner(service, handle_signals=False, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         try:
