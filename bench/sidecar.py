@@ -4,11 +4,16 @@
 
 Targets, each in front of the same minimal model (uvloop + httptools, fixed JSON answer):
   direct        the model itself
-  sidecar       truthloop's proxy, capture on: a tap that decodes both JSON bodies, builds a
-                capture record, encodes it and queues it, cutting 1 MiB NDJSON batches (what
-                capture costs, minus the network)
-  fallback      truthloop's proxy answering locally (the request JSON decoded, a rule's answer
-                encoded), the model not called
+  sidecar       the `truthloop sidecar` command as the operator injects it (configured by
+                `TRUTHLOOP_*` variables, the ModelMonitor snapshot in `TRUTHLOOP_SPEC`, a spool
+                directory, its admin port), shipping every record to a live `truthloop feedback`
+                (SQLite in a temporary directory, the monitor registered with a PUT), which runs
+                on CPU 1 as if on another node
+  proxy only    truthloop's proxy with a stand-in tap that decodes both JSON bodies, builds a
+                capture record, encodes it and queues it, cutting 1 MiB NDJSON batches it never
+                sends (what capture costs, minus the shipping)
+  fallback      the same stand-in proxy answering locally (the request JSON decoded, a rule's
+                answer encoded), the model not called
   nginx         Debian's nginx-light as a keep-alive reverse proxy, one worker
                 (installed with apt-get when missing; the column is skipped if that fails)
 
@@ -16,11 +21,15 @@ Load comes from wrk (Debian's, installed when missing) or, failing that, from a 
 client in this file; the output says which. Per target: latency p50/p99 at concurrency 1 with
 everything on CPU 0 (what the proxy's work adds to the direct path); requests/s at concurrency
 16 and 64 with the proxy process (sidecar, or the nginx worker) alone on CPU 0 and the model and
-load generator on CPU 1; CPU seconds per request of the proxy process (utime+stime from
-/proc/<pid>/stat over the c=16 run); its peak RSS (VmHWM). The targets are measured in
-interleaved rounds and each figure is the best round's, so a noisy moment on a shared machine
-costs no target more than another. `--write` puts the table in BENCHMARKS.md between the
-`<!-- bench:sidecar -->` markers.
+load generator on CPU 1; CPU seconds per request of the proxy process (utime+stime of all its
+threads from /proc/<pid>/stat over the c=16 run); its peak RSS (VmHWM). The targets are measured
+in interleaved rounds and each figure is the best round's, so a noisy moment on a shared machine
+costs no target more than another.
+
+After the rounds the command's records are counted where they arrived: every request it
+answered must be captured, shipped and stored by the feedback service, none skipped or dropped,
+or the run fails. `--write` puts the table in BENCHMARKS.md between the `<!-- bench:sidecar -->`
+markers.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import re
@@ -38,17 +48,44 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import sections
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
-BEGIN, END = "<!-- bench:sidecar -->", "<!-- /bench:sidecar -->"
 
 REQUEST_BODY = b'{"user_id": "u-1234", "features": {"tenure": 14, "plan": "pro", "usage": 31.5}}'
 MODEL_BODY = b'{"prediction": 1, "score": 0.73, "model": "churn"}'
 GOALS = {"added_p50_ms": 0.25, "added_p99_ms": 1.0, "cpu_vs_nginx": 3.0, "rps": 10_000, "rss": 50}
+COMMAND, STAND_IN, FALLBACK = "sidecar", "proxy only", "fallback"
+MONITOR = {
+    "apiVersion": "truthloop.dev/v1alpha1",
+    "kind": "ModelMonitor",
+    "metadata": {"namespace": "bench", "name": "churn"},
+    "spec": {
+        "selector": {"matchLabels": {"app": "churn"}},
+        "model": {"name": "churn"},
+        "task": "binary",
+        "capture": {
+            "entityId": {"pointer": "/user_id"},
+            "prediction": {"pointer": "/prediction"},
+            "score": {"pointer": "/score"},
+            "features": {"pointer": "/features"},
+        },
+        "fallback": {
+            "rules": [
+                {"when": "request.features.tenure < 6", "prediction": "1"},
+                {"prediction": "0"},
+            ]
+        },
+    },
+}
+"""The monitor of the command's target: its pointers read REQUEST_BODY and MODEL_BODY, as the
+stand-in tap does; its rules are the stand-in fallback's."""
 
 
 # Roles run in child processes.
@@ -165,6 +202,7 @@ class Load:
     seconds: float
     p50_ms: float
     p99_ms: float
+    connections: int
 
     @property
     def rps(self) -> float:
@@ -200,7 +238,7 @@ def run_wrk(url: str, connections: int, seconds: float, script: Path, cpu: int) 
     if not (p50 and p99 and done) or errors:
         raise RuntimeError(f"wrk against {url} failed:\n{out}")
     elapsed = float(done[2]) / (1000 if done[3] == "ms" else 1)
-    return Load(int(done[1]), elapsed, _wrk_ms(p50[1]), _wrk_ms(p99[1]))
+    return Load(int(done[1]), elapsed, _wrk_ms(p50[1]), _wrk_ms(p99[1]), connections)
 
 
 def run_own_client(url: str, connections: int, seconds: float, script: Path, cpu: int) -> Load:
@@ -220,7 +258,7 @@ def run_own_client(url: str, connections: int, seconds: float, script: Path, cpu
         capture_output=True,
         text=True,
     ).stdout.split()
-    return Load(int(out[0]), float(out[1]), float(out[2]), float(out[3]))
+    return Load(int(out[0]), float(out[1]), float(out[2]), float(out[3]), connections)
 
 
 def own_client(url: str, connections: int, seconds: float) -> None:
@@ -331,6 +369,10 @@ class Result:
     cpu64_us: float | None
     """The same at c=64, where the proxy is busier and wakes up less often per request."""
     rss_mib: float | None
+    requests: int
+    """Every request the target answered to the load generator, warm-ups included."""
+    in_flight: int
+    """How many more it may have answered unseen: a request in flight per connection per run."""
 
 
 Generator = Callable[[str, int, float, Path, int], Load]
@@ -343,10 +385,10 @@ def _measure(
     adds, free of this machine's cross-CPU wake-up latency); throughput and CPU with the proxy
     alone on CPU 0."""
     _move(model, 0)
-    gen(url, 1, 1, script, 0)  # warm-up: connections, caches
+    warm = gen(url, 1, 1, script, 0)  # warm-up: connections, caches
     latency = gen(url, 1, seconds, script, 0)
     _move(model, 1)
-    gen(url, 16, 1, script, 1)
+    warm16 = gen(url, 16, 1, script, 1)
     before = _cpu_seconds(pid) if pid else 0.0
     throughput = gen(url, 16, seconds, script, 1)
     cpu = (_cpu_seconds(pid) - before) / throughput.requests * 1e6 if pid else None
@@ -354,7 +396,9 @@ def _measure(
     saturated = gen(url, 64, seconds, script, 1)
     cpu64 = (_cpu_seconds(pid) - before) / saturated.requests * 1e6 if pid else None
     rss = _peak_rss_mib(pid) if pid else None
-    return Result(name, latency, throughput, saturated, cpu, cpu64, rss)
+    runs = (warm, latency, warm16, throughput, saturated)
+    requests, in_flight = sum(r.requests for r in runs), sum(r.connections for r in runs)
+    return Result(name, latency, throughput, saturated, cpu, cpu64, rss, requests, in_flight)
 
 
 def _best_load(loads: list[Load]) -> Load:
@@ -364,12 +408,13 @@ def _best_load(loads: list[Load]) -> Load:
         fastest.seconds,
         min(x.p50_ms for x in loads),
         min(x.p99_ms for x in loads),
+        fastest.connections,
     )
 
 
 def _combine(rounds: list[Result]) -> Result:
     """Per figure, the best round: the lowest latency and CPU, the highest throughput (other
-    work on the machine only ever makes them worse); peak RSS: the largest."""
+    work on the machine only ever makes them worse); peak RSS: the largest; requests: all."""
     cpus = [r.cpu_us for r in rounds if r.cpu_us is not None]
     cpus64 = [r.cpu64_us for r in rounds if r.cpu64_us is not None]
     rss = [r.rss_mib for r in rounds if r.rss_mib is not None]
@@ -381,6 +426,8 @@ def _combine(rounds: list[Result]) -> Result:
         min(cpus) if cpus else None,
         min(cpus64) if cpus64 else None,
         max(rss) if rss else None,
+        sum(r.requests for r in rounds),
+        sum(r.in_flight for r in rounds),
     )
 
 
@@ -433,6 +480,75 @@ def _nginx_worker(master: int) -> int:
     raise RuntimeError("nginx started no worker")
 
 
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return bytes(response.read())
+
+
+def _put_json(url: str, body: object) -> None:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}, method="PUT"
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
+def _counters(url: str) -> dict[str, float]:
+    """A Prometheus endpoint's samples summed by name over their labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(_get(url).decode()):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+def check_capture(admin: str, feedback: str, answered: int, in_flight: int) -> str:
+    """Every request the command answered became a record that the feedback service stored: the
+    line that says so, once the sidecar has shipped everything; RuntimeError with the counts when
+    capture or shipping lost any (skipped, failed, dropped, not stored).
+
+    `answered` is what the load generator counted; up to `in_flight` more may have been answered
+    as it stopped (a run ends with a request in flight on each connection)."""
+    name = "truthloop_sidecar_"
+    deadline = time.monotonic() + 120
+    while True:
+        side = _counters(admin + "/metrics")
+        stored = _counters(feedback + "/metrics").get("truthloop_predictions_total", 0.0)
+        captured = side[name + "records_captured_total"]
+        settled = side[name + "records_shipped_total"] == captured == stored
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    requests = side[name + "requests_total"]
+    problems = [
+        f"{metric} {side.get(name + metric, 0):,.0f}"
+        for metric in (
+            "capture_skipped_total",
+            "capture_errors_total",
+            "records_dropped_total",
+            "records_rejected_total",
+            "queue_records",
+            "spool_records",
+        )
+        if side.get(name + metric)
+    ]
+    if not answered <= requests <= answered + in_flight:
+        problems.append(f"wrk saw {answered:,} answers, the sidecar counts {requests:,.0f}")
+    if not captured == requests == stored:
+        problems.append(
+            f"{requests:,.0f} requests, {captured:,.0f} captured, "
+            f"{side[name + 'records_shipped_total']:,.0f} shipped, {stored:,.0f} stored"
+        )
+    if problems:
+        raise RuntimeError("capture lost records: " + "; ".join(problems))
+    return (
+        f"capture checked: the command answered {requests:,.0f} requests (wrk counted "
+        f"{answered:,}), and the feedback service stored all {stored:,.0f} of their records"
+    )
+
+
 def bench(seconds: float, rounds: int) -> tuple[list[Result], list[str]]:
     notes: list[str] = []
     wrk = _ensure_debian("wrk", "wrk")
@@ -452,16 +568,27 @@ def bench(seconds: float, rounds: int) -> tuple[list[Result], list[str]]:
             f"wrk.body = '{REQUEST_BODY.decode()}'\n"
         )
 
-        def start(cmd: list[str], port: int, what: str, cpu: int) -> subprocess.Popen[bytes]:
-            proc = subprocess.Popen([*_pin(cpu), *cmd], stdout=subprocess.DEVNULL)
+        def start(
+            cmd: list[str], port: int, what: str, cpu: int, env: dict[str, str] | None = None
+        ) -> subprocess.Popen[bytes]:
+            with (Path(tmp) / f"{what}.log").open("wb") as log:
+                proc = subprocess.Popen(
+                    [*_pin(cpu), *cmd],
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    env={**os.environ, **(env or {})},
+                )
             procs.append(proc)
-            _wait_listening(port, proc, what)
+            try:
+                _wait_listening(port, proc, what)
+            except RuntimeError as e:
+                raise RuntimeError(f"{e}:\n{(Path(tmp) / f'{what}.log').read_text()}") from None
             return proc
 
         def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(10)
+                proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -471,7 +598,28 @@ def bench(seconds: float, rounds: int) -> tuple[list[Result], list[str]]:
             role = [sys.executable, __file__, "--role"]
             model = start([*role, "model", str(model_port)], model_port, "the model", 1).pid
             targets = [("direct", model_port, None)]
-            for name, mode in (("sidecar", "capture"), ("fallback", "fallback")):
+
+            feedback_port, admin_port, port = _free_port(), _free_port(), _free_port()
+            feedback = f"http://127.0.0.1:{feedback_port}"
+            truthloop = [sys.executable, "-m", "truthloop"]
+            store = f"sqlite:///{tmp}/feedback.db"
+            start([*truthloop, "feedback", "--listen", f"127.0.0.1:{feedback_port}",
+                   "--store", store], feedback_port, "feedback", 1)  # fmt: skip
+            monitor = "{namespace}/{name}".format(**MONITOR["metadata"])
+            _put_json(f"{feedback}/v1/monitors/{monitor}", MONITOR)
+            env = {
+                "TRUTHLOOP_LISTEN": f"127.0.0.1:{port}",
+                "TRUTHLOOP_MODEL_URL": f"http://127.0.0.1:{model_port}",
+                "TRUTHLOOP_ADMIN": f"127.0.0.1:{admin_port}",
+                "TRUTHLOOP_FEEDBACK_URL": feedback,
+                "TRUTHLOOP_MONITOR": monitor,
+                "TRUTHLOOP_SPOOL_DIR": f"{tmp}/spool",
+                "TRUTHLOOP_SPEC": json.dumps(MONITOR),
+            }
+            command = start([*truthloop, "sidecar"], port, "sidecar", 0, env)
+            targets.append((COMMAND, port, command.pid))
+
+            for name, mode in ((STAND_IN, "capture"), (FALLBACK, "fallback")):
                 port = _free_port()
                 proc = start([*role, "sidecar", str(port), str(model_port), mode], port, name, 0)
                 targets.append((name, port, proc.pid))
@@ -489,6 +637,9 @@ def bench(seconds: float, rounds: int) -> tuple[list[Result], list[str]]:
                     url = f"http://127.0.0.1:{port}/"
                     by_target[name].append(_measure(name, url, pid, model, gen, script, seconds))
             results = [_combine(r) for r in by_target.values()]
+            side = next(r for r in results if r.name == COMMAND)
+            admin = f"http://127.0.0.1:{admin_port}"
+            notes.append(check_capture(admin, feedback, side.requests, side.in_flight))
         finally:
             for proc in procs:
                 if proc.poll() is None:
@@ -514,7 +665,9 @@ def table(results: list[Result], notes: list[str], seconds: float, rounds: int, 
         "the load generator on CPU 1; CPU is the proxy process's utime+stime per request over "
         "the run, and `1-core capacity` is one second divided by the c=64 figure. At c=16 a "
         "proxy here is not CPU-bound but bound by the round trip across CPUs (each idle wake-up "
-        "also costs CPU); c=64 shows more of the core.",
+        "also costs CPU); c=64 shows more of the core. `sidecar` is the command users run, "
+        "shipping to a live feedback service (on CPU 1 throughout); `proxy only` and "
+        "`fallback` are the proxy with a stand-in tap that never ships.",
         "",
         "| target | p50 ms (c=1) | p99 ms (c=1) | added p50 ms | added p99 ms | req/s (c=16) "
         "| req/s (c=64) | CPU µs/req | CPU vs nginx | CPU µs/req (c=64) | CPU vs nginx (c=64) "
@@ -541,7 +694,7 @@ def table(results: list[Result], notes: list[str], seconds: float, rounds: int, 
             f"{r.rss_mib:.1f}" if r.rss_mib else "–",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    side = by["sidecar"]
+    side = by[COMMAND]
     checks = [
         ("added p50 ≤ 0.25 ms", side.latency.p50_ms - direct.latency.p50_ms, GOALS["added_p50_ms"]),
         ("added p99 ≤ 1 ms", side.latency.p99_ms - direct.latency.p99_ms, GOALS["added_p99_ms"]),
@@ -554,7 +707,7 @@ def table(results: list[Result], notes: list[str], seconds: float, rounds: int, 
     met_rps = side.throughput.rps >= GOALS["rps"]
     capacity = f", 1-core capacity {1e6 / side.cpu64_us:,.0f}" if side.cpu64_us else ""
     goals.append(
-        f"{'met' if met_rps else 'MISSED'}: ≥ 10k req/s on one core with capture on "
+        f"{'met' if met_rps else 'MISSED'}: ≥ 10k req/s on one core "
         f"(c=16 {side.throughput.rps:,.0f}; c=64 {side.saturated.rps:,.0f}{capacity})"
     )
     if nginx and nginx.cpu_us and side.cpu_us and nginx.cpu64_us and side.cpu64_us:
@@ -563,19 +716,11 @@ def table(results: list[Result], notes: list[str], seconds: float, rounds: int, 
             f"{'met' if ratio <= GOALS['cpu_vs_nginx'] else 'MISSED'}: CPU per request "
             f"≤ 3× nginx's (c=16 {ratio:.2f}×; c=64 {side.cpu64_us / nginx.cpu64_us:.2f}×)"
         )
-    lines += ["", "Goals for `sidecar` (capture on): " + "; ".join(goals) + "."]
+    lines += [
+        "",
+        "Goals for `sidecar` (the command, capturing and shipping): " + "; ".join(goals) + ".",
+    ]
     return "\n".join(lines)
-
-
-def write_section(text: str) -> None:
-    section = f"{BEGIN}\n## Sidecar (`bench/sidecar.py`)\n\n{text}\n{END}"
-    old = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + section + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    BENCHMARKS.write_text(new)
 
 
 def main() -> None:
@@ -601,7 +746,7 @@ def main() -> None:
         text = table(results, notes, args.duration, args.rounds, load)
         print(text)
         if args.write:
-            write_section(text)
+            sections.write(BENCHMARKS, "sidecar", f"## Sidecar (`bench/sidecar.py`)\n\n{text}")
             print(f"\nwritten to {BENCHMARKS}")
 
 
