@@ -12,6 +12,7 @@ from tests.support.feedback import (
     FakeClock,
     Service,
     ServiceFactory,
+    eventually,
     monitor_body,
     record,
     sample,
@@ -348,3 +349,42 @@ async def test_unicode_entity_ids_round_trip(service: Service, clock: FakeClock)
     )
     assert status == 200
     assert [(p["entity_id"], p["actual"]) for p in body["predictions"]] == [(entity, 1)]
+
+
+async def test_a_refused_capture_batch_shows_in_the_monitor_s_state_until_it_stops(
+    start_service: ServiceFactory, clock: FakeClock
+) -> None:
+    service = await start_service(token="s3cret")
+    await service.put_monitor(monitor_body())
+    version = (await service.state())["version"]
+    assert (await service.state())["capture"]["refused"] is None
+
+    async def refused_batch() -> None:
+        headers = {"Authorization": "Bearer rotated-away", "X-Truthloop-Monitor": "ml/churn"}
+        status, _ = await service.call(
+            "POST", "/v1/predictions", json=[record("p1", ts=clock.now)], headers=headers
+        )
+        assert status == 401
+
+    await refused_batch()
+    await eventually(lambda: _refused(service))
+    state = await service.state()
+    assert state["capture"] == {"refused": "unauthorized", "since": clock.now, "last": clock.now}
+    assert state["version"] > version  # the operator and the sidecars hear of it at once
+    view = await service.ok("GET", "/v1/monitors/ml/churn")
+    assert view["status"]["capture"]["refused"] == "unauthorized"
+    first = clock.now
+    clock.advance(90)
+    await refused_batch()  # it goes on: `last` moves, `since` stays
+    await eventually(lambda: _last_refused(service, clock.now))
+    assert (await service.state())["capture"]["since"] == first
+    clock.advance(301)  # no refusal for five minutes: over
+    assert (await service.state())["capture"]["refused"] is None
+
+
+async def _refused(service: Service) -> bool:
+    return (await service.state())["capture"]["refused"] is not None
+
+
+async def _last_refused(service: Service, when: float) -> bool:
+    return (await service.state())["capture"]["last"] == when

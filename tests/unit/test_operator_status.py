@@ -94,8 +94,29 @@ def test_a_healthy_monitor() -> None:
         "Breached": ("False", "WithinThresholds"),
         "FallbackActive": ("False", "ModelServing"),
         "TrafficBypass": ("False", "NoBypass"),
+        "CaptureRefused": ("False", "Accepted"),
     }
     assert all(c["lastTransitionTime"] == "2026-01-01T00:00:00Z" for c in composed["conditions"])
+
+
+def test_refused_capture_is_a_condition_and_one_warning_while_it_lasts() -> None:
+    healthy = status.compose({}, registered(), T0)
+    capture = {"refused": "unauthorized", "since": T0 + 60, "last": T0 + 90}
+    refused = status.compose(healthy, registered(capture=capture), T0 + 120)
+    jsonschema.validate(refused, STATUS_SCHEMA)
+    condition = next(c for c in refused["conditions"] if c["type"] == "CaptureRefused")
+    assert (condition["status"], condition["reason"]) == ("True", "Unauthorized")
+    assert "since 2026-01-01T00:01:00Z" in condition["message"]
+    assert "write token" in condition["message"]
+    assert status.events(healthy, refused) == [
+        Event("Warning", "CaptureRefused", condition["message"])
+    ]
+    later = {**capture, "last": T0 + 150}
+    again = status.compose(refused, registered(capture=later), T0 + 180)
+    assert status.events(refused, again) == []
+    assert mergepatch.diff(refused, again) == {}
+    over = status.compose(again, registered(capture={"refused": None}), T0 + 600)
+    assert conditions(over)["CaptureRefused"] == ("False", "Accepted")
 
 
 def test_the_same_observation_later_changes_nothing() -> None:

@@ -118,6 +118,7 @@ def monitor_view(engine: Engine, key: str) -> dict[str, Any]:
         "alerts": state["alerts"],
         "observedGeneration": state["generation"],
         "stateVersion": state["version"],
+        "capture": state["capture"],
     }
     snapshot = engine.snapshots.get(key)
     model = snapshot.window.get(("*", "model")) if snapshot else None

@@ -31,6 +31,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 
+MONITOR_HEADER = "X-Truthloop-Monitor"
+"""The monitor a sidecar's capture batch is for."""
+PREDICTIONS_PATH = "/v1/predictions"
+
 RETRY_AFTER = 1
 """Seconds a client is told to wait (`Retry-After`) while the store is unavailable."""
 
@@ -67,12 +71,19 @@ def _auth(token: str | None) -> Callable[[web.Request, Handler], Awaitable[web.S
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """With a token configured, every write needs `Authorization: Bearer <token>`."""
+        """With a token configured, every write needs `Authorization: Bearer <token>`.
+
+        A refused capture batch names its monitor (`X-Truthloop-Monitor`): the monitor's state
+        then says its capture is refused, which the operator shows as a condition.
+        """
         if expected is not None and request.method in WRITE_METHODS:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(
                 given.strip().encode(), expected
             ):
+                monitor = request.headers.get(MONITOR_HEADER)
+                if monitor is not None and request.path == PREDICTIONS_PATH:
+                    request.app[api.ENGINE].capture_refused(monitor, "unauthorized")
                 raise Unauthorized(
                     "writes need a bearer token",
                     [detail("Authorization", "missing or wrong bearer token", "unauthorized")],

@@ -59,6 +59,12 @@ OUTCOMES = {"matched": ACTUALS_MATCHED, "pending": ACTUALS_PENDING, "expired": A
 
 T = TypeVar("T")
 
+CAPTURE_REFUSED_FOR = 300.0
+"""Seconds a monitor's capture counts as refused after the last refused batch of its sidecars."""
+CAPTURE_REFUSED_EVERY = 60.0
+"""Seconds between stored refreshes of a refusal that goes on (a refused POST is unauthenticated:
+it may cost the database one write a minute per registered monitor, never one per request)."""
+
 FOLLOW_RETRY = 1.0
 """Seconds before rereading the store again after a failed reread (the database was away)."""
 
@@ -104,6 +110,8 @@ class _Runtime:
     version: int
     external: frozenset[str] = frozenset()
     override: FallbackMode | None = None
+    refused: CaptureRefused | None = None
+    """The last time the monitor's sidecars had a batch refused, and why."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -115,13 +123,38 @@ class _Runtime:
         state = self.state.to_dict()
         for alert in state["alerts"]:
             del alert["value"], alert["samples"]
-        return (state, self.registered.monitor.generation, sorted(self.external), self.override)
+        return (
+            state,
+            self.registered.monitor.generation,
+            sorted(self.external),
+            self.override,
+            self.refused,
+        )
 
     def visible(self) -> tuple[Any, ...]:
-        """What the state's `version` stands for: the part sidecars and the operator act on."""
-        state, *rest = self.persisted()
+        """What the state's `version` stands for: the part sidecars and the operator act on (a
+        refusal that goes on refreshes its `last`, which wakes nobody)."""
+        state, *rest, refused = self.persisted()
         del state["clear_since"]
-        return (state, *rest)
+        return (state, *rest, refused and (refused.reason, refused.since))
+
+    def stored(self) -> StoredState:
+        """The state as the store keeps it; the refusal rides in the state object."""
+        state = self.state.to_dict()
+        if self.refused is not None:
+            state[REFUSED_KEY] = msgspec.to_builtins(self.refused)
+        return StoredState(self.version, state, tuple(sorted(self.external)), self.override)
+
+
+class CaptureRefused(msgspec.Struct, frozen=True):
+    """The feedback service refused a batch of the monitor's sidecars: why, since and last when."""
+
+    reason: str
+    since: float
+    last: float
+
+
+REFUSED_KEY = "capture_refused"
 
 
 def _restore(registered: Registered, stored: StoredState | None) -> _Runtime:
@@ -129,12 +162,14 @@ def _restore(registered: Registered, stored: StoredState | None) -> _Runtime:
     if stored is None:
         return _Runtime(registered, alerts.initial_state(registered.monitor.spec), 0)
     override = stored.override if stored.override in FALLBACK_MODES else None
+    refused = stored.state.get(REFUSED_KEY)
     return _Runtime(
         registered,
         alerts.MonitorState.from_dict(stored.state),
         stored.version,
         frozenset(stored.external),
         override,  # type: ignore[arg-type]
+        None if refused is None else msgspec.convert(refused, CaptureRefused),
     )
 
 
@@ -146,6 +181,10 @@ class Engine:
         self.settings = settings
         self._runtimes: dict[str, _Runtime] = {}
         self._lock = asyncio.Lock()
+        self._refusing: dict[str, asyncio.Task[None]] = {}
+        """Monitors whose refused capture is being stored (one writer each)."""
+        self._refusals: dict[str, tuple[str, float]] = {}
+        """The newest refusal of each monitor not stored yet: (reason, when)."""
         self.snapshots: dict[str, Snapshot] = {}
         self.rejected: dict[str, int] = {}
         """Actuals refused since start, per monitor named (`""`: none or an unknown one)."""
@@ -217,7 +256,7 @@ class Engine:
         if theirs.version == runtime.version and theirs.persisted() == runtime.persisted():
             return
         runtime.state, runtime.external = theirs.state, theirs.external
-        runtime.override = theirs.override
+        runtime.override, runtime.refused = theirs.override, theirs.refused
         key = runtime.registered.monitor.key
         snapshot = self.snapshots.get(key)
         if snapshot is not None:
@@ -236,9 +275,12 @@ class Engine:
             yield
 
     def stop(self) -> None:
-        """Wake every long-poll waiter so shutdown does not wait for their timeouts."""
+        """Wake every long-poll waiter so shutdown does not wait for their timeouts, and drop
+        refusals not stored yet (the sidecars keep being refused: they are noted again)."""
         for runtime in self._runtimes.values():
             runtime.changed.set()
+        for task in self._refusing.values():
+            task.cancel()
 
     # -- monitors ------------------------------------------------------------------------------
 
@@ -377,6 +419,46 @@ class Engine:
                 updated.append(key)
         return updated
 
+    def capture_refused(self, key: str, reason: str) -> None:
+        """A sidecar of monitor `key` had a batch refused (`reason`: `unauthorized`...): shown in
+        its state for `CAPTURE_REFUSED_FOR` seconds. Stored at most every
+        `CAPTURE_REFUSED_EVERY` seconds per monitor, one write at a time, in the background:
+        the refused request is answered at once whatever the store does."""
+        runtime = self._runtimes.get(key)
+        if runtime is None:
+            return
+        now = self.settings.clock()
+        refused = runtime.refused
+        if refused and refused.reason == reason and now - refused.last < CAPTURE_REFUSED_EVERY:
+            return
+        self._refusals[key] = (reason, now)
+        if key not in self._refusing:
+            task = asyncio.create_task(self._note_refused(key))
+            self._refusing[key] = task
+            task.add_done_callback(lambda _: self._refusing.pop(key, None))
+
+    async def _note_refused(self, key: str) -> None:
+        """Store the newest refusal noted for `key`, until none is left."""
+        while (newest := self._refusals.pop(key, None)) is not None:
+            reason, now = newest
+            runtime = self._runtimes.get(key)
+            if runtime is None:
+                return
+            try:
+                async with self._lock, self._held(runtime):
+                    persisted, visible = runtime.persisted(), runtime.visible()
+                    refused = runtime.refused
+                    ongoing = (
+                        refused is not None
+                        and refused.reason == reason
+                        and now - refused.last < CAPTURE_REFUSED_FOR
+                    )
+                    since = refused.since if ongoing and refused is not None else now
+                    runtime.refused = CaptureRefused(reason, since, now)
+                    await self._save(runtime, persisted, visible)
+            except Exception:
+                log.exception("recording that monitor %s's capture is refused failed", key)
+
     # -- state ---------------------------------------------------------------------------------
 
     def state(self, key: str) -> dict[str, Any]:
@@ -396,7 +478,16 @@ class Engine:
             },
             "alerts": state.to_dict()["alerts"],
             "external": sorted(runtime.external),
+            "capture": self._capture(runtime),
         }
+
+    def _capture(self, runtime: _Runtime) -> dict[str, Any]:
+        """Whether the monitor's capture is refused now (a refusal not renewed for
+        `CAPTURE_REFUSED_FOR` seconds is over: its sidecars got through, or are gone)."""
+        refused = runtime.refused
+        if refused is None or self.settings.clock() - refused.last >= CAPTURE_REFUSED_FOR:
+            return {"refused": None, "since": None, "last": None}
+        return {"refused": refused.reason, "since": refused.since, "last": refused.last}
 
     async def wait_state(self, key: str, since: int | None, wait: float) -> dict[str, Any]:
         """The state once its version differs from `since`, or after `wait` seconds."""
@@ -521,18 +612,17 @@ class Engine:
                     "reason": transition.reason,
                 },
             )
+        await self._save(runtime, persisted, visible)
+
+    async def _save(
+        self, runtime: _Runtime, persisted: tuple[Any, ...], visible: tuple[Any, ...]
+    ) -> None:
+        """Persist a runtime changed from `persisted`; a visible change bumps the version and
+        wakes the long-polls."""
         bump = runtime.visible() != visible or runtime.version == 0
         if bump or runtime.persisted() != persisted:
             runtime.version += 1 if bump else 0
-            await self.store.save_state(
-                registered.id,
-                StoredState(
-                    runtime.version,
-                    runtime.state.to_dict(),
-                    tuple(sorted(runtime.external)),
-                    runtime.override,
-                ),
-            )
+            await self.store.save_state(runtime.registered.id, runtime.stored())
         if bump:
             runtime.changed.set()
             runtime.changed = asyncio.Event()

@@ -3,7 +3,8 @@
 `compose(current, observation, now)` returns the status the object should have: phase, window
 numbers, the first alert's metric as the METRIC column's text, fallback, injected pods,
 observedGeneration and conditions (Ready, SpecValid, Registered, PodsInjected, Breached,
-FallbackActive, TrafficBypass), each keeping its lastTransitionTime while its status holds.
+FallbackActive, TrafficBypass, CaptureRefused), each keeping its lastTransitionTime while its
+status holds.
 It writes only the fields of the CRD's status schema (anything else would be pruned by the
 apiserver and look changed forever) and never a `null` inside an object (a merge patch cannot
 store one), so `core.mergepatch.diff(current, composed)` is empty exactly when nothing changed —
@@ -11,7 +12,8 @@ the operator patches only then.
 
 `events(old, new)` names the Events a change deserves: one per phase change (`FallbackEngaged`,
 `Degraded`, `Healthy`, `InvalidSpec`...), and Warnings when registration fails, pods stay without
-the sidecar, or a Service bypasses it — each once per change of its condition, not per loop.
+the sidecar, a Service bypasses it, or the feedback service refuses the sidecars' capture — each
+once per change of its condition, not per loop.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ CONDITIONS = (
     "Breached",
     "FallbackActive",
     "TrafficBypass",
+    "CaptureRefused",
 )
 MAX_MESSAGE = 4096
 
@@ -146,6 +149,13 @@ def events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
         and _changed(before, after, "TrafficBypass", message=True)
     ):
         found.append(Event("Warning", "TrafficBypass", bypass["message"]))
+    refused = after.get("CaptureRefused")
+    if (
+        refused is not None
+        and refused["status"] == "True"
+        and _changed(before, after, "CaptureRefused")
+    ):
+        found.append(Event("Warning", "CaptureRefused", refused["message"]))
     return found
 
 
@@ -189,6 +199,7 @@ def _conditions(
             found["FallbackActive"] = ("True", "FallbackEngaged", _why_engaged(view, obs.alerts))
         else:
             found["FallbackActive"] = ("False", "ModelServing", "the model answers every request")
+    found["CaptureRefused"] = _capture(view)
     if obs.census is not None and obs.census.bypass:
         text = (
             "; ".join(obs.census.bypass)
@@ -202,6 +213,26 @@ def _conditions(
             "no Service targets the model's port directly",
         )
     return found
+
+
+def _capture(view: Mapping[str, Any] | None) -> tuple[str, str, str]:
+    """Whether the feedback service refuses the sidecars' capture batches (they keep them)."""
+    capture = (view or {}).get("capture") or {}
+    reason = capture.get("refused")
+    if view is None:
+        return ("Unknown", "NoData", "the monitor's state is not known yet")
+    if not reason:
+        return ("False", "Accepted", "the feedback service takes the sidecars' records")
+    since = f" since {_time(capture['since'])}" if _finite(capture.get("since")) else ""
+    why = {
+        "unauthorized": "the sidecars' write token is missing or not the service's",
+    }.get(reason, reason)
+    return (
+        "True",
+        _camel(reason),
+        f"the feedback service refuses the sidecars' records{since} ({why}); they are kept in"
+        " each pod's spool and sent once it takes them",
+    )
 
 
 def _pods(census: Census | None) -> tuple[str, str, str]:
