@@ -18,7 +18,7 @@ Targets, each in front of the same minimal model (uvloop + httptools, fixed JSON
                 (installed with apt-get when missing; the column is skipped if that fails)
 
 Load comes from wrk (Debian's, installed when missing) or, failing that, from a small uvloop
-client in this file; the output says which. Per target: latency p50/p99 at concurrency 1 with
+client in this file; the output says which. Per target: latency p50/p99/p99.9 at concurrency 1 with
 everything on CPU 0 (what the proxy's work adds to the direct path); requests/s at concurrency
 16 and 64 with the proxy process (sidecar, or the nginx worker) alone on CPU 0 and the model and
 load generator on CPU 1; CPU seconds per request of the proxy process (utime+stime of all its
@@ -202,6 +202,9 @@ class Load:
     seconds: float
     p50_ms: float
     p99_ms: float
+    p999_ms: float
+    """The slowest 0.1%: a pause the proxy takes once in a few thousand requests (a shipped
+    batch) shows here, not in the p99."""
     connections: int
 
     @property
@@ -233,12 +236,14 @@ def run_wrk(url: str, connections: int, seconds: float, script: Path, cpu: int) 
     ).stdout
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    p999 = re.search(r"^p99\.9 ([\d.]+)$", out, re.M)
     done = re.search(r"(\d+) requests in ([\d.]+)(ms|s)", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
-    if not (p50 and p99 and done) or errors:
+    if not (p50 and p99 and p999 and done) or errors:
         raise RuntimeError(f"wrk against {url} failed:\n{out}")
     elapsed = float(done[2]) / (1000 if done[3] == "ms" else 1)
-    return Load(int(done[1]), elapsed, _wrk_ms(p50[1]), _wrk_ms(p99[1]), connections)
+    p50_ms, p99_ms, p999_ms = _wrk_ms(p50[1]), _wrk_ms(p99[1]), float(p999[1]) / 1000
+    return Load(int(done[1]), elapsed, p50_ms, p99_ms, p999_ms, connections)
 
 
 def run_own_client(url: str, connections: int, seconds: float, script: Path, cpu: int) -> Load:
@@ -258,7 +263,8 @@ def run_own_client(url: str, connections: int, seconds: float, script: Path, cpu
         capture_output=True,
         text=True,
     ).stdout.split()
-    return Load(int(out[0]), float(out[1]), float(out[2]), float(out[3]), connections)
+    requests, elapsed, p50, p99, p999 = int(out[0]), *map(float, out[1:5])
+    return Load(requests, elapsed, p50, p99, p999, connections)
 
 
 def own_client(url: str, connections: int, seconds: float) -> None:
@@ -311,7 +317,8 @@ def own_client(url: str, connections: int, seconds: float) -> None:
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
-    print(len(latencies), elapsed, p50, p99)
+    p999 = latencies[int(len(latencies) * 0.999)] * 1000
+    print(len(latencies), elapsed, p50, p99, p999)
 
 
 # Processes.
@@ -408,6 +415,7 @@ def _best_load(loads: list[Load]) -> Load:
         fastest.seconds,
         min(x.p50_ms for x in loads),
         min(x.p99_ms for x in loads),
+        min(x.p999_ms for x in loads),
         fastest.connections,
     )
 
@@ -566,6 +574,9 @@ def bench(seconds: float, rounds: int) -> tuple[list[Result], list[str]]:
             'wrk.method = "POST"\nwrk.path = "/predict"\n'
             'wrk.headers["Content-Type"] = "application/json"\n'
             f"wrk.body = '{REQUEST_BODY.decode()}'\n"
+            "done = function(summary, latency, requests)\n"
+            '  io.write(string.format("p99.9 %.1f\\n", latency:percentile(99.9)))\n'
+            "end\n"
         )
 
         def start(
@@ -669,10 +680,11 @@ def table(results: list[Result], notes: list[str], seconds: float, rounds: int, 
         "shipping to a live feedback service (on CPU 1 throughout); `proxy only` and "
         "`fallback` are the proxy with a stand-in tap that never ships.",
         "",
-        "| target | p50 ms (c=1) | p99 ms (c=1) | added p50 ms | added p99 ms | req/s (c=16) "
+        "| target | p50 ms (c=1) | p99 ms (c=1) | p99.9 ms (c=1) | added p50 ms | added p99 ms "
+        "| req/s (c=16) "
         "| req/s (c=64) | CPU µs/req | CPU vs nginx | CPU µs/req (c=64) | CPU vs nginx (c=64) "
         "| 1-core capacity req/s | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         added = r is not direct
@@ -680,6 +692,7 @@ def table(results: list[Result], notes: list[str], seconds: float, rounds: int, 
             r.name,
             f"{r.latency.p50_ms:.3f}",
             f"{r.latency.p99_ms:.3f}",
+            f"{r.latency.p999_ms:.3f}",
             f"{r.latency.p50_ms - direct.latency.p50_ms:+.3f}" if added else "–",
             f"{r.latency.p99_ms - direct.latency.p99_ms:+.3f}" if added else "–",
             f"{r.throughput.rps:,.0f}",
