@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests.e2e.processes import Command
 from tests.e2e.test_run import wait_until_up
+from tests.support.feedback import monitor_body
 
 ROOT = Path(__file__).resolve().parents[2]
 OTHER_ROLES = {"kopf", "kubernetes", "numpy", "cryptography", "pydantic", "rich", "asyncpg"}
@@ -30,22 +31,7 @@ def imported(stderr: list[str]) -> set[str]:
 
 def test_a_started_sidecar_has_imported_none_of_the_other_roles_libraries(tmp_path: Path) -> None:
     spec = tmp_path / "monitor.json"
-    spec.write_text(
-        json.dumps(
-            {
-                "apiVersion": "truthloop.dev/v1alpha1",
-                "kind": "ModelMonitor",
-                "metadata": {"name": "churn", "namespace": "ml"},
-                "spec": {
-                    "selector": {"matchLabels": {"app": "churn"}},
-                    "model": {"name": "churn"},
-                    "task": "binary",
-                    "capture": {"prediction": {"pointer": "/prediction"}},
-                    "fallback": {"rules": [{"prediction": "0"}]},
-                },
-            }
-        )
-    )
+    spec.write_text(json.dumps(monitor_body()))  # it has a fallback rule: cel-python loads
     args = [
         "sidecar",
         "--listen", "127.0.0.1:0",
