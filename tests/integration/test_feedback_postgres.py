@@ -251,7 +251,7 @@ async def unfolded_deltas(store: Store, now: float, task: str) -> int:
     """A monitor with records, labels and a pending actual whose counter deltas are not folded
     yet (minute buckets over a day, two versions; lifetime-only totals); its id."""
     body = monitor_body(task=task, alerts=[])
-    registered = await store.put_monitor(parse_monitor(body), body, now)
+    registered, _ = await store.put_monitor(parse_monitor(body), body, now)
     monitors = {"ml/churn": registered}
     rng = random.Random(5)
     binary = task == "binary"
@@ -626,3 +626,55 @@ def test_a_postgresql_url_keeps_server_settings_and_names_its_connections() -> N
     assert store.pool_size == 4
     query = dict(p.split("=") for p in urlsplit(store.dsn).query.split("&"))
     assert query == {"search_path": "tl", "application_name": "truthloop-feedback"}
+
+
+# -- the registry is the database's ---------------------------------------------------------------
+
+
+def deaf(service: Service) -> None:
+    """Keep `service` from hearing other replicas' notifications: every request then meets the
+    moment before a notification arrives (up to a few hundred ms on a busy server)."""
+    service.engine.store._watchers.clear()  # type: ignore[attr-defined]
+
+
+async def test_a_monitor_put_on_one_replica_is_known_to_another_at_once(
+    replicas: Replicas, clock: FakeClock
+) -> None:
+    """Writes and reads on B right after a PUT on A: B looks a name it does not know up in the
+    database before refusing it, instead of waiting for the notification."""
+    a, b = await replicas(), await replicas()
+    deaf(b)
+    for i in range(10):
+        name = f"m{i}"
+        await a.put_monitor(monitor_body(name=name))
+        batch = [record(f"p{i}", 1, ts=clock.now - 5, monitor=f"ml/{name}")]
+        assert await b.predictions(batch) == {"accepted": 1, "duplicates": 0}
+        assert (await b.call("GET", f"/v1/monitors/ml/{name}/state"))[0] == 200
+        await a.put_monitor(monitor_body(name=f"n{i}"))
+        assert (await b.call("GET", f"/v1/monitors/ml/n{i}"))[0] == 200
+
+
+async def test_the_database_not_a_replica_s_memory_decides_task_changes_and_deletes(
+    replicas: Replicas, clock: FakeClock
+) -> None:
+    a, b = await replicas(), await replicas()
+    deaf(b)
+    for i in range(10):
+        name = f"m{i}"
+        await a.put_monitor(monitor_body(name=name))
+        regression = monitor_body(name=name, task="regression", alerts=[])
+        status, body = await b.call("PUT", f"/v1/monitors/ml/{name}", json=regression)
+        assert status == 409, body
+        assert body["details"][0]["field"] == "spec.task"
+        await b.predictions([record(f"p{i}", 1, ts=clock.now - 5, monitor=f"ml/{name}")])
+        assert await a.ok("DELETE", f"/v1/monitors/ml/{name}") == {"deleted": f"ml/{name}"}
+        late = [record(f"q{i}", 1, ts=clock.now - 5, monitor=f"ml/{name}")]
+        status, body = await b.call("POST", "/v1/predictions", json=late)
+        assert status == 400, body
+        assert body["details"][0]["reason"] == "unknown_monitor"
+        actual = {"monitor": f"ml/{name}", "prediction_id": f"p{i}", "actual": 1}
+        status, body = await b.call("POST", "/v1/feedback", json=actual)
+        assert status == 400, body
+        assert body["details"][0]["reason"] == "unknown_monitor"
+        status, _ = await b.call("DELETE", f"/v1/monitors/ml/{name}")
+        assert status == 404

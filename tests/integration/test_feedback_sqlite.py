@@ -25,7 +25,7 @@ async def written_by_the_current_version(path: Path) -> Registered:
     current = SQLiteStore(path.with_suffix(".current.db"))
     await current.open()
     body = monitor_body()
-    registered = await current.put_monitor(parse_monitor(body), body, T0)
+    registered, _ = await current.put_monitor(parse_monitor(body), body, T0)
     monitors = {registered.monitor.key: registered}
     records = [
         PredictionRecord("ml/churn", f"p{i}", "model", "v1", NOW - 60 * i, i % 2, f"u{i}")

@@ -31,7 +31,7 @@ async def store(store_url: str) -> AsyncIterator[Store]:
 
 async def registered(store: Store) -> dict[str, Registered]:
     body = monitor_body()
-    reg = await store.put_monitor(parse_monitor(body), body, T0)
+    reg, _ = await store.put_monitor(parse_monitor(body), body, T0)
     return {reg.monitor.key: reg}
 
 

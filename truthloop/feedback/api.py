@@ -96,7 +96,9 @@ async def put_monitor(request: web.Request) -> web.Response:
 
 
 async def get_monitor(request: web.Request) -> web.Response:
-    return json(monitor_view(request.app[ENGINE], _key(request)))
+    engine = request.app[ENGINE]
+    await engine.lookup(_key(request))
+    return json(monitor_view(engine, _key(request)))
 
 
 async def delete_monitor(request: web.Request) -> web.Response:
@@ -151,7 +153,7 @@ async def post_feedback(request: web.Request) -> web.Response:
 async def post_fallback(request: web.Request) -> web.Response:
     key = _key(request)
     engine = request.app[ENGINE]
-    engine.registered(key)
+    await engine.lookup(key)
     body = await bodies.json_body(request)
     mode = body.get("mode") if isinstance(body, dict) else None
     if mode not in FALLBACK_MODES:
@@ -207,7 +209,7 @@ async def post_alertmanager(request: web.Request) -> web.Response:
 async def get_metrics(request: web.Request) -> web.Response:
     key = _key(request)
     engine = request.app[ENGINE]
-    engine.registered(key)
+    await engine.lookup(key)
     window = bodies.query(request, "window", bodies.duration, None, "a duration like 1h")
     version = bodies.query(request, "version", _identifier(request), None, "a model version")
     served_by = bodies.query(
@@ -230,7 +232,7 @@ async def get_metrics(request: web.Request) -> web.Response:
 async def get_state(request: web.Request) -> web.Response:
     key = _key(request)
     engine = request.app[ENGINE]
-    engine.registered(key)
+    await engine.lookup(key)
     settings = request.app[SETTINGS]
     wait = bodies.query(
         request,
@@ -246,7 +248,7 @@ async def get_state(request: web.Request) -> web.Response:
 async def get_predictions(request: web.Request) -> web.Response:
     key = _key(request)
     engine = request.app[ENGINE]
-    engine.registered(key)
+    await engine.lookup(key)
     settings = request.app[SETTINGS]
     entity_id = bodies.query(request, "entity_id", _identifier(request), None, "an entity id")
     if entity_id is None:
@@ -292,7 +294,7 @@ async def get_dataset(request: web.Request) -> web.StreamResponse:
     """
     key = _key(request)
     engine = request.app[ENGINE]
-    engine.registered(key)
+    await engine.lookup(key)
     window = bodies.query(request, "window", bodies.duration, None, "a duration like 7d")
     version = bodies.query(request, "version", _identifier(request), None, "a model version")
     correct = bodies.query(request, "correct", bodies.boolean, None, "true or false")

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from truthloop.core import alerts, metrics, records, windows
+from truthloop.core import alerts, metrics, records, registry, windows
 from truthloop.core.join import PREDICTIONS_KEY
 from truthloop.core.plan import ACTUALS_EXPIRED, ACTUALS_MATCHED, ACTUALS_PENDING
 from truthloop.core.spec import FALLBACK_MODES, FallbackMode, Monitor, Task, parse_monitor
@@ -44,6 +44,7 @@ from truthloop.feedback.store.interface import (
     Group,
     IngestResult,
     LabelsRejected,
+    MonitorsGone,
     Registered,
     Store,
     StoredPrediction,
@@ -183,6 +184,10 @@ class Engine:
         self._lock = asyncio.Lock()
         self._refusing: dict[str, asyncio.Task[None]] = {}
         """Monitors whose refused capture is being stored (one writer each)."""
+        self._rereading: asyncio.Future[None] | None = None
+        self._reread_asked = 0
+        self._reread_done = 0
+        """Rereads asked for and the last one a finished reread covered (see `_reread`)."""
         self._refusals: dict[str, tuple[str, float]] = {}
         """The newest refusal of each monitor not stored yet: (reason, when)."""
         self.snapshots: dict[str, Snapshot] = {}
@@ -287,10 +292,7 @@ class Engine:
     def registered(self, key: str) -> Registered:
         runtime = self._runtimes.get(key)
         if runtime is None:
-            raise NotFound(
-                f"no monitor {key} is registered",
-                [records.ItemError(None, "monitor", f"{key} is not registered", "unknown_monitor")],
-            )
+            raise _unregistered(key)
         return runtime.registered
 
     def monitors(self) -> list[Registered]:
@@ -299,45 +301,45 @@ class Engine:
     async def put_monitor(
         self, namespace: str, name: str, body: Mapping[str, Any]
     ) -> tuple[Registered, bool]:
-        """Register or replace a monitor; True when it is new. Raises `SpecError`."""
+        """Register or replace a monitor; True when it is new. Raises `SpecError`, and Conflict
+        for a task change (the store decides both, so every replica answers the same)."""
         monitor = parse_monitor(body)
         key = monitor.key
-        runtime = self._runtimes.get(key)
-        if runtime is not None and runtime.registered.monitor.spec.task != monitor.spec.task:
-            old = runtime.registered.monitor.spec.task
-            raise Conflict(
-                f"monitor {key} already has {old} data; delete it before changing its task",
-                [records.ItemError(None, "spec.task", f"was {old}", "task_change")],
-            )
-        metadata = body.get("metadata") or {}
-        if "generation" not in metadata:
-            previous = runtime.registered if runtime else None
-            same = previous is not None and previous.body.get("spec") == body.get("spec")
-            generation = previous.monitor.generation + (0 if same else 1) if previous else 1
-            monitor = replace(monitor, generation=generation)
-            body = {**body, "metadata": {**metadata, "generation": generation}}
         async with self._lock:
-            registered = await self.store.put_monitor(monitor, body, self.settings.clock())
-            created = runtime is None or runtime.registered.id != registered.id
-            if created:
+            try:
+                registered, created = await self.store.put_monitor(
+                    monitor, body, self.settings.clock()
+                )
+            except registry.TaskChange as e:
+                raise Conflict(
+                    f"monitor {key} already has {e.old} data; delete it before changing its task",
+                    [records.ItemError(None, "spec.task", f"was {e.old}", "task_change")],
+                ) from None
+            runtime = self._runtimes.get(key)
+            if runtime is None or runtime.registered.id != registered.id:
+                if runtime is not None:
+                    runtime.changed.set()
                 stored = (await self.store.load_states()).get(registered.id)
                 runtime = self._runtimes[key] = _restore(registered, stored)
-            assert runtime is not None
             async with self._held(runtime):
                 old_mode = runtime.registered.monitor.spec.fallback.mode
-                if old_mode != monitor.spec.fallback.mode:
+                if old_mode != registered.monitor.spec.fallback.mode:
                     runtime.override = None  # the newer word on the mode wins
                 runtime.registered = registered
                 await self._evaluate(runtime, self.settings.clock())
         return registered, created
 
     async def delete_monitor(self, key: str) -> None:
-        self.registered(key)
+        """Delete a monitor; NotFound when the store has no live one (whatever this replica
+        remembers)."""
         async with self._lock:
-            await self.store.delete_monitor(key, self.settings.clock())
-            runtime = self._runtimes.pop(key)
+            deleted = await self.store.delete_monitor(key, self.settings.clock())
+            runtime = self._runtimes.pop(key, None)
             self.snapshots.pop(key, None)
-            runtime.changed.set()
+            if runtime is not None:
+                runtime.changed.set()
+        if not deleted:
+            raise _unregistered(key)
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -348,40 +350,88 @@ class Engine:
     async def ingest(self, body: bytes, *, ndjson: bool = False) -> IngestResult:
         """Validate and store capture records (a JSON array, or NDJSON); all or nothing."""
         now = self.settings.clock()
-        live, tasks = self._live()
-        try:
-            parsed = await _in_slices(
-                records.parse_predictions(body, tasks, now, self.settings.limits, ndjson=ndjson)
-            )
-        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
-            raise _not_json(e) from None
-        if parsed.errors:
-            raise BadRequest("invalid capture records", parsed.errors, parsed.omitted)
-        result = await self.store.insert_predictions(parsed.items, live, now)
-        return replace(result, duplicates=result.duplicates + parsed.repeats)
+        for fresh in (False, True):
+            live, tasks = self._live()
+            try:
+                parsed = await _in_slices(
+                    records.parse_predictions(body, tasks, now, self.settings.limits, ndjson=ndjson)
+                )
+            except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
+                raise _not_json(e) from None
+            if parsed.errors and not fresh and self._unknown(parsed):
+                await self._reread()
+                continue
+            if parsed.errors:
+                raise BadRequest("invalid capture records", parsed.errors, parsed.omitted)
+            try:
+                result = await self.store.insert_predictions(parsed.items, live, now)
+            except MonitorsGone:
+                await self._reread()  # another replica deleted one: refuse its items as unknown
+                continue
+            return replace(result, duplicates=result.duplicates + parsed.repeats)
+        raise AssertionError("unreachable: the second pass either answers or raises")
 
     async def feedback(self, body: bytes) -> FeedbackResult:
         """Validate and apply actuals (one, an array, or `{"items": [...]}`); all or nothing."""
         now = self.settings.clock()
-        live, tasks = self._live()
+        for fresh in (False, True):
+            live, tasks = self._live()
+            try:
+                parsed = await _in_slices(
+                    records.parse_actuals(body, tasks, now, self.settings.limits)
+                )
+            except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
+                raise _not_json(e) from None
+            if parsed.errors and not fresh and self._unknown(parsed):
+                await self._reread()
+                continue
+            if parsed.errors:
+                self._count_rejected(parsed.rejected)
+                raise BadRequest("invalid actuals", parsed.errors, parsed.omitted)
+            try:
+                result = await self.store.apply_actuals(parsed.items, live, now)
+            except MonitorsGone:
+                await self._reread()
+                continue
+            except LabelsRejected as e:
+                errors = [replace(error, index=parsed.indices[error.index]) for error in e.errors]
+                rejected: dict[str, int] = {}
+                for error in e.errors:
+                    monitor = parsed.items[error.index].monitor
+                    rejected[monitor] = rejected.get(monitor, 0) + 1
+                self._count_rejected(rejected)
+                raise BadRequest("actuals that cannot label their predictions", errors) from e
+            return replace(result, matched=result.matched + parsed.repeats)
+        raise AssertionError("unreachable: the second pass either answers or raises")
+
+    def _unknown(self, parsed: records.Parsed[Any]) -> bool:
+        """Whether a refusal names a monitor this replica does not know and another may have
+        registered a moment ago (a store several replicas share)."""
+        return self.store.shared and any(e.reason == "unknown_monitor" for e in parsed.errors)
+
+    async def lookup(self, key: str) -> Registered:
+        """The monitor `key`, reread from a shared store before it is called unknown (NotFound)."""
+        if key not in self._runtimes and self.store.shared:
+            await self._reread()
+        return self.registered(key)
+
+    async def _reread(self) -> None:
+        """Reread the monitors and states, once every reread under way when asked has ended:
+        one reread at a time, shared by everyone who asked before it started, so clients naming
+        monitors nobody registered cost the database one small query at a time."""
+        self._reread_asked += 1
+        ticket = self._reread_asked
+        while self._reread_done < ticket:
+            if self._rereading is None:
+                self._rereading = asyncio.ensure_future(self._sync_upto(self._reread_asked))
+            await asyncio.shield(self._rereading)
+
+    async def _sync_upto(self, ticket: int) -> None:
         try:
-            parsed = await _in_slices(records.parse_actuals(body, tasks, now, self.settings.limits))
-        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
-            raise _not_json(e) from None
-        if parsed.errors:
-            self._count_rejected(parsed.rejected)
-            raise BadRequest("invalid actuals", parsed.errors, parsed.omitted)
-        try:
-            result = await self.store.apply_actuals(parsed.items, live, now)
-        except LabelsRejected as e:
-            errors = [replace(error, index=parsed.indices[error.index]) for error in e.errors]
-            rejected: dict[str, int] = {}
-            for error in e.errors:
-                monitor = parsed.items[error.index].monitor
-                rejected[monitor] = rejected.get(monitor, 0) + 1
-            self._count_rejected(rejected)
-            raise BadRequest("actuals that cannot label their predictions", errors) from e
-        return replace(result, matched=result.matched + parsed.repeats)
+            await self._sync()
+            self._reread_done = max(self._reread_done, ticket)
+        finally:
+            self._rereading = None
 
     def _count_rejected(self, rejected: Mapping[str, int]) -> None:
         """Rejected actuals per monitor, in memory: a rejected request changes nothing stored."""
@@ -745,6 +795,13 @@ async def _in_slices(steps: records.Steps[T]) -> T:
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         await asyncio.sleep(0)
+
+
+def _unregistered(key: str) -> NotFound:
+    return NotFound(
+        f"no monitor {key} is registered",
+        [records.ItemError(None, "monitor", f"{key} is not registered", "unknown_monitor")],
+    )
 
 
 def _not_json(error: Exception) -> BadRequest:

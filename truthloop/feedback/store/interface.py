@@ -82,6 +82,15 @@ class LabelsRejected(StoreError, ValueError):
         super().__init__(f"{len(self.errors)} actual(s) rejected")
 
 
+class MonitorsGone(StoreError, LookupError):
+    """A write names monitors another process deleted since this one last read them; nothing
+    was stored. The caller rereads the monitors."""
+
+    def __init__(self, monitor_ids: Sequence[int]) -> None:
+        self.monitor_ids = tuple(monitor_ids)
+        super().__init__(f"monitors {sorted(self.monitor_ids)} were deleted")
+
+
 @dataclass(frozen=True, slots=True)
 class Registered:
     """A monitor as the store knows it: its numeric id, parsed spec and the object as PUT."""
@@ -154,6 +163,10 @@ class DatasetQuery:
 class Store(abc.ABC):
     """Persistent state of the feedback service. Every method is a coroutine."""
 
+    shared = False
+    """Whether other processes write to it too (replicas): what this process remembers of the
+    monitors may be behind, so a name it does not know is looked up before it is refused."""
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Connect and bring the schema up to date."""
@@ -203,8 +216,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def put_monitor(
         self, monitor: Monitor, body: Mapping[str, Any], now: float
-    ) -> Registered:
-        """Create or replace (and undelete) the monitor `monitor.key`."""
+    ) -> tuple[Registered, bool]:
+        """Create, replace or revive the monitor `monitor.key` as `core.registry.register`
+        decides over the stored one (raises its `TaskChange`); True when no live monitor had the
+        key. Decided in the write's transaction: replicas that remember otherwise agree."""
 
     @abc.abstractmethod
     async def delete_monitor(self, key: str, now: float) -> bool:
@@ -231,7 +246,8 @@ class Store(abc.ABC):
         """Store new records (a known key is a duplicate), count them, join waiting actuals.
 
         A record whose attribution window has already passed unlabeled gets its monitor's
-        `missingActual: assume` label at once.
+        `missingActual: assume` label at once. Raises `MonitorsGone` (storing nothing) when
+        another process deleted one of `monitors`.
         """
 
     @abc.abstractmethod
@@ -241,7 +257,7 @@ class Store(abc.ABC):
         """Label the records each actual matches, or keep it pending; all or nothing.
 
         Raises `LabelsRejected` (and stores nothing) when a label cannot be used with a matched
-        prediction.
+        prediction, `MonitorsGone` when another process deleted one of `monitors`.
         """
 
     @abc.abstractmethod

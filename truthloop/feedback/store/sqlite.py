@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from truthloop.core import join, plan
+from truthloop.core import join, plan, registry
 from truthloop.core.join import Label, Row
 from truthloop.core.plan import ACTUALS_EXPIRED
 from truthloop.core.records import Actual, PredictionRecord
@@ -256,31 +256,32 @@ class SQLiteStore(Store):
 
     async def put_monitor(
         self, monitor: Monitor, body: Mapping[str, Any], now: float
-    ) -> Registered:
+    ) -> tuple[Registered, bool]:
         return await self._tx(self._put_monitor, monitor, body, now)
 
     def _put_monitor(
         self, conn: sqlite3.Connection, monitor: Monitor, body: Mapping[str, Any], now: float
-    ) -> Registered:
+    ) -> tuple[Registered, bool]:
         old = conn.execute(
             "SELECT id, body, created, deleted FROM monitors WHERE key = ?", (monitor.key,)
         ).fetchone()
-        text = codec.to_json(body)
-        if old is not None:
-            previous = codec.registered(*old)
-            if previous.deleted is None or previous.monitor.spec.task == monitor.spec.task:
-                conn.execute(
-                    "UPDATE monitors SET body = ?, deleted = NULL WHERE id = ?", (text, previous.id)
-                )
-                return Registered(previous.id, monitor, body, previous.created)
-            # A deleted monitor re-created with another task starts afresh; the purge takes the
-            # old data under a key no PUT can use.
+        previous = None if old is None else codec.registered(*old)
+        done = registry.register(previous, monitor, body)
+        text = codec.to_json(done.body)
+        if previous is not None and done.keeps:
+            conn.execute(
+                "UPDATE monitors SET body = ?, deleted = NULL WHERE id = ?", (text, previous.id)
+            )
+            return Registered(previous.id, done.monitor, done.body, previous.created), done.created
+        if previous is not None:
+            # Replaced by a monitor of another task: the purge takes the old data under a key no
+            # PUT can use.
             conn.execute("UPDATE monitors SET key = key || '#' || id WHERE id = ?", (previous.id,))
         cursor = conn.execute(
             "INSERT INTO monitors (key, body, created) VALUES (?, ?, ?)", (monitor.key, text, now)
         )
         assert cursor.lastrowid is not None
-        return Registered(cursor.lastrowid, monitor, body, now)
+        return Registered(cursor.lastrowid, done.monitor, done.body, now), done.created
 
     async def delete_monitor(self, key: str, now: float) -> bool:
         return await self._tx(self._delete_monitor, key, now)

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from truthloop.core import join, plan
+from truthloop.core import join, plan, registry
 from truthloop.core.plan import ACTUALS_EXPIRED
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import Monitor
@@ -40,6 +40,8 @@ from truthloop.feedback.store.postgres import (
 
 class PostgresStore(interface.Store):
     """`Store` on PostgreSQL for several replicas; the package's modules say how."""
+
+    shared = True
 
     def __init__(self, dsn: str, *, pool_size: int = 10) -> None:
         self.dsn = dsn
@@ -130,27 +132,29 @@ class PostgresStore(interface.Store):
 
     async def put_monitor(
         self, monitor: Monitor, body: Mapping[str, Any], now: float
-    ) -> interface.Registered:
+    ) -> tuple[interface.Registered, bool]:
         return await self._db.transaction(self._put_monitor, monitor, body, now)
 
     async def _put_monitor(
         self, conn: asyncpg.Connection, monitor: Monitor, body: Mapping[str, Any], now: float
-    ) -> interface.Registered:
+    ) -> tuple[interface.Registered, bool]:
         await locks.hold(conn, self.keys.registry)
         await replicas.notify(conn, self.keys.channel, self.replica)
         old = await conn.fetchrow(
             "SELECT id, body, created, deleted FROM monitors WHERE key = $1", monitor.key
         )
-        text = to_json(body)
-        if old is not None:
-            previous = codec.registered(*old)
-            if previous.deleted is None or previous.monitor.spec.task == monitor.spec.task:
-                await conn.execute(
-                    "UPDATE monitors SET body = $1, deleted = NULL WHERE id = $2", text, previous.id
-                )
-                return interface.Registered(previous.id, monitor, body, previous.created)
-            # A deleted monitor re-created with another task starts afresh; the purge takes the
-            # old data under a key no PUT can use.
+        previous = None if old is None else codec.registered(*old)
+        done = registry.register(previous, monitor, body)
+        text = to_json(done.body)
+        if previous is not None and done.keeps:
+            await conn.execute(
+                "UPDATE monitors SET body = $1, deleted = NULL WHERE id = $2", text, previous.id
+            )
+            kept = interface.Registered(previous.id, done.monitor, done.body, previous.created)
+            return kept, done.created
+        if previous is not None:
+            # Replaced by a monitor of another task: the purge takes the old data under a key no
+            # PUT can use.
             await conn.execute(
                 "UPDATE monitors SET key = key || '#' || id WHERE id = $1", previous.id
             )
@@ -160,18 +164,23 @@ class PostgresStore(interface.Store):
             text,
             now,
         )
-        return interface.Registered(monitor_id, monitor, body, now)
+        return interface.Registered(monitor_id, done.monitor, done.body, now), done.created
 
     async def delete_monitor(self, key: str, now: float) -> bool:
         return await self._db.transaction(self._delete_monitor, key, now)
 
     async def _delete_monitor(self, conn: asyncpg.Connection, key: str, now: float) -> bool:
+        """Mark it deleted once the writes under way for it committed (their locks, in the
+        order writers take them); a replica that still thinks it live is refused after."""
         await locks.hold(conn, self.keys.registry)
-        status = await conn.execute(
-            "UPDATE monitors SET deleted = $1 WHERE key = $2 AND deleted IS NULL", now, key
+        monitor_id = await conn.fetchval(
+            "SELECT id FROM monitors WHERE key = $1 AND deleted IS NULL", key
         )
-        if sql.count(status) == 0:
+        if monitor_id is None:
             return False
+        await locks.hold_monitors(conn, self.keys.labels, [monitor_id])
+        await locks.hold_monitors(conn, self.keys.intake, [monitor_id])
+        await conn.execute("UPDATE monitors SET deleted = $1 WHERE id = $2", now, monitor_id)
         await replicas.notify(conn, self.keys.channel, self.replica)
         return True
 
@@ -254,6 +263,7 @@ class PostgresStore(interface.Store):
         fails on a known key (the caller reruns the batch as an upsert, which skips them)."""
         mids = [monitors[r.monitor].id for r in records]
         await locks.hold_monitors(conn, self.keys.intake, sorted(set(mids)), shared=True)
+        await _live(conn, set(mids))
         rows = [codec.prediction_values(mid, r) for r, mid in zip(records, mids, strict=True)]
         stored, refs = await predictions.insert(conn, rows, copy)
         batch = [records[i] for i in stored]
@@ -286,6 +296,7 @@ class PostgresStore(interface.Store):
         (whose writes may fail this one's) or, `alone`, with them waited out and kept out."""
         mids = sorted({monitors[a.monitor].id for a in actuals})
         await labels.hold(conn, self.keys.labels, mids, alone)
+        await _live(conn, set(mids))
         found, rows = await labels.find(conn, actuals, range(len(actuals)), monitors)
         unmatched = [i for i in range(len(actuals)) if i not in found]
         if unmatched:
@@ -413,6 +424,18 @@ class PostgresStore(interface.Store):
         params.append(limit)
         found = await self._db.fetch(statement + f" ORDER BY ts, id LIMIT ${len(params)}", *params)
         return [codec.stored(*r) for r in found]
+
+
+async def _live(conn: asyncpg.Connection, monitor_ids: set[int]) -> None:
+    """Refuse a write for monitors another replica deleted (`MonitorsGone`): called holding
+    the locks a delete waits for, so a write either commits before the delete or sees it."""
+    live = await conn.fetchval(
+        "SELECT array_agg(id) FROM monitors WHERE id = ANY($1::int[]) AND deleted IS NULL",
+        list(monitor_ids),
+    )
+    gone = monitor_ids - set(live or ())
+    if gone:
+        raise interface.MonitorsGone(sorted(gone))
 
 
 async def _write_plan(
