@@ -145,14 +145,14 @@ async def test_metrics_answer_every_metric_with_its_interval_per_version_and_ove
 
 
 async def test_state_long_poll_wakes_on_a_change_and_times_out_without_one(
-    service: Service,
+    service: Service, clock: FakeClock
 ) -> None:
     state = await service.state()
     version = state["version"]
     assert (await service.state(query=f"?wait=0.05&since={version}"))["version"] == version
     assert (await service.state(query=f"?wait=30&since={version - 1}"))["version"] == version
     waiter = asyncio.create_task(service.state(query=f"?wait=30&since={version}"))
-    await asyncio.sleep(0)
+    await eventually(lambda: followers(service, 1))  # the long-poll waits at the service
     assert not waiter.done()
     await service.ok("POST", "/v1/monitors/ml/churn/fallback", json={"mode": "engaged"})
     woken = await asyncio.wait_for(waiter, 10)
@@ -160,9 +160,15 @@ async def test_state_long_poll_wakes_on_a_change_and_times_out_without_one(
     assert woken["fallback"] == {
         "active": True,
         "mode": "engaged",
-        "since": woken["fallback"]["since"],
-        "reason": woken["fallback"]["reason"],
+        "since": clock.now,
+        "reason": "manual",
     }
+    await eventually(lambda: followers(service, 0))
+
+
+async def followers(service: Service, count: int) -> bool:
+    found = sample(await service.scrape(), "truthloop_state_followers", monitor="churn")
+    return found == count
 
 
 async def test_manual_fallback_modes_override_the_alerts(

@@ -25,6 +25,7 @@ from tests.support.feedback import (
     make_settings,
     monitor_body,
     record,
+    sample,
 )
 from tests.support.postgres import (
     Outage,
@@ -223,7 +224,7 @@ async def test_a_state_change_on_one_replica_wakes_the_other_replicas_long_poll(
     await eventually(same_version)
     version = (await b.state())["version"]
     waiter = asyncio.create_task(b.state(query=f"?wait=30&since={version}"))
-    await asyncio.sleep(0)
+    await eventually(lambda: waiting_at(b))
     assert not waiter.done()
     await a.ok("POST", "/v1/monitors/ml/churn/fallback", json={"mode": "engaged"})
     woken = await asyncio.wait_for(waiter, 1.0)
@@ -629,6 +630,11 @@ def test_a_postgresql_url_keeps_server_settings_and_names_its_connections() -> N
 
 
 # -- the registry is the database's ---------------------------------------------------------------
+
+
+async def waiting_at(service: Service) -> bool:
+    """Whether a long-poll of ml/churn's state is waiting at `service`."""
+    return sample(await service.scrape(), "truthloop_state_followers", monitor="churn") == 1
 
 
 def deaf(service: Service) -> None:

@@ -113,6 +113,8 @@ class _Runtime:
     override: FallbackMode | None = None
     refused: CaptureRefused | None = None
     """The last time the monitor's sidecars had a batch refused, and why."""
+    followers: int = 0
+    """Long-polls of the state waiting now (each sidecar and the operator hold one)."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -544,9 +546,18 @@ class Engine:
         self.registered(key)
         runtime = self._runtimes[key]
         if since is not None and runtime.version == since and wait > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(runtime.changed.wait(), wait)
+            runtime.followers += 1
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(runtime.changed.wait(), wait)
+            finally:
+                runtime.followers -= 1
         return self.state(key)
+
+    def followers(self, key: str) -> int:
+        """Long-polls waiting on the monitor's state now."""
+        runtime = self._runtimes.get(key)
+        return 0 if runtime is None else runtime.followers
 
     async def tick(self) -> None:
         """Evaluate every monitor, then do one step of each kind of housekeeping.

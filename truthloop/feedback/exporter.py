@@ -65,6 +65,11 @@ class FeedbackCollector(Collector):
         firing = GaugeMetricFamily(
             "truthloop_alert_firing", "1 while the alert fires.", labels=[*MONITOR_LABELS, "alert"]
         )
+        followers = GaugeMetricFamily(
+            "truthloop_state_followers",
+            "Long-polls waiting on the monitor's state: its sidecars and the operator.",
+            labels=MONITOR_LABELS,
+        )
         phase = GaugeMetricFamily(
             "truthloop_monitor_phase",
             "1 for the monitor's current phase.",
@@ -103,6 +108,10 @@ class FeedbackCollector(Collector):
                 )
             for name in PHASES:
                 phase.add_metric([*base, name], 1.0 if state.phase == name else 0.0)
+        for registered in self.engine.monitors():
+            monitor = registered.monitor
+            base = [monitor.namespace, monitor.name, monitor.spec.model.name]
+            followers.add_metric(base, self.engine.followers(monitor.key))
         unattributed = self.engine.rejected.get("", 0)
         if unattributed:
             actuals.add_metric(["", "", "", "rejected"], unattributed)
@@ -115,6 +124,7 @@ class FeedbackCollector(Collector):
             samples,
             window_labeled,
             fallback,
+            followers,
             firing,
             phase,
         )
