@@ -182,6 +182,28 @@ async def test_a_refused_head_behind_a_request_in_flight_is_answered_in_turn(w: 
     assert w.model.heads == 1
 
 
+@scenario
+async def test_nothing_sent_after_a_refused_head_is_read_while_earlier_ones_are_answered(
+    w: World,
+) -> None:
+    await w.client.send(
+        http1.request("GET", "/gate")
+        + http1.request("POST", "/echo", body=b"second")
+        + http1.request("GET", "/echo", [(b"X-%d" % i, b"1") for i in range(100)])
+    )
+    await wait_for(lambda: w.proxy.stats.connections_closed["too_many_headers"] == 1, "refused")
+    await w.client.send(http1.request("POST", "/echo", body=b"after the refusal"))
+    await w.client.send(http1.request("GET", "/" + "u" * 9000))
+    w.model.gate.set()
+
+    assert (await w.client.response()).body == b"gate"
+    assert (await w.client.response()).body == b"second"
+    assert (await w.client.response()).status == 431
+    assert await w.client.closed()
+    assert w.model.heads == 2
+    assert w.proxy.stats.connections_closed == {"too_many_headers": 1}
+
+
 # Legit traffic under the limits.
 
 

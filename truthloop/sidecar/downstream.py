@@ -838,7 +838,8 @@ class Downstream(Endpoint):
                 self.close_soon()
             return
         if self._blocks:  # what held the finished request back no longer applies
-            self.unblock(_UPSTREAM | _BUFFER | (_PIPELINE if len(queue) <= 1 else 0))
+            more = len(queue) <= 1 and self._refusal is None  # (nothing is read after a refusal)
+            self.unblock(_UPSTREAM | _BUFFER | (_PIPELINE if more else 0))
         if not queue:  # a next request has keepalive_timeout to begin (a head begun, its own)
             ctx = self.ctx
             self.deadline = ctx.clock + ctx.keepalive_timeout
@@ -944,6 +945,7 @@ class Downstream(Endpoint):
         # Nothing more is parsed: let go of the head so far, httptools' unfinished field with it.
         self._parser = httptools.HttpRequestParser(self)
         self._url.clear()
+        self._url_size = 0
         self._fields = []
         t, self._parsing = self._parsing, None
         if t is not None and t.state != _DONE:
