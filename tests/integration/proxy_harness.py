@@ -2,13 +2,15 @@
 
 Real sockets on 127.0.0.1; the clients speak through `tests.support.http1`, independent of
 httptools. `scenario` runs a test under uvloop (production) and asyncio's own loop (the fallback
-when uvloop is missing). No sleeps: waits are on conditions, bounded by deadlines.
+when uvloop is missing). No sleeps: waits are on conditions, bounded by deadlines; a client that
+is slow on purpose paces itself by the proxy's timeout sweeps (`sweeps`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +23,8 @@ from tests.support.echo_model import EchoModel
 from truthloop.sidecar.exchange import Exchange, Headers, LocalResponse
 from truthloop.sidecar.proxy import Proxy, ProxySettings, start_proxy
 
-MiB = 1024 * 1024
+KiB = 1024
+MiB = 1024 * KiB
 DEADLINE = 10.0
 
 
@@ -58,6 +61,15 @@ async def wait_for(condition: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.001)
 
 
+async def sweeps(proxy: Proxy, count: int) -> None:
+    """Wait until the proxy's timeout sweep has run `count` more times: the pace of a client that
+    is slow on purpose, measured on the clock the proxy's timeouts are measured on."""
+    ctx = proxy._ctx
+    for _ in range(count):
+        last = ctx.clock
+        await wait_for(lambda: ctx.clock != last, "the proxy swept its connections")  # noqa: B023
+
+
 class Client:
     """A raw HTTP/1.1 connection to the proxy."""
 
@@ -66,8 +78,18 @@ class Client:
         self.writer = writer
 
     @classmethod
-    async def open(cls, port: int) -> Client:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=16 * MiB)
+    async def open(cls, port: int, *, window: int | None = None) -> Client:
+        """`window`: about how many bytes of the answer the client takes in before it stops
+        reading the socket (a small receive buffer, and a stream that pauses early), for a client
+        that reads slowly or not at all; otherwise it takes what comes."""
+        if window is None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=16 * MiB)
+            return cls(reader, writer)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, window // 2)  # Linux doubles it
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=window // 2)
         return cls(reader, writer)
 
     async def send(self, data: bytes) -> None:
@@ -87,6 +109,23 @@ class Client:
                 return await self.reader.read() == b""
             except ConnectionError:
                 return True
+
+    async def upgrade(self) -> None:
+        """Turn the connection into a tunnel to the model, which echoes what it is sent."""
+        await self.send(
+            b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+        )
+        async with asyncio.timeout(DEADLINE):
+            head = await http1.read_head(self.reader)
+        assert head is not None
+        assert head[0] == b"HTTP/1.1 101 Switching Protocols"
+
+    async def cut(self) -> None:
+        """Read until the proxy ends the connection (closed or reset), whatever comes first."""
+        async with asyncio.timeout(DEADLINE):
+            with contextlib.suppress(ConnectionError):
+                while await self.reader.read(65536):
+                    pass
 
     async def exchange(self, data: bytes, *, bodyless: bool = False) -> http1.Message:
         await self.send(data)
@@ -113,10 +152,49 @@ class World:
         self.proxies.append(p)
         return p
 
-    async def connect(self, proxy: Proxy | None = None) -> Client:
-        c = await Client.open((proxy or self.proxy).port)
+    async def connect(self, proxy: Proxy | None = None, *, window: int | None = None) -> Client:
+        c = await Client.open((proxy or self.proxy).port, window=window)
         self.clients.append(c)
         return c
+
+
+class EagerModel:
+    """A model that answers every request at once, before reading its body: a chunked 200 with
+    `chunks` chunks of 64 KiB (None: without end, as fast as the proxy takes them), then reads
+    until the proxy closes. `closed` counts the connections the proxy closed on it."""
+
+    def __init__(self, chunks: int | None) -> None:
+        self.chunks = chunks
+        self.closed = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> EagerModel:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await http1.read_head(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            sent = 0
+            while self.chunks is None or sent < self.chunks:
+                writer.write(b"10000\r\n" + b"e" * 65536 + b"\r\n")
+                await writer.drain()
+                sent += 1
+            while await reader.read(65536):
+                pass
+        except ConnectionError:
+            pass
+        finally:
+            self.closed += 1
+            writer.close()
 
 
 def _settings(model: EchoModel, **settings: Any) -> ProxySettings:

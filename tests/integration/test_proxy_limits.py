@@ -1,10 +1,12 @@
 """No client can make the proxy hold or wait on it without bound; legit traffic still passes.
 
 Request heads are limited (414 for the URL, 431 for the header fields, as nginx does), a head that
-does not arrive in time is answered 408, an idle keep-alive connection is closed, and the number of
-client connections is capped. A refused request never reaches the model. The same proxy keeps
-serving big-but-allowed heads, pipelined requests, chunked bodies sent piecemeal, requests whose
-body or answer takes longer than the head timeout, and tunnels.
+does not arrive in time is answered 408, an idle keep-alive connection is closed, a request body
+that stops coming is answered 408 (or cut, once its answer began), a client that stops reading its
+answer is cut, and the number of client connections is capped. A refused request never reaches
+the model, and a cut one drops its model connection. The same proxy keeps serving
+big-but-allowed heads, pipelined requests, chunked bodies sent piecemeal, bodies sent and answers
+read slowly but steadily, waits for `100 Continue`, slow model answers, and tunnels.
 """
 
 from __future__ import annotations
@@ -18,19 +20,31 @@ import aiohttp
 import pytest
 
 from tests.integration import sidecar_harness as harness
-from tests.integration.proxy_harness import Client, MiB, World, scenario, wait_for
+from tests.integration.proxy_harness import (
+    Client,
+    EagerModel,
+    KiB,
+    MiB,
+    World,
+    scenario,
+    sweeps,
+    wait_for,
+)
 from tests.integration.sidecar_fakes import FakeFeedback, Model
 from tests.support import http1
 from truthloop import cli
 from truthloop.flags import UsageError
 from truthloop.sidecar import cli as sidecar_cli
+from truthloop.sidecar.exchange import LocalResponse
 from truthloop.sidecar.proxy import ProxySettings
 
 pytest_plugins = ["tests.integration.sidecar_fixtures"]
 
-KiB = 1024
 TICK = 0.2
-"""A head or keep-alive timeout short enough for a test to wait out (on a condition)."""
+"""A timeout short enough for a test to wait out (on a condition)."""
+SLOW = 0.4
+"""A timeout the slow-but-steady clients below stay within: the proxy sweeps every tenth of it,
+and they make progress every sweep."""
 
 
 def refusal(resp: http1.Message) -> str:
@@ -319,35 +333,189 @@ async def test_a_head_begun_after_a_keep_alive_wait_has_the_header_timeout(w: Wo
 
 
 @scenario
-async def test_only_heads_are_timed_out_not_bodies_answers_or_tunnels(w: World) -> None:
-    p = await w.make_proxy(header_timeout=TICK, keepalive_timeout=TICK)
-    expecting = await w.connect(p)
-    await expecting.send(
-        b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
+async def test_waits_the_client_is_not_to_blame_for_are_not_timed_out(w: World) -> None:
+    p = await w.make_proxy(
+        header_timeout=TICK, keepalive_timeout=TICK, body_timeout=TICK, send_timeout=TICK
     )
-    async with asyncio.timeout(10):
-        assert await expecting.reader.readline() == b"HTTP/1.1 100 Continue\r\n"
-        assert await expecting.reader.readline() == b"\r\n"
+    expecting = await w.connect(p)  # the model says 100 Continue only once the gate opens
+    await expecting.send(
+        b"POST /read-later HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
+    )
     waiting = await w.connect(p)
     await waiting.send(http1.request("GET", "/gate"))
     tunnel = await w.connect(p)
-    await tunnel.send(
-        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
-    )
-    async with asyncio.timeout(10):
-        assert (await http1.read_head(tunnel.reader)) is not None
+    await tunnel.upgrade()
     await wait_for(lambda: w.model.heads == 3, "every head reached the model")
     slow = await w.connect(p)
     await slow.send(b"GET /echo HTTP/1.1\r\n")
 
     assert (await slow.response()).status == 408  # the timeouts have run out by now
+    w.model.gate.set()
+    async with asyncio.timeout(10):
+        assert await expecting.reader.readline() == b"HTTP/1.1 100 Continue\r\n"
+        assert await expecting.reader.readline() == b"\r\n"
     await expecting.send(b"body")
     assert (await expecting.response()).body == b"body"
-    w.model.gate.set()
     assert (await waiting.response()).body == b"gate"
     await tunnel.send(b"still open")
     async with asyncio.timeout(10):
         assert await tunnel.reader.readexactly(10) == b"still open"
+    assert p.stats.connections_closed["body_timeout"] == 0
+    assert p.stats.connections_closed["send_timeout"] == 0
+
+
+# Bodies that stop coming, answers nobody reads.
+
+
+@scenario
+async def test_a_body_that_stops_coming_is_408_and_its_model_connection_dropped(
+    w: World,
+) -> None:
+    p = await w.make_proxy(body_timeout=TICK)
+    stalled = await w.connect(p)
+    await stalled.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+    await wait_for(lambda: w.model.heads == 1, "the head reached the model")
+    other = await w.connect(p)
+    assert (await other.exchange(http1.request("POST", "/echo", body=b"ok"))).body == b"ok"
+
+    resp = await stalled.response()
+    assert resp.status == 408
+    assert refusal(resp) == "body_timeout"
+    assert await stalled.closed()
+    await wait_for(lambda: w.model.aborted == 1, "the model's connection was dropped")
+    assert p.stats.connections_closed["body_timeout"] == 1
+    assert len(w.tap.exchanges) == 1  # the other request's
+
+
+@scenario
+async def test_a_body_that_stops_coming_after_its_answer_began_cuts_the_connection(
+    w: World,
+) -> None:
+    async with EagerModel(chunks=1) as model:
+        p = await w.make_proxy(model_port=model.port, body_timeout=TICK)
+        c = await w.connect(p)
+        await c.send(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc")
+        async with asyncio.timeout(10):
+            head = await http1.read_head(c.reader)
+        assert head is not None
+        assert head[0] == b"HTTP/1.1 200 OK"
+
+        await c.cut()  # before the answer's end: the client sees it cut
+        await wait_for(lambda: model.closed == 1, "the model's connection was dropped")
+        assert p.stats.connections_closed["body_timeout"] == 1
+        assert p.stats.client_disconnects == 0
+
+
+@scenario
+async def test_a_body_sent_slowly_but_steadily_passes_past_the_body_timeout(w: World) -> None:
+    p = await w.make_proxy(body_timeout=SLOW)
+    pieces = [b"piece %02d;" % i for i in range(12)]  # over a sweep each: three body timeouts
+    c = await w.connect(p)
+    await c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 108\r\n\r\n")
+    for piece in pieces:
+        await sweeps(p, 1)
+        await c.send(piece)
+
+    assert (await c.response()).body == b"".join(pieces)
+    assert p.stats.connections_closed == {}
+
+
+@scenario
+async def test_a_body_the_model_is_slow_to_read_is_not_timed_out(w: World) -> None:
+    p = await w.make_proxy(body_timeout=TICK)
+    c = await w.connect(p)
+    body = bytes(range(256)) * (32 * KiB)  # 8 MiB: more than the kernel's buffers
+    sending = asyncio.ensure_future(c.send(http1.request("POST", "/read-later", body=body)))
+    await wait_for(lambda: p.paused >= 1, "the proxy stopped reading the client for the model")
+    await sweeps(p, 10)  # two body timeouts and more
+
+    w.model.gate.set()
+    await sending
+    assert (await c.response()).body == body
+    assert p.stats.connections_closed == {}
+
+
+@scenario
+async def test_a_client_that_stops_reading_is_cut_and_its_model_connection_dropped(
+    w: World,
+) -> None:
+    async with EagerModel(chunks=None) as model:  # an endless answer
+        p = await w.make_proxy(model_port=model.port, send_timeout=TICK)
+        c = await w.connect(p, window=16 * KiB)
+        await c.send(http1.request("GET", "/endless"))
+        await wait_for(lambda: p.paused >= 1, "the proxy waits on the client to read")
+
+        await wait_for(lambda: p.stats.connections_closed["send_timeout"] == 1, "the cut")
+        await c.cut()
+        await wait_for(lambda: model.closed == 1, "the model's connection was dropped")
+        assert p.stats.client_disconnects == 0
+
+
+@scenario
+async def test_a_close_left_waiting_on_a_client_that_reads_nothing_is_cut(w: World) -> None:
+    p = await w.make_proxy(keepalive_timeout=TICK, send_timeout=TICK)
+    c = await w.connect(p, window=16 * KiB)
+    for sent in range(1, 1000):  # answers it does not read, until the kernel holds no more
+        await c.send(http1.request("GET", "/bytes?size=10000"))
+        await wait_for(lambda: len(w.tap.exchanges) == sent, "the answer was handed over")  # noqa: B023
+        if p.buffered_bytes:
+            break
+    assert 0 < p.buffered_bytes < 64 * KiB  # under the transport's high-water mark: not paused
+
+    await wait_for(lambda: p.stats.connections_closed["keepalive_timeout"] == 1, "the close")
+    await wait_for(lambda: p.stats.connections_closed["send_timeout"] == 1, "the cut")
+    await wait_for(lambda: p.stats.open_connections == 0, "the connection is gone")
+
+
+@scenario
+async def test_an_answer_read_slowly_but_steadily_passes_past_the_send_timeout(
+    w: World,
+) -> None:
+    p = await w.make_proxy(send_timeout=SLOW)
+    c = await w.connect(p, window=16 * KiB)
+    size = 4 * MiB
+    await c.send(http1.request("GET", f"/bytes?size={size}"))
+    await wait_for(lambda: p.paused >= 1, "the proxy waits on the client to read")
+    async with asyncio.timeout(10):
+        head = await http1.read_head(c.reader)
+        assert head is not None
+        got = 0
+        while got < size:  # 256 KiB a sweep: 16 sweeps, four send timeouts
+            await sweeps(p, 1)
+            got += len(await c.reader.readexactly(min(256 * KiB, size - got)))
+
+    assert p.stats.connections_closed == {}
+    assert (await c.exchange(http1.request("POST", "/echo", body=b"after"))).body == b"after"
+
+
+@scenario
+async def test_a_tunnel_whose_client_reads_nothing_for_a_while_is_not_cut(w: World) -> None:
+    p = await w.make_proxy(send_timeout=TICK, body_timeout=TICK)
+    tunnel = await w.connect(p, window=16 * KiB)
+    await tunnel.upgrade()
+    data = bytes(range(256)) * (32 * KiB)  # 8 MiB, echoed: more than the kernel's buffers
+    tunnel.writer.write(data)
+    await wait_for(lambda: p.paused >= 1, "the proxy waits on the client to read")
+    await sweeps(p, 10)  # two send timeouts and more
+
+    async with asyncio.timeout(10):
+        assert await tunnel.reader.readexactly(len(data)) == data
+    assert p.stats.connections_closed == {}
+
+
+@scenario
+async def test_pipelined_local_answers_wait_while_the_client_does_not_read(w: World) -> None:
+    w.tap.wants_local = True
+    w.tap.answer = lambda *_: LocalResponse(200, (), b"a" * KiB)
+    c = await w.connect(window=16 * KiB)
+    count = 4000  # 4 MiB of answers to 160 KiB of requests
+    sending = asyncio.ensure_future(c.send(http1.request("GET", "/local") * count))
+    await wait_for(lambda: w.proxy.paused >= 1, "the proxy stopped reading the client")
+
+    assert w.proxy.buffered_bytes < 512 * KiB
+    for _ in range(count):
+        assert (await c.response()).body == b"a" * KiB
+    await sending
 
 
 # The number of connections.
@@ -408,20 +576,27 @@ def test_limit_flags_and_their_environment_variables(monkeypatch: pytest.MonkeyP
     for name, value in {
         "MAX_URL_BYTES": "4Ki", "MAX_HEADER_BYTES": "64Ki", "MAX_HEADER_FIELDS": "50",
         "HEADER_TIMEOUT": "10", "KEEPALIVE_TIMEOUT": "30.5", "MAX_CONNECTIONS": "4096",
+        "BODY_TIMEOUT": "20", "SEND_TIMEOUT": "40",
     }.items():  # fmt: skip
         monkeypatch.setenv(f"TRUTHLOOP_{name}", value)
     parsed = proxy_settings()
-    flagged = proxy_settings("--max-url-bytes", "2Ki", "--header-timeout", "5")
+    flagged = proxy_settings(
+        "--max-url-bytes", "2Ki", "--header-timeout", "5", "--body-timeout", "6",
+        "--send-timeout", "7",
+    )  # fmt: skip
 
     assert (defaults.max_url_bytes, defaults.max_header_bytes) == (8 * KiB, 32 * KiB)
     assert defaults.max_header_fields == 100
     assert (defaults.header_timeout, defaults.keepalive_timeout) == (60.0, 75.0)
     assert defaults.max_connections == 1024
+    assert (defaults.body_timeout, defaults.send_timeout) == (60.0, 60.0)
     assert (parsed.max_url_bytes, parsed.max_header_bytes) == (4 * KiB, 64 * KiB)
     assert parsed.max_header_fields == 50
     assert (parsed.header_timeout, parsed.keepalive_timeout) == (10.0, 30.5)
     assert parsed.max_connections == 4096
+    assert (parsed.body_timeout, parsed.send_timeout) == (20.0, 40.0)
     assert (flagged.max_url_bytes, flagged.header_timeout) == (2 * KiB, 5.0)
+    assert (flagged.body_timeout, flagged.send_timeout) == (6.0, 7.0)
 
 
 @pytest.mark.parametrize(
@@ -433,6 +608,8 @@ def test_limit_flags_and_their_environment_variables(monkeypatch: pytest.MonkeyP
         ("--header-timeout", "0", "header_timeout: expected seconds above 0"),
         ("--keepalive-timeout", "-1", "--keepalive-timeout '-1': expected a number of seconds"),
         ("--max-connections", "0", "max_connections: expected 1 or more"),
+        ("--body-timeout", "0", "body_timeout: expected seconds above 0"),
+        ("--send-timeout", "-1", "--send-timeout '-1': expected a number of seconds"),
     ],
 )
 def test_bad_limit_flags_are_named(flag: str, value: str, message: str) -> None:

@@ -82,6 +82,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     flag(
         "--keepalive-timeout", "TRUTHLOOP_KEEPALIVE_TIMEOUT", "75", "seconds an idle client is kept"
     )
+    flag("--body-timeout", "TRUTHLOOP_BODY_TIMEOUT", "60", "seconds between body bytes, then 408")
+    flag("--send-timeout", "TRUTHLOOP_SEND_TIMEOUT", "60", "seconds a client may read nothing")
     flag("--max-connections", "TRUTHLOOP_MAX_CONNECTIONS", "1024", "client connections at once")
     parser.add_argument(
         "--log-level",
@@ -168,6 +170,8 @@ def settings_from(args: argparse.Namespace) -> SidecarSettings:
             max_header_fields=flags.get(args, "max-header-fields", int),
             header_timeout=flags.get(args, "header-timeout", _seconds),
             keepalive_timeout=flags.get(args, "keepalive-timeout", _seconds),
+            body_timeout=flags.get(args, "body-timeout", _seconds),
+            send_timeout=flags.get(args, "send-timeout", _seconds),
             max_connections=flags.get(args, "max-connections", int),
         )
     except ValueError as e:  # proxy.SettingsError: a value out of its range

@@ -1,9 +1,11 @@
 """What every connection of one running proxy shares, and the sweep that times them out.
 
 Timeouts cost next to nothing per request: a client connection only writes a `deadline` (from
-`clock`, the loop's time as of the last sweep) when it starts waiting for a request, and one timer
-per proxy sweeps the connections every `tick` seconds; each with a deadline checks it then. A
-timeout is thus honoured to within a tick or so either way.
+`clock`, the loop's time as of the last sweep) when it starts waiting on its client — for a
+request, for the rest of a body that did not come in one read — and a `send_deadline` when the
+client stops reading; one timer per proxy sweeps the connections every `tick` seconds, and each
+with a deadline checks it then (and whether its client made progress meanwhile). A timeout is
+thus honoured to within a tick or so either way.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ separators and whitespace, which the limits do not count."""
 class Context:
     __slots__ = (
         "_sweeper",
+        "body_timeout",
         "capture_max",
         "clock",
         "closing",
@@ -55,6 +58,7 @@ class Context:
         "new_id",
         "pool",
         "refusals",
+        "send_timeout",
         "shadow_limit",
         "shadows",
         "stats",
@@ -77,6 +81,8 @@ class Context:
         max_header_fields: int,
         header_timeout: float,
         keepalive_timeout: float,
+        body_timeout: float,
+        send_timeout: float,
         max_connections: int,
         refusals: dict[str, bytes],
     ) -> None:
@@ -99,10 +105,13 @@ class Context:
         up to a slice, and a field may count a byte more than it took: `Name:value`)."""
         self.header_timeout = header_timeout
         self.keepalive_timeout = keepalive_timeout
+        self.body_timeout = body_timeout
+        self.send_timeout = send_timeout
         self.max_connections = max_connections
         self.refusals = refusals
         """The whole response (head and JSON body) for each reason a request is refused."""
-        self.tick = max(0.01, min(1.0, header_timeout / 4, keepalive_timeout / 4))
+        timeouts = (header_timeout, keepalive_timeout, body_timeout, send_timeout)
+        self.tick = max(0.01, min(1.0, *(t / 4 for t in timeouts)))
         """Seconds between sweeps: a second, or less for timeouts shorter than four."""
         self.clock = loop.time()
         """The loop's time at the last sweep, for setting deadlines without a clock call."""
@@ -132,7 +141,7 @@ class Context:
         """Let each client connection with a deadline check it, and come back in a tick."""
         now = self.clock = self.loop.time()
         self._sweeper = self.loop.call_at(now + self.tick, self._sweep)
-        for conn in [c for c in self.connections if c.deadline]:
+        for conn in [c for c in self.connections if c.deadline or c.send_deadline]:
             conn.sweep(now)
 
     def report(self, exchange: Exchange, counted_as: str) -> None:

@@ -14,7 +14,8 @@ is served in one of three ways, chosen when its turn comes:
 
 Flow control: a client that reads slowly pauses reading from the model, a model that reads slowly
 pauses reading from the client, and waiting requests pause the client, so the proxy holds at most
-a read's worth of a body in flight (and `capture_max` for a local answer).
+a read's worth of a body in flight (and `capture_max` for a local answer). While a client is not
+reading what it was sent, its next request waits to start: answers it does not read do not pile up.
 
 A finished exchange is reported to the tap after its last byte was handed to the transport; a
 client that goes away mid-exchange drops the model's connection and is counted, not reported.
@@ -23,10 +24,15 @@ Limits, so that no client can make the proxy hold or wait on it without bound (n
 default): a request head's URL, header bytes and field count are counted as httptools hands them
 over, and a head still incomplete after `Context.max_head_bytes` on the wire is cut off (httptools
 holds a field it has not finished, so its size is seen only on the wire); trailers count alike. A
-connection waits for a head at most `header_timeout` and between requests at most
-`keepalive_timeout`. A refused request is answered (414, 431, 408 or 400, JSON) in its turn and
-never reaches the model; then the proxy stops parsing, sends its end of stream and reads and drops
-what the client still sends for up to `LINGER` seconds, so the answer is not lost to a reset.
+connection waits for a head at most `header_timeout`, between requests at most `keepalive_timeout`,
+and for the next byte of a body at most `body_timeout` (not while the proxy is not reading it, nor
+before the `100 Continue` the client waits for). A refused request is answered (414, 431, 408 or
+400, JSON) in its turn and never reaches the model; then the proxy stops parsing, sends its end of
+stream and reads and drops what the client still sends for up to `LINGER` seconds, so the answer
+is not lost to a reset. A body that stops after its answer began, and a client that takes nothing
+of what it was sent for `send_timeout` (what is unsent for it not shrinking), are cut: the
+connection is aborted and the model connections of its requests dropped. Tunnels are timed by
+neither.
 """
 
 from __future__ import annotations
@@ -67,7 +73,10 @@ lingering close): closing on unread bytes would reset the connection and lose th
 # What a connection waits for when it has a deadline (and the reason it is closed when it passes).
 HEADER_TIMEOUT = "header_timeout"
 KEEPALIVE_TIMEOUT = "keepalive_timeout"
+BODY_TIMEOUT = "body_timeout"
 _LINGERING = "lingering"
+SEND_TIMEOUT = "send_timeout"
+"""Why a client that stopped reading is cut (its deadline is `Downstream.send_deadline`)."""
 
 ERROR_MESSAGES = {
     "model_unreachable": "cannot connect to the model",
@@ -104,7 +113,11 @@ def _status_line(status: int) -> bytes:
 
 
 def refusal_responses(
-    max_url_bytes: int, max_header_bytes: int, max_header_fields: int, header_timeout: float
+    max_url_bytes: int,
+    max_header_bytes: int,
+    max_header_fields: int,
+    header_timeout: float,
+    body_timeout: float,
 ) -> dict[str, bytes]:
     """The whole answer, closing the connection, for each reason a request is refused."""
     refusals = {
@@ -118,6 +131,10 @@ def refusal_responses(
         ),
         HEADER_TIMEOUT: (
             408, "request head not received in time", None, f"over {header_timeout:g} seconds"
+        ),
+        BODY_TIMEOUT: (
+            408, "request body not received in time", "body",
+            f"no byte for over {body_timeout:g} seconds",
         ),
     }  # fmt: skip
     responses = {}
@@ -610,6 +627,7 @@ class Downstream(Endpoint):
         "_parser",
         "_parsing",
         "_refusal",
+        "_send_mark",
         "_starting",
         "_unparsed",
         "_url",
@@ -618,6 +636,7 @@ class Downstream(Endpoint):
         "deadline",
         "expiry",
         "queue",
+        "send_deadline",
         "tunnel",
         "writing_paused",
     )
@@ -634,7 +653,13 @@ class Downstream(Endpoint):
         """Loop time when `expiry` runs out; 0 while a request is under way (no deadline)."""
         self.expiry = HEADER_TIMEOUT
         """What runs out at `deadline`: the time for a head (HEADER_TIMEOUT), for a next request
-        (KEEPALIVE_TIMEOUT), or for a lingering close; the first two are also the reason counted."""
+        (KEEPALIVE_TIMEOUT), for a body's next byte (BODY_TIMEOUT), or for a lingering close; but
+        the last, each is also the reason counted."""
+        self.send_deadline = 0.0
+        """Loop time when a client that reads nothing more is cut; 0 unless the proxy waits on it
+        to read (its writes paused, or a close waiting for them to go out)."""
+        self._send_mark = 0
+        """What was unsent for the client at the last look: less is the client's progress."""
         self._parser = httptools.HttpRequestParser(self)
         self._url: list[bytes] = []
         self._url_size = 0
@@ -700,6 +725,10 @@ class Downstream(Endpoint):
                 for up in held:
                     up.uncork()
                 held.clear()
+        if self._parsing is not None:  # a body is still coming: its next byte has body_timeout
+            ctx = self.ctx
+            self.deadline = ctx.clock + ctx.body_timeout
+            self.expiry = BODY_TIMEOUT
 
     def eof_received(self) -> bool | None:
         """A tunnel passes the half-close on; otherwise, as nginx does, a client's end of stream
@@ -728,11 +757,21 @@ class Downstream(Endpoint):
         self.writing_paused = True
         if self.queue and self.queue[0].up is not None:
             self.queue[0].up.pause_reading()
+        if self.tunnel is None:  # a tunnel's client may take its time
+            self._watch_sending()
 
     def resume_writing(self) -> None:
         self.writing_paused = False
-        if self.queue and self.queue[0].up is not None:
-            self.queue[0].up.resume_reading()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():  # a close waits on it still
+            self.send_deadline = 0.0
+        queue = self.queue
+        if queue:
+            up = queue[0].up
+            if up is not None:
+                up.resume_reading()
+            elif queue[0].state == _QUEUED:  # it waited for the client to read
+                self._start_queued()
 
     # httptools callbacks.
 
@@ -767,10 +806,10 @@ class Downstream(Endpoint):
         self._parsing = t
         queue = self.queue
         queue.append(t)
-        if len(queue) == 1:
-            t.start()
-        else:
+        if len(queue) > 1:
             self.block(_PIPELINE)
+        elif not self.writing_paused:  # else it starts once the client reads (resume_writing)
+            t.start()
 
     def on_body(self, body: bytes) -> None:
         self._unparsed = 0
@@ -793,6 +832,11 @@ class Downstream(Endpoint):
     @property
     def reading_paused(self) -> bool:
         return self._blocks != 0
+
+    @property
+    def sending(self) -> bool:
+        """Bytes written for the client still wait to go out (it has not read them all yet)."""
+        return self.transport is not None and self.transport.get_write_buffer_size() > 0
 
     def http_version(self) -> str:
         """The version of the request whose head was just parsed, like "1.1"."""
@@ -819,11 +863,7 @@ class Downstream(Endpoint):
                 transport.resume_reading()
 
     def done(self, t: Transaction) -> None:
-        """`t`'s response is written: close, or start the next request.
-
-        Requests answered at once (locally, or refused) finish inside `start`, so the next ones
-        are started by a loop here rather than by recursion, however many were pipelined.
-        """
+        """`t`'s response is written: close, or start the next request."""
         queue = self.queue
         if queue and queue[0] is t:
             queue.popleft()
@@ -844,11 +884,21 @@ class Downstream(Endpoint):
             ctx = self.ctx
             self.deadline = ctx.clock + ctx.keepalive_timeout
             self.expiry = KEEPALIVE_TIMEOUT
+        else:
+            self._start_queued()
+
+    def _start_queued(self) -> None:
+        """Start the waiting requests in turn, unless the client is not reading what it was sent.
+
+        Requests answered at once (locally, or refused) finish inside `start`, so the next ones
+        are started by this loop rather than by recursion, however many were pipelined.
+        """
         if self._starting:
             return
         self._starting = True
+        queue = self.queue
         try:
-            while queue and queue[0].state == _QUEUED:
+            while queue and queue[0].state == _QUEUED and not self.writing_paused:
                 queue[0].start()
         finally:
             self._starting = False
@@ -865,23 +915,64 @@ class Downstream(Endpoint):
             self.transport.abort()
 
     def close_soon(self) -> None:
-        """Close after what was written so far (corked bytes included) has gone out."""
+        """Close after what was written so far (corked bytes included) has gone out, which waits
+        on the client to read it: within send_timeout, as when writing is paused."""
         self.uncork()
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is not None:
+            transport.close()
+            if not self.send_deadline and transport.get_write_buffer_size():
+                self._watch_sending()
 
     def sweep(self, now: float) -> None:
-        """Called about every second while the connection has a deadline: a keep-alive wait
-        that has seen a byte becomes a head's wait from now; a deadline past expires."""
-        if self.expiry is KEEPALIVE_TIMEOUT and not self.idle:
+        """Called about every second while the connection has a deadline: a client that read
+        nothing since send_timeout is cut; a keep-alive wait that has seen a byte becomes a
+        head's wait from now; a body's wait is put off while the proxy holds the body back or
+        the client waits for its `100 Continue`, and dropped once the body is whole; a deadline
+        past expires."""
+        if self.send_deadline and self._stalled(now):
+            return
+        if not self.deadline:
+            return
+        expiry = self.expiry
+        if expiry is KEEPALIVE_TIMEOUT and not self.idle:
             self.deadline = now + self.ctx.header_timeout
             self.expiry = HEADER_TIMEOUT
+        elif expiry is BODY_TIMEOUT:
+            t = self._parsing
+            if t is None or t.state == _DONE:
+                self.deadline = 0.0
+            elif self._blocks or (t.expect and not t.continued):
+                self.deadline = now + self.ctx.body_timeout
+            elif self.deadline <= now:
+                self._refuse(BODY_TIMEOUT)
         elif self.deadline <= now:
             self._expire()
 
+    def _watch_sending(self) -> None:
+        """The proxy waits on the client to read: it has send_timeout to make progress."""
+        self.send_deadline = self.ctx.clock + self.ctx.send_timeout
+        self._send_mark = self.unsent()
+
+    def _stalled(self, now: float) -> bool:
+        """Cut a client that has taken nothing (what is unsent for it did not shrink) since its
+        send_deadline was set or put off; whether it was cut."""
+        if not self.sending:  # the transport has handed everything to the kernel
+            self.send_deadline = 0.0
+            return False
+        unsent = self.unsent()
+        if unsent < self._send_mark:
+            self.send_deadline = now + self.ctx.send_timeout
+        self._send_mark = unsent
+        if self.send_deadline > now:
+            return False
+        self.ctx.stats.connections_closed[SEND_TIMEOUT] += 1
+        self._cut()
+        return True
+
     def _expire(self) -> None:
         """Close an idle connection, answer a head that did not come whole in time with 408,
-        end a lingering close."""
+        end a lingering close (a body's time is up in `sweep`)."""
         expiry = self.expiry
         self.deadline = 0.0
         if expiry is _LINGERING:
@@ -949,14 +1040,24 @@ class Downstream(Endpoint):
         self._fields = []
         t, self._parsing = self._parsing, None
         if t is not None and t.state != _DONE:
-            if t.status:
-                self.fail(t)
+            if t.status:  # its answer began: all the client can learn is that it is cut
+                self._cut()
                 return
             t.cancel()
             if self.queue and self.queue[-1] is t:
                 self.queue.pop()
         if not self.queue:
             self._answer_refusal()
+
+    def _cut(self) -> None:
+        """Abort the connection (its client cannot be answered any more), dropping the model
+        connections of its requests; not counted as the client's disconnect."""
+        for t in self.queue:
+            t.cancel()
+        self.queue.clear()
+        self.deadline = self.send_deadline = 0.0
+        if self.transport is not None:
+            self.transport.abort()
 
     def _answer_refusal(self) -> None:
         """Write the refusal, send our end of stream and drop what the client still sends until
@@ -980,8 +1081,13 @@ class Downstream(Endpoint):
 
 def _make_room(ctx: Context) -> bool:
     """At the connection limit: close the longest-idle keep-alive connection, as nginx reuses
-    one; False if there is none (every connection is busy or has begun a head)."""
-    idle = [c for c in ctx.connections if c.deadline and c.idle and c.expiry is KEEPALIVE_TIMEOUT]
+    one; False if there is none (every connection is busy, has begun a head, or has not read its
+    last answer: once out of `connections`, a close that waits on its client is not swept)."""
+    idle = [
+        c
+        for c in ctx.connections
+        if c.deadline and c.idle and c.expiry is KEEPALIVE_TIMEOUT and not c.sending
+    ]
     if not idle:
         return False
     oldest = min(idle, key=_deadline)

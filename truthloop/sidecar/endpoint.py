@@ -1,4 +1,4 @@
-"""The write side both ends of the proxy share: TCP_NODELAY, and corking.
+"""The write side both ends of the proxy share: TCP_NODELAY, corking, and what is still unsent.
 
 While one read is being parsed, everything it makes the proxy write to the other end (a head and a
 body chunk, say) is corked and goes out in one `writelines` — one send instead of several.
@@ -7,7 +7,10 @@ body chunk, say) is corked and goes out in one `writelines` — one send instead
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import socket
+import struct
+import termios
 from typing import cast
 
 
@@ -39,3 +42,21 @@ class Endpoint(asyncio.Protocol):
             data, self._wbuf = self._wbuf, []
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.writelines(data)
+
+    def unsent(self) -> int:
+        """Bytes written here that the peer has not taken yet: in the transport's buffer, and in
+        the kernel's send queue (sent and not acknowledged, or not sent yet) where the system
+        tells it (Linux). The kernel's queue can hold megabytes, so a reader's progress shows
+        there long before the transport's buffer shrinks."""
+        transport = self.transport
+        if transport is None:
+            return 0
+        size = transport.get_write_buffer_size()
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+            except OSError:
+                return size
+            size += struct.unpack("i", queued)[0]
+        return size

@@ -168,7 +168,8 @@ class PartsCollector(Collector):
         yield _gauge("client_connections", "Client connections open.", stats.open_connections)
         yield _counter_by(
             "client_connections_closed",
-            "Client connections closed for the proxy's limits (414, 431, 408, idle), by reason.",
+            "Client connections closed for the proxy's limits (414, 431, 408, idle, not reading),"
+            " by reason.",
             "reason", stats.connections_closed,
         )  # fmt: skip
         for name, doc, value in (

@@ -9,8 +9,9 @@ read in each direction. Run it under uvloop (`uvloop.run`); asyncio's own loop w
 The behaviour per request is described in `downstream`; model connections in `upstream`.
 Errors of the model become 502 (`model_unreachable`, `model_closed`, `bad_response`) or 504
 (`model_timeout`) with a JSON body, counted in `stats.upstream_errors`. Clients are held to the
-settings' head limits (414, 431), head and keep-alive timeouts (408, closed) and connection cap,
-counted in `stats.connections_closed`; a refused request never reaches the model.
+settings' head limits (414, 431), head, keep-alive and body timeouts (408, closed), send timeout
+(cut) and connection cap, counted in `stats.connections_closed`; a refused request never reaches
+the model.
 """
 
 from __future__ import annotations
@@ -64,6 +65,13 @@ class ProxySettings:
     after an idle keep-alive wait; then it gets 408 (or, if it sent nothing, is closed)."""
     keepalive_timeout: float = 75.0
     """Seconds a keep-alive connection may wait idle for its next request before it is closed."""
+    body_timeout: float = 60.0
+    """Seconds a client may send no byte of a request body it has begun (between two reads, not
+    for the whole body); then it gets 408 (`body_timeout`), or, if the answer began, is cut.
+    Not counted while the proxy holds the body back or the client waits for `100 Continue`."""
+    send_timeout: float = 60.0
+    """Seconds a client may read nothing of what the proxy has for it (between two reads, not for
+    the whole answer) once its writes are paused; then it is cut (`send_timeout`)."""
     max_connections: int = 1024
     """Client connections open at once; at the limit the longest-idle keep-alive connection is
     closed to make room, and if none is idle the new connection is closed at once."""
@@ -72,7 +80,7 @@ class ProxySettings:
         for name in ("max_url_bytes", "max_header_bytes", "max_header_fields", "max_connections"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name}: expected 1 or more, got {getattr(self, name)}")
-        for name in ("header_timeout", "keepalive_timeout"):
+        for name in ("header_timeout", "keepalive_timeout", "body_timeout", "send_timeout"):
             if not 0 < getattr(self, name) < float("inf"):
                 raise SettingsError(f"{name}: expected seconds above 0, got {getattr(self, name)}")
 
@@ -172,12 +180,15 @@ async def start_proxy(settings: ProxySettings, tap: Tap) -> Proxy:
         max_header_fields=settings.max_header_fields,
         header_timeout=settings.header_timeout,
         keepalive_timeout=settings.keepalive_timeout,
+        body_timeout=settings.body_timeout,
+        send_timeout=settings.send_timeout,
         max_connections=settings.max_connections,
         refusals=downstream.refusal_responses(
             settings.max_url_bytes,
             settings.max_header_bytes,
             settings.max_header_fields,
             settings.header_timeout,
+            settings.body_timeout,
         ),
     )
     server = await loop.create_server(

@@ -30,7 +30,8 @@ class ProxyStats:
     connections_closed: Counter[str] = field(default_factory=Counter)
     """Client connections the proxy closed for its limits, by reason: `url_too_long` (414),
     `headers_too_large`, `too_many_headers` (431), `header_timeout` (408, or closed without an
-    answer if no byte came), `keepalive_timeout`, `max_connections`."""
+    answer if no byte came), `body_timeout` (408, or cut once the answer began), `send_timeout`
+    (cut), `keepalive_timeout`, `max_connections`."""
     open_connections: int = 0
     """Client connections open now (a gauge)."""
     retries: int = 0
