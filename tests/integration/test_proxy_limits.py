@@ -3,16 +3,24 @@
 Request heads are limited (414 for the URL, 431 for the header fields, as nginx does), a head that
 does not arrive in time is answered 408, an idle keep-alive connection is closed, a request body
 that stops coming is answered 408 (or cut, once its answer began), a client that stops reading its
-answer is cut, and the number of client connections is capped. A refused request never reaches
-the model, and a cut one drops its model connection. The same proxy keeps serving
-big-but-allowed heads, pipelined requests, chunked bodies sent piecemeal, bodies sent and answers
-read slowly but steadily, waits for `100 Continue`, slow model answers, and tunnels.
+answer is cut, and the number of client connections is capped (to what the file-descriptor limit
+allows, too). A refused request never reaches the model, and a cut one drops its model connection.
+The same proxy keeps serving big-but-allowed heads, pipelined requests, chunked bodies sent
+piecemeal, bodies sent and answers read slowly but steadily, waits for `100 Continue`, slow model
+answers, and tunnels.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import re
+import resource
+import signal
+import sys
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -616,3 +624,115 @@ def test_bad_limit_flags_are_named(flag: str, value: str, message: str) -> None:
     with pytest.raises(UsageError) as refused:
         proxy_settings(flag, value)
     assert message in str(refused.value)
+
+
+# The file-descriptor limit.
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Sidecar:
+    """`truthloop sidecar` as a child process with RLIMIT_NOFILE set to `nofile` (soft, hard), as
+    `ulimit -n` would; its model and feedback service are absent, which its start does not need."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, admin_port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.admin_port = admin_port
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(cls, nofile: tuple[int, int], spool: Path) -> AsyncIterator[Sidecar]:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TRUTHLOOP_LOG_LEVEL": "WARNING"}
+        absent = "http://127.0.0.1:1"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "truthloop", "sidecar", "--listen", "127.0.0.1:0",
+            "--admin", "127.0.0.1:0", "--model", absent, "--feedback-url", absent,
+            "--monitor", "ml/churn", "--spool-dir", str(spool),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile),
+        )  # fmt: skip
+        assert proc.stdout is not None
+        ports: dict[str, int] = {}
+        try:
+            async with asyncio.timeout(20):
+                while len(ports) < 2:
+                    line = (await proc.stdout.readline()).decode()
+                    assert line, "the sidecar exited before it listened"
+                    if m := re.match(r"(proxy|admin) listening on http://[^:]+:(\d+)", line):
+                        ports[m[1]] = int(m[2])
+            yield cls(proc, ports["proxy"], ports["admin"])
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(20):
+                await proc.wait()
+
+    def soft_limit(self) -> int:
+        """The child's soft RLIMIT_NOFILE now."""
+        limits = Path(f"/proc/{self.proc.pid}/limits").read_text()
+        m = re.search(r"^Max open files\s+(\d+)", limits, re.MULTILINE)
+        assert m is not None
+        return int(m[1])
+
+    async def metric(self, sample: str) -> float | None:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{self.admin_port}/metrics") as response,
+        ):
+            text = await response.text()
+        m = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
+        return float(m[1]) if m else None
+
+    async def until_metric(self, sample: str, value: float) -> None:
+        async with asyncio.timeout(10):
+            while True:
+                if await self.metric(sample) == value:
+                    return
+                await asyncio.sleep(0.01)
+
+    async def warnings(self) -> str:
+        """What it logged, once it has stopped."""
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.stderr is not None
+        async with asyncio.timeout(20):
+            logged = (await self.proc.stderr.read()).decode()
+            await self.proc.wait()
+        return logged
+
+
+LIMIT = "truthloop_sidecar_client_connections_limit"
+CLOSED_AT_THE_CAP = 'truthloop_sidecar_client_connections_closed_total{reason="max_connections"}'
+
+
+async def test_a_low_soft_descriptor_limit_is_raised_to_what_the_connections_need(
+    tmp_path: Path,
+) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.skip(f"the hard limit here ({hard}) is below what 1024 connections need")
+    async with Sidecar.running((256, hard), tmp_path) as car:
+        soft = car.soft_limit()
+        assert await car.metric(LIMIT) == 1024
+        logged = await car.warnings()
+
+    assert 2 * 1024 < soft < 4096  # twice the connections and some, not the hard limit
+    assert "descriptor" not in logged
+
+
+async def test_under_a_hard_descriptor_limit_fewer_connections_are_served_and_it_is_said(
+    tmp_path: Path,
+) -> None:
+    async with Sidecar.running((256, 256), tmp_path) as car:
+        cap = await car.metric(LIMIT)
+        assert cap is not None
+        assert 16 < cap < 128  # (256 less what the rest of the process needs) / 2
+        clients = [await Client.open(car.port) for _ in range(int(cap) + 1)]
+        await car.until_metric(CLOSED_AT_THE_CAP, 1)
+        assert await car.metric("truthloop_sidecar_client_connections") == cap
+        for c in clients:
+            c.close()
+        logged = await car.warnings()
+
+    assert f"serving at most {int(cap)} client connections" in logged
+    assert "max_connections 1024" in logged

@@ -108,6 +108,8 @@ class Context:
         self.body_timeout = body_timeout
         self.send_timeout = send_timeout
         self.max_connections = max_connections
+        """Client connections served at once: the setting, or fewer if the process may not open
+        enough file descriptors for them (see `descriptors`)."""
         self.refusals = refusals
         """The whole response (head and JSON body) for each reason a request is refused."""
         timeouts = (header_timeout, keepalive_timeout, body_timeout, send_timeout)

@@ -5,7 +5,7 @@ own counters and sizes when Prometheus scrapes (`PartsCollector`), so the reques
 plain integers.
 
 - the proxy's counters: requests by who answered, model errors (502/504) by reason, client
-  connections open and closed for its limits (by reason), and more;
+  connections open, how many may be, and closed for its limits (by reason), and more;
 - `truthloop_sidecar_request_seconds{served_by}`: time to answer the client (model or fallback).
 - `truthloop_sidecar_model_seconds{served_by}`: time the model took; `served_by="fallback"` for the
   shadow calls made while the fallback answered.
@@ -166,6 +166,12 @@ class PartsCollector(Collector):
             stats.upstream_errors,
         )  # fmt: skip
         yield _gauge("client_connections", "Client connections open.", stats.open_connections)
+        yield _gauge(
+            "client_connections_limit",
+            "Client connections served at once (max_connections, or fewer if the "
+            "file-descriptor limit allows fewer).",
+            stats.connection_limit,
+        )
         yield _counter_by(
             "client_connections_closed",
             "Client connections closed for the proxy's limits (414, 431, 408, idle, not reading),"

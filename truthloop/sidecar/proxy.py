@@ -11,7 +11,7 @@ Errors of the model become 502 (`model_unreachable`, `model_closed`, `bad_respon
 (`model_timeout`) with a JSON body, counted in `stats.upstream_errors`. Clients are held to the
 settings' head limits (414, 431), head, keep-alive and body timeouts (408, closed), send timeout
 (cut) and connection cap, counted in `stats.connections_closed`; a refused request never reaches
-the model.
+the model. At start the process's file-descriptor limit is fitted to the cap (`descriptors`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import contextlib
 import urllib.parse
 from dataclasses import dataclass
 
-from truthloop.sidecar import downstream
+from truthloop.sidecar import descriptors, downstream
 from truthloop.sidecar.context import Context
 from truthloop.sidecar.exchange import Tap
 from truthloop.sidecar.stats import ProxyStats
@@ -74,7 +74,8 @@ class ProxySettings:
     the whole answer) once its writes are paused; then it is cut (`send_timeout`)."""
     max_connections: int = 1024
     """Client connections open at once; at the limit the longest-idle keep-alive connection is
-    closed to make room, and if none is idle the new connection is closed at once."""
+    closed to make room, and if none is idle the new connection is closed at once. Fewer, if the
+    process may not open about twice as many file descriptors (see `descriptors`)."""
 
     def __post_init__(self) -> None:
         for name in ("max_url_bytes", "max_header_bytes", "max_header_fields", "max_connections"):
@@ -166,6 +167,9 @@ async def start_proxy(settings: ProxySettings, tap: Tap) -> Proxy:
     """Listen per `settings` and forward to the model, reporting to `tap`."""
     loop = asyncio.get_running_loop()
     stats = ProxyStats()
+    stats.connection_limit = descriptors.fit_process(
+        settings.max_connections, settings.pool_size, settings.shadow_concurrency
+    )
     pool = Pool(loop, settings.model_host, settings.model_port, settings.pool_size, stats)
     ctx = Context(
         loop,
@@ -182,7 +186,7 @@ async def start_proxy(settings: ProxySettings, tap: Tap) -> Proxy:
         keepalive_timeout=settings.keepalive_timeout,
         body_timeout=settings.body_timeout,
         send_timeout=settings.send_timeout,
-        max_connections=settings.max_connections,
+        max_connections=stats.connection_limit,
         refusals=downstream.refusal_responses(
             settings.max_url_bytes,
             settings.max_header_bytes,

@@ -16,8 +16,8 @@ ERROR_STATUS = {
 
 @dataclass(slots=True)
 class ProxyStats:
-    """Counters, only ever incremented (but `open_connections`), read by the admin port at
-    scrape time."""
+    """Counters, only ever incremented (but the gauges `open_connections` and
+    `connection_limit`), read by the admin port at scrape time."""
 
     requests: Counter[str] = field(default_factory=Counter)
     """Finished requests by who answered: `model`, `fallback`, `tunnel` (Upgrade/CONNECT)."""
@@ -34,6 +34,9 @@ class ProxyStats:
     (cut), `keepalive_timeout`, `max_connections`."""
     open_connections: int = 0
     """Client connections open now (a gauge)."""
+    connection_limit: int = 0
+    """Client connections served at once: `max_connections`, or fewer if the file-descriptor
+    limit allows fewer (a gauge, set at start)."""
     retries: int = 0
     """Requests sent again because a reused keep-alive connection closed before any answer."""
     upstream_connects: int = 0
