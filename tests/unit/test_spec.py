@@ -26,6 +26,7 @@ from truthloop.core.spec import (
     Selector,
     Source,
     SpecError,
+    format_duration,
     parse_duration,
     parse_monitor,
     parse_spec,
@@ -223,6 +224,35 @@ def test_durations(text: str, seconds: float) -> None:
 def test_not_durations(text: str) -> None:
     with pytest.raises(ValueError, match="expected a duration like 90s"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0s"),
+        (45, "45s"),
+        (90, "1m30s"),
+        (120, "2m"),
+        (3600, "1h"),
+        (5400, "1h30m"),
+        (3661, "1h1m1s"),
+        (86400, "1d"),
+        (93784, "1d2h3m4s"),
+        (600.75, "10m"),
+        (0.4, "0s"),
+        (-90, "-1m30s"),
+    ],
+)
+def test_durations_are_told_in_largest_units_first_without_zero_units(
+    seconds: float, text: str
+) -> None:
+    assert format_duration(seconds) == text
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, 400 * 86400))
+def test_a_formatted_duration_parses_back_to_its_seconds(seconds: int) -> None:
+    assert parse_duration(format_duration(seconds)) == seconds
 
 
 P = {"prediction": {"pointer": "/p"}}  # a capture's required part

@@ -26,7 +26,8 @@ holds the two to the same verdict on a corpus of monitors):
 Checked here only, as a CRD cannot: that the rules compile (`rules.check_rules`: every bad rule,
 with its column), and the names in metadata and the label keys of `matchLabels`.
 
-Durations are seconds (float); time is never read here.
+Durations are seconds (float); `format_duration` tells them back in the same grammar. Time is
+never read here.
 """
 
 from __future__ import annotations
@@ -236,6 +237,24 @@ def parse_duration(text: str) -> float:
     return float(
         sum(int(n) * unit for n, unit in zip(found.groups(), _DURATION_UNITS, strict=True) if n)
     )
+
+
+def format_duration(seconds: float) -> str:
+    """`seconds` in the grammar `parse_duration` reads, largest units first and zero units left
+    out, as Prometheus prints durations: `45s`, `1m30s`, `2m`, `1h30m`, `1d2h`, `0s`.
+
+    One form everywhere a duration is shown (events, conditions, logs), so what a user reads can
+    be pasted back into a spec: `parse_duration(format_duration(s)) == s` for whole seconds. A
+    fraction of a second is dropped; a negative duration gets a leading `-`.
+    """
+    whole = int(abs(seconds))
+    parts = []
+    for unit, size in zip("dhms", _DURATION_UNITS, strict=True):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    text = "".join(parts) or "0s"
+    return "-" + text if seconds <= -1 else text
 
 
 def parse_monitor(obj: object) -> Monitor:
