@@ -2,9 +2,11 @@
 
 `FakeFeedback` records every capture record it accepts (and counts any it is sent again after it
 answered 2xx for it), serves a monitor's spec and a long-polled fallback state, and can be taken
-down (its port refuses connections) and brought back on the same port. `Hang` accepts connections
-and never answers. `Model` answers `{"prediction": ..., "score": ...}` per request, or per row for
-`{"instances": [...]}`, echoing the entity, so a test can check what was captured.
+down (its port refuses connections) and brought back on the same port. Records and the state are
+the service's own shapes (`core.wire`): a record that is not a `CaptureRecord` is refused (400).
+`Hang` accepts connections and never answers. `Model` answers `{"prediction": ..., "score": ...}`
+per request, or per row for `{"instances": [...]}`, echoing the entity, so a test can check what
+was captured.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+
+from truthloop.core import wire
 
 MONITOR: dict[str, Any] = {
     "apiVersion": "truthloop.dev/v1alpha1",
@@ -76,11 +80,14 @@ class FakeFeedback:
         self.auth: list[str | None] = []
         self.monitors: list[str | None] = []
         self.monitor = copy.deepcopy(body or MONITOR)
-        self.state: dict[str, Any] = {
-            "version": 1,
-            "generation": self.monitor["metadata"].get("generation", 1),
-            "fallback": {"active": False, "mode": "auto", "since": None, "reason": None},
-        }
+        meta = self.monitor["metadata"]
+        self.state = wire.MonitorState(
+            monitor=f"{meta['namespace']}/{meta['name']}",
+            generation=meta.get("generation", 1),
+            version=1,
+            phase="Collecting",
+            fallback=wire.FallbackState(active=False, mode="auto"),
+        )
         self.reject: Callable[[dict[str, Any]], str | None] = lambda record: None
         self.refuse_whole: Callable[[dict[str, Any]], bool] = lambda record: False
         """A batch holding such a record is refused with a 400 that names no item."""
@@ -115,11 +122,20 @@ class FakeFeedback:
             self._runner = None
 
     def set_state(self, *, active: bool | None = None, generation: int | None = None) -> None:
+        """Engage (by hand) or release the fallback, or move the spec's generation."""
+        state = self.state
         if active is not None:
-            self.state["fallback"] = {**self.state["fallback"], "active": active}
+            fallback = wire.FallbackState(
+                active=active,
+                mode="engaged" if active else "disengaged",
+                since=time.time() if active else None,
+                causes=(wire.MANUAL,) if active else (),
+            )
+            phase = "FallbackActive" if active else "Collecting"
+            state = msgspec.structs.replace(state, fallback=fallback, phase=phase)
         if generation is not None:
-            self.state["generation"] = generation
-        self.state["version"] += 1
+            state = msgspec.structs.replace(state, generation=generation)
+        self.state = msgspec.structs.replace(state, version=state.version + 1)
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -137,7 +153,11 @@ class FakeFeedback:
             return web.json_response({"error": "unauthorized", "details": []}, status=401)
         body = await request.read()
         assert request.content_type == "application/x-ndjson"
-        items = [msgspec.json.decode(line) for line in body.splitlines() if line.strip()]
+        try:
+            records = [_RECORD(line) for line in body.splitlines() if line.strip()]
+        except msgspec.ValidationError as e:
+            return web.json_response({"error": f"not a capture record: {e}"}, status=400)
+        items: list[dict[str, Any]] = msgspec.to_builtins(records)
         self.monitors.append(request.headers.get("X-Truthloop-Monitor"))
         if self.max_records is not None and len(items) > self.max_records:
             return web.json_response({"error": "too large", "details": []}, status=413)
@@ -168,10 +188,13 @@ class FakeFeedback:
         self.state_polls += 1
         since = request.query.get("since")
         wait = float(request.query.get("wait", "0"))
-        if since is not None and int(since) == self.state["version"] and wait > 0:
+        if since is not None and int(since) == self.state.version and wait > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), wait)
-        return web.json_response(self.state)
+        return web.Response(body=msgspec.json.encode(self.state), content_type="application/json")
+
+
+_RECORD = msgspec.json.Decoder(wire.CaptureRecord).decode
 
 
 class Hang:

@@ -1,4 +1,5 @@
-"""Capture records: their wire shape, one per batch row, and sampling by prediction ID."""
+"""Capture records: their wire shape (the one the service decodes), one per batch row, and
+sampling by prediction ID."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from truthloop.core import capture
+from truthloop.core import capture, records, wire
 from truthloop.core.extract import Row
 from truthloop.core.ids import uuid7
+from truthloop.core.records import Limits, PredictionRecord
 
 
 def build(rows: list[Row], *, batch: bool, served_by: Any = "model") -> list[dict[str, Any]]:
@@ -47,6 +49,36 @@ def test_missing_score_and_features_are_left_out_and_a_missing_entity_is_null() 
     assert "score" not in record
     assert "features" not in record
     assert record["served_by"] == "fallback"
+
+
+def test_what_the_sidecar_encodes_the_service_decodes_as_the_same_struct() -> None:
+    rows = [Row("u1", 1, 0.9, {"tenure": 3}, index=0), Row(None, 0, index=1)]
+    made = capture.records(
+        rows,
+        prediction_id="pid",
+        monitor="ml/churn",
+        model_version="v3",
+        served_by="fallback",
+        ts=1700000000.25,
+        batch=True,
+    )
+    lines = [msgspec.json.encode(r) for r in made]
+    assert [msgspec.json.decode(line, type=wire.CaptureRecord) for line in lines] == made
+    steps = records.parse_predictions(
+        b"\n".join(lines), {"ml/churn": "binary"}, 1700000001.0, Limits(), ndjson=True
+    )
+    parsed = None
+    while parsed is None:
+        try:
+            next(steps)
+        except StopIteration as done:
+            parsed = done.value
+    assert parsed.errors == ()
+    assert parsed.items == (
+        PredictionRecord("ml/churn", "pid/0", "fallback", "v3", 1700000000.25, 1, "u1", None,
+                         0.9, {"tenure": 3}),
+        PredictionRecord("ml/churn", "pid/1", "fallback", "v3", 1700000000.25, 0),
+    )  # fmt: skip
 
 
 def test_a_batch_gives_one_record_per_row_numbered_after_the_request() -> None:

@@ -74,6 +74,15 @@ def test_a_valid_record_becomes_a_typed_value_with_defaults() -> None:
     )
 
 
+@pytest.mark.parametrize("ndjson", [False, True])
+def test_an_optional_field_sent_as_null_is_absent(ndjson: bool) -> None:
+    nulls = {"prediction_id": "p1", "monitor": "ml/churn", "ts": NOW - 10, "prediction": 1,
+             "entity_id": None, "tag": None, "score": None, "features": None}  # fmt: skip
+    parsed = parse(nulls, ndjson=ndjson)
+    assert parsed.errors == ()
+    assert parsed.items == (PredictionRecord("ml/churn", "p1", "model", "", NOW - 10, 1),)
+
+
 def test_every_bad_item_is_named_by_index_and_field() -> None:
     parsed = parse(
         rec(prediction_id="ok"),

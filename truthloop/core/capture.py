@@ -1,8 +1,8 @@
 """Capture records: what the sidecar sends the feedback service for each prediction it saw.
 
-`records` turns one request's extracted rows (core/extract) into `CaptureRecord`s, the exact
-wire shape `POST /v1/predictions` takes (encode with msgspec; `score` and `features` are left out
-when absent, `entity_id` is null). A batch request yields one record per row, with the ID
+`records` turns one request's extracted rows (core/extract) into `wire.CaptureRecord`s, the
+shape `POST /v1/predictions` takes (encode with msgspec; `score` and `features` are left out when
+absent, `entity_id` is null). A batch request yields one record per row, with the ID
 `<prediction_id>/<row>`.
 
 `sampled` decides, from the prediction ID alone, whether a request is kept at a `sampleRate`: the
@@ -14,28 +14,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from typing import Any, Literal
 
 import msgspec
 
 from truthloop.core.extract import Row
-
-ServedBy = Literal["model", "fallback"]
-Scalar = float | int | str | bool
+from truthloop.core.wire import CaptureRecord, ServedBy
 
 _SPAN = float(2**64)
-
-
-class CaptureRecord(msgspec.Struct, frozen=True):
-    prediction_id: str
-    monitor: str
-    model_version: str
-    entity_id: str | int | None
-    ts: float
-    prediction: Any
-    served_by: ServedBy
-    score: float | msgspec.UnsetType = msgspec.UNSET
-    features: Any = msgspec.UNSET
 
 
 def sampled(prediction_id: str, rate: float) -> bool:

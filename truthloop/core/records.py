@@ -11,9 +11,10 @@ count is checked right after the body is decoded, before any item is converted; 
 `yield` every `SLICE` items, so a caller on an event loop can serve other requests in between
 (its return value, the `StopIteration` value, is the `Parsed` outcome).
 
-The wire shapes are msgspec Structs, so a well-formed batch is decoded and type-checked in one C
-pass; only when that fails is the body split into raw items (NDJSON: its lines) and each decoded
-on its own, to name every bad item rather than the first. Both paths then run the same checks
+The wire shapes are msgspec Structs (a capture record is `wire.CaptureRecord`, the one the
+sidecar encodes), so a well-formed batch is decoded and type-checked in one C pass; only when
+that fails is the body split into raw items (NDJSON: its lines) and each decoded on its own, to
+name every bad item rather than the first. Both paths then run the same checks
 of meaning:
 
 - identifiers (prediction, entity, tag, version) that are empty, longer than
@@ -48,13 +49,12 @@ from typing import Any, Generic, Literal, TypeVar
 import msgspec
 
 from truthloop.core import metrics
-from truthloop.core.spec import Task
+from truthloop.core.spec import Task, format_duration
+from truthloop.core.wire import SERVED_BY as SERVED_BY  # the engine groups by it
+from truthloop.core.wire import CaptureRecord, Scalar, ServedBy
 
-Scalar = float | int | str | bool
-ServedBy = Literal["model", "fallback"]
 Vote = Literal["up", "down"]
 
-SERVED_BY: tuple[ServedBy, ...] = ("model", "fallback")
 MAX_SAFE_INT = 2**53
 T = TypeVar("T")
 W = TypeVar("W", bound=msgspec.Struct)
@@ -178,19 +178,6 @@ class Problems:
 # -- wire shapes -------------------------------------------------------------------------------
 
 
-class RecordIn(msgspec.Struct, frozen=True):
-    prediction_id: str
-    monitor: str
-    ts: float | str
-    prediction: int | float | str | bool
-    model_version: str = ""
-    entity_id: str | int | None = None
-    tag: str | None = None
-    score: float | None = None
-    features: dict[str, Any] | list[Any] | None = None
-    served_by: ServedBy = "model"
-
-
 class ActualIn(msgspec.Struct, frozen=True):
     monitor: str
     prediction_id: str | None = None
@@ -211,8 +198,8 @@ class _Named(msgspec.Struct):
     monitor: object = None
 
 
-_RECORDS = msgspec.json.Decoder(list[RecordIn])
-_RECORD = msgspec.json.Decoder(RecordIn)
+_RECORDS = msgspec.json.Decoder(list[CaptureRecord])
+_RECORD = msgspec.json.Decoder(CaptureRecord)
 _ACTUALS = msgspec.json.Decoder(_ActualsIn)
 _ACTUAL = msgspec.json.Decoder(ActualIn)
 _RAWS = msgspec.json.Decoder(list[msgspec.Raw])
@@ -237,7 +224,7 @@ def parse_predictions(
     Raises `msgspec.DecodeError` for a JSON body that is not JSON at all; in NDJSON a line that is
     not JSON is that item's error.
     """
-    items: Sequence[RecordIn] | Sequence[Raw]
+    items: Sequence[CaptureRecord] | Sequence[Raw]
     if ndjson:
         lines = _LINE.finditer(body)
         items = [line[0] for line in itertools.islice(lines, limits.max_items + 1)]
@@ -438,24 +425,26 @@ class _Checker:
             self.fail(index, "", f"not JSON: {e}", "invalid_json")
         return None
 
-    def prediction(self, index: int, item: RecordIn) -> PredictionRecord | None:
+    def prediction(self, index: int, item: CaptureRecord) -> PredictionRecord | None:
         before = len(self.problems)
         task = self.task(index, item.monitor)
         self.ident(index, "prediction_id", item.prediction_id)
         if item.model_version:
             self.ident(index, "model_version", item.model_version)
         entity_id = self.entity(index, item.entity_id)
-        if item.tag is not None:
-            self.ident(index, "tag", item.tag)
+        tag = None if item.tag is msgspec.UNSET else item.tag
+        if tag is not None:
+            self.ident(index, "tag", tag)
         ts = self.timestamp(index, "ts", item.ts, self.limits.max_age)
         self.scalar(index, "prediction", item.prediction, task, metrics.check_prediction)
-        score = item.score
+        score = None if item.score is msgspec.UNSET else item.score
+        features = None if item.features is msgspec.UNSET else item.features
         if score is not None:
             if task is not None and task != "binary":
                 self.fail(index, "score", f"only binary monitors take a score, this is {task}")
             elif not 0.0 <= score <= 1.0:
                 self.fail(index, "score", "must be a probability from 0 to 1", "out_of_range")
-        if self.features and _has_nul(item.features):
+        if self.features and _has_nul(features):
             self.fail(index, "features", "must not contain NUL characters (\\u0000)")
         if len(self.problems) > before:
             return None
@@ -467,9 +456,9 @@ class _Checker:
             ts,
             item.prediction,
             entity_id,
-            item.tag,
+            tag,
             score,
-            item.features,
+            features,
         )
 
     def actual(self, index: int, item: ActualIn) -> Actual | None:
@@ -578,7 +567,7 @@ class _Checker:
             self.fail(
                 index,
                 field,
-                f"is more than {self.limits.future_skew:g}s in the future",
+                f"is more than {format_duration(self.limits.future_skew)} in the future",
                 "out_of_range",
             )
         elif max_age is not None and ts < self.now - max_age:

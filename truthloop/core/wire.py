@@ -1,0 +1,183 @@
+"""The shapes the parts exchange over HTTP: one msgspec Struct per message, encoded by the part
+that speaks and decoded, with the same type, by the parts that listen.
+
+- `CaptureRecord`: an item of `POST /v1/predictions`. The sidecar encodes one per captured
+  prediction; the feedback service decodes whole batches of them in one pass and validates each
+  into a `records.PredictionRecord`. `tag`, `score` and `features` are left off the wire when
+  the sidecar has none (UNSET), so a record costs no bytes for what it lacks.
+- `MonitorState`: the answer of `GET /v1/monitors/{ns}/{name}/state` (long-polled) and of the
+  fallback override. Sidecars follow its `version`, `generation` and `fallback.active`; the
+  operator and the demo read the rest.
+- `MonitorStatus`: the `status` the service adds to a monitor's object (`GET`/`PUT
+  /v1/monitors/{ns}/{name}`, the listing); the operator reads it as a `MonitorView` and mirrors it
+  into the ModelMonitor.
+- `Cause`: what engaged the fallback, as data (`{"kind": "alert", "name": "accuracy-low"}`), so no
+  reader splits a sentence back into names. `causes_text` is the one way to tell causes in a line
+  (`accuracy-low, alertmanager: LatencyHigh`, or `manual`): `FallbackState.reason` is that line.
+
+How these shapes may change without breaking a part that runs an older release (sidecars outlive
+an upgrade of the service): add fields with defaults — a decoder ignores fields it does not know
+and fills in those it misses — and never rename or retype one. A new value of a `Literal` is a
+break for a reader that does not know it (a sidecar that cannot decode a state keeps the last one
+it could), so it has to reach the readers a release before any writer sends it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal, get_args
+
+import msgspec
+
+from truthloop.core.spec import FallbackMode
+
+Phase = Literal["Pending", "Collecting", "Healthy", "Degraded", "FallbackActive", "Invalid"]
+"""`Pending` and `Invalid` are the operator's (not registered yet, a spec that does not parse)."""
+AlertStatus = Literal["ok", "pending", "firing", "insufficient"]
+CauseKind = Literal["alert", "alertmanager", "manual"]
+"""An alert of the spec firing, an Alertmanager alert firing, a manual mode (spec or API)."""
+ServedBy = Literal["model", "fallback"]
+Scalar = int | float | str | bool
+
+PHASES: tuple[Phase, ...] = get_args(Phase)
+ALERT_STATUSES: tuple[AlertStatus, ...] = get_args(AlertStatus)
+CAUSE_KINDS: tuple[CauseKind, ...] = get_args(CauseKind)
+SERVED_BY: tuple[ServedBy, ...] = get_args(ServedBy)
+
+
+# -- capture -----------------------------------------------------------------------------------
+
+
+class CaptureRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One captured prediction, as `POST /v1/predictions` takes it (a JSON array or NDJSON).
+
+    The types are what the service accepts (`ts` may be epoch seconds or RFC 3339 text, an
+    `entity_id` a string or an integer); what they must mean is `records.parse_predictions`'.
+    """
+
+    prediction_id: str
+    monitor: str
+    model_version: str = ""
+    entity_id: str | int | None = None
+    tag: str | msgspec.UnsetType | None = msgspec.UNSET
+    ts: float | str
+    prediction: Scalar
+    score: float | msgspec.UnsetType | None = msgspec.UNSET
+    features: dict[str, Any] | list[Any] | msgspec.UnsetType | None = msgspec.UNSET
+    served_by: ServedBy = "model"
+
+
+# -- the fallback's causes ---------------------------------------------------------------------
+
+
+class Cause(msgspec.Struct, frozen=True):
+    """One reason the fallback is engaged; `name` is the alert's (None for `manual`)."""
+
+    kind: CauseKind
+    name: str | None = None
+
+    def text(self) -> str:
+        if self.kind == "manual":
+            return "manual"
+        if self.kind == "alertmanager":
+            return f"alertmanager: {self.name}"
+        return str(self.name)
+
+
+MANUAL = Cause("manual")
+
+
+def causes_text(causes: Iterable[Cause]) -> str | None:
+    """The causes in one line, `accuracy-low, alertmanager: LatencyHigh` (None: no cause)."""
+    return ", ".join(cause.text() for cause in causes) or None
+
+
+# -- the monitor's state -----------------------------------------------------------------------
+
+
+class AlertState(msgspec.Struct, frozen=True):
+    """One alert, as the alert machine keeps it and the state shows it. `since`: when the current
+    status began (None only before the first step); `value` and `samples` are the latest
+    observation, also while the alert is insufficient. The status is `state` on the wire, as in
+    Prometheus' alerts API."""
+
+    name: str
+    status: AlertStatus = msgspec.field(name="state")
+    since: float | None
+    value: float | None
+    samples: int
+
+
+class FallbackState(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether the rules answer, in which `mode`, since when, and why (`causes`)."""
+
+    active: bool
+    mode: FallbackMode
+    since: float | None = None
+    causes: tuple[Cause, ...] = ()
+    reason: str | None = None
+    """`causes_text(causes)`, for people; always derived (a value given or decoded is replaced)."""
+
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(self, "reason", causes_text(self.causes))
+
+
+class CaptureState(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether the service refuses the monitor's sidecars' batches now (`refused`: the reason
+    code, `unauthorized`...), since when, and when it last did."""
+
+    refused: str | None = None
+    since: float | None = None
+    last: float | None = None
+
+
+class MonitorState(msgspec.Struct, frozen=True, kw_only=True):
+    """What the long-poll answers. `version` moves whenever anything here but an alert's latest
+    `value`/`samples` or the refusal's `last` changes; `generation` is the spec's in force."""
+
+    monitor: str
+    generation: int
+    version: int
+    phase: Phase
+    fallback: FallbackState
+    alerts: tuple[AlertState, ...] = ()
+    external: tuple[str, ...] = ()
+    """Alertmanager alerts firing for the monitor."""
+    capture: CaptureState = msgspec.field(default_factory=CaptureState)
+
+
+# -- the monitor's object ----------------------------------------------------------------------
+
+
+class MonitorStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """The service's `status` of a monitor: the state plus its model's window (all versions)."""
+
+    phase: Phase
+    samples: int = 0
+    labeled: int = 0
+    metrics: dict[str, float | None] = msgspec.field(default_factory=dict)
+    """`accuracy`, `accuracyLower`, `accuracyUpper`, ...; null where undefined."""
+    fallback: FallbackState
+    alerts: tuple[AlertState, ...] = ()
+    observed_generation: int
+    state_version: int
+    capture: CaptureState = msgspec.field(default_factory=CaptureState)
+
+
+class ObjectMeta(msgspec.Struct, frozen=True):
+    name: str
+    namespace: str
+    generation: int | None = None
+
+
+class MonitorView(msgspec.Struct, frozen=True):
+    """What the operator reads of a monitor's object (the service answers it whole, as PUT)."""
+
+    metadata: ObjectMeta
+    status: MonitorStatus
+
+
+class MonitorList(msgspec.Struct, frozen=True):
+    """`GET /v1/monitors`."""
+
+    items: tuple[MonitorView, ...] = ()
