@@ -161,6 +161,7 @@ async def test_state_long_poll_wakes_on_a_change_and_times_out_without_one(
         "active": True,
         "mode": "engaged",
         "since": clock.now,
+        "causes": [{"kind": "manual", "name": None}],
         "reason": "manual",
     }
     await eventually(lambda: followers(service, 0))
@@ -219,6 +220,7 @@ async def test_alertmanager_firing_alerts_engage_the_fallback_until_resolved(
     }
     state = await service.state()
     assert state["fallback"]["active"] is True
+    assert state["fallback"]["causes"] == [{"kind": "alertmanager", "name": "LatencyHigh"}]
     assert state["external"] == ["LatencyHigh"]
     await service.ok("POST", "/v1/alertmanager", json=payload("resolved"))
     clock.advance(3 * 60)

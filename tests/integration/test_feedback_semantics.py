@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from tests.support.feedback import (
@@ -331,6 +332,44 @@ async def test_alert_state_survives_a_restart(
     second = await start_service()
     after = await second.state()
     assert after == before
+
+
+async def test_a_state_stored_by_the_previous_release_restores_its_causes(
+    start_service: ServiceFactory, clock: FakeClock
+) -> None:
+    first = await start_service()
+    await first.put_monitor(monitor_body())
+    fallback = "/v1/monitors/ml/churn/fallback"
+    await first.ok("POST", fallback, json={"mode": "disengaged"})
+    labels = {"alertname": "LatencyHigh", "truthloop_monitor": "ml/churn"}
+    firing = {
+        "version": "4",
+        "status": "firing",
+        "alerts": [{"status": "firing", "labels": labels}],
+    }
+    await first.ok("POST", "/v1/alertmanager", json=firing)
+    ts = clock.now - 5
+    await first.predictions([record(f"p{i}", 1, ts=ts, entity_id=f"u{i}") for i in range(6)])
+    await first.feedback(
+        *({"monitor": "ml/churn", "prediction_id": f"p{i}", "actual": 0} for i in range(6))
+    )
+    await first.tick()
+    await first.ok("POST", fallback, json={"mode": "auto"})  # both causes at once
+    before = await first.state()
+    assert before["fallback"]["causes"] == [
+        {"kind": "alert", "name": "accuracy-low"},
+        {"kind": "alertmanager", "name": "LatencyHigh"},
+    ]
+    assert before["fallback"]["reason"] == "accuracy-low, alertmanager: LatencyHigh"
+    store = first.engine.store
+    monitor_id = first.engine.registered("ml/churn").id
+    stored = (await store.load_states())[monitor_id]
+    previous = {k: v for k, v in stored.state.items() if k != "fallback_causes"}
+    assert previous["fallback_reason"] == "accuracy-low, alertmanager: LatencyHigh"
+    await store.save_state(monitor_id, dataclasses.replace(stored, state=previous))
+    await first.stop()
+    second = await start_service()
+    assert await second.state() == before
 
 
 async def test_retention_deletes_raw_predictions_and_keeps_aggregates(

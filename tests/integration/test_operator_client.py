@@ -43,14 +43,14 @@ async def test_register_read_follow_and_delete(fake: FakeFeedback, client: Feedb
         "spec": {"selector": {"matchLabels": {"app": "churn"}}},
     }
     view = await client.view("ml/churn")
-    assert view["status"]["phase"] == "Collecting"
+    assert view.status.phase == "Collecting"
     assert await client.keys() == ["ml/churn"]
-    version = view["status"]["stateVersion"]
+    version = view.status.state_version
     follow = asyncio.ensure_future(client.state("ml/churn", version, wait=5))
     await fake.set_state("ml/churn", phase="FallbackActive")
     state = await asyncio.wait_for(follow, 5)
-    assert state["phase"] == "FallbackActive"
-    assert state["version"] == version + 1
+    assert state.phase == "FallbackActive"
+    assert state.version == version + 1
     await client.delete("ml/churn")
     assert fake.monitors == {}
     await client.delete("ml/churn")  # already gone: still deleted
@@ -99,3 +99,13 @@ async def test_writes_carry_the_token(fake: FakeFeedback) -> None:
         with pytest.raises(Rejected) as caught:
             await client.register(BODY)
     assert caught.value.status == 401
+
+
+async def test_an_answer_that_is_not_the_calls_shape_is_rejected(
+    fake: FakeFeedback, client: FeedbackClient
+) -> None:
+    await client.register(BODY)
+    fake.fail(200)  # a 200 whose body is an error, not a monitor
+    with pytest.raises(Rejected, match=r"the answer is not what the call expects: .*`metadata`"):
+        await client.view("ml/churn")
+    assert (await client.view("ml/churn")).metadata.name == "churn"

@@ -4,7 +4,7 @@ It speaks the real service's routes and shapes for what the operator uses — `P
 /v1/monitors/{ns}/{name}`, `GET .../state?wait=&since=` (a long-poll on a version), `GET
 /v1/monitors` — and lets a test script the answers: `fail` queues HTTP statuses (with an optional
 Retry-After) for the next requests, `stall` delays every answer, `set_state` moves a monitor's
-state and wakes long-polls.
+state and wakes long-polls. States and statuses are the service's own shapes (`core.wire`).
 """
 
 from __future__ import annotations
@@ -14,14 +14,17 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 from aiohttp import web
+
+from truthloop.core import wire
 
 
 class FakeFeedback:
     def __init__(self, token: str | None = None) -> None:
         self.token = token
         self.monitors: dict[str, dict[str, Any]] = {}
-        self.states: dict[str, dict[str, Any]] = {}
+        self.states: dict[str, wire.MonitorState] = {}
         self.failures: list[tuple[int, str | None]] = []
         self.requests: list[tuple[str, str]] = []
         self.stall = 0.0
@@ -33,10 +36,11 @@ class FakeFeedback:
         self.failures.extend([(status, retry_after)] * times)
 
     async def set_state(self, key: str, **changes: Any) -> None:
+        """Change fields of the monitor's `wire.MonitorState`; its version moves."""
         async with self._changed:
             state = self.states[key]
-            state.update(changes)
-            state["version"] += 1
+            changes["version"] = state.version + 1
+            self.states[key] = msgspec.structs.replace(state, **changes)
             self._changed.notify_all()
 
     @contextlib.asynccontextmanager
@@ -88,7 +92,7 @@ class FakeFeedback:
         return web.json_response({"error": f"no monitor {key} is registered"}, status=404)
 
     async def _list(self, request: web.Request) -> web.Response:
-        return web.json_response({"items": list(self.monitors.values())})
+        return _answer({"items": [self._view(key) for key in self.monitors]})
 
     async def _put(self, request: web.Request) -> web.Response:
         key = self._key(request)
@@ -97,26 +101,22 @@ class FakeFeedback:
         self.monitors[key] = body
         generation = body.get("metadata", {}).get("generation", 1)
         if created:
-            self.states[key] = {
-                "monitor": key,
-                "version": 1,
-                "generation": generation,
-                "phase": "Collecting",
-                "fallback": {"active": False, "mode": "auto", "since": None, "reason": None},
-                "alerts": [],
-                "samples": 0,
-                "labeled": 0,
-                "metrics": {},
-            }
+            self.states[key] = wire.MonitorState(
+                monitor=key,
+                generation=generation,
+                version=1,
+                phase="Collecting",
+                fallback=wire.FallbackState(active=False, mode="auto"),
+            )
         else:
             await self.set_state(key, generation=generation)
-        return web.json_response(await self._view(key), status=201 if created else 200)
+        return _answer(self._view(key), status=201 if created else 200)
 
     async def _get(self, request: web.Request) -> web.Response:
         key = self._key(request)
         if key not in self.monitors:
             return self._missing(key)
-        return web.json_response(await self._view(key))
+        return _answer(self._view(key))
 
     async def _delete(self, request: web.Request) -> web.Response:
         key = self._key(request)
@@ -139,25 +139,20 @@ class FakeFeedback:
                         lambda: (
                             key not in self.states
                             or since is None
-                            or str(self.states[key]["version"]) != since
+                            or str(self.states[key].version) != since
                         )
                     ),
                     wait,
                 )
         if key not in self.states:
             return self._missing(key)
-        return web.json_response(self.states[key])
+        return _answer(self.states[key])
 
-    async def _view(self, key: str) -> dict[str, Any]:
-        state = self.states[key]
-        status = {
-            "phase": state["phase"],
-            "samples": state["samples"],
-            "labeled": state["labeled"],
-            "metrics": state["metrics"],
-            "fallback": state["fallback"],
-            "alerts": state["alerts"],
-            "observedGeneration": state["generation"],
-            "stateVersion": state["version"],
-        }
-        return {**self.monitors[key], "status": status}
+    def _view(self, key: str) -> dict[str, Any]:
+        return {**self.monitors[key], "status": wire.MonitorStatus.of(self.states[key])}
+
+
+def _answer(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=msgspec.json.encode(body), status=status, content_type="application/json"
+    )

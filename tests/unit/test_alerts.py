@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from truthloop.core import alerts
+from truthloop.core import alerts, wire
 from truthloop.core.alerts import MonitorState, Transition, WindowMetric
 from truthloop.core.spec import (
     AlertSpec,
@@ -27,6 +27,7 @@ from truthloop.core.spec import (
     Selector,
     Source,
 )
+from truthloop.core.wire import Cause
 
 ACCURACY_LOW = AlertSpec("accuracy-low", "accuracy", below=0.7)
 
@@ -64,9 +65,9 @@ class Tick:
     metrics: Mapping[str, tuple[float | None, int]] = field(default_factory=dict)
     external: frozenset[str] = frozenset()
     mode: FallbackMode | None = None
-    phase: alerts.Phase | None = None
+    phase: wire.Phase | None = None
     active: bool | None = None
-    statuses: tuple[alerts.AlertStatus, ...] | None = None
+    statuses: tuple[wire.AlertStatus, ...] | None = None
     kinds: tuple[str, ...] | None = None
 
 
@@ -329,24 +330,46 @@ def test_transitions_read_like_events() -> None:
             current="FallbackActive",
         ),
     )
-    assert (fired.fallback_since, fired.fallback_reason) == (120, "accuracy-low")
+    assert (fired.fallback_since, fired.fallback_causes) == (120, (Cause("alert", "accuracy-low"),))
     assert resolved == (
         Transition("alert_resolved", 180, "accuracy-low", "accuracy-low: accuracy 0.85 >= 0.8"),
     )
 
 
-def test_the_fallback_reason_names_every_cause() -> None:
+def test_durations_in_transitions_are_told_as_the_spec_writes_them() -> None:
+    spec = monitor(AlertSpec("accuracy-low", "accuracy", below=0.8, for_=90), recover_after=5400)
+    steps = run(spec, [Tick(0, acc(0.62)), Tick(90, acc(0.62)), Tick(100, acc(0.9))])
+    steps += run(spec, [Tick(5600, acc(0.9))], steps[-1][0])
+    (_, pending), (_, firing), _, (_, released) = steps
+    assert pending[0].reason == "accuracy-low: accuracy 0.62 < 0.8, firing after 1m30s"
+    assert firing[0].reason == "accuracy-low: accuracy 0.62 < 0.8 for 1m30s"
+    assert released[0] == Transition(
+        "fallback_disengaged",
+        5600,
+        None,
+        "no engaging alert pending or firing for 1h31m40s (recoverAfter 1h30m)",
+    )
+
+
+def test_the_fallback_names_every_cause() -> None:
     spec = monitor(ACCURACY_LOW, AlertSpec("latency-high", "latency", above=0.5))
     ticks = [Tick(0, {"accuracy": (0.1, 9), "latency": (0.9, 9)}, external=frozenset({"Down"}))]
     [(state, transitions)] = run(spec, ticks)
-    assert state.fallback_reason == "accuracy-low, latency-high, alertmanager: Down"
+    assert state.fallback_causes == (
+        Cause("alert", "accuracy-low"),
+        Cause("alert", "latency-high"),
+        Cause("alertmanager", "Down"),
+    )
+    assert wire.causes_text(state.fallback_causes) == (
+        "accuracy-low, latency-high, alertmanager: Down"
+    )
     engaged = next(t for t in transitions if t.kind == "fallback_engaged")
     assert engaged.reason == (
         "accuracy-low: accuracy 0.1 < 0.7 for 0s; latency-high: latency 0.9 > 0.5 for 0s; "
         "alertmanager: Down"
     )
     later = alerts.step(state, spec, 60, window(acc(0.1, 9)))[0]
-    assert later.fallback_reason == state.fallback_reason, "the cause of the engagement stays"
+    assert later.fallback_causes == state.fallback_causes, "the cause of the engagement stays"
 
 
 def test_manual_engagement_and_its_release_say_manual() -> None:
@@ -354,19 +377,19 @@ def test_manual_engagement_and_its_release_say_manual() -> None:
     (on, engaged), (off, released) = run(
         spec, [Tick(5, acc(0.9), mode="engaged"), Tick(9, acc(0.9), mode="disengaged")]
     )
-    assert (on.fallback_reason, on.fallback_since, on.mode) == ("manual", 5, "engaged")
+    assert (on.fallback_causes, on.fallback_since, on.mode) == ((Cause("manual"),), 5, "engaged")
     assert engaged[0] == Transition("fallback_engaged", 5, None, "manual")
-    assert (off.fallback_reason, off.fallback_since, off.mode) == (None, None, "disengaged")
+    assert (off.fallback_causes, off.fallback_since, off.mode) == ((), None, "disengaged")
     assert released[0] == Transition("fallback_disengaged", 9, None, "manual")
 
 
 def test_a_spec_pinned_engaged_starts_active_and_the_first_step_stamps_since() -> None:
     spec = monitor(ACCURACY_LOW, mode="engaged")
     start = alerts.initial_state(spec)
-    assert (start.phase, start.fallback_active, start.fallback_reason) == (
+    assert (start.phase, start.fallback_active, start.fallback_causes) == (
         "FallbackActive",
         True,
-        "manual",
+        (Cause("manual"),),
     )
     assert start.fallback_since is None
     state, transitions = alerts.step(start, spec, 42.0, {})
@@ -402,7 +425,50 @@ def test_the_state_round_trips_through_json() -> None:
         {"name": "accuracy-low", "state": "firing", "since": 0, "value": 0.1, "samples": 9},
         {"name": "f1-low", "state": "pending", "since": 0, "value": 0.2, "samples": 9},
     ]
+    assert data["fallback_causes"] == [
+        {"kind": "alert", "name": "accuracy-low"},
+        {"kind": "alertmanager", "name": "X"},
+    ]
+    assert data["fallback_reason"] == "accuracy-low, alertmanager: X", "for the previous release"
     assert MonitorState.from_dict(data) == state
+
+
+@pytest.mark.parametrize(
+    ("reason", "causes"),
+    [
+        (None, ()),
+        ("manual", (Cause("manual"),)),
+        ("accuracy-low", (Cause("alert", "accuracy-low"),)),
+        (
+            "accuracy-low, f1-low, alertmanager: LatencyHigh, alertmanager: Down",
+            (
+                Cause("alert", "accuracy-low"),
+                Cause("alert", "f1-low"),
+                Cause("alertmanager", "LatencyHigh"),
+                Cause("alertmanager", "Down"),
+            ),
+        ),
+    ],
+)
+def test_a_state_stored_with_a_prose_reason_restores_its_causes(
+    reason: str | None, causes: tuple[Cause, ...]
+) -> None:
+    stored = {  # as the release before structured causes stored it
+        "phase": "FallbackActive" if reason else "Healthy",
+        "alerts": [
+            {"name": "accuracy-low", "state": "firing", "since": 60.0, "value": 0.5, "samples": 9}
+        ],
+        "fallback_active": reason is not None,
+        "fallback_since": 60.0 if reason else None,
+        "fallback_reason": reason,
+        "clear_since": None,
+        "mode": "auto",
+    }
+    restored = MonitorState.from_dict(stored)
+    assert restored.fallback_causes == causes
+    assert restored.alerts == (wire.AlertState("accuracy-low", "firing", 60.0, 0.5, 9),)
+    again = MonitorState.from_dict(json.loads(json.dumps(restored.to_dict())))
+    assert again == restored
 
 
 @pytest.mark.parametrize(
@@ -415,7 +481,19 @@ def test_the_state_round_trips_through_json() -> None:
         (lambda d: d["alerts"][0].update(samples=1.5), "state.alerts[0].samples: expected an int"),
         (lambda d: d["alerts"][0].update(since="x"), "state.alerts[0].since: expected a number"),
         (lambda d: d.update(fallback_active=1), "state.fallback_active: expected a boolean"),
-        (lambda d: d.update(fallback_reason=3), "state.fallback_reason: expected a string"),
+        (
+            lambda d: (d.pop("fallback_causes"), d.update(fallback_reason=3)),
+            "state.fallback_reason: expected a string",
+        ),
+        (lambda d: d.update(fallback_causes={}), "state.fallback_causes: expected an array"),
+        (
+            lambda d: d.update(fallback_causes=[{"kind": "hunch"}]),
+            "state.fallback_causes[0].kind: expected one of alert",
+        ),
+        (
+            lambda d: d.update(fallback_causes=[{"kind": "alert", "name": 1}]),
+            "state.fallback_causes[0].name: expected a string",
+        ),
     ],
 )
 def test_a_malformed_stored_state_is_refused_naming_the_field(
@@ -589,7 +667,7 @@ def test_invariants_over_random_runs(spec: MonitorSpec, drawn: list[Drawn]) -> N
             assert not after.fallback_active
         if mode == "engaged":
             assert after.fallback_active
-            assert after.fallback_reason == "manual"
+            assert after.fallback_causes == (Cause("manual"),)
         blocked = any(
             a.status in ("pending", "firing") for a in after.alerts if a.name in engaging
         ) or bool(serves and now.external)
@@ -616,9 +694,9 @@ def test_invariants_over_random_runs(spec: MonitorSpec, drawn: list[Drawn]) -> N
                 if before.fallback_active and before.fallback_since is not None
                 else now.at
             )
-            assert after.fallback_reason
+            assert after.fallback_causes
         else:
-            assert (after.fallback_since, after.fallback_reason) == (None, None)
+            assert (after.fallback_since, after.fallback_causes) == (None, ())
 
         # Phase, and transitions exactly on changes.
         assert (after.phase == "FallbackActive") is after.fallback_active

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.support.apiserver import CustomResource, walk
-from truthloop.core import alerts
+from truthloop.core import wire
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD: dict[str, Any] = yaml.safe_load((ROOT / "crds" / "modelmonitor.yaml").read_text())
@@ -62,7 +62,7 @@ def test_printer_columns() -> None:
 
 
 def test_the_status_phases_are_the_alert_machines() -> None:
-    assert SCHEMA["properties"]["status"]["properties"]["phase"]["enum"] == list(alerts.PHASES)
+    assert SCHEMA["properties"]["status"]["properties"]["phase"]["enum"] == list(wire.PHASES)
 
 
 def _structural_problems(node: dict[str, Any], path: str) -> list[str]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from typing import Any
 
 import pytest
 
-from truthloop.core import spec
+from truthloop.core import spec, wire
 from truthloop.demo import summary, view
 from truthloop.demo.cli import demo_monitor, phase_text
 from truthloop.demo.scenario import Scenario
@@ -112,12 +113,20 @@ def test_the_demo_monitor_is_the_example_in_the_default_namespace() -> None:
 SPEC = spec.parse_monitor(demo_monitor()).spec
 
 
-def state(phase: str, alert: str = "ok", value: float | None = 0.9, **fallback: Any) -> Any:
-    return {
-        "phase": phase,
-        "alerts": [{"name": "accuracy-low", "state": alert, "value": value, "samples": 40}],
-        "fallback": {"active": phase == "FallbackActive", "reason": None, **fallback},
-    }
+def state(
+    phase: wire.Phase,
+    alert: wire.AlertStatus = "ok",
+    value: float | None = 0.9,
+    causes: tuple[wire.Cause, ...] = (),
+) -> wire.MonitorState:
+    return wire.MonitorState(
+        monitor="default/churn",
+        generation=1,
+        version=3,
+        phase=phase,
+        alerts=(wire.AlertState("accuracy-low", alert, T0, value, 40),),
+        fallback=wire.FallbackState(active=phase == "FallbackActive", mode="auto", causes=causes),
+    )
 
 
 @pytest.mark.parametrize(
@@ -135,7 +144,7 @@ def state(phase: str, alert: str = "ok", value: float | None = 0.9, **fallback: 
             "accuracy-low pending: accuracy 0.797 < 0.8, fires after 20s",
         ),
         (
-            state("FallbackActive", "firing", 0.6, reason="accuracy-low"),
+            state("FallbackActive", "firing", 0.6, (wire.Cause("alert", "accuracy-low"),)),
             "Degraded",
             "accuracy-low: the fallback rules answer (X-Served-By: fallback);"
             " the model still answers, unseen, and is measured",
@@ -148,8 +157,20 @@ def state(phase: str, alert: str = "ok", value: float | None = 0.9, **fallback: 
         ),
     ],
 )
-def test_each_phase_says_why(current: Any, previous: str | None, text: str) -> None:
+def test_each_phase_says_why(current: wire.MonitorState, previous: str | None, text: str) -> None:
     assert describe(current, SPEC, previous) == text
+
+
+def test_durations_are_told_as_a_spec_writes_them() -> None:
+    longer = dataclasses.replace(
+        SPEC,
+        metrics=dataclasses.replace(SPEC.metrics, window=5400.0),
+        alerts=(dataclasses.replace(SPEC.alerts[0], for_=90.0),),
+    )
+    assert describe(state("Collecting", "insufficient", None), longer) == (
+        "waiting for 20 labeled predictions in the window (1h30m)"
+    )
+    assert describe(state("Degraded", "pending", 0.7), longer).endswith("fires after 1m30s")
 
 
 def test_a_phase_change_reads_as_an_event() -> None:

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import msgspec
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from truthloop.core import mergepatch
+from truthloop.core import mergepatch, wire
 from truthloop.core.spec import AlertSpec
 from truthloop.operator import status
 from truthloop.operator.census import Census
@@ -51,19 +52,22 @@ STATUS_SCHEMA = closed(
 )
 
 
-def view(**changes: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "phase": "Healthy",
-        "samples": 120,
-        "labeled": 80,
-        "metrics": {"accuracy": 0.93, "accuracyLower": 0.9, "accuracyUpper": 0.951},
-        "fallback": {"active": False, "mode": "auto", "since": None, "reason": None},
-        "alerts": [{"name": "accuracy-low", "state": "ok", "since": None, "value": 0.93}],
-        "observedGeneration": 2,
-        "stateVersion": 7,
-    }
-    base.update(changes)
-    return base
+def view(**changes: Any) -> wire.MonitorStatus:
+    base = wire.MonitorStatus(
+        phase="Healthy",
+        samples=120,
+        labeled=80,
+        metrics={"accuracy": 0.93, "accuracyLower": 0.9, "accuracyUpper": 0.951},
+        fallback=wire.FallbackState(active=False, mode="auto"),
+        alerts=(alert("ok", 0.93),),
+        observed_generation=2,
+        state_version=7,
+    )
+    return msgspec.structs.replace(base, **changes)
+
+
+def alert(status: wire.AlertStatus, value: float | None) -> wire.AlertState:
+    return wire.AlertState("accuracy-low", status, T0, value, 80)
 
 
 def registered(**changes: Any) -> Observation:
@@ -101,7 +105,7 @@ def test_a_healthy_monitor() -> None:
 
 def test_refused_capture_is_a_condition_and_one_warning_while_it_lasts() -> None:
     healthy = status.compose({}, registered(), T0)
-    capture = {"refused": "unauthorized", "since": T0 + 60, "last": T0 + 90}
+    capture = wire.CaptureState(refused="unauthorized", since=T0 + 60, last=T0 + 90)
     refused = status.compose(healthy, registered(capture=capture), T0 + 120)
     jsonschema.validate(refused, STATUS_SCHEMA)
     condition = next(c for c in refused["conditions"] if c["type"] == "CaptureRefused")
@@ -111,11 +115,11 @@ def test_refused_capture_is_a_condition_and_one_warning_while_it_lasts() -> None
     assert status.events(healthy, refused) == [
         Event("Warning", "CaptureRefused", condition["message"])
     ]
-    later = {**capture, "last": T0 + 150}
+    later = msgspec.structs.replace(capture, last=T0 + 150)
     again = status.compose(refused, registered(capture=later), T0 + 180)
     assert status.events(refused, again) == []
     assert mergepatch.diff(refused, again) == {}
-    over = status.compose(again, registered(capture={"refused": None}), T0 + 600)
+    over = status.compose(again, registered(capture=wire.CaptureState()), T0 + 600)
     assert conditions(over)["CaptureRefused"] == ("False", "Accepted")
 
 
@@ -127,8 +131,10 @@ def test_the_same_observation_later_changes_nothing() -> None:
 
 def test_a_transition_moves_only_its_condition_time() -> None:
     first = status.compose({}, registered(), T0)
-    firing = [{"name": "accuracy-low", "state": "firing", "value": 0.62}]
-    engaged = {"active": True, "mode": "auto", "since": T0 + 60, "reason": "accuracy-low"}
+    firing = (alert("firing", 0.62),)
+    engaged = wire.FallbackState(
+        active=True, mode="auto", since=T0 + 60, causes=(wire.Cause("alert", "accuracy-low"),)
+    )
     later = status.compose(
         first, registered(phase="FallbackActive", alerts=firing, fallback=engaged), T0 + 60
     )
@@ -146,13 +152,29 @@ def test_a_transition_moves_only_its_condition_time() -> None:
     assert status.events(first, later) == [
         Event("Normal", "FallbackEngaged", "accuracy-low: accuracy 0.62 < 0.8 for 2m")
     ]
-    manual = {**engaged, "mode": "engaged", "reason": "manual"}
+    manual = wire.FallbackState(active=True, mode="engaged", since=T0 + 60, causes=(wire.MANUAL,))
     by_hand = status.compose(later, registered(phase="FallbackActive", fallback=manual), T0 + 61)
     assert by_hand["fallback"]["reason"].startswith("engaged by hand")
     back = status.compose(later, registered(), T0 + 900)
     assert status.events(later, back) == [
         Event("Normal", "FallbackDisengaged", "the model answers again (phase Healthy)")
     ]
+
+
+def test_every_cause_of_the_engagement_is_told_whatever_its_name_holds() -> None:
+    causes = (
+        wire.Cause("alert", "accuracy-low"),
+        wire.Cause("alertmanager", "LatencyHigh, p99"),
+        wire.Cause("alert", "removed-since"),
+    )
+    fallback = wire.FallbackState(active=True, mode="auto", since=T0, causes=causes)
+    seen = registered(phase="FallbackActive", alerts=(alert("firing", 0.62),), fallback=fallback)
+    composed = status.compose({}, seen, T0)
+    jsonschema.validate(composed, STATUS_SCHEMA)
+    told = "accuracy-low: accuracy 0.62 < 0.8 for 2m; alertmanager: LatencyHigh, p99; removed-since"
+    assert composed["fallback"]["reason"] == told
+    engaged = next(c for c in composed["conditions"] if c["type"] == "FallbackActive")
+    assert (engaged["reason"], engaged["message"]) == ("FallbackEngaged", told)
 
 
 def test_an_invalid_spec() -> None:
@@ -225,7 +247,7 @@ def test_phase_events() -> None:
     assert status.events({}, collecting) == [
         Event("Normal", "Collecting", "collecting labeled predictions (3 so far)")
     ]
-    pending = [{"name": "accuracy-low", "state": "pending", "value": 0.7}]
+    pending = (alert("pending", 0.7),)
     degraded = status.compose(collecting, registered(phase="Degraded", alerts=pending), T0 + 1)
     assert status.events(collecting, degraded) == [
         Event("Warning", "Degraded", "accuracy-low pending: accuracy 0.7 < 0.8 for 2m")
@@ -239,7 +261,7 @@ def test_phase_events() -> None:
 def test_nulls_and_non_finite_numbers_are_left_out() -> None:
     odd = registered(
         metrics={"accuracy": float("nan"), "recall": None, "precision": 0.5},
-        alerts=[{"name": "accuracy-low", "state": "insufficient", "value": None}],
+        alerts=(alert("insufficient", None),),
     )
     composed = status.compose({}, odd, T0)
     jsonschema.validate(composed, STATUS_SCHEMA)

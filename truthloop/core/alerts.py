@@ -41,6 +41,12 @@ from the spec), `fallback_engaged`/`fallback_disengaged` when the fallback's act
 `phase_changed` when the phase does. A pending alert that stops holding, or an alert that loses or
 regains enough data, changes only the state (and, through it, the phase). Each transition's
 `reason` is the text an Event or a log line shows: `accuracy-low: accuracy 0.62 < 0.8 for 2m`.
+
+What engaged the fallback is data, `fallback_causes` (`wire.Cause`: an alert of the spec, an
+Alertmanager alert, or `manual`), set when the fallback engages (or returns to `auto` from a
+manual mode) and kept while it stays engaged. The state is persisted with the causes and, for the
+release before them, their `wire.causes_text` as `fallback_reason`; a state stored by that release
+(the text only) restores its causes from the text.
 """
 
 from __future__ import annotations
@@ -48,12 +54,29 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
-from truthloop.core.spec import FALLBACK_MODES, AlertSpec, FallbackMode, MonitorSpec
+import msgspec
 
-AlertStatus = Literal["ok", "pending", "firing", "insufficient"]
-Phase = Literal["Pending", "Collecting", "Healthy", "Degraded", "FallbackActive", "Invalid"]
+from truthloop.core.spec import (
+    FALLBACK_MODES,
+    AlertSpec,
+    FallbackMode,
+    MonitorSpec,
+    format_duration,
+)
+from truthloop.core.wire import (
+    ALERT_STATUSES,
+    CAUSE_KINDS,
+    MANUAL,
+    PHASES,
+    AlertState,
+    AlertStatus,
+    Cause,
+    Phase,
+    causes_text,
+)
+
 TransitionKind = Literal[
     "alert_pending",
     "alert_firing",
@@ -62,14 +85,6 @@ TransitionKind = Literal[
     "fallback_disengaged",
     "phase_changed",
 ]
-
-ALERT_STATUSES: tuple[AlertStatus, ...] = get_args(AlertStatus)
-PHASES: tuple[Phase, ...] = get_args(Phase)
-
-MANUAL = "manual"
-"""`fallback_reason` while a manual mode holds the fallback."""
-ALERTMANAGER = "alertmanager: "
-"""Prefix of an external alert's name in `fallback_reason`."""
 
 _BREACHING: frozenset[AlertStatus] = frozenset({"pending", "firing"})
 
@@ -83,20 +98,6 @@ class WindowMetric:
 
 
 @dataclass(frozen=True, slots=True)
-class AlertState:
-    """One alert. `since`: when the current status began (None only before the first step).
-
-    `value` and `samples` are the latest observation, also while the alert is insufficient.
-    """
-
-    name: str
-    status: AlertStatus
-    since: float | None
-    value: float | None
-    samples: int
-
-
-@dataclass(frozen=True, slots=True)
 class MonitorState:
     """Everything `step` remembers between ticks; JSON-safe through `to_dict`/`from_dict`."""
 
@@ -104,37 +105,30 @@ class MonitorState:
     alerts: tuple[AlertState, ...]
     fallback_active: bool
     fallback_since: float | None
-    fallback_reason: str | None
-    """What engaged the fallback (`accuracy-low, alertmanager: LatencyHigh`), or `manual`."""
+    fallback_causes: tuple[Cause, ...]
+    """What engaged the fallback (empty while it is not engaged)."""
     clear_since: float | None
     """Since when no engaging alert is pending or firing, nor an external one (recoverAfter)."""
     mode: FallbackMode
     """The mode in effect at the last step (the manual override, else the spec's)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe. Each alert's status is under `state`, as in Prometheus' alerts API."""
+        """JSON-safe. Each alert as on the wire (`wire.AlertState`: its status under `state`)."""
         return {
             "phase": self.phase,
-            "alerts": [
-                {
-                    "name": a.name,
-                    "state": a.status,
-                    "since": a.since,
-                    "value": a.value,
-                    "samples": a.samples,
-                }
-                for a in self.alerts
-            ],
+            "alerts": msgspec.to_builtins(list(self.alerts)),
             "fallback_active": self.fallback_active,
             "fallback_since": self.fallback_since,
-            "fallback_reason": self.fallback_reason,
+            "fallback_causes": msgspec.to_builtins(list(self.fallback_causes)),
+            "fallback_reason": causes_text(self.fallback_causes),
             "clear_since": self.clear_since,
             "mode": self.mode,
         }
 
     @classmethod
     def from_dict(cls, data: Any) -> MonitorState:
-        """The inverse of `to_dict`; raises ValueError naming the first malformed field."""
+        """The inverse of `to_dict` (also of the previous release's, which stored the causes as
+        text only); raises ValueError naming the first malformed field."""
         top = _Reader(data, "state")
         alerts = []
         for i, item in enumerate(top.array("alerts")):
@@ -153,7 +147,7 @@ class MonitorState:
             alerts=tuple(alerts),
             fallback_active=top.flag("fallback_active"),
             fallback_since=top.number("fallback_since"),
-            fallback_reason=top.optional_text("fallback_reason"),
+            fallback_causes=_causes(top),
             clear_since=top.number("clear_since"),
             mode=top.choice("mode", FALLBACK_MODES),
         )
@@ -185,7 +179,7 @@ def initial_state(spec: MonitorSpec) -> MonitorState:
         alerts=tuple(_fresh(alert.name) for alert in spec.alerts),
         fallback_active=active,
         fallback_since=None,
-        fallback_reason=MANUAL if active else None,
+        fallback_causes=(MANUAL,) if active else (),
         clear_since=None,
         mode=spec.fallback.mode,
     )
@@ -216,32 +210,34 @@ def step(
     external = sorted(external_firing) if serves else []
     blocked = bool(external) or any(a.status in _BREACHING for a in engaging)
     clear_since = None if blocked else (now if state.clear_since is None else state.clear_since)
-    causes = [a for a in engaging if a.status == "firing"]
-    cause_names = [a.name for a in causes] + [ALERTMANAGER + name for name in external]
+    firing = [a for a in engaging if a.status == "firing"]
+    found = tuple(Cause("alert", a.name) for a in firing)
+    found += tuple(Cause("alertmanager", name) for name in external)
 
-    reason = state.fallback_reason
+    causes = state.fallback_causes
     if effective == "engaged":
-        active, reason = True, MANUAL
+        active, causes = True, (MANUAL,)
     elif effective == "disengaged" or not serves:
         active = False
-    elif cause_names:
+    elif found:
         active = True
         if not state.fallback_active or state.mode != "auto":
-            reason = ", ".join(cause_names)
+            causes = found
     else:
         recovered = clear_since is not None and now - clear_since >= spec.fallback.recover_after
         active = state.fallback_active and not recovered
 
-    engaged_text = reason or MANUAL
+    engaged_text = causes_text(causes) or MANUAL.text()
     if active and not state.fallback_active:
         if effective == "auto":
-            engaged_text = _causes_text(causes, specs, external, min_samples)
+            by_name = {a.name: a for a in firing}
+            engaged_text = _causes_text(causes, by_name, specs, min_samples)
         transitions.append(Transition("fallback_engaged", now, None, engaged_text))
     elif state.fallback_active and not active:
         why = _release_text(effective, serves, clear_since, now, spec.fallback.recover_after)
         transitions.append(Transition("fallback_disengaged", now, None, why))
     if not active:
-        fallback_since, reason = None, None
+        fallback_since, causes = None, ()
     elif state.fallback_active and state.fallback_since is not None:
         fallback_since = state.fallback_since
     else:
@@ -267,7 +263,7 @@ def step(
         alerts=alerts,
         fallback_active=active,
         fallback_since=fallback_since,
-        fallback_reason=reason,
+        fallback_causes=causes,
         clear_since=clear_since,
         mode=effective,
     )
@@ -356,31 +352,36 @@ def _describe(state: AlertState, alert: AlertSpec, min_samples: int) -> str:
         return f"{head} {_number(state.value)} {clear} {_number(threshold)}"
     comparison = f"{head} {_number(state.value)} {breach} {_number(threshold)}"
     if state.status == "pending":
-        return f"{comparison}, firing after {_duration(alert.for_)}"
-    return f"{comparison} for {_duration(alert.for_)}"
+        return f"{comparison}, firing after {format_duration(alert.for_)}"
+    return f"{comparison} for {format_duration(alert.for_)}"
 
 
 def _causes_text(
-    causes: list[AlertState],
+    causes: tuple[Cause, ...],
+    alerts: Mapping[str, AlertState],
     specs: Mapping[str, AlertSpec],
-    external: list[str],
     min_samples: int,
 ) -> str:
-    parts = [_describe(a, specs[a.name], min_samples) for a in causes]
-    return "; ".join(parts + [ALERTMANAGER + name for name in external])
+    """The causes told in full: each alert with its comparison, `alertmanager: LatencyHigh`."""
+    return "; ".join(
+        _describe(alerts[c.name], specs[c.name], min_samples)
+        if c.kind == "alert" and c.name in alerts
+        else c.text()
+        for c in causes
+    )
 
 
 def _release_text(
     mode: FallbackMode, serves: bool, clear_since: float | None, now: float, recover_after: float
 ) -> str:
     if mode == "disengaged":
-        return MANUAL
+        return MANUAL.text()
     if not serves:
         return "no fallback rules to serve"
     held = now - clear_since if clear_since is not None else 0.0
     return (
-        f"no engaging alert pending or firing for {_duration(held)}"
-        f" (recoverAfter {_duration(recover_after)})"
+        f"no engaging alert pending or firing for {format_duration(held)}"
+        f" (recoverAfter {format_duration(recover_after)})"
     )
 
 
@@ -388,12 +389,26 @@ def _number(x: float | None) -> str:
     return "none" if x is None else f"{x:.4g}"
 
 
-def _duration(seconds: float) -> str:
-    """`2m`, `1h`, `90s`, `0s`: the largest unit that divides `seconds` exactly."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
+def _causes(top: _Reader) -> tuple[Cause, ...]:
+    """The stored causes; from a state the previous release stored, read back from its text
+    (`accuracy-low, alertmanager: LatencyHigh` or `manual`: an alert of the spec has no `, ` in
+    its name, an Alertmanager alert could, and would then read as two)."""
+    if "fallback_causes" not in top.data:
+        reason = top.optional_text("fallback_reason")
+        return tuple(_legacy_cause(text) for text in reason.split(", ")) if reason else ()
+    causes = []
+    for i, item in enumerate(top.array("fallback_causes")):
+        cause = _Reader(item, f"{top.path}.fallback_causes[{i}]")
+        causes.append(Cause(cause.choice("kind", CAUSE_KINDS), cause.optional_text("name")))
+    return tuple(causes)
+
+
+def _legacy_cause(text: str) -> Cause:
+    if text == MANUAL.text():
+        return MANUAL
+    if text.startswith("alertmanager: "):
+        return Cause("alertmanager", text.removeprefix("alertmanager: "))
+    return Cause("alert", text)
 
 
 class _Reader:

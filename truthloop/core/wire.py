@@ -163,6 +163,28 @@ class MonitorStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     state_version: int
     capture: CaptureState = msgspec.field(default_factory=CaptureState)
 
+    @classmethod
+    def of(
+        cls,
+        state: MonitorState,
+        *,
+        samples: int = 0,
+        labeled: int = 0,
+        metrics: dict[str, float | None] | None = None,
+    ) -> MonitorStatus:
+        """The status of a monitor in `state` whose window holds these numbers."""
+        return cls(
+            phase=state.phase,
+            samples=samples,
+            labeled=labeled,
+            metrics=metrics or {},
+            fallback=state.fallback,
+            alerts=state.alerts,
+            observed_generation=state.generation,
+            state_version=state.version,
+            capture=state.capture,
+        )
+
 
 class ObjectMeta(msgspec.Struct, frozen=True):
     name: str

@@ -297,6 +297,7 @@ def header(
 ) -> list[str]:
     spec = monitor.spec
     alert = spec.alerts[0]
+    duration = core_spec.format_duration
     drift, back = scenario.shifts
     speed = scenario.speed
     return [
@@ -305,9 +306,10 @@ def header(
         f"  logistic regression fitted on customers of the usual world",
         f"  sidecar   {parts.proxy_url}  in front of the model, capturing every prediction",
         f"  feedback  {parts.feedback_url}  SQLite in {workdir}",
-        f"  monitor   {parts.monitor}: {alert.metric} below {alert.below:g} for {alert.for_:g}s"
-        f" in a {spec.metrics.window / 60:g}m window (at least {spec.metrics.min_samples}"
-        f" labeled) engages the fallback rules; recoverAfter {spec.fallback.recover_after:g}s",
+        f"  monitor   {parts.monitor}: {alert.metric} below {alert.below:g}"
+        f" for {duration(alert.for_)} in a {duration(spec.metrics.window)} window (at least"
+        f" {spec.metrics.min_samples} labeled) engages the fallback rules;"
+        f" recoverAfter {duration(spec.fallback.recover_after)}",
         f"  traffic   {scenario.rate:g} customers a second with X-Entity-ID; each label arrives"
         f" {scenario.label_delay:g}s after its prediction",
         f"  story     the world drifts {summaries.clock(drift.at * speed)} and shifts back"

@@ -12,11 +12,15 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
+import msgspec
 
-from truthloop.core.spec import MonitorSpec
+from truthloop.core import wire
+from truthloop.core.spec import MonitorSpec, format_duration
+
+T = TypeVar("T")
 
 METRIC = "accuracy"
 LONG_POLL = 5.0
@@ -68,37 +72,36 @@ def estimate(metrics: Mapping[str, Any], name: str = METRIC) -> Estimate | None:
     return Estimate(entry["value"], entry.get("lower"), entry.get("upper"))
 
 
-def describe(state: Mapping[str, Any], spec: MonitorSpec, previous: str | None = None) -> str:
+def describe(state: wire.MonitorState, spec: MonitorSpec, previous: str | None = None) -> str:
     """Why the monitor is in its phase (coming from `previous`): the event line's detail."""
-    phase = state["phase"]
+    phase = state.phase
     alerts = {alert.name: alert for alert in spec.alerts}
-    observed = [a for a in state.get("alerts", ()) if a.get("name") in alerts]
+    observed = [a for a in state.alerts if a.name in alerts]
     if phase == "Collecting":
         return (
             f"waiting for {spec.metrics.min_samples} labeled predictions"
-            f" in the window ({_duration(spec.metrics.window)})"
+            f" in the window ({format_duration(spec.metrics.window)})"
         )
     if phase == "Degraded":
         return "; ".join(
-            f"{a['name']} {a['state']}: {_breach(alerts[a['name']], a.get('value'))}"
-            f", fires after {_duration(alerts[a['name']].for_)}"
+            f"{a.name} {a.status}: {_breach(alerts[a.name], a.value)}"
+            f", fires after {format_duration(alerts[a.name].for_)}"
             for a in observed
-            if a.get("state") in ("pending", "firing")
+            if a.status in ("pending", "firing")
         )
     if phase == "FallbackActive":
-        reason = state.get("fallback", {}).get("reason") or "manual"
+        reason = state.fallback.reason or "manual"
         return (
             f"{reason}: the fallback rules answer (X-Served-By: fallback);"
             " the model still answers, unseen, and is measured"
         )
     if phase == "Healthy":
         values = "; ".join(
-            f"{a['name']} ok: {alerts[a['name']].metric} {_number(a.get('value'))}"
-            for a in observed
+            f"{a.name} ok: {alerts[a.name].metric} {_number(a.value)}" for a in observed
         )
         if previous == "FallbackActive":
             values += (
-                f"; clear for {_duration(spec.fallback.recover_after)} (recoverAfter),"
+                f"; clear for {format_duration(spec.fallback.recover_after)} (recoverAfter),"
                 " the model answers again"
             )
         return values or "enough labels, no alert"
@@ -112,12 +115,6 @@ def _breach(alert: Any, value: float | None) -> str:
 
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{seconds / 60:g}m"
-    return f"{seconds:g}s"
 
 
 class Watcher:
@@ -143,7 +140,7 @@ class Watcher:
     async def watching(self) -> Any:
         """Both loops run inside the block."""
         async with aiohttp.ClientSession() as session:
-            self.observe_state(await _get(session, self._base + "/state"))
+            self.observe_state(await _get(session, self._base + "/state", wire.MonitorState))
             tasks = [
                 asyncio.create_task(self._follow_state(session)),
                 asyncio.create_task(self._poll_metrics(session)),
@@ -164,17 +161,17 @@ class Watcher:
             if version is not None:
                 query["since"] = str(version)
             try:
-                state = await _get(session, self._base + "/state", query)
+                state = await _get(session, self._base + "/state", wire.MonitorState, query)
             except (aiohttp.ClientError, ValueError):
                 await asyncio.sleep(METRICS_INTERVAL)
                 continue
-            version = state["version"]
+            version = state.version
             self.observe_state(state)
 
-    def observe_state(self, state: Mapping[str, Any]) -> None:
+    def observe_state(self, state: wire.MonitorState) -> None:
         seen = self.seen
-        seen.fallback = bool(state["fallback"]["active"])
-        phase = state["phase"]
+        seen.fallback = state.fallback.active
+        phase = state.phase
         if phase != seen.phase:
             detail = describe(state, self._spec, seen.phase)
             change = PhaseChange(self._elapsed(), seen.phase, phase, detail)
@@ -185,7 +182,7 @@ class Watcher:
     async def _poll_metrics(self, session: aiohttp.ClientSession) -> None:
         while True:
             with contextlib.suppress(aiohttp.ClientError, ValueError):
-                answer = await _get(session, self._base + "/metrics")
+                answer = await _get(session, self._base + "/metrics", dict[str, Any])
                 model = answer["served_by"]["model"]
                 reading = Reading(
                     self._elapsed(), model["samples"], model["labeled"], estimate(model["metrics"])
@@ -196,8 +193,12 @@ class Watcher:
 
 
 async def _get(
-    session: aiohttp.ClientSession, url: str, query: Mapping[str, str] | None = None
-) -> Any:
+    session: aiohttp.ClientSession,
+    url: str,
+    answer: type[T],
+    query: Mapping[str, str] | None = None,
+) -> T:
+    """The answer decoded as `answer`; one that is not raises ValueError (`msgspec`'s)."""
     async with session.get(url, params=query) as response:
         response.raise_for_status()
-        return await response.json()
+        return msgspec.json.decode(await response.read(), type=answer)

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from truthloop.core import records
+from truthloop.core import records, wire
 from truthloop.core.records import ItemError
 from truthloop.core.spec import FALLBACK_MODES, SpecError
 from truthloop.feedback import bodies
@@ -111,26 +111,18 @@ def monitor_view(engine: Engine, key: str) -> dict[str, Any]:
     """The object as PUT, with a `status` the operator can mirror into the custom resource."""
     registered = engine.registered(key)
     state = engine.state(key)
-    status: dict[str, Any] = {
-        "phase": state["phase"],
-        "samples": 0,
-        "labeled": 0,
-        "metrics": {},
-        "fallback": state["fallback"],
-        "alerts": state["alerts"],
-        "observedGeneration": state["generation"],
-        "stateVersion": state["version"],
-        "capture": state["capture"],
-    }
     snapshot = engine.snapshots.get(key)
     model = snapshot.window.get(("*", "model")) if snapshot else None
-    if model is not None:
-        status["samples"] = model.samples
-        status["labeled"] = model.labeled
-        for metric, estimate in model.metrics.items():
-            status["metrics"][metric] = estimate.value
-            status["metrics"][metric + "Lower"] = estimate.lower
-            status["metrics"][metric + "Upper"] = estimate.upper
+    if model is None:
+        return {**registered.body, "status": wire.MonitorStatus.of(state)}
+    metrics: dict[str, float | None] = {}
+    for metric, estimate in model.metrics.items():
+        metrics[metric] = estimate.value
+        metrics[metric + "Lower"] = estimate.lower
+        metrics[metric + "Upper"] = estimate.upper
+    status = wire.MonitorStatus.of(
+        state, samples=model.samples, labeled=model.labeled, metrics=metrics
+    )
     return {**registered.body, "status": status}
 
 
@@ -213,7 +205,7 @@ async def get_metrics(request: web.Request) -> web.Response:
     window = bodies.query(request, "window", bodies.duration, None, "a duration like 1h")
     version = bodies.query(request, "version", _identifier(request), None, "a model version")
     served_by = bodies.query(
-        request, "served_by", bodies.choice(*records.SERVED_BY), None, "model or fallback"
+        request, "served_by", bodies.choice(*wire.SERVED_BY), None, "model or fallback"
     )
     series = bodies.query(request, "series", bodies.duration, None, "a step like 1m")
     step = None

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from truthloop.core import alerts, metrics, records, registry, windows
+from truthloop.core import alerts, metrics, records, registry, windows, wire
 from truthloop.core.join import PREDICTIONS_KEY
 from truthloop.core.plan import ACTUALS_EXPIRED, ACTUALS_MATCHED, ACTUALS_PENDING
 from truthloop.core.spec import FALLBACK_MODES, FallbackMode, Monitor, Task, parse_monitor
@@ -442,7 +442,7 @@ class Engine:
 
     # -- fallback control ----------------------------------------------------------------------
 
-    async def set_mode(self, key: str, mode: FallbackMode) -> dict[str, Any]:
+    async def set_mode(self, key: str, mode: FallbackMode) -> wire.MonitorState:
         """Manual override: `engaged`/`disengaged` pin the fallback, `auto` returns it to alerts."""
         self.registered(key)
         async with self._lock:
@@ -513,35 +513,36 @@ class Engine:
 
     # -- state ---------------------------------------------------------------------------------
 
-    def state(self, key: str) -> dict[str, Any]:
+    def state(self, key: str) -> wire.MonitorState:
+        """The monitor's state as its sidecars, the operator and the demo follow it."""
         registered = self.registered(key)
         runtime = self._runtimes[key]
         state = runtime.state
-        return {
-            "monitor": key,
-            "generation": registered.monitor.generation,
-            "version": runtime.version,
-            "phase": state.phase,
-            "fallback": {
-                "active": state.fallback_active,
-                "mode": runtime.mode,
-                "since": state.fallback_since,
-                "reason": state.fallback_reason,
-            },
-            "alerts": state.to_dict()["alerts"],
-            "external": sorted(runtime.external),
-            "capture": self._capture(runtime),
-        }
+        return wire.MonitorState(
+            monitor=key,
+            generation=registered.monitor.generation,
+            version=runtime.version,
+            phase=state.phase,
+            fallback=wire.FallbackState(
+                active=state.fallback_active,
+                mode=runtime.mode,
+                since=state.fallback_since,
+                causes=state.fallback_causes,
+            ),
+            alerts=state.alerts,
+            external=tuple(sorted(runtime.external)),
+            capture=self._capture(runtime),
+        )
 
-    def _capture(self, runtime: _Runtime) -> dict[str, Any]:
+    def _capture(self, runtime: _Runtime) -> wire.CaptureState:
         """Whether the monitor's capture is refused now (a refusal not renewed for
         `CAPTURE_REFUSED_FOR` seconds is over: its sidecars got through, or are gone)."""
         refused = runtime.refused
         if refused is None or self.settings.clock() - refused.last >= CAPTURE_REFUSED_FOR:
-            return {"refused": None, "since": None, "last": None}
-        return {"refused": refused.reason, "since": refused.since, "last": refused.last}
+            return wire.CaptureState()
+        return wire.CaptureState(refused=refused.reason, since=refused.since, last=refused.last)
 
-    async def wait_state(self, key: str, since: int | None, wait: float) -> dict[str, Any]:
+    async def wait_state(self, key: str, since: int | None, wait: float) -> wire.MonitorState:
         """The state once its version differs from `since`, or after `wait` seconds."""
         self.registered(key)
         runtime = self._runtimes[key]

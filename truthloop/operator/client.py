@@ -6,7 +6,7 @@ Errors carry what to do next, as kopf's `TemporaryError`/`PermanentError` do:
   may work later; `delay` is the service's Retry-After when it gave one.
 - `Rejected` (also a `ValueError`): a 4xx the same request would get again — a spec the service
   refuses, a missing or wrong token, a task change — with the service's `details` as
-  `field: message` lines.
+  `field: message` lines; also a 2xx whose body is not the shape the call expects (`core.wire`).
 - `NotRegistered` (a `Rejected`, also a `LookupError`): the service does not know the monitor
   (it was never registered, or was deleted); registering it again is the cure.
 
@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
+import msgspec
 
+from truthloop.core import wire
 from truthloop.operator.settings import FeedbackSettings
+
+T = TypeVar("T")
 
 
 class FeedbackError(Exception):
@@ -63,7 +67,7 @@ class FeedbackClient:
             await self._session.close()
             self._session = None
 
-    async def register(self, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def register(self, body: Mapping[str, Any]) -> wire.MonitorView:
         """PUT the ModelMonitor (identity, generation and spec only)."""
         meta = body.get("metadata") or {}
         sent = {
@@ -74,45 +78,45 @@ class FeedbackClient:
             },
             "spec": body.get("spec"),
         }
-        return await self._call("PUT", _path(meta["namespace"], meta["name"]), json=sent)
+        path = _path(meta["namespace"], meta["name"])
+        return await self._call("PUT", path, wire.MonitorView, json=sent)
 
-    async def view(self, key: str) -> dict[str, Any]:
+    async def view(self, key: str) -> wire.MonitorView:
         """The registered monitor with the service's `status` (phase, window, metrics...)."""
-        return await self._call("GET", _path(*key.split("/", 1)))
+        return await self._call("GET", _path(*key.split("/", 1)), wire.MonitorView)
 
-    async def state(self, key: str, since: int | None, wait: float) -> dict[str, Any]:
+    async def state(self, key: str, since: int | None, wait: float) -> wire.MonitorState:
         """The monitor's state once its `version` differs from `since`, or after `wait` s."""
         params = {"wait": f"{wait:g}"}
         if since is not None:
             params["since"] = str(since)
         path = _path(*key.split("/", 1)) + "/state"
-        return await self._call("GET", path, params=params, extra=wait)
+        return await self._call("GET", path, wire.MonitorState, params=params, extra=wait)
 
     async def delete(self, key: str) -> None:
         """Forget the monitor; one that is already gone counts as deleted."""
         with contextlib.suppress(NotRegistered):
             await self._call(
-                "DELETE", _path(*key.split("/", 1)), budget=self.settings.delete_timeout
+                "DELETE", _path(*key.split("/", 1)), object, budget=self.settings.delete_timeout
             )
 
     async def keys(self) -> list[str]:
         """`namespace/name` of every monitor the service has registered."""
-        listing = await self._call("GET", "/v1/monitors")
-        return [
-            f"{item['metadata']['namespace']}/{item['metadata']['name']}"
-            for item in listing.get("items", [])
-        ]
+        listing = await self._call("GET", "/v1/monitors", wire.MonitorList)
+        return [f"{item.metadata.namespace}/{item.metadata.name}" for item in listing.items]
 
     async def _call(
         self,
         method: str,
         path: str,
+        answer: type[T],
         *,
         json: Any = None,
         params: Mapping[str, str] | None = None,
         extra: float = 0.0,
         budget: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> T:
+        """The 2xx answer decoded as `answer`, else the error it means."""
         if self._session is None:
             raise RuntimeError("FeedbackClient is used outside `async with`")
         limit = aiohttp.ClientTimeout(total=(budget or self.settings.timeout) + extra)
@@ -121,12 +125,13 @@ class FeedbackClient:
             async with self._session.request(
                 method, url, json=json, params=params, timeout=limit
             ) as response:
+                raw = await response.read()
+                if response.status < 300:
+                    return _decode(method, path, response.status, raw, answer)
                 try:
-                    body = await response.json(content_type=None)
-                except ValueError:
+                    body = msgspec.json.decode(raw)
+                except msgspec.DecodeError:
                     body = None
-                if response.status < 300 and isinstance(body, dict):
-                    return body
                 raise _error(method, path, response, body)
         except FeedbackError:
             raise
@@ -148,11 +153,17 @@ def _error(method: str, path: str, response: aiohttp.ClientResponse, body: Any) 
             for d in body["details"]
             if isinstance(d, dict)
         )
-    if status < 300:
-        return Rejected(f"{method} {path}: the answer is not a JSON object", status)
     if status == 404:
         return NotRegistered(message, status, details)
     return Rejected(message, status, details)
+
+
+def _decode(method: str, path: str, status: int, raw: bytes, answer: type[T]) -> T:
+    try:
+        return msgspec.json.decode(raw, type=answer)
+    except msgspec.DecodeError as e:  # a ValidationError too
+        message = f"{method} {path}: the answer is not what the call expects: {e}"
+        raise Rejected(message, status) from e
 
 
 def _path(namespace: str, name: str) -> str:

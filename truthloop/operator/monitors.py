@@ -254,10 +254,9 @@ class Worker:
         except FeedbackError as e:
             return await self._trouble(body, generation, e, alerts, counted)
         self._failures = 0
-        seen = view.get("status") or {}
-        observed = Observation(generation, (), "registered", "", seen, alerts, counted)
+        observed = Observation(generation, (), "registered", "", view.status, alerts, counted)
         await self._publish(body, observed)
-        version = seen.get("stateVersion")
+        version = view.status.state_version
         wait = runtime.settings.status.interval
 
         def poll() -> Awaitable[Any]:

@@ -22,10 +22,10 @@ import datetime
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
-from truthloop.core.alerts import PHASES
-from truthloop.core.spec import AlertSpec
+from truthloop.core import wire
+from truthloop.core.spec import AlertSpec, format_duration
 from truthloop.operator.census import Census
 
 Registration = Literal["registering", "registered", "unavailable", "rejected", "invalid"]
@@ -54,7 +54,7 @@ class Observation:
     registration: Registration = "registering"
     detail: str = ""
     """Why registration or the state read failed, for the Registered condition."""
-    view: Mapping[str, Any] | None = None
+    view: wire.MonitorStatus | None = None
     """The feedback service's status of the monitor (phase, samples, metrics, alerts...)."""
     alerts: tuple[AlertSpec, ...] = ()
     census: Census | None = None
@@ -73,26 +73,24 @@ def compose(current: Mapping[str, Any], obs: Observation, now: float) -> dict[st
     if obs.errors:
         phase = "Invalid"
     elif view is not None:
-        phase = view.get("phase") if view.get("phase") in PHASES else "Pending"
+        phase = view.phase
     else:
         kept = current.get("phase")
-        phase = kept if kept in PHASES and kept != "Invalid" else "Pending"
+        phase = kept if kept in wire.PHASES and kept != "Invalid" else "Pending"
     status: dict[str, Any] = {"phase": phase}
     if view is not None:
-        status["samples"] = int(view.get("samples") or 0)
-        status["labeled"] = int(view.get("labeled") or 0)
+        status["samples"] = view.samples
+        status["labeled"] = view.labeled
         status["metrics"] = {
-            name: float(value)
-            for name, value in sorted((view.get("metrics") or {}).items())
-            if _finite(value)
+            name: float(value) for name, value in sorted(view.metrics.items()) if _finite(value)
         }
-        status["alerts"] = [_alert(a) for a in view.get("alerts") or []]
-        fallback = view.get("fallback") or {}
+        status["alerts"] = [_alert(a) for a in view.alerts]
+        fallback = view.fallback
         status["fallback"] = _clean(
             {
-                "active": bool(fallback.get("active")),
-                "since": _time(fallback["since"]) if _finite(fallback.get("since")) else None,
-                "reason": _why_engaged(view, obs.alerts) if fallback.get("active") else None,
+                "active": fallback.active,
+                "since": _time(fallback.since) if _finite(fallback.since) else None,
+                "reason": _why_engaged(view, obs.alerts) if fallback.active else None,
             }
         )
     else:
@@ -193,9 +191,8 @@ def _conditions(
         unknown = ("Unknown", "NoData", "the monitor's state is not known yet")
         found["Breached"] = found["FallbackActive"] = unknown
     else:
-        found["Breached"] = _breached(view.get("alerts") or [], obs.alerts)
-        fallback = view.get("fallback") or {}
-        if fallback.get("active"):
+        found["Breached"] = _breached(view.alerts, obs.alerts)
+        if view.fallback.active:
             found["FallbackActive"] = ("True", "FallbackEngaged", _why_engaged(view, obs.alerts))
         else:
             found["FallbackActive"] = ("False", "ModelServing", "the model answers every request")
@@ -215,15 +212,15 @@ def _conditions(
     return found
 
 
-def _capture(view: Mapping[str, Any] | None) -> tuple[str, str, str]:
+def _capture(view: wire.MonitorStatus | None) -> tuple[str, str, str]:
     """Whether the feedback service refuses the sidecars' capture batches (they keep them)."""
-    capture = (view or {}).get("capture") or {}
-    reason = capture.get("refused")
     if view is None:
         return ("Unknown", "NoData", "the monitor's state is not known yet")
+    capture = view.capture
+    reason = capture.refused
     if not reason:
         return ("False", "Accepted", "the feedback service takes the sidecars' records")
-    since = f" since {_time(capture['since'])}" if _finite(capture.get("since")) else ""
+    since = f" since {_time(capture.since)}" if _finite(capture.since) else ""
     why = {
         "unauthorized": "the sidecars' write token is missing or not the service's",
     }.get(reason, reason)
@@ -249,49 +246,47 @@ def _pods(census: Census | None) -> tuple[str, str, str]:
 
 
 def _breached(
-    states: Sequence[Mapping[str, Any]], specs: Sequence[AlertSpec]
+    states: Sequence[wire.AlertState], specs: Sequence[AlertSpec]
 ) -> tuple[str, str, str]:
     by_name = {a.name: a for a in specs}
-    firing = [s for s in states if s.get("state") == "firing"]
-    pending = [s for s in states if s.get("state") == "pending"]
+    firing = [s for s in states if s.status == "firing"]
+    pending = [s for s in states if s.status == "pending"]
     if firing or pending:
-        shown = "; ".join(_describe(s, by_name.get(str(s.get("name")))) for s in firing + pending)
+        shown = "; ".join(_describe(s, by_name.get(s.name)) for s in firing + pending)
         return ("True", "AlertFiring" if firing else "AlertPending", shown)
     if not specs:
         return ("False", "NoAlerts", "spec.alerts is empty")
-    if states and all(s.get("state") == "insufficient" for s in states):
+    if states and all(s.status == "insufficient" for s in states):
         return ("False", "InsufficientData", "too few labeled predictions to judge the alerts")
     return ("False", "WithinThresholds", "every alert's metric is within its threshold")
 
 
-def _why_engaged(view: Mapping[str, Any], specs: Sequence[AlertSpec]) -> str:
-    """The service's reason (`accuracy-low, alertmanager: X` or `manual`) told in full:
-    `accuracy-low: accuracy 0.62 < 0.8 for 2m`."""
-    reason = str((view.get("fallback") or {}).get("reason") or "")
+def _why_engaged(view: wire.MonitorStatus, specs: Sequence[AlertSpec]) -> str:
+    """The fallback's causes told in full: `accuracy-low: accuracy 0.62 < 0.8 for 2m`,
+    `alertmanager: LatencyHigh`, `engaged by hand (...)`."""
     by_name = {a.name: a for a in specs}
-    states = {str(s.get("name")): s for s in view.get("alerts") or []}
+    states = {s.name: s for s in view.alerts}
     parts = []
-    for cause in filter(None, reason.split(", ")):
-        if cause in by_name and cause in states:
-            parts.append(_describe(states[cause], by_name[cause], with_state=False))
-        elif cause == "manual":
+    for cause in view.fallback.causes:
+        name = cause.name or ""
+        if cause.kind == "alert" and name in by_name and name in states:
+            parts.append(_describe(states[name], by_name[name], with_state=False))
+        elif cause.kind == "manual":
             parts.append("engaged by hand (spec.fallback.mode or the fallback API)")
         else:
-            parts.append(cause)
+            parts.append(cause.text())
     return "; ".join(parts) or "the fallback answers requests"
 
 
-def _describe(state: Mapping[str, Any], alert: AlertSpec | None, *, with_state: bool = True) -> str:
-    name = state.get("name")
-    text = f"{name} {state.get('state')}" if with_state else str(name)
+def _describe(state: wire.AlertState, alert: AlertSpec | None, *, with_state: bool = True) -> str:
+    text = f"{state.name} {state.status}" if with_state else state.name
     if alert is None:
         return text
-    value = state.get("value")
-    shown = _number(float(value)) if _finite(value) else "?"
+    shown = _number(state.value) if _finite(state.value) else "?"
     bound = f" < {_number(alert.below)}" if alert.below is not None else ""
     if alert.above is not None:
         bound = f" > {_number(alert.above)}"
-    lasting = f" for {_duration(alert.for_)}" if alert.for_ else ""
+    lasting = f" for {format_duration(alert.for_)}" if alert.for_ else ""
     return f"{text}: {alert.metric} {shown}{bound}{lasting}"
 
 
@@ -364,10 +359,10 @@ def _by_type(status: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 # -- formatting ------------------------------------------------------------------------------------
 
 
-def _alert(state: Mapping[str, Any]) -> dict[str, Any]:
-    shown: dict[str, Any] = {"name": str(state.get("name")), "status": str(state.get("state"))}
-    if _finite(state.get("value")):
-        shown["value"] = float(state["value"])
+def _alert(state: wire.AlertState) -> dict[str, Any]:
+    shown: dict[str, Any] = {"name": state.name, "status": state.status}
+    if _finite(state.value):
+        shown["value"] = float(state.value)
     return shown
 
 
@@ -393,22 +388,12 @@ def _number(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _duration(seconds: float) -> str:
-    whole = int(seconds)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if whole >= size:
-            parts.append(f"{whole // size}{unit}")
-            whole %= size
-    return "".join(parts) or "0s"
-
-
 def _time(epoch: float) -> str:
     moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from truthloop.core import wire
 from truthloop.sidecar.backoff import Backoff, BackoffSettings
 from truthloop.sidecar.live import Live, LoadError, load
 
@@ -55,17 +56,7 @@ class FollowStats:
     reload_errors: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
-class _Fallback(msgspec.Struct):
-    active: bool
-
-
-class _State(msgspec.Struct):
-    version: int
-    generation: int
-    fallback: _Fallback
-
-
-_decode_state = msgspec.json.Decoder(_State).decode
+_decode_state = msgspec.json.Decoder(wire.MonitorState).decode
 
 
 class Follower:
@@ -112,7 +103,7 @@ class Follower:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._reloader
 
-    async def _poll(self) -> _State:
+    async def _poll(self) -> wire.MonitorState:
         params: dict[str, str] = {}
         if self._version is not None:
             params = {"since": str(self._version), "wait": f"{self.settings.wait:g}"}
@@ -124,7 +115,7 @@ class Follower:
                 raise _HttpError(response.status)
         return _decode_state(body)
 
-    def _apply(self, state: _State) -> None:
+    def _apply(self, state: wire.MonitorState) -> None:
         self._version = state.version
         active = state.fallback.active
         if active != self.live.current.fallback_active:
