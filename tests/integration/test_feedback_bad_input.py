@@ -18,7 +18,7 @@ import pytest
 
 from tests.support import http1
 from tests.support.feedback import T0, Service, ServiceFactory, monitor_body, record
-from truthloop.feedback.errors import BadRequest
+from truthloop.feedback.refusals import InvalidItems
 from truthloop.feedback.settings import HttpSettings
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
@@ -726,7 +726,7 @@ async def test_health_checks_are_answered_while_a_big_request_is_validated(
     validating = asyncio.create_task(getattr(service.engine, write)(body))
     health = asyncio.create_task(service.call("GET", "/healthz"))
     first, _ = await asyncio.wait({validating, health}, return_when=asyncio.FIRST_COMPLETED)
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidItems):
         await validating
     assert (await health)[0] == 200
     assert first == {health}

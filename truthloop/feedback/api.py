@@ -15,12 +15,14 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from truthloop.core import records, wire
+from truthloop.core import evaluation, records, windows, wire
+from truthloop.core.evaluation import ALL_VERSIONS
 from truthloop.core.records import ItemError
+from truthloop.core.registry import TaskChange
 from truthloop.core.spec import FALLBACK_MODES, SpecError
 from truthloop.feedback import bodies
-from truthloop.feedback.engine import Engine
-from truthloop.feedback.errors import BadRequest
+from truthloop.feedback.engine import Engine, WindowMetrics
+from truthloop.feedback.errors import BadRequest, Conflict
 from truthloop.feedback.settings import Settings
 from truthloop.feedback.store.interface import StoredPrediction
 
@@ -92,6 +94,12 @@ async def put_monitor(request: web.Request) -> web.Response:
             "invalid ModelMonitor",
             [ItemError(None, error.path, error.message, "invalid_spec") for error in e.errors],
         ) from None
+    except TaskChange as e:
+        raise Conflict(
+            f"monitor {namespace}/{name} already has {e.old} data; delete it before changing "
+            "its task",
+            [bodies.detail("spec.task", f"was {e.old}", "task_change")],
+        ) from None
     return json(monitor_view(engine, registered.monitor.key), status=201 if created else 200)
 
 
@@ -112,7 +120,7 @@ def monitor_view(engine: Engine, key: str) -> dict[str, Any]:
     registered = engine.registered(key)
     state = engine.state(key)
     snapshot = engine.snapshots.get(key)
-    model = snapshot.window.get(("*", "model")) if snapshot else None
+    model = snapshot.window.get((ALL_VERSIONS, "model")) if snapshot else None
     if model is None:
         return {**registered.body, "status": wire.MonitorStatus.of(state)}
     metrics: dict[str, float | None] = {}
@@ -216,9 +224,43 @@ async def get_metrics(request: web.Request) -> web.Response:
                 [bodies.detail("series", "must be whole minutes", "invalid")],
             )
         step = int(series // 60)
-    return json(
-        await engine.window_metrics(key, window, version=version, served_by=served_by, step=step)
+    found = await engine.window_metrics(
+        key, window, version=version, served_by=served_by, step=step
     )
+    return json(metrics_view(key, found, served_by))
+
+
+def metrics_view(key: str, found: WindowMetrics, served_by: str | None) -> dict[str, Any]:
+    """Per served_by (the one asked for, else each), overall and per version; the headline
+    figures are the served_by asked for, else the model's; the series when asked for."""
+    by_served: dict[str, Any] = {}
+    for served in (served_by,) if served_by else wire.SERVED_BY:
+        overall = found.groups.get((ALL_VERSIONS, served)) or evaluation.evaluate(found.task, {})
+        by_served[served] = {
+            **overall.to_dict(),
+            "versions": {
+                v: e.to_dict()
+                for (v, s), e in sorted(found.groups.items())
+                if s == served and v != ALL_VERSIONS
+            },
+        }
+    headline = by_served[served_by or "model"]
+    answer: dict[str, Any] = {
+        "monitor": key,
+        "task": found.task,
+        "window": {
+            "seconds": found.seconds,
+            "start": windows.bucket_start(found.span.start),
+            "end": windows.bucket_start(found.span.end),
+        },
+        "samples": headline["samples"],
+        "labeled": headline["labeled"],
+        "metrics": headline["metrics"],
+        "served_by": by_served,
+    }
+    if found.series is not None:
+        answer["series"] = [{"start": start, **e.to_dict()} for start, e in found.series]
+    return answer
 
 
 async def get_state(request: web.Request) -> web.Response:

@@ -18,9 +18,16 @@ from typing import Any
 
 from aiohttp import http_exceptions, web
 
-from truthloop.feedback import api, exporter
+from truthloop.feedback import api, exporter, refusals
 from truthloop.feedback.engine import Engine
-from truthloop.feedback.errors import ClientError, Unauthorized, UnsupportedEncoding, body, detail
+from truthloop.feedback.errors import (
+    ClientError,
+    Unauthorized,
+    UnsupportedEncoding,
+    body,
+    detail,
+    refused,
+)
 from truthloop.feedback.settings import Settings
 from truthloop.feedback.store import open_store
 from truthloop.feedback.store.interface import StoreUnavailable
@@ -43,8 +50,8 @@ RETRY_AFTER = 1
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure answers JSON `{"error", "details"}`; only bugs are 500 (and logged).
 
-    A store that is away is 503 with `Retry-After`: nothing of the request was stored (sidecars
-    spool and retry).
+    What the engine refuses is answered as `errors.refused` says. A store that is away is 503
+    with `Retry-After`: nothing of the request was stored (sidecars spool and retry).
     """
     try:
         return await handler(request)
@@ -56,6 +63,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return response
     except ClientError as e:
         return api.json(e.body(), status=e.status, headers=e.headers)
+    except refusals.Refused as e:
+        answer = refused(e)
+        return api.json(answer.body(), status=answer.status, headers=answer.headers)
     except web.HTTPException as e:
         if e.status < 400:
             raise

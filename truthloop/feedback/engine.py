@@ -1,5 +1,8 @@
 """The feedback engine: what the service does, between the HTTP handlers and the store.
 
+It knows no HTTP: what it refuses it raises as `refusals` (with `SpecError` and
+`registry.TaskChange` from core), which the HTTP boundary answers with a status and a body.
+
 It owns the registry of monitors and each monitor's alert/fallback state. Writes are validated
 with `core.records` and handed to the store in one transaction; reads come from the store, so
 several replicas sharing one database agree. `tick` (every `EngineSettings.tick_interval`) reads
@@ -31,11 +34,11 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from truthloop.core import alerts, metrics, records, registry, windows, wire
-from truthloop.core.join import PREDICTIONS_KEY
+from truthloop.core import alerts, evaluation, records, windows, wire
+from truthloop.core.evaluation import ALL_VERSIONS, Evaluated
 from truthloop.core.plan import ACTUALS_EXPIRED, ACTUALS_MATCHED, ACTUALS_PENDING
 from truthloop.core.spec import FALLBACK_MODES, FallbackMode, Monitor, Task, parse_monitor
-from truthloop.feedback.errors import BadRequest, Conflict, NotFound
+from truthloop.feedback import refusals
 from truthloop.feedback.settings import Settings
 from truthloop.feedback.store.interface import (
     Counters,
@@ -53,9 +56,6 @@ from truthloop.feedback.store.interface import (
 
 log = logging.getLogger("truthloop.feedback")
 
-ALL_VERSIONS = "*"
-"""The version label of a sum over every model version."""
-
 OUTCOMES = {"matched": ACTUALS_MATCHED, "pending": ACTUALS_PENDING, "expired": ACTUALS_EXPIRED}
 
 T = TypeVar("T")
@@ -71,25 +71,6 @@ FOLLOW_RETRY = 1.0
 
 
 @dataclass(frozen=True, slots=True)
-class Evaluated:
-    """One group's window: predictions, labeled ones, and every metric with its interval."""
-
-    samples: int
-    labeled: int
-    metrics: Mapping[str, metrics.Estimate]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "samples": self.samples,
-            "labeled": self.labeled,
-            "metrics": {
-                name: {"value": e.value, "lower": e.lower, "upper": e.upper}
-                for name, e in self.metrics.items()
-            },
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class Snapshot:
     """What the last tick saw of one monitor; the exporter reads only this."""
 
@@ -100,6 +81,19 @@ class Snapshot:
     totals: Mapping[Group, Counters]
     counters: Mapping[Group, Counters]
     """The window's counters `window` was evaluated from."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowMetrics:
+    """A monitor's metrics over a window, for the metrics API."""
+
+    task: Task
+    seconds: float
+    span: windows.BucketRange
+    groups: Mapping[Group, Evaluated]
+    """Per (version, served_by), plus (ALL_VERSIONS, served_by) sums."""
+    series: tuple[tuple[float, Evaluated], ...] | None
+    """When asked: each step's start (Unix seconds) and its groups evaluated together."""
 
 
 @dataclass(slots=True)
@@ -294,7 +288,7 @@ class Engine:
     def registered(self, key: str) -> Registered:
         runtime = self._runtimes.get(key)
         if runtime is None:
-            raise _unregistered(key)
+            raise refusals.UnknownMonitor(key)
         return runtime.registered
 
     def monitors(self) -> list[Registered]:
@@ -303,20 +297,13 @@ class Engine:
     async def put_monitor(
         self, namespace: str, name: str, body: Mapping[str, Any]
     ) -> tuple[Registered, bool]:
-        """Register or replace a monitor; True when it is new. Raises `SpecError`, and Conflict
-        for a task change (the store decides both, so every replica answers the same)."""
+        """Register or replace a monitor; True when it is new. Raises `SpecError`, and
+        `registry.TaskChange` for a task change (the store decides, so every replica answers the
+        same)."""
         monitor = parse_monitor(body)
         key = monitor.key
         async with self._lock:
-            try:
-                registered, created = await self.store.put_monitor(
-                    monitor, body, self.settings.clock()
-                )
-            except registry.TaskChange as e:
-                raise Conflict(
-                    f"monitor {key} already has {e.old} data; delete it before changing its task",
-                    [records.ItemError(None, "spec.task", f"was {e.old}", "task_change")],
-                ) from None
+            registered, created = await self.store.put_monitor(monitor, body, self.settings.clock())
             runtime = self._runtimes.get(key)
             if runtime is None or runtime.registered.id != registered.id:
                 if runtime is not None:
@@ -332,8 +319,8 @@ class Engine:
         return registered, created
 
     async def delete_monitor(self, key: str) -> None:
-        """Delete a monitor; NotFound when the store has no live one (whatever this replica
-        remembers)."""
+        """Delete a monitor; UnknownMonitor when the store has no live one (whatever this
+        replica remembers)."""
         async with self._lock:
             deleted = await self.store.delete_monitor(key, self.settings.clock())
             runtime = self._runtimes.pop(key, None)
@@ -341,7 +328,7 @@ class Engine:
             if runtime is not None:
                 runtime.changed.set()
         if not deleted:
-            raise _unregistered(key)
+            raise refusals.UnknownMonitor(key)
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -359,12 +346,12 @@ class Engine:
                     records.parse_predictions(body, tasks, now, self.settings.limits, ndjson=ndjson)
                 )
             except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
-                raise _not_json(e) from None
+                raise refusals.NotJson(str(e) or "nested too deeply") from None
             if parsed.errors and not fresh and self._unknown(parsed):
                 await self._reread()
                 continue
             if parsed.errors:
-                raise BadRequest("invalid capture records", parsed.errors, parsed.omitted)
+                raise refusals.InvalidItems("records", parsed.errors, parsed.omitted)
             try:
                 result = await self.store.insert_predictions(parsed.items, live, now)
             except MonitorsGone:
@@ -383,13 +370,13 @@ class Engine:
                     records.parse_actuals(body, tasks, now, self.settings.limits)
                 )
             except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
-                raise _not_json(e) from None
+                raise refusals.NotJson(str(e) or "nested too deeply") from None
             if parsed.errors and not fresh and self._unknown(parsed):
                 await self._reread()
                 continue
             if parsed.errors:
                 self._count_rejected(parsed.rejected)
-                raise BadRequest("invalid actuals", parsed.errors, parsed.omitted)
+                raise refusals.InvalidItems("actuals", parsed.errors, parsed.omitted)
             try:
                 result = await self.store.apply_actuals(parsed.items, live, now)
             except MonitorsGone:
@@ -402,7 +389,7 @@ class Engine:
                     monitor = parsed.items[error.index].monitor
                     rejected[monitor] = rejected.get(monitor, 0) + 1
                 self._count_rejected(rejected)
-                raise BadRequest("actuals that cannot label their predictions", errors) from e
+                raise refusals.InvalidItems("labels", errors) from e
             return replace(result, matched=result.matched + parsed.repeats)
         raise AssertionError("unreachable: the second pass either answers or raises")
 
@@ -412,7 +399,8 @@ class Engine:
         return self.store.shared and any(e.reason == "unknown_monitor" for e in parsed.errors)
 
     async def lookup(self, key: str) -> Registered:
-        """The monitor `key`, reread from a shared store before it is called unknown (NotFound)."""
+        """The monitor `key`, reread from a shared store before it is called unknown
+        (`UnknownMonitor`)."""
         if key not in self._runtimes and self.store.shared:
             await self._reread()
         return self.registered(key)
@@ -629,7 +617,7 @@ class Engine:
                 # evaluation (AUC, t quantiles) costs far more than comparing the counters.
                 evaluated = dict(previous.window)
             else:
-                evaluated = evaluate_groups(spec.task, counters)
+                evaluated = evaluation.evaluate_groups(spec.task, counters)
         if step:
             await self._step(runtime, evaluated, now)
         self.snapshots[monitor.key] = Snapshot(
@@ -699,43 +687,19 @@ class Engine:
         version: str | None,
         served_by: str | None,
         step: int | None,
-    ) -> dict[str, Any]:
-        """The metrics API's answer: per served_by, overall and per version; optionally a series."""
+    ) -> WindowMetrics:
+        """The monitor's metrics over the window (its spec's by default), each group evaluated;
+        with a `step` (minutes), also a series of the `served_by` groups (the model's by
+        default). Raises SeriesTooLong past the service's limit."""
         registered = self.registered(key)
-        spec = registered.monitor.spec
-        now = self.settings.clock()
-        seconds = seconds or spec.metrics.window
-        span = windows.window(now, seconds)
+        task = registered.monitor.spec.task
+        seconds = seconds or registered.monitor.spec.metrics.window
+        span = windows.window(self.settings.clock(), seconds)
         groups = await self.store.window(registered.id, span, version=version, served_by=served_by)
-        evaluated = evaluate_groups(spec.task, groups)
-        by_served: dict[str, Any] = {}
-        for served in (served_by,) if served_by else records.SERVED_BY:
-            overall = evaluated.get((ALL_VERSIONS, served)) or _empty(spec.task)
-            by_served[served] = {
-                **overall.to_dict(),
-                "versions": {
-                    v: e.to_dict()
-                    for (v, s), e in sorted(evaluated.items())
-                    if s == served and v != ALL_VERSIONS
-                },
-            }
-        headline = by_served.get(served_by or "model")
-        answer: dict[str, Any] = {
-            "monitor": key,
-            "task": spec.task,
-            "window": {
-                "seconds": seconds,
-                "start": windows.bucket_start(span.start),
-                "end": windows.bucket_start(span.end),
-            },
-            "samples": headline["samples"] if headline else 0,
-            "labeled": headline["labeled"] if headline else 0,
-            "metrics": headline["metrics"] if headline else {},
-            "served_by": by_served,
-        }
+        series = None
         if step is not None:
-            answer["series"] = await self._series(registered, span, step, version, served_by)
-        return answer
+            series = await self._series(registered, span, step, version, served_by)
+        return WindowMetrics(task, seconds, span, evaluation.evaluate_groups(task, groups), series)
 
     async def _series(
         self,
@@ -744,35 +708,19 @@ class Engine:
         step: int,
         version: str | None,
         served_by: str | None,
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[tuple[float, Evaluated], ...]:
         steps = windows.steps(span, step)
-        if steps.count > self.settings.http.max_series_points:
-            raise BadRequest(
-                f"a series of {steps.count} points is too long",
-                [
-                    records.ItemError(
-                        None,
-                        "series",
-                        f"at most {self.settings.http.max_series_points} points",
-                        "too_long",
-                    )
-                ],
-            )
-        served = served_by or "model"
+        limit = self.settings.http.max_series_points
+        if steps.count > limit:
+            raise refusals.SeriesTooLong(steps.count, limit)
         points = await self.store.series(
-            registered.id, span, steps, version=version, served_by=served
+            registered.id, span, steps, version=version, served_by=served_by or "model"
         )
-        task = registered.monitor.spec.task
-        series = []
-        for i in range(steps.count):
-            counters = metrics.total(points.get(i, {}).values())
-            series.append(
-                {
-                    "start": windows.bucket_start(steps.start + i * steps.width),
-                    **_evaluated(task, counters).to_dict(),
-                }
-            )
-        return series
+        evaluated = evaluation.series(registered.monitor.spec.task, points, steps.count)
+        return tuple(
+            (windows.bucket_start(steps.start + i * steps.width), e)
+            for i, e in enumerate(evaluated)
+        )
 
     async def timeline(self, key: str, entity_id: str, limit: int) -> list[StoredPrediction]:
         return await self.store.timeline(self.registered(key).id, entity_id, limit)
@@ -807,39 +755,3 @@ async def _in_slices(steps: records.Steps[T]) -> T:
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         await asyncio.sleep(0)
-
-
-def _unregistered(key: str) -> NotFound:
-    return NotFound(
-        f"no monitor {key} is registered",
-        [records.ItemError(None, "monitor", f"{key} is not registered", "unknown_monitor")],
-    )
-
-
-def _not_json(error: Exception) -> BadRequest:
-    return BadRequest(
-        "request body is not valid JSON",
-        [records.ItemError(None, "body", str(error) or "nested too deeply", "invalid_json")],
-    )
-
-
-def evaluate_groups(task: Task, groups: Mapping[Group, Counters]) -> dict[Group, Evaluated]:
-    """Each (version, served_by) window evaluated, plus the all-versions sum per served_by."""
-    result = {group: _evaluated(task, counters) for group, counters in groups.items()}
-    for served in records.SERVED_BY:
-        mine = [c for (_, s), c in groups.items() if s == served]
-        if mine:
-            result[ALL_VERSIONS, served] = _evaluated(task, metrics.total(mine))
-    return result
-
-
-def _evaluated(task: Task, counters: Counters) -> Evaluated:
-    samples = int(counters.get(PREDICTIONS_KEY, 0))
-    label_counters = {k: v for k, v in counters.items() if not k.startswith("@")}
-    return Evaluated(
-        samples, metrics.samples(label_counters), metrics.evaluate(task, label_counters)
-    )
-
-
-def _empty(task: Task) -> Evaluated:
-    return _evaluated(task, {})

@@ -1,10 +1,10 @@
 """The HTTP boundary's exception tree: what a client did wrong, as a 4xx JSON answer.
 
-Handlers raise one of these; the error middleware turns it into
-`{"error": "...", "details": [{"index", "field", "message", "reason"}]}` with the class's status
-(and its `headers`). Each class also inherits the built-in error it resembles, so code below the
-boundary can catch `ValueError` or `LookupError` without knowing about HTTP. Anything else that
-escapes a handler is a bug: it is logged and answered 500 with the same JSON shape.
+Handlers raise one of these, and `refused` makes one of what the engine refuses; the error
+middleware turns it into `{"error": "...", "details": [{"index", "field", "message", "reason"}]}`
+with the class's status (and its `headers`). Each class also inherits the built-in error it
+resembles. Anything else that escapes a handler is a bug: it is logged and answered 500 with the
+same JSON shape.
 
 Every answer names at most `MAX_DETAILS` problems and counts the others in `truncated`: a body
 of a million bad items must not be answered with a million details.
@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from truthloop.core.records import MAX_ERRORS, ItemError
+from truthloop.feedback import refusals
 
 MAX_DETAILS = MAX_ERRORS
 """Most details in one answer; validation keeps no more than this either."""
@@ -88,3 +89,32 @@ def detail(
 ) -> ItemError:
     """One detail about the request as a whole (a query parameter, a header, the body)."""
     return ItemError(index, field, message, reason)
+
+
+ITEMS_REFUSED: Mapping[refusals.Items, str] = {
+    "records": "invalid capture records",
+    "actuals": "invalid actuals",
+    "labels": "actuals that cannot label their predictions",
+}
+
+
+def refused(refusal: refusals.Refused) -> ClientError:
+    """The answer to a request the engine refused (one it cannot answer is a bug: a 500)."""
+    match refusal:
+        case refusals.UnknownMonitor(key=key):
+            return NotFound(
+                f"no monitor {key} is registered",
+                [detail("monitor", f"{key} is not registered", "unknown_monitor")],
+            )
+        case refusals.InvalidItems():
+            return BadRequest(ITEMS_REFUSED[refusal.items], refusal.errors, refusal.omitted)
+        case refusals.NotJson(message=message):
+            return BadRequest(
+                "request body is not valid JSON", [detail("body", message, "invalid_json")]
+            )
+        case refusals.SeriesTooLong(points=points, limit=limit):
+            return BadRequest(
+                f"a series of {points} points is too long",
+                [detail("series", f"at most {limit} points", "too_long")],
+            )
+    raise TypeError(f"no answer for {refusal!r}") from refusal

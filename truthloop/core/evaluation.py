@@ -1,0 +1,67 @@
+"""A window's counters evaluated: per group, its predictions, labeled ones and every metric.
+
+The feedback service reads summed counters per (model version, served_by) from its store and
+hands them here; what comes back is what the metrics API, the alert machine and the exporter
+show. `ALL_VERSIONS` groups sum every version of one served_by, the headline figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from truthloop.core import metrics, wire
+from truthloop.core.join import PREDICTIONS_KEY
+from truthloop.core.spec import Task
+
+ALL_VERSIONS = "*"
+"""The version label of a sum over every model version."""
+
+Group = tuple[str, str]
+"""(model_version, served_by)"""
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    """One group's window: predictions, labeled ones, and every metric with its interval."""
+
+    samples: int
+    labeled: int
+    metrics: Mapping[str, metrics.Estimate]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "samples": self.samples,
+            "labeled": self.labeled,
+            "metrics": {
+                name: {"value": e.value, "lower": e.lower, "upper": e.upper}
+                for name, e in self.metrics.items()
+            },
+        }
+
+
+def evaluate(task: Task, counters: metrics.Counters) -> Evaluated:
+    """One group's counters evaluated (the `@` counters are not labels: they count records)."""
+    samples = int(counters.get(PREDICTIONS_KEY, 0))
+    label_counters = {k: v for k, v in counters.items() if not k.startswith("@")}
+    return Evaluated(
+        samples, metrics.samples(label_counters), metrics.evaluate(task, label_counters)
+    )
+
+
+def evaluate_groups(task: Task, groups: Mapping[Group, metrics.Counters]) -> dict[Group, Evaluated]:
+    """Each (version, served_by) window evaluated, plus the all-versions sum per served_by."""
+    result = {group: evaluate(task, counters) for group, counters in groups.items()}
+    for served in wire.SERVED_BY:
+        mine = [c for (_, s), c in groups.items() if s == served]
+        if mine:
+            result[ALL_VERSIONS, served] = evaluate(task, metrics.total(mine))
+    return result
+
+
+def series(
+    task: Task, points: Mapping[int, Mapping[Group, metrics.Counters]], count: int
+) -> list[Evaluated]:
+    """Each of `count` points evaluated over all its groups (a point with no data is empty)."""
+    return [evaluate(task, metrics.total(points.get(i, {}).values())) for i in range(count)]

@@ -1,0 +1,60 @@
+"""What the engine refuses, as values: nothing of a refused request was stored.
+
+The engine knows no HTTP. It raises one of these with the data of the answer (the monitor, each
+bad item's index, field and reason code), and the HTTP boundary (`errors.refused`) answers it
+with a status and the service's JSON error body. Each also inherits the built-in error it
+resembles. The engine raises core's own errors too: `SpecError` for a spec that does not parse
+and `registry.TaskChange` for a monitor that would change its task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from truthloop.core.records import ItemError
+
+
+class Refused(Exception):
+    """A request the engine refuses."""
+
+
+class UnknownMonitor(Refused, LookupError):
+    """No monitor `key` is registered (`unknown_monitor`)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+class NotJson(Refused, ValueError):
+    """The body does not decode as JSON (`invalid_json`); `message` is the decoder's."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+Items = Literal["records", "actuals", "labels"]
+"""What was refused: capture records, actuals, or actuals that cannot label their predictions
+(each valid on its own)."""
+
+
+class InvalidItems(Refused, ValueError):
+    """Items of a write that cannot be taken, all of them refused: `errors` names each problem
+    (`index` into the request's items), `omitted` counts the problems found but not kept."""
+
+    def __init__(self, items: Items, errors: Sequence[ItemError], omitted: int = 0) -> None:
+        super().__init__(f"{len(errors) + omitted} invalid {items}")
+        self.items: Items = items
+        self.errors = errors
+        self.omitted = omitted
+
+
+class SeriesTooLong(Refused, ValueError):
+    """A metrics series of `points` points, more than the service's `limit` (`too_long`)."""
+
+    def __init__(self, points: int, limit: int) -> None:
+        super().__init__(f"{points} points, at most {limit}")
+        self.points = points
+        self.limit = limit
