@@ -36,8 +36,8 @@ import sections
 from celpy import celtypes
 from celpy.adapter import json_to_cel
 
-from truthloop.core.rules import Decision, compile_rules, to_json
-from truthloop.core.spec import FallbackRule
+from truthloop.core.celrules import compile_rules, to_json
+from truthloop.core.rules import Decision, FallbackRule
 
 RULES = [
     FallbackRule(when="request.features.tenure < 6", prediction="1"),

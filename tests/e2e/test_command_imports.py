@@ -1,5 +1,6 @@
 """Each `truthloop` subcommand loads only the libraries it runs on: the sidecar, which sits in
-every model pod, never pays for the operator's (kopf, kubernetes) or the demo's.
+every model pod, never pays for the operator's (kopf, kubernetes) or the demo's, nor for CEL
+(cel-python, lark) while its monitor has no fallback rules.
 
 The real command is started with `PYTHONPROFILEIMPORTTIME`, so its standard error lists every
 module the process imported, up to the moment it serves and until it stops."""
@@ -11,6 +12,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.processes import Command
 from tests.e2e.test_run import wait_until_up
 from tests.support.feedback import monitor_body
@@ -18,6 +21,7 @@ from tests.support.feedback import monitor_body
 ROOT = Path(__file__).resolve().parents[2]
 OTHER_ROLES = {"kopf", "kubernetes", "numpy", "cryptography", "pydantic", "rich", "asyncpg"}
 """What the operator, the demo and the PostgreSQL store import; the sidecar needs none of it."""
+CEL = {"celpy", "lark"}
 
 
 def imported(stderr: list[str]) -> set[str]:
@@ -29,9 +33,13 @@ def imported(stderr: list[str]) -> set[str]:
     }
 
 
-def test_a_started_sidecar_has_imported_none_of_the_other_roles_libraries(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rules", [True, False], ids=["with rules", "without rules"])
+def test_a_started_sidecar_has_imported_none_of_the_other_roles_libraries(
+    tmp_path: Path, rules: bool
+) -> None:
     spec = tmp_path / "monitor.json"
-    spec.write_text(json.dumps(monitor_body()))  # it has a fallback rule: cel-python loads
+    body = monitor_body() if rules else monitor_body(fallback={"recoverAfter": "2m"})
+    spec.write_text(json.dumps(body))
     args = [
         "sidecar",
         "--listen", "127.0.0.1:0",
@@ -51,5 +59,6 @@ def test_a_started_sidecar_has_imported_none_of_the_other_roles_libraries(tmp_pa
     finally:
         command.close()
     modules = imported(command.errors)
-    assert {"truthloop", "aiohttp", "celpy"} <= modules, "the profile lists what was imported"
+    assert {"truthloop", "aiohttp"} <= modules, "the profile lists what was imported"
     assert modules & OTHER_ROLES == set()
+    assert modules & CEL == (CEL if rules else set())

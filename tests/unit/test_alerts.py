@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 
 from truthloop.core import alerts, wire
 from truthloop.core.alerts import MonitorState, Transition, WindowMetric
+from truthloop.core.rules import FallbackRule
 from truthloop.core.spec import (
     AlertSpec,
     CaptureSpec,
     FallbackMode,
-    FallbackRule,
     FallbackSpec,
     MetricsSpec,
     ModelRef,

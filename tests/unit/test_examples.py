@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from truthloop import cli
-from truthloop.core import rules, spec
+from truthloop.core import celrules, spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MONITORS = sorted(EXAMPLES.glob("*.yaml"))
@@ -58,7 +58,7 @@ def test_its_fallback_answers_as_its_comments_say(
     name: str, request_body: dict[str, object], answer: object
 ) -> None:
     monitor = spec.parse_monitor(yaml.safe_load((EXAMPLES / name).read_text()))
-    decision = rules.compile_rules(monitor.spec.fallback.rules).evaluate(request_body, {})
+    decision = celrules.compile_rules(monitor.spec.fallback.rules).evaluate(request_body, {})
     assert decision is not None
     assert decision.value == answer
     assert type(decision.value) is type(answer)

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from truthloop.core import rules
-from truthloop.core.rules import Decision, RuleCompileError, compile_rules
-from truthloop.core.spec import FallbackRule
+from truthloop.core import celrules
+from truthloop.core.celrules import compile_rules
+from truthloop.core.rules import Decision, FallbackRule, RuleCompileError
 
 CHURN = [
     FallbackRule(when="request.features.tenure < 6", prediction="1"),
@@ -226,7 +226,7 @@ def test_the_error_attributes() -> None:
 
 
 def test_check_rules_lists_every_error() -> None:
-    errors = rules.check_rules(
+    errors = celrules.check_rules(
         [
             FallbackRule(when="x", prediction="y"),
             FallbackRule(when="request.ok", prediction="1"),
@@ -238,7 +238,7 @@ def test_check_rules_lists_every_error() -> None:
         "rules[0].prediction: column 1: undeclared reference 'y'",
         "rules[2].prediction: column 3: syntax error: unexpected end of expression",
     ]
-    assert rules.check_rules(CHURN) == ()
+    assert celrules.check_rules(CHURN) == ()
 
 
 def test_macro_variables_are_declared_only_inside_the_macro() -> None:

@@ -14,8 +14,8 @@ from typing import Any
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from truthloop.core import celclosure, rules
-from truthloop.core.spec import FallbackRule
+from truthloop.core import celclosure, celrules, rules
+from truthloop.core.rules import FallbackRule
 
 KEYS = ("a", "b", "c")
 
@@ -127,7 +127,7 @@ def _outcome(expression: rules.Expression, request: Any, headers: dict[str, str]
 
 def _compiled(source: str, closures: bool) -> rules.Expression:
     return (
-        rules.compile_rules([FallbackRule(prediction=source)], closures=closures)
+        celrules.compile_rules([FallbackRule(prediction=source)], closures=closures)
         .rules[0]
         .prediction
     )

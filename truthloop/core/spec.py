@@ -23,7 +23,7 @@ holds the two to the same verdict on a corpus of monitors):
 - fallback: at most 64 rules, the last one and only the last without `when`; mode `engaged` needs
   rules, and so does a non-empty `engageOn` (an engaged fallback would have nothing to serve);
   `engageOn` names alerts and defaults to all of them.
-Checked here only, as a CRD cannot: that the rules compile (`rules.check_rules`: every bad rule,
+Checked here only, as a CRD cannot: that the rules compile (`celrules.check_rules`: every bad rule,
 with its column), and the names in metadata and the label keys of `matchLabels`.
 
 Durations are seconds (float); `format_duration` tells them back in the same grammar. Time is
@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar, overload
 
 from truthloop.core import fieldpath, metrics, pointer
+from truthloop.core.rules import FallbackRule
 
 Task = Literal["binary", "multiclass", "regression"]
 MatchPolicy = Literal["latest", "all"]
@@ -163,14 +164,6 @@ class AlertSpec:
         if self.below is not None:
             return value < self.below
         return self.above is not None and value > self.above
-
-
-@dataclass(frozen=True, slots=True)
-class FallbackRule:
-    """A CEL rule: when `when` holds (always, if None), the prediction is the CEL `prediction`."""
-
-    prediction: str
-    when: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -694,10 +687,12 @@ def _rules(read: _Reader, fallback: Mapping[str, object], path: str) -> tuple[Fa
 
 
 def _compile(read: _Reader, parsed: tuple[FallbackRule, ...], path: str) -> None:
-    """Report every rule expression that does not compile, at its field, with the position."""
-    from truthloop.core import rules  # here, not at the top: rules.py imports FallbackRule
+    """Report every rule expression that does not compile, at its field, with the position.
 
-    for e in rules.check_rules(parsed):
+    CEL is imported here, with the first spec that has rules: one without never loads it."""
+    from truthloop.core import celrules
+
+    for e in celrules.check_rules(parsed):
         if e.column is None:
             where = ""
         elif e.line is not None and e.line > 1:

@@ -47,11 +47,20 @@ def load(body: Any) -> Loaded:
         monitor = parse_monitor(body)
     except SpecError as e:
         raise LoadError("invalid_spec", str(e)) from e
+    return Loaded(monitor, _compiled(monitor.spec.fallback.rules))
+
+
+def _compiled(written: tuple[rules.FallbackRule, ...]) -> rules.RuleSet:
+    """The rules compiled; CEL (cel-python, lark) is imported with the first spec that has
+    rules, so a sidecar whose monitor has none never loads it."""
+    if not written:
+        return rules.NO_RULES
+    from truthloop.core import celrules
+
     try:
-        compiled = rules.compile_rules(monitor.spec.fallback.rules)
+        return celrules.compile_rules(written)
     except rules.RuleCompileError as e:
         raise LoadError("invalid_rules", f"spec.fallback.{e}") from e
-    return Loaded(monitor, compiled)
 
 
 def initial(body: Any) -> Current:
