@@ -299,7 +299,7 @@ async def reads(store: Store, monitor_id: int, now: float) -> dict[str, float]:
     flat = {}
     for (v, s), counters in (await store.window(monitor_id, span)).items():
         flat.update({f"window/{v}/{s}/{k}": x for k, x in counters.items()})
-    for point, groups in (await store.series(monitor_id, span, windows.steps(span, 60))).items():
+    for point, groups in (await store.series(monitor_id, windows.steps(span, 60))).items():
         for (v, s), counters in groups.items():
             flat.update({f"series/{point}/{v}/{s}/{k}": x for k, x in counters.items()})
     for mid, groups in (await store.totals()).items():

@@ -48,6 +48,7 @@ from truthloop.feedback.store.interface import (
     IngestResult,
     LabelsRejected,
     MonitorsGone,
+    Only,
     Registered,
     Store,
     StoredPrediction,
@@ -695,7 +696,7 @@ class Engine:
         task = registered.monitor.spec.task
         seconds = seconds or registered.monitor.spec.metrics.window
         span = windows.window(self.settings.clock(), seconds)
-        groups = await self.store.window(registered.id, span, version=version, served_by=served_by)
+        groups = await self.store.window(registered.id, span, Only(version, served_by))
         series = None
         if step is not None:
             series = await self._series(registered, span, step, version, served_by)
@@ -713,9 +714,7 @@ class Engine:
         limit = self.settings.http.max_series_points
         if steps.count > limit:
             raise refusals.SeriesTooLong(steps.count, limit)
-        points = await self.store.series(
-            registered.id, span, steps, version=version, served_by=served_by or "model"
-        )
+        points = await self.store.series(registered.id, steps, Only(version, served_by or "model"))
         evaluated = evaluation.series(registered.monitor.spec.task, points, steps.count)
         return tuple(
             (windows.bucket_start(steps.start + i * steps.width), e)

@@ -21,7 +21,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from truthloop.core import join
 from truthloop.core.join import GroupKey, Label
@@ -29,6 +29,8 @@ from truthloop.core.plan import Lifetime
 from truthloop.core.records import Actual, ItemError, PredictionRecord, Scalar
 from truthloop.core.spec import Monitor
 from truthloop.core.windows import MINUTES_PER_DAY, MINUTES_PER_HOUR, BucketRange, Level, Steps
+
+T = TypeVar("T")
 
 Counters = dict[str, float]
 Group = tuple[str, str]
@@ -66,6 +68,13 @@ class StoreError(Exception):
     """The store cannot do what was asked (base of the store's own errors)."""
 
 
+def opened(value: T | None) -> T:
+    """What a store made in `open`, or RuntimeError when it is not open (a programming error)."""
+    if value is None:
+        raise RuntimeError("the store is not open")
+    return value
+
+
 class StoreUnavailable(StoreError, ConnectionError):
     """The database is away (or kept aborting the write): retry later.
 
@@ -89,6 +98,20 @@ class MonitorsGone(StoreError, LookupError):
     def __init__(self, monitor_ids: Sequence[int]) -> None:
         self.monitor_ids = tuple(monitor_ids)
         super().__init__(f"monitors {sorted(self.monitor_ids)} were deleted")
+
+
+@dataclass(frozen=True, slots=True)
+class Only:
+    """Which groups an aggregate read keeps: one model version, one served_by, or (None) all."""
+
+    version: str | None = None
+    served_by: str | None = None
+
+
+EVERY = Only()
+
+Groups = dict[Group, Counters]
+"""Counters per (version, served_by)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,26 +303,11 @@ class Store(abc.ABC):
     # -- reads ---------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def window(
-        self,
-        monitor_id: int,
-        span: BucketRange,
-        *,
-        version: str | None = None,
-        served_by: str | None = None,
-    ) -> dict[Group, Counters]:
+    async def window(self, monitor_id: int, span: BucketRange, only: Only = EVERY) -> Groups:
         """Summed counters of the buckets in `span`, per (version, served_by)."""
 
     @abc.abstractmethod
-    async def series(
-        self,
-        monitor_id: int,
-        span: BucketRange,
-        steps: Steps,
-        *,
-        version: str | None = None,
-        served_by: str | None = None,
-    ) -> dict[int, dict[Group, Counters]]:
+    async def series(self, monitor_id: int, steps: Steps, only: Only = EVERY) -> dict[int, Groups]:
         """Summed counters per point index of `steps` (points with no data are absent)."""
 
     @abc.abstractmethod

@@ -39,17 +39,21 @@ from truthloop.core.windows import (
 )
 from truthloop.feedback.store import codec
 from truthloop.feedback.store.interface import (
+    EVERY,
     Counters,
     DatasetQuery,
     FeedbackResult,
     Group,
+    Groups,
     IngestResult,
     LabelsRejected,
+    Only,
     Registered,
     Store,
     StoredPrediction,
     StoredState,
     StoreError,
+    opened,
     rollup,
 )
 
@@ -211,9 +215,7 @@ class SQLiteStore(Store):
 
     @property
     def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("the store is not open")
-        return self._conn
+        return opened(self._conn)
 
     async def open(self) -> None:
         await self._call(self._open)
@@ -546,22 +548,13 @@ class SQLiteStore(Store):
 
     # -- reads ---------------------------------------------------------------------------------
 
-    async def window(
-        self,
-        monitor_id: int,
-        span: BucketRange,
-        *,
-        version: str | None = None,
-        served_by: str | None = None,
-    ) -> dict[Group, Counters]:
-        return await self._call(self._window, monitor_id, span, version, served_by)
+    async def window(self, monitor_id: int, span: BucketRange, only: Only = EVERY) -> Groups:
+        return await self._call(self._window, monitor_id, span, only)
 
-    def _window(
-        self, monitor_id: int, span: BucketRange, version: str | None, served_by: str | None
-    ) -> dict[Group, Counters]:
+    def _window(self, monitor_id: int, span: BucketRange, only: Only) -> Groups:
         self._fold()
         parts, params = [], []
-        extra, extra_params = _filters(version, served_by)
+        extra, extra_params = _filters(only)
         for piece in decompose(span):
             parts.append(
                 f"SELECT version, served_by, key, value FROM agg_{piece.level}"
@@ -570,7 +563,7 @@ class SQLiteStore(Store):
             params += [monitor_id, piece.start, piece.end, *extra_params]
         if not parts:
             return {}
-        result: dict[Group, Counters] = {}
+        result: Groups = {}
         for v, s, key, value in self._db.execute(
             "SELECT version, served_by, key, sum(value) FROM ("
             + " UNION ALL ".join(parts)
@@ -580,29 +573,14 @@ class SQLiteStore(Store):
             result.setdefault((v, s), {})[key] = value
         return result
 
-    async def series(
-        self,
-        monitor_id: int,
-        span: BucketRange,
-        steps: Steps,
-        *,
-        version: str | None = None,
-        served_by: str | None = None,
-    ) -> dict[int, dict[Group, Counters]]:
-        return await self._call(self._series, monitor_id, span, steps, version, served_by)
+    async def series(self, monitor_id: int, steps: Steps, only: Only = EVERY) -> dict[int, Groups]:
+        return await self._call(self._series, monitor_id, steps, only)
 
-    def _series(
-        self,
-        monitor_id: int,
-        span: BucketRange,
-        steps: Steps,
-        version: str | None,
-        served_by: str | None,
-    ) -> dict[int, dict[Group, Counters]]:
+    def _series(self, monitor_id: int, steps: Steps, only: Only) -> dict[int, Groups]:
         self._fold()
         unit = LEVEL_MINUTES[steps.level]
-        extra, extra_params = _filters(version, served_by)
-        result: dict[int, dict[Group, Counters]] = {}
+        extra, extra_params = _filters(only)
+        result: dict[int, Groups] = {}
         for point, v, s, key, value in self._db.execute(
             f"SELECT (bucket * ?1 - ?2) / ?3, version, served_by, key, sum(value)"
             f" FROM agg_{steps.level} WHERE monitor_id = ?4 AND bucket >= ?5 AND bucket < ?6"
@@ -843,14 +821,14 @@ def _write_totals(
     )
 
 
-def _filters(version: str | None, served_by: str | None) -> tuple[str, list[Any]]:
+def _filters(only: Only) -> tuple[str, list[Any]]:
     sql, params = "", []
-    if version is not None:
+    if only.version is not None:
         sql += " AND version = ?"
-        params.append(version)
-    if served_by is not None:
+        params.append(only.version)
+    if only.served_by is not None:
         sql += " AND served_by = ?"
-        params.append(served_by)
+        params.append(only.served_by)
     return sql, params
 
 

@@ -22,7 +22,7 @@ from truthloop.core.plan import Lifetime
 from truthloop.core.windows import LEVEL_MINUTES, BucketRange, Steps, decompose
 from truthloop.feedback.store import codec
 from truthloop.feedback.store.codec import to_json
-from truthloop.feedback.store.interface import Counters, Group, rollup
+from truthloop.feedback.store.interface import Counters, Group, Only, rollup
 from truthloop.feedback.store.postgres import connection, locks, sql
 
 FOLD_CHUNK = 1_000
@@ -177,16 +177,11 @@ async def _add_to_aggregate(
 
 
 async def window(
-    db: connection.Database,
-    monitor_id: int,
-    span: BucketRange,
-    *,
-    version: str | None,
-    served_by: str | None,
+    db: connection.Database, monitor_id: int, span: BucketRange, only: Only
 ) -> dict[Group, Counters]:
     """`Store.window`: the aggregate rows of `span` and its unfolded deltas, summed."""
     params: list[Any] = [monitor_id]
-    extra = _filters(params, version, served_by)
+    extra = _filters(params, only)
     parts = []
     for table, start, end in (
         *((f"agg_{p.level}", p.start, p.end) for p in decompose(span)),
@@ -207,19 +202,14 @@ async def window(
 
 
 async def series(
-    db: connection.Database,
-    monitor_id: int,
-    steps: Steps,
-    *,
-    version: str | None,
-    served_by: str | None,
+    db: connection.Database, monitor_id: int, steps: Steps, only: Only
 ) -> dict[int, dict[Group, Counters]]:
     """`Store.series`: the aggregate rows of the steps' level and the unfolded deltas, summed
     per point."""
     unit = LEVEL_MINUTES[steps.level]
     end = steps.start + steps.width * steps.count
     params: list[Any] = [unit, steps.start, steps.width, monitor_id, -(-end // unit), end]
-    extra = _filters(params, version, served_by)
+    extra = _filters(params, only)
     found = await db.fetch(
         "SELECT (bucket * $1::bigint - $2::bigint) / $3::bigint, version, served_by, counters"
         f" FROM agg_{steps.level} WHERE monitor_id = $4"
@@ -256,13 +246,13 @@ def _sum_into(into: Counters, counters: str) -> None:
         into[key] = into.get(key, 0.0) + value
 
 
-def _filters(params: list[Any], version: str | None, served_by: str | None) -> str:
+def _filters(params: list[Any], only: Only) -> str:
     """SQL conditions for the optional filters; their values are appended to `params`."""
     conditions = ""
-    if version is not None:
-        params.append(version)
+    if only.version is not None:
+        params.append(only.version)
         conditions += f" AND version = ${len(params)}"
-    if served_by is not None:
-        params.append(served_by)
+    if only.served_by is not None:
+        params.append(only.served_by)
         conditions += f" AND served_by = ${len(params)}"
     return conditions

@@ -58,9 +58,7 @@ class PostgresStore(interface.Store):
 
     @property
     def keys(self) -> locks.Keys:
-        if self._keys is None:
-            raise RuntimeError("the store is not open")
-        return self._keys
+        return interface.opened(self._keys)
 
     async def open(self) -> None:
         conn = await self._db.connect()
@@ -368,29 +366,14 @@ class PostgresStore(interface.Store):
     # -- reads ---------------------------------------------------------------------------------
 
     async def window(
-        self,
-        monitor_id: int,
-        span: BucketRange,
-        *,
-        version: str | None = None,
-        served_by: str | None = None,
-    ) -> dict[interface.Group, interface.Counters]:
-        return await aggregates.window(
-            self._db, monitor_id, span, version=version, served_by=served_by
-        )
+        self, monitor_id: int, span: BucketRange, only: interface.Only = interface.EVERY
+    ) -> interface.Groups:
+        return await aggregates.window(self._db, monitor_id, span, only)
 
     async def series(
-        self,
-        monitor_id: int,
-        span: BucketRange,
-        steps: Steps,
-        *,
-        version: str | None = None,
-        served_by: str | None = None,
-    ) -> dict[int, dict[interface.Group, interface.Counters]]:
-        return await aggregates.series(
-            self._db, monitor_id, steps, version=version, served_by=served_by
-        )
+        self, monitor_id: int, steps: Steps, only: interface.Only = interface.EVERY
+    ) -> dict[int, interface.Groups]:
+        return await aggregates.series(self._db, monitor_id, steps, only)
 
     async def totals(self) -> dict[int, dict[interface.Group, interface.Counters]]:
         return await aggregates.totals(self._db)
