@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import time
+from typing import Any
 
 from truthloop.sidecar.context import Context
 from truthloop.sidecar.endpoint import Endpoint
@@ -29,7 +30,7 @@ class ModelCall(abc.ABC):
         "up",
     )
 
-    def __init__(self, ctx: Context, head_only: bool, client: Endpoint | None) -> None:
+    def __init__(self, ctx: Context[Any], head_only: bool, client: Endpoint | None) -> None:
         self.ctx = ctx
         self.head_only = head_only
         """The request is a HEAD (its response has no body)."""

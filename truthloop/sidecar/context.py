@@ -6,22 +6,21 @@ request, for the rest of a body that did not come in one read — and a `send_de
 client stops reading; one timer per proxy sweeps the connections every `tick` seconds, and each
 with a deadline checks it then (and whether its client made progress meanwhile). A timeout is
 thus honoured to within a tick or so either way.
+
+The context knows the connections and shadow calls it holds only by what it asks of them
+(`Connection`, `ShadowCall`): the modules above it make them (`downstream`, `shadow`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 
 from truthloop.sidecar.exchange import Exchange, Tap
 from truthloop.sidecar.ids import PredictionIds
 from truthloop.sidecar.stats import ProxyStats
 from truthloop.sidecar.upstream import Pool
-
-if TYPE_CHECKING:
-    from truthloop.sidecar.downstream import Downstream
-    from truthloop.sidecar.shadow import Shadow
 
 log = logging.getLogger("truthloop.sidecar.proxy")
 
@@ -35,7 +34,34 @@ HEAD_SLACK = 1024
 separators and whitespace, which the limits do not count."""
 
 
-class Context:
+class Connection(Protocol):
+    """A client connection, as the sweep sees it (`downstream.Downstream`)."""
+
+    deadline: float
+    """Loop time when what it waits for runs out; 0 for none."""
+    send_deadline: float
+    """Loop time when a client that reads nothing more is cut; 0 for none."""
+
+    def sweep(self, now: float) -> None:
+        """Check the deadlines (called about every tick while it has one)."""
+        ...
+
+
+class ShadowCall(Protocol):
+    """A call to the model off the request path (`shadow.Shadow`)."""
+
+    def drop_call(self) -> None:
+        """Abandon it: the proxy stops."""
+        ...
+
+
+ConnectionT = TypeVar("ConnectionT", bound=Connection)
+
+
+class Context(Generic[ConnectionT]):
+    """What the connections of one proxy share; `ConnectionT` is the kind of client connection
+    they are, which the context only sweeps."""
+
     __slots__ = (
         "_sweeper",
         "body_timeout",
@@ -118,9 +144,9 @@ class Context:
         self.clock = loop.time()
         """The loop's time at the last sweep, for setting deadlines without a clock call."""
         self._sweeper: asyncio.TimerHandle | None = None
-        self.shadows: set[Shadow] = set()
+        self.shadows: set[ShadowCall] = set()
         """Shadow calls in flight."""
-        self.connections: set[Downstream] = set()
+        self.connections: set[ConnectionT] = set()
         """Open client connections."""
         self.host = b"%s:%d" % (pool.host.encode(), pool.port)
         """Host field for requests that came without one (HTTP/1.0)."""

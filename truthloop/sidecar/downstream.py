@@ -641,7 +641,7 @@ class Downstream(Endpoint):
         "writing_paused",
     )
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context[Downstream]) -> None:
         super().__init__()
         self.ctx = ctx
         self.queue: collections.deque[Transaction] = collections.deque()
@@ -1079,7 +1079,7 @@ class Downstream(Endpoint):
         transport.resume_reading()
 
 
-def _make_room(ctx: Context) -> bool:
+def _make_room(ctx: Context[Downstream]) -> bool:
     """At the connection limit: close the longest-idle keep-alive connection, as nginx reuses
     one; False if there is none (every connection is busy, has begun a head, or has not read its
     last answer: once out of `connections`, a close that waits on its client is not swept)."""

@@ -8,7 +8,7 @@ model be compared on the same traffic. Failures are counted (`shadow_failed`), n
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from truthloop.sidecar import headers
 from truthloop.sidecar.call import ModelCall
@@ -17,8 +17,23 @@ from truthloop.sidecar.exchange import Exchange
 from truthloop.sidecar.headers import Field
 from truthloop.sidecar.upstream import Upstream
 
-if TYPE_CHECKING:
-    from truthloop.sidecar.downstream import Transaction
+
+class Answered(Protocol):
+    """The request the fallback answered, as its shadow call needs it (`downstream.Transaction`)."""
+
+    method: bytes
+    url: bytes
+    fields: list[Field]
+    pid: str
+    """Its prediction ID, which the shadow's exchange shares."""
+    started: float
+    """Wall-clock Unix seconds when its head arrived."""
+    t0: float
+    """`time.perf_counter()` when its head arrived."""
+
+    def shadow_head(self, body: bytes) -> bytes:
+        """Its head for a call carrying `body` whole."""
+        ...
 
 
 class Shadow(ModelCall):
@@ -37,7 +52,7 @@ class Shadow(ModelCall):
         "_t0",
     )
 
-    def __init__(self, ctx: Context, t: Transaction, body: bytes) -> None:
+    def __init__(self, ctx: Context[Any], t: Answered, body: bytes) -> None:
         super().__init__(ctx, t.method == b"HEAD", None)
         self._head = t.shadow_head(body)
         self._body = body
