@@ -79,7 +79,7 @@ ACTUAL = ItemError(2, "actual", "does not fit", "unusable_label")
             },
         ),
     ],
-    ids=lambda value: type(value).__name__ if isinstance(value, refusals.Refused) else "",
+    ids=["unknown monitor", "labels", "records", "actuals", "not json", "series too long"],
 )
 def test_each_refusal_has_its_status_and_body(
     refusal: refusals.Refused, status: int, body: object
