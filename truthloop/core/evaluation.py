@@ -13,7 +13,7 @@ from typing import Any
 
 from truthloop.core import metrics, wire
 from truthloop.core.join import PREDICTIONS_KEY
-from truthloop.core.spec import Task
+from truthloop.core.tasks import Task
 
 ALL_VERSIONS = "*"
 """The version label of a sum over every model version."""

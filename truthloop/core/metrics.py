@@ -65,17 +65,14 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 from truthloop.core import intervals
-
-if TYPE_CHECKING:  # spec.py imports this module for METRIC_NAMES
-    from truthloop.core.spec import Task
+from truthloop.core.tasks import Task
 
 Counters = Mapping[str, float]
 CONFUSION_CELLS = ("tp", "fp", "tn", "fn")
 
-METRIC_NAMES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+METRIC_NAMES: Mapping[Task, tuple[str, ...]] = MappingProxyType(
     {
         "binary": (
             "accuracy",

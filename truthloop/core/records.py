@@ -49,7 +49,8 @@ from typing import Any, Generic, Literal, TypeVar
 import msgspec
 
 from truthloop.core import metrics
-from truthloop.core.spec import Task, format_duration
+from truthloop.core.spec import format_duration
+from truthloop.core.tasks import Task
 from truthloop.core.wire import SERVED_BY as SERVED_BY  # the engine groups by it
 from truthloop.core.wire import CaptureRecord, Scalar, ServedBy
 

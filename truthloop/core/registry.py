@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from truthloop.core.spec import Monitor, Task
+from truthloop.core.spec import Monitor
+from truthloop.core.tasks import Task
 
 
 class Stored(Protocol):

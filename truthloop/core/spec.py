@@ -41,12 +41,13 @@ from typing import Literal, TypeVar, overload
 
 from truthloop.core import fieldpath, metrics, pointer
 from truthloop.core.rules import FallbackRule
+from truthloop.core.tasks import TASKS, Task
 
-Task = Literal["binary", "multiclass", "regression"]
 MatchPolicy = Literal["latest", "all"]
+Operator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
+MissingPolicy = Literal["ignore", "assume"]
 FallbackMode = Literal["auto", "engaged", "disengaged"]
 
-TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
 FALLBACK_MODES: tuple[FallbackMode, ...] = ("auto", "engaged", "disengaged")
 
 _T = TypeVar("_T")
@@ -79,7 +80,7 @@ class LabelRequirement:
     """One `matchExpressions` entry of a Kubernetes label selector."""
 
     key: str
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    operator: Operator
     values: tuple[str, ...] = ()
 
 
@@ -133,7 +134,7 @@ class MissingActual:
     """`ignore` leaves unlabeled predictions out; `assume` labels them `value` once the window
     has passed."""
 
-    policy: Literal["ignore", "assume"] = "ignore"
+    policy: MissingPolicy = "ignore"
     value: float | int | str | bool | None = None
 
 
@@ -259,7 +260,7 @@ def parse_monitor(obj: object) -> Monitor:
     read = _Reader()
     if not isinstance(obj, Mapping):
         raise SpecError([FieldError("", f"expected a ModelMonitor object, got {_show(obj)}")])
-    root = read.object(obj, "", _ROOT_FIELDS)
+    root = read.mapping(obj, "", _ROOT_FIELDS)
     name, namespace, generation, spec = "", "default", 1, None
     if root is not None:
         for key, expected in (("apiVersion", API_VERSION), ("kind", KIND)):
@@ -332,9 +333,9 @@ _ALERT_FIELDS = ("name", "metric", "below", "above", "for")
 _FALLBACK_FIELDS = ("mode", "engageOn", "recoverAfter", "rules")
 _RULE_FIELDS = ("when", "prediction")
 
-_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+_OPERATORS: tuple[Operator, ...] = ("In", "NotIn", "Exists", "DoesNotExist")
 _MATCH_POLICIES: tuple[MatchPolicy, ...] = ("latest", "all")
-_MISSING_POLICIES = ("ignore", "assume")
+_MISSING_POLICIES: tuple[MissingPolicy, ...] = ("ignore", "assume")
 
 _DNS_LABEL_RE = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
 _DNS_SUBDOMAIN = _Text(
@@ -381,7 +382,7 @@ _DURATION_MAX = 32
 
 
 def _spec(read: _Reader, obj: object, path: str) -> MonitorSpec | None:
-    spec = read.object(obj, path, _SPEC_FIELDS)
+    spec = read.mapping(obj, path, _SPEC_FIELDS)
     if spec is None:
         return None
     selector = _selector(read, spec, path)
@@ -444,7 +445,7 @@ def _selector(read: _Reader, spec: Mapping[str, object], path: str) -> Selector:
 
 
 def _requirement(read: _Reader, obj: object, path: str) -> LabelRequirement | None:
-    requirement = read.object(obj, path, _REQUIREMENT_FIELDS)
+    requirement = read.mapping(obj, path, _REQUIREMENT_FIELDS)
     if requirement is None:
         return None
     key = read.text(requirement, path, "key", _LABEL_KEY, required=True)
@@ -463,7 +464,7 @@ def _requirement(read: _Reader, obj: object, path: str) -> LabelRequirement | No
         read.fail(fieldpath.child(path, "values"), f"must be empty with operator {operator}")
     if key is None or operator is None:
         return None
-    return LabelRequirement(key, operator, tuple(values))  # type: ignore[arg-type]
+    return LabelRequirement(key, operator, tuple(values))
 
 
 def _model(read: _Reader, spec: Mapping[str, object], path: str) -> ModelRef:
@@ -566,17 +567,17 @@ def _missing_actual(
     if value is None:
         if policy == "assume":
             read.fail(value_path, "required with policy assume: the label to assume")
-        return MissingActual(policy)  # type: ignore[arg-type]
+        return MissingActual(policy)
     if policy != "assume":
         read.fail(value_path, "only allowed with policy assume")
-    number = _integral(value)
-    if number is None and not isinstance(value, str):
+    assumed = value if isinstance(value, str) else _integral(value)
+    if assumed is None:
         read.fail(value_path, f"expected an integer or a string, got {_show(value)}")
-    elif task == "binary" and number not in (0, 1):
+    elif task == "binary" and assumed not in (0, 1):
         read.fail(value_path, f"a binary label is 0 or 1, got {_show(value)}")
-    elif task == "regression" and number is None:
+    elif task == "regression" and not isinstance(assumed, int):
         read.fail(value_path, f"a regression label is an integer here, got {_show(value)}")
-    return MissingActual(policy, value if number is None else number)  # type: ignore[arg-type]
+    return MissingActual(policy, assumed)
 
 
 def _metrics(read: _Reader, spec: Mapping[str, object], path: str) -> MetricsSpec:
@@ -598,7 +599,7 @@ def _alerts(
     alerts: list[AlertSpec] = []
     seen: dict[str, str] = {}
     for where, item in items:
-        alert = read.object(item, where, _ALERT_FIELDS)
+        alert = read.mapping(item, where, _ALERT_FIELDS)
         if alert is None:
             continue
         name = read.text(alert, where, "name", _ALERT_NAME, required=True)
@@ -667,7 +668,7 @@ def _rules(read: _Reader, fallback: Mapping[str, object], path: str) -> tuple[Fa
     items = read.items(fallback, path, "rules", max_items=MAX_RULES)
     parsed: list[FallbackRule] = []
     for index, (where, item) in enumerate(items):
-        rule = read.object(item, where, _RULE_FIELDS)
+        rule = read.mapping(item, where, _RULE_FIELDS)
         if rule is None:
             continue
         when = read.text(rule, where, "when", _CEL)
@@ -750,7 +751,7 @@ class _Reader:
     def fail(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path, message))
 
-    def object(
+    def mapping(
         self, value: object, path: str, fields: tuple[str, ...] | None
     ) -> dict[str, object] | None:
         """`value` as a mapping; keys not in `fields` are errors (`None`: any key is fine)."""
@@ -788,7 +789,7 @@ class _Reader:
         required: bool = False,
     ) -> dict[str, object] | None:
         value = self.field(obj, path, key, required=required)
-        return None if value is None else self.object(value, fieldpath.child(path, key), fields)
+        return None if value is None else self.mapping(value, fieldpath.child(path, key), fields)
 
     def items(
         self, obj: Mapping[str, object], path: str, key: str, *, max_items: int | None = None
@@ -843,14 +844,15 @@ class _Reader:
     ) -> str | None:
         value = self.field(obj, path, key, required=required)
         where = fieldpath.child(path, key)
-        if value is None or self.check_text(value, where, _Text(_POINTER_MAX)) is None:
+        text = None if value is None else self.check_text(value, where, _Text(_POINTER_MAX))
+        if text is None:
             return None
         try:
-            pointer.parse(value)  # type: ignore[arg-type]
+            pointer.parse(text)
         except pointer.PointerError as e:
             self.fail(where, f"not a JSON pointer (RFC 6901): {e}")
             return None
-        return value  # type: ignore[return-value]
+        return text
 
     def choice(
         self,
@@ -870,7 +872,7 @@ class _Reader:
                 f"expected one of: {', '.join(map(str, options))}; got {_show(value)}",
             )
             return None
-        return value  # type: ignore[return-value]
+        return options[options.index(value)]
 
     def boolean(self, obj: Mapping[str, object], path: str, key: str, *, default: bool) -> bool:
         value = obj.get(key)

@@ -37,7 +37,8 @@ import msgspec
 from truthloop.core import alerts, evaluation, records, windows, wire
 from truthloop.core.evaluation import ALL_VERSIONS, Evaluated
 from truthloop.core.plan import ACTUALS_EXPIRED, ACTUALS_MATCHED, ACTUALS_PENDING
-from truthloop.core.spec import FALLBACK_MODES, FallbackMode, Monitor, Task, parse_monitor
+from truthloop.core.spec import FALLBACK_MODES, FallbackMode, Monitor, parse_monitor
+from truthloop.core.tasks import Task
 from truthloop.feedback import refusals
 from truthloop.feedback.settings import Settings
 from truthloop.feedback.store.interface import (
