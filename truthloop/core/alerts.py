@@ -344,6 +344,7 @@ def _describe(state: AlertState, alert: AlertSpec, min_samples: int) -> str:
         return (
             f"{head} {seen} on {state.samples} labeled (minSamples {min_samples}), {state.status}"
         )
+    threshold: float | None
     if alert.below is not None:
         breach, clear, threshold = "<", ">=", alert.below
     else:
@@ -365,7 +366,7 @@ def _causes_text(
     """The causes told in full: each alert with its comparison, `alertmanager: LatencyHigh`."""
     return "; ".join(
         _describe(alerts[c.name], specs[c.name], min_samples)
-        if c.kind == "alert" and c.name in alerts
+        if c.kind == "alert" and c.name is not None and c.name in alerts
         else c.text()
         for c in causes
     )

@@ -114,11 +114,15 @@ class MapLit(Node):
     entries: tuple[tuple[Node, Node], ...]
 
 
+Tree = lark.Tree[lark.Token]
+"""cel-python's parse tree: rules are trees, and their leaves tokens."""
+
+
 @dataclass(frozen=True, slots=True)
 class Parsed:
     """cel-python's tree (what its runner evaluates) and the folded syntax tree."""
 
-    tree: lark.Tree
+    tree: Tree
     root: Node
 
 
@@ -182,8 +186,9 @@ def _parse_message(cause: BaseException | None) -> str:
     return "syntax error"
 
 
-def _fold(tree: lark.Tree, at: tuple[int, int]) -> Node:
-    """`tree` as a Node; `at` is where the enclosing tree starts, for trees that lack a position."""
+def _fold(branch: Tree | lark.Token, at: tuple[int, int]) -> Node:
+    """`branch` as a Node; `at` is where the enclosing tree starts, for trees without a position."""
+    tree = _tree(branch, at)
     kind = tree.data
     children = tree.children
     at = _start(tree, at)
@@ -197,14 +202,14 @@ def _fold(tree: lark.Tree, at: tuple[int, int]) -> Node:
         op = "||" if kind == "conditionalor" else "&&"
         return Logical(line, column, op, _fold(children[0], at), _fold(children[1], at))
     if kind in ("relation", "addition", "multiplication"):
-        operator_tree, right = children
+        operator_tree, right = _tree(children[0], at), children[1]
         op = _OPERATORS[operator_tree.data]
         at_line, at_column = _operator_at(operator_tree, op)
         return Binary(
             at_line, at_column, op, _fold(operator_tree.children[0], at), _fold(right, at)
         )
     if kind == "unary":
-        op = "!" if children[0].data == "unary_not" else "-"
+        op = "!" if _tree(children[0], at).data == "unary_not" else "-"
         return Unary(line, column, op, _fold(children[1], at))
     if kind == "member_dot":
         return Select(line, column, _fold(children[0], at), str(children[1]))
@@ -224,12 +229,21 @@ def _fold(tree: lark.Tree, at: tuple[int, int]) -> Node:
         values = _list(children[0], at) if children else ()
         return MapLit(line, column, tuple(zip(values[0::2], values[1::2], strict=True)))
     if kind == "literal":
-        return _literal(children[0], line, column)
+        token = children[0]
+        if isinstance(token, lark.Token):
+            return _literal(token, line, column)
     raise SyntaxProblem(f"{kind.replace('_', ' ')} is not supported in rules", line, column)
 
 
-def _list(tree: lark.Tree, at: tuple[int, int]) -> tuple[Node, ...]:
-    return tuple(_fold(c, at) for c in tree.children)
+def _list(branch: Tree | lark.Token, at: tuple[int, int]) -> tuple[Node, ...]:
+    return tuple(_fold(c, at) for c in _tree(branch, at).children)
+
+
+def _tree(branch: Tree | lark.Token, at: tuple[int, int]) -> Tree:
+    """`branch` where the grammar has a rule; a token there is a construct rules do not know."""
+    if isinstance(branch, lark.Tree):
+        return branch
+    raise SyntaxProblem(f"unexpected {str(branch)!r}", *at)
 
 
 def _literal(token: lark.Token, line: int, column: int) -> Literal:
@@ -253,14 +267,14 @@ def _literal(token: lark.Token, line: int, column: int) -> Literal:
     return Literal(line, column, kind, value)
 
 
-def _start(tree: lark.Tree, default: tuple[int, int]) -> tuple[int, int]:
+def _start(tree: Tree, default: tuple[int, int]) -> tuple[int, int]:
     """Where `tree` starts. cel-python re-makes `true`/`false` tokens without one, so trees that
     start with them have none either."""
     line, column = getattr(tree.meta, "line", None), getattr(tree.meta, "column", None)
     return default if line is None or column is None else (line, column)
 
 
-def _operator_at(operator_tree: lark.Tree, op: str) -> tuple[int, int]:
+def _operator_at(operator_tree: Tree, op: str) -> tuple[int, int]:
     """Where a relation or arithmetic operator is: its grammar rule (`relation_lt`) ends with it."""
     meta = operator_tree.meta
     return meta.end_line, meta.end_column - len(op)

@@ -303,7 +303,7 @@ def _index(node: Index) -> Closure:
 
 _NONE = type(None)
 _ORDERED = frozenset({int, float, str, bool})
-_EQUATABLE = frozenset({int, float, str, bool, _NONE})
+_EQUATABLE: frozenset[type] = frozenset({int, float, str, bool, _NONE})
 
 # op: (native operation, cel-python's function, operand types where the native one agrees)
 _RELATIONS: dict[str, tuple[Callable[[Any, Any], bool], Callable[..., Any], frozenset[type]]] = {

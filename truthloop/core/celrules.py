@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import celpy
-import lark
 from celpy import celtypes
 from celpy.adapter import json_to_cel
 from celpy.evaluation import Activation, Evaluator
@@ -49,7 +48,7 @@ class Compiled:
     source: str
     root: celast.Node = field(repr=False)
     closure: celclosure.Closure | None = field(repr=False)
-    tree: lark.Tree = field(repr=False)
+    tree: celast.Tree = field(repr=False)
     """cel-python's parse tree, which its interpreter evaluates."""
     activation: Activation = field(repr=False)
     """The declarations, without values; each evaluation works on a clone."""

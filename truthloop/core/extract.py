@@ -172,7 +172,9 @@ def _at(body: Any, path: str, field: str, where: str, side: str) -> Any:
     return value
 
 
-def _array(body: Any, path: str, field: Literal["instances", "predictions"], side: str) -> list:
+def _array(
+    body: Any, path: str, field: Literal["instances", "predictions"], side: str
+) -> list[object]:
     value = _at(body, path, field, "", side)
     if not isinstance(value, list):
         raise _Failed(

@@ -28,9 +28,10 @@ from typing import TypeVar
 import msgspec
 
 from truthloop.core import metrics
-from truthloop.core.records import Actual, ItemError, PredictionRecord, Scalar, Vote
+from truthloop.core.records import Actual, ItemError, PredictionRecord, Vote
 from truthloop.core.spec import MonitorSpec
 from truthloop.core.windows import bucket_of
+from truthloop.core.wire import Scalar
 
 PREDICTIONS_KEY = "@predictions"
 """The counter of captured predictions, kept in the same buckets as the metric counters."""

@@ -114,8 +114,13 @@ def plan_arrivals(
     deltas: dict[GroupKey, dict[str, float]] = {}
     by_monitor: dict[str, list[int]] = {}
     for index, record in enumerate(batch):
-        group = (known[record.monitor].id, record.model_version, record.served_by)
-        counts = deltas.setdefault((*group, bucket_of(record.ts)), {})
+        bucket = (
+            known[record.monitor].id,
+            record.model_version,
+            record.served_by,
+            bucket_of(record.ts),
+        )
+        counts = deltas.setdefault(bucket, {})
         counts[join.PREDICTIONS_KEY] = counts.get(join.PREDICTIONS_KEY, 0.0) + 1.0
         by_monitor.setdefault(record.monitor, []).append(index)
     labeling = Labeling()

@@ -44,7 +44,7 @@ import re
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -57,8 +57,17 @@ from truthloop.core.wire import CaptureRecord, Scalar, ServedBy
 Vote = Literal["up", "down"]
 
 MAX_SAFE_INT = 2**53
+
+
+class _Monitored(Protocol):
+    """An item in its wire shape: it names its monitor (for the rejection counts)."""
+
+    @property
+    def monitor(self) -> str: ...
+
+
 T = TypeVar("T")
-W = TypeVar("W", bound=msgspec.Struct)
+W = TypeVar("W", bound=_Monitored)
 
 MAX_ERRORS = 100
 """Item errors kept for one request, in index order; the others are only counted."""
@@ -285,7 +294,7 @@ def _actual_key(actual: Actual) -> tuple[str, tuple[Any, ...]]:
 
 
 def _collect(
-    items: Sequence[W] | Sequence[Raw],
+    items: Sequence[W | Raw],
     decoder: msgspec.json.Decoder[W],
     check: Callable[[int, W], T | None],
     checker: _Checker,
@@ -322,7 +331,7 @@ def _collect(
                     "duplicate_in_batch",
                 )
         if len(problems) > before:
-            monitor = _monitor(item) if wire is None else wire.monitor  # type: ignore[attr-defined]
+            monitor = _monitor(item if wire is None else wire)
             monitor = monitor if monitor in checker.tasks else ""
             rejected[monitor] = rejected.get(monitor, 0) + 1
     return Parsed(
@@ -350,8 +359,10 @@ def _type_error(error: msgspec.ValidationError) -> tuple[str, str, str]:
     return at[1] if at else "", message.split(" - at ")[0], "wrong_type"
 
 
-def _monitor(item: Raw) -> str:
-    """The monitor a raw item names, or "" (for the rejection counts)."""
+def _monitor(item: _Monitored | Raw) -> str:
+    """The monitor an item names, or "" (for the rejection counts); a raw one is read leniently."""
+    if not isinstance(item, Raw):
+        return item.monitor
     try:
         monitor = _NAMED.decode(item).monitor
     except (msgspec.DecodeError, RecursionError):
@@ -495,7 +506,7 @@ class _Checker:
             item.prediction_id,
             entity_id,
             item.tag,
-            None if value is msgspec.UNSET else value,  # type: ignore[arg-type]
+            None if value is msgspec.UNSET else value,
             item.vote,
         )
 

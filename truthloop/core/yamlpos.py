@@ -57,8 +57,7 @@ def load_all(text: str) -> list[Document]:
     loader = yaml.SafeLoader(text)
     documents = []
     try:
-        while loader.check_node():
-            node = loader.get_node()
+        while loader.check_node() and (node := loader.get_node()) is not None:
             lines: dict[str, int] = {}
             _Indexer(lines).index(node, "")
             value = loader.construct_document(node)
