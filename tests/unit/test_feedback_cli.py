@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from truthloop.feedback import cli
+from truthloop.feedback import settings as feedback_settings
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -65,3 +66,7 @@ def test_bad_flags_say_which(argv: list[str], message: str) -> None:
 def test_a_bad_store_url_exits_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.run(parse("--store", "mysql://db/x")) == 2
     assert "unsupported store" in capsys.readouterr().err
+
+
+def test_settings_made_without_a_store_keep_the_default_one() -> None:
+    assert feedback_settings.make().store == feedback_settings.Settings().store

@@ -66,7 +66,7 @@ async def read(request: web.Request, accepted: frozenset[str]) -> bytes:
                 [detail("Content-Encoding", f"the body is not valid {coding}", "invalid")],
             ) from e
         raise BadRequest(
-            "the body was not received whole", [detail("body", e.message, "invalid")]
+            "the body was not received whole", [detail("body", str(e), "invalid")]
         ) from e
     if not body.strip():
         raise BadRequest("empty request body", [detail("body", "is empty", "missing")])

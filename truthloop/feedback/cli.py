@@ -22,8 +22,6 @@ from truthloop.feedback.settings import HttpSettings, Settings
 from truthloop.feedback.store.interface import StoreError
 from truthloop.flags import UsageError
 
-DEFAULT_STORE = "sqlite://truthloop-feedback.db"
-
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     env = os.environ.get
@@ -40,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument(
         "--store",
-        default=env("TRUTHLOOP_STORE", DEFAULT_STORE),
+        default=env("TRUTHLOOP_STORE", feedback_settings.DEFAULT_STORE),
         help="sqlite:///absolute/path.db, sqlite://relative/path.db, or"
         " postgresql://user@host:5432/db for several replicas"
         " (env TRUTHLOOP_STORE; default %(default)s, under the working directory)",

@@ -50,9 +50,12 @@ class EngineSettings:
     """Most rows one retention or purge step deletes (keeps each write transaction short)."""
 
 
+DEFAULT_STORE = "sqlite://truthloop-feedback.db"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    store: str = "sqlite://truthloop-feedback.db"
+    store: str = DEFAULT_STORE
     """Where data lives: `sqlite:///absolute/path.db`, `sqlite://relative/path.db`, or
     `postgresql://user@host:5432/db` (several replicas may share it)."""
     token: str | None = None
@@ -67,7 +70,7 @@ class Settings:
 
 def make(
     *,
-    store: str = Settings.store,
+    store: str = DEFAULT_STORE,
     token: str | None = None,
     clock: Clock = time.time,
     retention: float = 30 * DAY,
