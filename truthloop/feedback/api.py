@@ -22,7 +22,7 @@ from truthloop.core.registry import TaskChange
 from truthloop.core.spec import FALLBACK_MODES, SpecError
 from truthloop.feedback import bodies
 from truthloop.feedback.engine import Engine, WindowMetrics
-from truthloop.feedback.errors import BadRequest, Conflict
+from truthloop.feedback.errors import BadRequest, Conflict, detail
 from truthloop.feedback.settings import Settings
 from truthloop.feedback.store.interface import StoredPrediction
 
@@ -68,17 +68,17 @@ async def put_monitor(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise BadRequest(
             "expected a ModelMonitor object",
-            [bodies.detail("body", "is not an object", "wrong_type")],
+            [detail("body", "is not an object", "wrong_type")],
         )
     metadata = body.get("metadata")
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict):
         raise BadRequest(
-            "invalid ModelMonitor", [bodies.detail("metadata", "expected an object", "wrong_type")]
+            "invalid ModelMonitor", [detail("metadata", "expected an object", "wrong_type")]
         )
     mismatched = [
-        bodies.detail(
+        detail(
             f"metadata.{field}", f"is {metadata[field]!r} but the path says {value!r}", "mismatch"
         )
         for field, value in (("namespace", namespace), ("name", name))
@@ -98,7 +98,7 @@ async def put_monitor(request: web.Request) -> web.Response:
         raise Conflict(
             f"monitor {namespace}/{name} already has {e.old} data; delete it before changing "
             "its task",
-            [bodies.detail("spec.task", f"was {e.old}", "task_change")],
+            [detail("spec.task", f"was {e.old}", "task_change")],
         ) from None
     return json(monitor_view(engine, registered.monitor.key), status=201 if created else 200)
 
@@ -159,7 +159,7 @@ async def post_fallback(request: web.Request) -> web.Response:
     if mode not in FALLBACK_MODES:
         raise BadRequest(
             'expected {"mode": "auto" | "engaged" | "disengaged"}',
-            [bodies.detail("mode", f"expected one of {', '.join(FALLBACK_MODES)}", "invalid")],
+            [detail("mode", f"expected one of {', '.join(FALLBACK_MODES)}", "invalid")],
         )
     return json(await engine.set_mode(key, mode))
 
@@ -171,13 +171,13 @@ async def post_alertmanager(request: web.Request) -> web.Response:
     if not isinstance(alerts, list):
         raise BadRequest(
             "expected an Alertmanager webhook payload",
-            [bodies.detail("alerts", "expected an array", "wrong_type")],
+            [detail("alerts", "expected an array", "wrong_type")],
         )
     limit = request.app[SETTINGS].limits.max_items
     if len(alerts) > limit:
         raise BadRequest(
             "invalid Alertmanager payload",
-            [bodies.detail("alerts", f"at most {limit} alerts per request", "too_many_items")],
+            [detail("alerts", f"at most {limit} alerts per request", "too_many_items")],
         )
     firing: dict[str, set[str]] = {}
     resolved: dict[str, set[str]] = {}
@@ -221,7 +221,7 @@ async def get_metrics(request: web.Request) -> web.Response:
         if series % 60:
             raise BadRequest(
                 "bad query parameter series",
-                [bodies.detail("series", "must be whole minutes", "invalid")],
+                [detail("series", "must be whole minutes", "invalid")],
             )
         step = int(series // 60)
     found = await engine.window_metrics(
@@ -286,9 +286,7 @@ async def get_predictions(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     entity_id = bodies.query(request, "entity_id", _identifier(request), None, "an entity id")
     if entity_id is None:
-        raise BadRequest(
-            "entity_id is required", [bodies.detail("entity_id", "is required", "missing")]
-        )
+        raise BadRequest("entity_id is required", [detail("entity_id", "is required", "missing")])
     limit = bodies.query(
         request,
         "limit",

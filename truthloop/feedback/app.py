@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import http_exceptions, web
+from aiohttp.typedefs import Middleware
 
 from truthloop.feedback import api, exporter, refusals
 from truthloop.feedback.engine import Engine
@@ -76,7 +77,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return api.json(body("internal error", []), status=500)
 
 
-def _auth(token: str | None) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def _auth(token: str | None) -> Middleware:
     expected = token.encode() if token else None
 
     @web.middleware

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from truthloop.core import alerts, evaluation, records, windows, wire
-from truthloop.core.evaluation import ALL_VERSIONS, Evaluated
+from truthloop.core.evaluation import ALL_VERSIONS, Evaluated, Group
 from truthloop.core.plan import ACTUALS_EXPIRED, ACTUALS_MATCHED, ACTUALS_PENDING
 from truthloop.core.spec import FALLBACK_MODES, FallbackMode, Monitor, parse_monitor
 from truthloop.core.tasks import Task
@@ -45,7 +45,6 @@ from truthloop.feedback.store.interface import (
     Counters,
     DatasetQuery,
     FeedbackResult,
-    Group,
     IngestResult,
     LabelsRejected,
     MonitorsGone,
@@ -167,7 +166,7 @@ def _restore(registered: Registered, stored: StoredState | None) -> _Runtime:
         alerts.MonitorState.from_dict(stored.state),
         stored.version,
         frozenset(stored.external),
-        override,  # type: ignore[arg-type]
+        override,
         None if refused is None else msgspec.convert(refused, CaptureRefused),
     )
 
@@ -385,9 +384,13 @@ class Engine:
                 await self._reread()
                 continue
             except LabelsRejected as e:
-                errors = [replace(error, index=parsed.indices[error.index]) for error in e.errors]
+                errors: list[records.ItemError] = []
                 rejected: dict[str, int] = {}
                 for error in e.errors:
+                    if error.index is None:  # the batch as a whole: no item to point at
+                        errors.append(error)
+                        continue
+                    errors.append(replace(error, index=parsed.indices[error.index]))
                     monitor = parsed.items[error.index].monitor
                     rejected[monitor] = rejected.get(monitor, 0) + 1
                 self._count_rejected(rejected)
@@ -753,5 +756,6 @@ async def _in_slices(steps: records.Steps[T]) -> T:
         try:
             next(steps)
         except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+            result: T = done.value  # the generator's return value, which typeshed leaves Any
+            return result
         await asyncio.sleep(0)

@@ -24,17 +24,17 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from truthloop.core import join
+from truthloop.core.evaluation import Group
 from truthloop.core.join import GroupKey, Label
 from truthloop.core.plan import Lifetime
-from truthloop.core.records import Actual, ItemError, PredictionRecord, Scalar
+from truthloop.core.records import Actual, ItemError, PredictionRecord
 from truthloop.core.spec import Monitor
 from truthloop.core.windows import MINUTES_PER_DAY, MINUTES_PER_HOUR, BucketRange, Level, Steps
+from truthloop.core.wire import Scalar
 
 T = TypeVar("T")
 
 Counters = dict[str, float]
-Group = tuple[str, str]
-"""(model_version, served_by)"""
 
 
 def is_lifetime(key: str) -> bool:

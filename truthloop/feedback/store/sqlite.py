@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from truthloop.core import join, plan, registry
+from truthloop.core.evaluation import Group
 from truthloop.core.join import Label, Row
 from truthloop.core.plan import ACTUALS_EXPIRED
 from truthloop.core.records import Actual, PredictionRecord
@@ -43,7 +44,6 @@ from truthloop.feedback.store.interface import (
     Counters,
     DatasetQuery,
     FeedbackResult,
-    Group,
     Groups,
     IngestResult,
     LabelsRejected,
@@ -741,16 +741,16 @@ def _write_labels(
         assert label is not None
         key = (label, type(label.value), correct)
         alike.setdefault(key, []).append(ref if refs is None else refs[ref])
-    one_by_one = []
-    for (label, _, correct), refs in alike.items():
+    one_by_one: list[tuple[object, ...]] = []
+    for (label, _, correct), ids in alike.items():
         columns = (*codec.label_columns(label), None if correct is None else int(correct), now)
-        if len(refs) >= LABEL_STATEMENT_MIN:
+        if len(ids) >= LABEL_STATEMENT_MIN:
             conn.execute(
                 _SET_LABEL + " WHERE id IN (SELECT value FROM json_each(?))",
-                (*columns, codec.to_json(refs)),
+                (*columns, codec.to_json(ids)),
             )
         else:
-            one_by_one.extend((*columns, ref) for ref in refs)
+            one_by_one.extend((*columns, record_id) for record_id in ids)
     if one_by_one:
         conn.executemany(_SET_LABEL + " WHERE id = ?", one_by_one)
 

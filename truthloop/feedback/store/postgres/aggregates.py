@@ -15,14 +15,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import asyncpg
-
 from truthloop.core import join
+from truthloop.core.evaluation import Group
 from truthloop.core.plan import Lifetime
 from truthloop.core.windows import LEVEL_MINUTES, BucketRange, Steps, decompose
 from truthloop.feedback.store import codec
 from truthloop.feedback.store.codec import to_json
-from truthloop.feedback.store.interface import Counters, Group, Only, rollup
+from truthloop.feedback.store.interface import Counters, Only, rollup
 from truthloop.feedback.store.postgres import connection, locks, sql
 
 FOLD_CHUNK = 1_000
@@ -96,7 +95,7 @@ LIFETIME_DELTAS = (
 
 
 async def add(
-    conn: asyncpg.Connection,
+    conn: connection.Conn,
     deltas: Mapping[join.GroupKey, Mapping[str, float]],
     totals: Mapping[Lifetime, Mapping[str, float]],
 ) -> None:
@@ -132,7 +131,7 @@ async def compact(db: connection.Database, lock: int) -> int:
             return folded
 
 
-async def fold(conn: asyncpg.Connection, lock: int, limit: int) -> int:
+async def fold(conn: connection.Conn, lock: int, limit: int) -> int:
     """Move up to `limit` delta rows into the minute buckets, their hour and day rollups and
     the lifetime totals; how many it moved. Aggregate rows are summed here and written
     whole, so folds take turns (the *fold* `lock`): two leaders for a moment, say."""
@@ -158,7 +157,7 @@ async def fold(conn: asyncpg.Connection, lock: int, limit: int) -> int:
 
 
 async def _add_to_aggregate(
-    conn: asyncpg.Connection, level: str, groups: Mapping[join.GroupKey, Mapping[str, float]]
+    conn: connection.Conn, level: str, groups: Mapping[join.GroupKey, Mapping[str, float]]
 ) -> None:
     """Add summed counters to the `level` aggregate's rows of their groups and buckets."""
     keys = sorted(groups)

@@ -21,6 +21,9 @@ from truthloop.feedback.store.interface import StoreError, StoreUnavailable
 
 T = TypeVar("T")
 
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+"""A connection: one of its own (`connect`) or one the pool lends (a proxy with its methods)."""
+
 CONNECT_TIMEOUT = 5.0
 """Seconds to wait for a new connection before calling the database unavailable."""
 ATTEMPTS = 4
@@ -80,12 +83,12 @@ class Database:
         if self._pool is not None:
             try:
                 await asyncio.wait_for(self._pool.close(), CONNECT_TIMEOUT)
-            except (TimeoutError, *UNAVAILABLE):
+            except UNAVAILABLE:  # TimeoutError among them
                 self._pool.terminate()
             self._pool = None
 
     @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def connection(self) -> AsyncIterator[Conn]:
         """A pooled connection; the driver tripping over its loss mid-call is a lost connection.
 
         A connection that fails to reset on release is terminated by the pool, which opens a new
@@ -147,7 +150,7 @@ async def close(conn: asyncpg.Connection) -> None:
     """Close a connection of its own; one that does not answer is cut."""
     try:
         await conn.close(timeout=CONNECT_TIMEOUT)
-    except (TimeoutError, *UNAVAILABLE):
+    except UNAVAILABLE:  # TimeoutError among them
         conn.terminate()
 
 
@@ -159,5 +162,5 @@ async def _stateless(conn: asyncpg.Connection) -> None:
     """
 
 
-async def _fetch(conn: asyncpg.Connection, sql: str, *args: Any) -> list[asyncpg.Record]:
+async def _fetch(conn: Conn, sql: str, *args: Any) -> list[asyncpg.Record]:
     return await conn.fetch(sql, *args)

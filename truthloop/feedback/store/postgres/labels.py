@@ -76,14 +76,14 @@ async def optimistically(db: connection.Database, fn: Callable[..., Awaitable[T]
         return await db.transaction(fn, *args, True)
 
 
-async def hold(conn: asyncpg.Connection, key: int, monitor_ids: Sequence[int], alone: bool) -> None:
+async def hold(conn: connection.Conn, key: int, monitor_ids: Sequence[int], alone: bool) -> None:
     """Hold the monitors' labels lock `key` (in id order) until commit: shared beside the other
     writers, or exclusive, to write `alone`."""
     await locks.hold_monitors(conn, key, monitor_ids, shared=not alone)
 
 
 async def find(
-    conn: asyncpg.Connection,
+    conn: connection.Conn,
     actuals: Sequence[Actual],
     indices: Iterable[int],
     monitors: Mapping[str, Registered],
@@ -110,7 +110,7 @@ async def find(
 
 
 async def write(
-    conn: asyncpg.Connection,
+    conn: connection.Conn,
     labels: Mapping[int, tuple[Row, bool | None]],
     now: float,
     versions: Mapping[int, str],

@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
+from truthloop.feedback.store.postgres import connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +45,13 @@ class Keys:
         )
 
 
-async def hold(conn: asyncpg.Connection, key: int) -> None:
+async def hold(conn: connection.Conn, key: int) -> None:
     """Hold the schema-wide lock `key` until the transaction ends."""
     await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", key)
 
 
 async def hold_monitors(
-    conn: asyncpg.Connection, key: int, monitor_ids: Sequence[int], *, shared: bool = False
+    conn: connection.Conn, key: int, monitor_ids: Sequence[int], *, shared: bool = False
 ) -> None:
     """Hold lock `key` of each monitor, in the order given (callers sort), until the transaction
     ends: `shared` beside other holders of the shared lock, else alone."""

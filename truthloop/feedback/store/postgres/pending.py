@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import asyncpg
-
 from truthloop.core import plan
 from truthloop.core.records import PredictionRecord
 from truthloop.feedback.store import codec
 from truthloop.feedback.store.codec import PENDING_COLUMNS, to_json
 from truthloop.feedback.store.interface import Registered
-from truthloop.feedback.store.postgres import sql
+from truthloop.feedback.store.postgres import connection, sql
 
 JOIN = f"""
 SELECT {PENDING_COLUMNS} FROM pending
@@ -49,7 +47,7 @@ SELECT monitor_id, count(*) FROM gone WHERE labeled IS NULL GROUP BY monitor_id
 
 
 async def waiting(
-    conn: asyncpg.Connection,
+    conn: connection.Conn,
     batch: Sequence[PredictionRecord],
     monitors: Mapping[str, Registered],
 ) -> dict[int, list[plan.Waiting]]:
@@ -69,7 +67,7 @@ async def waiting(
     return found
 
 
-async def write(conn: asyncpg.Connection, result: plan.Plan) -> None:
+async def write(conn: connection.Conn, result: plan.Plan) -> None:
     """Store a plan's pending actuals: the new ones, the finished ones gone, and what the ones
     that wait on labeled."""
     if result.waiting:
@@ -82,6 +80,6 @@ async def write(conn: asyncpg.Connection, result: plan.Plan) -> None:
         )
 
 
-async def expire(conn: asyncpg.Connection, now: float) -> dict[int, int]:
+async def expire(conn: connection.Conn, now: float) -> dict[int, int]:
     """Delete the pending actuals expired at `now`; per monitor id, how many never labeled."""
     return {mid: n for mid, n in await conn.fetch(EXPIRE, now)}

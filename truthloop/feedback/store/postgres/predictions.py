@@ -13,11 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
-
 from truthloop.core.records import PredictionRecord
 from truthloop.feedback.store.codec import to_json
-from truthloop.feedback.store.postgres import sql
+from truthloop.feedback.store.postgres import connection, sql
 
 COLUMNS = (
     "monitor_id",
@@ -78,7 +76,7 @@ SELECT count(*) FROM gone
 
 
 async def insert(
-    conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]], copy: bool
+    conn: connection.Conn, rows: Sequence[tuple[Any, ...]], copy: bool
 ) -> tuple[Sequence[int], dict[int, int] | None]:
     """Store a batch's rows (`codec.prediction_values`): the indexes of those stored, and batch
     index -> id of each (None: not looked up).
@@ -89,22 +87,24 @@ async def insert(
     if copy:
         await conn.copy_records_to_table("predictions", records=rows, columns=COLUMNS)
         return range(len(rows)), None
-    refs = dict(await conn.fetch(UPSERT, to_json([(i, *row) for i, row in enumerate(rows)])))
-    return list(refs), refs
+    stored = await conn.fetch(UPSERT, to_json([(i, *row) for i, row in enumerate(rows)]))
+    ids = {index: record_id for index, record_id in stored}
+    return list(ids), ids
 
 
 async def refs(
-    conn: asyncpg.Connection, records: Sequence[PredictionRecord], mids: Sequence[int]
+    conn: connection.Conn, records: Sequence[PredictionRecord], mids: Sequence[int]
 ) -> dict[int, int]:
     """Batch index -> id of the batch's records (just COPYed: each is stored)."""
     keys = [
         (i, mid, r.prediction_id, r.served_by)
         for i, (r, mid) in enumerate(zip(records, mids, strict=True))
     ]
-    return dict(await conn.fetch(REFS, to_json(keys)))
+    return {index: record_id for index, record_id in await conn.fetch(REFS, to_json(keys))}
 
 
-async def delete(conn: asyncpg.Connection, monitor_id: int, before: float, limit: int) -> int:
+async def delete(conn: connection.Conn, monitor_id: int, before: float, limit: int) -> int:
     """Delete up to `limit` of a monitor's oldest records from before `before`, with their
     labels, oldest first (a chunk touches only the rows it removes); how many records."""
-    return await conn.fetchval(DELETE, monitor_id, before, limit)
+    deleted: int = await conn.fetchval(DELETE, monitor_id, before, limit)
+    return deleted

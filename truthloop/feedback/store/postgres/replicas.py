@@ -30,6 +30,8 @@ LEAD_CHECK_TIMEOUT = 2.0
 """A leader whose connection does not answer this fast gives up leading."""
 RELISTEN_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)
 """Seconds between attempts to re-open the LISTEN connection (the last one repeats)."""
+_LOST: tuple[type[BaseException], ...] = (StoreError, *connection.UNAVAILABLE)
+"""What makes a leader give up leading: its connection refused, lost or silent."""
 
 
 class Leader:
@@ -63,7 +65,7 @@ class Leader:
                         "SELECT pg_try_advisory_lock($1, 0)", self._key, timeout=LEAD_CHECK_TIMEOUT
                     )
                 )
-        except (StoreError, *connection.UNAVAILABLE):
+        except _LOST:
             if self._conn is not None:
                 self._conn.terminate()
             self._conn, self.leading = None, False
@@ -133,7 +135,7 @@ class Listener:
         self._heard()
 
 
-async def notify(conn: asyncpg.Connection, channel: str, replica: str) -> None:
+async def notify(conn: connection.Conn, channel: str, replica: str) -> None:
     """Tell the other replicas (at commit) that monitors or their state changed; `replica`
     marks it as this replica's, which its own listener ignores."""
     await conn.execute("SELECT pg_notify($1, $2)", channel, replica)

@@ -17,11 +17,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import asyncpg
-
 from truthloop.core.windows import LEVEL_MINUTES
 from truthloop.feedback.store.interface import StoreError
-from truthloop.feedback.store.postgres import locks
+from truthloop.feedback.store.postgres import connection, locks
 
 log = logging.getLogger("truthloop.feedback.store")
 
@@ -169,9 +167,7 @@ ALTER TABLE agg_{level}_groups RENAME TO agg_{level};
 """The schema, one script per version (version = position + 1); never edit a released one."""
 
 
-async def migrate(
-    conn: asyncpg.Connection, lock: int, migrations: Sequence[str] = MIGRATIONS
-) -> None:
+async def migrate(conn: connection.Conn, lock: int, migrations: Sequence[str] = MIGRATIONS) -> None:
     """Apply the `migrations` this database lacks, once, whoever else is starting (`lock`: the
     schema's migrate key); an older build's schema is `MIGRATIONS[:version]`."""
     async with conn.transaction():

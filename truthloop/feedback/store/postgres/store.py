@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from truthloop.core import join, plan, registry
+from truthloop.core.evaluation import Group
 from truthloop.core.plan import ACTUALS_EXPIRED
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import Monitor
@@ -134,7 +135,7 @@ class PostgresStore(interface.Store):
         return await self._db.transaction(self._put_monitor, monitor, body, now)
 
     async def _put_monitor(
-        self, conn: asyncpg.Connection, monitor: Monitor, body: Mapping[str, Any], now: float
+        self, conn: connection.Conn, monitor: Monitor, body: Mapping[str, Any], now: float
     ) -> tuple[interface.Registered, bool]:
         await locks.hold(conn, self.keys.registry)
         await replicas.notify(conn, self.keys.channel, self.replica)
@@ -167,7 +168,7 @@ class PostgresStore(interface.Store):
     async def delete_monitor(self, key: str, now: float) -> bool:
         return await self._db.transaction(self._delete_monitor, key, now)
 
-    async def _delete_monitor(self, conn: asyncpg.Connection, key: str, now: float) -> bool:
+    async def _delete_monitor(self, conn: connection.Conn, key: str, now: float) -> bool:
         """Mark it deleted once the writes under way for it committed (their locks, in the
         order writers take them); a replica that still thinks it live is refused after."""
         await locks.hold(conn, self.keys.registry)
@@ -185,7 +186,7 @@ class PostgresStore(interface.Store):
     async def purge_deleted(self, before: float, limit: int) -> int:
         return await self._db.transaction(self._purge_deleted, before, limit)
 
-    async def _purge_deleted(self, conn: asyncpg.Connection, before: float, limit: int) -> int:
+    async def _purge_deleted(self, conn: connection.Conn, before: float, limit: int) -> int:
         await locks.hold(conn, self.keys.registry)
         # A fold writes aggregate rows back whole: one under way would bring purged ones back.
         await locks.hold(conn, self.keys.fold)
@@ -215,7 +216,7 @@ class PostgresStore(interface.Store):
         await self._db.transaction(self._save_state, monitor_id, state)
 
     async def _save_state(
-        self, conn: asyncpg.Connection, monitor_id: int, state: interface.StoredState
+        self, conn: connection.Conn, monitor_id: int, state: interface.StoredState
     ) -> None:
         await conn.execute(
             "INSERT INTO states (monitor_id, version, state, external, override)"
@@ -251,7 +252,7 @@ class PostgresStore(interface.Store):
 
     async def _insert_predictions(
         self,
-        conn: asyncpg.Connection,
+        conn: connection.Conn,
         records: Sequence[PredictionRecord],
         monitors: Mapping[str, interface.Registered],
         now: float,
@@ -284,7 +285,7 @@ class PostgresStore(interface.Store):
 
     async def _apply_actuals(
         self,
-        conn: asyncpg.Connection,
+        conn: connection.Conn,
         actuals: Sequence[Actual],
         monitors: Mapping[str, interface.Registered],
         now: float,
@@ -324,7 +325,7 @@ class PostgresStore(interface.Store):
 
     async def _assume_missing(
         self,
-        conn: asyncpg.Connection,
+        conn: connection.Conn,
         monitor: interface.Registered,
         cutoff: float,
         now: float,
@@ -375,7 +376,7 @@ class PostgresStore(interface.Store):
     ) -> dict[int, interface.Groups]:
         return await aggregates.series(self._db, monitor_id, steps, only)
 
-    async def totals(self) -> dict[int, dict[interface.Group, interface.Counters]]:
+    async def totals(self) -> dict[int, dict[Group, interface.Counters]]:
         return await aggregates.totals(self._db)
 
     async def timeline(
@@ -409,7 +410,7 @@ class PostgresStore(interface.Store):
         return [codec.stored(*r) for r in found]
 
 
-async def _live(conn: asyncpg.Connection, monitor_ids: set[int]) -> None:
+async def _live(conn: connection.Conn, monitor_ids: set[int]) -> None:
     """Refuse a write for monitors another replica deleted (`MonitorsGone`): called holding
     the locks a delete waits for, so a write either commits before the delete or sees it."""
     live = await conn.fetchval(
@@ -422,7 +423,7 @@ async def _live(conn: asyncpg.Connection, monitor_ids: set[int]) -> None:
 
 
 async def _write_plan(
-    conn: asyncpg.Connection,
+    conn: connection.Conn,
     result: plan.Plan,
     now: float,
     versions: Mapping[int, str],
@@ -435,7 +436,7 @@ async def _write_plan(
     await pending.write(conn, result)
 
 
-async def _expire_pending(conn: asyncpg.Connection, now: float) -> dict[int, int]:
+async def _expire_pending(conn: connection.Conn, now: float) -> dict[int, int]:
     expired = await pending.expire(conn, now)
     await aggregates.add(
         conn, {}, {(mid, "", ""): {ACTUALS_EXPIRED: float(n)} for mid, n in expired.items()}
