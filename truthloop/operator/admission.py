@@ -90,7 +90,9 @@ class AdmissionServer:
         review = _with_namespace(data)
         try:
             async with asyncio.timeout(self.settings.timeout):
-                response = await fn(review, webhook=webhook, headers=dict(request.headers))
+                # kopf types a review as a TypedDict it does not export; `malformed` checked
+                # the shape kopf reads.
+                response = await fn(review, webhook=webhook, headers=dict(request.headers))  # type: ignore[arg-type]
         except TimeoutError:
             return self._answer(webhook, "timeout", 504, "the review took too long", [])
         except Exception:
@@ -154,7 +156,9 @@ def _with_namespace(data: dict[str, Any]) -> dict[str, Any]:
     for key in ("object", "oldObject"):
         obj = request.get(key)
         if isinstance(obj, dict):
-            meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+            meta = obj.get("metadata")
+            if not isinstance(meta, dict):
+                meta = {}
             if not meta.get("namespace"):
                 fixed[key] = {**obj, "metadata": {**meta, "namespace": namespace}}
     return {**data, "request": fixed}

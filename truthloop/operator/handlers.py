@@ -26,11 +26,9 @@ import kopf
 from truthloop.core.spec import SpecError, parse_monitor
 from truthloop.operator import admission, census, inject
 from truthloop.operator.kube import GROUP, PLURAL, VERSION
-from truthloop.operator.runtime import Runtime
+from truthloop.operator.runtime import MONITORS, PODS, SERVICES, Runtime
 
 log = logging.getLogger("truthloop.operator.handlers")
-
-Index = kopf.Index[str, Any]
 
 
 def build(runtime: Runtime) -> kopf.OperatorRegistry:
@@ -49,26 +47,31 @@ def build(runtime: Runtime) -> kopf.OperatorRegistry:
     async def stop(**_: Any) -> None:
         await runtime.stop()
 
-    @kopf.index(GROUP, VERSION, PLURAL, id="tl_monitors", registry=registry)
-    async def tl_monitors(body: kopf.Body, namespace: str, **_: Any) -> dict[str, inject.Target]:
+    @kopf.index(GROUP, VERSION, PLURAL, id=MONITORS, registry=registry)
+    async def tl_monitors(
+        body: kopf.Body, namespace: str | None, **_: Any
+    ) -> dict[str | None, inject.Target]:
         try:
             return {namespace: inject.target(dict(body))}
         except SpecError:
             return {}
 
-    @kopf.index("", "v1", "pods", id="tl_pods", registry=registry)
-    async def tl_pods(body: kopf.Body, namespace: str, **_: Any) -> dict[str, dict[str, Any]]:
+    @kopf.index("", "v1", "pods", id=PODS, registry=registry)
+    async def tl_pods(
+        body: kopf.Body, namespace: str | None, **_: Any
+    ) -> dict[str | None, dict[str, Any]]:
         return {namespace: census.pod_facts(body)}
 
-    @kopf.index("", "v1", "services", id="tl_services", registry=registry)
-    async def tl_services(body: kopf.Body, namespace: str, **_: Any) -> dict[str, dict[str, Any]]:
+    @kopf.index("", "v1", "services", id=SERVICES, registry=registry)
+    async def tl_services(
+        body: kopf.Body, namespace: str | None, **_: Any
+    ) -> dict[str | None, dict[str, Any]]:
         return {namespace: census.service_facts(body)}
 
+    # The indexes come as keywords named by their ids (runtime.Indices.capture reads them).
     @kopf.on.event(GROUP, VERSION, PLURAL, id="monitor_events", registry=registry)
-    async def monitor_event(
-        event: kopf.RawEvent, tl_monitors: Index, tl_pods: Index, tl_services: Index, **_: Any
-    ) -> None:
-        runtime.indices.capture(tl_monitors, tl_pods, tl_services)
+    async def monitor_event(event: kopf.RawEvent, **kwargs: Any) -> None:
+        runtime.indices.capture(kwargs)
         if event["type"] == "DELETED":
             await supervisor.deleted(event["object"])
         else:
@@ -76,10 +79,8 @@ def build(runtime: Runtime) -> kopf.OperatorRegistry:
 
     @kopf.on.event("", "v1", "pods", id="pod_events", registry=registry)
     @kopf.on.event("", "v1", "services", id="service_events", registry=registry)
-    async def neighbour_event(
-        namespace: str, tl_monitors: Index, tl_pods: Index, tl_services: Index, **_: Any
-    ) -> None:
-        runtime.indices.capture(tl_monitors, tl_pods, tl_services)
+    async def neighbour_event(namespace: str | None, **kwargs: Any) -> None:
+        runtime.indices.capture(kwargs)
         supervisor.poke(namespace)
 
     @kopf.on.mutate(
@@ -91,12 +92,11 @@ def build(runtime: Runtime) -> kopf.OperatorRegistry:
         ignore_failures=True,
         registry=registry,
     )
-    async def inject_pod(
-        body: kopf.Body, patch: kopf.Patch, tl_monitors: Index, logger: Any, **_: Any
-    ) -> None:
+    async def inject_pod(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+        runtime.indices.capture(kwargs)
         pod = dict(body)
         namespace = body.metadata.namespace
-        targets = list(tl_monitors[namespace]) if namespace in tl_monitors else []
+        targets = runtime.indices.targets(namespace)
         decision = inject.inject(pod, targets, runtime.sidecar, namespace)
         runtime.metrics.injections.labels(decision.reason).inc()
         name = body.metadata.name or f"{body.metadata.get('generateName', '')}*"

@@ -356,7 +356,7 @@ def _sidecar(
         env.append(
             {"name": "TRUTHLOOP_MODEL_VERSION", "valueFrom": {"fieldRef": {"fieldPath": field}}}
         )
-    mounts = [{"name": SPOOL_VOLUME, "mountPath": SPOOL_PATH}]
+    mounts: list[dict[str, Any]] = [{"name": SPOOL_VOLUME, "mountPath": SPOOL_PATH}]
     if settings.token_secret:
         env.append({"name": "TRUTHLOOP_TOKEN_FILE", "value": TOKEN_FILE})
         mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True})
@@ -427,7 +427,8 @@ def _free(start: int, used: set[int]) -> int:
 
 
 def _tcp(port: Mapping[str, Any]) -> bool:
-    return port.get("protocol", "TCP") == "TCP"
+    protocol: object = port.get("protocol", "TCP")
+    return protocol == "TCP"
 
 
 def _append(parent: Mapping[str, Any], key: str, at: str, value: Any) -> dict[str, Any]:

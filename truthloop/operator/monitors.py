@@ -29,17 +29,23 @@ import datetime
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from truthloop.core import mergepatch
 from truthloop.core.spec import SpecError
-from truthloop.operator import census, inject, status
-from truthloop.operator.client import FeedbackError, NotRegistered, Rejected, Unavailable
-from truthloop.operator.kube import GROUP, VERSION, Conflict, KubeError, NotFound
+from truthloop.operator import inject, status
+from truthloop.operator.census import Census, Owner
+from truthloop.operator.client import (
+    FeedbackClient,
+    FeedbackError,
+    NotRegistered,
+    Rejected,
+    Unavailable,
+)
+from truthloop.operator.kube import GROUP, VERSION, Conflict, Kube, KubeError, NotFound
+from truthloop.operator.metrics import Metrics
+from truthloop.operator.settings import Settings, SidecarSettings
 from truthloop.operator.status import Event, Observation
-
-if TYPE_CHECKING:
-    from truthloop.operator.runtime import Runtime
 
 log = logging.getLogger("truthloop.operator.monitors")
 
@@ -50,8 +56,28 @@ REJECTED_RETRY = 300.0
 Poll = Callable[[], Awaitable[Any]]
 
 
+class Host(Protocol):
+    """What the loops use of the operator that runs them (`runtime.Runtime`, which builds the
+    supervisor, is one): its clients, settings, metrics and clock, and a few of its reads."""
+
+    settings: Settings
+    sidecar: SidecarSettings
+    """The sidecar to inject, native or not as the cluster decided at start."""
+    metrics: Metrics
+    kube: Kube
+    feedback: FeedbackClient
+    supervisor: Supervisor
+    clock: Callable[[], float]
+
+    def census(self, chosen: inject.Target, created: str | None) -> Census: ...
+
+    async def post_event(self, body: Mapping[str, Any], event: Event) -> None: ...
+
+    async def workload_of(self, namespace: str, owner: Owner) -> tuple[str, str] | None: ...
+
+
 class Supervisor:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Host) -> None:
         self.runtime = runtime
         self.workers: dict[str, Worker] = {}
         self._tokens: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {}
@@ -179,7 +205,7 @@ class Supervisor:
 class Worker:
     """The loop of one monitor; `update` hands it a newer object, `poke` a reason to look."""
 
-    def __init__(self, runtime: Runtime, body: Mapping[str, Any]) -> None:
+    def __init__(self, runtime: Host, body: Mapping[str, Any]) -> None:
         self.runtime = runtime
         self.body = body
         meta = body["metadata"]
@@ -270,7 +296,7 @@ class Worker:
         generation: int,
         error: FeedbackError,
         alerts: tuple[Any, ...],
-        counted: census.Census,
+        counted: Census,
     ) -> tuple[Poll | None, float]:
         self.runtime.metrics.feedback_errors.labels(_kind(error)).inc()
         registration: status.Registration = (
@@ -311,7 +337,7 @@ class Worker:
             await runtime.post_event(body, event)
 
     async def _restart(
-        self, body: Mapping[str, Any], chosen: inject.Target, counted: census.Census
+        self, body: Mapping[str, Any], chosen: inject.Target, counted: Census
     ) -> None:
         """Roll the workloads whose pods predate the monitor, once per spec generation."""
         runtime = self.runtime

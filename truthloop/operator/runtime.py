@@ -16,7 +16,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 from aiohttp import web
@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from truthloop.operator import census, inject
 from truthloop.operator.admission import AdmissionServer
+from truthloop.operator.census import Census, Owner
 from truthloop.operator.client import FeedbackClient
 from truthloop.operator.kube import GROUP, VERSION, Kube, KubeError
 from truthloop.operator.metrics import Metrics
@@ -36,19 +37,33 @@ log = logging.getLogger("truthloop.operator")
 
 NATIVE_SINCE = (1, 29)
 
+MONITORS = "tl_monitors"
+PODS = "tl_pods"
+SERVICES = "tl_services"
+"""The ids of kopf's indexes, by namespace: valid monitors as injection targets, pod facts and
+Service facts. kopf passes each index to every handler as the keyword of its id."""
+
+T = TypeVar("T")
+ByNamespace = kopf.Index[str | None, T]
+"""An index keyed by the namespace kopf tells an indexing handler (None for cluster-wide objects,
+which none of these are)."""
+
 
 class Indices:
-    """kopf's indexes, captured from the first handler call that receives them."""
+    """kopf's indexes, captured from the handler calls that receive them."""
 
     def __init__(self) -> None:
-        self._monitors: kopf.Index[str, inject.Target] | None = None
-        self._pods: kopf.Index[str, dict[str, Any]] | None = None
-        self._services: kopf.Index[str, dict[str, Any]] | None = None
+        self._monitors: ByNamespace[inject.Target] | None = None
+        self._pods: ByNamespace[dict[str, Any]] | None = None
+        self._services: ByNamespace[dict[str, Any]] | None = None
 
-    def capture(self, monitors: kopf.Index, pods: kopf.Index, services: kopf.Index) -> None:  # type: ignore[type-arg]
-        self._monitors, self._pods, self._services = monitors, pods, services
+    def capture(self, kwargs: Mapping[str, Any]) -> None:
+        """Keep the indexes among a handler's keywords."""
+        self._monitors = kwargs[MONITORS]
+        self._pods = kwargs[PODS]
+        self._services = kwargs[SERVICES]
 
-    def targets(self, namespace: str) -> list[inject.Target]:
+    def targets(self, namespace: str | None) -> list[inject.Target]:
         return _values(self._monitors, namespace)
 
     def pods(self, namespace: str) -> list[dict[str, Any]]:
@@ -58,7 +73,7 @@ class Indices:
         return _values(self._services, namespace)
 
 
-def _values(index: kopf.Index | None, key: str) -> list[Any]:  # type: ignore[type-arg]
+def _values(index: ByNamespace[T] | None, key: str | None) -> list[T]:
     if index is None or key not in index:
         return []
     return list(index[key])
@@ -142,7 +157,7 @@ class Runtime:
         await self.feedback.__aexit__(None, None, None)
         await self.kube.close()
 
-    def census(self, chosen: inject.Target, created: str | None) -> census.Census:
+    def census(self, chosen: inject.Target, created: str | None) -> Census:
         namespace = chosen.monitor.namespace
         return census.count(
             chosen,
@@ -189,7 +204,7 @@ class Runtime:
         self.metrics.events.labels(event.reason).inc()
         log.info("%s/%s: %s %s: %s", namespace, name, event.type, event.reason, event.message)
 
-    async def workload_of(self, namespace: str, owner: census.Owner) -> tuple[str, str] | None:
+    async def workload_of(self, namespace: str, owner: Owner) -> tuple[str, str] | None:
         """The Deployment or StatefulSet behind a pod's controller, or None (other owners)."""
         if owner.kind == "StatefulSet":
             return owner.kind, owner.name
