@@ -127,7 +127,8 @@ def pick_minute(
     start, end = drifted
 
     def inside(point: Mapping[str, Any]) -> bool:
-        return start <= point["start"] and point["start"] + BUCKET <= end
+        began: float = point["start"]
+        return start <= began and began + BUCKET <= end
 
     def rank(point: Mapping[str, Any]) -> tuple[bool, bool, int, float]:
         every = point["samples"] == model[point["start"]]["samples"]

@@ -3,9 +3,9 @@
 Both keep a record's `prediction`, `actual` and `features` as JSON text and read its label as
 the columns `actual, vote, assumed` (SQLite keeps them in the record's row, PostgreSQL in a
 table of its own, NULL while unlabeled); a driver hands back `assumed`/`correct` as integers
-(SQLite) or booleans (PostgreSQL), so the converters take either. Row converters take the
-columns in the order of `ROW_COLUMNS` / `STORED_COLUMNS`: a backend passes a fetched row as
-`*row`.
+(SQLite) or booleans (PostgreSQL), so the converters take either; `vote` holds what the store
+wrote, a `Vote` or NULL. Row converters take the columns in the order of `ROW_COLUMNS` /
+`STORED_COLUMNS`: a backend passes a fetched row as `*row`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import msgspec
 
 from truthloop.core.join import Label, Row
 from truthloop.core.plan import NewPending, Waiting
-from truthloop.core.records import Actual, PredictionRecord
+from truthloop.core.records import Actual, PredictionRecord, Vote
 from truthloop.core.spec import parse_monitor
 from truthloop.feedback.store.interface import Registered, StoredPrediction
 
@@ -43,10 +43,10 @@ def registered(monitor_id: int, body: str, created: float, deleted: float | None
     return Registered(monitor_id, parse_monitor(obj), obj, created, deleted)
 
 
-def label(actual: str | None, vote: str | None, assumed: Any) -> Label | None:
+def label(actual: str | None, vote: Vote | None, assumed: Any) -> Label | None:
     if actual is None and vote is None:
         return None
-    return Label(None if actual is None else decode(actual), vote, bool(assumed))  # type: ignore[arg-type]
+    return Label(None if actual is None else decode(actual), vote, bool(assumed))
 
 
 def label_columns(value: Label) -> tuple[str | None, str | None, bool]:
@@ -95,14 +95,14 @@ def waiting(
     tag: str | None,
     ts: float,
     actual: str | None,
-    vote: str | None,
+    vote: Vote | None,
     labeled: str | None,
 ) -> Waiting:
     """A pending actual of `monitor` from the columns of `PENDING_COLUMNS`."""
     value = None if actual is None else decode(actual)
     return Waiting(
         ref,
-        Actual(monitor, ts, prediction_id, entity_id, tag, value, vote),  # type: ignore[arg-type]
+        Actual(monitor, ts, prediction_id, entity_id, tag, value, vote),
         () if labeled is None else tuple(decode(labeled)),
     )
 
@@ -116,7 +116,7 @@ def row(
     prediction: str,
     score: float | None,
     actual: str | None,
-    vote: str | None,
+    vote: Vote | None,
     assumed: Any,
 ) -> Row:
     return Row(
@@ -143,7 +143,7 @@ def stored(
     score: float | None,
     features: str | None,
     actual: str | None,
-    vote: str | None,
+    vote: Vote | None,
     assumed: Any,
     correct: Any,
     labeled_at: float | None,
