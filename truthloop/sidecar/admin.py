@@ -60,7 +60,7 @@ class ModelProbe:
 
 
 PROBE = web.AppKey("probe", ModelProbe)
-CAPTURE = web.AppKey("capture", Callable[[], dict[str, Any]])
+CAPTURE = web.AppKey[Callable[[], dict[str, Any]]]("capture")
 """The capture's health for `/readyz`'s body: `{"refused": reason | None, "since": ...}`."""
 
 

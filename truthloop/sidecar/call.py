@@ -1,8 +1,9 @@
 """A call to the model: get a connection, send, time out, retry a stale keep-alive once.
 
-`ModelCall` is the part a client's request and a shadow request have in common; each subclass is
-also the `upstream.Sink` that hears the response, and says what to send (`_send`) and what to do
-when the model fails (`_model_failed`, with a reason code from `stats.ERROR_STATUS`).
+`ModelCall` is the part a client's request and a shadow request have in common, and the
+`upstream.Sink` that hears the response: each subclass hears it its way, and says what to send
+(`_send`) and what to do when the model fails (`_model_failed`, with a reason code from
+`stats.ERROR_STATUS`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any
 
 from truthloop.sidecar.context import Context
 from truthloop.sidecar.endpoint import Endpoint
-from truthloop.sidecar.upstream import Upstream
+from truthloop.sidecar.upstream import Sink, Upstream
 
 
-class ModelCall(abc.ABC):
+class ModelCall(Sink, abc.ABC):
     __slots__ = (
         "_connecting",
         "_retried",
@@ -108,7 +109,7 @@ class ModelCall(abc.ABC):
 
     def _attach(self, up: Upstream) -> None:
         self.up = up
-        up.begin(self, self.head_only, self.client)  # type: ignore[arg-type]  # each is a Sink
+        up.begin(self, self.head_only, self.client)
         self._send(up)
 
     def cancel_timer(self) -> None:

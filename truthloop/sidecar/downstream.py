@@ -37,6 +37,7 @@ neither.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import functools
 import http
@@ -678,13 +679,13 @@ class Downstream(Endpoint):
 
     # asyncio.Protocol.
 
-    def connection_made(self, transport: object) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         ctx = self.ctx
         if len(ctx.connections) >= ctx.max_connections and not _make_room(ctx):
             ctx.stats.connections_closed["max_connections"] += 1
-            transport.close()  # type: ignore[attr-defined]
+            transport.close()
             return
-        super().connection_made(transport)  # type: ignore[arg-type]
+        super().connection_made(transport)
         ctx.connections.add(self)
         ctx.stats.open_connections = len(ctx.connections)
         self.deadline = ctx.clock + ctx.header_timeout

@@ -61,11 +61,16 @@ class LocalResponse(NamedTuple):
 class Tap(Protocol):
     """What the proxy reports to and asks; every member is used on the request path, so cheap."""
 
-    wants_local: bool
-    """Read per request: True makes the proxy read the body whole and call `local_response`."""
-    shadow: bool
-    """True: after a local answer, also send the request to the model off the request path and
-    report that exchange too (`served_by="model"`, `shadow=True`, the same prediction_id)."""
+    @property
+    def wants_local(self) -> bool:
+        """Read per request: True makes the proxy read the body whole and call `local_response`."""
+        ...
+
+    @property
+    def shadow(self) -> bool:
+        """True: after a local answer, also send the request to the model off the request path and
+        report that exchange too (`served_by="model"`, `shadow=True`, the same prediction_id)."""
+        ...
 
     def local_response(
         self, method: str, path: str, headers: Headers, body: bytes

@@ -46,10 +46,12 @@ class Fallback:
         current = self.live.current
         monitor, rules = current.monitor, current.rules
         if monitor is None or rules is None:
-            return self._pass("no_spec")
+            self._pass("no_spec")
+            return None
         request = extract.decode(body)
         if request is extract.NOT_JSON:
-            return self._pass("not_json")
+            self._pass("not_json")
+            return None
         names = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in headers}
         capture = monitor.spec.capture
         if capture.batch is None:
@@ -57,22 +59,24 @@ class Fallback:
         else:
             found = pointer.resolve(request, capture.batch.instances)
             if not isinstance(found, list):
-                return self._pass("no_rows")
+                self._pass("no_rows")
+                return None
             rows = found
         predictions = []
         for row in rows:
             decision = rules.evaluate(row, names)
             if decision is None:
-                return self._pass("no_rule")
+                self._pass("no_rule")
+                return None
             predictions.append(decision.value)
         try:
             answer = self._encode(respond.body(capture, predictions))
         except (ValueError, TypeError) as e:
             log.error("cannot build a fallback answer: %s", e)
-            return self._pass("unbuildable")
+            self._pass("unbuildable")
+            return None
         self.stats.answered += 1
         return LocalResponse(200, HEADERS, answer)
 
     def _pass(self, reason: str) -> None:
         self.stats.passed[reason] += 1
-        return None

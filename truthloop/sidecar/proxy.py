@@ -109,7 +109,7 @@ def model_address(url: str) -> tuple[str, int]:
 class Proxy:
     """A running proxy. `stats` are its counters; `close()` stops it."""
 
-    def __init__(self, server: asyncio.Server, ctx: Context) -> None:
+    def __init__(self, server: asyncio.Server, ctx: Context[downstream.Downstream]) -> None:
         self._server = server
         self._ctx = ctx
         self.stats: ProxyStats = ctx.stats
@@ -171,7 +171,7 @@ async def start_proxy(settings: ProxySettings, tap: Tap) -> Proxy:
         settings.max_connections, settings.pool_size, settings.shadow_concurrency
     )
     pool = Pool(loop, settings.model_host, settings.model_port, settings.pool_size, stats)
-    ctx = Context(
+    ctx: Context[downstream.Downstream] = Context(
         loop,
         tap,
         pool,

@@ -31,6 +31,8 @@ log = logging.getLogger("truthloop.sidecar.upstream")
 class Sink(Protocol):
     """The side of an exchange that hears the model's response."""
 
+    __slots__ = ()
+
     def on_interim(self, status: int, reason: bytes, fields: list[Field]) -> None:
         """A 1xx head other than 101 (e.g. 100 Continue, 103 Early Hints)."""
 
