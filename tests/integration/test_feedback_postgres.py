@@ -41,7 +41,7 @@ from truthloop.core.spec import parse_monitor
 from truthloop.feedback.settings import EngineSettings, HttpSettings
 from truthloop.feedback.store import open_store, postgres
 from truthloop.feedback.store.interface import Store, StoreError, StoreUnavailable
-from truthloop.feedback.store.postgres import MIGRATIONS, Keys, PostgresStore, open_url
+from truthloop.feedback.store.postgres import MIGRATIONS, Keys, PostgresStore, connection, open_url
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
 
@@ -606,6 +606,13 @@ async def test_a_store_that_cannot_open_says_why() -> None:
         await open_store(urlunsplit(urlsplit(server_url())._replace(path="/tl_none"))).open()
     with pytest.raises(StoreError, match="no schema to create tables in"):
         await open_store(with_query(server_url(), search_path="tl_no_such_schema")).open()
+
+
+def test_an_outage_without_a_message_is_named_by_its_kind() -> None:
+    """A connect that times out raises a TimeoutError with no text: say what it was."""
+    assert str(connection.unavailable(TimeoutError())) == (
+        "the database is unavailable: TimeoutError"
+    )
 
 
 @pytest.mark.parametrize(

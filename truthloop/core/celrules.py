@@ -149,11 +149,9 @@ def _compile(
     try:
         parsed = celast.parse(source)
         kind = celcheck.check(parsed.root, DECLARATIONS)
-        closure = celclosure.translate(parsed.root) if closures else None
+        closure = _translated(parsed.root) if closures else None
     except (celast.SyntaxProblem, celcheck.TypeProblem) as e:
         raise RuleCompileError(index, name, e.column, e.message, e.line) from e
-    except celclosure.Unsupported:
-        closure = None
     except RecursionError as e:
         raise RuleCompileError(index, name, None, "the expression nests too deeply") from e
     if name == "when" and kind not in (celcheck.BOOL, celcheck.DYN):
@@ -161,6 +159,14 @@ def _compile(
         message = f"expected a bool condition, got {kind}"
         raise RuleCompileError(index, name, root.column, message, root.line)
     return Compiled(source, parsed.root, closure, parsed.tree, activation)
+
+
+def _translated(root: celast.Node) -> celclosure.Closure | None:
+    """`root` as a closure, or None where only cel-python can run it."""
+    try:
+        return celclosure.translate(root)
+    except celclosure.Unsupported:
+        return None
 
 
 _JSON_SCALARS = frozenset({bool, int, str, type(None)})

@@ -143,7 +143,7 @@ class Database:
 def unavailable(error: BaseException) -> StoreUnavailable:
     if isinstance(error, StoreUnavailable):
         return error
-    return StoreUnavailable(f"the database is unavailable: {error or type(error).__name__}")
+    return StoreUnavailable(f"the database is unavailable: {str(error) or type(error).__name__}")
 
 
 async def close(conn: asyncpg.Connection) -> None:
