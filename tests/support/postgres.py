@@ -35,7 +35,7 @@ async def admin() -> asyncpg.Connection:
         return await asyncpg.connect(url, timeout=5)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
         message = (
-            f"no PostgreSQL server at {url} ({e or type(e).__name__}); point the tests at one"
+            f"no PostgreSQL server at {url} ({str(e) or type(e).__name__}); point the tests at one"
             " with TRUTHLOOP_TEST_PG=postgresql://user@host:port/db"
         )
         if os.environ.get("CI"):
