@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import subprocess
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import aiohttp
 import msgspec
 import pytest
 
@@ -40,12 +42,6 @@ async def feedback() -> AsyncIterator[FakeFeedback]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
 def settings(feedback: FakeFeedback, tmp_path: Path) -> ShipperSettings:
     return ShipperSettings(
         feedback_url=feedback.url,
@@ -59,9 +55,9 @@ def settings(feedback: FakeFeedback, tmp_path: Path) -> ShipperSettings:
 
 
 async def test_records_arrive_in_batches_with_the_bearer_token(
-    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+    settings: ShipperSettings, feedback: FakeFeedback
 ) -> None:
-    shipper = Shipper(settings, session)
+    shipper = Shipper(settings)
     shipper.start()
     for i in range(2000):
         shipper.submit(record(i))
@@ -76,9 +72,9 @@ async def test_records_arrive_in_batches_with_the_bearer_token(
 
 
 async def test_an_outage_spools_and_everything_arrives_once_in_order(
-    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+    settings: ShipperSettings, feedback: FakeFeedback
 ) -> None:
-    shipper = Shipper(settings, session)
+    shipper = Shipper(settings)
     shipper.start()
     for i in range(1000):
         shipper.submit(record(i))
@@ -103,10 +99,10 @@ async def test_an_outage_spools_and_everything_arrives_once_in_order(
 
 
 async def test_items_the_service_refuses_are_dropped_and_the_rest_delivered(
-    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+    settings: ShipperSettings, feedback: FakeFeedback
 ) -> None:
     feedback.reject = lambda item: "unusable_label" if item["entity_id"].endswith("7") else None
-    shipper = Shipper(settings, session)
+    shipper = Shipper(settings)
     shipper.start()
     for i in range(100):
         shipper.submit(record(i))
@@ -119,7 +115,7 @@ async def test_items_the_service_refuses_are_dropped_and_the_rest_delivered(
 
 
 async def test_records_of_a_monitor_not_registered_yet_are_kept_until_it_is(
-    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+    settings: ShipperSettings, feedback: FakeFeedback
 ) -> None:
     registered = False
 
@@ -129,7 +125,7 @@ async def test_records_of_a_monitor_not_registered_yet_are_kept_until_it_is(
         return None if registered else "unknown_monitor"
 
     feedback.reject = refuse
-    shipper = Shipper(settings, session)
+    shipper = Shipper(settings)
     shipper.start()
     for i in range(100):
         shipper.submit(record(i))
@@ -146,12 +142,11 @@ async def test_records_of_a_monitor_not_registered_yet_are_kept_until_it_is(
 @pytest.mark.parametrize("status", [401, 403, 404])
 async def test_refused_capture_is_kept_retried_and_reported_until_accepted(
     settings: ShipperSettings,
-    session: aiohttp.ClientSession,
     feedback: FakeFeedback,
     status: int,
 ) -> None:
     feedback.status_override = status
-    shipper = Shipper(replace(settings, monitor="ml/churn"), session)
+    shipper = Shipper(replace(settings, monitor="ml/churn"))
     shipper.start()
     for i in range(10):
         shipper.submit(record(i))
@@ -172,13 +167,12 @@ async def test_refused_capture_is_kept_retried_and_reported_until_accepted(
 
 async def test_a_rotated_token_is_reread_from_its_file_and_nothing_is_lost(
     settings: ShipperSettings,
-    session: aiohttp.ClientSession,
     feedback: FakeFeedback,
     tmp_path: Path,
 ) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("old-token\n")
-    shipper = Shipper(replace(settings, token="old-token", token_file=token_file), session)
+    shipper = Shipper(replace(settings, token="old-token", token_file=token_file))
     shipper.start()
     for i in range(100):
         shipper.submit(record(i))
@@ -193,10 +187,10 @@ async def test_a_rotated_token_is_reread_from_its_file_and_nothing_is_lost(
 
 
 async def test_a_batch_too_large_for_the_service_is_split_until_it_fits(
-    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+    settings: ShipperSettings, feedback: FakeFeedback
 ) -> None:
     feedback.max_records = 60
-    shipper = Shipper(settings, session)
+    shipper = Shipper(settings)
     shipper.start()
     for i in range(500):
         shipper.submit(record(i))
@@ -207,11 +201,11 @@ async def test_a_batch_too_large_for_the_service_is_split_until_it_fits(
 
 
 async def test_a_record_the_service_refuses_whole_is_found_by_splitting_and_dropped_alone(
-    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+    settings: ShipperSettings, feedback: FakeFeedback
 ) -> None:
     feedback.refuse_whole = lambda item: item["entity_id"] == "u123"
     feedback.max_records = 1000
-    shipper = Shipper(settings, session)
+    shipper = Shipper(settings)
     shipper.start()
     for i in range(500):
         shipper.submit(record(i))
@@ -223,10 +217,10 @@ async def test_a_record_the_service_refuses_whole_is_found_by_splitting_and_drop
 
 
 async def test_a_single_record_too_large_for_the_service_is_dropped_and_counted(
-    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+    settings: ShipperSettings, feedback: FakeFeedback
 ) -> None:
     feedback.max_records = 0
-    shipper = Shipper(settings, session)
+    shipper = Shipper(settings)
     shipper.start()
     for i in range(3):
         shipper.submit(record(i))
@@ -237,10 +231,10 @@ async def test_a_single_record_too_large_for_the_service_is_dropped_and_counted(
 
 
 async def test_server_errors_are_retried_until_accepted(
-    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+    settings: ShipperSettings, feedback: FakeFeedback
 ) -> None:
     feedback.status_override = 503
-    shipper = Shipper(settings, session)
+    shipper = Shipper(settings)
     shipper.start()
     for i in range(10):
         shipper.submit(record(i))
@@ -252,11 +246,9 @@ async def test_server_errors_are_retried_until_accepted(
     assert not shipper.stats.dropped
 
 
-async def test_a_full_queue_refuses_records_and_counts_them(
-    settings: ShipperSettings, session: aiohttp.ClientSession
-) -> None:
+async def test_a_full_queue_refuses_records_and_counts_them(settings: ShipperSettings) -> None:
     one = len(record(0)) + 1
-    shipper = Shipper(replace(settings, queue_bytes=10 * one), session)
+    shipper = Shipper(replace(settings, queue_bytes=10 * one))
     for i in range(15):  # not started: nothing drains the queue
         shipper.submit(record(i))
     assert shipper.buffer.bytes == 10 * one
@@ -264,13 +256,13 @@ async def test_a_full_queue_refuses_records_and_counts_them(
 
 
 async def test_a_service_that_never_answers_fills_the_spool_not_memory(
-    settings: ShipperSettings, session: aiohttp.ClientSession
+    settings: ShipperSettings,
 ) -> None:
     hang = Hang()
     await hang.start()
     one = len(record(0)) + 1
     bound = 400 * one
-    shipper = Shipper(replace(settings, feedback_url=hang.url, queue_bytes=bound), session)
+    shipper = Shipper(replace(settings, feedback_url=hang.url, queue_bytes=bound))
     shipper.start()
     peak = 0
     for i in range(5000):
@@ -287,10 +279,10 @@ async def test_a_service_that_never_answers_fills_the_spool_not_memory(
 
 
 async def test_close_spools_what_the_absent_service_did_not_take_and_a_restart_sends_it(
-    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+    settings: ShipperSettings, feedback: FakeFeedback
 ) -> None:
     await feedback.stop()
-    shipper = Shipper(settings, session)
+    shipper = Shipper(settings)
     shipper.start()
     for i in range(5000):
         shipper.submit(record(i))
@@ -303,7 +295,7 @@ async def test_close_spools_what_the_absent_service_did_not_take_and_a_restart_s
     assert shipper.stats.dropped == {"closed": 1}
 
     await feedback.start()
-    again = Shipper(settings, session)
+    again = Shipper(settings)
     again.start()
     await wait_for(lambda: len(feedback.records) == 5000, what="the spool replayed")
     await again.close(1.0)
@@ -312,11 +304,11 @@ async def test_close_spools_what_the_absent_service_did_not_take_and_a_restart_s
 
 
 async def test_a_full_spool_drops_its_oldest_batches_and_counts_them(
-    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+    settings: ShipperSettings, feedback: FakeFeedback
 ) -> None:
     await feedback.stop()
     bound = 10 * footprint(100 * (len(record(0)) + 1))  # ten batches of 100 records, on disk
-    shipper = Shipper(replace(settings, spool_bytes=bound, batch_records=100), session)
+    shipper = Shipper(replace(settings, spool_bytes=bound, batch_records=100))
     shipper.start()
     for i in range(3000):
         shipper.submit(record(i))
@@ -329,7 +321,7 @@ async def test_a_full_spool_drops_its_oldest_batches_and_counts_them(
     assert on_disk == shipper.spool.bytes
 
     await feedback.start()
-    again = Shipper(settings, session)
+    again = Shipper(settings)
     again.start()
     await wait_for(lambda: len(feedback.records) == kept)
     await again.close(1.0)
@@ -337,11 +329,11 @@ async def test_a_full_spool_drops_its_oldest_batches_and_counts_them(
 
 
 async def test_a_burst_after_an_outage_that_ended_while_idle_arrives_whole(
-    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+    settings: ShipperSettings, feedback: FakeFeedback
 ) -> None:
     """The spiller decided to spill during the outage and waits for records; the service comes
     back while no traffic flows; the next burst, spooled by that spiller, must still arrive."""
-    shipper = Shipper(settings, session)
+    shipper = Shipper(settings)
     shipper.start()
     await feedback.stop()
     for i in range(500):
@@ -386,14 +378,13 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 async def test_a_full_disk_drops_the_oldest_batches_not_the_newest_and_logs_little(
     settings: ShipperSettings,
-    session: aiohttp.ClientSession,
     feedback: FakeFeedback,
     small_disk: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     await feedback.stop()
     spool = small_disk / "spool"
-    shipper = Shipper(replace(settings, spool_dir=spool, spool_bytes=1 << 30), session)
+    shipper = Shipper(replace(settings, spool_dir=spool, spool_bytes=1 << 30))
     shipper.start()
     total = 30_000  # about 5 MiB of records for a 2 MiB disk
     for i in range(total):
@@ -408,7 +399,7 @@ async def test_a_full_disk_drops_the_oldest_batches_not_the_newest_and_logs_litt
     assert len(errors) <= 3, [r.getMessage() for r in errors]
 
     await feedback.start()
-    again = Shipper(replace(settings, spool_dir=spool), session)
+    again = Shipper(replace(settings, spool_dir=spool))
     again.start()
     await wait_for(lambda: len(feedback.records) == kept, what="the spool replayed")
     await again.close(1.0)
@@ -416,9 +407,9 @@ async def test_a_full_disk_drops_the_oldest_batches_not_the_newest_and_logs_litt
 
 
 async def test_a_batch_on_disk_the_index_does_not_know_is_adopted_while_running(
-    settings: ShipperSettings, session: aiohttp.ClientSession, feedback: FakeFeedback
+    settings: ShipperSettings, feedback: FakeFeedback
 ) -> None:
-    shipper = Shipper(replace(settings, adopt_interval=0.0), session)
+    shipper = Shipper(replace(settings, adopt_interval=0.0))
     shipper.start()
     orphan = b"".join(record(i) + b"\n" for i in range(20))
     (settings.spool_dir / f"{0:016d}-20.ndjson").write_bytes(orphan)
@@ -428,3 +419,38 @@ async def test_a_batch_on_disk_the_index_does_not_know_is_adopted_while_running(
     await shipper.close(1.0)
     assert list(settings.spool_dir.iterdir()) == []
     assert not shipper.stats.dropped
+
+
+@contextlib.asynccontextmanager
+async def slow_disk() -> AsyncIterator[None]:
+    """The disk stalls until the block ends: the spool's file work (in the loop's default
+    executor) queues behind more stalled jobs than the executor has threads."""
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    stalled = [loop.run_in_executor(None, release.wait) for _ in range(64)]
+    try:
+        yield
+    finally:
+        release.set()
+        await asyncio.gather(*stalled)
+
+
+async def test_a_batch_spilled_while_the_sender_waits_for_records_is_sent_without_more_traffic(
+    settings: ShipperSettings, feedback: FakeFeedback
+) -> None:
+    """Past the high-water mark the sender POSTs one batch while the spiller spools the next; the
+    disk is slow, so the sender, back from its POSTs, finds the spool empty and waits for
+    records. The spooled batch must still be sent though no record comes to wake the sender."""
+    bound = sum(len(record(i)) + 1 for i in range(300))  # three batches, past the high water
+    shipper = Shipper(replace(settings, queue_bytes=bound, batch_records=100))
+    shipper.start()
+    async with slow_disk():
+        for i in range(300):
+            shipper.submit(record(i))
+        await wait_for(lambda: len(feedback.records) == 200, what="the batches not spilled")
+        assert not len(shipper.buffer)
+        assert shipper.spool.records == 0  # the third batch is still being written
+    await wait_for(lambda: len(feedback.records) == 300, what="the spilled batch")
+    await shipper.close(1.0)
+    assert not shipper.stats.dropped
+    assert feedback.resent == 0

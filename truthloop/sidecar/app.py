@@ -118,7 +118,7 @@ async def start(settings: SidecarSettings) -> Sidecar:
         session = aiohttp.ClientSession()
         undo.push_async_callback(session.close)
         state = live.Live(initial_state(settings.spec))
-        shipper = Shipper(settings.shipper, session, clock=settings.clock)
+        shipper = Shipper(settings.shipper, clock=settings.clock)
         shipper.start()
         undo.push_async_callback(shipper.close, 0.0)
         capture = Capture(

@@ -1,12 +1,13 @@
 """Shipping capture records to the feedback service: queue → batches → POST, spool when it is away.
 
-Records enter through `submit` (O(1), never awaits) into a byte-bounded `RecordBuffer`. A sender
-task forms NDJSON batches (by size or after `linger`) and POSTs them to
-`{feedback_url}/v1/predictions`. A batch the service cannot take now goes to the disk spool and
-the sender backs off; while the service is away a spiller task moves every new batch to the spool
-too, and it also spills whenever the queue passes its high-water mark, so memory stays bounded
-while a slow POST is in flight. Spooled batches are sent first, oldest first, once the service
-answers again.
+Records enter through `submit` (O(1), never awaits) into a byte-bounded `RecordBuffer`, which
+appends each to the NDJSON body of its batch. A sender task takes batches (cut by size, or after
+`linger`) and POSTs them to `{feedback_url}/v1/predictions` with a `Poster`, which writes a body a
+slice per turn of the loop: shipping takes no long turn from the requests the proxy serves. A
+batch the service cannot take now goes to the disk spool and the sender backs off; while the
+service is away a spiller task moves every new batch to the spool too, and it also spills
+whenever the queue passes its high-water mark, so memory stays bounded while a slow POST is in
+flight. Spooled batches are sent first, oldest first, once the service answers again.
 
 What an answer means for the records (`judge`):
 - 2xx: delivered.
@@ -45,12 +46,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import aiohttp
 import msgspec
 
 from truthloop.core.throttle import Throttle
 from truthloop.sidecar.backoff import Backoff, BackoffSettings
 from truthloop.sidecar.buffer import RecordBuffer
+from truthloop.sidecar.poster import Poster
 from truthloop.sidecar.spool import Batch, Spool, SpoolError, SpoolFull
 
 log = logging.getLogger("truthloop.sidecar.shipper")
@@ -81,8 +82,9 @@ class ShipperSettings:
     """Bound on encoded records held in memory."""
     spool_bytes: int = 1024 * MiB
     """Bound on the spool; the oldest batches are dropped to stay under it."""
-    batch_bytes: int = 1 * MiB
-    """Largest batch body (the service takes 8 MiB by default)."""
+    batch_bytes: int = 256 * 1024
+    """Largest batch body (the service takes 8 MiB by default): larger batches cost fewer POSTs
+    but more memory while one is in flight."""
     batch_records: int = 5000
     """Most records per batch (the service takes 10,000)."""
     linger: float = 0.2
@@ -167,12 +169,7 @@ def judge(status: int, body: bytes, count: int) -> Verdict:
 class Shipper:
     """Owns the queue, the spool and the tasks that move records between them and the service."""
 
-    def __init__(
-        self,
-        settings: ShipperSettings,
-        session: aiohttp.ClientSession,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, settings: ShipperSettings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.stats = ShipStats()
         self.buffer = RecordBuffer(
@@ -183,13 +180,16 @@ class Shipper:
         self.spool = Spool(settings.spool_dir, settings.spool_bytes)
         self.refused: Refusal | None = None
         """Set while the service refuses capture (the records wait in the spool)."""
-        self._session = session
         self._clock = clock
-        self._url = settings.feedback_url.rstrip("/") + "/v1/predictions"
         self._headers = {"Content-Type": "application/x-ndjson"}
         if settings.monitor:
             self._headers[MONITOR_HEADER] = settings.monitor
         self._authorize(settings.token)
+        self._poster = Poster(
+            settings.feedback_url.rstrip("/") + "/v1/predictions",
+            self._headers,
+            timeout=settings.timeout,
+        )
         self._backoff = Backoff(settings.backoff)
         self._throttle = Throttle()
         self._seq = 0
@@ -261,6 +261,8 @@ class Shipper:
             lost = len(self.buffer) + (self._inflight.count if self._inflight else 0)
             self.stats.dropped["shutdown_timeout"] += lost
             log.error("drain budget spent: %d records were neither sent nor spooled", lost)
+        finally:
+            self._poster.close()
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -275,10 +277,10 @@ class Shipper:
                 continue
             if self._draining and (self._down or not len(self.buffer)):
                 return
-            records = await self.buffer.batch(self.settings.linger)
-            if not records:
+            taken = await self.buffer.batch(self.settings.linger)
+            if taken is None:
                 continue
-            batch = self._inflight = self._batch(records)
+            batch = self._inflight = self._batch(*taken)
             rest = await self._deliver(batch)
             if rest is not None:
                 self._inflight = rest
@@ -293,17 +295,20 @@ class Shipper:
             if not (self._down or self._spill_all or buffer.bytes >= buffer.high_water):
                 buffer.spill.clear()
                 continue
-            records = await buffer.batch(self.settings.linger)
-            if records:
-                await self._to_spool(self._batch(records))
+            taken = await buffer.batch(self.settings.linger)
+            if taken is not None:
+                await self._to_spool(self._batch(*taken))
+                # The sender may be waiting for records, which would leave this batch in the
+                # spool until traffic comes: woken, it sends the spool first.
+                buffer.wake()
             elif buffer.closed:
                 return
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def _batch(self, records: list[bytes]) -> Batch:
+    def _batch(self, body: bytearray, count: int) -> Batch:
         self._seq += 1
-        return Batch.of(self._seq - 1, records)
+        return Batch(self._seq - 1, body, count)
 
     async def _adopt(self) -> None:
         """Index spooled batches the index lost track of, so they are sent, not orphaned."""
@@ -356,8 +361,8 @@ class Shipper:
         while parts:
             part = parts[0]
             try:
-                status, body = await self._post(part.body)
-            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                status, body = await self._poster.post(part.body)
+            except (OSError, TimeoutError) as e:
                 return self._retry(parts, type(e).__name__)
             verdict = judge(status, body, part.count)
             if verdict.kind == "delivered":
@@ -390,15 +395,6 @@ class Shipper:
                     if len(refused) < len(verdict.items):
                         return self._retry(parts, "its monitor is not registered yet")
         return None
-
-    async def _post(self, body: bytes) -> tuple[int, bytes]:
-        async with self._session.post(
-            self._url,
-            data=body,
-            headers=self._headers,
-            timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
-        ) as response:
-            return response.status, await response.read()
 
     async def _to_spool(self, batch: Batch) -> None:
         try:
@@ -446,7 +442,9 @@ class Shipper:
             self._authorize(token.strip() or None)
 
     def _authorize(self, token: str | None) -> None:
-        if token:
+        """Send `token` from now on; one that cannot be a header's value (a line break, a control
+        or non-ASCII character) is no token: the service refuses, and the file is reread."""
+        if token and token.isascii() and token.isprintable():
             self._headers["Authorization"] = f"Bearer {token}"
         else:
             self._headers.pop("Authorization", None)

@@ -65,10 +65,11 @@ class SpoolFull(SpoolError):
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Encoded records as the NDJSON body that ships them; `seq` orders batches."""
+    """Encoded records as the NDJSON body that ships them (each line ends with a newline); `seq`
+    orders batches. The body may be the queue's bytearray, handed over: nobody changes it."""
 
     seq: int
-    body: bytes
+    body: bytes | bytearray
     count: int
 
     @classmethod
@@ -76,7 +77,7 @@ class Batch:
         return cls(seq, b"\n".join(records) + b"\n", len(records))
 
     def lines(self) -> list[bytes]:
-        return self.body.splitlines()
+        return bytes(self.body).splitlines()
 
 
 @dataclass(order=True, slots=True)
@@ -219,7 +220,7 @@ def _scan(directory: Path, known: frozenset[str], clean: bool) -> list[Entry]:
     return found
 
 
-def _write(directory: Path, name: str, body: bytes) -> None:
+def _write(directory: Path, name: str, body: bytes | bytearray) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     tmp = Path(tmp_name)
     try:
