@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,9 +33,9 @@ class Process:
         self.port = 0
 
     @classmethod
-    async def start(cls, *args: str) -> Process:
+    async def start(cls, *args: str, log_level: str = "WARNING") -> Process:
         path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, "PYTHONPATH": path, "TRUTHLOOP_LOG_LEVEL": "WARNING"}
+        env = {**os.environ, "PYTHONPATH": path, "TRUTHLOOP_LOG_LEVEL": log_level}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "truthloop", "sidecar", *args,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
@@ -65,20 +66,24 @@ def spooled(directory: Path) -> int:
     return sum(len(p.read_bytes().splitlines()) for p in directory.glob("*.ndjson"))
 
 
+def sidecar_flags(model: Model, feedback_url: str, tmp_path: Path) -> list[str]:
+    spec = tmp_path / "monitor.json"
+    spec.write_text(json.dumps(MONITOR))
+    return [
+        "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+        "--model", f"http://127.0.0.1:{model.port}", "--feedback-url", feedback_url,
+        "--monitor", "ml/churn", "--spool-dir", str(tmp_path / "spool"), "--spec-file", str(spec),
+        "--model-version", "v9", "--drain-seconds", "5",
+    ]  # fmt: skip
+
+
 async def test_sigterm_spools_the_queue_and_a_new_process_ships_it(
     model: Model, tmp_path: Path
 ) -> None:
-    spec = tmp_path / "monitor.json"
-    spec.write_text(json.dumps(MONITOR))
     spool = tmp_path / "spool"
 
     def flags(feedback_url: str) -> list[str]:
-        return [
-            "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-            "--model", f"http://127.0.0.1:{model.port}", "--feedback-url", feedback_url,
-            "--monitor", "ml/churn", "--spool-dir", str(spool), "--spec-file", str(spec),
-            "--model-version", "v9", "--drain-seconds", "5",
-        ]  # fmt: skip
+        return sidecar_flags(model, feedback_url, tmp_path)
 
     feedback = FakeFeedback()  # not started: its port refuses connections
     first = await Process.start(*flags(feedback.url))
@@ -97,6 +102,17 @@ async def test_sigterm_spools_the_queue_and_a_new_process_ships_it(
     assert {r["model_version"] for r in feedback.records.values()} == {"v9"}
     assert feedback.resent == 0
     assert spooled(spool) == 0
+
+
+async def test_a_sigterm_as_soon_as_it_says_it_listens_stops_it_like_any_other(
+    model: Model, tmp_path: Path
+) -> None:
+    """The signal handlers are in place before the banner: a SIGTERM sent the moment the first
+    line is read takes the drain path (exit 0, the shipper closed), not the signal's default."""
+    feedback = FakeFeedback()
+    process = await Process.start(*sidecar_flags(model, feedback.url, tmp_path), log_level="INFO")
+    assert await process.terminate() == 0
+    assert "stopped: 0 records shipped, 0 spooled" in await process.stderr()
 
 
 @pytest.mark.parametrize(
@@ -152,6 +168,26 @@ def test_every_flag_reads_its_environment_variable(
     assert parsed.model_version == "v2"
     assert parsed.drain_seconds == 3.5
     assert parsed.spec == {"apiVersion": "truthloop.dev/v1alpha1", "kind": "ModelMonitor"}
+
+
+def test_a_json_spec_is_read_without_loading_the_yaml_library(tmp_path: Path) -> None:
+    """The operator injects the spec as JSON: PyYAML is loaded only for a YAML spec."""
+    spec = tmp_path / "monitor.json"
+    spec.write_text(json.dumps(MONITOR))
+    program = (
+        "import sys\n"
+        "from truthloop import cli\n"
+        "from truthloop.sidecar import cli as sidecar\n"
+        "args = cli.build_parser(['sidecar']).parse_args(sys.argv[1:])\n"
+        "assert sidecar.settings_from(args).spec['kind'] == 'ModelMonitor'\n"
+        "print('yaml' in sys.modules)\n"
+    )
+    flags = ["sidecar", "--feedback-url", "http://127.0.0.1:1", "--monitor", "ml/churn"]
+    flags += ["--spool-dir", str(tmp_path), "--spec-file", str(spec)]
+    run = subprocess.run(
+        [sys.executable, "-c", program, *flags], capture_output=True, text=True, check=True
+    )
+    assert run.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ ships or spools what is queued within `--drain-seconds`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import re
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
-import yaml
 
 from truthloop import flags
 from truthloop.core.quantity import parse_bytes
@@ -139,6 +139,8 @@ def _spec(args: argparse.Namespace) -> Any:
     try:
         spec = msgspec.json.decode(text)
     except msgspec.DecodeError:
+        import yaml  # only for a YAML spec: the operator injects JSON, and the sidecar stays light
+
         try:
             spec = yaml.safe_load(text)
         except yaml.YAMLError as e:
@@ -212,9 +214,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(settings: SidecarSettings) -> int:
+    # The signal handlers go in first (the task's first step runs before this one resumes), so a
+    # SIGTERM at any moment after the banner, or during start-up, stops the sidecar by draining.
+    stopping = asyncio.create_task(flags.stop_signal())
+    await asyncio.sleep(0)
     try:
         sidecar = await sidecar_app.start(settings)
     except (SpoolError, OSError) as e:
+        stopping.cancel()
         print(f"truthloop sidecar: cannot start: {e}", file=sys.stderr)
         return 1
     proxy, admin = settings.proxy, settings.admin
@@ -222,7 +229,7 @@ async def _serve(settings: SidecarSettings) -> int:
     print(f"admin listening on http://{admin.host}:{sidecar.admin_port}", flush=True)
     flags.freeze_startup_heap()
     try:
-        await flags.stop_signal()
+        await stopping
     finally:
         await sidecar.close()
         stats = sidecar.shipper.stats
