@@ -110,3 +110,12 @@ async def test_wake_makes_every_waiter_return_none_and_takes_nothing() -> None:
     batch = await later
     assert batch is not None
     assert batch[1] == 1
+
+
+def test_a_queue_smaller_than_two_batches_cuts_them_at_its_high_water_mark() -> None:
+    """Else a batch would never be cut before the queue spills or refuses records: both the
+    sender and the spiller would wait out the linger while records are refused."""
+    b = buffer(max_bytes=44, batch_bytes=1000, batch_records=100)
+    for i in range(4):
+        assert b.put(rec(i))
+    assert [count for _, count in iter(b.take, None)] == [2, 2]

@@ -6,9 +6,9 @@ the batch it will ship in, so a batch is ready to send the moment it is cut: no 
 records, no join, on the turn of the event loop that ships it. `put` is called on the request
 path (from `Tap.observe`): it is O(1), never awaits and never raises; a record that does not fit
 is refused and the caller counts it. A batch is cut when it holds `batch_records` records or the
-next record would take it past `batch_bytes` (a record larger than that ships alone); consumers
-wait at most `linger` seconds for a batch to be cut once a first record is there, then take what
-has gathered.
+next record would take it past `batch_bytes` or the high-water mark (a record larger than that
+ships alone); consumers wait at most `linger` seconds for a batch to be cut once a first record
+is there, then take what has gathered.
 """
 
 from __future__ import annotations
@@ -46,9 +46,11 @@ class RecordBuffer:
         self, max_bytes: int, *, batch_bytes: int, batch_records: int, high_water: float = 0.5
     ) -> None:
         self.max_bytes = max_bytes
-        self.batch_bytes = batch_bytes
-        self.batch_records = batch_records
         self.high_water = int(max_bytes * high_water)
+        self.batch_bytes = max(1, min(batch_bytes, self.high_water))
+        """A batch is cut by the high-water mark at the latest: one that is not cut would wait
+        out its linger while the queue spills nothing and refuses records."""
+        self.batch_records = batch_records
         self.bytes = 0
         self.records = 0
         self.closed = False
