@@ -10,8 +10,8 @@ Targets, each in front of the same minimal model (uvloop + httptools, fixed JSON
                 (SQLite in a temporary directory, the monitor registered with a PUT), which runs
                 on CPU 1 as if on another node
   proxy only    truthloop's proxy with a stand-in tap that decodes both JSON bodies, builds a
-                capture record, encodes it and queues it, cutting 1 MiB NDJSON batches it never
-                sends (what capture costs, minus the shipping)
+                capture record, encodes it and appends it to a 256 KiB NDJSON batch body, as the
+                command's queue does, and never sends it (what capture costs, minus shipping)
   fallback      the same stand-in proxy answering locally (the request JSON decoded, a rule's
                 answer encoded), the model not called
   nginx         Debian's nginx-light as a keep-alive reverse proxy, one worker
@@ -86,6 +86,8 @@ MONITOR = {
 }
 """The monitor of the command's target: its pointers read REQUEST_BODY and MODEL_BODY, as the
 stand-in tap does; its rules are the stand-in fallback's."""
+MONITOR_KEY = "bench/churn"
+"""MONITOR's namespace/name."""
 
 
 # Roles run in child processes.
@@ -122,8 +124,8 @@ def serve_model(port: int) -> None:
 
 
 class BenchTap:
-    """Capture as the sidecar does it, minus the network: decode, extract, encode, queue, and
-    every 1 MiB of records an NDJSON batch is made (and dropped, as if sent)."""
+    """Capture as the sidecar does it, minus the network: decode, extract, encode, append to the
+    NDJSON body of a batch, cut (and dropped, as if sent) every 256 KiB."""
 
     def __init__(self, fallback: bool) -> None:
         import msgspec
@@ -132,10 +134,9 @@ class BenchTap:
         self.shadow = False
         self._decode = msgspec.json.decode
         self._encode = msgspec.json.encode
-        self._queue: list[bytes] = []
-        self._queued = 0
+        self._body = bytearray()
         self.batches = 0
-        self.last_batch = b""
+        self.last_batch = bytearray()
 
     def local_response(self, method: str, path: str, headers: object, body: bytes) -> object:
         from truthloop.sidecar.exchange import LocalResponse
@@ -164,13 +165,12 @@ class BenchTap:
                 "served_by": exchange.served_by,  # type: ignore[attr-defined]
             }
         )
-        self._queue.append(record)
-        self._queued += len(record)
-        if self._queued >= 1024 * 1024:
+        body = self._body
+        body += record
+        body.append(0x0A)
+        if len(body) >= 256 * 1024:
             self.batches += 1
-            self.last_batch = b"\n".join(self._queue)
-            self._queue.clear()
-            self._queued = 0
+            self.last_batch, self._body = body, bytearray()
 
 
 def serve_sidecar(port: int, model_port: int, fallback: bool) -> None:
@@ -220,7 +220,7 @@ def _wrk_ms(value: str) -> float:
 def run_wrk(url: str, connections: int, seconds: float, script: Path, cpu: int) -> Load:
     out = subprocess.run(
         [
-            *_pin(cpu),
+            *pin(cpu),
             "wrk",
             "-t1",
             f"-c{connections}",
@@ -250,7 +250,7 @@ def run_own_client(url: str, connections: int, seconds: float, script: Path, cpu
     """The fallback load generator: a uvloop client, one protocol per keep-alive connection."""
     out = subprocess.run(
         [
-            *_pin(cpu),
+            *pin(cpu),
             sys.executable,
             __file__,
             "--role",
@@ -324,7 +324,7 @@ def own_client(url: str, connections: int, seconds: float) -> None:
 # Processes.
 
 
-def _pin(cpu: int) -> list[str]:
+def pin(cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu)] if _two_cpus() and shutil.which("taskset") else []
 
 
@@ -337,13 +337,13 @@ def _move(pid: int, cpu: int) -> None:
         os.sched_setaffinity(pid, {cpu})
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -352,6 +352,87 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None
             return
         time.sleep(0.02)
     raise RuntimeError(f"{what} did not listen on {port}")
+
+
+TRUTHLOOP = [sys.executable, "-m", "truthloop"]
+
+
+class Processes:
+    """The benchmark's child processes, their stderr kept in `directory`; all stopped at exit."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                self.stop(proc)
+
+    def start(
+        self, cmd: list[str], port: int, what: str, cpu: int, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """`cmd` on CPU `cpu`, once it listens on `port`; RuntimeError with its log if not."""
+        log_path = self.directory / f"{what}.log"
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                [*pin(cpu), *cmd],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env={**os.environ, **(env or {})},
+            )
+        self.procs.append(proc)
+        try:
+            wait_listening(port, proc, what)
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}:\n{log_path.read_text()}") from None
+        return proc
+
+    @staticmethod
+    def stop(proc: subprocess.Popen[bytes]) -> int:
+        """SIGTERM, then SIGKILL after 15 s; the exit status."""
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+
+    def model(self) -> tuple[int, int]:
+        """The model on CPU 1: its port and pid."""
+        port = free_port()
+        proc = self.start(
+            [sys.executable, __file__, "--role", "model", str(port)], port, "model", 1
+        )
+        return port, proc.pid
+
+    def feedback(self) -> str:
+        """`truthloop feedback` on CPU 1, SQLite in `directory`, MONITOR registered: its URL."""
+        port = free_port()
+        store = f"sqlite:///{self.directory}/feedback.db"
+        cmd = [*TRUTHLOOP, "feedback", "--listen", f"127.0.0.1:{port}", "--store", store]
+        self.start(cmd, port, "feedback", 1)
+        url = f"http://127.0.0.1:{port}"
+        put_json(f"{url}/v1/monitors/{MONITOR_KEY}", MONITOR)
+        return url
+
+
+def command_env(
+    port: int, model_port: int, admin_port: int, feedback: str, spool: Path
+) -> dict[str, str]:
+    """`truthloop sidecar` configured as the operator injects it, in front of the model."""
+    return {
+        "TRUTHLOOP_LISTEN": f"127.0.0.1:{port}",
+        "TRUTHLOOP_MODEL_URL": f"http://127.0.0.1:{model_port}",
+        "TRUTHLOOP_ADMIN": f"127.0.0.1:{admin_port}",
+        "TRUTHLOOP_FEEDBACK_URL": feedback,
+        "TRUTHLOOP_MONITOR": MONITOR_KEY,
+        "TRUTHLOOP_SPOOL_DIR": str(spool),
+        "TRUTHLOOP_SPEC": json.dumps(MONITOR),
+    }
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -493,7 +574,7 @@ def _get(url: str) -> bytes:
         return bytes(response.read())
 
 
-def _put_json(url: str, body: object) -> None:
+def put_json(url: str, body: object) -> None:
     request = urllib.request.Request(
         url, json.dumps(body).encode(), {"Content-Type": "application/json"}, method="PUT"
     )
@@ -501,7 +582,7 @@ def _put_json(url: str, body: object) -> None:
         pass
 
 
-def _counters(url: str) -> dict[str, float]:
+def counters(url: str) -> dict[str, float]:
     """A Prometheus endpoint's samples summed by name over their labels."""
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -522,8 +603,8 @@ def check_capture(admin: str, feedback: str, answered: int, in_flight: int) -> s
     name = "truthloop_sidecar_"
     deadline = time.monotonic() + 120
     while True:
-        side = _counters(admin + "/metrics")
-        stored = _counters(feedback + "/metrics").get("truthloop_predictions_total", 0.0)
+        side = counters(admin + "/metrics")
+        stored = counters(feedback + "/metrics").get("truthloop_predictions_total", 0.0)
         captured = side[name + "records_captured_total"]
         settled = side[name + "records_shipped_total"] == captured == stored
         if settled or time.monotonic() > deadline:
@@ -567,8 +648,7 @@ def bench(seconds: float, rounds: int) -> tuple[list[Result], list[str]]:
         else "load: the script's own uvloop client (wrk could not be installed)"
     )
     nginx = _ensure_debian("nginx", "nginx-light")
-    procs: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, Processes(Path(tmp)) as procs:
         script = Path(tmp) / "post.lua"
         script.write_text(
             'wrk.method = "POST"\nwrk.path = "/predict"\n'
@@ -578,83 +658,36 @@ def bench(seconds: float, rounds: int) -> tuple[list[Result], list[str]]:
             '  io.write(string.format("p99.9 %.1f\\n", latency:percentile(99.9)))\n'
             "end\n"
         )
+        model_port, model = procs.model()
+        targets: list[tuple[str, int, int | None]] = [("direct", model_port, None)]
+        feedback = procs.feedback()
+        port, admin_port = free_port(), free_port()
+        env = command_env(port, model_port, admin_port, feedback, Path(tmp) / "spool")
+        command = procs.start([*TRUTHLOOP, "sidecar"], port, "sidecar", 0, env)
+        targets.append((COMMAND, port, command.pid))
 
-        def start(
-            cmd: list[str], port: int, what: str, cpu: int, env: dict[str, str] | None = None
-        ) -> subprocess.Popen[bytes]:
-            with (Path(tmp) / f"{what}.log").open("wb") as log:
-                proc = subprocess.Popen(
-                    [*_pin(cpu), *cmd],
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                    env={**os.environ, **(env or {})},
-                )
-            procs.append(proc)
-            try:
-                _wait_listening(port, proc, what)
-            except RuntimeError as e:
-                raise RuntimeError(f"{e}:\n{(Path(tmp) / f'{what}.log').read_text()}") from None
-            return proc
-
-        def stop(proc: subprocess.Popen[bytes]) -> None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-        try:
-            model_port = _free_port()
-            role = [sys.executable, __file__, "--role"]
-            model = start([*role, "model", str(model_port)], model_port, "the model", 1).pid
-            targets = [("direct", model_port, None)]
-
-            feedback_port, admin_port, port = _free_port(), _free_port(), _free_port()
-            feedback = f"http://127.0.0.1:{feedback_port}"
-            truthloop = [sys.executable, "-m", "truthloop"]
-            store = f"sqlite:///{tmp}/feedback.db"
-            start([*truthloop, "feedback", "--listen", f"127.0.0.1:{feedback_port}",
-                   "--store", store], feedback_port, "feedback", 1)  # fmt: skip
-            monitor = "{namespace}/{name}".format(**MONITOR["metadata"])
-            _put_json(f"{feedback}/v1/monitors/{monitor}", MONITOR)
-            env = {
-                "TRUTHLOOP_LISTEN": f"127.0.0.1:{port}",
-                "TRUTHLOOP_MODEL_URL": f"http://127.0.0.1:{model_port}",
-                "TRUTHLOOP_ADMIN": f"127.0.0.1:{admin_port}",
-                "TRUTHLOOP_FEEDBACK_URL": feedback,
-                "TRUTHLOOP_MONITOR": monitor,
-                "TRUTHLOOP_SPOOL_DIR": f"{tmp}/spool",
-                "TRUTHLOOP_SPEC": json.dumps(MONITOR),
-            }
-            command = start([*truthloop, "sidecar"], port, "sidecar", 0, env)
-            targets.append((COMMAND, port, command.pid))
-
-            for name, mode in ((STAND_IN, "capture"), (FALLBACK, "fallback")):
-                port = _free_port()
-                proc = start([*role, "sidecar", str(port), str(model_port), mode], port, name, 0)
-                targets.append((name, port, proc.pid))
-            if nginx:
-                port = _free_port()
-                conf = Path(tmp) / "nginx.conf"
-                conf.write_text(NGINX_CONF.format(dir=tmp, model=model_port, port=port))
-                proc = start([nginx, "-p", tmp, "-c", str(conf)], port, "nginx", 0)
-                targets.append(("nginx", port, _nginx_worker(proc.pid)))
-            else:
-                notes.append("nginx: skipped, apt-get could not install nginx-light")
-            by_target: dict[str, list[Result]] = {name: [] for name, _, _ in targets}
-            for _ in range(rounds):  # interleaved, so a noisy moment hits every target alike
-                for name, port, pid in targets:
-                    url = f"http://127.0.0.1:{port}/"
-                    by_target[name].append(_measure(name, url, pid, model, gen, script, seconds))
-            results = [_combine(r) for r in by_target.values()]
-            side = next(r for r in results if r.name == COMMAND)
-            admin = f"http://127.0.0.1:{admin_port}"
-            notes.append(check_capture(admin, feedback, side.requests, side.in_flight))
-        finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    stop(proc)
+        role = [sys.executable, __file__, "--role"]
+        for name, mode in ((STAND_IN, "capture"), (FALLBACK, "fallback")):
+            port = free_port()
+            proc = procs.start([*role, "sidecar", str(port), str(model_port), mode], port, name, 0)
+            targets.append((name, port, proc.pid))
+        if nginx:
+            port = free_port()
+            conf = Path(tmp) / "nginx.conf"
+            conf.write_text(NGINX_CONF.format(dir=tmp, model=model_port, port=port))
+            proc = procs.start([nginx, "-p", tmp, "-c", str(conf)], port, "nginx", 0)
+            targets.append(("nginx", port, _nginx_worker(proc.pid)))
+        else:
+            notes.append("nginx: skipped, apt-get could not install nginx-light")
+        by_target: dict[str, list[Result]] = {name: [] for name, _, _ in targets}
+        for _ in range(rounds):  # interleaved, so a noisy moment hits every target alike
+            for name, port, pid in targets:
+                url = f"http://127.0.0.1:{port}/"
+                by_target[name].append(_measure(name, url, pid, model, gen, script, seconds))
+        results = [_combine(r) for r in by_target.values()]
+        side = next(r for r in results if r.name == COMMAND)
+        admin = f"http://127.0.0.1:{admin_port}"
+        notes.append(check_capture(admin, feedback, side.requests, side.in_flight))
     return results, notes
 
 
@@ -736,14 +769,24 @@ def table(results: list[Result], notes: list[str], seconds: float, rounds: int, 
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over all targets")
+def arguments(doc: str, **options: tuple[type, object, str]) -> argparse.Namespace:
+    """A bench script's arguments: `options` (--name: type, default, help), `--write`, and the
+    role a child process of the script runs (hidden)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    for name, (kind, default, text) in options.items():
+        parser.add_argument(f"--{name}", type=kind, default=default, help=text)
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("role_args", nargs="*", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments(
+        __doc__,
+        duration=(float, 3.0, "seconds per measurement"),
+        rounds=(int, 3, "rounds over all targets"),
+    )
     if args.role == "model":
         serve_model(int(args.role_args[0]))
     elif args.role == "sidecar":
