@@ -454,3 +454,24 @@ async def test_a_batch_spilled_while_the_sender_waits_for_records_is_sent_withou
     await shipper.close(1.0)
     assert not shipper.stats.dropped
     assert feedback.resent == 0
+
+
+async def test_a_token_that_cannot_be_a_header_is_no_token_until_the_file_is_fixed(
+    settings: ShipperSettings, feedback: FakeFeedback, tmp_path: Path
+) -> None:
+    """A line break inside the token file would split the request's head: such a token is not
+    sent, the service refuses, and the file is reread until it holds a usable token."""
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\r\nX-Injected: 1\n")
+    shipper = Shipper(
+        replace(settings, token=token_file.read_text().strip(), token_file=token_file)
+    )
+    shipper.start()
+    for i in range(10):
+        shipper.submit(record(i))
+    await wait_for(lambda: shipper.refused is not None, what="capture refused")
+    assert set(feedback.auth) == {None}
+    token_file.write_text("s3cret\n")
+    await wait_for(lambda: len(feedback.records) == 10, what="the records, with the fixed token")
+    await shipper.close(1.0)
+    assert not shipper.stats.dropped

@@ -41,8 +41,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.answer: asyncio.Future[tuple[int, bytes]] | None = None
         self.heard = False
-        """Some of the answer to the current request arrived (it failed on the way: not sent
-        again)."""
+        """Some of the answer to the current request arrived: if it fails now, the request is
+        not sent again."""
         self.reusable = True
         self._parser = httptools.HttpResponseParser(self)
         self._status = 0
