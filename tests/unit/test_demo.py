@@ -42,6 +42,17 @@ def test_service_time_runs_speed_times_faster_then_settles_without_going_back() 
     assert (clock.now(), clock.elapsed(), clock.speed) == (T0 + 63, 63, 1.0)
 
 
+def test_a_wall_instant_maps_to_the_service_time_it_was() -> None:
+    """A request that arrived at wall time w is stamped at(w) however late it is captured: a
+    fallback answer and its shadow answer, captured apart, land in the same minute."""
+    wall = Wall()
+    clock = TimeLapse(60, wall=wall)
+    arrival = wall.now + 1.0
+    wall.now += 1.5  # captured half a wall second (half a service minute) later
+    assert clock.at(arrival) == T0 + 60
+    assert clock.now() == T0 + 90
+
+
 def test_a_clock_slower_than_the_wall_is_refused() -> None:
     with pytest.raises(ValueError, match="speed"):
         TimeLapse(0.5)

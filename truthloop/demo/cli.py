@@ -195,6 +195,7 @@ class Run:
                         model=model,
                         workdir=workdir,
                         clock=self.clock.now,
+                        stamp=self.clock.at,
                         engine=EngineSettings(tick_interval=TICK),
                         shadow_concurrency=64,
                         linger=0.05,

@@ -34,6 +34,10 @@ class TimeLapse:
 
     __call__ = now
 
+    def at(self, wall: float) -> float:
+        """Service time at wall-clock instant `wall` (on the current pace)."""
+        return self._base + (wall - self._origin) * self.speed
+
     def elapsed(self) -> float:
         """Service seconds since `start`."""
         return self.now() - self.start

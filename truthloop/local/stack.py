@@ -54,6 +54,9 @@ class StackSettings:
     """The sidecar's admin port (`/metrics`, `/healthz`, `/readyz`)."""
     clock: Callable[[], float] = time.time
     """Now, for both parts: the service's windows and the records' `ts`."""
+    stamp: Callable[[float], float] | None = None
+    """A request's wall-clock arrival on `clock` (`TimeLapse.at`); None: `clock` runs at the
+    wall's pace."""
     engine: EngineSettings = field(default_factory=EngineSettings)
     """The feedback engine's tick and housekeeping."""
     shadow_concurrency: int | None = None
@@ -131,6 +134,7 @@ async def running(settings: StackSettings) -> AsyncIterator[Stack]:
             spec=registered,
             drain_seconds=5.0,
             clock=settings.clock,
+            stamp=settings.stamp,
         )
         try:
             sidecar = await sidecar_app.start(config)

@@ -57,8 +57,11 @@ class SidecarSettings:
     drain_seconds: float = 10.0
     """Budget at shutdown for sending (or spooling) what is queued."""
     clock: Callable[[], float] = time.time
-    """Seconds since the epoch stamped as records' `ts` (`truthloop demo` runs a time-lapse one,
-    shared with its feedback service)."""
+    """Now, in seconds since the epoch (`truthloop demo` runs a time-lapse one, shared with its
+    feedback service)."""
+    stamp: Callable[[float], float] | None = None
+    """Maps a request's wall-clock arrival to its records' `ts` on `clock` (a time-lapse's
+    `TimeLapse.at`); None: `clock` runs at the wall's pace."""
 
 
 @dataclass(slots=True)
@@ -127,6 +130,7 @@ async def start(settings: SidecarSettings) -> Sidecar:
             monitor=settings.follower.monitor,
             model_version=settings.model_version,
             clock=settings.clock,
+            stamp=settings.stamp,
         )
         fallback = Fallback(state)
         follower = Follower(settings.follower, session, state)

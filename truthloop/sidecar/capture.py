@@ -37,9 +37,11 @@ class CaptureStats:
 class Capture:
     """Turns exchanges into records for `monitor` at `model_version` and submits them.
 
-    Records' `ts` is the request's arrival read on `clock`: the data path stamps arrivals on the
-    wall clock, so with another clock (a time-lapse demo) it is that clock's now less the time
-    since the request arrived.
+    Records' `ts` is the request's arrival: the data path stamps arrivals on the wall clock, and
+    `stamp` maps that instant to the records' clock (a time-lapse demo's `TimeLapse.at`). Without
+    one, a `clock` other than the wall's is taken to run at the wall's pace: its now less the time
+    since the arrival. A shadow answer is captured later than the fallback's answer to the same
+    request, and both must carry the same `ts`: a faster clock needs its `stamp`.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class Capture:
         monitor: str,
         model_version: str,
         clock: Callable[[], float] = time.time,
+        stamp: Callable[[float], float] | None = None,
     ) -> None:
         self.live = live
         self.stats = CaptureStats()
@@ -57,6 +60,7 @@ class Capture:
         self._monitor = monitor
         self._model_version = model_version
         self._clock = clock
+        self._stamp = stamp
         self._encode = msgspec.json.Encoder().encode
         self._spec: CaptureSpec | None = None
         self._without_score: CaptureSpec | None = None
@@ -110,6 +114,8 @@ class Capture:
             stats.captured += 1
 
     def _ts(self, started: float) -> float:
+        if self._stamp is not None:
+            return self._stamp(started)
         if self._clock is time.time:
             return started
         return self._clock() - (time.time() - started)
