@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import signal
 import urllib.parse
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -101,14 +102,18 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-async def stop_signal() -> None:
-    """Return when the process is asked to stop (SIGTERM from Kubernetes, Ctrl-C)."""
+@contextlib.contextmanager
+def stop_signals() -> Iterator[asyncio.Event]:
+    """An event set when the process is asked to stop (SIGTERM from Kubernetes, Ctrl-C), the
+    handlers in place from entering to leaving. Enter it before starting up, and so before the
+    banner a supervisor waits for: a SIGTERM right after the banner then stops the service by its
+    drain, not by the default handler's immediate exit."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        yield stop
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -116,19 +116,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(app: web.Application, host: str, port: int) -> int:
-    runner = feedback_app.Runner(app, handle_signals=False, access_log=None)
-    try:
-        await runner.setup()
-    except StoreError as e:
-        print(f"truthloop feedback: cannot open the store: {e}", file=sys.stderr)
-        return 1
-    site = web.TCPSite(runner, host, port, backlog=1024)
-    await site.start()
-    address = runner.addresses[0]
-    print(f"listening on http://{address[0]}:{address[1]}", flush=True)
-    flags.freeze_startup_heap()
-    try:
-        await flags.stop_signal()
-    finally:
-        await runner.cleanup()
+    with flags.stop_signals() as stop:
+        runner = feedback_app.Runner(app, handle_signals=False, access_log=None)
+        try:
+            await runner.setup()
+        except StoreError as e:
+            print(f"truthloop feedback: cannot open the store: {e}", file=sys.stderr)
+            return 1
+        try:
+            site = web.TCPSite(runner, host, port, backlog=1024)
+            await site.start()
+            address = runner.addresses[0]
+            print(f"listening on http://{address[0]}:{address[1]}", flush=True)
+            flags.freeze_startup_heap()
+            await stop.wait()
+        finally:
+            await runner.cleanup()
     return 0

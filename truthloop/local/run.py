@@ -171,10 +171,11 @@ async def _serve(
             admin=addresses["admin"],
         )
         try:
-            async with local.running(settings) as stack:
-                for line in instructions(stack, monitor, temporary=store is None):
-                    print(line, flush=True)
-                await flags.stop_signal()
+            with flags.stop_signals() as stop:
+                async with local.running(settings) as stack:
+                    for line in instructions(stack, monitor, temporary=store is None):
+                        print(line, flush=True)
+                    await stop.wait()
         except local.StartError as e:
             print(f"truthloop run: {e}", file=sys.stderr)
             return 1

@@ -14,7 +14,6 @@ ships or spools what is queued within `--drain-seconds`.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import re
@@ -214,29 +213,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(settings: SidecarSettings) -> int:
-    # The signal handlers go in first (the task's first step runs before this one resumes), so a
-    # SIGTERM at any moment after the banner, or during start-up, stops the sidecar by draining.
-    stopping = asyncio.create_task(flags.stop_signal())
-    await asyncio.sleep(0)
-    try:
-        sidecar = await sidecar_app.start(settings)
-    except (SpoolError, OSError) as e:
-        stopping.cancel()
-        print(f"truthloop sidecar: cannot start: {e}", file=sys.stderr)
-        return 1
-    proxy, admin = settings.proxy, settings.admin
-    print(f"proxy listening on http://{proxy.listen_host}:{sidecar.port}", flush=True)
-    print(f"admin listening on http://{admin.host}:{sidecar.admin_port}", flush=True)
-    flags.freeze_startup_heap()
-    try:
-        await stopping
-    finally:
-        await sidecar.close()
-        stats = sidecar.shipper.stats
-        logging.getLogger("truthloop.sidecar").info(
-            "stopped: %d records shipped, %d spooled, dropped %s",
-            stats.shipped,
-            sidecar.shipper.spool.records,
-            msgspec.json.encode(dict(stats.dropped)).decode(),
-        )
+    with flags.stop_signals() as stop:
+        try:
+            sidecar = await sidecar_app.start(settings)
+        except (SpoolError, OSError) as e:
+            print(f"truthloop sidecar: cannot start: {e}", file=sys.stderr)
+            return 1
+        proxy, admin = settings.proxy, settings.admin
+        print(f"proxy listening on http://{proxy.listen_host}:{sidecar.port}", flush=True)
+        print(f"admin listening on http://{admin.host}:{sidecar.admin_port}", flush=True)
+        flags.freeze_startup_heap()
+        try:
+            await stop.wait()
+        finally:
+            await sidecar.close()
+            stats = sidecar.shipper.stats
+            logging.getLogger("truthloop.sidecar").info(
+                "stopped: %d records shipped, %d spooled, dropped %s",
+                stats.shipped,
+                sidecar.shipper.spool.records,
+                msgspec.json.encode(dict(stats.dropped)).decode(),
+            )
     return 0
