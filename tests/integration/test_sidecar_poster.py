@@ -1,6 +1,7 @@
-"""The shipper's HTTP client against real servers on 127.0.0.1, under uvloop (production) and
-asyncio's own loop: bodies arrive whole over one kept-alive connection, a closed connection is
-replaced, and a broken or hostile service costs a bounded answer, an error or a timeout."""
+"""The sidecar's HTTP client (shipping's POSTs, the follower's GETs) against real servers on
+127.0.0.1, under uvloop (production) and asyncio's own loop: bodies arrive whole over one
+kept-alive connection, a closed connection is replaced, and a broken or hostile service costs a
+bounded answer, an error or a timeout."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 from aiohttp import web
 
 from tests.integration.proxy_harness import LOOPS
-from truthloop.sidecar.poster import Poster, PostError
+from truthloop.sidecar.client import Client, ClientError
+from truthloop.sidecar.poster import Poster
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -173,7 +175,7 @@ def test_an_answer_that_is_not_a_bounded_http_answer_is_an_error(
     async def main() -> None:
         async with scripted(reply_then_close) as (url, accepted):
             poster = Poster(url, dict(HEADERS), timeout=10, max_answer_bytes=100_000)
-            with pytest.raises(PostError, match=message):
+            with pytest.raises(ClientError, match=message):
                 await poster.post(b"a\n")
             poster.close()
         assert len(accepted) == 1  # a new connection's failure is not retried
@@ -237,3 +239,37 @@ async def test_a_service_not_listening_is_an_os_error() -> None:
     poster = Poster(url, dict(HEADERS), timeout=10)
     with pytest.raises(ConnectionRefusedError):
         await poster.post(b"a\n")
+
+
+@both_loops
+async def test_gets_go_under_the_base_path_without_a_body_over_the_kept_connection() -> None:
+    seen: list[tuple[str, str, dict[str, str], Any]] = []
+
+    async def state(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        peer = request.transport.get_extra_info("peername")
+        seen.append((request.method, request.path_qs, dict(request.headers), peer))
+        return web.json_response({"version": len(seen)})
+
+    app = web.Application()
+    app.router.add_get("/base/v1/monitors/ml/churn/state", state)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    client = Client(f"http://127.0.0.1:{port}/base/", timeout=10)
+    targets = ["/v1/monitors/ml/churn/state", "/v1/monitors/ml/churn/state?since=1&wait=30"]
+    try:
+        answers = [await client.request("GET", target) for target in targets]
+    finally:
+        client.close()
+        await runner.cleanup()
+    assert answers == [(200, b'{"version": 1}'), (200, b'{"version": 2}')]
+    assert [(method, path) for method, path, _, _ in seen] == [
+        ("GET", "/base" + target) for target in targets
+    ]
+    for _, _, headers, _ in seen:
+        assert "Content-Length" not in headers
+        assert "Transfer-Encoding" not in headers
+        assert headers["Host"] == f"127.0.0.1:{port}"
+    assert len({peer for _, _, _, peer in seen}) == 1

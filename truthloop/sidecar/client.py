@@ -1,21 +1,22 @@
-"""POSTing to the feedback service over one kept-alive HTTP/1.1 connection, on the proxy's loop.
+"""Requests to the feedback service over one kept-alive HTTP/1.1 connection, on the proxy's loop.
 
-The shipper POSTs its batches on the event loop that serves the model's requests, so a POST must
-never take a long turn of the loop: the head is written, then the body in `slice_bytes` slices,
-one a turn (waiting while the socket's buffer is full), and the answer is parsed by httptools as
-it arrives. One request at a time; the connection is kept for the next one and opened again once
-the service closed it. A request on a reused connection that fails before any answer came is sent
-once more on a new connection: the service may have closed the idle connection just then, and a
-repeat is harmless (it deduplicates records).
+Shipping (`poster`) and the state follower talk to the service on the event loop that serves the
+model's requests, so a request must never take a long turn of the loop: the head is written, then
+a body in `slice_bytes` slices, one a turn (waiting while the socket's buffer is full), and the
+answer is parsed by httptools as it arrives. One request at a time per `Client`; the connection
+is kept for the next one and opened again once the service closed it. A request on a reused
+connection that fails before any answer came is sent once more on a new connection: the service
+may have closed the idle connection just then, and a repeat is harmless (a GET reads, and the
+service deduplicates POSTed records).
 
 A broken or hostile service cannot make the sidecar buffer without bound: an answer's head may
 take `max_answer_bytes` (more is an error) and its body is kept up to `max_answer_bytes` (cut
 there, the status still counts, and the connection dropped).
 
-`post` raises `PostError` (a `ConnectionError`) when the connection is lost or the answer is not
-HTTP, another `OSError` when the service cannot be reached, and `TimeoutError` when the exchange
-takes longer than `timeout`. On any error, and when the caller is cancelled, the connection is
-dropped, so a late answer never meets the next request.
+`request` raises `ClientError` (a `ConnectionError`) when the connection is lost or the answer is
+not HTTP, another `OSError` when the service cannot be reached, and `TimeoutError` when the
+exchange takes longer than its timeout. On any error, and when the caller is cancelled, the
+connection is dropped, so a late answer never meets the next request.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import httptools
 MiB = 1024 * 1024
 
 
-class PostError(ConnectionError):
+class ClientError(ConnectionError):
     """The exchange failed on the way: the connection was lost or the answer is not HTTP."""
 
 
@@ -62,11 +63,11 @@ class _Connection(asyncio.Protocol):
         self._body = bytearray()
 
     async def writable(self) -> None:
-        """Return once the transport takes more bytes; PostError if the connection is gone."""
+        """Return once the transport takes more bytes; ClientError if the connection is gone."""
         if self._paused is not None:
             await asyncio.shield(self._paused)
         if self.transport is None:
-            raise PostError("the feedback service closed the connection")
+            raise ClientError("the feedback service closed the connection")
 
     def drop(self) -> None:
         self.reusable = False
@@ -80,17 +81,17 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.answer is None or self.answer.done():
-            self._fail(PostError("the feedback service sent bytes no request asked for"))
+            self._fail(ClientError("the feedback service sent bytes no request asked for"))
             return
         self.heard = True
         self._received += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as e:
-            self._fail(PostError(f"the feedback service's answer is not HTTP: {e}"))
+            self._fail(ClientError(f"the feedback service's answer is not HTTP: {e}"))
             return
         if not self._status and self._received > self.limit:
-            self._fail(PostError(f"the feedback service's answer head passed {self.limit} bytes"))
+            self._fail(ClientError(f"the feedback service's answer head passed {self.limit} bytes"))
 
     def eof_received(self) -> bool:
         return False
@@ -109,7 +110,7 @@ class _Connection(asyncio.Protocol):
         if self._status >= 200:  # a body that ends with the connection
             self._settle(cut=False)
         else:
-            self._fail(PostError("the feedback service closed the connection before answering"))
+            self._fail(ClientError("the feedback service closed the connection before answering"))
 
     # httptools callbacks
 
@@ -136,55 +137,71 @@ class _Connection(asyncio.Protocol):
         if cut:
             self.drop()
 
-    def _fail(self, error: PostError) -> None:
+    def _fail(self, error: ClientError) -> None:
         self.drop()
         answer = self.answer
         if answer is not None and not answer.done():
             answer.set_exception(error)
 
 
-class Poster:
-    """POSTs bodies to `url` with `headers` (kept in `headers`, changed by the caller at will;
-    values must be printable ASCII)."""
+class Client:
+    """Requests to the service at `base_url` (its path, if any, prefixes every target), each with
+    `headers` (kept in `headers`, changed by the caller at will; values must be printable ASCII).
+    """
 
     def __init__(
         self,
-        url: str,
-        headers: dict[str, str],
+        base_url: str,
+        headers: dict[str, str] | None = None,
         *,
         timeout: float,
         slice_bytes: int = 64 * 1024,
         max_answer_bytes: int = 1 * MiB,
     ) -> None:
-        parts = urllib.parse.urlsplit(url)
-        self.headers = headers
+        parts = urllib.parse.urlsplit(base_url)
+        self.headers = {} if headers is None else headers
         self.timeout = timeout
+        """Seconds a request may take, connecting included (a long-poll's client allows for
+        its wait; a caller may shorten one request with `asyncio.timeout`)."""
         self.slice_bytes = slice_bytes
         self.max_answer_bytes = max_answer_bytes
         self._tls = parts.scheme == "https"
         self._host = parts.hostname or ""
         self._port = parts.port or (443 if self._tls else 80)
-        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._prefix = parts.path.rstrip("/")
         self._authority = parts.netloc.rpartition("@")[2]
         self._connection: _Connection | None = None
 
-    async def post(self, body: bytes | bytearray) -> tuple[int, bytes]:
-        """The service's status and answer body (at most `max_answer_bytes` of it)."""
+    async def request(
+        self, method: str, target: str, body: bytes | bytearray | None = None
+    ) -> tuple[int, bytes]:
+        """The service's status and answer body (at most `max_answer_bytes` of it) to `method`
+        on `target` (a path, and query, under the base URL), within `timeout`. A request
+        without a body (a GET) sends no `Content-Length`."""
+        head = self._head(method, target, body)
         async with asyncio.timeout(self.timeout):
             connection = self._connection
             if connection is not None and connection.open:
                 try:
-                    return await self._exchange(connection, body)
-                except PostError:
+                    return await self._exchange(connection, head, body)
+                except ClientError:
                     if connection.heard:
                         raise
-            return await self._exchange(await self._connect(), body)
+            return await self._exchange(await self._connect(), head, body)
 
     def close(self) -> None:
-        """Drop the connection (the next `post` opens one)."""
+        """Drop the connection (the next request opens one)."""
         if self._connection is not None:
             self._connection.drop()
             self._connection = None
+
+    def _head(self, method: str, target: str, body: bytes | bytearray | None) -> bytes:
+        fields = "".join(f"{name}: {value}\r\n" for name, value in self.headers.items())
+        length = "" if body is None else f"Content-Length: {len(body)}\r\n"
+        return (
+            f"{method} {self._prefix + target or '/'} HTTP/1.1\r\nHost: {self._authority}\r\n"
+            f"{fields}{length}\r\n"
+        ).encode("ascii")
 
     async def _connect(self) -> _Connection:
         self.close()
@@ -199,20 +216,16 @@ class Poster:
         return connection
 
     async def _exchange(
-        self, connection: _Connection, body: bytes | bytearray
+        self, connection: _Connection, head: bytes, body: bytes | bytearray | None
     ) -> tuple[int, bytes]:
         answer: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
         connection.expect(answer)
         try:
             transport = connection.transport
             if transport is None:
-                raise PostError("the feedback service closed the connection")
-            fields = "".join(f"{name}: {value}\r\n" for name, value in self.headers.items())
-            transport.write(
-                f"POST {self._target} HTTP/1.1\r\nHost: {self._authority}\r\n{fields}"
-                f"Content-Length: {len(body)}\r\n\r\n".encode("ascii")
-            )
-            view = memoryview(body)
+                raise ClientError("the feedback service closed the connection")
+            transport.write(head)
+            view = memoryview(body or b"")
             for start in range(0, len(view), self.slice_bytes):
                 if start:
                     await asyncio.sleep(0)  # one slice a turn of the loop
