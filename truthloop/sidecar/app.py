@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -77,7 +76,6 @@ class Sidecar:
     registry: CollectorRegistry
     proxy: Proxy
     admin: web.AppRunner
-    session: aiohttp.ClientSession
     _follow: asyncio.Task[None]
 
     @property
@@ -100,7 +98,6 @@ class Sidecar:
             await self._follow
         await self.shipper.close(max(deadline - loop.time(), budget / 2))
         await self.admin.cleanup()
-        await self.session.close()
 
 
 def initial_state(spec: Any) -> live.Current:
@@ -118,8 +115,6 @@ async def start(settings: SidecarSettings) -> Sidecar:
     """Start every part, the proxy last; raises SpoolError or OSError (a port in use) before
     taking traffic, having stopped what it started."""
     async with contextlib.AsyncExitStack() as undo:
-        session = aiohttp.ClientSession()
-        undo.push_async_callback(session.close)
         state = live.Live(initial_state(settings.spec))
         shipper = Shipper(settings.shipper, clock=settings.clock)
         shipper.start()
@@ -133,7 +128,7 @@ async def start(settings: SidecarSettings) -> Sidecar:
             stamp=settings.stamp,
         )
         fallback = Fallback(state)
-        follower = Follower(settings.follower, session, state)
+        follower = Follower(settings.follower, state)
         follow = asyncio.create_task(follower.run(), name="truthloop-follower")
         undo.callback(follow.cancel)
         registry = CollectorRegistry()
@@ -164,6 +159,5 @@ async def start(settings: SidecarSettings) -> Sidecar:
         registry,
         proxy,
         runner,
-        session,
         follow,
     )

@@ -11,6 +11,10 @@ spec in; it retries fetch failures with backoff, while polling goes on. A spec t
 keeps the old one, is logged and counted, and is not fetched again until the generation moves.
 Generations are compared as the state reports them, so a body without `metadata.generation` does
 not cause a fetch on every poll.
+
+Polls and fetches go over a kept-alive connection each (`client.Client`, on the proxy's loop, as
+shipping does), a poll within `wait + slack` and a fetch within `slack`; an answer is read up to
+`max_answer_bytes`.
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from truthloop.core import wire
 from truthloop.sidecar.backoff import Backoff, BackoffSettings
+from truthloop.sidecar.client import Client, MiB
 from truthloop.sidecar.live import Live, LoadError, load
 
 log = logging.getLogger("truthloop.sidecar.follower")
@@ -44,6 +48,9 @@ class FollowerSettings:
     """Seconds past `wait` before a long-poll counts as failed."""
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
     """Delays between attempts while the service is away."""
+    max_answer_bytes: int = 8 * MiB
+    """Longest answer read (the service takes monitors up to its 8 MiB body limit); a longer
+    one is cut, does not decode and counts as `invalid_answer`."""
 
 
 @dataclass(slots=True)
@@ -62,16 +69,14 @@ _decode_state = msgspec.json.Decoder(wire.MonitorState).decode
 class Follower:
     """Keeps `live` in step with the service; run `run()` as a task and cancel it to stop."""
 
-    def __init__(
-        self, settings: FollowerSettings, session: aiohttp.ClientSession, live: Live
-    ) -> None:
+    def __init__(self, settings: FollowerSettings, live: Live) -> None:
         self.settings = settings
         self.live = live
         self.stats = FollowStats()
-        self._session = session
-        base = f"{settings.feedback_url.rstrip('/')}/v1/monitors/{settings.monitor}"
-        self._spec_url = base
-        self._state_url = base + "/state"
+        url, limit = settings.feedback_url, settings.max_answer_bytes
+        self._polls = Client(url, timeout=settings.wait + settings.slack, max_answer_bytes=limit)
+        self._fetches = Client(url, timeout=settings.slack, max_answer_bytes=limit)
+        self._spec_target = f"/v1/monitors/{settings.monitor}"
         self._version: int | None = None
         self._wanted: int | None = None
         self._generation = live.current.monitor.generation if live.current.monitor else None
@@ -84,7 +89,7 @@ class Follower:
             while True:
                 try:
                     state = await self._poll()
-                except (aiohttp.ClientError, OSError, TimeoutError, msgspec.DecodeError) as e:
+                except _FAILURES as e:
                     reason = _reason(e)
                     self.stats.poll_errors[reason] += 1
                     if not failing:
@@ -102,17 +107,17 @@ class Follower:
                 self._reloader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._reloader
+            self._polls.close()
+            self._fetches.close()
 
     async def _poll(self) -> wire.MonitorState:
-        params: dict[str, str] = {}
+        target = f"{self._spec_target}/state"
         if self._version is not None:
-            params = {"since": str(self._version), "wait": f"{self.settings.wait:g}"}
-        timeout = aiohttp.ClientTimeout(total=self.settings.wait + self.settings.slack)
-        async with self._session.get(self._state_url, params=params, timeout=timeout) as response:
-            body = await response.read()
-            self.stats.polls += 1
-            if response.status != 200:
-                raise _HttpError(response.status)
+            target += f"?since={self._version}&wait={self.settings.wait:g}"
+        status, body = await self._polls.request("GET", target)
+        self.stats.polls += 1
+        if status != 200:
+            raise _HttpError(status)
         return _decode_state(body)
 
     def _apply(self, state: wire.MonitorState) -> None:
@@ -133,7 +138,7 @@ class Follower:
             wanted = self._wanted
             try:
                 body = await self._fetch()
-            except (aiohttp.ClientError, OSError, TimeoutError, msgspec.DecodeError) as e:
+            except _FAILURES as e:
                 self.stats.reload_errors[_reason(e)] += 1
                 log.warning("cannot fetch the monitor's spec (%s); will retry", e)
                 await asyncio.sleep(backoff.next_delay())
@@ -152,18 +157,22 @@ class Follower:
                 return
 
     async def _fetch(self) -> Any:
-        timeout = aiohttp.ClientTimeout(total=self.settings.slack)
-        async with self._session.get(self._spec_url, timeout=timeout) as response:
-            body = await response.read()
-            if response.status != 200:
-                raise _HttpError(response.status)
+        status, body = await self._fetches.request("GET", self._spec_target)
+        if status != 200:
+            raise _HttpError(status)
         return msgspec.json.decode(body)
 
 
-class _HttpError(aiohttp.ClientError):
+class _HttpError(ValueError):
+    """The service answered, but not 200."""
+
     def __init__(self, status: int) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
+
+
+_FAILURES = (OSError, TimeoutError, msgspec.DecodeError, _HttpError)
+"""Why a poll or a fetch failed; all are retried with backoff (see `_reason`)."""
 
 
 def _reason(error: Exception) -> str:
