@@ -1,5 +1,6 @@
 """Each `truthloop` subcommand loads only the libraries it runs on: the sidecar, which sits in
-every model pod, never pays for the operator's (kopf, kubernetes) or the demo's, nor for CEL
+every model pod, never pays for the operator's (kopf, kubernetes) or the demo's, nor for aiohttp
+(its admin port, shipping and state follower run on httptools, as its proxy does), nor for CEL
 (cel-python, lark) while its monitor has no fallback rules.
 
 The real command is started with `PYTHONPROFILEIMPORTTIME`, so its standard error lists every
@@ -21,6 +22,8 @@ from tests.support.feedback import monitor_body
 ROOT = Path(__file__).resolve().parents[2]
 OTHER_ROLES = {"kopf", "kubernetes", "numpy", "cryptography", "pydantic", "rich", "asyncpg"}
 """What the operator, the demo and the PostgreSQL store import; the sidecar needs none of it."""
+AIOHTTP = {"aiohttp", "multidict", "yarl", "frozenlist", "aiosignal", "aiohappyeyeballs"}
+"""aiohttp and the packages only it loads, which the services use and the sidecar does not."""
 CEL = {"celpy", "lark"}
 
 
@@ -34,7 +37,7 @@ def imported(stderr: list[str]) -> set[str]:
 
 
 @pytest.mark.parametrize("rules", [True, False], ids=["with rules", "without rules"])
-def test_a_started_sidecar_has_imported_none_of_the_other_roles_libraries(
+def test_a_started_sidecar_has_imported_none_of_the_other_roles_libraries_nor_aiohttp(
     tmp_path: Path, rules: bool
 ) -> None:
     spec = tmp_path / "monitor.json"
@@ -59,6 +62,7 @@ def test_a_started_sidecar_has_imported_none_of_the_other_roles_libraries(
     finally:
         command.close()
     modules = imported(command.errors)
-    assert {"truthloop", "aiohttp"} <= modules, "the profile lists what was imported"
+    assert {"truthloop", "httptools"} <= modules, "the profile lists what was imported"
     assert modules & OTHER_ROLES == set()
+    assert modules & AIOHTTP == set()
     assert modules & CEL == (CEL if rules else set())

@@ -7,11 +7,10 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
-from tests.integration.sidecar_fakes import free_port
-from truthloop.sidecar import admin
+from tests.support.ports import free_port
+from truthloop.sidecar import admin, server
 
 
 @pytest.fixture
@@ -26,19 +25,17 @@ def healthy() -> dict[str, object]:
     return {"refused": None, "since": None, "spooled_records": 0}
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+async def serve(routes: dict[bytes, server.Handler]) -> tuple[server.Server, str]:
+    running = await server.start(routes, "127.0.0.1", 0, server.Limits())
+    return running, f"http://127.0.0.1:{running.port}"
 
 
 async def test_ready_while_the_model_accepts_connections_unready_when_not(model_port: int) -> None:
     registry = CollectorRegistry()
     up = admin.ModelProbe("127.0.0.1", model_port, ttl=0.0)
     down = admin.ModelProbe("127.0.0.1", free_port(), ttl=0.0)
-    runner_up, url_up = await serve(admin.build(registry, up, healthy))
-    runner_down, url_down = await serve(admin.build(registry, down, healthy))
+    serving_up, url_up = await serve(admin.routes(registry, up, healthy))
+    serving_down, url_down = await serve(admin.routes(registry, down, healthy))
     async with aiohttp.ClientSession() as session:
         async with session.get(url_up + "/readyz") as r:
             assert r.status == 200
@@ -47,8 +44,8 @@ async def test_ready_while_the_model_accepts_connections_unready_when_not(model_
             assert "model" in (await r.json())["status"]
         async with session.get(url_down + "/healthz") as r:
             assert r.status == 200
-    await runner_up.cleanup()
-    await runner_down.cleanup()
+    await serving_up.close()
+    await serving_down.close()
 
 
 async def test_readiness_probes_are_cached_for_their_ttl(model_port: int) -> None:
@@ -61,11 +58,11 @@ async def test_readiness_probes_are_cached_for_their_ttl(model_port: int) -> Non
 async def test_metrics_come_from_the_given_registry(model_port: int) -> None:
     registry = CollectorRegistry()
     Counter("truthloop_sidecar_example", "An example.", registry=registry).inc(3)
-    runner, url = await serve(
-        admin.build(registry, admin.ModelProbe("127.0.0.1", model_port), healthy)
+    serving, url = await serve(
+        admin.routes(registry, admin.ModelProbe("127.0.0.1", model_port), healthy)
     )
     async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as r:
         text = await r.text()
-    await runner.cleanup()
+    await serving.close()
     assert "truthloop_sidecar_example_total 3.0" in text
     assert "python_gc" not in text  # not the global registry

@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 import msgspec
 from aiohttp import web
 
-from tests.integration.sidecar_fakes import MONITOR, wait_for
 from tests.integration.sidecar_harness import FAST
+from tests.support.churn_model import MONITOR
+from tests.support.waiting import eventually
 from truthloop.core import wire
 from truthloop.sidecar.follower import Follower, FollowerSettings
 from truthloop.sidecar.live import Current, Live
@@ -102,8 +103,8 @@ async def test_bad_answers_are_counted_by_reason_and_the_last_state_holds() -> N
         fetches=[404, None],
     )
     async with follower(service) as running:
-        await wait_for(lambda: not service.polls, what="every scripted poll answered")
-        await wait_for(lambda: running.stats.reloads == 1, what="the spec loaded")
+        await eventually(lambda: not service.polls, "every scripted poll answered")
+        await eventually(lambda: running.stats.reloads == 1, "the spec loaded")
         assert running.stats.poll_errors == {"http_500": 1, "invalid_answer": 2}
         assert running.stats.reload_errors == {"http_404": 1, "invalid_answer": 1}
         assert running.live.current.fallback_active
@@ -114,8 +115,8 @@ async def test_a_poll_asks_to_be_held_past_the_known_version_while_the_spec_is_f
     """A spec fetch goes on its own connection: the poll held open does not hold it up."""
     service = Scripted(polls=[state(1, active=False)], fetches=[])
     async with follower(service) as running:
-        await wait_for(lambda: len(service.queries) == 2, what="the second poll held")
-        await wait_for(lambda: running.stats.reloads == 1, what="the spec loaded")
+        await eventually(lambda: len(service.queries) == 2, "the second poll held")
+        await eventually(lambda: running.stats.reloads == 1, "the spec loaded")
         assert service.queries == ["", "since=1&wait=30"]
         assert running.stats.polls == 1
         assert running.live.current.monitor is not None

@@ -1,10 +1,10 @@
-"""The sidecar's admin port (aiohttp): `/metrics`, `/healthz`, `/readyz`.
+"""The sidecar's admin port: `/metrics`, `/healthz`, `/readyz` (served by `server`).
 
 `/healthz` answers while the process serves; `/readyz` answers 200 only while the model accepts
 TCP connections (so the pod's readiness follows the model's, as a Service expects), probed at most
 once per `ttl` seconds however often the kubelet asks. Its body also says whether the feedback
 service refuses capture — without failing the probe: a monitoring problem must never take the
-model out of its Service.
+model out of its Service. `/metrics` is the sidecar's own registry in Prometheus' text format.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-REGISTRY = web.AppKey("registry", CollectorRegistry)
+from truthloop.sidecar import server
 
 
 class ModelProbe:
@@ -59,37 +58,23 @@ class ModelProbe:
         return True
 
 
-PROBE = web.AppKey("probe", ModelProbe)
-CAPTURE = web.AppKey[Callable[[], dict[str, Any]]]("capture")
-"""The capture's health for `/readyz`'s body: `{"refused": reason | None, "since": ...}`."""
-
-
-async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[REGISTRY])
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    capture = request.app[CAPTURE]()
-    if await request.app[PROBE].ready():
-        return web.json_response({"status": "ready", "capture": capture})
-    return web.json_response(
-        {"status": "the model does not accept connections", "capture": capture}, status=503
-    )
-
-
-def build(
+def routes(
     registry: CollectorRegistry, probe: ModelProbe, capture: Callable[[], dict[str, Any]]
-) -> web.Application:
-    app = web.Application()
-    app[REGISTRY] = registry
-    app[PROBE] = probe
-    app[CAPTURE] = capture
-    app.add_routes(
-        [web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)]
-    )
-    return app
+) -> dict[bytes, server.Handler]:
+    """The admin port's paths; `capture` gives the capture's health for `/readyz`'s body:
+    `{"refused": reason | None, "since": ..., "spooled_records": ...}`."""
+
+    async def metrics() -> server.Answer:
+        return server.Answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+
+    async def healthz() -> server.Answer:
+        return server.json(200, {"status": "ok"})
+
+    async def readyz() -> server.Answer:
+        health = capture()
+        if await probe.ready():
+            return server.json(200, {"status": "ready", "capture": health})
+        status = "the model does not accept connections"
+        return server.json(503, {"status": status, "capture": health})
+
+    return {b"/metrics": metrics, b"/healthz": healthz, b"/readyz": readyz}

@@ -12,13 +12,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from truthloop.sidecar import admin, live, metrics
+from truthloop.sidecar import admin, live, metrics, server
 from truthloop.sidecar.capture import Capture
 from truthloop.sidecar.fallback import Fallback
 from truthloop.sidecar.follower import Follower, FollowerSettings
@@ -37,6 +36,8 @@ class AdminSettings:
     """0 picks a free port (tests)."""
     ready_ttl: float = 1.0
     """Seconds a readiness probe of the model is reused."""
+    limits: server.Limits = field(default_factory=server.Limits)
+    """What one client of the admin port may ask of it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,7 @@ class Sidecar:
     follower: Follower
     registry: CollectorRegistry
     proxy: Proxy
-    admin: web.AppRunner
+    admin: server.Server
     _follow: asyncio.Task[None]
 
     @property
@@ -84,7 +85,7 @@ class Sidecar:
 
     @property
     def admin_port(self) -> int:
-        return int(self.admin.addresses[0][1])
+        return self.admin.port
 
     async def close(self) -> None:
         """Stop taking requests (in-flight ones get half the drain budget), then ship or spool
@@ -97,7 +98,7 @@ class Sidecar:
         with contextlib.suppress(asyncio.CancelledError):
             await self._follow
         await self.shipper.close(max(deadline - loop.time(), budget / 2))
-        await self.admin.cleanup()
+        await self.admin.close()
 
 
 def initial_state(spec: Any) -> live.Current:
@@ -136,12 +137,11 @@ async def start(settings: SidecarSettings) -> Sidecar:
         probe = admin.ModelProbe(
             settings.proxy.model_host, settings.proxy.model_port, ttl=settings.admin.ready_ttl
         )
-        runner = web.AppRunner(
-            admin.build(registry, probe, shipper.health), access_log=None, handle_signals=False
+        pages = admin.routes(registry, probe, shipper.health)
+        admin_server = await server.start(
+            pages, settings.admin.host, settings.admin.port, settings.admin.limits
         )
-        await runner.setup()
-        undo.push_async_callback(runner.cleanup)
-        await web.TCPSite(runner, settings.admin.host, settings.admin.port).start()
+        undo.push_async_callback(admin_server.close)
         proxy = await start_proxy(settings.proxy, SidecarTap(state, fallback, capture, latency))
         registry.register(
             metrics.PartsCollector(
@@ -158,6 +158,6 @@ async def start(settings: SidecarSettings) -> Sidecar:
         follower,
         registry,
         proxy,
-        runner,
+        admin_server,
         follow,
     )
