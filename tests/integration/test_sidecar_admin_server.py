@@ -160,11 +160,16 @@ def field(name: bytes, size: int) -> tuple[bytes, bytes]:
         (http1.request("GET", "/healthz", [field(b"X-%d" % i, 4000) for i in range(9)]), 431,
          "headers_too_large"),
         (b"GET /healthz HTTP/1.1\r\nX-Endless: " + b"x" * 200_000, 431, "headers_too_large"),
+        (b"GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nX-Endless: "
+         + b"x" * 200_000, 431, "headers_too_large"),
         (b"SSH-2.0-OpenSSH_9.6\r\n", 400, "bad_request"),
         (http1.request("GET", "/healthz", body=b"x" * 70_000), 413, "body_too_large"),
         (http1.request("GET", "/healthz", chunks=[b"x" * 30_000] * 3), 413, "body_too_large"),
     ],
-    ids=["url", "fields", "header bytes", "endless field", "not http", "body", "chunked body"],
+    ids=[
+        "url", "fields", "header bytes", "endless field", "endless trailer", "not http", "body",
+        "chunked body",
+    ],
 )  # fmt: skip
 async def test_a_request_over_a_limit_is_refused_with_its_reason_and_the_connection_closed(
     request_bytes: bytes, status: int, why: str

@@ -9,13 +9,14 @@ pauses while one is answered.
 
 No client can make it hold or wait on it without bound: request heads have the proxy's limits
 (`Limits`: URL 414 `url_too_long`, header bytes and fields 431 `headers_too_large` and
-`too_many_headers`, a head still unfinished on the wire past the two limits is cut alike), a
-body is read and dropped up to `MAX_BODY` bytes (more: 413 `body_too_large`), a head must come
-within `header_timeout` and a body's next byte within `body_timeout` (408), an idle connection
-is closed after `keepalive_timeout`, an answer the client does not read within `send_timeout` is
-cut, and past `max_connections` the connection that has waited longest for a request is closed.
-A refused request is answered with `Connection: close`, then what the client still sends is read
-and dropped for `downstream.LINGER` seconds, so the answer is not lost to a reset.
+`too_many_headers`; a head, or trailers, still unfinished on the wire past the two limits is cut
+alike), a body is read and dropped up to `MAX_BODY` bytes (more: 413 `body_too_large`), a head
+must come within `header_timeout` and a body's next byte within `body_timeout` (408), an idle
+connection is closed after `keepalive_timeout`, an answer the client does not read within
+`send_timeout` is cut, and past `max_connections` the connection that has waited longest for a
+request is closed. A refused request is answered with `Connection: close`, then what the client
+still sends is read and dropped for `downstream.LINGER` seconds, so the answer is not lost to a
+reset.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import httptools
 import msgspec
 
 from truthloop.sidecar import downstream
+from truthloop.sidecar.context import HEAD_SLACK
 
 log = logging.getLogger("truthloop.sidecar.server")
 
@@ -110,13 +112,13 @@ class Server:
         limit = f"over {MAX_BODY} bytes"
         too_large = error(413, "request body too large", "body", "body_too_large", limit)
         self.refusals["body_too_large"] = _message(too_large, keep_alive=False)
-        self.max_head_bytes = limits.max_url_bytes + limits.max_header_bytes + 1024
-        """Bytes a head may take on the wire before it is whole (its line and separators are
-        not counted by the limits, and httptools holds a field until it is whole)."""
+        self.max_head_bytes = limits.max_url_bytes + limits.max_header_bytes + HEAD_SLACK
+        """Bytes a head may take on the wire before it is whole (httptools holds a field until
+        it is whole, so the limits above see it only then)."""
         self.port = 0
         self._server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int) -> None:
+    async def _listen(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: _Connection(self), host, port, reuse_address=True
@@ -139,7 +141,7 @@ class Server:
         if handler is None:
             answer = error(404, "not found", "path", "not_found", "no such path on this port")
         elif method not in METHODS:
-            answer = error(405, "method not allowed", "method", "method_not_allowed", "GET only")
+            answer = error(405, "method not allowed", "method", "method_not_allowed", "GET or HEAD")
             allow = b"Allow: GET, HEAD\r\n"
         else:
             try:
@@ -164,7 +166,7 @@ class Server:
 async def start(routes: Mapping[bytes, Handler], host: str, port: int, limits: Limits) -> Server:
     """A server answering `routes` on host:port (0: a free port); OSError if it cannot listen."""
     server = Server(routes, limits)
-    await server.start(host, port)
+    await server._listen(host, port)
     return server
 
 
@@ -257,7 +259,7 @@ class _Connection(asyncio.Protocol):
             refused = e.__context__
             self._refuse(refused.reason if isinstance(refused, _Refused) else "bad_request")
         else:
-            if self._in_head and self._unparsed > self.server.max_head_bytes:
+            if self._unparsed > self.server.max_head_bytes:  # a head, or trailers, held unfinished
                 self._refuse("headers_too_large")
         if self._queue and self.task is None:
             assert self.transport is not None
@@ -295,7 +297,7 @@ class _Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._in_head:
-            return  # a chunked body's trailer: dropped (bounded on the wire)
+            return  # a chunked body's trailer: dropped (bounded on the wire, as a head)
         limits = self.server.limits
         self._fields += 1
         self._field_bytes += len(name) + len(value) + 4
