@@ -8,6 +8,7 @@ module the process imported, up to the moment it serves and until it stops."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.processes import Command
-from tests.e2e.test_run import wait_until_up
+from tests.e2e.test_run import up
 from tests.support.feedback import monitor_body
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 OTHER_ROLES = {"kopf", "kubernetes", "numpy", "cryptography", "pydantic", "rich", "asyncpg"}
@@ -56,7 +58,8 @@ def test_a_started_sidecar_has_imported_none_of_the_other_roles_libraries_nor_ai
     command = Command(args, env={"PYTHONPROFILEIMPORTTIME": "1", "TRUTHLOOP_LOG_LEVEL": "WARNING"})
     try:
         admin = command.wait_for(r"^admin listening on (http://\S+)", within=60)[1]
-        wait_until_up(admin + "/healthz", within=60)  # serving: its SIGTERM handler is in place
+        health = admin + "/healthz"  # serving: its SIGTERM handler is in place
+        asyncio.run(eventually(lambda: up(health), "the sidecar's /healthz", within=60))
         os.kill(command.process.pid, signal.SIGTERM)
         assert command.finish(within=60) == 0, "\n".join(command.errors[-20:])
     finally:

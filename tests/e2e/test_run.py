@@ -4,14 +4,13 @@ the curl line it prints), the metrics API shows it, and SIGTERM leaves nothing b
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,15 +21,11 @@ import pytest
 from truthloop.examples import send_feedback
 
 from tests.e2e.processes import Command, group_members
+from tests.support.ports import free_port
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMER = {"tenure": 2, "monthly_charges": 99.5, "contract": "month-to-month", "support_calls": 4}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def text(url: str, body: Any = None, headers: dict[str, str] | None = None) -> str:
@@ -44,16 +39,18 @@ def call(url: str, body: Any = None, headers: dict[str, str] | None = None) -> A
     return json.loads(text(url, body, headers))
 
 
-def wait_until_up(url: str, within: float) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            text(url)
-            return
-        except (urllib.error.URLError, ConnectionError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+def up(url: str) -> bool:
+    try:
+        text(url)
+    except (urllib.error.URLError, ConnectionError):
+        return False
+    return True
+
+
+def labeled(url: str, count: int) -> dict[str, Any] | None:
+    """The monitor's metrics at `url` once `count` predictions are labeled."""
+    metrics: dict[str, Any] = call(url)
+    return metrics if metrics["labeled"] >= count else None
 
 
 @pytest.fixture
@@ -65,7 +62,8 @@ def model() -> Iterator[str]:
         start_new_session=True,
     )
     try:
-        wait_until_up(f"http://127.0.0.1:{port}/healthz", within=30)
+        health = f"http://127.0.0.1:{port}/healthz"
+        asyncio.run(eventually(lambda: up(health), "the model's /healthz", within=30))
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
@@ -113,10 +111,7 @@ def test_run_captures_joins_and_measures(
         assert answer["matched"] + answer["pending"] == 1
 
         base = f"{feedback}/v1/monitors/default/churn"
-        deadline = time.monotonic() + 10
-        while (metrics := call(base + "/metrics"))["labeled"] < 4:
-            assert time.monotonic() < deadline, metrics
-            time.sleep(0.05)
+        metrics = asyncio.run(eventually(lambda: labeled(base + "/metrics", 4), "4 labeled"))
         assert (metrics["samples"], metrics["labeled"]) == (4, 4)
         rows = [json.loads(line) for line in text(base + "/dataset").splitlines()]
         labels = {row["entity_id"].rsplit("-", 1)[-1]: row for row in rows}

@@ -20,6 +20,7 @@ import uvloop
 
 from tests.support import http1
 from tests.support.echo_model import EchoModel
+from tests.support.waiting import eventually
 from truthloop.sidecar.exchange import Exchange, Headers, LocalResponse
 from truthloop.sidecar.proxy import Proxy, ProxySettings, start_proxy
 
@@ -51,23 +52,13 @@ class RecordingTap:
             raise RuntimeError("a broken tap")
 
 
-async def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Poll `condition` while the servers run; fail after DEADLINE seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.001)
-
-
 async def sweeps(proxy: Proxy, count: int) -> None:
     """Wait until the proxy's timeout sweep has run `count` more times: the pace of a client that
     is slow on purpose, measured on the clock the proxy's timeouts are measured on."""
     ctx = proxy._ctx
     for _ in range(count):
         last = ctx.clock
-        await wait_for(lambda: ctx.clock != last, "the proxy swept its connections")  # noqa: B023
+        await eventually(lambda: ctx.clock != last, "the proxy swept its connections")  # noqa: B023
 
 
 class Client:

@@ -1,5 +1,6 @@
 """The fakes a sidecar test runs against, started and stopped per test: the model, and the
-feedback service's stand-in (a module may override `feedback`, e.g. to require a token)."""
+feedback service's stand-in with the model's monitor registered (a module may override
+`feedback`, e.g. to require a token)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.integration.sidecar_fakes import FakeFeedback, Model
+from tests.support.churn_model import MONITOR, Model
+from tests.support.fake_feedback import FakeFeedback
 
 
 @pytest.fixture
@@ -20,7 +22,5 @@ async def model() -> AsyncIterator[Model]:
 
 @pytest.fixture
 async def feedback() -> AsyncIterator[FakeFeedback]:
-    service = FakeFeedback()
-    await service.start()
-    yield service
-    await service.stop()
+    async with FakeFeedback(MONITOR) as service:
+        yield service

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.integration.sidecar_fakes import MONITOR, Model
+from tests.support.churn_model import MONITOR, Model
 from truthloop.sidecar import app as sidecar_app
 from truthloop.sidecar.app import AdminSettings, Sidecar, SidecarSettings
 from truthloop.sidecar.backoff import BackoffSettings

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.feedback import eventually
+from tests.support.waiting import eventually
 from truthloop.demo import cli
 from truthloop.demo.scenario import Scenario
 from truthloop.demo.timelapse import TimeLapse

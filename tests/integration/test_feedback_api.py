@@ -12,11 +12,11 @@ from tests.support.feedback import (
     FakeClock,
     Service,
     ServiceFactory,
-    eventually,
     monitor_body,
     record,
     sample,
 )
+from tests.support.waiting import eventually
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
 

@@ -23,7 +23,8 @@ import aiohttp
 import msgspec
 import pytest
 
-from tests.support.feedback import eventually, monitor_body
+from tests.support.feedback import monitor_body
+from tests.support.waiting import eventually
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
 

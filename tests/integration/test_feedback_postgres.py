@@ -21,7 +21,6 @@ import pytest
 from tests.support.feedback import (
     FakeClock,
     Service,
-    eventually,
     make_settings,
     monitor_body,
     record,
@@ -35,6 +34,7 @@ from tests.support.postgres import (
     server_url,
     with_query,
 )
+from tests.support.waiting import eventually
 from truthloop.core import metrics, windows
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import parse_monitor

@@ -16,7 +16,7 @@ import yaml
 from aiohttp import web
 from truthloop.examples import churn_model
 
-from tests.support.feedback import eventually
+from tests.support.waiting import eventually
 from truthloop.local import stack as local
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

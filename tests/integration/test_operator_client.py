@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.support.fake_feedback import FakeFeedback
-from tests.support.operator_harness import free_port
+from tests.support.ports import free_port
 from truthloop.operator.client import FeedbackClient, NotRegistered, Rejected, Unavailable
 from truthloop.operator.settings import FeedbackSettings
 
@@ -24,13 +24,13 @@ BODY = {
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeFeedback]:
-    async with FakeFeedback(token="s3cret").running() as service:
+    async with FakeFeedback(token="s3cret") as service:
         yield service
 
 
 @pytest.fixture
 async def client(fake: FakeFeedback) -> AsyncIterator[FeedbackClient]:
-    async with FeedbackClient(FeedbackSettings(url=fake.base, token="s3cret", timeout=1)) as c:
+    async with FeedbackClient(FeedbackSettings(url=fake.url, token="s3cret", timeout=1)) as c:
         yield c
 
 
@@ -47,7 +47,7 @@ async def test_register_read_follow_and_delete(fake: FakeFeedback, client: Feedb
     assert await client.keys() == ["ml/churn"]
     version = view.status.state_version
     follow = asyncio.ensure_future(client.state("ml/churn", version, wait=5))
-    await fake.set_state("ml/churn", phase="FallbackActive")
+    fake.set_state("ml/churn", phase="FallbackActive")
     state = await asyncio.wait_for(follow, 5)
     assert state.phase == "FallbackActive"
     assert state.version == version + 1
@@ -68,7 +68,7 @@ async def test_a_service_in_trouble_is_unavailable(
     with pytest.raises(Unavailable):
         await client.keys()
     fake.stall = 0.4
-    async with FeedbackClient(FeedbackSettings(url=fake.base, timeout=0.1)) as impatient:
+    async with FeedbackClient(FeedbackSettings(url=fake.url, timeout=0.1)) as impatient:
         with pytest.raises(Unavailable, match="TimeoutError"):
             await impatient.keys()
 
@@ -95,7 +95,7 @@ async def test_a_refusal_is_rejected_with_the_services_details(
 
 
 async def test_writes_carry_the_token(fake: FakeFeedback) -> None:
-    async with FeedbackClient(FeedbackSettings(url=fake.base, token="wrong")) as client:
+    async with FeedbackClient(FeedbackSettings(url=fake.url, token="wrong")) as client:
         with pytest.raises(Rejected) as caught:
             await client.register(BODY)
     assert caught.value.status == 401

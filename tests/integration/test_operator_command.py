@@ -11,7 +11,9 @@ from pathlib import Path
 import aiohttp
 
 from tests.support.feedback import monitor_body
-from tests.support.operator_harness import KUBECONFIG, WorldFactory, free_port
+from tests.support.operator_harness import KUBECONFIG, WorldFactory
+from tests.support.ports import free_port
+from tests.support.waiting import eventually
 
 pytest_plugins = ["tests.support.operator_fixtures"]
 
@@ -46,9 +48,9 @@ async def test_the_command_serves_reports_ready_and_stops_on_sigterm(
             except aiohttp.ClientError:
                 return False
 
-        await world.until(ready, "the command's /readyz", within=20)
+        await eventually(ready, "the command's /readyz", within=20)
         await world.create(monitor_body(namespace="team"))
-        await world.until(
+        await eventually(
             lambda: world.status("team", "churn").get("phase") == "Collecting", "served"
         )
         async with (

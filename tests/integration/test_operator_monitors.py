@@ -13,6 +13,7 @@ from tests.support.apiserver_mock import MONITORS
 from tests.support.feedback import monitor_body, record
 from tests.support.operator_harness import TOKEN, World, WorldFactory, secret_value
 from tests.support.pods import NATIVE
+from tests.support.waiting import eventually
 from truthloop.operator import inject
 from truthloop.operator.settings import StatusSettings
 
@@ -36,17 +37,17 @@ async def registered(world: World, name: str = "churn") -> dict[str, Any]:
         status, body = await world.service.call("GET", f"/v1/monitors/ml/{name}")
         return body if status == 200 else None
 
-    return dict(await world.until(look, f"ml/{name} registered"))
+    return dict(await eventually(look, f"ml/{name} registered"))
 
 
 async def test_a_new_monitor_is_registered_and_collecting(world: World) -> None:
     created = await world.create(churn())
-    await world.until(lambda: world.status().get("phase") == "Collecting", "phase Collecting")
+    await eventually(lambda: world.status().get("phase") == "Collecting", "phase Collecting")
     assert (await registered(world))["spec"] == created["spec"]
     assert world.condition("Registered")["status"] == "True"
     assert world.condition("Ready")["reason"] == "Monitoring"
     assert world.status()["observedGeneration"] == 1
-    await world.until(lambda: world.events("Collecting"), "a Collecting event")
+    await eventually(lambda: world.events("Collecting"), "a Collecting event")
     secret = world.api.object(SECRETS, "ml", "truthloop-token")
     assert secret_value(secret, "token") == TOKEN
     assert secret["metadata"]["ownerReferences"] == [
@@ -61,7 +62,7 @@ async def test_a_new_monitor_is_registered_and_collecting(world: World) -> None:
 
 async def test_feedback_moves_the_status_metrics(world: World) -> None:
     await world.create(churn())
-    await world.until(lambda: world.status().get("phase") == "Collecting", "phase Collecting")
+    await eventually(lambda: world.status().get("phase") == "Collecting", "phase Collecting")
     ts = world.clock.now - 10
     await world.service.predictions([record(f"p{i}", 1, ts=ts) for i in range(10)])
     await world.service.feedback(
@@ -71,31 +72,31 @@ async def test_feedback_moves_the_status_metrics(world: World) -> None:
         )
     )
     await world.service.tick()
-    await world.until(lambda: world.status().get("labeled") == 10, "10 labeled")
+    await eventually(lambda: world.status().get("labeled") == 10, "10 labeled")
     status = world.status()
     assert status["samples"] == 10
     assert status["metrics"]["accuracy"] == 0.8
     assert status["metric"].startswith("accuracy=0.8 [")
     assert status["phase"] == "Healthy"
-    await world.until(lambda: world.events("Healthy"), "a Healthy event")
+    await eventually(lambda: world.events("Healthy"), "a Healthy event")
 
 
 async def test_an_alert_engages_the_fallback_with_an_event(world: World) -> None:
     await world.create(churn())
-    await world.until(lambda: world.status().get("phase") == "Collecting", "phase Collecting")
+    await eventually(lambda: world.status().get("phase") == "Collecting", "phase Collecting")
     ts = world.clock.now - 5
     await world.service.predictions([record(f"p{i}", 1, ts=ts) for i in range(6)])
     await world.service.feedback(
         *({"monitor": "ml/churn", "prediction_id": f"p{i}", "actual": 0} for i in range(6))
     )
     await world.service.tick()
-    await world.until(lambda: world.status().get("phase") == "FallbackActive", "FallbackActive")
+    await eventually(lambda: world.status().get("phase") == "FallbackActive", "FallbackActive")
     status = world.status()
     assert status["fallback"]["active"] is True
     assert status["fallback"]["reason"].startswith("accuracy-low: accuracy 0 < 0.7")
     assert world.condition("Breached")["reason"] == "AlertFiring"
     assert world.condition("FallbackActive")["status"] == "True"
-    (engaged,) = await world.until(lambda: world.events("FallbackEngaged"), "the Event")
+    (engaged,) = await eventually(lambda: world.events("FallbackEngaged"), "the Event")
     assert engaged["type"] == "Normal"
     assert engaged["message"] == status["fallback"]["reason"]
     assert engaged["involvedObject"]["kind"] == "ModelMonitor"
@@ -104,11 +105,11 @@ async def test_an_alert_engages_the_fallback_with_an_event(world: World) -> None
 async def test_an_invalid_spec_is_reported_and_not_registered(world: World) -> None:
     bad = churn(alerts=[{"name": "accuracy-low", "metric": "accuracy", "below": "high"}])
     await world.create(bad)
-    await world.until(lambda: world.status().get("phase") == "Invalid", "phase Invalid")
+    await eventually(lambda: world.status().get("phase") == "Invalid", "phase Invalid")
     valid = world.condition("SpecValid")
     assert valid["status"] == "False"
     assert "spec.alerts[0].below" in valid["message"]
-    (warning,) = await world.until(lambda: world.events("InvalidSpec"), "an InvalidSpec event")
+    (warning,) = await eventually(lambda: world.events("InvalidSpec"), "an InvalidSpec event")
     assert warning["type"] == "Warning"
     assert "spec.alerts[0].below" in warning["message"]
     status, _ = await world.service.call("GET", "/v1/monitors/ml/churn")
@@ -116,7 +117,7 @@ async def test_an_invalid_spec_is_reported_and_not_registered(world: World) -> N
     fixed = copy.deepcopy(bad["spec"])
     fixed["alerts"][0]["below"] = 0.7
     await world.patch(monitor_path("churn"), {"spec": fixed})
-    await world.until(lambda: world.status().get("phase") == "Collecting", "fixed: Collecting")
+    await eventually(lambda: world.status().get("phase") == "Collecting", "fixed: Collecting")
     assert world.status()["observedGeneration"] == 2
     assert (await registered(world))["metadata"]["generation"] == 2
 
@@ -125,39 +126,39 @@ async def test_a_dead_feedback_service_blocks_nothing(start_world: WorldFactory)
     world = await start_world(status=quick_sweep())
     await world.create(churn())
     await world.create(churn(name="fraud"))
-    await world.until(lambda: world.status(name="fraud").get("phase") == "Collecting", "fraud")
+    await eventually(lambda: world.status(name="fraud").get("phase") == "Collecting", "fraud")
     await registered(world, "churn")
     await world.stop_feedback()
-    await world.until(
+    await eventually(
         lambda: world.condition("Ready", name="fraud").get("reason") == "FeedbackUnavailable",
         "fraud: Ready=False FeedbackUnavailable",
     )
-    await world.until(lambda: world.events("FeedbackUnavailable", name="fraud"), "the warning")
+    await eventually(lambda: world.events("FeedbackUnavailable", name="fraud"), "the warning")
     await world.delete("ml", "churn")
-    await world.until(lambda: not world.api.exists(MONITORS, "ml", "churn"), within=10)
+    await eventually(lambda: not world.api.exists(MONITORS, "ml", "churn"), within=10)
     await world.start_feedback()
-    await world.until(lambda: world.condition("Ready", name="fraud").get("status") == "True")
+    await eventually(lambda: world.condition("Ready", name="fraud").get("status") == "True")
 
     async def swept() -> bool:
         status, _ = await world.service.call("GET", "/v1/monitors/ml/churn")
         return status == 404
 
-    await world.until(swept, "the sweep deleted ml/churn from the service")
+    await eventually(swept, "the sweep deleted ml/churn from the service")
     assert (await world.service.call("GET", "/v1/monitors/ml/fraud"))[0] == 200
 
 
 async def test_no_status_patch_when_nothing_changed(world: World) -> None:
     await world.create(churn())
-    await world.until(lambda: world.status().get("phase") == "Collecting", "phase Collecting")
-    await world.until(lambda: world.events("Collecting"), "the Collecting event")
+    await eventually(lambda: world.status().get("phase") == "Collecting", "phase Collecting")
+    await eventually(lambda: world.events("Collecting"), "the Collecting event")
     patches, passes = world.status_patches(), world.passes()
-    await world.until(lambda: world.passes() >= passes + 4, "four more passes")
+    await eventually(lambda: world.passes() >= passes + 4, "four more passes")
     assert world.status_patches() == patches
 
 
 async def test_pods_and_services_show_in_the_status(world: World) -> None:
     created = await world.create(churn(port="http"))
-    await world.until(lambda: world.status().get("phase") == "Collecting", "phase Collecting")
+    await eventually(lambda: world.status().get("phase") == "Collecting", "phase Collecting")
     target = inject.target(created)
     model = {"name": "model", "image": "m:1", "ports": [HTTP_PORT]}
     pod = {
@@ -179,15 +180,15 @@ async def test_pods_and_services_show_in_the_status(world: World) -> None:
         "spec": {"selector": {"app": "churn-model"}, "ports": [{"port": 80, "targetPort": 8080}]},
     }
     await world.create(direct, "/api/v1/namespaces/ml/services")
-    await world.until(lambda: world.status().get("injectedPods") == 1, "one injected pod")
-    await world.until(lambda: world.condition("TrafficBypass").get("status") == "True")
+    await eventually(lambda: world.status().get("injectedPods") == 1, "one injected pod")
+    await eventually(lambda: world.condition("TrafficBypass").get("status") == "True")
     assert "churn-direct" in world.condition("TrafficBypass")["message"]
-    await world.until(lambda: world.condition("PodsInjected").get("reason") == "WebhookMissed")
+    await eventually(lambda: world.condition("PodsInjected").get("reason") == "WebhookMissed")
     pods = world.condition("PodsInjected")
     assert pods["status"] == "False"
     assert pods["message"].startswith("1 of 2 selected pods have the sidecar")
-    await world.until(lambda: world.events("TrafficBypass"), "a TrafficBypass warning")
-    await world.until(lambda: world.events("PodsNotInjected"), "a PodsNotInjected warning")
+    await eventually(lambda: world.events("TrafficBypass"), "a TrafficBypass warning")
+    await eventually(lambda: world.events("PodsNotInjected"), "a PodsNotInjected warning")
 
 
 async def older_deployment_and_pod(world: World) -> None:
@@ -231,14 +232,14 @@ async def test_restart_existing_rolls_the_workloads_of_older_pods_once(world: Wo
     await older_deployment_and_pod(world)
     await world.create(churn(restartExisting=True))
     path = "/apis/apps/v1/namespaces/ml/deployments/churn-model"
-    await world.until(lambda: world.api.count("PATCH", path) == 1, "the Deployment rolled")
+    await eventually(lambda: world.api.count("PATCH", path) == 1, "the Deployment rolled")
     rolled = world.api.object(DEPLOYMENTS, "ml", "churn-model")
     annotations = rolled["spec"]["template"]["metadata"]["annotations"]
     assert "truthloop.dev/restartedAt" in annotations
-    (event,) = await world.until(lambda: world.events("RestartedWorkload"), "the Event")
+    (event,) = await eventually(lambda: world.events("RestartedWorkload"), "the Event")
     assert "Deployment churn-model" in event["message"]
     passes = world.passes()
-    await world.until(lambda: world.passes() >= passes + 3, "three more passes")
+    await eventually(lambda: world.passes() >= passes + 3, "three more passes")
     assert world.api.count("PATCH", path) == 1
 
 
@@ -246,10 +247,10 @@ async def test_restart_existing_may_be_disallowed(start_world: WorldFactory) -> 
     world = await start_world(restart_existing=False)
     await older_deployment_and_pod(world)
     await world.create(churn(restartExisting=True))
-    (warning,) = await world.until(lambda: world.events("RestartNotAllowed"), "the warning")
+    (warning,) = await eventually(lambda: world.events("RestartNotAllowed"), "the warning")
     assert warning["type"] == "Warning"
     passes = world.passes()
-    await world.until(lambda: world.passes() >= passes + 3, "three more passes")
+    await eventually(lambda: world.passes() >= passes + 3, "three more passes")
     assert world.api.count("PATCH", "/deployments/churn-model") == 0
     assert len(world.events("RestartNotAllowed")) == 1
 

@@ -18,9 +18,10 @@ from tests.support.operator_harness import (
     OperatorThread,
     World,
     WorldFactory,
-    free_port,
     settings,
 )
+from tests.support.ports import free_port
+from tests.support.waiting import eventually
 from truthloop.operator import certs
 from truthloop.operator.settings import WebhookSettings
 
@@ -105,7 +106,7 @@ async def test_a_self_managed_ca_is_kept_published_and_reused(
 ) -> None:
     world = await start_world(webhook=tls(tmp_path / "one"))
     await configurations(world)
-    secret = await world.until(
+    secret = await eventually(
         lambda: (
             world.api.exists(SECRETS, "truthloop", "truthloop-webhook-cert")
             and world.api.object(SECRETS, "truthloop", "truthloop-webhook-cert")
@@ -127,7 +128,7 @@ async def test_a_self_managed_ca_is_kept_published_and_reused(
     world.operator = OperatorThread(settings(world.service.base, token=TOKEN, webhook=webhook))
     await world.operator.start(world.api)
     encoded = base64.b64encode(ca).decode()
-    await world.until(lambda: ca_bundles(world) == [encoded, encoded], "caBundle published")
+    await eventually(lambda: ca_bundles(world) == [encoded, encoded], "caBundle published")
     secret_writes = [w for w in world.api.writes[writes:] if "/secrets" in w[1]]
     assert secret_writes == [], "the kept certificate is reused"
     answer = await review_over_https(webhook.port, ca)

@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.feedback import monitor_body
 from tests.support.operator_harness import World
+from tests.support.waiting import eventually
 from truthloop.operator import admission, inject
 
 pytest_plugins = ["tests.support.operator_fixtures"]
@@ -78,7 +79,7 @@ async def post(world: World, path: str, body: Any) -> tuple[int, Any]:
 
 async def with_monitor(world: World) -> inject.Target:
     created = await world.create(monitor_body())
-    await world.until(lambda: world.status().get("phase"), "the monitor is seen")
+    await eventually(lambda: world.status().get("phase"), "the monitor is seen")
     return inject.target(created)
 
 

@@ -11,15 +11,16 @@ import contextlib
 import io
 import json
 import os
-import socket
 import uuid
 
 import aiohttp
 import pytest
 
-from tests.integration.proxy_harness import DEADLINE, MiB, World, scenario, wait_for
+from tests.integration.proxy_harness import DEADLINE, MiB, World, scenario
 from tests.support import http1
 from tests.support.echo_model import pattern
+from tests.support.ports import free_port
+from tests.support.waiting import eventually
 from truthloop.sidecar.exchange import Headers, LocalResponse
 
 
@@ -160,7 +161,7 @@ async def test_request_body_is_streamed_to_the_model_before_it_is_all_sent(w: Wo
     await w.client.send(
         b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % total + b"a" * MiB
     )
-    await wait_for(lambda: w.model.body_progress >= MiB, "the first MiB reached the model")
+    await eventually(lambda: w.model.body_progress >= MiB, "the first MiB reached the model")
     await w.client.send(b"a" * (total - MiB))
 
     resp = await w.client.response()
@@ -185,7 +186,7 @@ async def test_response_body_is_streamed_to_the_client_before_the_model_finishes
 async def test_a_slow_client_holds_back_the_model_not_the_proxys_memory(w: World) -> None:
     size = 64 * MiB
     await w.client.send(http1.request("GET", f"/bytes?size={size}"))
-    await wait_for(lambda: w.proxy.paused == 1, "the proxy stopped reading the model")
+    await eventually(lambda: w.proxy.paused == 1, "the proxy stopped reading the model")
 
     assert w.proxy.buffered_bytes <= MiB
     resp = await w.client.response()
@@ -196,8 +197,8 @@ async def test_a_slow_client_holds_back_the_model_not_the_proxys_memory(w: World
 async def test_a_slow_model_holds_back_the_client_not_the_proxys_memory(w: World) -> None:
     size = 64 * MiB
     w.client.writer.write(http1.request("POST", "/read-later", body=b"s" * size))
-    await wait_for(lambda: w.model.heads == 1, "the request head reached the model")
-    await wait_for(lambda: w.proxy.paused == 1, "the proxy stopped reading the client")
+    await eventually(lambda: w.model.heads == 1, "the request head reached the model")
+    await eventually(lambda: w.proxy.paused == 1, "the proxy stopped reading the client")
 
     assert w.proxy.buffered_bytes <= MiB
     w.model.gate.set()
@@ -274,7 +275,7 @@ async def test_pipelined_requests_are_answered_in_order(w: World) -> None:
         + http1.request("HEAD", "/bytes?size=10")
         + http1.request("POST", "/echo", body=b"fifth")
     )
-    await wait_for(lambda: w.model.heads >= 1, "the first request reached the model")
+    await eventually(lambda: w.model.heads >= 1, "the first request reached the model")
     w.model.gate.set()
 
     bodies = [(await w.client.response(bodyless=i == 3)).body for i in range(5)]
@@ -457,21 +458,21 @@ async def test_client_disconnect_mid_body_cancels_the_model_request(w: World) ->
     await w.client.send(
         b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (10 * MiB) + b"a" * MiB
     )
-    await wait_for(lambda: w.model.body_progress >= MiB, "the body started reaching the model")
+    await eventually(lambda: w.model.body_progress >= MiB, "the body started reaching the model")
     w.client.writer.transport.abort()
 
-    await wait_for(lambda: w.model.aborted == 1, "the model saw its request cut off")
-    await wait_for(lambda: w.proxy.stats.client_disconnects == 1, "the disconnect was counted")
+    await eventually(lambda: w.model.aborted == 1, "the model saw its request cut off")
+    await eventually(lambda: w.proxy.stats.client_disconnects == 1, "the disconnect was counted")
     assert w.tap.exchanges == []
 
 
 @scenario
 async def test_client_disconnect_while_waiting_for_the_model(w: World) -> None:
     await w.client.send(http1.request("GET", "/hang"))
-    await wait_for(lambda: w.model.heads == 1, "the request reached the model")
+    await eventually(lambda: w.model.heads == 1, "the request reached the model")
     w.client.writer.transport.abort()
 
-    await wait_for(lambda: w.model.hung_closed == 1, "the model's connection was closed")
+    await eventually(lambda: w.model.hung_closed == 1, "the model's connection was closed")
     assert w.proxy.stats.client_disconnects == 1
 
 
@@ -514,10 +515,7 @@ async def test_a_stale_keep_alive_connection_is_retried_on_a_fresh_one(w: World)
 
 @scenario
 async def test_model_down_is_a_502_with_a_json_body(w: World) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed_port = s.getsockname()[1]
-    p = await w.make_proxy(model_port=closed_port)
+    p = await w.make_proxy(model_port=free_port())
     c = await w.connect(p)
     resp = await c.exchange(http1.request("POST", "/echo", body=b"x"))
 
@@ -540,7 +538,7 @@ async def test_model_timeout_is_a_504_and_the_model_request_is_dropped(w: World)
     assert resp.status == 504
     assert json.loads(resp.body)["details"] == [{"reason": "model_timeout"}]
     assert p.stats.upstream_errors["model_timeout"] == 1
-    await wait_for(lambda: w.model.hung_closed == 1, "the model's connection was closed")
+    await eventually(lambda: w.model.hung_closed == 1, "the model's connection was closed")
     assert (await c.exchange(http1.request("POST", "/echo", body=b"ok"))).body == b"ok"
 
 
@@ -574,7 +572,7 @@ async def test_upgrade_is_tunnelled_uncaptured(w: World) -> None:
 
     w.client.writer.write_eof()
     assert await w.client.closed()
-    await wait_for(lambda: len(w.tap.exchanges) == 1, "the tunnel was reported")
+    await eventually(lambda: len(w.tap.exchanges) == 1, "the tunnel was reported")
     [ex] = w.tap.exchanges
     assert ex.status == 101
     assert ex.skip_reason == "upgrade"
@@ -628,7 +626,7 @@ async def test_many_requests_pipelined_behind_a_slow_one_are_answered_locally(w:
     await w.client.send(
         http1.request("GET", "/gate") + b"".join(http1.request("GET", f"/p?{i}") for i in range(n))
     )
-    await wait_for(lambda: w.model.heads == 1, "the first request reached the model")
+    await eventually(lambda: w.model.heads == 1, "the first request reached the model")
     w.tap.wants_local = True
     w.tap.answer = fallback_answer
     w.model.gate.set()
@@ -649,7 +647,7 @@ async def test_shadow_call_reports_the_models_answer_with_the_same_id(w: World) 
     )
 
     assert resp.header("x-served-by") == b"fallback"
-    await wait_for(lambda: len(w.tap.exchanges) == 2, "the shadow exchange was reported")
+    await eventually(lambda: len(w.tap.exchanges) == 2, "the shadow exchange was reported")
     local, shadow = w.tap.exchanges
     assert (local.served_by, local.shadow) == ("fallback", False)
     assert (shadow.served_by, shadow.shadow) == ("model", True)
@@ -673,7 +671,7 @@ async def test_shadow_calls_beyond_the_limit_are_skipped_and_counted(w: World) -
 
     assert p.stats.shadow_skipped == 1
     w.model.gate.set()
-    await wait_for(lambda: len(w.tap.exchanges) == 3, "the one shadow call finished")
+    await eventually(lambda: len(w.tap.exchanges) == 3, "the one shadow call finished")
     assert [ex.shadow for ex in w.tap.exchanges] == [False, False, True]
 
 
@@ -726,7 +724,7 @@ async def test_a_body_too_large_to_answer_locally_goes_to_the_model(w: World) ->
 @scenario
 async def test_close_waits_for_requests_in_flight(w: World) -> None:
     await w.client.send(http1.request("GET", "/gate"))
-    await wait_for(lambda: w.model.heads == 1, "the request reached the model")
+    await eventually(lambda: w.model.heads == 1, "the request reached the model")
     closing = asyncio.create_task(w.proxy.close(grace=DEADLINE))
     idle = None
     with contextlib.suppress(OSError):

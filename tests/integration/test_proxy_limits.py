@@ -36,10 +36,11 @@ from tests.integration.proxy_harness import (
     World,
     scenario,
     sweeps,
-    wait_for,
 )
-from tests.integration.sidecar_fakes import FakeFeedback, Model
 from tests.support import http1
+from tests.support.churn_model import Model
+from tests.support.fake_feedback import FakeFeedback
+from tests.support.waiting import eventually
 from truthloop import cli
 from truthloop.flags import UsageError
 from truthloop.sidecar import cli as sidecar_cli
@@ -174,7 +175,7 @@ async def test_an_endless_trailer_is_cut_off_and_its_request_dropped(w: World) -
     assert resp.status == 431
     assert refusal(resp) == "headers_too_large"
     assert sent < MiB
-    await wait_for(lambda: w.model.aborted == 1, "the model's request was dropped")
+    await eventually(lambda: w.model.aborted == 1, "the model's request was dropped")
     assert w.tap.exchanges == []
 
 
@@ -193,7 +194,7 @@ async def test_a_head_begun_in_the_same_read_as_a_request_is_held_to_its_limit(w
 @scenario
 async def test_a_refused_head_behind_a_request_in_flight_is_answered_in_turn(w: World) -> None:
     await w.client.send(http1.request("GET", "/gate") + http1.request("GET", "/" + "u" * 9000))
-    await wait_for(lambda: w.model.heads == 1, "the first request reached the model")
+    await eventually(lambda: w.model.heads == 1, "the first request reached the model")
     w.model.gate.set()
 
     first = await w.client.response()
@@ -213,7 +214,7 @@ async def test_nothing_sent_after_a_refused_head_is_read_while_earlier_ones_are_
         + http1.request("POST", "/echo", body=b"second")
         + http1.request("GET", "/echo", [(b"X-%d" % i, b"1") for i in range(100)])
     )
-    await wait_for(lambda: w.proxy.stats.connections_closed["too_many_headers"] == 1, "refused")
+    await eventually(lambda: w.proxy.stats.connections_closed["too_many_headers"] == 1, "refused")
     await w.client.send(http1.request("POST", "/echo", body=b"after the refusal"))
     await w.client.send(http1.request("GET", "/" + "u" * 9000))
     w.model.gate.set()
@@ -353,7 +354,7 @@ async def test_waits_the_client_is_not_to_blame_for_are_not_timed_out(w: World) 
     await waiting.send(http1.request("GET", "/gate"))
     tunnel = await w.connect(p)
     await tunnel.upgrade()
-    await wait_for(lambda: w.model.heads == 3, "every head reached the model")
+    await eventually(lambda: w.model.heads == 3, "every head reached the model")
     slow = await w.connect(p)
     await slow.send(b"GET /echo HTTP/1.1\r\n")
 
@@ -382,7 +383,7 @@ async def test_a_body_that_stops_coming_is_408_and_its_model_connection_dropped(
     p = await w.make_proxy(body_timeout=TICK)
     stalled = await w.connect(p)
     await stalled.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
-    await wait_for(lambda: w.model.heads == 1, "the head reached the model")
+    await eventually(lambda: w.model.heads == 1, "the head reached the model")
     other = await w.connect(p)
     assert (await other.exchange(http1.request("POST", "/echo", body=b"ok"))).body == b"ok"
 
@@ -390,7 +391,7 @@ async def test_a_body_that_stops_coming_is_408_and_its_model_connection_dropped(
     assert resp.status == 408
     assert refusal(resp) == "body_timeout"
     assert await stalled.closed()
-    await wait_for(lambda: w.model.aborted == 1, "the model's connection was dropped")
+    await eventually(lambda: w.model.aborted == 1, "the model's connection was dropped")
     assert p.stats.connections_closed["body_timeout"] == 1
     assert len(w.tap.exchanges) == 1  # the other request's
 
@@ -409,7 +410,7 @@ async def test_a_body_that_stops_coming_after_its_answer_began_cuts_the_connecti
         assert head[0] == b"HTTP/1.1 200 OK"
 
         await c.cut()  # before the answer's end: the client sees it cut
-        await wait_for(lambda: model.closed == 1, "the model's connection was dropped")
+        await eventually(lambda: model.closed == 1, "the model's connection was dropped")
         assert p.stats.connections_closed["body_timeout"] == 1
         assert p.stats.client_disconnects == 0
 
@@ -434,7 +435,7 @@ async def test_a_body_the_model_is_slow_to_read_is_not_timed_out(w: World) -> No
     c = await w.connect(p)
     body = bytes(range(256)) * (32 * KiB)  # 8 MiB: more than the kernel's buffers
     sending = asyncio.ensure_future(c.send(http1.request("POST", "/read-later", body=body)))
-    await wait_for(lambda: p.paused >= 1, "the proxy stopped reading the client for the model")
+    await eventually(lambda: p.paused >= 1, "the proxy stopped reading the client for the model")
     await sweeps(p, 10)  # two body timeouts and more
 
     w.model.gate.set()
@@ -451,11 +452,11 @@ async def test_a_client_that_stops_reading_is_cut_and_its_model_connection_dropp
         p = await w.make_proxy(model_port=model.port, send_timeout=TICK)
         c = await w.connect(p, window=16 * KiB)
         await c.send(http1.request("GET", "/endless"))
-        await wait_for(lambda: p.paused >= 1, "the proxy waits on the client to read")
+        await eventually(lambda: p.paused >= 1, "the proxy waits on the client to read")
 
-        await wait_for(lambda: p.stats.connections_closed["send_timeout"] == 1, "the cut")
+        await eventually(lambda: p.stats.connections_closed["send_timeout"] == 1, "the cut")
         await c.cut()
-        await wait_for(lambda: model.closed == 1, "the model's connection was dropped")
+        await eventually(lambda: model.closed == 1, "the model's connection was dropped")
         assert p.stats.client_disconnects == 0
 
 
@@ -465,14 +466,14 @@ async def test_a_close_left_waiting_on_a_client_that_reads_nothing_is_cut(w: Wor
     c = await w.connect(p, window=16 * KiB)
     for sent in range(1, 1000):  # answers it does not read, until the kernel holds no more
         await c.send(http1.request("GET", "/bytes?size=10000"))
-        await wait_for(lambda: len(w.tap.exchanges) == sent, "the answer was handed over")  # noqa: B023
+        await eventually(lambda: len(w.tap.exchanges) == sent, "the answer was handed over")  # noqa: B023
         if p.buffered_bytes:
             break
     assert 0 < p.buffered_bytes < 64 * KiB  # under the transport's high-water mark: not paused
 
-    await wait_for(lambda: p.stats.connections_closed["keepalive_timeout"] == 1, "the close")
-    await wait_for(lambda: p.stats.connections_closed["send_timeout"] == 1, "the cut")
-    await wait_for(lambda: p.stats.open_connections == 0, "the connection is gone")
+    await eventually(lambda: p.stats.connections_closed["keepalive_timeout"] == 1, "the close")
+    await eventually(lambda: p.stats.connections_closed["send_timeout"] == 1, "the cut")
+    await eventually(lambda: p.stats.open_connections == 0, "the connection is gone")
 
 
 @scenario
@@ -483,7 +484,7 @@ async def test_an_answer_read_slowly_but_steadily_passes_past_the_send_timeout(
     c = await w.connect(p, window=16 * KiB)
     size = 4 * MiB
     await c.send(http1.request("GET", f"/bytes?size={size}"))
-    await wait_for(lambda: p.paused >= 1, "the proxy waits on the client to read")
+    await eventually(lambda: p.paused >= 1, "the proxy waits on the client to read")
     async with asyncio.timeout(10):
         head = await http1.read_head(c.reader)
         assert head is not None
@@ -503,7 +504,7 @@ async def test_a_tunnel_whose_client_reads_nothing_for_a_while_is_not_cut(w: Wor
     await tunnel.upgrade()
     data = bytes(range(256)) * (32 * KiB)  # 8 MiB, echoed: more than the kernel's buffers
     tunnel.writer.write(data)
-    await wait_for(lambda: p.paused >= 1, "the proxy waits on the client to read")
+    await eventually(lambda: p.paused >= 1, "the proxy waits on the client to read")
     await sweeps(p, 10)  # two send timeouts and more
 
     async with asyncio.timeout(10):
@@ -518,7 +519,7 @@ async def test_pipelined_local_answers_wait_while_the_client_does_not_read(w: Wo
     c = await w.connect(window=16 * KiB)
     count = 4000  # 4 MiB of answers to 160 KiB of requests
     sending = asyncio.ensure_future(c.send(http1.request("GET", "/local") * count))
-    await wait_for(lambda: w.proxy.paused >= 1, "the proxy stopped reading the client")
+    await eventually(lambda: w.proxy.paused >= 1, "the proxy stopped reading the client")
 
     assert w.proxy.buffered_bytes < 512 * KiB
     for _ in range(count):
@@ -538,12 +539,12 @@ async def test_at_the_connection_limit_an_idle_one_makes_room_else_the_new_one_i
     assert (await idle.exchange(http1.request("POST", "/echo", body=b"1"))).body == b"1"
     waiting = await w.connect(p)
     await waiting.send(http1.request("GET", "/gate"))
-    await wait_for(lambda: w.model.heads == 2, "the request reached the model")
+    await eventually(lambda: w.model.heads == 2, "the request reached the model")
 
     third = await w.connect(p)
     assert await idle.closed()
     await third.send(b"GET /gate HTTP/1.1\r\n")  # a head begun: busy, not idle
-    await wait_for(lambda: p.stats.open_connections == 2, "the idle connection is gone")
+    await eventually(lambda: p.stats.open_connections == 2, "the idle connection is gone")
     fourth = await w.connect(p)
     assert await fourth.closed()
 
@@ -685,11 +686,10 @@ class Sidecar:
         return float(m[1]) if m else None
 
     async def until_metric(self, sample: str, value: float) -> None:
-        async with asyncio.timeout(10):
-            while True:
-                if await self.metric(sample) == value:
-                    return
-                await asyncio.sleep(0.01)
+        async def reached() -> bool:
+            return await self.metric(sample) == value
+
+        await eventually(reached, f"{sample} at {value}")
 
     async def warnings(self) -> str:
         """What it logged, once it has stopped."""

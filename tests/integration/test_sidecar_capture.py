@@ -8,8 +8,10 @@ from pathlib import Path
 import aiohttp
 
 from tests.integration import sidecar_harness as harness
-from tests.integration.sidecar_fakes import FakeFeedback, Hang, Model, monitor, wait_for
 from tests.integration.sidecar_harness import Client
+from tests.support.churn_model import Model, monitor
+from tests.support.fake_feedback import FakeFeedback, Hang
+from tests.support.waiting import eventually
 from truthloop.sidecar.capture import CaptureStats
 
 pytest_plugins = ["tests.integration.sidecar_fixtures"]
@@ -36,10 +38,10 @@ async def test_an_outage_mid_run_loses_nothing_and_sends_nothing_twice(
         await client.run(range(1000))
         await feedback.stop()
         await client.run(range(1000, 3000))
-        await wait_for(lambda: sidecar.shipper.spool.records > 0, what="records spooled")
+        await eventually(lambda: sidecar.shipper.spool.records > 0, "records spooled")
         await feedback.start()
         await client.run(range(3000, 4000))
-        await wait_for(lambda: len(feedback.records) == 4000, what="every record")
+        await eventually(lambda: len(feedback.records) == 4000, "every record")
     assert_captured_what_clients_saw(client, feedback)
     assert feedback.resent == 0
     assert not sidecar.shipper.stats.dropped
@@ -55,7 +57,7 @@ async def test_a_service_that_never_answers_slows_no_request(model: Model, tmp_p
         await client.run(range(5000))
         assert {s.status for s in client.seen.values()} == {200}
         assert max(s.seconds for s in client.seen.values()) < 1.0
-        await wait_for(lambda: sidecar.shipper.spool.records > 4000, what="the spool growing")
+        await eventually(lambda: sidecar.shipper.spool.records > 4000, "the spool growing")
         # The queue cannot pass its bound (it refuses records); none was refused: it spilled.
         assert sidecar.shipper.buffer.bytes <= bound
         assert sidecar.shipper.stats.dropped["queue_full"] == 0
@@ -86,7 +88,7 @@ async def test_failures_and_samples_are_counted_not_captured(
                 async with session.get(f"{url}/status/{code}") as response:
                     assert response.status == code
         stats = car.capture.stats
-        await wait_for(
+        await eventually(
             lambda: stats.skipped == {"status_5xx": 2, "status_4xx": 1, **sampled(stats)}
         )
         assert stats.captured == 0
@@ -120,7 +122,7 @@ async def test_a_batch_request_gives_one_record_per_row(
         ):
             pid = r.headers["X-Prediction-ID"]
             answer = await r.json()
-        await wait_for(lambda: len(feedback.records) == 5)
+        await eventually(lambda: len(feedback.records) == 5)
     for i in range(5):
         record = feedback.records[(f"{pid}/{i}", "model")]
         assert record["entity_id"] == f"u{i}"
@@ -134,7 +136,7 @@ async def test_refused_capture_shows_in_readiness_and_metrics_and_serving_goes_o
     async with harness.running(harness.settings(model, feedback.url, tmp_path)) as sidecar:
         client = Client(f"http://127.0.0.1:{sidecar.port}")
         await client.run(range(200))
-        await wait_for(lambda: sidecar.shipper.refused is not None, what="capture refused")
+        await eventually(lambda: sidecar.shipper.refused is not None, "capture refused")
         admin = f"http://127.0.0.1:{sidecar.admin_port}"
         async with aiohttp.ClientSession() as session:
             async with session.get(admin + "/readyz") as r:
@@ -145,7 +147,7 @@ async def test_refused_capture_shows_in_readiness_and_metrics_and_serving_goes_o
         assert 'truthloop_sidecar_capture_refused{reason="unauthorized"} 1.0' in metrics
         assert all(seen.status == 200 for seen in client.seen.values())
         feedback.status_override = None
-        await wait_for(lambda: len(feedback.records) == 200, what="the refused records delivered")
+        await eventually(lambda: len(feedback.records) == 200, "the refused records delivered")
         assert sidecar.shipper.refused is None
     assert_captured_what_clients_saw(client, feedback)
     assert not sidecar.shipper.stats.dropped

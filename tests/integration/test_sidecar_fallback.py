@@ -9,8 +9,10 @@ from typing import Any
 import aiohttp
 
 from tests.integration import sidecar_harness as harness
-from tests.integration.sidecar_fakes import FakeFeedback, Model, monitor, wait_for
 from tests.integration.sidecar_harness import Client
+from tests.support.churn_model import Model, monitor
+from tests.support.fake_feedback import FakeFeedback
+from tests.support.waiting import eventually
 
 pytest_plugins = ["tests.integration.sidecar_fixtures"]
 
@@ -20,13 +22,13 @@ async def test_the_rules_answer_within_a_second_of_engaging_and_stop_after(
 ) -> None:
     async with harness.running(harness.settings(model, feedback.url, tmp_path)) as car:
         client = Client(f"http://127.0.0.1:{car.port}")
-        await wait_for(lambda: feedback.state_polls >= 2, what="the follower long-polling")
+        await eventually(lambda: feedback.state_polls >= 2, "the follower long-polling")
         seen = await client.run_one(3)
         assert seen.served_by is None
         assert seen.body == Model.answer(Client.request(3))
 
-        feedback.set_state(active=True)
-        await wait_for(lambda: car.live.current.fallback_active, within=1.0, what="engaged")
+        feedback.set_fallback("ml/churn", active=True)
+        await eventually(lambda: car.live.current.fallback_active, "engaged", within=1.0)
         calls = model.calls
         await client.run(range(100, 140), concurrency=1)  # shadow calls stay under their limit
         for i in range(100, 140):
@@ -34,8 +36,8 @@ async def test_the_rules_answer_within_a_second_of_engaging_and_stop_after(
             assert seen.status == 200
             assert seen.served_by == "fallback"
             assert seen.body == {"prediction": 1 if i % 12 < 6 else 0}
-        await wait_for(lambda: model.calls == calls + 40, what="the model's shadow answers")
-        await wait_for(lambda: len(feedback.records) == 1 + 80, what="both answers captured")
+        await eventually(lambda: model.calls == calls + 40, "the model's shadow answers")
+        await eventually(lambda: len(feedback.records) == 1 + 80, "both answers captured")
         for i in range(100, 140):
             pid = client.seen[f"u{i}"].prediction_id
             fallback = feedback.records[(pid, "fallback")]
@@ -44,8 +46,8 @@ async def test_the_rules_answer_within_a_second_of_engaging_and_stop_after(
             assert fallback["entity_id"] == shadow["entity_id"] == f"u{i}"
             assert shadow["score"] == Model.answer(Client.request(i))["score"]
 
-        feedback.set_state(active=False)
-        await wait_for(lambda: not car.live.current.fallback_active, within=1.0, what="released")
+        feedback.set_fallback("ml/churn", active=False)
+        await eventually(lambda: not car.live.current.fallback_active, "released", within=1.0)
         seen = await client.run_one(5)
         assert seen.served_by is None
         assert seen.body == Model.answer(Client.request(5))
@@ -64,8 +66,8 @@ async def test_rules_that_cannot_answer_send_the_request_to_the_model(
             ],
         }
     )
-    feedback.monitor = spec
-    feedback.set_state(active=True)
+    feedback.monitors["ml/churn"] = spec
+    feedback.set_fallback("ml/churn", active=True)
     async with harness.running(harness.settings(model, feedback.url, tmp_path, spec=spec)) as car:
         assert car.live.current.fallback_active
         client = Client(f"http://127.0.0.1:{car.port}")
@@ -86,11 +88,11 @@ async def test_rules_that_cannot_answer_send_the_request_to_the_model(
 async def test_the_last_known_state_holds_while_the_service_is_away(
     model: Model, feedback: FakeFeedback, tmp_path: Path
 ) -> None:
-    feedback.set_state(active=True)
+    feedback.set_fallback("ml/churn", active=True)
     async with harness.running(harness.settings(model, feedback.url, tmp_path)) as car:
-        await wait_for(lambda: car.live.current.fallback_active, what="engaged")
+        await eventually(lambda: car.live.current.fallback_active, "engaged")
         await feedback.stop()
-        await wait_for(lambda: sum(car.follower.stats.poll_errors.values()) >= 3)
+        await eventually(lambda: sum(car.follower.stats.poll_errors.values()) >= 3)
         seen = await Client(f"http://127.0.0.1:{car.port}").run_one(1)
         assert seen.served_by == "fallback"
         assert car.live.current.fallback_active
@@ -100,24 +102,24 @@ async def test_a_new_generation_reloads_the_spec_and_a_bad_one_keeps_the_old(
     model: Model, feedback: FakeFeedback, tmp_path: Path
 ) -> None:
     async with harness.running(harness.settings(model, feedback.url, tmp_path)) as car:
-        await wait_for(lambda: feedback.state_polls >= 2)
+        await eventually(lambda: feedback.state_polls >= 2)
         assert car.live.current.monitor is not None
-        renamed: dict[str, Any] = copy.deepcopy(feedback.monitor)
+        renamed: dict[str, Any] = copy.deepcopy(feedback.monitors["ml/churn"])
         renamed["metadata"]["generation"] = 2
         renamed["spec"]["capture"]["prediction"] = {"pointer": "/score"}
-        feedback.monitor = renamed
-        feedback.set_state(generation=2)
-        await wait_for(lambda: car.live.current.monitor.generation == 2, what="generation 2")
+        feedback.monitors["ml/churn"] = renamed
+        feedback.set_state("ml/churn", generation=2)
+        await eventually(lambda: car.live.current.monitor.generation == 2, "generation 2")
         assert car.live.current.monitor.spec.capture.prediction.pointer == "/score"
 
         broken = copy.deepcopy(renamed)
         broken["metadata"]["generation"] = 3
         broken["spec"]["task"] = "astrology"
-        feedback.monitor = broken
-        feedback.set_state(generation=3)
-        await wait_for(lambda: car.follower.stats.reload_errors["invalid_spec"] == 1)
+        feedback.monitors["ml/churn"] = broken
+        feedback.set_state("ml/churn", generation=3)
+        await eventually(lambda: car.follower.stats.reload_errors["invalid_spec"] == 1)
         assert car.live.current.monitor.generation == 2
         fetches = feedback.spec_fetches
-        feedback.set_state(active=True)  # same generation: not fetched again
-        await wait_for(lambda: car.live.current.fallback_active)
+        feedback.set_fallback("ml/churn", active=True)  # same generation: not fetched again
+        await eventually(lambda: car.live.current.fallback_active)
         assert feedback.spec_fetches == fetches

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from tests.integration import sidecar_harness as harness
-from tests.integration.sidecar_fakes import MONITOR, Model, wait_for
 from tests.integration.sidecar_harness import Client
+from tests.support.churn_model import MONITOR, Model
 from tests.support.feedback import Service
+from tests.support.waiting import eventually
 from truthloop.feedback import settings as feedback_settings
 from truthloop.sidecar.app import SidecarSettings
 
@@ -59,7 +60,7 @@ async def test_ten_thousand_requests_are_stored_as_the_clients_saw_them(
         client = Client(f"http://127.0.0.1:{sidecar.port}")
         await client.run(range(10_000), concurrency=32)
         assert {s.status for s in client.seen.values()} == {200}
-        await wait_for(lambda: sidecar.shipper.stats.shipped == 10_000, what="10,000 shipped")
+        await eventually(lambda: sidecar.shipper.stats.shipped == 10_000, "10,000 shipped")
     records = stored(tmp_path)
     assert len(records) == 10_000
     for entity, seen in client.seen.items():
@@ -77,19 +78,19 @@ async def test_the_service_s_fallback_switch_reaches_the_sidecar_within_a_second
     config = sidecar_settings(model, service, tmp_path)
     async with harness.running(config) as sidecar:
         client = Client(f"http://127.0.0.1:{sidecar.port}")
-        await wait_for(lambda: sidecar.follower.stats.polls >= 1, what="a first state poll")
+        await eventually(lambda: sidecar.follower.stats.polls >= 1, "a first state poll")
         await service.ok("POST", "/v1/monitors/ml/churn/fallback", json={"mode": "engaged"})
-        await wait_for(lambda: sidecar.live.current.fallback_active, within=1.0, what="engaged")
+        await eventually(lambda: sidecar.live.current.fallback_active, "engaged", within=1.0)
         engaged = await client.run_one(2)
         assert engaged.served_by == "fallback"
         assert engaged.body == {"prediction": 1}
 
         await service.ok("POST", "/v1/monitors/ml/churn/fallback", json={"mode": "disengaged"})
-        await wait_for(lambda: not sidecar.live.current.fallback_active, within=1.0)
+        await eventually(lambda: not sidecar.live.current.fallback_active, within=1.0)
         released = await client.run_one(3)
         assert released.served_by is None
         assert released.body == Model.answer(Client.request(3))
-        await wait_for(lambda: sidecar.shipper.stats.shipped == 3, what="three records shipped")
+        await eventually(lambda: sidecar.shipper.stats.shipped == 3, "three records shipped")
     records = stored(tmp_path)
     assert records[(engaged.prediction_id, "fallback")] == ("u2", 1, None)
     assert records[(engaged.prediction_id, "model")][:2] == ("u2", 1)

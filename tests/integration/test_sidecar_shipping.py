@@ -13,7 +13,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from tests.integration.sidecar_fakes import FakeFeedback, Hang, wait_for
+from tests.support.fake_feedback import PREDICTIONS, FakeFeedback, Hang
+from tests.support.waiting import eventually
 from truthloop.sidecar.backoff import BackoffSettings
 from truthloop.sidecar.shipper import Shipper, ShipperSettings
 from truthloop.sidecar.spool import footprint
@@ -35,10 +36,8 @@ def record(i: int) -> bytes:
 
 @pytest.fixture
 async def feedback() -> AsyncIterator[FakeFeedback]:
-    service = FakeFeedback(token="s3cret")
-    await service.start()
-    yield service
-    await service.stop()
+    async with FakeFeedback(token="s3cret") as service:
+        yield service
 
 
 @pytest.fixture
@@ -61,7 +60,7 @@ async def test_records_arrive_in_batches_with_the_bearer_token(
     shipper.start()
     for i in range(2000):
         shipper.submit(record(i))
-    await wait_for(lambda: len(feedback.records) == 2000, what="2000 records")
+    await eventually(lambda: len(feedback.records) == 2000, "2000 records")
     await shipper.close(1.0)
     assert feedback.order == [f"p{i:06d}" for i in range(2000)]
     assert feedback.resent == 0
@@ -78,17 +77,17 @@ async def test_an_outage_spools_and_everything_arrives_once_in_order(
     shipper.start()
     for i in range(1000):
         shipper.submit(record(i))
-    await wait_for(lambda: len(feedback.records) == 1000)
+    await eventually(lambda: len(feedback.records) == 1000)
     await feedback.stop()
     for i in range(1000, 3000):
         shipper.submit(record(i))
-    await wait_for(lambda: shipper.spool.records == 2000, what="the outage's records spooled")
+    await eventually(lambda: shipper.spool.records == 2000, "the outage's records spooled")
     assert shipper.buffer.bytes == 0
     assert shipper.down
     await feedback.start()
     for i in range(3000, 4000):
         shipper.submit(record(i))
-    await wait_for(lambda: len(feedback.records) == 4000, what="every record after the outage")
+    await eventually(lambda: len(feedback.records) == 4000, "every record after the outage")
     await shipper.close(1.0)
     assert feedback.resent == 0
     assert feedback.order == [f"p{i:06d}" for i in range(4000)]
@@ -106,7 +105,7 @@ async def test_items_the_service_refuses_are_dropped_and_the_rest_delivered(
     shipper.start()
     for i in range(100):
         shipper.submit(record(i))
-    await wait_for(lambda: len(feedback.records) == 90)
+    await eventually(lambda: len(feedback.records) == 90)
     await shipper.close(1.0)
     assert not any(pid.endswith("7") for pid in feedback.ids())
     assert shipper.stats.dropped == {"rejected": 10}
@@ -129,10 +128,10 @@ async def test_records_of_a_monitor_not_registered_yet_are_kept_until_it_is(
     shipper.start()
     for i in range(100):
         shipper.submit(record(i))
-    await wait_for(lambda: feedback.posts >= 3, what="three refused attempts")
+    await eventually(lambda: feedback.posts >= 3, "three refused attempts")
     assert not feedback.records
     registered = True
-    await wait_for(lambda: len(feedback.records) == 90, what="the 90 usable records")
+    await eventually(lambda: len(feedback.records) == 90, "the 90 usable records")
     await shipper.close(1.0)
     assert shipper.stats.dropped == {"rejected": 10}
     assert shipper.stats.rejected == {"unusable_label": 10}
@@ -150,7 +149,7 @@ async def test_refused_capture_is_kept_retried_and_reported_until_accepted(
     shipper.start()
     for i in range(10):
         shipper.submit(record(i))
-    await wait_for(lambda: feedback.posts >= 3, what="three refused attempts")
+    await eventually(lambda: feedback.posts >= 3, "three refused attempts")
     assert shipper.refused is not None
     assert shipper.refused.status == status
     assert shipper.refused.reason == {401: "unauthorized", 403: "forbidden"}.get(
@@ -158,11 +157,11 @@ async def test_refused_capture_is_kept_retried_and_reported_until_accepted(
     )
     assert not shipper.stats.dropped
     feedback.status_override = None
-    await wait_for(lambda: len(feedback.records) == 10, what="the refused records delivered")
+    await eventually(lambda: len(feedback.records) == 10, "the refused records delivered")
     await shipper.close(1.0)
     assert shipper.refused is None
     assert not shipper.stats.dropped
-    assert set(feedback.monitors) == {"ml/churn"}
+    assert {seen.monitor for seen in feedback.calls("POST", PREDICTIONS)} == {"ml/churn"}
 
 
 async def test_a_rotated_token_is_reread_from_its_file_and_nothing_is_lost(
@@ -176,10 +175,10 @@ async def test_a_rotated_token_is_reread_from_its_file_and_nothing_is_lost(
     shipper.start()
     for i in range(100):
         shipper.submit(record(i))
-    await wait_for(lambda: shipper.refused is not None, what="capture refused")
-    await wait_for(lambda: shipper.spool.records == 100, what="the refused records spooled")
+    await eventually(lambda: shipper.refused is not None, "capture refused")
+    await eventually(lambda: shipper.spool.records == 100, "the refused records spooled")
     token_file.write_text("s3cret\n")  # the Secret rotated, its volume updated
-    await wait_for(lambda: len(feedback.records) == 100, what="every record, with the new token")
+    await eventually(lambda: len(feedback.records) == 100, "every record, with the new token")
     await shipper.close(1.0)
     assert feedback.auth[-1] == "Bearer s3cret"
     assert not shipper.stats.dropped
@@ -194,7 +193,7 @@ async def test_a_batch_too_large_for_the_service_is_split_until_it_fits(
     shipper.start()
     for i in range(500):
         shipper.submit(record(i))
-    await wait_for(lambda: len(feedback.records) == 500, what="every record, in smaller batches")
+    await eventually(lambda: len(feedback.records) == 500, "every record, in smaller batches")
     await shipper.close(1.0)
     assert feedback.order == [f"p{i:06d}" for i in range(500)]
     assert not shipper.stats.dropped
@@ -209,7 +208,7 @@ async def test_a_record_the_service_refuses_whole_is_found_by_splitting_and_drop
     shipper.start()
     for i in range(500):
         shipper.submit(record(i))
-    await wait_for(lambda: len(feedback.records) == 499, what="all records but the poison one")
+    await eventually(lambda: len(feedback.records) == 499, "all records but the poison one")
     await shipper.close(1.0)
     assert "p000123" not in feedback.ids()
     assert shipper.stats.dropped == {"rejected": 1}
@@ -224,7 +223,7 @@ async def test_a_single_record_too_large_for_the_service_is_dropped_and_counted(
     shipper.start()
     for i in range(3):
         shipper.submit(record(i))
-    await wait_for(lambda: shipper.stats.dropped["rejected"] == 3)
+    await eventually(lambda: shipper.stats.dropped["rejected"] == 3)
     await shipper.close(1.0)
     assert shipper.stats.rejected == {"too_large": 3}
     assert shipper.spool.records == 0
@@ -238,9 +237,9 @@ async def test_server_errors_are_retried_until_accepted(
     shipper.start()
     for i in range(10):
         shipper.submit(record(i))
-    await wait_for(lambda: feedback.posts >= 3, what="three attempts")
+    await eventually(lambda: feedback.posts >= 3, "three attempts")
     feedback.status_override = None
-    await wait_for(lambda: len(feedback.records) == 10)
+    await eventually(lambda: len(feedback.records) == 10)
     await shipper.close(1.0)
     assert shipper.stats.retried >= 20
     assert not shipper.stats.dropped
@@ -269,8 +268,8 @@ async def test_a_service_that_never_answers_fills_the_spool_not_memory(
         shipper.submit(record(i))
         peak = max(peak, shipper.buffer.bytes)
         if i % 100 == 99:
-            await wait_for(lambda: shipper.buffer.bytes < bound // 2 + 100 * one)
-    await wait_for(lambda: shipper.spool.records + len(shipper.buffer) >= 4500, what="spooling")
+            await eventually(lambda: shipper.buffer.bytes < bound // 2 + 100 * one)
+    await eventually(lambda: shipper.spool.records + len(shipper.buffer) >= 4500, "spooling")
     assert peak <= bound
     assert shipper.stats.dropped["queue_full"] == 0
     await shipper.close(1.0)
@@ -297,7 +296,7 @@ async def test_close_spools_what_the_absent_service_did_not_take_and_a_restart_s
     await feedback.start()
     again = Shipper(settings)
     again.start()
-    await wait_for(lambda: len(feedback.records) == 5000, what="the spool replayed")
+    await eventually(lambda: len(feedback.records) == 5000, "the spool replayed")
     await again.close(1.0)
     assert feedback.order == [f"p{i:06d}" for i in range(5000)]
     assert feedback.resent == 0
@@ -323,7 +322,7 @@ async def test_a_full_spool_drops_its_oldest_batches_and_counts_them(
     await feedback.start()
     again = Shipper(settings)
     again.start()
-    await wait_for(lambda: len(feedback.records) == kept)
+    await eventually(lambda: len(feedback.records) == kept)
     await again.close(1.0)
     assert feedback.order == [f"p{i:06d}" for i in range(3000 - kept, 3000)]
 
@@ -338,16 +337,16 @@ async def test_a_burst_after_an_outage_that_ended_while_idle_arrives_whole(
     await feedback.stop()
     for i in range(500):
         shipper.submit(record(i))
-    await wait_for(lambda: shipper.spool.records == 500, what="the outage's records spooled")
+    await eventually(lambda: shipper.spool.records == 500, "the outage's records spooled")
     await feedback.start()
-    await wait_for(lambda: len(feedback.records) == 500, what="the spool replayed")
-    await wait_for(lambda: not shipper.down, what="the service counted as up")
+    await eventually(lambda: len(feedback.records) == 500, "the spool replayed")
+    await eventually(lambda: not shipper.down, "the service counted as up")
     for burst in range(10):  # smaller than a batch: the spiller and the sender both linger
         for i in range(1000 + burst * 50, 1050 + burst * 50):
             shipper.submit(record(i))
-        await wait_for(lambda: not len(shipper.buffer), what="the burst taken")
-    await wait_for(
-        lambda: len(feedback.records) == 1000 or bool(shipper.stats.dropped), what="every record"
+        await eventually(lambda: not len(shipper.buffer), "the burst taken")
+    await eventually(
+        lambda: len(feedback.records) == 1000 or bool(shipper.stats.dropped), "every record"
     )
     await shipper.close(1.0)
     assert not shipper.stats.dropped
@@ -390,7 +389,7 @@ async def test_a_full_disk_drops_the_oldest_batches_not_the_newest_and_logs_litt
     for i in range(total):
         shipper.submit(record(i))
         if i % 1000 == 999:
-            await wait_for(lambda: not len(shipper.buffer), what="the records spooled")
+            await eventually(lambda: not len(shipper.buffer), "the records spooled")
     await shipper.close(5.0)
     kept = shipper.spool.records
     assert 0 < kept < total
@@ -401,7 +400,7 @@ async def test_a_full_disk_drops_the_oldest_batches_not_the_newest_and_logs_litt
     await feedback.start()
     again = Shipper(replace(settings, spool_dir=spool))
     again.start()
-    await wait_for(lambda: len(feedback.records) == kept, what="the spool replayed")
+    await eventually(lambda: len(feedback.records) == kept, "the spool replayed")
     await again.close(1.0)
     assert feedback.order == [f"p{i:06d}" for i in range(total - kept, total)]
 
@@ -415,7 +414,7 @@ async def test_a_batch_on_disk_the_index_does_not_know_is_adopted_while_running(
     (settings.spool_dir / f"{0:016d}-20.ndjson").write_bytes(orphan)
     for i in range(20, 30):  # traffic turns the sender's loop, which looks for orphans
         shipper.submit(record(i))
-    await wait_for(lambda: len(feedback.records) == 30, what="the orphan's records and the rest")
+    await eventually(lambda: len(feedback.records) == 30, "the orphan's records and the rest")
     await shipper.close(1.0)
     assert list(settings.spool_dir.iterdir()) == []
     assert not shipper.stats.dropped
@@ -447,10 +446,10 @@ async def test_a_batch_spilled_while_the_sender_waits_for_records_is_sent_withou
     async with slow_disk():
         for i in range(300):
             shipper.submit(record(i))
-        await wait_for(lambda: len(feedback.records) == 200, what="the batches not spilled")
+        await eventually(lambda: len(feedback.records) == 200, "the batches not spilled")
         assert not len(shipper.buffer)
         assert shipper.spool.records == 0  # the third batch is still being written
-    await wait_for(lambda: len(feedback.records) == 300, what="the spilled batch")
+    await eventually(lambda: len(feedback.records) == 300, "the spilled batch")
     await shipper.close(1.0)
     assert not shipper.stats.dropped
     assert feedback.resent == 0
@@ -469,9 +468,9 @@ async def test_a_token_that_cannot_be_a_header_is_no_token_until_the_file_is_fix
     shipper.start()
     for i in range(10):
         shipper.submit(record(i))
-    await wait_for(lambda: shipper.refused is not None, what="capture refused")
+    await eventually(lambda: shipper.refused is not None, "capture refused")
     assert set(feedback.auth) == {None}
     token_file.write_text("s3cret\n")
-    await wait_for(lambda: len(feedback.records) == 10, what="the records, with the fixed token")
+    await eventually(lambda: len(feedback.records) == 10, "the records, with the fixed token")
     await shipper.close(1.0)
     assert not shipper.stats.dropped

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.sidecar_fakes import MONITOR, FakeFeedback, Model, wait_for
 from tests.integration.sidecar_harness import Client
+from tests.support.churn_model import MONITOR, Model
+from tests.support.fake_feedback import FakeFeedback
+from tests.support.waiting import eventually
 from truthloop import cli
 from truthloop.core import quantity
 from truthloop.sidecar import cli as sidecar_cli
@@ -85,7 +87,7 @@ async def test_sigterm_spools_the_queue_and_a_new_process_ships_it(
     def flags(feedback_url: str) -> list[str]:
         return sidecar_flags(model, feedback_url, tmp_path)
 
-    feedback = FakeFeedback()  # not started: its port refuses connections
+    feedback = FakeFeedback(MONITOR)  # not started: its port refuses connections
     first = await Process.start(*flags(feedback.url))
     client = Client(f"http://127.0.0.1:{first.port}")
     await client.run(range(5000))
@@ -95,7 +97,7 @@ async def test_sigterm_spools_the_queue_and_a_new_process_ships_it(
 
     await feedback.start()
     second = await Process.start(*flags(feedback.url))
-    await wait_for(lambda: len(feedback.records) == 5000, within=20, what="the spool shipped")
+    await eventually(lambda: len(feedback.records) == 5000, "the spool shipped", within=20)
     assert await second.terminate() == 0
     await feedback.stop()
     assert feedback.ids() == {s.prediction_id for s in client.seen.values()}

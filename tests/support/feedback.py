@@ -9,11 +9,9 @@ want one.
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -24,8 +22,6 @@ from truthloop.feedback import app as feedback_app
 from truthloop.feedback import settings as feedback_settings
 from truthloop.feedback.engine import Engine
 from truthloop.feedback.settings import EngineSettings, Settings
-
-T = TypeVar("T")
 
 T0 = 1_767_225_600.0
 """2026-01-01T00:00:00Z: tests start their clocks here (a minute boundary)."""
@@ -171,18 +167,6 @@ ServiceFactory = Callable[..., Awaitable[Service]]
 def make_settings(store_url: str, clock: FakeClock, **overrides: Any) -> Settings:
     engine = overrides.pop("engine", EngineSettings(tick_interval=3600.0))
     return feedback_settings.make(store=store_url, clock=clock, engine=engine, **overrides)
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], *, within: float = 5.0) -> T:
-    """The first truthy result of `probe`, polled for up to `within` seconds (else: fail)."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s: last {result!r}")
-        await asyncio.sleep(0.01)
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:

@@ -22,10 +22,10 @@ from tests.support.operator_harness import (
     World,
     WorldFactory,
     apiserver,
-    free_port,
     settings,
     undeclared,
 )
+from tests.support.ports import free_port
 
 
 @pytest.fixture

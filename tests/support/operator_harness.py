@@ -16,13 +16,11 @@ import asyncio
 import base64
 import contextlib
 import os
-import socket
 import tempfile
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 KUBECONFIG = Path(tempfile.gettempdir()) / f"truthloop-tests-kubeconfig-{os.getpid()}.yaml"
 os.environ["KUBECONFIG"] = str(KUBECONFIG)
@@ -36,6 +34,8 @@ from aiohttp import web  # noqa: E402
 
 from tests.support.apiserver_mock import MONITORS, Apiserver  # noqa: E402
 from tests.support.feedback import FakeClock, Service, make_settings  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.waiting import eventually  # noqa: E402
 from truthloop.operator import handlers, kube  # noqa: E402
 from truthloop.operator.runtime import Runtime  # noqa: E402
 from truthloop.operator.settings import (  # noqa: E402
@@ -47,15 +47,7 @@ from truthloop.operator.settings import (  # noqa: E402
 
 kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(KUBECONFIG)
 
-T = TypeVar("T")
-
 MONITOR_PATH = "/apis/truthloop.dev/v1alpha1/namespaces/{namespace}/modelmonitors"
-
-
-def free_port() -> int:
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
@@ -140,24 +132,6 @@ class OperatorThread:
         await asyncio.to_thread(self._thread.join, 15)
         assert not self._thread.is_alive(), "the operator did not stop within 15 s"
         assert self.error is None, f"the operator failed: {self.error!r}"
-
-
-async def eventually(
-    probe: Callable[[], T | Awaitable[T]], *, within: float = 10.0, what: str = ""
-) -> T:
-    """The first truthy result of `probe` (sync or async), polled until `within` seconds pass."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            result = probe()
-            last = await result if asyncio.iscoroutine(result) else result
-        except (KeyError, LookupError) as e:
-            last = e
-        if last:
-            return last  # type: ignore[no-any-return]
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"not within {within}s: {what or probe}; last {last!r}")
 
 
 def monitor(api: Apiserver, namespace: str, name: str) -> dict[str, Any]:
@@ -292,9 +266,6 @@ class World:
             "truthloop_operator_reconciles_total"
         )
         return value or 0.0
-
-    async def until(self, probe: Callable[[], Any], what: str = "", within: float = 10.0) -> Any:
-        return await eventually(probe, within=within, what=what)
 
 
 def secret_value(secret: dict[str, Any], key: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.integration.sidecar_fakes import monitor
+from tests.support.churn_model import monitor
 from truthloop.sidecar import live
 from truthloop.sidecar.fallback import Fallback
 
