@@ -197,7 +197,7 @@ async def post_alertmanager(request: web.Request) -> web.Response:
         if not isinstance(monitor, str) or not isinstance(name, str):
             continue
         (firing if status == "firing" else resolved).setdefault(monitor, set()).add(name)
-    if problems:
+    if problems.count:
         raise BadRequest("invalid Alertmanager payload", problems.kept, problems.omitted)
     updated = await request.app[ENGINE].external_alerts(firing, resolved)
     return json({"monitors": updated})
