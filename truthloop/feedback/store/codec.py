@@ -10,6 +10,8 @@ wrote, a `Vote` or NULL. Row converters take the columns in the order of `ROW_CO
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -41,6 +43,35 @@ def to_json(value: Any) -> str:
 def registered(monitor_id: int, body: str, created: float, deleted: float | None) -> Registered:
     obj = decode(body)
     return Registered(monitor_id, parse_monitor(obj), obj, created, deleted)
+
+
+class Parsed:
+    """The stored monitors, each body parsed once while it stays the same.
+
+    A store rereads every monitor whenever another replica changes one (a state, a spec); parsing
+    a body compiles its fallback rules, milliseconds each, which a busy replica would otherwise
+    pay per monitor per change."""
+
+    __slots__ = ("_known",)
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[str, Registered]] = {}
+
+    def registered(self, rows: Iterable[Iterable[Any]]) -> list[Registered]:
+        """The rows (id, body, created, deleted) as monitors; what the last call held and these
+        rows no longer do is forgotten."""
+        known: dict[int, tuple[str, Registered]] = {}
+        out = []
+        for monitor_id, body, created, deleted in rows:
+            hit = self._known.get(monitor_id)
+            if hit is None or hit[0] != body:
+                found = registered(monitor_id, body, created, deleted)
+            else:
+                found = replace(hit[1], created=created, deleted=deleted)
+            known[monitor_id] = (body, found)
+            out.append(found)
+        self._known = known
+        return out
 
 
 def label(actual: str | None, vote: Vote | None, assumed: Any) -> Label | None:

@@ -192,6 +192,7 @@ class SQLiteStore(Store):
         self._conn: sqlite3.Connection | None = None
         # The committed deltas in `agg_delta`, summed per minute group; None: reread them.
         self._unfolded: dict[join.GroupKey, dict[str, float]] | None = None
+        self._parsed = codec.Parsed()
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -254,7 +255,7 @@ class SQLiteStore(Store):
         rows = self._db.execute(
             "SELECT id, body, created, deleted FROM monitors WHERE key NOT LIKE '%#%'"
         )
-        return [codec.registered(*row) for row in rows]
+        return self._parsed.registered(rows)
 
     async def put_monitor(
         self, monitor: Monitor, body: Mapping[str, Any], now: float

@@ -54,6 +54,7 @@ class PostgresStore(interface.Store):
         self._leader: replicas.Leader | None = None
         self._listener: replicas.Listener | None = None
         self._watchers: list[Callable[[], None]] = []
+        self._parsed = codec.Parsed()
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -127,7 +128,7 @@ class PostgresStore(interface.Store):
         found = await self._db.fetch(
             "SELECT id, body, created, deleted FROM monitors WHERE key NOT LIKE '%#%' ORDER BY id"
         )
-        return [codec.registered(*r) for r in found]
+        return self._parsed.registered(found)
 
     async def put_monitor(
         self, monitor: Monitor, body: Mapping[str, Any], now: float
