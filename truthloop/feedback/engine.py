@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -37,6 +37,7 @@ import msgspec
 from truthloop.core import alerts, evaluation, records, windows, wire
 from truthloop.core.evaluation import ALL_VERSIONS, Evaluated, Group
 from truthloop.core.plan import ACTUALS_EXPIRED, ACTUALS_MATCHED, ACTUALS_PENDING
+from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import FALLBACK_MODES, FallbackMode, Monitor, parse_monitor
 from truthloop.core.tasks import Task
 from truthloop.feedback import refusals
@@ -60,6 +61,10 @@ log = logging.getLogger("truthloop.feedback")
 OUTCOMES = {"matched": ACTUALS_MATCHED, "pending": ACTUALS_PENDING, "expired": ACTUALS_EXPIRED}
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+Live = dict[str, Registered]
+"""The monitors this replica knows, by key, as a write sees them."""
 
 CAPTURE_REFUSED_FOR = 300.0
 """Seconds a monitor's capture counts as refused after the last refused batch of its sidecars."""
@@ -333,56 +338,33 @@ class Engine:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def _live(self) -> tuple[dict[str, Registered], dict[str, Task]]:
+    def _live(self) -> tuple[Live, dict[str, Task]]:
         live = {key: r.registered for key, r in self._runtimes.items()}
         return live, {key: r.monitor.spec.task for key, r in live.items()}
 
     async def ingest(self, body: bytes, *, ndjson: bool = False) -> IngestResult:
         """Validate and store capture records (a JSON array, or NDJSON); all or nothing."""
         now = self.settings.clock()
-        for fresh in (False, True):
-            live, tasks = self._live()
-            try:
-                parsed = await _in_slices(
-                    records.parse_predictions(body, tasks, now, self.settings.limits, ndjson=ndjson)
-                )
-            except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
-                raise refusals.NotJson(str(e) or "nested too deeply") from None
-            if parsed.errors and not fresh and self._unknown(parsed):
-                await self._reread()
-                continue
-            if parsed.errors:
-                raise refusals.InvalidItems("records", parsed.errors, parsed.omitted)
-            try:
-                result = await self.store.insert_predictions(parsed.items, live, now)
-            except MonitorsGone:
-                await self._reread()  # another replica deleted one: refuse its items as unknown
-                continue
+
+        async def store(parsed: records.Parsed[PredictionRecord], live: Live) -> IngestResult:
+            result = await self.store.insert_predictions(parsed.items, live, now)
             return replace(result, duplicates=result.duplicates + parsed.repeats)
-        raise AssertionError("unreachable: the second pass either answers or raises")
+
+        return await self._write(
+            "records",
+            lambda tasks: records.parse_predictions(
+                body, tasks, now, self.settings.limits, ndjson=ndjson
+            ),
+            store,
+        )
 
     async def feedback(self, body: bytes) -> FeedbackResult:
         """Validate and apply actuals (one, an array, or `{"items": [...]}`); all or nothing."""
         now = self.settings.clock()
-        for fresh in (False, True):
-            live, tasks = self._live()
-            try:
-                parsed = await _in_slices(
-                    records.parse_actuals(body, tasks, now, self.settings.limits)
-                )
-            except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
-                raise refusals.NotJson(str(e) or "nested too deeply") from None
-            if parsed.errors and not fresh and self._unknown(parsed):
-                await self._reread()
-                continue
-            if parsed.errors:
-                self._count_rejected(parsed.rejected)
-                raise refusals.InvalidItems("actuals", parsed.errors, parsed.omitted)
+
+        async def store(parsed: records.Parsed[Actual], live: Live) -> FeedbackResult:
             try:
                 result = await self.store.apply_actuals(parsed.items, live, now)
-            except MonitorsGone:
-                await self._reread()
-                continue
             except LabelsRejected as e:
                 errors: list[records.ItemError] = []
                 rejected: dict[str, int] = {}
@@ -396,7 +378,46 @@ class Engine:
                 self._count_rejected(rejected)
                 raise refusals.InvalidItems("labels", errors) from e
             return replace(result, matched=result.matched + parsed.repeats)
-        raise AssertionError("unreachable: the second pass either answers or raises")
+
+        return await self._write(
+            "actuals",
+            lambda tasks: records.parse_actuals(body, tasks, now, self.settings.limits),
+            store,
+            count_rejected=True,
+        )
+
+    async def _write(
+        self,
+        kind: refusals.Items,
+        parse: Callable[[dict[str, Task]], records.Steps[records.Parsed[T]]],
+        store: Callable[[records.Parsed[T], Live], Awaitable[R]],
+        *,
+        count_rejected: bool = False,
+    ) -> R:
+        """Parse a body against the monitors this replica knows, then store it. Another replica
+        may have registered a monitor the body names a moment ago, or deleted one: then reread
+        the store and go again (an unknown monitor once; a deleted one each time a delete
+        committed since the last reread, which refuses its items in the next parse)."""
+        fresh = False
+        while True:
+            live, tasks = self._live()
+            try:
+                parsed = await _in_slices(parse(tasks))
+            except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
+                raise refusals.NotJson(str(e) or "nested too deeply") from None
+            if parsed.errors and not fresh and self._unknown(parsed):
+                await self._reread()
+                fresh = True
+                continue
+            if parsed.errors:
+                if count_rejected:
+                    self._count_rejected(parsed.rejected)
+                raise refusals.InvalidItems(kind, parsed.errors, parsed.omitted)
+            try:
+                return await store(parsed, live)
+            except MonitorsGone:
+                await self._reread()
+                fresh = True
 
     def _unknown(self, parsed: records.Parsed[Any]) -> bool:
         """Whether a refusal names a monitor this replica does not know and another may have
