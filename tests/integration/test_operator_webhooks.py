@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.feedback import monitor_body
 from tests.support.operator_harness import World
+from tests.support.pods import REPLICASET
 from tests.support.waiting import eventually
 from truthloop.operator import admission, inject
 
@@ -25,6 +26,7 @@ POD = {
     "metadata": {
         "generateName": "churn-model-5d4f-",
         "labels": {"app": "churn-model", "pod-template-hash": "5d4f"},
+        "ownerReferences": [REPLICASET],
     },
     "spec": {
         "containers": [

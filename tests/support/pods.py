@@ -10,6 +10,13 @@ from truthloop.operator.settings import SidecarSettings
 
 NATIVE = SidecarSettings(image="truthloop:test")
 REGULAR = replace(NATIVE, native=False)
+REPLICASET = {
+    "apiVersion": "apps/v1",
+    "kind": "ReplicaSet",
+    "name": "churn-7d9f",
+    "uid": "0b5c8f4e-7d9f-4d2e-9a51-3f1e2c6b8a70",
+    "controller": True,
+}
 
 
 def monitor(
@@ -65,9 +72,13 @@ def pod(
     *containers: dict[str, Any],
     labels: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
+    bare: bool = False,
     **spec: Any,
 ) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": "churn-7d9f", "namespace": "ml"}
+    """A pod of a ReplicaSet, as Deployments make them; `bare`: one created directly."""
+    meta: dict[str, Any] = {"name": "churn-7d9f-x2k4q", "namespace": "ml"}
+    if not bare:
+        meta["ownerReferences"] = [REPLICASET]
     meta["labels"] = (
         {"app": "churn", "app.kubernetes.io/version": "v3"} if labels is None else labels
     )

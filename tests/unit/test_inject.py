@@ -597,7 +597,8 @@ def pods(draw: st.DrawFn) -> dict[str, Any]:
     extra = {"initContainers": inits} if inits else {}
     if draw(st.booleans()):
         extra["hostNetwork"] = draw(st.booleans())
-    return pod(*containers, labels=labels, annotations=annotations, **extra)
+    bare = draw(st.booleans())
+    return pod(*containers, labels=labels, annotations=annotations, bare=bare, **extra)
 
 
 monitors_strategy = st.lists(
@@ -632,6 +633,57 @@ def test_injecting_an_injected_pod_changes_nothing(
     assert len(numbers) == len(set(numbers))
     names = [p["name"] for c in everyone for p in c.get("ports", []) if "name" in p]
     assert len(names) == len(set(names))
+
+
+KEYS = {"containers": "name", "initContainers": "name", "env": "name", "volumes": "name"}
+
+
+def reapplied(live: Any, manifest: Any, key: str | None = None) -> Any:
+    """What `kubectl apply` (client- or server-side) of an unchanged `manifest` makes of the live
+    object: every field the manifest names takes its value, lists of named things merge by name
+    (ports by number), the rest of the live object stays."""
+    if isinstance(live, dict) and isinstance(manifest, dict):
+        merged = dict(live)
+        for k, v in manifest.items():
+            merged[k] = reapplied(live[k], v, k) if k in live else v
+        return merged
+    if isinstance(live, list) and isinstance(manifest, list) and key in (*KEYS, "ports"):
+        field_ = KEYS.get(key, "containerPort")
+        written = {m[field_]: m for m in manifest}
+        kept = [
+            reapplied(x, written.pop(x[field_]), None) if x[field_] in written else x for x in live
+        ]
+        return kept + list(written.values())
+    return manifest
+
+
+@settings(max_examples=100, deadline=None)
+@given(pods(), monitors_strategy, st.sampled_from([NATIVE, REGULAR]))
+def test_re_applying_a_bare_pod_s_manifest_changes_nothing(
+    original: dict[str, Any], targets: list[inject.Target], sidecar: SidecarSettings
+) -> None:
+    """GitOps tools apply a directly created pod's manifest again and again; a pod may not change
+    its containers, so the injection must leave what the manifest says as it is."""
+    bare = {**original, "metadata": {**original["metadata"], "ownerReferences": []}}
+    decision = inject.inject(bare, targets, sidecar)
+    live = applied(bare, decision)
+    assert reapplied(live, bare) == live
+
+
+def test_a_bare_pod_keeps_its_ports_and_the_sidecar_takes_one_of_its_own() -> None:
+    probed = container(readinessProbe=http_probe("http"), env=[{"name": "PORT", "value": "5000"}])
+    for port, env in (("http", None), (8080, None), (8080, "PORT")):
+        original = pod(probed, bare=True)
+        decision = inject.inject(original, [monitor(port=port, env=env)], NATIVE)
+        assert decision.injected, decision
+        live = applied(original, decision)
+        check_valid_pod(live)
+        assert model_of(live) == probed
+        sidecar = sidecar_of(live)
+        assert ports_of(sidecar) == {"tl-proxy": 15080, "tl-admin": 15090}
+        assert env_of(sidecar)["TRUTHLOOP_LISTEN"] == "0.0.0.0:15080"
+        assert env_of(sidecar)["TRUTHLOOP_MODEL_URL"] == "http://127.0.0.1:8080"
+        assert reapplied(live, original) == live
 
 
 def test_the_sidecar_command_accepts_what_is_injected(monkeypatch: pytest.MonkeyPatch) -> None:

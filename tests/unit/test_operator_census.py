@@ -98,3 +98,15 @@ def test_services_that_target_the_model_port_bypass_the_sidecar() -> None:
         "Service implicit port 8080 targets the model's port 8080 directly",
         "Service renamed port 81 targets the model's port tl-model directly",
     )
+
+
+def test_a_bare_pod_keeps_its_port_name_so_a_service_by_that_name_bypasses() -> None:
+    targets = [monitor()]
+    bare = running("a", AFTER, container(ports=[("http", 8080)]), bare=True)
+    pods = [injected(bare, targets)]
+    services = [
+        service("by-name", {"app": "churn"}, {"name": "web", "port": 80, "targetPort": "http"}),
+        service("sidecar", {"app": "churn"}, {"name": "web", "port": 80, "targetPort": "tl-proxy"}),
+    ]
+    counted = count(pods, services)
+    assert counted.bypass == ("Service by-name port web targets the model's port http directly",)

@@ -82,7 +82,7 @@ def pod_facts(body: Mapping[str, Any]) -> dict[str, Any]:
             "labels": dict(meta.get("labels") or {}),
             "annotations": {k: annotations[k] for k in _POD_ANNOTATIONS if k in annotations},
             "ownerReferences": [
-                {"kind": o.get("kind"), "name": o.get("name")}
+                {"kind": o.get("kind"), "name": o.get("name"), "controller": True}
                 for o in meta.get("ownerReferences") or []
                 if o.get("controller")
             ],
@@ -96,7 +96,19 @@ def pod_facts(body: Mapping[str, Any]) -> dict[str, Any]:
             "volumes": [{"name": v.get("name")} for v in spec.get("volumes") or []],
         },
         "phase": (body.get("status") or {}).get("phase"),
+        "modelPort": _sidecar_target(spec),
     }
+
+
+def _sidecar_target(spec: Mapping[str, Any]) -> int | None:
+    """The model's port number as the pod's sidecar forwards to it (`TRUTHLOOP_MODEL_URL`)."""
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        if c.get("name") == inject.SIDECAR:
+            for variable in c.get("env") or []:
+                if variable.get("name") == "TRUTHLOOP_MODEL_URL":
+                    port = str(variable.get("value", "")).rpartition(":")[2]
+                    return int(port) if port.isdigit() else None
+    return None
 
 
 def service_facts(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,7 +143,7 @@ def count(
     injected, total = 0, 0
     refused: list[tuple[str, str]] = []
     stale: dict[Owner, None] = {}
-    model_ports: list[tuple[Mapping[str, str], int]] = []
+    model_ports: list[tuple[Mapping[str, str], set[int | str]]] = []
     for pod in pods:
         meta = pod["metadata"]
         if meta["deleting"] or pod.get("phase") in ("Succeeded", "Failed"):
@@ -144,9 +156,7 @@ def count(
         total += 1
         if meta["annotations"].get(inject.INJECTED) == monitor.name:
             injected += 1
-            port = _model_port(pod)
-            if port is not None:
-                model_ports.append((meta["labels"], port))
+            model_ports.append((meta["labels"], _model_targets(pod)))
         elif decision.injected:
             born = meta.get("creationTimestamp")
             if created is not None and isinstance(born, str) and born >= created:
@@ -169,27 +179,33 @@ def count(
     )
 
 
-def _model_port(pod: Mapping[str, Any]) -> int | None:
-    for container in pod["spec"]["containers"]:
-        for port in container["ports"]:
-            if port.get("name") == inject.MODEL_PORT and isinstance(port.get("containerPort"), int):
-                return int(port["containerPort"])
-    return None
+def _model_targets(pod: Mapping[str, Any]) -> set[int | str]:
+    """What a Service's targetPort says to reach the model itself: its number, and each name its
+    container gives that number (`tl-model`, or a bare pod's own name, which it keeps)."""
+    number = pod.get("modelPort")
+    if number is None:
+        return set()
+    names = {
+        port.get("name")
+        for container in pod["spec"]["containers"]
+        if container["name"] != inject.SIDECAR
+        for port in container["ports"]
+        if port.get("containerPort") == number and port.get("name")
+    }
+    return {number, *names}
 
 
 def _bypass(
-    services: Iterable[Mapping[str, Any]], model_ports: list[tuple[Mapping[str, str], int]]
+    services: Iterable[Mapping[str, Any]],
+    model_ports: list[tuple[Mapping[str, str], set[int | str]]],
 ) -> tuple[str, ...]:
-    """Service ports that reach an injected pod's model directly (by number or as `tl-model`)."""
+    """Service ports that reach an injected pod's model directly (by number or by its name)."""
     found = []
     for service in sorted(services, key=lambda s: str(s["name"])):
         for port in service["ports"]:
             target = port["targetPort"] if port["targetPort"] is not None else port["port"]
-            for pod_labels, number in model_ports:
-                if labels.subset(service["selector"], pod_labels) and target in (
-                    number,
-                    inject.MODEL_PORT,
-                ):
+            for pod_labels, targets in model_ports:
+                if labels.subset(service["selector"], pod_labels) and target in targets:
                     shown = port["name"] or port["port"]
                     found.append(
                         f"Service {service['name']} port {shown} targets the model's port "

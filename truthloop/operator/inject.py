@@ -13,6 +13,12 @@ What the patch does (docs/operator.md says why):
 - A numbered `spec.port` is taken over only when the model can be moved: with `spec.modelPortEnv`
   the sidecar listens on the number and the model gets a free port in that variable (its probes
   and declared port follow). Without it the pod is left alone (`port_number_needs_env`).
+- A bare pod (no controller in its ownerReferences) keeps its containers exactly as written: the
+  sidecar listens on a port of its own (`tl-proxy`) in front of the model's. Its manifest is what
+  GitOps tools re-apply, and a pod may not change its containers' ports, env or probes, so
+  anything the injection changed there would make every re-apply fail (client-side: the update is
+  refused; server-side: a conflict with the field's creator). Pods of Deployments, StatefulSets,
+  Jobs... come from templates nobody re-applies onto the pod.
 - The sidecar is a native sidecar (an init container with `restartPolicy: Always`, up before the
   model and outliving it) or, before Kubernetes 1.29, the first regular container. It runs
   non-root with a read-only root filesystem and no capabilities, spooling into an emptyDir whose
@@ -139,6 +145,8 @@ class _Plan:
     admin_port: int
     env: str | None
     """The variable that moves the model to `model_port`; None: the model stays where it is."""
+    keep: bool = False
+    """The model's container is left as written (a bare pod): the sidecar has a port of its own."""
 
 
 def inject(
@@ -181,7 +189,7 @@ def inject(
     monitor = chosen.monitor
     if spec.get("hostNetwork") is True:
         return Decision("host_network", REASONS["host_network"], monitor.key)
-    plan = _plan(spec, monitor, settings)
+    plan = _plan(spec, monitor, settings, bare=_bare(meta))
     if isinstance(plan, Decision):
         return plan
     ops = _patch(pod, spec, annotations, plan, chosen, settings)
@@ -192,7 +200,15 @@ def inject(
     return Decision("injected", message, monitor.key, ops)
 
 
-def _plan(spec: Mapping[str, Any], monitor: Monitor, settings: SidecarSettings) -> _Plan | Decision:
+def _bare(meta: Mapping[str, Any]) -> bool:
+    """A pod no controller created: its manifest is the user's, and may be applied again."""
+    owners = _list(meta.get("ownerReferences"))
+    return not any(owner.get("controller") is True for owner in owners)
+
+
+def _plan(
+    spec: Mapping[str, Any], monitor: Monitor, settings: SidecarSettings, *, bare: bool
+) -> _Plan | Decision:
     containers = _containers(spec)
     ports = [(i, k, p) for i, c in enumerate(containers) for k, p in enumerate(_ports(c))]
     everywhere = [p for c in _all_containers(spec) for p in _ports(c)]
@@ -215,10 +231,11 @@ def _plan(spec: Mapping[str, Any], monitor: Monitor, settings: SidecarSettings) 
             old_name=port,
             old_number=entry["containerPort"],
             public_port=public,
-            public_name=port,
+            public_name=PROXY_PORT if bare else port,
             model_port=entry["containerPort"],
             admin_port=_free(settings.admin_port, used | {public}),
             env=None,
+            keep=bare,
         )
     numbered = [(i, k, p) for i, k, p in ports if p.get("containerPort") == port and _tcp(p)]
     if numbered:
@@ -234,6 +251,20 @@ def _plan(spec: Mapping[str, Any], monitor: Monitor, settings: SidecarSettings) 
             f"{len(containers)} containers: declare the port on the model's container"
         )
         return Decision("model_container_unknown", message, monitor.key)
+    if bare:
+        public = _free(settings.proxy_port, used | {port})
+        return _Plan(
+            container=i,
+            port_entry=entry_index,
+            old_name=None,
+            old_number=port,
+            public_port=public,
+            public_name=PROXY_PORT,
+            model_port=port,
+            admin_port=_free(settings.admin_port, used | {port, public}),
+            env=None,
+            keep=True,
+        )
     if monitor.spec.model_port_env is None:
         message = (
             f"spec.port {port} is a number and spec.modelPortEnv is not set: the sidecar can "
@@ -266,25 +297,10 @@ def _patch(
     """The ops, in an order where each path is valid after the ops before it."""
     containers = _containers(spec)
     model = containers[plan.container]
-    at = f"/spec/containers/{plan.container}"
     ops: list[dict[str, Any]] = []
     host: dict[str, Any] = {}
-    if plan.port_entry is not None:
-        old = _ports(model)[plan.port_entry]
-        host = {k: old[k] for k in ("hostPort", "hostIP") if k in old}
-        moved = {k: v for k, v in old.items() if k not in host}
-        moved.update(name=MODEL_PORT, containerPort=plan.model_port)
-        ops.append(_op("replace", f"{at}/ports/{plan.port_entry}", moved))
-    else:
-        declared = {"name": MODEL_PORT, "containerPort": plan.model_port, "protocol": "TCP"}
-        ops.append(_append(model, "ports", at, declared))
-    if plan.env is not None:
-        variable = {"name": plan.env, "value": str(plan.model_port)}
-        places = [j for j, e in enumerate(_list(model.get("env"))) if e.get("name") == plan.env]
-        ops.extend(_op("replace", f"{at}/env/{j}", variable) for j in places)
-        if not places:
-            ops.append(_append(model, "env", at, variable))
-    ops.extend(_rewrite_ports(model, at, plan))
+    if not plan.keep:
+        ops, host = _move_model(model, f"/spec/containers/{plan.container}", plan)
     spool = {"name": SPOOL_VOLUME, "emptyDir": {"sizeLimit": spool_size_limit(settings)}}
     ops.append(_append(spec, "volumes", "/spec", spool))
     if settings.token_secret:
@@ -309,6 +325,31 @@ def _patch(
     else:
         ops.extend(_op("add", f"/metadata/annotations/{_escape(k)}", v) for k, v in added.items())
     return tuple(ops)
+
+
+def _move_model(
+    model: Mapping[str, Any], at: str, plan: _Plan
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The ops that hand the model's port to the sidecar, and the host fields it takes along."""
+    ops: list[dict[str, Any]] = []
+    host: dict[str, Any] = {}
+    if plan.port_entry is not None:
+        old = _ports(model)[plan.port_entry]
+        host = {k: old[k] for k in ("hostPort", "hostIP") if k in old}
+        moved = {k: v for k, v in old.items() if k not in host}
+        moved.update(name=MODEL_PORT, containerPort=plan.model_port)
+        ops.append(_op("replace", f"{at}/ports/{plan.port_entry}", moved))
+    else:
+        declared = {"name": MODEL_PORT, "containerPort": plan.model_port, "protocol": "TCP"}
+        ops.append(_append(model, "ports", at, declared))
+    if plan.env is not None:
+        variable = {"name": plan.env, "value": str(plan.model_port)}
+        places = [j for j, e in enumerate(_list(model.get("env"))) if e.get("name") == plan.env]
+        ops.extend(_op("replace", f"{at}/env/{j}", variable) for j in places)
+        if not places:
+            ops.append(_append(model, "env", at, variable))
+    ops.extend(_rewrite_ports(model, at, plan))
+    return ops, host
 
 
 def _rewrite_ports(model: Mapping[str, Any], at: str, plan: _Plan) -> list[dict[str, Any]]:
