@@ -11,7 +11,14 @@ import kmock
 
 from tests.support.apiserver_mock import MONITORS
 from tests.support.feedback import monitor_body, record
-from tests.support.operator_harness import TOKEN, World, WorldFactory, secret_value
+from tests.support.operator_harness import (
+    MONITOR_PATH,
+    TOKEN,
+    OperatorThread,
+    World,
+    WorldFactory,
+    secret_value,
+)
 from tests.support.pods import NATIVE
 from tests.support.waiting import eventually
 from truthloop.operator import inject
@@ -241,6 +248,32 @@ async def test_restart_existing_rolls_the_workloads_of_older_pods_once(world: Wo
     passes = world.passes()
     await eventually(lambda: world.passes() >= passes + 3, "three more passes")
     assert world.api.count("PATCH", path) == 1
+
+
+async def test_restart_existing_does_not_roll_again_after_an_operator_restart(
+    world: World,
+) -> None:
+    """The record of what was rolled is on the workload, not in the operator's memory."""
+    await older_deployment_and_pod(world)
+    created = await world.create(churn(restartExisting=True))
+    path = "/apis/apps/v1/namespaces/ml/deployments/churn-model"
+    await eventually(lambda: world.api.count("PATCH", path) == 1, "the Deployment rolled")
+    rolled = world.api.object(DEPLOYMENTS, "ml", "churn-model")
+    record = f"{created['metadata']['uid']}/{created['metadata']['generation']}"
+    assert rolled["metadata"]["annotations"]["truthloop.dev/restarted-for"] == record
+    assert world.operator is not None
+    await world.operator.stop()
+    world.operator = OperatorThread(world.operator.settings)
+    await world.operator.start(world.api)
+    await eventually(lambda: world.passes() >= 3, "three passes of the new operator")
+    await eventually(lambda: world.api.count("GET", path) >= 1, "the record read")
+    assert world.api.count("PATCH", path) == 1
+    # A new generation is a new record: rolled once more.
+    await world.patch(
+        f"{MONITOR_PATH.format(namespace='ml')}/churn",
+        {"spec": {"metrics": {"window": "2h", "minSamples": 5}}},
+    )
+    await eventually(lambda: world.api.count("PATCH", path) == 2, "rolled for generation 2")
 
 
 async def test_restart_existing_may_be_disallowed(start_world: WorldFactory) -> None:

@@ -73,6 +73,23 @@ def test_injected_predating_and_missed_pods() -> None:
     assert counted.main_refusal() == (census.PREDATES, census.PREDATES_TEXT, 2)
 
 
+def test_what_to_do_about_an_older_pod_follows_the_spec() -> None:
+    """With spec.restartExisting set, the text does not ask to set it."""
+    pods = [
+        running("b", BEFORE, owner=("ReplicaSet", "churn-7d9f")),
+        running("c", BEFORE, bare=True),
+    ]
+    facts = [census.pod_facts(p) for p in pods]
+    for restart, texts in (
+        (False, [census.PREDATES_TEXT, census.PREDATES_TEXT]),
+        (True, [census.PREDATES_ROLLED_TEXT, census.PREDATES_UNROLLED_TEXT]),
+    ):
+        targets = [monitor(restartExisting=restart)]
+        counted = census.count(targets[0], targets, facts, [], NATIVE, CREATED)
+        assert [text for _, text in counted.refused] == texts
+        assert all(("set spec.restartExisting" in text) is not restart for text in texts)
+
+
 def test_pods_the_webhook_would_refuse_say_why() -> None:
     numbered = [monitor(port=8080)]
     facts = [census.pod_facts(running("a", BEFORE))]

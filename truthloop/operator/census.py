@@ -22,6 +22,14 @@ PREDATES = "pod_predates_monitor"
 PREDATES_TEXT = (
     "created before the monitor: restart it (or set spec.restartExisting) to get the sidecar"
 )
+PREDATES_ROLLED_TEXT = (
+    "created before the monitor: spec.restartExisting rolls its Deployment or StatefulSet to "
+    "add the sidecar"
+)
+PREDATES_UNROLLED_TEXT = (
+    "created before the monitor: restart it to get the sidecar (spec.restartExisting rolls "
+    "only Deployments and StatefulSets)"
+)
 MISSED = "webhook_missed"
 MISSED_TEXT = (
     "created after the monitor but without the sidecar: the injection webhook did not answer "
@@ -162,10 +170,13 @@ def count(
             if created is not None and isinstance(born, str) and born >= created:
                 refused.append((MISSED, MISSED_TEXT))
                 continue
-            refused.append((PREDATES, PREDATES_TEXT))
-            for owner in meta["ownerReferences"]:
-                if owner["kind"] in ("ReplicaSet", "StatefulSet"):
-                    stale[Owner(owner["kind"], owner["name"])] = None
+            owners = [
+                Owner(o["kind"], o["name"])
+                for o in meta["ownerReferences"]
+                if o["kind"] in ("ReplicaSet", "StatefulSet")
+            ]
+            stale.update(dict.fromkeys(owners))
+            refused.append((PREDATES, _predates_text(monitor.spec.restart_existing, bool(owners))))
         elif decision.reason == "sidecar_already_exists":
             refused.append((decision.reason, f"has the sidecar of {decision.monitor}"))
         else:
@@ -177,6 +188,13 @@ def count(
         stale=tuple(stale),
         bypass=_bypass(services, model_ports),
     )
+
+
+def _predates_text(restart_existing: bool, rollable: bool) -> str:
+    """What to do about a pod that predates the monitor, as the monitor's spec has it."""
+    if not restart_existing:
+        return PREDATES_TEXT
+    return PREDATES_ROLLED_TEXT if rollable else PREDATES_UNROLLED_TEXT
 
 
 def _model_targets(pod: Mapping[str, Any]) -> set[int | str]:

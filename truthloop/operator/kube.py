@@ -66,6 +66,8 @@ def api_calls(settings: Settings) -> tuple[ApiCall, ...]:
     if settings.restart_existing:
         calls += [
             ApiCall("get", "apps", "replicasets", "served", why="restartExisting: the Deployment"),
+            ApiCall("get", "apps", "deployments", "served", why="restartExisting: rolled yet?"),
+            ApiCall("get", "apps", "statefulsets", "served", why="restartExisting: rolled yet?"),
             ApiCall("patch", "apps", "deployments", "served", why="restartExisting"),
             ApiCall("patch", "apps", "statefulsets", "served", why="restartExisting"),
         ]
@@ -195,6 +197,10 @@ class Kube:
     async def get_replicaset(self, namespace: str, name: str) -> dict[str, Any]:
         return await self._call("GET", f"/apis/apps/v1/namespaces/{namespace}/replicasets/{name}")
 
+    async def get_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        """`kind` is Deployment or StatefulSet."""
+        return await self._call("GET", _workload_path(kind, namespace, name))
+
     async def patch_workload(
         self,
         kind: str,
@@ -203,9 +209,7 @@ class Kube:
         patch: Mapping[str, Any],
     ) -> dict[str, Any]:
         """`kind` is Deployment or StatefulSet."""
-        plural = {"Deployment": "deployments", "StatefulSet": "statefulsets"}[kind]
-        path = f"/apis/apps/v1/namespaces/{namespace}/{plural}/{name}"
-        return await self._call("PATCH", path, patch, STRATEGIC)
+        return await self._call("PATCH", _workload_path(kind, namespace, name), patch, STRATEGIC)
 
     # -- discovery (no RBAC: /version is public) -------------------------------------------
 
@@ -278,3 +282,8 @@ def _error(status: int, data: Any) -> KubeError:
     if kind is None:
         kind = KubeUnavailable if status >= 500 else KubeError
     return kind(status, reason, message)
+
+
+def _workload_path(kind: str, namespace: str, name: str) -> str:
+    plural = {"Deployment": "deployments", "StatefulSet": "statefulsets"}[kind]
+    return f"/apis/apps/v1/namespaces/{namespace}/{plural}/{name}"

@@ -50,6 +50,11 @@ from truthloop.operator.status import Event, Observation
 log = logging.getLogger("truthloop.operator.monitors")
 
 RESTARTED_AT = "truthloop.dev/restartedAt"
+"""Pod-template annotation whose change rolls a workload (as `kubectl rollout restart` does)."""
+RESTARTED_FOR = "truthloop.dev/restarted-for"
+"""Workload annotation `<monitor uid>/<generation>`: what it was last rolled for. On the workload's
+own metadata, written in the same patch as `RESTARTED_AT`: one PATCH, one roll, and the record
+outlives the operator (a record in the pod template would itself change the template)."""
 REJECTED_RETRY = 300.0
 """Seconds before a refused registration is tried again without a new spec (a token fixed...)."""
 
@@ -216,7 +221,8 @@ class Worker:
         self._known: dict[str, Any] = dict(body.get("status") or {})
         self._registered: int | None = None
         self._failures = 0
-        self._restarted: set[tuple[str, str, int]] = set()
+        self._restarted: set[tuple[str, str, str]] = set()
+        """(kind, name, record) known to be rolled: saves reading the workload's record again."""
         self._refused_restart: int | None = None
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"truthloop-monitor-{self.key}")
@@ -339,9 +345,11 @@ class Worker:
     async def _restart(
         self, body: Mapping[str, Any], chosen: inject.Target, counted: Census
     ) -> None:
-        """Roll the workloads whose pods predate the monitor, once per spec generation."""
+        """Roll the workloads whose pods predate the monitor, once per workload and spec generation,
+        as the record on the workload says (so an operator restart does not roll it again)."""
         runtime = self.runtime
         generation = chosen.monitor.generation
+        record = f"{self.uid}/{generation}"
         if not runtime.settings.restart_existing:
             if self._refused_restart != generation:
                 self._refused_restart = generation
@@ -356,15 +364,26 @@ class Worker:
         for owner in counted.stale:
             try:
                 workload = await runtime.workload_of(self.namespace, owner)
-                if workload is None or (*workload, generation) in self._restarted:
+                if workload is None or (*workload, record) in self._restarted:
                     continue
                 kind, name = workload
-                patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
+                current = (await runtime.kube.get_workload(kind, self.namespace, name))["metadata"]
+                if (current.get("annotations") or {}).get(RESTARTED_FOR) == record:
+                    self._restarted.add((kind, name, record))
+                    continue
+                patch = {
+                    # resourceVersion: a workload changed since the read is left to the next pass.
+                    "metadata": {
+                        "resourceVersion": current.get("resourceVersion"),
+                        "annotations": {RESTARTED_FOR: record},
+                    },
+                    "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}},
+                }
                 await runtime.kube.patch_workload(kind, self.namespace, name, patch)
             except KubeError as e:
                 log.warning("%s: cannot restart the owner of %s: %s", self.key, owner, e)
                 continue
-            self._restarted.add((kind, name, generation))
+            self._restarted.add((kind, name, record))
             message = f"restarted {kind} {name}: its pods predate the monitor and lack the sidecar"
             await runtime.post_event(body, Event("Normal", "RestartedWorkload", message))
 

@@ -139,7 +139,7 @@ holds the two equal). "served": the namespaces it serves (a ClusterRole when clu
   verbs: [get]
 - apiGroups: [apps]
   resources: [deployments, statefulsets]
-  verbs: [patch]
+  verbs: [get, patch]
 {{- end }}
 - apiGroups: [""]
   resources: [secrets]
