@@ -52,6 +52,7 @@ def test_printer_columns() -> None:
         ("METRIC", "string", ".status.metric"),
         ("LABELED", "integer", ".status.labeled"),
         ("FALLBACK", "boolean", ".status.fallback.active"),
+        ("SYNCED", "date", ".status.lastSyncTime"),
         ("AGE", "date", ".metadata.creationTimestamp"),
     ]
     for _, _, path in columns[:-1]:

@@ -99,8 +99,10 @@ def test_a_healthy_monitor() -> None:
         "FallbackActive": ("False", "ModelServing"),
         "TrafficBypass": ("False", "NoBypass"),
         "CaptureRefused": ("False", "Accepted"),
+        "Synced": ("True", "OperatorSyncing"),
     }
     assert all(c["lastTransitionTime"] == "2026-01-01T00:00:00Z" for c in composed["conditions"])
+    assert composed["lastSyncTime"] == "2026-01-01T00:00:00Z"
 
 
 def test_refused_capture_is_a_condition_and_one_warning_while_it_lasts() -> None:
@@ -118,15 +120,26 @@ def test_refused_capture_is_a_condition_and_one_warning_while_it_lasts() -> None
     later = msgspec.structs.replace(capture, last=T0 + 150)
     again = status.compose(refused, registered(capture=later), T0 + 180)
     assert status.events(refused, again) == []
-    assert mergepatch.diff(refused, again) == {}
+    assert mergepatch.diff(refused, again) == {"lastSyncTime": "2026-01-01T00:03:00Z"}
     over = status.compose(again, registered(capture=wire.CaptureState()), T0 + 600)
     assert conditions(over)["CaptureRefused"] == ("False", "Accepted")
 
 
-def test_the_same_observation_later_changes_nothing() -> None:
-    first = status.compose({}, registered(), T0)
-    again = status.compose(first, registered(), T0 + 600)
-    assert mergepatch.diff(first, again) == {}
+def test_the_same_observation_renews_only_the_sync_time_once_per_interval() -> None:
+    """A running operator says so about once per status interval, and writes nothing else."""
+    first = status.compose({}, registered(), T0, interval=10)
+    assert mergepatch.diff(first, status.compose(first, registered(), T0 + 9.5, interval=10)) == {}
+    later = status.compose(first, registered(), T0 + 10, interval=10)
+    assert mergepatch.diff(first, later) == {"lastSyncTime": "2026-01-01T00:00:10Z"}
+    synced = next(c for c in later["conditions"] if c["type"] == "Synced")
+    assert "every 10s" in synced["message"]
+
+
+def test_any_change_renews_the_sync_time() -> None:
+    first = status.compose({}, registered(), T0, interval=10)
+    fewer = registered(census=Census(injected=1, total=2))
+    changed = status.compose(first, fewer, T0 + 3, interval=10)
+    assert changed["lastSyncTime"] == "2026-01-01T00:00:03Z"
 
 
 def test_a_transition_moves_only_its_condition_time() -> None:

@@ -6,7 +6,8 @@ per monitor. A worker is level-triggered: each pass takes the latest object and
 1. parses the spec (`core.spec`); an invalid one is reported (phase Invalid, SpecValid=False,
    a Warning Event) and nothing is registered;
 2. registers a new generation with the feedback service (`PUT`); a service that does not answer
-   is retried with backoff and shown as Registered=False, a refusal waits for a new spec;
+   is retried with backoff and shown as Registered=False, a refusal waits for a new spec (or
+   five minutes);
 3. copies the write token into the namespace, counts the monitor's pods and Services from the
    indexes (`census`), and with `restartExisting` rolls the workloads whose pods predate it;
 4. reads the service's view of the monitor and writes `.status` when — and only when — the
@@ -27,7 +28,6 @@ import base64
 import contextlib
 import datetime
 import logging
-import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -224,6 +224,9 @@ class Worker:
         self._restarted: set[tuple[str, str, str]] = set()
         """(kind, name, record) known to be rolled: saves reading the workload's record again."""
         self._refused_restart: int | None = None
+        self._refused: tuple[int, float, str] | None = None
+        """A refused generation, when it may be registered again, and why it was refused: passes
+        until then only renew the status (its lastSyncTime)."""
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"truthloop-monitor-{self.key}")
 
@@ -264,11 +267,18 @@ class Worker:
             self.valid = False
             errors = tuple(str(error) for error in e.errors)
             await self._publish(body, Observation(generation, errors, "invalid"))
-            return None, math.inf
+            return None, runtime.settings.status.interval
         self.valid = True
         alerts = chosen.monitor.spec.alerts
         counted = runtime.census(chosen, meta.get("creationTimestamp"))
         if self._registered != generation:
+            refused = self._refused
+            if refused is not None and refused[0] == generation and runtime.clock() < refused[1]:
+                why = refused[2]
+                await self._publish(
+                    body, Observation(generation, (), "rejected", why, None, alerts, counted)
+                )
+                return None, runtime.settings.status.interval
             try:
                 await runtime.feedback.register(body)
             except FeedbackError as e:
@@ -313,7 +323,8 @@ class Worker:
         await self._publish(body, observed)
         if isinstance(error, Rejected):
             self._registered = None
-            return None, REJECTED_RETRY
+            self._refused = (generation, self.runtime.clock() + REJECTED_RETRY, str(error))
+            return None, self.runtime.settings.status.interval
         return None, self._backoff(error.delay if isinstance(error, Unavailable) else None)
 
     def _backoff(self, hint: float | None) -> float:
@@ -325,7 +336,9 @@ class Worker:
     async def _publish(self, body: Mapping[str, Any], observed: Observation) -> None:
         """Write the composed status if it differs from the last one, then post its Events."""
         runtime = self.runtime
-        desired = status.compose(self._known, observed, runtime.clock())
+        desired = status.compose(
+            self._known, observed, runtime.clock(), runtime.settings.status.interval
+        )
         patch = mergepatch.diff(self._known, desired)
         if not patch:
             return
@@ -392,11 +405,8 @@ class Worker:
         waker = asyncio.ensure_future(self._wake.wait())
         polling = asyncio.ensure_future(poll()) if poll is not None else None
         tasks = {waker} if polling is None else {waker, polling}
-        timeout = None if math.isinf(delay) else delay
         try:
-            done, _ = await asyncio.wait(
-                tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
+            done, _ = await asyncio.wait(tasks, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in tasks:
                 task.cancel()

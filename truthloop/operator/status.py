@@ -2,9 +2,12 @@
 
 `compose(current, observation, now)` returns the status the object should have: phase, window
 numbers, the first alert's metric as the METRIC column's text, fallback, injected pods,
-observedGeneration and conditions (Ready, SpecValid, Registered, PodsInjected, Breached,
-FallbackActive, TrafficBypass, CaptureRefused), each keeping its lastTransitionTime while its
-status holds.
+observedGeneration, lastSyncTime and conditions (Ready, SpecValid, Registered, PodsInjected,
+Breached, FallbackActive, TrafficBypass, CaptureRefused, Synced), each keeping its
+lastTransitionTime while its status holds. `lastSyncTime` is the one field that moves with the
+clock alone: it is renewed with any other change, and otherwise once it is a status interval old,
+so a running operator writes an unchanged monitor about once per interval, and a stopped one
+leaves a time that visibly ages (the SYNCED column).
 It writes only the fields of the CRD's status schema (anything else would be pruned by the
 apiserver and look changed forever) and never a `null` inside an object (a merge patch cannot
 store one), so `core.mergepatch.diff(current, composed)` is empty exactly when nothing changed —
@@ -24,9 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeGuard
 
-from truthloop.core import wire
+from truthloop.core import mergepatch, wire
 from truthloop.core.spec import AlertSpec, format_duration
 from truthloop.operator.census import Census
+from truthloop.operator.settings import StatusSettings
 
 Registration = Literal["registering", "registered", "unavailable", "rejected", "invalid"]
 EventType = Literal["Normal", "Warning"]
@@ -40,8 +44,10 @@ CONDITIONS = (
     "FallbackActive",
     "TrafficBypass",
     "CaptureRefused",
+    "Synced",
 )
 MAX_MESSAGE = 4096
+INTERVAL = StatusSettings().interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +74,11 @@ class Event:
     message: str
 
 
-def compose(current: Mapping[str, Any], obs: Observation, now: float) -> dict[str, Any]:
+def compose(
+    current: Mapping[str, Any], obs: Observation, now: float, interval: float = INTERVAL
+) -> dict[str, Any]:
+    """The status for `obs` at `now`; `interval` is the operator's status interval, the age at
+    which an otherwise unchanged status gets a new `lastSyncTime`."""
     view = obs.view
     if obs.errors:
         phase = "Invalid"
@@ -106,11 +116,32 @@ def compose(current: Mapping[str, Any], obs: Observation, now: float) -> dict[st
     status["observedGeneration"] = obs.generation
     previous = {c.get("type"): c for c in current.get("conditions") or [] if isinstance(c, dict)}
     conditions = _conditions(obs, phase, status)
+    conditions["Synced"] = (
+        "True",
+        "OperatorSyncing",
+        f"the operator renews lastSyncTime at least every {interval:g}s while it runs: an older "
+        "one means it is stopped or cannot write this status, which is then out of date",
+    )
     status["conditions"] = [
         _condition(kind, *conditions[kind], obs.generation, previous.get(kind), now)
         for kind in CONDITIONS
     ]
+    status["lastSyncTime"] = _synced(current, status, now, interval)
     return status
+
+
+def _synced(current: Mapping[str, Any], new: Mapping[str, Any], now: float, interval: float) -> str:
+    """The current `lastSyncTime` while nothing else changed and it is younger than `interval`."""
+    last = current.get("lastSyncTime")
+    rest = {k: v for k, v in current.items() if k != "lastSyncTime"}
+    if isinstance(last, str) and not mergepatch.diff(rest, new):
+        try:
+            written = datetime.datetime.strptime(last, "%Y-%m-%dT%H:%M:%SZ")
+        except ValueError:
+            return _time(now)
+        if now - written.replace(tzinfo=datetime.UTC).timestamp() < interval:
+            return last
+    return _time(now)
 
 
 def events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
