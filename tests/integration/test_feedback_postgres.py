@@ -35,7 +35,7 @@ from tests.support.postgres import (
     with_query,
 )
 from tests.support.waiting import eventually
-from truthloop.core import metrics, windows
+from truthloop.core import metrics, scopes, windows
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import parse_monitor
 from truthloop.feedback.settings import EngineSettings, HttpSettings
@@ -665,6 +665,36 @@ async def test_a_monitor_put_on_one_replica_is_known_to_another_at_once(
         assert (await b.call("GET", f"/v1/monitors/ml/{name}/state"))[0] == 200
         await a.put_monitor(monitor_body(name=f"n{i}"))
         assert (await b.call("GET", f"/v1/monitors/ml/n{i}"))[0] == 200
+
+
+async def status_with_token(service: Service, token: str, batch: list[Any]) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with service.http.post(
+        service.base + "/v1/predictions", json=batch, headers=headers
+    ) as response:
+        return response.status
+
+
+async def test_a_token_registered_on_one_replica_is_accepted_and_rotated_on_another(
+    replicas: Replicas, clock: FakeClock
+) -> None:
+    """B looks a token it does not know up in the database before refusing it (even without
+    the notification), and drops a rotated one when A's notification arrives."""
+    a, b = await replicas(token="admin"), await replicas(token="admin")
+    await a.put_monitor(monitor_body(namespace="team-a"))
+    batch = [record("p1", 1, ts=clock.now - 5, monitor="team-a/churn")]
+    assert await status_with_token(b, "team-a token", batch) == 401
+    deaf(b)
+    await a.ok("PUT", "/v1/tokens/team-a", json={"sha256": scopes.digest("team-a token")})
+    assert await status_with_token(b, "team-a token", batch) == 200
+    c = await replicas(token="admin")
+    await a.ok("PUT", "/v1/tokens/team-a", json={"sha256": scopes.digest("rotated")})
+    assert await status_with_token(c, "rotated", []) == 200
+
+    async def old_refused() -> bool:
+        return await status_with_token(c, "team-a token", []) == 401
+
+    await eventually(old_refused, "the old token refused by a replica that had it")
 
 
 async def test_the_database_not_a_replica_s_memory_decides_task_changes_and_deletes(

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from truthloop.core import evaluation, records, windows, wire
+from truthloop.core import evaluation, records, scopes, windows, wire
 from truthloop.core.evaluation import ALL_VERSIONS
 from truthloop.core.records import ItemError
 from truthloop.core.registry import TaskChange
@@ -28,6 +29,12 @@ from truthloop.feedback.store.interface import StoredPrediction
 
 ENGINE = web.AppKey("engine", Engine)
 SETTINGS = web.AppKey("settings", Settings)
+SCOPE = web.RequestKey("scope", scopes.Scope)
+"""The request's `scopes.Scope`, set by the auth middleware (an open service's: the admin's)."""
+
+NAMESPACE_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+"""A Kubernetes namespace name (an RFC 1123 label)."""
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 _encode = msgspec.json.Encoder().encode
 
@@ -140,13 +147,13 @@ def monitor_view(engine: Engine, key: str) -> dict[str, Any]:
 async def post_predictions(request: web.Request) -> web.Response:
     body = await bodies.read(request, bodies.JSON_TYPES | bodies.NDJSON_TYPES)
     ndjson = request.content_type in bodies.NDJSON_TYPES
-    result = await request.app[ENGINE].ingest(body, ndjson=ndjson)
+    result = await request.app[ENGINE].ingest(body, ndjson=ndjson, scope=request[SCOPE])
     return json({"accepted": result.accepted, "duplicates": result.duplicates})
 
 
 async def post_feedback(request: web.Request) -> web.Response:
     body = await bodies.read(request, bodies.JSON_TYPES)
-    result = await request.app[ENGINE].feedback(body)
+    result = await request.app[ENGINE].feedback(body, scope=request[SCOPE])
     return json({"matched": result.matched, "pending": result.pending})
 
 
@@ -201,6 +208,26 @@ async def post_alertmanager(request: web.Request) -> web.Response:
         raise BadRequest("invalid Alertmanager payload", problems.kept, problems.omitted)
     updated = await request.app[ENGINE].external_alerts(firing, resolved)
     return json({"monitors": updated})
+
+
+async def put_token(request: web.Request) -> web.Response:
+    """Register a namespace's token by its SHA-256 (`{"sha256": "<64 hex digits>"}`): from now
+    on that token may capture and send feedback for the namespace's monitors (`core.scopes`)."""
+    namespace = request.match_info["namespace"]
+    if not NAMESPACE_PATTERN.fullmatch(namespace):
+        raise BadRequest(
+            "not a namespace name",
+            [detail("namespace", "expected a Kubernetes namespace name", "invalid")],
+        )
+    body = await bodies.json_body(request)
+    sha256 = body.get("sha256") if isinstance(body, dict) else None
+    if not isinstance(sha256, str) or not SHA256_PATTERN.fullmatch(sha256):
+        raise BadRequest(
+            'expected {"sha256": "<the token\'s SHA-256 in lowercase hex>"}',
+            [detail("sha256", "expected 64 lowercase hex digits", "invalid")],
+        )
+    await request.app[ENGINE].put_token(namespace, sha256)
+    return json({"namespace": namespace, "sha256": sha256})
 
 
 # -- reads -------------------------------------------------------------------------------------
@@ -432,4 +459,5 @@ def routes() -> list[web.RouteDef]:
         web.post("/v1/predictions", post_predictions),
         web.post("/v1/feedback", post_feedback),
         web.post("/v1/alertmanager", post_alertmanager),
+        web.put("/v1/tokens/{namespace}", put_token),
     ]

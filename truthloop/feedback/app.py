@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,10 +18,12 @@ from typing import Any
 from aiohttp import http_exceptions, web
 from aiohttp.typedefs import Middleware
 
+from truthloop.core import scopes
 from truthloop.feedback import api, exporter, refusals
 from truthloop.feedback.engine import Engine
 from truthloop.feedback.errors import (
     ClientError,
+    Forbidden,
     Unauthorized,
     UnsupportedEncoding,
     body,
@@ -78,27 +79,37 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _auth(token: str | None) -> Middleware:
-    expected = token.encode() if token else None
-
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """With a token configured, every write needs `Authorization: Bearer <token>`.
+        """With an admin token configured, every write needs `Authorization: Bearer <token>`:
+        the admin token, or a registered namespace token where its scope allows
+        (`core.scopes`: capture and feedback of its namespace's monitors, else 403). Reads need
+        none. Without an admin token the service is open (every request is the admin's).
 
-        A refused capture batch names its monitor (`X-Truthloop-Monitor`): the monitor's state
-        then says its capture is refused, which the operator shows as a condition.
+        A capture batch refused for its token names its monitor (`X-Truthloop-Monitor`): the
+        monitor's state then says its capture is refused, which the operator shows as a
+        condition.
         """
-        if expected is not None and request.method in WRITE_METHODS:
-            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), expected
-            ):
-                monitor = request.headers.get(MONITOR_HEADER)
-                if monitor is not None and request.path == PREDICTIONS_PATH:
-                    request.app[api.ENGINE].capture_refused(monitor, "unauthorized")
-                raise Unauthorized(
-                    "writes need a bearer token",
-                    [detail("Authorization", "missing or wrong bearer token", "unauthorized")],
-                )
+        if token is None or not scopes.needs_token(request.method):
+            request[api.SCOPE] = scopes.ADMIN
+            return await handler(request)
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        engine = request.app[api.ENGINE]
+        scope = await engine.scope(given.strip()) if scheme.lower() == "bearer" else None
+        if scope is None:
+            monitor = request.headers.get(MONITOR_HEADER)
+            if monitor is not None and request.path == PREDICTIONS_PATH:
+                engine.capture_refused(monitor, "unauthorized")
+            raise Unauthorized(
+                "writes need a bearer token",
+                [detail("Authorization", "missing or wrong bearer token", "unauthorized")],
+            )
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else request.path
+        refusal = scopes.route_refusal(scope, request.method, route)
+        if refusal is not None:
+            raise Forbidden("this token may not do that", [refusal])
+        request[api.SCOPE] = scope
         return await handler(request)
 
     return auth

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -34,7 +35,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from truthloop.core import alerts, evaluation, records, windows, wire
+from truthloop.core import alerts, evaluation, records, scopes, windows, wire
 from truthloop.core.evaluation import ALL_VERSIONS, Evaluated, Group
 from truthloop.core.plan import ACTUALS_EXPIRED, ACTUALS_MATCHED, ACTUALS_PENDING
 from truthloop.core.records import Actual, PredictionRecord
@@ -62,6 +63,8 @@ OUTCOMES = {"matched": ACTUALS_MATCHED, "pending": ACTUALS_PENDING, "expired": A
 
 T = TypeVar("T")
 R = TypeVar("R")
+M = TypeVar("M", PredictionRecord, Actual)
+"""An item of a write: it names its monitor."""
 
 Live = dict[str, Registered]
 """The monitors this replica knows, by key, as a write sees them."""
@@ -195,6 +198,8 @@ class Engine:
         self.snapshots: dict[str, Snapshot] = {}
         self.rejected: dict[str, int] = {}
         """Actuals refused since start, per monitor named (`""`: none or an unknown one)."""
+        self._tokens: dict[str, str] = {}
+        """The namespace tokens' SHA-256 (hex) -> namespace, as last read from the store."""
         self.ready = False
         self._stale = asyncio.Event()
         """Set when another replica may have changed monitors or state (`Store.watch`)."""
@@ -240,6 +245,8 @@ class Engine:
         """Take the monitors and states as stored: the store's word wins over this memory."""
         stored = await self.store.load_monitors()
         states = await self.store.load_states()
+        tokens = await self.store.load_tokens()
+        self._tokens = {sha256: namespace for namespace, sha256 in tokens.items()}
         live = {r.monitor.key: r for r in stored if r.deleted is None}
         async with self._lock:
             for key in set(self._runtimes) - set(live):
@@ -336,14 +343,45 @@ class Engine:
         if not deleted:
             raise refusals.UnknownMonitor(key)
 
+    # -- tokens --------------------------------------------------------------------------------
+
+    async def scope(self, token: str) -> scopes.Scope | None:
+        """What a bearer token may do: the admin token's scope, a registered namespace token's,
+        or None for no token the service knows. A digest unknown here is looked up again in a
+        shared store (another replica may have registered it a moment ago).
+
+        The admin token is compared in constant time; a namespace token is found by its SHA-256,
+        whose lookup time tells nothing of any token (learning a digest's first bytes does not
+        help to guess a token). Tokens longer than `scopes.MAX_TOKEN_LENGTH` are none."""
+        admin = self.settings.token
+        if admin is not None and hmac.compare_digest(token.encode(), admin.encode()):
+            return scopes.ADMIN
+        if not token or len(token) > scopes.MAX_TOKEN_LENGTH:
+            return None
+        sha256 = scopes.digest(token)
+        if sha256 not in self._tokens and self.store.shared:
+            await self._reread()
+        namespace = self._tokens.get(sha256)
+        return None if namespace is None else scopes.Scope(namespace)
+
+    async def put_token(self, namespace: str, sha256: str) -> None:
+        """Register the namespace's token by its SHA-256, replacing the one it had."""
+        await self.store.put_token(namespace, sha256, self.settings.clock())
+        tokens = {h: ns for h, ns in self._tokens.items() if ns != namespace}
+        tokens[sha256] = namespace
+        self._tokens = tokens
+
     # -- writes --------------------------------------------------------------------------------
 
     def _live(self) -> tuple[Live, dict[str, Task]]:
         live = {key: r.registered for key, r in self._runtimes.items()}
         return live, {key: r.monitor.spec.task for key, r in live.items()}
 
-    async def ingest(self, body: bytes, *, ndjson: bool = False) -> IngestResult:
-        """Validate and store capture records (a JSON array, or NDJSON); all or nothing."""
+    async def ingest(
+        self, body: bytes, *, ndjson: bool = False, scope: scopes.Scope = scopes.ADMIN
+    ) -> IngestResult:
+        """Validate and store capture records (a JSON array, or NDJSON) of monitors in the
+        `scope`; all or nothing."""
         now = self.settings.clock()
 
         async def store(parsed: records.Parsed[PredictionRecord], live: Live) -> IngestResult:
@@ -356,10 +394,12 @@ class Engine:
                 body, tasks, now, self.settings.limits, ndjson=ndjson
             ),
             store,
+            scope,
         )
 
-    async def feedback(self, body: bytes) -> FeedbackResult:
-        """Validate and apply actuals (one, an array, or `{"items": [...]}`); all or nothing."""
+    async def feedback(self, body: bytes, scope: scopes.Scope = scopes.ADMIN) -> FeedbackResult:
+        """Validate and apply actuals (one, an array, or `{"items": [...]}`) for monitors in the
+        `scope`; all or nothing."""
         now = self.settings.clock()
 
         async def store(parsed: records.Parsed[Actual], live: Live) -> FeedbackResult:
@@ -383,21 +423,24 @@ class Engine:
             "actuals",
             lambda tasks: records.parse_actuals(body, tasks, now, self.settings.limits),
             store,
+            scope,
             count_rejected=True,
         )
 
     async def _write(
         self,
         kind: refusals.Items,
-        parse: Callable[[dict[str, Task]], records.Steps[records.Parsed[T]]],
-        store: Callable[[records.Parsed[T], Live], Awaitable[R]],
+        parse: Callable[[dict[str, Task]], records.Steps[records.Parsed[M]]],
+        store: Callable[[records.Parsed[M], Live], Awaitable[R]],
+        scope: scopes.Scope,
         *,
         count_rejected: bool = False,
     ) -> R:
         """Parse a body against the monitors this replica knows, then store it. Another replica
         may have registered a monitor the body names a moment ago, or deleted one: then reread
         the store and go again (an unknown monitor once; a deleted one each time a delete
-        committed since the last reread, which refuses its items in the next parse)."""
+        committed since the last reread, which refuses its items in the next parse). Items of
+        monitors outside the `scope` refuse the whole body (`OutOfScope`)."""
         fresh = False
         while True:
             live, tasks = self._live()
@@ -413,6 +456,10 @@ class Engine:
                 if count_rejected:
                     self._count_rejected(parsed.rejected)
                 raise refusals.InvalidItems(kind, parsed.errors, parsed.omitted)
+            monitors = [item.monitor for item in parsed.items]
+            foreign = scopes.foreign_items(scope, monitors, parsed.indices)
+            if foreign:
+                raise refusals.OutOfScope(kind, scope.namespace or "", foreign)
             try:
                 return await store(parsed, live)
             except MonitorsGone:

@@ -62,6 +62,12 @@ class Unauthorized(ClientError, PermissionError):
     headers: ClassVar[Mapping[str, str]] = {"WWW-Authenticate": 'Bearer realm="truthloop"'}
 
 
+class Forbidden(ClientError, PermissionError):
+    """A known token that may not do this (another namespace's monitor, an admin route)."""
+
+    status = 403
+
+
 class NotFound(ClientError, LookupError):
     status = 404
 
@@ -108,6 +114,8 @@ def refused(refusal: refusals.Refused) -> ClientError:
             )
         case refusals.InvalidItems():
             return BadRequest(ITEMS_REFUSED[refusal.items], refusal.errors, refusal.omitted)
+        case refusals.OutOfScope(items=items, namespace=namespace, errors=errors):
+            return Forbidden(f"{items} of monitors outside namespace {namespace}", errors)
         case refusals.NotJson(message=message):
             return BadRequest(
                 "request body is not valid JSON", [detail("body", message, "invalid_json")]

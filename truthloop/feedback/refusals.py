@@ -58,3 +58,14 @@ class SeriesTooLong(Refused, ValueError):
         super().__init__(f"{points} points, at most {limit}")
         self.points = points
         self.limit = limit
+
+
+class OutOfScope(Refused, PermissionError):
+    """Items of monitors outside the namespace of the request's token (`wrong_namespace`), each
+    named in `errors`: the whole body is refused."""
+
+    def __init__(self, items: Items, namespace: str, errors: Sequence[ItemError]) -> None:
+        super().__init__(f"{len(errors)} {items} outside namespace {namespace}")
+        self.items: Items = items
+        self.namespace = namespace
+        self.errors = errors

@@ -31,6 +31,21 @@ STORED_COLUMNS = (
     " actual, vote, assumed, correct, labeled_at"
 )
 
+TOKENS_TABLE = """
+CREATE TABLE tokens (
+    namespace text PRIMARY KEY,
+    sha256 text NOT NULL,
+    updated double precision NOT NULL
+)"""
+"""The namespace tokens' scopes (a migration of both stores): the SHA-256 of each namespace's
+token (`core.scopes.digest`), never the token."""
+LOAD_TOKENS = "SELECT namespace, sha256 FROM tokens"
+PUT_TOKEN = (
+    "INSERT INTO tokens (namespace, sha256, updated) VALUES ({0}, {1}, {2})"
+    " ON CONFLICT (namespace) DO UPDATE SET sha256 = excluded.sha256, updated = excluded.updated"
+)
+"""Formatted with the backend's three parameter markers (`?` or `$1`...)."""
+
 _encode = msgspec.json.Encoder().encode
 decode = msgspec.json.Decoder().decode
 

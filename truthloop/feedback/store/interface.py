@@ -253,6 +253,15 @@ class Store(abc.ABC):
         """Remove up to `limit` rows of monitors deleted before `before`; rows removed."""
 
     @abc.abstractmethod
+    async def load_tokens(self) -> dict[str, str]:
+        """The registered namespace tokens: namespace -> SHA-256 (hex) of its token."""
+
+    @abc.abstractmethod
+    async def put_token(self, namespace: str, sha256: str, now: float) -> None:
+        """Register (or replace) the namespace's token by its SHA-256; other processes hear of
+        it as of a monitor change (`watch`)."""
+
+    @abc.abstractmethod
     async def load_states(self) -> dict[int, StoredState]:
         """Persisted engine state per monitor id."""
 

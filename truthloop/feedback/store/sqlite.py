@@ -153,6 +153,8 @@ CREATE TABLE IF NOT EXISTS agg_{level} (
     # 2: a pending prediction_id actual remembers what it labeled (it waits on for the model's
     # shadow answer after labeling a fallback answer)
     "ALTER TABLE pending ADD COLUMN labeled TEXT;",
+    # 3: the namespace tokens' scopes
+    codec.TOKENS_TABLE,
 )
 """Schema steps, applied at `open` each once, in order; `PRAGMA user_version` counts them."""
 
@@ -288,6 +290,15 @@ class SQLiteStore(Store):
 
     async def delete_monitor(self, key: str, now: float) -> bool:
         return await self._tx(self._delete_monitor, key, now)
+
+    async def load_tokens(self) -> dict[str, str]:
+        return await self._call(self._load_tokens)
+
+    def _load_tokens(self) -> dict[str, str]:
+        return {namespace: sha256 for namespace, sha256 in self._db.execute(codec.LOAD_TOKENS)}
+
+    async def put_token(self, namespace: str, sha256: str, now: float) -> None:
+        await self._tx(_put_token, namespace, sha256, now)
 
     @staticmethod
     def _delete_monitor(conn: sqlite3.Connection, key: str, now: float) -> bool:
@@ -646,6 +657,12 @@ class SQLiteStore(Store):
 
 
 # -- row conversions and shared writes ---------------------------------------------------------
+
+_PUT_TOKEN = codec.PUT_TOKEN.format("?", "?", "?")
+
+
+def _put_token(conn: sqlite3.Connection, namespace: str, sha256: str, now: float) -> None:
+    conn.execute(_PUT_TOKEN, (namespace, sha256, now))
 
 
 def _waiting(

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Sequence
 
 from truthloop.core.windows import LEVEL_MINUTES
+from truthloop.feedback.store import codec
 from truthloop.feedback.store.interface import StoreError
 from truthloop.feedback.store.postgres import connection, locks
 
@@ -163,6 +164,8 @@ ALTER TABLE agg_{level}_groups RENAME TO agg_{level};
     # 4: a pending prediction_id actual remembers what it labeled (it waits on for the model's
     # shadow answer after labeling a fallback answer)
     "ALTER TABLE pending ADD COLUMN labeled text;",
+    # 5: the namespace tokens' scopes
+    codec.TOKENS_TABLE,
 )
 """The schema, one script per version (version = position + 1); never edit a released one."""
 

@@ -38,6 +38,8 @@ from truthloop.feedback.store.postgres import (
     sql,
 )
 
+_PUT_TOKEN = codec.PUT_TOKEN.format("$1", "$2", "$3")
+
 
 class PostgresStore(interface.Store):
     """`Store` on PostgreSQL for several replicas; the package's modules say how."""
@@ -168,6 +170,18 @@ class PostgresStore(interface.Store):
 
     async def delete_monitor(self, key: str, now: float) -> bool:
         return await self._db.transaction(self._delete_monitor, key, now)
+
+    async def load_tokens(self) -> dict[str, str]:
+        return {namespace: sha256 for namespace, sha256 in await self._db.fetch(codec.LOAD_TOKENS)}
+
+    async def put_token(self, namespace: str, sha256: str, now: float) -> None:
+        await self._db.transaction(self._put_token, namespace, sha256, now)
+
+    async def _put_token(
+        self, conn: connection.Conn, namespace: str, sha256: str, now: float
+    ) -> None:
+        await conn.execute(_PUT_TOKEN, namespace, sha256, now)
+        await replicas.notify(conn, self.keys.channel, self.replica)
 
     async def _delete_monitor(self, conn: connection.Conn, key: str, now: float) -> bool:
         """Mark it deleted once the writes under way for it committed (their locks, in the
