@@ -94,6 +94,14 @@ async def test_a_refusal_is_rejected_with_the_services_details(
         await client.view("ml/unknown")
 
 
+async def test_a_namespace_token_is_registered_by_its_hash(
+    fake: FakeFeedback, client: FeedbackClient
+) -> None:
+    await client.register_token("ml", "ab" * 32)
+    assert fake.tokens == {"ml": "ab" * 32}
+    assert fake.calls("PUT", "/v1/tokens/{namespace}")[0].authorization == "Bearer s3cret"
+
+
 async def test_writes_carry_the_token(fake: FakeFeedback) -> None:
     async with FeedbackClient(FeedbackSettings(url=fake.url, token="wrong")) as client:
         with pytest.raises(Rejected) as caught:

@@ -56,7 +56,7 @@ async def test_a_new_monitor_is_registered_and_collecting(world: World) -> None:
     assert world.status()["observedGeneration"] == 1
     await eventually(lambda: world.events("Collecting"), "a Collecting event")
     secret = world.api.object(SECRETS, "ml", "truthloop-token")
-    assert secret_value(secret, "token") == TOKEN
+    assert secret_value(secret, "token") != TOKEN  # the namespace's own (test_operator_tokens)
     assert secret["metadata"]["ownerReferences"] == [
         {
             "apiVersion": "truthloop.dev/v1alpha1",

@@ -8,7 +8,8 @@ It speaks the real service's routes and shapes (`core.wire`) for what those two 
   `set_fallback` move;
 - the capture intake, `POST /v1/predictions` of NDJSON `CaptureRecord`s (anything else is a
   400): it keeps each record it accepts by (prediction_id, served_by), in arrival order, and
-  counts those sent again after it answered 2xx for them.
+  counts those sent again after it answered 2xx for them;
+- the namespace tokens, `PUT /v1/tokens/{namespace}` of `{"sha256": ...}` (kept in `tokens`).
 
 A test scripts the answers. For any request: `fail` queues statuses (with an optional
 Retry-After) for the next ones, `stall` delays every answer, and writes need the bearer `token`
@@ -41,6 +42,7 @@ PREDICTIONS = "/v1/predictions"
 MONITORS = "/v1/monitors"
 MONITOR = "/v1/monitors/{namespace}/{name}"
 STATE = MONITOR + "/state"
+TOKEN = "/v1/tokens/{namespace}"
 
 
 class Seen(NamedTuple):
@@ -62,6 +64,8 @@ class FakeFeedback:
         self.monitors: dict[str, dict[str, Any]] = {}
         """The registered objects by "namespace/name"; a test may replace one's body."""
         self.states: dict[str, wire.MonitorState] = {}
+        self.tokens: dict[str, str] = {}
+        """The SHA-256 of each namespace's registered token."""
         self.requests: list[Seen] = []
         self.failures: list[tuple[int, str | None]] = []
         self.stall = 0.0
@@ -94,6 +98,7 @@ class FakeFeedback:
                 web.get(MONITOR, self._get),
                 web.delete(MONITOR, self._delete),
                 web.get(STATE, self._state),
+                web.put(TOKEN, self._token),
             ]
         )
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
@@ -246,6 +251,11 @@ class FakeFeedback:
         del self.states[key]
         self._wake()
         return web.json_response({"deleted": key})
+
+    async def _token(self, request: web.Request) -> web.Response:
+        namespace, sha256 = request.match_info["namespace"], (await request.json())["sha256"]
+        self.tokens[namespace] = sha256
+        return web.json_response({"namespace": namespace, "sha256": sha256})
 
     async def _state(self, request: web.Request) -> web.Response:
         key = self._key(request)

@@ -16,6 +16,7 @@ def test_the_default_operator() -> None:
     calls = grants(Settings())
     assert ("patch", "truthloop.dev", "modelmonitors/status", "served", ()) in calls
     assert ("patch", "", "secrets", "served", ("truthloop-token",)) in calls
+    assert ("get", "", "secrets", "served", ("truthloop-token",)) in calls  # its own token
     assert ("get", "", "secrets", "own", ("truthloop-webhook-cert",)) in calls
     assert ("patch", "apps", "deployments", "served", ()) in calls
     hooks = {(c[0], c[2], c[3], c[4]) for c in calls if c[1] == "admissionregistration.k8s.io"}
@@ -26,7 +27,8 @@ def test_the_default_operator() -> None:
     }
     assert not [c for c in calls if c[0] in ("update", "delete")]
     assert not [c for c in calls if c[2] == "modelmonitors" and c[0] == "patch"]
-    assert not [c for c in calls if c[2] == "secrets" and c[0] in ("get", "list") and c[3] != "own"]
+    assert not [c for c in calls if c[2] == "secrets" and c[0] == "list"]
+    assert not [c for c in calls if c[2] == "secrets" and c[0] == "get" and not c[4]]
 
 
 def test_what_is_turned_off_is_not_called() -> None:

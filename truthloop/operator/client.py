@@ -1,4 +1,5 @@
-"""The feedback service as the operator uses it: register, read, follow and delete monitors.
+"""The feedback service as the operator uses it: register, read, follow and delete monitors,
+and register namespace tokens.
 
 Errors carry what to do next, as kopf's `TemporaryError`/`PermanentError` do:
 
@@ -99,6 +100,12 @@ class FeedbackClient:
             await self._call(
                 "DELETE", _path(*key.split("/", 1)), object, budget=self.settings.delete_timeout
             )
+
+    async def register_token(self, namespace: str, sha256: str) -> None:
+        """Let the namespace's token (by its SHA-256) capture and send feedback for the
+        namespace's monitors, in place of the one it had."""
+        path = f"/v1/tokens/{namespace}"
+        await self._call("PUT", path, object, json={"sha256": sha256})
 
     async def keys(self) -> list[str]:
         """`namespace/name` of every monitor the service has registered."""

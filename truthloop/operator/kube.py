@@ -73,8 +73,9 @@ def api_calls(settings: Settings) -> tuple[ApiCall, ...]:
         ]
     if token:
         calls += [
-            ApiCall("create", "", "secrets", "served", why="copy the write token"),
-            ApiCall("patch", "", "secrets", "served", (token,), why="update the token copy"),
+            ApiCall("get", "", "secrets", "served", (token,), why="the namespace's token"),
+            ApiCall("create", "", "secrets", "served", why="mint the namespace's token"),
+            ApiCall("patch", "", "secrets", "served", (token,), why="rotate the token, owners"),
         ]
     if web.insecure:
         return tuple(calls)

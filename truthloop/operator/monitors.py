@@ -8,8 +8,9 @@ per monitor. A worker is level-triggered: each pass takes the latest object and
 2. registers a new generation with the feedback service (`PUT`); a service that does not answer
    is retried with backoff and shown as Registered=False, a refusal waits for a new spec (or
    five minutes);
-3. copies the write token into the namespace, counts the monitor's pods and Services from the
-   indexes (`census`), and with `restartExisting` rolls the workloads whose pods predate it;
+3. puts the namespace's own token in place (a Secret there, registered with the service),
+   counts the monitor's pods and Services from the indexes (`census`), and with
+   `restartExisting` rolls the workloads whose pods predate it;
 4. reads the service's view of the monitor and writes `.status` when — and only when — the
    composed status differs from the last one written (`status`, `core.mergepatch`), posting
    the Events the change deserves;
@@ -28,10 +29,11 @@ import base64
 import contextlib
 import datetime
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from truthloop.core import mergepatch
+from truthloop.core import mergepatch, scopes
 from truthloop.core.spec import SpecError
 from truthloop.operator import inject, status
 from truthloop.operator.census import Census, Owner
@@ -55,6 +57,10 @@ RESTARTED_FOR = "truthloop.dev/restarted-for"
 """Workload annotation `<monitor uid>/<generation>`: what it was last rolled for. On the workload's
 own metadata, written in the same patch as `RESTARTED_AT`: one PATCH, one roll, and the record
 outlives the operator (a record in the pod template would itself change the template)."""
+ROTATE = "truthloop.dev/rotate"
+"""An annotation on a namespace's token Secret that has the operator mint a new token."""
+MIN_TOKEN_LENGTH = 32
+"""Shortest token the operator keeps from a Secret (one it mints has 43 characters)."""
 REJECTED_RETRY = 300.0
 """Seconds before a refused registration is tried again without a new spec (a token fixed...)."""
 
@@ -85,7 +91,7 @@ class Supervisor:
     def __init__(self, runtime: Host) -> None:
         self.runtime = runtime
         self.workers: dict[str, Worker] = {}
-        self._tokens: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {}
+        self._tokens: dict[str, _Placed] = {}
         self._token_locks: dict[str, asyncio.Lock] = {}
 
     def changed(self, body: Mapping[str, Any]) -> None:
@@ -121,13 +127,20 @@ class Supervisor:
         await asyncio.gather(*(w.stop() for w in workers))
 
     async def ensure_token(self, namespace: str) -> None:
-        """The write token as Secret `token_secret` in the namespace, owned by its valid monitors
-        (so Kubernetes' garbage collector removes it with the last of them)."""
+        """The namespace's own token as Secret `token_secret` there, owned by its valid monitors
+        (so Kubernetes' garbage collector removes it with the last of them), and registered
+        with the feedback service by its SHA-256: a token that may capture and send feedback for
+        this namespace's monitors only (`core.scopes`).
+
+        The Secret is the truth: a token found there is registered as it is. One that is
+        missing, unreadable, or annotated `truthloop.dev/rotate` is replaced by a newly minted
+        one, registered before it is written, so a Secret never holds a token the service
+        does not know. The Secret is looked at again every `StatusSettings.token_interval`."""
         runtime = self.runtime
-        token, name = runtime.settings.feedback.token, runtime.sidecar.token_secret
-        if not token or not name or namespace == runtime.settings.operator_namespace:
-            # The operator's own namespace holds the original (the chart's); owning it by a
-            # monitor would let the garbage collector delete the real token with that monitor.
+        admin, name = runtime.settings.feedback.token, runtime.sidecar.token_secret
+        if not admin or not name or namespace == runtime.settings.operator_namespace:
+            # The operator's own namespace holds the admin token (the chart's); owning it by a
+            # monitor would let the garbage collector delete it with that monitor.
             return
         owners = tuple(
             sorted(
@@ -136,44 +149,76 @@ class Supervisor:
                 if w.namespace == namespace and w.valid and w.uid
             )
         )
-        wanted = (owners, token)
-        if not owners or self._tokens.get(namespace) == wanted:
+        if not owners or self._fresh(namespace, owners):
             return
         lock = self._token_locks.setdefault(namespace, asyncio.Lock())
         async with lock:
-            if self._tokens.get(namespace) == wanted:
+            if self._fresh(namespace, owners):
                 return
-            metadata = {
-                "labels": {"app.kubernetes.io/managed-by": "truthloop-operator"},
-                "ownerReferences": [
-                    {
-                        "apiVersion": f"{GROUP}/{VERSION}",
-                        "kind": "ModelMonitor",
-                        "name": n,
-                        "uid": u,
-                    }
-                    for n, u in owners
-                ],
-            }
-            data = {runtime.sidecar.token_key: base64.b64encode(token.encode()).decode()}
-            secret = {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": name, "namespace": namespace, **metadata},
-                "type": "Opaque",
-                "data": data,
-            }
             try:
-                try:
-                    await runtime.kube.create_secret(namespace, secret)
-                except Conflict:
-                    await runtime.kube.patch_secret(
-                        namespace, name, {"metadata": metadata, "data": data}
-                    )
-            except KubeError as e:
+                sha256 = await self._place_token(namespace, name, owners)
+            except (KubeError, FeedbackError) as e:
                 log.warning("%s: the token Secret %s is not in place: %s", namespace, name, e)
                 return
-            self._tokens[namespace] = wanted
+            self._tokens[namespace] = _Placed(owners, sha256, runtime.clock())
+
+    def _fresh(self, namespace: str, owners: tuple[tuple[str, str], ...]) -> bool:
+        placed = self._tokens.get(namespace)
+        interval = self.runtime.settings.status.token_interval
+        return (
+            placed is not None
+            and placed.owners == owners
+            and self.runtime.clock() - placed.checked < interval
+        )
+
+    async def _place_token(
+        self, namespace: str, name: str, owners: tuple[tuple[str, str], ...]
+    ) -> str:
+        """Read, mint if need be, register and write the namespace's token; its SHA-256."""
+        runtime = self.runtime
+        key = runtime.sidecar.token_key
+        try:
+            secret: dict[str, Any] | None = await runtime.kube.get_secret(namespace, name)
+        except NotFound:
+            secret = None
+        token = _token_of(secret, key)
+        minted = token is None
+        if token is None:
+            token = secrets.token_urlsafe(32)
+        sha256 = scopes.digest(token)
+        placed = self._tokens.get(namespace)
+        if placed is None or placed.sha256 != sha256:
+            await runtime.feedback.register_token(namespace, sha256)
+            log.info("%s: %s token registered", namespace, "a new" if minted else "its")
+        metadata: dict[str, Any] = {
+            "labels": {"app.kubernetes.io/managed-by": "truthloop-operator"},
+            "ownerReferences": [
+                {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelMonitor", "name": n, "uid": u}
+                for n, u in owners
+            ],
+        }
+        if minted:
+            data = {key: base64.b64encode(token.encode()).decode()}
+            rotated = {**metadata, "annotations": {ROTATE: None}}
+            if secret is None:
+                try:
+                    await runtime.kube.create_secret(
+                        namespace,
+                        {
+                            "apiVersion": "v1",
+                            "kind": "Secret",
+                            "metadata": {"name": name, "namespace": namespace, **metadata},
+                            "type": "Opaque",
+                            "data": data,
+                        },
+                    )
+                    return sha256
+                except Conflict:
+                    pass
+            await runtime.kube.patch_secret(namespace, name, {"metadata": rotated, "data": data})
+        elif placed is None or placed.owners != owners:
+            await runtime.kube.patch_secret(namespace, name, {"metadata": metadata})
+        return sha256
 
     async def sweeper(self) -> None:
         """Every `sweep_interval`, remove what the service keeps of deleted ModelMonitors."""
@@ -418,6 +463,27 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._backoff(None)):
                     await self._wake.wait()
+
+
+class _Placed(NamedTuple):
+    """A namespace's token as last put in place: its Secret's owners, its SHA-256 (registered
+    with the service), and when the Secret was last looked at."""
+
+    owners: tuple[tuple[str, str], ...]
+    sha256: str
+    checked: float
+
+
+def _token_of(secret: Mapping[str, Any] | None, key: str) -> str | None:
+    """The token a Secret holds, or None when it is to be minted anew: no Secret, no usable
+    token in it (not base64, not text, too short), or `truthloop.dev/rotate` set on it."""
+    if secret is None or ROTATE in ((secret.get("metadata") or {}).get("annotations") or {}):
+        return None
+    try:
+        token = base64.b64decode((secret.get("data") or {}).get(key) or "").decode().strip()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return token if MIN_TOKEN_LENGTH <= len(token) <= scopes.MAX_TOKEN_LENGTH else None
 
 
 def _key(body: Mapping[str, Any]) -> str:

@@ -21,7 +21,8 @@ class FeedbackSettings:
     url: str = "http://truthloop-feedback:8080"
     """The service's base URL as the operator reaches it."""
     token: str | None = None
-    """Bearer token for writes (PUT/DELETE of monitors); None when the service needs none."""
+    """The service's admin token (PUT/DELETE of monitors, namespace tokens); None when the
+    service needs none (then no namespace tokens are minted either)."""
     timeout: float = 5.0
     """Seconds for one request (a long-poll adds its `wait` on top)."""
     delete_timeout: float = 2.0
@@ -52,8 +53,8 @@ class SidecarSettings:
     """Disk spool bound (`TRUTHLOOP_SPOOL_BYTES`); the spool's emptyDir gets a `sizeLimit` a
     little above it (`inject.spool_size_limit`)."""
     token_secret: str | None = "truthloop-token"
-    """Secret (in the pod's namespace) holding the write token, mounted into sidecars as an
-    optional volume; None: sidecars send none."""
+    """Secret (in the pod's namespace) holding the namespace's token, which the operator mints
+    and registers; mounted into sidecars as an optional volume. None: sidecars send none."""
     token_key: str = "token"
     run_as_user: int = 65532
 
@@ -88,6 +89,9 @@ class StatusSettings:
     """Longest time between two looks at the monitor's state (the long-poll's `wait`)."""
     backoff: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
     """Waits between failed registrations, the last one repeating."""
+    token_interval: float = 60.0
+    """Seconds between looks at each namespace's token Secret: one deleted or annotated
+    `truthloop.dev/rotate` is replaced by a newly minted token within this time."""
     sweep_interval: float = 300.0
     """Seconds between removals of service-side monitors whose ModelMonitor is gone."""
 

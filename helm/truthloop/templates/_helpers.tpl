@@ -147,7 +147,7 @@ holds the two equal). "served": the namespaces it serves (a ClusterRole when clu
 - apiGroups: [""]
   resources: [secrets]
   resourceNames: [{{ include "truthloop.tokenSecretName" . }}]
-  verbs: [patch]
+  verbs: [get, patch]
 {{- end }}
 
 {{/* "own": the release namespace; only the self-managed webhook certificate needs it. */}}
