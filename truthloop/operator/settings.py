@@ -97,6 +97,34 @@ class StatusSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseSettings:
+    """Leader election among replicas: the one holding the Lease handles monitors (`lease.py`)."""
+
+    name: str = "truthloop-operator"
+    """The coordination.k8s.io/v1 Lease in the operator's namespace (one per installation)."""
+    identity: str = ""
+    """This replica's holderIdentity; empty: the host name (a pod's name) and a random suffix,
+    so that no two processes ever share one."""
+    duration: int = 15
+    """Seconds others wait after the Lease last changed before they take it over."""
+    renew_deadline: float = 10.0
+    """Seconds a holder leads after the start of its last successful renewal; below `duration`,
+    so a holder cut off from the apiserver stops before another replica can take over."""
+    retry_period: float = 2.0
+    """Seconds between two reads (and renewals) of the Lease."""
+
+    @classmethod
+    def lasting(cls, duration: int, name: str = "truthloop-operator") -> LeaseSettings:
+        """Settings in client-go's default proportions (15 s, 10 s, 2 s) for a `duration`."""
+        return cls(
+            name=name,
+            duration=duration,
+            renew_deadline=duration * 2 / 3,
+            retry_period=duration * 2 / 15,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     namespaces: tuple[str, ...] = ()
     """Namespaces to serve; empty: the whole cluster."""
@@ -114,3 +142,4 @@ class Settings:
     sidecar: SidecarSettings = field(default_factory=SidecarSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     status: StatusSettings = field(default_factory=StatusSettings)
+    lease: LeaseSettings = field(default_factory=LeaseSettings)
