@@ -14,55 +14,11 @@ import pytest
 
 from tests.support.feedback import monitor_body
 from tests.support.operator_harness import World
-from tests.support.pods import REPLICASET
+from tests.support.pods import SELECTED_POD, review
 from tests.support.waiting import eventually
 from truthloop.operator import admission, inject
 
 pytest_plugins = ["tests.support.operator_fixtures"]
-
-POD = {
-    "apiVersion": "v1",
-    "kind": "Pod",
-    "metadata": {
-        "generateName": "churn-model-5d4f-",
-        "labels": {"app": "churn-model", "pod-template-hash": "5d4f"},
-        "ownerReferences": [REPLICASET],
-    },
-    "spec": {
-        "containers": [
-            {
-                "name": "model",
-                "image": "churn:3",
-                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
-                "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}},
-            }
-        ]
-    },
-}
-
-
-def review(
-    obj: Any, resource: tuple[str, str, str] = ("", "v1", "pods"), operation: str = "CREATE"
-) -> dict[str, Any]:
-    group, version, plural = resource
-    kind = {"group": group, "version": version, "kind": obj.get("kind", "")}
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-            "kind": kind,
-            "resource": {"group": group, "version": version, "resource": plural},
-            "requestKind": kind,
-            "requestResource": {"group": group, "version": version, "resource": plural},
-            "namespace": "ml",
-            "operation": operation,
-            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-            "object": obj,
-            "oldObject": None,
-            "dryRun": False,
-        },
-    }
 
 
 async def post(world: World, path: str, body: Any) -> tuple[int, Any]:
@@ -95,18 +51,20 @@ def decisions(world: World, reason: str) -> float:
 
 async def test_a_selected_pod_gets_the_sidecar(world: World) -> None:
     target = await with_monitor(world)
-    status, answer = await post(world, "/inject-pods", review(POD))
+    status, answer = await post(world, "/inject-pods", review(SELECTED_POD))
     assert status == 200
     response = answer["response"]
     assert response["uid"] == "705ab4f5-6393-11e8-b7cc-42010a800002"
     assert response["allowed"] is True
     assert response["patchType"] == "JSONPatch"
     patch = json.loads(base64.b64decode(response["patch"]))
-    mutated = jsonpatch.apply_patch(copy.deepcopy(POD), patch)
-    in_namespace = {**POD, "metadata": {**POD["metadata"], "namespace": "ml"}}
+    mutated = jsonpatch.apply_patch(copy.deepcopy(SELECTED_POD), patch)
+    in_namespace = {**SELECTED_POD, "metadata": {**SELECTED_POD["metadata"], "namespace": "ml"}}
     expected = inject.inject(in_namespace, [target], world.operator.runtime.sidecar)  # type: ignore[union-attr]
     assert expected.injected
-    assert mutated == jsonpatch.apply_patch(copy.deepcopy(POD), [dict(op) for op in expected.patch])
+    assert mutated == jsonpatch.apply_patch(
+        copy.deepcopy(SELECTED_POD), [dict(op) for op in expected.patch]
+    )
     assert mutated["metadata"]["annotations"][inject.INJECTED] == "churn"
     assert mutated["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] == "tl-model"
     assert [c["name"] for c in mutated["spec"]["initContainers"]] == [inject.SIDECAR]
@@ -115,9 +73,9 @@ async def test_a_selected_pod_gets_the_sidecar(world: World) -> None:
 
 async def test_other_pods_are_admitted_untouched(world: World) -> None:
     await with_monitor(world)
-    other = copy.deepcopy(POD)
+    other = copy.deepcopy(SELECTED_POD)
     other["metadata"]["labels"] = {"app": "fraud-model"}
-    opted_out = copy.deepcopy(POD)
+    opted_out = copy.deepcopy(SELECTED_POD)
     opted_out["metadata"]["labels"][inject.INJECT] = "false"
     for pod in (other, opted_out):
         status, answer = await post(world, "/inject-pods", review(pod))
@@ -147,15 +105,20 @@ async def test_a_bad_model_monitor_is_refused_with_the_field_path(world: World) 
 
 def broken(**request: Any) -> dict[str, Any]:
     """A pod review with some `request` fields replaced."""
-    good = review(POD)
+    good = review(SELECTED_POD)
     return {**good, "request": {**good["request"], **request}}
 
 
 MALFORMED = [
     ("not-json", "/inject-pods", b"{not json", 400),
     ("not-an-object", "/inject-pods", [], 400),
-    ("wrong-kind", "/inject-pods", {**review(POD), "kind": "Pod"}, 400),
-    ("old-version", "/inject-pods", {**review(POD), "apiVersion": "admission.k8s.io/v1beta1"}, 400),
+    ("wrong-kind", "/inject-pods", {**review(SELECTED_POD), "kind": "Pod"}, 400),
+    (
+        "old-version",
+        "/inject-pods",
+        {**review(SELECTED_POD), "apiVersion": "admission.k8s.io/v1beta1"},
+        400,
+    ),
     (
         "no-request",
         "/inject-pods",
@@ -166,8 +129,8 @@ MALFORMED = [
     ("no-uid", "/inject-pods", broken(uid=7), 400),
     ("no-user", "/inject-pods", broken(userInfo=None), 400),
     ("bad-operation", "/inject-pods", broken(operation="EXPLODE"), 400),
-    ("wrong-resource", "/validate-modelmonitors", review(POD), 400),
-    ("unknown-path", "/mutate-everything", review(POD), 404),
+    ("wrong-resource", "/validate-modelmonitors", review(SELECTED_POD), 400),
+    ("unknown-path", "/mutate-everything", review(SELECTED_POD), 404),
 ]
 
 
@@ -181,7 +144,7 @@ async def test_a_malformed_review_is_answered_with_an_error(
     assert status == expected
     assert set(answer) == {"error", "details"}
     assert answer["error"]
-    status, answer = await post(world, "/inject-pods", review(POD))
+    status, answer = await post(world, "/inject-pods", review(SELECTED_POD))
     assert status == 200, "the server still serves"
     assert answer["response"]["allowed"] is True
     assert world.operator is not None

@@ -90,3 +90,53 @@ def pod(
         "metadata": meta,
         "spec": {"containers": list(containers) or [container()], **spec},
     }
+
+
+# A pod of a Deployment that `tests.support.feedback.monitor_body()` selects, as admitted.
+SELECTED_POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {
+        "generateName": "churn-model-5d4f-",
+        "labels": {"app": "churn-model", "pod-template-hash": "5d4f"},
+        "ownerReferences": [REPLICASET],
+    },
+    "spec": {
+        "containers": [
+            {
+                "name": "model",
+                "image": "churn:3",
+                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}},
+            }
+        ]
+    },
+}
+
+
+def review(
+    obj: Any,
+    resource: tuple[str, str, str] = ("", "v1", "pods"),
+    operation: str = "CREATE",
+    namespace: str = "ml",
+) -> dict[str, Any]:
+    """An AdmissionReview v1 of `obj` as the apiserver sends it to a webhook."""
+    group, version, plural = resource
+    kind = {"group": group, "version": version, "kind": obj.get("kind", "")}
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": kind,
+            "resource": {"group": group, "version": version, "resource": plural},
+            "requestKind": kind,
+            "requestResource": {"group": group, "version": version, "resource": plural},
+            "namespace": namespace,
+            "operation": operation,
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": obj,
+            "oldObject": None,
+            "dryRun": False,
+        },
+    }
