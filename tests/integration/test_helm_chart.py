@@ -107,6 +107,7 @@ REFUSED = {
         "/operator/webhook/timeoutSeconds",
     ),
     "native-maybe": (["--set", "sidecar.native=maybe"], "/sidecar/native"),
+    "no-operator": (["--set", "operator.replicas=0"], "/operator/replicas"),
 }
 
 
@@ -382,12 +383,17 @@ def test_rbac_grants_exactly_the_calls_the_operator_makes(
 
 
 def test_rbac_follows_the_switches(rendered: Rendered, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Namespaced without restartExisting and with a given certificate: no apps, no own Role."""
+    """Namespaced without restartExisting and with a given certificate: no apps, and in its own
+    namespace only the Lease."""
     objects = rendered.objects("namespaced")
     granted = rendered_grants(objects, ("ml-platform", "tl-truthloop-operator"))
-    assert {g[0] for g in granted} == {"*", "ml", "ml-staging"}
+    assert {g[0] for g in granted} == {"*", "ml", "ml-staging", "ml-platform"}
     assert not [g for g in granted if g[2] == "apps"]
-    assert not [g for g in granted if g[0] == "ml-platform"]
+    assert {g[1:] for g in granted if g[0] == "ml-platform"} == {
+        ("get", "coordination.k8s.io", "leases", "tl-truthloop-operator"),
+        ("update", "coordination.k8s.io", "leases", "tl-truthloop-operator"),
+        ("create", "coordination.k8s.io", "leases", None),
+    }
     cluster_wide = {g for g in granted if g[0] == "*"}
     assert {g[3] for g in cluster_wide} == {
         "mutatingwebhookconfigurations",
@@ -610,7 +616,42 @@ def test_postgres_allows_replicas(rendered: Rendered, monkeypatch: pytest.Monkey
         "minAvailable": 1,
         "selector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]},
     }
-    assert budgets["truthloop-operator"]["maxUnavailable"] == 1
+
+
+def test_two_operator_replicas_share_a_lease_by_default(
+    rendered: Rendered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = rendered.objects("default")
+    deployment = _workload(objects, "operator")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    assert operator_settings(objects, monkeypatch).lease.name == deployment["metadata"]["name"]
+    probe = _container(objects, "operator")["readinessProbe"]["httpGet"]
+    assert probe["path"] == "/readyz", "a follower is ready too: it serves webhooks"
+    [budget] = [
+        o["spec"]
+        for o in objects
+        if o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"] == "truthloop-operator"
+    ]
+    assert budget == {
+        "minAvailable": 1,
+        "selector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]},
+    }
+
+
+def test_one_operator_replica_may_be_evicted(rendered: Rendered) -> None:
+    objects = rendered.objects("namespaced")
+    assert _workload(objects, "operator")["spec"]["replicas"] == 1
+    [budget] = [
+        o["spec"]
+        for o in objects
+        if o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"] == "tl-truthloop-operator"
+    ]
+    assert budget["maxUnavailable"] == 1
+    assert "minAvailable" not in budget
 
 
 def test_an_existing_claim_is_used(rendered: Rendered) -> None:

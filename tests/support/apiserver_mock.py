@@ -11,6 +11,8 @@ been told about. `Apiserver` fills that in, the way a real apiserver behaves for
 - patch (merge or JSON patch): applied here; for resources with a status subresource the main
   resource keeps its status and `/status` changes nothing else; `resourceVersion` increases on
   every change and `generation` when anything but metadata and status changed;
+- replace (PUT): refused with 409 Conflict unless the object's `metadata.resourceVersion` is the
+  stored one (optimistic concurrency, as leader election relies on); then stored as sent;
 - discovery: the resources in `RESOURCES` (namespaced or not, with their kinds and verbs);
 - `/version` reports `version` (default 1.33), which the operator reads for native sidecars.
 
@@ -20,6 +22,7 @@ Every request is kept in `log` as (method, path and query, User-Agent), and ever
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime
 import itertools
@@ -41,6 +44,7 @@ RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
     ("v1/events", "Event", True, ()),
     ("v1/secrets", "Secret", True, ()),
     ("v1/namespaces", "Namespace", False, ("status",)),
+    ("coordination.k8s.io/v1/leases", "Lease", True, ()),
     ("apps/v1/deployments", "Deployment", True, ("status",)),
     ("apps/v1/replicasets", "ReplicaSet", True, ("status",)),
     ("apps/v1/statefulsets", "StatefulSet", True, ("status",)),
@@ -77,6 +81,7 @@ class Apiserver(kmock.KubernetesEmulator):
     writes: list[tuple[str, str, Any]] = attrs.field(factory=list, init=False)
     """(method, path, body as sent) of every request that is not a GET."""
     _counter: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
+    _replacing: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -109,12 +114,36 @@ class Apiserver(kmock.KubernetesEmulator):
             major, minor = self.version
             info = {"major": str(major), "minor": str(minor), "gitVersion": f"v{major}.{minor}.0"}
             return aiohttp.web.json_response(info)
+        if request.resource is not None and request.method == kmock.method.PUT and request.name:
+            async with self._replacing:
+                return await self._replace(request)
         if request.resource is not None and request.action == kmock.action.CREATE:
             _replace_data(request, self._created(request))
         elif request.resource is not None and request.action == kmock.action.UPDATE:
             replaced = self._patched(request)
             if replaced is not None:
                 _replace_data(request, [{"op": "replace", "path": "", "value": replaced}])
+        return await super()._handle(request)
+
+    async def _replace(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """A PUT: the object as sent, if its resourceVersion is the stored one (else 409)."""
+        key = (request.resource, request.namespace, request.name)
+        if key not in self.objects or self.objects[key].deleted:
+            return _status(404, "NotFound", f"{request.name} not found")
+        old = self.objects[key].raw
+        sent = copy.deepcopy(request.data)
+        version = (sent.get("metadata") or {}).get("resourceVersion")
+        if version != old["metadata"]["resourceVersion"]:
+            message = (
+                "the object has been modified; please apply your changes to the latest version"
+            )
+            return _status(
+                409, "Conflict", f"Operation cannot be fulfilled on {request.name}: {message}"
+            )
+        kept = {k: old["metadata"][k] for k in ("uid", "creationTimestamp", "generation")}
+        sent["metadata"] = {**sent["metadata"], **kept, "resourceVersion": str(next(self._counter))}
+        object.__setattr__(request, "action", kmock.action.UPDATE)
+        _replace_data(request, [{"op": "replace", "path": "", "value": sent}])
         return await super()._handle(request)
 
     def _info(self, request: rendering.Request) -> kmock.ResourceInfo | None:
@@ -178,6 +207,11 @@ def _replace_data(request: rendering.Request, data: Any) -> None:
     """Give KMock's own handling the completed object. The request is changed in place (it is
     frozen): KMock finds its reactions by the identity of the request it logged."""
     object.__setattr__(request, "data", data)
+
+
+def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
+    body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code}
+    return aiohttp.web.json_response({**body, "reason": reason, "message": message}, status=code)
 
 
 def _timestamp(shift: float) -> str:

@@ -46,9 +46,12 @@ async def start_world(tmp_path: Path) -> AsyncIterator[WorldFactory]:
             yield start
         finally:
             for world in worlds:
+                for replica in world.replicas:
+                    await replica.stop()
                 if world.operator is not None:
                     await world.operator.stop()
-                    assert undeclared(api, world.operator.settings) == []
+                    others = [r.settings for r in world.replicas] + world.commands
+                    assert undeclared(api, world.operator.settings, *others) == []
                 if world.feedback is not None:
                     await world.stop_feedback()
 

@@ -16,6 +16,8 @@ import asyncio
 import base64
 import contextlib
 import os
+import signal
+import sys
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,10 +38,13 @@ from tests.support.apiserver_mock import MONITORS, Apiserver  # noqa: E402
 from tests.support.feedback import FakeClock, Service, make_settings  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.waiting import eventually  # noqa: E402
+from truthloop import cli as truthloop_cli  # noqa: E402
+from truthloop.operator import cli as operator_cli  # noqa: E402
 from truthloop.operator import handlers, kube  # noqa: E402
 from truthloop.operator.runtime import Runtime  # noqa: E402
 from truthloop.operator.settings import (  # noqa: E402
     FeedbackSettings,
+    LeaseSettings,
     Settings,
     StatusSettings,
     WebhookSettings,
@@ -73,6 +78,7 @@ def settings(feedback_url: str, token: str | None = None, **overrides: Any) -> S
         "feedback": FeedbackSettings(url=feedback_url, token=token, timeout=2.0),
         "webhook": WebhookSettings(host="127.0.0.1", port=free_port(), insecure=True),
         "status": StatusSettings(interval=0.5, backoff=(0.05, 0.1, 0.2), sweep_interval=3600),
+        "lease": LeaseSettings(duration=2, renew_deadline=1.4, retry_period=0.2),
     }
     values.update(overrides)
     return Settings(**values)
@@ -88,6 +94,14 @@ class OperatorThread:
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name="operator", daemon=True)
+
+    @property
+    def leading(self) -> bool:
+        """Whether this operator holds the Lease (its gauge, as /metrics shows it)."""
+        return self.metric("truthloop_operator_leader") == 1
+
+    def metric(self, name: str) -> float:
+        return self.runtime.metrics.registry.get_sample_value(name) or 0.0
 
     @property
     def webhook_url(self) -> str:
@@ -134,6 +148,43 @@ class OperatorThread:
         assert self.error is None, f"the operator failed: {self.error!r}"
 
 
+class Command:
+    """A `truthloop operator` process (`World.start_command`); its stderr goes to `log`."""
+
+    def __init__(
+        self, process: asyncio.subprocess.Process, admin: int, webhook: int, log: Path
+    ) -> None:
+        self.process = process
+        self.admin_url = f"http://127.0.0.1:{admin}"
+        self.webhook_url = f"http://127.0.0.1:{webhook}"
+        self.log = log
+
+    async def admin(self, path: str) -> tuple[int, str]:
+        """GET on the admin port: (status, body), or (0, "") while nothing listens."""
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(self.admin_url + path) as response,
+            ):
+                return response.status, await response.text()
+        except aiohttp.ClientError:
+            return 0, ""
+
+    async def ready(self) -> bool:
+        return (await self.admin("/readyz"))[0] == 200
+
+    async def leads(self) -> bool:
+        """Whether its /metrics says it holds the Lease."""
+        _, text = await self.admin("/metrics")
+        return "truthloop_operator_leader 1.0" in text.splitlines()
+
+    async def stop(self) -> int:
+        """SIGTERM (unless it has ended) and its exit code."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.process.wait(), 20)
+
+
 def monitor(api: Apiserver, namespace: str, name: str) -> dict[str, Any]:
     return api.object(MONITORS, namespace, name)
 
@@ -143,11 +194,11 @@ CLUSTER_SCOPED = {"mutatingwebhookconfigurations", "validatingwebhookconfigurati
 VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
 
 
-def undeclared(api: Apiserver, settings: Settings) -> list[str]:
-    """The operator's requests (kopf's and its own, told by User-Agent) that `kube.api_calls`
-    does not declare: every one of them would be refused by RBAC made from that list.
-    Discovery (/api, /apis, /version) needs no RBAC and is left out."""
-    declared = kube.api_calls(settings)
+def undeclared(api: Apiserver, settings: Settings, *others: Settings) -> list[str]:
+    """The operators' requests (kopf's and their own, told by User-Agent) that `kube.api_calls`
+    of none of their settings declares: every one of them would be refused by RBAC made from
+    those lists. Discovery (/api, /apis, /version) needs no RBAC and is left out."""
+    declared = [call for each in (settings, *others) for call in kube.api_calls(each)]
     missing = []
     for method, path_qs, agent in api.log:
         if not agent.startswith(OPERATOR_AGENTS):
@@ -198,6 +249,11 @@ class World:
         self.port = port
         self.feedback: Service | None = None
         self.operator: OperatorThread | None = None
+        self.replicas: list[OperatorThread] = []
+        """Further operators against the same apiserver and service (`add_replica`)."""
+        self.commands: list[Settings] = []
+        """The settings of `truthloop operator` processes a test ran against this world, so
+        their requests count as declared."""
 
     @property
     def service(self) -> Service:
@@ -213,6 +269,40 @@ class World:
         service.session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"})
         self.feedback = service
         return service
+
+    async def add_replica(self, **overrides: Any) -> OperatorThread:
+        """Another operator like this world's, started (the fixture stops it)."""
+        assert self.operator is not None
+        values = {"feedback": self.operator.settings.feedback, **overrides}
+        replica = OperatorThread(settings(self.service.base, **values))
+        self.replicas.append(replica)
+        await replica.start(self.api)
+        return replica
+
+    async def start_command(self, directory: Path, *flags: str) -> Command:
+        """`truthloop operator` as a process against this world, with the test defaults of a
+        command and `flags`; its settings join `commands`."""
+        admin, webhook = free_port(), free_port()
+        token, log = directory / "token", directory / f"operator-{admin}.log"
+        token.write_text(TOKEN)
+        args = [
+            "operator",
+            "--feedback-url", self.service.base,
+            "--token-file", str(token),
+            "--admin", f"127.0.0.1:{admin}",
+            "--webhook-host", "127.0.0.1", "--webhook-port", str(webhook), "--webhook-insecure",
+            "--status-interval", "0.5",
+            *flags,
+        ]  # fmt: skip
+        parsed = truthloop_cli.build_parser().parse_args(args)
+        self.commands.append(operator_cli.settings_from(parsed))
+        with log.open("wb") as output:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "truthloop", *args,
+                env={**os.environ, "KUBECONFIG": str(KUBECONFIG)},
+                stdout=asyncio.subprocess.DEVNULL, stderr=output,
+            )  # fmt: skip
+        return Command(process, admin, webhook, log)
 
     async def stop_feedback(self) -> None:
         await self.service.stop()
@@ -262,10 +352,7 @@ class World:
 
     def passes(self) -> float:
         assert self.operator is not None
-        value = self.operator.runtime.metrics.registry.get_sample_value(
-            "truthloop_operator_reconciles_total"
-        )
-        return value or 0.0
+        return self.operator.metric("truthloop_operator_reconciles_total")
 
 
 def secret_value(secret: dict[str, Any], key: str) -> str:

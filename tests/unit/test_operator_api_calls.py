@@ -25,7 +25,13 @@ def test_the_default_operator() -> None:
         for verb in ("get", "patch")
         for kind in ("mutating", "validating")
     }
-    assert not [c for c in calls if c[0] in ("update", "delete")]
+    leases = {(c[0], c[3], c[4]) for c in calls if c[2] == "leases"}
+    assert leases == {
+        ("get", "own", ("truthloop-operator",)),
+        ("create", "own", ()),
+        ("update", "own", ("truthloop-operator",)),
+    }
+    assert not [c for c in calls if c[0] == "delete" or (c[0] == "update" and c[2] != "leases")]
     assert not [c for c in calls if c[2] == "modelmonitors" and c[0] == "patch"]
     assert not [c for c in calls if c[2] == "secrets" and c[0] == "list"]
     assert not [c for c in calls if c[2] == "secrets" and c[0] == "get" and not c[4]]

@@ -2,9 +2,11 @@
 
 Every flag also reads a `TRUTHLOOP_*` environment variable (the flag wins). Without --namespace
 it serves the whole cluster; with it (repeatable, or TRUTHLOOP_NAMESPACES=a,b) only those
-namespaces. The write token for the feedback service comes from --token-file or TRUTHLOOP_TOKEN;
-the operator uses it for its own writes and copies it into each namespace that has a monitor, as
-the Secret the injected sidecars read (docs/operator.md). It runs until SIGTERM or SIGINT.
+namespaces. Replicas elect a leader with a Lease (--lease-name): its holder handles monitors,
+every replica serves the webhooks. The write token for the feedback service comes from
+--token-file or TRUTHLOOP_TOKEN; the operator uses it for its own writes and copies it into each
+namespace that has a monitor, as the Secret the injected sidecars read (docs/operator.md). It runs
+until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from truthloop.operator.runtime import Runtime
 from truthloop.operator.settings import (
     DEFAULT_IMAGE,
     FeedbackSettings,
+    LeaseSettings,
     Settings,
     SidecarSettings,
     StatusSettings,
@@ -67,6 +70,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     flag("--admin", "TRUTHLOOP_ADMIN", "0.0.0.0:8080", "HOST:PORT of /healthz, /readyz, /metrics")
     flag("--status-interval", "TRUTHLOOP_STATUS_INTERVAL", "10", "seconds between state reads")
+    flag(
+        "--lease-name",
+        "TRUTHLOOP_LEASE_NAME",
+        "truthloop-operator",
+        "the Lease in the operator's namespace whose holder handles monitors",
+    )
+    flag(
+        "--lease-duration",
+        "TRUTHLOOP_LEASE_DURATION",
+        "15",
+        "seconds after which an unrenewed Lease is taken over (renewed every 2/15 of it)",
+    )
     flag("--webhook-host", "TRUTHLOOP_WEBHOOK_HOST", "0.0.0.0", "address of the webhook server")
     flag("--webhook-port", "TRUTHLOOP_WEBHOOK_PORT", "9443", "port of the webhook server")
     flag(
@@ -202,6 +217,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
             configuration=args.webhook_configuration,
         ),
         status=StatusSettings(interval=flags.get(args, "status-interval", _seconds)),
+        lease=LeaseSettings.lasting(
+            flags.get(args, "lease-duration", _whole_seconds),
+            name=flags.get(args, "lease-name", _dns_name),
+        ),
     )
 
 
@@ -243,6 +262,18 @@ def _seconds(text: str) -> float:
     if not 0 < value < 3600:
         raise ValueError("expected seconds between 0 and 3600")
     return value
+
+
+def _whole_seconds(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 3600:
+        raise ValueError("expected whole seconds between 1 and 3600")
+    return int(text)
+
+
+def _dns_name(text: str) -> str:
+    if not _DNS_LABEL.fullmatch(text):
+        raise ValueError("expected a DNS label (lowercase letters, digits, '-')")
+    return text
 
 
 def _boolean(text: str) -> bool:

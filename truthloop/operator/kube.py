@@ -32,6 +32,7 @@ Scope = Literal["cluster", "served", "own"]
 GROUP = "truthloop.dev"
 VERSION = "v1alpha1"
 PLURAL = "modelmonitors"
+COORDINATION = "coordination.k8s.io"
 
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
@@ -40,7 +41,7 @@ JSON_PATCH = "application/json-patch+json"
 
 @dataclass(frozen=True, slots=True)
 class ApiCall:
-    verb: Literal["get", "list", "watch", "create", "patch"]
+    verb: Literal["get", "list", "watch", "create", "update", "patch"]
     group: str
     resource: str
     scope: Scope
@@ -53,6 +54,7 @@ def api_calls(settings: Settings) -> tuple[ApiCall, ...]:
     """The operator's API calls with the names its settings give to its own objects."""
     web = settings.webhook
     token = settings.sidecar.token_secret
+    lease = settings.lease.name
     calls = [
         ApiCall("list", GROUP, PLURAL, "served", why="kopf: watch ModelMonitors"),
         ApiCall("watch", GROUP, PLURAL, "served", why="kopf: watch ModelMonitors"),
@@ -62,6 +64,9 @@ def api_calls(settings: Settings) -> tuple[ApiCall, ...]:
         ApiCall("watch", "", "services", "served", why="kopf: the Service index (bypass)"),
         ApiCall("patch", GROUP, f"{PLURAL}/status", "served", why="status"),
         ApiCall("create", "", "events", "served", why="Events on ModelMonitors"),
+        ApiCall("get", COORDINATION, "leases", "own", (lease,), why="leader election"),
+        ApiCall("create", COORDINATION, "leases", "own", why="leader election (first start)"),
+        ApiCall("update", COORDINATION, "leases", "own", (lease,), why="renew, take over, release"),
     ]
     if settings.restart_existing:
         calls += [
@@ -166,6 +171,20 @@ class Kube:
     async def create_event(self, namespace: str, event: Mapping[str, Any]) -> dict[str, Any]:
         return await self._call("POST", f"/api/v1/namespaces/{namespace}/events", event)
 
+    # -- the leader's Lease (`election.py`) ---------------------------------------------------
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any]:
+        return await self._call("GET", f"{_leases(namespace)}/{name}")
+
+    async def create_lease(self, namespace: str, lease: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", _leases(namespace), lease)
+
+    async def replace_lease(self, namespace: str, lease: Mapping[str, Any]) -> dict[str, Any]:
+        """A PUT guarded by the `metadata.resourceVersion` it carries: `Conflict` when the Lease
+        changed since it was read."""
+        name = lease["metadata"]["name"]
+        return await self._call("PUT", f"{_leases(namespace)}/{name}", lease)
+
     # -- Secrets -------------------------------------------------------------------------------
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
@@ -267,6 +286,10 @@ def _json(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return None
+
+
+def _leases(namespace: str) -> str:
+    return f"/apis/{COORDINATION}/v1/namespaces/{namespace}/leases"
 
 
 def _plural(kind: str) -> str:

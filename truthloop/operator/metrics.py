@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 class Metrics:
@@ -40,5 +40,11 @@ class Metrics:
             "truthloop_operator_feedback_errors",
             "Failed calls to the feedback service, by kind (unavailable, rejected).",
             ("kind",),
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            "truthloop_operator_leader",
+            "1 while this replica holds the Lease and handles monitors; 0 while it only serves "
+            "webhooks.",
             registry=self.registry,
         )

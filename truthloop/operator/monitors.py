@@ -17,6 +17,11 @@ per monitor. A worker is level-triggered: each pass takes the latest object and
 5. waits for the state's next version (the service's long-poll), a newer object, a change to the
    namespace's pods or Services, or the next interval — whichever comes first.
 
+Only the replica that holds the Lease (`election.py`) runs loops: the supervisor keeps the newest
+object of every monitor on every replica, `lead` starts a loop for each, `follow` cancels them all
+at once (a status write in flight is cut), and while following nothing is registered, written,
+posted, rolled or swept.
+
 Deletion has no finalizer, so nothing the operator or the service does can hold it up: on the
 DELETED event the worker stops and the service is told with a short timeout; if it does not
 answer, the periodic `sweep` removes service-side monitors whose ModelMonitor is gone.
@@ -90,12 +95,18 @@ class Host(Protocol):
 class Supervisor:
     def __init__(self, runtime: Host) -> None:
         self.runtime = runtime
+        self.leading = False
+        self.bodies: dict[str, Mapping[str, Any]] = {}
+        """The newest object of every monitor, kept while following too."""
         self.workers: dict[str, Worker] = {}
         self._tokens: dict[str, _Placed] = {}
         self._token_locks: dict[str, asyncio.Lock] = {}
 
     def changed(self, body: Mapping[str, Any]) -> None:
         key = _key(body)
+        self.bodies[key] = body
+        if not self.leading:
+            return
         worker = self.workers.get(key)
         if worker is None:
             self.workers[key] = Worker(self.runtime, body)
@@ -105,9 +116,12 @@ class Supervisor:
     async def deleted(self, body: Mapping[str, Any]) -> None:
         """Stop the monitor's loop and tell the service, best effort and briefly."""
         key = _key(body)
+        self.bodies.pop(key, None)
         worker = self.workers.pop(key, None)
         if worker is not None:
             await worker.stop()
+        if not self.leading:
+            return
         try:
             await self.runtime.feedback.delete(key)
         except FeedbackError as e:
@@ -121,6 +135,20 @@ class Supervisor:
         for worker in self.workers.values():
             if worker.namespace == namespace:
                 worker.poke()
+
+    def lead(self) -> None:
+        """This replica took the Lease: a loop for every monitor it knows."""
+        self.leading = True
+        for body in list(self.bodies.values()):
+            self.changed(body)
+
+    def follow(self) -> None:
+        """This replica lost the Lease: every loop stops now (cancelled, finishing on its own)."""
+        self.leading = False
+        workers, self.workers = list(self.workers.values()), {}
+        for worker in workers:
+            worker.cancel()
+        self._tokens.clear()
 
     async def stop(self) -> None:
         workers, self.workers = list(self.workers.values()), {}
@@ -226,7 +254,8 @@ class Supervisor:
         await asyncio.sleep(min(60.0, interval))
         while True:
             try:
-                await self.sweep()
+                if self.leading:
+                    await self.sweep()
             except (FeedbackError, KubeError) as e:
                 log.warning("sweep skipped: %s", e)
             await asyncio.sleep(interval)
@@ -286,8 +315,11 @@ class Worker:
     def poke(self) -> None:
         self._wake.set()
 
-    async def stop(self) -> None:
+    def cancel(self) -> None:
         self._task.cancel()
+
+    async def stop(self) -> None:
+        self.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
 

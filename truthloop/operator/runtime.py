@@ -3,7 +3,9 @@
 A `Runtime` is built before kopf starts (`handlers.build` closes over it) and `start`ed in kopf's
 startup activity, inside kopf's event loop: it opens the Kubernetes and feedback-service clients,
 decides native sidecars from the cluster's version (or the setting), prepares the webhook
-certificate and serves the admin port (/healthz, /readyz, /metrics). `stop` closes it all.
+certificate, serves the admin port (/healthz, /readyz, /metrics) and joins the leader election
+(`election.py`: the holder of the Lease handles monitors; every replica serves webhooks and is
+ready). `stop` closes it all, releasing the Lease after the monitors' loops have stopped.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import itertools
 import logging
 import socket
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -26,6 +29,7 @@ from truthloop.operator import census, inject
 from truthloop.operator.admission import AdmissionServer
 from truthloop.operator.census import Census, Owner
 from truthloop.operator.client import FeedbackClient
+from truthloop.operator.election import Elector
 from truthloop.operator.kube import GROUP, VERSION, Kube, KubeError
 from truthloop.operator.metrics import Metrics
 from truthloop.operator.monitors import Supervisor
@@ -91,12 +95,21 @@ class Runtime:
         self.tls = Tls(settings, self.kube, clock)
         self.admission = AdmissionServer(settings.webhook, self.tls.context, self.metrics)
         self.supervisor = Supervisor(self)
+        self._instance = socket.gethostname()
+        self.elector = Elector(
+            self.kube,
+            settings,
+            settings.lease.identity or f"{self._instance}_{uuid.uuid4().hex[:10]}",
+            self.metrics,
+            self.supervisor.lead,
+            self.supervisor.follow,
+            clock,
+        )
         self.ready = False
         self._kopf_settings: kopf.OperatorSettings | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._admin: web.AppRunner | None = None
         self._serial = itertools.count()
-        self._instance = socket.gethostname()
 
     def kopf_settings(self) -> kopf.OperatorSettings:
         """kopf's settings for this operator: no scanning, no posting, our admission server."""
@@ -141,6 +154,7 @@ class Runtime:
         self._tasks = [
             asyncio.create_task(self._every(self.tls.interval, self.tls.refresh), name="tls"),
             asyncio.create_task(self.supervisor.sweeper(), name="sweep"),
+            asyncio.create_task(self.elector.run(), name="lease"),
         ]
         self.ready = True
 
@@ -150,6 +164,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.supervisor.stop()
+        await self.elector.release()
         self._tasks = []
         if self._admin is not None:
             await self._admin.cleanup()

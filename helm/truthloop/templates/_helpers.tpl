@@ -150,8 +150,16 @@ holds the two equal). "served": the namespaces it serves (a ClusterRole when clu
   verbs: [get, patch]
 {{- end }}
 
-{{/* "own": the release namespace; only the self-managed webhook certificate needs it. */}}
+{{/* "own": the release namespace: the leader's Lease and the self-managed webhook certificate. */}}
 {{- define "truthloop.ownRules" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: [{{ include "truthloop.operatorName" . }}]
+  verbs: [get, update]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [create]
+{{- if not .Values.operator.webhook.certificateSecret }}
 - apiGroups: [""]
   resources: [secrets]
   resourceNames: [{{ include "truthloop.certSecretName" . }}]
@@ -159,6 +167,7 @@ holds the two equal). "served": the namespaces it serves (a ClusterRole when clu
 - apiGroups: [""]
   resources: [secrets]
   verbs: [create]
+{{- end }}
 {{- end }}
 
 {{/* "cluster": the caBundle of the two webhook configurations the chart creates. */}}
