@@ -117,3 +117,21 @@ def test_every_rule_compiles_and_every_pattern_is_a_regex() -> None:
     for node in walk(SCHEMA):
         if "pattern" in node:
             re.compile(node["pattern"])
+
+
+def test_every_field_has_a_description() -> None:
+    """`kubectl explain modelmonitor.spec...` shows one for every field, not `<no description>`
+    (but metadata, which may only say `type: object`: explain shows ObjectMeta's own)."""
+    missing = []
+
+    def visit(node: dict[str, Any], path: str) -> None:
+        for name, sub in node.get("properties", {}).items():
+            if not sub.get("description") and f"{path}.{name}" != ".metadata":
+                missing.append(f"{path}.{name}")
+            visit(sub, f"{path}.{name}")
+        for key, suffix in (("items", "[]"), ("additionalProperties", "{}")):
+            if isinstance(node.get(key), dict):
+                visit(node[key], path + suffix)
+
+    visit(SCHEMA, "")
+    assert missing == []
