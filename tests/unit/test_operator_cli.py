@@ -27,7 +27,7 @@ def test_defaults_serve_the_whole_cluster(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.restart_existing is True
     assert settings.webhook.port == 9443
     assert settings.webhook.cert_dir is None
-    assert (settings.admin_host, settings.admin_port) == ("0.0.0.0", 8080)
+    assert (settings.admin_host, settings.admin_port) == ("0.0.0.0", 8090)
     assert settings.sidecar.requests == {"cpu": "50m", "memory": "64Mi"}
     assert settings.sidecar.limits == {"memory": "256Mi"}
 
@@ -88,3 +88,23 @@ def test_a_usage_error_exits_2_without_a_traceback(capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert err.startswith("truthloop operator: --feedback-url 'nowhere'")
     assert "Traceback" not in err
+
+
+def test_its_ports_are_free_beside_the_other_commands_run_locally(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`truthloop feedback`, `sidecar` and `run` on one machine with the operator: no default
+    HOST:PORT of theirs is one of the operator's."""
+    for name in ("TRUTHLOOP_ADMIN", "TRUTHLOOP_LISTEN", "TRUTHLOOP_WEBHOOK_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    parser = cli.build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    theirs = {
+        int(str(action.default).rpartition(":")[2])
+        for command in ("feedback", "sidecar", "run")
+        for action in commands.choices[command]._actions
+        if str(action.default).rpartition(":")[2].isdigit()
+    }
+    assert {8080, 8081, 9090} <= theirs
+    settings = settings_from(parse("--feedback-url", "http://feedback:8080/"))
+    assert {settings.admin_port, settings.webhook.port}.isdisjoint(theirs)

@@ -68,7 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         env("POD_NAMESPACE", "truthloop"),
         "the operator's own namespace (its Secrets; never injected)",
     )
-    flag("--admin", "TRUTHLOOP_ADMIN", "0.0.0.0:8080", "HOST:PORT of /healthz, /readyz, /metrics")
+    flag("--admin", "TRUTHLOOP_ADMIN", "0.0.0.0:8090", "HOST:PORT of /healthz, /readyz, /metrics")
     flag("--status-interval", "TRUTHLOOP_STATUS_INTERVAL", "10", "seconds between state reads")
     flag(
         "--lease-name",

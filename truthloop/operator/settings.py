@@ -136,8 +136,9 @@ class Settings:
     """Whether `spec.restartExisting` may roll Deployments and StatefulSets (the chart grants the
     RBAC for it only when allowed; without it such monitors get a Warning Event instead)."""
     admin_host: str = "0.0.0.0"
-    admin_port: int = 8080
-    """Serves /healthz, /readyz and /metrics."""
+    admin_port: int = 8090
+    """Serves /healthz, /readyz and /metrics (not 8080, the feedback service's and the sidecar's
+    default, nor 8081 or 9090, `truthloop run`'s: they run side by side locally)."""
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     sidecar: SidecarSettings = field(default_factory=SidecarSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
