@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import logging
 from typing import Any
 
 import aiohttp
@@ -89,7 +90,9 @@ async def test_other_pods_are_admitted_untouched(world: World) -> None:
 MONITORS = ("truthloop.dev", "v1alpha1", "modelmonitors")
 
 
-async def test_a_bad_model_monitor_is_refused_with_the_field_path(world: World) -> None:
+async def test_a_bad_model_monitor_is_refused_with_the_field_path(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     bad = monitor_body(alerts=[{"name": "low", "metric": "accuracy", "below": "high"}])
     status, answer = await post(world, "/validate-modelmonitors", review(bad, MONITORS))
     assert status == 200
@@ -97,6 +100,14 @@ async def test_a_bad_model_monitor_is_refused_with_the_field_path(world: World) 
     assert response["allowed"] is False
     assert response["status"]["code"] == 422
     assert "spec.alerts[0].below" in response["status"]["message"]
+    # The operator's log: a user's mistake, naming the object and the field; no ERROR.
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "refused" in r.getMessage()]
+    assert len(said) == 1, said
+    level, message = said[0]
+    assert level == "WARNING"
+    assert "ModelMonitor ml/churn refused" in message
+    assert "spec.alerts[0].below" in message
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     good = monitor_body()
     status, answer = await post(world, "/validate-modelmonitors", review(good, MONITORS, "UPDATE"))
     assert status == 200

@@ -9,7 +9,9 @@
   Service events poke the monitors of their namespace;
 - the mutating webhook on pod CREATE calls `inject.inject`, counts the decision, logs it and
   applies its patch; the validating webhook refuses a ModelMonitor that `core.spec` refuses,
-  naming every field path.
+  naming every field path, and logs it as the user's mistake it is: a WARNING naming the object
+  and the fields (kopf's own ERROR "failed permanently" for that refusal is filtered out while
+  the operator runs).
 
 Every handler is a coroutine: kopf would run plain functions in a thread pool, and none of these
 block.
@@ -29,11 +31,24 @@ from truthloop.operator.kube import GROUP, PLURAL, VERSION
 from truthloop.operator.runtime import MONITORS, PODS, SERVICES, Runtime
 
 log = logging.getLogger("truthloop.operator.handlers")
+KOPF_OBJECTS = logging.getLogger("kopf.objects")
+
+
+class Refusals(logging.Filter):
+    """Drops kopf's ERROR for a refused ModelMonitor: kopf reports every `AdmissionError` (a
+    `PermanentError`) as a handler that "failed permanently", but a refusal is the webhook doing
+    its job on a user's mistake, which `validate_monitor` logs as a WARNING instead."""
+
+    PREFIX = f"Webhook {admission.VALIDATE!r} failed permanently"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.PREFIX)
 
 
 def build(runtime: Runtime) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     supervisor = runtime.supervisor
+    refusals = Refusals()
 
     @kopf.on.login(registry=registry)
     async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -41,11 +56,13 @@ def build(runtime: Runtime) -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry)
     async def start(**_: Any) -> None:
+        KOPF_OBJECTS.addFilter(refusals)
         await runtime.start()
 
     @kopf.on.cleanup(registry=registry)
     async def stop(**_: Any) -> None:
         await runtime.stop()
+        KOPF_OBJECTS.removeFilter(refusals)
 
     @kopf.index(GROUP, VERSION, PLURAL, id=MONITORS, registry=registry)
     async def tl_monitors(
@@ -120,10 +137,19 @@ def build(runtime: Runtime) -> kopf.OperatorRegistry:
         operations=["CREATE", "UPDATE"],
         registry=registry,
     )
-    async def validate_monitor(body: kopf.Body, **_: Any) -> None:
+    async def validate_monitor(body: kopf.Body, **kwargs: Any) -> None:
         try:
             parse_monitor(dict(body))
         except SpecError as e:
+            meta = body.metadata
+            log.warning(
+                "ModelMonitor %s/%s refused (%s, a user error): %s",
+                meta.namespace,
+                meta.name,
+                kwargs.get("operation"),
+                e,
+                extra={"fields": [error.path for error in e.errors]},
+            )
             raise kopf.AdmissionError(f"invalid ModelMonitor: {e}", code=422) from None
 
     return registry
