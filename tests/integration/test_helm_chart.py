@@ -501,6 +501,58 @@ def test_namespaced_operator(rendered: Rendered, monkeypatch: pytest.MonkeyPatch
     )
 
 
+# -- the feedback service's NetworkPolicy ----------------------------------------------------
+
+
+def test_no_network_policy_by_default(rendered: Rendered) -> None:
+    assert not [o for o in rendered.objects("default") if o["kind"] == "NetworkPolicy"]
+
+
+@pytest.mark.parametrize("case", ["namespaced", "prometheus"])
+def test_the_network_policy_admits_the_operator_the_served_namespaces_and_listed_peers(
+    rendered: Rendered, case: str
+) -> None:
+    objects = rendered.objects(case)
+    [policy] = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    spec = policy["spec"]
+    labels = {
+        c: _workload(objects, c)["spec"]["template"]["metadata"]["labels"]
+        for c in ("feedback", "operator")
+    }
+    assert _selects(spec["podSelector"], labels["feedback"])
+    assert not _selects(spec["podSelector"], labels["operator"])
+    assert spec["policyTypes"] == ["Ingress"]
+    [rule] = spec["ingress"]
+    ports = {p["name"] for p in _container(objects, "feedback")["ports"]}
+    assert [p["port"] for p in rule["ports"]] == ["http"]
+    assert rule["ports"][0]["port"] in ports
+    operator, namespaces, *peers = rule["from"]
+    assert _selects(operator["podSelector"], labels["operator"])
+    assert not _selects(operator["podSelector"], labels["feedback"])
+    assert "namespaceSelector" not in operator  # the release's own namespace
+    if case == "namespaced":
+        assert namespaces == {
+            "namespaceSelector": {
+                "matchExpressions": [
+                    {
+                        "key": "kubernetes.io/metadata.name",
+                        "operator": "In",
+                        "values": ["ml", "ml-staging"],
+                    }
+                ]
+            }
+        }
+        assert peers == [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "alertmanager"}},
+            }
+        ]
+    else:
+        assert namespaces == {"namespaceSelector": {}}  # cluster-wide: every namespace
+        assert peers == []
+
+
 # -- webhooks ---------------------------------------------------------------------------------
 
 
