@@ -209,7 +209,7 @@ class Supervisor:
             secret: dict[str, Any] | None = await runtime.kube.get_secret(namespace, name)
         except NotFound:
             secret = None
-        token = _token_of(secret, key)
+        token = kept_token(secret, key, runtime.settings.feedback.token)
         minted = token is None
         if token is None:
             token = secrets.token_urlsafe(32)
@@ -506,16 +506,18 @@ class _Placed(NamedTuple):
     checked: float
 
 
-def _token_of(secret: Mapping[str, Any] | None, key: str) -> str | None:
+def kept_token(secret: Mapping[str, Any] | None, key: str, admin: str | None) -> str | None:
     """The token a Secret holds, or None when it is to be minted anew: no Secret, no usable
-    token in it (not base64, not text, too short), or `truthloop.dev/rotate` set on it."""
+    token in it (not base64, not text, too short), `truthloop.dev/rotate` set on it, or the
+    `admin` token (the copy an earlier release put in every namespace)."""
     if secret is None or ROTATE in ((secret.get("metadata") or {}).get("annotations") or {}):
         return None
     try:
         token = base64.b64decode((secret.get("data") or {}).get(key) or "").decode().strip()
     except (ValueError, UnicodeDecodeError):
         return None
-    return token if MIN_TOKEN_LENGTH <= len(token) <= scopes.MAX_TOKEN_LENGTH else None
+    usable = MIN_TOKEN_LENGTH <= len(token) <= scopes.MAX_TOKEN_LENGTH and token != admin
+    return token if usable else None
 
 
 def _key(body: Mapping[str, Any]) -> str:
