@@ -99,6 +99,42 @@ async def test_a_clean_stop_hands_over_at_once(start_world: WorldFactory) -> Non
     )
 
 
+async def test_a_leader_cut_off_stops_before_another_takes_over(
+    start_world: WorldFactory,
+) -> None:
+    """The leader's renewals fail (503): it stops handling monitors at its renew deadline
+    (1.4 s), before the follower may take the Lease (2 s after it last changed); the two never
+    lead at once. When the leader is reachable again it follows."""
+    world = await start_world()
+    leader = world.operator
+    assert leader is not None
+    await eventually(lambda: leader.leading, "the first operator leads")
+    follower = await world.add_replica()
+    await world.create(monitor_body())
+    await eventually(lambda: leader.runtime.supervisor.workers, "the leader's loop")
+    identity = leader.runtime.elector.identity
+    world.api.refusing = lambda method, path, body: (
+        method == "PUT"
+        and "/leases/" in path
+        and (body.get("spec") or {}).get("holderIdentity") == identity
+    )
+    both: list[bool] = []
+
+    def handed_over() -> bool:
+        both.append(leader.leading and follower.leading)
+        return follower.leading and not leader.leading
+
+    await eventually(handed_over, "the follower leads, the leader no more", within=15)
+    assert not any(both), "both led at once"
+    assert not leader.runtime.supervisor.workers
+    assert follower.runtime.supervisor.workers
+    world.api.refusing = None
+    await eventually(
+        lambda: holder(world) == follower.runtime.elector.identity, "the follower's Lease"
+    )
+    assert not leader.leading
+
+
 async def test_a_killed_leader_is_replaced_once_its_lease_expires(
     start_world: WorldFactory, tmp_path: Path
 ) -> None:

@@ -16,7 +16,8 @@ been told about. `Apiserver` fills that in, the way a real apiserver behaves for
 - discovery: the resources in `RESOURCES` (namespaced or not, with their kinds and verbs);
 - `/version` reports `version` (default 1.33), which the operator reads for native sidecars.
 
-Every request is kept in `log` as (method, path and query, User-Agent), and every write in
+`refusing` answers chosen requests 503, a partition between one client and the apiserver. Every
+request is kept in `log` as (method, path and query, User-Agent), and every write in
 `writes` with its body, for assertions (e.g. counting status PATCHes).
 """
 
@@ -28,6 +29,7 @@ import datetime
 import itertools
 import secrets
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp.web
@@ -80,6 +82,8 @@ class Apiserver(kmock.KubernetesEmulator):
     """(method, path with query, User-Agent) of every request."""
     writes: list[tuple[str, str, Any]] = attrs.field(factory=list, init=False)
     """(method, path, body as sent) of every request that is not a GET."""
+    refusing: Callable[[str, str, Any], bool] | None = None
+    """Requests (method, path, body) answered 503 instead, as if the caller were cut off."""
     _counter: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _replacing: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
 
@@ -110,6 +114,10 @@ class Apiserver(kmock.KubernetesEmulator):
         self.log.append((str(request.method.value), request.url.path_qs, agent))
         if request.method != kmock.method.GET:
             self.writes.append((str(request.method.value), request.url.path, request.data))
+        if self.refusing is not None and self.refusing(
+            str(request.method.value), request.url.path, request.data
+        ):
+            return _status(503, "ServiceUnavailable", "refused by the test (a partition)")
         if request.url.path == "/version":
             major, minor = self.version
             info = {"major": str(major), "minor": str(minor), "gitVersion": f"v{major}.{minor}.0"}
