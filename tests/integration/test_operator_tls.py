@@ -7,11 +7,13 @@ import base64
 import datetime
 import json
 import ssl
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import kmock
+import pytest
 
 from tests.support.operator_harness import (
     TOKEN,
@@ -148,3 +150,16 @@ async def test_certificates_from_a_directory(start_world: WorldFactory, tmp_path
     answer = await review_over_https(world.operator.settings.webhook.port, bundle.ca)
     assert answer["response"]["uid"] == "u-1"
     assert not world.api.exists(SECRETS, "truthloop", "truthloop-webhook-cert")
+
+
+async def test_a_stopped_operator_leaves_no_certificate_or_key_on_disk(
+    start_world: WorldFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    world = await start_world(webhook=WebhookSettings(host="127.0.0.1", port=free_port()))
+    await eventually(lambda: list(temp.glob("truthloop-webhook-*/tls.key")), "the key written")
+    assert world.operator is not None
+    await world.operator.stop()
+    assert list(temp.iterdir()) == []

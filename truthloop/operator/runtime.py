@@ -171,6 +171,7 @@ class Runtime:
             self._admin = None
         await self.feedback.__aexit__(None, None, None)
         await self.kube.close()
+        self.tls.close()
 
     def census(self, chosen: inject.Target, created: str | None) -> Census:
         namespace = chosen.monitor.namespace

@@ -20,6 +20,7 @@ import asyncio
 import base64
 import datetime
 import logging
+import shutil
 import ssl
 import tempfile
 from collections.abc import Callable
@@ -43,8 +44,8 @@ class Tls:
         self._context: ssl.SSLContext | None = None
         self._ready = asyncio.Event()
         self._stamp: tuple[float, ...] = ()
-        web = settings.webhook
-        self._dir = Path(web.work_dir or tempfile.mkdtemp(prefix="truthloop-webhook-"))
+        self._made: Path | None = None
+        """The temp dir this instance made for the files (no work_dir), removed by `close`."""
 
     @property
     def interval(self) -> float:
@@ -64,8 +65,8 @@ class Tls:
         bundle = self._read_files() if self.settings.webhook.cert_dir else await self._secret()
         if bundle is None or bundle == self.bundle:
             return
-        self._dir.mkdir(parents=True, exist_ok=True)
-        cert, key = self._dir / "tls.crt", self._dir / "tls.key"
+        folder = self._folder()
+        cert, key = folder / "tls.crt", folder / "tls.key"
         cert.write_bytes(bundle.cert)
         key.touch(mode=0o600)
         key.write_bytes(bundle.key)
@@ -76,6 +77,23 @@ class Tls:
         self._ready.set()
         if bundle.ca and (previous is None or previous.ca != bundle.ca):
             await self.publish(bundle.ca)
+
+    def close(self) -> None:
+        """Remove the temp dir made for the files: no private key stays on disk after a stop.
+        The loaded context keeps serving; a later `refresh` that writes makes a new dir."""
+        if self._made is not None:
+            shutil.rmtree(self._made, ignore_errors=True)
+            self._made = None
+
+    def _folder(self) -> Path:
+        work_dir = self.settings.webhook.work_dir
+        if work_dir:
+            folder = Path(work_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder
+        if self._made is None:
+            self._made = Path(tempfile.mkdtemp(prefix="truthloop-webhook-"))
+        return self._made
 
     async def publish(self, ca: bytes) -> None:
         """Set `caBundle` in the operator's webhook configurations; problems are logged."""
