@@ -22,6 +22,22 @@ def test_the_names_of_the_webhook_service() -> None:
     )
 
 
+def test_a_server_on_one_address_is_named_by_it_too() -> None:
+    assert certs.server_names("truthloop-operator", "truthloop", "0.0.0.0") == NAMES
+    assert certs.server_names("truthloop-operator", "truthloop", "::") == NAMES
+    assert certs.server_names("truthloop-operator", "truthloop", "my-host") == NAMES
+    names = certs.server_names("truthloop-operator", "truthloop", "127.0.0.1")
+    assert names == (*NAMES, "127.0.0.1")
+    bundle = certs.renew(None, names, NOW)
+    assert bundle is not None
+    cert = x509.load_pem_x509_certificate(bundle.cert)
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(a) for a in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert sans.get_values_for_type(x509.DNSName) == list(NAMES)
+    assert certs.usable(bundle, names, NOW)
+    assert not certs.usable(certs.renew(None, NAMES, NOW) or bundle, names, NOW)
+
+
 def test_a_new_bundle_serves_the_names_and_is_kept() -> None:
     bundle = certs.renew(None, NAMES, NOW)
     assert bundle is not None

@@ -10,6 +10,7 @@ webhook configurations changes only when the CA does. Time is passed in; nothing
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -57,6 +58,18 @@ def dns_names(service: str, namespace: str) -> tuple[str, ...]:
     return (service, base, f"{base}.svc", f"{base}.svc.cluster.local")
 
 
+def server_names(service: str, namespace: str, host: str) -> tuple[str, ...]:
+    """The Service's names, and the address the server listens on when it is one address (not
+    0.0.0.0 or ::): a webhook configuration may then name it in a `url` (an operator outside the
+    cluster, or a test), and the apiserver checks that address against the certificate."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return dns_names(service, namespace)
+    extra = () if address.is_unspecified else (str(address),)
+    return dns_names(service, namespace) + extra
+
+
 def renew(bundle: Bundle | None, names: Sequence[str], now: datetime.datetime) -> Bundle | None:
     """A bundle that serves `names` for a while yet, or None if `bundle` already does.
 
@@ -92,7 +105,9 @@ def usable(bundle: Bundle, names: Sequence[str], now: datetime.datetime) -> bool
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
         return False
-    covered = set(sans.get_values_for_type(x509.DNSName))
+    covered = {*sans.get_values_for_type(x509.DNSName)} | {
+        str(a) for a in sans.get_values_for_type(x509.IPAddress)
+    }
     same_key = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     ) == cert.public_key().public_bytes(
@@ -154,7 +169,7 @@ def _issue(
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(min(now + datetime.timedelta(days=CERT_DAYS), ca.not_valid_after_utc))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
@@ -171,3 +186,11 @@ def _issue(
             pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ),
     )
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    """An IP address SAN for an address (a client checks an address against those), else DNS."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)

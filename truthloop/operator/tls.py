@@ -139,7 +139,7 @@ class Tls:
         web = self.settings.webhook
         namespace, name = self.settings.operator_namespace, web.cert_secret
         now = datetime.datetime.fromtimestamp(self.clock(), datetime.UTC)
-        names = certs.dns_names(web.service, namespace)
+        names = certs.server_names(web.service, namespace, web.host)
         try:
             found = await self.kube.get_secret(namespace, name)
         except NotFound:
