@@ -6,6 +6,8 @@ saying how to provide the binaries, when KUBEBUILDER_ASSETS is not set (tests.su
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,8 @@ import pytest
 
 from tests.support import envtest
 from tests.support.envtest import ControlPlane
+from tests.support.envtest_operator import Operator, Service, install_chart, wait_until
+from tests.support.ports import free_port
 
 HERE = Path(__file__).parent
 
@@ -46,3 +50,49 @@ def crd(control_plane: ControlPlane) -> str:
     name = "modelmonitors.truthloop.dev"
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=30s", f"crd/{name}")
     return name
+
+
+@pytest.fixture(scope="session")
+def feedback_service(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    """The real feedback service, on SQLite, for the operator to register monitors with."""
+    service = Service(tmp_path_factory.mktemp("feedback"))
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def operator(
+    control_plane: ControlPlane,
+    crd: str,
+    feedback_service: Service,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Operator]:
+    """`truthloop operator` as the chart deploys it (its RBAC, its webhooks, its arguments),
+    running for the session; a test that stops it starts it again (`Operator.stopped`). At the
+    end, no API call of it may have been forbidden: the chart's RBAC is enough."""
+    folder = tmp_path_factory.mktemp("operator")
+    webhook_port = free_port()
+    chart_args = install_chart(control_plane, webhook_port)
+    running = Operator(control_plane, chart_args, feedback_service.url, folder, webhook_port)
+    running.start()
+    yield running
+    running.stop()
+    assert running.forbidden() == [], "the chart's RBAC refused the operator"
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test, ready for pods (its `default` ServiceAccount exists)."""
+    name = "t-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    name += "-" + secrets.token_hex(3)
+    control_plane.kubectl("create", "namespace", name)
+    wait_until(
+        lambda: (
+            control_plane.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0
+        ),
+        f"ServiceAccount {name}/default",
+    )
+    yield name
+    control_plane.kubectl("delete", "namespace", name, "--wait=false")

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -22,6 +24,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import yaml
 from cryptography import x509
@@ -196,6 +199,29 @@ class ControlPlane:
         if check and done.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed:\n{done.stderr}")
         return done
+
+    def apply(
+        self, *objects: dict[str, Any], check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """`kubectl apply` of these objects (client-side, as most users and tools apply)."""
+        manifest = yaml.safe_dump_all(objects)
+        return self.kubectl("apply", "-f", "-", input=manifest, check=check)
+
+    def get(self, *args: str) -> dict[str, Any]:
+        """`kubectl get ARGS -o json`, parsed."""
+        found: dict[str, Any] = json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+        return found
+
+    def table(self, *args: str) -> list[dict[str, str]]:
+        """`kubectl get ARGS` as printed, one dict per row by column header ("" where the
+        column is empty: kubectl leaves the space blank, so the header's offsets split it)."""
+        header, *rows = self.kubectl("get", *args).stdout.splitlines()
+        starts = [m.start() for m in re.finditer(r"\S+", header)]
+        bounds = list(zip(starts, [*starts[1:], None], strict=True))
+        names = [header[a:b].strip() for a, b in bounds]
+        return [
+            {n: row[a:b].strip() for n, (a, b) in zip(names, bounds, strict=True)} for row in rows
+        ]
 
     def token_for(self, namespace: str, service_account: str) -> str:
         """A bound token of a real ServiceAccount: requests made with it are that account's,
