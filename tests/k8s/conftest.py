@@ -15,7 +15,7 @@ import pytest
 
 from tests.support import envtest
 from tests.support.envtest import ControlPlane
-from tests.support.envtest_operator import Operator, Service, install_chart, wait_until
+from tests.support.envtest_operator import Chart, Operator, Service, install_chart, wait_until
 from tests.support.ports import free_port
 
 HERE = Path(__file__).parent
@@ -63,9 +63,16 @@ def feedback_service(
 
 
 @pytest.fixture(scope="session")
+def chart(control_plane: ControlPlane, crd: str) -> Chart:
+    """The chart's operator identity (ServiceAccount, RBAC) and webhooks, installed; the webhooks
+    call 127.0.0.1 on `Chart.webhook_port`."""
+    return install_chart(control_plane, free_port())
+
+
+@pytest.fixture(scope="session")
 def operator(
     control_plane: ControlPlane,
-    crd: str,
+    chart: Chart,
     feedback_service: Service,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Operator]:
@@ -73,9 +80,7 @@ def operator(
     running for the session; a test that stops it starts it again (`Operator.stopped`). At the
     end, no API call of it may have been forbidden: the chart's RBAC is enough."""
     folder = tmp_path_factory.mktemp("operator")
-    webhook_port = free_port()
-    chart_args = install_chart(control_plane, webhook_port)
-    running = Operator(control_plane, chart_args, feedback_service.url, folder, webhook_port)
+    running = Operator(control_plane, chart, feedback_service.url, folder)
     running.start()
     yield running
     running.stop()

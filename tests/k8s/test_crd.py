@@ -18,5 +18,6 @@ def test_the_crd_applies_and_kubectl_explains_the_spec(
     # the apiserver publishes a new CRD's OpenAPI a moment after it is Established
     text = asyncio.run(eventually(explained, "kubectl explain modelmonitors.spec"))
     assert "ModelMonitor" in text
+    assert "<no description>" not in text
     for field in ("model", "task", "alerts", "capture"):
         assert f"\n  {field}\t" in text, f"spec.{field} missing from:\n{text}"

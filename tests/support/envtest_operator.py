@@ -22,6 +22,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,9 +73,18 @@ def reached_at(configuration: dict[str, Any], port: int) -> dict[str, Any]:
     return {**configuration, "webhooks": hooks}
 
 
-def install_chart(plane: ControlPlane, webhook_port: int) -> list[str]:
-    """The operator's identity and webhooks applied from the chart; the arguments the chart
-    gives the operator's container."""
+@dataclass(frozen=True)
+class Chart:
+    """The chart as installed: what its operator Deployment runs, and where its webhooks call."""
+
+    args: list[str]
+    """The operator container's arguments."""
+    webhook_port: int
+
+
+def install_chart(plane: ControlPlane, webhook_port: int) -> Chart:
+    """The operator's identity and webhooks applied from the chart, the webhooks calling
+    https://127.0.0.1:`webhook_port`."""
     objects = render_chart(plane)
     plane.kubectl("create", "namespace", NAMESPACE)
     applied = [o for o in objects if o["kind"] in IDENTITY]
@@ -84,7 +94,7 @@ def install_chart(plane: ControlPlane, webhook_port: int) -> list[str]:
         o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == SERVICE_ACCOUNT
     )
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    return list(container["args"])
+    return Chart(list(container["args"]), webhook_port)
 
 
 class Process:
@@ -163,18 +173,20 @@ class Operator:
     def __init__(
         self,
         plane: ControlPlane,
-        chart_args: Sequence[str],
+        chart: Chart,
         feedback: str,
         folder: Path,
-        webhook_port: int,
+        webhook_port: int | None = None,
     ) -> None:
+        """`webhook_port`: the chart's (what the webhook configurations call), unless this is
+        another replica."""
         self.folder = folder
         self.temp = folder / "tmp"
         """Its TMPDIR: what it leaves on disk shows here."""
         self.temp.mkdir(parents=True)
-        self.webhook_port = webhook_port
+        self.webhook_port = webhook_port or chart.webhook_port
         self.admin_url = f"http://127.0.0.1:{free_port()}"
-        kept = [a for a in chart_args if a.split("=", 1)[0] not in OWN_FLAGS]
+        kept = [a for a in chart.args if a.split("=", 1)[0] not in OWN_FLAGS]
         self.args = [
             *kept,
             "--webhook-host=127.0.0.1",
