@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.support.envtest import ControlPlane
-from tests.support.envtest_operator import NAMESPACE, Operator, Service, wait_until
+from tests.support.envtest_operator import NAMESPACE, Chart, Operator, Service, wait_until
 from tests.support.k8s_objects import SIDECAR, bare_pod, churn_monitor, native_sidecars
 from tests.support.pods import SELECTED_POD, review
 from tests.support.ports import free_port
@@ -31,12 +31,13 @@ def test_a_killed_leader_is_replaced_and_webhooks_are_served_throughout(
 ) -> None:
     args = [a for a in operator.args if a.split("=", 1)[0] not in QUICK]
     args += [f"{flag}={value}" for flag, value in QUICK.items()]
+    quick = Chart(args, operator.webhook_port)
     with operator.stopped():  # the session's operator releases the Lease; it is back after
-        first = Operator(control_plane, args, feedback_service.url, tmp_path / "first", free_port())
-        # the webhook configurations call the session operator's port: the second serves it
-        second = Operator(
-            control_plane, args, feedback_service.url, tmp_path / "second", operator.webhook_port
+        first = Operator(
+            control_plane, quick, feedback_service.url, tmp_path / "first", free_port()
         )
+        # the webhook configurations call the session operator's port: the second serves it
+        second = Operator(control_plane, quick, feedback_service.url, tmp_path / "second")
         try:
             first.start()
             wait_until(lambda: leads(first), "the first replica leads")
