@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.envtest import ControlPlane
 from tests.support.envtest_operator import Operator, wait_until
@@ -55,6 +56,23 @@ def test_a_bare_pod_gets_the_native_sidecar(control_plane: ControlPlane, monitor
     pod = control_plane.get("pod", "churn-model", "-n", monitored)
     assert native_sidecars(pod) == [SIDECAR]
     assert [c["name"] for c in pod["spec"]["containers"]] == ["model"]
+
+
+def test_an_injected_bare_pod_s_unchanged_manifest_applies_again(
+    control_plane: ControlPlane, monitored: str
+) -> None:
+    """GitOps: Argo CD and Flux apply a pod's manifest again and again, client- or server-side;
+    the injection changed nothing the manifest says, so neither is refused."""
+    manifest = yaml.safe_dump(bare_pod(monitored, "churn-model"))
+    control_plane.kubectl("apply", "-f", "-", input=manifest)
+    pod = control_plane.get("pod", "churn-model", "-n", monitored)
+    assert native_sidecars(pod) == [SIDECAR]
+    for how in ((), ("--server-side",)):
+        done = control_plane.kubectl("apply", *how, "-f", "-", input=manifest, check=False)
+        assert done.returncode == 0, f"kubectl apply {' '.join(how)}: {done.stderr}"
+    again = control_plane.get("pod", "churn-model", "-n", monitored)
+    assert native_sidecars(again) == [SIDECAR]
+    assert again["spec"]["containers"] == pod["spec"]["containers"]
 
 
 def test_a_stopped_operator_fails_open_for_pods_and_closed_for_monitors(
