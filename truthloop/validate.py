@@ -25,8 +25,8 @@ from truthloop.core import spec, yamlpos
 STDIN = "-"
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = flags.command(subparsers, "validate", "check ModelMonitor YAML files", __doc__)
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], text: str) -> None:
+    parser = flags.command(subparsers, "validate", text, __doc__)
     parser.add_argument(
         "-f",
         "--filename",

@@ -1,7 +1,9 @@
 """Each `truthloop` subcommand loads only the libraries it runs on: the sidecar, which sits in
 every model pod, never pays for the operator's (kopf, kubernetes) or the demo's, nor for aiohttp
 (its admin port, shipping and state follower run on httptools, as its proxy does), nor for CEL
-(cel-python, lark) while its monitor has no fallback rules.
+(cel-python, lark) while its monitor has no fallback rules; `truthloop --help` and `validate`,
+a new user's first commands, load none of the services' libraries (kopf and kubernetes alone
+took about 3 s).
 
 The real command is started with `PYTHONPROFILEIMPORTTIME`, so its standard error lists every
 module the process imported, up to the moment it serves and until it stops."""
@@ -12,6 +14,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +73,28 @@ def test_a_started_sidecar_has_imported_none_of_the_other_roles_libraries_nor_ai
     assert modules & OTHER_ROLES == set()
     assert modules & AIOHTTP == set()
     assert modules & CEL == (CEL if rules else set())
+
+
+@pytest.mark.parametrize(
+    ("args", "printed"),
+    [
+        (["--help"], "run the Kubernetes operator"),
+        (["validate", "-f", str(ROOT / "examples" / "monitor-churn.yaml")], "ok ModelMonitor"),
+    ],
+    ids=["--help", "validate"],
+)
+def test_help_and_validate_import_none_of_the_services_libraries(
+    args: list[str], printed: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "truthloop", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert printed in done.stdout
+    modules = imported(done.stderr.splitlines())
+    assert "truthloop" in modules, "the profile lists what was imported"
+    assert modules & (OTHER_ROLES | AIOHTTP) == set()

@@ -13,7 +13,7 @@ from truthloop.feedback import settings as feedback_settings
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    cli.add_parser(parser.add_subparsers())
+    cli.add_parser(parser.add_subparsers(), "run the feedback service")
     return parser.parse_args(["feedback", *argv])
 
 

@@ -56,13 +56,8 @@ MONITOR_FILE = "monitor-churn.yaml"
 NAMESPACE = "default"
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = flags.command(
-        subparsers,
-        "demo",
-        "the whole loop locally in under a minute: drift, alert, fallback, recovery",
-        __doc__,
-    )
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], text: str) -> None:
+    parser = flags.command(subparsers, "demo", text, __doc__)
     parser.add_argument(
         "--duration",
         type=float,

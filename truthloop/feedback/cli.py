@@ -23,14 +23,9 @@ from truthloop.feedback.store.interface import StoreError
 from truthloop.flags import UsageError
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], text: str) -> None:
     env = os.environ.get
-    parser = flags.command(
-        subparsers,
-        "feedback",
-        "run the feedback service (ingest, join, metrics, alerts, fallback state)",
-        __doc__,
-    )
+    parser = flags.command(subparsers, "feedback", text, __doc__)
     parser.add_argument(
         "--listen",
         default=env("TRUTHLOOP_LISTEN", "127.0.0.1:8080"),

@@ -30,13 +30,8 @@ EXAMPLE_ENTITY = "customer-42"
 EXAMPLE_ACTUAL: Mapping[str, Any] = {"binary": 1, "multiclass": "<true class>", "regression": 12.5}
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = flags.command(
-        subparsers,
-        "run",
-        "run a sidecar and a feedback service locally in front of a model you run",
-        __doc__,
-    )
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], text: str) -> None:
+    parser = flags.command(subparsers, "run", text, __doc__)
     parser.add_argument(
         "-f", "--filename", required=True, metavar="FILE", help="the ModelMonitor YAML (one)"
     )

@@ -40,14 +40,9 @@ T = TypeVar("T")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], text: str) -> None:
     env = os.environ.get
-    parser = flags.command(
-        subparsers,
-        "operator",
-        "run the Kubernetes operator (ModelMonitors, sidecar injection, status)",
-        __doc__,
-    )
+    parser = flags.command(subparsers, "operator", text, __doc__)
 
     flag = flags.env_flags(parser)
 

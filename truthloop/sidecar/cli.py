@@ -39,14 +39,9 @@ T = TypeVar("T")
 _MONITOR = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$")
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], text: str) -> None:
     env = os.environ.get
-    parser = flags.command(
-        subparsers,
-        "sidecar",
-        "run the capture proxy in front of a model (capture, fallback, shipping)",
-        __doc__,
-    )
+    parser = flags.command(subparsers, "sidecar", text, __doc__)
 
     flag = flags.env_flags(parser)
 
