@@ -50,7 +50,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], 
     flag("--admin", "TRUTHLOOP_ADMIN", "0.0.0.0:9090", "HOST:PORT of /metrics, /healthz, /readyz")
     flag("--feedback-url", "TRUTHLOOP_FEEDBACK_URL", None, "the feedback service's URL (required)")
     flag("--monitor", "TRUTHLOOP_MONITOR", None, "the monitor, NAMESPACE/NAME (required)")
-    flag("--spool-dir", "TRUTHLOOP_SPOOL_DIR", None, "where records wait while the service is away")
+    flag(
+        "--spool-dir",
+        "TRUTHLOOP_SPOOL_DIR",
+        None,
+        "where records wait while the service is away (required)",
+    )
     flag(
         "--spec-file", "TRUTHLOOP_SPEC_FILE", None, "the ModelMonitor (JSON or YAML) to start with"
     )
