@@ -4,6 +4,7 @@ front of the example churn model, on 127.0.0.1, driven over HTTP."""
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -60,6 +61,15 @@ async def get(session: aiohttp.ClientSession, url: str) -> Any:
         return await response.json()
 
 
+async def predict(
+    session: aiohttp.ClientSession, url: str, body: Any, headers: dict[str, str] | None = None
+) -> tuple[str, Any]:
+    """The X-Prediction-ID and the answer of one request through the sidecar."""
+    async with session.post(url, json=body, headers=headers) as response:
+        assert response.status == 200, await response.text()
+        return response.headers["X-Prediction-ID"], await response.json()
+
+
 async def test_a_prediction_is_captured_on_the_stacks_clock_and_joined(tmp_path: Path) -> None:
     """Records carry the stack's clock (an hour ahead here, as a time-lapse clock would be)."""
 
@@ -70,14 +80,13 @@ async def test_a_prediction_is_captured_on_the_stacks_clock_and_joined(tmp_path:
         assert parts.monitor == "default/churn"
         base = f"{parts.feedback_url}/v1/monitors/default/churn"
         async with aiohttp.ClientSession() as session:
-            async with session.post(
+            prediction_id, answer = await predict(
+                session,
                 parts.proxy_url + "/predict",
-                json={"features": CUSTOMER},
-                headers={"X-Entity-ID": "customer-1"},
-            ) as response:
-                assert response.status == 200
-                assert (await response.json())["prediction"] == 1
-                prediction_id = response.headers["X-Prediction-ID"]
+                {"features": CUSTOMER},
+                {"X-Entity-ID": "customer-1"},
+            )
+            assert answer["prediction"] == 1
 
             async def captured() -> list[Any]:
                 timeline = await get(session, f"{base}/predictions?entity_id=customer-1")
@@ -96,6 +105,30 @@ async def test_a_prediction_is_captured_on_the_stacks_clock_and_joined(tmp_path:
             assert metrics["metrics"]["accuracy"]["value"] == 1.0
 
 
+async def test_a_prediction_without_an_entity_is_labeled_by_its_id(tmp_path: Path) -> None:
+    """No X-Entity-ID: the prediction is still captured (entity_id null), and a label sent for the
+    X-Prediction-ID its client got matches it at once instead of waiting as pending."""
+    async with stack(tmp_path, example("monitor-churn.yaml")) as parts:
+        base = f"{parts.feedback_url}/v1/monitors/default/churn"
+        async with aiohttp.ClientSession() as session:
+            prediction_id, _ = await predict(
+                session, parts.proxy_url + "/predict", {"features": CUSTOMER}
+            )
+
+            async def captured() -> bool:
+                metrics = await get(session, f"{base}/metrics")
+                return bool(metrics["samples"] == 1)
+
+            await eventually(captured, "the prediction captured")
+            actual = {"monitor": "default/churn", "prediction_id": prediction_id, "actual": 1}
+            async with session.post(parts.feedback_url + "/v1/feedback", json=actual) as response:
+                assert await response.json() == {"matched": 1, "pending": 0}
+            async with session.get(f"{base}/dataset") as response:
+                [row] = [json.loads(line) for line in (await response.text()).splitlines()]
+            assert (row["prediction_id"], row["entity_id"]) == (prediction_id, None)
+            assert (row["prediction"], row["actual"], row["correct"]) == (1, 1, True)
+
+
 async def test_the_batch_example_with_the_churn_model(tmp_path: Path) -> None:
     """`examples/monitor-batch.yaml` in front of the churn model: one record per row, joined by the
     row's customer ID; engaged, the fallback answers every row by its rules."""
@@ -103,11 +136,10 @@ async def test_the_batch_example_with_the_churn_model(tmp_path: Path) -> None:
     async with stack(tmp_path, example("monitor-batch.yaml")) as parts:
         base = f"{parts.feedback_url}/v1/monitors/default/churn-batch"
         async with aiohttp.ClientSession() as session:
-            async with session.post(
-                parts.proxy_url + "/v1/models/churn:predict", json={"instances": rows}
-            ) as response:
-                assert await response.json() == {"predictions": [1, 0]}
-                prediction_id = response.headers["X-Prediction-ID"]
+            prediction_id, answer = await predict(
+                session, parts.proxy_url + "/v1/models/churn:predict", {"instances": rows}
+            )
+            assert answer == {"predictions": [1, 0]}
 
             async def captured() -> list[Any]:
                 timeline = await get(session, f"{base}/predictions?entity_id=c-2")

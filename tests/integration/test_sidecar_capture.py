@@ -151,3 +151,30 @@ async def test_refused_capture_shows_in_readiness_and_metrics_and_serving_goes_o
         assert sidecar.shipper.refused is None
     assert_captured_what_clients_saw(client, feedback)
     assert not sidecar.shipper.stats.dropped
+
+
+async def test_a_request_without_its_entity_is_captured_without_one(
+    model: Model, feedback: FakeFeedback, tmp_path: Path
+) -> None:
+    """The entity header is only needed for joins by entity: a request without it is still
+    captured (entity_id null) under the X-Prediction-ID its client got, to be labeled by that."""
+    spec = monitor(
+        capture={"entityId": {"header": "X-Entity-ID"}, "prediction": {"pointer": "/prediction"}}
+    )
+    async with harness.running(harness.settings(model, feedback.url, tmp_path, spec=spec)) as car:
+        pids = {}
+        async with aiohttp.ClientSession() as session:
+            for entity in ("u1", None):
+                headers = {"X-Entity-ID": entity} if entity else {}
+                async with session.post(
+                    f"http://127.0.0.1:{car.port}/predict",
+                    json=Client.request(1),
+                    headers=headers,
+                ) as r:
+                    assert r.status == 200
+                    pids[entity] = r.headers["X-Prediction-ID"]
+        await eventually(lambda: len(feedback.records) == 2, "both requests captured")
+        assert not car.capture.stats.errors
+    for entity, pid in pids.items():
+        record = feedback.records[(pid, "model")]
+        assert (record["entity_id"], record["prediction"]) == (entity, 1)

@@ -215,6 +215,26 @@ def test_optional_parts_stay_none_and_the_whole_body_can_be_the_features() -> No
     )
 
 
+@pytest.mark.parametrize(
+    ("spec", "headers", "request_body"),
+    [
+        (SPEC, [], {"features": {"tenure": 3}}),
+        (SPEC, [], {"user_id": None, "features": {"tenure": 3}}),
+        (
+            CaptureSpec(prediction=Source(pointer="/prediction"), entity_id=Source(header="X-Id")),
+            [(b"x-other", b"u9")],
+            NOT_JSON,
+        ),
+    ],
+    ids=["no-key", "null", "no-header"],
+)
+def test_a_request_without_its_entity_is_captured_without_one(
+    spec: CaptureSpec, headers: list[tuple[bytes, bytes]], request_body: Any
+) -> None:
+    """Labels by prediction ID need no entity: the prediction is kept, only entity joins miss it."""
+    assert extract.extract(spec, headers, request_body, RESPONSE).rows[0].entity_id is None
+
+
 def test_entity_from_a_header_needs_no_request_body() -> None:
     spec = CaptureSpec(prediction=Source(pointer="/prediction"), entity_id=Source(header="X-Id"))
     result = extract.extract(spec, [(b"x-id", b"u9")], NOT_JSON, RESPONSE)
@@ -234,7 +254,6 @@ def test_entity_ids_are_strings_or_integers(value: Any, entity: str) -> None:
     [
         (True, "expected a non-empty string or an integer, got a boolean"),
         (1.5, "expected a non-empty string or an integer, got a number"),
-        (None, "expected a non-empty string or an integer, got null"),
         ({"id": 1}, "expected a non-empty string or an integer, got an object"),
         ("", "the entity ID is an empty string"),
         pytest.param(
@@ -252,12 +271,6 @@ def test_other_entity_ids_are_invalid(value: Any, detail: str) -> None:
     [
         (NOT_JSON, RESPONSE, "not_json", "the request body is not JSON"),
         (REQUEST, NOT_JSON, "not_json", "the response body is not JSON"),
-        (
-            {"features": {}},
-            RESPONSE,
-            "entity_missing",
-            '/user_id: no key "user_id" at the document root',
-        ),
         (
             {"user_id": "u1"},
             RESPONSE,
@@ -318,10 +331,6 @@ def test_bad_sources_are_reasons_too() -> None:
     )
     from_header = CaptureSpec(prediction=Source(header="X-Prediction"))
     assert extract.extract(from_header, [], REQUEST, RESPONSE).error == "unsupported_source"
-    no_header = CaptureSpec(prediction=Source(pointer=""), entity_id=Source(header="X-Id"))
-    assert extract.extract(no_header, [], REQUEST, RESPONSE) == Extraction(
-        error="entity_missing", detail="no X-Id header"
-    )
 
 
 BATCH = CaptureSpec(
@@ -336,6 +345,12 @@ def test_a_batch_zips_instances_with_predictions_one_row_each() -> None:
     request_body = {"instances": [{"id": "a", "x": [1]}, {"id": 7, "x": [2]}]}
     result = extract.extract(BATCH, [], request_body, {"predictions": [0.2, 0.9]})
     assert result == Extraction(rows=(Row("a", 0.2, None, [1], 0), Row("7", 0.9, None, [2], 1)))
+
+
+def test_a_batch_row_without_its_entity_is_kept_without_one() -> None:
+    request_body = {"instances": [{"id": "a", "x": 1}, {"x": 2}]}
+    result = extract.extract(BATCH, [], request_body, {"predictions": [1, 0]})
+    assert result == Extraction(rows=(Row("a", 1, None, 1, 0), Row(None, 0, None, 2, 1)))
 
 
 def test_batch_pointers_are_relative_to_the_row_and_headers_shared() -> None:
@@ -380,12 +395,6 @@ def test_an_empty_batch_has_no_rows() -> None:
             {"predictions": None},
             "predictions_missing",
             "/predictions: expected an array, got null",
-        ),
-        (
-            {"instances": [{"id": "a", "x": 1}, {"x": 2}]},
-            {"predictions": [1, 0]},
-            "entity_missing",
-            'row 1: /id: no key "id" at the document root',
         ),
         (
             {"instances": [{"id": [], "x": 1}]},

@@ -12,9 +12,13 @@ entity and features pointers then read the instance, the prediction and score po
 prediction element (`""` being the element itself, as in KServe v1's `{"predictions": [0.2]}`).
 A header source gives every row the same value.
 
-Reason codes: `not_json`, `invalid_pointer`, `unsupported_source`, `entity_missing`,
-`entity_invalid`, `prediction_missing`, `score_missing`, `score_invalid`, `features_missing`,
-`instances_missing`, `predictions_missing`, `batch_length_mismatch`.
+The entity is optional even when the spec names one: a request without it (no header, no key,
+or null) still gives its row, with `entity_id` None, because such a prediction can still be
+labeled by its prediction ID; only joins by entity need the entity.
+
+Reason codes: `not_json`, `invalid_pointer`, `unsupported_source`, `entity_invalid`,
+`prediction_missing`, `score_missing`, `score_invalid`, `features_missing`, `instances_missing`,
+`predictions_missing`, `batch_length_mismatch`.
 """
 
 from __future__ import annotations
@@ -132,7 +136,9 @@ def _row(
     where = "" if index is None else f"row {index}: "
     entity = None
     if capture.entity_id is not None:
-        entity = _entity(_read(capture.entity_id, headers, request, "entity", where), where)
+        entity = _entity(
+            _read(capture.entity_id, headers, request, "entity", where, optional=True), where
+        )
     features = None
     if capture.features is not None:
         features = _read(capture.features, headers, request, "features", where)
@@ -143,14 +149,19 @@ def _row(
     return Row(entity, prediction, score, features, index)
 
 
-def _read(source: Source, headers: Headers, body: Any, field: str, where: str) -> Any:
-    """A request-side value: from a header, or at a pointer into the request body."""
+def _read(
+    source: Source, headers: Headers, body: Any, field: str, where: str, optional: bool = False
+) -> Any:
+    """A request-side value: from a header, or at a pointer into the request body. When there is
+    none: None if `optional`, else a `<field>_missing` failure."""
     if source.header is not None:
         value = header(headers, source.header)
         if value is None:
+            if optional:
+                return None
             raise _Failed(f"{field}_missing", f"{where}no {source.header} header")
         return value
-    return _at(body, source.pointer or "", field, where, "request")
+    return _at(body, source.pointer or "", field, where, "request", optional)
 
 
 def _body_value(source: Source, body: Any, field: str, where: str) -> Any:
@@ -160,7 +171,7 @@ def _body_value(source: Source, body: Any, field: str, where: str) -> Any:
     return _at(body, source.pointer, field, where, "response")
 
 
-def _at(body: Any, path: str, field: str, where: str, side: str) -> Any:
+def _at(body: Any, path: str, field: str, where: str, side: str, optional: bool = False) -> Any:
     if body is NOT_JSON:
         raise _Failed("not_json", f"the {side} body is not JSON")
     try:
@@ -168,6 +179,8 @@ def _at(body: Any, path: str, field: str, where: str, side: str) -> Any:
     except pointer.PointerError as e:
         raise _Failed("invalid_pointer", f"{field}: {e}") from e
     if isinstance(value, pointer.Missing):
+        if optional:
+            return None
         raise _Failed(f"{field}_missing", f"{where}{value}")
     return value
 
@@ -183,8 +196,10 @@ def _array(
     return value
 
 
-def _entity(value: Any, where: str) -> str:
-    """Entity IDs are strings; integers are taken as their decimal text."""
+def _entity(value: Any, where: str) -> str | None:
+    """Entity IDs are strings; integers are taken as their decimal text; null is no entity."""
+    if value is None:
+        return None
     if isinstance(value, str):
         if value:
             return value
