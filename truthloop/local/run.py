@@ -173,5 +173,5 @@ async def _serve(
                     await stop.wait()
         except local.StartError as e:
             print(f"truthloop run: {e}", file=sys.stderr)
-            return 1
+            return 2
     return 0

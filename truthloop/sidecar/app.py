@@ -113,8 +113,8 @@ def initial_state(spec: Any) -> live.Current:
 
 
 async def start(settings: SidecarSettings) -> Sidecar:
-    """Start every part, the proxy last; raises SpoolError or OSError (a port in use) before
-    taking traffic, having stopped what it started."""
+    """Start every part, the proxy and then the follower last; raises SpoolError or OSError
+    (a port in use) before taking traffic, having stopped what it started."""
     async with contextlib.AsyncExitStack() as undo:
         state = live.Live(initial_state(settings.spec))
         shipper = Shipper(settings.shipper, clock=settings.clock)
@@ -130,8 +130,6 @@ async def start(settings: SidecarSettings) -> Sidecar:
         )
         fallback = Fallback(state)
         follower = Follower(settings.follower, state)
-        follow = asyncio.create_task(follower.run(), name="truthloop-follower")
-        undo.callback(follow.cancel)
         registry = CollectorRegistry()
         latency = metrics.Latency(registry)
         probe = admin.ModelProbe(
@@ -143,6 +141,9 @@ async def start(settings: SidecarSettings) -> Sidecar:
         )
         undo.push_async_callback(admin_server.close)
         proxy = await start_proxy(settings.proxy, SidecarTap(state, fallback, capture, latency))
+        # Followed once both ports are ours (the snapshot's state holds until the first poll):
+        # a port in use ends the start before the follower says anything about the service.
+        follow = asyncio.create_task(follower.run(), name="truthloop-follower")
         registry.register(
             metrics.PartsCollector(
                 metrics.Parts(state, shipper, capture, fallback, follower, proxy.stats)

@@ -218,7 +218,7 @@ async def _serve(settings: SidecarSettings) -> int:
             sidecar = await sidecar_app.start(settings)
         except (SpoolError, OSError) as e:
             print(f"truthloop sidecar: cannot start: {e}", file=sys.stderr)
-            return 1
+            return 2
         proxy, admin = settings.proxy, settings.admin
         print(f"proxy listening on http://{proxy.listen_host}:{sidecar.port}", flush=True)
         print(f"admin listening on http://{admin.host}:{sidecar.admin_port}", flush=True)

@@ -259,8 +259,9 @@ class Shipper:
             with contextlib.suppress(asyncio.CancelledError):
                 await spiller
             lost = len(self.buffer) + (self._inflight.count if self._inflight else 0)
-            self.stats.dropped["shutdown_timeout"] += lost
-            log.error("drain budget spent: %d records were neither sent nor spooled", lost)
+            if lost:  # a start undone (budget 0) has nothing queued: nothing to report
+                self.stats.dropped["shutdown_timeout"] += lost
+                log.error("drain budget spent: %d records were neither sent nor spooled", lost)
         finally:
             self._poster.close()
 
