@@ -182,8 +182,36 @@ class _Server(web.Server):
         return _Protocol(self, loop=self._loop, **self._kwargs)
 
 
+STOP_TIMEOUT = 20.0
+"""Seconds the requests in flight get to finish when the service stops: well inside Kubernetes'
+default grace period of 30 s, so the store is closed before a SIGKILL could come."""
+
+
 class Runner(web.AppRunner):
-    """An AppRunner whose connections answer refused requests as JSON (`_Protocol`)."""
+    """An AppRunner whose connections answer refused requests as JSON (`_Protocol`), and whose
+    stop waits for no long-poll: a rolling update is not held for its grace period."""
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        kwargs.setdefault("shutdown_timeout", STOP_TIMEOUT)
+        super().__init__(app, **kwargs)
+
+    async def shutdown(self) -> None:
+        """Answer the state long-polls at once and log what stopping waits for. aiohttp calls
+        this once the sites stopped listening and idle connections are closed, before it waits
+        for the requests in flight."""
+        answered = self.app[api.ENGINE].end_long_polls()
+        # aiohttp has no public word for a connection serving a request now.
+        busy = (
+            sum(1 for c in self.server.connections if c._request_in_progress) if self.server else 0
+        )
+        others = max(0, busy - answered)
+        waits = (
+            f"waiting up to {self._shutdown_timeout:g}s for {others} request(s) in flight"
+            if others
+            else "no other request in flight, nothing to wait for"
+        )
+        log.info("stopping: answered %d state long-poll(s) at once; %s", answered, waits)
+        await super().shutdown()
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()

@@ -203,6 +203,8 @@ class Engine:
         self.ready = False
         self._stale = asyncio.Event()
         """Set when another replica may have changed monitors or state (`Store.watch`)."""
+        self._stopping = False
+        """Set by `end_long_polls`: state long-polls answer at once from then on."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -288,11 +290,20 @@ class Engine:
             self._adopt(runtime, stored)
             yield
 
-    def stop(self) -> None:
-        """Wake every long-poll waiter so shutdown does not wait for their timeouts, and drop
-        refusals not stored yet (the sidecars keep being refused: they are noted again)."""
+    def end_long_polls(self) -> int:
+        """Answer every state long-poll now, and any asked from here on at once, so a stopping
+        service does not wait for their timeouts (each sidecar and the operator hold one, up to
+        30 s). The number of long-polls that were waiting."""
+        self._stopping = True
+        waiting = 0
         for runtime in self._runtimes.values():
+            waiting += runtime.followers
             runtime.changed.set()
+        return waiting
+
+    def stop(self) -> None:
+        """Drop refusals not stored yet (the sidecars keep being refused: they are noted again)."""
+        self.end_long_polls()
         for task in self._refusing.values():
             task.cancel()
 
@@ -607,7 +618,7 @@ class Engine:
         """The state once its version differs from `since`, or after `wait` seconds."""
         self.registered(key)
         runtime = self._runtimes[key]
-        if since is not None and runtime.version == since and wait > 0:
+        if since is not None and runtime.version == since and wait > 0 and not self._stopping:
             runtime.followers += 1
             try:
                 with contextlib.suppress(TimeoutError):

@@ -19,7 +19,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from truthloop.feedback import api
 from truthloop.feedback import app as feedback_app
 from truthloop.feedback import settings as feedback_settings
 from truthloop.feedback.settings import EngineSettings
@@ -100,7 +99,6 @@ async def running(settings: StackSettings) -> AsyncIterator[Stack]:
     service = feedback_app.build(
         feedback_settings.make(store=store, clock=settings.clock, engine=settings.engine)
     )
-    service.on_shutdown.append(_wake_long_polls)
     async with contextlib.AsyncExitStack() as stack:
         runner = feedback_app.Runner(service, handle_signals=False, access_log=None)
         await runner.setup()
@@ -148,12 +146,6 @@ async def running(settings: StackSettings) -> AsyncIterator[Stack]:
             admin_url=_url((settings.admin[0], sidecar.admin_port)),
             store=store,
         )
-
-
-async def _wake_long_polls(service: web.Application) -> None:
-    """Answer the state long-polls at once (the follower's, the demo's), so that stopping does not
-    wait for them to time out: aiohttp runs this before it waits for requests in flight."""
-    service[api.ENGINE].stop()
 
 
 async def _register(
