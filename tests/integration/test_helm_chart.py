@@ -472,7 +472,7 @@ def test_sidecar_values_reach_the_operator(
         {"memory": "256Mi"},
     )
     assert (default.queue_bytes, default.spool_bytes) == ("32Mi", "1Gi")
-    assert default.feedback_url == "http://truthloop-feedback.truthloop.svc:8080"
+    assert default.feedback_url == "http://truthloop-feedback.truthloop.svc:8081"
     custom = operator_settings(rendered.objects("sidecar-resources"), monkeypatch)
     sidecar = custom.sidecar
     assert sidecar.image == "registry.example.com/ml/truthloop-sidecar:0.1.0-patched"
@@ -888,12 +888,12 @@ def test_notes_give_the_next_three_commands_and_the_receiver(rendered: Rendered)
     steps = re.findall(r"^\s*(kubectl [^\n]+|curl [^\n]+)$", notes, re.M)
     assert steps[0].startswith("kubectl apply -n <model-namespace> -f examples/monitor-churn.yaml")
     assert steps[1] == "kubectl get mm -A"
-    assert steps[2] == "kubectl -n truthloop port-forward svc/truthloop-feedback 8080:8080 &"
-    assert "curl -s localhost:8080/metrics" in steps[3]
+    assert steps[2] == "kubectl -n truthloop port-forward svc/truthloop-feedback 8081:8081 &"
+    assert "curl -s localhost:8081/metrics" in steps[3]
     assert (ROOT / "examples" / "monitor-churn.yaml").is_file()
     receiver = yaml.safe_load(notes[notes.index("  route:") :])
     [hook] = receiver["receivers"][0]["webhook_configs"]
-    assert hook["url"] == "http://truthloop-feedback.truthloop.svc:8080/v1/alertmanager"
+    assert hook["url"] == "http://truthloop-feedback.truthloop.svc:8081/v1/alertmanager"
     assert hook["send_resolved"] is True
     assert hook["http_config"]["authorization"]["type"] == "Bearer"
     assert receiver["route"]["routes"][0]["matchers"] == ['truthloop_monitor=~".+"']

@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], 
     parser = flags.command(subparsers, "feedback", text, __doc__)
     parser.add_argument(
         "--listen",
-        default=env("TRUTHLOOP_LISTEN", "127.0.0.1:8080"),
+        default=env("TRUTHLOOP_LISTEN", "127.0.0.1:8081"),
         help="HOST:PORT to serve on (env TRUTHLOOP_LISTEN; default %(default)s)",
     )
     parser.add_argument(

@@ -18,7 +18,7 @@ DEFAULT_IMAGE = f"ghcr.io/truthloop/truthloop:{__version__}"
 class FeedbackSettings:
     """How the operator talks to the feedback service."""
 
-    url: str = "http://truthloop-feedback:8080"
+    url: str = "http://truthloop-feedback:8081"
     """The service's base URL as the operator reaches it."""
     token: str | None = None
     """The service's admin token (PUT/DELETE of monitors, namespace tokens); None when the
@@ -35,7 +35,7 @@ class SidecarSettings:
 
     image: str = DEFAULT_IMAGE
     image_pull_policy: str = "IfNotPresent"
-    feedback_url: str = "http://truthloop-feedback.truthloop.svc:8080"
+    feedback_url: str = "http://truthloop-feedback.truthloop.svc:8081"
     """The feedback service's URL as sidecars reach it (cluster DNS, usually fully qualified)."""
     proxy_port: int = 15080
     """Preferred port of the sidecar when it fronts a named model port (next free one if taken)."""
@@ -137,8 +137,8 @@ class Settings:
     RBAC for it only when allowed; without it such monitors get a Warning Event instead)."""
     admin_host: str = "0.0.0.0"
     admin_port: int = 8090
-    """Serves /healthz, /readyz and /metrics (not 8080, the feedback service's and the sidecar's
-    default, nor 8081 or 9090, `truthloop run`'s: they run side by side locally)."""
+    """Serves /healthz, /readyz and /metrics (not 8080, 9090 or 8081, the sidecar's, its admin's
+    and the feedback service's defaults: they run side by side locally)."""
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     sidecar: SidecarSettings = field(default_factory=SidecarSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)

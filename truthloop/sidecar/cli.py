@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], 
     flag = flags.env_flags(parser)
 
     flag("--listen", "TRUTHLOOP_LISTEN", "0.0.0.0:8080", "HOST:PORT the proxy serves on")
-    flag("--model", "TRUTHLOOP_MODEL_URL", "http://127.0.0.1:8081", "the model's URL")
+    flag("--model", "TRUTHLOOP_MODEL_URL", "http://127.0.0.1:9000", "the model's URL")
     flag("--admin", "TRUTHLOOP_ADMIN", "0.0.0.0:9090", "HOST:PORT of /metrics, /healthz, /readyz")
     flag("--feedback-url", "TRUTHLOOP_FEEDBACK_URL", None, "the feedback service's URL (required)")
     flag("--monitor", "TRUTHLOOP_MONITOR", None, "the monitor, NAMESPACE/NAME (required)")

@@ -39,7 +39,7 @@ class ProxySettings:
     """Port the proxy listens on; 0 lets the OS choose (see `Proxy.port`)."""
     model_host: str = "127.0.0.1"
     """The model's address (in the pod: localhost)."""
-    model_port: int = 8081
+    model_port: int = 9000
     """The model's port."""
     model_timeout: float | None = None
     """Seconds the model has for a whole response, from the request being forwarded; None: no
@@ -91,7 +91,7 @@ class SettingsError(ValueError):
 
 
 def model_address(url: str) -> tuple[str, int]:
-    """(host, port) of a model URL like `http://127.0.0.1:8081`, or SettingsError."""
+    """(host, port) of a model URL like `http://127.0.0.1:9000`, or SettingsError."""
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme != "http":
         raise SettingsError(f"model: only http:// is supported, got {url!r}")

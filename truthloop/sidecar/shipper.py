@@ -69,7 +69,7 @@ still tell the monitor's status that its capture is refused."""
 @dataclass(frozen=True, slots=True)
 class ShipperSettings:
     feedback_url: str
-    """Base URL of the feedback service (`http://truthloop-feedback:8080`)."""
+    """Base URL of the feedback service (`http://truthloop-feedback:8081`)."""
     spool_dir: Path
     """Where batches wait while the service is away (an emptyDir in the pod)."""
     token: str | None = None
