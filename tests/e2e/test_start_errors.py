@@ -1,5 +1,7 @@
 """Commands that cannot start, run as real processes: each says why in one line on stderr and exits
-2, with no traceback, no stray log line before it, and nothing left on disk."""
+2, with no traceback, no stray log line before it, and no directory left or created: a bad
+`--store` (unreachable, an unknown scheme, a bare path, a file SQLite cannot open, a directory
+that does not exist) and a port in use."""
 
 from __future__ import annotations
 
@@ -66,3 +68,37 @@ def test_the_sidecar_on_a_taken_port_says_only_that(flag: str, taken: int, tmp_p
     line = refused(args, tmp_path / "tmp")
     assert line.startswith("truthloop sidecar: "), line
     assert "in use" in line, line
+
+
+OPEN = "cannot open the store: "
+STORES = {
+    "unreachable": ("postgresql://nobody@127.0.0.1:1/x", OPEN + "the database is unavailable: "),
+    "mysql": ("mysql://nobody@127.0.0.1/x", "unsupported store 'mysql': expected sqlite:///"),
+    "bare path": ("{dir}/x.db", "store '{dir}/x.db' is not a URL: expected sqlite:///"),
+    "a directory": ("sqlite://{dir}", OPEN + "{dir}: unable to open"),
+    "under a file": ("sqlite://{dir}/file/x.db", OPEN + "{dir}/file/x.db: no directory {dir}/file"),
+    "no such directory": ("sqlite://{dir}/no/x.db", OPEN + "{dir}/no/x.db: no directory {dir}/no"),
+}
+
+
+@pytest.fixture(params=list(STORES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(a bad --store, what its error says), in a directory whose listing must not change."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "file").write_text("not a directory")
+    url, says = STORES[request.param]
+    yield url.format(dir=work), says.format(dir=work)
+    assert sorted(p.name for p in work.iterdir()) == ["file"]
+
+
+def test_run_with_a_bad_store_says_only_that(store: tuple[str, str], tmp_path: Path) -> None:
+    url, says = store
+    line = refused([*run_args(), "--store", url], tmp_path / "tmp")
+    assert line.startswith(f"truthloop run: {says}"), line
+
+
+def test_feedback_with_a_bad_store_says_only_that(store: tuple[str, str], tmp_path: Path) -> None:
+    url, says = store
+    line = refused(["feedback", "--listen", "127.0.0.1:0", "--store", url], tmp_path / "tmp")
+    assert line.startswith(f"truthloop feedback: {says}"), line

@@ -117,7 +117,7 @@ async def _serve(app: web.Application, host: str, port: int) -> int:
             await runner.setup()
         except StoreError as e:
             print(f"truthloop feedback: cannot open the store: {e}", file=sys.stderr)
-            return 1
+            return 2
         try:
             site = web.TCPSite(runner, host, port, backlog=1024)
             await site.start()

@@ -22,6 +22,7 @@ from aiohttp import web
 from truthloop.feedback import app as feedback_app
 from truthloop.feedback import settings as feedback_settings
 from truthloop.feedback.settings import EngineSettings
+from truthloop.feedback.store.interface import StoreError
 from truthloop.sidecar import app as sidecar_app
 from truthloop.sidecar.app import AdminSettings, SidecarSettings
 from truthloop.sidecar.follower import FollowerSettings
@@ -32,7 +33,8 @@ Address = tuple[str, int]
 
 
 class StartError(Exception):
-    """A part could not start (a port in use, the monitor refused); the message says which."""
+    """A part could not start (the store, a port in use, the monitor refused); the message
+    says which, in one line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +98,18 @@ async def running(settings: StackSettings) -> AsyncIterator[Stack]:
     """The feedback service and the sidecar, serving until the block exits."""
     namespace, name = monitor_key(settings.monitor)
     store = settings.store or f"sqlite:///{settings.workdir / 'feedback.db'}"
-    service = feedback_app.build(
-        feedback_settings.make(store=store, clock=settings.clock, engine=settings.engine)
-    )
+    try:
+        service = feedback_app.build(
+            feedback_settings.make(store=store, clock=settings.clock, engine=settings.engine)
+        )
+    except ValueError as e:  # the store's URL
+        raise StartError(str(e)) from None
     async with contextlib.AsyncExitStack() as stack:
         runner = feedback_app.Runner(service, handle_signals=False, access_log=None)
-        await runner.setup()
+        try:
+            await runner.setup()
+        except StoreError as e:
+            raise StartError(f"cannot open the store: {e}") from None
         stack.push_async_callback(runner.cleanup)
         try:
             await web.TCPSite(runner, *settings.feedback, backlog=1024).start()

@@ -18,7 +18,12 @@ def open_store(url: str) -> Store:
         from truthloop.feedback.store import postgres
 
         return postgres.open_url(url)
-    scheme = url.partition(":")[0] or url
+    if "://" not in url:
+        raise ValueError(
+            f"store {url!r} is not a URL: expected sqlite:///absolute/path.db,"
+            " sqlite://relative/path.db or postgresql://user@host:5432/db"
+        )
+    scheme = url.partition(":")[0]
     raise ValueError(
         f"unsupported store {scheme!r}: expected sqlite:///path/to/file.db"
         " or postgresql://user@host:5432/db"

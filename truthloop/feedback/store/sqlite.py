@@ -224,14 +224,23 @@ class SQLiteStore(Store):
         await self._call(self._open)
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-        conn.execute("PRAGMA temp_store = MEMORY")
-        conn.execute("PRAGMA cache_size = -65536")
+        """Open the file, creating it but never its directory: a mistyped path is an error
+        naming it, not a new directory tree."""
+        if not self.path.parent.is_dir():
+            raise StoreError(f"{self.path}: no directory {self.path.parent}")
         try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: {e}") from e
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute("PRAGMA cache_size = -65536")
             migrate(conn)
+        except sqlite3.Error as e:
+            conn.close()
+            raise StoreError(f"{self.path}: {e}") from e
         except BaseException:
             conn.close()
             raise
