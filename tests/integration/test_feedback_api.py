@@ -278,6 +278,13 @@ async def test_the_dataset_streams_labeled_rows_and_isolates_the_misses(
     assert {row["correct"] for row in table} == {"false"}
     assert {row["prediction"] for row in table} == {"0"}
     assert msgspec.json.decode(table[0]["features"])["x"] % 2 == 0
+    status, body = await service.call("GET", "/v1/monitors/ml/churn/dataset?window=1h&format=json")
+    assert status == 200
+    assert body == rows, "format=json: the same rows as one JSON array, across store chunks"
+    status, body = await service.call(
+        "GET", "/v1/monitors/ml/churn/dataset?window=1h&version=v0&format=json"
+    )
+    assert (status, body) == (200, [])
 
 
 async def test_the_csv_export_defuses_text_a_spreadsheet_would_run_as_a_formula(

@@ -344,12 +344,21 @@ DATASET_COLUMNS = (
 )
 
 
+DATASET_TYPES = {
+    "ndjson": "application/x-ndjson",
+    "csv": "text/csv; charset=utf-8",
+    "json": "application/json",
+}
+"""The dataset export's formats (`?format=`) and their content types."""
+
+
 async def get_dataset(request: web.Request) -> web.StreamResponse:
-    """Labeled records of the window, streamed as NDJSON or CSV in store-sized chunks.
+    """Labeled records of the window, streamed as NDJSON, CSV or a JSON array in store-sized
+    chunks (the array too: `[`, the rows, `]`, never the whole export in memory).
 
     The first chunk is read before the answer begins, so a store that fails there is answered
     (503) like on any endpoint; a failure after that cuts the connection, so the client sees a
-    truncated body rather than an error response inside it.
+    truncated body rather than an error response inside it (a JSON array then does not parse).
     """
     key = _key(request)
     engine = request.app[ENGINE]
@@ -357,28 +366,34 @@ async def get_dataset(request: web.Request) -> web.StreamResponse:
     window = bodies.query(request, "window", bodies.duration, None, "a duration like 7d")
     version = bodies.query(request, "version", _identifier(request), None, "a model version")
     correct = bodies.query(request, "correct", bodies.boolean, None, "true or false")
-    fmt = bodies.query(request, "format", bodies.choice("ndjson", "csv"), "ndjson", "ndjson or csv")
+    fmt = bodies.query(
+        request, "format", bodies.choice(*DATASET_TYPES), "ndjson", "ndjson, csv or json"
+    )
     chunks = engine.dataset(key, window, version, correct)
     chunk = await anext(chunks, None)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
-        }
-    )
+    response = web.StreamResponse(headers={"Content-Type": DATASET_TYPES[fmt]})
     await response.prepare(request)
     try:
         if fmt == "csv":
             await response.write(_csv_lines([DATASET_COLUMNS]))
+        opened = False  # a JSON array's `[` is written
         while chunk is not None:
             rows = [record_view(r) for r in chunk]
             if fmt == "csv":
                 data = _csv_lines(
                     [[_csv_cell(row.get(column)) for column in DATASET_COLUMNS] for row in rows]
                 )
+            elif fmt == "json":
+                data = b",\n".join(map(_encode, rows))
+                if data:
+                    data = (b",\n" if opened else b"[\n") + data
+                    opened = True
             else:
                 data = b"".join(_encode(row) + b"\n" for row in rows)
             await response.write(data)
             chunk = await anext(chunks, None)
+        if fmt == "json":
+            await response.write(b"\n]\n" if opened else b"[]\n")
     except Exception:
         if request.transport is not None:
             request.transport.close()
