@@ -56,6 +56,38 @@ from truthloop.core.wire import CaptureRecord, Scalar, ServedBy
 
 Vote = Literal["up", "down"]
 
+Reason = Literal[
+    "admin_only",
+    "bad_framing",
+    "bad_header",
+    "bad_method",
+    "bad_request",
+    "bad_request_line",
+    "bad_target",
+    "duplicate_in_batch",
+    "http",
+    "invalid",
+    "invalid_json",
+    "invalid_spec",
+    "mismatch",
+    "missing",
+    "out_of_range",
+    "store_unavailable",
+    "task_change",
+    "too_large",
+    "too_long",
+    "too_many_items",
+    "too_old",
+    "unauthorized",
+    "unknown_monitor",
+    "unsupported",
+    "unusable_label",
+    "wrong_namespace",
+    "wrong_type",
+]
+"""Every `reason` code an `ItemError` may carry, so every one the feedback service can answer in
+an error body: the type checker refuses any other, and docs/api.md lists each (a test compares)."""
+
 MAX_SAFE_INT = 2**53
 
 
@@ -86,7 +118,7 @@ class ItemError:
     index: int | None
     field: str
     message: str
-    reason: str
+    reason: Reason
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -177,7 +209,7 @@ class Problems:
         self.count = 0
         """All found, kept or not: a plain attribute, as checks read it twice per item."""
 
-    def add(self, index: int | None, field: str, message: str, reason: str) -> None:
+    def add(self, index: int | None, field: str, message: str, reason: Reason) -> None:
         self.count += 1
         if len(self.kept) < MAX_ERRORS:
             self.kept.append(ItemError(index, field, message, reason))
@@ -339,7 +371,7 @@ def _collect(
     )
 
 
-def _refused(field: str, message: str, reason: str = "wrong_type") -> Parsed[Any]:
+def _refused(field: str, message: str, reason: Reason = "wrong_type") -> Parsed[Any]:
     return Parsed(errors=(ItemError(None, field, message, reason),))
 
 
@@ -349,7 +381,7 @@ _FIELD_AT = re.compile(r"- at `\$\.?([^`\[]*)")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
-def _type_error(error: msgspec.ValidationError) -> tuple[str, str, str]:
+def _type_error(error: msgspec.ValidationError) -> tuple[str, str, Reason]:
     """(field, message, reason) of an item's first bad field, from msgspec's message."""
     message = str(error)
     missing = _MISSING.search(message)
@@ -377,7 +409,7 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 """C0 controls, DEL and C1 controls: not in a string label."""
 
 
-def identifier_problem(value: str, max_length: int) -> tuple[str, str] | None:
+def identifier_problem(value: str, max_length: int) -> tuple[str, Reason] | None:
     """Why `value` cannot be an identifier, as (message, reason), or None when it can."""
     if not value:
         return "must not be empty", "missing"
@@ -423,7 +455,7 @@ class _Checker:
         self.usable: set[tuple[Any, ...]] = set()
         """(check, task, type, value) that passed `scalar`: a batch repeats its labels."""
 
-    def fail(self, index: int, field: str, message: str, reason: str = "invalid") -> None:
+    def fail(self, index: int, field: str, message: str, reason: Reason = "invalid") -> None:
         self.problems.add(index, field, message, reason)
 
     def typed(self, index: int, item: Raw, decoder: msgspec.json.Decoder[W]) -> W | None:

@@ -19,6 +19,7 @@ from aiohttp import http_exceptions, web
 from aiohttp.typedefs import Middleware
 
 from truthloop.core import scopes
+from truthloop.core.records import Reason
 from truthloop.feedback import api, exporter, refusals
 from truthloop.feedback.engine import Engine
 from truthloop.feedback.errors import (
@@ -115,7 +116,7 @@ def _auth(token: str | None) -> Middleware:
     return auth
 
 
-_PROTOCOL_ERRORS: tuple[tuple[type[Exception], str, str], ...] = (
+_PROTOCOL_ERRORS: tuple[tuple[type[Exception], str, Reason], ...] = (
     (http_exceptions.ContentEncodingError, "Content-Encoding", "unsupported"),
     (http_exceptions.BadHttpMethod, "method", "bad_method"),
     (http_exceptions.LineTooLong, "head", "too_long"),
@@ -132,9 +133,9 @@ def _protocol_error(status: int, exc: BaseException | None) -> tuple[int, dict[s
     """(status, headers, JSON body) for a request aiohttp refused before the app saw it."""
     if not isinstance(exc, http_exceptions.HttpProcessingError):
         return status, {}, body("internal error", [])
+    unknown: tuple[str, Reason] = ("request", "bad_request")
     field, reason = next(
-        ((f, r) for kind, f, r in _PROTOCOL_ERRORS if isinstance(exc, kind)),
-        ("request", "bad_request"),
+        ((f, r) for kind, f, r in _PROTOCOL_ERRORS if isinstance(exc, kind)), unknown
     )
     message = exc.message.split("\n", 1)[0].rstrip(": ") or "bad request"
     if isinstance(exc, http_exceptions.ContentEncodingError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from truthloop.core.records import MAX_ERRORS, ItemError
+from truthloop.core.records import MAX_ERRORS, ItemError, Reason
 from truthloop.feedback import refusals
 
 MAX_DETAILS = MAX_ERRORS
@@ -91,7 +91,7 @@ class UnsupportedEncoding(UnsupportedMediaType):
 
 
 def detail(
-    field: str, message: str, reason: str = "invalid", index: int | None = None
+    field: str, message: str, reason: Reason = "invalid", index: int | None = None
 ) -> ItemError:
     """One detail about the request as a whole (a query parameter, a header, the body)."""
     return ItemError(index, field, message, reason)
