@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.processes import Command, children, group_members
+from tests.support import readme
 
-DEMO = ["demo", "--plain", "--duration", "30", "--seed", "1"]
+DEMO = ["demo", "--plain"]
+"""As a newcomer runs it (the defaults), but as lines: what README's sample shows."""
 STORY = ["Collecting", "Healthy", "Degraded", "FallbackActive", "Healthy"]
 PHASE_EVENT = re.compile(r"^\d\d:\d\d  event  phase (?:\w+ → )?(\w+): ")
 
@@ -86,6 +88,15 @@ def test_the_demo_shows_drift_alert_fallback_and_recovery(
     assert f"            fallback {minute['fallback']['accuracy'][0]:.2f} [" in output
     assert f"            model    {minute['model']['accuracy'][0]:.2f} [" in output
     assert "X-Served-By: fallback" in output
+
+    # README's sample is this output, abridged: each of its lines is a printed one (numbers and
+    # the spaces that pad them aside), so a change of the columns, legend or summary shows there.
+    unmatched = [
+        line
+        for line in readme.demo_sample()
+        if not any(readme.shape(line).fullmatch(printed) for printed in demo.lines)
+    ]
+    assert unmatched == [], output
 
     assert demo.lines[-1] == f"stopped; {workdir} removed"
     assert group_members(demo.process.pid) == [], "no process of the demo is left running"

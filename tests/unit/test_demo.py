@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from tests.support import readme
 from truthloop.core import spec, wire
-from truthloop.demo import summary, view
+from truthloop.demo import cli, summary, view
 from truthloop.demo.cli import demo_monitor, phase_text
 from truthloop.demo.scenario import Scenario
 from truthloop.demo.timelapse import TimeLapse
@@ -357,7 +358,7 @@ def status(**fields: Any) -> view.Status:
         "at": 200,
         "model": "churn",
         "phase": "FallbackActive",
-        "reading": Reading(200, 300, 212, Estimate(0.6234, 0.55, 0.69)),
+        "reading": Reading(200, 300, 212, Estimate(0.6234, 0.55, 0.69), Estimate(0.978, 0.9, 1)),
         "fallback": True,
         "by_fallback": 143,
         "drifted": True,
@@ -367,17 +368,22 @@ def status(**fields: Any) -> view.Status:
 
 
 def test_a_status_shows_the_columns_of_kubectl_get_mm() -> None:
-    assert status().cells() == (
-        "churn",
-        "FallbackActive",
-        "0.62 [0.55–0.69]",
-        "212",
-        "true",
-        "143",
-        "drifted",
-    )
+    """While the fallback answers, the model's (shadow) accuracy and the fallback's, which is what
+    clients are served, stand side by side, each under its name."""
+    cells = status().cells()
+    assert dict(zip(view.COLUMNS, cells, strict=True)) == {
+        "MODEL": "churn",
+        "PHASE": "FallbackActive",
+        "MODEL ACC [LOWER–UPPER]": "0.62 [0.55–0.69]",
+        "FALLBACK ACC": "0.98",
+        "LABELED": "212",
+        "FALLBACK": "true",
+        "SERVED-BY-FALLBACK": "143",
+        "WORLD": "drifted",
+    }
     assert status(phase=None, reading=None, fallback=False, drifted=False).cells() == (
         "churn",
+        "-",
         "-",
         "-",
         "0",
@@ -385,6 +391,17 @@ def test_a_status_shows_the_columns_of_kubectl_get_mm() -> None:
         "143",
         "usual",
     )
+    healthy = Reading(200, 300, 212, Estimate(0.93, None, None))
+    assert status(reading=healthy).cells()[2:4] == ("0.93", "-")
+
+
+def test_the_legend_says_the_accuracies_and_labeled_count_the_window() -> None:
+    text = " ".join(" ".join(line.split()) for line in view.legend("2m"))
+    assert "MODEL ACC: the model's accuracy over the last 2m (the metrics window)" in text
+    assert "shadow answers included while the fallback serves" in text
+    assert "FALLBACK ACC: the accuracy of the fallback's answers over the same 2m" in text
+    assert "LABELED: the model's labeled predictions in those 2m" in text
+    assert all(f"{column}:" in text for column in ("SERVED-BY-FALLBACK", "MODEL ACC"))
 
 
 def test_the_plain_view_prints_events_at_once_and_rows_every_few_seconds() -> None:
@@ -404,4 +421,25 @@ def test_the_plain_view_prints_events_at_once_and_rows_every_few_seconds() -> No
     assert lines[2] == "00:00  event  phase Collecting: waiting"
     assert [line[:5] for line in lines[3:]] == ["03:20", "04:00"]
     assert lines[4].split()[:3] == ["04:00", "churn", "Healthy"]
-    assert all(len(line) <= 110 for line in lines)
+    assert all(len(line) <= 120 for line in lines)
+
+
+# -- README's sample ----------------------------------------------------------------------------
+# Its shape against a real default run: tests/e2e/test_demo.py.
+
+
+def test_readmes_sample_has_the_views_columns_and_legend() -> None:
+    sample = readme.demo_sample()
+    window = spec.format_duration(SPEC.metrics.window)
+    legend = view.legend(window)
+    start = sample.index(legend[0])
+    assert sample[start : start + len(legend)] == legend
+    assert "TIME   " + view.row(view.COLUMNS) in sample
+
+
+def test_readmes_sample_sends_what_the_default_run_sends() -> None:
+    default = Scenario(duration=cli.DEFAULT_DURATION, speed=cli.SPEED)
+    assert default == Scenario()
+    assert default.requests == 2001
+    [requests] = [line for line in readme.demo_sample() if line.startswith("  requests  ")]
+    assert requests.startswith(f"  requests  {default.requests} sent, {default.requests} answered")

@@ -37,7 +37,7 @@ from truthloop.demo import summary as summaries
 from truthloop.demo.scenario import Scenario
 from truthloop.demo.timelapse import TimeLapse
 from truthloop.demo.traffic import PREDICT_PATH, Traffic
-from truthloop.demo.view import LiveView, PlainView, Status, View, trend
+from truthloop.demo.view import LiveView, PlainView, Status, View, legend, trend
 from truthloop.demo.watch import PhaseChange, Watcher
 from truthloop.examples import churn_model
 from truthloop.feedback.settings import EngineSettings
@@ -306,11 +306,12 @@ def header(
         f" for {duration(alert.for_)} in a {duration(spec.metrics.window)} window (at least"
         f" {spec.metrics.min_samples} labeled) engages the fallback rules;"
         f" recoverAfter {duration(spec.fallback.recover_after)}",
-        f"  traffic   {scenario.rate:g} customers a second with X-Entity-ID; each label arrives"
-        f" {scenario.label_delay:g}s after its prediction",
+        f"  traffic   {scenario.rate:g} customers a second ({scenario.requests} in all) with"
+        f" X-Entity-ID; each label arrives {scenario.label_delay:g}s after its prediction",
         f"  story     the world drifts {summaries.clock(drift.at * speed)} and shifts back"
         f" {summaries.clock(back.at * speed)}; {summaries.clock(scenario.duration * speed)}"
         f" in all ({scenario.duration:g}s)",
+        *legend(duration(spec.metrics.window)),
         "",
     ]
 

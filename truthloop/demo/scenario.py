@@ -81,6 +81,12 @@ class Scenario:
         return start.at <= elapsed < end.at
 
     @property
+    def requests(self) -> int:
+        """Requests sent when the traffic never falls behind: one every 1/rate seconds from the
+        start through `duration` (a stalled client skips some)."""
+        return int(self.duration * self.rate) + 1
+
+    @property
     def label_wait(self) -> float:
         """Wall seconds from a prediction to its actual."""
         return self.label_delay / self.speed

@@ -173,10 +173,7 @@ def clock(seconds: float) -> str:
 def accuracy(figures: Figures) -> str:
     """`0.95 [0.90–0.98] on 148 labeled`, or `- on 0 labeled`."""
     a = figures.accuracy
-    if a is None:
-        return f"- on {figures.labeled} labeled"
-    bounds = "" if a.lower is None or a.upper is None else f" [{a.lower:.2f}–{a.upper:.2f}]"
-    return f"{a.value:.2f}{bounds} on {figures.labeled} labeled"
+    return f"{'-' if a is None else a.text()} on {figures.labeled} labeled"
 
 
 def lines(summary: Summary, metrics_url: str, label_delay: float) -> list[str]:

@@ -28,13 +28,14 @@ TREND_POINTS = 48
 COLUMNS = (
     "MODEL",
     "PHASE",
-    "ACCURACY [LOWER–UPPER]",
+    "MODEL ACC [LOWER–UPPER]",
+    "FALLBACK ACC",
     "LABELED",
     "FALLBACK",
     "SERVED-BY-FALLBACK",
     "WORLD",
 )
-_WIDTHS = (6, 15, 23, 8, 9, 19, 7)
+_WIDTHS = (6, 14, 23, 12, 7, 8, 18, 7)
 PHASE_STYLE = {
     "Collecting": "cyan",
     "Healthy": "green",
@@ -79,24 +80,38 @@ class Status:
     trend: str
 
     def cells(self) -> tuple[str, ...]:
-        accuracy = "-"
+        model = fallback = "-"
         labeled = "0"
         if self.reading is not None:
             labeled = str(self.reading.labeled)
-            a = self.reading.accuracy
-            if a is not None:
-                accuracy = f"{a.value:.2f}"
-                if a.lower is not None and a.upper is not None:
-                    accuracy += f" [{a.lower:.2f}–{a.upper:.2f}]"
+            if self.reading.accuracy is not None:
+                model = self.reading.accuracy.text()
+            if self.reading.fallback is not None:
+                fallback = f"{self.reading.fallback.value:.2f}"
         return (
             self.model,
             self.phase or "-",
-            accuracy,
+            model,
+            fallback,
             labeled,
             "true" if self.fallback else "false",
             str(self.by_fallback),
             "drifted" if self.drifted else "usual",
         )
+
+
+def legend(window: str) -> list[str]:
+    """What the columns count, for the header: the accuracies and LABELED are the `window`'s."""
+    return [
+        f"  columns   MODEL ACC: the model's accuracy over the last {window} (the metrics window),"
+        " its unseen",
+        "            shadow answers included while the fallback serves; FALLBACK ACC: the accuracy"
+        " of the",
+        f"            fallback's answers over the same {window} (- when it gave none); LABELED:"
+        " the model's",
+        f"            labeled predictions in those {window}; SERVED-BY-FALLBACK: answers since the"
+        " start",
+    ]
 
 
 def row(cells: Sequence[str]) -> str:

@@ -2,8 +2,9 @@
 
 Two loops: one long-polls `GET .../state?wait=&since=` so every phase change is seen as soon as
 the service makes it (a phase that lasts a second is not missed between samples), the other reads
-`GET .../metrics` (the monitor's window) a few times a second for the accuracy, its interval and
-the labeled count. `describe` turns a state into the reason an event line shows.
+`GET .../metrics` (the monitor's window) a few times a second for the model's accuracy, its
+interval and the labeled count, and the fallback's accuracy. `describe` turns a state into the
+reason an event line shows.
 """
 
 from __future__ import annotations
@@ -33,15 +34,25 @@ class Estimate:
     lower: float | None
     upper: float | None
 
+    def text(self) -> str:
+        """`0.95 [0.90–0.98]`, or `0.95` without an interval."""
+        if self.lower is None or self.upper is None:
+            return f"{self.value:.2f}"
+        return f"{self.value:.2f} [{self.lower:.2f}–{self.upper:.2f}]"
+
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One answer of the metrics API for the model's predictions, `at` service seconds in."""
+    """One answer of the metrics API over the monitor's window, `at` service seconds in: the
+    model's predictions (its shadow answers included while the fallback serves) and the accuracy
+    of the fallback's answers, so the view can show what clients were served beside the model."""
 
     at: float
     samples: int
     labeled: int
     accuracy: Estimate | None
+    fallback: Estimate | None = None
+    """None while the fallback has no labeled answer in the window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,9 +194,13 @@ class Watcher:
         while True:
             with contextlib.suppress(aiohttp.ClientError, ValueError):
                 answer = await _get(session, self._base + "/metrics", dict[str, Any])
-                model = answer["served_by"]["model"]
+                model, fallback = answer["served_by"]["model"], answer["served_by"]["fallback"]
                 reading = Reading(
-                    self._elapsed(), model["samples"], model["labeled"], estimate(model["metrics"])
+                    self._elapsed(),
+                    model["samples"],
+                    model["labeled"],
+                    estimate(model["metrics"]),
+                    estimate(fallback["metrics"]),
                 )
                 self.seen.reading = reading
                 self.seen.history.append(reading)
