@@ -131,3 +131,49 @@ def test_run_captures_joins_and_measures(
         assert os.listdir(tmp_path) == []
     finally:
         run.close()
+
+
+def test_run_prints_events_as_they_happen(tmp_path: Path) -> None:
+    """After its banner, `run` tells what happens: the model unreachable (at the start, and each
+    request it fails), the fallback engaged and released, and the phase as it changes."""
+    run = Command(
+        [
+            "run",
+            "-f",
+            str(ROOT / "examples" / "monitor-churn.yaml"),
+            "--model-url",
+            f"http://127.0.0.1:{free_port()}",  # nothing listens there
+            "--listen",
+            "127.0.0.1:0",
+            "--feedback-listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        env={"TMPDIR": str(tmp_path)},
+    )
+    try:
+        traffic = run.wait_for(r"^  traffic   (http://\S+)  ", 30)[1]
+        feedback = run.wait_for(r"^  feedback  (http://\S+)  ", 10)[1]
+        run.wait_for(r"^Ctrl-C stops\.$", 10)
+        run.wait_for(r"^\d\d:\d\d:\d\d the model does not accept connections", 30)
+
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            call(traffic + "/predict", {"features": CUSTOMER}, {"X-Entity-ID": "c-1"})
+        assert failed.value.code == 502
+        failed.value.close()
+        run.wait_for(r"^\d\d:\d\d:\d\d model error model_unreachable: 1 so far$", 30)
+
+        fallback = f"{feedback}/v1/monitors/default/churn/fallback"
+        json_type = {"Content-Type": "application/json"}
+        call(fallback, {"mode": "engaged"}, json_type)
+        run.wait_for(r"^\d\d:\d\d:\d\d phase FallbackActive \(was Collecting\)$", 30)
+        run.wait_for(r"^\d\d:\d\d:\d\d fallback engaged \(manual\): the rules answer", 30)
+        call(fallback, {"mode": "disengaged"}, json_type)
+        run.wait_for(r"^\d\d:\d\d:\d\d phase Collecting \(was FallbackActive\)$", 30)
+        run.wait_for(r"^\d\d:\d\d:\d\d fallback released: the model answers again$", 30)
+
+        run.process.send_signal(signal.SIGTERM)
+        assert run.finish(within=30) == 0, "\n".join(run.errors)
+    finally:
+        run.close()

@@ -3,18 +3,23 @@
 For trying a ModelMonitor before there is a cluster: the monitor file is validated as
 `truthloop validate` does, the feedback service starts (SQLite in a temporary directory unless
 `--store` says where), the monitor is registered with it, and the sidecar proxies `--listen` to
-`--model-url`. It prints where to send traffic and feedback, with curl lines to start from, and
-runs until Ctrl-C or SIGTERM; then the sidecar ships what it captured, everything closes, and the
-temporary directory is removed.
+`--model-url`. It prints where to send traffic and feedback, with curl lines to start from, then
+a line for each event as it happens (the phase, the fallback engaged or released, the model not
+accepting connections or back, model and capture errors by reason at most once a minute each),
+and runs until Ctrl-C or SIGTERM; then the sidecar ships what it captured, everything closes,
+and the temporary directory is removed. A store or port it cannot use is one line, exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import shlex
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,7 @@ from truthloop import flags
 from truthloop import validate as validate_cmd
 from truthloop.core import spec, yamlpos
 from truthloop.flags import UsageError
+from truthloop.local import observe
 from truthloop.local import stack as local
 from truthloop.sidecar.proxy import SettingsError, model_address
 
@@ -170,8 +176,19 @@ async def _serve(
                 async with local.running(settings) as stack:
                     for line in instructions(stack, monitor, temporary=store is None):
                         print(line, flush=True)
-                    await stop.wait()
+                    following = asyncio.create_task(observe.follow(stack, _say))
+                    try:
+                        await stop.wait()
+                    finally:
+                        following.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await following
         except local.StartError as e:
             print(f"truthloop run: {e}", file=sys.stderr)
             return 2
     return 0
+
+
+def _say(line: str) -> None:
+    """An event line, stamped with the local time."""
+    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
