@@ -53,6 +53,15 @@ def labeled(url: str, count: int) -> dict[str, Any] | None:
     return metrics if metrics["labeled"] >= count else None
 
 
+def run_churn(model: str, tmp_path: Path) -> Command:
+    """`truthloop run` with the example churn monitor in front of `model`, every port picked
+    free, its temporary directory in `tmp_path`."""
+    args = ["run", "-f", str(ROOT / "examples" / "monitor-churn.yaml"), "--model-url", model]
+    for flag in ("--listen", "--feedback-listen", "--admin"):
+        args += [flag, "127.0.0.1:0"]
+    return Command(args, env={"TMPDIR": str(tmp_path)})
+
+
 @pytest.fixture
 def model() -> Iterator[str]:
     """The example churn model, as its module docstring says to run it."""
@@ -73,22 +82,7 @@ def model() -> Iterator[str]:
 def test_run_captures_joins_and_measures(
     model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = Command(
-        [
-            "run",
-            "-f",
-            str(ROOT / "examples" / "monitor-churn.yaml"),
-            "--model-url",
-            model,
-            "--listen",
-            "127.0.0.1:0",
-            "--feedback-listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-        ],
-        env={"TMPDIR": str(tmp_path)},
-    )
+    run = run_churn(model, tmp_path)
     try:
         traffic = run.wait_for(r"^  traffic   (http://\S+)  ", 30)[1]
         feedback = run.wait_for(r"^  feedback  (http://\S+)  .*removed at exit\)$", 10)[1]
@@ -136,22 +130,7 @@ def test_run_captures_joins_and_measures(
 def test_run_prints_events_as_they_happen(tmp_path: Path) -> None:
     """After its banner, `run` tells what happens: the model unreachable (at the start, and each
     request it fails), the fallback engaged and released, and the phase as it changes."""
-    run = Command(
-        [
-            "run",
-            "-f",
-            str(ROOT / "examples" / "monitor-churn.yaml"),
-            "--model-url",
-            f"http://127.0.0.1:{free_port()}",  # nothing listens there
-            "--listen",
-            "127.0.0.1:0",
-            "--feedback-listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-        ],
-        env={"TMPDIR": str(tmp_path)},
-    )
+    run = run_churn(f"http://127.0.0.1:{free_port()}", tmp_path)  # nothing listens there
     try:
         traffic = run.wait_for(r"^  traffic   (http://\S+)  ", 30)[1]
         feedback = run.wait_for(r"^  feedback  (http://\S+)  ", 10)[1]
