@@ -474,7 +474,9 @@ CASES = [
     Case("metrics window negative", "GET", MONITOR + "/metrics?window=-1h", None, 400),
     Case("metrics served_by human", "GET", MONITOR + "/metrics?served_by=human", None, 400),
     Case("metrics series seconds", "GET", MONITOR + "/metrics?series=30s", None, 400),
-    Case("metrics series too long", "GET", MONITOR + "/metrics?window=400d&series=1m", None, 400),
+    Case("metrics series too long", "GET", MONITOR + "/metrics?window=90d&series=1m", None, 400),
+    Case("metrics window past 90d", "GET", MONITOR + "/metrics?window=91d", None, 400),
+    Case("dataset window absurd", "GET", MONITOR + "/dataset?window=99999999999d", None, 400),
     Case("state wait NaN", "GET", MONITOR + "/state?wait=nan", None, 400),
     Case("state wait huge", "GET", MONITOR + "/state?wait=1e9", None, 400),
     Case("state since word", "GET", MONITOR + "/state?since=abc", None, 400),
@@ -617,6 +619,19 @@ async def test_malformed_requests_are_refused_with_details_and_change_nothing(
         elif await fingerprint(loaded) != before:
             failures.append((case.name, "store changed"))
     assert failures == [], "\n".join(map(str, failures))
+
+
+@pytest.mark.parametrize("endpoint", ["metrics", "dataset"])
+async def test_a_window_past_the_longest_is_refused_naming_window_and_the_limit(
+    loaded: Service, endpoint: str
+) -> None:
+    """A window the spec could not hold: it once answered one starting in year -247."""
+    path = f"{MONITOR}/{endpoint}?window="
+    assert (await loaded.call("GET", path + "2160h"))[0] == 200
+    status, body = await loaded.call("GET", path + "99999999999d")
+    assert status == 400
+    assert [(d["field"], d["reason"]) for d in body["details"]] == [("window", "invalid")]
+    assert "at most 90d" in body["details"][0]["message"], body
 
 
 async def test_item_errors_name_the_index_and_field(loaded: Service) -> None:

@@ -9,9 +9,11 @@ object too); then the openAPIV3Schema is checked with jsonschema, under strict f
 place in the object, typed by its schema (a `number` is a CEL double even when written `1`). It
 returns the problems found; `[]` means the apiserver would store the object.
 
-What it does not do: ObjectMeta validation (name syntax), CEL cost estimation, `oldSelf`
-transition rules, and list-type/map-type uniqueness. A rule that errors on a schema-valid object
-raises AssertionError: a rule must be total, guarding optional fields with `has()`.
+Of the Kubernetes CEL libraries beyond CEL's own, it has the one function the CRD uses: the
+strings extension's `split`. What it does not do: ObjectMeta validation (name syntax), CEL cost
+estimation, `oldSelf` transition rules, and list-type/map-type uniqueness. A rule that errors on
+a schema-valid object raises AssertionError: a rule must be total, guarding optional fields with
+`has()`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ import yaml
 from celpy import celtypes
 
 Schema = dict[str, Any]
+
+
+def _split(text: celtypes.StringType, separator: celtypes.StringType) -> celtypes.ListType:
+    """Kubernetes' `string.split(separator)` (cel-go's strings extension)."""
+    return celtypes.ListType([celtypes.StringType(part) for part in text.split(separator)])
+
+
+KUBERNETES: dict[str, Any] = {"split": _split}
+"""The Kubernetes CEL functions cel-python lacks that the CRD's rules use."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,7 @@ class CustomResource:
         for node in walk(self.schema):
             compiled = []
             for entry in node.get("x-kubernetes-validations", ()):
-                program = environment.program(environment.compile(entry["rule"]))
+                program = environment.program(environment.compile(entry["rule"]), KUBERNETES)
                 compiled.append(Rule(entry["rule"], entry.get("message", entry["rule"]), program))
             if compiled:
                 self.rules[id(node)] = compiled

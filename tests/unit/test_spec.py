@@ -378,6 +378,18 @@ DURATION = "expected a duration like 90s, 2m, 24h, 7d or 1h30m, got"
             "spec.feedback.missingActual.value: a regression label is an integer",
         ),
         ({"metrics": {"window": "0s"}}, "spec.metrics.window: must be longer than 0s"),
+        (
+            {"metrics": {"window": "99999999999d"}},
+            "spec.metrics.window: must be at most 90d, got 99999999999d",
+        ),
+        (
+            {"feedback": {"attributionWindow": "2161h"}},
+            "spec.feedback.attributionWindow: must be at most 90d, got 2161h",
+        ),
+        (
+            {"fallback": {"recoverAfter": "7d1s", "rules": [{"prediction": "0"}]}},
+            "spec.fallback.recoverAfter: must be at most 7d, got 7d1s",
+        ),
         ({"metrics": {"minSamples": 0}}, "spec.metrics.minSamples: must be at least 1, got 0"),
         ({"metrics": {"minSamples": 2.5}}, "spec.metrics.minSamples: expected an integer, got 2.5"),
         ({"alerts": {"name": "a"}}, "spec.alerts: expected a list, got an object"),
@@ -399,6 +411,7 @@ DURATION = "expected a duration like 90s, 2m, 24h, 7d or 1h30m, got"
             'spec.alerts[0].metric: "rmse" is not a metric of a binary model; expected one of:',
         ),
         ({"alerts": [{**ALERT, "for": "soon"}]}, f'spec.alerts[0].for: {DURATION} "soon"'),
+        ({"alerts": [{**ALERT, "for": "8d"}]}, "spec.alerts[0].for: must be at most 7d, got 8d"),
         (
             {"alerts": [{**ALERT, "name": f"a{i}"} for i in range(33)]},
             "spec.alerts: must have at most 32 items, got 33",

@@ -334,6 +334,18 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
         False,
     ),
     ("window 0s", patched(C, {"spec.metrics.window": "0s"}), False),
+    ("window 90d", patched(C, {"spec.metrics.window": "89d23h60m"}), True),
+    ("window past 90d", patched(C, {"spec.metrics.window": "7776001s"}), False),
+    ("window of 99999999999 days", patched(C, {"spec.metrics.window": "99999999999d"}), False),
+    ("attribution 2160h", patched(C, {"spec.feedback.attributionWindow": "2160h"}), True),
+    ("attribution past 90d", patched(C, {"spec.feedback.attributionWindow": "2161h"}), False),
+    ("recoverAfter 7d", patched(C, {"spec.fallback.recoverAfter": "10080m"}), True),
+    ("recoverAfter past 7d", patched(C, {"spec.fallback.recoverAfter": "7d1s"}), False),
+    (
+        "for past 7d",
+        patched(C, {"spec.alerts": [{"name": "a", "metric": "f1", "below": 0.5, "for": "8d"}]}),
+        False,
+    ),
     ("minSamples 0", patched(C, {"spec.metrics.minSamples": 0}), False),
     ("minSamples 2.5", patched(C, {"spec.metrics.minSamples": 2.5}), False),
     (
@@ -609,7 +621,7 @@ MUTATIONS: dict[str, list[Any]] = {
     ],
     "spec.fallback": [DELETE, {}, {"mode": "engaged"}, [], {"extra": True}],
     "spec.fallback.mode": ["auto", "engaged", "disengaged", "on"],
-    "spec.fallback.recoverAfter": ["0s", "ten", "1d"],
+    "spec.fallback.recoverAfter": ["0s", "ten", "1d", "7d", "7d1s", "999999999999s"],
     "spec.fallback.engageOn": [[], ["acc-low"], ["a", "b"], ["nope"], "acc-low", [1], [""]],
     "spec.extra": [1],
 }
@@ -660,4 +672,42 @@ def monitors(draw: st.DrawFn) -> dict[str, Any]:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(monitors())
 def test_generated_monitors_get_the_same_verdict(obj: dict[str, Any]) -> None:
+    assert_agree(obj)
+
+
+DURATION_FIELDS = [
+    "spec.metrics.window",
+    "spec.feedback.attributionWindow",
+    "spec.fallback.recoverAfter",
+    "spec.alerts",
+]
+
+
+@st.composite
+def durations(draw: st.DrawFn) -> str:
+    """Durations in the grammar, many near the bounds (7d, 90d) and some huge, some with leading
+    zeros, each unit's number drawn from a range around where it crosses a bound."""
+    units = {"d": 100, "h": 2500, "m": 150_000, "s": 8_000_000}
+    text = ""
+    for unit, around in units.items():
+        if draw(st.booleans()):
+            number = draw(
+                st.one_of(
+                    st.integers(0, around),
+                    st.integers(0, 10**12),
+                    st.sampled_from([7, 90, 168, 2160, 10080, 129600, 604800, 7776000]),
+                )
+            )
+            text += "0" * draw(st.integers(0, 2)) + str(number) + unit
+    return text[:32] or "0s"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(DURATION_FIELDS), durations())
+def test_generated_durations_get_the_same_verdict(path: str, text: str) -> None:
+    """The CRD's bound (computed in CEL from the string) is spec.py's, to the second."""
+    if path == "spec.alerts":
+        obj = patched(C, {path: [{"name": "a", "metric": "f1", "below": 0.5, "for": text}]})
+    else:
+        obj = patched(C, {path: text})
     assert_agree(obj)

@@ -14,7 +14,8 @@ holds the two to the same verdict on a corpus of monitors):
   batch are pointers into a body (RFC 6901);
 - `port` is an IANA service name (at most 15 of `a-z0-9-`, a letter, no `--`) or 1-65535;
 - durations are integers with units in order, `90s`, `2m`, `24h`, `7d`, `1h30m`; the windows are
-  longer than `0s`, while `for` and `recoverAfter` may be `0s`;
+  longer than `0s` and at most `MAX_WINDOW` (90d), while `for` and `recoverAfter` may be `0s` and
+  are at most `MAX_HOLD` (7d);
 - `threshold` is in [0, 1], `sampleRate` in (0, 1], `minSamples` at least 1;
 - `missingActual.value` is given with policy `assume` and only then, and fits the task: 0 or 1
   for binary, an integer for regression, an integer or a string for multiclass;
@@ -377,6 +378,12 @@ _CEL = _Text(4096, min_length=1, multiline=True)
 _POINTER_MAX = 1024
 _DURATION_MAX = 32
 
+MAX_WINDOW = 90 * 86400.0
+"""The longest `metrics.window` and `feedback.attributionWindow`: longer is a typo (a window
+starting centuries ago), not a need."""
+MAX_HOLD = 7 * 86400.0
+"""The longest an alert's `for` and the fallback's `recoverAfter` may hold a change back."""
+
 
 # -- the spec, section by section ------------------------------------------------------------------
 
@@ -547,7 +554,7 @@ def _feedback(
         return FeedbackSpec()
     return FeedbackSpec(
         attribution_window=read.duration(
-            feedback, where, "attributionWindow", positive=True, default=86400.0
+            feedback, where, "attributionWindow", positive=True, default=86400.0, most=MAX_WINDOW
         ),
         match=read.choice(feedback, where, "match", _MATCH_POLICIES) or "latest",
         missing_actual=_missing_actual(read, feedback, where, task),
@@ -586,7 +593,9 @@ def _metrics(read: _Reader, spec: Mapping[str, object], path: str) -> MetricsSpe
     if section is None:
         return MetricsSpec()
     return MetricsSpec(
-        window=read.duration(section, where, "window", positive=True, default=3600.0),
+        window=read.duration(
+            section, where, "window", positive=True, default=3600.0, most=MAX_WINDOW
+        ),
         min_samples=read.integer(section, where, "minSamples", low=1) or 50,
     )
 
@@ -618,7 +627,7 @@ def _alerts(
         above = read.number(alert, where, "above")
         if ("below" in alert) == ("above" in alert):
             read.fail(where, "exactly one of below or above")
-        for_ = read.duration(alert, where, "for", positive=False, default=0.0)
+        for_ = read.duration(alert, where, "for", positive=False, default=0.0, most=MAX_HOLD)
         if name is not None and metric is not None:
             alerts.append(AlertSpec(name, metric, below, above, for_))
     return tuple(alerts)
@@ -658,7 +667,9 @@ def _fallback(
     return FallbackSpec(
         mode=mode,
         engage_on=tuple(engage_on) if "engageOn" in fallback else tuple(a.name for a in alerts),
-        recover_after=read.duration(fallback, where, "recoverAfter", positive=False, default=600.0),
+        recover_after=read.duration(
+            fallback, where, "recoverAfter", positive=False, default=600.0, most=MAX_HOLD
+        ),
         rules=parsed,
     )
 
@@ -961,6 +972,7 @@ class _Reader:
         *,
         positive: bool,
         default: float,
+        most: float,
     ) -> float:
         value = obj.get(key)
         if value is None:
@@ -979,5 +991,8 @@ class _Reader:
             return default
         if positive and seconds == 0:
             self.fail(where, "must be longer than 0s")
+            return default
+        if seconds > most:
+            self.fail(where, f"must be at most {format_duration(most)}, got {value}")
             return default
         return seconds

@@ -20,7 +20,7 @@ from truthloop.core import evaluation, records, scopes, windows, wire
 from truthloop.core.evaluation import ALL_VERSIONS
 from truthloop.core.records import ItemError
 from truthloop.core.registry import TaskChange
-from truthloop.core.spec import FALLBACK_MODES, SpecError
+from truthloop.core.spec import FALLBACK_MODES, MAX_WINDOW, SpecError, format_duration
 from truthloop.feedback import bodies
 from truthloop.feedback.engine import Engine, WindowMetrics
 from truthloop.feedback.errors import BadRequest, Conflict, detail
@@ -37,6 +37,9 @@ NAMESPACE_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 _encode = msgspec.json.Encoder().encode
+
+_UP_TO = f"longer than 0s and at most {format_duration(MAX_WINDOW)}"
+"""The range of a `window` or `series` query parameter (`bodies.duration`)."""
 
 
 def json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -237,12 +240,12 @@ async def get_metrics(request: web.Request) -> web.Response:
     key = _key(request)
     engine = request.app[ENGINE]
     await engine.lookup(key)
-    window = bodies.query(request, "window", bodies.duration, None, "a duration like 1h")
+    window = bodies.query(request, "window", bodies.duration, None, f"a duration like 1h, {_UP_TO}")
     version = bodies.query(request, "version", _identifier(request), None, "a model version")
     served_by = bodies.query(
         request, "served_by", bodies.choice(*wire.SERVED_BY), None, "model or fallback"
     )
-    series = bodies.query(request, "series", bodies.duration, None, "a step like 1m")
+    series = bodies.query(request, "series", bodies.duration, None, f"a step like 1m, {_UP_TO}")
     step = None
     if series is not None:
         if series % 60:
@@ -363,7 +366,7 @@ async def get_dataset(request: web.Request) -> web.StreamResponse:
     key = _key(request)
     engine = request.app[ENGINE]
     await engine.lookup(key)
-    window = bodies.query(request, "window", bodies.duration, None, "a duration like 7d")
+    window = bodies.query(request, "window", bodies.duration, None, f"a duration like 7d, {_UP_TO}")
     version = bodies.query(request, "version", _identifier(request), None, "a model version")
     correct = bodies.query(request, "correct", bodies.boolean, None, "true or false")
     fmt = bodies.query(

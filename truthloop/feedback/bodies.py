@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
 
 from truthloop.core import records
-from truthloop.core.spec import parse_duration
+from truthloop.core.spec import MAX_WINDOW, parse_duration
 from truthloop.feedback.errors import (
     BadRequest,
     PayloadTooLarge,
@@ -116,8 +116,9 @@ def identifier(max_length: int) -> Parse[str]:
 
 
 def duration(text: str) -> float:
+    """A window or a step: longer than 0s and at most the longest window a spec may have."""
     seconds = parse_duration(text)
-    if not 0 < seconds <= 400 * 86400:
+    if not 0 < seconds <= MAX_WINDOW:
         raise ValueError(text)
     return seconds
 
