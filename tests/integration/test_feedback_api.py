@@ -17,6 +17,7 @@ from tests.support.feedback import (
     sample,
 )
 from tests.support.waiting import eventually
+from truthloop.core.spec import parse_monitor
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
 
@@ -55,6 +56,26 @@ async def test_monitors_survive_a_restart(start_service: ServiceFactory) -> None
     await first.stop()
     second = await start_service()
     assert (await second.ok("GET", "/v1/monitors/ml/churn"))["spec"] == monitor_body()["spec"]
+
+
+async def test_a_monitor_stored_before_durations_were_bounded_still_serves_and_stays_editable(
+    start_service: ServiceFactory, clock: FakeClock
+) -> None:
+    """After an upgrade a service holding one starts; the operator's PUT of the same spec is
+    accepted, a changed spec must fit the bounds."""
+    held = monitor_body(metrics={"window": "100d", "minSamples": 5})
+    first = await start_service()
+    await first.engine.store.put_monitor(parse_monitor(held, bounded=False), held, clock())
+    await first.stop()
+    second = await start_service()
+    assert (await second.metrics())["window"]["seconds"] == 100 * 86400
+    relabeled = {**held, "metadata": {**held["metadata"], "labels": {"team": "ml"}}}
+    assert (await second.call("PUT", "/v1/monitors/ml/churn", json=relabeled))[0] == 200
+    changed = monitor_body(metrics={"window": "100d", "minSamples": 6})
+    status, body = await second.call("PUT", "/v1/monitors/ml/churn", json=changed)
+    assert status == 400
+    assert body["details"][0]["field"] == "spec.metrics.window"
+    assert "at most 90d" in body["details"][0]["message"]
 
 
 async def test_an_invalid_monitor_is_refused_with_the_field_path(

@@ -114,6 +114,26 @@ async def test_a_bad_model_monitor_is_refused_with_the_field_path(
     assert answer["response"]["allowed"] is True
 
 
+async def test_a_spec_past_the_bounds_is_refused_unless_an_update_leaves_it_as_it_was(
+    world: World,
+) -> None:
+    """A monitor from before the durations were bounded keeps its labels editable; a new one, or
+    a changed spec, must fit (the CRD's rules ratchet the same way on the apiserver)."""
+    held = monitor_body(metrics={"window": "100d"})
+    _, answer = await post(world, "/validate-modelmonitors", review(held, MONITORS))
+    assert answer["response"]["allowed"] is False
+    assert "spec.metrics.window: must be at most 90d" in answer["response"]["status"]["message"]
+    labeled = {**held, "metadata": {**held["metadata"], "labels": {"team": "ml"}}}
+    relabel = review(labeled, MONITORS, "UPDATE")
+    relabel["request"]["oldObject"] = held
+    _, answer = await post(world, "/validate-modelmonitors", relabel)
+    assert answer["response"]["allowed"] is True, answer
+    changed = review(monitor_body(metrics={"window": "100d", "minSamples": 5}), MONITORS, "UPDATE")
+    changed["request"]["oldObject"] = held
+    _, answer = await post(world, "/validate-modelmonitors", changed)
+    assert answer["response"]["allowed"] is False
+
+
 def broken(**request: Any) -> dict[str, Any]:
     """A pod review with some `request` fields replaced."""
     good = review(SELECTED_POD)

@@ -547,6 +547,14 @@ def test_the_spec_snapshot_is_what_the_sidecar_parses() -> None:
     assert inject.target(snapshot).monitor == target.monitor
 
 
+def test_a_monitor_accepted_before_durations_were_bounded_still_injects() -> None:
+    """A monitor in the cluster from before the bounds keeps its pods injected after an
+    upgrade (its next change must fit them: the CRD and the webhook refuse it then)."""
+    snapshot = json.loads(monitor().snapshot)
+    snapshot["spec"]["metrics"] = {"window": "120d"}
+    assert inject.target(snapshot).monitor.spec.metrics.window == 120 * 86400
+
+
 # -- idempotence, as a property ----------------------------------------------------------------
 
 NAMES = ["http", "web", "grpc", "metrics", "tl-proxy"]

@@ -115,6 +115,13 @@ def test_a_spec_that_does_not_parse_is_refused_with_a_reason() -> None:
     assert "spec.task" in str(caught.value)
 
 
+def test_a_spec_accepted_before_durations_were_bounded_still_loads() -> None:
+    """A running pod's snapshot keeps working after an upgrade bounded `for` to 7d."""
+    body = copy.deepcopy(monitor())
+    body["spec"]["fallback"]["recoverAfter"] = "30d"
+    assert live.load(body).monitor.spec.fallback.recover_after == 30 * 86400
+
+
 def test_a_spec_under_a_monitor_key_is_read_too() -> None:
     loaded = live.load({"monitor": monitor()})
     assert loaded.monitor.key == "ml/churn"

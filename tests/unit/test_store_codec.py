@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.support.feedback import monitor_body
+from truthloop.core.spec import SpecError, parse_monitor
 from truthloop.feedback.store import codec
 
 
@@ -30,3 +33,16 @@ def test_a_monitor_gone_from_the_rows_is_forgotten() -> None:
     first = parsed.registered([(1, body, 10.0, None)])
     parsed.registered([])
     assert parsed.registered([(1, body, 10.0, None)])[0].monitor is not first[0].monitor
+
+
+def test_a_monitor_stored_before_durations_were_bounded_is_still_read() -> None:
+    """A service holding such a monitor still starts; only a new or changed one must fit."""
+    held = monitor_body(metrics={"window": "100d", "minSamples": 5})
+    held["spec"]["alerts"][0]["for"] = "8d"
+    (found,) = codec.Parsed().registered([(1, json.dumps(held), 10.0, None)])
+    assert (found.monitor.spec.metrics.window, found.monitor.spec.alerts[0].for_) == (
+        100 * 86400,
+        8 * 86400,
+    )
+    with pytest.raises(SpecError, match=r"spec\.metrics\.window: must be at most 90d"):
+        parse_monitor(held)

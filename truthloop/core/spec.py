@@ -252,13 +252,15 @@ def format_duration(seconds: float) -> str:
     return "-" + text if seconds <= -1 else text
 
 
-def parse_monitor(obj: object) -> Monitor:
+def parse_monitor(obj: object, *, bounded: bool = True) -> Monitor:
     """A ModelMonitor object (from YAML or JSON) as a `Monitor`, or SpecError with every problem.
 
     `status` and metadata other than name, namespace and generation are ignored; the namespace
-    defaults to `default` and the generation to 1.
+    defaults to `default` and the generation to 1. `bounded=False` reads a monitor accepted
+    before the durations were bounded (`MAX_WINDOW`, `MAX_HOLD`) as it was then: what a store or
+    a running sidecar already holds keeps working; only a new or changed monitor must fit.
     """
-    read = _Reader()
+    read = _Reader(bounded)
     if not isinstance(obj, Mapping):
         raise SpecError([FieldError("", f"expected a ModelMonitor object, got {_show(obj)}")])
     root = read.mapping(obj, "", _ROOT_FIELDS)
@@ -280,6 +282,14 @@ def parse_monitor(obj: object) -> Monitor:
     if read.errors or spec is None:
         raise SpecError(read.errors)
     return Monitor(namespace=namespace, name=name, spec=spec, generation=generation)
+
+
+def parse_update(obj: object, old: Mapping[str, object] | None) -> Monitor:
+    """`parse_monitor` of a new or replacing object: a spec changed from `old`'s (or without an
+    `old`) must fit today's bounds, a spec left as it was is read as it was accepted (as the
+    apiserver ratchets the CRD's rules), so a monitor from before the bounds stays editable."""
+    unchanged = old is not None and isinstance(obj, Mapping) and obj.get("spec") == old.get("spec")
+    return parse_monitor(obj, bounded=not unchanged)
 
 
 def parse_spec(obj: object, path: str = "spec") -> MonitorSpec:
@@ -754,10 +764,11 @@ class _Reader:
     return None when the value is absent or invalid, or the given default.
     """
 
-    __slots__ = ("errors",)
+    __slots__ = ("bounded", "errors")
 
-    def __init__(self) -> None:
+    def __init__(self, bounded: bool = True) -> None:
         self.errors: list[FieldError] = []
+        self.bounded = bounded
 
     def fail(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path, message))
@@ -992,7 +1003,7 @@ class _Reader:
         if positive and seconds == 0:
             self.fail(where, "must be longer than 0s")
             return default
-        if seconds > most:
+        if self.bounded and seconds > most:
             self.fail(where, f"must be at most {format_duration(most)}, got {value}")
             return default
         return seconds

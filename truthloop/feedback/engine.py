@@ -39,7 +39,7 @@ from truthloop.core import alerts, evaluation, records, scopes, windows, wire
 from truthloop.core.evaluation import ALL_VERSIONS, Evaluated, Group
 from truthloop.core.plan import ACTUALS_EXPIRED, ACTUALS_MATCHED, ACTUALS_PENDING
 from truthloop.core.records import Actual, PredictionRecord
-from truthloop.core.spec import FALLBACK_MODES, FallbackMode, Monitor, parse_monitor
+from truthloop.core.spec import FALLBACK_MODES, FallbackMode, Monitor, parse_update
 from truthloop.core.tasks import Task
 from truthloop.feedback import refusals
 from truthloop.feedback.settings import Settings
@@ -324,7 +324,8 @@ class Engine:
         """Register or replace a monitor; True when it is new. Raises `SpecError`, and
         `registry.TaskChange` for a task change (the store decides, so every replica answers the
         same)."""
-        monitor = parse_monitor(body)
+        held = self._runtimes.get(f"{namespace}/{name}")
+        monitor = parse_update(body, None if held is None else held.registered.body)
         key = monitor.key
         async with self._lock:
             registered, created = await self.store.put_monitor(monitor, body, self.settings.clock())

@@ -25,7 +25,7 @@ from typing import Any
 import jsonpatch
 import kopf
 
-from truthloop.core.spec import SpecError, parse_monitor
+from truthloop.core.spec import SpecError, parse_update
 from truthloop.operator import admission, census, inject
 from truthloop.operator.kube import GROUP, PLURAL, VERSION
 from truthloop.operator.runtime import MONITORS, PODS, SERVICES, Runtime
@@ -139,7 +139,7 @@ def build(runtime: Runtime) -> kopf.OperatorRegistry:
     )
     async def validate_monitor(body: kopf.Body, **kwargs: Any) -> None:
         try:
-            parse_monitor(dict(body))
+            parse_update(dict(body), kwargs.get("old"))
         except SpecError as e:
             meta = body.metadata
             log.warning(

@@ -102,7 +102,7 @@ class Target:
 
 def target(body: Mapping[str, Any]) -> Target:
     """The `Target` of a ModelMonitor object; raises `SpecError` if its spec does not parse."""
-    monitor = parse_monitor(body)
+    monitor = parse_monitor(body, bounded=False)
     snapshot = {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),

@@ -44,7 +44,7 @@ def load(body: Any) -> Loaded:
     if isinstance(body, dict) and isinstance(body.get("monitor"), dict):
         body = body["monitor"]
     try:
-        monitor = parse_monitor(body)
+        monitor = parse_monitor(body, bounded=False)
     except SpecError as e:
         raise LoadError("invalid_spec", str(e)) from e
     return Loaded(monitor, _compiled(monitor.spec.fallback.rules))

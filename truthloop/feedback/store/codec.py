@@ -56,8 +56,10 @@ def to_json(value: Any) -> str:
 
 
 def registered(monitor_id: int, body: str, created: float, deleted: float | None) -> Registered:
+    """A stored monitor, read as it was accepted: one stored before the durations were bounded
+    must not stop the service from starting."""
     obj = decode(body)
-    return Registered(monitor_id, parse_monitor(obj), obj, created, deleted)
+    return Registered(monitor_id, parse_monitor(obj, bounded=False), obj, created, deleted)
 
 
 class Parsed:
