@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -35,6 +36,7 @@ from typing import Any, NamedTuple
 import msgspec
 from aiohttp import web
 
+from tests.support import sites
 from tests.support.ports import free_port
 from truthloop.core import wire
 
@@ -80,6 +82,8 @@ class FakeFeedback:
         self.reject: Callable[[dict[str, Any]], str | None] = lambda record: None
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._listening: socket.socket | None = None
+        """The port's listening socket while started."""
         for body in monitors:
             meta = body["metadata"]
             self.register(f"{meta['namespace']}/{meta['name']}", body)
@@ -103,15 +107,17 @@ class FakeFeedback:
         )
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+        self._listening = await sites.serve(self._runner, self.port)
 
     async def stop(self) -> None:
         """Down: long-polls are answered at once, and the port refuses connections until `start`
         again."""
         if self._runner is not None:
             runner, self._runner = self._runner, None
+            listening, self._listening = self._listening, None
+            assert listening is not None
             self._wake()
-            await runner.cleanup()
+            await sites.stop(runner, listening)
 
     async def __aenter__(self) -> FakeFeedback:
         await self.start()

@@ -10,13 +10,14 @@ want one.
 from __future__ import annotations
 
 import copy
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import msgspec
-from aiohttp import web
 
+from tests.support import sites
 from truthloop.feedback import api
 from truthloop.feedback import app as feedback_app
 from truthloop.feedback import settings as feedback_settings
@@ -93,6 +94,7 @@ class Service:
         self.runner = feedback_app.Runner(self.app, access_log=None)
         self.session: aiohttp.ClientSession | None = None
         self.base = ""
+        self.listening: socket.socket | None = None
 
     @property
     def engine(self) -> Engine:
@@ -103,19 +105,20 @@ class Service:
         assert self.session is not None
         return self.session
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
+        """Serve on `port` (0: one the OS picks; a stopped service's port again)."""
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self.runner.addresses[0][:2]
-        self.base = f"http://{host}:{port}"
+        self.listening = await sites.serve(self.runner, port)
+        self.base = f"http://127.0.0.1:{self.listening.getsockname()[1]}"
         headers = {"Authorization": f"Bearer {self.settings.token}"} if self.settings.token else {}
         self.session = aiohttp.ClientSession(headers=headers)
 
     async def stop(self) -> None:
         if self.session is not None:
             await self.session.close()
-        await self.runner.cleanup()
+        if self.listening is not None:
+            listening, self.listening = self.listening, None
+            await sites.stop(self.runner, listening)
 
     async def tick(self) -> None:
         await self.engine.tick()

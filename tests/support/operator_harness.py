@@ -32,7 +32,6 @@ import kmock  # noqa: E402
 import kopf  # noqa: E402
 import kubernetes.config.kube_config  # noqa: E402
 import yarl  # noqa: E402
-from aiohttp import web  # noqa: E402
 
 from tests.support.apiserver_mock import MONITORS, Apiserver  # noqa: E402
 from tests.support.feedback import FakeClock, Service, make_settings  # noqa: E402
@@ -263,10 +262,7 @@ class World:
     async def start_feedback(self) -> Service:
         """The feedback service on this world's port (again, after `stop_feedback`)."""
         service = Service(make_settings(self.store, self.clock, token=TOKEN))
-        await service.runner.setup()
-        await web.TCPSite(service.runner, "127.0.0.1", self.port).start()
-        service.base = f"http://127.0.0.1:{self.port}"
-        service.session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"})
+        await service.start(self.port)
         self.feedback = service
         return service
 
