@@ -237,7 +237,18 @@ class Client:
             return await answer
         except BaseException:
             connection.drop()
+            _abandon(answer)
             raise
         finally:
             if not connection.open and self._connection is connection:
                 self._connection = None
+
+
+def _abandon(answer: asyncio.Future[tuple[int, bytes]]) -> None:
+    """Let go of an answer the request no longer waits for: an error the connection already put
+    in it is read (the request raised its own), and one it would put later cannot land; else the
+    loop reports "Future exception was never retrieved"."""
+    if not answer.done():
+        answer.cancel()
+    elif not answer.cancelled():
+        answer.exception()
