@@ -1,6 +1,6 @@
 """Requests to the feedback service over one kept-alive HTTP/1.1 connection, on the proxy's loop.
 
-Shipping (`poster`) and the state follower talk to the service on the event loop that serves the
+Shipping and the state follower talk to the service on the event loop that serves the
 model's requests, so a request must never take a long turn of the loop: the head is written, then
 a body in `slice_bytes` slices, one a turn (waiting while the socket's buffer is full), and the
 answer is parsed by httptools as it arrives. One request at a time per `Client`; the connection

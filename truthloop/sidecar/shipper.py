@@ -2,8 +2,9 @@
 
 Records enter through `submit` (O(1), never awaits) into a byte-bounded `RecordBuffer`, which
 appends each to the NDJSON body of its batch. A sender task takes batches (cut by size, or after
-`linger`) and POSTs them to `{feedback_url}/v1/predictions` with a `Poster`, which writes a body a
-slice per turn of the loop: shipping takes no long turn from the requests the proxy serves. A
+`linger`) and POSTs them to `{feedback_url}/v1/predictions` with a `client.Client`, which writes
+a body a slice per turn of the loop: shipping takes no long turn from the requests the proxy
+serves. A
 batch the service cannot take now goes to the disk spool and the sender backs off; while the
 service is away a spiller task moves every new batch to the spool too, and it also spills
 whenever the queue passes its high-water mark, so memory stays bounded while a slow POST is in
@@ -51,7 +52,7 @@ import msgspec
 from truthloop.core.throttle import Throttle
 from truthloop.sidecar.backoff import Backoff, BackoffSettings
 from truthloop.sidecar.buffer import RecordBuffer
-from truthloop.sidecar.poster import Poster
+from truthloop.sidecar.client import Client
 from truthloop.sidecar.spool import Batch, Spool, SpoolError, SpoolFull
 
 log = logging.getLogger("truthloop.sidecar.shipper")
@@ -61,6 +62,7 @@ UNREGISTERED = "unknown_monitor"
 
 MiB = 1024 * 1024
 
+PREDICTIONS_PATH = "/v1/predictions"
 MONITOR_HEADER = "X-Truthloop-Monitor"
 """Names the sidecar's monitor on every POST, so a service that refuses the batch unread can
 still tell the monitor's status that its capture is refused."""
@@ -185,11 +187,7 @@ class Shipper:
         if settings.monitor:
             self._headers[MONITOR_HEADER] = settings.monitor
         self._authorize(settings.token)
-        self._poster = Poster(
-            settings.feedback_url.rstrip("/") + "/v1/predictions",
-            self._headers,
-            timeout=settings.timeout,
-        )
+        self._client = Client(settings.feedback_url, self._headers, timeout=settings.timeout)
         self._backoff = Backoff(settings.backoff)
         self._throttle = Throttle()
         self._seq = 0
@@ -263,7 +261,7 @@ class Shipper:
                 self.stats.dropped["shutdown_timeout"] += lost
                 log.error("drain budget spent: %d records were neither sent nor spooled", lost)
         finally:
-            self._poster.close()
+            self._client.close()
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -362,7 +360,7 @@ class Shipper:
         while parts:
             part = parts[0]
             try:
-                status, body = await self._poster.post(part.body)
+                status, body = await self._client.request("POST", PREDICTIONS_PATH, part.body)
             except (OSError, TimeoutError) as e:
                 return self._retry(parts, type(e).__name__)
             verdict = judge(status, body, part.count)

@@ -16,7 +16,6 @@ from aiohttp import web
 
 from tests.integration.proxy_harness import LOOPS
 from truthloop.sidecar.client import Client, ClientError
-from truthloop.sidecar.poster import Poster
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -48,7 +47,7 @@ async def scripted(script: Script) -> AsyncIterator[tuple[str, list[int]]]:
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}/v1/predictions", accepted
+        yield f"http://127.0.0.1:{port}", accepted
     finally:
         server.close()
         with contextlib.suppress(TimeoutError):
@@ -74,6 +73,8 @@ def answer(status: int, body: bytes = b"{}", *extra: bytes) -> bytes:
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
+PATH = "/v1/predictions"
+
 HEADERS = {
     "Content-Type": "application/x-ndjson",
     "Authorization": "Bearer s3cret",
@@ -98,12 +99,12 @@ async def test_bodies_arrive_whole_with_their_headers_over_one_kept_alive_connec
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    poster = Poster(f"http://127.0.0.1:{port}/v1/predictions", dict(HEADERS), timeout=10)
+    client = Client(f"http://127.0.0.1:{port}", dict(HEADERS), timeout=10)
     bodies = [b"a\n", bytearray(b"b" * 1_000_003), b"c\n"]
     try:
-        answers = [await poster.post(body) for body in bodies]
+        answers = [await client.request("POST", PATH, body) for body in bodies]
     finally:
-        poster.close()
+        client.close()
         await runner.cleanup()
     assert answers == [(200, b'{"accepted": %d}' % n) for n in (1, 2, 3)]
     assert [body for body, _, _ in seen] == bodies
@@ -128,9 +129,9 @@ async def test_a_connection_the_service_closes_is_replaced_and_the_request_sent_
         await read_request(reader)  # the next request on this connection is not answered
 
     async with scripted(one_request) as (url, accepted):
-        poster = Poster(url, dict(HEADERS), timeout=10)
-        answers = [await poster.post(b"%d\n" % i) for i in range(4)]
-        poster.close()
+        client = Client(url, dict(HEADERS), timeout=10)
+        answers = [await client.request("POST", PATH, b"%d\n" % i) for i in range(4)]
+        client.close()
     assert answers == [(200, b"ok")] * 4
     assert served == [b"0\n", b"1\n", b"2\n", b"3\n"]
     assert len(accepted) == 4  # twice a kept connection was reused in vain
@@ -146,11 +147,11 @@ async def test_an_answer_body_is_kept_up_to_the_bound_and_an_endless_one_ends_th
             await writer.drain()
 
     async with scripted(flood) as (url, accepted):
-        poster = Poster(url, dict(HEADERS), timeout=60, max_answer_bytes=100_000)
-        status, body = await poster.post(b"a\n")
+        client = Client(url, dict(HEADERS), timeout=60, max_answer_bytes=100_000)
+        status, body = await client.request("POST", PATH, b"a\n")
         assert (status, body) == (400, b"x" * 100_000)
-        assert await poster.post(b"b\n") == (400, b"x" * 100_000)
-        poster.close()
+        assert await client.request("POST", PATH, b"b\n") == (400, b"x" * 100_000)
+        client.close()
     assert len(accepted) == 2  # the cut answer's connection was dropped
 
 
@@ -175,10 +176,10 @@ def test_an_answer_that_is_not_a_bounded_http_answer_is_an_error(
 
     async def main() -> None:
         async with scripted(reply_then_close) as (url, accepted):
-            poster = Poster(url, dict(HEADERS), timeout=10, max_answer_bytes=100_000)
+            client = Client(url, dict(HEADERS), timeout=10, max_answer_bytes=100_000)
             with pytest.raises(ClientError, match=message):
-                await poster.post(b"a\n")
-            poster.close()
+                await client.request("POST", PATH, b"a\n")
+            client.close()
         assert len(accepted) == 1  # a new connection's failure is not retried
 
     with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
@@ -196,11 +197,11 @@ async def test_a_service_that_does_not_answer_times_out_and_its_connection_is_dr
                 writer.write(answer(200))
 
     async with scripted(silent_once) as (url, accepted):
-        poster = Poster(url, dict(HEADERS), timeout=0.2)
+        client = Client(url, dict(HEADERS), timeout=0.2)
         with pytest.raises(TimeoutError):
-            await poster.post(b"a\n")
-        assert await poster.post(b"b\n") == (200, b"{}")
-        poster.close()
+            await client.request("POST", PATH, b"a\n")
+        assert await client.request("POST", PATH, b"b\n") == (200, b"{}")
+        client.close()
     assert len(accepted) == 2  # a late answer to the first can never meet the second
 
 
@@ -213,10 +214,13 @@ async def test_an_answer_before_the_body_was_sent_counts_and_the_connection_is_d
         await reader.read()  # until the client goes
 
     async with scripted(refuse_unread) as (url, accepted):
-        poster = Poster(url, dict(HEADERS), timeout=10, slice_bytes=1024)
-        assert await poster.post(b"x" * 50_000_000) == (413, b'{"error": "too large"}')
-        assert await poster.post(b"x" * 10) == (413, b'{"error": "too large"}')
-        poster.close()
+        client = Client(url, dict(HEADERS), timeout=10, slice_bytes=1024)
+        assert await client.request("POST", PATH, b"x" * 50_000_000) == (
+            413,
+            b'{"error": "too large"}',
+        )
+        assert await client.request("POST", PATH, b"x" * 10) == (413, b'{"error": "too large"}')
+        client.close()
     assert len(accepted) == 2
 
 
@@ -228,18 +232,18 @@ async def test_an_interim_100_continue_is_skipped() -> None:
         await writer.drain()
 
     async with scripted(interim) as (url, _):
-        poster = Poster(url, dict(HEADERS), timeout=10)
-        assert await poster.post(b"a\n") == (202, b"later")
-        poster.close()
+        client = Client(url, dict(HEADERS), timeout=10)
+        assert await client.request("POST", PATH, b"a\n") == (202, b"later")
+        client.close()
 
 
 @both_loops
 async def test_a_service_not_listening_is_an_os_error() -> None:
     async with scripted(read_request) as (url, _):
         pass  # closed: its port refuses connections now
-    poster = Poster(url, dict(HEADERS), timeout=10)
+    client = Client(url, dict(HEADERS), timeout=10)
     with pytest.raises(ConnectionRefusedError):
-        await poster.post(b"a\n")
+        await client.request("POST", PATH, b"a\n")
 
 
 @both_loops
@@ -289,9 +293,9 @@ async def test_a_connection_closed_mid_body_is_one_error_and_leaves_no_unread_on
         writer.transport.abort()
 
     async with scripted(close_after_head) as (url, _):
-        poster = Poster(url, dict(HEADERS), timeout=10, slice_bytes=1024)
+        client = Client(url, dict(HEADERS), timeout=10, slice_bytes=1024)
         with pytest.raises(ClientError):
-            await poster.post(b"x" * 50_000_000)
-        poster.close()
+            await client.request("POST", PATH, b"x" * 50_000_000)
+        client.close()
     gc.collect()
     assert unread == []
