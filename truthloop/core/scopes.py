@@ -11,7 +11,7 @@ that is no token the service knows is its own 401 (`unauthorized`), decided befo
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from truthloop.core.records import ItemError
@@ -65,9 +65,9 @@ def route_refusal(scope: Scope, method: str, route: str) -> ItemError | None:
     )
 
 
-def foreign_items(scope: Scope, monitors: Sequence[str], indices: Sequence[int]) -> list[ItemError]:
+def foreign_items(scope: Scope, monitors: Iterable[str], indices: Sequence[int]) -> list[ItemError]:
     """The items whose monitor (`namespace/name`) is not of the scope's namespace, each named by
-    its index in the request (`indices[i]` for `monitors[i]`)."""
+    its index in the request (`indices[i]` for the i-th monitor); the admin's reads none of them."""
     if scope.admin:
         return []
     own = f"{scope.namespace}/"

@@ -468,7 +468,7 @@ class Engine:
                 if count_rejected:
                     self._count_rejected(parsed.rejected)
                 raise refusals.InvalidItems(kind, parsed.errors, parsed.omitted)
-            monitors = [item.monitor for item in parsed.items]
+            monitors = (item.monitor for item in parsed.items)  # read only for a namespace token
             foreign = scopes.foreign_items(scope, monitors, parsed.indices)
             if foreign:
                 raise refusals.OutOfScope(kind, scope.namespace or "", foreign)
