@@ -109,11 +109,11 @@ def pod_facts(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _sidecar_target(spec: Mapping[str, Any]) -> int | None:
-    """The model's port number as the pod's sidecar forwards to it (`TRUTHLOOP_MODEL_URL`)."""
+    """The model's port number as the pod's sidecar forwards to it (`inject.MODEL_URL`)."""
     for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
         if c.get("name") == inject.SIDECAR:
             for variable in c.get("env") or []:
-                if variable.get("name") == "TRUTHLOOP_MODEL_URL":
+                if variable.get("name") == inject.MODEL_URL:
                     port = str(variable.get("value", "")).rpartition(":")[2]
                     return int(port) if port.isdigit() else None
     return None

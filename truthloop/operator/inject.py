@@ -55,6 +55,8 @@ SIDECAR = "truthloop-sidecar"
 MODEL_PORT = "tl-model"
 PROXY_PORT = "tl-proxy"
 """The sidecar's port name when the numbered port it takes over had none."""
+MODEL_URL = "TRUTHLOOP_MODEL_URL"
+"""The sidecar's variable naming where the model listens (`census` reads the port back from it)."""
 ADMIN_PORT = "tl-admin"
 SPOOL_VOLUME = "truthloop-spool"
 SPOOL_PATH = "/var/spool/truthloop"
@@ -383,7 +385,7 @@ def _sidecar(
     monitor = chosen.monitor
     env: list[dict[str, Any]] = [
         {"name": "TRUTHLOOP_LISTEN", "value": f"0.0.0.0:{plan.public_port}"},
-        {"name": "TRUTHLOOP_MODEL_URL", "value": f"http://127.0.0.1:{plan.model_port}"},
+        {"name": MODEL_URL, "value": f"http://127.0.0.1:{plan.model_port}"},
         {"name": "TRUTHLOOP_ADMIN", "value": f"0.0.0.0:{plan.admin_port}"},
         {"name": "TRUTHLOOP_FEEDBACK_URL", "value": settings.feedback_url},
         {"name": "TRUTHLOOP_MONITOR", "value": monitor.key},
