@@ -145,6 +145,7 @@ async def test_a_token_registration_names_what_is_wrong(start_service: ServiceFa
         ("/v1/tokens/a", {"sha256": "ABC"}, "sha256"),
         ("/v1/tokens/a", {"token": "x"}, "sha256"),
         ("/v1/tokens/Not_A_Namespace", {"sha256": scopes.digest("x")}, "namespace"),
+        (f"/v1/tokens/{'a' * 64}", {"sha256": scopes.digest("x")}, "namespace"),
     ]
     for path, json, field in bad:
         status, body = await service.call("PUT", path, json=json)

@@ -358,6 +358,13 @@ _DNS_SUBDOMAIN = _Text(
 _DNS_LABEL = _Text(
     63, re.compile(_DNS_LABEL_RE), "a DNS label (lowercase letters, digits and '-')", 1
 )
+
+
+def is_namespace(text: str) -> bool:
+    """Whether `text` is a namespace name as `metadata.namespace` accepts it (a DNS label)."""
+    return len(text) <= _DNS_LABEL.max_length and re.fullmatch(_DNS_LABEL_RE, text) is not None
+
+
 _LABEL_NAME_RE = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _LABEL_KEY_RE = re.compile(rf"(?:{_DNS_LABEL_RE}(?:\.{_DNS_LABEL_RE})*/)?{_LABEL_NAME_RE}")
 _LABEL_KEY = _Text(317, _LABEL_KEY_RE, "a label key like app.kubernetes.io/version")

@@ -20,7 +20,13 @@ from truthloop.core import evaluation, records, scopes, windows, wire
 from truthloop.core.evaluation import ALL_VERSIONS
 from truthloop.core.records import ItemError
 from truthloop.core.registry import TaskChange
-from truthloop.core.spec import FALLBACK_MODES, MAX_WINDOW, SpecError, format_duration
+from truthloop.core.spec import (
+    FALLBACK_MODES,
+    MAX_WINDOW,
+    SpecError,
+    format_duration,
+    is_namespace,
+)
 from truthloop.feedback import bodies
 from truthloop.feedback.engine import Engine, WindowMetrics
 from truthloop.feedback.errors import BadRequest, Conflict, detail
@@ -32,8 +38,6 @@ SETTINGS = web.AppKey("settings", Settings)
 SCOPE = web.RequestKey("scope", scopes.Scope)
 """The request's `scopes.Scope`, set by the auth middleware (an open service's: the admin's)."""
 
-NAMESPACE_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-"""A Kubernetes namespace name (an RFC 1123 label)."""
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 _encode = msgspec.json.Encoder().encode
@@ -217,7 +221,7 @@ async def put_token(request: web.Request) -> web.Response:
     """Register a namespace's token by its SHA-256 (`{"sha256": "<64 hex digits>"}`): from now
     on that token may capture and send feedback for the namespace's monitors (`core.scopes`)."""
     namespace = request.match_info["namespace"]
-    if not NAMESPACE_PATTERN.fullmatch(namespace):
+    if not is_namespace(namespace):
         raise BadRequest(
             "not a namespace name",
             [detail("namespace", "expected a Kubernetes namespace name", "invalid")],
