@@ -551,8 +551,6 @@ class _Checker:
         return task
 
     def ident(self, index: int, field: str, value: str) -> None:
-        if value and len(value) <= self.limits.max_id_length and value.isprintable():
-            return  # the usual case, without a call per identifier
         problem = identifier_problem(value, self.limits.max_id_length)
         if problem:
             self.fail(index, field, *problem)
