@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar, overload
 
 from truthloop.core import fieldpath, metrics, pointer
+from truthloop.core.profile import FeatureKind
 from truthloop.core.rules import FallbackRule
 from truthloop.core.tasks import TASKS, Task
 
@@ -176,6 +177,39 @@ class FallbackSpec:
     rules: tuple[FallbackRule, ...] = ()
 
 
+DriftMethod = Literal["wasserstein", "jensenshannon", "psi", "ks", "chisquare"]
+
+DRIFT_METHODS: tuple[DriftMethod, ...] = ("wasserstein", "jensenshannon", "psi", "ks", "chisquare")
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    """A profiled input: `pointer` is relative to the captured features object."""
+
+    name: str
+    pointer: str
+    kind: FeatureKind
+
+
+@dataclass(frozen=True, slots=True)
+class DriftOverride:
+    """One feature's own drift test: a method and/or a threshold in place of the default's."""
+
+    feature: str
+    method: DriftMethod | None = None
+    threshold: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DriftSpec:
+    """`share`: the share of drifted features that is dataset drift; `reference`: the period
+    (epoch seconds, from and to) of captured records a reference is built from, if any."""
+
+    share: float = 0.5
+    reference: tuple[float, float] | None = None
+    overrides: tuple[DriftOverride, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class MonitorSpec:
     selector: Selector
@@ -190,6 +224,9 @@ class MonitorSpec:
     metrics: MetricsSpec = field(default_factory=MetricsSpec)
     alerts: tuple[AlertSpec, ...] = ()
     fallback: FallbackSpec = field(default_factory=FallbackSpec)
+    features: tuple[FeatureSpec, ...] = ()
+    """Left empty: discovered from the reference."""
+    drift: DriftSpec = field(default_factory=DriftSpec)
 
 
 @dataclass(frozen=True, slots=True)
