@@ -27,6 +27,7 @@ from truthloop.core.spec import (
     Source,
     SpecError,
     format_duration,
+    is_drift_key,
     parse_duration,
     parse_monitor,
     parse_spec,
@@ -581,3 +582,88 @@ def test_garbage_is_an_error_value_never_an_exception(changes: dict[str, Any]) -
         return
     assert problems
     assert all(problem.path.startswith("spec") for problem in problems)
+
+
+# -- alerts on drift -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_drift_alerts_are_read_for_every_task_with_their_keys(task: str) -> None:
+    drift = [
+        {"name": "share", "metric": "drift_share", "above": 0.5},
+        {"name": "pred", "metric": "prediction_drift", "above": 0.1, "for": "10m"},
+        {"name": "tenure", "metric": "feature_drift", "feature": "tenure", "above": 0.2},
+        {"name": "plan-missing", "metric": "missing_ratio", "feature": "plan", "above": 0.05},
+        {"name": "odd", "metric": "outlier_ratio", "above": 0.01},
+    ]
+    spec = parse_monitor(monitor(task=task, alerts=drift)).spec
+    assert spec.alerts == (
+        AlertSpec("share", "drift_share", above=0.5),
+        AlertSpec("pred", "prediction_drift", above=0.1, for_=600.0),
+        AlertSpec("tenure", "feature_drift", above=0.2, feature="tenure"),
+        AlertSpec("plan-missing", "missing_ratio", above=0.05, feature="plan"),
+        AlertSpec("odd", "outlier_ratio", above=0.01),
+    )
+    assert [a.key for a in spec.alerts] == [
+        "drift_share",
+        "prediction_drift",
+        "feature_drift:tenure",
+        "missing_ratio:plan",
+        "outlier_ratio",
+    ]
+    assert [is_drift_key(a.key) for a in spec.alerts] == [True] * 5
+    assert not is_drift_key("accuracy")
+    assert not is_drift_key("accuracy:x")
+
+
+@pytest.mark.parametrize(
+    ("alert", "error"),
+    [
+        (
+            {"name": "d", "metric": "feature_drift", "above": 0.1},
+            "spec.alerts[0].feature: required with metric feature_drift: the feature it watches",
+        ),
+        (
+            {"name": "d", "metric": "missing_ratio", "above": 0.1},
+            "spec.alerts[0].feature: required with metric missing_ratio",
+        ),
+        (
+            {"name": "d", "metric": "drift_share", "feature": "tenure", "above": 0.5},
+            "spec.alerts[0].feature: only with metric feature_drift or missing_ratio",
+        ),
+        (
+            {"name": "d", "metric": "accuracy", "feature": "tenure", "below": 0.5},
+            "spec.alerts[0].feature: only with metric feature_drift or missing_ratio",
+        ),
+        (
+            {"name": "d", "metric": "feature_drift", "feature": "score", "above": 0.1},
+            'spec.alerts[0].feature: "score" is not a feature; prediction drift is metric '
+            "prediction_drift",
+        ),
+        (
+            {"name": "d", "metric": "feature_drift", "feature": "a:b", "above": 0.1},
+            "spec.alerts[0].feature: expected a feature name (no ':'), got \"a:b\"",
+        ),
+        (
+            {"name": "d", "metric": "feature_drift", "feature": "", "above": 0.1},
+            "spec.alerts[0].feature: must not be empty",
+        ),
+        (
+            {"name": "d", "metric": "drift", "above": 0.1},
+            'spec.alerts[0].metric: "drift" is not a metric of a binary model; expected one of: '
+            "accuracy,",
+        ),
+    ],
+)
+def test_a_drift_alert_names_its_feature_when_and_only_when_it_needs_one(
+    alert: dict[str, Any], error: str
+) -> None:
+    (found,) = errors(monitor(alerts=[alert]))
+    assert found.startswith(error)
+
+
+def test_the_unknown_metric_message_lists_the_drift_metrics() -> None:
+    (found,) = errors(monitor(alerts=[{"name": "d", "metric": "drift", "above": 0.1}]))
+    assert found.endswith(
+        "roc_auc, drift_share, prediction_drift, feature_drift, missing_ratio, outlier_ratio"
+    )

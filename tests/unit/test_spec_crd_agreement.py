@@ -32,7 +32,13 @@ from hypothesis import strategies as st
 
 from tests.support.apiserver import CustomResource
 from truthloop.core import metrics
-from truthloop.core.spec import Monitor, SpecError, parse_monitor
+from truthloop.core.spec import (
+    DRIFT_METRICS,
+    FEATURE_METRICS,
+    Monitor,
+    SpecError,
+    parse_monitor,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = CustomResource.load(ROOT / "crds" / "modelmonitor.yaml")
@@ -431,6 +437,67 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
         False,
     ),
     ("not an object", {"spec": []}, False),  # type: ignore[dict-item]
+    # -- alerts on drift: any task; `feature` with feature_drift and missing_ratio, only them --
+    *[
+        (
+            f"drift alert {metric} on {base}",
+            patched(
+                BASES[base],
+                {
+                    "spec.alerts": [{"name": "d", "metric": metric, "above": 0.1, **extra}],
+                    "spec.fallback.engageOn": DELETE,
+                },
+            ),
+            True,
+        )
+        for base in ("churn", "iris", "price")
+        for metric, extra in (
+            ("drift_share", {}),
+            ("prediction_drift", {"for": "5m"}),
+            ("feature_drift", {"feature": "tenure"}),
+            ("missing_ratio", {"feature": "plan type"}),
+            ("outlier_ratio", {}),
+        )
+    ],
+    (
+        "a drift alert engages the fallback",
+        patched(
+            C,
+            {
+                "spec.alerts": [
+                    {"name": "t", "metric": "feature_drift", "feature": "tenure", "above": 0.2}
+                ],
+                "spec.fallback.engageOn": ["t"],
+            },
+        ),
+        True,
+    ),
+    *[
+        (
+            f"drift alert {why}",
+            patched(
+                C,
+                {
+                    "spec.alerts": [{"name": "d", "above": 0.1, **alert}],
+                    "spec.fallback.engageOn": DELETE,
+                },
+            ),
+            False,
+        )
+        for why, alert in (
+            ("feature_drift without feature", {"metric": "feature_drift"}),
+            ("missing_ratio without feature", {"metric": "missing_ratio"}),
+            ("drift_share with a feature", {"metric": "drift_share", "feature": "tenure"}),
+            ("outlier_ratio with a feature", {"metric": "outlier_ratio", "feature": "tenure"}),
+            ("accuracy with a feature", {"metric": "accuracy", "feature": "tenure"}),
+            ("feature prediction", {"metric": "feature_drift", "feature": "prediction"}),
+            ("feature ts", {"metric": "missing_ratio", "feature": "ts"}),
+            ("feature with a colon", {"metric": "feature_drift", "feature": "a:b"}),
+            ("empty feature", {"metric": "feature_drift", "feature": ""}),
+            ("long feature", {"metric": "feature_drift", "feature": "f" * 257}),
+            ("feature a number", {"metric": "feature_drift", "feature": 3}),
+        )
+    ],
     ("NaN threshold", patched(C, {"spec.threshold": float("nan")}), False),
 ]
 
@@ -445,6 +512,11 @@ SPEC_ONLY: list[tuple[str, dict[str, Any], str]] = [
     (
         "unknown metric",
         patched(PRICE, {"spec.alerts": [{"name": "err", "metric": "accuracy", "below": 0.8}]}),
+        "spec.alerts[0].metric",
+    ),
+    (
+        "unknown drift metric",
+        patched(C, {"spec.alerts": [{"name": "acc-low", "metric": "drift", "above": 0.1}]}),
         "spec.alerts[0].metric",
     ),
     (
@@ -518,14 +590,19 @@ ALL_METRICS = sorted({m for names in metrics.METRIC_NAMES.values() for m in name
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
-@pytest.mark.parametrize("metric", [*ALL_METRICS, "accuracyLower", "auc"])
+@pytest.mark.parametrize("metric", [*ALL_METRICS, *DRIFT_METRICS, "accuracyLower", "auc"])
 def test_spec_alone_knows_each_tasks_metrics(task: str, metric: str) -> None:
+    """Each task's own metrics and the drift metrics (every task's) pass, others only the CRD."""
+    feature = {"feature": "tenure"} if metric in FEATURE_METRICS else {}
     obj = patched(
         MINIMAL,
-        {"spec.task": task, "spec.alerts": [{"name": "a", "metric": metric, "below": 0.5}]},
+        {
+            "spec.task": task,
+            "spec.alerts": [{"name": "a", "metric": metric, "below": 0.5, **feature}],
+        },
     )
     assert CRD.admit(obj) == []
-    assert assert_agree(obj) is (metric in metrics.METRIC_NAMES[task])
+    assert assert_agree(obj) is (metric in (*metrics.METRIC_NAMES[task], *DRIFT_METRICS))
 
 
 # -- generated: a base monitor with generated alerts, rules and field changes ---------------------
@@ -627,6 +704,25 @@ MUTATIONS: dict[str, list[Any]] = {
 }
 CHANGES = [(path, value) for path, values in MUTATIONS.items() for value in values]
 
+GOOD_METRICS = {
+    task: [
+        *({"metric": m} for m in names),
+        {"metric": "drift_share"},
+        {"metric": "outlier_ratio"},
+        {"metric": "feature_drift", "feature": "tenure"},
+        {"metric": "missing_ratio", "feature": "plan"},
+    ]
+    for task, names in metrics.METRIC_NAMES.items()
+}
+BAD_METRICS = [
+    *({"metric": m} for m in ALL_METRICS),
+    {"metric": "nope"},
+    {"metric": "feature_drift"},
+    {"metric": "prediction_drift", "feature": "tenure"},
+    {"metric": "missing_ratio", "feature": "score"},
+    {"metric": "feature_drift", "feature": "x:y"},
+    {"metric": "accuracy", "feature": "tenure"},
+]
 GOOD_THRESHOLDS = [{"below": 0.8}, {"above": 0.2}, {"below": 1}, {"above": 100}]
 BAD_THRESHOLDS = [{"below": 1, "above": 2}, {}, {"below": "x"}]
 
@@ -650,7 +746,7 @@ def monitors(draw: st.DrawFn) -> dict[str, Any]:
         alerts = [
             {
                 "name": name,
-                "metric": draw(often(list(metrics.METRIC_NAMES[task]), [*ALL_METRICS, "nope"])),
+                **draw(often(GOOD_METRICS[task], BAD_METRICS)),
                 **draw(often(GOOD_THRESHOLDS, BAD_THRESHOLDS)),
                 **draw(st.fixed_dictionaries({}, optional={"for": often(["0s", "2m"], ["2", 5])})),
             }

@@ -20,7 +20,9 @@ holds the two to the same verdict on a corpus of monitors):
 - `missingActual.value` is given with policy `assume` and only then, and fits the task: 0 or 1
   for binary, an integer for regression, an integer or a string for multiclass;
 - alerts: at most 32, unique names, exactly one of `below`/`above`, a metric the task has
-  (`metrics.METRIC_NAMES`);
+  (`metrics.METRIC_NAMES`) or a drift metric (`DRIFT_METRICS`, any task); `feature` given with
+  `feature_drift` and `missing_ratio` and only with them, one of `spec.features` when those are
+  declared, never a reserved column (`prediction`, `score`, `actual`, `ts`);
 - fallback: at most 64 rules, the last one and only the last without `when`; mode `engaged` needs
   rules, and so does a non-empty `engageOn` (an engaged fallback would have nothing to serve);
   `engageOn` names alerts and defaults to all of them.
@@ -41,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar, overload
 
 from truthloop.core import fieldpath, metrics, pointer
-from truthloop.core.profile import FeatureKind
+from truthloop.core.profile import RESERVED, FeatureKind
 from truthloop.core.rules import FallbackRule
 from truthloop.core.tasks import TASKS, Task
 
@@ -153,15 +155,47 @@ class MetricsSpec:
     min_samples: int = 50
 
 
+DriftMetric = Literal[
+    "drift_share", "prediction_drift", "feature_drift", "missing_ratio", "outlier_ratio"
+]
+DRIFT_METRICS: tuple[DriftMetric, ...] = (
+    "drift_share", "prediction_drift", "feature_drift", "missing_ratio", "outlier_ratio",
+)  # fmt: skip
+"""Metrics an alert of any task may name, read from the window's feature sketches against the
+reference (no labels needed): the share of drifted features, the prediction's drift statistic,
+one feature's drift statistic or missing ratio (these two name the `feature`), the outlier share."""
+FEATURE_METRICS: tuple[DriftMetric, ...] = ("feature_drift", "missing_ratio")
+"""Drift metrics of one feature: an alert naming one of these names its `feature`, and only they."""
+
+
+def metric_key(metric: str, feature: str | None = None) -> str:
+    """The name an alert reads its value by: the metric, or `feature_drift:tenure` for one
+    feature's (a feature name never holds a `:`)."""
+    return metric if feature is None else f"{metric}:{feature}"
+
+
+def is_drift_key(key: str) -> bool:
+    """Whether a value read by `key` comes from the sketches (its samples are sketched records,
+    not labeled ones)."""
+    return key.partition(":")[0] in DRIFT_METRICS
+
+
 @dataclass(frozen=True, slots=True)
 class AlertSpec:
-    """Fires when `metric` is below `below` (or above `above`) for `for_` seconds straight."""
+    """Fires when `metric` (of `feature`, for the per-feature drift metrics) is below `below` (or
+    above `above`) for `for_` seconds straight."""
 
     name: str
     metric: str
     below: float | None = None
     above: float | None = None
     for_: float = 0.0
+    feature: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The name of the value this alert reads (`metric_key`)."""
+        return metric_key(self.metric, self.feature)
 
     def breached(self, value: float) -> bool:
         if self.below is not None:
@@ -377,7 +411,7 @@ _BATCH_FIELDS = ("instances", "predictions")
 _FEEDBACK_FIELDS = ("attributionWindow", "match", "missingActual")
 _MISSING_FIELDS = ("policy", "value")
 _METRICS_FIELDS = ("window", "minSamples")
-_ALERT_FIELDS = ("name", "metric", "below", "above", "for")
+_ALERT_FIELDS = ("name", "metric", "feature", "below", "above", "for")
 _FALLBACK_FIELDS = ("mode", "engageOn", "recoverAfter", "rules")
 _RULE_FIELDS = ("when", "prediction")
 
@@ -428,6 +462,9 @@ _ENV_NAME = _Text(
 )
 _MODEL_NAME = _Text(253, min_length=1)
 _METRIC = _Text(64, min_length=1)
+_ALERT_FEATURE = _Text(
+    256, re.compile(r"[^:]+"), "a feature name (no ':')", 1
+)  # the alert's `feature`, a name of spec.features or of the reference's columns
 _CEL = _Text(4096, min_length=1, multiline=True)
 _POINTER_MAX = 1024
 _DURATION_MAX = 32
@@ -658,7 +695,13 @@ def _alerts(
     read: _Reader, spec: Mapping[str, object], path: str, task: Task | None
 ) -> tuple[AlertSpec, ...]:
     items = read.items(spec, path, "alerts", max_items=MAX_ALERTS)
-    known = metrics.METRIC_NAMES.get(task, ()) if task is not None else None
+    known = (*metrics.METRIC_NAMES.get(task, ()), *DRIFT_METRICS) if task is not None else None
+    declared = spec.get("features")
+    features = (
+        {f.get("name") for f in declared if isinstance(f, Mapping)}
+        if isinstance(declared, list)
+        else None
+    )
     alerts: list[AlertSpec] = []
     seen: dict[str, str] = {}
     for where, item in items:
@@ -677,14 +720,46 @@ def _alerts(
                 f"{_show(metric)} is not a metric of a {task} model; "
                 f"expected one of: {', '.join(known)}",
             )
+        feature = _alert_feature(read, alert, where, metric, features)
         below = read.number(alert, where, "below")
         above = read.number(alert, where, "above")
         if ("below" in alert) == ("above" in alert):
             read.fail(where, "exactly one of below or above")
         for_ = read.duration(alert, where, "for", positive=False, default=0.0, most=MAX_HOLD)
         if name is not None and metric is not None:
-            alerts.append(AlertSpec(name, metric, below, above, for_))
+            alerts.append(AlertSpec(name, metric, below, above, for_, feature))
     return tuple(alerts)
+
+
+def _alert_feature(
+    read: _Reader,
+    alert: Mapping[str, object],
+    path: str,
+    metric: str | None,
+    features: set[object] | None,
+) -> str | None:
+    """The alert's `feature`: required by the per-feature drift metrics and refused by the rest;
+    one of `spec.features` when those are declared (`features`), never a reserved column."""
+    where = fieldpath.child(path, "feature")
+    wanted = metric in FEATURE_METRICS
+    if "feature" not in alert:
+        if wanted:
+            read.fail(where, f"required with metric {metric}: the feature it watches")
+        return None
+    feature = read.text(alert, path, "feature", _ALERT_FEATURE)
+    if feature is None:
+        return None
+    if not wanted:
+        read.fail(where, f"only with metric {' or '.join(FEATURE_METRICS)}")
+        return None
+    if feature in RESERVED:
+        read.fail(where, f"{_show(feature)} is not a feature; prediction drift is metric "
+                  "prediction_drift")  # fmt: skip
+        return None
+    if features is not None and feature not in features:
+        read.fail(where, f"no feature named {_show(feature)} in spec.features")
+        return None
+    return feature
 
 
 def _fallback(
