@@ -10,14 +10,15 @@ wrote, a `Vote` or NULL. Row converters take the columns in the order of `ROW_CO
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from truthloop.core.join import Label, Row
 from truthloop.core.plan import NewPending, Waiting
+from truthloop.core.profile import Profile, Reference
 from truthloop.core.records import Actual, PredictionRecord, Vote
 from truthloop.core.spec import parse_monitor
 from truthloop.feedback.store.interface import Registered, StoredPrediction
@@ -28,8 +29,10 @@ ROW_COLUMNS = (
 PENDING_COLUMNS = "id, prediction_id, entity_id, tag, ts, actual, vote, labeled"
 STORED_COLUMNS = (
     "id, prediction_id, served_by, model_version, entity_id, tag, ts, prediction, score, features,"
-    " actual, vote, assumed, correct, labeled_at"
+    " actual, vote, assumed, correct, labeled_at, outlier"
 )
+REFERENCE_COLUMNS = "id, monitor_id, version, created, source"
+"""A stored reference's columns but its profile (`references` reads the profile after them)."""
 
 TOKENS_TABLE = """
 CREATE TABLE tokens (
@@ -46,8 +49,25 @@ PUT_TOKEN = (
 )
 """Formatted with the backend's three parameter markers (`?` or `$1`...)."""
 
+REFERENCES_TABLE = """
+CREATE TABLE reference_profiles (
+    id {id},
+    monitor_id integer NOT NULL,
+    version text NOT NULL,
+    created double precision NOT NULL,
+    source text NOT NULL,
+    profile text NOT NULL
+);
+CREATE UNIQUE INDEX reference_profiles_version ON reference_profiles (monitor_id, version);
+ALTER TABLE predictions ADD COLUMN outlier double precision;
+"""
+"""The reference profiles (one per monitor and model version; a replaced one's id is never used
+again, `id` is formatted with the backend's never-reused key) and each record's outlier score:
+a migration of both stores."""
+
 _encode = msgspec.json.Encoder().encode
 decode = msgspec.json.Decoder().decode
+_decode_profile = msgspec.json.Decoder(Profile).decode
 
 
 def to_json(value: Any) -> str:
@@ -55,36 +75,82 @@ def to_json(value: Any) -> str:
     return _encode(value).decode()
 
 
-def registered(monitor_id: int, body: str, created: float, deleted: float | None) -> Registered:
+def registered(
+    monitor_id: int,
+    body: str,
+    created: float,
+    deleted: float | None,
+    references: Mapping[str, Reference] | None = None,
+) -> Registered:
     """A stored monitor, read as it was accepted: one stored before the durations were bounded
     must not stop the service from starting."""
     obj = decode(body)
-    return Registered(monitor_id, parse_monitor(obj, bounded=False), obj, created, deleted)
+    monitor = parse_monitor(obj, bounded=False)
+    return Registered(monitor_id, monitor, obj, created, deleted, dict(references or {}))
+
+
+def reference(
+    ref: int, version: str, created: float, source: Literal["upload", "history"], profile: str
+) -> Reference:
+    """A stored reference from its columns (the profile as JSON text)."""
+    return Reference(ref, version, created, source, _decode_profile(profile))
+
+
+def profile_json(profile: Profile) -> str:
+    return to_json(profile)
 
 
 class Parsed:
-    """The stored monitors, each body parsed once while it stays the same.
+    """The stored monitors, each body parsed once while it stays the same, and their references,
+    each decoded once (a reference's id names one profile for good).
 
-    A store rereads every monitor whenever another replica changes one (a state, a spec); parsing
-    a body compiles its fallback rules, milliseconds each, which a busy replica would otherwise
-    pay per monitor per change."""
+    A store rereads every monitor whenever another replica changes one (a state, a spec, a
+    reference); parsing a body compiles its fallback rules, milliseconds each, and a profile can
+    hold a hundred features' categories, which a busy replica would otherwise pay per monitor per
+    change. A store reads the profiles of the references `profiles_known` does not name only."""
 
-    __slots__ = ("_known",)
+    __slots__ = ("_known", "_references")
 
     def __init__(self) -> None:
         self._known: dict[int, tuple[str, Registered]] = {}
+        self._references: dict[int, Reference] = {}
 
-    def registered(self, rows: Iterable[Iterable[Any]]) -> list[Registered]:
-        """The rows (id, body, created, deleted) as monitors; what the last call held and these
-        rows no longer do is forgotten."""
+    def profiles_known(self) -> list[int]:
+        """Ids of the references whose profile need not be read again."""
+        return list(self._references)
+
+    def references(self, rows: Iterable[Iterable[Any]]) -> dict[int, dict[str, Reference]]:
+        """The rows (`REFERENCE_COLUMNS`, then the profile as JSON text, or None for an id of
+        `profiles_known`) as references per monitor id and version."""
+        by_monitor: dict[int, dict[str, Reference]] = {}
+        kept: dict[int, Reference] = {}
+        for ref, monitor_id, version, created, source, profile in rows:
+            if profile is None:
+                found = self._references[ref]
+            else:
+                found = reference(ref, version, created, source, profile)
+            kept[ref] = found
+            by_monitor.setdefault(monitor_id, {})[version] = found
+        self._references = kept
+        return by_monitor
+
+    def registered(
+        self,
+        rows: Iterable[Iterable[Any]],
+        references: Mapping[int, Mapping[str, Reference]] | None = None,
+    ) -> list[Registered]:
+        """The rows (id, body, created, deleted) as monitors with their `references` (per
+        monitor id); what the last call held and these rows no longer do is forgotten."""
         known: dict[int, tuple[str, Registered]] = {}
         out = []
+        references = references or {}
         for monitor_id, body, created, deleted in rows:
             hit = self._known.get(monitor_id)
+            mine = dict(references.get(monitor_id, {}))
             if hit is None or hit[0] != body:
-                found = registered(monitor_id, body, created, deleted)
+                found = registered(monitor_id, body, created, deleted, mine)
             else:
-                found = replace(hit[1], created=created, deleted=deleted)
+                found = replace(hit[1], created=created, deleted=deleted, references=mine)
             known[monitor_id] = (body, found)
             out.append(found)
         self._known = known
@@ -102,9 +168,11 @@ def label_columns(value: Label) -> tuple[str | None, str | None, bool]:
     return (None if value.value is None else to_json(value.value), value.vote, value.assumed)
 
 
-def prediction_values(monitor_id: int, record: PredictionRecord) -> tuple[Any, ...]:
+def prediction_values(
+    monitor_id: int, record: PredictionRecord, outlier: float | None = None
+) -> tuple[Any, ...]:
     """A capture record as the `predictions` table's columns: monitor_id, prediction_id,
-    served_by, model_version, entity_id, tag, ts, prediction, score, features."""
+    served_by, model_version, entity_id, tag, ts, prediction, score, features, outlier."""
     return (
         monitor_id,
         record.prediction_id,
@@ -116,6 +184,7 @@ def prediction_values(monitor_id: int, record: PredictionRecord) -> tuple[Any, .
         to_json(record.prediction),
         record.score,
         None if record.features is None else to_json(record.features),
+        outlier,
     )
 
 
@@ -195,6 +264,7 @@ def stored(
     assumed: Any,
     correct: Any,
     labeled_at: float | None,
+    outlier: float | None,
 ) -> StoredPrediction:
     return StoredPrediction(
         cursor=(ts, ref),
@@ -210,4 +280,5 @@ def stored(
         label=label(actual, vote, assumed),
         correct=None if correct is None else bool(correct),
         labeled_at=labeled_at,
+        outlier=outlier,
     )

@@ -20,13 +20,14 @@ import abc
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
 
 from truthloop.core import join
 from truthloop.core.evaluation import Group
 from truthloop.core.join import GroupKey, Label
 from truthloop.core.plan import Lifetime
+from truthloop.core.profile import Profile, Reference
 from truthloop.core.records import Actual, ItemError, PredictionRecord
 from truthloop.core.spec import Monitor
 from truthloop.core.windows import MINUTES_PER_DAY, MINUTES_PER_HOUR, BucketRange, Level, Steps
@@ -116,13 +117,15 @@ Groups = dict[Group, Counters]
 
 @dataclass(frozen=True, slots=True)
 class Registered:
-    """A monitor as the store knows it: its numeric id, parsed spec and the object as PUT."""
+    """A monitor as the store knows it: its numeric id, parsed spec and the object as PUT,
+    and its reference profiles by model version (`""`: for every version without its own)."""
 
     id: int
     monitor: Monitor
     body: Mapping[str, Any]
     created: float
     deleted: float | None = None
+    references: Mapping[str, Reference] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,17 +173,24 @@ class StoredPrediction:
     label: Label | None
     correct: bool | None
     labeled_at: float | None
+    outlier: float | None = None
+    """The record's outlier score against its reference when it arrived (`core.sketch`): the
+    share of its features outside the reference; None when it had no reference."""
 
 
 @dataclass(frozen=True, slots=True)
 class DatasetQuery:
-    """Labeled records of one monitor in [start, end), optionally one version / correctness."""
+    """Records of one monitor in [start, end): labeled ones only (`labeled`) or all of them (a
+    history reference reads every record of its period); optionally one version, correctness,
+    or outliers only (`outlier=True`: score > 0) / none of them (`False`: score 0 or none)."""
 
     monitor_id: int
     start: float
     end: float
     version: str | None = None
     correct: bool | None = None
+    labeled: bool = True
+    outlier: bool | None = None
 
 
 class Store(abc.ABC):
@@ -251,6 +261,21 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def purge_deleted(self, before: float, limit: int) -> int:
         """Remove up to `limit` rows of monitors deleted before `before`; rows removed."""
+
+    @abc.abstractmethod
+    async def put_reference(
+        self,
+        monitor_id: int,
+        version: str,
+        source: Literal["upload", "history"],
+        profile: Profile,
+        now: float,
+    ) -> Reference:
+        """Store `profile` as the monitor's reference for model `version` ("" for every version
+        without one of its own), replacing the one it had: the new one has a new id, so sketch
+        counters of the old one never mix with it. Other processes hear of it as of a monitor
+        change (`watch`), and `load_monitors` carries it in `Registered.references`. Raises
+        `MonitorsGone` when the monitor is deleted or unknown."""
 
     @abc.abstractmethod
     async def load_tokens(self) -> dict[str, str]:
@@ -331,7 +356,8 @@ class Store(abc.ABC):
     async def dataset(
         self, query: DatasetQuery, after: tuple[float, int], limit: int
     ) -> list[StoredPrediction]:
-        """Up to `limit` labeled records of the query with `cursor > after`, in cursor order.
+        """Up to `limit` records of the query (`query.labeled`: labeled ones only) with
+        `cursor > after`, in cursor order.
 
         Start with `after=(query.start, 0)`.
         """

@@ -24,12 +24,13 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from truthloop.core import join, plan, registry
 from truthloop.core.evaluation import Group
 from truthloop.core.join import Label, Row
 from truthloop.core.plan import ACTUALS_EXPIRED
+from truthloop.core.profile import Profile, Reference
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import Monitor
 from truthloop.core.windows import (
@@ -47,6 +48,7 @@ from truthloop.feedback.store.interface import (
     Groups,
     IngestResult,
     LabelsRejected,
+    MonitorsGone,
     Only,
     Registered,
     Store,
@@ -155,6 +157,8 @@ CREATE TABLE IF NOT EXISTS agg_{level} (
     "ALTER TABLE pending ADD COLUMN labeled TEXT;",
     # 3: the namespace tokens' scopes
     codec.TOKENS_TABLE,
+    # 4: reference profiles, and each record's outlier score
+    codec.REFERENCES_TABLE.format(id="INTEGER PRIMARY KEY AUTOINCREMENT"),
 )
 """Schema steps, applied at `open` each once, in order; `PRAGMA user_version` counts them."""
 
@@ -263,10 +267,18 @@ class SQLiteStore(Store):
         return await self._call(self._load_monitors)
 
     def _load_monitors(self) -> list[Registered]:
+        references = self._parsed.references(
+            self._db.execute(
+                f"SELECT {codec.REFERENCE_COLUMNS},"
+                " CASE WHEN id IN (SELECT value FROM json_each(?)) THEN NULL ELSE profile END"
+                " FROM reference_profiles ORDER BY id",
+                (codec.to_json(self._parsed.profiles_known()),),
+            )
+        )
         rows = self._db.execute(
             "SELECT id, body, created, deleted FROM monitors WHERE key NOT LIKE '%#%'"
         )
-        return self._parsed.registered(rows)
+        return self._parsed.registered(rows, references)
 
     async def put_monitor(
         self, monitor: Monitor, body: Mapping[str, Any], now: float
@@ -286,7 +298,11 @@ class SQLiteStore(Store):
             conn.execute(
                 "UPDATE monitors SET body = ?, deleted = NULL WHERE id = ?", (text, previous.id)
             )
-            return Registered(previous.id, done.monitor, done.body, previous.created), done.created
+            references = _references(conn, previous.id)
+            kept = Registered(
+                previous.id, done.monitor, done.body, previous.created, references=references
+            )
+            return kept, done.created
         if previous is not None:
             # Replaced by a monitor of another task: the purge takes the old data under a key no
             # PUT can use.
@@ -299,6 +315,16 @@ class SQLiteStore(Store):
 
     async def delete_monitor(self, key: str, now: float) -> bool:
         return await self._tx(self._delete_monitor, key, now)
+
+    async def put_reference(
+        self,
+        monitor_id: int,
+        version: str,
+        source: Literal["upload", "history"],
+        profile: Profile,
+        now: float,
+    ) -> Reference:
+        return await self._tx(_put_reference, monitor_id, version, source, profile, now)
 
     async def load_tokens(self) -> dict[str, str]:
         return await self._call(self._load_tokens)
@@ -333,7 +359,8 @@ class SQLiteStore(Store):
             removed += cursor.rowcount
             if removed >= limit:
                 break
-            for table in ("pending", "totals", "states", "sweeps", *_agg_tables()):
+            tables = ("pending", "totals", "states", "sweeps", "reference_profiles")
+            for table in (*tables, *_agg_tables()):
                 removed += conn.execute(
                     f"DELETE FROM {table} WHERE monitor_id = ?", (monitor_id,)
                 ).rowcount
@@ -389,8 +416,8 @@ class SQLiteStore(Store):
         values = [codec.prediction_values(monitors[r.monitor].id, r) for r in records]
         insert = (
             "INSERT OR IGNORE INTO predictions (monitor_id, prediction_id, served_by,"
-            " model_version, entity_id, tag, ts, prediction, score, features)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " model_version, entity_id, tag, ts, prediction, score, features, outlier)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         conn.execute("SAVEPOINT batch")
         if conn.executemany(insert, values).rowcount == len(values):
@@ -652,15 +679,19 @@ class SQLiteStore(Store):
     ) -> list[StoredPrediction]:
         sql = (
             f"SELECT {codec.STORED_COLUMNS} FROM predictions"
-            " WHERE monitor_id = ? AND (ts, id) > (?, ?) AND ts < ? AND labeled_at IS NOT NULL"
+            " WHERE monitor_id = ? AND (ts, id) > (?, ?) AND ts < ?"
         )
         params: list[Any] = [query.monitor_id, *after, query.end]
+        if query.labeled:
+            sql += " AND labeled_at IS NOT NULL"
         if query.version is not None:
             sql += " AND model_version = ?"
             params.append(query.version)
         if query.correct is not None:
             sql += " AND correct = ?"
             params.append(int(query.correct))
+        if query.outlier is not None:
+            sql += " AND outlier > 0" if query.outlier else " AND coalesce(outlier, 0) <= 0"
         rows = self._db.execute(sql + " ORDER BY ts, id LIMIT ?", [*params, limit])
         return [codec.stored(*values) for values in rows]
 
@@ -672,6 +703,41 @@ _PUT_TOKEN = codec.PUT_TOKEN.format("?", "?", "?")
 
 def _put_token(conn: sqlite3.Connection, namespace: str, sha256: str, now: float) -> None:
     conn.execute(_PUT_TOKEN, (namespace, sha256, now))
+
+
+def _references(conn: sqlite3.Connection, monitor_id: int) -> dict[str, Reference]:
+    """A monitor's references by version."""
+    return {
+        version: codec.reference(ref, version, created, source, profile)
+        for ref, _, version, created, source, profile in conn.execute(
+            f"SELECT {codec.REFERENCE_COLUMNS}, profile FROM reference_profiles"
+            " WHERE monitor_id = ?",
+            (monitor_id,),
+        )
+    }
+
+
+def _put_reference(
+    conn: sqlite3.Connection,
+    monitor_id: int,
+    version: str,
+    source: Literal["upload", "history"],
+    profile: Profile,
+    now: float,
+) -> Reference:
+    live = "SELECT 1 FROM monitors WHERE id = ? AND deleted IS NULL"
+    if conn.execute(live, (monitor_id,)).fetchone() is None:
+        raise MonitorsGone([monitor_id])
+    conn.execute(
+        "DELETE FROM reference_profiles WHERE monitor_id = ? AND version = ?", (monitor_id, version)
+    )
+    cursor = conn.execute(
+        "INSERT INTO reference_profiles (monitor_id, version, created, source, profile)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (monitor_id, version, now, source, codec.profile_json(profile)),
+    )
+    assert cursor.lastrowid is not None
+    return Reference(cursor.lastrowid, version, now, source, profile)
 
 
 def _waiting(

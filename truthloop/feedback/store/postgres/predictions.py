@@ -28,10 +28,11 @@ COLUMNS = (
     "prediction",
     "score",
     "features",
+    "outlier",
 )
 """The `predictions` columns a batch fills, in `codec.prediction_values` order (for COPY)."""
 
-_BATCH = sql.rows(1, "int", "int", *("text",) * 5, "float8", "text", "float8", "text")
+_BATCH = sql.rows(1, "int", "int", *("text",) * 5, "float8", "text", "float8", "text", "float8")
 """A batch of predictions: its index, then the table's columns (prediction and features as JSON
 text)."""
 
@@ -39,11 +40,11 @@ UPSERT = f"""
 WITH batch AS ({_BATCH}
 ), added AS (
     INSERT INTO predictions (monitor_id, prediction_id, served_by, model_version, entity_id, tag,
-                             ts, prediction, score, features)
+                             ts, prediction, score, features, outlier)
     SELECT monitor_id, prediction_id, served_by, model_version, entity_id, tag, ts, prediction,
-        score, features
+        score, features, outlier
     FROM batch AS b(i, monitor_id, prediction_id, served_by, model_version, entity_id, tag, ts,
-                    prediction, score, features)
+                    prediction, score, features, outlier)
     ON CONFLICT (monitor_id, prediction_id, served_by) DO NOTHING
     RETURNING id, monitor_id, prediction_id, served_by
 )

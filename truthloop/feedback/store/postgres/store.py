@@ -14,13 +14,14 @@ import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
 from truthloop.core import join, plan, registry
 from truthloop.core.evaluation import Group
 from truthloop.core.plan import ACTUALS_EXPIRED
+from truthloop.core.profile import Profile, Reference
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import Monitor
 from truthloop.core.windows import BucketRange, Steps
@@ -39,6 +40,12 @@ from truthloop.feedback.store.postgres import (
 )
 
 _PUT_TOKEN = codec.PUT_TOKEN.format("$1", "$2", "$3")
+_REFERENCES = (
+    f"SELECT {codec.REFERENCE_COLUMNS},"
+    f" CASE WHEN id = ANY({sql.array(1, 'bigint')}) THEN NULL ELSE profile END"
+    " FROM reference_profiles ORDER BY id"
+)
+"""Every stored reference, with its profile unless its id is in $1 (a JSON array)."""
 
 
 class PostgresStore(interface.Store):
@@ -127,10 +134,20 @@ class PostgresStore(interface.Store):
     # -- monitors and state --------------------------------------------------------------------
 
     async def load_monitors(self) -> list[interface.Registered]:
-        found = await self._db.fetch(
+        return await self._db.read(self._load_monitors)
+
+    async def _load_monitors(self, conn: connection.Conn) -> list[interface.Registered]:
+        """The monitors and their references; a profile this process decoded before is not
+        read again (unless a read beside this one forgot it meanwhile)."""
+        try:
+            found = await conn.fetch(_REFERENCES, to_json(self._parsed.profiles_known()))
+            references = self._parsed.references(found)
+        except KeyError:
+            references = self._parsed.references(await conn.fetch(_REFERENCES, "[]"))
+        found = await conn.fetch(
             "SELECT id, body, created, deleted FROM monitors WHERE key NOT LIKE '%#%' ORDER BY id"
         )
-        return self._parsed.registered(found)
+        return self._parsed.registered(found, references)
 
     async def put_monitor(
         self, monitor: Monitor, body: Mapping[str, Any], now: float
@@ -152,7 +169,15 @@ class PostgresStore(interface.Store):
             await conn.execute(
                 "UPDATE monitors SET body = $1, deleted = NULL WHERE id = $2", text, previous.id
             )
-            kept = interface.Registered(previous.id, done.monitor, done.body, previous.created)
+            found = await conn.fetch(
+                f"SELECT {codec.REFERENCE_COLUMNS}, profile FROM reference_profiles"
+                " WHERE monitor_id = $1",
+                previous.id,
+            )
+            references = {r[2]: codec.reference(r[0], *r[2:]) for r in found}
+            kept = interface.Registered(
+                previous.id, done.monitor, done.body, previous.created, references=references
+            )
             return kept, done.created
         if previous is not None:
             # Replaced by a monitor of another task: the purge takes the old data under a key no
@@ -170,6 +195,48 @@ class PostgresStore(interface.Store):
 
     async def delete_monitor(self, key: str, now: float) -> bool:
         return await self._db.transaction(self._delete_monitor, key, now)
+
+    async def put_reference(
+        self,
+        monitor_id: int,
+        version: str,
+        source: Literal["upload", "history"],
+        profile: Profile,
+        now: float,
+    ) -> Reference:
+        return await self._db.transaction(
+            self._put_reference, monitor_id, version, source, profile, now
+        )
+
+    async def _put_reference(
+        self,
+        conn: connection.Conn,
+        monitor_id: int,
+        version: str,
+        source: Literal["upload", "history"],
+        profile: Profile,
+        now: float,
+    ) -> Reference:
+        """Replace the version's reference, serialized with deletes (the registry lock): a
+        reference is never stored for a monitor a delete just marked."""
+        await locks.hold(conn, self.keys.registry)
+        await _live(conn, {monitor_id})
+        await conn.execute(
+            "DELETE FROM reference_profiles WHERE monitor_id = $1 AND version = $2",
+            monitor_id,
+            version,
+        )
+        ref = await conn.fetchval(
+            "INSERT INTO reference_profiles (monitor_id, version, created, source, profile)"
+            " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            monitor_id,
+            version,
+            now,
+            source,
+            codec.profile_json(profile),
+        )
+        await replicas.notify(conn, self.keys.channel, self.replica)
+        return Reference(ref, version, now, source, profile)
 
     async def load_tokens(self) -> dict[str, str]:
         return {namespace: sha256 for namespace, sha256 in await self._db.fetch(codec.LOAD_TOKENS)}
@@ -213,7 +280,7 @@ class PostgresStore(interface.Store):
             removed += await predictions.delete(conn, monitor_id, math.inf, limit - removed)
             if removed >= limit:
                 break
-            tables = ("pending", "agg_delta", "totals", "states", "sweeps")
+            tables = ("pending", "agg_delta", "totals", "states", "sweeps", "reference_profiles")
             for table in (*tables, *(f"agg_{level}" for level in schema.LEVELS)):
                 removed += sql.count(
                     await conn.execute(f"DELETE FROM {table} WHERE monitor_id = $1", monitor_id)
@@ -410,8 +477,11 @@ class PostgresStore(interface.Store):
         self, query: interface.DatasetQuery, after: tuple[float, int], limit: int
     ) -> list[interface.StoredPrediction]:
         params: list[Any] = [query.monitor_id, *after, query.end]
+        source = labels.LABELED
+        if query.labeled:
+            source = "predictions JOIN labels ON prediction_ref = id"
         statement = (
-            f"SELECT {STORED_COLUMNS} FROM predictions JOIN labels ON prediction_ref = id"
+            f"SELECT {STORED_COLUMNS} FROM {source}"
             " WHERE monitor_id = $1 AND ts >= $2 AND (ts, id) > ($2, $3) AND ts < $4"
         )
         if query.version is not None:
@@ -420,6 +490,8 @@ class PostgresStore(interface.Store):
         if query.correct is not None:
             params.append(query.correct)
             statement += f" AND correct = ${len(params)}"
+        if query.outlier is not None:
+            statement += " AND outlier > 0" if query.outlier else " AND coalesce(outlier, 0) <= 0"
         params.append(limit)
         found = await self._db.fetch(statement + f" ORDER BY ts, id LIMIT ${len(params)}", *params)
         return [codec.stored(*r) for r in found]
