@@ -71,6 +71,9 @@ class Tick:
     kinds: tuple[str, ...] | None = None
 
 
+Metric = tuple[float | None, int]
+
+
 def acc(value: float | None, samples: int = 5) -> dict[str, tuple[float | None, int]]:
     return {"accuracy": (value, samples)}
 
@@ -304,6 +307,64 @@ SCENARIOS: dict[str, tuple[MonitorSpec, list[Tick]]] = {
 }
 
 
+TENURE_DRIFT = AlertSpec("tenure-drift", "feature_drift", above=0.1, feature="tenure")
+
+
+def drift(value: float | None, records: int = 5, labeled: int = 0) -> dict[str, Metric]:
+    """A window with the tenure feature's drift statistic and, with labels, an accuracy."""
+    shown: dict[str, Metric] = {"feature_drift:tenure": (value, records)}
+    if labeled:
+        shown["accuracy"] = (0.9, labeled)
+    return shown
+
+
+SCENARIOS["a drift alert fires and engages the fallback, with no label in the window"] = (
+    monitor(TENURE_DRIFT),
+    [
+        Tick(0, drift(None, 0), phase="Collecting", statuses=("insufficient",), kinds=()),
+        Tick(60, drift(0.02, 4), phase="Collecting", statuses=("insufficient",), kinds=()),
+        Tick(120, drift(0.02), phase="Collecting", statuses=("ok",), kinds=()),
+        Tick(180, drift(0.3), phase="FallbackActive", statuses=("firing",), kinds=ENGAGE),
+        Tick(240, drift(0.3, 2), active=True, statuses=("firing",), kinds=()),
+        Tick(300, drift(0.05), active=True, statuses=("ok",), kinds=("alert_resolved",)),
+        Tick(420, drift(0.05), phase="Collecting", active=False, kinds=RELEASE),
+    ],
+)
+SCENARIOS["records compared with the reference are not labels: collecting ends on labels"] = (
+    monitor(TENURE_DRIFT, ACCURACY_LOW),
+    [
+        Tick(0, drift(0.01, 10_000), phase="Collecting", statuses=("ok", "insufficient")),
+        Tick(60, drift(0.01, 10_000, labeled=4), phase="Collecting", kinds=()),
+        Tick(120, drift(0.01, 10_000, labeled=5), phase="Healthy", statuses=("ok", "ok")),
+    ],
+)
+SCENARIOS["a drift alert left out of engageOn degrades without engaging"] = (
+    monitor(TENURE_DRIFT, ACCURACY_LOW, engage_on=["accuracy-low"]),
+    [
+        Tick(
+            0,
+            drift(0.5, 50, labeled=5),
+            phase="Degraded",
+            active=False,
+            kinds=("alert_firing", "phase_changed"),
+        ),
+    ],
+)
+
+
+def test_a_drift_alert_tells_its_feature_and_counts_records_for_min_samples() -> None:
+    spec = monitor(TENURE_DRIFT, min_samples=50)
+    (few, quiet), (fired, said) = run(spec, [Tick(0, drift(0.3, 49)), Tick(60, drift(0.3, 50))])
+    assert (few.alerts, quiet) == (
+        (wire.AlertState("tenure-drift", "insufficient", 0, 0.3, 49),),
+        (),
+    )
+    assert fired.alerts == (wire.AlertState("tenure-drift", "firing", 60, 0.3, 50),)
+    assert [(t.kind, t.reason) for t in said] == [
+        (kind, "tenure-drift: feature_drift:tenure 0.3 > 0.1 for 0s") for kind in ENGAGE
+    ]
+
+
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_scenario(name: str) -> None:
     spec, ticks = SCENARIOS[name]
@@ -509,7 +570,8 @@ def test_a_malformed_stored_state_is_refused_naming_the_field(
 
 # -- invariants over random runs -------------------------------------------------------------
 
-METRICS = ("accuracy", "f1")
+METRICS = ("accuracy", "f1", "drift_share", "feature_drift:tenure")
+"""Alerts read values by key: model metrics (labeled samples) and drift metrics (records)."""
 THRESHOLDS = (0.3, 0.5, 0.7)
 VALUES = (None, math.nan, 0.1, 0.3, 0.5, 0.6, 0.7, 0.9)
 EXTERNALS = ("LatencyHigh", "ErrorsHigh")
@@ -525,7 +587,8 @@ def specs(draw: st.DrawFn) -> MonitorSpec:
         alert_specs.append(
             AlertSpec(
                 f"alert-{i}",
-                draw(st.sampled_from(METRICS)),
+                (key := draw(st.sampled_from(METRICS))).partition(":")[0],
+                feature=key.partition(":")[2] or None,
                 below=threshold if below else None,
                 above=None if below else threshold,
                 for_=draw(st.sampled_from((0.0, 30.0, 60.0, 150.0))),
@@ -587,7 +650,7 @@ def timeline(steps: list[Drawn]) -> list[Input]:
 
 def holds(alert: AlertSpec, spec: MonitorSpec, metrics: Mapping[str, WindowMetric]) -> bool | None:
     """The condition on this window: True/False, or None when the data cannot tell."""
-    metric = metrics.get(alert.metric)
+    metric = metrics.get(alert.key)
     if metric is None or metric.value is None or math.isnan(metric.value):
         return None
     if metric.samples < spec.metrics.min_samples:
@@ -703,7 +766,9 @@ def test_invariants_over_random_runs(spec: MonitorSpec, drawn: list[Drawn]) -> N
         if not after.fallback_active:
             degraded = any(a.status in ("pending", "firing") for a in after.alerts)
             assert (after.phase == "Degraded") is degraded
-            labeled = max((m.samples for m in now.metrics.values()), default=0)
+            labeled = max(
+                (m.samples for k, m in now.metrics.items() if k in ("accuracy", "f1")), default=0
+            )
             collecting = not degraded and labeled < spec.metrics.min_samples
             assert (after.phase == "Collecting") is collecting
         assert ("fallback_engaged" in kinds) is (

@@ -6,7 +6,10 @@ clock (`now` is epoch seconds, passed in) and mutates nothing; the state is a fr
 
 Alerts (one `AlertState` per `spec.alerts` entry, matched by name across spec changes):
 - An alert's *condition* holds at a step when its metric has a value, at least
-  `spec.metrics.min_samples` labeled samples behind it, and `AlertSpec.breached(value)`.
+  `spec.metrics.min_samples` samples behind it, and `AlertSpec.breached(value)`. An alert reads
+  its metric by `AlertSpec.key` (`accuracy`, `drift_share`, `feature_drift:tenure`); a model
+  metric's samples are labeled predictions, a drift metric's (`spec.is_drift_key`) the records
+  compared with the reference.
 - It is `pending` while the condition has held for less than `for`, and `firing` at the first step
   where it has held for `for` seconds continuously (at once with `for: 0`). A step without enough
   data breaks the run: the condition is not known to have held.
@@ -32,7 +35,8 @@ The fallback:
 
 Phase: `FallbackActive` if the fallback is active; else `Degraded` if an alert is pending or
 firing; else `Collecting` while the window holds fewer labeled samples than `minSamples` (the most
-samples behind any metric passed in, so a monitor without alerts collects too); else `Healthy`.
+samples behind any model metric passed in, so a monitor without alerts collects too; drift metrics
+count records, not labels, and do not end collecting); else `Healthy`.
 `Pending` and `Invalid` are the shells' (a monitor not yet registered, a spec that does not parse).
 
 Transitions are emitted exactly when something happens: `alert_pending` when an alert becomes
@@ -64,6 +68,7 @@ from truthloop.core.spec import (
     FallbackMode,
     MonitorSpec,
     format_duration,
+    is_drift_key,
 )
 from truthloop.core.wire import (
     ALERT_STATUSES,
@@ -91,7 +96,8 @@ _BREACHING: frozenset[AlertStatus] = frozenset({"pending", "firing"})
 
 @dataclass(frozen=True, slots=True)
 class WindowMetric:
-    """A metric's value over the monitor's window and the labeled samples behind it."""
+    """A metric's value over the monitor's window and the samples behind it: labeled predictions
+    for a model metric, records compared with the reference for a drift metric."""
 
     value: float | None
     samples: int
@@ -243,7 +249,7 @@ def step(
     else:
         fallback_since = now
 
-    labeled = max((m.samples for m in metrics.values()), default=0)
+    labeled = max((m.samples for k, m in metrics.items() if not is_drift_key(k)), default=0)
     breaching = [a for a in alerts if a.status in _BREACHING]
     phase: Phase
     if active:
@@ -282,7 +288,7 @@ def _step_alerts(
     transitions = []
     for alert in spec.alerts:
         old = before.pop(alert.name, None) or _fresh(alert.name)
-        new = _step_alert(old, alert, spec.metrics.min_samples, now, metrics.get(alert.metric))
+        new = _step_alert(old, alert, spec.metrics.min_samples, now, metrics.get(alert.key))
         alerts.append(new)
         transitions.extend(_alert_transitions(old, new, alert, spec.metrics.min_samples, now))
     for name, removed in before.items():
@@ -337,12 +343,14 @@ def _alert_transitions(
 
 def _describe(state: AlertState, alert: AlertSpec, min_samples: int) -> str:
     """`accuracy-low: accuracy 0.62 < 0.8 for 2m` (firing), `..., firing after 2m` (pending),
-    `accuracy-low: accuracy 0.85 >= 0.8` (clear), or why the data does not tell."""
-    head = f"{alert.name}: {alert.metric}"
+    `accuracy-low: accuracy 0.85 >= 0.8` (clear), or why the data does not tell
+    (`tenure-drift: feature_drift:tenure no value on 0 records (minSamples 50), insufficient`)."""
+    head = f"{alert.name}: {alert.key}"
     if state.value is None or state.samples < min_samples:
         seen = "no value" if state.value is None else _number(state.value)
+        counted = "records" if is_drift_key(alert.key) else "labeled"
         return (
-            f"{head} {seen} on {state.samples} labeled (minSamples {min_samples}), {state.status}"
+            f"{head} {seen} on {state.samples} {counted} (minSamples {min_samples}), {state.status}"
         )
     threshold: float | None
     if alert.below is not None:

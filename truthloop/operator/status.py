@@ -318,7 +318,7 @@ def _describe(state: wire.AlertState, alert: AlertSpec | None, *, with_state: bo
     if alert.above is not None:
         bound = f" > {_number(alert.above)}"
     lasting = f" for {format_duration(alert.for_)}" if alert.for_ else ""
-    return f"{text}: {alert.metric} {shown}{bound}{lasting}"
+    return f"{text}: {alert.key} {shown}{bound}{lasting}"
 
 
 def _condition(
