@@ -1,0 +1,512 @@
+"""Drift and data quality of a window, from its summed sketch counters and a reference profile.
+
+`evaluate(reference, counters, spec)` reads only the sketch counters of `reference.id`
+(`core.sketch`: cells, missing, wrong, oor, new, `@rows`, `@outliers`) from a window's summed
+buckets and gives a `DriftReport`: what `GET .../drift` returns, JSON-ready, never a NaN or an
+infinity (`None` where a number cannot be had). `no_reference()` is the report of a monitor
+without a reference; a window that sketched nothing is `status: "no_data"`.
+
+Columns. Every profiled column is tested; the features make `features` and the dataset share,
+the prediction and the score make `predictions`, and `prediction_drift` is the score's test when
+the score is profiled, else the prediction's. A column's `samples` are the window's values that
+fell in a cell (missing and wrong-type values are not in any). Ratios: `missing_ratio` and
+`wrong_type_ratio` are of the records sketched (`@rows`); `out_of_range_ratio` (numeric) and
+`new_category_ratio` (categorical) are of the column's values (`samples`), as Evidently counts
+them over the non-null values.
+
+Method and threshold (Evidently's defaults): numeric -> `wasserstein` >= 0.1, categorical ->
+`jensenshannon` >= 0.1; with fewer than `SMALL_SAMPLE` (1,000) values in the window: numeric ->
+`ks` p < 0.05, categorical -> `chisquare` p < 0.05. A distance drifts when `statistic >=
+threshold`, a test when `p_value < threshold`. `spec.drift.overrides` (by column name):
+- a method, with or without a threshold: that method at every sample size, the threshold given
+  or the method's default (`DEFAULT_THRESHOLDS`: distances 0.1, p-value bounds 0.05);
+- a threshold alone: the kind's distance (wasserstein / jensenshannon) at every sample size, with
+  that bound (a bound for a distance is no bound for a p-value, so no switch);
+- `wasserstein` and `ks` need ordered cells: named for a categorical column they are ignored and
+  the defaults apply (the spec parser refuses them where `spec.features` declares the kind).
+Dataset drift: `share` = drifted features / features tested (those with at least one value),
+`drifted` when `share >= spec.drift.share`; `share` is None when no feature had a value.
+
+The statistics, on the cells of `core.profile` (numeric: underflow, the interior bins between
+`edges`, overflow; categorical: the top categories, then "other"), reference proportions p
+against the window's proportions q, and how each relates to the same statistic on raw values
+(tests/unit/test_drift_bounds.py checks each bound with hypothesis against scipy on raw samples,
+binned with the same cell rule):
+
+- `wasserstein` (normed): the exact first Wasserstein distance W = integral |F - G| between the
+  two binned distributions, each spread uniformly within an interior bin, the under- and
+  overflow mass placed at the reference's minimum `edges[0]` and maximum `edges[-1]`; divided by
+  the reference's std (`max(std, 0.001)`, as Evidently's `wasserstein_distance_norm`). The
+  binned CDFs equal the raw ones at every edge, so within a bin of width w_j the two integrands
+  differ by at most max(p_j, q_j), and
+      |W_binned - (W_exact - T)| <= sum_j w_j * max(p_j, q_j),
+  where T = E_current[(edges[0] - X)+ + (X - edges[-1])+] is how far beyond the reference's range
+  the window's values lie, which the sketch does not see (it counts them: `out_of_range_ratio`).
+  So mass beyond the range counts as if it sat on the range's end: a shift far outside the
+  reference raises W no more than one onto its extremes would, and the out-of-range ratio (and
+  the outlier share) says the rest.
+- `ks`: the Kolmogorov-Smirnov statistic max |F - G| over the edges (where the binned CDFs are
+  exact), so KS_binned <= KS_exact <= KS_binned + max_j max(p_j, q_j) (between two edges each
+  CDF moves by at most its cell's mass). p-value: Smirnov's asymptotic two-sample distribution,
+  `scipy.special.kolmogorov(sqrt(n m / (n + m)) * KS)` with n the reference's count (the profile)
+  and m the window's values; as KS_binned <= KS_exact, p_binned >= the same formula on the exact
+  statistic (binning can hide drift, never invent it). scipy's `ks_2samp(mode="asymp")` uses the
+  finite-n Kolmogorov distribution at round(nm/(n+m)), which agrees to within ~1/sqrt(nm/(n+m)).
+- `jensenshannon`: the Jensen-Shannon distance sqrt((KL(p||m) + KL(q||m)) / 2), m = (p + q) / 2,
+  natural logarithm (scipy's `jensenshannon` with its default base, as current Evidently calls
+  it; some older Evidently releases passed base 2, whose values are 1/sqrt(ln 2) ~ 1.20 times
+  these), in [0, sqrt(ln 2)]. On raw continuous values it does not exist: every tool bins (so
+  does Evidently). Merging cells never increases it (data processing inequality), so it is at
+  most the distance on any finer binning of the same values.
+- `psi`: sum_j (p_j - q_j) ln(p_j / q_j) with Evidently's smoothing (`get_binned_data`): in each
+  distribution a zero proportion becomes 0.0001, or a millionth of its smallest non-zero one
+  when that is at most 0.0001. Without zero cells it is KL(p||q) + KL(q||p), which merging cells
+  never increases either (at most PSI on a finer binning).
+- `chisquare`: Pearson's goodness of fit of the window's counts to the reference's proportions,
+  sum_j (o_j - e_j)^2 / e_j with e_j = p_j * m, p-value from chi^2 with (cells - 1) degrees of
+  freedom (scipy's `chisquare(o, e)`, as Evidently calls it). A cell the reference never had
+  (p_j = 0: the "other" cell of a reference with few categories, an under- or overflow cell) gets
+  the proportion 0.5 / n (half a reference row) and the proportions are renormalised, so a value
+  the reference never had is strong, finite evidence rather than an infinite statistic; a cell
+  empty in both is left out. Without zero cells it is scipy's statistic and p-value exactly.
+
+Names the alert machine reads (`alert_values`, each as (value, samples)): `drift_share` (the
+dataset share; samples = records sketched), `prediction_drift` (the prediction drift statistic;
+samples = its column's values), `feature_drift:<feature>` (that feature's statistic under its
+method; samples = its values), `missing_ratio:<feature>` (samples = records sketched),
+`outlier_ratio` (samples = records sketched). A name without a value in the window is absent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Literal
+
+import msgspec
+import numpy as np
+from scipy import special
+
+from truthloop.core import sketch
+from truthloop.core.profile import (
+    PREDICTION,
+    SCORE,
+    ColumnProfile,
+    FeatureKind,
+    NumericProfile,
+    Reference,
+)
+from truthloop.core.spec import DriftMethod, DriftOverride, MonitorSpec
+
+Status = Literal["ok", "no_reference", "no_data"]
+
+SMALL_SAMPLE = 1000
+"""Below this many values in the window, the defaults are tests (ks, chisquare), not distances."""
+DEFAULT_THRESHOLDS: Mapping[DriftMethod, float] = {
+    "wasserstein": 0.1,
+    "jensenshannon": 0.1,
+    "psi": 0.1,
+    "ks": 0.05,
+    "chisquare": 0.05,
+}
+P_VALUE_METHODS: frozenset[DriftMethod] = frozenset({"ks", "chisquare"})
+"""Methods whose threshold bounds the p-value (drifted when p < threshold)."""
+ORDERED_METHODS: frozenset[DriftMethod] = frozenset({"wasserstein", "ks"})
+"""Methods that need ordered cells: numeric columns only."""
+OTHER = "other"
+"""The label of a categorical histogram's last cell."""
+MIN_STD = 0.001
+"""The floor of the std that normalises the Wasserstein distance (Evidently's)."""
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+class ReferenceInfo(msgspec.Struct, frozen=True):
+    """Which reference the window was measured against."""
+
+    id: int
+    version: str
+    created: float
+    rows: int
+    source: str
+
+
+class Histogram(msgspec.Struct, frozen=True):
+    """Both distributions, ready to plot. Numeric: `edges` (cells: below `edges[0]`, each interior
+    bin, above `edges[-1]`); categorical: `categories` (the reference's, then "other").
+    `reference` and `current` hold one proportion per cell (`current` all 0 without values)."""
+
+    reference: tuple[float, ...]
+    current: tuple[float, ...]
+    edges: tuple[float, ...] | None = None
+    categories: tuple[str, ...] | None = None
+
+
+class ColumnDrift(msgspec.Struct, frozen=True):
+    """One column's test in the window, and its data quality."""
+
+    name: str
+    kind: FeatureKind
+    method: DriftMethod
+    statistic: float | None
+    threshold: float
+    drifted: bool
+    p_value: float | None
+    samples: int
+    missing_ratio: float | None
+    wrong_type_ratio: float | None
+    out_of_range_ratio: float | None
+    new_category_ratio: float | None
+    histogram: Histogram
+
+
+class DatasetDrift(msgspec.Struct, frozen=True):
+    """`share` of the `tested` features that drifted (`names`), and whether it reaches
+    `threshold` (`spec.drift.share`)."""
+
+    tested: int
+    count: int
+    share: float | None
+    threshold: float
+    drifted: bool
+    names: tuple[str, ...]
+
+
+class PredictionDrift(msgspec.Struct, frozen=True):
+    """The test of the score (when profiled) or the prediction."""
+
+    column: str
+    method: DriftMethod
+    statistic: float | None
+    threshold: float
+    p_value: float | None
+    drifted: bool
+    samples: int
+
+
+class Outliers(msgspec.Struct, frozen=True):
+    count: int
+    ratio: float | None
+
+
+class DriftReport(msgspec.Struct, frozen=True):
+    """A window against a reference: what `GET .../drift` returns. `samples` are the records
+    sketched against the reference in the window."""
+
+    status: Status
+    reference: ReferenceInfo | None = None
+    samples: int = 0
+    features: tuple[ColumnDrift, ...] = ()
+    predictions: tuple[ColumnDrift, ...] = ()
+    dataset: DatasetDrift | None = None
+    prediction_drift: PredictionDrift | None = None
+    outliers: Outliers | None = None
+
+
+class DriftPoint(msgspec.Struct, frozen=True):
+    """One point of a `?series=`: the report slimmed to its numbers."""
+
+    start: float
+    end: float
+    status: Status
+    samples: int
+    statistics: dict[str, float | None]
+    """Per feature, its statistic under its method."""
+    drifted: tuple[str, ...]
+    share: float | None
+    prediction_drift: float | None
+    outlier_ratio: float | None
+
+
+# -- entry points --------------------------------------------------------------------------------
+
+
+def no_reference() -> DriftReport:
+    """The report of a monitor (or version) without a reference: a status, not an error."""
+    return DriftReport(status="no_reference")
+
+
+def evaluate(reference: Reference, counters: Mapping[str, float], spec: MonitorSpec) -> DriftReport:
+    """The window whose summed counters are `counters`, against `reference`."""
+    profile = reference.profile
+    info = ReferenceInfo(
+        reference.id, reference.version, reference.created, profile.rows, reference.source
+    )
+    rows = _count(counters, sketch.rows_key(reference.id))
+    if rows <= 0:
+        return DriftReport(status="no_data", reference=info)
+    overrides = {o.feature: o for o in spec.drift.overrides}
+    features: list[ColumnDrift] = []
+    predictions: list[ColumnDrift] = []
+    for column in profile.columns:
+        tested = _column(reference.id, column, counters, rows, overrides.get(column.name))
+        (predictions if column.name in (PREDICTION, SCORE) else features).append(tested)
+    dataset = _dataset(features, spec.drift.share)
+    outliers = _count(counters, sketch.outliers_key(reference.id))
+    return DriftReport(
+        status="ok",
+        reference=info,
+        samples=rows,
+        features=tuple(features),
+        predictions=tuple(predictions),
+        dataset=dataset,
+        prediction_drift=_prediction_drift(predictions),
+        outliers=Outliers(outliers, _ratio(outliers, rows)),
+    )
+
+
+def point(report: DriftReport, start: float, end: float) -> DriftPoint:
+    """`report` slimmed for a series point covering [start, end)."""
+    dataset, prediction, outliers = report.dataset, report.prediction_drift, report.outliers
+    return DriftPoint(
+        start=start,
+        end=end,
+        status=report.status,
+        samples=report.samples,
+        statistics={c.name: c.statistic for c in report.features},
+        drifted=dataset.names if dataset else (),
+        share=dataset.share if dataset else None,
+        prediction_drift=prediction.statistic if prediction else None,
+        outlier_ratio=outliers.ratio if outliers else None,
+    )
+
+
+def drifted_features(report: DriftReport) -> tuple[str, ...]:
+    """The features that drifted in the window (for the status condition)."""
+    return report.dataset.names if report.dataset else ()
+
+
+def alert_values(report: DriftReport) -> dict[str, tuple[float, int]]:
+    """The drift values an alert may name (see the module docstring), each (value, samples)."""
+    values: dict[str, tuple[float, int]] = {}
+    if report.status != "ok":
+        return values
+    rows = report.samples
+    if report.dataset is not None and report.dataset.share is not None:
+        values["drift_share"] = (report.dataset.share, rows)
+    prediction = report.prediction_drift
+    if prediction is not None and prediction.statistic is not None:
+        values["prediction_drift"] = (prediction.statistic, prediction.samples)
+    for column in report.features:
+        if column.statistic is not None:
+            values[f"feature_drift:{column.name}"] = (column.statistic, column.samples)
+        if column.missing_ratio is not None:
+            values[f"missing_ratio:{column.name}"] = (column.missing_ratio, rows)
+    if report.outliers is not None and report.outliers.ratio is not None:
+        values["outlier_ratio"] = (report.outliers.ratio, rows)
+    return values
+
+
+# -- one column ----------------------------------------------------------------------------------
+
+
+def _column(
+    ref: int,
+    column: ColumnProfile,
+    counters: Mapping[str, float],
+    rows: int,
+    override: DriftOverride | None,
+) -> ColumnDrift:
+    prefix = f"{sketch.PREFIX}{ref}:{column.name}:"
+    numeric = isinstance(column, NumericProfile)
+    shares = column.proportions if isinstance(column, NumericProfile) else column.shares
+    p = np.asarray(shares, dtype=np.float64)
+    cells = np.array([counters.get(prefix + str(i), 0.0) for i in range(len(p))], np.float64)
+    np.maximum(cells, 0.0, out=cells)
+    samples = round(float(cells.sum()))
+    kind: FeatureKind = "numeric" if numeric else "categorical"
+    method, threshold = choose(kind, samples, override)
+    q = cells / samples if samples > 0 else np.zeros_like(p)
+    statistic: float | None = None
+    p_value: float | None = None
+    if samples > 0:
+        statistic, p_value = _statistic(method, column, p, q, cells)
+    tested = p_value if method in P_VALUE_METHODS else statistic
+    if tested is None:
+        drifted = False
+    elif method in P_VALUE_METHODS:
+        drifted = tested < threshold
+    else:
+        drifted = tested >= threshold
+    missing = _count(counters, prefix + sketch.MISSING)
+    wrong = _count(counters, prefix + sketch.WRONG)
+    if isinstance(column, NumericProfile):
+        oor = _ratio(_count(counters, prefix + sketch.OUT_OF_RANGE), samples)
+        new = None
+        histogram = Histogram(tuple(p.tolist()), tuple(q.tolist()), edges=column.edges)
+    else:
+        oor = None
+        new = _ratio(_count(counters, prefix + sketch.NEW), samples)
+        categories = (*column.categories, OTHER)
+        histogram = Histogram(tuple(p.tolist()), tuple(q.tolist()), categories=categories)
+    return ColumnDrift(
+        name=column.name,
+        kind=kind,
+        method=method,
+        statistic=statistic,
+        threshold=threshold,
+        drifted=drifted,
+        p_value=p_value,
+        samples=samples,
+        missing_ratio=_ratio(missing, rows),
+        wrong_type_ratio=_ratio(wrong, rows),
+        out_of_range_ratio=oor,
+        new_category_ratio=new,
+        histogram=histogram,
+    )
+
+
+def choose(
+    kind: FeatureKind, samples: int, override: DriftOverride | None
+) -> tuple[DriftMethod, float]:
+    """The method and threshold of a column of `kind` with `samples` values in the window."""
+    distance: DriftMethod = "wasserstein" if kind == "numeric" else "jensenshannon"
+    test: DriftMethod = "ks" if kind == "numeric" else "chisquare"
+    method: DriftMethod = distance if samples >= SMALL_SAMPLE else test
+    if override is None:
+        return method, DEFAULT_THRESHOLDS[method]
+    if override.method is not None:
+        if kind == "categorical" and override.method in ORDERED_METHODS:
+            return method, DEFAULT_THRESHOLDS[method]
+        method = override.method
+    elif override.threshold is not None:
+        method = distance
+    threshold = override.threshold
+    return method, DEFAULT_THRESHOLDS[method] if threshold is None else threshold
+
+
+def _statistic(
+    method: DriftMethod,
+    column: ColumnProfile,
+    p: np.ndarray,
+    q: np.ndarray,
+    cells: np.ndarray,
+) -> tuple[float | None, float | None]:
+    """(statistic, p-value) of one column with values; either None where it is not finite."""
+    if method == "jensenshannon":
+        return _finite(jensenshannon(p, q)), None
+    if method == "psi":
+        return _finite(psi(p, q)), None
+    if method == "chisquare":
+        statistic, p_value = chisquare(p, cells, column.count)
+        return _finite(statistic), _finite(p_value)
+    assert isinstance(column, NumericProfile)  # choose() keeps ordered methods numeric
+    if method == "ks":
+        statistic = ks(p, q)
+        return _finite(statistic), _finite(ks_p_value(statistic, column.count, int(cells.sum())))
+    edges = np.asarray(column.edges, dtype=np.float64)
+    return _finite(wasserstein(edges, p, q) / max(column.std, MIN_STD)), None
+
+
+# -- the statistics (public for the bound tests) -------------------------------------------------
+
+
+def wasserstein(edges: np.ndarray, p: np.ndarray, q: np.ndarray) -> float:
+    """W1 between the binned distributions `p` and `q` over `edges` (cells as in `core.profile`;
+    mass uniform within an interior bin, under/overflow on `edges[0]` / `edges[-1]`), not normed."""
+    if len(edges) < 2:
+        return 0.0
+    d = np.cumsum(p[: len(edges)] - q[: len(edges)])  # F - G just below edges[j]: cells 0..j
+    width = np.diff(edges)
+    a, b = np.abs(d[:-1]), np.abs(d[1:])
+    total = a + b
+    same = d[:-1] * d[1:] >= 0
+    crossing = np.divide(a * a + b * b, total, out=np.zeros_like(total), where=total > 0)
+    return float(np.sum(width * np.where(same, total, crossing)) / 2)
+
+
+def ks(p: np.ndarray, q: np.ndarray) -> float:
+    """The largest gap between the two binned CDFs, at the cells' boundaries."""
+    return float(np.max(np.abs(np.cumsum(p - q)))) if len(p) else 0.0
+
+
+def ks_p_value(statistic: float, n: int, m: int) -> float:
+    """Smirnov's asymptotic two-sample p-value of a KS statistic between n and m values."""
+    if n <= 0 or m <= 0:
+        return 1.0
+    return float(special.kolmogorov(math.sqrt(n * m / (n + m)) * statistic))
+
+
+def jensenshannon(p: np.ndarray, q: np.ndarray) -> float:
+    """The Jensen-Shannon distance, natural log (scipy's `jensenshannon` with its default base)."""
+    m = (p + q) / 2
+    divergence = (_kl(p, m) + _kl(q, m)) / 2
+    return math.sqrt(max(divergence, 0.0))
+
+
+def psi(p: np.ndarray, q: np.ndarray) -> float:
+    """The population stability index with Evidently's smoothing of empty cells."""
+    ps, qs = _fill_zeros(p), _fill_zeros(q)
+    return float(np.sum((ps - qs) * np.log(ps / qs)))
+
+
+def chisquare(p: np.ndarray, observed: np.ndarray, n: int) -> tuple[float, float]:
+    """Pearson's chi-square of `observed` counts against proportions `p` of a reference of `n`
+    rows, and its p-value (a zero proportion counts as half a reference row; see above)."""
+    keep = (p > 0) | (observed > 0)
+    shares, counts = p[keep], observed[keep]
+    if len(shares) < 2:
+        return 0.0, 1.0
+    shares = np.where(shares > 0, shares, 0.5 / max(n, 1))
+    expected = shares / shares.sum() * counts.sum()
+    statistic = float(np.sum((counts - expected) ** 2 / expected))
+    return statistic, float(special.chdtrc(len(shares) - 1, statistic))
+
+
+def _kl(p: np.ndarray, m: np.ndarray) -> float:
+    mask = p > 0
+    return float(np.sum(p[mask] * np.log(p[mask] / m[mask])))
+
+
+def _fill_zeros(p: np.ndarray) -> np.ndarray:
+    positive = p[p > 0]
+    if len(positive) == len(p) or len(positive) == 0:
+        return p if len(positive) else np.full_like(p, 0.0001)
+    smallest = float(positive.min())
+    fill = smallest / 10**6 if smallest <= 0.0001 else 0.0001
+    return np.where(p > 0, p, fill)
+
+
+# -- the dataset ---------------------------------------------------------------------------------
+
+
+def _dataset(features: list[ColumnDrift], share: float) -> DatasetDrift:
+    tested = [c for c in features if c.statistic is not None or c.p_value is not None]
+    names = tuple(c.name for c in tested if c.drifted)
+    fraction = len(names) / len(tested) if tested else None
+    return DatasetDrift(
+        tested=len(tested),
+        count=len(names),
+        share=fraction,
+        threshold=share,
+        drifted=fraction is not None and fraction >= share,
+        names=names,
+    )
+
+
+def _prediction_drift(predictions: list[ColumnDrift]) -> PredictionDrift | None:
+    by_name = {c.name: c for c in predictions}
+    column = by_name.get(SCORE) or by_name.get(PREDICTION)
+    if column is None:
+        return None
+    return PredictionDrift(
+        column=column.name,
+        method=column.method,
+        statistic=column.statistic,
+        threshold=column.threshold,
+        p_value=column.p_value,
+        drifted=column.drifted,
+        samples=column.samples,
+    )
+
+
+def _count(counters: Mapping[str, float], key: str) -> int:
+    return max(round(float(counters.get(key, 0.0))), 0)
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return min(part / whole, 1.0) if whole > 0 else None
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
