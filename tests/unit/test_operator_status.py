@@ -99,8 +99,10 @@ def test_a_healthy_monitor() -> None:
         "FallbackActive": ("False", "ModelServing"),
         "TrafficBypass": ("False", "NoBypass"),
         "CaptureRefused": ("False", "Accepted"),
+        "Drift": ("Unknown", "NoReference"),
         "Synced": ("True", "OperatorSyncing"),
     }
+    assert composed["drift"] == {"status": "no_reference", "drifted": False, "features": []}
     assert all(c["lastTransitionTime"] == "2026-01-01T00:00:00Z" for c in composed["conditions"])
     assert composed["lastSyncTime"] == "2026-01-01T00:00:00Z"
 
@@ -123,6 +125,63 @@ def test_refused_capture_is_a_condition_and_one_warning_while_it_lasts() -> None
     assert mergepatch.diff(refused, again) == {"lastSyncTime": "2026-01-01T00:03:00Z"}
     over = status.compose(again, registered(capture=wire.CaptureState()), T0 + 600)
     assert conditions(over)["CaptureRefused"] == ("False", "Accepted")
+
+
+def summary(*features: str, drifted: bool = False, prediction: bool = False) -> wire.DriftSummary:
+    share = len(features) / 4
+    return wire.DriftSummary(
+        status="ok",
+        drifted=drifted,
+        share=share,
+        threshold=0.5,
+        features=features,
+        profiled=4,
+        prediction=prediction,
+    )
+
+
+def test_drift_is_a_condition_naming_the_drifted_features_and_one_warning() -> None:
+    calm = status.compose({}, registered(drift=summary()), T0)
+    jsonschema.validate(calm, STATUS_SCHEMA)
+    drift = next(c for c in calm["conditions"] if c["type"] == "Drift")
+    assert (drift["status"], drift["reason"], drift["message"]) == (
+        "False",
+        "NoDrift",
+        "no feature drifted (4 compared with the reference)",
+    )
+    assert calm["drift"] == {"status": "ok", "drifted": False, "share": 0.0, "features": []}
+
+    some = status.compose(calm, registered(drift=summary("tenure")), T0 + 60)
+    drift = next(c for c in some["conditions"] if c["type"] == "Drift")
+    assert (drift["status"], drift["reason"], drift["message"]) == (
+        "False",
+        "BelowShare",
+        "1 of 4 features drifted (share 0.25 < 0.5): tenure",
+    )
+    assert status.events(calm, some) == []
+
+    shifted = summary("tenure", "plan", drifted=True, prediction=True)
+    drifted = status.compose(some, registered(drift=shifted), T0 + 120)
+    jsonschema.validate(drifted, STATUS_SCHEMA)
+    drift = next(c for c in drifted["conditions"] if c["type"] == "Drift")
+    message = "2 of 4 features drifted (share 0.5 >= 0.5): tenure, plan; the prediction drifted too"
+    assert (drift["status"], drift["reason"], drift["message"]) == ("True", "DatasetDrift", message)
+    assert drift["lastTransitionTime"] == "2026-01-01T00:02:00Z"
+    assert drifted["drift"] == {
+        "status": "ok",
+        "drifted": True,
+        "share": 0.5,
+        "features": ["tenure", "plan"],
+    }
+    assert status.events(some, drifted) == [Event("Warning", "DriftDetected", message)]
+    again = status.compose(drifted, registered(drift=shifted), T0 + 130)
+    assert status.events(drifted, again) == []
+    assert conditions(status.compose(again, registered(), T0 + 140))["Drift"] == (
+        "Unknown",
+        "NoReference",
+    )
+    no_data = registered(drift=wire.DriftSummary(status="no_data"))
+    assert conditions(status.compose(again, no_data, T0 + 150))["Drift"] == ("Unknown", "NoData")
 
 
 def test_the_same_observation_renews_only_the_sync_time_once_per_interval() -> None:

@@ -22,6 +22,15 @@ STATE = wire.MonitorState(
     alerts=(wire.AlertState("accuracy-low", "firing", 60.0, 0.62, 80),),
     external=("LatencyHigh",),
     capture=wire.CaptureState(refused="unauthorized", since=30.0, last=90.0),
+    drift=wire.DriftSummary(
+        status="ok",
+        drifted=True,
+        share=0.5,
+        threshold=0.5,
+        features=("tenure", "plan"),
+        profiled=4,
+        prediction=True,
+    ),
 )
 
 
@@ -50,6 +59,15 @@ def test_the_state_on_the_wire() -> None:
         ],
         "external": ["LatencyHigh"],
         "capture": {"refused": "unauthorized", "since": 30.0, "last": 90.0},
+        "drift": {
+            "status": "ok",
+            "drifted": True,
+            "share": 0.5,
+            "threshold": 0.5,
+            "features": ["tenure", "plan"],
+            "profiled": 4,
+            "prediction": True,
+        },
     }
     assert msgspec.json.decode(msgspec.json.encode(STATE), type=wire.MonitorState) == STATE
 
@@ -64,6 +82,7 @@ def test_the_status_is_the_state_with_the_window_in_camel_case() -> None:
     }
     assert (shown["observedGeneration"], shown["stateVersion"]) == (3, 17)
     assert (shown["fallback"], shown["alerts"]) == (json_of(STATE.fallback), json_of(STATE.alerts))
+    assert shown["drift"] == json_of(STATE.drift)
     view = {"apiVersion": "truthloop.dev/v1alpha1", "metadata": {"name": "churn",
             "namespace": "ml", "uid": "u"}, "spec": {}, "status": status}  # fmt: skip
     read = msgspec.json.decode(msgspec.json.encode(view), type=wire.MonitorView)
@@ -89,7 +108,8 @@ def test_the_reason_is_always_the_causes_told_in_a_line(
 
 
 def test_a_reader_ignores_fields_it_does_not_know_and_defaults_those_it_misses() -> None:
-    newer = json_of(STATE) | {"drift": {"psi": 0.3}}
+    newer = json_of(STATE) | {"forecast": {"accuracy": 0.3}}
+    newer["drift"] |= {"psi": 0.3}
     newer["fallback"] |= {"budget": 3}
     assert msgspec.json.decode(msgspec.json.encode(newer), type=wire.MonitorState) == STATE
     older = {
@@ -101,6 +121,7 @@ def test_a_reader_ignores_fields_it_does_not_know_and_defaults_those_it_misses()
     }
     state = msgspec.json.decode(msgspec.json.encode(older), type=wire.MonitorState)
     assert (state.alerts, state.external, state.capture) == ((), (), wire.CaptureState())
+    assert state.drift == wire.DriftSummary(status="no_reference")
     assert state.fallback == wire.FallbackState(active=False, mode="auto")
 
 

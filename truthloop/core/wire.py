@@ -7,7 +7,7 @@ that speaks and decoded, with the same type, by the parts that listen.
   the sidecar has none (UNSET), so a record costs no bytes for what it lacks.
 - `MonitorState`: the answer of `GET /v1/monitors/{ns}/{name}/state` (long-polled) and of the
   fallback override. Sidecars follow its `version`, `generation` and `fallback.active`; the
-  operator and the demo read the rest.
+  operator and the demo read the rest (the drift summary, `DriftSummary`, among it).
 - `MonitorStatus`: the `status` the service adds to a monitor's object (`GET`/`PUT
   /v1/monitors/{ns}/{name}`, the listing); the operator reads it as a `MonitorView` and mirrors it
   into the ModelMonitor.
@@ -131,6 +131,28 @@ class CaptureState(msgspec.Struct, frozen=True, kw_only=True):
     last: float | None = None
 
 
+MAX_DRIFTED = 100
+"""Drifted features a summary names (a monitor profiles at most `profile.MAX_FEATURES`)."""
+
+
+class DriftSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """The monitor's window against its reference, in short: what the state and the status
+    show and the operator's `Drift` condition reads. `status` is `ok`, `no_reference` (nothing
+    to compare with) or `no_data` (no record in the window); a plain string, so a reader of an
+    older release takes a status it does not know. `drifted`: dataset drift, the share of
+    drifted features at least `threshold` (spec.drift.share). `features`: the drifted ones by
+    name, at most `MAX_DRIFTED`; `prediction`: whether the prediction (or score) drifted."""
+
+    status: str = "no_reference"
+    drifted: bool = False
+    share: float | None = None
+    threshold: float | None = None
+    features: tuple[str, ...] = ()
+    profiled: int = 0
+    """Features compared with the reference."""
+    prediction: bool = False
+
+
 class MonitorState(msgspec.Struct, frozen=True, kw_only=True):
     """What the long-poll answers. `version` moves whenever anything here but an alert's latest
     `value`/`samples` or the refusal's `last` changes; `generation` is the spec's in force."""
@@ -144,6 +166,9 @@ class MonitorState(msgspec.Struct, frozen=True, kw_only=True):
     external: tuple[str, ...] = ()
     """Alertmanager alerts firing for the monitor."""
     capture: CaptureState = msgspec.field(default_factory=CaptureState)
+    drift: DriftSummary = msgspec.field(default_factory=DriftSummary)
+    """The window's drift; it moves `version` only when a verdict changes (which features
+    drifted, dataset drift, the status), never with a statistic."""
 
 
 # -- the monitor's object ----------------------------------------------------------------------
@@ -162,6 +187,7 @@ class MonitorStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     observed_generation: int
     state_version: int
     capture: CaptureState = msgspec.field(default_factory=CaptureState)
+    drift: DriftSummary = msgspec.field(default_factory=DriftSummary)
 
     @classmethod
     def of(
@@ -183,6 +209,7 @@ class MonitorStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
             observed_generation=state.generation,
             state_version=state.version,
             capture=state.capture,
+            drift=state.drift,
         )
 
 

@@ -1,10 +1,10 @@
 """A ModelMonitor's `.status` and Events, composed from what the operator observed (pure).
 
 `compose(current, observation, now)` returns the status the object should have: phase, window
-numbers, the first alert's metric as the METRIC column's text, fallback, injected pods,
-observedGeneration, lastSyncTime and conditions (Ready, SpecValid, Registered, PodsInjected,
-Breached, FallbackActive, TrafficBypass, CaptureRefused, Synced), each keeping its
-lastTransitionTime while its status holds. `lastSyncTime` is the one field that moves with the
+numbers, the first alert's metric as the METRIC column's text, fallback, the window's drift,
+injected pods, observedGeneration, lastSyncTime and conditions (Ready, SpecValid, Registered,
+PodsInjected, Breached, FallbackActive, TrafficBypass, CaptureRefused, Drift, Synced), each keeping
+its lastTransitionTime while its status holds. `lastSyncTime` is the one field that moves with the
 clock alone: it is renewed with any other change, and otherwise once it is a status interval old,
 so a running operator writes an unchanged monitor about once per interval, and a stopped one
 leaves a time that visibly ages (the SYNCED column).
@@ -15,8 +15,8 @@ the operator patches only then.
 
 `events(old, new)` names the Events a change deserves: one per phase change (`FallbackEngaged`,
 `Degraded`, `Healthy`, `InvalidSpec`...), and Warnings when registration fails, pods stay without
-the sidecar, a Service bypasses it, or the feedback service refuses the sidecars' capture — each
-once per change of its condition, not per loop.
+the sidecar, a Service bypasses it, the feedback service refuses the sidecars' capture, or the
+inputs drift from the reference — each once per change of its condition, not per loop.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ CONDITIONS = (
     "FallbackActive",
     "TrafficBypass",
     "CaptureRefused",
+    "Drift",
     "Synced",
 )
 MAX_MESSAGE = 4096
@@ -95,6 +96,7 @@ def compose(
             name: float(value) for name, value in sorted(view.metrics.items()) if _finite(value)
         }
         status["alerts"] = [_alert(a) for a in view.alerts]
+        status["drift"] = _drift_status(view.drift)
         fallback = view.fallback
         status["fallback"] = _clean(
             {
@@ -104,7 +106,7 @@ def compose(
             }
         )
     else:
-        for key in ("samples", "labeled", "metrics", "alerts", "fallback"):
+        for key in ("samples", "labeled", "metrics", "alerts", "fallback", "drift"):
             if key in current:
                 status[key] = current[key]
     metric = _metric_text(status.get("metrics") or {}, obs.alerts)
@@ -185,6 +187,9 @@ def events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
         and _changed(before, after, "CaptureRefused")
     ):
         found.append(Event("Warning", "CaptureRefused", refused["message"]))
+    drift = after.get("Drift")
+    if drift is not None and drift["status"] == "True" and _changed(before, after, "Drift"):
+        found.append(Event("Warning", "DriftDetected", drift["message"]))
     return found
 
 
@@ -228,6 +233,7 @@ def _conditions(
         else:
             found["FallbackActive"] = ("False", "ModelServing", "the model answers every request")
     found["CaptureRefused"] = _capture(view)
+    found["Drift"] = _drift(view)
     if obs.census is not None and obs.census.bypass:
         text = (
             "; ".join(obs.census.bypass)
@@ -260,6 +266,50 @@ def _capture(view: wire.MonitorStatus | None) -> tuple[str, str, str]:
         _camel(reason),
         f"the feedback service refuses the sidecars' records{since} ({why}); they are kept in"
         " each pod's spool and sent once it takes them",
+    )
+
+
+def _drift(view: wire.MonitorStatus | None) -> tuple[str, str, str]:
+    """Dataset drift in the window: True naming the drifted features, False (none drifted, or
+    fewer than the share that makes dataset drift), Unknown without a reference or records."""
+    if view is None:
+        return ("Unknown", "NoData", "the monitor's state is not known yet")
+    drift = view.drift
+    if drift.status == "no_reference":
+        return (
+            "Unknown",
+            "NoReference",
+            "no reference profile to compare the inputs with: send one (truthloop reference) "
+            "or set spec.drift.reference",
+        )
+    if drift.status != "ok":
+        return ("Unknown", "NoData", "no captured record in the window to compare with the "
+                "reference")  # fmt: skip
+    prediction = "; the prediction drifted too" if drift.prediction else ""
+    if not drift.features:
+        said = f"no feature drifted ({drift.profiled} compared with the reference)"
+        if drift.prediction:
+            said += ", but the prediction did"
+        return ("False", "NoDrift", said)
+    counted = f"{len(drift.features)} of {drift.profiled} features drifted"
+    share = _number(drift.share) if _finite(drift.share) else "?"
+    threshold = _number(drift.threshold) if _finite(drift.threshold) else "?"
+    named = ", ".join(drift.features)
+    if drift.drifted:
+        return ("True", "DatasetDrift", f"{counted} (share {share} >= {threshold}): {named}"
+                + prediction)  # fmt: skip
+    return ("False", "BelowShare", f"{counted} (share {share} < {threshold}): {named}" + prediction)
+
+
+def _drift_status(drift: wire.DriftSummary) -> dict[str, Any]:
+    """`status.drift`: the summary as the CRD's schema holds it (no nulls)."""
+    return _clean(
+        {
+            "status": drift.status,
+            "drifted": drift.drifted,
+            "share": float(drift.share) if _finite(drift.share) else None,
+            "features": list(drift.features[: wire.MAX_DRIFTED]),
+        }
     )
 
 
