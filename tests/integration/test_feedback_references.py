@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.feedback import T0, monitor_body
 from tests.support.waiting import eventually
+from truthloop.core import windows
 from truthloop.core.profile import CategoricalProfile, NumericProfile, Profile
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import parse_monitor
@@ -158,3 +159,94 @@ async def test_a_dataset_read_of_every_record_takes_the_unlabeled_ones_too(store
     assert await read(DatasetQuery(churn.id, T0 - 90, T0 - 80, labeled=False)) == [
         f"p{i}" for i in range(10, 20)
     ]
+
+
+def sketched_batch(
+    prefix: str, ages: list[float | None], ts: float = T0 - 30
+) -> list[PredictionRecord]:
+    return [
+        PredictionRecord(
+            "ml/churn",
+            f"{prefix}{i}",
+            "model",
+            "v1",
+            ts,
+            i % 2,
+            features={"age": age, "plan": "gold"},
+        )
+        for i, age in enumerate(ages)
+    ]
+
+
+def sketches(counters: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in counters.items() if k.startswith("~") and v}
+
+
+async def test_records_are_sketched_once_and_keep_their_outlier_score(store: Store) -> None:
+    churn = await register(store)
+    ref = await store.put_reference(churn.id, "", "upload", profile(), T0 - 100)
+    monitors = by_key(await store.load_monitors())
+    first = sketched_batch("a", [5.0, 15.0, 25.0, None])
+    await store.insert_predictions(first, monitors, T0)
+    await store.compact()  # folded or not, reads are the same
+    # a retried batch and one holding a known record: the duplicates are not counted again
+    again = await store.insert_predictions(first, monitors, T0)
+    assert (again.accepted, again.duplicates) == (0, 4)
+    mixed = [first[0], *sketched_batch("b", [-5.0])]
+    assert (await store.insert_predictions(mixed, monitors, T0)).accepted == 1
+
+    span = windows.window(T0, 3600)
+    got = sketches((await store.window(churn.id, span))["v1", "model"])
+    r = ref.id
+    assert got == {
+        f"~{r}:@rows": 5,
+        f"~{r}:@outliers": 2,  # 25 and -5 lie outside [0, 20]
+        f"~{r}:age:0": 1,
+        f"~{r}:age:1": 1,
+        f"~{r}:age:2": 1,
+        f"~{r}:age:3": 1,
+        f"~{r}:age:oor": 2,
+        f"~{r}:age:missing": 1,
+        f"~{r}:plan:0": 5,
+        f"~{r}:prediction:0": 3,
+        f"~{r}:prediction:1": 2,
+    }
+    series = await store.series(churn.id, windows.Steps(windows.bucket_of(T0) - 60, 60, 1, "hour"))
+    assert sketches(series[0]["v1", "model"]) == got
+    totals = (await store.totals())[churn.id]["v1", "model"]
+    assert not any(k.startswith("~") for k in totals)
+
+    everything = DatasetQuery(churn.id, T0 - 100, T0, labeled=False)
+    rows = await store.dataset(everything, (T0 - 100, 0), 100)
+    assert {x.prediction_id: x.outlier for x in rows} == {
+        "a0": 0.0,
+        "a1": 0.0,
+        "a2": 0.5,  # one of its two features
+        "a3": 0.0,
+        "b0": 0.5,
+    }
+    outliers = DatasetQuery(churn.id, T0 - 100, T0, labeled=False, outlier=True)
+    assert [x.prediction_id for x in await store.dataset(outliers, (T0 - 100, 0), 100)] == [
+        "a2",
+        "b0",
+    ]
+    inliers = DatasetQuery(churn.id, T0 - 100, T0, labeled=False, outlier=False)
+    assert len(await store.dataset(inliers, (T0 - 100, 0), 100)) == 3
+    await store.apply_actuals([Actual("ml/churn", T0, prediction_id="a2", value=1)], monitors, T0)
+    labeled = await store.dataset(
+        DatasetQuery(churn.id, T0 - 100, T0, outlier=True), (T0 - 100, 0), 9
+    )
+    assert [(x.prediction_id, x.outlier) for x in labeled] == [("a2", 0.5)]
+
+
+async def test_records_without_a_reference_are_not_sketched(store: Store) -> None:
+    churn = await register(store)
+    await store.put_reference(churn.id, "v2", "upload", profile(), T0 - 100)
+    monitors = by_key(await store.load_monitors())
+    await store.insert_predictions(sketched_batch("a", [5.0, 50.0]), monitors, T0)
+    got = (await store.window(churn.id, windows.window(T0, 3600)))["v1", "model"]
+    assert sketches(got) == {}
+    rows = await store.dataset(
+        DatasetQuery(churn.id, T0 - 100, T0, labeled=False), (T0 - 100, 0), 9
+    )
+    assert [x.outlier for x in rows] == [None, None]

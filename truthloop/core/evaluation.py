@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from truthloop.core import metrics, wire
+from truthloop.core import metrics, sketch, wire
 from truthloop.core.join import PREDICTIONS_KEY
 from truthloop.core.tasks import Task
 
@@ -41,13 +41,17 @@ class Evaluated:
         }
 
 
+def label_counters(counters: metrics.Counters) -> dict[str, float]:
+    """The counters metrics are computed from: not the `@` ones (they count records) nor the
+    feature sketches (`core.sketch`)."""
+    return {k: v for k, v in counters.items() if not k.startswith("@") and not sketch.is_sketch(k)}
+
+
 def evaluate(task: Task, counters: metrics.Counters) -> Evaluated:
-    """One group's counters evaluated (the `@` counters are not labels: they count records)."""
+    """One group's counters evaluated (`label_counters`)."""
     samples = int(counters.get(PREDICTIONS_KEY, 0))
-    label_counters = {k: v for k, v in counters.items() if not k.startswith("@")}
-    return Evaluated(
-        samples, metrics.samples(label_counters), metrics.evaluate(task, label_counters)
-    )
+    labels = label_counters(counters)
+    return Evaluated(samples, metrics.samples(labels), metrics.evaluate(task, labels))
 
 
 def evaluate_groups(task: Task, groups: Mapping[Group, metrics.Counters]) -> dict[Group, Evaluated]:

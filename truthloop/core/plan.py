@@ -25,7 +25,7 @@ from typing import Protocol
 
 import msgspec
 
-from truthloop.core import join, metrics
+from truthloop.core import join, metrics, sketch
 from truthloop.core.join import GroupKey, Labeling, Row
 from truthloop.core.records import Actual, ItemError, PredictionRecord
 from truthloop.core.spec import Monitor
@@ -105,13 +105,20 @@ def plan_arrivals(
     known: Mapping[str, Known],
     waiting: Mapping[int, Sequence[Waiting]],
     now: float,
+    sketched: sketch.Sketched | None = None,
+    stored: Sequence[int] | None = None,
 ) -> Plan:
     """The plan for a batch of records just stored (`batch`, whose refs are their indices).
 
     `waiting` holds, per monitor id, the pending actuals that may name a record of the batch (by
-    id or by entity), oldest first; a monitor with none may be left out.
+    id or by entity), oldest first; a monitor with none may be left out. `sketched` is the
+    sketch of the batch as it came (`sketch.sketch`, before it was stored: the outlier scores
+    are stored with the records), of which `batch` holds the records at positions `stored`
+    (None: all): only theirs join the counter deltas, so a duplicate is not counted twice.
     """
     deltas: dict[GroupKey, dict[str, float]] = {}
+    if sketched is not None:
+        deltas = sketched.deltas(stored)
     by_monitor: dict[str, list[int]] = {}
     for index, record in enumerate(batch):
         bucket = (

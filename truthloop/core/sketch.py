@@ -22,6 +22,31 @@ total, and starts with `PREFIX`, so no metric reads it):
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import repeat
+from math import floor
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from truthloop.core import pointer
+from truthloop.core.join import GroupKey
+from truthloop.core.profile import (
+    PREDICTION,
+    SCORE,
+    ColumnProfile,
+    NumericProfile,
+    Reference,
+    category_text,
+    cells,
+)
+from truthloop.core.records import PredictionRecord
+from truthloop.core.spec import FeatureSpec, Monitor
+from truthloop.core.windows import BUCKET_SECONDS
+
 PREFIX = "~"
 
 ROWS = "@rows"
@@ -48,3 +73,383 @@ def rows_key(ref: int) -> str:
 
 def outliers_key(ref: int) -> str:
     return f"{PREFIX}{ref}:{OUTLIERS}"
+
+
+# -- sketching a batch -------------------------------------------------------------------------
+
+
+class Referenced(Protocol):
+    """A registered monitor as sketching needs it (the store's `Registered` is one)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def monitor(self) -> Monitor: ...
+
+    @property
+    def references(self) -> Mapping[str, Reference]: ...
+
+
+def reference_of(references: Mapping[str, Reference], version: str) -> Reference | None:
+    """The reference a record of model `version` is sketched against: its version's own, else
+    the one for every version (`""`), else none (the record is not sketched)."""
+    return references.get(version) or references.get("")
+
+
+_MISSING_TYPES = frozenset({type(None)})
+_NUMBERS = frozenset({int, float, type(None)})
+_TEXTS = frozenset({str, type(None)})
+_INTS = frozenset({int, type(None)})
+
+
+class _Column:
+    """One profiled column of a reference compiled for sketching: how to read its value from a
+    record, how a value maps to a code, and how the codes' counts map to counters.
+
+    A value's code (one small integer, so a batch's counts are one `bincount`): numeric
+    `0..E` the cells of `E = len(edges)` edges (0 and E out of range), `E+1` missing, `E+2`
+    wrong; categorical `0..k-1` the `k` categories, `k` another value the reference had, `k+1` a
+    value it never had (new), `k+2` missing, `k+3` wrong. `project` (codes x counters) turns
+    counts of codes into counts of the column's counters `keys`; `outlying` marks the codes of an
+    outlier value (out of range, new)."""
+
+    __slots__ = (
+        "edges",
+        "feature",
+        "ints",
+        "keys",
+        "lookup",
+        "name",
+        "numeric",
+        "outlying",
+        "project",
+        "tokens",
+        "width",
+    )
+
+    def __init__(self, ref: int, column: ColumnProfile, tokens: tuple[str, ...] | None) -> None:
+        self.name = column.name
+        self.tokens = tokens
+        """Where the value is in the record's features; None: the prediction or the score."""
+        self.feature = tokens is not None
+        name = column.name
+        if isinstance(column, NumericProfile):
+            self.numeric = True
+            edges = column.edges
+            self.edges = np.asarray(edges, dtype=np.float64)
+            cells = len(edges) + 1
+            self.width = cells + 2
+            self.keys = [key(ref, name, i) for i in range(cells)]
+            self.keys += [
+                key(ref, name, MISSING),
+                key(ref, name, WRONG),
+                key(ref, name, OUT_OF_RANGE),
+            ]
+            project = np.zeros((self.width, len(self.keys)), dtype=np.float64)
+            project[np.arange(self.width), np.arange(self.width)] = 1.0
+            project[0, cells + 2] = project[cells - 1, cells + 2] = 1.0
+            self.outlying = np.zeros(self.width, dtype=bool)
+            self.outlying[[0, cells - 1]] = True
+            self.lookup: dict[Any, int] = {}
+            self.ints: dict[int, int] = {}
+        else:
+            self.numeric = False
+            self.edges = np.empty(0)
+            k = len(column.categories)
+            self.width = k + 4
+            self.lookup = {text: i for i, text in enumerate(column.categories)}
+            for text in column.seen:
+                self.lookup.setdefault(text, k)
+            self.lookup[None] = k + 2
+            self.ints = {}
+            for text, code in self.lookup.items():
+                if isinstance(text, str) and _canonical_int(text):
+                    self.ints[int(text)] = code
+            self.ints[None] = k + 2  # type: ignore[index]
+            self.keys = [key(ref, name, i) for i in range(k + 1)]
+            self.keys += [key(ref, name, NEW), key(ref, name, MISSING), key(ref, name, WRONG)]
+            project = np.zeros((self.width, len(self.keys)), dtype=np.float64)
+            for code in range(k + 1):
+                project[code, code] = 1.0
+            project[k + 1, k] = project[k + 1, k + 1] = 1.0  # new: in the other cell too
+            project[k + 2, k + 2] = project[k + 3, k + 3] = 1.0
+            self.outlying = np.zeros(self.width, dtype=bool)
+            self.outlying[k + 1] = True
+        self.project = project
+
+    def codes(self, values: list[Any]) -> npt.NDArray[np.intp]:
+        """Each value's code."""
+        kinds = set(map(type, values))
+        if self.numeric:
+            return self._numeric(values, kinds)
+        return self._categorical(values, kinds)
+
+    def _numeric(self, values: list[Any], kinds: set[type]) -> npt.NDArray[np.intp]:
+        edges = len(self.edges)
+        if kinds <= _NUMBERS:
+            numbers = np.array(values, dtype=np.float64)  # None: NaN
+            wrong = None
+        else:
+            numbers = np.array(
+                [v if type(v) is float or type(v) is int else None for v in values],
+                dtype=np.float64,
+            )
+            wrong = np.fromiter(
+                (v is not None and type(v) is not float and type(v) is not int for v in values),
+                dtype=bool,
+                count=len(values),
+            )
+        missing = np.isnan(numbers)
+        codes = cells(self.edges, numbers)
+        codes[missing] = edges + 1
+        if wrong is not None:
+            codes[wrong] = edges + 2
+        return codes
+
+    def _categorical(self, values: list[Any], kinds: set[type]) -> npt.NDArray[np.intp]:
+        new = self.width - 3
+        n = len(values)
+        if kinds <= _TEXTS:
+            found: Any = map(self.lookup.get, values, repeat(new))
+        elif kinds <= _INTS:
+            found = map(self.ints.get, values, repeat(new))
+        else:
+            found = (self._code(v, new) for v in values)
+        return np.fromiter(found, dtype=np.intp, count=n)
+
+    def _code(self, value: Any, new: int) -> int:
+        if value is None:
+            return self.width - 2
+        if type(value) is list or type(value) is dict:
+            return self.width - 1
+        if type(value) is float and math.isnan(value):
+            return self.width - 2
+        return self.lookup.get(category_text(value), new)
+
+
+def _canonical_int(text: str) -> bool:
+    """Whether `text` is how `category_text` writes an integer."""
+    try:
+        return str(int(text)) == text
+    except ValueError:
+        return False
+
+
+class _Layout:
+    """A reference compiled for sketching against one monitor's features."""
+
+    __slots__ = ("columns", "features", "ref")
+
+    def __init__(self, reference: Reference, features: Sequence[FeatureSpec]) -> None:
+        self.ref = reference.id
+        pointers = {f.name: pointer.parse(f.pointer) for f in features}
+        self.columns = []
+        for column in reference.profile.columns:
+            if column.name in (PREDICTION, SCORE):
+                tokens = None
+            else:
+                tokens = pointers.get(column.name, (column.name,))
+            self.columns.append(_Column(reference.id, column, tokens))
+        self.features = sum(c.feature for c in self.columns)
+
+
+_LAYOUTS: dict[tuple[int, tuple[FeatureSpec, ...]], _Layout] = {}
+MAX_LAYOUTS = 1024
+"""Compiled references kept (a compiled one is a few dicts per column); more: start afresh."""
+
+
+def _layout(reference: Reference, features: tuple[FeatureSpec, ...]) -> _Layout:
+    """The compiled reference, compiled once per reference id and features spec (a reference's
+    id names one profile for good)."""
+    cached = _LAYOUTS.get((reference.id, features))
+    if cached is None:
+        if len(_LAYOUTS) >= MAX_LAYOUTS:
+            _LAYOUTS.clear()
+        cached = _LAYOUTS[reference.id, features] = _Layout(reference, features)
+    return cached
+
+
+def _values(records: Sequence[PredictionRecord], column: _Column) -> list[Any]:
+    """The column's value of each record (None where it has none)."""
+    tokens = column.tokens
+    if tokens is None:
+        if column.name == PREDICTION:
+            return [r.prediction for r in records]
+        return [r.score for r in records]
+    if len(tokens) == 1:
+        (token,) = tokens
+        return [
+            f.get(token) if type(f) is dict else _deep(f, tokens)
+            for f in [r.features for r in records]
+        ]
+    return [_deep(r.features, tokens) for r in records]
+
+
+def _deep(features: Any, tokens: tuple[str, ...]) -> Any:
+    if features is None:
+        return None
+    found = pointer.resolve(features, tokens)
+    return None if isinstance(found, pointer.Missing) else found
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """The records of a batch sketched against one reference."""
+
+    monitor_id: int
+    layout: _Layout
+    indices: npt.NDArray[np.intp]
+    """Their positions in the batch."""
+    groups: list[tuple[str, str, int]]
+    """(version, served_by, bucket) of each group index."""
+    group: npt.NDArray[np.intp]
+    """Each record's group index."""
+    codes: list[npt.NDArray[np.intp]]
+    """Per column of the layout, each record's code."""
+    outliers: npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class Sketched:
+    """A batch sketched: each record's outlier score, and the counter deltas of any of its
+    records (`deltas`: a store counts the ones it stored, not the duplicates)."""
+
+    size: int
+    outliers: list[float | None]
+    """Per record of the batch: the outlier score (see `sketch`), None when it had no
+    reference."""
+    parts: tuple[_Part, ...] = ()
+
+    def deltas(self, stored: Sequence[int] | None = None) -> dict[GroupKey, dict[str, float]]:
+        """The sketch counters the records at positions `stored` (None: all) add, per minute
+        group."""
+        keep = None
+        if stored is not None and len(stored) < self.size:
+            keep = np.zeros(self.size, dtype=bool)
+            keep[np.asarray(stored, dtype=np.intp)] = True
+        out: dict[GroupKey, dict[str, float]] = {}
+        for part in self.parts:
+            _count(part, None if keep is None else keep[part.indices], out)
+        return out
+
+
+def _count(
+    part: _Part, keep: npt.NDArray[np.bool_] | None, out: dict[GroupKey, dict[str, float]]
+) -> None:
+    """Add the counters of a part's records (`keep`: only those) to `out`."""
+    group = part.group if keep is None else part.group[keep]
+    if not len(group):
+        return
+    n = len(part.groups)
+    ref = part.layout.ref
+    matrices: list[npt.NDArray[np.float64]] = []
+    keys: list[str] = []
+    for column, codes in zip(part.layout.columns, part.codes, strict=True):
+        width = column.width
+        picked = codes if keep is None else codes[keep]
+        counts = np.bincount(group * width + picked, minlength=n * width).reshape(n, width)
+        matrices.append(counts @ column.project)
+        keys += column.keys
+    outliers = part.outliers if keep is None else part.outliers[keep]
+    matrices.append(
+        np.stack(
+            [
+                np.bincount(group, minlength=n),
+                np.bincount(group, weights=outliers, minlength=n),
+            ],
+            axis=1,
+        ).astype(np.float64)
+    )
+    keys += [rows_key(ref), outliers_key(ref)]
+    table = np.concatenate(matrices, axis=1)
+    for g, (version, served_by, bucket) in enumerate(part.groups):
+        row = table[g]
+        nonzero = np.flatnonzero(row)
+        if not len(nonzero):
+            continue
+        counters = out.setdefault((part.monitor_id, version, served_by, bucket), {})
+        for index, value in zip(nonzero.tolist(), row[nonzero].tolist(), strict=True):
+            name = keys[index]
+            counters[name] = counters.get(name, 0.0) + value
+
+
+@dataclass(slots=True)
+class _Gathering:
+    """A part's records as `sketch` finds them."""
+
+    monitor_id: int
+    layout: _Layout
+    indices: list[int] = field(default_factory=list)
+    groups: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    group: list[int] = field(default_factory=list)
+
+
+def sketch(records: Sequence[PredictionRecord], known: Mapping[str, Referenced]) -> Sketched:
+    """Sketch a batch: each record against its reference (`reference_of`), per profiled column
+    its cell, missing, wrong-type, out-of-range and new-category counts, and its outlier score.
+
+    The outlier score is the share of the record's profiled features (not the prediction or
+    score) whose value lies outside the reference: a number beyond the reference's minimum or
+    maximum (its extreme quantiles), or a category the reference never had. A record is an
+    outlier when its score is above 0. Why this score: it needs nothing but the profile, costs
+    nothing beyond the cells already computed, and is calibrated without labels: a record drawn
+    from the reference's own distribution falls outside the range of `n` reference rows with
+    probability at most 2/(n+1) per numeric feature (exchangeability), so with a reference of
+    10,000 rows and 10 features at most 0.2% of in-distribution records are flagged, while a
+    broken sensor (a value never seen) or a typo (a category never seen) always is. The share,
+    rather than a count, compares monitors of different widths. A missing or wrong-typed value
+    is a data-quality count of its own, not an outlier.
+    """
+    n = len(records)
+    outliers: list[float | None] = [None] * n
+    by_reference: dict[int, _Gathering] = {}
+    resolved: dict[tuple[str, str], _Layout | None] = {}
+    mids: dict[str, int] = {}
+    for i, record in enumerate(records):
+        which = (record.monitor, record.model_version)
+        layout = resolved.get(which, _UNSET)
+        if layout is _UNSET:
+            registered = known[record.monitor]
+            reference = reference_of(registered.references, record.model_version)
+            layout = (
+                None if reference is None else _layout(reference, registered.monitor.spec.features)
+            )
+            resolved[which] = layout
+            mids[record.monitor] = registered.id
+        if layout is None:
+            continue
+        gathering = by_reference.get(layout.ref)
+        if gathering is None:
+            gathering = by_reference[layout.ref] = _Gathering(mids[record.monitor], layout)
+        groups = gathering.groups
+        at = (record.model_version, record.served_by, floor(record.ts / BUCKET_SECONDS))
+        gathering.indices.append(i)
+        gathering.group.append(groups.setdefault(at, len(groups)))
+    parts = []
+    for gathering in by_reference.values():
+        layout, indices = gathering.layout, gathering.indices
+        batch = [records[i] for i in indices]
+        codes = [column.codes(_values(batch, column)) for column in layout.columns]
+        outlying = np.zeros(len(batch), dtype=np.intp)
+        for column, found in zip(layout.columns, codes, strict=True):
+            if column.feature:
+                outlying += column.outlying[found]
+        scores = outlying / layout.features if layout.features else outlying.astype(np.float64)
+        for i, score in zip(indices, scores.tolist(), strict=True):
+            outliers[i] = score
+        parts.append(
+            _Part(
+                gathering.monitor_id,
+                layout,
+                np.asarray(indices, dtype=np.intp),
+                list(gathering.groups),
+                np.asarray(gathering.group, dtype=np.intp),
+                codes,
+                outlying > 0,
+            )
+        )
+    return Sketched(n, outliers, tuple(parts))
+
+
+_UNSET: Any = object()

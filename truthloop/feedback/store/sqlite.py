@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from truthloop.core import join, plan, registry
+from truthloop.core import join, plan, registry, sketch
 from truthloop.core.evaluation import Group
 from truthloop.core.join import Label, Row
 from truthloop.core.plan import ACTUALS_EXPIRED
@@ -413,26 +413,30 @@ class SQLiteStore(Store):
         monitors: Mapping[str, Registered],
         now: float,
     ) -> IngestResult:
-        values = [codec.prediction_values(monitors[r.monitor].id, r) for r in records]
+        sketched = sketch.sketch(records, monitors)
+        values = [
+            codec.prediction_values(monitors[r.monitor].id, r, outlier)
+            for r, outlier in zip(records, sketched.outliers, strict=True)
+        ]
         insert = (
             "INSERT OR IGNORE INTO predictions (monitor_id, prediction_id, served_by,"
             " model_version, entity_id, tag, ts, prediction, score, features, outlier)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         conn.execute("SAVEPOINT batch")
+        stored: Sequence[int]
         if conn.executemany(insert, values).rowcount == len(values):
-            inserted = list(records)
+            stored = range(len(records))
         else:
             conn.execute("ROLLBACK TO batch")
-            inserted = [
-                r for r, v in zip(records, values, strict=True) if conn.execute(insert, v).rowcount
-            ]
+            stored = [i for i, v in enumerate(values) if conn.execute(insert, v).rowcount]
         conn.execute("RELEASE batch")
+        inserted = [records[i] for i in stored]
         waiting = {
             monitors[key].id: _waiting(conn, monitors[key], batch)
             for key, batch in plan.by_monitor(inserted).items()
         }
-        result = plan.plan_arrivals(inserted, monitors, waiting, now)
+        result = plan.plan_arrivals(inserted, monitors, waiting, now, sketched, stored)
         refs = _refs(conn, inserted, monitors) if result.labels else {}
         self._write_plan(conn, result, now, refs)
         return IngestResult(len(inserted), len(records) - len(inserted), result.matched)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from truthloop.core import join, plan, registry
+from truthloop.core import join, plan, registry, sketch
 from truthloop.core.evaluation import Group
 from truthloop.core.plan import ACTUALS_EXPIRED
 from truthloop.core.profile import Profile, Reference
@@ -323,13 +323,14 @@ class PostgresStore(interface.Store):
     ) -> interface.IngestResult:
         if not records:
             return interface.IngestResult(0, 0, 0)
+        sketched = sketch.sketch(records, monitors)  # before: no connection waits on it
         try:
             return await self._db.transaction(
-                self._insert_predictions, records, monitors, now, True
+                self._insert_predictions, records, monitors, now, sketched, True
             )
         except asyncpg.UniqueViolationError:  # a key already stored: a retried batch
             return await self._db.transaction(
-                self._insert_predictions, records, monitors, now, False
+                self._insert_predictions, records, monitors, now, sketched, False
             )
 
     async def _insert_predictions(
@@ -338,6 +339,7 @@ class PostgresStore(interface.Store):
         records: Sequence[PredictionRecord],
         monitors: Mapping[str, interface.Registered],
         now: float,
+        sketched: sketch.Sketched,
         copy: bool,
     ) -> interface.IngestResult:
         """Insert a batch and join the pending actuals it satisfies: by COPY with `copy`, which
@@ -345,11 +347,14 @@ class PostgresStore(interface.Store):
         mids = [monitors[r.monitor].id for r in records]
         await locks.hold_monitors(conn, self.keys.intake, sorted(set(mids)), shared=True)
         await _live(conn, set(mids))
-        rows = [codec.prediction_values(mid, r) for r, mid in zip(records, mids, strict=True)]
+        rows = [
+            codec.prediction_values(mid, r, outlier)
+            for r, mid, outlier in zip(records, mids, sketched.outliers, strict=True)
+        ]
         stored, refs = await predictions.insert(conn, rows, copy)
         batch = [records[i] for i in stored]
         waiting = await pending.waiting(conn, batch, monitors)
-        result = plan.plan_arrivals(batch, monitors, waiting, now)
+        result = plan.plan_arrivals(batch, monitors, waiting, now, sketched, stored)
         if result.labels and refs is None:
             refs = await predictions.refs(conn, records, mids)
         ids = {j: refs[stored[j]] for j in result.labels} if refs is not None else {}
