@@ -177,12 +177,12 @@ def tally(
     regression, where there is only an error). Raises `LabelError` before `into` is touched."""
     if task == "binary":
         predicted, score = _binary_prediction(prediction, score, threshold)
-        actual_class = _binary_class(actual, "actual")
+        actual_class = binary_class(actual, "actual")
         _binary(into, predicted, actual_class, score)
         return predicted == actual_class
     if task == "multiclass":
-        actual_label = _class_label(actual)
-        predicted_label = _class_label(prediction)
+        actual_label = class_label(actual)
+        predicted_label = class_label(prediction)
         right = actual_label == predicted_label
         _multiclass(into, actual_label, predicted_label, right)
         return right
@@ -227,7 +227,7 @@ def tally_vote(
         predicted, score = _binary_prediction(prediction, score, threshold)
         _binary(into, predicted, predicted if up else 1 - predicted, score)
     elif task == "multiclass":
-        label = _class_label(prediction)
+        label = class_label(prediction)
         if up:
             _multiclass(into, label, label, True)
         else:
@@ -249,7 +249,7 @@ def check_prediction(task: Task, value: object) -> str | None:
 
 def check_actual(task: Task, value: object) -> str | None:
     """Why `value` cannot be an actual of the task, or None when it can."""
-    return _problem(lambda: _binary_class(value, "actual"), task, value, "actual")
+    return _problem(lambda: binary_class(value, "actual"), task, value, "actual")
 
 
 def _problem(binary: Callable[[], object], task: Task, value: object, what: str) -> str | None:
@@ -257,7 +257,7 @@ def _problem(binary: Callable[[], object], task: Task, value: object, what: str)
         if task == "binary":
             binary()
         elif task == "multiclass":
-            _class_label(value)
+            class_label(value)
         else:
             _number(value, what)
     except LabelError as e:
@@ -317,7 +317,8 @@ def _regression(into: dict[str, float], prediction: float, actual: float) -> Non
         into["sape2"] = get("sape2", 0) + ape * ape
 
 
-def _binary_class(value: object, what: str) -> int:
+def binary_class(value: object, what: str) -> int:
+    """A binary class, 0 or 1 (see the module's Labels); LabelError names `what` otherwise."""
     try:
         c = _BINARY_CLASSES.get(value)
     except TypeError:  # unhashable
@@ -333,11 +334,11 @@ def _binary_prediction(
     prediction: object, score: float | None, threshold: float
 ) -> tuple[int, float | None]:
     if score is not None:
-        return _binary_class(prediction, "prediction"), _probability(score, "score")
+        return binary_class(prediction, "prediction"), _probability(score, "score")
     if isinstance(prediction, float):
         p = _probability(prediction, "prediction")
         return int(p >= threshold), p
-    return _binary_class(prediction, "prediction"), None
+    return binary_class(prediction, "prediction"), None
 
 
 def _probability(value: object, what: str) -> float:
@@ -360,7 +361,9 @@ def _number(value: object, what: str) -> float:
     return float(value)
 
 
-def _class_label(value: object) -> str:
+def class_label(value: object) -> str:
+    """A class as text, the one rule for multiclass labels and categorical values (see the
+    module's Labels); LabelError for null, NaN, infinities and containers."""
     if type(value) is str:
         return value
     if isinstance(value, bool):

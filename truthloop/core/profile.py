@@ -12,23 +12,44 @@ stored; the raw reference is not kept. Each profiled column is one `NumericProfi
   maximum): `cells` says which. `proportions` are the reference's shares of every cell, under-
   and overflow included (both 0 by construction), so they sum to 1.
 - categorical: `categories` are the reference's most frequent values (at most `MAX_CATEGORIES`, as
-  text: `category_text`, so a captured `1`, `1.0` and a CSV's "1" are one category), `shares`
-  their shares plus one last share for every other value. `seen` keeps up to `MAX_SEEN` of the
+  text: `category_text`, the rule of multiclass labels (`metrics.class_label`), so a captured
+  `1`, `1.0` and a CSV's "1" are one category, `true` is "true"; ties by text), `shares` their
+  shares plus one last share for every other value. `seen` keeps up to `MAX_SEEN` of the
   remaining reference values, so a value in neither is new to the reference (a reference with
   more distinct values than both hold counts its rarest as new).
 
 The prediction is always profiled (column `PREDICTION`) and, when the reference has scores, so is
-the score (column `SCORE`): prediction drift. Feature names cannot take those names, nor `actual`
-or `ts` (`RESERVED`).
+the score (column `SCORE`, numeric): prediction drift. A regression prediction is numeric; a
+multiclass one categorical; a binary one categorical over its class, "0" or "1", read as metrics
+reads it (`prediction_class`).
+
+`build` profiles a `core.table.Table` (an upload) against a spec: the declared features
+(`spec.features`; any other column but the reserved ones is refused) or, without any, every
+column but the reserved ones, numeric when all its values are numbers, categorical otherwise (at
+most `MAX_FEATURES`). A cell that does not fit its column (text in a numeric feature, a binary
+prediction that is no class) is refused naming its line and column, and so is a column without a
+value; a constant numeric column is profiled, with a warning. `build_from_records` does the same
+for captured records (history), where such cells count as missing instead: they were captured
+and must not stop the reference. Feature names cannot take the prediction's and score's names,
+nor `actual` or `ts` (`RESERVED`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from collections import Counter
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
+
+from truthloop.core import metrics, pointer
+from truthloop.core.table import MAX_DETAILS, Column, Table, TableError, column_text, show, values
+
+if TYPE_CHECKING:
+    from truthloop.core.spec import MonitorSpec
 
 FeatureKind = Literal["numeric", "categorical"]
 
@@ -111,12 +132,306 @@ def cells(edges: npt.NDArray[np.float64], values: npt.NDArray[np.float64]) -> np
 
 
 def category_text(value: Any) -> str:
-    """A scalar value as a category: text as is, booleans as JSON writes them, integral numbers
-    without a fraction (`1`, `1.0`, "1" are one category), other numbers as Python writes them."""
-    if type(value) is str:
-        return value
-    if value is True or value is False:
-        return "true" if value else "false"
-    if type(value) is float and value.is_integer():
-        return str(int(value))
-    return str(value)
+    """A scalar value as a category: `metrics.class_label`, the multiclass label rule (text as
+    is, booleans as JSON writes them, integral numbers without a fraction: `1`, `1.0` and "1" are
+    one category). LabelError for NaN, infinities and containers, which are no category."""
+    return metrics.class_label(value)
+
+
+FEATURE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
+"""A feature's name: it is a column of the reference, part of sketch counter keys (no `:`) and a
+Prometheus label value; at most 63 characters of letters, digits, `_`, `-` and `.`."""
+FEATURE_NAME_EXPECTED = "at most 63 letters, digits, '_', '-' and '.', not starting with '-' or '.'"
+
+
+class ProfileError(TableError):
+    """A reference that cannot be profiled: `details` name each problem's column, and line when
+    it is one cell's (at most `MAX_DETAILS`), `count` is how many there were."""
+
+
+def prediction_class(value: object, threshold: float, scored: bool) -> int:
+    """A binary prediction's class as metrics reads it: a class (0/1, true/false, "0"/"1"), or,
+    without a separate score, a probability whose class is `p >= threshold`. 0 and 1 are
+    classes, whatever their type (a CSV does not tell 1 from 1.0). LabelError otherwise."""
+    if (
+        not scored
+        and isinstance(value, float | int)
+        and not isinstance(value, bool)
+        and value not in (0, 1)
+    ):
+        if not 0 <= value <= 1:
+            raise metrics.LabelError(f"prediction {value!r} is not a probability in [0, 1]")
+        return int(value >= threshold)
+    return metrics.binary_class(value, "prediction")
+
+
+class _Problems:
+    __slots__ = ("count", "details")
+
+    def __init__(self) -> None:
+        self.details: list[str] = []
+        self.count = 0
+
+    def add(self, text: str) -> None:
+        self.count += 1
+        if len(self.details) < MAX_DETAILS:
+            self.details.append(text)
+
+
+def build(table: Table, spec: MonitorSpec, *, strict: bool = True) -> tuple[Profile, list[str]]:
+    """The profile of `table` for a monitor with `spec`, and warnings (a constant column).
+
+    Raises ProfileError naming every problem (bounded). `strict=False` (history) counts cells
+    that do not fit their column as missing instead of refusing them.
+    """
+    problems = _Problems()
+    warnings: list[str] = []
+    features = _features(table, spec, problems)
+    if PREDICTION not in table.columns:
+        problems.add(f"no {column_text(PREDICTION)} column: the model's prediction is profiled too")
+    elif table.rows == 0:
+        problems.add("no rows: a reference needs at least one")
+    _raise(problems)
+    profiled: list[ColumnProfile] = []
+    found: ColumnProfile | None
+    for name, kind in features:
+        column = table.columns[name]
+        if kind == "numeric":
+            found = _numeric(name, column, table, problems, strict, warnings)
+        else:
+            found = _categorical(name, _texts(column), table.rows, problems)
+        if found is not None:
+            profiled.append(found)
+    scored = SCORE in table.columns
+    prediction = table.columns[PREDICTION]
+    if strict:
+        absent = np.flatnonzero(~prediction.present())
+        for i in absent[:MAX_DETAILS]:
+            problems.add(f"line {table.lines[i]}, column {column_text(PREDICTION)}: missing")
+        problems.count += max(0, len(absent) - MAX_DETAILS)
+    if spec.task == "regression":
+        found = _numeric(PREDICTION, prediction, table, problems, strict, warnings)
+    elif spec.task == "multiclass":
+        found = _categorical(PREDICTION, _texts(prediction), table.rows, problems)
+    else:
+        texts = _classes(prediction, table, spec.threshold, scored, problems, strict)
+        found = _categorical(PREDICTION, texts, table.rows, problems)
+    if found is not None:
+        profiled.append(found)
+    if scored:
+        found = _numeric(SCORE, table.columns[SCORE], table, problems, strict, warnings)
+        if found is not None:
+            profiled.append(found)
+    _raise(problems)
+    return Profile(rows=table.rows, columns=tuple(profiled)), warnings
+
+
+def build_from_records(
+    records: Iterable[tuple[object, object, object]], spec: MonitorSpec
+) -> tuple[Profile, list[str]]:
+    """The profile of captured records, each `(prediction, score, features)` as stored (the
+    features object the capture kept, or None), for a history reference. Features are read
+    with each `spec.features` pointer or, without any declared, are the features object's keys;
+    cells that do not fit count as missing. Raises ProfileError as `build` does."""
+    declared = [(f.name, pointer.parse(f.pointer)) for f in spec.features]
+    predictions: list[object] = []
+    scores: list[object] = []
+    found: dict[str, list[object]] = {f: [] for f, _ in declared}
+    for row, (prediction, score, features) in enumerate(records):
+        predictions.append(prediction)
+        scores.append(score)
+        if declared:
+            for name, tokens in declared:
+                value = pointer.resolve(features, tokens) if features is not None else None
+                found[name].append(None if isinstance(value, pointer.Missing) else value)
+        elif isinstance(features, dict):
+            for name, value in features.items():
+                column = found.get(name)
+                if column is None:
+                    if len(found) > MAX_FEATURES or not isinstance(name, str):
+                        continue
+                    column = found[name] = [None] * row
+                column.append(value)
+        for column in found.values():
+            if len(column) == row:
+                column.append(None)
+    columns = {name: values(cells_) for name, cells_ in found.items()}
+    columns[PREDICTION] = values(predictions)
+    if any(s is not None for s in scores):
+        columns[SCORE] = values(scores)
+    rows = len(predictions)
+    table = Table(tuple(columns), columns, np.arange(1, rows + 1, dtype=np.int64))
+    return build(table, spec, strict=False)
+
+
+def _raise(problems: _Problems) -> None:
+    if problems.count:
+        raise ProfileError(problems.details, problems.count)
+
+
+def _features(
+    table: Table, spec: MonitorSpec, problems: _Problems
+) -> list[tuple[str, FeatureKind]]:
+    """The profiled features, in order, with their kinds: declared, or discovered."""
+    if spec.features:
+        declared = {f.name for f in spec.features}
+        for name in table.names:
+            if name not in declared and name not in RESERVED:
+                problems.add(
+                    f"column {column_text(name)}: not a feature of spec.features "
+                    f"({', '.join(sorted(declared))}) nor one of {', '.join(RESERVED)}"
+                )
+        for f in spec.features:
+            if f.name not in table.columns:
+                problems.add(f"no column {column_text(f.name)}: spec.features declares it")
+        return [(f.name, f.kind) for f in spec.features if f.name in table.columns]
+    names = [n for n in table.names if n not in RESERVED]
+    if len(names) > MAX_FEATURES:
+        problems.add(
+            f"{len(names)} feature columns, at most {MAX_FEATURES}: declare the features to "
+            "watch in spec.features"
+        )
+        return []
+    discovered: list[tuple[str, FeatureKind]] = []
+    for name in names:
+        if not FEATURE_NAME.fullmatch(name):
+            problems.add(f"column {column_text(name)}: a feature's name is {FEATURE_NAME_EXPECTED}")
+            continue
+        column = table.columns[name]
+        numeric = column.others is None or not column.present()[np.isnan(column.numbers)].any()
+        discovered.append((name, "numeric" if numeric else "categorical"))
+    return discovered
+
+
+def _numeric(
+    name: str,
+    column: Column,
+    table: Table,
+    problems: _Problems,
+    strict: bool,
+    warnings: list[str],
+) -> NumericProfile | None:
+    if strict and column.others is not None:
+        wrong = np.flatnonzero(_not_none(column.others))
+        for i in wrong[:MAX_DETAILS]:
+            problems.add(
+                f"line {table.lines[i]}, column {column_text(name)}: expected a number, "
+                f"got {show(column.others[i])}"
+            )
+        problems.count += max(0, len(wrong) - MAX_DETAILS)
+    v = column.numbers[~np.isnan(column.numbers)]
+    count = len(v)
+    if count == 0:
+        problems.add(f"column {column_text(name)}: no numbers in any row")
+        return None
+    edges = np.unique(np.quantile(v, np.linspace(0.0, 1.0, BINS + 1)))
+    lowest, highest = float(edges[0]), float(edges[-1])
+    if len(edges) == 1:
+        edges = np.array([lowest, lowest])
+        warnings.append(
+            f"column {column_text(name)} is constant ({lowest:g}) in the reference: any other "
+            "value will show as drift"
+        )
+    counts = np.bincount(cells(edges, v), minlength=len(edges) + 1)
+    scale = max(abs(lowest), abs(highest), 1.0)
+    scaled = v / scale if scale > 1e150 else v
+    mean = float(np.mean(scaled)) * (scale if scale > 1e150 else 1.0)
+    std = float(np.std(scaled)) * (scale if scale > 1e150 else 1.0)
+    return NumericProfile(
+        name=name,
+        edges=tuple(float(e) for e in edges),
+        proportions=tuple(float(c) / count for c in counts),
+        mean=mean,
+        std=std,
+        min=lowest,
+        max=highest,
+        count=count,
+        missing=table.rows - count,
+    )
+
+
+def _texts(column: Column) -> Counter[str]:
+    """How often each value of a column occurs, as text (`metrics.class_label`)."""
+    found: Counter[str] = Counter()
+    numbers = column.numbers[~np.isnan(column.numbers)]
+    if len(numbers):
+        unique, counts = np.unique(numbers, return_counts=True)
+        for value, count in zip(unique.tolist(), counts.tolist(), strict=True):
+            found[category_text(value)] += count
+    if column.others is not None:
+        for value, count in Counter(v for v in column.others if v is not None).items():
+            found[category_text(value)] += count
+    return found
+
+
+def _classes(
+    column: Column,
+    table: Table,
+    threshold: float,
+    scored: bool,
+    problems: _Problems,
+    strict: bool,
+) -> Counter[str]:
+    """A binary prediction column's classes ("0", "1") and their counts."""
+    found: Counter[str] = Counter()
+    numbers = column.numbers
+    present = ~np.isnan(numbers)
+    if scored:
+        fits = present & ((numbers == 0) | (numbers == 1))
+        positive = numbers == 1
+    else:
+        fits = present & (numbers >= 0) & (numbers <= 1)
+        positive = (numbers == 1) | ((numbers != 0) & (numbers >= threshold))
+    ones = int(np.count_nonzero(fits & positive))
+    found["1"] += ones
+    found["0"] += int(np.count_nonzero(fits)) - ones
+    bad = present & ~fits
+    wrong: list[tuple[int, object]] = [(int(i), numbers[i].item()) for i in np.flatnonzero(bad)]
+    if column.others is not None:
+        known: dict[object, int | None] = {}
+        for i in np.flatnonzero(_not_none(column.others)):
+            value = column.others[i]
+            if value not in known:
+                try:
+                    known[value] = prediction_class(value, threshold, scored)
+                except metrics.LabelError:
+                    known[value] = None
+            cls = known[value]
+            if cls is None:
+                wrong.append((int(i), value))
+            else:
+                found[str(cls)] += 1
+    if strict:
+        wrong.sort(key=lambda item: item[0])
+        for row, value in wrong[:MAX_DETAILS]:
+            problems.add(
+                f"line {table.lines[row]}, column {column_text(PREDICTION)}: {show(value)} is not "
+                "a binary class (0/1, true/false)"
+                + ("" if scored else " or a probability in [0, 1]")
+            )
+        problems.count += max(0, len(wrong) - MAX_DETAILS)
+    return +found
+
+
+def _categorical(
+    name: str, texts: Counter[str], rows: int, problems: _Problems
+) -> CategoricalProfile | None:
+    count = sum(texts.values())
+    if count == 0:
+        problems.add(f"column {column_text(name)}: no values in any row")
+        return None
+    ranked = sorted(texts.items(), key=lambda item: (-item[1], item[0]))
+    top = ranked[:MAX_CATEGORIES]
+    other = count - sum(c for _, c in top)
+    return CategoricalProfile(
+        name=name,
+        categories=tuple(t for t, _ in top),
+        shares=(*(c / count for _, c in top), other / count),
+        seen=tuple(t for t, _ in ranked[MAX_CATEGORIES : MAX_CATEGORIES + MAX_SEEN]),
+        count=count,
+        missing=rows - count,
+    )
+
+
+def _not_none(objects: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
+    return np.fromiter((v is not None for v in objects), dtype=bool, count=len(objects))

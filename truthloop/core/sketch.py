@@ -223,8 +223,8 @@ class _Column:
             return self.width - 2
         if type(value) is list or type(value) is dict:
             return self.width - 1
-        if type(value) is float and math.isnan(value):
-            return self.width - 2
+        if type(value) is float and not math.isfinite(value):
+            return self.width - 2  # NaN and infinities are no category (category_text)
         return self.lookup.get(category_text(value), new)
 
 
