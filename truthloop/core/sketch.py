@@ -26,7 +26,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from math import floor
+from operator import itemgetter
 from typing import Any, Protocol
 
 import numpy as np
@@ -178,14 +178,14 @@ class _Column:
             self.outlying[k + 1] = True
         self.project = project
 
-    def codes(self, values: list[Any]) -> npt.NDArray[np.intp]:
+    def codes(self, values: Sequence[Any]) -> npt.NDArray[np.intp]:
         """Each value's code."""
         kinds = set(map(type, values))
         if self.numeric:
             return self._numeric(values, kinds)
         return self._categorical(values, kinds)
 
-    def _numeric(self, values: list[Any], kinds: set[type]) -> npt.NDArray[np.intp]:
+    def _numeric(self, values: Sequence[Any], kinds: set[type]) -> npt.NDArray[np.intp]:
         edges = len(self.edges)
         if kinds <= _NUMBERS:
             numbers = np.array(values, dtype=np.float64)  # None: NaN
@@ -207,7 +207,7 @@ class _Column:
             codes[wrong] = edges + 2
         return codes
 
-    def _categorical(self, values: list[Any], kinds: set[type]) -> npt.NDArray[np.intp]:
+    def _categorical(self, values: Sequence[Any], kinds: set[type]) -> npt.NDArray[np.intp]:
         new = self.width - 3
         n = len(values)
         if kinds <= _TEXTS:
@@ -270,20 +270,38 @@ def _layout(reference: Reference, features: tuple[FeatureSpec, ...]) -> _Layout:
     return cached
 
 
-def _values(records: Sequence[PredictionRecord], column: _Column) -> list[Any]:
-    """The column's value of each record (None where it has none)."""
-    tokens = column.tokens
-    if tokens is None:
-        if column.name == PREDICTION:
-            return [r.prediction for r in records]
-        return [r.score for r in records]
-    if len(tokens) == 1:
-        (token,) = tokens
-        return [
-            f.get(token) if type(f) is dict else _deep(f, tokens)
-            for f in [r.features for r in records]
-        ]
-    return [_deep(r.features, tokens) for r in records]
+def _columns(records: Sequence[PredictionRecord], layout: _Layout) -> list[Sequence[Any]]:
+    """Each column's values, in the layout's order (None where a record has none).
+
+    Features are read by one `itemgetter` per record when every record's features are an object
+    holding every flat feature (the usual batch), transposed by `zip`; else column by column.
+    """
+    features = [r.features for r in records]
+    flat = [c.tokens[0] for c in layout.columns if c.tokens is not None and len(c.tokens) == 1]
+    found: dict[str, Sequence[Any]] = {}
+    if len(flat) > 1 and set(map(type, features)) == {dict}:
+        try:
+            rows = map(itemgetter(*flat), features)
+            found = dict(zip(flat, zip(*rows, strict=True), strict=True))
+        except KeyError:
+            found = {}
+    out: list[Sequence[Any]] = []
+    for column in layout.columns:
+        tokens = column.tokens
+        if tokens is None:
+            if column.name == PREDICTION:
+                out.append([r.prediction for r in records])
+            else:
+                out.append([r.score for r in records])
+        elif len(tokens) == 1:
+            token = tokens[0]
+            values = found.get(token)
+            if values is None:
+                values = [f.get(token) if type(f) is dict else None for f in features]
+            out.append(values)
+        else:
+            out.append([_deep(f, tokens) for f in features])
+    return out
 
 
 def _deep(features: Any, tokens: tuple[str, ...]) -> Any:
@@ -381,8 +399,11 @@ class _Gathering:
     monitor_id: int
     layout: _Layout
     indices: list[int] = field(default_factory=list)
-    groups: dict[tuple[str, str, int], int] = field(default_factory=dict)
-    group: list[int] = field(default_factory=list)
+    """The records' positions in the batch."""
+    slots: list[tuple[str, str]] = field(default_factory=list)
+    """(version, served_by) of each slot."""
+    slot: list[int] = field(default_factory=list)
+    """Each record's slot."""
 
 
 def sketch(records: Sequence[PredictionRecord], known: Mapping[str, Referenced]) -> Sketched:
@@ -403,53 +424,55 @@ def sketch(records: Sequence[PredictionRecord], known: Mapping[str, Referenced])
     """
     n = len(records)
     outliers: list[float | None] = [None] * n
-    by_reference: dict[int, _Gathering] = {}
-    resolved: dict[tuple[str, str], _Layout | None] = {}
-    mids: dict[str, int] = {}
+    slots: dict[tuple[str, str, str], list[int]] = {}
     for i, record in enumerate(records):
-        which = (record.monitor, record.model_version)
-        layout = resolved.get(which, _UNSET)
-        if layout is _UNSET:
-            registered = known[record.monitor]
-            reference = reference_of(registered.references, record.model_version)
-            layout = (
-                None if reference is None else _layout(reference, registered.monitor.spec.features)
-            )
-            resolved[which] = layout
-            mids[record.monitor] = registered.id
-        if layout is None:
+        slots.setdefault((record.monitor, record.model_version, record.served_by), []).append(i)
+    by_reference: dict[int, _Gathering] = {}
+    for (monitor, version, served_by), indices in slots.items():
+        registered = known[monitor]
+        reference = reference_of(registered.references, version)
+        if reference is None:
             continue
+        layout = _layout(reference, registered.monitor.spec.features)
         gathering = by_reference.get(layout.ref)
         if gathering is None:
-            gathering = by_reference[layout.ref] = _Gathering(mids[record.monitor], layout)
-        groups = gathering.groups
-        at = (record.model_version, record.served_by, floor(record.ts / BUCKET_SECONDS))
-        gathering.indices.append(i)
-        gathering.group.append(groups.setdefault(at, len(groups)))
+            gathering = by_reference[layout.ref] = _Gathering(registered.id, layout)
+        gathering.slots.append((version, served_by))
+        gathering.indices += indices
+        gathering.slot += [len(gathering.slots) - 1] * len(indices)
     parts = []
     for gathering in by_reference.values():
-        layout, indices = gathering.layout, gathering.indices
-        batch = [records[i] for i in indices]
-        codes = [column.codes(_values(batch, column)) for column in layout.columns]
+        layout = gathering.layout
+        batch = [records[i] for i in gathering.indices]
+        buckets = np.floor(np.array([r.ts for r in batch]) / BUCKET_SECONDS).astype(np.int64)
+        low = int(buckets.min())
+        span = int(buckets.max()) - low + 1
+        combined = np.asarray(gathering.slot, dtype=np.int64) * span + (buckets - low)
+        unique, group = np.unique(combined, return_inverse=True)
+        groups = [
+            (*gathering.slots[int(code) // span], low + int(code) % span)
+            for code in unique.tolist()
+        ]
+        codes = [
+            column.codes(values)
+            for column, values in zip(layout.columns, _columns(batch, layout), strict=True)
+        ]
         outlying = np.zeros(len(batch), dtype=np.intp)
         for column, found in zip(layout.columns, codes, strict=True):
             if column.feature:
                 outlying += column.outlying[found]
         scores = outlying / layout.features if layout.features else outlying.astype(np.float64)
-        for i, score in zip(indices, scores.tolist(), strict=True):
+        for i, score in zip(gathering.indices, scores.tolist(), strict=True):
             outliers[i] = score
         parts.append(
             _Part(
                 gathering.monitor_id,
                 layout,
-                np.asarray(indices, dtype=np.intp),
-                list(gathering.groups),
-                np.asarray(gathering.group, dtype=np.intp),
+                np.asarray(gathering.indices, dtype=np.intp),
+                groups,
+                group.reshape(-1).astype(np.intp),
                 codes,
                 outlying > 0,
             )
         )
     return Sketched(n, outliers, tuple(parts))
-
-
-_UNSET: Any = object()

@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 import msgspec
+import numpy as np
 
 from truthloop.core.join import Label, Row
 from truthloop.core.plan import NewPending, Waiting
@@ -96,8 +97,18 @@ def reference(
     return Reference(ref, version, created, source, _decode_profile(profile))
 
 
+def _numpy_scalar(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise NotImplementedError(f"cannot store a {type(value).__name__} in a profile")
+
+
+_encode_profile = msgspec.json.Encoder(enc_hook=_numpy_scalar).encode
+
+
 def profile_json(profile: Profile) -> str:
-    return to_json(profile)
+    """A profile as JSON text; a numpy number in it (a builder's quantile) is stored as a float."""
+    return _encode_profile(profile).decode()
 
 
 class Parsed:
