@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from truthloop.core import sketch
+from truthloop.core import profile, sketch
 from truthloop.core.profile import (
     BINS,
     MAX_CATEGORIES,
@@ -36,8 +36,11 @@ REF = 7
 
 
 def numeric_profile(name: str, values: np.ndarray, missing: int = 0) -> NumericProfile:
-    """The profile of `values`: quantile edges at 0, 1/BINS, ..., 1 with repeats removed."""
+    """The profile of `values`: quantile edges at 0, 1/BINS, ..., 1 with repeats removed (a
+    constant's value twice)."""
     edges = np.unique(np.quantile(values, np.linspace(0, 1, BINS + 1)))
+    if len(edges) == 1:
+        edges = np.concatenate([edges, edges])
     counts = np.bincount(numeric_cells(edges, values), minlength=len(edges) + 1)
     return NumericProfile(
         name=name,
@@ -53,12 +56,8 @@ def numeric_profile(name: str, values: np.ndarray, missing: int = 0) -> NumericP
 
 
 def numeric_cells(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Cell per value: 0 below edges[0], i for edges[i-1] <= x < edges[i] (the last interior
-    cell holding edges[-1]), len(edges) above edges[-1]."""
-    last = len(edges) - 1
-    cells = np.minimum(np.searchsorted(edges, values, side="right"), max(last, 1))
-    cells = np.where(values < edges[0], 0, cells)
-    return np.where(values > edges[-1], len(edges), cells)
+    """Cell per value (`core.profile.cells`, the rule the ingest sketch uses too)."""
+    return profile.cells(edges.astype(np.float64), values.astype(np.float64))
 
 
 def categorical_profile(name: str, values: Sequence[str]) -> CategoricalProfile:

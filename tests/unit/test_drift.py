@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from collections.abc import Mapping
 
 import msgspec
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 from scipy.spatial import distance
 
@@ -21,9 +25,10 @@ from tests.support.drift_data import (
     spec,
     window,
 )
-from truthloop.core import drift, sketch
+from truthloop.core import drift, profile, sketch, table
 from truthloop.core.profile import PREDICTION, SCORE, CategoricalProfile, NumericProfile, Reference
-from truthloop.core.spec import DriftOverride
+from truthloop.core.records import PredictionRecord
+from truthloop.core.spec import DriftOverride, Monitor, parse_monitor
 
 RNG_SEED = 18
 
@@ -329,6 +334,7 @@ def test_the_statistics_agree_with_scipy_on_the_same_cells() -> None:
     counts = rng.multinomial(3000, rng.dirichlet(np.ones(12)))
     q = counts / counts.sum()
     assert drift.jensenshannon(p, q) == pytest.approx(distance.jensenshannon(p, q), abs=1e-12)
+    assert drift.jensenshannon(p, p) == 0.0
     statistic, p_value = drift.chisquare(p, counts.astype(float), 10_000)
     expected = stats.chisquare(counts, p * counts.sum())
     assert (statistic, p_value) == pytest.approx((expected.statistic, expected.pvalue), rel=1e-9)
@@ -370,12 +376,153 @@ def test_a_shift_beyond_the_reference_range_is_finite_and_drifts() -> None:
     assert math.isfinite(a.statistic)
 
 
-def test_a_single_edge_profile_gives_finite_statistics() -> None:
-    """A constant reference column (one edge, no interior bin) tests without a NaN."""
+def test_a_constant_reference_column_is_tested_on_its_one_cell_and_the_overflow() -> None:
+    """A constant reference (edges (c, c)): half the window above c is a KS of 0.5; the
+    Wasserstein distance places the overflow on c, so it cannot see it (the ratio does)."""
     age = numeric_profile("age", np.full(100, 3.0))
+    assert age.edges == (3.0, 3.0)
     counters = window(2000, sketch_numeric(age, np.concatenate([np.full(1000, 3.0), [4.0] * 1000])))
-    for method in ("wasserstein", "ks", "psi", "jensenshannon", "chisquare"):
+    report = drift.evaluate(reference(age), counters, spec(DriftOverride("age", method="ks")))
+    (a,) = report.features
+    assert (a.statistic, a.drifted, a.out_of_range_ratio) == (0.5, True, 0.5)
+    for method in ("wasserstein", "psi", "jensenshannon", "chisquare"):
         report = drift.evaluate(reference(age), counters, spec(DriftOverride("age", method=method)))
         (a,) = report.features
         assert a.statistic is not None
         assert math.isfinite(a.statistic)
+        assert (a.statistic == 0.0) == (method == "wasserstein")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Known:
+    id: int
+    monitor: Monitor
+    references: Mapping[str, Reference]
+
+
+def _monitor() -> Monitor:
+    return parse_monitor(
+        {
+            "apiVersion": "truthloop.dev/v1alpha1",
+            "kind": "ModelMonitor",
+            "metadata": {"name": "churn", "namespace": "ml"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "churn"}},
+                "model": {"name": "churn"},
+                "task": "binary",
+                "capture": {"prediction": {"pointer": "/prediction"}},
+            },
+        }
+    )
+
+
+def test_a_csv_reference_and_sketched_records_make_a_report() -> None:
+    """The path as the service runs it: table -> profile -> sketch of captured records -> drift,
+    with a missing value, a wrong-typed one and a new category on the way."""
+    rng = _rng()
+    n = 3000
+    tenure = rng.gamma(2.0, 12.0, n)
+    plans = rng.choice(["basic", "gold", "pro"], n, p=[0.6, 0.3, 0.1])
+    scores = rng.beta(2, 5, n)
+    lines = ["tenure,plan,prediction,score"] + [
+        f"{t:.4f},{p},{int(s >= 0.5)},{s:.4f}"
+        for t, p, s in zip(tenure, plans, scores, strict=True)
+    ]
+    built, warnings = profile.build(
+        table.read([("\n".join(lines) + "\n").encode()], "csv"), _monitor().spec
+    )
+    assert warnings == []
+    ref = Reference(11, "", 1_700_000_000.0, "upload", built)
+    monitor = _monitor()
+
+    def records(shift: float) -> list[PredictionRecord]:
+        out = []
+        for i in range(2000):
+            s = float(rng.beta(2, 5))
+            features: dict[str, object] = {
+                "tenure": float(rng.gamma(2.0, 12.0)) * (1 + shift),
+                "plan": str(rng.choice(["basic", "gold", "pro"], p=[0.6, 0.3, 0.1])),
+            }
+            if i == 0:
+                features = {"tenure": "long", "plan": "platinum"}
+            if i == 1:
+                features = {"plan": "gold"}
+            out.append(
+                PredictionRecord(
+                    "ml/churn",
+                    f"p{i}",
+                    "model",
+                    "v1",
+                    1_700_000_060.0 + i,
+                    int(s >= 0.5),
+                    score=s,
+                    features=features,
+                )
+            )
+        return out
+
+    def window_of(batch: list[PredictionRecord]) -> dict[str, float]:
+        summed: dict[str, float] = {}
+        known = {"ml/churn": _Known(1, monitor, {"": ref})}
+        for group in sketch.sketch(batch, known).deltas().values():
+            for k, v in group.items():
+                summed[k] = summed.get(k, 0.0) + v
+        return summed
+
+    same = drift.evaluate(ref, window_of(records(0.0)), monitor.spec)
+    assert same.status == "ok"
+    assert same.samples == 2000
+    assert [c.name for c in same.features] == ["tenure", "plan"]
+    tenure_, plan = same.features
+    assert (tenure_.samples, tenure_.missing_ratio, tenure_.wrong_type_ratio) == (
+        1998,
+        0.0005,
+        0.0005,
+    )
+    assert plan.new_category_ratio == 1 / 2000
+    assert same.dataset is not None
+    assert same.dataset.names == ()
+    assert same.prediction_drift is not None
+    assert same.prediction_drift.column == SCORE
+    assert not same.prediction_drift.drifted
+    assert same.outliers is not None
+    assert same.outliers.count >= 1  # the record with an unseen plan
+    shifted = drift.evaluate(ref, window_of(records(0.5)), monitor.spec)
+    assert shifted.dataset is not None
+    assert shifted.dataset.names == ("tenure",)
+    assert shifted.dataset.drifted
+
+
+_counter_value = st.one_of(
+    st.integers(0, 10**6).map(float),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_any_counters_give_a_bounded_report(data: st.DataObject) -> None:
+    """Whatever the counters hold (negative, huge, NaN, infinite), the report is finite JSON with
+    ratios in [0, 1] and p-values in [0, 1]."""
+    ref, _ = _setup(2000)
+    keys = [
+        sketch.key(REF, column.name, cell)
+        for column in ref.profile.columns
+        for cell in (*range(len(drift.proportions(column))), "missing", "wrong", "oor", "new")
+    ] + [sketch.rows_key(REF), sketch.outliers_key(REF)]
+    counters = data.draw(st.dictionaries(st.sampled_from(keys), _counter_value, max_size=60))
+    counters[sketch.rows_key(REF)] = data.draw(_counter_value)
+    report = drift.evaluate(ref, counters, spec())
+    raw = msgspec.json.encode(report)
+    json.loads(raw, parse_constant=pytest.fail)
+    for column in (*report.features, *report.predictions):
+        ratios = (
+            column.missing_ratio,
+            column.wrong_type_ratio,
+            column.out_of_range_ratio,
+            column.new_category_ratio,
+            column.p_value,
+        )
+        assert all(r is None or 0 <= r <= 1 for r in ratios)
+        assert column.statistic is None or column.statistic >= 0
+        assert all(0 <= x <= 1 for x in column.histogram.current)
