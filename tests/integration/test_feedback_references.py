@@ -14,7 +14,13 @@ from truthloop.core.profile import CategoricalProfile, NumericProfile, Profile
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import parse_monitor
 from truthloop.feedback.store import open_store
-from truthloop.feedback.store.interface import DatasetQuery, MonitorsGone, Registered, Store
+from truthloop.feedback.store.interface import (
+    DatasetQuery,
+    MonitorsGone,
+    Only,
+    Registered,
+    Store,
+)
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
 
@@ -215,6 +221,18 @@ async def test_records_are_sketched_once_and_keep_their_outlier_score(store: Sto
     assert sketches(series[0]["v1", "model"]) == got
     totals = (await store.totals())[churn.id]["v1", "model"]
     assert not any(k.startswith("~") for k in totals)
+    # a metrics read leaves the sketches out, a drift read takes only them
+    whole = (await store.window(churn.id, span))["v1", "model"]
+    metrics_only = (await store.window(churn.id, span, Only(sketches=False)))["v1", "model"]
+    assert metrics_only == {k: v for k, v in whole.items() if not k.startswith("~")}
+    assert metrics_only["@predictions"] == 5
+    drift_only = await store.window(churn.id, span, Only("v1", sketches=True))
+    assert drift_only == {("v1", "model"): {k: v for k, v in whole.items() if k.startswith("~")}}
+    steps = windows.Steps(windows.bucket_of(T0) - 60, 60, 1, "hour")
+    assert (await store.series(churn.id, steps, Only(sketches=True)))[0]["v1", "model"] == got
+    assert (await store.series(churn.id, steps, Only(sketches=False)))[0]["v1", "model"] == (
+        metrics_only
+    )
 
     everything = DatasetQuery(churn.id, T0 - 100, T0, labeled=False)
     rows = await store.dataset(everything, (T0 - 100, 0), 100)

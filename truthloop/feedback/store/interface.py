@@ -103,10 +103,13 @@ class MonitorsGone(StoreError, LookupError):
 
 @dataclass(frozen=True, slots=True)
 class Only:
-    """Which groups an aggregate read keeps: one model version, one served_by, or (None) all."""
+    """Which groups an aggregate read keeps: one model version, one served_by, or (None) all;
+    and which counters: with `sketches=False` none of the feature sketches (`core.sketch`: a
+    metrics read, which they would only slow down), with `True` only them (a drift read)."""
 
     version: str | None = None
     served_by: str | None = None
+    sketches: bool | None = None
 
 
 EVERY = Only()

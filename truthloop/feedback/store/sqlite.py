@@ -926,6 +926,8 @@ def _filters(only: Only) -> tuple[str, list[Any]]:
     if only.served_by is not None:
         sql += " AND served_by = ?"
         params.append(only.served_by)
+    if only.sketches is not None:
+        sql += f" AND substr(key, 1, 1) {'=' if only.sketches else '<>'} '{sketch.PREFIX}'"
     return sql, params
 
 
