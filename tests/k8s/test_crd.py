@@ -73,3 +73,82 @@ def test_a_duration_past_its_bound_is_refused_naming_the_field_and_the_limit(
     assert f"must be at most {limit}" in done.stderr, done.stderr
     with pytest.raises(SpecError, match=re.escape(f"{field}: must be at most {limit}")):
         parse_monitor(_monitor(path, refused))
+
+
+FEATURES = [
+    {"name": "tenure", "type": "numeric"},
+    {"name": "plan", "pointer": "/account/plan", "type": "categorical"},
+]
+DRIFT_CASES = [
+    # (spec.drift, the field the apiserver names, a word of its message, spec.py's field);
+    # None: accepted
+    (
+        {
+            "share": 0.3,
+            "reference": {"from": "2026-01-01T00:00:00.5Z", "to": "2026-01-01T01:00:01+01:00"},
+            "overrides": [
+                {"feature": "tenure", "method": "ks", "threshold": 1},
+                {"feature": "prediction", "method": "psi"},
+            ],
+        },
+        None,
+        None,
+        None,
+    ),
+    (
+        {"reference": {"from": "2026-02-30T00:00:00Z", "to": "2026-03-02T00:00:00Z"}},
+        "spec.drift.reference.from",
+        "date-time",
+        "spec.drift.reference.from",
+    ),
+    (
+        {"reference": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T00:30:00+01:00"}},
+        "spec.drift.reference.to",
+        "must be after from",
+        "spec.drift.reference.to",
+    ),
+    (
+        {"overrides": [{"feature": "plan", "method": "ks"}]},
+        "spec.drift.overrides",
+        "ordered",
+        "spec.drift.overrides[0].method",
+    ),
+    (
+        {"overrides": [{"feature": "income", "method": "psi"}]},
+        "spec.drift.overrides",
+        "only name",
+        "spec.drift.overrides[0].feature",
+    ),
+]
+
+
+@pytest.mark.parametrize(("drift", "field", "message", "path"), DRIFT_CASES)
+def test_features_and_drift_as_the_apiserver_checks_them(
+    control_plane: ControlPlane,
+    crd: str,
+    drift: dict[str, Any],
+    field: str | None,
+    message: str | None,
+    path: str | None,
+) -> None:
+    """The date-time format, the timestamp comparison and the rules over the features run in
+    the real apiserver (within its CEL cost budget: 100 features, 100 overrides) as in spec.py."""
+    body = monitor_body(namespace="default")
+    body["spec"]["features"] = [
+        *FEATURES,
+        *({"name": f"f{i}", "type": "numeric"} for i in range(98)),
+    ]
+    body["spec"]["drift"] = drift
+    done = control_plane.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(body), check=False
+    )
+    if field is None:
+        assert done.returncode == 0, done.stderr
+        parse_monitor(body)
+        return
+    assert done.returncode != 0
+    assert f"{field}: Invalid value" in done.stderr, done.stderr
+    assert message in done.stderr, done.stderr
+    with pytest.raises(SpecError) as raised:
+        parse_monitor(body)
+    assert [e.path for e in raised.value.errors] == [path]

@@ -13,8 +13,11 @@ from truthloop.core.spec import (
     AlertSpec,
     BatchSpec,
     CaptureSpec,
+    DriftOverride,
+    DriftSpec,
     FallbackRule,
     FallbackSpec,
+    FeatureSpec,
     FeedbackSpec,
     FieldError,
     LabelRequirement,
@@ -642,7 +645,8 @@ def test_drift_alerts_are_read_for_every_task_with_their_keys(task: str) -> None
         ),
         (
             {"name": "d", "metric": "feature_drift", "feature": "a:b", "above": 0.1},
-            "spec.alerts[0].feature: expected a feature name (no ':'), got \"a:b\"",
+            "spec.alerts[0].feature: expected a feature name (at most 63 letters, digits, '_', "
+            "'-' and '.', not starting with '-' or '.'), got \"a:b\"",
         ),
         (
             {"name": "d", "metric": "feature_drift", "feature": "", "above": 0.1},
@@ -667,3 +671,215 @@ def test_the_unknown_metric_message_lists_the_drift_metrics() -> None:
     assert found.endswith(
         "roc_auc, drift_share, prediction_drift, feature_drift, missing_ratio, outlier_ratio"
     )
+
+
+# -- spec.features and spec.drift ------------------------------------------------------------------
+
+
+def test_features_and_drift_parse_with_their_defaults() -> None:
+    spec = parse_monitor(
+        monitor(
+            task="regression",
+            features=[
+                {"name": "tenure", "type": "numeric"},
+                {"name": "plan.tier", "pointer": "/account/plan", "type": "categorical"},
+                {"name": "whole", "pointer": "", "type": "categorical"},
+            ],
+            drift={
+                "share": 0.25,
+                "reference": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-08T02:00:00+02:00"},
+                "overrides": [
+                    {"feature": "tenure", "method": "ks", "threshold": 0.01},
+                    {"feature": "plan.tier", "threshold": 0.2},
+                    {"feature": "prediction", "method": "wasserstein"},
+                    {"feature": "score", "method": "psi"},
+                ],
+            },
+        )
+    ).spec
+    assert spec.features == (
+        FeatureSpec("tenure", "/tenure", "numeric"),
+        FeatureSpec("plan.tier", "/account/plan", "categorical"),
+        FeatureSpec("whole", "", "categorical"),
+    )
+    assert spec.drift == DriftSpec(
+        share=0.25,
+        reference=(1767225600.0, 1767225600.0 + 7 * 86400),
+        overrides=(
+            DriftOverride("tenure", "ks", 0.01),
+            DriftOverride("plan.tier", None, 0.2),
+            DriftOverride("prediction", "wasserstein"),
+            DriftOverride("score", "psi"),
+        ),
+    )
+    bare = parse_monitor(monitor()).spec
+    assert (bare.features, bare.drift) == ((), DriftSpec())
+    assert parse_monitor(monitor(features=[], drift={})).spec == bare
+
+
+def test_without_declared_features_an_override_names_any_feature() -> None:
+    spec = parse_monitor(
+        monitor(drift={"overrides": [{"feature": "anything", "method": "chisquare"}]})
+    ).spec
+    assert spec.drift.overrides == (DriftOverride("anything", "chisquare"),)
+
+
+@pytest.mark.parametrize(
+    ("features", "expected"),
+    [
+        ([{"name": "a"}], ["spec.features[0].type: required"]),
+        (
+            [{"name": "a", "type": "text"}],
+            ['spec.features[0].type: expected one of: numeric, categorical; got "text"'],
+        ),
+        (
+            [{"name": "a:b", "type": "numeric"}],
+            [
+                "spec.features[0].name: expected a feature name (at most 63 letters, digits, "
+                "'_', '-' and '.', not starting with '-' or '.'), got \"a:b\""
+            ],
+        ),
+        (
+            [{"name": "x" * 64, "type": "numeric"}],
+            ["spec.features[0].name: must be at most 63 characters, got 64"],
+        ),
+        (
+            [{"name": "score", "type": "numeric"}],
+            [
+                'spec.features[0].name: "score" is a reserved column (prediction, score, actual, '
+                "ts), not a feature"
+            ],
+        ),
+        (
+            [{"name": "a", "type": "numeric"}, {"name": "a", "type": "categorical"}],
+            ["spec.features[1].name: duplicate: spec.features[0] has this name"],
+        ),
+        (
+            [{"name": "a", "pointer": "a", "type": "numeric"}],
+            [
+                "spec.features[0].pointer: not a JSON pointer (RFC 6901): 'a': a JSON pointer "
+                "is empty or starts with '/'"
+            ],
+        ),
+        (
+            [{"name": "a", "type": "numeric", "kind": "x"}],
+            ["spec.features[0].kind: unknown field; expected one of: name, pointer, type"],
+        ),
+        (
+            [{"name": f"f{i}", "type": "numeric"} for i in range(101)],
+            ["spec.features: must have at most 100 items, got 101"],
+        ),
+    ],
+)
+def test_bad_features_are_named_by_path(features: list[Any], expected: list[str]) -> None:
+    assert errors(monitor(features=features)) == expected
+
+
+DECLARED = [{"name": "age", "type": "numeric"}, {"name": "plan", "type": "categorical"}]
+
+
+@pytest.mark.parametrize(
+    ("drift", "expected"),
+    [
+        ({"share": 0}, ["spec.drift.share: must be > 0 and <= 1, got 0"]),
+        ({"share": 1.5}, ["spec.drift.share: must be > 0 and <= 1, got 1.5"]),
+        ({"reference": {"from": "2026-01-01T00:00:00Z"}}, ["spec.drift.reference.to: required"]),
+        (
+            {"reference": {"from": "2026-01-02T00:00:00Z", "to": "2026-01-02T01:00:00+01:00"}},
+            ["spec.drift.reference.to: must be after from"],
+        ),
+        (
+            {"reference": {"from": "2026-01-01", "to": "2026-01-02T00:00:00Z"}},
+            [
+                "spec.drift.reference.from: expected an RFC 3339 timestamp like "
+                '2026-01-31T00:00:00Z, got "2026-01-01"'
+            ],
+        ),
+        (
+            {"reference": {"from": "2026-01-01T00:00:00", "to": "2026-01-02T00:00:00Z"}},
+            [
+                "spec.drift.reference.from: expected an RFC 3339 timestamp like "
+                '2026-01-31T00:00:00Z, got "2026-01-01T00:00:00"'
+            ],
+        ),
+        (
+            {"reference": {"from": "2026-02-30T00:00:00Z", "to": "2026-03-02T00:00:00Z"}},
+            ["spec.drift.reference.from: not a date and time: day is out of range for month"],
+        ),
+        (
+            {"overrides": [{"feature": "age"}]},
+            ["spec.drift.overrides[0]: give a method, a threshold or both"],
+        ),
+        (
+            {"overrides": [{"feature": "income", "method": "psi"}]},
+            ['spec.drift.overrides[0].feature: no feature named "income" in spec.features'],
+        ),
+        (
+            {"overrides": [{"feature": "actual", "method": "psi"}]},
+            [
+                'spec.drift.overrides[0].feature: "actual" is not profiled; a column of '
+                "spec.features, prediction or score"
+            ],
+        ),
+        (
+            {"overrides": [{"feature": "plan", "method": "ks"}]},
+            [
+                'spec.drift.overrides[0].method: ks needs ordered values; "plan" is '
+                "categorical: jensenshannon, psi or chisquare"
+            ],
+        ),
+        (
+            {"overrides": [{"feature": "prediction", "method": "wasserstein"}]},
+            [
+                "spec.drift.overrides[0].method: wasserstein needs ordered values; "
+                '"prediction" is categorical: jensenshannon, psi or chisquare'
+            ],
+        ),
+        (
+            {"overrides": [{"feature": "age", "method": "energy"}]},
+            [
+                "spec.drift.overrides[0].method: expected one of: wasserstein, jensenshannon, "
+                'psi, ks, chisquare; got "energy"'
+            ],
+        ),
+        (
+            {"overrides": [{"feature": "age", "threshold": 0}]},
+            ["spec.drift.overrides[0].threshold: must be > 0, got 0"],
+        ),
+        (
+            {"overrides": [{"feature": "age", "method": "ks", "threshold": 5}]},
+            [
+                "spec.drift.overrides[0].threshold: ks's threshold bounds a p-value: at most 1, "
+                "got 5"
+            ],
+        ),
+        (
+            {
+                "overrides": [
+                    {"feature": "age", "method": "psi"},
+                    {"feature": "age", "threshold": 1},
+                ]
+            },
+            [
+                "spec.drift.overrides[1].feature: duplicate: spec.drift.overrides[0] overrides "
+                "this feature"
+            ],
+        ),
+        (
+            {"window": "1h"},
+            ["spec.drift.window: unknown field; expected one of: share, reference, overrides"],
+        ),
+    ],
+)
+def test_bad_drift_settings_are_named_by_path(drift: dict[str, Any], expected: list[str]) -> None:
+    assert errors(monitor(features=DECLARED, drift=drift)) == expected
+
+
+def test_a_regression_prediction_takes_ordered_methods() -> None:
+    spec = parse_monitor(
+        monitor(
+            task="regression",
+            drift={"overrides": [{"feature": "prediction", "method": "ks", "threshold": 0.01}]},
+        )
+    ).spec
+    assert spec.drift.overrides == (DriftOverride("prediction", "ks", 0.01),)

@@ -124,6 +124,10 @@ PRICE: dict[str, Any] = {
     },
 }
 BASES = {"churn": CHURN, "minimal": MINIMAL, "iris": IRIS, "price": PRICE}
+FEATURES = [
+    {"name": "tenure", "type": "numeric"},
+    {"name": "plan", "pointer": "/account/plan", "type": "categorical"},
+]
 
 
 def patched(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -141,6 +145,23 @@ def patched(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         else:
             node[last] = copy.deepcopy(value)
     return obj
+
+
+DRIFTING = patched(
+    CHURN,
+    {
+        "spec.features": FEATURES,
+        "spec.drift": {
+            "share": 0.3,
+            "reference": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-08T00:00:00+02:00"},
+            "overrides": [
+                {"feature": "tenure", "method": "ks", "threshold": 0.01},
+                {"feature": "plan", "threshold": 0.2},
+                {"feature": "score", "method": "wasserstein"},
+            ],
+        },
+    },
+)
 
 
 def parsed(obj: Any) -> Monitor | SpecError:
@@ -455,7 +476,7 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
             ("drift_share", {}),
             ("prediction_drift", {"for": "5m"}),
             ("feature_drift", {"feature": "tenure"}),
-            ("missing_ratio", {"feature": "plan type"}),
+            ("missing_ratio", {"feature": "plan.type"}),
             ("outlier_ratio", {}),
         )
     ],
@@ -494,11 +515,165 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
             ("feature ts", {"metric": "missing_ratio", "feature": "ts"}),
             ("feature with a colon", {"metric": "feature_drift", "feature": "a:b"}),
             ("empty feature", {"metric": "feature_drift", "feature": ""}),
-            ("long feature", {"metric": "feature_drift", "feature": "f" * 257}),
+            ("long feature", {"metric": "feature_drift", "feature": "f" * 64}),
+            ("feature with a space", {"metric": "feature_drift", "feature": "plan type"}),
             ("feature a number", {"metric": "feature_drift", "feature": 3}),
         )
     ],
     ("NaN threshold", patched(C, {"spec.threshold": float("nan")}), False),
+    # -- features and drift --
+    ("features and drift", DRIFTING, True),
+    ("features empty", patched(C, {"spec.features": [], "spec.drift": {}}), True),
+    *[
+        (f"feature {why}", patched(C, {"spec.features": [feature]}), valid)
+        for why, feature, valid in (
+            ("name with dots, dashes, digits", {"name": "a.b-c_9", "type": "numeric"}, True),
+            ("name starting with a digit", {"name": "9lives", "type": "numeric"}, True),
+            ("name starting with _", {"name": "_x", "type": "categorical"}, True),
+            ("name of 63", {"name": "f" * 63, "type": "numeric"}, True),
+            ("pointer to the whole object", {"name": "x", "pointer": "", "type": "numeric"}, True),
+            ("pointer deep", {"name": "x", "pointer": "/a/0/b~1c", "type": "numeric"}, True),
+            ("name of 64", {"name": "f" * 64, "type": "numeric"}, False),
+            ("name empty", {"name": "", "type": "numeric"}, False),
+            ("name with a colon", {"name": "a:b", "type": "numeric"}, False),
+            ("name with a space", {"name": "a b", "type": "numeric"}, False),
+            ("name starting with -", {"name": "-a", "type": "numeric"}, False),
+            ("name starting with .", {"name": ".a", "type": "numeric"}, False),
+            ("name prediction", {"name": "prediction", "type": "categorical"}, False),
+            ("name score", {"name": "score", "type": "numeric"}, False),
+            ("name actual", {"name": "actual", "type": "numeric"}, False),
+            ("name ts", {"name": "ts", "type": "numeric"}, False),
+            ("name a number", {"name": 5, "type": "numeric"}, False),
+            ("without a name", {"type": "numeric"}, False),
+            ("without a type", {"name": "x"}, False),
+            ("type text", {"name": "x", "type": "text"}, False),
+            ("pointer without /", {"name": "x", "pointer": "x", "type": "numeric"}, False),
+            ("pointer with ~2", {"name": "x", "pointer": "/a~2", "type": "numeric"}, False),
+            ("unknown field", {"name": "x", "type": "numeric", "kind": "numeric"}, False),
+        )
+    ],
+    (
+        "features of the same name",
+        patched(
+            C,
+            {"spec.features": [{"name": "a", "type": "numeric"}, {"name": "a", "type": "numeric"}]},
+        ),
+        False,
+    ),
+    (
+        "100 features",
+        patched(C, {"spec.features": [{"name": f"f{i}", "type": "numeric"} for i in range(100)]}),
+        True,
+    ),
+    (
+        "101 features",
+        patched(C, {"spec.features": [{"name": f"f{i}", "type": "numeric"} for i in range(101)]}),
+        False,
+    ),
+    ("features not a list", patched(C, {"spec.features": {"name": "x"}}), False),
+    *[
+        (f"drift {why}", patched(DRIFTING, {f"spec.drift.{field}": value}), valid)
+        for why, field, value, valid in (
+            ("share 1", "share", 1, True),
+            ("share tiny", "share", 1e-9, True),
+            ("share 0", "share", 0, False),
+            ("share above 1", "share", 1.01, False),
+            ("share text", "share", "half", False),
+            ("no reference", "reference", DELETE, True),
+            ("no overrides", "overrides", DELETE, True),
+            ("overrides empty", "overrides", [], True),
+            ("unknown field", "window", "1h", False),
+        )
+    ],
+    *[
+        (
+            f"drift reference {why}",
+            patched(DRIFTING, {"spec.drift.reference": {"from": start, "to": end}}),
+            valid,
+        )
+        for why, start, end, valid in (
+            ("with fractions", "2026-01-01T00:00:00.5Z", "2026-01-01T00:00:00.75Z", True),
+            ("across offsets", "2026-01-01T00:00:00Z", "2026-01-01T01:00:01+01:00", True),
+            ("in the far past", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", True),
+            ("empty", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z", False),
+            ("reversed by its offset", "2026-01-01T00:00:00Z", "2026-01-01T00:30:00+01:00", False),
+            ("reversed", "2026-02-01T00:00:00Z", "2026-01-01T00:00:00Z", False),
+            ("without an offset", "2026-01-01T00:00:00", "2026-01-02T00:00:00Z", False),
+            ("a date", "2026-01-01", "2026-01-02T00:00:00Z", False),
+            ("lowercase", "2026-01-01t00:00:00z", "2026-01-02T00:00:00Z", False),
+            ("with a space", "2026-01-01 00:00:00Z", "2026-01-02T00:00:00Z", False),
+            ("February 30", "2026-02-30T00:00:00Z", "2026-03-02T00:00:00Z", False),
+            ("hour 24", "2026-01-01T24:00:00Z", "2026-03-02T00:00:00Z", False),
+            ("month 13", "2026-01-01T00:00:00Z", "2026-13-01T00:00:00Z", False),
+            ("epoch seconds", 1767225600, "2026-03-02T00:00:00Z", False),
+        )
+    ],
+    (
+        "drift reference without to",
+        patched(DRIFTING, {"spec.drift.reference": {"from": "2026-01-01T00:00:00Z"}}),
+        False,
+    ),
+    *[
+        (f"drift override {why}", patched(DRIFTING, {"spec.drift.overrides": [override]}), valid)
+        for why, override, valid in (
+            ("threshold alone", {"feature": "plan", "threshold": 0.3}, True),
+            ("method alone", {"feature": "plan", "method": "chisquare"}, True),
+            ("p-value bound of 1", {"feature": "tenure", "method": "ks", "threshold": 1}, True),
+            ("a big distance", {"feature": "tenure", "method": "psi", "threshold": 25}, True),
+            ("on the score", {"feature": "score", "method": "ks"}, True),
+            ("on the prediction", {"feature": "prediction", "method": "psi"}, True),
+            ("neither method nor threshold", {"feature": "plan"}, False),
+            ("without a feature", {"method": "psi"}, False),
+            ("unknown method", {"feature": "plan", "method": "energy"}, False),
+            ("threshold 0", {"feature": "plan", "threshold": 0}, False),
+            ("threshold negative", {"feature": "plan", "threshold": -1}, False),
+            ("p-value bound above 1", {"feature": "tenure", "method": "ks", "threshold": 2}, False),
+            (
+                "chisquare above 1",
+                {"feature": "plan", "method": "chisquare", "threshold": 2},
+                False,
+            ),
+            ("on actual", {"feature": "actual", "method": "psi"}, False),
+            ("on ts", {"feature": "ts", "threshold": 0.2}, False),
+            ("on an undeclared feature", {"feature": "income", "method": "psi"}, False),
+            ("ks on a categorical feature", {"feature": "plan", "method": "ks"}, False),
+            ("wasserstein on a categorical", {"feature": "plan", "method": "wasserstein"}, False),
+            ("ks on a binary prediction", {"feature": "prediction", "method": "ks"}, False),
+            ("bad feature name", {"feature": "a:b", "method": "psi"}, False),
+            ("unknown field", {"feature": "plan", "method": "psi", "bins": 10}, False),
+        )
+    ],
+    (
+        "drift overrides twice one feature",
+        patched(
+            DRIFTING,
+            {
+                "spec.drift.overrides": [
+                    {"feature": "plan", "method": "psi"},
+                    {"feature": "plan", "threshold": 0.2},
+                ]
+            },
+        ),
+        False,
+    ),
+    (
+        "drift override of any feature when none are declared",
+        patched(C, {"spec.drift": {"overrides": [{"feature": "income", "method": "ks"}]}}),
+        True,
+    ),
+    (
+        "drift override ks on a regression prediction",
+        patched(PRICE, {"spec.drift": {"overrides": [{"feature": "prediction", "method": "ks"}]}}),
+        True,
+    ),
+    (
+        "drift override wasserstein on a multiclass prediction",
+        patched(
+            IRIS,
+            {"spec.drift": {"overrides": [{"feature": "prediction", "method": "wasserstein"}]}},
+        ),
+        False,
+    ),
 ]
 
 # -- what only spec.py checks: (id, object, path of spec.py's error) ------------------------------
@@ -700,6 +875,41 @@ MUTATIONS: dict[str, list[Any]] = {
     "spec.fallback.mode": ["auto", "engaged", "disengaged", "on"],
     "spec.fallback.recoverAfter": ["0s", "ten", "1d", "7d", "7d1s", "999999999999s"],
     "spec.fallback.engageOn": [[], ["acc-low"], ["a", "b"], ["nope"], "acc-low", [1], [""]],
+    "spec.features": [
+        DELETE,
+        [],
+        FEATURES,
+        [*FEATURES, {"name": "age", "pointer": "", "type": "numeric"}],
+        [*FEATURES, {"name": "tenure", "type": "numeric"}],
+        [*FEATURES, {"name": "score", "type": "numeric"}],
+        [*FEATURES, {"name": "a:b", "type": "numeric"}],
+        [{"name": "tenure"}, FEATURES[1]],
+        {"tenure": "numeric"},
+    ],
+    "spec.drift": [DELETE, {}, {"share": 1}, {"share": 0}, "x", {"extra": 1}],
+    "spec.drift.share": [0.5, 1e-3, 1, 0, -1, "1"],
+    "spec.drift.reference": [
+        DELETE,
+        {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"},
+        {"from": "2026-01-02T00:00:00+05:00", "to": "2026-01-01T23:00:00Z"},
+        {"from": "2026-01-02T00:00:00Z", "to": "2026-01-02T00:00:00Z"},
+        {"from": "2026-01-01T00:00:00Z"},
+        {"from": "2026-02-29T00:00:00Z", "to": "2026-03-01T00:00:00Z"},
+        {"from": "2024-02-29T00:00:00Z", "to": "2024-03-01T00:00:00Z"},
+    ],
+    "spec.drift.overrides": [
+        DELETE,
+        [],
+        [{"feature": "tenure", "method": "ks"}],
+        [{"feature": "plan", "method": "ks"}],
+        [{"feature": "plan", "method": "chisquare", "threshold": 0.01}],
+        [{"feature": "plan", "method": "chisquare", "threshold": 1.5}],
+        [{"feature": "prediction", "method": "wasserstein"}],
+        [{"feature": "prediction", "threshold": 0.2}, {"feature": "score", "method": "ks"}],
+        [{"feature": "income", "threshold": 0.2}],
+        [{"feature": "tenure"}],
+        [{"feature": "tenure", "threshold": 0.1}, {"feature": "tenure", "method": "psi"}],
+    ],
     "spec.extra": [1],
 }
 CHANGES = [(path, value) for path, values in MUTATIONS.items() for value in values]

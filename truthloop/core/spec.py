@@ -23,6 +23,14 @@ holds the two to the same verdict on a corpus of monitors):
   (`metrics.METRIC_NAMES`) or a drift metric (`DRIFT_METRICS`, any task); `feature` given with
   `feature_drift` and `missing_ratio` and only with them, one of `spec.features` when those are
   declared, never a reserved column (`prediction`, `score`, `actual`, `ts`);
+- features: at most `MAX_FEATURES` (100), unique names of `profile.FEATURE_NAME` (no `:`, so
+  they fit sketch keys) that are not reserved columns, a pointer (default `/<name>`), a type;
+- drift: `share` in (0, 1] (0.5); `reference` a period `{from, to}` of RFC 3339 timestamps with
+  an offset, `from` before `to`; `overrides` at most 100, one per column (a feature, or the
+  prediction or score), a method and/or a threshold > 0 (at most 1 for the p-value methods `ks`
+  and `chisquare`), `wasserstein` and `ks` refused for a categorical column (a declared
+  categorical feature; the prediction of a classifier), a feature of `spec.features` when those
+  are declared;
 - fallback: at most 64 rules, the last one and only the last without `when`; mode `engaged` needs
   rules, and so does a non-empty `engageOn` (an engaged fallback would have nothing to serve);
   `engageOn` names alerts and defaults to all of them.
@@ -40,10 +48,20 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, TypeVar, overload
 
 from truthloop.core import fieldpath, metrics, pointer
-from truthloop.core.profile import RESERVED, FeatureKind
+from truthloop.core.profile import (
+    FEATURE_KINDS,
+    FEATURE_NAME,
+    FEATURE_NAME_EXPECTED,
+    MAX_FEATURES,
+    PREDICTION,
+    RESERVED,
+    SCORE,
+    FeatureKind,
+)
 from truthloop.core.rules import FallbackRule
 from truthloop.core.tasks import TASKS, Task
 
@@ -399,8 +417,12 @@ class _Text:
 _ROOT_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
 _SPEC_FIELDS = (
     "selector", "model", "port", "modelPortEnv", "restartExisting", "task", "threshold",
-    "capture", "feedback", "metrics", "alerts", "fallback",
+    "capture", "feedback", "metrics", "alerts", "fallback", "features", "drift",
 )  # fmt: skip
+_FEATURE_FIELDS = ("name", "pointer", "type")
+_DRIFT_FIELDS = ("share", "reference", "overrides")
+_PERIOD_FIELDS = ("from", "to")
+_OVERRIDE_FIELDS = ("feature", "method", "threshold")
 _SELECTOR_FIELDS = ("matchLabels", "matchExpressions")
 _REQUIREMENT_FIELDS = ("key", "operator", "values")
 _MODEL_FIELDS = ("name", "versionLabel")
@@ -462,9 +484,15 @@ _ENV_NAME = _Text(
 )
 _MODEL_NAME = _Text(253, min_length=1)
 _METRIC = _Text(64, min_length=1)
-_ALERT_FEATURE = _Text(
-    256, re.compile(r"[^:]+"), "a feature name (no ':')", 1
-)  # the alert's `feature`, a name of spec.features or of the reference's columns
+_FEATURE = _Text(63, FEATURE_NAME, f"a feature name ({FEATURE_NAME_EXPECTED})", 1)
+_TIMESTAMP = _Text(
+    64,
+    re.compile(
+        r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:[0-9]{2})"
+    ),
+    "an RFC 3339 timestamp like 2026-01-31T00:00:00Z",
+    1,
+)
 _CEL = _Text(4096, min_length=1, multiline=True)
 _POINTER_MAX = 1024
 _DURATION_MAX = 32
@@ -496,6 +524,7 @@ def _spec(read: _Reader, obj: object, path: str) -> MonitorSpec | None:
     feedback = _feedback(read, spec, path, known)
     windows = _metrics(read, spec, path)
     alerts = _alerts(read, spec, path, known)
+    features = _features(read, spec, path)
     return MonitorSpec(
         selector=selector,
         model=model,
@@ -509,6 +538,8 @@ def _spec(read: _Reader, obj: object, path: str) -> MonitorSpec | None:
         metrics=windows,
         alerts=alerts,
         fallback=_fallback(read, spec, path, alerts),
+        features=features,
+        drift=_drift(read, spec, path, features, known),
     )
 
 
@@ -746,7 +777,7 @@ def _alert_feature(
         if wanted:
             read.fail(where, f"required with metric {metric}: the feature it watches")
         return None
-    feature = read.text(alert, path, "feature", _ALERT_FEATURE)
+    feature = read.text(alert, path, "feature", _FEATURE)
     if feature is None:
         return None
     if not wanted:
@@ -760,6 +791,136 @@ def _alert_feature(
         read.fail(where, f"no feature named {_show(feature)} in spec.features")
         return None
     return feature
+
+
+def _features(read: _Reader, spec: Mapping[str, object], path: str) -> tuple[FeatureSpec, ...]:
+    """`spec.features`: unique names that are not reserved columns, a pointer into the captured
+    features object (default `/<name>`) and a kind each."""
+    found: list[FeatureSpec] = []
+    seen: dict[str, str] = {}
+    for where, item in read.items(spec, path, "features", max_items=MAX_FEATURES):
+        declared = read.mapping(item, where, _FEATURE_FIELDS)
+        if declared is None:
+            continue
+        name = read.text(declared, where, "name", _FEATURE, required=True)
+        name_path = fieldpath.child(where, "name")
+        if name is not None and name in RESERVED:
+            read.fail(name_path, f"{_show(name)} is a reserved column ({', '.join(RESERVED)}), "
+                      "not a feature")  # fmt: skip
+            name = None
+        elif name is not None and name in seen:
+            read.fail(name_path, f"duplicate: {seen[name]} has this name")
+            name = None
+        elif name is not None:
+            seen[name] = where
+        given = read.pointer(declared, where, "pointer")
+        kind = read.choice(declared, where, "type", FEATURE_KINDS, required=True)
+        if (
+            name is not None
+            and kind is not None
+            and ("pointer" not in declared or given is not None)
+        ):
+            at = pointer.render((name,)) if given is None else given
+            found.append(FeatureSpec(name, at, kind))
+    return tuple(found)
+
+
+def _drift(
+    read: _Reader,
+    spec: Mapping[str, object],
+    path: str,
+    features: tuple[FeatureSpec, ...],
+    task: Task | None,
+) -> DriftSpec:
+    where = fieldpath.child(path, "drift")
+    drift = read.open(spec, path, "drift", _DRIFT_FIELDS)
+    if drift is None:
+        return DriftSpec()
+    return DriftSpec(
+        share=read.number(drift, where, "share", low=0.0, high=1.0, low_open=True, default=0.5),
+        reference=_period(read, drift, where),
+        overrides=_overrides(read, drift, where, features, spec, task),
+    )
+
+
+def _period(read: _Reader, drift: Mapping[str, object], path: str) -> tuple[float, float] | None:
+    """`drift.reference`: the period `{from, to}` a history reference is built from, as epoch
+    seconds, `from` before `to`."""
+    where = fieldpath.child(path, "reference")
+    period = read.open(drift, path, "reference", _PERIOD_FIELDS)
+    if period is None:
+        return None
+    bounds = [read.timestamp(period, where, key, required=True) for key in _PERIOD_FIELDS]
+    start, end = bounds
+    if start is None or end is None:
+        return None
+    if start >= end:
+        read.fail(fieldpath.child(where, "to"), "must be after from")
+        return None
+    return start, end
+
+
+_ORDERED_METHODS = ("wasserstein", "ks")
+_P_VALUE_METHODS = ("ks", "chisquare")
+
+
+def _overrides(
+    read: _Reader,
+    drift: Mapping[str, object],
+    path: str,
+    features: tuple[FeatureSpec, ...],
+    spec: Mapping[str, object],
+    task: Task | None,
+) -> tuple[DriftOverride, ...]:
+    """`drift.overrides`: per profiled column (a feature, the prediction or the score) a method
+    and/or a threshold; a method that needs ordered values is refused for a categorical one, a
+    p-value bound is at most 1."""
+    kinds: dict[str, FeatureKind | None] = {f.name: f.kind for f in features}
+    kinds[SCORE] = "numeric"
+    kinds[PREDICTION] = (
+        None if task is None else "numeric" if task == "regression" else "categorical"
+    )
+    declared = read.given(spec, "features")
+    found: list[DriftOverride] = []
+    seen: dict[str, str] = {}
+    for where, item in read.items(drift, path, "overrides", max_items=MAX_FEATURES):
+        override = read.mapping(item, where, _OVERRIDE_FIELDS)
+        if override is None:
+            continue
+        name = read.text(override, where, "feature", _FEATURE, required=True)
+        name_path = fieldpath.child(where, "feature")
+        if name is not None and name in RESERVED and name not in (PREDICTION, SCORE):
+            read.fail(name_path, f"{_show(name)} is not profiled; a column of "
+                      f"spec.features, {PREDICTION} or {SCORE}")  # fmt: skip
+            name = None
+        elif name is not None and declared and name not in kinds:
+            read.fail(name_path, f"no feature named {_show(name)} in spec.features")
+            name = None
+        elif name is not None and name in seen:
+            read.fail(name_path, f"duplicate: {seen[name]} overrides this feature")
+            name = None
+        elif name is not None:
+            seen[name] = where
+        method = read.choice(override, where, "method", DRIFT_METHODS)
+        kind = kinds.get(name) if name is not None else None
+        if method in _ORDERED_METHODS and kind == "categorical":
+            read.fail(fieldpath.child(where, "method"), f"{method} needs ordered values; "
+                      f"{_show(name)} is categorical: jensenshannon, psi or chisquare")  # fmt: skip
+            method = None
+        threshold = read.number(override, where, "threshold")
+        threshold_path = fieldpath.child(where, "threshold")
+        if threshold is not None and threshold <= 0:
+            read.fail(threshold_path, f"must be > 0, got {_show(override['threshold'])}")
+            threshold = None
+        elif threshold is not None and method in _P_VALUE_METHODS and threshold > 1:
+            read.fail(threshold_path, f"{method}'s threshold bounds a p-value: at most 1, got "
+                      f"{_show(override['threshold'])}")  # fmt: skip
+            threshold = None
+        if "method" not in override and "threshold" not in override:
+            read.fail(where, "give a method, a threshold or both")
+        elif name is not None and (method is not None or threshold is not None):
+            found.append(DriftOverride(name, method, threshold))
+    return tuple(found)
 
 
 def _fallback(
@@ -1014,6 +1175,19 @@ class _Reader:
             )
             return None
         return options[options.index(value)]
+
+    def timestamp(
+        self, obj: Mapping[str, object], path: str, key: str, *, required: bool = False
+    ) -> float | None:
+        """An RFC 3339 timestamp with its offset, as epoch seconds."""
+        text = self.text(obj, path, key, _TIMESTAMP, required=required)
+        if text is None:
+            return None
+        try:
+            return datetime.fromisoformat(text).timestamp()
+        except ValueError as e:
+            self.fail(fieldpath.child(path, key), f"not a date and time: {e}")
+            return None
 
     def boolean(self, obj: Mapping[str, object], path: str, key: str, *, default: bool) -> bool:
         value = obj.get(key)
