@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.support.feedback import T0, monitor_body
+from tests.support.feedback import T0, FakeClock, ServiceFactory, monitor_body, record
 from tests.support.waiting import eventually
 from truthloop.core import windows
 from truthloop.core.profile import CategoricalProfile, NumericProfile, Profile
@@ -268,3 +268,35 @@ async def test_records_without_a_reference_are_not_sketched(store: Store) -> Non
         DatasetQuery(churn.id, T0 - 100, T0, labeled=False), (T0 - 100, 0), 9
     )
     assert [x.outlier for x in rows] == [None, None]
+
+
+async def test_records_posted_to_the_service_are_sketched_and_metrics_unchanged(
+    store_url: str, start_service: ServiceFactory, clock: FakeClock
+) -> None:
+    """The engine hands the store the references it read: a record through the HTTP API is
+    sketched, and the monitor's metrics are those of its labels alone."""
+    prepared = open_store(store_url)
+    await prepared.open()
+    try:
+        churn = await register(prepared)
+        ref = await prepared.put_reference(churn.id, "", "upload", profile(), clock.now)
+    finally:
+        await prepared.close()
+    service = await start_service()
+    sent = [
+        record(f"p{i}", i % 2, ts=clock.now - 5, features={"age": age, "plan": "gold"})
+        for i, age in enumerate([5, 15, 99, None])
+    ]
+    await service.predictions(sent)
+    await service.feedback(
+        *({"monitor": "ml/churn", "prediction_id": f"p{i}", "actual": 1} for i in range(4))
+    )
+    store = service.engine.store
+    span = windows.window(clock.now, 3600)
+    got = (await store.window(churn.id, span, Only(sketches=True)))["v1", "model"]
+    assert (got[f"~{ref.id}:@rows"], got[f"~{ref.id}:@outliers"]) == (4, 1)
+    assert got[f"~{ref.id}:age:missing"] == 1
+    await service.tick()
+    metrics_now = await service.metrics()
+    assert (metrics_now["samples"], metrics_now["labeled"]) == (4, 4)
+    assert metrics_now["metrics"]["accuracy"]["value"] == 0.5

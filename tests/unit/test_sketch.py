@@ -353,3 +353,14 @@ def test_random_batches_count_as_the_rules_say(seed: int) -> None:
     ref = reference()
     got = {k: v for k, v in counters(records, ref).items() if v}
     assert got == naive(records, ref)
+
+
+def test_compiled_references_are_kept_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sketch, "_LAYOUTS", type(sketch._LAYOUTS)())
+    monkeypatch.setattr(sketch, "MAX_LAYOUTS", 2)
+    records = [rec(0, {"age": 5, "plan": "gold"})]
+    for ref in (11, 12, 13, 11):
+        got = counters(records, reference(ref))
+        assert got[f"~{ref}:age:1"] == 1
+        assert len(sketch._LAYOUTS) <= 2
+    assert [key[0] for key in sketch._LAYOUTS] == [13, 11]

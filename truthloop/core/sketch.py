@@ -23,6 +23,7 @@ total, and starts with `PREFIX`, so no metric reads it):
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -254,19 +255,23 @@ class _Layout:
         self.features = sum(c.feature for c in self.columns)
 
 
-_LAYOUTS: dict[tuple[int, tuple[FeatureSpec, ...]], _Layout] = {}
+_LAYOUTS: OrderedDict[tuple[int, tuple[FeatureSpec, ...]], _Layout] = OrderedDict()
 MAX_LAYOUTS = 1024
-"""Compiled references kept (a compiled one is a few dicts per column); more: start afresh."""
+"""Compiled references kept, the least recently used dropped first (a compiled one weighs about
+what its profile does, and the references in use are in memory anyway)."""
 
 
 def _layout(reference: Reference, features: tuple[FeatureSpec, ...]) -> _Layout:
     """The compiled reference, compiled once per reference id and features spec (a reference's
     id names one profile for good)."""
-    cached = _LAYOUTS.get((reference.id, features))
+    key = (reference.id, features)
+    cached = _LAYOUTS.get(key)
     if cached is None:
-        if len(_LAYOUTS) >= MAX_LAYOUTS:
-            _LAYOUTS.clear()
-        cached = _LAYOUTS[reference.id, features] = _Layout(reference, features)
+        cached = _LAYOUTS[key] = _Layout(reference, features)
+        while len(_LAYOUTS) > MAX_LAYOUTS:
+            _LAYOUTS.popitem(last=False)
+    else:
+        _LAYOUTS.move_to_end(key)
     return cached
 
 
