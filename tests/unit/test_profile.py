@@ -283,3 +283,25 @@ def test_a_large_csv_profiles_through_the_fast_reader() -> None:
         assert got.count == n
         assert got.edges == tuple(np.quantile(data[:, i], np.linspace(0, 1, profile.BINS + 1)))
     assert sorted(column(p, "c").categories) == ["blue", "green", "red"]
+
+
+def test_a_binary_prediction_is_a_probability_only_in_rows_without_a_score() -> None:
+    p, _ = profile.build(csv("x,prediction,score\n1,0.7,\n2,1,0.9\n3,0,0.1\n4,0.2,\n"), spec())
+    got = column(p, "prediction")
+    assert (got.categories, got.shares) == (("0", "1"), (0.5, 0.5, 0.0))
+
+
+def test_captured_binary_predictions_map_to_the_profiles_classes() -> None:
+    """What the ingest sketch compares with the profile: the same class rule, record by record."""
+    predictions: list[object] = [1, True, " False", 0.7, 0.7, "maybe", 2, [1]]
+    scores: list[object] = [None, None, 0.1, None, 0.7, None, None, None]
+    assert profile.binary_predictions(predictions, scores, 0.5) == [
+        "1",
+        "1",
+        "0",
+        "1",
+        0.7,
+        "maybe",
+        2,
+        [1],
+    ]

@@ -153,13 +153,21 @@ def test_the_prediction_and_score_are_sketched_from_the_record() -> None:
         rec(1, {}, prediction=1, score=0.9),
         rec(2, {}, prediction=1, score=None),
         rec(3, {}, prediction=True, score=1.5),
+        rec(4, {}, prediction=0.7, score=None),  # a probability: its class by the threshold
+        rec(5, {}, prediction=0.7, score=0.7),  # with a score, no class
+        rec(6, {}, prediction="maybe", score=None),
     ]
-    got = counters(records, reference())
+    got = counters(records[:4], reference())
+    # a binary prediction is sketched by its class, as metrics reads it: true is class 1
     assert {k: v for k, v in got.items() if k.startswith("~5:prediction:")} == {
         "~5:prediction:0": 1,
-        "~5:prediction:1": 2,
-        "~5:prediction:2": 1,  # true is another value
-        "~5:prediction:new": 1,
+        "~5:prediction:1": 3,
+    }
+    later = counters(records[4:], reference())
+    assert {k: v for k, v in later.items() if k.startswith("~5:prediction:")} == {
+        "~5:prediction:1": 1,
+        "~5:prediction:2": 2,  # no class: another value, new to the reference
+        "~5:prediction:new": 2,
     }
     assert {k: v for k, v in got.items() if k.startswith("~5:score:")} == {
         "~5:score:1": 1,
@@ -287,7 +295,7 @@ def naive(records: list[PredictionRecord], ref: Reference) -> dict[str, float]:
         for column in ref.profile.columns:
             name = column.name
             if name == "prediction":
-                value = r.prediction
+                value = binary_class(r.prediction, r.score)
             elif name == "score":
                 value = r.score
             else:
@@ -325,6 +333,19 @@ def naive(records: list[PredictionRecord], ref: Reference) -> dict[str, float]:
     return out
 
 
+def binary_class(prediction: Any, score: Any, threshold: float = 0.5) -> Any:
+    """A binary prediction's class as text, as metrics reads it, or the value if it is none."""
+    if isinstance(prediction, bool):
+        return "1" if prediction else "0"
+    if isinstance(prediction, str) and prediction.strip().lower() in ("0", "1", "false", "true"):
+        return "1" if prediction.strip().lower() in ("1", "true") else "0"
+    if isinstance(prediction, int | float) and prediction in (0, 1):
+        return str(int(prediction))
+    if isinstance(prediction, int | float) and score is None and 0 <= prediction <= 1:
+        return "1" if prediction >= threshold else "0"
+    return prediction
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_random_batches_count_as_the_rules_say(seed: int) -> None:
     rng = random.Random(seed)
@@ -346,7 +367,7 @@ def test_random_batches_count_as_the_rules_say(seed: int) -> None:
             rec(
                 i,
                 features,
-                prediction=rng.choice([0, 1, True, "1", "cat"]),
+                prediction=rng.choice([0, 1, True, "1", " TRUE", "cat", 0.25, 0.75, 1.5]),
                 score=rng.choice([None, rng.uniform(-0.5, 1.5)]),
             )
         )

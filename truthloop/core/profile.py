@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -151,8 +151,9 @@ class ProfileError(TableError):
 
 def prediction_class(value: object, threshold: float, scored: bool) -> int:
     """A binary prediction's class as metrics reads it: a class (0/1, true/false, "0"/"1"), or,
-    without a separate score, a probability whose class is `p >= threshold`. 0 and 1 are
-    classes, whatever their type (a CSV does not tell 1 from 1.0). LabelError otherwise."""
+    without a score (`scored`: the record or row has one), a probability whose class is
+    `p >= threshold`. 0 and 1 are classes, whatever their type (a CSV does not tell 1 from 1.0).
+    LabelError otherwise."""
     if (
         not scored
         and isinstance(value, float | int)
@@ -163,6 +164,24 @@ def prediction_class(value: object, threshold: float, scored: bool) -> int:
             raise metrics.LabelError(f"prediction {value!r} is not a probability in [0, 1]")
         return int(value >= threshold)
     return metrics.binary_class(value, "prediction")
+
+
+def binary_predictions(
+    predictions: Sequence[object], scores: Sequence[object], threshold: float
+) -> list[object]:
+    """Captured binary predictions as the profile's prediction column holds them: each one's
+    class as text ("0", "1"; `prediction_class`, with the record's own score), or the value as
+    it was when it is no class (the sketch then counts it new or wrong)."""
+    out: list[object] = []
+    for value, score in zip(predictions, scores, strict=True):
+        try:
+            out.append(_CLASS_TEXT[prediction_class(value, threshold, score is not None)])
+        except (metrics.LabelError, TypeError):
+            out.append(value)
+    return out
+
+
+_CLASS_TEXT = ("0", "1")
 
 
 class _Problems:
@@ -214,7 +233,8 @@ def build(table: Table, spec: MonitorSpec, *, strict: bool = True) -> tuple[Prof
     elif spec.task == "multiclass":
         found = _categorical(PREDICTION, _texts(prediction), table.rows, problems)
     else:
-        texts = _classes(prediction, table, spec.threshold, scored, problems, strict)
+        with_score = table.columns[SCORE].present() if scored else np.zeros(table.rows, dtype=bool)
+        texts = _classes(prediction, table, spec.threshold, with_score, problems, strict)
         found = _categorical(PREDICTION, texts, table.rows, problems)
     if found is not None:
         profiled.append(found)
@@ -368,20 +388,18 @@ def _classes(
     column: Column,
     table: Table,
     threshold: float,
-    scored: bool,
+    scored: npt.NDArray[np.bool_],
     problems: _Problems,
     strict: bool,
 ) -> Counter[str]:
-    """A binary prediction column's classes ("0", "1") and their counts."""
+    """A binary prediction column's classes ("0", "1") and their counts, by `prediction_class`
+    row by row (`scored`: the rows with a score)."""
     found: Counter[str] = Counter()
     numbers = column.numbers
     present = ~np.isnan(numbers)
-    if scored:
-        fits = present & ((numbers == 0) | (numbers == 1))
-        positive = numbers == 1
-    else:
-        fits = present & (numbers >= 0) & (numbers <= 1)
-        positive = (numbers == 1) | ((numbers != 0) & (numbers >= threshold))
+    classes = (numbers == 0) | (numbers == 1)
+    fits = present & (classes | (~scored & (numbers >= 0) & (numbers <= 1)))
+    positive = (numbers == 1) | (~scored & (numbers != 0) & (numbers >= threshold))
     ones = int(np.count_nonzero(fits & positive))
     found["1"] += ones
     found["0"] += int(np.count_nonzero(fits)) - ones
@@ -393,7 +411,7 @@ def _classes(
             value = column.others[i]
             if value not in known:
                 try:
-                    known[value] = prediction_class(value, threshold, scored)
+                    known[value] = prediction_class(value, threshold, True)
                 except metrics.LabelError:
                     known[value] = None
             cls = known[value]
@@ -407,7 +425,7 @@ def _classes(
             problems.add(
                 f"line {table.lines[row]}, column {column_text(PREDICTION)}: {show(value)} is not "
                 "a binary class (0/1, true/false)"
-                + ("" if scored else " or a probability in [0, 1]")
+                + ("" if scored[row] else " or a probability in [0, 1]")
             )
         problems.count += max(0, len(wrong) - MAX_DETAILS)
     return +found

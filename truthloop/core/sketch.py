@@ -41,11 +41,12 @@ from truthloop.core.profile import (
     ColumnProfile,
     NumericProfile,
     Reference,
+    binary_predictions,
     category_text,
     cells,
 )
 from truthloop.core.records import PredictionRecord
-from truthloop.core.spec import FeatureSpec, Monitor
+from truthloop.core.spec import FeatureSpec, Monitor, MonitorSpec
 from truthloop.core.windows import BUCKET_SECONDS
 
 PREFIX = "~"
@@ -240,10 +241,13 @@ def _canonical_int(text: str) -> bool:
 class _Layout:
     """A reference compiled for sketching against one monitor's features."""
 
-    __slots__ = ("columns", "features", "ref")
+    __slots__ = ("binary", "columns", "features", "ref")
 
-    def __init__(self, reference: Reference, features: Sequence[FeatureSpec]) -> None:
+    def __init__(self, reference: Reference, spec: MonitorSpec) -> None:
         self.ref = reference.id
+        self.binary = spec.threshold if spec.task == "binary" else None
+        """A binary model's threshold: its predictions are profiled by class."""
+        features = spec.features
         pointers = {f.name: pointer.parse(f.pointer) for f in features}
         self.columns = []
         for column in reference.profile.columns:
@@ -255,19 +259,19 @@ class _Layout:
         self.features = sum(c.feature for c in self.columns)
 
 
-_LAYOUTS: OrderedDict[tuple[int, tuple[FeatureSpec, ...]], _Layout] = OrderedDict()
+_LAYOUTS: OrderedDict[tuple[int, tuple[FeatureSpec, ...], str, float], _Layout] = OrderedDict()
 MAX_LAYOUTS = 1024
 """Compiled references kept, the least recently used dropped first (a compiled one weighs about
 what its profile does, and the references in use are in memory anyway)."""
 
 
-def _layout(reference: Reference, features: tuple[FeatureSpec, ...]) -> _Layout:
-    """The compiled reference, compiled once per reference id and features spec (a reference's
-    id names one profile for good)."""
-    key = (reference.id, features)
+def _layout(reference: Reference, spec: MonitorSpec) -> _Layout:
+    """The compiled reference, compiled once per reference id and the spec's features, task and
+    threshold (a reference's id names one profile for good)."""
+    key = (reference.id, spec.features, spec.task, spec.threshold)
     cached = _LAYOUTS.get(key)
     if cached is None:
-        cached = _LAYOUTS[key] = _Layout(reference, features)
+        cached = _LAYOUTS[key] = _Layout(reference, spec)
         while len(_LAYOUTS) > MAX_LAYOUTS:
             _LAYOUTS.popitem(last=False)
     else:
@@ -295,7 +299,11 @@ def _columns(records: Sequence[PredictionRecord], layout: _Layout) -> list[Seque
         tokens = column.tokens
         if tokens is None:
             if column.name == PREDICTION:
-                out.append([r.prediction for r in records])
+                predictions: list[Any] = [r.prediction for r in records]
+                if layout.binary is not None:
+                    scores = [r.score for r in records]
+                    predictions = binary_predictions(predictions, scores, layout.binary)
+                out.append(predictions)
             else:
                 out.append([r.score for r in records])
         elif len(tokens) == 1:
@@ -438,7 +446,7 @@ def sketch(records: Sequence[PredictionRecord], known: Mapping[str, Referenced])
         reference = reference_of(registered.references, version)
         if reference is None:
             continue
-        layout = _layout(reference, registered.monitor.spec.features)
+        layout = _layout(reference, registered.monitor.spec)
         gathering = by_reference.get(layout.ref)
         if gathering is None:
             gathering = by_reference[layout.ref] = _Gathering(registered.id, layout)
