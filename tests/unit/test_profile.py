@@ -121,7 +121,11 @@ def test_categorical_values_are_text_by_the_multiclass_label_rule() -> None:
 def test_categorical_top_other_and_seen_are_bounded() -> None:
     names = [f"v{i:04d}" for i in range(1200)]
     rows = "".join(f"{n},0\n" * (3 if i < 10 else 1) for i, n in enumerate(names))
-    p, _ = profile.build(csv("c,prediction\n" + rows), spec())
+    p, warnings = profile.build(csv("c,prediction\n" + rows), spec())
+    assert warnings == [
+        'column "c" has 1200 distinct values, more than a profile keeps (1050): its rarest '
+        "values will count as new categories (an identifier is no feature)"
+    ]
     got = column(p, "c")
     assert len(got.categories) == profile.MAX_CATEGORIES
     assert got.categories[:10] == tuple(names[:10])  # the most frequent, then by text
@@ -304,4 +308,14 @@ def test_captured_binary_predictions_map_to_the_profiles_classes() -> None:
         "maybe",
         2,
         [1],
+    ]
+
+
+def test_long_values_are_never_named() -> None:
+    long = "x" * (profile.MAX_TEXT + 1)
+    p, warnings = profile.build(csv(f"c,prediction\n{long},1\n{long},1\nshort,0\n"), spec())
+    got = column(p, "c")
+    assert (got.categories, got.shares, got.seen) == (("short",), (1 / 3, 2 / 3), ())
+    assert warnings == [
+        f"column \"c\": 1 values longer than {profile.MAX_TEXT} characters are kept only as 'other'"
     ]

@@ -16,7 +16,8 @@ stored; the raw reference is not kept. Each profiled column is one `NumericProfi
   `1`, `1.0` and a CSV's "1" are one category, `true` is "true"; ties by text), `shares` their
   shares plus one last share for every other value. `seen` keeps up to `MAX_SEEN` of the
   remaining reference values, so a value in neither is new to the reference (a reference with
-  more distinct values than both hold counts its rarest as new).
+  more distinct values than both hold counts its rarest as new, with a warning; values longer
+  than `MAX_TEXT` are never named, so they count as other, and new).
 
 The prediction is always profiled (column `PREDICTION`) and, when the reference has scores, so is
 the score (column `SCORE`, numeric): prediction drift. A regression prediction is numeric; a
@@ -46,7 +47,16 @@ import numpy as np
 import numpy.typing as npt
 
 from truthloop.core import metrics, pointer
-from truthloop.core.table import MAX_DETAILS, Column, Table, TableError, column_text, show, values
+from truthloop.core.table import (
+    MAX_DETAILS,
+    Column,
+    Table,
+    TableError,
+    column_text,
+    not_none,
+    show,
+    values,
+)
 
 if TYPE_CHECKING:
     from truthloop.core.spec import MonitorSpec
@@ -63,6 +73,9 @@ MAX_SEEN = 1000
 """Further reference values a categorical profile remembers, to tell a new category apart."""
 MAX_FEATURES = 100
 """Features a monitor profiles (the prediction and score come on top)."""
+MAX_TEXT = 256
+"""The longest category a profile names (longer values count in "other"): a profile stays small
+whatever the reference holds."""
 
 PREDICTION = "prediction"
 SCORE = "score"
@@ -218,7 +231,7 @@ def build(table: Table, spec: MonitorSpec, *, strict: bool = True) -> tuple[Prof
         if kind == "numeric":
             found = _numeric(name, column, table, problems, strict, warnings)
         else:
-            found = _categorical(name, _texts(column), table.rows, problems)
+            found = _categorical(name, _texts(column), table.rows, problems, warnings)
         if found is not None:
             profiled.append(found)
     scored = SCORE in table.columns
@@ -231,11 +244,11 @@ def build(table: Table, spec: MonitorSpec, *, strict: bool = True) -> tuple[Prof
     if spec.task == "regression":
         found = _numeric(PREDICTION, prediction, table, problems, strict, warnings)
     elif spec.task == "multiclass":
-        found = _categorical(PREDICTION, _texts(prediction), table.rows, problems)
+        found = _categorical(PREDICTION, _texts(prediction), table.rows, problems, warnings)
     else:
         with_score = table.columns[SCORE].present() if scored else np.zeros(table.rows, dtype=bool)
         texts = _classes(prediction, table, spec.threshold, with_score, problems, strict)
-        found = _categorical(PREDICTION, texts, table.rows, problems)
+        found = _categorical(PREDICTION, texts, table.rows, problems, warnings)
     if found is not None:
         profiled.append(found)
     if scored:
@@ -332,7 +345,7 @@ def _numeric(
     warnings: list[str],
 ) -> NumericProfile | None:
     if strict and column.others is not None:
-        wrong = np.flatnonzero(_not_none(column.others))
+        wrong = np.flatnonzero(not_none(column.others))
         for i in wrong[:MAX_DETAILS]:
             problems.add(
                 f"line {table.lines[i]}, column {column_text(name)}: expected a number, "
@@ -379,7 +392,9 @@ def _texts(column: Column) -> Counter[str]:
         for value, count in zip(unique.tolist(), counts.tolist(), strict=True):
             found[category_text(value)] += count
     if column.others is not None:
-        for value, count in Counter(v for v in column.others if v is not None).items():
+        counted = Counter(column.others.tolist())
+        counted.pop(None, None)
+        for value, count in counted.items():
             found[category_text(value)] += count
     return found
 
@@ -407,7 +422,7 @@ def _classes(
     wrong: list[tuple[int, object]] = [(int(i), numbers[i].item()) for i in np.flatnonzero(bad)]
     if column.others is not None:
         known: dict[object, int | None] = {}
-        for i in np.flatnonzero(_not_none(column.others)):
+        for i in np.flatnonzero(not_none(column.others)):
             value = column.others[i]
             if value not in known:
                 try:
@@ -432,13 +447,29 @@ def _classes(
 
 
 def _categorical(
-    name: str, texts: Counter[str], rows: int, problems: _Problems
+    name: str, texts: Counter[str], rows: int, problems: _Problems, warnings: list[str]
 ) -> CategoricalProfile | None:
     count = sum(texts.values())
     if count == 0:
         problems.add(f"column {column_text(name)}: no values in any row")
         return None
-    ranked = sorted(texts.items(), key=lambda item: (-item[1], item[0]))
+    kept = MAX_CATEGORIES + MAX_SEEN
+    if len(texts) > kept:
+        warnings.append(
+            f"column {column_text(name)} has {len(texts)} distinct values, more than a profile "
+            f"keeps ({kept}): its rarest values will count as new categories (an identifier is "
+            "no feature)"
+        )
+    long = sum(1 for t in texts if len(t) > MAX_TEXT)
+    if long:
+        warnings.append(
+            f"column {column_text(name)}: {long} values longer than {MAX_TEXT} characters are "
+            "kept only as 'other'"
+        )
+    ranked = sorted(
+        ((t, c) for t, c in texts.items() if len(t) <= MAX_TEXT),
+        key=lambda item: (-item[1], item[0]),
+    )
     top = ranked[:MAX_CATEGORIES]
     other = count - sum(c for _, c in top)
     return CategoricalProfile(
@@ -449,7 +480,3 @@ def _categorical(
         count=count,
         missing=rows - count,
     )
-
-
-def _not_none(objects: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
-    return np.fromiter((v is not None for v in objects), dtype=bool, count=len(objects))

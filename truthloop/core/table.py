@@ -78,7 +78,7 @@ class Column:
         """Which cells hold a value (a number or another value)."""
         has = ~np.isnan(self.numbers)
         if self.others is not None:
-            has |= _not_none(self.others)
+            has |= not_none(self.others)
         return has
 
 
@@ -141,8 +141,10 @@ def show(value: object) -> str:
     return text if len(text) <= 40 else text[:36] + "..." + text[-1]
 
 
-def _not_none(values: Objects) -> npt.NDArray[np.bool_]:
-    return np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+def not_none(values: Objects) -> npt.NDArray[np.bool_]:
+    """Which cells of an object array hold something (elementwise, in C)."""
+    found: npt.NDArray[np.bool_] = values != None  # noqa: E711
+    return found
 
 
 # -- CSV -----------------------------------------------------------------------------------------
@@ -176,11 +178,8 @@ def _typed(cells: list[str]) -> Column:
     # each distinct text is read once: text columns repeat their values
     read = {text: _cell(text) for text in set(cells)}
     texts = {text: value is None for text, value in read.items()}
-    numbers = np.fromiter(
-        (math.nan if v is None else v for v in map(read.__getitem__, cells)),
-        dtype=np.float64,
-        count=len(cells),
-    )
+    number = {text: math.nan if value is None else value for text, value in read.items()}
+    numbers = np.fromiter(map(number.__getitem__, cells), dtype=np.float64, count=len(cells))
     others = np.array(cells, dtype=object)
     is_text = np.fromiter(map(texts.__getitem__, cells), dtype=bool, count=len(cells))
     any_other = bool(is_text.any())
