@@ -26,6 +26,10 @@ COMMANDS = {
         "run a sidecar and a feedback service locally in front of a model you run",
     ),
     "validate": ("truthloop.validate", "check ModelMonitor YAML files"),
+    "reference": (
+        "truthloop.reference",
+        "send a reference data set (CSV, NDJSON, Parquet) that drift is measured against",
+    ),
     "feedback": (
         "truthloop.feedback.cli",
         "run the feedback service (ingest, join, metrics, alerts, fallback state)",

@@ -33,6 +33,8 @@ def test_flags_become_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
             "7d",
             "--idle-timeout",
             "2m",
+            "--max-reference",
+            "4096",
         )
     )
     assert (host, port) == ("0.0.0.0", 9000)
@@ -40,6 +42,7 @@ def test_flags_become_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert settings.store == "sqlite:///x.db"
     assert settings.engine.retention == settings.limits.max_age == 7 * 86400
     assert settings.http.idle_timeout == 120
+    assert settings.http.max_reference_bytes == 4096
 
 
 def test_the_token_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,6 +59,7 @@ def test_the_token_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
         (["--idle-timeout", "0s"], "--idle-timeout"),
         (["--token-file", "/nonexistent/token"], "--token-file"),
         (["--max-body", "10"], "--max-body"),
+        (["--max-reference", "10"], "--max-reference"),
     ],
 )
 def test_bad_flags_say_which(argv: list[str], message: str) -> None:

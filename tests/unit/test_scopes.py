@@ -45,6 +45,16 @@ def test_everything_else_needs_the_admin_token(method: str, route: str) -> None:
     assert scopes.route_refusal(ADMIN, method, route) is None
 
 
+def test_a_namespace_token_may_upload_a_reference_for_its_own_namespace_s_monitors_only() -> None:
+    route = MONITOR + "/reference"
+    assert scopes.route_refusal(TEAM_A, "POST", route, "team-a") is None
+    refusal = scopes.route_refusal(TEAM_A, "POST", route, "team-b")
+    assert refusal is not None
+    assert (refusal.field, refusal.reason) == ("namespace", "wrong_namespace")
+    assert "team-b is not namespace team-a" in refusal.message
+    assert scopes.route_refusal(ADMIN, "POST", route, "team-b") is None
+
+
 def test_items_of_other_namespaces_are_named_by_their_index_in_the_request() -> None:
     monitors = ["team-a/churn", "team-b/churn", "team-a/x", "team-ab/y"]
     found = scopes.foreign_items(TEAM_A, monitors, [0, 2, 3, 7])

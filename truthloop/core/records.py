@@ -71,6 +71,7 @@ Reason = Literal[
     "invalid_spec",
     "mismatch",
     "missing",
+    "no_reference",
     "out_of_range",
     "store_unavailable",
     "task_change",

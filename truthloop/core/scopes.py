@@ -1,5 +1,5 @@
 """Which bearer token may do what: the operator's (admin) token everything, a namespace's token
-only capture and feedback for the monitors of its namespace.
+only capture, feedback and reference uploads for the monitors of its namespace.
 
 A namespace token is what sidecars and label sources of one namespace carry; with one shared
 token a pod of namespace A could write, engage the fallback of, or delete namespace B's monitors.
@@ -21,6 +21,9 @@ MAX_TOKEN_LENGTH = 512
 
 SCOPED_WRITES = frozenset({("POST", "/v1/predictions"), ("POST", "/v1/feedback")})
 """The writes a namespace token may make (capture, actuals), each item of its own namespace."""
+MONITOR_WRITES = frozenset({("POST", "/v1/monitors/{namespace}/{name}/reference")})
+"""The writes on one monitor's path a namespace token may make, for its namespace's monitors:
+a reference data set is the model team's, as its capture is."""
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -50,12 +53,23 @@ def needs_token(method: str) -> bool:
     return method not in READ_METHODS
 
 
-def route_refusal(scope: Scope, method: str, route: str) -> ItemError | None:
+def route_refusal(
+    scope: Scope, method: str, route: str, namespace: str | None = None
+) -> ItemError | None:
     """Why `scope` may not make this request on the route (its pattern, e.g.
-    `/v1/monitors/{namespace}/{name}`), or None when it may (item checks follow:
-    `foreign_items`)."""
+    `/v1/monitors/{namespace}/{name}`, and the path's `namespace` if it has one), or None when
+    it may (item checks follow: `foreign_items`)."""
     if scope.admin or not needs_token(method) or (method, route) in SCOPED_WRITES:
         return None
+    if (method, route) in MONITOR_WRITES:
+        if namespace == scope.namespace:
+            return None
+        return ItemError(
+            None,
+            "namespace",
+            f"{namespace} is not namespace {scope.namespace}, the token's",
+            "wrong_namespace",
+        )
     return ItemError(
         None,
         "Authorization",

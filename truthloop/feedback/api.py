@@ -8,6 +8,7 @@ fallback override, Alertmanager webhook, timelines, datasets (streamed), and /me
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import re
 from collections.abc import Mapping
@@ -16,8 +17,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from truthloop.core import evaluation, records, scopes, windows, wire
+from truthloop.core import evaluation, records, scopes, table, windows, wire
 from truthloop.core.evaluation import ALL_VERSIONS
+from truthloop.core.profile import NumericProfile, Reference
 from truthloop.core.records import ItemError
 from truthloop.core.registry import TaskChange
 from truthloop.core.spec import (
@@ -28,8 +30,14 @@ from truthloop.core.spec import (
     is_namespace,
 )
 from truthloop.feedback import bodies
-from truthloop.feedback.engine import Engine, WindowMetrics
-from truthloop.feedback.errors import BadRequest, Conflict, detail
+from truthloop.feedback.engine import DriftWindow, Engine, HistoryBuilt, WindowMetrics
+from truthloop.feedback.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    UnsupportedMediaType,
+    detail,
+)
 from truthloop.feedback.settings import Settings
 from truthloop.feedback.store.interface import StoredPrediction
 
@@ -249,19 +257,24 @@ async def get_metrics(request: web.Request) -> web.Response:
     served_by = bodies.query(
         request, "served_by", bodies.choice(*wire.SERVED_BY), None, "model or fallback"
     )
-    series = bodies.query(request, "series", bodies.duration, None, f"a step like 1m, {_UP_TO}")
-    step = None
-    if series is not None:
-        if series % 60:
-            raise BadRequest(
-                "bad query parameter series",
-                [detail("series", "must be whole minutes", "invalid")],
-            )
-        step = int(series // 60)
+    step = _step(request)
     found = await engine.window_metrics(
         key, window, version=version, served_by=served_by, step=step
     )
     return json(metrics_view(key, found, served_by))
+
+
+def _step(request: web.Request) -> int | None:
+    """The `series` parameter: a step in whole minutes, or None."""
+    series = bodies.query(request, "series", bodies.duration, None, f"a step like 1m, {_UP_TO}")
+    if series is None:
+        return None
+    if series % 60:
+        raise BadRequest(
+            "bad query parameter series",
+            [detail("series", "must be whole minutes", "invalid")],
+        )
+    return int(series // 60)
 
 
 def metrics_view(key: str, found: WindowMetrics, served_by: str | None) -> dict[str, Any]:
@@ -328,7 +341,8 @@ async def get_predictions(request: web.Request) -> web.Response:
         100,
         f"1 to {settings.http.max_timeline}",
     )
-    rows = await engine.timeline(key, entity_id, limit)
+    outlier = bodies.query(request, "outlier", bodies.boolean, None, "true or false")
+    rows = await engine.timeline(key, entity_id, limit, outlier)
     return json(
         {"monitor": key, "entity_id": entity_id, "predictions": [record_view(r) for r in rows]}
     )
@@ -347,6 +361,7 @@ DATASET_COLUMNS = (
     "vote",
     "assumed",
     "correct",
+    "outlier",
     "features",
 )
 
@@ -373,10 +388,11 @@ async def get_dataset(request: web.Request) -> web.StreamResponse:
     window = bodies.query(request, "window", bodies.duration, None, f"a duration like 7d, {_UP_TO}")
     version = bodies.query(request, "version", _identifier(request), None, "a model version")
     correct = bodies.query(request, "correct", bodies.boolean, None, "true or false")
+    outlier = bodies.query(request, "outlier", bodies.boolean, None, "true or false")
     fmt = bodies.query(
         request, "format", bodies.choice(*DATASET_TYPES), "ndjson", "ndjson, csv or json"
     )
-    chunks = engine.dataset(key, window, version, correct)
+    chunks = engine.dataset(key, window, version, correct, outlier)
     chunk = await anext(chunks, None)
     response = web.StreamResponse(headers={"Content-Type": DATASET_TYPES[fmt]})
     await response.prepare(request)
@@ -447,8 +463,129 @@ def record_view(row: StoredPrediction) -> dict[str, Any]:
         "assumed": label.assumed if label else False,
         "correct": row.correct,
         "labeled_at": row.labeled_at,
+        "outlier": row.outlier,
         "features": row.features,
     }
+
+
+# -- references and drift ----------------------------------------------------------------------
+
+PARQUET = "application/vnd.apache.parquet"
+REFERENCE_TYPES: dict[str, table.Format] = {
+    "text/csv": "csv",
+    **dict.fromkeys(bodies.NDJSON_TYPES, "ndjson"),
+    PARQUET: "parquet",
+}
+"""The content types a reference data set may come in, and the format each is parsed as."""
+HAS_PYARROW = importlib.util.find_spec("pyarrow") is not None
+"""Whether Parquet can be read here (pyarrow is optional)."""
+
+
+async def post_reference(request: web.Request) -> web.Response:
+    """A reference data set (CSV, NDJSON or Parquet), parsed and profiled as it streams in."""
+    key = _key(request)
+    engine = request.app[ENGINE]
+    await engine.lookup(key)
+    version = bodies.query(request, "version", _identifier(request), "", "a model version")
+    if request.content_type == PARQUET and not HAS_PYARROW:
+        raise UnsupportedMediaType(
+            "this service cannot read Parquet",
+            [
+                detail(
+                    "Content-Type",
+                    "Parquet needs pyarrow, which this service does not have; send CSV or NDJSON",
+                    "unsupported",
+                )
+            ],
+        )
+    limit = request.app[SETTINGS].http.max_reference_bytes
+    fmt, body = bodies.stream(request, REFERENCE_TYPES, limit)
+    reference, warnings = await engine.put_reference(key, version, fmt, body)
+    return json(reference_summary(key, reference, warnings), status=201)
+
+
+def reference_summary(
+    key: str, reference: Reference, warnings: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """A stored reference in a few lines: what was stored, from how many rows, with what
+    warnings (a constant feature...)."""
+    return {
+        "monitor": key,
+        "id": reference.id,
+        "version": reference.version,
+        "source": reference.source,
+        "created": reference.created,
+        "rows": reference.profile.rows,
+        "columns": [
+            {"name": c.name, "type": "numeric" if isinstance(c, NumericProfile) else "categorical"}
+            for c in reference.profile.columns
+        ],
+        "warnings": list(warnings),
+    }
+
+
+async def get_reference(request: web.Request) -> web.Response:
+    key = _key(request)
+    engine = request.app[ENGINE]
+    await engine.lookup(key)
+    version = bodies.query(request, "version", _identifier(request), None, "a model version")
+    reference = engine.reference(key, version)
+    if reference is None:
+        raise NoReference(key, version, engine.history(key))
+    return json({"monitor": key, **msgspec.to_builtins(reference)})
+
+
+class NoReference(NotFound):
+    """A monitor (or version) without a reference: 404 with `status: no_reference`, and why the
+    history reference is missing when its build found no usable records."""
+
+    def __init__(self, key: str, version: str | None, history: HistoryBuilt | None) -> None:
+        whose = f"{key} (version {version})" if version else key
+        message = (
+            f"{whose} has no reference: upload one (POST .../reference) or set spec.drift.reference"
+        )
+        details = [detail("reference", message, "no_reference")]
+        if history is not None and history.problem is not None:
+            details.append(
+                detail(
+                    "spec.drift.reference",
+                    f"no history reference could be built: {history.problem}",
+                    "no_reference",
+                )
+            )
+        super().__init__(f"no reference for {whose}", details)
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "status": "no_reference"}
+
+
+async def get_drift(request: web.Request) -> web.Response:
+    key = _key(request)
+    engine = request.app[ENGINE]
+    await engine.lookup(key)
+    window = bodies.query(request, "window", bodies.duration, None, f"a duration like 1h, {_UP_TO}")
+    version = bodies.query(request, "version", _identifier(request), None, "a model version")
+    step = _step(request)
+    found = await engine.drift_window(key, window, version=version, step=step)
+    return json(drift_view(key, version, found))
+
+
+def drift_view(key: str, version: str | None, found: DriftWindow) -> dict[str, Any]:
+    """The window and its report (with the reference measured against); the series of slim
+    points when asked."""
+    answer: dict[str, Any] = {
+        "monitor": key,
+        "version": version,
+        "window": {
+            "seconds": found.seconds,
+            "start": windows.bucket_start(found.span.start),
+            "end": windows.bucket_start(found.span.end),
+        },
+        "drift": found.report,
+    }
+    if found.series is not None:
+        answer["series"] = found.series
+    return answer
 
 
 # -- service -----------------------------------------------------------------------------------
@@ -478,6 +615,9 @@ def routes() -> list[web.RouteDef]:
         web.post(monitor + "/fallback", post_fallback),
         web.get(monitor + "/predictions", get_predictions),
         web.get(monitor + "/dataset", get_dataset),
+        web.post(monitor + "/reference", post_reference),
+        web.get(monitor + "/reference", get_reference),
+        web.get(monitor + "/drift", get_drift),
         web.post("/v1/predictions", post_predictions),
         web.post("/v1/feedback", post_feedback),
         web.post("/v1/alertmanager", post_alertmanager),

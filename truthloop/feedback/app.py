@@ -84,7 +84,8 @@ def _auth(token: str | None) -> Middleware:
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         """With an admin token configured, every write needs `Authorization: Bearer <token>`:
         the admin token, or a registered namespace token where its scope allows
-        (`core.scopes`: capture and feedback of its namespace's monitors, else 403). Reads need
+        (`core.scopes`: capture, feedback and reference uploads of its namespace's monitors,
+        else 403). Reads need
         none. Without an admin token the service is open (every request is the admin's).
 
         A capture batch refused for its token names its monitor (`X-Truthloop-Monitor`): the
@@ -107,7 +108,8 @@ def _auth(token: str | None) -> Middleware:
             )
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else request.path
-        refusal = scopes.route_refusal(scope, request.method, route)
+        namespace = request.match_info.get("namespace")
+        refusal = scopes.route_refusal(scope, request.method, route, namespace)
         if refusal is not None:
             raise Forbidden("this token may not do that", [refusal])
         request[api.SCOPE] = scope

@@ -9,7 +9,7 @@ nothing the store cannot hold reaches it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -39,8 +39,12 @@ Parse = Callable[[str], T]
 _decode = msgspec.json.Decoder().decode
 
 
-async def read(request: web.Request, accepted: frozenset[str]) -> bytes:
-    """The raw body, once its content type and size (the app's `client_max_size`) are fine."""
+STREAM_CHUNK = 256 * 1024
+"""Bytes a streamed body is handed on in (fewer, larger pieces: each may cross to a thread)."""
+
+
+def _accept(request: web.Request, accepted: frozenset[str]) -> str:
+    """The body's content coding, once it and the content type are ones the endpoint takes."""
     if request.content_type not in accepted:
         raise UnsupportedMediaType(
             f"content type {request.content_type!r} is not accepted here",
@@ -52,6 +56,62 @@ async def read(request: web.Request, accepted: frozenset[str]) -> bytes:
             f"content coding {coding!r} is not accepted",
             [detail("Content-Encoding", "expected gzip, deflate or none", "unsupported")],
         )
+    return coding
+
+
+def stream(
+    request: web.Request, accepted: Mapping[str, T], limit: int
+) -> tuple[T, AsyncIterator[bytes]]:
+    """A body too large to hold (a reference data set): what its content type maps to in
+    `accepted`, and its bytes as they arrive, decoded, in pieces of about `STREAM_CHUNK`.
+
+    Bounded by `limit` (not the app's `client_max_size`, which only `read` applies): a declared
+    `Content-Length` above it is refused at once, a body that grows past it while it streams
+    raises `PayloadTooLarge` from the iterator. A body that does not decode, or breaks off,
+    raises `BadRequest` from it; an empty one too."""
+    coding = _accept(request, frozenset(accepted))
+    too_large = PayloadTooLarge(
+        "request body too large",
+        [detail("body", f"exceeds the service's limit of {limit} bytes", "too_large")],
+    )
+    if request.content_length is not None and request.content_length > limit and not coding:
+        raise too_large
+
+    async def pieces() -> AsyncIterator[bytes]:
+        size = 0
+        pending = bytearray()
+        try:
+            async for data in request.content.iter_any():
+                size += len(data)
+                if size > limit:
+                    raise too_large
+                pending += data
+                if len(pending) >= STREAM_CHUNK:
+                    yield bytes(pending)
+                    pending.clear()
+        except web.RequestPayloadError as e:
+            raise _unreceived(e, coding) from e
+        if not size:
+            raise BadRequest("empty request body", [detail("body", "is empty", "missing")])
+        if pending:
+            yield bytes(pending)
+
+    return accepted[request.content_type], pieces()
+
+
+def _unreceived(error: web.RequestPayloadError, coding: str) -> BadRequest:
+    """A body that does not decode in its coding, or was not received whole."""
+    if isinstance(error.__cause__, ContentEncodingError):
+        return BadRequest(
+            "the body does not decode",
+            [detail("Content-Encoding", f"the body is not valid {coding}", "invalid")],
+        )
+    return BadRequest("the body was not received whole", [detail("body", str(error), "invalid")])
+
+
+async def read(request: web.Request, accepted: frozenset[str]) -> bytes:
+    """The raw body, once its content type and size (the app's `client_max_size`) are fine."""
+    coding = _accept(request, accepted)
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge as e:
@@ -60,14 +120,7 @@ async def read(request: web.Request, accepted: frozenset[str]) -> bytes:
             [detail("body", "exceeds the service's limit (--max-body)", "too_large")],
         ) from e
     except web.RequestPayloadError as e:
-        if isinstance(e.__cause__, ContentEncodingError):
-            raise BadRequest(
-                "the body does not decode",
-                [detail("Content-Encoding", f"the body is not valid {coding}", "invalid")],
-            ) from e
-        raise BadRequest(
-            "the body was not received whole", [detail("body", str(e), "invalid")]
-        ) from e
+        raise _unreceived(e, coding) from e
     if not body.strip():
         raise BadRequest("empty request body", [detail("body", "is empty", "missing")])
     return body

@@ -57,6 +57,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], 
         help="largest request body in bytes (env TRUTHLOOP_MAX_BODY; default %(default)s)",
     )
     parser.add_argument(
+        "--max-reference",
+        type=int,
+        default=env("TRUTHLOOP_MAX_REFERENCE", str(HttpSettings().max_reference_bytes)),
+        help="largest reference data set (POST .../reference) in bytes, parsed as it arrives"
+        " (env TRUTHLOOP_MAX_REFERENCE; default %(default)s)",
+    )
+    parser.add_argument(
         "--idle-timeout",
         default=env("TRUTHLOOP_IDLE_TIMEOUT", "75s"),
         help="close a connection idle this long, or that takes this long to send a request's"
@@ -80,11 +87,17 @@ def settings_from(args: argparse.Namespace) -> tuple[str, int, Settings]:
     token = flags.write_token(args.token_file)
     if args.max_body < 1024:
         raise UsageError("--max-body: at least 1024 bytes")
+    if args.max_reference < 1024:
+        raise UsageError("--max-reference: at least 1024 bytes")
     settings = feedback_settings.make(
         store=args.store,
         token=token,
         retention=retention,
-        http=HttpSettings(max_body_bytes=args.max_body, idle_timeout=idle_timeout),
+        http=HttpSettings(
+            max_body_bytes=args.max_body,
+            max_reference_bytes=args.max_reference,
+            idle_timeout=idle_timeout,
+        ),
     )
     return host, port, settings
 

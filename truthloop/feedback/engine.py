@@ -28,20 +28,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from truthloop.core import alerts, evaluation, records, scopes, windows, wire
+from truthloop.core import alerts, drift, evaluation, join, records, scopes, table, windows, wire
+from truthloop.core import profile as profiles
+from truthloop.core.drift import DriftPoint, DriftReport
 from truthloop.core.evaluation import ALL_VERSIONS, Evaluated, Group
 from truthloop.core.plan import ACTUALS_EXPIRED, ACTUALS_MATCHED, ACTUALS_PENDING
+from truthloop.core.profile import Profile, Reference
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import FALLBACK_MODES, FallbackMode, Monitor, parse_update
 from truthloop.core.tasks import Task
-from truthloop.feedback import refusals
+from truthloop.feedback import refusals, threads
 from truthloop.feedback.settings import Settings
 from truthloop.feedback.store.interface import (
     Counters,
@@ -118,6 +123,8 @@ class _Runtime:
     """The last time the monitor's sidecars had a batch refused, and why."""
     followers: int = 0
     """Long-polls of the state waiting now (each sidecar and the operator hold one)."""
+    history: HistoryBuilt | None = None
+    """The history reference last built (`spec.drift.reference`), or why none could be."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -135,20 +142,25 @@ class _Runtime:
             sorted(self.external),
             self.override,
             self.refused,
+            self.history,
         )
 
     def visible(self) -> tuple[Any, ...]:
         """What the state's `version` stands for: the part sidecars and the operator act on (a
-        refusal that goes on refreshes its `last`, which wakes nobody)."""
-        state, *rest, refused = self.persisted()
+        refusal that goes on refreshes its `last`, which wakes nobody; the history reference
+        concerns neither)."""
+        state, *rest, refused, _history = self.persisted()
         del state["clear_since"]
         return (state, *rest, refused and (refused.reason, refused.since))
 
     def stored(self) -> StoredState:
-        """The state as the store keeps it; the refusal rides in the state object."""
+        """The state as the store keeps it; the refusal and the history reference's build ride
+        in the state object."""
         state = self.state.to_dict()
         if self.refused is not None:
             state[REFUSED_KEY] = msgspec.to_builtins(self.refused)
+        if self.history is not None:
+            state[HISTORY_KEY] = msgspec.to_builtins(self.history)
         return StoredState(self.version, state, tuple(sorted(self.external)), self.override)
 
 
@@ -163,12 +175,28 @@ class CaptureRefused(msgspec.Struct, frozen=True):
 REFUSED_KEY = "capture_refused"
 
 
+class HistoryBuilt(msgspec.Struct, frozen=True):
+    """A history reference built from the records of `spec.drift.reference`'s period
+    [`start`, `end`): the reference stored, or None with the `problem` that kept it from being
+    built (no usable records); `at` when. Built once per period: a new period builds again."""
+
+    start: float
+    end: float
+    reference: int | None
+    problem: str | None
+    at: float
+
+
+HISTORY_KEY = "history_reference"
+
+
 def _restore(registered: Registered, stored: StoredState | None) -> _Runtime:
     """A monitor's runtime as persisted, or fresh from its spec."""
     if stored is None:
         return _Runtime(registered, alerts.initial_state(registered.monitor.spec), 0)
     override = stored.override if stored.override in FALLBACK_MODES else None
     refused = stored.state.get(REFUSED_KEY)
+    history = stored.state.get(HISTORY_KEY)
     return _Runtime(
         registered,
         alerts.MonitorState.from_dict(stored.state),
@@ -176,6 +204,7 @@ def _restore(registered: Registered, stored: StoredState | None) -> _Runtime:
         frozenset(stored.external),
         override,
         None if refused is None else msgspec.convert(refused, CaptureRefused),
+        history=None if history is None else msgspec.convert(history, HistoryBuilt),
     )
 
 
@@ -205,6 +234,11 @@ class Engine:
         """Set when another replica may have changed monitors or state (`Store.watch`)."""
         self._stopping = False
         """Set by `end_long_polls`: state long-polls answer at once from then on."""
+        self._profiling = asyncio.Semaphore(1)
+        """One reference data set parsed and profiled at a time: each may take a core and
+        hundreds of megabytes for seconds."""
+        self._building: dict[str, asyncio.Task[None]] = {}
+        """History references being built, by monitor (the leader's, in the background)."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -273,6 +307,7 @@ class Engine:
             return
         runtime.state, runtime.external = theirs.state, theirs.external
         runtime.override, runtime.refused = theirs.override, theirs.refused
+        runtime.history = theirs.history
         key = runtime.registered.monitor.key
         snapshot = self.snapshots.get(key)
         if snapshot is not None:
@@ -302,9 +337,10 @@ class Engine:
         return waiting
 
     def stop(self) -> None:
-        """Drop refusals not stored yet (the sidecars keep being refused: they are noted again)."""
+        """Drop refusals not stored yet (the sidecars keep being refused: they are noted again)
+        and history references being built (the next leader builds them again)."""
         self.end_long_polls()
-        for task in self._refusing.values():
+        for task in [*self._refusing.values(), *self._building.values()]:
             task.cancel()
 
     # -- monitors ------------------------------------------------------------------------------
@@ -673,6 +709,7 @@ class Engine:
             await self.store.delete_predictions(
                 registered.id, now - engine.retention, engine.delete_chunk
             )
+            self._build_history_when_due(runtime, now)
         await self.store.purge_deleted(now - engine.delete_grace, engine.delete_chunk)
 
     async def _evaluate(
@@ -805,18 +842,32 @@ class Engine:
             for i, e in enumerate(evaluated)
         )
 
-    async def timeline(self, key: str, entity_id: str, limit: int) -> list[StoredPrediction]:
-        return await self.store.timeline(self.registered(key).id, entity_id, limit)
+    async def timeline(
+        self, key: str, entity_id: str, limit: int, outlier: bool | None = None
+    ) -> list[StoredPrediction]:
+        """An entity's newest records; `outlier` keeps the outliers only, or leaves them out."""
+        return await self.store.timeline(self.registered(key).id, entity_id, limit, outlier)
 
     def dataset(
-        self, key: str, seconds: float | None, version: str | None, correct: bool | None
+        self,
+        key: str,
+        seconds: float | None,
+        version: str | None,
+        correct: bool | None,
+        outlier: bool | None = None,
     ) -> AsyncIterator[list[StoredPrediction]]:
-        """Labeled records of the window in chunks, never all in memory."""
+        """Labeled records of the window in chunks, never all in memory; `outlier` keeps the
+        outliers only (True) or leaves them out (False)."""
         registered = self.registered(key)
         now = self.settings.clock()
         seconds = seconds or registered.monitor.spec.metrics.window
         query = DatasetQuery(
-            registered.id, now - seconds, now + self.settings.limits.future_skew, version, correct
+            registered.id,
+            now - seconds,
+            now + self.settings.limits.future_skew,
+            version,
+            correct,
+            outlier=outlier,
         )
         return self._chunks(query)
 
@@ -828,6 +879,242 @@ class Engine:
                 return
             yield chunk
             after = chunk[-1].cursor
+
+    # -- references and drift ------------------------------------------------------------------
+
+    def reference(self, key: str, version: str | None = None) -> Reference | None:
+        """The reference drift of `version` is measured against: its own, else the default."""
+        return reference_of(self.registered(key), version)
+
+    def history(self, key: str) -> HistoryBuilt | None:
+        """The monitor's last history reference build, or None."""
+        self.registered(key)
+        return self._runtimes[key].history
+
+    async def put_reference(
+        self, key: str, version: str, fmt: table.Format, body: AsyncIterator[bytes]
+    ) -> tuple[Reference, tuple[str, ...]]:
+        """Parse and profile an uploaded data set as it arrives (in a worker thread: the loop
+        serves other requests meanwhile), then store its profile as the monitor's reference for
+        `version` ("" for every version without one of its own). The reference and the
+        profile's warnings. Raises `InvalidReference` (nothing stored) for a data set that
+        cannot be used."""
+        registered = await self.lookup(key)
+        spec = registered.monitor.spec
+
+        def build(chunks: Iterator[bytes]) -> tuple[Profile, list[str]]:
+            return profiles.build(table.read(chunks, fmt), spec)
+
+        async with self._profiling:
+            try:
+                profile, warnings = await threads.fed(body, build)
+            except table.TableError as e:  # a ProfileError too
+                errors = [records.ItemError(None, "body", text, "invalid") for text in e.details]
+                raise refusals.InvalidReference(errors, e.count - len(errors)) from None
+        reference = await self._put_reference(key, registered, version, "upload", profile)
+        return reference, tuple(warnings)
+
+    async def _put_reference(
+        self,
+        key: str,
+        registered: Registered,
+        version: str,
+        source: Literal["upload", "history"],
+        profile: Profile,
+    ) -> Reference:
+        """Store a reference; ingests from now on sketch the version's records against it."""
+        try:
+            reference = await self.store.put_reference(
+                registered.id, version, source, profile, self.settings.clock()
+            )
+        except MonitorsGone:
+            raise refusals.UnknownMonitor(key) from None
+        async with self._lock:
+            runtime = self._runtimes.get(key)
+            if runtime is not None and runtime.registered.id == registered.id:
+                references = {**runtime.registered.references, version: reference}
+                runtime.registered = replace(runtime.registered, references=references)
+        return reference
+
+    async def drift(
+        self, key: str, seconds: float | None = None, *, version: str | None = None
+    ) -> DriftReport:
+        """The drift of the monitor's window (its spec's `metrics.window` by default) against
+        the reference of `version` (else the default one); `no_reference` without one."""
+        return (await self.drift_window(key, seconds, version=version)).report
+
+    async def drift_window(
+        self,
+        key: str,
+        seconds: float | None,
+        *,
+        version: str | None = None,
+        step: int | None = None,
+    ) -> DriftWindow:
+        """Drift over the window and, with a `step` (minutes), a report per step. Raises
+        SeriesTooLong past the service's limit."""
+        registered = self.registered(key)
+        spec = registered.monitor.spec
+        seconds = seconds or spec.metrics.window
+        span = windows.window(self.settings.clock(), seconds)
+        steps = None
+        if step is not None:
+            steps = windows.steps(span, step)
+            limit = self.settings.http.max_series_points
+            if steps.count > limit:
+                raise refusals.SeriesTooLong(steps.count, limit)
+        reference = reference_of(registered, version)
+        count = 0 if steps is None else steps.count
+        if reference is None:
+            report = drift.no_reference()
+            reports = [report] * count
+        else:
+            ref, only = reference, Only(version, "model", sketches=True)
+            counters = model_counters(await self.store.window(registered.id, span, only))
+            report = drift.evaluate(ref, counters, spec)
+            reports = []
+            if steps is not None:
+                points = await self.store.series(registered.id, steps, only)
+                reports = await threads.in_thread(
+                    lambda: [
+                        drift.evaluate(ref, model_counters(points.get(i, {})), spec)
+                        for i in range(count)
+                    ]
+                )
+        series = None
+        if steps is not None:
+            first, width = windows.bucket_start(steps.start), steps.width * windows.BUCKET_SECONDS
+            series = tuple(
+                drift.point(r, first + i * width, first + (i + 1) * width)
+                for i, r in enumerate(reports)
+            )
+        return DriftWindow(seconds, span, report, series)
+
+    def _build_history_when_due(self, runtime: _Runtime, now: float) -> None:
+        """Start building the monitor's history reference in the background once the period of
+        `spec.drift.reference` has ended and no build of that period is done or under way."""
+        registered = runtime.registered
+        period = registered.monitor.spec.drift.reference
+        key = registered.monitor.key
+        if period is None or now < period[1] or key in self._building:
+            return
+        built = runtime.history
+        if built is not None and (built.start, built.end) == period:
+            return
+        task = asyncio.create_task(
+            self._build_history(key, registered, period), name=f"truthloop-history-{key}"
+        )
+        self._building[key] = task
+        task.add_done_callback(lambda _: self._building.pop(key, None))
+
+    async def _build_history(
+        self, key: str, registered: Registered, period: tuple[float, float]
+    ) -> None:
+        """Profile the model's records of the period (labeled or not), read from the store
+        page by page and profiled in a worker thread as they come, and store the profile as
+        the default reference (source `history`); or note why the period gives none."""
+        start, end = period
+        spec = registered.monitor.spec
+        query = DatasetQuery(registered.id, start, end, labeled=False)
+
+        def build(pages: Iterator[list[StoredPrediction]]) -> tuple[Profile, list[str]]:
+            rows = itertools.chain.from_iterable(pages)
+            return profiles.build_from_records(
+                ((r.prediction, r.score, r.features) for r in rows if r.served_by == "model"),
+                spec,
+            )
+
+        try:
+            reference_id: int | None = None
+            problem: str | None = None
+            try:
+                profile, _ = await threads.fed(self._chunks(query), build)
+            except profiles.ProfileError as e:
+                problem = str(e)
+                log.warning(
+                    "monitor %s: no history reference from %s to %s: %s",
+                    key,
+                    _when(start),
+                    _when(end),
+                    problem,
+                    extra={"monitor": key},
+                )
+            else:
+                reference = await self._put_reference(key, registered, "", "history", profile)
+                reference_id = reference.id
+                log.info(
+                    "monitor %s: history reference %d built from %s to %s",
+                    key,
+                    reference_id,
+                    _when(start),
+                    _when(end),
+                    extra={"monitor": key},
+                )
+            await self._note_history(
+                key, HistoryBuilt(start, end, reference_id, problem, self.settings.clock())
+            )
+        except refusals.UnknownMonitor:
+            return
+        except Exception:
+            log.exception("building monitor %s's history reference failed", key)
+
+    async def _note_history(self, key: str, built: HistoryBuilt) -> None:
+        """Keep the build in the monitor's state: no replica builds this period again."""
+        runtime = self._runtimes.get(key)
+        if runtime is None:
+            return
+        async with self._lock, self._held(runtime):
+            persisted, visible = runtime.persisted(), runtime.visible()
+            runtime.history = built
+            await self._save(runtime, persisted, visible)
+
+
+@dataclass(frozen=True, slots=True)
+class DriftWindow:
+    """A monitor's drift over a window, for the drift API."""
+
+    seconds: float
+    span: windows.BucketRange
+    report: DriftReport
+    series: tuple[DriftPoint, ...] | None
+    """When asked: each step's report, slimmed to its numbers."""
+
+
+def reference_of(registered: Registered, version: str | None) -> Reference | None:
+    """The reference of `version` if it has one, else the default one ("")."""
+    references = registered.references
+    if version and version in references:
+        return references[version]
+    return references.get("")
+
+
+def model_counters(groups: Mapping[Group, Counters]) -> Counters:
+    """One window's counters summed over its groups (as `Store.window` reads them), the model's
+    records only: while the fallback answers, the model still sees every input in shadow, so
+    counting the fallback's records too would count those inputs twice."""
+    summed: dict[str, dict[str, float]] = {}
+    for (_, served_by), counters in groups.items():
+        if served_by == "model":
+            join.add(summed, "", counters)
+    return summed.get("", {})
+
+
+def drift_of(
+    registered: Registered, groups: Mapping[Group, Counters], version: str | None = None
+) -> DriftReport:
+    """The drift of a window whose counters were read already (a tick's, `Snapshot.counters`)
+    against the reference of `version` (else the default one): no second read of the store.
+    `groups` are every version's: only `version`'s are counted when it is given."""
+    reference = reference_of(registered, version)
+    if reference is None:
+        return drift.no_reference()
+    kept = {g: c for g, c in groups.items() if version is None or g[0] == version}
+    return drift.evaluate(reference, model_counters(kept), registered.monitor.spec)
+
+
+def _when(ts: float) -> str:
+    """An epoch second as RFC 3339, for people reading the log."""
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 async def _in_slices(steps: records.Steps[T]) -> T:

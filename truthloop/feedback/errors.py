@@ -120,6 +120,8 @@ def refused(refusal: refusals.Refused) -> ClientError:
             return BadRequest(
                 "request body is not valid JSON", [detail("body", message, "invalid_json")]
             )
+        case refusals.InvalidReference(errors=errors, omitted=omitted):
+            return BadRequest("invalid reference data set; nothing was stored", errors, omitted)
         case refusals.SeriesTooLong(points=points, limit=limit):
             return BadRequest(
                 f"a series of {points} points is too long",

@@ -69,3 +69,13 @@ class OutOfScope(Refused, PermissionError):
         self.items: Items = items
         self.namespace = namespace
         self.errors = errors
+
+
+class InvalidReference(Refused, ValueError):
+    """A reference data set that cannot be used: `errors` names each problem (its line and
+    column where it has them); nothing was stored."""
+
+    def __init__(self, errors: Sequence[ItemError], omitted: int = 0) -> None:
+        super().__init__(f"{len(errors) + omitted} problem(s) in the reference")
+        self.errors = errors
+        self.omitted = omitted

@@ -23,6 +23,9 @@ DAY = 86400.0
 class HttpSettings:
     max_body_bytes: int = 8 * 1024 * 1024
     """Largest request body; a larger one is answered 413 before it is read."""
+    max_reference_bytes: int = 512 * 1024 * 1024
+    """Largest reference data set (`POST .../reference`, after its content coding); it is parsed
+    as it arrives, never held whole, so this bounds the time one upload takes, not memory."""
     max_wait: float = 60.0
     """Longest long-poll (`state?wait=`) the service will hold open."""
     idle_timeout: float = 75.0

@@ -293,3 +293,11 @@ def stored(
         labeled_at=labeled_at,
         outlier=outlier,
     )
+
+
+def outlier_filter(outlier: bool | None) -> str:
+    """The SQL condition (both backends) keeping outliers only (True: a score above 0), none of
+    them (False: 0, or no score), or every record (None)."""
+    if outlier is None:
+        return ""
+    return " AND outlier > 0" if outlier else " AND coalesce(outlier, 0) <= 0"

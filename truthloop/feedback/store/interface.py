@@ -352,8 +352,10 @@ class Store(abc.ABC):
         """Lifetime counters (`is_lifetime` ones) per monitor id and (version, served_by)."""
 
     @abc.abstractmethod
-    async def timeline(self, monitor_id: int, entity_id: str, limit: int) -> list[StoredPrediction]:
-        """An entity's newest `limit` records, newest first."""
+    async def timeline(
+        self, monitor_id: int, entity_id: str, limit: int, outlier: bool | None = None
+    ) -> list[StoredPrediction]:
+        """An entity's newest `limit` records, newest first; `outlier` as in `DatasetQuery`."""
 
     @abc.abstractmethod
     async def dataset(

@@ -662,13 +662,17 @@ class SQLiteStore(Store):
             result.setdefault(mid, {}).setdefault((v, s), {})[key] = value
         return result
 
-    async def timeline(self, monitor_id: int, entity_id: str, limit: int) -> list[StoredPrediction]:
-        return await self._call(self._timeline, monitor_id, entity_id, limit)
+    async def timeline(
+        self, monitor_id: int, entity_id: str, limit: int, outlier: bool | None = None
+    ) -> list[StoredPrediction]:
+        return await self._call(self._timeline, monitor_id, entity_id, limit, outlier)
 
-    def _timeline(self, monitor_id: int, entity_id: str, limit: int) -> list[StoredPrediction]:
+    def _timeline(
+        self, monitor_id: int, entity_id: str, limit: int, outlier: bool | None
+    ) -> list[StoredPrediction]:
         rows = self._db.execute(
             f"SELECT {codec.STORED_COLUMNS} FROM predictions WHERE monitor_id = ? AND entity_id = ?"
-            " ORDER BY ts DESC, id DESC LIMIT ?",
+            f"{codec.outlier_filter(outlier)} ORDER BY ts DESC, id DESC LIMIT ?",
             (monitor_id, entity_id, limit),
         )
         return [codec.stored(*values) for values in rows]
@@ -694,8 +698,7 @@ class SQLiteStore(Store):
         if query.correct is not None:
             sql += " AND correct = ?"
             params.append(int(query.correct))
-        if query.outlier is not None:
-            sql += " AND outlier > 0" if query.outlier else " AND coalesce(outlier, 0) <= 0"
+        sql += codec.outlier_filter(query.outlier)
         rows = self._db.execute(sql + " ORDER BY ts, id LIMIT ?", [*params, limit])
         return [codec.stored(*values) for values in rows]
 

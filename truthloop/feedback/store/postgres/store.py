@@ -467,11 +467,12 @@ class PostgresStore(interface.Store):
         return await aggregates.totals(self._db)
 
     async def timeline(
-        self, monitor_id: int, entity_id: str, limit: int
+        self, monitor_id: int, entity_id: str, limit: int, outlier: bool | None = None
     ) -> list[interface.StoredPrediction]:
         found = await self._db.fetch(
             f"SELECT {STORED_COLUMNS} FROM {labels.LABELED} WHERE monitor_id = $1"
-            " AND entity_id = $2 ORDER BY ts DESC, id DESC LIMIT $3",
+            f" AND entity_id = $2{codec.outlier_filter(outlier)} ORDER BY ts DESC, id DESC"
+            " LIMIT $3",
             monitor_id,
             entity_id,
             limit,
@@ -495,8 +496,7 @@ class PostgresStore(interface.Store):
         if query.correct is not None:
             params.append(query.correct)
             statement += f" AND correct = ${len(params)}"
-        if query.outlier is not None:
-            statement += " AND outlier > 0" if query.outlier else " AND coalesce(outlier, 0) <= 0"
+        statement += codec.outlier_filter(query.outlier)
         params.append(limit)
         found = await self._db.fetch(statement + f" ORDER BY ts, id LIMIT ${len(params)}", *params)
         return [codec.stored(*r) for r in found]
