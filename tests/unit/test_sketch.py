@@ -385,3 +385,13 @@ def test_compiled_references_are_kept_up_to_a_bound(monkeypatch: pytest.MonkeyPa
         assert got[f"~{ref}:age:1"] == 1
         assert len(sketch._LAYOUTS) <= 2
     assert [key[0] for key in sketch._LAYOUTS] == [13, 11]
+
+
+def test_another_store_s_reference_of_the_same_id_is_sketched_by_its_own_profile() -> None:
+    """A reference id names one profile within one store; a process may open several (a test
+    run does), each numbering from 1: the compiled reference is not taken for another's."""
+    records = [rec(0, {"age": 5, "plan": "gold"})]
+    assert counters(records, reference(1))["~1:plan:0"] == 1
+    other = CategoricalProfile("plan", ("basic", "gold"), (0.5, 0.5, 0.0), (), 100, 0)
+    swapped = Profile(100, (AGE, other, PREDICTION, SCORE))
+    assert counters(records, reference(1, profile=swapped))["~1:plan:1"] == 1

@@ -241,10 +241,11 @@ def _canonical_int(text: str) -> bool:
 class _Layout:
     """A reference compiled for sketching against one monitor's features."""
 
-    __slots__ = ("binary", "columns", "features", "ref")
+    __slots__ = ("binary", "columns", "features", "profile", "ref")
 
     def __init__(self, reference: Reference, spec: MonitorSpec) -> None:
         self.ref = reference.id
+        self.profile = reference.profile
         self.binary = spec.threshold if spec.task == "binary" else None
         """A binary model's threshold: its predictions are profiled by class."""
         features = spec.features
@@ -267,11 +268,16 @@ what its profile does, and the references in use are in memory anyway)."""
 
 def _layout(reference: Reference, spec: MonitorSpec) -> _Layout:
     """The compiled reference, compiled once per reference id and the spec's features, task and
-    threshold (a reference's id names one profile for good)."""
+    threshold. An id names one profile within one store only (a process may open several: a
+    test run does), so a hit must hold the same profile: the same object, as a monitor's
+    references stay between rereads, or an equal one."""
     key = (reference.id, spec.features, spec.task, spec.threshold)
     cached = _LAYOUTS.get(key)
-    if cached is None:
+    if cached is None or (
+        cached.profile is not reference.profile and cached.profile != reference.profile
+    ):
         cached = _LAYOUTS[key] = _Layout(reference, spec)
+        _LAYOUTS.move_to_end(key)
         while len(_LAYOUTS) > MAX_LAYOUTS:
             _LAYOUTS.popitem(last=False)
     else:
