@@ -169,6 +169,22 @@ def test_the_prediction_and_score_are_sketched_from_the_record() -> None:
         "~5:prediction:2": 2,  # no class: another value, new to the reference
         "~5:prediction:new": 2,
     }
+    # a batch of integer predictions, the usual one, is read as classes the same way
+    ints = [
+        rec(i, {}, prediction=p, score=s)
+        for i, (p, s) in enumerate([(0, 0.1), (1, None), (2, None), (-1, 0.5)])
+    ]
+    mixed = [*ints, rec(9, {}, prediction="maybe", score=None)]
+    only_ints = counters(ints, reference())
+    assert {k: v for k, v in only_ints.items() if k.startswith("~5:prediction:")} == {
+        "~5:prediction:0": 1,
+        "~5:prediction:1": 1,
+        "~5:prediction:2": 2,
+        "~5:prediction:new": 2,
+    }
+    with_text = counters(mixed, reference())
+    assert with_text["~5:prediction:2"] == only_ints["~5:prediction:2"] + 1
+    assert with_text["~5:prediction:0"] == only_ints["~5:prediction:0"]
     assert {k: v for k, v in got.items() if k.startswith("~5:score:")} == {
         "~5:score:1": 1,
         "~5:score:2": 1,

@@ -103,6 +103,7 @@ _MISSING_TYPES = frozenset({type(None)})
 _NUMBERS = frozenset({int, float, type(None)})
 _TEXTS = frozenset({str, type(None)})
 _INTS = frozenset({int, type(None)})
+_INT = frozenset({int})
 
 
 class _Column:
@@ -306,7 +307,8 @@ def _columns(records: Sequence[PredictionRecord], layout: _Layout) -> list[Seque
         if tokens is None:
             if column.name == PREDICTION:
                 predictions: list[Any] = [r.prediction for r in records]
-                if layout.binary is not None:
+                if layout.binary is not None and not set(map(type, predictions)) <= _INT:
+                    # (integers are their own class, or no class: the `ints` lookup reads them)
                     scores = [r.score for r in records]
                     predictions = binary_predictions(predictions, scores, layout.binary)
                 out.append(predictions)
