@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -493,6 +494,14 @@ def test_a_csv_reference_and_sketched_records_make_a_report() -> None:
     assert shifted.dataset.drifted
 
 
+@functools.cache
+def _small() -> tuple[Reference, dict[tuple[int, float], dict[str, float]]]:
+    """A reference of 2,000 rows and windows of it by (records, shift), made once."""
+    ref, rng = _setup(2000)
+    sizes, shifts = (1, 30, 999, 1000, 3000), (0.0, 1.0, 3.0)
+    return ref, {(n, d): _counters(ref, rng, n, shift=d) for n in sizes for d in shifts}
+
+
 _counter_value = st.one_of(
     st.integers(0, 10**6).map(float),
     st.floats(allow_nan=True, allow_infinity=True),
@@ -504,7 +513,7 @@ _counter_value = st.one_of(
 def test_any_counters_give_a_bounded_report(data: st.DataObject) -> None:
     """Whatever the counters hold (negative, huge, NaN, infinite), the report is finite JSON with
     ratios in [0, 1] and p-values in [0, 1]."""
-    ref, _ = _setup(2000)
+    ref, _ = _small()
     keys = [
         sketch.key(REF, column.name, cell)
         for column in ref.profile.columns
@@ -526,3 +535,46 @@ def test_any_counters_give_a_bounded_report(data: st.DataObject) -> None:
         assert all(r is None or 0 <= r <= 1 for r in ratios)
         assert column.statistic is None or column.statistic >= 0
         assert all(0 <= x <= 1 for x in column.histogram.current)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_a_series_is_the_points_of_each_windows_report(data: st.DataObject) -> None:
+    """`series` computes every point at once; each is what `point(evaluate(...))` gives, over
+    windows of every kind: empty, few values (tests), many (distances), overrides, junk."""
+    ref, pool = _small()
+    overrides = data.draw(
+        st.lists(
+            st.builds(
+                DriftOverride,
+                st.sampled_from(["age", "colour", SCORE, PREDICTION]),
+                st.sampled_from([None, *drift.DEFAULT_THRESHOLDS]),
+                st.sampled_from([None, 0.01, 0.2]),
+            ),
+            max_size=3,
+            unique_by=lambda o: o.feature,
+        )
+    )
+    sizes = data.draw(st.lists(st.sampled_from([0, 1, 30, 999, 1000, 3000]), max_size=8))
+    points = [pool[n, data.draw(st.sampled_from([0.0, 1.0, 3.0]))] if n else {} for n in sizes]
+    if points:
+        junk = data.draw(
+            st.dictionaries(st.sampled_from(sorted(points[0]) or ["x"]), _counter_value, max_size=4)
+        )
+        points.append({**points[0], **junk})
+    monitor = spec(*overrides, share=data.draw(st.sampled_from([0.3, 0.5, 1.0])))
+    expected = [
+        drift.point(drift.evaluate(ref, counters, monitor), 100.0 + 60 * i, 160.0 + 60 * i)
+        for i, counters in enumerate(points)
+    ]
+    got = drift.series(ref, points, monitor, 100.0, 60.0)
+    # The same up to rounding: numpy may sum the cells of many rows in another order than one's.
+    assert [msgspec.structs.replace(p, statistics={}, prediction_drift=None) for p in got] == [
+        msgspec.structs.replace(p, statistics={}, prediction_drift=None) for p in expected
+    ]
+    for g, e in zip(got, expected, strict=True):
+        assert g.statistics.keys() == e.statistics.keys()
+        pairs = [(g.statistics[k], e.statistics[k]) for k in g.statistics]
+        for a, b in [*pairs, (g.prediction_drift, e.prediction_drift)]:
+            assert (a is None) == (b is None)
+            assert a is None or b is None or math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15)

@@ -82,7 +82,8 @@ method; samples = its values), `missing_ratio:<feature>` (samples = records sket
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import Literal
 
 import msgspec
@@ -281,6 +282,86 @@ def point(report: DriftReport, start: float, end: float) -> DriftPoint:
     )
 
 
+def series(
+    reference: Reference,
+    points: Sequence[Mapping[str, float]],
+    spec: MonitorSpec,
+    first: float,
+    width: float,
+) -> list[DriftPoint]:
+    """The slim points of a series, point i the window [first + i width, first + (i + 1) width)
+    whose summed counters are `points[i]`: each what `point(evaluate(...))` gives, but computed
+    column by column over every point at once (a 30-day series of 10-minute points is 4,320
+    reports)."""
+    ref = reference.id
+    columns = reference.profile.columns
+    shares = [proportions(c) for c in columns]
+    index: dict[str, int] = {}
+    for column, p in zip(columns, shares, strict=True):
+        prefix = f"{sketch.PREFIX}{ref}:{column.name}:"
+        for cell in range(len(p)):
+            index[prefix + str(cell)] = len(index)
+    rows_at, outliers_at = len(index), len(index) + 1
+    index[sketch.rows_key(ref)], index[sketch.outliers_key(ref)] = rows_at, outliers_at
+    keys = list(index)
+    matrix = np.zeros((len(points), len(keys)))
+    for i, counters in enumerate(points):
+        if len(counters) < len(keys) // 4:  # a quiet point: place the few counters it has
+            for key, value in counters.items():
+                at = index.get(key)
+                if at is not None:
+                    matrix[i, at] = value
+        else:
+            values = map(counters.get, keys, repeat(0.0))
+            matrix[i] = np.fromiter(values, dtype=np.float64, count=len(keys))
+    counts = np.minimum(np.where(matrix[:, rows_at:] > 0, matrix[:, rows_at:], 0.0), MAX_COUNT)
+    rows, outliers = np.rint(counts[:, 0]), np.rint(counts[:, 1])
+    overrides = {o.feature: o for o in spec.drift.overrides}
+    features: list[tuple[str, _Tests]] = []
+    predictions: dict[str, _Tests] = {}
+    start = 0
+    for column, p in zip(columns, shares, strict=True):
+        cells = matrix[:, start : start + len(p)]
+        start += len(p)
+        tests = _test(column, p, cells, overrides.get(column.name))
+        if column.name in (PREDICTION, SCORE):
+            predictions[column.name] = tests
+        else:
+            features.append((column.name, tests))
+    prediction = predictions.get(SCORE) or predictions.get(PREDICTION)
+    names = [name for name, _ in features]
+    statistics = [_nones(t.statistic) for _, t in features]
+    tested = [(np.isfinite(t.statistic) | np.isfinite(t.p_value)).tolist() for _, t in features]
+    drifted = [t.drifted.tolist() for _, t in features]
+    predicted = _nones(prediction.statistic) if prediction else [None] * len(points)
+    out: list[DriftPoint] = []
+    for i, (n, o) in enumerate(zip(rows.tolist(), outliers.tolist(), strict=True)):
+        start_i, end_i = first + i * width, first + (i + 1) * width
+        if n <= 0:
+            out.append(DriftPoint(start_i, end_i, "no_data", 0, {}, (), None, None, None))
+            continue
+        hit = tuple(name for f, name in enumerate(names) if tested[f][i] and drifted[f][i])
+        checked = sum(1 for f in range(len(names)) if tested[f][i])
+        out.append(
+            DriftPoint(
+                start=start_i,
+                end=end_i,
+                status="ok",
+                samples=int(n),
+                statistics={name: statistics[f][i] for f, name in enumerate(names)},
+                drifted=hit,
+                share=len(hit) / checked if checked else None,
+                prediction_drift=predicted[i],
+                outlier_ratio=min(o / n, 1.0),
+            )
+        )
+    return out
+
+
+def _nones(values: np.ndarray) -> list[float | None]:
+    return [None if math.isnan(v) else v for v in values.tolist()]
+
+
 def drifted_features(report: DriftReport) -> tuple[str, ...]:
     """The features that drifted in the window (for the status condition)."""
     return report.dataset.names if report.dataset else ()
@@ -310,6 +391,57 @@ def alert_values(report: DriftReport) -> dict[str, tuple[float, int]]:
 # -- one column ----------------------------------------------------------------------------------
 
 
+class _Tests(msgspec.Struct):
+    """One column tested in P windows at once (a report's one window, or a series' points)."""
+
+    samples: np.ndarray
+    """(P,) values in a cell per window."""
+    q: np.ndarray
+    """(P, cells) the windows' proportions (0 without values)."""
+    methods: list[DriftMethod]
+    thresholds: list[float]
+    statistic: np.ndarray
+    """(P,) NaN where there is none (no values, or not finite)."""
+    p_value: np.ndarray
+    drifted: np.ndarray
+
+
+def _test(
+    column: ColumnProfile, p: np.ndarray, cells: np.ndarray, override: DriftOverride | None
+) -> _Tests:
+    """`column` (proportions `p`) tested in each window whose cell counts are a row of `cells`."""
+    # Counts are whole: NaN and below 0 are 0, a fraction rounds (so no cell is a denormal).
+    cells = np.rint(np.minimum(np.where(cells > 0, cells, 0.0), MAX_COUNT))
+    total = cells.sum(axis=1)
+    samples = total
+    has = samples > 0
+    q = np.divide(cells, total[:, None], out=np.zeros_like(cells), where=has[:, None])
+    kind: FeatureKind = "numeric" if isinstance(column, NumericProfile) else "categorical"
+    small, large = choose(kind, 0, override), choose(kind, SMALL_SAMPLE, override)
+    is_large = samples >= SMALL_SAMPLE
+    statistic = np.full(len(samples), np.nan)
+    p_value = np.full(len(samples), np.nan)
+    drifted = np.zeros(len(samples), dtype=bool)
+    for (method, threshold), rows in ((small, has & ~is_large), (large, has & is_large)):
+        if not rows.any():
+            continue
+        stat, pv = _statistics(method, column, p, q[rows], cells[rows], samples[rows])
+        stat[~np.isfinite(stat)] = np.nan
+        pv[~np.isfinite(pv)] = np.nan
+        statistic[rows], p_value[rows] = stat, pv
+        drifted[rows] = pv < threshold if method in P_VALUE_METHODS else stat >= threshold
+    chosen = [large if big else small for big in is_large.tolist()]
+    return _Tests(
+        samples=samples,
+        q=q,
+        methods=[m for m, _ in chosen],
+        thresholds=[t for _, t in chosen],
+        statistic=statistic,
+        p_value=p_value,
+        drifted=drifted,
+    )
+
+
 def _column(
     ref: int,
     column: ColumnProfile,
@@ -318,26 +450,11 @@ def _column(
     override: DriftOverride | None,
 ) -> ColumnDrift:
     prefix = f"{sketch.PREFIX}{ref}:{column.name}:"
-    numeric = isinstance(column, NumericProfile)
     p = proportions(column)
-    cells = np.array([counters.get(prefix + str(i), 0.0) for i in range(len(p))], np.float64)
-    cells = np.clip(np.nan_to_num(cells, nan=0.0, posinf=0.0), 0.0, MAX_COUNT)
-    total = float(cells.sum())
-    samples = round(total)
-    kind: FeatureKind = "numeric" if numeric else "categorical"
-    method, threshold = choose(kind, samples, override)
-    q = cells / total if samples > 0 else np.zeros_like(p)
-    statistic: float | None = None
-    p_value: float | None = None
-    if samples > 0:
-        statistic, p_value = _statistic(method, column, p, q, cells)
-    tested = p_value if method in P_VALUE_METHODS else statistic
-    if tested is None:
-        drifted = False
-    elif method in P_VALUE_METHODS:
-        drifted = tested < threshold
-    else:
-        drifted = tested >= threshold
+    cells = np.array([[counters.get(prefix + str(i), 0.0) for i in range(len(p))]], np.float64)
+    tests = _test(column, p, cells, override)
+    samples = int(tests.samples[0])
+    q = tests.q[0]
     missing = _count(counters, prefix + sketch.MISSING)
     wrong = _count(counters, prefix + sketch.WRONG)
     if isinstance(column, NumericProfile):
@@ -351,12 +468,12 @@ def _column(
         histogram = Histogram(tuple(p.tolist()), tuple(q.tolist()), categories=categories)
     return ColumnDrift(
         name=column.name,
-        kind=kind,
-        method=method,
-        statistic=statistic,
-        threshold=threshold,
-        drifted=drifted,
-        p_value=p_value,
+        kind="numeric" if isinstance(column, NumericProfile) else "categorical",
+        method=tests.methods[0],
+        statistic=_finite(float(tests.statistic[0])),
+        threshold=tests.thresholds[0],
+        drifted=bool(tests.drifted[0]),
+        p_value=_finite(float(tests.p_value[0])),
         samples=samples,
         missing_ratio=_ratio(missing, rows),
         wrong_type_ratio=_ratio(wrong, rows),
@@ -385,82 +502,126 @@ def choose(
     return method, DEFAULT_THRESHOLDS[method] if threshold is None else threshold
 
 
-def _statistic(
+def _statistics(
     method: DriftMethod,
     column: ColumnProfile,
     p: np.ndarray,
     q: np.ndarray,
     cells: np.ndarray,
-) -> tuple[float | None, float | None]:
-    """(statistic, p-value) of one column with values; either None where it is not finite."""
+    samples: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(statistic, p-value) per row of windows with values; the p-value NaN for a distance."""
+    none = np.full(len(q), np.nan)
     if method == "jensenshannon":
-        return _finite(jensenshannon(p, q)), None
+        return jensenshannon_rows(p, q), none
     if method == "psi":
-        return _finite(psi(p, q)), None
+        return psi_rows(p, q), none
     if method == "chisquare":
-        statistic, p_value = chisquare(p, cells, column.count)
-        return _finite(statistic), _finite(p_value)
+        return chisquare_rows(p, cells, column.count)
     assert isinstance(column, NumericProfile)  # choose() keeps ordered methods numeric
     if method == "ks":
-        statistic = ks(p, q)
-        return _finite(statistic), _finite(ks_p_value(statistic, column.count, int(cells.sum())))
+        statistic = ks_rows(p, q)
+        return statistic, ks_p_value_rows(statistic, column.count, samples)
     edges = np.asarray(column.edges, dtype=np.float64)
-    return _finite(wasserstein(edges, p, q) / max(column.std, MIN_STD)), None
+    return wasserstein_rows(edges, p, q) / max(column.std, MIN_STD), none
 
 
 # -- the statistics (public for the bound tests) -------------------------------------------------
+#
+# Each `*_rows` function takes the reference's proportions `p` (cells,) and one window per row of
+# `q` (P, cells): a report tests its one window, a series all its points at once.
+
+
+def wasserstein_rows(edges: np.ndarray, p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """W1 between the binned distributions `p` and each row of `q` over `edges` (cells as in
+    `core.profile`; mass uniform within an interior bin, under/overflow on `edges[0]` /
+    `edges[-1]`), not normed."""
+    if len(edges) < 2:
+        return np.zeros(len(q))
+    d = np.cumsum(p[: len(edges)] - q[:, : len(edges)], axis=1)  # F - G below edges[j]
+    a, b = np.abs(d[:, :-1]), np.abs(d[:, 1:])
+    total = a + b
+    same = d[:, :-1] * d[:, 1:] >= 0
+    crossing = np.divide(a * a + b * b, total, out=np.zeros_like(total), where=total > 0)
+    integral: np.ndarray = np.sum(np.diff(edges) * np.where(same, total, crossing), axis=1)
+    return integral / 2
+
+
+def ks_rows(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The largest gap between the two binned CDFs, at the cells' boundaries."""
+    if not len(p):
+        return np.zeros(len(q))
+    gap: np.ndarray = np.max(np.abs(np.cumsum(p - q, axis=1)), axis=1)
+    return gap
+
+
+def ks_p_value_rows(statistic: np.ndarray, n: int, m: np.ndarray) -> np.ndarray:
+    """Smirnov's asymptotic two-sample p-value of KS statistics between n and m values."""
+    if n <= 0:
+        return np.ones(len(statistic))
+    en = np.divide(n * m, n + m, out=np.zeros(len(m)), where=m > 0)
+    return np.where(m > 0, special.kolmogorov(np.sqrt(en) * statistic), 1.0)
+
+
+def jensenshannon_rows(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The Jensen-Shannon distance, natural log (scipy's `jensenshannon` with its default base)."""
+    m = (p + q) / 2
+    divergence = (_kl_rows(np.broadcast_to(p, q.shape), m) + _kl_rows(q, m)) / 2
+    return np.sqrt(np.where(divergence > ROUNDING, divergence, 0.0))
+
+
+def psi_rows(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The population stability index with Evidently's smoothing of empty cells."""
+    ps, qs = _fill_zeros(p[None, :])[0], _fill_zeros(q)
+    index: np.ndarray = np.sum((ps - qs) * np.log(ps / qs), axis=1)
+    return index
+
+
+def chisquare_rows(p: np.ndarray, observed: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson's chi-square of each row of `observed` counts against proportions `p` of a
+    reference of `n` rows, and its p-value (a zero proportion counts as half a reference row;
+    a cell empty in both is left out; see above)."""
+    keep = (p > 0)[None, :] | (observed > 0)
+    shares = np.where(keep, np.where(p > 0, p, 0.5 / max(n, 1)), 0.0)
+    norm = shares.sum(axis=1, keepdims=True)
+    expected = shares / norm * observed.sum(axis=1, keepdims=True)
+    terms = np.divide((observed - expected) ** 2, expected, out=np.zeros_like(expected), where=keep)
+    statistic = terms.sum(axis=1)
+    df = keep.sum(axis=1) - 1
+    tested = df >= 1
+    p_value = np.where(tested, special.chdtrc(np.maximum(df, 1), statistic), 1.0)
+    return np.where(tested, statistic, 0.0), p_value
 
 
 def wasserstein(edges: np.ndarray, p: np.ndarray, q: np.ndarray) -> float:
-    """W1 between the binned distributions `p` and `q` over `edges` (cells as in `core.profile`;
-    mass uniform within an interior bin, under/overflow on `edges[0]` / `edges[-1]`), not normed."""
-    if len(edges) < 2:
-        return 0.0
-    d = np.cumsum(p[: len(edges)] - q[: len(edges)])  # F - G just below edges[j]: cells 0..j
-    width = np.diff(edges)
-    a, b = np.abs(d[:-1]), np.abs(d[1:])
-    total = a + b
-    same = d[:-1] * d[1:] >= 0
-    crossing = np.divide(a * a + b * b, total, out=np.zeros_like(total), where=total > 0)
-    return float(np.sum(width * np.where(same, total, crossing)) / 2)
+    """`wasserstein_rows` of one window."""
+    return float(wasserstein_rows(edges, p, q[None, :])[0])
 
 
 def ks(p: np.ndarray, q: np.ndarray) -> float:
-    """The largest gap between the two binned CDFs, at the cells' boundaries."""
-    return float(np.max(np.abs(np.cumsum(p - q)))) if len(p) else 0.0
+    """`ks_rows` of one window."""
+    return float(ks_rows(p, q[None, :])[0])
 
 
 def ks_p_value(statistic: float, n: int, m: int) -> float:
-    """Smirnov's asymptotic two-sample p-value of a KS statistic between n and m values."""
-    if n <= 0 or m <= 0:
-        return 1.0
-    return float(special.kolmogorov(math.sqrt(n * m / (n + m)) * statistic))
+    """`ks_p_value_rows` of one window."""
+    return float(ks_p_value_rows(np.array([statistic]), n, np.array([float(m)]))[0])
 
 
 def jensenshannon(p: np.ndarray, q: np.ndarray) -> float:
-    """The Jensen-Shannon distance, natural log (scipy's `jensenshannon` with its default base)."""
-    m = (p + q) / 2
-    divergence = (_kl(p, m) + _kl(q, m)) / 2
-    return math.sqrt(divergence) if divergence > ROUNDING else 0.0
+    """`jensenshannon_rows` of one window."""
+    return float(jensenshannon_rows(p, q[None, :])[0])
 
 
 def psi(p: np.ndarray, q: np.ndarray) -> float:
-    """The population stability index with Evidently's smoothing of empty cells."""
-    ps, qs = _fill_zeros(p), _fill_zeros(q)
-    return float(np.sum((ps - qs) * np.log(ps / qs)))
+    """`psi_rows` of one window."""
+    return float(psi_rows(p, q[None, :])[0])
 
 
 def chisquare(p: np.ndarray, observed: np.ndarray, n: int) -> tuple[float, float]:
-    """Pearson's chi-square of `observed` counts against proportions `p` of a reference of `n`
-    rows, and its p-value (a zero proportion counts as half a reference row; see above)."""
-    keep = (p > 0) | (observed > 0)
-    shares, counts = p[keep], observed[keep]
-    if len(shares) < 2:
-        return 0.0, 1.0
-    shares = np.where(shares > 0, shares, 0.5 / max(n, 1))
-    expected = shares / shares.sum() * counts.sum()
-    statistic = float(np.sum((counts - expected) ** 2 / expected))
-    return statistic, float(special.chdtrc(len(shares) - 1, statistic))
+    """`chisquare_rows` of one window."""
+    statistic, p_value = chisquare_rows(p, observed[None, :], n)
+    return float(statistic[0]), float(p_value[0])
 
 
 def proportions(column: ColumnProfile) -> np.ndarray:
@@ -473,18 +634,21 @@ def proportions(column: ColumnProfile) -> np.ndarray:
     return p / total if total > 0 else p
 
 
-def _kl(p: np.ndarray, m: np.ndarray) -> float:
-    mask = p > 0
-    return float(np.sum(p[mask] * np.log(p[mask] / m[mask])))
+def _kl_rows(p: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Per row, sum of p log(p / m) over the cells where p > 0 (then m > 0 too)."""
+    positive = p > 0
+    ratio = np.divide(p, m, out=np.ones_like(p), where=positive)
+    divergence: np.ndarray = np.sum(p * np.log(ratio), axis=1)
+    return divergence
 
 
 def _fill_zeros(p: np.ndarray) -> np.ndarray:
-    positive = p[p > 0]
-    if len(positive) == len(p) or len(positive) == 0:
-        return p if len(positive) else np.full_like(p, 0.0001)
-    smallest = float(positive.min())
-    fill = smallest / 10**6 if smallest <= 0.0001 else 0.0001
-    return np.where(p > 0, p, fill)
+    """Evidently's smoothing, per row: a 0 becomes 0.0001, or a millionth of the row's smallest
+    non-zero proportion when that is at most 0.0001."""
+    positive = p > 0
+    smallest = np.min(np.where(positive, p, np.inf), axis=1, keepdims=True)
+    fill = np.where(smallest <= 0.0001, smallest / 10**6, 0.0001)
+    return np.where(positive, p, fill)
 
 
 # -- the dataset ---------------------------------------------------------------------------------
@@ -522,7 +686,7 @@ def _prediction_drift(predictions: list[ColumnDrift]) -> PredictionDrift | None:
 
 def _count(counters: Mapping[str, float], key: str) -> int:
     value = float(counters.get(key, 0.0))
-    return round(min(value, MAX_COUNT)) if value > 0 and math.isfinite(value) else 0
+    return round(min(value, MAX_COUNT)) if value > 0 else 0  # NaN is not > 0
 
 
 def _ratio(part: int, whole: int) -> float | None:
