@@ -964,30 +964,28 @@ class Engine:
             if steps.count > limit:
                 raise refusals.SeriesTooLong(steps.count, limit)
         reference = reference_of(registered, version)
-        count = 0 if steps is None else steps.count
+        series: tuple[drift.DriftPoint, ...] | None = None
+        first = width = 0.0
+        if steps is not None:
+            first, width = windows.bucket_start(steps.start), steps.width * windows.BUCKET_SECONDS
         if reference is None:
             report = drift.no_reference()
-            reports = [report] * count
+            if steps is not None:
+                series = tuple(
+                    drift.point(report, first + i * width, first + (i + 1) * width)
+                    for i in range(steps.count)
+                )
         else:
             ref, only = reference, Only(version, "model", sketches=True)
             counters = model_counters(await self.store.window(registered.id, span, only))
             report = drift.evaluate(ref, counters, spec)
-            reports = []
             if steps is not None:
                 points = await self.store.series(registered.id, steps, only)
-                reports = await threads.in_thread(
-                    lambda: [
-                        drift.evaluate(ref, model_counters(points.get(i, {})), spec)
-                        for i in range(count)
-                    ]
+                windows_ = [model_counters(points.get(i, {})) for i in range(steps.count)]
+                # Every point at once, column by column (drift.series): not a report per point.
+                series = tuple(
+                    await threads.in_thread(lambda: drift.series(ref, windows_, spec, first, width))
                 )
-        series = None
-        if steps is not None:
-            first, width = windows.bucket_start(steps.start), steps.width * windows.BUCKET_SECONDS
-            series = tuple(
-                drift.point(r, first + i * width, first + (i + 1) * width)
-                for i, r in enumerate(reports)
-            )
         return DriftWindow(seconds, span, report, series)
 
     def _build_history_when_due(self, runtime: _Runtime, now: float) -> None:
