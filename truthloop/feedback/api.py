@@ -30,7 +30,7 @@ from truthloop.core.spec import (
     is_namespace,
 )
 from truthloop.feedback import bodies
-from truthloop.feedback.engine import DriftWindow, Engine, HistoryBuilt, WindowMetrics
+from truthloop.feedback.engine import DriftWindow, Engine, WindowMetrics
 from truthloop.feedback.errors import (
     BadRequest,
     Conflict,
@@ -531,29 +531,19 @@ async def get_reference(request: web.Request) -> web.Response:
     version = bodies.query(request, "version", _identifier(request), None, "a model version")
     reference = engine.reference(key, version)
     if reference is None:
-        raise NoReference(key, version, engine.history(key))
+        raise NoReference(key, version, engine.why_no_reference(key))
     return json({"monitor": key, **msgspec.to_builtins(reference)})
 
 
 class NoReference(NotFound):
-    """A monitor (or version) without a reference: 404 with `status: no_reference`, and why the
-    history reference is missing when its build found no usable records."""
+    """A monitor (or version) without a reference: 404 with `status: no_reference`, saying what
+    would give it one, or why `spec.drift.reference`'s period has not (yet)."""
 
-    def __init__(self, key: str, version: str | None, history: HistoryBuilt | None) -> None:
+    def __init__(self, key: str, version: str | None, why: tuple[str, str]) -> None:
         whose = f"{key} (version {version})" if version else key
-        message = (
-            f"{whose} has no reference: upload one (POST .../reference) or set spec.drift.reference"
-        )
-        details = [detail("reference", message, "no_reference")]
-        if history is not None and history.problem is not None:
-            details.append(
-                detail(
-                    "spec.drift.reference",
-                    f"no history reference could be built: {history.problem}",
-                    "no_reference",
-                )
-            )
-        super().__init__(f"no reference for {whose}", details)
+        field, reason = why
+        message = f"{whose} has no reference: {reason}"
+        super().__init__(f"no reference for {whose}", [detail(field, message, "no_reference")])
 
     def body(self) -> dict[str, Any]:
         return {**super().body(), "status": "no_reference"}

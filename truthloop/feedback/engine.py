@@ -886,10 +886,24 @@ class Engine:
         """The reference drift of `version` is measured against: its own, else the default."""
         return reference_of(self.registered(key), version)
 
-    def history(self, key: str) -> HistoryBuilt | None:
-        """The monitor's last history reference build, or None."""
-        self.registered(key)
-        return self._runtimes[key].history
+    def why_no_reference(self, key: str) -> tuple[str, str]:
+        """What would give a monitor without a reference one, or why its history reference
+        (`spec.drift.reference`) has not: the spec field it concerns and the words."""
+        period = self.registered(key).monitor.spec.drift.reference
+        upload = "upload one (POST .../reference)"
+        if period is None:
+            return "reference", f"{upload} or set spec.drift.reference"
+        start, end = period
+        built = self._runtimes[key].history
+        if self.settings.clock() < end:
+            when = f"once its period ends ({_when(end)})"
+            return "spec.drift.reference", f"it is built from history {when}, or {upload}"
+        if built is not None and (built.start, built.end) == period and built.problem:
+            return "spec.drift.reference", (
+                f"the period {_when(start)} to {_when(end)} gave none ({built.problem});"
+                f" choose another period or {upload}"
+            )
+        return "spec.drift.reference", f"it is being built from the period's records, or {upload}"
 
     async def put_reference(
         self, key: str, version: str, fmt: table.Format, body: AsyncIterator[bytes]
