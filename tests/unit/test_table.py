@@ -3,6 +3,7 @@ or the path (numpy's fast reader or cell by cell), and every problem named by li
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -80,22 +81,35 @@ def test_underscores_and_infinities_are_not_numbers_as_written() -> None:
     assert cells(t, "x") == ["1_000", None, None, "0x10"]
 
 
-def big_csv(rows: int, *, text_at: int | None = None, empty_at: int | None = None) -> bytes:
+def big_csv(
+    rows: int, *, text_at: int | None = None, empty_at: int | None = None, quoted: bool = False
+) -> bytes:
     out = io.StringIO()
-    out.write("n,c,prediction\n")
+    out.write("n,c,prediction\r\n" if quoted else "n,c,prediction\n")
     for i in range(rows):
         n = "" if i == empty_at else ("oops" if i == text_at else f"{i * 0.5}")
-        out.write(f"{n},{'abc'[i % 3]},{i % 2}\n")
+        if quoted:  # as R's write.csv and Excel write them: text quoted, CRLF
+            out.write(f'{n},"{"abc"[i % 3]}, ""{i % 5}""",{i % 2}\r\n')
+        else:
+            out.write(f"{n},{'abc'[i % 3]},{i % 2}\n")
     return out.getvalue().encode()
 
 
 @pytest.mark.parametrize(
-    ("text_at", "empty_at"), [(None, None), (None, 50_000), (50_000, None), (3, 50_001)]
+    ("text_at", "empty_at", "quoted"),
+    [
+        (None, None, False),
+        (None, 50_000, False),
+        (50_000, None, False),
+        (3, 50_001, False),
+        (None, None, True),
+        (50_000, 7, True),
+    ],
 )
 def test_the_fast_path_and_the_cell_by_cell_path_agree(
-    monkeypatch: pytest.MonkeyPatch, text_at: int | None, empty_at: int | None
+    monkeypatch: pytest.MonkeyPatch, text_at: int | None, empty_at: int | None, quoted: bool
 ) -> None:
-    data = big_csv(60_000, text_at=text_at, empty_at=empty_at)
+    data = big_csv(60_000, text_at=text_at, empty_at=empty_at, quoted=quoted)
     monkeypatch.setattr(table, "BLOCK", 1 << 14)
     taken: list[bool] = []
     fast_path = table._Csv._fast
@@ -107,6 +121,9 @@ def test_the_fast_path_and_the_cell_by_cell_path_agree(
     monkeypatch.setattr(table._Csv, "_fast", spy)
     fast = table.read(pieces(data, 10_000), "csv")
     assert sum(taken) >= len(taken) - 2  # only the blocks with the odd cells go cell by cell
+    if quoted:
+        assert fast.columns["c"].others is not None
+        assert fast.columns["c"].others[4].endswith(', "4"')
     monkeypatch.setattr(table._Csv, "_fast", lambda self, text: False)
     slow = table.read(pieces(data, 10_000), "csv")
     for name in ("n", "c", "prediction"):
@@ -160,8 +177,47 @@ def test_not_utf8_names_the_line() -> None:
 
 
 def test_an_unclosed_quote_is_refused() -> None:
-    with pytest.raises(TableError, match="line"):
-        table.read([b'a,b\n1,"open\n'], "csv")
+    with pytest.raises(TableError) as e:
+        table.read([b'a,b\n1,2\n1,"open\n3,4\n'], "csv")
+    assert e.value.details == ("line 3: a quote that is never closed (or a lone one in a cell)",)
+
+
+def test_quotes_read_as_pythons_csv_reads_them() -> None:
+    t = table.read([b'a,b\n"x"y,1\n5" screen,"2"\n"",3\n6" screen,4\n'], "csv")
+    assert cells(t, "a") == ["xy", '5" screen', None, '6" screen']
+    assert cells(t, "b") == [1.0, 2.0, 3.0, 4.0]
+
+
+CELL = st.one_of(
+    st.sampled_from(["", "nan", "1", "-2.5", "1e3", " 7 ", "1_0", "inf", "x", "a,b", 'q"q', "\n"]),
+    st.text(alphabet='ab1.,"\n -', max_size=6),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(CELL, CELL, CELL), min_size=1, max_size=60),
+    st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC]),
+    st.sampled_from(["\n", "\r\n"]),
+    st.integers(min_value=8, max_value=200),
+)
+def test_any_csv_reads_the_same_by_either_path(
+    rows: list[tuple[str, str, str]], quoting: int, end: str, block: int
+) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out, quoting=quoting, lineterminator=end)
+    writer.writerow(["a", "b", "c"])
+    writer.writerows(rows)
+    data = out.getvalue().encode()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(table, "BLOCK", block)
+        fast = table.read(pieces(data, 50), "csv")
+        patch.setattr(table._Csv, "_fast", lambda self, text: False)
+        slow = table.read(pieces(data, 50), "csv")
+    assert fast.lines.tolist() == slow.lines.tolist()
+    for name in ("a", "b", "c"):
+        assert cells(fast, name) == cells(slow, name), name
 
 
 NDJSON = b"""{"age": 31, "city": "Paris", "prediction": 1}

@@ -10,7 +10,8 @@ NDJSON and Parquet booleans) as an object array. A cell is *missing* when it is 
 null, NaN or infinite. What a cell is, per format:
 
 - CSV (RFC 4180: a header row of unique names, `"` quotes, `""` inside quotes, UTF-8, an optional
-  byte order mark): an empty cell or `NaN`/`nan` is missing; a cell that reads as a decimal
+  byte order mark; quotes must pair up, while a quote inside a cell is read as Python's csv reads
+  it): an empty cell or `NaN`/`nan` is missing; a cell that reads as a decimal
   number (Python's `float`, no `_`: `1`, `-2.5`, `1e-3`, ` 7 `) is a number; anything else is
   text, as written. Blank lines are skipped. Every row has as many cells as the header.
 - NDJSON: one JSON object per line (blank lines skipped); its keys are columns, a key a row lacks
@@ -19,9 +20,10 @@ null, NaN or infinite. What a cell is, per format:
 - Parquet (with `pyarrow`; the body is read whole, the format needs it): number columns are
   numbers, strings and booleans other values, nulls missing; nested types are refused.
 
-The fast path for big CSVs parses blocks without quotes with numpy's C reader, typing each column
-as the first block typed it; any block it cannot take is read cell by cell (the same rules), so
-the result never depends on the path.
+The fast path for big CSVs parses blocks with numpy's C reader (which quotes as the csv module
+does), typing each column as the first block typed it; a block it cannot take (a cell over two
+lines, blank lines, empty cells next to quotes, a value the column's type does not take) is read
+cell by cell with the same rules, so the result never depends on the path.
 """
 
 from __future__ import annotations
@@ -196,10 +198,13 @@ class _Csv:
         self.parts: list[list[Column]] = []
         self.lines: list[Ints] = []
         self.line = 0  # lines consumed so far
+        self.last = 1  # the line the last row started on
         self.problems = _Problems()
 
     def read(self, chunks: Iterable[bytes]) -> Table:
+        quotes = 0
         for block in _blocks(chunks):
+            quotes += block.count(b'"')
             try:
                 text = block.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -211,6 +216,10 @@ class _Csv:
             self.problems.raise_any()
         if self.names is None:
             raise TableError(["no header row: the data set is empty"])
+        if quotes % 2:
+            raise TableError(
+                [f"line {self.last}: a quote that is never closed (or a lone one in a cell)"]
+            )
         columns = {
             name: _concat([part[i] for part in self.parts]) for i, name in enumerate(self.names)
         }
@@ -218,21 +227,26 @@ class _Csv:
         return Table(self.names, columns, lines)
 
     def _block(self, text: str) -> None:
-        if self.names is not None and self.parts and self._fast(text):
+        if self.numeric and self._fast(text):
             return
         self._slow(text)
 
     def _fast(self, text: str) -> bool:
-        """numpy's reader on a block without quotes, blank lines or `\\r`, with the column
-        types of the first block; False when it cannot take the block."""
-        if '"' in text or "\r" in text or "_" in text or "\n\n" in text or text.startswith("\n"):
+        """numpy's reader (which quotes as csv does) on a block of one row a line, with the
+        column types of the first block; False when it cannot take the block."""
+        quoted = '"' in text
+        # CRLF ends lines; one row a line (checked below) means none was inside quotes
+        text = text.replace("\r\n", "\n") if "\r" in text else text
+        if "\r" in text or "\n\n" in text or text.startswith("\n"):
             return False
         assert self.names is not None
         body = text[:-1] if text.endswith("\n") else text
         if not body:
             return False
-        # an empty cell reads as NaN, as `_cell` has it
+        # an empty cell reads as NaN, as `_cell` has it (not inside quotes: those go cell by cell)
         empty = ",," in body or ",\n" in body or "\n," in body or body[0] == "," or body[-1] == ","
+        if empty and quoted:
+            return False
         filled = _EMPTY_CELL.sub("nan", body) if empty else body
         dtype = [(f"c{i}", np.float64 if n else object) for i, n in enumerate(self.numeric)]
         try:
@@ -241,7 +255,7 @@ class _Csv:
                 dtype=dtype,
                 delimiter=",",
                 comments=None,
-                quotechar=None,
+                quotechar='"',
                 ndmin=1,
                 encoding=None,
             )
@@ -262,10 +276,11 @@ class _Csv:
         self.parts.append(part)
         self.lines.append(np.arange(self.line + 1, self.line + 1 + rows, dtype=np.int64))
         self.line += rows
+        self.last = self.line
         return True
 
     def _slow(self, text: str) -> None:
-        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+        reader = csv.reader(io.StringIO(text, newline=""))
         rows: list[list[str]] = []
         starts: list[int] = []
         before = 0
@@ -277,6 +292,7 @@ class _Csv:
                     continue
                 if self.names is None:
                     self._header(row, start)
+                    self.last = start
                     continue
                 if len(row) != len(self.names):
                     self.problems.add(
@@ -285,6 +301,7 @@ class _Csv:
                     continue
                 rows.append(row)
                 starts.append(start)
+                self.last = start
         except csv.Error as e:
             self.problems.add(f"line {self.line + reader.line_num}: {e}")
         self.line += text.count("\n")
@@ -292,7 +309,7 @@ class _Csv:
             return
         columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in self.names]
         part = [_typed(cells) for cells in columns]
-        if not self.parts:
+        if not self.numeric and rows:
             self.numeric = tuple(c.others is None for c in part)
         self.parts.append(part)
         self.lines.append(np.array(starts, dtype=np.int64))
@@ -314,34 +331,36 @@ _EMPTY_CELL = re.compile(r"(?m)(?<![^,\n])(?=,|$)")
 
 
 def _blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """`chunks` re-cut into blocks of about `BLOCK` bytes that end after a line break outside
-    quotes (quotes come in pairs in RFC 4180, so an even count of them means outside)."""
+    """`chunks` re-cut into blocks of about `BLOCK` bytes (one chunk or many) that end after a
+    line break outside quotes (quotes pair up in RFC 4180, so an even count means outside). The
+    search for a cut goes on where it stopped, so each byte is looked at about once."""
     buffer = bytearray()
-    quotes = 0  # quotes in buffer
+    at = -1  # where the search for a cut goes on; -1: not begun
+    odd = 0  # quotes in buffer[:at], mod 2
     for chunk in chunks:
         buffer += chunk
-        quotes += chunk.count(b'"')
-        if len(buffer) < BLOCK:
-            continue
-        end = _cut(buffer, quotes)
-        if end:
-            block = bytes(buffer[:end])
-            del buffer[:end]
-            quotes -= block.count(b'"')
-            yield block
+        while len(buffer) >= BLOCK:
+            if at < 0:
+                at = BLOCK - 1
+                odd = buffer.count(b'"', 0, at) & 1
+            cut = 0
+            while not cut:
+                line_break = buffer.find(b"\n", at)
+                if line_break < 0:
+                    odd ^= buffer.count(b'"', at) & 1
+                    at = len(buffer)
+                    break
+                odd ^= buffer.count(b'"', at, line_break) & 1
+                at = line_break + 1
+                if not odd:
+                    cut = at
+            if not cut:
+                break
+            yield bytes(buffer[:cut])
+            del buffer[:cut]
+            at = -1
     if buffer:
         yield bytes(buffer)
-
-
-def _cut(buffer: bytearray, quotes: int) -> int:
-    """The length of the longest prefix of `buffer` ending after a line break outside quotes."""
-    end = buffer.rfind(b"\n") + 1
-    while end:
-        inside = (quotes - buffer.count(b'"', end)) % 2
-        if not inside:
-            return end
-        end = buffer.rfind(b"\n", 0, end - 1) + 1
-    return 0
 
 
 def _concat(parts: list[Column]) -> Column:
