@@ -298,6 +298,7 @@ def test_the_alert_values_name_each_drift_figure_with_its_samples() -> None:
     }
     assert values["drift_share"] == (1.0, 5000)
     assert values["feature_drift:age"] == (_column(report, "age").statistic, 5000)
+    assert _column(report, "age").distance == _column(report, "age").statistic
     assert values["outlier_ratio"] == (0.0, 5000)
     assert report.prediction_drift is not None
     assert values["prediction_drift"] == (report.prediction_drift.statistic, 5000)
@@ -308,7 +309,7 @@ def test_a_series_point_keeps_the_numbers() -> None:
     report = drift.evaluate(ref, _counters(ref, rng, 5000, shift=3.0), spec())
     point = drift.point(report, 60.0, 120.0)
     assert (point.start, point.end, point.status, point.samples) == (60.0, 120.0, "ok", 5000)
-    assert point.statistics == {c.name: c.statistic for c in report.features}
+    assert point.statistics == {c.name: c.statistic for c in report.features}  # distances here
     assert point.drifted == ("age", "colour")
     assert point.share == 1.0
     assert point.outlier_ratio == 0.0
@@ -578,3 +579,37 @@ def test_a_series_is_the_points_of_each_windows_report(data: st.DataObject) -> N
         for a, b in [*pairs, (g.prediction_drift, e.prediction_drift)]:
             assert (a is None) == (b is None)
             assert a is None or b is None or math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15)
+
+
+def test_a_small_window_is_tested_but_charted_and_alerted_on_its_distance() -> None:
+    """Below 1,000 values the test decides; the distance (what a large window reports) is
+    still there, so an alert `above: 0.1` keeps its meaning at every window size."""
+    ref, rng = _setup()
+    report = drift.evaluate(ref, _counters(ref, rng, 400), spec())
+    age, colour = report.features
+    assert (age.method, age.distance_method) == ("ks", "wasserstein")
+    assert (colour.method, colour.distance_method) == ("chisquare", "jensenshannon")
+    assert colour.statistic is not None
+    assert colour.statistic > 0.5  # a chi-square statistic: not on a distance's scale
+    assert colour.distance is not None
+    assert colour.distance < 0.1
+    assert age.distance is not None
+    assert age.distance < 0.1
+    forced = drift.evaluate(
+        ref,
+        _counters(ref, _rng(), 400),
+        spec(DriftOverride("age", method="wasserstein"), DriftOverride("colour", method="psi")),
+    )
+    same = drift.evaluate(
+        ref, _counters(ref, _rng(), 400), spec(DriftOverride("colour", method="psi"))
+    )
+    assert _column(same, "age").distance == _column(forced, "age").statistic
+    assert _column(same, "colour").distance_method == "psi"
+    assert _column(same, "colour").distance == _column(forced, "colour").statistic
+    values = drift.alert_values(report)
+    assert values["feature_drift:colour"] == (colour.distance, 400)
+    assert report.prediction_drift is not None
+    assert report.prediction_drift.distance_method == "wasserstein"
+    assert values["prediction_drift"] == (report.prediction_drift.distance, 400)
+    point = drift.point(report, 0.0, 60.0)
+    assert point.statistics == {"age": age.distance, "colour": colour.distance}

@@ -72,11 +72,18 @@ binned with the same cell rule):
   the reference never had is strong, finite evidence rather than an infinite statistic; a cell
   empty in both is left out. Without zero cells it is scipy's statistic and p-value exactly.
 
+One scale at every window size: a column's `distance` is its distance method's value
+(`distance_method`: the override's method when that is a distance, else wasserstein /
+jensenshannon) in every window, the test's windows included. The test decides `drifted` below
+1,000 values, but its statistic is on another scale (a chi-square statistic grows with the
+cells and the values: an alert `above: 0.1` would fire on any small window), so charts (a
+series' points), alerts and gauges read the distance.
+
 Names the alert machine reads (`alert_values`, each as (value, samples)): `drift_share` (the
-dataset share; samples = records sketched), `prediction_drift` (the prediction drift statistic;
-samples = its column's values), `feature_drift:<feature>` (that feature's statistic under its
-method; samples = its values), `missing_ratio:<feature>` (samples = records sketched),
-`outlier_ratio` (samples = records sketched). A name without a value in the window is absent.
+dataset share; samples = records sketched), `prediction_drift` (the prediction drift column's
+distance; samples = its column's values), `feature_drift:<feature>` (that feature's distance;
+samples = its values), `missing_ratio:<feature>` (samples = records sketched), `outlier_ratio`
+(samples = records sketched). A name without a value in the window is absent.
 """
 
 from __future__ import annotations
@@ -113,6 +120,7 @@ DEFAULT_THRESHOLDS: Mapping[DriftMethod, float] = {
     "chisquare": 0.05,
 }
 P_VALUE_METHODS: frozenset[DriftMethod] = frozenset({"ks", "chisquare"})
+DISTANCE_METHODS: frozenset[DriftMethod] = frozenset({"wasserstein", "jensenshannon", "psi"})
 """Methods whose threshold bounds the p-value (drifted when p < threshold)."""
 ORDERED_METHODS: frozenset[DriftMethod] = frozenset({"wasserstein", "ks"})
 """Methods that need ordered cells: numeric columns only."""
@@ -169,6 +177,10 @@ class ColumnDrift(msgspec.Struct, frozen=True):
     out_of_range_ratio: float | None
     new_category_ratio: float | None
     histogram: Histogram
+    distance: float | None = None
+    """The column's distance (`distance_method`) whatever the window's size: `statistic` when
+    `method` is a distance, else computed alongside the test; one scale for charts and alerts."""
+    distance_method: DriftMethod | None = None
 
 
 class DatasetDrift(msgspec.Struct, frozen=True):
@@ -193,6 +205,8 @@ class PredictionDrift(msgspec.Struct, frozen=True):
     p_value: float | None
     drifted: bool
     samples: int
+    distance: float | None = None
+    distance_method: DriftMethod | None = None
 
 
 class Outliers(msgspec.Struct, frozen=True):
@@ -222,7 +236,7 @@ class DriftPoint(msgspec.Struct, frozen=True):
     status: Status
     samples: int
     statistics: dict[str, float | None]
-    """Per feature, its statistic under its method."""
+    """Per feature, its `distance` (one scale at every window size, so a chart's points compare)."""
     drifted: tuple[str, ...]
     share: float | None
     prediction_drift: float | None
@@ -274,10 +288,10 @@ def point(report: DriftReport, start: float, end: float) -> DriftPoint:
         end=end,
         status=report.status,
         samples=report.samples,
-        statistics={c.name: c.statistic for c in report.features},
+        statistics={c.name: c.distance for c in report.features},
         drifted=dataset.names if dataset else (),
         share=dataset.share if dataset else None,
-        prediction_drift=prediction.statistic if prediction else None,
+        prediction_drift=prediction.distance if prediction else None,
         outlier_ratio=outliers.ratio if outliers else None,
     )
 
@@ -330,10 +344,10 @@ def series(
             features.append((column.name, tests))
     prediction = predictions.get(SCORE) or predictions.get(PREDICTION)
     names = [name for name, _ in features]
-    statistics = [_nones(t.statistic) for _, t in features]
+    statistics = [_nones(t.distance) for _, t in features]
     tested = [(np.isfinite(t.statistic) | np.isfinite(t.p_value)).tolist() for _, t in features]
     drifted = [t.drifted.tolist() for _, t in features]
-    predicted = _nones(prediction.statistic) if prediction else [None] * len(points)
+    predicted = _nones(prediction.distance) if prediction else [None] * len(points)
     out: list[DriftPoint] = []
     for i, (n, o) in enumerate(zip(rows.tolist(), outliers.tolist(), strict=True)):
         start_i, end_i = first + i * width, first + (i + 1) * width
@@ -376,11 +390,11 @@ def alert_values(report: DriftReport) -> dict[str, tuple[float, int]]:
     if report.dataset is not None and report.dataset.share is not None:
         values["drift_share"] = (report.dataset.share, rows)
     prediction = report.prediction_drift
-    if prediction is not None and prediction.statistic is not None:
-        values["prediction_drift"] = (prediction.statistic, prediction.samples)
+    if prediction is not None and prediction.distance is not None:
+        values["prediction_drift"] = (prediction.distance, prediction.samples)
     for column in report.features:
-        if column.statistic is not None:
-            values[f"feature_drift:{column.name}"] = (column.statistic, column.samples)
+        if column.distance is not None:
+            values[f"feature_drift:{column.name}"] = (column.distance, column.samples)
         if column.missing_ratio is not None:
             values[f"missing_ratio:{column.name}"] = (column.missing_ratio, rows)
     if report.outliers is not None and report.outliers.ratio is not None:
@@ -404,6 +418,9 @@ class _Tests(msgspec.Struct):
     """(P,) NaN where there is none (no values, or not finite)."""
     p_value: np.ndarray
     drifted: np.ndarray
+    distance: np.ndarray
+    """(P,) the column's distance (`distance_method`) at every window size; NaN as above."""
+    distance_method: DriftMethod
 
 
 def _test(
@@ -430,6 +447,12 @@ def _test(
         pv[~np.isfinite(pv)] = np.nan
         statistic[rows], p_value[rows] = stat, pv
         drifted[rows] = pv < threshold if method in P_VALUE_METHODS else stat >= threshold
+    measure = distance_method(kind, override)
+    distance = statistic.copy()
+    for (method, _), rows in ((small, has & ~is_large), (large, has & is_large)):
+        if method != measure and rows.any():
+            stat, _ = _statistics(measure, column, p, q[rows], cells[rows], samples[rows])
+            distance[rows] = np.where(np.isfinite(stat), stat, np.nan)
     chosen = [large if big else small for big in is_large.tolist()]
     return _Tests(
         samples=samples,
@@ -439,6 +462,8 @@ def _test(
         statistic=statistic,
         p_value=p_value,
         drifted=drifted,
+        distance=distance,
+        distance_method=measure,
     )
 
 
@@ -480,6 +505,8 @@ def _column(
         out_of_range_ratio=oor,
         new_category_ratio=new,
         histogram=histogram,
+        distance=_finite(float(tests.distance[0])),
+        distance_method=tests.distance_method,
     )
 
 
@@ -500,6 +527,16 @@ def choose(
         method = distance
     threshold = override.threshold
     return method, DEFAULT_THRESHOLDS[method] if threshold is None else threshold
+
+
+def distance_method(kind: FeatureKind, override: DriftOverride | None) -> DriftMethod:
+    """The distance a column is charted and alerted on: its override's method when that is a
+    distance (and fits the kind), else the kind's default distance."""
+    method = override.method if override is not None else None
+    if method in DISTANCE_METHODS and not (kind == "categorical" and method in ORDERED_METHODS):
+        assert method is not None
+        return method
+    return "wasserstein" if kind == "numeric" else "jensenshannon"
 
 
 def _statistics(
@@ -681,6 +718,8 @@ def _prediction_drift(predictions: list[ColumnDrift]) -> PredictionDrift | None:
         p_value=column.p_value,
         drifted=column.drifted,
         samples=column.samples,
+        distance=column.distance,
+        distance_method=column.distance_method,
     )
 
 
