@@ -4,7 +4,10 @@
 (`core.sketch`: cells, missing, wrong, oor, new, `@rows`, `@outliers`) from a window's summed
 buckets and gives a `DriftReport`: what `GET .../drift` returns, JSON-ready, never a NaN or an
 infinity (`None` where a number cannot be had). `no_reference()` is the report of a monitor
-without a reference; a window that sketched nothing is `status: "no_data"`.
+without a reference; a window that sketched nothing is `status: "no_data"`. `point(report, ...)`
+slims a report for a `?series=` point, and `series(reference, points, spec, ...)` gives every
+point of a series at once (each statistic is written once, over rows of windows: a report is one
+row), the same as `point(evaluate(...))` of each up to rounding.
 
 Columns. Every profiled column is tested; the features make `features` and the dataset share,
 the prediction and the score make `predictions`, and `prediction_drift` is the score's test when
