@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import gzip
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -175,6 +176,26 @@ async def test_a_bad_data_set_is_refused_naming_its_line_and_column_and_nothing_
     status, body = await service.call("POST", REFERENCE, data=b"tenure,plan\n", headers=CSV)
     assert status == 400, body
     assert (await service.call("GET", REFERENCE))[0] == 404
+
+
+async def test_a_gzipped_data_set_is_taken_and_bounded_once_decoded(
+    start_service: ServiceFactory,
+) -> None:
+    from truthloop.feedback.settings import HttpSettings
+
+    service = await start_service(http=HttpSettings(max_reference_bytes=64 * 1024))
+    await service.put_monitor(monitor_body())
+    small, big = as_csv(rows(500, seed=1)), as_csv(rows(4000, seed=1))
+    assert len(small) < 64 * 1024 < len(big)
+    assert len(gzip.compress(big)) < 64 * 1024
+    headers = {**CSV, "Content-Encoding": "gzip"}
+    stored = await service.ok("POST", REFERENCE, data=gzip.compress(small), headers=headers)
+    assert stored["rows"] == 500
+    status, body = await service.call("POST", REFERENCE, data=gzip.compress(big), headers=headers)
+    assert (status, body["details"][0]["reason"]) == (413, "too_large")
+    status, body = await service.call("POST", REFERENCE, data=b"not gzip", headers=headers)
+    assert (status, body["details"][0]["field"]) == (400, "Content-Encoding")
+    assert (await service.ok("GET", REFERENCE))["id"] == stored["id"]
 
 
 async def test_a_constant_feature_is_stored_with_a_warning(service: Service) -> None:

@@ -9,11 +9,21 @@ import pty
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.feedback import Service, ServiceFactory, monitor_body
 from truthloop.core import scopes
 from truthloop.reference import PROGRESS_FROM
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    """The command does the same whatever the service stores in: SQLite only (the API's own
+    tests run on both stores)."""
+    return f"sqlite://{tmp_path}/feedback.db"
+
 
 GOOD = "tenure,plan,prediction\n" + "".join(
     f"{12 + (i % 7) * 0.5},{'basic' if i % 3 else 'pro'},{i % 2}\n" for i in range(300)

@@ -9,6 +9,7 @@ whole; `in_thread` runs the work on the loop's default executor.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Generic, TypeVar
@@ -16,6 +17,8 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
+POLL = 0.5
+"""Seconds a worker waits for a piece before it looks whether the feed was closed meanwhile."""
 PULL_TIMEOUT = 3600.0
 """Seconds a worker waits for the next piece before giving up (a stalled loop is a bug; the
 connection's own timeouts end a client that stops sending long before)."""
@@ -45,10 +48,19 @@ class Feed(Generic[T]):
         if self._closed.is_set():
             raise Closed
         future = asyncio.run_coroutine_threadsafe(self._pull(), self._loop)
-        try:
-            return future.result(PULL_TIMEOUT)
-        except StopAsyncIteration:
-            raise StopIteration from None
+        waited = 0.0
+        while True:
+            try:
+                return future.result(POLL)
+            except StopAsyncIteration:
+                raise StopIteration from None
+            except concurrent.futures.TimeoutError:
+                waited += POLL
+                if self._closed.is_set() or waited >= PULL_TIMEOUT:
+                    # the request is over (or the loop stopped): a worker never outlives it
+                    # by more than POLL, so a stopping service does not wait on it
+                    future.cancel()
+                    raise Closed from None
 
     async def _pull(self) -> T:
         try:
