@@ -3,7 +3,10 @@
 The model is a logistic regression fitted at start (Newton's method with numpy) on customers drawn
 from the *usual* world, where churn follows contract type, tenure, price and support calls. The
 world can *drift*: a competitor undercuts expensive plans, so churn then follows the monthly price
-almost alone and the fitted model's accuracy falls; that is what `truthloop demo` makes visible.
+almost alone and the fitted model's accuracy falls; and the customers who come change with it
+(newer, month-to-month, on cheaper plans, calling support more), so their inputs move away from
+the training set's before any label says the model is wrong. That is what `truthloop demo` makes
+visible.
 
 Served over HTTP (aiohttp) with two JSON shapes:
 
@@ -27,8 +30,19 @@ CONTRACTS = ("month-to-month", "one-year", "two-year")
 NUMERIC = ("tenure", "monthly_charges", "support_calls")
 
 
-def sample_customer(rng: np.random.Generator) -> dict[str, float | int | str]:
-    """One customer's features, as a client would send them."""
+def sample_customer(
+    rng: np.random.Generator, *, drifted: bool = False
+) -> dict[str, float | int | str]:
+    """One customer's features, as a client would send them. After the drift the newcomers are
+    the competitor's leftovers: short tenure, mostly month-to-month, on cheaper plans, calling
+    support more; every value stays within the usual world's ranges (a shift, not outliers)."""
+    if drifted:
+        return {
+            "tenure": int(rng.integers(0, 18)),
+            "monthly_charges": round(float(rng.uniform(25.0, 100.0)), 2),
+            "contract": str(rng.choice(CONTRACTS, p=(0.85, 0.10, 0.05))),
+            "support_calls": min(int(rng.poisson(3.0)), 7),
+        }
     return {
         "tenure": int(rng.integers(0, 73)),
         "monthly_charges": round(float(rng.uniform(20.0, 120.0)), 2),
@@ -82,12 +96,25 @@ class ChurnModel:
         return int(p >= self.threshold), p
 
 
-def fit(seed: int = 7, n: int = 4000, iterations: int = 25) -> ChurnModel:
-    """Fit on `n` customers of the usual world by Newton's method (IRLS) with a small ridge."""
+TRAINING_SEED = 7
+TRAINING_SIZE = 4000
+
+
+def training_set(
+    seed: int = TRAINING_SEED, n: int = TRAINING_SIZE
+) -> tuple[list[dict[str, float | int | str]], list[int]]:
+    """`n` customers of the usual world and whether each churned: what `fit` learns from, and
+    the reference the demo measures drift against."""
     rng = np.random.default_rng(seed)
     customers = [sample_customer(rng) for _ in range(n)]
+    return customers, [label(c, rng, drifted=False) for c in customers]
+
+
+def fit(seed: int = TRAINING_SEED, n: int = TRAINING_SIZE, iterations: int = 25) -> ChurnModel:
+    """Fit on `n` customers of the usual world by Newton's method (IRLS) with a small ridge."""
+    customers, labels = training_set(seed, n)
     x = np.array([design_row(c) for c in customers])
-    y = np.array([label(c, rng, drifted=False) for c in customers], dtype=float)
+    y = np.array(labels, dtype=float)
     w = np.zeros(x.shape[1])
     ridge = 1e-3 * np.eye(x.shape[1])
     for _ in range(iterations):

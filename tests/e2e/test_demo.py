@@ -1,4 +1,6 @@
-"""`truthloop demo` tells the whole story, as a newcomer runs it, and leaves nothing behind.
+"""`truthloop demo` tells the whole story, as a newcomer runs it, and leaves nothing behind:
+drift seen in the inputs before accuracy falls, outliers that are not drift, the alert, the
+fallback, the recovery.
 
 Each run is a real process in its own process group with its own TMPDIR, so a process or a
 temporary file it left behind is found. (That the summary is what the metrics API answers, asked
@@ -88,6 +90,30 @@ def test_the_demo_shows_drift_alert_fallback_and_recovery(
     assert f"            fallback {minute['fallback']['accuracy'][0]:.2f} [" in output
     assert f"            model    {minute['model']['accuracy'][0]:.2f} [" in output
     assert "X-Served-By: fallback" in output
+
+    # Drift: the service flagged the inputs (against the reference the demo uploaded) before the
+    # labels, 20s late, brought accuracy below the alert's bound; the world drifted three
+    # features' distributions and more, so at least the dataset share (half of the four) did.
+    drift = result["drift"]
+    assert drift["tested"] == 4
+    assert len(drift["features"]) >= 2
+    assert drift["flagged"] is not None
+    assert drift["accuracy_fell"] is not None
+    assert drift["flagged"] < drift["accuracy_fell"], output
+    assert re.search(
+        r"^  drift     flagged \d\d:\d\d, \d\d:\d\d before accuracy fell \(\d\d:\d\d Degraded\)",
+        output,
+        re.M,
+    )
+    # The broken meter: its records showed as outliers, all in one window, and that window's
+    # features did not drift as a dataset (a few odd records are not a shift of the population).
+    outliers = result["outliers"]
+    assert outliers["broken"] == 12
+    assert outliers["count"] >= outliers["broken"]
+    assert outliers["ratio"] > 0
+    assert outliers["dataset_drift"] is False, output
+    assert f"records outside the reference ({outliers['ratio']:.1%} of the window;" in output
+    assert "features drifted): odd records, not a shift" in output
 
     # README's sample is this output, abridged: each of its lines is a printed one (numbers and
     # the spaces that pad them aside), so a change of the columns, legend or summary shows there.

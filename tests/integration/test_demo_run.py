@@ -4,6 +4,7 @@ when asked from outside, the URLs it offers answer, and service time slows to th
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import json
 import re
@@ -13,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from truthloop.examples import churn_model
 
 from tests.support.waiting import eventually
 from truthloop.demo import cli
@@ -66,13 +68,25 @@ async def test_a_run_kept_running_serves_what_its_summary_says(tmp_path: Path) -
             assert figures(overall["served_by"]["model"]) == result["model"]
             assert figures(overall["served_by"]["fallback"]) == result["fallback"]
 
-            for name in ("metrics API", "state", "dataset", "Prometheus", "sidecar"):
+            names = ("metrics API", "state", "drift", "dataset", "outliers", "Prometheus")
+            for name in (*names, "sidecar"):
                 async with session.get(urls[name]) as response:
                     assert response.status == 200, name
                     body = await response.text()
                 if name == "dataset":
                     rows = body.splitlines()[1:]
                     assert len(rows) == result["model"]["labeled"] + result["fallback"]["labeled"]
+                if name == "outliers":  # the broken meter's labeled records, scored as outliers
+                    table = list(csv.DictReader(io.StringIO(body)))
+                    assert table
+                    assert all(float(row["outlier"]) > 0 for row in table)
+                    assert {row["features"].count('"monthly_charges":0.0') for row in table} == {1}
+                if name == "drift":  # every record measured against the uploaded reference
+                    report = json.loads(body)["drift"]
+                    assert report["status"] == "ok"
+                    assert report["reference"]["rows"] == churn_model.TRAINING_SIZE
+                    assert report["samples"] == result["model"]["samples"]
+                    assert report["samples"] + result["fallback"]["samples"] >= result["requests"]
             predict = shlex.split(text.splitlines()[-1].split("predict", 1)[1])
             async with session.post(
                 predict[2],

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import io
 from typing import Any
 
+import numpy as np
 import pytest
+from truthloop.examples import churn_model
 
 from tests.support import readme
 from truthloop.core import spec, wire
 from truthloop.demo import cli, summary, view
 from truthloop.demo.cli import demo_monitor, phase_text
-from truthloop.demo.scenario import Scenario
+from truthloop.demo.scenario import BROKEN_CHARGES, Scenario
 from truthloop.demo.timelapse import TimeLapse
 from truthloop.demo.traffic import Counts
-from truthloop.demo.watch import Estimate, PhaseChange, Reading, describe, estimate
+from truthloop.demo.watch import (
+    DriftChange,
+    DriftReading,
+    Estimate,
+    PhaseChange,
+    Reading,
+    describe,
+    drift_changes,
+    drift_reading,
+    estimate,
+)
 
 T0 = 1_767_225_600.0
 
@@ -112,6 +125,69 @@ def test_the_story_fits_the_demo_monitor_wherever_the_minutes_fall(second: int) 
     engaged = next_edge(drift) + monitor.alerts[0].for_
     assert next_edge(engaged) + minute <= back, "a whole drifted minute of fallback answers"
     assert next_edge(back) + monitor.fallback.recover_after + minute <= end
+
+
+@pytest.mark.parametrize("duration", [30, 40, 90])
+def test_the_meter_breaks_in_the_usual_world(duration: float) -> None:
+    scenario = Scenario(duration=duration, origin=T0 + 59)
+    drift, _ = scenario.shifts
+    assert 0 < scenario.burst < drift.at
+    assert not scenario.drifted(scenario.burst)
+    assert "the next 12 customers arrive with monthly_charges 0.0 (outliers" in scenario.burst_text
+
+
+def test_the_drifted_world_moves_the_inputs_within_the_references_ranges() -> None:
+    """The drift is a shift of the population, not outliers: every drifted customer's values lie
+    within what the training set (the demo's reference) holds, while the broken meter's do not."""
+    customers, _ = churn_model.training_set()
+    rng = np.random.default_rng(1)
+    drifted = [churn_model.sample_customer(rng, drifted=True) for _ in range(5000)]
+    for name in churn_model.NUMERIC:
+        usual = [float(c[name]) for c in customers]  # type: ignore[arg-type]
+        values = [float(c[name]) for c in drifted]  # type: ignore[arg-type]
+        assert min(usual) <= min(values), name
+        assert max(values) <= max(usual), name
+        assert abs(np.mean(values) - np.mean(usual)) > 0.25 * np.std(usual), name
+    assert {c["contract"] for c in drifted} <= set(churn_model.CONTRACTS)
+    assert min(float(c["monthly_charges"]) for c in customers) > BROKEN_CHARGES  # type: ignore[arg-type]
+
+
+def test_the_reference_is_the_training_set_with_the_models_answers() -> None:
+    model = churn_model.fit()
+    body, rows = cli.reference_csv(model)
+    table = list(csv.DictReader(io.StringIO(body.decode())))
+    customers, labels = churn_model.training_set()
+    assert rows == len(table) == len(customers) == churn_model.TRAINING_SIZE
+    header = ["tenure", "monthly_charges", "contract", "support_calls"]
+    assert list(table[0]) == [*header, "prediction", "score", "actual"]
+    for row, customer, churned in zip(table[:50], customers, labels, strict=False):
+        prediction, score = model.predict(customer)
+        assert row["contract"] == customer["contract"]
+        assert float(row["monthly_charges"]) == customer["monthly_charges"]
+        assert (int(row["prediction"]), int(row["actual"])) == (prediction, churned)
+        assert float(row["score"]) == pytest.approx(score, abs=1e-6)
+
+
+def test_drift_changes_read_as_events() -> None:
+    flagged = DriftChange("drift", drift(140, ("tenure", "contract")))
+    assert cli.drift_text(flagged, "2m") == (
+        "drift: 2 of 4 features in the last 2m left the reference, seen in the inputs as they are"
+        " captured, before any label"
+    )
+    assert cli.drift_text(DriftChange("drift_cleared", drift(360, ("tenure",))), "2m") == (
+        "drift cleared: 1 of 4 features in the last 2m drifted"
+    )
+    assert cli.drift_text(DriftChange("outliers", drift(65, outliers=12)), "2m") == (
+        "outliers: 4.0% of the last 2m's records (12 records) lie outside the reference;"
+        " 0 of 4 features in the last 2m drifted"
+    )
+    one = DriftChange("outliers", drift(500, outliers=1, samples=200))
+    assert cli.drift_text(one, "2m").startswith(
+        "outliers: 0.5% of the last 2m's records (1 record) lie"
+    )
+    assert cli.drift_text(DriftChange("outliers_gone", drift(130)), "2m") == (
+        "outliers: none left in the last 2m"
+    )
 
 
 def test_the_demo_monitor_is_the_example_in_the_default_namespace() -> None:
@@ -260,10 +336,38 @@ def test_no_minute_when_the_fallback_never_answered() -> None:
     assert summary.pick_minute(model, [point(T0, 0, 0, None)], (T0, T0 + 60)) is None
 
 
+FEATURES = ("tenure", "monthly_charges", "contract", "support_calls")
+
+
+def drift(
+    at: float, drifted: tuple[str, ...] = (), outliers: int = 0, samples: int = 300
+) -> DriftReading:
+    """A drift reading of the four features; dataset drift from two of them (share 0.5)."""
+    ratio = outliers / samples
+    return DriftReading(at, samples, 4, drifted, len(drifted) >= 2, outliers, ratio)
+
+
+READINGS = (
+    drift(50),
+    drift(65, outliers=12),  # the meter breaks
+    drift(70, ("tenure",), outliers=12),  # one feature's test trips on its own: no dataset drift
+    drift(75, outliers=11),
+    drift(130, ("tenure",)),  # the world drifted at 120
+    drift(140, ("tenure", "contract", "support_calls")),
+    drift(300, FEATURES, outliers=15),  # a few odd records in the drifted world: not the burst
+    drift(360),
+)
+DRIFT_CHANGES = tuple(
+    change
+    for previous, current in zip((None, *READINGS), READINGS, strict=False)
+    for change in drift_changes(previous, current)
+)
+
+
 def made_summary() -> summary.Summary:
     overall = {"served_by": {"model": part(1500, 1490, 0.81), "fallback": part(600, 590, 0.8)}}
     return summary.summarize(
-        Counts(requests=1500, answered=1500, by_fallback=600, actuals=1500),
+        Counts(requests=1500, answered=1500, by_fallback=600, actuals=1500, broken=12),
         "1h",
         overall,
         [point(T0 + 240, 150, 150, 0.57)],
@@ -271,7 +375,67 @@ def made_summary() -> summary.Summary:
         changes=CHANGES,
         start=T0,
         drifted=(T0 + 120, T0 + 330),
+        drift_changes=DRIFT_CHANGES,
+        drift_readings=READINGS,
     )
+
+
+def test_drift_changes_are_the_flag_and_the_outliers_coming_and_going() -> None:
+    assert [(c.what, c.at) for c in DRIFT_CHANGES] == [
+        ("outliers", 65),
+        ("outliers_gone", 130),
+        ("drift", 140),
+        ("outliers", 300),
+        ("drift_cleared", 360),
+        ("outliers_gone", 360),
+    ]
+
+
+def test_a_drift_answer_reads_as_the_features_drifted_and_the_outliers() -> None:
+    answer = {
+        "monitor": "default/churn",
+        "window": {"seconds": 120},
+        "drift": {
+            "status": "ok",
+            "samples": 250,
+            "dataset": {
+                "tested": 4,
+                "count": 2,
+                "share": 0.5,
+                "threshold": 0.5,
+                "drifted": True,
+                "names": ["tenure", "contract"],
+            },
+            "outliers": {"count": 5, "ratio": 0.02},
+        },
+    }
+    assert drift_reading(answer, 12) == DriftReading(
+        12, 250, 4, ("tenure", "contract"), True, 5, 0.02
+    )
+    assert drift_reading({"drift": {"status": "no_reference"}}, 12) is None
+    assert drift_reading({"drift": {"status": "no_data"}}, 12) is None
+
+
+def test_the_drift_told_is_the_one_flagged_before_accuracy_fell() -> None:
+    story = summary.drift_story(DRIFT_CHANGES, CHANGES)
+    assert story == summary.DriftStory(
+        summary.DriftPeriod(140, 360, ("tenure", "contract", "support_calls"), 4), alert=170
+    )
+    assert story.lead == 30
+    blip = (
+        DriftChange("drift", drift(20, ("tenure", "contract"))),
+        DriftChange("drift_cleared", drift(25)),
+    )
+    assert summary.drift_story(blip + DRIFT_CHANGES, CHANGES) == story
+    early_alert = (CHANGES[0], PhaseChange(100, "Healthy", "Degraded", ""))
+    late = summary.drift_story(DRIFT_CHANGES, early_alert)
+    assert (late.period.start if late.period else None, late.lead) == (140, -40)
+    assert summary.drift_story((), CHANGES) == summary.DriftStory(None, 170)
+
+
+def test_the_burst_is_the_reading_with_most_outliers_before_the_world_drifted() -> None:
+    assert summary.outlier_burst(READINGS, 120) == READINGS[1]
+    assert summary.outlier_burst(READINGS, 60) is None
 
 
 def test_the_summary_tells_the_numbers_of_the_metrics_api() -> None:
@@ -287,6 +451,12 @@ def test_the_summary_tells_the_numbers_of_the_metrics_api() -> None:
         "  phases    00:00 Collecting → 00:30 Healthy → 02:50 Degraded → 03:10 FallbackActive"
         " → 07:10 Healthy",
         "  fallback  engaged 03:10, released 07:10 (04:00 later)",
+        "  drift     flagged 02:20, 00:30 before accuracy fell (02:50 Degraded): from the inputs,"
+        " no label needed",
+        "            3 of 4 features drifted (tenure, contract, support_calls); cleared 06:00",
+        "  outliers  01:05 12 records outside the reference (4.0% of the window; the meter broke"
+        " for 12)",
+        "            without dataset drift (0 of 4 features drifted): odd records, not a shift",
         "  accuracy  model 0.81 [0.10–0.90] on 1490 labeled over the whole run",
         "  minute    04:00–05:00, world drifted, fallback answering:",
         "            fallback 0.98 [0.10–0.90] on 148 labeled",
@@ -310,6 +480,22 @@ def test_the_result_line_holds_the_same_numbers() -> None:
             "fallback": {"samples": 150, "labeled": 148, "accuracy": [0.98, 0.1, 0.9]},
         },
         "phases": ["Collecting", "Healthy", "Degraded", "FallbackActive", "Healthy"],
+        "drift": {
+            "flagged": 140,
+            "cleared": 360,
+            "features": ["tenure", "contract", "support_calls"],
+            "tested": 4,
+            "accuracy_fell": 170,
+        },
+        "outliers": {
+            "at": 65,
+            "count": 12,
+            "ratio": 0.04,
+            "broken": 12,
+            "drifted": [],
+            "tested": 4,
+            "dataset_drift": False,
+        },
     }
 
 
@@ -326,8 +512,11 @@ def test_an_unfinished_story_is_told_as_it_stands() -> None:
     lines = summary.lines(unfinished, "u", 20)
     assert "  fallback  engaged 03:10, still engaged at the end" in lines
     assert "  accuracy  model - on 0 labeled over the whole run" in lines
-    assert not any(line.startswith("  minute") for line in lines)
+    assert "  drift     never flagged" in lines
+    assert not any(line.startswith(("  minute", "  outliers")) for line in lines)
     assert unfinished.to_dict()["minute"] is None
+    assert unfinished.to_dict()["drift"]["flagged"] is None
+    assert unfinished.to_dict()["outliers"] is None
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0, "00:00"), (59.6, "01:00"), (605, "10:05")])
@@ -359,17 +548,18 @@ def status(**fields: Any) -> view.Status:
         "model": "churn",
         "phase": "FallbackActive",
         "reading": Reading(200, 300, 212, Estimate(0.6234, 0.55, 0.69), Estimate(0.978, 0.9, 1)),
-        "fallback": True,
         "by_fallback": 143,
         "drifted": True,
         "trend": "▇▅▂",
+        "drift": DriftReading(200, 300, 4, ("tenure", "contract", "support_calls"), True, 3, 0.01),
     }
     return view.Status(**{**base, **fields})
 
 
 def test_a_status_shows_the_columns_of_kubectl_get_mm() -> None:
     """While the fallback answers, the model's (shadow) accuracy and the fallback's, which is what
-    clients are served, stand side by side, each under its name."""
+    clients are served, stand side by side, each under its name; what the service measured of
+    drift beside what the story did to the world."""
     cells = status().cells()
     assert dict(zip(view.COLUMNS, cells, strict=True)) == {
         "MODEL": "churn",
@@ -377,18 +567,20 @@ def test_a_status_shows_the_columns_of_kubectl_get_mm() -> None:
         "MODEL ACC [LOWER–UPPER]": "0.62 [0.55–0.69]",
         "FALLBACK ACC": "0.98",
         "LABELED": "212",
-        "FALLBACK": "true",
-        "SERVED-BY-FALLBACK": "143",
+        "BY-FALLBACK": "143",
+        "DRIFTED": "3/4",
+        "OUTLIERS": "1.0%",
         "WORLD": "drifted",
     }
-    assert status(phase=None, reading=None, fallback=False, drifted=False).cells() == (
+    assert status(phase=None, reading=None, drifted=False, drift=None).cells() == (
         "churn",
         "-",
         "-",
         "-",
         "0",
-        "false",
         "143",
+        "-",
+        "-",
         "usual",
     )
     healthy = Reading(200, 300, 212, Estimate(0.93, None, None))
@@ -401,7 +593,9 @@ def test_the_legend_says_the_accuracies_and_labeled_count_the_window() -> None:
     assert "shadow answers included while the fallback serves" in text
     assert "FALLBACK ACC: the accuracy of the fallback's answers over the same 2m" in text
     assert "LABELED: the model's labeled predictions in those 2m" in text
-    assert all(f"{column}:" in text for column in ("SERVED-BY-FALLBACK", "MODEL ACC"))
+    assert "DRIFTED: features whose values in those 2m left the reference's distribution" in text
+    assert "OUTLIERS: the share of those records with a value outside the reference" in text
+    assert all(f"{column.split(' [')[0]}:" in text for column in view.COLUMNS[2:])
 
 
 def test_the_plain_view_prints_events_at_once_and_rows_every_few_seconds() -> None:

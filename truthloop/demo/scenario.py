@@ -9,6 +9,13 @@ alert's threshold by one of those moves, rather than crawling across it with eve
 flapping there. With the demo monitor (window 2m, `for` 20s, `recoverAfter` 30s) at 20× the
 fallback engages about four seconds after the drift and the model is back about five seconds
 after the world is.
+
+The drift moves the customers' inputs as well as the truth (`churn_model.sample_customer`), and
+the inputs are measured as the predictions are captured, while the truth waits for the labels:
+drift shows before accuracy falls. Earlier, at about `burst_from` of the duration, a billing meter
+breaks for `burst_size` customers: their `monthly_charges` arrive as `BROKEN_CHARGES`, below
+anything the reference holds. Those are outliers, a few odd records, not a shift of the
+population: the outlier share rises, drift does not.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ class Shift:
 
 DRIFT_TEXT = "the world drifts: a competitor undercuts expensive plans; churn now follows the price"
 BACK_TEXT = "the world shifts back: churn follows contract, tenure and support calls again"
+BROKEN_CHARGES = 0.0
+"""What the broken billing meter reports as `monthly_charges` (the usual world's are 20 to 120)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,10 @@ class Scenario:
     """Service seconds into a bucket at which it shifts back."""
     origin: float = 0.0
     """Service time (epoch seconds) when the traffic starts: where the buckets' edges fall."""
+    burst_from: float = 0.08
+    """About this fraction of the duration, the billing meter breaks..."""
+    burst_size: int = 12
+    """...for this many customers in a row."""
 
     def check(self) -> None:
         """Raises ValueError naming what cannot be run."""
@@ -74,6 +87,18 @@ class Scenario:
         """Wall seconds to the first moment `offset` seconds into a bucket, from `fraction` on."""
         at = self.origin + self.duration * fraction * self.speed
         return (at + (offset - at) % BUCKET - self.origin) / self.speed
+
+    @property
+    def burst(self) -> float:
+        """Wall seconds since the start at which the meter breaks."""
+        return self.duration * self.burst_from
+
+    @property
+    def burst_text(self) -> str:
+        return (
+            f"a billing meter breaks: the next {self.burst_size} customers arrive with"
+            f" monthly_charges {BROKEN_CHARGES} (outliers: odd records, not a shift)"
+        )
 
     def drifted(self, elapsed: float) -> bool:
         """Whether the world is drifted `elapsed` wall seconds after the start."""

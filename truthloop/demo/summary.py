@@ -5,6 +5,11 @@ and `summarize` turns them, with the client's counts and the phase changes seen,
 The fallback is compared with the model on one minute of service time in which the world was
 drifted and the fallback answered: there every request has a fallback record and a shadow record
 of the model's answer, so both are measured on the same customers.
+
+Drift is told against the accuracy alert, from what the watcher saw as it happened: when the
+service first flagged dataset drift (`GET .../drift`, no label needed) and when accuracy fell
+(the first phase change to `Degraded`, the alert pending). The outlier burst is the drift reading
+with the most outliers before the world drifted, with the features that drifted in that window.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from truthloop.demo.traffic import Counts
-from truthloop.demo.watch import Estimate, PhaseChange, estimate
+from truthloop.demo.watch import DriftChange, DriftReading, Estimate, PhaseChange, estimate
 
 BUCKET = 60.0
 
@@ -59,6 +64,71 @@ class Period:
 
 
 @dataclass(frozen=True, slots=True)
+class DriftPeriod:
+    """Dataset drift flagged at `start` until `end` (None: still), service seconds in;
+    `features` drifted when it was flagged, of `tested`."""
+
+    start: float
+    end: float | None
+    features: tuple[str, ...]
+    tested: int
+
+
+@dataclass(frozen=True, slots=True)
+class DriftStory:
+    """The drift period that came with the accuracy alert (None: never flagged) and when accuracy
+    fell (`alert`, service seconds in; None: never)."""
+
+    period: DriftPeriod | None
+    alert: float | None
+
+    @property
+    def lead(self) -> float | None:
+        """Service seconds from the drift being flagged to accuracy falling (negative: after)."""
+        if self.period is None or self.alert is None:
+            return None
+        return self.alert - self.period.start
+
+
+def drift_periods(changes: Sequence[DriftChange]) -> tuple[DriftPeriod, ...]:
+    """When dataset drift was flagged, from the drift changes."""
+    periods: list[DriftPeriod] = []
+    for change in changes:
+        r = change.reading
+        if change.what == "drift":
+            periods.append(DriftPeriod(r.at, None, r.drifted, r.tested))
+        elif change.what == "drift_cleared" and periods:
+            last = periods[-1]
+            periods[-1] = DriftPeriod(last.start, r.at, last.features, last.tested)
+    return tuple(periods)
+
+
+def accuracy_fell(changes: Sequence[PhaseChange]) -> float | None:
+    """When the accuracy alert first held (pending, or firing at once), service seconds in."""
+    for change in changes:
+        if change.current in ("Degraded", "FallbackActive"):
+            return change.at
+    return None
+
+
+def drift_story(drift_changes: Sequence[DriftChange], changes: Sequence[PhaseChange]) -> DriftStory:
+    """The drift period flagged last at or before accuracy fell, else the first one after."""
+    periods = drift_periods(drift_changes)
+    alert = accuracy_fell(changes)
+    before = [p for p in periods if alert is None or p.start <= alert]
+    after = [p for p in periods if alert is not None and p.start > alert]
+    period = before[-1] if before else after[0] if after else None
+    return DriftStory(period, alert)
+
+
+def outlier_burst(readings: Sequence[DriftReading], until: float) -> DriftReading | None:
+    """The reading with the most outliers (the earliest of equals) before `until` (service
+    seconds in); None when none had any."""
+    candidates = [r for r in readings if r.at < until and r.outliers > 0]
+    return max(candidates, key=lambda r: (r.outliers, -r.at)) if candidates else None
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
     counts: Counts
     window: str
@@ -69,6 +139,9 @@ class Summary:
     changes: tuple[PhaseChange, ...]
     start: float
     """Service time at the start, epoch seconds."""
+    drift: DriftStory = DriftStory(None, None)
+    burst: DriftReading | None = None
+    """The outlier burst as the drift reading with the most outliers showed it."""
 
     @property
     def periods(self) -> tuple[Period, ...]:
@@ -95,7 +168,32 @@ class Summary:
                 "fallback": minute.fallback.to_dict(),
             },
             "phases": [change.current for change in self.changes],
+            "drift": drift_dict(self.drift),
+            "outliers": None if self.burst is None else burst_dict(self.burst, c.broken),
         }
+
+
+def drift_dict(story: DriftStory) -> dict[str, Any]:
+    period = story.period
+    return {
+        "flagged": None if period is None else period.start,
+        "cleared": None if period is None else period.end,
+        "features": [] if period is None else list(period.features),
+        "tested": 0 if period is None else period.tested,
+        "accuracy_fell": story.alert,
+    }
+
+
+def burst_dict(reading: DriftReading, broken: int) -> dict[str, Any]:
+    return {
+        "at": reading.at,
+        "count": reading.outliers,
+        "ratio": reading.outlier_ratio,
+        "broken": broken,
+        "drifted": list(reading.drifted),
+        "tested": reading.tested,
+        "dataset_drift": reading.flagged,
+    }
 
 
 def fallback_periods(changes: Sequence[PhaseChange]) -> tuple[Period, ...]:
@@ -150,9 +248,12 @@ def summarize(
     changes: Sequence[PhaseChange],
     start: float,
     drifted: tuple[float, float],
+    drift_changes: Sequence[DriftChange] = (),
+    drift_readings: Sequence[DriftReading] = (),
 ) -> Summary:
     """`overall` is the metrics API's answer over `window`; the series are its `series=1m`
-    points for `served_by=model` and `served_by=fallback`."""
+    points for `served_by=model` and `served_by=fallback`; the drift changes and readings are
+    the watcher's."""
     return Summary(
         counts=counts,
         window=window,
@@ -161,7 +262,14 @@ def summarize(
         minute=pick_minute(model_series, fallback_series, drifted),
         changes=tuple(changes),
         start=start,
+        drift=drift_story(drift_changes, changes),
+        burst=outlier_burst(drift_readings, drifted[0] - start),
     )
+
+
+def records(n: int) -> str:
+    """`1 record`, `12 records`."""
+    return f"{n} record{'' if n == 1 else 's'}"
 
 
 def clock(seconds: float) -> str:
@@ -199,6 +307,9 @@ def lines(summary: Summary, metrics_url: str, label_delay: float) -> list[str]:
             f" ({clock(period.released - period.engaged)} later)"
         )
         out.append(f"  fallback  engaged {clock(period.engaged)}, {released}")
+    out += drift_lines(summary.drift)
+    if summary.burst is not None:
+        out += burst_lines(summary.burst, c.broken)
     out.append(f"  accuracy  model {accuracy(model)} over the whole run")
     minute = summary.minute
     if minute is not None:
@@ -210,3 +321,41 @@ def lines(summary: Summary, metrics_url: str, label_delay: float) -> list[str]:
             f"            model    {accuracy(minute.model)} (shadow answers included)",
         ]
     return out
+
+
+def drift_lines(story: DriftStory) -> list[str]:
+    """When drift was flagged, against when accuracy fell, in words."""
+    period, alert, lead = story.period, story.alert, story.lead
+    if period is None:
+        return ["  drift     never flagged"]
+    if alert is None or lead is None:
+        when = f"flagged {clock(period.start)}; accuracy never fell"
+    elif lead >= 0:
+        when = (
+            f"flagged {clock(period.start)}, {clock(lead)} before accuracy fell"
+            f" ({clock(alert)} Degraded): from the inputs, no label needed"
+        )
+    else:
+        when = f"flagged {clock(period.start)}, {clock(-lead)} after accuracy fell ({clock(alert)})"
+    cleared = "still flagged at the end" if period.end is None else f"cleared {clock(period.end)}"
+    return [
+        f"  drift     {when}",
+        f"            {len(period.features)} of {period.tested} features drifted"
+        f" ({', '.join(period.features)}); {cleared}",
+    ]
+
+
+def burst_lines(reading: DriftReading, broken: int) -> list[str]:
+    """The outlier burst in words: outliers, yet no dataset drift (or, if it came, said so)."""
+    ratio = "-" if reading.outlier_ratio is None else f"{reading.outlier_ratio:.1%}"
+    drifted = f"{len(reading.drifted)} of {reading.tested} features drifted"
+    verdict = (
+        f"with dataset drift all the same ({drifted})"
+        if reading.flagged
+        else f"without dataset drift ({drifted}): odd records, not a shift"
+    )
+    return [
+        f"  outliers  {clock(reading.at)} {records(reading.outliers)} outside the reference"
+        f" ({ratio} of the window; the meter broke for {broken})",
+        f"            {verdict}",
+    ]

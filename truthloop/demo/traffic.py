@@ -2,7 +2,9 @@
 
 Each request is a new customer (`X-Entity-ID: customer-00042`) drawn from the world as it is at
 that moment; whether that customer churns is drawn then too, and sent to the feedback service by
-entity ID `label_delay` later, as a CRM would report it. Customers and labels come from one
+entity ID `label_delay` later, as a CRM would report it. During the scenario's burst a customer's
+`monthly_charges` is sent as the broken meter reads it; whether they churn follows what they
+really pay. Customers and labels come from one
 generator seeded by `--seed`, drawn in request order, so a seed always makes the same customers.
 Requests are paced at `rate` per second without catching up in bursts after a stall.
 """
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import aiohttp
 import numpy as np
 
-from truthloop.demo.scenario import Scenario
+from truthloop.demo.scenario import BROKEN_CHARGES, Scenario
 from truthloop.examples import churn_model
 
 PREDICT_PATH = "/predict"
@@ -41,6 +43,8 @@ class Counts:
     """Actuals accepted by the feedback service."""
     actuals_for_fallback: int = 0
     """Of them, for customers the fallback answered."""
+    broken: int = 0
+    """Requests sent with the broken meter's reading."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +108,13 @@ class Traffic:
             next_at = max(next_at + gap, self._elapsed() - 0.25)
             if len(self._in_flight) >= MAX_IN_FLIGHT:
                 continue
-            drifted = scenario.drifted(self._elapsed())
-            customer = churn_model.sample_customer(self._rng)
+            elapsed = self._elapsed()
+            drifted = scenario.drifted(elapsed)
+            customer = churn_model.sample_customer(self._rng, drifted=drifted)
             churned = churn_model.label(customer, self._rng, drifted=drifted)
+            if elapsed >= scenario.burst and self.counts.broken < scenario.burst_size:
+                customer = {**customer, "monthly_charges": BROKEN_CHARGES}
+                self.counts.broken += 1
             self.counts.requests += 1
             entity = f"customer-{self.counts.requests:05d}"
             task = asyncio.create_task(self._ask(session, entity, customer, churned))

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from truthloop.demo.summary import clock
-from truthloop.demo.watch import Reading
+from truthloop.demo.watch import DriftReading, Reading
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 ROW_EVERY = 2.0
@@ -31,11 +31,12 @@ COLUMNS = (
     "MODEL ACC [LOWER–UPPER]",
     "FALLBACK ACC",
     "LABELED",
-    "FALLBACK",
-    "SERVED-BY-FALLBACK",
+    "BY-FALLBACK",
+    "DRIFTED",
+    "OUTLIERS",
     "WORLD",
 )
-_WIDTHS = (6, 14, 23, 12, 7, 8, 18, 7)
+_WIDTHS = (6, 14, 23, 12, 7, 11, 7, 8, 7)
 PHASE_STYLE = {
     "Collecting": "cyan",
     "Healthy": "green",
@@ -74,10 +75,12 @@ class Status:
     model: str
     phase: str | None
     reading: Reading | None
-    fallback: bool
     by_fallback: int
     drifted: bool
+    """The story's truth: whether the world is drifted now."""
     trend: str
+    drift: DriftReading | None = None
+    """What the service measured: the last drift reading of the window."""
 
     def cells(self) -> tuple[str, ...]:
         model = fallback = "-"
@@ -88,20 +91,26 @@ class Status:
                 model = self.reading.accuracy.text()
             if self.reading.fallback is not None:
                 fallback = f"{self.reading.fallback.value:.2f}"
+        drifted = outliers = "-"
+        if self.drift is not None:
+            drifted = f"{len(self.drift.drifted)}/{self.drift.tested}"
+            if self.drift.outlier_ratio is not None:
+                outliers = f"{self.drift.outlier_ratio:.1%}"
         return (
             self.model,
             self.phase or "-",
             model,
             fallback,
             labeled,
-            "true" if self.fallback else "false",
             str(self.by_fallback),
+            drifted,
+            outliers,
             "drifted" if self.drifted else "usual",
         )
 
 
 def legend(window: str) -> list[str]:
-    """What the columns count, for the header: the accuracies and LABELED are the `window`'s."""
+    """What the columns count, for the header: all but BY-FALLBACK and WORLD are the `window`'s."""
     return [
         f"  columns   MODEL ACC: the model's accuracy over the last {window} (the metrics window),"
         " its unseen",
@@ -109,8 +118,13 @@ def legend(window: str) -> list[str]:
         " of the",
         f"            fallback's answers over the same {window} (- when it gave none); LABELED:"
         " the model's",
-        f"            labeled predictions in those {window}; SERVED-BY-FALLBACK: answers since the"
-        " start",
+        f"            labeled predictions in those {window}; BY-FALLBACK: the fallback's answers"
+        " since the start;",
+        f"            DRIFTED: features whose values in those {window} left the reference's"
+        " distribution, of",
+        "            those seen (no label needed); OUTLIERS: the share of those records with a"
+        " value outside",
+        "            the reference; WORLD: the story's truth, usual or drifted",
     ]
 
 

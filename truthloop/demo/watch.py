@@ -1,10 +1,12 @@
 """Watching the monitor through the feedback service's APIs, as `kubectl get mm -w` would.
 
-Two loops: one long-polls `GET .../state?wait=&since=` so every phase change is seen as soon as
-the service makes it (a phase that lasts a second is not missed between samples), the other reads
+Three loops: one long-polls `GET .../state?wait=&since=` so every phase change is seen as soon as
+the service makes it (a phase that lasts a second is not missed between samples), one reads
 `GET .../metrics` (the monitor's window) a few times a second for the model's accuracy, its
-interval and the labeled count, and the fallback's accuracy. `describe` turns a state into the
-reason an event line shows.
+interval and the labeled count, and the fallback's accuracy, and one reads `GET .../drift` over
+the same window as often: which features drifted from the reference and the share of outlier
+records, known as soon as the predictions are captured, with no label. `describe` turns a state
+into the reason an event line shows; `drift_changes` turns two drift readings into what changed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 import msgspec
@@ -56,6 +58,69 @@ class Reading:
 
 
 @dataclass(frozen=True, slots=True)
+class DriftReading:
+    """One answer of `GET .../drift` over the monitor's window, `at` service seconds in."""
+
+    at: float
+    samples: int
+    """Records sketched against the reference in the window."""
+    tested: int
+    """Features with values in the window."""
+    drifted: tuple[str, ...]
+    """The features that drifted, each by its own test."""
+    flagged: bool
+    """Dataset drift: the share of drifted features reached `spec.drift.share`."""
+    outliers: int
+    """Records in the window outside the reference (`outlier_ratio` of `samples`)."""
+    outlier_ratio: float | None
+
+
+def drift_reading(answer: Mapping[str, Any], at: float) -> DriftReading | None:
+    """The report of a `GET .../drift` answer as read; None without a reference or data."""
+    report = answer.get("drift") or {}
+    if report.get("status") != "ok":
+        return None
+    dataset = report.get("dataset") or {}
+    outliers = report.get("outliers") or {}
+    return DriftReading(
+        at=at,
+        samples=int(report.get("samples", 0)),
+        tested=int(dataset.get("tested", 0)),
+        drifted=tuple(dataset.get("names", ())),
+        flagged=bool(dataset.get("drifted", False)),
+        outliers=int(outliers.get("count", 0)),
+        outlier_ratio=outliers.get("ratio"),
+    )
+
+
+DriftEvent = Literal["drift", "drift_cleared", "outliers", "outliers_gone"]
+
+
+@dataclass(frozen=True, slots=True)
+class DriftChange:
+    """Dataset drift flagged or cleared, or outliers appearing in or leaving the window."""
+
+    what: DriftEvent
+    reading: DriftReading
+
+    @property
+    def at(self) -> float:
+        return self.reading.at
+
+
+def drift_changes(previous: DriftReading | None, current: DriftReading) -> list[DriftChange]:
+    """What changed from `previous` (None: nothing read yet) to `current`."""
+    flagged = previous is not None and previous.flagged
+    outliers = previous is not None and previous.outliers > 0
+    changes = []
+    if current.flagged != flagged:
+        changes.append(DriftChange("drift" if current.flagged else "drift_cleared", current))
+    if (current.outliers > 0) != outliers:
+        changes.append(DriftChange("outliers" if current.outliers else "outliers_gone", current))
+    return changes
+
+
+@dataclass(frozen=True, slots=True)
 class PhaseChange:
     at: float
     """Service seconds since the start."""
@@ -73,6 +138,9 @@ class Seen:
     reading: Reading | None = None
     changes: list[PhaseChange] = field(default_factory=list)
     history: list[Reading] = field(default_factory=list)
+    drift: DriftReading | None = None
+    drift_history: list[DriftReading] = field(default_factory=list)
+    drift_changes: list[DriftChange] = field(default_factory=list)
 
 
 def estimate(metrics: Mapping[str, Any], name: str = METRIC) -> Estimate | None:
@@ -139,6 +207,7 @@ class Watcher:
         *,
         elapsed: Callable[[], float],
         on_change: Callable[[PhaseChange], None],
+        on_drift: Callable[[DriftChange], None] = lambda change: None,
     ) -> None:
         self.seen = Seen()
         self._base = f"{feedback_url}/v1/monitors/{monitor}"
@@ -146,6 +215,7 @@ class Watcher:
         self._elapsed = elapsed
         """Service seconds since the start."""
         self._on_change = on_change
+        self._on_drift = on_drift
 
     @contextlib.asynccontextmanager
     async def watching(self) -> Any:
@@ -155,6 +225,7 @@ class Watcher:
             tasks = [
                 asyncio.create_task(self._follow_state(session)),
                 asyncio.create_task(self._poll_metrics(session)),
+                asyncio.create_task(self._poll_drift(session)),
             ]
             try:
                 yield self
@@ -205,6 +276,25 @@ class Watcher:
                 self.seen.reading = reading
                 self.seen.history.append(reading)
             await asyncio.sleep(METRICS_INTERVAL)
+
+    async def _poll_drift(self, session: aiohttp.ClientSession) -> None:
+        query = {"window": format_duration(self._spec.metrics.window)}
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, ValueError):
+                answer = await _get(session, self._base + "/drift", dict[str, Any], query)
+                reading = drift_reading(answer, self._elapsed())
+                if reading is not None:
+                    self.observe_drift(reading)
+            await asyncio.sleep(METRICS_INTERVAL)
+
+    def observe_drift(self, reading: DriftReading) -> None:
+        seen = self.seen
+        changes = drift_changes(seen.drift, reading)
+        seen.drift = reading
+        seen.drift_history.append(reading)
+        for change in changes:
+            seen.drift_changes.append(change)
+            self._on_drift(change)
 
 
 async def _get(
