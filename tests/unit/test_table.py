@@ -322,3 +322,19 @@ def test_parquet_columns_read_as_the_other_formats() -> None:
         table.read([nested.getvalue()], "parquet")
     with pytest.raises(TableError, match="not a Parquet file"):
         table.read([b"nope"], "parquet")
+
+
+def test_ndjson_blocks_keep_columns_that_appear_late_and_numbers_that_overflow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(table, "BLOCK", 64)
+    rows = [{"a": i} for i in range(30)] + [{"a": 1, "late": "x"}, {"big": 10**400, "a": None}]
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode() + b"null\n"
+    with pytest.raises(TableError) as e:
+        table.read(pieces(data, 10), "ndjson")
+    assert e.value.details == ("line 33: expected a JSON object, got null",)
+    t = table.read(pieces(data[: -len(b"null\n")], 10), "ndjson")
+    assert t.names == ("a", "late", "big")
+    assert cells(t, "late") == [None] * 30 + ["x", None]
+    assert cells(t, "big") == [None] * 32
+    assert cells(t, "a")[-3:] == [29.0, 1.0, None]
