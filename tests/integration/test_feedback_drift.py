@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pytest
 from scipy import special
 
 from tests.support.feedback import (
@@ -245,6 +246,23 @@ async def test_a_version_s_own_reference_is_used_for_it_and_the_default_for_the_
     assert v1["drift"]["reference"]["id"] == default["id"]
     assert v1["drift"]["dataset"]["drifted"]
     assert v1["drift"]["samples"] == 1200
+
+
+async def test_a_reread_that_crossed_an_upload_keeps_the_upload(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Monitors are reread when another replica changes one; a reread that read the monitors
+    before this replica stored a reference and ends after it does not take the reference back."""
+    store = service.engine.store
+    before = await store.load_monitors()
+    stored = await service.ok("POST", REFERENCE, data=as_csv(rows(100, seed=1)), headers=CSV)
+
+    async def stale() -> Any:
+        return before
+
+    monkeypatch.setattr(store, "load_monitors", stale)
+    await service.engine._sync()
+    assert (await service.ok("GET", REFERENCE))["id"] == stored["id"]
 
 
 async def test_drift_parameters_are_validated_by_name(service: Service) -> None:

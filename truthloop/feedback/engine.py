@@ -37,7 +37,18 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from truthloop.core import alerts, drift, evaluation, join, records, scopes, table, windows, wire
+from truthloop.core import (
+    alerts,
+    drift,
+    evaluation,
+    join,
+    records,
+    scopes,
+    sketch,
+    table,
+    windows,
+    wire,
+)
 from truthloop.core import profile as profiles
 from truthloop.core.drift import DriftPoint, DriftReport
 from truthloop.core.evaluation import ALL_VERSIONS, Evaluated, Group
@@ -295,7 +306,7 @@ class Engine:
                         runtime.changed.set()
                     self._runtimes[key] = _restore(registered, states.get(registered.id))
                 else:
-                    runtime.registered = registered
+                    runtime.registered = _newest_references(registered, runtime.registered)
                     self._adopt(runtime, states.get(registered.id))
 
     def _adopt(self, runtime: _Runtime, stored: StoredState | None) -> None:
@@ -1041,7 +1052,7 @@ class Engine:
             problem: str | None = None
             try:
                 profile, _ = await threads.fed(self._chunks(query), build)
-            except profiles.ProfileError as e:
+            except table.TableError as e:  # a ProfileError: no usable records
                 problem = str(e)
                 log.warning(
                     "monitor %s: no history reference from %s to %s: %s",
@@ -1093,11 +1104,24 @@ class DriftWindow:
 
 
 def reference_of(registered: Registered, version: str | None) -> Reference | None:
-    """The reference of `version` if it has one, else the default one ("")."""
-    references = registered.references
-    if version and version in references:
-        return references[version]
-    return references.get("")
+    """The reference drift of `version` is measured against: the one its records are sketched
+    against (`sketch.reference_of`: its own, else the default one); the default one for every
+    version (None)."""
+    return sketch.reference_of(registered.references, version or "")
+
+
+def _newest_references(read: Registered, held: Registered) -> Registered:
+    """The monitor as a reread found it, keeping any reference this replica stored after the
+    reread had read it (a store's reference ids only grow: the higher id is the newer one), so
+    a reread that crossed an upload does not take the upload back."""
+    newer = {
+        version: reference
+        for version, reference in held.references.items()
+        if version not in read.references or read.references[version].id < reference.id
+    }
+    if not newer:
+        return read
+    return replace(read, references={**read.references, **newer})
 
 
 def model_counters(groups: Mapping[Group, Counters]) -> Counters:
