@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import pytest
 
 from tests.support.feedback import T0, FakeClock, ServiceFactory, monitor_body, record
+from tests.support.postgres import admin
 from tests.support.waiting import eventually
 from truthloop.core import windows
 from truthloop.core.profile import CategoricalProfile, NumericProfile, Profile
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import parse_monitor
-from truthloop.feedback.store import open_store
+from truthloop.feedback.store import codec, open_store
 from truthloop.feedback.store.interface import (
     DatasetQuery,
     MonitorsGone,
@@ -21,6 +23,7 @@ from truthloop.feedback.store.interface import (
     Registered,
     Store,
 )
+from truthloop.feedback.store.postgres import PREDICTION_COLUMNS
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
 
@@ -300,3 +303,37 @@ async def test_records_posted_to_the_service_are_sketched_and_metrics_unchanged(
     metrics_now = await service.metrics()
     assert (metrics_now["samples"], metrics_now["labeled"]) == (4, 4)
     assert metrics_now["metrics"]["accuracy"]["value"] == 0.5
+
+
+async def test_an_older_replica_still_stores_records_after_the_migration(
+    store: Store, store_url: str
+) -> None:
+    """During a rolling update a replica of the previous release COPYs records without the
+    outlier column: they are stored, unscored, and read back as records without a score."""
+    if not store.shared:
+        pytest.skip("one process: no older replica beside it")
+    churn = await register(store)
+    schema = dict(p.split("=") for p in urlsplit(store_url).query.split("&"))["search_path"]
+    old = [c for c in PREDICTION_COLUMNS if c != "outlier"]
+    row = [
+        v
+        for c, v in zip(
+            PREDICTION_COLUMNS,
+            codec.prediction_values(churn.id, sketched_batch("o", [5.0])[0]),
+            strict=True,
+        )
+        if c != "outlier"
+    ]
+    conn = await admin()
+    try:
+        await conn.copy_records_to_table(
+            "predictions", schema_name=schema, records=[row], columns=old
+        )
+    finally:
+        await conn.close()
+    rows = await store.dataset(
+        DatasetQuery(churn.id, T0 - 100, T0, labeled=False), (T0 - 100, 0), 9
+    )
+    assert [(x.prediction_id, x.outlier, x.features) for x in rows] == [
+        ("o0", None, {"age": 5.0, "plan": "gold"})
+    ]
