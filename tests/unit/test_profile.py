@@ -319,3 +319,24 @@ def test_long_values_are_never_named() -> None:
     assert warnings == [
         f"column \"c\": 1 values longer than {profile.MAX_TEXT} characters are kept only as 'other'"
     ]
+
+
+def test_records_profile_the_same_in_any_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys first seen late, a score only in later records, a reserved key in the features and
+    a number beyond float64: batches of 2 give what one batch gives."""
+    records: list[tuple[object, object, object]] = [
+        (0, None, {"a": 1, "prediction": 5}),
+        (1, None, {"a": 2}),
+        (1, None, None),
+        (0, 0.25, {"a": 10**400, "b": "x"}),
+        (1, 0.75, {"b": "y", "c": [1]}),
+    ]
+    whole, warnings = profile.build_from_records(iter(records), spec())
+    monkeypatch.setattr(profile, "BATCH", 2)
+    batched, _ = profile.build_from_records(iter(records), spec())
+    assert batched == whole
+    assert [c.name for c in whole.columns] == ["a", "b", "prediction", "score"]
+    assert warnings == [
+        'features key "c" has no number, string or boolean in the period: not profiled'
+    ]
+    assert (column(whole, "a").count, column(whole, "b").count) == (2, 2)

@@ -338,3 +338,25 @@ def test_ndjson_blocks_keep_columns_that_appear_late_and_numbers_that_overflow(
     assert cells(t, "late") == [None] * 30 + ["x", None]
     assert cells(t, "big") == [None] * 32
     assert cells(t, "a")[-3:] == [29.0, 1.0, None]
+
+
+def test_ndjson_lists_of_one_length_are_refused_not_taken_for_a_dimension() -> None:
+    data = b'{"emb": [0.1, 0.2], "a": 1}\n{"emb": [0.3, 0.4], "a": 2}\n'
+    with pytest.raises(TableError) as e:
+        table.read([data], "ndjson")
+    assert e.value.details == (
+        'line 1, column "emb": expected a number, string or boolean, got an array',
+        'line 2, column "emb": expected a number, string or boolean, got an array',
+    )
+
+
+def test_captured_values_become_a_column_whatever_they_hold() -> None:
+    column = table.values([1, 2.5, None, 10**400, float("inf"), "x", True, [1, 2], {"a": 1}])
+    assert column.numbers[:2].tolist() == [1.0, 2.5]
+    assert np.isnan(column.numbers[2:]).all()
+    assert column.others is not None
+    assert column.others.tolist() == [None] * 5 + ["x", True, None, None]
+    lists = table.values([[1, 2], [3, 4]])
+    assert lists.others is None
+    assert np.isnan(lists.numbers).all()
+    assert table.values([10**400, 3]).numbers.tolist()[1] == 3.0

@@ -37,6 +37,7 @@ nor `actual` or `ts` (`RESERVED`).
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -53,6 +54,7 @@ from truthloop.core.table import (
     Table,
     TableError,
     column_text,
+    concat,
     not_none,
     show,
     values,
@@ -264,37 +266,70 @@ def build_from_records(
 ) -> tuple[Profile, list[str]]:
     """The profile of captured records, each `(prediction, score, features)` as stored (the
     features object the capture kept, or None), for a history reference. Features are read
-    with each `spec.features` pointer or, without any declared, are the features object's keys;
-    cells that do not fit count as missing. Raises ProfileError as `build` does."""
+    with each `spec.features` pointer or, without any declared, are the features object's keys
+    (a key that never holds a number, string or boolean is left out, with a warning); cells that
+    do not fit count as missing. Raises ProfileError as `build` does.
+
+    The records are taken `BATCH` at a time into columns (numbers as float64), so a long period
+    holds its columns in memory, not its records."""
     declared = [(f.name, pointer.parse(f.pointer)) for f in spec.features]
-    predictions: list[object] = []
-    scores: list[object] = []
-    found: dict[str, list[object]] = {f: [] for f, _ in declared}
-    for row, (prediction, score, features) in enumerate(records):
-        predictions.append(prediction)
-        scores.append(score)
-        if declared:
-            for name, tokens in declared:
-                value = pointer.resolve(features, tokens) if features is not None else None
-                found[name].append(None if isinstance(value, pointer.Missing) else value)
-        elif isinstance(features, dict):
-            for name, value in features.items():
-                column = found.get(name)
-                if column is None:
-                    if len(found) > MAX_FEATURES or not isinstance(name, str):
-                        continue
-                    column = found[name] = [None] * row
-                column.append(value)
-        for column in found.values():
-            if len(column) == row:
-                column.append(None)
-    columns = {name: values(cells_) for name, cells_ in found.items()}
-    columns[PREDICTION] = values(predictions)
-    if any(s is not None for s in scores):
-        columns[SCORE] = values(scores)
-    rows = len(predictions)
+    names: dict[str, None] = dict.fromkeys(name for name, _ in declared)
+    parts: list[tuple[int, dict[str, Column]]] = []
+    scored = False
+    batches = iter(records)
+    while batch := list(itertools.islice(batches, BATCH)):
+        features = [r[2] for r in batch]
+        part = {PREDICTION: values([r[0] for r in batch])}
+        scores = [r[1] for r in batch]
+        if any(s is not None for s in scores):
+            part[SCORE] = values(scores)
+            scored = True
+        if not declared:
+            for key in itertools.chain.from_iterable(f for f in features if type(f) is dict):
+                if key not in names and len(names) <= MAX_FEATURES and key not in RESERVED:
+                    names[key] = None
+        for name in names:
+            tokens = dict(declared).get(name, (name,))
+            if len(tokens) == 1:
+                token = tokens[0]
+                cells_ = [f.get(token) if type(f) is dict else None for f in features]
+            else:
+                cells_ = [_resolved(f, tokens) for f in features]
+            part[name] = values(cells_)
+        parts.append((len(batch), part))
+    order = [*names, PREDICTION, *([SCORE] if scored else [])]
+    columns = {
+        name: concat([p.get(name) or Column(np.full(n, np.nan)) for n, p in parts])
+        for name in order
+    }
+    skipped = []
+    if not declared:  # a discovered key without a usable value is no feature, not a refusal
+        skipped = [n for n in names if not columns[n].present().any()]
+        for name in skipped:
+            del columns[name]
+    rows = sum(n for n, _ in parts)
     table = Table(tuple(columns), columns, np.arange(1, rows + 1, dtype=np.int64))
-    return build(table, spec, strict=False)
+    profile, warnings = build(table, spec, strict=False)
+    return profile, [
+        *(
+            f"features key {column_text(name)} has no number, string or boolean in the period: "
+            "not profiled"
+            for name in skipped
+        ),
+        *warnings,
+    ]
+
+
+BATCH = 65536
+"""Records `build_from_records` turns into columns at a time."""
+
+
+def _resolved(features: object, tokens: tuple[str, ...]) -> object:
+    """The value a pointer names in a features object, None where there is none."""
+    if features is None:
+        return None
+    value = pointer.resolve(features, tokens)
+    return None if isinstance(value, pointer.Missing) else value
 
 
 def _raise(problems: _Problems) -> None:

@@ -222,7 +222,7 @@ class _Csv:
                 [f"line {self.last}: a quote that is never closed (or a lone one in a cell)"]
             )
         columns = {
-            name: _concat([part[i] for part in self.parts]) for i, name in enumerate(self.names)
+            name: concat([part[i] for part in self.parts]) for i, name in enumerate(self.names)
         }
         lines = np.concatenate(self.lines) if self.lines else np.empty(0, dtype=np.int64)
         return Table(self.names, columns, lines)
@@ -364,7 +364,8 @@ def _blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield bytes(buffer)
 
 
-def _concat(parts: list[Column]) -> Column:
+def concat(parts: list[Column]) -> Column:
+    """Columns one after the other."""
     if not parts:
         return Column(np.empty(0, dtype=np.float64))
     numbers = np.concatenate([p.numbers for p in parts]) if len(parts) > 1 else parts[0].numbers
@@ -378,17 +379,25 @@ def _concat(parts: list[Column]) -> Column:
 
 def values(cells: Sequence[object]) -> Column:
     """A column of decoded JSON values (captured records): numbers, strings and booleans as a
-    table holds them; null, NaN, arrays and objects are missing."""
-    numbers = np.full(len(cells), np.nan)
-    others = np.full(len(cells), None, dtype=object)
-    any_other = False
-    for i, v in enumerate(cells):
-        if isinstance(v, bool | str):
-            others[i] = v
-            any_other = True
-        elif isinstance(v, int | float) and math.isfinite(v):
-            numbers[i] = v
-    return Column(numbers, others if any_other else None)
+    table holds them; null, NaN, infinities, numbers beyond float64, arrays and objects are
+    missing. A column of numbers and nulls is converted in one numpy call."""
+    kinds = set(map(type, cells))
+    if kinds <= _NUMBERS:
+        try:
+            numbers = np.array(cells, dtype=np.float64)
+        except OverflowError:  # an integer beyond float64: no number
+            numbers = np.array([_finite(v) for v in cells], dtype=np.float64)
+        numbers[~np.isfinite(numbers)] = np.nan
+        return Column(numbers)
+    numbers = np.array(
+        [_finite(v) if type(v) is int or type(v) is float else math.nan for v in cells],
+        dtype=np.float64,
+    )
+    if str not in kinds and bool not in kinds:
+        return Column(numbers)
+    # only text and booleans are kept: a list handed to numpy would become a dimension
+    others = np.array([v if type(v) is str or type(v) is bool else None for v in cells], object)
+    return Column(numbers, others)
 
 
 # -- NDJSON --------------------------------------------------------------------------------------
@@ -442,7 +451,7 @@ def _ndjson(chunks: Iterable[bytes]) -> Table:
         lines.append(at_lines)
     problems.raise_any()
     columns = {
-        name: _concat([p.get(name) or Column(np.full(n, np.nan)) for n, p in parts])
+        name: concat([p.get(name) or Column(np.full(n, np.nan)) for n, p in parts])
         for name in names
     }
     starts = np.concatenate(lines) if lines else np.empty(0, dtype=np.int64)
@@ -453,20 +462,13 @@ _NUMBERS = frozenset((int, float, type(None)))
 
 
 def _json_column(
-    values: list[Any], name: str, lines: Ints, problems: list[tuple[int, str]]
+    cells: list[Any], name: str, lines: Ints, problems: list[tuple[int, str]]
 ) -> Column:
     """A column of decoded JSON values (None where absent or null): numbers, strings and
     booleans; an array or object is a problem named by line and column."""
-    kinds = set(map(type, values))
-    if kinds <= _NUMBERS:
-        try:
-            numbers = np.array(values, dtype=np.float64)
-        except OverflowError:  # an integer beyond float64: no number
-            numbers = np.array([_finite(v) for v in values], dtype=np.float64)
-        numbers[~np.isfinite(numbers)] = np.nan
-        return Column(numbers)
+    kinds = set(map(type, cells))
     if dict in kinds or list in kinds:
-        for i, value in enumerate(values):
+        for i, value in enumerate(cells):
             if type(value) is dict or type(value) is list:
                 at = int(lines[i])
                 problems.append(
@@ -476,19 +478,15 @@ def _json_column(
                         f"boolean, got {_json_type(value)}",
                     )
                 )
-    numbers = np.array(
-        [_finite(v) if type(v) is int or type(v) is float else math.nan for v in values],
-        dtype=np.float64,
-    )
-    others = np.array(values, dtype=object)
-    others[~np.isnan(numbers)] = None
-    others[np.fromiter(map(_NUMBERS.__contains__, map(type, values)), bool, len(values))] = None
-    return Column(numbers, others)
+    return values(cells)
 
 
-def _finite(value: int | float | None) -> float:
+def _finite(value: object) -> float:
+    """A number as a finite float, else NaN (None, infinities, integers beyond float64)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return math.nan
     try:
-        number = float(value) if value is not None else math.nan
+        number = float(value)
     except OverflowError:
         return math.nan
     return number if math.isfinite(number) else math.nan
