@@ -305,12 +305,18 @@ def test_parquet_columns_read_as_the_other_formats() -> None:
                 "city": pa.array(["Paris", None, "Lyon"]),
                 "flag": pa.array([True, False, None]),
                 "score": pa.array([0.5, float("nan"), 1.0]),
+                "code": pa.array([1, 2, 1]).dictionary_encode(),
+                "ts": pa.array([0, 1, 2], pa.timestamp("s", tz="UTC")),
+                "nothing": pa.nulls(3),
             }
         ),
         sink,
     )
     t = table.read(pieces(sink.getvalue(), 100), "parquet")
-    assert t.names == ("age", "city", "flag", "score")
+    assert t.names == ("age", "city", "flag", "score", "code", "ts", "nothing")
+    assert cells(t, "code") == [1.0, 2.0, 1.0]
+    assert cells(t, "ts")[0].startswith("1970-01-01")
+    assert cells(t, "nothing") == [None, None, None]
     assert cells(t, "age") == [31.0, None, 45.0]
     assert cells(t, "city") == ["Paris", None, "Lyon"]
     assert cells(t, "flag") == [True, False, None]

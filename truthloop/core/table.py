@@ -18,7 +18,9 @@ null, NaN or infinite. What a cell is, per format:
   is missing there. Numbers are numbers, strings and booleans other values, null is missing;
   arrays and objects are refused.
 - Parquet (with `pyarrow`; the body is read whole, the format needs it): number columns are
-  numbers, strings and booleans other values, nulls missing; nested types are refused.
+  numbers, strings and booleans other values (dictionary-encoded ones as their values), times
+  their ISO text, nulls missing; nested and binary types are refused. A row's "line" is its
+  number, from 1.
 
 The fast path for big CSVs parses blocks with numpy's C reader (which quotes as the csv module
 does), typing each column as the first block typed it; a block it cannot take (a cell over two
@@ -553,23 +555,29 @@ def _parquet(chunks: Iterable[bytes]) -> Table:
     problems.raise_any()
     for name, chunked in zip(names, data.columns, strict=True):
         kind = chunked.type
-        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-            numbers = np.asarray(
-                chunked.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
-            ).copy()
-            numbers[~np.isfinite(numbers)] = np.nan
-            columns[name] = Column(numbers)
-        elif (
-            pa.types.is_string(kind)
-            or pa.types.is_large_string(kind)
-            or pa.types.is_boolean(kind)
-            or pa.types.is_dictionary(kind)
-        ):
-            values = np.array(chunked.to_pylist(), dtype=object)
-            columns[name] = Column(np.full(len(values), np.nan), values)
-        else:
-            problems.add(
-                f"column {column_text(name)}: type {kind} is not a number, string or boolean"
-            )
+        try:
+            if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+                numbers = np.asarray(
+                    chunked.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
+                ).copy()
+                numbers[~np.isfinite(numbers)] = np.nan
+                columns[name] = Column(numbers)
+            elif pa.types.is_null(kind):
+                columns[name] = Column(np.full(len(chunked), np.nan))
+            elif pa.types.is_temporal(kind):  # a time, as its text (a ts column, a date)
+                columns[name] = values(chunked.cast(pa.string()).to_pylist())
+            elif (
+                pa.types.is_string(kind)
+                or pa.types.is_large_string(kind)
+                or pa.types.is_boolean(kind)
+                or pa.types.is_dictionary(kind)
+            ):
+                columns[name] = values(chunked.to_pylist())
+            else:
+                problems.add(
+                    f"column {column_text(name)}: type {kind} is not a number, string or boolean"
+                )
+        except pa.ArrowException as e:
+            problems.add(f"column {column_text(name)}: {e}")
     problems.raise_any()
     return Table(names, columns, np.arange(2, data.num_rows + 2, dtype=np.int64) - 1)
