@@ -340,3 +340,14 @@ def test_records_profile_the_same_in_any_batches(monkeypatch: pytest.MonkeyPatch
         'features key "c" has no number, string or boolean in the period: not profiled'
     ]
     assert (column(whole, "a").count, column(whole, "b").count) == (2, 2)
+
+
+def test_a_discovered_column_of_numbers_with_a_typo_is_categorical_with_a_warning() -> None:
+    p, warnings = profile.build(csv("x,prediction\n1,1\n2,1\n2..5,0\n3,1\n"), spec())
+    assert isinstance(column(p, "x"), CategoricalProfile)
+    assert warnings == [
+        'column "x" is mostly numbers but not only (line 4: "2..5"), so it is profiled as '
+        "categorical; declare it numeric in spec.features to have such cells refused"
+    ]
+    _, fewer = profile.build(csv("x,prediction\n1,1\na,1\nb,0\n"), spec())
+    assert fewer == []

@@ -220,7 +220,7 @@ def build(table: Table, spec: MonitorSpec, *, strict: bool = True) -> tuple[Prof
     """
     problems = _Problems()
     warnings: list[str] = []
-    features = _features(table, spec, problems)
+    features = _features(table, spec, problems, warnings)
     if PREDICTION not in table.columns:
         problems.add(f"no {column_text(PREDICTION)} column: the model's prediction is profiled too")
     elif table.rows == 0:
@@ -338,7 +338,7 @@ def _raise(problems: _Problems) -> None:
 
 
 def _features(
-    table: Table, spec: MonitorSpec, problems: _Problems
+    table: Table, spec: MonitorSpec, problems: _Problems, warnings: list[str]
 ) -> list[tuple[str, FeatureKind]]:
     """The profiled features, in order, with their kinds: declared, or discovered."""
     if spec.features:
@@ -366,9 +366,27 @@ def _features(
             problems.add(f"column {column_text(name)}: a feature's name is {FEATURE_NAME_EXPECTED}")
             continue
         column = table.columns[name]
-        numeric = column.others is None or not column.present()[np.isnan(column.numbers)].any()
+        numeric = column.others is None or not not_none(column.others).any()
         discovered.append((name, "numeric" if numeric else "categorical"))
+        if not numeric and column.others is not None:
+            _mostly_numbers(name, column, table, warnings)
     return discovered
+
+
+def _mostly_numbers(name: str, column: Column, table: Table, warnings: list[str]) -> None:
+    """Warn when a discovered categorical column is mostly numbers: likely a numeric feature
+    with a typo, which as a category would make every number a category of its own."""
+    assert column.others is not None
+    numbers = int(np.count_nonzero(~np.isnan(column.numbers)))
+    texts = not_none(column.others)
+    if numbers < 2 * np.count_nonzero(texts):
+        return
+    first = int(np.flatnonzero(texts)[0])
+    warnings.append(
+        f"column {column_text(name)} is mostly numbers but not only (line {table.lines[first]}: "
+        f"{show(column.others[first])}), so it is profiled as categorical; declare it numeric in "
+        "spec.features to have such cells refused"
+    )
 
 
 def _numeric(
