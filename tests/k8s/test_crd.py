@@ -152,3 +152,67 @@ def test_features_and_drift_as_the_apiserver_checks_them(
     with pytest.raises(SpecError) as raised:
         parse_monitor(body)
     assert [e.path for e in raised.value.errors] == [path]
+
+
+@pytest.mark.parametrize(
+    ("alert", "refusal"),
+    [
+        ({"metric": "feature_drift", "feature": "tenure", "above": 0.1}, None),
+        ({"metric": "missing_ratio", "feature": "plan", "above": 0.05}, None),
+        ({"metric": "drift_share", "above": 0.5}, None),
+        ({"metric": "feature_drift", "above": 0.1}, "feature is required with metric"),
+        ({"metric": "outlier_ratio", "feature": "tenure", "above": 0.1}, "allowed only with"),
+        ({"metric": "feature_drift", "feature": "score", "above": 0.1}, "not a feature"),
+    ],
+)
+def test_a_drift_alert_names_its_feature_as_the_apiserver_checks_it(
+    control_plane: ControlPlane, crd: str, alert: dict[str, Any], refusal: str | None
+) -> None:
+    """The feature rule runs in the real apiserver (its CEL and cost budget), at the field."""
+    body = monitor_body(namespace="default")
+    body["spec"]["alerts"] = [{"name": "drift", **alert}]
+    manifest = yaml.safe_dump(body)
+    done = control_plane.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=manifest, check=False
+    )
+    if refusal is None:
+        assert done.returncode == 0, done.stderr
+        parse_monitor(body)
+        return
+    assert done.returncode != 0
+    assert "spec.alerts[0].feature: Invalid value" in done.stderr, done.stderr
+    assert refusal in done.stderr, done.stderr
+    with pytest.raises(SpecError, match=re.escape("spec.alerts[0].feature: ")):
+        parse_monitor(body)
+
+
+def test_a_drift_alert_names_one_of_the_declared_features(
+    control_plane: ControlPlane, crd: str
+) -> None:
+    """With 100 features and 32 alerts (the most), within the apiserver's CEL cost budget."""
+    body = monitor_body(namespace="default")
+    body["spec"]["features"] = [{"name": f"f{i}", "type": "numeric"} for i in range(100)]
+    body["spec"]["alerts"] = [
+        {"name": f"a{i}", "metric": "feature_drift", "feature": f"f{i}", "above": 0.1}
+        for i in range(32)
+    ]
+    body["spec"].pop("fallback")
+
+    def dry_run() -> subprocess.CompletedProcess[str]:
+        manifest = yaml.safe_dump(body)
+        return control_plane.kubectl(
+            "apply", "--dry-run=server", "-f", "-", input=manifest, check=False
+        )
+
+    accepted = dry_run()
+    assert accepted.returncode == 0, accepted.stderr
+    parse_monitor(body)
+    body["spec"]["alerts"][31]["feature"] = "age"
+    done = dry_run()
+    assert done.returncode != 0
+    assert "spec.alerts: Invalid value" in done.stderr, done.stderr
+    assert "an alert's feature must be one of spec.features" in done.stderr, done.stderr
+    with pytest.raises(
+        SpecError, match=re.escape('spec.alerts[31].feature: no feature named "age"')
+    ):
+        parse_monitor(body)

@@ -883,3 +883,14 @@ def test_a_regression_prediction_takes_ordered_methods() -> None:
         )
     ).spec
     assert spec.drift.overrides == (DriftOverride("prediction", "ks", 0.01),)
+
+
+def test_a_drift_alert_names_a_declared_feature_when_features_are_declared() -> None:
+    features = [{"name": "tenure", "type": "numeric"}, {"name": "plan", "type": "categorical"}]
+    alert = {"name": "d", "metric": "feature_drift", "feature": "age", "above": 0.1}
+    (found,) = errors(monitor(features=features, alerts=[alert]))
+    assert found == 'spec.alerts[0].feature: no feature named "age" in spec.features'
+    declared = parse_monitor(monitor(features=features, alerts=[{**alert, "feature": "plan"}]))
+    assert declared.spec.alerts[0].key == "feature_drift:plan"
+    discovered = parse_monitor(monitor(features=[], alerts=[alert]))
+    assert discovered.spec.alerts[0].key == "feature_drift:age"

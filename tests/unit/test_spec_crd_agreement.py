@@ -520,6 +520,27 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
             ("feature a number", {"metric": "feature_drift", "feature": 3}),
         )
     ],
+    *[
+        (
+            f"drift alert on {feature} with features {'declared' if declared else 'empty'}",
+            patched(
+                C,
+                {
+                    "spec.features": FEATURES if declared else [],
+                    "spec.alerts": [
+                        {"name": "d", "metric": "missing_ratio", "feature": feature, "above": 0.1}
+                    ],
+                    "spec.fallback.engageOn": DELETE,
+                },
+            ),
+            valid,
+        )
+        for feature, declared, valid in (
+            ("plan", True, True),
+            ("age", True, False),
+            ("age", False, True),
+        )
+    ],
     ("NaN threshold", patched(C, {"spec.threshold": float("nan")}), False),
     # -- features and drift --
     ("features and drift", DRIFTING, True),

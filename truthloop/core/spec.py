@@ -728,9 +728,9 @@ def _alerts(
     items = read.items(spec, path, "alerts", max_items=MAX_ALERTS)
     known = (*metrics.METRIC_NAMES.get(task, ()), *DRIFT_METRICS) if task is not None else None
     declared = spec.get("features")
-    features = (
+    features = (  # an empty list declares none: the features are discovered
         {f.get("name") for f in declared if isinstance(f, Mapping)}
-        if isinstance(declared, list)
+        if isinstance(declared, list) and declared
         else None
     )
     alerts: list[AlertSpec] = []
