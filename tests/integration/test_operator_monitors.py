@@ -8,6 +8,7 @@ from typing import Any
 
 import jsonpatch
 import kmock
+import numpy as np
 
 from tests.support.apiserver_mock import MONITORS
 from tests.support.feedback import monitor_body, record
@@ -309,3 +310,62 @@ def quick_sweep() -> StatusSettings:
 
 def apply(pod: dict[str, Any], decision: inject.Decision) -> dict[str, Any]:
     return jsonpatch.apply_patch(copy.deepcopy(pod), [dict(op) for op in decision.patch])
+
+
+def _inputs(n: int, seed: int, tenure: float) -> list[dict[str, Any]]:
+    """Churn inputs with tenure around `tenure` months and a plan; the prediction follows."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(tenure, 3.0, n)
+    plans = rng.choice(["basic", "pro"], n, p=[0.7, 0.3] if tenure < 20 else [0.2, 0.8])
+    return [
+        {"tenure": round(float(t), 3), "plan": str(p), "prediction": int(t < 12)}
+        for t, p in zip(values, plans, strict=True)
+    ]
+
+
+async def test_drift_is_a_condition_naming_the_drifted_features(world: World) -> None:
+    await world.create(churn())
+    await eventually(lambda: world.status().get("phase") == "Collecting", "phase Collecting")
+    assert world.condition("Drift")["reason"] == "NoReference"
+    reference = _inputs(2000, 1, 12.0)
+    text = "tenure,plan,prediction\n" + "".join(
+        f"{r['tenure']},{r['plan']},{r['prediction']}\n" for r in reference
+    )
+    await world.service.ok(
+        "POST",
+        "/v1/monitors/ml/churn/reference",
+        data=text.encode(),
+        headers={"Content-Type": "text/csv"},
+    )
+
+    async def capture(rows: list[dict[str, Any]], prefix: str) -> None:
+        ts = world.clock.now - 5
+        features = [{"tenure": r["tenure"], "plan": r["plan"]} for r in rows]
+        await world.service.predictions(
+            [
+                record(f"{prefix}{i}", r["prediction"], ts=ts, features=f)
+                for i, (r, f) in enumerate(zip(rows, features, strict=True))
+            ]
+        )
+        await world.service.tick()
+
+    await capture(_inputs(1200, 2, 12.0), "a")
+    await eventually(lambda: world.condition("Drift")["reason"] == "NoDrift", "Drift False")
+    assert world.condition("Drift")["status"] == "False"
+    assert world.status()["drift"] == {
+        "status": "ok",
+        "drifted": False,
+        "share": 0.0,
+        "features": [],
+    }
+    assert world.status()["phase"] == "Collecting"
+
+    world.clock.advance(7200)
+    await capture(_inputs(1200, 3, 30.0), "b")
+    await eventually(lambda: world.condition("Drift")["status"] == "True", "Drift True")
+    drift = world.condition("Drift")
+    assert drift["reason"] == "DatasetDrift"
+    assert drift["message"].startswith("2 of 2 features drifted (share 1 >= 0.5): tenure, plan")
+    assert world.status()["drift"]["features"] == ["tenure", "plan"]
+    (event,) = await eventually(lambda: world.events("DriftDetected"), "a DriftDetected Event")
+    assert (event["type"], event["message"]) == ("Warning", drift["message"])

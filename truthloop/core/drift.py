@@ -100,7 +100,7 @@ import msgspec
 import numpy as np
 from scipy import special
 
-from truthloop.core import sketch
+from truthloop.core import sketch, wire
 from truthloop.core.profile import (
     PREDICTION,
     SCORE,
@@ -737,3 +737,24 @@ def _ratio(part: int, whole: int) -> float | None:
 
 def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
+
+
+# -- the summary the state carries ---------------------------------------------------------------
+
+
+def summary(report: DriftReport) -> wire.DriftSummary:
+    """`report` in short, as the monitor's state and status show it: the verdicts, never a
+    statistic, so the state's version moves only when one changes (which features drifted,
+    dataset drift, prediction drift, the status)."""
+    dataset, prediction = report.dataset, report.prediction_drift
+    if report.status != "ok" or dataset is None:
+        return wire.DriftSummary(status=report.status)
+    return wire.DriftSummary(
+        status=report.status,
+        drifted=dataset.drifted,
+        share=dataset.share,
+        threshold=dataset.threshold,
+        features=dataset.names[: wire.MAX_DRIFTED],
+        profiled=dataset.tested,
+        prediction=prediction is not None and prediction.drifted,
+    )

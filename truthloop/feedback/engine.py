@@ -106,6 +106,8 @@ class Snapshot:
     totals: Mapping[Group, Counters]
     counters: Mapping[Group, Counters]
     """The window's counters `window` was evaluated from."""
+    drift: DriftReport | None = None
+    """The window against the monitor's reference (None: not evaluated, no reference)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +138,8 @@ class _Runtime:
     """Long-polls of the state waiting now (each sidecar and the operator hold one)."""
     history: HistoryBuilt | None = None
     """The history reference last built (`spec.drift.reference`), or why none could be."""
+    drift: wire.DriftSummary = field(default_factory=wire.DriftSummary)
+    """The window's drift verdicts as the leader last stepped them (all replicas show these)."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -147,6 +151,7 @@ class _Runtime:
         state = self.state.to_dict()
         for alert in state["alerts"]:
             del alert["value"], alert["samples"]
+        state[DRIFT_KEY] = msgspec.to_builtins(self.drift)
         return (
             state,
             self.registered.monitor.generation,
@@ -168,6 +173,7 @@ class _Runtime:
         """The state as the store keeps it; the refusal and the history reference's build ride
         in the state object."""
         state = self.state.to_dict()
+        state[DRIFT_KEY] = msgspec.to_builtins(self.drift)
         if self.refused is not None:
             state[REFUSED_KEY] = msgspec.to_builtins(self.refused)
         if self.history is not None:
@@ -184,6 +190,19 @@ class CaptureRefused(msgspec.Struct, frozen=True):
 
 
 REFUSED_KEY = "capture_refused"
+DRIFT_KEY = "drift"
+"""The drift summary rides in the state object too: every replica shows the leader's verdicts."""
+
+
+def _drift_summary(stored: object) -> wire.DriftSummary:
+    """The stored drift summary; a state stored before it had one (or an unreadable one) says
+    nothing yet (the next step fills it in)."""
+    if stored is None:
+        return wire.DriftSummary()
+    try:
+        return msgspec.convert(stored, wire.DriftSummary)
+    except msgspec.ValidationError:
+        return wire.DriftSummary()
 
 
 class HistoryBuilt(msgspec.Struct, frozen=True):
@@ -216,6 +235,7 @@ def _restore(registered: Registered, stored: StoredState | None) -> _Runtime:
         override,
         None if refused is None else msgspec.convert(refused, CaptureRefused),
         history=None if history is None else msgspec.convert(history, HistoryBuilt),
+        drift=_drift_summary(stored.state.get(DRIFT_KEY)),
     )
 
 
@@ -319,6 +339,7 @@ class Engine:
         runtime.state, runtime.external = theirs.state, theirs.external
         runtime.override, runtime.refused = theirs.override, theirs.refused
         runtime.history = theirs.history
+        runtime.drift = theirs.drift
         key = runtime.registered.monitor.key
         snapshot = self.snapshots.get(key)
         if snapshot is not None:
@@ -652,6 +673,7 @@ class Engine:
             alerts=state.alerts,
             external=tuple(sorted(runtime.external)),
             capture=self._capture(runtime),
+            drift=runtime.drift,
         )
 
     def _capture(self, runtime: _Runtime) -> wire.CaptureState:
@@ -726,21 +748,29 @@ class Engine:
     async def _evaluate(
         self, runtime: _Runtime, now: float, *, fresh: bool = True, step: bool = True
     ) -> None:
-        """Step the alert machine on the window's model metrics; persist and announce changes.
+        """Step the alert machine on the window's model metrics and drift; persist and announce
+        changes.
 
         `fresh=False` (a mode or Alertmanager change) steps on the last tick's window instead of
         reading it again: what changed is not the data, and the answer should be immediate.
         `step=False` (a replica that does not lead) only reads the window for the snapshot.
+        The drift is evaluated from the same counters (no second read), only for a monitor with
+        a reference, and only when the counters, the spec or the reference changed.
         """
         registered = runtime.registered
         monitor = registered.monitor
         spec = monitor.spec
         previous = self.snapshots.get(monitor.key)
+        report: DriftReport | None
         if not fresh and previous is not None and previous.monitor == monitor:
             counters, evaluated = previous.counters, dict(previous.window)
+            report = previous.drift
         else:
             span = windows.window(now, spec.metrics.window)
-            counters = await self.store.window(registered.id, span)
+            # The feature sketches only for a monitor with a reference to measure them against.
+            sketched = reference_of(registered, None) is not None
+            only = Only() if sketched else Only(sketches=False)
+            counters = await self.store.window(registered.id, span, only)
             if (
                 previous is not None
                 and previous.monitor.spec.task == spec.task
@@ -751,20 +781,27 @@ class Engine:
                 evaluated = dict(previous.window)
             else:
                 evaluated = evaluation.evaluate_groups(spec.task, counters)
+            report = _window_drift(registered, previous, counters)
         if step:
-            await self._step(runtime, evaluated, now)
+            await self._step(runtime, evaluated, report, now)
         self.snapshots[monitor.key] = Snapshot(
             monitor,
             runtime.state,
             evaluated,
             previous.totals if previous else {},
             counters,
+            report,
         )
 
     async def _step(
-        self, runtime: _Runtime, evaluated: Mapping[Group, Evaluated], now: float
+        self,
+        runtime: _Runtime,
+        evaluated: Mapping[Group, Evaluated],
+        report: DriftReport | None,
+        now: float,
     ) -> None:
-        """Step the alert machine; persist what changed, and wake waiters if it is visible."""
+        """Step the alert machine (model metrics by name, the drift values by theirs: each
+        with the samples behind it); persist what changed, and wake waiters if it is visible."""
         registered = runtime.registered
         monitor = registered.monitor
         spec = monitor.spec
@@ -775,7 +812,11 @@ class Engine:
                 name: alerts.WindowMetric(estimate.value, model.labeled)
                 for name, estimate in model.metrics.items()
             }
+        if report is not None:
+            for name, (value, samples) in drift.alert_values(report).items():
+                window_metrics[name] = alerts.WindowMetric(value, samples)
         persisted, visible = runtime.persisted(), runtime.visible()
+        runtime.drift = drift.summary(report or drift.no_reference())
         runtime.state, transitions = alerts.step(
             runtime.state,
             spec,
@@ -1151,6 +1192,27 @@ def drift_of(
 def _when(ts: float) -> str:
     """An epoch second as RFC 3339, for people reading the log."""
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _window_drift(
+    registered: Registered, previous: Snapshot | None, counters: Mapping[Group, Counters]
+) -> DriftReport | None:
+    """The drift of the monitor's window from the tick's counters: None without a reference
+    (nothing to evaluate), the last tick's report when neither the counters, the monitor nor
+    the reference changed (most ticks), else evaluated anew."""
+    reference = reference_of(registered, None)
+    if reference is None:
+        return None
+    if (
+        previous is not None
+        and previous.drift is not None
+        and previous.drift.reference is not None
+        and previous.drift.reference.id == reference.id
+        and previous.monitor == registered.monitor
+        and previous.counters == counters
+    ):
+        return previous.drift
+    return drift_of(registered, counters)
 
 
 async def _in_slices(steps: records.Steps[T]) -> T:

@@ -2,9 +2,17 @@
 
 Nothing is pushed into gauges on writes: at scrape time `FeedbackCollector.collect` turns the
 engine's in-memory snapshots (window metrics with intervals, lifetime counters, alert and
-fallback state) into metric families, so a scrape never touches the database. Names: prefix
-`truthloop_`, labels `namespace`, `monitor`, `model`, `version` (`*` is the
+fallback state, the window's drift) into metric families, so a scrape never touches the
+database. Names: prefix `truthloop_`, labels `namespace`, `monitor`, `model`, `version` (`*` is the
 sum over every version), plus `served_by` where model and fallback are told apart.
+
+Drift (the monitor's window against its reference, `version="*"`: the model's records of every
+version compared with the default reference): `truthloop_feature_drift{feature,method}` (the
+statistic of the feature's method), `truthloop_feature_missing_ratio{feature}`,
+`truthloop_drift_share`, `truthloop_prediction_drift{method}`, `truthloop_outlier_ratio`. A value
+that does not exist (no reference, no record in the window, a feature without values) is left
+out, never NaN. At most `MAX_FEATURES` features a monitor (the profile holds no more), so the
+series stay bounded.
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from truthloop.core import metrics
+from truthloop.core.drift import DriftReport
 from truthloop.core.join import PREDICTIONS_KEY
+from truthloop.core.profile import MAX_FEATURES
 from truthloop.feedback.engine import OUTCOMES, Engine
 
 REGISTRY = web.AppKey("registry", CollectorRegistry)
@@ -25,6 +35,8 @@ REGISTRY = web.AppKey("registry", CollectorRegistry)
 PHASES = ("Pending", "Collecting", "Healthy", "Degraded", "FallbackActive")
 MONITOR_LABELS = ["namespace", "monitor", "model"]
 GROUP_LABELS = [*MONITOR_LABELS, "version", "served_by"]
+VERSION_LABELS = [*MONITOR_LABELS, "version"]
+ALL_VERSIONS_LABEL = "*"
 
 
 class FeedbackCollector(Collector):
@@ -75,6 +87,7 @@ class FeedbackCollector(Collector):
             "1 for the monitor's current phase.",
             labels=[*MONITOR_LABELS, "phase"],
         )
+        drift = _DriftFamilies()
         for snapshot in self.engine.snapshots.values():
             monitor = snapshot.monitor
             base = [monitor.namespace, monitor.name, monitor.spec.model.name]
@@ -108,6 +121,8 @@ class FeedbackCollector(Collector):
                 )
             for name in PHASES:
                 phase.add_metric([*base, name], 1.0 if state.phase == name else 0.0)
+            if snapshot.drift is not None:
+                drift.add([*base, ALL_VERSIONS_LABEL], snapshot.drift)
         for registered in self.engine.monitors():
             monitor = registered.monitor
             base = [monitor.namespace, monitor.name, monitor.spec.model.name]
@@ -127,7 +142,58 @@ class FeedbackCollector(Collector):
             followers,
             firing,
             phase,
+            *drift.families(),
         )
+
+
+class _DriftFamilies:
+    """The drift gauges, filled from each monitor's window report."""
+
+    def __init__(self) -> None:
+        self.feature = GaugeMetricFamily(
+            "truthloop_feature_drift",
+            "A feature's drift statistic in the window against the reference, by its method.",
+            labels=[*VERSION_LABELS, "feature", "method"],
+        )
+        self.missing = GaugeMetricFamily(
+            "truthloop_feature_missing_ratio",
+            "Share of the window's records without a value for the feature.",
+            labels=[*VERSION_LABELS, "feature"],
+        )
+        self.share = GaugeMetricFamily(
+            "truthloop_drift_share",
+            "Share of the profiled features that drifted in the window.",
+            labels=VERSION_LABELS,
+        )
+        self.prediction = GaugeMetricFamily(
+            "truthloop_prediction_drift",
+            "Drift statistic of the score (when profiled) or the prediction, by its method.",
+            labels=[*VERSION_LABELS, "method"],
+        )
+        self.outliers = GaugeMetricFamily(
+            "truthloop_outlier_ratio",
+            "Share of the window's records flagged as outliers against the reference.",
+            labels=VERSION_LABELS,
+        )
+
+    def add(self, group: list[str], report: DriftReport) -> None:
+        if report.status != "ok":
+            return
+        for column in report.features[:MAX_FEATURES]:
+            if column.statistic is not None:
+                self.feature.add_metric([*group, column.name, column.method], column.statistic)
+            if column.missing_ratio is not None:
+                self.missing.add_metric([*group, column.name], column.missing_ratio)
+        if report.dataset is not None and report.dataset.share is not None:
+            self.share.add_metric(group, report.dataset.share)
+        prediction = report.prediction_drift
+        if prediction is not None and prediction.statistic is not None:
+            self.prediction.add_metric([*group, prediction.method], prediction.statistic)
+        if report.outliers is not None and report.outliers.ratio is not None:
+            self.outliers.add_metric(group, report.outliers.ratio)
+
+    def families(self) -> tuple[Metric, ...]:
+        return (self.feature, self.missing, self.share, self.prediction, self.outliers)
 
 
 def registry(engine: Engine) -> CollectorRegistry:
