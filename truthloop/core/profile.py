@@ -38,7 +38,6 @@ nor `actual` or `ts` (`RESERVED`).
 from __future__ import annotations
 
 import itertools
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -47,7 +46,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from truthloop.core import metrics, pointer
+from truthloop.core import columns, metrics, pointer
 from truthloop.core.table import (
     MAX_DETAILS,
     Column,
@@ -63,9 +62,17 @@ from truthloop.core.table import (
 if TYPE_CHECKING:
     from truthloop.core.spec import MonitorSpec
 
-FeatureKind = Literal["numeric", "categorical"]
-
-FEATURE_KINDS: tuple[FeatureKind, ...] = ("numeric", "categorical")
+# The column names live in `core.columns`, which the spec imports without numpy.
+FeatureKind = columns.FeatureKind
+FEATURE_KINDS = columns.FEATURE_KINDS
+MAX_FEATURES = columns.MAX_FEATURES
+PREDICTION = columns.PREDICTION
+SCORE = columns.SCORE
+ACTUAL = columns.ACTUAL
+TS = columns.TS
+RESERVED = columns.RESERVED
+FEATURE_NAME = columns.FEATURE_NAME
+FEATURE_NAME_EXPECTED = columns.FEATURE_NAME_EXPECTED
 
 BINS = 20
 """Interior bins of a numeric feature (fewer when the reference's quantiles repeat)."""
@@ -73,18 +80,9 @@ MAX_CATEGORIES = 50
 """Categories a categorical profile names; the rest share one `other` cell."""
 MAX_SEEN = 1000
 """Further reference values a categorical profile remembers, to tell a new category apart."""
-MAX_FEATURES = 100
-"""Features a monitor profiles (the prediction and score come on top)."""
 MAX_TEXT = 256
 """The longest category a profile names (longer values count in "other"): a profile stays small
 whatever the reference holds."""
-
-PREDICTION = "prediction"
-SCORE = "score"
-ACTUAL = "actual"
-TS = "ts"
-RESERVED = (PREDICTION, SCORE, ACTUAL, TS)
-"""Reference columns that are not features."""
 
 
 class NumericProfile(msgspec.Struct, frozen=True, tag="numeric", tag_field="type"):
@@ -151,12 +149,6 @@ def category_text(value: Any) -> str:
     is, booleans as JSON writes them, integral numbers without a fraction: `1`, `1.0` and "1" are
     one category). LabelError for NaN, infinities and containers, which are no category."""
     return metrics.class_label(value)
-
-
-FEATURE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
-"""A feature's name: it is a column of the reference, part of sketch counter keys (no `:`) and a
-Prometheus label value; at most 63 characters of letters, digits, `_`, `-` and `.`."""
-FEATURE_NAME_EXPECTED = "at most 63 letters, digits, '_', '-' and '.', not starting with '-' or '.'"
 
 
 class ProfileError(TableError):

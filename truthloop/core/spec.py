@@ -52,7 +52,7 @@ from datetime import datetime
 from typing import Literal, TypeVar, overload
 
 from truthloop.core import fieldpath, metrics, pointer
-from truthloop.core.profile import (
+from truthloop.core.columns import (
     FEATURE_KINDS,
     FEATURE_NAME,
     FEATURE_NAME_EXPECTED,
