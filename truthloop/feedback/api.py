@@ -1,7 +1,8 @@
 """HTTP handlers: decode, call the engine, answer JSON. No behaviour lives here.
 
 Routes: monitors CRUD, capture records, actuals, metrics (with series), state (long-poll),
-fallback override, Alertmanager webhook, timelines, datasets (streamed), and /metrics, /healthz,
+fallback override, Alertmanager webhook, timelines, datasets (streamed), reference data sets
+(streamed into the parser) and their profiles, drift (with series), and /metrics, /healthz,
 /readyz. Every error is a `ClientError` turned into JSON by `app.errors`.
 """
 

@@ -18,6 +18,10 @@ alert, a new spec — happens inside `Store.hold_state`, starting from the state
 replicas never overwrite each other's changes; the store tells the others (`Store.watch`), and
 they reread monitors and states and wake their long-poll waiters.
 
+References (what drift is measured against) are uploaded data sets, parsed and profiled in a
+worker thread as they arrive, or built by the leader from a period of captured records
+(`spec.drift.reference`) in the background; `drift` reads a window's summed sketches against one.
+
 A monitor's state `version` increases whenever what `state()` reports changes: phase, fallback,
 any alert's status, the spec generation, the external (Alertmanager) alerts or the manual mode —
 not when an alert's latest value moves, which would wake every follower on every tick.
