@@ -184,6 +184,21 @@ def test_drift_is_a_condition_naming_the_drifted_features_and_one_warning() -> N
     assert conditions(status.compose(again, no_data, T0 + 150))["Drift"] == ("Unknown", "NoData")
 
 
+def test_a_drift_alert_first_shows_its_value_in_the_metric_column() -> None:
+    tenure = AlertSpec("tenure-drift", "feature_drift", above=0.1, feature="tenure")
+    firing = wire.AlertState("tenure-drift", "firing", T0, 0.2345, 900)
+    seen = Observation(
+        2, (), "registered", "", view(alerts=(firing,)), (tenure, *ALERTS), Census(2, 2)
+    )
+    composed = status.compose({}, seen, T0)
+    assert composed["metric"] == "feature_drift:tenure=0.234"
+    breached = next(c for c in composed["conditions"] if c["type"] == "Breached")
+    assert breached["message"] == "tenure-drift firing: feature_drift:tenure 0.234 > 0.1"
+    unread = wire.AlertState("tenure-drift", "insufficient", T0, None, 0)
+    quiet = Observation(2, (), "registered", "", view(alerts=(unread,)), (tenure,), Census(2, 2))
+    assert "metric" not in status.compose({}, quiet, T0)
+
+
 def test_the_same_observation_renews_only_the_sync_time_once_per_interval() -> None:
     """A running operator says so about once per status interval, and writes nothing else."""
     first = status.compose({}, registered(), T0, interval=10)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeGuard
 
 from truthloop.core import mergepatch, wire
-from truthloop.core.spec import AlertSpec, format_duration
+from truthloop.core.spec import AlertSpec, format_duration, is_drift_key
 from truthloop.operator.census import Census
 from truthloop.operator.settings import StatusSettings
 
@@ -109,7 +109,7 @@ def compose(
         for key in ("samples", "labeled", "metrics", "alerts", "fallback", "drift"):
             if key in current:
                 status[key] = current[key]
-    metric = _metric_text(status.get("metrics") or {}, obs.alerts)
+    metric = _metric_text(status.get("metrics") or {}, obs.alerts, status.get("alerts") or [])
     if metric is not None:
         status["metric"] = metric
     status["injectedPods"] = (
@@ -338,7 +338,12 @@ def _breached(
     if not specs:
         return ("False", "NoAlerts", "spec.alerts is empty")
     if states and all(s.status == "insufficient" for s in states):
-        return ("False", "InsufficientData", "too few labeled predictions to judge the alerts")
+        return (
+            "False",
+            "InsufficientData",
+            "too few labeled predictions (or, for a drift alert, records compared with a "
+            "reference) to judge the alerts",
+        )
     return ("False", "WithinThresholds", "every alert's metric is within its threshold")
 
 
@@ -447,11 +452,18 @@ def _alert(state: wire.AlertState) -> dict[str, Any]:
     return shown
 
 
-def _metric_text(metrics: Mapping[str, Any], alerts: Sequence[AlertSpec]) -> str | None:
-    """`accuracy=0.93 [0.9–0.95]` for the first alert's metric, once it has a value."""
+def _metric_text(
+    metrics: Mapping[str, Any], alerts: Sequence[AlertSpec], states: Sequence[Mapping[str, Any]]
+) -> str | None:
+    """`accuracy=0.93 [0.9–0.95]` for the first alert's metric, once it has a value; for a
+    drift alert its value as the alert last read it, `feature_drift:tenure=0.21`."""
     if not alerts:
         return None
-    name = alerts[0].metric
+    first = alerts[0]
+    if is_drift_key(first.key):
+        read = next((a.get("value") for a in states if a.get("name") == first.name), None)
+        return f"{first.key}={_number(read)}" if _finite(read) else None
+    name = first.metric
     value = metrics.get(name)
     if not _finite(value):
         return None
