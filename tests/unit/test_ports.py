@@ -52,6 +52,7 @@ def test_each_role_has_one_default_port_in_every_command(
     assert ports["operator"]["--admin"] == OPERATOR_ADMIN
     assert ports["sidecar"]["--model"] not in {SIDECAR, SIDECAR_ADMIN, FEEDBACK, OPERATOR_ADMIN}
     assert url_port(FeedbackSettings().url) == url_port(SidecarSettings().feedback_url) == FEEDBACK
+    assert ports["reference"]["--feedback-url"] == FEEDBACK
 
 
 def test_the_chart_serves_the_feedback_service_on_its_port() -> None:
