@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from truthloop import flags
 from truthloop.flags import UsageError
@@ -136,6 +139,8 @@ def _fail(message: str, status: int) -> int:
 
 
 class Unreachable(Exception):
+    """The service at `url` could not be reached, or the connection broke (`reason`)."""
+
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(reason)
         self.url = url
@@ -144,8 +149,6 @@ class Unreachable(Exception):
 
 async def _send(upload: Upload, size: int, show: bool) -> tuple[int, Any]:
     """POST the file in chunks; (status, the decoded JSON answer or its text)."""
-    import aiohttp  # only this command's process needs it
-
     headers = {"Content-Type": CONTENT_TYPES[upload.fmt], "Content-Length": str(size)}
     if upload.token:
         headers["Authorization"] = f"Bearer {upload.token}"
@@ -161,18 +164,11 @@ async def _send(upload: Upload, size: int, show: bool) -> tuple[int, Any]:
             ):
                 text = await response.text()
                 try:
-                    return response.status, _decode(text)
+                    return response.status, json.loads(text)
                 except ValueError:
                     return response.status, text
         except (aiohttp.ClientConnectionError, TimeoutError) as e:
-            # a refusal the service answered before reading the whole body is still its answer
             raise Unreachable(upload.url.split("/v1/", 1)[0], str(e) or type(e).__name__) from e
-
-
-def _decode(text: str) -> Any:
-    import json
-
-    return json.loads(text)
 
 
 async def _chunks(path: Path, advance: Callable[[int], None]) -> AsyncIterator[bytes]:
