@@ -830,6 +830,8 @@ def test_the_dashboard_has_the_promised_panels() -> None:
     assert any("window_labeled" in e and "window_samples" in e for e in exprs.values())
     assert any("truthloop_fallback_active" in e for e in exprs.values())
     assert any("truthloop_sidecar_request_seconds_bucket" in e for e in exprs.values())
+    assert any("truthloop_feature_drift" in e for e in exprs.values())
+    assert any("truthloop_drift_share" in e and "missing_ratio" in e for e in exprs.values())
     variables = {v["name"] for v in dashboard["templating"]["list"]}
     assert {"datasource", "namespace", "monitor", "metric"} <= variables
     ids = [p["id"] for p in dashboard["panels"]]
