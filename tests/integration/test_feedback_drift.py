@@ -176,6 +176,8 @@ async def test_a_bad_data_set_is_refused_naming_its_line_and_column_and_nothing_
 
     status, body = await service.call("POST", REFERENCE, data=b"tenure,plan\n", headers=CSV)
     assert status == 400, body
+    status, body = await service.call("POST", REFERENCE, data=b"", headers=CSV)
+    assert (status, body["details"][0]["reason"]) == (400, "missing")
     assert (await service.call("GET", REFERENCE))[0] == 404
 
 
