@@ -22,9 +22,11 @@ from tests.support.feedback import (
     FakeClock,
     Service,
     ServiceFactory,
+    make_settings,
     monitor_body,
     record,
 )
+from tests.support.postgres import fresh_schema
 from tests.support.waiting import eventually
 from truthloop.core import scopes
 
@@ -450,3 +452,33 @@ async def test_a_history_period_without_records_is_said_and_a_new_period_builds_
 async def reference_of(service: Service) -> Any:
     status, body = await service.call("GET", REFERENCE)
     return status == 200 and body
+
+
+async def test_a_reference_uploaded_to_one_replica_serves_the_other(
+    clock: FakeClock,
+) -> None:
+    """Two replicas on one PostgreSQL: the other hears of an upload (the store's watch), sketches
+    the records it takes against it, and both answer the same drift."""
+    async with fresh_schema() as url:
+        a = Service(make_settings(url, clock))
+        b = Service(make_settings(url, clock))
+        await a.start()
+        await b.start()
+        try:
+            await a.put_monitor(monitor_body())
+            stored = await a.ok("POST", REFERENCE, data=as_csv(rows(2000, seed=1)), headers=CSV)
+
+            async def heard() -> bool:
+                status, body = await b.call("GET", REFERENCE)
+                return status == 200 and body["id"] == stored["id"]
+
+            await eventually(heard, "the other replica has the reference")
+            await capture(b, captured(rows(1200, seed=2, shift=True), clock.now, "b"))
+            for service in (a, b):
+                report = (await service.ok("GET", DRIFT))["drift"]
+                assert report["reference"]["id"] == stored["id"]
+                assert report["samples"] == 1200
+                assert report["dataset"]["drifted"]
+        finally:
+            await b.stop()
+            await a.stop()
