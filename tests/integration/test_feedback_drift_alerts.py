@@ -120,25 +120,34 @@ async def test_a_drift_alert_engages_the_fallback_before_any_label_arrives(
     assert view["status"]["drift"] == shifted["drift"]
 
 
-async def test_a_tick_on_an_unchanged_window_reuses_the_drift_report(
+async def test_the_sketches_are_read_again_only_when_the_window_changed_and_not_too_often(
     service: Service, clock: FakeClock
 ) -> None:
+    """Within one minute bucket (the clock starts on one): the same buckets and counters reuse
+    the report; new records read the sketches again, at most every `drift_interval` (15 s)."""
     await service.ok(
         "POST", REFERENCE, data=as_csv(rows(500, seed=1)), headers={"Content-Type": "text/csv"}
     )
+
+    async def report_after(seconds: float) -> Any:
+        clock.advance(seconds)
+        await service.tick()
+        return service.engine.snapshots["ml/churn"].drift
+
     await capture(service, rows(200, seed=2), clock.now, "a")
-    await service.tick()
-    first = service.engine.snapshots["ml/churn"].drift
+    first = await report_after(0)
     assert first is not None
-    assert first.status == "ok"
-    await service.tick()
-    assert service.engine.snapshots["ml/churn"].drift is first
+    assert first.samples == 200
+    assert await report_after(20) is first, "nothing new: not read again"
     await capture(service, rows(10, seed=3), clock.now, "b")
-    await service.tick()
-    again = service.engine.snapshots["ml/churn"].drift
-    assert again is not first
-    assert again is not None
-    assert again.samples == 210
+    second = await report_after(5)
+    assert second is not None
+    assert second.samples == 210
+    await capture(service, rows(5, seed=4), clock.now, "c")
+    assert await report_after(5) is second, "read at most every 15 s"
+    third = await report_after(11)
+    assert third is not None
+    assert third.samples == 215
 
 
 async def test_without_a_reference_no_drift_is_evaluated_nor_exported(

@@ -112,6 +112,10 @@ class Snapshot:
     """The window's counters `window` was evaluated from."""
     drift: DriftReport | None = None
     """The window against the monitor's reference (None: not evaluated, no reference)."""
+    drift_at: float | None = None
+    """When `drift`'s sketches were read (the engine's clock)..."""
+    drift_basis: tuple[windows.BucketRange, Mapping[Group, Counters]] | None = None
+    """... and the window as it was then: its buckets and its other counters."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -758,8 +762,8 @@ class Engine:
         `fresh=False` (a mode or Alertmanager change) steps on the last tick's window instead of
         reading it again: what changed is not the data, and the answer should be immediate.
         `step=False` (a replica that does not lead) only reads the window for the snapshot.
-        The drift is evaluated from the same counters (no second read), only for a monitor with
-        a reference, and only when the counters, the spec or the reference changed.
+        The metrics read leaves the feature sketches out; they are read for the drift only for
+        a monitor with a reference, and only when the window changed (`_window_drift`).
         """
         registered = runtime.registered
         monitor = registered.monitor
@@ -768,13 +772,10 @@ class Engine:
         report: DriftReport | None
         if not fresh and previous is not None and previous.monitor == monitor:
             counters, evaluated = previous.counters, dict(previous.window)
-            report = previous.drift
+            report, drift_at, basis = previous.drift, previous.drift_at, previous.drift_basis
         else:
             span = windows.window(now, spec.metrics.window)
-            # The feature sketches only for a monitor with a reference to measure them against.
-            sketched = reference_of(registered, None) is not None
-            only = Only() if sketched else Only(sketches=False)
-            counters = await self.store.window(registered.id, span, only)
+            counters = await self.store.window(registered.id, span, Only(sketches=False))
             if (
                 previous is not None
                 and previous.monitor.spec.task == spec.task
@@ -785,7 +786,9 @@ class Engine:
                 evaluated = dict(previous.window)
             else:
                 evaluated = evaluation.evaluate_groups(spec.task, counters)
-            report = _window_drift(registered, previous, counters)
+            report, drift_at, basis = await self._window_drift(
+                registered, previous, counters, span, now
+            )
         if step:
             await self._step(runtime, evaluated, report, now)
         self.snapshots[monitor.key] = Snapshot(
@@ -795,7 +798,45 @@ class Engine:
             previous.totals if previous else {},
             counters,
             report,
+            drift_at,
+            basis,
         )
+
+    async def _window_drift(
+        self,
+        registered: Registered,
+        previous: Snapshot | None,
+        counters: Mapping[Group, Counters],
+        span: windows.BucketRange,
+        now: float,
+    ) -> tuple[
+        DriftReport | None,
+        float | None,
+        tuple[windows.BucketRange, Mapping[Group, Counters]] | None,
+    ]:
+        """The drift of the monitor's window, when its sketches were read and the window then
+        (`Snapshot.drift_basis`): None without a reference (nothing read); the last report while
+        the buckets, the window's other counters, the monitor and the reference are as they
+        were at its read (a record, even a late one, adds to `@predictions`: no record came), or
+        for `drift_interval` after the last read; else the sketches read and evaluated anew."""
+        reference = reference_of(registered, None)
+        if reference is None:
+            return None, None, None
+        last = previous.drift if previous is not None else None
+        if (
+            previous is not None
+            and last is not None
+            and last.reference is not None
+            and last.reference.id == reference.id
+            and previous.monitor == registered.monitor
+            and previous.drift_at is not None
+        ):
+            unchanged = previous.drift_basis == (span, counters)
+            recent = now - previous.drift_at < self.settings.engine.drift_interval
+            if unchanged or recent:
+                return last, previous.drift_at, previous.drift_basis
+        sketches = await self.store.window(registered.id, span, Only(sketches=True))
+        return drift_of(registered, sketches), now, (span, counters)
 
     async def _step(
         self,
@@ -1183,8 +1224,8 @@ def model_counters(groups: Mapping[Group, Counters]) -> Counters:
 def drift_of(
     registered: Registered, groups: Mapping[Group, Counters], version: str | None = None
 ) -> DriftReport:
-    """The drift of a window whose counters were read already (a tick's, `Snapshot.counters`)
-    against the reference of `version` (else the default one): no second read of the store.
+    """The drift of a window whose counters were read already (a tick's sketches) against the
+    reference of `version` (else the default one): no second read of the store.
     `groups` are every version's: only `version`'s are counted when it is given."""
     reference = reference_of(registered, version)
     if reference is None:
@@ -1196,27 +1237,6 @@ def drift_of(
 def _when(ts: float) -> str:
     """An epoch second as RFC 3339, for people reading the log."""
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-
-
-def _window_drift(
-    registered: Registered, previous: Snapshot | None, counters: Mapping[Group, Counters]
-) -> DriftReport | None:
-    """The drift of the monitor's window from the tick's counters: None without a reference
-    (nothing to evaluate), the last tick's report when neither the counters, the monitor nor
-    the reference changed (most ticks), else evaluated anew."""
-    reference = reference_of(registered, None)
-    if reference is None:
-        return None
-    if (
-        previous is not None
-        and previous.drift is not None
-        and previous.drift.reference is not None
-        and previous.drift.reference.id == reference.id
-        and previous.monitor == registered.monitor
-        and previous.counters == counters
-    ):
-        return previous.drift
-    return drift_of(registered, counters)
 
 
 async def _in_slices(steps: records.Steps[T]) -> T:

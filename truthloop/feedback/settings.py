@@ -51,6 +51,12 @@ class EngineSettings:
     """Most records labeled by one missing-actual sweep step."""
     delete_chunk: int = 50_000
     """Most rows one retention or purge step deletes (keeps each write transaction short)."""
+    drift_interval: float = 15.0
+    """Seconds at least between two reads of a monitor's feature sketches for its window's drift
+    (the alerts, state and gauges): a 1 h window of 100 features is ~2,000 counters a minute
+    bucket, tens of milliseconds to sum, which every tick (1 s) would pay. Read again only when
+    new records or a bucket leaving the window changed the window, or the spec or the reference
+    changed."""
 
 
 DEFAULT_STORE = "sqlite://truthloop-feedback.db"
