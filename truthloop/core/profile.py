@@ -33,6 +33,10 @@ value; a constant numeric column is profiled, with a warning. `build_from_record
 for captured records (history), where such cells count as missing instead: they were captured
 and must not stop the reference. Feature names cannot take the prediction's and score's names,
 nor `actual` or `ts` (`RESERVED`).
+
+A reference with `actual` and scores (`score` for a binary model, one column `score:<class>` per
+class for a multiclass one, which are no features) also calibrates the scores
+(`core.calibration`): the profile's `calibration`, what estimated performance reads.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from truthloop.core import columns, metrics, pointer
+from truthloop.core import calibration, columns, metrics, pointer
 from truthloop.core.table import (
     MAX_DETAILS,
     Column,
@@ -122,6 +126,10 @@ class Profile(msgspec.Struct, frozen=True):
 
     rows: int
     columns: tuple[ColumnProfile, ...]
+    calibration: calibration.Calibration | None = None
+    """How the model's scores map to the probability of each outcome (`core.calibration`),
+    when the reference has scores and `actual`: what estimated performance (`core.estimate`)
+    reads. A new reference recalibrates."""
 
 
 class Reference(msgspec.Struct, frozen=True):
@@ -250,7 +258,8 @@ def build(table: Table, spec: MonitorSpec, *, strict: bool = True) -> tuple[Prof
         if found is not None:
             profiled.append(found)
     _raise(problems)
-    return Profile(rows=table.rows, columns=tuple(profiled)), warnings
+    calibrated = calibration.from_table(table, spec.task, warnings)
+    return Profile(rows=table.rows, columns=tuple(profiled), calibration=calibrated), warnings
 
 
 def build_from_records(
@@ -336,7 +345,7 @@ def _features(
     if spec.features:
         declared = {f.name for f in spec.features}
         for name in table.names:
-            if name not in declared and name not in RESERVED:
+            if name not in declared and name not in RESERVED and not _class_score(name, spec):
                 problems.add(
                     f"column {column_text(name)}: not a feature of spec.features "
                     f"({', '.join(sorted(declared))}) nor one of {', '.join(RESERVED)}"
@@ -345,7 +354,7 @@ def _features(
             if f.name not in table.columns:
                 problems.add(f"no column {column_text(f.name)}: spec.features declares it")
         return [(f.name, f.kind) for f in spec.features if f.name in table.columns]
-    names = [n for n in table.names if n not in RESERVED]
+    names = [n for n in table.names if n not in RESERVED and not _class_score(n, spec)]
     if len(names) > MAX_FEATURES:
         problems.add(
             f"{len(names)} feature columns, at most {MAX_FEATURES}: declare the features to "
@@ -363,6 +372,11 @@ def _features(
         if not numeric and column.others is not None:
             _mostly_numbers(name, column, table, warnings)
     return discovered
+
+
+def _class_score(name: str, spec: MonitorSpec) -> bool:
+    """Whether a column is a multiclass model's class score (`score:<class>`), no feature."""
+    return spec.task == "multiclass" and name.startswith(calibration.CLASS_SCORE)
 
 
 def _mostly_numbers(name: str, column: Column, table: Table, warnings: list[str]) -> None:
