@@ -17,7 +17,9 @@ total, and starts with `PREFIX`, so no metric reads it):
 - `~<ref>:@rows`: records sketched against reference `<ref>`;
 - `~<ref>:@outliers`: of them, outliers (`OUTLIER` on the record's score).
 
-`<ref>` is the `Reference.id` in decimal; column names never hold a `:`.
+`<ref>` is the `Reference.id` in decimal; column names never hold a `:`. A reference with a
+calibration also has each record add the counters of estimated performance
+(`estimate.ingest`: `~<ref>:@cbpe:...`, see `core.estimate`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from truthloop.core import pointer
+from truthloop.core import estimate, pointer
 from truthloop.core.join import GroupKey
 from truthloop.core.profile import (
     PREDICTION,
@@ -242,7 +244,7 @@ def _canonical_int(text: str) -> bool:
 class _Layout:
     """A reference compiled for sketching against one monitor's features."""
 
-    __slots__ = ("binary", "columns", "features", "profile", "ref")
+    __slots__ = ("binary", "columns", "extras", "features", "profile", "ref")
 
     def __init__(self, reference: Reference, spec: MonitorSpec) -> None:
         self.ref = reference.id
@@ -259,6 +261,8 @@ class _Layout:
                 tokens = pointers.get(column.name, (column.name,))
             self.columns.append(_Column(reference.id, column, tokens))
         self.features = sum(c.feature for c in self.columns)
+        self.extras = estimate.ingest(reference, spec)
+        """Counters a record adds for estimated performance (`core.estimate`)."""
 
 
 _LAYOUTS: OrderedDict[tuple[int, tuple[FeatureSpec, ...], str, float], _Layout] = OrderedDict()
@@ -347,6 +351,8 @@ class _Part:
     codes: list[npt.NDArray[np.intp]]
     """Per column of the layout, each record's code."""
     outliers: npt.NDArray[np.bool_]
+    extras: tuple[tuple[npt.NDArray[np.intp], npt.NDArray[np.float64] | None], ...] = ()
+    """Per `layout.extras`, each record's codes and weights (`estimate.Ingest`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,6 +417,39 @@ def _count(
         for index, value in zip(nonzero.tolist(), row[nonzero].tolist(), strict=True):
             name = keys[index]
             counters[name] = counters.get(name, 0.0) + value
+    for extra, (codes, weights) in zip(part.layout.extras, part.extras, strict=True):
+        _count_extra(part, extra.keys, group, codes, weights, keep, out)
+
+
+def _count_extra(
+    part: _Part,
+    keys: Sequence[str],
+    group: npt.NDArray[np.intp],
+    codes: npt.NDArray[np.intp],
+    weights: npt.NDArray[np.float64] | None,
+    keep: npt.NDArray[np.bool_] | None,
+    out: dict[GroupKey, dict[str, float]],
+) -> None:
+    """Add an `estimate.Ingest`'s counters: sparse (a histogram of 2,000 keys holds a few per
+    minute), so only the (group, key) pairs that occur are summed."""
+    if keep is not None:
+        codes = codes[keep]
+        weights = None if weights is None else weights[keep]
+    width = len(keys)
+    for j in range(codes.shape[1]):
+        valid = codes[:, j] >= 0
+        flat = group[valid] * width + codes[valid, j]
+        found, inverse = np.unique(flat, return_inverse=True)
+        sums = np.bincount(
+            inverse.reshape(-1), weights=None if weights is None else weights[valid, j]
+        )
+        for code, value in zip(found.tolist(), sums.tolist(), strict=True):
+            if value:
+                g, k = divmod(code, width)
+                version, served_by, bucket = part.groups[g]
+                counters = out.setdefault((part.monitor_id, version, served_by, bucket), {})
+                name = keys[k]
+                counters[name] = counters.get(name, 0.0) + value
 
 
 @dataclass(slots=True)
@@ -494,6 +533,7 @@ def sketch(records: Sequence[PredictionRecord], known: Mapping[str, Referenced])
                 group.reshape(-1).astype(np.intp),
                 codes,
                 outlying > 0,
+                tuple(extra.deltas(batch) for extra in layout.extras),
             )
         )
     return Sketched(n, outliers, tuple(parts))

@@ -1,0 +1,266 @@
+"""Estimated performance before labels (CBPE), from a window's summed counters and the
+reference's calibration (`core.calibration`). No raw row is read at read time.
+
+Ingest (`ingest`, called by `core.sketch` for every record sketched against a reference that
+has a calibration) adds per-minute counters, keys starting with `~` and holding `:` (so neither
+metrics nor lifetime totals read them), under the reference's id:
+
+- binary: `~<ref>:@cbpe:<c>:<bin>`, the records whose predicted class is `<c>` (0/1) and whose
+  score fell in `<bin>` (`calibration.bins`, the ROC AUC histogram's 1000 bins): the score
+  histogram of *all* predictions, labeled or not. A record with a score counts (a float
+  prediction without a separate score is its own score, as `core.metrics` reads it); one
+  without, or whose prediction is no class, does not.
+
+`evaluate(reference, counters, spec)` (and `series` over many windows at once) gives each
+estimable metric as a `metrics.Estimate` (names of `metrics.METRIC_NAMES`): `{}` when the
+reference has no calibration or the task has no estimator; a metric whose denominator is empty
+(no records, no expected positives) is `Estimate(None)`.
+
+Binary: with p_b the calibrated probability of the positive class in bin b and n1_b, n0_b the
+records predicted 1 and 0 there, the expected confusion matrix is E[TP] = sum n1_b p_b, E[FP] =
+sum n1_b (1 - p_b), E[FN] = sum n0_b p_b, E[TN] = sum n0_b (1 - p_b), whence accuracy,
+precision, recall, F1, specificity and balanced accuracy. ROC AUC is the expected ROC curve's
+(NannyML's): bin b holds n_b p_b expected positives and n_b (1 - p_b) expected negatives, ranked
+as `core.metrics` ranks its histogram (pairs in one bin are ties). The calibration is constant
+within a bin, so every figure equals the same estimator computed row by row over the window's
+raw scores (within rounding; tests/unit/test_estimate.py holds them within 0.001 on 50k rows).
+
+The band (at `confidence`, 95% by default) is the sampling error of the *realized* metric of a
+window of that size around the estimate, analytically: given the window's scores, each record's
+label is Bernoulli(p) of its bin, independently, so TP (a sum over the records predicted 1) and
+FN (over those predicted 0) are independent with variances sum n1_b p_b (1 - p_b) and
+sum n0_b p_b (1 - p_b); FP = N1 - TP and TN = N0 - FN. Every metric above is a function of (TP,
+FN) and its band is the delta method's normal interval, clipped to [0, 1]. ROC AUC's band is
+Hanley-McNeil's at the expected numbers of positives and negatives (it also counts the scores'
+own sampling error: wider than the labels' alone). The band covers the realized metric as long
+as the calibration holds in the window: under covariate shift (the inputs move, P(y | score)
+does not) it does, and the estimate tracks the realized metric; under concept shift (P(y |
+score) itself changes) the calibration is wrong, the estimate does not move and the band says
+nothing: that is CBPE's limit, which no estimator without labels escapes (drift and, once
+labels come, the realized metrics show it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from itertools import repeat
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from truthloop.core import calibration, intervals, metrics
+from truthloop.core.calibration import BinaryCalibration
+from truthloop.core.profile import Reference
+
+if TYPE_CHECKING:
+    from truthloop.core.records import PredictionRecord
+    from truthloop.core.spec import MonitorSpec
+
+BINS = calibration.BINS
+CBPE = "@cbpe"
+
+BINARY_METRICS = (
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "specificity",
+    "balanced_accuracy",
+    "roc_auc",
+)
+"""The binary metrics CBPE estimates (brier score and log loss need each row's score)."""
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.intp]
+Estimates = dict[str, metrics.Estimate]
+
+
+def binary_key(ref: int, predicted: int, bin_: int) -> str:
+    """The counter of records of reference `ref` predicted `predicted` with a score in `bin_`."""
+    return f"~{ref}:{CBPE}:{predicted}:{bin_}"
+
+
+@lru_cache(maxsize=256)
+def _binary_keys(ref: int) -> tuple[str, ...]:
+    """Every binary histogram key of a reference: predicted 0's bins, then predicted 1's."""
+    return tuple(binary_key(ref, c, b) for c in (0, 1) for b in range(BINS))
+
+
+# -- ingest ----------------------------------------------------------------------------------
+
+
+class Ingest(Protocol):
+    """Counters a batch of records adds: per record and per column j, `codes[:, j]` indexes
+    `keys` (-1: nothing) and `weights[:, j]` is what it adds (None: 1 each)."""
+
+    @property
+    def keys(self) -> Sequence[str]: ...
+
+    def deltas(self, records: Sequence[PredictionRecord]) -> tuple[Ints, Floats | None]: ...
+
+
+class _BinaryIngest:
+    """The binary score histogram of every record (`binary_key`)."""
+
+    __slots__ = ("keys", "threshold")
+
+    def __init__(self, ref: int, threshold: float) -> None:
+        self.keys = _binary_keys(ref)
+        self.threshold = threshold
+
+    def deltas(self, records: Sequence[PredictionRecord]) -> tuple[Ints, Floats | None]:
+        predictions = [r.prediction for r in records]
+        scores = [r.score for r in records]
+        if set(map(type, scores)) == {float} and set(map(type, predictions)) <= _CLASS_TYPES:
+            classes = np.array(predictions, dtype=np.int64)
+            found = calibration.bins(np.array(scores, dtype=np.float64)) + BINS * classes
+            codes = np.where((classes == 0) | (classes == 1), found, -1)
+        else:
+            codes = np.fromiter(
+                map(self._code, predictions, scores), dtype=np.intp, count=len(records)
+            )
+        return codes.astype(np.intp).reshape(-1, 1), None
+
+    def _code(self, prediction: object, score: float | None) -> int:
+        """A record's key index, -1 when it has no score or no class (`core.metrics`' rule)."""
+        if score is None:
+            if type(prediction) is not float or not 0.0 <= prediction <= 1.0:
+                return -1
+            score, predicted = prediction, int(prediction >= self.threshold)
+        else:
+            try:
+                predicted = metrics.binary_class(prediction, "prediction")
+            except metrics.LabelError:
+                return -1
+        return predicted * BINS + min(int(score * BINS), BINS - 1)
+
+
+_CLASS_TYPES = frozenset({int, bool})
+
+
+def ingest(reference: Reference, spec: MonitorSpec) -> list[Ingest]:
+    """What a record sketched against `reference` adds for estimation (nothing without a
+    calibration)."""
+    found = reference.profile.calibration
+    out: list[Ingest] = []
+    if spec.task == "binary" and isinstance(found, BinaryCalibration):
+        out.append(_BinaryIngest(reference.id, spec.threshold))
+    return out
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def evaluate(
+    reference: Reference,
+    counters: Mapping[str, float],
+    spec: MonitorSpec,
+    *,
+    confidence: float = 0.95,
+) -> Estimates:
+    """The estimated metrics of a window's summed counters (see the module docstring)."""
+    return series(reference, [counters], spec, confidence=confidence)[0]
+
+
+def series(
+    reference: Reference,
+    points: Sequence[Mapping[str, float]],
+    spec: MonitorSpec,
+    *,
+    confidence: float = 0.95,
+) -> list[Estimates]:
+    """`evaluate` of every window of `points` at once (one row of arrays per window)."""
+    found = reference.profile.calibration
+    if spec.task == "binary" and isinstance(found, BinaryCalibration):
+        keys = _binary_keys(reference.id)
+        counts = np.array(
+            [np.fromiter(map(c.get, keys, repeat(0.0)), np.float64, len(keys)) for c in points],
+            dtype=np.float64,
+        ).reshape(len(points), 2 * BINS)
+        return binary_rows(counts[:, BINS:], counts[:, :BINS], found.curve, confidence)
+    return [{} for _ in points]
+
+
+def records(reference: Reference, counters: Mapping[str, float]) -> int:
+    """The records a window's estimate rests on (binary: those in the score histogram)."""
+    if isinstance(reference.profile.calibration, BinaryCalibration):
+        return round(sum(counters.get(k, 0.0) for k in _binary_keys(reference.id)))
+    return 0
+
+
+def binary_rows(
+    n1: Floats, n0: Floats, curve: calibration.Curve, confidence: float = 0.95
+) -> list[Estimates]:
+    """The binary estimates of windows (rows) of records per bin predicted 1 (`n1`) and 0
+    (`n0`), with `curve` the positive class's calibrated probability."""
+    z = intervals.z_score(confidence)
+    p = calibration.table(curve)
+    q = 1.0 - p
+    tp, fp, fn, tn = n1 @ p, n1 @ q, n0 @ p, n0 @ q
+    var_tp, var_fn = n1 @ (p * q), n0 @ (p * q)
+    # the calibration's own error: each fitted value is a mean over its reference rows
+    starts = np.asarray(curve.starts, dtype=np.intp)
+    fitted = np.asarray(curve.values)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var_fit = np.where(
+            np.asarray(curve.weights) > 0, fitted * (1 - fitted) / np.asarray(curve.weights), 0.0
+        )
+    block1 = np.add.reduceat(n1, starts, axis=1)
+    block0 = np.add.reduceat(n0, starts, axis=1)
+    big1, big0 = tp + fp, fn + tn
+    n = big1 + big0
+    pos, neg = tp + fn, tn + fp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        accuracy = ((tp + tn) / n, 1 / n, -1 / n)
+        precision = (tp / big1, 1 / big1, 0 * n)
+        recall = (tp / pos, fn / pos**2, -tp / pos**2)
+        specificity = (tn / neg, tn / neg**2, -fp / neg**2)
+        d_f1 = tp + big1 + fn
+        f1 = (2 * tp / d_f1, 2 * (big1 + fn) / d_f1**2, -2 * tp / d_f1**2)
+        balanced = tuple((r + s) / 2 for r, s in zip(recall, specificity, strict=True))
+        auc = _auc(n1 + n0, p)
+    ratios = {
+        "accuracy": accuracy,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "specificity": specificity,
+        "balanced_accuracy": balanced,
+    }
+    out: list[Estimates] = [{} for _ in range(len(n))]
+    for name, (value, d_tp, d_fn) in ratios.items():
+        with np.errstate(invalid="ignore"):
+            d_fit = d_tp[:, None] * block1 + d_fn[:, None] * block0
+            variance = d_tp**2 * var_tp + d_fn**2 * var_fn + (d_fit**2) @ var_fit
+            half = z * np.sqrt(variance)
+        for row, (v, h) in enumerate(zip(value.tolist(), half.tolist(), strict=True)):
+            out[row][name] = _band(v, v - h, v + h)
+    for row, (a, p_, n_) in enumerate(zip(auc.tolist(), pos.tolist(), neg.tolist(), strict=True)):
+        if math.isfinite(a) and p_ > 0 and n_ > 0:
+            out[row]["roc_auc"] = _band(a, *intervals.hanley_mcneil(a, p_, n_, z))
+        else:
+            out[row]["roc_auc"] = metrics.Estimate(None)
+    return out
+
+
+def _auc(n: Floats, p: Floats) -> Floats:
+    """The expected ROC curve's AUC per row of per-bin records `n`: n p positives and n (1 - p)
+    negatives per bin, pairs within a bin counted half."""
+    positives = n * p
+    negatives = n * (1.0 - p)
+    below = np.cumsum(negatives, axis=1) - negatives
+    wins = np.sum(positives * (below + 0.5 * negatives), axis=1)
+    result: Floats = wins / (positives.sum(axis=1) * negatives.sum(axis=1))
+    return result
+
+
+def _band(value: float, lower: float, upper: float) -> metrics.Estimate:
+    """An estimate clipped to [0, 1]; None when undefined, no bounds when they are not finite."""
+    if not math.isfinite(value):
+        return metrics.Estimate(None)
+    if not (math.isfinite(lower) and math.isfinite(upper)):
+        return metrics.Estimate(value)
+    return metrics.Estimate(value, max(0.0, min(lower, value)), min(1.0, max(upper, value)))
