@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from truthloop.core.events import Observed, lines
 from truthloop.core.throttle import Throttle
+from truthloop.core.wire import DriftSummary
 
 START = Observed()
 
@@ -66,3 +67,28 @@ def test_a_growing_counter_once_per_reason_per_interval() -> None:
     ]
     assert step({"not_json": 5}, {"not_json": 5}, 70.0) == []  # no growth, no line
     assert step({"not_json": 5}, {"not_json": 9}, 71.0) == ["capture error not_json: 9 so far"]
+
+
+def test_drift_is_told_as_it_starts_changes_and_ends() -> None:
+    def seen(*features: str, drifted: bool = True) -> Observed:
+        share = len(features) / 4
+        summary = DriftSummary(
+            status="ok", drifted=drifted, share=share, threshold=0.5, features=features, profiled=4
+        )
+        return Observed(phase="Collecting", drift=summary)
+
+    calm = seen("tenure", drifted=False)
+    assert lines(seen(drifted=False), calm, 0.0, Throttle()) == []
+    shifted = seen("tenure", "plan")
+    assert lines(calm, shifted, 0.0, Throttle()) == [
+        "inputs drifted from the reference: tenure, plan (2 of 4 features, share 0.5; "
+        "GET .../drift tells how)"
+    ]
+    assert lines(shifted, shifted, 0.0, Throttle()) == []
+    wider = seen("tenure", "plan", "region")
+    assert lines(shifted, wider, 0.0, Throttle())[0].startswith(
+        "inputs drifted from the reference: tenure, plan, region (3 of 4"
+    )
+    assert lines(wider, calm, 0.0, Throttle()) == ["inputs back in line with the reference"]
+    no_reference = Observed(phase="Collecting", drift=DriftSummary())
+    assert lines(START, no_reference, 0.0, Throttle()) == ["phase Collecting"]

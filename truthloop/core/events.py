@@ -3,7 +3,8 @@
 The shell samples what the parts show (the monitor's state, the sidecar's counters, whether the
 model accepts connections) into an `Observed`, and `lines(before, after, now, throttle)` says in
 words what changed between two samples. A change of state (the phase, the fallback engaged or
-released, the model unreachable or back) is told each time; a counter that grows (model errors,
+released, the inputs drifting from the reference or back, the model unreachable or back) is told
+each time; a counter that grows (model errors,
 capture errors, records the service refused) once per reason per `throttle.interval`, with the
 count so far, so a failure repeated thousands of times a minute stays one line a minute.
 """
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from truthloop.core.throttle import Throttle
+from truthloop.core.wire import DriftSummary
 
 COUNTED = {
     "model_errors": "model error",
@@ -32,6 +34,8 @@ class Observed:
     fallback: bool | None = None
     fallback_reason: str | None = None
     model_up: bool | None = None
+    drift: DriftSummary | None = None
+    """The state's drift summary."""
     counts: Mapping[tuple[str, str], float] = field(default_factory=dict)
     """(a COUNTED counter, its reason) → its value."""
 
@@ -46,6 +50,7 @@ def lines(before: Observed, after: Observed, now: float, throttle: Throttle) -> 
         said.append(f"fallback engaged{reason}: the rules answer (X-Served-By: fallback)")
     elif before.fallback and after.fallback is False:
         said.append("fallback released: the model answers again")
+    said.extend(_drift(before.drift, after.drift))
     if after.model_up is False and before.model_up is not False:
         said.append("the model does not accept connections: requests through the sidecar get 502")
     elif after.model_up and before.model_up is False:
@@ -57,3 +62,20 @@ def lines(before: Observed, after: Observed, now: float, throttle: Throttle) -> 
         ):
             said.append(f"{COUNTED[counter]} {reason}: {value:.0f} so far")
     return said
+
+
+def _drift(before: DriftSummary | None, after: DriftSummary | None) -> list[str]:
+    """Dataset drift as it starts (or its drifted features change) and as it ends."""
+    if after is None or after.status != "ok":
+        return []
+    was = before is not None and before.status == "ok" and before.drifted
+    if after.drifted and (not was or before is None or before.features != after.features):
+        share = f"{after.share:.2g}" if after.share is not None else "?"
+        named = ", ".join(after.features)
+        return [
+            f"inputs drifted from the reference: {named} ({len(after.features)} of "
+            f"{after.profiled} features, share {share}; GET .../drift tells how)"
+        ]
+    if was and not after.drifted:
+        return ["inputs back in line with the reference"]
+    return []

@@ -49,6 +49,7 @@ async def follow(stack: Stack, say: Callable[[str], None]) -> None:
                     phase=state.phase,
                     fallback=state.fallback.active,
                     fallback_reason=state.fallback.reason,
+                    drift=state.drift,
                 )
             except _FAILURES:
                 await asyncio.sleep(WAIT)
