@@ -404,6 +404,8 @@ async def test_the_leader_builds_the_history_reference_once_its_period_has_ended
     status, body = await service.call("GET", REFERENCE)
     assert status == 404, "the period has not ended"
     assert "once its period ends (2026-01-01T01:00:00Z)" in body["details"][0]["message"]
+    reason = (await service.state())["drift"]["reason"]
+    assert "once its period ends (2026-01-01T01:00:00Z)" in reason, "the state says so too"
 
     clock.advance(3600)
     await service.tick()
@@ -440,6 +442,8 @@ async def test_a_history_period_without_records_is_said_and_a_new_period_builds_
     body = await eventually(said, "the empty period named")
     assert body["details"][0]["field"] == "spec.drift.reference"
     assert "no rows" in body["details"][0]["message"]
+    await service.tick()
+    assert "gave none (no rows" in (await service.state())["drift"]["reason"]
 
     clock.advance(60)
     full = {"from": rfc3339(clock.now - 3600), "to": rfc3339(clock.now)}

@@ -81,6 +81,7 @@ async def test_a_drift_alert_engages_the_fallback_before_any_label_arrives(
         "features": [],
         "profiled": 2,
         "prediction": False,
+        "reason": None,
     }
     text = await service.scrape()
     tenure = sample(text, "truthloop_feature_drift", **BASE, feature="tenure", method="wasserstein")

@@ -416,3 +416,15 @@ def test_the_merge_patch_is_minimal() -> None:
     new = {"phase": "Healthy", "metrics": {"a": 1, "c": 3.0}, "samples": 3}
     assert mergepatch.diff(old, new) == {"metrics": {"b": None, "c": 3.0}}
     assert mergepatch.diff({"on": 1}, {"on": True}) == {"on": True}
+
+
+def test_no_reference_says_why_the_history_reference_is_not_there_when_the_service_does() -> None:
+    def message(summary: wire.DriftSummary) -> str:
+        composed = status.compose({}, registered(drift=summary), T0)
+        (drift,) = [c for c in composed["conditions"] if c["type"] == "Drift"]
+        assert (drift["status"], drift["reason"]) == ("Unknown", "NoReference")
+        return str(drift["message"])
+
+    assert "truthloop reference" in message(wire.DriftSummary())
+    why = "the period 2026-01-01T00:00:00Z to 2026-01-02T00:00:00Z gave none (no rows)"
+    assert message(wire.DriftSummary(reason=why)).endswith(why)

@@ -67,6 +67,7 @@ def test_the_state_on_the_wire() -> None:
             "features": ["tenure", "plan"],
             "profiled": 4,
             "prediction": True,
+            "reason": None,
         },
     }
     assert msgspec.json.decode(msgspec.json.encode(STATE), type=wire.MonitorState) == STATE

@@ -151,6 +151,9 @@ class DriftSummary(msgspec.Struct, frozen=True, kw_only=True):
     profiled: int = 0
     """Features compared with the reference."""
     prediction: bool = False
+    reason: str | None = None
+    """With `no_reference` and a history period (`spec.drift.reference`): why there is none yet
+    (the period has not ended, or held no usable records)."""
 
 
 class MonitorState(msgspec.Struct, frozen=True, kw_only=True):

@@ -862,6 +862,10 @@ class Engine:
                 window_metrics[name] = alerts.WindowMetric(value, samples)
         persisted, visible = runtime.persisted(), runtime.visible()
         runtime.drift = drift.summary(report or drift.no_reference())
+        if runtime.drift.status == "no_reference":
+            field, why = _why_no_reference(registered, runtime.history, now)
+            if field == HISTORY_FIELD:
+                runtime.drift = msgspec.structs.replace(runtime.drift, reason=why)
         runtime.state, transitions = alerts.step(
             runtime.state,
             spec,
@@ -984,23 +988,11 @@ class Engine:
         return reference_of(self.registered(key), version)
 
     def why_no_reference(self, key: str) -> tuple[str, str]:
-        """What would give a monitor without a reference one, or why its history reference
-        (`spec.drift.reference`) has not: the spec field it concerns and the words."""
-        period = self.registered(key).monitor.spec.drift.reference
-        upload = "upload one (POST .../reference)"
-        if period is None:
-            return "reference", f"{upload} or set spec.drift.reference"
-        start, end = period
-        built = self._runtimes[key].history
-        if self.settings.clock() < end:
-            when = f"once its period ends ({_when(end)})"
-            return "spec.drift.reference", f"it is built from history {when}, or {upload}"
-        if built is not None and (built.start, built.end) == period and built.problem:
-            return "spec.drift.reference", (
-                f"the period {_when(start)} to {_when(end)} gave none ({built.problem});"
-                f" choose another period or {upload}"
-            )
-        return "spec.drift.reference", f"it is being built from the period's records, or {upload}"
+        """What would give a monitor without a reference one, or why its history reference has
+        not: the field it concerns and the words (`_why_no_reference`)."""
+        registered = self.registered(key)
+        history = self._runtimes[key].history
+        return _why_no_reference(registered, history, self.settings.clock())
 
     async def put_reference(
         self, key: str, version: str, fmt: table.Format, body: AsyncIterator[bytes]
@@ -1194,6 +1186,33 @@ def reference_of(registered: Registered, version: str | None) -> Reference | Non
     against (`sketch.reference_of`: its own, else the default one); the default one for every
     version (None)."""
     return sketch.reference_of(registered.references, version or "")
+
+
+HISTORY_FIELD = "spec.drift.reference"
+
+
+def _why_no_reference(
+    registered: Registered, history: HistoryBuilt | None, now: float
+) -> tuple[str, str]:
+    """What would give a monitor without a reference one (`reference`), or why the history
+    reference of `spec.drift.reference` has not yet (`HISTORY_FIELD`): its period has not ended,
+    held no usable records, or is being read."""
+    period = registered.monitor.spec.drift.reference
+    upload = "upload one (POST .../reference)"
+    if period is None:
+        return "reference", f"{upload} or set spec.drift.reference"
+    start, end = period
+    if now < end:
+        return (
+            HISTORY_FIELD,
+            f"it is built from history once its period ends ({_when(end)}), or {upload}",
+        )
+    if history is not None and (history.start, history.end) == period and history.problem:
+        return HISTORY_FIELD, (
+            f"the period {_when(start)} to {_when(end)} gave none ({history.problem});"
+            f" choose another period or {upload}"
+        )
+    return HISTORY_FIELD, f"it is being built from the period's records, or {upload}"
 
 
 def _newest_references(read: Registered, held: Registered) -> Registered:

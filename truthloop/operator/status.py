@@ -276,12 +276,8 @@ def _drift(view: wire.MonitorStatus | None) -> tuple[str, str, str]:
         return ("Unknown", "NoData", "the monitor's state is not known yet")
     drift = view.drift
     if drift.status == "no_reference":
-        return (
-            "Unknown",
-            "NoReference",
-            "no reference profile to compare the inputs with: send one (truthloop reference) "
-            "or set spec.drift.reference",
-        )
+        why = drift.reason or ("send one (truthloop reference) or set spec.drift.reference")
+        return ("Unknown", "NoReference", f"no reference profile to compare the inputs with: {why}")
     if drift.status != "ok":
         return ("Unknown", "NoData", "no captured record in the window to compare with the "
                 "reference")  # fmt: skip
