@@ -1,5 +1,6 @@
-"""Estimated performance before labels (CBPE), from a window's summed counters and the
-reference's calibration (`core.calibration`). No raw row is read at read time.
+"""Estimated performance before labels (CBPE for classifiers, DLE for regression), from a
+window's summed counters and the reference's calibration (`core.calibration`) or loss model
+(`core.lossmodel`). No raw row is read at read time.
 
 Ingest (`ingest`, called by `core.sketch` for every record sketched against a reference that
 has a calibration) adds per-minute counters, keys starting with `~` and holding `:` (so neither
@@ -10,6 +11,9 @@ metrics nor lifetime totals read them), under the reference's id:
   histogram of *all* predictions, labeled or not. A record with a score counts (a float
   prediction without a separate score is its own score, as `core.metrics` reads it); one
   without, or whose prediction is no class, does not.
+- regression (a reference with a loss model): `~<ref>:@dle:<name>` (`dle_key`) for each of
+  `lossmodel.COUNTERS`, the sums of each record's predicted |e|, e², e and their variance
+  proxies (`core.sketch` computes them from the columns it reads anyway).
 
 `evaluate(reference, counters, spec)` (and `series` over many windows at once) gives each
 estimable metric as a `metrics.Estimate` (names of `metrics.METRIC_NAMES`): `{}` when the
@@ -25,8 +29,13 @@ as `core.metrics` ranks its histogram (pairs in one bin are ties). The calibrati
 within a bin, so every figure equals the same estimator computed row by row over the window's
 raw scores (within rounding; tests/unit/test_estimate.py holds them within 0.001 on 50k rows).
 
-The band (at `confidence`, 95% by default) is the sampling error of the *realized* metric of a
-window of that size around the estimate, analytically: given the window's scores, each record's
+Regression (direct loss estimation): `mae`, `rmse` and `mean_error` are the window's mean
+predicted |e|, the root of its mean predicted e², and its mean predicted e; their band (the
+realized metric's sampling error on a window of that many records, with the trees' own error)
+is `core.lossmodel`'s.
+
+The binary band (at `confidence`, 95% by default) is the sampling error of the *realized* metric
+of a window of that size around the estimate, analytically: given the window's scores, each record's
 label is Bernoulli(p) of its bin, independently, so TP (a sum over the records predicted 1) and
 FN (over those predicted 0) are independent with variances sum n1_b p_b (1 - p_b) and
 sum n0_b p_b (1 - p_b); FP = N1 - TP and TN = N0 - FN. Every metric above is a function of (TP,
@@ -51,7 +60,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from truthloop.core import calibration, intervals, metrics
+from truthloop.core import calibration, intervals, lossmodel, metrics
 from truthloop.core.calibration import BinaryCalibration
 from truthloop.core.profile import Reference
 
@@ -61,6 +70,7 @@ if TYPE_CHECKING:
 
 BINS = calibration.BINS
 CBPE = "@cbpe"
+DLE = "@dle"
 
 BINARY_METRICS = (
     "accuracy",
@@ -81,6 +91,11 @@ Estimates = dict[str, metrics.Estimate]
 def binary_key(ref: int, predicted: int, bin_: int) -> str:
     """The counter of records of reference `ref` predicted `predicted` with a score in `bin_`."""
     return f"~{ref}:{CBPE}:{predicted}:{bin_}"
+
+
+def dle_key(ref: int, name: str) -> str:
+    """The counter of one of `lossmodel.COUNTERS` under reference `ref`."""
+    return f"~{ref}:{DLE}:{name}"
 
 
 @lru_cache(maxsize=256)
@@ -181,6 +196,10 @@ def series(
             dtype=np.float64,
         ).reshape(len(points), 2 * BINS)
         return binary_rows(counts[:, BINS:], counts[:, :BINS], found.curve, confidence)
+    model = reference.profile.loss
+    if spec.task == "regression" and model is not None:
+        z = intervals.z_score(confidence)
+        return [regression(model, LossSums(reference.id, c), z) for c in points]
     return [{} for _ in points]
 
 
@@ -188,6 +207,8 @@ def records(reference: Reference, counters: Mapping[str, float]) -> int:
     """The records a window's estimate rests on (binary: those in the score histogram)."""
     if isinstance(reference.profile.calibration, BinaryCalibration):
         return round(sum(counters.get(k, 0.0) for k in _binary_keys(reference.id)))
+    if reference.profile.loss is not None:
+        return round(LossSums(reference.id, counters).n)
     return 0
 
 
@@ -264,3 +285,50 @@ def _band(value: float, lower: float, upper: float) -> metrics.Estimate:
     if not (math.isfinite(lower) and math.isfinite(upper)):
         return metrics.Estimate(value)
     return metrics.Estimate(value, max(0.0, min(lower, value)), min(1.0, max(upper, value)))
+
+
+# -- regression: direct loss estimation ------------------------------------------------------
+
+
+class LossSums:
+    """A window's `@dle` sums (`lossmodel.COUNTERS`) against one reference."""
+
+    __slots__ = ("ae", "e", "n", "se", "vae", "ve", "vse")
+
+    def __init__(self, ref: int, counters: Mapping[str, float]) -> None:
+        get = counters.get
+        self.n, self.ae, self.se, self.e, self.vae, self.vse, self.ve = (
+            get(dle_key(ref, name), 0.0) for name in lossmodel.COUNTERS
+        )
+
+
+def regression(model: lossmodel.LossModel, sums: LossSums, z: float) -> Estimates:
+    """A window's estimated `mae`, `rmse` and `mean_error` from its loss sums (`{}` when no
+    record was predicted); the bands as `core.lossmodel` describes them."""
+    n = sums.n
+    if n < 0.5:
+        return {}
+    k_ae, k_se, k_e = model.scale
+    b_ae, b_se, b_e = model.bias
+    mae = max(sums.ae / n, 0.0)
+    mse = max(sums.se / n, 0.0)
+    mean_error = sums.e / n
+    half_ae = math.hypot(z * math.sqrt(k_ae * max(sums.vae, 0.0)) / n, b_ae * mae)
+    half_se = math.hypot(z * math.sqrt(k_se * max(sums.vse, 0.0)) / n, b_se * mse)
+    half_e = math.hypot(z * math.sqrt(k_e * max(sums.ve, 0.0)) / n, b_e * mae)
+    return {
+        "mae": _unbounded(mae, max(mae - half_ae, 0.0), mae + half_ae),
+        "rmse": _unbounded(
+            math.sqrt(mse), math.sqrt(max(mse - half_se, 0.0)), math.sqrt(mse + half_se)
+        ),
+        "mean_error": _unbounded(mean_error, mean_error - half_e, mean_error + half_e),
+    }
+
+
+def _unbounded(value: float, lower: float, upper: float) -> metrics.Estimate:
+    """An estimate on an open scale; None when not finite (sums that overflowed)."""
+    if not math.isfinite(value):
+        return metrics.Estimate(None)
+    if not (math.isfinite(lower) and math.isfinite(upper)):
+        return metrics.Estimate(value)
+    return metrics.Estimate(value, min(lower, value), max(upper, value))

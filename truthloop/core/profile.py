@@ -50,7 +50,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from truthloop.core import calibration, columns, metrics, pointer
+from truthloop.core import calibration, columns, lossmodel, metrics, pointer
 from truthloop.core.table import (
     MAX_DETAILS,
     Column,
@@ -130,6 +130,9 @@ class Profile(msgspec.Struct, frozen=True):
     """How the model's scores map to the probability of each outcome (`core.calibration`),
     when the reference has scores and `actual`: what estimated performance (`core.estimate`)
     reads. A new reference recalibrates."""
+    loss: lossmodel.LossModel | None = None
+    """A regression reference with `actual`: the models of each record's error that estimate a
+    window's MAE and RMSE before its labels (`core.lossmodel`, direct loss estimation)."""
 
 
 class Reference(msgspec.Struct, frozen=True):
@@ -259,7 +262,24 @@ def build(table: Table, spec: MonitorSpec, *, strict: bool = True) -> tuple[Prof
             profiled.append(found)
     _raise(problems)
     calibrated = calibration.from_table(table, spec.task, warnings)
-    return Profile(rows=table.rows, columns=tuple(profiled), calibration=calibrated), warnings
+    loss = _loss_model(table, spec, profiled, warnings)
+    profile = Profile(table.rows, tuple(profiled), calibration=calibrated, loss=loss)
+    return profile, warnings
+
+
+def _loss_model(
+    table: Table, spec: MonitorSpec, profiled: list[ColumnProfile], warnings: list[str]
+) -> lossmodel.LossModel | None:
+    """A regression reference's loss models (`core.lossmodel`) when it has `actual`: the
+    profiled features and the prediction are their inputs."""
+    if spec.task != "regression" or ACTUAL not in table.columns:
+        return None
+    inputs = [
+        (c.name, c.categories if isinstance(c, CategoricalProfile) else None)
+        for c in profiled
+        if c.name not in (PREDICTION, SCORE)
+    ]
+    return lossmodel.fit(table, [*inputs, (PREDICTION, None)], warnings)
 
 
 def build_from_records(

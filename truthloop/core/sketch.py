@@ -15,7 +15,10 @@ total, and starts with `PREFIX`, so no metric reads it):
   cells together);
 - `~<ref>:<column>:new`: categorical values the reference never had (`core.profile`'s `seen`);
 - `~<ref>:@rows`: records sketched against reference `<ref>`;
-- `~<ref>:@outliers`: of them, outliers (`OUTLIER` on the record's score).
+- `~<ref>:@outliers`: of them, outliers (`OUTLIER` on the record's score);
+- `~<ref>:@dle:<name>` (a regression reference with a loss model, `core.lossmodel`): per
+  `lossmodel.COUNTERS` name, the sum over the records of their predicted loss (or its variance
+  proxy; `n`: records with a loss prediction, those whose prediction is a number).
 
 `<ref>` is the `Reference.id` in decimal; column names never hold a `:`. A reference with a
 calibration also has each record add the counters of estimated performance
@@ -35,7 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from truthloop.core import estimate, pointer
+from truthloop.core import estimate, lossmodel, pointer
 from truthloop.core.join import GroupKey
 from truthloop.core.profile import (
     PREDICTION,
@@ -52,6 +55,8 @@ from truthloop.core.spec import FeatureSpec, Monitor, MonitorSpec
 from truthloop.core.windows import BUCKET_SECONDS
 
 PREFIX = "~"
+
+Floats = npt.NDArray[np.float64]
 
 ROWS = "@rows"
 OUTLIERS = "@outliers"
@@ -77,6 +82,9 @@ def rows_key(ref: int) -> str:
 
 def outliers_key(ref: int) -> str:
     return f"{PREFIX}{ref}:{OUTLIERS}"
+
+
+dle_key = estimate.dle_key
 
 
 # -- sketching a batch -------------------------------------------------------------------------
@@ -185,12 +193,18 @@ class _Column:
 
     def codes(self, values: Sequence[Any]) -> npt.NDArray[np.intp]:
         """Each value's code."""
+        return self.read(values)[0]
+
+    def read(self, values: Sequence[Any]) -> tuple[npt.NDArray[np.intp], Floats | None]:
+        """Each value's code and, for a numeric column, its number (NaN: missing or wrong)."""
         kinds = set(map(type, values))
         if self.numeric:
             return self._numeric(values, kinds)
-        return self._categorical(values, kinds)
+        return self._categorical(values, kinds), None
 
-    def _numeric(self, values: Sequence[Any], kinds: set[type]) -> npt.NDArray[np.intp]:
+    def _numeric(
+        self, values: Sequence[Any], kinds: set[type]
+    ) -> tuple[npt.NDArray[np.intp], Floats]:
         edges = len(self.edges)
         if kinds <= _NUMBERS:
             numbers = np.array(values, dtype=np.float64)  # None: NaN
@@ -210,7 +224,7 @@ class _Column:
         codes[missing] = edges + 1
         if wrong is not None:
             codes[wrong] = edges + 2
-        return codes
+        return codes, numbers
 
     def _categorical(self, values: Sequence[Any], kinds: set[type]) -> npt.NDArray[np.intp]:
         new = self.width - 3
@@ -244,7 +258,7 @@ def _canonical_int(text: str) -> bool:
 class _Layout:
     """A reference compiled for sketching against one monitor's features."""
 
-    __slots__ = ("binary", "columns", "extras", "features", "profile", "ref")
+    __slots__ = ("binary", "columns", "extras", "features", "loss", "loss_inputs", "profile", "ref")
 
     def __init__(self, reference: Reference, spec: MonitorSpec) -> None:
         self.ref = reference.id
@@ -263,6 +277,34 @@ class _Layout:
         self.features = sum(c.feature for c in self.columns)
         self.extras = estimate.ingest(reference, spec)
         """Counters a record adds for estimated performance (`core.estimate`)."""
+        model = reference.profile.loss
+        self.loss = None if model is None else lossmodel.Compiled(model)
+        """The reference's loss model (regression), compiled."""
+        names = [c.name for c in self.columns]
+        self.loss_inputs = [] if model is None else [names.index(n) for n in model.inputs]
+        """The layout's column of each loss model input."""
+
+    def loss_counters(
+        self, read: Sequence[tuple[npt.NDArray[np.intp], Floats | None]]
+    ) -> Floats | None:
+        """Per record, its contribution to the `@dle` counters (None without a loss model):
+        the loss model's inputs taken from the columns as read (`lossmodel`'s encoding: a
+        category's index, other and new values one more, missing and wrong NaN)."""
+        if self.loss is None:
+            return None
+        inputs = np.empty((len(read[0][0]), len(self.loss_inputs)), dtype=np.float64)
+        for j, i in enumerate(self.loss_inputs):
+            codes, numbers = read[i]
+            if numbers is not None:
+                inputs[:, j] = numbers
+            else:
+                k = self.columns[i].width - 4  # the categories
+                indices = np.minimum(codes, k).astype(np.float64)
+                indices[codes >= k + 2] = np.nan  # missing, wrong
+                inputs[:, j] = indices
+        inputs = lossmodel.encode_numbers(inputs)
+        usable = ~np.isnan(inputs[:, -1])  # the prediction
+        return self.loss.contributions(inputs, usable)
 
 
 _LAYOUTS: OrderedDict[tuple[int, tuple[FeatureSpec, ...], str, float], _Layout] = OrderedDict()
@@ -353,6 +395,8 @@ class _Part:
     outliers: npt.NDArray[np.bool_]
     extras: tuple[tuple[npt.NDArray[np.intp], npt.NDArray[np.float64] | None], ...] = ()
     """Per `layout.extras`, each record's codes and weights (`estimate.Ingest`)."""
+    losses: Floats | None = None
+    """Per record, its contribution to each `@dle` counter (`_Layout.loss_counters`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +451,14 @@ def _count(
         ).astype(np.float64)
     )
     keys += [rows_key(ref), outliers_key(ref)]
+    if part.losses is not None:
+        losses = part.losses if keep is None else part.losses[keep]
+        matrices.append(
+            np.stack([np.bincount(group, weights=c, minlength=n) for c in losses.T], axis=1).astype(
+                np.float64
+            )
+        )
+        keys += [dle_key(ref, name) for name in lossmodel.COUNTERS]
     table = np.concatenate(matrices, axis=1)
     for g, (version, served_by, bucket) in enumerate(part.groups):
         row = table[g]
@@ -513,10 +565,11 @@ def sketch(records: Sequence[PredictionRecord], known: Mapping[str, Referenced])
             (*gathering.slots[int(code) // span], low + int(code) % span)
             for code in unique.tolist()
         ]
-        codes = [
-            column.codes(values)
+        read = [
+            column.read(values)
             for column, values in zip(layout.columns, _columns(batch, layout), strict=True)
         ]
+        codes = [c for c, _ in read]
         outlying = np.zeros(len(batch), dtype=np.intp)
         for column, found in zip(layout.columns, codes, strict=True):
             if column.feature:
@@ -534,6 +587,7 @@ def sketch(records: Sequence[PredictionRecord], known: Mapping[str, Referenced])
                 codes,
                 outlying > 0,
                 tuple(extra.deltas(batch) for extra in layout.extras),
+                layout.loss_counters(read),
             )
         )
     return Sketched(n, outliers, tuple(parts))
