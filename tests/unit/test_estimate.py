@@ -250,3 +250,116 @@ def test_a_series_is_each_point_evaluated() -> None:
 def test_other_tasks_estimate_nothing_from_a_binary_calibration(task: str) -> None:
     ref = reference_of(np.random.default_rng(1), rows=100)
     assert estimate.evaluate(ref, {}, monitor(task).spec) == {}
+
+
+CLASSES = ("ant", "bee", "cat")
+LABELS = CategoricalProfile("prediction", CLASSES, (0.3, 0.3, 0.4, 0.0), (), 100, 0)
+
+
+def softmax(z: Any) -> Any:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def multiclass_model(rng: np.random.Generator, shift: float, n: int) -> tuple[Any, Any]:
+    """A calibrated 3-class model: class probabilities from two inputs, x's mean at `shift`."""
+    x = rng.normal(shift, 1.0, size=(n, 2))
+    logits = np.stack([1.5 * x[:, 0], 1.5 * x[:, 1], -0.5 * (x[:, 0] + x[:, 1])], axis=1)
+    probs = softmax(logits)
+    actual = (rng.uniform(size=(n, 1)) > np.cumsum(probs, axis=1)).sum(axis=1)
+    return probs, np.minimum(actual, 2)
+
+
+def multiclass_reference(rng: np.random.Generator, rows: int = 50_000) -> Reference:
+    probs, actual = multiclass_model(rng, 0.0, rows)
+    predicted = probs.argmax(axis=1)
+    fitted = calibration.fit_multiclass(
+        CLASSES, probs, [CLASSES[i] for i in predicted], [CLASSES[i] for i in actual]
+    )
+    return Reference(9, "", T0, "upload", Profile(rows, (LABELS,), fitted))
+
+
+def multiclass_counters(ref: Reference, probs: Any, predicted: Any) -> dict[str, float]:
+    """A window's counters as ingest (`core.sketch`) adds them."""
+    known = {"ml/churn": Known(7, monitor("multiclass"), {"": ref})}
+    batch = [
+        PredictionRecord(
+            "ml/churn",
+            f"p{i}",
+            "model",
+            "v1",
+            T0,
+            CLASSES[j],
+            scores=dict(zip(CLASSES, row, strict=True)),
+        )
+        for i, (row, j) in enumerate(zip(probs.tolist(), predicted.tolist(), strict=True))
+    ]
+    return metrics.total(sketch.sketch(batch, known).deltas().values())
+
+
+def multiclass_realized(actual: Any, predicted: Any) -> dict[str, float]:
+    hits = np.array([np.sum((actual == k) & (predicted == k)) for k in range(3)], dtype=float)
+    said = np.array([np.sum(predicted == k) for k in range(3)], dtype=float)
+    support = np.array([np.sum(actual == k) for k in range(3)], dtype=float)
+    precision = np.divide(hits, said, out=np.zeros(3), where=said > 0)
+    recall = np.divide(hits, support, out=np.zeros(3), where=support > 0)
+    f1 = 2 * hits / (said + support)
+    share = support / support.sum()
+    return {
+        "accuracy": float(hits.sum() / len(actual)),
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+        "weighted_precision": float((share * precision).sum()),
+        "weighted_recall": float((share * recall).sum()),
+        "weighted_f1": float((share * f1).sum()),
+    }
+
+
+def test_multiclass_estimates_are_the_expected_confusion_matrix_of_the_calibrated_rows() -> None:
+    rng = np.random.default_rng(31)
+    ref = multiclass_reference(rng, rows=20_000)
+    found = ref.profile.calibration
+    assert isinstance(found, calibration.MulticlassCalibration)
+    probs, _ = multiclass_model(rng, 0.5, 5000)
+    predicted = probs.argmax(axis=1)
+    predicted[::10] = 0  # some predictions that are not the top score
+    counters = multiclass_counters(ref, probs, predicted)
+    got = estimate.evaluate(ref, counters, monitor("multiclass").spec)
+    q = calibration.probabilities(found, probs)
+    cells = np.zeros((3, 3))
+    for k in range(3):
+        np.add.at(cells[:, k], (), q[predicted == k].sum(axis=0))
+    hits, said, support = np.diag(cells), cells.sum(axis=0), cells.sum(axis=1)
+    share = support / support.sum()
+    want = {
+        "accuracy": hits.sum() / len(q),
+        "macro_precision": np.mean(hits / said),
+        "macro_recall": np.mean(hits / support),
+        "macro_f1": np.mean(2 * hits / (said + support)),
+        "weighted_f1": np.sum(share * 2 * hits / (said + support)),
+    }
+    assert set(got) == set(metrics.METRIC_NAMES["multiclass"])
+    for name, value in want.items():
+        assert got[name].value == pytest.approx(value, abs=1e-9), name
+    assert got["micro_f1"] == got["accuracy"]
+    assert estimate.records(ref, counters) == 5000
+
+
+def test_multiclass_bands_cover_the_realized_metrics_under_covariate_shift() -> None:
+    rng = np.random.default_rng(32)
+    ref = multiclass_reference(rng)
+    spec = monitor("multiclass").spec
+    windows = 120
+    hits: dict[str, int] = {}
+    for shift in np.linspace(-0.8, 0.8, windows):
+        probs, actual = multiclass_model(rng, shift, 1500)
+        predicted = probs.argmax(axis=1)
+        got = estimate.evaluate(ref, multiclass_counters(ref, probs, predicted), spec)
+        for name, value in multiclass_realized(actual, predicted).items():
+            e = got[name]
+            assert e.lower is not None
+            assert e.upper is not None
+            hits[name] = hits.get(name, 0) + (e.lower <= value <= e.upper)
+    shares = {name: count / windows for name, count in hits.items()}
+    assert all(share >= 0.9 for share in shares.values()), shares

@@ -293,19 +293,25 @@ def test_other_entity_ids_are_invalid(value: Any, detail: str) -> None:
             REQUEST,
             {"prediction": 1, "score": "high"},
             "score_invalid",
-            "expected a number, got a string",
+            "expected a number or an object of numbers, got a string",
         ),
         (
             REQUEST,
             {"prediction": 1, "score": True},
             "score_invalid",
-            "expected a number, got a boolean",
+            "expected a number or an object of numbers, got a boolean",
         ),
         (
             REQUEST,
             {"prediction": 1, "score": 10**400},
             "score_invalid",
-            "expected a number, got a number",
+            "expected a number or an object of numbers, got a number",
+        ),
+        (
+            REQUEST,
+            {"prediction": 1, "score": {"cat": 0.5, "dog": "high"}},
+            "score_invalid",
+            "expected a number or an object of numbers, got an object",
         ),
         (
             REQUEST,
@@ -410,3 +416,8 @@ def test_batch_failures_are_reasons_for_the_whole_exchange(
     assert extract.extract(BATCH, [], request_body, response_body) == Extraction(
         error=error, detail=detail
     )
+
+
+def test_a_multiclass_score_is_an_object_of_class_scores() -> None:
+    got = extract.extract(SPEC, [], REQUEST, {"prediction": "cat", "score": {"cat": 0.7, "dog": 0}})
+    assert got.rows[0].score == {"cat": 0.7, "dog": 0.0}

@@ -292,3 +292,23 @@ def test_an_identifier_of_exactly_the_limit_passes_and_one_more_character_does_n
     longest = "x" * LIMITS.max_id_length
     assert parse(rec(**{field: longest})).errors == ()
     assert problems(parse(rec(**{field: longest + "x"}))) == [(0, field, "too_long")]
+
+
+def test_a_multiclass_record_may_carry_its_class_scores() -> None:
+    kinds = {"monitor": "ml/kinds", "prediction": "cat"}
+    parsed = parse(
+        rec(prediction_id="a", score={"cat": 0.7, "dog": 0.3}, **kinds),
+        rec(prediction_id="b", score={"cat": 1.5}, **kinds),
+        rec(prediction_id="c", score={"cat": 0.5}),  # a binary monitor's score is a number
+        rec(prediction_id="d", score=0.5, **kinds),  # a multiclass one's is an object
+        rec(prediction_id="e", score={f"c{i}": 0.01 for i in range(51)}, **kinds),
+    )
+    assert problems(parsed) == [
+        (1, "score", "out_of_range"),
+        (2, "score", "invalid"),
+        (3, "score", "invalid"),
+        (4, "score", "invalid"),
+    ]
+    (one,) = parsed.items
+    assert one.scores == {"cat": 0.7, "dog": 0.3}
+    assert one.score is None

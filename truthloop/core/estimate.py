@@ -14,6 +14,11 @@ metrics nor lifetime totals read them), under the reference's id:
 - regression (a reference with a loss model): `~<ref>:@dle:<name>` (`dle_key`) for each of
   `lossmodel.COUNTERS`, the sums of each record's predicted |e|, e², e and their variance
   proxies (`core.sketch` computes them from the columns it reads anyway).
+- multiclass (records with class scores, `records.PredictionRecord.scores`): with q a record's
+  calibrated class probabilities (`calibration.probabilities`, over the calibration's classes
+  K; a class it lacks scores 0) and j its predicted class (K: a label none of them),
+  `~<ref>:@cbpe:cm:<i>:<j>` adds q_i: the expected confusion matrix, summed per bucket; `v:<j>`
+  adds q_j (1 - q_j) and `u:<i>` adds q_i (1 - q_i), the label variances the bands need.
 
 `evaluate(reference, counters, spec)` (and `series` over many windows at once) gives each
 estimable metric as a `metrics.Estimate` (names of `metrics.METRIC_NAMES`): `{}` when the
@@ -47,6 +52,16 @@ does not) it does, and the estimate tracks the realized metric; under concept sh
 score) itself changes) the calibration is wrong, the estimate does not move and the band says
 nothing: that is CBPE's limit, which no estimator without labels escapes (drift and, once
 labels come, the realized metrics show it).
+
+Multiclass: every metric of `metrics.METRIC_NAMES["multiclass"]` from the expected confusion
+matrix, as `core.metrics` computes them from a realized one (averages over the calibration's
+classes; a per-class ratio with an empty denominator is 0). Bands: accuracy (= the micro
+averages) from the variance of the number right, sum over records of q_j (1 - q_j); each class's
+precision, recall and F1 by the delta method on its TP (variance `v`) and FN (`u - v`), and an
+average's standard deviation as the average of the classes' (an upper bound whatever the
+classes' correlations, so these bands are conservative: about twice as wide as needed in the
+simulation of tests/unit/test_estimate.py). The calibration's own error is not counted for
+multiclass.
 """
 
 from __future__ import annotations
@@ -61,7 +76,7 @@ import numpy as np
 import numpy.typing as npt
 
 from truthloop.core import calibration, intervals, lossmodel, metrics
-from truthloop.core.calibration import BinaryCalibration
+from truthloop.core.calibration import BinaryCalibration, MulticlassCalibration
 from truthloop.core.profile import Reference
 
 if TYPE_CHECKING:
@@ -96,6 +111,24 @@ def binary_key(ref: int, predicted: int, bin_: int) -> str:
 def dle_key(ref: int, name: str) -> str:
     """The counter of one of `lossmodel.COUNTERS` under reference `ref`."""
     return f"~{ref}:{DLE}:{name}"
+
+
+def multiclass_keys(ref: int, classes: int) -> tuple[str, ...]:
+    """A multiclass calibration's counters (`classes` K): the expected confusion cells
+    `cm:<i>:<j>` (actual class i, predicted j, K: a label none of the classes), then `v:<j>`
+    (sum of q_j (1 - q_j) over records predicted j), then `u:<i>` (sum of q_i (1 - q_i) over all
+    records), q a record's calibrated class probabilities."""
+    return _multiclass_keys(ref, classes)
+
+
+@lru_cache(maxsize=256)
+def _multiclass_keys(ref: int, k: int) -> tuple[str, ...]:
+    head = f"~{ref}:{CBPE}:"
+    return (
+        *(f"{head}cm:{i}:{j}" for i in range(k) for j in range(k + 1)),
+        *(f"{head}v:{j}" for j in range(k)),
+        *(f"{head}u:{i}" for i in range(k)),
+    )
 
 
 @lru_cache(maxsize=256)
@@ -156,6 +189,51 @@ class _BinaryIngest:
 _CLASS_TYPES = frozenset({int, bool})
 
 
+class _MulticlassIngest:
+    """The expected confusion cells of every record with class scores (`multiclass_keys`)."""
+
+    __slots__ = ("classes", "index", "keys", "tables")
+
+    def __init__(self, ref: int, found: MulticlassCalibration) -> None:
+        self.classes = found.classes
+        self.index = {c: i for i, c in enumerate(found.classes)}
+        self.tables = np.stack([calibration.table(c) for c in found.curves])
+        self.keys = _multiclass_keys(ref, len(found.classes))
+
+    def deltas(self, records: Sequence[PredictionRecord]) -> tuple[Ints, Floats | None]:
+        k = len(self.classes)
+        n = len(records)
+        codes = np.full((n, 2 * k + 1), -1, dtype=np.intp)
+        weights = np.zeros((n, 2 * k + 1), dtype=np.float64)
+        rows = [i for i, r in enumerate(records) if r.scores]
+        if not rows:
+            return codes, weights
+        matrix = np.array(
+            [[records[i].scores.get(c, 0.0) for c in self.classes] for i in rows],  # type: ignore[union-attr]
+            dtype=np.float64,
+        )
+        q = calibration.calibrate(self.tables, matrix)
+        predicted = np.fromiter(
+            (self._predicted(records[i].prediction) for i in rows), dtype=np.intp, count=len(rows)
+        )
+        at = np.asarray(rows, dtype=np.intp)
+        spread = q * (1.0 - q)
+        codes[at, :k] = np.arange(k)[None, :] * (k + 1) + predicted[:, None]
+        weights[at, :k] = q
+        named = predicted < k
+        codes[at[named], k] = k * (k + 1) + predicted[named]
+        weights[at[named], k] = spread[named, predicted[named]]
+        codes[at, k + 1 :] = k * (k + 1) + k + np.arange(k)[None, :]
+        weights[at, k + 1 :] = spread
+        return codes, weights
+
+    def _predicted(self, prediction: object) -> int:
+        try:
+            return self.index.get(metrics.class_label(prediction), len(self.classes))
+        except metrics.LabelError:
+            return len(self.classes)
+
+
 def ingest(reference: Reference, spec: MonitorSpec) -> list[Ingest]:
     """What a record sketched against `reference` adds for estimation (nothing without a
     calibration)."""
@@ -163,6 +241,8 @@ def ingest(reference: Reference, spec: MonitorSpec) -> list[Ingest]:
     out: list[Ingest] = []
     if spec.task == "binary" and isinstance(found, BinaryCalibration):
         out.append(_BinaryIngest(reference.id, spec.threshold))
+    elif spec.task == "multiclass" and isinstance(found, MulticlassCalibration):
+        out.append(_MulticlassIngest(reference.id, found))
     return out
 
 
@@ -200,15 +280,34 @@ def series(
     if spec.task == "regression" and model is not None:
         z = intervals.z_score(confidence)
         return [regression(model, LossSums(reference.id, c), z) for c in points]
+    if spec.task == "multiclass" and isinstance(found, MulticlassCalibration):
+        k = len(found.classes)
+        keys = _multiclass_keys(reference.id, k)
+        counts = np.array(
+            [np.fromiter(map(c.get, keys, repeat(0.0)), np.float64, len(keys)) for c in points],
+            dtype=np.float64,
+        ).reshape(len(points), len(keys))
+        cells = k * (k + 1)
+        return multiclass_rows(
+            counts[:, :cells].reshape(-1, k, k + 1),
+            counts[:, cells : cells + k],
+            counts[:, cells + k :],
+            confidence,
+        )
     return [{} for _ in points]
 
 
 def records(reference: Reference, counters: Mapping[str, float]) -> int:
     """The records a window's estimate rests on (binary: those in the score histogram)."""
-    if isinstance(reference.profile.calibration, BinaryCalibration):
+    found = reference.profile.calibration
+    if isinstance(found, BinaryCalibration):
         return round(sum(counters.get(k, 0.0) for k in _binary_keys(reference.id)))
     if reference.profile.loss is not None:
         return round(LossSums(reference.id, counters).n)
+    if isinstance(found, MulticlassCalibration):
+        k = len(found.classes)
+        cells = _multiclass_keys(reference.id, k)[: k * (k + 1)]
+        return round(sum(counters.get(key, 0.0) for key in cells))
     return 0
 
 
@@ -264,6 +363,61 @@ def binary_rows(
             out[row]["roc_auc"] = _band(a, *intervals.hanley_mcneil(a, p_, n_, z))
         else:
             out[row]["roc_auc"] = metrics.Estimate(None)
+    return out
+
+
+def multiclass_rows(
+    cells: Floats, v: Floats, u: Floats, confidence: float = 0.95
+) -> list[Estimates]:
+    """The multiclass estimates of windows (rows): `cells` (rows x K x K+1) the expected
+    confusion matrix (actual class, predicted class; the last column a label none of the
+    classes), `v` and `u` (rows x K) the label variances of `multiclass_keys`."""
+    z = intervals.z_score(confidence)
+    k = cells.shape[1]
+    n = cells.sum(axis=(1, 2))
+    tp = np.einsum("rii->ri", cells[:, :, :k])
+    said = cells.sum(axis=1)[:, :k]  # records predicted each class (known, not random)
+    support = cells.sum(axis=2)  # expected records of each actual class
+    fn = support - tp
+    var_tp, var_fn = v, np.maximum(u - v, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        accuracy = tp.sum(axis=1) / n
+        accuracy_var = v.sum(axis=1) / n**2
+        per_class = {
+            "precision": (tp / said, 1 / said, 0 * tp),
+            "recall": (tp / support, fn / support**2, -tp / support**2),
+            "f1": (
+                2 * tp / (said + support),
+                2 * (said + fn) / (said + support) ** 2,
+                -2 * tp / (said + support) ** 2,
+            ),
+        }
+        averaged: dict[str, tuple[Floats, Floats]] = {}
+        share = support / support.sum(axis=1, keepdims=True)
+        for name, (value, d_tp, d_fn) in per_class.items():
+            value = np.where(np.isfinite(value), value, 0.0)  # scikit-learn's zero_division=0
+            spread = np.sqrt(np.nan_to_num(d_tp**2 * var_tp + d_fn**2 * var_fn))
+            # classes share records, so their errors correlate: the sum of the standard
+            # deviations bounds the average's (Cauchy-Schwarz), whatever the correlations
+            averaged[f"macro_{name}"] = (value.mean(axis=1), spread.mean(axis=1) ** 2)
+            averaged[f"weighted_{name}"] = (
+                (share * value).sum(axis=1),
+                (share * spread).sum(axis=1) ** 2,
+            )
+    out: list[Estimates] = [{} for _ in range(len(n))]
+    for row in range(len(n)):
+        if not n[row] > 0:
+            out[row] = dict.fromkeys(metrics.METRIC_NAMES["multiclass"], metrics.Estimate(None))
+            continue
+        a, h = float(accuracy[row]), z * math.sqrt(float(accuracy_var[row]))
+        found = out[row]
+        found["accuracy"] = _band(a, a - h, a + h)
+        for name, (values, variances) in averaged.items():
+            value, half = float(values[row]), z * math.sqrt(max(float(variances[row]), 0.0))
+            found[name] = _band(value, value - half, value + half)
+        for name in ("precision", "recall", "f1"):
+            found[f"micro_{name}"] = found["accuracy"]
+        out[row] = {name: found[name] for name in metrics.METRIC_NAMES["multiclass"]}
     return out
 
 

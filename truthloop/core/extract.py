@@ -53,7 +53,8 @@ class Row:
 
     entity_id: str | None
     prediction: Any
-    score: float | None = None
+    score: float | dict[str, float] | None = None
+    """A number (binary), or an object of class scores (multiclass)."""
     features: Any = None
     index: int | None = None
 
@@ -215,10 +216,26 @@ def _entity(value: Any, where: str) -> str | None:
     )
 
 
-def _score(value: Any, where: str) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
+def _score(value: Any, where: str) -> float | dict[str, float]:
+    """A number, or an object of numbers (a multiclass model's class scores; the service checks
+    each is a probability and the task)."""
+    if isinstance(value, dict):
+        try:
+            return {str(k): _number(v) for k, v in value.items()}
+        except (TypeError, OverflowError):
+            pass
+    elif isinstance(value, int | float) and not isinstance(value, bool):
         try:
             return float(value)
         except OverflowError:
             pass
-    raise _Failed("score_invalid", f"{where}expected a number, got {pointer.describe(value)}")
+    raise _Failed(
+        "score_invalid",
+        f"{where}expected a number or an object of numbers, got {pointer.describe(value)}",
+    )
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(value)

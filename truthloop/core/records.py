@@ -103,6 +103,8 @@ T = TypeVar("T")
 W = TypeVar("W", bound=_Monitored)
 
 MAX_ERRORS = 100
+MAX_CLASS_SCORES = 50
+"""Class scores a multiclass record may carry."""
 """Item errors kept for one request, in index order; the others are only counted."""
 SLICE = 250
 """Items validated between two `yield`s of a parser."""
@@ -162,6 +164,9 @@ class PredictionRecord(msgspec.Struct, frozen=True, gc=False):
     tag: str | None = None
     score: float | None = None
     features: Any = None
+    scores: dict[str, float] | None = None
+    """A multiclass model's class scores (class label -> probability), read by estimated
+    performance at ingest (`core.estimate`) and not stored."""
 
 
 class Actual(msgspec.Struct, frozen=True, gc=False):
@@ -483,9 +488,18 @@ class _Checker:
         self.scalar(index, "prediction", item.prediction, task, metrics.check_prediction)
         score = None if item.score is msgspec.UNSET else item.score
         features = None if item.features is msgspec.UNSET else item.features
-        if score is not None:
+        scores = None
+        if isinstance(score, dict):
+            scores, score = score, None
+            self.class_scores(index, task, scores)
+        elif score is not None:
             if task is not None and task != "binary":
-                self.fail(index, "score", f"only binary monitors take a score, this is {task}")
+                self.fail(
+                    index,
+                    "score",
+                    f"a number is a binary monitor's score, this is {task}"
+                    + (": give an object of class scores" if task == "multiclass" else ""),
+                )
             elif not 0.0 <= score <= 1.0:
                 self.fail(index, "score", "must be a probability from 0 to 1", "out_of_range")
         if self.features and _has_nul(features):
@@ -503,7 +517,29 @@ class _Checker:
             tag,
             score,
             features,
+            scores,
         )
+
+    def class_scores(self, index: int, task: Task | None, scores: dict[str, float]) -> None:
+        """A multiclass record's class scores: at most `MAX_CLASS_SCORES`, each in [0, 1]."""
+        if task is not None and task != "multiclass":
+            self.fail(
+                index,
+                "score",
+                f"class scores (an object) are a multiclass monitor's, this is {task}",
+            )
+        elif len(scores) > MAX_CLASS_SCORES:
+            self.fail(index, "score", f"at most {MAX_CLASS_SCORES} class scores, got {len(scores)}")
+        else:
+            for label, value in scores.items():
+                if not 0.0 <= value <= 1.0:
+                    self.fail(
+                        index,
+                        "score",
+                        f"class {_short(label)}: must be a probability from 0 to 1",
+                        "out_of_range",
+                    )
+                    break
 
     def actual(self, index: int, item: ActualIn) -> Actual | None:
         before = self.problems.count

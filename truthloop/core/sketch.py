@@ -488,20 +488,17 @@ def _count_extra(
         codes = codes[keep]
         weights = None if weights is None else weights[keep]
     width = len(keys)
-    for j in range(codes.shape[1]):
-        valid = codes[:, j] >= 0
-        flat = group[valid] * width + codes[valid, j]
-        found, inverse = np.unique(flat, return_inverse=True)
-        sums = np.bincount(
-            inverse.reshape(-1), weights=None if weights is None else weights[valid, j]
-        )
-        for code, value in zip(found.tolist(), sums.tolist(), strict=True):
-            if value:
-                g, k = divmod(code, width)
-                version, served_by, bucket = part.groups[g]
-                counters = out.setdefault((part.monitor_id, version, served_by, bucket), {})
-                name = keys[k]
-                counters[name] = counters.get(name, 0.0) + value
+    valid = codes >= 0
+    flat = (group[:, None] * width + codes)[valid]
+    found, inverse = np.unique(flat, return_inverse=True)
+    sums = np.bincount(inverse.reshape(-1), weights=None if weights is None else weights[valid])
+    for code, value in zip(found.tolist(), sums.tolist(), strict=True):
+        if value:
+            g, k = divmod(code, width)
+            version, served_by, bucket = part.groups[g]
+            counters = out.setdefault((part.monitor_id, version, served_by, bucket), {})
+            name = keys[k]
+            counters[name] = counters.get(name, 0.0) + value
 
 
 @dataclass(slots=True)

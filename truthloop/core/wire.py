@@ -62,7 +62,8 @@ class CaptureRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     tag: str | msgspec.UnsetType | None = msgspec.UNSET
     ts: float | str
     prediction: Scalar
-    score: float | msgspec.UnsetType | None = msgspec.UNSET
+    score: float | dict[str, float] | msgspec.UnsetType | None = msgspec.UNSET
+    """Binary: the positive class's probability; multiclass: each class's (an object)."""
     features: dict[str, Any] | list[Any] | msgspec.UnsetType | None = msgspec.UNSET
     served_by: ServedBy = "model"
 
