@@ -530,10 +530,20 @@ async def get_reference(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     await engine.lookup(key)
     version = bodies.query(request, "version", _identifier(request), None, "a model version")
+    rows = bodies.query(
+        request, "chunk", bodies.bounded_int(1, MAX_CHUNK), None, f"rows from 1 to {MAX_CHUNK}"
+    )
     reference = engine.reference(key, version)
     if reference is None:
         raise NoReference(key, version, engine.why_no_reference(key))
-    return json({"monitor": key, **msgspec.to_builtins(reference)})
+    spread = await engine.reference_chunks(key, reference, rows)
+    return json(
+        {"monitor": key, **msgspec.to_builtins(reference), "chunks": msgspec.to_builtins(spread)}
+    )
+
+
+MAX_CHUNK = 10_000_000
+"""The largest reference chunk `GET .../reference?chunk=` takes (rows)."""
 
 
 class NoReference(NotFound):

@@ -43,6 +43,7 @@ import msgspec
 
 from truthloop.core import (
     alerts,
+    chunks,
     drift,
     evaluation,
     join,
@@ -1038,6 +1039,23 @@ class Engine:
                 references = {**runtime.registered.references, version: reference}
                 runtime.registered = replace(runtime.registered, references=references)
         return reference
+
+    async def reference_chunks(
+        self, key: str, reference: Reference, rows: int | None
+    ) -> chunks.Chunks | None:
+        """The reference's metrics over chunks of `rows` rows (`core.chunks`), by default the
+        model's predictions in the monitor's current window (`spec.metrics.window`); None
+        without labeled counts in the reference, or without `rows` and any prediction."""
+        registered = self.registered(key)
+        spec = registered.monitor.spec
+        if rows is None:
+            span = windows.window(self.settings.clock(), spec.metrics.window)
+            version = reference.version or None
+            groups = await self.store.window(registered.id, span, Only(version, "model", False))
+            rows = round(model_counters(groups).get(join.PREDICTIONS_KEY, 0.0))
+        if rows < 1:
+            return None
+        return await threads.in_thread(lambda: chunks.spread(reference, spec, rows))
 
     async def drift(
         self, key: str, seconds: float | None = None, *, version: str | None = None

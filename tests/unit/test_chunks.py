@@ -1,0 +1,89 @@
+"""Reference chunks: each metric's spread over chunks of a window's size drawn from the
+reference's labeled counts matches chunks of the raw rows, and the suggested threshold is
+mean - 3 std."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from tests.unit.test_estimate import CLASSES, LABELS, PREDICTION, T0, monitor, sigmoid
+from truthloop.core import calibration, chunks, metrics
+from truthloop.core.profile import Profile, Reference
+
+
+def test_binary_chunks_spread_as_chunks_of_the_raw_rows() -> None:
+    rng = np.random.default_rng(8)
+    n, size = 60_000, 400
+    score = sigmoid(2 * rng.normal(size=n))
+    actual = (rng.uniform(size=n) < score).astype(np.intp)
+    predicted = (score >= 0.5).astype(np.intp)
+    fitted = calibration.fit_binary(score, predicted, actual)
+    ref = Reference(1, "", T0, "upload", Profile(n, (PREDICTION,), fitted))
+    got = chunks.spread(ref, monitor().spec, size)
+    assert got is not None
+    assert (got.rows, got.count) == (size, chunks.CHUNKS)
+    raw: dict[str, list[float]] = {"accuracy": [], "recall": [], "roc_auc": []}
+    for start in range(0, n, size):  # the raw reference's own chunks
+        a, p, s = (
+            actual[start : start + size],
+            predicted[start : start + size],
+            score[start : start + size],
+        )
+        raw["accuracy"].append(float(np.mean(a == p)))
+        raw["recall"].append(float(np.sum(a & p) / np.sum(a)))
+        raw["roc_auc"].append(float(roc_auc_score(a, s)))
+    for name, values in raw.items():
+        spread = got.metrics[name]
+        assert spread.mean == pytest.approx(np.mean(values), abs=0.01), name
+        assert spread.std == pytest.approx(np.std(values, ddof=1), rel=0.25), name
+        assert spread.threshold == max(spread.mean - 3 * spread.std, 0.0)
+    whole = metrics.evaluate(
+        "binary",
+        {
+            "tp": float(np.sum(actual & predicted)),
+            "fp": float(np.sum(~actual.astype(bool) & predicted.astype(bool))),
+            "tn": float(np.sum((actual == 0) & (predicted == 0))),
+            "fn": float(np.sum((actual == 1) & (predicted == 0))),
+        },
+    )
+    for name in ("precision", "f1", "specificity", "balanced_accuracy"):
+        assert got.metrics[name].mean == pytest.approx(whole[name].value, abs=0.01), name
+    assert chunks.spread(ref, monitor().spec, size) == got  # seeded: the same answer
+
+
+def test_multiclass_chunks_and_nothing_without_a_calibration() -> None:
+    rng = np.random.default_rng(9)
+    n = 30_000
+    actual = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
+    predicted = np.where(rng.uniform(size=n) < 0.8, actual, rng.choice(3, size=n))
+    scores = np.full((n, 3), 1 / 3)
+    fitted = calibration.fit_multiclass(
+        CLASSES, scores, [CLASSES[i] for i in predicted], [CLASSES[i] for i in actual]
+    )
+    ref = Reference(2, "", T0, "upload", Profile(n, (LABELS,), fitted))
+    got = chunks.spread(ref, monitor("multiclass").spec, 300)
+    assert got is not None
+    assert set(got.metrics) == set(metrics.METRIC_NAMES["multiclass"])
+    accuracy = float(np.mean(actual == predicted))
+    assert got.metrics["accuracy"].mean == pytest.approx(accuracy, abs=0.01)
+    assert got.metrics["accuracy"].std == pytest.approx(
+        np.sqrt(accuracy * (1 - accuracy) / 300), rel=0.2
+    )
+    assert got.metrics["micro_f1"] == got.metrics["accuracy"]
+    bare = Reference(3, "", T0, "upload", Profile(n, (LABELS,)))
+    assert chunks.spread(bare, monitor("multiclass").spec, 300) is None
+    assert chunks.spread(ref, monitor("binary").spec, 300) is None
+
+
+def test_a_metric_undefined_in_most_chunks_is_left_out() -> None:
+    # one positive in 1,000 rows: chunks of 5 rows almost never have one
+    score = np.r_[np.full(999, 0.1), 0.9]
+    actual = np.r_[np.zeros(999, dtype=np.intp), 1]
+    fitted = calibration.fit_binary(score, (score >= 0.5).astype(np.intp), actual)
+    ref = Reference(1, "", T0, "upload", Profile(1000, (PREDICTION,), fitted))
+    got = chunks.spread(ref, monitor().spec, 5)
+    assert got is not None
+    assert "recall" not in got.metrics
+    assert got.metrics["accuracy"].mean == pytest.approx(1.0, abs=0.01)
