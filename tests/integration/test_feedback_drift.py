@@ -29,6 +29,7 @@ from tests.support.feedback import (
 from tests.support.postgres import fresh_schema
 from tests.support.waiting import eventually
 from truthloop.core import scopes
+from truthloop.feedback.settings import EngineSettings
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
 
@@ -396,7 +397,9 @@ def rfc3339(ts: float) -> str:
 async def test_the_leader_builds_the_history_reference_once_its_period_has_ended(
     start_service: ServiceFactory, clock: FakeClock
 ) -> None:
-    service = await start_service()
+    """From a uniform sample of the period's records (here at most 1,000 of 1,500)."""
+    sampled = EngineSettings(tick_interval=3600.0, history_sample=1000)
+    service = await start_service(engine=sampled)
     period = {"from": rfc3339(T0), "to": rfc3339(T0 + 3600)}
     await service.put_monitor(monitor_body(drift={"reference": period}))
     await capture(service, captured(rows(1500, seed=1), T0 + 60, "h"))
@@ -410,7 +413,7 @@ async def test_the_leader_builds_the_history_reference_once_its_period_has_ended
     clock.advance(3600)
     await service.tick()
     built = await eventually(lambda: reference_of(service), "the history reference")
-    assert (built["source"], built["version"], built["profile"]["rows"]) == ("history", "", 1500)
+    assert (built["source"], built["version"], built["profile"]["rows"]) == ("history", "", 1000)
     await service.tick()
     assert (await service.ok("GET", REFERENCE))["id"] == built["id"], "built once"
 
@@ -420,7 +423,7 @@ async def test_the_leader_builds_the_history_reference_once_its_period_has_ended
     assert report["reference"]["id"] == built["id"]
     assert report["dataset"]["drifted"]
 
-    restarted = await start_service()
+    restarted = await start_service(engine=sampled)
     await restarted.tick()
     assert (await restarted.ok("GET", REFERENCE))["id"] == built["id"], "not built again"
 

@@ -32,8 +32,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import itertools
 import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -224,6 +224,9 @@ class HistoryBuilt(msgspec.Struct, frozen=True):
     reference: int | None
     problem: str | None
     at: float
+    records: int = 0
+    """The model's records of the period (the reference is built from a sample of at most
+    `EngineSettings.history_sample` of them)."""
 
 
 HISTORY_KEY = "history_reference"
@@ -1129,25 +1132,21 @@ class Engine:
     async def _build_history(
         self, key: str, registered: Registered, period: tuple[float, float]
     ) -> None:
-        """Profile the model's records of the period (labeled or not), read from the store
-        page by page and profiled in a worker thread as they come, and store the profile as
-        the default reference (source `history`); or note why the period gives none."""
+        """Profile a uniform sample of the model's records of the period (labeled or not, at
+        most `EngineSettings.history_sample`), read from the store page by page, in a worker
+        thread, and store the profile as the default reference (source `history`); or note why
+        the period gives none."""
         start, end = period
         spec = registered.monitor.spec
         query = DatasetQuery(registered.id, start, end, labeled=False)
-
-        def build(pages: Iterator[list[StoredPrediction]]) -> tuple[Profile, list[str]]:
-            rows = itertools.chain.from_iterable(pages)
-            return profiles.build_from_records(
-                ((r.prediction, r.score, r.features) for r in rows if r.served_by == "model"),
-                spec,
-            )
-
         try:
             reference_id: int | None = None
             problem: str | None = None
+            sample, seen = await self._history_sample(registered, query)
             try:
-                profile, _ = await threads.fed(self._chunks(query), build)
+                profile, _ = await threads.in_thread(
+                    lambda: profiles.build_from_records(sample, spec)
+                )
             except table.TableError as e:  # a ProfileError: no usable records
                 problem = str(e)
                 log.warning(
@@ -1162,20 +1161,44 @@ class Engine:
                 reference = await self._put_reference(key, registered, "", "history", profile)
                 reference_id = reference.id
                 log.info(
-                    "monitor %s: history reference %d built from %s to %s",
+                    "monitor %s: history reference %d built from %d of the %d records from %s"
+                    " to %s",
                     key,
                     reference_id,
+                    len(sample),
+                    seen,
                     _when(start),
                     _when(end),
                     extra={"monitor": key},
                 )
-            await self._note_history(
-                key, HistoryBuilt(start, end, reference_id, problem, self.settings.clock())
-            )
+            built = HistoryBuilt(start, end, reference_id, problem, self.settings.clock(), seen)
+            await self._note_history(key, built)
         except refusals.UnknownMonitor:
             return
         except Exception:
             log.exception("building monitor %s's history reference failed", key)
+
+    async def _history_sample(
+        self, registered: Registered, query: DatasetQuery
+    ) -> tuple[list[tuple[Any, Any, Any]], int]:
+        """A uniform sample (reservoir sampling, seeded by the monitor and period, so a rebuild
+        draws the same) of the model's records of the query, as (prediction, score, features),
+        and how many there were: a month of busy traffic costs bounded memory and time."""
+        limit = self.settings.engine.history_sample
+        rng = random.Random(f"{registered.id}:{query.start}:{query.end}")
+        sample: list[tuple[Any, Any, Any]] = []
+        seen = 0
+        async for chunk in self._chunks(query):
+            for r in chunk:
+                if r.served_by != "model":  # the model answers every input, in shadow too
+                    continue
+                row = (r.prediction, r.score, r.features)
+                if len(sample) < limit:
+                    sample.append(row)
+                elif (j := rng.randrange(seen + 1)) < limit:
+                    sample[j] = row
+                seen += 1
+        return sample, seen
 
     async def _note_history(self, key: str, built: HistoryBuilt) -> None:
         """Keep the build in the monitor's state: no replica builds this period again."""

@@ -51,6 +51,10 @@ class EngineSettings:
     """Most records labeled by one missing-actual sweep step."""
     delete_chunk: int = 50_000
     """Most rows one retention or purge step deletes (keeps each write transaction short)."""
+    history_sample: int = 200_000
+    """Most records a history reference (`spec.drift.reference`) is built from: a uniform
+    sample of the period's, so its memory and time stay bounded whatever the traffic; 200,000
+    values place each of 20 quantile edges within a fraction of a percent of its rank."""
     drift_interval: float = 15.0
     """Seconds at least between two reads of a monitor's feature sketches for its window's drift
     (the alerts, state and gauges): a 1 h window of 100 features is ~2,000 counters a minute
