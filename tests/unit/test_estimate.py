@@ -363,3 +363,32 @@ def test_multiclass_bands_cover_the_realized_metrics_under_covariate_shift() -> 
             hits[name] = hits.get(name, 0) + (e.lower <= value <= e.upper)
     shares = {name: count / windows for name, count in hits.items()}
     assert all(share >= 0.9 for share in shares.values()), shares
+
+
+@pytest.mark.parametrize("minutes", [1, 300])
+def test_ingest_counts_equal_a_direct_count_however_many_minutes_a_batch_spans(
+    minutes: int,
+) -> None:
+    # (one minute: every cell counted at once; 300 minutes of 2,000 keys each outnumber the
+    # records: only the cells that occur are)
+    rng = np.random.default_rng(12)
+    ref = reference_of(rng, rows=2000)
+    known = {"ml/churn": Known(7, monitor(), {"": ref})}
+    scores = rng.uniform(size=3000).tolist()
+    batch = [
+        PredictionRecord(
+            "ml/churn", f"p{i}", "model", "v1", T0 + 60 * (i % minutes), i % 2, score=s
+        )
+        for i, s in enumerate(scores)
+    ]
+    want: dict[tuple[int, str], float] = {}
+    for i, s in enumerate(scores):
+        cell = (int(T0 // 60) + i % minutes, estimate.binary_key(3, i % 2, min(int(s * 1000), 999)))
+        want[cell] = want.get(cell, 0.0) + 1
+    got = {
+        (group[3], name): value
+        for group, counters in sketch.sketch(batch, known).deltas().items()
+        for name, value in counters.items()
+        if ":@cbpe:" in name
+    }
+    assert got == want

@@ -70,7 +70,8 @@ import math
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from itertools import repeat
-from typing import TYPE_CHECKING, Protocol
+from operator import itemgetter
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -192,10 +193,11 @@ _CLASS_TYPES = frozenset({int, bool})
 class _MulticlassIngest:
     """The expected confusion cells of every record with class scores (`multiclass_keys`)."""
 
-    __slots__ = ("classes", "index", "keys", "tables")
+    __slots__ = ("classes", "getter", "index", "keys", "tables")
 
     def __init__(self, ref: int, found: MulticlassCalibration) -> None:
         self.classes = found.classes
+        self.getter = itemgetter(*found.classes)
         self.index = {c: i for i, c in enumerate(found.classes)}
         self.tables = np.stack([calibration.table(c) for c in found.curves])
         self.keys = _multiclass_keys(ref, len(found.classes))
@@ -208,14 +210,20 @@ class _MulticlassIngest:
         rows = [i for i, r in enumerate(records) if r.scores]
         if not rows:
             return codes, weights
-        matrix = np.array(
-            [[records[i].scores.get(c, 0.0) for c in self.classes] for i in rows],  # type: ignore[union-attr]
-            dtype=np.float64,
-        )
+        scores: list[dict[str, float]] = [records[i].scores for i in rows]  # type: ignore[misc]
+        try:  # the usual batch: every record scores every class
+            matrix = np.array(list(map(self.getter, scores)), dtype=np.float64).reshape(-1, k)
+        except KeyError:
+            matrix = np.array(
+                [[found.get(c, 0.0) for c in self.classes] for found in scores], dtype=np.float64
+            )
         q = calibration.calibrate(self.tables, matrix)
-        predicted = np.fromiter(
-            (self._predicted(records[i].prediction) for i in rows), dtype=np.intp, count=len(rows)
-        )
+        labels = [records[i].prediction for i in rows]
+        if set(map(type, labels)) == {str}:
+            said = map(self.index.get, cast(list[str], labels), repeat(k))
+        else:
+            said = map(self._predicted, labels)
+        predicted = np.fromiter(said, dtype=np.intp, count=len(rows))
         at = np.asarray(rows, dtype=np.intp)
         spread = q * (1.0 - q)
         codes[at, :k] = np.arange(k)[None, :] * (k + 1) + predicted[:, None]
@@ -228,6 +236,8 @@ class _MulticlassIngest:
         return codes, weights
 
     def _predicted(self, prediction: object) -> int:
+        if type(prediction) is str:
+            return self.index.get(prediction, len(self.classes))
         try:
             return self.index.get(metrics.class_label(prediction), len(self.classes))
         except metrics.LabelError:

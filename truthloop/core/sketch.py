@@ -490,8 +490,15 @@ def _count_extra(
     width = len(keys)
     valid = codes >= 0
     flat = (group[:, None] * width + codes)[valid]
-    found, inverse = np.unique(flat, return_inverse=True)
-    sums = np.bincount(inverse.reshape(-1), weights=None if weights is None else weights[valid])
+    picked = None if weights is None else weights[valid]
+    cells = len(part.groups) * width
+    if cells <= 4 * len(flat) + 4096:  # few cells for the records: count them all
+        dense = np.bincount(flat, weights=picked, minlength=cells)
+        found = np.flatnonzero(dense)
+        sums = dense[found]
+    else:
+        found, inverse = np.unique(flat, return_inverse=True)
+        sums = np.bincount(inverse.reshape(-1), weights=picked)
     for code, value in zip(found.tolist(), sums.tolist(), strict=True):
         if value:
             g, k = divmod(code, width)
