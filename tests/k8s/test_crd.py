@@ -216,3 +216,48 @@ def test_a_drift_alert_names_one_of_the_declared_features(
         SpecError, match=re.escape('spec.alerts[31].feature: no feature named "age"')
     ):
         parse_monitor(body)
+
+
+@pytest.mark.parametrize(
+    ("task", "cost", "refusal"),
+    [
+        ("binary", {"falsePositive": 5, "falseNegative": 50, "trueNegative": 1}, None),
+        ("regression", {"overPrediction": 1, "underPrediction": 3}, None),
+        ("binary", {"overPrediction": 1, "underPrediction": 3}, "spec.metrics.cost: Invalid"),
+        (
+            "multiclass",
+            {"matrix": [{"actual": f"c{i}", "predicted": f"p{i}", "cost": i} for i in range(100)]},
+            None,
+        ),
+        (
+            "multiclass",
+            {"matrix": [{"actual": "c", "predicted": "p", "cost": 1}] * 2},
+            "each (actual, predicted) pair at most once",
+        ),
+    ],
+)
+def test_a_cost_as_the_apiserver_checks_it(
+    control_plane: ControlPlane,
+    crd: str,
+    task: str,
+    cost: dict[str, Any],
+    refusal: str | None,
+) -> None:
+    """The cost rules run in the real apiserver (the matrix's uniqueness over 100 cells within
+    its CEL cost budget), with spec.py's verdict."""
+    body = monitor_body(namespace="default")
+    body["spec"]["task"] = task
+    body["spec"]["metrics"] = {"cost": cost}
+    body["spec"].pop("alerts", None)
+    body["spec"].pop("fallback", None)
+    done = control_plane.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(body), check=False
+    )
+    if refusal is None:
+        assert done.returncode == 0, done.stderr
+        parse_monitor(body)
+        return
+    assert done.returncode != 0
+    assert refusal in done.stderr, done.stderr
+    with pytest.raises(SpecError, match=re.escape("spec.metrics.cost")):
+        parse_monitor(body)

@@ -13,6 +13,8 @@ from truthloop.core.spec import (
     AlertSpec,
     BatchSpec,
     CaptureSpec,
+    CostCell,
+    CostSpec,
     DriftOverride,
     DriftSpec,
     FallbackRule,
@@ -669,8 +671,63 @@ def test_a_drift_alert_names_its_feature_when_and_only_when_it_needs_one(
 def test_the_unknown_metric_message_lists_the_drift_metrics() -> None:
     (found,) = errors(monitor(alerts=[{"name": "d", "metric": "drift", "above": 0.1}]))
     assert found.endswith(
-        "roc_auc, drift_share, prediction_drift, feature_drift, missing_ratio, outlier_ratio"
+        "roc_auc, drift_share, prediction_drift, feature_drift, missing_ratio, outlier_ratio, cost"
     )
+
+
+# -- spec.metrics.cost -----------------------------------------------------------------------------
+
+
+def test_each_tasks_cost_is_parsed() -> None:
+    binary = parse_monitor(
+        monitor(metrics={"cost": {"falsePositive": 5, "falseNegative": 50, "truePositive": 2}})
+    )
+    assert binary.spec.metrics.cost == CostSpec(
+        false_positive=5.0, false_negative=50.0, true_positive=2.0
+    )
+    matrix = [
+        {"actual": "cat", "predicted": "dog", "cost": 3},
+        {"actual": "dog", "predicted": "cat", "cost": 1.5},
+    ]
+    multiclass = parse_monitor(monitor(task="multiclass", metrics={"cost": {"matrix": matrix}}))
+    assert multiclass.spec.metrics.cost == CostSpec(
+        matrix=(CostCell("cat", "dog", 3.0), CostCell("dog", "cat", 1.5))
+    )
+    regression = parse_monitor(
+        monitor(
+            task="regression",
+            metrics={"cost": {"overPrediction": 1, "underPrediction": 4}},
+            alerts=[{"name": "pricey", "metric": "cost", "above": 2.5}],
+        )
+    )
+    assert regression.spec.metrics.cost == CostSpec(over_prediction=1.0, under_prediction=4.0)
+    assert regression.spec.alerts[0].metric == "cost"
+    assert parse_monitor(monitor()).spec.metrics.cost is None
+
+
+def test_a_cost_that_does_not_fit_the_task_names_each_field() -> None:
+    assert errors(
+        monitor(metrics={"cost": {"falsePositive": -1, "overPrediction": 2, "falseNegative": "x"}})
+    ) == [
+        "spec.metrics.cost.falsePositive: must be at least 0, got -1",
+        'spec.metrics.cost.falseNegative: expected a number, got "x"',
+        "spec.metrics.cost.overPrediction: only for a regression model, this one is binary: "
+        "falsePositive and falseNegative, optionally the gains truePositive, trueNegative",
+    ]
+    assert errors(monitor(task="regression", metrics={"cost": {"overPrediction": 1}})) == [
+        "spec.metrics.cost.underPrediction: required for a regression model: overPrediction and "
+        "underPrediction, per unit"
+    ]
+    twice = [{"actual": "a", "predicted": "b", "cost": 1}] * 2
+    assert errors(monitor(task="multiclass", metrics={"cost": {"matrix": twice}})) == [
+        "spec.metrics.cost.matrix[1]: duplicate: spec.metrics.cost.matrix[0] prices this pair"
+    ]
+
+
+def test_a_cost_alert_needs_the_cost() -> None:
+    assert errors(monitor(alerts=[{"name": "c", "metric": "cost", "above": 1}])) == [
+        "spec.alerts[0].metric: cost needs spec.metrics.cost: what a mistake costs"
+    ]
 
 
 # -- spec.features and spec.drift ------------------------------------------------------------------

@@ -697,6 +697,152 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
     ),
 ]
 
+BINARY_COST = {"falsePositive": 5, "falseNegative": 50}
+MATRIX = [{"actual": "setosa", "predicted": "virginica", "cost": 3}]
+REGRESSION_COST = {"overPrediction": 1.5, "underPrediction": 4}
+CASES += [
+    ("binary cost", patched(C, {"spec.metrics.cost": BINARY_COST}), True),
+    (
+        "binary cost with gains",
+        patched(C, {"spec.metrics.cost": {**BINARY_COST, "truePositive": 20, "trueNegative": 0}}),
+        True,
+    ),
+    ("binary cost by the default task", patched(MINIMAL, {"spec.metrics.cost": BINARY_COST}), True),
+    ("multiclass cost matrix", patched(IRIS, {"spec.metrics.cost": {"matrix": MATRIX}}), True),
+    (
+        "multiclass matrix with a right pair priced",
+        patched(
+            IRIS,
+            {
+                "spec.metrics.cost": {
+                    "matrix": [*MATRIX, {"actual": "1", "predicted": "1", "cost": 0}]
+                }
+            },
+        ),
+        True,
+    ),
+    ("regression cost", patched(PRICE, {"spec.metrics.cost": REGRESSION_COST}), True),
+    (
+        "zero costs",
+        patched(PRICE, {"spec.metrics.cost": {"overPrediction": 0, "underPrediction": 0}}),
+        True,
+    ),
+    (
+        "an alert on cost",
+        patched(
+            PRICE,
+            {
+                "spec.metrics.cost": REGRESSION_COST,
+                "spec.alerts": [{"name": "expensive", "metric": "cost", "above": 12}],
+            },
+        ),
+        True,
+    ),
+    ("null cost is none", patched(C, {"spec.metrics.cost": None}), True),
+    ("empty cost", patched(C, {"spec.metrics.cost": {}}), False),
+    (
+        "binary cost without falseNegative",
+        patched(C, {"spec.metrics.cost": {"falsePositive": 1}}),
+        False,
+    ),
+    (
+        "binary cost negative",
+        patched(C, {"spec.metrics.cost": {**BINARY_COST, "falsePositive": -1}}),
+        False,
+    ),
+    (
+        "binary gain negative",
+        patched(C, {"spec.metrics.cost": {**BINARY_COST, "trueNegative": -2}}),
+        False,
+    ),
+    (
+        "binary cost a string",
+        patched(C, {"spec.metrics.cost": {**BINARY_COST, "falseNegative": "50"}}),
+        False,
+    ),
+    (
+        "binary cost with a matrix",
+        patched(C, {"spec.metrics.cost": {**BINARY_COST, "matrix": MATRIX}}),
+        False,
+    ),
+    (
+        "binary cost per unit",
+        patched(C, {"spec.metrics.cost": {**BINARY_COST, **REGRESSION_COST}}),
+        False,
+    ),
+    ("multiclass without a matrix", patched(IRIS, {"spec.metrics.cost": BINARY_COST}), False),
+    ("multiclass empty matrix", patched(IRIS, {"spec.metrics.cost": {"matrix": []}}), False),
+    (
+        "multiclass matrix twice a pair",
+        patched(IRIS, {"spec.metrics.cost": {"matrix": MATRIX * 2}}),
+        False,
+    ),
+    (
+        "multiclass cell without cost",
+        patched(IRIS, {"spec.metrics.cost": {"matrix": [{"actual": "a", "predicted": "b"}]}}),
+        False,
+    ),
+    (
+        "multiclass cell with an integer class",
+        patched(
+            IRIS, {"spec.metrics.cost": {"matrix": [{"actual": 1, "predicted": "b", "cost": 1}]}}
+        ),
+        False,
+    ),
+    (
+        "multiclass cell with an empty class",
+        patched(
+            IRIS, {"spec.metrics.cost": {"matrix": [{"actual": "", "predicted": "b", "cost": 1}]}}
+        ),
+        False,
+    ),
+    (
+        "multiclass cell with an unknown field",
+        patched(IRIS, {"spec.metrics.cost": {"matrix": [{**MATRIX[0], "gain": 1}]}}),
+        False,
+    ),
+    (
+        "multiclass matrix of 101",
+        patched(
+            IRIS,
+            {
+                "spec.metrics.cost": {
+                    "matrix": [{"actual": f"c{i}", "predicted": "x", "cost": 1} for i in range(101)]
+                }
+            },
+        ),
+        False,
+    ),
+    (
+        "multiclass matrix of 100",
+        patched(
+            IRIS,
+            {
+                "spec.metrics.cost": {
+                    "matrix": [{"actual": f"c{i}", "predicted": "x", "cost": 1} for i in range(100)]
+                }
+            },
+        ),
+        True,
+    ),
+    (
+        "regression cost without under",
+        patched(PRICE, {"spec.metrics.cost": {"overPrediction": 1}}),
+        False,
+    ),
+    (
+        "regression cost with falsePositive",
+        patched(PRICE, {"spec.metrics.cost": {**REGRESSION_COST, "falsePositive": 1}}),
+        False,
+    ),
+    (
+        "regression cost unknown field",
+        patched(PRICE, {"spec.metrics.cost": {**REGRESSION_COST, "perUnit": 1}}),
+        False,
+    ),
+    ("cost a list", patched(C, {"spec.metrics.cost": [BINARY_COST]}), False),
+]
+
 # -- what only spec.py checks: (id, object, path of spec.py's error) ------------------------------
 
 SPEC_ONLY: list[tuple[str, dict[str, Any], str]] = [
@@ -713,6 +859,11 @@ SPEC_ONLY: list[tuple[str, dict[str, Any], str]] = [
     (
         "unknown drift metric",
         patched(C, {"spec.alerts": [{"name": "acc-low", "metric": "drift", "above": 0.1}]}),
+        "spec.alerts[0].metric",
+    ),
+    (
+        "an alert on cost without metrics.cost",
+        patched(PRICE, {"spec.alerts": [{"name": "err", "metric": "cost", "above": 3}]}),
         "spec.alerts[0].metric",
     ),
     (
@@ -892,6 +1043,20 @@ MUTATIONS: dict[str, list[Any]] = {
         {"window": 60},
         {"window": None, "minSamples": None},
     ],
+    "spec.metrics.cost": [
+        DELETE,
+        {},
+        {"falsePositive": 1, "falseNegative": 2},
+        {"falsePositive": 1, "falseNegative": 2, "truePositive": 3},
+        {"falsePositive": 1},
+        {"matrix": [{"actual": "a", "predicted": "b", "cost": 1}]},
+        {"matrix": [{"actual": "a", "predicted": "b", "cost": 1}] * 2},
+        {"matrix": []},
+        {"overPrediction": 1, "underPrediction": 2},
+        {"overPrediction": -1, "underPrediction": 2},
+        {"overPrediction": 1, "underPrediction": 2, "trueNegative": 0},
+        "cheap",
+    ],
     "spec.fallback": [DELETE, {}, {"mode": "engaged"}, [], {"extra": True}],
     "spec.fallback.mode": ["auto", "engaged", "disengaged", "on"],
     "spec.fallback.recoverAfter": ["0s", "ten", "1d", "7d", "7d1s", "999999999999s"],
@@ -953,6 +1118,7 @@ BAD_METRICS = [
     {"metric": "missing_ratio", "feature": "score"},
     {"metric": "feature_drift", "feature": "x:y"},
     {"metric": "accuracy", "feature": "tenure"},
+    {"metric": "cost"},
 ]
 GOOD_THRESHOLDS = [{"below": 0.8}, {"above": 0.2}, {"below": 1}, {"above": 100}]
 BAD_THRESHOLDS = [{"below": 1, "above": 2}, {}, {"below": "x"}]

@@ -78,7 +78,9 @@ import numpy.typing as npt
 
 from truthloop.core import calibration, intervals, lossmodel, metrics
 from truthloop.core.calibration import BinaryCalibration, MulticlassCalibration
+from truthloop.core.cost import COST_TOTAL
 from truthloop.core.profile import Reference
+from truthloop.core.spec import COST, CostSpec
 
 if TYPE_CHECKING:
     from truthloop.core.records import PredictionRecord
@@ -285,11 +287,18 @@ def series(
             [np.fromiter(map(c.get, keys, repeat(0.0)), np.float64, len(keys)) for c in points],
             dtype=np.float64,
         ).reshape(len(points), 2 * BINS)
-        return binary_rows(counts[:, BINS:], counts[:, :BINS], found.curve, confidence)
+        n1, n0 = counts[:, BINS:], counts[:, :BINS]
+        rows = binary_rows(n1, n0, found.curve, confidence)
+        price = spec.metrics.cost
+        if price is not None:
+            costs = binary_cost(n1, n0, found.curve, price, confidence)
+            for row, found_cost in zip(rows, costs, strict=True):
+                row.update(found_cost)
+        return rows
     model = reference.profile.loss
     if spec.task == "regression" and model is not None:
         z = intervals.z_score(confidence)
-        return [regression(model, LossSums(reference.id, c), z) for c in points]
+        return [regression(model, LossSums(reference.id, c), z, spec.metrics.cost) for c in points]
     if spec.task == "multiclass" and isinstance(found, MulticlassCalibration):
         k = len(found.classes)
         keys = _multiclass_keys(reference.id, k)
@@ -298,12 +307,15 @@ def series(
             dtype=np.float64,
         ).reshape(len(points), len(keys))
         cells = k * (k + 1)
-        return multiclass_rows(
-            counts[:, :cells].reshape(-1, k, k + 1),
-            counts[:, cells : cells + k],
-            counts[:, cells + k :],
-            confidence,
+        expected = counts[:, :cells].reshape(-1, k, k + 1)
+        rows = multiclass_rows(
+            expected, counts[:, cells : cells + k], counts[:, cells + k :], confidence
         )
+        if spec.metrics.cost is not None:
+            costs = multiclass_cost(expected, found.classes, spec.metrics.cost, confidence)
+            for row, found_cost in zip(rows, costs, strict=True):
+                row.update(found_cost)
+        return rows
     return [{} for _ in points]
 
 
@@ -431,6 +443,76 @@ def multiclass_rows(
     return out
 
 
+def binary_cost(
+    n1: Floats, n0: Floats, curve: calibration.Curve, cost: CostSpec, confidence: float = 0.95
+) -> list[Estimates]:
+    """The expected `cost` per prediction and `cost_total` of windows (rows) of records per bin
+    predicted 1 (`n1`) and 0 (`n0`): the expected confusion matrix priced (a true positive or
+    negative's gain taken off). Band: given the scores, a record predicted 1 costs
+    `falsePositive` with probability 1 - p and `-truePositive` with p, a variance of
+    (falsePositive + truePositive)² p (1 - p), and likewise for those predicted 0; the records
+    are independent, plus each fitted value's binomial error as for the other metrics."""
+    z = intervals.z_score(confidence)
+    p = calibration.table(curve)
+    q = 1.0 - p
+    ones = q * cost.false_positive - p * cost.true_positive
+    zeros = p * cost.false_negative - q * cost.true_negative
+    total = n1 @ ones + n0 @ zeros
+    spread1 = cost.false_positive + cost.true_positive
+    spread0 = cost.false_negative + cost.true_negative
+    variance = spread1**2 * (n1 @ (p * q)) + spread0**2 * (n0 @ (p * q))
+    starts = np.asarray(curve.starts, dtype=np.intp)
+    fitted = np.asarray(curve.values)
+    weights = np.asarray(curve.weights)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var_fit = np.where(weights > 0, fitted * (1 - fitted) / weights, 0.0)
+    d_fit = -spread1 * np.add.reduceat(n1, starts, axis=1) + spread0 * np.add.reduceat(
+        n0, starts, axis=1
+    )
+    variance = variance + (d_fit**2) @ var_fit
+    n = n1.sum(axis=1) + n0.sum(axis=1)
+    out: list[Estimates] = []
+    for t, v, count in zip(total.tolist(), variance.tolist(), n.tolist(), strict=True):
+        out.append(priced(t, z * math.sqrt(max(v, 0.0)), count))
+    return out
+
+
+def multiclass_cost(
+    cells: Floats, classes: Sequence[str], cost: CostSpec, confidence: float = 0.95
+) -> list[Estimates]:
+    """The expected `cost` and `cost_total` of windows (rows) of expected confusion matrices
+    (`cells`, rows x K x K+1, as `multiclass_rows` takes them): each expected cell priced by the
+    matrix (a pair not listed, or a predicted label none of the classes, costs 0). Band: a
+    record's cost variance is at most the expected square of its cost (the mean's square left
+    out), so the total's is at most the cells priced squared: conservative."""
+    z = intervals.z_score(confidence)
+    k = len(classes)
+    index = {c: i for i, c in enumerate(classes)}
+    price = np.zeros((k, k + 1))
+    for cell in cost.matrix:
+        i, j = index.get(cell.actual), index.get(cell.predicted)
+        if i is not None and j is not None:
+            price[i, j] = cell.cost
+    total = np.einsum("rij,ij->r", cells, price)
+    bound = np.einsum("rij,ij->r", cells, price * price)
+    n = cells.sum(axis=(1, 2))
+    return [
+        priced(t, z * math.sqrt(max(b, 0.0)), count)
+        for t, b, count in zip(total.tolist(), bound.tolist(), n.tolist(), strict=True)
+    ]
+
+
+def priced(total: float, half_total: float, n: float) -> Estimates:
+    """`cost` (per prediction) and `cost_total` from an expected total, the half-width of its
+    band and the number of predictions."""
+    if n <= 0:
+        return {COST: metrics.Estimate(None), COST_TOTAL: metrics.Estimate(None)}
+    return {
+        COST: _unbounded(total / n, (total - half_total) / n, (total + half_total) / n),
+        COST_TOTAL: _unbounded(total, total - half_total, total + half_total),
+    }
+
+
 def _auc(n: Floats, p: Floats) -> Floats:
     """The expected ROC curve's AUC per row of per-bin records `n`: n p positives and n (1 - p)
     negatives per bin, pairs within a bin counted half."""
@@ -466,9 +548,14 @@ class LossSums:
         )
 
 
-def regression(model: lossmodel.LossModel, sums: LossSums, z: float) -> Estimates:
+def regression(
+    model: lossmodel.LossModel, sums: LossSums, z: float, cost: CostSpec | None = None
+) -> Estimates:
     """A window's estimated `mae`, `rmse` and `mean_error` from its loss sums (`{}` when no
-    record was predicted); the bands as `core.lossmodel` describes them."""
+    record was predicted); the bands as `core.lossmodel` describes them. With a `cost`, also
+    `cost` and `cost_total`: the predicted over- and under-prediction, (|e| + e) / 2 and
+    (|e| - e) / 2, priced per unit; its band's half-width is at most |a + b| / 2 times |e|'s
+    plus |a - b| / 2 times e's (a standard deviation of a sum is at most the sum of theirs)."""
     n = sums.n
     if n < 0.5:
         return {}
@@ -480,13 +567,19 @@ def regression(model: lossmodel.LossModel, sums: LossSums, z: float) -> Estimate
     half_ae = math.hypot(z * math.sqrt(k_ae * max(sums.vae, 0.0)) / n, b_ae * mae)
     half_se = math.hypot(z * math.sqrt(k_se * max(sums.vse, 0.0)) / n, b_se * mse)
     half_e = math.hypot(z * math.sqrt(k_e * max(sums.ve, 0.0)) / n, b_e * mae)
-    return {
+    found = {
         "mae": _unbounded(mae, max(mae - half_ae, 0.0), mae + half_ae),
         "rmse": _unbounded(
             math.sqrt(mse), math.sqrt(max(mse - half_se, 0.0)), math.sqrt(mse + half_se)
         ),
         "mean_error": _unbounded(mean_error, mean_error - half_e, mean_error + half_e),
     }
+    if cost is not None:
+        a, b = cost.over_prediction, cost.under_prediction
+        over, under = max((sums.ae + sums.e) / 2, 0.0), max((sums.ae - sums.e) / 2, 0.0)
+        half = n * (abs(a + b) / 2 * half_ae + abs(a - b) / 2 * half_e)
+        found.update(priced(a * over + b * under, half, n))
+    return found
 
 
 def _unbounded(value: float, lower: float, upper: float) -> metrics.Estimate:

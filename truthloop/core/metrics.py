@@ -13,8 +13,10 @@ Counter names (the storage contract; cells of histograms and matrices contain a 
 - multiclass: `n` (rows in accuracy), `correct`, and a confusion cell `cm:<actual>|<predicted>`
   in which each label has `%` written `%25` and `|` written `%7C`, so any label reads back.
 - regression: `n`, `se` `sae` `se2` `se4` (sums of e, |e|, e², e⁴ with e = prediction − actual),
-  `sy` `sy2` (sums of the actual and its square), `nm` `sape` `sape2` (rows in MAPE, sums of the
-  absolute percentage error and its square), `mape_excluded`.
+  `se2o` `se2u` (sums of e² over the over-predictions, e > 0, and the under-predictions, e < 0:
+  a cost's interval, `core.cost`), `sy` `sy2` (sums of the actual and its square), `nm` `sape`
+  `sape2` (rows in MAPE, sums of the absolute percentage error and its square),
+  `mape_excluded`.
 - every task: `votes`, `votes_up` (reviews without a label).
 
 Labels:
@@ -306,6 +308,10 @@ def _regression(into: dict[str, float], prediction: float, actual: float) -> Non
     into["sae"] = get("sae", 0) + ae
     into["se2"] = get("se2", 0) + e2
     into["se4"] = get("se4", 0) + e2 * e2
+    if e > 0:
+        into["se2o"] = get("se2o", 0) + e2
+    elif e < 0:
+        into["se2u"] = get("se2u", 0) + e2
     into["sy"] = get("sy", 0) + actual
     into["sy2"] = get("sy2", 0) + actual * actual
     if actual == 0:
@@ -377,6 +383,14 @@ def class_label(value: object) -> str:
     if isinstance(value, str):
         return str(value)
     raise LabelError(f"class {value!r} is not a string, number or boolean")
+
+
+def confusion_cells(counters: Counters) -> Iterable[tuple[str, str, float]]:
+    """A multiclass aggregate's confusion cells: (actual, predicted, count)."""
+    for key, value in counters.items():
+        if key.startswith(_CELL):
+            a, p = map(_unescape, key[len(_CELL) :].split("|"))
+            yield a, p, value
 
 
 def _cell_key(actual: str, predicted: str) -> str:

@@ -17,10 +17,15 @@ holds the two to the same verdict on a corpus of monitors):
   longer than `0s` and at most `MAX_WINDOW` (90d), while `for` and `recoverAfter` may be `0s` and
   are at most `MAX_HOLD` (7d);
 - `threshold` is in [0, 1], `sampleRate` in (0, 1], `minSamples` at least 1;
+- `metrics.cost` fits the task: binary `falsePositive` and `falseNegative` (required) and the
+  gains `truePositive`, `trueNegative`; multiclass a `matrix` of 1 to `MAX_COST_CELLS` unique
+  `{actual, predicted, cost}`; regression `overPrediction` and `underPrediction` (per unit); every
+  amount a finite number >= 0;
 - `missingActual.value` is given with policy `assume` and only then, and fits the task: 0 or 1
   for binary, an integer for regression, an integer or a string for multiclass;
 - alerts: at most 32, unique names, exactly one of `below`/`above`, a metric the task has
-  (`metrics.METRIC_NAMES`) or a drift metric (`DRIFT_METRICS`, any task); `feature` given with
+  (`metrics.METRIC_NAMES`) or a drift metric (`DRIFT_METRICS`, any task) or `cost` (with
+  `metrics.cost`); `feature` given with
   `feature_drift` and `missing_ratio` and only with them, one of `spec.features` when those are
   declared, never a reserved column (`prediction`, `score`, `actual`, `ts`);
 - features: at most `MAX_FEATURES` (100), unique names of `profile.FEATURE_NAME` (no `:`, so
@@ -168,9 +173,40 @@ class FeedbackSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class CostCell:
+    """What predicting `predicted` costs when the class was `actual` (multiclass)."""
+
+    actual: str
+    predicted: str
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class CostSpec:
+    """What a prediction costs (`core.cost`), per task: binary, the cost of a false positive and
+    of a false negative and the gain of a true positive and of a true negative; multiclass, a
+    cost per (actual, predicted) pair (pairs not listed cost nothing); regression, the cost per
+    unit of over-prediction (prediction above the actual) and of under-prediction."""
+
+    false_positive: float = 0.0
+    false_negative: float = 0.0
+    true_positive: float = 0.0
+    true_negative: float = 0.0
+    matrix: tuple[CostCell, ...] = ()
+    over_prediction: float = 0.0
+    under_prediction: float = 0.0
+
+
+COST = "cost"
+"""The metric of what the predictions cost, per prediction (lower is better: alerts use
+`above`); an alert may name it when the spec says what a mistake costs (`metrics.cost`)."""
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsSpec:
     window: float = 3600.0
     min_samples: int = 50
+    cost: CostSpec | None = None
 
 
 DriftMetric = Literal[
@@ -432,7 +468,11 @@ _BODY_FIELDS = ("pointer",)
 _BATCH_FIELDS = ("instances", "predictions")
 _FEEDBACK_FIELDS = ("attributionWindow", "match", "missingActual")
 _MISSING_FIELDS = ("policy", "value")
-_METRICS_FIELDS = ("window", "minSamples")
+_METRICS_FIELDS = ("window", "minSamples", "cost")
+_BINARY_COSTS = ("falsePositive", "falseNegative", "truePositive", "trueNegative")
+_REGRESSION_COSTS = ("overPrediction", "underPrediction")
+_COST_FIELDS = (*_BINARY_COSTS, "matrix", *_REGRESSION_COSTS)
+_CELL_FIELDS = ("actual", "predicted", "cost")
 _ALERT_FIELDS = ("name", "metric", "feature", "below", "above", "for")
 _FALLBACK_FIELDS = ("mode", "engageOn", "recoverAfter", "rules")
 _RULE_FIELDS = ("when", "prediction")
@@ -522,7 +562,7 @@ def _spec(read: _Reader, obj: object, path: str) -> MonitorSpec | None:
     threshold = read.number(spec, path, "threshold", low=0.0, high=1.0, default=0.5)
     capture = _capture(read, spec, path)
     feedback = _feedback(read, spec, path, known)
-    windows = _metrics(read, spec, path)
+    windows = _metrics(read, spec, path, known)
     alerts = _alerts(read, spec, path, known)
     features = _features(read, spec, path)
     return MonitorSpec(
@@ -709,7 +749,9 @@ def _missing_actual(
     return MissingActual(policy, assumed)
 
 
-def _metrics(read: _Reader, spec: Mapping[str, object], path: str) -> MetricsSpec:
+def _metrics(
+    read: _Reader, spec: Mapping[str, object], path: str, task: Task | None
+) -> MetricsSpec:
     where = fieldpath.child(path, "metrics")
     section = read.open(spec, path, "metrics", _METRICS_FIELDS)
     if section is None:
@@ -719,13 +761,106 @@ def _metrics(read: _Reader, spec: Mapping[str, object], path: str) -> MetricsSpe
             section, where, "window", positive=True, default=3600.0, most=MAX_WINDOW
         ),
         min_samples=read.integer(section, where, "minSamples", low=1) or 50,
+        cost=_cost(read, section, where, task),
     )
+
+
+MAX_COST_CELLS = 100
+"""Cells a multiclass cost matrix lists (the pairs not listed cost nothing)."""
+_LABEL = _Text(63, min_length=1)
+_COST_KINDS: Mapping[str, tuple[str, ...]] = {
+    "binary": _BINARY_COSTS,
+    "multiclass": ("matrix",),
+    "regression": _REGRESSION_COSTS,
+}
+_COST_REQUIRED: Mapping[str, tuple[str, ...]] = {
+    "binary": ("falsePositive", "falseNegative"),
+    "multiclass": ("matrix",),
+    "regression": _REGRESSION_COSTS,
+}
+
+
+def _cost(
+    read: _Reader, section: Mapping[str, object], path: str, task: Task | None
+) -> CostSpec | None:
+    """`metrics.cost`: the fields of the task's kind of cost (`_COST_KINDS`), its required ones
+    given, every amount a finite number >= 0, a matrix's pairs unique."""
+    where = fieldpath.child(path, "cost")
+    cost = read.open(section, path, "cost", _COST_FIELDS)
+    if cost is None:
+        return None
+    amounts = {key: _amount(read, cost, where, key) for key in _COST_FIELDS if key != "matrix"}
+    matrix = _cost_matrix(read, cost, where)
+    if task is not None:
+        for key in _COST_FIELDS:
+            if key in cost and key not in _COST_KINDS[task]:
+                owner = next(t for t, keys in _COST_KINDS.items() if key in keys)
+                read.fail(fieldpath.child(where, key), f"only for a {owner} model, this one is "
+                          f"{task}: {_cost_expected(task)}")  # fmt: skip
+        for key in _COST_REQUIRED[task]:
+            if key not in cost:
+                read.fail(fieldpath.child(where, key), f"required for a {task} model: "
+                          f"{_cost_expected(task)}")  # fmt: skip
+    return CostSpec(
+        false_positive=amounts["falsePositive"],
+        false_negative=amounts["falseNegative"],
+        true_positive=amounts["truePositive"],
+        true_negative=amounts["trueNegative"],
+        matrix=matrix,
+        over_prediction=amounts["overPrediction"],
+        under_prediction=amounts["underPrediction"],
+    )
+
+
+def _cost_expected(task: Task) -> str:
+    if task == "binary":
+        return "falsePositive and falseNegative, optionally the gains truePositive, trueNegative"
+    if task == "multiclass":
+        return "a matrix of {actual, predicted, cost}"
+    return "overPrediction and underPrediction, per unit"
+
+
+def _amount(read: _Reader, obj: Mapping[str, object], path: str, key: str) -> float:
+    """A cost or gain: a finite number >= 0 (0 when absent or wrong)."""
+    value = read.number(obj, path, key, default=0.0)
+    if value < 0:
+        read.fail(fieldpath.child(path, key), f"must be at least 0, got {_show(obj[key])}")
+        return 0.0
+    return value
+
+
+def _cost_matrix(read: _Reader, cost: Mapping[str, object], path: str) -> tuple[CostCell, ...]:
+    where = fieldpath.child(path, "matrix")
+    items = read.items(cost, path, "matrix", max_items=MAX_COST_CELLS)
+    if "matrix" in cost and isinstance(cost["matrix"], list) and not items:
+        read.fail(where, "must have at least 1 item")
+    cells: list[CostCell] = []
+    seen: dict[tuple[str, str], str] = {}
+    for item_path, item in items:
+        cell = read.mapping(item, item_path, _CELL_FIELDS)
+        if cell is None:
+            continue
+        actual = read.text(cell, item_path, "actual", _LABEL, required=True)
+        predicted = read.text(cell, item_path, "predicted", _LABEL, required=True)
+        if "cost" not in cell:
+            read.fail(fieldpath.child(item_path, "cost"), "required")
+        amount = _amount(read, cell, item_path, "cost")
+        if actual is None or predicted is None:
+            continue
+        if (actual, predicted) in seen:
+            read.fail(item_path, f"duplicate: {seen[actual, predicted]} prices this pair")
+            continue
+        seen[actual, predicted] = item_path
+        cells.append(CostCell(actual, predicted, amount))
+    return tuple(cells)
 
 
 def _alerts(
     read: _Reader, spec: Mapping[str, object], path: str, task: Task | None
 ) -> tuple[AlertSpec, ...]:
     items = read.items(spec, path, "alerts", max_items=MAX_ALERTS)
+    section = spec.get("metrics")
+    priced = isinstance(section, Mapping) and section.get("cost") is not None
     known = (*metrics.METRIC_NAMES.get(task, ()), *DRIFT_METRICS) if task is not None else None
     declared = spec.get("features")
     features = (  # an empty list declares none: the features are discovered
@@ -745,11 +880,14 @@ def _alerts(
         elif name is not None:
             seen[name] = where
         metric = read.text(alert, where, "metric", _METRIC, required=True)
-        if metric is not None and known is not None and metric not in known:
+        if metric == COST and not priced:
+            read.fail(fieldpath.child(where, "metric"), "cost needs spec.metrics.cost: what a "
+                      "mistake costs")  # fmt: skip
+        elif metric is not None and known is not None and metric not in (*known, COST):
             read.fail(
                 fieldpath.child(where, "metric"),
                 f"{_show(metric)} is not a metric of a {task} model; "
-                f"expected one of: {', '.join(known)}",
+                f"expected one of: {', '.join((*known, COST))}",
             )
         feature = _alert_feature(read, alert, where, metric, features)
         below = read.number(alert, where, "below")

@@ -283,7 +283,9 @@ def metrics_view(key: str, found: WindowMetrics, served_by: str | None) -> dict[
     figures are the served_by asked for, else the model's; the series when asked for."""
     by_served: dict[str, Any] = {}
     for served in (served_by,) if served_by else wire.SERVED_BY:
-        overall = found.groups.get((ALL_VERSIONS, served)) or evaluation.evaluate(found.task, {})
+        overall = found.groups.get((ALL_VERSIONS, served)) or evaluation.evaluate(
+            found.task, {}, found.cost
+        )
         by_served[served] = {
             **overall.to_dict(),
             "versions": {

@@ -60,7 +60,7 @@ from truthloop.core.evaluation import ALL_VERSIONS, Evaluated, Group
 from truthloop.core.plan import ACTUALS_EXPIRED, ACTUALS_MATCHED, ACTUALS_PENDING
 from truthloop.core.profile import Profile, Reference
 from truthloop.core.records import Actual, PredictionRecord
-from truthloop.core.spec import FALLBACK_MODES, FallbackMode, Monitor, parse_update
+from truthloop.core.spec import FALLBACK_MODES, CostSpec, FallbackMode, Monitor, parse_update
 from truthloop.core.tasks import Task
 from truthloop.feedback import refusals, threads
 from truthloop.feedback.settings import Settings
@@ -130,6 +130,8 @@ class WindowMetrics:
     """Per (version, served_by), plus (ALL_VERSIONS, served_by) sums."""
     series: tuple[tuple[float, Evaluated], ...] | None
     """When asked: each step's start (Unix seconds) and its groups evaluated together."""
+    cost: CostSpec | None = None
+    """The monitor's `metrics.cost`: a group without data shows `cost` too."""
 
 
 @dataclass(slots=True)
@@ -783,13 +785,14 @@ class Engine:
             if (
                 previous is not None
                 and previous.monitor.spec.task == spec.task
+                and previous.monitor.spec.metrics.cost == spec.metrics.cost
                 and previous.counters == counters
             ):
                 # Most monitors, most ticks: no new labels and no bucket left the window. The
                 # evaluation (AUC, t quantiles) costs far more than comparing the counters.
                 evaluated = dict(previous.window)
             else:
-                evaluated = evaluation.evaluate_groups(spec.task, counters)
+                evaluated = evaluation.evaluate_groups(spec.task, counters, spec.metrics.cost)
             report, drift_at, basis = await self._window_drift(
                 registered, previous, counters, span, now
             )
@@ -926,7 +929,9 @@ class Engine:
         series = None
         if step is not None:
             series = await self._series(registered, span, step, version, served_by)
-        return WindowMetrics(task, seconds, span, evaluation.evaluate_groups(task, groups), series)
+        cost = registered.monitor.spec.metrics.cost
+        evaluated = evaluation.evaluate_groups(task, groups, cost)
+        return WindowMetrics(task, seconds, span, evaluated, series, cost)
 
     async def _series(
         self,
@@ -941,7 +946,8 @@ class Engine:
         if steps.count > limit:
             raise refusals.SeriesTooLong(steps.count, limit)
         points = await self.store.series(registered.id, steps, Only(version, served_by or "model"))
-        evaluated = evaluation.series(registered.monitor.spec.task, points, steps.count)
+        spec = registered.monitor.spec
+        evaluated = evaluation.series(spec.task, points, steps.count, spec.metrics.cost)
         return tuple(
             (windows.bucket_start(steps.start + i * steps.width), e)
             for i, e in enumerate(evaluated)
