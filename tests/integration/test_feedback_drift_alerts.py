@@ -139,6 +139,12 @@ async def test_the_sketches_are_read_again_only_when_the_window_changed_and_not_
     first = await report_after(0)
     assert first is not None
     assert first.samples == 200
+    tenure = next(c for c in first.features if c.name == "tenure")
+    assert tenure.method == "ks", "below 1,000 values a test decides"
+    text = await service.scrape()
+    assert sample(text, "truthloop_feature_drift", **BASE, feature="tenure", method="ks") is None
+    shown = sample(text, "truthloop_feature_drift", **BASE, feature="tenure", method="wasserstein")
+    assert shown == tenure.distance, "the gauge keeps the distance's scale at every size"
     assert await report_after(20) is first, "nothing new: not read again"
     await capture(service, rows(10, seed=3), clock.now, "b")
     second = await report_after(5)

@@ -8,7 +8,9 @@ sum over every version), plus `served_by` where model and fallback are told apar
 
 Drift (the monitor's window against its reference, `version="*"`: the model's records of every
 version compared with the default reference): `truthloop_feature_drift{feature,method}` (the
-statistic of the feature's method), `truthloop_feature_missing_ratio{feature}`,
+feature's distance, `method` its distance method: wasserstein or jensenshannon unless an override
+names psi; at every window size, also below the 1,000 values where a test decides `drifted`, so
+a series keeps one scale and one label set), `truthloop_feature_missing_ratio{feature}`,
 `truthloop_drift_share`, `truthloop_prediction_drift{method}`, `truthloop_outlier_ratio`. A value
 that does not exist (no reference, no record in the window, a feature without values) is left
 out, never NaN. At most `MAX_FEATURES` features a monitor (the profile holds no more), so the
@@ -152,7 +154,7 @@ class _DriftFamilies:
     def __init__(self) -> None:
         self.feature = GaugeMetricFamily(
             "truthloop_feature_drift",
-            "A feature's drift statistic in the window against the reference, by its method.",
+            "A feature's drift distance in the window against the reference, by its method.",
             labels=[*VERSION_LABELS, "feature", "method"],
         )
         self.missing = GaugeMetricFamily(
@@ -167,7 +169,7 @@ class _DriftFamilies:
         )
         self.prediction = GaugeMetricFamily(
             "truthloop_prediction_drift",
-            "Drift statistic of the score (when profiled) or the prediction, by its method.",
+            "Drift distance of the score (when profiled) or the prediction, by its method.",
             labels=[*VERSION_LABELS, "method"],
         )
         self.outliers = GaugeMetricFamily(
@@ -180,15 +182,20 @@ class _DriftFamilies:
         if report.status != "ok":
             return
         for column in report.features[:MAX_FEATURES]:
-            if column.statistic is not None:
-                self.feature.add_metric([*group, column.name, column.method], column.statistic)
+            if column.distance is not None and column.distance_method is not None:
+                labels = [*group, column.name, column.distance_method]
+                self.feature.add_metric(labels, column.distance)
             if column.missing_ratio is not None:
                 self.missing.add_metric([*group, column.name], column.missing_ratio)
         if report.dataset is not None and report.dataset.share is not None:
             self.share.add_metric(group, report.dataset.share)
         prediction = report.prediction_drift
-        if prediction is not None and prediction.statistic is not None:
-            self.prediction.add_metric([*group, prediction.method], prediction.statistic)
+        if (
+            prediction is not None
+            and prediction.distance is not None
+            and prediction.distance_method is not None
+        ):
+            self.prediction.add_metric([*group, prediction.distance_method], prediction.distance)
         if report.outliers is not None and report.outliers.ratio is not None:
             self.outliers.add_metric(group, report.outliers.ratio)
 
