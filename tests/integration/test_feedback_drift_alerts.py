@@ -167,3 +167,33 @@ async def test_without_a_reference_no_drift_is_evaluated_nor_exported(
     text = await service.scrape()
     assert "truthloop_drift_share{" not in text
     assert "truthloop_feature_drift{" not in text
+
+
+async def test_a_version_with_its_own_reference_is_exported_under_its_version(
+    service: Service, clock: FakeClock
+) -> None:
+    """v1's records are sketched against v1's reference only: without their own series they
+    would show nowhere (`version="*"` is the default reference's)."""
+    await service.ok(
+        "POST",
+        REFERENCE + "?version=v1",
+        data=as_csv(rows(2000, seed=1)),
+        headers={"Content-Type": "text/csv"},
+    )
+    await capture(service, rows(1200, seed=3, shift=True), clock.now, "a")
+    await service.tick()
+    text = await service.scrape()
+    v1 = {**BASE, "version": "v1"}
+    assert sample(text, "truthloop_drift_share", **v1) == 1.0
+    tenure = sample(text, "truthloop_feature_drift", **v1, feature="tenure", method="wasserstein")
+    assert tenure is not None
+    assert tenure > 1.0
+    assert sample(text, "truthloop_drift_share", **BASE) is None, "no default reference"
+    await service.ok(
+        "POST", REFERENCE, data=as_csv(rows(2000, seed=2)), headers={"Content-Type": "text/csv"}
+    )
+    clock.advance(1)
+    await service.tick()
+    text = await service.scrape()
+    assert sample(text, "truthloop_drift_share", **v1) == 1.0
+    assert sample(text, "truthloop_drift_share", **BASE) is None, "v1's records are not its"

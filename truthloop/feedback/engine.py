@@ -115,8 +115,23 @@ class Snapshot:
     """The window against the monitor's reference (None: not evaluated, no reference)."""
     drift_at: float | None = None
     """When `drift`'s sketches were read (the engine's clock)..."""
-    drift_basis: tuple[windows.BucketRange, Mapping[Group, Counters]] | None = None
-    """... and the window as it was then: its buckets and its other counters."""
+    drift_basis: DriftBasis | None = None
+    """... and the window and references as they were then."""
+    drift_versions: Mapping[str, DriftReport] = field(default_factory=dict)
+    """The window's records of each model version with a reference of its own, against it
+    (`drift` reads the default reference's, which those versions' records are not sketched
+    against)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DriftBasis:
+    """What a drift read saw: the window's buckets, its other counters (every record adds to
+    `@predictions`) and the references' ids by version; while all are the same, so are the
+    sketches."""
+
+    span: windows.BucketRange
+    counters: Mapping[Group, Counters]
+    references: Mapping[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -779,6 +794,7 @@ class Engine:
         if not fresh and previous is not None and previous.monitor == monitor:
             counters, evaluated = previous.counters, dict(previous.window)
             report, drift_at, basis = previous.drift, previous.drift_at, previous.drift_basis
+            versions = previous.drift_versions
         else:
             span = windows.window(now, spec.metrics.window)
             counters = await self.store.window(registered.id, span, Only(sketches=False))
@@ -793,7 +809,7 @@ class Engine:
                 evaluated = dict(previous.window)
             else:
                 evaluated = evaluation.evaluate_groups(spec.task, counters, spec.metrics.cost)
-            report, drift_at, basis = await self._window_drift(
+            report, versions, drift_at, basis = await self._window_drift(
                 registered, previous, counters, span, now
             )
         if step:
@@ -807,6 +823,7 @@ class Engine:
             report,
             drift_at,
             basis,
+            versions,
         )
 
     async def _window_drift(
@@ -816,34 +833,35 @@ class Engine:
         counters: Mapping[Group, Counters],
         span: windows.BucketRange,
         now: float,
-    ) -> tuple[
-        DriftReport | None,
-        float | None,
-        tuple[windows.BucketRange, Mapping[Group, Counters]] | None,
-    ]:
-        """The drift of the monitor's window, when its sketches were read and the window then
-        (`Snapshot.drift_basis`): None without a reference (nothing read); the last report while
-        the buckets, the window's other counters, the monitor and the reference are as they
-        were at its read (a record, even a late one, adds to `@predictions`: no record came), or
-        for `drift_interval` after the last read; else the sketches read and evaluated anew."""
-        reference = reference_of(registered, None)
-        if reference is None:
-            return None, None, None
-        last = previous.drift if previous is not None else None
+    ) -> tuple[DriftReport | None, Mapping[str, DriftReport], float | None, DriftBasis | None]:
+        """The drift of the monitor's window against the default reference (None without one)
+        and of each version with a reference of its own, when the sketches were read and what
+        the read saw: nothing read without a reference; the last reports while the window and
+        the references are as they were at that read (`DriftBasis`), or for `drift_interval`
+        after it; else the sketches read and evaluated anew."""
+        if not registered.references:
+            return None, {}, None, None
+        basis = DriftBasis(span, counters, {v: r.id for v, r in registered.references.items()})
         if (
             previous is not None
-            and last is not None
-            and last.reference is not None
-            and last.reference.id == reference.id
-            and previous.monitor == registered.monitor
+            and previous.drift_basis is not None
             and previous.drift_at is not None
+            and previous.monitor == registered.monitor
+            and previous.drift_basis.references == basis.references
         ):
-            unchanged = previous.drift_basis == (span, counters)
+            unchanged = previous.drift_basis == basis
             recent = now - previous.drift_at < self.settings.engine.drift_interval
             if unchanged or recent:
-                return last, previous.drift_at, previous.drift_basis
+                return (
+                    previous.drift,
+                    previous.drift_versions,
+                    previous.drift_at,
+                    previous.drift_basis,
+                )
         sketches = await self.store.window(registered.id, span, Only(sketches=True))
-        return drift_of(registered, sketches), now, (span, counters)
+        report = drift_of(registered, sketches) if reference_of(registered, None) else None
+        versions = {v: drift_of(registered, sketches, v) for v in registered.references if v}
+        return report, versions, now, basis
 
     async def _step(
         self,

@@ -7,7 +7,8 @@ database. Names: prefix `truthloop_`, labels `namespace`, `monitor`, `model`, `v
 sum over every version), plus `served_by` where model and fallback are told apart.
 
 Drift (the monitor's window against its reference, `version="*"`: the model's records of every
-version compared with the default reference): `truthloop_feature_drift{feature,method}` (the
+version compared with the default reference; `version="v2"`: a version with a reference of its
+own, its records against it): `truthloop_feature_drift{feature,method}` (the
 feature's distance, `method` its distance method: wasserstein or jensenshannon unless an override
 names psi; at every window size, also below the 1,000 values where a test decides `drifted`, so
 a series keeps one scale and one label set), `truthloop_feature_missing_ratio{feature}`,
@@ -125,6 +126,8 @@ class FeedbackCollector(Collector):
                 phase.add_metric([*base, name], 1.0 if state.phase == name else 0.0)
             if snapshot.drift is not None:
                 drift.add([*base, ALL_VERSIONS_LABEL], snapshot.drift)
+            for version, report in sorted(snapshot.drift_versions.items()):
+                drift.add([*base, version], report)
         for registered in self.engine.monitors():
             monitor = registered.monitor
             base = [monitor.namespace, monitor.name, monitor.spec.model.name]
