@@ -53,6 +53,7 @@ trees extrapolate flat.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -116,29 +117,45 @@ class Forest(msgspec.Struct, frozen=True, array_like=True):
 
 
 class CompiledForest:
-    """A `Forest` as numpy arrays, for predicting batches."""
+    """One or more `Forest`s as numpy arrays, for predicting batches: every tree of every forest
+    traversed at once (a level per step), each forest's leaves then summed on its baseline."""
 
-    __slots__ = ("baseline", "children", "depth", "feature", "missing_left", "roots", "threshold",
-                 "value")  # fmt: skip
+    __slots__ = ("baselines", "children", "depth", "feature", "missing_left", "roots", "spans",
+                 "threshold", "value")  # fmt: skip
 
-    def __init__(self, forest: Forest) -> None:
-        self.baseline = forest.baseline
-        self.depth = forest.depth
-        self.roots = np.asarray(forest.roots, dtype=np.intp)
-        self.feature = np.asarray(forest.feature, dtype=np.intp)
-        self.threshold = np.asarray(forest.threshold, dtype=np.float64)
-        self.missing_left = np.asarray(forest.missing_left, dtype=bool)
-        self.value = np.asarray(forest.value, dtype=np.float64)
+    def __init__(self, *forests: Forest) -> None:
+        sizes = [len(f.value) for f in forests]
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+
+        def joined(field: str, shift: bool = False) -> npt.NDArray[np.intp]:
+            parts = [np.asarray(getattr(f, field), dtype=np.intp) for f in forests]
+            if shift:
+                parts = [p + o for p, o in zip(parts, offsets.tolist(), strict=True)]
+            return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
+
+        self.baselines = [f.baseline for f in forests]
+        self.depth = max((f.depth for f in forests), default=0)
+        self.roots = joined("roots", shift=True)
+        counts = np.cumsum([0, *(len(f.roots) for f in forests)]).tolist()
+        self.spans = list(itertools.pairwise(counts))
+        """Each forest's trees: columns [start, end) of the leaves."""
+        self.feature = joined("feature")
+        self.threshold = np.concatenate([np.asarray(f.threshold, np.float64) for f in forests])
+        self.missing_left = np.concatenate([np.asarray(f.missing_left, bool) for f in forests])
+        self.value = np.concatenate([np.asarray(f.value, np.float64) for f in forests])
         # children[2 i + go]: go = 1 left, 0 right
-        self.children = np.stack(
-            [np.asarray(forest.right, dtype=np.intp), np.asarray(forest.left, dtype=np.intp)],
-            axis=1,
-        ).reshape(-1)
+        self.children = np.stack([joined("right", True), joined("left", True)], axis=1).reshape(-1)
 
     def predict(self, inputs: Floats) -> Floats:
+        """The first forest's prediction of each row."""
+        return self.predict_all(inputs)[0]
+
+    def predict_all(self, inputs: Floats) -> list[Floats]:
+        """Each forest's prediction of each row (`inputs`: rows x inputs, NaN for missing)."""
         rows, width = inputs.shape
+        outs = [np.full(rows, baseline) for baseline in self.baselines]
         if rows == 0 or len(self.roots) == 0:
-            return np.full(rows, self.baseline)
+            return outs
         flat = inputs.reshape(-1)
         starts = (np.arange(rows, dtype=np.intp) * width)[:, None]
         nodes = np.broadcast_to(self.roots, (rows, len(self.roots))).copy()
@@ -150,10 +167,10 @@ class CompiledForest:
                 go |= np.isnan(x) & self.missing_left[nodes]
             nodes = self.children[nodes * 2 + go]
         values = self.value[nodes]
-        out = np.full(rows, self.baseline)
-        for t in range(values.shape[1]):  # tree by tree, as scikit-learn adds them: equal sums
-            out += values[:, t]
-        return out
+        for out, (first, end) in zip(outs, self.spans, strict=True):
+            for t in range(first, end):  # tree by tree, as scikit-learn adds them: equal sums
+                out += values[:, t]
+        return outs
 
 
 class LossModel(msgspec.Struct, frozen=True):
@@ -178,18 +195,16 @@ class LossModel(msgspec.Struct, frozen=True):
 class Compiled:
     """A loss model compiled for ingest: per record, the counters' contributions."""
 
-    __slots__ = ("absolute", "model", "signed", "squared")
+    __slots__ = ("forests", "model")
 
     def __init__(self, model: LossModel) -> None:
         self.model = model
-        self.absolute = model.absolute.compiled()
-        self.squared = model.squared.compiled()
-        self.signed = model.signed.compiled()
+        self.forests = CompiledForest(model.absolute, model.squared, model.signed)
 
     def contributions(self, inputs: Floats, usable: npt.NDArray[np.bool_]) -> Floats:
         """Per record (rows of `inputs`), its contribution to each of `COUNTERS`; zero for a
         record that is not `usable` (its prediction is no number)."""
-        return contributions(self.absolute, self.squared, self.signed, inputs, usable)
+        return contributions(self.forests, inputs, usable)
 
 
 COUNTERS = ("n", "ae", "se", "e", "vae", "vse", "ve")
@@ -198,16 +213,12 @@ loss prediction, the predicted |e|, e² and e, and the variance proxies of each 
 band)."""
 
 
-def contributions(
-    absolute: CompiledForest,
-    squared: CompiledForest,
-    signed: CompiledForest,
-    inputs: Floats,
-    usable: npt.NDArray[np.bool_],
-) -> Floats:
-    ae = np.maximum(absolute.predict(inputs), 0.0)
-    se = np.maximum(squared.predict(inputs), 0.0)
-    e = signed.predict(inputs)
+def contributions(forests: CompiledForest, inputs: Floats, usable: npt.NDArray[np.bool_]) -> Floats:
+    """Per record, its contribution to each of `COUNTERS`, from the absolute, squared and signed
+    forests (in that order) compiled together."""
+    absolute, squared, e = forests.predict_all(inputs)
+    ae = np.maximum(absolute, 0.0)
+    se = np.maximum(squared, 0.0)
     out = np.stack(
         [
             np.ones(len(ae)),
@@ -230,29 +241,36 @@ def encode_numbers(numbers: Floats) -> Floats:
 
 
 def _table_inputs(
-    table: Table, names: Sequence[str], categories: Sequence[tuple[str, ...]]
+    table: Table,
+    names: Sequence[str],
+    categories: Sequence[tuple[str, ...]],
+    rows: npt.NDArray[np.intp],
 ) -> Floats:
-    """The inputs of every row of a reference table (`encode`'s rule)."""
-    out = np.empty((table.rows, len(names)), dtype=np.float64)
+    """The inputs of some rows of a reference table (the module's encoding)."""
+    out = np.empty((len(rows), len(names)), dtype=np.float64)
     for j, (name, kept) in enumerate(zip(names, categories, strict=True)):
         column = table.columns[name]
-        out[:, j] = column.numbers if not kept else _category_indices(column, kept)
+        out[:, j] = column.numbers[rows] if not kept else _category_indices(column, kept, rows)
     return encode_numbers(out)
 
 
-def _category_indices(column: Column, categories: tuple[str, ...]) -> Floats:
+def _category_indices(
+    column: Column, categories: tuple[str, ...], rows: npt.NDArray[np.intp]
+) -> Floats:
     index = {text: float(i) for i, text in enumerate(categories)}
     other = float(len(categories))
-    out = np.full(len(column.numbers), np.nan)
-    present = ~np.isnan(column.numbers)
+    numbers = column.numbers[rows]
+    out = np.full(len(rows), np.nan)
+    present = ~np.isnan(numbers)
     if present.any():
-        unique, inverse = np.unique(column.numbers[present], return_inverse=True)
+        unique, inverse = np.unique(numbers[present], return_inverse=True)
         codes = [index.get(metrics.class_label(v), other) for v in unique.tolist()]
         out[present] = np.asarray(codes, dtype=np.float64)[inverse.reshape(-1)]
     if column.others is not None:
+        others = column.others[rows]
         known: dict[object, float] = {}
-        for i in np.flatnonzero(not_none(column.others)).tolist():
-            value = column.others[i]
+        for i in np.flatnonzero(not_none(others)).tolist():
+            value = others[i]
             if value not in known:
                 try:
                     known[value] = index.get(metrics.class_label(value), other)
@@ -273,9 +291,8 @@ def fit(
     of them, named `prediction`."""
     names = [name for name, _ in inputs]
     kept = [c or () for _, c in inputs]
-    x = _table_inputs(table, names, kept)
     actual = table.columns[ACTUAL].numbers
-    prediction = x[:, names.index(PREDICTION)]
+    prediction = table.columns[PREDICTION].numbers
     labeled = np.flatnonzero(np.isfinite(actual) & np.isfinite(prediction))
     if len(labeled) < MIN_ROWS:
         warnings.append(
@@ -286,11 +303,12 @@ def fit(
     rng = np.random.default_rng(SEED)
     order = rng.permutation(labeled)
     held = min(MAX_HELD_OUT, len(order) // 5)
-    held_rows, fit_rows = order[:held], order[held : held + MAX_FIT_ROWS]
-    error = prediction - actual
+    chosen = order[: held + MAX_FIT_ROWS]  # only these rows are encoded: bounded work
+    x = _table_inputs(table, names, kept, chosen)
+    error = (prediction - actual)[chosen]
     targets = (np.abs(error), error * error, error)
-    forests = [_fit_forest(x[fit_rows], t[fit_rows]) for t in targets]
-    scale, bias = _scale(forests, x[held_rows], error[held_rows])
+    forests = [_fit_forest(x[held:], t[held:]) for t in targets]
+    scale, bias = _scale(forests, x[:held], error[:held])
     return LossModel(
         inputs=tuple(names),
         categories=tuple(kept),
@@ -300,8 +318,8 @@ def fit(
         signed=forests[2],
         scale=scale,
         bias=bias,
-        rows=len(fit_rows),
-        held_out=len(held_rows),
+        rows=len(chosen) - held,
+        held_out=held,
     )
 
 
@@ -368,8 +386,7 @@ def _scale(forests: list[Forest], x: Floats, error: Floats) -> tuple[Triple, Tri
     reference put their rows (0 without held-out rows)."""
     if not len(x):
         return (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)
-    absolute, squared, signed = (f.compiled() for f in forests)
-    c = contributions(absolute, squared, signed, x, np.ones(len(x), dtype=bool))
+    c = contributions(CompiledForest(*forests), x, np.ones(len(x), dtype=bool))
     _, ae, se, e, vae, vse, ve = c.T
     realized = (np.abs(error), error * error, error)
     scales: list[float] = []
