@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 from sklearn import metrics as sk
@@ -248,6 +248,7 @@ offset_rows = st.builds(
 
 @SETTINGS
 @given(well_spread | offset_rows)
+@example([(0, 0), (0, 1.56e-158)])  # squares below the normal range: R² is undefined
 def test_regression_metrics_equal_scikit_learns(rows: list) -> None:
     p = np.array([r[0] for r in rows], dtype=float)
     y = np.array([r[1] for r in rows], dtype=float)
@@ -276,8 +277,8 @@ def _assert_r2(ours: float | None, y: np.ndarray, p: np.ndarray) -> None:
     sy2 = float((y * y).sum())
     ss_tot = float(((y - y.mean()) ** 2).sum())  # two-pass, as scikit-learn
     rounding = 4 * n * EPS * sy2
-    if ours is None:  # below the resolution, or so far below zero that it overflows
-        if ss_tot > m.R2_RESOLUTION * sy2 + rounding:
+    if ours is None:  # below the resolution, subnormal squares, or overflowing below zero
+        if sy2 >= sys.float_info.min and ss_tot > m.R2_RESOLUTION * sy2 + rounding:
             assert math.isinf(float(((y - p) ** 2).sum()) / ss_tot)
         return
     assert ss_tot > m.R2_RESOLUTION * sy2 - rounding
