@@ -352,6 +352,34 @@ SCENARIOS["a drift alert left out of engageOn degrades without engaging"] = (
 )
 
 
+ESTIMATED_LOW = AlertSpec("estimated-low", "accuracy", below=0.8, source="estimated")
+SCENARIOS[
+    "an estimate fires and engages the fallback before labels and does not end collecting"
+] = (
+    monitor(ESTIMATED_LOW),
+    [
+        Tick(0, {"estimated:accuracy": (0.9, 400)}, phase="Collecting", statuses=("ok",)),
+        Tick(60, {"estimated:accuracy": (0.7, 400)}, phase="FallbackActive", kinds=ENGAGE),
+        Tick(
+            120,
+            {"estimated:accuracy": (0.9, 400), "accuracy": (None, 0)},
+            active=True,
+            statuses=("ok",),
+            kinds=("alert_resolved",),
+        ),
+        Tick(240, {"estimated:accuracy": (0.9, 400)}, phase="Collecting", kinds=RELEASE),
+    ],
+)
+
+
+def test_an_estimated_alert_says_it_counts_records() -> None:
+    spec = monitor(ESTIMATED_LOW, min_samples=50)
+    ((few, _),) = run(spec, [Tick(0, {"estimated:accuracy": (0.5, 49)})])
+    assert few.alerts == (wire.AlertState("estimated-low", "insufficient", 0, 0.5, 49),)
+    _, said = alerts.step(few, spec, 60, {"estimated:accuracy": WindowMetric(0.5, 50)})
+    assert said[0].reason == "estimated-low: estimated:accuracy 0.5 < 0.8 for 0s"
+
+
 def test_a_drift_alert_tells_its_feature_and_counts_records_for_min_samples() -> None:
     spec = monitor(TENURE_DRIFT, min_samples=50)
     (few, quiet), (fired, said) = run(spec, [Tick(0, drift(0.3, 49)), Tick(60, drift(0.3, 50))])

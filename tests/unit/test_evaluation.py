@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from truthloop.core import evaluation
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from truthloop.core import estimate, evaluation, metrics
 from truthloop.core.evaluation import ALL_VERSIONS
 from truthloop.core.join import PREDICTIONS_KEY
 
@@ -38,3 +43,78 @@ def test_a_series_point_without_data_is_empty_and_a_point_sums_its_groups() -> N
     assert [p.labeled for p in series] == [0, 2, 0]
     assert series[0].metrics["accuracy"].value is None
     assert series[1].metrics["accuracy"].value == 0.5
+
+
+def estimator(value: float) -> evaluation.Estimator:
+    """Estimates every window's accuracy as `value` plus its predictions (to tell windows
+    apart), recording which version each call was for."""
+
+    def estimated(
+        version: str, points: Sequence[metrics.Counters]
+    ) -> list[dict[str, metrics.Estimate]]:
+        calls.append(version)
+        return [
+            {"accuracy": metrics.Estimate(value + p.get(PREDICTIONS_KEY, 0) / 100)} for p in points
+        ]
+
+    calls: list[str] = []
+    estimated.calls = calls  # type: ignore[attr-defined]
+    return estimated
+
+
+def test_the_model_s_groups_carry_their_estimates_and_the_fallback_s_none() -> None:
+    groups = {
+        ("v1", "model"): {PREDICTIONS_KEY: 2},
+        ("v2", "model"): {PREDICTIONS_KEY: 3},
+        ("v1", "fallback"): {PREDICTIONS_KEY: 4},
+    }
+    found = estimator(0.5)
+    evaluated = evaluation.evaluate_groups("binary", groups, estimator=found)
+    assert sorted(found.calls) == [ALL_VERSIONS, "v1", "v2"]  # type: ignore[attr-defined]
+    assert evaluated[ALL_VERSIONS, "model"].estimated["accuracy"].value == 0.55
+    assert evaluated["v2", "model"].estimated["accuracy"].value == 0.53
+    assert evaluated[ALL_VERSIONS, "fallback"].estimated == {}
+    assert evaluated[ALL_VERSIONS, "model"].to_dict()["estimated"] == {
+        "accuracy": {"value": 0.55, "lower": None, "upper": None}
+    }
+    assert evaluation.evaluate_groups("binary", groups)[ALL_VERSIONS, "model"].estimated == {}
+
+
+def test_a_series_estimates_each_point_for_its_version() -> None:
+    points = {1: {("v1", "model"): {PREDICTIONS_KEY: 1}, ("v2", "model"): {PREDICTIONS_KEY: 2}}}
+    found = estimator(0.5)
+    series = evaluation.series("binary", points, 2, estimator=found, version="v2")
+    assert found.calls == ["v2"]  # type: ignore[attr-defined]
+    assert [p.estimated["accuracy"].value for p in series] == [0.5, 0.53]
+
+
+def test_alerts_read_the_estimate_under_estimated_and_auto_until_min_samples_labels() -> None:
+    def window(labeled: int) -> evaluation.Evaluated:
+        return evaluation.Evaluated(
+            200,
+            labeled,
+            {"accuracy": metrics.Estimate(1.0 if labeled else None)},
+            {"accuracy": metrics.Estimate(0.6, 0.5, 0.7), "roc_auc": metrics.Estimate(0.8)},
+        )
+
+    before = evaluation.alert_values(window(49), 50)
+    assert before["accuracy"] == (1.0, 49)
+    assert before["estimated:accuracy"] == (0.6, 200)
+    assert before["auto:accuracy"] == (0.6, 200)
+    assert before["auto:roc_auc"] == (0.8, 200)
+    after = evaluation.alert_values(window(50), 50)
+    assert after["estimated:accuracy"] == (0.6, 200)
+    assert after["auto:accuracy"] == (1.0, 50)
+    assert after["auto:roc_auc"] == (None, 50)  # no realized AUC: the realized one all the same
+    without = evaluation.alert_values(replace(window(3), estimated={}), 50)
+    assert without == {"accuracy": (1.0, 3), "auto:accuracy": (1.0, 3)}
+
+
+def test_the_estimable_metrics_are_those_the_estimator_gives() -> None:
+    assert metrics.ESTIMATED_NAMES["binary"] == estimate.BINARY_METRICS
+    cells = np.array([[[3.0, 1.0, 0.0], [1.0, 3.0, 0.0]]])
+    found = estimate.multiclass_rows(cells, np.ones((1, 2)), np.ones((1, 2)))[0]
+    assert tuple(found) == metrics.ESTIMATED_NAMES["multiclass"]
+    assert set(metrics.ESTIMATED_NAMES["regression"]) <= set(metrics.METRIC_NAMES["regression"])
+    for task, names in metrics.ESTIMATED_NAMES.items():
+        assert set(names) <= set(metrics.METRIC_NAMES[task])

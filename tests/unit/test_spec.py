@@ -31,6 +31,7 @@ from truthloop.core.spec import (
     Selector,
     Source,
     SpecError,
+    counts_labels,
     format_duration,
     is_drift_key,
     parse_duration,
@@ -951,3 +952,60 @@ def test_a_drift_alert_names_a_declared_feature_when_features_are_declared() -> 
     assert declared.spec.alerts[0].key == "feature_drift:plan"
     discovered = parse_monitor(monitor(features=[], alerts=[alert]))
     assert discovered.spec.alerts[0].key == "feature_drift:age"
+
+
+# -- alerts on estimates ---------------------------------------------------------------------------
+
+
+def test_an_alert_reads_the_realized_metric_by_default_or_its_estimate_by_source() -> None:
+    alerts = [
+        {"name": "r", "metric": "accuracy", "below": 0.8},
+        {"name": "e", "metric": "roc_auc", "below": 0.7, "source": "estimated"},
+        {"name": "a", "metric": "f1", "below": 0.6, "source": "auto"},
+        {"name": "d", "metric": "drift_share", "above": 0.5, "source": "realized"},
+    ]
+    spec = parse_monitor(monitor(alerts=alerts)).spec
+    assert [a.source for a in spec.alerts] == ["realized", "estimated", "auto", "realized"]
+    assert [a.key for a in spec.alerts] == [
+        "accuracy",
+        "estimated:roc_auc",
+        "auto:f1",
+        "drift_share",
+    ]
+    assert [counts_labels(a.key) for a in spec.alerts] == [True, False, False, False]
+
+
+@pytest.mark.parametrize(
+    ("task", "alert", "error"),
+    [
+        (
+            "binary",
+            {"metric": "accuracy", "source": "guess"},
+            'spec.alerts[0].source: expected one of: realized, estimated, auto; got "guess"',
+        ),
+        (
+            "binary",
+            {"metric": "drift_share", "source": "estimated"},
+            "spec.alerts[0].source: estimated is for a model metric; a drift metric needs no "
+            "labels",
+        ),
+        (
+            "binary",
+            {"metric": "brier_score", "source": "auto"},
+            'spec.alerts[0].metric: "brier_score" has no estimate before labels (source auto); '
+            "expected one of: accuracy, precision, recall, f1, specificity, balanced_accuracy, "
+            "roc_auc",
+        ),
+        (
+            "regression",
+            {"metric": "r2", "source": "estimated"},
+            'spec.alerts[0].metric: "r2" has no estimate before labels (source estimated); '
+            "expected one of: mae, rmse, mean_error",
+        ),
+    ],
+)
+def test_an_estimated_alert_names_a_metric_its_task_estimates(
+    task: str, alert: dict[str, Any], error: str
+) -> None:
+    (found,) = errors(monitor(task=task, alerts=[{"name": "x", "below": 0.5, **alert}]))
+    assert found == error

@@ -13,7 +13,8 @@ also be spec.py's: parsing the apiserver-defaulted object gives the same `Monito
   same DNS rules so a monitor fed straight to the feedback service gets them too;
 - label keys in `matchLabels`: a structural schema cannot constrain map keys, and a CEL rule over
   them has unbounded estimated cost (keys have no maxLength), which the apiserver refuses;
-- an alert's metric that is not one of its task's: a CRD rule can see the task only from `spec`,
+- an alert's metric that is not one of its task's (or, with `source` estimated or auto, not one
+  its task's estimator gives): a CRD rule can see the task only from `spec`,
   so its message could name only `spec.alerts` (a messageExpression naming the alert is over the
   apiserver's cost budget, even `string(1)` is), and it would hide the validating webhook's
   `spec.alerts[1].metric: "rmse" is not a metric of a binary model; expected one of: ...`.
@@ -480,6 +481,66 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
             ("outlier_ratio", {}),
         )
     ],
+    # -- alerts on estimates: source realized | estimated | auto, for a model metric --------
+    *[
+        (
+            f"{source} alert on {metric} of {base}",
+            patched(
+                BASES[base],
+                {
+                    "spec.alerts": [
+                        {"name": "e", "metric": metric, "below": 0.8, "source": source}
+                    ],
+                    "spec.fallback.engageOn": DELETE,
+                },
+            ),
+            True,
+        )
+        for source in ("realized", "estimated", "auto")
+        for base, metric in (("churn", "accuracy"), ("iris", "macro_f1"), ("price", "rmse"))
+    ],
+    *[
+        (
+            f"alert source {why}",
+            patched(
+                BASES[base],
+                {
+                    "spec.alerts": [{"name": "e", "below": 0.8, **alert}],
+                    "spec.fallback.engageOn": DELETE,
+                },
+            ),
+            False,
+        )
+        for why, base, alert in (
+            ("unknown", "churn", {"metric": "accuracy", "source": "guessed"}),
+            ("a number", "churn", {"metric": "accuracy", "source": 1}),
+            ("empty", "churn", {"metric": "accuracy", "source": ""}),
+            ("estimated on drift", "churn", {"metric": "drift_share", "source": "estimated"}),
+            (
+                "auto on a feature's drift",
+                "churn",
+                {"metric": "feature_drift", "feature": "tenure", "source": "auto"},
+            ),
+            # spec.py only (SPEC_ONLY: at the alert's metric): no estimate of these
+            ("estimated brier score", "churn", {"metric": "brier_score", "source": "estimated"}),
+            ("auto log loss", "churn", {"metric": "log_loss", "source": "auto"}),
+            ("estimated r2", "price", {"metric": "r2", "source": "estimated"}),
+            ("estimated mape", "price", {"metric": "mape", "source": "auto"}),
+        )
+    ],
+    (
+        "a drift alert with source realized",
+        patched(
+            C,
+            {
+                "spec.alerts": [
+                    {"name": "d", "metric": "drift_share", "above": 0.5, "source": "realized"}
+                ],
+                "spec.fallback.engageOn": DELETE,
+            },
+        ),
+        True,
+    ),
     (
         "a drift alert engages the fallback",
         patched(
@@ -1146,6 +1207,11 @@ def monitors(draw: st.DrawFn) -> dict[str, Any]:
                 **draw(often(GOOD_METRICS[task], BAD_METRICS)),
                 **draw(often(GOOD_THRESHOLDS, BAD_THRESHOLDS)),
                 **draw(st.fixed_dictionaries({}, optional={"for": often(["0s", "2m"], ["2", 5])})),
+                **draw(
+                    st.fixed_dictionaries(
+                        {}, optional={"source": often(["estimated", "auto"], ["x", None])}
+                    )
+                ),
             }
             for name in names
         ]

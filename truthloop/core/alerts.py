@@ -7,9 +7,11 @@ clock (`now` is epoch seconds, passed in) and mutates nothing; the state is a fr
 Alerts (one `AlertState` per `spec.alerts` entry, matched by name across spec changes):
 - An alert's *condition* holds at a step when its metric has a value, at least
   `spec.metrics.min_samples` samples behind it, and `AlertSpec.breached(value)`. An alert reads
-  its metric by `AlertSpec.key` (`accuracy`, `drift_share`, `feature_drift:tenure`); a model
-  metric's samples are labeled predictions, a drift metric's (`spec.is_drift_key`) the records
-  compared with the reference.
+  its metric by `AlertSpec.key` (`accuracy`, `drift_share`, `feature_drift:tenure`,
+  `estimated:accuracy`); a model metric's samples are labeled predictions, a drift metric's
+  (`spec.is_drift_key`) the records compared with the reference, an estimate's the window's
+  predictions (`auto:accuracy`: the realized metric's labeled ones once there are `minSamples`,
+  else the estimate's predictions).
 - It is `pending` while the condition has held for less than `for`, and `firing` at the first step
   where it has held for `for` seconds continuously (at once with `for: 0`). A step without enough
   data breaks the run: the condition is not known to have held.
@@ -36,7 +38,8 @@ The fallback:
 Phase: `FallbackActive` if the fallback is active; else `Degraded` if an alert is pending or
 firing; else `Collecting` while the window holds fewer labeled samples than `minSamples` (the most
 samples behind any model metric passed in, so a monitor without alerts collects too; drift metrics
-count records, not labels, and do not end collecting); else `Healthy`.
+and estimates count records, not labels, and do not end collecting, `spec.counts_labels`); else
+`Healthy`.
 `Pending` and `Invalid` are the shells' (a monitor not yet registered, a spec that does not parse).
 
 Transitions are emitted exactly when something happens: `alert_pending` when an alert becomes
@@ -67,8 +70,8 @@ from truthloop.core.spec import (
     AlertSpec,
     FallbackMode,
     MonitorSpec,
+    counts_labels,
     format_duration,
-    is_drift_key,
 )
 from truthloop.core.wire import (
     ALERT_STATUSES,
@@ -249,7 +252,7 @@ def step(
     else:
         fallback_since = now
 
-    labeled = max((m.samples for k, m in metrics.items() if not is_drift_key(k)), default=0)
+    labeled = max((m.samples for k, m in metrics.items() if counts_labels(k)), default=0)
     breaching = [a for a in alerts if a.status in _BREACHING]
     phase: Phase
     if active:
@@ -348,7 +351,7 @@ def _describe(state: AlertState, alert: AlertSpec, min_samples: int) -> str:
     head = f"{alert.name}: {alert.key}"
     if state.value is None or state.samples < min_samples:
         seen = "no value" if state.value is None else _number(state.value)
-        counted = "records" if is_drift_key(alert.key) else "labeled"
+        counted = "labeled" if counts_labels(alert.key) else "records"
         return (
             f"{head} {seen} on {state.samples} {counted} (minSamples {min_samples}), {state.status}"
         )

@@ -101,9 +101,18 @@ BINARY_METRICS = (
 )
 """The binary metrics CBPE estimates (brier score and log loss need each row's score)."""
 
+MARKERS = (f":{CBPE}:", f":{DLE}:")
+"""What an estimation counter's key holds (a feature sketch's never does: no column name starts
+with `@`)."""
+
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.intp]
 Estimates = dict[str, metrics.Estimate]
+
+
+def is_counter(key: str) -> bool:
+    """Whether `key` is an estimation counter (`~<ref>:@cbpe:...` or `~<ref>:@dle:...`)."""
+    return key[:1] == "~" and (MARKERS[0] in key or MARKERS[1] in key)
 
 
 def binary_key(ref: int, predicted: int, bin_: int) -> str:

@@ -3,12 +3,19 @@
 The feedback service reads summed counters per (model version, served_by) from its store and
 hands them here; what comes back is what the metrics API, the alert machine and the exporter
 show. `ALL_VERSIONS` groups sum every version of one served_by, the headline figures.
+
+Given an `Estimator` (the engine's: each version's reference, `core.estimate`), the model's
+groups also carry their estimated metrics (`Evaluated.estimated`), computed from the same read's
+estimation counters: a version's against the reference its records are sketched against, the
+all-versions sum against the default reference (records sketched against a version's own
+reference are not in that estimate). The fallback's groups have none: the calibration is the
+model's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from truthloop.core import cost as costs
@@ -23,6 +30,11 @@ ALL_VERSIONS = "*"
 Group = tuple[str, str]
 """(model_version, served_by)"""
 
+Estimates = Mapping[str, metrics.Estimate]
+Estimator = Callable[[str, Sequence[metrics.Counters]], Sequence[Estimates]]
+"""The estimated metrics of windows (summed counters) of a version (`ALL_VERSIONS`: every
+version's records), one mapping per window, `{}` when nothing is estimated."""
+
 
 @dataclass(frozen=True, slots=True)
 class Evaluated:
@@ -31,16 +43,43 @@ class Evaluated:
     samples: int
     labeled: int
     metrics: Mapping[str, metrics.Estimate]
+    estimated: Estimates = field(default_factory=dict)
+    """The metrics estimated from the window's predictions before labels (`core.estimate`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "samples": self.samples,
             "labeled": self.labeled,
-            "metrics": {
-                name: {"value": e.value, "lower": e.lower, "upper": e.upper}
-                for name, e in self.metrics.items()
-            },
+            "metrics": _shown(self.metrics),
+            "estimated": _shown(self.estimated),
         }
+
+
+def _shown(found: Estimates) -> dict[str, dict[str, float | None]]:
+    return {
+        name: {"value": e.value, "lower": e.lower, "upper": e.upper} for name, e in found.items()
+    }
+
+
+def alert_values(model: Evaluated, min_samples: int) -> dict[str, tuple[float | None, int]]:
+    """What the alert machine reads of the model's window, by `AlertSpec.key`, each value with
+    the samples behind it: a realized metric by its name (labeled predictions), its estimate as
+    `estimated:<metric>` (the window's predictions) and as `auto:<metric>` the realized one once
+    the window holds `min_samples` labeled predictions (or when there is no estimate), the
+    estimate before."""
+    found: dict[str, tuple[float | None, int]] = {
+        name: (e.value, model.labeled) for name, e in model.metrics.items()
+    }
+    for name, e in model.estimated.items():
+        found[f"estimated:{name}"] = (e.value, model.samples)
+    for name in {*model.metrics, *model.estimated}:
+        guess = model.estimated.get(name)
+        if model.labeled >= min_samples or guess is None:
+            realized = model.metrics.get(name)
+            found[f"auto:{name}"] = (realized.value if realized else None, model.labeled)
+        else:
+            found[f"auto:{name}"] = (guess.value, model.samples)
+    return found
 
 
 def label_counters(counters: metrics.Counters) -> dict[str, float]:
@@ -61,14 +100,25 @@ def evaluate(task: Task, counters: metrics.Counters, cost: CostSpec | None = Non
 
 
 def evaluate_groups(
-    task: Task, groups: Mapping[Group, metrics.Counters], cost: CostSpec | None = None
+    task: Task,
+    groups: Mapping[Group, metrics.Counters],
+    cost: CostSpec | None = None,
+    estimator: Estimator | None = None,
 ) -> dict[Group, Evaluated]:
-    """Each (version, served_by) window evaluated, plus the all-versions sum per served_by."""
-    result = {group: evaluate(task, counters, cost) for group, counters in groups.items()}
-    for served in wire.SERVED_BY:
-        mine = [c for (_, s), c in groups.items() if s == served]
+    """Each (version, served_by) window evaluated, plus the all-versions sum per served_by; the
+    model's groups with their estimates when given an `estimator`."""
+    summed = dict(groups)
+    for served_by in wire.SERVED_BY:
+        mine = [c for (_, s), c in groups.items() if s == served_by]
         if mine:
-            result[ALL_VERSIONS, served] = evaluate(task, metrics.total(mine), cost)
+            summed[ALL_VERSIONS, served_by] = metrics.total(mine)
+    result = {group: evaluate(task, counters, cost) for group, counters in summed.items()}
+    if estimator is not None:
+        for (version, served), counters in summed.items():
+            if served == "model":
+                (found,) = estimator(version, [counters])
+                if found:
+                    result[version, served] = replace(result[version, served], estimated=found)
     return result
 
 
@@ -77,6 +127,15 @@ def series(
     points: Mapping[int, Mapping[Group, metrics.Counters]],
     count: int,
     cost: CostSpec | None = None,
+    estimator: Estimator | None = None,
+    version: str = ALL_VERSIONS,
 ) -> list[Evaluated]:
-    """Each of `count` points evaluated over all its groups (a point with no data is empty)."""
-    return [evaluate(task, metrics.total(points.get(i, {}).values()), cost) for i in range(count)]
+    """Each of `count` points evaluated over all its groups (a point with no data is empty),
+    with the estimates of `version` (its records: a read of one version's, or all) when given
+    an `estimator`."""
+    summed = [metrics.total(points.get(i, {}).values()) for i in range(count)]
+    found = [evaluate(task, counters, cost) for counters in summed]
+    if estimator is None:
+        return found
+    estimates = estimator(version, summed)
+    return [replace(e, estimated=x) if x else e for e, x in zip(found, estimates, strict=True)]

@@ -104,6 +104,25 @@ METRIC_NAMES: Mapping[Task, tuple[str, ...]] = MappingProxyType(
 )
 """The metrics an alert may name, by task."""
 
+ESTIMATED_NAMES: Mapping[Task, tuple[str, ...]] = MappingProxyType(
+    {
+        "binary": (
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+            "specificity",
+            "balanced_accuracy",
+            "roc_auc",
+        ),
+        "multiclass": METRIC_NAMES["multiclass"],
+        "regression": ("mae", "rmse", "mean_error"),
+    }
+)
+"""The metrics `core.estimate` estimates before labels, by task: an alert with `source`
+estimated or auto names one of these (brier score and log loss need each row's score; MAPE and
+R² no loss model predicts)."""
+
 AUXILIARY_NAMES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "binary": ("approval_rate",),

@@ -27,7 +27,9 @@ holds the two to the same verdict on a corpus of monitors):
   (`metrics.METRIC_NAMES`) or a drift metric (`DRIFT_METRICS`, any task) or `cost` (with
   `metrics.cost`); `feature` given with
   `feature_drift` and `missing_ratio` and only with them, one of `spec.features` when those are
-  declared, never a reserved column (`prediction`, `score`, `actual`, `ts`);
+  declared, never a reserved column (`prediction`, `score`, `actual`, `ts`); `source` realized
+  (default), estimated or auto, the last two only for a model metric the task's estimator gives
+  (`metrics.ESTIMATED_NAMES`);
 - features: at most `MAX_FEATURES` (100), unique names of `profile.FEATURE_NAME` (no `:`, so
   they fit sketch keys) that are not reserved columns, a pointer (default `/<name>`), a type;
 - drift: `share` in (0, 1] (0.5); `reference` a period `{from, to}` of RFC 3339 timestamps with
@@ -234,6 +236,20 @@ def is_drift_key(key: str) -> bool:
     return key.partition(":")[0] in DRIFT_METRICS
 
 
+AlertSource = Literal["realized", "estimated", "auto"]
+ALERT_SOURCES: tuple[AlertSource, ...] = ("realized", "estimated", "auto")
+"""What an alert on a model metric reads: the realized metric (labeled predictions), its
+estimate before labels (`core.estimate`, from every prediction of the window), or `auto`: the
+realized metric once the window holds `minSamples` labeled predictions, the estimate before."""
+
+
+def counts_labels(key: str) -> bool:
+    """Whether the samples behind the value read by `key` are labeled predictions: not a drift
+    metric's (records), nor an estimate's (predictions, labeled or not)."""
+    head = key.partition(":")[0]
+    return head not in DRIFT_METRICS and head not in ("estimated", "auto")
+
+
 @dataclass(frozen=True, slots=True)
 class AlertSpec:
     """Fires when `metric` (of `feature`, for the per-feature drift metrics) is below `below` (or
@@ -245,11 +261,14 @@ class AlertSpec:
     above: float | None = None
     for_: float = 0.0
     feature: str | None = None
+    source: AlertSource = "realized"
 
     @property
     def key(self) -> str:
-        """The name of the value this alert reads (`metric_key`)."""
-        return metric_key(self.metric, self.feature)
+        """The name of the value this alert reads (`metric_key`); with source estimated or auto
+        `estimated:accuracy` or `auto:accuracy` (the engine feeds those)."""
+        found = metric_key(self.metric, self.feature)
+        return found if self.source == "realized" else f"{self.source}:{found}"
 
     def breached(self, value: float) -> bool:
         if self.below is not None:
@@ -473,7 +492,7 @@ _BINARY_COSTS = ("falsePositive", "falseNegative", "truePositive", "trueNegative
 _REGRESSION_COSTS = ("overPrediction", "underPrediction")
 _COST_FIELDS = (*_BINARY_COSTS, "matrix", *_REGRESSION_COSTS)
 _CELL_FIELDS = ("actual", "predicted", "cost")
-_ALERT_FIELDS = ("name", "metric", "feature", "below", "above", "for")
+_ALERT_FIELDS = ("name", "metric", "feature", "below", "above", "for", "source")
 _FALLBACK_FIELDS = ("mode", "engageOn", "recoverAfter", "rules")
 _RULE_FIELDS = ("when", "prediction")
 
@@ -895,9 +914,35 @@ def _alerts(
         if ("below" in alert) == ("above" in alert):
             read.fail(where, "exactly one of below or above")
         for_ = read.duration(alert, where, "for", positive=False, default=0.0, most=MAX_HOLD)
+        source = _alert_source(read, alert, where, metric, task)
         if name is not None and metric is not None:
-            alerts.append(AlertSpec(name, metric, below, above, for_, feature))
+            alerts.append(AlertSpec(name, metric, below, above, for_, feature, source))
     return tuple(alerts)
+
+
+def _alert_source(
+    read: _Reader, alert: Mapping[str, object], path: str, metric: str | None, task: Task | None
+) -> AlertSource:
+    """The alert's `source` (realized by default): estimated or auto only for a metric the
+    task's estimator gives (`metrics.ESTIMATED_NAMES`; a drift metric needs no labels)."""
+    source = read.choice(alert, path, "source", ALERT_SOURCES) or "realized"
+    if source == "realized" or metric is None:
+        return source
+    if metric in DRIFT_METRICS:
+        read.fail(
+            fieldpath.child(path, "source"),
+            f"{source} is for a model metric; a drift metric needs no labels",
+        )
+        return "realized"
+    estimated = metrics.ESTIMATED_NAMES.get(task, ()) if task is not None else None
+    known = metrics.METRIC_NAMES.get(task, ()) if task is not None else ()
+    if estimated is not None and metric in known and metric not in estimated:
+        read.fail(
+            fieldpath.child(path, "metric"),
+            f"{_show(metric)} has no estimate before labels (source {source}); "
+            f"expected one of: {', '.join(estimated)}",
+        )
+    return source
 
 
 def _alert_feature(

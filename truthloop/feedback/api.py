@@ -306,6 +306,7 @@ def metrics_view(key: str, found: WindowMetrics, served_by: str | None) -> dict[
         "samples": headline["samples"],
         "labeled": headline["labeled"],
         "metrics": headline["metrics"],
+        "estimated": headline["estimated"],
         "served_by": by_served,
     }
     if found.series is not None:

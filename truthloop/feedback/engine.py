@@ -34,7 +34,7 @@ import contextlib
 import hmac
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -45,8 +45,10 @@ from truthloop.core import (
     alerts,
     chunks,
     drift,
+    estimate,
     evaluation,
     join,
+    metrics,
     records,
     scopes,
     sketch,
@@ -121,6 +123,8 @@ class Snapshot:
     """The window's records of each model version with a reference of its own, against it
     (`drift` reads the default reference's, which those versions' records are not sketched
     against)."""
+    references: tuple[tuple[str, int], ...] = ()
+    """The references `window`'s estimates were made with (version, id)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -797,18 +801,21 @@ class Engine:
             versions = previous.drift_versions
         else:
             span = windows.window(now, spec.metrics.window)
-            counters = await self.store.window(registered.id, span, Only(sketches=False))
+            counters = await self.store.window(registered.id, span, ESTIMATING)
             if (
                 previous is not None
                 and previous.monitor.spec.task == spec.task
                 and previous.monitor.spec.metrics.cost == spec.metrics.cost
+                and previous.references == _reference_ids(registered)
                 and previous.counters == counters
             ):
                 # Most monitors, most ticks: no new labels and no bucket left the window. The
                 # evaluation (AUC, t quantiles) costs far more than comparing the counters.
                 evaluated = dict(previous.window)
             else:
-                evaluated = evaluation.evaluate_groups(spec.task, counters, spec.metrics.cost)
+                evaluated = evaluation.evaluate_groups(
+                    spec.task, counters, spec.metrics.cost, estimator(registered)
+                )
             report, versions, drift_at, basis = await self._window_drift(
                 registered, previous, counters, span, now
             )
@@ -824,6 +831,7 @@ class Engine:
             drift_at,
             basis,
             versions,
+            _reference_ids(registered),
         )
 
     async def _window_drift(
@@ -870,8 +878,9 @@ class Engine:
         report: DriftReport | None,
         now: float,
     ) -> None:
-        """Step the alert machine (model metrics by name, the drift values by theirs: each
-        with the samples behind it); persist what changed, and wake waiters if it is visible."""
+        """Step the alert machine (model metrics by name, their estimates, the drift values by
+        theirs: each with the samples behind it, `evaluation.alert_values`); persist what
+        changed, and wake waiters if it is visible."""
         registered = runtime.registered
         monitor = registered.monitor
         spec = monitor.spec
@@ -879,8 +888,10 @@ class Engine:
         window_metrics = {}
         if model is not None:
             window_metrics = {
-                name: alerts.WindowMetric(estimate.value, model.labeled)
-                for name, estimate in model.metrics.items()
+                name: alerts.WindowMetric(value, samples)
+                for name, (value, samples) in evaluation.alert_values(
+                    model, spec.metrics.min_samples
+                ).items()
             }
         if report is not None:
             for name, (value, samples) in drift.alert_values(report).items():
@@ -943,12 +954,13 @@ class Engine:
         task = registered.monitor.spec.task
         seconds = seconds or registered.monitor.spec.metrics.window
         span = windows.window(self.settings.clock(), seconds)
-        groups = await self.store.window(registered.id, span, Only(version, served_by))
+        only = Only(version, served_by, sketches=False, estimates=True)
+        groups = await self.store.window(registered.id, span, only)
         series = None
         if step is not None:
             series = await self._series(registered, span, step, version, served_by)
         cost = registered.monitor.spec.metrics.cost
-        evaluated = evaluation.evaluate_groups(task, groups, cost)
+        evaluated = evaluation.evaluate_groups(task, groups, cost, estimator(registered, version))
         return WindowMetrics(task, seconds, span, evaluated, series, cost)
 
     async def _series(
@@ -963,9 +975,18 @@ class Engine:
         limit = self.settings.http.max_series_points
         if steps.count > limit:
             raise refusals.SeriesTooLong(steps.count, limit)
-        points = await self.store.series(registered.id, steps, Only(version, served_by or "model"))
+        served = served_by or "model"
+        only = Only(version, served, sketches=False, estimates=True)
+        points = await self.store.series(registered.id, steps, only)
         spec = registered.monitor.spec
-        evaluated = evaluation.series(spec.task, points, steps.count, spec.metrics.cost)
+        evaluated = evaluation.series(
+            spec.task,
+            points,
+            steps.count,
+            spec.metrics.cost,
+            estimator(registered, version) if served == "model" else None,
+            version or ALL_VERSIONS,
+        )
         return tuple(
             (windows.bucket_start(steps.start + i * steps.width), e)
             for i, e in enumerate(evaluated)
@@ -1292,6 +1313,31 @@ def _newest_references(read: Registered, held: Registered) -> Registered:
     if not newer:
         return read
     return replace(read, references={**read.references, **newer})
+
+
+ESTIMATING = Only(sketches=False, estimates=True)
+"""A tick's read: the metrics' counters and the estimation counters, not the feature sketches."""
+
+
+def estimator(registered: Registered, version: str | None = None) -> evaluation.Estimator:
+    """The estimates of a monitor's windows (`core.estimate`): a version's against the
+    reference its records are sketched against, `ALL_VERSIONS` against the default one (or
+    `version`'s, for a read of that version only)."""
+    spec = registered.monitor.spec
+
+    def estimated(
+        group: str, points: Sequence[Mapping[str, float]]
+    ) -> Sequence[Mapping[str, metrics.Estimate]]:
+        reference = reference_of(registered, version or (None if group == ALL_VERSIONS else group))
+        if reference is None:
+            return [{} for _ in points]
+        return estimate.series(reference, points, spec)
+
+    return estimated
+
+
+def _reference_ids(registered: Registered) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted((v, r.id) for v, r in registered.references.items()))
 
 
 def model_counters(groups: Mapping[Group, Counters]) -> Counters:

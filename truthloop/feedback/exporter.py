@@ -6,6 +6,12 @@ fallback state, the window's drift) into metric families, so a scrape never touc
 database. Names: prefix `truthloop_`, labels `namespace`, `monitor`, `model`, `version` (`*` is the
 sum over every version), plus `served_by` where model and fallback are told apart.
 
+`truthloop_model_metric{metric, bound}` holds the realized metrics and, for the model's groups
+of a monitor whose reference estimates them (`core.estimate`), the estimates with
+`source="estimated"`. The realized series keep the labels they always had (no `source`), so
+their history and the queries on them go on; a query that must not see estimates says
+`source=""` (or `source!="estimated"`).
+
 Drift (the monitor's window against its reference, `version="*"`: the model's records of every
 version compared with the default reference; `version="v2"`: a version with a reference of its
 own, its records against it): `truthloop_feature_drift{feature,method}` (the
@@ -26,6 +32,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from truthloop.core import metrics
 from truthloop.core.drift import DriftReport
@@ -40,6 +47,9 @@ MONITOR_LABELS = ["namespace", "monitor", "model"]
 GROUP_LABELS = [*MONITOR_LABELS, "version", "served_by"]
 VERSION_LABELS = [*MONITOR_LABELS, "version"]
 ALL_VERSIONS_LABEL = "*"
+ESTIMATED = "estimated"
+"""The `source` label of an estimated metric's series; a realized metric's have no `source`
+label (as before estimates existed: their series go on, and `source=""` selects them)."""
 
 
 class FeedbackCollector(Collector):
@@ -61,10 +71,12 @@ class FeedbackCollector(Collector):
         confusion = CounterMetricFamily(
             "truthloop_confusion", "Binary confusion cells.", labels=[*GROUP_LABELS, "cell"]
         )
+        metric_labels = [*GROUP_LABELS, "metric"]
         metric = GaugeMetricFamily(
             "truthloop_model_metric",
-            "Windowed model metric with its confidence interval.",
-            labels=[*GROUP_LABELS, "metric", "bound"],
+            "Windowed model metric with its confidence interval (source=estimated: estimated"
+            " before labels).",
+            labels=[*metric_labels, "bound"],
         )
         samples = GaugeMetricFamily(
             "truthloop_window_samples", "Predictions in the metrics window.", labels=GROUP_LABELS
@@ -116,6 +128,18 @@ class FeedbackCollector(Collector):
                         value = getattr(estimate, bound)
                         if value is not None:
                             metric.add_metric([*group, name, bound], value)
+                for name, estimate in evaluated.estimated.items():
+                    labels = dict(zip(metric_labels, [*group, name], strict=True))
+                    for bound in ("value", "lower", "upper"):
+                        value = getattr(estimate, bound)
+                        if value is not None:
+                            metric.samples.append(
+                                Sample(
+                                    metric.name,
+                                    {**labels, "bound": bound, "source": ESTIMATED},
+                                    value,
+                                )
+                            )
             state = snapshot.state
             fallback.add_metric(base, 1.0 if state.fallback_active else 0.0)
             for alert in state.to_dict()["alerts"]:

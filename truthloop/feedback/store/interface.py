@@ -23,7 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from truthloop.core import join
+from truthloop.core import estimate, join, sketch
 from truthloop.core.evaluation import Group
 from truthloop.core.join import GroupKey, Label
 from truthloop.core.plan import Lifetime
@@ -105,11 +105,23 @@ class MonitorsGone(StoreError, LookupError):
 class Only:
     """Which groups an aggregate read keeps: one model version, one served_by, or (None) all;
     and which counters: with `sketches=False` none of the feature sketches (`core.sketch`: a
-    metrics read, which they would only slow down), with `True` only them (a drift read)."""
+    metrics read, which they would only slow down), with `True` only them (a drift read).
+    `estimates` (with `sketches=False`) keeps the estimation counters all the same
+    (`estimate.is_counter`: a tick's or the metrics API's read, which estimate next to the
+    realized metrics)."""
 
     version: str | None = None
     served_by: str | None = None
     sketches: bool | None = None
+    estimates: bool = False
+
+    def keeps(self, key: str) -> bool:
+        """Whether a read with these filters keeps counter `key`."""
+        if self.sketches is None:
+            return True
+        if key[:1] == sketch.PREFIX:
+            return self.sketches or (self.estimates and estimate.is_counter(key))
+        return not self.sketches
 
 
 EVERY = Only()

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from truthloop.core import join, plan, registry, sketch
+from truthloop.core import estimate, join, plan, registry, sketch
 from truthloop.core.evaluation import Group
 from truthloop.core.join import Label, Row
 from truthloop.core.plan import ACTUALS_EXPIRED
@@ -930,7 +930,11 @@ def _filters(only: Only) -> tuple[str, list[Any]]:
         sql += " AND served_by = ?"
         params.append(only.served_by)
     if only.sketches is not None:
-        sql += f" AND substr(key, 1, 1) {'=' if only.sketches else '<>'} '{sketch.PREFIX}'"
+        kept = f"substr(key, 1, 1) {'=' if only.sketches else '<>'} '{sketch.PREFIX}'"
+        if only.estimates and not only.sketches:
+            found = " OR ".join(f"instr(key, '{m}') > 0" for m in estimate.MARKERS)
+            kept = f"({kept} OR {found})"
+        sql += f" AND {kept}"
     return sql, params
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from truthloop.core import join, sketch
+from truthloop.core import join
 from truthloop.core.evaluation import Group
 from truthloop.core.plan import Lifetime
 from truthloop.core.windows import LEVEL_MINUTES, BucketRange, Steps, decompose
@@ -196,7 +196,7 @@ async def window(
     found = await db.fetch(" UNION ALL ".join(parts), *params)
     result: dict[Group, Counters] = {}
     for v, s, counters in found:
-        _sum_into(result.setdefault((v, s), {}), counters, only.sketches)
+        _sum_into(result.setdefault((v, s), {}), counters, only)
     return result
 
 
@@ -219,7 +219,7 @@ async def series(
     )
     result: dict[int, dict[Group, Counters]] = {}
     for point, v, s, counters in found:
-        _sum_into(result.setdefault(point, {}).setdefault((v, s), {}), counters, only.sketches)
+        _sum_into(result.setdefault(point, {}).setdefault((v, s), {}), counters, only)
     return result
 
 
@@ -235,20 +235,21 @@ async def totals(db: connection.Database) -> dict[int, dict[Group, Counters]]:
     return result
 
 
-def _sum_into(into: Counters, counters: str, sketches: bool | None = None) -> None:
-    """Add a stored `counters` object (JSON text) into `into`: every counter, or (`sketches`)
-    only the feature sketches' or (False) none of them.
+def _sum_into(into: Counters, counters: str, only: Only | None = None) -> None:
+    """Add a stored `counters` object (JSON text) into `into`: the counters `only` keeps
+    (`Only.keeps`; None: every one).
 
     Reads sum aggregate rows here rather than in SQL (`jsonb_each_text` and a grouping, a
     histogram cell a row), which costs the server more than decoding costs here.
     """
     found = codec.decode(counters)
-    if sketches is None:
+    if only is None or only.sketches is None:
         for key, value in found.items():
             into[key] = into.get(key, 0.0) + value
         return
+    keeps = only.keeps
     for key, value in found.items():
-        if (key[:1] == sketch.PREFIX) is sketches:
+        if keeps(key):
             into[key] = into.get(key, 0.0) + value
 
 
