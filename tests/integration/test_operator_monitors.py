@@ -10,6 +10,8 @@ import jsonpatch
 import kmock
 import numpy as np
 
+from tests.integration import test_feedback_drift as drift_tests
+from tests.integration.test_feedback_reference_chunks import labeled
 from tests.support.apiserver_mock import MONITORS
 from tests.support.feedback import monitor_body, record
 from tests.support.operator_harness import (
@@ -369,3 +371,38 @@ async def test_drift_is_a_condition_naming_the_drifted_features(world: World) ->
     assert world.status()["drift"]["features"] == ["tenure", "plan"]
     (event,) = await eventually(lambda: world.events("DriftDetected"), "a DriftDetected Event")
     assert (event["type"], event["message"]) == ("Warning", drift["message"])
+
+
+async def test_the_metric_column_shows_the_estimate_until_the_window_has_min_samples_labels(
+    world: World,
+) -> None:
+    await world.create(churn(metrics={"window": "1h", "minSamples": 20}))
+    await eventually(lambda: world.status().get("phase") == "Collecting", "phase Collecting")
+    await world.service.ok(
+        "POST",
+        "/v1/monitors/ml/churn/reference",
+        data=drift_tests.as_csv(labeled(4000, seed=5)),
+        headers=drift_tests.CSV,
+    )
+    table = drift_tests.rows(300, seed=6)
+    await drift_tests.capture(world.service, drift_tests.captured(table, world.clock.now - 5, "a"))
+    await world.service.tick()
+    await eventually(
+        lambda: world.status().get("metric", "").startswith("accuracy≈"), "the estimate shown"
+    )
+    status = world.status()
+    shown = float(status["metric"].removeprefix("accuracy≈").split()[0])
+    assert abs(shown - status["metrics"]["accuracyEstimated"]) < 0.001
+    assert status["metrics"]["accuracyEstimatedLower"] < status["metrics"]["accuracyEstimated"]
+    assert status["phase"] == "Collecting"
+
+    await world.service.feedback(
+        *(
+            {"monitor": "ml/churn", "prediction_id": f"a{i}", "actual": table[i]["prediction"]}
+            for i in range(20)
+        )
+    )
+    await world.service.tick()
+    await eventually(
+        lambda: world.status().get("metric", "").startswith("accuracy=1 ["), "the realized one"
+    )

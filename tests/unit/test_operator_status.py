@@ -428,3 +428,44 @@ def test_no_reference_says_why_the_history_reference_is_not_there_when_the_servi
     assert "truthloop reference" in message(wire.DriftSummary())
     why = "the period 2026-01-01T00:00:00Z to 2026-01-02T00:00:00Z gave none (no rows)"
     assert message(wire.DriftSummary(reason=why)).endswith(why)
+
+
+ESTIMATED = {
+    "accuracy": 0.93,
+    "accuracyLower": 0.9,
+    "accuracyUpper": 0.951,
+    "accuracyEstimated": 0.912,
+    "accuracyEstimatedLower": 0.884,
+    "accuracyEstimatedUpper": 0.934,
+}
+
+
+@pytest.mark.parametrize(
+    ("source", "labeled", "metrics", "text"),
+    [
+        ("realized", 49, ESTIMATED, "accuracy≈0.912 [0.884–0.934]"),
+        ("realized", 50, ESTIMATED, "accuracy=0.93 [0.9–0.951]"),
+        ("auto", 0, {"accuracyEstimated": 0.912}, "accuracy≈0.912"),
+        ("auto", 80, ESTIMATED, "accuracy=0.93 [0.9–0.951]"),
+        ("estimated", 80, ESTIMATED, "accuracy≈0.912 [0.884–0.934]"),
+        ("estimated", 80, {"accuracy": 0.93}, None),
+        ("realized", 10, {"accuracy": 0.93}, "accuracy=0.93"),  # no estimate: the realized one
+    ],
+)
+def test_the_metric_column_shows_the_estimate_marked_before_min_samples_labels(
+    source: str, labeled: int, metrics: dict[str, float], text: str | None
+) -> None:
+    alert = AlertSpec("accuracy-low", "accuracy", below=0.8, source=source)  # type: ignore[arg-type]
+    seen = Observation(
+        2,
+        (),
+        "registered",
+        "",
+        view(labeled=labeled, metrics=metrics),
+        (alert,),
+        Census(2, 2),
+        min_samples=50,
+    )
+    composed = status.compose({}, seen, T0)
+    jsonschema.validate(composed, STATUS_SCHEMA)
+    assert composed.get("metric") == text

@@ -185,7 +185,9 @@ class MonitorStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     samples: int = 0
     labeled: int = 0
     metrics: dict[str, float | None] = msgspec.field(default_factory=dict)
-    """`accuracy`, `accuracyLower`, `accuracyUpper`, ...; null where undefined."""
+    """`accuracy`, `accuracyLower`, `accuracyUpper`, ... and the estimates before labels
+    (`accuracyEstimated`, `accuracyEstimatedLower`, `accuracyEstimatedUpper`); null where
+    undefined."""
     fallback: FallbackState
     alerts: tuple[AlertState, ...] = ()
     observed_generation: int

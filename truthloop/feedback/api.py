@@ -151,6 +151,10 @@ def monitor_view(engine: Engine, key: str) -> dict[str, Any]:
         metrics[metric] = estimate.value
         metrics[metric + "Lower"] = estimate.lower
         metrics[metric + "Upper"] = estimate.upper
+    for metric, estimate in model.estimated.items():
+        metrics[metric + "Estimated"] = estimate.value
+        metrics[metric + "EstimatedLower"] = estimate.lower
+        metrics[metric + "EstimatedUpper"] = estimate.upper
     status = wire.MonitorStatus.of(
         state, samples=model.samples, labeled=model.labeled, metrics=metrics
     )

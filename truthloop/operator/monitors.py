@@ -347,19 +347,23 @@ class Worker:
             return None, runtime.settings.status.interval
         self.valid = True
         alerts = chosen.monitor.spec.alerts
+        min_samples = chosen.monitor.spec.metrics.min_samples
         counted = runtime.census(chosen, meta.get("creationTimestamp"))
         if self._registered != generation:
             refused = self._refused
             if refused is not None and refused[0] == generation and runtime.clock() < refused[1]:
                 why = refused[2]
                 await self._publish(
-                    body, Observation(generation, (), "rejected", why, None, alerts, counted)
+                    body,
+                    Observation(
+                        generation, (), "rejected", why, None, alerts, counted, min_samples
+                    ),
                 )
                 return None, runtime.settings.status.interval
             try:
                 await runtime.feedback.register(body)
             except FeedbackError as e:
-                return await self._trouble(body, generation, e, alerts, counted)
+                return await self._trouble(body, generation, e, alerts, counted, min_samples)
             self._registered = generation
             log.info("%s: generation %d registered", self.key, generation)
         await runtime.supervisor.ensure_token(self.namespace)
@@ -371,9 +375,11 @@ class Worker:
             self._registered = None
             return None, 0.0
         except FeedbackError as e:
-            return await self._trouble(body, generation, e, alerts, counted)
+            return await self._trouble(body, generation, e, alerts, counted, min_samples)
         self._failures = 0
-        observed = Observation(generation, (), "registered", "", view.status, alerts, counted)
+        observed = Observation(
+            generation, (), "registered", "", view.status, alerts, counted, min_samples
+        )
         await self._publish(body, observed)
         version = view.status.state_version
         wait = runtime.settings.status.interval
@@ -390,13 +396,16 @@ class Worker:
         error: FeedbackError,
         alerts: tuple[Any, ...],
         counted: Census,
+        min_samples: int,
     ) -> tuple[Poll | None, float]:
         self.runtime.metrics.feedback_errors.labels(_kind(error)).inc()
         registration: status.Registration = (
             "rejected" if isinstance(error, Rejected) else "unavailable"
         )
         log.warning("%s: feedback service: %s", self.key, error)
-        observed = Observation(generation, (), registration, str(error), None, alerts, counted)
+        observed = Observation(
+            generation, (), registration, str(error), None, alerts, counted, min_samples
+        )
         await self._publish(body, observed)
         if isinstance(error, Rejected):
             self._registered = None

@@ -1,7 +1,8 @@
 """A ModelMonitor's `.status` and Events, composed from what the operator observed (pure).
 
 `compose(current, observation, now)` returns the status the object should have: phase, window
-numbers, the first alert's metric as the METRIC column's text, fallback, the window's drift,
+numbers, the first alert's metric as the METRIC column's text (its estimate, `accuracy≈0.91`,
+before the window has minSamples labels or for an alert on estimates), fallback, the window's drift,
 injected pods, observedGeneration, lastSyncTime and conditions (Ready, SpecValid, Registered,
 PodsInjected, Breached, FallbackActive, TrafficBypass, CaptureRefused, Drift, Synced), each keeping
 its lastTransitionTime while its status holds. `lastSyncTime` is the one field that moves with the
@@ -66,6 +67,8 @@ class Observation:
     alerts: tuple[AlertSpec, ...] = ()
     census: Census | None = None
     """The monitor's pods and Services; None while the spec is invalid (no selector to apply)."""
+    min_samples: int = 50
+    """The spec's `metrics.minSamples`: below it the METRIC column shows the estimate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,12 @@ def compose(
         for key in ("samples", "labeled", "metrics", "alerts", "fallback", "drift"):
             if key in current:
                 status[key] = current[key]
-    metric = _metric_text(status.get("metrics") or {}, obs.alerts, status.get("alerts") or [])
+    metric = _metric_text(
+        status.get("metrics") or {},
+        obs.alerts,
+        status.get("alerts") or [],
+        int(status.get("labeled") or 0) >= obs.min_samples,
+    )
     if metric is not None:
         status["metric"] = metric
     status["injectedPods"] = (
@@ -449,22 +457,31 @@ def _alert(state: wire.AlertState) -> dict[str, Any]:
 
 
 def _metric_text(
-    metrics: Mapping[str, Any], alerts: Sequence[AlertSpec], states: Sequence[Mapping[str, Any]]
+    metrics: Mapping[str, Any],
+    alerts: Sequence[AlertSpec],
+    states: Sequence[Mapping[str, Any]],
+    labeled: bool = True,
 ) -> str | None:
     """`accuracy=0.93 [0.9–0.95]` for the first alert's metric, once it has a value; for a
-    drift alert its value as the alert last read it, `feature_drift:tenure=0.21`."""
+    drift alert its value as the alert last read it, `feature_drift:tenure=0.21`. The estimate,
+    marked `accuracy≈0.91 [0.88–0.93]`, for an alert on estimates, and for the others while the
+    window holds fewer than minSamples labeled predictions (not `labeled`)."""
     if not alerts:
         return None
     first = alerts[0]
     if is_drift_key(first.key):
         read = next((a.get("value") for a in states if a.get("name") == first.name), None)
         return f"{first.key}={_number(read)}" if _finite(read) else None
-    name = first.metric
+    name, sign = first.metric, "="
+    if first.source == "estimated" or not labeled:
+        name, sign = first.metric + "Estimated", "≈"
+        if not _finite(metrics.get(name)) and first.source != "estimated":
+            name, sign = first.metric, "="
     value = metrics.get(name)
     if not _finite(value):
         return None
     lower, upper = metrics.get(name + "Lower"), metrics.get(name + "Upper")
-    text = f"{name}={_number(value)}"
+    text = f"{first.metric}{sign}{_number(value)}"
     if _finite(lower) and _finite(upper):
         text += f" [{_number(lower)}–{_number(upper)}]"
     return text
