@@ -261,3 +261,35 @@ def test_a_cost_as_the_apiserver_checks_it(
     assert refusal in done.stderr, done.stderr
     with pytest.raises(SpecError, match=re.escape("spec.metrics.cost")):
         parse_monitor(body)
+
+
+@pytest.mark.parametrize(
+    ("alert", "refusal"),
+    [
+        ({"metric": "accuracy", "below": 0.8, "source": "estimated"}, None),
+        ({"metric": "roc_auc", "below": 0.7, "source": "auto"}, None),
+        ({"metric": "drift_share", "above": 0.5, "source": "realized"}, None),
+        ({"metric": "drift_share", "above": 0.5, "source": "estimated"}, "for a model metric"),
+        ({"metric": "accuracy", "below": 0.8, "source": "guess"}, "Unsupported value"),
+    ],
+)
+def test_an_alert_s_source_as_the_apiserver_checks_it(
+    control_plane: ControlPlane, crd: str, alert: dict[str, Any], refusal: str | None
+) -> None:
+    """The source rule runs in the real apiserver (its CEL and cost budget, 32 alerts), at the
+    field."""
+    body = monitor_body(namespace="default")
+    body["spec"]["alerts"] = [{"name": f"a{i}", **alert} for i in range(32)]
+    body["spec"]["fallback"]["engageOn"] = ["a0"]
+    done = control_plane.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(body), check=False
+    )
+    if refusal is None:
+        assert done.returncode == 0, done.stderr
+        parse_monitor(body)
+        return
+    assert done.returncode != 0
+    assert "spec.alerts[0].source: " in done.stderr, done.stderr
+    assert refusal in done.stderr, done.stderr
+    with pytest.raises(SpecError, match=re.escape("spec.alerts[0].source: ")):
+        parse_monitor(body)
