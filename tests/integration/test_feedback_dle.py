@@ -79,3 +79,11 @@ async def test_the_window_estimates_its_mae_from_what_ingest_summed(
     assert mae.lower <= truth <= mae.upper
     calm = generate(np.random.default_rng(3), 1_500)
     assert mae.value > 1.1 * float(np.mean(np.abs(calm.prediction - calm.actual)))
+
+    # thresholds from history: the reference's MAE over chunks of the window's size
+    answer = await service.ok("GET", "/v1/monitors/ml/price/reference")
+    spread = answer["chunks"]["metrics"]["mae"]
+    assert answer["chunks"]["rows"] == 1_500
+    assert spread["alert"] == "above"
+    assert spread["threshold"] == spread["mean"] + 3 * spread["std"]
+    assert mae.value > spread["mean"]

@@ -87,3 +87,40 @@ def test_a_metric_undefined_in_most_chunks_is_left_out() -> None:
     assert got is not None
     assert "recall" not in got.metrics
     assert got.metrics["accuracy"].mean == pytest.approx(1.0, abs=0.01)
+
+
+def test_regression_chunks_spread_as_chunks_of_the_raw_errors() -> None:
+    """A loss model keeps the errors' quantiles; chunks drawn from them spread as the raw
+    reference's own chunks do, and their thresholds lie above (lower is better)."""
+    from tests.unit.test_lossmodel import generate
+    from tests.unit.test_lossmodel import monitor as regression
+    from truthloop.core.profile import build
+
+    data = generate(np.random.default_rng(9), 40_000)
+    profile, _ = build(data.table(), regression().spec)
+    assert profile.loss is not None
+    assert len(profile.loss.errors) == 1000
+    ref = Reference(2, "", T0, "upload", profile)
+    e = data.prediction - data.actual
+    for size in (200, 2_000):
+        got = chunks.spread(ref, regression().spec, size)
+        assert got is not None
+        raw = e[: len(e) // size * size].reshape(-1, size)
+        rmse = np.sqrt(np.mean(e * e))
+        for name, values, analytic in (
+            ("mae", np.abs(raw).mean(axis=1), np.abs(e).std() / np.sqrt(size)),
+            # the delta method: sd(e²) / (2 rmse sqrt(n))
+            ("rmse", np.sqrt((raw * raw).mean(axis=1)), (e * e).std() / (2 * rmse * np.sqrt(size))),
+        ):
+            spread = got.metrics[name]
+            assert spread.mean == pytest.approx(values.mean(), rel=0.02), name
+            assert spread.std == pytest.approx(analytic, rel=0.15), name
+            if len(values) >= 100:  # enough of the raw reference's own chunks to compare
+                assert spread.std == pytest.approx(values.std(ddof=1), rel=0.25), name
+            assert spread.alert == "above"
+            assert spread.threshold == spread.mean + 3 * spread.std
+    big = chunks.spread(ref, regression().spec, 1_000_000)
+    small = chunks.spread(ref, regression().spec, 10_000)
+    assert big is not None
+    assert small is not None
+    assert big.metrics["mae"].std == pytest.approx(small.metrics["mae"].std / 10, rel=1e-9)

@@ -15,6 +15,13 @@ falls under it about once in 700 evaluations (the normal tail beyond 3 sigma). C
 random see the reference as exchangeable: consecutive chunks of the raw reference would also
 show its own trends, which a profile does not keep. A metric undefined in most chunks (no
 positives in a chunk of 20 rows) is left out.
+
+Regression: a reference with a loss model keeps its errors' quantiles (`lossmodel.LossModel.
+errors`: 1,000 equally likely values, the quantiles at (i + 1/2) / 1000 over every labeled row);
+chunks draw their errors from them and report `mae` and `rmse`, lower-is-better, so
+their threshold is mean + 3 std with `alert: above`. Chunks larger than `MAX_DRAWN` rows are
+drawn at that size and their spread scaled by sqrt(MAX_DRAWN / rows) (a mean's spread shrinks
+as 1/sqrt(n)).
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ class Spread(msgspec.Struct, frozen=True):
     mean: float
     std: float
     threshold: float
-    alert: Literal["below"] = "below"
+    alert: Literal["below", "above"] = "below"
 
 
 class Chunks(msgspec.Struct, frozen=True):
@@ -66,6 +73,8 @@ def spread(reference: Reference, spec: MonitorSpec, rows: int) -> Chunks | None:
         values = _binary(found, rows, rng)
     elif spec.task == "multiclass" and isinstance(found, MulticlassCalibration):
         values = _multiclass(found, rows, rng)
+    elif spec.task == "regression" and reference.profile.loss and reference.profile.loss.errors:
+        return _regression(reference.profile.loss.errors, rows, rng)
     else:
         return None
     out: dict[str, Spread] = {}
@@ -76,6 +85,25 @@ def spread(reference: Reference, spec: MonitorSpec, rows: int) -> Chunks | None:
         mean = float(defined.mean())
         std = float(defined.std(ddof=1)) if len(defined) > 1 else 0.0
         out[name] = Spread(mean, std, max(mean - SIGMAS * std, 0.0))
+    return Chunks(rows, CHUNKS, out)
+
+
+MAX_DRAWN = 10_000
+"""The most rows a regression chunk draws (larger ones are scaled: see the module)."""
+
+
+def _regression(errors: tuple[float, ...], rows: int, rng: np.random.Generator) -> Chunks:
+    drawn = min(rows, MAX_DRAWN)
+    e = np.asarray(errors)[rng.integers(0, len(errors), size=(CHUNKS, drawn))]
+    scale = np.sqrt(drawn / rows)
+    out: dict[str, Spread] = {}
+    for name, per_chunk in (
+        ("mae", np.abs(e).mean(axis=1)),
+        ("rmse", np.sqrt((e * e).mean(axis=1))),
+    ):
+        mean = float(per_chunk.mean())
+        std = float(per_chunk.std(ddof=1)) * float(scale)
+        out[name] = Spread(mean, std, mean + SIGMAS * std, "above")
     return Chunks(rows, CHUNKS, out)
 
 

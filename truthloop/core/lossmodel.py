@@ -72,6 +72,8 @@ MAX_FIT_ROWS = 100_000
 MAX_HELD_OUT = 20_000
 """Labeled reference rows held out to scale the band (a fifth of a smaller reference)."""
 MIN_ROWS = 100
+QUANTILES = 1000
+"""Quantile levels of the reference's errors the model keeps (`LossModel.errors`)."""
 """Labeled reference rows below which no loss model is fitted (with a warning)."""
 MAX_TREES = 40
 MAX_DEPTH = 4
@@ -190,6 +192,10 @@ class LossModel(msgspec.Struct, frozen=True):
     """The trees' own relative error per loss, on held-out rows (`BIAS_BINS`)."""
     rows: int
     held_out: int
+    errors: tuple[float, ...] = ()
+    """The reference's errors e at the quantiles (i + 1/2) / `QUANTILES`, over every labeled
+    row: `QUANTILES` equally likely values that chunks of the reference are drawn from
+    (`core.chunks`). Empty in a model stored before they were kept."""
 
 
 class Compiled:
@@ -320,6 +326,11 @@ def fit(
         bias=bias,
         rows=len(chosen) - held,
         held_out=held,
+        errors=tuple(
+            np.quantile(
+                (prediction - actual)[labeled], (np.arange(QUANTILES) + 0.5) / QUANTILES
+            ).tolist()
+        ),
     )
 
 
