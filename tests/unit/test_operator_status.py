@@ -469,3 +469,28 @@ def test_the_metric_column_shows_the_estimate_marked_before_min_samples_labels(
     composed = status.compose({}, seen, T0)
     jsonschema.validate(composed, STATUS_SCHEMA)
     assert composed.get("metric") == text
+
+
+def test_an_estimated_alert_tells_what_it_read_in_the_breached_condition() -> None:
+    alert = AlertSpec("accuracy-low", "accuracy", below=0.8, source="estimated")
+    firing = wire.AlertState("accuracy-low", "firing", T0, 0.71, 400)
+    seen = Observation(
+        2,
+        (),
+        "registered",
+        "",
+        view(alerts=(firing,), labeled=0, metrics={"accuracyEstimated": 0.71}),
+        (alert,),
+        Census(2, 2),
+    )
+    composed = status.compose({}, seen, T0)
+    breached = next(c for c in composed["conditions"] if c["type"] == "Breached")
+    assert breached["message"] == "accuracy-low firing: estimated:accuracy 0.71 < 0.8"
+    assert composed["metric"] == "accuracy≈0.71"
+    quiet = wire.AlertState("accuracy-low", "insufficient", T0, None, 3)
+    unknown = status.compose(
+        {}, Observation(2, (), "registered", "", view(alerts=(quiet,)), (alert,), Census(2, 2)), T0
+    )
+    found = next(c for c in unknown["conditions"] if c["type"] == "Breached")
+    assert found["reason"] == "InsufficientData"
+    assert "for an estimate, predictions" in found["message"]

@@ -346,7 +346,7 @@ def _breached(
             "False",
             "InsufficientData",
             "too few labeled predictions (or, for a drift alert, records compared with a "
-            "reference) to judge the alerts",
+            "reference; for an estimate, predictions) to judge the alerts",
         )
     return ("False", "WithinThresholds", "every alert's metric is within its threshold")
 
