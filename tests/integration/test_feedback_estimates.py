@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration import test_feedback_dle as dle_tests
 from tests.integration.test_feedback_drift import CSV, REFERENCE, as_csv, capture, captured, rows
 from tests.integration.test_feedback_reference_chunks import labeled
-from tests.support.feedback import FakeClock, Service, monitor_body, sample
+from tests.support.feedback import FakeClock, Service, monitor_body, record, sample
+from tests.unit.test_lossmodel import generate
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
 
@@ -174,3 +176,55 @@ async def test_an_auto_alert_reads_the_estimate_until_the_window_has_min_samples
     after = await service.state()
     assert after["alerts"][0] == {**after["alerts"][0], "state": "ok", "value": 1.0, "samples": 50}
     assert after["phase"] == "Healthy"
+
+
+async def test_a_regression_monitor_estimates_its_errors_and_alerts_on_them(
+    service: Service, clock: FakeClock
+) -> None:
+    """DLE where users look: the metrics API's estimated mae, rmse and mean_error, and an alert
+    on the estimated MAE (above) before any label."""
+    body = monitor_body(
+        "price",
+        task="regression",
+        metrics={"window": "1h", "minSamples": 50},
+        alerts=[{"name": "mae-high", "metric": "mae", "above": 1e9, "source": "estimated"}],
+        fallback={"recoverAfter": "0s", "rules": [{"prediction": "0"}]},
+    )
+    body["spec"]["capture"]["features"] = {"pointer": "/features"}
+    await service.put_monitor(body)
+    await service.ok(
+        "POST",
+        "/v1/monitors/ml/price/reference",
+        data=dle_tests.as_csv(generate(np.random.default_rng(1), 5_000)),
+        headers=CSV,
+    )
+    window = generate(np.random.default_rng(2), 600)
+    await service.predictions(
+        [
+            record(
+                r.prediction_id,
+                r.prediction,
+                ts=clock.now - 30,
+                monitor="ml/price",
+                features=r.features,
+            )
+            for r in window.records()
+        ]
+    )
+    await service.tick()
+    got = await service.metrics("ml/price")
+    assert set(got["estimated"]) >= {"mae", "rmse", "mean_error"}
+    mae = got["estimated"]["mae"]
+    truth = float(np.mean(np.abs(window.prediction - window.actual)))
+    assert mae["lower"] <= truth <= mae["upper"]
+    state = await service.state("ml/price")
+    assert state["alerts"][0] == {**state["alerts"][0], "state": "ok", "samples": 600}
+    assert state["alerts"][0]["value"] == mae["value"]
+
+    lowered = {**body["spec"]["alerts"][0], "above": mae["value"] / 2}
+    body["spec"]["alerts"] = [lowered]
+    await service.put_monitor(body)
+    await service.tick()
+    fired = await service.state("ml/price")
+    assert fired["alerts"][0]["state"] == "firing"
+    assert fired["phase"] == "FallbackActive"
