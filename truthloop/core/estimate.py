@@ -90,15 +90,7 @@ BINS = calibration.BINS
 CBPE = "@cbpe"
 DLE = "@dle"
 
-BINARY_METRICS = (
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "specificity",
-    "balanced_accuracy",
-    "roc_auc",
-)
+BINARY_METRICS = metrics.ESTIMATED_NAMES["binary"]
 """The binary metrics CBPE estimates (brier score and log loss need each row's score)."""
 
 MARKERS = (f":{CBPE}:", f":{DLE}:")

@@ -106,14 +106,8 @@ METRIC_NAMES: Mapping[Task, tuple[str, ...]] = MappingProxyType(
 
 ESTIMATED_NAMES: Mapping[Task, tuple[str, ...]] = MappingProxyType(
     {
-        "binary": (
-            "accuracy",
-            "precision",
-            "recall",
-            "f1",
-            "specificity",
-            "balanced_accuracy",
-            "roc_auc",
+        "binary": tuple(
+            name for name in METRIC_NAMES["binary"] if name not in ("brier_score", "log_loss")
         ),
         "multiclass": METRIC_NAMES["multiclass"],
         "regression": ("mae", "rmse", "mean_error"),

@@ -54,6 +54,7 @@ from truthloop.core import calibration, columns, lossmodel, metrics, pointer
 from truthloop.core.table import (
     MAX_DETAILS,
     Column,
+    Problems,
     Table,
     TableError,
     column_text,
@@ -202,33 +203,20 @@ def binary_predictions(
 _CLASS_TEXT = ("0", "1")
 
 
-class _Problems:
-    __slots__ = ("count", "details")
-
-    def __init__(self) -> None:
-        self.details: list[str] = []
-        self.count = 0
-
-    def add(self, text: str) -> None:
-        self.count += 1
-        if len(self.details) < MAX_DETAILS:
-            self.details.append(text)
-
-
 def build(table: Table, spec: MonitorSpec, *, strict: bool = True) -> tuple[Profile, list[str]]:
     """The profile of `table` for a monitor with `spec`, and warnings (a constant column).
 
     Raises ProfileError naming every problem (bounded). `strict=False` (history) counts cells
     that do not fit their column as missing instead of refusing them.
     """
-    problems = _Problems()
+    problems = Problems()
     warnings: list[str] = []
     features = _features(table, spec, problems, warnings)
     if PREDICTION not in table.columns:
         problems.add(f"no {column_text(PREDICTION)} column: the model's prediction is profiled too")
     elif table.rows == 0:
         problems.add("no rows: a reference needs at least one")
-    _raise(problems)
+    problems.raise_any(ProfileError)
     profiled: list[ColumnProfile] = []
     found: ColumnProfile | None
     for name, kind in features:
@@ -260,7 +248,7 @@ def build(table: Table, spec: MonitorSpec, *, strict: bool = True) -> tuple[Prof
         found = _numeric(SCORE, table.columns[SCORE], table, problems, strict, warnings)
         if found is not None:
             profiled.append(found)
-    _raise(problems)
+    problems.raise_any(ProfileError)
     calibrated = calibration.from_table(table, spec.task, warnings)
     loss = _loss_model(table, spec, profiled, warnings)
     profile = Profile(table.rows, tuple(profiled), calibration=calibrated, loss=loss)
@@ -353,13 +341,8 @@ def _resolved(features: object, tokens: tuple[str, ...]) -> object:
     return None if isinstance(value, pointer.Missing) else value
 
 
-def _raise(problems: _Problems) -> None:
-    if problems.count:
-        raise ProfileError(problems.details, problems.count)
-
-
 def _features(
-    table: Table, spec: MonitorSpec, problems: _Problems, warnings: list[str]
+    table: Table, spec: MonitorSpec, problems: Problems, warnings: list[str]
 ) -> list[tuple[str, FeatureKind]]:
     """The profiled features, in order, with their kinds: declared, or discovered."""
     if spec.features:
@@ -419,7 +402,7 @@ def _numeric(
     name: str,
     column: Column,
     table: Table,
-    problems: _Problems,
+    problems: Problems,
     strict: bool,
     warnings: list[str],
 ) -> NumericProfile | None:
@@ -483,7 +466,7 @@ def _classes(
     table: Table,
     threshold: float,
     scored: npt.NDArray[np.bool_],
-    problems: _Problems,
+    problems: Problems,
     strict: bool,
 ) -> Counter[str]:
     """A binary prediction column's classes ("0", "1") and their counts, by `prediction_class`
@@ -526,7 +509,7 @@ def _classes(
 
 
 def _categorical(
-    name: str, texts: Counter[str], rows: int, problems: _Problems, warnings: list[str]
+    name: str, texts: Counter[str], rows: int, problems: Problems, warnings: list[str]
 ) -> CategoricalProfile | None:
     count = sum(texts.values())
     if count == 0:

@@ -101,8 +101,8 @@ class Table:
         return len(self.lines)
 
 
-class _Problems:
-    """Collects problems up to `MAX_DETAILS` and counts the rest."""
+class Problems:
+    """Collects problems up to `MAX_DETAILS` and counts the rest (a table's and a profile's)."""
 
     __slots__ = ("count", "details")
 
@@ -115,9 +115,9 @@ class _Problems:
         if len(self.details) < MAX_DETAILS:
             self.details.append(text)
 
-    def raise_any(self) -> None:
+    def raise_any(self, error: type[TableError] = TableError) -> None:
         if self.count:
-            raise TableError(self.details, self.count)
+            raise error(self.details, self.count)
 
 
 def read(chunks: Iterable[bytes], fmt: Format) -> Table:
@@ -202,7 +202,7 @@ class _Csv:
         self.lines: list[Ints] = []
         self.line = 0  # lines consumed so far
         self.last = 1  # the line the last row started on
-        self.problems = _Problems()
+        self.problems = Problems()
 
     def read(self, chunks: Iterable[bytes]) -> Table:
         quotes = 0
@@ -410,7 +410,7 @@ _decode = msgspec.json.Decoder().decode
 def _ndjson(chunks: Iterable[bytes]) -> Table:
     """Block by block: each block's lines decoded, then its columns taken out of the rows at C
     speed (one `dict.get` a cell); the rows are dropped before the next block."""
-    problems = _Problems()
+    problems = Problems()
     names: dict[str, None] = {}  # in the order they first appear
     parts: list[tuple[int, dict[str, Column]]] = []
     lines: list[Ints] = []
@@ -545,7 +545,7 @@ def _parquet(chunks: Iterable[bytes]) -> Table:
         data = pq.read_table(pa.BufferReader(body))
     except (pa.ArrowException, OSError) as e:
         raise TableError([f"not a Parquet file: {e}"]) from None
-    problems = _Problems()
+    problems = Problems()
     columns: dict[str, Column] = {}
     names = tuple(str(n) for n in data.column_names)
     if len(names) != len(set(names)):
