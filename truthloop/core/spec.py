@@ -53,7 +53,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, TypeVar, overload
@@ -80,6 +80,7 @@ FallbackMode = Literal["auto", "engaged", "disengaged"]
 FALLBACK_MODES: tuple[FallbackMode, ...] = ("auto", "engaged", "disengaged")
 
 _T = TypeVar("_T")
+_K = TypeVar("_K", bound=Hashable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -866,18 +867,17 @@ def _cost_matrix(read: _Reader, cost: Mapping[str, object], path: str) -> tuple[
         amount = _amount(read, cell, item_path, "cost")
         if actual is None or predicted is None:
             continue
-        if (actual, predicted) in seen:
-            read.fail(item_path, f"duplicate: {seen[actual, predicted]} prices this pair")
-            continue
-        seen[actual, predicted] = item_path
-        cells.append(CostCell(actual, predicted, amount))
+        if (
+            read.unique(seen, (actual, predicted), item_path, item_path, "prices this pair")
+            is not None
+        ):
+            cells.append(CostCell(actual, predicted, amount))
     return tuple(cells)
 
 
 def _alerts(
     read: _Reader, spec: Mapping[str, object], path: str, task: Task | None
 ) -> tuple[AlertSpec, ...]:
-    items = read.items(spec, path, "alerts", max_items=MAX_ALERTS)
     section = spec.get("metrics")
     priced = isinstance(section, Mapping) and section.get("cost") is not None
     known = (*metrics.METRIC_NAMES.get(task, ()), *DRIFT_METRICS) if task is not None else None
@@ -889,15 +889,9 @@ def _alerts(
     )
     alerts: list[AlertSpec] = []
     seen: dict[str, str] = {}
-    for where, item in items:
-        alert = read.mapping(item, where, _ALERT_FIELDS)
-        if alert is None:
-            continue
+    for where, alert in read.objects(spec, path, "alerts", _ALERT_FIELDS, max_items=MAX_ALERTS):
         name = read.text(alert, where, "name", _ALERT_NAME, required=True)
-        if name is not None and name in seen:
-            read.fail(fieldpath.child(where, "name"), f"duplicate: {seen[name]} has this name")
-        elif name is not None:
-            seen[name] = where
+        name = read.unique(seen, name, where, fieldpath.child(where, "name"), "has this name")
         metric = read.text(alert, where, "metric", _METRIC, required=True)
         if metric == COST and not priced:
             read.fail(fieldpath.child(where, "metric"), "cost needs spec.metrics.cost: what a "
@@ -981,21 +975,16 @@ def _features(read: _Reader, spec: Mapping[str, object], path: str) -> tuple[Fea
     features object (default `/<name>`) and a kind each."""
     found: list[FeatureSpec] = []
     seen: dict[str, str] = {}
-    for where, item in read.items(spec, path, "features", max_items=MAX_FEATURES):
-        declared = read.mapping(item, where, _FEATURE_FIELDS)
-        if declared is None:
-            continue
+    for where, declared in read.objects(
+        spec, path, "features", _FEATURE_FIELDS, max_items=MAX_FEATURES
+    ):
         name = read.text(declared, where, "name", _FEATURE, required=True)
         name_path = fieldpath.child(where, "name")
         if name is not None and name in RESERVED:
             read.fail(name_path, f"{_show(name)} is a reserved column ({', '.join(RESERVED)}), "
                       "not a feature")  # fmt: skip
             name = None
-        elif name is not None and name in seen:
-            read.fail(name_path, f"duplicate: {seen[name]} has this name")
-            name = None
-        elif name is not None:
-            seen[name] = where
+        name = read.unique(seen, name, where, name_path, "has this name")
         given = read.pointer(declared, where, "pointer")
         kind = read.choice(declared, where, "type", FEATURE_KINDS, required=True)
         if (
@@ -1066,10 +1055,9 @@ def _overrides(
     declared = read.given(spec, "features")
     found: list[DriftOverride] = []
     seen: dict[str, str] = {}
-    for where, item in read.items(drift, path, "overrides", max_items=MAX_FEATURES):
-        override = read.mapping(item, where, _OVERRIDE_FIELDS)
-        if override is None:
-            continue
+    for where, override in read.objects(
+        drift, path, "overrides", _OVERRIDE_FIELDS, max_items=MAX_FEATURES
+    ):
         name = read.text(override, where, "feature", _FEATURE, required=True)
         name_path = fieldpath.child(where, "feature")
         if name is not None and name in RESERVED and name not in (PREDICTION, SCORE):
@@ -1079,11 +1067,7 @@ def _overrides(
         elif name is not None and declared and name not in kinds:
             read.fail(name_path, f"no feature named {_show(name)} in spec.features")
             name = None
-        elif name is not None and name in seen:
-            read.fail(name_path, f"duplicate: {seen[name]} overrides this feature")
-            name = None
-        elif name is not None:
-            seen[name] = where
+        name = read.unique(seen, name, where, name_path, "overrides this feature")
         method = read.choice(override, where, "method", DRIFT_METHODS)
         kind = kinds.get(name) if name is not None else None
         if method in _ORDERED_METHODS and kind == "categorical":
@@ -1290,6 +1274,35 @@ class _Reader:
         if max_items is not None and len(value) > max_items:
             self.fail(where, f"must have at most {max_items} items, got {len(value)}")
         return [(fieldpath.item(where, i), item) for i, item in enumerate(value)]
+
+    def objects(
+        self,
+        obj: Mapping[str, object],
+        path: str,
+        key: str,
+        fields: tuple[str, ...],
+        *,
+        max_items: int | None = None,
+    ) -> Iterator[tuple[str, dict[str, object]]]:
+        """The list of objects at `key` as (path, object) pairs, each read as the caller gets to
+        it (its errors in item order): an item that is not an object is an error and left out."""
+        for where, item in self.items(obj, path, key, max_items=max_items):
+            mapping = self.mapping(item, where, fields)
+            if mapping is not None:
+                yield where, mapping
+
+    def unique(
+        self, seen: dict[_K, str], key: _K | None, where: str, path: str, says: str
+    ) -> _K | None:
+        """`key` the first time a list names it (remembering the item's path `where`); after
+        that an error at `path` naming the first item (`duplicate: <first> <says>`) and None."""
+        if key is None:
+            return None
+        if key in seen:
+            self.fail(path, f"duplicate: {seen[key]} {says}")
+            return None
+        seen[key] = where
+        return key
 
     @staticmethod
     def given(obj: Mapping[str, object], key: str) -> bool:
