@@ -13,7 +13,7 @@ import importlib.util
 import io
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, overload
 
 import msgspec
 from aiohttp import web
@@ -67,6 +67,22 @@ def _key(request: web.Request) -> str:
 
 def _identifier(request: web.Request) -> bodies.Parse[str]:
     return bodies.identifier(request.app[SETTINGS].limits.max_id_length)
+
+
+@overload
+def _version(request: web.Request) -> str | None: ...
+@overload
+def _version(request: web.Request, default: str) -> str: ...
+def _version(request: web.Request, default: str | None = None) -> str | None:
+    """The `version` query parameter: a model version (`default` when absent)."""
+    return bodies.query(request, "version", _identifier(request), default, "a model version")
+
+
+def _window(request: web.Request, example: str) -> float | None:
+    """The `window` query parameter: a duration in seconds (None when absent)."""
+    return bodies.query(
+        request, "window", bodies.duration, None, f"a duration like {example}, {_UP_TO}"
+    )
 
 
 # -- monitors ----------------------------------------------------------------------------------
@@ -257,8 +273,8 @@ async def get_metrics(request: web.Request) -> web.Response:
     key = _key(request)
     engine = request.app[ENGINE]
     await engine.lookup(key)
-    window = bodies.query(request, "window", bodies.duration, None, f"a duration like 1h, {_UP_TO}")
-    version = bodies.query(request, "version", _identifier(request), None, "a model version")
+    window = _window(request, "1h")
+    version = _version(request)
     served_by = bodies.query(
         request, "served_by", bodies.choice(*wire.SERVED_BY), None, "model or fallback"
     )
@@ -393,8 +409,8 @@ async def get_dataset(request: web.Request) -> web.StreamResponse:
     key = _key(request)
     engine = request.app[ENGINE]
     await engine.lookup(key)
-    window = bodies.query(request, "window", bodies.duration, None, f"a duration like 7d, {_UP_TO}")
-    version = bodies.query(request, "version", _identifier(request), None, "a model version")
+    window = _window(request, "7d")
+    version = _version(request)
     correct = bodies.query(request, "correct", bodies.boolean, None, "true or false")
     outlier = bodies.query(request, "outlier", bodies.boolean, None, "true or false")
     fmt = bodies.query(
@@ -494,7 +510,7 @@ async def post_reference(request: web.Request) -> web.Response:
     key = _key(request)
     engine = request.app[ENGINE]
     await engine.lookup(key)
-    version = bodies.query(request, "version", _identifier(request), "", "a model version")
+    version = _version(request, "")
     if request.content_type == PARQUET and not HAS_PYARROW:
         raise UnsupportedMediaType(
             "this service cannot read Parquet",
@@ -536,7 +552,7 @@ async def get_reference(request: web.Request) -> web.Response:
     key = _key(request)
     engine = request.app[ENGINE]
     await engine.lookup(key)
-    version = bodies.query(request, "version", _identifier(request), None, "a model version")
+    version = _version(request)
     rows = bodies.query(
         request, "chunk", bodies.bounded_int(1, MAX_CHUNK), None, f"rows from 1 to {MAX_CHUNK}"
     )
@@ -571,8 +587,8 @@ async def get_drift(request: web.Request) -> web.Response:
     key = _key(request)
     engine = request.app[ENGINE]
     await engine.lookup(key)
-    window = bodies.query(request, "window", bodies.duration, None, f"a duration like 1h, {_UP_TO}")
-    version = bodies.query(request, "version", _identifier(request), None, "a model version")
+    window = _window(request, "1h")
+    version = _version(request)
     step = _step(request)
     found = await engine.drift_window(key, window, version=version, step=step)
     return json(drift_view(key, version, found))
