@@ -136,6 +136,10 @@ class Profile(msgspec.Struct, frozen=True):
     window's MAE and RMSE before its labels (`core.lossmodel`, direct loss estimation)."""
 
 
+ReferenceSource = Literal["upload", "history"]
+"""Where a reference came from: an uploaded data set or the monitor's own history."""
+
+
 class Reference(msgspec.Struct, frozen=True):
     """A stored profile: `id` is the store's (sketch counters carry it, so buckets counted
     against an older reference never mix with a newer one's); `version` is the model version it
@@ -144,7 +148,7 @@ class Reference(msgspec.Struct, frozen=True):
     id: int
     version: str
     created: float
-    source: Literal["upload", "history"]
+    source: ReferenceSource
     profile: Profile
 
 

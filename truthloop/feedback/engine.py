@@ -37,7 +37,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -60,7 +60,7 @@ from truthloop.core import profile as profiles
 from truthloop.core.drift import DriftPoint, DriftReport
 from truthloop.core.evaluation import ALL_VERSIONS, Evaluated, Group
 from truthloop.core.plan import ACTUALS_EXPIRED, ACTUALS_MATCHED, ACTUALS_PENDING
-from truthloop.core.profile import Profile, Reference
+from truthloop.core.profile import Profile, Reference, ReferenceSource
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import FALLBACK_MODES, CostSpec, FallbackMode, Monitor, parse_update
 from truthloop.core.tasks import Task
@@ -1071,7 +1071,7 @@ class Engine:
         key: str,
         registered: Registered,
         version: str,
-        source: Literal["upload", "history"],
+        source: ReferenceSource,
         profile: Profile,
     ) -> Reference:
         """Store a reference; ingests from now on sketch the version's records against it."""

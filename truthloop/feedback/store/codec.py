@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import numpy as np
 
 from truthloop.core.join import Label, Row
 from truthloop.core.plan import NewPending, Waiting
-from truthloop.core.profile import Profile, Reference
+from truthloop.core.profile import Profile, Reference, ReferenceSource
 from truthloop.core.records import Actual, PredictionRecord, Vote
 from truthloop.core.spec import parse_monitor
 from truthloop.feedback.store.interface import Registered, StoredPrediction
@@ -91,10 +91,18 @@ def registered(
 
 
 def reference(
-    ref: int, version: str, created: float, source: Literal["upload", "history"], profile: str
+    ref: int, version: str, created: float, source: ReferenceSource, profile: str
 ) -> Reference:
     """A stored reference from its columns (the profile as JSON text)."""
     return Reference(ref, version, created, source, _decode_profile(profile))
+
+
+def references_by_version(rows: Iterable[Iterable[Any]]) -> dict[str, Reference]:
+    """A monitor's references by version, from rows of `REFERENCE_COLUMNS` and the profile."""
+    return {
+        version: reference(ref, version, created, source, profile)
+        for ref, _, version, created, source, profile in rows
+    }
 
 
 def _numpy_scalar(value: Any) -> Any:

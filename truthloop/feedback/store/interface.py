@@ -21,13 +21,13 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from truthloop.core import estimate, join, sketch
 from truthloop.core.evaluation import Group
 from truthloop.core.join import GroupKey, Label
 from truthloop.core.plan import Lifetime
-from truthloop.core.profile import Profile, Reference
+from truthloop.core.profile import Profile, Reference, ReferenceSource
 from truthloop.core.records import Actual, ItemError, PredictionRecord
 from truthloop.core.spec import Monitor
 from truthloop.core.windows import MINUTES_PER_DAY, MINUTES_PER_HOUR, BucketRange, Level, Steps
@@ -282,7 +282,7 @@ class Store(abc.ABC):
         self,
         monitor_id: int,
         version: str,
-        source: Literal["upload", "history"],
+        source: ReferenceSource,
         profile: Profile,
         now: float,
     ) -> Reference:

@@ -24,13 +24,13 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from truthloop.core import estimate, join, plan, registry, sketch
 from truthloop.core.evaluation import Group
 from truthloop.core.join import Label, Row
 from truthloop.core.plan import ACTUALS_EXPIRED
-from truthloop.core.profile import Profile, Reference
+from truthloop.core.profile import Profile, Reference, ReferenceSource
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import Monitor
 from truthloop.core.windows import (
@@ -320,7 +320,7 @@ class SQLiteStore(Store):
         self,
         monitor_id: int,
         version: str,
-        source: Literal["upload", "history"],
+        source: ReferenceSource,
         profile: Profile,
         now: float,
     ) -> Reference:
@@ -714,21 +714,20 @@ def _put_token(conn: sqlite3.Connection, namespace: str, sha256: str, now: float
 
 def _references(conn: sqlite3.Connection, monitor_id: int) -> dict[str, Reference]:
     """A monitor's references by version."""
-    return {
-        version: codec.reference(ref, version, created, source, profile)
-        for ref, _, version, created, source, profile in conn.execute(
+    return codec.references_by_version(
+        conn.execute(
             f"SELECT {codec.REFERENCE_COLUMNS}, profile FROM reference_profiles"
             " WHERE monitor_id = ?",
             (monitor_id,),
         )
-    }
+    )
 
 
 def _put_reference(
     conn: sqlite3.Connection,
     monitor_id: int,
     version: str,
-    source: Literal["upload", "history"],
+    source: ReferenceSource,
     profile: Profile,
     now: float,
 ) -> Reference:

@@ -14,14 +14,14 @@ import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 
 from truthloop.core import join, plan, registry, sketch
 from truthloop.core.evaluation import Group
 from truthloop.core.plan import ACTUALS_EXPIRED
-from truthloop.core.profile import Profile, Reference
+from truthloop.core.profile import Profile, Reference, ReferenceSource
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import Monitor
 from truthloop.core.windows import BucketRange, Steps
@@ -174,9 +174,12 @@ class PostgresStore(interface.Store):
                 " WHERE monitor_id = $1",
                 previous.id,
             )
-            references = {r[2]: codec.reference(r[0], *r[2:]) for r in found}
             kept = interface.Registered(
-                previous.id, done.monitor, done.body, previous.created, references=references
+                previous.id,
+                done.monitor,
+                done.body,
+                previous.created,
+                references=codec.references_by_version(found),
             )
             return kept, done.created
         if previous is not None:
@@ -200,7 +203,7 @@ class PostgresStore(interface.Store):
         self,
         monitor_id: int,
         version: str,
-        source: Literal["upload", "history"],
+        source: ReferenceSource,
         profile: Profile,
         now: float,
     ) -> Reference:
@@ -213,7 +216,7 @@ class PostgresStore(interface.Store):
         conn: connection.Conn,
         monitor_id: int,
         version: str,
-        source: Literal["upload", "history"],
+        source: ReferenceSource,
         profile: Profile,
         now: float,
     ) -> Reference:
