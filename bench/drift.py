@@ -46,7 +46,6 @@ import tempfile
 import textwrap
 import time
 import timeit
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +55,16 @@ import numpy as np
 import sections
 from feedback_ingest import (
     BATCH,
+    MONTH_MINUTES,
+    best,
     cpu_name,
     cpu_seconds,
     folded_sqlite,
+    month_records,
     ndjson,
     pct,
     post_all,
+    post_records,
     start_service,
     timed_gets,
 )
@@ -287,9 +290,8 @@ async def fill_history(
     """30 days of 1-minute buckets of `width`-feature records for bench/history, drifting
     slowly over the month, through the API; the newest record's time."""
     now = time.time()
-    minutes = 30 * 1440 - 2
     rng = np.random.default_rng(4)
-    n = minutes * per_minute
+    n = MONTH_MINUTES * per_minute
     shift = 1.0 - np.arange(n) / n  # record 0 is the newest: a drift growing over the month
     cols = columns(rng, n, width)
     drifted = columns(rng, n, width, shift=1.0)
@@ -298,23 +300,10 @@ async def fill_history(
         for name, values in cols.items()
     }
     features = rows(mixed)
-    items = []
-    for m in range(minutes):
-        for k in range(per_minute):
-            i = m * per_minute + k
-            items.append(
-                {
-                    "prediction_id": f"h-{m}-{k}",
-                    "monitor": "bench/history",
-                    "model_version": "v3",
-                    "ts": now - 60 * m - k,
-                    "prediction": (m + k) % 2,
-                    "score": ((m * 7 + k * 13) % 100) / 100,
-                    "features": features[i],
-                }
-            )
-    bodies = [ndjson(items[i : i + BATCH]) for i in range(0, len(items), BATCH)]
-    await post_all(session, base + "/v1/predictions", bodies, "application/x-ndjson", 4)
+    items = month_records(
+        "bench/history", per_minute, now, lambda m, k: {"features": features[m * per_minute + k]}
+    )
+    await post_records(session, base, items)
     return now
 
 
@@ -443,34 +432,6 @@ async def reference_round(workdir: Path, big: Path) -> dict[str, float]:
 
 
 # -- the run ------------------------------------------------------------------------------------
-
-
-def best(rounds: list[dict[str, float]]) -> dict[str, float]:
-    """Per figure the best round's (the most records/s, the least time; CPU per record: the
-    median), and per ratio of two figures measured side by side in one round the median of the
-    rounds'."""
-
-    def pick(key: str) -> Callable[[list[float]], float]:
-        if key.endswith("_per_s"):
-            return max
-        return statistics.median if key.endswith("_cpu_us") else min
-
-    out = {
-        key: pick(key)([r[key] for r in rounds])
-        for key in rounds[0]
-        if all(key in r for r in rounds)
-    }
-    for name, (a, b) in RATIOS.items():
-        if all(a in r and b in r for r in rounds):
-            ratios = [r[a] / r[b] for r in rounds]
-            out[name] = statistics.median(ratios)
-            out[name + "_low"], out[name + "_high"] = min(ratios), max(ratios)
-    for name, (a, b) in DIFFERENCES.items():
-        if all(a in r and b in r for r in rounds):
-            differences = [r[a] - r[b] for r in rounds]
-            out[name] = statistics.median(differences)
-            out[name + "_low"], out[name + "_high"] = min(differences), max(differences)
-    return out
 
 
 RATIOS = {
@@ -647,10 +608,10 @@ async def measure_all(args: argparse.Namespace, workdir: Path) -> dict[str, floa
         r.update(await reference_round(workdir, big))
         print(f"round {i + 1}: {r}", file=sys.stderr)
         rounds.append(r)
-    results = best(rounds)
+    results = best(rounds, RATIOS, DIFFERENCES)
     results["sketch_us"] = sketch_cost(args, reference10)
     history = [await history_round(args, workdir, reference20) for _ in range(args.history_rounds)]
-    results.update(best(history))
+    results.update(best(history, RATIOS, DIFFERENCES))
     results["big_mb"] = big.stat().st_size / 1e6
     return results
 

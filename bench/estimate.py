@@ -43,7 +43,6 @@ import tempfile
 import time
 import timeit
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import drift as drift_bench
@@ -51,12 +50,15 @@ import numpy as np
 import sections
 from feedback_ingest import (
     BATCH,
+    best,
     cpu_name,
     cpu_seconds,
     folded_sqlite,
+    month_records,
     ndjson,
     pct,
     post_all,
+    post_records,
     start_service,
     timed_gets,
 )
@@ -153,25 +155,16 @@ async def ingest_round(
 
 async def fill(session: aiohttp.ClientSession, base: str, name: str, per_minute: int) -> None:
     """30 days of 1-minute buckets of scored records (2 features) through the API."""
-    now = time.time()
-    minutes = 30 * 1440 - 2
-    items = []
-    for m in range(minutes):
-        for k in range(per_minute):
-            score = ((m * 7 + k * 13) % 100) / 100
-            items.append(
-                {
-                    "prediction_id": f"h-{m}-{k}",
-                    "monitor": f"bench/{name}",
-                    "model_version": "v3",
-                    "ts": now - 60 * m - k,
-                    "prediction": int(score >= 0.5),
-                    "score": score,
-                    "features": {"f00": float(m % 97), "f01": float(k)},
-                }
-            )
-    bodies = [ndjson(items[i : i + BATCH]) for i in range(0, len(items), BATCH)]
-    await post_all(session, base + "/v1/predictions", bodies, "application/x-ndjson", 4)
+    items = month_records(
+        f"bench/{name}",
+        per_minute,
+        time.time(),
+        lambda m, k: {
+            "prediction": int((m * 7 + k * 13) % 100 >= 50),  # the score's class at 0.5
+            "features": {"f00": float(m % 97), "f01": float(k)},
+        },
+    )
+    await post_records(session, base, items)
 
 
 async def history_round(
@@ -294,20 +287,10 @@ def batch_round(args: argparse.Namespace) -> dict[str, float]:
 # -- the table ----------------------------------------------------------------------------------
 
 
-def best(rounds: list[dict[str, float]]) -> dict[str, float]:
-    def pick(key: str) -> Any:
-        if key.endswith("_per_s"):
-            return max
-        return statistics.median if key.endswith("_cpu_us") else min
-
-    out = {key: pick(key)([r[key] for r in rounds]) for key in rounds[0]}
-    if "estimated_per_s" in rounds[0]:
-        ratios = [r["estimated_per_s"] / r["sketched_per_s"] for r in rounds]
-        out["ratio"] = statistics.median(ratios)
-        out["ratio_low"], out["ratio_high"] = min(ratios), max(ratios)
-        added = [r["estimated_cpu_us"] - r["sketched_cpu_us"] for r in rounds]
-        out["added_cpu_us"] = statistics.median(added)
-    return out
+RATIOS = {"ratio": ("estimated_per_s", "sketched_per_s")}
+"""Ingest with estimation against the same records sketched without a calibration."""
+DIFFERENCES = {"added_cpu_us": ("estimated_cpu_us", "sketched_cpu_us")}
+"""The service's CPU per record that estimation adds."""
 
 
 def markdown(r: dict[str, float], args: argparse.Namespace, load: tuple[float, float]) -> str:
@@ -368,7 +351,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, float]:
             r = await ingest_round(args, workdir, refs, flip=i % 2 == 1)
             print(f"round {i + 1}: {r}", file=sys.stderr)
             rounds.append(r)
-        results = best(rounds)
+        results = best(rounds, RATIOS, DIFFERENCES)
         results.update(await history_round(args, workdir, refs))
         results.update(batch_round(args))
         return results

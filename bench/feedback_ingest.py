@@ -47,7 +47,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -226,28 +226,50 @@ def raw_ceiling(path: Path, batches: list[list[dict[str, object]]]) -> tuple[flo
     return inserts, updates
 
 
+MONTH_MINUTES = 30 * 1440 - 2
+"""A month of 1-minute buckets, short of the 30-day window's edges."""
+
+
+def month_records(
+    monitor: str,
+    per_minute: int,
+    now: float,
+    fields: Callable[[int, int], Mapping[str, object]] = lambda m, k: {},
+) -> list[dict[str, object]]:
+    """`per_minute` scored records a minute over `MONTH_MINUTES`, minute `m` (record `k`) at
+    `now - 60 m - k`, newest first; `fields(m, k)` adds to or replaces a record's fields."""
+    items: list[dict[str, object]] = []
+    for m in range(MONTH_MINUTES):
+        for k in range(per_minute):
+            items.append(
+                {
+                    "prediction_id": f"h-{m}-{k}",
+                    "monitor": monitor,
+                    "model_version": "v3",
+                    "ts": now - 60 * m - k,
+                    "prediction": (m + k) % 2,
+                    "score": ((m * 7 + k * 13) % 100) / 100,
+                    **fields(m, k),
+                }
+            )
+    return items
+
+
+async def post_records(
+    session: aiohttp.ClientSession, base: str, items: list[dict[str, object]]
+) -> None:
+    """`items` to /v1/predictions in NDJSON batches of `BATCH`, four at a time."""
+    bodies = [ndjson(items[i : i + BATCH]) for i in range(0, len(items), BATCH)]
+    await post_all(session, base + "/v1/predictions", bodies, "application/x-ndjson", 4)
+
+
 async def fill_history(session: aiohttp.ClientSession, base: str, per_minute: int) -> None:
     """30 days of 1-minute buckets for bench/history, labeled, through the API."""
     history = {**MONITOR, "metadata": {"namespace": "bench", "name": "history"}}
     async with session.put(base + "/v1/monitors/bench/history", json=history) as r:
         assert r.status in (200, 201), await r.text()
-    now = time.time()
-    minutes = 30 * 1440 - 2
-    items = []
-    for m in range(minutes):
-        for k in range(per_minute):
-            items.append(
-                {
-                    "prediction_id": f"h-{m}-{k}",
-                    "monitor": "bench/history",
-                    "model_version": "v3",
-                    "ts": now - 60 * m - k,
-                    "prediction": (m + k) % 2,
-                    "score": ((m * 7 + k * 13) % 100) / 100,
-                }
-            )
-    bodies = [ndjson(items[i : i + BATCH]) for i in range(0, len(items), BATCH)]
-    await post_all(session, base + "/v1/predictions", bodies, "application/x-ndjson", 4)
+    items = month_records("bench/history", per_minute, time.time())
+    await post_records(session, base, items)
     labels = [
         msgspec.json.encode(
             {
@@ -314,6 +336,35 @@ def postgres_cpu_seconds() -> float:
                     continue
             total += cpu_seconds(int(pid))
     return total
+
+
+def best(
+    rounds: list[dict[str, float]],
+    ratios: Mapping[str, tuple[str, str]] | None = None,
+    differences: Mapping[str, tuple[str, str]] | None = None,
+) -> dict[str, float]:
+    """Per figure the best round's (the most records/s, the least time; CPU per record: the
+    median), and per ratio (`a / b`) or difference (`a - b`) of two figures measured side by side
+    in one round the median of the rounds', with their `_low` and `_high`."""
+
+    def pick(key: str) -> Callable[[list[float]], float]:
+        if key.endswith("_per_s"):
+            return max
+        return statistics.median if key.endswith("_cpu_us") else min
+
+    out = {
+        key: pick(key)([r[key] for r in rounds])
+        for key in rounds[0]
+        if all(key in r for r in rounds)
+    }
+    pairs = [(name, a, b, False) for name, (a, b) in (ratios or {}).items()]
+    pairs += [(name, a, b, True) for name, (a, b) in (differences or {}).items()]
+    for name, a, b, minus in pairs:
+        if all(a in r and b in r for r in rounds):
+            found = [r[a] - r[b] if minus else r[a] / r[b] for r in rounds]
+            out[name] = statistics.median(found)
+            out[name + "_low"], out[name + "_high"] = min(found), max(found)
+    return out
 
 
 def pct(values: list[float], q: float) -> float:
