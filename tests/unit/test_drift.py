@@ -26,10 +26,11 @@ from tests.support.drift_data import (
     spec,
     window,
 )
+from tests.support.monitors import churn_monitor
 from truthloop.core import drift, profile, sketch, table
 from truthloop.core.profile import PREDICTION, SCORE, CategoricalProfile, NumericProfile, Reference
 from truthloop.core.records import PredictionRecord
-from truthloop.core.spec import DriftOverride, Monitor, parse_monitor
+from truthloop.core.spec import DriftOverride, Monitor
 
 RNG_SEED = 18
 
@@ -402,22 +403,6 @@ class _Known:
     references: Mapping[str, Reference]
 
 
-def _monitor() -> Monitor:
-    return parse_monitor(
-        {
-            "apiVersion": "truthloop.dev/v1alpha1",
-            "kind": "ModelMonitor",
-            "metadata": {"name": "churn", "namespace": "ml"},
-            "spec": {
-                "selector": {"matchLabels": {"app": "churn"}},
-                "model": {"name": "churn"},
-                "task": "binary",
-                "capture": {"prediction": {"pointer": "/prediction"}},
-            },
-        }
-    )
-
-
 def test_a_csv_reference_and_sketched_records_make_a_report() -> None:
     """The path as the service runs it: table -> profile -> sketch of captured records -> drift,
     with a missing value, a wrong-typed one and a new category on the way."""
@@ -431,11 +416,11 @@ def test_a_csv_reference_and_sketched_records_make_a_report() -> None:
         for t, p, s in zip(tenure, plans, scores, strict=True)
     ]
     built, warnings = profile.build(
-        table.read([("\n".join(lines) + "\n").encode()], "csv"), _monitor().spec
+        table.read([("\n".join(lines) + "\n").encode()], "csv"), churn_monitor().spec
     )
     assert warnings == []
     ref = Reference(11, "", 1_700_000_000.0, "upload", built)
-    monitor = _monitor()
+    monitor = churn_monitor()
 
     def records(shift: float) -> list[PredictionRecord]:
         out = []

@@ -13,29 +13,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from tests.support.monitors import churn_monitor
 from truthloop.core import calibration, estimate, metrics, sketch
 from truthloop.core.profile import CategoricalProfile, Profile, Reference
 from truthloop.core.records import PredictionRecord
-from truthloop.core.spec import Monitor, parse_monitor
+from truthloop.core.spec import Monitor
 
 T0 = 1_767_225_600.0
 PREDICTION = CategoricalProfile("prediction", ("0", "1"), (0.5, 0.5, 0.0), (), 100, 0)
-
-
-def monitor(task: str = "binary") -> Monitor:
-    return parse_monitor(
-        {
-            "apiVersion": "truthloop.dev/v1alpha1",
-            "kind": "ModelMonitor",
-            "metadata": {"name": "churn", "namespace": "ml"},
-            "spec": {
-                "selector": {"matchLabels": {"app": "churn"}},
-                "model": {"name": "churn"},
-                "task": task,
-                "capture": {"prediction": {"pointer": "/prediction"}},
-            },
-        }
-    )
 
 
 @dataclass(frozen=True)
@@ -78,7 +63,7 @@ def test_the_histogram_estimate_is_the_row_by_row_estimator_within_0_001() -> No
     score = sigmoid(1.7 * x - 0.2)
     predicted = (rng.uniform(size=n) < 0.9) * (score >= 0.5) + (rng.uniform(size=n) < 0.05)
     predicted = np.minimum(predicted, 1).astype(np.intp)
-    got = estimate.evaluate(ref, counters_of(3, score, predicted), monitor().spec)
+    got = estimate.evaluate(ref, counters_of(3, score, predicted), churn_monitor().spec)
 
     # the same estimator, row by row: each row's calibrated probability, from its own score
     curve = ref.profile.calibration.curve
@@ -135,7 +120,7 @@ def coverage(concept: float, seed: int) -> dict[str, float]:
     """
     rng = np.random.default_rng(seed)
     ref = reference_of(rng, rows=100_000)
-    spec = monitor().spec
+    spec = churn_monitor().spec
     hits: dict[str, int] = dict.fromkeys(estimate.BINARY_METRICS, 0)
     windows = 200
     for shift in np.linspace(-1.0, 1.0, windows):
@@ -177,7 +162,7 @@ def test_ingest_counts_every_scored_record_by_predicted_class_and_bin() -> None:
             ),
         ),
     )
-    known = {"ml/churn": Known(7, monitor(), {"": ref})}
+    known = {"ml/churn": Known(7, churn_monitor(), {"": ref})}
 
     def rec(i: int, prediction: Any, score: float | None, ts: float = T0) -> PredictionRecord:
         return PredictionRecord("ml/churn", f"p{i}", "model", "v1", ts, prediction, score=score)
@@ -217,10 +202,10 @@ def test_ingest_counts_every_scored_record_by_predicted_class_and_bin() -> None:
 
 def test_nothing_is_estimated_without_a_calibration_or_data() -> None:
     bare = Reference(3, "", T0, "upload", Profile(1, (PREDICTION,)))
-    assert estimate.evaluate(bare, {}, monitor().spec) == {}
-    assert estimate.ingest(bare, monitor().spec) == []
+    assert estimate.evaluate(bare, {}, churn_monitor().spec) == {}
+    assert estimate.ingest(bare, churn_monitor().spec) == []
     ref = reference_of(np.random.default_rng(1), rows=500)
-    empty = estimate.evaluate(ref, {}, monitor().spec)
+    empty = estimate.evaluate(ref, {}, churn_monitor().spec)
     assert empty == dict.fromkeys(estimate.BINARY_METRICS, metrics.Estimate(None))
 
 
@@ -232,7 +217,7 @@ def test_a_series_is_each_point_evaluated() -> None:
         score = sigmoid(2 * rng.normal(shift, size=500))
         points.append(counters_of(3, score, (score >= 0.5).astype(np.intp)))
     points.append({})
-    spec = monitor().spec
+    spec = churn_monitor().spec
     got = estimate.series(ref, points, spec)
     each = [estimate.evaluate(ref, c, spec) for c in points]
     # (equal up to the rounding of summing over a matrix rather than a row)
@@ -249,7 +234,7 @@ def test_a_series_is_each_point_evaluated() -> None:
 @pytest.mark.parametrize("task", ["multiclass", "regression"])
 def test_other_tasks_estimate_nothing_from_a_binary_calibration(task: str) -> None:
     ref = reference_of(np.random.default_rng(1), rows=100)
-    assert estimate.evaluate(ref, {}, monitor(task).spec) == {}
+    assert estimate.evaluate(ref, {}, churn_monitor(task).spec) == {}
 
 
 CLASSES = ("ant", "bee", "cat")
@@ -281,7 +266,7 @@ def multiclass_reference(rng: np.random.Generator, rows: int = 50_000) -> Refere
 
 def multiclass_counters(ref: Reference, probs: Any, predicted: Any) -> dict[str, float]:
     """A window's counters as ingest (`core.sketch`) adds them."""
-    known = {"ml/churn": Known(7, monitor("multiclass"), {"": ref})}
+    known = {"ml/churn": Known(7, churn_monitor("multiclass"), {"": ref})}
     batch = [
         PredictionRecord(
             "ml/churn",
@@ -325,7 +310,7 @@ def test_multiclass_estimates_are_the_expected_confusion_matrix_of_the_calibrate
     predicted = probs.argmax(axis=1)
     predicted[::10] = 0  # some predictions that are not the top score
     counters = multiclass_counters(ref, probs, predicted)
-    got = estimate.evaluate(ref, counters, monitor("multiclass").spec)
+    got = estimate.evaluate(ref, counters, churn_monitor("multiclass").spec)
     q = calibration.probabilities(found, probs)
     cells = np.zeros((3, 3))
     for k in range(3):
@@ -349,7 +334,7 @@ def test_multiclass_estimates_are_the_expected_confusion_matrix_of_the_calibrate
 def test_multiclass_bands_cover_the_realized_metrics_under_covariate_shift() -> None:
     rng = np.random.default_rng(32)
     ref = multiclass_reference(rng)
-    spec = monitor("multiclass").spec
+    spec = churn_monitor("multiclass").spec
     windows = 120
     hits: dict[str, int] = {}
     for shift in np.linspace(-0.8, 0.8, windows):
@@ -373,7 +358,7 @@ def test_ingest_counts_equal_a_direct_count_however_many_minutes_a_batch_spans(
     # records: only the cells that occur are)
     rng = np.random.default_rng(12)
     ref = reference_of(rng, rows=2000)
-    known = {"ml/churn": Known(7, monitor(), {"": ref})}
+    known = {"ml/churn": Known(7, churn_monitor(), {"": ref})}
     scores = rng.uniform(size=3000).tolist()
     batch = [
         PredictionRecord(

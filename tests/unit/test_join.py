@@ -7,26 +7,14 @@ import dataclasses
 import msgspec
 import pytest
 
+from tests.support.monitors import churn_monitor
 from truthloop.core import join, metrics
 from truthloop.core.join import Label, Labeling, Row
 from truthloop.core.records import Actual, PredictionRecord
-from truthloop.core.spec import FeedbackSpec, MissingActual, MonitorSpec, parse_monitor
+from truthloop.core.spec import FeedbackSpec, MissingActual, MonitorSpec
 
 NOW = 1_767_225_600.0
-MONITOR = parse_monitor(
-    {
-        "apiVersion": "truthloop.dev/v1alpha1",
-        "kind": "ModelMonitor",
-        "metadata": {"name": "churn", "namespace": "ml"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "churn"}},
-            "model": {"name": "churn"},
-            "task": "binary",
-            "capture": {"prediction": {"pointer": "/prediction"}},
-            "feedback": {"attributionWindow": "1h", "match": "latest"},
-        },
-    }
-)
+MONITOR = churn_monitor(feedback={"attributionWindow": "1h", "match": "latest"})
 SPEC = MONITOR.spec
 ALL = dataclasses.replace(SPEC, feedback=dataclasses.replace(SPEC.feedback, match="all"))
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.support.monitors import churn_monitor
 from truthloop.core import plan, sketch
 from truthloop.core.evaluation import evaluate, label_counters
 from truthloop.core.profile import (
@@ -23,7 +24,7 @@ from truthloop.core.profile import (
     cells,
 )
 from truthloop.core.records import PredictionRecord
-from truthloop.core.spec import FeatureSpec, Monitor, parse_monitor
+from truthloop.core.spec import FeatureSpec, Monitor
 from truthloop.core.windows import bucket_of
 
 T0 = 1_767_225_600.0
@@ -33,22 +34,6 @@ PLAN = CategoricalProfile("plan", ("gold", "basic", "1"), (0.5, 0.3, 0.1, 0.1), 
 PREDICTION = CategoricalProfile("prediction", ("0", "1"), (0.5, 0.5, 0.0), (), 100, 0)
 SCORE = NumericProfile("score", (0.0, 0.5, 1.0), (0, 0.5, 0.5, 0), 0.5, 0.3, 0, 1, 100, 0)
 PROFILE = Profile(100, (AGE, PLAN, PREDICTION, SCORE))
-
-
-def monitor(**spec: Any) -> Monitor:
-    body: dict[str, Any] = {
-        "apiVersion": "truthloop.dev/v1alpha1",
-        "kind": "ModelMonitor",
-        "metadata": {"name": "churn", "namespace": "ml"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "churn"}},
-            "model": {"name": "churn"},
-            "task": "binary",
-            "capture": {"prediction": {"pointer": "/prediction"}},
-            **spec,
-        },
-    }
-    return parse_monitor(body)
 
 
 @dataclass(frozen=True)
@@ -63,7 +48,7 @@ def reference(ref: int = 5, version: str = "", profile: Profile = PROFILE) -> Re
 
 
 def known(*references: Reference, spec: Monitor | None = None) -> dict[str, Known]:
-    return {"ml/churn": Known(7, spec or monitor(), {r.version: r for r in references})}
+    return {"ml/churn": Known(7, spec or churn_monitor(), {r.version: r for r in references})}
 
 
 def rec(
@@ -195,7 +180,7 @@ def test_the_prediction_and_score_are_sketched_from_the_record() -> None:
 
 
 def test_declared_features_are_read_by_their_pointer() -> None:
-    base = monitor()
+    base = churn_monitor()
     features = (
         FeatureSpec("age", "/person/age", "numeric"),
         FeatureSpec("plan", "/plan", "categorical"),
