@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from tests.unit.test_estimate import CLASSES, LABELS, PREDICTION, T0, monitor, sigmoid
+from tests.support.monitors import churn_monitor
+from tests.unit.test_estimate import CLASSES, LABELS, PREDICTION, T0, sigmoid
 from truthloop.core import calibration, chunks, metrics
 from truthloop.core.profile import Profile, Reference
 
@@ -21,7 +22,7 @@ def test_binary_chunks_spread_as_chunks_of_the_raw_rows() -> None:
     predicted = (score >= 0.5).astype(np.intp)
     fitted = calibration.fit_binary(score, predicted, actual)
     ref = Reference(1, "", T0, "upload", Profile(n, (PREDICTION,), fitted))
-    got = chunks.spread(ref, monitor().spec, size)
+    got = chunks.spread(ref, churn_monitor().spec, size)
     assert got is not None
     assert (got.rows, got.count) == (size, chunks.CHUNKS)
     raw: dict[str, list[float]] = {"accuracy": [], "recall": [], "roc_auc": []}
@@ -50,7 +51,7 @@ def test_binary_chunks_spread_as_chunks_of_the_raw_rows() -> None:
     )
     for name in ("precision", "f1", "specificity", "balanced_accuracy"):
         assert got.metrics[name].mean == pytest.approx(whole[name].value, abs=0.01), name
-    assert chunks.spread(ref, monitor().spec, size) == got  # seeded: the same answer
+    assert chunks.spread(ref, churn_monitor().spec, size) == got  # seeded: the same answer
 
 
 def test_multiclass_chunks_and_nothing_without_a_calibration() -> None:
@@ -63,7 +64,7 @@ def test_multiclass_chunks_and_nothing_without_a_calibration() -> None:
         CLASSES, scores, [CLASSES[i] for i in predicted], [CLASSES[i] for i in actual]
     )
     ref = Reference(2, "", T0, "upload", Profile(n, (LABELS,), fitted))
-    got = chunks.spread(ref, monitor("multiclass").spec, 300)
+    got = chunks.spread(ref, churn_monitor("multiclass").spec, 300)
     assert got is not None
     assert set(got.metrics) == set(metrics.METRIC_NAMES["multiclass"])
     accuracy = float(np.mean(actual == predicted))
@@ -73,8 +74,8 @@ def test_multiclass_chunks_and_nothing_without_a_calibration() -> None:
     )
     assert got.metrics["micro_f1"] == got.metrics["accuracy"]
     bare = Reference(3, "", T0, "upload", Profile(n, (LABELS,)))
-    assert chunks.spread(bare, monitor("multiclass").spec, 300) is None
-    assert chunks.spread(ref, monitor("binary").spec, 300) is None
+    assert chunks.spread(bare, churn_monitor("multiclass").spec, 300) is None
+    assert chunks.spread(ref, churn_monitor("binary").spec, 300) is None
 
 
 def test_a_metric_undefined_in_most_chunks_is_left_out() -> None:
@@ -83,7 +84,7 @@ def test_a_metric_undefined_in_most_chunks_is_left_out() -> None:
     actual = np.r_[np.zeros(999, dtype=np.intp), 1]
     fitted = calibration.fit_binary(score, (score >= 0.5).astype(np.intp), actual)
     ref = Reference(1, "", T0, "upload", Profile(1000, (PREDICTION,), fitted))
-    got = chunks.spread(ref, monitor().spec, 5)
+    got = chunks.spread(ref, churn_monitor().spec, 5)
     assert got is not None
     assert "recall" not in got.metrics
     assert got.metrics["accuracy"].mean == pytest.approx(1.0, abs=0.01)

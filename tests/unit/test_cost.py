@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from tests.support.monitors import churn_monitor
 from tests.unit import test_estimate as estimated
 from tests.unit import test_lossmodel as losses
 from truthloop.core import calibration, cost, estimate, evaluation, metrics
@@ -113,7 +114,7 @@ BINARY_COST = CostSpec(false_positive=5, false_negative=20, true_positive=3, tru
 
 
 def priced_spec(task: str, price: CostSpec) -> MonitorSpec:
-    spec = (losses.monitor(task) if task == "regression" else estimated.monitor(task)).spec
+    spec = (losses.monitor(task) if task == "regression" else churn_monitor(task)).spec
     return dataclasses.replace(spec, metrics=dataclasses.replace(spec.metrics, cost=price))
 
 
@@ -132,7 +133,7 @@ def test_the_binary_estimate_prices_the_expected_confusion_matrix() -> None:
     assert found["cost_total"].value == pytest.approx(each.sum(), rel=1e-9)
     assert "accuracy" in found
     assert "cost" not in estimate.evaluate(
-        ref, estimated.counters_of(3, score, predicted), estimated.monitor().spec
+        ref, estimated.counters_of(3, score, predicted), churn_monitor().spec
     )
 
 
