@@ -6,9 +6,7 @@ stored; the leader builds a history reference from captured records."""
 from __future__ import annotations
 
 import asyncio
-import csv
 import gzip
-import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +20,7 @@ from tests.support.feedback import (
     FakeClock,
     Service,
     ServiceFactory,
+    as_csv,
     make_settings,
     monitor_body,
     record,
@@ -58,14 +57,6 @@ def rows(n: int, *, seed: int, shift: bool = False) -> list[dict[str, Any]]:
         }
         for t, p in zip(tenure, plans, strict=True)
     ]
-
-
-def as_csv(table: list[dict[str, Any]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(table[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(table)
-    return out.getvalue().encode()
 
 
 def captured(

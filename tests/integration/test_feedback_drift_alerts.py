@@ -5,13 +5,11 @@ mirrors, and /metrics exports the drift gauges."""
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 import numpy as np
 
-from tests.support.feedback import FakeClock, Service, monitor_body, record, sample
+from tests.support.feedback import FakeClock, Service, as_csv, monitor_body, record, sample
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
 
@@ -33,14 +31,6 @@ def rows(n: int, *, seed: int, shift: bool = False) -> list[dict[str, Any]]:
         {"tenure": round(float(t), 3), "plan": str(p), "prediction": int(t < 12)}
         for t, p in zip(tenure, plans, strict=True)
     ]
-
-
-def as_csv(table: list[dict[str, Any]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(table[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(table)
-    return out.getvalue().encode()
 
 
 async def capture(service: Service, table: list[dict[str, Any]], ts: float, prefix: str) -> None:

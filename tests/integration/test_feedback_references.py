@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -49,14 +48,6 @@ def profile(low: float = 0.0) -> Profile:
             CategoricalProfile("prediction", ("0", "1"), (0.5, 0.5, 0.0), (), 100, 0),
         ),
     )
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    s = open_store(store_url)
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def register(store: Store, name: str = "churn") -> Registered:

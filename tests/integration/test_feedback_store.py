@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -19,14 +18,6 @@ from truthloop.feedback.store.interface import DatasetQuery, Registered, Store
 pytest_plugins = ["tests.support.feedback_fixtures"]
 
 DAY = 86400.0
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    s = open_store(store_url)
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def registered(store: Store) -> dict[str, Registered]:

@@ -10,6 +10,8 @@ want one.
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -42,6 +44,15 @@ class FakeClock:
     def advance(self, seconds: float) -> float:
         self.now += seconds
         return self.now
+
+
+def as_csv(table: list[dict[str, Any]]) -> bytes:
+    """Rows (dicts with the same keys) as a CSV data set, a header line first."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(table[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    return out.getvalue().encode()
 
 
 def monitor_body(name: str = "churn", namespace: str = "ml", **spec: Any) -> dict[str, Any]:

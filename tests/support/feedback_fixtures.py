@@ -21,6 +21,8 @@ from tests.support.feedback import (
     monitor_body,
 )
 from tests.support.postgres import fresh_schema
+from truthloop.feedback.store import open_store
+from truthloop.feedback.store.interface import Store
 
 
 @pytest.fixture(params=STORES)
@@ -32,6 +34,15 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     else:
         async with fresh_schema() as url:
             yield url
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    """The test's store, opened, for tests that speak to a store without a service."""
+    s = open_store(store_url)
+    await s.open()
+    yield s
+    await s.close()
 
 
 @pytest.fixture
