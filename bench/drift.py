@@ -52,7 +52,6 @@ from typing import Any
 import aiohttp
 import msgspec
 import numpy as np
-import sections
 from feedback_ingest import (
     BATCH,
     MONTH_MINUTES,
@@ -65,6 +64,8 @@ from feedback_ingest import (
     pct,
     post_all,
     post_records,
+    report,
+    service_arguments,
     start_service,
     timed_gets,
 )
@@ -74,7 +75,6 @@ from truthloop.core import profile as core_profile
 from truthloop.core import sketch, spec, table
 from truthloop.core.records import PredictionRecord
 
-ROOT = Path(__file__).resolve().parent.parent
 SLICES = 10
 """A round's records go in this many slices, each sent to every monitor in turn, so the load
 the machine's neighbours put on it falls on both sides of a ratio alike."""
@@ -617,23 +617,9 @@ async def measure_all(args: argparse.Namespace, workdir: Path) -> dict[str, floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--records", type=int, default=100_000)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = service_arguments(__doc__)
     parser.add_argument("--history-rounds", type=int, default=1)
-    parser.add_argument("--per-minute", type=int, default=3)
-    parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
-    args = parser.parse_args()
-    args.records -= args.records % BATCH
-    before = os.getloadavg()[0]
-    results = asyncio.run(run_all(args))
-    text = markdown(results, args, (before, os.getloadavg()[0]))
-    print(text)
-    if args.write:
-        sections.write(ROOT / "BENCHMARKS.md", "drift", text)
+    report(parser.parse_args(), run_all, markdown, "drift")
 
 
 if __name__ == "__main__":

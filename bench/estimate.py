@@ -33,7 +33,6 @@ section of BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import platform
 import sqlite3
@@ -47,7 +46,6 @@ from pathlib import Path
 import aiohttp
 import drift as drift_bench
 import numpy as np
-import sections
 from feedback_ingest import (
     BATCH,
     best,
@@ -59,13 +57,14 @@ from feedback_ingest import (
     pct,
     post_all,
     post_records,
+    report,
+    service_arguments,
     start_service,
     timed_gets,
 )
 
 from truthloop.core import calibration, estimate
 
-ROOT = Path(__file__).resolve().parent.parent
 SLICES = 10
 
 
@@ -358,24 +357,10 @@ async def run_all(args: argparse.Namespace) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--records", type=int, default=100_000)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--per-minute", type=int, default=3)
+    parser = service_arguments(__doc__)
     parser.add_argument("--batch-rows", type=int, default=1_000_000)
     parser.add_argument("--windows", type=int, default=200)
-    parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
-    args = parser.parse_args()
-    args.records -= args.records % BATCH
-    before = os.getloadavg()[0]
-    results = asyncio.run(run_all(args))
-    text = markdown(results, args, (before, os.getloadavg()[0]))
-    print(text)
-    if args.write:
-        sections.write(ROOT / "BENCHMARKS.md", "estimate", text)
+    report(parser.parse_args(), run_all, markdown, "estimate")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -365,6 +365,37 @@ def best(
             out[name] = statistics.median(found)
             out[name + "_low"], out[name + "_high"] = min(found), max(found)
     return out
+
+
+def service_arguments(description: str | None) -> argparse.ArgumentParser:
+    """The options every benchmark of the running service takes (drift, estimate); a script
+    adds its own."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--per-minute", type=int, default=3)
+    parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    return parser
+
+
+def report(
+    args: argparse.Namespace,
+    run_all: Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, float]]],
+    markdown: Callable[[dict[str, float], argparse.Namespace, tuple[float, float]], str],
+    section: str,
+) -> None:
+    """Run a service benchmark (records rounded down to whole batches), print its table with the
+    load average before and after, and with `--write` put it in its BENCHMARKS.md `section`."""
+    args.records -= args.records % BATCH
+    before = os.getloadavg()[0]
+    results = asyncio.run(run_all(args))
+    text = markdown(results, args, (before, os.getloadavg()[0]))
+    print(text)
+    if args.write:
+        sections.write(Path(__file__).resolve().parent.parent / "BENCHMARKS.md", section, text)
 
 
 def pct(values: list[float], q: float) -> float:
