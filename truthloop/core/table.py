@@ -43,6 +43,8 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from truthloop.core import pointer
+
 Format = Literal["csv", "ndjson", "parquet"]
 FORMATS: tuple[Format, ...] = ("csv", "ndjson", "parquet")
 
@@ -436,7 +438,9 @@ def _ndjson(chunks: Iterable[bytes]) -> Table:
                 if type(row) is dict:
                     kept.append(((at, raw), row))
                 elif row is not None or raw.strip() == b"null":
-                    found.append((at, f"line {at}: expected a JSON object, got {_json_type(row)}"))
+                    found.append(
+                        (at, f"line {at}: expected a JSON object, got {pointer.describe(row)}")
+                    )
             numbered = [n for n, _ in kept]
             rows = [row for _, row in kept]
         names.update(dict.fromkeys(itertools.chain.from_iterable(rows)))
@@ -477,7 +481,7 @@ def _json_column(
                     (
                         at,
                         f"line {at}, column {column_text(name)}: expected a number, string or "
-                        f"boolean, got {_json_type(value)}",
+                        f"boolean, got {pointer.describe(value)}",
                     )
                 )
     return values(cells)
@@ -506,20 +510,6 @@ def _line_blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
                 del buffer[: end + 1]
     if buffer:
         yield bytes(buffer)
-
-
-def _json_type(value: object) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if value is None:
-        return "null"
-    return "a number"
 
 
 # -- Parquet -------------------------------------------------------------------------------------
