@@ -55,6 +55,7 @@ import numpy as np
 from feedback_ingest import (
     BATCH,
     MONTH_MINUTES,
+    SLICES,
     best,
     cpu_name,
     cpu_seconds,
@@ -62,10 +63,10 @@ from feedback_ingest import (
     month_records,
     ndjson,
     pct,
-    post_all,
     post_records,
     report,
     service_arguments,
+    sliced,
     start_service,
     timed_gets,
 )
@@ -75,9 +76,6 @@ from truthloop.core import profile as core_profile
 from truthloop.core import sketch, spec, table
 from truthloop.core.records import PredictionRecord
 
-SLICES = 10
-"""A round's records go in this many slices, each sent to every monitor in turn, so the load
-the machine's neighbours put on it falls on both sides of a ratio alike."""
 CATEGORIES = ("basic", "plus", "premium", "family", "student")
 REGIONS = tuple(f"region-{i}" for i in range(12))
 CHANNELS = ("web", "app", "store", "phone")
@@ -217,26 +215,8 @@ async def ingest_round(
             for name in ("sketched", "plain", "bare"):
                 await put_monitor(session, base, name)
             await upload(session, base, "sketched", reference)
-            seconds = dict.fromkeys(bodies, 0.0)
-            cpu = dict.fromkeys(bodies, 0.0)
-            step = max(1, len(bodies["plain"]) // SLICES)
-            for k, at in enumerate(range(0, len(bodies["plain"]), step)):
-                order = ["plain", "sketched", "bare"]
-                if (k % 2 == 1) != flip:
-                    order = ["sketched", "plain", "bare"]
-                for name in order:
-                    before = cpu_seconds(proc.pid)
-                    seconds[name] += await post_all(
-                        session,
-                        base + "/v1/predictions",
-                        bodies[name][at : at + step],
-                        "application/x-ndjson",
-                        args.concurrency,
-                    )
-                    cpu[name] += cpu_seconds(proc.pid) - before
-            for name in bodies:
-                results[f"{name}_per_s"] = args.records / seconds[name]
-                results[f"{name}_cpu_us"] = cpu[name] / args.records * 1e6
+            orders = (["plain", "sketched", "bare"], ["sketched", "plain", "bare"])
+            results = await sliced(session, base, proc.pid, bodies, orders, flip, args)
             url = f"{base}/v1/monitors/bench/sketched/drift?window=1h"
             async with session.get(url) as r:
                 report = (await r.json())["drift"]

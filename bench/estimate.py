@@ -48,24 +48,22 @@ import drift as drift_bench
 import numpy as np
 from feedback_ingest import (
     BATCH,
+    SLICES,
     best,
     cpu_name,
-    cpu_seconds,
     folded_sqlite,
     month_records,
     ndjson,
     pct,
-    post_all,
     post_records,
     report,
     service_arguments,
+    sliced,
     start_service,
     timed_gets,
 )
 
 from truthloop.core import calibration, estimate
-
-SLICES = 10
 
 
 def reference_csv(path: Path, n: int, width: int, *, actual: bool, seed: int = 1) -> None:
@@ -119,26 +117,8 @@ async def ingest_round(
             for name in bodies:
                 await put(session, base, name)
                 await drift_bench.upload(session, base, name, refs[name])
-            seconds = dict.fromkeys(bodies, 0.0)
-            cpu = dict.fromkeys(bodies, 0.0)
-            step = max(1, len(bodies["sketched"]) // SLICES)
-            for k, at in enumerate(range(0, len(bodies["sketched"]), step)):
-                order = ["sketched", "estimated"]
-                if (k % 2 == 1) != flip:
-                    order.reverse()
-                for name in order:
-                    before = cpu_seconds(proc.pid)
-                    seconds[name] += await post_all(
-                        session,
-                        base + "/v1/predictions",
-                        bodies[name][at : at + step],
-                        "application/x-ndjson",
-                        args.concurrency,
-                    )
-                    cpu[name] += cpu_seconds(proc.pid) - before
-            for name in bodies:
-                results[f"{name}_per_s"] = args.records / seconds[name]
-                results[f"{name}_cpu_us"] = cpu[name] / args.records * 1e6
+            orders = (["sketched", "estimated"], ["estimated", "sketched"])
+            results = await sliced(session, base, proc.pid, bodies, orders, flip, args)
             async with session.get(f"{base}/v1/monitors/bench/estimated/metrics") as r:
                 answer = await r.json()
             if answer["estimated"].get("accuracy", {}).get("value") is None:

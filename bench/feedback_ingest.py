@@ -367,6 +367,46 @@ def best(
     return out
 
 
+SLICES = 10
+"""A round's records go in this many slices, each sent to every monitor in turn, so the load
+the machine's neighbours put on it falls on both sides of a ratio alike."""
+
+
+async def sliced(
+    session: aiohttp.ClientSession,
+    base: str,
+    pid: int,
+    bodies: Mapping[str, list[bytes]],
+    orders: tuple[list[str], list[str]],
+    flip: bool,
+    args: argparse.Namespace,
+) -> dict[str, float]:
+    """Post each monitor's NDJSON `bodies` (the same records each) in `SLICES` slices, every
+    slice to all in turn: `orders[0]` on even slices and `orders[1]` on odd ones (the other way
+    round with `flip`). Per name `<name>_per_s` (records/s) and `<name>_cpu_us` (the service's
+    CPU per record, process `pid`)."""
+    seconds = dict.fromkeys(bodies, 0.0)
+    cpu = dict.fromkeys(bodies, 0.0)
+    first = orders[0][0]
+    step = max(1, len(bodies[first]) // SLICES)
+    for k, at in enumerate(range(0, len(bodies[first]), step)):
+        for name in orders[1] if (k % 2 == 1) != flip else orders[0]:
+            before = cpu_seconds(pid)
+            seconds[name] += await post_all(
+                session,
+                base + "/v1/predictions",
+                bodies[name][at : at + step],
+                "application/x-ndjson",
+                args.concurrency,
+            )
+            cpu[name] += cpu_seconds(pid) - before
+    results: dict[str, float] = {}
+    for name in bodies:
+        results[f"{name}_per_s"] = args.records / seconds[name]
+        results[f"{name}_cpu_us"] = cpu[name] / args.records * 1e6
+    return results
+
+
 def service_arguments(description: str | None) -> argparse.ArgumentParser:
     """The options every benchmark of the running service takes (drift, estimate); a script
     adds its own."""
