@@ -2,11 +2,13 @@
 
 The model is a logistic regression fitted at start (Newton's method with numpy) on customers drawn
 from the *usual* world, where churn follows contract type, tenure, price and support calls. The
-world can *drift*: a competitor undercuts expensive plans, so churn then follows the monthly price
-almost alone and the fitted model's accuracy falls; and the customers who come change with it
-(newer, month-to-month, on cheaper plans, calling support more), so their inputs move away from
-the training set's before any label says the model is wrong. That is what `truthloop demo` makes
-visible.
+world can *drift*, in two ways. Newcomers can come on whom the model is unsure (`sample_newcomer`)
+while churn still follows the usual world: the model's accuracy falls, and its calibrated scores
+say so before any label. Or a competitor undercuts expensive plans, so churn follows the monthly
+price almost alone and the customers who come change with it (newer, month-to-month, on cheaper
+plans, calling support more): the model stays confident and is wrong, which only labels show.
+Either way the inputs move away from the training set's before any label says the model is
+wrong. That is what `truthloop demo` makes visible.
 
 Served over HTTP (aiohttp) with two JSON shapes:
 
@@ -48,6 +50,20 @@ def sample_customer(
         "monthly_charges": round(float(rng.uniform(20.0, 120.0)), 2),
         "contract": str(rng.choice(CONTRACTS, p=(0.55, 0.25, 0.20))),
         "support_calls": int(rng.poisson(1.5)),
+    }
+
+
+def sample_newcomer(rng: np.random.Generator) -> dict[str, float | int | str]:
+    """A customer of the first drift: a newcomer on the fence, month-to-month, one or two years
+    in, with one or two support calls, whose usual odds of churning are near even. The model is
+    unsure of them (its scores near 0.5), and rightly: their churn still follows the usual world,
+    so the model's calibrated scores say how often it will be wrong before any label does."""
+    calls = int(rng.integers(1, 3))
+    return {
+        "tenure": 21 + 6 * (calls - 1) + int(rng.integers(-3, 4)),
+        "monthly_charges": round(float(rng.uniform(45.0, 95.0)), 2),
+        "contract": "month-to-month",
+        "support_calls": calls,
     }
 
 

@@ -1,6 +1,6 @@
 """`truthloop demo` tells the whole story, as a newcomer runs it, and leaves nothing behind:
-drift seen in the inputs before accuracy falls, outliers that are not drift, the alert, the
-fallback, the recovery.
+drift seen in the inputs before accuracy falls, the estimate falling before the labels come,
+outliers that are not drift, the alert, the fallback, the recovery.
 
 Each run is a real process in its own process group with its own TMPDIR, so a process or a
 temporary file it left behind is found. (That the summary is what the metrics API answers, asked
@@ -20,6 +20,7 @@ import pytest
 
 from tests.e2e.processes import Command, children, group_members
 from tests.support import readme
+from truthloop.demo.summary import clock
 
 DEMO = ["demo", "--plain"]
 """As a newcomer runs it (the defaults), but as lines: what README's sample shows."""
@@ -114,6 +115,27 @@ def test_the_demo_shows_drift_alert_fallback_and_recovery(
     assert outliers["dataset_drift"] is False, output
     assert f"records outside the reference ({outliers['ratio']:.1%} of the window;" in output
     assert "features drifted): odd records, not a shift" in output
+
+    # The estimate: from the model's scores, calibrated on the uploaded reference, it fell below
+    # the alert's bound while the newcomers the model is unsure of came, before the realized
+    # accuracy could see them (fewer of their labels sent than minSamples) and before accuracy
+    # fell; when churn turned to follow the price (a concept shift) it stood above the bound
+    # while the labeled accuracy was below: scores cannot show a change in the truth.
+    estimated = result["estimate"]
+    assert (estimated["threshold"], estimated["min_samples"]) == (0.8, 20)
+    fell = estimated["fell"]
+    assert fell is not None, output
+    assert fell["estimated"] < estimated["threshold"]
+    assert estimated["drifted_labels"] < estimated["min_samples"], output
+    assert fell["at"] < drift["accuracy_fell"], output
+    turned = estimated["turned"]
+    assert turned["estimated"] >= estimated["threshold"] > turned["realized"], output
+    assert (
+        f"  estimate  accuracy≈{fell['estimated']:.2f} at {clock(fell['at'])}, below 0.8 from the"
+        " scores with"
+        f" {estimated['drifted_labels']} labels of the drifted world (minSamples 20)"
+    ) in output
+    assert "concept shift, which it cannot see" in output
 
     # README's sample is this output, abridged: each of its lines is a printed one (numbers and
     # the spaces that pad them aside), so a change of the columns, legend or summary shows there.

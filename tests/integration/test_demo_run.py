@@ -68,6 +68,21 @@ async def test_a_run_kept_running_serves_what_its_summary_says(tmp_path: Path) -
             assert figures(overall["served_by"]["model"]) == result["model"]
             assert figures(overall["served_by"]["fallback"]) == result["fallback"]
 
+            # The reference the demo uploaded carries scores and actuals, so it is calibrated and
+            # the window's accuracy is estimated from the model's scores with no label; the view
+            # showed that estimate, marked as one, and the result line says what it is read
+            # against (the default run's story: tests/e2e/test_demo.py).
+            reference_url = f"{feedback_url}/v1/monitors/default/churn/reference"
+            async with session.get(reference_url) as response:
+                profile = (await response.json())["profile"]
+            assert profile["calibration"] is not None
+            async with session.get(base) as response:
+                window = await response.json()
+            estimated = window["served_by"]["model"]["estimated"]["accuracy"]
+            assert estimated["lower"] <= estimated["value"] <= estimated["upper"]
+            assert re.search(r"^\d\d:\d\d  churn .*  ≈0\.\d\d  ", text, re.M), text
+            assert (result["estimate"]["threshold"], result["estimate"]["min_samples"]) == (0.8, 20)
+
             names = ("metrics API", "state", "drift", "dataset", "outliers", "Prometheus")
             for name in (*names, "sidecar"):
                 async with session.get(urls[name]) as response:

@@ -4,10 +4,11 @@ Everything runs in this process on 127.0.0.1 and talks over HTTP: the example ch
 (`truthloop.examples.churn_model`), a sidecar in front of it and the feedback service on SQLite in
 a temporary directory, with the monitor `examples/monitor-churn.yaml`. At the start the demo
 uploads the model's training customers as the monitor's reference (`POST .../reference`, CSV, as
-`truthloop reference` sends one), so the service measures drift and outliers against them.
+`truthloop reference` sends one), so the service measures drift and outliers against them and,
+the reference holding the model's scores and the actuals, estimates accuracy from the scores.
 Customers ask for churn predictions with their IDs, their labels arrive later, a billing meter
-breaks for a few customers (outliers), the world drifts part-way (drift, then accuracy) and comes
-back.
+breaks for a few customers (outliers), the world drifts part-way (drift, then the estimate, then
+accuracy; then churn turns to the price, which only the labels show) and comes back.
 
 Time-lapse: metrics live in 1-minute buckets, so the service and the sidecar share a clock that
 runs `SPEED` times faster than the wall clock while the traffic flows, and at the wall clock's
@@ -254,7 +255,7 @@ class Run:
         async def show() -> None:
             scenario = self.scenario
             story = sorted(
-                [(shift.at, shift.text) for shift in scenario.shifts]
+                [(shift.at, shift.text) for shift in (*scenario.shifts, scenario.turn)]
                 + [(scenario.burst, scenario.burst_text)]
             )
             while True:
@@ -281,8 +282,27 @@ class Run:
 
     async def _summarize(self, parts: local.Stack, watcher: Watcher, traffic: Traffic) -> None:
         speed = self.scenario.speed
-        drift, back = (self._origin + shift.at * speed for shift in self.scenario.shifts)
-        result = await _summary(parts, traffic, watcher, self._origin, (drift, back))
+        drift, back = (shift.at * speed for shift in self.scenario.shifts)
+        turn = self.scenario.turn.at * speed
+        spec = self.monitor.spec
+        alert = spec.alerts[0]
+        estimated = summaries.estimate_story(
+            watcher.seen.history,
+            threshold=alert.below if alert.below is not None else 0.0,
+            min_samples=spec.metrics.min_samples,
+            drift=(drift, turn, back),
+            drifted_labels=[(at * speed, n) for at, n in traffic.drifted_labels],
+        )
+        # the fallback is compared with the model where churn follows the price: its rules' world
+        result = await _summary(
+            parts,
+            traffic,
+            watcher,
+            self._origin,
+            (self._origin + turn, self._origin + back),
+            estimated,
+            self._origin + drift,
+        )
         metrics_url = f"{parts.feedback_url}/v1/monitors/{parts.monitor}/metrics"
         lines = [
             "",
@@ -320,11 +340,14 @@ def header(
         f" {spec.metrics.min_samples} labeled) engages the fallback rules;"
         f" recoverAfter {duration(spec.fallback.recover_after)}",
         f"  reference {reference_rows} training customers (features, the model's predictions and"
-        " scores) uploaded as CSV: drift and outliers are measured against them, no label needed",
+        " scores, whether they churned) uploaded as CSV: drift and outliers are measured against"
+        " them, and the scores calibrated on them estimate accuracy, no label needed",
         f"  traffic   {scenario.rate:g} customers a second ({scenario.requests} in all) with"
         f" X-Entity-ID; each label arrives {scenario.label_delay:g}s after its prediction",
         f"  story     a meter breaks {summaries.clock(scenario.burst * speed)}, the world drifts"
-        f" {summaries.clock(drift.at * speed)} and shifts back {summaries.clock(back.at * speed)};"
+        f" {summaries.clock(drift.at * speed)}, churn turns to the price"
+        f" {summaries.clock(scenario.turn.at * speed)}, the world shifts back"
+        f" {summaries.clock(back.at * speed)};"
         f" {summaries.clock(scenario.duration * speed)} in all ({scenario.duration:g}s)",
         *legend(duration(spec.metrics.window)),
         "",
@@ -431,6 +454,8 @@ async def _summary(
     watcher: Watcher,
     start: float,
     drifted: tuple[float, float],
+    estimated: summaries.EstimateStory,
+    calm_until: float,
 ) -> summaries.Summary:
     url = f"{parts.feedback_url}/v1/monitors/{parts.monitor}/metrics"
     async with aiohttp.ClientSession() as session:
@@ -452,4 +477,6 @@ async def _summary(
         drifted=drifted,
         drift_changes=watcher.seen.drift_changes,
         drift_readings=watcher.seen.drift_history,
+        estimated=estimated,
+        calm_until=calm_until,
     )

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from truthloop.demo.traffic import Counts
-from truthloop.demo.watch import DriftChange, DriftReading, Estimate, PhaseChange, estimate
+from truthloop.demo.watch import (
+    DriftChange,
+    DriftReading,
+    Estimate,
+    PhaseChange,
+    Reading,
+    estimate,
+)
 
 BUCKET = 60.0
 
@@ -121,6 +128,65 @@ def drift_story(drift_changes: Sequence[DriftChange], changes: Sequence[PhaseCha
     return DriftStory(period, alert)
 
 
+@dataclass(frozen=True, slots=True)
+class EstimateStory:
+    """The estimated accuracy against the realized one. `fell`: the first reading in the drift
+    whose estimate was below the alert's bound (None: none was), with how many labels of the
+    drifted world had been sent by then (`drifted_labels`, at least what the service had).
+    `turned`: the last reading of the concept shift's phase, where churn followed the price."""
+
+    threshold: float
+    min_samples: int
+    fell: Reading | None
+    drifted_labels: int
+    turned: Reading | None
+
+    def to_dict(self) -> dict[str, Any]:
+        def pair(r: Reading | None) -> dict[str, Any] | None:
+            if r is None:
+                return None
+            return {
+                "at": r.at,
+                "estimated": None if r.estimated is None else r.estimated.value,
+                "realized": None if r.accuracy is None else r.accuracy.value,
+                "labeled": r.labeled,
+            }
+
+        return {
+            "threshold": self.threshold,
+            "min_samples": self.min_samples,
+            "fell": pair(self.fell),
+            "drifted_labels": self.drifted_labels,
+            "turned": pair(self.turned),
+        }
+
+
+def estimate_story(
+    readings: Sequence[Reading],
+    *,
+    threshold: float,
+    min_samples: int,
+    drift: tuple[float, float, float],
+    drifted_labels: Sequence[tuple[float, int]],
+) -> EstimateStory:
+    """`drift` is (drift, turn, back) in service seconds since the start; `drifted_labels` the
+    traffic's (service seconds, labels of the drifted world sent by then), in order."""
+    start, turn, back = drift
+    fell = next(
+        (
+            r
+            for r in readings
+            if start <= r.at < back and r.estimated is not None and r.estimated.value < threshold
+        ),
+        None,
+    )
+    sent = 0
+    if fell is not None:
+        sent = max((n for at, n in drifted_labels if at <= fell.at), default=0)
+    turned = [r for r in readings if turn <= r.at < back and r.estimated is not None]
+    return EstimateStory(threshold, min_samples, fell, sent, turned[-1] if turned else None)
+
+
 def outlier_burst(readings: Sequence[DriftReading], until: float) -> DriftReading | None:
     """The reading with the most outliers (the earliest of equals) before `until` (service
     seconds in); None when none had any."""
@@ -142,6 +208,7 @@ class Summary:
     drift: DriftStory = DriftStory(None, None)
     burst: DriftReading | None = None
     """The outlier burst as the drift reading with the most outliers showed it."""
+    estimated: EstimateStory | None = None
 
     @property
     def periods(self) -> tuple[Period, ...]:
@@ -170,6 +237,7 @@ class Summary:
             "phases": [change.current for change in self.changes],
             "drift": drift_dict(self.drift),
             "outliers": None if self.burst is None else burst_dict(self.burst, c.broken),
+            "estimate": None if self.estimated is None else self.estimated.to_dict(),
         }
 
 
@@ -250,10 +318,13 @@ def summarize(
     drifted: tuple[float, float],
     drift_changes: Sequence[DriftChange] = (),
     drift_readings: Sequence[DriftReading] = (),
+    estimated: EstimateStory | None = None,
+    calm_until: float | None = None,
 ) -> Summary:
     """`overall` is the metrics API's answer over `window`; the series are its `series=1m`
     points for `served_by=model` and `served_by=fallback`; the drift changes and readings are
-    the watcher's."""
+    the watcher's; the burst is looked for before `calm_until` (epoch seconds of service time,
+    when the world first drifted; default the start of `drifted`)."""
     return Summary(
         counts=counts,
         window=window,
@@ -263,7 +334,10 @@ def summarize(
         changes=tuple(changes),
         start=start,
         drift=drift_story(drift_changes, changes),
-        burst=outlier_burst(drift_readings, drifted[0] - start),
+        burst=outlier_burst(
+            drift_readings, (drifted[0] if calm_until is None else calm_until) - start
+        ),
+        estimated=estimated,
     )
 
 
@@ -310,6 +384,8 @@ def lines(summary: Summary, metrics_url: str, label_delay: float) -> list[str]:
     out += drift_lines(summary.drift)
     if summary.burst is not None:
         out += burst_lines(summary.burst, c.broken)
+    if summary.estimated is not None:
+        out += estimate_lines(summary.estimated, summary.drift.alert)
     out.append(f"  accuracy  model {accuracy(model)} over the whole run")
     minute = summary.minute
     if minute is not None:
@@ -359,3 +435,27 @@ def burst_lines(reading: DriftReading, broken: int) -> list[str]:
         f" ({ratio} of the window; the meter broke for {broken})",
         f"            {verdict}",
     ]
+
+
+def estimate_lines(story: EstimateStory, alert: float | None) -> list[str]:
+    """The estimate against the labels, in words: what it saw first, and what it cannot see."""
+    fell, turned = story.fell, story.turned
+    if fell is None or fell.estimated is None:
+        out = [f"  estimate  never below {story.threshold:g} while the world was drifted"]
+    else:
+        realized = "none yet" if fell.accuracy is None else f"{fell.accuracy.value:.2f}"
+        later = "" if alert is None else f"; accuracy fell {clock(alert)}"
+        out = [
+            f"  estimate  accuracy≈{fell.estimated.value:.2f} at {clock(fell.at)}, below"
+            f" {story.threshold:g} from the scores with {story.drifted_labels} labels of the"
+            f" drifted world (minSamples {story.min_samples})",
+            f"            (the window's labeled accuracy then {realized}{later}): the newcomers"
+            " were a covariate shift, which the estimate sees",
+        ]
+    if turned is not None and turned.estimated is not None:
+        realized = "-" if turned.accuracy is None else f"{turned.accuracy.value:.2f}"
+        out.append(
+            f"            churn following the price is a concept shift, which it cannot see:"
+            f" at {clock(turned.at)} accuracy≈{turned.estimated.value:.2f}, labeled {realized}"
+        )
+    return out

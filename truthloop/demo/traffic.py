@@ -45,6 +45,8 @@ class Counts:
     """Of them, for customers the fallback answered."""
     broken: int = 0
     """Requests sent with the broken meter's reading."""
+    drifted_actuals: int = 0
+    """Actuals accepted for customers of the drifted world."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class _Due:
     entity: str
     churned: int
     by_fallback: bool
+    drifted: bool
 
 
 class Traffic:
@@ -78,6 +81,10 @@ class Traffic:
         """Wall seconds since the start."""
         self._due: collections.deque[_Due] = collections.deque()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self.drifted_labels: list[tuple[float, int]] = [(0.0, 0)]
+        """(wall seconds since the start, `counts.drifted_actuals` from then on), each stamped
+        when its post was sent: at any moment, at least as many labels of the drifted world as the
+        service had."""
 
     async def run(self) -> None:
         """Send requests for the scenario's duration and actuals as they come due; then wait for
@@ -109,15 +116,21 @@ class Traffic:
             if len(self._in_flight) >= MAX_IN_FLIGHT:
                 continue
             elapsed = self._elapsed()
-            drifted = scenario.drifted(elapsed)
-            customer = churn_model.sample_customer(self._rng, drifted=drifted)
-            churned = churn_model.label(customer, self._rng, drifted=drifted)
+            world = scenario.world(elapsed)
+            customer = (
+                churn_model.sample_newcomer(self._rng)
+                if world == "newcomers"
+                else churn_model.sample_customer(self._rng, drifted=world == "price")
+            )
+            churned = churn_model.label(customer, self._rng, drifted=world == "price")
             if elapsed >= scenario.burst and self.counts.broken < scenario.burst_size:
                 customer = {**customer, "monthly_charges": BROKEN_CHARGES}
                 self.counts.broken += 1
             self.counts.requests += 1
             entity = f"customer-{self.counts.requests:05d}"
-            task = asyncio.create_task(self._ask(session, entity, customer, churned))
+            task = asyncio.create_task(
+                self._ask(session, entity, customer, churned, world != "usual")
+            )
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
 
@@ -127,6 +140,7 @@ class Traffic:
         entity: str,
         customer: dict[str, float | int | str],
         churned: int,
+        drifted: bool,
     ) -> None:
         counts = self.counts
         try:
@@ -144,7 +158,7 @@ class Traffic:
         counts.answered += 1
         counts.by_fallback += by_fallback
         due = self._elapsed() + self.scenario.label_wait
-        self._due.append(_Due(due, entity, churned, by_fallback))
+        self._due.append(_Due(due, entity, churned, by_fallback, drifted))
 
     async def _post_due(self, session: aiohttp.ClientSession) -> None:
         while True:
@@ -158,6 +172,7 @@ class Traffic:
     async def _post(self, session: aiohttp.ClientSession, due: list[_Due]) -> None:
         if not due:
             return
+        sent = self._elapsed()
         items = [
             {"monitor": self._monitor, "entity_id": d.entity, "actual": d.churned} for d in due
         ]
@@ -170,3 +185,7 @@ class Traffic:
         if accepted:
             self.counts.actuals += len(due)
             self.counts.actuals_for_fallback += sum(d.by_fallback for d in due)
+            drifted = sum(d.drifted for d in due)
+            if drifted:
+                self.counts.drifted_actuals += drifted
+                self.drifted_labels.append((sent, self.counts.drifted_actuals))

@@ -28,15 +28,16 @@ TREND_POINTS = 48
 COLUMNS = (
     "MODEL",
     "PHASE",
-    "MODEL ACC [LOWER–UPPER]",
-    "FALLBACK ACC",
+    "MODEL ACC [LOW–UP]",
+    "ESTIMATE",
+    "FALLBACK",
     "LABELED",
     "BY-FALLBACK",
     "DRIFTED",
     "OUTLIERS",
     "WORLD",
 )
-_WIDTHS = (6, 14, 23, 12, 7, 11, 7, 8, 7)
+_WIDTHS = (6, 14, 18, 8, 8, 7, 11, 7, 8, 7)
 PHASE_STYLE = {
     "Collecting": "cyan",
     "Healthy": "green",
@@ -83,12 +84,14 @@ class Status:
     """What the service measured: the last drift reading of the window."""
 
     def cells(self) -> tuple[str, ...]:
-        model = fallback = "-"
+        model = estimated = fallback = "-"
         labeled = "0"
         if self.reading is not None:
             labeled = str(self.reading.labeled)
             if self.reading.accuracy is not None:
                 model = self.reading.accuracy.text()
+            if self.reading.estimated is not None:
+                estimated = f"≈{self.reading.estimated.value:.2f}"
             if self.reading.fallback is not None:
                 fallback = f"{self.reading.fallback.value:.2f}"
         drifted = outliers = "-"
@@ -100,6 +103,7 @@ class Status:
             self.model,
             self.phase or "-",
             model,
+            estimated,
             fallback,
             labeled,
             str(self.by_fallback),
@@ -114,17 +118,21 @@ def legend(window: str) -> list[str]:
     return [
         f"  columns   MODEL ACC: the model's accuracy over the last {window} (the metrics window),"
         " its unseen",
-        "            shadow answers included while the fallback serves; FALLBACK ACC: the accuracy"
-        " of the",
-        f"            fallback's answers over the same {window} (- when it gave none); LABELED:"
-        " the model's",
-        f"            labeled predictions in those {window}; BY-FALLBACK: the fallback's answers"
-        " since the start;",
-        f"            DRIFTED: features whose values in those {window} left the reference's"
-        " distribution, of",
-        "            those seen (no label needed); OUTLIERS: the share of those records with a"
-        " value outside",
-        "            the reference; WORLD: the story's truth, usual or drifted",
+        "            shadow answers included while the fallback serves; ESTIMATE: that accuracy"
+        " estimated from",
+        f"            the model's scores of all the {window}'s predictions, labeled or not (≈:"
+        " an estimate, no",
+        "            label needed); FALLBACK: the accuracy of the fallback's answers over the"
+        f" same {window} (-",
+        f"            when it gave none); LABELED: the model's labeled predictions in those"
+        f" {window};",
+        "            BY-FALLBACK: the fallback's answers since the start; DRIFTED: features whose"
+        " values in",
+        f"            those {window} left the reference's distribution, of those seen (no label"
+        " needed);",
+        "            OUTLIERS: the share of those records with a value outside the reference;"
+        " WORLD: the",
+        "            story's truth, usual or drifted",
     ]
 
 

@@ -3,7 +3,8 @@
 Three loops: one long-polls `GET .../state?wait=&since=` so every phase change is seen as soon as
 the service makes it (a phase that lasts a second is not missed between samples), one reads
 `GET .../metrics` (the monitor's window) a few times a second for the model's accuracy, its
-interval and the labeled count, and the fallback's accuracy, and one reads `GET .../drift` over
+interval and the labeled count, its estimated accuracy (from its scores, no label needed) and the
+fallback's accuracy, and one reads `GET .../drift` over
 the same window as often: which features drifted from the reference and the share of outlier
 records, known as soon as the predictions are captured, with no label. `describe` turns a state
 into the reason an event line shows; `drift_changes` turns two drift readings into what changed.
@@ -55,6 +56,9 @@ class Reading:
     accuracy: Estimate | None
     fallback: Estimate | None = None
     """None while the fallback has no labeled answer in the window."""
+    estimated: Estimate | None = None
+    """The model's accuracy estimated from its scores over all the window's predictions, labeled
+    or not (the metrics API's `estimated`); None without a calibrated reference."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +276,7 @@ class Watcher:
                     model["labeled"],
                     estimate(model["metrics"]),
                     estimate(fallback["metrics"]),
+                    estimate(model.get("estimated") or {}),
                 )
                 self.seen.reading = reading
                 self.seen.history.append(reading)
