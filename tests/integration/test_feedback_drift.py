@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import io
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -28,12 +30,14 @@ from tests.support.feedback import (
 from tests.support.postgres import fresh_schema
 from tests.support.waiting import eventually
 from truthloop.core import scopes
+from truthloop.feedback import api
 from truthloop.feedback.settings import EngineSettings
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
 
 CSV = {"Content-Type": "text/csv"}
 NDJSON = {"Content-Type": "application/x-ndjson"}
+PARQUET = {"Content-Type": "application/vnd.apache.parquet"}
 REFERENCE = "/v1/monitors/ml/churn/reference"
 DRIFT = "/v1/monitors/ml/churn/drift"
 
@@ -201,24 +205,39 @@ async def test_a_constant_feature_is_stored_with_a_warning(service: Service) -> 
     assert any("discount" in w for w in stored["warnings"]), stored["warnings"]
 
 
-async def test_ndjson_is_taken_and_parquet_needs_pyarrow_or_is_refused_with_a_reason(
-    service: Service,
+async def test_ndjson_and_parquet_give_the_profile_csv_gives(service: Service) -> None:
+    table = rows(300, seed=1)
+    pa = pytest.importorskip("pyarrow", reason="pip install -e '.[test]' installs pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    parquet = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(table), parquet)
+    bodies = [
+        (as_csv(table), CSV),
+        (b"\n".join(json.dumps(row).encode() for row in table), NDJSON),
+        (parquet.getvalue(), PARQUET),
+    ]
+    profiles = []
+    for body, headers in bodies:
+        stored = await service.ok("POST", REFERENCE, data=body, headers=headers)
+        assert stored["rows"] == 300
+        got = await service.ok("GET", REFERENCE)
+        assert got["id"] == stored["id"]
+        profiles.append(got["profile"])
+    assert profiles[0] == profiles[1] == profiles[2]
+
+
+async def test_parquet_without_pyarrow_and_other_types_are_refused_with_a_reason(
+    service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    body = b"\n".join(
-        b'{"tenure": %d, "plan": "basic", "prediction": %d}' % (i, i % 2) for i in range(50)
-    )
-    stored = await service.ok("POST", REFERENCE, data=body, headers=NDJSON)
-    assert stored["rows"] == 50
-    status, refused = await service.call(
-        "POST", REFERENCE, data=b"PAR1", headers={"Content-Type": "application/vnd.apache.parquet"}
-    )
-    assert status in (400, 415)
-    if status == 415:
-        assert "pyarrow" in refused["details"][0]["message"]
+    monkeypatch.setattr(api, "HAS_PYARROW", False)
+    status, refused = await service.call("POST", REFERENCE, data=b"PAR1", headers=PARQUET)
+    assert (status, refused["details"][0]["reason"]) == (415, "unsupported")
+    assert "pyarrow" in refused["details"][0]["message"]
     status, refused = await service.call(
         "POST", REFERENCE, data=b"{}", headers={"Content-Type": "application/json"}
     )
     assert (status, refused["details"][0]["reason"]) == (415, "unsupported")
+    assert (await service.call("GET", REFERENCE))[0] == 404
 
 
 async def test_a_version_s_own_reference_is_used_for_it_and_the_default_for_the_others(
