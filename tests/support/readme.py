@@ -17,9 +17,18 @@ def demo_sample() -> list[str]:
     return found[1].splitlines()
 
 
+_CHANGE = r"\d+:\d+ [A-Za-z]+"
+_CHAIN = re.compile(rf"{_CHANGE}(?: → {_CHANGE})+")
+
+
 def shape(line: str) -> re.Pattern[str]:
     """`line` with every number any number and every run of spaces any run of spaces (a longer
-    number pads its column less)."""
+    number pads its column less), and a chain of phase changes (`00:00 Collecting → 00:56
+    Healthy → ...`) as long as the run made it: a metric at its threshold may flap once more."""
+    chain = _CHAIN.search(line)
+    if chain is not None:
+        head, tail = line[: chain.start()], line[chain.end() :]
+        return re.compile(f"{shape(head).pattern}{_CHANGE}(?: → {_CHANGE})+{shape(tail).pattern}")
     parts = re.split(r"(\d+| +)", line)
     pattern = "".join(
         r"\d+" if part.isdigit() else " +" if part.isspace() else re.escape(part)

@@ -22,3 +22,16 @@ def test_ci_runs_readmes_test_command_verbatim() -> None:
     assert test_command in ci_lines
     assert ci_lines[-1] == test_command, "the test command must be the last thing CI runs"
     assert "set -euo pipefail" in ci_lines
+
+
+def test_a_sample_line_matches_the_same_line_with_other_numbers_and_phase_flaps() -> None:
+    from tests.support import readme
+
+    sample = readme.shape("  phases    00:00 Collecting → 00:56 Healthy → 09:10 Healthy")
+    flapped = "  phases    00:00 Collecting → 00:55 Healthy → 03:47 Degraded → 03:49 Healthy"
+    assert sample.fullmatch(flapped)
+    assert not sample.fullmatch("  phases    00:00 Collecting")
+    assert not sample.fullmatch("  phase     00:00 Collecting → 00:55 Healthy")
+    row = readme.shape("01:20  churn   Healthy   0.95 [0.83–0.99]")
+    assert row.fullmatch("11:26  churn   Healthy    0.9 [0.81–0.97]")
+    assert not row.fullmatch("11:26  churn   Degraded  0.9 [0.81–0.97]")
