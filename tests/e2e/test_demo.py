@@ -49,6 +49,7 @@ def in_order(wanted: Sequence[str], seen: Sequence[str]) -> bool:
     return all(phase in rest for phase in wanted)
 
 
+@pytest.mark.e2e  # the whole 40-second story
 def test_the_demo_shows_drift_alert_fallback_and_recovery(
     demo_tmp: Path, commands: list[Command]
 ) -> None:

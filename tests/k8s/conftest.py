@@ -1,6 +1,7 @@
 """The k8s tier: tests against a real kube-apiserver, one control plane per session.
 
-Every test here is marked `k8s` (`pytest -m k8s` runs only them, `-m 'not k8s'` none) and skips,
+Every test here is marked `k8s` and `e2e` (`pytest -m k8s` runs only them; a plain `pytest` none,
+as the e2e tier is asked for with `pytest -m e2e`) and skips,
 saying how to provide the binaries, when KUBEBUILDER_ASSETS is not set (tests.support.envtest).
 """
 
@@ -25,6 +26,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(HERE):
             item.add_marker(pytest.mark.k8s)
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")
