@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -48,6 +49,29 @@ def _monitor(path: str, value: str) -> dict[str, Any]:
         node = node[int(key)] if key.isdigit() else node[key]
     node[leaf] = value
     return body
+
+
+def _same_verdict(
+    control_plane: ControlPlane,
+    body: dict[str, Any],
+    refused: Sequence[str] = (),
+    error: str | None = None,
+) -> SpecError | None:
+    """Apply `body` in a server-side dry run and parse it with spec.py: both take it, or both
+    refuse it, the apiserver saying each of `refused` and spec.py an error matching `error`."""
+    done = control_plane.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(body), check=False
+    )
+    if not refused:
+        assert done.returncode == 0, done.stderr
+        parse_monitor(body)
+        return None
+    assert done.returncode != 0
+    for text in refused:
+        assert text in done.stderr, done.stderr
+    with pytest.raises(SpecError, match=None if error is None else re.escape(error)) as raised:
+        parse_monitor(body)
+    return raised.value
 
 
 @pytest.mark.parametrize(("path", "longest", "refused", "limit"), BOUNDS)
@@ -139,19 +163,13 @@ def test_features_and_drift_as_the_apiserver_checks_them(
         *({"name": f"f{i}", "type": "numeric"} for i in range(98)),
     ]
     body["spec"]["drift"] = drift
-    done = control_plane.kubectl(
-        "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(body), check=False
-    )
     if field is None:
-        assert done.returncode == 0, done.stderr
-        parse_monitor(body)
+        _same_verdict(control_plane, body)
         return
-    assert done.returncode != 0
-    assert f"{field}: Invalid value" in done.stderr, done.stderr
-    assert message in done.stderr, done.stderr
-    with pytest.raises(SpecError) as raised:
-        parse_monitor(body)
-    assert [e.path for e in raised.value.errors] == [path]
+    assert message is not None
+    error = _same_verdict(control_plane, body, [f"{field}: Invalid value", message])
+    assert error is not None
+    assert [e.path for e in error.errors] == [path]
 
 
 @pytest.mark.parametrize(
@@ -171,19 +189,8 @@ def test_a_drift_alert_names_its_feature_as_the_apiserver_checks_it(
     """The feature rule runs in the real apiserver (its CEL and cost budget), at the field."""
     body = monitor_body(namespace="default")
     body["spec"]["alerts"] = [{"name": "drift", **alert}]
-    manifest = yaml.safe_dump(body)
-    done = control_plane.kubectl(
-        "apply", "--dry-run=server", "-f", "-", input=manifest, check=False
-    )
-    if refusal is None:
-        assert done.returncode == 0, done.stderr
-        parse_monitor(body)
-        return
-    assert done.returncode != 0
-    assert "spec.alerts[0].feature: Invalid value" in done.stderr, done.stderr
-    assert refusal in done.stderr, done.stderr
-    with pytest.raises(SpecError, match=re.escape("spec.alerts[0].feature: ")):
-        parse_monitor(body)
+    said = [] if refusal is None else ["spec.alerts[0].feature: Invalid value", refusal]
+    _same_verdict(control_plane, body, said, "spec.alerts[0].feature: ")
 
 
 def test_a_drift_alert_names_one_of_the_declared_features(
@@ -197,25 +204,10 @@ def test_a_drift_alert_names_one_of_the_declared_features(
         for i in range(32)
     ]
     body["spec"].pop("fallback")
-
-    def dry_run() -> subprocess.CompletedProcess[str]:
-        manifest = yaml.safe_dump(body)
-        return control_plane.kubectl(
-            "apply", "--dry-run=server", "-f", "-", input=manifest, check=False
-        )
-
-    accepted = dry_run()
-    assert accepted.returncode == 0, accepted.stderr
-    parse_monitor(body)
+    _same_verdict(control_plane, body)
     body["spec"]["alerts"][31]["feature"] = "age"
-    done = dry_run()
-    assert done.returncode != 0
-    assert "spec.alerts: Invalid value" in done.stderr, done.stderr
-    assert "an alert's feature must be one of spec.features" in done.stderr, done.stderr
-    with pytest.raises(
-        SpecError, match=re.escape('spec.alerts[31].feature: no feature named "age"')
-    ):
-        parse_monitor(body)
+    said = ["spec.alerts: Invalid value", "an alert's feature must be one of spec.features"]
+    _same_verdict(control_plane, body, said, 'spec.alerts[31].feature: no feature named "age"')
 
 
 @pytest.mark.parametrize(
@@ -250,17 +242,7 @@ def test_a_cost_as_the_apiserver_checks_it(
     body["spec"]["metrics"] = {"cost": cost}
     body["spec"].pop("alerts", None)
     body["spec"].pop("fallback", None)
-    done = control_plane.kubectl(
-        "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(body), check=False
-    )
-    if refusal is None:
-        assert done.returncode == 0, done.stderr
-        parse_monitor(body)
-        return
-    assert done.returncode != 0
-    assert refusal in done.stderr, done.stderr
-    with pytest.raises(SpecError, match=re.escape("spec.metrics.cost")):
-        parse_monitor(body)
+    _same_verdict(control_plane, body, [] if refusal is None else [refusal], "spec.metrics.cost")
 
 
 @pytest.mark.parametrize(
@@ -281,15 +263,5 @@ def test_an_alert_s_source_as_the_apiserver_checks_it(
     body = monitor_body(namespace="default")
     body["spec"]["alerts"] = [{"name": f"a{i}", **alert} for i in range(32)]
     body["spec"]["fallback"]["engageOn"] = ["a0"]
-    done = control_plane.kubectl(
-        "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(body), check=False
-    )
-    if refusal is None:
-        assert done.returncode == 0, done.stderr
-        parse_monitor(body)
-        return
-    assert done.returncode != 0
-    assert "spec.alerts[0].source: " in done.stderr, done.stderr
-    assert refusal in done.stderr, done.stderr
-    with pytest.raises(SpecError, match=re.escape("spec.alerts[0].source: ")):
-        parse_monitor(body)
+    said = [] if refusal is None else ["spec.alerts[0].source: ", refusal]
+    _same_verdict(control_plane, body, said, "spec.alerts[0].source: ")
