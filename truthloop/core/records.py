@@ -103,9 +103,9 @@ T = TypeVar("T")
 W = TypeVar("W", bound=_Monitored)
 
 MAX_ERRORS = 100
+"""Item errors kept for one request, in index order; the others are only counted."""
 MAX_CLASS_SCORES = 50
 """Class scores a multiclass record may carry."""
-"""Item errors kept for one request, in index order; the others are only counted."""
 SLICE = 250
 """Items validated between two `yield`s of a parser."""
 
