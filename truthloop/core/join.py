@@ -29,6 +29,7 @@ import msgspec
 
 from truthloop.core import metrics
 from truthloop.core.records import Actual, ItemError, PredictionRecord, Vote
+from truthloop.core.review import Mark
 from truthloop.core.spec import MonitorSpec
 from truthloop.core.windows import bucket_of
 from truthloop.core.wire import Scalar
@@ -43,6 +44,9 @@ class Label(msgspec.Struct, frozen=True, gc=False):
     value: Scalar | None = None
     vote: Vote | None = None
     assumed: bool = False
+    reviewer: str | None = None
+    """Who gave it, for a label from human review: it also moves the record's review counters
+    (`core.review.contribution`) when the record was queued (`Row.review`)."""
 
 
 class Row(msgspec.Struct, frozen=True, gc=False):
@@ -59,6 +63,8 @@ class Row(msgspec.Struct, frozen=True, gc=False):
     prediction: Scalar
     score: float | None = None
     label: Label | None = None
+    review: Mark | None = None
+    """Set when the record was queued for review: its inclusion probability and f."""
 
     @classmethod
     def of(cls, ref: int, record: PredictionRecord) -> Row:

@@ -55,6 +55,8 @@ from truthloop.core.wire import SERVED_BY as SERVED_BY  # the engine groups by i
 from truthloop.core.wire import CaptureRecord, Scalar, ServedBy
 
 Vote = Literal["up", "down"]
+Decision = Literal["skip", "unsure"]
+"""A reviewer's answer that is no label."""
 
 Reason = Literal[
     "admin_only",
@@ -167,6 +169,8 @@ class PredictionRecord(msgspec.Struct, frozen=True, gc=False):
     scores: dict[str, float] | None = None
     """A multiclass model's class scores (class label -> probability), read by estimated
     performance at ingest (`core.estimate`) and not stored."""
+    abstained: bool = False
+    """The sidecar answered "I don't know" in the model's place (`spec.review.abstain`)."""
 
 
 class Actual(msgspec.Struct, frozen=True, gc=False):
@@ -182,6 +186,12 @@ class Actual(msgspec.Struct, frozen=True, gc=False):
     tag: str | None = None
     value: Scalar | None = None
     vote: Vote | None = None
+    reviewer: str | None = None
+    """Set for a label from human review (`source: review`): who gave it. A review label names
+    a `prediction_id` that exists (else the request is refused)."""
+    decision: Decision | None = None
+    """A reviewer's `skip` or `unsure` (with `reviewer`, in place of `value`/`vote`): no label,
+    the item goes back to the queue."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +244,9 @@ class ActualIn(msgspec.Struct, frozen=True):
     timestamp: float | str | None = None
     actual: int | float | str | bool | msgspec.UnsetType | None = msgspec.UNSET
     vote: Vote | None = None
+    source: Literal["review"] | None = None
+    reviewer: str | None = None
+    decision: Decision | None = None
 
 
 class _ActualsIn(msgspec.Struct, frozen=True):

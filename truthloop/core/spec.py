@@ -237,8 +237,8 @@ def is_drift_key(key: str) -> bool:
     return key.partition(":")[0] in DRIFT_METRICS
 
 
-AlertSource = Literal["realized", "estimated", "auto"]
-ALERT_SOURCES: tuple[AlertSource, ...] = ("realized", "estimated", "auto")
+AlertSource = Literal["realized", "estimated", "auto", "reviewed"]
+ALERT_SOURCES: tuple[AlertSource, ...] = ("realized", "estimated", "auto", "reviewed")
 """What an alert on a model metric reads: the realized metric (labeled predictions), its
 estimate before labels (`core.estimate`, from every prediction of the window), or `auto`: the
 realized metric once the window holds `minSamples` labeled predictions, the estimate before."""
@@ -318,6 +318,58 @@ class DriftSpec:
     overrides: tuple[DriftOverride, ...] = ()
 
 
+ReviewPer = Literal["day", "window"]
+REVIEW_PER: tuple[ReviewPer, ...] = ("day", "window")
+
+
+@dataclass(frozen=True, slots=True)
+class AbstainResponse:
+    """What the sidecar answers instead of the model's response when it abstains: `status`,
+    `body` (JSON text, rendered once at parse time) and extra `headers`; the sidecar always adds
+    `X-Truthloop-Abstain: true` and `X-Prediction-ID`."""
+
+    status: int = 200
+    body: str = '{"abstained":true}'
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AbstainSpec:
+    """The model answers "I don't know" for a score in [`low`, `high`] (binary: the score;
+    multiclass: the predicted class's score), and for a share `explore` of the other records at
+    random (`review.draw(...) < explore`), so the confident region is reviewed too. Only for a
+    single-row capture (no `capture.batch`) of a classifier."""
+
+    low: float
+    high: float
+    explore: float = 0.0
+    response: AbstainResponse = field(default_factory=AbstainResponse)
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewSpec:
+    """Human review: `budget` items per day (`per: day`) or per metrics window (`per: window`),
+    split between a uniform share (`random`) and an uncertainty share (`borderline`, the two sum
+    to 1); `outliers` is the probability a record flagged as an outlier is queued (its own
+    stratum); `abstain` the score band the sidecar answers "I don't know" in; `lease` how long
+    an item stays with the reviewer it was handed to; `seed` varies the selection (the same
+    seed, monitor and prediction id always decide the same)."""
+
+    budget: float
+    per: ReviewPer = "day"
+    random: float = 1.0
+    borderline: float = 0.0
+    outliers: float = 0.0
+    abstain: AbstainSpec | None = None
+    lease: float = 600.0
+    seed: int = 0
+
+    @property
+    def per_day(self) -> float | None:
+        """The budget per day for `per: day` (None for `per: window`: the caller knows it)."""
+        return self.budget if self.per == "day" else None
+
+
 @dataclass(frozen=True, slots=True)
 class MonitorSpec:
     selector: Selector
@@ -335,6 +387,8 @@ class MonitorSpec:
     features: tuple[FeatureSpec, ...] = ()
     """Left empty: discovered from the reference."""
     drift: DriftSpec = field(default_factory=DriftSpec)
+    review: ReviewSpec | None = None
+    """None: no review queue (and no abstaining)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,8 @@ class CaptureRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Binary: the positive class's probability; multiclass: each class's (an object)."""
     features: dict[str, Any] | list[Any] | msgspec.UnsetType | None = msgspec.UNSET
     served_by: ServedBy = "model"
+    abstained: bool = False
+    """The sidecar answered "I don't know" in the model's place (`spec.review.abstain`)."""
 
 
 # -- the fallback's causes ---------------------------------------------------------------------
@@ -157,6 +159,26 @@ class DriftSummary(msgspec.Struct, frozen=True, kw_only=True):
     (the period has not ended, or held no usable records)."""
 
 
+class ReviewSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """The monitor's review queue in short (`spec.review`): what the state and the status show
+    and the operator's `ReviewBudget` condition reads. `status` is the design's
+    (`review.DesignStatus`: `ok`, `no_traffic`, `over_budget`, `under_traffic`) or `behind`
+    (reviewers do not keep up: queued items expired unreviewed in the last day), with a message
+    for people; a plain string, as `DriftSummary.status`. `enabled` is False without
+    `spec.review`."""
+
+    enabled: bool = False
+    status: str = "ok"
+    message: str | None = None
+    budget_per_day: float | None = None
+    expected_per_day: float | None = None
+    """Items a day the current design queues at the recent traffic."""
+    depth: int = 0
+    """Items waiting (leased ones included)."""
+    oldest: float | None = None
+    """When the oldest waiting item was queued (epoch seconds)."""
+
+
 class MonitorState(msgspec.Struct, frozen=True, kw_only=True):
     """What the long-poll answers. `version` moves whenever anything here but an alert's latest
     `value`/`samples` or the refusal's `last` changes; `generation` is the spec's in force."""
@@ -173,6 +195,8 @@ class MonitorState(msgspec.Struct, frozen=True, kw_only=True):
     drift: DriftSummary = msgspec.field(default_factory=DriftSummary)
     """The window's drift; it moves `version` only when a verdict changes (which features
     drifted, dataset drift, the status), never with a statistic."""
+    review: ReviewSummary = msgspec.field(default_factory=ReviewSummary)
+    """The review queue; it moves `version` only when `status` changes."""
 
 
 # -- the monitor's object ----------------------------------------------------------------------
