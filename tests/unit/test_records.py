@@ -312,3 +312,63 @@ def test_a_multiclass_record_may_carry_its_class_scores() -> None:
     (one,) = parsed.items
     assert one.scores == {"cat": 0.7, "dog": 0.3}
     assert one.score is None
+
+
+def test_a_review_label_names_its_reviewer_and_prediction() -> None:
+    review = {"monitor": "ml/churn", "prediction_id": "p1", "source": "review"}
+    parsed = parse_actuals(
+        [
+            {**review, "reviewer": "ana@example.com", "actual": 0},
+            {**review, "prediction_id": "p2", "reviewer": "bo", "vote": "up"},
+            {**review, "prediction_id": "p3", "reviewer": "c.d+x-y_z", "decision": "skip"},
+            {**review, "prediction_id": "p4", "reviewer": "bo", "decision": "unsure"},
+        ]
+    )
+    assert parsed.errors == ()
+    assert parsed.items == (
+        Actual("ml/churn", NOW, "p1", value=0, reviewer="ana@example.com"),
+        Actual("ml/churn", NOW, "p2", vote="up", reviewer="bo"),
+        Actual("ml/churn", NOW, "p3", reviewer="c.d+x-y_z", decision="skip"),
+        Actual("ml/churn", NOW, "p4", reviewer="bo", decision="unsure"),
+    )
+
+
+def test_bad_review_labels_are_all_named() -> None:
+    review = {"monitor": "ml/churn", "prediction_id": "p1", "source": "review", "reviewer": "bo"}
+    parsed = parse_actuals(
+        [
+            {**review, "reviewer": None, "actual": 1},
+            {**review, "prediction_id": None, "entity_id": "u", "actual": 1},
+            {**review, "reviewer": "a b", "actual": 1},
+            {**review, "reviewer": "x" * 129, "actual": 1},
+            {**review, "reviewer": "a:b", "actual": 1},
+            {**review, "reviewer": "", "actual": 1},
+            {**review, "decision": "skip", "actual": 1},
+            {**review, "decision": "skip", "vote": "up"},
+            {**review, "decision": "maybe"},
+            {**review},
+            {"monitor": "ml/churn", "prediction_id": "p9", "reviewer": "bo", "actual": 1},
+            {"monitor": "ml/churn", "prediction_id": "p9", "decision": "skip"},
+            {**review, "source": "people", "actual": 1},
+            {**review, "entity_id": "u", "actual": 1},
+        ]
+    )
+    assert problems(parsed) == [
+        (0, "reviewer", "missing"),
+        (1, "prediction_id", "missing"),
+        (2, "reviewer", "invalid"),
+        (3, "reviewer", "invalid"),
+        (4, "reviewer", "invalid"),
+        (5, "reviewer", "invalid"),
+        (6, "actual", "invalid"),
+        (7, "vote", "invalid"),
+        (8, "decision", "wrong_type"),
+        (9, "actual", "missing"),
+        (10, "reviewer", "invalid"),
+        (11, "decision", "invalid"),
+        (12, "source", "wrong_type"),
+        (13, "entity_id", "invalid"),
+    ]
+    assert "source" in parsed.errors[10].message
+    assert "an email fits" in parsed.errors[3].message
+    assert "actual, vote and decision" in parsed.errors[9].message

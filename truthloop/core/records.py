@@ -30,7 +30,11 @@ of meaning:
   older than `Limits.max_age`, the retention period, since they would be deleted on arrival;
 - values the monitor's task cannot use (a label of "cat" for a binary task);
 - the same key twice in one request with different content (`duplicate_in_batch`): which one
-  would win is undefined. Identical repeats are fine and counted as duplicates.
+  would win is undefined. Identical repeats are fine and counted as duplicates;
+- a review label (`source: review`) names its `reviewer` (`REVIEWER`: it becomes a Prometheus
+  label) and the `prediction_id` it labels, and carries an actual, a vote, or instead a
+  `decision` (`skip`, `unsure`); `reviewer` and `decision` without `source: review` are refused.
+  Whether the prediction exists is the store's to say (`unknown_prediction`).
 
 Timestamps are RFC 3339 strings with an offset, or epoch seconds. A JSON syntax error is not an
 item's problem: it propagates as `msgspec.DecodeError` for the caller to report.
@@ -74,6 +78,8 @@ Reason = Literal[
     "mismatch",
     "missing",
     "no_reference",
+    "no_review",
+    "not_queued",
     "out_of_range",
     "store_unavailable",
     "task_change",
@@ -83,6 +89,7 @@ Reason = Literal[
     "too_old",
     "unauthorized",
     "unknown_monitor",
+    "unknown_prediction",
     "unsupported",
     "unusable_label",
     "wrong_namespace",
@@ -92,6 +99,10 @@ Reason = Literal[
 an error body: the type checker refuses any other, and docs/api.md lists each (a test compares)."""
 
 MAX_SAFE_INT = 2**53
+MAX_REVIEWER = 128
+REVIEWER = re.compile(rf"[A-Za-z0-9._@+-]{{1,{MAX_REVIEWER}}}")
+"""A reviewer's name: it becomes a Prometheus label value and a key of the lifetime totals, so
+a plain word (an email fits) with no `:`, space or control character."""
 
 
 class _Monitored(Protocol):
@@ -176,7 +187,8 @@ class PredictionRecord(msgspec.Struct, frozen=True, gc=False):
 class Actual(msgspec.Struct, frozen=True, gc=False):
     """Ground truth for a prediction (by id) or for an entity's prediction(s) at `timestamp`.
 
-    Exactly one of `prediction_id`/`entity_id` is set, and exactly one of `value`/`vote`.
+    Exactly one of `prediction_id`/`entity_id` is set, and exactly one of `value`/`vote`, or
+    (a review label's) `decision`.
     """
 
     monitor: str
@@ -557,11 +569,19 @@ class _Checker:
     def actual(self, index: int, item: ActualIn) -> Actual | None:
         before = self.problems.count
         task = self.task(index, item.monitor)
-        if (item.prediction_id is None) == (item.entity_id is None):
-            self.fail(
-                index, "prediction_id", "give exactly one of prediction_id and entity_id", "missing"
-            )
-        elif item.prediction_id is not None:
+        review = item.source == "review"
+        if review:
+            self.review(index, item)
+        else:
+            self.unreviewed(index, item)
+            if (item.prediction_id is None) == (item.entity_id is None):
+                self.fail(
+                    index,
+                    "prediction_id",
+                    "give exactly one of prediction_id and entity_id",
+                    "missing",
+                )
+        if item.prediction_id is not None and item.entity_id is None:
             self.ident(index, "prediction_id", item.prediction_id)
             if item.tag is not None:
                 self.fail(
@@ -574,8 +594,14 @@ class _Checker:
         if item.timestamp is not None:
             timestamp = self.timestamp(index, "timestamp", item.timestamp, None)
         value = item.actual
-        if (value is msgspec.UNSET) == (item.vote is None):
-            self.fail(index, "actual", "give exactly one of actual and vote", "missing")
+        given = (value is not msgspec.UNSET) + (item.vote is not None)
+        if item.decision is not None:
+            if given:
+                field = "actual" if value is not msgspec.UNSET else "vote"
+                self.fail(index, field, "a decision (skip, unsure) is given instead of a label")
+        elif given != 1:
+            wanted = "actual, vote and decision" if review else "actual and vote"
+            self.fail(index, "actual", f"give exactly one of {wanted}", "missing")
         elif value is None:
             self.fail(index, "actual", "must not be null", "missing")
         elif value is not msgspec.UNSET:
@@ -590,7 +616,38 @@ class _Checker:
             item.tag,
             None if value is msgspec.UNSET else value,
             item.vote,
+            item.reviewer,
+            item.decision,
         )
+
+    def review(self, index: int, item: ActualIn) -> None:
+        """A review label's own fields: who gave it (`REVIEWER`), and no entity."""
+        if item.reviewer is None:
+            self.fail(index, "reviewer", "a review label names its reviewer", "missing")
+        elif not REVIEWER.fullmatch(item.reviewer):
+            self.fail(
+                index,
+                "reviewer",
+                f"expected 1 to {MAX_REVIEWER} letters, digits or ._@+- (an email fits),"
+                f" got {_short(item.reviewer)}",
+            )
+        if item.prediction_id is None:
+            self.fail(
+                index,
+                "prediction_id",
+                "a review label names the prediction_id it labels (not an entity_id)",
+                "missing",
+            )
+        elif item.entity_id is not None:
+            self.fail(
+                index, "entity_id", "a review label names one prediction: give prediction_id only"
+            )
+
+    def unreviewed(self, index: int, item: ActualIn) -> None:
+        """`reviewer` and `decision` belong to a review label (`source: review`) only."""
+        for name, value in (("reviewer", item.reviewer), ("decision", item.decision)):
+            if value is not None:
+                self.fail(index, name, 'only a review label has it: add "source": "review"')
 
     def task(self, index: int, monitor: str) -> Task | None:
         task = self.tasks.get(monitor)
