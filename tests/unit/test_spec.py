@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from truthloop.core import metrics, review
 from truthloop.core.spec import (
+    MAX_ABSTAIN_BODY,
+    AbstainResponse,
+    AbstainSpec,
     AlertSpec,
     BatchSpec,
     CaptureSpec,
@@ -28,6 +33,7 @@ from truthloop.core.spec import (
     ModelRef,
     Monitor,
     MonitorSpec,
+    ReviewSpec,
     Selector,
     Source,
     SpecError,
@@ -981,7 +987,8 @@ def test_an_alert_reads_the_realized_metric_by_default_or_its_estimate_by_source
         (
             "binary",
             {"metric": "accuracy", "source": "guess"},
-            'spec.alerts[0].source: expected one of: realized, estimated, auto; got "guess"',
+            "spec.alerts[0].source: expected one of: realized, estimated, auto, reviewed; "
+            'got "guess"',
         ),
         (
             "binary",
@@ -1009,3 +1016,371 @@ def test_an_estimated_alert_names_a_metric_its_task_estimates(
 ) -> None:
     (found,) = errors(monitor(task=task, alerts=[{"name": "x", "below": 0.5, **alert}]))
     assert found == error
+
+
+# -- review ----------------------------------------------------------------------------------------
+
+REVIEW: dict[str, Any] = {
+    "budget": 500,
+    "per": "window",
+    "random": 0.3,
+    "borderline": 0.7,
+    "outliers": 0.5,
+    "lease": "1h30m",
+    "seed": 7,
+    "abstain": {
+        "band": {"low": 0.4, "high": 0.6},
+        "explore": 0.01,
+        "response": {
+            "status": 503,
+            "body": {"abstained": True, "why": ["unsure", 0.5, None]},
+            "headers": {"X-Foo": "bar", "Retry-After": "5"},
+        },
+    },
+}
+
+
+def test_a_review_section_is_read_whole() -> None:
+    assert parse_monitor(monitor(review=REVIEW)).spec.review == ReviewSpec(
+        budget=500.0,
+        per="window",
+        random=0.3,
+        borderline=0.7,
+        outliers=0.5,
+        abstain=AbstainSpec(
+            low=0.4,
+            high=0.6,
+            explore=0.01,
+            response=AbstainResponse(
+                status=503,
+                body='{"abstained":true,"why":["unsure",0.5,null]}',
+                headers=(("X-Foo", "bar"), ("Retry-After", "5")),
+            ),
+        ),
+        lease=5400.0,
+        seed=7,
+    )
+
+
+def test_a_review_without_options_gets_every_default() -> None:
+    assert parse_monitor(monitor()).spec.review is None
+    spec = parse_monitor(
+        monitor(review={"budget": 100, "abstain": {"band": {"low": 0.5, "high": 0.5}}})
+    )
+    assert spec.spec.review == ReviewSpec(
+        budget=100.0,
+        abstain=AbstainSpec(low=0.5, high=0.5, explore=0.0, response=AbstainResponse()),
+    )
+    assert spec.spec.review.per_day == 100.0
+    assert spec.spec.review.abstain.response.body == '{"abstained":true}'  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("given", "split"),
+    [
+        ({}, (1.0, 0.0)),
+        ({"random": 0.25}, (0.25, 0.75)),
+        ({"borderline": 0.25}, (0.75, 0.25)),
+        ({"random": 0.3, "borderline": 0.7}, (0.3, 0.7)),
+        ({"random": 0, "borderline": 1}, (0.0, 1.0)),
+        ({"random": 1, "borderline": 0}, (1.0, 0.0)),
+    ],
+)
+def test_random_and_borderline_split_the_budget(
+    given: dict[str, float], split: tuple[float, float]
+) -> None:
+    found = parse_monitor(monitor(review={"budget": 10, **given})).spec.review
+    assert found is not None
+    assert (found.random, found.borderline) == pytest.approx(split)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"a": [1, 2.5, None, "é"]}, "I don't know", 0, None, [], True],
+)
+def test_an_abstain_body_is_any_json_rendered_compact(body: Any) -> None:
+    review_ = {"budget": 1, "abstain": {"band": {"low": 0, "high": 1}, "response": {"body": body}}}
+    found = parse_monitor(monitor(review=review_)).spec.review
+    assert found is not None
+    assert found.abstain is not None
+    rendered = found.abstain.response.body
+    if body is None:  # a null field is an absent one
+        assert rendered == '{"abstained":true}'
+    else:
+        assert " " not in rendered.replace("I don't know", "")
+        assert json.loads(rendered) == body
+
+
+def test_a_body_of_the_largest_size_is_taken() -> None:
+    text = "x" * (MAX_ABSTAIN_BODY - 2)  # and its two quotes
+    review_ = {"budget": 1, "abstain": {"band": {"low": 0, "high": 1}, "response": {"body": text}}}
+    found = parse_monitor(monitor(review=review_)).spec.review
+    assert found is not None
+    assert found.abstain is not None
+    assert len(found.abstain.response.body) == MAX_ABSTAIN_BODY
+
+
+BAND = {"low": 0.4, "high": 0.6}
+RESPONSE = "spec.review.abstain.response"
+SET_BY_SIDECAR = (
+    "is set by the sidecar; the response may not set x-prediction-id, x-truthloop-abstain, "
+    "content-length, transfer-encoding, connection"
+)
+
+
+@pytest.mark.parametrize(
+    ("review_", "expected"),
+    [
+        ({}, ["spec.review.budget: required"]),
+        ({"budget": 0}, ["spec.review.budget: must be > 0 and <= 1e+07, got 0"]),
+        ({"budget": 1e7 + 1}, ["spec.review.budget: must be > 0 and <= 1e+07, got 10000001.0"]),
+        ({"budget": "500"}, ['spec.review.budget: expected a number, got "500"']),
+        (
+            {"budget": 1, "per": "week"},
+            ['spec.review.per: expected one of: day, window; got "week"'],
+        ),
+        ({"budget": 1, "random": 1.5}, ["spec.review.random: must be between 0 and 1, got 1.5"]),
+        (
+            {"budget": 1, "borderline": -0.1},
+            ["spec.review.borderline: must be between 0 and 1, got -0.1"],
+        ),
+        (
+            {"budget": 1, "random": 0.5, "borderline": 0.6},
+            [
+                "spec.review.borderline: random and borderline split the budget: they sum to 1, "
+                "got 0.5 + 0.6"
+            ],
+        ),
+        ({"budget": 1, "outliers": 1}, ["spec.review.outliers: must be >= 0 and < 1, got 1"]),
+        ({"budget": 1, "outliers": -0.5}, ["spec.review.outliers: must be >= 0 and < 1, got -0.5"]),
+        ({"budget": 1, "lease": "9s"}, ["spec.review.lease: must be at least 10s, got 9s"]),
+        ({"budget": 1, "lease": "0s"}, ["spec.review.lease: must be at least 10s, got 0s"]),
+        ({"budget": 1, "lease": "1d1s"}, ["spec.review.lease: must be at most 1d, got 1d1s"]),
+        (
+            {"budget": 1, "lease": 60},
+            ["spec.review.lease: expected a duration like 90s, 2m, 24h, 7d or 1h30m, got 60"],
+        ),
+        ({"budget": 1, "seed": -1}, ["spec.review.seed: must be at least 0, got -1"]),
+        ({"budget": 1, "seed": 1.5}, ["spec.review.seed: expected an integer, got 1.5"]),
+        (
+            {"budget": 1, "seed": 2**63},
+            [f"spec.review.seed: must be at most {2**63 - 1}, got {2**63}"],
+        ),
+        (
+            {"budget": 1, "extra": 1},
+            [
+                "spec.review.extra: unknown field; expected one of: budget, per, random, "
+                "borderline, outliers, lease, seed, abstain"
+            ],
+        ),
+        ({"budget": 1, "abstain": {}}, ["spec.review.abstain.band: required"]),
+        (
+            {"budget": 1, "abstain": {"band": {"low": 0.4}}},
+            ["spec.review.abstain.band.high: required"],
+        ),
+        (
+            {"budget": 1, "abstain": {"band": {"low": 0.6, "high": 0.4}}},
+            ["spec.review.abstain.band.high: must be at least low (0.6), got 0.4"],
+        ),
+        (
+            {"budget": 1, "abstain": {"band": {"low": -0.1, "high": 1.1}}},
+            [
+                "spec.review.abstain.band.low: must be between 0 and 1, got -0.1",
+                "spec.review.abstain.band.high: must be between 0 and 1, got 1.1",
+            ],
+        ),
+        (
+            {"budget": 1, "abstain": {"band": BAND, "explore": 1}},
+            ["spec.review.abstain.explore: must be >= 0 and < 1, got 1"],
+        ),
+        (
+            {"budget": 1, "abstain": {"band": BAND, "response": {"status": 199}}},
+            ["spec.review.abstain.response.status: must be at least 200, got 199"],
+        ),
+        (
+            {"budget": 1, "abstain": {"band": BAND, "response": {"status": 600}}},
+            ["spec.review.abstain.response.status: must be at most 599, got 600"],
+        ),
+        (
+            {"budget": 1, "abstain": {"band": BAND, "response": {"body": float("nan")}}},
+            [f"{RESPONSE}.body: expected JSON: Out of range float values are not JSON compliant"],
+        ),
+        (
+            {"budget": 1, "abstain": {"band": BAND, "response": {"body": "x" * MAX_ABSTAIN_BODY}}},
+            [f"{RESPONSE}.body: must be at most 65536 bytes as JSON, got {MAX_ABSTAIN_BODY + 2}"],
+        ),
+        (
+            {"budget": 1, "abstain": {"band": BAND, "response": {"headers": ["X-Foo"]}}},
+            ["spec.review.abstain.response.headers: expected an object, got a list"],
+        ),
+        (
+            {
+                "budget": 1,
+                "abstain": {
+                    "band": BAND,
+                    "response": {"headers": {f"X-{i}": "v" for i in range(33)}},
+                },
+            },
+            ["spec.review.abstain.response.headers: must have at most 32 headers, got 33"],
+        ),
+        (
+            {
+                "budget": 1,
+                "abstain": {
+                    "band": BAND,
+                    "response": {
+                        "headers": {
+                            "X Foo": "a",
+                            "x-prediction-id": "b",
+                            "Content-Length": "1",
+                            "X-Truthloop-Abstain": "false",
+                            "X-A": "line\nbreak",
+                            "X-B": 5,
+                            "X-C": None,
+                            "x-d": "1",
+                            "X-D": "2",
+                        }
+                    },
+                },
+            },
+            [
+                f'{RESPONSE}.headers["X Foo"]: expected an HTTP header name, got "X Foo"',
+                f"{RESPONSE}.headers.x-prediction-id: x-prediction-id {SET_BY_SIDECAR}",
+                f"{RESPONSE}.headers.Content-Length: Content-Length {SET_BY_SIDECAR}",
+                f"{RESPONSE}.headers.X-Truthloop-Abstain: X-Truthloop-Abstain {SET_BY_SIDECAR}",
+                f'{RESPONSE}.headers.X-A: must not contain control characters, got "line\\nbreak"',
+                f"{RESPONSE}.headers.X-B: expected a string, got 5",
+                f"{RESPONSE}.headers.X-C: expected a string, got null",
+                f"{RESPONSE}.headers.X-D: duplicate: {RESPONSE}.headers.x-d names this header",
+            ],
+        ),
+        (
+            {"budget": 1, "abstain": {"band": BAND, "response": {"headers": {"X-A": "é"}}}},
+            [f'{RESPONSE}.headers.X-A: expected a header value of printable ASCII, got "é"'],
+        ),
+    ],
+)
+def test_bad_review_settings_are_named_by_path(
+    review_: dict[str, Any], expected: list[str]
+) -> None:
+    assert errors(monitor(review=review_)) == expected
+
+
+def test_every_review_problem_is_reported_at_once() -> None:
+    found = errors(
+        monitor(
+            task="regression",
+            review={
+                "budget": -1,
+                "random": 2,
+                "lease": "1s",
+                "abstain": {"band": {"low": 0.9, "high": 0.1}, "response": {"status": 404.5}},
+            },
+        )
+    )
+    assert [e.split(":")[0] for e in found] == [
+        "spec.review.budget",
+        "spec.review.random",
+        "spec.review.abstain",
+        "spec.review.abstain.band.high",
+        "spec.review.abstain.response.status",
+        "spec.review.lease",
+    ]
+
+
+def test_abstaining_needs_a_classifier_answering_one_row() -> None:
+    abstain = {"budget": 1, "abstain": {"band": BAND}}
+    assert errors(monitor(task="regression", review=abstain)) == [
+        "spec.review.abstain: only for a classifier: a regression model has no score to abstain on"
+    ]
+    batch = {
+        "prediction": {"pointer": ""},
+        "batch": {"instances": "/instances", "predictions": "/predictions"},
+    }
+    assert errors(monitor(capture=batch, review=abstain)) == [
+        "spec.review.abstain: only without spec.capture.batch: the sidecar answers for a whole "
+        "response, and a batch holds many records"
+    ]
+    assert parse_monitor(monitor(task="multiclass", review=abstain)).spec.review is not None
+    # without abstain, review takes any task and a batch
+    assert parse_monitor(
+        monitor(task="regression", capture=batch, review={"budget": 1})
+    ).spec.review
+
+
+def test_reviewed_names_are_one_table_for_the_spec_and_the_estimator() -> None:
+    assert review.REVIEWED_NAMES is metrics.REVIEWED_NAMES
+    for task, names in metrics.REVIEWED_NAMES.items():
+        assert set(names) <= set(metrics.METRIC_NAMES[task])
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_a_reviewed_alert_reads_a_metric_the_reviews_estimate(task: str) -> None:
+    alerts = [
+        {"name": f"a{i}", "metric": metric, "below": 0.5, "source": "reviewed"}
+        for i, metric in enumerate(metrics.REVIEWED_NAMES[task])
+    ]
+    spec = parse_monitor(monitor(task=task, review={"budget": 50}, alerts=alerts)).spec
+    assert [a.key for a in spec.alerts] == [f"reviewed:{m}" for m in metrics.REVIEWED_NAMES[task]]
+    assert all(counts_labels(a.key) for a in spec.alerts)
+    others = [m for m in metrics.METRIC_NAMES[task] if m not in metrics.REVIEWED_NAMES[task]]
+    for metric in others:
+        (found,) = errors(
+            monitor(
+                task=task,
+                review={"budget": 50},
+                alerts=[{"name": "x", "metric": metric, "below": 0.5, "source": "reviewed"}],
+            )
+        )
+        assert found == (
+            f'spec.alerts[0].metric: "{metric}" has no estimate from reviewed labels (source '
+            f"reviewed); expected one of: {', '.join(metrics.REVIEWED_NAMES[task])}"
+        )
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            {"alerts": [{"name": "x", "metric": "accuracy", "below": 0.5, "source": "reviewed"}]},
+            [
+                "spec.alerts[0].source: reviewed needs spec.review: the review queue whose "
+                "labels it reads"
+            ],
+        ),
+        (
+            {
+                "review": {"budget": 1},
+                "alerts": [
+                    {"name": "x", "metric": "drift_share", "above": 0.5, "source": "reviewed"}
+                ],
+            },
+            [
+                "spec.alerts[0].source: reviewed is for a model metric; a drift metric needs "
+                "no labels"
+            ],
+        ),
+        (
+            {
+                "review": {"budget": 1},
+                "metrics": {"cost": {"falsePositive": 1, "falseNegative": 2}},
+                "alerts": [{"name": "x", "metric": "cost", "above": 0.5, "source": "reviewed"}],
+            },
+            [
+                'spec.alerts[0].metric: "cost" has no estimate from reviewed labels (source '
+                "reviewed); expected one of: accuracy, precision, recall, f1, specificity, "
+                "balanced_accuracy"
+            ],
+        ),
+        (
+            {"alerts": [{"name": "x", "metric": "cost", "above": 0.5, "source": "reviewed"}]},
+            [
+                "spec.alerts[0].metric: cost needs spec.metrics.cost: what a mistake costs",
+                "spec.alerts[0].source: reviewed needs spec.review: the review queue whose labels "
+                "it reads",
+            ],
+        ),
+    ],
+)
+def test_a_reviewed_alert_needs_the_review_queue(spec: dict[str, Any], expected: list[str]) -> None:
+    assert errors(monitor(**spec)) == expected

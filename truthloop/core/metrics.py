@@ -117,6 +117,17 @@ ESTIMATED_NAMES: Mapping[Task, tuple[str, ...]] = MappingProxyType(
 estimated or auto names one of these (brier score and log loss need each row's score; MAPE and
 R² no loss model predicts)."""
 
+REVIEWED_NAMES: Mapping[Task, tuple[str, ...]] = MappingProxyType(
+    {
+        "binary": ("accuracy", "precision", "recall", "f1", "specificity", "balanced_accuracy"),
+        "multiclass": ("accuracy",),
+        "regression": ("mae", "rmse", "mean_error"),
+    }
+)
+"""The metrics `core.review` estimates from reviewed labels, by task: an alert with `source`
+reviewed names one of these (here, not in `core.review`, so the spec can check alerts without
+importing what imports it)."""
+
 AUXILIARY_NAMES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "binary": ("approval_rate",),

@@ -50,6 +50,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from truthloop.core.metrics import REVIEWED_NAMES as REVIEWED_NAMES
 from truthloop.core.profile import Reference
 from truthloop.core.records import PredictionRecord
 from truthloop.core.spec import AbstainSpec, Monitor, ReviewSpec
@@ -239,14 +240,6 @@ def estimate(
     """Each metric `REVIEWED_NAMES[task]` of a window's summed counters; `{}` when the window
     holds no review counter, a metric with `value` None when nothing was reviewed."""
     raise NotImplementedError
-
-
-REVIEWED_NAMES: Mapping[Task, tuple[str, ...]] = {
-    "binary": ("accuracy", "precision", "recall", "f1", "specificity", "balanced_accuracy"),
-    "multiclass": ("accuracy",),
-    "regression": ("mae", "rmse", "mean_error"),
-}
-"""The metrics the reviewed labels estimate (and alerts may read with `source: reviewed`)."""
 
 
 def aipw(

@@ -29,7 +29,8 @@ holds the two to the same verdict on a corpus of monitors):
   `feature_drift` and `missing_ratio` and only with them, one of `spec.features` when those are
   declared, never a reserved column (`prediction`, `score`, `actual`, `ts`); `source` realized
   (default), estimated or auto, the last two only for a model metric the task's estimator gives
-  (`metrics.ESTIMATED_NAMES`);
+  (`metrics.ESTIMATED_NAMES`), or reviewed, only with `spec.review` and for a metric the reviewed
+  labels estimate (`metrics.REVIEWED_NAMES`);
 - features: at most `MAX_FEATURES` (100), unique names of `profile.FEATURE_NAME` (no `:`, so
   they fit sketch keys) that are not reserved columns, a pointer (default `/<name>`), a type;
 - drift: `share` in (0, 1] (0.5); `reference` a period `{from, to}` of RFC 3339 timestamps with
@@ -40,9 +41,17 @@ holds the two to the same verdict on a corpus of monitors):
   are declared;
 - fallback: at most 64 rules, the last one and only the last without `when`; mode `engaged` needs
   rules, and so does a non-empty `engageOn` (an engaged fallback would have nothing to serve);
-  `engageOn` names alerts and defaults to all of them.
+  `engageOn` names alerts and defaults to all of them;
+- review: `budget` in (0, `MAX_REVIEW_BUDGET`] items `per` day (default) or window; `random` and
+  `borderline` in [0, 1] summing to 1 when both are given (one given, the other is the rest;
+  neither, random 1), `outliers` in [0, 1), `lease` 10s to 1d (10m), `seed` an integer >= 0;
+  `abstain` only for a classifier without `capture.batch`: a `band` `{low, high}` in [0, 1],
+  low <= high, `explore` in [0, 1), a `response` with `status` 200-599 (200), any JSON `body`
+  (`{"abstained": true}`) and at most `MAX_ABSTAIN_HEADERS` `headers` of string values.
 Checked here only, as a CRD cannot: that the rules compile (`celrules.check_rules`: every bad rule,
-with its column), and the names in metadata and the label keys of `matchLabels`.
+with its column), the names in metadata and the label keys of `matchLabels`, and of the abstain
+response the header names (HTTP tokens, none the sidecar sets itself: `RESERVED_HEADERS`, in any
+case, each once) and the body's size as JSON (at most `MAX_ABSTAIN_BODY` bytes).
 
 Durations are seconds (float); `format_duration` tells them back in the same grammar. Time is
 never read here.
@@ -240,8 +249,9 @@ def is_drift_key(key: str) -> bool:
 AlertSource = Literal["realized", "estimated", "auto", "reviewed"]
 ALERT_SOURCES: tuple[AlertSource, ...] = ("realized", "estimated", "auto", "reviewed")
 """What an alert on a model metric reads: the realized metric (labeled predictions), its
-estimate before labels (`core.estimate`, from every prediction of the window), or `auto`: the
-realized metric once the window holds `minSamples` labeled predictions, the estimate before."""
+estimate before labels (`core.estimate`, from every prediction of the window), `auto`: the
+realized metric once the window holds `minSamples` labeled predictions, the estimate before, or
+`reviewed`: the estimate from the review queue's labels (`core.review`, with `spec.review`)."""
 
 
 def counts_labels(key: str) -> bool:
@@ -527,7 +537,7 @@ class _Text:
 _ROOT_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
 _SPEC_FIELDS = (
     "selector", "model", "port", "modelPortEnv", "restartExisting", "task", "threshold",
-    "capture", "feedback", "metrics", "alerts", "fallback", "features", "drift",
+    "capture", "feedback", "metrics", "alerts", "fallback", "features", "drift", "review",
 )  # fmt: skip
 _FEATURE_FIELDS = ("name", "pointer", "type")
 _DRIFT_FIELDS = ("share", "reference", "overrides")
@@ -550,6 +560,10 @@ _CELL_FIELDS = ("actual", "predicted", "cost")
 _ALERT_FIELDS = ("name", "metric", "feature", "below", "above", "for", "source")
 _FALLBACK_FIELDS = ("mode", "engageOn", "recoverAfter", "rules")
 _RULE_FIELDS = ("when", "prediction")
+_REVIEW_FIELDS = ("budget", "per", "random", "borderline", "outliers", "lease", "seed", "abstain")
+_ABSTAIN_FIELDS = ("band", "explore", "response")
+_BAND_FIELDS = ("low", "high")
+_RESPONSE_FIELDS = ("status", "body", "headers")
 
 _OPERATORS: tuple[Operator, ...] = ("In", "NotIn", "Exists", "DoesNotExist")
 _MATCH_POLICIES: tuple[MatchPolicy, ...] = ("latest", "all")
@@ -593,6 +607,7 @@ _PORT_NAME = _Text(
     "or a number 1-65535",
 )
 _HEADER = _Text(256, re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+"), "an HTTP header name", 1)
+_HEADER_VALUE = _Text(4096, re.compile(r"[\x20-\x7e]*"), "a header value of printable ASCII")
 _ENV_NAME = _Text(
     256, re.compile(r"[A-Za-z_][A-Za-z0-9_]*"), "an environment variable name like PORT", 1
 )
@@ -654,6 +669,7 @@ def _spec(read: _Reader, obj: object, path: str) -> MonitorSpec | None:
         fallback=_fallback(read, spec, path, alerts),
         features=features,
         drift=_drift(read, spec, path, features, known),
+        review=_review(read, spec, path, known, capture),
     )
 
 
@@ -935,6 +951,7 @@ def _alerts(
     section = spec.get("metrics")
     priced = isinstance(section, Mapping) and section.get("cost") is not None
     known = (*metrics.METRIC_NAMES.get(task, ()), *DRIFT_METRICS) if task is not None else None
+    reviewing = spec.get("review") is not None
     declared = spec.get("features")
     features = (  # an empty list declares none: the features are discovered
         {f.get("name") for f in declared if isinstance(f, Mapping)}
@@ -962,17 +979,26 @@ def _alerts(
         if ("below" in alert) == ("above" in alert):
             read.fail(where, "exactly one of below or above")
         for_ = read.duration(alert, where, "for", positive=False, default=0.0, most=MAX_HOLD)
-        source = _alert_source(read, alert, where, metric, task)
+        source = _alert_source(read, alert, where, metric, task, reviewing=reviewing, priced=priced)
         if name is not None and metric is not None:
             alerts.append(AlertSpec(name, metric, below, above, for_, feature, source))
     return tuple(alerts)
 
 
 def _alert_source(
-    read: _Reader, alert: Mapping[str, object], path: str, metric: str | None, task: Task | None
+    read: _Reader,
+    alert: Mapping[str, object],
+    path: str,
+    metric: str | None,
+    task: Task | None,
+    *,
+    reviewing: bool,
+    priced: bool,
 ) -> AlertSource:
     """The alert's `source` (realized by default): estimated or auto only for a metric the
-    task's estimator gives (`metrics.ESTIMATED_NAMES`; a drift metric needs no labels)."""
+    task's estimator gives (`metrics.ESTIMATED_NAMES`; a drift metric needs no labels), reviewed
+    only with `spec.review` (`reviewing`) and for a metric the reviewed labels estimate
+    (`metrics.REVIEWED_NAMES`; not the cost, which `priced` says the spec has)."""
     source = read.choice(alert, path, "source", ALERT_SOURCES) or "realized"
     if source == "realized" or metric is None:
         return source
@@ -982,12 +1008,20 @@ def _alert_source(
             f"{source} is for a model metric; a drift metric needs no labels",
         )
         return "realized"
-    estimated = metrics.ESTIMATED_NAMES.get(task, ()) if task is not None else None
+    if source == "reviewed" and not reviewing:
+        read.fail(
+            fieldpath.child(path, "source"),
+            "reviewed needs spec.review: the review queue whose labels it reads",
+        )
+    names = metrics.REVIEWED_NAMES if source == "reviewed" else metrics.ESTIMATED_NAMES
+    estimated = names.get(task, ()) if task is not None else None
     known = metrics.METRIC_NAMES.get(task, ()) if task is not None else ()
-    if estimated is not None and metric in known and metric not in estimated:
+    cost = priced and metric == COST and source == "reviewed"
+    if estimated is not None and (metric in known or cost) and metric not in estimated:
+        said = "from reviewed labels" if source == "reviewed" else "before labels"
         read.fail(
             fieldpath.child(path, "metric"),
-            f"{_show(metric)} has no estimate before labels (source {source}); "
+            f"{_show(metric)} has no estimate {said} (source {source}); "
             f"expected one of: {', '.join(estimated)}",
         )
     return source
@@ -1225,6 +1259,153 @@ def _compile(read: _Reader, parsed: tuple[FallbackRule, ...], path: str) -> None
         read.fail(fieldpath.child(fieldpath.item(path, e.index), e.field), where + e.message)
 
 
+# -- review ----------------------------------------------------------------------------------------
+
+MAX_REVIEW_BUDGET = 1e7
+"""The most items a `spec.review.budget` may ask for (per day or per window)."""
+MAX_ABSTAIN_BODY = 64 * 1024
+"""The longest abstain response body, in bytes of its compact JSON."""
+MAX_ABSTAIN_HEADERS = 32
+RESERVED_HEADERS = (
+    "x-prediction-id", "x-truthloop-abstain", "content-length", "transfer-encoding", "connection",
+)  # fmt: skip
+"""Headers (lower-cased) an abstain response may not set: the sidecar sets them itself."""
+_LEASE_BOUNDS = (10.0, 86400.0)
+_SHARE_TOLERANCE = 1e-9
+"""How far from 1 `random + borderline` may be (decimal shares like 0.3 + 0.7 are not exact)."""
+
+
+def _review(
+    read: _Reader, spec: Mapping[str, object], path: str, task: Task | None, capture: CaptureSpec
+) -> ReviewSpec | None:
+    """`spec.review`: the budget and its split, the outlier stratum, the lease, the seed and the
+    abstain band (None without the section)."""
+    where = fieldpath.child(path, "review")
+    review = read.open(spec, path, "review", _REVIEW_FIELDS)
+    if review is None:
+        return None
+    if "budget" not in review:
+        read.fail(fieldpath.child(where, "budget"), "required")
+    budget = read.number(review, where, "budget", low=0.0, high=MAX_REVIEW_BUDGET, low_open=True)
+    random = read.number(review, where, "random", low=0.0, high=1.0)
+    borderline = read.number(review, where, "borderline", low=0.0, high=1.0)
+    if (
+        random is not None
+        and borderline is not None
+        and abs(random + borderline - 1.0) > _SHARE_TOLERANCE
+    ):
+        read.fail(fieldpath.child(where, "borderline"), "random and borderline split the budget: "
+                  f"they sum to 1, got {random:g} + {borderline:g}")  # fmt: skip
+    if random is None:
+        random = 1.0 - (borderline or 0.0)
+    if borderline is None:
+        borderline = 1.0 - random
+    low, high = _LEASE_BOUNDS
+    found = ReviewSpec(
+        budget=budget or 1.0,
+        per=read.choice(review, where, "per", REVIEW_PER) or "day",
+        random=random,
+        borderline=borderline,
+        outliers=read.number(
+            review, where, "outliers", low=0.0, high=1.0, high_open=True, default=0.0
+        ),
+        abstain=_abstain(read, review, where, task, capture),
+        lease=read.duration(
+            review, where, "lease", positive=False, default=600.0, most=high, least=low
+        ),
+        seed=read.integer(review, where, "seed", low=0, high=2**63 - 1) or 0,
+    )
+    return found if budget is not None else None
+
+
+def _abstain(
+    read: _Reader,
+    review: Mapping[str, object],
+    path: str,
+    task: Task | None,
+    capture: CaptureSpec,
+) -> AbstainSpec | None:
+    """`review.abstain`: a classifier's score band and explore share, and what it answers."""
+    where = fieldpath.child(path, "abstain")
+    abstain = read.open(review, path, "abstain", _ABSTAIN_FIELDS)
+    if abstain is None:
+        return None
+    if task == "regression":
+        read.fail(where, "only for a classifier: a regression model has no score to abstain on")
+    if capture.batch is not None:
+        read.fail(where, "only without spec.capture.batch: the sidecar answers for a whole "
+                  "response, and a batch holds many records")  # fmt: skip
+    band_path = fieldpath.child(where, "band")
+    band = read.open(abstain, where, "band", _BAND_FIELDS, required=True)
+    low = high = None
+    if band is not None:
+        for key in _BAND_FIELDS:
+            if key not in band:
+                read.fail(fieldpath.child(band_path, key), "required")
+        low = read.number(band, band_path, "low", low=0.0, high=1.0)
+        high = read.number(band, band_path, "high", low=0.0, high=1.0)
+        if low is not None and high is not None and low > high:
+            read.fail(fieldpath.child(band_path, "high"), f"must be at least low ({low:g}), got "
+                      f"{high:g}")  # fmt: skip
+    explore = read.number(abstain, where, "explore", low=0.0, high=1.0, high_open=True, default=0.0)
+    response = _abstain_response(read, abstain, where)
+    if low is None or high is None:
+        return None
+    return AbstainSpec(low=low, high=high, explore=explore, response=response)
+
+
+def _abstain_response(read: _Reader, abstain: Mapping[str, object], path: str) -> AbstainResponse:
+    """`abstain.response`: its status, its body rendered once as compact JSON, its headers."""
+    where = fieldpath.child(path, "response")
+    response = read.open(abstain, path, "response", _RESPONSE_FIELDS)
+    if response is None:
+        return AbstainResponse()
+    status = read.integer(response, where, "status", low=200, high=599) or 200
+    body = AbstainResponse().body
+    if "body" in response:
+        body_path = fieldpath.child(where, "body")
+        try:
+            text = json.dumps(
+                response["body"], ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            )
+        except (TypeError, ValueError, RecursionError) as e:
+            read.fail(body_path, f"expected JSON: {e}")
+        else:
+            size = len(text.encode())
+            if size > MAX_ABSTAIN_BODY:
+                read.fail(body_path, f"must be at most {MAX_ABSTAIN_BODY} bytes as JSON, got "
+                          f"{size}")  # fmt: skip
+            else:
+                body = text
+    return AbstainResponse(status=status, body=body, headers=_headers(read, response, where))
+
+
+def _headers(
+    read: _Reader, response: Mapping[str, object], path: str
+) -> tuple[tuple[str, str], ...]:
+    """`response.headers`: at most `MAX_ABSTAIN_HEADERS`, HTTP names (each once, in any case),
+    none of `RESERVED_HEADERS`, printable values."""
+    where = fieldpath.child(path, "headers")
+    headers = read.open(response, path, "headers", None)
+    if headers is None:
+        return ()
+    if len(headers) > MAX_ABSTAIN_HEADERS:
+        read.fail(where, f"must have at most {MAX_ABSTAIN_HEADERS} headers, got {len(headers)}")
+    found: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for name, value in headers.items():
+        at = fieldpath.child(where, name)
+        checked = read.check_text(value, at, _HEADER_VALUE)
+        if read.check_text(name, at, _HEADER) is None:
+            continue
+        if name.lower() in RESERVED_HEADERS:
+            read.fail(at, f"{name} is set by the sidecar; the response may not set "
+                      f"{', '.join(RESERVED_HEADERS)}")  # fmt: skip
+        elif read.unique(seen, name.lower(), at, at, "names this header") and checked is not None:
+            found.append((name, checked))
+    return tuple(found)
+
+
 # -- typed reading with every error collected ------------------------------------------------------
 
 
@@ -1458,6 +1639,7 @@ class _Reader:
         low: float | None = ...,
         high: float | None = ...,
         low_open: bool = ...,
+        high_open: bool = ...,
         default: float,
     ) -> float: ...
 
@@ -1471,6 +1653,7 @@ class _Reader:
         low: float | None = ...,
         high: float | None = ...,
         low_open: bool = ...,
+        high_open: bool = ...,
         default: None = ...,
     ) -> float | None: ...
 
@@ -1483,6 +1666,7 @@ class _Reader:
         low: float | None = None,
         high: float | None = None,
         low_open: bool = False,
+        high_open: bool = False,
         default: float | None = None,
     ) -> float | None:
         value = obj.get(key)
@@ -1499,12 +1683,17 @@ class _Reader:
             if low_open and not low < value <= high:
                 self.fail(where, f"must be > {low:g} and <= {high:g}, got {_show(value)}")
                 return default
+            if high_open and not low <= value < high:
+                self.fail(where, f"must be >= {low:g} and < {high:g}, got {_show(value)}")
+                return default
             if not low <= value <= high:
                 self.fail(where, f"must be between {low:g} and {high:g}, got {_show(value)}")
                 return default
         return float(value)
 
-    def integer(self, obj: Mapping[str, object], path: str, key: str, *, low: int) -> int | None:
+    def integer(
+        self, obj: Mapping[str, object], path: str, key: str, *, low: int, high: int | None = None
+    ) -> int | None:
         value = obj.get(key)
         if value is None:
             return None
@@ -1514,6 +1703,8 @@ class _Reader:
             self.fail(where, f"expected an integer, got {_show(value)}")
         elif number < low:
             self.fail(where, f"must be at least {low}, got {_show(value)}")
+        elif high is not None and number > high:
+            self.fail(where, f"must be at most {high}, got {_show(value)}")
         else:
             return number
         return None
@@ -1527,6 +1718,7 @@ class _Reader:
         positive: bool,
         default: float,
         most: float,
+        least: float = 0.0,
     ) -> float:
         value = obj.get(key)
         if value is None:
@@ -1545,6 +1737,9 @@ class _Reader:
             return default
         if positive and seconds == 0:
             self.fail(where, "must be longer than 0s")
+            return default
+        if seconds < least:
+            self.fail(where, f"must be at least {format_duration(least)}, got {value}")
             return default
         if self.bounded and seconds > most:
             self.fail(where, f"must be at most {format_duration(most)}, got {value}")
