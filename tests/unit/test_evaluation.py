@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
+import pytest
 
-from truthloop.core import estimate, evaluation, metrics
+from truthloop.core import estimate, evaluation, metrics, review
 from truthloop.core.evaluation import ALL_VERSIONS
 from truthloop.core.join import PREDICTIONS_KEY
 
@@ -118,3 +120,28 @@ def test_the_estimable_metrics_are_those_the_estimator_gives() -> None:
     assert set(metrics.ESTIMATED_NAMES["regression"]) <= set(metrics.METRIC_NAMES["regression"])
     for task, names in metrics.ESTIMATED_NAMES.items():
         assert set(names) <= set(metrics.METRIC_NAMES[task])
+
+
+def test_a_window_with_review_counters_carries_what_the_reviewed_labels_estimate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the review counters reach `review.estimate`, only when the window has some; the
+    answer is shown with its `n`, and alerts read it as `reviewed:<metric>` with n samples."""
+    read: list[dict[str, float]] = []
+
+    def estimated(task: str, counters: dict[str, float], confidence: float = 0.95) -> Any:
+        read.append(counters)
+        return {"accuracy": review.Reviewed(0.8, 0.7, 0.9, int(counters[review.key("rev", "1")]))}
+
+    monkeypatch.setattr(review, "estimate", estimated)
+    counters = {PREDICTIONS_KEY: 100, "tp": 3, review.key("n", "1"): 100, review.key("rev", "1"): 7}
+    found = evaluation.evaluate("binary", counters)
+    assert read == [{review.key("n", "1"): 100, review.key("rev", "1"): 7}]
+    assert found.reviewed == {"accuracy": review.Reviewed(0.8, 0.7, 0.9, 7)}
+    assert (found.samples, found.labeled) == (100, 3)  # review counters are no labels
+    assert found.to_dict()["reviewed"] == {
+        "accuracy": {"value": 0.8, "lower": 0.7, "upper": 0.9, "n": 7}
+    }
+    assert evaluation.alert_values(found, 5)["reviewed:accuracy"] == (0.8, 7)
+    assert evaluation.evaluate("binary", {PREDICTIONS_KEY: 100, "tp": 3}).reviewed == {}
+    assert len(read) == 1, "a window without review counters is not estimated"

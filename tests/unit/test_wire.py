@@ -31,6 +31,15 @@ STATE = wire.MonitorState(
         profiled=4,
         prediction=True,
     ),
+    review=wire.ReviewSummary(
+        enabled=True,
+        status="under_traffic",
+        message="the traffic fills 320 of the 500 a day",
+        budget_per_day=500.0,
+        expected_per_day=320.0,
+        depth=12,
+        oldest=45.0,
+    ),
 )
 
 
@@ -69,6 +78,15 @@ def test_the_state_on_the_wire() -> None:
             "prediction": True,
             "reason": None,
         },
+        "review": {
+            "enabled": True,
+            "status": "under_traffic",
+            "message": "the traffic fills 320 of the 500 a day",
+            "budget_per_day": 500.0,
+            "expected_per_day": 320.0,
+            "depth": 12,
+            "oldest": 45.0,
+        },
     }
     assert msgspec.json.decode(msgspec.json.encode(STATE), type=wire.MonitorState) == STATE
 
@@ -84,6 +102,7 @@ def test_the_status_is_the_state_with_the_window_in_camel_case() -> None:
     assert (shown["observedGeneration"], shown["stateVersion"]) == (3, 17)
     assert (shown["fallback"], shown["alerts"]) == (json_of(STATE.fallback), json_of(STATE.alerts))
     assert shown["drift"] == json_of(STATE.drift)
+    assert shown["review"] == json_of(STATE.review)
     view = {"apiVersion": "truthloop.dev/v1alpha1", "metadata": {"name": "churn",
             "namespace": "ml", "uid": "u"}, "spec": {}, "status": status}  # fmt: skip
     read = msgspec.json.decode(msgspec.json.encode(view), type=wire.MonitorView)
@@ -123,6 +142,7 @@ def test_a_reader_ignores_fields_it_does_not_know_and_defaults_those_it_misses()
     state = msgspec.json.decode(msgspec.json.encode(older), type=wire.MonitorState)
     assert (state.alerts, state.external, state.capture) == ((), (), wire.CaptureState())
     assert state.drift == wire.DriftSummary(status="no_reference")
+    assert state.review == wire.ReviewSummary(enabled=False)
     assert state.fallback == wire.FallbackState(active=False, mode="auto")
 
 

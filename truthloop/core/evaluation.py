@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from truthloop.core import cost as costs
-from truthloop.core import metrics, sketch, wire
+from truthloop.core import metrics, review, sketch, wire
 from truthloop.core.join import PREDICTIONS_KEY
 from truthloop.core.spec import CostSpec
 from truthloop.core.tasks import Task
@@ -36,6 +36,17 @@ Estimator = Callable[[str, Sequence[metrics.Counters]], Sequence[Estimates]]
 version's records), one mapping per window, `{}` when nothing is estimated."""
 
 
+class Interval(Protocol):
+    """A metric's value and interval: a realized or estimated one, or a reviewed one."""
+
+    @property
+    def value(self) -> float | None: ...
+    @property
+    def lower(self) -> float | None: ...
+    @property
+    def upper(self) -> float | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Evaluated:
     """One group's window: predictions, labeled ones, and every metric with its interval."""
@@ -45,6 +56,9 @@ class Evaluated:
     metrics: Mapping[str, metrics.Estimate]
     estimated: Estimates = field(default_factory=dict)
     """The metrics estimated from the window's predictions before labels (`core.estimate`)."""
+    reviewed: Mapping[str, review.Reviewed] = field(default_factory=dict)
+    """The metrics the window's reviewed labels estimate (`core.review.estimate`); `{}` for a
+    window without review counters."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,10 +66,19 @@ class Evaluated:
             "labeled": self.labeled,
             "metrics": _shown(self.metrics),
             "estimated": _shown(self.estimated),
+            "reviewed": {
+                name: {"value": r.value, "lower": r.lower, "upper": r.upper, "n": r.n}
+                for name, r in self.reviewed.items()
+            },
         }
 
+    def estimates(self) -> tuple[tuple[str, Mapping[str, Interval]], ...]:
+        """The metrics estimated otherwise than from the labels, by source: `estimated` (before
+        labels) and `reviewed` (from the reviewed labels)."""
+        return (("estimated", self.estimated), ("reviewed", self.reviewed))
 
-def _shown(found: Estimates) -> dict[str, dict[str, float | None]]:
+
+def _shown(found: Mapping[str, Interval]) -> dict[str, dict[str, float | None]]:
     return {
         name: {"value": e.value, "lower": e.lower, "upper": e.upper} for name, e in found.items()
     }
@@ -66,12 +89,15 @@ def alert_values(model: Evaluated, min_samples: int) -> dict[str, tuple[float | 
     the samples behind it: a realized metric by its name (labeled predictions), its estimate as
     `estimated:<metric>` (the window's predictions) and as `auto:<metric>` the realized one once
     the window holds `min_samples` labeled predictions (or when there is no estimate), the
-    estimate before."""
+    estimate before; the reviewed labels' estimate as `reviewed:<metric>` with the reviewed
+    records as samples (so `minSamples` counts reviews)."""
     found: dict[str, tuple[float | None, int]] = {
         name: (e.value, model.labeled) for name, e in model.metrics.items()
     }
     for name, e in model.estimated.items():
         found[f"estimated:{name}"] = (e.value, model.samples)
+    for name, r in model.reviewed.items():
+        found[f"reviewed:{name}"] = (r.value, r.n)
     for name in {*model.metrics, *model.estimated}:
         guess = model.estimated.get(name)
         if model.labeled >= min_samples or guess is None:
@@ -90,13 +116,25 @@ def label_counters(counters: metrics.Counters) -> dict[str, float]:
 
 def evaluate(task: Task, counters: metrics.Counters, cost: CostSpec | None = None) -> Evaluated:
     """One group's counters evaluated (`label_counters`); with a `cost` (`spec.metrics.cost`),
-    also what the labeled predictions cost (`core.cost`: `cost`, `cost_total`)."""
+    also what the labeled predictions cost (`core.cost`: `cost`, `cost_total`); with review
+    counters, what the reviewed labels estimate."""
     samples = int(counters.get(PREDICTIONS_KEY, 0))
     labels = label_counters(counters)
     found = metrics.evaluate(task, labels)
     if cost is not None:
         found.update(costs.realized(task, labels, cost))
-    return Evaluated(samples, metrics.samples(labels), found)
+    reviewed = review_counters(counters)
+    return Evaluated(
+        samples,
+        metrics.samples(labels),
+        found,
+        reviewed=review.estimate(task, reviewed) if reviewed else {},
+    )
+
+
+def review_counters(counters: metrics.Counters) -> dict[str, float]:
+    """The review counters of a window (`core.review`), what `review.estimate` reads."""
+    return {k: v for k, v in counters.items() if review.is_counter(k)}
 
 
 def evaluate_groups(

@@ -209,15 +209,17 @@ class MonitorStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     samples: int = 0
     labeled: int = 0
     metrics: dict[str, float | None] = msgspec.field(default_factory=dict)
-    """`accuracy`, `accuracyLower`, `accuracyUpper`, ... and the estimates before labels
-    (`accuracyEstimated`, `accuracyEstimatedLower`, `accuracyEstimatedUpper`); null where
-    undefined."""
+    """`accuracy`, `accuracyLower`, `accuracyUpper`, ... the estimates before labels
+    (`accuracyEstimated`, `accuracyEstimatedLower`, `accuracyEstimatedUpper`) and from the
+    reviewed labels (`accuracyReviewed`, ...); null where undefined."""
     fallback: FallbackState
     alerts: tuple[AlertState, ...] = ()
     observed_generation: int
     state_version: int
     capture: CaptureState = msgspec.field(default_factory=CaptureState)
     drift: DriftSummary = msgspec.field(default_factory=DriftSummary)
+    review: ReviewSummary = msgspec.field(default_factory=ReviewSummary)
+    """The review queue (`spec.review`): the design's status, budget, depth."""
 
     @classmethod
     def of(
@@ -240,6 +242,7 @@ class MonitorStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
             state_version=state.version,
             capture=state.capture,
             drift=state.drift,
+            review=state.review,
         )
 
 

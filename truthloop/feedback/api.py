@@ -167,10 +167,12 @@ def monitor_view(engine: Engine, key: str) -> dict[str, Any]:
         metrics[metric] = estimate.value
         metrics[metric + "Lower"] = estimate.lower
         metrics[metric + "Upper"] = estimate.upper
-    for metric, estimate in model.estimated.items():
-        metrics[metric + "Estimated"] = estimate.value
-        metrics[metric + "EstimatedLower"] = estimate.lower
-        metrics[metric + "EstimatedUpper"] = estimate.upper
+    for source, found in model.estimates():
+        for metric, interval in found.items():
+            name = metric + source.capitalize()
+            metrics[name] = interval.value
+            metrics[name + "Lower"] = interval.lower
+            metrics[name + "Upper"] = interval.upper
     status = wire.MonitorStatus.of(
         state, samples=model.samples, labeled=model.labeled, metrics=metrics
     )
@@ -327,6 +329,7 @@ def metrics_view(key: str, found: WindowMetrics, served_by: str | None) -> dict[
         "labeled": headline["labeled"],
         "metrics": headline["metrics"],
         "estimated": headline["estimated"],
+        "reviewed": headline["reviewed"],
         "served_by": by_served,
     }
     if found.series is not None:

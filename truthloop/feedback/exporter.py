@@ -8,9 +8,10 @@ sum over every version), plus `served_by` where model and fallback are told apar
 
 `truthloop_model_metric{metric, bound}` holds the realized metrics and, for the model's groups
 of a monitor whose reference estimates them (`core.estimate`), the estimates with
-`source="estimated"`. The realized series keep the labels they always had (no `source`), so
-their history and the queries on them go on; a query that must not see estimates says
-`source=""` (or `source!="estimated"`).
+`source="estimated"`, and for a monitor with `spec.review` what the reviewed labels estimate
+(`core.review`) with `source="reviewed"`. The realized series keep the labels they always had
+(no `source`), so their history and the queries on them go on; a query that must not see
+estimates says `source=""`.
 
 Drift (the monitor's window against its reference, `version="*"`: the model's records of every
 version compared with the default reference; `version="v2"`: a version with a reference of its
@@ -47,9 +48,6 @@ MONITOR_LABELS = ["namespace", "monitor", "model"]
 GROUP_LABELS = [*MONITOR_LABELS, "version", "served_by"]
 VERSION_LABELS = [*MONITOR_LABELS, "version"]
 ALL_VERSIONS_LABEL = "*"
-ESTIMATED = "estimated"
-"""The `source` label of an estimated metric's series; a realized metric's have no `source`
-label (as before estimates existed: their series go on, and `source=""` selects them)."""
 
 
 class FeedbackCollector(Collector):
@@ -75,7 +73,7 @@ class FeedbackCollector(Collector):
         metric = GaugeMetricFamily(
             "truthloop_model_metric",
             "Windowed model metric with its confidence interval (source=estimated: estimated"
-            " before labels).",
+            " before labels; source=reviewed: from the reviewed labels).",
             labels=[*metric_labels, "bound"],
         )
         samples = GaugeMetricFamily(
@@ -128,18 +126,19 @@ class FeedbackCollector(Collector):
                         value = getattr(estimate, bound)
                         if value is not None:
                             metric.add_metric([*group, name, bound], value)
-                for name, estimate in evaluated.estimated.items():
-                    labels = dict(zip(metric_labels, [*group, name], strict=True))
-                    for bound in ("value", "lower", "upper"):
-                        value = getattr(estimate, bound)
-                        if value is not None:
-                            metric.samples.append(
-                                Sample(
-                                    metric.name,
-                                    {**labels, "bound": bound, "source": ESTIMATED},
-                                    value,
+                for source, found in evaluated.estimates():
+                    for name, interval in found.items():
+                        labels = dict(zip(metric_labels, [*group, name], strict=True))
+                        for bound in ("value", "lower", "upper"):
+                            value = getattr(interval, bound)
+                            if value is not None:
+                                metric.samples.append(
+                                    Sample(
+                                        metric.name,
+                                        {**labels, "bound": bound, "source": source},
+                                        value,
+                                    )
                                 )
-                            )
             state = snapshot.state
             fallback.add_metric(base, 1.0 if state.fallback_active else 0.0)
             for alert in state.to_dict()["alerts"]:
