@@ -265,3 +265,121 @@ def test_an_alert_s_source_as_the_apiserver_checks_it(
     body["spec"]["fallback"]["engageOn"] = ["a0"]
     said = [] if refusal is None else ["spec.alerts[0].source: ", refusal]
     _same_verdict(control_plane, body, said, "spec.alerts[0].source: ")
+
+
+REVIEW: dict[str, Any] = {
+    "budget": 500,
+    "random": 0.3,
+    "borderline": 0.7,
+    "outliers": 0.5,
+    "lease": "10m",
+    "abstain": {
+        "band": {"low": 0.4, "high": 0.6},
+        "explore": 0.01,
+        "response": {
+            "status": 503,
+            "body": {"abstained": True, "why": [1, None, "unsure"]},
+            "headers": {f"X-{i}": "v" for i in range(32)},
+        },
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "refusal", "error"),
+    [
+        ({}, None, None),
+        ({"lease": "10s"}, None, None),
+        ({"lease": "1d"}, None, None),
+        ({"abstain": None, "random": None}, None, None),
+        (
+            {"lease": "9s"},
+            ["spec.review.lease: Invalid value", "at least 10s"],
+            "spec.review.lease",
+        ),
+        (
+            {"lease": "24h1s"},
+            ["spec.review.lease: Invalid value", "at most 1d"],
+            "spec.review.lease",
+        ),
+        (
+            {"random": 0.5},
+            ["spec.review.borderline: Invalid value", "they sum to 1"],
+            "spec.review.borderline",
+        ),
+        (
+            {"abstain": {"band": {"low": 0.6, "high": 0.4}}},
+            ["spec.review.abstain.band.high: Invalid value", "at least low"],
+            "spec.review.abstain.band.high",
+        ),
+        (
+            {"abstain": {**REVIEW["abstain"], "response": {"headers": {"X-A": "a\nb"}}}},
+            ["spec.review.abstain.response.headers.X-A"],
+            "spec.review.abstain.response.headers.X-A",
+        ),
+        ({"budget": 0}, ["spec.review.budget"], "spec.review.budget"),
+    ],
+)
+def test_a_review_as_the_apiserver_checks_it(
+    control_plane: ControlPlane,
+    crd: str,
+    changes: dict[str, Any],
+    refusal: list[str] | None,
+    error: str | None,
+) -> None:
+    """spec.review's schema and rules run in the real apiserver (the most headers, and 32
+    reviewed alerts, within its CEL cost budget), with spec.py's verdict at the field."""
+    body = monitor_body(namespace="default")
+    review = {**REVIEW, **changes}
+    body["spec"]["review"] = {k: v for k, v in review.items() if v is not None}
+    body["spec"]["alerts"] = [
+        {"name": f"a{i}", "metric": "balanced_accuracy", "below": 0.8, "source": "reviewed"}
+        for i in range(32)
+    ]
+    body["spec"]["fallback"]["engageOn"] = ["a0"]
+    found = _same_verdict(control_plane, body, refusal or (), error and f"{error}: ")
+    if found is not None:
+        assert [e.path for e in found.errors] == [error]
+
+
+@pytest.mark.parametrize(
+    ("spec", "refusal", "error"),
+    [
+        ({"task": "regression"}, "spec.review.abstain: Invalid value", "spec.review.abstain"),
+        (
+            {
+                "capture": {
+                    "prediction": {"pointer": ""},
+                    "batch": {"instances": "/i", "predictions": "/p"},
+                }
+            },
+            "spec.review.abstain: Invalid value",
+            "spec.review.abstain",
+        ),
+        ({"review": None}, "source reviewed needs spec.review", "spec.alerts[0].source"),
+        (
+            {"alerts": [{"name": "a0", "metric": "roc_auc", "below": 0.8, "source": "reviewed"}]},
+            "source reviewed needs spec.review",
+            "spec.alerts[0].metric",
+        ),
+    ],
+)
+def test_review_across_fields_as_the_apiserver_checks_it(
+    control_plane: ControlPlane, crd: str, spec: dict[str, Any], refusal: str, error: str
+) -> None:
+    """The rules that read more than spec.review: abstain for a classifier without a batch, and
+    an alert with source reviewed."""
+    body = monitor_body(namespace="default")
+    body["spec"]["review"] = REVIEW
+    body["spec"]["alerts"] = [
+        {"name": "a0", "metric": "accuracy", "below": 0.8, "source": "reviewed"}
+    ]
+    body["spec"]["fallback"]["engageOn"] = ["a0"]
+    for key, value in spec.items():
+        if value is None:
+            body["spec"].pop(key)
+        else:
+            body["spec"][key] = value
+    found = _same_verdict(control_plane, body, [refusal], f"{error}: ")
+    assert found is not None
+    assert error in [e.path for e in found.errors]

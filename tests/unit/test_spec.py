@@ -1163,8 +1163,8 @@ SET_BY_SIDECAR = (
         ({"budget": 1, "seed": -1}, ["spec.review.seed: must be at least 0, got -1"]),
         ({"budget": 1, "seed": 1.5}, ["spec.review.seed: expected an integer, got 1.5"]),
         (
-            {"budget": 1, "seed": 2**63},
-            [f"spec.review.seed: must be at most {2**63 - 1}, got {2**63}"],
+            {"budget": 1, "seed": 2**32},
+            [f"spec.review.seed: must be at most {2**32 - 1}, got {2**32}"],
         ),
         (
             {"budget": 1, "extra": 1},

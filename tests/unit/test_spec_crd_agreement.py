@@ -17,7 +17,9 @@ also be spec.py's: parsing the apiserver-defaulted object gives the same `Monito
   its task's estimator gives): a CRD rule can see the task only from `spec`,
   so its message could name only `spec.alerts` (a messageExpression naming the alert is over the
   apiserver's cost budget, even `string(1)` is), and it would hide the validating webhook's
-  `spec.alerts[1].metric: "rmse" is not a metric of a binary model; expected one of: ...`.
+  `spec.alerts[1].metric: "rmse" is not a metric of a binary model; expected one of: ...`;
+- of an abstain response, the header names (map keys again: HTTP tokens, not one the sidecar
+  sets, each once in any case) and the size of the body as JSON (a CEL rule cannot render it).
 """
 
 from __future__ import annotations
@@ -904,6 +906,173 @@ CASES += [
     ("cost a list", patched(C, {"spec.metrics.cost": [BINARY_COST]}), False),
 ]
 
+REVIEW: dict[str, Any] = {
+    "budget": 500,
+    "per": "day",
+    "random": 0.3,
+    "borderline": 0.7,
+    "outliers": 0.5,
+    "lease": "10m",
+    "seed": 0,
+    "abstain": {
+        "band": {"low": 0.4, "high": 0.6},
+        "explore": 0.01,
+        "response": {"status": 200, "body": {"abstained": True}, "headers": {"X-Foo": "bar"}},
+    },
+}
+REVIEWED = patched(C, {"spec.review": REVIEW})
+
+
+def reviewed_alert(base: dict[str, Any], metric: str, **changes: Any) -> dict[str, Any]:
+    alert = {"name": "r", "metric": metric, "below": 0.8, "source": "reviewed"}
+    return patched(base, {"spec.alerts": [alert], "spec.fallback.engageOn": DELETE, **changes})
+
+
+REVIEW_CASES: list[tuple[str, dict[str, Any], bool]] = [
+    ("review whole", REVIEWED, True),
+    ("review budget alone", patched(C, {"spec.review": {"budget": 1}}), True),
+    ("review per window", patched(REVIEWED, {"spec.review.per": "window"}), True),
+    ("review random alone", patched(C, {"spec.review": {"budget": 1, "random": 0.2}}), True),
+    ("review borderline alone", patched(C, {"spec.review": {"budget": 1, "borderline": 1}}), True),
+    (
+        "review split 0.1 + 0.9",
+        patched(REVIEWED, {"spec.review.random": 0.1, "spec.review.borderline": 0.9}),
+        True,
+    ),
+    ("review budget 1e7", patched(REVIEWED, {"spec.review.budget": 10_000_000}), True),
+    ("review budget fraction", patched(REVIEWED, {"spec.review.budget": 0.5}), True),
+    ("review lease 10s", patched(REVIEWED, {"spec.review.lease": "10s"}), True),
+    ("review lease 1d", patched(REVIEWED, {"spec.review.lease": "23h60m"}), True),
+    ("review seed large", patched(REVIEWED, {"spec.review.seed": 2**32 - 1}), True),
+    (
+        "review band a point",
+        patched(REVIEWED, {"spec.review.abstain.band": {"low": 0.5, "high": 0.5}}),
+        True,
+    ),
+    (
+        "review band whole",
+        patched(REVIEWED, {"spec.review.abstain.band": {"low": 0, "high": 1}}),
+        True,
+    ),
+    ("abstain response empty", patched(REVIEWED, {"spec.review.abstain.response": {}}), True),
+    ("abstain without response", patched(REVIEWED, {"spec.review.abstain.response": DELETE}), True),
+    (
+        "abstain body a string",
+        patched(REVIEWED, {"spec.review.abstain.response.body": "unsure"}),
+        True,
+    ),
+    (
+        "abstain body a list",
+        patched(REVIEWED, {"spec.review.abstain.response.body": [1, {"a": None}]}),
+        True,
+    ),
+    ("abstain body a number", patched(REVIEWED, {"spec.review.abstain.response.body": 0}), True),
+    ("abstain status 599", patched(REVIEWED, {"spec.review.abstain.response.status": 599}), True),
+    (
+        "abstain on multiclass",
+        patched(IRIS, {"spec.capture.batch": DELETE, "spec.review": REVIEW}),
+        True,
+    ),
+    ("review on a batch", patched(IRIS, {"spec.review": {"budget": 5}}), True),
+    ("review on regression", patched(PRICE, {"spec.review": {"budget": 5, "outliers": 0.1}}), True),
+    *[
+        (
+            f"reviewed alert on {metric} of {base}",
+            reviewed_alert(BASES[base], metric, **{"spec.review": {"budget": 1}}),
+            True,
+        )
+        for base, metric in (
+            ("churn", "accuracy"),
+            ("churn", "balanced_accuracy"),
+            ("iris", "accuracy"),
+            ("price", "mean_error"),
+        )
+    ],
+    # -- invalid --
+    ("review without budget", patched(C, {"spec.review": {"per": "day"}}), False),
+    ("review budget 0", patched(REVIEWED, {"spec.review.budget": 0}), False),
+    ("review budget past 1e7", patched(REVIEWED, {"spec.review.budget": 10_000_001}), False),
+    ("review budget a string", patched(REVIEWED, {"spec.review.budget": "500"}), False),
+    ("review per week", patched(REVIEWED, {"spec.review.per": "week"}), False),
+    ("review split over 1", patched(REVIEWED, {"spec.review.random": 0.5}), False),
+    ("review split under 1", patched(REVIEWED, {"spec.review.borderline": 0.5}), False),
+    ("review random past 1", patched(C, {"spec.review": {"budget": 1, "random": 1.5}}), False),
+    ("review outliers 1", patched(REVIEWED, {"spec.review.outliers": 1}), False),
+    ("review outliers negative", patched(REVIEWED, {"spec.review.outliers": -0.1}), False),
+    ("review lease 9s", patched(REVIEWED, {"spec.review.lease": "9s"}), False),
+    ("review lease 0s", patched(REVIEWED, {"spec.review.lease": "0s"}), False),
+    ("review lease past 1d", patched(REVIEWED, {"spec.review.lease": "1d1s"}), False),
+    ("review lease huge", patched(REVIEWED, {"spec.review.lease": "99999999999d"}), False),
+    ("review lease a number", patched(REVIEWED, {"spec.review.lease": 600}), False),
+    ("review seed negative", patched(REVIEWED, {"spec.review.seed": -1}), False),
+    ("review seed 2^32", patched(REVIEWED, {"spec.review.seed": 2**32}), False),
+    ("review seed a fraction", patched(REVIEWED, {"spec.review.seed": 0.5}), False),
+    ("review unknown field", patched(REVIEWED, {"spec.review.queue": "a"}), False),
+    ("review a list", patched(C, {"spec.review": [REVIEW]}), False),
+    ("abstain without band", patched(REVIEWED, {"spec.review.abstain.band": DELETE}), False),
+    (
+        "abstain band without high",
+        patched(REVIEWED, {"spec.review.abstain.band": {"low": 0.4}}),
+        False,
+    ),
+    (
+        "abstain band reversed",
+        patched(REVIEWED, {"spec.review.abstain.band": {"low": 0.6, "high": 0.4}}),
+        False,
+    ),
+    ("abstain band past 1", patched(REVIEWED, {"spec.review.abstain.band.high": 1.5}), False),
+    ("abstain explore 1", patched(REVIEWED, {"spec.review.abstain.explore": 1}), False),
+    ("abstain unknown field", patched(REVIEWED, {"spec.review.abstain.share": 0.1}), False),
+    ("abstain status 199", patched(REVIEWED, {"spec.review.abstain.response.status": 199}), False),
+    ("abstain status 600", patched(REVIEWED, {"spec.review.abstain.response.status": 600}), False),
+    (
+        "abstain status a string",
+        patched(REVIEWED, {"spec.review.abstain.response.status": "200"}),
+        False,
+    ),
+    (
+        "abstain header not a string",
+        patched(REVIEWED, {"spec.review.abstain.response.headers": {"X-A": 1}}),
+        False,
+    ),
+    (
+        "abstain header with a newline",
+        patched(REVIEWED, {"spec.review.abstain.response.headers": {"X-A": "a\nb"}}),
+        False,
+    ),
+    (
+        "abstain headers a list",
+        patched(REVIEWED, {"spec.review.abstain.response.headers": ["X-A"]}),
+        False,
+    ),
+    (
+        "abstain 33 headers",
+        patched(
+            REVIEWED, {"spec.review.abstain.response.headers": {f"X-{i}": "v" for i in range(33)}}
+        ),
+        False,
+    ),
+    ("abstain on regression", patched(PRICE, {"spec.review": REVIEW}), False),
+    ("abstain with a batch", patched(IRIS, {"spec.review": REVIEW}), False),
+    ("reviewed alert without review", reviewed_alert(C, "accuracy"), False),
+    ("reviewed alert on roc_auc", reviewed_alert(REVIEWED, "roc_auc"), False),
+    (
+        "reviewed alert on macro_f1",
+        reviewed_alert(IRIS, "macro_f1", **{"spec.review": {"budget": 1}}),
+        False,
+    ),
+    ("reviewed alert on r2", reviewed_alert(PRICE, "r2", **{"spec.review": {"budget": 1}}), False),
+    ("reviewed alert on drift", reviewed_alert(REVIEWED, "drift_share"), False),
+    (
+        "reviewed alert on cost",
+        reviewed_alert(
+            REVIEWED, "cost", **{"spec.metrics.cost": {"falsePositive": 1, "falseNegative": 1}}
+        ),
+        False,
+    ),
+]
+CASES += REVIEW_CASES
+
 # -- what only spec.py checks: (id, object, path of spec.py's error) ------------------------------
 
 SPEC_ONLY: list[tuple[str, dict[str, Any], str]] = [
@@ -970,6 +1139,26 @@ SPEC_ONLY: list[tuple[str, dict[str, Any], str]] = [
         "bad matchLabels key",
         patched(C, {"spec.selector.matchLabels": {"app name": "x"}}),
         'spec.selector.matchLabels["app name"]',
+    ),
+    *[
+        (
+            f"abstain header {why}",
+            patched(REVIEWED, {"spec.review.abstain.response.headers": headers}),
+            f"spec.review.abstain.response.headers{at}",
+        )
+        for why, headers, at in (
+            ("name with a space", {"X Foo": "a"}, '["X Foo"]'),
+            ("name empty", {"": "a"}, '[""]'),
+            ("X-Prediction-ID", {"X-Prediction-ID": "a"}, ".X-Prediction-ID"),
+            ("x-truthloop-abstain", {"x-truthloop-abstain": "false"}, ".x-truthloop-abstain"),
+            ("Connection", {"Connection": "close"}, ".Connection"),
+            ("twice in two cases", {"X-A": "1", "x-a": "2"}, ".x-a"),
+        )
+    ],
+    (
+        "abstain body past 64 KiB",
+        patched(REVIEWED, {"spec.review.abstain.response.body": {"a": "x" * 65536}}),
+        "spec.review.abstain.response.body",
     ),
 ]
 
@@ -1156,6 +1345,28 @@ MUTATIONS: dict[str, list[Any]] = {
         [{"feature": "income", "threshold": 0.2}],
         [{"feature": "tenure"}],
         [{"feature": "tenure", "threshold": 0.1}, {"feature": "tenure", "method": "psi"}],
+    ],
+    "spec.review": [
+        DELETE,
+        {},
+        {"budget": 1},
+        REVIEW,
+        {"budget": 1, "random": 0.4, "borderline": 0.6},
+        {"budget": 1, "random": 0.4, "borderline": 0.5},
+        {"budget": 1, "abstain": {"band": {"low": 0.2, "high": 0.1}}},
+        {"budget": -1},
+        "x",
+    ],
+    "spec.review.budget": [3, 0, 1e8, "1"],
+    "spec.review.random": [0, 0.7, 1, 2],
+    "spec.review.lease": ["10s", "9s", "1d", "24h1s", "1m30s", "1", 10],
+    "spec.review.abstain": [DELETE, {}, {"band": {"low": 0, "high": 1}, "explore": 0.5}],
+    "spec.review.abstain.response": [
+        {},
+        {"status": 404, "body": None, "headers": {"X-A": "b"}},
+        {"status": 200.0},
+        {"body": [1]},
+        {"headers": {"Connection": "x"}},
     ],
     "spec.extra": [1],
 }

@@ -44,7 +44,7 @@ holds the two to the same verdict on a corpus of monitors):
   `engageOn` names alerts and defaults to all of them;
 - review: `budget` in (0, `MAX_REVIEW_BUDGET`] items `per` day (default) or window; `random` and
   `borderline` in [0, 1] summing to 1 when both are given (one given, the other is the rest;
-  neither, random 1), `outliers` in [0, 1), `lease` 10s to 1d (10m), `seed` an integer >= 0;
+  neither, random 1), `outliers` in [0, 1), `lease` 10s to 1d (10m), `seed` an integer in [0, 2^32);
   `abstain` only for a classifier without `capture.batch`: a `band` `{low, high}` in [0, 1],
   low <= high, `explore` in [0, 1), a `response` with `status` 200-599 (200), any JSON `body`
   (`{"abstained": true}`) and at most `MAX_ABSTAIN_HEADERS` `headers` of string values.
@@ -1270,6 +1270,7 @@ RESERVED_HEADERS = (
     "x-prediction-id", "x-truthloop-abstain", "content-length", "transfer-encoding", "connection",
 )  # fmt: skip
 """Headers (lower-cased) an abstain response may not set: the sidecar sets them itself."""
+MAX_SEED = 2**32 - 1
 _LEASE_BOUNDS = (10.0, 86400.0)
 _SHARE_TOLERANCE = 1e-9
 """How far from 1 `random + borderline` may be (decimal shares like 0.3 + 0.7 are not exact)."""
@@ -1313,7 +1314,7 @@ def _review(
         lease=read.duration(
             review, where, "lease", positive=False, default=600.0, most=high, least=low
         ),
-        seed=read.integer(review, where, "seed", low=0, high=2**63 - 1) or 0,
+        seed=read.integer(review, where, "seed", low=0, high=MAX_SEED) or 0,
     )
     return found if budget is not None else None
 
