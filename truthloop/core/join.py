@@ -81,7 +81,7 @@ class Row(msgspec.Struct, frozen=True, gc=False):
 
 
 def label_of(actual: Actual) -> Label:
-    return Label(value=actual.value, vote=actual.vote)
+    return Label(value=actual.value, vote=actual.vote, reviewer=actual.reviewer)
 
 
 def assumed_label(spec: MonitorSpec) -> Label | None:

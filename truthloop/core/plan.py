@@ -9,7 +9,8 @@ them, so the join semantics (`core.join`) and their bookkeeping are written once
   that arrive after their attribution window get `missingActual: assume`'s label, and every
   record counts as a prediction. The plan names new records by their index in the batch: a store
   looks their ids up only when the plan labels some.
-- `plan_actuals`: each actual labels the records it chooses among its candidates, or waits.
+- `plan_actuals`: each actual labels the records it chooses among its candidates, or waits; a
+  reviewer's label or decision also answers its review item (`core.queue`).
 - `plan_assumed`: the missing-actual sweep labels records left unlabeled past their window.
 
 A prediction_id actual that labeled only a fallback answer keeps waiting for the model's shadow
@@ -25,7 +26,7 @@ from typing import Protocol
 
 import msgspec
 
-from truthloop.core import join, metrics, sketch
+from truthloop.core import join, metrics, queue, review, sketch
 from truthloop.core.join import GroupKey, Labeling, Row
 from truthloop.core.records import Actual, ItemError, PredictionRecord
 from truthloop.core.spec import Monitor
@@ -90,6 +91,8 @@ class Plan:
     """Actuals whose label does not fit a prediction they matched: nothing may be stored."""
     matched: int = 0
     """Actuals that labeled something for the first time."""
+    reviews: tuple[queue.Item, ...] = ()
+    """Review items as the reviewers' answers leave them."""
 
 
 def by_monitor(records: Iterable[PredictionRecord]) -> dict[str, list[PredictionRecord]]:
@@ -107,6 +110,7 @@ def plan_arrivals(
     now: float,
     sketched: sketch.Sketched | None = None,
     stored: Sequence[int] | None = None,
+    selected: review.Selected | None = None,
 ) -> Plan:
     """The plan for a batch of records just stored (`batch`, whose refs are their indices).
 
@@ -114,11 +118,15 @@ def plan_arrivals(
     id or by entity), oldest first; a monitor with none may be left out. `sketched` is the
     sketch of the batch as it came (`sketch.sketch`, before it was stored: the outlier scores
     are stored with the records), of which `batch` holds the records at positions `stored`
-    (None: all): only theirs join the counter deltas, so a duplicate is not counted twice.
+    (None: all): only theirs join the counter deltas, so a duplicate is not counted twice;
+    `selected`, the batch's review selection (`review.select`), adds its counters alike.
     """
     deltas: dict[GroupKey, dict[str, float]] = {}
     if sketched is not None:
         deltas = sketched.deltas(stored)
+    if selected is not None:
+        for group, counters in selected.deltas(stored).items():
+            join.add(deltas, group, counters)
     by_monitor: dict[str, list[int]] = {}
     for index, record in enumerate(batch):
         bucket = (
@@ -201,18 +209,38 @@ def plan_actuals(
     known: Mapping[str, Known],
     candidates: Mapping[int, Sequence[Row]],
     now: float,
+    items: Mapping[tuple[int, str], queue.Item] | None = None,
 ) -> Plan:
     """The plan for a request's actuals; `candidates[i]` are the records actual `i` may label
-    (by id, or by entity and tag within its span), in arrival order, with their labels."""
+    (by id, or by entity and tag within its span), in arrival order, with their labels.
+
+    A reviewer's actual (`Actual.reviewer`) must name a model record (else the request is
+    refused: `queue.refusal`); it answers its review item, if any, of `items` (by monitor id and
+    prediction id), and counts in its reviewer's lifetime totals. A decision labels nothing."""
     labeling = Labeling()
     errors: list[ItemError] = []
     waiting: list[NewPending] = []
     totals: dict[Lifetime, dict[str, float]] = {}
+    answered: dict[tuple[int, str], queue.Item] = {}
     for index, actual in enumerate(actuals):
         registered = known[actual.monitor]
         mid, spec = registered.id, registered.monitor.spec
-        chosen = join.choose(actual, candidates.get(index, ()), spec)
+        rows = candidates.get(index, ())
         outcome = totals.setdefault((mid, "", ""), {})
+        if actual.reviewer is not None:
+            key = (mid, actual.prediction_id or "")
+            item = answered.get(key, (items or {}).get(key))
+            error = queue.refusal(index, actual, rows, item)
+            if error is not None:
+                errors.append(error)
+                continue
+            if item is not None:
+                answered[key] = queue.answer(item, actual, now)
+            counted = queue.total_key(queue.outcome(actual), actual.reviewer)
+            outcome[counted] = outcome.get(counted, 0.0) + 1.0
+            if actual.decision is not None:
+                continue
+        chosen = join.choose(actual, rows, spec)
         if not chosen:
             waiting.append(NewPending(mid, actual, join.expiry(now, spec)))
             outcome[ACTUALS_PENDING] = outcome.get(ACTUALS_PENDING, 0.0) + 1.0
@@ -228,6 +256,7 @@ def plan_actuals(
         waiting=tuple(waiting),
         errors=tuple(errors),
         matched=sum(int(c.get(ACTUALS_MATCHED, 0)) for c in totals.values()),
+        reviews=tuple(answered.values()),
     )
 
 

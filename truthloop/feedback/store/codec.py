@@ -1,37 +1,69 @@
 """Stored columns ⇄ values, the same for both SQL backends.
 
 Both keep a record's `prediction`, `actual` and `features` as JSON text and read its label as
-the columns `actual, vote, assumed` (SQLite keeps them in the record's row, PostgreSQL in a
-table of its own, NULL while unlabeled); a driver hands back `assumed`/`correct` as integers
-(SQLite) or booleans (PostgreSQL), so the converters take either; `vote` holds what the store
-wrote, a `Vote` or NULL. Row converters take the columns in the order of `ROW_COLUMNS` /
-`STORED_COLUMNS`: a backend passes a fetched row as `*row`.
+the columns `actual, vote, assumed, reviewer` (SQLite keeps them in the record's row, PostgreSQL
+in a table of its own, NULL while unlabeled); a driver hands back `assumed`/`correct`/
+`abstained` as integers (SQLite) or booleans (PostgreSQL), so the converters take either; `vote`
+holds what the store wrote, a `Vote` or NULL. Row converters take the columns in the order of
+`ROW_COLUMNS` / `STORED_COLUMNS` / `ITEM_COLUMNS`: a backend passes a fetched row as `*row`.
+
+The review queue (`review_items`) is the same table in both, and the statements on it that need
+no backend's own SQL are here, formatted with the backend's parameter markers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import msgspec
 import numpy as np
 
+from truthloop.core import queue, review
 from truthloop.core.join import Label, Row
 from truthloop.core.plan import NewPending, Waiting
 from truthloop.core.profile import Profile, Reference, ReferenceSource
 from truthloop.core.records import Actual, PredictionRecord, Vote
-from truthloop.core.spec import parse_monitor
-from truthloop.feedback.store.interface import Registered, StoredPrediction
+from truthloop.core.spec import Monitor, parse_monitor
+from truthloop.feedback.store.interface import (
+    DatasetQuery,
+    QueueStats,
+    Registered,
+    ReviewItem,
+    StoredPrediction,
+)
 
 ROW_COLUMNS = (
-    "id, prediction_id, served_by, model_version, ts, prediction, score, actual, vote, assumed"
+    "id, prediction_id, served_by, model_version, ts, prediction, score, actual, vote, assumed,"
+    " reviewer, review_pi, review_f, review_part, review_reason"
 )
 PENDING_COLUMNS = "id, prediction_id, entity_id, tag, ts, actual, vote, labeled"
 STORED_COLUMNS = (
     "id, prediction_id, served_by, model_version, entity_id, tag, ts, prediction, score, features,"
-    " actual, vote, assumed, correct, labeled_at, outlier"
+    " actual, vote, assumed, reviewer, correct, labeled_at, outlier, review_pi, review_reason,"
+    " abstained, (SELECT votes FROM review_items AS r WHERE r.monitor_id = predictions.monitor_id"
+    " AND r.prediction_id = predictions.prediction_id)"
 )
+PREDICTION_COLUMNS = (
+    "monitor_id",
+    "prediction_id",
+    "served_by",
+    "model_version",
+    "entity_id",
+    "tag",
+    "ts",
+    "prediction",
+    "score",
+    "features",
+    "outlier",
+    "review_pi",
+    "review_f",
+    "review_part",
+    "review_reason",
+    "abstained",
+)
+"""The `predictions` columns a new record fills, in `prediction_values` order."""
 REFERENCE_COLUMNS = "id, monitor_id, version, created, source"
 """A stored reference's columns but its profile (`references` reads the profile after them)."""
 
@@ -65,6 +97,99 @@ ALTER TABLE predictions ADD COLUMN outlier double precision;
 """The reference profiles (one per monitor and model version; a replaced one's id is never used
 again, `id` is formatted with the backend's never-reused key) and each record's outlier score:
 a migration of both stores."""
+
+REVIEW_TABLE = """
+ALTER TABLE predictions ADD COLUMN review_pi double precision;
+ALTER TABLE predictions ADD COLUMN review_f double precision;
+ALTER TABLE predictions ADD COLUMN review_part text;
+ALTER TABLE predictions ADD COLUMN review_reason text;
+ALTER TABLE predictions ADD COLUMN abstained {flag};
+ALTER TABLE {labels} ADD COLUMN reviewer text;
+CREATE TABLE review_items (
+    id {id},
+    monitor_id integer NOT NULL,
+    prediction_id text NOT NULL,
+    model_version text NOT NULL,
+    ts double precision NOT NULL,
+    queued double precision NOT NULL,
+    expires double precision NOT NULL,
+    reason text NOT NULL,
+    pi double precision NOT NULL,
+    state text NOT NULL DEFAULT 'open',
+    lease_until double precision,
+    leased_to text,
+    passed text NOT NULL DEFAULT '[]',
+    votes text NOT NULL DEFAULT '[]'
+);
+CREATE UNIQUE INDEX review_items_key ON review_items (monitor_id, prediction_id);
+CREATE INDEX review_items_lease ON review_items (monitor_id, state, queued);
+CREATE INDEX review_items_expires ON review_items (expires) WHERE state = 'open';
+"""
+"""Human review (a migration of both stores): a queued record's mark (`review.Mark`), whether
+the sidecar abstained, the reviewer of a label (`labels`: the table a label lives in; `flag` the
+backend's false-by-default boolean), and the queue, one item per queued model record (its
+prediction id), `passed` and `votes` as JSON lists."""
+
+ITEM_COLUMNS = (
+    "r.prediction_id, r.model_version, r.ts, p.prediction, p.score, p.features, p.outlier,"
+    " p.abstained, r.reason, r.pi, r.queued, r.lease_until, r.leased_to, r.votes"
+)
+"""A leased item (`r`) with its record (`p`), as `review_item` takes them."""
+
+
+def leased(items: str) -> str:
+    """The items of `items` (a table, or a statement's name for rows of one) with their
+    records, as `review_item` takes them (the caller adds which, and their order)."""
+    return (
+        f"SELECT {ITEM_COLUMNS} FROM {items} AS r JOIN predictions AS p"
+        " ON p.monitor_id = r.monitor_id AND p.prediction_id = r.prediction_id"
+        f" AND p.served_by = '{queue.REVIEWED_BY}'"
+    )
+
+
+def lease_order(table: str) -> str:
+    """The order items (of `table`, a name or alias) are leased in: abstained and explored ones
+    first, then the oldest."""
+    first = ", ".join(f"'{reason}'" for reason in queue.FIRST)
+    return f"{table}.reason NOT IN ({first}), {table}.queued, {table}.id"
+
+
+ITEM_STATE_COLUMNS = "id, state, lease_until, leased_to, passed, votes"
+"""An item as an answer changes it (`queue.Item`), after its prediction id."""
+QUEUE = (
+    "INSERT INTO review_items (monitor_id, prediction_id, model_version, ts, queued, expires,"
+    " reason, pi) VALUES ({0}, {1}, {2}, {3}, {4}, {5}, {6}, {7})"
+    " ON CONFLICT (monitor_id, prediction_id) DO NOTHING"
+)
+"""Queue an item (`item_values`), unless its prediction id is queued already."""
+ANSWER = (
+    "UPDATE review_items SET state = {0}, lease_until = {1}, leased_to = {2}, passed = {3},"
+    " votes = {4} WHERE id = {5}"
+)
+"""Store an answered item (`answered_values`)."""
+EXPIRE_REVIEWS = (
+    "UPDATE review_items SET state = 'expired', lease_until = NULL, leased_to = NULL"
+    " WHERE state = 'open' AND id IN (SELECT id FROM review_items"
+    " WHERE state = 'open' AND expires <= {0} ORDER BY expires LIMIT {1}) RETURNING monitor_id"
+)
+"""Close up to {1} open items past their expiry {0}; each one's monitor."""
+REVIEW_STATS = (
+    "SELECT monitor_id,"
+    " sum(CASE WHEN state = 'open' AND expires > {0} THEN 1 ELSE 0 END),"
+    " sum(CASE WHEN state = 'open' AND expires > {0} AND lease_until >= {0} THEN 1 ELSE 0 END),"
+    " min(CASE WHEN state = 'open' AND expires > {0} THEN queued END),"
+    " sum(CASE WHEN expires <= {0} AND expires > {1} THEN 1 ELSE 0 END)"
+    " FROM review_items WHERE state = 'open' OR (state = 'expired' AND expires > {1})"
+    " GROUP BY monitor_id"
+)
+"""Per monitor: open items not expired at {0}, those leased, the oldest queued, and those
+expired unreviewed since {1} (swept or not yet)."""
+UNQUEUE_GONE = (
+    "DELETE FROM review_items WHERE monitor_id = {0} AND ts < {1} AND NOT EXISTS (SELECT 1 FROM"
+    " predictions AS p WHERE p.monitor_id = review_items.monitor_id"
+    f" AND p.prediction_id = review_items.prediction_id AND p.served_by = '{queue.REVIEWED_BY}')"
+)
+"""Delete monitor {0}'s items of records from before {1} that retention deleted."""
 
 _encode = msgspec.json.Encoder().encode
 decode = msgspec.json.Decoder().decode
@@ -176,22 +301,32 @@ class Parsed:
         return out
 
 
-def label(actual: str | None, vote: Vote | None, assumed: Any) -> Label | None:
+def label(
+    actual: str | None, vote: Vote | None, assumed: Any, reviewer: str | None
+) -> Label | None:
     if actual is None and vote is None:
         return None
-    return Label(None if actual is None else decode(actual), vote, bool(assumed))
+    return Label(None if actual is None else decode(actual), vote, bool(assumed), reviewer)
 
 
-def label_columns(value: Label) -> tuple[str | None, str | None, bool]:
-    """(actual, vote, assumed) as stored."""
-    return (None if value.value is None else to_json(value.value), value.vote, value.assumed)
+def label_columns(value: Label) -> tuple[str | None, str | None, bool, str | None]:
+    """(actual, vote, assumed, reviewer) as stored."""
+    return (
+        None if value.value is None else to_json(value.value),
+        value.vote,
+        value.assumed,
+        value.reviewer,
+    )
 
 
 def prediction_values(
-    monitor_id: int, record: PredictionRecord, outlier: float | None = None
+    monitor_id: int,
+    record: PredictionRecord,
+    outlier: float | None = None,
+    mark: review.Mark | None = None,
 ) -> tuple[Any, ...]:
-    """A capture record as the `predictions` table's columns: monitor_id, prediction_id,
-    served_by, model_version, entity_id, tag, ts, prediction, score, features, outlier."""
+    """A capture record as the `predictions` table's `PREDICTION_COLUMNS`, with its outlier
+    score and its review mark when it was queued."""
     return (
         monitor_id,
         record.prediction_id,
@@ -204,7 +339,145 @@ def prediction_values(
         record.score,
         None if record.features is None else to_json(record.features),
         outlier,
+        *((None,) * 4 if mark is None else (mark.pi, mark.f, mark.part, mark.reason)),
+        record.abstained,
     )
+
+
+def selection(
+    records: Sequence[PredictionRecord],
+    monitors: Mapping[str, Registered],
+    designs: Mapping[int, review.Design] | None,
+    outliers: Sequence[float | None],
+) -> review.Selected | None:
+    """The batch's review selection (`review.select`), or None when none of its monitors has
+    `spec.review` (the usual case, which costs a set of the batch's monitor keys)."""
+    keys = {r.monitor for r in records}
+    if all(monitors[key].monitor.spec.review is None for key in keys):
+        return None
+    return review.select(records, monitors, designs or {}, outliers)
+
+
+def item_values(
+    monitor: Monitor, monitor_id: int, record: PredictionRecord, mark: review.Mark, now: float
+) -> tuple[Any, ...]:
+    """A queued record as a `review_items` row (`QUEUE`): it expires when its attribution
+    window does."""
+    return (
+        monitor_id,
+        record.prediction_id,
+        record.model_version,
+        record.ts,
+        now,
+        record.ts + monitor.spec.feedback.attribution_window,
+        mark.reason,
+        mark.pi,
+    )
+
+
+def queued_values(
+    records: Sequence[PredictionRecord],
+    monitors: Mapping[str, Registered],
+    selected: review.Selected | None,
+    stored: Sequence[int],
+    now: float,
+) -> list[tuple[Any, ...]]:
+    """The `review_items` rows of the stored records (`stored`: their positions) selected."""
+    if selected is None:
+        return []
+    out = []
+    for position, mark in selected.queued(stored):
+        record = records[position]
+        registered = monitors[record.monitor]
+        out.append(item_values(registered.monitor, registered.id, record, mark, now))
+    return out
+
+
+def item(
+    ref: int,
+    state: queue.State,
+    lease_until: float | None,
+    leased_to: str | None,
+    passed: str,
+    votes: str,
+) -> queue.Item:
+    """An item from `ITEM_STATE_COLUMNS`."""
+    return queue.Item(
+        ref, state, lease_until, leased_to, tuple(decode(passed)), queue.decode_votes(votes)
+    )
+
+
+def answered_values(answered: queue.Item) -> tuple[Any, ...]:
+    """An answered item as `ANSWER`'s parameters."""
+    return (
+        answered.state,
+        answered.lease_until,
+        answered.leased_to,
+        to_json(answered.passed),
+        to_json(answered.votes),
+        answered.ref,
+    )
+
+
+def review_item(
+    prediction_id: str,
+    model_version: str,
+    ts: float,
+    prediction: str,
+    score: float | None,
+    features: str | None,
+    outlier: float | None,
+    abstained: Any,
+    reason: review.Reason,
+    pi: float,
+    queued: float,
+    lease_until: float | None,
+    leased_to: str | None,
+    votes: str,
+) -> ReviewItem:
+    """A leased item from `ITEM_COLUMNS`."""
+    return ReviewItem(
+        prediction_id,
+        model_version,
+        ts,
+        decode(prediction),
+        score,
+        None if features is None else decode(features),
+        outlier,
+        bool(abstained),
+        reason,
+        pi,
+        queued,
+        lease_until,
+        leased_to,
+        queue.decode_votes(votes),
+    )
+
+
+def queue_stats(rows: Iterable[Iterable[Any]]) -> dict[int, QueueStats]:
+    """`REVIEW_STATS`'s rows per monitor id."""
+    return {
+        mid: QueueStats(int(depth), int(leased), oldest, int(expired))
+        for mid, depth, leased, oldest, expired in rows
+    }
+
+
+def expired_by_monitor(rows: Iterable[Iterable[Any]]) -> dict[int, int]:
+    """How many of `EXPIRE_REVIEWS`'s rows each monitor has."""
+    out: dict[int, int] = {}
+    for (mid,) in rows:
+        out[mid] = out.get(mid, 0) + 1
+    return out
+
+
+def review_filters(query: DatasetQuery) -> str:
+    """The SQL conditions (both backends) of a dataset query's `reviewed` and `abstained`."""
+    sql = ""
+    if query.reviewed is not None:
+        sql += f" AND reviewer IS {'NOT ' if query.reviewed else ''}NULL"
+    if query.abstained is not None:
+        sql += f" AND {'' if query.abstained else 'NOT '}abstained"
+    return sql
 
 
 def pending_values(pending: NewPending) -> tuple[Any, ...]:
@@ -254,6 +527,11 @@ def row(
     actual: str | None,
     vote: Vote | None,
     assumed: Any,
+    reviewer: str | None,
+    pi: float | None,
+    f: float | None,
+    part: str | None,
+    reason: review.Reason | None,
 ) -> Row:
     return Row(
         ref,
@@ -263,7 +541,8 @@ def row(
         ts,
         decode(prediction),
         score,
-        label(actual, vote, assumed),
+        label(actual, vote, assumed, reviewer),
+        None if pi is None else review.Mark(pi, f or 0.0, part or "", reason or "random"),
     )
 
 
@@ -281,9 +560,14 @@ def stored(
     actual: str | None,
     vote: Vote | None,
     assumed: Any,
+    reviewer: str | None,
     correct: Any,
     labeled_at: float | None,
     outlier: float | None,
+    pi: float | None,
+    reason: review.Reason | None,
+    abstained: Any,
+    votes: str | None,
 ) -> StoredPrediction:
     return StoredPrediction(
         cursor=(ts, ref),
@@ -296,10 +580,15 @@ def stored(
         prediction=decode(prediction),
         score=score,
         features=None if features is None else decode(features),
-        label=label(actual, vote, assumed),
+        label=label(actual, vote, assumed, reviewer),
         correct=None if correct is None else bool(correct),
         labeled_at=labeled_at,
         outlier=outlier,
+        pi=pi,
+        reason=reason,
+        reviewer=reviewer,
+        abstained=bool(abstained),
+        votes=() if votes is None else queue.decode_votes(votes),
     )
 
 

@@ -23,11 +23,12 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from truthloop.core import estimate, join, sketch
+from truthloop.core import estimate, join, review, sketch
 from truthloop.core.evaluation import Group
 from truthloop.core.join import GroupKey, Label
 from truthloop.core.plan import Lifetime
 from truthloop.core.profile import Profile, Reference, ReferenceSource
+from truthloop.core.queue import ReviewVote
 from truthloop.core.records import Actual, ItemError, PredictionRecord
 from truthloop.core.spec import Monitor
 from truthloop.core.windows import MINUTES_PER_DAY, MINUTES_PER_HOUR, BucketRange, Level, Steps
@@ -191,13 +192,24 @@ class StoredPrediction:
     outlier: float | None = None
     """The record's outlier score against its reference when it arrived (`core.sketch`): the
     share of its features outside the reference; None when it had no reference."""
+    pi: float | None = None
+    """Its inclusion probability, when it was queued for review."""
+    reason: review.Reason | None = None
+    """Why it was queued for review."""
+    reviewer: str | None = None
+    """Who labeled it, for a label from review."""
+    abstained: bool = False
+    """The sidecar answered "I don't know" in the model's place."""
+    votes: tuple[ReviewVote, ...] = ()
+    """The reviewers' answers on its review item."""
 
 
 @dataclass(frozen=True, slots=True)
 class DatasetQuery:
     """Records of one monitor in [start, end): labeled ones only (`labeled`) or all of them (a
     history reference reads every record of its period); optionally one version, correctness,
-    or outliers only (`outlier=True`: score > 0) / none of them (`False`: score 0 or none)."""
+    or outliers only (`outlier=True`: score > 0) / none of them (`False`: score 0 or none),
+    records labeled by a reviewer (`reviewed`) or not, abstained ones or not."""
 
     monitor_id: int
     start: float
@@ -206,6 +218,42 @@ class DatasetQuery:
     correct: bool | None = None
     labeled: bool = True
     outlier: bool | None = None
+    reviewed: bool | None = None
+    abstained: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    """A queued record as a reviewer is handed it (`Store.lease_review`)."""
+
+    prediction_id: str
+    model_version: str
+    ts: float
+    prediction: Scalar
+    score: float | None
+    features: Any
+    outlier: float | None
+    abstained: bool
+    reason: review.Reason
+    pi: float
+    queued: float
+    lease_until: float | None
+    leased_to: str | None
+    votes: tuple[ReviewVote, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """A monitor's review queue now (`Store.review_stats`)."""
+
+    depth: int
+    """Open items not past their expiry."""
+    leased: int
+    """Of them, those a reviewer holds."""
+    oldest: float | None
+    """When the oldest of them was queued."""
+    expired: int
+    """Items that expired unreviewed in the last day."""
 
 
 class Store(abc.ABC):
@@ -313,13 +361,19 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def insert_predictions(
-        self, records: Sequence[PredictionRecord], monitors: Mapping[str, Registered], now: float
+        self,
+        records: Sequence[PredictionRecord],
+        monitors: Mapping[str, Registered],
+        now: float,
+        designs: Mapping[int, review.Design] | None = None,
     ) -> IngestResult:
         """Store new records (a known key is a duplicate), count them, join waiting actuals.
 
         A record whose attribution window has already passed unlabeled gets its monitor's
-        `missingActual: assume` label at once. Raises `MonitorsGone` (storing nothing) when
-        another process deleted one of `monitors`.
+        `missingActual: assume` label at once. The model records of monitors with
+        `spec.review` are selected for review (`review.select`, with `designs` by monitor id):
+        a selected one is stored with its mark and queued until its attribution window passes.
+        Raises `MonitorsGone` (storing nothing) when another process deleted one of `monitors`.
         """
 
     @abc.abstractmethod
@@ -328,8 +382,12 @@ class Store(abc.ABC):
     ) -> FeedbackResult:
         """Label the records each actual matches, or keep it pending; all or nothing.
 
+        A reviewer's label (`Actual.reviewer`) must name a model record of its monitor; it
+        closes the record's review item as reviewed. A reviewer's decision (`skip`, `unsure`)
+        labels nothing: it hands the item back, never to be offered to that reviewer again.
         Raises `LabelsRejected` (and stores nothing) when a label cannot be used with a matched
-        prediction, `MonitorsGone` when another process deleted one of `monitors`.
+        prediction or a reviewer's actual cannot be taken (`core.queue.refusal`), `MonitorsGone`
+        when another process deleted one of `monitors`.
         """
 
     @abc.abstractmethod
@@ -347,7 +405,27 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def delete_predictions(self, monitor_id: int, before: float, limit: int) -> int:
-        """Delete up to `limit` raw records older than `before` (aggregates stay)."""
+        """Delete up to `limit` raw records older than `before` (aggregates stay), and the
+        review items of those gone."""
+
+    # -- the review queue ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def lease_review(
+        self, monitor_id: int, reviewer: str, limit: int, now: float, lease_seconds: float
+    ) -> list[ReviewItem]:
+        """Hand `reviewer` up to `limit` open items for `lease_seconds`: not expired, not
+        leased to anyone now, not passed by this reviewer; abstained and explored ones first,
+        then the oldest. Never one item to two reviewers at once, whichever replica asks."""
+
+    @abc.abstractmethod
+    async def expire_reviews(self, now: float, limit: int) -> dict[int, int]:
+        """Close up to `limit` open items past their expiry as expired; how many per monitor."""
+
+    @abc.abstractmethod
+    async def review_stats(self, now: float) -> dict[int, QueueStats]:
+        """Each monitor's queue (monitors with no open item and none expired within a day are
+        left out)."""
 
     # -- reads ---------------------------------------------------------------------------------
 

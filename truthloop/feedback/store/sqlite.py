@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from truthloop.core import estimate, join, plan, registry, sketch
+from truthloop.core import estimate, join, plan, queue, registry, review, sketch
 from truthloop.core.evaluation import Group
 from truthloop.core.join import Label, Row
 from truthloop.core.plan import ACTUALS_EXPIRED
@@ -50,7 +50,9 @@ from truthloop.feedback.store.interface import (
     LabelsRejected,
     MonitorsGone,
     Only,
+    QueueStats,
     Registered,
+    ReviewItem,
     Store,
     StoredPrediction,
     StoredState,
@@ -159,6 +161,10 @@ CREATE TABLE IF NOT EXISTS agg_{level} (
     codec.TOKENS_TABLE,
     # 4: reference profiles, and each record's outlier score
     codec.REFERENCES_TABLE.format(id="INTEGER PRIMARY KEY AUTOINCREMENT"),
+    # 5: human review: each record's review mark and abstained flag, a label's reviewer, the queue
+    codec.REVIEW_TABLE.format(
+        id="INTEGER PRIMARY KEY", flag="INTEGER NOT NULL DEFAULT 0", labels="predictions"
+    ),
 )
 """Schema steps, applied at `open` each once, in order; `PRAGMA user_version` counts them."""
 
@@ -359,7 +365,7 @@ class SQLiteStore(Store):
             removed += cursor.rowcount
             if removed >= limit:
                 break
-            tables = ("pending", "totals", "states", "sweeps", "reference_profiles")
+            tables = ("pending", "totals", "states", "sweeps", "reference_profiles", "review_items")
             for table in (*tables, *_agg_tables()):
                 removed += conn.execute(
                     f"DELETE FROM {table} WHERE monitor_id = ?", (monitor_id,)
@@ -402,9 +408,13 @@ class SQLiteStore(Store):
     # -- writes -------------------------------------------------------------------------------
 
     async def insert_predictions(
-        self, records: Sequence[PredictionRecord], monitors: Mapping[str, Registered], now: float
+        self,
+        records: Sequence[PredictionRecord],
+        monitors: Mapping[str, Registered],
+        now: float,
+        designs: Mapping[int, review.Design] | None = None,
     ) -> IngestResult:
-        return await self._tx(self._insert_predictions, records, monitors, now)
+        return await self._tx(self._insert_predictions, records, monitors, now, designs)
 
     def _insert_predictions(
         self,
@@ -412,17 +422,16 @@ class SQLiteStore(Store):
         records: Sequence[PredictionRecord],
         monitors: Mapping[str, Registered],
         now: float,
+        designs: Mapping[int, review.Design] | None,
     ) -> IngestResult:
         sketched = sketch.sketch(records, monitors)
+        selected = codec.selection(records, monitors, designs, sketched.outliers)
+        marks = selected.marks if selected is not None else [None] * len(records)
         values = [
-            codec.prediction_values(monitors[r.monitor].id, r, outlier)
-            for r, outlier in zip(records, sketched.outliers, strict=True)
+            codec.prediction_values(monitors[r.monitor].id, r, outlier, mark)
+            for r, outlier, mark in zip(records, sketched.outliers, marks, strict=True)
         ]
-        insert = (
-            "INSERT OR IGNORE INTO predictions (monitor_id, prediction_id, served_by,"
-            " model_version, entity_id, tag, ts, prediction, score, features, outlier)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )
+        insert = _INSERT_PREDICTION
         conn.execute("SAVEPOINT batch")
         stored: Sequence[int]
         if conn.executemany(insert, values).rowcount == len(values):
@@ -436,9 +445,12 @@ class SQLiteStore(Store):
             monitors[key].id: _waiting(conn, monitors[key], batch)
             for key, batch in plan.by_monitor(inserted).items()
         }
-        result = plan.plan_arrivals(inserted, monitors, waiting, now, sketched, stored)
+        result = plan.plan_arrivals(inserted, monitors, waiting, now, sketched, stored, selected)
         refs = _refs(conn, inserted, monitors) if result.labels else {}
         self._write_plan(conn, result, now, refs)
+        queued = codec.queued_values(records, monitors, selected, stored, now)
+        if queued:
+            conn.executemany(_QUEUE, queued)
         return IngestResult(len(inserted), len(records) - len(inserted), result.matched)
 
     async def apply_actuals(
@@ -453,7 +465,9 @@ class SQLiteStore(Store):
         monitors: Mapping[str, Registered],
         now: float,
     ) -> FeedbackResult:
-        result = plan.plan_actuals(actuals, monitors, _candidates(conn, actuals, monitors), now)
+        candidates = _candidates(conn, actuals, monitors)
+        items = _review_items(conn, actuals, monitors)
+        result = plan.plan_actuals(actuals, monitors, candidates, now, items)
         if result.errors:
             raise LabelsRejected(result.errors)
         self._write_plan(conn, result, now)
@@ -494,6 +508,8 @@ class SQLiteStore(Store):
                 "UPDATE pending SET labeled = ? WHERE id = ?",
                 [(codec.to_json(labeled), ref) for ref, labeled in result.partly],
             )
+        if result.reviews:
+            conn.executemany(_ANSWER, [codec.answered_values(i) for i in result.reviews])
 
     # -- maintenance ---------------------------------------------------------------------------
 
@@ -554,11 +570,29 @@ class SQLiteStore(Store):
     def _delete_predictions(
         conn: sqlite3.Connection, monitor_id: int, before: float, limit: int
     ) -> int:
-        return conn.execute(
+        deleted = conn.execute(
             "DELETE FROM predictions WHERE id IN (SELECT id FROM predictions"
             " WHERE monitor_id = ? AND ts < ? LIMIT ?)",
             (monitor_id, before, limit),
         ).rowcount
+        conn.execute(_UNQUEUE_GONE, (monitor_id, before))
+        return deleted
+
+    # -- the review queue ----------------------------------------------------------------------
+
+    async def lease_review(
+        self, monitor_id: int, reviewer: str, limit: int, now: float, lease_seconds: float
+    ) -> list[ReviewItem]:
+        return await self._tx(_lease_review, monitor_id, reviewer, limit, now, lease_seconds)
+
+    async def expire_reviews(self, now: float, limit: int) -> dict[int, int]:
+        return await self._tx(_expire_reviews, now, limit)
+
+    async def review_stats(self, now: float) -> dict[int, QueueStats]:
+        return await self._call(self._review_stats, now)
+
+    def _review_stats(self, now: float) -> dict[int, QueueStats]:
+        return codec.queue_stats(self._db.execute(_REVIEW_STATS, (now, now - DAY)))
 
     async def compact(self) -> int:
         return await self._call(self._fold)
@@ -698,7 +732,7 @@ class SQLiteStore(Store):
         if query.correct is not None:
             sql += " AND correct = ?"
             params.append(int(query.correct))
-        sql += codec.outlier_filter(query.outlier)
+        sql += codec.outlier_filter(query.outlier) + codec.review_filters(query)
         rows = self._db.execute(sql + " ORDER BY ts, id LIMIT ?", [*params, limit])
         return [codec.stored(*values) for values in rows]
 
@@ -706,6 +740,74 @@ class SQLiteStore(Store):
 # -- row conversions and shared writes ---------------------------------------------------------
 
 _PUT_TOKEN = codec.PUT_TOKEN.format("?", "?", "?")
+_INSERT_PREDICTION = (
+    f"INSERT OR IGNORE INTO predictions ({', '.join(codec.PREDICTION_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(codec.PREDICTION_COLUMNS))})"
+)
+_QUEUE = codec.QUEUE.format(*"?" * 8)
+_ANSWER = codec.ANSWER.format(*"?" * 6)
+_EXPIRE_REVIEWS = codec.EXPIRE_REVIEWS.format("?", "?")
+_REVIEW_STATS = codec.REVIEW_STATS.format("?1", "?2")
+_UNQUEUE_GONE = codec.UNQUEUE_GONE.format("?", "?")
+DAY = 86400.0
+
+
+def _review_items(
+    conn: sqlite3.Connection, actuals: Sequence[Actual], monitors: Mapping[str, Registered]
+) -> dict[tuple[int, str], queue.Item]:
+    """The review items the reviewers' actuals name, by (monitor id, prediction id)."""
+    wanted: dict[int, list[str]] = {}
+    for actual in actuals:
+        if actual.reviewer is not None and actual.prediction_id is not None:
+            wanted.setdefault(monitors[actual.monitor].id, []).append(actual.prediction_id)
+    found = {}
+    for mid, ids in wanted.items():
+        for prediction_id, *columns in conn.execute(
+            f"SELECT prediction_id, {codec.ITEM_STATE_COLUMNS} FROM review_items"
+            " WHERE monitor_id = ? AND prediction_id IN (SELECT value FROM json_each(?))",
+            (mid, codec.to_json(ids)),
+        ):
+            found[mid, prediction_id] = codec.item(*columns)
+    return found
+
+
+def _lease_review(
+    conn: sqlite3.Connection,
+    monitor_id: int,
+    reviewer: str,
+    limit: int,
+    now: float,
+    lease_seconds: float,
+) -> list[ReviewItem]:
+    ids = codec.to_json(
+        [
+            ref
+            for (ref,) in conn.execute(
+                "SELECT id FROM review_items WHERE monitor_id = ?1 AND state = 'open'"
+                " AND expires > ?2 AND (lease_until IS NULL OR lease_until < ?2)"
+                " AND NOT EXISTS (SELECT 1 FROM json_each(passed) WHERE value = ?3)"
+                f" ORDER BY {codec.lease_order('review_items')} LIMIT ?4",
+                (monitor_id, now, reviewer, limit),
+            )
+        ]
+    )
+    conn.execute(
+        "UPDATE review_items SET lease_until = ?, leased_to = ?"
+        " WHERE id IN (SELECT value FROM json_each(?))",
+        (now + lease_seconds, reviewer, ids),
+    )
+    return [
+        codec.review_item(*values)
+        for values in conn.execute(
+            f"{codec.leased('review_items')} WHERE r.id IN (SELECT value FROM json_each(?))"
+            f" ORDER BY {codec.lease_order('r')}",
+            (ids,),
+        )
+    ]
+
+
+def _expire_reviews(conn: sqlite3.Connection, now: float, limit: int) -> dict[int, int]:
+    return codec.expired_by_monitor(conn.execute(_EXPIRE_REVIEWS, (now, limit)).fetchall())
 
 
 def _put_token(conn: sqlite3.Connection, namespace: str, sha256: str, now: float) -> None:
@@ -824,7 +926,10 @@ LABEL_STATEMENT_MIN = 16
 """Records given the same label and verdict are updated by one statement from this many on: a
 third of `executemany`'s cost per row, which pays for a statement per row."""
 
-_SET_LABEL = "UPDATE predictions SET actual = ?, vote = ?, assumed = ?, correct = ?, labeled_at = ?"
+_SET_LABEL = (
+    "UPDATE predictions SET actual = ?, vote = ?, assumed = ?, reviewer = ?, correct = ?,"
+    " labeled_at = ?"
+)
 
 
 def _write_labels(

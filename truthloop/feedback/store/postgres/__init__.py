@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from truthloop.feedback.store.codec import PREDICTION_COLUMNS
 from truthloop.feedback.store.postgres.locks import Keys
-from truthloop.feedback.store.postgres.predictions import COLUMNS as PREDICTION_COLUMNS
 from truthloop.feedback.store.postgres.schema import MIGRATIONS, migrate
 from truthloop.feedback.store.postgres.store import PostgresStore
 

@@ -47,13 +47,13 @@ JOIN ({LABELED}) ON monitor_id = u.mid AND entity_id = u.entity
 """(actual index, record with its label) of every record an actual could label: by id, or
 entity in span."""
 
-COLUMNS = ("prediction_ref", "actual", "vote", "assumed", "correct", "labeled_at")
+COLUMNS = ("prediction_ref", "actual", "vote", "assumed", "reviewer", "correct", "labeled_at")
 
 RELABEL = f"""
-UPDATE labels SET actual = n.actual, vote = n.vote, assumed = n.assumed, correct = n.correct,
-    labeled_at = n.labeled_at
-FROM ({sql.rows(1, "bigint", "text", "text", "text", "bool", "bool", "float8")})
-    AS n(ref, version, actual, vote, assumed, correct, labeled_at)
+UPDATE labels SET actual = n.actual, vote = n.vote, assumed = n.assumed, reviewer = n.reviewer,
+    correct = n.correct, labeled_at = n.labeled_at
+FROM ({sql.rows(1, "bigint", "text", "text", "text", "bool", "text", "bool", "float8")})
+    AS n(ref, version, actual, vote, assumed, reviewer, correct, labeled_at)
 WHERE prediction_ref = n.ref AND labels.xmin = n.version::xid
 """
 """Replace labels that are still the version the join read (one another writer changed is
@@ -122,7 +122,7 @@ async def write(
     (`Relabeled` when another writer changed it)."""
     if not labels:
         return
-    columns: dict[join.Label, tuple[str | None, str | None, bool]] = {}
+    columns: dict[join.Label, tuple[str | None, str | None, bool, str | None]] = {}
     fresh, changed = [], []
     by_id = sorted(
         ((ref if refs is None else refs[ref], *labeled) for ref, labeled in labels.items()),

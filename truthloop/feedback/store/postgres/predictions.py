@@ -14,37 +14,34 @@ from collections.abc import Sequence
 from typing import Any
 
 from truthloop.core.records import PredictionRecord
-from truthloop.feedback.store.codec import to_json
+from truthloop.feedback.store.codec import PREDICTION_COLUMNS, to_json
 from truthloop.feedback.store.postgres import connection, sql
 
-COLUMNS = (
-    "monitor_id",
-    "prediction_id",
-    "served_by",
-    "model_version",
-    "entity_id",
-    "tag",
-    "ts",
-    "prediction",
-    "score",
-    "features",
-    "outlier",
+_LISTED = ", ".join(PREDICTION_COLUMNS)
+_BATCH = sql.rows(
+    1,
+    "int",
+    "int",
+    *("text",) * 5,
+    "float8",
+    "text",
+    "float8",
+    "text",
+    "float8",
+    "float8",
+    "float8",
+    "text",
+    "text",
+    "bool",
 )
-"""The `predictions` columns a batch fills, in `codec.prediction_values` order (for COPY)."""
-
-_BATCH = sql.rows(1, "int", "int", *("text",) * 5, "float8", "text", "float8", "text", "float8")
-"""A batch of predictions: its index, then the table's columns (prediction and features as JSON
-text)."""
+"""A batch of predictions: its index, then the table's `PREDICTION_COLUMNS` (prediction and
+features as JSON text)."""
 
 UPSERT = f"""
 WITH batch AS ({_BATCH}
 ), added AS (
-    INSERT INTO predictions (monitor_id, prediction_id, served_by, model_version, entity_id, tag,
-                             ts, prediction, score, features, outlier)
-    SELECT monitor_id, prediction_id, served_by, model_version, entity_id, tag, ts, prediction,
-        score, features, outlier
-    FROM batch AS b(i, monitor_id, prediction_id, served_by, model_version, entity_id, tag, ts,
-                    prediction, score, features, outlier)
+    INSERT INTO predictions ({_LISTED})
+    SELECT {_LISTED} FROM batch AS b(i, {_LISTED})
     ON CONFLICT (monitor_id, prediction_id, served_by) DO NOTHING
     RETURNING id, monitor_id, prediction_id, served_by
 )
@@ -86,7 +83,7 @@ async def insert(
     caller reruns the batch without `copy`), else by the upsert, which skips known keys.
     """
     if copy:
-        await conn.copy_records_to_table("predictions", records=rows, columns=COLUMNS)
+        await conn.copy_records_to_table("predictions", records=rows, columns=PREDICTION_COLUMNS)
         return range(len(rows)), None
     stored = await conn.fetch(UPSERT, to_json([(i, *row) for i, row in enumerate(rows)]))
     ids = {index: record_id for index, record_id in stored}

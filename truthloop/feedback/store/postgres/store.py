@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from truthloop.core import join, plan, registry, sketch
+from truthloop.core import join, plan, registry, review, sketch
 from truthloop.core.evaluation import Group
 from truthloop.core.plan import ACTUALS_EXPIRED
 from truthloop.core.profile import Profile, Reference, ReferenceSource
@@ -35,6 +35,7 @@ from truthloop.feedback.store.postgres import (
     pending,
     predictions,
     replicas,
+    reviews,
     schema,
     sql,
 )
@@ -283,7 +284,15 @@ class PostgresStore(interface.Store):
             removed += await predictions.delete(conn, monitor_id, math.inf, limit - removed)
             if removed >= limit:
                 break
-            tables = ("pending", "agg_delta", "totals", "states", "sweeps", "reference_profiles")
+            tables = (
+                "pending",
+                "agg_delta",
+                "totals",
+                "states",
+                "sweeps",
+                "reference_profiles",
+                "review_items",
+            )
             for table in (*tables, *(f"agg_{level}" for level in schema.LEVELS)):
                 removed += sql.count(
                     await conn.execute(f"DELETE FROM {table} WHERE monitor_id = $1", monitor_id)
@@ -323,17 +332,20 @@ class PostgresStore(interface.Store):
         records: Sequence[PredictionRecord],
         monitors: Mapping[str, interface.Registered],
         now: float,
+        designs: Mapping[int, review.Design] | None = None,
     ) -> interface.IngestResult:
         if not records:
             return interface.IngestResult(0, 0, 0)
-        sketched = sketch.sketch(records, monitors)  # before: no connection waits on it
+        # Before the transaction: no connection waits on them.
+        sketched = sketch.sketch(records, monitors)
+        selected = codec.selection(records, monitors, designs, sketched.outliers)
         try:
             return await self._db.transaction(
-                self._insert_predictions, records, monitors, now, sketched, True
+                self._insert_predictions, records, monitors, now, sketched, selected, True
             )
         except asyncpg.UniqueViolationError:  # a key already stored: a retried batch
             return await self._db.transaction(
-                self._insert_predictions, records, monitors, now, sketched, False
+                self._insert_predictions, records, monitors, now, sketched, selected, False
             )
 
     async def _insert_predictions(
@@ -343,6 +355,7 @@ class PostgresStore(interface.Store):
         monitors: Mapping[str, interface.Registered],
         now: float,
         sketched: sketch.Sketched,
+        selected: review.Selected | None,
         copy: bool,
     ) -> interface.IngestResult:
         """Insert a batch and join the pending actuals it satisfies: by COPY with `copy`, which
@@ -350,14 +363,16 @@ class PostgresStore(interface.Store):
         mids = [monitors[r.monitor].id for r in records]
         await locks.hold_monitors(conn, self.keys.intake, sorted(set(mids)), shared=True)
         await _live(conn, set(mids))
+        marks = selected.marks if selected is not None else [None] * len(records)
         rows = [
-            codec.prediction_values(mid, r, outlier)
-            for r, mid, outlier in zip(records, mids, sketched.outliers, strict=True)
+            codec.prediction_values(mid, r, outlier, mark)
+            for r, mid, outlier, mark in zip(records, mids, sketched.outliers, marks, strict=True)
         ]
         stored, refs = await predictions.insert(conn, rows, copy)
+        await reviews.enqueue(conn, codec.queued_values(records, monitors, selected, stored, now))
         batch = [records[i] for i in stored]
         waiting = await pending.waiting(conn, batch, monitors)
-        result = plan.plan_arrivals(batch, monitors, waiting, now, sketched, stored)
+        result = plan.plan_arrivals(batch, monitors, waiting, now, sketched, stored, selected)
         if result.labels and refs is None:
             refs = await predictions.refs(conn, records, mids)
         ids = {j: refs[stored[j]] for j in result.labels} if refs is not None else {}
@@ -397,7 +412,8 @@ class PostgresStore(interface.Store):
             found.update(more)
             rows.update(more_rows)
         candidates = {i: [rows[ref][0] for ref in sorted(refs)] for i, refs in found.items()}
-        result = plan.plan_actuals(actuals, monitors, candidates, now)
+        items = await reviews.named(conn, actuals, monitors)
+        result = plan.plan_actuals(actuals, monitors, candidates, now, items)
         if result.errors:
             raise interface.LabelsRejected(result.errors)
         versions = {ref: version for ref, (_, version) in rows.items() if version is not None}
@@ -449,7 +465,22 @@ class PostgresStore(interface.Store):
         return await self._db.transaction(_expire_pending, now)
 
     async def delete_predictions(self, monitor_id: int, before: float, limit: int) -> int:
-        return await self._db.transaction(predictions.delete, monitor_id, before, limit)
+        return await self._db.transaction(_delete_predictions, monitor_id, before, limit)
+
+    # -- the review queue ----------------------------------------------------------------------
+
+    async def lease_review(
+        self, monitor_id: int, reviewer: str, limit: int, now: float, lease_seconds: float
+    ) -> list[interface.ReviewItem]:
+        return await self._db.transaction(
+            reviews.lease, monitor_id, reviewer, limit, now, lease_seconds
+        )
+
+    async def expire_reviews(self, now: float, limit: int) -> dict[int, int]:
+        return await self._db.transaction(reviews.expire, now, limit)
+
+    async def review_stats(self, now: float) -> dict[int, interface.QueueStats]:
+        return await self._db.read(reviews.stats, now)
 
     async def compact(self) -> int:
         return await aggregates.compact(self._db, self.keys.fold)
@@ -499,7 +530,7 @@ class PostgresStore(interface.Store):
         if query.correct is not None:
             params.append(query.correct)
             statement += f" AND correct = ${len(params)}"
-        statement += codec.outlier_filter(query.outlier)
+        statement += codec.outlier_filter(query.outlier) + codec.review_filters(query)
         params.append(limit)
         found = await self._db.fetch(statement + f" ORDER BY ts, id LIMIT ${len(params)}", *params)
         return [codec.stored(*r) for r in found]
@@ -529,6 +560,15 @@ async def _write_plan(
     await labels.write(conn, result.labels, now, versions, refs)
     await aggregates.add(conn, result.deltas, result.totals)
     await pending.write(conn, result)
+    await reviews.answer(conn, result.reviews)
+
+
+async def _delete_predictions(
+    conn: connection.Conn, monitor_id: int, before: float, limit: int
+) -> int:
+    deleted = await predictions.delete(conn, monitor_id, before, limit)
+    await conn.execute(reviews.UNQUEUE_GONE, monitor_id, before)
+    return deleted
 
 
 async def _expire_pending(conn: connection.Conn, now: float) -> dict[int, int]:
