@@ -155,18 +155,7 @@ def lease_order(table: str) -> str:
 
 
 ITEM_STATE_COLUMNS = "id, state, lease_until, leased_to, passed, votes"
-"""An item as an answer changes it (`queue.Item`), after its prediction id."""
-QUEUE = (
-    "INSERT INTO review_items (monitor_id, prediction_id, model_version, ts, queued, expires,"
-    " reason, pi) VALUES ({0}, {1}, {2}, {3}, {4}, {5}, {6}, {7})"
-    " ON CONFLICT (monitor_id, prediction_id) DO NOTHING"
-)
-"""Queue an item (`item_values`), unless its prediction id is queued already."""
-ANSWER = (
-    "UPDATE review_items SET state = {0}, lease_until = {1}, leased_to = {2}, passed = {3},"
-    " votes = {4} WHERE id = {5}"
-)
-"""Store an answered item (`answered_values`)."""
+"""An item as an answer changes it (`queue.Item`)."""
 EXPIRE_REVIEWS = (
     "UPDATE review_items SET state = 'expired', lease_until = NULL, leased_to = NULL"
     " WHERE state = 'open' AND id IN (SELECT id FROM review_items"
@@ -358,11 +347,24 @@ def selection(
     return review.select(records, monitors, designs or {}, outliers)
 
 
+def named_items(
+    actuals: Sequence[Actual], monitors: Mapping[str, Registered]
+) -> list[tuple[int, str]]:
+    """(monitor id, prediction id) of the review items the reviewers' actuals name, sorted."""
+    return sorted(
+        {
+            (monitors[a.monitor].id, a.prediction_id)
+            for a in actuals
+            if a.reviewer is not None and a.prediction_id is not None
+        }
+    )
+
+
 def item_values(
     monitor: Monitor, monitor_id: int, record: PredictionRecord, mark: review.Mark, now: float
 ) -> tuple[Any, ...]:
-    """A queued record as a `review_items` row (`QUEUE`): it expires when its attribution
-    window does."""
+    """A queued record as a `review_items` row (monitor_id, prediction_id, model_version, ts,
+    queued, expires, reason, pi): it expires when its attribution window does."""
     return (
         monitor_id,
         record.prediction_id,
@@ -408,7 +410,7 @@ def item(
 
 
 def answered_values(answered: queue.Item) -> tuple[Any, ...]:
-    """An answered item as `ANSWER`'s parameters."""
+    """An answered item as stored: state, lease_until, leased_to, passed, votes, then its id."""
     return (
         answered.state,
         answered.lease_until,

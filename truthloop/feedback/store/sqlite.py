@@ -744,8 +744,17 @@ _INSERT_PREDICTION = (
     f"INSERT OR IGNORE INTO predictions ({', '.join(codec.PREDICTION_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(codec.PREDICTION_COLUMNS))})"
 )
-_QUEUE = codec.QUEUE.format(*"?" * 8)
-_ANSWER = codec.ANSWER.format(*"?" * 6)
+_QUEUE = (
+    "INSERT INTO review_items (monitor_id, prediction_id, model_version, ts, queued, expires,"
+    " reason, pi) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (monitor_id, prediction_id) DO NOTHING"
+)
+"""Queue an item (`codec.item_values`), unless its prediction id is queued already."""
+_ANSWER = (
+    "UPDATE review_items SET state = ?, lease_until = ?, leased_to = ?, passed = ?, votes = ?"
+    " WHERE id = ?"
+)
+"""Store an answered item (`codec.answered_values`)."""
 _EXPIRE_REVIEWS = codec.EXPIRE_REVIEWS.format("?", "?")
 _REVIEW_STATS = codec.REVIEW_STATS.format("?1", "?2")
 _UNQUEUE_GONE = codec.UNQUEUE_GONE.format("?", "?")
@@ -756,19 +765,18 @@ def _review_items(
     conn: sqlite3.Connection, actuals: Sequence[Actual], monitors: Mapping[str, Registered]
 ) -> dict[tuple[int, str], queue.Item]:
     """The review items the reviewers' actuals name, by (monitor id, prediction id)."""
-    wanted: dict[int, list[str]] = {}
-    for actual in actuals:
-        if actual.reviewer is not None and actual.prediction_id is not None:
-            wanted.setdefault(monitors[actual.monitor].id, []).append(actual.prediction_id)
-    found = {}
-    for mid, ids in wanted.items():
-        for prediction_id, *columns in conn.execute(
-            f"SELECT prediction_id, {codec.ITEM_STATE_COLUMNS} FROM review_items"
-            " WHERE monitor_id = ? AND prediction_id IN (SELECT value FROM json_each(?))",
-            (mid, codec.to_json(ids)),
-        ):
-            found[mid, prediction_id] = codec.item(*columns)
-    return found
+    wanted = codec.named_items(actuals, monitors)
+    if not wanted:
+        return {}
+    return {
+        (mid, pid): codec.item(*columns)
+        for mid, pid, *columns in conn.execute(
+            f"SELECT monitor_id, prediction_id, {codec.ITEM_STATE_COLUMNS}"
+            " FROM (SELECT value ->> 0 AS mid, value ->> 1 AS pid FROM json_each(?)) AS k"
+            " CROSS JOIN review_items WHERE monitor_id = k.mid AND prediction_id = k.pid",
+            (codec.to_json(wanted),),
+        )
+    }
 
 
 def _lease_review(

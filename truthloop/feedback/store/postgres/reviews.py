@@ -76,13 +76,7 @@ async def named(
     conn: connection.Conn, actuals: Sequence[Actual], monitors: Mapping[str, Registered]
 ) -> dict[tuple[int, str], queue.Item]:
     """The review items the reviewers' actuals name, locked, by (monitor id, prediction id)."""
-    wanted = sorted(
-        {
-            (monitors[a.monitor].id, a.prediction_id)
-            for a in actuals
-            if a.reviewer is not None and a.prediction_id is not None
-        }
-    )
+    wanted = codec.named_items(actuals, monitors)
     if not wanted:
         return {}
     found = await conn.fetch(NAMED, to_json(wanted))
