@@ -1,4 +1,5 @@
-"""Every example monitor is one `truthloop validate` accepts, with rules that answer."""
+"""Every example monitor is one `truthloop validate` accepts, with rules that answer (and one
+of them has a review queue with abstain)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ def test_there_is_an_example_for_every_task_and_a_batch() -> None:
     parsed = [spec.parse_monitor(yaml.safe_load(path.read_text())) for path in MONITORS]
     assert {monitor.spec.task for monitor in parsed} == {"binary", "multiclass", "regression"}
     assert any(monitor.spec.capture.batch is not None for monitor in parsed)
+    reviewed = [m.spec.review for m in parsed if m.spec.review is not None]
+    assert any(review.abstain is not None for review in reviewed)
 
 
 @pytest.mark.parametrize("path", MONITORS, ids=[path.name for path in MONITORS])
@@ -38,6 +41,10 @@ FALLBACK_ANSWERS = {
         ({"channel": "invoice-portal"}, "billing"),
         ({"channel": "login-page"}, "account"),
         ({"subject": "the app crashes"}, "technical"),
+    ],
+    "monitor-review.yaml": [
+        ({"features": {"tenure": 36}}, 0),
+        ({"features": {"tenure": 3}}, 1),
     ],
     "monitor-regression.yaml": [
         ({"features": {"distance_km": 4}}, 22.0),

@@ -100,9 +100,11 @@ def test_a_healthy_monitor() -> None:
         "TrafficBypass": ("False", "NoBypass"),
         "CaptureRefused": ("False", "Accepted"),
         "Drift": ("Unknown", "NoReference"),
+        "ReviewBudget": ("Unknown", "NoReview"),
         "Synced": ("True", "OperatorSyncing"),
     }
     assert composed["drift"] == {"status": "no_reference", "drifted": False, "features": []}
+    assert "review" not in composed
     assert all(c["lastTransitionTime"] == "2026-01-01T00:00:00Z" for c in composed["conditions"])
     assert composed["lastSyncTime"] == "2026-01-01T00:00:00Z"
 
@@ -182,6 +184,69 @@ def test_drift_is_a_condition_naming_the_drifted_features_and_one_warning() -> N
     )
     no_data = registered(drift=wire.DriftSummary(status="no_data"))
     assert conditions(status.compose(again, no_data, T0 + 150))["Drift"] == ("Unknown", "NoData")
+
+
+def queue(status: str = "ok", message: str | None = None, **changes: Any) -> wire.ReviewSummary:
+    """A review summary of a monitor with `spec.review`."""
+    fields: dict[str, Any] = {
+        "budget_per_day": 500.0,
+        "expected_per_day": 480.0,
+        "depth": 12,
+        "oldest": T0 - 3600,
+        **changes,
+    }
+    return wire.ReviewSummary(enabled=True, status=status, message=message, **fields)
+
+
+def test_the_review_budget_is_a_condition_the_status_shows_and_warns_of_once() -> None:
+    kept = status.compose({}, registered(review=queue()), T0)
+    jsonschema.validate(kept, STATUS_SCHEMA)
+    condition = next(c for c in kept["conditions"] if c["type"] == "ReviewBudget")
+    assert (condition["status"], condition["reason"], condition["message"]) == (
+        "True",
+        "Ok",
+        "about 480 items a day queued of a budget of 500; 12 waiting, the oldest queued at "
+        "2025-12-31T23:00:00Z",
+    )
+    assert kept["review"] == {
+        "status": "ok",
+        "budgetPerDay": 500.0,
+        "expectedPerDay": 480.0,
+        "depth": 12,
+        "oldest": "2025-12-31T23:00:00Z",
+    }
+    assert [e.reason for e in status.events({}, kept)] == ["Healthy"]  # nothing of the queue
+
+    said = "the abstain band alone queues 900 items a day, over the budget of 500"
+    over = status.compose(kept, registered(review=queue("over_budget", said)), T0 + 60)
+    jsonschema.validate(over, STATUS_SCHEMA)
+    condition = next(c for c in over["conditions"] if c["type"] == "ReviewBudget")
+    assert (condition["status"], condition["reason"], condition["message"]) == (
+        "False",
+        "OverBudget",
+        said,
+    )
+    assert condition["lastTransitionTime"] == "2026-01-01T00:01:00Z"
+    assert over["review"]["status"] == "over_budget"
+    assert status.events(kept, over) == [Event("Warning", "OverBudget", said)]
+    again = status.compose(over, registered(review=queue("over_budget", said, depth=13)), T0 + 90)
+    assert status.events(over, again) == []
+    changed = mergepatch.diff(over, again)
+    assert changed == {"review": {"depth": 13}, "lastSyncTime": "2026-01-01T00:01:30Z"}
+
+    behind = status.compose(again, registered(review=queue("behind", "3 items expired")), T0 + 120)
+    assert conditions(behind)["ReviewBudget"] == ("False", "Behind")
+    assert status.events(again, behind) == [Event("Warning", "Behind", "3 items expired")]
+    back = status.compose(behind, registered(review=queue("ok", "on budget")), T0 + 180)
+    assert status.events(behind, back) == [Event("Normal", "ReviewBudgetMet", "on budget")]
+
+    unread = status.compose(back, Observation(2, (), "unavailable", "down"), T0 + 240)
+    assert unread["review"] == back["review"]
+    assert conditions(unread)["ReviewBudget"] == ("Unknown", "NoData")
+    for waiting in ("under_traffic", "no_traffic"):
+        composed = status.compose({}, registered(review=queue(waiting, None, oldest=None)), T0)
+        assert conditions(composed)["ReviewBudget"] == ("False", status._camel(waiting))
+        assert "oldest" not in composed["review"]
 
 
 def test_a_drift_alert_first_shows_its_value_in_the_metric_column() -> None:

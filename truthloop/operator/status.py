@@ -3,8 +3,9 @@
 `compose(current, observation, now)` returns the status the object should have: phase, window
 numbers, the first alert's metric as the METRIC column's text (its estimate, `accuracy≈0.91`,
 before the window has minSamples labels or for an alert on estimates), fallback, the window's drift,
-injected pods, observedGeneration, lastSyncTime and conditions (Ready, SpecValid, Registered,
-PodsInjected, Breached, FallbackActive, TrafficBypass, CaptureRefused, Drift, Synced), each keeping
+the review queue, injected pods, observedGeneration, lastSyncTime and conditions (Ready, SpecValid,
+Registered, PodsInjected, Breached, FallbackActive, TrafficBypass, CaptureRefused, Drift,
+ReviewBudget, Synced), each keeping
 its lastTransitionTime while its status holds. `lastSyncTime` is the one field that moves with the
 clock alone: it is renewed with any other change, and otherwise once it is a status interval old,
 so a running operator writes an unchanged monitor about once per interval, and a stopped one
@@ -16,8 +17,9 @@ the operator patches only then.
 
 `events(old, new)` names the Events a change deserves: one per phase change (`FallbackEngaged`,
 `Degraded`, `Healthy`, `InvalidSpec`...), and Warnings when registration fails, pods stay without
-the sidecar, a Service bypasses it, the feedback service refuses the sidecars' capture, or the
-inputs drift from the reference — each once per change of its condition, not per loop.
+the sidecar, a Service bypasses it, the feedback service refuses the sidecars' capture, the
+inputs drift from the reference, or the review queue cannot keep its budget (and a Normal one when
+it can again) — each once per change of its condition, not per loop.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ CONDITIONS = (
     "TrafficBypass",
     "CaptureRefused",
     "Drift",
+    "ReviewBudget",
     "Synced",
 )
 MAX_MESSAGE = 4096
@@ -100,6 +103,8 @@ def compose(
         }
         status["alerts"] = [_alert(a) for a in view.alerts]
         status["drift"] = _drift_status(view.drift)
+        if view.review.enabled:
+            status["review"] = _review_status(view.review)
         fallback = view.fallback
         status["fallback"] = _clean(
             {
@@ -109,7 +114,7 @@ def compose(
             }
         )
     else:
-        for key in ("samples", "labeled", "metrics", "alerts", "fallback", "drift"):
+        for key in ("samples", "labeled", "metrics", "alerts", "fallback", "drift", "review"):
             if key in current:
                 status[key] = current[key]
     metric = _metric_text(
@@ -198,6 +203,12 @@ def events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
     drift = after.get("Drift")
     if drift is not None and drift["status"] == "True" and _changed(before, after, "Drift"):
         found.append(Event("Warning", "DriftDetected", drift["message"]))
+    review = after.get("ReviewBudget")
+    if review is not None and _changed(before, after, "ReviewBudget"):
+        if review["status"] == "False":
+            found.append(Event("Warning", review["reason"], review["message"]))
+        elif review["status"] == "True" and before.get("ReviewBudget", {}).get("status") == "False":
+            found.append(Event("Normal", "ReviewBudgetMet", review["message"]))
     return found
 
 
@@ -242,6 +253,7 @@ def _conditions(
             found["FallbackActive"] = ("False", "ModelServing", "the model answers every request")
     found["CaptureRefused"] = _capture(view)
     found["Drift"] = _drift(view)
+    found["ReviewBudget"] = _review(view)
     if obs.census is not None and obs.census.bypass:
         text = (
             "; ".join(obs.census.bypass)
@@ -313,6 +325,51 @@ def _drift_status(drift: wire.DriftSummary) -> dict[str, Any]:
             "drifted": drift.drifted,
             "share": float(drift.share) if _finite(drift.share) else None,
             "features": list(drift.features[: wire.MAX_DRIFTED]),
+        }
+    )
+
+
+def _review(view: wire.MonitorStatus | None) -> tuple[str, str, str]:
+    """Whether the review queue keeps its budget: True while the design's status is ok, else
+    False with the status as the reason (`OverBudget`, `UnderTraffic`, `NoTraffic`, `Behind`)
+    and the service's message; Unknown without `spec.review` or a state."""
+    if view is None:
+        return ("Unknown", "NoData", "the monitor's state is not known yet")
+    review = view.review
+    if not review.enabled:
+        return ("Unknown", "NoReview", "spec.review is not set: no review queue")
+    said = review.message or _review_said(review)
+    return ("True" if review.status == "ok" else "False", _camel(review.status), said)
+
+
+def _review_said(review: wire.ReviewSummary) -> str:
+    """The queue in words when the service gave no message: the expected and budgeted items a
+    day, and the items waiting."""
+    parts = []
+    if _finite(review.expected_per_day) and _finite(review.budget_per_day):
+        parts.append(
+            f"about {_number(review.expected_per_day)} items a day queued of a budget of "
+            f"{_number(review.budget_per_day)}"
+        )
+    waiting = f"{review.depth} waiting"
+    if review.depth and _finite(review.oldest):
+        waiting += f", the oldest queued at {_time(review.oldest)}"
+    return "; ".join([*parts, waiting])
+
+
+def _review_status(review: wire.ReviewSummary) -> dict[str, Any]:
+    """`status.review`: the summary as the CRD's schema holds it (no nulls)."""
+    return _clean(
+        {
+            "status": review.status,
+            "budgetPerDay": float(review.budget_per_day)
+            if _finite(review.budget_per_day)
+            else None,
+            "expectedPerDay": float(review.expected_per_day)
+            if _finite(review.expected_per_day)
+            else None,
+            "depth": review.depth,
+            "oldest": _time(review.oldest) if _finite(review.oldest) else None,
         }
     )
 
