@@ -74,6 +74,12 @@ def test_a_valid_record_becomes_a_typed_value_with_defaults() -> None:
     )
 
 
+def test_a_record_the_sidecar_abstained_on_says_so() -> None:
+    [record] = parse(rec(abstained=True)).items
+    assert record.abstained is True
+    assert parse(rec()).items[0].abstained is False
+
+
 @pytest.mark.parametrize("ndjson", [False, True])
 def test_an_optional_field_sent_as_null_is_absent(ndjson: bool) -> None:
     nulls = {"prediction_id": "p1", "monitor": "ml/churn", "ts": NOW - 10, "prediction": 1,

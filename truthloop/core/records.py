@@ -543,6 +543,7 @@ class _Checker:
             score,
             features,
             scores,
+            item.abstained,
         )
 
     def class_scores(self, index: int, task: Task | None, scores: dict[str, float]) -> None:

@@ -64,7 +64,7 @@ import math
 import re
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal, TypeVar, overload
 
 from truthloop.core import fieldpath, metrics, pointer
@@ -441,6 +441,12 @@ def parse_duration(text: str) -> float:
     return float(
         sum(int(n) * unit for n, unit in zip(found.groups(), _DURATION_UNITS, strict=True) if n)
     )
+
+
+def format_time(ts: float) -> str:
+    """Epoch seconds as an RFC 3339 UTC timestamp (`2026-01-01T00:00:00Z`), as the API shows
+    a time that is meant for people (a lease's end) and the logs do."""
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def format_duration(seconds: float) -> str:
