@@ -132,6 +132,7 @@ class BenchTap:
 
         self.wants_local = fallback
         self.shadow = False
+        self.wants_verdict = False
         self._decode = msgspec.json.decode
         self._encode = msgspec.json.encode
         self._body = bytearray()
@@ -148,6 +149,9 @@ class BenchTap:
             ((b"Content-Type", b"application/json"),),
             self._encode({"prediction": prediction}),
         )
+
+    def verdict(self, prediction_id: str, status: int, headers: object, body: bytes) -> None:
+        return None
 
     def observe(self, exchange: object) -> None:
         if not 200 <= exchange.status < 300 or exchange.response_body is None:  # type: ignore[attr-defined]

@@ -31,11 +31,15 @@ DEADLINE = 10.0
 
 @dataclass
 class RecordingTap:
-    """Records what the proxy reports; answers locally with `answer` while `wants_local`."""
+    """Records what the proxy reports; answers locally with `answer` while `wants_local`, and
+    in the model's place with `judge` while `wants_verdict`."""
 
     wants_local: bool = False
     shadow: bool = False
+    wants_verdict: bool = False
     answer: Callable[[str, str, Headers, bytes], LocalResponse | None] | None = None
+    judge: Callable[[str, int, Headers, bytes], LocalResponse | None] | None = None
+    judged: list[tuple[str, int, bytes]] = field(default_factory=list)
     fail_observe: bool = False
     exchanges: list[Exchange] = field(default_factory=list)
     asked: list[tuple[str, str, bytes]] = field(default_factory=list)
@@ -45,6 +49,12 @@ class RecordingTap:
     ) -> LocalResponse | None:
         self.asked.append((method, path, body))
         return self.answer(method, path, headers, body) if self.answer else None
+
+    def verdict(
+        self, prediction_id: str, status: int, headers: Headers, body: bytes
+    ) -> LocalResponse | None:
+        self.judged.append((prediction_id, status, body))
+        return self.judge(prediction_id, status, headers, body) if self.judge else None
 
     def observe(self, exchange: Exchange) -> None:
         self.exchanges.append(exchange)

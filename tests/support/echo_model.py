@@ -3,7 +3,8 @@
 It counts connections, records every request it read whole (`requests`, with how its body came)
 and every request whose body was cut off (`aborted`). Paths:
 
-- `/echo` (any other path too): 200 with the request body; `?chunked=1` answers chunked.
+- `/echo` (any other path too): 200 with the request body; `?chunked=1` answers chunked,
+  `?json=1` with `Content-Type: application/json` (any answer; else `application/octet-stream`).
 - `/bytes?size=N[&chunked=1]`: N deterministic bytes.
 - `/status/N`: status N with no body.
 - `/eof`: a body delimited by closing the connection.
@@ -133,7 +134,8 @@ class EchoModel:
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(msg.target.decode()).query))
         head_only = msg.method == b"HEAD"
         chunked = query.get("chunked") == "1"
-        fields: list[tuple[bytes, bytes]] = [(b"Content-Type", b"application/octet-stream")]
+        media = b"application/json" if query.get("json") == "1" else b"application/octet-stream"
+        fields: list[tuple[bytes, bytes]] = [(b"Content-Type", media)]
         status = 200
         body = msg.body
         if path == "/bytes":

@@ -40,6 +40,7 @@ def test_a_record_carries_exactly_the_fields_the_feedback_service_takes() -> Non
         "served_by": "model",
         "score": 0.9,
         "features": {"tenure": 3},
+        "abstained": False,
     }
 
 

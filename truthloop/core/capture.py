@@ -42,8 +42,11 @@ def records(
     served_by: ServedBy,
     ts: float,
     batch: bool,
+    abstained: bool = False,
 ) -> list[CaptureRecord]:
-    """One record per row; for a batch spec the row number is appended to the prediction ID."""
+    """One record per row; for a batch spec the row number is appended to the prediction ID.
+    `abstained`: the sidecar answered "I don't know" in the model's place (the rows are still
+    the model's prediction and score, which the reviewer needs)."""
     out = []
     for row in rows:
         out.append(
@@ -57,6 +60,7 @@ def records(
                 served_by=served_by,
                 score=msgspec.UNSET if row.score is None else row.score,
                 features=msgspec.UNSET if row.features is None else row.features,
+                abstained=abstained,
             )
         )
     return out

@@ -143,11 +143,28 @@ def _row(
     features = None
     if capture.features is not None:
         features = _read(capture.features, headers, request, "features", where)
+    prediction, score = _answer(capture, response, where)
+    return Row(entity, prediction, score, features, index)
+
+
+def answer(capture: CaptureSpec, response_body: Any) -> Extraction:
+    """The prediction and score of a single-row response alone, as one row without entity or
+    features: what the sidecar reads before it sends the response (`core.abstain`)."""
+    try:
+        prediction, score = _answer(capture, response_body, "")
+    except _Failed as failure:
+        return Extraction(error=failure.reason, detail=failure.detail)
+    return Extraction(rows=(Row(None, prediction, score),))
+
+
+def _answer(
+    capture: CaptureSpec, response: Any, where: str
+) -> tuple[Any, float | dict[str, float] | None]:
     prediction = _body_value(capture.prediction, response, "prediction", where)
     score = None
     if capture.score is not None:
         score = _score(_body_value(capture.score, response, "score", where), where)
-    return Row(entity, prediction, score, features, index)
+    return prediction, score
 
 
 def _read(

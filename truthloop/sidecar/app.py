@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from truthloop.sidecar import admin, live, metrics, server
+from truthloop.sidecar.abstain import Abstain
 from truthloop.sidecar.capture import Capture
 from truthloop.sidecar.fallback import Fallback
 from truthloop.sidecar.follower import Follower, FollowerSettings
@@ -73,6 +74,7 @@ class Sidecar:
     shipper: Shipper
     capture: Capture
     fallback: Fallback
+    abstain: Abstain
     follower: Follower
     registry: CollectorRegistry
     proxy: Proxy
@@ -129,6 +131,7 @@ async def start(settings: SidecarSettings) -> Sidecar:
             stamp=settings.stamp,
         )
         fallback = Fallback(state)
+        abstain = Abstain(state)
         follower = Follower(settings.follower, state)
         registry = CollectorRegistry()
         latency = metrics.Latency(registry)
@@ -140,13 +143,15 @@ async def start(settings: SidecarSettings) -> Sidecar:
             pages, settings.admin.host, settings.admin.port, settings.admin.limits
         )
         undo.push_async_callback(admin_server.close)
-        proxy = await start_proxy(settings.proxy, SidecarTap(state, fallback, capture, latency))
+        proxy = await start_proxy(
+            settings.proxy, SidecarTap(state, fallback, abstain, capture, latency)
+        )
         # Followed once both ports are ours (the snapshot's state holds until the first poll):
         # a port in use ends the start before the follower says anything about the service.
         follow = asyncio.create_task(follower.run(), name="truthloop-follower")
         registry.register(
             metrics.PartsCollector(
-                metrics.Parts(state, shipper, capture, fallback, follower, proxy.stats)
+                metrics.Parts(state, shipper, capture, fallback, abstain, follower, proxy.stats)
             )
         )
         undo.pop_all()
@@ -156,6 +161,7 @@ async def start(settings: SidecarSettings) -> Sidecar:
         shipper,
         capture,
         fallback,
+        abstain,
         follower,
         registry,
         proxy,

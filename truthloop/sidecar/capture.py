@@ -5,7 +5,8 @@ without awaiting. What is not captured is counted, never raised:
 
 - `skipped{reason}`: no spec known yet (`no_spec`), the proxy did not keep a body or skipped the
   exchange (its `skip_reason`, or `body_not_kept`), a non-2xx answer (`status_4xx`,
-  `status_5xx`, ...), or sampled out (`sampled_out`);
+  `status_5xx`, ...), or sampled out (`sampled_out`; an abstained exchange never is: the
+  abstain decision leaves the sampled-out records to the model);
 - `errors{reason}`: the extraction failed (core/extract's reason: not JSON, missing pointer, ...).
 
 The fallback's answers are read with the same spec less its score: the rules give no score.
@@ -89,7 +90,7 @@ class Capture:
         spec = monitor.spec.capture
         if exchange.served_by == "fallback":
             spec = self._fallback_spec(spec)
-        if not capture.sampled(exchange.prediction_id, spec.sample_rate):
+        if not exchange.abstained and not capture.sampled(exchange.prediction_id, spec.sample_rate):
             stats.skipped["sampled_out"] += 1
             return
         extraction = extract.extract(
@@ -109,6 +110,7 @@ class Capture:
             served_by="fallback" if exchange.served_by == "fallback" else "model",
             ts=self._ts(exchange.started),
             batch=spec.batch is not None,
+            abstained=exchange.abstained,
         ):
             self._submit(self._encode(record))
             stats.captured += 1

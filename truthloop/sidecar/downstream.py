@@ -8,6 +8,10 @@ is served in one of three ways, chosen when its turn comes:
   (Content-Length kept, chunked re-chunked, a close-delimited body chunked to HTTP/1.1 clients);
 - answered locally, while `tap.wants_local`: the body is read whole (up to `capture_max`; larger
   goes to the model) and `tap.local_response` may answer it, then maybe a shadow call to the model;
+- forwarded to the model with a verdict, while `tap.wants_verdict`: as forwarded, but a 2xx JSON
+  response that fits `capture_max` is held whole (nothing of it written) and `tap.verdict` may
+  answer the client in its place; any other response, or one that outgrows the bound, is sent
+  as it comes (from the point it outgrew it, with what was held first);
 - tunnelled, for Upgrade and CONNECT: the head and every byte after it go to a model connection of
   its own, and back, uncaptured, until either side closes. This is safe to pass through because the
   sidecar only ever connects to its one model address — CONNECT cannot make it an open proxy.
@@ -182,6 +186,7 @@ class Transaction(ModelCall):
         "expect",
         "fields",
         "has_host",
+        "held",
         "http11",
         "keep_alive",
         "method",
@@ -204,6 +209,7 @@ class Transaction(ModelCall):
         "too_large",
         "upgrade",
         "url",
+        "verdict",
     )
 
     def __init__(
@@ -252,6 +258,11 @@ class Transaction(ModelCall):
         self.resp_chunked = False
         self.too_large = False
         self.close_after = False
+        self.verdict = False
+        """The tap wants a verdict on the model's response (asked when the model is called)."""
+        self.held: tuple[int, bytes] | None = None
+        """The model's status and response head, held (unwritten) with its body in `resp_kept`
+        until `tap.verdict` is asked."""
 
     # Its turn.
 
@@ -270,8 +281,13 @@ class Transaction(ModelCall):
                 self.continued = True
                 self.conn.write(CONTINUE)
         else:
-            self.state = _CALLING
-            self.call_model()
+            self._ask_model()
+
+    def _ask_model(self) -> None:
+        """Forward the request: the model answers the client (maybe with a verdict)."""
+        self.state = _CALLING
+        self.verdict = self.ctx.tap.wants_verdict
+        self.call_model()
 
     def cancel(self) -> None:
         """The client is gone."""
@@ -398,6 +414,9 @@ class Transaction(ModelCall):
 
     def _model_failed(self, reason: str) -> None:
         self.ctx.stats.upstream_errors[reason] += 1
+        if self.held is not None:  # not begun for the client: it gets the error whole
+            self.held = None
+            self.resp_kept = []
         if self.status:  # the head is out: all the client can learn is that the body is cut
             self.state = _DONE
             self.conn.fail(self)
@@ -440,10 +459,33 @@ class Transaction(ModelCall):
                 e2e = headers.without(e2e, headers.PREDICTION_ID)
             e2e.append((b"X-Prediction-ID", self.pid.encode()))
         self._add_connection(e2e)
-        self.status = status
         self.resp_fields = tuple(e2e)
-        self.conn.write(headers.head(b"HTTP/1.1 %d %s" % (status, reason), e2e))
+        head = headers.head(b"HTTP/1.1 %d %s" % (status, reason), e2e)
+        if self.verdict and self._holds(status, e2e, length, chunked):
+            self.held = (status, head)
+        else:
+            self.status = status
+            self.conn.write(head)
         return length is None and not chunked
+
+    def _holds(self, status: int, e2e: list[Field], length: bytes | None, chunked: bool) -> bool:
+        """Whether the response whose head this is can be held for a verdict; counts why not."""
+        if not 200 <= status < 300:
+            passed = f"status_{status // 100}xx"
+        elif self.method == HEAD or status == 204:
+            passed = "no_body"
+        elif not headers.json_content(e2e):
+            passed = "not_json"
+        elif length is None and not chunked:
+            passed = "unframed"
+        elif self.resp_kept is None or (
+            length is not None and (not length.isdigit() or int(length) > self.ctx.capture_max)
+        ):
+            passed = "too_large"
+        else:
+            return True
+        self.ctx.stats.verdict_passed[passed] += 1
+        return False
 
     def on_body(self, chunk: bytes) -> None:
         kept = self.resp_kept
@@ -451,8 +493,10 @@ class Transaction(ModelCall):
             self.resp_size += len(chunk)
             if self.resp_size <= self.ctx.capture_max:
                 kept.append(chunk)
+                if self.held is not None:
+                    return
             else:
-                self._too_large()
+                self._too_large()  # sends what was held first
         conn = self.conn
         if self.resp_chunked:
             conn.write(b"%x\r\n" % len(chunk))
@@ -468,11 +512,65 @@ class Transaction(ModelCall):
             self._report("model", seconds, "upgrade")
             self.conn.close_soon()
             return
+        if self.held is not None:
+            self._judge(seconds)
+            return
         if self.resp_chunked:
             self.conn.write(LAST_CHUNK)
         self.state = _DONE
         self._report("model", seconds, None)
         self.conn.done(self)
+
+    # A held response.
+
+    def _judge(self, seconds: float) -> None:
+        """The held response is whole: send the tap's verdict in its place, or it."""
+        assert self.held is not None
+        assert self.resp_kept is not None
+        status = self.held[0]
+        body = b"".join(self.resp_kept)
+        ctx = self.ctx
+        try:
+            local = ctx.tap.verdict(self.pid, status, self.resp_fields, body)
+        except Exception:
+            ctx.stats.verdict_passed["error"] += 1
+            log.debug("verdict failed; sending the model's response", exc_info=True)
+            local = None
+        self.state = _DONE
+        if local is None:
+            self._release()
+            if self.resp_chunked:
+                self.conn.write(LAST_CHUNK)
+            self._report("model", seconds, None)
+            self.conn.done(self)
+            return
+        self.held = None
+        self.status = status  # the exchange reported is the model's; the client gets `local`
+        fields = headers.split(list(local.headers))[0]
+        fields.append((b"Content-Length", b"%d" % len(local.body)))
+        fields.append((b"X-Prediction-ID", self.pid.encode()))
+        self._add_connection(fields)
+        head = headers.head(_status_line(local.status), fields)
+        self.conn.write(head if local.status in (204, 304) else head + local.body)
+        self._report("model", seconds, None, abstained=True)
+        self.conn.done(self)
+
+    def _release(self) -> None:
+        """Send the held response's head and what came of its body, as the model sent them."""
+        assert self.held is not None
+        assert self.resp_kept is not None
+        (self.status, head), self.held = self.held, None
+        conn = self.conn
+        conn.write(head)
+        body = b"".join(self.resp_kept)
+        if not body:
+            return
+        if self.resp_chunked:
+            conn.write(b"%x\r\n" % len(body))
+            conn.write(body)
+            conn.write(CRLF)
+        else:
+            conn.write(body)
 
     def on_raw(self, data: bytes) -> None:
         if not self.status:
@@ -501,8 +599,7 @@ class Transaction(ModelCall):
             log.debug("local_response failed; asking the model", exc_info=True)
             local = None
         if local is None:
-            self.state = _CALLING
-            self.call_model()
+            self._ask_model()
             return
         self.state = _DONE
         self.pending = []
@@ -517,8 +614,7 @@ class Transaction(ModelCall):
 
     def _local_too_large(self) -> None:
         self.ctx.stats.local_too_large += 1
-        self.state = _CALLING
-        self.call_model()
+        self._ask_model()
 
     def shadow_head(self, body: bytes) -> bytes:
         """This request's head for a shadow call carrying `body` whole."""
@@ -567,11 +663,20 @@ class Transaction(ModelCall):
             fields.append((b"Connection", b"keep-alive"))
 
     def _too_large(self) -> None:
+        if self.held is not None:
+            self.ctx.stats.verdict_passed["too_large"] += 1
+            self._release()
         self.too_large = True
         self.req_kept = None
         self.resp_kept = None
 
-    def _report(self, served_by: str, model_seconds: float | None, skip: str | None) -> None:
+    def _report(
+        self,
+        served_by: str,
+        model_seconds: float | None,
+        skip: str | None,
+        abstained: bool = False,
+    ) -> None:
         if skip is None and self.too_large:
             skip = "body_too_large"
         req, resp = self.req_kept, self.resp_kept
@@ -592,6 +697,7 @@ class Transaction(ModelCall):
                 model_seconds,
                 time.perf_counter() - self.t0,
                 skip,
+                abstained,
             ),
             "tunnel" if skip == "upgrade" else served_by,
         )

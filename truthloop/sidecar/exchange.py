@@ -1,8 +1,10 @@
 """The values the proxy hands to whoever watches it, and the `Tap` it hands them to.
 
 The proxy knows nothing about specs, capture or the fallback. It reports every finished exchange
-to a `Tap` and, while `tap.wants_local` is set, asks the tap whether it answers a request itself.
-The capture shipper and the fallback follower sit behind this one interface.
+to a `Tap`; while `tap.wants_local` is set, it asks the tap whether it answers a request itself;
+while `tap.wants_verdict` is set, it holds the model's response and asks the tap whether to send
+another in its place (the abstain of human review). Capture, the fallback and the abstain sit
+behind this one interface.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class Exchange(NamedTuple):
     """From the request head arriving to the last response byte written."""
     skip_reason: str | None
     """Why the bodies were not kept: `body_too_large`, `upgrade`; None when both were kept."""
+    abstained: bool
+    """The tap's `verdict` answered the client in the model's place; `status`, the response
+    headers and body are still the model's (its prediction, which a reviewer needs)."""
 
 
 class LocalResponse(NamedTuple):
@@ -76,6 +81,23 @@ class Tap(Protocol):
         self, method: str, path: str, headers: Headers, body: bytes
     ) -> LocalResponse | None:
         """The answer to send instead of asking the model, or None to ask the model."""
+        ...
+
+    @property
+    def wants_verdict(self) -> bool:
+        """Read per request the model answers (never for a shadow call or a tunnel): True makes
+        the proxy hold the model's response — only a 2xx one with a JSON (or no) Content-Type
+        and a body delimited by Content-Length or chunking that fits `capture_max`; any other is
+        sent as it comes, the reason counted in `ProxyStats.verdict_passed` — and call `verdict`
+        once it is whole, before any byte of it reaches the client."""
+        ...
+
+    def verdict(
+        self, prediction_id: str, status: int, headers: Headers, body: bytes
+    ) -> LocalResponse | None:
+        """The answer to send instead of the model's whole response, or None to send it. The
+        proxy adds Content-Length, `X-Prediction-ID` (whatever the status) and its own fields;
+        an exception sends the model's response (counted as `verdict_passed{reason="error"}`)."""
         ...
 
     def observe(self, exchange: Exchange) -> None:

@@ -85,6 +85,16 @@ def split(fields: list[Field]) -> tuple[list[Field], bytes | None, bool, set[byt
     return out, length, chunked, kept, proxy_connection or bool(connection)
 
 
+def json_content(fields: list[Field]) -> bool:
+    """Whether a message with these fields has a JSON body, or says nothing of its type:
+    `application/json`, or a `+json` media type (parameters aside)."""
+    for name, value in fields:
+        if name.lower() == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or media.endswith(b"+json")
+    return True
+
+
 def without(fields: list[Field], name: bytes) -> list[Field]:
     """`fields` without those named `name` (lower case)."""
     return [f for f in fields if f[0].lower() != name]

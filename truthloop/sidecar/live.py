@@ -8,7 +8,7 @@ good one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from truthloop.core import rules
@@ -23,6 +23,14 @@ class Current:
     """The fallback rules compiled."""
     fallback_active: bool = False
     """True while the monitor's fallback is engaged: requests are answered by the rules."""
+    abstaining: bool = field(init=False, default=False)
+    """The spec has `review.abstain` and the fallback is not engaged: the model's responses are
+    held for the abstain decision (derived; read per request, hence kept)."""
+
+    def __post_init__(self) -> None:
+        review = None if self.monitor is None else self.monitor.spec.review
+        abstain = review is not None and review.abstain is not None
+        object.__setattr__(self, "abstaining", abstain and not self.fallback_active)
 
 
 @dataclass(frozen=True, slots=True)

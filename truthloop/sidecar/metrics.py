@@ -11,7 +11,9 @@ plain integers.
   shadow calls made while the fallback answered.
 - queue and spool sizes and bounds; records captured, shipped, retried, dropped and rejected (by
   reason); capture skips and errors (by reason); fallback answers, requests passed to the model
-  (by reason) and whether the fallback is engaged; state-poll and spec-reload errors.
+  (by reason) and whether the fallback is engaged; abstained responses (by reason: `band`,
+  `explore`), responses decided, and responses passed undecided (by reason: the proxy's
+  `too_large`, `not_json`, ... and the decision's); state-poll and spec-reload errors.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from truthloop.sidecar.abstain import Abstain
 from truthloop.sidecar.capture import Capture
 from truthloop.sidecar.exchange import Exchange
 from truthloop.sidecar.fallback import Fallback
@@ -78,6 +81,7 @@ class Parts:
     shipper: Shipper
     capture: Capture
     fallback: Fallback
+    abstain: Abstain
     follower: Follower
     proxy: ProxyStats
 
@@ -140,6 +144,18 @@ class PartsCollector(Collector):
         yield _counter_by(
             "fallback_passed", "Requests the rules could not answer, sent to the model, by reason.",
             "reason", p.fallback.stats.passed,
+        )  # fmt: skip
+        yield _counter_by(
+            "abstained", "Model responses answered \"I don't know\" instead, by reason.",
+            "reason", p.abstain.stats.abstained,
+        )  # fmt: skip
+        yield _counter(
+            "abstain_checked", "Model responses the abstain decided on.", p.abstain.stats.checked
+        )
+        yield _counter_by(
+            "abstain_passed",
+            "Model responses sent undecided while the abstain is on, by reason.",
+            "reason", p.proxy.verdict_passed + p.abstain.stats.passed,
         )  # fmt: skip
         monitor = current.monitor
         yield _gauge(

@@ -128,6 +128,7 @@ class Shadow(ModelCall):
                 model_seconds=seconds,
                 total_seconds=time.perf_counter() - self._t0,
                 skip_reason="body_too_large" if kept is None else None,
+                abstained=False,
             ),
             "shadow",
         )

@@ -47,6 +47,11 @@ class ProxyStats:
     """Exceptions raised by `Tap.local_response` (the model answered instead)."""
     local_too_large: int = 0
     """Requests the model answered because their body was too large to answer locally."""
+    verdict_passed: Counter[str] = field(default_factory=Counter)
+    """Model responses sent as they came although the tap wanted a verdict, by reason:
+    `status_4xx` (the class of a non-2xx status), `no_body` (HEAD, 204, 304), `not_json` (a
+    Content-Type other than JSON), `unframed` (a body the model ends by closing),
+    `too_large` (over `capture_max`, or the request's body was), `error` (`verdict` raised)."""
     shadow_skipped: int = 0
     """Shadow requests not sent because `shadow_concurrency` were already in flight."""
     shadow_failed: int = 0

@@ -1,0 +1,88 @@
+"""The abstain on the request path: the model's response, or "I don't know" in its place.
+
+While the spec in force has `review.abstain` and the fallback is not engaged, the proxy holds the
+model's (2xx JSON, bounded) responses and asks `verdict`, which decides with `core.abstain` and
+answers `review.abstain.response` (its status, body and headers, with `Content-Type:
+application/json` unless they name one, and `X-Truthloop-Abstain: true`; the proxy adds
+`X-Prediction-ID`). The exchange is still captured as the model's, flagged `abstained`.
+
+Fail-open: a response that cannot be decided is sent as the model made it, the reason counted in
+`stats.passed` (`core.abstain`'s codes, `error` for an exception, logged once). `stats.checked`
+counts the responses decided, `stats.abstained` those abstained, by reason (`band`, `explore`).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from dataclasses import dataclass, field
+
+from truthloop.core import abstain, extract
+from truthloop.core.spec import AbstainResponse
+from truthloop.sidecar.exchange import LocalResponse
+from truthloop.sidecar.live import Live
+
+log = logging.getLogger("truthloop.sidecar.abstain")
+
+HEADER = (b"X-Truthloop-Abstain", b"true")
+JSON = (b"Content-Type", b"application/json")
+
+
+@dataclass(slots=True)
+class AbstainStats:
+    checked: int = 0
+    abstained: collections.Counter[str] = field(default_factory=collections.Counter)
+    passed: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+class Abstain:
+    """Decides on the model's responses with the spec in force in `live`."""
+
+    __slots__ = ("_answer", "_logged", "_response", "live", "stats")
+
+    def __init__(self, live: Live) -> None:
+        self.live = live
+        self.stats = AbstainStats()
+        self._logged = False
+        self._response: AbstainResponse | None = None
+        self._answer: LocalResponse | None = None
+
+    def verdict(self, prediction_id: str, body: bytes) -> LocalResponse | None:
+        """The abstain response for the model's response `body`, or None to send it."""
+        try:
+            return self._decide(prediction_id, body)
+        except Exception:
+            self.stats.passed["error"] += 1
+            if not self._logged:
+                self._logged = True
+                log.exception("the abstain decision failed (model answered; further only counted)")
+            return None
+
+    def _decide(self, prediction_id: str, body: bytes) -> LocalResponse | None:
+        monitor = self.live.current.monitor
+        if monitor is None:
+            self.stats.passed["no_abstain"] += 1
+            return None
+        decision = abstain.decide(monitor, prediction_id, extract.decode(body))
+        if decision.error is not None:
+            self.stats.passed[decision.error] += 1
+            return None
+        self.stats.checked += 1
+        if decision.reason is None:
+            return None
+        self.stats.abstained[decision.reason] += 1
+        review = monitor.spec.review
+        assert review is not None
+        assert review.abstain is not None
+        return self._rendered(review.abstain.response)
+
+    def _rendered(self, response: AbstainResponse) -> LocalResponse:
+        """The response's wire form, made once per spec."""
+        if response is not self._response or self._answer is None:
+            fields = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+            if not any(name.lower() == b"content-type" for name, _ in fields):
+                fields.insert(0, JSON)
+            fields.append(HEADER)
+            self._response = response
+            self._answer = LocalResponse(response.status, tuple(fields), response.body.encode())
+        return self._answer
