@@ -89,8 +89,10 @@ async def scrape(car: Sidecar) -> str:
 async def test_a_score_in_the_band_is_answered_i_dont_know_and_captured_as_the_models(
     model: Model, feedback: FakeFeedback, tmp_path: Path
 ) -> None:
-    async with harness.running(harness.settings(model, feedback.url, tmp_path)) as car:
-        abstaining(car, 0.3, 0.6)  # tenure 1 (0.5) and 2 (0.333) are in it
+    band = {"low": 0.3, "high": 0.6}  # tenure 1 (0.5) and 2 (0.333) are in it
+    response = {"status": 202, "body": {"answer": "unsure"}, "headers": {"X-Foo": "bar"}}
+    spec = monitor(review={"budget": 100, "abstain": {"band": band, "response": response}})
+    async with harness.running(harness.settings(model, feedback.url, tmp_path, spec=spec)) as car:
         answers = await ask(car, range(48))
         await eventually(lambda: len(feedback.records) == 48, "every record")
         text = await scrape(car)
