@@ -29,8 +29,14 @@ def sampled(prediction_id: str, rate: float) -> bool:
         return True
     if rate <= 0.0:
         return False
-    digest = hashlib.blake2b(prediction_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / _SPAN < rate
+    return uniform(prediction_id) < rate
+
+
+def uniform(text: str) -> float:
+    """A number in [0, 1) fixed by `text` and spread uniformly over texts (blake2b's first 64
+    bits): a decision every replica and the sidecar take alike without talking."""
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / _SPAN
 
 
 def records(

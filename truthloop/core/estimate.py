@@ -342,7 +342,7 @@ def binary_rows(
     z = intervals.z_score(confidence)
     p = calibration.table(curve)
     q = 1.0 - p
-    tp, fp, fn, tn = n1 @ p, n1 @ q, n0 @ p, n0 @ q
+    tp, fn = n1 @ p, n0 @ p
     var_tp, var_fn = n1 @ (p * q), n0 @ (p * q)
     # the calibration's own error: each fitted value is a mean over its reference rows
     starts = np.asarray(curve.starts, dtype=np.intp)
@@ -353,27 +353,12 @@ def binary_rows(
         )
     block1 = np.add.reduceat(n1, starts, axis=1)
     block0 = np.add.reduceat(n0, starts, axis=1)
-    big1, big0 = tp + fp, fn + tn
-    n = big1 + big0
-    pos, neg = tp + fn, tn + fp
+    big1, big0 = n1.sum(axis=1), n0.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        accuracy = ((tp + tn) / n, 1 / n, -1 / n)
-        precision = (tp / big1, 1 / big1, 0 * n)
-        recall = (tp / pos, fn / pos**2, -tp / pos**2)
-        specificity = (tn / neg, tn / neg**2, -fp / neg**2)
-        d_f1 = tp + big1 + fn
-        f1 = (2 * tp / d_f1, 2 * (big1 + fn) / d_f1**2, -2 * tp / d_f1**2)
-        balanced = tuple((r + s) / 2 for r, s in zip(recall, specificity, strict=True))
+        ratios = metrics.binary_ratios(tp, fn, big1, big0)
         auc = _auc(n1 + n0, p)
-    ratios = {
-        "accuracy": accuracy,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "specificity": specificity,
-        "balanced_accuracy": balanced,
-    }
-    out: list[Estimates] = [{} for _ in range(len(n))]
+    pos, neg = tp + fn, big1 + big0 - tp - fn
+    out: list[Estimates] = [{} for _ in range(len(pos))]
     for name, (value, d_tp, d_fn) in ratios.items():
         with np.errstate(invalid="ignore"):
             d_fit = d_tp[:, None] * block1 + d_fn[:, None] * block0

@@ -27,9 +27,8 @@ from typing import TypeVar
 
 import msgspec
 
-from truthloop.core import metrics
+from truthloop.core import metrics, review
 from truthloop.core.records import Actual, ItemError, PredictionRecord, Vote
-from truthloop.core.review import Mark
 from truthloop.core.spec import MonitorSpec
 from truthloop.core.windows import bucket_of
 from truthloop.core.wire import Scalar
@@ -63,7 +62,7 @@ class Row(msgspec.Struct, frozen=True, gc=False):
     prediction: Scalar
     score: float | None = None
     label: Label | None = None
-    review: Mark | None = None
+    review: review.Mark | None = None
     """Set when the record was queued for review: its inclusion probability and f."""
 
     @classmethod
@@ -146,9 +145,10 @@ def contribution(row: Row, label: Label, spec: MonitorSpec) -> dict[str, float]:
 
 
 def _tally(into: dict[str, float], row: Row, label: Label, spec: MonitorSpec) -> bool | None:
-    """Add `contribution` into `into`; whether the prediction was right (None: unknown)."""
+    """Add `contribution` into `into`; whether the prediction was right (None: unknown). A
+    reviewer's label of a queued record also adds its review counters (`core.review`)."""
     if label.vote is not None:
-        return metrics.tally_vote(
+        right: bool | None = metrics.tally_vote(
             into,
             spec.task,
             row.prediction,
@@ -156,9 +156,15 @@ def _tally(into: dict[str, float], row: Row, label: Label, spec: MonitorSpec) ->
             score=row.score,
             threshold=spec.threshold,
         )
-    return metrics.tally(
-        into, spec.task, row.prediction, label.value, score=row.score, threshold=spec.threshold
-    )
+    else:
+        right = metrics.tally(
+            into, spec.task, row.prediction, label.value, score=row.score, threshold=spec.threshold
+        )
+    if label.reviewer is not None and row.review is not None:
+        found = review.contribution(row.review, spec.task, row.prediction, right, label.value)
+        for key, value in found.items():
+            into[key] = into.get(key, 0.0) + value
+    return right
 
 
 K = TypeVar("K")

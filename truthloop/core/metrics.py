@@ -67,9 +67,14 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from truthloop.core import intervals
 from truthloop.core.tasks import Task
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 Counters = Mapping[str, float]
 CONFUSION_CELLS = ("tp", "fp", "tn", "fn")
@@ -137,6 +142,40 @@ AUXILIARY_NAMES: Mapping[str, tuple[str, ...]] = MappingProxyType(
 )
 """Values `evaluate` reports beside the metrics, not alertable."""
 
+BinaryRatio = tuple["npt.NDArray[np.float64]", "npt.NDArray[np.float64]", "npt.NDArray[np.float64]"]
+
+
+def binary_ratios(
+    tp: npt.NDArray[np.float64],
+    fn: npt.NDArray[np.float64],
+    n1: npt.NDArray[np.float64],
+    n0: npt.NDArray[np.float64],
+) -> dict[str, BinaryRatio]:
+    """The binary ratio metrics as functions of the true positives and false negatives of
+    windows whose records predicted 1 (`n1`) and 0 (`n0`) are known (FP = n1 - TP, TN = n0 -
+    FN): per name (value, d/dTP, d/dFN), for an estimator's delta-method interval
+    (`core.estimate`'s from calibration, `core.review`'s from reviewed labels). Arrays in,
+    arrays out; an empty denominator gives NaN or infinity (the caller's errstate)."""
+    fp, tn = n1 - tp, n0 - fn
+    n = n1 + n0
+    pos, neg = tp + fn, tn + fp
+    recall = (tp / pos, fn / pos**2, -tp / pos**2)
+    specificity = (tn / neg, tn / neg**2, -fp / neg**2)
+    d_f1 = tp + n1 + fn
+    return {
+        "accuracy": ((tp + tn) / n, 1 / n, -1 / n),
+        "precision": (tp / n1, 1 / n1, 0 * n),
+        "recall": recall,
+        "f1": (2 * tp / d_f1, 2 * (n1 + fn) / d_f1**2, -2 * tp / d_f1**2),
+        "specificity": specificity,
+        "balanced_accuracy": (
+            (recall[0] + specificity[0]) / 2,
+            (recall[1] + specificity[1]) / 2,
+            (recall[2] + specificity[2]) / 2,
+        ),
+    }
+
+
 AUC_BINS = 1000
 LOG_LOSS_EPS = sys.float_info.epsilon
 MAPE_EPS = sys.float_info.epsilon
@@ -202,7 +241,7 @@ def tally(
     thousands of samples into a few buckets. Returns whether the prediction was right (None for
     regression, where there is only an error). Raises `LabelError` before `into` is touched."""
     if task == "binary":
-        predicted, score = _binary_prediction(prediction, score, threshold)
+        predicted, score = binary_prediction(prediction, score, threshold)
         actual_class = binary_class(actual, "actual")
         _binary(into, predicted, actual_class, score)
         return predicted == actual_class
@@ -250,7 +289,7 @@ def tally_vote(
     """Add what `observe_vote` would return into `into`; returns `up` (the vote is the verdict).
     Raises `LabelError` before `into` is touched."""
     if task == "binary":
-        predicted, score = _binary_prediction(prediction, score, threshold)
+        predicted, score = binary_prediction(prediction, score, threshold)
         _binary(into, predicted, predicted if up else 1 - predicted, score)
     elif task == "multiclass":
         label = class_label(prediction)
@@ -270,7 +309,7 @@ def tally_vote(
 
 def check_prediction(task: Task, value: object) -> str | None:
     """Why `value` cannot be a prediction of the task, or None when it can."""
-    return _problem(lambda: _binary_prediction(value, None, 0.5), task, value, "prediction")
+    return _problem(lambda: binary_prediction(value, None, 0.5), task, value, "prediction")
 
 
 def check_actual(task: Task, value: object) -> str | None:
@@ -360,9 +399,10 @@ def binary_class(value: object, what: str) -> int:
     return c
 
 
-def _binary_prediction(
+def binary_prediction(
     prediction: object, score: float | None, threshold: float
 ) -> tuple[int, float | None]:
+    """A binary prediction's class and score (see the module's Labels); LabelError otherwise."""
     if score is not None:
         return binary_class(prediction, "prediction"), _probability(score, "score")
     if isinstance(prediction, float):

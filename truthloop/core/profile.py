@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -150,6 +150,12 @@ class Reference(msgspec.Struct, frozen=True):
     created: float
     source: ReferenceSource
     profile: Profile
+
+
+def reference_of(references: Mapping[str, Reference], version: str) -> Reference | None:
+    """The reference a record of model `version` is read against (sketched, estimated,
+    reviewed): its version's own, else the one for every version (`""`), else none."""
+    return references.get(version) or references.get("")
 
 
 def cells(edges: npt.NDArray[np.float64], values: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:

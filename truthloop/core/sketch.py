@@ -50,6 +50,7 @@ from truthloop.core.profile import (
     category_text,
     cells,
 )
+from truthloop.core.profile import reference_of as reference_of
 from truthloop.core.records import PredictionRecord
 from truthloop.core.spec import FeatureSpec, Monitor, MonitorSpec
 from truthloop.core.windows import BUCKET_SECONDS
@@ -101,12 +102,6 @@ class Referenced(Protocol):
 
     @property
     def references(self) -> Mapping[str, Reference]: ...
-
-
-def reference_of(references: Mapping[str, Reference], version: str) -> Reference | None:
-    """The reference a record of model `version` is sketched against: its version's own, else
-    the one for every version (`""`), else none (the record is not sketched)."""
-    return references.get(version) or references.get("")
 
 
 _MISSING_TYPES = frozenset({type(None)})
