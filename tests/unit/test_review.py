@@ -343,7 +343,9 @@ def test_the_draw_is_fixed_by_monitor_seed_and_id_and_spread_uniformly() -> None
     assert review.draw("ml/churn", 0, "x") == review.draw("ml/churn", 0, "x")
     assert review.draw("ml/churn", 0, "x") != review.draw("ml/churn", 1, "x")
     assert review.draw("ml/churn", 0, "x") != review.draw("ml/other", 0, "x")
-    draws = np.array([review.draw("ml/churn", 0, f"id-{i}") for i in range(20_000)])
+    ids = [f"id-{i}" for i in range(20_000)]
+    draws = np.array([review.draw("ml/churn", 0, i) for i in ids])
+    assert np.array_equal(review.draws("ml/churn", 0, ids), draws)  # a batch draws the same
     assert ((draws >= 0) & (draws < 1)).all()
     counts = np.bincount((draws * 10).astype(int), minlength=10)
     assert (abs(counts - 2000) < 150).all()  # 3.5 standard deviations

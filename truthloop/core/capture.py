@@ -16,6 +16,8 @@ import hashlib
 from collections.abc import Iterable
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
 from truthloop.core.extract import Row
 from truthloop.core.wire import CaptureRecord, ServedBy
@@ -35,8 +37,15 @@ def sampled(prediction_id: str, rate: float) -> bool:
 def uniform(text: str) -> float:
     """A number in [0, 1) fixed by `text` and spread uniformly over texts (blake2b's first 64
     bits): a decision every replica and the sidecar take alike without talking."""
-    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / _SPAN
+    return float(uniforms(text, ("",))[0])
+
+
+def uniforms(prefix: str, texts: Iterable[str]) -> npt.NDArray[np.float64]:
+    """`uniform(prefix + text)` of many texts at once (a batch's draws)."""
+    head = prefix.encode()
+    blake2b = hashlib.blake2b
+    digests = b"".join([blake2b(head + t.encode(), digest_size=8).digest() for t in texts])
+    return np.frombuffer(digests, dtype=">u8") / _SPAN
 
 
 def records(

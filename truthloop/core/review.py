@@ -120,7 +120,12 @@ _INGEST = tuple(tuple(key(s, p) for p in _ALL_PARTS) for s in ("n", "f", "sel"))
 
 def draw(monitor: str, seed: int, prediction_id: str) -> float:
     """A uniform number in [0, 1) fixed by the monitor's key, the seed and the prediction id."""
-    return capture.uniform(f"{seed}:{monitor}:{prediction_id}")
+    return float(draws(monitor, seed, (prediction_id,))[0])
+
+
+def draws(monitor: str, seed: int, prediction_ids: Sequence[str]) -> Floats:
+    """`draw` of many prediction ids at once."""
+    return capture.uniforms(f"{seed}:{monitor}:", prediction_ids)
 
 
 def in_band(abstain: AbstainSpec | None, score: float | None) -> bool:
@@ -413,7 +418,8 @@ def inclusions(
 ) -> tuple[Floats, Ints]:
     """`inclusion` of arrays of records: pi and the reasons' indices in `REASONS`."""
     g = np.sqrt(np.clip(f * (1.0 - f), 0.0, None))
-    pi = np.minimum(1.0, design.uniform + design.borderline * g / design.mean_g)
+    scale = design.borderline / design.mean_g if design.mean_g > 0 else 0.0
+    pi = np.minimum(1.0, design.uniform + scale * g)
     pi = np.maximum(pi, design.explore)
     pi = np.where(outlier, np.maximum(pi, design.outliers), pi)
     pi = np.where(band, 1.0, pi)
@@ -570,25 +576,20 @@ def select(
         if not readable.any():
             continue
         at = np.flatnonzero(readable)
-        batch = [batch[i] for i in at.tolist()]
         position = np.asarray(indices, dtype=np.intp)[at]
-        f, score = read.f[at], read.score[at]
-        u = np.fromiter(
-            (draw(name, review.seed, r.prediction_id) for r in batch), np.float64, len(batch)
-        )
+        f, score, part = read.f[at], read.score[at], read.part[at]
+        if len(at) < len(batch):
+            batch = [batch[i] for i in at.tolist()]
+        u = draws(name, review.seed, [r.prediction_id for r in batch])
         band = np.zeros(len(batch), dtype=bool)
         if review.abstain is not None:
             band = (score >= review.abstain.low) & (score <= review.abstain.high)
             abstained = np.fromiter((r.abstained for r in batch), bool, len(batch))
             band |= abstained & ~(u < chosen.explore)
-        outlier = np.fromiter(
-            ((o := outliers[i]) is not None and o > 0 for i in position.tolist()),
-            bool,
-            len(batch),
-        )
+        with np.errstate(invalid="ignore"):  # None is NaN, no outlier
+            outlier = np.array([outliers[i] for i in position.tolist()], dtype=np.float64) > 0
         pi, reason = inclusions(chosen, f, band, outlier, u)
         sel = u < pi
-        part = read.part[at]
         for i in np.flatnonzero(sel).tolist():
             marks[int(position[i])] = Mark(
                 float(pi[i]), float(f[i]), _ALL_PARTS[part[i]], REASONS[reason[i]]
