@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.integration import sidecar_harness as harness
 from tests.integration.sidecar_harness import Client
@@ -26,8 +25,7 @@ from truthloop.core.spec import AbstainResponse, AbstainSpec, ReviewSpec
 from truthloop.sidecar import live
 from truthloop.sidecar.app import Sidecar
 
-pytest_plugins = ["tests.integration.sidecar_fixtures", "tests.support.review_math"]
-pytestmark = pytest.mark.usefixtures("review_math")
+pytest_plugins = ["tests.integration.sidecar_fixtures"]
 
 
 KEY = "ml/churn"

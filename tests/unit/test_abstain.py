@@ -15,9 +15,6 @@ from truthloop.core.spec import AbstainResponse, AbstainSpec, Monitor, ReviewSpe
 from truthloop.sidecar import live
 from truthloop.sidecar.abstain import Abstain
 
-pytest_plugins = ["tests.support.review_math"]
-pytestmark = pytest.mark.usefixtures("review_math")
-
 PID = "0190c6e4-0000-7000-8000-000000000001"
 
 
