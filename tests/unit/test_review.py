@@ -159,7 +159,8 @@ def test_horvitz_thompson_is_unbiased_but_wider_than_aipw(
     bias, coverage, half = summary(sim.ht, sim.truth)
     _, _, aipw_half = summary(sim.aipw, sim.truth)
     print(f"HT bias {bias:+.5f} coverage {coverage:.4f} half {half:.4f}")
-    assert abs(bias) <= 0.005
+    errors = np.array([r.value for r in sim.ht], dtype=np.float64) - np.array(sim.truth)
+    assert abs(bias) <= 3 * errors.std() / math.sqrt(len(errors))  # Monte Carlo noise only
     assert 0.93 <= coverage <= 0.97
     assert half > 2 * aipw_half
 
