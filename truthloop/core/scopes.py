@@ -1,11 +1,13 @@
 """Which bearer token may do what: the operator's (admin) token everything, a namespace's token
-only capture, feedback and reference uploads for the monitors of its namespace.
+only capture, feedback, reference uploads and the review queue for the monitors of its
+namespace.
 
 A namespace token is what sidecars and label sources of one namespace carry; with one shared
 token a pod of namespace A could write, engage the fallback of, or delete namespace B's monitors.
-Reads need no token (they never did). The decisions are values with reason codes
-(`admin_only`, `wrong_namespace`), which the service answers as 403 naming the field; a token
-that is no token the service knows is its own 401 (`unauthorized`), decided before these.
+Reads need no token (they never did), but those that lease review items to a reviewer. The
+decisions are values with reason codes (`admin_only`, `wrong_namespace`), which the service
+answers as 403 naming the field; a token that is no token the service knows is its own 401
+(`unauthorized`), decided before these.
 """
 
 from __future__ import annotations
@@ -21,9 +23,20 @@ MAX_TOKEN_LENGTH = 512
 
 SCOPED_WRITES = frozenset({("POST", "/v1/predictions"), ("POST", "/v1/feedback")})
 """The writes a namespace token may make (capture, actuals), each item of its own namespace."""
-MONITOR_WRITES = frozenset({("POST", "/v1/monitors/{namespace}/{name}/reference")})
-"""The writes on one monitor's path a namespace token may make, for its namespace's monitors:
-a reference data set is the model team's, as its capture is."""
+REVIEW = "/v1/monitors/{namespace}/{name}/review"
+LEASING_READS = frozenset(
+    (method, route) for method in ("GET", "HEAD") for route in (REVIEW, REVIEW + "/export")
+)
+"""Reads that need a token all the same: they lease review items, so they change the queue."""
+MONITOR_WRITES = frozenset(
+    {
+        ("POST", "/v1/monitors/{namespace}/{name}/reference"),
+        ("POST", REVIEW + "/import"),
+        *LEASING_READS,
+    }
+)
+"""The requests on one monitor's path a namespace token may make, for its namespace's monitors:
+a reference data set is the model team's, as its capture is, and so is its review queue."""
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -48,9 +61,10 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def needs_token(method: str) -> bool:
-    """Whether a request with this method needs a token (writes do, reads do not)."""
-    return method not in READ_METHODS
+def needs_token(method: str, route: str | None = None) -> bool:
+    """Whether a request with this method on the route (its pattern) needs a token: writes do,
+    reads do not, but those that lease review items (`LEASING_READS`)."""
+    return method not in READ_METHODS or (method, route) in LEASING_READS
 
 
 def route_refusal(
@@ -59,7 +73,7 @@ def route_refusal(
     """Why `scope` may not make this request on the route (its pattern, e.g.
     `/v1/monitors/{namespace}/{name}`, and the path's `namespace` if it has one), or None when
     it may (item checks follow: `foreign_items`)."""
-    if scope.admin or not needs_token(method) or (method, route) in SCOPED_WRITES:
+    if scope.admin or not needs_token(method, route) or (method, route) in SCOPED_WRITES:
         return None
     if (method, route) in MONITOR_WRITES:
         if namespace == scope.namespace:

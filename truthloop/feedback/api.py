@@ -1,7 +1,8 @@
 """HTTP handlers: decode, call the engine, answer JSON. No behaviour lives here.
 
 Routes: monitors CRUD, capture records, actuals, metrics (with series), state (long-poll),
-fallback override, Alertmanager webhook, timelines, datasets (streamed), reference data sets
+fallback override, Alertmanager webhook, timelines, datasets (streamed), the review queue (and
+its Label Studio export and import), reference data sets
 (streamed into the parser) and their profiles, drift (with series), and /metrics, /healthz,
 /readyz. Every error is a `ClientError` turned into JSON by `app.errors`.
 """
@@ -18,7 +19,7 @@ from typing import Any, overload
 import msgspec
 from aiohttp import web
 
-from truthloop.core import evaluation, records, scopes, table, windows, wire
+from truthloop.core import dataset, evaluation, labelstudio, records, scopes, table, windows, wire
 from truthloop.core.evaluation import ALL_VERSIONS
 from truthloop.core.profile import NumericProfile, Reference
 from truthloop.core.records import ItemError
@@ -28,10 +29,11 @@ from truthloop.core.spec import (
     MAX_WINDOW,
     SpecError,
     format_duration,
+    format_time,
     is_namespace,
 )
 from truthloop.feedback import bodies
-from truthloop.feedback.engine import DriftWindow, Engine, WindowMetrics
+from truthloop.feedback.engine import DatasetAsk, DriftWindow, Engine, WindowMetrics
 from truthloop.feedback.errors import (
     BadRequest,
     Conflict,
@@ -40,7 +42,7 @@ from truthloop.feedback.errors import (
     detail,
 )
 from truthloop.feedback.settings import Settings
-from truthloop.feedback.store.interface import StoredPrediction
+from truthloop.feedback.store.interface import ReviewItem, StoredPrediction
 
 ENGINE = web.AppKey("engine", Engine)
 SETTINGS = web.AppKey("settings", Settings)
@@ -375,24 +377,6 @@ async def get_predictions(request: web.Request) -> web.Response:
     )
 
 
-DATASET_COLUMNS = (
-    "prediction_id",
-    "entity_id",
-    "tag",
-    "model_version",
-    "served_by",
-    "ts",
-    "prediction",
-    "score",
-    "actual",
-    "vote",
-    "assumed",
-    "correct",
-    "outlier",
-    "features",
-)
-
-
 DATASET_TYPES = {
     "ndjson": "application/x-ndjson",
     "csv": "text/csv; charset=utf-8",
@@ -412,26 +396,23 @@ async def get_dataset(request: web.Request) -> web.StreamResponse:
     key = _key(request)
     engine = request.app[ENGINE]
     await engine.lookup(key)
-    window = _window(request, "7d")
-    version = _version(request)
-    correct = bodies.query(request, "correct", bodies.boolean, None, "true or false")
-    outlier = bodies.query(request, "outlier", bodies.boolean, None, "true or false")
+    ask = _dataset_ask(request)
     fmt = bodies.query(
         request, "format", bodies.choice(*DATASET_TYPES), "ndjson", "ndjson, csv or json"
     )
-    chunks = engine.dataset(key, window, version, correct, outlier)
+    chunks = engine.dataset(key, ask)
     chunk = await anext(chunks, None)
     response = web.StreamResponse(headers={"Content-Type": DATASET_TYPES[fmt]})
     await response.prepare(request)
     try:
         if fmt == "csv":
-            await response.write(_csv_lines([DATASET_COLUMNS]))
+            await response.write(_csv_lines([dataset.NAMES]))
         opened = False  # a JSON array's `[` is written
         while chunk is not None:
             rows = [record_view(r) for r in chunk]
             if fmt == "csv":
                 data = _csv_lines(
-                    [[_csv_cell(row.get(column)) for column in DATASET_COLUMNS] for row in rows]
+                    [[_csv_cell(row.get(column)) for column in dataset.NAMES] for row in rows]
                 )
             elif fmt == "json":
                 data = b",\n".join(map(_encode, rows))
@@ -450,6 +431,46 @@ async def get_dataset(request: web.Request) -> web.StreamResponse:
         raise
     await response.write_eof()
     return response
+
+
+def _dataset_ask(request: web.Request) -> DatasetAsk:
+    """The dataset's period and filters from the query: `window`, or `from`/`to`; `version`,
+    `correct` (or `wrong`, its opposite), `outlier`, `reviewed`, `abstained`."""
+    window = _window(request, "7d")
+    expected_time = "an RFC 3339 time with its offset, or epoch seconds"
+    start = bodies.query(request, "from", bodies.timestamp, None, expected_time)
+    end = bodies.query(request, "to", bodies.timestamp, None, expected_time)
+    if window is not None and (start, end) != (None, None):
+        raise BadRequest(
+            "bad query parameter window",
+            [detail("window", "give a window ending now, or from and to, not both", "invalid")],
+        )
+    if start is not None and end is not None and start >= end:
+        raise BadRequest(
+            "bad query parameter to", [detail("to", "must be later than from", "invalid")]
+        )
+    flags = {
+        name: bodies.query(request, name, bodies.boolean, None, "true or false")
+        for name in ("correct", "wrong", "outlier", "reviewed", "abstained")
+    }
+    correct, wrong = flags["correct"], flags["wrong"]
+    if wrong is not None:
+        if correct is not None and correct == wrong:
+            raise BadRequest(
+                "bad query parameter wrong",
+                [detail("wrong", "says the opposite of correct: give one of them", "invalid")],
+            )
+        correct = not wrong
+    return DatasetAsk(
+        window,
+        start,
+        end,
+        _version(request),
+        correct,
+        flags["outlier"],
+        flags["reviewed"],
+        flags["abstained"],
+    )
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -475,6 +496,8 @@ def _csv_lines(rows: Any) -> bytes:
 
 
 def record_view(row: StoredPrediction) -> dict[str, Any]:
+    """A stored record with its label, and where the label came from and the record's review
+    selection (`core.dataset`)."""
     label = row.label
     return {
         "prediction_id": row.prediction_id,
@@ -491,8 +514,114 @@ def record_view(row: StoredPrediction) -> dict[str, Any]:
         "correct": row.correct,
         "labeled_at": row.labeled_at,
         "outlier": row.outlier,
+        "source": dataset.source(label),
+        "reviewer": row.reviewer,
+        "reason": row.reason,
+        "pi": row.pi,
+        "weight": dataset.weight(row.pi),
+        "abstained": row.abstained,
+        "votes": msgspec.to_builtins(row.votes),
         "features": row.features,
     }
+
+
+# -- the review queue --------------------------------------------------------------------------
+
+REVIEW_LIMIT = 100
+"""Most items one `GET .../review` leases."""
+EXPORT_LIMIT = 1000
+"""Most tasks one `GET .../review/export` leases."""
+REVIEWER_EXPECTED = f"1 to {records.MAX_REVIEWER} letters, digits or ._@+- (an email fits)"
+
+
+def _reviewer(request: web.Request, default: str | None = None) -> str:
+    """The `reviewer` query parameter (`records.REVIEWER`), required without a `default`."""
+    reviewer = bodies.query(request, "reviewer", _reviewer_name, default, REVIEWER_EXPECTED)
+    if reviewer is None:
+        raise BadRequest(
+            "reviewer is required",
+            [detail("reviewer", "is required: who the items are leased to", "missing")],
+        )
+    return reviewer
+
+
+def _reviewer_name(text: str) -> str:
+    if not records.REVIEWER.fullmatch(text):
+        raise ValueError(text)
+    return text
+
+
+def _limit(request: web.Request, default: int, most: int) -> int:
+    return bodies.query(request, "limit", bodies.bounded_int(1, most), default, f"1 to {most}")
+
+
+async def get_review(request: web.Request) -> web.Response:
+    """Lease items of the monitor's review queue to a reviewer (a token is needed: leasing
+    changes the queue)."""
+    key = _key(request)
+    engine = request.app[ENGINE]
+    await engine.lookup(key)
+    reviewer = _reviewer(request)
+    leased = await engine.lease_review(key, reviewer, _limit(request, 10, REVIEW_LIMIT))
+    return json(
+        {
+            "monitor": key,
+            "reviewer": reviewer,
+            "items": [review_item_view(item) for item in leased.items],
+            "queue": {
+                "depth": leased.queue.depth,
+                "leased": leased.queue.leased,
+                "oldest": leased.queue.oldest,
+            },
+        }
+    )
+
+
+def review_item_view(item: ReviewItem) -> dict[str, Any]:
+    lease_until = item.lease_until
+    return {
+        "prediction_id": item.prediction_id,
+        "model_version": item.model_version,
+        "ts": item.ts,
+        "prediction": item.prediction,
+        "score": item.score,
+        "features": item.features,
+        "reason": item.reason,
+        "pi": item.pi,
+        "outlier": item.outlier,
+        "abstained": item.abstained,
+        "votes": msgspec.to_builtins(item.votes),
+        "lease_until": None if lease_until is None else format_time(lease_until),
+    }
+
+
+async def get_review_export(request: web.Request) -> web.Response:
+    """Lease items as Label Studio tasks (`core.labelstudio`), to the reviewer `label-studio`
+    by default."""
+    key = _key(request)
+    engine = request.app[ENGINE]
+    registered = await engine.lookup(key)
+    bodies.query(request, "format", bodies.choice("label-studio"), "", "label-studio")
+    reviewer = _reviewer(request, "label-studio")
+    leased = await engine.lease_review(key, reviewer, _limit(request, 100, EXPORT_LIMIT))
+    return json(labelstudio.tasks(key, registered.monitor.spec.task, leased.items))
+
+
+async def post_review_import(request: web.Request) -> web.Response:
+    """A Label Studio export of the monitor's tasks, taken as review labels (all or nothing)."""
+    key = _key(request)
+    engine = request.app[ENGINE]
+    await engine.lookup(key)
+    body = await bodies.read(request, bodies.JSON_TYPES)
+    imported = await engine.review_import(key, body, request[SCOPE])
+    return json(
+        {
+            "monitor": key,
+            "labels": imported.labels,
+            "skips": imported.skips,
+            "unannotated": imported.unannotated,
+        }
+    )
 
 
 # -- references and drift ----------------------------------------------------------------------
@@ -642,6 +771,9 @@ def routes() -> list[web.RouteDef]:
         web.post(monitor + "/fallback", post_fallback),
         web.get(monitor + "/predictions", get_predictions),
         web.get(monitor + "/dataset", get_dataset),
+        web.get(monitor + "/review", get_review),
+        web.get(monitor + "/review/export", get_review_export),
+        web.post(monitor + "/review/import", post_review_import),
         web.post(monitor + "/reference", post_reference),
         web.get(monitor + "/reference", get_reference),
         web.get(monitor + "/drift", get_drift),

@@ -84,15 +84,17 @@ def _auth(token: str | None) -> Middleware:
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         """With an admin token configured, every write needs `Authorization: Bearer <token>`:
         the admin token, or a registered namespace token where its scope allows
-        (`core.scopes`: capture, feedback and reference uploads of its namespace's monitors,
-        else 403). Reads need
-        none. Without an admin token the service is open (every request is the admin's).
+        (`core.scopes`: capture, feedback, reference uploads and the review queue of its
+        namespace's monitors, else 403). Reads need none, but those that lease review items.
+        Without an admin token the service is open (every request is the admin's).
 
         A capture batch refused for its token names its monitor (`X-Truthloop-Monitor`): the
         monitor's state then says its capture is refused, which the operator shows as a
         condition.
         """
-        if token is None or not scopes.needs_token(request.method):
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else request.path
+        if token is None or not scopes.needs_token(request.method, route):
             request[api.SCOPE] = scopes.ADMIN
             return await handler(request)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -106,8 +108,6 @@ def _auth(token: str | None) -> Middleware:
                 "writes need a bearer token",
                 [detail("Authorization", "missing or wrong bearer token", "unauthorized")],
             )
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else request.path
         namespace = request.match_info.get("namespace")
         refusal = scopes.route_refusal(scope, request.method, route, namespace)
         if refusal is not None:

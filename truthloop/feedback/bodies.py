@@ -10,6 +10,7 @@ nothing the store cannot hold reaches it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -172,6 +173,20 @@ def duration(text: str) -> float:
     """A window or a step: longer than 0s and at most the longest window a spec may have."""
     seconds = parse_duration(text)
     if not 0 < seconds <= MAX_WINDOW:
+        raise ValueError(text)
+    return seconds
+
+
+def timestamp(text: str) -> float:
+    """A time: RFC 3339 with its offset (`2026-01-01T00:00:00Z`), or epoch seconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            raise ValueError(text) from None
+        seconds = moment.timestamp()
+    if not 0 <= seconds < 2**40:  # also refuses nan
         raise ValueError(text)
     return seconds
 

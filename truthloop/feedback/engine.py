@@ -48,6 +48,7 @@ from truthloop.core import (
     estimate,
     evaluation,
     join,
+    labelstudio,
     metrics,
     records,
     scopes,
@@ -62,7 +63,14 @@ from truthloop.core.evaluation import ALL_VERSIONS, Evaluated, Group
 from truthloop.core.plan import ACTUALS_EXPIRED, ACTUALS_MATCHED, ACTUALS_PENDING
 from truthloop.core.profile import Profile, Reference, ReferenceSource
 from truthloop.core.records import Actual, PredictionRecord
-from truthloop.core.spec import FALLBACK_MODES, CostSpec, FallbackMode, Monitor, parse_update
+from truthloop.core.spec import (
+    FALLBACK_MODES,
+    CostSpec,
+    FallbackMode,
+    Monitor,
+    ReviewSpec,
+    parse_update,
+)
 from truthloop.core.tasks import Task
 from truthloop.feedback import refusals, threads
 from truthloop.feedback.settings import Settings
@@ -74,13 +82,17 @@ from truthloop.feedback.store.interface import (
     LabelsRejected,
     MonitorsGone,
     Only,
+    QueueStats,
     Registered,
+    ReviewItem,
     Store,
     StoredPrediction,
     StoredState,
 )
 
 log = logging.getLogger("truthloop.feedback")
+
+_encode = msgspec.json.Encoder().encode
 
 OUTCOMES = {"matched": ACTUALS_MATCHED, "pending": ACTUALS_PENDING, "expired": ACTUALS_EXPIRED}
 
@@ -998,26 +1010,25 @@ class Engine:
         """An entity's newest records; `outlier` keeps the outliers only, or leaves them out."""
         return await self.store.timeline(self.registered(key).id, entity_id, limit, outlier)
 
-    def dataset(
-        self,
-        key: str,
-        seconds: float | None,
-        version: str | None,
-        correct: bool | None,
-        outlier: bool | None = None,
-    ) -> AsyncIterator[list[StoredPrediction]]:
-        """Labeled records of the window in chunks, never all in memory; `outlier` keeps the
-        outliers only (True) or leaves them out (False)."""
+    def dataset(self, key: str, ask: DatasetAsk) -> AsyncIterator[list[StoredPrediction]]:
+        """Labeled records of the window (or period) asked for in chunks, never all in memory."""
         registered = self.registered(key)
         now = self.settings.clock()
-        seconds = seconds or registered.monitor.spec.metrics.window
+        end = now + self.settings.limits.future_skew if ask.end is None else ask.end
+        start = ask.start
+        if start is None:
+            start = (end if ask.end is not None else now) - (
+                ask.seconds or registered.monitor.spec.metrics.window
+            )
         query = DatasetQuery(
             registered.id,
-            now - seconds,
-            now + self.settings.limits.future_skew,
-            version,
-            correct,
-            outlier=outlier,
+            start,
+            end,
+            ask.version,
+            ask.correct,
+            outlier=ask.outlier,
+            reviewed=ask.reviewed,
+            abstained=ask.abstained,
         )
         return self._chunks(query)
 
@@ -1029,6 +1040,41 @@ class Engine:
                 return
             yield chunk
             after = chunk[-1].cursor
+
+    # -- the review queue ----------------------------------------------------------------------
+
+    async def lease_review(self, key: str, reviewer: str, limit: int) -> Leased:
+        """Hand `reviewer` up to `limit` items of the monitor's queue for its `review.lease`,
+        and the queue as it is then. `NoReview` without `spec.review`."""
+        registered = await self.lookup(key)
+        review = _review_of(registered)
+        now = self.settings.clock()
+        items = await self.store.lease_review(registered.id, reviewer, limit, now, review.lease)
+        queue = (await self.store.review_stats(now)).get(registered.id, NO_QUEUE)
+        return Leased(tuple(items), queue)
+
+    async def review_import(
+        self, key: str, body: bytes, scope: scopes.Scope = scopes.ADMIN
+    ) -> Imported:
+        """Take a Label Studio export of the monitor's tasks as review labels
+        (`core.labelstudio`), all or nothing; a refused label is named by its task."""
+        registered = await self.lookup(key)
+        _review_of(registered)
+        task = registered.monitor.spec.task
+        try:
+            read = labelstudio.labels(body, key, task, self.settings.limits.max_items)
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
+            raise refusals.NotJson(str(e) or "nested too deeply") from None
+        if read.errors:
+            raise refusals.InvalidItems("tasks", read.errors, read.omitted)
+        if read.actuals:
+            try:
+                await self.feedback(_encode({"items": read.actuals}), scope)
+            except refusals.InvalidItems as e:
+                errors = [labelstudio.located(error, read.origins) for error in e.errors]
+                raise refusals.InvalidItems("tasks", errors, e.omitted) from None
+        skips = sum(actual.decision is not None for actual in read.actuals)
+        return Imported(len(read.actuals) - skips, skips, read.unannotated)
 
     # -- references and drift ------------------------------------------------------------------
 
@@ -1254,6 +1300,52 @@ class Engine:
             persisted, visible = runtime.persisted(), runtime.visible()
             runtime.history = built
             await self._save(runtime, persisted, visible)
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetAsk:
+    """What a dataset export asks for: the window of `seconds` ending now (the spec's
+    `metrics.window` by default), or from `start` to `end` (either alone: a window's length
+    from, or up to it); one model `version`; and the `DatasetQuery` filters."""
+
+    seconds: float | None = None
+    start: float | None = None
+    end: float | None = None
+    version: str | None = None
+    correct: bool | None = None
+    outlier: bool | None = None
+    reviewed: bool | None = None
+    abstained: bool | None = None
+
+
+NO_QUEUE = QueueStats(depth=0, leased=0, oldest=None, expired=0)
+"""The queue of a monitor the store has no item of."""
+
+
+@dataclass(frozen=True, slots=True)
+class Leased:
+    """Review items handed to a reviewer, and the monitor's queue after."""
+
+    items: tuple[ReviewItem, ...]
+    queue: QueueStats
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """What a Label Studio import stored: review labels, skips, and the tasks left out (not
+    annotated yet)."""
+
+    labels: int
+    skips: int
+    unannotated: int
+
+
+def _review_of(registered: Registered) -> ReviewSpec:
+    """The monitor's `spec.review`; `NoReview` without one."""
+    review = registered.monitor.spec.review
+    if review is None:
+        raise refusals.NoReview(registered.monitor.key)
+    return review
 
 
 @dataclass(frozen=True, slots=True)

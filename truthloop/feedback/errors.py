@@ -101,6 +101,7 @@ ITEMS_REFUSED: Mapping[refusals.Items, str] = {
     "records": "invalid capture records",
     "actuals": "invalid actuals",
     "labels": "actuals that cannot label their predictions",
+    "tasks": "invalid Label Studio tasks; nothing was stored",
 }
 
 
@@ -122,6 +123,17 @@ def refused(refusal: refusals.Refused) -> ClientError:
             )
         case refusals.InvalidReference(errors=errors, omitted=omitted):
             return BadRequest("invalid reference data set; nothing was stored", errors, omitted)
+        case refusals.NoReview(key=key):
+            return NotFound(
+                f"monitor {key} has no review queue",
+                [
+                    detail(
+                        "spec.review",
+                        f"{key} has no spec.review: set one to queue records for review",
+                        "no_review",
+                    )
+                ],
+            )
         case refusals.SeriesTooLong(points=points, limit=limit):
             return BadRequest(
                 f"a series of {points} points is too long",

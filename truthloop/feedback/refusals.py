@@ -35,9 +35,9 @@ class NotJson(Refused, ValueError):
         self.message = message
 
 
-Items = Literal["records", "actuals", "labels"]
-"""What was refused: capture records, actuals, or actuals that cannot label their predictions
-(each valid on its own)."""
+Items = Literal["records", "actuals", "labels", "tasks"]
+"""What was refused: capture records, actuals, actuals that cannot label their predictions
+(each valid on its own), or Label Studio tasks (an import of review labels)."""
 
 
 class InvalidItems(Refused, ValueError):
@@ -79,3 +79,11 @@ class InvalidReference(Refused, ValueError):
         super().__init__(f"{len(errors) + omitted} problem(s) in the reference")
         self.errors = errors
         self.omitted = omitted
+
+
+class NoReview(Refused, LookupError):
+    """The review queue of a monitor without `spec.review` (`no_review`)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
