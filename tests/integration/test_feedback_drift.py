@@ -6,6 +6,7 @@ stored; the leader builds a history reference from captured records."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import gzip
 import io
 import json
@@ -391,7 +392,8 @@ async def test_outliers_are_scored_on_the_record_and_can_be_filtered(
     status, body = await service.call("GET", dataset + "&outlier=maybe")
     assert (status, body["details"][0]["field"]) == (400, "outlier")
     csv_rows = (await service.call("GET", dataset + "&outlier=true&format=csv"))[1].decode()
-    assert csv_rows.splitlines()[0].split(",")[-2] == "outlier"
+    [row] = csv.DictReader(io.StringIO(csv_rows))
+    assert (row["prediction_id"], float(row["outlier"]) > 0) == ("odd", True)
 
 
 def ndjson(body: bytes) -> list[dict[str, Any]]:
