@@ -173,23 +173,24 @@ def test_every_flag_reads_its_environment_variable(
 
 
 def test_a_json_spec_is_read_without_loading_the_yaml_library(tmp_path: Path) -> None:
-    """The operator injects the spec as JSON: PyYAML is loaded only for a YAML spec."""
+    """The operator injects the spec as JSON: PyYAML is loaded only for a YAML spec. Nor is numpy
+    loaded (for the abstain's decision, only once a response is held)."""
     spec = tmp_path / "monitor.json"
     spec.write_text(json.dumps(MONITOR))
     program = (
         "import sys\n"
         "from truthloop import cli\n"
-        "from truthloop.sidecar import cli as sidecar\n"
+        "from truthloop.sidecar import app, cli as sidecar\n"
         "args = cli.build_parser(['sidecar']).parse_args(sys.argv[1:])\n"
         "assert sidecar.settings_from(args).spec['kind'] == 'ModelMonitor'\n"
-        "print('yaml' in sys.modules)\n"
+        "print('yaml' in sys.modules, 'numpy' in sys.modules)\n"
     )
     flags = ["sidecar", "--feedback-url", "http://127.0.0.1:1", "--monitor", "ml/churn"]
     flags += ["--spool-dir", str(tmp_path), "--spec-file", str(spec)]
     run = subprocess.run(
         [sys.executable, "-c", program, *flags], capture_output=True, text=True, check=True
     )
-    assert run.stdout.strip() == "False"
+    assert run.stdout.strip() == "False False"
 
 
 @pytest.mark.parametrize(
