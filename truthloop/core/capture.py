@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import msgspec
-import numpy as np
-import numpy.typing as npt
 
 from truthloop.core.extract import Row
 from truthloop.core.wire import CaptureRecord, ServedBy
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 _SPAN = float(2**64)
 
@@ -37,11 +40,15 @@ def sampled(prediction_id: str, rate: float) -> bool:
 def uniform(text: str) -> float:
     """A number in [0, 1) fixed by `text` and spread uniformly over texts (blake2b's first 64
     bits): a decision every replica and the sidecar take alike without talking."""
-    return float(uniforms(text, ("",))[0])
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / _SPAN
 
 
 def uniforms(prefix: str, texts: Iterable[str]) -> npt.NDArray[np.float64]:
-    """`uniform(prefix + text)` of many texts at once (a batch's draws)."""
+    """`uniform(prefix + text)` of many texts at once (a batch's draws). numpy is imported here,
+    not with the module: the sidecar samples with `uniform` and does not load it (12 MiB)."""
+    import numpy as np
+
     head = prefix.encode()
     blake2b = hashlib.blake2b
     digests = b"".join([blake2b(head + t.encode(), digest_size=8).digest() for t in texts])
