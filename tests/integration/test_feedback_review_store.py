@@ -193,19 +193,22 @@ async def test_a_review_label_moves_the_review_counters_and_a_relabel_by_the_dif
     assert difference(await review_counters(store, monitor), before) == nonzero(moved(True))
     await store.apply_actuals([label("p0", 0, "bob")], known, T0)
     assert difference(await review_counters(store, monitor), before) == nonzero(moved(False))
-    # a label from outside review replaces it: the review counters go back
+    # a label from outside review (ground truth arriving) keeps the record reviewed, by bob:
+    # the same value moves nothing, another the residual
     await store.apply_actuals([label("p0", 0, None)], known, T0)
-    assert difference(await review_counters(store, monitor), before) == {}
+    assert difference(await review_counters(store, monitor), before) == nonzero(moved(False))
+    await store.apply_actuals([label("p0", 1, None)], known, T0)
+    assert difference(await review_counters(store, monitor), before) == nonzero(moved(True))
 
     stored = (await rows(store, monitor))["p0"]
-    assert (stored.reviewer, stored.label.reviewer) == (None, None)
+    assert (stored.reviewer, stored.label.reviewer, stored.label.value) == ("bob", "bob", 1)
     assert [(v.reviewer, v.value) for v in stored.votes] == [("ann", 1), ("bob", 0)]
     assert await leased(store, monitor, "cy") == ["p1", "p2", "p3"]  # p0 is reviewed
     totals = await lifetime(store, monitor)
     assert (totals["@review/labeled/ann"], totals["@review/labeled/bob"]) == (1, 1)
-    assert (await rows(store, monitor, reviewed=False)).keys() == {"p0", "p1", "p2", "p3"}
+    assert (await rows(store, monitor, reviewed=False)).keys() == {"p1", "p2", "p3"}
     await store.apply_actuals([label("p1", 1, "ann")], known, T0)
-    assert list(await rows(store, monitor, reviewed=True)) == ["p1"]
+    assert list(await rows(store, monitor, reviewed=True)) == ["p0", "p1"]
     assert (await rows(store, monitor, reviewed=True))["p1"].reviewer == "ann"
 
 

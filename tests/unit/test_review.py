@@ -256,11 +256,20 @@ def test_the_estimate_of_the_counters_is_the_estimate_of_the_arrays() -> None:
     assert review.key("rev", part) not in delta
     residual = (float(actual[i] != predicted[i]) - mark.f) / mark.pi
     assert delta[review.key("r", part)] == pytest.approx(residual - (right[i] - mark.f) / mark.pi)
-    # a label that is no review's takes the review counters away
+    # a label that is no review's (ground truth arriving) keeps the record reviewed: the same
+    # value moves nothing, another one the residual, never rev
+    relabeled = labeling.current(row)
+    assert relabeled.label == Label(value=int(actual[i]), reviewer="ann")
     plain = Labeling()
-    plain.apply(7, row, Label(value=int(actual[i])), monitor.spec)
+    assert not plain.apply(7, relabeled, Label(value=int(actual[i])), monitor.spec)
+    assert plain.apply(7, relabeled, Label(value=1 - int(actual[i])), monitor.spec)
     [delta] = plain.deltas.values()
-    assert delta[review.key("rev", part)] == -1
+    assert review.key("rev", part) not in delta
+    assert delta[review.key("r", part)] == pytest.approx(
+        (float(actual[i] != predicted[i]) - right[i]) / mark.pi
+    )
+    [(kept, _)] = plain.rows.values()
+    assert kept.label == Label(value=1 - int(actual[i]), reviewer="ann")
 
 
 def test_the_counters_count_only_the_stored_records_and_the_model_records_of_review_monitors() -> (

@@ -167,6 +167,23 @@ def _tally(into: dict[str, float], row: Row, label: Label, spec: MonitorSpec) ->
     return right
 
 
+def still_reviewed(row: Row, label: Label) -> Label:
+    """`label` as it replaces `row`'s: a queued record a reviewer labeled keeps its reviewer
+    when a label without one (ground truth arriving, say) replaces the reviewer's, so it stays in
+    the reviewed sample with the newer value. Dropping it would take reviews out of a window
+    as the ground truth comes, the older first: the items left would no longer be a sample at
+    random of those queued, and the estimate would lose its reviews just when they agree."""
+    current = row.label
+    if (
+        label.reviewer is None
+        and row.review is not None
+        and current is not None
+        and current.reviewer is not None
+    ):
+        return msgspec.structs.replace(label, reviewer=current.reviewer)
+    return label
+
+
 K = TypeVar("K")
 GroupKey = tuple[int, str, str, int]
 """(monitor id, model version, served_by, minute bucket): where a counter delta goes."""
@@ -194,6 +211,7 @@ class Labeling:
     def apply(self, monitor_id: int, row: Row, label: Label, spec: MonitorSpec) -> bool:
         """Label `row`; False when it already had that label. Raises `metrics.LabelError`."""
         row = self.current(row)
+        label = still_reviewed(row, label)
         if row.label == label:
             return False
         group = (monitor_id, row.model_version, row.served_by, bucket_of(row.ts))

@@ -5,7 +5,8 @@ A record `core.review.select` queued is an item of its monitor's queue until it 
 record's attribution window passed). A reviewer leases open items for a while (the stores'
 `lease_review`: abstained and explored items first, then the oldest); `skip` and `unsure` hand a
 leased item back, and it is never offered to that reviewer again (`passed`). A label for an item
-not leased, or already labeled, is taken as any relabel is (`core.join`).
+not leased, or already labeled, is taken as any relabel is (`core.join`); a label without a
+reviewer (ground truth arriving) keeps a reviewed record reviewed (`core.join.still_reviewed`).
 
 Pure, so both stores do the same: they read the items a request's review actuals name, and
 `core.plan.plan_actuals` answers each (`refusal`, `answer`) and counts the outcomes per reviewer
