@@ -30,6 +30,15 @@ COMMANDS = {
         "truthloop.reference",
         "send a reference data set (CSV, NDJSON, Parquet) that drift is measured against",
     ),
+    "export": (
+        "truthloop.export",
+        "write a monitor's labeled records (reviewed, wrong, abstained...) to CSV, JSON lines or"
+        " Parquet",
+    ),
+    "review": (
+        "truthloop.labeling",
+        "lease review items to a Label Studio task file, or import its labels back",
+    ),
     "feedback": (
         "truthloop.feedback.cli",
         "run the feedback service (ingest, join, metrics, alerts, fallback state)",

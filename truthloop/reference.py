@@ -30,6 +30,7 @@ import aiohttp
 
 from truthloop import flags
 from truthloop.flags import UsageError
+from truthloop.remote import DEFAULT_URL, Unreachable
 
 FORMATS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".parquet": "parquet"}
 """File extension -> format."""
@@ -42,7 +43,6 @@ CHUNK = 1024 * 1024
 """Bytes read from the file and sent at a time."""
 PROGRESS_FROM = 8 * 1024 * 1024
 """Files this large show a progress bar (on a terminal): smaller ones take no time to send."""
-DEFAULT_URL = "http://127.0.0.1:8081"
 TIMEOUT = 3600.0
 """Seconds the whole upload may take (a 500 MB file on a slow link, then its profiling)."""
 
@@ -136,15 +136,6 @@ def run(args: argparse.Namespace) -> int:
 def _fail(message: str, status: int) -> int:
     print(f"truthloop reference: {message}", file=sys.stderr)
     return status
-
-
-class Unreachable(Exception):
-    """The service at `url` could not be reached, or the connection broke (`reason`)."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(reason)
-        self.url = url
-        self.reason = reason
 
 
 async def _send(upload: Upload, size: int, show: bool) -> tuple[int, Any]:

@@ -1,0 +1,120 @@
+"""`truthloop review export|import --monitor NS/NAME`: a monitor's review queue to and from
+Label Studio (docs/review.md has the labeling config to paste into the project).
+
+`truthloop review export --monitor NS/NAME -o tasks.json` leases up to `--limit` items (100 by
+default, at most 1,000) to `--reviewer` (`label-studio`) and writes them as Label Studio tasks:
+import the file into the project (Import, JSON). The items stay leased for the spec's
+`review.lease`, then go back to the queue unless labeled; a label imported later is taken all
+the same.
+
+`truthloop review import --monitor NS/NAME -f export.json` sends the project's JSON export
+(Export, JSON) back: each annotated task becomes a review label by its annotator, a skipped one
+a skip, tasks not annotated yet are left out; all or nothing. A refused task is one line naming
+the file, the task's index in it and the field: `export.json: task 12: data.prediction_id: ...`.
+
+Both need a token of the monitor's namespace (or the admin's) where the service has tokens.
+Exit status: 0 done, 1 the service refused or could not be reached, 2 a bad flag or file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from truthloop import flags, remote
+from truthloop.flags import UsageError
+
+TIMEOUT = 300.0
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], text: str) -> None:
+    parser = flags.command(subparsers, "review", text, __doc__)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    export = actions.add_parser("export", help="lease items as a Label Studio task file")
+    remote.service_flags(export)
+    export.add_argument("-o", "--output", required=True, metavar="FILE", help="the task file")
+    export.add_argument("--limit", type=int, default=100, help="items to lease (default 100)")
+    export.add_argument(
+        "--reviewer", default="label-studio", help="who they are leased to (default label-studio)"
+    )
+    export.set_defaults(run=run_export)
+    back = actions.add_parser("import", help="send a Label Studio export's labels back")
+    remote.service_flags(back)
+    back.add_argument(
+        "-f", "--filename", dest="file", required=True, metavar="FILE", help="the JSON export"
+    )
+    back.set_defaults(run=run_import)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    try:
+        url = remote.monitor_url(args) + "/review/export"
+        token = flags.write_token(args.token_file)
+    except UsageError as e:
+        return remote.fail("review", str(e), 2)
+    params = {"limit": str(args.limit), "reviewer": args.reviewer}
+    try:
+        status, answer = asyncio.run(_call("GET", url, token, params=params))
+    except remote.Unreachable as e:
+        return remote.fail("review", f"cannot reach the feedback service at {e.url}: {e.reason}", 1)
+    if status >= 300 or not isinstance(answer, list):
+        return remote.fail("review", f"{args.monitor}: {remote.refused(status, answer)}", 1)
+    try:
+        Path(args.output).write_text(json.dumps(answer, ensure_ascii=False) + "\n")
+    except OSError as e:
+        return remote.fail("review", f"{args.output}: {e.strerror or e}", 2)
+    print(f"{args.output}: {len(answer)} tasks of {args.monitor} leased to {args.reviewer}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    try:
+        url = remote.monitor_url(args) + "/review/import"
+        token = flags.write_token(args.token_file)
+        body = Path(args.file).read_bytes()
+    except UsageError as e:
+        return remote.fail("review", str(e), 2)
+    except OSError as e:
+        return remote.fail("review", f"{args.file}: {e.strerror or e}", 2)
+    try:
+        status, answer = asyncio.run(_call("POST", url, token, body=body))
+    except remote.Unreachable as e:
+        return remote.fail("review", f"cannot reach the feedback service at {e.url}: {e.reason}", 1)
+    if status >= 300 or not isinstance(answer, dict):
+        return remote.fail("review", f"{args.file}: {remote.refused(status, answer, 'task')}", 1)
+    print(
+        f"{args.file}: {answer.get('labels')} labels and {answer.get('skips')} skips of"
+        f" {args.monitor}; {answer.get('unannotated')} tasks not annotated yet left out"
+    )
+    return 0
+
+
+async def _call(
+    method: str,
+    url: str,
+    token: str | None,
+    *,
+    params: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> tuple[int, Any]:
+    """(status, the decoded JSON answer or its text)."""
+    headers = remote.headers(token)
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session,
+            session.request(method, url, params=params, data=body, headers=headers) as response,
+        ):
+            text = await response.text()
+    except (aiohttp.ClientConnectionError, TimeoutError) as e:
+        raise remote.Unreachable(url.split("/v1/", 1)[0], str(e) or type(e).__name__) from e
+    try:
+        return response.status, json.loads(text)
+    except ValueError:
+        return response.status, text
