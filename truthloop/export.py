@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         return remote.fail("export", f"{export.path}: {e.strerror or e}", 2)
     except remote.Unreachable as e:
         part.unlink(missing_ok=True)
-        return remote.fail("export", f"cannot reach the feedback service at {e.url}: {e.reason}", 1)
+        return remote.fail("export", e.said(), 1)
     except Refused as e:
         part.unlink(missing_ok=True)
         return remote.fail("export", f"{export.monitor}: {remote.refused(e.status, e.answer)}", 1)

@@ -52,46 +52,58 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], 
 
 
 def run_export(args: argparse.Namespace) -> int:
-    try:
-        url = remote.monitor_url(args) + "/review/export"
-        token = flags.write_token(args.token_file)
-    except UsageError as e:
-        return remote.fail("review", str(e), 2)
     params = {"limit": str(args.limit), "reviewer": args.reviewer}
     try:
-        status, answer = asyncio.run(_call("GET", url, token, params=params))
-    except remote.Unreachable as e:
-        return remote.fail("review", f"cannot reach the feedback service at {e.url}: {e.reason}", 1)
-    if status >= 300 or not isinstance(answer, list):
-        return remote.fail("review", f"{args.monitor}: {remote.refused(status, answer)}", 1)
-    try:
-        Path(args.output).write_text(json.dumps(answer, ensure_ascii=False) + "\n")
-    except OSError as e:
-        return remote.fail("review", f"{args.output}: {e.strerror or e}", 2)
+        status, answer = _ask(args, "GET", "/review/export", params=params)
+        if status >= 300 or not isinstance(answer, list):
+            raise remote.Failed(f"{args.monitor}: {remote.refused(status, answer)}", 1)
+        try:
+            Path(args.output).write_text(json.dumps(answer, ensure_ascii=False) + "\n")
+        except OSError as e:
+            raise remote.Failed(f"{args.output}: {e.strerror or e}", 2) from None
+    except remote.Failed as e:
+        return remote.fail("review", e.message, e.status)
     print(f"{args.output}: {len(answer)} tasks of {args.monitor} leased to {args.reviewer}")
     return 0
 
 
 def run_import(args: argparse.Namespace) -> int:
     try:
-        url = remote.monitor_url(args) + "/review/import"
-        token = flags.write_token(args.token_file)
-        body = Path(args.file).read_bytes()
-    except UsageError as e:
-        return remote.fail("review", str(e), 2)
-    except OSError as e:
-        return remote.fail("review", f"{args.file}: {e.strerror or e}", 2)
-    try:
-        status, answer = asyncio.run(_call("POST", url, token, body=body))
-    except remote.Unreachable as e:
-        return remote.fail("review", f"cannot reach the feedback service at {e.url}: {e.reason}", 1)
-    if status >= 300 or not isinstance(answer, dict):
-        return remote.fail("review", f"{args.file}: {remote.refused(status, answer, 'task')}", 1)
+        try:
+            body = Path(args.file).read_bytes()
+        except OSError as e:
+            raise remote.Failed(f"{args.file}: {e.strerror or e}", 2) from None
+        status, answer = _ask(args, "POST", "/review/import", body=body)
+        if status >= 300 or not isinstance(answer, dict):
+            raise remote.Failed(f"{args.file}: {remote.refused(status, answer, 'task')}", 1)
+    except remote.Failed as e:
+        return remote.fail("review", e.message, e.status)
     print(
         f"{args.file}: {answer.get('labels')} labels and {answer.get('skips')} skips of"
         f" {args.monitor}; {answer.get('unannotated')} tasks not annotated yet left out"
     )
     return 0
+
+
+def _ask(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    *,
+    params: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> tuple[int, Any]:
+    """(status, answer) of a request to the monitor's `path`; `remote.Failed` for a bad flag
+    or a service that cannot be reached."""
+    try:
+        url = remote.monitor_url(args) + path
+        token = flags.write_token(args.token_file)
+    except UsageError as e:
+        raise remote.Failed(str(e), 2) from None
+    try:
+        return asyncio.run(_call(method, url, token, params=params, body=body))
+    except remote.Unreachable as e:
+        raise remote.Failed(e.said(), 1) from None
 
 
 async def _call(

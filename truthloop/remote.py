@@ -26,6 +26,18 @@ class Unreachable(Exception):
         self.url = url
         self.reason = reason
 
+    def said(self) -> str:
+        return f"cannot reach the feedback service at {self.url}: {self.reason}"
+
+
+class Failed(Exception):
+    """A command's failure: its one line and exit status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
 
 def service_flags(parser: argparse.ArgumentParser, *, token: bool = True) -> None:
     """`--monitor NS/NAME`, `--feedback-url` and (with `token`) `--token-file`, each with its

@@ -4,17 +4,14 @@ Studio files both ways, and every failure one line with its exit status, no trac
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
-import os
-import pty
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.commands import on_a_terminal, run
 from tests.support.feedback import FakeClock, Service, ServiceFactory, monitor_body, record
 from truthloop.core import dataset
 
@@ -28,18 +25,6 @@ def store_url(tmp_path: Path) -> str:
     """The commands do the same whatever the service stores in: SQLite only (the API's own
     tests run on both stores)."""
     return f"sqlite://{tmp_path}/feedback.db"
-
-
-async def truthloop(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of `truthloop ARGS...`."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "truthloop", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 @pytest.fixture
@@ -64,7 +49,7 @@ async def test_an_export_writes_the_records_the_filters_keep(
 ) -> None:
     out = tmp_path / "wrong.csv"
     args = ("--monitor", "ml/churn", "--feedback-url", labeled.base)
-    status, printed, err = await truthloop("export", *args, "-o", str(out), "--reviewed", "--wrong")
+    status, printed, err = await run("export", *args, "-o", str(out), "--reviewed", "--wrong")
     assert (status, err) == (0, "")
     assert printed == f"{out}: 5 rows of ml/churn\n"
     rows = list(csv.DictReader(out.read_text().splitlines()))
@@ -74,7 +59,7 @@ async def test_an_export_writes_the_records_the_filters_keep(
     assert not (tmp_path / "wrong.csv.part").exists()
 
     lines = tmp_path / "all.jsonl"
-    status, printed, _ = await truthloop("export", *args, "-o", str(lines), "--window", "1h")
+    status, printed, _ = await run("export", *args, "-o", str(lines), "--window", "1h")
     assert status == 0
     parsed = [json.loads(line) for line in lines.read_text().splitlines()]
     assert len(parsed) == 20  # labeled records only
@@ -84,7 +69,7 @@ async def test_an_export_writes_the_records_the_filters_keep(
 async def test_a_parquet_export_is_typed_by_column(labeled: Service, tmp_path: Path) -> None:
     pq = pytest.importorskip("pyarrow.parquet")
     out = tmp_path / "reviewed.parquet"
-    status, printed, err = await truthloop(
+    status, printed, err = await run(
         "export", "--monitor", "ml/churn", "--feedback-url", labeled.base, "-o", str(out),
         "--reviewed",
     )  # fmt: skip
@@ -106,31 +91,12 @@ async def test_a_parquet_export_is_typed_by_column(labeled: Service, tmp_path: P
 async def test_the_export_shows_its_progress_on_a_terminal(
     labeled: Service, tmp_path: Path
 ) -> None:
-    leader, follower = pty.openpty()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "truthloop", "export", "--monitor", "ml/churn",
-        "--feedback-url", labeled.base, "-o", str(tmp_path / "out.csv"),
-        stdout=asyncio.subprocess.PIPE, stderr=follower,
+    status, out, shown = await on_a_terminal(
+        "export", "--monitor", "ml/churn", "--feedback-url", labeled.base,
+        "-o", str(tmp_path / "out.csv"),
     )  # fmt: skip
-    os.close(follower)
-    shown = bytearray()
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(leader, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            shown.extend(data)
-
-    reader = asyncio.get_running_loop().run_in_executor(None, drain)
-    out, _ = await asyncio.wait_for(process.communicate(), 120)
-    await asyncio.wait_for(reader, 30)
-    os.close(leader)
-    assert process.returncode == 0, shown.decode(errors="replace")
-    assert "20 rows" in out.decode()
+    assert status == 0, shown.decode(errors="replace")
+    assert "20 rows" in out
     assert b"exporting ml/churn" in shown, shown[-500:]
 
 
@@ -151,15 +117,11 @@ async def test_a_failed_export_is_one_line_and_leaves_no_file(
 ) -> None:
     """(A flag given again wins over the first.)"""
     args = ["--monitor", "ml/churn", "--feedback-url", labeled.base, "-o", "out.csv", *flags]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "truthloop", "export", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
-    )  # fmt: skip
-    _, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == status, err
-    assert err.decode().startswith("truthloop export: "), err
-    assert expected in err.decode(), err
-    assert len(err.decode().splitlines()) == 1
+    code, _, err = await run("export", *args, cwd=tmp_path)
+    assert code == status, err
+    assert err.startswith("truthloop export: "), err
+    assert expected in err, err
+    assert len(err.splitlines()) == 1
     assert left_in(tmp_path) == []
 
 
@@ -177,12 +139,12 @@ async def test_review_files_go_to_label_studio_and_come_back(
     tasks = tmp_path / "tasks.json"
     args = ("--monitor", "ml/churn", "--feedback-url", service.base)
     token = {"TRUTHLOOP_TOKEN": ADMIN}
-    status, _, err = await truthloop("review", "export", *args, "-o", str(tasks))
+    status, _, err = await run("review", "export", *args, "-o", str(tasks))
     assert (status, err.strip()) == (
         1,
         "truthloop review: ml/churn: Authorization: missing or wrong bearer token",
     )
-    status, printed, err = await truthloop(
+    status, printed, err = await run(
         "review", "export", *args, "-o", str(tasks), "--limit", "3", env=token
     )
     assert (status, err) == (0, "")
@@ -198,14 +160,14 @@ async def test_review_files_go_to_label_studio_and_come_back(
     back = tmp_path / "project.json"
     back.write_text(json.dumps([*exported, {"data": {"prediction_id": "ghost"}, "annotations": [
         {"completed_by": 2, "result": [{**choice, "value": {"choices": ["1"]}}]}]}]))  # fmt: skip
-    status, _, err = await truthloop("review", "import", *args, "-f", str(back), env=token)
+    status, _, err = await run("review", "import", *args, "-f", str(back), env=token)
     assert status == 1
     assert err == (
         f"truthloop review: {back}: task 3: data.prediction_id:"
         " no prediction ghost in monitor ml/churn\n"
     )
     back.write_text(json.dumps(exported))
-    status, printed, err = await truthloop("review", "import", *args, "-f", str(back), env=token)
+    status, printed, err = await run("review", "import", *args, "-f", str(back), env=token)
     assert (status, err) == (0, "")
     assert printed == (
         f"{back}: 2 labels and 0 skips of ml/churn; 1 tasks not annotated yet left out\n"
@@ -216,5 +178,5 @@ async def test_review_files_go_to_label_studio_and_come_back(
         ("p0", "bo@example.com", "0"),
         ("p1", "bo@example.com", "1"),
     ]
-    status, _, err = await truthloop("review", "import", *args, "-f", "nope.json", env=token)
+    status, _, err = await run("review", "import", *args, "-f", "nope.json", env=token)
     assert (status, err) == (2, "truthloop review: nope.json: No such file or directory\n")

@@ -108,6 +108,8 @@ async def test_a_reviewer_is_handed_items_with_what_they_need_to_judge(
     }
     assert len(answer["items"]) == 2
     assert answer["queue"] == {"depth": 5, "leased": 2, "oldest": clock()}
+    for path in (f"{QUEUE}?reviewer=bo", f"{QUEUE}/export?reviewer=bo"):
+        assert await bare(service, "HEAD", path) == 200  # leases nothing
     assert await lease(service, "bo", 10) == ["p2", "p3", "p4"]
     assert await lease(service, "cy") == []
 

@@ -3,14 +3,11 @@ what was stored, and says any refusal in one line naming the file (and its line)
 
 from __future__ import annotations
 
-import asyncio
-import os
-import pty
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.commands import on_a_terminal, run
 from tests.support.feedback import Service, ServiceFactory, monitor_body
 from truthloop.core import scopes
 from truthloop.reference import PROGRESS_FROM
@@ -32,14 +29,7 @@ GOOD = "tenure,plan,prediction\n" + "".join(
 
 async def reference(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of `truthloop reference ARGS...`."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "truthloop", "reference", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run("reference", *args, env=env)
 
 
 async def test_a_file_is_stored_and_its_summary_printed(service: Service, tmp_path: Path) -> None:
@@ -141,30 +131,10 @@ async def test_a_big_file_shows_a_progress_bar_on_a_terminal(
     with train.open("w") as f:
         f.write("tenure,plan,prediction\n")
         f.write(row * (PROGRESS_FROM // len(row) + 1))
-    leader, follower = pty.openpty()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "truthloop", "reference", "-f", str(train),
-        "--monitor", "ml/churn", "--feedback-url", service.base,
-        stdout=asyncio.subprocess.PIPE, stderr=follower,
-    )  # fmt: skip
-    os.close(follower)
-    shown = bytearray()
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(leader, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            shown.extend(data)
-
-    reader = asyncio.get_running_loop().run_in_executor(None, drain)
-    out, _ = await asyncio.wait_for(process.communicate(), 120)
-    await asyncio.wait_for(reader, 30)
-    os.close(leader)
-    assert process.returncode == 0, shown.decode(errors="replace")
-    assert "stored reference" in out.decode()
+    status, out, shown = await on_a_terminal(
+        "reference", "-f", str(train), "--monitor", "ml/churn", "--feedback-url", service.base
+    )
+    assert status == 0, shown.decode(errors="replace")
+    assert "stored reference" in out
     assert b"big.csv" in shown, shown[-500:]
     assert b"MB" in shown, shown[-500:]

@@ -552,7 +552,10 @@ def _reviewer_name(text: str) -> str:
 
 
 def _limit(request: web.Request, default: int, most: int) -> int:
-    return bodies.query(request, "limit", bodies.bounded_int(1, most), default, f"1 to {most}")
+    """The items to lease: the `limit` parameter, but none for a `HEAD`, which must not change
+    the queue."""
+    limit = bodies.query(request, "limit", bodies.bounded_int(1, most), default, f"1 to {most}")
+    return 0 if request.method == "HEAD" else limit
 
 
 async def get_review(request: web.Request) -> web.Response:
