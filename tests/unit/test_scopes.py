@@ -70,3 +70,23 @@ def test_a_token_is_kept_as_its_sha256() -> None:
     assert scopes.digest("abc") == (
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "route"),
+    [
+        ("GET", MONITOR + "/review"),
+        ("HEAD", MONITOR + "/review"),
+        ("GET", MONITOR + "/review/export"),
+        ("POST", MONITOR + "/review/import"),
+    ],
+)
+def test_the_review_queue_needs_a_token_of_the_monitor_s_namespace(method: str, route: str) -> None:
+    """Leasing changes the queue: even its reads need a token."""
+    assert scopes.needs_token(method, route)
+    assert scopes.route_refusal(TEAM_A, method, route, "team-a") is None
+    refusal = scopes.route_refusal(TEAM_A, method, route, "team-b")
+    assert refusal is not None
+    assert (refusal.field, refusal.reason) == ("namespace", "wrong_namespace")
+    assert scopes.route_refusal(ADMIN, method, route, "team-b") is None
+    assert not scopes.needs_token("GET", MONITOR + "/dataset")
