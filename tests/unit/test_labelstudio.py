@@ -106,6 +106,7 @@ def test_an_export_comes_back_as_review_labels() -> None:
             annotated(out[2], chose("1", 9, was_cancelled=True), chose("0", {"id": 4})),
             annotated(out[3], {"completed_by": 5, "result": [], "was_cancelled": True}),
             out[4],
+            {"data": {"text": "a task of the project's own"}},
         ]
     )
     assert back.errors == ()
@@ -117,7 +118,7 @@ def test_an_export_comes_back_as_review_labels() -> None:
         ActualIn(**review, prediction_id="p3", reviewer="label-studio-5", decision="skip"),
     )
     assert back.origins == (Origin(0, 0), Origin(1, 0), Origin(2, 1), Origin(3, None))
-    assert back.unannotated == 1
+    assert back.unannotated == 2
 
 
 def test_a_regression_label_is_a_number_or_text_read_as_one() -> None:

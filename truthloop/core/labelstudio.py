@@ -14,7 +14,8 @@ In (`labels`): a project's JSON export, a list of tasks with their `annotations`
 gives at most one label, its newest annotation not cancelled (`was_cancelled`: Label Studio's
 skip): the first result of type `choices` (one choice), `number` or `textarea`, as the
 `actual` of a review label of the task's `data.prediction_id`; a task whose annotations were
-all cancelled is a `skip`; a task without annotations is left out. The reviewer is the
+all cancelled is a `skip`; a task without annotations is left out, whatever it holds (a project
+may have tasks of its own). The reviewer is the
 annotator: `completed_by` as an object with an `email`, else its user id as
 `label-studio-<id>`. Labels are not converted: a class label's text is what the monitor's
 task reads (`"1"` is binary class 1), and a regression's text is read as a number.
@@ -213,6 +214,8 @@ def _read_task(
     except msgspec.ValidationError as e:
         problems.add(index, _field_of(e), str(e).split(" - at ")[0], "wrong_type")
         return None
+    if not item.annotations:
+        return "unannotated"  # whatever it holds: a project may have tasks of its own
     before = problems.count
     data = item.data
     prediction_id = data.get("prediction_id")
@@ -228,8 +231,6 @@ def _read_task(
         problems.add(
             index, "data.monitor", f"the task is of monitor {named!r}, not {monitor}", "mismatch"
         )
-    if not item.annotations:
-        return None if problems.count > before else "unannotated"
     chosen: tuple[int, _Annotation] | None = None
     cancelled: tuple[int, _Annotation] | None = None
     for number, raw_annotation in enumerate(item.annotations):
