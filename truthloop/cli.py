@@ -39,6 +39,10 @@ COMMANDS = {
         "truthloop.labeling",
         "lease review items to a Label Studio task file, or import its labels back",
     ),
+    "plan-review": (
+        "truthloop.plan_review",
+        "how many human reviews a day a monitor needs, or what a budget buys",
+    ),
     "feedback": (
         "truthloop.feedback.cli",
         "run the feedback service (ingest, join, metrics, alerts, fallback state)",

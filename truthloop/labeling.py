@@ -24,8 +24,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from truthloop import flags, remote
 from truthloop.flags import UsageError
 
@@ -101,32 +99,6 @@ def _ask(
     except UsageError as e:
         raise remote.Failed(str(e), 2) from None
     try:
-        return asyncio.run(_call(method, url, token, params=params, body=body))
+        return asyncio.run(remote.call(method, url, token, TIMEOUT, params=params, body=body))
     except remote.Unreachable as e:
         raise remote.Failed(e.said(), 1) from None
-
-
-async def _call(
-    method: str,
-    url: str,
-    token: str | None,
-    *,
-    params: dict[str, str] | None = None,
-    body: bytes | None = None,
-) -> tuple[int, Any]:
-    """(status, the decoded JSON answer or its text)."""
-    headers = remote.headers(token)
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session,
-            session.request(method, url, params=params, data=body, headers=headers) as response,
-        ):
-            text = await response.text()
-    except (aiohttp.ClientConnectionError, TimeoutError) as e:
-        raise remote.Unreachable(url.split("/v1/", 1)[0], str(e) or type(e).__name__) from e
-    try:
-        return response.status, json.loads(text)
-    except ValueError:
-        return response.status, text

@@ -9,8 +9,11 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
+
+import aiohttp
 
 from truthloop import flags
 from truthloop.flags import UsageError
@@ -90,3 +93,31 @@ def refused(status: int, answer: Any, what: str = "") -> str:
 def fail(command: str, message: str, status: int) -> int:
     print(f"truthloop {command}: {message}", file=sys.stderr)
     return status
+
+
+async def call(
+    method: str,
+    url: str,
+    token: str | None,
+    seconds: float,
+    *,
+    params: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> tuple[int, Any]:
+    """One request to the service, given `seconds` in all: (status, the decoded JSON answer or
+    its text); `Unreachable` when it cannot be reached or the connection breaks."""
+    sent = headers(token)
+    if body is not None:
+        sent["Content-Type"] = "application/json"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds)) as session,
+            session.request(method, url, params=params, data=body, headers=sent) as response,
+        ):
+            text = await response.text()
+    except (aiohttp.ClientConnectionError, TimeoutError) as e:
+        raise Unreachable(url.split("/v1/", 1)[0], str(e) or type(e).__name__) from e
+    try:
+        return response.status, json.loads(text)
+    except ValueError:
+        return response.status, text

@@ -33,7 +33,7 @@ from truthloop.core.spec import (
     is_namespace,
 )
 from truthloop.feedback import bodies
-from truthloop.feedback.engine import DatasetAsk, DriftWindow, Engine, WindowMetrics
+from truthloop.feedback.engine import DatasetAsk, DriftWindow, Engine, ReviewPlan, WindowMetrics
 from truthloop.feedback.errors import (
     BadRequest,
     Conflict,
@@ -627,6 +627,77 @@ async def post_review_import(request: web.Request) -> web.Response:
     )
 
 
+# -- review planning ---------------------------------------------------------------------------
+
+MAX_BUDGET = 1e7
+"""The largest budget a plan takes (reviews a day), as `spec.review.budget`."""
+
+
+def _share(hi: float) -> bodies.Parse[float]:
+    """A number above 0 and at most `hi`."""
+
+    def parse(text: str) -> float:
+        value = float(text)
+        if not 0 < value <= hi:  # also refuses nan
+            raise ValueError(text)
+        return value
+
+    return parse
+
+
+async def get_review_plan(request: web.Request) -> web.Response:
+    """How many reviews a day a precision or a detection needs, or what a budget buys, at the
+    monitor's traffic and current accuracy (`review.plan`)."""
+    key = _key(request)
+    engine = request.app[ENGINE]
+    registered = await engine.lookup(key)
+    half_width = bodies.query(
+        request, "halfWidth", _share(0.5), None, "a half-width above 0 and at most 0.5, like 0.02"
+    )
+    detect = bodies.query(
+        request, "detect", _share(1.0), None, "a drop of accuracy above 0 and at most 1, like 0.05"
+    )
+    within = bodies.query(
+        request, "within", bodies.duration, None, f"a duration like 24h, {_UP_TO}"
+    )
+    budget = bodies.query(
+        request, "budget", _share(MAX_BUDGET), None, f"reviews a day, at most {MAX_BUDGET:g}"
+    )
+    if detect is not None and within is None:
+        raise BadRequest(
+            "bad plan", [detail("within", "is required with detect: how soon", "missing")]
+        )
+    if within is not None and detect is None and budget is None:
+        raise BadRequest(
+            "bad plan", [detail("detect", "is required with within (or give budget)", "missing")]
+        )
+    if half_width is None and within is None and budget is None:
+        raise BadRequest(
+            "nothing to plan",
+            [detail("halfWidth", "ask for halfWidth, detect with within, or budget", "missing")],
+        )
+    if registered.monitor.spec.task == "regression":
+        raise BadRequest(
+            "a plan counts right and wrong reviews",
+            [detail("task", "a regression monitor has no accuracy to plan for", "invalid")],
+        )
+    found = await engine.review_plan(
+        key, half_width=half_width, detect=detect, within=within, budget=budget
+    )
+    return json(plan_view(key, registered.monitor.spec.metrics.window, found))
+
+
+def plan_view(key: str, window: float, found: ReviewPlan) -> dict[str, Any]:
+    """The plan with what it was computed from: the last day's traffic and the accuracy."""
+    return {
+        "monitor": key,
+        "window": window,
+        "traffic": found.traffic,
+        "accuracy": {"value": found.accuracy, "source": found.accuracy_source},
+        "plan": found.answer,
+    }
+
+
 # -- references and drift ----------------------------------------------------------------------
 
 PARQUET = "application/vnd.apache.parquet"
@@ -780,6 +851,7 @@ def routes() -> list[web.RouteDef]:
         web.post(monitor + "/reference", post_reference),
         web.get(monitor + "/reference", get_reference),
         web.get(monitor + "/drift", get_drift),
+        web.get(monitor + "/review/plan", get_review_plan),
         web.post("/v1/predictions", post_predictions),
         web.post("/v1/feedback", post_feedback),
         web.post("/v1/alertmanager", post_alertmanager),

@@ -22,15 +22,22 @@ References (what drift is measured against) are uploaded data sets, parsed and p
 worker thread as they arrive, or built by the leader from a period of captured records
 (`spec.drift.reference`) in the background; `drift` reads a window's summed sketches against one.
 
+Human review (`spec.review`): the leader fits each monitor's selection design (`core.review`) to
+the last hour's traffic at most once a minute and keeps it in the monitor's state, so every
+replica queues the same records at ingest; it closes expired queue items on its ticks, and every
+replica reads the queue's depth each tick for the state and the exporter.
+
 A monitor's state `version` increases whenever what `state()` reports changes: phase, fallback,
-any alert's status, the spec generation, the external (Alertmanager) alerts or the manual mode —
-not when an alert's latest value moves, which would wake every follower on every tick.
+any alert's status, the spec generation, the external (Alertmanager) alerts, the manual mode or
+the review status — not when an alert's latest value moves, which would wake every follower on
+every tick.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import logging
 import random
@@ -51,6 +58,7 @@ from truthloop.core import (
     labelstudio,
     metrics,
     records,
+    review,
     scopes,
     sketch,
     table,
@@ -68,6 +76,7 @@ from truthloop.core.spec import (
     CostSpec,
     FallbackMode,
     Monitor,
+    MonitorSpec,
     ReviewSpec,
     parse_update,
 )
@@ -137,6 +146,8 @@ class Snapshot:
     against)."""
     references: tuple[tuple[str, int], ...] = ()
     """The references `window`'s estimates were made with (version, id)."""
+    review: wire.ReviewSummary = field(default_factory=wire.ReviewSummary)
+    """The review queue as the tick left it (`spec.review`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +193,20 @@ class _Runtime:
     """The history reference last built (`spec.drift.reference`), or why none could be."""
     drift: wire.DriftSummary = field(default_factory=wire.DriftSummary)
     """The window's drift verdicts as the leader last stepped them (all replicas show these)."""
+    review: ReviewKept | None = None
+    """The leader's review design and the queue's status (all replicas select with it)."""
+    queue: QueueStats | None = None
+    """The review queue as this replica last read it (not persisted: it moves all the time)."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    fitted_for: tuple[Registered, str] | None = None
+    """`registered` and its `design_basis`, computed once per spec (every ingest reads it)."""
+
+    @property
+    def basis(self) -> str:
+        """The `design_basis` of the monitor's spec."""
+        if self.fitted_for is None or self.fitted_for[0] is not self.registered:
+            self.fitted_for = (self.registered, design_basis(self.registered.monitor.spec))
+        return self.fitted_for[1]
 
     @property
     def mode(self) -> FallbackMode:
@@ -194,6 +218,7 @@ class _Runtime:
         for alert in state["alerts"]:
             del alert["value"], alert["samples"]
         state[DRIFT_KEY] = msgspec.to_builtins(self.drift)
+        state[REVIEW_KEY] = msgspec.to_builtins(self.review)
         return (
             state,
             self.registered.monitor.generation,
@@ -209,6 +234,7 @@ class _Runtime:
         concerns neither)."""
         state, *rest, refused, _history = self.persisted()
         del state["clear_since"]
+        state[REVIEW_KEY] = self.review and self.review.status  # not the design's numbers
         return (state, *rest, refused and (refused.reason, refused.since))
 
     def stored(self) -> StoredState:
@@ -220,6 +246,8 @@ class _Runtime:
             state[REFUSED_KEY] = msgspec.to_builtins(self.refused)
         if self.history is not None:
             state[HISTORY_KEY] = msgspec.to_builtins(self.history)
+        if self.review is not None:
+            state[REVIEW_KEY] = msgspec.to_builtins(self.review)
         return StoredState(self.version, state, tuple(sorted(self.external)), self.override)
 
 
@@ -265,6 +293,58 @@ class HistoryBuilt(msgspec.Struct, frozen=True):
 HISTORY_KEY = "history_reference"
 
 
+class ReviewKept(msgspec.Struct, frozen=True, kw_only=True):
+    """What the leader keeps of a monitor's review queue in its state: the design every
+    replica selects with, the spec it was fitted for, and the status it last stepped."""
+
+    design: review.Design
+    basis: str
+    """The review spec and metrics window the design was fitted for (`design_basis`): while a
+    changed spec has no design of its own yet, records are selected with `review.initial`."""
+    status: str = "ok"
+    message: str | None = None
+
+
+REVIEW_KEY = "review"
+DESIGN_EVERY = 60.0
+"""Seconds between fits of a monitor's review design (a changed spec is fitted at once)."""
+DESIGN_TRAFFIC = 3600.0
+"""The design is fitted to the last hour's traffic..."""
+PLAN_TRAFFIC = 86400.0
+"""... a plan to the last day's."""
+
+
+def design_basis(spec: MonitorSpec) -> str:
+    """A digest of what a review design is fitted for: `spec.review` and the metrics window."""
+    encoded = msgspec.json.encode([spec.review, spec.metrics.window])
+    return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+def _review_kept(stored: object) -> ReviewKept | None:
+    """The stored review design; one stored before it was kept (or unreadable) is none: the
+    leader fits one at its next step."""
+    if stored is None:
+        return None
+    try:
+        return msgspec.convert(stored, ReviewKept)
+    except msgspec.ValidationError:
+        return None
+
+
+def review_status(design: review.Design, queue: QueueStats | None) -> tuple[str, str | None]:
+    """The queue's status: the design's when it cannot meet the budget, else `behind` when
+    queued items expired unreviewed in the last day, else ok."""
+    if design.status != "ok":
+        return design.status, design.message or None
+    expired = queue.expired if queue is not None else 0
+    if expired:
+        return "behind", (
+            f"{expired} queued item{'s' if expired != 1 else ''} expired unreviewed in the last"
+            f" day: reviewers do not keep up with the {design.expected_per_day:.0f} a day queued"
+        )
+    return "ok", design.message or None
+
+
 def _restore(registered: Registered, stored: StoredState | None) -> _Runtime:
     """A monitor's runtime as persisted, or fresh from its spec."""
     if stored is None:
@@ -281,6 +361,7 @@ def _restore(registered: Registered, stored: StoredState | None) -> _Runtime:
         None if refused is None else msgspec.convert(refused, CaptureRefused),
         history=None if history is None else msgspec.convert(history, HistoryBuilt),
         drift=_drift_summary(stored.state.get(DRIFT_KEY)),
+        review=_review_kept(stored.state.get(REVIEW_KEY)),
     )
 
 
@@ -385,6 +466,7 @@ class Engine:
         runtime.override, runtime.refused = theirs.override, theirs.refused
         runtime.history = theirs.history
         runtime.drift = theirs.drift
+        runtime.review = theirs.review
         key = runtime.registered.monitor.key
         snapshot = self.snapshots.get(key)
         if snapshot is not None:
@@ -510,7 +592,8 @@ class Engine:
         now = self.settings.clock()
 
         async def store(parsed: records.Parsed[PredictionRecord], live: Live) -> IngestResult:
-            result = await self.store.insert_predictions(parsed.items, live, now)
+            designs = self._designs()
+            result = await self.store.insert_predictions(parsed.items, live, now, designs)
             return replace(result, duplicates=result.duplicates + parsed.repeats)
 
         return await self._write(
@@ -719,6 +802,7 @@ class Engine:
             external=tuple(sorted(runtime.external)),
             capture=self._capture(runtime),
             drift=runtime.drift,
+            review=_review_summary(runtime),
         )
 
     def _capture(self, runtime: _Runtime) -> wire.CaptureState:
@@ -754,6 +838,10 @@ class Engine:
         """
         now = self.settings.clock()
         leading = await self.store.try_lead()
+        if any(r.registered.monitor.spec.review for r in self._runtimes.values()):
+            queues = await self.store.review_stats(now)
+            for runtime in self._runtimes.values():
+                runtime.queue = queues.get(runtime.registered.id, NO_QUEUE)
         async with self._lock:
             for runtime in list(self._runtimes.values()):
                 if leading:
@@ -778,6 +866,9 @@ class Engine:
         expired = await self.store.expire_pending(now)
         if expired:
             log.info("pending actuals expired", extra={"expired": expired})
+        expired = await self.store.expire_reviews(now, engine.sweep_chunk)
+        if expired:
+            log.info("review items expired unreviewed", extra={"expired": expired})
         for runtime in list(self._runtimes.values()):
             registered = runtime.registered
             spec = registered.monitor.spec
@@ -844,6 +935,7 @@ class Engine:
             basis,
             versions,
             _reference_ids(registered),
+            _review_summary(runtime),
         )
 
     async def _window_drift(
@@ -909,6 +1001,7 @@ class Engine:
             for name, (value, samples) in drift.alert_values(report).items():
                 window_metrics[name] = alerts.WindowMetric(value, samples)
         persisted, visible = runtime.persisted(), runtime.visible()
+        runtime.review = await self._review(runtime, now)
         runtime.drift = drift.summary(report or drift.no_reference())
         if runtime.drift.status == "no_reference":
             field, why = _why_no_reference(registered, runtime.history, now)
@@ -934,6 +1027,40 @@ class Engine:
                 },
             )
         await self._save(runtime, persisted, visible)
+
+    async def _review(self, runtime: _Runtime, now: float) -> ReviewKept | None:
+        """The monitor's review design, fitted again to the last hour's traffic once a minute
+        (at once for a changed spec), and the queue's status."""
+        registered = runtime.registered
+        spec = registered.monitor.spec
+        if spec.review is None:
+            return None
+        basis = runtime.basis
+        kept = runtime.review
+        if kept is not None and kept.basis == basis and now - kept.design.computed < DESIGN_EVERY:
+            design = kept.design
+        else:
+            seen = await self._traffic(registered, now, DESIGN_TRAFFIC)
+            design = review.design(spec.review, spec.metrics.window, seen, now)
+        status, message = review_status(design, runtime.queue)
+        return ReviewKept(design=design, basis=basis, status=status, message=message)
+
+    async def _traffic(self, registered: Registered, now: float, seconds: float) -> review.Traffic:
+        """The model's records of the last `seconds` (every version), as review designs and
+        plans read them; a monitor younger than that counts from its creation."""
+        span = windows.window(now, seconds)
+        groups = await self.store.window(registered.id, span, Only(None, "model", sketches=False))
+        since = max(windows.bucket_start(span.start), registered.created)
+        return review.traffic(model_counters(groups), max(1.0, (now - since) / 60))
+
+    def _designs(self) -> dict[int, review.Design]:
+        """The review design in force per monitor id (a monitor whose spec has none fitted
+        yet is left out: it selects with `review.initial`)."""
+        return {
+            runtime.registered.id: design
+            for runtime in self._runtimes.values()
+            if (design := _design(runtime)) is not None
+        }
 
     async def _save(
         self, runtime: _Runtime, persisted: tuple[Any, ...], visible: tuple[Any, ...]
@@ -1003,6 +1130,36 @@ class Engine:
             (windows.bucket_start(steps.start + i * steps.width), e)
             for i, e in enumerate(evaluated)
         )
+
+    async def review_plan(
+        self,
+        key: str,
+        *,
+        half_width: float | None = None,
+        detect: float | None = None,
+        within: float | None = None,
+        budget: float | None = None,
+    ) -> ReviewPlan:
+        """How many reviews a day a precision (`half_width`) or a detection (a drop of `detect`
+        within `within` seconds) needs, or what a `budget` a day buys (`review.plan`), at the
+        model's traffic of the last day and the window's accuracy as the last tick saw it."""
+        registered = self.registered(key)
+        spec = registered.monitor.spec
+        seen = await self._traffic(registered, self.settings.clock(), PLAN_TRAFFIC)
+        snapshot = self.snapshots.get(key)
+        model = snapshot.window.get((ALL_VERSIONS, "model")) if snapshot else None
+        accuracy, source = current_accuracy(model)
+        answer = review.plan(
+            seen,
+            spec.metrics.window,
+            accuracy=accuracy,
+            half_width=half_width,
+            detect=detect,
+            within=within,
+            budget=budget,
+            random_share=spec.review.random if spec.review is not None else 1.0,
+        )
+        return ReviewPlan(seen, accuracy, source, answer)
 
     async def timeline(
         self, key: str, entity_id: str, limit: int, outlier: bool | None = None
@@ -1349,6 +1506,38 @@ def _review_of(registered: Registered) -> ReviewSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewPlan:
+    """A planning answer and what it was computed from."""
+
+    traffic: review.Traffic
+    """The model's records of the last day."""
+    accuracy: float
+    accuracy_source: str
+    """Where `accuracy` comes from: `reviewed`, `realized`, `estimated` or `assumed`."""
+    answer: review.PlanAnswer
+
+
+ASSUMED_ACCURACY = 0.5
+"""The accuracy a plan assumes for a window that has none yet: the largest variance a label can
+have, so the answer never asks for too few reviews."""
+
+
+def current_accuracy(model: Evaluated | None) -> tuple[float, str]:
+    """The window's accuracy for a plan, and where it comes from: the reviewed labels' estimate,
+    else the realized accuracy, else the estimate before labels, else `ASSUMED_ACCURACY`."""
+    if model is not None:
+        for source, found in (
+            ("reviewed", model.reviewed),
+            ("realized", model.metrics),
+            ("estimated", model.estimated),
+        ):
+            value = found.get("accuracy")
+            if value is not None and value.value is not None:
+                return value.value, source
+    return ASSUMED_ACCURACY, "assumed"
+
+
+@dataclass(frozen=True, slots=True)
 class DriftWindow:
     """A monitor's drift over a window, for the drift API."""
 
@@ -1454,6 +1643,34 @@ def drift_of(
         return drift.no_reference()
     kept = {g: c for g, c in groups.items() if version is None or g[0] == version}
     return drift.evaluate(reference, model_counters(kept), registered.monitor.spec)
+
+
+def _design(runtime: _Runtime) -> review.Design | None:
+    """The design the leader fitted for the monitor's current review spec, if any."""
+    spec = runtime.registered.monitor.spec
+    kept = runtime.review
+    if spec.review is None or kept is None or kept.basis != runtime.basis:
+        return None
+    return kept.design
+
+
+def _review_summary(runtime: _Runtime) -> wire.ReviewSummary:
+    """The review queue in short, as the state and the status show it: the leader's status,
+    this replica's last read of the queue."""
+    spec = runtime.registered.monitor.spec
+    if spec.review is None:
+        return wire.ReviewSummary()
+    design = _design(runtime) or review.initial(spec.review, spec.metrics.window)
+    kept, queue = runtime.review, runtime.queue or NO_QUEUE
+    return wire.ReviewSummary(
+        enabled=True,
+        status=kept.status if kept is not None else "ok",
+        message=kept.message if kept is not None else None,
+        budget_per_day=design.budget_per_day,
+        expected_per_day=design.expected_per_day,
+        depth=queue.depth,
+        oldest=queue.oldest,
+    )
 
 
 def _when(ts: float) -> str:

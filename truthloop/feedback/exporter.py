@@ -23,11 +23,16 @@ a series keeps one scale and one label set), `truthloop_feature_missing_ratio{fe
 that does not exist (no reference, no record in the window, a feature without values) is left
 out, never NaN. At most `MAX_FEATURES` features a monitor (the profile holds no more), so the
 series stay bounded.
+
+Human review (`spec.review`): `truthloop_review_queue_depth`, `truthloop_review_oldest_age_seconds`
+and `truthloop_review_expected_per_day` from the tick's queue read and design, and
+`truthloop_reviews_total{reviewer, outcome}` from the lifetime totals, bounded to the
+`MAX_REVIEWERS` busiest reviewers of a monitor plus `other`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -39,6 +44,7 @@ from truthloop.core import metrics
 from truthloop.core.drift import DriftReport
 from truthloop.core.join import PREDICTIONS_KEY
 from truthloop.core.profile import MAX_FEATURES
+from truthloop.core.wire import ReviewSummary
 from truthloop.feedback.engine import OUTCOMES, Engine
 
 REGISTRY = web.AppKey("registry", CollectorRegistry)
@@ -48,6 +54,12 @@ MONITOR_LABELS = ["namespace", "monitor", "model"]
 GROUP_LABELS = [*MONITOR_LABELS, "version", "served_by"]
 VERSION_LABELS = [*MONITOR_LABELS, "version"]
 ALL_VERSIONS_LABEL = "*"
+REVIEWS_PREFIX = "@review/"
+"""Lifetime totals `@review/<outcome>/<reviewer>`: each reviewer's answers by outcome."""
+MAX_REVIEWERS = 50
+"""Reviewers a monitor's `truthloop_reviews_total` names (the busiest); the others are summed
+as `reviewer="other"`, so a team of any size keeps the series bounded."""
+OTHER_REVIEWERS = "other"
 
 
 class FeedbackCollector(Collector):
@@ -101,6 +113,8 @@ class FeedbackCollector(Collector):
             labels=[*MONITOR_LABELS, "phase"],
         )
         drift = _DriftFamilies()
+        queue = _ReviewFamilies()
+        now = self.engine.settings.clock()
         for snapshot in self.engine.snapshots.values():
             monitor = snapshot.monitor
             base = [monitor.namespace, monitor.name, monitor.spec.model.name]
@@ -108,6 +122,7 @@ class FeedbackCollector(Collector):
                 if not version and not served_by:
                     for outcome, key in OUTCOMES.items():
                         actuals.add_metric([*base, outcome], counters.get(key, 0.0))
+                    queue.add_reviews(base, counters)
                     continue
                 group = [*base, version, served_by]
                 predictions.add_metric(group, counters.get(PREDICTIONS_KEY, 0.0))
@@ -147,6 +162,7 @@ class FeedbackCollector(Collector):
                 )
             for name in PHASES:
                 phase.add_metric([*base, name], 1.0 if state.phase == name else 0.0)
+            queue.add(base, snapshot.review, now)
             if snapshot.drift is not None:
                 drift.add([*base, ALL_VERSIONS_LABEL], snapshot.drift)
             for version, report in sorted(snapshot.drift_versions.items()):
@@ -171,7 +187,70 @@ class FeedbackCollector(Collector):
             firing,
             phase,
             *drift.families(),
+            *queue.families(),
         )
+
+
+class _ReviewFamilies:
+    """The review queue's gauges (monitors with `spec.review`) and each reviewer's answers."""
+
+    def __init__(self) -> None:
+        self.depth = GaugeMetricFamily(
+            "truthloop_review_queue_depth",
+            "Items waiting for a reviewer (leased ones included).",
+            labels=MONITOR_LABELS,
+        )
+        self.oldest = GaugeMetricFamily(
+            "truthloop_review_oldest_age_seconds",
+            "Seconds the oldest item waiting for a reviewer has waited.",
+            labels=MONITOR_LABELS,
+        )
+        self.expected = GaugeMetricFamily(
+            "truthloop_review_expected_per_day",
+            "Items a day the review design queues at the recent traffic.",
+            labels=MONITOR_LABELS,
+        )
+        self.reviews = CounterMetricFamily(
+            "truthloop_reviews",
+            f"Reviewers' answers by outcome (the {MAX_REVIEWERS} busiest reviewers of a monitor,"
+            f" the others as reviewer={OTHER_REVIEWERS!r}).",
+            labels=[*MONITOR_LABELS, "reviewer", "outcome"],
+        )
+
+    def add(self, base: list[str], summary: ReviewSummary, now: float) -> None:
+        if not summary.enabled:
+            return
+        self.depth.add_metric(base, summary.depth)
+        if summary.oldest is not None:
+            self.oldest.add_metric(base, max(0.0, now - summary.oldest))
+        if summary.expected_per_day is not None:
+            self.expected.add_metric(base, summary.expected_per_day)
+
+    def add_reviews(self, base: list[str], totals: Mapping[str, float]) -> None:
+        for (reviewer, outcome), count in sorted(reviews_by(totals).items()):
+            self.reviews.add_metric([*base, reviewer, outcome], count)
+
+    def families(self) -> tuple[Metric, ...]:
+        return (self.depth, self.oldest, self.expected, self.reviews)
+
+
+def reviews_by(totals: Mapping[str, float]) -> dict[tuple[str, str], float]:
+    """(reviewer, outcome) -> answers, from a monitor's lifetime totals: the `MAX_REVIEWERS`
+    reviewers with the most answers by name, the others summed per outcome as `other`."""
+    found: dict[tuple[str, str], float] = {}
+    for key, count in totals.items():
+        if key.startswith(REVIEWS_PREFIX):
+            outcome, _, reviewer = key[len(REVIEWS_PREFIX) :].partition("/")
+            found[reviewer, outcome] = found.get((reviewer, outcome), 0.0) + count
+    answered: dict[str, float] = {}
+    for (reviewer, _), count in found.items():
+        answered[reviewer] = answered.get(reviewer, 0.0) + count
+    busiest = set(sorted(answered, key=lambda r: (-answered[r], r))[:MAX_REVIEWERS])
+    shown: dict[tuple[str, str], float] = {}
+    for (reviewer, outcome), count in found.items():
+        name = reviewer if reviewer in busiest else OTHER_REVIEWERS
+        shown[name, outcome] = shown.get((name, outcome), 0.0) + count
+    return shown
 
 
 class _DriftFamilies:
