@@ -155,6 +155,17 @@ def records(
     return out
 
 
+def batches(
+    features: list[dict[str, Any]], names: tuple[str, ...], now: float
+) -> dict[str, list[bytes]]:
+    """The same records for each monitor `bench/<name>` as NDJSON bodies of `BATCH`."""
+    out = {}
+    for name in names:
+        batch = records(features, f"bench/{name}", now, name)
+        out[name] = [ndjson(batch[i : i + BATCH]) for i in range(0, len(batch), BATCH)]
+    return out
+
+
 def reference_csv(path: Path, n: int, width: int, seed: int = 1) -> None:
     """A reference data set of `n` rows: the features, a prediction and a score."""
     rng = np.random.default_rng(seed)
@@ -196,14 +207,7 @@ async def ingest_round(
     rng = np.random.default_rng(2)
     features = rows(columns(rng, args.records, 10))
     now = time.time()
-    bodies = {
-        name: [
-            ndjson(batch[i : i + BATCH])
-            for batch in [records(features, f"bench/{name}", now, name)]
-            for i in range(0, len(batch), BATCH)
-        ]
-        for name in ("sketched", "plain")
-    }
+    bodies = batches(features, ("sketched", "plain"), now)
     bare = records([{} for _ in features], "bench/bare", now, "bare")
     bodies["bare"] = [ndjson(bare[i : i + BATCH]) for i in range(0, len(bare), BATCH)]
     store = workdir / f"ingest-{time.monotonic_ns()}.db"

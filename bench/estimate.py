@@ -37,7 +37,6 @@ import os
 import platform
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 import timeit
@@ -47,13 +46,11 @@ import aiohttp
 import drift as drift_bench
 import numpy as np
 from feedback_ingest import (
-    BATCH,
     SLICES,
-    best,
+    best_of_rounds,
     cpu_name,
     folded_sqlite,
     month_records,
-    ndjson,
     pct,
     post_records,
     report,
@@ -100,14 +97,7 @@ async def ingest_round(
     rng = np.random.default_rng(2)
     features = drift_bench.rows(drift_bench.columns(rng, args.records, 10))
     now = time.time()
-    bodies = {
-        name: [
-            ndjson(batch[i : i + BATCH])
-            for batch in [drift_bench.records(features, f"bench/{name}", now, name)]
-            for i in range(0, len(batch), BATCH)
-        ]
-        for name in ("estimated", "sketched")
-    }
+    bodies = drift_bench.batches(features, ("estimated", "sketched"), now)
     store = workdir / f"ingest-{time.monotonic_ns()}.db"
     proc, base = await start_service(f"sqlite://{store}", workdir)
     results: dict[str, float] = {}
@@ -325,12 +315,9 @@ async def run_all(args: argparse.Namespace) -> dict[str, float]:
         reference_csv(refs["sketched"], 10_000, 10, actual=False)
         reference_csv(refs["estimated2"], 10_000, 2, actual=True)
         reference_csv(refs["sketched2"], 10_000, 2, actual=False)
-        rounds = []
-        for i in range(args.rounds):
-            r = await ingest_round(args, workdir, refs, flip=i % 2 == 1)
-            print(f"round {i + 1}: {r}", file=sys.stderr)
-            rounds.append(r)
-        results = best(rounds, RATIOS, DIFFERENCES)
+        results = await best_of_rounds(
+            args, lambda flip: ingest_round(args, workdir, refs, flip), RATIOS, DIFFERENCES
+        )
         results.update(await history_round(args, workdir, refs))
         results.update(batch_round(args))
         return results

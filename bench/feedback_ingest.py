@@ -367,6 +367,22 @@ def best(
     return out
 
 
+async def best_of_rounds(
+    args: argparse.Namespace,
+    measure: Callable[[bool], Awaitable[dict[str, float]]],
+    ratios: Mapping[str, tuple[str, str]],
+    differences: Mapping[str, tuple[str, str]],
+) -> dict[str, float]:
+    """`best` of `args.rounds` rounds of `measure(flip)` (flip on odd rounds: the slices' order
+    swapped), each round's figures printed to stderr."""
+    rounds = []
+    for i in range(args.rounds):
+        r = await measure(i % 2 == 1)
+        print(f"round {i + 1}: {r}", file=sys.stderr)
+        rounds.append(r)
+    return best(rounds, ratios, differences)
+
+
 SLICES = 10
 """A round's records go in this many slices, each sent to every monitor in turn, so the load
 the machine's neighbours put on it falls on both sides of a ratio alike."""

@@ -1,6 +1,7 @@
 """`truthloop demo` tells the whole story, as a newcomer runs it, and leaves nothing behind:
 drift seen in the inputs before accuracy falls, the estimate falling before the labels come,
-outliers that are not drift, the alert, the fallback, the recovery.
+outliers that are not drift, the alert, the fallback, the recovery, and human review (the model
+answering "I don't know", a reviewer labeling the queue, the accuracy the reviews estimate).
 
 Each run is a real process in its own process group with its own TMPDIR, so a process or a
 temporary file it left behind is found. (That the summary is what the metrics API answers, asked
@@ -11,6 +12,7 @@ tests/integration/test_demo_run.py.)
 from __future__ import annotations
 
 import json
+import math
 import re
 import signal
 from collections.abc import Iterator, Sequence
@@ -137,6 +139,28 @@ def test_the_demo_shows_drift_alert_fallback_and_recovery(
         f" {estimated['drifted_labels']} labels of the drifted world (minSamples 20)"
     ) in output
     assert "concept shift, which it cannot see" in output
+
+    # Human review: the sidecar answered "I don't know" around the threshold and at random, the
+    # reviewer labeled a few hundred queued items (each once, so as many as the estimate counts)
+    # for every reason, and the accuracy they estimate, weighed by each item's known chance,
+    # agrees with the realized one over the run. Its 95% interval misses 1 run in 20 by design,
+    # so the test holds it to 3.3 standard errors (1 run in 1,000); the line says which it was.
+    assert result["abstained"] > 0
+    reviews = result["reviews"]
+    assert reviews["labeled"] == model["reviews"] >= 100, output
+    assert reviews["leased"] >= reviews["labeled"]
+    assert {"abstain", "explore", "random", "borderline"} <= set(reviews["reasons"]), output
+    realized = model["accuracy"][0]
+    value, lower, upper = model["reviewed"]
+    half = (upper - lower) / 2
+    assert abs(value - realized) <= half * 3.29 / 1.96, output
+    holds = "holds" if lower <= realized <= upper else "misses"
+    assert (
+        f"  reviewed  accuracy {value:.2f} [{lower:.2f}–{upper:.2f}] from {model['reviews']}"
+        f" reviews, which {holds} the labeled {realized:.2f}"
+    ) in output
+    assert f'  abstained {result["abstained"]} answers "I don\'t know"' in output
+    assert math.isfinite(model["estimated"][0])
 
     # README's sample is this output, abridged: each of its lines is a printed one (numbers and
     # the spaces that pad them aside), so a change of the columns, legend or summary shows there.

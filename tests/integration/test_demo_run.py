@@ -23,17 +23,30 @@ from truthloop.demo.timelapse import TimeLapse
 from truthloop.demo.view import PlainView
 
 
-def figures(part: dict[str, Any]) -> dict[str, Any]:
-    """A metrics-API part as the result line writes it: an undefined accuracy (no labeled
-    predictions, e.g. a fallback that never answered) is null, not a triple of nulls."""
-    accuracy = part["metrics"].get("accuracy") or {"value": None}
-    return {
+def triple(entry: dict[str, Any] | None) -> list[float] | None:
+    """An API estimate as the result line writes it: an undefined one (no labeled predictions,
+    e.g. a fallback that never answered) is null, not a triple of nulls."""
+    if not entry or entry["value"] is None:
+        return None
+    return [entry["value"], entry["lower"], entry["upper"]]
+
+
+def figures(part: dict[str, Any], whole: bool = False) -> dict[str, Any]:
+    """A metrics-API part as the result line writes it; `whole`: with the accuracy estimated
+    from the scores and from the reviews (the model's over the run)."""
+    out: dict[str, Any] = {
         "samples": part["samples"],
         "labeled": part["labeled"],
-        "accuracy": None
-        if accuracy["value"] is None
-        else [accuracy["value"], accuracy["lower"], accuracy["upper"]],
+        "accuracy": triple(part["metrics"].get("accuracy")),
     }
+    if whole:
+        reviewed = part["reviewed"].get("accuracy")
+        out.update(
+            estimated=triple(part["estimated"].get("accuracy")),
+            reviewed=triple(reviewed),
+            reviews=reviewed["n"] if reviewed else 0,
+        )
+    return out
 
 
 async def test_a_run_kept_running_serves_what_its_summary_says(tmp_path: Path) -> None:
@@ -65,7 +78,9 @@ async def test_a_run_kept_running_serves_what_its_summary_says(tmp_path: Path) -
             base = f"{feedback_url}/v1/monitors/default/churn/metrics"
             async with session.get(base, params={"window": result["window"]}) as response:
                 overall = await response.json()
-            assert figures(overall["served_by"]["model"]) == result["model"]
+            assert figures(overall["served_by"]["model"], whole=True) == result["model"]
+            # the reviewer labeled what it leased, as many as the reviewed estimate counts
+            assert result["reviews"]["labeled"] == result["model"]["reviews"] > 0
             assert figures(overall["served_by"]["fallback"]) == result["fallback"]
 
             # The reference the demo uploaded carries scores and actuals, so it is calibrated and
@@ -80,10 +95,19 @@ async def test_a_run_kept_running_serves_what_its_summary_says(tmp_path: Path) -
                 window = await response.json()
             estimated = window["served_by"]["model"]["estimated"]["accuracy"]
             assert estimated["lower"] <= estimated["value"] <= estimated["upper"]
-            assert re.search(r"^\d\d:\d\d  churn .*  ≈0\.\d\d  ", text, re.M), text
+            assert re.search(r"^\d\d:\d\d  [A-Z]\w+ .*  ≈0\.\d\d  ", text, re.M), text
             assert (result["estimate"]["threshold"], result["estimate"]["min_samples"]) == (0.8, 20)
 
-            names = ("metrics API", "state", "drift", "dataset", "outliers", "Prometheus")
+            names = (
+                "metrics API",
+                "state",
+                "drift",
+                "dataset",
+                "outliers",
+                "reviewed",
+                "review queue",
+                "Prometheus",
+            )
             for name in (*names, "sidecar"):
                 async with session.get(urls[name]) as response:
                     assert response.status == 200, name
@@ -91,6 +115,11 @@ async def test_a_run_kept_running_serves_what_its_summary_says(tmp_path: Path) -
                 if name == "dataset":
                     rows = body.splitlines()[1:]
                     assert len(rows) == result["model"]["labeled"] + result["fallback"]["labeled"]
+                if name == "reviewed":  # the rows the reviewer labeled, each with its pi
+                    table = list(csv.DictReader(io.StringIO(body)))
+                    assert len(table) == result["model"]["reviews"]
+                    assert {row["reviewer"] for row in table} == {"demo-reviewer"}
+                    assert all(0 < float(row["pi"]) <= 1 for row in table)
                 if name == "outliers":  # the broken meter's labeled records, scored as outliers
                     table = list(csv.DictReader(io.StringIO(body)))
                     assert table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import io
@@ -15,6 +16,7 @@ from tests.support import readme
 from truthloop.core import spec, wire
 from truthloop.demo import cli, summary, view
 from truthloop.demo.cli import demo_monitor, phase_text
+from truthloop.demo.reviewer import Reviews
 from truthloop.demo.scenario import BROKEN_CHARGES, Scenario
 from truthloop.demo.timelapse import TimeLapse
 from truthloop.demo.traffic import Counts
@@ -250,6 +252,8 @@ def test_the_demo_monitor_is_the_example_in_the_default_namespace() -> None:
     body = demo_monitor()
     assert body["metadata"] == {"name": "churn", "namespace": "default"}
     assert spec.parse_monitor(body).key == "default/churn"
+    assert body["spec"]["review"] == cli.REVIEW
+    assert spec.parse_monitor(body).spec.review is not None
 
 
 # -- watching -----------------------------------------------------------------------------------
@@ -420,9 +424,18 @@ DRIFT_CHANGES = tuple(
 )
 
 
-def metrics(at: float, labeled: int, realized: float, estimated: float) -> Reading:
+def metrics(
+    at: float, labeled: int, realized: float, estimated: float, reviewed: float | None = None
+) -> Reading:
     return Reading(
-        at, 300, labeled, Estimate(realized, None, None), None, Estimate(estimated, None, None)
+        at,
+        300,
+        labeled,
+        Estimate(realized, None, None),
+        None,
+        Estimate(estimated, None, None),
+        None if reviewed is None else Estimate(reviewed, None, None),
+        0 if reviewed is None else 40,
     )
 
 
@@ -433,7 +446,8 @@ METRICS_READINGS = (
     metrics(155, 62, 0.91, 0.74),  # the estimate falls below 0.8
     metrics(160, 64, 0.9, 0.73),
     metrics(250, 200, 0.55, 0.78),  # churn follows the price from 240
-    metrics(320, 210, 0.41, 0.93),  # the model confidently wrong: the estimate cannot see it
+    metrics(320, 210, 0.41, 0.93, 0.44),  # the model confidently wrong: the scores cannot see
+    # it, the reviews do
     metrics(340, 200, 0.45, 0.94),  # the world is back at 330
 )
 DRIFTED_LABELS = ((0.0, 0), (150.0, 5), (154.0, 12), (156.0, 30))
@@ -461,10 +475,31 @@ def test_the_estimate_told_is_the_first_below_the_bound_in_the_drift() -> None:
     ]
 
 
+REVIEWS = Reviews(
+    leased=310,
+    labeled=300,
+    reasons=collections.Counter(abstain=80, explore=30, random=60, borderline=130),
+)
+
+
+def reviewed_part(samples: int, labeled: int, accuracy: float) -> dict[str, Any]:
+    """A whole run's model part: its accuracy, estimated from the scores and from 300
+    reviews."""
+    return {
+        **part(samples, labeled, accuracy),
+        "estimated": {"accuracy": {"value": 0.86, "lower": 0.84, "upper": 0.88}},
+        "reviewed": {"accuracy": {"value": 0.79, "lower": 0.76, "upper": 0.83, "n": 300}},
+    }
+
+
 def made_summary() -> summary.Summary:
-    overall = {"served_by": {"model": part(1500, 1490, 0.81), "fallback": part(600, 590, 0.8)}}
+    overall = {
+        "served_by": {"model": reviewed_part(1500, 1490, 0.81), "fallback": part(600, 590, 0.8)}
+    }
     return summary.summarize(
-        Counts(requests=1500, answered=1500, by_fallback=600, actuals=1500, broken=12),
+        Counts(
+            requests=1500, answered=1500, by_fallback=600, actuals=1500, broken=12, abstained=70
+        ),
         "1h",
         overall,
         [point(T0 + 240, 150, 150, 0.57)],
@@ -482,6 +517,8 @@ def made_summary() -> summary.Summary:
             drifted_labels=DRIFTED_LABELS,
         ),
         calm_until=T0 + 120,
+        reviews=REVIEWS,
+        abstain=summary.Abstain(0.45, 0.55, 0.02),
     )
 
 
@@ -567,8 +604,15 @@ def test_the_summary_tells_the_numbers_of_the_metrics_api() -> None:
         "            (the window's labeled accuracy then 0.91; accuracy fell 02:50): the newcomers"
         " were a covariate shift, which the estimate sees",
         "            churn following the price is a concept shift, which it cannot see: at 05:20"
-        " accuracy≈0.93, labeled 0.41",
+        " accuracy≈0.93, labeled 0.41; the reviews, which see the truth, 0.44 from 40",
         "  accuracy  model 0.81 [0.10–0.90] on 1490 labeled over the whole run",
+        "  reviewed  accuracy 0.79 [0.76–0.83] from 300 reviews, which holds the labeled 0.81;"
+        " ≈0.86 from the scores",
+        "  reviews   300 labeled by the reviewer from the queue (GET .../review), each weighed by"
+        " its chance of being queued",
+        "            queued as 80 in the band, 30 explored, 60 at random, 130 borderline",
+        '  abstained 70 answers "I don\'t know" (X-Truthloop-Abstain: true): scores in [0.45,'
+        " 0.55], and 2% of the others at random, each queued for review",
         "  minute    04:00–05:00, world drifted, fallback answering:",
         "            fallback 0.98 [0.10–0.90] on 148 labeled",
         "            model    0.57 [0.10–0.90] on 150 labeled (shadow answers included)",
@@ -582,7 +626,14 @@ def test_the_result_line_holds_the_same_numbers() -> None:
         "served_by_fallback": 600,
         "actuals": 1500,
         "window": "1h",
-        "model": {"samples": 1500, "labeled": 1490, "accuracy": [0.81, 0.1, 0.9]},
+        "model": {
+            "samples": 1500,
+            "labeled": 1490,
+            "accuracy": [0.81, 0.1, 0.9],
+            "estimated": [0.86, 0.84, 0.88],
+            "reviewed": [0.79, 0.76, 0.83],
+            "reviews": 300,
+        },
         "fallback": {"samples": 600, "labeled": 590, "accuracy": [0.8, 0.1, 0.9]},
         "minute": {
             "start": T0 + 240,
@@ -610,11 +661,43 @@ def test_the_result_line_holds_the_same_numbers() -> None:
         "estimate": {
             "threshold": 0.8,
             "min_samples": 20,
-            "fell": {"at": 155, "estimated": 0.74, "realized": 0.91, "labeled": 62},
+            "fell": {
+                "at": 155,
+                "estimated": 0.74,
+                "realized": 0.91,
+                "labeled": 62,
+                "reviewed": None,
+                "reviews": 0,
+            },
             "drifted_labels": 12,
-            "turned": {"at": 320, "estimated": 0.93, "realized": 0.41, "labeled": 210},
+            "turned": {
+                "at": 320,
+                "estimated": 0.93,
+                "realized": 0.41,
+                "labeled": 210,
+                "reviewed": 0.44,
+                "reviews": 40,
+            },
+        },
+        "abstained": 70,
+        "reviews": {
+            "leased": 310,
+            "labeled": 300,
+            "reasons": {"abstain": 80, "borderline": 130, "explore": 30, "random": 60},
         },
     }
+
+
+def test_reviews_that_miss_the_labeled_accuracy_or_have_none_say_so() -> None:
+    missed = summary.Figures(1500, 1490, Estimate(0.7, 0.6, 0.8), None, Estimate(0.9, 0.85, 0.95))
+    assert summary.reviewed_lines(missed, REVIEWS)[0] == (
+        "  reviewed  accuracy 0.90 [0.85–0.95] from 0 reviews, which misses the labeled 0.70"
+    )
+    none = summary.Figures(10, 0, None)
+    assert summary.reviewed_lines(none, Reviews())[0] == "  reviewed  - from 0 reviews"
+    assert summary.reviewed_lines(none, Reviews())[2] == "            queued as nothing"
+    assert summary.reviewed_lines(none, None) == []
+    assert summary.abstained_lines(3, None) == []
 
 
 def test_an_unfinished_story_is_told_as_it_stands() -> None:
@@ -663,7 +746,6 @@ def test_the_trend_keeps_at_most_its_points_evenly() -> None:
 def status(**fields: Any) -> view.Status:
     base: dict[str, Any] = {
         "at": 200,
-        "model": "churn",
         "phase": "FallbackActive",
         "reading": Reading(
             200,
@@ -672,6 +754,8 @@ def status(**fields: Any) -> view.Status:
             Estimate(0.6234, 0.55, 0.69),
             Estimate(0.978, 0.9, 1),
             Estimate(0.6512, 0.6, 0.7),
+            Estimate(0.6049, 0.52, 0.685),
+            64,
         ),
         "by_fallback": 143,
         "drifted": True,
@@ -683,36 +767,40 @@ def status(**fields: Any) -> view.Status:
 
 def test_a_status_shows_the_columns_of_kubectl_get_mm() -> None:
     """While the fallback answers, the model's (shadow) accuracy, its estimate from the scores
-    (marked as one) and the fallback's accuracy, which is what clients are served, stand side by
-    side, each under its name; what the service measured of drift beside what the story did to
-    the world."""
-    cells = status().cells()
+    (marked as one), the estimate from the reviews with their count and the fallback's accuracy,
+    which is what clients are served, stand side by side, each under its name; what the service
+    measured of drift beside what the story did to the world."""
+    cells = status(abstained=21).cells()
     assert dict(zip(view.COLUMNS, cells, strict=True)) == {
-        "MODEL": "churn",
         "PHASE": "FallbackActive",
         "MODEL ACC [LOW–UP]": "0.62 [0.55–0.69]",
         "ESTIMATE": "≈0.65",
+        "REVIEWED [LOW–UP]": "0.60 [0.52–0.69]",
+        "REVIEWS": "64",
         "FALLBACK": "0.98",
         "LABELED": "212",
         "BY-FALLBACK": "143",
+        "ABSTAINED": "21",
         "DRIFTED": "3/4",
         "OUTLIERS": "1.0%",
         "WORLD": "drifted",
     }
     assert status(phase=None, reading=None, drifted=False, drift=None).cells() == (
-        "churn",
         "-",
         "-",
         "-",
         "-",
         "0",
+        "-",
+        "0",
         "143",
+        "0",
         "-",
         "-",
         "usual",
     )
     healthy = Reading(200, 300, 212, Estimate(0.93, None, None))
-    assert status(reading=healthy).cells()[2:5] == ("0.93", "-", "-")
+    assert status(reading=healthy).cells()[1:6] == ("0.93", "-", "-", "0", "-")
 
 
 def test_the_legend_says_the_accuracies_and_labeled_count_the_window() -> None:
@@ -720,12 +808,17 @@ def test_the_legend_says_the_accuracies_and_labeled_count_the_window() -> None:
     assert "MODEL ACC: the model's accuracy over the last 2m (the metrics window)" in text
     assert "shadow answers included while the fallback serves" in text
     assert "ESTIMATE: that accuracy estimated from the model's scores of all the 2m's" in text
+    assert "REVIEWED: that accuracy estimated from the reviewer's labels" in text
+    assert "REVIEWS, the reviewed predictions in those 2m" in text
+    assert 'ABSTAINED: the answers "I don\'t know" since the start' in text
     assert "(≈: an estimate, no label needed)" in text
     assert "FALLBACK: the accuracy of the fallback's answers over the same 2m" in text
     assert "LABELED: the model's labeled predictions in those 2m" in text
     assert "DRIFTED: features whose values in those 2m left the reference's distribution" in text
     assert "OUTLIERS: the share of those records with a value outside the reference" in text
-    assert all(f"{column.split(' [')[0]}:" in text for column in view.COLUMNS[2:])
+    assert all(
+        f"{column.split(' [')[0]}:" in text or f"{column}," in text for column in view.COLUMNS[1:]
+    )
 
 
 def test_the_plain_view_prints_events_at_once_and_rows_every_few_seconds() -> None:
@@ -744,8 +837,8 @@ def test_the_plain_view_prints_events_at_once_and_rows_every_few_seconds() -> No
     assert lines[1].split() == ["TIME", *" ".join(view.COLUMNS).split()]
     assert lines[2] == "00:00  event  phase Collecting: waiting"
     assert [line[:5] for line in lines[3:]] == ["03:20", "04:00"]
-    assert lines[4].split()[:3] == ["04:00", "churn", "Healthy"]
-    assert all(len(line) <= 120 for line in lines)
+    assert lines[4].split()[:2] == ["04:00", "Healthy"]
+    assert all(len(line) <= 150 for line in lines)
 
 
 # -- README's sample ----------------------------------------------------------------------------

@@ -10,6 +10,12 @@ Customers ask for churn predictions with their IDs, their labels arrive later, a
 breaks for a few customers (outliers), the world drifts part-way (drift, then the estimate, then
 accuracy; then churn turns to the price, which only the labels show) and comes back.
 
+The demo's monitor adds human review (`REVIEW`) to the example: the service queues a few hundred
+predictions over the run, each with its known chance, the sidecar answers "I don't know" for
+scores around the threshold (and for a few others at random), and a reviewer
+(`truthloop.demo.reviewer`) leases the queued items and labels them long before the CRM's labels
+come, so the accuracy the reviews estimate stands beside the realized and estimated ones.
+
 Time-lapse: metrics live in 1-minute buckets, so the service and the sidecar share a clock that
 runs `SPEED` times faster than the wall clock while the traffic flows, and at the wall clock's
 pace after it; every time shown is service time. With `--keep-running` the services stay up after
@@ -41,6 +47,7 @@ from rich.console import Console
 from truthloop import flags
 from truthloop.core import spec as core_spec
 from truthloop.demo import summary as summaries
+from truthloop.demo.reviewer import Reviewer
 from truthloop.demo.scenario import Scenario
 from truthloop.demo.timelapse import TimeLapse
 from truthloop.demo.traffic import PREDICT_PATH, Traffic
@@ -61,6 +68,23 @@ LABELS_WITHIN = 5.0
 """Wall seconds the last labels get to join before the summary is read."""
 MONITOR_FILE = "monitor-churn.yaml"
 NAMESPACE = "default"
+REVIEW: dict[str, Any] = {
+    "budget": 60,
+    "per": "window",
+    "random": 0.3,
+    "borderline": 0.7,
+    "outliers": 0.5,
+    "lease": "1m",
+    "abstain": {"band": {"low": 0.45, "high": 0.55}, "explore": 0.02},
+}
+"""The demo monitor's `spec.review`: 60 items a 2m window (some 300 over the run), 30% of what the
+band, the outliers and the explored share leave drawn at random and 70% spent on the uncertain;
+"I don't know" for a score within 0.05 of the threshold, and for 2% of the others (so the
+confident ones are reviewed too). A lease of a minute is three wall seconds."""
+REVIEW_PACE = 20.0
+"""Items the reviewer leases a wall second at most: one a second of service time."""
+REVIEW_DELAY = 30.0
+"""Service seconds from a prediction to its review label (the CRM's take `LABEL_DELAY`)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], text: str) -> None:
@@ -100,10 +124,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def demo_monitor() -> dict[str, Any]:
-    """The example monitor as the demo registers it (in the `default` namespace)."""
+    """The example monitor as the demo registers it: in the `default` namespace, with
+    `REVIEW`."""
     text = resources.files("truthloop.examples").joinpath(MONITOR_FILE).read_text()
     body: dict[str, Any] = yaml.safe_load(text)
     body["metadata"] = {**body.get("metadata", {}), "namespace": NAMESPACE}
+    body["spec"] = {**body["spec"], "review": REVIEW}
     return body
 
 
@@ -225,12 +251,20 @@ class Run:
                 seed=self.options.seed,
                 elapsed=self.wall,
             )
-            if not await self._drive(parts, watcher, traffic):
+            reviewer = Reviewer(
+                parts.feedback_url,
+                parts.monitor,
+                traffic.truth,
+                pace=REVIEW_PACE,
+                delay=REVIEW_DELAY,
+                now=self.clock.now,
+            )
+            if not await self._drive(parts, watcher, traffic, reviewer):
                 self.view.lines(["interrupted: stopping everything"])
                 return 130
             self.view.status(self._status(watcher, traffic))
             self.view.close()
-            await self._summarize(parts, watcher, traffic)
+            await self._summarize(parts, watcher, traffic, reviewer)
             if self.options.keep_running:
                 self.view.lines(explore(parts))
                 await self.stop.wait()
@@ -240,17 +274,20 @@ class Run:
         seen = watcher.seen
         return Status(
             at=self.since(),
-            model=self.monitor.spec.model.name,
             phase=seen.phase,
             reading=seen.reading,
             by_fallback=traffic.counts.by_fallback,
             drifted=self.scenario.drifted(self.wall()),
             trend=trend(seen.history),
             drift=seen.drift,
+            abstained=traffic.counts.abstained,
         )
 
-    async def _drive(self, parts: local.Stack, watcher: Watcher, traffic: Traffic) -> bool:
-        """The traffic, the world's shifts and the view, until the end; False if stopped."""
+    async def _drive(
+        self, parts: local.Stack, watcher: Watcher, traffic: Traffic, reviewer: Reviewer
+    ) -> bool:
+        """The traffic, the reviewer, the world's shifts and the view, until the end (the
+        reviewer through the queue, every label joined); False if stopped."""
 
         async def show() -> None:
             scenario = self.scenario
@@ -264,23 +301,34 @@ class Run:
                 self.view.status(self._status(watcher, traffic))
                 await asyncio.sleep(REFRESH)
 
+        async def drive() -> None:
+            reviewing = asyncio.create_task(reviewer.run())
+            try:
+                await traffic.run()
+            finally:
+                reviewing.cancel()
+                await asyncio.gather(reviewing, return_exceptions=True)
+            self.clock.settle()  # the story is over: the windows stop racing ahead of the summary
+            await reviewer.drain()
+            await _await_labels(parts, traffic.counts.actuals, traffic.counts.actuals_for_fallback)
+
         shower = asyncio.create_task(show())
-        driver = asyncio.create_task(traffic.run())
+        driver = asyncio.create_task(drive())
         stopped = asyncio.create_task(self.stop.wait())
         try:
             await asyncio.wait({driver, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if self.stop.is_set():
                 return False
             await driver
-            self.clock.settle()  # the story is over: the windows stop racing ahead of the summary
-            await _await_labels(parts, traffic.counts.actuals, traffic.counts.actuals_for_fallback)
             return True
         finally:
             for task in (shower, driver, stopped):
                 task.cancel()
             await asyncio.gather(shower, driver, stopped, return_exceptions=True)
 
-    async def _summarize(self, parts: local.Stack, watcher: Watcher, traffic: Traffic) -> None:
+    async def _summarize(
+        self, parts: local.Stack, watcher: Watcher, traffic: Traffic, reviewer: Reviewer
+    ) -> None:
         speed = self.scenario.speed
         drift, back = (shift.at * speed for shift in self.scenario.shifts)
         turn = self.scenario.turn.at * speed
@@ -302,6 +350,8 @@ class Run:
             (self._origin + turn, self._origin + back),
             estimated,
             self._origin + drift,
+            reviewer,
+            abstain_of(spec),
         )
         metrics_url = f"{parts.feedback_url}/v1/monitors/{parts.monitor}/metrics"
         lines = [
@@ -344,6 +394,7 @@ def header(
         " them, and the scores calibrated on them estimate accuracy, no label needed",
         f"  traffic   {scenario.rate:g} customers a second ({scenario.requests} in all) with"
         f" X-Entity-ID; each label arrives {scenario.label_delay:g}s after its prediction",
+        *review_lines(spec),
         f"  story     a meter breaks {summaries.clock(scenario.burst * speed)}, the world drifts"
         f" {summaries.clock(drift.at * speed)}, churn turns to the price"
         f" {summaries.clock(scenario.turn.at * speed)}, the world shifts back"
@@ -351,6 +402,39 @@ def header(
         f" {summaries.clock(scenario.duration * speed)} in all ({scenario.duration:g}s)",
         *legend(duration(spec.metrics.window)),
         "",
+    ]
+
+
+def abstain_of(spec: core_spec.MonitorSpec) -> summaries.Abstain | None:
+    abstain = spec.review.abstain if spec.review is not None else None
+    if abstain is None:
+        return None
+    return summaries.Abstain(abstain.low, abstain.high, abstain.explore)
+
+
+def review_lines(spec: core_spec.MonitorSpec) -> list[str]:
+    """The header's words for `spec.review` and the reviewer."""
+    review = spec.review
+    if review is None:
+        return []
+    per = (
+        f"{core_spec.format_duration(spec.metrics.window)} window"
+        if review.per == "window"
+        else "day"
+    )
+    abstain = review.abstain
+    band = (
+        ""
+        if abstain is None
+        else f'; the sidecar answers "I don\'t know" for a score in [{abstain.low:g},'
+        f" {abstain.high:g}] and for {abstain.explore:.0%} of the others at random, and queues"
+        " them"
+    )
+    return [
+        f"  review    {review.budget:g} predictions per {per} queued for review"
+        f" ({review.random:.0%} at random, {review.borderline:.0%} the most uncertain), each with"
+        f" its known chance{band}; reviewers take items from the queue and label each"
+        f" {REVIEW_DELAY:g}s after its prediction, before the CRM's labels come",
     ]
 
 
@@ -417,6 +501,9 @@ def explore(parts: local.Stack) -> list[str]:
         f"  drift         curl -s '{base}/drift?window={SUMMARY_WINDOW}'",
         f"  dataset       curl -s '{base}/dataset?window={SUMMARY_WINDOW}&format=csv'",
         f"  outliers      curl -s '{base}/dataset?window={SUMMARY_WINDOW}&outlier=true&format=csv'",
+        f"  reviewed      curl -s '{base}/dataset?window={SUMMARY_WINDOW}&reviewed=true"
+        "&format=csv'",
+        f"  review queue  curl -s '{base}/review?reviewer=me&limit=5'",
         f"  Prometheus    curl -s {parts.feedback_url}/metrics",
         f"  sidecar       curl -s {parts.admin_url}/metrics",
         f"  predict       curl -si {parts.proxy_url}{PREDICT_PATH} -H 'X-Entity-ID: me'"
@@ -456,6 +543,8 @@ async def _summary(
     drifted: tuple[float, float],
     estimated: summaries.EstimateStory,
     calm_until: float,
+    reviewer: Reviewer,
+    abstain: summaries.Abstain | None,
 ) -> summaries.Summary:
     url = f"{parts.feedback_url}/v1/monitors/{parts.monitor}/metrics"
     async with aiohttp.ClientSession() as session:
@@ -479,4 +568,6 @@ async def _summary(
         drift_readings=watcher.seen.drift_history,
         estimated=estimated,
         calm_until=calm_until,
+        reviews=reviewer.reviews,
+        abstain=abstain,
     )

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from truthloop.demo.reviewer import Reviews
 from truthloop.demo.traffic import Counts
 from truthloop.demo.watch import (
     DriftChange,
@@ -26,6 +27,7 @@ from truthloop.demo.watch import (
     PhaseChange,
     Reading,
     estimate,
+    reviewed,
 )
 
 BUCKET = 60.0
@@ -33,23 +35,58 @@ BUCKET = 60.0
 
 @dataclass(frozen=True, slots=True)
 class Figures:
-    """Predictions, labeled ones and accuracy of one `served_by` (an API answer or a point)."""
+    """Predictions, labeled ones and accuracy of one `served_by` (an API answer or a point);
+    for the whole run, also the accuracy estimated from the scores and from the reviews."""
 
     samples: int
     labeled: int
     accuracy: Estimate | None
+    estimated: Estimate | None = None
+    reviewed: Estimate | None = None
+    reviews: int = 0
 
     @classmethod
     def of(cls, part: Mapping[str, Any]) -> Figures:
         return cls(int(part["samples"]), int(part["labeled"]), estimate(part["metrics"]))
 
+    @classmethod
+    def whole(cls, part: Mapping[str, Any]) -> Figures:
+        """`of` with the estimated and reviewed accuracies."""
+        return cls(
+            int(part["samples"]),
+            int(part["labeled"]),
+            estimate(part["metrics"]),
+            estimate(part.get("estimated") or {}),
+            *reviewed(part),
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        a = self.accuracy
-        return {
+        out = {
             "samples": self.samples,
             "labeled": self.labeled,
-            "accuracy": None if a is None else [a.value, a.lower, a.upper],
+            "accuracy": triple(self.accuracy),
         }
+        if self.estimated is not None or self.reviewed is not None:
+            out.update(
+                estimated=triple(self.estimated),
+                reviewed=triple(self.reviewed),
+                reviews=self.reviews,
+            )
+        return out
+
+
+def triple(a: Estimate | None) -> list[float | None] | None:
+    """An estimate as the result line writes it, `[value, lower, upper]`."""
+    return None if a is None else [a.value, a.lower, a.upper]
+
+
+@dataclass(frozen=True, slots=True)
+class Abstain:
+    """The demo monitor's abstain band and explored share (`spec.review.abstain`)."""
+
+    low: float
+    high: float
+    explore: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +187,8 @@ class EstimateStory:
                 "estimated": None if r.estimated is None else r.estimated.value,
                 "realized": None if r.accuracy is None else r.accuracy.value,
                 "labeled": r.labeled,
+                "reviewed": None if r.reviewed is None else r.reviewed.value,
+                "reviews": r.reviews,
             }
 
         return {
@@ -209,6 +248,9 @@ class Summary:
     burst: DriftReading | None = None
     """The outlier burst as the drift reading with the most outliers showed it."""
     estimated: EstimateStory | None = None
+    reviews: Reviews | None = None
+    """What the reviewer did (None: no reviewer ran)."""
+    abstain: Abstain | None = None
 
     @property
     def periods(self) -> tuple[Period, ...]:
@@ -238,7 +280,17 @@ class Summary:
             "drift": drift_dict(self.drift),
             "outliers": None if self.burst is None else burst_dict(self.burst, c.broken),
             "estimate": None if self.estimated is None else self.estimated.to_dict(),
+            "abstained": c.abstained,
+            "reviews": None if self.reviews is None else reviews_dict(self.reviews),
         }
+
+
+def reviews_dict(reviews: Reviews) -> dict[str, Any]:
+    return {
+        "leased": reviews.leased,
+        "labeled": reviews.labeled,
+        "reasons": dict(sorted(reviews.reasons.items())),
+    }
 
 
 def drift_dict(story: DriftStory) -> dict[str, Any]:
@@ -320,6 +372,8 @@ def summarize(
     drift_readings: Sequence[DriftReading] = (),
     estimated: EstimateStory | None = None,
     calm_until: float | None = None,
+    reviews: Reviews | None = None,
+    abstain: Abstain | None = None,
 ) -> Summary:
     """`overall` is the metrics API's answer over `window`; the series are its `series=1m`
     points for `served_by=model` and `served_by=fallback`; the drift changes and readings are
@@ -328,7 +382,7 @@ def summarize(
     return Summary(
         counts=counts,
         window=window,
-        model=Figures.of(overall["served_by"]["model"]),
+        model=Figures.whole(overall["served_by"]["model"]),
         fallback=Figures.of(overall["served_by"]["fallback"]),
         minute=pick_minute(model_series, fallback_series, drifted),
         changes=tuple(changes),
@@ -338,6 +392,8 @@ def summarize(
             drift_readings, (drifted[0] if calm_until is None else calm_until) - start
         ),
         estimated=estimated,
+        reviews=reviews,
+        abstain=abstain,
     )
 
 
@@ -387,6 +443,8 @@ def lines(summary: Summary, metrics_url: str, label_delay: float) -> list[str]:
     if summary.estimated is not None:
         out += estimate_lines(summary.estimated, summary.drift.alert)
     out.append(f"  accuracy  model {accuracy(model)} over the whole run")
+    out += reviewed_lines(model, summary.reviews)
+    out += abstained_lines(c.abstained, summary.abstain)
     minute = summary.minute
     if minute is not None:
         at = minute.start - summary.start
@@ -454,8 +512,65 @@ def estimate_lines(story: EstimateStory, alert: float | None) -> list[str]:
         ]
     if turned is not None and turned.estimated is not None:
         realized = "-" if turned.accuracy is None else f"{turned.accuracy.value:.2f}"
+        reviewed = (
+            ""
+            if turned.reviewed is None
+            else f"; the reviews, which see the truth, {turned.reviewed.value:.2f}"
+            f" from {turned.reviews}"
+        )
         out.append(
             f"            churn following the price is a concept shift, which it cannot see:"
-            f" at {clock(turned.at)} accuracy≈{turned.estimated.value:.2f}, labeled {realized}"
+            f" at {clock(turned.at)} accuracy≈{turned.estimated.value:.2f}, labeled"
+            f" {realized}{reviewed}"
         )
     return out
+
+
+REASONS = (
+    ("abstain", "in the band"),
+    ("explore", "explored"),
+    ("outlier", "outliers"),
+    ("random", "at random"),
+    ("borderline", "borderline"),
+)
+"""Why an item was queued (`core.review.REASONS`), as the summary tells them."""
+
+
+def reviewed_lines(model: Figures, reviews: Reviews | None) -> list[str]:
+    """The accuracy the reviews estimate against the labeled one, and what the reviewer did."""
+    if reviews is None:
+        return []
+    a, r = model.reviewed, model.accuracy
+    if a is None or a.lower is None or a.upper is None:
+        out = [f"  reviewed  - from {model.reviews} reviews"]
+    else:
+        scores = (
+            "" if model.estimated is None else f"; ≈{model.estimated.value:.2f} from the scores"
+        )
+        if r is None:
+            verdict = ""
+        elif a.lower <= r.value <= a.upper:
+            verdict = f", which holds the labeled {r.value:.2f}"
+        else:
+            verdict = f", which misses the labeled {r.value:.2f}"
+        out = [
+            f"  reviewed  accuracy {a.text()} from {model.reviews} reviews{verdict}{scores}",
+        ]
+    told = ", ".join(f"{reviews.reasons[k]} {text}" for k, text in REASONS if reviews.reasons[k])
+    out += [
+        f"  reviews   {reviews.labeled} labeled by the reviewer from the queue (GET .../review),"
+        " each weighed by its chance of being queued",
+        f"            queued as {told or 'nothing'}",
+    ]
+    return out
+
+
+def abstained_lines(abstained: int, abstain: Abstain | None) -> list[str]:
+    """How often the sidecar answered "I don't know", and why."""
+    if abstain is None:
+        return []
+    return [
+        f'  abstained {abstained} answers "I don\'t know" (X-Truthloop-Abstain: true): scores in'
+        f" [{abstain.low:g}, {abstain.high:g}], and {abstain.explore:.0%} of the others at random,"
+        " each queued for review"
+    ]

@@ -2,7 +2,8 @@
 
 Each request is a new customer (`X-Entity-ID: customer-00042`) drawn from the world as it is at
 that moment; whether that customer churns is drawn then too, and sent to the feedback service by
-entity ID `label_delay` later, as a CRM would report it. During the scenario's burst a customer's
+entity ID `label_delay` later, as a CRM would report it (and kept by the prediction ID the answer
+carries, for the reviewer: `truth`). During the scenario's burst a customer's
 `monthly_charges` is sent as the broken meter reads it; whether they churn follows what they
 really pay. Customers and labels come from one
 generator seeded by `--seed`, drawn in request order, so a seed always makes the same customers.
@@ -47,6 +48,8 @@ class Counts:
     """Requests sent with the broken meter's reading."""
     drifted_actuals: int = 0
     """Actuals accepted for customers of the drifted world."""
+    abstained: int = 0
+    """Answered "I don't know" by the sidecar (`X-Truthloop-Abstain: true`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,9 @@ class Traffic:
         """Wall seconds since the start."""
         self._due: collections.deque[_Due] = collections.deque()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self.truth: dict[str, int] = {}
+        """Whether each answered customer churns, by the prediction ID of the answer (the
+        model's shadow record of a fallback answer carries the same ID)."""
         self.drifted_labels: list[tuple[float, int]] = [(0.0, 0)]
         """(wall seconds since the start, `counts.drifted_actuals` from then on), each stamped
         when its post was sent: at any moment, at least as many labels of the drifted world as the
@@ -150,13 +156,19 @@ class Traffic:
                 await response.read()
                 ok = response.status == 200
                 by_fallback = response.headers.get("X-Served-By") == "fallback"
+                abstained = response.headers.get("X-Truthloop-Abstain") == "true"
+                prediction_id = response.headers.get("X-Prediction-ID")
         except aiohttp.ClientError:
-            ok = by_fallback = False
+            ok = by_fallback = abstained = False
+            prediction_id = None
         if not ok:
             counts.failed += 1
             return
         counts.answered += 1
         counts.by_fallback += by_fallback
+        counts.abstained += abstained
+        if prediction_id is not None:
+            self.truth[prediction_id] = churned
         due = self._elapsed() + self.scenario.label_wait
         self._due.append(_Due(due, entity, churned, by_fallback, drifted))
 

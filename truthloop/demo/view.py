@@ -9,6 +9,7 @@ seconds, so a log or a test reads the same story.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TextIO
@@ -25,19 +26,22 @@ BLOCKS = "▁▂▃▄▅▆▇█"
 ROW_EVERY = 2.0
 """Wall seconds between two rows of the plain view."""
 TREND_POINTS = 48
+LEGEND_WIDTH = 96
 COLUMNS = (
-    "MODEL",
     "PHASE",
     "MODEL ACC [LOW–UP]",
     "ESTIMATE",
+    "REVIEWED [LOW–UP]",
+    "REVIEWS",
     "FALLBACK",
     "LABELED",
     "BY-FALLBACK",
+    "ABSTAINED",
     "DRIFTED",
     "OUTLIERS",
     "WORLD",
 )
-_WIDTHS = (6, 14, 18, 8, 8, 7, 11, 7, 8, 7)
+_WIDTHS = (14, 18, 8, 17, 7, 8, 7, 11, 9, 7, 8, 7)
 PHASE_STYLE = {
     "Collecting": "cyan",
     "Healthy": "green",
@@ -73,7 +77,6 @@ class Status:
     """One refresh: what the table shows, `at` service seconds after the start."""
 
     at: float
-    model: str
     phase: str | None
     reading: Reading | None
     by_fallback: int
@@ -82,31 +85,38 @@ class Status:
     trend: str
     drift: DriftReading | None = None
     """What the service measured: the last drift reading of the window."""
+    abstained: int = 0
+    """Answers "I don't know" since the start."""
 
     def cells(self) -> tuple[str, ...]:
-        model = estimated = fallback = "-"
-        labeled = "0"
-        if self.reading is not None:
-            labeled = str(self.reading.labeled)
-            if self.reading.accuracy is not None:
-                model = self.reading.accuracy.text()
-            if self.reading.estimated is not None:
-                estimated = f"≈{self.reading.estimated.value:.2f}"
-            if self.reading.fallback is not None:
-                fallback = f"{self.reading.fallback.value:.2f}"
+        model = estimated = reviewed = fallback = "-"
+        labeled = reviews = "0"
+        reading = self.reading
+        if reading is not None:
+            labeled, reviews = str(reading.labeled), str(reading.reviews)
+            if reading.accuracy is not None:
+                model = reading.accuracy.text()
+            if reading.estimated is not None:
+                estimated = f"≈{reading.estimated.value:.2f}"
+            if reading.reviewed is not None:
+                reviewed = reading.reviewed.text()
+            if reading.fallback is not None:
+                fallback = f"{reading.fallback.value:.2f}"
         drifted = outliers = "-"
         if self.drift is not None:
             drifted = f"{len(self.drift.drifted)}/{self.drift.tested}"
             if self.drift.outlier_ratio is not None:
                 outliers = f"{self.drift.outlier_ratio:.1%}"
         return (
-            self.model,
             self.phase or "-",
             model,
             estimated,
+            reviewed,
+            reviews,
             fallback,
             labeled,
             str(self.by_fallback),
+            str(self.abstained),
             drifted,
             outliers,
             "drifted" if self.drifted else "usual",
@@ -114,26 +124,24 @@ class Status:
 
 
 def legend(window: str) -> list[str]:
-    """What the columns count, for the header: all but BY-FALLBACK and WORLD are the `window`'s."""
-    return [
-        f"  columns   MODEL ACC: the model's accuracy over the last {window} (the metrics window),"
-        " its unseen",
-        "            shadow answers included while the fallback serves; ESTIMATE: that accuracy"
-        " estimated from",
-        f"            the model's scores of all the {window}'s predictions, labeled or not (≈:"
-        " an estimate, no",
-        "            label needed); FALLBACK: the accuracy of the fallback's answers over the"
-        f" same {window} (-",
-        f"            when it gave none); LABELED: the model's labeled predictions in those"
-        f" {window};",
-        "            BY-FALLBACK: the fallback's answers since the start; DRIFTED: features whose"
-        " values in",
-        f"            those {window} left the reference's distribution, of those seen (no label"
-        " needed);",
-        "            OUTLIERS: the share of those records with a value outside the reference;"
-        " WORLD: the",
-        "            story's truth, usual or drifted",
-    ]
+    """What the columns count, for the header: all but BY-FALLBACK, ABSTAINED and WORLD are the
+    `window`'s."""
+    text = (
+        f"MODEL ACC: the model's accuracy over the last {window} (the metrics window), its unseen"
+        " shadow answers included while the fallback serves; ESTIMATE: that accuracy estimated"
+        f" from the model's scores of all the {window}'s predictions, labeled or not (≈: an"
+        " estimate, no label needed); REVIEWED: that accuracy estimated from the reviewer's"
+        " labels of the items queued for review, each weighed by its known chance of being"
+        f" queued, with REVIEWS, the reviewed predictions in those {window}; FALLBACK: the"
+        f" accuracy of the fallback's answers over the same {window} (- when it gave none);"
+        f" LABELED: the model's labeled predictions in those {window}; BY-FALLBACK: the"
+        " fallback's answers since the start; ABSTAINED: the answers \"I don't know\" since the"
+        f" start; DRIFTED: features whose values in those {window} left the reference's"
+        " distribution, of those seen (no label needed); OUTLIERS: the share of those records"
+        " with a value outside the reference; WORLD: the story's truth, usual or drifted"
+    )
+    lines = textwrap.wrap(text, width=LEGEND_WIDTH)
+    return ["  columns   " + lines[0], *("            " + line for line in lines[1:])]
 
 
 def row(cells: Sequence[str]) -> str:
@@ -210,8 +218,8 @@ class LiveView:
         for column in COLUMNS:
             table.add_column(column, no_wrap=True)
         cells = list(status.cells())
-        phase = Text(cells[1], style=PHASE_STYLE.get(cells[1], ""))
-        table.add_row(cells[0], phase, *cells[2:])
+        phase = Text(cells[0], style=PHASE_STYLE.get(cells[0], ""))
+        table.add_row(phase, *cells[1:])
         heading = Text.assemble((self._title, "bold"), ("  service time ", "dim"), clock(status.at))
         spark = Text.assemble(("accuracy  ", "dim"), (status.trend, "magenta"))
         self._live.update(Group(heading, table, spark))

@@ -3,8 +3,9 @@
 Three loops: one long-polls `GET .../state?wait=&since=` so every phase change is seen as soon as
 the service makes it (a phase that lasts a second is not missed between samples), one reads
 `GET .../metrics` (the monitor's window) a few times a second for the model's accuracy, its
-interval and the labeled count, its estimated accuracy (from its scores, no label needed) and the
-fallback's accuracy, and one reads `GET .../drift` over
+interval and the labeled count, its estimated accuracy (from its scores, no label needed), its
+accuracy estimated from the reviewed labels with the reviews behind it, and the fallback's
+accuracy, and one reads `GET .../drift` over
 the same window as often: which features drifted from the reference and the share of outlier
 records, known as soon as the predictions are captured, with no label. `describe` turns a state
 into the reason an event line shows; `drift_changes` turns two drift readings into what changed.
@@ -59,6 +60,11 @@ class Reading:
     estimated: Estimate | None = None
     """The model's accuracy estimated from its scores over all the window's predictions, labeled
     or not (the metrics API's `estimated`); None without a calibrated reference."""
+    reviewed: Estimate | None = None
+    """The model's accuracy over the window estimated from the reviewed labels (the metrics
+    API's `reviewed`); None before any review."""
+    reviews: int = 0
+    """The reviewed labels behind `reviewed`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +159,13 @@ def estimate(metrics: Mapping[str, Any], name: str = METRIC) -> Estimate | None:
     if not isinstance(entry, Mapping) or entry.get("value") is None:
         return None
     return Estimate(entry["value"], entry.get("lower"), entry.get("upper"))
+
+
+def reviewed(part: Mapping[str, Any]) -> tuple[Estimate | None, int]:
+    """A metrics-API part's accuracy from the reviewed labels, and the reviews behind it."""
+    found = part.get("reviewed") or {}
+    entry = found.get(METRIC) or {}
+    return estimate(found), int(entry.get("n") or 0)
 
 
 def describe(state: wire.MonitorState, spec: MonitorSpec, previous: str | None = None) -> str:
@@ -277,6 +290,7 @@ class Watcher:
                     estimate(model["metrics"]),
                     estimate(fallback["metrics"]),
                     estimate(model.get("estimated") or {}),
+                    *reviewed(model),
                 )
                 self.seen.reading = reading
                 self.seen.history.append(reading)
