@@ -104,6 +104,9 @@ class WindowMetric:
 
     value: float | None
     samples: int
+    values: tuple[str, ...] = ()
+    """A segment alert's values that breach (with enough samples), worst first; `value` and
+    `samples` are then the worst one's."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,6 +182,9 @@ class PredictionRecord(msgspec.Struct, frozen=True, gc=False):
     performance at ingest (`core.estimate`) and not stored."""
     abstained: bool = False
     """The sidecar answered "I don't know" in the model's place (`spec.review.abstain`)."""
+    segments: dict[str, Scalar] | None = None
+    """The record's raw value of each segment of `spec.segments` it has (`core.segments`
+    assigns the kept value at ingest)."""
 
 
 class Actual(msgspec.Struct, frozen=True, gc=False):

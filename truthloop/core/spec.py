@@ -273,13 +273,18 @@ class AlertSpec:
     for_: float = 0.0
     feature: str | None = None
     source: AlertSource = "realized"
+    segment: str | None = None
+    """Watch each value of this segment (`spec.segments`): the alert breaches when any value with
+    `minSamples` breaches, and its state names those values."""
 
     @property
     def key(self) -> str:
         """The name of the value this alert reads (`metric_key`); with source estimated or auto
-        `estimated:accuracy` or `auto:accuracy` (the engine feeds those)."""
+        `estimated:accuracy` or `auto:accuracy` (the engine feeds those); with a segment
+        `segment:<segment>:` before it (`segment:country:estimated:accuracy`)."""
         found = metric_key(self.metric, self.feature)
-        return found if self.source == "realized" else f"{self.source}:{found}"
+        found = found if self.source == "realized" else f"{self.source}:{found}"
+        return found if self.segment is None else f"segment:{self.segment}:{found}"
 
     def breached(self, value: float) -> bool:
         if self.below is not None:
@@ -326,6 +331,25 @@ class DriftSpec:
     share: float = 0.5
     reference: tuple[float, float] | None = None
     overrides: tuple[DriftOverride, ...] = ()
+
+
+MAX_SEGMENTS = 8
+MAX_SEGMENT_VALUES = 100
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentSpec:
+    """A slice the metrics are kept for: each record's value is read from the request (`pointer`
+    into the body, the row for a batch, or a request `header`); numeric `buckets` (ascending
+    edges) name ranges, else the `max_values` most frequent values are kept as themselves and the
+    rest are `other` (`core.segments`). `export` puts the segment's values on Prometheus series
+    (their cardinality is then the user's choice)."""
+
+    name: str
+    source: Source
+    max_values: int = 20
+    buckets: tuple[float, ...] = ()
+    export: bool = False
 
 
 ReviewPer = Literal["day", "window"]
@@ -399,6 +423,7 @@ class MonitorSpec:
     drift: DriftSpec = field(default_factory=DriftSpec)
     review: ReviewSpec | None = None
     """None: no review queue (and no abstaining)."""
+    segments: tuple[SegmentSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,8 @@ class CaptureRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     served_by: ServedBy = "model"
     abstained: bool = False
     """The sidecar answered "I don't know" in the model's place (`spec.review.abstain`)."""
+    segments: dict[str, Scalar] | msgspec.UnsetType = msgspec.UNSET
+    """The request's raw value of each segment (`spec.segments`), by segment name."""
 
 
 # -- the fallback's causes ---------------------------------------------------------------------
@@ -98,7 +100,7 @@ def causes_text(causes: Iterable[Cause]) -> str | None:
 # -- the monitor's state -----------------------------------------------------------------------
 
 
-class AlertState(msgspec.Struct, frozen=True):
+class AlertState(msgspec.Struct, frozen=True, omit_defaults=True):
     """One alert, as the alert machine keeps it and the state shows it. `since`: when the current
     status began (None only before the first step); `value` and `samples` are the latest
     observation, also while the alert is insufficient. The status is `state` on the wire, as in
@@ -109,6 +111,8 @@ class AlertState(msgspec.Struct, frozen=True):
     since: float | None
     value: float | None
     samples: int
+    values: tuple[str, ...] = ()
+    """A segment alert's breaching values (`AlertSpec.segment`), worst first."""
 
 
 class FallbackState(msgspec.Struct, frozen=True, kw_only=True):
