@@ -305,6 +305,8 @@ async def test_items_expire_with_their_attribution_window(store: Store) -> None:
     assert await store.expire_reviews(at, 10) == {}
     assert await leased(store, monitor, "bob", at) == ["q0", "q1"]
     assert (await store.review_stats(at))[monitor.id] == QueueStats(2, 2, T0, 3)
+    assert await store.review_stats(at, monitor.id) == {monitor.id: QueueStats(2, 2, T0, 3)}
+    assert await store.review_stats(at, monitor.id + 1) == {}
     assert (await store.review_stats(T0 + 86400 + 1000))[monitor.id] == QueueStats(0, 0, None, 2)
     assert await store.expire_reviews(T0 + 2 * 86400, 10) == {monitor.id: 2}
     assert await store.review_stats(T0 + 2 * 86400) == {}

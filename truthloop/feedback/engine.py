@@ -1207,7 +1207,8 @@ class Engine:
         review = _review_of(registered)
         now = self.settings.clock()
         items = await self.store.lease_review(registered.id, reviewer, limit, now, review.lease)
-        queue = (await self.store.review_stats(now)).get(registered.id, NO_QUEUE)
+        stats = await self.store.review_stats(now, registered.id)
+        queue = stats.get(registered.id, NO_QUEUE)
         return Leased(tuple(items), queue)
 
     async def review_import(

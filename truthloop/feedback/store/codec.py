@@ -168,11 +168,12 @@ REVIEW_STATS = (
     " sum(CASE WHEN state = 'open' AND expires > {0} AND lease_until >= {0} THEN 1 ELSE 0 END),"
     " min(CASE WHEN state = 'open' AND expires > {0} THEN queued END),"
     " sum(CASE WHEN expires <= {0} AND expires > {1} THEN 1 ELSE 0 END)"
-    " FROM review_items WHERE state = 'open' OR (state = 'expired' AND expires > {1})"
+    " FROM review_items WHERE {2}(state = 'open' OR (state = 'expired' AND expires > {1}))"
     " GROUP BY monitor_id"
 )
 """Per monitor: open items not expired at {0}, those leased, the oldest queued, and those
-expired unreviewed since {1} (swept or not yet)."""
+expired unreviewed since {1} (swept or not yet); {2} is empty, or `monitor_id = <x> AND ` for one
+monitor's (a lease reads its own queue's: the whole table's grows with every monitor's)."""
 UNQUEUE_GONE = (
     "DELETE FROM review_items WHERE monitor_id = {0} AND ts < {1} AND NOT EXISTS (SELECT 1 FROM"
     " predictions AS p WHERE p.monitor_id = review_items.monitor_id"

@@ -423,9 +423,11 @@ class Store(abc.ABC):
         """Close up to `limit` open items past their expiry as expired; how many per monitor."""
 
     @abc.abstractmethod
-    async def review_stats(self, now: float) -> dict[int, QueueStats]:
-        """Each monitor's queue (monitors with no open item and none expired within a day are
-        left out)."""
+    async def review_stats(
+        self, now: float, monitor_id: int | None = None
+    ) -> dict[int, QueueStats]:
+        """Each monitor's queue, or only `monitor_id`'s (monitors with no open item and none
+        expired within a day are left out)."""
 
     # -- reads ---------------------------------------------------------------------------------
 

@@ -588,11 +588,16 @@ class SQLiteStore(Store):
     async def expire_reviews(self, now: float, limit: int) -> dict[int, int]:
         return await self._tx(_expire_reviews, now, limit)
 
-    async def review_stats(self, now: float) -> dict[int, QueueStats]:
-        return await self._call(self._review_stats, now)
+    async def review_stats(
+        self, now: float, monitor_id: int | None = None
+    ) -> dict[int, QueueStats]:
+        return await self._call(self._review_stats, now, monitor_id)
 
-    def _review_stats(self, now: float) -> dict[int, QueueStats]:
-        return codec.queue_stats(self._db.execute(_REVIEW_STATS, (now, now - DAY)))
+    def _review_stats(self, now: float, monitor_id: int | None) -> dict[int, QueueStats]:
+        if monitor_id is None:
+            return codec.queue_stats(self._db.execute(_REVIEW_STATS, (now, now - DAY)))
+        found = self._db.execute(_MONITOR_REVIEW_STATS, (now, now - DAY, monitor_id))
+        return codec.queue_stats(found)
 
     async def compact(self) -> int:
         return await self._call(self._fold)
@@ -756,7 +761,8 @@ _ANSWER = (
 )
 """Store an answered item (`codec.answered_values`)."""
 _EXPIRE_REVIEWS = codec.EXPIRE_REVIEWS.format("?", "?")
-_REVIEW_STATS = codec.REVIEW_STATS.format("?1", "?2")
+_REVIEW_STATS = codec.REVIEW_STATS.format("?1", "?2", "")
+_MONITOR_REVIEW_STATS = codec.REVIEW_STATS.format("?1", "?2", "monitor_id = ?3 AND ")
 _UNQUEUE_GONE = codec.UNQUEUE_GONE.format("?", "?")
 DAY = 86400.0
 

@@ -62,7 +62,8 @@ WITH picked AS (
 """Lease up to $4 of monitor $1's open items to reviewer $2 at $3 until $5, with their records."""
 
 EXPIRE = codec.EXPIRE_REVIEWS.format("$1", "$2")
-STATS = codec.REVIEW_STATS.format("$1::float8", "$2::float8")
+STATS = codec.REVIEW_STATS.format("$1::float8", "$2::float8", "")
+MONITOR_STATS = codec.REVIEW_STATS.format("$1::float8", "$2::float8", "monitor_id = $3 AND ")
 UNQUEUE_GONE = codec.UNQUEUE_GONE.format("$1", "$2")
 
 
@@ -105,5 +106,9 @@ async def expire(conn: connection.Conn, now: float, limit: int) -> dict[int, int
     return codec.expired_by_monitor(await conn.fetch(EXPIRE, now, limit))
 
 
-async def stats(conn: connection.Conn, now: float) -> dict[int, QueueStats]:
-    return codec.queue_stats(await conn.fetch(STATS, now, now - DAY))
+async def stats(
+    conn: connection.Conn, now: float, monitor_id: int | None = None
+) -> dict[int, QueueStats]:
+    if monitor_id is None:
+        return codec.queue_stats(await conn.fetch(STATS, now, now - DAY))
+    return codec.queue_stats(await conn.fetch(MONITOR_STATS, now, now - DAY, monitor_id))

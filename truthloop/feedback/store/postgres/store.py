@@ -479,8 +479,10 @@ class PostgresStore(interface.Store):
     async def expire_reviews(self, now: float, limit: int) -> dict[int, int]:
         return await self._db.transaction(reviews.expire, now, limit)
 
-    async def review_stats(self, now: float) -> dict[int, interface.QueueStats]:
-        return await self._db.read(reviews.stats, now)
+    async def review_stats(
+        self, now: float, monitor_id: int | None = None
+    ) -> dict[int, interface.QueueStats]:
+        return await self._db.read(reviews.stats, now, monitor_id)
 
     async def compact(self) -> int:
         return await aggregates.compact(self._db, self.keys.fold)
