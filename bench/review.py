@@ -8,13 +8,14 @@ a fresh SQLite store per round, or a fresh schema of `--store`'s PostgreSQL data
 over HTTP:
 1. ingest: the same scored capture records, each with 10 features (1% of them outliers: one value
    far outside the reference), POSTed to `/v1/predictions` in NDJSON batches of 1,000 (as the
-   sidecar ships them) from 4 connections, to two monitors of one service with the same
+   sidecar ships them) from 4 connections, to three monitors of one service with the same
    calibrated reference (10,000 rows with actuals): one with `spec.review` (`--budget` items a
    day, 30% at random and 70% borderline, outliers queued with probability 0.5), which
    reads each record's calibrated f, draws it, queues the selected ones with their pi and adds
-   the review counters; one without (the baseline). Records/s, the service's CPU per record and
+   the review counters; the same with a budget larger than the traffic (every record queued,
+   the worst case); one without (the baseline). Records/s, the service's CPU per record and
    the share of records queued. Each round sends its records in `SLICES` slices, each slice to
-   both monitors in turn (swapping places every slice), so a disturbance hits both alike;
+   the monitors in turn (the order reversed every slice), so a disturbance hits all alike;
 2. the queue: `--reviewers` reviewers at once, each leasing `limit` items
    (`GET .../review?reviewer=&limit=`) and labeling them (`POST /v1/feedback`, `source: review`,
    one request per lease) until the queue is empty: items reviewed a second, for two limits.
@@ -56,7 +57,10 @@ from feedback_ingest import (
     start_service,
 )
 
-REVIEWED, PLAIN = "reviewed", "plain"
+REVIEWED, EVERY, PLAIN = "reviewed", "every", "plain"
+EVERY_BUDGET = 10_000_000
+"""The largest budget: more than the records sent, so every record is queued (the worst case of
+the queue's inserts)."""
 OUTLIER_EVERY = 100
 """One record in this many has a feature far outside the reference."""
 LIMITS = (10, 100)
@@ -70,8 +74,8 @@ def review_spec(budget: int) -> dict[str, Any]:
 async def put(session: aiohttp.ClientSession, base: str, name: str, budget: int) -> None:
     body = drift_bench.monitor(name)
     body["spec"]["capture"]["score"] = {"pointer": "/score"}
-    if name == REVIEWED:
-        body["spec"]["review"] = review_spec(budget)
+    if name != PLAIN:
+        body["spec"]["review"] = review_spec(budget if name == REVIEWED else EVERY_BUDGET)
     async with session.put(f"{base}/v1/monitors/bench/{name}", json=body) as r:
         if r.status not in (200, 201):
             raise SystemExit(f"PUT {name}: {r.status} {await r.text()}")
@@ -95,14 +99,20 @@ async def store_of(args: argparse.Namespace, workdir: Path) -> AsyncIterator[str
             yield url
 
 
-async def queued(store: str) -> int:
-    """The items the review queue holds (every state)."""
+QUEUED = (
+    "SELECT count(*) FROM review_items WHERE monitor_id = (SELECT id FROM monitors WHERE key = {})"
+)
+
+
+async def queued(store: str, name: str) -> int:
+    """The items monitor `bench/<name>`'s review queue holds (every state)."""
+    key = f"bench/{name}"
     if store.startswith("sqlite://"):
         with sqlite3.connect(store.removeprefix("sqlite://")) as db:
-            return int(db.execute("SELECT count(*) FROM review_items").fetchone()[0])
+            return int(db.execute(QUEUED.format("?"), (key,)).fetchone()[0])
     conn = await asyncpg.connect(store)
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM review_items"))
+        return int(await conn.fetchval(QUEUED.format("$1"), key))
     finally:
         await conn.close()
 
@@ -115,7 +125,7 @@ async def ingest_round(
 ) -> dict[str, float]:
     rows = features(args.records)
     now = time.time()
-    bodies = drift_bench.batches(rows, (REVIEWED, PLAIN), now)
+    bodies = drift_bench.batches(rows, (REVIEWED, EVERY, PLAIN), now)
     results: dict[str, float] = {}
     async with store_of(args, workdir) as store:
         proc, base = await start_service(store, workdir)
@@ -125,11 +135,12 @@ async def ingest_round(
                 for name in bodies:
                     await put(session, base, name, args.budget)
                     await drift_bench.upload(session, base, name, reference)
-                orders = ([PLAIN, REVIEWED], [REVIEWED, PLAIN])
+                orders = ([PLAIN, REVIEWED, EVERY], [EVERY, REVIEWED, PLAIN])
                 results = await sliced(session, base, proc.pid, bodies, orders, flip, args)
-                results["queued_share"] = await queued(store) / args.records
-                if not results["queued_share"]:
-                    raise SystemExit("nothing was queued for review")
+                results["queued_share"] = await queued(store, REVIEWED) / args.records
+                every = await queued(store, EVERY)
+                if not results["queued_share"] or every != args.records:
+                    raise SystemExit(f"queued {results['queued_share']:.1%} and {every}")
                 results.update(await review_queue(session, base, args))
         finally:
             proc.kill()
@@ -194,9 +205,15 @@ async def review_queue(
 # -- the tables ---------------------------------------------------------------------------------
 
 
-RATIOS = {"ratio": (f"{REVIEWED}_per_s", f"{PLAIN}_per_s")}
+RATIOS = {
+    "ratio": (f"{REVIEWED}_per_s", f"{PLAIN}_per_s"),
+    "every_ratio": (f"{EVERY}_per_s", f"{PLAIN}_per_s"),
+}
 """Ingest with review against the same records without."""
-DIFFERENCES = {"added_cpu_us": (f"{REVIEWED}_cpu_us", f"{PLAIN}_cpu_us")}
+DIFFERENCES = {
+    "added_cpu_us": (f"{REVIEWED}_cpu_us", f"{PLAIN}_cpu_us"),
+    "every_added_cpu_us": (f"{EVERY}_cpu_us", f"{PLAIN}_cpu_us"),
+}
 """The service's CPU per record that review adds."""
 GOAL = 0.85
 
@@ -210,6 +227,8 @@ def markdown(r: dict[str, float], args: argparse.Namespace, load: tuple[float, f
         (f"the same records with `spec.review` (budget {args.budget:,}/day, 30% random, 70% borderline, outliers 0.5): {r['queued_share']:.1%} of them queued", f"{r[f'{REVIEWED}_per_s']:,.0f}/s", ""),
         ("with review ÷ baseline, records/s (median of the rounds)", f"{r['ratio']:.2f} (rounds {r['ratio_low']:.2f}–{r['ratio_high']:.2f})", f"≥ {GOAL}: {met}"),
         ("service CPU per record: baseline / with review (all threads; the difference, median of the rounds)", f"{r[f'{PLAIN}_cpu_us']:.1f} / {r[f'{REVIEWED}_cpu_us']:.1f} µs ({r['added_cpu_us']:+.1f})", ""),
+        (f"worst case: a budget of {EVERY_BUDGET:,}/day, more than the traffic, so every record is queued", f"{r[f'{EVERY}_per_s']:,.0f}/s", ""),
+        ("every record queued ÷ baseline, records/s; CPU per record added", f"{r['every_ratio']:.2f} (rounds {r['every_ratio_low']:.2f}–{r['every_ratio_high']:.2f}); {r['every_added_cpu_us']:+.1f} µs", ""),
     ]  # fmt: skip
     queue = [
         (
@@ -229,8 +248,8 @@ Run {time.strftime("%Y-%m-%d")} on {os.cpu_count()} × {cpu_name()}, Python {pla
 `truthloop feedback` runs as a subprocess on a fresh {store} store per round, spoken to over
 HTTP: {args.records:,} scored capture records with 10 features (1 in {OUTLIER_EVERY} an outlier) per
 monitor and round, `POST /v1/predictions` in NDJSON batches of 1,000 (as the sidecar ships them)
-from {args.concurrency} connections, in {SLICES} slices sent to both monitors in turn. Both
-monitors have the same 10,000-row reference with actuals (a calibration: f is each record's
+from {args.concurrency} connections, in {SLICES} slices sent to the three monitors in turn. All
+have the same 10,000-row reference with actuals (a calibration: f is each record's
 calibrated probability of being right).
 
 | measure | result | goal |
