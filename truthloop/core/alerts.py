@@ -8,10 +8,13 @@ Alerts (one `AlertState` per `spec.alerts` entry, matched by name across spec ch
 - An alert's *condition* holds at a step when its metric has a value, at least
   `spec.metrics.min_samples` samples behind it, and `AlertSpec.breached(value)`. An alert reads
   its metric by `AlertSpec.key` (`accuracy`, `drift_share`, `feature_drift:tenure`,
-  `estimated:accuracy`); a model metric's samples are labeled predictions, a drift metric's
-  (`spec.is_drift_key`) the records compared with the reference, an estimate's the window's
-  predictions (`auto:accuracy`: the realized metric's labeled ones once there are `minSamples`,
-  else the estimate's predictions).
+  `estimated:accuracy`, `segment:country:accuracy`); a model metric's samples are labeled
+  predictions, a drift metric's (`spec.is_drift_key`) the records compared with the reference,
+  an estimate's the window's predictions (`auto:accuracy`: the realized metric's labeled ones
+  once there are `minSamples`, else the estimate's predictions).
+- A segment alert (`AlertSpec.segment`) reads the worst of the segment's values that have
+  `minSamples` (`core.segment_metrics`); its state names the values that breach, worst first
+  (`AlertState.values`, kept while a firing alert lacks data).
 - It is `pending` while the condition has held for less than `for`, and `firing` at the first step
   where it has held for `for` seconds continuously (at once with `for: 0`). A step without enough
   data breaks the run: the condition is not known to have held.
@@ -152,6 +155,7 @@ class MonitorState:
                     alert.number("since"),
                     alert.number("value"),
                     alert.integer("samples"),
+                    alert.texts("values"),
                 )
             )
         return cls(
@@ -315,11 +319,13 @@ def _step_alert(
     if value is not None and not math.isfinite(value):
         value = None
     samples = metric.samples if metric is not None else 0
+    values = metric.values if metric is not None else ()
     status: AlertStatus
     if value is None or samples < min_samples:
         status = "firing" if old.status == "firing" else "insufficient"
+        values = old.values if status == "firing" else ()  # the last values seen breaching
     elif not alert.breached(value):
-        status = "ok"
+        status, values = "ok", ()
     elif old.status == "firing":
         status = "firing"
     else:
@@ -327,9 +333,9 @@ def _step_alert(
         if now - began >= alert.for_:
             status = "firing"
         else:
-            return AlertState(alert.name, "pending", began, value, samples)
+            return AlertState(alert.name, "pending", began, value, samples, values)
     since = old.since if status == old.status and old.since is not None else now
-    return AlertState(alert.name, status, since, value, samples)
+    return AlertState(alert.name, status, since, value, samples, values)
 
 
 def _alert_transitions(
@@ -366,6 +372,8 @@ def _describe(state: AlertState, alert: AlertSpec, min_samples: int) -> str:
     if state.status == "ok":
         return f"{head} {_number(state.value)} {clear} {_number(threshold)}"
     comparison = f"{head} {_number(state.value)} {breach} {_number(threshold)}"
+    if state.values:
+        comparison += f" in {alert.segment} " + ", ".join(state.values)
     if state.status == "pending":
         return f"{comparison}, firing after {format_duration(alert.for_)}"
     return f"{comparison} for {format_duration(alert.for_)}"
@@ -466,6 +474,13 @@ class _Reader:
         if value is not None and not isinstance(value, str):
             raise self._fail(key, "a string or null")
         return value
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        """An optional array of strings (absent: empty)."""
+        value = self.data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{self.path}.{key}: expected an array of strings, got {value!r}")
+        return tuple(value)
 
     def number(self, key: str) -> float | None:
         value = self.get(key)

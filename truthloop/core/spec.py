@@ -256,7 +256,10 @@ realized metric once the window holds `minSamples` labeled predictions, the esti
 
 def counts_labels(key: str) -> bool:
     """Whether the samples behind the value read by `key` are labeled predictions: not a drift
-    metric's (records), nor an estimate's (predictions, labeled or not)."""
+    metric's (records), nor an estimate's (predictions, labeled or not); a segment alert's
+    (`segment:<segment>:<key>`) as its `<key>`'s."""
+    if key.startswith("segment:"):
+        key = key.split(":", 2)[2]
     head = key.partition(":")[0]
     return head not in DRIFT_METRICS and head not in ("estimated", "auto")
 
