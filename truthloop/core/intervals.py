@@ -44,17 +44,29 @@ def wilson(successes: float, trials: float, z: float) -> Bounds:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def mover_mean(a: float, a_bounds: Bounds, b: float, b_bounds: Bounds) -> Bounds:
-    """Interval of (a + b) / 2 for independent estimates a and b with their own intervals.
+def mover_sum(a: float, a_bounds: Bounds, b: float, b_bounds: Bounds) -> Bounds:
+    """Interval of a + b for independent estimates a and b with their own intervals.
 
-    MOVER (Zou & Donner 2008; Newcombe's method 10 for proportions): each side recovers the
-    variance from the distance of the near bounds. With Wilson intervals it inherits their good
-    behaviour at 0 and 1, where the normal approximation collapses to a point.
+    MOVER (Zou & Donner 2008; Newcombe's methods 10 and 11 for proportions): each side recovers
+    the variance from the distance of the near bounds. With Wilson intervals it inherits their
+    good behaviour at 0 and 1, where the normal approximation collapses to a point; with
+    symmetric intervals it is the normal interval, the half-widths added in quadrature.
     """
-    mean = (a + b) / 2
-    below = math.hypot(a - a_bounds[0], b - b_bounds[0]) / 2
-    above = math.hypot(a_bounds[1] - a, b_bounds[1] - b) / 2
-    return mean - below, mean + above
+    below = math.hypot(a - a_bounds[0], b - b_bounds[0])
+    above = math.hypot(a_bounds[1] - a, b_bounds[1] - b)
+    return a + b - below, a + b + above
+
+
+def mover_mean(a: float, a_bounds: Bounds, b: float, b_bounds: Bounds) -> Bounds:
+    """Interval of (a + b) / 2 (`mover_sum` halved)."""
+    lower, upper = mover_sum(a, a_bounds, b, b_bounds)
+    return lower / 2, upper / 2
+
+
+def mover_difference(a: float, a_bounds: Bounds, b: float, b_bounds: Bounds) -> Bounds:
+    """Interval of b − a (`mover_sum` of b and −a): with two Wilson intervals, Newcombe's hybrid
+    score interval of a difference of proportions (method 10)."""
+    return mover_sum(b, b_bounds, -a, (-a_bounds[1], -a_bounds[0]))
 
 
 def hanley_mcneil(auc: float, positives: float, negatives: float, z: float) -> Bounds:

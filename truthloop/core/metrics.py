@@ -67,7 +67,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from truthloop.core import intervals
 from truthloop.core.tasks import Task
@@ -141,6 +141,27 @@ AUXILIARY_NAMES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )
 """Values `evaluate` reports beside the metrics, not alertable."""
+
+Direction = Literal["higher", "lower", "zero"]
+"""Which way a metric is better: higher (accuracy...), lower (errors, losses, costs), or closer
+to zero (a signed bias)."""
+
+_DIRECTIONS: Mapping[str, Direction | None] = MappingProxyType(
+    {
+        **dict.fromkeys(("mae", "rmse", "mape", "brier_score", "log_loss", "cost"), "lower"),
+        "mean_error": "zero",
+        # counts and totals grow with the traffic: no better or worse between two windows
+        **dict.fromkeys(("mape_excluded", "cost_total"), None),
+    }
+)
+
+
+def direction(name: str) -> Direction | None:
+    """Which way metric `name` is better (`Direction`), None for a count or total that is not a
+    quality (`mape_excluded`, `cost_total`). Every metric not named otherwise is higher-better,
+    including the ones of `AUXILIARY_NAMES` that are rates (`approval_rate`)."""
+    return _DIRECTIONS.get(name, "higher")
+
 
 BinaryRatio = tuple["npt.NDArray[np.float64]", "npt.NDArray[np.float64]", "npt.NDArray[np.float64]"]
 
