@@ -34,6 +34,7 @@ from truthloop.core.spec import (
     Monitor,
     MonitorSpec,
     ReviewSpec,
+    SegmentSpec,
     Selector,
     Source,
     SpecError,
@@ -1384,3 +1385,180 @@ def test_a_reviewed_alert_reads_a_metric_the_reviews_estimate(task: str) -> None
 )
 def test_a_reviewed_alert_needs_the_review_queue(spec: dict[str, Any], expected: list[str]) -> None:
     assert errors(monitor(**spec)) == expected
+
+
+# -- segments --------------------------------------------------------------------------------------
+
+SEGMENTS = [
+    {"name": "country", "header": "X-Country"},
+    {"name": "device", "pointer": "/device", "maxValues": 10, "export": True},
+    {"name": "tenure", "pointer": "/features/tenure", "buckets": [6, 12.5, 24]},
+]
+SEGMENT_ALERT = {"name": "accuracy-low-somewhere", "metric": "accuracy", "below": 0.8}
+
+
+def test_segments_are_read_with_their_defaults() -> None:
+    spec = parse_monitor(monitor(segments=SEGMENTS)).spec
+    assert spec.segments == (
+        SegmentSpec("country", Source(header="X-Country")),
+        SegmentSpec("device", Source(pointer="/device"), max_values=10, export=True),
+        SegmentSpec("tenure", Source(pointer="/features/tenure"), buckets=(6.0, 12.5, 24.0)),
+    )
+    assert parse_monitor(monitor()).spec.segments == ()
+    assert parse_monitor(monitor(segments=[])).spec.segments == ()
+
+
+def test_a_segment_alert_names_its_segment_in_its_key() -> None:
+    alerts = [
+        {**SEGMENT_ALERT, "segment": "country"},
+        {"name": "est", "metric": "accuracy", "below": 0.8, "segment": "tenure", "source": "auto"},
+        {"name": "all", "metric": "accuracy", "below": 0.8},
+    ]
+    spec = parse_monitor(monitor(segments=SEGMENTS, alerts=alerts)).spec
+    assert [(a.segment, a.key) for a in spec.alerts] == [
+        ("country", "segment:country:accuracy"),
+        ("tenure", "segment:tenure:auto:accuracy"),
+        (None, "accuracy"),
+    ]
+
+
+ONE = {"name": "s", "pointer": "/s"}
+
+
+@pytest.mark.parametrize(
+    ("segments", "expected"),
+    [
+        ("country", ['spec.segments: expected a list, got "country"']),
+        (
+            [{**ONE, "name": f"s{i}"} for i in range(9)],
+            ["spec.segments: must have at most 8 items, got 9"],
+        ),
+        (
+            [{"pointer": "/s"}, {"name": "a:b", "pointer": "/s"}, {"name": "a=b", "pointer": "/s"}],
+            [
+                "spec.segments[0].name: required",
+                "spec.segments[1].name: expected a segment name (at most 63 letters, digits, "
+                "'_', '-' and '.', not starting with '-' or '.'), got \"a:b\"",
+                "spec.segments[2].name: expected a segment name (at most 63 letters, digits, "
+                "'_', '-' and '.', not starting with '-' or '.'), got \"a=b\"",
+            ],
+        ),
+        ([ONE, ONE], ["spec.segments[1].name: duplicate: spec.segments[0] has this name"]),
+        (
+            [{"name": "s"}, {"name": "t", "pointer": "/t", "header": "X-T"}],
+            [
+                "spec.segments[0]: exactly one of header or pointer",
+                "spec.segments[1]: exactly one of header or pointer",
+            ],
+        ),
+        (
+            [{"name": "s", "pointer": "s"}, {"name": "t", "header": "X T"}],
+            [
+                "spec.segments[0].pointer: not a JSON pointer (RFC 6901): 's': a JSON pointer "
+                "is empty or starts with '/'",
+                'spec.segments[1].header: expected an HTTP header name, got "X T"',
+            ],
+        ),
+        (
+            [{**ONE, "maxValues": 0}, {**ONE, "name": "t", "maxValues": 101}],
+            [
+                "spec.segments[0].maxValues: must be at least 1, got 0",
+                "spec.segments[1].maxValues: must be at most 100, got 101",
+            ],
+        ),
+        ([{**ONE, "maxValues": 2.5}], ["spec.segments[0].maxValues: expected an integer, got 2.5"]),
+        (
+            [{**ONE, "buckets": [1, 2], "maxValues": 5}],
+            [
+                "spec.segments[0].maxValues: not with buckets: a numeric segment's values are "
+                "its buckets"
+            ],
+        ),
+        (
+            [{**ONE, "buckets": [3, 2, 2, "x", float("inf"), True]}],
+            [
+                "spec.segments[0].buckets[1]: must be above the edge before it, 3: buckets are "
+                "strictly ascending, got 2",
+                "spec.segments[0].buckets[2]: must be above the edge before it, 3: buckets are "
+                "strictly ascending, got 2",
+                'spec.segments[0].buckets[3]: expected a number, got "x"',
+                "spec.segments[0].buckets[4]: expected a finite number, got inf",
+                "spec.segments[0].buckets[5]: expected a number, got true",
+            ],
+        ),
+        ([{**ONE, "buckets": []}], ["spec.segments[0].buckets: must have at least 1 item"]),
+        (
+            [{**ONE, "buckets": list(range(51))}],
+            ["spec.segments[0].buckets: must have at most 50 items, got 51"],
+        ),
+        ([{**ONE, "buckets": 5}], ["spec.segments[0].buckets: expected a list, got 5"]),
+        (
+            [{**ONE, "export": "yes"}],
+            ['spec.segments[0].export: expected true or false, got "yes"'],
+        ),
+        (
+            [{**ONE, "values": ["a"]}],
+            [
+                "spec.segments[0].values: unknown field; expected one of: name, pointer, header, "
+                "maxValues, buckets, export"
+            ],
+        ),
+    ],
+)
+def test_bad_segments_are_named_by_path(segments: Any, expected: list[str]) -> None:
+    assert errors(monitor(segments=segments)) == expected
+
+
+@pytest.mark.parametrize(
+    ("alert", "expected"),
+    [
+        (
+            {**SEGMENT_ALERT, "segment": "city"},
+            ['spec.alerts[0].segment: no segment named "city" in spec.segments'],
+        ),
+        (
+            {"name": "d", "metric": "drift_share", "above": 0.5, "segment": "country"},
+            [
+                "spec.alerts[0].segment: not with a drift metric (drift_share): the drift "
+                "statistics are not kept per segment"
+            ],
+        ),
+        (
+            {"name": "d", "metric": "missing_ratio", "feature": "x", "above": 0.5, "segment": "s"},
+            [
+                "spec.alerts[0].segment: not with a drift metric (missing_ratio): the drift "
+                "statistics are not kept per segment"
+            ],
+        ),
+        ({**SEGMENT_ALERT, "segment": 1}, ["spec.alerts[0].segment: expected a string, got 1"]),
+    ],
+)
+def test_an_alert_segment_names_a_declared_segment_of_a_model_metric(
+    alert: dict[str, Any], expected: list[str]
+) -> None:
+    segments = [{"name": "country", "header": "X-Country"}, ONE]
+    assert errors(monitor(segments=segments, alerts=[alert])) == expected
+
+
+def test_a_segment_alert_without_segments_is_refused() -> None:
+    assert errors(monitor(alerts=[{**SEGMENT_ALERT, "segment": "country"}])) == [
+        'spec.alerts[0].segment: no segment named "country" in spec.segments'
+    ]
+
+
+def test_every_segment_problem_is_reported_at_once() -> None:
+    found = errors(
+        monitor(
+            segments=[
+                {"name": "a", "header": "X", "pointer": "/a"},
+                {"name": "b", "buckets": [2, 1]},
+            ],
+            alerts=[{**SEGMENT_ALERT, "segment": "c"}],
+        )
+    )
+    assert [e.split(":")[0] for e in found] == [
+        "spec.alerts[0].segment",
+        "spec.segments[0]",
+        "spec.segments[1]",
+        "spec.segments[1].buckets[1]",
+    ]

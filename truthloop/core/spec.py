@@ -30,7 +30,8 @@ holds the two to the same verdict on a corpus of monitors):
   declared, never a reserved column (`prediction`, `score`, `actual`, `ts`); `source` realized
   (default), estimated or auto, the last two only for a model metric the task's estimator gives
   (`metrics.ESTIMATED_NAMES`), or reviewed, only with `spec.review` and for a metric the reviewed
-  labels estimate (`metrics.REVIEWED_NAMES`);
+  labels estimate (`metrics.REVIEWED_NAMES`); `segment` one of `spec.segments`, not with a
+  drift metric (the sketches are not kept per segment);
 - features: at most `MAX_FEATURES` (100), unique names of `profile.FEATURE_NAME` (no `:`, so
   they fit sketch keys) that are not reserved columns, a pointer (default `/<name>`), a type;
 - drift: `share` in (0, 1] (0.5); `reference` a period `{from, to}` of RFC 3339 timestamps with
@@ -39,6 +40,11 @@ holds the two to the same verdict on a corpus of monitors):
   and `chisquare`), `wasserstein` and `ks` refused for a categorical column (a declared
   categorical feature; the prediction of a classifier), a feature of `spec.features` when those
   are declared;
+- segments: at most `MAX_SEGMENTS` (8), unique names of `profile.FEATURE_NAME` (no `:`, `=`
+  or `^`, so they fit counter keys), exactly one of a `pointer` (into the request body, the row
+  of a batch) or a `header`, `maxValues` 1 to `MAX_SEGMENT_VALUES` (100; default 20) or
+  `buckets`, not both: 1 to `MAX_SEGMENT_BUCKETS` (50) finite numbers, strictly ascending;
+  `export` a boolean (false);
 - fallback: at most 64 rules, the last one and only the last without `when`; mode `engaged` needs
   rules, and so does a non-empty `engageOn` (an engaged fallback would have nothing to serve);
   `engageOn` names alerts and defaults to all of them;
@@ -338,6 +344,7 @@ class DriftSpec:
 
 MAX_SEGMENTS = 8
 MAX_SEGMENT_VALUES = 100
+MAX_SEGMENT_BUCKETS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,6 +579,7 @@ _ROOT_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
 _SPEC_FIELDS = (
     "selector", "model", "port", "modelPortEnv", "restartExisting", "task", "threshold",
     "capture", "feedback", "metrics", "alerts", "fallback", "features", "drift", "review",
+    "segments",
 )  # fmt: skip
 _FEATURE_FIELDS = ("name", "pointer", "type")
 _DRIFT_FIELDS = ("share", "reference", "overrides")
@@ -591,7 +599,8 @@ _BINARY_COSTS = ("falsePositive", "falseNegative", "truePositive", "trueNegative
 _REGRESSION_COSTS = ("overPrediction", "underPrediction")
 _COST_FIELDS = (*_BINARY_COSTS, "matrix", *_REGRESSION_COSTS)
 _CELL_FIELDS = ("actual", "predicted", "cost")
-_ALERT_FIELDS = ("name", "metric", "feature", "below", "above", "for", "source")
+_ALERT_FIELDS = ("name", "metric", "feature", "below", "above", "for", "source", "segment")
+_SEGMENT_FIELDS = ("name", "pointer", "header", "maxValues", "buckets", "export")
 _FALLBACK_FIELDS = ("mode", "engageOn", "recoverAfter", "rules")
 _RULE_FIELDS = ("when", "prediction")
 _REVIEW_FIELDS = ("budget", "per", "random", "borderline", "outliers", "lease", "seed", "abstain")
@@ -648,6 +657,7 @@ _ENV_NAME = _Text(
 _MODEL_NAME = _Text(253, min_length=1)
 _METRIC = _Text(64, min_length=1)
 _FEATURE = _Text(63, FEATURE_NAME, f"a feature name ({FEATURE_NAME_EXPECTED})", 1)
+_SEGMENT = _Text(63, FEATURE_NAME, f"a segment name ({FEATURE_NAME_EXPECTED})", 1)
 _TIMESTAMP = _Text(
     64,
     re.compile(
@@ -704,6 +714,7 @@ def _spec(read: _Reader, obj: object, path: str) -> MonitorSpec | None:
         features=features,
         drift=_drift(read, spec, path, features, known),
         review=_review(read, spec, path, known, capture),
+        segments=_segments(read, spec, path),
     )
 
 
@@ -795,12 +806,7 @@ def _capture(read: _Reader, spec: Mapping[str, object], path: str) -> CaptureSpe
     entity = read.open(capture, where, "entityId", _SOURCE_FIELDS)
     entity_id = None
     if entity is not None:
-        entity_path = fieldpath.child(where, "entityId")
-        header = read.text(entity, entity_path, "header", _HEADER)
-        pointer_ = read.pointer(entity, entity_path, "pointer")
-        if ("header" in entity) == ("pointer" in entity):
-            read.fail(entity_path, "exactly one of header or pointer")
-        entity_id = Source(header=header, pointer=pointer_)
+        entity_id = _header_or_pointer(read, entity, fieldpath.child(where, "entityId"))
     batch = read.open(capture, where, "batch", _BATCH_FIELDS)
     batch_path = fieldpath.child(where, "batch")
     return CaptureSpec(
@@ -819,6 +825,18 @@ def _capture(read: _Reader, spec: Mapping[str, object], path: str) -> CaptureSpe
             capture, where, "sampleRate", low=0.0, high=1.0, low_open=True, default=1.0
         ),
     )
+
+
+def _header_or_pointer(read: _Reader, obj: Mapping[str, object], path: str) -> Source | None:
+    """A request value's `Source`: exactly one of a `header` or a `pointer` (None when wrong)."""
+    header = read.text(obj, path, "header", _HEADER)
+    pointer_ = read.pointer(obj, path, "pointer")
+    if ("header" in obj) == ("pointer" in obj):
+        read.fail(path, "exactly one of header or pointer")
+        return None
+    if header is None and pointer_ is None:
+        return None
+    return Source(header=header, pointer=pointer_)
 
 
 def _body_source(
@@ -954,10 +972,7 @@ def _amount(read: _Reader, obj: Mapping[str, object], path: str, key: str) -> fl
 
 
 def _cost_matrix(read: _Reader, cost: Mapping[str, object], path: str) -> tuple[CostCell, ...]:
-    where = fieldpath.child(path, "matrix")
-    items = read.items(cost, path, "matrix", max_items=MAX_COST_CELLS)
-    if "matrix" in cost and isinstance(cost["matrix"], list) and not items:
-        read.fail(where, "must have at least 1 item")
+    items = read.items(cost, path, "matrix", min_items=1, max_items=MAX_COST_CELLS)
     cells: list[CostCell] = []
     seen: dict[tuple[str, str], str] = {}
     for item_path, item in items:
@@ -992,6 +1007,12 @@ def _alerts(
         if isinstance(declared, list) and declared
         else None
     )
+    declared_segments = spec.get("segments")
+    segments = (
+        {s.get("name") for s in declared_segments if isinstance(s, Mapping)}
+        if isinstance(declared_segments, list)
+        else set()
+    )
     alerts: list[AlertSpec] = []
     seen: dict[str, str] = {}
     for where, alert in read.objects(spec, path, "alerts", _ALERT_FIELDS, max_items=MAX_ALERTS):
@@ -1014,9 +1035,33 @@ def _alerts(
             read.fail(where, "exactly one of below or above")
         for_ = read.duration(alert, where, "for", positive=False, default=0.0, most=MAX_HOLD)
         source = _alert_source(read, alert, where, metric, task, reviewing=reviewing, priced=priced)
+        segment = _alert_segment(read, alert, where, metric, segments)
         if name is not None and metric is not None:
-            alerts.append(AlertSpec(name, metric, below, above, for_, feature, source))
+            alerts.append(AlertSpec(name, metric, below, above, for_, feature, source, segment))
     return tuple(alerts)
+
+
+def _alert_segment(
+    read: _Reader,
+    alert: Mapping[str, object],
+    path: str,
+    metric: str | None,
+    segments: set[object],
+) -> str | None:
+    """The alert's `segment`: one of `spec.segments` (`segments`, the declared names), and not
+    for a drift metric (the feature sketches are not kept per segment)."""
+    segment = read.text(alert, path, "segment", _SEGMENT)
+    where = fieldpath.child(path, "segment")
+    if segment is None:
+        return None
+    if segment not in segments:
+        read.fail(where, f"no segment named {_show(segment)} in spec.segments")
+        return None
+    if metric in DRIFT_METRICS:
+        read.fail(where, f"not with a drift metric ({metric}): the drift statistics are not "
+                  "kept per segment")  # fmt: skip
+        return None
+    return segment
 
 
 def _alert_source(
@@ -1117,6 +1162,46 @@ def _features(read: _Reader, spec: Mapping[str, object], path: str) -> tuple[Fea
             at = pointer.render((name,)) if given is None else given
             found.append(FeatureSpec(name, at, kind))
     return tuple(found)
+
+
+def _segments(read: _Reader, spec: Mapping[str, object], path: str) -> tuple[SegmentSpec, ...]:
+    """`spec.segments`: at most `MAX_SEGMENTS`, unique names (a feature name's grammar: no `:`,
+    `=` or `^`, so they fit counter keys), each read from exactly one of a pointer or a header,
+    and either `buckets` (numeric edges, strictly ascending) or `maxValues`, not both."""
+    found: list[SegmentSpec] = []
+    seen: dict[str, str] = {}
+    for where, declared in read.objects(
+        spec, path, "segments", _SEGMENT_FIELDS, max_items=MAX_SEGMENTS
+    ):
+        name = read.text(declared, where, "name", _SEGMENT, required=True)
+        name = read.unique(seen, name, where, fieldpath.child(where, "name"), "has this name")
+        source = _header_or_pointer(read, declared, where)
+        max_values = read.integer(declared, where, "maxValues", low=1, high=MAX_SEGMENT_VALUES)
+        buckets = _buckets(read, declared, where)
+        if "buckets" in declared and "maxValues" in declared:
+            read.fail(fieldpath.child(where, "maxValues"), "not with buckets: a numeric segment's "
+                      "values are its buckets")  # fmt: skip
+        export = read.boolean(declared, where, "export", default=False)
+        if name is not None and source is not None:
+            found.append(SegmentSpec(name, source, max_values or 20, buckets, export))
+    return tuple(found)
+
+
+def _buckets(read: _Reader, segment: Mapping[str, object], path: str) -> tuple[float, ...]:
+    """A segment's `buckets`: 1 to `MAX_SEGMENT_BUCKETS` finite numbers, strictly ascending."""
+    items = read.items(segment, path, "buckets", min_items=1, max_items=MAX_SEGMENT_BUCKETS)
+    edges: list[float] = []
+    for item_path, item in items:
+        if isinstance(item, bool) or not isinstance(item, int | float):
+            read.fail(item_path, f"expected a number, got {_show(item)}")
+        elif not math.isfinite(item):
+            read.fail(item_path, f"expected a finite number, got {_show(item)}")
+        elif edges and item <= edges[-1]:
+            read.fail(item_path, f"must be above the edge before it, {edges[-1]:g}: buckets are "
+                      f"strictly ascending, got {_show(item)}")  # fmt: skip
+        else:
+            edges.append(float(item))
+    return tuple(edges) if len(edges) == len(items) else ()
 
 
 def _drift(
@@ -1531,7 +1616,13 @@ class _Reader:
         return None if value is None else self.mapping(value, fieldpath.child(path, key), fields)
 
     def items(
-        self, obj: Mapping[str, object], path: str, key: str, *, max_items: int | None = None
+        self,
+        obj: Mapping[str, object],
+        path: str,
+        key: str,
+        *,
+        min_items: int = 0,
+        max_items: int | None = None,
     ) -> list[tuple[str, object]]:
         """The list at `key` as (path, item) pairs; `[]` when absent or not a list."""
         value = obj.get(key)
@@ -1541,6 +1632,8 @@ class _Reader:
         if not isinstance(value, list):
             self.fail(where, f"expected a list, got {_show(value)}")
             return []
+        if len(value) < min_items:
+            self.fail(where, f"must have at least {min_items} item{'s' * (min_items > 1)}")
         if max_items is not None and len(value) > max_items:
             self.fail(where, f"must have at most {max_items} items, got {len(value)}")
         return [(fieldpath.item(where, i), item) for i, item in enumerate(value)]
