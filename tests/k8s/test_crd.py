@@ -383,3 +383,105 @@ def test_review_across_fields_as_the_apiserver_checks_it(
     found = _same_verdict(control_plane, body, [refusal], f"{error}: ")
     assert found is not None
     assert error in [e.path for e in found.errors]
+
+
+COUNTRY = {"name": "country", "header": "X-Country", "maxValues": 100, "export": True}
+
+
+def _on(segment: str) -> dict[str, str]:
+    """Changes moving the alerts on the last segment to `segment`."""
+    return {f"alerts.{i}.segment": segment for i in (7, 15, 23, 31)}
+
+
+def _segmented() -> dict[str, Any]:
+    """The most a monitor may have of segments, 8 of 50 buckets each, and 32 segment alerts."""
+    body = monitor_body(namespace="default")
+    body["spec"]["segments"] = [
+        {"name": f"s{i}", "pointer": f"/s{i}", "buckets": [j * 1.5 for j in range(50)]}
+        for i in range(8)
+    ]
+    body["spec"]["alerts"] = [
+        {"name": f"a{i}", "metric": "accuracy", "below": 0.8, "segment": f"s{i % 8}"}
+        for i in range(32)
+    ]
+    body["spec"]["fallback"]["engageOn"] = ["a0"]
+    return body
+
+
+def test_the_most_segments_and_segment_alerts_are_taken(
+    control_plane: ControlPlane, crd: str
+) -> None:
+    """8 segments of 50 buckets and 32 segment alerts: the rules run within the apiserver's CEL
+    cost budget (a rule over its estimate would make the CRD itself refused, one over the
+    runtime budget the object), as spec.py takes them."""
+    _same_verdict(control_plane, _segmented())
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal", "error"),
+    [
+        ({"segments.7": COUNTRY, **_on("country")}, None, None),
+        (
+            {"segments.0.buckets": [0, 1.5, 1.5]},
+            ["spec.segments[0].buckets: Invalid value", "strictly ascending"],
+            "spec.segments[0].buckets[2]",
+        ),
+        (
+            {"segments.6.buckets": [3, 2]},
+            ["spec.segments[6].buckets: Invalid value", "strictly ascending"],
+            "spec.segments[6].buckets[1]",
+        ),
+        (
+            {"segments.0.maxValues": 10},
+            ["spec.segments[0].maxValues: Invalid value", "not with buckets"],
+            "spec.segments[0].maxValues",
+        ),
+        (
+            {"segments.7.header": "X-Country"},
+            ["spec.segments[7]: Invalid value", "exactly one of header or pointer"],
+            "spec.segments[7]",
+        ),
+        (
+            {"segments.7.name": "s0", **_on("s0")},
+            ["spec.segments: Invalid value", "segment names must be unique"],
+            "spec.segments[7].name",
+        ),
+        (
+            {"alerts.31.segment": "city"},
+            ["spec.alerts: Invalid value", "an alert's segment must be one of spec.segments"],
+            "spec.alerts[31].segment",
+        ),
+        (
+            {"alerts.0.metric": "drift_share", "alerts.0.below": None, "alerts.0.above": 0.5},
+            ["spec.alerts[0].segment: Invalid value", "for a model metric"],
+            "spec.alerts[0].segment",
+        ),
+        (
+            {"segments.7": {**COUNTRY, "maxValues": 101}, **_on("country")},
+            ["spec.segments[7].maxValues: Invalid value"],
+            "spec.segments[7].maxValues",
+        ),
+    ],
+)
+def test_segments_as_the_apiserver_checks_them(
+    control_plane: ControlPlane,
+    crd: str,
+    change: dict[str, Any],
+    refusal: list[str] | None,
+    error: str | None,
+) -> None:
+    """Each segment rule in the real apiserver at its field, on the largest monitor, with
+    spec.py's verdict at the item."""
+    body = _segmented()
+    for path, value in change.items():
+        *parents, leaf = path.split(".")
+        node: Any = body["spec"]
+        for key in parents:
+            node = node[int(key)] if key.isdigit() else node[key]
+        if value is None:
+            node.pop(leaf)
+        else:
+            node[int(leaf) if leaf.isdigit() else leaf] = value
+    found = _same_verdict(control_plane, body, refusal or (), error and f"{error}: ")
+    if found is not None:
+        assert [e.path for e in found.errors] == [error]

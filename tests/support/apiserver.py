@@ -9,9 +9,10 @@ object too); then the openAPIV3Schema is checked with jsonschema, under strict f
 place in the object, typed by its schema (a `number` is a CEL double even when written `1`). It
 returns the problems found; `[]` means the apiserver would store the object.
 
-Of the Kubernetes CEL libraries beyond CEL's own, it has the one function the CRD uses: the
-strings extension's `split`. Of the string formats it checks `date-time` (the only one the CRD's
-spec uses; the apiserver refuses a date that does not exist, 2026-02-30, before any rule runs).
+Of the Kubernetes CEL libraries beyond CEL's own, it has the functions the CRD uses: the strings
+extension's `split` and the list library's `isSorted`. Of the string formats it checks
+`date-time` (the only one the CRD's spec uses; the apiserver refuses a date that does not exist,
+2026-02-30, before any rule runs).
 What it does not do: ObjectMeta validation (name syntax), CEL cost
 estimation, `oldSelf` transition rules, and list-type/map-type uniqueness. A rule that errors on
 a schema-valid object raises AssertionError: a rule must be total, guarding optional fields with
@@ -21,6 +22,7 @@ a schema-valid object raises AssertionError: a rule must be total, guarding opti
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -58,7 +60,12 @@ def _split(text: celtypes.StringType, separator: celtypes.StringType) -> celtype
     return celtypes.ListType([celtypes.StringType(part) for part in text.split(separator)])
 
 
-KUBERNETES: dict[str, Any] = {"split": _split}
+def _is_sorted(items: celtypes.ListType) -> celtypes.BoolType:
+    """Kubernetes' `list.isSorted()`: each item at least the one before it."""
+    return celtypes.BoolType(all(a <= b for a, b in itertools.pairwise(items)))
+
+
+KUBERNETES: dict[str, Any] = {"split": _split, "isSorted": _is_sorted}
 """The Kubernetes CEL functions cel-python lacks that the CRD's rules use."""
 
 

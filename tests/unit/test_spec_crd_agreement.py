@@ -1073,6 +1073,152 @@ REVIEW_CASES: list[tuple[str, dict[str, Any], bool]] = [
 ]
 CASES += REVIEW_CASES
 
+SEGMENTS: list[dict[str, Any]] = [
+    {"name": "country", "header": "X-Country"},
+    {"name": "device", "pointer": "/device", "maxValues": 10, "export": True},
+    {"name": "tenure", "pointer": "/features/tenure", "buckets": [6, 12.5, 24]},
+]
+SEGMENTED = patched(
+    C,
+    {
+        "spec.segments": SEGMENTS,
+        "spec.alerts": [
+            {"name": "acc-low", "metric": "accuracy", "below": 0.8, "for": "2m"},
+            {"name": "acc-low-somewhere", "metric": "accuracy", "below": 0.8, "segment": "country"},
+        ],
+    },
+)
+
+
+def segment(**changes: Any) -> dict[str, Any]:
+    """SEGMENTED with its first segment changed (a None value removes the field)."""
+    changed = {k: v for k, v in {**SEGMENTS[0], **changes}.items() if v is not None}
+    return patched(SEGMENTED, {"spec.segments": [changed, *SEGMENTS[1:]]})
+
+
+def segment_alert(metric: str, name: str = "country", **more: Any) -> dict[str, Any]:
+    alert = {"name": "s", "metric": metric, "below": 0.8, "segment": name, **more}
+    return patched(SEGMENTED, {"spec.alerts": [alert], "spec.fallback.engageOn": DELETE})
+
+
+SEGMENT_CASES: list[tuple[str, dict[str, Any], bool]] = [
+    ("segments", SEGMENTED, True),
+    ("segments empty", patched(C, {"spec.segments": []}), True),
+    ("segment by pointer", segment(header=None, pointer="/country"), True),
+    ("segment pointer to the body", segment(header=None, pointer=""), True),
+    ("segment maxValues 1", segment(maxValues=1), True),
+    ("segment maxValues 100", segment(maxValues=100), True),
+    ("segment export false", segment(export=False), True),
+    ("segment one bucket", segment(buckets=[0]), True),
+    ("segment 50 buckets", segment(buckets=[i / 2 - 10 for i in range(50)]), True),
+    ("segment negative buckets", segment(buckets=[-1e9, -0.5, 0, 1e9]), True),
+    (
+        "segment name like a feature",
+        patched(C, {"spec.segments": [{"name": "_a.b-c", "pointer": "/x"}]}),
+        True,
+    ),
+    (
+        "eight segments",
+        patched(C, {"spec.segments": [{"name": f"s{i}", "pointer": "/s"} for i in range(8)]}),
+        True,
+    ),
+    ("segment alert estimated", segment_alert("accuracy", source="estimated"), True),
+    ("segment alert auto", segment_alert("accuracy", "tenure", source="auto"), True),
+    (
+        "segment alert reviewed",
+        patched(segment_alert("recall", source="reviewed"), {"spec.review": {"budget": 5}}),
+        True,
+    ),
+    (
+        "segment alert on cost",
+        patched(
+            segment_alert("cost", "device"),
+            {"spec.metrics.cost": {"falsePositive": 1, "falseNegative": 5}},
+        ),
+        True,
+    ),
+    (
+        "segment alert of regression",
+        patched(
+            PRICE,
+            {
+                "spec.segments": [{"name": "store", "pointer": "/store"}],
+                "spec.alerts": [{"name": "e", "metric": "mae", "above": 3, "segment": "store"}],
+            },
+        ),
+        True,
+    ),
+    (
+        "segment on a batch's row",
+        patched(
+            IRIS,
+            {
+                "spec.segments": [{"name": "region", "pointer": "/region"}],
+                "spec.alerts": [
+                    {"name": "f1", "metric": "macro_f1", "below": 0.7, "segment": "region"}
+                ],
+            },
+        ),
+        True,
+    ),
+    # -- invalid --
+    (
+        "nine segments",
+        patched(C, {"spec.segments": [{"name": f"s{i}", "pointer": "/s"} for i in range(9)]}),
+        False,
+    ),
+    ("segments an object", patched(C, {"spec.segments": {"country": "X-Country"}}), False),
+    (
+        "segment names twice",
+        patched(SEGMENTED, {"spec.segments": [*SEGMENTS, {"name": "device", "header": "X-D"}]}),
+        False,
+    ),
+    ("segment without name", segment(name=None), False),
+    ("segment name empty", segment(name=""), False),
+    ("segment name with a colon", segment(name="a:b"), False),
+    ("segment name with =", segment(name="a=b"), False),
+    ("segment name with ^", segment(name="^a"), False),
+    ("segment name starting with -", segment(name="-a"), False),
+    ("segment name of 64", segment(name="a" * 64), False),
+    ("segment header and pointer", segment(pointer="/country"), False),
+    ("segment neither header nor pointer", segment(header=None), False),
+    ("segment header empty", segment(header=""), False),
+    ("segment header with a space", segment(header="X Country"), False),
+    ("segment pointer not a pointer", segment(header=None, pointer="country"), False),
+    ("segment pointer bad escape", segment(header=None, pointer="/a~2"), False),
+    ("segment maxValues 0", segment(maxValues=0), False),
+    ("segment maxValues 101", segment(maxValues=101), False),
+    ("segment maxValues a fraction", segment(maxValues=2.5), False),
+    ("segment maxValues a string", segment(maxValues="20"), False),
+    ("segment buckets empty", segment(buckets=[]), False),
+    ("segment 51 buckets", segment(buckets=list(range(51))), False),
+    ("segment buckets descending", segment(buckets=[12, 6]), False),
+    ("segment buckets repeated", segment(buckets=[6, 6, 12]), False),
+    ("segment buckets unsorted", segment(buckets=[1, 3, 2]), False),
+    ("segment bucket a string", segment(buckets=[1, "2"]), False),
+    ("segment bucket not finite", segment(buckets=[1, float("inf")]), False),
+    ("segment buckets a number", segment(buckets=6), False),
+    ("segment buckets and maxValues", segment(buckets=[1, 2], maxValues=5), False),
+    ("segment export a string", segment(export="true"), False),
+    ("segment unknown field", segment(values=["DE"]), False),
+    ("segment a string", patched(C, {"spec.segments": ["country"]}), False),
+    ("segment alert of no segment", segment_alert("accuracy", "city"), False),
+    (
+        "segment alert without segments",
+        patched(segment_alert("accuracy"), {"spec.segments": DELETE}),
+        False,
+    ),
+    ("segment alert on drift_share", segment_alert("drift_share"), False),
+    ("segment alert on prediction_drift", segment_alert("prediction_drift"), False),
+    ("segment alert on feature_drift", segment_alert("feature_drift", feature="tenure"), False),
+    ("segment alert on missing_ratio", segment_alert("missing_ratio", feature="tenure"), False),
+    ("segment alert on outlier_ratio", segment_alert("outlier_ratio"), False),
+    ("segment alert empty", segment_alert("accuracy", ""), False),
+    ("segment alert a number", segment_alert("accuracy", 1), False),
+    ("segment alert name with a colon", segment_alert("accuracy", "a:b"), False),
+]
+CASES += SEGMENT_CASES
+
 # -- what only spec.py checks: (id, object, path of spec.py's error) ------------------------------
 
 SPEC_ONLY: list[tuple[str, dict[str, Any], str]] = [
@@ -1368,6 +1514,18 @@ MUTATIONS: dict[str, list[Any]] = {
         {"body": [1]},
         {"headers": {"Connection": "x"}},
     ],
+    "spec.segments": [
+        DELETE,
+        [],
+        SEGMENTS,
+        [{"name": "country", "pointer": "/c"}],
+        [{"name": "country", "header": "X-C", "pointer": "/c"}],
+        [{"name": "country", "pointer": "/c", "buckets": [2, 1]}],
+        [{"name": "country", "pointer": "/c", "buckets": [1, 2], "maxValues": 3}],
+        [{"name": "country", "pointer": "/c", "maxValues": 0}],
+        [{"name": "c:d", "pointer": "/c"}],
+        "country",
+    ],
     "spec.extra": [1],
 }
 CHANGES = [(path, value) for path, values in MUTATIONS.items() for value in values]
@@ -1421,6 +1579,11 @@ def monitors(draw: st.DrawFn) -> dict[str, Any]:
                 **draw(
                     st.fixed_dictionaries(
                         {}, optional={"source": often(["estimated", "auto"], ["x", None])}
+                    )
+                ),
+                **draw(
+                    st.fixed_dictionaries(
+                        {}, optional={"segment": often(["country"], ["tenure", "", None])}
                     )
                 ),
             }
