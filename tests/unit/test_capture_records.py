@@ -28,6 +28,20 @@ def build(rows: list[Row], *, batch: bool, served_by: Any = "model") -> list[dic
     return [msgspec.json.decode(msgspec.json.encode(r)) for r in made]
 
 
+def parse(
+    ndjson: bytes, segments: dict[str, frozenset[str]] | None = None
+) -> records.Parsed[PredictionRecord]:
+    """What the service makes of the sidecar's NDJSON batch."""
+    steps = records.parse_predictions(
+        ndjson, {"ml/churn": "binary"}, 1700000001.0, Limits(), ndjson=True, segments=segments
+    )
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
 def test_a_record_carries_exactly_the_fields_the_feedback_service_takes() -> None:
     [record] = build([Row("u1", 1, 0.9, {"tenure": 3})], batch=False)
     assert record == {
@@ -65,15 +79,7 @@ def test_what_the_sidecar_encodes_the_service_decodes_as_the_same_struct() -> No
     )
     lines = [msgspec.json.encode(r) for r in made]
     assert [msgspec.json.decode(line, type=wire.CaptureRecord) for line in lines] == made
-    steps = records.parse_predictions(
-        b"\n".join(lines), {"ml/churn": "binary"}, 1700000001.0, Limits(), ndjson=True
-    )
-    parsed = None
-    while parsed is None:
-        try:
-            next(steps)
-        except StopIteration as done:
-            parsed = done.value
+    parsed = parse(b"\n".join(lines))
     assert parsed.errors == ()
     assert parsed.items == (
         PredictionRecord("ml/churn", "pid/0", "fallback", "v3", 1700000000.25, 1, "u1", None,
@@ -107,3 +113,14 @@ def test_sampling_is_a_function_of_the_id_and_monotone_in_the_rate(pid: str, rat
     assert capture.sampled(pid, rate) == capture.sampled(pid, rate)
     if capture.sampled(pid, rate):
         assert capture.sampled(pid, min(1.0, rate + 0.1))
+
+
+def test_a_rows_segments_go_on_its_record_and_none_leave_the_field_out() -> None:
+    rows = [Row("u1", 1, segments={"country": "DE", "tenure": 3}, index=0), Row("u2", 0, index=1)]
+    made = build(rows, batch=True)
+    assert made[0]["segments"] == {"country": "DE", "tenure": 3}
+    assert "segments" not in made[1]
+    lines = b"\n".join(msgspec.json.encode(r) for r in made)
+    parsed = parse(lines, segments={"ml/churn": frozenset({"country", "tenure"})})
+    assert parsed.errors == ()
+    assert [r.segments for r in parsed.items] == [{"country": "DE", "tenure": 3}, None]

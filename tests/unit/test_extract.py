@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from truthloop.core import extract, pointer
 from truthloop.core.extract import NOT_JSON, Extraction, Row
-from truthloop.core.spec import BatchSpec, CaptureSpec, Source
+from truthloop.core.spec import BatchSpec, CaptureSpec, SegmentSpec, Source
 
 # RFC 6901 section 5, verbatim.
 RFC_DOCUMENT = json.loads(
@@ -421,3 +421,88 @@ def test_batch_failures_are_reasons_for_the_whole_exchange(
 def test_a_multiclass_score_is_an_object_of_class_scores() -> None:
     got = extract.extract(SPEC, [], REQUEST, {"prediction": "cat", "score": {"cat": 0.7, "dog": 0}})
     assert got.rows[0].score == {"cat": 0.7, "dog": 0.0}
+
+
+COUNTRY = SegmentSpec("country", Source(header="X-Country"))
+DEVICE = SegmentSpec("device", Source(pointer="/device"))
+TENURE = SegmentSpec("tenure", Source(pointer="/features/tenure"), buckets=(6.0, 12.0))
+SEGMENTS = (COUNTRY, DEVICE, TENURE)
+
+
+def test_segments_are_read_from_headers_and_the_request_body() -> None:
+    request = {**REQUEST, "device": "ios"}
+    result = extract.extract(SPEC, {"x-country": " DE "}, request, RESPONSE, SEGMENTS)
+    assert result == Extraction(
+        rows=(
+            Row(
+                "u1",
+                1,
+                0.75,
+                {"tenure": 3},
+                None,
+                {"country": "DE", "device": "ios", "tenure": 3},
+            ),
+        )
+    )
+
+
+def test_without_segments_rows_are_as_before() -> None:
+    plain = extract.extract(SPEC, {"x-country": "DE"}, REQUEST, RESPONSE)
+    assert plain == extract.extract(SPEC, {"x-country": "DE"}, REQUEST, RESPONSE, ())
+    assert plain.rows[0].segments is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "request_body", "found"),
+    [
+        ({}, {"features": {}}, None),  # nothing: no error, no segments
+        ({"x-country": ""}, {"device": None}, None),  # an empty header, a null
+        ({"x-country": "DE"}, {"features": 3}, {"country": "DE"}),  # the walk stops
+        ({"x-country": "DE"}, NOT_JSON, {"country": "DE"}),  # no body to point into
+        ({}, {"device": False, "features": {"tenure": 2**40}}, {"device": False, "tenure": 2**40}),
+    ],
+)
+def test_a_segment_the_request_lacks_is_absent_never_an_error(
+    headers: dict[str, str], request_body: Any, found: dict[str, Any] | None
+) -> None:
+    spec = CaptureSpec(prediction=Source(pointer="/prediction"))
+    result = extract.extract(spec, headers, request_body, RESPONSE, SEGMENTS)
+    assert result.error is None
+    assert result.dropped == ()
+    assert [r.segments for r in result.rows] == [found]
+
+
+def test_a_value_that_cannot_be_a_segments_is_dropped_with_its_reason() -> None:
+    spec = CaptureSpec(prediction=Source(pointer="/prediction"))
+    request = {"device": {"os": "ios"}, "features": {"tenure": [1]}}
+    result = extract.extract(spec, {"x-country": "D\x01E"}, request, RESPONSE, SEGMENTS)
+    assert result.rows == (Row(None, 1),)
+    assert sorted(result.dropped) == ["invalid", "not_scalar", "not_scalar"]
+    request = {"device": "x" * 129, "features": {"tenure": 2**60}}
+    result = extract.extract(spec, {"x-country": "DE"}, request, RESPONSE, SEGMENTS)
+    assert result.rows == (Row(None, 1, segments={"country": "DE"}),)
+    assert sorted(result.dropped) == ["out_of_range", "too_long"]
+
+
+def test_a_batch_reads_each_rows_instance_and_shares_the_header() -> None:
+    request_body = {
+        "instances": [
+            {"id": "a", "x": 1, "device": "ios", "features": {"tenure": 7}},
+            {"id": "b", "x": 2},
+            {"id": "c", "x": 3, "device": ["web"]},
+        ]
+    }
+    result = extract.extract(
+        BATCH, [(b"X-Country", b"FR")], request_body, {"predictions": [1, 0, 1]}, SEGMENTS
+    )
+    assert [r.segments for r in result.rows] == [
+        {"country": "FR", "device": "ios", "tenure": 7},
+        {"country": "FR"},
+        {"country": "FR"},
+    ]
+    assert result.dropped == ("not_scalar",)
+
+
+def test_a_failed_extraction_reads_no_segments() -> None:
+    result = extract.extract(SPEC, {"x-country": "DE"}, REQUEST, {"score": 0.5}, SEGMENTS)
+    assert (result.error, result.rows, result.dropped) == ("prediction_missing", (), ())

@@ -27,8 +27,16 @@ def run(steps: records.Steps[T]) -> T:
             return done.value  # type: ignore[no-any-return]
 
 
-def parse_body(body: bytes, limits: Limits = LIMITS, *, ndjson: bool = False) -> Any:
-    return run(records.parse_predictions(body, TASKS, NOW, limits, ndjson=ndjson))
+def parse_body(
+    body: bytes,
+    limits: Limits = LIMITS,
+    *,
+    ndjson: bool = False,
+    segments: dict[str, frozenset[str]] | None = None,
+) -> Any:
+    return run(
+        records.parse_predictions(body, TASKS, NOW, limits, ndjson=ndjson, segments=segments)
+    )
 
 
 def rec(**fields: Any) -> dict[str, Any]:
@@ -37,12 +45,14 @@ def rec(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not None}
 
 
-def parse(*items: Any, ndjson: bool = False) -> records.Parsed[PredictionRecord]:
+def parse(
+    *items: Any, ndjson: bool = False, segments: dict[str, frozenset[str]] | None = None
+) -> records.Parsed[PredictionRecord]:
     if ndjson:
         body = b"\n".join(msgspec.json.encode(i) for i in items)
     else:
         body = msgspec.json.encode(list(items))
-    return parse_body(body, ndjson=ndjson)  # type: ignore[no-any-return]
+    return parse_body(body, ndjson=ndjson, segments=segments)  # type: ignore[no-any-return]
 
 
 def parse_actuals(body: Any) -> records.Parsed[Actual]:
@@ -378,3 +388,79 @@ def test_bad_review_labels_are_all_named() -> None:
     assert "source" in parsed.errors[10].message
     assert "an email fits" in parsed.errors[3].message
     assert "actual, vote and decision" in parsed.errors[9].message
+
+
+SEGMENTS = {"ml/churn": frozenset({"country", "device", "tenure"})}
+
+
+def parse_segmented(*items: Any, ndjson: bool = False) -> records.Parsed[PredictionRecord]:
+    return parse(*items, ndjson=ndjson, segments=SEGMENTS)
+
+
+@pytest.mark.parametrize("ndjson", [False, True])
+def test_a_records_segment_values_are_kept_raw_and_nulls_left_out(ndjson: bool) -> None:
+    parsed = parse_segmented(
+        rec(segments={"country": "DE", "device": True, "tenure": 12.5}),
+        rec(prediction_id="p2", segments={"country": None, "tenure": 3}),
+        rec(prediction_id="p3", segments={"country": None}),
+        rec(prediction_id="p4", segments={}),
+        rec(prediction_id="p5"),
+        ndjson=ndjson,
+    )
+    assert parsed.errors == ()
+    assert [r.segments for r in parsed.items] == [
+        {"country": "DE", "device": True, "tenure": 12.5},
+        {"tenure": 3},
+        None,
+        None,
+        None,
+    ]
+
+
+@pytest.mark.parametrize("ndjson", [False, True])
+def test_bad_segments_are_named_by_item_and_segment(ndjson: bool) -> None:
+    parsed = parse_segmented(
+        rec(segments={"country": "DE"}),
+        rec(prediction_id="p1", segments={"plan": "pro"}),
+        rec(prediction_id="p2", segments={"country": "x" * 129}),
+        rec(prediction_id="p3", segments={"country": "a\tb"}),
+        rec(prediction_id="p4", segments={"tenure": 2**60}),
+        rec(prediction_id="p5", segments={"device": [1]}),
+        rec(prediction_id="p6", segments={f"s{i}": 1 for i in range(9)}),
+        rec(prediction_id="p7", segments=["DE"]),
+        rec(prediction_id="p8", monitor="ml/price", prediction=1.5, segments={"country": "DE"}),
+        rec(prediction_id="p9", segments={"country": "x" * 128, "device": 2**53}),
+        ndjson=ndjson,
+    )
+    assert problems(parsed) == [
+        (1, "segments.plan", "unknown_segment"),
+        (2, "segments.country", "too_long"),
+        (3, "segments.country", "invalid"),
+        (4, "segments.tenure", "out_of_range"),
+        (5, "segments.device", "wrong_type"),
+        (6, "segments", "too_many_items"),
+        (7, "segments", "wrong_type"),
+        (8, "segments.country", "unknown_segment"),
+    ]
+    # the limits themselves pass: 128 characters, ±2**53
+    assert [(r.prediction_id, r.segments) for r in parsed.items] == [
+        ("p1", {"country": "DE"}),
+        ("p9", {"country": "x" * 128, "device": 2**53}),
+    ]
+    assert "its segments: none" in parsed.errors[-1].message
+    assert "its segments: country, device, tenure" in parsed.errors[0].message
+
+
+def test_an_unknown_segment_of_an_unknown_monitor_is_only_the_monitors_error() -> None:
+    parsed = parse_segmented(rec(monitor="ml/nope", segments={"country": "DE"}))
+    assert problems(parsed) == [(0, "monitor", "unknown_monitor")]
+
+
+def test_a_long_unknown_segment_name_is_not_echoed_whole_in_the_field() -> None:
+    parsed = parse_segmented(rec(segments={"n" * 1000: 1}))
+    [error] = parsed.errors
+    assert (error.field, error.reason, len(error.message) < 200) == (
+        "segments",
+        "unknown_segment",
+        True,
+    )

@@ -1,9 +1,9 @@
 """Capture records: what the sidecar sends the feedback service for each prediction it saw.
 
 `records` turns one request's extracted rows (core/extract) into `wire.CaptureRecord`s, the
-shape `POST /v1/predictions` takes (encode with msgspec; `score` and `features` are left out when
-absent, `entity_id` is null). A batch request yields one record per row, with the ID
-`<prediction_id>/<row>`.
+shape `POST /v1/predictions` takes (encode with msgspec; `score`, `features` and `segments` are
+left out when absent, `entity_id` is null). A batch request yields one record per row, with the
+ID `<prediction_id>/<row>`.
 
 `sampled` decides, from the prediction ID alone, whether a request is kept at a `sampleRate`: the
 same ID always gets the same answer, so the fallback's answer and the model's shadow answer to one
@@ -83,6 +83,7 @@ def records(
                 score=msgspec.UNSET if row.score is None else row.score,
                 features=msgspec.UNSET if row.features is None else row.features,
                 abstained=abstained,
+                segments=msgspec.UNSET if row.segments is None else row.segments,
             )
         )
     return out

@@ -16,6 +16,16 @@ The entity is optional even when the spec names one: a request without it (no he
 or null) still gives its row, with `entity_id` None, because such a prediction can still be
 labeled by its prediction ID; only joins by entity need the entity.
 
+Segments (`spec.segments`, passed as `segments`) are read like the entity: from a request header
+(every row the same) or at a pointer into the request body (the row's instance for a batch) into
+`Row.segments`. A segment the request lacks (no header, an empty one, no key, null, a body that
+is not JSON) is simply absent from the row, never an error: a prediction is worth more than its
+slice. A value that cannot be a segment's (an object or array: `not_scalar`; what
+`core.segments.invalid` refuses: a string over 128 characters, `too_long`, or with control
+characters, `invalid`; an integer beyond ±2**53, `out_of_range`) is absent too, its reason listed
+in `Extraction.dropped` (the sidecar's `segment_values_dropped{reason}`; `invalid_pointer` cannot
+happen with a parsed spec). Without segments none of this runs.
+
 Reason codes: `not_json`, `invalid_pointer`, `unsupported_source`, `entity_invalid`,
 `prediction_missing`, `score_missing`, `score_invalid`, `features_missing`, `instances_missing`,
 `predictions_missing`, `batch_length_mismatch`.
@@ -24,14 +34,15 @@ Reason codes: `not_json`, `invalid_pointer`, `unsupported_source`, `entity_inval
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 import msgspec
 
-from truthloop.core import pointer
-from truthloop.core.spec import CaptureSpec, Source
+from truthloop.core import pointer, segments
+from truthloop.core.spec import CaptureSpec, SegmentSpec, Source
+from truthloop.core.wire import Scalar
 
 HeaderName = str | bytes
 Headers = Mapping[str, str] | Iterable[tuple[HeaderName, HeaderName]]
@@ -57,15 +68,19 @@ class Row:
     """A number (binary), or an object of class scores (multiclass)."""
     features: Any = None
     index: int | None = None
+    segments: dict[str, Scalar] | None = None
+    """The raw value of each declared segment the request has; None when it has none."""
 
 
 @dataclass(frozen=True, slots=True)
 class Extraction:
-    """The rows of one exchange, or why there are none: `error` is a reason code."""
+    """The rows of one exchange, or why there are none: `error` is a reason code. `dropped`: the
+    reason of each segment value left out of a row (`not_scalar`, `too_long`, ...)."""
 
     rows: tuple[Row, ...] = ()
     error: str | None = None
     detail: str | None = None
+    dropped: tuple[str, ...] = ()
 
 
 class _Failed(Exception):
@@ -104,31 +119,81 @@ def header(headers: Headers, name: str) -> str | None:
 
 
 def extract(
-    capture: CaptureSpec, request_headers: Headers, request_body: Any, response_body: Any
+    capture: CaptureSpec,
+    request_headers: Headers,
+    request_body: Any,
+    response_body: Any,
+    segments: Sequence[SegmentSpec] = (),
 ) -> Extraction:
-    """The rows `capture` finds in one exchange; bodies are decoded JSON or NOT_JSON."""
+    """The rows `capture` finds in one exchange, with the raw value of each of `segments`;
+    bodies are decoded JSON or NOT_JSON."""
     try:
         if capture.batch is None:
-            row = _row(capture, request_headers, request_body, response_body, None)
-            return Extraction(rows=(row,))
-        instances = _array(request_body, capture.batch.instances, "instances", "request")
-        predictions = _array(response_body, capture.batch.predictions, "predictions", "response")
-        if len(instances) != len(predictions):
-            raise _Failed(
-                "batch_length_mismatch",
-                f"{len(instances)} instances at {capture.batch.instances}, "
-                f"{len(predictions)} predictions at {capture.batch.predictions}",
+            rows: tuple[Row, ...] = (
+                _row(capture, request_headers, request_body, response_body, None),
             )
-        return Extraction(
-            rows=tuple(
+            bodies: Sequence[Any] = (request_body,)
+        else:
+            bodies = _array(request_body, capture.batch.instances, "instances", "request")
+            predictions = _array(
+                response_body, capture.batch.predictions, "predictions", "response"
+            )
+            if len(bodies) != len(predictions):
+                raise _Failed(
+                    "batch_length_mismatch",
+                    f"{len(bodies)} instances at {capture.batch.instances}, "
+                    f"{len(predictions)} predictions at {capture.batch.predictions}",
+                )
+            rows = tuple(
                 _row(capture, request_headers, instance, prediction, index)
                 for index, (instance, prediction) in enumerate(
-                    zip(instances, predictions, strict=True)
+                    zip(bodies, predictions, strict=True)
                 )
             )
-        )
     except _Failed as failure:
         return Extraction(error=failure.reason, detail=failure.detail)
+    if not segments:
+        return Extraction(rows=rows)
+    return _segmented(segments, request_headers, bodies, rows)
+
+
+def _segmented(
+    specs: Sequence[SegmentSpec], headers: Headers, bodies: Sequence[Any], rows: tuple[Row, ...]
+) -> Extraction:
+    """`rows` with their segments' raw values: a header is read once for every row, a pointer
+    parsed once and resolved in each row's request body."""
+    dropped: list[str] = []
+    fixed: dict[str, Any] = {}
+    paths: dict[str, tuple[str, ...]] = {}
+    for spec in specs:
+        if spec.source.header is not None:
+            fixed[spec.name] = header(headers, spec.source.header) or None
+        else:
+            try:
+                paths[spec.name] = pointer.parse(spec.source.pointer or "")
+            except pointer.PointerError:  # a parsed spec's pointers are valid
+                fixed[spec.name] = None
+                dropped.extend("invalid_pointer" for _ in rows)
+    out = []
+    for body, row in zip(bodies, rows, strict=True):
+        values: dict[str, Scalar] = {}
+        for spec in specs:
+            if spec.name in fixed:
+                raw = fixed[spec.name]
+            elif body is NOT_JSON:
+                continue
+            else:
+                raw = pointer.resolve(body, paths[spec.name])
+            if raw is None or isinstance(raw, pointer.Missing):
+                continue
+            if isinstance(raw, dict | list):
+                dropped.append("not_scalar")
+            elif (problem := segments.invalid(raw)) is not None:
+                dropped.append(problem[0])
+            else:
+                values[spec.name] = raw
+        out.append(replace(row, segments=values) if values else row)
+    return Extraction(rows=tuple(out), dropped=tuple(dropped))
 
 
 def _row(

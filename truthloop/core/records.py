@@ -29,6 +29,9 @@ of meaning:
 - timestamps before 1970, more than `Limits.future_skew` ahead of `now`, and (predictions only)
   older than `Limits.max_age`, the retention period, since they would be deleted on arrival;
 - values the monitor's task cannot use (a label of "cat" for a binary task);
+- a record's `segments`: at most `spec.MAX_SEGMENTS`, each named by the monitor's `spec.segments`
+  (`segments.<name>`, `unknown_segment`), its value a string, number, boolean or null as
+  `core.segments.invalid` allows (null is no value: left out);
 - the same key twice in one request with different content (`duplicate_in_batch`): which one
   would win is undefined. Identical repeats are fine and counted as duplicates;
 - a review label (`source: review`) names its `reviewer` (`REVIEWER`: it becomes a Prometheus
@@ -52,8 +55,8 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
-from truthloop.core import metrics
-from truthloop.core.spec import format_duration
+from truthloop.core import metrics, segments
+from truthloop.core.spec import MAX_SEGMENTS, format_duration
 from truthloop.core.tasks import Task
 from truthloop.core.wire import SERVED_BY as SERVED_BY  # the engine groups by it
 from truthloop.core.wire import CaptureRecord, Scalar, ServedBy
@@ -90,6 +93,7 @@ Reason = Literal[
     "unauthorized",
     "unknown_monitor",
     "unknown_prediction",
+    "unknown_segment",
     "unsupported",
     "unusable_label",
     "wrong_namespace",
@@ -290,10 +294,17 @@ Raw = bytes | msgspec.Raw
 
 
 def parse_predictions(
-    body: bytes, tasks: Mapping[str, Task], now: float, limits: Limits, *, ndjson: bool = False
+    body: bytes,
+    tasks: Mapping[str, Task],
+    now: float,
+    limits: Limits,
+    *,
+    ndjson: bool = False,
+    segments: Mapping[str, frozenset[str]] | None = None,
 ) -> Steps[Parsed[PredictionRecord]]:
     """Validate capture records, a JSON array (or NDJSON: one record a line, blank lines skipped);
-    `tasks` maps each known monitor to its task.
+    `tasks` maps each known monitor to its task, `segments` to the names of its `spec.segments`
+    (a monitor left out has none).
 
     Raises `msgspec.DecodeError` for a JSON body that is not JSON at all; in NDJSON a line that is
     not JSON is that item's error.
@@ -313,7 +324,7 @@ def parse_predictions(
                 return _refused("", "expected a JSON array of records")
     if len(items) > limits.max_items:
         return _refused("", f"at most {limits.max_items} records per request", "too_many_items")
-    checker = _Checker(tasks, now, limits, features=b"\\u0000" in body)
+    checker = _Checker(tasks, now, limits, features=b"\\u0000" in body, segments=segments)
     return (yield from _collect(items, _RECORD, checker.prediction, checker, _prediction_key))
 
 
@@ -475,12 +486,19 @@ def _has_nul(value: Any) -> bool:
 class _Checker:
     """Checks shared by both decoding paths; problems go to `problems`."""
 
-    __slots__ = ("features", "limits", "now", "problems", "tasks", "usable")
+    __slots__ = ("features", "limits", "now", "problems", "segments", "tasks", "usable")
 
     def __init__(
-        self, tasks: Mapping[str, Task], now: float, limits: Limits, *, features: bool = False
+        self,
+        tasks: Mapping[str, Task],
+        now: float,
+        limits: Limits,
+        *,
+        features: bool = False,
+        segments: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self.tasks = tasks
+        self.segments = segments or {}
         self.now = now
         self.limits = limits
         self.features = features
@@ -532,6 +550,7 @@ class _Checker:
                 self.fail(index, "score", "must be a probability from 0 to 1", "out_of_range")
         if self.features and _has_nul(features):
             self.fail(index, "features", "must not contain NUL characters (\\u0000)")
+        raw = self.segment_values(index, item.monitor, item.segments) if item.segments else None
         if self.problems.count > before:
             return None
         return PredictionRecord(
@@ -547,7 +566,41 @@ class _Checker:
             features,
             scores,
             item.abstained,
+            raw,
         )
+
+    def segment_values(
+        self, index: int, monitor: str, values: Mapping[str, Any]
+    ) -> dict[str, Scalar] | None:
+        """A record's segment values: at most `MAX_SEGMENTS`, each of a segment the monitor
+        declares, valid (`segments.invalid`); nulls left out (None when nothing is left)."""
+        if len(values) > MAX_SEGMENTS:
+            self.fail(
+                index,
+                "segments",
+                f"at most {MAX_SEGMENTS} segments, got {len(values)}",
+                "too_many_items",
+            )
+            return None
+        declared = self.segments.get(monitor, frozenset())
+        out: dict[str, Scalar] = {}
+        for name, value in values.items():
+            if name not in declared:
+                if monitor in self.tasks:  # an unknown monitor is its own error
+                    known = ", ".join(sorted(declared)) if declared else "none"
+                    self.fail(
+                        index,
+                        f"segments.{name}" if len(name) <= 64 else "segments",
+                        f"the monitor declares no segment {_short(name)} (its segments: {known})",
+                        "unknown_segment",
+                    )
+            elif value is not None:
+                problem = segments.invalid(value)
+                if problem is None:
+                    out[name] = value
+                else:
+                    self.fail(index, f"segments.{name}", problem[1], problem[0])
+        return out or None
 
     def class_scores(self, index: int, task: Task | None, scores: dict[str, float]) -> None:
         """A multiclass record's class scores: at most `MAX_CLASS_SCORES`, each in [0, 1]."""

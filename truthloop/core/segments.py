@@ -13,8 +13,8 @@ assigned a kept value (`assign`):
 - a record without the segment's value is `missing`.
 `other` and `missing` are never kept as values themselves (a raw value "missing" is `other`), so
 the names mean what they say. A raw value is one `invalid` passes: a string of at most
-`MAX_TEXT` characters without control characters, a finite number (an integer within 64 bits),
-a boolean; the sidecar and the service apply the same rule.
+`MAX_TEXT` characters without control characters, a finite number (an integer within
+±`MAX_INT`), a boolean; the sidecar and the service apply the same rule.
 The assignment is stored with the record (`prefix` of each), so a label arriving later moves the
 same segment's counters, whatever the value set has become since.
 
@@ -33,7 +33,7 @@ import math
 import re
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Final, Literal
 
 import msgspec
 
@@ -47,7 +47,10 @@ RESERVED: Final = frozenset({OTHER, MISSING})
 MAX_TEXT = 128
 """The longest raw string value (characters)."""
 
-_INT_BOUND: Final = 2**63
+MAX_INT = 2**53
+"""The largest integer magnitude (one a float and a database integer both hold)."""
+Problem = Literal["too_long", "invalid", "out_of_range", "wrong_type"]
+"""The reason a raw value is refused (`POST /v1/predictions`' error reasons)."""
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _UNESCAPE: Final = re.compile(r"%(25|3A)")
 _NUMBER: Final = msgspec.json.Decoder(float)
@@ -81,22 +84,25 @@ def is_counter(key: str) -> bool:
     return key[:1] == PREFIX
 
 
-def invalid(raw: object) -> str | None:
-    """Why `raw` cannot be a segment's raw value (None: it can). Checked where values enter (the
-    sidecar, `POST /v1/predictions`) so keys and stored values stay short and printable."""
+def invalid(raw: object) -> tuple[Problem, str] | None:
+    """Why `raw` cannot be a segment's raw value, as (reason, message); None when it can.
+    Checked where values enter (the sidecar, `POST /v1/predictions`) so keys and stored values
+    stay short and printable, and numbers exact."""
     if isinstance(raw, str):
         if len(raw) > MAX_TEXT:
-            return f"longer than {MAX_TEXT} characters"
+            return "too_long", f"longer than {MAX_TEXT} characters"
         if _CONTROL.search(raw):
-            return "holds a control character"
+            return "invalid", "must not contain control characters"
         return None
     if isinstance(raw, bool):
         return None
     if isinstance(raw, int):
-        return None if -_INT_BOUND <= raw < _INT_BOUND else "an integer beyond 64 bits"
+        if abs(raw) > MAX_INT:
+            return "out_of_range", "integer too large (beyond ±2**53)"
+        return None
     if isinstance(raw, float):
-        return None if math.isfinite(raw) else "not a finite number"
-    return "expected a string, number or boolean"
+        return None if math.isfinite(raw) else ("out_of_range", "not a finite number")
+    return "wrong_type", "expected a string, number, boolean or null"
 
 
 def text(raw: Scalar) -> str:
@@ -146,7 +152,7 @@ def _number(raw: Scalar) -> float | None:
     if isinstance(raw, float):
         number = raw
     elif isinstance(raw, int):
-        number = float(raw) if -_INT_BOUND <= raw < _INT_BOUND else math.inf
+        number = float(raw) if abs(raw) <= MAX_INT else math.inf
     elif 0 < len(raw) <= 64:
         try:
             number = _NUMBER.decode(raw)

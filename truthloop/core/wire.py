@@ -24,7 +24,7 @@ it could), so it has to reach the readers a release before any writer sends it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, get_args
 
 import msgspec
@@ -68,8 +68,10 @@ class CaptureRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     served_by: ServedBy = "model"
     abstained: bool = False
     """The sidecar answered "I don't know" in the model's place (`spec.review.abstain`)."""
-    segments: dict[str, Scalar] | msgspec.UnsetType = msgspec.UNSET
-    """The request's raw value of each segment (`spec.segments`), by segment name."""
+    segments: Mapping[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
+    """The request's raw value of each segment (`spec.segments`), by segment name: a string,
+    number, boolean or null (none), checked by `records.parse_predictions` (which names the
+    segment of a bad value)."""
 
 
 # -- the fallback's causes ---------------------------------------------------------------------

@@ -584,6 +584,14 @@ class Engine:
         live = {key: r.registered for key, r in self._runtimes.items()}
         return live, {key: r.monitor.spec.task for key, r in live.items()}
 
+    def _segments(self) -> dict[str, frozenset[str]]:
+        """The names of each monitor's `spec.segments` (monitors with some), to check records'."""
+        return {
+            key: frozenset(s.name for s in r.registered.monitor.spec.segments)
+            for key, r in self._runtimes.items()
+            if r.registered.monitor.spec.segments
+        }
+
     async def ingest(
         self, body: bytes, *, ndjson: bool = False, scope: scopes.Scope = scopes.ADMIN
     ) -> IngestResult:
@@ -599,7 +607,7 @@ class Engine:
         return await self._write(
             "records",
             lambda tasks: records.parse_predictions(
-                body, tasks, now, self.settings.limits, ndjson=ndjson
+                body, tasks, now, self.settings.limits, ndjson=ndjson, segments=self._segments()
             ),
             store,
             scope,

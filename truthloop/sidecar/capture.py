@@ -7,7 +7,9 @@ without awaiting. What is not captured is counted, never raised:
   exchange (its `skip_reason`, or `body_not_kept`), a non-2xx answer (`status_4xx`,
   `status_5xx`, ...), or sampled out (`sampled_out`; an abstained exchange never is: the
   abstain decision leaves the sampled-out records to the model);
-- `errors{reason}`: the extraction failed (core/extract's reason: not JSON, missing pointer, ...).
+- `errors{reason}`: the extraction failed (core/extract's reason: not JSON, missing pointer, ...);
+- `dropped{reason}`: a segment's value left out of a captured record (`not_scalar`, `too_long`,
+  `invalid`, `out_of_range`: core/extract); the record is captured without it.
 
 The fallback's answers are read with the same spec less its score: the rules give no score.
 """
@@ -33,6 +35,7 @@ class CaptureStats:
     captured: int = 0
     skipped: collections.Counter[str] = field(default_factory=collections.Counter)
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    dropped: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class Capture:
@@ -98,10 +101,13 @@ class Capture:
             exchange.request_headers,
             extract.decode(exchange.request_body),
             extract.decode(exchange.response_body),
+            monitor.spec.segments,
         )
         if extraction.error is not None:
             stats.errors[extraction.error] += 1
             return
+        if extraction.dropped:
+            stats.dropped.update(extraction.dropped)
         for record in capture.records(
             extraction.rows,
             prediction_id=exchange.prediction_id,

@@ -136,6 +136,11 @@ class PartsCollector(Collector):
             "capture_errors", "Exchanges whose extraction failed, by reason.", "reason",
             p.capture.stats.errors,
         )  # fmt: skip
+        yield _counter_by(
+            "segment_values_dropped",
+            "Segment values left out of captured records (not a scalar, too long, ...), by reason.",
+            "reason", p.capture.stats.dropped,
+        )  # fmt: skip
         current = p.live.current
         yield _gauge("fallback_active", "1 while the rules answer.", int(current.fallback_active))
         yield _counter(
