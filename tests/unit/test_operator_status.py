@@ -559,3 +559,84 @@ def test_an_estimated_alert_tells_what_it_read_in_the_breached_condition() -> No
     found = next(c for c in unknown["conditions"] if c["type"] == "Breached")
     assert found["reason"] == "InsufficientData"
     assert "for an estimate, predictions" in found["message"]
+
+
+SOMEWHERE = AlertSpec("accuracy-low-somewhere", "accuracy", below=0.8, segment="country")
+
+
+def segment_alert(
+    state: wire.AlertStatus, value: float | None, values: tuple[str, ...]
+) -> wire.AlertState:
+    return wire.AlertState("accuracy-low-somewhere", state, T0, value, 60, values)
+
+
+def test_a_segment_alert_names_its_breaching_values_in_the_condition_and_the_event() -> None:
+    """The worst value's metric and every breaching value, worst first, in the Breached
+    condition, the Degraded Event and the fallback's reason."""
+    quiet = Observation(2, (), "registered", "", view(), (SOMEWHERE, *ALERTS), Census(2, 2))
+    first = status.compose({}, quiet, T0)
+    pending = segment_alert("pending", 0.71, ("DE", "FR"))
+    seen = Observation(
+        2,
+        (),
+        "registered",
+        "",
+        view(phase="Degraded", alerts=(pending, alert("ok", 0.93))),
+        (SOMEWHERE, *ALERTS),
+        Census(2, 2),
+    )
+    degraded = status.compose(first, seen, T0 + 60)
+    jsonschema.validate(degraded, STATUS_SCHEMA)
+    said = "accuracy-low-somewhere pending: accuracy 0.71 < 0.8 in country=DE, FR"
+    breached = next(c for c in degraded["conditions"] if c["type"] == "Breached")
+    assert (breached["reason"], breached["message"]) == ("AlertPending", said)
+    assert status.events(first, degraded) == [Event("Warning", "Degraded", said)]
+    firing = segment_alert("firing", 0.64, ("FR", "DE", "IT"))
+    engaged = wire.FallbackState(
+        active=True,
+        mode="auto",
+        since=T0 + 120,
+        causes=(wire.Cause("alert", "accuracy-low-somewhere"),),
+    )
+    seen = Observation(
+        2,
+        (),
+        "registered",
+        "",
+        view(phase="FallbackActive", alerts=(firing,), fallback=engaged),
+        (SOMEWHERE,),
+        Census(2, 2),
+    )
+    active = status.compose(degraded, seen, T0 + 120)
+    breached = next(c for c in active["conditions"] if c["type"] == "Breached")
+    assert breached["message"] == (
+        "accuracy-low-somewhere firing: accuracy 0.64 < 0.8 in country=FR, DE, IT"
+    )
+    assert active["fallback"]["reason"] == (
+        "accuracy-low-somewhere: accuracy 0.64 < 0.8 in country=FR, DE, IT"
+    )
+    assert status.events(degraded, active) == [
+        Event("Normal", "FallbackEngaged", active["fallback"]["reason"])
+    ]
+
+
+def breached_message(composed: dict[str, Any]) -> str:
+    return str(next(c["message"] for c in composed["conditions"] if c["type"] == "Breached"))
+
+
+def test_a_segment_alert_on_an_estimate_names_what_it_read_and_at_most_ten_values() -> None:
+    estimated = AlertSpec(
+        "est-low", "accuracy", below=0.8, for_=120.0, source="auto", segment="device"
+    )
+    values = tuple(f"d{i}" for i in range(13))
+    firing = wire.AlertState("est-low", "firing", T0, 0.5, 70, values)
+    seen = Observation(2, (), "registered", "", view(alerts=(firing,)), (estimated,), Census(2, 2))
+    assert breached_message(status.compose({}, seen, T0)) == (
+        "est-low firing: auto:accuracy 0.5 < 0.8 in device=d0, d1, d2, d3, d4, d5, d6, d7, d8, d9 "
+        "and 3 more for 2m"
+    )
+    unnamed = wire.AlertState("est-low", "firing", T0, 0.5, 70)
+    seen = Observation(2, (), "registered", "", view(alerts=(unnamed,)), (estimated,), Census(2, 2))
+    assert breached_message(status.compose({}, seen, T0)) == (
+        "est-low firing: auto:accuracy 0.5 < 0.8 in device for 2m"
+    )

@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeGuard
 
 from truthloop.core import mergepatch, wire
@@ -426,6 +426,8 @@ def _why_engaged(view: wire.MonitorStatus, specs: Sequence[AlertSpec]) -> str:
 
 
 def _describe(state: wire.AlertState, alert: AlertSpec | None, *, with_state: bool = True) -> str:
+    """`accuracy-low firing: accuracy 0.62 < 0.8 for 2m`; a segment alert names its breaching
+    values, its value the worst one's: `accuracy 0.71 < 0.8 in country=DE, FR`."""
     text = f"{state.name} {state.status}" if with_state else state.name
     if alert is None:
         return text
@@ -434,7 +436,22 @@ def _describe(state: wire.AlertState, alert: AlertSpec | None, *, with_state: bo
     if alert.above is not None:
         bound = f" > {_number(alert.above)}"
     lasting = f" for {format_duration(alert.for_)}" if alert.for_ else ""
-    return f"{text}: {alert.key} {shown}{bound}{lasting}"
+    where = "" if alert.segment is None else _segment_values(alert.segment, state.values)
+    key = replace(alert, segment=None).key
+    return f"{text}: {key} {shown}{bound}{where}{lasting}"
+
+
+MAX_VALUES_SHOWN = 10
+"""A segment alert's breaching values named in its message (an Event's is cut at 1 KiB)."""
+
+
+def _segment_values(segment: str, values: Sequence[str]) -> str:
+    """` in country=DE, FR` (worst first), at most `MAX_VALUES_SHOWN` and how many more."""
+    if not values:
+        return f" in {segment}"
+    named = ", ".join(values[:MAX_VALUES_SHOWN])
+    more = len(values) - MAX_VALUES_SHOWN
+    return f" in {segment}={named}" + (f" and {more} more" if more > 0 else "")
 
 
 def _condition(
