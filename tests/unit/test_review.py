@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pytest
 
 from tests.support.monitors import churn_monitor
-from truthloop.core import calibration, intervals, metrics, review
+from truthloop.core import calibration, capture, intervals, metrics, review
 from truthloop.core.join import Label, Labeling, Row
 from truthloop.core.profile import CategoricalProfile, Profile, Reference
 from truthloop.core.records import PredictionRecord
@@ -356,6 +356,9 @@ def test_the_draw_is_fixed_by_monitor_seed_and_id_and_spread_uniformly() -> None
     ids = [f"id-{i}" for i in range(20_000)]
     draws = np.array([review.draw("ml/churn", 0, i) for i in ids])
     assert np.array_equal(review.draws("ml/churn", 0, ids), draws)  # a batch draws the same
+    assert review.draws("ml/churn", 0, ids[:500]).tolist() == [
+        capture.uniform(f"0:ml/churn:{i}") for i in ids[:500]
+    ]  # as the scalar draw the sidecar's sampling takes
     assert ((draws >= 0) & (draws < 1)).all()
     counts = np.bincount((draws * 10).astype(int), minlength=10)
     assert (abs(counts - 2000) < 150).all()  # 3.5 standard deviations
