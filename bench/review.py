@@ -265,8 +265,15 @@ Then, on the reviewed monitor's queue, {args.reviews:,} items per limit:
 A review monitor's ingest reads each model record's calibrated f and its outlier score, draws it
 from its prediction id (one blake2b per record), selects it with its pi (numpy, per batch), stores
 the selected records' marks, inserts their queue items and adds the review counters to the
-batch's aggregate deltas. A reviewer's lease is one statement (PostgreSQL: `FOR UPDATE SKIP
-LOCKED`, so reviewers never share an item), and a label both joins the record and closes its item.
+batch's aggregate deltas. Profiled in process, `core.review.select` takes about 1.5 µs a record
+(a third of it the draws: blake2b of the prefix is hashed once and copied per id, a third faster
+than hashing prefix and id anew; the rest the batch's numpy and one pass grouping it by monitor
+and version); the queue's inserts are the rest of the worst case's cost. A reviewer's lease is
+one statement (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so reviewers never share an item) and reads
+its own monitor's queue figures: reading every monitor's, as it first did, made a lease of 10
+take 42 ms instead of 6 once another monitor had 100,000 items queued. A label both joins the
+record and closes its item. The ratios are measured side by side, but the machine is shared:
+rounds disturbed by other work spread them (the rounds' range is shown).
 """
 
 
