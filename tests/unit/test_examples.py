@@ -1,5 +1,5 @@
 """Every example monitor is one `truthloop validate` accepts, with rules that answer (and one
-of them has a review queue with abstain)."""
+of them has a review queue with abstain, one segments with segment alerts)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.apiserver import CustomResource
 from truthloop import cli
 from truthloop.core import celrules, spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MONITORS = sorted(EXAMPLES.glob("*.yaml"))
+CRD = CustomResource.load(EXAMPLES.parent / "crds" / "modelmonitor.yaml")
 
 
 def test_there_is_an_example_for_every_task_and_a_batch() -> None:
@@ -21,6 +23,13 @@ def test_there_is_an_example_for_every_task_and_a_batch() -> None:
     assert any(monitor.spec.capture.batch is not None for monitor in parsed)
     reviewed = [m.spec.review for m in parsed if m.spec.review is not None]
     assert any(review.abstain is not None for review in reviewed)
+    segmented = [m.spec for m in parsed if m.spec.segments]
+    assert any(
+        any(a.segment for a in spec_.alerts)
+        and any(s.buckets for s in spec_.segments)
+        and any(s.source.header for s in spec_.segments)
+        for spec_ in segmented
+    )
 
 
 @pytest.mark.parametrize("path", MONITORS, ids=[path.name for path in MONITORS])
@@ -28,6 +37,11 @@ def test_truthloop_validate_accepts_it(path: Path, capsys: pytest.CaptureFixture
     assert cli.main(["validate", "-f", str(path)]) == 0
     out, err = capsys.readouterr()
     assert (out.startswith(f"{path}: ok ModelMonitor "), err) == (True, "")
+
+
+@pytest.mark.parametrize("path", MONITORS, ids=[path.name for path in MONITORS])
+def test_the_crd_takes_it(path: Path) -> None:
+    assert CRD.admit(yaml.safe_load(path.read_text())) == []
 
 
 FALLBACK_ANSWERS = {
@@ -45,6 +59,11 @@ FALLBACK_ANSWERS = {
     "monitor-review.yaml": [
         ({"features": {"tenure": 36}}, 0),
         ({"features": {"tenure": 3}}, 1),
+    ],
+    "monitor-segments.yaml": [
+        ({"features": {"tenure": 3, "monthly_charges": 99.5}}, 1),
+        ({"features": {"tenure": 3, "monthly_charges": 40}}, 0),
+        ({"features": {"tenure": 36, "monthly_charges": 99.5}}, 0),
     ],
     "monitor-regression.yaml": [
         ({"features": {"distance_km": 4}}, 22.0),
