@@ -640,3 +640,32 @@ def test_a_segment_alert_on_an_estimate_names_what_it_read_and_at_most_ten_value
     assert breached_message(status.compose({}, seen, T0)) == (
         "est-low firing: auto:accuracy 0.5 < 0.8 in device for 2m"
     )
+
+
+def seen(*versions: tuple[str, float]) -> tuple[wire.VersionSeen, ...]:
+    return tuple(wire.VersionSeen(v, at) for v, at in versions)
+
+
+def test_a_new_model_version_is_a_normal_event_once() -> None:
+    first = status.compose({}, registered(versions=seen(("v1", T0 - 3600))), T0)
+    jsonschema.validate(first, STATUS_SCHEMA)
+    assert first["versions"] == [{"version": "v1", "firstSeen": "2025-12-31T23:00:00Z"}]
+    assert "NewVersion" not in [e.reason for e in status.events({}, first)]  # no list before
+    both = seen(("v1", T0 - 3600), ("v2", T0 + 420))
+    second = status.compose(first, registered(versions=both), T0 + 480)
+    jsonschema.validate(second, STATUS_SCHEMA)
+    assert status.events(first, second) == [
+        Event("Normal", "NewVersion", "model version v2 first seen at 2026-01-01T00:07:00Z")
+    ]
+    again = status.compose(second, registered(versions=both), T0 + 540)
+    assert status.events(second, again) == []
+    unread = status.compose(again, Observation(2, (), "unavailable", "down"), T0 + 600)
+    assert unread["versions"] == again["versions"]
+    assert "NewVersion" not in [e.reason for e in status.events(again, unread)]
+
+
+def test_a_fresh_monitors_first_version_is_an_event() -> None:
+    empty = status.compose({}, registered(), T0)
+    assert empty["versions"] == []
+    found = status.compose(empty, registered(versions=seen(("v1", T0))), T0 + 60)
+    assert [e.reason for e in status.events(empty, found)] == ["NewVersion"]

@@ -40,6 +40,7 @@ STATE = wire.MonitorState(
         depth=12,
         oldest=45.0,
     ),
+    versions=(wire.VersionSeen("v1", 0.0), wire.VersionSeen("v2", 600.0)),
 )
 
 
@@ -87,6 +88,7 @@ def test_the_state_on_the_wire() -> None:
             "depth": 12,
             "oldest": 45.0,
         },
+        "versions": [{"version": "v1", "first_seen": 0.0}, {"version": "v2", "first_seen": 600.0}],
     }
     assert msgspec.json.decode(msgspec.json.encode(STATE), type=wire.MonitorState) == STATE
 
@@ -103,6 +105,7 @@ def test_the_status_is_the_state_with_the_window_in_camel_case() -> None:
     assert (shown["fallback"], shown["alerts"]) == (json_of(STATE.fallback), json_of(STATE.alerts))
     assert shown["drift"] == json_of(STATE.drift)
     assert shown["review"] == json_of(STATE.review)
+    assert shown["versions"] == json_of(STATE.versions)
     view = {"apiVersion": "truthloop.dev/v1alpha1", "metadata": {"name": "churn",
             "namespace": "ml", "uid": "u"}, "spec": {}, "status": status}  # fmt: skip
     read = msgspec.json.decode(msgspec.json.encode(view), type=wire.MonitorView)

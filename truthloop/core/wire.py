@@ -185,6 +185,18 @@ class ReviewSummary(msgspec.Struct, frozen=True, kw_only=True):
     """When the oldest waiting item was queued (epoch seconds)."""
 
 
+MAX_VERSIONS_SEEN = 20
+"""Model versions a state remembers (the newest by first sight)."""
+
+
+class VersionSeen(msgspec.Struct, frozen=True):
+    """A model version the monitor's records carry, and the start of the minute holding the
+    first of them the service saw (epoch seconds)."""
+
+    version: str
+    first_seen: float
+
+
 class MonitorState(msgspec.Struct, frozen=True, kw_only=True):
     """What the long-poll answers. `version` moves whenever anything here but an alert's latest
     `value`/`samples` or the refusal's `last` changes; `generation` is the spec's in force."""
@@ -203,6 +215,9 @@ class MonitorState(msgspec.Struct, frozen=True, kw_only=True):
     drifted, dataset drift, the status), never with a statistic."""
     review: ReviewSummary = msgspec.field(default_factory=ReviewSummary)
     """The review queue; it moves `version` only when `status` changes."""
+    versions: tuple[VersionSeen, ...] = ()
+    """The model versions seen, oldest first, the newest `MAX_VERSIONS_SEEN`; a new one moves
+    `version`."""
 
 
 # -- the monitor's object ----------------------------------------------------------------------
@@ -226,6 +241,8 @@ class MonitorStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     drift: DriftSummary = msgspec.field(default_factory=DriftSummary)
     review: ReviewSummary = msgspec.field(default_factory=ReviewSummary)
     """The review queue (`spec.review`): the design's status, budget, depth."""
+    versions: tuple[VersionSeen, ...] = ()
+    """The model versions seen (`MonitorState.versions`)."""
 
     @classmethod
     def of(
@@ -249,6 +266,7 @@ class MonitorStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
             capture=state.capture,
             drift=state.drift,
             review=state.review,
+            versions=state.versions,
         )
 
 

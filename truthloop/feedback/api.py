@@ -19,7 +19,17 @@ from typing import Any, overload
 import msgspec
 from aiohttp import web
 
-from truthloop.core import dataset, evaluation, labelstudio, records, scopes, table, windows, wire
+from truthloop.core import (
+    compare,
+    dataset,
+    evaluation,
+    labelstudio,
+    records,
+    scopes,
+    table,
+    windows,
+    wire,
+)
 from truthloop.core.evaluation import ALL_VERSIONS
 from truthloop.core.profile import NumericProfile, Reference
 from truthloop.core.records import ItemError
@@ -33,7 +43,14 @@ from truthloop.core.spec import (
     is_namespace,
 )
 from truthloop.feedback import bodies
-from truthloop.feedback.engine import DatasetAsk, DriftWindow, Engine, ReviewPlan, WindowMetrics
+from truthloop.feedback.engine import (
+    DatasetAsk,
+    DriftWindow,
+    Engine,
+    ReviewPlan,
+    VersionsWindow,
+    WindowMetrics,
+)
 from truthloop.feedback.errors import (
     BadRequest,
     Conflict,
@@ -322,11 +339,7 @@ def metrics_view(key: str, found: WindowMetrics, served_by: str | None) -> dict[
     answer: dict[str, Any] = {
         "monitor": key,
         "task": found.task,
-        "window": {
-            "seconds": found.seconds,
-            "start": windows.bucket_start(found.span.start),
-            "end": windows.bucket_start(found.span.end),
-        },
+        "window": _window_view(found.seconds, found.span),
         "samples": headline["samples"],
         "labeled": headline["labeled"],
         "metrics": headline["metrics"],
@@ -337,6 +350,120 @@ def metrics_view(key: str, found: WindowMetrics, served_by: str | None) -> dict[
     if found.series is not None:
         answer["series"] = [{"start": start, **e.to_dict()} for start, e in found.series]
     return answer
+
+
+VERSIONS_WINDOW = 30 * 86400.0
+"""The window of the versions and compare reads unless asked otherwise."""
+MAX_VERSIONS_LISTED = 100
+"""Versions a listing shows at most (those with the latest records)."""
+
+
+def _only_params(request: web.Request, *known: str) -> None:
+    """Refuse a query parameter the endpoint does not take (a typo would pass unnoticed)."""
+    for name in request.query:
+        if name not in known:
+            shown = name if len(name) <= 40 else name[:37] + "..."
+            raise BadRequest(
+                f"unknown query parameter {shown}",
+                [detail(shown, f"not a parameter here: {', '.join(known)}", "invalid")],
+            )
+
+
+async def get_versions(request: web.Request) -> web.Response:
+    """Each model version of the window: its first and last record, traffic share, metrics."""
+    key = _key(request)
+    engine = request.app[ENGINE]
+    await engine.lookup(key)
+    _only_params(request, "window")
+    window = _window(request, "30d") or VERSIONS_WINDOW
+    return json(versions_view(key, await engine.versions_window(key, window)))
+
+
+def versions_view(key: str, found: VersionsWindow) -> dict[str, Any]:
+    """The versions oldest first (by their first record in the window), at most
+    `MAX_VERSIONS_LISTED`: the ones whose records came last."""
+    listed = []
+    for version, evaluated in found.versions.items():
+        edges = found.spans.get(version)
+        if edges is None or not evaluated.samples:
+            continue
+        listed.append(
+            {
+                "version": version,
+                "first": windows.bucket_start(edges.start),
+                "last": windows.bucket_start(edges.end - 1),
+                "share": evaluated.samples / found.samples if found.samples else None,
+                **evaluated.to_dict(),
+            }
+        )
+    kept = sorted(listed, key=lambda v: (v["last"], v["version"]))[-MAX_VERSIONS_LISTED:]
+    return {
+        "monitor": key,
+        "window": _window_view(found.seconds, found.span),
+        "samples": found.samples,
+        "versions": sorted(kept, key=lambda v: (v["first"], v["version"])),
+        "truncated": len(listed) > len(kept),
+    }
+
+
+def _window_view(seconds: float, span: windows.BucketRange) -> dict[str, float]:
+    return {
+        "seconds": seconds,
+        "start": windows.bucket_start(span.start),
+        "end": windows.bucket_start(span.end),
+    }
+
+
+def _source(text: str) -> compare.Source:
+    for source in compare.SOURCES:
+        if text == source:
+            return source
+    raise ValueError(text)
+
+
+async def get_compare(request: web.Request) -> web.Response:
+    """Version b against version a: each metric's difference with its interval and verdict."""
+    key = _key(request)
+    engine = request.app[ENGINE]
+    await engine.lookup(key)
+    _only_params(request, "a", "b", "window", "source")
+    a = bodies.query(request, "a", _identifier(request), None, "a model version")
+    b = bodies.query(request, "b", _identifier(request), None, "a model version")
+    for name, value in (("a", a), ("b", b)):
+        if value is None:
+            raise BadRequest(
+                f"missing query parameter {name}",
+                [detail(name, "name the model version to compare", "missing")],
+            )
+    window = _window(request, "30d") or VERSIONS_WINDOW
+    source = bodies.query(
+        request, "source", _source, compare.SOURCES[0], " or ".join(compare.SOURCES)
+    )
+    found = await engine.versions_window(key, window, spans=False)
+    sides = {}
+    for name, version in (("a", a), ("b", b)):
+        evaluated = found.versions.get(str(version))
+        if evaluated is None or not evaluated.samples:
+            raise BadRequest(
+                f"unknown model version {version}",
+                [detail(name, f"no model record of version {version!r} in the window", "invalid")],
+            )
+        sides[name] = evaluated
+    return json(
+        {
+            "monitor": key,
+            "window": _window_view(found.seconds, found.span),
+            "source": source,
+            **{
+                name: {"version": version, "samples": e.samples, "labeled": e.labeled}
+                for (name, e), version in zip(sides.items(), (a, b), strict=True)
+            },
+            "metrics": {
+                metric: d.to_dict()
+                for metric, d in compare.compare(sides["a"], sides["b"], source).items()
+            },
+        }
+    )
 
 
 async def get_state(request: web.Request) -> web.Response:
@@ -852,6 +979,8 @@ def routes() -> list[web.RouteDef]:
         web.get(monitor + "/reference", get_reference),
         web.get(monitor + "/drift", get_drift),
         web.get(monitor + "/review/plan", get_review_plan),
+        web.get(monitor + "/versions", get_versions),
+        web.get(monitor + "/compare", get_compare),
         web.post("/v1/predictions", post_predictions),
         web.post("/v1/feedback", post_feedback),
         web.post("/v1/alertmanager", post_alertmanager),

@@ -62,6 +62,7 @@ from truthloop.core import (
     scopes,
     sketch,
     table,
+    versions,
     windows,
     wire,
 )
@@ -148,6 +149,8 @@ class Snapshot:
     """The references `window`'s estimates were made with (version, id)."""
     review: wire.ReviewSummary = field(default_factory=wire.ReviewSummary)
     """The review queue as the tick left it (`spec.review`)."""
+    versions: tuple[wire.VersionSeen, ...] = ()
+    """The model versions seen (`core.versions`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +179,20 @@ class WindowMetrics:
     """The monitor's `metrics.cost`: a group without data shows `cost` too."""
 
 
+@dataclass(frozen=True, slots=True)
+class VersionsWindow:
+    """A monitor's model versions over a window, for the versions and compare APIs."""
+
+    seconds: float
+    span: windows.BucketRange
+    versions: Mapping[str, Evaluated]
+    """Each version's model records, evaluated."""
+    samples: int
+    """The model records of every version."""
+    spans: Mapping[str, windows.BucketRange]
+    """Each version's minutes from its first record in the window to its last (when asked)."""
+
+
 @dataclass(slots=True)
 class _Runtime:
     """A monitor's live state; `changed` is set (and replaced) on every version bump."""
@@ -199,6 +216,8 @@ class _Runtime:
     """The review queue as this replica last read it (not persisted: it moves all the time)."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     fitted_for: tuple[Registered, str] | None = None
+    seen: tuple[wire.VersionSeen, ...] = ()
+    """The model versions the leader has seen (`core.versions`), in the state."""
     """`registered` and its `design_basis`, computed once per spec (every ingest reads it)."""
 
     @property
@@ -219,6 +238,7 @@ class _Runtime:
             del alert["value"], alert["samples"]
         state[DRIFT_KEY] = msgspec.to_builtins(self.drift)
         state[REVIEW_KEY] = msgspec.to_builtins(self.review)
+        state[VERSIONS_KEY] = msgspec.to_builtins(self.seen)
         return (
             state,
             self.registered.monitor.generation,
@@ -248,6 +268,8 @@ class _Runtime:
             state[HISTORY_KEY] = msgspec.to_builtins(self.history)
         if self.review is not None:
             state[REVIEW_KEY] = msgspec.to_builtins(self.review)
+        if self.seen:
+            state[VERSIONS_KEY] = msgspec.to_builtins(self.seen)
         return StoredState(self.version, state, tuple(sorted(self.external)), self.override)
 
 
@@ -306,6 +328,18 @@ class ReviewKept(msgspec.Struct, frozen=True, kw_only=True):
 
 
 REVIEW_KEY = "review"
+VERSIONS_KEY = "versions"
+"""The model versions seen ride in the state object: a new one moves the state's version."""
+
+
+def _versions_seen(stored: object) -> tuple[wire.VersionSeen, ...]:
+    """The stored versions seen; none in a state stored before they were kept (or unreadable)."""
+    try:
+        return msgspec.convert(stored or (), tuple[wire.VersionSeen, ...])
+    except msgspec.ValidationError:
+        return ()
+
+
 DESIGN_EVERY = 60.0
 """Seconds between fits of a monitor's review design (a changed spec is fitted at once)."""
 DESIGN_TRAFFIC = 3600.0
@@ -362,6 +396,7 @@ def _restore(registered: Registered, stored: StoredState | None) -> _Runtime:
         history=None if history is None else msgspec.convert(history, HistoryBuilt),
         drift=_drift_summary(stored.state.get(DRIFT_KEY)),
         review=_review_kept(stored.state.get(REVIEW_KEY)),
+        seen=_versions_seen(stored.state.get(VERSIONS_KEY)),
     )
 
 
@@ -467,10 +502,11 @@ class Engine:
         runtime.history = theirs.history
         runtime.drift = theirs.drift
         runtime.review = theirs.review
+        runtime.seen = theirs.seen
         key = runtime.registered.monitor.key
         snapshot = self.snapshots.get(key)
         if snapshot is not None:
-            self.snapshots[key] = replace(snapshot, state=runtime.state)
+            self.snapshots[key] = replace(snapshot, state=runtime.state, versions=runtime.seen)
         if theirs.version != runtime.version:
             runtime.version = theirs.version
             runtime.changed.set()
@@ -811,6 +847,7 @@ class Engine:
             capture=self._capture(runtime),
             drift=runtime.drift,
             review=_review_summary(runtime),
+            versions=runtime.seen,
         )
 
     def _capture(self, runtime: _Runtime) -> wire.CaptureState:
@@ -944,6 +981,7 @@ class Engine:
             versions,
             _reference_ids(registered),
             _review_summary(runtime),
+            runtime.seen,
         )
 
     async def _window_drift(
@@ -1009,6 +1047,7 @@ class Engine:
             for name, (value, samples) in drift.alert_values(report).items():
                 window_metrics[name] = alerts.WindowMetric(value, samples)
         persisted, visible = runtime.persisted(), runtime.visible()
+        runtime.seen = await self._versions_seen(runtime, evaluated, now)
         runtime.review = await self._review(runtime, now)
         runtime.drift = drift.summary(report or drift.no_reference())
         if runtime.drift.status == "no_reference":
@@ -1035,6 +1074,22 @@ class Engine:
                 },
             )
         await self._save(runtime, persisted, visible)
+
+    async def _versions_seen(
+        self, runtime: _Runtime, evaluated: Mapping[Group, Evaluated], now: float
+    ) -> tuple[wire.VersionSeen, ...]:
+        """The versions seen with those of the window's model records not seen before, each
+        first seen at the minute of its first record in the window (read only for new ones)."""
+        in_window = (v for (v, s), e in evaluated.items() if s == "model" and e.samples)
+        fresh = versions.new(runtime.seen, (v for v in in_window if v != ALL_VERSIONS))
+        if not fresh:
+            return runtime.seen
+        registered = runtime.registered
+        span = windows.window(now, registered.monitor.spec.metrics.window)
+        only = fresh[0] if len(fresh) == 1 else None
+        spans = await self.store.version_spans(registered.id, span, only)
+        found = {v: windows.bucket_start(spans[v].start) if v in spans else now for v in fresh}
+        return versions.noted(runtime.seen, found)
 
     async def _review(self, runtime: _Runtime, now: float) -> ReviewKept | None:
         """The monitor's review design, fitted again to the last hour's traffic once a minute
@@ -1109,6 +1164,24 @@ class Engine:
         cost = registered.monitor.spec.metrics.cost
         evaluated = evaluation.evaluate_groups(task, groups, cost, estimator(registered, version))
         return WindowMetrics(task, seconds, span, evaluated, series, cost)
+
+    async def versions_window(
+        self, key: str, seconds: float, *, spans: bool = True
+    ) -> VersionsWindow:
+        """Each model version's records over the window, evaluated (with their estimates), and
+        with `spans` the minutes of its first and last record in it."""
+        registered = self.registered(key)
+        spec = registered.monitor.spec
+        span = windows.window(self.settings.clock(), seconds)
+        only = Only(None, "model", sketches=False, estimates=True)
+        groups = await self.store.window(registered.id, span, only)
+        evaluated = evaluation.evaluate_groups(
+            spec.task, groups, spec.metrics.cost, estimator(registered)
+        )
+        found = {v: e for (v, s), e in evaluated.items() if s == "model" and v != ALL_VERSIONS}
+        edges = await self.store.version_spans(registered.id, span) if spans else {}
+        total = evaluated.get((ALL_VERSIONS, "model"))
+        return VersionsWindow(seconds, span, found, total.samples if total else 0, edges)
 
     async def _series(
         self,

@@ -24,6 +24,9 @@ that does not exist (no reference, no record in the window, a feature without va
 out, never NaN. At most `MAX_FEATURES` features a monitor (the profile holds no more), so the
 series stay bounded.
 
+Model versions: `truthloop_version_first_seen_timestamp_seconds{version}`, when each of the newest
+20 versions seen (`core.versions`) had its first record, for dashboard annotations.
+
 Human review (`spec.review`): `truthloop_review_queue_depth`, `truthloop_review_oldest_age_seconds`
 and `truthloop_review_expected_per_day` from the tick's queue read and design, and
 `truthloop_reviews_total{reviewer, outcome}` from the lifetime totals, bounded to the
@@ -112,6 +115,12 @@ class FeedbackCollector(Collector):
             "1 for the monitor's current phase.",
             labels=[*MONITOR_LABELS, "phase"],
         )
+        first_seen = GaugeMetricFamily(
+            "truthloop_version_first_seen_timestamp_seconds",
+            "When the model version's first record was seen (the start of its minute): an"
+            " annotation for dashboards. The newest 20 versions a monitor.",
+            labels=VERSION_LABELS,
+        )
         drift = _DriftFamilies()
         queue = _ReviewFamilies()
         now = self.engine.settings.clock()
@@ -163,6 +172,8 @@ class FeedbackCollector(Collector):
             for name in PHASES:
                 phase.add_metric([*base, name], 1.0 if state.phase == name else 0.0)
             queue.add(base, snapshot.review, now)
+            for seen in snapshot.versions:
+                first_seen.add_metric([*base, seen.version], seen.first_seen)
             if snapshot.drift is not None:
                 drift.add([*base, ALL_VERSIONS_LABEL], snapshot.drift)
             for version, report in sorted(snapshot.drift_versions.items()):
@@ -186,6 +197,7 @@ class FeedbackCollector(Collector):
             followers,
             firing,
             phase,
+            first_seen,
             *drift.families(),
             *queue.families(),
         )

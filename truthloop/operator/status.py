@@ -19,7 +19,8 @@ the operator patches only then.
 `Degraded`, `Healthy`, `InvalidSpec`...), and Warnings when registration fails, pods stay without
 the sidecar, a Service bypasses it, the feedback service refuses the sidecars' capture, the
 inputs drift from the reference, or the review queue cannot keep its budget (and a Normal one when
-it can again) — each once per change of its condition, not per loop.
+it can again) — each once per change of its condition, not per loop — and a Normal `NewVersion`
+when the service has seen a model version for the first time.
 """
 
 from __future__ import annotations
@@ -51,6 +52,17 @@ CONDITIONS = (
     "ReviewBudget",
     "Synced",
 )
+_FROM_THE_SERVICE = (
+    "samples",
+    "labeled",
+    "metrics",
+    "alerts",
+    "fallback",
+    "drift",
+    "review",
+    "versions",
+)
+"""The status's fields the service's view fills in: kept as they are while it is not known."""
 MAX_MESSAGE = 4096
 INTERVAL = StatusSettings().interval
 
@@ -105,6 +117,10 @@ def compose(
         status["drift"] = _drift_status(view.drift)
         if view.review.enabled:
             status["review"] = _review_status(view.review)
+        status["versions"] = [
+            {"version": seen.version, "firstSeen": _time(seen.first_seen)}
+            for seen in view.versions[-wire.MAX_VERSIONS_SEEN :]
+        ]
         fallback = view.fallback
         status["fallback"] = _clean(
             {
@@ -114,7 +130,7 @@ def compose(
             }
         )
     else:
-        for key in ("samples", "labeled", "metrics", "alerts", "fallback", "drift", "review"):
+        for key in _FROM_THE_SERVICE:
             if key in current:
                 status[key] = current[key]
     metric = _metric_text(
@@ -209,7 +225,24 @@ def events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
             found.append(Event("Warning", review["reason"], review["message"]))
         elif review["status"] == "True" and before.get("ReviewBudget", {}).get("status") == "False":
             found.append(Event("Normal", "ReviewBudgetMet", review["message"]))
+    found.extend(_new_versions(old, new))
     return found
+
+
+def _new_versions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
+    """A Normal `NewVersion` Event per version the status's list gained (none from a status
+    that had no list: written before versions were kept, they are not new)."""
+    before = old.get("versions")
+    if not isinstance(before, list):
+        return []
+    known = {v.get("version") for v in before if isinstance(v, dict)}
+    return [
+        Event(
+            "Normal", "NewVersion", f"model version {v['version']} first seen at {v['firstSeen']}"
+        )
+        for v in new.get("versions") or []
+        if v["version"] not in known
+    ]
 
 
 # -- conditions ------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from truthloop.core import estimate, join, review, sketch
+from truthloop.core import estimate, join, review, sketch, windows
 from truthloop.core.evaluation import Group
 from truthloop.core.join import GroupKey, Label
 from truthloop.core.plan import Lifetime
@@ -438,6 +438,61 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def series(self, monitor_id: int, steps: Steps, only: Only = EVERY) -> dict[int, Groups]:
         """Summed counters per point index of `steps` (points with no data are absent)."""
+
+    async def version_spans(
+        self, monitor_id: int, span: BucketRange, version: str | None = None
+    ) -> dict[str, BucketRange]:
+        """Each model version's (or only `version`'s) minute buckets in `span` from the first to
+        the last that hold its model records (`end` one past the last): the days holding them
+        from the daily rollups, then the hours of the first and last such day, then their
+        minutes. A handful of `series` reads, never the raw records."""
+        days = await self._holding(monitor_id, span, MINUTES_PER_DAY, version)
+        found: dict[str, BucketRange] = {}
+        for name, starts in days.items():
+            first = await self._edge(monitor_id, span, name, starts, MINUTES_PER_DAY, last=False)
+            last = await self._edge(monitor_id, span, name, starts, MINUTES_PER_DAY, last=True)
+            if first is not None and last is not None:
+                found[name] = BucketRange(first, last + 1)
+        return found
+
+    async def _holding(
+        self, monitor_id: int, span: BucketRange, width: int, version: str | None
+    ) -> dict[str, list[int]]:
+        """Per version, the first minute of each aligned point of `width` minutes over `span`
+        that holds its model records, in time order (a point may reach outside `span`)."""
+        steps = windows.steps(span, width)
+        points = await self.series(monitor_id, steps, Only(version, "model", sketches=False))
+        found: dict[str, list[int]] = {}
+        for index in sorted(points):
+            for (name, _), counters in points[index].items():
+                if counters.get(join.PREDICTIONS_KEY, 0) > 0:
+                    found.setdefault(name, []).append(steps.start + index * steps.width)
+        return found
+
+    async def _edge(
+        self,
+        monitor_id: int,
+        span: BucketRange,
+        version: str,
+        starts: list[int],
+        width: int,
+        *,
+        last: bool,
+    ) -> int | None:
+        """The first (`last`: the last) minute inside `span` holding `version`'s records, in the
+        points `starts` (of `width` minutes, in time order) that hold some; None when none."""
+        for start in reversed(starts) if last else starts:
+            piece = BucketRange(max(start, span.start), min(start + width, span.end))
+            if len(piece) == 0:
+                continue
+            if width == 1:
+                return start
+            finer = MINUTES_PER_HOUR if width == MINUTES_PER_DAY else 1
+            inner = (await self._holding(monitor_id, piece, finer, version)).get(version, [])
+            edge = await self._edge(monitor_id, piece, version, inner, finer, last=last)
+            if edge is not None:
+                return edge
+        return None
 
     @abc.abstractmethod
     async def totals(self) -> dict[int, dict[Group, Counters]]:
