@@ -128,6 +128,21 @@ CASES = [
         400,
     ),
     Case("huge integer ts", "POST", "/v1/predictions", predictions(rec(ts=10**20)), 400),
+    Case(
+        "undeclared segment",
+        "POST",
+        "/v1/predictions",
+        predictions(rec(segments={"country": "DE"})),
+        400,
+    ),
+    Case("segments not an object", "POST", "/v1/predictions", predictions(rec(segments=[1])), 400),
+    Case(
+        "segment value an object",
+        "POST",
+        "/v1/predictions",
+        predictions(rec(segments={"country": {"a": 1}})),
+        400,
+    ),
     Case("empty body", "POST", "/v1/predictions", b"", 400),
     Case("blank body", "POST", "/v1/predictions", b"  \n ", 400),
     Case("10 MiB body", "POST", "/v1/predictions", HUGE, 413),
@@ -645,6 +660,35 @@ async def test_item_errors_name_the_index_and_field(loaded: Service) -> None:
     assert [(d["index"], d["field"], d["reason"]) for d in body["details"]] == [
         (1, "actual", "unusable_label"),
         (2, "monitor", "unknown_monitor"),
+    ]
+
+
+async def test_a_segment_the_monitor_does_not_declare_is_named(loaded: Service) -> None:
+    segmented = monitor_body("segmented", segments=[{"name": "country", "header": "X-Country"}])
+    await loaded.put_monitor(segmented)
+    status, body = await loaded.call(
+        "POST",
+        "/v1/predictions",
+        data=predictions(rec(monitor="ml/segmented", segments={"country": "DE", "plan": None})),
+        headers={"Content-Type": JSON},
+    )
+    assert (status, body["details"][0]["field"]) == (400, "segments.plan")
+    status, body = await loaded.call(
+        "POST",
+        "/v1/predictions",
+        data=predictions(rec(monitor="ml/segmented", segments={"country": "DE"})),
+        headers={"Content-Type": JSON},
+    )
+    assert (status, body["accepted"]) == (200, 1)
+    status, body = await loaded.call(
+        "POST",
+        "/v1/predictions",
+        data=predictions(rec(), rec(prediction_id="bad-2", segments={"country": "DE"})),
+        headers={"Content-Type": JSON},
+    )
+    assert status == 400
+    assert [(d["index"], d["field"], d["reason"]) for d in body["details"]] == [
+        (1, "segments.country", "unknown_segment")
     ]
 
 

@@ -178,3 +178,35 @@ async def test_a_request_without_its_entity_is_captured_without_one(
     for entity, pid in pids.items():
         record = feedback.records[(pid, "model")]
         assert (record["entity_id"], record["prediction"]) == (entity, 1)
+
+
+async def test_a_requests_segment_values_from_a_header_and_the_body_are_captured(
+    model: Model, feedback: FakeFeedback, tmp_path: Path
+) -> None:
+    spec = monitor(
+        segments=[
+            {"name": "country", "header": "X-Country"},
+            {"name": "plan", "pointer": "/features/plan"},
+            {"name": "tenure", "pointer": "/features/tenure", "buckets": [6, 12]},
+        ]
+    )
+    async with harness.running(harness.settings(model, feedback.url, tmp_path, spec=spec)) as car:
+        url = f"http://127.0.0.1:{car.port}/predict"
+        pids = []
+        async with aiohttp.ClientSession() as session:
+            for headers, body in (
+                ({"X-Country": "DE"}, Client.request(3)),
+                ({}, {"user_id": "u4", "features": {"tenure": 4, "plan": {"tier": "gold"}}}),
+            ):
+                async with session.post(url, json=body, headers=headers) as r:
+                    assert r.status == 200
+                    pids.append(r.headers["X-Prediction-ID"])
+            await eventually(lambda: len(feedback.records) == 2, "both requests captured")
+            async with session.get(f"http://127.0.0.1:{car.admin_port}/metrics") as r:
+                metrics = await r.text()
+        assert not car.capture.stats.errors
+    with_both, without = (feedback.records[pid, "model"] for pid in pids)
+    assert with_both["segments"] == {"country": "DE", "plan": "basic", "tenure": 3}
+    # no header, an object where the plan was: the record is captured without them
+    assert without["segments"] == {"tenure": 4}
+    assert 'truthloop_sidecar_segment_values_dropped_total{reason="not_scalar"} 1.0' in metrics

@@ -23,8 +23,8 @@ is not JSON) is simply absent from the row, never an error: a prediction is wort
 slice. A value that cannot be a segment's (an object or array: `not_scalar`; what
 `core.segments.invalid` refuses: a string over 128 characters, `too_long`, or with control
 characters, `invalid`; an integer beyond ±2**53, `out_of_range`) is absent too, its reason listed
-in `Extraction.dropped` (the sidecar's `segment_values_dropped{reason}`; `invalid_pointer` cannot
-happen with a parsed spec). Without segments none of this runs.
+in `Extraction.dropped` (the sidecar's `segment_values_dropped{reason}`). Without segments none of
+this runs.
 
 Reason codes: `not_json`, `invalid_pointer`, `unsupported_source`, `entity_invalid`,
 `prediction_missing`, `score_missing`, `score_invalid`, `features_missing`, `instances_missing`,
@@ -33,9 +33,10 @@ Reason codes: `not_json`, `invalid_pointer`, `unsupported_source`, `entity_inval
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import msgspec
@@ -127,77 +128,80 @@ def extract(
 ) -> Extraction:
     """The rows `capture` finds in one exchange, with the raw value of each of `segments`;
     bodies are decoded JSON or NOT_JSON."""
+    reader = _SegmentReader(segments, request_headers) if segments else None
     try:
         if capture.batch is None:
-            rows: tuple[Row, ...] = (
-                _row(capture, request_headers, request_body, response_body, None),
-            )
-            bodies: Sequence[Any] = (request_body,)
+            row = _row(capture, request_headers, request_body, response_body, None, reader)
+            rows: tuple[Row, ...] = (row,)
         else:
-            bodies = _array(request_body, capture.batch.instances, "instances", "request")
+            instances = _array(request_body, capture.batch.instances, "instances", "request")
             predictions = _array(
                 response_body, capture.batch.predictions, "predictions", "response"
             )
-            if len(bodies) != len(predictions):
+            if len(instances) != len(predictions):
                 raise _Failed(
                     "batch_length_mismatch",
-                    f"{len(bodies)} instances at {capture.batch.instances}, "
+                    f"{len(instances)} instances at {capture.batch.instances}, "
                     f"{len(predictions)} predictions at {capture.batch.predictions}",
                 )
             rows = tuple(
-                _row(capture, request_headers, instance, prediction, index)
+                _row(capture, request_headers, instance, prediction, index, reader)
                 for index, (instance, prediction) in enumerate(
-                    zip(bodies, predictions, strict=True)
+                    zip(instances, predictions, strict=True)
                 )
             )
     except _Failed as failure:
         return Extraction(error=failure.reason, detail=failure.detail)
-    if not segments:
+    if reader is None or not reader.dropped:
         return Extraction(rows=rows)
-    return _segmented(segments, request_headers, bodies, rows)
+    return Extraction(rows=rows, dropped=tuple(reader.dropped))
 
 
-def _segmented(
-    specs: Sequence[SegmentSpec], headers: Headers, bodies: Sequence[Any], rows: tuple[Row, ...]
-) -> Extraction:
-    """`rows` with their segments' raw values: a header is read once for every row, a pointer
-    parsed once and resolved in each row's request body."""
-    dropped: list[str] = []
-    fixed: dict[str, Any] = {}
-    paths: dict[str, tuple[str, ...]] = {}
-    for spec in specs:
-        if spec.source.header is not None:
-            fixed[spec.name] = header(headers, spec.source.header) or None
-        else:
-            try:
-                paths[spec.name] = pointer.parse(spec.source.pointer or "")
-            except pointer.PointerError:  # a parsed spec's pointers are valid
-                fixed[spec.name] = None
-                dropped.extend("invalid_pointer" for _ in rows)
-    out = []
-    for body, row in zip(bodies, rows, strict=True):
-        values: dict[str, Scalar] = {}
+class _SegmentReader:
+    """The segments' raw values of one exchange's rows: a header read once for every row, a
+    pointer parsed once and resolved in each row's request body; what is left out, in
+    `dropped`."""
+
+    __slots__ = ("dropped", "fixed", "paths")
+
+    def __init__(self, specs: Sequence[SegmentSpec], headers: Headers) -> None:
+        self.dropped: list[str] = []
+        self.fixed: list[tuple[str, str]] = []
+        self.paths: list[tuple[str, tuple[str, ...]]] = []
         for spec in specs:
-            if spec.name in fixed:
-                raw = fixed[spec.name]
-            elif body is NOT_JSON:
-                continue
+            if spec.source.header is not None:
+                value = header(headers, spec.source.header)
+                if value:
+                    self.fixed.append((spec.name, value))
             else:
-                raw = pointer.resolve(body, paths[spec.name])
+                with contextlib.suppress(pointer.PointerError):  # a parsed spec's are valid
+                    self.paths.append((spec.name, pointer.parse(spec.source.pointer or "")))
+
+    def values(self, body: Any) -> dict[str, Scalar] | None:
+        found: dict[str, Any] = dict(self.fixed)
+        if body is not NOT_JSON:
+            for name, path in self.paths:
+                found[name] = pointer.resolve(body, path)
+        values: dict[str, Scalar] = {}
+        for name, raw in found.items():
             if raw is None or isinstance(raw, pointer.Missing):
                 continue
             if isinstance(raw, dict | list):
-                dropped.append("not_scalar")
+                self.dropped.append("not_scalar")
             elif (problem := segments.invalid(raw)) is not None:
-                dropped.append(problem[0])
+                self.dropped.append(problem[0])
             else:
-                values[spec.name] = raw
-        out.append(replace(row, segments=values) if values else row)
-    return Extraction(rows=tuple(out), dropped=tuple(dropped))
+                values[name] = raw
+        return values or None
 
 
 def _row(
-    capture: CaptureSpec, headers: Headers, request: Any, response: Any, index: int | None
+    capture: CaptureSpec,
+    headers: Headers,
+    request: Any,
+    response: Any,
+    index: int | None,
+    reader: _SegmentReader | None = None,
 ) -> Row:
     where = "" if index is None else f"row {index}: "
     entity = None
@@ -209,7 +213,8 @@ def _row(
     if capture.features is not None:
         features = _read(capture.features, headers, request, "features", where)
     prediction, score = _answer(capture, response, where)
-    return Row(entity, prediction, score, features, index)
+    found = None if reader is None else reader.values(request)
+    return Row(entity, prediction, score, features, index, found)
 
 
 def answer(capture: CaptureSpec, response_body: Any) -> Extraction:
