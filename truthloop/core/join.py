@@ -64,10 +64,13 @@ class Row(msgspec.Struct, frozen=True, gc=False):
     label: Label | None = None
     review: review.Mark | None = None
     """Set when the record was queued for review: its inclusion probability and f."""
+    segments: tuple[str, ...] = ()
+    """The record's segment prefixes (`core.segments.prefixes`, assigned when it arrived): its
+    label moves those segment values' counters too."""
 
     @classmethod
-    def of(cls, ref: int, record: PredictionRecord) -> Row:
-        """A record just stored (so unlabeled) under `ref`."""
+    def of(cls, ref: int, record: PredictionRecord, segments: tuple[str, ...] = ()) -> Row:
+        """A record just stored (so unlabeled) under `ref`, with its segment prefixes."""
         return cls(
             ref,
             record.prediction_id,
@@ -76,6 +79,7 @@ class Row(msgspec.Struct, frozen=True, gc=False):
             record.ts,
             record.prediction,
             record.score,
+            segments=segments,
         )
 
 
@@ -215,15 +219,21 @@ class Labeling:
         if row.label == label:
             return False
         group = (monitor_id, row.model_version, row.served_by, bucket_of(row.ts))
-        if row.label is None:  # the common case: counted straight into its bucket's sums
+        if row.label is None and not row.segments:  # the common case: counted straight in
             counters = self.deltas.get(group)
             if counters is None:
                 counters = {}
             right = _tally(counters, row, label, spec)
             self.deltas[group] = counters
         else:
-            right, delta = _difference(row, label, spec)
+            if row.label is None:
+                delta: dict[str, float] = {}
+                right = _tally(delta, row, label, spec)
+            else:
+                right, delta = _difference(row, label, spec)
             add(self.deltas, group, delta)
+            for prefix in row.segments:
+                add(self.deltas, group, {prefix + key: value for key, value in delta.items()})
         self.rows[row.ref] = (msgspec.structs.replace(row, label=label), right)
         return True
 

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import msgspec
+import numpy as np
 
-from truthloop.core import join, metrics, queue, review, sketch
+from truthloop.core import join, metrics, queue, review, segmented, sketch
 from truthloop.core.join import GroupKey, Labeling, Row
 from truthloop.core.records import Actual, ItemError, PredictionRecord
 from truthloop.core.spec import Monitor
@@ -111,6 +112,7 @@ def plan_arrivals(
     sketched: sketch.Sketched | None = None,
     stored: Sequence[int] | None = None,
     selected: review.Selected | None = None,
+    assigned: segmented.Assigned | None = None,
 ) -> Plan:
     """The plan for a batch of records just stored (`batch`, whose refs are their indices).
 
@@ -120,14 +122,17 @@ def plan_arrivals(
     are stored with the records), of which `batch` holds the records at positions `stored`
     (None: all): only theirs join the counter deltas, so a duplicate is not counted twice;
     `selected`, the batch's review selection (`review.select`), adds its counters alike.
+    `assigned` holds the segment prefixes of the batch as it came (`segmented.assign`): each
+    ingest counter is added under each of a record's prefixes too, and its labels move them.
     """
     deltas: dict[GroupKey, dict[str, float]] = {}
     if sketched is not None:
-        deltas = sketched.deltas(stored)
+        deltas = sketched.deltas(stored, assigned)
     if selected is not None:
-        for group, counters in selected.deltas(stored).items():
+        for group, counters in selected.deltas(stored, assigned).items():
             join.add(deltas, group, counters)
     by_monitor: dict[str, list[int]] = {}
+    groups: dict[GroupKey, list[int]] = {}
     for index, record in enumerate(batch):
         bucket = (
             known[record.monitor].id,
@@ -137,7 +142,15 @@ def plan_arrivals(
         )
         counts = deltas.setdefault(bucket, {})
         counts[join.PREDICTIONS_KEY] = counts.get(join.PREDICTIONS_KEY, 0.0) + 1.0
+        if assigned is not None:
+            groups.setdefault(bucket, []).append(index)
         by_monitor.setdefault(record.monitor, []).append(index)
+    rows = _Arrived(batch, assigned, stored)
+    for group, indices in groups.items():
+        counts = deltas[group]
+        for prefix, n in rows.prefixed(indices):
+            key = prefix + join.PREDICTIONS_KEY
+            counts[key] = counts.get(key, 0.0) + n
     labeling = Labeling()
     done: list[int] = []
     partly: list[tuple[int, tuple[str, ...]]] = []
@@ -149,7 +162,7 @@ def plan_arrivals(
         for pending in waiting.get(mid, ()):
             wanted = pending.actual
             candidates = [
-                Row.of(i, batch[i])
+                rows.row(i)
                 for i in indices
                 if batch[i].served_by not in pending.labeled
                 and join.accepts(wanted, batch[i], spec)
@@ -171,7 +184,7 @@ def plan_arrivals(
                 done.append(pending.ref)
         if matched:
             totals[mid, "", ""] = {ACTUALS_MATCHED: float(matched)}
-        _assume_late(registered, batch, indices, now, labeling)
+        _assume_late(registered, rows, indices, now, labeling)
     for group, counters in labeling.deltas.items():
         join.add(deltas, group, counters)
     return Plan(
@@ -184,9 +197,36 @@ def plan_arrivals(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Arrived:
+    """The records a batch stored (`batch`, at positions `stored` of the batch as it came, None:
+    all) with their segment prefixes (`assigned`, of the batch as it came; None: none)."""
+
+    batch: Sequence[PredictionRecord]
+    assigned: segmented.Assigned | None
+    stored: Sequence[int] | None
+
+    def position(self, index: int) -> int:
+        return index if self.stored is None else self.stored[index]
+
+    def row(self, index: int) -> Row:
+        found = self.assigned
+        prefixes = () if found is None else found.prefixes(self.position(index))
+        return Row.of(index, self.batch[index], prefixes)
+
+    def prefixed(self, indices: Sequence[int]) -> list[tuple[str, int]]:
+        """How many of the records at `indices` have each prefix."""
+        found = self.assigned
+        if found is None:
+            return []
+        at = indices if self.stored is None else [self.stored[i] for i in indices]
+        counts = np.bincount(found.ids[at].reshape(-1), minlength=found.width)
+        return [(found.names[i], int(counts[i])) for i in np.flatnonzero(counts).tolist() if i]
+
+
 def _assume_late(
     registered: Known,
-    batch: Sequence[PredictionRecord],
+    rows: _Arrived,
     indices: Iterable[int],
     now: float,
     labeling: Labeling,
@@ -197,9 +237,10 @@ def _assume_late(
     if label is None:
         return
     cutoff = now - spec.feedback.attribution_window
+    batch = rows.batch
     for i in indices:
         if batch[i].ts < cutoff:
-            row = labeling.current(Row.of(i, batch[i]))
+            row = labeling.current(rows.row(i))
             if row.label is None:
                 labeling.apply(registered.id, row, label, spec)
 

@@ -49,13 +49,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from statistics import NormalDist
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from truthloop.core import calibration, capture, intervals, metrics
+from truthloop.core import calibration, capture, intervals, metrics, segmented
 from truthloop.core.calibration import BinaryCalibration, MulticlassCalibration
 from truthloop.core.metrics import REVIEWED_NAMES as REVIEWED_NAMES
 from truthloop.core.profile import Reference, reference_of
@@ -486,46 +486,52 @@ class Selected:
         self._size = len(marks)
         self._considered = considered
 
-    def deltas(self, stored: Sequence[int] | None = None) -> dict[GroupKey, dict[str, float]]:
-        """The ingest counters of the records at positions `stored` (None: all)."""
+    def deltas(
+        self,
+        stored: Sequence[int] | None = None,
+        assigned: segmented.Assigned | None = None,
+    ) -> dict[GroupKey, dict[str, float]]:
+        """The ingest counters of the records at positions `stored` (None: all), again under
+        each record's segment prefixes of `assigned`."""
         c = self._considered
         out: dict[GroupKey, dict[str, float]] = {}
         if c is None or not len(c.position):
             return out
-        keep = slice(None)
+        keep: Any = slice(None)
         if stored is not None:
             wanted = np.zeros(self._size, dtype=bool)
             wanted[np.asarray(stored, dtype=np.intp)] = True
-            keep = wanted[c.position]  # type: ignore[assignment]
-        group, part = c.group[keep], c.part[keep]
-        n_groups, n_parts = len(c.groups), len(_ALL_PARTS)
+            keep = wanted[c.position]
+        fanned = segmented.fan(assigned, c.position[keep], c.group[keep])
+        take = fanned.take
+        group, part = fanned.group, take(c.part[keep])
+        n_groups, n_parts = len(c.groups) * fanned.width, len(_ALL_PARTS)
         cell = group * n_parts + part
         size = n_groups * n_parts
         per_part = np.stack(
             [
                 np.bincount(cell, minlength=size),
-                np.bincount(cell, weights=c.f[keep], minlength=size),
-                np.bincount(cell, weights=c.sel[keep], minlength=size),
+                np.bincount(cell, weights=take(c.f[keep]), minlength=size),
+                np.bincount(cell, weights=take(c.sel[keep]), minlength=size),
             ]
         ).reshape(3, n_groups, n_parts)
         per_group = np.stack(
             [
-                np.bincount(group, weights=c.g[keep], minlength=n_groups),
-                np.bincount(group, weights=c.band[keep], minlength=n_groups),
-                np.bincount(group, weights=c.out[keep], minlength=n_groups),
+                np.bincount(group, weights=take(c.g[keep]), minlength=n_groups),
+                np.bincount(group, weights=take(c.band[keep]), minlength=n_groups),
+                np.bincount(group, weights=take(c.out[keep]), minlength=n_groups),
             ]
         )
-        for g, name in enumerate(c.groups):
-            counters: dict[str, float] = {}
+        for g in np.flatnonzero(per_part.any(axis=(0, 2)) | per_group.any(axis=0)).tolist():
+            plain, prefix = fanned.split(g)
+            counters = out.setdefault(c.groups[plain], {})
             for s, keys in enumerate(_INGEST):
                 for p, value in enumerate(per_part[s, g].tolist()):
                     if value:
-                        counters[keys[p]] = value
+                        counters[prefix + keys[p]] = value
             for k, value in zip((G_KEY, BAND_KEY, OUT_KEY), per_group[:, g].tolist(), strict=True):
                 if value:
-                    counters[k] = value
-            if counters:
-                out[name] = counters
+                    counters[prefix + k] = value
         return out
 
     def queued(self, stored: Sequence[int] | None = None) -> list[tuple[int, Mark]]:

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from truthloop.core import estimate, lossmodel, pointer
+from truthloop.core import estimate, lossmodel, pointer, segmented
 from truthloop.core.join import GroupKey
 from truthloop.core.profile import (
     PREDICTION,
@@ -405,26 +405,37 @@ class Sketched:
     reference."""
     parts: tuple[_Part, ...] = ()
 
-    def deltas(self, stored: Sequence[int] | None = None) -> dict[GroupKey, dict[str, float]]:
+    def deltas(
+        self,
+        stored: Sequence[int] | None = None,
+        assigned: segmented.Assigned | None = None,
+    ) -> dict[GroupKey, dict[str, float]]:
         """The sketch counters the records at positions `stored` (None: all) add, per minute
-        group."""
+        group; the estimation counters again under each record's segment prefixes of
+        `assigned` (feature sketches are not kept per segment)."""
         keep = None
         if stored is not None and len(stored) < self.size:
             keep = np.zeros(self.size, dtype=bool)
             keep[np.asarray(stored, dtype=np.intp)] = True
         out: dict[GroupKey, dict[str, float]] = {}
         for part in self.parts:
-            _count(part, None if keep is None else keep[part.indices], out)
+            _count(part, None if keep is None else keep[part.indices], out, assigned)
         return out
 
 
 def _count(
-    part: _Part, keep: npt.NDArray[np.bool_] | None, out: dict[GroupKey, dict[str, float]]
+    part: _Part,
+    keep: npt.NDArray[np.bool_] | None,
+    out: dict[GroupKey, dict[str, float]],
+    assigned: segmented.Assigned | None = None,
 ) -> None:
-    """Add the counters of a part's records (`keep`: only those) to `out`."""
+    """Add the counters of a part's records (`keep`: only those) to `out`, the estimation
+    ones under their segment prefixes too (`assigned`)."""
     group = part.group if keep is None else part.group[keep]
     if not len(group):
         return
+    positions = part.indices if keep is None else part.indices[keep]
+    fanned = segmented.fan(assigned, positions, group)
     n = len(part.groups)
     ref = part.layout.ref
     matrices: list[npt.NDArray[np.float64]] = []
@@ -446,14 +457,6 @@ def _count(
         ).astype(np.float64)
     )
     keys += [rows_key(ref), outliers_key(ref)]
-    if part.losses is not None:
-        losses = part.losses if keep is None else part.losses[keep]
-        matrices.append(
-            np.stack([np.bincount(group, weights=c, minlength=n) for c in losses.T], axis=1).astype(
-                np.float64
-            )
-        )
-        keys += [dle_key(ref, name) for name in lossmodel.COUNTERS]
     table = np.concatenate(matrices, axis=1)
     for g, (version, served_by, bucket) in enumerate(part.groups):
         row = table[g]
@@ -464,29 +467,54 @@ def _count(
         for index, value in zip(nonzero.tolist(), row[nonzero].tolist(), strict=True):
             name = keys[index]
             counters[name] = counters.get(name, 0.0) + value
-    for extra, (codes, weights) in zip(part.layout.extras, part.extras, strict=True):
-        _count_extra(part, extra.keys, group, codes, weights, keep, out)
+    if part.losses is not None:
+        losses = part.losses if keep is None else part.losses[keep]
+        _count_losses(part, fanned.take(losses), fanned, out)
+    for extra, (found, weights) in zip(part.layout.extras, part.extras, strict=True):
+        if keep is not None:
+            found = found[keep]
+            weights = None if weights is None else weights[keep]
+        weighted = None if weights is None else fanned.take(weights)
+        _count_extra(part, extra.keys, fanned.take(found), weighted, fanned, out)
+
+
+def _count_losses(
+    part: _Part, losses: Floats, fanned: segmented.Fan, out: dict[GroupKey, dict[str, float]]
+) -> None:
+    """Add the `@dle` counters of the fanned records (`losses`: theirs, in `fanned.rows`'s
+    order) per widened group."""
+    n = len(part.groups) * fanned.width
+    sums = np.stack(
+        [np.bincount(fanned.group, weights=c, minlength=n) for c in losses.T], axis=1
+    ).astype(np.float64)
+    keys = [dle_key(part.layout.ref, name) for name in lossmodel.COUNTERS]
+    for g in np.flatnonzero(sums.any(axis=1)).tolist():
+        plain, prefix = fanned.split(g)
+        version, served_by, bucket = part.groups[plain]
+        counters = out.setdefault((part.monitor_id, version, served_by, bucket), {})
+        for name, value in zip(keys, sums[g].tolist(), strict=True):
+            if value:
+                name = prefix + name
+                counters[name] = counters.get(name, 0.0) + value
 
 
 def _count_extra(
     part: _Part,
     keys: Sequence[str],
-    group: npt.NDArray[np.intp],
     codes: npt.NDArray[np.intp],
     weights: npt.NDArray[np.float64] | None,
-    keep: npt.NDArray[np.bool_] | None,
+    fanned: segmented.Fan,
     out: dict[GroupKey, dict[str, float]],
 ) -> None:
-    """Add an `estimate.Ingest`'s counters: sparse (a histogram of 2,000 keys holds a few per
-    minute), so only the (group, key) pairs that occur are summed."""
-    if keep is not None:
-        codes = codes[keep]
-        weights = None if weights is None else weights[keep]
+    """Add an `estimate.Ingest`'s counters of the fanned records (`codes`, `weights`: theirs):
+    sparse (a histogram of 2,000 keys holds a few per minute), so only the (group, key) pairs
+    that occur are summed."""
+    group = fanned.group
     width = len(keys)
     valid = codes >= 0
     flat = (group[:, None] * width + codes)[valid]
     picked = None if weights is None else weights[valid]
-    cells = len(part.groups) * width
+    cells = len(part.groups) * fanned.width * width
     if cells <= 4 * len(flat) + 4096:  # few cells for the records: count them all
         dense = np.bincount(flat, weights=picked, minlength=cells)
         found = np.flatnonzero(dense)
@@ -497,9 +525,10 @@ def _count_extra(
     for code, value in zip(found.tolist(), sums.tolist(), strict=True):
         if value:
             g, k = divmod(code, width)
-            version, served_by, bucket = part.groups[g]
+            plain, prefix = fanned.split(g)
+            version, served_by, bucket = part.groups[plain]
             counters = out.setdefault((part.monitor_id, version, served_by, bucket), {})
-            name = keys[k]
+            name = prefix + keys[k]
             counters[name] = counters.get(name, 0.0) + value
 
 

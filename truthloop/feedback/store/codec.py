@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from truthloop.core import queue, review
+from truthloop.core import queue, review, segmented, segments
 from truthloop.core.join import Label, Row
 from truthloop.core.plan import NewPending, Waiting
 from truthloop.core.profile import Profile, Reference, ReferenceSource
@@ -36,7 +36,7 @@ from truthloop.feedback.store.interface import (
 
 ROW_COLUMNS = (
     "id, prediction_id, served_by, model_version, ts, prediction, score, actual, vote, assumed,"
-    " reviewer, review_pi, review_f, review_part, review_reason"
+    " reviewer, review_pi, review_f, review_part, review_reason, segment_keys"
 )
 PENDING_COLUMNS = "id, prediction_id, entity_id, tag, ts, actual, vote, labeled"
 STORED_COLUMNS = (
@@ -62,6 +62,8 @@ PREDICTION_COLUMNS = (
     "review_part",
     "review_reason",
     "abstained",
+    "segments",
+    "segment_keys",
 )
 """The `predictions` columns a new record fills, in `prediction_values` order."""
 REFERENCE_COLUMNS = "id, monitor_id, version, created, source"
@@ -129,6 +131,13 @@ CREATE INDEX review_items_expires ON review_items (expires) WHERE state = 'open'
 the sidecar abstained, the reviewer of a label (`labels`: the table a label lives in; `flag` the
 backend's false-by-default boolean), and the queue, one item per queued model record (its
 prediction id), `passed` and `votes` as JSON lists."""
+
+SEGMENT_COLUMNS = """
+ALTER TABLE predictions ADD COLUMN segments text;
+ALTER TABLE predictions ADD COLUMN segment_keys text;
+"""
+"""Segments (a migration of both stores): a record's raw segment values (a JSON object) and
+its prefixes (a JSON list, `core.segments.prefixes`), NULL for a record without segments."""
 
 ITEM_COLUMNS = (
     "r.prediction_id, r.model_version, r.ts, p.prediction, p.score, p.features, p.outlier,"
@@ -314,9 +323,10 @@ def prediction_values(
     record: PredictionRecord,
     outlier: float | None = None,
     mark: review.Mark | None = None,
+    prefixes: str | None = None,
 ) -> tuple[Any, ...]:
     """A capture record as the `predictions` table's `PREDICTION_COLUMNS`, with its outlier
-    score and its review mark when it was queued."""
+    score, its review mark when it was queued and its segment prefixes (a JSON list)."""
     return (
         monitor_id,
         record.prediction_id,
@@ -331,7 +341,34 @@ def prediction_values(
         outlier,
         *((None,) * 4 if mark is None else (mark.pi, mark.f, mark.part, mark.reason)),
         record.abstained,
+        None if not record.segments else to_json(record.segments),
+        prefixes,
     )
+
+
+def batch_values(
+    records: Sequence[PredictionRecord],
+    monitors: Mapping[str, Registered],
+    outliers: Sequence[float | None],
+    selected: review.Selected | None,
+    assigned: segmented.Assigned | None,
+) -> list[tuple[Any, ...]]:
+    """A batch's `prediction_values`, with each record's outlier score, review mark and
+    segment prefixes."""
+    marks = selected.marks if selected is not None else [None] * len(records)
+    keys: list[str | None] = [None] * len(records)
+    if assigned is not None:
+        texts: dict[tuple[int, ...], str | None] = {}
+        for i, ids in enumerate(map(tuple, assigned.ids.tolist())):
+            text = texts.get(ids, "")
+            if text == "":
+                names = [assigned.names[k] for k in ids if k]
+                text = texts[ids] = to_json(names) if names else None
+            keys[i] = text
+    return [
+        prediction_values(monitors[r.monitor].id, r, outlier, mark, found)
+        for r, outlier, mark, found in zip(records, outliers, marks, keys, strict=True)
+    ]
 
 
 def selection(
@@ -535,6 +572,7 @@ def row(
     f: float | None,
     part: str | None,
     reason: review.Reason | None,
+    prefixes: str | None,
 ) -> Row:
     return Row(
         ref,
@@ -546,7 +584,20 @@ def row(
         score,
         label(actual, vote, assumed, reviewer),
         None if pi is None else review.Mark(pi, f or 0.0, part or "", reason or "random"),
+        () if prefixes is None else tuple(decode(prefixes)),
     )
+
+
+def segment_counts(rows: Iterable[Iterable[Any]]) -> dict[str, dict[str, int]]:
+    """Per segment, how many records had each raw value (`segments.text`), from rows of
+    (stored raw values as JSON text, how many records stored exactly that)."""
+    out: dict[str, dict[str, int]] = {}
+    for raw, n in rows:
+        for name, value in decode(raw).items():
+            counts = out.setdefault(name, {})
+            text = segments.text(value)
+            counts[text] = counts.get(text, 0) + n
+    return out
 
 
 def stored(

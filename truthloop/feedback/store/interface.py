@@ -12,6 +12,10 @@ rollups and the lifetime totals, so a 30-day window is a few hundred buckets (se
 `core/windows.py`); reads add the deltas not folded yet.
 Lifetime totals (what Prometheus counters read) keep only the scalar counters (`is_lifetime`):
 histogram and confusion-matrix cells, the bulk of the keys, live in buckets alone.
+
+Segment counters (`core.segments`: keys `^<segment>=<value>:<counter>`, so never lifetime ones)
+are kept in the same buckets, but apart from the others (`by_segment`): a read without
+`Only.segment` never reads them, a read of one segment reads only its own.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from truthloop.core import estimate, join, review, sketch, windows
+from truthloop.core import estimate, join, review, segments, sketch, windows
 from truthloop.core.evaluation import Group
 from truthloop.core.join import GroupKey, Label
 from truthloop.core.plan import Lifetime
@@ -45,6 +49,20 @@ def is_lifetime(key: str) -> bool:
     (`core.metrics` names those cells `pos:<bin>`, `neg:<bin>`, `cm:<pair>`.)
     """
     return ":" not in key
+
+
+def by_segment(counters: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """A group's counters by the segment they belong to (`""`: no segment's), zeros left out;
+    a segment's keep their prefix."""
+    out: dict[str, dict[str, float]] = {}
+    for key, value in counters.items():
+        if value:
+            name = key[1 : key.index("=")] if key[:1] == segments.PREFIX else ""
+            found = out.get(name)
+            if found is None:
+                found = out[name] = {}
+            found[key] = value
+    return out
 
 
 def rollup(
@@ -109,15 +127,25 @@ class Only:
     metrics read, which they would only slow down), with `True` only them (a drift read).
     `estimates` (with `sketches=False`) keeps the estimation counters all the same
     (`estimate.is_counter`: a tick's or the metrics API's read, which estimate next to the
-    realized metrics)."""
+    realized metrics). `segment` None reads no segment's counters; a segment's name reads only
+    that segment's (`core.segments`, prefix kept; `sketches` and `estimates` then filter the
+    counters behind the prefix)."""
 
     version: str | None = None
     served_by: str | None = None
     sketches: bool | None = None
     estimates: bool = False
+    segment: str | None = None
 
     def keeps(self, key: str) -> bool:
         """Whether a read with these filters keeps counter `key`."""
+        if self.segment is None:
+            if key[:1] == segments.PREFIX:
+                return False
+        elif key.startswith(f"{segments.PREFIX}{self.segment}="):
+            key = key[key.index(":") + 1 :]
+        else:
+            return False
         if self.sketches is None:
             return True
         if key[:1] == sketch.PREFIX:
@@ -366,8 +394,13 @@ class Store(abc.ABC):
         monitors: Mapping[str, Registered],
         now: float,
         designs: Mapping[int, review.Design] | None = None,
+        segment_sets: Mapping[int, segments.ValueSets] | None = None,
     ) -> IngestResult:
         """Store new records (a known key is a duplicate), count them, join waiting actuals.
+
+        A record of a monitor with `spec.segments` is stored with its raw values and its
+        prefixes (`segments.prefixes` with its monitor's `segment_sets` by id; none yet: empty
+        sets), and every counter it makes, then and when labeled, is kept under them too.
 
         A record whose attribution window has already passed unlabeled gets its monitor's
         `missingActual: assume` label at once. The model records of monitors with
@@ -497,6 +530,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def totals(self) -> dict[int, dict[Group, Counters]]:
         """Lifetime counters (`is_lifetime` ones) per monitor id and (version, served_by)."""
+
+    @abc.abstractmethod
+    async def segment_values(
+        self, monitor_id: int, since: float, limit: int
+    ) -> dict[str, dict[str, int]]:
+        """How often each raw segment value (`segments.text`: a string itself, a number or
+        boolean its JSON text) occurs among the newest `limit` records (at most) from `since`
+        on: per segment name, value -> records. What the leader chooses value sets from."""
 
     @abc.abstractmethod
     async def timeline(

@@ -26,7 +26,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from truthloop.core import estimate, join, plan, queue, registry, review, sketch
+from truthloop.core import (
+    estimate,
+    join,
+    plan,
+    queue,
+    registry,
+    review,
+    segmented,
+    segments,
+    sketch,
+)
 from truthloop.core.evaluation import Group
 from truthloop.core.join import Label, Row
 from truthloop.core.plan import ACTUALS_EXPIRED
@@ -57,6 +67,7 @@ from truthloop.feedback.store.interface import (
     StoredPrediction,
     StoredState,
     StoreError,
+    by_segment,
     opened,
     rollup,
 )
@@ -164,6 +175,24 @@ CREATE TABLE IF NOT EXISTS agg_{level} (
     # 5: human review: each record's review mark and abstained flag, a label's reviewer, the queue
     codec.REVIEW_TABLE.format(
         id="INTEGER PRIMARY KEY", flag="INTEGER NOT NULL DEFAULT 0", labels="predictions"
+    ),
+    # 6: segments: each record's raw values and prefixes, and the segment counters, kept apart
+    # (per segment, so a read of one reads only its rows; other reads never see them)
+    codec.SEGMENT_COLUMNS
+    + "".join(
+        f"""
+CREATE TABLE seg_{level} (
+    monitor_id INTEGER NOT NULL,
+    segment TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    served_by TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (monitor_id, segment, bucket, version, served_by, key)
+) WITHOUT ROWID;
+"""
+        for level in LEVEL_MINUTES
     ),
 )
 """Schema steps, applied at `open` each once, in order; `PRAGMA user_version` counts them."""
@@ -413,8 +442,11 @@ class SQLiteStore(Store):
         monitors: Mapping[str, Registered],
         now: float,
         designs: Mapping[int, review.Design] | None = None,
+        segment_sets: Mapping[int, segments.ValueSets] | None = None,
     ) -> IngestResult:
-        return await self._tx(self._insert_predictions, records, monitors, now, designs)
+        return await self._tx(
+            self._insert_predictions, records, monitors, now, designs, segment_sets
+        )
 
     def _insert_predictions(
         self,
@@ -423,14 +455,12 @@ class SQLiteStore(Store):
         monitors: Mapping[str, Registered],
         now: float,
         designs: Mapping[int, review.Design] | None,
+        segment_sets: Mapping[int, segments.ValueSets] | None,
     ) -> IngestResult:
         sketched = sketch.sketch(records, monitors)
         selected = codec.selection(records, monitors, designs, sketched.outliers)
-        marks = selected.marks if selected is not None else [None] * len(records)
-        values = [
-            codec.prediction_values(monitors[r.monitor].id, r, outlier, mark)
-            for r, outlier, mark in zip(records, sketched.outliers, marks, strict=True)
-        ]
+        assigned = segmented.assign(records, monitors, segment_sets)
+        values = codec.batch_values(records, monitors, sketched.outliers, selected, assigned)
         insert = _INSERT_PREDICTION
         conn.execute("SAVEPOINT batch")
         stored: Sequence[int]
@@ -445,7 +475,9 @@ class SQLiteStore(Store):
             monitors[key].id: _waiting(conn, monitors[key], batch)
             for key, batch in plan.by_monitor(inserted).items()
         }
-        result = plan.plan_arrivals(inserted, monitors, waiting, now, sketched, stored, selected)
+        result = plan.plan_arrivals(
+            inserted, monitors, waiting, now, sketched, stored, selected, assigned
+        )
         refs = _refs(conn, inserted, monitors) if result.labels else {}
         self._write_plan(conn, result, now, refs)
         queued = codec.queued_values(records, monitors, selected, stored, now)
@@ -645,10 +677,10 @@ class SQLiteStore(Store):
     def _window(self, monitor_id: int, span: BucketRange, only: Only) -> Groups:
         self._fold()
         parts, params = [], []
-        extra, extra_params = _filters(only)
+        kind, extra, extra_params = _filters(only)
         for piece in decompose(span):
             parts.append(
-                f"SELECT version, served_by, key, value FROM agg_{piece.level}"
+                f"SELECT version, served_by, key, value FROM {kind}_{piece.level}"
                 f" WHERE monitor_id = ? AND bucket >= ? AND bucket < ?{extra}"
             )
             params += [monitor_id, piece.start, piece.end, *extra_params]
@@ -670,11 +702,11 @@ class SQLiteStore(Store):
     def _series(self, monitor_id: int, steps: Steps, only: Only) -> dict[int, Groups]:
         self._fold()
         unit = LEVEL_MINUTES[steps.level]
-        extra, extra_params = _filters(only)
+        kind, extra, extra_params = _filters(only)
         result: dict[int, Groups] = {}
         for point, v, s, key, value in self._db.execute(
             f"SELECT (bucket * ?1 - ?2) / ?3, version, served_by, key, sum(value)"
-            f" FROM agg_{steps.level} WHERE monitor_id = ?4 AND bucket >= ?5 AND bucket < ?6"
+            f" FROM {kind}_{steps.level} WHERE monitor_id = ?4 AND bucket >= ?5 AND bucket < ?6"
             f"{extra} GROUP BY 1, version, served_by, key",
             [
                 unit,
@@ -700,6 +732,23 @@ class SQLiteStore(Store):
         ):
             result.setdefault(mid, {}).setdefault((v, s), {})[key] = value
         return result
+
+    async def segment_values(
+        self, monitor_id: int, since: float, limit: int
+    ) -> dict[str, dict[str, int]]:
+        return await self._call(self._segment_values, monitor_id, since, limit)
+
+    def _segment_values(
+        self, monitor_id: int, since: float, limit: int
+    ) -> dict[str, dict[str, int]]:
+        return codec.segment_counts(
+            self._db.execute(
+                "SELECT segments, count(*) FROM (SELECT segments FROM predictions"
+                " WHERE monitor_id = ? AND ts >= ? ORDER BY ts DESC LIMIT ?)"
+                " WHERE segments IS NOT NULL GROUP BY segments",
+                (monitor_id, since, limit),
+            )
+        )
 
     async def timeline(
         self, monitor_id: int, entity_id: str, limit: int, outlier: bool | None = None
@@ -974,7 +1023,10 @@ def _write_labels(
 
 
 def _agg_tables() -> tuple[str, ...]:
-    return ("agg_delta", *(f"agg_{level}" for level in LEVEL_MINUTES))
+    return (
+        "agg_delta",
+        *(f"{kind}_{level}" for kind in ("agg", "seg") for level in LEVEL_MINUTES),
+    )
 
 
 def _delta_rows(
@@ -1001,7 +1053,12 @@ def _fold_into(
     levels, lifetime = rollup(deltas)
     for level, groups in levels.items():
         for (mid, version, served_by, bucket), counters in groups.items():
-            _upsert(conn, f"agg_{level}", (mid, bucket, version, served_by), counters)
+            for segment, part in by_segment(counters).items():
+                if segment:
+                    group: tuple[Any, ...] = (mid, segment, bucket, version, served_by)
+                    _upsert(conn, f"seg_{level}", group, part)
+                else:
+                    _upsert(conn, f"agg_{level}", (mid, bucket, version, served_by), part)
     for group, counters in lifetime.items():
         _upsert(conn, "totals", group, counters)
 
@@ -1025,6 +1082,10 @@ def _upsert(
 
 _GROUP_COLUMNS = {
     **{f"agg_{level}": ("monitor_id", "bucket", "version", "served_by") for level in LEVEL_MINUTES},
+    **{
+        f"seg_{level}": ("monitor_id", "segment", "bucket", "version", "served_by")
+        for level in LEVEL_MINUTES
+    },
     "totals": ("monitor_id", "version", "served_by"),
 }
 
@@ -1039,8 +1100,16 @@ def _write_totals(
     )
 
 
-def _filters(only: Only) -> tuple[str, list[Any]]:
+def _filters(only: Only) -> tuple[str, str, list[Any]]:
+    """The aggregate tables a read takes (`agg` or, for a segment's, `seg`), and the SQL
+    conditions and their values of its filters."""
     sql, params = "", []
+    key = "key"
+    if only.segment is not None:
+        # The segment's rows (an index range); the filters below read the key behind its prefix.
+        sql += " AND segment = ?"
+        params.append(only.segment)
+        key = "substr(key, instr(key, ':') + 1)"
     if only.version is not None:
         sql += " AND version = ?"
         params.append(only.version)
@@ -1048,12 +1117,12 @@ def _filters(only: Only) -> tuple[str, list[Any]]:
         sql += " AND served_by = ?"
         params.append(only.served_by)
     if only.sketches is not None:
-        kept = f"substr(key, 1, 1) {'=' if only.sketches else '<>'} '{sketch.PREFIX}'"
+        kept = f"substr({key}, 1, 1) {'=' if only.sketches else '<>'} '{sketch.PREFIX}'"
         if only.estimates and not only.sketches:
-            found = " OR ".join(f"instr(key, '{m}') > 0" for m in estimate.MARKERS)
+            found = " OR ".join(f"instr({key}, '{m}') > 0" for m in estimate.MARKERS)
             kept = f"({kept} OR {found})"
         sql += f" AND {kept}"
-    return sql, params
+    return ("agg" if only.segment is None else "seg"), sql, params
 
 
 def open_path(url: str) -> SQLiteStore:

@@ -7,6 +7,10 @@ object, not a row per counter. The leader's `compact` takes delta rows out, sums
 writes the minute, hour and day rows they belong to back whole and adds to the totals, holding
 the *fold* lock: folds take turns. Every read takes the aggregate rows and the unfolded deltas in
 one statement (one snapshot) and sums them in Python: no delta is seen twice or missed.
+
+Segment counters (`interface.by_segment`) go apart: a delta row per group and segment
+(`agg_delta.segment`, `''` for the others), and per segment aggregate rows in `seg_<level>`, so
+an ordinary read never reads them and a segment's read reads only its own rows.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from truthloop.core.plan import Lifetime
 from truthloop.core.windows import LEVEL_MINUTES, BucketRange, Steps, decompose
 from truthloop.feedback.store import codec
 from truthloop.feedback.store.codec import to_json
-from truthloop.feedback.store.interface import Counters, Only, rollup
+from truthloop.feedback.store.interface import Counters, Only, by_segment, rollup
 from truthloop.feedback.store.postgres import connection, locks, sql
 
 FOLD_CHUNK = 1_000
@@ -31,11 +35,12 @@ FOLD_BUDGET = 1.0
 """Seconds after which `compact` stops starting new folds (the tick it runs in waits for it)."""
 
 ADD_DELTAS = """
-INSERT INTO agg_delta (monitor_id, bucket, version, served_by, counters)
-SELECT (r->>0)::int, (r->>1)::bigint, r->>2, r->>3, r->4 FROM jsonb_array_elements($1::jsonb) AS r
+INSERT INTO agg_delta (monitor_id, bucket, version, served_by, counters, segment)
+SELECT (r->>0)::int, (r->>1)::bigint, r->>2, r->>3, r->4, r->>5
+FROM jsonb_array_elements($1::jsonb) AS r
 """
-"""Counter deltas, one row per group: of a minute bucket, or (bucket NULL) of the lifetime totals
-only. Append-only."""
+"""Counter deltas, one row per group and segment: of a minute bucket, or (bucket NULL) of the
+lifetime totals only. Append-only."""
 
 
 def _counters(source: str) -> str:
@@ -58,21 +63,37 @@ RETURNING monitor_id, bucket, version, served_by, counters
 
 
 def _read_aggregates(level: str) -> str:
-    """The `level` aggregate rows of the groups and buckets in parameter 1."""
+    """The `level` aggregate rows of the groups and buckets in parameter 1, and the segment
+    rows of the groups, buckets and segments in parameter 2."""
+    groups = sql.rows(1, "int", "text", "text", "bigint")
+    segmented = sql.rows(2, "int", "text", "text", "bigint", "text")
     return f"""
-SELECT monitor_id, version, served_by, bucket, counters FROM agg_{level}
-JOIN ({sql.rows(1, "int", "text", "text", "bigint")}) AS k(monitor_id, version, served_by, bucket)
+SELECT monitor_id, version, served_by, bucket, '' AS segment, counters FROM agg_{level}
+JOIN ({groups}) AS k(monitor_id, version, served_by, bucket)
 USING (monitor_id, bucket, version, served_by)
+UNION ALL
+SELECT monitor_id, version, served_by, bucket, segment, counters FROM seg_{level}
+JOIN ({segmented}) AS k(monitor_id, version, served_by, bucket, segment)
+USING (monitor_id, segment, bucket, version, served_by)
 """
 
 
 def _write_aggregates(level: str) -> str:
     """Put the `level` aggregate rows in parameter 1 (a JSON array of [monitor_id, version,
-    served_by, bucket, counters]), replacing the ones that exist."""
+    served_by, bucket, counters]) and the segment rows in parameter 2 (the same, then the
+    segment), replacing the ones that exist."""
     return f"""
-INSERT INTO agg_{level} (monitor_id, version, served_by, bucket, counters)
-SELECT (r->>0)::int, r->>1, r->>2, (r->>3)::bigint, r->4 FROM jsonb_array_elements($1::jsonb) AS r
-ON CONFLICT (monitor_id, bucket, version, served_by) DO UPDATE SET counters = excluded.counters
+WITH plain AS (
+    INSERT INTO agg_{level} (monitor_id, version, served_by, bucket, counters)
+    SELECT (r->>0)::int, r->>1, r->>2, (r->>3)::bigint, r->4
+    FROM jsonb_array_elements($1::jsonb) AS r
+    ON CONFLICT (monitor_id, bucket, version, served_by) DO UPDATE SET counters = excluded.counters
+)
+INSERT INTO seg_{level} (monitor_id, version, served_by, bucket, counters, segment)
+SELECT (r->>0)::int, r->>1, r->>2, (r->>3)::bigint, r->4, r->>5
+FROM jsonb_array_elements($2::jsonb) AS r
+ON CONFLICT (monitor_id, segment, bucket, version, served_by)
+DO UPDATE SET counters = excluded.counters
 """
 
 
@@ -111,9 +132,8 @@ async def add(
     groups += [(mid, None, v, s, counters) for (mid, v, s), counters in totals.items()]
     values = []
     for *group, counters in groups:
-        nonzero = {key: value for key, value in counters.items() if value}
-        if nonzero:
-            values.append((*group, nonzero))
+        for segment, part in by_segment(counters).items():
+            values.append((*group, part, segment))
     if values:
         await conn.execute(ADD_DELTAS, to_json(values))
 
@@ -159,17 +179,29 @@ async def fold(conn: connection.Conn, lock: int, limit: int) -> int:
 async def _add_to_aggregate(
     conn: connection.Conn, level: str, groups: Mapping[join.GroupKey, Mapping[str, float]]
 ) -> None:
-    """Add summed counters to the `level` aggregate's rows of their groups and buckets."""
-    keys = sorted(groups)
-    found = await conn.fetch(_read_aggregates(level), to_json(keys))
-    stored = {(mid, v, s, bucket): codec.decode(c) for mid, v, s, bucket, c in found}
-    rows = []
+    """Add summed counters to the `level` aggregate's rows of their groups and buckets (the
+    segment counters to their segments' rows)."""
+    parts: dict[tuple[int, str, str, int, str], dict[str, float]] = {}
+    for (mid, v, s, bucket), counters in groups.items():
+        for segment, part in by_segment(counters).items():
+            parts[mid, v, s, bucket, segment] = part
+    keys = sorted(parts)
+    found = await conn.fetch(
+        _read_aggregates(level),
+        to_json([key[:4] for key in keys if not key[4]]),
+        to_json([key for key in keys if key[4]]),
+    )
+    stored = {(mid, v, s, b, seg): codec.decode(c) for mid, v, s, b, seg, c in found}
+    plain, segmented = [], []
     for key in keys:
         total = stored.get(key, {})
-        for counter, value in groups[key].items():
+        for counter, value in parts[key].items():
             total[counter] = total.get(counter, 0.0) + value
-        rows.append((*key, total))
-    await conn.execute(_write_aggregates(level), to_json(rows))
+        if key[4]:
+            segmented.append((*key[:4], total, key[4]))
+        else:
+            plain.append((*key[:4], total))
+    await conn.execute(_write_aggregates(level), to_json(plain), to_json(segmented))
 
 
 # -- reads -------------------------------------------------------------------------------------
@@ -180,16 +212,17 @@ async def window(
 ) -> dict[Group, Counters]:
     """`Store.window`: the aggregate rows of `span` and its unfolded deltas, summed."""
     params: list[Any] = [monitor_id]
-    extra = _filters(params, only)
+    kind, extra, delta = _filters(params, only)
     parts = []
     for table, start, end in (
-        *((f"agg_{p.level}", p.start, p.end) for p in decompose(span)),
+        *((f"{kind}_{p.level}", p.start, p.end) for p in decompose(span)),
         ("agg_delta", span.start, span.end),
     ):
         params += [start, end]
         parts.append(
             f"SELECT version, served_by, counters FROM {table} WHERE monitor_id = $1"
-            f" AND bucket >= ${len(params) - 1} AND bucket < ${len(params)}{extra}"
+            f" AND bucket >= ${len(params) - 1} AND bucket < ${len(params)}"
+            f"{delta if table == 'agg_delta' else extra}"
         )
     if len(parts) == 1:
         return {}
@@ -208,13 +241,13 @@ async def series(
     unit = LEVEL_MINUTES[steps.level]
     end = steps.start + steps.width * steps.count
     params: list[Any] = [unit, steps.start, steps.width, monitor_id, -(-end // unit), end]
-    extra = _filters(params, only)
+    kind, extra, delta = _filters(params, only)
     found = await db.fetch(
         "SELECT (bucket * $1::bigint - $2::bigint) / $3::bigint, version, served_by, counters"
-        f" FROM agg_{steps.level} WHERE monitor_id = $4"
+        f" FROM {kind}_{steps.level} WHERE monitor_id = $4"
         f" AND bucket >= $2::bigint / $1::bigint AND bucket < $5{extra}"
         " UNION ALL SELECT (bucket - $2::bigint) / $3::bigint, version, served_by, counters"
-        f" FROM agg_delta WHERE monitor_id = $4 AND bucket >= $2 AND bucket < $6{extra}",
+        f" FROM agg_delta WHERE monitor_id = $4 AND bucket >= $2 AND bucket < $6{delta}",
         *params,
     )
     result: dict[int, dict[Group, Counters]] = {}
@@ -253,8 +286,10 @@ def _sum_into(into: Counters, counters: str, only: Only | None = None) -> None:
             into[key] = into.get(key, 0.0) + value
 
 
-def _filters(params: list[Any], only: Only) -> str:
-    """SQL conditions for the optional filters; their values are appended to `params`."""
+def _filters(params: list[Any], only: Only) -> tuple[str, str, str]:
+    """The aggregate tables a read takes (`agg`, or `seg` for a segment's), the SQL conditions
+    for the optional filters on them and on `agg_delta`; their values are appended to
+    `params`."""
     conditions = ""
     if only.version is not None:
         params.append(only.version)
@@ -262,4 +297,8 @@ def _filters(params: list[Any], only: Only) -> str:
     if only.served_by is not None:
         params.append(only.served_by)
         conditions += f" AND served_by = ${len(params)}"
-    return conditions
+    params.append(only.segment or "")
+    segment = f" AND segment = ${len(params)}"
+    if only.segment is None:
+        return "agg", conditions, conditions + segment
+    return "seg", conditions + segment, conditions + segment

@@ -33,6 +33,8 @@ _BATCH = sql.rows(
     "text",
     "text",
     "bool",
+    "text",
+    "text",
 )
 """A batch of predictions: its index, then the table's `PREDICTION_COLUMNS` (prediction and
 features as JSON text)."""

@@ -175,6 +175,25 @@ ALTER TABLE agg_{level}_groups RENAME TO agg_{level};
         flag="boolean NOT NULL DEFAULT false",
         labels="labels",
     ),
+    # 8: segments: each record's raw values and prefixes, and the segment counters, kept apart
+    # (a delta row per group and segment; aggregate rows per segment in tables of their own,
+    # so a read of one segment reads only its rows and other reads never see them)
+    codec.SEGMENT_COLUMNS
+    + "ALTER TABLE agg_delta ADD COLUMN segment text NOT NULL DEFAULT '';"
+    + "".join(
+        f"""
+CREATE TABLE seg_{level} (
+    monitor_id integer NOT NULL,
+    segment text NOT NULL,
+    bucket bigint NOT NULL,
+    version text NOT NULL,
+    served_by text NOT NULL,
+    counters jsonb NOT NULL,
+    PRIMARY KEY (monitor_id, segment, bucket, version, served_by)
+) WITH (fillfactor = 70);
+"""
+        for level in LEVELS
+    ),
 )
 """The schema, one script per version (version = position + 1); never edit a released one."""
 

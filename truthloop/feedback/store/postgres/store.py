@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from truthloop.core import join, plan, registry, review, sketch
+from truthloop.core import join, plan, registry, review, segmented, segments, sketch
 from truthloop.core.evaluation import Group
 from truthloop.core.plan import ACTUALS_EXPIRED
 from truthloop.core.profile import Profile, Reference, ReferenceSource
@@ -293,7 +293,8 @@ class PostgresStore(interface.Store):
                 "reference_profiles",
                 "review_items",
             )
-            for table in (*tables, *(f"agg_{level}" for level in schema.LEVELS)):
+            aggregated = (f"{kind}_{level}" for kind in ("agg", "seg") for level in schema.LEVELS)
+            for table in (*tables, *aggregated):
                 removed += sql.count(
                     await conn.execute(f"DELETE FROM {table} WHERE monitor_id = $1", monitor_id)
                 )
@@ -333,20 +334,19 @@ class PostgresStore(interface.Store):
         monitors: Mapping[str, interface.Registered],
         now: float,
         designs: Mapping[int, review.Design] | None = None,
+        segment_sets: Mapping[int, segments.ValueSets] | None = None,
     ) -> interface.IngestResult:
         if not records:
             return interface.IngestResult(0, 0, 0)
         # Before the transaction: no connection waits on them.
         sketched = sketch.sketch(records, monitors)
         selected = codec.selection(records, monitors, designs, sketched.outliers)
+        assigned = segmented.assign(records, monitors, segment_sets)
+        work = (records, monitors, now, sketched, selected, assigned)
         try:
-            return await self._db.transaction(
-                self._insert_predictions, records, monitors, now, sketched, selected, True
-            )
+            return await self._db.transaction(self._insert_predictions, *work, True)
         except asyncpg.UniqueViolationError:  # a key already stored: a retried batch
-            return await self._db.transaction(
-                self._insert_predictions, records, monitors, now, sketched, selected, False
-            )
+            return await self._db.transaction(self._insert_predictions, *work, False)
 
     async def _insert_predictions(
         self,
@@ -356,6 +356,7 @@ class PostgresStore(interface.Store):
         now: float,
         sketched: sketch.Sketched,
         selected: review.Selected | None,
+        assigned: segmented.Assigned | None,
         copy: bool,
     ) -> interface.IngestResult:
         """Insert a batch and join the pending actuals it satisfies: by COPY with `copy`, which
@@ -363,16 +364,14 @@ class PostgresStore(interface.Store):
         mids = [monitors[r.monitor].id for r in records]
         await locks.hold_monitors(conn, self.keys.intake, sorted(set(mids)), shared=True)
         await _live(conn, set(mids))
-        marks = selected.marks if selected is not None else [None] * len(records)
-        rows = [
-            codec.prediction_values(mid, r, outlier, mark)
-            for r, mid, outlier, mark in zip(records, mids, sketched.outliers, marks, strict=True)
-        ]
+        rows = codec.batch_values(records, monitors, sketched.outliers, selected, assigned)
         stored, refs = await predictions.insert(conn, rows, copy)
         await reviews.enqueue(conn, codec.queued_values(records, monitors, selected, stored, now))
         batch = [records[i] for i in stored]
         waiting = await pending.waiting(conn, batch, monitors)
-        result = plan.plan_arrivals(batch, monitors, waiting, now, sketched, stored, selected)
+        result = plan.plan_arrivals(
+            batch, monitors, waiting, now, sketched, stored, selected, assigned
+        )
         if result.labels and refs is None:
             refs = await predictions.refs(conn, records, mids)
         ids = {j: refs[stored[j]] for j in result.labels} if refs is not None else {}
@@ -501,6 +500,19 @@ class PostgresStore(interface.Store):
 
     async def totals(self) -> dict[int, dict[Group, interface.Counters]]:
         return await aggregates.totals(self._db)
+
+    async def segment_values(
+        self, monitor_id: int, since: float, limit: int
+    ) -> dict[str, dict[str, int]]:
+        found = await self._db.fetch(
+            "SELECT segments, count(*) FROM (SELECT segments FROM predictions"
+            " WHERE monitor_id = $1 AND ts >= $2 ORDER BY ts DESC LIMIT $3) AS newest"
+            " WHERE segments IS NOT NULL GROUP BY segments",
+            monitor_id,
+            since,
+            limit,
+        )
+        return codec.segment_counts(found)
 
     async def timeline(
         self, monitor_id: int, entity_id: str, limit: int, outlier: bool | None = None
