@@ -94,6 +94,7 @@ Reason = Literal[
     "unknown_monitor",
     "unknown_prediction",
     "unknown_segment",
+    "unknown_value",
     "unsupported",
     "unusable_label",
     "wrong_namespace",

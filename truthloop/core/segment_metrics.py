@@ -21,9 +21,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from truthloop.core import alerts, evaluation, metrics
+from truthloop.core import alerts, evaluation, metrics, segments
 from truthloop.core.evaluation import ALL_VERSIONS, Estimator, Evaluated
-from truthloop.core.spec import AlertSpec, CostSpec, MonitorSpec
+from truthloop.core.spec import AlertSpec, CostSpec, MonitorSpec, SegmentSpec
 from truthloop.core.tasks import Task
 
 
@@ -138,3 +138,14 @@ def watched(spec: MonitorSpec) -> tuple[str, ...]:
     """The segments a tick reads: those an alert watches and those exported to Prometheus."""
     alerted = {alert.segment for alert in spec.alerts if alert.segment is not None}
     return tuple(s.name for s in spec.segments if s.name in alerted or s.export)
+
+
+def names(segment: SegmentSpec, kept: tuple[str, ...]) -> frozenset[str]:
+    """Every value a record may be assigned now: its buckets' names or its `kept` values, and
+    `other` and `missing`."""
+    if segment.buckets:
+        edges = segment.buckets
+        found = {segments.bucket(edges, -math.inf), *(segments.bucket(edges, e) for e in edges)}
+    else:
+        found = set(kept)
+    return frozenset(found | segments.RESERVED)

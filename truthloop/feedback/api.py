@@ -26,6 +26,7 @@ from truthloop.core import (
     labelstudio,
     records,
     scopes,
+    segments,
     table,
     windows,
     wire,
@@ -48,6 +49,7 @@ from truthloop.feedback.engine import (
     DriftWindow,
     Engine,
     ReviewPlan,
+    SegmentMetrics,
     VersionsWindow,
     WindowMetrics,
 )
@@ -293,17 +295,70 @@ async def put_token(request: web.Request) -> web.Response:
 async def get_metrics(request: web.Request) -> web.Response:
     key = _key(request)
     engine = request.app[ENGINE]
-    await engine.lookup(key)
+    registered = await engine.lookup(key)
     window = _window(request, "1h")
     version = _version(request)
     served_by = bodies.query(
         request, "served_by", bodies.choice(*wire.SERVED_BY), None, "model or fallback"
     )
     step = _step(request)
+    declared = [s.name for s in registered.monitor.spec.segments]
+    segment = bodies.query(
+        request,
+        "segment",
+        bodies.choice(*declared),
+        None,
+        "one of the monitor's spec.segments: " + (", ".join(declared) or "it has none"),
+    )
+    value = bodies.query(request, "value", _segment_value, None, "a segment value")
+    if value is not None and segment is None:
+        raise BadRequest(
+            "bad query parameter value",
+            [detail("value", "needs a segment (?segment=...&value=...)", "invalid")],
+        )
     found = await engine.window_metrics(
         key, window, version=version, served_by=served_by, step=step
     )
-    return json(metrics_view(key, found, served_by))
+    answer = metrics_view(key, found, served_by)
+    if segment is not None:
+        sliced = await engine.segment_metrics(
+            key, segment, window, version=version, served_by=served_by
+        )
+        answer["segment"] = segment_view(sliced, value, found)
+    return json(answer)
+
+
+def _segment_value(text: str) -> str:
+    """A segment's value as the metrics name it (at most `segments.MAX_TEXT` characters)."""
+    if len(text) > segments.MAX_TEXT:
+        raise ValueError(text)
+    return text
+
+
+def segment_view(found: SegmentMetrics, value: str | None, window: WindowMetrics) -> dict[str, Any]:
+    """Each value of the segment worst first (`value`: that one only, empty when the window has
+    no record of it; NotFound for a value the segment cannot have)."""
+    ranked = [(r.value, r.evaluated) for r in found.ranked]
+    if value is not None:
+        if value not in found.known:
+            raise NotFound(
+                f"segment {found.name} has no value {value!r}",
+                [
+                    detail(
+                        "value",
+                        f"{value!r} is none of segment {found.name}'s values"
+                        " (its kept values or buckets, other, missing)",
+                        "unknown_value",
+                    )
+                ],
+            )
+        empty = evaluation.evaluate(window.task, {}, window.cost)
+        ranked = [next(((v, e) for v, e in ranked if v == value), (value, empty))]
+    return {
+        "name": found.name,
+        "by": found.by.key,
+        "values": [{"value": v, **e.to_dict()} for v, e in ranked],
+    }
 
 
 def _step(request: web.Request) -> int | None:

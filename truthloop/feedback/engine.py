@@ -27,6 +27,13 @@ the last hour's traffic at most once a minute and keeps it in the monitor's stat
 replica queues the same records at ingest; it closes expired queue items on its ticks, and every
 replica reads the queue's depth each tick for the state and the exporter.
 
+Segments (`spec.segments`): the leader chooses each monitor's value sets (`segments.choose`)
+from the raw values of the last hour's records every `SEGMENTS_EVERY` seconds (at once for a
+changed `spec.segments`, and on each tick while a segment has no value yet and records came) and
+keeps them in the monitor's state, so every replica assigns a record the same kept value at
+ingest. Each tick reads the segments that alerts watch or Prometheus exports, one read each,
+evaluates every value (`core.segment_metrics`) and feeds the segment alerts the worst value.
+
 A monitor's state `version` increases whenever what `state()` reports changes: phase, fallback,
 any alert's status, the spec generation, the external (Alertmanager) alerts, the manual mode or
 the review status — not when an alert's latest value moves, which would wake every follower on
@@ -60,6 +67,8 @@ from truthloop.core import (
     records,
     review,
     scopes,
+    segment_metrics,
+    segments,
     sketch,
     table,
     versions,
@@ -151,6 +160,17 @@ class Snapshot:
     """The review queue as the tick left it (`spec.review`)."""
     versions: tuple[wire.VersionSeen, ...] = ()
     """The model versions seen (`core.versions`)."""
+    segments: Mapping[str, SegmentWindow] = field(default_factory=dict)
+    """The window of each segment an alert watches or Prometheus exports, by name."""
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentWindow:
+    """One segment's window: the model's records' counters (the segment's keys, every version)
+    and each kept value evaluated."""
+
+    counters: Counters
+    values: Mapping[str, Evaluated]
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +213,19 @@ class VersionsWindow:
     """Each version's minutes from its first record in the window to its last (when asked)."""
 
 
+@dataclass(frozen=True, slots=True)
+class SegmentMetrics:
+    """A segment's values over a window, for the metrics API."""
+
+    name: str
+    by: segment_metrics.Ranking
+    ranked: tuple[segment_metrics.Ranked, ...]
+    """Every value the window holds, worst first."""
+    known: frozenset[str]
+    """The values the segment may have now (its kept values or buckets, `other`, `missing`)
+    and those the window holds."""
+
+
 @dataclass(slots=True)
 class _Runtime:
     """A monitor's live state; `changed` is set (and replaced) on every version bump."""
@@ -214,6 +247,8 @@ class _Runtime:
     """The leader's review design and the queue's status (all replicas select with it)."""
     queue: QueueStats | None = None
     """The review queue as this replica last read it (not persisted: it moves all the time)."""
+    segments: SegmentSets | None = None
+    """The leader's value sets of the monitor's segments (all replicas assign with them)."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     fitted_for: tuple[Registered, str] | None = None
     seen: tuple[wire.VersionSeen, ...] = ()
@@ -239,6 +274,7 @@ class _Runtime:
         state[DRIFT_KEY] = msgspec.to_builtins(self.drift)
         state[REVIEW_KEY] = msgspec.to_builtins(self.review)
         state[VERSIONS_KEY] = msgspec.to_builtins(self.seen)
+        state[SEGMENTS_KEY] = msgspec.to_builtins(self.segments)
         return (
             state,
             self.registered.monitor.generation,
@@ -255,6 +291,9 @@ class _Runtime:
         state, *rest, refused, _history = self.persisted()
         del state["clear_since"]
         state[REVIEW_KEY] = self.review and self.review.status  # not the design's numbers
+        del state[SEGMENTS_KEY]  # the value sets concern the ingest, not the sidecars
+        for alert in state["alerts"]:  # which values breach, not in which order this tick
+            alert["values"] = sorted(alert.get("values", ()))
         return (state, *rest, refused and (refused.reason, refused.since))
 
     def stored(self) -> StoredState:
@@ -270,6 +309,8 @@ class _Runtime:
             state[REVIEW_KEY] = msgspec.to_builtins(self.review)
         if self.seen:
             state[VERSIONS_KEY] = msgspec.to_builtins(self.seen)
+        if self.segments is not None:
+            state[SEGMENTS_KEY] = msgspec.to_builtins(self.segments)
         return StoredState(self.version, state, tuple(sorted(self.external)), self.override)
 
 
@@ -354,15 +395,54 @@ def design_basis(spec: MonitorSpec) -> str:
     return hashlib.sha256(encoded).hexdigest()[:16]
 
 
-def _review_kept(stored: object) -> ReviewKept | None:
-    """The stored review design; one stored before it was kept (or unreadable) is none: the
-    leader fits one at its next step."""
+K = TypeVar("K", bound=msgspec.Struct)
+
+
+def _kept(stored: object, kind: type[K]) -> K | None:
+    """What the leader keeps in the state (its review design, its value sets) as stored; one
+    stored before it was kept (or unreadable) is none: the leader makes one at its next step."""
     if stored is None:
         return None
     try:
-        return msgspec.convert(stored, ReviewKept)
+        return msgspec.convert(stored, kind)
     except msgspec.ValidationError:
         return None
+
+
+class SegmentSets(msgspec.Struct, frozen=True, kw_only=True):
+    """The value sets the leader chose for a monitor's segments (`segments.choose`), kept in its
+    state: every replica assigns records with them (`Store.insert_predictions`)."""
+
+    sets: dict[str, tuple[str, ...]]
+    """The kept values of each segment without buckets, by name."""
+    basis: str
+    """The `spec.segments` they were chosen for (`segments_basis`): a changed one chooses again."""
+    chosen: float
+    records: int = 0
+    """The model's predictions in the window when chosen: a segment without a value yet is
+    chosen again on the first tick that sees more (not on every tick of a quiet monitor)."""
+
+
+SEGMENTS_KEY = "segments"
+SEGMENTS_EVERY = 600.0
+"""Seconds between choices of a monitor's value sets..."""
+SEGMENTS_TRAFFIC = 3600.0
+"""... from the raw values of the last hour's records..."""
+SEGMENTS_SCAN = 100_000
+"""... the newest of them at most."""
+
+
+def segments_basis(spec: MonitorSpec) -> str:
+    """A digest of what value sets are chosen for: `spec.segments`."""
+    return hashlib.sha256(msgspec.json.encode(spec.segments)).hexdigest()[:16]
+
+
+def value_sets(spec: MonitorSpec, kept: SegmentSets | None) -> segments.ValueSets:
+    """The sets a record is assigned with: the leader's, each held to its segment's current
+    `maxValues` (a spec just changed keeps the older choice until the leader's next tick)."""
+    if kept is None:
+        return {}
+    return {s.name: kept.sets.get(s.name, ())[: s.max_values] for s in spec.segments}
 
 
 def review_status(design: review.Design, queue: QueueStats | None) -> tuple[str, str | None]:
@@ -395,8 +475,9 @@ def _restore(registered: Registered, stored: StoredState | None) -> _Runtime:
         None if refused is None else msgspec.convert(refused, CaptureRefused),
         history=None if history is None else msgspec.convert(history, HistoryBuilt),
         drift=_drift_summary(stored.state.get(DRIFT_KEY)),
-        review=_review_kept(stored.state.get(REVIEW_KEY)),
+        review=_kept(stored.state.get(REVIEW_KEY), ReviewKept),
         seen=_versions_seen(stored.state.get(VERSIONS_KEY)),
+        segments=_kept(stored.state.get(SEGMENTS_KEY), SegmentSets),
     )
 
 
@@ -503,6 +584,7 @@ class Engine:
         runtime.drift = theirs.drift
         runtime.review = theirs.review
         runtime.seen = theirs.seen
+        runtime.segments = theirs.segments
         key = runtime.registered.monitor.key
         snapshot = self.snapshots.get(key)
         if snapshot is not None:
@@ -636,8 +718,10 @@ class Engine:
         now = self.settings.clock()
 
         async def store(parsed: records.Parsed[PredictionRecord], live: Live) -> IngestResult:
-            designs = self._designs()
-            result = await self.store.insert_predictions(parsed.items, live, now, designs)
+            designs, sets = self._designs(), self._value_sets()
+            result = await self.store.insert_predictions(
+                parsed.items, live, now, designs, segment_sets=sets
+            )
             return replace(result, duplicates=result.duplicates + parsed.repeats)
 
         return await self._write(
@@ -946,17 +1030,12 @@ class Engine:
         if not fresh and previous is not None and previous.monitor == monitor:
             counters, evaluated = previous.counters, dict(previous.window)
             report, drift_at, basis = previous.drift, previous.drift_at, previous.drift_basis
-            versions = previous.drift_versions
+            versions, segmented = previous.drift_versions, previous.segments
         else:
             span = windows.window(now, spec.metrics.window)
             counters = await self.store.window(registered.id, span, ESTIMATING)
-            if (
-                previous is not None
-                and previous.monitor.spec.task == spec.task
-                and previous.monitor.spec.metrics.cost == spec.metrics.cost
-                and previous.references == _reference_ids(registered)
-                and previous.counters == counters
-            ):
+            same = _evaluates_alike(previous, registered)
+            if same and previous is not None and previous.counters == counters:
                 # Most monitors, most ticks: no new labels and no bucket left the window. The
                 # evaluation (AUC, t quantiles) costs far more than comparing the counters.
                 evaluated = dict(previous.window)
@@ -967,8 +1046,10 @@ class Engine:
             report, versions, drift_at, basis = await self._window_drift(
                 registered, previous, counters, span, now
             )
+            kept = previous.segments if same and previous is not None else {}
+            segmented = await self._segment_windows(registered, span, kept)
         if step:
-            await self._step(runtime, evaluated, report, now)
+            await self._step(runtime, evaluated, report, now, segmented)
         self.snapshots[monitor.key] = Snapshot(
             monitor,
             runtime.state,
@@ -982,7 +1063,34 @@ class Engine:
             _reference_ids(registered),
             _review_summary(runtime),
             runtime.seen,
+            segmented,
         )
+
+    async def _segment_windows(
+        self,
+        registered: Registered,
+        span: windows.BucketRange,
+        previous: Mapping[str, SegmentWindow],
+    ) -> dict[str, SegmentWindow]:
+        """The window of each segment alerts watch or Prometheus exports: one read each (the
+        model's records), evaluated again only when its counters moved since `previous`."""
+        spec = registered.monitor.spec
+        found = {}
+        for name in segment_metrics.watched(spec):
+            only = Only(None, "model", sketches=False, estimates=True, segment=name)
+            counters = model_counters(await self.store.window(registered.id, span, only))
+            old = previous.get(name)
+            if old is not None and old.counters == counters:
+                found[name] = old
+                continue
+            values = segment_metrics.evaluate(
+                spec.task,
+                segments.split(counters, name),
+                spec.metrics.cost,
+                estimator(registered),
+            )
+            found[name] = SegmentWindow(counters, values)
+        return found
 
     async def _window_drift(
         self,
@@ -1027,10 +1135,12 @@ class Engine:
         evaluated: Mapping[Group, Evaluated],
         report: DriftReport | None,
         now: float,
+        segmented: Mapping[str, SegmentWindow],
     ) -> None:
         """Step the alert machine (model metrics by name, their estimates, the drift values by
-        theirs: each with the samples behind it, `evaluation.alert_values`); persist what
-        changed, and wake waiters if it is visible."""
+        theirs: each with the samples behind it, `evaluation.alert_values`; the segment alerts'
+        worst values, `segment_metrics.alert_metrics`); choose the value sets when due; persist
+        what changed, and wake waiters if it is visible."""
         registered = runtime.registered
         monitor = registered.monitor
         spec = monitor.spec
@@ -1046,9 +1156,13 @@ class Engine:
         if report is not None:
             for name, (value, samples) in drift.alert_values(report).items():
                 window_metrics[name] = alerts.WindowMetric(value, samples)
+        window_metrics.update(
+            segment_metrics.alert_metrics(spec, {n: w.values for n, w in segmented.items()})
+        )
         persisted, visible = runtime.persisted(), runtime.visible()
         runtime.seen = await self._versions_seen(runtime, evaluated, now)
         runtime.review = await self._review(runtime, now)
+        runtime.segments = await self._choose_sets(runtime, model.samples if model else 0, now)
         runtime.drift = drift.summary(report or drift.no_reference())
         if runtime.drift.status == "no_reference":
             field, why = _why_no_reference(registered, runtime.history, now)
@@ -1107,6 +1221,40 @@ class Engine:
             design = review.design(spec.review, spec.metrics.window, seen, now)
         status, message = review_status(design, runtime.queue)
         return ReviewKept(design=design, basis=basis, status=status, message=message)
+
+    async def _choose_sets(self, runtime: _Runtime, records: int, now: float) -> SegmentSets | None:
+        """The monitor's value sets: chosen again from the raw values of the last hour's records
+        every `SEGMENTS_EVERY` seconds, at once for a changed `spec.segments`, and while a
+        segment without buckets has no value yet, on each tick whose window holds `records`
+        other than at the last choice."""
+        spec = runtime.registered.monitor.spec
+        if not spec.segments:
+            return None
+        basis = segments_basis(spec)
+        kept = runtime.segments
+        if kept is not None and kept.basis == basis:
+            empty = any(not s.buckets and not kept.sets.get(s.name) for s in spec.segments)
+            waiting = empty and records > 0 and records != kept.records
+            if now - kept.chosen < SEGMENTS_EVERY and not waiting:
+                return kept
+        counts = await self.store.segment_values(
+            runtime.registered.id, now - SEGMENTS_TRAFFIC, SEGMENTS_SCAN
+        )
+        old = kept.sets if kept is not None else {}
+        sets = {
+            s.name: segments.choose(s, counts.get(s.name, {}), old.get(s.name, ()))
+            for s in spec.segments
+            if not s.buckets
+        }
+        return SegmentSets(sets=sets, basis=basis, chosen=now, records=records)
+
+    def _value_sets(self) -> dict[int, segments.ValueSets]:
+        """The value sets in force per monitor id (monitors with segments only)."""
+        return {
+            runtime.registered.id: value_sets(runtime.registered.monitor.spec, runtime.segments)
+            for runtime in self._runtimes.values()
+            if runtime.registered.monitor.spec.segments
+        }
 
     async def _traffic(self, registered: Registered, now: float, seconds: float) -> review.Traffic:
         """The model's records of the last `seconds` (every version), as review designs and
@@ -1182,6 +1330,39 @@ class Engine:
         edges = await self.store.version_spans(registered.id, span) if spans else {}
         total = evaluated.get((ALL_VERSIONS, "model"))
         return VersionsWindow(seconds, span, found, total.samples if total else 0, edges)
+
+    async def segment_metrics(
+        self,
+        key: str,
+        segment: str,
+        seconds: float | None,
+        *,
+        version: str | None,
+        served_by: str | None,
+    ) -> SegmentMetrics:
+        """Each value of `segment` (one of the spec's) over the window (the spec's by default),
+        evaluated from one read of the segment's counters (the model's records, or `served_by`'s;
+        one `version`'s or all) and ranked worst first (`segment_metrics.rank`)."""
+        registered = self.registered(key)
+        spec = registered.monitor.spec
+        span = windows.window(self.settings.clock(), seconds or spec.metrics.window)
+        served = served_by or "model"
+        only = Only(version, served, sketches=False, estimates=True, segment=segment)
+        groups = await self.store.window(registered.id, span, only)
+        counters = metrics.total(groups.values())
+        values = segment_metrics.evaluate(
+            spec.task,
+            segments.split(counters, segment),
+            spec.metrics.cost,
+            estimator(registered, version) if served == "model" else None,
+            version or ALL_VERSIONS,
+        )
+        by = segment_metrics.ranking(spec, segment)
+        ranked = segment_metrics.rank(values, by, spec.metrics.min_samples)
+        (declared,) = (s for s in spec.segments if s.name == segment)
+        sets = value_sets(spec, self._runtimes[key].segments)
+        known = segment_metrics.names(declared, sets.get(segment, ())) | set(values)
+        return SegmentMetrics(segment, by, ranked, frozenset(known))
 
     async def _series(
         self,
@@ -1697,6 +1878,18 @@ def estimator(registered: Registered, version: str | None = None) -> evaluation.
         return estimate.series(reference, points, spec)
 
     return estimated
+
+
+def _evaluates_alike(previous: Snapshot | None, registered: Registered) -> bool:
+    """Whether the last tick's evaluations still hold for equal counters: same task, cost and
+    references."""
+    spec = registered.monitor.spec
+    return (
+        previous is not None
+        and previous.monitor.spec.task == spec.task
+        and previous.monitor.spec.metrics.cost == spec.metrics.cost
+        and previous.references == _reference_ids(registered)
+    )
 
 
 def _reference_ids(registered: Registered) -> tuple[tuple[str, int], ...]:

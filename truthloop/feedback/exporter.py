@@ -26,6 +26,11 @@ series stay bounded.
 
 Model versions: `truthloop_version_first_seen_timestamp_seconds{version}`, when each of the newest
 20 versions seen (`core.versions`) had its first record, for dashboard annotations.
+Segments (`spec.segments`), only those marked `export: true` (their cardinality is the user's
+choice): `truthloop_segment_metric{segment, value, metric, bound, source}` (the model's records
+of every version in the window, per kept value: `source` realized, estimated or reviewed) and
+`truthloop_segment_predictions{segment, value}` (the window's predictions of each value). A
+segment has at most `maxValues` + 2 values at a time (`other`, `missing`), or its buckets + 1.
 
 Human review (`spec.review`): `truthloop_review_queue_depth`, `truthloop_review_oldest_age_seconds`
 and `truthloop_review_expected_per_day` from the tick's queue read and design, and
@@ -45,6 +50,7 @@ from prometheus_client.samples import Sample
 
 from truthloop.core import metrics
 from truthloop.core.drift import DriftReport
+from truthloop.core.evaluation import Evaluated
 from truthloop.core.join import PREDICTIONS_KEY
 from truthloop.core.profile import MAX_FEATURES
 from truthloop.core.wire import ReviewSummary
@@ -56,6 +62,7 @@ PHASES = ("Pending", "Collecting", "Healthy", "Degraded", "FallbackActive")
 MONITOR_LABELS = ["namespace", "monitor", "model"]
 GROUP_LABELS = [*MONITOR_LABELS, "version", "served_by"]
 VERSION_LABELS = [*MONITOR_LABELS, "version"]
+SEGMENT_LABELS = [*MONITOR_LABELS, "segment", "value"]
 ALL_VERSIONS_LABEL = "*"
 REVIEWS_PREFIX = "@review/"
 """Lifetime totals `@review/<outcome>/<reviewer>`: each reviewer's answers by outcome."""
@@ -123,6 +130,7 @@ class FeedbackCollector(Collector):
         )
         drift = _DriftFamilies()
         queue = _ReviewFamilies()
+        segmented = _SegmentFamilies()
         now = self.engine.settings.clock()
         for snapshot in self.engine.snapshots.values():
             monitor = snapshot.monitor
@@ -174,6 +182,10 @@ class FeedbackCollector(Collector):
             queue.add(base, snapshot.review, now)
             for seen in snapshot.versions:
                 first_seen.add_metric([*base, seen.version], seen.first_seen)
+            for spec in monitor.spec.segments:
+                window = snapshot.segments.get(spec.name)
+                if spec.export and window is not None:
+                    segmented.add([*base, spec.name], window.values)
             if snapshot.drift is not None:
                 drift.add([*base, ALL_VERSIONS_LABEL], snapshot.drift)
             for version, report in sorted(snapshot.drift_versions.items()):
@@ -200,7 +212,39 @@ class FeedbackCollector(Collector):
             first_seen,
             *drift.families(),
             *queue.families(),
+            *segmented.families(),
         )
+
+
+class _SegmentFamilies:
+    """The exported segments' gauges: each value's window metrics and predictions."""
+
+    def __init__(self) -> None:
+        self.metric = GaugeMetricFamily(
+            "truthloop_segment_metric",
+            "Windowed model metric of one value of a segment, with its confidence interval"
+            " (source: realized, estimated before labels, or from the reviewed labels).",
+            labels=[*SEGMENT_LABELS, "metric", "bound", "source"],
+        )
+        self.predictions = GaugeMetricFamily(
+            "truthloop_segment_predictions",
+            "Predictions of one value of a segment in the metrics window.",
+            labels=SEGMENT_LABELS,
+        )
+
+    def add(self, segment: list[str], values: Mapping[str, Evaluated]) -> None:
+        for value, evaluated in sorted(values.items()):
+            labels = [*segment, value]
+            self.predictions.add_metric(labels, evaluated.samples)
+            for source, found in (("realized", evaluated.metrics), *evaluated.estimates()):
+                for name, interval in found.items():
+                    for bound in ("value", "lower", "upper"):
+                        number = getattr(interval, bound)
+                        if number is not None:
+                            self.metric.add_metric([*labels, name, bound, source], number)
+
+    def families(self) -> tuple[Metric, ...]:
+        return (self.metric, self.predictions)
 
 
 class _ReviewFamilies:
