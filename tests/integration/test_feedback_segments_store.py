@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.support.feedback import T0, monitor_body
-from truthloop.core import calibration, review, segments, windows
+from truthloop.core import calibration, estimate, review, segments, windows
 from truthloop.core.profile import Profile
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import SegmentSpec, Source, parse_monitor
@@ -159,21 +159,25 @@ async def test_segment_counters_are_what_each_values_records_count_alone(store: 
     for i, value in enumerate(sorted(by_value)):
         alone = await monitor(store, f"alone{i}", with_segments=False)
         await feed(store, alone, [r for r in records if country(r) == value], None)
-        assert normal(by_value[value]) == normal(await read(store, alone)), value
+        single = await read(store, alone)
+        assert histogramless(by_value[value]) == histogramless(single), value
+        assert_estimates_equal(seg, by_value[value], alone, single)
+        assert_compact(seg, by_value[value], single)
     assert sum(v["@predictions"] for v in by_value.values()) == len(records)
     estimated = [k for v in by_value.values() for k in v if ":@cbpe:" in k]
     reviewed = [k for v in by_value.values() for k in v if review.is_counter(k)]
     assert estimated
     assert reviewed
 
-    expected = normal(await read(store, plain))
+    whole = await read(store, plain)
     for name in ("device", "tenure"):
         values = segments.split(await read(store, seg, Only(segment=name)), name)
         total: dict[str, float] = {}
         for counters in values.values():
             for key, value in counters.items():
                 total[key] = total.get(key, 0.0) + value
-        assert normal(total) == expected, name
+        assert histogramless(total) == histogramless(whole), name
+        assert_estimates_equal(seg, total, plain, whole)
     assert set(values) == {"<6", "[6,12)", ">=12", "other", "missing"}
 
     metrics_only = await read(store, seg, Only(segment="country", sketches=False))
@@ -181,6 +185,42 @@ async def test_segment_counters_are_what_each_values_records_count_alone(store: 
     assert all(":~" not in k for k in metrics_only)
     both = await read(store, seg, Only(segment="country", sketches=False, estimates=True))
     assert {k for k in both if ":~" in k} == {k for k in by_value_keys(seg, by_value)}
+
+
+def histogramless(counters: dict[str, float]) -> dict[str, Any]:
+    """`normal` without the binary score histogram (a segment keeps it per calibration step)."""
+    return {k: v for k, v in normal(counters).items() if ":@cbpe:" not in k}
+
+
+def assert_estimates_equal(
+    seg: Registered, mine: dict[str, float], alone: Registered, theirs: dict[str, float]
+) -> None:
+    """A segment value's estimated metrics (every binary one, ROC AUC too, and their bands)
+    are those of a monitor fed only its records."""
+    spec = seg.monitor.spec
+    found = estimate.evaluate(seg.references[""], mine, spec)
+    expected = estimate.evaluate(alone.references[""], theirs, alone.monitor.spec)
+    assert set(found) == set(estimate.BINARY_METRICS) == set(expected)
+    assert found["roc_auc"].value is not None
+    for name, value in expected.items():
+        got = found[name]
+        assert (got.value, got.lower, got.upper) == pytest.approx(
+            (value.value, value.lower, value.upper), rel=1e-9
+        ), name
+    assert estimate.records(seg.references[""], mine) == estimate.records(
+        alone.references[""], theirs
+    )
+
+
+def assert_compact(seg: Registered, mine: dict[str, float], theirs: dict[str, float]) -> None:
+    """A segment value's histogram counts each record at its calibration step's first bin."""
+    calibrated = seg.references[""].profile.calibration
+    assert isinstance(calibrated, calibration.BinaryCalibration)
+    starts = set(calibrated.curve.starts)
+    histogram = [k for k in mine if ":@cbpe:" in k]
+    assert histogram
+    assert {int(k.rsplit(":", 1)[1]) for k in histogram} <= starts
+    assert len(histogram) < len([k for k in theirs if ":@cbpe:" in k])
 
 
 def by_value_keys(seg: Registered, by_value: dict[str, dict[str, float]]) -> set[str]:

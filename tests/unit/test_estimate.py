@@ -17,7 +17,7 @@ from tests.support.monitors import churn_monitor
 from truthloop.core import calibration, estimate, metrics, sketch
 from truthloop.core.profile import CategoricalProfile, Profile, Reference
 from truthloop.core.records import PredictionRecord
-from truthloop.core.spec import Monitor
+from truthloop.core.spec import CostSpec, Monitor
 
 T0 = 1_767_225_600.0
 PREDICTION = CategoricalProfile("prediction", ("0", "1"), (0.5, 0.5, 0.0), (), 100, 0)
@@ -198,6 +198,45 @@ def test_ingest_counts_every_scored_record_by_predicted_class_and_bin() -> None:
     one = sketch.sketch(fast, known).deltas()
     two = sketch.sketch(slow, known).deltas()
     assert one == two
+
+
+def test_a_histogram_kept_per_calibration_step_estimates_the_same() -> None:
+    """A segment's copy counts each record at its step's first bin (`segment_codes`): every
+    estimate, ROC AUC and the bands included, is the per-bin histogram's."""
+    rng = np.random.default_rng(5)
+    ref = reference_of(rng, rows=3000)
+    found = ref.profile.calibration
+    assert isinstance(found, calibration.BinaryCalibration)
+    codes = estimate.segment_codes(found.curve)
+    assert len(found.curve.starts) > 5
+    assert codes[-1] == -1
+    starts = {c * calibration.BINS + s for c in (0, 1) for s in found.curve.starts}
+    assert set(codes[:-1].tolist()) == starts
+    spec = dataclasses.replace(
+        churn_monitor().spec,
+        metrics=dataclasses.replace(
+            churn_monitor().spec.metrics, cost=CostSpec(false_positive=2.0, false_negative=5.0)
+        ),
+    )
+    for shift in (0.0, 1.0):
+        scores = sigmoid(2 * rng.normal(loc=shift, size=4000))
+        predicted = (scores >= 0.5).astype(np.intp)
+        full = counters_of(ref.id, scores, predicted)
+        flat = predicted * calibration.BINS + calibration.bins(scores)
+        compact = np.bincount(codes[flat], minlength=2 * calibration.BINS)
+        stepped = {
+            estimate.binary_key(ref.id, c // calibration.BINS, c % calibration.BINS): float(v)
+            for c, v in enumerate(compact.tolist())
+            if v
+        }
+        assert len(stepped) <= 2 * len(found.curve.starts) < len(full)
+        expected = estimate.evaluate(ref, full, spec)
+        got = estimate.evaluate(ref, stepped, spec)
+        assert set(got) == set(expected) >= {"roc_auc", "accuracy", "cost"}
+        for name, value in expected.items():
+            assert (got[name].value, got[name].lower, got[name].upper) == pytest.approx(
+                (value.value, value.lower, value.upper), rel=1e-9
+            ), name
 
 
 def test_nothing_is_estimated_without_a_calibration_or_data() -> None:

@@ -10,7 +10,10 @@ metrics nor lifetime totals read them), under the reference's id:
   score fell in `<bin>` (`calibration.bins`, the ROC AUC histogram's 1000 bins): the score
   histogram of *all* predictions, labeled or not. A record with a score counts (a float
   prediction without a separate score is its own score, as `core.metrics` reads it); one
-  without, or whose prediction is no class, does not.
+  without, or whose prediction is no class, does not. A segment value's copy (`core.segments`:
+  `^<segment>=<value>:~<ref>:@cbpe:...`) counts each record at the first bin of its calibration
+  step instead (`segment_codes`): a few dozen keys per value rather than hundreds of bins, and
+  the same estimates (see below).
 - regression (a reference with a loss model): `~<ref>:@dle:<name>` (`dle_key`) for each of
   `lossmodel.COUNTERS`, the sums of each record's predicted |e|, e², e and their variance
   proxies (`core.sketch` computes them from the columns it reads anyway).
@@ -33,6 +36,11 @@ precision, recall, F1, specificity and balanced accuracy. ROC AUC is the expecte
 as `core.metrics` ranks its histogram (pairs in one bin are ties). The calibration is constant
 within a bin, so every figure equals the same estimator computed row by row over the window's
 raw scores (within rounding; tests/unit/test_estimate.py holds them within 0.001 on 50k rows).
+It is constant within a whole isotonic step too, which is why a segment's histogram can keep one
+bin per step: the expected confusion matrix, its variances and the calibration's error term are
+sums per step; and ROC AUC is unchanged, as within a step each bin's expected positives and
+negatives are both proportional to its records, so the step's own pairs count half whether its
+records spread over its bins or all sit in its first (pairs across steps rank alike).
 
 Regression (direct loss estimation): `mae`, `rmse` and `mean_error` are the window's mean
 predicted |e|, the root of its mean predicted e², and its mean predicted e; their band (the
@@ -146,22 +154,29 @@ def _binary_keys(ref: int) -> tuple[str, ...]:
 
 class Ingest(Protocol):
     """Counters a batch of records adds: per record and per column j, `codes[:, j]` indexes
-    `keys` (-1: nothing) and `weights[:, j]` is what it adds (None: 1 each)."""
+    `keys` (-1: nothing) and `weights[:, j]` is what it adds (None: 1 each). `compact` (None:
+    none) maps each code to the one a segment value's copy counts instead (`segment_codes`),
+    with one entry more, -1 for -1."""
 
     @property
     def keys(self) -> Sequence[str]: ...
+
+    @property
+    def compact(self) -> Ints | None: ...
 
     def deltas(self, records: Sequence[PredictionRecord]) -> tuple[Ints, Floats | None]: ...
 
 
 class _BinaryIngest:
-    """The binary score histogram of every record (`binary_key`)."""
+    """The binary score histogram of every record (`binary_key`); a segment value's copy
+    counts each record at its calibration step's first bin (`segment_codes`)."""
 
-    __slots__ = ("keys", "threshold")
+    __slots__ = ("compact", "keys", "threshold")
 
-    def __init__(self, ref: int, threshold: float) -> None:
+    def __init__(self, ref: int, threshold: float, curve: calibration.Curve) -> None:
         self.keys = _binary_keys(ref)
         self.threshold = threshold
+        self.compact: Ints | None = segment_codes(curve)
 
     def deltas(self, records: Sequence[PredictionRecord]) -> tuple[Ints, Floats | None]:
         predictions = [r.prediction for r in records]
@@ -193,10 +208,23 @@ class _BinaryIngest:
 _CLASS_TYPES = frozenset({int, bool})
 
 
+def segment_codes(curve: calibration.Curve) -> Ints:
+    """Per binary histogram key index (predicted 0's bins, then 1's), the index of its
+    calibration step's first bin for the same class, and -1 at index `2 * BINS` (so -1, no
+    key, stays -1): where a segment value's copy of the histogram counts a record."""
+    starts = np.zeros(BINS, dtype=np.intp)
+    starts[np.asarray(curve.starts, dtype=np.intp)] = curve.starts
+    starts = np.maximum.accumulate(starts)
+    return np.concatenate([starts, starts + BINS, [-1]]).astype(np.intp)
+
+
 class _MulticlassIngest:
-    """The expected confusion cells of every record with class scores (`multiclass_keys`)."""
+    """The expected confusion cells of every record with class scores (`multiclass_keys`):
+    few keys, so a segment value's copy is the same (no `compact`)."""
 
     __slots__ = ("classes", "getter", "index", "keys", "tables")
+
+    compact = None
 
     def __init__(self, ref: int, found: MulticlassCalibration) -> None:
         self.classes = found.classes
@@ -253,7 +281,7 @@ def ingest(reference: Reference, spec: MonitorSpec) -> list[Ingest]:
     found = reference.profile.calibration
     out: list[Ingest] = []
     if spec.task == "binary" and isinstance(found, BinaryCalibration):
-        out.append(_BinaryIngest(reference.id, spec.threshold))
+        out.append(_BinaryIngest(reference.id, spec.threshold, found.curve))
     elif spec.task == "multiclass" and isinstance(found, MulticlassCalibration):
         out.append(_MulticlassIngest(reference.id, found))
     return out

@@ -6,8 +6,9 @@ sums records per group index with `bincount`; segments widen the group index rat
 the counting once per value. `assign` gives each record of the batch its prefixes (and an id per
 distinct prefix, 0 none); `fan` repeats each record once more per prefix it has, with the group
 index `group * width + prefix id`, so one `bincount` over `width` times as many groups sums the
-plain counters (prefix id 0) and every segment value's at once. A batch of monitors without
-segments costs one look at their specs.
+plain counters (prefix id 0) and every segment value's at once (`Fan.copies` marks the copies,
+which an estimation counter may count more coarsely: `estimate.Ingest.compact`). A batch of
+monitors without segments costs one look at their specs.
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ class Fan:
     group: Ints
     width: int
     names: tuple[str, ...]
+    copies: npt.NDArray[np.bool_] | None = None
+    """Per entry, whether it is a copy under a prefix (None: no entry is)."""
 
     def take(self, values: npt.NDArray[T]) -> npt.NDArray[T]:
         """Per entry, its record's of `values` (one per record `fan` was given)."""
@@ -131,4 +134,5 @@ def fan(assigned: Assigned | None, positions: Ints, group: Ints) -> Fan:
     rows, _ = np.nonzero(taken)
     width = assigned.width
     widened = (group[:, None] * width + full)[taken]
-    return Fan(rows.astype(np.intp), widened.astype(np.intp), width, assigned.names)
+    copies = full[taken] > 0
+    return Fan(rows.astype(np.intp), widened.astype(np.intp), width, assigned.names, copies)

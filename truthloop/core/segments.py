@@ -21,7 +21,9 @@ same segment's counters, whatever the value set has become since.
 Counters: every counter delta a record makes (its prediction, its labels, its estimation and
 review counters; sketches only for segments with drift) is also added under the key
 `^<segment>=<value>:<key>` (`key`), `<value>` escaped so that it holds no `:` (`%` -> `%25`,
-`:` -> `%3A`). Keys start with `^`, which no other counter does: ordinary reads leave them out
+`:` -> `%3A`); the binary score histogram is kept per calibration step there rather than per
+bin (`core.estimate.segment_codes`: the same estimates, ROC AUC included, from far fewer
+keys). Keys start with `^`, which no other counter does: ordinary reads leave them out
 (`is_counter`), a segment read keeps one segment's (`split`). Cardinality is bounded everywhere:
 at most `MAX_SEGMENTS` x (`max_values` + 2) prefixes per monitor.
 """

@@ -430,7 +430,7 @@ def _count(
     assigned: segmented.Assigned | None = None,
 ) -> None:
     """Add the counters of a part's records (`keep`: only those) to `out`, the estimation
-    ones under their segment prefixes too (`assigned`)."""
+    ones under their segment prefixes too (`assigned`; compacted where the ingest says so)."""
     group = part.group if keep is None else part.group[keep]
     if not len(group):
         return
@@ -475,7 +475,10 @@ def _count(
             found = found[keep]
             weights = None if weights is None else weights[keep]
         weighted = None if weights is None else fanned.take(weights)
-        _count_extra(part, extra.keys, fanned.take(found), weighted, fanned, out)
+        codes = fanned.take(found)
+        if extra.compact is not None and fanned.copies is not None:
+            codes = np.where(fanned.copies[:, None], extra.compact[codes], codes)
+        _count_extra(part, extra.keys, codes, weighted, fanned, out)
 
 
 def _count_losses(
