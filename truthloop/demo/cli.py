@@ -13,8 +13,9 @@ accuracy; then churn turns to the price, which only the labels show) and comes b
 The demo's monitor adds human review (`REVIEW`) to the example: the service queues a few hundred
 predictions over the run, each with its known chance, the sidecar answers "I don't know" for
 scores around the threshold (and for a few others at random), and a reviewer
-(`truthloop.demo.reviewer`) leases the queued items and labels them long before the CRM's labels
-come, so the accuracy the reviews estimate stands beside the realized and estimated ones.
+(`truthloop.demo.reviewer`) leases the queued items and labels each `REVIEW_DELAY` after its
+prediction, before the CRM's label comes, so the accuracy the reviews estimate stands beside the
+realized and estimated ones.
 
 Time-lapse: metrics live in 1-minute buckets, so the service and the sidecar share a clock that
 runs `SPEED` times faster than the wall clock while the traffic flows, and at the wall clock's
@@ -77,10 +78,10 @@ REVIEW: dict[str, Any] = {
     "lease": "1m",
     "abstain": {"band": {"low": 0.45, "high": 0.55}, "explore": 0.02},
 }
-"""The demo monitor's `spec.review`: 60 items a 2m window (some 300 over the run), 30% of what the
-band, the outliers and the explored share leave drawn at random and 70% spent on the uncertain;
-"I don't know" for a score within 0.05 of the threshold, and for 2% of the others (so the
-confident ones are reviewed too). A lease of a minute is three wall seconds."""
+"""The demo monitor's `spec.review`: 60 items a 2m window (a few hundred over the run), 30% of
+what the band, the outliers and the explored share leave drawn at random and 70% spent on the
+uncertain; "I don't know" for a score within 0.05 of the threshold, and for 2% of the others (so
+the confident ones are reviewed too). A lease of a minute is three wall seconds."""
 REVIEW_PACE = 20.0
 """Items the reviewer leases a wall second at most: one a second of service time."""
 REVIEW_DELAY = 30.0
