@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from truthloop.core import segments
 from truthloop.core.records import PredictionRecord
-from truthloop.core.spec import Monitor
+from truthloop.core.spec import Monitor, SegmentSpec
 from truthloop.core.wire import Scalar
 
 Ints = npt.NDArray[np.intp]
@@ -81,22 +81,41 @@ def assign(
     most = max(len(r.monitor.spec.segments) for r in declared.values())
     table = np.zeros((len(records), most), dtype=np.intp)
     for key, registered in declared.items():
-        at = positions[key]
-        raws = [records[i].segments or _NONE for i in at]
+        at = np.asarray(positions[key], dtype=np.intp)
+        raws = [records[i].segments or _NONE for i in positions[key]]
         kept = (sets or {}).get(registered.id, {})
         for j, spec in enumerate(registered.monitor.spec.segments):
             name, values = spec.name, kept.get(spec.name, ())
-            memo: dict[tuple[type, Scalar | None], int] = {}
-            column = []
-            for raw in raws:
-                value = raw.get(name)
-                found = memo.get((type(value), value))  # (True and 1 are equal keys)
-                if found is None:
-                    named = segments.prefix(name, segments.assign(spec, values, value))
-                    found = memo[type(value), value] = ids.setdefault(named, len(ids))
-                column.append(found)
-            table[at, j] = column
+            column = [raw.get(name) for raw in raws]
+            if set(map(type, column)) <= _TEXTS:  # the usual column: one lookup per value
+                memo = {
+                    value: ids.setdefault(
+                        segments.prefix(name, segments.assign(spec, values, value)), len(ids)
+                    )
+                    for value in set(column)
+                }
+                table[at, j] = np.fromiter(map(memo.__getitem__, column), np.intp, len(at))
+            else:
+                table[at, j] = _ids(spec, values, column, ids)
     return Assigned(tuple(ids), table)
+
+
+_TEXTS = frozenset({str, type(None)})
+
+
+def _ids(
+    spec: SegmentSpec, values: tuple[str, ...], column: list[Scalar | None], ids: dict[str, int]
+) -> list[int]:
+    """The prefix id of each raw value of a column of any types (`ids` gains new prefixes)."""
+    memo: dict[tuple[type, Scalar | None], int] = {}
+    out = []
+    for value in column:
+        found = memo.get((type(value), value))  # (True and 1 are equal keys)
+        if found is None:
+            named = segments.prefix(spec.name, segments.assign(spec, values, value))
+            found = memo[type(value), value] = ids.setdefault(named, len(ids))
+        out.append(found)
+    return out
 
 
 @dataclass(frozen=True, slots=True)

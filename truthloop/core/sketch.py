@@ -525,14 +525,22 @@ def _count_extra(
     else:
         found, inverse = np.unique(flat, return_inverse=True)
         sums = np.bincount(inverse.reshape(-1), weights=picked)
-    for code, value in zip(found.tolist(), sums.tolist(), strict=True):
-        if value:
-            g, k = divmod(code, width)
-            plain, prefix = fanned.split(g)
-            version, served_by, bucket = part.groups[plain]
-            counters = out.setdefault((part.monitor_id, version, served_by, bucket), {})
+    nonzero = sums != 0
+    found, sums = found[nonzero], sums[nonzero]
+    widened = found // width  # ascending: the codes are
+    starts = np.flatnonzero(np.diff(widened, prepend=-1))
+    groups = widened[starts]
+    ends = [*starts[1:].tolist(), len(found)]
+    at = (found % width).tolist()
+    values = sums.tolist()
+    for g, start, end in zip(groups.tolist(), starts.tolist(), ends, strict=True):
+        plain, prefix = fanned.split(g)
+        version, served_by, bucket = part.groups[plain]
+        counters = out.setdefault((part.monitor_id, version, served_by, bucket), {})
+        get = counters.get
+        for k, value in zip(at[start:end], values[start:end], strict=True):
             name = prefix + keys[k]
-            counters[name] = counters.get(name, 0.0) + value
+            counters[name] = get(name, 0.0) + value
 
 
 @dataclass(slots=True)
