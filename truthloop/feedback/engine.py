@@ -50,7 +50,6 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -88,6 +87,7 @@ from truthloop.core.spec import (
     Monitor,
     MonitorSpec,
     ReviewSpec,
+    format_time,
     parse_update,
 )
 from truthloop.core.tasks import Task
@@ -1663,8 +1663,8 @@ class Engine:
                 log.warning(
                     "monitor %s: no history reference from %s to %s: %s",
                     key,
-                    _when(start),
-                    _when(end),
+                    format_time(start),
+                    format_time(end),
                     problem,
                     extra={"monitor": key},
                 )
@@ -1678,8 +1678,8 @@ class Engine:
                     reference_id,
                     len(sample),
                     seen,
-                    _when(start),
-                    _when(end),
+                    format_time(start),
+                    format_time(end),
                     extra={"monitor": key},
                 )
             built = HistoryBuilt(start, end, reference_id, problem, self.settings.clock(), seen)
@@ -1835,11 +1835,11 @@ def _why_no_reference(
     if now < end:
         return (
             HISTORY_FIELD,
-            f"it is built from history once its period ends ({_when(end)}), or {upload}",
+            f"it is built from history once its period ends ({format_time(end)}), or {upload}",
         )
     if history is not None and (history.start, history.end) == period and history.problem:
         return HISTORY_FIELD, (
-            f"the period {_when(start)} to {_when(end)} gave none ({history.problem});"
+            f"the period {format_time(start)} to {format_time(end)} gave none ({history.problem});"
             f" choose another period or {upload}"
         )
     return HISTORY_FIELD, f"it is being built from the period's records, or {upload}"
@@ -1946,11 +1946,6 @@ def _review_summary(runtime: _Runtime) -> wire.ReviewSummary:
         depth=queue.depth,
         oldest=queue.oldest,
     )
-
-
-def _when(ts: float) -> str:
-    """An epoch second as RFC 3339, for people reading the log."""
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 async def _in_slices(steps: records.Steps[T]) -> T:
