@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import msgspec
 import numpy as np
@@ -30,7 +29,7 @@ import numpy as np
 from truthloop.core import join, metrics, queue, review, segmented, sketch
 from truthloop.core.join import GroupKey, Labeling, Row
 from truthloop.core.records import Actual, ItemError, PredictionRecord
-from truthloop.core.spec import Monitor
+from truthloop.core.registry import Known
 from truthloop.core.windows import bucket_of
 
 ACTUALS_MATCHED = "@actuals_matched"
@@ -43,16 +42,6 @@ Lifetime = tuple[int, str, str]
 
 SHADOWED = "fallback"
 """The served_by whose answers the model's shadow answer follows under the same prediction id."""
-
-
-class Known(Protocol):
-    """A registered monitor as the plan needs it (the store's `Registered` is one)."""
-
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def monitor(self) -> Monitor: ...
 
 
 class Waiting(msgspec.Struct, frozen=True, gc=False):

@@ -8,6 +8,8 @@ now, so every replica sharing the database gets the same answer whatever its mem
 - a monitor deleted within the grace period is revived by a PUT with its task, and replaced by a
   new one (its old data left to the purge) by a PUT with another;
 - a PUT without `metadata.generation` gets the stored generation, plus one when the spec changed.
+
+`Known` and `Referenced` are a registered monitor as the other pure steps read it, written once.
 """
 
 from __future__ import annotations
@@ -17,8 +19,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from truthloop.core.profile import Reference
 from truthloop.core.spec import Monitor
 from truthloop.core.tasks import Task
+
+
+class Known(Protocol):
+    """A registered monitor as the pure ingest and label steps need it (plan, segment
+    assignment; the store's `Registered` is one)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def monitor(self) -> Monitor: ...
+
+
+class Referenced(Known, Protocol):
+    """A registered monitor with its reference profiles by model version, as sketching and
+    review selection need it (the store's `Registered` is one)."""
+
+    @property
+    def references(self) -> Mapping[str, Reference]: ...
 
 
 class Stored(Protocol):

@@ -49,7 +49,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from statistics import NormalDist
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
@@ -60,7 +60,8 @@ from truthloop.core.calibration import BinaryCalibration, MulticlassCalibration
 from truthloop.core.metrics import REVIEWED_NAMES as REVIEWED_NAMES
 from truthloop.core.profile import Reference, reference_of
 from truthloop.core.records import PredictionRecord
-from truthloop.core.spec import AbstainSpec, Monitor, ReviewSpec
+from truthloop.core.registry import Referenced
+from truthloop.core.spec import AbstainSpec, ReviewSpec
 from truthloop.core.tasks import Task
 from truthloop.core.windows import BUCKET_SECONDS
 from truthloop.core.wire import Scalar
@@ -445,19 +446,6 @@ class Mark(msgspec.Struct, frozen=True, gc=False):
     reason: Reason
 
 
-class Known(Protocol):
-    """A registered monitor as selection needs it (the store's `Registered` is one)."""
-
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def monitor(self) -> Monitor: ...
-
-    @property
-    def references(self) -> Mapping[str, Reference]: ...
-
-
 @dataclass(frozen=True, slots=True)
 class _Considered:
     """The records a selection read (model records of monitors with `spec.review`, readable),
@@ -543,7 +531,7 @@ class Selected:
 
 def select(
     records: Sequence[PredictionRecord],
-    known: Mapping[str, Known],
+    known: Mapping[str, Referenced],
     designs: Mapping[int, Design],
     outliers: Sequence[float | None],
 ) -> Selected:

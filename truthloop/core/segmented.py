@@ -15,28 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from truthloop.core import segments
 from truthloop.core.records import PredictionRecord
-from truthloop.core.spec import Monitor, SegmentSpec
+from truthloop.core.registry import Known
+from truthloop.core.spec import SegmentSpec
 from truthloop.core.wire import Scalar
 
 Ints = npt.NDArray[np.intp]
 T = TypeVar("T", bound=np.generic)
-
-
-class Known(Protocol):
-    """A registered monitor as assignment needs it (the store's `Registered` is one)."""
-
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def monitor(self) -> Monitor: ...
 
 
 @dataclass(frozen=True, slots=True)

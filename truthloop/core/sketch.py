@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -52,7 +52,8 @@ from truthloop.core.profile import (
 )
 from truthloop.core.profile import reference_of as reference_of
 from truthloop.core.records import PredictionRecord
-from truthloop.core.spec import FeatureSpec, Monitor, MonitorSpec
+from truthloop.core.registry import Referenced
+from truthloop.core.spec import FeatureSpec, MonitorSpec
 from truthloop.core.windows import BUCKET_SECONDS
 
 PREFIX = "~"
@@ -89,19 +90,6 @@ dle_key = estimate.dle_key
 
 
 # -- sketching a batch -------------------------------------------------------------------------
-
-
-class Referenced(Protocol):
-    """A registered monitor as sketching needs it (the store's `Registered` is one)."""
-
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def monitor(self) -> Monitor: ...
-
-    @property
-    def references(self) -> Mapping[str, Reference]: ...
 
 
 _MISSING_TYPES = frozenset({type(None)})
