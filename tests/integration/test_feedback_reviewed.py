@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.support.feedback import FakeClock, Service, ServiceFactory, monitor_body, record, sample
-from tests.support.waiting import eventually
+from tests.support.feedback import FakeClock, Service, adopted, monitor_body, record, sample
 from truthloop.core import review
 from truthloop.core.spec import parse_monitor
 
@@ -196,22 +195,18 @@ async def test_items_that_expire_unreviewed_put_the_queue_behind(
 
 
 async def test_two_replicas_select_the_same_records_with_the_leader_s_design(
-    store_url: str, start_service: ServiceFactory, clock: FakeClock
+    replicas: tuple[Service, Service], clock: FakeClock
 ) -> None:
-    if not store_url.startswith("postgresql"):
-        pytest.skip("replicas share a PostgreSQL store")
-    a = await start_service()
-    b = await start_service()
+    a, b = replicas
     body = reviewed_body({"budget": 2400, "random": 0.4, "borderline": 0.6, "seed": 7})
     await fitted(a, clock, body)  # a leads: it fits the design and stores it
     design = a.engine._designs()[a.engine.registered(KEY).id]
     assert design.computed > 0
 
-    async def same_design() -> bool:
-        known = b.engine._runtimes.get(KEY)
-        return known is not None and b.engine._designs().get(known.registered.id) == design
+    def same_design(known: Any) -> bool:
+        return b.engine._designs().get(known.registered.id) == design
 
-    await eventually(same_design, "replica b selecting with the leader's design")
+    await adopted(b, KEY, same_design, "replica b selecting with the leader's design")
 
     records, _ = scored(1200, seed=4, start=clock.now)
     await capture(a, records[::2])

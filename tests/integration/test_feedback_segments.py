@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.feedback import FakeClock, Service, ServiceFactory, monitor_body, record, sample
-from tests.support.waiting import eventually
+from tests.support.feedback import FakeClock, Service, adopted, monitor_body, record, sample
 from truthloop.feedback import engine as engine_module
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
@@ -228,22 +227,18 @@ async def test_only_segments_marked_export_reach_prometheus(
 
 
 async def test_two_replicas_assign_with_the_leader_s_value_sets(
-    store_url: str, start_service: ServiceFactory, clock: FakeClock
+    replicas: tuple[Service, Service], clock: FakeClock
 ) -> None:
-    if not store_url.startswith("postgresql"):
-        pytest.skip("replicas share a PostgreSQL store")
-    a = await start_service()
-    b = await start_service()
+    a, b = replicas
     await a.put_monitor(segmented_body())
     await warm(a, clock, ["DE", "FR", "IT"])  # a ticks first: it leads
     chosen = sets(a)
     assert chosen["country"] == ("DE", "FR", "IT")
 
-    async def adopted() -> bool:
-        known = b.engine._runtimes.get(KEY)
-        return known is not None and known.segments is not None and known.segments.sets == chosen
+    def same_sets(known: Any) -> bool:
+        return known.segments is not None and known.segments.sets == chosen
 
-    await eventually(adopted, "replica b assigning with the leader's value sets")
+    await adopted(b, KEY, same_sets, "replica b assigning with the leader's value sets")
     made, labels = records("x", 60, clock.now, 1.0, country="IT", device="ios")
     await send(a, made[::2], labels[::2])
     await send(b, made[1::2], labels[1::2])

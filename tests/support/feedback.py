@@ -20,6 +20,7 @@ import aiohttp
 import msgspec
 
 from tests.support import sites
+from tests.support.waiting import eventually
 from truthloop.feedback import api
 from truthloop.feedback import app as feedback_app
 from truthloop.feedback import settings as feedback_settings
@@ -176,6 +177,17 @@ class Service:
 
 
 ServiceFactory = Callable[..., Awaitable[Service]]
+
+
+async def adopted(replica: Service, key: str, holds: Callable[[Any], bool], what: str) -> None:
+    """Wait until `replica` runs monitor `key` with what the leader chose: its runtime (the
+    engine's, private) passes `holds`."""
+
+    def known() -> bool:
+        runtime = replica.engine._runtimes.get(key)
+        return runtime is not None and holds(runtime)
+
+    await eventually(known, what)
 
 
 def make_settings(store_url: str, clock: FakeClock, **overrides: Any) -> Settings:

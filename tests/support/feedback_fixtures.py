@@ -67,6 +67,15 @@ async def start_service(store_url: str, clock: FakeClock) -> AsyncIterator[Servi
 
 
 @pytest.fixture
+async def replicas(store_url: str, start_service: ServiceFactory) -> tuple[Service, Service]:
+    """Two services on the test's store, started in turn (the first to tick leads); PostgreSQL
+    only, where replicas share the store (the test is skipped on SQLite)."""
+    if not store_url.startswith("postgresql"):
+        pytest.skip("replicas share a PostgreSQL store")
+    return await start_service(), await start_service()
+
+
+@pytest.fixture
 async def service(start_service: ServiceFactory) -> Service:
     """A running service with the `monitor_body()` monitor registered."""
     svc = await start_service()
