@@ -14,13 +14,13 @@ no backend's own SQL are here, formatted with the backend's parameter markers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
 import numpy as np
 
-from truthloop.core import queue, review, segmented, segments
+from truthloop.core import queue, review, segmented, segments, sketch
 from truthloop.core.join import Label, Row
 from truthloop.core.plan import NewPending, Waiting
 from truthloop.core.profile import Profile, Reference, ReferenceSource
@@ -347,14 +347,11 @@ def prediction_values(
 
 
 def batch_values(
-    records: Sequence[PredictionRecord],
-    monitors: Mapping[str, Registered],
-    outliers: Sequence[float | None],
-    selected: review.Selected | None,
-    assigned: segmented.Assigned | None,
+    records: Sequence[PredictionRecord], monitors: Mapping[str, Registered], prepared: Prepared
 ) -> list[tuple[Any, ...]]:
     """A batch's `prediction_values`, with each record's outlier score, review mark and
     segment prefixes."""
+    outliers, selected, assigned = prepared.sketched.outliers, prepared.selected, prepared.assigned
     marks = selected.marks if selected is not None else [None] * len(records)
     keys: list[str | None] = [None] * len(records)
     if assigned is not None:
@@ -371,7 +368,29 @@ def batch_values(
     ]
 
 
-def selection(
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What a batch of records makes before either store writes it, in pure steps."""
+
+    sketched: sketch.Sketched
+    selected: review.Selected | None
+    assigned: segmented.Assigned | None
+
+
+def prepare(
+    records: Sequence[PredictionRecord],
+    monitors: Mapping[str, Registered],
+    designs: Mapping[int, review.Design] | None,
+    segment_sets: Mapping[int, segments.ValueSets] | None,
+) -> Prepared:
+    """A batch's sketch (`sketch.sketch`), review selection (with its monitors' `designs` by id:
+    `_selection`) and segment prefixes (with their `segment_sets` by id: `segmented.assign`)."""
+    sketched = sketch.sketch(records, monitors)
+    selected = _selection(records, monitors, designs, sketched.outliers)
+    return Prepared(sketched, selected, segmented.assign(records, monitors, segment_sets))
+
+
+def _selection(
     records: Sequence[PredictionRecord],
     monitors: Mapping[str, Registered],
     designs: Mapping[int, review.Design] | None,

@@ -33,7 +33,6 @@ from truthloop.core import (
     queue,
     registry,
     review,
-    segmented,
     segments,
     sketch,
 )
@@ -457,10 +456,8 @@ class SQLiteStore(Store):
         designs: Mapping[int, review.Design] | None,
         segment_sets: Mapping[int, segments.ValueSets] | None,
     ) -> IngestResult:
-        sketched = sketch.sketch(records, monitors)
-        selected = codec.selection(records, monitors, designs, sketched.outliers)
-        assigned = segmented.assign(records, monitors, segment_sets)
-        values = codec.batch_values(records, monitors, sketched.outliers, selected, assigned)
+        prepared = codec.prepare(records, monitors, designs, segment_sets)
+        values = codec.batch_values(records, monitors, prepared)
         insert = _INSERT_PREDICTION
         conn.execute("SAVEPOINT batch")
         stored: Sequence[int]
@@ -475,8 +472,9 @@ class SQLiteStore(Store):
             monitors[key].id: _waiting(conn, monitors[key], batch)
             for key, batch in plan.by_monitor(inserted).items()
         }
+        selected = prepared.selected
         result = plan.plan_arrivals(
-            inserted, monitors, waiting, now, sketched, stored, selected, assigned
+            inserted, monitors, waiting, now, prepared.sketched, stored, selected, prepared.assigned
         )
         refs = _refs(conn, inserted, monitors) if result.labels else {}
         self._write_plan(conn, result, now, refs)

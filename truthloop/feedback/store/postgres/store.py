@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from truthloop.core import join, plan, registry, review, segmented, segments, sketch
+from truthloop.core import join, plan, registry, review, segments
 from truthloop.core.evaluation import Group
 from truthloop.core.plan import ACTUALS_EXPIRED
 from truthloop.core.profile import Profile, Reference, ReferenceSource
@@ -339,10 +339,7 @@ class PostgresStore(interface.Store):
         if not records:
             return interface.IngestResult(0, 0, 0)
         # Before the transaction: no connection waits on them.
-        sketched = sketch.sketch(records, monitors)
-        selected = codec.selection(records, monitors, designs, sketched.outliers)
-        assigned = segmented.assign(records, monitors, segment_sets)
-        work = (records, monitors, now, sketched, selected, assigned)
+        work = (records, monitors, now, codec.prepare(records, monitors, designs, segment_sets))
         try:
             return await self._db.transaction(self._insert_predictions, *work, True)
         except asyncpg.UniqueViolationError:  # a key already stored: a retried batch
@@ -354,9 +351,7 @@ class PostgresStore(interface.Store):
         records: Sequence[PredictionRecord],
         monitors: Mapping[str, interface.Registered],
         now: float,
-        sketched: sketch.Sketched,
-        selected: review.Selected | None,
-        assigned: segmented.Assigned | None,
+        prepared: codec.Prepared,
         copy: bool,
     ) -> interface.IngestResult:
         """Insert a batch and join the pending actuals it satisfies: by COPY with `copy`, which
@@ -364,13 +359,14 @@ class PostgresStore(interface.Store):
         mids = [monitors[r.monitor].id for r in records]
         await locks.hold_monitors(conn, self.keys.intake, sorted(set(mids)), shared=True)
         await _live(conn, set(mids))
-        rows = codec.batch_values(records, monitors, sketched.outliers, selected, assigned)
+        rows = codec.batch_values(records, monitors, prepared)
+        selected = prepared.selected
         stored, refs = await predictions.insert(conn, rows, copy)
         await reviews.enqueue(conn, codec.queued_values(records, monitors, selected, stored, now))
         batch = [records[i] for i in stored]
         waiting = await pending.waiting(conn, batch, monitors)
         result = plan.plan_arrivals(
-            batch, monitors, waiting, now, sketched, stored, selected, assigned
+            batch, monitors, waiting, now, prepared.sketched, stored, selected, prepared.assigned
         )
         if result.labels and refs is None:
             refs = await predictions.refs(conn, records, mids)
