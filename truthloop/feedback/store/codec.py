@@ -146,6 +146,12 @@ ITEM_COLUMNS = (
 """A leased item (`r`) with its record (`p`), as `review_item` takes them."""
 
 
+def stats_arguments(now: float, monitor_id: int | None) -> tuple[float, ...]:
+    """`REVIEW_STATS`'s {0} and {1} at `now`, then the monitor for a statement of one."""
+    since = now - EXPIRED_WITHIN
+    return (now, since) if monitor_id is None else (now, since, monitor_id)
+
+
 def leased(items: str) -> str:
     """The items of `items` (a table, or a statement's name for rows of one) with their
     records, as `review_item` takes them (the caller adds which, and their order)."""
@@ -183,6 +189,14 @@ REVIEW_STATS = (
 """Per monitor: open items not expired at {0}, those leased, the oldest queued, and those
 expired unreviewed since {1} (swept or not yet); {2} is empty, or `monitor_id = <x> AND ` for one
 monitor's (a lease reads its own queue's: the whole table's grows with every monitor's)."""
+EXPIRED_WITHIN = 86400.0
+"""How far back `REVIEW_STATS` counts items expired unreviewed: a day."""
+LEASABLE = (
+    "monitor_id = {0} AND state = 'open' AND expires > {1}"
+    " AND (lease_until IS NULL OR lease_until < {1})"
+)
+"""Monitor {0}'s items a reviewer may lease at {1}: open, not expired, not leased (the backend
+adds that the reviewer has not passed on the item, and the order)."""
 UNQUEUE_GONE = (
     "DELETE FROM review_items WHERE monitor_id = {0} AND ts < {1} AND NOT EXISTS (SELECT 1 FROM"
     " predictions AS p WHERE p.monitor_id = review_items.monitor_id"

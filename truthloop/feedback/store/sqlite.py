@@ -624,10 +624,8 @@ class SQLiteStore(Store):
         return await self._call(self._review_stats, now, monitor_id)
 
     def _review_stats(self, now: float, monitor_id: int | None) -> dict[int, QueueStats]:
-        if monitor_id is None:
-            return codec.queue_stats(self._db.execute(_REVIEW_STATS, (now, now - DAY)))
-        found = self._db.execute(_MONITOR_REVIEW_STATS, (now, now - DAY, monitor_id))
-        return codec.queue_stats(found)
+        query = _REVIEW_STATS if monitor_id is None else _MONITOR_REVIEW_STATS
+        return codec.queue_stats(self._db.execute(query, codec.stats_arguments(now, monitor_id)))
 
     async def compact(self) -> int:
         return await self._call(self._fold)
@@ -811,7 +809,7 @@ _EXPIRE_REVIEWS = codec.EXPIRE_REVIEWS.format("?", "?")
 _REVIEW_STATS = codec.REVIEW_STATS.format("?1", "?2", "")
 _MONITOR_REVIEW_STATS = codec.REVIEW_STATS.format("?1", "?2", "monitor_id = ?3 AND ")
 _UNQUEUE_GONE = codec.UNQUEUE_GONE.format("?", "?")
-DAY = 86400.0
+_LEASABLE = codec.LEASABLE.format("?1", "?2")
 
 
 def _review_items(
@@ -844,8 +842,7 @@ def _lease_review(
         [
             ref
             for (ref,) in conn.execute(
-                "SELECT id FROM review_items WHERE monitor_id = ?1 AND state = 'open'"
-                " AND expires > ?2 AND (lease_until IS NULL OR lease_until < ?2)"
+                f"SELECT id FROM review_items WHERE {_LEASABLE}"
                 " AND NOT EXISTS (SELECT 1 FROM json_each(passed) WHERE value = ?3)"
                 f" ORDER BY {codec.lease_order('review_items')} LIMIT ?4",
                 (monitor_id, now, reviewer, limit),

@@ -19,8 +19,6 @@ from truthloop.feedback.store.codec import ITEM_STATE_COLUMNS, to_json
 from truthloop.feedback.store.interface import QueueStats, Registered, ReviewItem
 from truthloop.feedback.store.postgres import connection, sql
 
-DAY = 86400.0
-
 QUEUE = f"""
 INSERT INTO review_items (monitor_id, prediction_id, model_version, ts, queued, expires, reason,
                           pi)
@@ -48,8 +46,7 @@ WHERE review_items.id = a.id
 LEASE = f"""
 WITH picked AS (
     SELECT id FROM review_items
-    WHERE monitor_id = $1 AND state = 'open' AND expires > $3
-        AND (lease_until IS NULL OR lease_until < $3) AND NOT (passed::jsonb ? $2)
+    WHERE {codec.LEASABLE.format("$1", "$3")} AND NOT (passed::jsonb ? $2)
     ORDER BY {codec.lease_order("review_items")} LIMIT $4
     FOR UPDATE SKIP LOCKED
 ), leased AS (
@@ -109,6 +106,5 @@ async def expire(conn: connection.Conn, now: float, limit: int) -> dict[int, int
 async def stats(
     conn: connection.Conn, now: float, monitor_id: int | None = None
 ) -> dict[int, QueueStats]:
-    if monitor_id is None:
-        return codec.queue_stats(await conn.fetch(STATS, now, now - DAY))
-    return codec.queue_stats(await conn.fetch(MONITOR_STATS, now, now - DAY, monitor_id))
+    query = STATS if monitor_id is None else MONITOR_STATS
+    return codec.queue_stats(await conn.fetch(query, *codec.stats_arguments(now, monitor_id)))
