@@ -91,12 +91,14 @@ def _identifier(request: web.Request) -> bodies.Parse[str]:
 
 
 @overload
-def _version(request: web.Request) -> str | None: ...
+def _version(request: web.Request, *, name: str = "version") -> str | None: ...
 @overload
-def _version(request: web.Request, default: str) -> str: ...
-def _version(request: web.Request, default: str | None = None) -> str | None:
-    """The `version` query parameter: a model version (`default` when absent)."""
-    return bodies.query(request, "version", _identifier(request), default, "a model version")
+def _version(request: web.Request, default: str, *, name: str = "version") -> str: ...
+def _version(
+    request: web.Request, default: str | None = None, *, name: str = "version"
+) -> str | None:
+    """The `version` query parameter (or `name`): a model version (`default` when absent)."""
+    return bodies.query(request, name, _identifier(request), default, "a model version")
 
 
 def _window(request: web.Request, example: str) -> float | None:
@@ -482,8 +484,7 @@ async def get_compare(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     await engine.lookup(key)
     _only_params(request, "a", "b", "window", "source")
-    a = bodies.query(request, "a", _identifier(request), None, "a model version")
-    b = bodies.query(request, "b", _identifier(request), None, "a model version")
+    a, b = _version(request, name="a"), _version(request, name="b")
     for name, value in (("a", a), ("b", b)):
         if value is None:
             raise BadRequest(
