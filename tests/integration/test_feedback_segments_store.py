@@ -1,8 +1,9 @@
 """Segment counters in the store, backend by backend: every counter a record makes (its
 prediction, estimation, review and label counters) kept again under its segment values, equal to
 what a monitor fed only that value's records counts; labels, relabels and the missing-actual
-sweep move them, duplicates do not; ordinary reads never see them; the raw values' counts; and
-the number of values bounded under a flood."""
+sweep move them, duplicates do not; ordinary reads never see them; the raw values' counts; the
+number of values bounded under a flood; and the feature sketches kept per value for a segment
+with drift only, each value's as a monitor fed only its records counts."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 
 from tests.support.feedback import T0, monitor_body
 from truthloop.core import calibration, estimate, review, segments, windows
-from truthloop.core.profile import Profile
+from truthloop.core.profile import Profile, build_from_records
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import SegmentSpec, Source, parse_monitor
 from truthloop.feedback.store.interface import EVERY, Only, Registered, Store
@@ -113,7 +114,7 @@ def actuals(records: list[PredictionRecord], key: str) -> list[list[Actual]]:
 
 def normal(counters: dict[str, float], sketches: bool = False) -> dict[str, Any]:
     """Counters with the reference id taken out of their keys; without the feature sketch
-    ones (kept per monitor, not per segment) unless `sketches`."""
+    ones (kept per value only for a segment with drift) unless `sketches`."""
     out = {}
     for key, value in counters.items():
         if not value:
@@ -288,3 +289,63 @@ async def test_a_flood_of_distinct_values_keeps_the_values_bounded(store: Store)
         assert sum(v["@predictions"] for v in values.values()) == len(records)
     counted = await store.segment_values(seg.id, T0 - 3600, 10_000)
     assert len(counted["country"]) == 10_000
+
+
+async def drifting(store: Store, name: str, profile: Profile, drift: bool) -> Registered:
+    """A monitor whose reference is `profile`, with `SEGMENTS` (country with `drift`) when
+    `drift`, else none."""
+    body = monitor_body(name)
+    registered, _ = await store.put_monitor(parse_monitor(body), body, T0)
+    reference = await store.put_reference(registered.id, "", "upload", profile, T0)
+    kept = (dataclasses.replace(SEGMENTS[0], drift=True), *SEGMENTS[1:]) if drift else ()
+    found = dataclasses.replace(registered.monitor.spec, segments=kept)
+    return dataclasses.replace(
+        registered,
+        monitor=dataclasses.replace(registered.monitor, spec=found),
+        references={"": reference},
+    )
+
+
+def featured(records: list[PredictionRecord], seed: int) -> list[PredictionRecord]:
+    """`records` with a numeric and a categorical feature (some missing, some of a wrong type)."""
+    rng = random.Random(seed)
+    return [
+        msgspec.structs.replace(
+            r,
+            features={
+                "tenure": rng.choice([rng.gauss(12, 4), None, "x"]),
+                "plan": rng.choice(["basic", "pro", "team", "enterprise", None]),
+            },
+        )
+        for r in records
+    ]
+
+
+async def test_a_drift_segment_keeps_each_values_feature_sketches_as_it_alone_counts(
+    store: Store,
+) -> None:
+    records = featured(batch(600, seed=4), seed=5)
+    spec = parse_monitor(monitor_body("x")).spec
+    profile, _ = build_from_records(
+        [(r.prediction, r.score, r.features) for r in featured(batch(500, seed=6), seed=7)], spec
+    )
+    seg = await drifting(store, "seg", profile, True)
+    mine = [msgspec.structs.replace(r, monitor="ml/seg") for r in records]
+    await store.insert_predictions(mine, {"ml/seg": seg}, T0, None, {seg.id: SETS})
+
+    sketched = await read(store, seg, Only(segment="country", sketches=True))
+    by_value = segments.split(sketched, "country")
+    assert set(by_value) == {"DE", "FR", "other", "missing"}
+    for i, value in enumerate(sorted(by_value)):
+        alone = await drifting(store, f"alone{i}", profile, False)
+        theirs = [
+            msgspec.structs.replace(r, monitor=f"ml/alone{i}")
+            for r in records
+            if country(r) == value
+        ]
+        await store.insert_predictions(theirs, {f"ml/alone{i}": alone}, T0, None, None)
+        sketched = await read(store, alone, Only(sketches=True))
+        assert [k for k in sketched if ":tenure:" in k and sketched[k]]
+        assert normal(by_value[value], sketches=True) == normal(sketched, sketches=True), value
+    for name in ("device", "tenure"):
+        assert await read(store, seg, Only(segment=name, sketches=True)) == {}, name

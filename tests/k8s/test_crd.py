@@ -453,7 +453,27 @@ def test_the_most_segments_and_segment_alerts_are_taken(
         ),
         (
             {"alerts.0.metric": "drift_share", "alerts.0.below": None, "alerts.0.above": 0.5},
-            ["spec.alerts[0].segment: Invalid value", "for a model metric"],
+            ["spec.alerts: Invalid value", "needs a segment with drift: true"],
+            "spec.alerts[0].segment",
+        ),
+        (
+            {
+                **{f"segments.{i}.drift": True for i in range(8)},
+                **{f"alerts.{i}.metric": "drift_share" for i in range(32)},
+                **{f"alerts.{i}.below": None for i in range(32)},
+                **{f"alerts.{i}.above": 0.5 for i in range(32)},
+            },
+            None,
+            None,
+        ),
+        (
+            {
+                "segments.1.drift": True,
+                "alerts.0.metric": "outlier_ratio",
+                "alerts.0.below": None,
+                "alerts.0.above": 0.5,
+            },
+            ["spec.alerts: Invalid value", "needs a segment with drift: true"],
             "spec.alerts[0].segment",
         ),
         (

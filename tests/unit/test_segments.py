@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from truthloop.core import segments
+from truthloop.core import segmented, segments
 from truthloop.core.segments import MISSING, OTHER
 from truthloop.core.spec import SegmentSpec, Source
 from truthloop.core.wire import Scalar
@@ -202,3 +203,14 @@ def test_split_takes_one_segments_counters_by_value() -> None:
 def test_invalid_names_what_a_raw_value_may_not_be(raw: object, reason: str | None) -> None:
     problem = segments.invalid(raw)
     assert (problem and problem[0]) == reason
+
+
+def test_only_keeps_the_named_segments_prefixes_renumbered() -> None:
+    names = ("", "^country=DE:", "^device=ios:", "^country=FR:", "^device=web:")
+    ids = np.array([[1, 2], [3, 4], [0, 2]], dtype=np.intp)
+    kept = segmented.only(segmented.Assigned(names, ids), frozenset({"country"}))
+    assert kept is not None
+    assert kept.names == ("", "^country=DE:", "^country=FR:")
+    assert kept.ids.tolist() == [[1, 0], [2, 0], [0, 0]]
+    assert segmented.only(segmented.Assigned(names, ids), frozenset({"tenure"})) is None
+    assert segmented.only(None, frozenset({"country"})) is None

@@ -1500,7 +1500,7 @@ ONE = {"name": "s", "pointer": "/s"}
             [{**ONE, "values": ["a"]}],
             [
                 "spec.segments[0].values: unknown field; expected one of: name, pointer, header, "
-                "maxValues, buckets, export"
+                "maxValues, buckets, export, drift"
             ],
         ),
     ],
@@ -1519,15 +1519,15 @@ def test_bad_segments_are_named_by_path(segments: Any, expected: list[str]) -> N
         (
             {"name": "d", "metric": "drift_share", "above": 0.5, "segment": "country"},
             [
-                "spec.alerts[0].segment: not with a drift metric (drift_share): the drift "
-                "statistics are not kept per segment"
+                "spec.alerts[0].segment: a drift metric (drift_share) needs a segment with "
+                "drift: true (country keeps no feature sketches per value)"
             ],
         ),
         (
             {"name": "d", "metric": "missing_ratio", "feature": "x", "above": 0.5, "segment": "s"},
             [
-                "spec.alerts[0].segment: not with a drift metric (missing_ratio): the drift "
-                "statistics are not kept per segment"
+                "spec.alerts[0].segment: a drift metric (missing_ratio) needs a segment with "
+                "drift: true (s keeps no feature sketches per value)"
             ],
         ),
         ({**SEGMENT_ALERT, "segment": 1}, ["spec.alerts[0].segment: expected a string, got 1"]),
@@ -1538,6 +1538,14 @@ def test_an_alert_segment_names_a_declared_segment_of_a_model_metric(
 ) -> None:
     segments = [{"name": "country", "header": "X-Country"}, ONE]
     assert errors(monitor(segments=segments, alerts=[alert])) == expected
+
+
+def test_a_drift_alert_on_a_segment_with_drift_is_taken() -> None:
+    segments = [{"name": "country", "header": "X-Country", "drift": True}, ONE]
+    alert = {"name": "d", "metric": "drift_share", "above": 0.5, "segment": "country"}
+    found = parse_monitor(monitor(segments=segments, alerts=[alert]))
+    assert [s.drift for s in found.spec.segments] == [True, False]
+    assert found.spec.alerts[0].key == "segment:country:drift_share"
 
 
 def test_a_segment_alert_without_segments_is_refused() -> None:

@@ -1101,6 +1101,12 @@ def segment_alert(metric: str, name: str = "country", **more: Any) -> dict[str, 
     return patched(SEGMENTED, {"spec.alerts": [alert], "spec.fallback.engageOn": DELETE})
 
 
+def drifting(obj: dict[str, Any], drift: bool = True) -> dict[str, Any]:
+    """`obj` with its first segment's `drift` set."""
+    first = {**obj["spec"]["segments"][0], "drift": drift}
+    return patched(obj, {"spec.segments": [first, *obj["spec"]["segments"][1:]]})
+
+
 SEGMENT_CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("segments", SEGMENTED, True),
     ("segments empty", patched(C, {"spec.segments": []}), True),
@@ -1213,6 +1219,39 @@ SEGMENT_CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("segment alert on feature_drift", segment_alert("feature_drift", feature="tenure"), False),
     ("segment alert on missing_ratio", segment_alert("missing_ratio", feature="tenure"), False),
     ("segment alert on outlier_ratio", segment_alert("outlier_ratio"), False),
+    ("segment drift true", segment(drift=True), True),
+    ("segment drift false", segment(drift=False), True),
+    ("segment drift a string", segment(drift="true"), False),
+    ("segment drift a number", segment(drift=1), False),
+    *(
+        (
+            f"drifting segment alert on {metric}",
+            drifting(segment_alert(metric, **more)),
+            True,
+        )
+        for metric, more in (
+            ("drift_share", {}),
+            ("prediction_drift", {}),
+            ("feature_drift", {"feature": "tenure"}),
+            ("missing_ratio", {"feature": "tenure"}),
+            ("outlier_ratio", {}),
+        )
+    ),
+    (
+        "drift alert on another segment than the drifting one",
+        drifting(segment_alert("drift_share", "device")),
+        False,
+    ),
+    (
+        "drift alert on a segment with drift false",
+        drifting(segment_alert("drift_share"), False),
+        False,
+    ),
+    (
+        "drift alert on an undeclared segment beside a drifting one",
+        drifting(segment_alert("drift_share", "city")),
+        False,
+    ),
     ("segment alert empty", segment_alert("accuracy", ""), False),
     ("segment alert a number", segment_alert("accuracy", 1), False),
     ("segment alert name with a colon", segment_alert("accuracy", "a:b"), False),
@@ -1524,6 +1563,8 @@ MUTATIONS: dict[str, list[Any]] = {
         [{"name": "country", "pointer": "/c", "buckets": [1, 2], "maxValues": 3}],
         [{"name": "country", "pointer": "/c", "maxValues": 0}],
         [{"name": "c:d", "pointer": "/c"}],
+        [{"name": "country", "header": "X-C", "drift": True}],
+        [{"name": "country", "header": "X-C", "drift": "yes"}],
         "country",
     ],
     "spec.extra": [1],

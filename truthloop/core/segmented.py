@@ -7,7 +7,8 @@ the counting once per value. `assign` gives each record of the batch its prefixe
 distinct prefix, 0 none); `fan` repeats each record once more per prefix it has, with the group
 index `group * width + prefix id`, so one `bincount` over `width` times as many groups sums the
 plain counters (prefix id 0) and every segment value's at once (`Fan.copies` marks the copies,
-which an estimation counter may count more coarsely: `estimate.Ingest.compact`). A batch of
+which an estimation counter may count more coarsely: `estimate.Ingest.compact`). The feature
+sketches are fanned only under the prefixes of segments with `drift` (`only`). A batch of
 monitors without segments costs one look at their specs.
 """
 
@@ -107,6 +108,21 @@ def _ids(
             found = memo[type(value), value] = ids.setdefault(named, len(ids))
         out.append(found)
     return out
+
+
+def only(assigned: Assigned | None, names: frozenset[str]) -> Assigned | None:
+    """The prefixes of the segments named `names` only (the feature sketches are fanned under
+    those of segments with `drift`), renumbered densely; None when no record has one."""
+    if assigned is None or not names:
+        return None
+    picked = [0] + [
+        i for i, name in enumerate(assigned.names) if name and name[1 : name.index("=")] in names
+    ]
+    if len(picked) == 1:
+        return None
+    renumber = np.zeros(assigned.width, dtype=np.intp)
+    renumber[picked] = np.arange(len(picked), dtype=np.intp)
+    return Assigned(tuple(assigned.names[i] for i in picked), renumber[assigned.ids])
 
 
 @dataclass(frozen=True, slots=True)

@@ -380,6 +380,8 @@ class _Part:
     """Per `layout.extras`, each record's codes and weights (`estimate.Ingest`)."""
     losses: Floats | None = None
     """Per record, its contribution to each `@dle` counter (`_Layout.loss_counters`)."""
+    drift: frozenset[str] = frozenset()
+    """The monitor's segments with `drift`: the feature sketches are kept per value of those."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,7 +402,7 @@ class Sketched:
     ) -> dict[GroupKey, dict[str, float]]:
         """The sketch counters the records at positions `stored` (None: all) add, per minute
         group; the estimation counters again under each record's segment prefixes of
-        `assigned` (feature sketches are not kept per segment)."""
+        `assigned`, the feature sketches under those of the segments with `drift` only."""
         keep = None
         if stored is not None and len(stored) < self.size:
             keep = np.zeros(self.size, dtype=bool)
@@ -418,42 +420,45 @@ def _count(
     assigned: segmented.Assigned | None = None,
 ) -> None:
     """Add the counters of a part's records (`keep`: only those) to `out`, the estimation
-    ones under their segment prefixes too (`assigned`; compacted where the ingest says so)."""
+    ones under their segment prefixes too (`assigned`; compacted where the ingest says so), the
+    feature sketches under those of the part's segments with drift."""
     group = part.group if keep is None else part.group[keep]
     if not len(group):
         return
     positions = part.indices if keep is None else part.indices[keep]
     fanned = segmented.fan(assigned, positions, group)
-    n = len(part.groups)
+    drifting = segmented.fan(segmented.only(assigned, part.drift), positions, group)
+    widened = drifting.group
+    n = len(part.groups) * drifting.width
     ref = part.layout.ref
     matrices: list[npt.NDArray[np.float64]] = []
     keys: list[str] = []
     for column, codes in zip(part.layout.columns, part.codes, strict=True):
         width = column.width
-        picked = codes if keep is None else codes[keep]
-        counts = np.bincount(group * width + picked, minlength=n * width).reshape(n, width)
+        picked = drifting.take(codes if keep is None else codes[keep])
+        counts = np.bincount(widened * width + picked, minlength=n * width).reshape(n, width)
         matrices.append(counts @ column.project)
         keys += column.keys
-    outliers = part.outliers if keep is None else part.outliers[keep]
+    outliers = drifting.take(part.outliers if keep is None else part.outliers[keep])
     matrices.append(
         np.stack(
             [
-                np.bincount(group, minlength=n),
-                np.bincount(group, weights=outliers, minlength=n),
+                np.bincount(widened, minlength=n),
+                np.bincount(widened, weights=outliers, minlength=n),
             ],
             axis=1,
         ).astype(np.float64)
     )
     keys += [rows_key(ref), outliers_key(ref)]
     table = np.concatenate(matrices, axis=1)
-    for g, (version, served_by, bucket) in enumerate(part.groups):
+    for g in np.flatnonzero(table.any(axis=1)).tolist():
         row = table[g]
         nonzero = np.flatnonzero(row)
-        if not len(nonzero):
-            continue
+        plain, prefix = drifting.split(g)
+        version, served_by, bucket = part.groups[plain]
         counters = out.setdefault((part.monitor_id, version, served_by, bucket), {})
         for index, value in zip(nonzero.tolist(), row[nonzero].tolist(), strict=True):
-            name = keys[index]
+            name = prefix + keys[index]
             counters[name] = counters.get(name, 0.0) + value
     if part.losses is not None:
         losses = part.losses if keep is None else part.losses[keep]
@@ -543,6 +548,8 @@ class _Gathering:
     """(version, served_by) of each slot."""
     slot: list[int] = field(default_factory=list)
     """Each record's slot."""
+    drift: frozenset[str] = frozenset()
+    """The monitor's segments with `drift`."""
 
 
 def sketch(records: Sequence[PredictionRecord], known: Mapping[str, Referenced]) -> Sketched:
@@ -575,7 +582,9 @@ def sketch(records: Sequence[PredictionRecord], known: Mapping[str, Referenced])
         layout = _layout(reference, registered.monitor.spec)
         gathering = by_reference.get(layout.ref)
         if gathering is None:
-            gathering = by_reference[layout.ref] = _Gathering(registered.id, layout)
+            segments = registered.monitor.spec.segments
+            drifting = frozenset(s.name for s in segments if s.drift)
+            gathering = by_reference[layout.ref] = _Gathering(registered.id, layout, drift=drifting)
         gathering.slots.append((version, served_by))
         gathering.indices += indices
         gathering.slot += [len(gathering.slots) - 1] * len(indices)
@@ -615,6 +624,7 @@ def sketch(records: Sequence[PredictionRecord], known: Mapping[str, Referenced])
                 outlying > 0,
                 tuple(extra.deltas(batch) for extra in layout.extras),
                 layout.loss_counters(read),
+                gathering.drift,
             )
         )
     return Sketched(n, outliers, tuple(parts))

@@ -30,8 +30,8 @@ holds the two to the same verdict on a corpus of monitors):
   declared, never a reserved column (`prediction`, `score`, `actual`, `ts`); `source` realized
   (default), estimated or auto, the last two only for a model metric the task's estimator gives
   (`metrics.ESTIMATED_NAMES`), or reviewed, only with `spec.review` and for a metric the reviewed
-  labels estimate (`metrics.REVIEWED_NAMES`); `segment` one of `spec.segments`, not with a
-  drift metric (the sketches are not kept per segment);
+  labels estimate (`metrics.REVIEWED_NAMES`); `segment` one of `spec.segments`, with a drift
+  metric only one with `drift` (only those keep the feature sketches per value);
 - features: at most `MAX_FEATURES` (100), unique names of `profile.FEATURE_NAME` (no `:`, so
   they fit sketch keys) that are not reserved columns, a pointer (default `/<name>`), a type;
 - drift: `share` in (0, 1] (0.5); `reference` a period `{from, to}` of RFC 3339 timestamps with
@@ -44,7 +44,7 @@ holds the two to the same verdict on a corpus of monitors):
   or `^`, so they fit counter keys), exactly one of a `pointer` (into the request body, the row
   of a batch) or a `header`, `maxValues` 1 to `MAX_SEGMENT_VALUES` (100; default 20) or
   `buckets`, not both: 1 to `MAX_SEGMENT_BUCKETS` (50) finite numbers, strictly ascending;
-  `export` a boolean (false);
+  `export` a boolean (false); `drift` a boolean (false);
 - fallback: at most 64 rules, the last one and only the last without `when`; mode `engaged` needs
   rules, and so does a non-empty `engageOn` (an engaged fallback would have nothing to serve);
   `engageOn` names alerts and defaults to all of them;
@@ -360,6 +360,9 @@ class SegmentSpec:
     max_values: int = 20
     buckets: tuple[float, ...] = ()
     export: bool = False
+    drift: bool = False
+    """Keep the feature sketches per value too (drift per value; they cost what the drift
+    read's counters cost, again for each value)."""
 
 
 ReviewPer = Literal["day", "window"]
@@ -600,7 +603,7 @@ _REGRESSION_COSTS = ("overPrediction", "underPrediction")
 _COST_FIELDS = (*_BINARY_COSTS, "matrix", *_REGRESSION_COSTS)
 _CELL_FIELDS = ("actual", "predicted", "cost")
 _ALERT_FIELDS = ("name", "metric", "feature", "below", "above", "for", "source", "segment")
-_SEGMENT_FIELDS = ("name", "pointer", "header", "maxValues", "buckets", "export")
+_SEGMENT_FIELDS = ("name", "pointer", "header", "maxValues", "buckets", "export", "drift")
 _FALLBACK_FIELDS = ("mode", "engageOn", "recoverAfter", "rules")
 _RULE_FIELDS = ("when", "prediction")
 _REVIEW_FIELDS = ("budget", "per", "random", "borderline", "outliers", "lease", "seed", "abstain")
@@ -1009,9 +1012,9 @@ def _alerts(
     )
     declared_segments = spec.get("segments")
     segments = (
-        {s.get("name") for s in declared_segments if isinstance(s, Mapping)}
+        {s.get("name"): s.get("drift") is True for s in declared_segments if isinstance(s, Mapping)}
         if isinstance(declared_segments, list)
-        else set()
+        else {}
     )
     alerts: list[AlertSpec] = []
     seen: dict[str, str] = {}
@@ -1046,10 +1049,11 @@ def _alert_segment(
     alert: Mapping[str, object],
     path: str,
     metric: str | None,
-    segments: set[object],
+    segments: Mapping[object, bool],
 ) -> str | None:
-    """The alert's `segment`: one of `spec.segments` (`segments`, the declared names), and not
-    for a drift metric (the feature sketches are not kept per segment)."""
+    """The alert's `segment`: one of `spec.segments` (`segments`: each declared name, whether it
+    has `drift`), one with `drift` for a drift metric (only those keep the feature sketches per
+    value)."""
     segment = read.text(alert, path, "segment", _SEGMENT)
     where = fieldpath.child(path, "segment")
     if segment is None:
@@ -1057,9 +1061,9 @@ def _alert_segment(
     if segment not in segments:
         read.fail(where, f"no segment named {_show(segment)} in spec.segments")
         return None
-    if metric in DRIFT_METRICS:
-        read.fail(where, f"not with a drift metric ({metric}): the drift statistics are not "
-                  "kept per segment")  # fmt: skip
+    if metric in DRIFT_METRICS and not segments[segment]:
+        read.fail(where, f"a drift metric ({metric}) needs a segment with drift: true "
+                  f"({segment} keeps no feature sketches per value)")  # fmt: skip
         return None
     return segment
 
@@ -1182,8 +1186,9 @@ def _segments(read: _Reader, spec: Mapping[str, object], path: str) -> tuple[Seg
             read.fail(fieldpath.child(where, "maxValues"), "not with buckets: a numeric segment's "
                       "values are its buckets")  # fmt: skip
         export = read.boolean(declared, where, "export", default=False)
+        drifting = read.boolean(declared, where, "drift", default=False)
         if name is not None and source is not None:
-            found.append(SegmentSpec(name, source, max_values or 20, buckets, export))
+            found.append(SegmentSpec(name, source, max_values or 20, buckets, export, drifting))
     return tuple(found)
 
 
