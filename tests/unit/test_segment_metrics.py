@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 
@@ -9,6 +10,7 @@ import pytest
 
 from truthloop.core import alerts, metrics, segment_metrics, spec
 from truthloop.core.alerts import MonitorState, WindowMetric
+from truthloop.core.drift import ColumnDrift, DatasetDrift, DriftReport, Histogram
 from truthloop.core.evaluation import Evaluated
 from truthloop.core.join import PREDICTIONS_KEY
 from truthloop.core.segment_metrics import Ranking
@@ -165,3 +167,44 @@ def test_a_segment_estimate_counts_records_not_labels() -> None:
     assert not spec.counts_labels("segment:country:estimated:accuracy")
     assert not spec.counts_labels("segment:country:auto:accuracy")
     assert spec.counts_labels("segment:country:reviewed:accuracy")
+
+
+def drifted(share: float, samples: int, plan: float | None = None) -> DriftReport:
+    """A report of `samples` records whose dataset drift share is `share` (and plan's distance)."""
+    features = ()
+    if plan is not None:
+        column = ColumnDrift(
+            "plan", "categorical", "jensenshannon", plan, 0.1, plan >= 0.1, None, samples,
+            0.0, 0.0, None, 0.0, Histogram((), ()), distance=plan,
+        )  # fmt: skip
+        features = (column,)
+    dataset = DatasetDrift(2, round(share * 2), share, 0.5, share >= 0.5, ())
+    return DriftReport("ok", samples=samples, features=features, dataset=dataset)
+
+
+DRIFTING = SegmentSpec("country", Source(header="X-Country"), drift=True)
+PLAN = AlertSpec("plan-drift", "feature_drift", above=0.3, feature="plan", segment="country")
+
+
+def test_a_drift_segment_alert_reads_the_worst_value_of_enough_records() -> None:
+    spec_ = dataclasses.replace(monitor(LOW, PLAN), segments=(DRIFTING,))
+    assert segment_metrics.drift_watched(spec_) == ("country",)
+    assert segment_metrics.watched(spec_) == ("country",), "the accuracy alert"
+    assert segment_metrics.ranking(spec_, "country") == Ranking("accuracy", True)
+    assert segment_metrics.drift_ranking(spec_, "country") == Ranking("feature_drift:plan", False)
+    assert segment_metrics.drift_ranking(monitor(), "country") == Ranking("drift_share", False)
+    reports = {
+        "DE": drifted(0.5, 100, plan=0.6),
+        "FR": drifted(0.5, 5, plan=0.9),  # too few records
+        "IT": drifted(0.5, 50, plan=0.4),
+        "US": drifted(0.0, 900, plan=0.01),
+    }
+    found = segment_metrics.alert_metrics(spec_, {}, {"country": reports})
+    assert found == {PLAN.key: WindowMetric(0.6, 100, ("DE", "IT"))}
+    ranked = segment_metrics.rank_drift(reports, Ranking("drift_share", False), 10)
+    assert [r.value for r in ranked] == ["DE", "IT", "US", "FR"], "ties: more records first"
+    calm = {"US": reports["US"]}
+    assert segment_metrics.alert_metrics(spec_, {}, {"country": calm}) == {
+        PLAN.key: WindowMetric(0.01, 900)
+    }
+    assert segment_metrics.alert_metrics(spec_, {}, {}) == {}, "not read: nothing"

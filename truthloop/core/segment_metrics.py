@@ -13,17 +13,25 @@ The ranking puts first the values whose metric has `minSamples` samples behind i
 the values an alert can see, the first of them the one it names), then those with fewer (worst
 first too: their figures are noise more than signal), then those without a value; ties go to
 the value with more samples, then by name.
+
+A segment with `drift` keeps each value's feature sketches too: each value's drift report
+(`core.drift`, against the monitor's reference) is ranked the same way (`rank_drift`: by the
+first drift alert on the segment, else the dataset drift share, worse upwards; the samples are
+the records compared, as `drift.alert_values` gives them), and its drift alerts read the worst
+value as a metric alert does (`worst`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
 
-from truthloop.core import alerts, evaluation, metrics, segments
+from truthloop.core import alerts, drift, evaluation, metrics, segments
+from truthloop.core.drift import DriftReport
 from truthloop.core.evaluation import ALL_VERSIONS, Estimator, Evaluated
-from truthloop.core.spec import AlertSpec, CostSpec, MonitorSpec, SegmentSpec
+from truthloop.core.spec import DRIFT_METRICS, AlertSpec, CostSpec, MonitorSpec, SegmentSpec
 from truthloop.core.tasks import Task
 
 
@@ -37,9 +45,10 @@ class Ranking:
 
 
 def ranking(spec: MonitorSpec, segment: str) -> Ranking:
-    """The first alert on `segment` decides, else the task's headline metric."""
+    """The first alert on a model metric of `segment` decides, else the task's headline
+    metric."""
     for alert in spec.alerts:
-        if alert.segment == segment:
+        if alert.segment == segment and alert.metric not in DRIFT_METRICS:
             return Ranking(inner_key(alert), alert.below is not None)
     if spec.task == "regression":
         return Ranking("mae", False)
@@ -71,6 +80,22 @@ def evaluate(
     return found
 
 
+class Read(Protocol):
+    """One value of a segment as a ranking reads it."""
+
+    @property
+    def value(self) -> str: ...
+
+    @property
+    def metric(self) -> float | None: ...
+
+    @property
+    def samples(self) -> int: ...
+
+
+R = TypeVar("R", bound=Read)
+
+
 @dataclass(frozen=True, slots=True)
 class Ranked:
     """One value of a segment as the ranking saw it: the value read and the samples behind it."""
@@ -81,16 +106,42 @@ class Ranked:
     samples: int
 
 
+@dataclass(frozen=True, slots=True)
+class DriftRanked:
+    """One value of a drift segment as the ranking saw it (`drift.alert_values`' reading)."""
+
+    value: str
+    report: DriftReport
+    metric: float | None
+    samples: int
+
+
 def rank(values: Mapping[str, Evaluated], by: Ranking, min_samples: int) -> tuple[Ranked, ...]:
     """The values worst first (see the module's docstring)."""
     found = []
     for name, evaluated in values.items():
         metric, samples = evaluation.alert_values(evaluated, min_samples).get(by.key, (None, 0))
-        if metric is not None and not math.isfinite(metric):
-            metric = None
-        found.append(Ranked(name, evaluated, metric, samples))
+        found.append(Ranked(name, evaluated, _finite(metric), samples))
+    return _ordered(found, by, min_samples)
 
-    def order(r: Ranked) -> tuple[int, float, int, str]:
+
+def rank_drift(
+    reports: Mapping[str, DriftReport], by: Ranking, min_samples: int
+) -> tuple[DriftRanked, ...]:
+    """A drift segment's values worst first, as `rank` orders a segment's metrics."""
+    found = []
+    for name, report in reports.items():
+        metric, samples = drift.alert_values(report).get(by.key, (None, 0))
+        found.append(DriftRanked(name, report, _finite(metric), samples))
+    return _ordered(found, by, min_samples)
+
+
+def _finite(metric: float | None) -> float | None:
+    return None if metric is None or not math.isfinite(metric) else metric
+
+
+def _ordered(found: list[R], by: Ranking, min_samples: int) -> tuple[R, ...]:
+    def order(r: R) -> tuple[int, float, int, str]:
         if r.metric is None:
             return (2, 0.0, -r.samples, r.value)
         tier = 0 if r.samples >= min_samples else 1
@@ -102,16 +153,29 @@ def rank(values: Mapping[str, Evaluated], by: Ranking, min_samples: int) -> tupl
 def alert_metric(
     alert: AlertSpec, values: Mapping[str, Evaluated], min_samples: int
 ) -> alerts.WindowMetric:
-    """What a segment alert reads: with values that breach (with `min_samples` each), the worst
-    one's metric and samples and every breaching value, worst first; else the worst value with
-    enough samples (the alert is clear), else the best-supplied one (it has too few samples:
-    insufficient)."""
-    ranked = rank(values, Ranking(inner_key(alert), alert.below is not None), min_samples)
+    """What a segment alert on a model metric reads of its values (`worst`)."""
+    by = Ranking(inner_key(alert), alert.below is not None)
+    return worst(alert, rank(values, by, min_samples), min_samples)
+
+
+def drift_alert_metric(
+    alert: AlertSpec, reports: Mapping[str, DriftReport], min_samples: int
+) -> alerts.WindowMetric:
+    """What a segment alert on a drift metric reads of its values' drift (`worst`)."""
+    by = Ranking(inner_key(alert), alert.below is not None)
+    return worst(alert, rank_drift(reports, by, min_samples), min_samples)
+
+
+def worst(alert: AlertSpec, ranked: Sequence[Read], min_samples: int) -> alerts.WindowMetric:
+    """What a segment alert reads of its values ranked worst first: with values that breach
+    (with `min_samples` each), the worst one's metric and samples and every breaching value,
+    worst first; else the worst value with enough samples (the alert is clear), else the
+    best-supplied one (it has too few samples: insufficient)."""
     seen = [r for r in ranked if r.metric is not None and r.samples >= min_samples]
     breaching = [r for r in seen if alert.breached(r.metric)]  # type: ignore[arg-type]
     if breaching:
-        worst = breaching[0]
-        return alerts.WindowMetric(worst.metric, worst.samples, tuple(r.value for r in breaching))
+        first = breaching[0]
+        return alerts.WindowMetric(first.metric, first.samples, tuple(r.value for r in breaching))
     if seen:
         return alerts.WindowMetric(seen[0].metric, seen[0].samples)
     most = max(ranked, key=lambda r: r.samples, default=None)
@@ -121,22 +185,48 @@ def alert_metric(
 
 
 def alert_metrics(
-    spec: MonitorSpec, segments: Mapping[str, Mapping[str, Evaluated]]
+    spec: MonitorSpec,
+    segments: Mapping[str, Mapping[str, Evaluated]],
+    drifts: Mapping[str, Mapping[str, DriftReport]] | None = None,
 ) -> dict[str, alerts.WindowMetric]:
-    """Every segment alert's metric by its `AlertSpec.key`, from each segment's values (a
-    segment not in `segments` was not read: its alerts get nothing, insufficient)."""
+    """Every segment alert's metric by its `AlertSpec.key`, from each segment's values (a model
+    metric's) or each value's drift (`drifts`, a drift metric's; a segment not read: its alerts
+    get nothing, insufficient)."""
     found = {}
+    min_samples = spec.metrics.min_samples
     for alert in spec.alerts:
-        if alert.segment is not None and alert.segment in segments:
-            found[alert.key] = alert_metric(
-                alert, segments[alert.segment], spec.metrics.min_samples
-            )
+        if alert.segment is None:
+            continue
+        if alert.metric in DRIFT_METRICS:
+            reports = (drifts or {}).get(alert.segment)
+            if reports is not None:
+                found[alert.key] = drift_alert_metric(alert, reports, min_samples)
+        elif alert.segment in segments:
+            found[alert.key] = alert_metric(alert, segments[alert.segment], min_samples)
     return found
 
 
+def drift_ranking(spec: MonitorSpec, segment: str) -> Ranking:
+    """What orders a drift segment's values: its first drift alert, else the dataset drift
+    share (worse upwards)."""
+    for alert in spec.alerts:
+        if alert.segment == segment and alert.metric in DRIFT_METRICS:
+            return Ranking(inner_key(alert), alert.below is not None)
+    return Ranking("drift_share", False)
+
+
+def drift_watched(spec: MonitorSpec) -> tuple[str, ...]:
+    """The drift segments a tick reads: those a drift alert watches."""
+    alerted = {a.segment for a in spec.alerts if a.metric in DRIFT_METRICS}
+    return tuple(s.name for s in spec.segments if s.drift and s.name in alerted)
+
+
 def watched(spec: MonitorSpec) -> tuple[str, ...]:
-    """The segments a tick reads: those an alert watches and those exported to Prometheus."""
-    alerted = {alert.segment for alert in spec.alerts if alert.segment is not None}
+    """The segments a tick reads: those a model metric's alert watches and those exported to
+    Prometheus."""
+    alerted = {
+        a.segment for a in spec.alerts if a.segment is not None and a.metric not in DRIFT_METRICS
+    }
     return tuple(s.name for s in spec.segments if s.name in alerted or s.export)
 
 

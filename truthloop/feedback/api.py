@@ -22,10 +22,12 @@ from aiohttp import web
 from truthloop.core import (
     compare,
     dataset,
+    drift,
     evaluation,
     labelstudio,
     records,
     scopes,
+    segment_metrics,
     segments,
     table,
     windows,
@@ -49,6 +51,7 @@ from truthloop.feedback.engine import (
     DriftWindow,
     Engine,
     ReviewPlan,
+    SegmentDrift,
     SegmentMetrics,
     VersionsWindow,
     WindowMetrics,
@@ -337,23 +340,28 @@ def _segment_value(text: str) -> str:
     return text
 
 
+class UnknownValue(NotFound):
+    """A value a segment cannot have (not kept, no bucket of it, not other or missing): 404, so
+    a typo does not look like a quiet segment."""
+
+    def __init__(self, segment: str, value: str) -> None:
+        message = (
+            f"{value!r} is none of segment {segment}'s values"
+            " (its kept values or buckets, other, missing)"
+        )
+        super().__init__(
+            f"segment {segment} has no value {value!r}",
+            [detail("value", message, "unknown_value")],
+        )
+
+
 def segment_view(found: SegmentMetrics, value: str | None, window: WindowMetrics) -> dict[str, Any]:
     """Each value of the segment worst first (`value`: that one only, empty when the window has
     no record of it; NotFound for a value the segment cannot have)."""
     ranked = [(r.value, r.evaluated) for r in found.ranked]
     if value is not None:
         if value not in found.known:
-            raise NotFound(
-                f"segment {found.name} has no value {value!r}",
-                [
-                    detail(
-                        "value",
-                        f"{value!r} is none of segment {found.name}'s values"
-                        " (its kept values or buckets, other, missing)",
-                        "unknown_value",
-                    )
-                ],
-            )
+            raise UnknownValue(found.name, value)
         empty = evaluation.evaluate(window.task, {}, window.cost)
         ranked = [next(((v, e) for v, e in ranked if v == value), (value, empty))]
     return {
@@ -975,12 +983,77 @@ class NoReference(NotFound):
 async def get_drift(request: web.Request) -> web.Response:
     key = _key(request)
     engine = request.app[ENGINE]
-    await engine.lookup(key)
+    registered = await engine.lookup(key)
     window = _window(request, "1h")
     version = _version(request)
     step = _step(request)
-    found = await engine.drift_window(key, window, version=version, step=step)
-    return json(drift_view(key, version, found))
+    drifting = [s.name for s in registered.monitor.spec.segments if s.drift]
+    segment = bodies.query(
+        request,
+        "segment",
+        bodies.choice(*drifting),
+        None,
+        "one of the monitor's spec.segments with drift: true: "
+        + (", ".join(drifting) or "it has none"),
+    )
+    value = bodies.query(request, "value", _segment_value, None, "a segment value")
+    if value is not None and segment is None:
+        raise BadRequest(
+            "bad query parameter value",
+            [detail("value", "needs a segment (?segment=...&value=...)", "invalid")],
+        )
+    if segment is None:
+        found = await engine.drift_window(key, window, version=version, step=step)
+        return json(drift_view(key, version, found))
+    if step is not None:
+        raise BadRequest(
+            "bad query parameter series",
+            [detail("series", "not with segment: a segment's drift is of the window", "invalid")],
+        )
+    sliced = await engine.segment_drift(key, segment, window, version=version)
+    return json(segment_drift_view(key, version, sliced, value))
+
+
+def segment_drift_view(
+    key: str, version: str | None, found: SegmentDrift, value: str | None
+) -> dict[str, Any]:
+    """A drift segment's values worst first, each's dataset drift share and drifted features;
+    with `value`, that value's whole report (as the monitor's, against the same reference;
+    NotFound for a value the segment cannot have)."""
+    answer: dict[str, Any] = {
+        "monitor": key,
+        "version": version,
+        "window": _window_view(found.seconds, found.span),
+    }
+    if value is None:
+        answer["segment"] = {
+            "name": found.name,
+            "by": found.by.key,
+            "values": [_drift_entry(r) for r in found.ranked],
+        }
+        return answer
+    if value not in found.known:
+        raise UnknownValue(found.name, value)
+    report = next((r.report for r in found.ranked if r.value == value), found.empty)
+    answer["segment"] = {"name": found.name, "value": value}
+    answer["drift"] = report
+    return answer
+
+
+def _drift_entry(ranked: segment_metrics.DriftRanked) -> dict[str, Any]:
+    """One value of a drift segment in short: records compared, the ranking's metric, the
+    dataset drift share and the features that drifted."""
+    report = ranked.report
+    dataset = report.dataset
+    return {
+        "value": ranked.value,
+        "status": report.status,
+        "samples": report.samples,
+        "metric": ranked.metric,
+        "share": dataset.share if dataset else None,
+        "drifted": dataset.drifted if dataset else False,
+        "features": list(drift.drifted_features(report)),
+    }
 
 
 def drift_view(key: str, version: str | None, found: DriftWindow) -> dict[str, Any]:
@@ -989,11 +1062,7 @@ def drift_view(key: str, version: str | None, found: DriftWindow) -> dict[str, A
     answer: dict[str, Any] = {
         "monitor": key,
         "version": version,
-        "window": {
-            "seconds": found.seconds,
-            "start": windows.bucket_start(found.span.start),
-            "end": windows.bucket_start(found.span.end),
-        },
+        "window": _window_view(found.seconds, found.span),
         "drift": found.report,
     }
     if found.series is not None:

@@ -32,7 +32,9 @@ from the raw values of the last hour's records every `SEGMENTS_EVERY` seconds (a
 changed `spec.segments`, and on each tick while a segment has no value yet and records came) and
 keeps them in the monitor's state, so every replica assigns a record the same kept value at
 ingest. Each tick reads the segments that alerts watch or Prometheus exports, one read each,
-evaluates every value (`core.segment_metrics`) and feeds the segment alerts the worst value.
+evaluates every value (`core.segment_metrics`) and feeds the segment alerts the worst value; the
+segments with `drift` that drift alerts watch are read with the monitor's drift (their values'
+feature sketches, one read each, against the same reference).
 
 A monitor's state `version` increases whenever what `state()` reports changes: phase, fallback,
 any alert's status, the spec generation, the external (Alertmanager) alerts, the manual mode or
@@ -162,6 +164,9 @@ class Snapshot:
     """The model versions seen (`core.versions`)."""
     segments: Mapping[str, SegmentWindow] = field(default_factory=dict)
     """The window of each segment an alert watches or Prometheus exports, by name."""
+    segment_drift: Mapping[str, Mapping[str, DriftReport]] = field(default_factory=dict)
+    """Each value's drift of each segment a drift alert watches (`spec.segments[].drift`), read
+    with `drift` (and kept while it is)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +229,22 @@ class SegmentMetrics:
     known: frozenset[str]
     """The values the segment may have now (its kept values or buckets, `other`, `missing`)
     and those the window holds."""
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentDrift:
+    """A drift segment's values over a window, for the drift API."""
+
+    name: str
+    seconds: float
+    span: windows.BucketRange
+    by: segment_metrics.Ranking
+    ranked: tuple[segment_metrics.DriftRanked, ...]
+    """Every value the window holds, worst first."""
+    known: frozenset[str]
+    """The values the segment may have now and those the window holds."""
+    empty: DriftReport
+    """The report of a value without records in the window (against the same reference)."""
 
 
 @dataclass(slots=True)
@@ -1031,6 +1052,7 @@ class Engine:
             counters, evaluated = previous.counters, dict(previous.window)
             report, drift_at, basis = previous.drift, previous.drift_at, previous.drift_basis
             versions, segmented = previous.drift_versions, previous.segments
+            segment_drift = previous.segment_drift
         else:
             span = windows.window(now, spec.metrics.window)
             counters = await self.store.window(registered.id, span, ESTIMATING)
@@ -1043,13 +1065,13 @@ class Engine:
                 evaluated = evaluation.evaluate_groups(
                     spec.task, counters, spec.metrics.cost, estimator(registered)
                 )
-            report, versions, drift_at, basis = await self._window_drift(
+            report, versions, drift_at, basis, segment_drift = await self._window_drift(
                 registered, previous, counters, span, now
             )
             kept = previous.segments if same and previous is not None else {}
             segmented = await self._segment_windows(registered, span, kept)
         if step:
-            await self._step(runtime, evaluated, report, now, segmented)
+            await self._step(runtime, evaluated, report, now, segmented, segment_drift)
         self.snapshots[monitor.key] = Snapshot(
             monitor,
             runtime.state,
@@ -1064,6 +1086,7 @@ class Engine:
             _review_summary(runtime),
             runtime.seen,
             segmented,
+            segment_drift,
         )
 
     async def _segment_windows(
@@ -1099,14 +1122,21 @@ class Engine:
         counters: Mapping[Group, Counters],
         span: windows.BucketRange,
         now: float,
-    ) -> tuple[DriftReport | None, Mapping[str, DriftReport], float | None, DriftBasis | None]:
+    ) -> tuple[
+        DriftReport | None,
+        Mapping[str, DriftReport],
+        float | None,
+        DriftBasis | None,
+        Mapping[str, Mapping[str, DriftReport]],
+    ]:
         """The drift of the monitor's window against the default reference (None without one)
         and of each version with a reference of its own, when the sketches were read and what
-        the read saw: nothing read without a reference; the last reports while the window and
-        the references are as they were at that read (`DriftBasis`), or for `drift_interval`
-        after it; else the sketches read and evaluated anew."""
+        the read saw, and each value's drift of the segments drift alerts watch (one read each):
+        nothing read without a reference; the last reports while the window and the
+        references are as they were at that read (`DriftBasis`), or for `drift_interval` after
+        it; else the sketches read and evaluated anew."""
         if not registered.references:
-            return None, {}, None, None
+            return None, {}, None, None, {}
         basis = DriftBasis(span, counters, {v: r.id for v, r in registered.references.items()})
         if (
             previous is not None
@@ -1123,11 +1153,36 @@ class Engine:
                     previous.drift_versions,
                     previous.drift_at,
                     previous.drift_basis,
+                    previous.segment_drift,
                 )
         sketches = await self.store.window(registered.id, span, Only(sketches=True))
         report = drift_of(registered, sketches) if reference_of(registered, None) else None
         versions = {v: drift_of(registered, sketches, v) for v in registered.references if v}
-        return report, versions, now, basis
+        sliced = {}
+        for name in segment_metrics.drift_watched(registered.monitor.spec):
+            sliced[name] = await self._segment_drift(registered, name, span, None)
+        return report, versions, now, basis, sliced
+
+    async def _segment_drift(
+        self,
+        registered: Registered,
+        segment: str,
+        span: windows.BucketRange,
+        version: str | None,
+    ) -> dict[str, DriftReport]:
+        """Each value's drift of a segment with `drift` over `span` (one read of its sketches,
+        the model's records of `version` or every version's), against the reference the
+        monitor's drift is measured against; {} without one."""
+        reference = reference_of(registered, version)
+        if reference is None:
+            return {}
+        only = Only(version, "model", sketches=True, segment=segment)
+        counters = model_counters(await self.store.window(registered.id, span, only))
+        spec = registered.monitor.spec
+        return {
+            value: drift.evaluate(reference, kept, spec)
+            for value, kept in segments.split(counters, segment).items()
+        }
 
     async def _step(
         self,
@@ -1136,6 +1191,7 @@ class Engine:
         report: DriftReport | None,
         now: float,
         segmented: Mapping[str, SegmentWindow],
+        segment_drift: Mapping[str, Mapping[str, DriftReport]],
     ) -> None:
         """Step the alert machine (model metrics by name, their estimates, the drift values by
         theirs: each with the samples behind it, `evaluation.alert_values`; the segment alerts'
@@ -1157,7 +1213,9 @@ class Engine:
             for name, (value, samples) in drift.alert_values(report).items():
                 window_metrics[name] = alerts.WindowMetric(value, samples)
         window_metrics.update(
-            segment_metrics.alert_metrics(spec, {n: w.values for n, w in segmented.items()})
+            segment_metrics.alert_metrics(
+                spec, {n: w.values for n, w in segmented.items()}, segment_drift
+            )
         )
         persisted, visible = runtime.persisted(), runtime.visible()
         runtime.seen = await self._versions_seen(runtime, evaluated, now)
@@ -1363,6 +1421,26 @@ class Engine:
         sets = value_sets(spec, self._runtimes[key].segments)
         known = segment_metrics.names(declared, sets.get(segment, ())) | set(values)
         return SegmentMetrics(segment, by, ranked, frozenset(known))
+
+    async def segment_drift(
+        self, key: str, segment: str, seconds: float | None, *, version: str | None
+    ) -> SegmentDrift:
+        """Each value's drift of `segment` (one of the spec's with `drift`) over the window (the
+        spec's by default), against the reference `drift_window` measures `version` against,
+        ranked worst first (`segment_metrics.rank_drift`)."""
+        registered = self.registered(key)
+        spec = registered.monitor.spec
+        seconds = seconds or spec.metrics.window
+        span = windows.window(self.settings.clock(), seconds)
+        reports = await self._segment_drift(registered, segment, span, version)
+        by = segment_metrics.drift_ranking(spec, segment)
+        ranked = segment_metrics.rank_drift(reports, by, spec.metrics.min_samples)
+        (declared,) = (s for s in spec.segments if s.name == segment)
+        sets = value_sets(spec, self._runtimes[key].segments)
+        known = segment_metrics.names(declared, sets.get(segment, ())) | set(reports)
+        reference = reference_of(registered, version)
+        empty = drift.no_reference() if reference is None else drift.evaluate(reference, {}, spec)
+        return SegmentDrift(segment, seconds, span, by, ranked, frozenset(known), empty)
 
     async def _series(
         self,
