@@ -1,7 +1,8 @@
 """`truthloop demo` tells the whole story, as a newcomer runs it, and leaves nothing behind:
 drift seen in the inputs before accuracy falls, the estimate falling before the labels come,
 outliers that are not drift, the alert, the fallback, the recovery, and human review (the model
-answering "I don't know", a reviewer labeling the queue, the accuracy the reviews estimate).
+answering "I don't know", a reviewer labeling the queue, the accuracy the reviews estimate), the
+metrics per range of tenure worst first, and a second model version compared with the first.
 
 Each run is a real process in its own process group with its own TMPDIR, so a process or a
 temporary file it left behind is found. (That the summary is what the metrics API answers, asked
@@ -161,6 +162,54 @@ def test_the_demo_shows_drift_alert_fallback_and_recovery(
     ) in output
     assert f'  abstained {result["abstained"]} answers "I don\'t know"' in output
     assert math.isfinite(model["estimated"][0])
+
+    # Segments: the model's records per range of tenure, worst first, add up to all of them, and
+    # the customers the drift brought (newcomers 18 to 30 months in, the price's newer ones) leave
+    # the shorter tenures worse off than the long-standing customers, beyond both intervals.
+    segment = result["segment"]
+    assert segment["name"] == "tenure"
+    values = segment["values"]
+    assert {v["name"] for v in values} == {"<12", "[12,24)", ">=24"}, output
+    assert sum(v["samples"] for v in values) == model["samples"]
+    assert sum(v["labeled"] for v in values) == model["labeled"]
+    ranked = [v["accuracy"][0] for v in values]
+    assert ranked == sorted(ranked), output
+    assert values[-1]["name"] == ">=24", output
+    assert values[0]["accuracy"][2] < values[-1]["accuracy"][1], output
+    assert "  segment   accuracy by tenure, worst first" in output
+    for v in values:
+        assert re.search(
+            rf"^            {re.escape(v['name'])} +{v['accuracy'][0]:.2f} \[.* on"
+            rf" {v['labeled']} labeled$",
+            output,
+            re.M,
+        ), output
+
+    # Versions: v1 and, for about 30% of the customers (each sent to the canary's sidecar), v2;
+    # every model record is one version's. The comparison is v2 − v1 with the versions' own
+    # accuracies, its interval holds the difference, and the verdict is the interval's side.
+    versions = {v["name"]: v for v in result["versions"]}
+    assert set(versions) == {"v1", "v2"}, output
+    assert versions["v2"]["samples"] == result["canary"]
+    assert versions["v1"]["samples"] + versions["v2"]["samples"] == model["samples"]
+    assert 0.2 < versions["v2"]["share"] < 0.4
+    assert math.isclose(versions["v1"]["share"] + versions["v2"]["share"], 1.0)
+    compare = result["compare"]
+    assert (compare["a"], compare["b"]) == ("v1", "v2")
+    acc = compare["accuracy"]
+    assert math.isclose(acc["a"], versions["v1"]["accuracy"][0])
+    assert math.isclose(acc["b"], versions["v2"]["accuracy"][0])
+    assert math.isclose(acc["difference"], acc["b"] - acc["a"], abs_tol=1e-9)
+    assert acc["lower"] <= acc["difference"] <= acc["upper"]
+    side = "better" if acc["lower"] > 0 else "worse" if acc["upper"] < 0 else "cant_tell"
+    assert acc["verdict"] == side, output
+    assert (acc["more_labels"] is not None) == (side == "cant_tell")
+    assert len(compare["verdicts"]) >= 5
+    assert set(compare["verdicts"].values()) <= {"better", "worse", "cant_tell"}
+    assert (
+        f"  compare   v2 − v1 accuracy {acc['difference']:+.3f} [{acc['lower']:+.3f} to"
+        f" {acc['upper']:+.3f}] (95%): "
+    ) in output
 
     # README's sample is this output, abridged: each of its lines is a printed one (numbers and
     # the spaces that pad them aside), so a change of the columns, legend or summary shows there.

@@ -106,6 +106,9 @@ async def test_a_run_kept_running_serves_what_its_summary_says(tmp_path: Path) -
                 "outliers",
                 "reviewed",
                 "review queue",
+                "segment",
+                "versions",
+                "compare",
                 "Prometheus",
             )
             for name in (*names, "sidecar"):
@@ -125,6 +128,20 @@ async def test_a_run_kept_running_serves_what_its_summary_says(tmp_path: Path) -
                     assert table
                     assert all(float(row["outlier"]) > 0 for row in table)
                     assert {row["features"].count('"monthly_charges":0.0') for row in table} == {1}
+                if name == "segment":  # the summary's ranges of tenure, as the API ranks them
+                    found = json.loads(body)["segment"]
+                    assert [v["value"] for v in found["values"]] == [
+                        v["name"] for v in result["segment"]["values"]
+                    ]
+                    assert [v["labeled"] for v in found["values"]] == [
+                        v["labeled"] for v in result["segment"]["values"]
+                    ]
+                if name == "versions":  # v1 and the canary's v2, every model record one's
+                    found = json.loads(body)["versions"]
+                    assert {v["version"] for v in found} == {"v1", "v2"}
+                    assert sum(v["samples"] for v in found) == result["model"]["samples"]
+                if name == "compare":  # what the summary says of v2 against v1
+                    assert json.loads(body)["metrics"]["accuracy"] == result["compare"]["accuracy"]
                 if name == "drift":  # every record measured against the uploaded reference
                     report = json.loads(body)["drift"]
                     assert report["status"] == "ok"

@@ -685,7 +685,104 @@ def test_the_result_line_holds_the_same_numbers() -> None:
             "labeled": 300,
             "reasons": {"abstain": 80, "borderline": 130, "explore": 30, "random": 60},
         },
+        "segment": None,
+        "canary": 0,
+        "versions": [],
+        "compare": None,
     }
+
+
+SEGMENT = {
+    "segment": {
+        "name": "tenure",
+        "by": "accuracy",
+        "values": [
+            {"value": "<12", **part(400, 400, 0.6)},
+            {"value": ">=24", **part(1000, 1000, 0.9)},
+            {"value": "[12,24)", **part(5, 5, 0.2)},
+        ],
+    }
+}
+VERSIONS = {
+    "versions": [
+        {"version": "v1", "share": 0.7, **part(1000, 1000, 0.78)},
+        {"version": "v2", "share": 0.3, **part(405, 405, 0.74)},
+    ]
+}
+
+
+def compared(lower: float, upper: float, verdict: str, more: int | None) -> dict[str, Any]:
+    accuracy = {
+        "a": 0.78,
+        "b": 0.74,
+        "difference": -0.04,
+        "lower": lower,
+        "upper": upper,
+        "verdict": verdict,
+        "more_labels": more,
+    }
+    return {
+        "a": {"version": "v1"},
+        "b": {"version": "v2"},
+        "metrics": {
+            "accuracy": accuracy,
+            "f1": {**accuracy, "verdict": "cant_tell"},
+            "log_loss": {**accuracy, "verdict": "better"},
+        },
+    }
+
+
+def test_the_segment_is_told_worst_first_and_the_versions_compared() -> None:
+    told = summary.summarize(
+        Counts(canary=405),
+        "1h",
+        {"served_by": {"model": reviewed_part(1405, 1405, 0.77), "fallback": part(0, 0, None)}},
+        (),
+        (),
+        changes=(),
+        start=0.0,
+        drifted=(0.0, 0.0),
+        segment=SEGMENT,
+        versions={"versions": VERSIONS["versions"][::-1]},
+        compare=compared(-0.08, -0.01, "worse", None),
+        min_samples=20,
+    )
+    lines = summary.lines(told, "http://x/metrics?window=1h", 20)
+    start = lines.index(
+        "  segment   accuracy by tenure, worst first (GET .../metrics?segment=tenure; values with"
+        " 20 labeled or more):"
+    )
+    assert lines[start + 1 :] == [
+        "            <12   0.60 [0.10–0.90] on 400 labeled",
+        "            >=24  0.90 [0.10–0.90] on 1000 labeled",
+        "  versions  v1 70% of the model's records, accuracy 0.78 [0.10–0.90] on 1000 labeled",
+        "            v2 30% of the model's records, accuracy 0.74 [0.10–0.90] on 405 labeled",
+        "  compare   v2 − v1 accuracy -0.040 [-0.080 to -0.010] (95%): worse"
+        " (GET .../compare?a=v1&b=v2)",
+        "            of 3 metrics: 1 better, 1 can't tell yet, 1 worse",
+    ]
+    result = told.to_dict()
+    assert [v["name"] for v in result["segment"]["values"]] == ["<12", ">=24", "[12,24)"]
+    assert result["versions"][1] == {
+        "name": "v2",
+        "samples": 405,
+        "labeled": 405,
+        "accuracy": [0.74, 0.1, 0.9],
+        "share": 0.3,
+    }
+    assert result["canary"] == 405
+    assert result["compare"]["verdicts"] == {
+        "accuracy": "worse",
+        "f1": "cant_tell",
+        "log_loss": "better",
+    }
+    unsure = summary.version_lines(
+        told.versions, summary.Comparison.of(compared(-0.09, 0.01, "cant_tell", 350))
+    )
+    assert unsure[2] == (
+        "  compare   v2 − v1 accuracy -0.040 [-0.090 to +0.010] (95%): can't tell yet: about 350"
+        " more labels a version would tell (GET .../compare?a=v1&b=v2)"
+    )
 
 
 def test_reviews_that_miss_the_labeled_accuracy_or_have_none_say_so() -> None:

@@ -17,6 +17,13 @@ scores around the threshold (and for a few others at random), and a reviewer
 prediction, before the CRM's label comes, so the accuracy the reviews estimate stands beside the
 realized and estimated ones.
 
+Two versions of the model serve, as a canary rollout would: `v1` and, for `CANARY_SHARE` of the
+customers, `v2`, fitted without the support calls (`CANARY_WITHOUT`), each behind a sidecar of its
+own that stamps its records with its version. The monitor keeps its metrics per range of the
+customers' tenure (`SEGMENTS`): the drift's newcomers are one or two years in, and the price's
+customers newer. The summary ranks the ranges worst first and compares v2 with v1
+(`GET .../compare`).
+
 Time-lapse: metrics live in 1-minute buckets, so the service and the sidecar share a clock that
 runs `SPEED` times faster than the wall clock while the traffic flows, and at the wall clock's
 pace after it; every time shown is service time. With `--keep-running` the services stay up after
@@ -46,6 +53,7 @@ from aiohttp import web
 from rich.console import Console
 
 from truthloop import flags
+from truthloop.core import segments
 from truthloop.core import spec as core_spec
 from truthloop.demo import summary as summaries
 from truthloop.demo.reviewer import Reviewer
@@ -86,6 +94,16 @@ REVIEW_PACE = 20.0
 """Items the reviewer leases a wall second at most: one a second of service time."""
 REVIEW_DELAY = 30.0
 """Service seconds from a prediction to its review label (the CRM's take `LABEL_DELAY`)."""
+SEGMENTS: list[dict[str, Any]] = [
+    {"name": "tenure", "pointer": "/features/tenure", "buckets": [12, 24]}
+]
+"""The demo monitor's `spec.segments`: the customer's months of tenure, read from the request
+body, in three ranges (buckets need no value set: every record has its range from the first)."""
+VERSION, CANARY = "v1", "v2"
+CANARY_SHARE = 0.3
+"""Of the customers, those sent to the canary's sidecar."""
+CANARY_WITHOUT = ("support_calls",)
+"""What the canary's model leaves out: a cheaper model, needing no lookup of the calls."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], text: str) -> None:
@@ -126,11 +144,11 @@ def run(args: argparse.Namespace) -> int:
 
 def demo_monitor() -> dict[str, Any]:
     """The example monitor as the demo registers it: in the `default` namespace, with
-    `REVIEW`."""
+    `REVIEW` and `SEGMENTS`."""
     text = resources.files("truthloop.examples").joinpath(MONITOR_FILE).read_text()
     body: dict[str, Any] = yaml.safe_load(text)
     body["metadata"] = {**body.get("metadata", {}), "namespace": NAMESPACE}
-    body["spec"] = {**body["spec"], "review": REVIEW}
+    body["spec"] = {**body["spec"], "review": REVIEW, "segments": SEGMENTS}
     return body
 
 
@@ -216,11 +234,16 @@ class Run:
         async with contextlib.AsyncExitStack() as stack:
             fitted = churn_model.fit()
             model = await stack.enter_async_context(serving_model(fitted))
+            canary = await stack.enter_async_context(
+                serving_model(churn_model.fit(without=CANARY_WITHOUT))
+            )
             parts = await stack.enter_async_context(
                 local.running(
                     local.StackSettings(
                         monitor=self.body,
                         model=model,
+                        model_version=VERSION,
+                        canary=local.Canary(canary, CANARY),
                         workdir=workdir,
                         clock=self.clock.now,
                         stamp=self.clock.at,
@@ -251,6 +274,8 @@ class Run:
                 monitor=parts.monitor,
                 seed=self.options.seed,
                 elapsed=self.wall,
+                canary_url=parts.canary_url,
+                canary_share=CANARY_SHARE,
             )
             reviewer = Reviewer(
                 parts.feedback_url,
@@ -353,6 +378,7 @@ class Run:
             self._origin + drift,
             reviewer,
             abstain_of(spec),
+            spec.metrics.min_samples,
         )
         metrics_url = f"{parts.feedback_url}/v1/monitors/{parts.monitor}/metrics"
         lines = [
@@ -385,6 +411,8 @@ def header(
         f"  model     http://{model[0]}:{model[1]}{PREDICT_PATH}"
         f"  logistic regression fitted on customers of the usual world",
         f"  sidecar   {parts.proxy_url}  in front of the model, capturing every prediction",
+        f"  canary    {parts.canary_url}  {CANARY}, fitted without {', '.join(CANARY_WITHOUT)},"
+        f" behind a sidecar of its own: {CANARY_SHARE:.0%} of the customers (the rest {VERSION})",
         f"  feedback  {parts.feedback_url}  SQLite in {workdir}",
         f"  monitor   {parts.monitor}: {alert.metric} below {alert.below:g}"
         f" for {duration(alert.for_)} in a {duration(spec.metrics.window)} window (at least"
@@ -396,6 +424,7 @@ def header(
         f"  traffic   {scenario.rate:g} customers a second ({scenario.requests} in all) with"
         f" X-Entity-ID; each label arrives {scenario.label_delay:g}s after its prediction",
         *review_lines(spec),
+        *segment_lines(spec),
         f"  story     a meter breaks {summaries.clock(scenario.burst * speed)}, the world drifts"
         f" {summaries.clock(drift.at * speed)}, churn turns to the price"
         f" {summaries.clock(scenario.turn.at * speed)}, the world shifts back"
@@ -437,6 +466,21 @@ def review_lines(spec: core_spec.MonitorSpec) -> list[str]:
         f" its known chance{band}; reviewers take items from the queue and label each"
         f" {REVIEW_DELAY:g}s after its prediction, before the CRM's labels come",
     ]
+
+
+def segment_lines(spec: core_spec.MonitorSpec) -> list[str]:
+    """The header's words for `spec.segments`."""
+    return [
+        f"  segment   {segment.name}: every metric kept per range too"
+        f" ({', '.join(ranges(segment.buckets))} months; the drift's newcomers are"
+        " 18 to 30 months in, the price's customers newer)"
+        for segment in spec.segments
+    ]
+
+
+def ranges(edges: tuple[float, ...]) -> list[str]:
+    """The names of the ranges `edges` cut a segment's numbers into."""
+    return [segments.bucket(edges, edges[0] - 1), *(segments.bucket(edges, e) for e in edges)]
 
 
 def phase_text(change: PhaseChange) -> str:
@@ -505,6 +549,10 @@ def explore(parts: local.Stack) -> list[str]:
         f"  reviewed      curl -s '{base}/dataset?window={SUMMARY_WINDOW}&reviewed=true"
         "&format=csv'",
         f"  review queue  curl -s '{base}/review?reviewer=me&limit=5'",
+        f"  segment       curl -s '{base}/metrics?window={SUMMARY_WINDOW}"
+        f"&segment={SEGMENTS[0]['name']}'",
+        f"  versions      curl -s '{base}/versions?window={SUMMARY_WINDOW}'",
+        f"  compare       curl -s '{base}/compare?a={VERSION}&b={CANARY}&window={SUMMARY_WINDOW}'",
         f"  Prometheus    curl -s {parts.feedback_url}/metrics",
         f"  sidecar       curl -s {parts.admin_url}/metrics",
         f"  predict       curl -si {parts.proxy_url}{PREDICT_PATH} -H 'X-Entity-ID: me'"
@@ -546,6 +594,7 @@ async def _summary(
     calm_until: float,
     reviewer: Reviewer,
     abstain: summaries.Abstain | None,
+    min_samples: int,
 ) -> summaries.Summary:
     url = f"{parts.feedback_url}/v1/monitors/{parts.monitor}/metrics"
     async with aiohttp.ClientSession() as session:
@@ -556,6 +605,16 @@ async def _summary(
             )["series"]
             for served in ("model", "fallback")
         }
+        segment = await _get(
+            session,
+            url,
+            window=SUMMARY_WINDOW,
+            served_by="model",
+            segment=SEGMENTS[0]["name"],
+        )
+        base = f"{parts.feedback_url}/v1/monitors/{parts.monitor}"
+        versions = await _get(session, f"{base}/versions", window=SUMMARY_WINDOW)
+        compare = await _get(session, f"{base}/compare", a=VERSION, b=CANARY, window=SUMMARY_WINDOW)
     return summaries.summarize(
         traffic.counts,
         SUMMARY_WINDOW,
@@ -571,4 +630,8 @@ async def _summary(
         calm_until=calm_until,
         reviews=reviewer.reviews,
         abstain=abstain,
+        segment=segment,
+        versions=versions,
+        compare=compare,
+        min_samples=min_samples,
     )

@@ -10,6 +10,10 @@ Drift is told against the accuracy alert, from what the watcher saw as it happen
 service first flagged dataset drift (`GET .../drift`, no label needed) and when accuracy fell
 (the first phase change to `Degraded`, the alert pending). The outlier burst is the drift reading
 with the most outliers before the world drifted, with the features that drifted in that window.
+
+The demo's segment (`metrics?segment=`) is told worst first, its values with `minSamples` labeled
+at least; the model's versions (`versions`) by their share of the model's records, and the second
+against the first (`compare?a=&b=`) by accuracy's difference, its interval and verdict.
 """
 
 from __future__ import annotations
@@ -78,6 +82,71 @@ class Figures:
 def triple(a: Estimate | None) -> list[float | None] | None:
     """An estimate as the result line writes it, `[value, lower, upper]`."""
     return None if a is None else [a.value, a.lower, a.upper]
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """A segment's value, or a model version (`share`: of the model's records), with its
+    figures."""
+
+    name: str
+    figures: Figures
+    share: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"name": self.name, **self.figures.to_dict()}
+        if self.share is not None:
+            out["share"] = self.share
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """The segment's values worst first, as the metrics API ranked them."""
+
+    name: str
+    values: tuple[Slice, ...]
+
+    @classmethod
+    def of(cls, answer: Mapping[str, Any]) -> Segment:
+        """From a metrics-API answer with `segment=`."""
+        found = answer["segment"]
+        return cls(found["name"], tuple(Slice(v["value"], Figures.of(v)) for v in found["values"]))
+
+
+def versions_of(answer: Mapping[str, Any]) -> tuple[Slice, ...]:
+    """The versions API's answer as slices, largest share first."""
+    found = [Slice(v["version"], Figures.of(v), float(v["share"])) for v in answer["versions"]]
+    return tuple(sorted(found, key=lambda v: -(v.share or 0.0)))
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Version `b` against `a` (the compare API): accuracy's difference b − a with its 95%
+    interval, verdict and, can't tell, more labels a version that would; each metric's verdict."""
+
+    a: str
+    b: str
+    accuracy: Mapping[str, Any]
+    verdicts: Mapping[str, str]
+
+    @classmethod
+    def of(cls, answer: Mapping[str, Any]) -> Comparison:
+        metrics = answer["metrics"]
+        return cls(
+            answer["a"]["version"],
+            answer["b"]["version"],
+            metrics["accuracy"],
+            {name: m["verdict"] for name, m in sorted(metrics.items())},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "accuracy": dict(self.accuracy),
+            "verdicts": dict(self.verdicts),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +320,11 @@ class Summary:
     reviews: Reviews | None = None
     """What the reviewer did (None: no reviewer ran)."""
     abstain: Abstain | None = None
+    segment: Segment | None = None
+    versions: tuple[Slice, ...] = ()
+    comparison: Comparison | None = None
+    min_samples: int = 0
+    """Labeled predictions a segment's value needs to be told."""
 
     @property
     def periods(self) -> tuple[Period, ...]:
@@ -282,6 +356,15 @@ class Summary:
             "estimate": None if self.estimated is None else self.estimated.to_dict(),
             "abstained": c.abstained,
             "reviews": None if self.reviews is None else reviews_dict(self.reviews),
+            "segment": None
+            if self.segment is None
+            else {
+                "name": self.segment.name,
+                "values": [v.to_dict() for v in self.segment.values],
+            },
+            "canary": c.canary,
+            "versions": [v.to_dict() for v in self.versions],
+            "compare": None if self.comparison is None else self.comparison.to_dict(),
         }
 
 
@@ -374,11 +457,16 @@ def summarize(
     calm_until: float | None = None,
     reviews: Reviews | None = None,
     abstain: Abstain | None = None,
+    segment: Mapping[str, Any] | None = None,
+    versions: Mapping[str, Any] | None = None,
+    compare: Mapping[str, Any] | None = None,
+    min_samples: int = 0,
 ) -> Summary:
     """`overall` is the metrics API's answer over `window`; the series are its `series=1m`
     points for `served_by=model` and `served_by=fallback`; the drift changes and readings are
     the watcher's; the burst is looked for before `calm_until` (epoch seconds of service time,
-    when the world first drifted; default the start of `drifted`)."""
+    when the world first drifted; default the start of `drifted`). `segment`, `versions` and
+    `compare` are the metrics API's answer with `segment=`, the versions and compare APIs'."""
     return Summary(
         counts=counts,
         window=window,
@@ -394,6 +482,10 @@ def summarize(
         estimated=estimated,
         reviews=reviews,
         abstain=abstain,
+        segment=None if segment is None else Segment.of(segment),
+        versions=() if versions is None else versions_of(versions),
+        comparison=None if compare is None else Comparison.of(compare),
+        min_samples=min_samples,
     )
 
 
@@ -445,6 +537,8 @@ def lines(summary: Summary, metrics_url: str, label_delay: float) -> list[str]:
     out.append(f"  accuracy  model {accuracy(model)} over the whole run")
     out += reviewed_lines(model, summary.reviews)
     out += abstained_lines(c.abstained, summary.abstain)
+    out += segment_lines(summary.segment, summary.min_samples)
+    out += version_lines(summary.versions, summary.comparison)
     minute = summary.minute
     if minute is not None:
         at = minute.start - summary.start
@@ -574,3 +668,47 @@ def abstained_lines(abstained: int, abstain: Abstain | None) -> list[str]:
         f" [{abstain.low:g}, {abstain.high:g}], and {abstain.explore:.0%} of the others at random,"
         " each queued for review"
     ]
+
+
+def segment_lines(segment: Segment | None, min_samples: int) -> list[str]:
+    """The segment's values worst first, those with `min_samples` labeled."""
+    if segment is None:
+        return []
+    told = [v for v in segment.values if v.figures.labeled >= min_samples]
+    width = max((len(v.name) for v in told), default=0)
+    return [
+        f"  segment   accuracy by {segment.name}, worst first"
+        f" (GET .../metrics?segment={segment.name}; values with {min_samples} labeled or more):",
+        *(f"            {v.name:<{width}}  {accuracy(v.figures)}" for v in told),
+    ]
+
+
+VERDICTS = {"better": "better", "worse": "worse", "cant_tell": "can't tell yet"}
+
+
+def version_lines(versions: Sequence[Slice], comparison: Comparison | None) -> list[str]:
+    """Each version's share and accuracy; the second against the first."""
+    if not versions:
+        return []
+    out = [
+        f"  {'versions' if i == 0 else '':<8}  {v.name} {v.share or 0.0:.0%} of the model's"
+        f" records, accuracy {accuracy(v.figures)}"
+        for i, v in enumerate(versions)
+    ]
+    if comparison is None:
+        return out
+    m = comparison.accuracy
+    interval = "" if m["lower"] is None else f" [{m['lower']:+.3f} to {m['upper']:+.3f}]"
+    verdict = VERDICTS.get(m["verdict"], m["verdict"])
+    if m["verdict"] == "cant_tell" and m.get("more_labels"):
+        verdict += f": about {m['more_labels']} more labels a version would tell"
+    counts: dict[str, int] = {}
+    for v in comparison.verdicts.values():
+        counts[v] = counts.get(v, 0) + 1
+    told = ", ".join(f"{n} {VERDICTS.get(v, v)}" for v, n in sorted(counts.items()))
+    out += [
+        f"  compare   {comparison.b} − {comparison.a} accuracy {m['difference']:+.3f}{interval}"
+        f" (95%): {verdict} (GET .../compare?a={comparison.a}&b={comparison.b})",
+        f"            of {len(comparison.verdicts)} metrics: {told}",
+    ]
+    return out

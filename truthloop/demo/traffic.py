@@ -8,6 +8,9 @@ carries, for the reviewer: `truth`). During the scenario's burst a customer's
 really pay. Customers and labels come from one
 generator seeded by `--seed`, drawn in request order, so a seed always makes the same customers.
 Requests are paced at `rate` per second without catching up in bursts after a stall.
+
+With a canary, each request goes to the canary's sidecar (the model's second version) with
+probability `canary_share`, drawn from a generator of its own, so the customers stay the seed's.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class Counts:
     """Actuals accepted for customers of the drifted world."""
     abstained: int = 0
     """Answered "I don't know" by the sidecar (`X-Truthloop-Abstain: true`)."""
+    canary: int = 0
+    """Sent to the canary's sidecar."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,8 @@ class Traffic:
         monitor: str,
         seed: int,
         elapsed: Callable[[], float],
+        canary_url: str | None = None,
+        canary_share: float = 0.0,
     ) -> None:
         self.scenario = scenario
         self.counts = Counts()
@@ -80,6 +87,9 @@ class Traffic:
         self._feedback = feedback_url + "/v1/feedback"
         self._monitor = monitor
         self._rng = np.random.default_rng(seed)
+        self._canary = None if canary_url is None else canary_url + PREDICT_PATH
+        self._canary_share = canary_share
+        self._route = np.random.default_rng([seed, 1])
         self._elapsed = elapsed
         """Wall seconds since the start."""
         self._due: collections.deque[_Due] = collections.deque()
@@ -134,8 +144,12 @@ class Traffic:
                 self.counts.broken += 1
             self.counts.requests += 1
             entity = f"customer-{self.counts.requests:05d}"
+            url = self._proxy
+            if self._canary is not None and self._route.random() < self._canary_share:
+                url = self._canary
+                self.counts.canary += 1
             task = asyncio.create_task(
-                self._ask(session, entity, customer, churned, world != "usual")
+                self._ask(session, url, entity, customer, churned, world != "usual")
             )
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
@@ -143,6 +157,7 @@ class Traffic:
     async def _ask(
         self,
         session: aiohttp.ClientSession,
+        url: str,
         entity: str,
         customer: dict[str, float | int | str],
         churned: int,
@@ -151,7 +166,7 @@ class Traffic:
         counts = self.counts
         try:
             async with session.post(
-                self._proxy, json={"features": customer}, headers={"X-Entity-ID": entity}
+                url, json={"features": customer}, headers={"X-Entity-ID": entity}
             ) as response:
                 await response.read()
                 ok = response.status == 200

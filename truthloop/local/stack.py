@@ -5,6 +5,9 @@ over HTTP as the operator would (`PUT /v1/monitors/{ns}/{name}`), then starts th
 registered object as its spec snapshot, so capture begins with the first request. On exit the
 sidecar stops first (it ships what it captured to the service, which is still up), then the
 service. Startup that fails part-way closes what it opened.
+
+A `canary` is a second version of the model with a sidecar of its own, as a second Deployment
+would have in a cluster: its records carry its version, and clients choose which sidecar to ask.
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ from truthloop.sidecar.shipper import ShipperSettings
 Address = tuple[str, int]
 
 
+@dataclass(frozen=True, slots=True)
+class Canary:
+    """Another version of the model, served at `model`, behind a sidecar of its own."""
+
+    model: Address
+    version: str
+
+
 class StartError(Exception):
     """A part could not start (the store, a port in use, the monitor refused); the message
     says which, in one line."""
@@ -45,6 +56,9 @@ class StackSettings:
     """Where the model serves HTTP."""
     workdir: Path
     """Holds the sidecar's spool and, unless `store` says otherwise, the SQLite database."""
+    model_version: str = ""
+    """The version the sidecar puts in the model's records."""
+    canary: Canary | None = None
     store: str | None = None
     """The feedback service's store URL; None: `sqlite:///<workdir>/feedback.db`."""
     listen: Address = ("127.0.0.1", 0)
@@ -80,6 +94,8 @@ class Stack:
     """The sidecar's admin port."""
     store: str
     """The feedback service's store URL."""
+    canary_url: str | None = None
+    """The canary's sidecar, when there is one."""
 
 
 def monitor_key(monitor: Mapping[str, Any]) -> tuple[str, str]:
@@ -119,40 +135,30 @@ async def running(settings: StackSettings) -> AsyncIterator[Stack]:
             ) from None
         feedback_url = _url(runner.addresses[0])
         registered = await _register(feedback_url, namespace, name, settings.monitor)
-        spool = settings.workdir / "spool"
-        spool.mkdir(parents=True, exist_ok=True)
-        proxy = ProxySettings(
-            listen_host=settings.listen[0],
-            listen_port=settings.listen[1],
-            model_host=settings.model[0],
-            model_port=settings.model[1],
+        sidecar = await _sidecar(
+            settings, registered, feedback_url, settings.model, settings.model_version, "spool"
         )
-        if settings.shadow_concurrency is not None:
-            proxy = replace(proxy, shadow_concurrency=settings.shadow_concurrency)
-        shipper = ShipperSettings(feedback_url=feedback_url, spool_dir=spool)
-        if settings.linger is not None:
-            shipper = replace(shipper, linger=settings.linger)
-        config = SidecarSettings(
-            proxy=proxy,
-            shipper=shipper,
-            follower=FollowerSettings(feedback_url=feedback_url, monitor=f"{namespace}/{name}"),
-            admin=AdminSettings(host=settings.admin[0], port=settings.admin[1]),
-            spec=registered,
-            drain_seconds=5.0,
-            clock=settings.clock,
-            stamp=settings.stamp,
-        )
-        try:
-            sidecar = await sidecar_app.start(config)
-        except OSError as e:  # a port in use, or the spool (SpoolError)
-            raise StartError(f"sidecar: cannot start: {e}") from None
         stack.push_async_callback(sidecar.close)
+        canary = None
+        if settings.canary is not None:
+            canary = await _sidecar(
+                settings,
+                registered,
+                feedback_url,
+                settings.canary.model,
+                settings.canary.version,
+                "spool-canary",
+                listen=(settings.listen[0], 0),
+                admin=(settings.admin[0], 0),
+            )
+            stack.push_async_callback(canary.close)
         yield Stack(
             monitor=f"{namespace}/{name}",
             proxy_url=_url((settings.listen[0], sidecar.port)),
             feedback_url=feedback_url,
             admin_url=_url((settings.admin[0], sidecar.admin_port)),
             store=store,
+            canary_url=None if canary is None else _url((settings.listen[0], canary.port)),
         )
 
 
@@ -169,3 +175,46 @@ async def _register(
             )
             raise StartError(f"the feedback service refused the monitor: {details or body}")
     return body
+
+
+async def _sidecar(
+    settings: StackSettings,
+    registered: dict[str, Any],
+    feedback_url: str,
+    model: Address,
+    version: str,
+    spool_name: str,
+    *,
+    listen: Address | None = None,
+    admin: Address | None = None,
+) -> sidecar_app.Sidecar:
+    """A sidecar in front of `model` at `version` with its spool in `spool_name`, started with
+    the registered monitor as its spec snapshot (`listen`, `admin`: the settings' by default)."""
+    listen = listen or settings.listen
+    admin = admin or settings.admin
+    spool = settings.workdir / spool_name
+    spool.mkdir(parents=True, exist_ok=True)
+    proxy = ProxySettings(
+        listen_host=listen[0], listen_port=listen[1], model_host=model[0], model_port=model[1]
+    )
+    if settings.shadow_concurrency is not None:
+        proxy = replace(proxy, shadow_concurrency=settings.shadow_concurrency)
+    shipper = ShipperSettings(feedback_url=feedback_url, spool_dir=spool)
+    if settings.linger is not None:
+        shipper = replace(shipper, linger=settings.linger)
+    namespace, name = monitor_key(settings.monitor)
+    config = SidecarSettings(
+        proxy=proxy,
+        shipper=shipper,
+        follower=FollowerSettings(feedback_url=feedback_url, monitor=f"{namespace}/{name}"),
+        admin=AdminSettings(host=admin[0], port=admin[1]),
+        spec=registered,
+        drain_seconds=5.0,
+        clock=settings.clock,
+        stamp=settings.stamp,
+        model_version=version,
+    )
+    try:
+        return await sidecar_app.start(config)
+    except OSError as e:  # a port in use, or the spool (SpoolError)
+        raise StartError(f"sidecar: cannot start: {e}") from None
