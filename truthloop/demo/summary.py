@@ -123,7 +123,8 @@ def versions_of(answer: Mapping[str, Any]) -> tuple[Slice, ...]:
 @dataclass(frozen=True, slots=True)
 class Comparison:
     """Version `b` against `a` (the compare API): accuracy's difference b − a with its 95%
-    interval, verdict and, can't tell, more labels a version that would; each metric's verdict."""
+    interval, verdict and (when it cannot tell) the labels per version that would; and each
+    metric's verdict."""
 
     a: str
     b: str
