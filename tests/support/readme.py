@@ -23,7 +23,8 @@ _CHAIN = re.compile(rf"{_CHANGE}(?: → {_CHANGE})+")
 
 def shape(line: str) -> re.Pattern[str]:
     """`line` with every number any number and every run of spaces any run of spaces (a longer
-    number pads its column less), and a chain of phase changes (`00:00 Collecting → 00:56
+    number pads its column less), the reviewed estimate's `which holds` as `which misses` too, and
+    a chain of phase changes (`00:00 Collecting → 00:56
     Healthy → ...`) as long as the run made it: a metric at its threshold may flap once more."""
     chain = _CHAIN.search(line)
     if chain is not None:
@@ -35,4 +36,5 @@ def shape(line: str) -> re.Pattern[str]:
         for part in parts
         if part
     )
-    return re.compile(pattern)
+    # the reviewed estimate's 95% interval misses the labeled accuracy 1 run in 20 by design
+    return re.compile(pattern.replace("which +holds", "which +(?:holds|misses)"))

@@ -73,7 +73,7 @@ SUMMARY_WINDOW = "1h"
 TICK = 0.1
 """Wall seconds between the feedback engine's evaluations (2 s of service time)."""
 REFRESH = 0.25
-LABELS_WITHIN = 5.0
+LABELS_WITHIN = 20.0
 """Wall seconds the last labels get to join before the summary is read."""
 MONITOR_FILE = "monitor-churn.yaml"
 NAMESPACE = "default"
