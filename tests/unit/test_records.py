@@ -421,45 +421,95 @@ def test_a_records_segment_values_are_kept_raw_and_nulls_left_out(ndjson: bool) 
 def test_bad_segments_are_named_by_item_and_segment(ndjson: bool) -> None:
     parsed = parse_segmented(
         rec(segments={"country": "DE"}),
-        rec(prediction_id="p1", segments={"plan": "pro"}),
         rec(prediction_id="p2", segments={"country": "x" * 129}),
         rec(prediction_id="p3", segments={"country": "a\tb"}),
         rec(prediction_id="p4", segments={"tenure": 2**60}),
         rec(prediction_id="p5", segments={"device": [1]}),
         rec(prediction_id="p6", segments={f"s{i}": 1 for i in range(9)}),
         rec(prediction_id="p7", segments=["DE"]),
-        rec(prediction_id="p8", monitor="ml/price", prediction=1.5, segments={"country": "DE"}),
         rec(prediction_id="p9", segments={"country": "x" * 128, "device": 2**53}),
         ndjson=ndjson,
     )
     assert problems(parsed) == [
-        (1, "segments.plan", "unknown_segment"),
-        (2, "segments.country", "too_long"),
-        (3, "segments.country", "invalid"),
-        (4, "segments.tenure", "out_of_range"),
-        (5, "segments.device", "wrong_type"),
-        (6, "segments", "too_many_items"),
-        (7, "segments", "wrong_type"),
-        (8, "segments.country", "unknown_segment"),
+        (1, "segments.country", "too_long"),
+        (2, "segments.country", "invalid"),
+        (3, "segments.tenure", "out_of_range"),
+        (4, "segments.device", "wrong_type"),
+        (5, "segments", "too_many_items"),
+        (6, "segments", "wrong_type"),
     ]
     # the limits themselves pass: 128 characters, ±2**53
     assert [(r.prediction_id, r.segments) for r in parsed.items] == [
         ("p1", {"country": "DE"}),
         ("p9", {"country": "x" * 128, "device": 2**53}),
     ]
-    assert "its segments: none" in parsed.errors[-1].message
-    assert "its segments: country, device, tenure" in parsed.errors[0].message
+    assert parsed.warnings == ()
+
+
+def warnings(parsed: records.Parsed[Any]) -> list[tuple[int | None, str, str]]:
+    return [(w.index, w.field, w.reason) for w in parsed.warnings]
+
+
+@pytest.mark.parametrize("ndjson", [False, True])
+def test_a_segment_the_monitor_does_not_declare_is_left_out_with_a_warning(ndjson: bool) -> None:
+    """A sidecar may hold records captured before the spec dropped a segment: refusing them
+    would lose them (it drops a refused record), so only the undeclared value is left out."""
+    parsed = parse_segmented(
+        rec(segments={"plan": "pro"}),
+        rec(prediction_id="p2", segments={"country": "DE", "plan": None, "old": 3}),
+        rec(prediction_id="p3", monitor="ml/price", prediction=1.5, segments={"country": "DE"}),
+        ndjson=ndjson,
+    )
+    assert parsed.errors == ()
+    assert [(r.prediction_id, r.segments) for r in parsed.items] == [
+        ("p1", None),
+        ("p2", {"country": "DE"}),
+        ("p3", None),
+    ]
+    assert warnings(parsed) == [
+        (0, "segments.plan", "unknown_segment"),
+        (1, "segments.plan", "unknown_segment"),
+        (1, "segments.old", "unknown_segment"),
+        (2, "segments.country", "unknown_segment"),
+    ]
+    assert "its segments: country, device, tenure" in parsed.warnings[0].message
+    assert "its segments: none" in parsed.warnings[-1].message
+    assert parsed.ignored == {
+        ("ml/churn", "unknown_segment"): 3,
+        ("ml/price", "unknown_segment"): 1,
+    }
+
+
+def test_an_invalid_value_of_a_declared_segment_is_still_refused_beside_a_warning() -> None:
+    parsed = parse_segmented(rec(segments={"plan": "pro", "country": "a\x00b"}))
+    assert problems(parsed) == [(0, "segments.country", "invalid")]
+    assert warnings(parsed) == [(0, "segments.plan", "unknown_segment")]
+    assert parsed.items == ()
+
+
+def test_warnings_are_bounded_and_the_others_counted() -> None:
+    count = records.MAX_ERRORS + 7
+    parsed = parse_segmented(
+        *(rec(prediction_id=f"p{i}", segments={"plan": i}) for i in range(count))
+    )
+    assert (len(parsed.items), len(parsed.warnings), parsed.warnings_omitted) == (
+        count,
+        records.MAX_ERRORS,
+        7,
+    )
+    assert parsed.ignored == {("ml/churn", "unknown_segment"): count}
 
 
 def test_an_unknown_segment_of_an_unknown_monitor_is_only_the_monitors_error() -> None:
     parsed = parse_segmented(rec(monitor="ml/nope", segments={"country": "DE"}))
     assert problems(parsed) == [(0, "monitor", "unknown_monitor")]
+    assert parsed.warnings == ()
 
 
 def test_a_long_unknown_segment_name_is_not_echoed_whole_in_the_field() -> None:
     parsed = parse_segmented(rec(segments={"n" * 1000: 1}))
-    [error] = parsed.errors
-    assert (error.field, error.reason, len(error.message) < 200) == (
+    [warning] = parsed.warnings
+    assert (warning.field, warning.reason, len(warning.message) < 200) == (
         "segments",
         "unknown_segment",
         True,

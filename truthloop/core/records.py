@@ -29,9 +29,11 @@ of meaning:
 - timestamps before 1970, more than `Limits.future_skew` ahead of `now`, and (predictions only)
   older than `Limits.max_age`, the retention period, since they would be deleted on arrival;
 - values the monitor's task cannot use (a label of "cat" for a binary task);
-- a record's `segments`: at most `spec.MAX_SEGMENTS`, each named by the monitor's `spec.segments`
-  (`segments.<name>`, `unknown_segment`), its value a string, number, boolean or null as
-  `core.segments.invalid` allows (null is no value: left out);
+- a record's `segments`: at most `spec.MAX_SEGMENTS`, each value of a segment the monitor
+  declares a string, number, boolean or null as `core.segments.invalid` allows (null is no value:
+  left out). A name the monitor does not declare is a warning, not an error (`unknown_segment`,
+  `segments.<name>`): its value is left out and the record stored, since a sidecar may hold
+  records captured under a spec that has since dropped the segment, and it drops a refused one;
 - the same key twice in one request with different content (`duplicate_in_batch`): which one
   would win is undefined. Identical repeats are fine and counted as duplicates;
 - a review label (`source: review`) names its `reviewer` (`REVIEWER`: it becomes a Prometheus
@@ -231,11 +233,18 @@ class Parsed(Generic[T]):
     omitted: int = 0
     """Errors found beyond `errors`."""
     rejected: Mapping[str, int] = field(default_factory=dict)
+    warnings: tuple[ItemError, ...] = ()
+    """The first `MAX_ERRORS` warnings: values left out of an item that is still stored."""
+    warnings_omitted: int = 0
+    """Warnings found beyond `warnings`."""
+    ignored: Mapping[tuple[str, Reason], int] = field(default_factory=dict)
+    """Values left out per (monitor, reason), every one counted (the service's counter)."""
 
 
 class Problems:
-    """The errors of one request: the first `MAX_ERRORS` kept in the order found, the others
-    only counted, so a body of a million bad items costs no more memory than one of a hundred."""
+    """The errors (or the warnings) of one request: the first `MAX_ERRORS` kept in the order
+    found, the others only counted, so a body of a million bad items costs no more memory than
+    one of a hundred."""
 
     __slots__ = ("count", "kept", "omitted")
 
@@ -412,8 +421,17 @@ def _collect(
             monitor = _monitor(item if wire is None else wire)
             monitor = monitor if monitor in checker.tasks else ""
             rejected[monitor] = rejected.get(monitor, 0) + 1
+    warnings = checker.warnings
     return Parsed(
-        tuple(out), tuple(indices), repeats, tuple(problems.kept), problems.omitted, rejected
+        tuple(out),
+        tuple(indices),
+        repeats,
+        tuple(problems.kept),
+        problems.omitted,
+        rejected,
+        tuple(warnings.kept),
+        warnings.omitted,
+        checker.ignored,
     )
 
 
@@ -487,7 +505,17 @@ def _has_nul(value: Any) -> bool:
 class _Checker:
     """Checks shared by both decoding paths; problems go to `problems`."""
 
-    __slots__ = ("features", "limits", "now", "problems", "segments", "tasks", "usable")
+    __slots__ = (
+        "features",
+        "ignored",
+        "limits",
+        "now",
+        "problems",
+        "segments",
+        "tasks",
+        "usable",
+        "warnings",
+    )
 
     def __init__(
         self,
@@ -505,6 +533,9 @@ class _Checker:
         self.features = features
         """Whether features may hold a NUL (the body has a `\\u0000` escape), so walk them."""
         self.problems = Problems()
+        self.warnings = Problems()
+        """Values left out of items that are still stored."""
+        self.ignored: dict[tuple[str, Reason], int] = {}
         self.usable: set[tuple[Any, ...]] = set()
         """(check, task, type, value) that passed `scalar`: a batch repeats its labels."""
 
@@ -573,8 +604,9 @@ class _Checker:
     def segment_values(
         self, index: int, monitor: str, values: Mapping[str, Any]
     ) -> dict[str, Scalar] | None:
-        """A record's segment values: at most `MAX_SEGMENTS`, each of a segment the monitor
-        declares, valid (`segments.invalid`); nulls left out (None when nothing is left)."""
+        """A record's segment values: at most `MAX_SEGMENTS`, valid (`segments.invalid`); nulls
+        and names the monitor does not declare (a warning each) left out (None when nothing is
+        left). An undeclared name is no error: the record may predate a spec that dropped it."""
         if len(values) > MAX_SEGMENTS:
             self.fail(
                 index,
@@ -589,12 +621,15 @@ class _Checker:
             if name not in declared:
                 if monitor in self.tasks:  # an unknown monitor is its own error
                     known = ", ".join(sorted(declared)) if declared else "none"
-                    self.fail(
+                    self.warnings.add(
                         index,
                         f"segments.{name}" if len(name) <= 64 else "segments",
-                        f"the monitor declares no segment {_short(name)} (its segments: {known})",
+                        f"the monitor declares no segment {_short(name)} (its segments: {known}):"
+                        " its value is not stored",
                         "unknown_segment",
                     )
+                    key: tuple[str, Reason] = (monitor, "unknown_segment")
+                    self.ignored[key] = self.ignored.get(key, 0) + 1
             elif value is not None:
                 problem = segments.invalid(value)
                 if problem is None:

@@ -61,10 +61,11 @@ from truthloop.feedback.errors import (
     Conflict,
     NotFound,
     UnsupportedMediaType,
+    bounded,
     detail,
 )
 from truthloop.feedback.settings import Settings
-from truthloop.feedback.store.interface import ReviewItem, StoredPrediction
+from truthloop.feedback.store.interface import IngestResult, ReviewItem, StoredPrediction
 
 ENGINE = web.AppKey("engine", Engine)
 SETTINGS = web.AppKey("settings", Settings)
@@ -212,7 +213,20 @@ async def post_predictions(request: web.Request) -> web.Response:
     body = await bodies.read(request, bodies.JSON_TYPES | bodies.NDJSON_TYPES)
     ndjson = request.content_type in bodies.NDJSON_TYPES
     result = await request.app[ENGINE].ingest(body, ndjson=ndjson, scope=request[SCOPE])
-    return json({"accepted": result.accepted, "duplicates": result.duplicates})
+    return json(ingest_view(result))
+
+
+def ingest_view(result: IngestResult) -> dict[str, Any]:
+    """The answer to stored records; `warnings` (values left out of stored records, the first
+    `MAX_DETAILS`) and `warnings_truncated` (how many more) only when there are some, as an
+    error answer's `truncated`."""
+    answer: dict[str, Any] = {"accepted": result.accepted, "duplicates": result.duplicates}
+    warnings, truncated = bounded(result.warnings, result.warnings_omitted)
+    if warnings:
+        answer["warnings"] = warnings
+    if truncated:
+        answer["warnings_truncated"] = truncated
+    return answer
 
 
 async def post_feedback(request: web.Request) -> web.Response:

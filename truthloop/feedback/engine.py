@@ -521,6 +521,9 @@ class Engine:
         self.snapshots: dict[str, Snapshot] = {}
         self.rejected: dict[str, int] = {}
         """Actuals refused since start, per monitor named (`""`: none or an unknown one)."""
+        self.ignored: dict[tuple[str, records.Reason], int] = {}
+        """Values of stored records left out since start, per (monitor, reason): segments the
+        monitor does not declare (`unknown_segment`)."""
         self._tokens: dict[str, str] = {}
         """The namespace tokens' SHA-256 (hex) -> namespace, as last read from the store."""
         self.ready = False
@@ -743,7 +746,14 @@ class Engine:
             result = await self.store.insert_predictions(
                 parsed.items, live, now, designs, segment_sets=sets
             )
-            return replace(result, duplicates=result.duplicates + parsed.repeats)
+            for key, n in parsed.ignored.items():  # counted once stored: a refusal changes nothing
+                self.ignored[key] = self.ignored.get(key, 0) + n
+            return replace(
+                result,
+                duplicates=result.duplicates + parsed.repeats,
+                warnings=parsed.warnings,
+                warnings_omitted=parsed.warnings_omitted,
+            )
 
         return await self._write(
             "records",

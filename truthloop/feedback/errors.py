@@ -22,14 +22,17 @@ MAX_DETAILS = MAX_ERRORS
 """Most details in one answer; validation keeps no more than this either."""
 
 
+def bounded(details: Sequence[ItemError], omitted: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """The first `MAX_DETAILS` details as JSON, and how many more there were."""
+    listed = [d.to_dict() for d in details[:MAX_DETAILS]]
+    return listed, max(0, len(details) - MAX_DETAILS) + omitted
+
+
 def body(error: str, details: Sequence[ItemError], omitted: int = 0) -> dict[str, Any]:
     """The JSON of every error answer: the first `MAX_DETAILS` details, and how many more there
     were (`truncated`, only when some were left out)."""
-    answer: dict[str, Any] = {
-        "error": error,
-        "details": [d.to_dict() for d in details[:MAX_DETAILS]],
-    }
-    truncated = max(0, len(details) - MAX_DETAILS) + omitted
+    listed, truncated = bounded(details, omitted)
+    answer: dict[str, Any] = {"error": error, "details": listed}
     if truncated:
         answer["truncated"] = truncated
     return answer

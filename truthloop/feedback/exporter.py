@@ -36,6 +36,10 @@ Human review (`spec.review`): `truthloop_review_queue_depth`, `truthloop_review_
 and `truthloop_review_expected_per_day` from the tick's queue read and design, and
 `truthloop_reviews_total{reviewer, outcome}` from the lifetime totals, bounded to the
 `MAX_REVIEWERS` busiest reviewers of a monitor plus `other`.
+
+`truthloop_ignored_segment_values_total{reason}`: values of stored records left out since the
+replica started (`reason="unknown_segment"`: a segment the monitor no longer declares, the
+records of a sidecar that captured under an older spec), in memory like the rejected actuals.
 """
 
 from __future__ import annotations
@@ -53,10 +57,13 @@ from truthloop.core.drift import DriftReport
 from truthloop.core.evaluation import Evaluated
 from truthloop.core.join import PREDICTIONS_KEY
 from truthloop.core.profile import MAX_FEATURES
+from truthloop.core.records import Reason
 from truthloop.core.wire import ReviewSummary
 from truthloop.feedback.engine import OUTCOMES, Engine
 
 REGISTRY = web.AppKey("registry", CollectorRegistry)
+IGNORED_REASONS: tuple[Reason, ...] = ("unknown_segment",)
+"""The reasons a stored record's value is left out: each monitor has a series of each."""
 
 PHASES = ("Pending", "Collecting", "Healthy", "Degraded", "FallbackActive")
 MONITOR_LABELS = ["namespace", "monitor", "model"]
@@ -87,6 +94,11 @@ class FeedbackCollector(Collector):
             "truthloop_actuals",
             "Actuals by outcome: matched a prediction, waited for one, expired waiting, rejected.",
             labels=[*MONITOR_LABELS, "outcome"],
+        )
+        ignored = CounterMetricFamily(
+            "truthloop_ignored_segment_values",
+            "Values left out of stored records: segments the monitor does not declare.",
+            labels=[*MONITOR_LABELS, "reason"],
         )
         confusion = CounterMetricFamily(
             "truthloop_confusion", "Binary confusion cells.", labels=[*GROUP_LABELS, "cell"]
@@ -149,6 +161,10 @@ class FeedbackCollector(Collector):
                     for cell in metrics.CONFUSION_CELLS:
                         confusion.add_metric([*group, cell], label_counters.get(cell, 0.0))
             actuals.add_metric([*base, "rejected"], self.engine.rejected.get(monitor.key, 0))
+            for reason in IGNORED_REASONS:
+                ignored.add_metric(
+                    [*base, reason], self.engine.ignored.get((monitor.key, reason), 0)
+                )
             for (version, served_by), evaluated in sorted(snapshot.window.items()):
                 group = [*base, version, served_by]
                 samples.add_metric(group, evaluated.samples)
@@ -201,6 +217,7 @@ class FeedbackCollector(Collector):
             predictions,
             labeled,
             actuals,
+            ignored,
             confusion,
             metric,
             samples,

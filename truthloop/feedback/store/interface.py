@@ -191,6 +191,10 @@ class IngestResult:
     duplicates: int
     matched: int
     """Pending actuals that found their prediction in this batch."""
+    warnings: tuple[ItemError, ...] = ()
+    """Values left out of stored records (`Parsed.warnings`), the first `MAX_ERRORS`."""
+    warnings_omitted: int = 0
+    """Warnings beyond `warnings`."""
 
 
 @dataclass(frozen=True, slots=True)
