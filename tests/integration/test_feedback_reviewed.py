@@ -20,6 +20,7 @@ import pytest
 from tests.support.feedback import FakeClock, Service, adopted, monitor_body, record, sample
 from truthloop.core import review
 from truthloop.core.spec import parse_monitor
+from truthloop.feedback.engine import _design as in_force
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
 
@@ -200,11 +201,11 @@ async def test_two_replicas_select_the_same_records_with_the_leader_s_design(
     a, b = replicas
     body = reviewed_body({"budget": 2400, "random": 0.4, "borderline": 0.6, "seed": 7})
     await fitted(a, clock, body)  # a leads: it fits the design and stores it
-    design = a.engine._designs()[a.engine.registered(KEY).id]
+    design = in_force(a.engine._runtimes[KEY])
     assert design.computed > 0
 
     def same_design(known: Any) -> bool:
-        return b.engine._designs().get(known.registered.id) == design
+        return in_force(known) == design
 
     await adopted(b, KEY, same_design, "replica b selecting with the leader's design")
 

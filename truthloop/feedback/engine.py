@@ -50,7 +50,15 @@ import hashlib
 import hmac
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -742,7 +750,9 @@ class Engine:
         now = self.settings.clock()
 
         async def store(parsed: records.Parsed[PredictionRecord], live: Live) -> IngestResult:
-            designs, sets = self._designs(), self._value_sets()
+            named = [self._runtimes[k] for k in {r.monitor for r in parsed.items}
+                     if k in self._runtimes]  # fmt: skip
+            designs, sets = _designs(named), _value_sets(named)
             result = await self.store.insert_predictions(
                 parsed.items, live, now, designs, segment_sets=sets
             )
@@ -1316,14 +1326,6 @@ class Engine:
         }
         return SegmentSets(sets=sets, basis=basis, chosen=now, records=records)
 
-    def _value_sets(self) -> dict[int, segments.ValueSets]:
-        """The value sets in force per monitor id (monitors with segments only)."""
-        return {
-            runtime.registered.id: value_sets(runtime.registered.monitor.spec, runtime.segments)
-            for runtime in self._runtimes.values()
-            if runtime.registered.monitor.spec.segments
-        }
-
     async def _traffic(self, registered: Registered, now: float, seconds: float) -> review.Traffic:
         """The model's records of the last `seconds` (every version), as review designs and
         plans read them; a monitor younger than that counts from its creation."""
@@ -1331,15 +1333,6 @@ class Engine:
         groups = await self.store.window(registered.id, span, Only(None, "model", sketches=False))
         since = max(windows.bucket_start(span.start), registered.created)
         return review.traffic(model_counters(groups), max(1.0, (now - since) / 60))
-
-    def _designs(self) -> dict[int, review.Design]:
-        """The review design in force per monitor id (a monitor whose spec has none fitted
-        yet is left out: it selects with `review.initial`)."""
-        return {
-            runtime.registered.id: design
-            for runtime in self._runtimes.values()
-            if (design := _design(runtime)) is not None
-        }
 
     async def _save(
         self, runtime: _Runtime, persisted: tuple[Any, ...], visible: tuple[Any, ...]
@@ -2006,6 +1999,26 @@ def drift_of(
         return drift.no_reference()
     kept = {g: c for g, c in groups.items() if version is None or g[0] == version}
     return drift.evaluate(reference, model_counters(kept), registered.monitor.spec)
+
+
+def _value_sets(runtimes: Iterable[_Runtime]) -> dict[int, segments.ValueSets]:
+    """The value sets in force per monitor id of `runtimes` (those with segments only): read per
+    ingest request for the monitors its records name, not for every monitor."""
+    return {
+        runtime.registered.id: value_sets(runtime.registered.monitor.spec, runtime.segments)
+        for runtime in runtimes
+        if runtime.registered.monitor.spec.segments
+    }
+
+
+def _designs(runtimes: Iterable[_Runtime]) -> dict[int, review.Design]:
+    """The review design in force per monitor id of `runtimes` (a monitor whose spec has none
+    fitted yet is left out: it selects with `review.initial`)."""
+    return {
+        runtime.registered.id: design
+        for runtime in runtimes
+        if (design := _design(runtime)) is not None
+    }
 
 
 def _design(runtime: _Runtime) -> review.Design | None:
