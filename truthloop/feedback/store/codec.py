@@ -100,6 +100,43 @@ ALTER TABLE predictions ADD COLUMN outlier double precision;
 again, `id` is formatted with the backend's never-reused key) and each record's outlier score:
 a migration of both stores."""
 
+HISTORY_TABLES = """
+CREATE TABLE transitions (
+    monitor_id integer NOT NULL,
+    at double precision NOT NULL,
+    seq integer NOT NULL,
+    kind text NOT NULL,
+    alert text,
+    reason text NOT NULL,
+    previous text,
+    current text,
+    PRIMARY KEY (monitor_id, at, seq)
+);
+CREATE TABLE reports (
+    id {id},
+    monitor_id integer NOT NULL,
+    at double precision NOT NULL,
+    alert text NOT NULL,
+    summary text NOT NULL,
+    document text NOT NULL,
+    html text NOT NULL
+);
+CREATE INDEX reports_at ON reports (monitor_id, at);
+CREATE TABLE sidecar_minutes (
+    monitor_id integer NOT NULL,
+    bucket {bucket} NOT NULL,
+    key text NOT NULL,
+    value double precision NOT NULL,
+    PRIMARY KEY (monitor_id, bucket, key)
+);
+"""
+"""What the dashboard and the alert reports read besides the counters, a migration of both
+stores: `transitions`, the alert machine's (`alerts.Transition`, `seq` orders those of one
+tick), for the timeline and the fallback's periods; `reports`, one per alert that fired
+(`summary` the listing's JSON, `document` the whole report's JSON, `html` the self-contained
+page); `sidecar_minutes`, the sidecars' own request counters and latency histogram per minute
+bucket, summed over pods (`key` as `wire.SidecarMinute.counts` names them)."""
+
 REVIEW_TABLE = """
 ALTER TABLE predictions ADD COLUMN review_pi double precision;
 ALTER TABLE predictions ADD COLUMN review_f double precision;

@@ -193,6 +193,8 @@ CREATE TABLE seg_{level} (
 """
         for level in LEVEL_MINUTES
     ),
+    # 7: the alert machine's transitions, the alert reports, the sidecars' minute counters
+    codec.HISTORY_TABLES.format(id="INTEGER PRIMARY KEY AUTOINCREMENT", bucket="INTEGER"),
 )
 """Schema steps, applied at `open` each once, in order; `PRAGMA user_version` counts them."""
 
