@@ -47,8 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], 
     parser.add_argument(
         "--retention",
         default=env("TRUTHLOOP_RETENTION", "30d"),
-        help="keep raw predictions this long; aggregates are kept (env TRUTHLOOP_RETENTION;"
-        " default %(default)s)",
+        help="keep raw predictions and sidecar minutes this long; aggregates are kept"
+        " (env TRUTHLOOP_RETENTION; default %(default)s)",
     )
     parser.add_argument(
         "--max-body",

@@ -1029,8 +1029,8 @@ class Engine:
         }
 
     async def _keep_house(self, now: float) -> None:
-        """Fold counter deltas, expire pending actuals, sweep missing ones, enforce retention,
-        purge the deleted."""
+        """Fold counter deltas, expire pending actuals, sweep missing ones, enforce retention (of
+        the records and the sidecars' minutes), purge the deleted."""
         engine = self.settings.engine
         await self.store.compact()
         expired = await self.store.expire_pending(now)
@@ -1046,6 +1046,9 @@ class Engine:
                 cutoff = now - spec.feedback.attribution_window
                 await self.store.assume_missing(registered, cutoff, now, engine.sweep_chunk)
             await self.store.delete_predictions(
+                registered.id, now - engine.retention, engine.delete_chunk
+            )
+            await self.store.delete_sidecar_minutes(
                 registered.id, now - engine.retention, engine.delete_chunk
             )
             self._build_history_when_due(runtime, now)

@@ -44,7 +44,8 @@ class EngineSettings:
     tick_interval: float = 1.0
     """Seconds between evaluations of alerts, the missing-actual sweep, expiry and retention."""
     retention: float = 30 * DAY
-    """Raw predictions older than this are deleted; aggregates are kept."""
+    """Raw predictions and the sidecars' minute counters older than this are deleted; the
+    aggregates are kept."""
     delete_grace: float = DAY
     """A deleted monitor's data is kept this long (a re-PUT within it revives the monitor)."""
     sweep_chunk: int = 5000

@@ -20,12 +20,13 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from truthloop.core import queue, review, segmented, segments, sketch
+from truthloop.core import queue, review, segmented, segments, sketch, windows
 from truthloop.core.join import Label, Row
 from truthloop.core.plan import NewPending, Waiting
 from truthloop.core.profile import Profile, Reference, ReferenceSource
 from truthloop.core.records import Actual, PredictionRecord, Vote
 from truthloop.core.spec import Monitor, parse_monitor
+from truthloop.core.windows import BucketRange, Steps
 from truthloop.feedback.store.interface import (
     DatasetQuery,
     QueueStats,
@@ -240,6 +241,47 @@ UNQUEUE_GONE = (
     f" AND p.prediction_id = review_items.prediction_id AND p.served_by = '{queue.REVIEWED_BY}')"
 )
 """Delete monitor {0}'s items of records from before {1} that retention deleted."""
+
+SIDECAR_MINUTES = (
+    "SELECT (bucket - {0}) / {1}, key, sum(value) FROM sidecar_minutes"
+    " WHERE monitor_id = {2} AND bucket >= {3} AND bucket < {4} GROUP BY 1, 2"
+)
+"""Monitor {2}'s sidecar counters of the buckets {3} <= b < {4}, summed per step of {1} minutes
+from bucket {0} (`sidecar_steps` reads the rows)."""
+
+
+def sidecar_span(span: BucketRange, step_minutes: int) -> tuple[Steps, tuple[int, int, int, int]]:
+    """The steps of a `Store.sidecar_minutes` read and `SIDECAR_MINUTES`' parameters {0}, {1},
+    {3}, {4} (the monitor's id, {2}, is the caller's): the read keeps to `span`."""
+    steps = windows.steps(span, step_minutes)
+    return steps, (steps.start, steps.width, span.start, span.end)
+
+
+def sidecar_steps(
+    steps: Steps, rows: Iterable[Iterable[Any]]
+) -> list[tuple[float, dict[str, float]]]:
+    """`SIDECAR_MINUTES`' rows as every step's (start, counters), in time order."""
+    found: list[dict[str, float]] = [{} for _ in range(steps.count)]
+    for index, key, value in rows:
+        found[index][key] = value
+    return [
+        (windows.bucket_start(steps.start + i * steps.width), counts)
+        for i, counts in enumerate(found)
+    ]
+
+
+def sidecar_rows(minutes: Mapping[int, Mapping[str, float]]) -> str:
+    """Minute buckets' counters as one JSON array of [bucket, key, value], in (bucket, key) order
+    (so two writers of the same rows lock them in the same order), zeros left out."""
+    return to_json(
+        [
+            [bucket, key, value]
+            for bucket in sorted(minutes)
+            for key, value in sorted(minutes[bucket].items())
+            if value
+        ]
+    )
+
 
 _encode = msgspec.json.Encoder().encode
 decode = msgspec.json.Decoder().decode

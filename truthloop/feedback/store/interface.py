@@ -445,6 +445,28 @@ class Store(abc.ABC):
         """Delete up to `limit` raw records older than `before` (aggregates stay), and the
         review items of those gone."""
 
+    # -- the sidecars' minutes -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_sidecar_minutes(
+        self, monitor_id: int, minutes: Mapping[int, Mapping[str, float]]
+    ) -> None:
+        """Add each minute bucket's sidecar counters (`core.sidecar_stats` keys) to the
+        monitor's, which sum every pod's; nothing for a monitor deleted or unknown."""
+
+    @abc.abstractmethod
+    async def sidecar_minutes(
+        self, monitor_id: int, span: BucketRange, step_minutes: int
+    ) -> list[tuple[float, dict[str, float]]]:
+        """The monitor's sidecar counters of the minutes in `span`, summed per step of
+        `windows.steps(span, step_minutes)` (aligned: the first and last step may hold fewer of
+        `span`'s minutes), as (step start in epoch seconds, counters), every step in time
+        order, `{}` where none came. Sum them for the span's total."""
+
+    @abc.abstractmethod
+    async def delete_sidecar_minutes(self, monitor_id: int, before: float, limit: int) -> int:
+        """Delete up to `limit` counter rows of the minutes before `before`; rows deleted."""
+
     # -- the review queue ----------------------------------------------------------------------
 
     @abc.abstractmethod

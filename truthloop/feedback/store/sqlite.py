@@ -35,6 +35,7 @@ from truthloop.core import (
     review,
     segments,
     sketch,
+    windows,
 )
 from truthloop.core.evaluation import Group
 from truthloop.core.join import Label, Row
@@ -395,7 +396,15 @@ class SQLiteStore(Store):
             removed += cursor.rowcount
             if removed >= limit:
                 break
-            tables = ("pending", "totals", "states", "sweeps", "reference_profiles", "review_items")
+            tables = (
+                "pending",
+                "totals",
+                "states",
+                "sweeps",
+                "reference_profiles",
+                "review_items",
+                "sidecar_minutes",
+            )
             for table in (*tables, *_agg_tables()):
                 removed += conn.execute(
                     f"DELETE FROM {table} WHERE monitor_id = ?", (monitor_id,)
@@ -609,6 +618,30 @@ class SQLiteStore(Store):
         ).rowcount
         conn.execute(_UNQUEUE_GONE, (monitor_id, before))
         return deleted
+
+    # -- the sidecars' minutes -----------------------------------------------------------------
+
+    async def add_sidecar_minutes(
+        self, monitor_id: int, minutes: Mapping[int, Mapping[str, float]]
+    ) -> None:
+        rows = codec.sidecar_rows(minutes)
+        await self._tx(lambda conn: conn.execute(_ADD_SIDECAR_MINUTES, (monitor_id, rows)))
+
+    async def sidecar_minutes(
+        self, monitor_id: int, span: BucketRange, step_minutes: int
+    ) -> list[tuple[float, dict[str, float]]]:
+        steps, (start, width, first, end) = codec.sidecar_span(span, step_minutes)
+        return await self._call(
+            lambda: codec.sidecar_steps(
+                steps, self._db.execute(_SIDECAR_MINUTES, (start, width, monitor_id, first, end))
+            )
+        )
+
+    async def delete_sidecar_minutes(self, monitor_id: int, before: float, limit: int) -> int:
+        bucket = windows.bucket_of(before)
+        return await self._tx(
+            lambda conn: conn.execute(_DELETE_SIDECAR_MINUTES, (monitor_id, bucket, limit)).rowcount
+        )
 
     # -- the review queue ----------------------------------------------------------------------
 
@@ -1017,6 +1050,19 @@ def _write_labels(
             one_by_one.extend((*columns, record_id) for record_id in ids)
     if one_by_one:
         conn.executemany(_SET_LABEL + " WHERE id = ?", one_by_one)
+
+
+_ADD_SIDECAR_MINUTES = (
+    "INSERT INTO sidecar_minutes (monitor_id, bucket, key, value)"
+    " SELECT ?1, r.value ->> 0, r.value ->> 1, r.value ->> 2 FROM json_each(?2) AS r"
+    " WHERE EXISTS (SELECT 1 FROM monitors WHERE id = ?1 AND deleted IS NULL)"
+    " ON CONFLICT DO UPDATE SET value = value + excluded.value"
+)
+_SIDECAR_MINUTES = codec.SIDECAR_MINUTES.format("?1", "?2", "?3", "?4", "?5")
+_DELETE_SIDECAR_MINUTES = (
+    "DELETE FROM sidecar_minutes WHERE rowid IN (SELECT rowid FROM sidecar_minutes"
+    " WHERE monitor_id = ? AND bucket < ? LIMIT ?)"
+)
 
 
 def _agg_tables() -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from truthloop.core import join, plan, registry, review, segments
+from truthloop.core import join, plan, registry, review, segments, windows
 from truthloop.core.evaluation import Group
 from truthloop.core.plan import ACTUALS_EXPIRED
 from truthloop.core.profile import Profile, Reference, ReferenceSource
@@ -47,6 +47,21 @@ _REFERENCES = (
     " FROM reference_profiles ORDER BY id"
 )
 """Every stored reference, with its profile unless its id is in $1 (a JSON array)."""
+
+
+_ADD_SIDECAR_MINUTES = (
+    "INSERT INTO sidecar_minutes AS s (monitor_id, bucket, key, value)"
+    " SELECT $1, (r->>0)::bigint, r->>1, (r->>2)::float8 FROM jsonb_array_elements($2::jsonb) AS r"
+    " WHERE EXISTS (SELECT 1 FROM monitors WHERE id = $1 AND deleted IS NULL)"
+    " ON CONFLICT (monitor_id, bucket, key) DO UPDATE SET value = s.value + excluded.value"
+)
+_SIDECAR_MINUTES = codec.SIDECAR_MINUTES.format(
+    "$1::bigint", "$2::bigint", "$3", "$4::bigint", "$5::bigint"
+)
+_DELETE_SIDECAR_MINUTES = (
+    "DELETE FROM sidecar_minutes WHERE ctid = ANY(ARRAY(SELECT ctid FROM sidecar_minutes"
+    " WHERE monitor_id = $1 AND bucket < $2 LIMIT $3))"
+)
 
 
 class PostgresStore(interface.Store):
@@ -292,6 +307,7 @@ class PostgresStore(interface.Store):
                 "sweeps",
                 "reference_profiles",
                 "review_items",
+                "sidecar_minutes",
             )
             aggregated = (f"{kind}_{level}" for kind in ("agg", "seg") for level in schema.LEVELS)
             for table in (*tables, *aggregated):
@@ -461,6 +477,30 @@ class PostgresStore(interface.Store):
 
     async def delete_predictions(self, monitor_id: int, before: float, limit: int) -> int:
         return await self._db.transaction(_delete_predictions, monitor_id, before, limit)
+
+    # -- the sidecars' minutes -----------------------------------------------------------------
+
+    async def add_sidecar_minutes(
+        self, monitor_id: int, minutes: Mapping[int, Mapping[str, float]]
+    ) -> None:
+        rows = codec.sidecar_rows(minutes)
+        await self._db.transaction(
+            lambda conn: conn.execute(_ADD_SIDECAR_MINUTES, monitor_id, rows)
+        )
+
+    async def sidecar_minutes(
+        self, monitor_id: int, span: BucketRange, step_minutes: int
+    ) -> list[tuple[float, dict[str, float]]]:
+        steps, (start, width, first, end) = codec.sidecar_span(span, step_minutes)
+        found = await self._db.fetch(_SIDECAR_MINUTES, start, width, monitor_id, first, end)
+        return codec.sidecar_steps(steps, found)
+
+    async def delete_sidecar_minutes(self, monitor_id: int, before: float, limit: int) -> int:
+        bucket = windows.bucket_of(before)
+        status = await self._db.transaction(
+            lambda conn: conn.execute(_DELETE_SIDECAR_MINUTES, monitor_id, bucket, limit)
+        )
+        return sql.count(status)
 
     # -- the review queue ----------------------------------------------------------------------
 
