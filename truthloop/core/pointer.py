@@ -60,6 +60,11 @@ def escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
+def is_index(token: str) -> bool:
+    """Whether `token` can index an array (`0`, or digits without a leading zero)."""
+    return _INDEX.fullmatch(token) is not None
+
+
 def render(tokens: Sequence[str]) -> str:
     """The pointer for `tokens`, the inverse of `parse`: `render(parse(p)) == p`."""
     return "".join("/" + escape(t) for t in tokens)
@@ -79,7 +84,7 @@ def resolve(document: Any, pointer: str | Sequence[str]) -> Any:
                 return _missing(tokens, depth, f"no key {_quote(token)}")
             value = value[token]
         elif isinstance(value, list):
-            if _INDEX.fullmatch(token) is None:
+            if not is_index(token):
                 if token == "-":
                     reason = '"-" (after the last element) names no value'
                 else:

@@ -1,0 +1,372 @@
+"""The fallback's rules on history: what they would have answered to the stored labeled records
+of some periods, judged against the labels beside what the model answered to the same records.
+
+A backtest asks "was the fallback worth it?" for the periods it would have been engaged. The
+rules are the spec's, compiled as the sidecar compiles them (`celrules.compile_rules`) and tried
+in order as it tries them (`RuleSet.evaluate`). A stored record keeps the features the capture
+extracted, not the request: `Judge` rebuilds the request the rules read from the features at
+their capture pointer (`capture.features`, relative to the row for a batch spec), so a rule
+reading `request.features.tenure` under `features: {pointer: /features}` reads the stored value.
+
+What was not captured cannot be replayed, and is counted, never guessed: rules are read before
+any record (their `request.…` and `headers` paths, `reads`), and from the first rule that reads
+a header or a part of the request outside the captured features, records its turn comes to are
+skipped with that reason (`Blocked`). Records answered by a rule before it are judged. The other
+reasons a record is left out are counted too (`SKIP_REASONS`).
+
+Both sides are tallied into metric counters exactly as the service tallies a labeled record
+(`metrics.tally` with the spec's threshold), evaluated by `evaluation.evaluate` and compared by
+`compare.compare` (b − a with a = the model, b = the rules; `better` means the rules did better).
+The two sides answer the same records, so they are not independent samples as `compare` assumes:
+the interval of the difference is wider than a paired one would be, never narrower.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from truthloop.core import celast, celrules, compare, metrics, pointer
+from truthloop.core.evaluation import Evaluated, evaluate
+from truthloop.core.join import Label
+from truthloop.core.rules import FallbackRule, RuleSet
+from truthloop.core.spec import MonitorSpec, is_drift_key
+
+SkipReason = Literal["reads_header", "not_captured", "live_fallback", "vote_only", "invalid_answer"]
+SKIP_REASONS: Mapping[SkipReason, str] = {
+    "reads_header": "a rule before the one that answers reads a request header (not captured)",
+    "not_captured": "a rule before the one that answers reads a part of the request outside "
+    "the captured features",
+    "live_fallback": "the fallback answered the request live: the record is the rules' answer, "
+    "not the model's",
+    "vote_only": "labeled by a reviewer's vote, without an actual to judge the rules' answer by",
+    "invalid_answer": "the rules' answer is not a prediction of the task",
+}
+"""Why a record is left out of the comparison, by reason code."""
+
+DEFAULT_METRIC = {"binary": "accuracy", "multiclass": "accuracy", "regression": "mae"}
+"""The metric a comparison leads with when no alert the fallback engages on names one."""
+
+Path = tuple[str | int, ...]
+
+
+class Record(Protocol):
+    """A stored labeled record as the store's dataset read gives it (`StoredPrediction`)."""
+
+    @property
+    def served_by(self) -> str: ...
+    @property
+    def prediction(self) -> Any: ...
+    @property
+    def score(self) -> float | None: ...
+    @property
+    def features(self) -> Any: ...
+    @property
+    def label(self) -> Label | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One request value a rule expression reads: `request` or `headers` and the path below."""
+
+    root: Literal["request", "headers"]
+    path: Path
+
+    def __str__(self) -> str:
+        return self.root + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """The first rule that cannot be evaluated on stored records, and why."""
+
+    index: int
+    reason: Literal["reads_header", "not_captured"]
+    detail: str
+
+
+def reads(source: str) -> tuple[Read, ...]:
+    """The `request` and `headers` values a CEL expression reads, in source order: each chain of
+    field selections and literal indexes from either name, as far as it is static (`size(request)`
+    reads all of `request`; `request.a[i]` all of `request.a`)."""
+    found: list[Read] = []
+    _walk(celast.parse(source).root, found)
+    return tuple(found)
+
+
+def _walk(node: celast.Node, found: list[Read]) -> None:
+    chain = _chain(node)
+    if chain is not None:
+        root, path = chain
+        found.append(Read(root, path))
+        return
+    if isinstance(node, celast.Select):
+        _walk(node.operand, found)
+    elif isinstance(node, celast.Index):
+        _walk(node.operand, found)
+        _walk(node.index, found)
+    elif isinstance(node, celast.Call):
+        for child in (node.target, *node.args):
+            if child is not None:
+                _walk(child, found)
+    elif isinstance(node, celast.Unary):
+        _walk(node.operand, found)
+    elif isinstance(node, celast.Binary | celast.Logical):
+        _walk(node.left, found)
+        _walk(node.right, found)
+    elif isinstance(node, celast.Conditional):
+        for child in (node.condition, node.then, node.otherwise):
+            _walk(child, found)
+    elif isinstance(node, celast.ListLit):
+        for child in node.items:
+            _walk(child, found)
+    elif isinstance(node, celast.MapLit):
+        for key, value in node.entries:
+            _walk(key, found)
+            _walk(value, found)
+
+
+def _chain(node: celast.Node) -> tuple[Literal["request", "headers"], Path] | None:
+    """`node` as a static path from `request` or `headers`, or None."""
+    path: list[str | int] = []
+    while True:
+        if isinstance(node, celast.Ident):
+            if node.name == "request":
+                return "request", tuple(reversed(path))
+            if node.name == "headers":
+                return "headers", tuple(reversed(path))
+            return None
+        if isinstance(node, celast.Select):
+            path.append(node.field)
+            node = node.operand
+        elif (
+            isinstance(node, celast.Index)
+            and isinstance(node.index, celast.Literal)
+            and node.index.kind in ("string", "int")
+        ):
+            path.append(node.index.value)
+            node = node.operand
+        else:
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class Judge:
+    """A spec's rules ready to replay on stored records (`judge`)."""
+
+    task: str
+    threshold: float
+    rules: RuleSet
+    """The rules before the first blocked one, compiled as the sidecar compiles them."""
+    captured: tuple[str, ...] | None
+    """The pointer tokens of the captured features (None: no features are captured)."""
+    count: int
+    """How many rules the spec has."""
+    blocked: Blocked | None
+
+    def request(self, features: Any) -> Any:
+        """The request (or batch row) as far as it was captured: `features` at its pointer, in
+        objects (arrays for index tokens, the other elements null)."""
+        value = features
+        for token in reversed(self.captured or ()):
+            if pointer.is_index(token):
+                items: list[Any] = [None] * int(token)
+                items.append(value)
+                value = items
+            else:
+                value = {token: value}
+        return value
+
+
+def judge(spec: MonitorSpec) -> Judge:
+    """The spec's fallback rules compiled and read for what they need (RuleCompileError for a
+    rule that does not compile: a parsed spec's do)."""
+    written = spec.fallback.rules
+    features = spec.capture.features
+    captured = (
+        None if features is None or features.pointer is None else pointer.parse(features.pointer)
+    )
+    blocked = _blocked(written, captured)
+    usable = written if blocked is None else written[: blocked.index]
+    return Judge(
+        spec.task,
+        spec.threshold,
+        celrules.compile_rules(usable),
+        captured,
+        len(written),
+        blocked,
+    )
+
+
+def _blocked(written: Iterable[FallbackRule], captured: tuple[str, ...] | None) -> Blocked | None:
+    for index, rule in enumerate(written):
+        for name, source in (("when", rule.when), ("prediction", rule.prediction)):
+            if source is None:
+                continue
+            for read in reads(source):
+                where = f"rules[{index}].{name} reads {read}"
+                if read.root == "headers":
+                    return Blocked(index, "reads_header", f"{where}: headers are not captured")
+                if captured is None:
+                    return Blocked(index, "not_captured", f"{where}: no features are captured")
+                if not _inside(read.path, captured):
+                    shown = pointer.render(captured)
+                    message = f"{where}: only the features at {shown} are captured"
+                    return Blocked(index, "not_captured", message)
+    return None
+
+
+def _inside(path: Path, captured: tuple[str, ...]) -> bool:
+    """Whether a read of `path` stays within the captured subtree, as `Judge.request` rebuilds
+    it: an index token is an array's, read by an integer index; any other an object's key."""
+    if len(path) < len(captured):
+        return False
+    for step, token in zip(path, captured, strict=False):
+        if pointer.is_index(token):
+            if type(step) is not int or step != int(token):
+                return False
+        elif step != token:
+            return False
+    return True
+
+
+@dataclass(slots=True)
+class Tally:
+    """The model's and the rules' answers to records, accumulated chunk by chunk (`add`)."""
+
+    judge: Judge
+    model: dict[str, float] = field(default_factory=dict)
+    rules: dict[str, float] = field(default_factory=dict)
+    records: int = 0
+    """Labeled records read."""
+    no_rule: int = 0
+    """Records no rule answered: the sidecar asks the model then (fail-open)."""
+    by_rule: Counter[int] = field(default_factory=Counter)
+    skipped: Counter[SkipReason] = field(default_factory=Counter)
+
+    def add(self, records: Iterable[Record]) -> None:
+        judge = self.judge
+        for record in records:
+            self.records += 1
+            label = record.label
+            if record.served_by != "model":
+                self.skipped["live_fallback"] += 1
+                continue
+            if label is None or label.value is None:
+                self.skipped["vote_only"] += 1
+                continue
+            decision = judge.rules.evaluate(judge.request(record.features), {})
+            if decision is None:
+                if judge.blocked is not None:
+                    self.skipped[judge.blocked.reason] += 1
+                else:
+                    self.no_rule += 1
+                continue
+            try:
+                metrics.tally(
+                    self.rules,
+                    judge.task,
+                    decision.value,
+                    label.value,
+                    threshold=judge.threshold,
+                )
+            except metrics.LabelError:
+                self.skipped["invalid_answer"] += 1
+                continue
+            metrics.tally(
+                self.model,
+                judge.task,
+                record.prediction,
+                label.value,
+                score=record.score,
+                threshold=judge.threshold,
+            )
+            self.by_rule[decision.rule_index] += 1
+
+
+@dataclass(frozen=True, slots=True)
+class RulesVsModel:
+    """The rules against the model on the records both were judged on (`result`)."""
+
+    metric: str
+    """The metric to lead with (`difference`)."""
+    records: int
+    compared: int
+    no_rule: int
+    by_rule: tuple[int, ...]
+    """Records each rule answered, by rule index."""
+    skipped: Mapping[SkipReason, int]
+    blocked: Blocked | None
+    model: Evaluated
+    rules: Evaluated
+    differences: Mapping[str, compare.Difference]
+    """Every metric of both sides, rules − model (`better`: the rules did better)."""
+
+    @property
+    def difference(self) -> compare.Difference | None:
+        return self.differences.get(self.metric)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "records": self.records,
+            "compared": self.compared,
+            "no_rule": self.no_rule,
+            "by_rule": list(self.by_rule),
+            "skipped": [
+                {"reason": reason, "records": n, "detail": self._detail(reason)}
+                for reason, n in self.skipped.items()
+            ],
+            "model": _shown(self.model, self.metric),
+            "rules": _shown(self.rules, self.metric),
+            "differences": {name: d.to_dict() for name, d in self.differences.items()},
+        }
+
+    def _detail(self, reason: SkipReason) -> str:
+        blocked = self.blocked
+        if blocked is not None and blocked.reason == reason:
+            return blocked.detail
+        return SKIP_REASONS[reason]
+
+
+def _shown(side: Evaluated, metric: str) -> dict[str, float | None]:
+    found = side.metrics.get(metric)
+    if found is None:
+        return {"value": None, "lower": None, "upper": None}
+    return {"value": found.value, "lower": found.lower, "upper": found.upper}
+
+
+def result(tally: Tally, spec: MonitorSpec) -> RulesVsModel:
+    """What `tally` found, each side evaluated as the service evaluates a window."""
+    model = evaluate(spec.task, tally.model, spec.metrics.cost)
+    rules = evaluate(spec.task, tally.rules, spec.metrics.cost)
+    return RulesVsModel(
+        metric=lead_metric(spec),
+        records=tally.records,
+        compared=model.labeled,
+        no_rule=tally.no_rule,
+        by_rule=tuple(tally.by_rule[i] for i in range(tally.judge.count)),
+        skipped=dict(sorted(tally.skipped.items())),
+        blocked=tally.judge.blocked,
+        model=model,
+        rules=rules,
+        differences=compare.compare(model, rules),
+    )
+
+
+def lead_metric(spec: MonitorSpec) -> str:
+    """The metric of the first alert the fallback engages on that reads a labeled metric of the
+    model (realized, estimated or auto), else the task's usual one (`DEFAULT_METRIC`)."""
+    engaged = set(spec.fallback.engage_on)
+    for alert in spec.alerts:
+        if (
+            alert.name in engaged
+            and alert.feature is None
+            and alert.source != "reviewed"
+            and metrics.direction(alert.metric) is not None
+            and not is_drift_key(alert.metric)
+        ):
+            return alert.metric
+    return DEFAULT_METRIC[spec.task]
