@@ -60,3 +60,28 @@ def test_steps_are_aligned_and_cover_the_window(start: int, length: int, width: 
     assert steps.start + steps.count * steps.width >= span.end
     assert steps.index(span.end - 1) == steps.count - 1
     assert steps.width % LEVEL_MINUTES[steps.level] == 0
+
+
+def test_a_nice_step_is_the_smallest_of_the_ladder_that_keeps_to_the_points() -> None:
+    day = 86400.0
+    assert windows.nice_step(30 * day, 800) == 60  # 54 minutes a point -> 1h
+    assert windows.nice_step(day, 100) == 15  # 14.4 -> 15m
+    assert windows.nice_step(3600.0, 60) == 1
+    assert windows.nice_step(3600.0, 10_000) == 1  # never below a minute
+    assert windows.nice_step(day, 1) == 1440
+    assert windows.nice_step(30 * day, 2) == 3 * 10080  # beyond the ladder: whole weeks
+
+
+@given(
+    st.integers(60, 90 * 86400),
+    st.integers(1, 10_000),
+    st.integers(0, 10**7),
+)
+def test_a_nice_step_draws_the_window_in_at_most_one_point_more_than_asked(
+    seconds: int, points: int, now: int
+) -> None:
+    width = windows.nice_step(seconds, points)
+    assert width in windows.NICE_STEPS or width % windows.NICE_STEPS[-1] == 0
+    assert windows.steps(windows.window(now, seconds), width).count <= points + 1
+    smaller = [w for w in windows.NICE_STEPS if w < width]
+    assert not smaller or smaller[-1] * points < seconds / 60

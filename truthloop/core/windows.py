@@ -117,3 +117,21 @@ def steps(span: BucketRange, width_minutes: int) -> Steps:
             level = candidate
             break
     return Steps(first, width_minutes, count, level)
+
+
+NICE_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080)
+"""The step widths in minutes a series asked for by its number of points is read at: round
+figures on a time axis (1m 2m 5m 10m 15m 30m 1h 2h 3h 6h 12h 1d 2d 7d)."""
+
+
+def nice_step(seconds: float, points: int) -> int:
+    """The smallest step of `NICE_STEPS` (in minutes) at least `seconds / points` wide, whole
+    weeks beyond the last: a window's series in about `points` points (one more at most, the
+    first aligned point may start before the window), at a step a chart can label."""
+    if points < 1:
+        raise ValueError("a series has at least one point")
+    wanted = seconds / BUCKET_SECONDS / points
+    for width in NICE_STEPS:
+        if width >= wanted:
+            return width
+    return math.ceil(wanted / NICE_STEPS[-1]) * NICE_STEPS[-1]

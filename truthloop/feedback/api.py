@@ -50,6 +50,7 @@ from truthloop.feedback.engine import (
     DatasetAsk,
     DriftWindow,
     Engine,
+    History,
     ReviewPlan,
     SegmentDrift,
     SegmentMetrics,
@@ -320,7 +321,7 @@ async def get_metrics(request: web.Request) -> web.Response:
     served_by = bodies.query(
         request, "served_by", bodies.choice(*wire.SERVED_BY), None, "model or fallback"
     )
-    step = _step(request)
+    step = _step(request, window or registered.monitor.spec.metrics.window)
     declared = [s.name for s in registered.monitor.spec.segments]
     segment = bodies.query(
         request,
@@ -338,7 +339,7 @@ async def get_metrics(request: web.Request) -> web.Response:
     found = await engine.window_metrics(
         key, window, version=version, served_by=served_by, step=step
     )
-    answer = metrics_view(key, found, served_by)
+    answer = metrics_view(key, found, served_by, step)
     if segment is not None:
         sliced = await engine.segment_metrics(
             key, segment, window, version=version, served_by=served_by
@@ -385,9 +386,24 @@ def segment_view(found: SegmentMetrics, value: str | None, window: WindowMetrics
     }
 
 
-def _step(request: web.Request) -> int | None:
-    """The `series` parameter: a step in whole minutes, or None."""
+MAX_POINTS = 10_000
+"""The most points a series may be asked in (`points`)."""
+
+
+def _step(request: web.Request, seconds: float) -> int | None:
+    """The series' step in whole minutes, or None: the `series` parameter, or the nice step
+    that draws the window of `seconds` in about `points` points (`windows.nice_step`)."""
     series = bodies.query(request, "series", bodies.duration, None, f"a step like 1m, {_UP_TO}")
+    points = bodies.query(
+        request, "points", bodies.bounded_int(1, MAX_POINTS), None, f"1 to {MAX_POINTS}"
+    )
+    if points is not None:
+        if series is not None:
+            raise BadRequest(
+                "bad query parameter points",
+                [detail("points", "give series (a step) or points, not both", "invalid")],
+            )
+        return windows.nice_step(seconds, points)
     if series is None:
         return None
     if series % 60:
@@ -398,9 +414,12 @@ def _step(request: web.Request) -> int | None:
     return int(series // 60)
 
 
-def metrics_view(key: str, found: WindowMetrics, served_by: str | None) -> dict[str, Any]:
+def metrics_view(
+    key: str, found: WindowMetrics, served_by: str | None, step: int | None = None
+) -> dict[str, Any]:
     """Per served_by (the one asked for, else each), overall and per version; the headline
-    figures are the served_by asked for, else the model's; the series when asked for."""
+    figures are the served_by asked for, else the model's; the series and its `step` (seconds)
+    when asked for."""
     by_served: dict[str, Any] = {}
     for served in (served_by,) if served_by else wire.SERVED_BY:
         overall = found.groups.get((ALL_VERSIONS, served)) or evaluation.evaluate(
@@ -426,7 +445,8 @@ def metrics_view(key: str, found: WindowMetrics, served_by: str | None) -> dict[
         "reviewed": headline["reviewed"],
         "served_by": by_served,
     }
-    if found.series is not None:
+    if found.series is not None and step is not None:
+        answer["step"] = step * windows.BUCKET_SECONDS
         answer["series"] = [{"start": start, **e.to_dict()} for start, e in found.series]
     return answer
 
@@ -1000,7 +1020,7 @@ async def get_drift(request: web.Request) -> web.Response:
     registered = await engine.lookup(key)
     window = _window(request, "1h")
     version = _version(request)
-    step = _step(request)
+    step = _step(request, window or registered.monitor.spec.metrics.window)
     drifting = [s.name for s in registered.monitor.spec.segments if s.drift]
     segment = bodies.query(
         request,
@@ -1018,11 +1038,12 @@ async def get_drift(request: web.Request) -> web.Response:
         )
     if segment is None:
         found = await engine.drift_window(key, window, version=version, step=step)
-        return json(drift_view(key, version, found))
+        return json(drift_view(key, version, found, step))
     if step is not None:
+        named = "points" if "points" in request.query else "series"
         raise BadRequest(
-            "bad query parameter series",
-            [detail("series", "not with segment: a segment's drift is of the window", "invalid")],
+            f"bad query parameter {named}",
+            [detail(named, "not with segment: a segment's drift is of the window", "invalid")],
         )
     sliced = await engine.segment_drift(key, segment, window, version=version)
     return json(segment_drift_view(key, version, sliced, value))
@@ -1070,18 +1091,55 @@ def _drift_entry(ranked: segment_metrics.DriftRanked) -> dict[str, Any]:
     }
 
 
-def drift_view(key: str, version: str | None, found: DriftWindow) -> dict[str, Any]:
+def drift_view(
+    key: str, version: str | None, found: DriftWindow, step: int | None = None
+) -> dict[str, Any]:
     """The window and its report (with the reference measured against); the series of slim
-    points when asked."""
+    points and its `step` (seconds) when asked."""
     answer: dict[str, Any] = {
         "monitor": key,
         "version": version,
         "window": _window_view(found.seconds, found.span),
         "drift": found.report,
     }
-    if found.series is not None:
+    if found.series is not None and step is not None:
+        answer["step"] = step * windows.BUCKET_SECONDS
         answer["series"] = found.series
     return answer
+
+
+HISTORY_WINDOW = 30 * 86400.0
+"""The window of the history read unless asked otherwise."""
+MAX_TRANSITIONS = 10_000
+"""The most transitions a history read answers (`limit`)."""
+
+
+async def get_history(request: web.Request) -> web.Response:
+    """The alert machine's transitions over the window, the newest `limit` (oldest first), and
+    the periods they make: the fallback engaged, each alert firing, each phase."""
+    key = _key(request)
+    engine = request.app[ENGINE]
+    await engine.lookup(key)
+    _only_params(request, "window", "limit")
+    window = _window(request, "30d") or HISTORY_WINDOW
+    limit = bodies.query(
+        request,
+        "limit",
+        bodies.bounded_int(1, MAX_TRANSITIONS),
+        1000,
+        f"1 to {MAX_TRANSITIONS}",
+    )
+    return json(history_view(key, await engine.history(key, window, limit)))
+
+
+def history_view(key: str, found: History) -> dict[str, Any]:
+    return {
+        "monitor": key,
+        "window": _window_view(found.seconds, found.span),
+        "transitions": found.transitions,
+        "truncated": found.truncated,
+        "periods": found.periods,
+    }
 
 
 # -- service -----------------------------------------------------------------------------------
@@ -1120,6 +1178,7 @@ def routes() -> list[web.RouteDef]:
         web.get(monitor + "/review/plan", get_review_plan),
         web.get(monitor + "/versions", get_versions),
         web.get(monitor + "/compare", get_compare),
+        web.get(monitor + "/history", get_history),
         web.post("/v1/predictions", post_predictions),
         web.post("/v1/feedback", post_feedback),
         web.post("/v1/alertmanager", post_alertmanager),

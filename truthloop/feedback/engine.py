@@ -73,6 +73,7 @@ from truthloop.core import (
     join,
     labelstudio,
     metrics,
+    periods,
     records,
     review,
     scopes,
@@ -87,6 +88,7 @@ from truthloop.core import (
 from truthloop.core import profile as profiles
 from truthloop.core.drift import DriftPoint, DriftReport
 from truthloop.core.evaluation import ALL_VERSIONS, Evaluated, Group
+from truthloop.core.periods import Periods
 from truthloop.core.plan import ACTUALS_EXPIRED, ACTUALS_MATCHED, ACTUALS_PENDING
 from truthloop.core.profile import Profile, Reference, ReferenceSource
 from truthloop.core.records import Actual, PredictionRecord
@@ -1051,6 +1053,9 @@ class Engine:
             await self.store.delete_sidecar_minutes(
                 registered.id, now - engine.retention, engine.delete_chunk
             )
+            await self.store.delete_transitions(
+                registered.id, now - engine.retention, engine.delete_chunk
+            )
             self._build_history_when_due(runtime, now)
         await self.store.purge_deleted(now - engine.delete_grace, engine.delete_chunk)
 
@@ -1249,7 +1254,7 @@ class Engine:
             field, why = _why_no_reference(registered, runtime.history, now)
             if field == HISTORY_FIELD:
                 runtime.drift = msgspec.structs.replace(runtime.drift, reason=why)
-        runtime.state, transitions = alerts.step(
+        state, transitions = alerts.step(
             runtime.state,
             spec,
             now,
@@ -1257,6 +1262,9 @@ class Engine:
             external_firing=runtime.external,
             mode=runtime.mode,
         )
+        # Kept before the state moves on: a failed write leaves the step to be made again.
+        await self.store.add_transitions(registered.id, transitions)
+        runtime.state = state
         for transition in transitions:
             log.info(
                 "monitor %s: %s",
@@ -1376,6 +1384,20 @@ class Engine:
         cost = registered.monitor.spec.metrics.cost
         evaluated = evaluation.evaluate_groups(task, groups, cost, estimator(registered, version))
         return WindowMetrics(task, seconds, span, evaluated, series, cost)
+
+    async def history(self, key: str, seconds: float, limit: int) -> History:
+        """The alert machine's newest `limit` transitions over the window and the periods they
+        make up to the state now (`periods.periods`: from the window's start, or from the oldest
+        transition read when older ones were left out)."""
+        registered = self.registered(key)
+        span = windows.window(self.settings.clock(), seconds)
+        start, end = windows.bucket_start(span.start), windows.bucket_start(span.end)
+        found = await self.store.transitions(registered.id, start, end, limit + 1)
+        truncated = len(found) > limit
+        kept = found[1:] if truncated else found
+        since = kept[0].at if truncated and kept else start
+        made = periods.periods(kept, self._runtimes[key].state, since)
+        return History(seconds, span, tuple(kept), truncated, made)
 
     async def versions_window(
         self, key: str, seconds: float, *, spans: bool = True
@@ -1882,6 +1904,19 @@ def current_accuracy(model: Evaluated | None) -> tuple[float, str]:
             if value is not None and value.value is not None:
                 return value.value, source
     return ASSUMED_ACCURACY, "assumed"
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A monitor's transitions over a window, for the history API."""
+
+    seconds: float
+    span: windows.BucketRange
+    transitions: tuple[alerts.Transition, ...]
+    """Oldest first: the newest of the window, as many as asked."""
+    truncated: bool
+    """Older transitions of the window were left out."""
+    periods: Periods
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from truthloop.core import queue, review, segmented, segments, sketch, windows
+from truthloop.core import alerts, queue, review, segmented, segments, sketch, windows
 from truthloop.core.join import Label, Row
 from truthloop.core.plan import NewPending, Waiting
 from truthloop.core.profile import Profile, Reference, ReferenceSource
@@ -137,6 +137,26 @@ tick), for the timeline and the fallback's periods; `reports`, one per alert tha
 (`summary` the listing's JSON, `document` the whole report's JSON, `html` the self-contained
 page); `sidecar_minutes`, the sidecars' own request counters and latency histogram per minute
 bucket, summed over pods (`key` as `wire.SidecarMinute.counts` names them)."""
+
+ADD_TRANSITION = (
+    "INSERT INTO transitions (monitor_id, at, seq, kind, alert, reason, previous, current)"
+    " VALUES ({0}, {1}, (SELECT coalesce(max(seq) + 1, 0) FROM transitions"
+    " WHERE monitor_id = {0} AND at = {1}), {2}, {3}, {4}, {5}, {6})"
+)
+"""One transition of monitor {0} at {1}, numbered after those stored at the same time (a call's
+in its order; two steps at one clock reading, as an injected clock makes, do not collide):
+{2}..{6} are `transition_values`. Formatted with numbered markers (`?1` or `$1`)."""
+TRANSITIONS = (
+    "SELECT at, kind, alert, reason, previous, current FROM transitions"
+    " WHERE monitor_id = {0} AND at >= {1} AND at < {2} ORDER BY at DESC, seq DESC LIMIT {3}"
+)
+"""Monitor {0}'s newest {3} transitions in [{1}, {2}), newest first (`transition` reads a row)."""
+DELETE_TRANSITIONS = (
+    "DELETE FROM transitions WHERE monitor_id = {0} AND (at, seq) IN (SELECT at, seq"
+    " FROM transitions WHERE monitor_id = {0} AND at < {1} ORDER BY at LIMIT {2})"
+)
+"""Delete monitor {0}'s oldest {2} transitions from before {1} (retention, a chunk at a time)."""
+
 
 REVIEW_TABLE = """
 ALTER TABLE predictions ADD COLUMN review_pi double precision;
@@ -764,3 +784,15 @@ def outlier_filter(outlier: bool | None) -> str:
     if outlier is None:
         return ""
     return " AND outlier > 0" if outlier else " AND coalesce(outlier, 0) <= 0"
+
+
+def transition_values(t: alerts.Transition) -> tuple[Any, ...]:
+    """A transition's columns after its monitor, time and number (`ADD_TRANSITION`)."""
+    return (t.kind, t.alert, t.reason, t.previous, t.current)
+
+
+def transition(
+    at: float, kind: Any, alert: str | None, reason: str, previous: Any, current: Any
+) -> alerts.Transition:
+    """A `TRANSITIONS` row (the kind and phases as stored: written from a `Transition`)."""
+    return alerts.Transition(kind, at, alert, reason, previous, current)

@@ -27,7 +27,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from truthloop.core import estimate, join, review, segments, sketch, windows
+from truthloop.core import alerts, estimate, join, review, segments, sketch, windows
 from truthloop.core.evaluation import Group
 from truthloop.core.join import GroupKey, Label
 from truthloop.core.plan import Lifetime
@@ -388,6 +388,25 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def save_state(self, monitor_id: int, state: StoredState) -> None:
         """Persist a monitor's engine state."""
+
+    # -- history -------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_transitions(
+        self, monitor_id: int, transitions: Sequence[alerts.Transition]
+    ) -> None:
+        """Keep what the alert machine did (the history the dashboard shows; a state holds only
+        the latest), in their order."""
+
+    @abc.abstractmethod
+    async def transitions(
+        self, monitor_id: int, start: float, end: float, limit: int
+    ) -> list[alerts.Transition]:
+        """The newest `limit` transitions at `start <= at < end`, oldest first."""
+
+    @abc.abstractmethod
+    async def delete_transitions(self, monitor_id: int, before: float, limit: int) -> int:
+        """Delete up to `limit` transitions older than `before` (the oldest first)."""
 
     # -- writes --------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from truthloop.core import (
+    alerts,
     estimate,
     join,
     plan,
@@ -404,6 +405,7 @@ class SQLiteStore(Store):
                 "reference_profiles",
                 "review_items",
                 "sidecar_minutes",
+                "transitions",
             )
             for table in (*tables, *_agg_tables()):
                 removed += conn.execute(
@@ -442,6 +444,28 @@ class SQLiteStore(Store):
                 codec.to_json(list(state.external)),
                 state.override,
             ),
+        )
+
+    # -- history ------------------------------------------------------------------------------
+
+    async def add_transitions(
+        self, monitor_id: int, transitions: Sequence[alerts.Transition]
+    ) -> None:
+        rows = [(monitor_id, t.at, *codec.transition_values(t)) for t in transitions]
+        if rows:
+            await self._tx(lambda conn: conn.executemany(_ADD_TRANSITION, rows))
+
+    async def transitions(
+        self, monitor_id: int, start: float, end: float, limit: int
+    ) -> list[alerts.Transition]:
+        rows = await self._call(
+            lambda: self._db.execute(_TRANSITIONS, (monitor_id, start, end, limit)).fetchall()
+        )
+        return [codec.transition(*row) for row in reversed(rows)]
+
+    async def delete_transitions(self, monitor_id: int, before: float, limit: int) -> int:
+        return await self._tx(
+            lambda conn: conn.execute(_DELETE_TRANSITIONS, (monitor_id, before, limit)).rowcount
         )
 
     # -- writes -------------------------------------------------------------------------------
@@ -845,6 +869,9 @@ _REVIEW_STATS = codec.REVIEW_STATS.format("?1", "?2", "")
 _MONITOR_REVIEW_STATS = codec.REVIEW_STATS.format("?1", "?2", "monitor_id = ?3 AND ")
 _UNQUEUE_GONE = codec.UNQUEUE_GONE.format("?", "?")
 _LEASABLE = codec.LEASABLE.format("?1", "?2")
+_ADD_TRANSITION = codec.ADD_TRANSITION.format(*(f"?{n}" for n in range(1, 8)))
+_TRANSITIONS = codec.TRANSITIONS.format("?1", "?2", "?3", "?4")
+_DELETE_TRANSITIONS = codec.DELETE_TRANSITIONS.format("?1", "?2", "?3")
 
 
 def _review_items(

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from truthloop.core import join, plan, registry, review, segments, windows
+from truthloop.core import alerts, join, plan, registry, review, segments, windows
 from truthloop.core.evaluation import Group
 from truthloop.core.plan import ACTUALS_EXPIRED
 from truthloop.core.profile import Profile, Reference, ReferenceSource
@@ -41,6 +41,9 @@ from truthloop.feedback.store.postgres import (
 )
 
 _PUT_TOKEN = codec.PUT_TOKEN.format("$1", "$2", "$3")
+_ADD_TRANSITION = codec.ADD_TRANSITION.format(*(f"${n}" for n in range(1, 8)))
+_TRANSITIONS = codec.TRANSITIONS.format("$1", "$2", "$3", "$4")
+_DELETE_TRANSITIONS = codec.DELETE_TRANSITIONS.format("$1", "$2", "$3")
 _REFERENCES = (
     f"SELECT {codec.REFERENCE_COLUMNS},"
     f" CASE WHEN id = ANY({sql.array(1, 'bigint')}) THEN NULL ELSE profile END"
@@ -308,6 +311,7 @@ class PostgresStore(interface.Store):
                 "reference_profiles",
                 "review_items",
                 "sidecar_minutes",
+                "transitions",
             )
             aggregated = (f"{kind}_{level}" for kind in ("agg", "seg") for level in schema.LEVELS)
             for table in (*tables, *aggregated):
@@ -341,6 +345,27 @@ class PostgresStore(interface.Store):
             state.override,
         )
         await replicas.notify(conn, self.keys.channel, self.replica)
+
+    # -- history -------------------------------------------------------------------------------
+
+    async def add_transitions(
+        self, monitor_id: int, transitions: Sequence[alerts.Transition]
+    ) -> None:
+        rows = [(monitor_id, t.at, *codec.transition_values(t)) for t in transitions]
+        if rows:
+            await self._db.transaction(lambda conn: conn.executemany(_ADD_TRANSITION, rows))
+
+    async def transitions(
+        self, monitor_id: int, start: float, end: float, limit: int
+    ) -> list[alerts.Transition]:
+        found = await self._db.fetch(_TRANSITIONS, monitor_id, start, end, limit)
+        return [codec.transition(*row) for row in reversed(found)]
+
+    async def delete_transitions(self, monitor_id: int, before: float, limit: int) -> int:
+        done = await self._db.transaction(
+            lambda conn: conn.execute(_DELETE_TRANSITIONS, monitor_id, before, limit)
+        )
+        return sql.count(done)
 
     # -- predictions ---------------------------------------------------------------------------
 
