@@ -8,15 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from truthloop.core import intervals, pointer, rulehistory
+from truthloop.core import celreads, intervals, pointer, rulehistory
+from truthloop.core.celreads import Read
 from truthloop.core.celrules import compile_rules
 from truthloop.core.join import Label
-from truthloop.core.rulehistory import Read, Tally
+from truthloop.core.rulehistory import Skipped, Tally
 from truthloop.core.spec import MonitorSpec, parse_spec
 
 CHURN = Path(__file__).parents[2] / "examples" / "monitor-churn.yaml"
@@ -59,23 +61,23 @@ class Stored:
 
 
 def test_reads_are_the_static_paths_from_request_and_headers() -> None:
-    assert rulehistory.reads("double(request.features.monthly_charges) > 75.0") == (
+    assert celreads.reads("double(request.features.monthly_charges) > 75.0") == (
         Read("request", ("features", "monthly_charges")),
     )
-    assert rulehistory.reads('request["a b"][0].c == headers["x-tier"]') == (
+    assert celreads.reads('request["a b"][0].c == headers["x-tier"]') == (
         Read("request", ("a b", 0, "c")),
         Read("headers", ("x-tier",)),
     )
     # As far as the path is static: a computed index reads all of what it indexes.
-    assert rulehistory.reads("request.items[request.i] > size(request)") == (
+    assert celreads.reads("request.items[request.i] > size(request)") == (
         Read("request", ("items",)),
         Read("request", ("i",)),
         Read("request", ()),
     )
-    assert rulehistory.reads("request.items.exists(x, x.price > 3.0)") == (
+    assert celreads.reads("request.items.exists(x, x.price > 3.0)") == (
         Read("request", ("items",)),
     )
-    assert rulehistory.reads("1") == ()
+    assert celreads.reads("1") == ()
     assert str(Read("request", ("a", 0, "b"))) == "request.a[0].b"
 
 
@@ -213,9 +215,12 @@ def test_rules_against_the_model_agree_with_a_recount() -> None:
     z = intervals.z_score(0.95)
     assert (found.records, found.compared, found.no_rule) == (n + 3, n, 0)
     assert found.by_rule == (high, n - high)
-    assert dict(found.skipped) == {"live_fallback": 1, "vote_only": 2}
+    assert found.skipped == (
+        Skipped("live_fallback", 1, rulehistory.SKIP_REASONS["live_fallback"]),
+        Skipped("vote_only", 2, rulehistory.SKIP_REASONS["vote_only"]),
+    )
     assert found.metric == "accuracy"
-    model, rules = found.model.metrics["accuracy"], found.rules.metrics["accuracy"]
+    model, rules = found.model["accuracy"], found.rules["accuracy"]
     assert model.value == pytest.approx(model_right / n)
     assert rules.value == pytest.approx(rules_right / n)
     assert (model.lower, model.upper) == pytest.approx(intervals.wilson(model_right, n, z))
@@ -231,9 +236,9 @@ def test_rules_against_the_model_agree_with_a_recount() -> None:
             intervals.wilson(rules_right, n, z),
         )
     )
-    shown = found.to_dict()
-    assert shown["model"]["value"] == pytest.approx(model_right / n)
-    assert {s["reason"]: s["records"] for s in shown["skipped"]} == dict(found.skipped)
+    shown = msgspec.json.decode(msgspec.json.encode(found))
+    assert shown["model"]["accuracy"]["value"] == pytest.approx(model_right / n)
+    assert shown["differences"]["accuracy"]["verdict"] == difference.verdict
 
 
 def test_a_regression_compares_the_mean_absolute_error() -> None:
@@ -250,8 +255,8 @@ def test_a_regression_compares_the_mean_absolute_error() -> None:
     n = len(records)
     model_errors = [abs(r.prediction - r.label.value) for r in records]  # type: ignore[union-attr, operator]
     rules_errors = [abs(r.features["x"] - r.label.value) for r in records]  # type: ignore[union-attr, operator]
-    assert found.model.metrics["mae"].value == pytest.approx(sum(model_errors) / n)
-    assert found.rules.metrics["mae"].value == pytest.approx(sum(rules_errors) / n)
+    assert found.model["mae"].value == pytest.approx(sum(model_errors) / n)
+    assert found.rules["mae"].value == pytest.approx(sum(rules_errors) / n)
     assert found.difference is not None
     assert found.difference.verdict == "better"
 
@@ -267,9 +272,9 @@ def test_records_past_a_blocking_rule_are_counted_with_its_reason() -> None:
     tally.add(records)
     found = rulehistory.result(tally, spec(rules))
     assert (found.compared, found.no_rule, found.by_rule) == (3, 0, (3, 0, 0))
-    assert dict(found.skipped) == {"reads_header": 7}
-    (skipped,) = found.to_dict()["skipped"]
-    assert skipped["detail"] == "rules[1].when reads headers.x-tier: headers are not captured"
+    assert found.skipped == (
+        Skipped("reads_header", 7, "rules[1].when reads headers.x-tier: headers are not captured"),
+    )
 
 
 def test_no_rule_answering_and_an_answer_the_task_refuses_are_counted() -> None:
@@ -283,4 +288,4 @@ def test_no_rule_answering_and_an_answer_the_task_refuses_are_counted() -> None:
     tally.add(records)
     found = rulehistory.result(tally, spec(rules))
     assert (found.compared, found.no_rule, found.by_rule) == (3, 4, (0, 3, 0))
-    assert dict(found.skipped) == {"invalid_answer": 3}
+    assert [(s.reason, s.records) for s in found.skipped] == [("invalid_answer", 3)]

@@ -9,7 +9,7 @@ their capture pointer (`capture.features`, relative to the row for a batch spec)
 reading `request.features.tenure` under `features: {pointer: /features}` reads the stored value.
 
 What was not captured cannot be replayed, and is counted, never guessed: rules are read before
-any record (their `request.…` and `headers` paths, `reads`), and from the first rule that reads
+any record (their `request.…` and `headers` paths, `celreads`), and from the first rule that reads
 a header or a part of the request outside the captured features, records its turn comes to are
 skipped with that reason (`Blocked`). Records answered by a rule before it are judged. The other
 reasons a record is left out are counted too (`SKIP_REASONS`).
@@ -19,20 +19,26 @@ Both sides are tallied into metric counters exactly as the service tallies a lab
 `compare.compare` (b − a with a = the model, b = the rules; `better` means the rules did better).
 The two sides answer the same records, so they are not independent samples as `compare` assumes:
 the interval of the difference is wider than a paired one would be, never narrower.
+
+CEL (cel-python, lark) is imported by `judge` only: the result types are read by processes that
+never compile a rule (the CLI rendering a service's answer).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from truthloop.core import celast, celrules, compare, metrics, pointer
-from truthloop.core.evaluation import Evaluated, evaluate
+from truthloop.core import compare, metrics, pointer
+from truthloop.core.evaluation import evaluate
 from truthloop.core.join import Label
 from truthloop.core.rules import FallbackRule, RuleSet
 from truthloop.core.spec import MonitorSpec, is_drift_key
+
+if TYPE_CHECKING:
+    from truthloop.core import celreads
 
 SkipReason = Literal["reads_header", "not_captured", "live_fallback", "vote_only", "invalid_answer"]
 SKIP_REASONS: Mapping[SkipReason, str] = {
@@ -48,8 +54,6 @@ SKIP_REASONS: Mapping[SkipReason, str] = {
 
 DEFAULT_METRIC = {"binary": "accuracy", "multiclass": "accuracy", "regression": "mae"}
 """The metric a comparison leads with when no alert the fallback engages on names one."""
-
-Path = tuple[str | int, ...]
 
 
 class Record(Protocol):
@@ -68,88 +72,12 @@ class Record(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Read:
-    """One request value a rule expression reads: `request` or `headers` and the path below."""
-
-    root: Literal["request", "headers"]
-    path: Path
-
-    def __str__(self) -> str:
-        return self.root + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in self.path)
-
-
-@dataclass(frozen=True, slots=True)
 class Blocked:
     """The first rule that cannot be evaluated on stored records, and why."""
 
     index: int
     reason: Literal["reads_header", "not_captured"]
     detail: str
-
-
-def reads(source: str) -> tuple[Read, ...]:
-    """The `request` and `headers` values a CEL expression reads, in source order: each chain of
-    field selections and literal indexes from either name, as far as it is static (`size(request)`
-    reads all of `request`; `request.a[i]` all of `request.a`)."""
-    found: list[Read] = []
-    _walk(celast.parse(source).root, found)
-    return tuple(found)
-
-
-def _walk(node: celast.Node, found: list[Read]) -> None:
-    chain = _chain(node)
-    if chain is not None:
-        root, path = chain
-        found.append(Read(root, path))
-        return
-    if isinstance(node, celast.Select):
-        _walk(node.operand, found)
-    elif isinstance(node, celast.Index):
-        _walk(node.operand, found)
-        _walk(node.index, found)
-    elif isinstance(node, celast.Call):
-        for child in (node.target, *node.args):
-            if child is not None:
-                _walk(child, found)
-    elif isinstance(node, celast.Unary):
-        _walk(node.operand, found)
-    elif isinstance(node, celast.Binary | celast.Logical):
-        _walk(node.left, found)
-        _walk(node.right, found)
-    elif isinstance(node, celast.Conditional):
-        for child in (node.condition, node.then, node.otherwise):
-            _walk(child, found)
-    elif isinstance(node, celast.ListLit):
-        for child in node.items:
-            _walk(child, found)
-    elif isinstance(node, celast.MapLit):
-        for key, value in node.entries:
-            _walk(key, found)
-            _walk(value, found)
-
-
-def _chain(node: celast.Node) -> tuple[Literal["request", "headers"], Path] | None:
-    """`node` as a static path from `request` or `headers`, or None."""
-    path: list[str | int] = []
-    while True:
-        if isinstance(node, celast.Ident):
-            if node.name == "request":
-                return "request", tuple(reversed(path))
-            if node.name == "headers":
-                return "headers", tuple(reversed(path))
-            return None
-        if isinstance(node, celast.Select):
-            path.append(node.field)
-            node = node.operand
-        elif (
-            isinstance(node, celast.Index)
-            and isinstance(node.index, celast.Literal)
-            and node.index.kind in ("string", "int")
-        ):
-            path.append(node.index.value)
-            node = node.operand
-        else:
-            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,12 +111,14 @@ class Judge:
 def judge(spec: MonitorSpec) -> Judge:
     """The spec's fallback rules compiled and read for what they need (RuleCompileError for a
     rule that does not compile: a parsed spec's do)."""
+    from truthloop.core import celreads, celrules  # CEL: loaded by a backtest with rules only
+
     written = spec.fallback.rules
     features = spec.capture.features
     captured = (
         None if features is None or features.pointer is None else pointer.parse(features.pointer)
     )
-    blocked = _blocked(written, captured)
+    blocked = _blocked(written, captured, celreads.reads)
     usable = written if blocked is None else written[: blocked.index]
     return Judge(
         spec.task,
@@ -200,7 +130,12 @@ def judge(spec: MonitorSpec) -> Judge:
     )
 
 
-def _blocked(written: Iterable[FallbackRule], captured: tuple[str, ...] | None) -> Blocked | None:
+def _blocked(
+    written: Iterable[FallbackRule],
+    captured: tuple[str, ...] | None,
+    reads: Callable[[str], tuple[celreads.Read, ...]],
+) -> Blocked | None:
+    """The first rule reading what was not captured (`reads`: `celreads.reads`)."""
     for index, rule in enumerate(written):
         for name, source in (("when", rule.when), ("prediction", rule.prediction)):
             if source is None:
@@ -218,7 +153,7 @@ def _blocked(written: Iterable[FallbackRule], captured: tuple[str, ...] | None) 
     return None
 
 
-def _inside(path: Path, captured: tuple[str, ...]) -> bool:
+def _inside(path: celreads.Path, captured: tuple[str, ...]) -> bool:
     """Whether a read of `path` stays within the captured subtree, as `Judge.request` rebuilds
     it: an index token is an array's, read by an integer index; any other an object's key."""
     if len(path) < len(captured):
@@ -287,71 +222,63 @@ class Tally:
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """Records left out of the comparison for one reason, and what it means here (the blocking
+    rule's own words for `reads_header` and `not_captured`)."""
+
+    reason: SkipReason
+    records: int
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class RulesVsModel:
-    """The rules against the model on the records both were judged on (`result`)."""
+    """The rules against the model on the records both were judged on (`result`): every metric
+    of each side with its interval, and of their difference (`compare.Difference`, rules − model:
+    `better` means the rules did better)."""
 
     metric: str
     """The metric to lead with (`difference`)."""
     records: int
+    """Labeled records read."""
     compared: int
+    """Records both sides were judged on."""
     no_rule: int
     by_rule: tuple[int, ...]
     """Records each rule answered, by rule index."""
-    skipped: Mapping[SkipReason, int]
-    blocked: Blocked | None
-    model: Evaluated
-    rules: Evaluated
+    skipped: tuple[Skipped, ...]
+    model: Mapping[str, metrics.Estimate]
+    rules: Mapping[str, metrics.Estimate]
     differences: Mapping[str, compare.Difference]
-    """Every metric of both sides, rules − model (`better`: the rules did better)."""
 
     @property
     def difference(self) -> compare.Difference | None:
         return self.differences.get(self.metric)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric,
-            "records": self.records,
-            "compared": self.compared,
-            "no_rule": self.no_rule,
-            "by_rule": list(self.by_rule),
-            "skipped": [
-                {"reason": reason, "records": n, "detail": self._detail(reason)}
-                for reason, n in self.skipped.items()
-            ],
-            "model": _shown(self.model, self.metric),
-            "rules": _shown(self.rules, self.metric),
-            "differences": {name: d.to_dict() for name, d in self.differences.items()},
-        }
-
-    def _detail(self, reason: SkipReason) -> str:
-        blocked = self.blocked
-        if blocked is not None and blocked.reason == reason:
-            return blocked.detail
-        return SKIP_REASONS[reason]
-
-
-def _shown(side: Evaluated, metric: str) -> dict[str, float | None]:
-    found = side.metrics.get(metric)
-    if found is None:
-        return {"value": None, "lower": None, "upper": None}
-    return {"value": found.value, "lower": found.lower, "upper": found.upper}
 
 
 def result(tally: Tally, spec: MonitorSpec) -> RulesVsModel:
     """What `tally` found, each side evaluated as the service evaluates a window."""
     model = evaluate(spec.task, tally.model, spec.metrics.cost)
     rules = evaluate(spec.task, tally.rules, spec.metrics.cost)
+    blocked = tally.judge.blocked
     return RulesVsModel(
         metric=lead_metric(spec),
         records=tally.records,
         compared=model.labeled,
         no_rule=tally.no_rule,
         by_rule=tuple(tally.by_rule[i] for i in range(tally.judge.count)),
-        skipped=dict(sorted(tally.skipped.items())),
-        blocked=tally.judge.blocked,
-        model=model,
-        rules=rules,
+        skipped=tuple(
+            Skipped(
+                reason,
+                n,
+                blocked.detail
+                if blocked is not None and blocked.reason == reason
+                else SKIP_REASONS[reason],
+            )
+            for reason, n in sorted(tally.skipped.items())
+        ),
+        model=model.metrics,
+        rules=rules.metrics,
         differences=compare.compare(model, rules),
     )
 
