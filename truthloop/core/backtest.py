@@ -14,10 +14,28 @@ Times are epoch seconds; a period is half-open `[start, end)`; minutes are epoch
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
-from truthloop.core.alerts import Transition
+import numpy as np
+import numpy.typing as npt
+
+from truthloop.core import alerts, estimate, evaluation, metrics, sketch, sweep
+from truthloop.core.alerts import Transition, WindowMetric
+from truthloop.core.evaluation import Estimator, Evaluated, Group
+from truthloop.core.join import PREDICTIONS_KEY
+from truthloop.core.spec import DRIFT_METRICS, FieldError, MonitorSpec, SpecError, counts_labels
+from truthloop.core.windows import BUCKET_SECONDS, BucketRange, bucket_start
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+Minutes = Mapping[int, Mapping[Group, metrics.Counters]]
+"""The counters of each minute bucket by (version, served_by), as `Store.series` at 1-minute
+steps reads them (`minute_counters`), keyed by epoch minute."""
+
+CHUNK_CELLS = 4_000_000
+"""At most this many counters (minutes x keys) held dense at once while summing windows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +65,9 @@ class Figure:
 
 @dataclass(frozen=True, slots=True)
 class Around:
-    """One metric around an episode: its window value at the minute before the fallback engaged,
-    over the episode's own minutes (their counters summed, not a window), and its window value
-    at the minute it disengaged (None for an episode still open at the end)."""
+    """One metric around an episode: its window's figure at the tick that engaged the fallback,
+    over the episode's own minutes (their counters summed, not a window), and its window's at
+    the tick that released it (None for an episode still open at the end)."""
 
     before: Figure | None
     during: Figure | None
@@ -101,6 +119,9 @@ class BacktestResult:
     episodes: tuple[Episode, ...]
     fallback_share: float | None
     engagements_per_day: float
+    unread: tuple[str, ...] = ()
+    """The alerts the replay gives no input (drift and segment alerts): insufficient throughout,
+    they never fire in a backtest."""
 
     @property
     def fallback_seconds(self) -> float:
@@ -113,10 +134,10 @@ class Score:
     """How one candidate spec did against the realized metric (the first alert's metric of the
     sweep, `Sweep.metric`, realized: labeled predictions):
 
-    - `false_engagements`: episodes that began while the realized metric's window value was
-      within its target (the alert's threshold not breached);
     - `degradations`: periods where the realized metric's window interval lay wholly beyond the
       target (upper bound below a `below` threshold, lower bound above an `above` one);
+    - `false_engagements`: episodes during which the model was never shown degraded (no minute
+      of a degradation: its realized metric stayed within the target as far as it is known);
       `detected` of them the fallback engaged during, `mean_delay` the mean seconds from a
       detected degradation's start to the engagement (or, already engaged at its start, 0);
       `missed` = `degradations - detected`;
@@ -172,3 +193,575 @@ class Backtest:
     result: BacktestResult
     sweep: SweepResult | None = None
     suggestions: tuple[Suggestion, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What a replay reads of each minute of `span`, computed once and shared by every candidate
+    of a sweep (a candidate differs in thresholds, `for` and `recoverAfter`, never in what the
+    alerts read): the window ending with the minute read as the engine reads it
+    (`evaluation.alert_values` of the model's all-versions group), each value an alert reads by
+    its key (NaN: no value) with the samples behind it, the realized and estimated metrics'
+    intervals (for the scores and the episodes), and the minute's own model predictions (the
+    traffic)."""
+
+    spec: MonitorSpec
+    span: BucketRange
+    values: Mapping[str, Floats]
+    samples: Mapping[str, Ints]
+    lower: Mapping[str, Floats]
+    upper: Mapping[str, Floats]
+    predictions: Ints
+    model: Mapping[int, metrics.Counters]
+    """Each minute's model counters (every version summed), what an episode's own figures sum."""
+    estimator: Estimator | None = None
+
+    def at(self, i: int) -> dict[str, WindowMetric]:
+        """The machine's input at the `i`-th minute."""
+        return {
+            key: WindowMetric(_number(float(values[i])), int(self.samples[key][i]))
+            for key, values in self.values.items()
+        }
+
+    def figure(self, key: str, i: int) -> Figure:
+        """The window's figure of `key` at the `i`-th minute."""
+        return Figure(
+            _number(float(self.values[key][i])),
+            _number(float(self.lower[key][i])),
+            _number(float(self.upper[key][i])),
+            int(self.samples[key][i]),
+        )
+
+
+def window_minutes(spec: MonitorSpec) -> int:
+    """The minute buckets of the monitor's window (`windows.window`'s count)."""
+    return max(1, math.ceil(spec.metrics.window / BUCKET_SECONDS))
+
+
+def tick(span: BucketRange, i: int) -> float:
+    """When the replay steps the `i`-th minute: its last second, the window then ending with it."""
+    return bucket_start(span.start + i) + BUCKET_SECONDS - 1
+
+
+def read_keys(spec: MonitorSpec) -> tuple[str, ...]:
+    """The values a replay reads: each alert's on a model metric (not a drift alert's nor a
+    segment alert's, `unread`), the realized metric behind it (the scores' and the labeled
+    count's), and the task's headline metric (so the phase counts labels without such alerts)."""
+    keys = {"mae" if spec.task == "regression" else "accuracy"}
+    for alert in spec.alerts:
+        if alert.segment is None and alert.metric not in DRIFT_METRICS:
+            keys |= {alert.key, alert.metric}
+    return tuple(sorted(keys))
+
+
+def unread(spec: MonitorSpec) -> tuple[str, ...]:
+    """The alerts a replay gives no input (the drift's and the segments'): insufficient
+    throughout, they never fire in a backtest."""
+    return tuple(a.name for a in spec.alerts if a.segment is not None or a.metric in DRIFT_METRICS)
+
+
+def inputs(
+    spec: MonitorSpec,
+    minutes: Minutes,
+    span: BucketRange,
+    estimator: Estimator | None = None,
+) -> Inputs:
+    """Every minute of `span` read as the engine's tick reads its window: the minutes' model
+    counters summed over the window as a sliding sum (the entering minute added, the leaving one
+    subtracted; `minutes` holds the `window_minutes - 1` before `span` too), each distinct window
+    evaluated once (`evaluation.evaluate`, estimated through `estimator` in batches) and read by
+    `evaluation.alert_values`. Only the counters the read keys need are summed: the score
+    histogram only for `roc_auc`, the estimation counters only for an estimate."""
+    width = window_minutes(spec)
+    keys = read_keys(spec)
+    estimating = estimator is not None and any(k.startswith(("estimated:", "auto:")) for k in keys)
+    auc = any(k.endswith("roc_auc") for k in keys)
+    model: dict[int, metrics.Counters] = {}
+    for minute, groups in minutes.items():
+        if span.start - width < minute < span.end:
+            found = metrics.total(c for (_, served), c in groups.items() if served == "model")
+            if found:
+                model[minute] = found
+    columns = sorted(
+        {k for c in model.values() for k in c if _summed(k, auc=auc, estimating=estimating)}
+    )
+    realized = [k for k in keys if ":" not in k]
+    figures = realized + ([f"estimated:{k}" for k in realized] if estimating else [])
+    read = sorted({*keys, *figures})
+    n = len(span)
+    values = {k: np.full(n, np.nan) for k in read}
+    samples = {k: np.zeros(n, np.int64) for k in read}
+    lower = {k: np.full(n, np.nan) for k in figures}
+    upper = {k: np.full(n, np.nan) for k in figures}
+    index = {k: j for j, k in enumerate(columns)}
+    chunk = max(1, CHUNK_CELLS // max(1, len(columns)))
+    running = _dense(model, index, span.start - width + 1, span.start).sum(axis=0)
+    last: Floats | None = None
+    min_samples = spec.metrics.min_samples
+    for first in range(0, n, chunk):
+        stop = min(n, first + chunk)
+        entering = _dense(model, index, span.start + first, span.start + stop)
+        leaving = _dense(model, index, span.start + first - width, span.start + stop - width)
+        rows = running + np.cumsum(entering - leaving, axis=0)
+        running = rows[-1]
+        same = np.zeros(len(rows), bool)
+        same[1:] = np.all(rows[1:] == rows[:-1], axis=1)
+        same[0] = last is not None and bool(np.array_equal(rows[0], last))
+        last = rows[-1]
+        starts = [int(i) for i in np.flatnonzero(~same)]
+        windows = [_counters(columns, rows[i]) for i in starts]
+        evaluations = _evaluate(spec, windows, estimator if estimating else None)
+        table = np.array([_read(e, read, figures, min_samples) for e in evaluations])
+        expanded = table[np.cumsum(~same) - 1]
+        at = slice(first, stop)
+        for j, key in enumerate(read):
+            values[key][at] = expanded[:, j]
+            samples[key][at] = expanded[:, len(read) + j]
+        for j, key in enumerate(figures):
+            lower[key][at] = expanded[:, 2 * len(read) + j]
+            upper[key][at] = expanded[:, 2 * len(read) + len(figures) + j]
+    predictions = np.array(
+        [model.get(span.start + i, {}).get(PREDICTIONS_KEY, 0) for i in range(n)], np.int64
+    )
+    return Inputs(spec, span, values, samples, lower, upper, predictions, model, estimator)
+
+
+def _read(
+    evaluated: Evaluated | None, read: Sequence[str], figures: Sequence[str], min_samples: int
+) -> list[float]:
+    """One window as a row of `inputs`' arrays: each read key's value
+    (`evaluation.alert_values`; NaN: none) and samples, each figure's lower and upper bound.
+    A window without model counters reads nothing, as the engine's tick does."""
+    if evaluated is None:
+        return [math.nan] * len(read) + [0.0] * len(read) + [math.nan] * 2 * len(figures)
+    found = evaluation.alert_values(evaluated, min_samples)
+    row = [math.nan if (v := found.get(k, (None, 0))[0]) is None else v for k in read]
+    row += [float(found.get(k, (None, 0))[1]) for k in read]
+    bounds = []
+    for key in figures:
+        source, _, name = key.rpartition(":")
+        estimate_ = (evaluated.estimated if source else evaluated.metrics).get(name)
+        bounds.append((estimate_.lower, estimate_.upper) if estimate_ else (None, None))
+    row += [math.nan if lo is None else lo for lo, _ in bounds]
+    row += [math.nan if up is None else up for _, up in bounds]
+    return row
+
+
+def _summed(key: str, *, auc: bool, estimating: bool) -> bool:
+    """Whether the window sums counter `key`: not a feature sketch's (the drift's), a score
+    histogram's cell only for an AUC and an estimation counter only for an estimate."""
+    if metrics.is_histogram(key):
+        return auc
+    if estimate.is_counter(key):
+        return estimating
+    return not sketch.is_sketch(key)
+
+
+def _dense(
+    model: Mapping[int, metrics.Counters], index: Mapping[str, int], start: int, end: int
+) -> Floats:
+    """Minutes `start <= m < end` as rows of the summed columns (a minute without counters: 0)."""
+    rows = np.zeros((max(0, end - start), len(index)))
+    for minute in range(start, end):
+        found = model.get(minute)
+        if found:
+            row = rows[minute - start]
+            for key, value in found.items():
+                j = index.get(key)
+                if j is not None:
+                    row[j] = value
+    return rows
+
+
+def _counters(columns: Sequence[str], row: Floats) -> dict[str, float]:
+    return {columns[int(j)]: float(row[j]) for j in np.flatnonzero(row)}
+
+
+def _evaluate(
+    spec: MonitorSpec, windows: Sequence[metrics.Counters], estimator: Estimator | None
+) -> list[Evaluated | None]:
+    """Each window's model group evaluated as `evaluation.evaluate_groups` does (None for an
+    empty window: no model group), estimated in one batch."""
+    found: list[Evaluated | None] = [
+        evaluation.evaluate(spec.task, c, spec.metrics.cost) if c else None for c in windows
+    ]
+    if estimator is None:
+        return found
+    present = [i for i, e in enumerate(found) if e is not None]
+    estimates = estimator(evaluation.ALL_VERSIONS, [windows[i] for i in present])
+    for i, estimated in zip(present, estimates, strict=True):
+        evaluated = found[i]
+        if estimated and evaluated is not None:
+            found[i] = replace(evaluated, estimated=estimated)
+    return found
+
+
+def _number(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+Stepped = list[tuple[int, Transition]]
+"""Each transition with the index of the minute it happened at."""
+
+
+def step_every_minute(spec: MonitorSpec, inputs: Inputs) -> Stepped:
+    """The machine stepped at every minute of the period, as the engine ticking once a minute
+    would: the reference `step_at_changes` must agree with."""
+    state = alerts.initial_state(spec)
+    found: Stepped = []
+    for i in range(len(inputs.span)):
+        state, transitions = alerts.step(state, spec, tick(inputs.span, i), inputs.at(i))
+        found += [(i, t) for t in transitions]
+    return found
+
+
+def step_at_changes(spec: MonitorSpec, inputs: Inputs) -> Stepped:
+    """The machine stepped only where what it decides on changes: at the minutes where an
+    alert's (enough data, breached) or the window's `minSamples` labeled (the most samples behind
+    a value that counts labels, as the machine's phase reads them) change, and at the
+    deadlines inside a run (a pending alert's `since + for`, the fallback's `clear_since +
+    recoverAfter`, at the first minute's tick at or after them). Between those its inputs decide
+    the same at every minute and no deadline falls, so every step there changes nothing but the
+    values shown: the transitions are `step_every_minute`'s."""
+    n = len(inputs.span)
+    if n == 0:
+        return []
+    changes = _changes(spec, inputs)
+    state = alerts.initial_state(spec)
+    found: Stepped = []
+    i, c = 0, 0
+    while i < n:
+        state, transitions = alerts.step(state, spec, tick(inputs.span, i), inputs.at(i))
+        found += [(i, t) for t in transitions]
+        while c < len(changes) and changes[c] <= i:
+            c += 1
+        following = int(changes[c]) if c < len(changes) else n
+        deadline = _deadline(state, spec)
+        if deadline is not None:
+            following = min(following, _first_tick(inputs.span, deadline, i + 1))
+        i = following
+    return found
+
+
+def _changes(spec: MonitorSpec, inputs: Inputs) -> Ints:
+    """The minutes (after the first) where an input the machine decides on differs from the
+    minute before."""
+    min_samples = spec.metrics.min_samples
+    labeled = [s for k, s in inputs.samples.items() if counts_labels(k)]
+    rows = [np.max(labeled, axis=0) >= min_samples] if labeled else []
+    for alert in spec.alerts:
+        values = inputs.values.get(alert.key)
+        if values is None:
+            continue
+        with np.errstate(invalid="ignore"):
+            enough = np.isfinite(values) & (inputs.samples[alert.key] >= min_samples)
+            if alert.below is not None:
+                breached = values < alert.below
+            elif alert.above is not None:
+                breached = values > alert.above
+            else:
+                breached = np.zeros(len(values), bool)
+        rows += [enough, enough & breached]
+    if not rows:
+        return np.zeros(0, np.int64)
+    stacked = np.vstack(rows)
+    return np.flatnonzero(np.any(stacked[:, 1:] != stacked[:, :-1], axis=0)) + 1
+
+
+def _deadline(state: alerts.MonitorState, spec: MonitorSpec) -> float | None:
+    """The earliest time a step with the same inputs would decide otherwise: a pending alert's
+    firing, or the release of an auto fallback clear of engaging alerts."""
+    specs = {a.name: a for a in spec.alerts}
+    times = [
+        a.since + specs[a.name].for_
+        for a in state.alerts
+        if a.status == "pending" and a.since is not None and a.name in specs
+    ]
+    if state.fallback_active and state.mode == "auto" and state.clear_since is not None:
+        times.append(state.clear_since + spec.fallback.recover_after)
+    return min(times, default=None)
+
+
+def _first_tick(span: BucketRange, at: float, least: int) -> int:
+    """The first minute index from `least` whose tick is at or after `at`."""
+    i = max(least, math.ceil((at - tick(span, 0)) / BUCKET_SECONDS))
+    while i > least and tick(span, i - 1) >= at:
+        i -= 1
+    while tick(span, i) < at:
+        i += 1
+    return i
+
+
+def replay(monitor: str, spec: MonitorSpec, inputs: Inputs) -> BacktestResult:
+    """`spec`'s alerts and fallback replayed on `inputs` (`step_at_changes`), told as periods."""
+    return result(monitor, spec, inputs, step_at_changes(spec, inputs))
+
+
+def result(
+    monitor: str, spec: MonitorSpec, inputs: Inputs, stepped: Stepped, *, around: bool = True
+) -> BacktestResult:
+    """The replay's transitions told as each alert's firing periods and the fallback's episodes
+    (an alert or fallback still on at the end: an open period up to it). The fallback answers
+    the minutes after the tick that engaged it up to the one that released it. `around=False`
+    leaves the episodes' metrics out (a sweep's candidates)."""
+    span = inputs.span
+    end = bucket_start(span.end)
+    served = np.concatenate(([0], np.cumsum(inputs.predictions)))
+    replays = []
+    for alert in spec.alerts:
+        mine = [(i, t) for i, t in stepped if t.alert == alert.name]
+        periods = _periods(mine, "alert_firing", "alert_resolved", end)
+        pendings = sum(1 for _, t in mine if t.kind == "alert_pending")
+        replays.append(
+            AlertReplay(alert.name, alert.key, tuple(p for _, _, p in periods), pendings)
+        )
+    fallback = [(i, t) for i, t in stepped if t.kind.startswith("fallback_")]
+    reasons = {i: t.reason for i, t in fallback if t.kind == "fallback_engaged"}
+    episodes = []
+    for first, last, period in _periods(fallback, "fallback_engaged", "fallback_disengaged", end):
+        stop = len(span) - 1 if last is None else last
+        episodes.append(
+            Episode(
+                period,
+                reasons[first],
+                int(served[stop + 1] - served[first + 1]),
+                _around(inputs, first, last) if around else {},
+            )
+        )
+    total = int(served[-1])
+    days = len(span) * BUCKET_SECONDS / 86400
+    return BacktestResult(
+        monitor=monitor,
+        period=Period(bucket_start(span.start), end),
+        window=spec.metrics.window,
+        minutes=len(span),
+        predictions=total,
+        transitions=tuple(t for _, t in stepped),
+        alerts=tuple(replays),
+        episodes=tuple(episodes),
+        fallback_share=sum(e.predictions for e in episodes) / total if total else None,
+        engagements_per_day=len(episodes) / days if days else 0.0,
+        unread=unread(spec),
+    )
+
+
+def _periods(
+    stepped: Stepped, on: str, off: str, end: float
+) -> list[tuple[int, int | None, Period]]:
+    """The periods between each `on` transition and the next `off` (open at `end` without one),
+    with the minute indexes of both."""
+    found: list[tuple[int, int | None, Period]] = []
+    began: tuple[int, float] | None = None
+    for i, t in stepped:
+        if t.kind == on and began is None:
+            began = (i, t.at)
+        elif t.kind == off and began is not None:
+            found.append((began[0], i, Period(began[1], t.at)))
+            began = None
+    if began is not None:
+        found.append((began[0], None, Period(began[1], end, open=True)))
+    return found
+
+
+def _around(inputs: Inputs, first: int, last: int | None) -> dict[str, Around]:
+    """Each figure around an episode engaged at minute `first` and released at `last`: the
+    window at each end, and the episode's own minutes summed and evaluated."""
+    spec = inputs.spec
+    stop = len(inputs.span) - 1 if last is None else last
+    minutes = range(inputs.span.start + first + 1, inputs.span.start + stop + 1)
+    summed = metrics.total(inputs.model[m] for m in minutes if m in inputs.model)
+    (during,) = _evaluate(spec, [summed], inputs.estimator)
+    found = {}
+    for key in inputs.lower:
+        source, _, name = key.rpartition(":")
+        own = None
+        if during is not None:
+            estimate_ = (during.estimated if source else during.metrics).get(name)
+            if estimate_ is not None:
+                behind = during.samples if source else during.labeled
+                own = Figure(estimate_.value, estimate_.lower, estimate_.upper, behind)
+        after = None if last is None else inputs.figure(key, last)
+        found[key] = Around(inputs.figure(key, first), own, after)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a sweep's candidates are scored against: a realized metric and the threshold the
+    spec under test gives it (`below`: worse when lower)."""
+
+    metric: str
+    threshold: float
+    below: bool
+
+
+def target(spec: MonitorSpec, sweeps: Sequence[sweep.Sweep] = ()) -> Target | None:
+    """The first swept alert on a model metric, else the first engaging one, else the first
+    one (not a segment's): its realized metric and threshold as the spec gives them."""
+    model = [a for a in spec.alerts if a.segment is None and a.metric not in DRIFT_METRICS]
+    swept = {s.alert for s in sweeps}
+    engaging = set(spec.fallback.engage_on)
+    ordered = (
+        [a for a in model if a.name in swept] + [a for a in model if a.name in engaging] + model
+    )
+    for alert in ordered:
+        threshold = alert.below if alert.below is not None else alert.above
+        if threshold is not None:
+            return Target(alert.metric, threshold, alert.below is not None)
+    return None
+
+
+def score(inputs: Inputs, replayed: BacktestResult, goal: Target) -> Score:
+    """A replay's score against `goal` (`Score`): the realized metric's window value and
+    interval at every minute against the episodes' ticks."""
+    n = len(inputs.span)
+    bound = inputs.upper[goal.metric] if goal.below else inputs.lower[goal.metric]
+    with np.errstate(invalid="ignore"):
+        degraded = bound < goal.threshold if goal.below else bound > goal.threshold
+    engaged = np.zeros(n, bool)
+    false = 0
+    start = replayed.period.start
+    for episode in replayed.episodes:
+        first = _index(episode.period.start, start)
+        last = n if episode.period.open else _index(episode.period.end, start)
+        engaged[first:last] = True
+        if not degraded[first : max(first + 1, last)].any():
+            false += 1
+    runs = _runs(degraded)
+    delays = []
+    for a, b in runs:
+        hit = np.flatnonzero(engaged[a:b])
+        if len(hit):
+            delays.append(float(hit[0]) * BUCKET_SECONDS)
+    return Score(
+        false_engagements=false,
+        degradations=len(runs),
+        detected=len(delays),
+        mean_delay=sum(delays) / len(delays) if delays else None,
+        fallback_seconds=replayed.fallback_seconds,
+    )
+
+
+def _index(at: float, start: float) -> int:
+    return int((at - start) // BUCKET_SECONDS)
+
+
+def _runs(flags: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """The maximal runs of True as `[start, end)` index pairs."""
+    edges = np.diff(np.concatenate(([0], flags.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()
+    return list(zip(starts, ends, strict=True))
+
+
+def pareto(scores: Sequence[Score]) -> list[bool]:
+    """Whether each score is on the Pareto front over (false engagements, missed
+    degradations, mean detection delay, time in fallback), all lower is better (a candidate
+    that detects nothing has an infinite delay): no other is at least as good on all four and
+    better on one."""
+    if not scores:
+        return []
+    points = np.array(
+        [
+            (
+                s.false_engagements,
+                s.degradations - s.detected,
+                math.inf if s.mean_delay is None else s.mean_delay,
+                s.fallback_seconds,
+            )
+            for s in scores
+        ]
+    )
+    front = []
+    for p in points:
+        dominated = np.any(np.all(points <= p, axis=1) & np.any(points < p, axis=1))
+        front.append(not bool(dominated))
+    return front
+
+
+def run_sweep(
+    monitor: str,
+    spec: MonitorSpec,
+    inputs_: Inputs,
+    sweeps: Sequence[sweep.Sweep],
+    goal: Target,
+) -> SweepResult:
+    """Every candidate of the sweeps' grid replayed on the same `inputs_` (a candidate changes
+    thresholds and durations, never what the alerts read) and scored against `goal`."""
+    replays = []
+    for values in sweep.grid(sweeps):
+        candidate = sweep.apply(spec, sweeps, values)
+        stepped = step_at_changes(candidate, inputs_)
+        replays.append((values, result(monitor, candidate, inputs_, stepped, around=False)))
+    scores = [score(inputs_, r, goal) for _, r in replays]
+    front = pareto(scores)
+    return SweepResult(
+        goal.metric,
+        goal.threshold,
+        tuple(
+            Candidate(values, s, on, r.episodes)
+            for (values, r), s, on in zip(replays, scores, front, strict=True)
+        ),
+    )
+
+
+Z_LOW = 2.326
+"""The standard normal's 1st percentile (below it, 1 window in 100 of a steady model)."""
+
+
+def suggest(spec: MonitorSpec, inputs_: Inputs) -> tuple[Suggestion, ...]:
+    """A threshold for each alert on a realized model metric, from the metric's spread over the
+    period's windows that had `minSamples` and were not degraded against the alert's current
+    threshold (interval wholly beyond it): their 1st percentile (99th for an `above` alert), at
+    the window's sample size as it was; the normal approximation `mean - 2.33 sd` is given
+    alongside in the reason."""
+    found = []
+    for alert in spec.alerts:
+        if alert.segment is not None or alert.metric in DRIFT_METRICS:
+            continue
+        if alert.source not in ("realized", "auto") or alert.metric not in inputs_.values:
+            continue
+        below = alert.below is not None
+        threshold = alert.below if below else alert.above
+        value = inputs_.values[alert.metric]
+        behind = inputs_.samples[alert.metric]
+        bound = inputs_.upper[alert.metric] if below else inputs_.lower[alert.metric]
+        with np.errstate(invalid="ignore"):
+            degraded = bound < threshold if below else bound > threshold  # type: ignore[operator]
+            kept = np.isfinite(value) & (behind >= spec.metrics.min_samples) & ~degraded
+        healthy = value[kept]
+        if len(healthy) < 2:
+            continue
+        q = float(np.quantile(healthy, 0.01 if below else 0.99))
+        mean, sd = float(healthy.mean()), float(healthy.std(ddof=1))
+        normal = mean - Z_LOW * sd if below else mean + Z_LOW * sd
+        typical = int(np.median(behind[kept]))
+        field_ = "below" if below else "above"
+        why = (
+            f"{'1st' if below else '99th'} percentile of {alert.metric} over {len(healthy)} "
+            f"healthy windows with >= {spec.metrics.min_samples} labeled (median {typical} a "
+            f"window): {q:.4g}; mean {mean:.4g} {'-' if below else '+'} 2.33 sd {sd:.3g} = "
+            f"{normal:.4g}; now {threshold:.4g}"
+        )
+        found.append(Suggestion(alert.name, field_, round(q, 4), why))
+    return tuple(found)
+
+
+def backtest(
+    monitor: str,
+    spec: MonitorSpec,
+    inputs_: Inputs,
+    sweeps: Sequence[sweep.Sweep] = (),
+    *,
+    suggesting: bool = False,
+) -> Backtest:
+    """The replay of `spec` on `inputs_`, with its sweep's candidates scored when `sweeps` are
+    given (SpecError naming `sweep` when no alert on a model metric gives a target) and
+    suggested thresholds when `suggesting`."""
+    found = replay(monitor, spec, inputs_)
+    swept = None
+    if sweeps:
+        goal = target(spec, sweeps)
+        if goal is None:
+            raise SpecError([FieldError("sweep", "no alert on a model metric to score against")])
+        swept = run_sweep(monitor, spec, inputs_, sweeps, goal)
+    return Backtest(found, swept, suggest(spec, inputs_) if suggesting else ())

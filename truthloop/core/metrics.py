@@ -216,6 +216,12 @@ _HISTOGRAM_CELLS: Mapping[str, tuple[int, bool]] = MappingProxyType(
 _CELL = "cm:"
 
 
+def is_histogram(key: str) -> bool:
+    """Whether `key` is a cell of the score histogram, which only `roc_auc` reads (a read that
+    needs no AUC can leave its up to 2,000 cells out)."""
+    return key in _HISTOGRAM_CELLS
+
+
 class LabelError(ValueError):
     """A prediction, actual or score the task cannot use; the message names the value."""
 
