@@ -33,6 +33,9 @@ def test_the_history_has_drift_two_versions_review_alerts_and_a_fallback_period(
     assert drift["drift"]["reference"] is not None
     metrics = site.run(site.service.metrics(simulated.KEY, "?window=6h&segment=plan"))
     assert {v["value"] for v in metrics["segment"]["values"]} >= {"basic", "pro"}
+    told = site.run(site.service.ok("GET", f"/v1/monitors/{simulated.KEY}/history?window=6h"))
+    assert [tuple(p) for p in told["periods"]["fallback"]] == history.fallback
+    assert set(told["periods"]["alerts"]) == history.fired
 
 
 def test_the_browser_reads_the_service_s_json_without_a_problem(
