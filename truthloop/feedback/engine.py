@@ -1557,14 +1557,8 @@ class Engine:
         )
         return self._chunks(query)
 
-    async def _chunks(self, query: DatasetQuery) -> AsyncIterator[list[StoredPrediction]]:
-        after = (query.start, 0)
-        while True:
-            chunk = await self.store.dataset(query, after, self.settings.http.dataset_chunk)
-            if not chunk:
-                return
-            yield chunk
-            after = chunk[-1].cursor
+    def _chunks(self, query: DatasetQuery) -> AsyncIterator[list[StoredPrediction]]:
+        return self.store.chunks(query, self.settings.http.dataset_chunk)
 
     # -- the review queue ----------------------------------------------------------------------
 

@@ -600,6 +600,19 @@ class Store(abc.ABC):
         Start with `after=(query.start, 0)`.
         """
 
+    async def chunks(
+        self, query: DatasetQuery, limit: int
+    ) -> AsyncIterator[list[StoredPrediction]]:
+        """Every record of the query, `dataset` read by `limit` at a time: a period's records
+        in chunks, never all in memory."""
+        after = (query.start, 0)
+        while True:
+            chunk = await self.dataset(query, after, limit)
+            if not chunk:
+                return
+            yield chunk
+            after = chunk[-1].cursor
+
 
 @contextlib.asynccontextmanager
 async def _unshared() -> AsyncIterator[None]:

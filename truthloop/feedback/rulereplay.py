@@ -1,0 +1,38 @@
+"""The fallback's rules on a backtest's episodes: the labeled records of each episode read from
+the store in chunks and replayed (`core.rulehistory`), never all in memory.
+
+The service's backtest endpoint and `truthloop backtest --store` both call `rules_on_history`
+with the episodes the replay found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from truthloop.core import rulehistory
+from truthloop.core.backtest import Period
+from truthloop.core.rulehistory import RulesVsModel
+from truthloop.core.spec import MonitorSpec
+from truthloop.feedback.store.interface import DatasetQuery, Store
+
+CHUNK = 2000
+"""Records read at a time."""
+
+
+async def rules_on_history(
+    store: Store,
+    monitor_id: int,
+    spec: MonitorSpec,
+    periods: Iterable[Period],
+    chunk: int = CHUNK,
+) -> RulesVsModel | None:
+    """The spec's rules against the model on the labeled records of `periods`; None when the
+    spec has no rules (nothing would have answered in the model's place)."""
+    if not spec.fallback.rules:
+        return None
+    tally = rulehistory.Tally(rulehistory.judge(spec))
+    for period in periods:
+        query = DatasetQuery(monitor_id, period.start, period.end)
+        async for records in store.chunks(query, chunk):
+            tally.add(records)
+    return rulehistory.result(tally, spec)
