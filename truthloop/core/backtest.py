@@ -21,11 +21,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
-from truthloop.core import alerts, estimate, evaluation, metrics, sketch, sweep
+from truthloop.core import alerts, estimate, evaluation, metrics, sketch, sweep, timeline
 from truthloop.core.alerts import Transition, WindowMetric
 from truthloop.core.evaluation import Estimator, Evaluated, Group
 from truthloop.core.join import PREDICTIONS_KEY
+from truthloop.core.rulehistory import RulesVsModel
 from truthloop.core.spec import DRIFT_METRICS, FieldError, MonitorSpec, SpecError, counts_labels
+from truthloop.core.timeline import Line
 from truthloop.core.windows import BUCKET_SECONDS, BucketRange, bucket_start
 
 Floats = npt.NDArray[np.float64]
@@ -193,6 +195,11 @@ class Backtest:
     result: BacktestResult
     sweep: SweepResult | None = None
     suggestions: tuple[Suggestion, ...] = ()
+    lines: tuple[Line, ...] = ()
+    """The metrics the alerts read over the period, thinned for the timeline chart."""
+    rules: RulesVsModel | None = None
+    """The fallback's rules against the model on the episodes' labeled records, which the shell
+    reads from the store (`feedback.rulereplay`); None without rules."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -764,4 +771,6 @@ def backtest(
         if goal is None:
             raise SpecError([FieldError("sweep", "no alert on a model metric to score against")])
         swept = run_sweep(monitor, spec, inputs_, sweeps, goal)
-    return Backtest(found, swept, suggest(spec, inputs_) if suggesting else ())
+    suggested = suggest(spec, inputs_) if suggesting else ()
+    times = [tick(inputs_.span, i) for i in range(len(inputs_.span))]
+    return Backtest(found, swept, suggested, timeline.lines(spec, times, inputs_.values))
