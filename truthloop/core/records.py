@@ -75,6 +75,7 @@ Reason = Literal[
     "bad_request",
     "bad_request_line",
     "bad_target",
+    "busy",
     "duplicate_in_batch",
     "http",
     "invalid",

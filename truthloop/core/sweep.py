@@ -49,19 +49,20 @@ class Sweep:
     values: tuple[float, ...]
 
 
-def parse(texts: Sequence[str], spec: MonitorSpec) -> tuple[Sweep, ...]:
+def parse(texts: Sequence[str], spec: MonitorSpec, where: str = "sweep") -> tuple[Sweep, ...]:
     """Every sweep of `texts` checked against `spec`; raises SpecError with every problem (each
-    at `sweep[i]`), or when the grid would exceed `MAX_CANDIDATES`."""
+    at `where[i]`: `sweep[1]`, a request's `sweeps[1]`), or when the grid would exceed
+    `MAX_CANDIDATES`."""
     sweeps, errors = [], []
     for i, text in enumerate(texts):
         try:
             sweeps.append(_parse_one(text, spec))
         except ValueError as e:
-            errors.append(FieldError(f"sweep[{i}]", str(e)))
+            errors.append(FieldError(f"{where}[{i}]", str(e)))
     seen: dict[str, int] = {}
     for i, found in enumerate(sweeps):
         if seen.setdefault(found.path, i) != i:
-            errors.append(FieldError(f"sweep[{i}]", f"{found.path} is swept twice"))
+            errors.append(FieldError(f"{where}[{i}]", f"{found.path} is swept twice"))
     if errors:
         raise SpecError(errors)
     count = math.prod(len(s.values) for s in sweeps)

@@ -9,6 +9,7 @@ its Label Studio export and import), reference data sets
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import importlib.util
 import io
@@ -45,7 +46,7 @@ from truthloop.core.spec import (
     format_time,
     is_namespace,
 )
-from truthloop.feedback import bodies
+from truthloop.feedback import backtests, bodies
 from truthloop.feedback.engine import (
     DatasetAsk,
     DriftWindow,
@@ -61,6 +62,7 @@ from truthloop.feedback.errors import (
     BadRequest,
     Conflict,
     NotFound,
+    TooManyRequests,
     UnsupportedMediaType,
     bounded,
     detail,
@@ -70,6 +72,8 @@ from truthloop.feedback.store.interface import IngestResult, ReviewItem, StoredP
 
 ENGINE = web.AppKey("engine", Engine)
 SETTINGS = web.AppKey("settings", Settings)
+BACKTESTS = web.AppKey("backtests", asyncio.Semaphore)
+"""One backtest at a time on a replica: each holds a period's counters and a CPU for seconds."""
 SCOPE = web.RequestKey("scope", scopes.Scope)
 """The request's `scopes.Scope`, set by the auth middleware (an open service's: the admin's)."""
 
@@ -1142,6 +1146,45 @@ def history_view(key: str, found: History) -> dict[str, Any]:
     }
 
 
+async def post_backtest(request: web.Request) -> web.Response:
+    """The registered monitor's history replayed with the alerts and fallback of the body's
+    monitor (or its own), swept and with suggestions when asked (`feedback.backtests`)."""
+    key = _key(request)
+    engine = request.app[ENGINE]
+    registered = await engine.lookup(key)
+    body = await bodies.json_body(request)
+    try:
+        asked = backtests.request(body, engine.settings.clock(), key, registered.body)
+    except SpecError as e:
+        raise BadRequest("invalid backtest", _spec_details(e)) from None
+    if asked.monitor is not None and asked.monitor.key != key:
+        raise BadRequest(
+            "the monitor under test is not the path's",
+            [detail("monitor.metadata", f"names {asked.monitor.key}, the path {key}", "mismatch")],
+        )
+    gate = request.app[BACKTESTS]
+    if gate.locked():
+        raise TooManyRequests(
+            "a backtest is already running on this replica",
+            [detail("backtest", "one backtest at a time a replica; retry later", "busy")],
+        )
+    async with gate:
+        try:
+            found = await backtests.run(engine.store, registered, asked)
+        except SpecError as e:
+            raise BadRequest("invalid backtest", _spec_details(e)) from None
+    return json(msgspec.to_builtins(found))
+
+
+def _spec_details(error: SpecError) -> list[ItemError]:
+    return [
+        ItemError(
+            None, e.path, e.message, "invalid_spec" if e.path.startswith("monitor") else "invalid"
+        )
+        for e in error.errors
+    ]
+
+
 # -- service -----------------------------------------------------------------------------------
 
 
@@ -1179,6 +1222,7 @@ def routes() -> list[web.RouteDef]:
         web.get(monitor + "/versions", get_versions),
         web.get(monitor + "/compare", get_compare),
         web.get(monitor + "/history", get_history),
+        web.post(monitor + "/backtest", post_backtest),
         web.post("/v1/predictions", post_predictions),
         web.post("/v1/feedback", post_feedback),
         web.post("/v1/alertmanager", post_alertmanager),

@@ -236,6 +236,7 @@ def build(settings: Settings) -> web.Application:
     engine = Engine(open_store(settings.store), settings)
     app[api.SETTINGS] = settings
     app[api.ENGINE] = engine
+    app[api.BACKTESTS] = asyncio.Semaphore(1)
     app[exporter.REGISTRY] = exporter.registry(engine)
     app.add_routes(api.routes())
     app.router.add_get("/metrics", exporter.handler)

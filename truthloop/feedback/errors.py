@@ -83,6 +83,13 @@ class PayloadTooLarge(ClientError):
     status = 413
 
 
+class TooManyRequests(ClientError):
+    """The replica is busy with work it does one at a time (a backtest); retry later."""
+
+    status = 429
+    headers: ClassVar[Mapping[str, str]] = {"Retry-After": "30"}
+
+
 class UnsupportedMediaType(ClientError):
     status = 415
 
