@@ -82,6 +82,10 @@ class History:
     fallback: list[tuple[float, float | None]] = field(default_factory=list)
     """Periods the fallback was active, as the state said after each tick."""
 
+    def fallback_open(self) -> bool:
+        """Whether the fallback was active after the last tick."""
+        return bool(self.fallback) and self.fallback[-1][1] is None
+
 
 def inputs(rng: np.random.Generator, n: int, shifted: bool) -> list[dict[str, Any]]:
     """Features, score and prediction of `n` requests, and the actual outcome: in calm traffic
@@ -129,8 +133,7 @@ async def simulate(service: Service, clock: FakeClock, *, seed: int = 22) -> His
     for step in range(STEPS):
         start = clock.now
         rows = inputs(rng, PER_STEP, shifted=step in SHIFT)
-        state = await service.state(KEY)
-        fallback = bool(state["fallback"]["active"])
+        fallback = history.fallback_open()
         made = []
         for i, row in enumerate(rows):
             pid = f"s{step}-{i}"
@@ -189,10 +192,9 @@ async def observe(service: Service, clock: FakeClock, history: History) -> None:
     state = await service.state(KEY)
     history.fired |= {a["name"] for a in state["alerts"] if a["state"] == "firing"}
     active = bool(state["fallback"]["active"])
-    open_period = bool(history.fallback) and history.fallback[-1][1] is None
-    if active and not open_period:
+    if active and not history.fallback_open():
         history.fallback.append((clock.now, None))
-    elif not active and open_period:
+    elif not active and history.fallback_open():
         history.fallback[-1] = (history.fallback[-1][0], clock.now)
 
 
