@@ -20,7 +20,7 @@ from aiohttp.typedefs import Middleware
 
 from truthloop.core import scopes
 from truthloop.core.records import Reason
-from truthloop.feedback import api, exporter, refusals
+from truthloop.feedback import api, exporter, refusals, ui
 from truthloop.feedback.engine import Engine
 from truthloop.feedback.errors import (
     ClientError,
@@ -240,6 +240,7 @@ def build(settings: Settings) -> web.Application:
     app[exporter.REGISTRY] = exporter.registry(engine)
     app.add_routes(api.routes())
     app.router.add_get("/metrics", exporter.handler)
+    app.add_routes(ui.routes(ui.load()))
     app.cleanup_ctx.append(_lifetime)
     return app
 

@@ -1,0 +1,143 @@
+// One monitor over time: the phase/alert/fallback timeline, each metric with its bands
+// (realized, estimated, reviewed), labeled per step, alert thresholds, fallback periods shaded,
+// model versions marked.
+
+import * as api from '../api.js';
+import * as charts from '../charts.js';
+import { h, mount } from '../dom.js';
+import * as fmt from '../fmt.js';
+import { empty, header, phaseLabel, pointsFor, stat, stepFor, windowOf } from './frame.js';
+
+export const refreshes = true;
+const SOURCES = ['realized', 'estimated', 'reviewed'];
+const GROUP = { realized: 'metrics', estimated: 'estimated', reviewed: 'reviewed' };
+
+export async function render(ctx) {
+  const path = api.monitorPath(ctx.ns, ctx.name);
+  const monitor = await api.get(path);
+  if (!ctx.current()) return;
+  const window = windowOf(ctx, monitor);
+  const seconds = fmt.parseDuration(window);
+  const width = ctx.el.clientWidth || 1000;
+  const step = stepFor(seconds, pointsFor(width));
+  const answer = await api.get(`${path}/metrics`, { window, series: step });
+  if (!ctx.current()) return;
+  const start = answer.window.start;
+  const end = answer.window.end;
+  const status = monitor.status || {};
+  const periods = historyOf(status, start);
+  const marks = (status.versions || []).map((v) => ({ at: v.first_seen, label: v.version || '(none)' }));
+  const points = answer.series || [];
+  const x = points.map((p) => p.start);
+  const { metric: head } = api.headline(monitor);
+  const names = api.metricNames(answer.metrics);
+  const alerted = new Set((monitor.spec.alerts || []).map((a) => a.metric));
+  const order = [head, ...names.filter((n) => n !== head && alerted.has(n)), ...names.filter((n) => n !== head && !alerted.has(n))]
+    .filter((n) => names.includes(n));
+  const withValues = order.filter((n) => points.some((p) => SOURCES.some((src) => p[GROUP[src]]?.[n]?.value != null)));
+  const idle = order.filter((n) => !withValues.includes(n));
+
+  const timeline = h('div', { testid: 'chart-timeline' });
+  const counts = h('div', { testid: 'chart-labeled' });
+  const grid = h('div.chart-grid');
+  mount(ctx.el, h('section.page', { testid: 'page-monitor' },
+    header(ctx, monitor, { window, step }),
+    summary(monitor, answer, head),
+    h('div.panel.flush-top', h('div.panel-title', h('h2', 'Timeline'), legendNote()), timeline),
+    withValues.length ? grid : empty(`No labeled or estimated value in the last ${window}.`, 'no-metrics'),
+    idle.length ? h('p.muted.idle', { testid: 'idle-metrics' }, `No values in this window: ${idle.map(fmt.label).join(', ')}.`) : null,
+    h('div.panel', counts)));
+
+  const rows = lanes(monitor, periods);
+  const axis = charts.axisFor(rows.map((r) => r.name));
+  charts.timelineChart(timeline, { lanes: rows, start, end, marks, axis });
+  for (const name of withValues) {
+    const el = h('div.panel', { testid: `chart-${name}`, class: name === head ? 'wide' : null });
+    grid.append(el);
+    const sources = SOURCES.map((src) => ({
+      name: src,
+      values: points.map((p) => p[GROUP[src]]?.[name]?.value ?? null),
+      lower: points.map((p) => p[GROUP[src]]?.[name]?.lower ?? null),
+      upper: points.map((p) => p[GROUP[src]]?.[name]?.upper ?? null),
+    }));
+    charts.metricChart(el, {
+      title: fmt.label(name), x, sources, marks, periods: periods.fallback,
+      thresholds: thresholdsOf(monitor, name),
+      range: api.isProportion(name) ? [0, 1] : null,
+      height: name === head ? 210 : 160,
+      axis,
+    });
+  }
+  charts.countChart(counts, {
+    title: `Predictions and labels per ${step}`, x, marks, periods: periods.fallback, axis,
+    bars: [
+      { name: 'predictions', color: charts.COLORS.samples, values: points.map((p) => p.samples) },
+      { name: 'labeled', color: charts.COLORS.labeled, values: points.map((p) => p.labeled) },
+    ],
+  });
+}
+
+function legendNote() {
+  return h('div.key',
+    h('span.chip', h('i.swatch-fallback'), 'fallback active'),
+    h('span.chip', h('i.swatch-version'), 'model version first seen'),
+    h('span.chip', h('i.swatch-threshold'), 'alert threshold'));
+}
+
+function summary(monitor, answer, head) {
+  const status = monitor.status || {};
+  const pick = [['realized', answer.metrics], ['estimated', answer.estimated], ['reviewed', answer.reviewed]];
+  const figures = pick.filter(([, group]) => group?.[head]?.value != null);
+  const fallback = status.fallback || {};
+  const drift = status.drift || {};
+  const review = status.review || {};
+  const firing = (status.alerts || []).filter((a) => a.state === 'firing');
+  return h('div.stats', { testid: 'summary' },
+    figures.length
+      ? figures.map(([src, group]) => stat(`${fmt.label(head)} · ${src}`, fmt.num(group[head].value),
+        group[head].lower != null ? `95% [${fmt.num(group[head].lower)}${fmt.DASH}${fmt.num(group[head].upper)}]` : null, `headline-${src}`))
+      : stat(fmt.label(head), fmt.DASH, 'no value in this window', 'headline-realized'),
+    stat('Predictions', fmt.count(answer.samples), `labeled ${fmt.count(answer.labeled)} (${answer.samples ? fmt.pct(answer.labeled / answer.samples, 0) : fmt.DASH})`, 'samples'),
+    stat('Phase', phaseLabel(status.phase), firing.length ? `firing: ${firing.map((a) => a.name).join(', ')}` : `${plural((status.alerts || []).length, 'alert')}, none firing`, 'phase-stat'),
+    stat('Fallback', fallback.active ? 'active' : 'standby', fallback.active ? `since ${fmt.time(fallback.since)}${fallback.reason ? ' · ' + fallback.reason : ''}` : `mode ${fallback.mode || 'auto'}`, 'fallback'),
+    stat('Drift', drift.status === 'ok' ? `${(drift.features || []).length}/${drift.profiled ?? 0}` : fmt.DASH,
+      drift.status === 'ok' ? `features drifted${drift.prediction ? ' · prediction drifted' : ''}` : (drift.status || 'no reference').replace(/_/g, ' '), 'drift'),
+    review.enabled ? stat('Review queue', fmt.count(review.depth), review.oldest ? `oldest ${fmt.ago(review.oldest)}` : review.status, 'review') : null);
+}
+
+/** Thresholds of the alerts on `metric` (not per feature or segment). */
+function thresholdsOf(monitor, metric) {
+  return (monitor.spec.alerts || [])
+    .filter((a) => a.metric === metric && !a.feature && !a.segment)
+    .map((a) => {
+      const value = a.below ?? a.above;
+      const source = a.source && a.source !== 'realized' ? ` (${a.source})` : '';
+      return { value, label: `${a.name}${source} ${a.below != null ? '<' : '>'} ${fmt.num(value)}` };
+    })
+    .filter((t) => t.value != null);
+}
+
+/** Periods from the state alone: what is open now, since when. */
+function historyOf(status, start) {
+  const fallback = status.fallback?.active ? [[Math.max(start, status.fallback.since ?? start), null]] : [];
+  const alerts = {};
+  for (const a of status.alerts || []) {
+    if (a.state === 'firing') alerts[a.name] = [[Math.max(start, a.since ?? start), null]];
+  }
+  return { fallback, alerts, phases: [[start, null, status.phase]] };
+}
+
+function lanes(monitor, periods) {
+  const phase = {
+    name: 'phase',
+    spans: periods.phases.map(([a, b, p]) => [a, b, phaseLabel(p), charts.PHASE_COLORS[p] || '#94a3b8']),
+  };
+  const alerts = (monitor.spec.alerts || []).map((a) => ({
+    name: a.name,
+    spans: (periods.alerts[a.name] || []).map(([s, e]) => [s, e, 'firing', '#d42a2a']),
+  }));
+  const fallback = { name: 'fallback', spans: periods.fallback.map(([s, e]) => [s, e, 'active', '#e0701a']) };
+  return [phase, ...alerts, fallback];
+}
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
