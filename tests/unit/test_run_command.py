@@ -102,11 +102,12 @@ def curl_lines(lines: list[str]) -> list[list[str]]:
 
 def test_instructions_for_an_entity_id_header() -> None:
     lines = run.instructions(STACK, churn(), temporary=True)
-    assert lines[:4] == [
+    assert lines[:5] == [
         "truthloop run: ModelMonitor default/churn (binary)",
         "  traffic   http://127.0.0.1:8080  the sidecar: same paths and bodies as the model",
         "  feedback  http://127.0.0.1:8081  actuals, metrics, datasets"
         " (sqlite:////tmp/x/feedback.db, removed at exit)",
+        "  ui        http://127.0.0.1:8081/ui/  the dashboard: metrics over time, drift, review",
         "  admin     http://127.0.0.1:9090  the sidecar's /metrics, /healthz, /readyz",
     ]
     predict, feedback, metrics, state = curl_lines(lines)

@@ -414,6 +414,8 @@ def header(
         f"  canary    {parts.canary_url}  {CANARY}, fitted without {', '.join(CANARY_WITHOUT)},"
         f" behind a sidecar of its own: {CANARY_SHARE:.0%} of the customers (the rest {VERSION})",
         f"  feedback  {parts.feedback_url}  SQLite in {workdir}",
+        f"  ui        {parts.feedback_url}/ui/#/m/{parts.monitor}"
+        "  the dashboard, live as the story runs",
         f"  monitor   {parts.monitor}: {alert.metric} below {alert.below:g}"
         f" for {duration(alert.for_)} in a {duration(spec.metrics.window)} window (at least"
         f" {spec.metrics.min_samples} labeled) engages the fallback rules;"
@@ -541,6 +543,7 @@ def explore(parts: local.Stack) -> list[str]:
     return [
         "",
         "still running (service time now passes at the wall clock's pace); explore, then Ctrl-C:",
+        f"  dashboard     {parts.feedback_url}/ui/#/m/{parts.monitor}?w={SUMMARY_WINDOW}",
         f"  metrics API   curl -s '{base}/metrics?window={SUMMARY_WINDOW}&series=1m'",
         f"  state         curl -s {base}/state",
         f"  drift         curl -s '{base}/drift?window={SUMMARY_WINDOW}'",

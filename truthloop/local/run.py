@@ -104,6 +104,7 @@ def instructions(stack: local.Stack, monitor: spec.Monitor, temporary: bool) -> 
         f"truthloop run: ModelMonitor {stack.monitor} ({monitor.spec.task})",
         f"  traffic   {stack.proxy_url}  the sidecar: same paths and bodies as the model",
         f"  feedback  {stack.feedback_url}  actuals, metrics, datasets ({stored})",
+        f"  ui        {stack.feedback_url}/ui/  the dashboard: metrics over time, drift, review",
         f"  admin     {stack.admin_url}  the sidecar's /metrics, /healthz, /readyz",
         "",
         "# a prediction through the sidecar: the answer carries X-Prediction-ID, and",
