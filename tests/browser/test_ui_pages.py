@@ -1,0 +1,104 @@
+"""The UI's pages in Chromium against the simulated history: each loads with no console error and
+no failed request (the `page` fixture's watch), its charts draw, and the monitor page shows what
+the history holds: bands for the realized, estimated and reviewed accuracy, both model versions
+marked, the alert's threshold. A screenshot of each page is kept in the artefact directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page
+
+from tests.browser.conftest import Site
+from tests.support import history as simulated
+
+MONITOR = f"#/m/{simulated.NAMESPACE}/{simulated.NAME}"
+PAGES = {
+    "overview": ("#/", "page-overview"),
+    "monitor": (MONITOR + "?w=6h", "page-monitor"),
+    "drift": (MONITOR + "/drift?w=6h", "page-drift"),
+    "segments": (MONITOR + "/segments?w=6h", "page-segments"),
+    "versions": (MONITOR + "/versions?w=6h", "page-versions"),
+    "reports": (MONITOR + "/reports", "page-reports"),
+}
+
+DRAWN = """() => [...document.querySelectorAll('[data-testid^=chart-]')]
+  .filter((el) => el.__chart)
+  .map((el) => {
+    const canvas = el.__chart.ctx.canvas;
+    const pixels = el.__chart.ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+    let painted = 0;
+    for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) painted++;
+    return [el.dataset.testid, painted / (canvas.width * canvas.height)];
+  })"""
+"""Each chart's testid and the share of its canvas painted (uPlot's canvas is transparent)."""
+
+
+def open_page(page: Page, route: str, testid: str) -> None:
+    page.goto(f"/ui/{route}")
+    page.wait_for_selector("main[data-state=ready]")
+    assert page.locator(f"[data-testid={testid}]").is_visible()
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_each_page_loads_clean_and_its_charts_draw(
+    page: Page, site: Site, artefacts: Path, name: str
+) -> None:
+    route, testid = PAGES[name]
+    open_page(page, route, testid)
+    drawn: list[tuple[str, float]] = page.evaluate(DRAWN)
+    blank = [chart for chart, share in drawn if share < 0.005]
+    assert blank == [], f"blank charts on {name}"
+    if name in ("monitor", "drift"):
+        assert len(drawn) >= 4, drawn
+    page.screenshot(path=artefacts / f"ui-{name}.png", full_page=True)
+
+
+def chart(page: Page, testid: str) -> dict[str, Any]:
+    found: dict[str, Any] = page.evaluate(
+        """(testid) => {
+          const el = document.querySelector(`[data-testid=${testid}]`);
+          const u = el.__chart;
+          return {
+            series: u.series.map((s) => s.label ?? null),
+            bands: u.bands.length,
+            marks: el.__marks.map((m) => m.label),
+            thresholds: (el.__thresholds || []).map((t) => t.label),
+            x: [u.scales.x.min, u.scales.x.max],
+          };
+        }""",
+        testid,
+    )
+    return found
+
+
+def test_the_monitor_page_has_each_source_s_band_the_versions_and_the_threshold(
+    page: Page, site: Site
+) -> None:
+    open_page(page, PAGES["monitor"][0], "page-monitor")
+    accuracy = chart(page, "chart-accuracy")
+    assert {"realized", "estimated", "reviewed"} <= set(accuracy["series"])
+    assert accuracy["bands"] == 3
+    assert accuracy["marks"] == ["v1", "v2"]
+    start, end = accuracy["x"]
+    assert start <= site.history.versions["v2"] <= end
+    labeled = chart(page, "chart-labeled")
+    assert labeled["series"][1:] == ["predictions", "labeled"]
+    assert accuracy["thresholds"] == ["accuracy-low < 0.700"]
+    for lane in ("phase", "accuracy-low", "tenure-drift", "fallback"):
+        assert lane in page.evaluate(
+            "document.querySelector('[data-testid=chart-timeline]').__lanes.map((l) => l.name)"
+        )
+
+
+def test_the_window_picker_and_the_overview_lead_to_the_monitor(page: Page) -> None:
+    open_page(page, "#/", "page-overview")
+    page.click(f"[data-testid=monitor-{simulated.NAMESPACE}-{simulated.NAME}] a.name")
+    page.wait_for_selector("[data-testid=page-monitor]")
+    page.wait_for_selector("main[data-state=ready]")
+    page.click("[data-testid=window-1h]")
+    page.wait_for_selector("[data-testid=window-1h].active")
+    page.wait_for_selector("main[data-state=ready]")
+    assert page.inner_text("[data-testid=step]") == "step 1m"
