@@ -1,15 +1,18 @@
 """The rules on a backtest's episodes read from a real store: only the episodes' labeled records,
-across chunk boundaries, recounted row by row."""
+across chunk boundaries, recounted row by row; and through the backtest endpoint."""
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
+import msgspec
 import pytest
 
-from tests.support.feedback import T0, monitor_body
+from tests.integration import test_feedback_backtest
+from tests.support.feedback import T0, FakeClock, monitor_body
 from truthloop.core import intervals
-from truthloop.core.backtest import Period
+from truthloop.core.backtest import Backtest, Period
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import parse_monitor
 from truthloop.feedback.rulereplay import rules_on_history
@@ -73,3 +76,36 @@ async def test_a_spec_without_rules_has_no_comparison(store: Store) -> None:
     registered, _ = await store.put_monitor(monitor, body, T0)
     periods = [Period(T0, T0 + 60)]
     assert await rules_on_history(store, registered.id, monitor.spec, periods) is None
+
+
+async def test_the_endpoint_compares_the_rules_in_the_episodes(
+    start_service: Any, clock: FakeClock
+) -> None:
+    """Through POST .../backtest: the rules (always 0) against the model (always 1) on the
+    records of the one episode, recounted from the traffic's planted labels."""
+    service = await start_service()
+    await service.put_monitor(monitor_body(**test_feedback_backtest.SPEC))
+    await test_feedback_backtest.live(service, clock)
+    status, answer = await test_feedback_backtest.backtest(
+        service, **{"from": T0, "to": T0 + 60 * test_feedback_backtest.MINUTES}
+    )
+    assert status == 200, answer
+    found = msgspec.convert(answer, Backtest)
+    (episode,) = found.result.episodes
+    inside = [
+        m
+        for m in range(test_feedback_backtest.MINUTES)
+        if episode.period.start <= T0 + 60 * m + 10 < episode.period.end
+    ]
+    wrong = [
+        3 if m in test_feedback_backtest.BAD else 4 if m in test_feedback_backtest.FLICKER else 1
+        for m in inside
+    ]
+    assert found.rules is not None
+    assert (found.rules.records, found.rules.compared) == (4 * len(inside), 4 * len(inside))
+    assert found.rules.by_rule == (4 * len(inside),)
+    assert found.rules.model["accuracy"].value == pytest.approx(
+        sum(4 - w for w in wrong) / (4 * len(inside))
+    )
+    assert found.rules.rules["accuracy"].value == pytest.approx(sum(wrong) / (4 * len(inside)))
+    assert found.lines[0].key == "accuracy"

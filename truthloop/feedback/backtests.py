@@ -6,7 +6,8 @@ PUT validates it; the period; the sweeps; `suggest`), every problem a `FieldErro
 body's field. `run` reads the period's minute counters (plus the window's minutes before it,
 so the first window is whole) a week at a time (`Store.series` at 1-minute steps: a week is
 10,080 points) and computes the backtest in a worker thread: a 30-day replay is a CPU-bound
-second or two that must not stall the service's event loop.
+second or two that must not stall the service's event loop. The fallback's rules are then
+replayed on the episodes' labeled records (`rulereplay`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from truthloop.core.spec import (
 from truthloop.core.windows import BucketRange, Steps, bucket_of
 from truthloop.feedback.bodies import timestamp
 from truthloop.feedback.engine import estimator
+from truthloop.feedback.rulereplay import rules_on_history
 from truthloop.feedback.store.interface import Groups, Only, Registered, Store
 
 DEFAULT_PERIOD = 30 * 86400.0
@@ -170,9 +172,11 @@ async def run(store: Store, registered: Registered, asked: Request) -> Backtest:
     only = Only(sketches=False, estimates=estimating)
     minutes = await minute_counters(store, registered.id, reads, only)
     estimate = estimator(tested) if estimating else None
-    return await asyncio.to_thread(
+    found = await asyncio.to_thread(
         _compute, tested.monitor.key, spec, minutes, stepped, estimate, sweeps, asked.suggest
     )
+    periods = [e.period for e in found.result.episodes]
+    return replace(found, rules=await rules_on_history(store, registered.id, spec, periods))
 
 
 def _compute(

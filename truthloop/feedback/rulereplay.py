@@ -1,5 +1,6 @@
 """The fallback's rules on a backtest's episodes: the labeled records of each episode read from
-the store in chunks and replayed (`core.rulehistory`), never all in memory.
+the store in chunks and replayed (`core.rulehistory`), never all in memory, each chunk in a
+worker thread (compiling and evaluating CEL is CPU work the event loop must not wait on).
 
 The service's backtest endpoint and `truthloop backtest --store` both call `rules_on_history`
 with the episodes the replay found.
@@ -7,6 +8,7 @@ with the episodes the replay found.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 from truthloop.core import rulehistory
@@ -30,9 +32,9 @@ async def rules_on_history(
     spec has no rules (nothing would have answered in the model's place)."""
     if not spec.fallback.rules:
         return None
-    tally = rulehistory.Tally(rulehistory.judge(spec))
+    tally = rulehistory.Tally(await asyncio.to_thread(rulehistory.judge, spec))
     for period in periods:
         query = DatasetQuery(monitor_id, period.start, period.end)
         async for records in store.chunks(query, chunk):
-            tally.add(records)
+            await asyncio.to_thread(tally.add, records)
     return rulehistory.result(tally, spec)
