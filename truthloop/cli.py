@@ -39,6 +39,10 @@ COMMANDS = {
         "truthloop.labeling",
         "lease review items to a Label Studio task file, or import its labels back",
     ),
+    "backtest": (
+        "truthloop.backtesting",
+        "replay a monitor's alerts and fallback on its stored history; sweep their thresholds",
+    ),
     "plan-review": (
         "truthloop.plan_review",
         "how many human reviews a day a monitor needs, or what a budget buys",

@@ -1,5 +1,5 @@
 """Which bearer token may do what: the operator's (admin) token everything, a namespace's token
-only capture, feedback, reference uploads and the review queue for the monitors of its
+only capture, feedback, reference uploads, the review queue and backtests for the monitors of its
 namespace.
 
 A namespace token is what sidecars and label sources of one namespace carry; with one shared
@@ -31,12 +31,14 @@ LEASING_READS = frozenset(
 MONITOR_WRITES = frozenset(
     {
         ("POST", "/v1/monitors/{namespace}/{name}/reference"),
+        ("POST", "/v1/monitors/{namespace}/{name}/backtest"),
         ("POST", REVIEW + "/import"),
         *LEASING_READS,
     }
 )
 """The requests on one monitor's path a namespace token may make, for its namespace's monitors:
-a reference data set is the model team's, as its capture is, and so is its review queue."""
+a reference data set is the model team's, as its capture is, and so are its review queue and
+its backtests (a POST that writes nothing, but holds a replica's CPU for seconds)."""
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

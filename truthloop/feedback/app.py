@@ -84,7 +84,7 @@ def _auth(token: str | None) -> Middleware:
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         """With an admin token configured, every write needs `Authorization: Bearer <token>`:
         the admin token, or a registered namespace token where its scope allows
-        (`core.scopes`: capture, feedback, reference uploads and the review queue of its
+        (`core.scopes`: capture, feedback, reference uploads, the review queue and backtests of its
         namespace's monitors, else 403). Reads need none, but those that lease review items.
         Without an admin token the service is open (every request is the admin's).
 
