@@ -65,7 +65,8 @@ def chart(page: Page, testid: str) -> dict[str, Any]:
             series: u.series.map((s) => s.label ?? null),
             bands: u.bands.length,
             marks: el.__marks.map((m) => m.label),
-            thresholds: (el.__thresholds || []).map((t) => t.label),
+            thresholds: el.__thresholds.map((t) => t.label),
+            periods: el.__periods,
             x: [u.scales.x.min, u.scales.x.max],
           };
         }""",
@@ -87,10 +88,22 @@ def test_the_monitor_page_has_each_source_s_band_the_versions_and_the_threshold(
     labeled = chart(page, "chart-labeled")
     assert labeled["series"][1:] == ["predictions", "labeled"]
     assert accuracy["thresholds"] == ["accuracy-low < 0.700"]
-    for lane in ("phase", "accuracy-low", "tenure-drift", "fallback"):
-        assert lane in page.evaluate(
-            "document.querySelector('[data-testid=chart-timeline]').__lanes.map((l) => l.name)"
-        )
+    ((engaged, released),) = site.history.fallback
+    ((start, end),) = accuracy["periods"]
+    assert released is not None
+    assert abs(start - engaged) <= simulated.STEP
+    assert abs(end - released) <= simulated.STEP
+    lanes = page.evaluate(
+        """Object.fromEntries(document.querySelector('[data-testid=chart-timeline]').__lanes
+          .map((lane) => [lane.name, lane.spans.map((span) => span[2])]))"""
+    )
+    assert lanes["accuracy-low"] == lanes["tenure-drift"] == ["firing"]
+    assert lanes["fallback"] == ["active"]
+    assert "Fallback active" in lanes["phase"]
+    kinds = page.eval_on_selector_all(
+        "[data-testid=events] tbody tr", "(rows) => rows.map((r) => r.dataset.kind)"
+    )
+    assert {"alert_firing", "fallback_engaged"} <= set(kinds)
 
 
 def test_the_window_picker_and_the_overview_lead_to_the_monitor(page: Page) -> None:

@@ -160,8 +160,7 @@ function track(el, u, height) {
 }
 
 function attach(el, u, extra) {
-  el.__chart = u;
-  Object.assign(el, extra);
+  Object.assign(el, { __chart: u, __marks: [], __periods: [], __thresholds: [] }, extra);
   el.dataset.points = String(u.data[0].length);
 }
 
@@ -337,6 +336,7 @@ export function timelineChart(el, { lanes, start, end, marks, height, axis }) {
     const rowH = bbox.height / rows;
     ctx.save();
     ctx.font = `${10 * ratio}px system-ui, sans-serif`;
+    ctx.textAlign = 'left';
     ctx.textBaseline = 'middle';
     lanes.forEach((ln, i) => {
       const top = bbox.top + i * rowH + 3 * ratio;

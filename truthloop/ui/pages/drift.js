@@ -5,7 +5,7 @@ import * as api from '../api.js';
 import * as charts from '../charts.js';
 import { h, mount } from '../dom.js';
 import * as fmt from '../fmt.js';
-import { empty, header, pointsFor, stat, stepFor, windowOf } from './frame.js';
+import { empty, header, pointsFor, stat, windowOf } from './frame.js';
 
 export const refreshes = true;
 
@@ -15,8 +15,8 @@ export async function render(ctx) {
   if (!ctx.current()) return;
   const window = windowOf(ctx, monitor);
   const version = ctx.params.get('version') || null;
-  const step = stepFor(fmt.parseDuration(window), pointsFor((ctx.el.clientWidth || 1000) / 2));
-  const answer = await api.get(`${path}/drift`, { window, version, series: step });
+  const points = pointsFor((ctx.el.clientWidth || 1000) / 2);
+  const answer = await api.get(`${path}/drift`, { window, version, points });
   if (!ctx.current()) return;
   const report = answer.drift;
   const status = monitor.status || {};
@@ -26,15 +26,15 @@ export async function render(ctx) {
     onchange: (e) => ctx.go(ctx.link('m', ctx.ns, ctx.name, 'drift', { w: ctx.params.get('w'), version: e.target.value })),
   }, h('option', { value: '' }, 'All versions, default reference'),
   (status.versions || []).map((v) => h('option', { value: v.version, selected: v.version === version }, `${v.version} (its reference)`)));
-  const head = header(ctx, monitor, { window, step });
+  const head = header(ctx, monitor, { window, step: answer.step });
   head.querySelector('.tools').prepend(versions);
   if (report.status === 'no_reference') {
     mount(ctx.el, h('section.page', { testid: 'page-drift' }, head,
       empty('No reference yet: upload one (truthloop reference, or POST …/reference) or set spec.drift.reference to measure drift.', 'no-reference')));
     return;
   }
-  const points = answer.series || [];
-  const x = points.map((p) => p.start);
+  const series = answer.series || [];
+  const x = series.map((p) => p.start);
   const overall = h('div.panel', { testid: 'chart-drift-share' });
   const grid = h('div.feature-grid');
   const features = [...report.features, ...report.predictions];
@@ -47,8 +47,8 @@ export async function render(ctx) {
     title: 'Drift over time', x, marks, format: (v) => fmt.pct(v, 0), range: [0, 1],
     thresholds: report.dataset?.threshold != null ? [{ value: report.dataset.threshold, label: `dataset drift ≥ ${fmt.pct(report.dataset.threshold, 0)}` }] : [],
     lines: [
-      { name: 'features drifted', color: charts.COLORS.realized, values: points.map((p) => (p.status === 'ok' ? p.share : null)) },
-      { name: 'outlier records', color: charts.COLORS.estimated, values: points.map((p) => (p.status === 'ok' ? p.outlier_ratio : null)) },
+      { name: 'features drifted', color: charts.COLORS.realized, values: series.map((p) => (p.status === 'ok' ? p.share : null)) },
+      { name: 'outlier records', color: charts.COLORS.estimated, values: series.map((p) => (p.status === 'ok' ? p.outlier_ratio : null)) },
     ],
   });
   for (const f of features) {
@@ -69,8 +69,8 @@ export async function render(ctx) {
         f.new_category_ratio != null ? h('span', `new categories ${fmt.pct(f.new_category_ratio)}`) : null));
     grid.append(card);
     const values = report.predictions.includes(f)
-      ? points.map((p) => (isPredictionColumn(report, f) ? p.prediction_drift ?? null : null))
-      : points.map((p) => p.statistics?.[f.name] ?? null);
+      ? series.map((p) => (isPredictionColumn(report, f) ? p.prediction_drift ?? null : null))
+      : series.map((p) => p.statistics?.[f.name] ?? null);
     if (!values.some((v) => v != null)) {
       mount(over, h('p.muted', 'No distance over time for this column.'));
       continue;

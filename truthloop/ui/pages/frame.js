@@ -6,21 +6,15 @@ import { h } from '../dom.js';
 import * as fmt from '../fmt.js';
 
 export const WINDOWS = ['1h', '6h', '24h', '7d', '30d'];
-// The steps a series may take (the service's own ladder for `points`).
-const STEPS = ['1m', '2m', '5m', '10m', '15m', '30m', '1h', '2h', '3h', '6h', '12h', '1d', '2d', '7d'];
 
 const TABS = [
   ['', 'Metrics'], ['drift', 'Drift'], ['segments', 'Segments'], ['versions', 'Versions'],
   ['review', 'Review'], ['reports', 'Reports'],
 ];
 
-/** The smallest step of the ladder that draws `window` in at most `points` points. */
-export function stepFor(windowSeconds, points) {
-  const want = windowSeconds / Math.max(1, points);
-  return STEPS.find((step) => fmt.parseDuration(step) >= want) || STEPS.at(-1);
-}
-
-/** Points for a chart `width` pixels wide: one every 4 pixels, 60 to 1,000. */
+/** Points for a chart `width` pixels wide: one every 4 pixels, 60 to 1,000. The service picks
+ * the step (`points=N` reads the series at the smallest step of its ladder that draws the window
+ * in at most about N points). */
 export function pointsFor(width) {
   return Math.max(60, Math.min(1000, Math.round(width / 4)));
 }
@@ -74,7 +68,7 @@ export function header(ctx, monitor, { window, step, picker = true } = {}) {
         testid: `window-${w}`,
       }, w))));
   }
-  if (step) tools.append(h('span.muted.step', { testid: 'step' }, `step ${step}`));
+  if (step) tools.append(h('span.muted.step', { testid: 'step' }, `step ${fmt.duration(step)}`));
   return h('section.monitor-head',
     h('div.title-row',
       h('h1', h('span.ns', namespace, '/'), name),

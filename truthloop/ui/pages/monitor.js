@@ -6,7 +6,7 @@ import * as api from '../api.js';
 import * as charts from '../charts.js';
 import { h, mount } from '../dom.js';
 import * as fmt from '../fmt.js';
-import { empty, header, phaseLabel, pointsFor, stat, stepFor, windowOf } from './frame.js';
+import { empty, header, phaseLabel, pointsFor, stat, windowOf } from './frame.js';
 
 export const refreshes = true;
 const SOURCES = ['realized', 'estimated', 'reviewed'];
@@ -17,24 +17,25 @@ export async function render(ctx) {
   const monitor = await api.get(path);
   if (!ctx.current()) return;
   const window = windowOf(ctx, monitor);
-  const seconds = fmt.parseDuration(window);
-  const width = ctx.el.clientWidth || 1000;
-  const step = stepFor(seconds, pointsFor(width));
-  const answer = await api.get(`${path}/metrics`, { window, series: step });
+  const points = pointsFor(ctx.el.clientWidth || 1000);
+  const [answer, history] = await Promise.all([
+    api.get(`${path}/metrics`, { window, points }),
+    api.get(`${path}/history`, { window }),
+  ]);
   if (!ctx.current()) return;
-  const start = answer.window.start;
-  const end = answer.window.end;
+  const { start, end } = answer.window;
+  const { step } = answer;
   const status = monitor.status || {};
-  const periods = historyOf(status, start);
+  const periods = history.periods;
   const marks = (status.versions || []).map((v) => ({ at: v.first_seen, label: v.version || '(none)' }));
-  const points = answer.series || [];
-  const x = points.map((p) => p.start);
+  const series = answer.series || [];
+  const x = series.map((p) => p.start);
   const { metric: head } = api.headline(monitor);
   const names = api.metricNames(answer.metrics);
   const alerted = new Set((monitor.spec.alerts || []).map((a) => a.metric));
   const order = [head, ...names.filter((n) => n !== head && alerted.has(n)), ...names.filter((n) => n !== head && !alerted.has(n))]
     .filter((n) => names.includes(n));
-  const withValues = order.filter((n) => points.some((p) => SOURCES.some((src) => p[GROUP[src]]?.[n]?.value != null)));
+  const withValues = order.filter((n) => series.some((p) => SOURCES.some((src) => p[GROUP[src]]?.[n]?.value != null)));
   const idle = order.filter((n) => !withValues.includes(n));
 
   const timeline = h('div', { testid: 'chart-timeline' });
@@ -46,7 +47,8 @@ export async function render(ctx) {
     h('div.panel.flush-top', h('div.panel-title', h('h2', 'Timeline'), legendNote()), timeline),
     withValues.length ? grid : empty(`No labeled or estimated value in the last ${window}.`, 'no-metrics'),
     idle.length ? h('p.muted.idle', { testid: 'idle-metrics' }, `No values in this window: ${idle.map(fmt.label).join(', ')}.`) : null,
-    h('div.panel', counts)));
+    h('div.panel', counts),
+    events(history)));
 
   const rows = lanes(monitor, periods);
   const axis = charts.axisFor(rows.map((r) => r.name));
@@ -56,9 +58,9 @@ export async function render(ctx) {
     grid.append(el);
     const sources = SOURCES.map((src) => ({
       name: src,
-      values: points.map((p) => p[GROUP[src]]?.[name]?.value ?? null),
-      lower: points.map((p) => p[GROUP[src]]?.[name]?.lower ?? null),
-      upper: points.map((p) => p[GROUP[src]]?.[name]?.upper ?? null),
+      values: series.map((p) => p[GROUP[src]]?.[name]?.value ?? null),
+      lower: series.map((p) => p[GROUP[src]]?.[name]?.lower ?? null),
+      upper: series.map((p) => p[GROUP[src]]?.[name]?.upper ?? null),
     }));
     charts.metricChart(el, {
       title: fmt.label(name), x, sources, marks, periods: periods.fallback,
@@ -69,13 +71,46 @@ export async function render(ctx) {
     });
   }
   charts.countChart(counts, {
-    title: `Predictions and labels per ${step}`, x, marks, periods: periods.fallback, axis,
+    title: `Predictions and labels per ${fmt.duration(step)}`, x, marks, periods: periods.fallback, axis,
     bars: [
-      { name: 'predictions', color: charts.COLORS.samples, values: points.map((p) => p.samples) },
-      { name: 'labeled', color: charts.COLORS.labeled, values: points.map((p) => p.labeled) },
+      { name: 'predictions', color: charts.COLORS.samples, values: series.map((p) => p.samples) },
+      { name: 'labeled', color: charts.COLORS.labeled, values: series.map((p) => p.labeled) },
     ],
   });
 }
+
+const EVENTS_SHOWN = 8;
+
+/** The window's transitions, newest first: the first few, the rest behind a toggle. */
+function events(history) {
+  const rows = history.transitions.slice().reverse().map((t) => h('tr', { dataset: { kind: t.kind } },
+    h('td', fmt.time(t.at, true)),
+    h('td', h('span.badge', { class: KIND_CLASS[t.kind] || null }, KIND_TEXT[t.kind] || t.kind)),
+    h('td', t.alert || (t.current ? `${phaseLabel(t.previous)} → ${phaseLabel(t.current)}` : '')),
+    h('td.wrap', t.reason)));
+  const more = rows.length - EVENTS_SHOWN;
+  const body = h('tbody', rows.slice(0, EVENTS_SHOWN));
+  const toggle = more > 0 ? h('button.ghost', {
+    type: 'button', testid: 'events-more',
+    onclick: (e) => { body.replaceChildren(...rows); e.target.remove(); },
+  }, `Show ${more} more`) : null;
+  return h('div.panel.flush', { testid: 'events' },
+    h('div.panel-title.padded', h('h2', 'Events'),
+      h('span.muted', history.truncated ? `the newest ${rows.length} of the window` : `${rows.length} in the window`),
+      h('span.spacer'), toggle),
+    rows.length
+      ? h('table.grid', h('thead', h('tr', h('th', 'When'), h('th', 'What'), h('th', 'Of'), h('th', 'Why'))), body)
+      : h('p.padded.muted', 'Nothing happened in this window: no alert, fallback or phase change.'));
+}
+
+const KIND_TEXT = {
+  alert_pending: 'alert pending', alert_firing: 'alert firing', alert_resolved: 'alert resolved',
+  fallback_engaged: 'fallback engaged', fallback_disengaged: 'fallback released', phase_changed: 'phase',
+};
+const KIND_CLASS = {
+  alert_pending: 'alert-pending', alert_firing: 'alert-firing', alert_resolved: 'alert-ok',
+  fallback_engaged: 'phase-fallbackactive', fallback_disengaged: 'alert-ok',
+};
 
 function legendNote() {
   return h('div.key',
@@ -115,16 +150,6 @@ function thresholdsOf(monitor, metric) {
       return { value, label: `${a.name}${source} ${a.below != null ? '<' : '>'} ${fmt.num(value)}` };
     })
     .filter((t) => t.value != null);
-}
-
-/** Periods from the state alone: what is open now, since when. */
-function historyOf(status, start) {
-  const fallback = status.fallback?.active ? [[Math.max(start, status.fallback.since ?? start), null]] : [];
-  const alerts = {};
-  for (const a of status.alerts || []) {
-    if (a.state === 'firing') alerts[a.name] = [[Math.max(start, a.since ?? start), null]];
-  }
-  return { fallback, alerts, phases: [[start, null, status.phase]] };
 }
 
 function lanes(monitor, periods) {

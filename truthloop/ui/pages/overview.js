@@ -5,10 +5,11 @@ import * as api from '../api.js';
 import * as charts from '../charts.js';
 import { h, mount } from '../dom.js';
 import * as fmt from '../fmt.js';
-import { alertBadge, empty, phaseBadge, pointsFor, stepFor, windowOf } from './frame.js';
+import { alertBadge, empty, phaseBadge, windowOf } from './frame.js';
 
 export const refreshes = true;
-const SPARK_POINTS = pointsFor(140 * 3);
+// A sparkline's points: one every 2 pixels.
+const SPARK_POINTS = 70;
 
 export async function render(ctx) {
   const { items } = await api.get('/v1/monitors');
@@ -76,9 +77,8 @@ function row(ctx, m) {
   tr.addEventListener('click', (e) => { if (!(e.target instanceof HTMLAnchorElement)) ctx.go(href); });
   const spark = async () => {
     const window = windowOf(ctx, m);
-    const step = stepFor(fmt.parseDuration(window), SPARK_POINTS);
     try {
-      const answer = await api.get(api.monitorPath(namespace, name, '/metrics'), { window, series: step });
+      const answer = await api.get(api.monitorPath(namespace, name, '/metrics'), { window, points: SPARK_POINTS });
       const group = kind === 'realized' ? 'metrics' : kind;
       const points = (answer.series || []).map((p) => ({ at: p.start, ...(p[group]?.[metric] || {}) }));
       cell.replaceChildren(charts.sparkline(points), h('div.sub', window));
