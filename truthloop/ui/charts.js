@@ -94,9 +94,14 @@ function overlays({ periods = [], marks = [], thresholds = [] }) {
         ctx.save();
         ctx.font = `${10 * ratio}px system-ui, sans-serif`;
         ctx.lineWidth = ratio;
+        const labels = [];
         for (const t of thresholds) {
           const y = u.valToPos(t.value, 'y', true);
           if (y < bbox.top || y > bbox.top + bbox.height) continue;
+          // a label clear of those above it
+          let at = y - 3 * ratio;
+          while (labels.some((l) => Math.abs(l - at) < 12 * ratio)) at -= 12 * ratio;
+          labels.push(at);
           ctx.strokeStyle = COLORS.threshold;
           ctx.setLineDash([5 * ratio, 4 * ratio]);
           ctx.beginPath();
@@ -106,11 +111,11 @@ function overlays({ periods = [], marks = [], thresholds = [] }) {
           const w = ctx.measureText(t.label).width + 6 * ratio;
           const right = bbox.left + bbox.width - 4 * ratio;
           ctx.fillStyle = 'rgba(255,255,255,0.85)';
-          ctx.fillRect(right - w + 3 * ratio, y - 14 * ratio, w, 12 * ratio);
+          ctx.fillRect(right - w + 3 * ratio, at - 11 * ratio, w, 12 * ratio);
           ctx.fillStyle = COLORS.threshold;
           ctx.textAlign = 'right';
           ctx.textBaseline = 'bottom';
-          ctx.fillText(t.label, right, y - 3 * ratio);
+          ctx.fillText(t.label, right, at);
         }
         ctx.setLineDash([2 * ratio, 3 * ratio]);
         ctx.textAlign = 'left';
@@ -410,7 +415,7 @@ export function sparkline(points, { width = 140, height = 30, color = COLORS.rea
 }
 
 /** Reference vs current proportions of a feature's bins, as grouped SVG bars. */
-export function histogram({ labels, reference, current, width = 460, height = 150 }) {
+export function histogram({ labels, reference, current, width = 340, height = 160 }) {
   const n = labels.length;
   const max = Math.max(1e-9, ...reference, ...current);
   const pad = { l: 34, r: 6, t: 6, b: 30 };

@@ -14,28 +14,33 @@ const GROUP = { realized: 'metrics', estimated: 'estimated', reviewed: 'reviewed
 
 export async function render(ctx) {
   const path = api.monitorPath(ctx.ns, ctx.name);
-  const monitor = await api.get(path);
-  if (!ctx.current()) return;
-  const window = windowOf(ctx, monitor);
   const points = pointsFor(ctx.el.clientWidth || 1000);
-  const [answer, history] = await Promise.all([
+  const series = (window) => Promise.all([
     api.get(`${path}/metrics`, { window, points }),
     api.get(`${path}/history`, { window }),
   ]);
+  // A window in the address needs nothing of the monitor: ask for everything at once.
+  const asked = ctx.params.get('w');
+  const early = asked && fmt.parseDuration(asked) ? series(asked) : null;
+  early?.catch(() => {}); // awaited below, unless the monitor's own request fails first
+  const monitor = await api.get(path);
+  if (!ctx.current()) return;
+  const window = windowOf(ctx, monitor);
+  const [answer, history] = await (early || series(window));
   if (!ctx.current()) return;
   const { start, end } = answer.window;
   const { step } = answer;
   const status = monitor.status || {};
   const periods = history.periods;
   const marks = (status.versions || []).map((v) => ({ at: v.first_seen, label: v.version || '(none)' }));
-  const series = answer.series || [];
-  const x = series.map((p) => p.start);
+  const steps = answer.series || [];
+  const x = steps.map((p) => p.start);
   const { metric: head } = api.headline(monitor);
   const names = api.metricNames(answer.metrics);
   const alerted = new Set((monitor.spec.alerts || []).map((a) => a.metric));
   const order = [head, ...names.filter((n) => n !== head && alerted.has(n)), ...names.filter((n) => n !== head && !alerted.has(n))]
     .filter((n) => names.includes(n));
-  const withValues = order.filter((n) => series.some((p) => SOURCES.some((src) => p[GROUP[src]]?.[n]?.value != null)));
+  const withValues = order.filter((n) => steps.some((p) => SOURCES.some((src) => p[GROUP[src]]?.[n]?.value != null)));
   const idle = order.filter((n) => !withValues.includes(n));
 
   const timeline = h('div', { testid: 'chart-timeline' });
@@ -58,9 +63,9 @@ export async function render(ctx) {
     grid.append(el);
     const sources = SOURCES.map((src) => ({
       name: src,
-      values: series.map((p) => p[GROUP[src]]?.[name]?.value ?? null),
-      lower: series.map((p) => p[GROUP[src]]?.[name]?.lower ?? null),
-      upper: series.map((p) => p[GROUP[src]]?.[name]?.upper ?? null),
+      values: steps.map((p) => p[GROUP[src]]?.[name]?.value ?? null),
+      lower: steps.map((p) => p[GROUP[src]]?.[name]?.lower ?? null),
+      upper: steps.map((p) => p[GROUP[src]]?.[name]?.upper ?? null),
     }));
     charts.metricChart(el, {
       title: fmt.label(name), x, sources, marks, periods: periods.fallback,
@@ -73,8 +78,8 @@ export async function render(ctx) {
   charts.countChart(counts, {
     title: `Predictions and labels per ${fmt.duration(step)}`, x, marks, periods: periods.fallback, axis,
     bars: [
-      { name: 'predictions', color: charts.COLORS.samples, values: series.map((p) => p.samples) },
-      { name: 'labeled', color: charts.COLORS.labeled, values: series.map((p) => p.labeled) },
+      { name: 'predictions', color: charts.COLORS.samples, values: steps.map((p) => p.samples) },
+      { name: 'labeled', color: charts.COLORS.labeled, values: steps.map((p) => p.labeled) },
     ],
   });
 }
