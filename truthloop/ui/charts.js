@@ -189,20 +189,53 @@ function follow(u, when, chips, show) {
 }
 
 /**
+ * A chart over time: a head (its title, the time the legend shows, a chip per legend entry) over
+ * the plot, with the overlays. `entries`: [name, color, column]; `show(u, i, column)` a column's
+ * value at `i` as text; the rest is what differs between charts (uPlot's data, series, bands, the
+ * y scale's range and tick values, the cursor's points).
+ */
+function timeChart(el, {
+  title, entries, show, data, series, bands, yRange, yValues, cursorPoints = { size: 6 },
+  height, axis, marks = [], periods = [], thresholds = [],
+}) {
+  el.classList.add('chart');
+  const legend = h('div.legend');
+  const when = h('span.when');
+  const plot = h('div.plot');
+  el.replaceChildren(h('div.chart-head', h('h3', title), when, legend), plot);
+  const chips = entries.map(([name, color, at]) => {
+    const value = h('span.value');
+    legend.append(h('span.chip', h('i', { style: `background:${color}` }), name, ' ', value));
+    return { at, value };
+  });
+  if (!entries.length) legend.append(h('span.muted', 'no values in this window'));
+  const u = new U({
+    ...sizeOf(plot, height),
+    legend: { show: false },
+    cursor: { sync: { key: SYNC }, points: cursorPoints, drag: { x: false, y: false } },
+    scales: { x: { time: true }, y: { range: yRange } },
+    axes: [xAxis(), yAxis(yValues, axis)],
+    series,
+    bands,
+    plugins: [overlays({ periods, marks, thresholds })],
+    hooks: { setCursor: [(u) => follow(u, when, chips, (i, at) => show(u, i, at))] },
+  }, data, plot);
+  u.hooks.setCursor[0](u);
+  track(el, u, height);
+  attach(el, u, { __marks: marks, __periods: periods, __thresholds: thresholds });
+  return u;
+}
+
+/**
  * A metric over time: each source (realized, estimated, reviewed) a line with its 95% band.
  * sources: [{name, values, lower, upper}] (arrays aligned with x).
  */
-export function metricChart(el, { title, x, sources, thresholds, periods, marks, range, height = 170, axis }) {
-  const shown = sources.filter((src) => src.values.some((v) => v != null));
-  const legend = h('div.legend');
-  const when = h('span.when');
-  el.classList.add('chart');
-  el.replaceChildren(h('div.chart-head', h('h3', title), when, legend), h('div.plot'));
+export function metricChart(el, { x, sources, thresholds, range, height = 170, ...rest }) {
   const data = [x];
   const series = [{}];
   const bands = [];
-  const chips = [];
-  for (const src of shown) {
+  const entries = [];
+  for (const src of sources.filter((s) => s.values.some((v) => v != null))) {
     const color = COLORS[src.name];
     const at = data.length;
     data.push(src.values, src.lower, src.upper);
@@ -212,117 +245,55 @@ export function metricChart(el, { title, x, sources, thresholds, periods, marks,
       { label: `${src.name} upper`, stroke: alpha(color, 0.25), width: 0.5, points: { show: false } },
     );
     bands.push({ series: [at + 2, at + 1], fill: alpha(color, 0.13) });
-    const value = h('span.value');
-    chips.push({ at, value });
-    legend.append(h('span.chip', h('i', { style: `background:${color}` }), src.name, ' ', value));
+    entries.push([src.name, color, at]);
   }
-  if (!shown.length) legend.append(h('span.muted', 'no values in this window'));
   const lines = (thresholds || []).map((t) => t.value);
-  const opts = {
-    ...sizeOf(el.querySelector('.plot'), height),
-    legend: { show: false },
-    cursor: { sync: { key: SYNC }, points: { size: 6 }, drag: { x: false, y: false } },
-    scales: {
-      x: { time: true },
-      y: {
-        range: (u, min, max) => {
-          let lo = Math.min(min ?? 0, ...lines);
-          let hi = Math.max(max ?? 1, ...lines);
-          const pad = (hi - lo) * 0.08 || 0.05;
-          lo -= pad;
-          hi += pad;
-          if (range) [lo, hi] = [Math.max(range[0], lo), Math.min(range[1], hi)];
-          return [lo, hi];
-        },
-      },
+  return timeChart(el, {
+    ...rest, height, thresholds, entries, data, series, bands,
+    show: (u, i, at) => fmt.interval({ value: u.data[at][i], lower: u.data[at + 1][i], upper: u.data[at + 2][i] }),
+    yRange: (u, min, max) => {
+      let lo = Math.min(min ?? 0, ...lines);
+      let hi = Math.max(max ?? 1, ...lines);
+      const pad = (hi - lo) * 0.08 || 0.05;
+      lo -= pad;
+      hi += pad;
+      return range ? [Math.max(range[0], lo), Math.min(range[1], hi)] : [lo, hi];
     },
-    axes: [xAxis(), yAxis(null, axis)],
-    series,
-    bands,
-    plugins: [overlays({ periods, marks, thresholds })],
-    hooks: {
-      setCursor: [(u) => follow(u, when, chips, (i, at) => fmt.interval({
-        value: u.data[at][i], lower: u.data[at + 1][i], upper: u.data[at + 2][i],
-      }))],
-    },
-  };
-  const u = new U(opts, data, el.querySelector('.plot'));
-  u.hooks.setCursor[0](u);
-  track(el, u, height);
-  attach(el, u, { __marks: marks || [], __periods: periods || [], __thresholds: thresholds || [] });
-  el.dataset.bands = String(bands.length);
-  el.dataset.marks = String((marks || []).length);
-  return u;
+  });
 }
 
-/** Samples and labeled per step as bars (labeled over samples). */
-export function countChart(el, { title, x, bars, periods, marks, height = 120, axis }) {
-  el.classList.add('chart');
-  const legend = h('div.legend');
-  const when = h('span.when');
-  el.replaceChildren(h('div.chart-head', h('h3', title), when, legend), h('div.plot'));
-  const chips = bars.map((b, i) => {
-    const value = h('span.value');
-    legend.append(h('span.chip', h('i', { style: `background:${b.color}` }), b.name, ' ', value));
-    return { at: i + 1, value };
-  });
+/** Counts per step as bars, drawn over each other in order (labeled over predictions). */
+export function countChart(el, { x, bars, height = 120, ...rest }) {
   const paths = U.paths.bars({ size: [0.8, 24], gap: 1 });
-  const u = new U({
-    ...sizeOf(el.querySelector('.plot'), height),
-    legend: { show: false },
-    cursor: { sync: { key: SYNC }, points: { show: false }, drag: { x: false, y: false } },
-    scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max) * 1.08] } },
-    axes: [xAxis(), yAxis((u, splits) => splits.map((v) => fmt.count(v)), axis)],
+  return timeChart(el, {
+    ...rest, height,
+    entries: bars.map((b, i) => [b.name, b.color, i + 1]),
+    data: [x, ...bars.map((b) => b.values)],
     series: [{}, ...bars.map((b) => ({ label: b.name, fill: b.color, stroke: b.color, width: 0, paths, points: { show: false } }))],
-    plugins: [overlays({ periods, marks })],
-    hooks: {
-      setCursor: [(u) => follow(u, when, chips, (i, at) => fmt.count(u.data[at][i]))],
-    },
-  }, [x, ...bars.map((b) => b.values)], el.querySelector('.plot'));
-  u.hooks.setCursor[0](u);
-  track(el, u, height);
-  attach(el, u, { __marks: marks || [], __periods: periods || [] });
-  return u;
+    show: (u, i, at) => fmt.count(u.data[at][i]),
+    yRange: (u, min, max) => [0, Math.max(1, max) * 1.08],
+    yValues: (u, splits) => splits.map((v) => fmt.count(v)),
+    cursorPoints: { show: false },
+  });
 }
 
-/** A plain line chart (drift statistics, sidecar figures): lines: [{name, color, values}]. */
-export function lineChart(el, { title, x, lines, thresholds, periods, marks, format, range, height = 150, axis }) {
-  el.classList.add('chart');
-  const legend = h('div.legend');
-  const when = h('span.when');
-  el.replaceChildren(h('div.chart-head', h('h3', title), when, legend), h('div.plot'));
+/** Lines without bands (drift distances, sidecar figures): lines: [{name, color, values}]. */
+export function lineChart(el, { x, lines, thresholds, format, range, height = 150, ...rest }) {
   const show = format || ((v) => fmt.num(v));
-  const chips = lines.map((l, i) => {
-    const value = h('span.value');
-    legend.append(h('span.chip', h('i', { style: `background:${l.color}` }), l.name, ' ', value));
-    return { at: i + 1, value };
-  });
   const limits = (thresholds || []).map((t) => t.value);
-  const u = new U({
-    ...sizeOf(el.querySelector('.plot'), height),
-    legend: { show: false },
-    cursor: { sync: { key: SYNC }, points: { size: 6 }, drag: { x: false, y: false } },
-    scales: {
-      x: { time: true },
-      y: {
-        range: (u, min, max) => {
-          const lo = range ? range[0] : Math.min(min ?? 0, ...limits);
-          const hi = Math.max(max ?? 1e-9, ...limits, lo + 1e-9) * 1.1;
-          return [lo, range && range[1] != null ? Math.min(range[1], hi) : hi];
-        },
-      },
-    },
-    axes: [xAxis(), yAxis((u, splits) => splits.map((v) => show(v)), axis)],
+  return timeChart(el, {
+    ...rest, height, thresholds,
+    entries: lines.map((l, i) => [l.name, l.color, i + 1]),
+    data: [x, ...lines.map((l) => l.values)],
     series: [{}, ...lines.map((l) => ({ label: l.name, stroke: l.color, width: 1.5, spanGaps: false, points: { size: 3, fill: l.color } }))],
-    plugins: [overlays({ periods, marks, thresholds })],
-    hooks: {
-      setCursor: [(u) => follow(u, when, chips, (i, at) => show(u.data[at][i]))],
+    show: (u, i, at) => show(u.data[at][i]),
+    yRange: (u, min, max) => {
+      const lo = range ? range[0] : Math.min(min ?? 0, ...limits);
+      const hi = Math.max(max ?? 1e-9, ...limits, lo + 1e-9) * 1.1;
+      return [lo, range && range[1] != null ? Math.min(range[1], hi) : hi];
     },
-  }, [x, ...lines.map((l) => l.values)], el.querySelector('.plot'));
-  u.hooks.setCursor[0](u);
-  track(el, u, height);
-  attach(el, u, { __marks: marks || [], __periods: periods || [] });
-  return u;
+    yValues: (u, splits) => splits.map((v) => show(v)),
+  });
 }
 
 /**
