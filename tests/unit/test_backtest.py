@@ -274,3 +274,35 @@ def test_the_grid_varies_the_last_sweep_fastest_and_applies_each_field() -> None
     assert applied.alerts[0].below == 0.7
     assert applied.fallback.recover_after == 120.0
     assert sweep.grid(()) == [{}]
+
+
+def test_a_candidate_has_the_episodes_of_its_whole_spec() -> None:
+    """A candidate is stepped with its engaging alerts only: its episodes are those of the
+    whole spec's replay, whatever the other alerts do."""
+    rng = np.random.default_rng(11)
+    accuracy = list(np.clip(rng.normal(0.85, 0.08, 600), 0, 1))
+    accuracy[300:360] = [0.5] * 60
+    spec = monitor(
+        alerts=[
+            {"name": "accuracy-low", "metric": "accuracy", "below": 0.8, "for": "2m"},
+            {"name": "f1-wobbly", "metric": "f1", "below": 0.85, "for": "0s"},
+        ],
+        fallback={
+            "engageOn": ["accuracy-low"],
+            "recoverAfter": "3m",
+            "rules": [{"prediction": "0"}],
+        },
+    )
+    found, _ = replayed(spec, accuracy)
+    sweeps = sweep.parse(
+        ["alerts[accuracy-low].below=0.7,0.8,0.85", "fallback.recoverAfter=0s,5m"], spec
+    )
+    goal = backtest.target(spec, sweeps)
+    assert goal is not None
+    swept = backtest.run_sweep("ml/churn", spec, found, sweeps, goal)
+    for candidate in swept.candidates:
+        whole = sweep.apply(spec, sweeps, candidate.values)
+        episodes = backtest.result(
+            "ml/churn", whole, found, backtest.step_every_minute(whole, found), around=False
+        ).episodes
+        assert candidate.episodes == episodes

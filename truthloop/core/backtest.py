@@ -223,11 +223,11 @@ class Inputs:
     """Each minute's model counters (every version summed), what an episode's own figures sum."""
     estimator: Estimator | None = None
 
-    def at(self, i: int) -> dict[str, WindowMetric]:
-        """The machine's input at the `i`-th minute."""
+    def at(self, i: int, keys: Sequence[str]) -> dict[str, WindowMetric]:
+        """The machine's input at the `i`-th minute: the values of `keys` (`read_keys`)."""
         return {
-            key: WindowMetric(_number(float(values[i])), int(self.samples[key][i]))
-            for key, values in self.values.items()
+            key: WindowMetric(_number(float(self.values[key][i])), int(self.samples[key][i]))
+            for key in keys
         }
 
     def figure(self, key: str, i: int) -> Figure:
@@ -276,7 +276,8 @@ def inputs(
     """Every minute of `span` read as the engine's tick reads its window: the minutes' model
     counters summed over the window as a sliding sum (the entering minute added, the leaving one
     subtracted; `minutes` holds the `window_minutes - 1` before `span` too), each distinct window
-    evaluated once (`evaluation.evaluate`, estimated through `estimator` in batches) and read by
+    (by its sums) evaluated once (`evaluation.evaluate`, estimated through `estimator` in
+    batches) and read by
     `evaluation.alert_values`. Only the counters the read keys need are summed: the score
     histogram only for `roc_auc`, the estimation counters only for an estimate."""
     width = window_minutes(spec)
@@ -303,7 +304,8 @@ def inputs(
     index = {k: j for j, k in enumerate(columns)}
     chunk = max(1, CHUNK_CELLS // max(1, len(columns)))
     running = _dense(model, index, span.start - width + 1, span.start).sum(axis=0)
-    last: Floats | None = None
+    seen: dict[bytes, list[float]] = {}
+    """Each distinct window's read, by its sums: a window seen before is not evaluated again."""
     min_samples = spec.metrics.min_samples
     for first in range(0, n, chunk):
         stop = min(n, first + chunk)
@@ -311,15 +313,15 @@ def inputs(
         leaving = _dense(model, index, span.start + first - width, span.start + stop - width)
         rows = running + np.cumsum(entering - leaving, axis=0)
         running = rows[-1]
-        same = np.zeros(len(rows), bool)
-        same[1:] = np.all(rows[1:] == rows[:-1], axis=1)
-        same[0] = last is not None and bool(np.array_equal(rows[0], last))
-        last = rows[-1]
-        starts = [int(i) for i in np.flatnonzero(~same)]
-        windows = [_counters(columns, rows[i]) for i in starts]
+        distinct, inverse = np.unique(rows, axis=0, return_inverse=True)
+        sums = [row.tobytes() for row in distinct]
+        fresh = [i for i, key in enumerate(sums) if key not in seen]
+        windows = [_counters(columns, distinct[i]) for i in fresh]
         evaluations = _evaluate(spec, windows, estimator if estimating else None)
-        table = np.array([_read(e, read, figures, min_samples) for e in evaluations])
-        expanded = table[np.cumsum(~same) - 1]
+        for i, evaluated in zip(fresh, evaluations, strict=True):
+            seen[sums[i]] = _read(evaluated, read, figures, min_samples)
+        table = np.array([seen[key] for key in sums])
+        expanded = table[inverse.reshape(-1)]
         at = slice(first, stop)
         for j, key in enumerate(read):
             values[key][at] = expanded[:, j]
@@ -416,8 +418,9 @@ def step_every_minute(spec: MonitorSpec, inputs: Inputs) -> Stepped:
     would: the reference `step_at_changes` must agree with."""
     state = alerts.initial_state(spec)
     found: Stepped = []
+    keys = read_keys(spec)
     for i in range(len(inputs.span)):
-        state, transitions = alerts.step(state, spec, tick(inputs.span, i), inputs.at(i))
+        state, transitions = alerts.step(state, spec, tick(inputs.span, i), inputs.at(i, keys))
         found += [(i, t) for t in transitions]
     return found
 
@@ -437,8 +440,9 @@ def step_at_changes(spec: MonitorSpec, inputs: Inputs) -> Stepped:
     state = alerts.initial_state(spec)
     found: Stepped = []
     i, c = 0, 0
+    keys = read_keys(spec)
     while i < n:
-        state, transitions = alerts.step(state, spec, tick(inputs.span, i), inputs.at(i))
+        state, transitions = alerts.step(state, spec, tick(inputs.span, i), inputs.at(i, keys))
         found += [(i, t) for t in transitions]
         while c < len(changes) and changes[c] <= i:
             c += 1
@@ -693,10 +697,15 @@ def run_sweep(
     goal: Target,
 ) -> SweepResult:
     """Every candidate of the sweeps' grid replayed on the same `inputs_` (a candidate changes
-    thresholds and durations, never what the alerts read) and scored against `goal`."""
+    thresholds and durations, never what the alerts read) and scored against `goal`. A
+    candidate is scored on its fallback's episodes, which only the alerts of `engageOn` decide
+    (the others change the phase, never the fallback), so it is stepped with those alone: the
+    steps the other alerts' changes would add change nothing it is scored on."""
     replays = []
     for values in sweep.grid(sweeps):
         candidate = sweep.apply(spec, sweeps, values)
+        engaging = tuple(a for a in candidate.alerts if a.name in candidate.fallback.engage_on)
+        candidate = replace(candidate, alerts=engaging)
         stepped = step_at_changes(candidate, inputs_)
         replays.append((values, result(monitor, candidate, inputs_, stepped, around=False)))
     scores = [score(inputs_, r, goal) for _, r in replays]
