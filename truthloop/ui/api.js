@@ -62,10 +62,13 @@ export function headline(monitor) {
   return { metric: monitor.spec.task === 'regression' ? 'mae' : 'accuracy', source: 'realized' };
 }
 
+// Counts and totals beside the metrics, not charted as metrics.
+const NOT_METRICS = new Set(['mape_excluded', 'cost_total']);
+
 /** Metric names of an answer's `metrics` object that have a value and interval. */
 export function metricNames(metrics) {
   return Object.entries(metrics || {})
-    .filter(([, m]) => m && typeof m === 'object' && 'value' in m)
+    .filter(([name, m]) => m && typeof m === 'object' && 'value' in m && !NOT_METRICS.has(name))
     .map(([name]) => name);
 }
 

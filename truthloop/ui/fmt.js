@@ -71,6 +71,9 @@ export function ago(epoch, now = Date.now() / 1000) {
 
 /** A metric's name for people: balanced_accuracy → "balanced accuracy". */
 export function label(name) {
-  const text = name.replace(/_/g, ' ');
+  if (NAMES[name]) return NAMES[name];
+  const text = name.replace(/_/g, ' ').replace(/\b(mae|rmse|mape|auc|roc|psi|ks|f1)\b/g, (w) => w.toUpperCase());
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
+
+const NAMES = { r2: 'R²' };
