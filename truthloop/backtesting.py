@@ -240,7 +240,7 @@ def show(found: Backtest, console: Console, sweeps: Sequence[str] = ()) -> None:
     console.print(alerts)
     if result.unread:
         console.print(
-            "not replayed (drift and segment alerts, insufficient here): "
+            "not replayed (drift alerts: insufficient here, they never fire): "
             + ", ".join(result.unread)
         )
     if found.sweep is not None:

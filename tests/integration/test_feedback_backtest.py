@@ -122,3 +122,47 @@ async def test_a_second_backtest_while_one_runs_is_told_to_retry(service: Servic
     assert answer["details"][0]["reason"] == "busy"
     status, _ = await backtest(service)
     assert status == 200
+
+
+SEGMENTED: dict[str, Any] = {
+    **SPEC,
+    "alerts": [
+        SPEC["alerts"][0],
+        {"name": "new-low", "metric": "accuracy", "below": 0.7, "for": "1m", "segment": "tenure"},
+    ],
+    "segments": [{"name": "tenure", "pointer": "/tenure", "buckets": [12]}],
+}
+
+
+async def test_the_replay_of_a_segment_alert_makes_the_live_engines_transitions(
+    start_service: Any, clock: FakeClock
+) -> None:
+    """The newer customers (tenure < 12) degrade while the overall accuracy holds: the segment
+    alert fires and names them, in the engine as in the replay."""
+    service = await start_service()
+    await service.put_monitor(monitor_body(**SEGMENTED))
+    for minute in range(40):
+        clock.now = T0 + 60 * minute + 10
+        ids = [f"m{minute}-{i}" for i in range(8)]
+        made = [
+            record(p, 1, ts=clock.now, segments={"tenure": 3 if i < 3 else 30})
+            for i, p in enumerate(ids)
+        ]
+        await service.predictions(made)
+        wrong = {0, 1} if 10 <= minute < 20 else set()
+        await service.feedback(
+            *(
+                {"monitor": "ml/churn", "prediction_id": p, "actual": int(i not in wrong)}
+                for i, p in enumerate(ids)
+            )
+        )
+        clock.now = T0 + 60 * minute + 59
+        await service.tick()
+    made = (await service.ok("GET", "/v1/monitors/ml/churn/history"))["transitions"]
+    assert any(t["alert"] == "new-low" and t["kind"] == "alert_firing" for t in made)
+    status, answer = await backtest(service, **{"from": T0, "to": T0 + 60 * 40})
+    assert status == 200, answer
+    found = msgspec.convert(answer, Backtest)
+    replayed = [msgspec.to_builtins(t) for t in found.result.transitions]
+    assert replayed == [{k: t[k] for k in replayed[0]} for t in made]
+    assert found.result.unread == ()

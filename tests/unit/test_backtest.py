@@ -86,7 +86,7 @@ def test_an_episode_still_on_at_the_end_is_open() -> None:
     assert episode.metrics["accuracy"].after is None
 
 
-def test_drift_and_segment_alerts_are_named_unread() -> None:
+def test_drift_alerts_are_named_unread() -> None:
     spec = monitor(
         alerts=[
             {"name": "accuracy-low", "metric": "accuracy", "below": 0.8},

@@ -4,9 +4,11 @@
 fallback have engaged, for how long, and how good was the model then?" before a spec acts on
 traffic. The replay reads nothing the live engine does not: every minute's window (the `window`
 minutes ending with it, summed) is evaluated and read by the same functions the engine's tick
-uses (`evaluation.alert_values`, `drift.alert_values`, `segment_metrics.alert_metrics`), and
+uses (`evaluation.alert_values`; for a segment alert `segment_metrics.rank` and `worst`), and
 the same machine (`alerts.step`) is stepped on them, so the transitions are the ones the engine
-would have made on the same buckets ticking once a minute.
+would have made on the same buckets ticking once a minute (the tests hold them to the live
+engine's). Drift alerts are not replayed yet: they read the feature sketches against the
+reference, and are named `unread`.
 
 Times are epoch seconds; a period is half-open `[start, end)`; minutes are epoch minutes
 (`windows.bucket_of`).
@@ -14,19 +16,37 @@ Times are epoch seconds; a period is half-open `[start, end)`; minutes are epoch
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 
-from truthloop.core import alerts, estimate, evaluation, metrics, sketch, sweep, timeline
+from truthloop.core import (
+    alerts,
+    estimate,
+    evaluation,
+    metrics,
+    segment_metrics,
+    segments,
+    sketch,
+    sweep,
+    timeline,
+)
 from truthloop.core.alerts import Transition, WindowMetric
 from truthloop.core.evaluation import Estimator, Evaluated, Group
 from truthloop.core.join import PREDICTIONS_KEY
 from truthloop.core.rulehistory import RulesVsModel
-from truthloop.core.spec import DRIFT_METRICS, FieldError, MonitorSpec, SpecError, counts_labels
+from truthloop.core.spec import (
+    DRIFT_METRICS,
+    AlertSpec,
+    FieldError,
+    MonitorSpec,
+    SpecError,
+    counts_labels,
+)
 from truthloop.core.timeline import Line
 from truthloop.core.windows import BUCKET_SECONDS, BucketRange, bucket_start
 
@@ -122,7 +142,7 @@ class BacktestResult:
     fallback_share: float | None
     engagements_per_day: float
     unread: tuple[str, ...] = ()
-    """The alerts the replay gives no input (drift and segment alerts): insufficient throughout,
+    """The alerts the replay gives no input (drift alerts): insufficient throughout,
     they never fire in a backtest."""
 
     @property
@@ -222,13 +242,25 @@ class Inputs:
     model: Mapping[int, metrics.Counters]
     """Each minute's model counters (every version summed), what an episode's own figures sum."""
     estimator: Estimator | None = None
+    ranked: Mapping[str, Sequence[Ranking]] = field(default_factory=dict)
+    """Each segment alert's ranking of its segment's values at every minute, by its key."""
 
-    def at(self, i: int, keys: Sequence[str]) -> dict[str, WindowMetric]:
-        """The machine's input at the `i`-th minute: the values of `keys` (`read_keys`)."""
-        return {
+    def at(
+        self, i: int, keys: Sequence[str], segmented: Sequence[AlertSpec] = ()
+    ) -> dict[str, WindowMetric]:
+        """The machine's input at the `i`-th minute: the values of `keys` (`read_keys`), and
+        what each alert of `segmented` reads of its ranking (`segment_metrics.worst`: the
+        values that breach its threshold, worst first)."""
+        found = {
             key: WindowMetric(_number(float(self.values[key][i])), int(self.samples[key][i]))
             for key in keys
         }
+        min_samples = self.spec.metrics.min_samples
+        for alert in segmented:
+            if alert.key in self.ranked:
+                ranking = self.ranked[alert.key][i]
+                found[alert.key] = segment_metrics.worst(alert, ranking, min_samples)
+        return found
 
     def figure(self, key: str, i: int) -> Figure:
         """The window's figure of `key` at the `i`-th minute."""
@@ -251,9 +283,10 @@ def tick(span: BucketRange, i: int) -> float:
 
 
 def read_keys(spec: MonitorSpec) -> tuple[str, ...]:
-    """The values a replay reads: each alert's on a model metric (not a drift alert's nor a
-    segment alert's, `unread`), the realized metric behind it (the scores' and the labeled
-    count's), and the task's headline metric (so the phase counts labels without such alerts)."""
+    """The model's values a replay reads: each alert's on a model metric (not a drift alert's;
+    a segment alert's is read from its segment, `segment_alerts`), the realized metric behind
+    it (the scores' and the labeled count's), and the task's headline metric (so the phase
+    counts labels without such alerts)."""
     keys = {"mae" if spec.task == "regression" else "accuracy"}
     for alert in spec.alerts:
         if alert.segment is None and alert.metric not in DRIFT_METRICS:
@@ -261,10 +294,16 @@ def read_keys(spec: MonitorSpec) -> tuple[str, ...]:
     return tuple(sorted(keys))
 
 
-def unread(spec: MonitorSpec) -> tuple[str, ...]:
-    """The alerts a replay gives no input (the drift's and the segments'): insufficient
-    throughout, they never fire in a backtest."""
-    return tuple(a.name for a in spec.alerts if a.segment is not None or a.metric in DRIFT_METRICS)
+def segment_alerts(spec: MonitorSpec) -> tuple[AlertSpec, ...]:
+    """The alerts on a model metric of one segment's values (drift segment alerts are not
+    replayed)."""
+    return tuple(a for a in spec.alerts if a.segment is not None and a.metric not in DRIFT_METRICS)
+
+
+def unread(spec: MonitorSpec, inputs_: Inputs) -> tuple[str, ...]:
+    """The alerts a replay gives no input (drift alerts, and segment alerts without their
+    segment's counters): insufficient throughout, they never fire in a backtest."""
+    return tuple(a.name for a in spec.alerts if a.key not in inputs_.values)
 
 
 def inputs(
@@ -272,27 +311,24 @@ def inputs(
     minutes: Minutes,
     span: BucketRange,
     estimator: Estimator | None = None,
+    segments: Mapping[str, Minutes] | None = None,
 ) -> Inputs:
     """Every minute of `span` read as the engine's tick reads its window: the minutes' model
-    counters summed over the window as a sliding sum (the entering minute added, the leaving one
-    subtracted; `minutes` holds the `window_minutes - 1` before `span` too), each distinct window
-    (by its sums) evaluated once (`evaluation.evaluate`, estimated through `estimator` in
-    batches) and read by
+    counters summed over the window as a sliding sum (`_windows`; `minutes` holds the
+    `window_minutes - 1` before `span` too), each distinct window (by its sums) evaluated once
+    (`evaluation.evaluate`, estimated through `estimator` in batches) and read by
     `evaluation.alert_values`. Only the counters the read keys need are summed: the score
-    histogram only for `roc_auc`, the estimation counters only for an estimate."""
+    histogram only for `roc_auc`, the estimation counters only for an estimate.
+
+    `segments`: each segment's minute counters (a segment read of the model's records, its
+    counters under their prefix), for the segment alerts: each window split by value
+    (`segments.split`), evaluated (`segment_metrics.evaluate`) and ranked for each alert
+    (`segment_metrics.rank`), the ranking kept for `worst` to read at each step."""
     width = window_minutes(spec)
     keys = read_keys(spec)
     estimating = estimator is not None and any(k.startswith(("estimated:", "auto:")) for k in keys)
     auc = any(k.endswith("roc_auc") for k in keys)
-    model: dict[int, metrics.Counters] = {}
-    for minute, groups in minutes.items():
-        if span.start - width < minute < span.end:
-            found = metrics.total(c for (_, served), c in groups.items() if served == "model")
-            if found:
-                model[minute] = found
-    columns = sorted(
-        {k for c in model.values() for k in c if _summed(k, auc=auc, estimating=estimating)}
-    )
+    model = _model(minutes, span, width)
     realized = [k for k in keys if ":" not in k]
     figures = realized + ([f"estimated:{k}" for k in realized] if estimating else [])
     read = sorted({*keys, *figures})
@@ -301,38 +337,129 @@ def inputs(
     samples = {k: np.zeros(n, np.int64) for k in read}
     lower = {k: np.full(n, np.nan) for k in figures}
     upper = {k: np.full(n, np.nan) for k in figures}
-    index = {k: j for j, k in enumerate(columns)}
-    chunk = max(1, CHUNK_CELLS // max(1, len(columns)))
-    running = _dense(model, index, span.start - width + 1, span.start).sum(axis=0)
     seen: dict[bytes, list[float]] = {}
     """Each distinct window's read, by its sums: a window seen before is not evaluated again."""
     min_samples = spec.metrics.min_samples
-    for first in range(0, n, chunk):
-        stop = min(n, first + chunk)
-        entering = _dense(model, index, span.start + first, span.start + stop)
-        leaving = _dense(model, index, span.start + first - width, span.start + stop - width)
-        rows = running + np.cumsum(entering - leaving, axis=0)
-        running = rows[-1]
-        distinct, inverse = np.unique(rows, axis=0, return_inverse=True)
-        sums = [row.tobytes() for row in distinct]
-        fresh = [i for i, key in enumerate(sums) if key not in seen]
-        windows = [_counters(columns, distinct[i]) for i in fresh]
-        evaluations = _evaluate(spec, windows, estimator if estimating else None)
-        for i, evaluated in zip(fresh, evaluations, strict=True):
-            seen[sums[i]] = _read(evaluated, read, figures, min_samples)
-        table = np.array([seen[key] for key in sums])
-        expanded = table[inverse.reshape(-1)]
-        at = slice(first, stop)
+    kept = functools.partial(_summed, auc=auc, estimating=estimating)
+    for at, sums, fresh, inverse in _windows(model, span, width, kept):
+        evaluations = _evaluate(spec, list(fresh.values()), estimator if estimating else None)
+        for window, evaluated in zip(fresh, evaluations, strict=True):
+            seen[window] = _read(evaluated, read, figures, min_samples)
+        expanded = np.array([seen[window] for window in sums])[inverse]
         for j, key in enumerate(read):
             values[key][at] = expanded[:, j]
             samples[key][at] = expanded[:, len(read) + j]
         for j, key in enumerate(figures):
             lower[key][at] = expanded[:, 2 * len(read) + j]
             upper[key][at] = expanded[:, 2 * len(read) + len(figures) + j]
+    ranked: dict[str, list[Ranking]] = {}
+    for name, found in (segments or {}).items():
+        mine = [a for a in segment_alerts(spec) if a.segment == name]
+        if mine:
+            read_segment = _segment(spec, name, mine, found, span, width, estimator, kept)
+            for alert, (ranking, value, behind) in zip(mine, read_segment, strict=True):
+                ranked[alert.key], values[alert.key], samples[alert.key] = ranking, value, behind
     predictions = np.array(
         [model.get(span.start + i, {}).get(PREDICTIONS_KEY, 0) for i in range(n)], np.int64
     )
-    return Inputs(spec, span, values, samples, lower, upper, predictions, model, estimator)
+    return Inputs(spec, span, values, samples, lower, upper, predictions, model, estimator, ranked)
+
+
+Ranking = tuple["Seen", ...]
+"""A segment's values worst first at one minute, as an alert on it ranks them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """One value of a segment as a ranking saw it (`segment_metrics.Read`), without its
+    evaluation: what `segment_metrics.worst` reads."""
+
+    value: str
+    metric: float | None
+    samples: int
+
+
+def _segment(
+    spec: MonitorSpec,
+    name: str,
+    mine: Sequence[AlertSpec],
+    minutes: Minutes,
+    span: BucketRange,
+    width: int,
+    estimator: Estimator | None,
+    kept: Callable[[str], bool],
+) -> list[tuple[list[Ranking], Floats, Ints]]:
+    """Each segment alert's rankings and the worst value's figure at every minute of `span`,
+    from the segment's minute counters."""
+    n = len(span)
+    empty: Ranking = ()
+    found: list[tuple[list[Ranking], Floats, Ints]] = [
+        ([empty] * n, np.full(n, np.nan), np.zeros(n, np.int64)) for _ in mine
+    ]
+    rankings: list[Ranking] = []
+    seen: dict[bytes, int] = {}
+    min_samples = spec.metrics.min_samples
+    for at, sums, fresh, inverse in _windows(_model(minutes, span, width), span, width, kept):
+        for key, counters in fresh.items():
+            split = segments.split(counters, name)
+            evaluated = segment_metrics.evaluate(spec.task, split, spec.metrics.cost, estimator)
+            seen[key] = len(rankings)
+            for alert in mine:
+                by = segment_metrics.Ranking(
+                    segment_metrics.inner_key(alert), alert.below is not None
+                )
+                ranking = segment_metrics.rank(evaluated, by, min_samples)
+                rankings.append(tuple(Seen(r.value, r.metric, r.samples) for r in ranking))
+        rows = [seen[key] for key in sums]
+        for j, (kept_rankings, value, behind) in enumerate(found):
+            here = [rankings[rows[k] + j] for k in inverse]
+            kept_rankings[at] = here
+            for i, ranking in enumerate(here):
+                worst = segment_metrics.worst(mine[j], ranking, min_samples)
+                value[at.start + i] = np.nan if worst.value is None else worst.value
+                behind[at.start + i] = worst.samples
+    return found
+
+
+def _model(minutes: Minutes, span: BucketRange, width: int) -> dict[int, metrics.Counters]:
+    """The model's counters of each minute the windows of `span` sum (every version's)."""
+    model: dict[int, metrics.Counters] = {}
+    for minute, groups in minutes.items():
+        if span.start - width < minute < span.end:
+            found = metrics.total(c for (_, served), c in groups.items() if served == "model")
+            if found:
+                model[minute] = found
+    return model
+
+
+def _windows(
+    model: Mapping[int, metrics.Counters],
+    span: BucketRange,
+    width: int,
+    kept: Callable[[str], bool],
+) -> Iterator[tuple[slice, list[bytes], dict[bytes, metrics.Counters], Ints]]:
+    """The windows ending with each minute of `span` as sliding sums (the entering minute
+    added, the leaving one subtracted), `CHUNK_CELLS` at a time: per chunk, its minutes, the
+    sums of its distinct windows, the counters of those not seen in an earlier chunk, and each
+    minute's distinct window."""
+    columns = sorted({k for c in model.values() for k in c if kept(k)})
+    index = {k: j for j, k in enumerate(columns)}
+    chunk = max(1, CHUNK_CELLS // max(1, len(columns)))
+    running = _dense(model, index, span.start - width + 1, span.start).sum(axis=0)
+    seen: set[bytes] = set()
+    for first in range(0, len(span), chunk):
+        stop = min(len(span), first + chunk)
+        entering = _dense(model, index, span.start + first, span.start + stop)
+        leaving = _dense(model, index, span.start + first - width, span.start + stop - width)
+        rows = running + np.cumsum(entering - leaving, axis=0)
+        running = rows[-1]
+        distinct, inverse = np.unique(rows, axis=0, return_inverse=True)
+        sums = [row.tobytes() for row in distinct]
+        fresh: dict[bytes, metrics.Counters] = {
+            key: _counters(columns, distinct[i]) for i, key in enumerate(sums) if key not in seen
+        }
+        seen.update(fresh)
+        yield slice(first, stop), sums, fresh, inverse.reshape(-1).astype(np.int64)
 
 
 def _read(
@@ -418,9 +545,10 @@ def step_every_minute(spec: MonitorSpec, inputs: Inputs) -> Stepped:
     would: the reference `step_at_changes` must agree with."""
     state = alerts.initial_state(spec)
     found: Stepped = []
-    keys = read_keys(spec)
+    keys, segmented = read_keys(spec), segment_alerts(spec)
     for i in range(len(inputs.span)):
-        state, transitions = alerts.step(state, spec, tick(inputs.span, i), inputs.at(i, keys))
+        metrics_ = inputs.at(i, keys, segmented)
+        state, transitions = alerts.step(state, spec, tick(inputs.span, i), metrics_)
         found += [(i, t) for t in transitions]
     return found
 
@@ -440,9 +568,10 @@ def step_at_changes(spec: MonitorSpec, inputs: Inputs) -> Stepped:
     state = alerts.initial_state(spec)
     found: Stepped = []
     i, c = 0, 0
-    keys = read_keys(spec)
+    keys, segmented = read_keys(spec), segment_alerts(spec)
     while i < n:
-        state, transitions = alerts.step(state, spec, tick(inputs.span, i), inputs.at(i, keys))
+        metrics_ = inputs.at(i, keys, segmented)
+        state, transitions = alerts.step(state, spec, tick(inputs.span, i), metrics_)
         found += [(i, t) for t in transitions]
         while c < len(changes) and changes[c] <= i:
             c += 1
@@ -552,7 +681,7 @@ def result(
         episodes=tuple(episodes),
         fallback_share=sum(e.predictions for e in episodes) / total if total else None,
         engagements_per_day=len(episodes) / days if days else 0.0,
-        unread=unread(spec),
+        unread=unread(spec, inputs),
     )
 
 

@@ -4,10 +4,11 @@
 `request(body, now)` reads what to test from JSON (the ModelMonitor under test, validated as a
 PUT validates it; the period; the sweeps; `suggest`), every problem a `FieldError` naming the
 body's field. `run` reads the period's minute counters (plus the window's minutes before it,
-so the first window is whole) a week at a time (`Store.series` at 1-minute steps: a week is
-10,080 points) and computes the backtest in a worker thread: a 30-day replay is a CPU-bound
-second or two that must not stall the service's event loop. The fallback's rules are then
-replayed on the episodes' labeled records (`rulereplay`).
+so the first window is whole), and those of each segment a segment alert watches, a week at a
+time (`Store.series` at 1-minute steps: a week is 10,080 points), and computes the backtest in
+a worker thread: a 30-day replay is a CPU-bound second or two that must not stall the
+service's event loop. The fallback's rules are then replayed on the episodes' labeled records
+(`rulereplay`).
 """
 
 from __future__ import annotations
@@ -171,9 +172,21 @@ async def run(store: Store, registered: Registered, asked: Request) -> Backtest:
     estimating = any(k.startswith(("estimated:", "auto:")) for k in keys)
     only = Only(sketches=False, estimates=estimating)
     minutes = await minute_counters(store, registered.id, reads, only)
+    segmented = {}
+    for name in sorted({a.segment for a in backtest.segment_alerts(spec) if a.segment}):
+        only = Only(None, "model", sketches=False, estimates=estimating, segment=name)
+        segmented[name] = await minute_counters(store, registered.id, reads, only)
     estimate = estimator(tested) if estimating else None
     found = await asyncio.to_thread(
-        _compute, tested.monitor.key, spec, minutes, stepped, estimate, sweeps, asked.suggest
+        _compute,
+        tested.monitor.key,
+        spec,
+        minutes,
+        segmented,
+        stepped,
+        estimate,
+        sweeps,
+        asked.suggest,
     )
     periods = [e.period for e in found.result.episodes]
     return replace(found, rules=await rules_on_history(store, registered.id, spec, periods))
@@ -183,10 +196,11 @@ def _compute(
     key: str,
     spec: MonitorSpec,
     minutes: Mapping[int, Groups],
+    segmented: Mapping[str, Mapping[int, Groups]],
     stepped: BucketRange,
     estimate: Estimator | None,
     sweeps: Sequence[sweep.Sweep],
     suggest: bool,
 ) -> Backtest:
-    found = backtest.inputs(spec, minutes, stepped, estimate)
+    found = backtest.inputs(spec, minutes, stepped, estimate, segmented)
     return backtest.backtest(key, spec, found, sweeps, suggesting=suggest)
