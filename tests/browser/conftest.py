@@ -13,8 +13,10 @@ exceptions, failed requests, statuses >= 400) unless it declared it with `proble
 failed test leaves a screenshot in the artefact directory (`artefacts`: $TRUTHLOOP_ARTEFACTS or
 tests/artefacts/).
 
-Without Chromium the tier skips, saying how to get it; under CI (`CI=true`, where .ci/run installs
-it) a missing Chromium fails instead.
+Every test here is marked `e2e` (run by `pytest -m e2e`, as .ci/run does): building the history
+and starting the browser, then a page a test, take the tier past 30 s on 2 cores, which a plain
+`pytest` (under 5 minutes) cannot spare. Without Chromium the tier skips, saying how to get it;
+under CI (`CI=true`, where .ci/run installs it) a missing Chromium fails instead.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ TOKEN = "browser-admin-token"
 """The service's admin token: reads need none, writes (a review label) do."""
 PROBLEMS = pytest.StashKey[Problems]()
 FAILED = pytest.StashKey[bool]()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.e2e)
 
 
 class Site:
