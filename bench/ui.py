@@ -83,9 +83,13 @@ API_SPAN = """() => {
 }"""
 """When the page's first API request started and its last answer ended (ms since navigation)."""
 FETCH_ALONE = """async (urls) => {
-  const started = performance.now();
-  for (const url of urls) await (await fetch(url, { cache: 'no-store' })).json();
-  return performance.now() - started;
+  const took = [];
+  for (const url of urls) {
+    const started = performance.now();
+    await (await fetch(url, { cache: 'no-store' })).json();
+    took.push(performance.now() - started);
+  }
+  return took;
 }"""
 
 
@@ -183,9 +187,10 @@ def load(browser: Browser, base: str) -> Load:
         context.close()
 
 
-def alone(page: Page, urls: list[str]) -> float:
-    """ms to fetch and parse `urls` one after the other, in a page with nothing else to do."""
-    return float(page.evaluate(FETCH_ALONE, urls))
+def alone(page: Page, urls: list[str]) -> list[float]:
+    """ms to fetch and parse each of `urls`, one after the other, in a page with nothing else to
+    do."""
+    return [float(ms) for ms in page.evaluate(FETCH_ALONE, urls)]
 
 
 def measure(base: str, loads: int) -> dict[str, Any]:
@@ -225,6 +230,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         proc.kill()
         await proc.wait()
     results["records"] = records
+    results["base"] = base
     return results
 
 
@@ -237,7 +243,7 @@ def kb(n: float) -> str:
 
 def markdown(r: dict[str, Any], args: argparse.Namespace, load: tuple[float, float]) -> str:
     visits: list[Load] = r["visits"]
-    renders, baselines = [v.drawn for v in visits], r["baselines"]
+    renders, baselines = [v.drawn for v in visits], [sum(b) for b in r["baselines"]]
     render50, render95 = statistics.median(renders), pct(renders, 0.95)
     base50, base95 = statistics.median(baselines), pct(baselines, 0.95)
     before = statistics.median(v.first_api for v in visits)
@@ -245,9 +251,11 @@ def markdown(r: dict[str, Any], args: argparse.Namespace, load: tuple[float, flo
     drawing = statistics.median(v.drawn - v.last_api for v in visits)
     assets = visits[-1].assets
     files, total = package_bytes()
-    queries = ", ".join(
-        f"`{urlsplit(u).path.rsplit('/', 1)[-1]}?{urlsplit(u).query}`" for u in visits[-1].api
-    )
+    if any(v.api != visits[0].api for v in visits):
+        raise SystemExit("the loads asked for different API URLs")
+    paths = [f"GET {u.removeprefix(r['base'])}" for u in visits[0].api]
+    queries = ", ".join(f"`{p}`" for p in paths)
+    each = [statistics.median(b[i] for b in r["baselines"]) for i in range(len(paths))]
     met = "met" if render50 < GOAL_RENDER_MS else "NOT met"
     met95 = "met" if render95 < GOAL_RENDER_MS else "NOT met"
     bytes_met = "met" if total < GOAL_BYTES else "NOT met"
@@ -261,6 +269,10 @@ def markdown(r: dict[str, Any], args: argparse.Namespace, load: tuple[float, flo
             "the baseline: the same API answers fetched and parsed alone, p50 / p95",
             f"{base50:,.0f} / {base95:,.0f} ms",
             "",
+        ),
+        *(
+            (f"… of which `{path}`, p50", f"{ms:,.0f} ms", "")
+            for path, ms in zip(paths, each, strict=True)
         ),
         ("the page's own cost: render − baseline (medians)", f"{render50 - base50:,.0f} ms", ""),
         (
