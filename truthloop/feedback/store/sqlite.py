@@ -758,11 +758,16 @@ class SQLiteStore(Store):
         self._fold()
         unit = LEVEL_MINUTES[steps.level]
         kind, extra, extra_params = _filters(only)
+        # A point of one bucket of its level (1m, 1h, 1d) has its rows summed already: no
+        # grouping, which sorts every row (about half a 30-day hourly read's time).
+        total, grouped = "sum(value)", " GROUP BY 1, version, served_by, key"
+        if steps.width == unit:
+            total, grouped = "value", ""
         result: dict[int, Groups] = {}
         for point, v, s, key, value in self._db.execute(
-            f"SELECT (bucket * ?1 - ?2) / ?3, version, served_by, key, sum(value)"
+            f"SELECT (bucket * ?1 - ?2) / ?3, version, served_by, key, {total}"
             f" FROM {kind}_{steps.level} WHERE monitor_id = ?4 AND bucket >= ?5 AND bucket < ?6"
-            f"{extra} GROUP BY 1, version, served_by, key",
+            f"{extra}{grouped}",
             [
                 unit,
                 steps.start,
