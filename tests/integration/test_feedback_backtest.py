@@ -8,6 +8,9 @@ from typing import Any
 
 import msgspec
 
+from tests.integration import test_feedback_estimates as estimates
+from tests.integration.test_feedback_drift import CSV, REFERENCE, as_csv, capture, captured, rows
+from tests.integration.test_feedback_reference_chunks import labeled
 from tests.support.feedback import T0, FakeClock, Service, monitor_body, record
 from truthloop.core.backtest import Backtest
 from truthloop.feedback import api
@@ -166,3 +169,42 @@ async def test_the_replay_of_a_segment_alert_makes_the_live_engines_transitions(
     replayed = [msgspec.to_builtins(t) for t in found.result.transitions]
     assert replayed == [{k: t[k] for k in replayed[0]} for t in made]
     assert found.result.unread == ()
+
+
+async def test_the_replay_of_an_estimated_alert_makes_the_live_engines_transitions(
+    start_service: Any, clock: FakeClock
+) -> None:
+    """Scored traffic without labels, estimated against the calibrated reference: confident,
+    then uncertain, then confident again; the estimate's alert engages and releases the
+    fallback in the engine as in the replay (the registered references estimate it)."""
+    service = await start_service()
+    alert = {"name": "est-low", "metric": "accuracy", "below": 0.9, "source": "estimated"}
+    await service.put_monitor(
+        monitor_body(
+            alerts=[alert],
+            metrics={"window": "5m", "minSamples": 50},
+            fallback={"recoverAfter": "1m", "rules": [{"prediction": "0"}]},
+        )
+    )
+    await service.ok("POST", REFERENCE, data=as_csv(labeled(4000, seed=5)), headers=CSV)
+    for minute in range(24):
+        clock.now = T0 + 60 * minute + 10
+        uncertain = 8 <= minute < 16
+        table = rows(100, seed=minute) if uncertain else estimates.confident(100, seed=minute)
+        await capture(service, captured(table, clock.now, f"m{minute}-"))
+        clock.now = T0 + 60 * minute + 59
+        await service.tick()
+    made = (await service.ok("GET", "/v1/monitors/ml/churn/history"))["transitions"]
+    kinds = [t["kind"] for t in made]
+    assert "fallback_engaged" in kinds
+    assert "fallback_disengaged" in kinds
+    status, answer = await backtest(service, **{"from": T0, "to": T0 + 60 * 24})
+    assert status == 200, answer
+    found = msgspec.convert(answer, Backtest)
+    replayed = [msgspec.to_builtins(t) for t in found.result.transitions]
+    assert replayed == [{k: t[k] for k in replayed[0]} for t in made]
+    (episode,) = found.result.episodes
+    around = episode.metrics["estimated:accuracy"]
+    assert around.before is not None
+    assert around.before.value is not None
+    assert around.before.value < 0.9
