@@ -442,7 +442,7 @@ def _windows(
     added, the leaving one subtracted), `CHUNK_CELLS` at a time: per chunk, its minutes, the
     sums of its distinct windows, the counters of those not seen in an earlier chunk, and each
     minute's distinct window."""
-    columns = sorted({k for c in model.values() for k in c if kept(k)})
+    columns = sorted(k for k in {k for c in model.values() for k in c} if kept(k))
     index = {k: j for j, k in enumerate(columns)}
     chunk = max(1, CHUNK_CELLS // max(1, len(columns)))
     running = _dense(model, index, span.start - width + 1, span.start).sum(axis=0)
