@@ -8,12 +8,17 @@ Prometheus Operator's v1 CRDs (tests/support/prometheus_shapes.py). The operator
 derived, not listed: the rendered Deployment's arguments go through the real `truthloop operator`
 flag parser, the settings through `kube.api_calls`, and the ClusterRoles/Roles bound to its
 ServiceAccount must grant exactly those calls. All helm runs happen at once in one module fixture.
+
+The Grafana dashboard's and the PrometheusRule's queries are parsed and held to the series a real
+feedback service and a real sidecar expose after traffic that makes every kind of series exist
+(tests/support/promql.py): metric, label and label-value names, by()/on() labels and legends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import json
 import os
@@ -34,24 +39,25 @@ import kmock
 import kubernetes_validate
 import pytest
 import yaml
-from aiohttp import web
 
+from tests.integration import sidecar_harness
+from tests.integration import test_feedback_drift as drift_tests
+from tests.integration.test_feedback_reference_chunks import labeled
+from tests.support import promql
+from tests.support.churn_model import Model
+from tests.support.feedback import FakeClock, Service, as_csv, make_settings, monitor_body
 from tests.support.helm_apiserver import HelmApiserver
 from tests.support.k8s_tools import ToolUnavailable, ensure_tool
 from tests.support.prometheus_shapes import PROMETHEUS_SCHEMAS
+from tests.support.promql import Catalog
+from tests.support.waiting import eventually
 from truthloop import __version__
 from truthloop import cli as truthloop_cli
-from truthloop.feedback import app as feedback_app
 from truthloop.feedback import cli as feedback_cli
-from truthloop.feedback import settings as feedback_settings
 from truthloop.operator import admission, kube
 from truthloop.operator import cli as operator_cli
 from truthloop.operator.settings import Settings
-from truthloop.sidecar import app as sidecar_app
-from truthloop.sidecar.app import AdminSettings, SidecarSettings
-from truthloop.sidecar.follower import FollowerSettings
-from truthloop.sidecar.proxy import ProxySettings
-from truthloop.sidecar.shipper import ShipperSettings
+from truthloop.sidecar.app import Sidecar
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "truthloop"
@@ -791,11 +797,9 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     )
 
 
-def test_alerts_and_dashboard_use_metrics_that_exist(
-    rendered: Rendered, exposed_metrics: set[str]
-) -> None:
+def test_the_chart_ships_the_dashboard_and_the_example_alerts(rendered: Rendered) -> None:
     objects = rendered.objects("prometheus")
-    rule = next(o for o in objects if o["kind"] == "PrometheusRule")
+    rule = _one(objects, "PrometheusRule")
     rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
     engaging = [r["alert"] for r in rules if "truthloop_monitor" in r.get("labels", {})]
     assert engaging == ["TruthloopModelMetricLow"]
@@ -803,23 +807,170 @@ def test_alerts_and_dashboard_use_metrics_that_exist(
     assert 'bound="upper"' in low["expr"]
     assert low["expr"].rstrip().endswith("< 0.85")
     assert low["labels"]["truthloop_monitor"] == "{{ $labels.namespace }}/{{ $labels.monitor }}"
-    [dashboard_map] = [o for o in objects if o["kind"] == "ConfigMap"]
+    dashboard_map = _one(objects, "ConfigMap")
     assert dashboard_map["metadata"]["namespace"] == "monitoring"
     assert dashboard_map["metadata"]["labels"]["grafana_dashboard"] == "1"
-    dashboard = json.loads(dashboard_map["data"]["truthloop.json"])
-    assert dashboard == json.loads((CHART / "dashboards" / "truthloop.json").read_text())
-    expressions = [r["expr"] for r in rules] + [
-        t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])
+    assert json.loads(dashboard_map["data"]["truthloop.json"]) == _dashboard()
+
+
+# -- the queries against the series the components expose --------------------------------------
+
+TARGET_LABELS = {
+    "ServiceMonitor": frozenset({"job", "instance", "namespace", "service", "pod", "container",
+                                 "endpoint"}),
+    "PodMonitor": frozenset({"job", "instance", "namespace", "pod", "container", "endpoint"}),
+}  # fmt: skip
+"""The labels the Prometheus Operator's scrape configs give every series of a target."""
+GRAFANA_INTERVALS = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "6h"}
+"""Grafana's built-in variables that stand where PromQL wants a duration, as Grafana fills them."""
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+
+
+def _dashboard() -> dict[str, Any]:
+    return json.loads((CHART / "dashboards" / "truthloop.json").read_text())
+
+
+@dataclass(frozen=True)
+class Query:
+    where: str
+    expr: str
+    result_labels: tuple[str, ...] = ()
+    """Templates that name labels of the result (`{{label}}`, `$labels.label`)."""
+
+
+def _dashboard_queries(dashboard: dict[str, Any]) -> list[Query]:
+    """Every PromQL the dashboard runs: panel targets, annotations and the variables' queries."""
+    found = [
+        Query(f"panel {p['title']!r} {t['refId']}", t["expr"], (t.get("legendFormat", ""),))
+        for p in dashboard["panels"]
+        for t in p.get("targets", [])
     ]
-    used = {m for e in expressions for m in re.findall(r"\btruthloop_[a-z_]+", e)}
-    assert used - exposed_metrics == set(), "metrics no truthloop component exposes"
-    for expr in expressions:
-        assert expr.count("(") == expr.count(")"), expr
-        assert expr.count("{") == expr.count("}"), expr
+    found += [
+        Query(
+            f"annotation {a['name']!r}",
+            a["expr"],
+            (a["titleFormat"], a["textFormat"], *(f"{{{{{k}}}}}" for k in _tag_keys(a))),
+        )
+        for a in dashboard["annotations"]["list"]
+    ]
+    for v in dashboard["templating"]["list"]:
+        if v["type"] == "query":
+            values = re.fullmatch(r"label_values\((.+), *(\w+)\)", v["query"]["query"])
+            assert values, v["query"]
+            found.append(Query(f"variable {v['name']!r}", values[1], (f"{{{{{values[2]}}}}}",)))
+    return found
+
+
+def _tag_keys(annotation: dict[str, Any]) -> list[str]:
+    return [k.strip() for k in annotation.get("tagKeys", "").split(",") if k.strip()]
+
+
+def _rule_queries(objects: list[dict[str, Any]]) -> list[Query]:
+    rule = _one(objects, "PrometheusRule")
+    return [
+        Query(
+            f"rule {r['alert']!r}",
+            r["expr"],
+            tuple(
+                "{{" + name + "}}"
+                for text in [*r.get("labels", {}).values(), *r.get("annotations", {}).values()]
+                for name in re.findall(r"\$labels\.(\w+)", text)
+            ),
+        )
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+    ]
+
+
+def _grafana_filled(expr: str) -> str:
+    for name, value in GRAFANA_INTERVALS.items():
+        expr = expr.replace(name, value)
+    return expr
+
+
+def test_every_query_names_series_and_labels_the_components_expose(
+    rendered: Rendered, scraped: Catalog
+) -> None:
+    """Each selector's metric and label names (and literal label values), each by()/without()/
+    on()/ignoring()/group_left() label and each legend's or rule template's label exist where
+    the expression uses them: Prometheus answers a query naming a missing label with nothing."""
+    objects = rendered.objects("prometheus")
+    problems = []
+    for query in _dashboard_queries(_dashboard()) + _rule_queries(objects):
+        checked = promql.check(_grafana_filled(query.expr), scraped)
+        for template in query.result_labels:
+            checked.legend(template)
+        problems += [f"{query.where}: {p}" for p in checked.problems]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_label_check_catches_what_prometheus_would_answer_with_nothing(
+    scraped: Catalog,
+) -> None:
+    """The check itself: queries that run but show nothing, each found."""
+    wrong = {
+        'max by (reason) (truthloop_fallback_active{monitor="x"})': "label 'reason'",
+        'truthloop_model_metric{source="review"}': "source='review'",
+        "sum by (phase) (truthloop_monitor_phase) / sum(truthloop_window_samples)": "never match",
+        "histogram_quantile(0.5, sum by (pod) (truthloop_sidecar_model_seconds_bucket))": "'le'",
+        "truthloop_no_such_metric": "no series",
+        "sum by (]": "does not parse",
+    }  # fmt: skip
+    for expr, problem in wrong.items():
+        found = promql.check(expr, scraped).problems
+        assert any(problem in p for p in found), (expr, found)
+    checked = promql.check("max by (alert) (truthloop_alert_firing)", scraped)
+    checked.legend("{{monitor}}")
+    assert checked.problems == ["legend '{{monitor}}' names 'monitor', not in the result"]
+
+
+def test_every_panel_annotation_and_variable_reads_the_datasource_variable() -> None:
+    dashboard = _dashboard()
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert "datasource" in variables
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            assert "targets" not in panel, panel["title"]
+            continue
+        assert panel["datasource"] == DATASOURCE, panel["title"]
+        assert panel["targets"], panel["title"]
+        assert all(t["datasource"] == DATASOURCE for t in panel["targets"]), panel["title"]
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(refs) == len(set(refs)), panel["title"]
+    for annotation in dashboard["annotations"]["list"]:
+        assert annotation["datasource"] == DATASOURCE, annotation["name"]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            assert variable["datasource"] == DATASOURCE, variable["name"]
+    texts = json.dumps(dashboard)
+    used = set(re.findall(r"\$\{?(\w+)", texts))
+    assert used - variables - {k.lstrip("$") for k in GRAFANA_INTERVALS} == set()
+
+
+def test_the_dashboard_layout_is_one_grafana_can_load() -> None:
+    """Unique panel ids, panels on the 24-column grid without overlaps, each row above its
+    panels, and a schemaVersion Grafana migrates from."""
+    dashboard = _dashboard()
+    assert isinstance(dashboard["schemaVersion"], int)
+    assert 36 <= dashboard["schemaVersion"] <= 41
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    cells: dict[tuple[int, int], str] = {}
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        assert min(grid["w"], grid["h"], grid["x"], grid["y"]) >= 0, panel["title"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, f"{panel['title']!r} overlaps {cells[x, y]!r}"
+                cells[x, y] = panel["title"]
+    order = sorted(dashboard["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))
+    assert order[0]["type"] == "row"
+    assert [p["id"] for p in order] == ids, "panels listed in reading order"
 
 
 def test_the_dashboard_has_the_promised_panels() -> None:
-    dashboard = json.loads((CHART / "dashboards" / "truthloop.json").read_text())
+    dashboard = _dashboard()
     panels = {p["title"]: p for p in dashboard["panels"] if p["type"] != "row"}
     quality = next(p for p in panels.values() if p.get("repeat") == "metric")
     bounds = {re.search(r'bound="(\w+)"', t["expr"])[1] for t in quality["targets"]}  # type: ignore[index]
@@ -839,45 +990,95 @@ def test_the_dashboard_has_the_promised_panels() -> None:
 
 
 @pytest.fixture(scope="module")
-def exposed_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
-    """Every sample name the feedback service and a sidecar expose, scraped from real servers."""
-    tmp = tmp_path_factory.mktemp("metrics")
-    text = asyncio.run(_scrape_both(tmp))
-    names: set[str] = set()
-    for line in text.splitlines():
-        match = re.match(r"# TYPE (\w+) (\w+)", line)
-        if match:
-            name, kind = match.groups()
-            suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
-            names |= {name.removesuffix("_total") + s for s in suffixes.get(kind, [""])}
-    return names
-
-
-async def _scrape_both(tmp: Path) -> str:
-    app = feedback_app.build(feedback_settings.make(store=f"sqlite:///{tmp}/feedback.db"))
-    runner = feedback_app.Runner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    sidecar_settings = SidecarSettings(
-        proxy=ProxySettings(listen_host="127.0.0.1", listen_port=0, model_port=1),
-        shipper=ShipperSettings(feedback_url=url, spool_dir=tmp / "spool"),
-        follower=FollowerSettings(feedback_url=url, monitor="ml/churn"),
-        admin=AdminSettings(host="127.0.0.1", port=0),
+def scraped(rendered: Rendered, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    """Every series the feedback service and a sidecar expose, scraped from real servers after
+    traffic that makes each kind exist (estimated, reviewed, version, segment, review, drift,
+    fallback series; a sidecar's drops, capture errors, model errors and fallback answers), with
+    the labels Prometheus adds as the chart's ServiceMonitor and PodMonitor scrape them."""
+    pods = _one(rendered.objects("prometheus"), "PodMonitor")["spec"]["podMetricsEndpoints"]
+    relabeled = {r["targetLabel"] for e in pods for r in e.get("relabelings", [])}
+    service_labels = TARGET_LABELS["ServiceMonitor"]
+    pod_labels = TARGET_LABELS["PodMonitor"] | relabeled
+    feedback, sidecar = asyncio.run(_scrape(tmp_path_factory.mktemp("metrics")))
+    return (
+        Catalog.scraped(feedback, service_labels)
+        | Catalog.scraped(sidecar, pod_labels)
+        | Catalog({"up": service_labels | pod_labels})
     )
-    sidecar = await sidecar_app.start(sidecar_settings)
-    try:
-        async with aiohttp.ClientSession() as session:
-            texts = []
-            for base in (url, f"http://127.0.0.1:{sidecar.admin_port}"):
-                async with session.get(base + "/metrics") as response:
-                    assert response.status == 200
-                    texts.append(await response.text())
-    finally:
-        await sidecar.close()
-        await runner.cleanup()
-    return "\n".join(texts)
+
+
+async def _scrape(tmp: Path) -> tuple[str, str]:
+    """(the feedback service's exposition, the sidecar's)."""
+    clock = FakeClock()
+    async with contextlib.AsyncExitStack() as stack:
+        service = Service(make_settings(f"sqlite://{tmp}/feedback.db", clock))
+        await service.start()
+        stack.push_async_callback(service.stop)
+        await _fill(service, clock)
+        model = Model()
+        await model.start()
+        stack.push_async_callback(model.stop)  # _exercise stops it first; again is a no-op
+        config = sidecar_harness.settings(model, service.base, tmp / "spool", queue_bytes=16)
+        sidecar = await stack.enter_async_context(sidecar_harness.running(config))
+        await _exercise(service, sidecar, model)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{sidecar.admin_port}/metrics") as response,
+        ):
+            assert response.status == 200
+            exposed = await response.text()
+        return await service.scrape(), exposed
+
+
+async def _fill(service: Service, clock: FakeClock) -> None:
+    """A monitor with a calibrated reference (estimates, drift), review, an exported segment,
+    two versions and fallback answers; labels from actuals and from a reviewer; one tick."""
+    await service.put_monitor(
+        monitor_body(
+            review={"budget": 100000, "lease": "10m"},
+            segments=[{"name": "device", "pointer": "/device", "export": True}],
+            metrics={"window": "1h", "minSamples": 5},
+            alerts=[{"name": "accuracy-low", "metric": "accuracy", "below": 0.01, "for": "1h"}],
+        )
+    )
+    await service.ok("POST", drift_tests.REFERENCE, data=as_csv(labeled(1000, seed=5)),
+                     headers=drift_tests.CSV)  # fmt: skip
+    made = []
+    for seed, version in enumerate(("v1", "v2")):
+        made += drift_tests.captured(
+            drift_tests.rows(100, seed=seed), clock.now - 60, version, version
+        )
+    for i, made_record in enumerate(made):
+        made_record["segments"] = {"device": ("ios", "android")[i % 2]}
+    for fallback_record in made[:20]:
+        fallback_record["served_by"] = "fallback"
+        del fallback_record["score"]
+    await service.predictions(made)
+    actuals = [
+        {"monitor": "ml/churn", "prediction_id": r["prediction_id"], "actual": 1} for r in made[::3]
+    ]
+    await service.feedback(*actuals)
+    leased = await service.ok("GET", "/v1/monitors/ml/churn/review?reviewer=ann&limit=40")
+    await service.feedback(
+        *({"monitor": "ml/churn", "prediction_id": item["prediction_id"], "actual": 0,
+           "source": "review", "reviewer": "ann"} for item in leased["items"])
+    )  # fmt: skip
+    await service.tick()
+
+
+async def _exercise(service: Service, sidecar: Sidecar, model: Model) -> None:
+    """A captured answer its 16-byte queue drops, an answer it cannot extract, a model gone
+    (502) and an answer of the fallback rules."""
+    client = sidecar_harness.Client(f"http://127.0.0.1:{sidecar.port}")
+    assert (await client.run_one(1)).status == 200
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{client.url}/status/200") as response:
+            assert response.status == 200
+        await model.stop()
+        assert (await client.run_one(3)).status == 502
+        await service.ok("POST", "/v1/monitors/ml/churn/fallback", json={"mode": "engaged"})
+        await eventually(lambda: sidecar.live.current.fallback_active, "the sidecar follows")
+    assert (await client.run_one(4)).served_by == "fallback"
 
 
 # -- NOTES.txt --------------------------------------------------------------------------------
