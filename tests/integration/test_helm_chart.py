@@ -54,6 +54,7 @@ from tests.support.waiting import eventually
 from truthloop import __version__
 from truthloop import cli as truthloop_cli
 from truthloop.feedback import cli as feedback_cli
+from truthloop.feedback import exporter
 from truthloop.operator import admission, kube
 from truthloop.operator import cli as operator_cli
 from truthloop.operator.settings import Settings
@@ -970,23 +971,60 @@ def test_the_dashboard_layout_is_one_grafana_can_load() -> None:
 
 
 def test_the_dashboard_has_the_promised_panels() -> None:
+    """What the built-in UI shows: each metric's realized, estimated and reviewed bands, labeled vs
+    total, version marks, fallback periods and alerts, phase, segments worst first, drift, the
+    review queue and the sidecars' latency, errors and capture health."""
     dashboard = _dashboard()
     panels = {p["title"]: p for p in dashboard["panels"] if p["type"] != "row"}
     quality = next(p for p in panels.values() if p.get("repeat") == "metric")
-    bounds = {re.search(r'bound="(\w+)"', t["expr"])[1] for t in quality["targets"]}  # type: ignore[index]
-    assert bounds == {"value", "lower", "upper"}
-    band = {o["matcher"]["options"]: o for o in quality["fieldConfig"]["overrides"]}["lower"]
-    assert {"id": "custom.fillBelowTo", "value": "upper"} in band["properties"]
+    legends = {t["legendFormat"]: t["expr"] for t in quality["targets"]}
+    bands = {o["matcher"]["options"]: o["properties"] for o in quality["fieldConfig"]["overrides"]}
+    for source, matcher in [
+        ("realized", 'source=""'), ("estimated", 'source="estimated"'),
+        ("reviewed", 'source="reviewed"'),
+    ]:  # fmt: skip
+        for bound in ("value", "lower", "upper"):
+            expr = legends[source if bound == "value" else f"{source} {bound}"]
+            assert f'bound="{bound}"' in expr, expr
+            assert matcher in expr, expr
+        assert {"id": "custom.fillBelowTo", "value": f"{source} upper"} in bands[f"{source} lower"]
     exprs = {title: " ".join(t["expr"] for t in p["targets"]) for title, p in panels.items()}
-    assert any("window_labeled" in e and "window_samples" in e for e in exprs.values())
-    assert any("truthloop_fallback_active" in e for e in exprs.values())
-    assert any("truthloop_sidecar_request_seconds_bucket" in e for e in exprs.values())
-    assert any("truthloop_feature_drift" in e for e in exprs.values())
-    assert any("truthloop_drift_share" in e and "missing_ratio" in e for e in exprs.values())
+
+    def shown(*names: str, kind: str | None = None) -> bool:
+        return any(
+            all(n in e for n in names) and kind in (None, panels[t]["type"])
+            for t, e in exprs.items()
+        )
+
+    assert shown("window_labeled", "window_samples")
+    assert shown("truthloop_fallback_active", kind="state-timeline")
+    assert shown("truthloop_alert_firing", kind="state-timeline")
+    assert shown("truthloop_monitor_phase", kind="state-timeline")
+    assert shown("truthloop_feature_drift")
+    assert shown("truthloop_drift_share", "missing_ratio", "outlier_ratio")
+    assert shown("truthloop_segment_metric", "sort(", kind="table")
+    assert shown("truthloop_segment_metric", "sort(", kind="bargauge")
+    assert shown("truthloop_review_queue_depth")
+    assert shown("truthloop_review_oldest_age_seconds")
+    assert shown("truthloop_reviews_total", "outcome")
+    assert shown("truthloop_sidecar_request_seconds_bucket", "truthloop_sidecar_model_seconds")
+    assert shown("truthloop_sidecar_model_errors_total", "truthloop_sidecar_requests_total")
+    assert shown("truthloop_sidecar_records_dropped_total", "capture_errors")
+    phases = [
+        {m["text"] for mapping in p["fieldConfig"]["defaults"]["mappings"]
+         for m in mapping["options"].values()}
+        for title, p in panels.items() if "truthloop_monitor_phase" in exprs[title]
+    ]  # fmt: skip
+    assert phases
+    assert all(found == set(exporter.PHASES) for found in phases)
+    marks = {a["name"]: a for a in dashboard["annotations"]["list"]}
+    versions = marks["Model versions"]
+    assert "truthloop_version_first_seen_timestamp_seconds" in versions["expr"]
+    assert versions["useValueForTime"] is True
+    assert versions["expr"].endswith("* 1000"), "Grafana reads the value as milliseconds"
+    assert "truthloop_fallback_active" in marks["Fallback periods"]["expr"]
     variables = {v["name"] for v in dashboard["templating"]["list"]}
     assert {"datasource", "namespace", "monitor", "metric"} <= variables
-    ids = [p["id"] for p in dashboard["panels"]]
-    assert len(ids) == len(set(ids))
 
 
 @pytest.fixture(scope="module")
