@@ -669,3 +669,34 @@ def test_a_fresh_monitors_first_version_is_an_event() -> None:
     assert empty["versions"] == []
     found = status.compose(empty, registered(versions=seen(("v1", T0))), T0 + 60)
     assert [e.reason for e in status.events(empty, found)] == ["NewVersion"]
+
+
+def test_a_new_report_is_linked_and_a_normal_event_naming_it() -> None:
+    url = "/v1/monitors/ml/churn/reports/"
+    none = status.compose({}, registered(), T0)
+    assert "report" not in none
+    link = wire.ReportLink(3, T0 + 60, "accuracy-low", url + "3")
+    first = status.compose(none, registered(report=link), T0 + 65)
+    jsonschema.validate(first, STATUS_SCHEMA)
+    assert first["report"] == {
+        "id": 3,
+        "at": "2026-01-01T00:01:00Z",
+        "alert": "accuracy-low",
+        "url": url + "3",
+    }
+    assert [e for e in status.events(none, first) if e.reason == "ReportReady"] == [
+        Event(
+            "Normal",
+            "ReportReady",
+            "report 3 on accuracy-low firing at 2026-01-01T00:01:00Z: the feedback service"
+            f" serves it at {url}3 (its JSON at {url}3.json)",
+        )
+    ]
+    again = status.compose(first, registered(report=link), T0 + 70)
+    assert status.events(first, again) == []
+    newer = wire.ReportLink(4, T0 + 600, "accuracy-low", url + "4")
+    second = status.compose(again, registered(report=newer), T0 + 605)
+    assert [e.reason for e in status.events(again, second)] == ["ReportReady"]
+    unread = status.compose(second, Observation(2, (), "unavailable", "down"), T0 + 700)
+    assert unread["report"] == second["report"]
+    assert "ReportReady" not in [e.reason for e in status.events(second, unread)]

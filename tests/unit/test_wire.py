@@ -41,6 +41,7 @@ STATE = wire.MonitorState(
         oldest=45.0,
     ),
     versions=(wire.VersionSeen("v1", 0.0), wire.VersionSeen("v2", 600.0)),
+    report=wire.ReportLink(4, 60.0, "accuracy-low", "/v1/monitors/ml/churn/reports/4"),
 )
 
 
@@ -89,6 +90,12 @@ def test_the_state_on_the_wire() -> None:
             "oldest": 45.0,
         },
         "versions": [{"version": "v1", "first_seen": 0.0}, {"version": "v2", "first_seen": 600.0}],
+        "report": {
+            "id": 4,
+            "at": 60.0,
+            "alert": "accuracy-low",
+            "url": "/v1/monitors/ml/churn/reports/4",
+        },
     }
     assert msgspec.json.decode(msgspec.json.encode(STATE), type=wire.MonitorState) == STATE
 
@@ -106,6 +113,7 @@ def test_the_status_is_the_state_with_the_window_in_camel_case() -> None:
     assert shown["drift"] == json_of(STATE.drift)
     assert shown["review"] == json_of(STATE.review)
     assert shown["versions"] == json_of(STATE.versions)
+    assert shown["report"] == json_of(STATE.report)
     view = {"apiVersion": "truthloop.dev/v1alpha1", "metadata": {"name": "churn",
             "namespace": "ml", "uid": "u"}, "spec": {}, "status": status}  # fmt: skip
     read = msgspec.json.decode(msgspec.json.encode(view), type=wire.MonitorView)

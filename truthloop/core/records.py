@@ -96,6 +96,7 @@ Reason = Literal[
     "unauthorized",
     "unknown_monitor",
     "unknown_prediction",
+    "unknown_report",
     "unknown_segment",
     "unknown_value",
     "unsupported",

@@ -50,7 +50,13 @@ def ranking(spec: MonitorSpec, segment: str) -> Ranking:
     for alert in spec.alerts:
         if alert.segment == segment and alert.metric not in DRIFT_METRICS:
             return Ranking(inner_key(alert), alert.below is not None)
-    if spec.task == "regression":
+    return headline(spec.task)
+
+
+def headline(task: Task) -> Ranking:
+    """The task's headline metric: the accuracy (classification), the mean absolute error
+    (regression)."""
+    if task == "regression":
         return Ranking("mae", False)
     return Ranking("accuracy", True)
 

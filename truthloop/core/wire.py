@@ -197,6 +197,17 @@ class VersionSeen(msgspec.Struct, frozen=True):
     first_seen: float
 
 
+class ReportLink(msgspec.Struct, frozen=True):
+    """The newest report on an alert that fired: its id, when the alert fired, which one, and
+    where the service serves its page (`url`, a path on the service; `url + ".json"` is its
+    document)."""
+
+    id: int
+    at: float
+    alert: str
+    url: str
+
+
 class MonitorState(msgspec.Struct, frozen=True, kw_only=True):
     """What the long-poll answers. `version` moves whenever anything here but an alert's latest
     `value`/`samples` or the refusal's `last` changes; `generation` is the spec's in force."""
@@ -218,6 +229,8 @@ class MonitorState(msgspec.Struct, frozen=True, kw_only=True):
     versions: tuple[VersionSeen, ...] = ()
     """The model versions seen, oldest first, the newest `MAX_VERSIONS_SEEN`; a new one moves
     `version`."""
+    report: ReportLink | None = None
+    """The newest report on an alert that fired; a new one moves `version`."""
 
 
 # -- the monitor's object ----------------------------------------------------------------------
@@ -243,6 +256,8 @@ class MonitorStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """The review queue (`spec.review`): the design's status, budget, depth."""
     versions: tuple[VersionSeen, ...] = ()
     """The model versions seen (`MonitorState.versions`)."""
+    report: ReportLink | None = None
+    """The newest report on an alert that fired (`MonitorState.report`)."""
 
     @classmethod
     def of(
@@ -267,6 +282,7 @@ class MonitorStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
             drift=state.drift,
             review=state.review,
             versions=state.versions,
+            report=state.report,
         )
 
 

@@ -27,6 +27,7 @@ from truthloop.core import (
     evaluation,
     labelstudio,
     records,
+    report,
     scopes,
     segment_metrics,
     segments,
@@ -48,6 +49,7 @@ from truthloop.core.spec import (
 )
 from truthloop.feedback import backtests, bodies
 from truthloop.feedback.engine import (
+    REPORTS_KEPT,
     DatasetAsk,
     DriftWindow,
     Engine,
@@ -68,7 +70,12 @@ from truthloop.feedback.errors import (
     detail,
 )
 from truthloop.feedback.settings import Settings
-from truthloop.feedback.store.interface import IngestResult, ReviewItem, StoredPrediction
+from truthloop.feedback.store.interface import (
+    IngestResult,
+    ReportPart,
+    ReviewItem,
+    StoredPrediction,
+)
 
 ENGINE = web.AppKey("engine", Engine)
 SETTINGS = web.AppKey("settings", Settings)
@@ -1188,6 +1195,70 @@ def _spec_details(error: SpecError) -> list[ItemError]:
 # -- service -----------------------------------------------------------------------------------
 
 
+# -- reports on alerts that fired -------------------------------------------------------------
+
+
+async def get_reports(request: web.Request) -> web.Response:
+    """The monitor's reports, newest first (at most the `REPORTS_KEPT` it keeps)."""
+    key = _key(request)
+    engine = request.app[ENGINE]
+    await engine.lookup(key)
+    limit = bodies.query(
+        request, "limit", bodies.bounded_int(1, REPORTS_KEPT), REPORTS_KEPT, f"1 to {REPORTS_KEPT}"
+    )
+    found = await engine.reports(key, limit)
+    base = f"/v1/monitors/{key}/reports/"
+    return json(
+        {
+            "monitor": key,
+            "reports": [
+                {
+                    "id": r.id,
+                    "at": r.at,
+                    "alert": r.alert,
+                    "summary": r.summary.get("summary"),
+                    "size": r.summary.get("size"),
+                    "url": f"{base}{r.id}",
+                }
+                for r in found
+            ],
+        }
+    )
+
+
+async def get_report(request: web.Request) -> web.Response:
+    """One report's self-contained HTML page (a policy that lets it load nothing)."""
+    page = await _report(request, "html")
+    return web.Response(
+        text=page,
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Content-Security-Policy": report.CSP},
+    )
+
+
+async def get_report_document(request: web.Request) -> web.Response:
+    """One report's JSON document."""
+    return web.Response(text=await _report(request, "document"), content_type="application/json")
+
+
+async def _report(request: web.Request, part: ReportPart) -> str:
+    """The report `{id}` of the monitor: 404 naming `id` when it has none such."""
+    key = _key(request)
+    engine = request.app[ENGINE]
+    await engine.lookup(key)
+    text = request.match_info["id"]
+    found = None
+    if text.isascii() and text.isdigit() and len(text) < 19:
+        found = await engine.report(key, int(text), part)
+    if found is None:
+        raise NotFound(
+            f"monitor {key} has no report {text[:40]}",
+            [detail("id", f"{key} has no report {text[:40]}", "unknown_report")],
+        )
+    return found
+
+
 async def healthz(request: web.Request) -> web.Response:
     return json({"status": "ok"})
 
@@ -1223,6 +1294,9 @@ def routes() -> list[web.RouteDef]:
         web.get(monitor + "/compare", get_compare),
         web.get(monitor + "/history", get_history),
         web.post(monitor + "/backtest", post_backtest),
+        web.get(monitor + "/reports", get_reports),
+        web.get(monitor + "/reports/{id}.json", get_report_document),
+        web.get(monitor + "/reports/{id}", get_report),
         web.post("/v1/predictions", post_predictions),
         web.post("/v1/feedback", post_feedback),
         web.post("/v1/alertmanager", post_alertmanager),

@@ -45,6 +45,7 @@ every tick.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import hmac
@@ -75,6 +76,7 @@ from truthloop.core import (
     metrics,
     periods,
     records,
+    report,
     review,
     scopes,
     segment_metrics,
@@ -115,9 +117,11 @@ from truthloop.feedback.store.interface import (
     Only,
     QueueStats,
     Registered,
+    ReportPart,
     ReviewItem,
     Store,
     StoredPrediction,
+    StoredReport,
     StoredState,
 )
 
@@ -284,6 +288,8 @@ class _Runtime:
     fitted_for: tuple[Registered, str] | None = None
     seen: tuple[wire.VersionSeen, ...] = ()
     """The model versions the leader has seen (`core.versions`), in the state."""
+    report: wire.ReportLink | None = None
+    """The newest report on an alert that fired (the leader's, built in the background)."""
     """`registered` and its `design_basis`, computed once per spec (every ingest reads it)."""
 
     @property
@@ -306,6 +312,7 @@ class _Runtime:
         state[REVIEW_KEY] = msgspec.to_builtins(self.review)
         state[VERSIONS_KEY] = msgspec.to_builtins(self.seen)
         state[SEGMENTS_KEY] = msgspec.to_builtins(self.segments)
+        state[REPORT_KEY] = msgspec.to_builtins(self.report)
         return (
             state,
             self.registered.monitor.generation,
@@ -342,6 +349,8 @@ class _Runtime:
             state[VERSIONS_KEY] = msgspec.to_builtins(self.seen)
         if self.segments is not None:
             state[SEGMENTS_KEY] = msgspec.to_builtins(self.segments)
+        if self.report is not None:
+            state[REPORT_KEY] = msgspec.to_builtins(self.report)
         return StoredState(self.version, state, tuple(sorted(self.external)), self.override)
 
 
@@ -455,6 +464,14 @@ class SegmentSets(msgspec.Struct, frozen=True, kw_only=True):
 
 
 SEGMENTS_KEY = "segments"
+REPORT_KEY = "report"
+"""The newest report's link rides in the state object: a new one moves the state's version."""
+REPORTS_KEPT = 50
+"""Reports a monitor keeps (the newest)."""
+WRONG_LOOKBACK = 3600.0
+"""A report samples the wrong predictions of the last hour of its window..."""
+WRONG_READ = 5000
+"""... reading at most this many of them (it keeps the newest `report.MAX_WRONG`)."""
 SEGMENTS_EVERY = 600.0
 """Seconds between choices of a monitor's value sets..."""
 SEGMENTS_TRAFFIC = 3600.0
@@ -509,6 +526,7 @@ def _restore(registered: Registered, stored: StoredState | None) -> _Runtime:
         review=_kept(stored.state.get(REVIEW_KEY), ReviewKept),
         seen=_versions_seen(stored.state.get(VERSIONS_KEY)),
         segments=_kept(stored.state.get(SEGMENTS_KEY), SegmentSets),
+        report=_kept(stored.state.get(REPORT_KEY), wire.ReportLink),
     )
 
 
@@ -546,6 +564,10 @@ class Engine:
         hundreds of megabytes for seconds."""
         self._building: dict[str, asyncio.Task[None]] = {}
         """History references being built, by monitor (the leader's, in the background)."""
+        self._reporting: dict[str, asyncio.Task[None]] = {}
+        """Reports on alerts that fired being built, by monitor (each waits for the one before)."""
+        self.reports_failed: dict[str, int] = {}
+        """Reports that could not be built or stored since start, per monitor."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -619,6 +641,7 @@ class Engine:
         runtime.review = theirs.review
         runtime.seen = theirs.seen
         runtime.segments = theirs.segments
+        runtime.report = theirs.report
         key = runtime.registered.monitor.key
         snapshot = self.snapshots.get(key)
         if snapshot is not None:
@@ -651,7 +674,7 @@ class Engine:
         """Drop refusals not stored yet (the sidecars keep being refused: they are noted again)
         and history references being built (the next leader builds them again)."""
         self.end_long_polls()
-        for task in [*self._refusing.values(), *self._building.values()]:
+        for task in [*self._refusing.values(), *self._building.values(), *self._reporting.values()]:
             task.cancel()
 
     # -- monitors ------------------------------------------------------------------------------
@@ -975,6 +998,7 @@ class Engine:
             drift=runtime.drift,
             review=_review_summary(runtime),
             versions=runtime.seen,
+            report=runtime.report,
         )
 
     def _capture(self, runtime: _Runtime) -> wire.CaptureState:
@@ -1098,8 +1122,11 @@ class Engine:
             )
             kept = previous.segments if same and previous is not None else {}
             segmented = await self._segment_windows(registered, span, kept)
+        transitions: Sequence[alerts.Transition] = ()
         if step:
-            await self._step(runtime, evaluated, report, now, segmented, segment_drift)
+            transitions = await self._step(
+                runtime, evaluated, report, now, segmented, segment_drift
+            )
         self.snapshots[monitor.key] = Snapshot(
             monitor,
             runtime.state,
@@ -1116,6 +1143,7 @@ class Engine:
             segmented,
             segment_drift,
         )
+        self._report_firing(monitor.key, transitions)
 
     async def _segment_windows(
         self,
@@ -1220,11 +1248,11 @@ class Engine:
         now: float,
         segmented: Mapping[str, SegmentWindow],
         segment_drift: Mapping[str, Mapping[str, DriftReport]],
-    ) -> None:
+    ) -> tuple[alerts.Transition, ...]:
         """Step the alert machine (model metrics by name, their estimates, the drift values by
         theirs: each with the samples behind it, `evaluation.alert_values`; the segment alerts'
         worst values, `segment_metrics.alert_metrics`); choose the value sets when due; persist
-        what changed, and wake waiters if it is visible."""
+        what changed, and wake waiters if it is visible. The transitions made."""
         registered = runtime.registered
         monitor = registered.monitor
         spec = monitor.spec
@@ -1277,6 +1305,7 @@ class Engine:
                 },
             )
         await self._save(runtime, persisted, visible)
+        return transitions
 
     async def _versions_seen(
         self, runtime: _Runtime, evaluated: Mapping[Group, Evaluated], now: float
@@ -1820,6 +1849,179 @@ class Engine:
             persisted, visible = runtime.persisted(), runtime.visible()
             runtime.history = built
             await self._save(runtime, persisted, visible)
+
+    # -- reports on alerts that fired ------------------------------------------------------------
+
+    def _report_firing(self, key: str, transitions: Sequence[alerts.Transition]) -> None:
+        """Build a report of each alert that just fired, in the background (after any report
+        of the monitor still under way): the tick does not wait for it."""
+        firing = [t for t in transitions if t.kind == "alert_firing" and t.alert is not None]
+        snapshot = self.snapshots.get(key)
+        if not firing or snapshot is None:
+            return
+        before = self._reporting.get(key)
+        task = asyncio.create_task(
+            self._make_reports(key, snapshot, firing, before), name=f"truthloop-report-{key}"
+        )
+        self._reporting[key] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            if self._reporting.get(key) is task:
+                del self._reporting[key]
+
+        task.add_done_callback(done)
+
+    async def _make_reports(
+        self,
+        key: str,
+        snapshot: Snapshot,
+        firing: Sequence[alerts.Transition],
+        before: asyncio.Task[None] | None,
+    ) -> None:
+        if before is not None:
+            await asyncio.wait([before])
+        for transition in firing:
+            try:
+                await self._make_report(key, snapshot, transition)
+            except refusals.UnknownMonitor:
+                return
+            except Exception:
+                self.reports_failed[key] = self.reports_failed.get(key, 0) + 1
+                log.exception(
+                    "monitor %s: the report on %s firing failed",
+                    key,
+                    transition.alert,
+                    extra={"monitor": key, "alert": transition.alert},
+                )
+
+    async def _make_report(
+        self, key: str, snapshot: Snapshot, transition: alerts.Transition
+    ) -> None:
+        """Build and render the report in a worker thread, store it and link it in the
+        monitor's state."""
+        registered = self.registered(key)
+        inputs = await self.report_inputs(key, snapshot, transition)
+        at, alert = inputs.at, inputs.alert
+
+        def made() -> tuple[report.Report, str, str]:
+            built = report.build(inputs)
+            return built, report.render(built), _encode(built).decode()
+
+        built, page, document = await threads.in_thread(made)
+        summary = {"summary": built.summary, "size": len(page.encode())}
+        report_id = await self.store.add_report(
+            registered.id, at, alert, summary, document, page, REPORTS_KEPT
+        )
+        link = wire.ReportLink(report_id, at, alert, f"/v1/monitors/{key}/reports/{report_id}")
+        log.info(
+            "monitor %s: report %d on %s firing: %s",
+            key,
+            report_id,
+            alert,
+            built.summary,
+            extra={"monitor": key, "alert": alert, "report": report_id},
+        )
+        runtime = self._runtimes.get(key)
+        if runtime is None or runtime.registered.id != registered.id:
+            return
+        async with self._lock, self._held(runtime):
+            if runtime.report is None or runtime.report.at <= at:
+                persisted, visible = runtime.persisted(), runtime.visible()
+                runtime.report = link
+                await self._save(runtime, persisted, visible)
+
+    async def report_inputs(
+        self, key: str, snapshot: Snapshot, transition: alerts.Transition
+    ) -> report.Inputs:
+        """What a report on `transition` (an alert firing) is built from: the tick's `snapshot`
+        and what it does not hold (the segments' values, a sample of wrong predictions)."""
+        registered = self.registered(key)
+        spec = registered.monitor.spec
+        alert = str(transition.alert)
+        at = transition.at
+        span = windows.window(at, spec.metrics.window)
+        start, end = windows.bucket_start(span.start), windows.bucket_start(span.end)
+        segmented = {}
+        for segment in spec.segments[: report.MAX_SEGMENTS]:
+            found = await self.segment_metrics(
+                key, segment.name, None, version=None, served_by=None
+            )
+            segmented[segment.name] = (found.by, found.ranked)
+        wrong, seen = await self._wrong(registered, max(start, at - WRONG_LOOKBACK), end)
+        sidecar = await self._sidecar_hours(registered, at)
+        return report.Inputs(
+            monitor=key,
+            alert=alert,
+            reason=transition.reason,
+            at=at,
+            task=spec.task,
+            seconds=spec.metrics.window,
+            start=start,
+            end=end,
+            by=report.ranking(spec, alert),
+            min_samples=spec.metrics.min_samples,
+            model=snapshot.window.get((ALL_VERSIONS, "model")),
+            counters=model_counters(snapshot.counters),
+            versions={
+                v: e for (v, s), e in snapshot.window.items() if s == "model" and v != ALL_VERSIONS
+            },
+            segments=segmented,
+            drift=snapshot.drift,
+            reference_missing=report.reference_missing(reference_of(registered, None)),
+            wrong=wrong,
+            wrong_seen=seen,
+            sidecar=sidecar,
+        )
+
+    async def _sidecar_hours(
+        self, registered: Registered, at: float
+    ) -> tuple[dict[str, float], dict[str, float]] | None:
+        """The sidecars' counters summed over the hour up to `at`'s minute and over the hour
+        before it; None when they sent none in either."""
+        last = windows.bucket_of(at) + 1
+        hours = []
+        for end in (last, last - windows.MINUTES_PER_HOUR):
+            span = windows.BucketRange(end - windows.MINUTES_PER_HOUR, end)
+            steps = await self.store.sidecar_minutes(registered.id, span, windows.MINUTES_PER_HOUR)
+            hours.append(metrics.total(counts for _, counts in steps))
+        now, before = hours
+        return (now, before) if now or before else None
+
+    async def _wrong(
+        self, registered: Registered, start: float, end: float
+    ) -> tuple[list[report.Wrong], int]:
+        """The newest `report.MAX_WRONG` wrong predictions of the model in [start, end) (of the
+        first `WRONG_READ` read), and how many were read."""
+        query = DatasetQuery(registered.id, start, end, correct=False)
+        kept: collections.deque[report.Wrong] = collections.deque(maxlen=report.MAX_WRONG)
+        seen = 0
+        async for chunk in self._chunks(query):
+            for r in chunk:
+                if r.served_by != "model" or r.label is None:
+                    continue
+                seen += 1
+                kept.append(
+                    report.Wrong(
+                        r.prediction_id,
+                        r.ts,
+                        r.model_version,
+                        r.features,
+                        r.prediction,
+                        r.label.value if r.label.value is not None else r.label.vote,
+                        r.score,
+                    )
+                )
+            if seen >= WRONG_READ:
+                break
+        return list(kept), seen
+
+    async def reports(self, key: str, limit: int) -> list[StoredReport]:
+        """The monitor's newest reports, newest first."""
+        return await self.store.reports(self.registered(key).id, limit)
+
+    async def report(self, key: str, report_id: int, part: ReportPart) -> str | None:
+        """One of the monitor's reports' JSON document or HTML page (None: no such report)."""
+        return await self.store.report(self.registered(key).id, report_id, part)
 
 
 @dataclass(frozen=True, slots=True)

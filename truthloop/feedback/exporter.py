@@ -40,6 +40,8 @@ and `truthloop_review_expected_per_day` from the tick's queue read and design, a
 `truthloop_ignored_segment_values_total{reason}`: values of stored records left out since the
 replica started (`reason="unknown_segment"`: a segment the monitor no longer declares, the
 records of a sidecar that captured under an older spec), in memory like the rejected actuals.
+`truthloop_report_failures_total`: reports on alerts that fired that this replica could not make
+since it started (docs/reports.md), in memory too.
 """
 
 from __future__ import annotations
@@ -99,6 +101,11 @@ class FeedbackCollector(Collector):
             "truthloop_ignored_segment_values",
             "Values left out of stored records: segments the monitor does not declare.",
             labels=[*MONITOR_LABELS, "reason"],
+        )
+        report_failures = CounterMetricFamily(
+            "truthloop_report_failures",
+            "Reports on alerts that fired that could not be made (logged) since start.",
+            labels=MONITOR_LABELS,
         )
         confusion = CounterMetricFamily(
             "truthloop_confusion", "Binary confusion cells.", labels=[*GROUP_LABELS, "cell"]
@@ -161,6 +168,7 @@ class FeedbackCollector(Collector):
                     for cell in metrics.CONFUSION_CELLS:
                         confusion.add_metric([*group, cell], label_counters.get(cell, 0.0))
             actuals.add_metric([*base, "rejected"], self.engine.rejected.get(monitor.key, 0))
+            report_failures.add_metric(base, self.engine.reports_failed.get(monitor.key, 0))
             for reason in IGNORED_REASONS:
                 ignored.add_metric(
                     [*base, reason], self.engine.ignored.get((monitor.key, reason), 0)
@@ -218,6 +226,7 @@ class FeedbackCollector(Collector):
             labeled,
             actuals,
             ignored,
+            report_failures,
             confusion,
             metric,
             samples,

@@ -19,8 +19,9 @@ the operator patches only then.
 `Degraded`, `Healthy`, `InvalidSpec`...), and Warnings when registration fails, pods stay without
 the sidecar, a Service bypasses it, the feedback service refuses the sidecars' capture, the
 inputs drift from the reference, or the review queue cannot keep its budget (and a Normal one when
-it can again) — each once per change of its condition, not per loop — and a Normal `NewVersion`
-when the service has seen a model version for the first time.
+it can again) — each once per change of its condition, not per loop — a Normal `NewVersion`
+when the service has seen a model version for the first time, and a Normal `ReportReady` naming
+the report the service made on an alert that fired (`status.report` links the newest).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ _FROM_THE_SERVICE = (
     "drift",
     "review",
     "versions",
+    "report",
 )
 """The status's fields the service's view fills in: kept as they are while it is not known."""
 MAX_MESSAGE = 4096
@@ -121,6 +123,8 @@ def compose(
             {"version": seen.version, "firstSeen": _time(seen.first_seen)}
             for seen in view.versions[-wire.MAX_VERSIONS_SEEN :]
         ]
+        if view.report is not None:
+            status["report"] = _report_status(view.report)
         fallback = view.fallback
         status["fallback"] = _clean(
             {
@@ -226,7 +230,31 @@ def events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
         elif review["status"] == "True" and before.get("ReviewBudget", {}).get("status") == "False":
             found.append(Event("Normal", "ReviewBudgetMet", review["message"]))
     found.extend(_new_versions(old, new))
+    found.extend(_new_report(old, new))
     return found
+
+
+def _report_status(link: wire.ReportLink) -> dict[str, Any]:
+    """`status.report`: the newest report's link, its time as RFC 3339."""
+    return {"id": link.id, "at": _time(link.at), "alert": link.alert, "url": link.url}
+
+
+def _new_report(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
+    """A Normal `ReportReady` Event naming the report when the status links a new one."""
+    report = new.get("report")
+    before = old.get("report")
+    if not isinstance(report, dict) or (
+        isinstance(before, dict) and before.get("id") == report.get("id")
+    ):
+        return []
+    return [
+        Event(
+            "Normal",
+            "ReportReady",
+            f"report {report['id']} on {report['alert']} firing at {report['at']}: the feedback"
+            f" service serves it at {report['url']} (its JSON at {report['url']}.json)",
+        )
+    ]
 
 
 def _new_versions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:

@@ -33,6 +33,7 @@ from truthloop.feedback.store.interface import (
     Registered,
     ReviewItem,
     StoredPrediction,
+    StoredReport,
 )
 
 ROW_COLUMNS = (
@@ -156,6 +157,33 @@ DELETE_TRANSITIONS = (
     " FROM transitions WHERE monitor_id = {0} AND at < {1} ORDER BY at LIMIT {2})"
 )
 """Delete monitor {0}'s oldest {2} transitions from before {1} (retention, a chunk at a time)."""
+
+ADD_REPORT = (
+    "INSERT INTO reports (monitor_id, at, alert, summary, document, html)"
+    " VALUES ({0}, {1}, {2}, {3}, {4}, {5}) RETURNING id"
+)
+KEEP_REPORTS = (
+    "DELETE FROM reports WHERE monitor_id = {0} AND id NOT IN"
+    " (SELECT id FROM reports WHERE monitor_id = {0} ORDER BY at DESC, id DESC LIMIT {1})"
+)
+"""Delete monitor {0}'s reports but the newest {1}."""
+LIST_REPORTS = (
+    "SELECT id, at, alert, summary FROM reports WHERE monitor_id = {0}"
+    " ORDER BY at DESC, id DESC LIMIT {1}"
+)
+REPORT_PARTS = {
+    part: f"SELECT {part} FROM reports WHERE monitor_id = {{0}} AND id = {{1}}"
+    for part in ("document", "html")
+}
+"""One report's document or page."""
+
+
+def stored_reports(rows: Iterable[Iterable[Any]]) -> list[StoredReport]:
+    """`LIST_REPORTS`' rows."""
+    return [
+        StoredReport(int(rid), float(at), str(alert), decode(summary))
+        for rid, at, alert, summary in rows
+    ]
 
 
 REVIEW_TABLE = """

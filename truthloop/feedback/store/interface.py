@@ -25,7 +25,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from truthloop.core import alerts, estimate, join, review, segments, sketch, windows
 from truthloop.core.evaluation import Group
@@ -286,6 +286,21 @@ class QueueStats:
     """When the oldest of them was queued."""
     expired: int
     """Items that expired unreviewed in the last day."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReport:
+    """A report on an alert that fired, as the listing shows it (`Store.reports`)."""
+
+    id: int
+    at: float
+    alert: str
+    summary: Mapping[str, Any]
+    """The listing's fields the engine stored with it (`Store.add_report`)."""
+
+
+ReportPart = Literal["document", "html"]
+"""A stored report's JSON document or its HTML page."""
 
 
 class Store(abc.ABC):
@@ -612,6 +627,30 @@ class Store(abc.ABC):
                 return
             yield chunk
             after = chunk[-1].cursor
+
+    # -- alert reports -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_report(
+        self,
+        monitor_id: int,
+        at: float,
+        alert: str,
+        summary: Mapping[str, Any],
+        document: str,
+        html: str,
+        keep: int,
+    ) -> int:
+        """Store a report (its listing's `summary`, JSON `document` and `html` page); its id.
+        In the same transaction the monitor's reports beyond the newest `keep` are deleted."""
+
+    @abc.abstractmethod
+    async def reports(self, monitor_id: int, limit: int) -> list[StoredReport]:
+        """The monitor's newest `limit` reports, newest first."""
+
+    @abc.abstractmethod
+    async def report(self, monitor_id: int, report_id: int, part: ReportPart) -> str | None:
+        """One of the monitor's reports' document or page; None when it has no such report."""
 
 
 @contextlib.asynccontextmanager

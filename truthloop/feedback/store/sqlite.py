@@ -63,9 +63,11 @@ from truthloop.feedback.store.interface import (
     Only,
     QueueStats,
     Registered,
+    ReportPart,
     ReviewItem,
     Store,
     StoredPrediction,
+    StoredReport,
     StoredState,
     StoreError,
     by_segment,
@@ -406,6 +408,7 @@ class SQLiteStore(Store):
                 "review_items",
                 "sidecar_minutes",
                 "transitions",
+                "reports",
             )
             for table in (*tables, *_agg_tables()):
                 removed += conn.execute(
@@ -850,10 +853,48 @@ class SQLiteStore(Store):
         rows = self._db.execute(sql + " ORDER BY ts, id LIMIT ?", [*params, limit])
         return [codec.stored(*values) for values in rows]
 
+    # -- alert reports -------------------------------------------------------------------------
+
+    async def add_report(
+        self,
+        monitor_id: int,
+        at: float,
+        alert: str,
+        summary: Mapping[str, Any],
+        document: str,
+        html: str,
+        keep: int,
+    ) -> int:
+        values = (monitor_id, at, alert, codec.to_json(summary), document, html)
+        return await self._tx(self._add_report, values, keep)
+
+    @staticmethod
+    def _add_report(conn: sqlite3.Connection, values: tuple[Any, ...], keep: int) -> int:
+        (report_id,) = conn.execute(_ADD_REPORT, values).fetchone()
+        conn.execute(_KEEP_REPORTS, (values[0], keep))
+        return int(report_id)
+
+    async def reports(self, monitor_id: int, limit: int) -> list[StoredReport]:
+        return await self._call(self._reports, monitor_id, limit)
+
+    def _reports(self, monitor_id: int, limit: int) -> list[StoredReport]:
+        return codec.stored_reports(self._db.execute(_LIST_REPORTS, (monitor_id, limit)))
+
+    async def report(self, monitor_id: int, report_id: int, part: ReportPart) -> str | None:
+        return await self._call(self._report, monitor_id, report_id, part)
+
+    def _report(self, monitor_id: int, report_id: int, part: ReportPart) -> str | None:
+        row = self._db.execute(_REPORT_PARTS[part], (monitor_id, report_id)).fetchone()
+        return None if row is None else str(row[0])
+
 
 # -- row conversions and shared writes ---------------------------------------------------------
 
 _PUT_TOKEN = codec.PUT_TOKEN.format("?", "?", "?")
+_ADD_REPORT = codec.ADD_REPORT.format(*"??????")
+_KEEP_REPORTS = codec.KEEP_REPORTS.format("?1", "?2")
+_LIST_REPORTS = codec.LIST_REPORTS.format("?", "?")
+_REPORT_PARTS = {part: sql.format("?", "?") for part, sql in codec.REPORT_PARTS.items()}
 _INSERT_PREDICTION = (
     f"INSERT OR IGNORE INTO predictions ({', '.join(codec.PREDICTION_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(codec.PREDICTION_COLUMNS))})"

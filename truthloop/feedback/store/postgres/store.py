@@ -44,6 +44,10 @@ _PUT_TOKEN = codec.PUT_TOKEN.format("$1", "$2", "$3")
 _ADD_TRANSITION = codec.ADD_TRANSITION.format(*(f"${n}" for n in range(1, 8)))
 _TRANSITIONS = codec.TRANSITIONS.format("$1", "$2", "$3", "$4")
 _DELETE_TRANSITIONS = codec.DELETE_TRANSITIONS.format("$1", "$2", "$3")
+_ADD_REPORT = codec.ADD_REPORT.format("$1", "$2", "$3", "$4", "$5", "$6")
+_KEEP_REPORTS = codec.KEEP_REPORTS.format("$1", "$2")
+_LIST_REPORTS = codec.LIST_REPORTS.format("$1", "$2")
+_REPORT_PARTS = {part: sql.format("$1", "$2") for part, sql in codec.REPORT_PARTS.items()}
 _REFERENCES = (
     f"SELECT {codec.REFERENCE_COLUMNS},"
     f" CASE WHEN id = ANY({sql.array(1, 'bigint')}) THEN NULL ELSE profile END"
@@ -312,6 +316,7 @@ class PostgresStore(interface.Store):
                 "review_items",
                 "sidecar_minutes",
                 "transitions",
+                "reports",
             )
             aggregated = (f"{kind}_{level}" for kind in ("agg", "seg") for level in schema.LEVELS)
             for table in (*tables, *aggregated):
@@ -609,6 +614,36 @@ class PostgresStore(interface.Store):
         params.append(limit)
         found = await self._db.fetch(statement + f" ORDER BY ts, id LIMIT ${len(params)}", *params)
         return [codec.stored(*r) for r in found]
+
+    # -- alert reports -------------------------------------------------------------------------
+
+    async def add_report(
+        self,
+        monitor_id: int,
+        at: float,
+        alert: str,
+        summary: Mapping[str, Any],
+        document: str,
+        html: str,
+        keep: int,
+    ) -> int:
+        values = (monitor_id, at, alert, to_json(summary), document, html)
+        return await self._db.transaction(_add_report, values, keep)
+
+    async def reports(self, monitor_id: int, limit: int) -> list[interface.StoredReport]:
+        return codec.stored_reports(await self._db.fetch(_LIST_REPORTS, monitor_id, limit))
+
+    async def report(
+        self, monitor_id: int, report_id: int, part: interface.ReportPart
+    ) -> str | None:
+        found = await self._db.fetch(_REPORT_PARTS[part], monitor_id, report_id)
+        return str(found[0][0]) if found else None
+
+
+async def _add_report(conn: connection.Conn, values: tuple[Any, ...], keep: int) -> int:
+    report_id = await conn.fetchval(_ADD_REPORT, *values)
+    await conn.execute(_KEEP_REPORTS, values[0], keep)
+    return int(report_id)
 
 
 async def _live(conn: connection.Conn, monitor_ids: set[int]) -> None:
