@@ -45,10 +45,10 @@ every tick.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import hashlib
 import hmac
+import itertools
 import logging
 import random
 from collections.abc import (
@@ -468,10 +468,11 @@ REPORT_KEY = "report"
 """The newest report's link rides in the state object: a new one moves the state's version."""
 REPORTS_KEPT = 50
 """Reports a monitor keeps (the newest)."""
-WRONG_LOOKBACK = 3600.0
-"""A report samples the wrong predictions of the last hour of its window..."""
-WRONG_READ = 5000
-"""... reading at most this many of them (it keeps the newest `report.MAX_WRONG`)."""
+WRONG_SLICES = (600.0, 3600.0)
+"""A report's sample of wrong predictions is the newest of the window's last 10 minutes, then of
+the last hour, then of the rest, until it has `report.MAX_WRONG`..."""
+WRONG_READ = 1000
+"""... reading at most this many records of each."""
 SEGMENTS_EVERY = 600.0
 """Seconds between choices of a monitor's value sets..."""
 SEGMENTS_TRAFFIC = 3600.0
@@ -1947,7 +1948,7 @@ class Engine:
                 key, segment.name, None, version=None, served_by=None
             )
             segmented[segment.name] = (found.by, found.ranked)
-        wrong, seen = await self._wrong(registered, max(start, at - WRONG_LOOKBACK), end)
+        wrong, seen = await self._wrong(registered, start, at, end)
         sidecar = await self._sidecar_hours(registered, at)
         return report.Inputs(
             monitor=key,
@@ -1988,32 +1989,36 @@ class Engine:
         return (now, before) if now or before else None
 
     async def _wrong(
-        self, registered: Registered, start: float, end: float
+        self, registered: Registered, start: float, at: float, end: float
     ) -> tuple[list[report.Wrong], int]:
-        """The newest `report.MAX_WRONG` wrong predictions of the model in [start, end) (of the
-        first `WRONG_READ` read), and how many were read."""
-        query = DatasetQuery(registered.id, start, end, correct=False)
-        kept: collections.deque[report.Wrong] = collections.deque(maxlen=report.MAX_WRONG)
+        """The newest `report.MAX_WRONG` wrong predictions of the model in [start, end), oldest
+        first, and how many were read: the last `WRONG_SLICES` seconds before `at` first, then
+        further back while there are fewer (labels often come hours late), each slice one read
+        of at most `WRONG_READ` records (of which its newest are kept)."""
+        edges = sorted({max(start, min(at - back, end)) for back in WRONG_SLICES} | {start, end})
+        found: list[report.Wrong] = []
         seen = 0
-        async for chunk in self._chunks(query):
-            for r in chunk:
-                if r.served_by != "model" or r.label is None:
-                    continue
-                seen += 1
-                kept.append(
-                    report.Wrong(
-                        r.prediction_id,
-                        r.ts,
-                        r.model_version,
-                        r.features,
-                        r.prediction,
-                        r.label.value if r.label.value is not None else r.label.vote,
-                        r.score,
-                    )
+        for low, high in reversed(list(itertools.pairwise(edges))):
+            query = DatasetQuery(registered.id, low, high, correct=False)
+            rows = await self.store.dataset(query, (low, 0), WRONG_READ)
+            wrong = [
+                report.Wrong(
+                    r.prediction_id,
+                    r.ts,
+                    r.model_version,
+                    r.features,
+                    r.prediction,
+                    r.label.value if r.label.value is not None else r.label.vote,
+                    r.score,
                 )
-            if seen >= WRONG_READ:
+                for r in rows
+                if r.served_by == "model" and r.label is not None
+            ]
+            seen += len(wrong)
+            found = wrong[-(report.MAX_WRONG - len(found)) :] + found
+            if len(found) >= report.MAX_WRONG:
                 break
-        return list(kept), seen
+        return found, seen
 
     async def reports(self, key: str, limit: int) -> list[StoredReport]:
         """The monitor's newest reports, newest first."""
