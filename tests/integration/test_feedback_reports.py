@@ -178,3 +178,44 @@ async def test_the_sidecars_minutes_of_the_last_two_hours_are_in_the_report(
     sidecar_cause = next(c for c in document["why"] if c["kind"] == "sidecar")
     assert sidecar_cause["likely"]
     assert sidecar_cause["evidence"]["error_rate"] == 30 / 120
+
+
+async def test_the_worst_segment_values_and_the_why_name_the_bad_one(
+    start_service: ServiceFactory, clock: FakeClock
+) -> None:
+    segments = [
+        {"name": "country", "pointer": "/country", "export": True},  # the tick reads it
+        {"name": "plan", "pointer": "/plan"},  # the report reads it
+    ]
+    service = await start_service()
+    await service.put_monitor(monitor_body(segments=segments))
+    countries, plans = ("DE", "FR", "IT"), ("basic", "plus")
+
+    async def send(prefix: str, per_country: int, wrong_in: str | None) -> None:
+        ts = clock.now - 5
+        pids = [(f"{prefix}{c}{i}", c) for c in countries for i in range(per_country)]
+        await service.predictions(
+            [
+                record(pid, 1, ts=ts, segments={"country": c, "plan": plans[i % 2]})
+                for i, (pid, c) in enumerate(pids)
+            ]
+        )
+        await service.feedback(
+            *({"monitor": KEY, "prediction_id": pid, "actual": c != wrong_in} for pid, c in pids)
+        )
+        await service.tick()
+
+    await send("warm", 2, None)  # the leader chooses the value sets from these
+    await send("p", 20, "DE")
+    [entry] = await listed(service, 1)
+    document = await service.ok("GET", entry["url"] + ".json")
+    by_segment: dict[str, list[dict[str, Any]]] = {}
+    for row in document["segments"]:
+        by_segment.setdefault(row["segment"], []).append(row)
+    worst = by_segment["country"][0]
+    assert worst["value"] == "DE"
+    assert worst["score"] < 0.2
+    assert {r["value"] for r in by_segment["plan"]} >= {"basic", "plus"}
+    cause = next(c for c in document["why"] if c["kind"] == "segment")
+    assert (cause["evidence"]["segment"], cause["evidence"]["value"]) == ("country", "DE")
+    assert cause["likely"]

@@ -1935,7 +1935,8 @@ class Engine:
         self, key: str, snapshot: Snapshot, transition: alerts.Transition
     ) -> report.Inputs:
         """What a report on `transition` (an alert firing) is built from: the tick's `snapshot`
-        and what it does not hold (the segments' values, a sample of wrong predictions)."""
+        and what it does not hold (the values of segments the tick did not read, a sample of
+        wrong predictions, the sidecars' last two hours)."""
         registered = self.registered(key)
         spec = registered.monitor.spec
         alert = str(transition.alert)
@@ -1944,10 +1945,16 @@ class Engine:
         start, end = windows.bucket_start(span.start), windows.bucket_start(span.end)
         segmented = {}
         for segment in spec.segments[: report.MAX_SEGMENTS]:
-            found = await self.segment_metrics(
-                key, segment.name, None, version=None, served_by=None
-            )
-            segmented[segment.name] = (found.by, found.ranked)
+            kept = snapshot.segments.get(segment.name)
+            if kept is None:
+                found = await self.segment_metrics(
+                    key, segment.name, None, version=None, served_by=None
+                )
+                segmented[segment.name] = (found.by, found.ranked)
+            else:  # the tick read it (an alert watches it, or it is exported)
+                by = segment_metrics.ranking(spec, segment.name)
+                ranked = segment_metrics.rank(kept.values, by, spec.metrics.min_samples)
+                segmented[segment.name] = (by, ranked)
         wrong, seen = await self._wrong(registered, start, at, end)
         sidecar = await self._sidecar_hours(registered, at)
         return report.Inputs(
