@@ -239,10 +239,7 @@ def show(found: Backtest, console: Console, sweeps: Sequence[str] = ()) -> None:
         )
     console.print(alerts)
     if result.unread:
-        console.print(
-            "not replayed (drift alerts: insufficient here, they never fire): "
-            + ", ".join(result.unread)
-        )
+        console.print("not replayed (no input here: they never fire): " + ", ".join(result.unread))
     if found.sweep is not None:
         console.print(_sweep(found))
     for suggestion in found.suggestions:

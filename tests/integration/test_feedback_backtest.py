@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from tests.integration import test_feedback_drift_alerts as drift_alerts
 from tests.integration import test_feedback_estimates as estimates
 from tests.integration.test_feedback_drift import CSV, REFERENCE, as_csv, capture, captured, rows
 from tests.integration.test_feedback_reference_chunks import labeled
@@ -208,3 +209,36 @@ async def test_the_replay_of_an_estimated_alert_makes_the_live_engines_transitio
     assert around.before is not None
     assert around.before.value is not None
     assert around.before.value < 0.9
+
+
+async def test_the_replay_of_drift_alerts_makes_the_live_engines_transitions(
+    start_service: Any, clock: FakeClock
+) -> None:
+    """Inputs that drift from the reference for a while, no label at all: the drift alerts
+    engage the fallback and release it in the engine as in the replay."""
+    service = await start_service()
+    await service.put_monitor(
+        monitor_body(
+            alerts=drift_alerts.ALERTS,
+            metrics={"window": "5m", "minSamples": 50},
+            fallback={"recoverAfter": "1m", "rules": [{"prediction": "0"}]},
+        )
+    )
+    reference = as_csv(drift_alerts.rows(3000, seed=1))
+    await service.ok("POST", REFERENCE, data=reference, headers=CSV)
+    for minute in range(24):
+        clock.now = T0 + 60 * minute + 10
+        table = drift_alerts.rows(60, seed=minute + 2, shift=8 <= minute < 14)
+        await drift_alerts.capture(service, table, clock.now, f"m{minute}-")
+        clock.now = T0 + 60 * minute + 59
+        await service.tick()
+    made = (await service.ok("GET", "/v1/monitors/ml/churn/history"))["transitions"]
+    kinds = [t["kind"] for t in made]
+    assert "fallback_engaged" in kinds
+    assert "fallback_disengaged" in kinds
+    status, answer = await backtest(service, **{"from": T0, "to": T0 + 60 * 24})
+    assert status == 200, answer
+    found = msgspec.convert(answer, Backtest)
+    replayed = [msgspec.to_builtins(t) for t in found.result.transitions]
+    assert replayed == [{k: t[k] for k in replayed[0]} for t in made]
+    assert found.result.unread == ()

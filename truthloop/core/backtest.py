@@ -4,11 +4,11 @@
 fallback have engaged, for how long, and how good was the model then?" before a spec acts on
 traffic. The replay reads nothing the live engine does not: every minute's window (the `window`
 minutes ending with it, summed) is evaluated and read by the same functions the engine's tick
-uses (`evaluation.alert_values`; for a segment alert `segment_metrics.rank` and `worst`), and
-the same machine (`alerts.step`) is stepped on them, so the transitions are the ones the engine
-would have made on the same buckets ticking once a minute (the tests hold them to the live
-engine's). Drift alerts are not replayed yet: they read the feature sketches against the
-reference, and are named `unread`.
+uses (`evaluation.alert_values`; for a segment alert `segment_metrics.rank` and `worst`; for a
+drift alert `drift.evaluate` against the reference and `drift.alert_values`), and the same
+machine (`alerts.step`) is stepped on them, so the transitions are the ones the engine would
+have made on the same buckets ticking once a minute (the tests hold them to the live engine's).
+An alert given no input (a segment's drift alert) is named `unread`.
 
 Times are epoch seconds; a period is half-open `[start, end)`; minutes are epoch minutes
 (`windows.bucket_of`).
@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from truthloop.core import (
     alerts,
+    drift,
     estimate,
     evaluation,
     metrics,
@@ -38,6 +39,7 @@ from truthloop.core import (
 from truthloop.core.alerts import Transition, WindowMetric
 from truthloop.core.evaluation import Estimator, Evaluated, Group
 from truthloop.core.join import PREDICTIONS_KEY
+from truthloop.core.profile import Reference
 from truthloop.core.rulehistory import RulesVsModel
 from truthloop.core.spec import (
     DRIFT_METRICS,
@@ -142,7 +144,8 @@ class BacktestResult:
     fallback_share: float | None
     engagements_per_day: float
     unread: tuple[str, ...] = ()
-    """The alerts the replay gives no input (drift alerts): insufficient throughout,
+    """The alerts the replay gives no input (a segment's drift alerts; drift alerts without a
+    reference or beyond the period the shell reads sketches for): insufficient throughout,
     they never fire in a backtest."""
 
     @property
@@ -294,6 +297,13 @@ def read_keys(spec: MonitorSpec) -> tuple[str, ...]:
     return tuple(sorted(keys))
 
 
+def machine_keys(spec: MonitorSpec, inputs_: Inputs) -> tuple[str, ...]:
+    """The values the machine is given at each step: `read_keys` and the drift alerts' that
+    `inputs_` has."""
+    found = {*read_keys(spec), *(a.key for a in spec.alerts if a.segment is None)}
+    return tuple(sorted(k for k in found if k in inputs_.values))
+
+
 def segment_alerts(spec: MonitorSpec) -> tuple[AlertSpec, ...]:
     """The alerts on a model metric of one segment's values (drift segment alerts are not
     replayed)."""
@@ -301,8 +311,9 @@ def segment_alerts(spec: MonitorSpec) -> tuple[AlertSpec, ...]:
 
 
 def unread(spec: MonitorSpec, inputs_: Inputs) -> tuple[str, ...]:
-    """The alerts a replay gives no input (drift alerts, and segment alerts without their
-    segment's counters): insufficient throughout, they never fire in a backtest."""
+    """The alerts a replay gives no input (drift alerts without a reference or on a segment,
+    segment alerts without their segment's counters): insufficient throughout, they never fire
+    in a backtest."""
     return tuple(a.name for a in spec.alerts if a.key not in inputs_.values)
 
 
@@ -312,6 +323,8 @@ def inputs(
     span: BucketRange,
     estimator: Estimator | None = None,
     segments: Mapping[str, Minutes] | None = None,
+    sketches: Minutes | None = None,
+    reference: Reference | None = None,
 ) -> Inputs:
     """Every minute of `span` read as the engine's tick reads its window: the minutes' model
     counters summed over the window as a sliding sum (`_windows`; `minutes` holds the
@@ -323,7 +336,11 @@ def inputs(
     `segments`: each segment's minute counters (a segment read of the model's records, its
     counters under their prefix), for the segment alerts: each window split by value
     (`segments.split`), evaluated (`segment_metrics.evaluate`) and ranked for each alert
-    (`segment_metrics.rank`), the ranking kept for `worst` to read at each step."""
+    (`segment_metrics.rank`), the ranking kept for `worst` to read at each step.
+
+    `sketches`: the minutes' feature sketches, for the drift alerts (not a segment's): each
+    window against the monitor's default `reference` (`drift.evaluate`, read by
+    `drift.alert_values`), as the engine measures the window's drift."""
     width = window_minutes(spec)
     keys = read_keys(spec)
     estimating = estimator is not None and any(k.startswith(("estimated:", "auto:")) for k in keys)
@@ -352,6 +369,12 @@ def inputs(
         for j, key in enumerate(figures):
             lower[key][at] = expanded[:, 2 * len(read) + j]
             upper[key][at] = expanded[:, 2 * len(read) + len(figures) + j]
+    if sketches is not None and reference is not None:
+        drifting = [a.key for a in spec.alerts if a.segment is None and a.metric in DRIFT_METRICS]
+        if drifting:
+            drifted = _drift(spec, drifting, sketches, reference, span, width)
+            for key, (value, behind) in zip(drifting, drifted, strict=True):
+                values[key], samples[key] = value, behind
     ranked: dict[str, list[Ranking]] = {}
     for name, found in (segments or {}).items():
         mine = [a for a in segment_alerts(spec) if a.segment == name]
@@ -418,6 +441,32 @@ def _segment(
                 worst = segment_metrics.worst(mine[j], ranking, min_samples)
                 value[at.start + i] = np.nan if worst.value is None else worst.value
                 behind[at.start + i] = worst.samples
+    return found
+
+
+def _drift(
+    spec: MonitorSpec,
+    keys: Sequence[str],
+    sketches: Minutes,
+    reference: Reference,
+    span: BucketRange,
+    width: int,
+) -> list[tuple[Floats, Ints]]:
+    """Each drift key's value and samples at every minute of `span`: each distinct window's
+    sketches against `reference`."""
+    n = len(span)
+    found = [(np.full(n, np.nan), np.zeros(n, np.int64)) for _ in keys]
+    seen: dict[bytes, list[float]] = {}
+    model = _model(sketches, span, width)
+    for at, sums, fresh, inverse in _windows(model, span, width, sketch.is_sketch):
+        for window, counters in fresh.items():
+            read = drift.alert_values(drift.evaluate(reference, counters, spec))
+            pairs = [read.get(key, (math.nan, 0)) for key in keys]
+            seen[window] = [v for v, _ in pairs] + [float(s) for _, s in pairs]
+        expanded = np.array([seen[window] for window in sums])[inverse]
+        for j, (value, behind) in enumerate(found):
+            value[at] = expanded[:, j]
+            behind[at] = expanded[:, len(keys) + j]
     return found
 
 
@@ -545,7 +594,7 @@ def step_every_minute(spec: MonitorSpec, inputs: Inputs) -> Stepped:
     would: the reference `step_at_changes` must agree with."""
     state = alerts.initial_state(spec)
     found: Stepped = []
-    keys, segmented = read_keys(spec), segment_alerts(spec)
+    keys, segmented = machine_keys(spec, inputs), segment_alerts(spec)
     for i in range(len(inputs.span)):
         metrics_ = inputs.at(i, keys, segmented)
         state, transitions = alerts.step(state, spec, tick(inputs.span, i), metrics_)
@@ -568,7 +617,7 @@ def step_at_changes(spec: MonitorSpec, inputs: Inputs) -> Stepped:
     state = alerts.initial_state(spec)
     found: Stepped = []
     i, c = 0, 0
-    keys, segmented = read_keys(spec), segment_alerts(spec)
+    keys, segmented = machine_keys(spec, inputs), segment_alerts(spec)
     while i < n:
         metrics_ = inputs.at(i, keys, segmented)
         state, transitions = alerts.step(state, spec, tick(inputs.span, i), metrics_)

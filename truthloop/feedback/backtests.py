@@ -22,7 +22,9 @@ from typing import Any
 from truthloop.core import backtest, sweep
 from truthloop.core.backtest import Backtest
 from truthloop.core.evaluation import Estimator
+from truthloop.core.profile import Reference
 from truthloop.core.spec import (
+    DRIFT_METRICS,
     MAX_WINDOW,
     FieldError,
     Monitor,
@@ -33,7 +35,7 @@ from truthloop.core.spec import (
 )
 from truthloop.core.windows import BucketRange, Steps, bucket_of
 from truthloop.feedback.bodies import timestamp
-from truthloop.feedback.engine import estimator
+from truthloop.feedback.engine import estimator, reference_of
 from truthloop.feedback.rulereplay import rules_on_history
 from truthloop.feedback.store.interface import Groups, Only, Registered, Store
 
@@ -43,6 +45,9 @@ MAX_PERIOD = MAX_WINDOW
 MAX_SWEEPS = 10
 READ_MINUTES = 7 * 1440
 """Minutes of counters one store read holds."""
+MAX_DRIFT_MINUTES = 7 * 1440
+"""The longest period whose drift alerts are replayed: a minute's feature sketches are hundreds
+of counters, each window's drift a full evaluation; beyond it they are `unread`."""
 FIELDS = ("monitor", "from", "to", "sweeps", "suggest")
 
 
@@ -176,6 +181,11 @@ async def run(store: Store, registered: Registered, asked: Request) -> Backtest:
     for name in sorted({a.segment for a in backtest.segment_alerts(spec) if a.segment}):
         only = Only(None, "model", sketches=False, estimates=estimating, segment=name)
         segmented[name] = await minute_counters(store, registered.id, reads, only)
+    reference = reference_of(tested, None)
+    sketches = None
+    drifting = any(a.segment is None and a.metric in DRIFT_METRICS for a in spec.alerts)
+    if drifting and reference is not None and len(stepped) <= MAX_DRIFT_MINUTES:
+        sketches = await minute_counters(store, registered.id, reads, Only(sketches=True))
     estimate = estimator(tested) if estimating else None
     found = await asyncio.to_thread(
         _compute,
@@ -187,6 +197,8 @@ async def run(store: Store, registered: Registered, asked: Request) -> Backtest:
         estimate,
         sweeps,
         asked.suggest,
+        sketches,
+        reference,
     )
     periods = [e.period for e in found.result.episodes]
     return replace(found, rules=await rules_on_history(store, registered.id, spec, periods))
@@ -201,6 +213,8 @@ def _compute(
     estimate: Estimator | None,
     sweeps: Sequence[sweep.Sweep],
     suggest: bool,
+    sketches: Mapping[int, Groups] | None,
+    reference: Reference | None,
 ) -> Backtest:
-    found = backtest.inputs(spec, minutes, stepped, estimate, segmented)
+    found = backtest.inputs(spec, minutes, stepped, estimate, segmented, sketches, reference)
     return backtest.backtest(key, spec, found, sweeps, suggesting=suggest)
