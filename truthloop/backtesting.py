@@ -37,6 +37,8 @@ from rich.table import Table
 from truthloop import flags, remote
 from truthloop.core import backtestpage, spec, yamlpos
 from truthloop.core.backtest import Around, Backtest, Episode, Figure
+from truthloop.core.metrics import Estimate
+from truthloop.core.rulehistory import RulesVsModel
 from truthloop.core.spec import format_duration, format_time
 from truthloop.flags import UsageError
 
@@ -240,6 +242,8 @@ def show(found: Backtest, console: Console, sweeps: Sequence[str] = ()) -> None:
     console.print(alerts)
     if result.unread:
         console.print("not replayed (no input here: they never fire): " + ", ".join(result.unread))
+    if found.rules is not None:
+        _rules(found.rules, console)
     if found.sweep is not None:
         console.print(_sweep(found))
     for suggestion in found.suggestions:
@@ -247,6 +251,52 @@ def show(found: Backtest, console: Console, sweeps: Sequence[str] = ()) -> None:
             f"suggest [bold]{suggestion.alert}.{suggestion.field}: {suggestion.value:g}[/bold]"
             f" ({suggestion.why})"
         )
+
+
+VERDICTS = {"better": "the rules did better", "worse": "the rules did worse"}
+
+
+def _rules(rules: RulesVsModel, console: Console) -> None:
+    """The rules against the model on the episodes' labeled records, and what was left out."""
+    table = Table(
+        title=f"Rules against the model in the episodes: {rules.compared:,} of {rules.records:,}"
+        " labeled records judged on both sides",
+        title_justify="left",
+    )
+    for column in ("metric", "model", "rules", "rules − model", "verdict"):
+        table.add_column(column)
+    shown = [rules.metric, *(n for n in rules.differences if n in _SHOWN and n != rules.metric)]
+    for name in shown:
+        d = rules.differences.get(name)
+        if d is None:
+            continue
+        bounds = "" if d.lower is None else f" [{d.lower:+.3f}, {d.upper:+.3f}]"
+        table.add_row(
+            f"[bold]{name}[/bold]" if name == rules.metric else name,
+            _estimate(rules.model.get(name)),
+            _estimate(rules.rules.get(name)),
+            "-" if d.difference is None else f"{d.difference:+.3f}{bounds}",
+            VERDICTS.get(d.verdict, "can't tell"),
+        )
+    console.print(table)
+    answered = ", ".join(f"rules[{i}] {n:,}" for i, n in enumerate(rules.by_rule))
+    console.print(
+        f"answers by rule: {answered}; no rule answered (the model did): {rules.no_rule:,}"
+    )
+    for skipped in rules.skipped:
+        console.print(f"left out: {skipped.records:,} {skipped.reason} ({skipped.detail})")
+
+
+_SHOWN = frozenset({"accuracy", "precision", "recall", "f1", "mae", "rmse"})
+"""The metrics the rules' table shows besides the one it leads with."""
+
+
+def _estimate(found: Estimate | None) -> str:
+    if found is None or found.value is None:
+        return "-"
+    if found.lower is None or found.upper is None:
+        return f"{found.value:.3g}"
+    return f"{found.value:.3g} [{found.lower:.3g}, {found.upper:.3g}]"
 
 
 def _episodes(episodes: Sequence[Episode]) -> Table:

@@ -57,7 +57,10 @@ async def test_the_service_and_the_store_answer_alike(
     assert "fallback: 1 episode (24.00 a day)" in out
     assert "Fallback episodes" in out
     assert "Alerts" in out
+    assert "Rules against the model in the episodes: " in out
+    assert "left out:" not in out  # the rule reads nothing: every labeled record is compared
     assert html.read_text().startswith("<!DOCTYPE html>")
+    assert 'id="rules"' in html.read_text()
 
 
 async def test_errors_name_the_file_and_line_or_the_flag(
