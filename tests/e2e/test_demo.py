@@ -211,6 +211,18 @@ def test_the_demo_shows_drift_alert_fallback_and_recovery(
         f" {acc['upper']:+.3f}] (95%): "
     ) in output
 
+    # The backtest of the run replays the live story: the fallback engages once, for the
+    # drifted world, and the rules are compared with the model on the episode's labeled records,
+    # the live fallback's own answers left out (they are the rules', not the model's).
+    replay = result["backtest"]
+    assert len(replay["episodes"]) >= 1, output
+    assert sum(n for _, _, n in replay["episodes"]) <= replay["predictions"]
+    rules = replay["rules"]
+    assert rules["compared"] == sum(rules["by_rule"]) > 0
+    skipped = {s["reason"]: s["records"] for s in rules["skipped"]}
+    assert skipped.get("live_fallback", 0) > 0
+    assert rules["records"] == rules["compared"] + rules["no_rule"] + sum(skipped.values())
+
     # README's sample is this output, abridged: each of its lines is a printed one (numbers and
     # the spaces that pad them aside), so a change of the columns, legend or summary shows there.
     unmatched = [

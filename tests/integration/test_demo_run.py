@@ -17,10 +17,13 @@ import pytest
 from truthloop.examples import churn_model
 
 from tests.support.waiting import eventually
+from truthloop import cli as truthloop_cli
 from truthloop.demo import cli
 from truthloop.demo.scenario import Scenario
 from truthloop.demo.timelapse import TimeLapse
 from truthloop.demo.view import PlainView
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def triple(entry: dict[str, Any] | None) -> list[float] | None:
@@ -49,7 +52,9 @@ def figures(part: dict[str, Any], whole: bool = False) -> dict[str, Any]:
     return out
 
 
-async def test_a_run_kept_running_serves_what_its_summary_says(tmp_path: Path) -> None:
+async def test_a_run_kept_running_serves_what_its_summary_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = io.StringIO()
     clock = TimeLapse(20)
     stop = asyncio.Event()
@@ -148,6 +153,17 @@ async def test_a_run_kept_running_serves_what_its_summary_says(tmp_path: Path) -
                     assert report["reference"]["rows"] == churn_model.TRAINING_SIZE
                     assert report["samples"] == result["model"]["samples"]
                     assert report["samples"] + result["fallback"]["samples"] >= result["requests"]
+            # the backtest the summary ends with, asked again with the command it offers
+            assert result["backtest"]["predictions"] <= result["model"]["samples"]
+            command = re.search(r"^  backtest +truthloop (backtest .*)$", text, re.M)[1]  # type: ignore[index]
+            argv = shlex.split(command)
+            argv[argv.index("-f") + 1] = str(ROOT / argv[argv.index("-f") + 1])
+            argv[argv.index("--html") + 1] = str(tmp_path / "backtest.html")
+            assert await asyncio.to_thread(truthloop_cli.main, [*argv, "--json"]) == 0
+            asked = json.loads(capsys.readouterr().out)
+            assert asked["result"]["monitor"] == "default/churn"
+            assert asked["result"]["predictions"] >= result["backtest"]["predictions"]
+            assert (tmp_path / "backtest.html").read_text().startswith("<!DOCTYPE html>")
             predict = shlex.split(text.splitlines()[-1].split("predict", 1)[1])
             async with session.post(
                 predict[2],

@@ -7,32 +7,49 @@ import re
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-_SAMPLE = re.compile(r"What `truthloop demo` shows[^`]*```text\n(.*?)\n```", re.S)
+_SAMPLES = (
+    re.compile(r"What `truthloop demo` shows[^`]*```text\n(.*?)\n```", re.S),
+    re.compile(r"backtest's lines of another run:\n\n```text\n(.*?)\n```", re.S),
+)
+"""README's samples of the demo's output: the run, and the backtest it ends with."""
 
 
 def demo_sample() -> list[str]:
-    """The lines of README's sample block of the demo's output."""
-    found = _SAMPLE.search(README.read_text())
-    assert found is not None, "README has no sample of the demo's output"
-    return found[1].splitlines()
+    """The lines of README's sample blocks of the demo's output."""
+    text = README.read_text()
+    lines = []
+    for sample in _SAMPLES:
+        found = sample.search(text)
+        assert found is not None, f"README has no sample of the demo's output ({sample.pattern})"
+        lines += found[1].splitlines()
+    return lines
 
 
 _CHANGE = r"\d+:\d+ [A-Za-z]+"
 _CHAIN = re.compile(rf"{_CHANGE}(?: → {_CHANGE})+")
+_SIGNED = re.compile(r"[+-]?\d+")
+_NUMBER = r"[+-]?\d+"
+_VERDICT = "(?:better|worse|can't tell yet)"
+_VERDICT_AT_END = re.compile(f", {_VERDICT}$")
 
 
 def shape(line: str) -> re.Pattern[str]:
-    """`line` with every number any number and every run of spaces any run of spaces (a longer
-    number pads its column less), the reviewed estimate's `which holds` as `which misses` too, and
-    a chain of phase changes (`00:00 Collecting → 00:56
-    Healthy → ...`) as long as the run made it: a metric at its threshold may flap once more."""
+    """`line` with every number any number (of either sign) and every run of spaces any run
+    of spaces (a longer number pads its column less), the reviewed estimate's `which holds` as
+    `which misses` too, a chain of phase changes (`00:00 Collecting → 00:56 Healthy → ...`) as
+    long as the run made it (a metric at its threshold may flap once more), and a comparison's
+    closing verdict (`, better`) as any verdict: the backtest's rules against the model may tell
+    either way, or not."""
+    verdict = _VERDICT_AT_END.search(line)
+    if verdict is not None:
+        return re.compile(f"{shape(line[: verdict.start()]).pattern}, {_VERDICT}")
     chain = _CHAIN.search(line)
     if chain is not None:
         head, tail = line[: chain.start()], line[chain.end() :]
         return re.compile(f"{shape(head).pattern}{_CHANGE}(?: → {_CHANGE})+{shape(tail).pattern}")
-    parts = re.split(r"(\d+| +)", line)
+    parts = re.split(r"([+-]?\d+| +)", line)
     pattern = "".join(
-        r"\d+" if part.isdigit() else " +" if part.isspace() else re.escape(part)
+        _NUMBER if _SIGNED.fullmatch(part) else " +" if part.isspace() else re.escape(part)
         for part in parts
         if part
     )

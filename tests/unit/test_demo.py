@@ -8,12 +8,17 @@ import dataclasses
 import io
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 from truthloop.examples import churn_model
 
 from tests.support import readme
 from truthloop.core import spec, wire
+from truthloop.core.backtest import Backtest, BacktestResult, Episode, Period
+from truthloop.core.compare import Difference
+from truthloop.core.metrics import Estimate as MetricEstimate
+from truthloop.core.rulehistory import RulesVsModel, Skipped
 from truthloop.demo import cli, summary, view
 from truthloop.demo.cli import demo_monitor, phase_text
 from truthloop.demo.reviewer import Reviews
@@ -689,7 +694,57 @@ def test_the_result_line_holds_the_same_numbers() -> None:
         "canary": 0,
         "versions": [],
         "compare": None,
+        "backtest": None,
     }
+
+
+def backtest_answer() -> dict[str, Any]:
+    """A backtest's answer: one episode from 03:20 to 07:30 of the run, the rules against the
+    model on 400 labeled records, 150 of the live fallback's left out."""
+    rules = RulesVsModel(
+        metric="accuracy",
+        records=550,
+        compared=400,
+        no_rule=0,
+        by_rule=(250, 150),
+        skipped=(Skipped("live_fallback", 150, "the fallback answered the request live"),),
+        model={"accuracy": MetricEstimate(0.6, 0.55, 0.65)},
+        rules={"accuracy": MetricEstimate(0.7, 0.65, 0.74)},
+        differences={"accuracy": Difference(0.6, 0.7, 0.1, 0.03, 0.17, "better")},
+    )
+    period = Period(T0 + 200, T0 + 450)
+    result = BacktestResult(
+        monitor="default/churn",
+        period=Period(T0, T0 + 600),
+        window=120.0,
+        minutes=10,
+        predictions=1000,
+        transitions=(),
+        alerts=(),
+        episodes=(Episode(period, "accuracy-low", 420),),
+        fallback_share=0.42,
+        engagements_per_day=144.0,
+    )
+    answer: dict[str, Any] = msgspec.to_builtins(Backtest(result, rules=rules))
+    return answer
+
+
+def test_the_summary_ends_with_the_backtest_of_the_run() -> None:
+    told = dataclasses.replace(made_summary(), replay=summary.replay_of(backtest_answer(), T0))
+    assert summary.lines(told, "http://x/metrics?window=1h", 20)[-4:] == [
+        "  backtest  the run's history replayed minute by minute with its monitor (POST"
+        " .../backtest, as `truthloop backtest` asks; docs/backtest.md):",
+        "            episode  engaged 03:20, released 07:30 (04:10 later): 420 of the model's"
+        " 1000 predictions",
+        "            rules    accuracy 0.70 [0.65–0.74], the model's 0.60 [0.55–0.65] on the same"
+        " 400 labeled records: rules − model +0.100 [+0.030 to +0.170], better",
+        "            left out 150 records: the fallback answered the request live",
+    ]
+    found = told.to_dict()["backtest"]
+    assert found["episodes"] == [[200, 450, 420]]
+    assert found["rules"]["compared"] == 400
+    none = dataclasses.replace(made_summary(), replay=summary.Replay((), 1000, None))
+    assert summary.lines(none, "u", 20)[-1] == "            the fallback would not have engaged"
 
 
 SEGMENT = {

@@ -35,3 +35,12 @@ def test_a_sample_line_matches_the_same_line_with_other_numbers_and_phase_flaps(
     row = readme.shape("01:20  churn   Healthy   0.95 [0.83–0.99]")
     assert row.fullmatch("11:26  churn   Healthy    0.9 [0.81–0.97]")
     assert not row.fullmatch("11:26  churn   Degraded  0.9 [0.81–0.97]")
+
+
+def test_a_closing_verdict_matches_any_verdict() -> None:
+    from tests.support import readme
+
+    sample = readme.shape("            rules    accuracy 0.73, rules − model +0.053, better")
+    assert sample.fullmatch("            rules    accuracy 0.7, rules − model -0.01, worse")
+    assert sample.fullmatch("            rules    accuracy 0.7, rules − model +0.0, can't tell yet")
+    assert not sample.fullmatch("            rules    accuracy 0.7, rules − model +0.0, maybe")

@@ -556,6 +556,8 @@ def explore(parts: local.Stack) -> list[str]:
         f"&segment={SEGMENTS[0]['name']}'",
         f"  versions      curl -s '{base}/versions?window={SUMMARY_WINDOW}'",
         f"  compare       curl -s '{base}/compare?a={VERSION}&b={CANARY}&window={SUMMARY_WINDOW}'",
+        f"  backtest      truthloop backtest -f examples/{MONITOR_FILE} --feedback-url"
+        f" {parts.feedback_url} --from {SUMMARY_WINDOW} --html backtest.html",
         f"  Prometheus    curl -s {parts.feedback_url}/metrics",
         f"  sidecar       curl -s {parts.admin_url}/metrics",
         f"  predict       curl -si {parts.proxy_url}{PREDICT_PATH} -H 'X-Entity-ID: me'"
@@ -618,6 +620,9 @@ async def _summary(
         base = f"{parts.feedback_url}/v1/monitors/{parts.monitor}"
         versions = await _get(session, f"{base}/versions", window=SUMMARY_WINDOW)
         compare = await _get(session, f"{base}/compare", a=VERSION, b=CANARY, window=SUMMARY_WINDOW)
+        async with session.post(f"{base}/backtest", json={"from": start}) as response:
+            response.raise_for_status()
+            backtest = await response.json()
     return summaries.summarize(
         traffic.counts,
         SUMMARY_WINDOW,
@@ -637,4 +642,5 @@ async def _summary(
         versions=versions,
         compare=compare,
         min_samples=min_samples,
+        backtest=backtest,
     )

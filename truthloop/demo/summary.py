@@ -22,6 +22,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
+from truthloop.core import metrics
+from truthloop.core.backtest import Backtest
+from truthloop.core.rulehistory import RulesVsModel
 from truthloop.demo.reviewer import Reviews
 from truthloop.demo.traffic import Counts
 from truthloop.demo.watch import (
@@ -304,6 +309,31 @@ def outlier_burst(readings: Sequence[DriftReading], until: float) -> DriftReadin
 
 
 @dataclass(frozen=True, slots=True)
+class Replay:
+    """The run's own history replayed with its monitor (`POST .../backtest`, what `truthloop
+    backtest` asks): the fallback's episodes (service seconds in) with the model's predictions
+    in each, the model's predictions in all, and the rules against the model on the episodes'
+    labeled records."""
+
+    episodes: tuple[tuple[Period, int], ...]
+    predictions: int
+    rules: RulesVsModel | None
+
+
+def replay_of(answer: Mapping[str, Any], start: float) -> Replay:
+    """A backtest answer told from `start` (epoch seconds of service time)."""
+    found = msgspec.convert(answer, Backtest)
+    episodes = tuple(
+        (
+            Period(e.period.start - start, None if e.period.open else e.period.end - start),
+            e.predictions,
+        )
+        for e in found.result.episodes
+    )
+    return Replay(episodes, found.result.predictions, found.rules)
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
     counts: Counts
     window: str
@@ -326,6 +356,7 @@ class Summary:
     comparison: Comparison | None = None
     min_samples: int = 0
     """Labeled predictions a segment's value needs to be told."""
+    replay: Replay | None = None
 
     @property
     def periods(self) -> tuple[Period, ...]:
@@ -366,7 +397,17 @@ class Summary:
             "canary": c.canary,
             "versions": [v.to_dict() for v in self.versions],
             "compare": None if self.comparison is None else self.comparison.to_dict(),
+            "backtest": None if self.replay is None else replay_dict(self.replay),
         }
+
+
+def replay_dict(replay: Replay) -> dict[str, Any]:
+    rules = replay.rules
+    return {
+        "episodes": [[p.engaged, p.released, n] for p, n in replay.episodes],
+        "predictions": replay.predictions,
+        "rules": None if rules is None else msgspec.to_builtins(rules),
+    }
 
 
 def reviews_dict(reviews: Reviews) -> dict[str, Any]:
@@ -462,12 +503,14 @@ def summarize(
     versions: Mapping[str, Any] | None = None,
     compare: Mapping[str, Any] | None = None,
     min_samples: int = 0,
+    backtest: Mapping[str, Any] | None = None,
 ) -> Summary:
     """`overall` is the metrics API's answer over `window`; the series are its `series=1m`
     points for `served_by=model` and `served_by=fallback`; the drift changes and readings are
     the watcher's; the burst is looked for before `calm_until` (epoch seconds of service time,
     when the world first drifted; default the start of `drifted`). `segment`, `versions` and
-    `compare` are the metrics API's answer with `segment=`, the versions and compare APIs'."""
+    `compare` are the metrics API's answer with `segment=`, the versions and compare APIs';
+    `backtest` the backtest API's of the run."""
     return Summary(
         counts=counts,
         window=window,
@@ -487,6 +530,7 @@ def summarize(
         versions=() if versions is None else versions_of(versions),
         comparison=None if compare is None else Comparison.of(compare),
         min_samples=min_samples,
+        replay=None if backtest is None else replay_of(backtest, start),
     )
 
 
@@ -549,6 +593,51 @@ def lines(summary: Summary, metrics_url: str, label_delay: float) -> list[str]:
             f"            fallback {accuracy(minute.fallback)}",
             f"            model    {accuracy(minute.model)} (shadow answers included)",
         ]
+    if summary.replay is not None:
+        out += replay_lines(summary.replay)
+    return out
+
+
+def interval(e: metrics.Estimate | None) -> str:
+    """A metric's value and interval as `0.95 [0.90–0.98]`."""
+    if e is None or e.value is None:
+        return "-"
+    if e.lower is None or e.upper is None:
+        return f"{e.value:.2f}"
+    return f"{e.value:.2f} [{e.lower:.2f}–{e.upper:.2f}]"
+
+
+def replay_lines(replay: Replay) -> list[str]:
+    """The backtest of the run: its episodes, and the rules against the model in them."""
+    out = [
+        "  backtest  the run's history replayed minute by minute with its monitor (POST"
+        " .../backtest, as `truthloop backtest` asks; docs/backtest.md):"
+    ]
+    if not replay.episodes:
+        out.append("            the fallback would not have engaged")
+    for period, predictions in replay.episodes:
+        released = (
+            "still engaged at the end"
+            if period.released is None
+            else f"released {clock(period.released)}"
+            f" ({clock(period.released - period.engaged)} later)"
+        )
+        out.append(
+            f"            episode  engaged {clock(period.engaged)}, {released}:"
+            f" {predictions} of the model's {replay.predictions} predictions"
+        )
+    rules = replay.rules
+    d = None if rules is None else rules.difference
+    if rules is None or d is None or d.difference is None:
+        return out
+    metric = rules.metric
+    bounds = "" if d.lower is None else f" [{d.lower:+.3f} to {d.upper:+.3f}]"
+    out.append(
+        f"            rules    {metric} {interval(rules.rules.get(metric))}, the model's"
+        f" {interval(rules.model.get(metric))} on the same {rules.compared} labeled records:"
+        f" rules − model {d.difference:+.3f}{bounds}, {VERDICTS.get(d.verdict, d.verdict)}"
+    )
+    out += [f"            left out {s.records} records: {s.detail}" for s in rules.skipped]
     return out
 
 
