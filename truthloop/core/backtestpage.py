@@ -35,6 +35,10 @@ def _num(x: float | None, digits: int = 3) -> str:
     return "—" if x is None else f"{x:.{digits}g}"
 
 
+def _signed(x: float | None) -> str:
+    return "—" if x is None else f"{x:+.3g}"
+
+
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
 
@@ -281,8 +285,8 @@ def _rules_html(rules: RulesVsModel | None) -> str:
             "rules − model",
             "—"
             if diff is None or diff.difference is None
-            else f"{_num(diff.difference)} <span class=dim>[{_num(diff.lower)}, "
-            f"{_num(diff.upper)}]</span> <b>{_e(said)}</b>",
+            else f"{diff.difference:+.3g} <span class=dim>[{_signed(diff.lower)}, "
+            f"{_signed(diff.upper)}]</span> <b>{_e(said)}</b>",
         ],
     ]
     skipped = "".join(f"<li>{s.records} {_e(s.reason)}: {_e(s.detail)}</li>" for s in rules.skipped)
