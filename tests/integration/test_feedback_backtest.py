@@ -51,21 +51,28 @@ async def backtest(service: Service, **body: Any) -> tuple[int, Any]:
     return await service.call("POST", "/v1/monitors/ml/churn/backtest", json=body)
 
 
+async def replays_the_live_engine(service: Service, minutes: int) -> tuple[Backtest, list[str]]:
+    """The backtest of the first `minutes` from T0 with the registered spec, having checked
+    that its transitions are those the live engine made (as its history keeps them), reasons
+    and times included; the kinds of those transitions."""
+    made = (await service.ok("GET", "/v1/monitors/ml/churn/history"))["transitions"]
+    status, answer = await backtest(service, **{"from": T0, "to": T0 + 60 * minutes})
+    assert status == 200, answer
+    found = msgspec.convert(answer, Backtest)
+    replayed = [msgspec.to_builtins(t) for t in found.result.transitions]
+    assert replayed == [{k: t[k] for k in replayed[0]} for t in made]
+    return found, [t["kind"] for t in made]
+
+
 async def test_the_replay_makes_the_live_engines_transitions(
     start_service: Any, clock: FakeClock
 ) -> None:
     service = await start_service()
     await service.put_monitor(monitor_body(**SPEC))
     await live(service, clock)
-    made = (await service.ok("GET", "/v1/monitors/ml/churn/history"))["transitions"]
-    kinds = [t["kind"] for t in made]
+    found, kinds = await replays_the_live_engine(service, MINUTES)
     assert "fallback_engaged" in kinds
     assert "alert_pending" in kinds[kinds.index("fallback_disengaged") :]  # the flicker
-    status, answer = await backtest(service, **{"from": T0, "to": T0 + 60 * MINUTES})
-    assert status == 200, answer
-    found = msgspec.convert(answer, Backtest)
-    replayed = [msgspec.to_builtins(t) for t in found.result.transitions]
-    assert replayed == [{k: t[k] for k in replayed[0]} for t in made]
     (episode,) = found.result.episodes
     assert episode.predictions == 4 * (round(episode.period.seconds) // 60)
     assert found.result.minutes == MINUTES
@@ -162,13 +169,8 @@ async def test_the_replay_of_a_segment_alert_makes_the_live_engines_transitions(
         )
         clock.now = T0 + 60 * minute + 59
         await service.tick()
-    made = (await service.ok("GET", "/v1/monitors/ml/churn/history"))["transitions"]
-    assert any(t["alert"] == "new-low" and t["kind"] == "alert_firing" for t in made)
-    status, answer = await backtest(service, **{"from": T0, "to": T0 + 60 * 40})
-    assert status == 200, answer
-    found = msgspec.convert(answer, Backtest)
-    replayed = [msgspec.to_builtins(t) for t in found.result.transitions]
-    assert replayed == [{k: t[k] for k in replayed[0]} for t in made]
+    found, _ = await replays_the_live_engine(service, 40)
+    assert any(t.alert == "new-low" and t.kind == "alert_firing" for t in found.result.transitions)
     assert found.result.unread == ()
 
 
@@ -195,15 +197,9 @@ async def test_the_replay_of_an_estimated_alert_makes_the_live_engines_transitio
         await capture(service, captured(table, clock.now, f"m{minute}-"))
         clock.now = T0 + 60 * minute + 59
         await service.tick()
-    made = (await service.ok("GET", "/v1/monitors/ml/churn/history"))["transitions"]
-    kinds = [t["kind"] for t in made]
+    found, kinds = await replays_the_live_engine(service, 24)
     assert "fallback_engaged" in kinds
     assert "fallback_disengaged" in kinds
-    status, answer = await backtest(service, **{"from": T0, "to": T0 + 60 * 24})
-    assert status == 200, answer
-    found = msgspec.convert(answer, Backtest)
-    replayed = [msgspec.to_builtins(t) for t in found.result.transitions]
-    assert replayed == [{k: t[k] for k in replayed[0]} for t in made]
     (episode,) = found.result.episodes
     around = episode.metrics["estimated:accuracy"]
     assert around.before is not None
@@ -232,13 +228,7 @@ async def test_the_replay_of_drift_alerts_makes_the_live_engines_transitions(
         await drift_alerts.capture(service, table, clock.now, f"m{minute}-")
         clock.now = T0 + 60 * minute + 59
         await service.tick()
-    made = (await service.ok("GET", "/v1/monitors/ml/churn/history"))["transitions"]
-    kinds = [t["kind"] for t in made]
+    found, kinds = await replays_the_live_engine(service, 24)
     assert "fallback_engaged" in kinds
     assert "fallback_disengaged" in kinds
-    status, answer = await backtest(service, **{"from": T0, "to": T0 + 60 * 24})
-    assert status == 200, answer
-    found = msgspec.convert(answer, Backtest)
-    replayed = [msgspec.to_builtins(t) for t in found.result.transitions]
-    assert replayed == [{k: t[k] for k in replayed[0]} for t in made]
     assert found.result.unread == ()
