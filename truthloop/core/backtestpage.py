@@ -1,7 +1,8 @@
 """A backtest as one self-contained HTML page (`truthloop backtest --html FILE`).
 
-The page reads nothing from anywhere (inline CSS, script and SVG; a Content-Security-Policy that
-lets it load nothing), so it opens the same offline or attached to a ticket. Its timeline chart
+The page is framed as the alert reports are (`report.page`): it reads nothing from anywhere
+(inline CSS, script and SVG; a Content-Security-Policy that lets it load nothing), so it opens
+the same offline or attached to a ticket. Its timeline chart
 draws, over the backtest's period, each metric line the backtest carries (`timeline.Line`) with
 its alert's threshold, and below them each alert's firing periods and the fallback's episodes on
 lanes. Then the episodes with the metrics around each, the rules against the model on the records
@@ -15,6 +16,7 @@ import datetime
 import html
 from collections.abc import Sequence
 
+from truthloop.core import report
 from truthloop.core.backtest import Backtest, BacktestResult, Episode, Figure, Period
 from truthloop.core.metrics import Estimate
 from truthloop.core.rulehistory import RulesVsModel
@@ -337,13 +339,7 @@ def _sweep_html(backtest: Backtest) -> str:
 
 
 STYLE = """
-body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:1em 2em;
-color:#1b1f24}h1{font-size:1.4em;margin:.2em 0}
-h2{font-size:1.15em;border-bottom:1px solid #d0d7de;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.5em 0;font-variant-numeric:tabular-nums}
-th,td{border:1px solid #d0d7de;padding:.25em .5em;text-align:left;vertical-align:top}
-th{background:#f6f8fa;cursor:pointer}.dim{color:#656d76;font-size:.9em}
-.verdict{font-size:1.1em;font-weight:600}code{font-size:.85em}
+.verdict{font-size:1.1em;font-weight:600}
 svg.timeline{max-width:100%;height:auto}
 svg .lane{fill:#f6f8fa}svg .firing{fill:#cf222e}svg .engaged{fill:#bf8700}
 svg text{font-size:11px;fill:#1b1f24}svg text.end{text-anchor:end}svg .axis{stroke:#656d76}
@@ -354,30 +350,7 @@ svg .c2{stroke:#1a7f37;fill:#1a7f37}svg .c3{stroke:#57606a;fill:#57606a}
 svg polyline.line{fill:none}svg text.legend{stroke:none}
 .pareto{color:#1a7f37}
 """
-
-SCRIPT = """
-document.querySelectorAll('table[data-sortable] th').forEach(function (th) {
-  th.addEventListener('click', function () {
-    var table = th.closest('table'), body = table.tBodies[0];
-    var i = Array.prototype.indexOf.call(th.parentNode.children, th);
-    var up = th.dataset.up !== '1'; th.dataset.up = up ? '1' : '0';
-    var key = function (row) {
-      var text = row.children[i] ? row.children[i].textContent : '';
-      var n = parseFloat(text); return isNaN(n) ? text : n;
-    };
-    Array.prototype.slice.call(body.rows).sort(function (a, b) {
-      var x = key(a), y = key(b);
-      return (x < y ? -1 : x > y ? 1 : 0) * (up ? 1 : -1);
-    }).forEach(function (row) { body.appendChild(row); });
-  });
-});
-"""
-
-CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-    "img-src data:; base-uri 'none'; form-action 'none'"
-)
-"""The page may load nothing: what it shows is inside it."""
+"""The timeline's and the sweep's style, added to the reports' (`report.STYLE`)."""
 
 
 def render(backtest: Backtest) -> str:
@@ -399,11 +372,4 @@ def render(backtest: Backtest) -> str:
         _sweep_html(backtest),
     ]
     title = f"{result.monitor}: backtest {format_time(p.start)} to {format_time(p.end)}"
-    return (
-        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        '<meta name=viewport content="width=device-width,initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{STYLE}</style></head>"
-        f'<body data-testid="backtest">{"".join(sections)}<script>{SCRIPT}</script></body>'
-        "</html>\n"
-    )
+    return report.page(title, "".join(sections), "backtest", STYLE)

@@ -992,6 +992,19 @@ CSP = (
 """The page may load nothing: what it shows is inside it."""
 
 
+def page(title: str, body: str, testid: str, style: str = "") -> str:
+    """One self-contained HTML page: `body` (HTML) in the reports' frame (`STYLE` and `style`,
+    the sortable tables' `SCRIPT`, the `CSP` that lets it load nothing). The backtest's page
+    (`backtestpage`) is framed alike."""
+    return (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name=viewport content="width=device-width,initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{STYLE}{style}</style></head>"
+        f'<body data-testid="{_e(testid)}">{body}<script>{SCRIPT}</script></body></html>\n'
+    )
+
+
 def render(report: Report) -> str:
     """`report` as one self-contained HTML page."""
     w = report.window
@@ -1064,10 +1077,4 @@ def render(report: Report) -> str:
         + "</section>",
     ]
     title = f"{report.monitor}: {report.alert} at {_time(report.at)}"
-    return (
-        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        '<meta name=viewport content="width=device-width,initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{STYLE}</style></head>"
-        f'<body data-testid="report">{"".join(sections)}<script>{SCRIPT}</script></body></html>\n'
-    )
+    return page(title, "".join(sections), "report")
