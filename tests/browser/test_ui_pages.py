@@ -13,6 +13,7 @@ from playwright.sync_api import Page
 
 from tests.browser.conftest import Site
 from tests.support import history as simulated
+from tests.support.waiting import eventually
 
 MONITOR = f"#/m/{simulated.NAMESPACE}/{simulated.NAME}"
 PAGES = {
@@ -115,3 +116,32 @@ def test_the_window_picker_and_the_overview_lead_to_the_monitor(page: Page) -> N
     page.wait_for_selector("[data-testid=window-1h].active")
     page.wait_for_selector("main[data-state=ready]")
     assert page.inner_text("[data-testid=step]") == "step 1m"
+
+
+def test_the_reports_page_lists_the_alerts_reports_newest_first_and_opens_one(
+    page: Page, site: Site
+) -> None:
+    path = f"/v1/monitors/{simulated.KEY}/reports"
+    made = site.run(
+        eventually(
+            lambda: reports(site, path),
+            "a report for each alert that fired (made in the background)",
+        )
+    )
+    open_page(page, PAGES["reports"][0], "page-reports")
+    listed = page.eval_on_selector_all(
+        "[data-testid=reports] tbody tr", "(rows) => rows.map((r) => r.dataset.testid)"
+    )
+    assert listed == [f"report-{r['id']}" for r in made]
+    newest = made[0]
+    with page.context.expect_page() as opened:
+        page.click(f"[data-testid=report-link-{newest['id']}]")
+    report = opened.value
+    report.wait_for_load_state()
+    assert report.url.endswith(newest["url"])
+    assert newest["alert"] in report.title() + report.inner_text("body")
+
+
+async def reports(site: Site, path: str) -> list[dict[str, Any]]:
+    made: list[dict[str, Any]] = (await site.service.ok("GET", path))["reports"]
+    return made if {r["alert"] for r in made} >= site.history.fired else []

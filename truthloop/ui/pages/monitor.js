@@ -142,7 +142,9 @@ function summary(monitor, answer, head) {
     stat('Fallback', fallback.active ? 'active' : 'standby', fallback.active ? `since ${fmt.time(fallback.since)}${fallback.reason ? ' · ' + fallback.reason : ''}` : `mode ${fallback.mode || 'auto'}`, 'fallback'),
     stat('Drift', drift.status === 'ok' ? `${(drift.features || []).length}/${drift.profiled ?? 0}` : fmt.DASH,
       drift.status === 'ok' ? `features drifted${drift.prediction ? ' · prediction drifted' : ''}` : (drift.status || 'no reference').replace(/_/g, ' '), 'drift'),
-    review.enabled ? stat('Review queue', fmt.count(review.depth), review.oldest ? `oldest ${fmt.ago(review.oldest)}` : review.status, 'review') : null);
+    review.enabled ? stat('Review queue', fmt.count(review.depth), review.oldest ? `oldest ${fmt.ago(review.oldest)}` : review.status, 'review') : null,
+    status.report ? stat('Latest report', h('a', { href: status.report.url, target: '_blank', rel: 'noopener', testid: 'latest-report' }, status.report.alert),
+      `fired ${fmt.time(status.report.at)}`, 'report') : null);
 }
 
 /** Thresholds of the alerts on `metric` (not per feature or segment). */

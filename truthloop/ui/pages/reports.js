@@ -12,10 +12,6 @@ export async function render(ctx) {
   const monitor = await api.get(path);
   if (!ctx.current()) return;
   const head = header(ctx, monitor, { picker: false });
-  if (!('report' in (monitor.status || {}))) {
-    mount(ctx.el, h('section.page', { testid: 'page-reports' }, head, empty('This service makes no alert reports.', 'no-reports')));
-    return;
-  }
   const { reports } = await api.get(`${path}/reports`);
   if (!ctx.current()) return;
   mount(ctx.el, h('section.page', { testid: 'page-reports' }, head,
