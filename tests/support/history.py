@@ -9,7 +9,8 @@ shift (tenure up, plan mostly pro) and the labels stop following the score, so t
 the accuracy alert fire and the fallback engages (its answers captured beside the model's shadow
 answers); at 4h20 the traffic is calm again, the alerts clear and the fallback disengages once the
 recovery has held for `recoverAfter`. Labels arrive ten minutes late for 70% of the records; a
-reviewer labels a few queued items each step and leaves the rest in the queue.
+reviewer labels a few queued items each step and leaves the rest in the queue. The history ends
+once the service has made its report on each alert that fired.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from tests.support.feedback import FakeClock, Service, as_csv, monitor_body, record
+from tests.support.waiting import eventually
 
 NAMESPACE, NAME = "ml", "churn"
 KEY = f"{NAMESPACE}/{NAME}"
@@ -165,7 +167,20 @@ async def simulate(service: Service, clock: FakeClock, *, seed: int = 22) -> His
             history.labels += len(due)
         await service.tick()
         await observe(service, clock, history)
+    await reported(service)
     return history
+
+
+async def reported(service: Service) -> None:
+    """Wait for the report the leader makes in the background on each alert that fired."""
+    told = await service.ok("GET", f"/v1/monitors/{KEY}/history?window=7h")
+    fired = sum(t["kind"] == "alert_firing" for t in told["transitions"])
+
+    async def made() -> bool:
+        listed = await service.ok("GET", f"/v1/monitors/{KEY}/reports")
+        return len(listed["reports"]) == fired
+
+    await eventually(made, f"a report on each of the {fired} alerts that fired")
 
 
 async def review(service: Service, outcome: dict[str, int], history: History) -> None:
