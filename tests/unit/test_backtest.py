@@ -276,9 +276,9 @@ def test_the_grid_varies_the_last_sweep_fastest_and_applies_each_field() -> None
     assert sweep.grid(()) == [{}]
 
 
-def test_a_candidate_has_the_episodes_of_its_whole_spec() -> None:
-    """A candidate is stepped with its engaging alerts only: its episodes are those of the
-    whole spec's replay, whatever the other alerts do."""
+def test_a_candidate_scores_as_its_whole_spec() -> None:
+    """A candidate is stepped with its engaging alerts only: its score is that of the whole
+    spec stepped every minute, whatever the other alerts do."""
     rng = np.random.default_rng(11)
     accuracy = list(np.clip(rng.normal(0.85, 0.08, 600), 0, 1))
     accuracy[300:360] = [0.5] * 60
@@ -302,7 +302,22 @@ def test_a_candidate_has_the_episodes_of_its_whole_spec() -> None:
     swept = backtest.run_sweep("ml/churn", spec, found, sweeps, goal)
     for candidate in swept.candidates:
         whole = sweep.apply(spec, sweeps, candidate.values)
-        episodes = backtest.result(
-            "ml/churn", whole, found, backtest.step_every_minute(whole, found), around=False
-        ).episodes
-        assert candidate.episodes == episodes
+        stepped = backtest.step_every_minute(whole, found)
+        replayed_ = backtest.result("ml/churn", whole, found, stepped, around=False)
+        assert candidate.score == backtest.score(found, replayed_, goal)
+    assert len({c.score for c in swept.candidates}) > 1
+
+
+def test_bounded_lists_the_first_and_counts_the_rest() -> None:
+    accuracy = ([0.9] * 20 + [0.5] * 20) * 6
+    spec = monitor()
+    _, result = replayed(spec, accuracy)
+    assert len(result.episodes) == 6
+    cut = backtest.bounded(result, 2)
+    assert cut.episodes == result.episodes[:2]
+    assert cut.episodes_omitted == 4
+    assert cut.transitions == result.transitions[:2]
+    assert cut.transitions_omitted == len(result.transitions) - 2
+    assert cut.alerts[0].firing_omitted == len(result.alerts[0].firing) - 2
+    assert cut.fallback_seconds == result.fallback_seconds
+    assert backtest.bounded(result) == result

@@ -112,7 +112,7 @@ def test_a_line_is_drawn_with_its_threshold_and_gaps() -> None:
 def test_the_sweep_marks_its_pareto_front_and_tables_are_bounded() -> None:
     score = Score(1, 2, 2, 120.0, 3600.0)
     candidates = tuple(
-        Candidate({"alerts[accuracy-low].below": 0.7 + i / 1000}, score, i % 2 == 0, ())
+        Candidate({"alerts[accuracy-low].below": 0.7 + i / 1000}, score, i % 2 == 0)
         for i in range(backtestpage.MAX_ROWS + 3)
     )
     backtest = Backtest(

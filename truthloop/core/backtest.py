@@ -120,6 +120,8 @@ class AlertReplay:
     key: str
     firing: tuple[Period, ...]
     pendings: int
+    firing_omitted: int = 0
+    """Firing periods left out of `firing` (`bounded`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,11 +149,16 @@ class BacktestResult:
     """The alerts the replay gives no input (a segment's drift alerts; drift alerts without a
     reference or beyond the period the shell reads sketches for): insufficient throughout,
     they never fire in a backtest."""
+    transitions_omitted: int = 0
+    episodes_omitted: int = 0
+    """Transitions and episodes left out of the lists (`bounded`); the figures count them."""
+    omitted_seconds: float = 0.0
+    """The time in fallback of the episodes left out."""
 
     @property
     def fallback_seconds(self) -> float:
         """Time in fallback over the period."""
-        return sum(e.period.seconds for e in self.episodes)
+        return sum(e.period.seconds for e in self.episodes) + self.omitted_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,12 +187,11 @@ class Candidate:
     """One point of a sweep's grid: the values set (`alerts[name].field` → value, in the order
     the sweeps were given), its replay's score, whether it is on the Pareto front (no other
     candidate is at least as good on false engagements, missed degradations, mean detection
-    delay and time in fallback, and better on one), and its episodes."""
+    delay and time in fallback, and better on one)."""
 
     values: Mapping[str, float]
     score: Score
     pareto: bool
-    episodes: tuple[Episode, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -734,6 +740,32 @@ def result(
     )
 
 
+MAX_LISTED = 1000
+"""The most transitions, episodes and firing periods (each alert's) a result lists."""
+
+
+def bounded(found: BacktestResult, most: int = MAX_LISTED) -> BacktestResult:
+    """`found` with its lists cut to their first `most` (what an answer can carry: a flapping
+    spec makes thousands), each count of those left out kept; the figures cover them all."""
+    return replace(
+        found,
+        transitions=found.transitions[:most],
+        transitions_omitted=found.transitions_omitted + max(0, len(found.transitions) - most),
+        episodes=found.episodes[:most],
+        episodes_omitted=found.episodes_omitted + max(0, len(found.episodes) - most),
+        omitted_seconds=found.omitted_seconds
+        + sum(e.period.seconds for e in found.episodes[most:]),
+        alerts=tuple(
+            replace(
+                a,
+                firing=a.firing[:most],
+                firing_omitted=a.firing_omitted + max(0, len(a.firing) - most),
+            )
+            for a in found.alerts
+        ),
+    )
+
+
 def _periods(
     stepped: Stepped, on: str, off: str, end: float
 ) -> list[tuple[int, int | None, Period]]:
@@ -892,7 +924,7 @@ def run_sweep(
         goal.metric,
         goal.threshold,
         tuple(
-            Candidate(values, s, on, r.episodes)
+            Candidate(values, s, on)
             for (values, r), s, on in zip(replays, scores, front, strict=True)
         ),
     )

@@ -201,7 +201,8 @@ async def run(store: Store, registered: Registered, asked: Request) -> Backtest:
         reference,
     )
     periods = [e.period for e in found.result.episodes]
-    return replace(found, rules=await rules_on_history(store, registered.id, spec, periods))
+    rules = await rules_on_history(store, registered.id, spec, periods)
+    return replace(found, result=backtest.bounded(found.result), rules=rules)
 
 
 def _compute(
