@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import platform
 import random
@@ -41,6 +42,7 @@ from typing import Any
 
 import msgspec
 import sections
+from feedback_ingest import cpu_name
 
 from truthloop.core import alerts, evaluation, report, segment_metrics, windows
 from truthloop.core.drift import ColumnDrift, DatasetDrift, DriftReport, Histogram, Outliers
@@ -241,7 +243,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             made.append(done - t)
         build = timed(lambda: report.build(inputs), args.rounds)
         render = timed(lambda: report.render(built), args.rounds)
-        worst = huge()
+        worst = huge(inputs)
         worst_build = timed(lambda: report.build(worst), max(3, args.rounds // 4))
         worst_render = timed(lambda: report.render(worst_build[2]), max(3, args.rounds // 4))
         engine.stop()
@@ -266,8 +268,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def huge() -> report.Inputs:
-    """Inputs far beyond every bound of a report."""
+def huge(base: report.Inputs) -> report.Inputs:
+    """`base` with lists far beyond every bound of a report."""
     long = "x" * 2000
     cells = 51
     histogram = Histogram(
@@ -306,19 +308,9 @@ def huge() -> report.Inputs:
     same = evaluation.evaluate("binary", {"@predictions": 100, "tp": 45, "tn": 45, "fp": 10})
     by = segment_metrics.Ranking("accuracy", True)
     ranked = segment_metrics.rank({f"{long}{i}": same for i in range(500)}, by, 50)
-    return report.Inputs(
+    return dataclasses.replace(
+        base,
         monitor="ns/" + "m" * 253,
-        alert="accuracy-low",
-        reason="accuracy-low: accuracy 0.9 < 0.95",
-        at=T0,
-        task="binary",
-        seconds=3600.0,
-        start=T0 - 3600,
-        end=T0 + 60,
-        by=by,
-        min_samples=50,
-        model=same,
-        counters={"tp": 45, "tn": 45, "fp": 10},
         versions={f"{long}{i}": same for i in range(200)},
         segments={f"{long}{s}": (by, ranked) for s in range(20)},
         drift=drift,
@@ -344,7 +336,7 @@ def markdown(r: dict[str, Any], args: argparse.Namespace) -> str:
 
     return f"""## Report on an alert that fired (`bench/report.py`)
 
-Run {time.strftime("%Y-%m-%d")} on {os.cpu_count()} × {cpu()}, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; in process; load average {r["load"][0]:.2f} before, {r["load"][1]:.2f} after.
+Run {time.strftime("%Y-%m-%d")} on {os.cpu_count()} × {cpu_name()}, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; in process; load average {r["load"][0]:.2f} before, {r["load"][1]:.2f} after.
 A binary churn monitor with 20 features (15 numbers, 5 categories) and a 10,000-row reference,
 segments `country` (12 values, exported: the tick reads it) and `tenure` (3 buckets: the report
 reads it), versions v1 and v2 (30%), `accuracy-low` on a 1-hour window of labeled records (500 a
@@ -373,15 +365,6 @@ for it. Its cost is the reads: a segment the tick did not read is read again for
 and so are the newest wrong predictions; building and rendering are milliseconds. Every list is
 bounded (docs/reports.md), which keeps the largest inputs' page under the bound.
 """
-
-
-def cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-    except OSError:
-        names = []
-    return names[0] if names else platform.processor() or "unknown CPU"
 
 
 def main() -> None:
