@@ -508,13 +508,17 @@ def _windows(
         leaving = _dense(model, index, span.start + first - width, span.start + stop - width)
         rows = running + np.cumsum(entering - leaving, axis=0)
         running = rows[-1]
-        distinct, inverse = np.unique(rows, axis=0, return_inverse=True)
-        sums = [row.tobytes() for row in distinct]
+        order: dict[bytes, int] = {}
+        inverse = np.array([order.setdefault(row.tobytes(), len(order)) for row in rows], np.int64)
+        sums = list(order)
+        firsts = np.unique(inverse, return_index=True)[1]
         fresh: dict[bytes, metrics.Counters] = {
-            key: _counters(columns, distinct[i]) for i, key in enumerate(sums) if key not in seen
+            key: _counters(columns, rows[i])
+            for key, i in zip(sums, firsts, strict=True)
+            if key not in seen
         }
         seen.update(fresh)
-        yield slice(first, stop), sums, fresh, inverse.reshape(-1).astype(np.int64)
+        yield slice(first, stop), sums, fresh, inverse
 
 
 def _read(
