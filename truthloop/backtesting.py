@@ -260,7 +260,8 @@ def _rules(rules: RulesVsModel, console: Console) -> None:
     """The rules against the model on the episodes' labeled records, and what was left out."""
     table = Table(
         title=f"Rules against the model in the episodes: {rules.compared:,} of {rules.records:,}"
-        " labeled records judged on both sides",
+        " labeled records judged on both sides"
+        + (f" (a {rules.sample:.1%} sample by prediction ID)" if rules.sample < 1 else ""),
         title_justify="left",
     )
     for column in ("metric", "model", "rules", "rules − model", "verdict"):

@@ -12,7 +12,7 @@ import pytest
 from tests.integration import test_feedback_backtest
 from tests.support.feedback import T0, FakeClock, monitor_body
 from truthloop.core import intervals
-from truthloop.core.backtest import Backtest, Period
+from truthloop.core.backtest import Backtest, Episode, Period
 from truthloop.core.records import Actual, PredictionRecord
 from truthloop.core.spec import parse_monitor
 from truthloop.feedback.rulereplay import rules_on_history
@@ -54,8 +54,9 @@ async def test_the_episodes_labeled_records_recounted(store: Store) -> None:
         now,
     )
     periods = [Period(T0 + 600, T0 + 1800), Period(T0 + 3000, T0 + 3600, open=True)]
+    episodes = [Episode(p, "accuracy-low", 200) for p in periods]
 
-    found = await rules_on_history(store, registered.id, monitor.spec, periods, chunk=97)
+    found = await rules_on_history(store, registered.id, monitor.spec, episodes, chunk=97)
 
     assert found is not None
     inside = [(r, a) for r, a in labeled if any(p.start <= r.ts < p.end for p in periods)]
@@ -63,7 +64,7 @@ async def test_the_episodes_labeled_records_recounted(store: Store) -> None:
     model_right = sum(r.prediction == a for r, a in inside)
     rules_right = sum((1 if r.features["charges"] > 75 else 0) == a for r, a in inside)
     z = intervals.z_score(0.95)
-    assert (found.records, found.compared, found.skipped) == (n, n, ())
+    assert (found.records, found.compared, found.skipped, found.sample) == (n, n, (), 1.0)
     model, rules = found.model["accuracy"], found.rules["accuracy"]
     assert model.value == pytest.approx(model_right / n)
     assert rules.value == pytest.approx(rules_right / n)
@@ -74,8 +75,8 @@ async def test_a_spec_without_rules_has_no_comparison(store: Store) -> None:
     body = monitor_body(fallback={"recoverAfter": "2m"})
     monitor = parse_monitor(body)
     registered, _ = await store.put_monitor(monitor, body, T0)
-    periods = [Period(T0, T0 + 60)]
-    assert await rules_on_history(store, registered.id, monitor.spec, periods) is None
+    episodes = [Episode(Period(T0, T0 + 60), "accuracy-low", 5)]
+    assert await rules_on_history(store, registered.id, monitor.spec, episodes) is None
 
 
 async def test_the_endpoint_compares_the_rules_in_the_episodes(

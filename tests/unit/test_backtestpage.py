@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from html.parser import HTMLParser
@@ -160,3 +161,18 @@ def test_a_replayed_backtest_carries_its_alerts_lines_to_the_page() -> None:
     page = backtestpage.render(found)
     assert "accuracy: fires below 0.8" in page
     assert page.count('<rect class="engaged"') == 1
+
+
+def test_a_sample_of_the_records_is_said() -> None:
+    spec = test_rulehistory.spec()
+    tally = rulehistory.Tally(rulehistory.judge(spec), 0.5)
+    tally.add(
+        dataclasses.replace(r, prediction_id=f"p{i}")
+        for i, r in enumerate(test_rulehistory.history(200, 3))
+    )
+    rules = rulehistory.result(tally, spec)
+    page = backtestpage.render(Backtest(result(), rules=rules))
+    assert (
+        f"{rules.compared} of 200 labeled records judged on both sides (a uniform sample of 50.0%"
+        f" drawn by prediction ID, {rules.sampled_out} left out)"
+    ) in page

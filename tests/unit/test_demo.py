@@ -708,6 +708,8 @@ def backtest_answer() -> dict[str, Any]:
         no_rule=0,
         by_rule=(250, 150),
         skipped=(Skipped("live_fallback", 150, "the fallback answered the request live"),),
+        sample=1.0,
+        sampled_out=0,
         model={"accuracy": MetricEstimate(0.6, 0.55, 0.65)},
         rules={"accuracy": MetricEstimate(0.7, 0.65, 0.74)},
         differences={"accuracy": Difference(0.6, 0.7, 0.1, 0.03, 0.17, "better")},

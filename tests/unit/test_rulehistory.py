@@ -3,6 +3,7 @@ request did, what was not captured is counted, and the comparison agrees with a 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,7 @@ class Stored:
     label: Label | None
     score: float | None = None
     served_by: str = "model"
+    prediction_id: str = ""
 
 
 def test_reads_are_the_static_paths_from_request_and_headers() -> None:
@@ -175,6 +177,28 @@ def test_an_index_token_rebuilds_an_array() -> None:
     # Another element of the array was not captured.
     other = [{"when": "request.instances[0].x > 2", "prediction": "1"}, {"prediction": "0"}]
     assert rulehistory.judge(spec(other, "/instances/1")).blocked is not None
+
+
+def test_beyond_the_most_judged_the_rules_judge_a_uniform_sample() -> None:
+    judge = rulehistory.judge(spec())
+    plain = [{"when": "request.features.tenure < 3", "prediction": "1"}, {"prediction": "0"}]
+    closures = rulehistory.judge(spec(plain))
+    assert judge.rules.uses_cel_runner == (True, False)  # double() runs on cel-python
+    assert rulehistory.sample_rate(judge, rulehistory.MAX_JUDGED_CEL) == 1.0
+    assert rulehistory.sample_rate(judge, 4 * rulehistory.MAX_JUDGED_CEL) == 0.25
+    assert rulehistory.sample_rate(closures, 4 * rulehistory.MAX_JUDGED_CEL) == 1.0
+    records = [
+        dataclasses.replace(r, prediction_id=f"p{i}") for i, r in enumerate(history(4000, 2))
+    ]
+    tally = Tally(judge, 0.25)
+    tally.add(records)
+    again = Tally(judge, 0.25)
+    again.add(records)
+    found = rulehistory.result(tally, spec())
+    assert found.sample == 0.25
+    assert found.records == found.compared + found.sampled_out == 4000
+    assert 900 < found.compared < 1100
+    assert rulehistory.result(again, spec()) == found  # the same records, drawn by their IDs
 
 
 def history(n: int, seed: int) -> list[Stored]:

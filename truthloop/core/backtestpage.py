@@ -293,9 +293,15 @@ def _rules_html(rules: RulesVsModel | None) -> str:
     ]
     skipped = "".join(f"<li>{s.records} {_e(s.reason)}: {_e(s.detail)}</li>" for s in rules.skipped)
     by_rule = ", ".join(f"rules[{i}] {n}" for i, n in enumerate(rules.by_rule))
+    sample = ""
+    if rules.sample < 1:
+        sample = (
+            f" (a uniform sample of {_pct(rules.sample)} drawn by prediction ID, "
+            f"{rules.sampled_out} left out)"
+        )
     return (
         f'<section id="rules"><h2>Rules against the model in the episodes</h2>'
-        f"<p>{rules.compared} of {rules.records} labeled records judged on both sides "
+        f"<p>{rules.compared} of {rules.records} labeled records judged on both sides{sample} "
         f"({_e(metric)}, 95% intervals); answers by rule: {_e(by_rule) or 'none'}; "
         f"{rules.no_rule} no rule answered (the model did).</p>"
         f"{_table(['', metric], rows)}"

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from truthloop.core import compare, metrics, pointer
+from truthloop.core import capture, compare, metrics, pointer
 from truthloop.core.evaluation import evaluate
 from truthloop.core.join import Label
 from truthloop.core.rules import FallbackRule, RuleSet
@@ -52,6 +52,16 @@ SKIP_REASONS: Mapping[SkipReason, str] = {
 }
 """Why a record is left out of the comparison, by reason code."""
 
+MAX_JUDGED = 200_000
+"""Labeled records the rules are replayed on at most when every rule runs as a closure (a few
+microseconds a record)..."""
+MAX_JUDGED_CEL = 20_000
+"""... and when one runs on cel-python's interpreter (a third of a millisecond a record): beyond,
+a uniform sample of the records (`sample_rate`), their intervals as wide as its size makes them."""
+SAMPLE_SALT = "backtest:"
+"""Prefixed to a prediction ID before it is hashed for the sample: the capture's own sampling
+hashes the bare ID, and the two must not be the same draw."""
+
 DEFAULT_METRIC = {"binary": "accuracy", "multiclass": "accuracy", "regression": "mae"}
 """The metric a comparison leads with when no alert the fallback engages on names one."""
 
@@ -59,6 +69,8 @@ DEFAULT_METRIC = {"binary": "accuracy", "multiclass": "accuracy", "regression": 
 class Record(Protocol):
     """A stored labeled record as the store's dataset read gives it (`StoredPrediction`)."""
 
+    @property
+    def prediction_id(self) -> str: ...
     @property
     def served_by(self) -> str: ...
     @property
@@ -167,11 +179,21 @@ def _inside(path: celreads.Path, captured: tuple[str, ...]) -> bool:
     return True
 
 
+def sample_rate(judge: Judge, records: int) -> float:
+    """The share of `records` (the episodes' predictions, at least their labeled records) to
+    replay the rules on: all of them up to `MAX_JUDGED` (`MAX_JUDGED_CEL` when a rule runs on
+    cel-python), that many of them beyond."""
+    most = MAX_JUDGED_CEL if any(judge.rules.uses_cel_runner) else MAX_JUDGED
+    return 1.0 if records <= most else most / records
+
+
 @dataclass(slots=True)
 class Tally:
-    """The model's and the rules' answers to records, accumulated chunk by chunk (`add`)."""
+    """The model's and the rules' answers to records, accumulated chunk by chunk (`add`); with
+    a `rate` below 1, only the records a uniform draw from their prediction ID keeps."""
 
     judge: Judge
+    rate: float = 1.0
     model: dict[str, float] = field(default_factory=dict)
     rules: dict[str, float] = field(default_factory=dict)
     records: int = 0
@@ -180,11 +202,16 @@ class Tally:
     """Records no rule answered: the sidecar asks the model then (fail-open)."""
     by_rule: Counter[int] = field(default_factory=Counter)
     skipped: Counter[SkipReason] = field(default_factory=Counter)
+    sampled_out: int = 0
+    """Records the sample left out (`rate`)."""
 
     def add(self, records: Iterable[Record]) -> None:
-        judge = self.judge
+        judge, rate = self.judge, self.rate
         for record in records:
             self.records += 1
+            if rate < 1.0 and capture.uniform(SAMPLE_SALT + record.prediction_id) >= rate:
+                self.sampled_out += 1
+                continue
             label = record.label
             if record.served_by != "model":
                 self.skipped["live_fallback"] += 1
@@ -247,6 +274,9 @@ class RulesVsModel:
     by_rule: tuple[int, ...]
     """Records each rule answered, by rule index."""
     skipped: tuple[Skipped, ...]
+    sample: float
+    """The share of the records the rules were replayed on (1: all; `sample_rate`)."""
+    sampled_out: int
     model: Mapping[str, metrics.Estimate]
     rules: Mapping[str, metrics.Estimate]
     differences: Mapping[str, compare.Difference]
@@ -277,6 +307,8 @@ def result(tally: Tally, spec: MonitorSpec) -> RulesVsModel:
             )
             for reason, n in sorted(tally.skipped.items())
         ),
+        sample=tally.rate,
+        sampled_out=tally.sampled_out,
         model=model.metrics,
         rules=rules.metrics,
         differences=compare.compare(model, rules),

@@ -200,8 +200,7 @@ async def run(store: Store, registered: Registered, asked: Request) -> Backtest:
         sketches,
         reference,
     )
-    periods = [e.period for e in found.result.episodes]
-    rules = await rules_on_history(store, registered.id, spec, periods)
+    rules = await rules_on_history(store, registered.id, spec, found.result.episodes)
     return replace(found, result=backtest.bounded(found.result), rules=rules)
 
 
