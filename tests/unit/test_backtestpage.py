@@ -176,3 +176,11 @@ def test_a_sample_of_the_records_is_said() -> None:
         f"{rules.compared} of 200 labeled records judged on both sides (a uniform sample of 50.0%"
         f" drawn by prediction ID, {rules.sampled_out} left out)"
     ) in page
+
+
+def test_what_the_answer_left_out_is_counted() -> None:
+    cut = dataclasses.replace(result(), episodes_omitted=1500, transitions_omitted=3000)
+    text = "".join(parsed(backtestpage.render(Backtest(cut))).text)
+    assert "1502 episodes of fallback" in text
+    assert "transitions: 3001" in text
+    assert "… and 1500 later ones the answer leaves out." in text

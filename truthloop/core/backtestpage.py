@@ -201,7 +201,7 @@ def _tick(at: float) -> str:
 
 
 def _summary(result: BacktestResult) -> str:
-    episodes = len(result.episodes)
+    episodes = len(result.episodes) + result.episodes_omitted
     share = result.fallback_seconds / result.period.seconds if result.period.seconds else None
     return (
         f"{episodes} episode{'s' if episodes != 1 else ''} of fallback, engaged "
@@ -211,7 +211,7 @@ def _summary(result: BacktestResult) -> str:
     )
 
 
-def _episodes_html(episodes: Sequence[Episode]) -> str:
+def _episodes_html(episodes: Sequence[Episode], omitted: int = 0) -> str:
     if not episodes:
         return (
             '<section id="episodes"><h2>Episodes</h2><p>The fallback would not have engaged.'
@@ -239,7 +239,8 @@ def _episodes_html(episodes: Sequence[Episode]) -> str:
                 else ["—"] * 3
             )
         rows.append(row)
-    return f'<section id="episodes"><h2>Episodes</h2>{_table(head, rows)}</section>'
+    more = f"<p class=dim>… and {omitted} later ones the answer leaves out.</p>" if omitted else ""
+    return f'<section id="episodes"><h2>Episodes</h2>{_table(head, rows)}{more}</section>'
 
 
 def _alerts_html(result: BacktestResult) -> str:
@@ -247,8 +248,9 @@ def _alerts_html(result: BacktestResult) -> str:
         [
             _e(a.name),
             f"<code>{_e(a.key)}</code>",
-            str(len(a.firing)),
-            _e(format_duration(sum(p.seconds for p in a.firing))),
+            str(len(a.firing) + a.firing_omitted),
+            _e(format_duration(sum(p.seconds for p in a.firing)))
+            + (f" <span class=dim>(the first {len(a.firing)})</span>" if a.firing_omitted else ""),
             str(a.pendings),
         ]
         for a in result.alerts
@@ -363,16 +365,16 @@ def render(backtest: Backtest) -> str:
     """`backtest` as one self-contained HTML page."""
     result = backtest.result
     p = result.period
+    transitions = len(result.transitions) + result.transitions_omitted
     sections = [
         f"<header><h1>{_e(result.monitor)}: backtest</h1>"
         f'<p class="verdict">{_e(_summary(result))}</p>'
         f"<p class=dim>{_e(format_time(p.start))} to {_e(format_time(p.end))} "
         f"({_e(format_duration(p.seconds))}, {result.minutes} minutes stepped); window "
-        f"{_e(format_duration(result.window))}; transitions: {len(result.transitions)}; times are "
-        "UTC</p>"
+        f"{_e(format_duration(result.window))}; transitions: {transitions}; times are UTC</p>"
         "</header>",
         f'<section id="timeline"><h2>Timeline</h2>{timeline(result, backtest.lines)}</section>',
-        _episodes_html(result.episodes),
+        _episodes_html(result.episodes, result.episodes_omitted),
         _rules_html(backtest.rules),
         _alerts_html(result),
         _sweep_html(backtest),
