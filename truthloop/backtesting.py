@@ -32,6 +32,7 @@ from typing import Any
 
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from truthloop import flags, remote
@@ -215,7 +216,7 @@ def show(found: Backtest, console: Console, sweeps: Sequence[str] = ()) -> None:
     result = found.result
     p = result.period
     console.print(
-        f"[bold]{result.monitor}[/bold]: {format_time(p.start)} to {format_time(p.end)}"
+        f"[bold]{escape(result.monitor)}[/bold]: {format_time(p.start)} to {format_time(p.end)}"
         f" ({format_duration(p.seconds)}, {result.minutes:,} minutes), window"
         f" {format_duration(result.window)}"
     )
@@ -233,23 +234,24 @@ def show(found: Backtest, console: Console, sweeps: Sequence[str] = ()) -> None:
     for alert in result.alerts:
         firing = sum(f.seconds for f in alert.firing)
         alerts.add_row(
-            alert.name,
-            alert.key,
+            escape(alert.name),
+            escape(alert.key),
             str(len(alert.firing)),
             format_duration(firing),
             str(alert.pendings),
         )
     console.print(alerts)
     if result.unread:
-        console.print("not replayed (no input here: they never fire): " + ", ".join(result.unread))
+        unread = escape(", ".join(result.unread))
+        console.print(f"not replayed (no input here: they never fire): {unread}")
     if found.rules is not None:
         _rules(found.rules, console)
     if found.sweep is not None:
         console.print(_sweep(found))
     for suggestion in found.suggestions:
         console.print(
-            f"suggest [bold]{suggestion.alert}.{suggestion.field}: {suggestion.value:g}[/bold]"
-            f" ({suggestion.why})"
+            f"suggest [bold]{escape(suggestion.alert)}.{suggestion.field}:"
+            f" {suggestion.value:g}[/bold] ({escape(suggestion.why)})"
         )
 
 
@@ -285,7 +287,8 @@ def _rules(rules: RulesVsModel, console: Console) -> None:
         f"answers by rule: {answered}; no rule answered (the model did): {rules.no_rule:,}"
     )
     for skipped in rules.skipped:
-        console.print(f"left out: {skipped.records:,} {skipped.reason} ({skipped.detail})")
+        said = escape(f"{skipped.reason} ({skipped.detail})")
+        console.print(f"left out: {skipped.records:,} {said}")
 
 
 _SHOWN = frozenset({"accuracy", "precision", "recall", "f1", "mae", "rmse"})
@@ -314,7 +317,7 @@ def _episodes(episodes: Sequence[Episode]) -> Table:
             format_duration(episode.period.seconds),
             f"{episode.predictions:,}",
             *around,
-            episode.reason,
+            escape(episode.reason),
         )
     return table
 
@@ -342,7 +345,7 @@ def _sweep(found: Backtest) -> Table:
     table = Table(title=title, title_justify="left")
     paths = list(swept.candidates[0].values) if swept.candidates else []
     for column in (*paths, "false eng.", "detected", "mean delay", "in fallback", "front"):
-        table.add_column(column)
+        table.add_column(escape(column))
     for c in candidates:
         values = [_value(path, c.values[path]) for path in paths]
         delay = c.score.mean_delay

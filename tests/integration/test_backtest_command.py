@@ -52,11 +52,15 @@ async def test_the_service_and_the_store_answer_alike(
     assert len(served["result"]["episodes"]) == 1
     assert len(served["sweep"]["candidates"]) == 4
     html = tmp_path / "backtest.html"
-    assert await command("-f", str(path), "--store", store_url, *period, "--html", str(html)) == 0
+    assert (
+        await command("-f", str(path), "--store", store_url, *period, *sweep, "--html", str(html))
+        == 0
+    )
     out = capsys.readouterr().out
     assert "fallback: 1 episode (24.00 a day)" in out
     assert "Fallback episodes" in out
     assert "Alerts" in out
+    assert "alerts[acc" in out  # the sweep's column (folded), not read as markup
     assert "Rules against the model in the episodes: " in out
     assert "left out:" not in out  # the rule reads nothing: every labeled record is compared
     assert html.read_text().startswith("<!DOCTYPE html>")
