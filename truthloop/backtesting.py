@@ -146,6 +146,10 @@ def read(args: argparse.Namespace) -> Asked:
     return Asked(name, document, monitor.key, body)
 
 
+FLAGS = {"from": "--from", "to": "--to", "sweeps": "--sweep", "sweep": "--sweep"}
+"""A refused request's field → the flag that set it."""
+
+
 def _where(name: str, document: yamlpos.Document, errors: Sequence[spec.FieldError]) -> str:
     first = errors[0]
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -164,7 +168,7 @@ def _problem(asked: Asked, errors: Sequence[spec.FieldError]) -> str:
     if field == "sweeps" and index:
         shown = asked.body["sweeps"][int(index.rstrip("]"))]
         return f"--sweep {shown!r}: {first.message}{more}"
-    flag = {"from": "--from", "to": "--to", "sweeps": "--sweep"}.get(field, field)
+    flag = FLAGS.get(field, field)
     return f"{flag}: {first.message}{more}"
 
 

@@ -321,3 +321,11 @@ def test_bounded_lists_the_first_and_counts_the_rest() -> None:
     assert cut.alerts[0].firing_omitted == len(result.alerts[0].firing) - 2
     assert cut.fallback_seconds == result.fallback_seconds
     assert backtest.bounded(result) == result
+
+
+def test_a_sweep_without_an_alert_on_a_model_metric_is_refused() -> None:
+    spec = monitor(alerts=[{"name": "drifted", "metric": "drift_share", "above": 0.5}])
+    found, _ = replayed(spec, [0.9] * 20)
+    sweeps = sweep.parse(["alerts[drifted].above=0.4,0.6"], spec)
+    with pytest.raises(SpecError, match="no alert on a model metric"):
+        backtest.backtest("ml/churn", spec, found, sweeps)
