@@ -94,6 +94,7 @@ Reason = Literal[
     "too_many_items",
     "too_old",
     "unauthorized",
+    "unknown_key",
     "unknown_monitor",
     "unknown_prediction",
     "unknown_report",
@@ -447,7 +448,7 @@ _FIELD_AT = re.compile(r"- at `\$\.?([^`\[]*)")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
-def _type_error(error: msgspec.ValidationError) -> tuple[str, str, Reason]:
+def type_error(error: msgspec.ValidationError) -> tuple[str, str, Reason]:
     """(field, message, reason) of an item's first bad field, from msgspec's message."""
     message = str(error)
     missing = _MISSING.search(message)
@@ -549,7 +550,7 @@ class _Checker:
         try:
             return decoder.decode(item)
         except msgspec.ValidationError as e:
-            self.fail(index, *_type_error(e))
+            self.fail(index, *type_error(e))
         except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
             self.fail(index, "", f"not JSON: {e}", "invalid_json")
         return None

@@ -21,8 +21,11 @@ from truthloop.core.records import ItemError
 MAX_TOKEN_LENGTH = 512
 """Longest bearer token looked at (a minted one is 43 characters): hashing stays bounded."""
 
-SCOPED_WRITES = frozenset({("POST", "/v1/predictions"), ("POST", "/v1/feedback")})
-"""The writes a namespace token may make (capture, actuals), each item of its own namespace."""
+SCOPED_WRITES = frozenset(
+    {("POST", "/v1/predictions"), ("POST", "/v1/feedback"), ("POST", "/v1/sidecar-stats")}
+)
+"""The writes a namespace token may make (capture, actuals, a sidecar's minute counters), each
+item of its own namespace."""
 REVIEW = "/v1/monitors/{namespace}/{name}/review"
 LEASING_READS = frozenset(
     (method, route) for method in ("GET", "HEAD") for route in (REVIEW, REVIEW + "/export")
@@ -95,9 +98,12 @@ def route_refusal(
     )
 
 
-def foreign_items(scope: Scope, monitors: Iterable[str], indices: Sequence[int]) -> list[ItemError]:
+def foreign_items(
+    scope: Scope, monitors: Iterable[str], indices: Sequence[int | None]
+) -> list[ItemError]:
     """The items whose monitor (`namespace/name`) is not of the scope's namespace, each named by
-    its index in the request (`indices[i]` for the i-th monitor); the admin's reads none of them."""
+    its index in the request (`indices[i]` for the i-th monitor; None: the body names one); the
+    admin's reads none of them."""
     if scope.admin:
         return []
     own = f"{scope.namespace}/"

@@ -5,6 +5,8 @@ that speaks and decoded, with the same type, by the parts that listen.
   prediction; the feedback service decodes whole batches of them in one pass and validates each
   into a `records.PredictionRecord`. `tag`, `score` and `features` are left off the wire when
   the sidecar has none (UNSET), so a record costs no bytes for what it lacks.
+- `SidecarMinutes`: the body of `POST /v1/sidecar-stats`, a sidecar's request counters and
+  latency histograms per minute (`core.sidecar_stats`).
 - `MonitorState`: the answer of `GET /v1/monitors/{ns}/{name}/state` (long-polled) and of the
   fallback override. Sidecars follow its `version`, `generation` and `fallback.active`; the
   operator and the demo read the rest (the drift summary, `DriftSummary`, among it).
@@ -72,6 +74,23 @@ class CaptureRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The request's raw value of each segment (`spec.segments`), by segment name: a string,
     number, boolean or null (none), checked by `records.parse_predictions` (which names the
     segment of a bad value)."""
+
+
+class SidecarMinute(msgspec.Struct, frozen=True, kw_only=True):
+    """What a sidecar's counters grew by in the minute starting at `start` (epoch seconds), by
+    key (`core.sidecar_stats` names the keys)."""
+
+    start: float
+    counts: dict[str, float]
+
+
+class SidecarMinutes(msgspec.Struct, frozen=True, kw_only=True):
+    """`POST /v1/sidecar-stats`: a sidecar's minutes not posted yet, oldest first; `pod` names
+    the sidecar (the service keeps no pod's apart: it adds every pod's minutes up)."""
+
+    monitor: str
+    pod: str = ""
+    minutes: tuple[SidecarMinute, ...] = ()
 
 
 # -- the fallback's causes ---------------------------------------------------------------------

@@ -31,6 +31,7 @@ from truthloop.core import (
     scopes,
     segment_metrics,
     segments,
+    sidecar_stats,
     table,
     windows,
     wire,
@@ -57,6 +58,7 @@ from truthloop.feedback.engine import (
     ReviewPlan,
     SegmentDrift,
     SegmentMetrics,
+    SidecarWindow,
     VersionsWindow,
     WindowMetrics,
 )
@@ -64,6 +66,7 @@ from truthloop.feedback.errors import (
     BadRequest,
     Conflict,
     NotFound,
+    PayloadTooLarge,
     TooManyRequests,
     UnsupportedMediaType,
     bounded,
@@ -239,6 +242,18 @@ def ingest_view(result: IngestResult) -> dict[str, Any]:
     if truncated:
         answer["warnings_truncated"] = truncated
     return answer
+
+
+async def post_sidecar_stats(request: web.Request) -> web.Response:
+    """A sidecar's minute counters (`wire.SidecarMinutes`), added to its monitor's."""
+    body = await bodies.read(request, bodies.JSON_TYPES)
+    if len(body) > sidecar_stats.MAX_BODY:
+        raise PayloadTooLarge(
+            "request body too large",
+            [detail("body", f"exceeds {sidecar_stats.MAX_BODY} bytes", "too_large")],
+        )
+    minutes = await request.app[ENGINE].sidecar_minutes(body, scope=request[SCOPE])
+    return json({"minutes": minutes})
 
 
 async def post_feedback(request: web.Request) -> web.Response:
@@ -460,6 +475,37 @@ def metrics_view(
         answer["step"] = step * windows.BUCKET_SECONDS
         answer["series"] = [{"start": start, **e.to_dict()} for start, e in found.series]
     return answer
+
+
+SIDECAR_WINDOW = 3600.0
+"""The window of the sidecar read unless asked otherwise."""
+SIDECAR_POINTS = 60
+"""About the steps a sidecar read has unless asked otherwise (`series` or `points`)."""
+
+
+async def get_sidecar(request: web.Request) -> web.Response:
+    """The sidecars' requests, errors, latency and fallback share over the window, per step."""
+    key = _key(request)
+    engine = request.app[ENGINE]
+    await engine.lookup(key)
+    _only_params(request, "window", "series", "points")
+    window = _window(request, "1h") or SIDECAR_WINDOW
+    step = _step(request, window) or windows.nice_step(window, SIDECAR_POINTS)
+    return json(sidecar_view(key, await engine.sidecar_window(key, window, step)))
+
+
+def sidecar_view(key: str, found: SidecarWindow) -> dict[str, Any]:
+    """The window's totals and each step's (`sidecar_stats.stats`)."""
+    return {
+        "monitor": key,
+        "window": _window_view(found.seconds, found.span),
+        "step": found.step * windows.BUCKET_SECONDS,
+        "total": sidecar_stats.stats(sidecar_stats.total(c for _, c in found.steps)),
+        "series": [
+            {"start": start, **msgspec.structs.asdict(sidecar_stats.stats(counts))}
+            for start, counts in found.steps
+        ],
+    }
 
 
 VERSIONS_WINDOW = 30 * 86400.0
@@ -1297,8 +1343,10 @@ def routes() -> list[web.RouteDef]:
         web.get(monitor + "/reports", get_reports),
         web.get(monitor + "/reports/{id}.json", get_report_document),
         web.get(monitor + "/reports/{id}", get_report),
+        web.get(monitor + "/sidecar", get_sidecar),
         web.post("/v1/predictions", post_predictions),
         web.post("/v1/feedback", post_feedback),
+        web.post("/v1/sidecar-stats", post_sidecar_stats),
         web.post("/v1/alertmanager", post_alertmanager),
         web.put("/v1/tokens/{namespace}", put_token),
     ]

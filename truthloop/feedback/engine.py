@@ -81,6 +81,7 @@ from truthloop.core import (
     scopes,
     segment_metrics,
     segments,
+    sidecar_stats,
     sketch,
     table,
     versions,
@@ -128,6 +129,7 @@ from truthloop.feedback.store.interface import (
 log = logging.getLogger("truthloop.feedback")
 
 _encode = msgspec.json.Encoder().encode
+_decode_minutes = msgspec.json.Decoder(wire.SidecarMinutes).decode
 
 OUTCOMES = {"matched": ACTUALS_MATCHED, "pending": ACTUALS_PENDING, "expired": ACTUALS_EXPIRED}
 
@@ -216,6 +218,18 @@ class WindowMetrics:
     """When asked: each step's start (Unix seconds) and its groups evaluated together."""
     cost: CostSpec | None = None
     """The monitor's `metrics.cost`: a group without data shows `cost` too."""
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarWindow:
+    """A monitor's sidecar minutes over a window, for the sidecar API."""
+
+    seconds: float
+    span: windows.BucketRange
+    step: int
+    """Minutes a step."""
+    steps: list[tuple[float, dict[str, float]]]
+    """Each step's start (Unix seconds) and its counters summed over pods (`{}`: none came)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -869,6 +883,33 @@ class Engine:
                 await self._reread()
                 fresh = True
 
+    async def sidecar_minutes(self, body: bytes, scope: scopes.Scope = scopes.ADMIN) -> int:
+        """Add a sidecar's minute counters (`wire.SidecarMinutes`, checked by
+        `sidecar_stats.check`) to its monitor's, if the monitor is in the `scope`; how many
+        minutes. All or nothing."""
+        try:
+            posted = _decode_minutes(body)
+        except msgspec.ValidationError as e:
+            error = records.ItemError(None, *records.type_error(e))
+            raise refusals.InvalidItems("minutes", [error]) from None
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
+            raise refusals.NotJson(str(e) or "nested too deeply") from None
+        problems = sidecar_stats.check(posted)
+        if problems.count:
+            raise refusals.InvalidItems("minutes", problems.kept, problems.omitted)
+        foreign = scopes.foreign_items(scope, [posted.monitor], [None])
+        if foreign:
+            raise refusals.OutOfScope("minutes", scope.namespace or "", foreign)
+        registered = await self.lookup(posted.monitor)
+        minutes: dict[int, dict[str, float]] = {}
+        for minute in posted.minutes:
+            sidecar_stats.add(
+                minutes.setdefault(windows.bucket_of(minute.start), {}), minute.counts
+            )
+        if minutes:
+            await self.store.add_sidecar_minutes(registered.id, minutes)
+        return len(posted.minutes)
+
     def _unknown(self, parsed: records.Parsed[Any]) -> bool:
         """Whether a refusal names a monitor this replica does not know and another may have
         registered a moment ago (a store several replicas share)."""
@@ -1428,6 +1469,18 @@ class Engine:
         since = kept[0].at if truncated and kept else start
         made = periods.periods(kept, self._runtimes[key].state, since)
         return History(seconds, span, tuple(kept), truncated, made)
+
+    async def sidecar_window(self, key: str, seconds: float, step: int) -> SidecarWindow:
+        """The monitor's sidecar minutes over the window, summed per step of `step` minutes.
+        Raises SeriesTooLong past the service's limit."""
+        registered = self.registered(key)
+        span = windows.window(self.settings.clock(), seconds)
+        count = windows.steps(span, step).count
+        limit = self.settings.http.max_series_points
+        if count > limit:
+            raise refusals.SeriesTooLong(count, limit)
+        found = await self.store.sidecar_minutes(registered.id, span, step)
+        return SidecarWindow(seconds, span, step, found)
 
     async def versions_window(
         self, key: str, seconds: float, *, spans: bool = True

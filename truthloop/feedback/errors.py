@@ -112,6 +112,7 @@ ITEMS_REFUSED: Mapping[refusals.Items, str] = {
     "actuals": "invalid actuals",
     "labels": "actuals that cannot label their predictions",
     "tasks": "invalid Label Studio tasks; nothing was stored",
+    "minutes": "invalid sidecar minutes; nothing was stored",
 }
 
 

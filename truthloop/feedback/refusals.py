@@ -35,9 +35,10 @@ class NotJson(Refused, ValueError):
         self.message = message
 
 
-Items = Literal["records", "actuals", "labels", "tasks"]
+Items = Literal["records", "actuals", "labels", "tasks", "minutes"]
 """What was refused: capture records, actuals, actuals that cannot label their predictions
-(each valid on its own), or Label Studio tasks (an import of review labels)."""
+(each valid on its own), Label Studio tasks (an import of review labels), or a sidecar's minute
+counters."""
 
 
 class InvalidItems(Refused, ValueError):
