@@ -64,6 +64,15 @@ async def running(config: SidecarSettings) -> AsyncIterator[Sidecar]:
         await sidecar.close()
 
 
+async def scrape(car: Sidecar) -> str:
+    """The sidecar's admin `/metrics` page."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{car.admin_port}/metrics") as response,
+    ):
+        return await response.text()
+
+
 @dataclass
 class Seen:
     """One answer as the client saw it."""

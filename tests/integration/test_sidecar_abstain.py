@@ -76,14 +76,6 @@ async def ask(car: Sidecar, indices: range, concurrency: int = 16) -> dict[int, 
     return answers
 
 
-async def scrape(car: Sidecar) -> str:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"http://127.0.0.1:{car.admin_port}/metrics") as response,
-    ):
-        return await response.text()
-
-
 async def test_a_score_in_the_band_is_answered_i_dont_know_and_captured_as_the_models(
     model: Model, feedback: FakeFeedback, tmp_path: Path
 ) -> None:
@@ -93,7 +85,7 @@ async def test_a_score_in_the_band_is_answered_i_dont_know_and_captured_as_the_m
     async with harness.running(harness.settings(model, feedback.url, tmp_path, spec=spec)) as car:
         answers = await ask(car, range(48))
         await eventually(lambda: len(feedback.records) == 48, "every record")
-        text = await scrape(car)
+        text = await harness.scrape(car)
 
     for i, answer in answers.items():
         tenure = i % 12
@@ -188,7 +180,7 @@ async def test_a_response_over_the_capture_bound_passes_through(
     async with harness.running(config) as car:
         abstaining(car, 0.0, 1.0)
         answers = await ask(car, range(10))
-        text = await scrape(car)
+        text = await harness.scrape(car)
 
     assert all(a.status == 200 and not a.abstained for a in answers.values())
     assert [a.body for a in answers.values()] == [Model.answer(Client.request(i)) for i in answers]

@@ -10,6 +10,7 @@ import pytest
 
 from truthloop.core import sidecar_stats
 from truthloop.core.sidecar_stats import quantile, stats
+from truthloop.core.throttle import Throttle
 from truthloop.core.wire import SidecarMinute, SidecarMinutes
 
 
@@ -158,3 +159,13 @@ def test_total_adds_steps_up() -> None:
     steps = [{"requests:model": 1.0}, {}, {"requests:model": 2.0, "latency_sum": 0.5}]
     assert sidecar_stats.total(steps) == {"requests:model": 3.0, "latency_sum": 0.5}
 
+
+def test_throttle_note_says_the_first_and_then_how_many_it_held_back() -> None:
+    throttle = Throttle(interval=60.0)
+    assert throttle.note("away", 0.0, "down: %s", "refused") == ("down: %s", "refused")
+    assert throttle.note("away", 1.0, "down: %s", "refused") is None
+    assert throttle.note("away", 61.0, "down: %s", "refused") == (
+        "down: %s (and %d more times in the last minute)",
+        "refused",
+        1,
+    )

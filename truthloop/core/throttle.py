@@ -38,3 +38,15 @@ class Throttle:
             del self._seen[next(iter(self._seen))]
         self._seen[reason] = _Seen(now)
         return held
+
+    def note(
+        self, reason: str, now: float, message: str, *args: object
+    ) -> tuple[object, ...] | None:
+        """`allow` as a log call's arguments: None to stay quiet, else `message` (a %-format)
+        and its `args`, the count held back said at the end."""
+        held = self.allow(reason, now)
+        if held is None:
+            return None
+        if held:
+            return (message + " (and %d more times in the last minute)", *args, held)
+        return (message, *args)

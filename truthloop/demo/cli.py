@@ -250,6 +250,7 @@ class Run:
                         engine=EngineSettings(tick_interval=TICK),
                         shadow_concurrency=64,
                         linger=0.05,
+                        minutes_interval=60.0 / SPEED,
                     )
                 )
             )

@@ -79,6 +79,9 @@ class StackSettings:
     sidecar's default)."""
     linger: float | None = None
     """Longest wait, in seconds, for a capture batch to fill (None: the sidecar's default)."""
+    minutes_interval: float = 60.0
+    """Wall seconds between the sidecars' posts of their minute counters: a minute of `clock`
+    (a time-lapse's is shorter)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +216,7 @@ async def _sidecar(
         clock=settings.clock,
         stamp=settings.stamp,
         model_version=version,
+        minutes_interval=settings.minutes_interval,
     )
     try:
         return await sidecar_app.start(config)

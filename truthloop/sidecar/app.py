@@ -2,13 +2,15 @@
 
 `start(settings)` brings the parts up in the order that keeps requests safe (monitoring before the
 proxy takes traffic) and returns a `Sidecar`; `Sidecar.close()` takes them down in reverse: the
-proxy stops taking requests first, then the shipper drains or spools within `drain_seconds`.
+proxy stops taking requests first, the last minute's counters are posted (within a second), then
+the shipper drains or spools within `drain_seconds`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -22,6 +24,8 @@ from truthloop.sidecar.abstain import Abstain
 from truthloop.sidecar.capture import Capture
 from truthloop.sidecar.fallback import Fallback
 from truthloop.sidecar.follower import Follower, FollowerSettings
+from truthloop.sidecar.minutes import Minutes
+from truthloop.sidecar.minutes import read as read_counters
 from truthloop.sidecar.proxy import Proxy, ProxySettings, start_proxy
 from truthloop.sidecar.shipper import Shipper, ShipperSettings
 from truthloop.sidecar.tap import SidecarTap
@@ -63,6 +67,11 @@ class SidecarSettings:
     stamp: Callable[[float], float] | None = None
     """Maps a request's wall-clock arrival to its records' `ts` on `clock` (a time-lapse's
     `TimeLapse.at`); None: `clock` runs at the wall's pace."""
+    pod: str = ""
+    """The pod's name (its host name), sent with the minute counters."""
+    minutes_interval: float = 60.0
+    """Wall seconds between posts of the minute counters (`minutes.Minutes`): a minute of
+    `clock` (shorter for a time-lapse's, and in tests)."""
 
 
 @dataclass(slots=True)
@@ -79,6 +88,7 @@ class Sidecar:
     registry: CollectorRegistry
     proxy: Proxy
     admin: server.Server
+    minutes: Minutes
     _follow: asyncio.Task[None]
 
     @property
@@ -99,6 +109,7 @@ class Sidecar:
         self._follow.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._follow
+        await self.minutes.close(min(1.0, budget / 4))
         await self.shipper.close(max(deadline - loop.time(), budget / 2))
         await self.admin.close()
 
@@ -146,12 +157,24 @@ async def start(settings: SidecarSettings) -> Sidecar:
         proxy = await start_proxy(
             settings.proxy, SidecarTap(state, fallback, abstain, capture, latency)
         )
+        minutes = Minutes(
+            settings.follower.monitor,
+            settings.pod,
+            shipper,
+            functools.partial(read_counters, proxy.stats, latency, shipper),
+            interval=settings.minutes_interval,
+            clock=settings.clock,
+        )
+        minutes.start()
+        undo.push_async_callback(minutes.close, 0.0)
         # Followed once both ports are ours (the snapshot's state holds until the first poll):
         # a port in use ends the start before the follower says anything about the service.
         follow = asyncio.create_task(follower.run(), name="truthloop-follower")
         registry.register(
             metrics.PartsCollector(
-                metrics.Parts(state, shipper, capture, fallback, abstain, follower, proxy.stats)
+                metrics.Parts(
+                    state, shipper, capture, fallback, abstain, follower, proxy.stats, minutes.stats
+                )
             )
         )
         undo.pop_all()
@@ -166,5 +189,6 @@ async def start(settings: SidecarSettings) -> Sidecar:
         registry,
         proxy,
         admin_server,
+        minutes,
         follow,
     )

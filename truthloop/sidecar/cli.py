@@ -17,6 +17,7 @@ import argparse
 import logging
 import os
 import re
+import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -197,6 +198,7 @@ def settings_from(args: argparse.Namespace) -> SidecarSettings:
         model_version=args.model_version,
         spec=_spec(args),
         drain_seconds=flags.get(args, "drain-seconds", _seconds),
+        pod=socket.gethostname(),
     )
 
 

@@ -9,6 +9,7 @@ plain integers.
 - `truthloop_sidecar_request_seconds{served_by}`: time to answer the client (model or fallback).
 - `truthloop_sidecar_model_seconds{served_by}`: time the model took; `served_by="fallback"` for the
   shadow calls made while the fallback answered.
+- minutes of these counters posted to the feedback service (`minutes`), and dropped (by reason);
 - queue and spool sizes and bounds; records captured, shipped, retried, dropped and rejected (by
   reason); capture skips and errors (by reason); fallback answers, requests passed to the model
   (by reason) and whether the fallback is engaged; abstained responses (by reason: `band`,
@@ -25,24 +26,24 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from truthloop.core import sidecar_stats
 from truthloop.sidecar.abstain import Abstain
 from truthloop.sidecar.capture import Capture
 from truthloop.sidecar.exchange import Exchange
 from truthloop.sidecar.fallback import Fallback
 from truthloop.sidecar.follower import Follower
 from truthloop.sidecar.live import Live
+from truthloop.sidecar.minutes import MinuteStats
 from truthloop.sidecar.shipper import Shipper
 from truthloop.sidecar.stats import ProxyStats
 
-BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-)  # fmt: skip
+BUCKETS = sidecar_stats.LATENCY_BOUNDS
 
 
 class Latency:
     """Observes each exchange's latencies into the registry's histograms."""
 
-    __slots__ = ("_model", "_request")
+    __slots__ = ("_histograms", "_model", "_request")
 
     def __init__(self, registry: CollectorRegistry) -> None:
         request = Histogram(
@@ -62,6 +63,24 @@ class Latency:
         )
         self._request = {by: request.labels(by) for by in ("model", "fallback")}
         self._model = {by: model.labels(by) for by in ("model", "fallback")}
+        self._histograms = ((sidecar_stats.LATENCY, request), (sidecar_stats.MODEL_LATENCY, model))
+
+    def cumulative(self) -> dict[str, float]:
+        """Both histograms now, each summed over `served_by`, as `core.sidecar_stats` keys
+        (`latency_le:<bound>`, `latency_sum`, `model_latency_...`): read once a minute, off the
+        request path."""
+        counts: dict[str, float] = {}
+        for name, histogram in self._histograms:
+            for family in histogram.collect():
+                for sample in family.samples:
+                    if sample.name.endswith("_bucket"):
+                        key = sidecar_stats.bucket_key(name, float(sample.labels["le"]))
+                    elif sample.name.endswith("_sum"):
+                        key = f"{name}_sum"
+                    else:
+                        continue
+                    counts[key] = counts.get(key, 0.0) + sample.value
+        return counts
 
     def observe(self, exchange: Exchange) -> None:
         if exchange.shadow:
@@ -84,6 +103,7 @@ class Parts:
     abstain: Abstain
     follower: Follower
     proxy: ProxyStats
+    minutes: MinuteStats
 
 
 class PartsCollector(Collector):
@@ -174,6 +194,13 @@ class PartsCollector(Collector):
         yield _counter_by(
             "spec_reload_errors", "Spec reloads that failed, by reason.", "reason",
             follow.reload_errors,
+        )  # fmt: skip
+        yield _counter(
+            "minutes_posted", "Minutes of counters the feedback service took.", p.minutes.posted
+        )
+        yield _counter_by(
+            "minutes_dropped", "Minutes of counters not posted, by reason.", "reason",
+            p.minutes.dropped,
         )  # fmt: skip
 
     @staticmethod

@@ -204,6 +204,12 @@ class Shipper:
         """True from a failed attempt until the next delivered batch."""
         return self._down
 
+    @property
+    def authorization(self) -> str | None:
+        """The `Authorization` header shipping sends now (None: none), for the sidecar's other
+        posts to the service: a token reread after a refusal serves them too."""
+        return self._headers.get("Authorization")
+
     def health(self) -> dict[str, Any]:
         """Capture's health as the admin port's readiness body shows it."""
         refused = self.refused
@@ -465,13 +471,9 @@ class Shipper:
         self._say(key or reason, f"%d records lost ({reason}): {message}", count, *args)
 
     def _say(self, key: str, message: str, *args: object) -> None:
-        held = self._throttle.allow(key, time.monotonic())
-        if held is None:
-            return
-        if held:
-            message += " (and %d more times in the last minute)"
-            args = (*args, held)
-        log.error(message, *args)
+        said = self._throttle.note(key, time.monotonic(), message, *args)
+        if said is not None:
+            log.error(*said)
 
     def _went_down(self) -> None:
         self._down = True
