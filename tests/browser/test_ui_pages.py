@@ -145,3 +145,38 @@ def test_the_reports_page_lists_the_alerts_reports_newest_first_and_opens_one(
 async def reports(site: Site, path: str) -> list[dict[str, Any]]:
     made: list[dict[str, Any]] = (await site.service.ok("GET", path))["reports"]
     return made if {r["alert"] for r in made} >= site.history.fired else []
+
+
+def test_the_monitor_page_draws_what_the_sidecars_counted(page: Page, site: Site) -> None:
+    history = site.history
+    minutes = [
+        {
+            "start": at,
+            "counts": {
+                "requests:model": 60,
+                "requests:fallback": 20 if engaged(history, at) else 0,
+                "errors:model_timeout": 2,
+                "latency_le:0.01": 50,
+                "latency_le:0.1": 80,
+                "latency_le:+Inf": 80,
+                "latency_sum": 2.0,
+            },
+        }
+        for at in range(int(history.start), int(history.end), 60)
+    ]
+    for i in range(0, len(minutes), 60):
+        body = {"monitor": history.key, "pod": "browser", "minutes": minutes[i : i + 60]}
+        site.run(site.service.ok("POST", "/v1/sidecar-stats", json=body))
+    open_page(page, PAGES["monitor"][0], "page-monitor")
+    head = page.inner_text("[data-testid=sidecar] .panel-title")
+    assert "error rate" in head
+    assert "model_timeout" in head
+    drawn = dict(page.evaluate(DRAWN))
+    for name in ("requests", "latency", "errors"):
+        assert drawn[f"chart-sidecar-{name}"] > 0.005, name
+    fallback = chart(page, "chart-sidecar-requests")
+    assert fallback["series"][1:] == ["all", "fallback"]
+
+
+def engaged(history: simulated.History, at: float) -> bool:
+    return any(start <= at < (end or history.end) for start, end in history.fallback)

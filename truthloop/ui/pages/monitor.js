@@ -18,6 +18,7 @@ export async function render(ctx) {
   const series = (window) => Promise.all([
     api.get(`${path}/metrics`, { window, points }),
     api.get(`${path}/history`, { window }),
+    api.get(`${path}/sidecar`, { window, points }),
   ]);
   // A window in the address needs nothing of the monitor: ask for everything at once.
   const asked = ctx.params.get('w');
@@ -26,7 +27,7 @@ export async function render(ctx) {
   const monitor = await api.get(path);
   if (!ctx.current()) return;
   const window = windowOf(ctx, monitor);
-  const [answer, history] = await (early || series(window));
+  const [answer, history, sidecar] = await (early || series(window));
   if (!ctx.current()) return;
   const { start, end } = answer.window;
   const { step } = answer;
@@ -46,6 +47,7 @@ export async function render(ctx) {
   const timeline = h('div', { testid: 'chart-timeline' });
   const counts = h('div', { testid: 'chart-labeled' });
   const grid = h('div.chart-grid');
+  const serving = sidecarPanel(sidecar);
   mount(ctx.el, h('section.page', { testid: 'page-monitor' },
     header(ctx, monitor, { window, step }),
     summary(monitor, answer, head),
@@ -53,6 +55,7 @@ export async function render(ctx) {
     withValues.length ? grid : empty(`No labeled or estimated value in the last ${window}.`, 'no-metrics'),
     idle.length ? h('p.muted.idle', { testid: 'idle-metrics' }, `No values in this window: ${idle.map(fmt.label).join(', ')}.`) : null,
     h('div.panel', counts),
+    serving.el,
     events(history)));
 
   const rows = lanes(monitor, periods);
@@ -82,6 +85,55 @@ export async function render(ctx) {
       { name: 'labeled', color: charts.COLORS.labeled, values: steps.map((p) => p.labeled) },
     ],
   });
+  serving.draw({ marks, periods: periods.fallback, axis });
+}
+
+const ms = (seconds) => (seconds == null ? fmt.DASH : `${fmt.num(seconds * 1000, 1)} ms`);
+
+/** What the sidecars counted (GET .../sidecar): requests by who answered, errors, latency. */
+function sidecarPanel(answer) {
+  const total = answer.total;
+  const steps = answer.series;
+  const x = steps.map((p) => p.start);
+  const traffic = h('div', { testid: 'chart-sidecar-requests' });
+  const latency = h('div', { testid: 'chart-sidecar-latency' });
+  const errors = h('div', { testid: 'chart-sidecar-errors' });
+  const reasons = Object.entries(total.errors).sort((a, b) => b[1] - a[1]);
+  const dropped = Object.entries(total.records_dropped);
+  const el = h('div.panel', { testid: 'sidecar' },
+    h('div.panel-title', h('h2', 'Sidecars'),
+      h('span.muted', total.requests
+        ? `${fmt.count(total.requests)} requests · error rate ${fmt.pct(total.error_rate, 2)} · latency p50 ${ms(total.latency.p50)}, p99 ${ms(total.latency.p99)}`
+          + (reasons.length ? ` · errors: ${reasons.map(([r, n]) => `${r} ${fmt.count(n)}`).join(', ')}` : '')
+          + (dropped.length ? ` · records dropped: ${dropped.map(([r, n]) => `${r} ${fmt.count(n)}`).join(', ')}` : '')
+        : 'no sidecar posted its counters in this window')),
+    total.requests ? h('div.chart-grid.three', traffic, latency, errors) : null);
+  const draw = (shared) => {
+    if (!total.requests) return;
+    charts.countChart(traffic, {
+      ...shared, title: 'Requests', x, height: 140,
+      bars: [
+        { name: 'all', color: charts.COLORS.samples, values: steps.map((p) => p.requests) },
+        { name: 'fallback', color: charts.COLORS.estimated, values: steps.map((p) => p.served_by.fallback) },
+      ],
+    });
+    charts.lineChart(latency, {
+      ...shared, title: 'Latency', x, height: 140, format: ms,
+      lines: [
+        { name: 'p50', color: charts.COLORS.realized, values: steps.map((p) => p.latency.p50) },
+        { name: 'p99', color: charts.COLORS.reviewed, values: steps.map((p) => p.latency.p99) },
+        { name: 'model p99', color: charts.COLORS.version, values: steps.map((p) => p.model_latency.p99) },
+      ],
+    });
+    charts.lineChart(errors, {
+      ...shared, title: 'Errors · fallback', x, height: 140, format: (v) => fmt.pct(v, 1), range: [0, null],
+      lines: [
+        { name: 'errors', color: charts.COLORS.threshold, values: steps.map((p) => p.error_rate) },
+        { name: 'fallback', color: charts.COLORS.estimated, values: steps.map((p) => p.fallback_share) },
+      ],
+    });
+  };
+  return { el, draw };
 }
 
 const EVENTS_SHOWN = 8;
