@@ -14,7 +14,7 @@ from tests.support.browser import Problems
 STATE = f"/v1/monitors/{simulated.KEY}/state"
 
 
-def test_the_history_has_drift_two_versions_review_alerts_and_a_fallback_period(
+def test_the_history_has_drift_two_versions_review_alerts_a_fallback_period_and_reports(
     site: Site,
 ) -> None:
     history = site.history
@@ -28,6 +28,7 @@ def test_the_history_has_drift_two_versions_review_alerts_and_a_fallback_period(
     state = site.run(site.service.state(simulated.KEY))
     assert state["phase"] == "Healthy"
     assert state["review"]["depth"] > 0, "items left for a reviewer"
+    assert state["report"] is not None
     assert [v["version"] for v in state["versions"]] == ["v1", "v2"]
     drift = site.run(site.service.ok("GET", f"/v1/monitors/{simulated.KEY}/drift?window=6h"))
     assert drift["drift"]["reference"] is not None
@@ -36,6 +37,10 @@ def test_the_history_has_drift_two_versions_review_alerts_and_a_fallback_period(
     told = site.run(site.service.ok("GET", f"/v1/monitors/{simulated.KEY}/history?window=6h"))
     assert [tuple(p) for p in told["periods"]["fallback"]] == history.fallback
     assert set(told["periods"]["alerts"]) == history.fired
+    sidecar = site.run(site.service.ok("GET", f"/v1/monitors/{simulated.KEY}/sidecar?window=6h"))
+    assert sidecar["total"]["served_by"]["fallback"] > 0
+    assert sidecar["total"]["errors"]["model_timeout"] > 0
+    assert sidecar["total"]["latency"]["p99"] is not None
 
 
 def test_the_browser_reads_the_service_s_json_without_a_problem(

@@ -9,8 +9,9 @@ shift (tenure up, plan mostly pro) and the labels stop following the score, so t
 the accuracy alert fire and the fallback engages (its answers captured beside the model's shadow
 answers); at 4h20 the traffic is calm again, the alerts clear and the fallback disengages once the
 recovery has held for `recoverAfter`. Labels arrive ten minutes late for 70% of the records; a
-reviewer labels a few queued items each step and leaves the rest in the queue. The history ends
-once the service has made its report on each alert that fired.
+reviewer labels a few queued items each step and leaves the rest in the queue; the sidecar posts
+its minute counters (requests by who answered, latency, a few model timeouts while the inputs are
+shifted). The history ends once the service has made its report on each alert that fired.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from tests.support.feedback import FakeClock, Service, as_csv, monitor_body, record
 from tests.support.waiting import eventually
+from truthloop.core import sidecar_stats
 
 NAMESPACE, NAME = "ml", "churn"
 KEY = f"{NAMESPACE}/{NAME}"
@@ -39,6 +41,10 @@ LABEL_DELAY = 2
 LABELED = 0.7
 REVIEWS_PER_STEP = 3
 REVIEWER = "sim@example.com"
+REQUESTS_PER_MINUTE = 40
+"""Requests a minute the sidecar answers (the records captured are a sample of them)."""
+LATENCY = {0.005: 0.05, 0.01: 0.3, 0.025: 0.8, 0.05: 0.95, 0.1: 0.99}
+"""Share of the requests answered within each of these bounds (seconds); all within 0.25 s."""
 ALERTS = [
     {"name": "accuracy-low", "metric": "accuracy", "below": 0.7, "for": "0s"},
     {"name": "tenure-drift", "metric": "feature_drift", "feature": "tenure", "above": 0.3},
@@ -159,6 +165,7 @@ async def simulate(service: Service, clock: FakeClock, *, seed: int = 22) -> His
         outcomes.update((f"s{step}-{i}", r["actual"]) for i, r in enumerate(rows))
         await review(service, outcomes, history)
         clock.advance(STEP)
+        await sidecar(service, start, fallback, shifted=step in SHIFT)
         if len(pending) > LABEL_DELAY:
             due = pending.pop(0)
             await service.feedback(
@@ -169,6 +176,26 @@ async def simulate(service: Service, clock: FakeClock, *, seed: int = 22) -> His
         await observe(service, clock, history)
     await reported(service)
     return history
+
+
+async def sidecar(service: Service, start: float, fallback: bool, shifted: bool) -> None:
+    """The sidecar's counters of the step's minutes: every request answered by the model, or
+    by the fallback while it is engaged (the model still called, in the shadow), 20 ms on
+    average; a few model timeouts while the inputs are shifted."""
+    n = REQUESTS_PER_MINUTE
+    within = {
+        b: LATENCY.get(b, 0.0 if b < min(LATENCY) else 1.0) for b in sidecar_stats.LATENCY_BOUNDS
+    }
+    counts: dict[str, float] = {f"requests:{'fallback' if fallback else 'model'}": n}
+    for histogram in (sidecar_stats.LATENCY, sidecar_stats.MODEL_LATENCY):  # shadow calls too
+        for bound, share in [*within.items(), (math.inf, 1.0)]:
+            counts[sidecar_stats.bucket_key(histogram, bound)] = round(n * share)
+        counts[f"{histogram}_sum"] = n * 0.02
+    if shifted:
+        counts["errors:model_timeout"] = 2.0
+    minutes = [{"start": start + 60.0 * m, "counts": counts} for m in range(int(STEP // 60))]
+    body = {"monitor": KEY, "pod": f"{NAME}-model-0", "minutes": minutes}
+    await service.ok("POST", "/v1/sidecar-stats", json=body)
 
 
 async def reported(service: Service) -> None:
