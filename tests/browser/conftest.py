@@ -15,8 +15,9 @@ tests/artefacts/).
 
 Every test here is marked `e2e` (run by `pytest -m e2e`, as .ci/run does): building the history
 and starting the browser, then a page a test, took the tier 23 to 52 s on 2 cores shared with
-other work (load average 4 to 10), which a plain `pytest` (under 5 minutes) cannot spare. Without Chromium the tier skips, saying how to get it;
-under CI (`CI=true`, where .ci/run installs it) a missing Chromium fails instead.
+other work (load average 4 to 10), which a plain `pytest` (under 5 minutes) cannot spare.
+Without Chromium the tier skips, saying how to get it; under CI (`CI=true`, where .ci/run
+installs it) a missing Chromium fails instead.
 """
 
 from __future__ import annotations
