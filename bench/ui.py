@@ -256,6 +256,7 @@ def markdown(r: dict[str, Any], args: argparse.Namespace, load: tuple[float, flo
     paths = [f"GET {u.removeprefix(r['base'])}" for u in visits[0].api]
     queries = ", ".join(f"`{p}`" for p in paths)
     each = [statistics.median(b[i] for b in r["baselines"]) for i in range(len(paths))]
+    slowest = paths[each.index(max(each))]
     met = "met" if render50 < GOAL_RENDER_MS else "NOT met"
     met95 = "met" if render95 < GOAL_RENDER_MS else "NOT met"
     bytes_met = "met" if total < GOAL_BYTES else "NOT met"
@@ -309,7 +310,10 @@ the same origin with nothing else to do, between the loads.
 
 The render counts everything a first visit does: the HTML, the stylesheets, uPlot and the page's
 modules, the API answers, and drawing the charts; the baseline is the part of it no page can
-avoid.
+avoid. Its slowest answer, `{slowest}` ({max(each):,.0f} ms), is the 30-day series read
+(`bench/series.py`: its time is in the points, not the records). The times are the machine's as
+it was, shared with other work (the load average above, on 2 cores): the browser, the service
+and the client wait for a core.
 """
 
 
