@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from truthloop.core import estimate, evaluation, metrics, review
 from truthloop.core.evaluation import ALL_VERSIONS
@@ -145,3 +147,77 @@ def test_a_window_with_review_counters_carries_what_the_reviewed_labels_estimate
     assert evaluation.alert_values(found, 5)["reviewed:accuracy"] == (0.8, 7)
     assert evaluation.evaluate("binary", {PREDICTIONS_KEY: 100, "tp": 3}).reviewed == {}
     assert len(read) == 1, "a window without review counters is not estimated"
+
+
+@st.composite
+def _windows(draw: st.DrawFn, task: str) -> dict[str, float]:
+    """A window's counters as the store sums them: labeled rows and votes of the task, its
+    predictions, maybe review counters and a feature sketch's cell (neither read by metrics)."""
+    counters: dict[str, float] = {}
+    labels = ["a", "b", "c|d", "e%"]
+    for _ in range(draw(st.integers(0, 30))):
+        score = draw(st.one_of(st.none(), st.floats(0, 1)))
+        if task == "binary":
+            predicted, actual = draw(st.integers(0, 1)), draw(st.integers(0, 1))
+        elif task == "multiclass":
+            predicted, actual, score = (
+                draw(st.sampled_from(labels)),
+                draw(st.sampled_from(labels)),
+                None,
+            )
+        else:
+            predicted, actual, score = draw(st.floats(-1e3, 1e3)), draw(st.floats(-1e3, 1e3)), None
+        if draw(st.booleans()) and draw(st.booleans()):
+            metrics.tally_vote(counters, task, predicted, draw(st.booleans()), score=score)
+        else:
+            metrics.tally(counters, task, predicted, actual, score=score)
+    counters[PREDICTIONS_KEY] = draw(st.integers(0, 50))
+    if draw(st.booleans()):
+        counters[review.key("n", "1")] = draw(st.integers(1, 100))
+        counters[review.key("rev", "1")] = draw(st.integers(0, 10))
+    if draw(st.booleans()):
+        counters["~1:feature:3"] = 2.0
+    return counters
+
+
+def _same(a: metrics.Estimate | review.Reviewed, b: metrics.Estimate | review.Reviewed) -> bool:
+    def close(x: float | None, y: float | None) -> bool:
+        if x is None or y is None:
+            return x is y
+        return type(x) is type(y) and abs(x - y) <= 1e-12 * max(1.0, abs(x), abs(y))
+
+    return all(close(getattr(a, f), getattr(b, f)) for f in ("value", "lower", "upper"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(["binary", "multiclass", "regression"]), st.booleans(), st.data())
+def test_a_series_evaluated_in_one_batch_is_each_point_evaluated_alone(
+    task: str, estimated: bool, data: st.DataObject
+) -> None:
+    """The batch (`evaluate_many`, behind `series`, `evaluate_groups` and the backtest) gives
+    each window what `evaluate` gives it alone, estimates and reviews included: the windows of
+    one batch do not change each other's metrics (the histogram's bins, the classes seen)."""
+    windows = data.draw(st.lists(_windows(task), min_size=1, max_size=8))
+    points = {i: {("v1", "model"): w} for i, w in enumerate(windows) if data.draw(st.booleans())}
+    alone = estimator(0.5) if estimated else None
+    found = evaluation.series(task, points, len(windows), None, alone)
+    for i, batch in enumerate(found):
+        counters = metrics.total([points[i]["v1", "model"]] if i in points else [])
+        one = evaluation.evaluate(task, counters)
+        if alone is not None:
+            (guess,) = alone(ALL_VERSIONS, [counters])
+            one = replace(one, estimated=guess)
+        assert (batch.samples, batch.labeled) == (one.samples, one.labeled)
+        for mine, theirs in (
+            (batch.metrics, one.metrics),
+            (batch.estimated, one.estimated),
+            (batch.reviewed, one.reviewed),
+        ):
+            assert list(mine) == list(theirs)
+            assert all(_same(mine[k], theirs[k]) for k in mine), (mine, theirs)
+    names = {data.draw(st.sampled_from(metrics.METRIC_NAMES[task]))}
+    few = evaluation.evaluate_many(task, windows, names=names)
+    every = evaluation.evaluate_many(task, windows)
+    for some, whole in zip(few, every, strict=True):
+        assert list(some.metrics) == [*names]
+        assert all(_same(some.metrics[k], whole.metrics[k]) for k in names)

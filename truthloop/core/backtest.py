@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -355,6 +355,7 @@ def inputs(
     realized = [k for k in keys if ":" not in k]
     figures = realized + ([f"estimated:{k}" for k in realized] if estimating else [])
     read = sorted({*keys, *figures})
+    names = {key.rpartition(":")[2] for key in read}
     n = len(span)
     values = {k: np.full(n, np.nan) for k in read}
     samples = {k: np.zeros(n, np.int64) for k in read}
@@ -365,7 +366,9 @@ def inputs(
     min_samples = spec.metrics.min_samples
     kept = functools.partial(_summed, auc=auc, estimating=estimating)
     for at, sums, fresh, inverse in _windows(model, span, width, kept):
-        evaluations = _evaluate(spec, list(fresh.values()), estimator if estimating else None)
+        evaluations = _evaluate(
+            spec, list(fresh.values()), estimator if estimating else None, names
+        )
         for window, evaluated in zip(fresh, evaluations, strict=True):
             seen[window] = _read(evaluated, read, figures, min_samples)
         expanded = np.array([seen[window] for window in sums])[inverse]
@@ -573,16 +576,21 @@ def _counters(columns: Sequence[str], row: Floats) -> dict[str, float]:
 
 
 def _evaluate(
-    spec: MonitorSpec, windows: Sequence[metrics.Counters], estimator: Estimator | None
+    spec: MonitorSpec,
+    windows: Sequence[metrics.Counters],
+    estimator: Estimator | None,
+    names: Collection[str] | None = None,
 ) -> list[Evaluated | None]:
     """Each window's model group evaluated as `evaluation.evaluate_groups` does (None for an
-    empty window: no model group), estimated in one batch."""
-    found: list[Evaluated | None] = [
-        evaluation.evaluate(spec.task, c, spec.metrics.cost) if c else None for c in windows
-    ]
+    empty window: no model group), all in one batch (only the metrics `names`, when given)."""
+    present = [i for i, c in enumerate(windows) if c]
+    found: list[Evaluated | None] = [None] * len(windows)
+    cost = spec.metrics.cost
+    batch = evaluation.evaluate_many(spec.task, [windows[i] for i in present], cost, names)
+    for i, one in zip(present, batch, strict=True):
+        found[i] = one
     if estimator is None:
         return found
-    present = [i for i, e in enumerate(found) if e is not None]
     estimates = estimator(evaluation.ALL_VERSIONS, [windows[i] for i in present])
     for i, estimated in zip(present, estimates, strict=True):
         evaluated = found[i]

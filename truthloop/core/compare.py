@@ -102,8 +102,11 @@ def difference(
     if side_a is None or side_b is None:
         return Difference(a.value, b.value, b.value - a.value, None, None, "cant_tell")
     diff = side_b.value - side_a.value
-    lower, upper = intervals.mover_difference(
-        side_a.value, (side_a.lower, side_a.upper), side_b.value, (side_b.lower, side_b.upper)
+    lower, upper = map(
+        float,
+        intervals.mover_difference(
+            side_a.value, (side_a.lower, side_a.upper), side_b.value, (side_b.lower, side_b.upper)
+        ),
     )
     sign = 1 if direction == "higher" else -1
     if lower > 0 or upper < 0:

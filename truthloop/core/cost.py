@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
+
 from truthloop.core import intervals, metrics
 from truthloop.core.metrics import Estimate
 from truthloop.core.spec import COST, CostSpec
@@ -55,10 +57,11 @@ def priced(total: float, squares: float, n: float, confidence: float) -> dict[st
     if n <= 0 or not math.isfinite(total):
         return {COST: Estimate(None), COST_TOTAL: Estimate(None)}
     mean = total / n
-    bounds = intervals.t_mean(total, squares, n, confidence)
-    if bounds is None or not all(map(math.isfinite, bounds)):
+    bounds = intervals.t_mean(np.array([total]), np.array([squares]), np.array([n]), confidence)
+    low, high = float(bounds[0][0]), float(bounds[1][0])
+    if not (math.isfinite(low) and math.isfinite(high)):
         return {COST: Estimate(mean), COST_TOTAL: Estimate(total)}
-    lower, upper = min(bounds[0], mean), max(bounds[1], mean)
+    lower, upper = min(low, mean), max(high, mean)
     return {
         COST: Estimate(mean, lower, upper),
         COST_TOTAL: Estimate(total, lower * n, upper * n),

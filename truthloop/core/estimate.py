@@ -394,9 +394,12 @@ def binary_rows(
             half = z * np.sqrt(variance)
         for row, (v, h) in enumerate(zip(value.tolist(), half.tolist(), strict=True)):
             out[row][name] = _band(v, v - h, v + h)
-    for row, (a, p_, n_) in enumerate(zip(auc.tolist(), pos.tolist(), neg.tolist(), strict=True)):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low, high = intervals.hanley_mcneil(auc, pos, neg, z)
+    rows = zip(auc.tolist(), pos.tolist(), neg.tolist(), low.tolist(), high.tolist(), strict=True)
+    for row, (a, p_, n_, lo, hi) in enumerate(rows):
         if math.isfinite(a) and p_ > 0 and n_ > 0:
-            out[row]["roc_auc"] = _band(a, *intervals.hanley_mcneil(a, p_, n_, z))
+            out[row]["roc_auc"] = _band(a, lo, hi)
         else:
             out[row]["roc_auc"] = metrics.Estimate(None)
     return out

@@ -14,7 +14,7 @@ model's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -115,21 +115,37 @@ def label_counters(counters: metrics.Counters) -> dict[str, float]:
 
 
 def evaluate(task: Task, counters: metrics.Counters, cost: CostSpec | None = None) -> Evaluated:
-    """One group's counters evaluated (`label_counters`); with a `cost` (`spec.metrics.cost`),
+    """One group's counters evaluated (the counters of `metrics`; the others, `@` and
+    sketches, are not read); with a `cost` (`spec.metrics.cost`),
     also what the labeled predictions cost (`core.cost`: `cost`, `cost_total`); with review
-    counters, what the reviewed labels estimate."""
-    samples = int(counters.get(PREDICTIONS_KEY, 0))
-    labels = label_counters(counters)
-    found = metrics.evaluate(task, labels)
-    if cost is not None:
-        found.update(costs.realized(task, labels, cost))
-    reviewed = review_counters(counters)
-    return Evaluated(
-        samples,
-        metrics.samples(labels),
-        found,
-        reviewed=review.estimate(task, reviewed) if reviewed else {},
-    )
+    counters, what the reviewed labels estimate. `evaluate_many` of one window."""
+    return evaluate_many(task, [counters], cost)[0]
+
+
+def evaluate_many(
+    task: Task,
+    windows: Sequence[metrics.Counters],
+    cost: CostSpec | None = None,
+    names: Collection[str] | None = None,
+) -> list[Evaluated]:
+    """`evaluate` of many windows at once, their metrics in one batch (`metrics.evaluate_many`,
+    only those in `names` when given: a reader that needs a few leaves the rest out)."""
+    found = metrics.evaluate_many(task, windows, names=names)
+    reviewing = any(map(review.is_counter, set().union(*windows)))
+    out = []
+    for counters, metric in zip(windows, found, strict=True):
+        if cost is not None:
+            metric.update(costs.realized(task, label_counters(counters), cost))
+        reviewed = review_counters(counters) if reviewing else {}
+        out.append(
+            Evaluated(
+                int(counters.get(PREDICTIONS_KEY, 0)),
+                metrics.samples(counters),
+                metric,
+                reviewed=review.estimate(task, reviewed) if reviewed else {},
+            )
+        )
+    return out
 
 
 def review_counters(counters: metrics.Counters) -> dict[str, float]:
@@ -150,7 +166,7 @@ def evaluate_groups(
         mine = [c for (_, s), c in groups.items() if s == served_by]
         if mine:
             summed[ALL_VERSIONS, served_by] = metrics.total(mine)
-    result = {group: evaluate(task, counters, cost) for group, counters in summed.items()}
+    result = dict(zip(summed, evaluate_many(task, list(summed.values()), cost), strict=True))
     if estimator is not None:
         for (version, served), counters in summed.items():
             if served == "model":
@@ -172,7 +188,7 @@ def series(
     with the estimates of `version` (its records: a read of one version's, or all) when given
     an `estimator`."""
     summed = [metrics.total(points.get(i, {}).values()) for i in range(count)]
-    found = [evaluate(task, counters, cost) for counters in summed]
+    found = evaluate_many(task, summed, cost)
     if estimator is None:
         return found
     estimates = estimator(version, summed)

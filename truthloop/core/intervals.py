@@ -6,14 +6,28 @@ t distribution function for up to `T_EXACT_DF` degrees of freedom (integer degre
 a finite series for it, Abramowitz & Stegun 26.7.3–4), above that the Cornish–Fisher expansion
 (A&S 26.7.5), whose error there is below 1e-10. Either way the quantile is within 1e-9 of the
 exact one for p up to 0.99995 (tests hold it to scipy's).
+
+The intervals take numbers or numpy arrays of them alike (a batch of windows evaluated at once,
+`metrics.evaluate_many`), an array's bounds element by element; numpy is imported where an
+interval is computed, not with the module (the sidecar imports `metrics` and never loads it).
+Given Python numbers they return numpy's scalars (float subclasses, but not for msgspec).
 """
 
 from __future__ import annotations
 
 import math
 from statistics import NormalDist
+from typing import TYPE_CHECKING, Any, TypeVar
 
-Bounds = tuple[float, float]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Floats = npt.NDArray[np.float64]
+
+X = TypeVar("X", float, "Floats")
+"""A number, or an array of them."""
+Bounds = tuple[Any, Any]
 
 T_EXACT_DF = 400
 """Up to this many degrees of freedom the t quantile is solved exactly; above, a series is used."""
@@ -31,20 +45,22 @@ def z_score(confidence: float) -> float:
     return _STANDARD_NORMAL.inv_cdf(0.5 + confidence / 2)
 
 
-def wilson(successes: float, trials: float, z: float) -> Bounds:
+def wilson(successes: X, trials: X, z: float) -> Bounds:
     """Wilson score interval of a binomial proportion; `trials` must be positive.
 
     Unlike the Wald interval it stays inside [0, 1] and does not collapse to a point at 0 or 1.
     """
-    p = min(max(successes / trials, 0.0), 1.0)
+    import numpy as np
+
+    p = np.minimum(np.maximum(successes / trials, 0.0), 1.0)
     z2 = z * z
     denominator = 1 + z2 / trials
     centre = (p + z2 / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    half = z * np.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
+    return np.maximum(0.0, centre - half), np.minimum(1.0, centre + half)
 
 
-def mover_sum(a: float, a_bounds: Bounds, b: float, b_bounds: Bounds) -> Bounds:
+def mover_sum(a: X, a_bounds: Bounds, b: X, b_bounds: Bounds) -> Bounds:
     """Interval of a + b for independent estimates a and b with their own intervals.
 
     MOVER (Zou & Donner 2008; Newcombe's methods 10 and 11 for proportions): each side recovers
@@ -52,24 +68,26 @@ def mover_sum(a: float, a_bounds: Bounds, b: float, b_bounds: Bounds) -> Bounds:
     good behaviour at 0 and 1, where the normal approximation collapses to a point; with
     symmetric intervals it is the normal interval, the half-widths added in quadrature.
     """
-    below = math.hypot(a - a_bounds[0], b - b_bounds[0])
-    above = math.hypot(a_bounds[1] - a, b_bounds[1] - b)
+    import numpy as np
+
+    below = np.hypot(a - a_bounds[0], b - b_bounds[0])
+    above = np.hypot(a_bounds[1] - a, b_bounds[1] - b)
     return a + b - below, a + b + above
 
 
-def mover_mean(a: float, a_bounds: Bounds, b: float, b_bounds: Bounds) -> Bounds:
+def mover_mean(a: X, a_bounds: Bounds, b: X, b_bounds: Bounds) -> Bounds:
     """Interval of (a + b) / 2 (`mover_sum` halved)."""
     lower, upper = mover_sum(a, a_bounds, b, b_bounds)
     return lower / 2, upper / 2
 
 
-def mover_difference(a: float, a_bounds: Bounds, b: float, b_bounds: Bounds) -> Bounds:
+def mover_difference(a: X, a_bounds: Bounds, b: X, b_bounds: Bounds) -> Bounds:
     """Interval of b − a (`mover_sum` of b and −a): with two Wilson intervals, Newcombe's hybrid
     score interval of a difference of proportions (method 10)."""
     return mover_sum(b, b_bounds, -a, (-a_bounds[1], -a_bounds[0]))
 
 
-def hanley_mcneil(auc: float, positives: float, negatives: float, z: float) -> Bounds:
+def hanley_mcneil(auc: X, positives: X, negatives: X, z: float) -> Bounds:
     """Hanley & McNeil (1982) normal interval of a ROC AUC, clipped to [0, 1].
 
     Its standard error assumes exponential score distributions; it is zero at an AUC of exactly
@@ -79,24 +97,31 @@ def hanley_mcneil(auc: float, positives: float, negatives: float, z: float) -> B
     q2 = 2 * auc * auc / (1 + auc)
     a2 = auc * auc
     spread = auc * (1 - auc) + (positives - 1) * (q1 - a2) + (negatives - 1) * (q2 - a2)
+    import numpy as np
+
     variance = spread / (positives * negatives)
-    half = z * math.sqrt(max(variance, 0.0))
-    return max(0.0, auc - half), min(1.0, auc + half)
+    half = z * np.sqrt(np.maximum(variance, 0.0))
+    return np.maximum(0.0, auc - half), np.minimum(1.0, auc + half)
 
 
-def t_mean(total: float, total_sq: float, n: float, confidence: float) -> Bounds | None:
-    """Student-t interval of a mean from the sum and sum of squares of `n` values.
-
-    None with fewer than two values (no variance estimate). `n` is a count (rounded). The variance
-    Σx² − (Σx)²/n cancels when the values vary little against their size; the bounds then carry an
-    absolute rounding error up to about t·√(2ε·Σx²/(n − 1)), ~1e-8 of the values' magnitude.
+def t_mean(total: Floats, total_sq: Floats, n: Floats, confidence: float) -> Bounds:
+    """Student-t intervals of means, each from the sum and sum of squares of `n` values (arrays
+    alike); NaN bounds with fewer than two values (no variance estimate). `n` is a count
+    (rounded); the t quantile is found once per distinct count. The variance Σx² − (Σx)²/n
+    cancels when the values vary little against their size; the bounds then carry an absolute
+    rounding error up to about t·√(2ε·Σx²/(n − 1)), ~1e-8 of the values' magnitude.
     """
-    count = round(n)
-    if count < 2:
-        return None
-    mean = total / n
-    variance = max((total_sq - total * mean) / (n - 1), 0.0)
-    half = t_quantile(0.5 + confidence / 2, count - 1) * math.sqrt(variance / n)
+    import numpy as np
+
+    counts = np.round(n)
+    p = 0.5 + confidence / 2
+    t = np.full(counts.shape, np.nan)
+    for count in np.unique(counts[counts >= 2]).tolist():
+        t[counts == count] = t_quantile(p, int(count) - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = total / n
+        variance = np.maximum((total_sq - total * mean) / (n - 1), 0.0)
+        half = t * np.sqrt(variance / n)
     return mean - half, mean + half
 
 

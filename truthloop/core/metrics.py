@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
@@ -75,6 +75,8 @@ from truthloop.core.tasks import Task
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+
+    Floats = npt.NDArray[np.float64]
 
 Counters = Mapping[str, float]
 CONFUSION_CELLS = ("tp", "fp", "tn", "fn")
@@ -480,8 +482,13 @@ def confusion_cells(counters: Counters) -> Iterable[tuple[str, str, float]]:
     """A multiclass aggregate's confusion cells: (actual, predicted, count)."""
     for key, value in counters.items():
         if key.startswith(_CELL):
-            a, p = map(_unescape, key[len(_CELL) :].split("|"))
-            yield a, p, value
+            yield *_labels(key), value
+
+
+def _labels(cell: str) -> tuple[str, str]:
+    """A confusion cell's (actual, predicted) labels."""
+    a, p = map(_unescape, cell[len(_CELL) :].split("|"))
+    return a, p
 
 
 def _cell_key(actual: str, predicted: str) -> str:
@@ -548,26 +555,121 @@ def samples(counters: Counters) -> int:
 
 
 def evaluate(task: str, counters: Counters, *, confidence: float = 0.95) -> dict[str, Estimate]:
-    """Every metric of the task and its auxiliary values (`METRIC_NAMES`, `AUXILIARY_NAMES`).
+    """Every metric of the task and its auxiliary values (`METRIC_NAMES`, `AUXILIARY_NAMES`):
+    `evaluate_many` of one window.
 
     Raises ValueError for an unknown task or a confidence outside (0, 1).
     """
+    return evaluate_many(task, [counters], confidence=confidence)[0]
+
+
+def evaluate_many(
+    task: str,
+    windows: Sequence[Counters],
+    *,
+    confidence: float = 0.95,
+    names: Collection[str] | None = None,
+) -> list[dict[str, Estimate]]:
+    """`evaluate` of many windows at once (only the metrics in `names`, when given): each
+    metric computed over a matrix of the windows' counters (a row a window, a column a counter
+    key the task reads) in numpy, then turned into one `Estimate` per window.
+
+    Raises ValueError for an unknown task or a confidence outside (0, 1).
+    """
+    import numpy as np
+
     z = intervals.z_score(confidence)
-    if task == "binary":
-        out = _evaluate_binary(counters, z, confidence)
-    elif task == "multiclass":
-        out = _evaluate_multiclass(counters, z)
-    elif task == "regression":
-        out = _evaluate_regression(counters, confidence)
-    else:
+    if task not in METRIC_NAMES:
         raise ValueError(f"unknown task {task!r}")
-    out["approval_rate"] = _proportion(counters.get("votes_up", 0), counters.get("votes", 0), z)
+    columns = sorted(filter(_read_by(task), set().union(*windows)))
+    at = {key: j for j, key in enumerate(columns)}
+    cells = [
+        (i, j, value)
+        for i, counters in enumerate(windows)
+        for key, value in counters.items()
+        if (j := at.get(key)) is not None
+    ]
+    rows = np.zeros((len(windows), len(columns)))
+    if cells:
+        where, column, value = zip(*cells, strict=True)
+        rows[where, column] = value
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        bands = _bands(task, _Matrix(columns, rows), z, confidence)
+    found: list[dict[str, Estimate]] = [{} for _ in windows]
+    for name, (values, lower, upper) in bands.items():
+        if names is not None and name not in names:
+            continue
+        if name in _COUNTS:
+            for out, v in zip(found, values.tolist(), strict=True):
+                out[name] = Estimate(round(v))
+            continue
+        for out, v, lo, hi in zip(
+            found, values.tolist(), lower.tolist(), upper.tolist(), strict=True
+        ):
+            out[name] = _UNDEFINED if v != v else Estimate(v) if lo != lo else Estimate(v, lo, hi)
+    return found
+
+
+Bands = tuple["Floats", "Floats", "Floats"]
+"""A metric of many windows: its values, lower and upper bounds (NaN: none)."""
+
+_SCALARS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "binary": frozenset(
+            (*CONFUSION_CELLS, "n_scored", "brier", "brier_sq", "logloss", "logloss_sq")
+        ),
+        "multiclass": frozenset(("n", "correct")),
+        "regression": frozenset(
+            ("n", "se", "sae", "se2", "se4", "sy", "sy2", "nm", "sape", "sape2", "mape_excluded")
+        ),
+    }
+)
+"""The counters (not cells) each task's metrics read, besides the votes."""
+_VOTES = frozenset(("votes", "votes_up"))
+_COUNTS = frozenset(("mape_excluded",))
+"""Values that are counts: an integer value, no bounds."""
+
+
+def _read_by(task: str) -> Callable[[str], bool]:
+    """Whether the task's metrics read counter `key`."""
+    scalars = _SCALARS[task] | _VOTES
+    if task == "binary":
+        return lambda key: key in scalars or key in _HISTOGRAM_CELLS
+    if task == "multiclass":
+        return lambda key: key in scalars or key.startswith(_CELL)
+    return scalars.__contains__
+
+
+@dataclass(frozen=True, slots=True)
+class _Matrix:
+    """Windows' counters: a row a window, a column a counter key (absent: 0)."""
+
+    columns: Sequence[str]
+    rows: Floats
+
+    def __getitem__(self, key: str) -> Floats:
+        import numpy as np
+
+        try:
+            return self.rows[:, self.columns.index(key)]
+        except ValueError:
+            return np.zeros(len(self.rows))
+
+
+def _bands(task: str, c: _Matrix, z: float, confidence: float) -> dict[str, Bands]:
+    if task == "binary":
+        out = _evaluate_binary(c, z, confidence)
+    elif task == "multiclass":
+        out = _evaluate_multiclass(c, z)
+    else:
+        out = _evaluate_regression(c, confidence)
+    out["approval_rate"] = _proportion(c["votes_up"], c["votes"], z)
     return out
 
 
-def _evaluate_binary(c: Counters, z: float, confidence: float) -> dict[str, Estimate]:
-    tp, fp, tn, fn = (c.get(k, 0) for k in CONFUSION_CELLS)
-    n_scored = c.get("n_scored", 0)
+def _evaluate_binary(c: _Matrix, z: float, confidence: float) -> dict[str, Bands]:
+    tp, fp, tn, fn = (c[k] for k in CONFUSION_CELLS)
+    n_scored = c["n_scored"]
     return {
         "accuracy": _proportion(tp + tn, tp + tn + fp + fn, z),
         "precision": _proportion(tp, tp + fp, z),
@@ -575,130 +677,147 @@ def _evaluate_binary(c: Counters, z: float, confidence: float) -> dict[str, Esti
         "f1": _f1(tp, fp + fn, z),
         "specificity": _proportion(tn, tn + fp, z),
         "balanced_accuracy": _balanced(tp, fn, tn, fp, z),
-        "brier_score": _mean(c.get("brier", 0), c.get("brier_sq", 0), n_scored, confidence),
-        "log_loss": _mean(c.get("logloss", 0), c.get("logloss_sq", 0), n_scored, confidence),
+        "brier_score": _mean(c["brier"], c["brier_sq"], n_scored, confidence),
+        "log_loss": _mean(c["logloss"], c["logloss_sq"], n_scored, confidence),
         "roc_auc": _roc_auc(c, z),
     }
 
 
-def _f1(tp: float, errors: float, z: float) -> Estimate:
-    if tp + errors <= 0:
-        return _UNDEFINED
+def _f1(tp: Floats, errors: Floats, z: float) -> Bands:
+    import numpy as np
+
     lower, upper = intervals.wilson(tp, tp + errors, z)
-    return _estimate(2 * tp / (2 * tp + errors), (2 * lower / (1 + lower), 2 * upper / (1 + upper)))
+    value = 2 * tp / (2 * tp + errors)
+    defined = tp + errors > 0
+    return _estimate(
+        np.where(defined, value, np.nan), 2 * lower / (1 + lower), 2 * upper / (1 + upper)
+    )
 
 
-def _balanced(tp: float, fn: float, tn: float, fp: float, z: float) -> Estimate:
-    if tp + fn <= 0 or tn + fp <= 0:
-        return _UNDEFINED
+def _balanced(tp: Floats, fn: Floats, tn: Floats, fp: Floats, z: float) -> Bands:
+    import numpy as np
+
     recall, specificity = tp / (tp + fn), tn / (tn + fp)
-    bounds = intervals.mover_mean(
+    lower, upper = intervals.mover_mean(
         recall, intervals.wilson(tp, tp + fn, z), specificity, intervals.wilson(tn, tn + fp, z)
     )
-    return _estimate((recall + specificity) / 2, bounds)
+    defined = (tp + fn > 0) & (tn + fp > 0)
+    return _estimate(np.where(defined, (recall + specificity) / 2, np.nan), lower, upper)
 
 
-def _roc_auc(c: Counters, z: float) -> Estimate:
-    positives: dict[int, float] = {}
-    negatives: dict[int, float] = {}
-    cell = _HISTOGRAM_CELLS.get
-    for key, value in c.items():
-        hit = cell(key)
-        if hit is not None:
-            (positives if hit[1] else negatives)[hit[0]] = value
-    n_pos, n_neg = sum(positives.values()), sum(negatives.values())
-    if n_pos <= 0 or n_neg <= 0:
-        return _UNDEFINED
-    wins = 0.0
-    below = 0.0
-    for b in sorted(positives.keys() | negatives.keys()):
-        neg = negatives.get(b, 0)
-        wins += positives.get(b, 0) * (below + 0.5 * neg)
-        below += neg
+def _roc_auc(c: _Matrix, z: float) -> Bands:
+    """The AUC of each window's histogram: over the bins any window holds, in order, each
+    positive wins against the negatives below its bin and ties with those in it."""
+    import numpy as np
+
+    cells = [(j, *hit) for j, key in enumerate(c.columns) if (hit := _HISTOGRAM_CELLS.get(key))]
+    bins = sorted({b for _, b, _ in cells})
+    at = {b: i for i, b in enumerate(bins)}
+    positives = np.zeros((len(c.rows), len(bins)))
+    negatives = np.zeros((len(c.rows), len(bins)))
+    for j, b, positive in cells:
+        (positives if positive else negatives)[:, at[b]] = c.rows[:, j]
+    n_pos, n_neg = positives.sum(axis=1), negatives.sum(axis=1)
+    below = np.cumsum(negatives, axis=1) - negatives
+    wins = (positives * (below + 0.5 * negatives)).sum(axis=1)
     auc = wins / (n_pos * n_neg)
-    return _estimate(auc, intervals.hanley_mcneil(auc, n_pos, n_neg, z))
+    defined = (n_pos > 0) & (n_neg > 0)
+    return _estimate(np.where(defined, auc, np.nan), *intervals.hanley_mcneil(auc, n_pos, n_neg, z))
 
 
-def _evaluate_multiclass(c: Counters, z: float) -> dict[str, Estimate]:
-    support: dict[str, float] = {}
-    predicted: dict[str, float] = {}
-    hits: dict[str, float] = {}
-    for key, value in c.items():
-        if key.startswith(_CELL):
-            a, p = map(_unescape, key[len(_CELL) :].split("|"))
-            support[a] = support.get(a, 0) + value
-            predicted[p] = predicted.get(p, 0) + value
-            if a == p:
-                hits[a] = hits.get(a, 0) + value
-    labels = support.keys() | predicted.keys()
-    labeled = sum(support.values())
+def _evaluate_multiclass(c: _Matrix, z: float) -> dict[str, Bands]:
+    """Per class (the labels of the confusion cells' keys, a label counted in a window where
+    one of its cells is not 0), its support, predictions and hits as the cells' sums."""
+    import numpy as np
+
+    cells = [(j, *_labels(key)) for j, key in enumerate(c.columns) if key.startswith(_CELL)]
+    labels = {label: i for i, label in enumerate(sorted({x for _, a, p in cells for x in (a, p)}))}
+    actual = np.zeros((len(cells), len(labels)))
+    predicted_as = np.zeros((len(cells), len(labels)))
+    for k, (_, a, p) in enumerate(cells):
+        actual[k, labels[a]] = 1.0
+        predicted_as[k, labels[p]] = 1.0
+    counts = c.rows[:, [j for j, _, _ in cells]]
+    support, predicted = counts @ actual, counts @ predicted_as
+    hits = counts @ (actual * predicted_as)
+    seen = ((counts != 0) @ (actual + predicted_as)) > 0
+    classes = seen.sum(axis=1)
+    labeled = support.sum(axis=1)
     per_class = {
-        "precision": {k: _ratio0(hits.get(k, 0), predicted.get(k, 0)) for k in labels},
-        "recall": {k: _ratio0(hits.get(k, 0), support.get(k, 0)) for k in labels},
-        "f1": {
-            k: _ratio0(2 * hits.get(k, 0), predicted.get(k, 0) + support.get(k, 0)) for k in labels
-        },
+        "precision": _ratio0(hits, predicted),
+        "recall": _ratio0(hits, support),
+        "f1": _ratio0(2 * hits, predicted + support),
     }
-    micro = _proportion(sum(hits.values()), labeled, z)
-    out = {"accuracy": _proportion(c.get("correct", 0), c.get("n", 0), z)}
+    micro = _proportion(hits.sum(axis=1), labeled, z)
+    out = {"accuracy": _proportion(c["correct"], c["n"], z)}
     for name, values in per_class.items():
-        out[f"macro_{name}"] = (
-            _estimate(sum(values.values()) / len(labels)) if labels else _UNDEFINED
-        )
+        macro = np.where(seen, values, 0.0).sum(axis=1) / classes
+        out[f"macro_{name}"] = _estimate(np.where(classes > 0, macro, np.nan))
     for name in per_class:
         out[f"micro_{name}"] = micro
     for name, values in per_class.items():
-        weighted = sum(v * support.get(k, 0) for k, v in values.items())
-        out[f"weighted_{name}"] = _estimate(weighted / labeled) if labeled > 0 else _UNDEFINED
+        weighted = (values * support).sum(axis=1) / labeled
+        out[f"weighted_{name}"] = _estimate(np.where(labeled > 0, weighted, np.nan))
     return out
 
 
-def _evaluate_regression(c: Counters, confidence: float) -> dict[str, Estimate]:
-    n = c.get("n", 0)
-    se2 = c.get("se2", 0)
-    rmse = r2 = _UNDEFINED
-    if n > 0:
-        mse = intervals.t_mean(se2, c.get("se4", 0), n, confidence)
-        root = (math.sqrt(max(mse[0], 0.0)), math.sqrt(mse[1])) if mse else None
-        rmse = _estimate(math.sqrt(max(se2 / n, 0.0)), root)
-        sy2 = c.get("sy2", 0)
-        ss_tot = sy2 - c.get("sy", 0) ** 2 / n
-        if sy2 >= sys.float_info.min and ss_tot > R2_RESOLUTION * sy2:
-            r2 = _estimate(1 - se2 / ss_tot)
+def _evaluate_regression(c: _Matrix, confidence: float) -> dict[str, Bands]:
+    import numpy as np
+
+    n = c["n"]
+    se2 = c["se2"]
+    low, high = intervals.t_mean(se2, c["se4"], n, confidence)
+    rmse = np.sqrt(np.maximum(se2 / n, 0.0))
+    sy2 = c["sy2"]
+    ss_tot = sy2 - c["sy"] ** 2 / n
+    r2 = (n > 0) & (sy2 >= sys.float_info.min) & (ss_tot > R2_RESOLUTION * sy2)
     return {
-        "mae": _mean(c.get("sae", 0), se2, n, confidence),
-        "rmse": rmse,
-        "mape": _mean(c.get("sape", 0), c.get("sape2", 0), c.get("nm", 0), confidence),
-        "r2": r2,
-        "mean_error": _mean(c.get("se", 0), se2, n, confidence),
-        "mape_excluded": Estimate(round(c.get("mape_excluded", 0))),
+        "mae": _mean(c["sae"], se2, n, confidence),
+        "rmse": _estimate(
+            np.where(n > 0, rmse, np.nan), np.sqrt(np.maximum(low, 0.0)), np.sqrt(high)
+        ),
+        "mape": _mean(c["sape"], c["sape2"], c["nm"], confidence),
+        "r2": _estimate(np.where(r2, 1 - se2 / ss_tot, np.nan)),
+        "mean_error": _mean(c["se"], se2, n, confidence),
+        "mape_excluded": _estimate(c["mape_excluded"]),
     }
 
 
-def _proportion(successes: float, trials: float, z: float) -> Estimate:
-    if trials <= 0:
-        return _UNDEFINED
-    return _estimate(successes / trials, intervals.wilson(successes, trials, z))
+def _proportion(successes: Floats, trials: Floats, z: float) -> Bands:
+    import numpy as np
+
+    value = np.where(trials > 0, successes / trials, np.nan)
+    return _estimate(value, *intervals.wilson(successes, trials, z))
 
 
-def _mean(total_: float, total_sq: float, n: float, confidence: float) -> Estimate:
-    if n <= 0:
-        return _UNDEFINED
-    return _estimate(total_ / n, intervals.t_mean(total_, total_sq, n, confidence))
+def _mean(total_: Floats, total_sq: Floats, n: Floats, confidence: float) -> Bands:
+    import numpy as np
+
+    value = np.where(n > 0, total_ / n, np.nan)
+    return _estimate(value, *intervals.t_mean(total_, total_sq, n, confidence))
 
 
-def _estimate(value: float, bounds: tuple[float, float] | None = None) -> Estimate:
-    """An Estimate with non-finite parts (overflowed sums) as None.
+def _estimate(value: Floats, lower: Floats | None = None, upper: Floats | None = None) -> Bands:
+    """Estimates with non-finite parts (undefined, or overflowed sums) as NaN (None).
 
     The bounds are widened to hold the value where rounding put it a hair outside (Wilson at 1).
     """
-    if not math.isfinite(value):
-        return _UNDEFINED
-    if bounds is None or not (math.isfinite(bounds[0]) and math.isfinite(bounds[1])):
-        return Estimate(value)
-    return Estimate(value, min(bounds[0], value), max(bounds[1], value))
+    import numpy as np
+
+    value = np.where(np.isfinite(value), value, np.nan)
+    if lower is None or upper is None:
+        nothing = np.full(value.shape, np.nan)
+        return value, nothing, nothing
+    bounded = np.isfinite(value) & np.isfinite(lower) & np.isfinite(upper)
+    return (
+        value,
+        np.where(bounded, np.minimum(lower, value), np.nan),
+        np.where(bounded, np.maximum(upper, value), np.nan),
+    )
 
 
-def _ratio0(num: float, den: float) -> float:
-    """A per-class ratio with scikit-learn's `zero_division=0`: an empty denominator gives 0."""
-    return num / den if den > 0 else 0.0
+def _ratio0(num: Floats, den: Floats) -> Floats:
+    """Per-class ratios with scikit-learn's `zero_division=0`: an empty denominator gives 0."""
+    import numpy as np
+
+    return np.where(den > 0, num / den, 0.0)
