@@ -32,6 +32,8 @@ export const PHASE_COLORS = {
 const FONT = '11px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
 const Y_AXIS_SIZE = 56;
 const SYNC = 'truthloop';
+// Room on the right for the last time tick's label.
+const PADDING = [8, 30, 0, 0];
 
 function alpha(hex, a) {
   const n = parseInt(hex.slice(1), 16);
@@ -211,6 +213,7 @@ function timeChart(el, {
   if (!entries.length) legend.append(h('span.muted', 'no values in this window'));
   const u = new U({
     ...sizeOf(plot, height),
+    padding: PADDING,
     legend: { show: false },
     cursor: { sync: { key: SYNC }, points: cursorPoints, drag: { x: false, y: false } },
     scales: { x: { time: true }, y: { range: yRange } },
@@ -336,6 +339,7 @@ export function timelineChart(el, { lanes, start, end, marks, height, axis }) {
   };
   const u = new U({
     ...sizeOf(el.querySelector('.plot'), height),
+    padding: PADDING,
     legend: { show: false },
     cursor: { sync: { key: SYNC }, points: { show: false }, y: false, drag: { x: false, y: false } },
     scales: { x: { time: true, range: [start, end] }, y: { range: [0, rows] } },
