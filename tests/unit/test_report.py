@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from truthloop.core import evaluation, report, segment_metrics
+from truthloop.core import evaluation, report, segment_metrics, sidecar_stats
 from truthloop.core.drift import (
     ColumnDrift,
     DatasetDrift,
@@ -113,10 +113,14 @@ def inputs(**changes: Any) -> report.Inputs:
 
 def sidecar(requests: int, errors: int, typical: float) -> dict[str, float]:
     """A sidecar hour: `requests` (the model's), `errors` timeouts, latencies around
-    `typical` seconds."""
+    `typical` seconds (one of the sidecar's bounds): a tenth within the bound below it, 60%
+    within it, 99.5% within the second bound above it."""
     counts = {"requests:model": float(requests), "errors:timeout": float(errors)}
-    for bound, share in ((typical / 2, 0.1), (typical, 0.6), (typical * 4, 0.995)):
-        counts[f"latency_le:{bound:g}"] = requests * share
+    at = sidecar_stats.LATENCY_BOUNDS.index(typical)
+    for i, share in ((at - 1, 0.1), (at, 0.6), (at + 2, 0.995)):
+        counts[sidecar_stats.bucket_key("latency", sidecar_stats.LATENCY_BOUNDS[i])] = (
+            requests * share
+        )
     counts["latency_le:+Inf"] = float(requests)
     return counts
 

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from truthloop.core import drift, evaluation, metrics, segment_metrics
+from truthloop.core import drift, evaluation, metrics, segment_metrics, sidecar_stats
 from truthloop.core.drift import ColumnDrift, DriftReport
 from truthloop.core.evaluation import Evaluated
 from truthloop.core.profile import Reference
@@ -206,16 +206,17 @@ class WrongRow(msgspec.Struct, frozen=True):
 
 
 class SidecarPeriod(msgspec.Struct, frozen=True):
-    """The sidecars over an hour: requests, errors (by reason), the error rate, the share the
-    fallback answered, and the proxy's latency quantiles (seconds)."""
+    """The sidecars over an hour: requests, errors (the 10 commonest reasons), the error rate,
+    the share the fallback answered, and the proxy's latency quantiles (seconds), as
+    `sidecar_stats.stats` reads them (GET .../sidecar's figures)."""
 
-    requests: float
-    errors: float
+    requests: int
+    errors: int
     error_rate: float | None
     fallback_share: float | None
     p50: float | None
     p99: float | None
-    reasons: dict[str, float] = {}
+    reasons: dict[str, int] = {}
 
 
 class SidecarHealth(msgspec.Struct, frozen=True):
@@ -496,47 +497,16 @@ def _wrong_row(w: Wrong) -> WrongRow:
 # -- the sidecars --------------------------------------------------------------------------------
 
 
-def quantile(counts: Mapping[str, float], prefix: str, q: float) -> float | None:
-    """The `q` quantile of a cumulative histogram (`<prefix><bound>` keys, `+Inf` the last),
-    interpolated within its bucket as Prometheus' histogram_quantile does; None when empty.
-    A quantile in the `+Inf` bucket is the largest finite bound."""
-    buckets = []
-    for key, value in counts.items():
-        if key.startswith(prefix):
-            try:
-                buckets.append((float(key[len(prefix) :]), value))
-            except ValueError:
-                continue
-    buckets.sort()
-    if not buckets or buckets[-1][1] <= 0:
-        return None
-    rank = q * buckets[-1][1]
-    lower_bound, lower_count = 0.0, 0.0
-    for bound, count in buckets:
-        if count >= rank:
-            if math.isinf(bound):
-                return lower_bound
-            width = count - lower_count
-            share = (rank - lower_count) / width if width > 0 else 1.0
-            return lower_bound + (bound - lower_bound) * share
-        lower_bound, lower_count = bound, count
-    return lower_bound
-
-
 def _period(counts: Mapping[str, float]) -> SidecarPeriod:
-    model = counts.get("requests:model", 0.0)
-    fallback = counts.get("requests:fallback", 0.0)
-    requests = model + fallback
-    reasons = {k[len("errors:") :]: v for k, v in counts.items() if k.startswith("errors:") and v}
-    errors = sum(reasons.values())
+    step = sidecar_stats.stats(counts)
     return SidecarPeriod(
-        requests=requests,
-        errors=errors,
-        error_rate=errors / requests if requests else None,
-        fallback_share=fallback / requests if requests else None,
-        p50=quantile(counts, "latency_le:", 0.5),
-        p99=quantile(counts, "latency_le:", 0.99),
-        reasons=dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:10]),
+        requests=step.requests,
+        errors=sum(step.errors.values()),
+        error_rate=step.error_rate,
+        fallback_share=step.fallback_share,
+        p50=step.latency.p50,
+        p99=step.latency.p99,
+        reasons=dict(sorted(step.errors.items(), key=lambda kv: -kv[1])[:10]),
     )
 
 
