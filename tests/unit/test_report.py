@@ -151,6 +151,48 @@ def test_drifted_features_come_first_with_their_numbers() -> None:
     assert built.summary.startswith("accuracy-low fired: 2 of 10 features drifted")
 
 
+def test_the_drift_table_says_the_statistic_the_p_value_the_threshold_and_the_distance() -> None:
+    """A small window's KS test drifts on its p-value against 0.05, while a feature_drift alert
+    reads the distance against its own threshold: the table shows each under its own name, as
+    GET .../drift answers them, never a p-value under "statistic"."""
+    tested = msgspec.structs.replace(
+        column("tenure"),
+        method="ks",
+        statistic=0.21,
+        p_value=0.00291,
+        threshold=0.05,
+        drifted=True,
+        samples=400,
+        distance=0.3551,
+    )
+    columns = [column(f"f{i}") for i in range(8)] + [tested, column("plan", 0.2)]
+    built = report.build(inputs(drift=drift_report(columns)))
+    row = built.drift[0]
+    assert (row.feature, row.statistic, row.p_value) == ("tenure", 0.21, 0.00291)
+    assert row.threshold == 0.05
+    assert (row.distance, row.distance_method, row.drifted) == (0.3551, "wasserstein", True)
+    assert built.drift[1].p_value is None
+    cause = first(built)
+    assert cause.evidence["statistic"] == 0.21
+    assert cause.evidence["p_value"] == 0.00291
+    assert cause.evidence["distance"] == 0.3551
+    assert cause.score == pytest.approx(0.05 / 0.00291, rel=1e-3)
+    assert "most: tenure (ks p-value 0.00291 < 0.05)" in cause.sentence
+    page = report.render(built)
+    head = re.search(r'<table class="drift"[^>]*><thead><tr>(.*?)</tr>', page)
+    assert head is not None
+    names = re.findall(r"<th>(.*?)</th>", head.group(1))
+    assert names[:7] == [
+        "feature", "method", "statistic", "p-value", "threshold", "drifted", "distance"
+    ]  # fmt: skip
+    cells = [re.findall(r"<td>(.*?)</td>", r) for r in re.findall(r"<tr>(<td>.*?)</tr>", page)]
+    tenure = next(c for c in cells if c[0] == "tenure")
+    assert tenure[1:6] == ["ks", "0.21", "0.00291", "p &lt; 0.05", '<b class="bad">yes</b>']
+    assert tenure[6].startswith("0.355 ")
+    plan = next(c for c in cells if c[0] == "plan")
+    assert plan[1:6] == ["wasserstein", "0.2", "—", "≥ 0.1", '<b class="bad">yes</b>']
+
+
 def test_an_outlier_share_is_a_cause() -> None:
     columns = [column(f"f{i}") for i in range(10)]
     cause = first(report.build(inputs(drift=drift_report(columns, outliers=0.3))))

@@ -123,8 +123,9 @@ DEFAULT_THRESHOLDS: Mapping[DriftMethod, float] = {
     "chisquare": 0.05,
 }
 P_VALUE_METHODS: frozenset[DriftMethod] = frozenset({"ks", "chisquare"})
-DISTANCE_METHODS: frozenset[DriftMethod] = frozenset({"wasserstein", "jensenshannon", "psi"})
 """Methods whose threshold bounds the p-value (drifted when p < threshold)."""
+DISTANCE_METHODS: frozenset[DriftMethod] = frozenset({"wasserstein", "jensenshannon", "psi"})
+"""Methods whose threshold bounds the statistic (drifted when statistic >= threshold)."""
 ORDERED_METHODS: frozenset[DriftMethod] = frozenset({"wasserstein", "ks"})
 """Methods that need ordered cells: numeric columns only."""
 OTHER = "other"

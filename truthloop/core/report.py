@@ -10,7 +10,7 @@ nothing, so it opens the same offline, attached to a ticket or years later.
 The "why" (`causes`) weighs each kind of likely cause on one scale, a `score` where 1 is "stands
 out" (at its threshold) and more is stronger:
 
-- `drift`: the most drifted feature's distance over its threshold (a test's threshold over its
+- `drift`: the most drifted feature's statistic over its threshold (a test's threshold over its
   p-value), when features drifted;
 - `outliers`: the window's share of outlier records (any feature outside the reference) over
   `OUTLIER_SHARE`;
@@ -161,12 +161,22 @@ class Histogram(msgspec.Struct, frozen=True):
     current: tuple[float, ...]
 
 
-class DriftRow(msgspec.Struct, frozen=True):
+class DriftRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A feature's test in the window, as GET .../drift answers it (`drift.ColumnDrift`)."""
+
     feature: str
     method: str
     statistic: float | None
+    """The method's statistic: the distance, or the KS / chi-square statistic of a test."""
+    p_value: float | None
+    """A test's (`ks`, `chisquare`) p-value; None for a distance."""
     threshold: float
+    """What decides `drifted`: a distance at or above it, a test's p-value below it."""
     drifted: bool
+    distance: float | None
+    """The feature's distance (`distance_method`) at every window size: what `feature_drift`
+    alerts (with their own thresholds) and the charts read."""
+    distance_method: str | None
     samples: int
     missing: float | None
     reference_missing: float | None
@@ -365,13 +375,14 @@ def confusion(task: Task, counters: metrics.Counters) -> Confusion | None:
     return Confusion(tuple(labels), tuple(tuple(row) for row in grid))
 
 
-def _over(statistic: float | None, threshold: float, method: str) -> float:
-    """How far a column's test is past its threshold (1: at it); p-value tests decide below."""
-    if statistic is None:
-        return 0.0
-    if method in ("ks", "chisquare"):
-        return threshold / max(statistic, 1e-12)
-    return statistic / threshold if threshold > 0 else 0.0
+def _over(column: ColumnDrift) -> float:
+    """How far a column's test is past its threshold (1: at it): a distance over its threshold,
+    a test's threshold over its p-value (a test drifts below it)."""
+    if column.method in drift.P_VALUE_METHODS:
+        p = column.p_value
+        return 0.0 if p is None else column.threshold / max(p, 1e-12)
+    value = column.statistic
+    return 0.0 if value is None or column.threshold <= 0 else value / column.threshold
 
 
 def _drift_rows(inputs: Inputs, truncated: dict[str, int]) -> tuple[DriftRow, ...]:
@@ -380,7 +391,7 @@ def _drift_rows(inputs: Inputs, truncated: dict[str, int]) -> tuple[DriftRow, ..
         return ()
     columns = sorted(
         report.features,
-        key=lambda c: (not c.drifted, -_over(_test(c), c.threshold, c.method), c.name),
+        key=lambda c: (not c.drifted, -_over(c), c.name),
     )
     truncated["drift"] = len(columns) - MAX_DRIFT_ROWS
     rows = []
@@ -389,9 +400,12 @@ def _drift_rows(inputs: Inputs, truncated: dict[str, int]) -> tuple[DriftRow, ..
             DriftRow(
                 feature=_cut(c.name),
                 method=c.method,
-                statistic=_finite(_test(c)),
+                statistic=_finite(c.statistic),
+                p_value=_finite(c.p_value),
                 threshold=c.threshold,
                 drifted=c.drifted,
+                distance=_finite(c.distance),
+                distance_method=c.distance_method,
                 samples=c.samples,
                 missing=_finite(c.missing_ratio),
                 reference_missing=inputs.reference_missing.get(c.name),
@@ -404,9 +418,14 @@ def _drift_rows(inputs: Inputs, truncated: dict[str, int]) -> tuple[DriftRow, ..
     return tuple(rows)
 
 
-def _test(column: ColumnDrift) -> float | None:
-    """What decides a column's drift: the p-value of a test, else the distance."""
-    return column.p_value if column.method in ("ks", "chisquare") else column.statistic
+def _decided(method: str, statistic: float | None, p_value: float | None, threshold: float) -> str:
+    """What decided a column's drift, in words: `ks p-value 0.00291 < 0.05`,
+    `wasserstein 0.355 >= 0.1` (the comparison as it came out)."""
+    if method in drift.P_VALUE_METHODS:
+        below = p_value is not None and p_value < threshold
+        return f"{method} p-value {_n(p_value)} {'<' if below else '>='} {_n(threshold)}"
+    above = statistic is not None and statistic >= threshold
+    return f"{method} {_n(statistic)} {'>=' if above else '<'} {_n(threshold)}"
 
 
 def _histogram(h: drift.Histogram) -> Histogram:
@@ -553,8 +572,8 @@ def _drift_cause(report: DriftReport | None) -> list[Cause]:
     drifted = [c for c in report.features if c.drifted]
     if not drifted:
         return []
-    top = max(drifted, key=lambda c: _over(_test(c), c.threshold, c.method))
-    score = _over(_test(top), top.threshold, top.method)
+    top = max(drifted, key=_over)
+    score = _over(top)
     dataset = report.dataset
     share = dataset.share if dataset else None
     named = ", ".join(_cut(c.name) for c in drifted[:5]) + (" …" if len(drifted) > 5 else "")
@@ -563,16 +582,18 @@ def _drift_cause(report: DriftReport | None) -> list[Cause]:
             "drift",
             score,
             f"{len(drifted)} of {dataset.tested if dataset else '?'} features drifted from the "
-            f"reference ({named}); most: {_cut(top.name)} ({top.method} {_n(_test(top))}, "
-            f"threshold {_n(top.threshold)})",
+            f"reference ({named}); most: {_cut(top.name)} "
+            f"({_decided(top.method, top.statistic, top.p_value, top.threshold)})",
             {
                 "drifted": len(drifted),
                 "tested": dataset.tested if dataset else None,
                 "share": share,
                 "feature": _cut(top.name),
                 "method": top.method,
-                "statistic": _finite(_test(top)),
+                "statistic": _finite(top.statistic),
+                "p_value": _finite(top.p_value),
                 "threshold": top.threshold,
+                "distance": _finite(top.distance),
             },
         )
     ]
@@ -860,8 +881,10 @@ def _drift_html(report: Report) -> str:
             _e(r.feature),
             _e(r.method),
             _num(r.statistic),
-            _num(r.threshold),
+            _num(r.p_value),
+            _threshold_text(r.method, r.threshold),
             '<b class="bad">yes</b>' if r.drifted else "no",
+            f"{_num(r.distance)} <span class=dim>{_e(r.distance_method or '')}</span>",
             str(r.samples),
             f"{_pct(r.missing)} <span class=dim>(ref {_pct(r.reference_missing)})</span>",
             _pct(r.wrong_type),
@@ -874,8 +897,10 @@ def _drift_html(report: Report) -> str:
         "feature",
         "method",
         "statistic",
+        "p-value",
         "threshold",
         "drifted",
+        "distance",
         "samples",
         "missing",
         "wrong type",
@@ -884,14 +909,26 @@ def _drift_html(report: Report) -> str:
     ]
     share = f"share of drifted features {_num(report.drift_share)}; "
     outliers = f"outlier records {_pct(report.outliers)}"
+    columns = (
+        "<p class=dim><b>statistic</b>: the method's (a distance, or the KS or chi-square "
+        "statistic of a test); <b>p-value</b>: a test's (ks, chisquare), none for a distance; "
+        "<b>threshold</b>: what decides <b>drifted</b>, a distance at or above it, a test's "
+        "p-value below it; <b>distance</b>: the feature's distance at every window size, what "
+        "feature_drift alerts compare with their own thresholds.</p>"
+    )
     legend = (
         '<p class=dim><span class="key ref"></span> reference '
         '<span class="key cur"></span> window</p>'
     )
     return (
-        f'<section id="drift"><h2>Drift</h2><p>{share}{outliers}</p>{legend}'
+        f'<section id="drift"><h2>Drift</h2><p>{share}{outliers}</p>{columns}{legend}'
         f"{_table(head, rows, 'drift')}{_more(report, 'drift')}</section>"
     )
+
+
+def _threshold_text(method: str, threshold: float) -> str:
+    """A threshold as the comparison that drifts: `p < 0.05` (a test), `≥ 0.1` (a distance)."""
+    return f"{'p &lt;' if method in drift.P_VALUE_METHODS else '≥'} {_num(threshold)}"
 
 
 def _more(report: Report, name: str) -> str:
