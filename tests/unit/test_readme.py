@@ -44,3 +44,18 @@ def test_a_closing_verdict_matches_any_verdict() -> None:
     assert sample.fullmatch("            rules    accuracy 0.7, rules − model -0.01, worse")
     assert sample.fullmatch("            rules    accuracy 0.7, rules − model +0.0, can't tell yet")
     assert not sample.fullmatch("            rules    accuracy 0.7, rules − model +0.0, maybe")
+
+
+def test_a_counted_noun_matches_in_the_singular_and_the_plural() -> None:
+    from tests.support import readme
+
+    line = "01:08  event  outliers: 6.0% of the last 2m's records (9 records) lie outside"
+    sample = readme.shape(line)
+    assert sample.fullmatch(line.replace("(9 records)", "(1 record)"))
+    assert sample.fullmatch(line.replace("(9 records)", "(12 records)"))
+    assert readme.shape("(1 record) lie").fullmatch("(9 records) lie")
+    # only the noun right after a number; other words stay as they are
+    assert not sample.fullmatch(line.replace("last 2m's records", "last 2m's record"))
+    assert not sample.fullmatch(line.replace("(9 records)", "(9 recorded)"))
+    assert not sample.fullmatch(line.replace("(9 records)", "(9 cases)"))
+    assert readme.shape("at 0.95 [0.83–0.99]").fullmatch("at 0.9 [0.81–0.97]")
