@@ -637,7 +637,7 @@ def replay_lines(replay: Replay) -> list[str]:
         f" {interval(rules.model.get(metric))} on the same {rules.compared} labeled records:"
         f" rules − model {d.difference:+.3f}{bounds}, {VERDICTS.get(d.verdict, d.verdict)}"
     )
-    out += [f"            left out {s.records} records: {s.detail}" for s in rules.skipped]
+    out += [f"            left out {records(s.records)}: {s.detail}" for s in rules.skipped]
     return out
 
 
