@@ -311,11 +311,7 @@ def series(
     """`evaluate` of every window of `points` at once (one row of arrays per window)."""
     found = reference.profile.calibration
     if spec.task == "binary" and isinstance(found, BinaryCalibration):
-        keys = _binary_keys(reference.id)
-        counts = np.array(
-            [np.fromiter(map(c.get, keys, repeat(0.0)), np.float64, len(keys)) for c in points],
-            dtype=np.float64,
-        ).reshape(len(points), 2 * BINS)
+        counts = metrics.dense(points, _binary_keys(reference.id))
         n1, n0 = counts[:, BINS:], counts[:, :BINS]
         rows = binary_rows(n1, n0, found.curve, confidence)
         price = spec.metrics.cost
@@ -331,10 +327,7 @@ def series(
     if spec.task == "multiclass" and isinstance(found, MulticlassCalibration):
         k = len(found.classes)
         keys = _multiclass_keys(reference.id, k)
-        counts = np.array(
-            [np.fromiter(map(c.get, keys, repeat(0.0)), np.float64, len(keys)) for c in points],
-            dtype=np.float64,
-        ).reshape(len(points), len(keys))
+        counts = metrics.dense(points, keys)
         cells = k * (k + 1)
         expected = counts[:, :cells].reshape(-1, k, k + 1)
         rows = multiclass_rows(

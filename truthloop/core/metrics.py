@@ -582,17 +582,7 @@ def evaluate_many(
     if task not in METRIC_NAMES:
         raise ValueError(f"unknown task {task!r}")
     columns = sorted(filter(_read_by(task), set().union(*windows)))
-    at = {key: j for j, key in enumerate(columns)}
-    cells = [
-        (i, j, value)
-        for i, counters in enumerate(windows)
-        for key, value in counters.items()
-        if (j := at.get(key)) is not None
-    ]
-    rows = np.zeros((len(windows), len(columns)))
-    if cells:
-        where, column, value = zip(*cells, strict=True)
-        rows[where, column] = value
+    rows = dense(windows, columns)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         bands = _bands(task, _Matrix(columns, rows), z, confidence)
     found: list[dict[str, Estimate]] = [{} for _ in windows]
@@ -608,6 +598,25 @@ def evaluate_many(
         ):
             out[name] = _UNDEFINED if v != v else Estimate(v) if lo != lo else Estimate(v, lo, hi)
     return found
+
+
+def dense(windows: Sequence[Counters], columns: Sequence[str]) -> Floats:
+    """The windows' counters as a matrix: a row a window, a column each of `columns` (a key
+    the window lacks: 0). Each window's own keys are looked up, not every column in each."""
+    import numpy as np
+
+    at = {key: j for j, key in enumerate(columns)}
+    cells = [
+        (i, j, value)
+        for i, counters in enumerate(windows)
+        for key, value in counters.items()
+        if (j := at.get(key)) is not None
+    ]
+    rows = np.zeros((len(windows), len(columns)))
+    if cells:
+        where, column, value = zip(*cells, strict=True)
+        rows[where, column] = value
+    return rows
 
 
 Bands = tuple["Floats", "Floats", "Floats"]
