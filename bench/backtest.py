@@ -184,7 +184,9 @@ def core_round(args: argparse.Namespace) -> dict[str, float]:
         return backtest.replay("bench/backtest", spec, found)
 
     r["replay_s"], result = best(replay, args.rounds)
+    cpu = time.process_time()
     r["inputs_s"], inputs = best(lambda: backtest.inputs(spec, minutes, span), args.rounds)
+    r["inputs_cpu_s"] = (time.process_time() - cpu) / args.rounds
     r["machine_s"], _ = best(lambda: backtest.replay("bench/backtest", spec, inputs), args.rounds)
     r["every_minute_s"], _ = best(lambda: backtest.step_every_minute(spec, inputs), 1)
     sweeps = sweep.parse(SWEEPS, spec)
@@ -326,7 +328,11 @@ def markdown(r: dict[str, Any], args: argparse.Namespace, load: tuple[float, flo
             f"{r['replay_s']:.2f} s",
             met(r["replay_s"], GOAL_REPLAY),
         ),
-        ("of which the windows (`backtest.inputs`)", f"{r['inputs_s']:.2f} s", ""),
+        (
+            "of which the windows (`backtest.inputs`; in brackets its CPU, the mean of the rounds)",
+            f"{r['inputs_s']:.2f} s ({r['inputs_cpu_s']:.2f} s CPU)",
+            "",
+        ),
         (
             "of which the machine stepped at input changes and deadlines, and the periods",
             f"{r['machine_s'] * 1000:.0f} ms",
@@ -384,7 +390,13 @@ def markdown(r: dict[str, Any], args: argparse.Namespace, load: tuple[float, flo
         "(a subprocess) and folded.\n\n"
         "| measure | result | goal |\n|---|---|---|\n"
     )
-    return head + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows) + "\n"
+    tail = (
+        "\nEvery figure is the machine's as it was (the load average above, on 2 cores shared "
+        "with other jobs). The windows' cost is their evaluation: the distinct windows' metrics "
+        "in one batch (`evaluation.evaluate_many`, only the metrics the alerts read), then each "
+        "window read as the engine's tick reads it (`evaluation.alert_values`).\n"
+    )
+    return head + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows) + "\n" + tail
 
 
 def main() -> None:
