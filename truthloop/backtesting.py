@@ -115,12 +115,7 @@ def read(args: argparse.Namespace) -> Asked:
     """The file's one ModelMonitor and the body asking for its backtest; a UsageError names the
     file and line of what is wrong."""
     name = args.filename
-    try:
-        text = Path(name).read_text(encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"{name}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise UsageError(f"{name}: not UTF-8 text (byte {e.start})") from None
+    text = flags.text_file(name, name)
     try:
         documents = yamlpos.load_all(text)
     except yamlpos.YamlError as e:

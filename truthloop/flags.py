@@ -25,6 +25,17 @@ class UsageError(Exception):
     """A flag's value cannot be used; the message says which and why."""
 
 
+def text_file(path: str, shown: str) -> str:
+    """The UTF-8 text of the file a flag names; a UsageError starting with `shown` (the flag and
+    the path, as the command writes them) when it cannot be read or is not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"{shown}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{shown}: not UTF-8 text (byte {e.start})") from None
+
+
 def command(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str, doc: str
 ) -> argparse.ArgumentParser:

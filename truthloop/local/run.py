@@ -72,12 +72,7 @@ def load_monitor(path: str) -> dict[str, Any]:
 
     Raises UsageError with every problem, each as `FILE:LINE: spec.path: message`.
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"-f {path}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise UsageError(f"-f {path}: not UTF-8 text (byte {e.start})") from None
+    text = flags.text_file(path, f"-f {path}")
     report = validate_cmd.Report()
     validate_cmd.check_text(path, text, report)
     if report.status:
