@@ -69,6 +69,19 @@ PREDICTION_COLUMNS = (
 )
 """The `predictions` columns a new record fills, in `prediction_values` order."""
 REFERENCE_COLUMNS = "id, monitor_id, version, created, source"
+PURGED_TABLES = (
+    "pending",
+    "totals",
+    "states",
+    "sweeps",
+    "reference_profiles",
+    "review_items",
+    "sidecar_minutes",
+    "transitions",
+    "reports",
+)
+"""The tables of both stores whose rows a purged monitor's id deletes, beside its predictions and
+aggregate tables (each store's own); a new table of a monitor's rows belongs here."""
 """A stored reference's columns but its profile (`references` reads the profile after them)."""
 
 TOKENS_TABLE = """

@@ -399,18 +399,7 @@ class SQLiteStore(Store):
             removed += cursor.rowcount
             if removed >= limit:
                 break
-            tables = (
-                "pending",
-                "totals",
-                "states",
-                "sweeps",
-                "reference_profiles",
-                "review_items",
-                "sidecar_minutes",
-                "transitions",
-                "reports",
-            )
-            for table in (*tables, *_agg_tables()):
+            for table in (*codec.PURGED_TABLES, *_agg_tables()):
                 removed += conn.execute(
                     f"DELETE FROM {table} WHERE monitor_id = ?", (monitor_id,)
                 ).rowcount

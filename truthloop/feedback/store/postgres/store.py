@@ -306,20 +306,8 @@ class PostgresStore(interface.Store):
             removed += await predictions.delete(conn, monitor_id, math.inf, limit - removed)
             if removed >= limit:
                 break
-            tables = (
-                "pending",
-                "agg_delta",
-                "totals",
-                "states",
-                "sweeps",
-                "reference_profiles",
-                "review_items",
-                "sidecar_minutes",
-                "transitions",
-                "reports",
-            )
             aggregated = (f"{kind}_{level}" for kind in ("agg", "seg") for level in schema.LEVELS)
-            for table in (*tables, *aggregated):
+            for table in (*codec.PURGED_TABLES, "agg_delta", *aggregated):
                 removed += sql.count(
                     await conn.execute(f"DELETE FROM {table} WHERE monitor_id = $1", monitor_id)
                 )
