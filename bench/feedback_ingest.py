@@ -525,6 +525,17 @@ async def bench_schema(url: str) -> AsyncIterator[str]:
         await conn.close()
 
 
+@contextlib.asynccontextmanager
+async def fresh_store(postgres: str | None, workdir: Path) -> AsyncIterator[str]:
+    """A fresh store for one round: a new SQLite file in `workdir`, or with `postgres` a schema
+    of its own in that database (`bench_schema`)."""
+    if postgres is None:
+        yield f"sqlite://{workdir / f'round-{time.monotonic_ns()}.db'}"
+    else:
+        async with bench_schema(postgres) as url:
+            yield url
+
+
 async def pg_ceiling(
     url: str, batches: list[list[dict[str, object]]], connections: int
 ) -> tuple[float, float]:

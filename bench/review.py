@@ -29,13 +29,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import platform
 import sqlite3
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +46,9 @@ import sections
 from feedback_ingest import (
     BATCH,
     SLICES,
-    bench_schema,
     best_of_rounds,
     cpu_name,
+    fresh_store,
     server_facts,
     service_arguments,
     sliced,
@@ -89,16 +87,6 @@ def features(n: int) -> list[dict[str, Any]]:
     return rows
 
 
-@contextlib.asynccontextmanager
-async def store_of(args: argparse.Namespace, workdir: Path) -> AsyncIterator[str]:
-    """A fresh store for one round: a SQLite file, or a schema of the PostgreSQL database."""
-    if args.store == "sqlite":
-        yield f"sqlite://{workdir / f'review-{time.monotonic_ns()}.db'}"
-    else:
-        async with bench_schema(args.store) as url:
-            yield url
-
-
 QUEUED = (
     "SELECT count(*) FROM review_items WHERE monitor_id = (SELECT id FROM monitors WHERE key = {})"
 )
@@ -127,7 +115,7 @@ async def ingest_round(
     now = time.time()
     bodies = drift_bench.batches(rows, (REVIEWED, EVERY, PLAIN), now)
     results: dict[str, float] = {}
-    async with store_of(args, workdir) as store:
+    async with fresh_store(None if args.store == "sqlite" else args.store, workdir) as store:
         proc, base = await start_service(store, workdir)
         try:
             connector = aiohttp.TCPConnector(limit=args.concurrency * 2)

@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import platform
 import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -48,11 +46,11 @@ import sections
 from feedback_ingest import (
     BATCH,
     SLICES,
-    bench_schema,
     best_of_rounds,
     cpu_name,
     folded,
     folded_sqlite,
+    fresh_store,
     month_records,
     ndjson,
     pct,
@@ -123,16 +121,6 @@ async def value_sets_chosen(session: aiohttp.ClientSession, base: str, within: f
             await asyncio.sleep(0.1)
 
 
-@contextlib.asynccontextmanager
-async def store_of(kind: str, args: argparse.Namespace, workdir: Path) -> AsyncIterator[str]:
-    """A fresh store for one round: a SQLite file, or a schema of the PostgreSQL database."""
-    if kind == "sqlite":
-        yield f"sqlite://{workdir / f'segments-{time.monotonic_ns()}.db'}"
-    else:
-        async with bench_schema(args.postgres) as url:
-            yield url
-
-
 # -- 1. ingest, with and without segments -------------------------------------------------------
 
 
@@ -152,7 +140,7 @@ async def ingest_round(
     kind: str, args: argparse.Namespace, workdir: Path, reference: Path, flip: bool
 ) -> dict[str, float]:
     bodies = bodies_of(args.records, time.time())
-    async with store_of(kind, args, workdir) as store:
+    async with fresh_store(None if kind == "sqlite" else args.postgres, workdir) as store:
         proc, base = await start_service(store, workdir)
         try:
             connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
@@ -210,7 +198,7 @@ async def history_round(
     kind: str, args: argparse.Namespace, workdir: Path, reference: Path
 ) -> dict[str, float]:
     results: dict[str, float] = {}
-    async with store_of(kind, args, workdir) as store:
+    async with fresh_store(None if kind == "sqlite" else args.postgres, workdir) as store:
         proc, base = await start_service(store, workdir)
         try:
             async with aiohttp.ClientSession() as session:

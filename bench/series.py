@@ -21,27 +21,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import platform
 import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import drift as drift_bench
 import estimate as estimate_bench
 from feedback_ingest import (
-    bench_schema,
     best_of_rounds,
     cpu_name,
     cpu_seconds,
     fill_history,
     folded,
     folded_sqlite,
+    fresh_store,
     pct,
     report,
     server_facts,
@@ -62,16 +60,6 @@ QUERIES = {
 }
 
 
-@contextlib.asynccontextmanager
-async def store_of(kind: str, args: argparse.Namespace, workdir: Path) -> AsyncIterator[str]:
-    """A fresh store for one round: a SQLite file, or a schema of the PostgreSQL database."""
-    if kind == "sqlite":
-        yield f"sqlite://{workdir / f'series-{time.monotonic_ns()}.db'}"
-    else:
-        async with bench_schema(args.postgres) as url:
-            yield url
-
-
 async def checked(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
     """The answer's step, points and bytes; exits when the series is not what was asked."""
     async with session.get(url) as r:
@@ -87,7 +75,7 @@ async def round_of(
     kind: str, args: argparse.Namespace, workdir: Path, reference: Path
 ) -> dict[str, float]:
     results: dict[str, float] = {}
-    async with store_of(kind, args, workdir) as store:
+    async with fresh_store(None if kind == "sqlite" else args.postgres, workdir) as store:
         proc, base = await start_service(store, workdir)
         try:
             async with aiohttp.ClientSession() as session:
