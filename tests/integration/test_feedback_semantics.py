@@ -14,6 +14,7 @@ from tests.support.feedback import (
     record,
     sample,
 )
+from tests.support.waiting import eventually
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
 
@@ -326,12 +327,25 @@ async def test_alert_state_survives_a_restart(
         *({"monitor": "ml/churn", "prediction_id": f"p{i}", "actual": 0} for i in range(6))
     )
     await first.tick()
-    before = await first.state()
+    # the report on the alert that fired is made in the background and linked in the state
+    before = await eventually(
+        lambda: _with_report(first), "the fired alert's report linked in the state"
+    )
     assert before["fallback"]["active"] is True
     await first.stop()
     second = await start_service()
     after = await second.state()
     assert after == before
+
+
+async def _with_report(service: Service) -> dict[str, Any] | None:
+    """The state once its report link is stored too (the link is visible while it is saved)."""
+    state: dict[str, Any] = await service.state()
+    engine = service.engine
+    stored = (await engine.store.load_states()).get(engine.registered("ml/churn").id)
+    if stored is None or not stored.state.get("report") or not state.get("report"):
+        return None
+    return state
 
 
 async def test_a_state_stored_by_the_previous_release_restores_its_causes(
@@ -354,6 +368,7 @@ async def test_a_state_stored_by_the_previous_release_restores_its_causes(
         *({"monitor": "ml/churn", "prediction_id": f"p{i}", "actual": 0} for i in range(6))
     )
     await first.tick()
+    await eventually(lambda: _with_report(first), "the fired alert's report linked and stored")
     await first.ok("POST", fallback, json={"mode": "auto"})  # both causes at once
     before = await first.state()
     assert before["fallback"]["causes"] == [
