@@ -59,7 +59,9 @@ export async function render(ctx) {
         h('span.sub', `${f.kind} · ${f.method}`),
         f.drifted ? h('span.badge.alert-firing', 'drifted') : h('span.badge.alert-ok', 'stable'),
         h('span.spacer'),
-        h('span.muted', `${f.method} ${fmt.num(f.statistic)} vs ${fmt.num(f.threshold)}`, f.p_value != null ? ` · p ${fmt.num(f.p_value)}` : '')),
+        h('span.muted', f.p_value != null
+          ? `${f.method} ${fmt.num(f.statistic)} · p ${fmt.num(f.p_value)} (drifted at p < ${fmt.num(f.threshold)})`
+          : `${f.method} ${fmt.num(f.statistic)} (drifted at ≥ ${fmt.num(f.threshold)})`)),
       h('div.feature-body', over, h('div', { testid: `histogram-${f.name}` }, histogramOf(f))),
       h('div.quality',
         h('span', `samples ${fmt.count(f.samples)}`),
@@ -76,7 +78,7 @@ export async function render(ctx) {
       continue;
     }
     const thresholds = alertThresholds(monitor, f.name);
-    if (f.distance_method === f.method && f.threshold != null) thresholds.push({ value: f.threshold, label: `drift > ${fmt.num(f.threshold)}` });
+    if (f.distance_method === f.method && f.threshold != null) thresholds.push({ value: f.threshold, label: `drift ≥ ${fmt.num(f.threshold)}` });
     charts.lineChart(over, {
       title: fmt.label(f.distance_method || 'distance'), x, marks, thresholds, height: 150,
       lines: [{ name: f.name, color: charts.COLORS.realized, values }],
