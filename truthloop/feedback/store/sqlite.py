@@ -750,16 +750,13 @@ class SQLiteStore(Store):
         self._fold()
         unit = LEVEL_MINUTES[steps.level]
         kind, extra, extra_params = _filters(only)
-        # A point of one bucket of its level (1m, 1h, 1d) has its rows summed already: no
-        # grouping, which sorts every row (about half a 30-day hourly read's time).
-        total, grouped = "sum(value)", " GROUP BY 1, version, served_by, key"
-        if steps.width == unit:
-            total, grouped = "value", ""
+        # The rows are summed into their points here, not by a GROUP BY, which sorts every row
+        # (a 30-day read of 3-hour points of an estimated monitor: about a third of its time).
         result: dict[int, Groups] = {}
         for point, v, s, key, value in self._db.execute(
-            f"SELECT (bucket * ?1 - ?2) / ?3, version, served_by, key, {total}"
+            "SELECT (bucket * ?1 - ?2) / ?3, version, served_by, key, value"
             f" FROM {kind}_{steps.level} WHERE monitor_id = ?4 AND bucket >= ?5 AND bucket < ?6"
-            f"{extra}{grouped}",
+            f"{extra}",
             [
                 unit,
                 steps.start,
@@ -770,7 +767,8 @@ class SQLiteStore(Store):
                 *extra_params,
             ],
         ):
-            result.setdefault(point, {}).setdefault((v, s), {})[key] = value
+            counters = result.setdefault(point, {}).setdefault((v, s), {})
+            counters[key] = counters.get(key, 0.0) + value
         return result
 
     async def totals(self) -> dict[int, dict[Group, Counters]]:
