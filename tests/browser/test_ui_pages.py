@@ -57,6 +57,16 @@ def test_each_page_loads_clean_and_its_charts_draw(
     page.screenshot(path=artefacts / f"ui-{name}.png", full_page=True)
 
 
+@pytest.mark.parametrize("route", [MONITOR + "?w=30d", MONITOR, "#/"])
+def test_a_page_load_requests_each_api_url_once(page: Page, route: str) -> None:
+    """early.js starts the page's first reads; the page takes them instead of asking again."""
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/v1/" in r.url else None)
+    open_page(page, route, "page-overview" if route == "#/" else "page-monitor")
+    assert asked, route
+    assert sorted(asked) == sorted(set(asked)), asked
+
+
 def chart(page: Page, testid: str) -> dict[str, Any]:
     found: dict[str, Any] = page.evaluate(
         """(testid) => {

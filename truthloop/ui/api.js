@@ -29,9 +29,11 @@ async function request(method, path, { params, body, token, signal } = {}) {
   if (token) headers.Authorization = `Bearer ${token}`;
   let response;
   try {
-    response = await fetch(url(path, params), {
+    const href = url(path, params);
+    const started = method === 'GET' && !token ? globalThis.truthloop.take(href) : undefined;
+    response = await (started || fetch(href, {
       method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    }));
   } catch (e) {
     if (e.name === 'AbortError') throw e;
     throw new ApiError(0, { error: 'the service cannot be reached' });

@@ -12,12 +12,8 @@ const TABS = [
   ['review', 'Review'], ['reports', 'Reports'],
 ];
 
-/** Points for a chart `width` pixels wide: one every 4 pixels, 60 to 1,000. The service picks
- * the step (`points=N` reads the series at the smallest step of its ladder that draws the window
- * in at most about N points). */
-export function pointsFor(width) {
-  return Math.max(60, Math.min(1000, Math.round(width / 4)));
-}
+/** Points for a chart `width` pixels wide (early.js, loaded first, says how many). */
+export const { pointsFor } = globalThis.truthloop;
 
 /** The window asked for (?w=), else the smallest that holds the monitor's data (from when its
  * first model version was seen), 24h when that is unknown. */
