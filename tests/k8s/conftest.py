@@ -50,7 +50,15 @@ def crd(control_plane: ControlPlane) -> str:
     """The ModelMonitor CRD applied from crds/ and Established; its name."""
     control_plane.kubectl("apply", "--server-side", "-f", str(envtest.CRD))
     name = "modelmonitors.truthloop.dev"
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=30s", f"crd/{name}")
+
+    def established() -> bool:
+        """Whether the CRD says Established. Not `kubectl wait`: it fails at once, rather than
+        waiting, while the new CRD has no conditions yet (seen on a loaded machine)."""
+        path = '{.status.conditions[?(@.type=="Established")].status}'
+        done = control_plane.kubectl("get", f"crd/{name}", "-o", f"jsonpath={path}", check=False)
+        return done.stdout.strip() == "True"
+
+    wait_until(established, f"crd/{name} Established", within=30)
     return name
 
 
