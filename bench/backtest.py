@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import platform
 import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +43,10 @@ import numpy as np
 import sections
 from feedback_ingest import (
     BATCH,
-    bench_schema,
     cpu_name,
     folded,
     folded_sqlite,
+    fresh_store,
     post_all,
     post_records,
     server_facts,
@@ -207,15 +206,6 @@ def core_round(args: argparse.Namespace) -> dict[str, float]:
 # -- 2. the store, and the endpoint end to end ---------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def store_of(kind: str, args: argparse.Namespace, workdir: Path) -> AsyncIterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite://{workdir / f'backtest-{time.monotonic_ns()}.db'}"
-    else:
-        async with bench_schema(args.postgres) as url:
-            yield url
-
-
 async def fill(session: aiohttp.ClientSession, base: str, now: float) -> int:
     """30 days of labeled records, one a minute, through the API; how many."""
     async with session.put(base + "/v1/monitors/bench/backtest", json=MONITOR) as r:
@@ -253,7 +243,7 @@ async def fill(session: aiohttp.ClientSession, base: str, now: float) -> int:
 
 async def store_round(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
     r: dict[str, float] = {}
-    async with store_of(kind, args, workdir) as url:
+    async with fresh_store(None if kind == "sqlite" else args.postgres, workdir) as url:
         proc, base = await start_service(url, workdir)
         try:
             timeout = aiohttp.ClientTimeout(total=600)
