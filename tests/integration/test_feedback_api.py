@@ -17,6 +17,8 @@ from tests.support.feedback import (
     sample,
 )
 from tests.support.waiting import eventually
+from truthloop.core import capture
+from truthloop.core.extract import Row
 from truthloop.core.spec import parse_monitor
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
@@ -265,6 +267,28 @@ async def test_an_entity_timeline_shows_predictions_with_their_actuals(
     assert [p["prediction_id"] for p in body["predictions"]] == ["p4", "p3", "p2"]
     p3 = body["predictions"][1]
     assert (p3["actual"], p3["correct"], p3["features"]) == (0, False, {"i": 3})
+
+
+async def test_a_row_of_a_batch_is_labeled_by_its_row_id(
+    service: Service, clock: FakeClock
+) -> None:
+    """A row-based capture's records are `<base>.<row>`: the client labels a row by the
+    `X-Prediction-ID` it got and the row's place in its batch."""
+    base = "0190c6e4-0000-7000-8000-000000000001"
+    made = capture.records(
+        [Row("u", i % 2, index=i) for i in range(3)],
+        prediction_id=base,
+        monitor="ml/churn",
+        model_version="v1",
+        served_by="model",
+        ts=clock.now - 10,
+        batch=True,
+    )
+    await service.predictions([msgspec.to_builtins(r) for r in made])
+    await service.feedback({"monitor": "ml/churn", "prediction_id": f"{base}.1", "actual": 0})
+    body = await service.ok("GET", "/v1/monitors/ml/churn/predictions?entity_id=u")
+    labeled = {p["prediction_id"]: p["actual"] for p in body["predictions"]}
+    assert labeled == {f"{base}.0": None, f"{base}.1": 0, f"{base}.2": None}
 
 
 async def test_the_dataset_streams_labeled_rows_and_isolates_the_misses(

@@ -146,7 +146,7 @@ async def test_the_batch_example_with_the_churn_model(tmp_path: Path) -> None:
                 return list(timeline["predictions"])
 
             [record] = await eventually(captured)
-            assert record["prediction_id"] == f"{prediction_id}/1"
+            assert record["prediction_id"] == f"{prediction_id}.1"
             assert (record["prediction"], record["features"]) == (0, rows[1])
 
             actual = {"monitor": "default/churn-batch", "entity_id": "c-2", "actual": 1}

@@ -124,7 +124,7 @@ async def test_a_batch_request_gives_one_record_per_row(
             answer = await r.json()
         await eventually(lambda: len(feedback.records) == 5)
     for i in range(5):
-        record = feedback.records[(f"{pid}/{i}", "model")]
+        record = feedback.records[(f"{pid}.{i}", "model")]
         assert record["entity_id"] == f"u{i}"
         assert record["prediction"] == answer["predictions"][i]["prediction"]
 

@@ -82,16 +82,16 @@ def test_what_the_sidecar_encodes_the_service_decodes_as_the_same_struct() -> No
     parsed = parse(b"\n".join(lines))
     assert parsed.errors == ()
     assert parsed.items == (
-        PredictionRecord("ml/churn", "pid/0", "fallback", "v3", 1700000000.25, 1, "u1", None,
+        PredictionRecord("ml/churn", "pid.0", "fallback", "v3", 1700000000.25, 1, "u1", None,
                          0.9, {"tenure": 3}),
-        PredictionRecord("ml/churn", "pid/1", "fallback", "v3", 1700000000.25, 0),
+        PredictionRecord("ml/churn", "pid.1", "fallback", "v3", 1700000000.25, 0),
     )  # fmt: skip
 
 
 def test_a_batch_gives_one_record_per_row_numbered_after_the_request() -> None:
     records = build([Row(f"u{i}", i % 2, index=i) for i in range(3)], batch=True)
     assert [r["prediction_id"] for r in records] == [
-        f"0190c6e4-0000-7000-8000-000000000001/{i}" for i in range(3)
+        f"0190c6e4-0000-7000-8000-000000000001.{i}" for i in range(3)
     ]
     assert [r["entity_id"] for r in records] == ["u0", "u1", "u2"]
 

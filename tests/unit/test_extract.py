@@ -506,3 +506,184 @@ def test_a_batch_reads_each_rows_instance_and_shares_the_header() -> None:
 def test_a_failed_extraction_reads_no_segments() -> None:
     result = extract.extract(SPEC, {"x-country": "DE"}, REQUEST, {"score": 0.5}, SEGMENTS)
     assert (result.error, result.rows, result.dropped) == ("prediction_missing", (), ())
+
+
+# -- protocols' rows ---------------------------------------------------------------------------
+
+
+V2 = CaptureSpec(
+    prediction=Source(pointer="/predict"),
+    score=Source(pointer="/predict_proba"),
+    features=Source(pointer=""),
+    entity_id=Source(pointer="/parameters/entity_ids", per_row=True),
+    protocol="open-inference-v2",
+)
+V2_REQUEST = {
+    "parameters": {"entity_ids": ["c-1", 2]},
+    "inputs": [
+        {"name": "predict", "shape": [2, 2], "datatype": "FP64", "data": [[1.5, 3], [0.5, 9]]},
+        {"name": "plan", "shape": [2], "datatype": "BYTES", "data": ["basic", "pro"]},
+    ],
+}
+V2_RESPONSE = {
+    "outputs": [
+        {"name": "predict", "shape": [2, 1], "datatype": "INT64", "data": [1, 0]},
+        {
+            "name": "predict_proba",
+            "shape": [2, 2],
+            "datatype": "FP64",
+            "data": [0.2, 0.8, 0.7, 0.3],
+        },
+    ]
+}
+
+
+def test_a_v2_batch_gives_a_record_per_row_with_flat_features_and_class_scores() -> None:
+    segment = SegmentSpec("plan", Source(pointer="/plan"))
+    result = extract.extract(V2, [], V2_REQUEST, V2_RESPONSE, [segment])
+    assert result == Extraction(
+        rows=(
+            Row(
+                "c-1",
+                1,
+                {"0": 0.2, "1": 0.8},
+                {"predict.0": 1.5, "predict.1": 3, "plan": "basic"},
+                0,
+                {"plan": "basic"},
+            ),
+            Row(
+                "2",
+                0,
+                {"0": 0.7, "1": 0.3},
+                {"predict.0": 0.5, "predict.1": 9, "plan": "pro"},
+                1,
+                {"plan": "pro"},
+            ),
+        )
+    )
+
+
+def test_a_binary_score_points_into_the_row_s_probabilities() -> None:
+    spec = CaptureSpec(
+        Source(pointer="/predict"),
+        score=Source(pointer="/predict_proba/1"),
+        protocol="open-inference-v2",
+    )
+    assert [row.score for row in extract.extract(spec, [], V2_REQUEST, V2_RESPONSE).rows] == [
+        0.8,
+        0.3,
+    ]
+
+
+def test_a_custom_score_array_stays_invalid() -> None:
+    spec = CaptureSpec(Source(pointer="/p"), score=Source(pointer="/s"))
+    assert extract.extract(spec, [], {}, {"p": 1, "s": [0.2, 0.8]}).error == "score_invalid"
+
+
+def test_a_v2_prediction_missing_lists_the_outputs() -> None:
+    spec = CaptureSpec(Source(pointer="/predict"), protocol="open-inference-v2")
+    response = {"outputs": [{"name": "output-0", "shape": [1], "datatype": "INT32", "data": [1]}]}
+    request = {"inputs": [{"name": "input-0", "shape": [1, 1], "datatype": "FP32", "data": [2]}]}
+    assert extract.extract(spec, [], request, response) == Extraction(
+        error="prediction_missing",
+        detail='row 0: /predict: no key "predict" at the document root; the outputs are: output-0',
+    )
+
+
+@pytest.mark.parametrize(
+    ("entity", "headers", "expected"),
+    [
+        (Source(header="X-Entity-IDs", per_row=True), {"x-entity-ids": "a, b"}, ["a", "b"]),
+        (Source(header="X-Entity-IDs", per_row=True), {}, [None, None]),
+        (Source(pointer="/ids", per_row=True), {}, [None, None]),
+        (Source(pointer="/parameters/entity_ids", per_row=True), {}, ["c-1", "2"]),
+        (Source(pointer="/parameters/none", per_row=True), {}, [None, None]),
+        (Source(header="X-Tenant"), {"x-tenant": "t"}, ["t", "t"]),
+        (Source(pointer="/plan"), {}, ["basic", "pro"]),
+    ],
+)
+def test_a_row_s_entity_is_in_the_row_or_one_of_a_list_per_row(
+    entity: Source, headers: dict[str, str], expected: list[str | None]
+) -> None:
+    spec = CaptureSpec(Source(pointer="/predict"), entity_id=entity, protocol="open-inference-v2")
+    request = {**V2_REQUEST, "parameters": {"entity_ids": ["c-1", 2], "none": None}}
+    rows = extract.extract(spec, headers, request, V2_RESPONSE).rows
+    assert [row.entity_id for row in rows] == expected
+
+
+@pytest.mark.parametrize(
+    ("entity", "headers", "error", "detail"),
+    [
+        (
+            Source(header="X-Ids", per_row=True),
+            {"x-ids": "a,b,c"},
+            "batch_length_mismatch",
+            "3 entity IDs in the X-Ids header, 2 rows",
+        ),
+        (
+            Source(header="X-Ids", per_row=True),
+            {"x-ids": "a,"},
+            "entity_invalid",
+            "row 1: the entity ID is an empty string",
+        ),
+        (
+            Source(pointer="/parameters/entity_ids", per_row=True),
+            {},
+            "batch_length_mismatch",
+            "1 entity IDs at /parameters/entity_ids, 2 rows",
+        ),
+        (
+            Source(pointer="/parameters", per_row=True),
+            {},
+            "entity_invalid",
+            "/parameters: expected an array of entity IDs, one per row, got an object",
+        ),
+        (
+            Source(pointer="/parameters/0", per_row=True),
+            {},
+            "entity_invalid",
+            "row 0: expected a non-empty string or an integer, got an object",
+        ),
+    ],
+)
+def test_a_list_of_entities_per_row_must_fit_the_rows(
+    entity: Source, headers: dict[str, str], error: str, detail: str
+) -> None:
+    spec = CaptureSpec(Source(pointer="/predict"), entity_id=entity, protocol="open-inference-v2")
+    request = {**V2_REQUEST, "parameters": {"entity_ids": ["c-1"], "0": [{}, {}]}}
+    assert extract.extract(spec, headers, request, V2_RESPONSE) == Extraction(
+        error=error, detail=detail
+    )
+
+
+def test_an_entity_per_row_of_a_custom_batch() -> None:
+    spec = CaptureSpec(
+        Source(pointer=""),
+        entity_id=Source(header="X-Ids", per_row=True),
+        batch=BatchSpec("/instances", "/predictions"),
+    )
+    result = extract.extract(
+        spec, {"X-Ids": "u1,u2"}, {"instances": [1, 2]}, {"predictions": [0, 1]}
+    )
+    assert [(row.entity_id, row.prediction) for row in result.rows] == [("u1", 0), ("u2", 1)]
+
+
+def test_a_preset_s_request_and_response_must_have_as_many_rows() -> None:
+    spec = CaptureSpec(Source(pointer=""), protocol="kserve-v1")
+    assert extract.extract(spec, [], {"instances": [1, 2]}, {"predictions": [0]}) == Extraction(
+        error="batch_length_mismatch", detail="2 rows in the request, 1 in the response"
+    )
+    assert extract.extract(spec, [], {"instances": [1]}, NOT_JSON) == Extraction(
+        error="not_json", detail="the response body is not JSON"
+    )
+    assert extract.extract(spec, [], {"instance": [1]}, {"predictions": [0]}).error == (
+        "instances_missing"
+    )
+
+
+def test_torchserve_reads_one_record_from_the_whole_bodies() -> None:
+    spec = CaptureSpec(
+        Source(pointer=""), entity_id=Source(header="X-Entity-ID"), protocol="torchserve"
+    )
+    result = extract.extract(spec, {"x-entity-id": "e"}, NOT_JSON, "tabby")
+    assert result == Extraction(rows=(Row("e", "tabby"),))

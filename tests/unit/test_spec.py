@@ -1570,3 +1570,127 @@ def test_every_segment_problem_is_reported_at_once() -> None:
         "spec.segments[1]",
         "spec.segments[1].buckets[1]",
     ]
+
+
+# -- capture.protocol ------------------------------------------------------------------------------
+
+
+def capture(**fields: Any) -> CaptureSpec:
+    return parse_monitor(monitor(capture=fields)).spec.capture
+
+
+def test_a_capture_without_a_protocol_is_custom_and_reads_one_record() -> None:
+    found = capture(prediction={"pointer": "/prediction"})
+    assert found == CaptureSpec(Source(pointer="/prediction"))
+    assert found.protocol == "custom"
+    assert not found.row_based
+    assert capture(prediction={"pointer": ""}, batch={"instances": "", "predictions": ""}).row_based
+
+
+@pytest.mark.parametrize(
+    ("protocol", "prediction"),
+    [
+        ("open-inference-v2", "/predict"),
+        ("kserve-v1", ""),
+        ("tfserving", ""),
+        ("seldon-v1", ""),
+        ("mlflow", ""),
+    ],
+)
+def test_a_preset_with_rows_fills_the_prediction_and_the_features(
+    protocol: str, prediction: str
+) -> None:
+    assert capture(protocol=protocol) == CaptureSpec(
+        Source(pointer=prediction), features=Source(pointer=""), protocol=protocol
+    )
+    assert capture(protocol=protocol).row_based
+
+
+def test_torchserve_reads_the_whole_response_as_one_record_without_features() -> None:
+    found = capture(protocol="torchserve", entityId={"header": "X-Entity-ID"})
+    assert found == CaptureSpec(
+        Source(pointer=""), entity_id=Source(header="X-Entity-ID"), protocol="torchserve"
+    )
+    assert not found.row_based
+
+
+def test_a_preset_keeps_what_the_spec_gives() -> None:
+    found = capture(
+        protocol="open-inference-v2",
+        prediction={"pointer": "/output-0"},
+        score={"pointer": "/predict_proba/1"},
+        features={"pointer": "/predict"},
+        entityId={"pointer": "/parameters/entity_ids", "perRow": True},
+    )
+    assert found == CaptureSpec(
+        Source(pointer="/output-0"),
+        entity_id=Source(pointer="/parameters/entity_ids", per_row=True),
+        score=Source(pointer="/predict_proba/1"),
+        features=Source(pointer="/predict"),
+        protocol="open-inference-v2",
+    )
+
+
+def test_an_entity_per_row_reads_a_header_list_of_a_batch() -> None:
+    found = capture(
+        prediction={"pointer": ""},
+        batch={"instances": "/instances", "predictions": "/predictions"},
+        entityId={"header": "X-Entity-IDs", "perRow": True},
+    )
+    assert found.entity_id == Source(header="X-Entity-IDs", per_row=True)
+    assert capture(protocol="mlflow", entityId={"pointer": "/id", "perRow": False}).entity_id == (
+        Source(pointer="/id")
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (
+            {"protocol": "grpc"},
+            "spec.capture.protocol: expected one of: custom, open-inference-v2, kserve-v1, "
+            'tfserving, seldon-v1, mlflow, torchserve; got "grpc"',
+        ),
+        ({"protocol": 2}, "spec.capture.protocol: expected one of: custom, "),
+        ({"protocol": "custom"}, "spec.capture.prediction: required"),
+        (
+            {"protocol": "kserve-v1", "batch": {"instances": "/i", "predictions": "/p"}},
+            "spec.capture.batch: only with protocol custom: kserve-v1 reads the rows itself",
+        ),
+        (
+            {"protocol": "mlflow", "batch": {}},
+            "spec.capture.batch: only with protocol custom: mlflow reads the rows itself",
+        ),
+        (
+            {"prediction": {"pointer": ""}, "entityId": {"header": "X-Ids", "perRow": True}},
+            "spec.capture.entityId.perRow: only for rows: with a protocol other than custom and "
+            "torchserve, or with capture.batch",
+        ),
+        (
+            {"protocol": "torchserve", "entityId": {"pointer": "/ids", "perRow": True}},
+            "spec.capture.entityId.perRow: only for rows: ",
+        ),
+        (
+            {"protocol": "tfserving", "entityId": {"pointer": "/ids", "perRow": "yes"}},
+            'spec.capture.entityId.perRow: expected true or false, got "yes"',
+        ),
+        (
+            {"protocol": "tfserving", "prediction": {"pointer": "/x", "perRow": True}},
+            "spec.capture.prediction.perRow: unknown field; expected one of: pointer",
+        ),
+    ],
+)
+def test_a_capture_s_protocol_errors_name_the_field(fields: dict[str, Any], expected: str) -> None:
+    [error] = errors(monitor(capture=fields))
+    assert error.startswith(expected)
+
+
+def test_abstaining_needs_a_single_row_capture() -> None:
+    abstain = {"budget": 1, "abstain": {"band": {"low": 0.4, "high": 0.6}}}
+    assert errors(monitor(capture={"protocol": "open-inference-v2"}, review=abstain)) == [
+        "spec.review.abstain: only for a single-row capture: spec.capture.protocol "
+        "open-inference-v2 holds many records in a response"
+    ]
+    parsed = parse_monitor(monitor(capture={"protocol": "torchserve"}, review=abstain))
+    assert parsed.spec.review is not None
+    assert parsed.spec.review.abstain is not None

@@ -331,6 +331,76 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
         patched(C, {"spec.capture.batch": {"instances": "/instances"}}),
         False,
     ),
+    ("unknown protocol", patched(C, {"spec.capture.protocol": "grpc"}), False),
+    ("protocol in capitals", patched(C, {"spec.capture.protocol": "MLflow"}), False),
+    (
+        "custom protocol without prediction",
+        patched(C, {"spec.capture.prediction": DELETE, "spec.capture.protocol": "custom"}),
+        False,
+    ),
+    (
+        "preset without prediction",
+        patched(
+            C, {"spec.capture.prediction": DELETE, "spec.capture.protocol": "open-inference-v2"}
+        ),
+        True,
+    ),
+    ("preset with its own pointers", patched(C, {"spec.capture.protocol": "kserve-v1"}), True),
+    (
+        "torchserve without prediction",
+        patched(C, {"spec.capture.prediction": DELETE, "spec.capture.protocol": "torchserve"}),
+        True,
+    ),
+    ("preset with a batch", patched(IRIS, {"spec.capture.protocol": "mlflow"}), False),
+    ("custom with a batch", patched(IRIS, {"spec.capture.protocol": "custom"}), True),
+    (
+        "entity per row of a batch",
+        patched(IRIS, {"spec.capture.entityId": {"pointer": "/ids", "perRow": True}}),
+        True,
+    ),
+    (
+        "entity per row of a preset",
+        patched(
+            C,
+            {
+                "spec.capture.protocol": "seldon-v1",
+                "spec.capture.entityId": {"header": "X-Ids", "perRow": True},
+            },
+        ),
+        True,
+    ),
+    (
+        "entity per row not",
+        patched(
+            C,
+            {
+                "spec.capture.protocol": "seldon-v1",
+                "spec.capture.entityId": {"header": "X-Ids", "perRow": False},
+            },
+        ),
+        True,
+    ),
+    (
+        "entity per row of one row",
+        patched(C, {"spec.capture.entityId": {"header": "X-Ids", "perRow": True}}),
+        False,
+    ),
+    (
+        "entity per row of torchserve",
+        patched(
+            C,
+            {
+                "spec.capture.protocol": "torchserve",
+                "spec.capture.entityId": {"header": "X-Ids", "perRow": True},
+            },
+        ),
+        False,
+    ),
+    (
+        "entity per row a string",
+        patched(IRIS, {"spec.capture.entityId": {"pointer": "/ids", "perRow": "yes"}}),
+        False,
+    ),
     ("sampleRate 0", patched(C, {"spec.capture.sampleRate": 0}), False),
     ("sampleRate above 1", patched(C, {"spec.capture.sampleRate": 1.01}), False),
     ("attributionWindow 0s", patched(C, {"spec.feedback.attributionWindow": "0s"}), False),
@@ -974,6 +1044,16 @@ REVIEW_CASES: list[tuple[str, dict[str, Any], bool]] = [
         True,
     ),
     ("review on a batch", patched(IRIS, {"spec.review": {"budget": 5}}), True),
+    (
+        "abstain on a preset with rows",
+        patched(C, {"spec.capture.protocol": "kserve-v1", "spec.review": REVIEW}),
+        False,
+    ),
+    (
+        "abstain on torchserve",
+        patched(C, {"spec.capture.protocol": "torchserve", "spec.review": REVIEW}),
+        True,
+    ),
     ("review on regression", patched(PRICE, {"spec.review": {"budget": 5, "outliers": 0.1}}), True),
     *[
         (
@@ -1442,6 +1522,7 @@ MUTATIONS: dict[str, list[Any]] = {
         {"instances": "i", "predictions": "/p"},
         {},
     ],
+    "spec.capture.protocol": ["open-inference-v2", "torchserve", "custom", "v2", 1, ""],
     "spec.capture.sampleRate": [1, 0.5, 0, -1, "1", 2],
     "spec.feedback": [DELETE, {}, None, "x", {"extra": 1}],
     "spec.feedback.attributionWindow": [

@@ -2,8 +2,9 @@
 
 `records` turns one request's extracted rows (core/extract) into `wire.CaptureRecord`s, the
 shape `POST /v1/predictions` takes (encode with msgspec; `score`, `features` and `segments` are
-left out when absent, `entity_id` is null). A batch request yields one record per row, with the
-ID `<prediction_id>/<row>`.
+left out when absent, `entity_id` is null). A row-based capture (`CaptureSpec.row_based`: a
+protocol with rows, or `capture.batch`) yields one record per row, with the ID
+`<prediction_id>.<row>` (the client gets `<prediction_id>` and forms a row's ID itself).
 
 `sampled` decides, from the prediction ID alone, whether a request is kept at a `sampleRate`: the
 same ID always gets the same answer, so the fallback's answer and the model's shadow answer to one
@@ -69,14 +70,15 @@ def records(
     batch: bool,
     abstained: bool = False,
 ) -> list[CaptureRecord]:
-    """One record per row; for a batch spec the row number is appended to the prediction ID.
+    """One record per row; for a row-based capture (`batch`) the row number is appended to
+    the prediction ID after a dot (`<prediction_id>.<row>`).
     `abstained`: the sidecar answered "I don't know" in the model's place (the rows are still
     the model's prediction and score, which the reviewer needs)."""
     out = []
     for row in rows:
         out.append(
             CaptureRecord(
-                prediction_id=f"{prediction_id}/{row.index}" if batch else prediction_id,
+                prediction_id=f"{prediction_id}.{row.index}" if batch else prediction_id,
                 monitor=monitor,
                 model_version=model_version,
                 entity_id=row.entity_id,

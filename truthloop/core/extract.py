@@ -34,27 +34,20 @@ Reason codes: `not_json`, `invalid_pointer`, `unsupported_source`, `entity_inval
 from __future__ import annotations
 
 import contextlib
-import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
 
-from truthloop.core import pointer, segments
+from truthloop.core import pointer, protocols, segments
+from truthloop.core.protocols import NOT_JSON as NOT_JSON
 from truthloop.core.spec import CaptureSpec, SegmentSpec, Source
 from truthloop.core.wire import Scalar
 
 HeaderName = str | bytes
 Headers = Mapping[str, str] | Iterable[tuple[HeaderName, HeaderName]]
 
-
-class _Undecodable(enum.Enum):
-    NOT_JSON = "not_json"
-
-
-NOT_JSON: Final = _Undecodable.NOT_JSON
-"""What `decode` returns for a body that is absent, empty or not JSON."""
 
 _DECODER: Final = msgspec.json.Decoder()
 
@@ -130,31 +123,73 @@ def extract(
     bodies are decoded JSON or NOT_JSON."""
     reader = _SegmentReader(segments, request_headers) if segments else None
     try:
-        if capture.batch is None:
+        requests = _rows(protocols.request_rows(capture, request_body))
+        if requests is None:
             row = _row(capture, request_headers, request_body, response_body, None, reader)
             rows: tuple[Row, ...] = (row,)
         else:
-            instances = _array(request_body, capture.batch.instances, "instances", "request")
-            predictions = _array(
-                response_body, capture.batch.predictions, "predictions", "response"
-            )
-            if len(instances) != len(predictions):
-                raise _Failed(
-                    "batch_length_mismatch",
-                    f"{len(instances)} instances at {capture.batch.instances}, "
-                    f"{len(predictions)} predictions at {capture.batch.predictions}",
-                )
+            responses = _rows(protocols.response_rows(capture, response_body)) or []
+            _same_length(capture, requests, responses)
+            entities = _entities(capture, request_headers, request_body, len(requests))
             rows = tuple(
-                _row(capture, request_headers, instance, prediction, index, reader)
-                for index, (instance, prediction) in enumerate(
-                    zip(instances, predictions, strict=True)
-                )
+                _row(capture, request_headers, request, response, index, reader, entities)
+                for index, (request, response) in enumerate(zip(requests, responses, strict=True))
             )
     except _Failed as failure:
         return Extraction(error=failure.reason, detail=failure.detail)
     if reader is None or not reader.dropped:
         return Extraction(rows=rows)
     return Extraction(rows=rows, dropped=tuple(reader.dropped))
+
+
+def _rows(found: list[Any] | protocols.RowsError | None) -> list[Any] | None:
+    if isinstance(found, protocols.RowsError):
+        raise _Failed(found.reason, found.detail)
+    return found
+
+
+def _same_length(capture: CaptureSpec, requests: list[Any], responses: list[Any]) -> None:
+    if len(requests) == len(responses):
+        return
+    if capture.batch is not None:
+        raise _Failed(
+            "batch_length_mismatch",
+            f"{len(requests)} instances at {capture.batch.instances}, "
+            f"{len(responses)} predictions at {capture.batch.predictions}",
+        )
+    raise _Failed(
+        "batch_length_mismatch",
+        f"{len(requests)} rows in the request, {len(responses)} in the response",
+    )
+
+
+def _entities(
+    capture: CaptureSpec, headers: Headers, body: Any, count: int
+) -> list[str | None] | None:
+    """The rows' entity IDs of a `perRow` entity (None for any other): the items of a
+    comma-separated header, or of the array at a pointer into the whole request. A request
+    without it has no entity in any row."""
+    source = capture.entity_id
+    if source is None or not source.per_row:
+        return None
+    if source.header is not None:
+        value = header(headers, source.header)
+        if value is None:
+            return [None] * count
+        found: list[Any] = [item.strip() for item in value.split(",")]
+        where = f"in the {source.header} header"
+    else:
+        path = source.pointer or ""
+        value = _at(body, path, "entity", "", "request", optional=True)
+        if value is None:
+            return [None] * count
+        if not isinstance(value, list):
+            raise _Failed("entity_invalid", f"{path}: expected an array of entity IDs, one per "
+                          f"row, got {pointer.describe(value)}")  # fmt: skip
+        found, where = value, f"at {path}"
+    if len(found) != count:
+        raise _Failed("batch_length_mismatch", f"{len(found)} entity IDs {where}, {count} rows")
+    return [_entity(item, f"row {index}: ") for index, item in enumerate(found)]
 
 
 class _SegmentReader:
@@ -202,16 +237,21 @@ def _row(
     response: Any,
     index: int | None,
     reader: _SegmentReader | None = None,
+    entities: list[str | None] | None = None,
 ) -> Row:
     where = "" if index is None else f"row {index}: "
     entity = None
-    if capture.entity_id is not None:
+    if entities is not None and index is not None:
+        entity = entities[index]
+    elif capture.entity_id is not None:
         entity = _entity(
             _read(capture.entity_id, headers, request, "entity", where, optional=True), where
         )
     features = None
     if capture.features is not None:
-        features = _read(capture.features, headers, request, "features", where)
+        features = protocols.features(
+            capture, _read(capture.features, headers, request, "features", where)
+        )
     prediction, score = _answer(capture, response, where)
     found = None if reader is None else reader.values(request)
     return Row(entity, prediction, score, features, index, found)
@@ -230,10 +270,19 @@ def answer(capture: CaptureSpec, response_body: Any) -> Extraction:
 def _answer(
     capture: CaptureSpec, response: Any, where: str
 ) -> tuple[Any, float | dict[str, float] | None]:
-    prediction = _body_value(capture.prediction, response, "prediction", where)
+    try:
+        prediction = _body_value(capture.prediction, response, "prediction", where)
+    except _Failed as failure:
+        if failure.reason != "prediction_missing" or capture.protocol != "open-inference-v2":
+            raise
+        outputs = ", ".join(response) if isinstance(response, dict) else "none"
+        raise _Failed(failure.reason, f"{failure.detail}; the outputs are: {outputs}") from None
     score = None
     if capture.score is not None:
-        score = _score(_body_value(capture.score, response, "score", where), where)
+        value = _body_value(capture.score, response, "score", where)
+        if isinstance(value, list) and capture.protocol != "custom":
+            value = {str(i): item for i, item in enumerate(value)}
+        score = _score(value, where)
     return prediction, score
 
 
@@ -270,17 +319,6 @@ def _at(body: Any, path: str, field: str, where: str, side: str, optional: bool 
         if optional:
             return None
         raise _Failed(f"{field}_missing", f"{where}{value}")
-    return value
-
-
-def _array(
-    body: Any, path: str, field: Literal["instances", "predictions"], side: str
-) -> list[object]:
-    value = _at(body, path, field, "", side)
-    if not isinstance(value, list):
-        raise _Failed(
-            f"{field}_missing", f"{path}: expected an array, got {pointer.describe(value)}"
-        )
     return value
 
 

@@ -10,8 +10,12 @@ holds the two to the same verdict on a corpus of monitors):
 - unknown fields are errors; a `null` field is an absent one (the apiserver prunes those);
 - `selector` must select something (an empty one would inject every pod in the namespace);
   `matchExpressions` take values with In/NotIn only;
-- `capture.entityId` is exactly one of a header or a pointer; the prediction, score, features and
-  batch are pointers into a body (RFC 6901);
+- `capture.protocol` is one of `PROTOCOLS` (`custom`); a preset (any other) fills the prediction
+  (`PRESET_PREDICTIONS`) and, when it yields rows, the features (the whole row) the spec leaves
+  out, and takes no `batch` (it reads the rows itself); `custom` needs the prediction;
+- `capture.entityId` is exactly one of a header or a pointer, `perRow` (one value per row from
+  the whole request) only for rows (a row-based protocol, or `batch`); the prediction, score,
+  features and batch are pointers into a body (RFC 6901);
 - `port` is an IANA service name (at most 15 of `a-z0-9-`, a letter, no `--`) or 1-65535;
 - durations are integers with units in order, `90s`, `2m`, `24h`, `7d`, `1h30m`; the windows are
   longer than `0s` and at most `MAX_WINDOW` (90d), while `for` and `recoverAfter` may be `0s` and
@@ -51,7 +55,8 @@ holds the two to the same verdict on a corpus of monitors):
 - review: `budget` in (0, `MAX_REVIEW_BUDGET`] items `per` day (default) or window; `random` and
   `borderline` in [0, 1] summing to 1 when both are given (one given, the other is the rest;
   neither, random 1), `outliers` in [0, 1), `lease` 10s to 1d (10m), `seed` an integer in [0, 2^32);
-  `abstain` only for a classifier without `capture.batch`: a `band` `{low, high}` in [0, 1],
+  `abstain` only for a classifier with a single-row capture (no `capture.batch`, no row-based
+  protocol): a `band` `{low, high}` in [0, 1],
   low <= high, `explore` in [0, 1), a `response` with `status` 200-599 (200), any JSON `body`
   (`{"abstained": true}`) and at most `MAX_ABSTAIN_HEADERS` `headers` of string values.
 Checked here only, as a CRD cannot: that the rules compile (`celrules.check_rules`: every bad rule,
@@ -146,11 +151,14 @@ class Source:
     """Where a value is taken from: a request header, or an RFC 6901 pointer into a JSON body.
 
     Exactly one of the two is set. For the entity ID the pointer reads the *request* body; for the
-    prediction and score it reads the *response* body; for features the request body.
+    prediction and score it reads the *response* body; for features the request body. In a
+    row-based capture the pointers read the row; `per_row` (the entity only) reads one value per
+    row from the whole request instead: an array at the pointer, or a comma-separated header.
     """
 
     header: str | None = None
     pointer: str | None = None
+    per_row: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,14 +172,47 @@ class BatchSpec:
     predictions: str
 
 
+Protocol = Literal[
+    "custom", "open-inference-v2", "kserve-v1", "tfserving", "seldon-v1", "mlflow", "torchserve"
+]
+PROTOCOLS: tuple[Protocol, ...] = (
+    "custom", "open-inference-v2", "kserve-v1", "tfserving", "seldon-v1", "mlflow", "torchserve"
+)  # fmt: skip
+"""The request and response shapes a capture reads (`core.protocols`): `custom` is the user's
+own pointers (with `batch` for rows); the others are model servers' protocols, which yield the
+rows themselves, except `torchserve` (one record per request)."""
+SINGLE_ROW_PROTOCOLS: tuple[Protocol, ...] = ("custom", "torchserve")
+"""Protocols that are not row-based on their own (`custom` is, with `batch`)."""
+
+PRESET_PREDICTIONS: Mapping[Protocol, str] = {
+    "open-inference-v2": "/predict",
+    "kserve-v1": "",
+    "tfserving": "",
+    "seldon-v1": "",
+    "mlflow": "",
+    "torchserve": "",
+}
+"""A preset's prediction pointer when the spec gives none, into the response row (the response
+body for torchserve): MLServer names a scikit-learn model's output `predict`; the other
+protocols' rows are the predictions themselves."""
+
+
 @dataclass(frozen=True, slots=True)
 class CaptureSpec:
     prediction: Source
     entity_id: Source | None = None
     score: Source | None = None
     features: Source | None = None
+    """With a row-based preset and none given: `Source(pointer="")`, the whole row (which
+    `core.protocols.features` flattens)."""
     batch: BatchSpec | None = None
     sample_rate: float = 1.0
+    protocol: Protocol = "custom"
+
+    @property
+    def row_based(self) -> bool:
+        """Whether an exchange holds rows, each its own record (`<prediction id>.<row>`)."""
+        return self.batch is not None or self.protocol not in SINGLE_ROW_PROTOCOLS
 
 
 @dataclass(frozen=True, slots=True)
@@ -591,8 +632,11 @@ _OVERRIDE_FIELDS = ("feature", "method", "threshold")
 _SELECTOR_FIELDS = ("matchLabels", "matchExpressions")
 _REQUIREMENT_FIELDS = ("key", "operator", "values")
 _MODEL_FIELDS = ("name", "versionLabel")
-_CAPTURE_FIELDS = ("entityId", "prediction", "score", "features", "batch", "sampleRate")
+_CAPTURE_FIELDS = (
+    "protocol", "entityId", "prediction", "score", "features", "batch", "sampleRate",
+)  # fmt: skip
 _SOURCE_FIELDS = ("header", "pointer")
+_ENTITY_FIELDS = ("header", "pointer", "perRow")
 _BODY_FIELDS = ("pointer",)
 _BATCH_FIELDS = ("instances", "predictions")
 _FEEDBACK_FIELDS = ("attributionWindow", "match", "missingActual")
@@ -802,24 +846,42 @@ def _port(read: _Reader, spec: Mapping[str, object], path: str) -> str | int:
 
 
 def _capture(read: _Reader, spec: Mapping[str, object], path: str) -> CaptureSpec:
+    """`spec.capture`: a preset (`protocol`) fills the prediction and features it leaves out."""
     where = fieldpath.child(path, "capture")
     capture = read.open(spec, path, "capture", _CAPTURE_FIELDS, required=True)
     if capture is None:
         return CaptureSpec(Source(pointer=""))
-    entity = read.open(capture, where, "entityId", _SOURCE_FIELDS)
-    entity_id = None
-    if entity is not None:
-        entity_id = _header_or_pointer(read, entity, fieldpath.child(where, "entityId"))
+    checked = read.choice(capture, where, "protocol", PROTOCOLS)
+    protocol = checked or "custom"
+    preset = protocol != "custom"
+    unknown = checked is None and "protocol" in capture  # its error is enough
+    entity = read.open(capture, where, "entityId", _ENTITY_FIELDS)
     batch = read.open(capture, where, "batch", _BATCH_FIELDS)
     batch_path = fieldpath.child(where, "batch")
+    if batch is not None and preset:
+        read.fail(batch_path, f"only with protocol custom: {protocol} reads the rows itself")
+    entity_id = None
+    if entity is not None:
+        entity_path = fieldpath.child(where, "entityId")
+        entity_id = _header_or_pointer(read, entity, entity_path)
+        per_row = read.boolean(entity, entity_path, "perRow", default=False)
+        if per_row and protocol in SINGLE_ROW_PROTOCOLS and batch is None:
+            read.fail(fieldpath.child(entity_path, "perRow"), "only for rows: with a protocol "
+                      "other than custom and torchserve, or with capture.batch")  # fmt: skip
+        if entity_id is not None and per_row:
+            entity_id = Source(entity_id.header, entity_id.pointer, per_row=True)
+    prediction = _body_source(read, capture, where, "prediction", required=not (preset or unknown))
+    score = _body_source(read, capture, where, "score")
+    features = _body_source(read, capture, where, "features")
+    if preset and protocol not in SINGLE_ROW_PROTOCOLS:
+        features = features or Source(pointer="")
     return CaptureSpec(
-        prediction=_body_source(read, capture, where, "prediction", required=True)
-        or Source(pointer=""),
+        prediction=prediction or Source(pointer=PRESET_PREDICTIONS.get(protocol, "")),
         entity_id=entity_id,
-        score=_body_source(read, capture, where, "score"),
-        features=_body_source(read, capture, where, "features"),
+        score=score,
+        features=features,
         batch=None
-        if batch is None
+        if batch is None or preset
         else BatchSpec(
             instances=read.pointer(batch, batch_path, "instances", required=True) or "",
             predictions=read.pointer(batch, batch_path, "predictions", required=True) or "",
@@ -827,6 +889,7 @@ def _capture(read: _Reader, spec: Mapping[str, object], path: str) -> CaptureSpe
         sample_rate=read.number(
             capture, where, "sampleRate", low=0.0, high=1.0, low_open=True, default=1.0
         ),
+        protocol=protocol,
     )
 
 
@@ -1460,6 +1523,9 @@ def _abstain(
     if capture.batch is not None:
         read.fail(where, "only without spec.capture.batch: the sidecar answers for a whole "
                   "response, and a batch holds many records")  # fmt: skip
+    elif capture.row_based:
+        read.fail(where, f"only for a single-row capture: spec.capture.protocol "
+                  f"{capture.protocol} holds many records in a response")  # fmt: skip
     band_path = fieldpath.child(where, "band")
     band = read.open(abstain, where, "band", _BAND_FIELDS, required=True)
     low = high = None

@@ -115,7 +115,7 @@ class Capture:
             model_version=self._model_version,
             served_by="fallback" if exchange.served_by == "fallback" else "model",
             ts=self._ts(exchange.started),
-            batch=spec.batch is not None,
+            batch=spec.row_based,
             abstained=exchange.abstained,
         ):
             self._submit(self._encode(record))
