@@ -145,3 +145,18 @@ def test_instructions_without_an_entity_id_join_by_prediction_id() -> None:
     }
     feedback = curl_lines(run.instructions(STACK, multiclass, temporary=True))[1]
     assert json.loads(feedback[-1])["actual"] == "<true class>"
+
+
+def test_instructions_for_rows_name_a_row_s_prediction_id_and_the_entities_per_row() -> None:
+    rows = churn(entityId=None, protocol="open-inference-v2", prediction=None, features=None)
+    lines = run.instructions(STACK, rows, temporary=True)
+    assert "# (<X-Prediction-ID>.0 is the request's first row, .1 its second, ...)" in lines
+    assert json.loads(curl_lines(lines)[1][-1])["prediction_id"] == "<X-Prediction-ID>.0"
+    per_row = churn(protocol="kserve-v1", entityId={"header": "X-Entity-IDs", "perRow": True})
+    assert "X-Entity-IDs: customer-42,customer-43" in curl_lines(
+        run.instructions(STACK, per_row, temporary=True)
+    )[0]
+    in_rows = churn(protocol="mlflow", entityId={"pointer": "/id"})
+    assert "# (the entity ID is read from each row at /id)" in run.instructions(
+        STACK, in_rows, temporary=True
+    )

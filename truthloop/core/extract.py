@@ -5,12 +5,16 @@
 The reason is the sidecar's `capture_errors{reason}` label; `detail` says where (`row 2:
 /user_id: no key "user_id" at the document root`).
 
-Without a batch spec, the entity and features are read from the request (body pointer or request
-header) and the prediction and score from the response body. With a batch spec, the request's
-`instances` array is zipped with the response's `predictions` array, one `Row` per pair; the
-entity and features pointers then read the instance, the prediction and score pointers the
-prediction element (`""` being the element itself, as in KServe v1's `{"predictions": [0.2]}`).
-A header source gives every row the same value.
+A capture that is not row-based (`custom` without a batch spec, `torchserve`) reads the entity
+and features from the request (body pointer or request header) and the prediction and score from
+the response body. A row-based one zips the request's rows with the response's (core/protocols:
+a batch spec's `instances` and `predictions` arrays, or the protocol's own), one `Row` per pair;
+the entity and features pointers then read the request's row, the prediction and score pointers
+the response's (`""` being the row itself, as in KServe v1's `{"predictions": [0.2]}`). A header
+source gives every row the same value; a `per_row` entity gives each row its own, from an array
+at a pointer into the whole request or a header's comma-separated list. With a preset
+(a protocol other than `custom`), the features are flattened (`protocols.features`) and a score
+that is an array is the class scores by position (`{"0": 0.2, "1": 0.8}`).
 
 The entity is optional even when the spec names one: a request without it (no header, no key,
 or null) still gives its row, with `entity_id` None, because such a prediction can still be
@@ -27,8 +31,9 @@ in `Extraction.dropped` (the sidecar's `segment_values_dropped{reason}`). Withou
 this runs.
 
 Reason codes: `not_json`, `invalid_pointer`, `unsupported_source`, `entity_invalid`,
-`prediction_missing`, `score_missing`, `score_invalid`, `features_missing`, `instances_missing`,
-`predictions_missing`, `batch_length_mismatch`.
+`prediction_missing`, `score_missing`, `score_invalid`, `features_missing`, and the rows'
+(core/protocols): `instances_missing`, `predictions_missing`, `tensor_invalid`, `shape_mismatch`,
+`batch_length_mismatch`.
 """
 
 from __future__ import annotations

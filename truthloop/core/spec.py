@@ -56,9 +56,9 @@ holds the two to the same verdict on a corpus of monitors):
   `borderline` in [0, 1] summing to 1 when both are given (one given, the other is the rest;
   neither, random 1), `outliers` in [0, 1), `lease` 10s to 1d (10m), `seed` an integer in [0, 2^32);
   `abstain` only for a classifier with a single-row capture (no `capture.batch`, no row-based
-  protocol): a `band` `{low, high}` in [0, 1],
-  low <= high, `explore` in [0, 1), a `response` with `status` 200-599 (200), any JSON `body`
-  (`{"abstained": true}`) and at most `MAX_ABSTAIN_HEADERS` `headers` of string values.
+  protocol): a `band` `{low, high}` in [0, 1], low <= high, `explore` in [0, 1), a `response`
+  with `status` 200-599 (200), any JSON `body` (`{"abstained": true}`) and at most
+  `MAX_ABSTAIN_HEADERS` `headers` of string values.
 Checked here only, as a CRD cannot: that the rules compile (`celrules.check_rules`: every bad rule,
 with its column), the names in metadata and the label keys of `matchLabels`, and of the abstain
 response the header names (HTTP tokens, none the sidecar sets itself: `RESERVED_HEADERS`, in any

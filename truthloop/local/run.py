@@ -108,15 +108,22 @@ def instructions(stack: local.Stack, monitor: spec.Monitor, temporary: bool) -> 
     request = ["curl", "-si", f"{stack.proxy_url}/<path>"]
     request += ["-H", "Content-Type: application/json"]
     if entity is not None and entity.header is not None:
-        request += ["-H", f"{entity.header}: {EXAMPLE_ENTITY}"]
+        ids = f"{EXAMPLE_ENTITY},customer-43" if entity.per_row else EXAMPLE_ENTITY
+        request += ["-H", f"{entity.header}: {ids}"]
     request += ["-d", "<your request body>"]
     lines.append(shlex.join(request))
     if entity is not None and entity.pointer is not None:
-        lines.append(f"# (the entity ID is read from the request body at {entity.pointer})")
+        where = "the request body" if entity.per_row or not capture.row_based else "each row"
+        each = ", one per row," if entity.per_row else ""
+        lines.append(f"# (the entity ID{each} is read from {where} at {entity.pointer})")
     actual = {"monitor": stack.monitor}
     if entity is not None:
         lines.append('# its actual, by entity ID (or by prediction ID: "prediction_id": "...")')
         actual["entity_id"] = EXAMPLE_ENTITY
+    elif capture.row_based:
+        lines.append("# a row's actual, by the X-Prediction-ID the answer carried and the row")
+        lines.append("# (<X-Prediction-ID>.0 is the request's first row, .1 its second, ...)")
+        actual["prediction_id"] = "<X-Prediction-ID>.0"
     else:
         lines.append("# its actual, by the X-Prediction-ID the answer carried")
         actual["prediction_id"] = "<X-Prediction-ID>"
