@@ -153,9 +153,10 @@ def test_instructions_for_rows_name_a_row_s_prediction_id_and_the_entities_per_r
     assert "# (<X-Prediction-ID>.0 is the request's first row, .1 its second, ...)" in lines
     assert json.loads(curl_lines(lines)[1][-1])["prediction_id"] == "<X-Prediction-ID>.0"
     per_row = churn(protocol="kserve-v1", entityId={"header": "X-Entity-IDs", "perRow": True})
-    assert "X-Entity-IDs: customer-42,customer-43" in curl_lines(
-        run.instructions(STACK, per_row, temporary=True)
-    )[0]
+    assert (
+        "X-Entity-IDs: customer-42,customer-43"
+        in curl_lines(run.instructions(STACK, per_row, temporary=True))[0]
+    )
     in_rows = churn(protocol="mlflow", entityId={"pointer": "/id"})
     assert "# (the entity ID is read from each row at /id)" in run.instructions(
         STACK, in_rows, temporary=True
