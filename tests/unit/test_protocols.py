@@ -17,7 +17,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from truthloop.core import extract
-from truthloop.core.protocols import NOT_JSON, RowsError, features, request_rows, response_rows
+from truthloop.core.protocols import (
+    NOT_JSON,
+    RowsError,
+    features,
+    request_rows,
+    response_rows,
+    row,
+)
 from truthloop.core.spec import PROTOCOLS, BatchSpec, CaptureSpec, Source
 
 
@@ -26,6 +33,7 @@ def preset(protocol: str) -> CaptureSpec:
 
 
 V2 = preset("open-inference-v2")
+KSERVE_V1 = preset("kserve-v1")
 
 # -- open-inference-v2 -------------------------------------------------------------------------
 
@@ -321,14 +329,41 @@ def test_v2_nested_and_flat_data_give_the_same_rows(
     assert isinstance(as_flat, list)
     assert len(as_flat) == rows
     size = math.prod(dims)
-    for i, row in enumerate(as_flat):
+    for i, found in enumerate(as_flat):
         piece = flat[i * size : (i + 1) * size]
-        assert row == {"x": piece[0] if size == 1 else nested(piece, dims)}
+        assert found == {"x": piece[0] if size == 1 else nested(piece, dims)}
+
+
+SCALARS = st.one_of(st.integers(-9, 9), st.text(max_size=2), st.booleans(), st.none())
+V2_ROWS = st.dictionaries(
+    st.text(st.sampled_from("ab.01"), min_size=1, max_size=4),
+    SCALARS | st.lists(SCALARS, min_size=1, max_size=3) | st.lists(st.lists(SCALARS), min_size=1),
+    max_size=4,
+)
+
+
+@given(V2_ROWS)
+def test_a_v2_row_is_told_back_from_its_features_when_its_names_do_not_look_flattened(
+    found: dict[str, Any],
+) -> None:
+    flat = features(V2, found)
+    told = row(V2, flat)
+    plain = not any(key.rpartition(".")[2].isdigit() for key in found)
+    if plain and not all(key == str(i) for i, key in enumerate(flat)):
+        assert told == found
+    assert features(V2, told) == flat
+
+
+def test_rows_told_back() -> None:
+    assert row(KSERVE_V1, {"0": 1, "1": 2}) == [1, 2]
+    assert row(KSERVE_V1, {"1": 1, "0": 2}) == {"1": 1, "0": 2}
+    assert row(KSERVE_V1, {"a.0": 1}) == {"a.0": 1}
+    assert row(V2, {"a.0": 1, "a.1": 2, "a": 3}) == {"a.0": 1, "a.1": 2, "a": 3}
+    assert row(V2, {"a.0": 1, "b": 0, "a.1": 2, "a.3": 4}) == {"a": [1, 2], "b": 0, "a.3": 4}
+    assert row(CaptureSpec(Source(pointer="")), {"0": 1}) == {"0": 1}
 
 
 # -- kserve-v1 ---------------------------------------------------------------------------------
-
-KSERVE_V1 = preset("kserve-v1")
 
 
 def test_kserve_v1_iris_instances_and_predictions() -> None:

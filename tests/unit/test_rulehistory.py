@@ -313,3 +313,19 @@ def test_no_rule_answering_and_an_answer_the_task_refuses_are_counted() -> None:
     found = rulehistory.result(tally, spec(rules))
     assert (found.compared, found.no_rule, found.by_rule) == (3, 4, (0, 3, 0))
     assert [(s.reason, s.records) for s in found.skipped] == [("invalid_answer", 3)]
+
+
+def test_a_protocol_s_flattened_row_is_told_back_for_the_rules() -> None:
+    """A preset keeps a v2 row's vectors as `<input>.<i>` features; the rules read the row."""
+    rules = [{"when": "request.predict[0] > 5.0 && request.plan == 'pro'", "prediction": "1"},
+             {"prediction": "0"}]  # fmt: skip
+    judge = rulehistory.judge(spec(rules, None, capture={"protocol": "open-inference-v2"}))
+    assert judge.blocked is None
+    stored = {"predict.0": 6.5, "predict.1": 1.0, "plan": "pro"}
+    assert judge.request(stored) == {"predict": [6.5, 1.0], "plan": "pro"}
+    assert judge.rules.evaluate(judge.request(stored), {}).value == 1  # type: ignore[union-attr]
+    by_position = [{"when": "request[1] > 2.0", "prediction": "1"}, {"prediction": "0"}]
+    listed = rulehistory.judge(spec(by_position, None, capture={"protocol": "kserve-v1"}))
+    decision = listed.rules.evaluate(listed.request({"0": 1.0, "1": 3.0}), {})
+    assert decision is not None
+    assert decision.value == 1

@@ -24,7 +24,7 @@ Per protocol, request → response:
 - `custom` with `batch`: the arrays at `batch.instances` and `batch.predictions`.
 
 `features` is what a preset keeps of a row for profiling: named columns, flat, so drift profiles
-each (`core.profile`).
+each (`core.profile`); `row` tells the row back from them, for the rules' replay.
 
 Reasons: `not_json`, `invalid_pointer`, `instances_missing` / `predictions_missing` (the request's
 / the response's rows are not where the protocol has them), `tensor_invalid` (a tensor or column
@@ -123,6 +123,35 @@ def features(capture: CaptureSpec, value: Any) -> Any:
         else:
             flat[name] = item
     return flat
+
+
+class _Vector(list[Any]):
+    """A vector `row` gathers back from `<tensor>.<i>` features (a list the row already held is
+    a plain list)."""
+
+
+def row(capture: CaptureSpec, stored: Any) -> Any:
+    """The row `features` flattened into `stored`, as far as it can be told back: what a
+    fallback rule reads, replayed on stored records (`core.rulehistory`). Keys `"0"` ..
+    `"<k-1>"` in order are a list; of an open-inference-v2 row, `<tensor>.0` ..
+    `<tensor>.<k-1>` a vector. (A scalar row comes back as a list of one: both were `{"0": v}`.)"""
+    if capture.protocol == "custom" or not isinstance(stored, dict):
+        return stored
+    if stored and all(key == str(i) for i, key in enumerate(stored)):
+        return list(stored.values())
+    if capture.protocol != "open-inference-v2":
+        return stored
+    found: dict[str, Any] = {}
+    for key, value in stored.items():
+        name, dot, index = key.rpartition(".")
+        vector = found.get(name) if dot else None
+        if dot and index == "0" and name not in found and name not in stored:
+            found[name] = _Vector([value])
+        elif isinstance(vector, _Vector) and index == str(len(vector)):
+            vector.append(value)
+        else:
+            found[key] = value
+    return {key: list(v) if isinstance(v, _Vector) else v for key, v in found.items()}
 
 
 def _read(

@@ -6,7 +6,9 @@ rules are the spec's, compiled as the sidecar compiles them (`celrules.compile_r
 in order as it tries them (`RuleSet.evaluate`). A stored record keeps the features the capture
 extracted, not the request: `Judge` rebuilds the request the rules read from the features at
 their capture pointer (`capture.features`, relative to the row for a batch spec), so a rule
-reading `request.features.tenure` under `features: {pointer: /features}` reads the stored value.
+reading `request.features.tenure` under `features: {pointer: /features}` reads the stored value;
+a protocol's flattened row is told back first (`request.predict[0]` of an open-inference-v2 row
+reads the stored `predict.0`).
 
 What was not captured cannot be replayed, and is counted, never guessed: rules are read before
 any record (their `request.…` and `headers` paths, `celreads`), and from the first rule that reads
@@ -31,11 +33,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from truthloop.core import capture, compare, metrics, pointer
+from truthloop.core import capture, compare, metrics, pointer, protocols
 from truthloop.core.evaluation import evaluate
 from truthloop.core.join import Label
 from truthloop.core.rules import FallbackRule, RuleSet
-from truthloop.core.spec import MonitorSpec, is_drift_key
+from truthloop.core.spec import CaptureSpec, MonitorSpec, is_drift_key
 
 if TYPE_CHECKING:
     from truthloop.core import celreads
@@ -105,11 +107,13 @@ class Judge:
     count: int
     """How many rules the spec has."""
     blocked: Blocked | None
+    capture: CaptureSpec
+    """Whose features are replayed: a protocol's flattened row is told back (`protocols.row`)."""
 
     def request(self, features: Any) -> Any:
         """The request (or batch row) as far as it was captured: `features` at its pointer, in
         objects (arrays for index tokens, the other elements null)."""
-        value = features
+        value = protocols.row(self.capture, features)
         for token in reversed(self.captured or ()):
             if pointer.is_index(token):
                 items: list[Any] = [None] * int(token)
@@ -139,6 +143,7 @@ def judge(spec: MonitorSpec) -> Judge:
         captured,
         len(written),
         blocked,
+        spec.capture,
     )
 
 
