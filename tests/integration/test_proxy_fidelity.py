@@ -578,6 +578,25 @@ async def test_upgrade_is_tunnelled_uncaptured(w: World) -> None:
     assert ex.skip_reason == "upgrade"
     assert ex.request_body is ex.response_body is None
     assert w.proxy.stats.requests["tunnel"] == 1
+    assert w.proxy.stats.passthrough == {"other": 1}
+
+
+@scenario
+async def test_tunnels_are_counted_by_protocol_as_they_start(w: World) -> None:
+    upgrades = [b"h2c", b"WebSocket", b"h2c, other"]
+    for token in upgrades:
+        c = await w.connect()
+        await c.send(
+            b"GET /u HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: %s\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n" % token
+        )
+        async with asyncio.timeout(DEADLINE):
+            head = await http1.read_head(c.reader)
+        assert head is not None
+        assert head[0] == b"HTTP/1.1 101 Switching Protocols"
+    await w.client.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+    await eventually(lambda: w.proxy.stats.passthrough["connect"] == 1, "CONNECT was counted")
+    assert w.proxy.stats.passthrough == {"h2c": 2, "websocket": 1, "connect": 1}
 
 
 @scenario

@@ -59,13 +59,14 @@ class ModelCall(Sink, abc.ABC):
 
     # The call.
 
-    def call_model(self) -> None:
+    def call_model(self, fresh: bool = False) -> None:
+        """Send the request on an idle pooled connection, or a new one (always, when `fresh`)."""
         ctx = self.ctx
         self.calling = True
         self.t_model = time.perf_counter()
         if ctx.model_timeout is not None:
             self._timer = ctx.loop.call_later(ctx.model_timeout, self._timed_out)
-        up = ctx.pool.take()
+        up = None if fresh else ctx.pool.take()
         if up is None:
             self._connecting = ctx.loop.create_task(self._connect())
         else:

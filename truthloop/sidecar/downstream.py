@@ -16,6 +16,12 @@ is served in one of three ways, chosen when its turn comes:
   its own, and back, uncaptured, until either side closes. This is safe to pass through because the
   sidecar only ever connects to its one model address — CONNECT cannot make it an open proxy.
 
+A connection that begins with the HTTP/2 preface (`PREFACE`: HTTP/2 over cleartext with prior
+knowledge, how gRPC speaks without TLS) is tunnelled whole the same way, on a fresh model
+connection, before httptools sees a byte of it: its first bytes are held while they are a prefix
+of the preface (within `header_timeout`, as a head), then either tunnelled or parsed as HTTP/1.x.
+Each tunnel is counted by protocol (`stats.passthrough`) as it starts.
+
 Flow control: a client that reads slowly pauses reading from the model, a model that reads slowly
 pauses reading from the client, and waiting requests pause the client, so the proxy holds at most
 a read's worth of a body in flight (and `capture_max` for a local answer). While a client is not
@@ -65,6 +71,12 @@ from truthloop.sidecar.upstream import Upstream
 log = logging.getLogger("truthloop.sidecar.proxy")
 
 HEAD = b"HEAD"
+PRI = b"PRI"
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+"""The first bytes of an HTTP/2 connection with prior knowledge (RFC 9113 §3.4)."""
+H2C = "h2c"
+UPGRADES = {b"h2c": H2C, b"websocket": "websocket"}
+"""`stats.passthrough`'s protocol of an Upgrade tunnel by its token (another one: `other`)."""
 CRLF = b"\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -193,6 +205,7 @@ class Transaction(ModelCall):
         "pending",
         "pending_size",
         "pid",
+        "prior_knowledge",
         "req_chunked",
         "req_done",
         "req_kept",
@@ -228,6 +241,8 @@ class Transaction(ModelCall):
         self.fields = fields
         self.keep_alive = keep_alive
         self.upgrade = upgrade
+        self.prior_knowledge = False
+        """A tunnel of HTTP/2 with prior knowledge: no head, its preface the first tunnel bytes."""
         self.started = time.time()
         self.t0 = time.perf_counter()
         self.pid = conn.ctx.new_id()
@@ -269,7 +284,8 @@ class Transaction(ModelCall):
     def start(self) -> None:
         if self.upgrade:
             self.state = _TUNNEL
-            self.call_model()
+            self.ctx.stats.passthrough[self._protocol()] += 1
+            self.call_model(fresh=self.prior_knowledge)
         elif self.ctx.tap.wants_local:
             self.state = _LOCAL
             self.conn.unblock(_BUFFER)  # the body is read whole now, up to capture_max
@@ -282,6 +298,17 @@ class Transaction(ModelCall):
                 self.conn.write(CONTINUE)
         else:
             self._ask_model()
+
+    def _protocol(self) -> str:
+        """What a tunnel carries, as `stats.passthrough` counts it."""
+        if self.prior_knowledge:
+            return H2C
+        if self.method == b"CONNECT":
+            return "connect"
+        for name, value in self.fields:
+            if name.lower() == b"upgrade":
+                return UPGRADES.get(value.split(b",")[0].strip().lower(), "other")
+        return "other"
 
     def _ask_model(self) -> None:
         """Forward the request: the model answers the client (maybe with a verdict)."""
@@ -373,7 +400,8 @@ class Transaction(ModelCall):
         if self.state == _TUNNEL:
             self.cancel_timer()  # model_timeout bounds the connect, not the tunnel's life
             up.raw = True
-            up.write(headers.head(b" ".join((self.method, self.url, b"HTTP/1.1")), self.fields))
+            if not self.prior_knowledge:  # else its preface is the first of the pending bytes
+                up.write(headers.head(b" ".join((self.method, self.url, b"HTTP/1.1")), self.fields))
             for data in self.pending:
                 up.write(data)
         else:
@@ -414,6 +442,10 @@ class Transaction(ModelCall):
 
     def _model_failed(self, reason: str) -> None:
         self.ctx.stats.upstream_errors[reason] += 1
+        if self.prior_knowledge:  # an HTTP/2 client cannot read an HTTP/1.1 answer: it is closed
+            self.state = _DONE
+            self.conn.close_soon()
+            return
         if self.held is not None:  # not begun for the client: it gets the error whole
             self.held = None
             self.resp_kept = []
@@ -509,7 +541,8 @@ class Transaction(ModelCall):
         seconds = self.model_done()
         if self.state == _TUNNEL:
             self.state = _DONE
-            self._report("model", seconds, "upgrade")
+            if not self.prior_knowledge:  # a connection, not a request: `passthrough` counts it
+                self._report("model", seconds, "upgrade")
             self.conn.close_soon()
             return
         if self.held is not None:
@@ -573,7 +606,7 @@ class Transaction(ModelCall):
             conn.write(body)
 
     def on_raw(self, data: bytes) -> None:
-        if not self.status:
+        if not self.status and not self.prior_knowledge:
             parts = data.split(b" ", 2)
             if len(parts) > 1 and parts[1].isdigit():
                 self.status = int(parts[1])
@@ -722,6 +755,35 @@ class _Lingering:
         pass
 
 
+class _Preface:
+    """Stands in for a tunnel at a connection's start, until its first bytes tell whether it
+    begins with the HTTP/2 preface: held while they are a prefix of it (the head's time runs),
+    then tunnelled whole if they are the preface, else parsed as HTTP/1.x from the first byte."""
+
+    __slots__ = ("conn", "seen")
+
+    def __init__(self, conn: Downstream) -> None:
+        self.conn = conn
+        self.seen = b""
+
+    def tunnel_in(self, data: bytes) -> None:
+        seen = self.seen + data if self.seen else data
+        begun = PREFACE[: len(seen)]
+        if not seen.startswith(begun):
+            self.conn.tunnel = None
+            self.conn.data_received(seen)
+        elif len(begun) == len(PREFACE):
+            self.conn.pass_through(seen)
+        else:
+            self.seen = seen
+
+    def tunnel_eof(self) -> None:
+        self.conn.close_soon()
+
+    def tunnel_client_closed(self) -> None:
+        pass
+
+
 class Downstream(Endpoint):
     """One client connection: parses requests, keeps them in order, relays flow control."""
 
@@ -753,8 +815,9 @@ class Downstream(Endpoint):
         self.ctx = ctx
         self.queue: collections.deque[Transaction] = collections.deque()
         """Requests being answered (the first) and waiting (the rest), in arrival order."""
-        self.tunnel: Transaction | _Lingering | None = None
-        """Where the client's bytes go unparsed: an Upgrade/CONNECT tunnel, or nowhere."""
+        self.tunnel: Transaction | _Lingering | _Preface | None = _Preface(self)
+        """Where the client's bytes go unparsed: the look for the HTTP/2 preface at the start, a
+        tunnel (Upgrade, CONNECT, HTTP/2 with prior knowledge), or nowhere."""
         self.writing_paused = False
         self.deadline = 0.0
         """Loop time when `expiry` runs out; 0 while a request is under way (no deadline)."""
@@ -1118,6 +1181,17 @@ class Downstream(Endpoint):
         else:
             return False
         return True
+
+    def pass_through(self, data: bytes) -> None:
+        """The connection began with the HTTP/2 preface: `data` and all that follows go to the
+        model and back, uncaptured and untimed."""
+        self.deadline = 0.0
+        t = Transaction(self, PRI, b"*", [], True, True)
+        t.prior_knowledge = True
+        self.tunnel = t
+        self.queue.append(t)
+        t.start()
+        t.tunnel_in(data)
 
     def _upgrade(self, tail: bytes) -> None:
         t = self.queue[-1]

@@ -6,7 +6,10 @@ plain integers.
 
 - the proxy's counters: requests by who answered, model errors (502/504) by reason, client
   connections open, how many may be, and closed for its limits (by reason), and more;
-- `truthloop_sidecar_request_seconds{served_by}`: time to answer the client (model or fallback).
+- `truthloop_sidecar_passthrough_connections_total{protocol}`: client connections tunnelled to the
+  model uncaptured: `h2c` (gRPC), `websocket`, `connect`, `other`;
+- `truthloop_sidecar_request_seconds{served_by}`: time to answer the client (model or fallback;
+  a tunnel's lifetime is not a request's latency, so tunnels are left out).
 - `truthloop_sidecar_model_seconds{served_by}`: time the model took; `served_by="fallback"` for the
   shadow calls made while the fallback answered.
 - minutes of these counters posted to the feedback service (`minutes`), and dropped (by reason);
@@ -83,6 +86,8 @@ class Latency:
         return counts
 
     def observe(self, exchange: Exchange) -> None:
+        if exchange.skip_reason == "upgrade":  # a tunnel lasts as long as its connection
+            return
         if exchange.shadow:
             if exchange.model_seconds is not None:
                 self._model["fallback"].observe(exchange.model_seconds)
@@ -212,6 +217,12 @@ class PartsCollector(Collector):
         yield _counter_by(
             "model_errors", "Requests the model failed (502/504), by reason.", "reason",
             stats.upstream_errors,
+        )  # fmt: skip
+        yield _counter_by(
+            "passthrough_connections",
+            "Client connections tunnelled to the model uncaptured, by protocol (h2c: HTTP/2"
+            " cleartext, as gRPC speaks; websocket; connect; other).",
+            "protocol", stats.passthrough,
         )  # fmt: skip
         yield _gauge("client_connections", "Client connections open.", stats.open_connections)
         yield _gauge(

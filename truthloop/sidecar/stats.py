@@ -21,6 +21,10 @@ class ProxyStats:
 
     requests: Counter[str] = field(default_factory=Counter)
     """Finished requests by who answered: `model`, `fallback`, `tunnel` (Upgrade/CONNECT)."""
+    passthrough: Counter[str] = field(default_factory=Counter)
+    """Client connections tunnelled to the model uncaptured, by protocol, as they start: `h2c`
+    (HTTP/2 cleartext, as gRPC speaks: with prior knowledge, or by `Upgrade: h2c`),
+    `websocket`, `connect` (CONNECT), `other` (another Upgrade)."""
     upstream_errors: Counter[str] = field(default_factory=Counter)
     """Requests the model failed, by reason (a key of ERROR_STATUS)."""
     client_disconnects: int = 0
