@@ -429,7 +429,12 @@ async def test_a_refused_capture_batch_shows_in_the_monitor_s_state_until_it_sto
     await refused_batch()
     await eventually(lambda: _refused(service))
     state = await service.state()
-    assert state["capture"] == {"refused": "unauthorized", "since": clock.now, "last": clock.now}
+    assert state["capture"] == {
+        "refused": "unauthorized",
+        "since": clock.now,
+        "last": clock.now,
+        "passthrough": None,
+    }
     assert state["version"] > version  # the operator and the sidecars hear of it at once
     view = await service.ok("GET", "/v1/monitors/ml/churn")
     assert view["status"]["capture"]["refused"] == "unauthorized"

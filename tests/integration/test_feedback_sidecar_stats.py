@@ -92,6 +92,7 @@ async def test_two_pods_add_up_and_each_step_says_what_its_minutes_did(
         "latency": {"p50": None, "p99": None, "mean": None},
         "model_latency": {"p50": None, "p99": None, "mean": None},
         "records_dropped": {},
+        "passthrough": {},
     }
     assert answer["total"]["requests"] == 250
     assert answer["total"]["errors"] == {"model_timeout": 5, "model_unreachable": 2}
@@ -189,3 +190,43 @@ async def test_retention_deletes_old_minutes_at_the_tick(
     await service.tick()
     answer = await service.ok("GET", "/v1/monitors/ml/churn/sidecar?window=3h&series=1h")
     assert answer["total"]["requests"] == 4
+
+
+async def test_connections_passed_through_show_in_the_state_and_status_for_an_hour(
+    start_service: ServiceFactory, clock: FakeClock
+) -> None:
+    service = await start_service(token=ADMIN)
+    await service.put_monitor(monitor_body())
+    await service.tick()
+    assert (await capture_of(service))["passthrough"] is None
+
+    first = posted("ml/churn", minute(NOW - 20 * 60, {"passthrough:h2c": 2}))
+    second = posted(
+        "ml/churn",
+        minute(NOW - 60, {"passthrough:h2c": 5, "passthrough:websocket": 1, "requests:model": 9}),
+        pod="churn-7d9-y",
+    )
+    assert await post(service, first) == (200, {"minutes": 1})
+    assert await post(service, second) == (200, {"minutes": 1})
+    clock.advance(60)  # the leader reads the sidecars' minutes once a minute
+    await service.tick()
+    said = {"connections": {"h2c": 7, "websocket": 1}, "since": NOW - 20 * 60, "last": NOW - 60}
+    assert (await capture_of(service))["passthrough"] == said
+    status = (await service.ok("GET", "/v1/monitors/ml/churn"))["status"]
+    assert status["capture"]["passthrough"] == said
+
+    restarted = await start_service(token=ADMIN)  # the leader's reading is kept in the state
+    assert (await capture_of(restarted))["passthrough"] == said
+    await service.stop()
+
+    clock.advance(40 * 60)  # the first minute is out of the hour; the stretch goes on
+    await restarted.tick()
+    later = {"connections": {"h2c": 5, "websocket": 1}, "since": NOW - 20 * 60, "last": NOW - 60}
+    assert (await capture_of(restarted))["passthrough"] == later
+    clock.advance(HOUR)
+    await restarted.tick()
+    assert (await capture_of(restarted))["passthrough"] is None
+
+
+async def capture_of(service: Service) -> Any:
+    return (await service.ok("GET", "/v1/monitors/ml/churn/state"))["capture"]

@@ -99,6 +99,7 @@ def test_a_healthy_monitor() -> None:
         "FallbackActive": ("False", "ModelServing"),
         "TrafficBypass": ("False", "NoBypass"),
         "CaptureRefused": ("False", "Accepted"),
+        "CaptureIncomplete": ("False", "AllCaptured"),
         "Drift": ("Unknown", "NoReference"),
         "ReviewBudget": ("Unknown", "NoReview"),
         "Synced": ("True", "OperatorSyncing"),
@@ -127,6 +128,33 @@ def test_refused_capture_is_a_condition_and_one_warning_while_it_lasts() -> None
     assert mergepatch.diff(refused, again) == {"lastSyncTime": "2026-01-01T00:03:00Z"}
     over = status.compose(again, registered(capture=wire.CaptureState()), T0 + 600)
     assert conditions(over)["CaptureRefused"] == ("False", "Accepted")
+
+
+def test_connections_passed_through_are_a_condition_and_one_warning_while_they_go_on() -> None:
+    healthy = status.compose({}, registered(), T0)
+    passed = wire.Passthrough(connections={"h2c": 12, "websocket": 1}, since=T0, last=T0 + 60)
+    grpc = status.compose(
+        healthy, registered(capture=wire.CaptureState(passthrough=passed)), T0 + 120
+    )
+    jsonschema.validate(grpc, STATUS_SCHEMA)
+    condition = next(c for c in grpc["conditions"] if c["type"] == "CaptureIncomplete")
+    assert (condition["status"], condition["reason"]) == ("True", "PassedThrough")
+    assert condition["message"] == (
+        "13 connections went to the model uncaptured in the last hour: 12 h2c (HTTP/2 cleartext,"
+        " as gRPC speaks), 1 websocket (WebSocket); since 2026-01-01T00:00:00Z, the last at"
+        " 2026-01-01T00:01:00Z. The model answered their requests, but they are not monitored:"
+        " the sidecar captures HTTP/1.1 requests only"
+    )
+    assert status.events(healthy, grpc) == [
+        Event("Warning", "CaptureIncomplete", condition["message"])
+    ]
+    more = msgspec.structs.replace(passed, connections={"h2c": 40}, last=T0 + 120)
+    again = status.compose(grpc, registered(capture=wire.CaptureState(passthrough=more)), T0 + 180)
+    assert status.events(grpc, again) == []  # the message moved, not the condition
+    assert conditions(again)["CaptureIncomplete"] == ("True", "PassedThrough")
+    over = status.compose(again, registered(), T0 + 4000)
+    assert conditions(over)["CaptureIncomplete"] == ("False", "AllCaptured")
+    assert status.events(again, over) == []
 
 
 def summary(*features: str, drifted: bool = False, prediction: bool = False) -> wire.DriftSummary:

@@ -22,6 +22,8 @@ from truthloop.core.wire import SidecarMinute, SidecarMinutes
         "errors:model_timeout",
         "errors:a_reason_of_a_newer_sidecar2",
         "records_dropped:queue_full",
+        "passthrough:h2c",
+        "passthrough:websocket",
         "latency_le:0.0005",
         "latency_le:1.0",
         "latency_le:30.0",
@@ -43,6 +45,8 @@ def test_the_vocabulary_takes_its_keys(key: str) -> None:
         "errors:",
         "errors:Model",
         "errors:x" + "y" * 64,
+        "passthrough:",
+        "passthrough:H2C",
         "latency_le:1",
         "latency_le:0.003",
         "latency_le:inf",
@@ -135,6 +139,7 @@ def test_a_step_s_stats() -> None:
         "latency_le:+Inf": 100.0,
         "latency_sum": 3.0,
         "records_dropped:spool_full": 7.0,
+        "passthrough:h2c": 4.0,
     }
     found = stats(counts)
     assert found.requests == 100
@@ -147,6 +152,7 @@ def test_a_step_s_stats() -> None:
     assert found.latency.mean == pytest.approx(0.03)
     assert found.model_latency == sidecar_stats.Latency()
     assert found.records_dropped == {"spool_full": 7}
+    assert found.passthrough == {"h2c": 4}
 
 
 def test_no_requests_leave_the_rates_undefined_and_errors_alone_are_all_errors() -> None:

@@ -21,7 +21,12 @@ STATE = wire.MonitorState(
     fallback=wire.FallbackState(active=True, mode="auto", since=120.0, causes=CAUSES),
     alerts=(wire.AlertState("accuracy-low", "firing", 60.0, 0.62, 80),),
     external=("LatencyHigh",),
-    capture=wire.CaptureState(refused="unauthorized", since=30.0, last=90.0),
+    capture=wire.CaptureState(
+        refused="unauthorized",
+        since=30.0,
+        last=90.0,
+        passthrough=wire.Passthrough(connections={"h2c": 12}, since=0.0, last=60.0),
+    ),
     drift=wire.DriftSummary(
         status="ok",
         drifted=True,
@@ -69,7 +74,12 @@ def test_the_state_on_the_wire() -> None:
             {"name": "accuracy-low", "state": "firing", "since": 60.0, "value": 0.62, "samples": 80}
         ],
         "external": ["LatencyHigh"],
-        "capture": {"refused": "unauthorized", "since": 30.0, "last": 90.0},
+        "capture": {
+            "refused": "unauthorized",
+            "since": 30.0,
+            "last": 90.0,
+            "passthrough": {"connections": {"h2c": 12}, "since": 0.0, "last": 60.0},
+        },
         "drift": {
             "status": "ok",
             "drifted": True,

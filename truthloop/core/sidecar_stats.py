@@ -12,7 +12,9 @@ taken, so the keys are a fixed vocabulary:
   `LATENCY_BOUNDS` and `+Inf` (the proxy's histogram); `latency_sum`: their seconds;
 - `model_latency_le:<bound>`, `model_latency_sum`: the model's own time, the same way (shadow calls
   made while the fallback answered included);
-- `records_dropped:<reason>`: capture records the sidecar lost, by reason.
+- `records_dropped:<reason>`: capture records the sidecar lost, by reason;
+- `passthrough:<protocol>`: client connections the sidecar tunnelled to the model uncaptured, by
+  protocol (`h2c`: HTTP/2 cleartext, as gRPC speaks; `websocket`, `connect`, `other`).
 
 A reason is a short snake_case word, so a newer sidecar's new reason is taken; a bound is one of
 `LATENCY_BOUNDS`, so buckets of different pods always add up.
@@ -27,7 +29,7 @@ from collections.abc import Iterable, Mapping
 import msgspec
 
 from truthloop.core.records import Problems
-from truthloop.core.wire import SidecarMinutes
+from truthloop.core.wire import Passthrough, SidecarMinutes
 
 LATENCY_BOUNDS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -46,6 +48,7 @@ MAX_START = 2.0**40
 """Epoch seconds past any real minute."""
 
 REQUESTS, ERRORS, DROPPED = "requests:", "errors:", "records_dropped:"
+PASSTHROUGH = "passthrough:"
 LATENCY, MODEL_LATENCY = "latency", "model_latency"
 SERVED = ("model", "fallback")
 
@@ -71,7 +74,7 @@ def known(key: str) -> bool:
         return key in (f"{LATENCY}_sum", f"{MODEL_LATENCY}_sum")
     if kind == "requests":
         return rest in SERVED
-    if kind in ("errors", "records_dropped"):
+    if kind in ("errors", "records_dropped", "passthrough"):
         return _REASON.fullmatch(rest) is not None
     if kind in (f"{LATENCY}_le", f"{MODEL_LATENCY}_le"):
         return rest in _BOUNDS
@@ -102,7 +105,7 @@ def check(posted: SidecarMinutes) -> Problems:
                     f"{at}.counts.{shown}",
                     f"unknown key {shown!r}: expected requests:model, requests:fallback,"
                     " errors:<reason>, latency_le:<bound>, latency_sum, model_latency_le:<bound>,"
-                    " model_latency_sum or records_dropped:<reason>",
+                    " model_latency_sum, records_dropped:<reason> or passthrough:<protocol>",
                     "unknown_key",
                 )
             elif not 0 <= value < math.inf:
@@ -151,7 +154,8 @@ class Latency(msgspec.Struct, frozen=True, kw_only=True):
 
 class StepStats(msgspec.Struct, frozen=True, kw_only=True):
     """What a step's counters say: requests (by who answered), the model's errors by reason and
-    their rate, the fallback's share, latency to the client and the model's, records lost."""
+    their rate, the fallback's share, latency to the client and the model's, records lost,
+    connections passed through uncaptured."""
 
     requests: int = 0
     served_by: dict[str, int] = msgspec.field(default_factory=dict)
@@ -162,6 +166,31 @@ class StepStats(msgspec.Struct, frozen=True, kw_only=True):
     latency: Latency = msgspec.field(default_factory=Latency)
     model_latency: Latency = msgspec.field(default_factory=Latency)
     records_dropped: dict[str, int] = msgspec.field(default_factory=dict)
+    passthrough: dict[str, int] = msgspec.field(default_factory=dict)
+    """Client connections tunnelled to the model uncaptured, by protocol."""
+
+
+def passthrough(counts: Mapping[str, float]) -> dict[str, int]:
+    """The connections passed through uncaptured in summed counters, by protocol."""
+    return _by_reason(counts, PASSTHROUGH)
+
+
+def passed_through(
+    previous: Passthrough | None, minutes: Iterable[tuple[float, Mapping[str, float]]]
+) -> Passthrough | None:
+    """What the sidecars passed through uncaptured in `minutes` (an hour's, as (start, counters),
+    in time order), None if nothing; `since` is kept from `previous` while its last minute is
+    in them (no hour went by without one)."""
+    seen = [(start, by) for start, counts in minutes if (by := passthrough(counts))]
+    if not seen:
+        return None
+    first, last = seen[0][0], seen[-1][0]
+    connections: dict[str, int] = {}
+    for _, by in seen:
+        for protocol, n in by.items():
+            connections[protocol] = connections.get(protocol, 0) + n
+    since = previous.since if previous is not None and first <= previous.last else first
+    return Passthrough(connections=dict(sorted(connections.items())), since=since, last=last)
 
 
 def stats(counts: Mapping[str, float]) -> StepStats:
@@ -179,6 +208,7 @@ def stats(counts: Mapping[str, float]) -> StepStats:
         latency=_latency(counts, LATENCY),
         model_latency=_latency(counts, MODEL_LATENCY),
         records_dropped=_by_reason(counts, DROPPED),
+        passthrough=passthrough(counts),
     )
 
 

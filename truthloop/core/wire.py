@@ -150,13 +150,26 @@ class FallbackState(msgspec.Struct, frozen=True, kw_only=True):
         msgspec.structs.force_setattr(self, "reason", causes_text(self.causes))
 
 
+class Passthrough(msgspec.Struct, frozen=True, kw_only=True):
+    """Client connections the monitor's sidecars tunnelled to the model uncaptured in the last
+    hour (`connections`, by protocol: `h2c` is HTTP/2 cleartext, as gRPC speaks; `websocket`,
+    `connect`, `other`), since when they have (the first minute of a stretch without an hour
+    free of them), and the minute of the last."""
+
+    connections: dict[str, int]
+    since: float
+    last: float
+
+
 class CaptureState(msgspec.Struct, frozen=True, kw_only=True):
     """Whether the service refuses the monitor's sidecars' batches now (`refused`: the reason
-    code, `unauthorized`...), since when, and when it last did."""
+    code, `unauthorized`...), since when, and when it last did; and what the sidecars passed to
+    the model uncaptured lately (`passthrough`, None when nothing in the last hour)."""
 
     refused: str | None = None
     since: float | None = None
     last: float | None = None
+    passthrough: Passthrough | None = None
 
 
 MAX_DRIFTED = 100
@@ -229,7 +242,8 @@ class ReportLink(msgspec.Struct, frozen=True):
 
 class MonitorState(msgspec.Struct, frozen=True, kw_only=True):
     """What the long-poll answers. `version` moves whenever anything here but an alert's latest
-    `value`/`samples` or the refusal's `last` changes; `generation` is the spec's in force."""
+    `value`/`samples`, the refusal's `last` or `capture.passthrough` changes; `generation` is
+    the spec's in force."""
 
     monitor: str
     generation: int

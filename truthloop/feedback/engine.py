@@ -147,6 +147,11 @@ CAPTURE_REFUSED_EVERY = 60.0
 """Seconds between stored refreshes of a refusal that goes on (a refused POST is unauthenticated:
 it may cost the database one write a minute per registered monitor, never one per request)."""
 
+PASSTHROUGH_WINDOW = 3600.0
+"""Seconds of the sidecars' minutes the state's `capture.passthrough` counts (the last hour)."""
+PASSTHROUGH_EVERY = 60.0
+"""Seconds between the leader's reads of them (the sidecars post once a minute)."""
+
 FOLLOW_RETRY = 1.0
 """Seconds before rereading the store again after a failed reread (the database was away)."""
 
@@ -304,6 +309,11 @@ class _Runtime:
     """The model versions the leader has seen (`core.versions`), in the state."""
     report: wire.ReportLink | None = None
     """The newest report on an alert that fired (the leader's, built in the background)."""
+    passthrough: wire.Passthrough | None = None
+    """What the sidecars passed to the model uncaptured in the last hour, as the leader last
+    read their minutes (all replicas show it)."""
+    passthrough_read: float = 0.0
+    """When this replica, leading, last read them (not persisted: a new leader reads at once)."""
     """`registered` and its `design_basis`, computed once per spec (every ingest reads it)."""
 
     @property
@@ -327,6 +337,7 @@ class _Runtime:
         state[VERSIONS_KEY] = msgspec.to_builtins(self.seen)
         state[SEGMENTS_KEY] = msgspec.to_builtins(self.segments)
         state[REPORT_KEY] = msgspec.to_builtins(self.report)
+        state[PASSTHROUGH_KEY] = msgspec.to_builtins(self.passthrough)
         return (
             state,
             self.registered.monitor.generation,
@@ -344,6 +355,7 @@ class _Runtime:
         del state["clear_since"]
         state[REVIEW_KEY] = self.review and self.review.status  # not the design's numbers
         del state[SEGMENTS_KEY]  # the value sets concern the ingest, not the sidecars
+        del state[PASSTHROUGH_KEY]  # a count that moves each minute: shown, acted on by nobody
         for alert in state["alerts"]:  # which values breach, not in which order this tick
             alert["values"] = sorted(alert.get("values", ()))
         return (state, *rest, refused and (refused.reason, refused.since))
@@ -365,6 +377,8 @@ class _Runtime:
             state[SEGMENTS_KEY] = msgspec.to_builtins(self.segments)
         if self.report is not None:
             state[REPORT_KEY] = msgspec.to_builtins(self.report)
+        if self.passthrough is not None:
+            state[PASSTHROUGH_KEY] = msgspec.to_builtins(self.passthrough)
         return StoredState(self.version, state, tuple(sorted(self.external)), self.override)
 
 
@@ -479,6 +493,7 @@ class SegmentSets(msgspec.Struct, frozen=True, kw_only=True):
 
 SEGMENTS_KEY = "segments"
 REPORT_KEY = "report"
+PASSTHROUGH_KEY = "passthrough"
 """The newest report's link rides in the state object: a new one moves the state's version."""
 REPORTS_KEPT = 50
 """Reports a monitor keeps (the newest)."""
@@ -542,6 +557,7 @@ def _restore(registered: Registered, stored: StoredState | None) -> _Runtime:
         seen=_versions_seen(stored.state.get(VERSIONS_KEY)),
         segments=_kept(stored.state.get(SEGMENTS_KEY), SegmentSets),
         report=_kept(stored.state.get(REPORT_KEY), wire.ReportLink),
+        passthrough=_kept(stored.state.get(PASSTHROUGH_KEY), wire.Passthrough),
     )
 
 
@@ -657,6 +673,7 @@ class Engine:
         runtime.seen = theirs.seen
         runtime.segments = theirs.segments
         runtime.report = theirs.report
+        runtime.passthrough = theirs.passthrough
         key = runtime.registered.monitor.key
         snapshot = self.snapshots.get(key)
         if snapshot is not None:
@@ -1045,11 +1062,21 @@ class Engine:
 
     def _capture(self, runtime: _Runtime) -> wire.CaptureState:
         """Whether the monitor's capture is refused now (a refusal not renewed for
-        `CAPTURE_REFUSED_FOR` seconds is over: its sidecars got through, or are gone)."""
+        `CAPTURE_REFUSED_FOR` seconds is over: its sidecars got through, or are gone), and what
+        its sidecars passed through uncaptured in the last hour (as the leader last read it)."""
+        now = self.settings.clock()
+        passthrough = runtime.passthrough
+        if passthrough is not None and now - passthrough.last >= PASSTHROUGH_WINDOW + 60:
+            passthrough = None  # no leader read the minutes since the hour passed
         refused = runtime.refused
-        if refused is None or self.settings.clock() - refused.last >= CAPTURE_REFUSED_FOR:
-            return wire.CaptureState()
-        return wire.CaptureState(refused=refused.reason, since=refused.since, last=refused.last)
+        if refused is None or now - refused.last >= CAPTURE_REFUSED_FOR:
+            return wire.CaptureState(passthrough=passthrough)
+        return wire.CaptureState(
+            refused=refused.reason,
+            since=refused.since,
+            last=refused.last,
+            passthrough=passthrough,
+        )
 
     async def wait_state(self, key: str, since: int | None, wait: float) -> wire.MonitorState:
         """The state once its version differs from `since`, or after `wait` seconds."""
@@ -1319,6 +1346,7 @@ class Engine:
         runtime.seen = await self._versions_seen(runtime, evaluated, now)
         runtime.review = await self._review(runtime, now)
         runtime.segments = await self._choose_sets(runtime, model.samples if model else 0, now)
+        runtime.passthrough = await self._passthrough(runtime, now)
         runtime.drift = drift.summary(report or drift.no_reference())
         if runtime.drift.status == "no_reference":
             field, why = _why_no_reference(registered, runtime.history, now)
@@ -1364,6 +1392,16 @@ class Engine:
         spans = await self.store.version_spans(registered.id, span, only)
         found = {v: windows.bucket_start(spans[v].start) if v in spans else now for v in fresh}
         return versions.noted(runtime.seen, found)
+
+    async def _passthrough(self, runtime: _Runtime, now: float) -> wire.Passthrough | None:
+        """What the sidecars passed through uncaptured in the last hour, read from their minutes
+        once every `PASSTHROUGH_EVERY` seconds."""
+        if now - runtime.passthrough_read < PASSTHROUGH_EVERY:
+            return runtime.passthrough
+        span = windows.window(now, PASSTHROUGH_WINDOW)
+        minutes = await self.store.sidecar_minutes(runtime.registered.id, span, 1)
+        runtime.passthrough_read = now
+        return sidecar_stats.passed_through(runtime.passthrough, minutes)
 
     async def _review(self, runtime: _Runtime, now: float) -> ReviewKept | None:
         """The monitor's review design, fitted again to the last hour's traffic once a minute

@@ -4,9 +4,9 @@
 numbers, the first alert's metric as the METRIC column's text (its estimate, `accuracy≈0.91`,
 before the window has minSamples labels or for an alert on estimates), fallback, the window's drift,
 the review queue, injected pods, observedGeneration, lastSyncTime and conditions (Ready, SpecValid,
-Registered, PodsInjected, Breached, FallbackActive, TrafficBypass, CaptureRefused, Drift,
-ReviewBudget, Synced), each keeping
-its lastTransitionTime while its status holds. `lastSyncTime` is the one field that moves with the
+Registered, PodsInjected, Breached, FallbackActive, TrafficBypass, CaptureRefused,
+CaptureIncomplete, Drift, ReviewBudget, Synced), each keeping its lastTransitionTime while its
+status holds. `lastSyncTime` is the one field that moves with the
 clock alone: it is renewed with any other change, and otherwise once it is a status interval old,
 so a running operator writes an unchanged monitor about once per interval, and a stopped one
 leaves a time that visibly ages (the SYNCED column).
@@ -18,10 +18,11 @@ the operator patches only then.
 `events(old, new)` names the Events a change deserves: one per phase change (`FallbackEngaged`,
 `Degraded`, `Healthy`, `InvalidSpec`...), and Warnings when registration fails, pods stay without
 the sidecar, a Service bypasses it, the feedback service refuses the sidecars' capture, the
-inputs drift from the reference, or the review queue cannot keep its budget (and a Normal one when
-it can again) — each once per change of its condition, not per loop — a Normal `NewVersion`
-when the service has seen a model version for the first time, and a Normal `ReportReady` naming
-the report the service made on an alert that fired (`status.report` links the newest).
+sidecars pass connections through uncaptured (gRPC), the inputs drift from the reference, or the
+review queue cannot keep its budget (and a Normal one when it can again) — each once per change of
+its condition, not per loop — a Normal `NewVersion` when the service has seen a model version for
+the first time, and a Normal `ReportReady` naming the report the service made on an alert that
+fired (`status.report` links the newest).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ CONDITIONS = (
     "FallbackActive",
     "TrafficBypass",
     "CaptureRefused",
+    "CaptureIncomplete",
     "Drift",
     "ReviewBudget",
     "Synced",
@@ -220,6 +222,13 @@ def events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
         and _changed(before, after, "CaptureRefused")
     ):
         found.append(Event("Warning", "CaptureRefused", refused["message"]))
+    incomplete = after.get("CaptureIncomplete")
+    if (
+        incomplete is not None
+        and incomplete["status"] == "True"
+        and _changed(before, after, "CaptureIncomplete")
+    ):
+        found.append(Event("Warning", "CaptureIncomplete", incomplete["message"]))
     drift = after.get("Drift")
     if drift is not None and drift["status"] == "True" and _changed(before, after, "Drift"):
         found.append(Event("Warning", "DriftDetected", drift["message"]))
@@ -313,6 +322,7 @@ def _conditions(
         else:
             found["FallbackActive"] = ("False", "ModelServing", "the model answers every request")
     found["CaptureRefused"] = _capture(view)
+    found["CaptureIncomplete"] = _passthrough(view)
     found["Drift"] = _drift(view)
     found["ReviewBudget"] = _review(view)
     if obs.census is not None and obs.census.bypass:
@@ -347,6 +357,39 @@ def _capture(view: wire.MonitorStatus | None) -> tuple[str, str, str]:
         _camel(reason),
         f"the feedback service refuses the sidecars' records{since} ({why}); they are kept in"
         " each pod's spool and sent once it takes them",
+    )
+
+
+PROTOCOLS = {
+    "h2c": "HTTP/2 cleartext, as gRPC speaks",
+    "websocket": "WebSocket",
+    "connect": "CONNECT",
+    "other": "another Upgrade",
+}
+"""What each protocol of `wire.Passthrough` is, in the condition's words."""
+
+
+def _passthrough(view: wire.MonitorStatus | None) -> tuple[str, str, str]:
+    """Whether the sidecars passed connections to the model uncaptured in the last hour (gRPC
+    and other tunnels): their requests are served, not monitored."""
+    if view is None:
+        return ("Unknown", "NoData", "the monitor's state is not known yet")
+    passed = view.capture.passthrough
+    if passed is None:
+        return ("False", "AllCaptured", "no connection went to the model uncaptured in the last "
+                "hour")  # fmt: skip
+    total = sum(passed.connections.values())
+    kinds = ", ".join(
+        f"{n} {protocol} ({PROTOCOLS.get(protocol, protocol)})"
+        for protocol, n in passed.connections.items()
+    )
+    connections = "connection" if total == 1 else "connections"
+    return (
+        "True",
+        "PassedThrough",
+        f"{total} {connections} went to the model uncaptured in the last hour: {kinds}; since "
+        f"{_time(passed.since)}, the last at {_time(passed.last)}. The model answered their "
+        "requests, but they are not monitored: the sidecar captures HTTP/1.1 requests only",
     )
 
 

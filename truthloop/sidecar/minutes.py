@@ -1,11 +1,12 @@
 """The sidecar's minute counters, posted to the feedback service (`POST /v1/sidecar-stats`).
 
 Once a minute, on the wall clock's minute, `Minutes` reads what the sidecar counts anyway — the
-proxy's requests and model errors, its latency histograms, the shipper's dropped records, the
-numbers Prometheus scrapes — and posts what they grew by since its last look
-(`core.sidecar_stats` names the keys), with the minutes an earlier post could not deliver. The
-request path is not touched: nothing is counted twice, the counters are read once a minute by a
-task of its own, over a connection of its own (a long batch of records never holds it up).
+proxy's requests, model errors and connections passed through uncaptured, its latency
+histograms, the shipper's dropped records, the numbers Prometheus scrapes — and posts what they
+grew by since its last look (`core.sidecar_stats` names the keys), with the minutes an earlier
+post could not deliver. The request path is not touched: nothing is counted twice, the counters
+are read once a minute by a task of its own, over a connection of its own (a long batch of
+records never holds it up).
 
 Fail-open: the service only ever costs a counter. A minute waits for the next post while the
 service is away (unreachable, 408, 429, 5xx), at most `MAX_MINUTES` of them (older ones are
@@ -55,6 +56,8 @@ def read(proxy: ProxyStats, latency: Latency, shipper: Shipper) -> dict[str, flo
     counts = {sidecar_stats.REQUESTS + by: float(proxy.requests[by]) for by in sidecar_stats.SERVED}
     for reason, n in proxy.upstream_errors.items():
         counts[sidecar_stats.ERRORS + reason] = float(n)
+    for protocol, n in proxy.passthrough.items():
+        counts[sidecar_stats.PASSTHROUGH + protocol] = float(n)
     for reason, n in shipper.stats.dropped.items():
         counts[sidecar_stats.DROPPED + reason] = float(n)
     counts.update(latency.cumulative())
