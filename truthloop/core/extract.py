@@ -127,17 +127,18 @@ def extract(
     """The rows `capture` finds in one exchange, with the raw value of each of `segments`;
     bodies are decoded JSON or NOT_JSON."""
     reader = _SegmentReader(segments, request_headers) if segments else None
+    paths = _Paths()
     try:
         requests = _rows(protocols.request_rows(capture, request_body))
         if requests is None:
-            row = _row(capture, request_headers, request_body, response_body, None, reader)
+            row = _row(capture, request_headers, request_body, response_body, None, paths, reader)
             rows: tuple[Row, ...] = (row,)
         else:
             responses = _rows(protocols.response_rows(capture, response_body)) or []
             _same_length(capture, requests, responses)
-            entities = _entities(capture, request_headers, request_body, len(requests))
+            entities = _entities(capture, request_headers, request_body, len(requests), paths)
             rows = tuple(
-                _row(capture, request_headers, request, response, index, reader, entities)
+                _row(capture, request_headers, request, response, index, paths, reader, entities)
                 for index, (request, response) in enumerate(zip(requests, responses, strict=True))
             )
     except _Failed as failure:
@@ -169,7 +170,7 @@ def _same_length(capture: CaptureSpec, requests: list[Any], responses: list[Any]
 
 
 def _entities(
-    capture: CaptureSpec, headers: Headers, body: Any, count: int
+    capture: CaptureSpec, headers: Headers, body: Any, count: int, paths: _Paths
 ) -> list[str | None] | None:
     """The rows' entity IDs of a `perRow` entity (None for any other): the items of a
     comma-separated header, or of the array at a pointer into the whole request. A request
@@ -185,7 +186,7 @@ def _entities(
         where = f"in the {source.header} header"
     else:
         path = source.pointer or ""
-        value = _at(body, path, "entity", "", "request", optional=True)
+        value = _at(body, path, "entity", "", "request", paths, optional=True)
         if value is None:
             return [None] * count
         if not isinstance(value, list):
@@ -241,6 +242,7 @@ def _row(
     request: Any,
     response: Any,
     index: int | None,
+    paths: _Paths,
     reader: _SegmentReader | None = None,
     entities: list[str | None] | None = None,
 ) -> Row:
@@ -250,14 +252,15 @@ def _row(
         entity = entities[index]
     elif capture.entity_id is not None:
         entity = _entity(
-            _read(capture.entity_id, headers, request, "entity", where, optional=True), where
+            _read(capture.entity_id, headers, request, "entity", where, paths, optional=True),
+            where,
         )
     features = None
     if capture.features is not None:
         features = protocols.features(
-            capture, _read(capture.features, headers, request, "features", where)
+            capture, _read(capture.features, headers, request, "features", where, paths)
         )
-    prediction, score = _answer(capture, response, where)
+    prediction, score = _answer(capture, response, where, paths)
     found = None if reader is None else reader.values(request)
     return Row(entity, prediction, score, features, index, found)
 
@@ -266,17 +269,17 @@ def answer(capture: CaptureSpec, response_body: Any) -> Extraction:
     """The prediction and score of a single-row response alone, as one row without entity or
     features: what the sidecar reads before it sends the response (`core.abstain`)."""
     try:
-        prediction, score = _answer(capture, response_body, "")
+        prediction, score = _answer(capture, response_body, "", _Paths())
     except _Failed as failure:
         return Extraction(error=failure.reason, detail=failure.detail)
     return Extraction(rows=(Row(None, prediction, score),))
 
 
 def _answer(
-    capture: CaptureSpec, response: Any, where: str
+    capture: CaptureSpec, response: Any, where: str, paths: _Paths
 ) -> tuple[Any, float | dict[str, float] | None]:
     try:
-        prediction = _body_value(capture.prediction, response, "prediction", where)
+        prediction = _body_value(capture.prediction, response, "prediction", where, paths)
     except _Failed as failure:
         if failure.reason != "prediction_missing" or capture.protocol != "open-inference-v2":
             raise
@@ -284,7 +287,7 @@ def _answer(
         raise _Failed(failure.reason, f"{failure.detail}; the outputs are: {outputs}") from None
     score = None
     if capture.score is not None:
-        value = _body_value(capture.score, response, "score", where)
+        value = _body_value(capture.score, response, "score", where, paths)
         if isinstance(value, list) and capture.protocol != "custom":
             value = {str(i): item for i, item in enumerate(value)}
         score = _score(value, where)
@@ -292,7 +295,13 @@ def _answer(
 
 
 def _read(
-    source: Source, headers: Headers, body: Any, field: str, where: str, optional: bool = False
+    source: Source,
+    headers: Headers,
+    body: Any,
+    field: str,
+    where: str,
+    paths: _Paths,
+    optional: bool = False,
 ) -> Any:
     """A request-side value: from a header, or at a pointer into the request body. When there is
     none: None if `optional`, else a `<field>_missing` failure."""
@@ -303,23 +312,47 @@ def _read(
                 return None
             raise _Failed(f"{field}_missing", f"{where}no {source.header} header")
         return value
-    return _at(body, source.pointer or "", field, where, "request", optional)
+    return _at(body, source.pointer or "", field, where, "request", paths, optional)
 
 
-def _body_value(source: Source, body: Any, field: str, where: str) -> Any:
+def _body_value(source: Source, body: Any, field: str, where: str, paths: _Paths) -> Any:
     """A response-side value: only a pointer into the response body can hold one."""
     if source.pointer is None:
         raise _Failed("unsupported_source", f"{field} is read from the response body, not a header")
-    return _at(body, source.pointer, field, where, "response")
+    return _at(body, source.pointer, field, where, "response", paths)
 
 
-def _at(body: Any, path: str, field: str, where: str, side: str, optional: bool = False) -> Any:
+class _Paths:
+    """The capture's pointers, each parsed once per exchange (a batch reads them in every
+    row)."""
+
+    __slots__ = ("parsed",)
+
+    def __init__(self) -> None:
+        self.parsed: dict[str, tuple[str, ...]] = {}
+
+    def tokens(self, path: str, field: str) -> tuple[str, ...]:
+        found = self.parsed.get(path)
+        if found is None:
+            try:
+                found = self.parsed[path] = pointer.parse(path)
+            except pointer.PointerError as e:
+                raise _Failed("invalid_pointer", f"{field}: {e}") from e
+        return found
+
+
+def _at(
+    body: Any,
+    path: str,
+    field: str,
+    where: str,
+    side: str,
+    paths: _Paths,
+    optional: bool = False,
+) -> Any:
     if body is NOT_JSON:
         raise _Failed("not_json", f"the {side} body is not JSON")
-    try:
-        value = pointer.resolve(body, path)
-    except pointer.PointerError as e:
-        raise _Failed("invalid_pointer", f"{field}: {e}") from e
+    value = pointer.resolve(body, paths.tokens(path, field))
     if isinstance(value, pointer.Missing):
         if optional:
             return None

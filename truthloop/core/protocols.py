@@ -35,6 +35,7 @@ that is not one), `shape_mismatch` (data that does not fill its shape), `batch_l
 from __future__ import annotations
 
 import enum
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -51,6 +52,7 @@ class _Undecodable(enum.Enum):
 NOT_JSON: Final = _Undecodable.NOT_JSON
 """A body that is absent, empty or not JSON (what `core.extract.decode` returns for one)."""
 
+_CONTAINERS = frozenset((list, dict))
 _MOST = 2**64
 """More values than any body holds: a shape's size is multiplied out up to here."""
 _SHOWN_DIMS = 8
@@ -118,8 +120,8 @@ def features(capture: CaptureSpec, value: Any) -> Any:
         return value
     flat: dict[str, Any] = {}
     for name, item in value.items():
-        if isinstance(item, list) and not any(isinstance(x, list | dict) for x in item):
-            flat.update((f"{name}.{i}", x) for i, x in enumerate(item))
+        if type(item) is list and _CONTAINERS.isdisjoint(map(type, item)):
+            flat.update(zip(map(f"{name}.".__add__, map(str, range(len(item)))), item, strict=True))
         else:
             flat[name] = item
     return flat
@@ -134,7 +136,8 @@ def row(capture: CaptureSpec, stored: Any) -> Any:
     """The row `features` flattened into `stored`, as far as it can be told back: what a
     fallback rule reads, replayed on stored records (`core.rulehistory`). Keys `"0"` ..
     `"<k-1>"` in order are a list; of an open-inference-v2 row, `<tensor>.0` ..
-    `<tensor>.<k-1>` a vector. (A scalar row comes back as a list of one: both were `{"0": v}`.)"""
+    `<tensor>.<k-1>` of values that are not lists or objects a vector. (A scalar row comes back
+    as a list of one: both were `{"0": v}`.)"""
     if capture.protocol == "custom" or not isinstance(stored, dict):
         return stored
     if stored and all(key == str(i) for i, key in enumerate(stored)):
@@ -144,13 +147,15 @@ def row(capture: CaptureSpec, stored: Any) -> Any:
     found: dict[str, Any] = {}
     for key, value in stored.items():
         name, dot, index = key.rpartition(".")
-        vector = found.get(name) if dot else None
-        if dot and index == "0" and name not in found and name not in stored:
-            found[name] = _Vector([value])
-        elif isinstance(vector, _Vector) and index == str(len(vector)):
-            vector.append(value)
-        else:
-            found[key] = value
+        if dot and type(value) not in _CONTAINERS:
+            if index == "0" and name not in found and name not in stored:
+                found[name] = _Vector([value])
+                continue
+            vector = found.get(name)
+            if isinstance(vector, _Vector) and index == str(len(vector)):
+                vector.append(value)
+                continue
+        found[key] = value
     return {key: list(v) if isinstance(v, _Vector) else v for key, v in found.items()}
 
 
@@ -401,9 +406,16 @@ def _size(dims: list[int]) -> int | None:
 
 
 def _flatten(data: list[Any]) -> list[Any]:
-    """Nested lists' leaves in row-major order (walked with a stack, not recursion)."""
-    if not any(isinstance(item, list) for item in data):
-        return data
+    """Nested lists' leaves in row-major order: a level at a time while every item is a list
+    (nested data of a shape), else walked with a stack (not recursion)."""
+    while list in (kinds := set(map(type, data))):
+        if len(kinds) > 1:
+            return _walk(data)
+        data = list(itertools.chain.from_iterable(data))
+    return data
+
+
+def _walk(data: list[Any]) -> list[Any]:
     flat: list[Any] = []
     stack = [iter(data)]
     while stack:
