@@ -7,11 +7,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
-from tests.support.churn_model import MONITOR, Model
+from tests.support.churn_model import MONITOR
 from truthloop.sidecar import app as sidecar_app
 from truthloop.sidecar.app import AdminSettings, Sidecar, SidecarSettings
 from truthloop.sidecar.backoff import BackoffSettings
@@ -22,8 +22,15 @@ from truthloop.sidecar.shipper import ShipperSettings
 FAST = BackoffSettings(base=0.02, cap=0.2)
 
 
+class Served(Protocol):
+    """A model server listening on 127.0.0.1 (the churn `Model`, or one speaking a protocol)."""
+
+    @property
+    def port(self) -> int: ...
+
+
 def settings(
-    model: Model,
+    model: Served,
     feedback_url: str,
     spool_dir: Path,
     *,

@@ -67,7 +67,7 @@ class SidecarTap:
     def local_response(
         self, method: str, path: str, headers: Headers, body: bytes
     ) -> LocalResponse | None:
-        return self._fallback.respond(headers, body)
+        return self._fallback.respond(path, headers, body)
 
     @property
     def wants_verdict(self) -> bool:
