@@ -22,10 +22,15 @@ MAX_TOKEN_LENGTH = 512
 """Longest bearer token looked at (a minted one is 43 characters): hashing stays bounded."""
 
 SCOPED_WRITES = frozenset(
-    {("POST", "/v1/predictions"), ("POST", "/v1/feedback"), ("POST", "/v1/sidecar-stats")}
+    {
+        ("POST", "/v1/predictions"),
+        ("POST", "/v1/feedback"),
+        ("POST", "/v1/sidecar-stats"),
+        ("POST", "/v1/cloudevents"),
+    }
 )
-"""The writes a namespace token may make (capture, actuals, a sidecar's minute counters), each
-item of its own namespace."""
+"""The writes a namespace token may make (capture, actuals, a sidecar's minute counters, KServe's
+logged events), each item of its own namespace."""
 REVIEW = "/v1/monitors/{namespace}/{name}/review"
 LEASING_READS = frozenset(
     (method, route) for method in ("GET", "HEAD") for route in (REVIEW, REVIEW + "/export")

@@ -21,6 +21,7 @@ import msgspec
 from aiohttp import web
 
 from truthloop.core import (
+    cloudevents,
     compare,
     dataset,
     drift,
@@ -48,7 +49,7 @@ from truthloop.core.spec import (
     format_time,
     is_namespace,
 )
-from truthloop.feedback import backtests, bodies
+from truthloop.feedback import backtests, bodies, refusals
 from truthloop.feedback.engine import (
     REPORTS_KEPT,
     DatasetAsk,
@@ -242,6 +243,80 @@ def ingest_view(result: IngestResult) -> dict[str, Any]:
     if truncated:
         answer["warnings_truncated"] = truncated
     return answer
+
+
+async def post_cloudevents(request: web.Request) -> web.Response:
+    """One half of an inference as KServe's payload logger sends it (binary mode, or a
+    structured event), for the monitor `?monitor=namespace/name` names, else the one named
+    after the event's InferenceService (`ce-namespace`/`ce-inferenceservicename`); `?version=`
+    names the model version of its records. Answered 200 whatever became of it (KServe's
+    logger takes any other 2xx for an error in its log)."""
+    settings = request.app[SETTINGS]
+    data = await bodies.payload(request, settings.cloudevents.max_event_bytes)
+    max_id = settings.limits.max_id_length
+    if request.content_type == cloudevents.BATCH:
+        raise UnsupportedMediaType(
+            "batched CloudEvents are not accepted",
+            [detail("Content-Type", "one event a request, binary or structured", "unsupported")],
+        )
+    try:
+        if request.content_type == cloudevents.STRUCTURED:
+            event = cloudevents.structured(data, max_id)
+        else:
+            event = cloudevents.parse(request.headers, data, max_id)
+    except cloudevents.EventError as e:
+        details = [detail(e.field, e.message, e.reason)]
+        raise BadRequest("not a CloudEvent of an inference", details) from None
+    key, named = _event_monitor(request, event)
+    version = _version(request)
+    try:
+        found = await request.app[ENGINE].cloudevent(event, key, version, request[SCOPE])
+    except refusals.UnknownMonitor:
+        how = "?monitor= names" if named else "the event's InferenceService names"
+        raise NotFound(
+            f"no monitor {key} is registered",
+            [detail("monitor", f"{key}, which {how}, is not registered", "unknown_monitor")],
+        ) from None
+    answer: dict[str, Any] = {
+        "id": event.id,
+        "half": event.half,
+        "monitor": key,
+        "outcome": found.outcome,
+    }
+    if found.ingested is not None:
+        answer.update(ingest_view(found.ingested))
+    return json(answer)
+
+
+MONITOR_KEY = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?")
+"""A monitor's `namespace/name` (Kubernetes names), as `?monitor=` gives it."""
+
+
+def _event_monitor(request: web.Request, event: cloudevents.Event) -> tuple[str, bool]:
+    """The monitor an event is for, and whether `?monitor=` named it (else the event's
+    `namespace/inferenceservicename`)."""
+    named = bodies.query(request, "monitor", _monitor_key, None, "a monitor as namespace/name")
+    if named is not None:
+        return named, True
+    if not event.namespace or not event.inference_service:
+        raise BadRequest(
+            "which monitor is this event for?",
+            [
+                detail(
+                    "monitor",
+                    "name it in the URL (?monitor=namespace/name), or send ce-namespace and"
+                    " ce-inferenceservicename (a monitor named after the InferenceService)",
+                    "missing",
+                )
+            ],
+        )
+    return f"{event.namespace}/{event.inference_service}", False
+
+
+def _monitor_key(text: str) -> str:
+    if not MONITOR_KEY.fullmatch(text):
+        raise ValueError(text)
+    return text
 
 
 async def post_sidecar_stats(request: web.Request) -> web.Response:
@@ -1347,6 +1422,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/v1/predictions", post_predictions),
         web.post("/v1/feedback", post_feedback),
         web.post("/v1/sidecar-stats", post_sidecar_stats),
+        web.post("/v1/cloudevents", post_cloudevents),
         web.post("/v1/alertmanager", post_alertmanager),
         web.put("/v1/tokens/{namespace}", put_token),
     ]

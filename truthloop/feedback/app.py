@@ -10,6 +10,7 @@ head too long, a content coding it cannot decode) are answered in the same JSON 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -82,7 +83,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 def _auth(token: str | None) -> Middleware:
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """With an admin token configured, every write needs `Authorization: Bearer <token>`:
+        """With an admin token configured, every write needs `Authorization: Bearer <token>`
+        (KServe's logger: Basic credentials, `_token`):
         the admin token, or a registered namespace token where its scope allows
         (`core.scopes`: capture, feedback, reference uploads, the review queue and backtests of its
         namespace's monitors, else 403). Reads need none, but those that lease review items.
@@ -97,9 +99,9 @@ def _auth(token: str | None) -> Middleware:
         if token is None or not scopes.needs_token(request.method, route):
             request[api.SCOPE] = scopes.ADMIN
             return await handler(request)
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         engine = request.app[api.ENGINE]
-        scope = await engine.scope(given.strip()) if scheme.lower() == "bearer" else None
+        given = _token(request)
+        scope = None if given is None else await engine.scope(given)
         if scope is None:
             monitor = request.headers.get(MONITOR_HEADER)
             if monitor is not None and request.path == PREDICTIONS_PATH:
@@ -116,6 +118,23 @@ def _auth(token: str | None) -> Middleware:
         return await handler(request)
 
     return auth
+
+
+CLOUDEVENTS_PATH = "/v1/cloudevents"
+
+
+def _token(request: web.Request) -> str | None:
+    """The request's token: `Authorization: Bearer <token>`, or on `POST /v1/cloudevents` also
+    Basic credentials whose password is the token. KServe's logger sends no header of its own
+    choosing, but Go's HTTP client sends the user and password of its URL as Basic credentials
+    (`http://truthloop:<token>@truthloop-feedback...`)."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return given.strip()
+    if scheme.lower() == "basic" and request.path == CLOUDEVENTS_PATH:
+        with contextlib.suppress(ValueError):
+            return base64.b64decode(given.strip(), validate=True).decode().partition(":")[2]
+    return None
 
 
 _PROTOCOL_ERRORS: tuple[tuple[type[Exception], str, Reason], ...] = (

@@ -51,6 +51,11 @@ def _accept(request: web.Request, accepted: frozenset[str]) -> str:
             f"content type {request.content_type!r} is not accepted here",
             [detail("Content-Type", f"expected {' or '.join(sorted(accepted))}", "unsupported")],
         )
+    return _coding(request)
+
+
+def _coding(request: web.Request) -> str:
+    """The body's content coding, once it is one aiohttp decodes."""
     coding = request.headers.get("Content-Encoding", "").strip().lower()
     if coding not in CODINGS:
         raise UnsupportedEncoding(
@@ -58,6 +63,29 @@ def _accept(request: web.Request, accepted: frozenset[str]) -> str:
             [detail("Content-Encoding", "expected gzip, deflate or none", "unsupported")],
         )
     return coding
+
+
+async def payload(request: web.Request, limit: int) -> bytes:
+    """A body of any content type (a CloudEvent's data is in its sender's), decoded, at most
+    `limit` bytes (413 past it, whatever the app's `client_max_size`); it may be empty."""
+    coding = _coding(request)
+    too_large = PayloadTooLarge(
+        "request body too large",
+        [detail("body", f"exceeds the limit of {limit} bytes", "too_large")],
+    )
+    if request.content_length is not None and request.content_length > limit and not coding:
+        raise too_large
+    size = 0
+    parts = []
+    try:
+        async for data in request.content.iter_any():
+            size += len(data)
+            if size > limit:
+                raise too_large
+            parts.append(data)
+    except web.RequestPayloadError as e:
+        raise _unreceived(e, coding) from e
+    return b"".join(parts)
 
 
 def stream(

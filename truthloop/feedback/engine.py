@@ -67,7 +67,9 @@ import msgspec
 
 from truthloop.core import (
     alerts,
+    capture,
     chunks,
+    cloudevents,
     drift,
     estimate,
     evaluation,
@@ -599,6 +601,9 @@ class Engine:
         """Reports on alerts that fired being built, by monitor (each waits for the one before)."""
         self.reports_failed: dict[str, int] = {}
         """Reports that could not be built or stored since start, per monitor."""
+        self.cloudevents_refused: dict[tuple[str, str], int] = {}
+        """CloudEvents refused since start, per (monitor, reason): `too_many_waiting`, or the
+        `core.extract` reason of a pair the capture spec found no record in."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -927,6 +932,54 @@ class Engine:
             await self.store.add_sidecar_minutes(registered.id, minutes)
         return len(posted.minutes)
 
+    async def cloudevent(
+        self,
+        event: cloudevents.Event,
+        key: str,
+        version: str | None = None,
+        scope: scopes.Scope = scopes.ADMIN,
+    ) -> CloudEventResult:
+        """One half of an inference KServe's logger sent, for monitor `key`: kept until its
+        other half comes (to any replica: the store pairs them), then both read with the
+        monitor's capture spec into records, stored as `ingest` stores a sidecar's. A pair the
+        monitor samples out is never stored; `version` is the model version the logger URL
+        names, if any (`cloudevents.model_version`)."""
+        foreign = scopes.foreign_items(scope, [key], [None])
+        if foreign:
+            raise refusals.OutOfScope("records", scope.namespace or "", foreign)
+        monitor = (await self.lookup(key)).monitor
+        if not capture.sampled(event.id, monitor.spec.capture.sample_rate):
+            return CloudEventResult("sampled_out")
+        now = self.settings.clock()
+        limits = self.settings.cloudevents
+        stored = await self.store.put_half(
+            self.registered(key).id,
+            event.id,
+            event.half,
+            cloudevents.encode_half(cloudevents.Half.of(event, now)),
+            now,
+            limits.max_waiting,
+        )
+        if stored.outcome == "full":
+            self._count_cloudevent(key, "too_many_waiting")
+            raise refusals.TooManyWaiting(key, limits.max_waiting)
+        if stored.request is None or stored.response is None:
+            return CloudEventResult(stored.outcome)
+        found = cloudevents.capture_records(
+            monitor,
+            event.id,
+            cloudevents.decode_half(stored.request),
+            cloudevents.decode_half(stored.response),
+            version,
+        )
+        if isinstance(found, cloudevents.NotCaptured):
+            self._count_cloudevent(key, found.reason)
+            raise refusals.NotCaptured(key, found.reason, found.detail)
+        return CloudEventResult("paired", await self.ingest(_encode(found), scope=scope))
+
+    def _count_cloudevent(self, key: str, reason: str) -> None:
+        self.cloudevents_refused[key, reason] = self.cloudevents_refused.get((key, reason), 0) + 1
+
     def _unknown(self, parsed: records.Parsed[Any]) -> bool:
         """Whether a refusal names a monitor this replica does not know and another may have
         registered a moment ago (a store several replicas share)."""
@@ -1150,6 +1203,11 @@ class Engine:
                 registered.id, now - engine.retention, engine.delete_chunk
             )
             self._build_history_when_due(runtime, now)
+        unpaired = await self.store.expire_halves(
+            now - self.settings.cloudevents.pair_window, engine.delete_chunk
+        )
+        if unpaired:
+            log.info("CloudEvents expired unpaired", extra={"unpaired": unpaired})
         await self.store.purge_deleted(now - engine.delete_grace, engine.delete_chunk)
 
     async def _evaluate(
@@ -2145,6 +2203,16 @@ class DatasetAsk:
 
 NO_QUEUE = QueueStats(depth=0, leased=0, oldest=None, expired=0)
 """The queue of a monitor the store has no item of."""
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEventResult:
+    """What became of a CloudEvent half: `waiting` for its other half, a `duplicate` of one
+    stored before, `sampled_out` by the monitor's `sampleRate`, or `paired` and its records
+    stored (`ingested`)."""
+
+    outcome: str
+    ingested: IngestResult | None = None
 
 
 @dataclass(frozen=True, slots=True)

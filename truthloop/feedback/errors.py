@@ -145,6 +145,23 @@ def refused(refusal: refusals.Refused) -> ClientError:
                     )
                 ],
             )
+        case refusals.TooManyWaiting(key=key, limit=limit):
+            return TooManyRequests(
+                f"monitor {key} has too many CloudEvents waiting for their other half",
+                [
+                    detail(
+                        "monitor",
+                        f"{key} keeps at most {limit} halves waiting; a new event is refused"
+                        " until some pair or expire",
+                        "too_many_waiting",
+                    )
+                ],
+            )
+        case refusals.NotCaptured(key=key, reason=reason, detail=where):
+            return BadRequest(
+                f"monitor {key}'s capture spec finds no record in the event's pair",
+                [detail("data", f"{reason}: {where or 'see spec.capture'}", "not_captured")],
+            )
         case refusals.SeriesTooLong(points=points, limit=limit):
             return BadRequest(
                 f"a series of {points} points is too long",

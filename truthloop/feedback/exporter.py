@@ -42,6 +42,12 @@ replica started (`reason="unknown_segment"`: a segment the monitor no longer dec
 records of a sidecar that captured under an older spec), in memory like the rejected actuals.
 `truthloop_report_failures_total`: reports on alerts that fired that this replica could not make
 since it started (docs/reports.md), in memory too.
+
+KServe's payload logger (`POST /v1/cloudevents`): `truthloop_cloudevents_unpaired_total{reason}`,
+halves that expired alone (`no_response`, `no_request`), from the lifetime totals like the
+actuals' outcomes; `truthloop_cloudevents_refused_total{reason}`, events this replica refused
+since it started (`too_many_waiting`, or `core.extract`'s reason for a pair the capture spec
+found nothing in: a fixed set), in memory.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ from truthloop.core.profile import MAX_FEATURES
 from truthloop.core.records import Reason
 from truthloop.core.wire import ReviewSummary
 from truthloop.feedback.engine import OUTCOMES, Engine
+from truthloop.feedback.store.codec import UNPAIRED_KEYS
 
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 IGNORED_REASONS: tuple[Reason, ...] = ("unknown_segment",)
@@ -106,6 +113,18 @@ class FeedbackCollector(Collector):
             "truthloop_report_failures",
             "Reports on alerts that fired that could not be made (logged) since start.",
             labels=MONITOR_LABELS,
+        )
+        unpaired = CounterMetricFamily(
+            "truthloop_cloudevents_unpaired",
+            "CloudEvents halves (KServe's payload logger) that expired without their other"
+            " half: no_response (the model did not answer 200), no_request.",
+            labels=[*MONITOR_LABELS, "reason"],
+        )
+        events_refused = CounterMetricFamily(
+            "truthloop_cloudevents_refused",
+            "CloudEvents refused since start: too_many_waiting, or the capture spec's reason"
+            " for a pair it found no record in.",
+            labels=[*MONITOR_LABELS, "reason"],
         )
         confusion = CounterMetricFamily(
             "truthloop_confusion", "Binary confusion cells.", labels=[*GROUP_LABELS, "cell"]
@@ -168,7 +187,13 @@ class FeedbackCollector(Collector):
                     for cell in metrics.CONFUSION_CELLS:
                         confusion.add_metric([*group, cell], label_counters.get(cell, 0.0))
             actuals.add_metric([*base, "rejected"], self.engine.rejected.get(monitor.key, 0))
+            general = snapshot.totals.get(("", ""), {})
+            for key in UNPAIRED_KEYS.values():
+                unpaired.add_metric([*base, key.rpartition("/")[2]], general.get(key, 0.0))
             report_failures.add_metric(base, self.engine.reports_failed.get(monitor.key, 0))
+            for (key, reason), n in sorted(self.engine.cloudevents_refused.items()):
+                if key == monitor.key:
+                    events_refused.add_metric([*base, reason], n)
             for reason in IGNORED_REASONS:
                 ignored.add_metric(
                     [*base, reason], self.engine.ignored.get((monitor.key, reason), 0)
@@ -227,6 +252,8 @@ class FeedbackCollector(Collector):
             actuals,
             ignored,
             report_failures,
+            unpaired,
+            events_refused,
             confusion,
             metric,
             samples,

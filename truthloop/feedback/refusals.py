@@ -88,3 +88,24 @@ class NoReview(Refused, LookupError):
     def __init__(self, key: str) -> None:
         super().__init__(key)
         self.key = key
+
+
+class TooManyWaiting(Refused, OverflowError):
+    """A new CloudEvent of a monitor that has `limit` halves waiting for their other half
+    already (`too_many_waiting`): nothing was stored."""
+
+    def __init__(self, key: str, limit: int) -> None:
+        super().__init__(key, limit)
+        self.key = key
+        self.limit = limit
+
+
+class NotCaptured(Refused, ValueError):
+    """A paired CloudEvent in which the monitor's capture spec finds no record (`not_captured`):
+    `reason` and `detail` are `core.extract`'s."""
+
+    def __init__(self, key: str, reason: str, detail: str | None) -> None:
+        super().__init__(key, reason)
+        self.key = key
+        self.reason = reason
+        self.detail = detail

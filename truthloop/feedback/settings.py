@@ -64,6 +64,22 @@ class EngineSettings:
     changed."""
 
 
+@dataclass(frozen=True, slots=True)
+class CloudEventSettings:
+    """`POST /v1/cloudevents`: KServe's payload logger as a source (docs/kserve-logger.md)."""
+
+    max_event_bytes: int = 1024 * 1024
+    """Largest event body: a half waits in the store with it, so this and `max_waiting` bound
+    what one monitor's waiting halves hold."""
+    max_waiting: int = 10_000
+    """Most halves of one monitor waiting for their other half; a new event beyond is refused
+    (429) until some pair or expire."""
+    pair_window: float = 600.0
+    """Seconds an event's first half waits for the other (a model slower than this loses the
+    pair, counted as unpaired); the event's id is remembered as long, so a half delivered
+    again within it is a duplicate."""
+
+
 DEFAULT_STORE = "sqlite://truthloop-feedback.db"
 
 
@@ -80,6 +96,7 @@ class Settings:
     engine: EngineSettings = field(default_factory=EngineSettings)
     limits: Limits = field(default_factory=Limits)
     """What clients may send; `limits.max_age` follows `engine.retention` (see `make`)."""
+    cloudevents: CloudEventSettings = field(default_factory=CloudEventSettings)
 
 
 def make(
@@ -91,6 +108,7 @@ def make(
     http: HttpSettings | None = None,
     engine: EngineSettings | None = None,
     limits: Limits | None = None,
+    cloudevents: CloudEventSettings | None = None,
 ) -> Settings:
     """Settings whose parts agree: predictions older than the retention are refused on arrival."""
     return Settings(
@@ -100,4 +118,5 @@ def make(
         http=http or HttpSettings(),
         engine=replace(engine or EngineSettings(), retention=retention),
         limits=replace(limits or Limits(), max_age=retention),
+        cloudevents=cloudevents or CloudEventSettings(),
     )

@@ -29,6 +29,7 @@ from truthloop.core.spec import Monitor, parse_monitor
 from truthloop.core.windows import BucketRange, Steps
 from truthloop.feedback.store.interface import (
     DatasetQuery,
+    HalfStored,
     QueueStats,
     Registered,
     ReviewItem,
@@ -79,6 +80,7 @@ PURGED_TABLES = (
     "sidecar_minutes",
     "transitions",
     "reports",
+    "event_halves",
 )
 """The tables of both stores whose rows a purged monitor's id deletes, beside its predictions and
 aggregate tables (each store's own); a new table of a monitor's rows belongs here."""
@@ -151,6 +153,83 @@ tick), for the timeline and the fallback's periods; `reports`, one per alert tha
 (`summary` the listing's JSON, `document` the whole report's JSON, `html` the self-contained
 page); `sidecar_minutes`, the sidecars' own request counters and latency histogram per minute
 bucket, summed over pods (`key` as `wire.SidecarMinute.counts` names them)."""
+
+EVENT_HALVES_TABLE = """
+CREATE TABLE event_halves (
+    monitor_id integer NOT NULL,
+    event_id text NOT NULL,
+    received double precision NOT NULL,
+    halves integer NOT NULL,
+    request text,
+    response text,
+    paired double precision,
+    PRIMARY KEY (monitor_id, event_id)
+);
+CREATE INDEX event_halves_waiting ON event_halves (monitor_id) WHERE paired IS NULL;
+CREATE INDEX event_halves_received ON event_halves (received);
+"""
+"""CloudEvents waiting for their other half (a migration of both stores): one row per event id
+of a monitor, `halves` the bits of the halves seen (`HALF_BITS`), `request`/`response` each
+half's `cloudevents.Half` JSON until the pair is taken (`paired` then says when, and the row
+stays, without them, until it expires: a half delivered again is known as a duplicate).
+`received` is the first half's arrival, from which the row expires."""
+HALF_BITS = {"request": 1, "response": 2}
+BOTH_HALVES = 3
+ADD_HALF = {
+    half: (
+        f"INSERT INTO event_halves (monitor_id, event_id, received, halves, {half})"
+        " SELECT {0}, {1}, {2}, {3}, {4} WHERE (SELECT count(*) FROM (SELECT 1 FROM event_halves"
+        " WHERE monitor_id = {0} AND paired IS NULL LIMIT {5}) AS waiting) < {5}"
+        " ON CONFLICT (monitor_id, event_id) DO NOTHING RETURNING halves"
+    )
+    for half in HALF_BITS
+}
+"""The first half of event {1} of monitor {0} (arrived at {2}, bit {3}, `Half` JSON {4}),
+unless the monitor has {5} halves waiting already; a row only when it is new."""
+FILL_HALF = {
+    half: (
+        f"UPDATE event_halves SET {half} = CASE WHEN paired IS NULL THEN {{2}} END,"
+        " halves = halves | {3} WHERE monitor_id = {0} AND event_id = {1}"
+        " RETURNING halves, request, response, paired"
+    )
+    for half in HALF_BITS
+}
+"""A half of an event already known (its other half's, or this one again): the row after it,
+for `half_stored`; none when the event is not known (the insert found the monitor full)."""
+TAKE_PAIR = (
+    "UPDATE event_halves SET request = NULL, response = NULL, paired = {2}"
+    " WHERE monitor_id = {0} AND event_id = {1}"
+)
+EXPIRE_HALVES = (
+    "DELETE FROM event_halves WHERE (monitor_id, event_id) IN (SELECT monitor_id, event_id"
+    " FROM event_halves WHERE received < {0} LIMIT {1}) RETURNING monitor_id, halves, paired"
+)
+"""Delete up to {1} events first seen before {0}, paired or not (`unpaired` counts those not)."""
+UNPAIRED_KEYS = {1: "@cloudevents_unpaired/no_response", 2: "@cloudevents_unpaired/no_request"}
+"""The lifetime totals (version and served_by "") counting the halves that expired alone: a
+request whose response never came (the model did not answer 200), or a response alone."""
+
+
+def half_stored(row: Any) -> HalfStored:
+    """What `FILL_HALF`'s row says of the half just stored (None: the monitor is full)."""
+    if row is None:
+        return HalfStored("full")
+    halves, request, response, paired = row
+    if paired is not None or halves != BOTH_HALVES or request is None or response is None:
+        return HalfStored("duplicate")
+    return HalfStored("paired", request, response)
+
+
+def unpaired(rows: Iterable[Any]) -> dict[int, dict[str, float]]:
+    """`EXPIRE_HALVES`' rows: per monitor id, the `UNPAIRED_KEYS` totals they add."""
+    found: dict[int, dict[str, float]] = {}
+    for monitor_id, halves, paired in rows:
+        if paired is None:
+            counts = found.setdefault(monitor_id, {})
+            key = UNPAIRED_KEYS[halves]
+            counts[key] = counts.get(key, 0.0) + 1.0
+    return found
+
 
 ADD_TRANSITION = (
     "INSERT INTO transitions (monitor_id, at, seq, kind, alert, reason, previous, current)"

@@ -198,6 +198,17 @@ class IngestResult:
 
 
 @dataclass(frozen=True, slots=True)
+class HalfStored:
+    """What became of a CloudEvent half (`Store.put_half`): it waits for its other half, it was
+    stored before (`duplicate`), it completes a pair (`paired`, with both halves' JSON), or the
+    monitor has too many halves waiting to keep another (`full`, nothing stored)."""
+
+    outcome: Literal["waiting", "duplicate", "paired", "full"]
+    request: str | None = None
+    response: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FeedbackResult:
     matched: int
     pending: int
@@ -478,6 +489,30 @@ class Store(abc.ABC):
     async def delete_predictions(self, monitor_id: int, before: float, limit: int) -> int:
         """Delete up to `limit` raw records older than `before` (aggregates stay), and the
         review items of those gone."""
+
+    # -- CloudEvents waiting for their other half -----------------------------------------------
+
+    @abc.abstractmethod
+    async def put_half(
+        self,
+        monitor_id: int,
+        event_id: str,
+        half: Literal["request", "response"],
+        payload: str,
+        now: float,
+        limit: int,
+    ) -> HalfStored:
+        """Keep one half of event `event_id` (its `cloudevents.Half` JSON) until its other half
+        comes; when that is here already, take the pair (once, whichever process the halves
+        came to: the row is locked while it is taken). A new event is refused (`full`) while the
+        monitor has `limit` halves waiting; a half stored before is a `duplicate`, also once its
+        pair was taken, until the event expires."""
+
+    @abc.abstractmethod
+    async def expire_halves(self, before: float, limit: int) -> dict[int, int]:
+        """Delete up to `limit` events first seen before `before`; those that never paired add
+        to their monitor's lifetime totals (`codec.UNPAIRED_KEYS`). How many never paired, per
+        monitor id."""
 
     # -- the sidecars' minutes -----------------------------------------------------------------
 

@@ -24,7 +24,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from truthloop.core import (
     alerts,
@@ -57,6 +57,7 @@ from truthloop.feedback.store.interface import (
     DatasetQuery,
     FeedbackResult,
     Groups,
+    HalfStored,
     IngestResult,
     LabelsRejected,
     MonitorsGone,
@@ -199,6 +200,8 @@ CREATE TABLE seg_{level} (
     ),
     # 7: the alert machine's transitions, the alert reports, the sidecars' minute counters
     codec.HISTORY_TABLES.format(id="INTEGER PRIMARY KEY AUTOINCREMENT", bucket="INTEGER"),
+    # 8: CloudEvents waiting for their other half (KServe's payload logger)
+    codec.EVENT_HALVES_TABLE,
 )
 """Schema steps, applied at `open` each once, in order; `PRAGMA user_version` counts them."""
 
@@ -634,6 +637,41 @@ class SQLiteStore(Store):
         ).rowcount
         conn.execute(_UNQUEUE_GONE, (monitor_id, before))
         return deleted
+
+    # -- CloudEvents waiting for their other half -----------------------------------------------
+
+    async def put_half(
+        self,
+        monitor_id: int,
+        event_id: str,
+        half: Literal["request", "response"],
+        payload: str,
+        now: float,
+        limit: int,
+    ) -> HalfStored:
+        bit = codec.HALF_BITS[half]
+
+        def put(conn: sqlite3.Connection) -> HalfStored:
+            values = (monitor_id, event_id, now, bit, payload, limit)
+            if conn.execute(_ADD_HALF[half], values).fetchone() is not None:
+                return HalfStored("waiting")
+            row = conn.execute(_FILL_HALF[half], (monitor_id, event_id, payload, bit)).fetchone()
+            stored = codec.half_stored(row)
+            if stored.outcome == "paired":
+                conn.execute(_TAKE_PAIR, (monitor_id, event_id, now))
+            return stored
+
+        return await self._tx(put)
+
+    async def expire_halves(self, before: float, limit: int) -> dict[int, int]:
+        def expire(conn: sqlite3.Connection) -> dict[int, int]:
+            found = codec.unpaired(conn.execute(_EXPIRE_HALVES, (before, limit)).fetchall())
+            _write_totals(
+                conn, [(mid, "", "", k, n) for mid, c in found.items() for k, n in c.items()]
+            )
+            return {mid: int(sum(counts.values())) for mid, counts in found.items()}
+
+        return await self._tx(expire)
 
     # -- the sidecars' minutes -----------------------------------------------------------------
 
@@ -1112,6 +1150,11 @@ def _write_labels(
         conn.executemany(_SET_LABEL + " WHERE id = ?", one_by_one)
 
 
+_MARKERS = tuple(f"?{n}" for n in range(1, 7))
+_ADD_HALF = {half: text.format(*_MARKERS) for half, text in codec.ADD_HALF.items()}
+_FILL_HALF = {half: text.format(*_MARKERS) for half, text in codec.FILL_HALF.items()}
+_TAKE_PAIR = codec.TAKE_PAIR.format(*_MARKERS)
+_EXPIRE_HALVES = codec.EXPIRE_HALVES.format(*_MARKERS)
 _ADD_SIDECAR_MINUTES = (
     "INSERT INTO sidecar_minutes (monitor_id, bucket, key, value)"
     " SELECT ?1, r.value ->> 0, r.value ->> 1, r.value ->> 2 FROM json_each(?2) AS r"

@@ -14,7 +14,7 @@ import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -69,6 +69,17 @@ _DELETE_SIDECAR_MINUTES = (
     "DELETE FROM sidecar_minutes WHERE ctid = ANY(ARRAY(SELECT ctid FROM sidecar_minutes"
     " WHERE monitor_id = $1 AND bucket < $2 LIMIT $3))"
 )
+
+_ADD_HALF = {
+    half: text.format("$1::int", "$2::text", "$3::float8", "$4::int", "$5::text", "$6::int")
+    for half, text in codec.ADD_HALF.items()
+}
+_FILL_HALF = {
+    half: text.format("$1::int", "$2::text", "$3::text", "$4::int")
+    for half, text in codec.FILL_HALF.items()
+}
+_TAKE_PAIR = codec.TAKE_PAIR.format("$1::int", "$2::text", "$3::float8")
+_EXPIRE_HALVES = codec.EXPIRE_HALVES.format("$1::float8", "$2::int")
 
 
 class PostgresStore(interface.Store):
@@ -495,6 +506,39 @@ class PostgresStore(interface.Store):
 
     async def delete_predictions(self, monitor_id: int, before: float, limit: int) -> int:
         return await self._db.transaction(_delete_predictions, monitor_id, before, limit)
+
+    # -- CloudEvents waiting for their other half -----------------------------------------------
+
+    async def put_half(
+        self,
+        monitor_id: int,
+        event_id: str,
+        half: Literal["request", "response"],
+        payload: str,
+        now: float,
+        limit: int,
+    ) -> interface.HalfStored:
+        bit = codec.HALF_BITS[half]
+
+        async def put(conn: connection.Conn) -> interface.HalfStored:
+            values = (monitor_id, event_id, now, bit, payload, limit)
+            if await conn.fetchrow(_ADD_HALF[half], *values) is not None:
+                return interface.HalfStored("waiting")
+            row = await conn.fetchrow(_FILL_HALF[half], monitor_id, event_id, payload, bit)
+            stored = codec.half_stored(row)
+            if stored.outcome == "paired":
+                await conn.execute(_TAKE_PAIR, monitor_id, event_id, now)
+            return stored
+
+        return await self._db.transaction(put)
+
+    async def expire_halves(self, before: float, limit: int) -> dict[int, int]:
+        async def expire(conn: connection.Conn) -> dict[int, int]:
+            found = codec.unpaired(await conn.fetch(_EXPIRE_HALVES, before, limit))
+            await aggregates.add(conn, {}, {(mid, "", ""): c for mid, c in found.items()})
+            return {mid: int(sum(counts.values())) for mid, counts in found.items()}
+
+        return await self._db.transaction(expire)
 
     # -- the sidecars' minutes -----------------------------------------------------------------
 

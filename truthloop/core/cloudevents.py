@@ -1,0 +1,278 @@
+"""CloudEvents as KServe's payload logger sends them: one inference as two events sharing an id.
+
+KServe's logger (the agent container beside an InferenceService's model) sends each inference
+twice, in binary mode over HTTP: the attributes in `ce-*` headers, the payload as the body under
+the inference request's own Content-Type (the response event's too). The attributes it sets:
+`specversion` 1.0; `id`, the inference request's `Ce-Id` header or else a new UUID, the same in
+the request and the response event; `type`, `org.kubeflow.serving.inference.request` or
+`...response`; `source`, the pod's name; `time`, when the request arrived or the response was
+written; and the extensions `inferenceservicename`, `namespace`, `component` (`predictor`...),
+`endpoint` (`default` or `canary`), `metadata` (a JSON object of the request headers listed in
+the InferenceService's `logger.metadataHeaders`, each a list of values), `recordedtime` and
+`annotations`. It logs a response only when the model answered 200, and never retries.
+
+Structured mode (`application/cloudevents+json`: the attributes and `data`, or `data_base64`,
+in one JSON object) is read as well, for senders other than KServe's.
+
+`parse` and `structured` turn a request into an `Event` or raise `EventError` naming the
+attribute; `Half` is what waits in the store for the other half; `records` turns a pair into
+capture records with the monitor's capture spec (`core.extract`, `core.capture`), as the sidecar
+does with an exchange it saw.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Literal
+from urllib.parse import unquote
+
+import msgspec
+
+from truthloop.core import capture, extract, records
+from truthloop.core.spec import Monitor
+from truthloop.core.wire import CaptureRecord
+
+REQUEST_TYPE: Final = "org.kubeflow.serving.inference.request"
+RESPONSE_TYPE: Final = "org.kubeflow.serving.inference.response"
+STRUCTURED: Final = "application/cloudevents+json"
+"""The content type of an event in structured mode."""
+BATCH: Final = "application/cloudevents-batch+json"
+
+HalfName = Literal["request", "response"]
+HALVES: Final[Mapping[str, HalfName]] = {REQUEST_TYPE: "request", RESPONSE_TYPE: "response"}
+
+MAX_METADATA: Final = 64
+"""Most header values the `metadata` extension may carry (KServe's: the headers a user lists)."""
+MAX_ATTRIBUTE: Final = 8192
+"""Longest attribute value read (the `metadata` JSON included)."""
+
+Headers = tuple[tuple[str, str], ...]
+
+
+class EventError(ValueError):
+    """An event that cannot be taken: `field` names the attribute (`ce-id`, `data`...)."""
+
+    def __init__(self, field: str, message: str, reason: records.Reason = "invalid") -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.reason: records.Reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event of an inference: which half it is and what the capture spec can read of it."""
+
+    id: str
+    half: HalfName
+    time: float | None
+    namespace: str | None
+    inference_service: str | None
+    endpoint: str | None
+    headers: Headers
+    """The request's headers the logger carried (`metadata`), as (name, value) pairs."""
+    data: bytes
+
+
+class Half(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """An event as it waits in the store for its other half (JSON text): the payload as text
+    (None when it is not UTF-8, which no capture spec could read), its time (when it arrived
+    if it has none) and headers."""
+
+    time: float
+    headers: Headers
+    body: str | None
+    endpoint: str | None = None
+
+    @classmethod
+    def of(cls, event: Event, received: float) -> Half:
+        try:
+            body: str | None = event.data.decode()
+        except UnicodeDecodeError:
+            body = None
+        time = received if event.time is None else event.time
+        return cls(time, event.headers, body, event.endpoint)
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_half = msgspec.json.Decoder(Half).decode
+
+
+def encode_half(half: Half) -> str:
+    return _encode(half).decode()
+
+
+def decode_half(text: str) -> Half:
+    return _decode_half(text)
+
+
+def parse(headers: Mapping[str, str], body: bytes, max_id: int) -> Event:
+    """A binary-mode event: attributes from the `ce-*` headers (percent-decoded, as the HTTP
+    binding says a sender encodes them), the body its data."""
+
+    def attribute(name: str) -> str | None:
+        value = headers.get(f"ce-{name}")
+        if value is None:
+            return None
+        if len(value) > MAX_ATTRIBUTE:
+            raise EventError(f"ce-{name}", f"longer than {MAX_ATTRIBUTE} characters", "too_long")
+        return unquote(value) if "%" in value else value
+
+    return _event(attribute, "ce-", body, max_id)
+
+
+_decode_json = msgspec.json.Decoder().decode
+
+
+def structured(body: bytes, max_id: int) -> Event:
+    """A structured-mode event: one JSON object of its attributes and `data` (any JSON value)
+    or `data_base64`."""
+    try:
+        document = _decode_json(body)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
+        raise EventError("body", f"not JSON: {e}", "invalid_json") from None
+    if not isinstance(document, dict):
+        raise EventError("body", "a structured event is a JSON object", "wrong_type")
+
+    def attribute(name: str) -> str | None:
+        value = document.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise EventError(name, "expected a string", "wrong_type")
+        if len(value) > MAX_ATTRIBUTE:
+            raise EventError(name, f"longer than {MAX_ATTRIBUTE} characters", "too_long")
+        return value
+
+    if "data_base64" in document:
+        encoded = attribute("data_base64") or ""
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise EventError("data_base64", "not base64", "invalid") from None
+    elif "data" in document:
+        data = _encode(document["data"])
+    else:
+        data = b""
+    return _event(attribute, "", data, max_id)
+
+
+def _event(attribute: Any, prefix: str, data: bytes, max_id: int) -> Event:
+    def required(name: str) -> str:
+        value = attribute(name)
+        if not value:
+            raise EventError(prefix + name, "is missing (a CloudEvent needs it)", "missing")
+        return str(value)
+
+    version = required("specversion")
+    if version != "1.0":
+        raise EventError(prefix + "specversion", f"is {version!r}; expected 1.0")
+    event_id = required("id")
+    problem = records.identifier_problem(event_id, max_id)
+    if problem is not None:
+        raise EventError(prefix + "id", problem[0], problem[1])
+    kind = required("type")
+    half = HALVES.get(kind)
+    if half is None:
+        raise EventError(
+            prefix + "type",
+            f"is {kind[:100]!r}; expected {REQUEST_TYPE} or {RESPONSE_TYPE}",
+        )
+    required("source")
+    return Event(
+        id=event_id,
+        half=half,
+        time=_time(attribute("time"), prefix + "time"),
+        namespace=attribute("namespace"),
+        inference_service=attribute("inferenceservicename"),
+        endpoint=attribute("endpoint"),
+        headers=_metadata(attribute("metadata"), prefix + "metadata"),
+        data=data,
+    )
+
+
+def _time(text: str | None, field: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise EventError(field, f"not an RFC 3339 timestamp: {text[:60]!r}") from None
+    if moment.tzinfo is None:
+        raise EventError(field, "an RFC 3339 timestamp needs an offset (Z or ±hh:mm)")
+    return moment.timestamp()
+
+
+def _metadata(text: str | None, field: str) -> Headers:
+    """KServe's `metadata`: `{"X-Entity-Id": ["42"]}` → (("X-Entity-Id", "42"),)."""
+    if not text:
+        return ()
+    try:
+        found = _decode_json(text)
+    except (msgspec.DecodeError, RecursionError):
+        raise EventError(field, "not JSON", "invalid_json") from None
+    if not isinstance(found, dict):
+        raise EventError(field, "expected a JSON object of header names", "wrong_type")
+    pairs: list[tuple[str, str]] = []
+    for name, values in found.items():
+        for value in values if isinstance(values, list) else [values]:
+            if not isinstance(value, str):
+                raise EventError(field, f"header {name[:60]!r}: expected strings", "wrong_type")
+            pairs.append((name, value))
+    if len(pairs) > MAX_METADATA:
+        raise EventError(field, f"more than {MAX_METADATA} header values", "too_many_items")
+    return tuple(pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class NotCaptured:
+    """A pair the capture spec finds nothing in: `core.extract`'s reason and where."""
+
+    reason: str
+    detail: str | None
+
+
+def model_version(asked: str | None, response: Any, endpoint: str | None) -> str:
+    """The version records of a pair are stored under: the one the logger URL names
+    (`?version=`), else the Open Inference Protocol response's `model_version`, else KServe's
+    `endpoint` (`default` or `canary`, so a canary rollout compares as two versions), else ""."""
+    if asked:
+        return asked
+    if isinstance(response, dict):
+        found = response.get("model_version")
+        if isinstance(found, str) and found:
+            return found
+    return endpoint or ""
+
+
+def capture_records(
+    monitor: Monitor,
+    event_id: str,
+    request: Half,
+    response: Half,
+    version: str | None = None,
+) -> list[CaptureRecord] | NotCaptured:
+    """The records of one paired inference, read with the monitor's capture spec as the sidecar
+    reads an exchange: the event id is the prediction ID (a batch's rows `<id>.<row>`), `ts`
+    the request's time, the request's headers the ones the logger carried."""
+    spec = monitor.spec.capture
+    request_json = extract.decode(None if request.body is None else request.body.encode())
+    response_json = extract.decode(None if response.body is None else response.body.encode())
+    found = extract.extract(
+        spec, request.headers, request_json, response_json, monitor.spec.segments
+    )
+    if found.error is not None:
+        return NotCaptured(found.error, found.detail)
+    return capture.records(
+        found.rows,
+        prediction_id=event_id,
+        monitor=monitor.key,
+        model_version=model_version(version, response_json, response.endpoint or request.endpoint),
+        served_by="model",
+        ts=request.time,
+        batch=spec.row_based,
+    )
