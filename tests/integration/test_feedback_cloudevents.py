@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.servers import exchanges
 from tests.support.feedback import (
     FakeClock,
     Service,
@@ -25,6 +26,7 @@ from tests.support.feedback import (
 from tests.support.kserve_logger import logged
 from truthloop.core import capture, scopes
 from truthloop.feedback.settings import CloudEventSettings
+from truthloop.feedback.store.interface import DatasetQuery
 
 pytest_plugins = ["tests.support.feedback_fixtures"]
 
@@ -335,3 +337,50 @@ async def test_a_monitor_sampling_a_share_stores_none_of_the_rest(
     for event_id in ids:
         status, body = await send(service, "request", event_id, request, ts=clock.now)
         assert (status, body["outcome"]) == (200, "waiting" if event_id in kept else "sampled_out")
+
+
+LOGGED_BY_KSERVE = [name for name in exchanges.names() if name.startswith(("kserve", "mlserver"))]
+"""The recorded exchanges of servers KServe runs (its own, and MLServer, its v2 runtime)."""
+
+
+def go_header(name: str) -> str:
+    """A header's name as Go writes it (`X-Entity-IDs` → `X-Entity-Ids`), as the logger's
+    `metadata` carries it."""
+    return "-".join(part.capitalize() for part in name.split("-"))
+
+
+async def test_a_logged_batch_gives_the_rows_the_sidecar_captures_labeled_by_row_id(
+    start_service: ServiceFactory, clock: FakeClock
+) -> None:
+    """Each recorded exchange of KServe's servers, as its logger sends it, stores the rows a
+    sidecar captures from it, with IDs `<id>.<row>` that `/v1/feedback` labels."""
+    service = await start_service()
+    for name in LOGGED_BY_KSERVE:
+        exchange = exchanges.load(name)
+        await service.put_monitor(monitor_body(name=name, capture=exchanges.capture(exchange)))
+        metadata = {go_header(k): [v] for k, v in exchange["headers"].items()}
+        event_id = f"{name}-0009174a"
+        for half in ("request", "response"):
+            status, body = await send(
+                service, half, event_id, exchange[half], ts=clock.now - 1, isvc=name,
+                metadata=metadata,
+            )  # fmt: skip
+            assert status == 200, (name, body)
+        rows = exchange["rows"]
+        assert (body["outcome"], body["accepted"]) == ("paired", len(rows)), name
+        registered = service.engine.registered(f"ml/{name}")
+        query = DatasetQuery(registered.id, clock.now - 60, clock.now + 60, labeled=False)
+        stored = [r for chunk in [c async for c in service.engine.store.chunks(query, 100)]
+                  for r in chunk]  # fmt: skip
+        assert [
+            {"id": r.prediction_id, "entity_id": r.entity_id, "prediction": r.prediction,
+             "score": r.score, "features": r.features}
+            for r in sorted(stored, key=lambda r: r.prediction_id)
+        ] == [
+            {"id": f"{event_id}.{i}", **row} for i, row in enumerate(rows)
+        ], name  # fmt: skip
+        labels = [
+            {"monitor": f"ml/{name}", "prediction_id": f"{event_id}.{i}", "actual": 1}
+            for i in range(len(rows))
+        ]
+        assert await service.feedback(*labels) == {"matched": len(rows), "pending": 0}

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.kserve_logger import logged, rfc3339_nano
 from truthloop.core import cloudevents
@@ -119,3 +122,19 @@ def test_a_pair_is_read_with_the_capture_spec_and_stamped_with_the_requests_time
         cloudevents.NotCaptured("not_json", "the response body is not JSON")
     )
     assert cloudevents.decode_half(cloudevents.encode_half(request)) == request
+
+
+def test_the_guides_monitor_and_inferenceservice_go_together() -> None:
+    """docs/kserve-logger.md's ModelMonitor parses, selects no pod KServe makes, and is named
+    after its InferenceService, whose logger sends both halves here."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "kserve-logger.md").read_text()
+    documents = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", page, re.S)]
+    monitor, isvc = documents
+    parsed = parse_monitor(monitor)
+    assert parsed.spec.capture.protocol == "open-inference-v2"
+    assert dict(parsed.spec.selector.match_labels) == {"truthloop.dev/source": "kserve-logger"}
+    assert (isvc["kind"], isvc["metadata"]) == ("InferenceService", monitor["metadata"])
+    logger = isvc["spec"]["predictor"]["logger"]
+    assert (logger["mode"], logger["url"].rpartition(":8081")[2]) == ("all", "/v1/cloudevents")
+    assert parsed.spec.capture.entity_id is not None
+    assert logger["metadataHeaders"] == [parsed.spec.capture.entity_id.header]
