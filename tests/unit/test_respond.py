@@ -184,6 +184,7 @@ def test_a_deeper_v2_pointer_places_the_value_inside_the_row(
         ("/predict", [2**63], V2_PATH, "beyond INT64"),
         ("/predict/1", [1], V2_PATH, "cannot hold null"),  # index 0 would be padding
         ("/predict", [[1, 2], [1]], V2_PATH, "differ in shape"),
+        ("/predict", [1, [1, 2]], V2_PATH, "cannot hold an array"),
         ("/predict", [[[1, 2], [1]]], V2_PATH, "differ in length"),
     ],
 )

@@ -140,15 +140,18 @@ def _v2(
         raise ValueError(f"{path!r} is not a v2 inference path: /v2/models/{{name}}/infer")
     if not tokens:
         raise ValueError("a v2 prediction pointer starts with the output's name: /predict")
-    rows = [place(tokens[1:], value) for value in predictions]
+    rows = [place(tokens[1:], value) for value in predictions] if tokens[1:] else predictions
     if not rows:
         raise ValueError("a v2 answer to no rows has no datatype")
     dims = _dims(rows[0])
     data: list[Any] = []
-    for row in rows:
-        if _dims(row) != dims:
-            raise ValueError("the rows' predictions differ in shape: a tensor cannot hold them")
-        _flatten(row, data)
+    if dims:
+        for row in rows:
+            if _dims(row) != dims:
+                raise ValueError("the rows' predictions differ in shape: a tensor cannot hold them")
+            _flatten(row, data)
+    else:
+        data.extend(rows)  # a row's list among scalars: refused by `_datatype`
     output = {
         "name": tokens[0],
         "shape": [len(rows), *(dims or (1,))],
@@ -183,28 +186,27 @@ def _flatten(value: Any, into: list[Any]) -> None:
         into.append(value)
 
 
+_DATATYPES: dict[type, str] = {bool: "BOOL", int: "INT64", float: "FP64", str: "BYTES"}
+
+
 def _datatype(data: Sequence[Any]) -> str:
     """BOOL, INT64, FP64 (numbers with a fraction among them) or BYTES (strings), as the values
-    are; ValueError for what a tensor cannot hold (null, objects, mixed kinds)."""
-    kinds = {_kind(value) for value in data}
-    if kinds == {"INT64", "FP64"}:
-        return "FP64"
-    if len(kinds) == 1:
-        return kinds.pop()
+    are; ValueError for what a tensor cannot hold (null, arrays among scalars, objects, mixed
+    kinds, an integer beyond INT64)."""
+    kinds = set(map(type, data))
     if not kinds:
         raise ValueError("a v2 answer without values has no datatype")
-    raise ValueError(f"a tensor holds one datatype, the predictions are {sorted(kinds)}")
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "BOOL"
-    if isinstance(value, int):
-        if value not in _INT64:
-            raise ValueError(f"{value} is beyond INT64")
-        return "INT64"
-    if isinstance(value, float):
+    for kind in kinds - _DATATYPES.keys():
+        held = next(value for value in data if type(value) is kind)
+        raise ValueError(f"a v2 tensor cannot hold {pointer.describe(held)}")
+    if int in kinds:
+        integers = [value for value in data if type(value) is int]
+        for extreme in (min(integers), max(integers)):
+            if extreme not in _INT64:
+                raise ValueError(f"{extreme} is beyond INT64")
+    if kinds == {int, float}:
         return "FP64"
-    if isinstance(value, str):
-        return "BYTES"
-    raise ValueError(f"a v2 tensor cannot hold {pointer.describe(value)}")
+    if len(kinds) > 1:
+        held = sorted(_DATATYPES[kind] for kind in kinds)
+        raise ValueError(f"a tensor holds one datatype, the predictions are {held}")
+    return _DATATYPES[kinds.pop()]
