@@ -46,7 +46,7 @@ holds the two to the same verdict on a corpus of monitors):
   are declared;
 - segments: at most `MAX_SEGMENTS` (8), unique names of `profile.FEATURE_NAME` (no `:`, `=`
   or `^`, so they fit counter keys), exactly one of a `pointer` (into the request body, the row
-  of a batch) or a `header`, `maxValues` 1 to `MAX_SEGMENT_VALUES` (100; default 20) or
+  of a row-based capture) or a `header`, `maxValues` 1 to `MAX_SEGMENT_VALUES` (100; default 20) or
   `buckets`, not both: 1 to `MAX_SEGMENT_BUCKETS` (50) finite numbers, strictly ascending;
   `export` a boolean (false); `drift` a boolean (false);
 - fallback: at most 64 rules, the last one and only the last without `when`; mode `engaged` needs
@@ -391,10 +391,10 @@ MAX_SEGMENT_BUCKETS = 50
 @dataclass(frozen=True, slots=True)
 class SegmentSpec:
     """A slice the metrics are kept for: each record's value is read from the request (`pointer`
-    into the body, the row for a batch, or a request `header`); numeric `buckets` (ascending
-    edges) name ranges, else the `max_values` most frequent values are kept as themselves and the
-    rest are `other` (`core.segments`). `export` puts the segment's values on Prometheus series
-    (their cardinality is then the user's choice)."""
+    into the body, the row for a row-based capture, or a request `header`); numeric `buckets`
+    (ascending edges) name ranges, else the `max_values` most frequent values are kept as
+    themselves and the rest are `other` (`core.segments`). `export` puts the segment's values on
+    Prometheus series (their cardinality is then the user's choice)."""
 
     name: str
     source: Source
@@ -426,7 +426,7 @@ class AbstainSpec:
     """The model answers "I don't know" for a score in [`low`, `high`] (binary: the score;
     multiclass: the predicted class's score), and for a share `explore` of the other records at
     random (`review.draw(...) < explore`), so the confident region is reviewed too. Only for a
-    single-row capture (no `capture.batch`) of a classifier."""
+    single-row capture (no `capture.batch`, no protocol with rows) of a classifier."""
 
     low: float
     high: float
