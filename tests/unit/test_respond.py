@@ -230,6 +230,22 @@ def test_seldon_answers_an_ndarray_named_by_the_pointer_s_first_token() -> None:
     }
 
 
+def test_seldon_answers_a_tensor_request_with_a_tensor_of_numbers() -> None:
+    request = {"data": {"tensor": {"shape": [2, 2], "values": [1, 2, 3, 4]}}}
+    assert respond.answer(preset("seldon-v1"), [0, 0.5], request, "/") == {
+        "data": {"names": [], "tensor": {"shape": [2], "values": [0, 0.5]}},
+        "meta": {},
+    }
+    assert respond.answer(preset("seldon-v1", "/p"), [1, 0], request, "/") == {
+        "data": {"names": ["p"], "tensor": {"shape": [2, 1], "values": [1, 0]}},
+        "meta": {},
+    }
+    assert respond.answer(preset("seldon-v1"), ["a", True], request, "/") == {
+        "data": {"names": [], "ndarray": ["a", True]},
+        "meta": {},
+    }
+
+
 @pytest.mark.parametrize("protocol", ["custom", "torchserve"])
 def test_custom_and_torchserve_answer_at_the_prediction_pointer(protocol: str) -> None:
     assert respond.answer(preset(protocol, "/label"), [1], {"x": 1}, "/predictions/m") == {
@@ -281,6 +297,8 @@ ROUND_TRIPS = [
     ("tfserving", "/scores", {"inputs": {"x": [1, 2, 3]}}),
     ("seldon-v1", "", {"data": {"ndarray": [[1, 2], [3, 4], [5, 6]]}}),
     ("seldon-v1", "/label", {"data": {"names": ["a", "b"], "ndarray": [[1, 2], [3, 4], [5, 6]]}}),
+    ("seldon-v1", "", {"data": {"tensor": {"shape": [3, 2], "values": [1, 2, 3, 4, 5, 6]}}}),
+    ("seldon-v1", "/label", {"data": {"tensor": {"shape": [3, 1], "values": [1, 2, 3]}}}),
 ]
 
 

@@ -10,7 +10,8 @@ protocol reads in the request (one for a request that is not row-based):
   columnar one (`inputs`): a list, or an object of one output name (the prediction pointer's first
   token) to its list.
 - `seldon-v1`: `{"data": {"names": [...], "ndarray": [...]}, "meta": {}}`: with a pointer whose
-  first token is a name, that name and a one-element list per row.
+  first token is a name, that name and a one-element list per row; to a `data.tensor` request,
+  numbers are answered as a tensor `{"shape": [N] (or [N, 1] with a name), "values": [...]}`.
 - `open-inference-v2`: an inference response for the model the request path names
   (`/v2/models/{name}[/versions/{v}]/infer`), the request's `id` echoed, one output tensor named by
   the pointer's first token, shape `[N, 1]` (or `[N, ...]` as the pointer's index tokens nest the
@@ -53,7 +54,7 @@ def answer(capture: CaptureSpec, predictions: Sequence[Any], request: Any, path:
     if protocol == "open-inference-v2":
         return _v2(tokens, predictions, request, path)
     if protocol == "seldon-v1":
-        return _seldon(tokens, predictions)
+        return _seldon(tokens, predictions, request)
     if protocol == "tfserving" and isinstance(request, dict) and "instances" not in request:
         return {"outputs": _columns(tokens, predictions)}
     return {"predictions": [place(tokens, value) for value in predictions]}
@@ -123,13 +124,23 @@ def _columns(tokens: tuple[str, ...], predictions: Sequence[Any]) -> Any:
     return [place(tokens, value) for value in predictions]
 
 
-def _seldon(tokens: tuple[str, ...], predictions: Sequence[Any]) -> Any:
-    if tokens and not _INDEX.fullmatch(tokens[0]):
-        names = [tokens[0]]
-        ndarray = [[place(tokens[1:], value)] for value in predictions]
-    else:
-        names, ndarray = [], [place(tokens, value) for value in predictions]
+def _seldon(tokens: tuple[str, ...], predictions: Sequence[Any], request: Any) -> Any:
+    """`data.ndarray` rows, or to a `data.tensor` request a tensor when every row's value is a
+    number, as Seldon answers in the request's own form; a pointer starting with a name gives
+    `names` and a one-element row."""
+    named = bool(tokens) and not _INDEX.fullmatch(tokens[0])
+    names = [tokens[0]] if named else []
+    values = [place(tokens[1:] if named else tokens, value) for value in predictions]
+    data = request.get("data") if isinstance(request, dict) else None
+    if isinstance(data, dict) and "tensor" in data and all(map(_is_number, values)):
+        shape = [len(values), 1] if named else [len(values)]
+        return {"data": {"names": names, "tensor": {"shape": shape, "values": values}}, "meta": {}}
+    ndarray = [[value] for value in values] if named else values
     return {"data": {"names": names, "ndarray": ndarray}, "meta": {}}
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) is int or type(value) is float
 
 
 def _v2(
