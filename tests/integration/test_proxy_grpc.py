@@ -100,6 +100,24 @@ async def test_unary_and_streaming_calls_pass_through_uncaptured() -> None:
 
 
 @on_both_loops
+async def test_a_grpc_server_that_speaks_first_is_heard() -> None:
+    """A gRPC server sends its SETTINGS as soon as it accepts a connection, before the proxy has
+    attached the tunnel to it (under uvloop the bytes can come first): they reach the client."""
+    with GrpcModel() as server:
+        settings = ProxySettings(listen_host="127.0.0.1", listen_port=0, model_port=server.port)
+        proxy = await start_proxy(settings, RecordingTap())
+        try:
+            for i in range(3):  # a connection each
+                with Stub(proxy.port) as stub:
+                    said = await in_thread(lambda: stub.say(b"%d" % i, timeout=DEADLINE))  # noqa: B023
+                    assert said == b"said:%d" % i
+            assert proxy.stats.passthrough == {"h2c": 3}
+            assert not proxy.stats.upstream_errors
+        finally:
+            await proxy.close(grace=1.0)
+
+
+@on_both_loops
 async def test_many_concurrent_calls_share_one_connection() -> None:
     async with stack() as s:
         with Stub(s.proxy.port) as stub:

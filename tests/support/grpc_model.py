@@ -67,10 +67,12 @@ class GrpcModel:
 
 
 class Stub:
-    """The client side of `test.Echo` on one channel (one HTTP/2 connection) to `port`."""
+    """The client side of `test.Echo` on one channel (one HTTP/2 connection, its own) to `port`."""
 
     def __init__(self, port: int) -> None:
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        # Its own subchannel pool: channels to one address would otherwise share a connection.
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=options)
         method = f"/{SERVICE}/"
         self.say = self.channel.unary_unary(method + "Say")
         self.count = self.channel.unary_stream(method + "Count")

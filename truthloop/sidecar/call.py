@@ -112,6 +112,7 @@ class ModelCall(Sink, abc.ABC):
         self.up = up
         up.begin(self, self.head_only, self.client)
         self._send(up)
+        up.deliver_early()
 
     def cancel_timer(self) -> None:
         """No more model_timeout for this call (a tunnel, once connected, lives on its own)."""

@@ -11,6 +11,11 @@ A connection taken from the pool that closes before any byte of the answer arriv
 and the sink may send the request again on a fresh connection.
 
 In `raw` mode (an Upgrade or CONNECT tunnel) bytes go to the sink unparsed.
+
+A model may speak first on a fresh connection (an HTTP/2 server sends its SETTINGS as soon as it
+accepts one), and under uvloop those bytes can arrive before the call that opened the connection
+has attached to it: they are kept (`EARLY_LIMIT`) and handed to the sink once it has sent its
+request (`deliver_early`). Bytes nobody asked for on a connection already used close it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from truthloop.sidecar.headers import Field
 from truthloop.sidecar.stats import ProxyStats
 
 log = logging.getLogger("truthloop.sidecar.upstream")
+
+EARLY_LIMIT = 64 * 1024
+"""Bytes a fresh connection's model may send before it is asked (more closes the connection)."""
 
 
 class Sink(Protocol):
@@ -61,6 +69,7 @@ class Upstream(Endpoint):
     """One connection to the model."""
 
     __slots__ = (
+        "_early",
         "_eof_ends",
         "_head_only",
         "_interim",
@@ -100,6 +109,8 @@ class Upstream(Endpoint):
         self._interim = False
         self._eof_ends = False
         self._paused = False
+        self._early: list[bytes] | None = []
+        """What the model sent before the connection's first sink was attached; None after."""
 
     def begin(self, sink: Sink, head_only: bool, client: Endpoint | None) -> None:
         """Make `sink` hear the next response; `head_only`: it answers a HEAD (no body follows);
@@ -109,6 +120,18 @@ class Upstream(Endpoint):
         self.received = False
         self.request_sent = False
         self._head_only = head_only
+
+    def deliver_early(self) -> None:
+        """Hand the sink, once it has sent its request, what the model sent before it was asked
+        (from here on, bytes nobody asked for close the connection)."""
+        early, self._early = self._early, None
+        if early:
+            self.data_received(b"".join(early))
+
+    @property
+    def spoke_first(self) -> bool:
+        """The model sent bytes on this fresh connection before any request."""
+        return bool(self._early)
 
     @property
     def reading_paused(self) -> bool:
@@ -136,7 +159,12 @@ class Upstream(Endpoint):
 
     def data_received(self, data: bytes) -> None:
         sink = self.sink
-        if sink is None:  # bytes nobody asked for: the connection's state is unknown
+        if sink is None:
+            early = self._early
+            if early is not None and sum(map(len, early)) + len(data) <= EARLY_LIMIT:
+                early.append(data)  # a fresh connection whose call is not attached yet
+                return
+            # bytes nobody asked for: the connection's state is unknown
             self.pool.discard(self)
             if self.transport is not None:
                 self.transport.abort()
@@ -292,7 +320,12 @@ class Pool:
         return up
 
     def release(self, up: Upstream) -> None:
-        if self._closed or len(self._idle) >= self.max_idle or up.transport is None:
+        if (
+            self._closed
+            or len(self._idle) >= self.max_idle
+            or up.transport is None
+            or up.spoke_first  # not an HTTP/1.1 server: nobody else should take it
+        ):
             if up.transport is not None:
                 up.transport.close()
             return
