@@ -505,3 +505,47 @@ def test_segments_as_the_apiserver_checks_them(
     found = _same_verdict(control_plane, body, refusal or (), error and f"{error}: ")
     if found is not None:
         assert [e.path for e in found.errors] == [error]
+
+
+@pytest.mark.parametrize(
+    ("capture", "refusal", "error"),
+    [
+        ({"protocol": "open-inference-v2"}, None, None),
+        ({"protocol": "torchserve", "entityId": {"header": "X-Entity-ID"}}, None, None),
+        ({"protocol": "kserve-v1", "entityId": {"pointer": "/ids", "perRow": True}}, None, None),
+        (
+            {"protocol": "triton"},
+            'spec.capture.protocol: Unsupported value: "triton"',
+            "spec.capture.protocol",
+        ),
+        (
+            {"protocol": "custom"},
+            "spec.capture.prediction: Invalid value",
+            "spec.capture.prediction",
+        ),
+        (
+            {"protocol": "mlflow", "batch": {"instances": "/i", "predictions": "/p"}},
+            "spec.capture.batch: Invalid value",
+            "spec.capture.batch",
+        ),
+        (
+            {"protocol": "torchserve", "entityId": {"header": "X-Ids", "perRow": True}},
+            "spec.capture.entityId.perRow: Invalid value",
+            "spec.capture.entityId.perRow",
+        ),
+    ],
+)
+def test_a_capture_s_protocol_as_the_apiserver_checks_it(
+    control_plane: ControlPlane,
+    crd: str,
+    capture: dict[str, Any],
+    refusal: str | None,
+    error: str | None,
+) -> None:
+    """spec.capture.protocol's enum and the rules tying it to the prediction, the batch and a
+    per-row entity run in the real apiserver, with spec.py's verdict at the field."""
+    body = monitor_body(namespace="default")
+    body["spec"]["capture"] = capture
+    found = _same_verdict(control_plane, body, [refusal] if refusal else (), error and f"{error}: ")
+    if found is not None:
+        assert [e.path for e in found.errors] == [error]
