@@ -1,19 +1,29 @@
 """What the sidecar costs a prediction, side by side with no proxy and with nginx, in one run.
 
-    python bench/sidecar.py [--duration 3] [--rounds 3] [--write]
+    python bench/sidecar.py [--case single|v2-batch|all] [--duration 3] [--rounds 3] [--write]
 
-Targets, each in front of the same minimal model (uvloop + httptools, fixed JSON answer):
+Two cases, each a run of its own with its own baseline (`all`, the default, runs both):
+  single        one JSON row per request (`REQUEST_BODY` → `MODEL_BODY`), captured by pointers
+  v2-batch      an Open Inference Protocol v2 batch of 100 rows per request: one FP32 input
+                [100, 8] and the rows' entity IDs in `parameters` → `predict` [100, 1] and
+                `predict_proba` [100, 2], captured by `capture.protocol: open-inference-v2`,
+                100 records per request
+
+Targets, each in front of the same minimal model (uvloop + httptools, the case's fixed answer):
   direct        the model itself
   sidecar       the `truthloop sidecar` command as the operator injects it (configured by
                 `TRUTHLOOP_*` variables, the ModelMonitor snapshot in `TRUTHLOOP_SPEC`, a spool
                 directory, its admin port), shipping every record to a live `truthloop feedback`
                 (SQLite in a temporary directory, the monitor registered with a PUT), which runs
-                on CPU 1 as if on another node
-  proxy only    truthloop's proxy with a stand-in tap that decodes both JSON bodies, builds a
-                capture record, encodes it and appends it to a 256 KiB NDJSON batch body, as the
-                command's queue does, and never sends it (what capture costs, minus shipping)
-  fallback      the same stand-in proxy answering locally (the request JSON decoded, a rule's
-                answer encoded), the model not called
+                on CPU 1 as if on another node; for v2-batch, to a stand-in service that counts
+                the records and stores none (`serve_sink`: one feedback service stores fewer
+                records a second than the batches make)
+  proxy only    truthloop's proxy with the command's own tap (capture deferred off the response,
+                latency histograms) on the case's monitor, whose records go into the shipper's
+                queue and are dropped a batch at a time as it is cut, never sent (what capture
+                costs, minus shipping); the CPU of its capture callback is timed apart
+  fallback      the same with the monitor's fallback engaged: the rules answer and the model is
+                called off the request path (shadow), as the command does (single case only)
   nginx         Debian's nginx-light as a keep-alive reverse proxy, one worker
                 (installed with apt-get when missing; the column is skipped if that fails)
 
@@ -26,10 +36,12 @@ threads from /proc/<pid>/stat over the c=16 run); its peak RSS (VmHWM). The targ
 in interleaved rounds and each figure is the best round's, so a noisy moment on a shared machine
 costs no target more than another.
 
-After the rounds the command's records are counted where they arrived: every request it
-answered must be captured, shipped and stored by the feedback service, none skipped or dropped,
-or the run fails. `--write` puts the table in BENCHMARKS.md between the `<!-- bench:sidecar -->`
-markers.
+After the rounds the command's records are counted where they arrived: every row of every
+request it answered must be captured, and every record stored by the feedback service or counted
+as dropped at the command's full queue (fail-open: at full load it drops what it cannot ship;
+the output says how many under each load), none skipped, failed or lost otherwise, or the run
+fails. `--write` puts each case's table in BENCHMARKS.md between its markers
+(`<!-- bench:sidecar -->`, `<!-- bench:sidecar-v2-batch -->`).
 """
 
 from __future__ import annotations
@@ -38,12 +50,15 @@ import argparse
 import asyncio
 import contextlib
 import json
+import mmap
 import os
 import platform
+import random
 import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -51,7 +66,9 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import sections
 
@@ -89,18 +106,99 @@ stand-in tap does; its rules are the stand-in fallback's."""
 MONITOR_KEY = "bench/churn"
 """MONITOR's namespace/name."""
 
+ROWS = 100
+FEATURES = 8
+
+
+def _v2_bodies() -> tuple[bytes, bytes]:
+    """A v2 request of ROWS rows (one FP32 input [ROWS, FEATURES], row-major and flat as clients
+    send it, the entity IDs in `parameters`) and the model's answer (`predict` [ROWS, 1],
+    `predict_proba` [ROWS, 2]), as MLServer's scikit-learn runtime names them."""
+    draw = random.Random(24)
+    data = [round(draw.gauss(0, 1), 6) for _ in range(ROWS * FEATURES)]
+    proba = [draw.random() for _ in range(ROWS)]
+    request = {
+        "inputs": [
+            {"name": "predict", "shape": [ROWS, FEATURES], "datatype": "FP32", "data": data}
+        ],
+        "parameters": {"entity_ids": [f"u-{i:04d}" for i in range(ROWS)]},
+    }
+    response = {
+        "model_name": "churn",
+        "id": "bench",
+        "parameters": {},
+        "outputs": [
+            {
+                "name": "predict",
+                "shape": [ROWS, 1],
+                "datatype": "INT64",
+                "data": [int(p > 0.5) for p in proba],
+            },
+            {
+                "name": "predict_proba",
+                "shape": [ROWS, 2],
+                "datatype": "FP64",
+                "data": [x for p in proba for x in (1 - p, p)],
+            },
+        ],
+    }
+    return json.dumps(request).encode(), json.dumps(response).encode()
+
+
+@dataclass(frozen=True)
+class Case:
+    """What every request of a run is, what the model answers, and how the monitor captures it."""
+
+    name: str
+    path: str
+    request: bytes
+    response: bytes
+    monitor: dict[str, object]
+    rows: int
+    """Records captured per request."""
+    fallback: bool
+    """Whether the `fallback` target is measured: its rules read this case's rows."""
+    sink: bool
+    """Whether the command ships to `serve_sink` instead of a live `truthloop feedback`: one
+    feedback service stores fewer records a second than 100-row batches make at full load, and
+    would spool and drop them, and take CPU 1 from the model and the load generator."""
+
+    @property
+    def section(self) -> str:
+        """The BENCHMARKS.md markers' name."""
+        return "sidecar" if self.name == "single" else f"sidecar-{self.name}"
+
+
+def _v2_case() -> Case:
+    request, response = _v2_bodies()
+    monitor = json.loads(json.dumps(MONITOR))
+    del monitor["spec"]["fallback"]
+    monitor["spec"]["capture"] = {
+        "protocol": "open-inference-v2",
+        "entityId": {"pointer": "/parameters/entity_ids", "perRow": True},
+        "score": {"pointer": "/predict_proba/1"},
+    }
+    return Case("v2-batch", "/v2/models/churn/infer", request, response, monitor, ROWS, False, True)
+
+
+CASES = {
+    "single": Case("single", "/predict", REQUEST_BODY, MODEL_BODY, MONITOR, 1, True, False),
+    "v2-batch": _v2_case(),
+}
+
 
 # Roles run in child processes.
 
 
-def serve_model(port: int) -> None:
-    """The model: answers every request with MODEL_BODY, keep-alive, as fast as it can."""
+def serve_model(port: int, case: Case) -> None:
+    """The model: answers every request with the case's response, keep-alive, as fast as it
+    can."""
     import httptools
     import uvloop
 
     response = (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-        % (len(MODEL_BODY), MODEL_BODY)
+        % (len(case.response), case.response)
     )
 
     class Model(asyncio.Protocol):
@@ -123,70 +221,125 @@ def serve_model(port: int) -> None:
     uvloop.run(main())
 
 
-class BenchTap:
-    """Capture as the sidecar does it, minus the network: decode, extract, encode, append to the
-    NDJSON body of a batch, cut (and dropped, as if sent) every 256 KiB."""
+class Unsent:
+    """The command's queue with the network left out: each record goes into a RecordBuffer as the
+    shipper's `submit` puts it there, and every batch cut is taken and dropped as if sent."""
 
-    def __init__(self, fallback: bool) -> None:
-        import msgspec
+    def __init__(self) -> None:
+        from truthloop.sidecar.buffer import RecordBuffer
+        from truthloop.sidecar.shipper import ShipperSettings
 
-        self.wants_local = fallback
-        self.shadow = False
-        self.wants_verdict = False
-        self._decode = msgspec.json.decode
-        self._encode = msgspec.json.encode
-        self._body = bytearray()
-        self.batches = 0
-        self.last_batch = bytearray()
-
-    def local_response(self, method: str, path: str, headers: object, body: bytes) -> object:
-        from truthloop.sidecar.exchange import LocalResponse
-
-        request = self._decode(body)
-        prediction = 1 if request["features"]["tenure"] < 6 else 0
-        return LocalResponse(
-            200,
-            ((b"Content-Type", b"application/json"),),
-            self._encode({"prediction": prediction}),
+        settings = ShipperSettings(feedback_url="", spool_dir=Path())
+        self.batch_bytes = settings.batch_bytes
+        self.buffer = RecordBuffer(
+            settings.queue_bytes,
+            batch_bytes=settings.batch_bytes,
+            batch_records=settings.batch_records,
         )
 
-    def verdict(self, prediction_id: str, status: int, headers: object, body: bytes) -> None:
-        return None
+    def submit(self, record: bytes) -> None:
+        self.buffer.put(record)
+        if self.buffer.bytes >= self.batch_bytes:
+            self.buffer.take()
+
+
+class TimedCapture:
+    """The command's `Capture`, the CPU time of its `observe` summed into the 8 bytes of `spent`
+    (a double, in seconds) for the bench to read from its own process."""
+
+    def __init__(self, capture: Any, spent: mmap.mmap) -> None:
+        self.stats = capture.stats
+        self._observe = capture.observe
+        self._spent = spent
+        self._seconds = 0.0
 
     def observe(self, exchange: object) -> None:
-        if not 200 <= exchange.status < 300 or exchange.response_body is None:  # type: ignore[attr-defined]
-            return
-        request = self._decode(exchange.request_body)  # type: ignore[attr-defined]
-        response = self._decode(exchange.response_body)  # type: ignore[attr-defined]
-        record = self._encode(
-            {
-                "prediction_id": exchange.prediction_id,  # type: ignore[attr-defined]
-                "monitor": "bench/churn",
-                "entity_id": request["user_id"],
-                "ts": exchange.started,  # type: ignore[attr-defined]
-                "prediction": response["prediction"],
-                "features": request["features"],
-                "served_by": exchange.served_by,  # type: ignore[attr-defined]
-            }
-        )
-        body = self._body
-        body += record
-        body.append(0x0A)
-        if len(body) >= 256 * 1024:
-            self.batches += 1
-            self.last_batch, self._body = body, bytearray()
+        start = time.thread_time()
+        self._observe(exchange)
+        self._seconds += time.thread_time() - start
+        struct.pack_into("d", self._spent, 0, self._seconds)
 
 
-def serve_sidecar(port: int, model_port: int, fallback: bool) -> None:
+def serve_sidecar(port: int, model_port: int, fallback: bool, case: Case, spent: str) -> None:
+    """The stand-in: the proxy with the command's own tap (capture deferred off the response,
+    latency histograms, fallback) on the case's monitor, its capture shipping into `Unsent`;
+    with `fallback`, the fallback engaged."""
     import uvloop
+    from prometheus_client import CollectorRegistry
 
+    from truthloop.sidecar.abstain import Abstain
+    from truthloop.sidecar.capture import Capture
+    from truthloop.sidecar.fallback import Fallback
+    from truthloop.sidecar.live import Live, initial
+    from truthloop.sidecar.metrics import Latency
     from truthloop.sidecar.proxy import ProxySettings, start_proxy
+    from truthloop.sidecar.tap import SidecarTap
 
-    async def main() -> None:
+    async def main(shared: mmap.mmap) -> None:
         settings = ProxySettings(listen_host="127.0.0.1", listen_port=port, model_port=model_port)
-        proxy = await start_proxy(settings, BenchTap(fallback))
+        live = Live(initial(case.monitor))
+        live.set_active(fallback)
+        capture = Capture(live, Unsent(), monitor=MONITOR_KEY, model_version="")  # type: ignore[arg-type]
+        latency = Latency(CollectorRegistry())
+        timed = TimedCapture(capture, shared)
+        tap = SidecarTap(live, Fallback(live), Abstain(live), timed, latency)  # type: ignore[arg-type]
+        proxy = await start_proxy(settings, tap)
         await _until_terminated()
         await proxy.close(grace=1.0)
+
+    with open(spent, "r+b") as file, mmap.mmap(file.fileno(), 8) as shared:
+        uvloop.run(main(shared))
+
+
+def serve_sink(port: int) -> None:
+    """A feedback service that stores nothing: counts the records (lines) of each POST to
+    /v1/predictions and answers 200, says the count as `truthloop_predictions_total` on GET
+    /metrics, and answers anything else 404 (the command's state polls back off and keep the
+    spec it started with)."""
+    import httptools
+    import uvloop
+
+    stored = 0
+
+    class Sink(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            self.parser = httptools.HttpRequestParser(self)
+            self.url = b""
+            self.records = 0
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_message_begin(self) -> None:
+            self.url, self.records = b"", 0
+
+        def on_url(self, url: bytes) -> None:
+            self.url += url
+
+        def on_body(self, body: bytes) -> None:
+            self.records += body.count(b"\n")
+
+        def on_message_complete(self) -> None:
+            nonlocal stored
+            method = self.parser.get_method()
+            if method == b"POST" and self.url.startswith(b"/v1/predictions"):
+                stored += self.records
+                self.answer(200, b"{}")
+            elif method == b"GET" and self.url == b"/metrics":
+                self.answer(200, b"truthloop_predictions_total %d\n" % stored)
+            else:
+                self.answer(404, b'{"error": "not_found"}')
+
+        def answer(self, status: int, body: bytes) -> None:
+            head = b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            self.transport.write(head % (status, len(body)) + body)  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Sink, "127.0.0.1", port)
+        await _until_terminated()
+        server.close()
 
     uvloop.run(main())
 
@@ -250,7 +403,9 @@ def run_wrk(url: str, connections: int, seconds: float, script: Path, cpu: int) 
     return Load(int(done[1]), elapsed, p50_ms, p99_ms, p999_ms, connections)
 
 
-def run_own_client(url: str, connections: int, seconds: float, script: Path, cpu: int) -> Load:
+def run_own_client(
+    url: str, connections: int, seconds: float, script: Path, cpu: int, *, case: Case
+) -> Load:
     """The fallback load generator: a uvloop client, one protocol per keep-alive connection."""
     out = subprocess.run(
         [
@@ -262,6 +417,7 @@ def run_own_client(url: str, connections: int, seconds: float, script: Path, cpu
             url,
             str(connections),
             str(seconds),
+            case.name,
         ],
         check=True,
         capture_output=True,
@@ -271,14 +427,14 @@ def run_own_client(url: str, connections: int, seconds: float, script: Path, cpu
     return Load(requests, elapsed, p50, p99, p999, connections)
 
 
-def own_client(url: str, connections: int, seconds: float) -> None:
+def own_client(url: str, connections: int, seconds: float, case: Case) -> None:
     import httptools
     import uvloop
 
     host, port = url.removeprefix("http://").split("/")[0].split(":")
     request = (
-        b"POST /predict HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (len(REQUEST_BODY), REQUEST_BODY)
+        b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (case.path.encode(), len(case.request), case.request)
     )
     latencies: list[float] = []
 
@@ -405,27 +561,37 @@ class Processes:
             proc.kill()
             return proc.wait()
 
-    def model(self) -> tuple[int, int]:
+    def model(self, case: Case) -> tuple[int, int]:
         """The model on CPU 1: its port and pid."""
         port = free_port()
-        proc = self.start(
-            [sys.executable, __file__, "--role", "model", str(port)], port, "model", 1
-        )
+        cmd = [sys.executable, __file__, "--role", "model", str(port), case.name]
+        proc = self.start(cmd, port, "model", 1)
         return port, proc.pid
 
-    def feedback(self) -> str:
-        """`truthloop feedback` on CPU 1, SQLite in `directory`, MONITOR registered: its URL."""
+    def sink(self) -> str:
+        """`serve_sink` on CPU 1: its URL."""
+        port = free_port()
+        self.start([sys.executable, __file__, "--role", "sink", str(port)], port, "sink", 1)
+        return f"http://127.0.0.1:{port}"
+
+    def feedback(self, monitor: dict[str, object]) -> str:
+        """`truthloop feedback` on CPU 1, SQLite in `directory`, `monitor` registered: its URL."""
         port = free_port()
         store = f"sqlite:///{self.directory}/feedback.db"
         cmd = [*TRUTHLOOP, "feedback", "--listen", f"127.0.0.1:{port}", "--store", store]
         self.start(cmd, port, "feedback", 1)
         url = f"http://127.0.0.1:{port}"
-        put_json(f"{url}/v1/monitors/{MONITOR_KEY}", MONITOR)
+        put_json(f"{url}/v1/monitors/{MONITOR_KEY}", monitor)
         return url
 
 
 def command_env(
-    port: int, model_port: int, admin_port: int, feedback: str, spool: Path
+    port: int,
+    model_port: int,
+    admin_port: int,
+    feedback: str,
+    spool: Path,
+    monitor: dict[str, object],
 ) -> dict[str, str]:
     """`truthloop sidecar` configured as the operator injects it, in front of the model."""
     return {
@@ -435,7 +601,7 @@ def command_env(
         "TRUTHLOOP_FEEDBACK_URL": feedback,
         "TRUTHLOOP_MONITOR": MONITOR_KEY,
         "TRUTHLOOP_SPOOL_DIR": str(spool),
-        "TRUTHLOOP_SPEC": json.dumps(MONITOR),
+        "TRUTHLOOP_SPEC": json.dumps(monitor),
     }
 
 
@@ -460,7 +626,13 @@ class Result:
     """CPU microseconds per request of the proxy process at c=16 (None for the model alone)."""
     cpu64_us: float | None
     """The same at c=64, where the proxy is busier and wakes up less often per request."""
+    capture_us: float | None
+    """Of `cpu_us`, the CPU microseconds per request in the stand-in's capture callback (None for
+    the targets that do not time it)."""
     rss_mib: float | None
+    queue: tuple[Queue, Queue, Queue] | None
+    """The command's records captured and dropped at its queue while the c=1 (warm-up included),
+    c=16 (warm-up included) and c=64 loads ran; None for the other targets."""
     requests: int
     """Every request the target answered to the load generator, warm-ups included."""
     in_flight: int
@@ -470,27 +642,72 @@ class Result:
 Generator = Callable[[str, int, float, Path, int], Load]
 
 
-def _measure(
-    name: str, url: str, pid: int | None, model: int, gen: Generator, script: Path, seconds: float
-) -> Result:
+@dataclass(frozen=True)
+class Queue:
+    captured: float
+    dropped: float
+    """Of those, dropped at the full queue (`records_dropped{reason="queue_full"}`): the
+    command is fail-open, its records wait for no one."""
+
+    def __sub__(self, other: Queue) -> Queue:
+        return Queue(self.captured - other.captured, self.dropped - other.dropped)
+
+    def __add__(self, other: Queue) -> Queue:
+        return Queue(self.captured + other.captured, self.dropped + other.dropped)
+
+
+def _queue(admin: str) -> Queue:
+    side = counters(admin + "/metrics")
+    return Queue(
+        side["truthloop_sidecar_records_captured_total"],
+        side.get("truthloop_sidecar_records_dropped_total{queue_full}", 0.0),
+    )
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    port: int
+    pid: int | None
+    """The proxy process whose CPU is measured; None for the model alone."""
+    spent: Callable[[], float] | None = None
+    """The CPU seconds the target's capture callback has taken so far, if it times them."""
+    admin: str | None = None
+    """The command's admin URL, whose counters say what its queue took and dropped."""
+
+
+def _measure(target: Target, model: int, gen: Generator, script: Path, seconds: float) -> Result:
     """One round for one target. Latency with everyone on CPU 0 (one core: what the proxy's work
     adds, free of this machine's cross-CPU wake-up latency); throughput and CPU with the proxy
     alone on CPU 0."""
+    name, pid, spent, admin = target.name, target.pid, target.spent, target.admin
+    url = f"http://127.0.0.1:{target.port}/"
+    marks = [_queue(admin)] if admin else []
     _move(model, 0)
     warm = gen(url, 1, 1, script, 0)  # warm-up: connections, caches
     latency = gen(url, 1, seconds, script, 0)
     _move(model, 1)
+    marks += [_queue(admin)] if admin else []
     warm16 = gen(url, 16, 1, script, 1)
     before = _cpu_seconds(pid) if pid else 0.0
+    captured = spent() if spent else 0.0
     throughput = gen(url, 16, seconds, script, 1)
     cpu = (_cpu_seconds(pid) - before) / throughput.requests * 1e6 if pid else None
+    capture = (spent() - captured) / throughput.requests * 1e6 if spent else None
+    marks += [_queue(admin)] if admin else []
     before = _cpu_seconds(pid) if pid else 0.0
     saturated = gen(url, 64, seconds, script, 1)
     cpu64 = (_cpu_seconds(pid) - before) / saturated.requests * 1e6 if pid else None
     rss = _peak_rss_mib(pid) if pid else None
+    queue = None
+    if admin:
+        marks.append(_queue(admin))
+        queue = (marks[1] - marks[0], marks[2] - marks[1], marks[3] - marks[2])
     runs = (warm, latency, warm16, throughput, saturated)
     requests, in_flight = sum(r.requests for r in runs), sum(r.connections for r in runs)
-    return Result(name, latency, throughput, saturated, cpu, cpu64, rss, requests, in_flight)
+    return Result(
+        name, latency, throughput, saturated, cpu, cpu64, capture, rss, queue, requests, in_flight
+    )
 
 
 def _best_load(loads: list[Load]) -> Load:
@@ -507,9 +724,11 @@ def _best_load(loads: list[Load]) -> Load:
 
 def _combine(rounds: list[Result]) -> Result:
     """Per figure, the best round: the lowest latency and CPU, the highest throughput (other
-    work on the machine only ever makes them worse); peak RSS: the largest; requests: all."""
+    work on the machine only ever makes them worse); peak RSS: the largest; requests and the
+    queue's records: all."""
     cpus = [r.cpu_us for r in rounds if r.cpu_us is not None]
     cpus64 = [r.cpu64_us for r in rounds if r.cpu64_us is not None]
+    captures = [r.capture_us for r in rounds if r.capture_us is not None]
     rss = [r.rss_mib for r in rounds if r.rss_mib is not None]
     return Result(
         rounds[0].name,
@@ -518,9 +737,25 @@ def _combine(rounds: list[Result]) -> Result:
         _best_load([r.saturated for r in rounds]),
         min(cpus) if cpus else None,
         min(cpus64) if cpus64 else None,
+        min(captures) if captures else None,
         max(rss) if rss else None,
+        _total_queue([r.queue for r in rounds]),
         sum(r.requests for r in rounds),
         sum(r.in_flight for r in rounds),
+    )
+
+
+def _total_queue(
+    rounds: list[tuple[Queue, Queue, Queue] | None],
+) -> tuple[Queue, Queue, Queue] | None:
+    """The queue's figures summed over the rounds: a loss is not a figure to take the best of."""
+    measured = [q for q in rounds if q is not None]
+    if not measured:
+        return None
+    return (
+        sum((q[0] for q in measured), Queue(0, 0)),
+        sum((q[1] for q in measured), Queue(0, 0)),
+        sum((q[2] for q in measured), Queue(0, 0)),
     )
 
 
@@ -587,20 +822,29 @@ def put_json(url: str, body: object) -> None:
 
 
 def counters(url: str) -> dict[str, float]:
-    """A Prometheus endpoint's samples summed by name over their labels."""
+    """A Prometheus endpoint's samples summed by name over their labels, and by name and
+    reason as `name{reason}` for those with a `reason` label."""
     from prometheus_client.parser import text_string_to_metric_families
 
     totals: dict[str, float] = {}
     for family in text_string_to_metric_families(_get(url).decode()):
         for sample in family.samples:
             totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+            if "reason" in sample.labels:
+                key = f"{sample.name}{{{sample.labels['reason']}}}"
+                totals[key] = totals.get(key, 0.0) + sample.value
     return totals
 
 
-def check_capture(admin: str, feedback: str, answered: int, in_flight: int) -> str:
-    """Every request the command answered became a record that the feedback service stored: the
-    line that says so, once the sidecar has shipped everything; RuntimeError with the counts when
-    capture or shipping lost any (skipped, failed, dropped, not stored).
+def check_capture(
+    admin: str, feedback: str, answered: int, in_flight: int, rows: int, stored_by: str
+) -> str:
+    """Every row of every request the command answered became a record, and every record was
+    stored by the feedback service or counted as dropped at the full queue (the command is
+    fail-open: at full load it drops what it cannot ship, counted, and the tables say where):
+    the line that says so, once the sidecar has shipped everything; RuntimeError with the counts
+    when capture or shipping lost any otherwise (skipped, failed, dropped for another reason,
+    rejected, not stored).
 
     `answered` is what the load generator counted; up to `in_flight` more may have been answered
     as it stopped (a run ends with a request in flight on each connection)."""
@@ -610,13 +854,14 @@ def check_capture(admin: str, feedback: str, answered: int, in_flight: int) -> s
         side = counters(admin + "/metrics")
         stored = counters(feedback + "/metrics").get("truthloop_predictions_total", 0.0)
         captured = side[name + "records_captured_total"]
-        settled = side[name + "records_shipped_total"] == captured == stored
-        if settled or time.monotonic() > deadline:
+        shipped = side[name + "records_shipped_total"]
+        full = side.get(name + "records_dropped_total{queue_full}", 0.0)
+        if shipped == stored == captured - full or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     requests = side[name + "requests_total"]
     problems = [
-        f"{metric} {side.get(name + metric, 0):,.0f}"
+        f"{metric} {value:,.0f}"
         for metric in (
             "capture_skipped_total",
             "capture_errors_total",
@@ -625,27 +870,34 @@ def check_capture(admin: str, feedback: str, answered: int, in_flight: int) -> s
             "queue_records",
             "spool_records",
         )
-        if side.get(name + metric)
+        if (value := side.get(name + metric, 0.0) - (full if "dropped" in metric else 0.0))
     ]
     if not answered <= requests <= answered + in_flight:
         problems.append(f"wrk saw {answered:,} answers, the sidecar counts {requests:,.0f}")
-    if not captured == requests == stored:
+    if not (captured == requests * rows and shipped == stored == captured - full):
         problems.append(
-            f"{requests:,.0f} requests, {captured:,.0f} captured, "
-            f"{side[name + 'records_shipped_total']:,.0f} shipped, {stored:,.0f} stored"
+            f"{requests:,.0f} requests of {rows} rows, {captured:,.0f} captured, "
+            f"{full:,.0f} dropped at the full queue, {shipped:,.0f} shipped, {stored:,.0f} stored"
         )
     if problems:
         raise RuntimeError("capture lost records: " + "; ".join(problems))
+    of = f" of {rows} rows" if rows > 1 else ""
+    dropped = (
+        f"; the other {full:,.0f} were dropped at the command's full queue, counted (see below)"
+        if full
+        else ", none dropped"
+    )
     return (
-        f"capture checked: the command answered {requests:,.0f} requests (wrk counted "
-        f"{answered:,}), and the feedback service stored all {stored:,.0f} of their records"
+        f"capture checked: the command answered {requests:,.0f} requests{of} (wrk counted "
+        f"{answered:,}), captured every row ({captured:,.0f} records), and {stored_by} "
+        f"{stored:,.0f} of them{dropped}"
     )
 
 
-def bench(seconds: float, rounds: int) -> tuple[list[Result], list[str]]:
+def bench(case: Case, seconds: float, rounds: int) -> tuple[list[Result], list[str]]:
     notes: list[str] = []
     wrk = _ensure_debian("wrk", "wrk")
-    gen = run_wrk if wrk else run_own_client
+    gen = run_wrk if wrk else partial(run_own_client, case=case)
     notes.append(
         "load: wrk (Debian), 1 thread"
         if wrk
@@ -655,76 +907,140 @@ def bench(seconds: float, rounds: int) -> tuple[list[Result], list[str]]:
     with tempfile.TemporaryDirectory() as tmp, Processes(Path(tmp)) as procs:
         script = Path(tmp) / "post.lua"
         script.write_text(
-            'wrk.method = "POST"\nwrk.path = "/predict"\n'
+            f'wrk.method = "POST"\nwrk.path = "{case.path}"\n'
             'wrk.headers["Content-Type"] = "application/json"\n'
-            f"wrk.body = '{REQUEST_BODY.decode()}'\n"
+            f"wrk.body = '{case.request.decode()}'\n"
             "done = function(summary, latency, requests)\n"
             '  io.write(string.format("p99.9 %.1f\\n", latency:percentile(99.9)))\n'
             "end\n"
         )
-        model_port, model = procs.model()
-        targets: list[tuple[str, int, int | None]] = [("direct", model_port, None)]
-        feedback = procs.feedback()
+        model_port, model = procs.model(case)
+        targets = [Target("direct", model_port, None)]
+        feedback = procs.sink() if case.sink else procs.feedback(case.monitor)
         port, admin_port = free_port(), free_port()
-        env = command_env(port, model_port, admin_port, feedback, Path(tmp) / "spool")
+        spool = Path(tmp) / "spool"
+        env = command_env(port, model_port, admin_port, feedback, spool, case.monitor)
         command = procs.start([*TRUTHLOOP, "sidecar"], port, "sidecar", 0, env)
-        targets.append((COMMAND, port, command.pid))
+        admin = f"http://127.0.0.1:{admin_port}"
+        targets.append(Target(COMMAND, port, command.pid, admin=admin))
 
-        role = [sys.executable, __file__, "--role"]
-        for name, mode in ((STAND_IN, "capture"), (FALLBACK, "fallback")):
-            port = free_port()
-            proc = procs.start([*role, "sidecar", str(port), str(model_port), mode], port, name, 0)
-            targets.append((name, port, proc.pid))
+        role = [sys.executable, __file__, "--role", "sidecar"]
+        stand_ins = [(STAND_IN, "capture"), (FALLBACK, "fallback")][: 2 if case.fallback else 1]
+        for name, mode in stand_ins:
+            port, spent = free_port(), Path(tmp) / f"{mode}.spent"
+            spent.write_bytes(bytes(8))
+            cmd = [*role, str(port), str(model_port), mode, case.name, str(spent)]
+            proc = procs.start(cmd, port, name, 0)
+            targets.append(Target(name, port, proc.pid, partial(_read_spent, spent)))
         if nginx:
             port = free_port()
             conf = Path(tmp) / "nginx.conf"
             conf.write_text(NGINX_CONF.format(dir=tmp, model=model_port, port=port))
             proc = procs.start([nginx, "-p", tmp, "-c", str(conf)], port, "nginx", 0)
-            targets.append(("nginx", port, _nginx_worker(proc.pid)))
+            targets.append(Target("nginx", port, _nginx_worker(proc.pid)))
         else:
             notes.append("nginx: skipped, apt-get could not install nginx-light")
-        by_target: dict[str, list[Result]] = {name: [] for name, _, _ in targets}
+        by_target: dict[str, list[Result]] = {t.name: [] for t in targets}
         for _ in range(rounds):  # interleaved, so a noisy moment hits every target alike
-            for name, port, pid in targets:
-                url = f"http://127.0.0.1:{port}/"
-                by_target[name].append(_measure(name, url, pid, model, gen, script, seconds))
+            for target in targets:
+                by_target[target.name].append(_measure(target, model, gen, script, seconds))
         results = [_combine(r) for r in by_target.values()]
         side = next(r for r in results if r.name == COMMAND)
-        admin = f"http://127.0.0.1:{admin_port}"
-        notes.append(check_capture(admin, feedback, side.requests, side.in_flight))
+        stored_by = (
+            "the stand-in feedback service received" if case.sink else "the feedback service stored"
+        )
+        notes.append(
+            check_capture(admin, feedback, side.requests, side.in_flight, case.rows, stored_by)
+        )
     return results, notes
+
+
+def _read_spent(path: Path) -> float:
+    """The seconds a stand-in's capture callback has taken so far: what its `BenchTap` wrote
+    into the file's shared page."""
+    return float(struct.unpack("d", path.read_bytes())[0])
 
 
 # Reporting.
 
 
-def table(results: list[Result], notes: list[str], seconds: float, rounds: int, load: str) -> str:
+def _describe(case: Case) -> str:
+    if case.rows == 1:
+        return ""
+    return (
+        f"Every request is an Open Inference Protocol v2 batch of {case.rows} rows to "
+        f"`{case.path}`: one FP32 input `predict` [{case.rows}, {FEATURES}] (flat row-major "
+        "`data`) and the rows' entity IDs in `parameters.entity_ids`, "
+        f"{len(case.request):,} bytes; the model answers `predict` [{case.rows}, 1] INT64 and "
+        f"`predict_proba` [{case.rows}, 2] FP64, {len(case.response):,} bytes. The monitor "
+        "captures with `capture.protocol: open-inference-v2`, the entity per row "
+        "(`{pointer: /parameters/entity_ids, perRow: true}`) and the score at "
+        f"`/predict_proba/1`: {case.rows} records per request, each with its row's "
+        f"{FEATURES} features. "
+    )
+
+
+def table(
+    case: Case, results: list[Result], notes: list[str], seconds: float, rounds: int, load: str
+) -> str:
     by = {r.name: r for r in results}
     direct, nginx = by["direct"], by.get("nginx")
+    batch = case.rows > 1
     lines = [
         f"Run {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}; {rounds} interleaved rounds of {seconds:g} s per "
         f"measurement, each figure the best round's; load average {load} (other work "
         "on this shared machine moves these figures, up to 2× between runs); "
         + "; ".join(notes)
-        + ". Latency (c=1): load generator, proxy and model all on CPU 0, so the figures are the "
+        + ". "
+        + _describe(case)
+        + "Latency (c=1): load generator, proxy and model all on CPU 0, so the figures are the "
         "proxy's own work, not this VM's cross-CPU wake-ups (0.1–0.3 ms a hop here, charged to "
         "nginx alike). Throughput and CPU (c=16, c=64): the proxy alone on CPU 0, the model and "
         "the load generator on CPU 1; CPU is the proxy process's utime+stime per request over "
-        "the run, and `1-core capacity` is one second divided by the c=64 figure. At c=16 a "
-        "proxy here is not CPU-bound but bound by the round trip across CPUs (each idle wake-up "
-        "also costs CPU); c=64 shows more of the core. `sidecar` is the command users run, "
-        "shipping to a live feedback service (on CPU 1 throughout); `proxy only` and "
-        "`fallback` are the proxy with a stand-in tap that never ships.",
+        "the run, and `1-core capacity` is one second divided by the c=64 figure. "
+        + (
+            "Capturing a request's rows takes about a millisecond, so `sidecar` and `proxy only` "
+            "are CPU-bound at c=16 already; nginx is bound by the round trip across CPUs. "
+            if batch
+            else "At c=16 a proxy here is not CPU-bound but bound by the round trip across CPUs "
+            "(each idle wake-up also costs CPU); c=64 shows more of the core. "
+        )
+        + "`sidecar` is the command users run, "
+        + (
+            "shipping to a stand-in feedback service that counts the records it is sent and "
+            "stores none (on CPU 1 throughout: one `truthloop feedback` stores 40,000–60,000 "
+            "records a second on a core of this machine, `bench/feedback_ingest.py`, fewer than "
+            "these batches make at full load); `proxy only`"
+            if case.sink
+            else "shipping to a live feedback service (on CPU 1 throughout); `proxy only`"
+        )
+        + (" and `fallback` are" if case.fallback else " is")
+        + " the proxy with the command's own tap, whose records are never shipped"
+        + (
+            " (`fallback`: engaged, the rules answer, the model is called off the request path)"
+            if case.fallback
+            else ""
+        )
+        + "; `capture CPU` is the part of its CPU per request spent in the capture callback "
+        "(extraction, records encoded and queued), timed in the process.",
         "",
         "| target | p50 ms (c=1) | p99 ms (c=1) | p99.9 ms (c=1) | added p50 ms | added p99 ms "
-        "| req/s (c=16) "
-        "| req/s (c=64) | CPU µs/req | CPU vs nginx | CPU µs/req (c=64) | CPU vs nginx (c=64) "
-        "| 1-core capacity req/s | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| req/s (c=16) | req/s (c=64) "
+        + ("| records/s (c=16) | records/s (c=64) " if batch else "")
+        + "| CPU µs/req | capture CPU µs/req | CPU vs nginx | CPU µs/req (c=64) "
+        "| CPU vs nginx (c=64) | 1-core capacity req/s | peak RSS MiB |",
+        "|---" * (15 + 2 * batch) + "|",
     ]
     for r in results:
         added = r is not direct
+        records = []
+        if batch:
+            captures = r.name in (COMMAND, STAND_IN)
+            records = [
+                f"{r.throughput.rps * case.rows:,.0f}" if captures else "–",
+                f"{r.saturated.rps * case.rows:,.0f}" if captures else "–",
+            ]
         cells = [
             r.name,
             f"{r.latency.p50_ms:.3f}",
@@ -734,7 +1050,9 @@ def table(results: list[Result], notes: list[str], seconds: float, rounds: int, 
             f"{r.latency.p99_ms - direct.latency.p99_ms:+.3f}" if added else "–",
             f"{r.throughput.rps:,.0f}",
             f"{r.saturated.rps:,.0f}",
+            *records,
             f"{r.cpu_us:.1f}" if r.cpu_us else "–",
+            f"{r.capture_us:.1f}" if r.capture_us else "–",
             f"{r.cpu_us / nginx.cpu_us:.2f}×" if nginx and nginx.cpu_us and r.cpu_us else "–",
             f"{r.cpu64_us:.1f}" if r.cpu64_us else "–",
             f"{r.cpu64_us / nginx.cpu64_us:.2f}×"
@@ -744,7 +1062,28 @@ def table(results: list[Result], notes: list[str], seconds: float, rounds: int, 
             f"{r.rss_mib:.1f}" if r.rss_mib else "–",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    side = by[COMMAND]
+    lines += ["", _batch_summary(case, by) if batch else _goals(by)]
+    if (queue := by[COMMAND].queue) is not None:
+        lines += ["", _dropped(queue)]
+    return "\n".join(lines)
+
+
+def _dropped(queue: tuple[Queue, Queue, Queue]) -> str:
+    """What the command's queue dropped under each load, over all rounds."""
+    loads = []
+    for load, q in zip(("c=1", "c=16", "c=64"), queue, strict=True):
+        share = f" ({q.dropped / q.captured:.1%})" if q.dropped else ""
+        loads.append(f"{load} {q.dropped:,.0f} of {q.captured:,.0f}{share}")
+    return (
+        'Records `sidecar` dropped at its full queue (`records_dropped{reason="queue_full"}`: '
+        "fail-open, capture never holds a response back), of those it captured, over all "
+        "rounds: " + "; ".join(loads) + "."
+    )
+
+
+def _goals(by: dict[str, Result]) -> str:
+    """The single-row goals, met or missed by `sidecar`."""
+    direct, side, nginx = by["direct"], by[COMMAND], by.get("nginx")
     checks = [
         ("added p50 ≤ 0.25 ms", side.latency.p50_ms - direct.latency.p50_ms, GOALS["added_p50_ms"]),
         ("added p99 ≤ 1 ms", side.latency.p99_ms - direct.latency.p99_ms, GOALS["added_p99_ms"]),
@@ -766,11 +1105,45 @@ def table(results: list[Result], notes: list[str], seconds: float, rounds: int, 
             f"{'met' if ratio <= GOALS['cpu_vs_nginx'] else 'MISSED'}: CPU per request "
             f"≤ 3× nginx's (c=16 {ratio:.2f}×; c=64 {side.cpu64_us / nginx.cpu64_us:.2f}×)"
         )
-    lines += [
-        "",
-        "Goals for `sidecar` (the command, capturing and shipping): " + "; ".join(goals) + ".",
+    return "Goals for `sidecar` (the command, capturing and shipping): " + "; ".join(goals) + "."
+
+
+def _batch_summary(case: Case, by: dict[str, Result]) -> str:
+    """What a batch request costs through `sidecar` against nginx, and capture's share."""
+    direct, side, stand_in, nginx = by["direct"], by[COMMAND], by[STAND_IN], by.get("nginx")
+    rows = case.rows
+    parts = [
+        f"added latency per request over direct: p50 "
+        f"{side.latency.p50_ms - direct.latency.p50_ms:+.3f} ms, p99 "
+        f"{side.latency.p99_ms - direct.latency.p99_ms:+.3f} ms"
     ]
-    return "\n".join(lines)
+    if nginx:
+        parts.append(
+            f"over nginx: p50 {side.latency.p50_ms - nginx.latency.p50_ms:+.3f} ms, p99 "
+            f"{side.latency.p99_ms - nginx.latency.p99_ms:+.3f} ms"
+        )
+    if side.cpu_us and side.cpu64_us:
+        cpu = f"CPU per request {side.cpu_us:,.0f} µs at c=16, {side.cpu64_us:,.0f} µs at c=64"
+        if nginx and nginx.cpu_us and nginx.cpu64_us:
+            cpu += (
+                f" ({side.cpu_us / nginx.cpu_us:.1f}× and {side.cpu64_us / nginx.cpu64_us:.1f}× "
+                f"nginx's {nginx.cpu_us:.1f} and {nginx.cpu64_us:.1f} µs)"
+            )
+        parts.append(f"{cpu}, {side.cpu64_us / rows:.1f} µs per row")
+        parts.append(
+            f"records captured per second: {side.throughput.rps * rows:,.0f} at c=16, "
+            f"{side.saturated.rps * rows:,.0f} at c=64 (1-core capacity "
+            f"{1e6 / side.cpu64_us * rows:,.0f})"
+        )
+    if stand_in.capture_us and stand_in.cpu_us:
+        parts.append(
+            f"the capture callback takes {stand_in.capture_us:,.0f} µs per request "
+            f"({stand_in.capture_us / rows:.1f} µs per row), "
+            f"{stand_in.capture_us / stand_in.cpu_us:.0%} of `proxy only`'s "
+            f"{stand_in.cpu_us:,.0f} µs; the proxying itself the other "
+            f"{stand_in.cpu_us - stand_in.capture_us:,.0f} µs"
+        )
+    return f"`sidecar` on a {rows}-row batch: " + "; ".join(parts) + "."
 
 
 def arguments(doc: str, **options: tuple[type, object, str]) -> argparse.Namespace:
@@ -785,29 +1158,43 @@ def arguments(doc: str, **options: tuple[type, object, str]) -> argparse.Namespa
     return parser.parse_args()
 
 
+TITLES = {
+    "single": "## Sidecar (`bench/sidecar.py`)",
+    "v2-batch": "## Sidecar on a 100-row Open Inference Protocol v2 batch "
+    "(`bench/sidecar.py --case v2-batch`)",
+}
+
+
 def main() -> None:
     args = arguments(
         __doc__,
+        case=(str, "all", "single, v2-batch or all"),
         duration=(float, 3.0, "seconds per measurement"),
         rounds=(int, 3, "rounds over all targets"),
     )
     if args.role == "model":
-        serve_model(int(args.role_args[0]))
+        port, case = args.role_args
+        serve_model(int(port), CASES[case])
     elif args.role == "sidecar":
-        port, model_port, mode = args.role_args
-        serve_sidecar(int(port), int(model_port), mode == "fallback")
+        port, model_port, mode, case, spent = args.role_args
+        serve_sidecar(int(port), int(model_port), mode == "fallback", CASES[case], spent)
+    elif args.role == "sink":
+        serve_sink(int(args.role_args[0]))
     elif args.role == "client":
-        url, connections, seconds = args.role_args
-        own_client(url, int(connections), float(seconds))
+        url, connections, seconds, case = args.role_args
+        own_client(url, int(connections), float(seconds), CASES[case])
     else:
-        before = os.getloadavg()[0]
-        results, notes = bench(args.duration, args.rounds)
-        load = f"{before:.2f} before, {os.getloadavg()[0]:.2f} after"
-        text = table(results, notes, args.duration, args.rounds, load)
-        print(text)
-        if args.write:
-            sections.write(BENCHMARKS, "sidecar", f"## Sidecar (`bench/sidecar.py`)\n\n{text}")
-            print(f"\nwritten to {BENCHMARKS}")
+        if args.case not in (*CASES, "all"):
+            raise SystemExit(f"--case: {args.case!r} is not one of {', '.join(CASES)}, all")
+        for case in CASES.values() if args.case == "all" else (CASES[args.case],):
+            before = os.getloadavg()[0]
+            results, notes = bench(case, args.duration, args.rounds)
+            load = f"{before:.2f} before, {os.getloadavg()[0]:.2f} after"
+            text = table(case, results, notes, args.duration, args.rounds, load)
+            print(text)
+            if args.write:
+                sections.write(BENCHMARKS, case.section, f"{TITLES[case.name]}\n\n{text}")
+                print(f"\nwritten to {BENCHMARKS}")
 
 
 if __name__ == "__main__":
