@@ -619,3 +619,15 @@ def test_rows_are_total(body: Any, protocol: str) -> None:
     for side in (request_rows, response_rows):
         found = side(preset(protocol), body)
         assert found is None or isinstance(found, list | RowsError)
+
+
+def test_names_from_a_body_are_cut_short_in_details() -> None:
+    long = "x" * 100
+    found = request_rows(V2, {"inputs": [tensor(long, [1], [1]), tensor(long, [1], [2])]})
+    assert found == RowsError("tensor_invalid", f"/inputs/1/name: '{'x' * 60}... names two tensors")
+    many = {f"k{i}": i for i in range(10)}
+    assert request_rows(KSERVE_V1, many) == RowsError(
+        "instances_missing",
+        "expected /instances or /inputs in the request body, got an object with keys k0, k1, k2, "
+        "k3, k4, k5, k6, k7, ...",
+    )

@@ -283,7 +283,7 @@ def _answer(
     except _Failed as failure:
         if failure.reason != "prediction_missing" or capture.protocol != "open-inference-v2":
             raise
-        outputs = ", ".join(response) if isinstance(response, dict) else "none"
+        outputs = protocols.names(response) if isinstance(response, dict) else "none"
         raise _Failed(failure.reason, f"{failure.detail}; the outputs are: {outputs}") from None
     score = None
     if capture.score is not None:

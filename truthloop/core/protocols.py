@@ -56,7 +56,9 @@ _CONTAINERS = frozenset((list, dict))
 _MOST = 2**64
 """More values than any body holds: a shape's size is multiplied out up to here."""
 _SHOWN_DIMS = 8
-"""A shape longer than this is cut short in a detail."""
+"""A shape longer than this is cut short in a detail (and so is a list of keys)."""
+_SHOWN_NAME = 64
+"""A name longer than this (a tensor's, a key) is cut short in a detail."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,14 +212,15 @@ def _v2(body: Any, side: _Side) -> list[Any]:
         if not isinstance(name, str):
             raise _Bad("tensor_invalid", f"{where}/name: expected a string, got {describe(name)}")
         if name in columns:
-            raise _Bad("tensor_invalid", f"{where}/name: {name!r} names two tensors")
+            raise _Bad("tensor_invalid", f"{where}/name: {_short(repr(name))} names two tensors")
         if "data" not in tensor:
             raise _Bad("tensor_invalid", f"{where}/data: missing (binary tensor data is not read)")
         rows = _tensor(tensor.get("shape"), tensor["data"], where, "data", squeeze=True)
         if columns and len(rows) != len(columns[first]):
             raise _Bad(
                 "batch_length_mismatch",
-                f"{where} ({name}) has {len(rows)} rows, /{key}/0 ({first}) {len(columns[first])}",
+                f"{where} ({_short(name)}) has {len(rows)} rows, /{key}/0 ({_short(first)}) "
+                f"{len(columns[first])}",
             )
         if not columns:
             first = name
@@ -327,14 +330,15 @@ def _columnar(value: Any, where: str, side: _Side) -> list[Any]:
                    f"{describe(value)}")  # fmt: skip
     first = next(iter(value))
     for name, column in value.items():
-        at = f"{where}/{pointer.escape(name)}"
+        at = f"{where}/{_short(pointer.escape(name))}"
         if not isinstance(column, list):
             raise _Bad("tensor_invalid", f"{at}: expected an array (a column), got "
                        f"{describe(column)}")  # fmt: skip
         if len(column) != len(value[first]):
             raise _Bad(
                 "batch_length_mismatch",
-                f"{at} has {len(column)} rows, {where}/{pointer.escape(first)} {len(value[first])}",
+                f"{at} has {len(column)} rows, {where}/{_short(pointer.escape(first))} "
+                f"{len(value[first])}",
             )
     names = list(value)
     return [dict(zip(names, row, strict=True)) for row in zip(*value.values(), strict=True)]
@@ -441,6 +445,17 @@ def _shape(shape: list[int]) -> str:
     return f"[{shown}{', ...' if len(shape) > _SHOWN_DIMS else ''}]"
 
 
+def _short(name: str) -> str:
+    """A name from a body as a detail shows it: at most `_SHOWN_NAME` characters."""
+    return name if len(name) <= _SHOWN_NAME else name[: _SHOWN_NAME - 3] + "..."
+
+
+def names(found: Mapping[str, Any]) -> str:
+    """An object's keys as a detail lists them (`predict, predict_proba`): the first few, each
+    cut short."""
+    shown = ", ".join(map(_short, itertools.islice(found, _SHOWN_DIMS)))
+    return shown + (", ..." if len(found) > _SHOWN_DIMS else "")
+
+
 def _keys(body: dict[str, Any]) -> str:
-    shown = ", ".join(list(body)[:_SHOWN_DIMS])
-    return f"keys {shown}{', ...' if len(body) > _SHOWN_DIMS else ''}" if body else "no keys"
+    return f"keys {names(body)}" if body else "no keys"
