@@ -94,6 +94,11 @@ FALLBACK_ANSWERS = {
         ({"float_input": [1820.0, 3.0, 1.0]}, 0),
         ({"float_input": [12.9, 14.0, 0.0]}, 0),
     ],
+    "monitor-open-inference-v2-kserve.yaml": [
+        ({"input-0": [480.0, 40.0, 6.0]}, "premium"),
+        ({"input-0": [150.0, 3.0, 0.0]}, "plus"),
+        ({"input-0": [12.5, 3.0, 0.0]}, "basic"),
+    ],
     "monitor-kserve-v1.yaml": [
         ([52000.0, 0.41, 7, 0], 0.9),
         ([128000.0, 0.12, 15, 2], 0.9),
