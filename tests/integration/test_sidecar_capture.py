@@ -129,6 +129,18 @@ async def test_a_batch_request_gives_one_record_per_row(
         assert record["prediction"] == answer["predictions"][i]["prediction"]
 
 
+async def test_a_gzipped_answer_is_captured_from_the_json_inside(
+    model: Model, feedback: FakeFeedback, tmp_path: Path
+) -> None:
+    model.gzip = True
+    async with harness.running(harness.settings(model, feedback.url, tmp_path)) as sidecar:
+        client = Client(f"http://127.0.0.1:{sidecar.port}")
+        await client.run(range(20), concurrency=4)
+        await eventually(lambda: len(feedback.records) == 20, "every record")
+    assert_captured_what_clients_saw(client, feedback)
+    assert sidecar.capture.stats.errors.total() == 0
+
+
 async def test_refused_capture_shows_in_readiness_and_metrics_and_serving_goes_on(
     model: Model, feedback: FakeFeedback, tmp_path: Path
 ) -> None:

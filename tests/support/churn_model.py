@@ -49,6 +49,8 @@ class Model:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.gzip = False
+        """Answer gzipped, as MLServer does a client that accepts it."""
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -79,8 +81,14 @@ class Model:
         self.calls += 1
         body = await request.json()
         if "instances" in body:
-            return web.json_response({"predictions": [self.answer(r) for r in body["instances"]]})
-        return web.json_response(self.answer(body))
+            response = web.json_response(
+                {"predictions": [self.answer(r) for r in body["instances"]]}
+            )
+        else:
+            response = web.json_response(self.answer(body))
+        if self.gzip:
+            response.enable_compression(web.ContentCoding.gzip)
+        return response
 
     async def _status(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "nope"}, status=int(request.match_info["code"]))

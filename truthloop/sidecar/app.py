@@ -140,6 +140,7 @@ async def start(settings: SidecarSettings) -> Sidecar:
             model_version=settings.model_version,
             clock=settings.clock,
             stamp=settings.stamp,
+            max_body=settings.proxy.capture_max_bytes,
         )
         fallback = Fallback(state)
         abstain = Abstain(state)

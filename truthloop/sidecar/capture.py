@@ -5,8 +5,11 @@ without awaiting. What is not captured is counted, never raised:
 
 - `skipped{reason}`: no spec known yet (`no_spec`), the proxy did not keep a body or skipped the
   exchange (its `skip_reason`, or `body_not_kept`), a non-2xx answer (`status_4xx`,
-  `status_5xx`, ...), or sampled out (`sampled_out`; an abstained exchange never is: the
-  abstain decision leaves the sampled-out records to the model);
+  `status_5xx`, ...), sampled out (`sampled_out`; an abstained exchange never is: the
+  abstain decision leaves the sampled-out records to the model), or a body in a content coding
+  not read (`content_encoding`: br, zstd, a broken stream) or inflating past the bound the proxy
+  keeps bodies within (`body_too_large`); gzip and deflate bodies are read inflated
+  (sidecar/encoding);
 - `errors{reason}`: the extraction failed (core/extract's reason: not JSON, missing pointer, ...);
 - `dropped{reason}`: a segment's value left out of a captured record (`not_scalar`, `too_long`,
   `invalid`, `out_of_range`: core/extract); the record is captured without it.
@@ -25,6 +28,7 @@ import msgspec
 
 from truthloop.core import capture, extract
 from truthloop.core.spec import CaptureSpec
+from truthloop.sidecar import encoding
 from truthloop.sidecar.exchange import Exchange
 from truthloop.sidecar.live import Live
 from truthloop.sidecar.shipper import Shipper
@@ -57,8 +61,11 @@ class Capture:
         model_version: str,
         clock: Callable[[], float] = time.time,
         stamp: Callable[[float], float] | None = None,
+        max_body: int,
     ) -> None:
         self.live = live
+        self._max_body = max_body
+        """The largest body read after inflating it: the proxy's `capture_max_bytes`."""
         self.stats = CaptureStats()
         self._submit = shipper.submit
         self._monitor = monitor
@@ -96,11 +103,15 @@ class Capture:
         if not exchange.abstained and not capture.sampled(exchange.prediction_id, spec.sample_rate):
             stats.skipped["sampled_out"] += 1
             return
+        bodies = self._inflated(exchange, exchange.response_body)
+        if isinstance(bodies, str):
+            stats.skipped[bodies] += 1
+            return
         extraction = extract.extract(
             spec,
             exchange.request_headers,
-            extract.decode(exchange.request_body),
-            extract.decode(exchange.response_body),
+            extract.decode(bodies[0]),
+            extract.decode(bodies[1]),
             monitor.spec.segments,
         )
         if extraction.error is not None:
@@ -120,6 +131,17 @@ class Capture:
         ):
             self._submit(self._encode(record))
             stats.captured += 1
+
+    def _inflated(self, exchange: Exchange, response: bytes) -> tuple[bytes | None, bytes] | str:
+        """The exchange's bodies less their content codings, or why not (a skip reason)."""
+        request = exchange.request_body
+        if request:
+            inflated = encoding.decoded(request, exchange.request_headers, self._max_body)
+            if isinstance(inflated, str):
+                return inflated
+            request = inflated
+        answer = encoding.decoded(response, exchange.response_headers, self._max_body)
+        return answer if isinstance(answer, str) else (request, answer)
 
     def _ts(self, started: float) -> float:
         if self._stamp is not None:
