@@ -1,6 +1,7 @@
 """KServe's Python model server serving a LogisticRegression fitted here (as KServe's sklearn
 server does), the sidecar in front, spoken to by KServe's own REST client in v1 and v2: each
-batch is captured row by row with the entity of its row from a header list, labeled by row ID."""
+batch is captured row by row with the entity of its row from a header list, labeled by row ID,
+and the fallback's answers are ones KServe's client reads, a value for every row."""
 
 from __future__ import annotations
 
@@ -98,6 +99,28 @@ async def test_a_batch_is_captured_per_row_and_labeled_by_row_id(
         assert (record["prediction"], record["score"]) == (classes[i], None)
         assert record["features"] == {f"{name}{k}": x[i][k] for k in range(4)}
         assert record["actual"] == actuals[f"{base}.{i}"]
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+async def test_the_fallback_answers_every_row_as_kserve_s_client_reads_it(
+    kserve: Server, tmp_path: Path, protocol: str
+) -> None:
+    x, entities = rows(seed=5)
+    guesses = [1 if row[0] > 0.0 else 0 for row in x]
+    spec = PROTOCOLS[protocol]
+    async with running(kserve, tmp_path, capture=spec, rules=RULES[protocol]) as loop:
+        await loop.fallback("engaged")
+        answer = await client(loop, protocol, x, entities)
+        base = answer["headers"]["x-prediction-id"]
+        stored = await loop.stored("fallback", ROWS)
+
+    assert answer["headers"]["x-served-by"] == "fallback"
+    assert predictions(protocol, answer["body"]) == guesses
+    if protocol == "v2":
+        assert answer["body"]["model_name"] == MODEL
+        assert answer["body"]["id"] == "b-1"
+        assert answer["body"]["outputs"]["output-0"] == [[g] for g in guesses]
+    assert stored == {f"{base}.{i}": (entities[i], guesses[i], None) for i in range(ROWS)}
 
 
 async def test_a_tensor_in_the_binary_data_extension_passes_through_uncaptured(

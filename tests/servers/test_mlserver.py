@@ -1,7 +1,7 @@
 """MLServer (mlserver-sklearn) serving a LogisticRegression fitted here, the sidecar in front,
 spoken to in the Open Inference Protocol v2: a batch is captured row by row (features, class,
-probability, entity), labeled by row ID; a gzipped answer (MLServer gzips those of 500 bytes
-or more) is read all the same."""
+probability, entity) though MLServer gzips it, labeled by row ID, and the fallback's answer is
+one MLServer's own types and codecs read, a value for every row."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from tests.servers import exchanges, servers
 from tests.servers.servers import Server
 from tests.servers.stack import running
+from tests.support import open_inference
 
 ROWS = 40
 CAPTURE = {
@@ -91,3 +92,24 @@ async def test_a_batch_is_captured_per_row_and_labeled_by_row_id(
         assert record["score"] == pytest.approx(proba[2 * i + 1])
         assert record["features"] == {f"predict.{k}": x[i][k] for k in range(4)}
         assert record["actual"] == actuals[f"{base}.{i}"]
+
+
+async def test_the_fallback_answers_every_row_as_mlserver_s_types_read_it(
+    mlserver: Server, tmp_path: Path
+) -> None:
+    x, entities, request = batch()
+    guesses = [1 if row[0] > 0.0 else 0 for row in x]
+    async with running(mlserver, tmp_path, capture=CAPTURE, rules=RULES) as loop:
+        await loop.fallback("engaged")
+        answer = await loop.post("/v2/models/churn/versions/v1/infer", request)
+        assert answer.status == 200, answer.body
+        assert answer.headers.get("X-Served-By") == "fallback"
+        base = answer.prediction_id
+        fallback = await loop.stored("fallback", ROWS)
+
+    assert open_inference.problems(answer.body) == []
+    [read] = servers.run_in(servers.venv("mlserver"), "mlserver_types.py", stdin=[answer.body])
+    assert (read["model_name"], read["model_version"], read["id"]) == ("churn", "v1", "batch-1")
+    assert read["outputs"]["predict"]["shape"] == [ROWS, 1]
+    assert read["outputs"]["predict"]["values"] == [[g] for g in guesses]
+    assert fallback == {f"{base}.{i}": (entities[i], guesses[i], None) for i in range(ROWS)}
