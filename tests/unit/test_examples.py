@@ -142,8 +142,10 @@ def test_its_fallback_answers_as_its_comments_say(
     assert type(decision.value) is type(answer)
 
 
-def test_there_is_an_example_for_every_protocol() -> None:
+def test_there_is_an_example_for_every_protocol_named_after_it() -> None:
     assert {_protocol(path) for path in MONITORS} == set(spec.PROTOCOLS)
+    for protocol in set(spec.PROTOCOLS) - {"custom"}:  # custom is every other example's
+        assert _protocol(EXAMPLES / f"monitor-{protocol}.yaml") == protocol
 
 
 def test_the_protocols_tables_name_exactly_the_spec_protocols() -> None:
