@@ -48,6 +48,7 @@ def test_there_is_an_example_for_every_task_and_a_batch() -> None:
 
 @pytest.mark.parametrize("path", MONITORS, ids=[path.name for path in MONITORS])
 def test_truthloop_validate_accepts_it(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert f"truthloop validate -f examples/{path.name}" in path.read_text()  # as its comment says
     assert cli.main(["validate", "-f", str(path)]) == 0
     out, err = capsys.readouterr()
     assert (out.startswith(f"{path}: ok ModelMonitor "), err) == (True, "")
