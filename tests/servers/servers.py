@@ -68,6 +68,8 @@ class Server:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    grpc_port: int | None = None
+    """Where it serves the Open Inference Protocol's gRPC, if it does."""
 
     @property
     def url(self) -> str:
@@ -78,7 +80,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(command: list[str], *, cwd: Path, port: int, ready: str) -> Iterator[Server]:
+def serving(
+    command: list[str], *, cwd: Path, port: int, ready: str, grpc_port: int | None = None
+) -> Iterator[Server]:
     """`command` started in its own session, yielded once GET `ready` answers 200; stopped (its
     whole process group) after."""
     log = cwd / "server.log"
@@ -86,7 +90,7 @@ def serving(command: list[str], *, cwd: Path, port: int, ready: str) -> Iterator
         process = subprocess.Popen(
             command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    server = Server(port, process, log)
+    server = Server(port, process, log, grpc_port)
     try:
         asyncio.run(eventually(lambda: _ready(server, ready), f"{ready}", within=READY_WITHIN))
         yield server
@@ -128,19 +132,19 @@ def fitted(path: Path, where: Path) -> Path:
 @contextlib.contextmanager
 def mlserver(tmp: Path) -> Iterator[Server]:
     """MLServer serving the model with its scikit-learn runtime (`predict` and, when a request
-    asks for it in `outputs`, `predict_proba`); gRPC on a free port of its own, no metrics
-    server; `parallel_workers: 0` keeps inference in the server's process (MLServer 1.7.1's
+    asks for it in `outputs`, `predict_proba`); REST and gRPC on free ports of their own, no
+    metrics server; `parallel_workers: 0` keeps inference in the server's process (MLServer 1.7.1's
     worker pool does not start with the current uvloop)."""
     path = venv("mlserver")
     model = tmp / MODEL
     model.mkdir(parents=True)
     fitted(path, model / "model.joblib")
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     settings = {
         "debug": False,
         "host": "127.0.0.1",
         "http_port": port,
-        "grpc_port": free_port(),
+        "grpc_port": grpc_port,
         "metrics_endpoint": None,
         "metrics_dir": str(tmp / "metrics"),
         "parallel_workers": 0,
@@ -156,7 +160,8 @@ def mlserver(tmp: Path) -> Iterator[Server]:
         )
     )
     command = [str(path / "bin" / "mlserver"), "start", str(tmp)]
-    with serving(command, cwd=tmp, port=port, ready=f"/v2/models/{MODEL}/ready") as server:
+    ready = f"/v2/models/{MODEL}/ready"
+    with serving(command, cwd=tmp, port=port, ready=ready, grpc_port=grpc_port) as server:
         yield server
 
 

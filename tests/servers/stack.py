@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -101,15 +102,24 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running(
-    model: Server, tmp: Path, *, capture: dict[str, Any], rules: list[dict[str, Any]]
+    model: Server,
+    tmp: Path,
+    *,
+    capture: dict[str, Any],
+    rules: list[dict[str, Any]],
+    grpc: bool = False,
 ) -> AsyncIterator[Stack]:
+    """The stack in front of `model`'s REST port, or its gRPC port with `grpc`."""
     body = monitor(capture=capture, fallback={"mode": "auto", "rules": rules})
     store = tmp / "feedback.db"
     service = Service(feedback_settings.make(store=f"sqlite:///{store}", clock=time.time))
     await service.start()
     try:
         await service.put_monitor(body)
-        config = harness.settings(model, service.base, tmp / "spool", spec=body)  # type: ignore[arg-type]
+        port = model.grpc_port if grpc else model.port
+        assert port is not None, "the server serves no gRPC"
+        target = SimpleNamespace(port=port)
+        config = harness.settings(target, service.base, tmp / "spool", spec=body)  # type: ignore[arg-type]
         config = replace(config, follower=replace(config.follower, wait=0.5))
         async with harness.running(config) as sidecar:
             yield Stack(service, sidecar, store)

@@ -1,10 +1,12 @@
 """MLServer (mlserver-sklearn) serving a LogisticRegression fitted here, the sidecar in front,
 spoken to in the Open Inference Protocol v2: a batch is captured row by row (features, class,
 probability, entity) though MLServer gzips it, labeled by row ID, and the fallback's answer is
-one MLServer's own types and codecs read, a value for every row."""
+one MLServer's own types and codecs read, a value for every row. Its gRPC port behind the
+sidecar is passed through."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,3 +115,29 @@ async def test_the_fallback_answers_every_row_as_mlserver_s_types_read_it(
     assert read["outputs"]["predict"]["shape"] == [ROWS, 1]
     assert read["outputs"]["predict"]["values"] == [[g] for g in guesses]
     assert fallback == {f"{base}.{i}": (entities[i], guesses[i], None) for i in range(ROWS)}
+
+
+async def test_grpc_passes_through_the_sidecar_to_mlserver_uncaptured(
+    mlserver: Server, tmp_path: Path
+) -> None:
+    """MLServer's own gRPC client, two ModelInfer calls on one HTTP/2 connection to the sidecar
+    in front of MLServer's gRPC port: tunnelled whole (h2c with prior knowledge), answered by the
+    model as over REST, counted as passed through, nothing captured; the model still answers
+    them while the fallback is engaged (it answers REST only)."""
+    x, _, request = batch(rows=8)
+    _, direct = await exchanges.replay(
+        mlserver.url,
+        {"method": "POST", "path": "/v2/models/churn/infer", "headers": {}, "request": request},
+    )
+    classes = next(o["data"] for o in direct["outputs"] if o["name"] == "predict")
+    async with running(mlserver, tmp_path, capture=CAPTURE, rules=RULES, grpc=True) as loop:
+        order = {"target": f"127.0.0.1:{loop.sidecar.port}", "model": "churn", "batches": [x, x]}
+        path = servers.venv("mlserver")
+        answers = await asyncio.to_thread(servers.run_in, path, "mlserver_grpc.py", stdin=order)
+        await loop.fallback("engaged")
+        engaged = await asyncio.to_thread(servers.run_in, path, "mlserver_grpc.py", stdin=order)
+        passthrough = dict(loop.sidecar.proxy.stats.passthrough)
+        captured = loop.sidecar.capture.stats.captured
+    assert answers == engaged == [classes, classes]
+    assert passthrough == {"h2c": 2}
+    assert captured == 0
