@@ -4,6 +4,8 @@ monitor's halves."""
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.support.feedback import T0, monitor_body
 from truthloop.core.spec import parse_monitor
 from truthloop.feedback.store.codec import UNPAIRED_KEYS
@@ -66,3 +68,22 @@ async def test_the_purge_of_a_deleted_monitor_takes_its_halves(store: Store) -> 
     assert await store.purge_deleted(T0 + 2, 1000) >= 1
     mid = await monitor_id(store)
     assert (await store.put_half(mid, "e1", "request", "Q", T0 + 3, 10)).outcome == "waiting"
+
+
+async def test_halves_stored_at_once_pair_once(store: Store) -> None:
+    """Many halves at once (SQLite writes them in groups, PostgreSQL on several connections):
+    each event's pair is taken exactly once, every other half is waiting or a duplicate."""
+    mid = await monitor_id(store)
+    calls = [
+        store.put_half(mid, f"e{n}", half, half, T0, 1000)
+        for n in range(30)
+        for half in ("request", "response", "request")
+    ]
+    found = await asyncio.gather(*calls)
+    outcomes = [stored.outcome for stored in found]
+    assert outcomes.count("paired") == 30
+    assert outcomes.count("waiting") == 30
+    assert outcomes.count("duplicate") == 30
+    assert {(s.request, s.response) for s in found if s.outcome == "paired"} == {
+        ("request", "response")
+    }

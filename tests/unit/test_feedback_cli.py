@@ -35,6 +35,12 @@ def test_flags_become_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
             "2m",
             "--max-reference",
             "4096",
+            "--max-event",
+            "2048",
+            "--max-waiting-events",
+            "50",
+            "--event-window",
+            "90s",
         )
     )
     assert (host, port) == ("0.0.0.0", 9000)
@@ -43,6 +49,7 @@ def test_flags_become_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert settings.engine.retention == settings.limits.max_age == 7 * 86400
     assert settings.http.idle_timeout == 120
     assert settings.http.max_reference_bytes == 4096
+    assert settings.cloudevents == feedback_settings.CloudEventSettings(2048, 50, 90.0)
 
 
 def test_the_token_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,6 +67,9 @@ def test_the_token_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
         (["--token-file", "/nonexistent/token"], "--token-file"),
         (["--max-body", "10"], "--max-body"),
         (["--max-reference", "10"], "--max-reference"),
+        (["--max-event", "10"], "--max-event"),
+        (["--max-waiting-events", "0"], "--max-waiting-events"),
+        (["--event-window", "0s"], "--event-window"),
     ],
 )
 def test_bad_flags_say_which(argv: list[str], message: str) -> None:

@@ -18,7 +18,7 @@ from truthloop import flags
 from truthloop.core.spec import parse_duration
 from truthloop.feedback import app as feedback_app
 from truthloop.feedback import settings as feedback_settings
-from truthloop.feedback.settings import HttpSettings, Settings
+from truthloop.feedback.settings import CloudEventSettings, HttpSettings, Settings
 from truthloop.feedback.store.interface import StoreError
 from truthloop.flags import UsageError
 
@@ -69,6 +69,27 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], 
         help="close a connection idle this long, or that takes this long to send a request's"
         " headers (env TRUTHLOOP_IDLE_TIMEOUT; default %(default)s)",
     )
+    events = CloudEventSettings()
+    parser.add_argument(
+        "--max-event",
+        type=int,
+        default=env("TRUTHLOOP_MAX_EVENT", str(events.max_event_bytes)),
+        help="largest CloudEvent (POST /v1/cloudevents: KServe's payload logger) in bytes"
+        " (env TRUTHLOOP_MAX_EVENT; default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-waiting-events",
+        type=int,
+        default=env("TRUTHLOOP_MAX_WAITING_EVENTS", str(events.max_waiting)),
+        help="most CloudEvent halves of one monitor waiting for their other half"
+        " (env TRUTHLOOP_MAX_WAITING_EVENTS; default %(default)s)",
+    )
+    parser.add_argument(
+        "--event-window",
+        default=env("TRUTHLOOP_EVENT_WINDOW", "10m"),
+        help="how long a CloudEvent half waits for its other half"
+        " (env TRUTHLOOP_EVENT_WINDOW; default %(default)s)",
+    )
     parser.add_argument(
         "--log-level",
         default=env("TRUTHLOOP_LOG_LEVEL", "INFO"),
@@ -89,6 +110,13 @@ def settings_from(args: argparse.Namespace) -> tuple[str, int, Settings]:
         raise UsageError("--max-body: at least 1024 bytes")
     if args.max_reference < 1024:
         raise UsageError("--max-reference: at least 1024 bytes")
+    window = _duration(args, "event_window")
+    if not window:
+        raise UsageError("--event-window: must be more than 0s")
+    if args.max_event < 1024:
+        raise UsageError("--max-event: at least 1024 bytes")
+    if args.max_waiting_events < 1:
+        raise UsageError("--max-waiting-events: at least 1")
     settings = feedback_settings.make(
         store=args.store,
         token=token,
@@ -97,6 +125,11 @@ def settings_from(args: argparse.Namespace) -> tuple[str, int, Settings]:
             max_body_bytes=args.max_body,
             max_reference_bytes=args.max_reference,
             idle_timeout=idle_timeout,
+        ),
+        cloudevents=CloudEventSettings(
+            max_event_bytes=args.max_event,
+            max_waiting=args.max_waiting_events,
+            pair_window=window,
         ),
     )
     return host, port, settings

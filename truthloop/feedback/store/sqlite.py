@@ -242,6 +242,9 @@ class SQLiteStore(Store):
         # The committed deltas in `agg_delta`, summed per minute group; None: reread them.
         self._unfolded: dict[join.GroupKey, dict[str, float]] | None = None
         self._parsed = codec.Parsed()
+        self._halves: list[tuple[_Half, asyncio.Future[HalfStored]]] = []
+        """CloudEvent halves waiting for the next group's transaction (`put_half`)."""
+        self._halves_writer: asyncio.Future[None] | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -649,19 +652,32 @@ class SQLiteStore(Store):
         now: float,
         limit: int,
     ) -> HalfStored:
-        bit = codec.HALF_BITS[half]
+        """Halves are written in groups: one transaction (one fsync) takes every half that
+        came while the one before committed, as KServe's logger sends one event a request."""
+        future: asyncio.Future[HalfStored] = asyncio.get_running_loop().create_future()
+        self._halves.append(((monitor_id, event_id, half, payload, now, limit), future))
+        if self._halves_writer is None:
+            self._halves_writer = asyncio.ensure_future(self._write_halves())
+        return await future
 
-        def put(conn: sqlite3.Connection) -> HalfStored:
-            values = (monitor_id, event_id, now, bit, payload, limit)
-            if conn.execute(_ADD_HALF[half], values).fetchone() is not None:
-                return HalfStored("waiting")
-            row = conn.execute(_FILL_HALF[half], (monitor_id, event_id, payload, bit)).fetchone()
-            stored = codec.half_stored(row)
-            if stored.outcome == "paired":
-                conn.execute(_TAKE_PAIR, (monitor_id, event_id, now))
-            return stored
-
-        return await self._tx(put)
+    async def _write_halves(self) -> None:
+        try:
+            while self._halves:
+                group, self._halves = self._halves, []
+                try:
+                    found = await self._tx(_put_halves, [values for values, _ in group])
+                except BaseException as e:
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(e)
+                    if not isinstance(e, Exception):
+                        raise
+                    continue
+                for (_, future), stored in zip(group, found, strict=True):
+                    if not future.done():
+                        future.set_result(stored)
+        finally:
+            self._halves_writer = None
 
     async def expire_halves(self, before: float, limit: int) -> dict[int, int]:
         def expire(conn: sqlite3.Connection) -> dict[int, int]:
@@ -1148,6 +1164,26 @@ def _write_labels(
             one_by_one.extend((*columns, record_id) for record_id in ids)
     if one_by_one:
         conn.executemany(_SET_LABEL + " WHERE id = ?", one_by_one)
+
+
+_Half = tuple[int, str, Literal["request", "response"], str, float, int]
+"""`put_half`'s arguments: monitor id, event id, half, payload, now, limit."""
+
+
+def _put_halves(conn: sqlite3.Connection, halves: Sequence[_Half]) -> list[HalfStored]:
+    found = []
+    for monitor_id, event_id, half, payload, now, limit in halves:
+        bit = codec.HALF_BITS[half]
+        values = (monitor_id, event_id, now, bit, payload, limit)
+        if conn.execute(_ADD_HALF[half], values).fetchone() is not None:
+            found.append(HalfStored("waiting"))
+            continue
+        row = conn.execute(_FILL_HALF[half], (monitor_id, event_id, payload, bit)).fetchone()
+        stored = codec.half_stored(row)
+        if stored.outcome == "paired":
+            conn.execute(_TAKE_PAIR, (monitor_id, event_id, now))
+        found.append(stored)
+    return found
 
 
 _MARKERS = tuple(f"?{n}" for n in range(1, 7))
