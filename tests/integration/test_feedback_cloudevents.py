@@ -10,6 +10,7 @@ naming its attribute.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from typing import Any
 
@@ -384,3 +385,26 @@ async def test_a_logged_batch_gives_the_rows_the_sidecar_captures_labeled_by_row
             for i in range(len(rows))
         ]
         assert await service.feedback(*labels) == {"matched": len(rows), "pending": 0}
+
+
+async def test_a_gzipped_answer_is_read_inflated(
+    start_service: ServiceFactory, clock: FakeClock
+) -> None:
+    """The logger logs the bytes the model server wrote: MLServer's gzipped answer too."""
+    limits = CloudEventSettings(max_event_bytes=2000)
+    service = await start_service(cloudevents=limits)
+    await service.put_monitor(churn())
+    request, response = inference()
+    meta = {"metadata": {"X-Entity-Id": ["c-1"]}, "ts": clock.now}
+    await send(service, "request", "g1", request, **meta)
+    status, body = await send(
+        service, "response", "g1", gzip.compress(json.dumps(response).encode()), **meta
+    )
+    assert (status, body["outcome"]) == (200, "paired")
+    bomb = gzip.compress(json.dumps({"predictions": [0] * 5000}).encode())
+    status, body = await send(service, "response", "g2", bomb, **meta)
+    assert (status, body["details"][0]["field"], body["details"][0]["reason"]) == (
+        413,
+        "data",
+        "too_large",
+    )

@@ -4,6 +4,7 @@ is refused for, the model version a pair is stored under, and a pair read into r
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import re
 from pathlib import Path
@@ -23,7 +24,7 @@ def test_a_binary_event_as_kserve_sends_it() -> None:
     headers, body = logged(
         "response", "e-1", {"predictions": [1]}, ts=T, metadata={"X-Entity-Id": ["c-1", "c-2"]}
     )
-    event = cloudevents.parse({k.lower(): v for k, v in headers.items()}, body, 64)
+    event = cloudevents.parse({k.lower(): v for k, v in headers.items()}, body, 64, 1000)
     assert event == cloudevents.Event(
         id="e-1",
         half="response",
@@ -46,7 +47,7 @@ def test_go_writes_nanoseconds_and_a_percent_encoded_value_is_decoded() -> None:
         "ce-time": "2026-01-01T00:00:00.250000001Z",
         "ce-metadata": "%7B%22X-Entity-Id%22%3A%5B%22c%201%22%5D%7D",
     }
-    event = cloudevents.parse(headers, b"{}", 64)
+    event = cloudevents.parse(headers, b"{}", 64, 1000)
     assert (event.id, event.time, event.headers) == ("e/1", T, (("X-Entity-Id", "c 1"),))
 
 
@@ -69,20 +70,22 @@ def test_a_bad_attribute_is_named(changed: dict[str, str | None], field: str, re
     sent = {k.lower(): v for k, v in headers.items()}
     sent.update(changed)  # type: ignore[arg-type]
     with pytest.raises(EventError) as caught:
-        cloudevents.parse({k: v for k, v in sent.items() if v is not None}, body, 64)
+        cloudevents.parse({k: v for k, v in sent.items() if v is not None}, body, 64, 1000)
     assert (caught.value.field, caught.value.reason) == (field, reason)
 
 
 def test_a_structured_event_carries_its_data_as_json_or_base64() -> None:
     attributes = {"specversion": "1.0", "id": "s", "source": "x", "type": cloudevents.RESPONSE_TYPE}
-    event = cloudevents.structured(json.dumps({**attributes, "data": {"a": 1}}).encode(), 64)
+    event = cloudevents.structured(json.dumps({**attributes, "data": {"a": 1}}).encode(), 64, 1000)
     assert (event.half, json.loads(event.data)) == ("response", {"a": 1})
     encoded = base64.b64encode(b"\x89PNG").decode()
-    event = cloudevents.structured(json.dumps({**attributes, "data_base64": encoded}).encode(), 64)
+    event = cloudevents.structured(
+        json.dumps({**attributes, "data_base64": encoded}).encode(), 64, 1000
+    )
     assert event.data == b"\x89PNG"
     assert Half.of(event, T).body is None  # no capture spec reads a body that is not text
     with pytest.raises(EventError) as caught:
-        cloudevents.structured(json.dumps({**attributes, "id": 7}).encode(), 64)
+        cloudevents.structured(json.dumps({**attributes, "id": 7}).encode(), 64, 1000)
     assert (caught.value.field, caught.value.reason) == ("id", "wrong_type")
 
 
@@ -138,3 +141,18 @@ def test_the_guides_monitor_and_inferenceservice_go_together() -> None:
     assert (logger["mode"], logger["url"].rpartition(":8081")[2]) == ("all", "/v1/cloudevents")
     assert parsed.spec.capture.entity_id is not None
     assert logger["metadataHeaders"] == [parsed.spec.capture.entity_id.header]
+
+
+def test_a_gzipped_body_is_inflated_within_the_bound() -> None:
+    """MLServer gzips larger answers for clients that accept gzip; the logger logs those bytes."""
+    answer = json.dumps({"outputs": [{"name": "predict", "data": [1] * 300}]}).encode()
+    headers, _ = logged("response", "e-1", {}, ts=T)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    event = cloudevents.parse(lowered, gzip.compress(answer), 64, 10_000)
+    assert event.data == answer
+    with pytest.raises(EventError) as caught:
+        cloudevents.parse(lowered, gzip.compress(answer), 64, 500)
+    assert (caught.value.field, caught.value.reason) == ("data", "too_large")
+    with pytest.raises(EventError) as caught:
+        cloudevents.parse(lowered, b"\x1f\x8bnot gzip", 64, 10_000)
+    assert (caught.value.field, caught.value.reason) == ("data", "invalid")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -110,9 +111,9 @@ def decode_half(text: str) -> Half:
     return _decode_half(text)
 
 
-def parse(headers: Mapping[str, str], body: bytes, max_id: int) -> Event:
+def parse(headers: Mapping[str, str], body: bytes, max_id: int, max_bytes: int) -> Event:
     """A binary-mode event: attributes from the `ce-*` headers (percent-decoded, as the HTTP
-    binding says a sender encodes them), the body its data."""
+    binding says a sender encodes them), the body its data (`inflated`)."""
 
     def attribute(name: str) -> str | None:
         value = headers.get(f"ce-{name}")
@@ -122,13 +123,13 @@ def parse(headers: Mapping[str, str], body: bytes, max_id: int) -> Event:
             raise EventError(f"ce-{name}", f"longer than {MAX_ATTRIBUTE} characters", "too_long")
         return unquote(value) if "%" in value else value
 
-    return _event(attribute, "ce-", body, max_id)
+    return _event(attribute, "ce-", inflated(body, max_bytes), max_id)
 
 
 _decode_json = msgspec.json.Decoder().decode
 
 
-def structured(body: bytes, max_id: int) -> Event:
+def structured(body: bytes, max_id: int, max_bytes: int) -> Event:
     """A structured-mode event: one JSON object of its attributes and `data` (any JSON value)
     or `data_base64`."""
     try:
@@ -158,7 +159,26 @@ def structured(body: bytes, max_id: int) -> Event:
         data = _encode(document["data"])
     else:
         data = b""
-    return _event(attribute, "", data, max_id)
+    return _event(attribute, "", inflated(data, max_bytes), max_id)
+
+
+GZIP_MAGIC: Final = b"\x1f\x8b"
+
+
+def inflated(data: bytes, max_bytes: int) -> bytes:
+    """The data as the model wrote it, gunzipped: the logger logs the bytes a model server sent,
+    and MLServer gzips an answer of 500 bytes or more for a client that accepts gzip (the
+    event's headers do not say so). At most `max_bytes` once inflated."""
+    if not data.startswith(GZIP_MAGIC):
+        return data
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        found = inflater.decompress(data, max_bytes + 1)
+    except zlib.error:
+        raise EventError("data", "starts as gzip but does not inflate") from None
+    if len(found) > max_bytes or inflater.unconsumed_tail:
+        raise EventError("data", f"inflates to more than {max_bytes} bytes", "too_large")
+    return found
 
 
 def _event(attribute: Any, prefix: str, data: bytes, max_id: int) -> Event:

@@ -259,13 +259,16 @@ async def post_cloudevents(request: web.Request) -> web.Response:
             "batched CloudEvents are not accepted",
             [detail("Content-Type", "one event a request, binary or structured", "unsupported")],
         )
+    limit = settings.cloudevents.max_event_bytes
     try:
         if request.content_type == cloudevents.STRUCTURED:
-            event = cloudevents.structured(data, max_id)
+            event = cloudevents.structured(data, max_id, limit)
         else:
-            event = cloudevents.parse(request.headers, data, max_id)
+            event = cloudevents.parse(request.headers, data, max_id, limit)
     except cloudevents.EventError as e:
         details = [detail(e.field, e.message, e.reason)]
+        if e.reason == "too_large":  # a gzipped body that inflates past the bound
+            raise PayloadTooLarge("event data too large", details) from None
         raise BadRequest("not a CloudEvent of an inference", details) from None
     key, named = _event_monitor(request, event)
     version = _version(request)
