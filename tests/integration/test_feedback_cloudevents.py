@@ -268,8 +268,12 @@ async def test_a_pair_the_capture_spec_finds_nothing_in_is_refused_and_counted(
     (found,) = body["details"]
     assert (found["field"], found["reason"]) == ("data", "not_captured")
     assert found["message"].startswith("prediction_missing: ")
+    await send(service, "request", "q2", request, ts=clock.now)
+    status, body = await send(service, "response", "q2", {"predictions": ["cat"]}, ts=clock.now)
+    assert (status, body["details"][0]["reason"]) == (400, "unusable_label")
     text = await service.scrape()
     assert sample(text, "truthloop_cloudevents_refused_total", reason="prediction_missing") == 1
+    assert sample(text, "truthloop_cloudevents_refused_total", reason="invalid_records") == 1
 
 
 async def test_a_structured_event_pairs_with_a_binary_one(

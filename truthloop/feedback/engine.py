@@ -602,8 +602,9 @@ class Engine:
         self.reports_failed: dict[str, int] = {}
         """Reports that could not be built or stored since start, per monitor."""
         self.cloudevents_refused: dict[tuple[str, str], int] = {}
-        """CloudEvents refused since start, per (monitor, reason): `too_many_waiting`, or the
-        `core.extract` reason of a pair the capture spec found no record in."""
+        """CloudEvents refused since start, per (monitor, reason): `too_many_waiting`, the
+        `core.extract` reason of a pair the capture spec found no record in, or
+        `invalid_records` for records the ingest refused (a prediction the task cannot use)."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -975,7 +976,11 @@ class Engine:
         if isinstance(found, cloudevents.NotCaptured):
             self._count_cloudevent(key, found.reason)
             raise refusals.NotCaptured(key, found.reason, found.detail)
-        return CloudEventResult("paired", await self.ingest(_encode(found), scope=scope))
+        try:
+            return CloudEventResult("paired", await self.ingest(_encode(found), scope=scope))
+        except refusals.InvalidItems:
+            self._count_cloudevent(key, "invalid_records")
+            raise
 
     def _count_cloudevent(self, key: str, reason: str) -> None:
         self.cloudevents_refused[key, reason] = self.cloudevents_refused.get((key, reason), 0) + 1

@@ -46,8 +46,8 @@ since it started (docs/reports.md), in memory too.
 KServe's payload logger (`POST /v1/cloudevents`): `truthloop_cloudevents_unpaired_total{reason}`,
 halves that expired alone (`no_response`, `no_request`), from the lifetime totals like the
 actuals' outcomes; `truthloop_cloudevents_refused_total{reason}`, events this replica refused
-since it started (`too_many_waiting`, or `core.extract`'s reason for a pair the capture spec
-found nothing in: a fixed set), in memory.
+since it started (`too_many_waiting`, `core.extract`'s reason for a pair the capture spec
+found nothing in, `invalid_records` for records the ingest refused: a fixed set), in memory.
 """
 
 from __future__ import annotations
@@ -122,8 +122,8 @@ class FeedbackCollector(Collector):
         )
         events_refused = CounterMetricFamily(
             "truthloop_cloudevents_refused",
-            "CloudEvents refused since start: too_many_waiting, or the capture spec's reason"
-            " for a pair it found no record in.",
+            "CloudEvents refused since start: too_many_waiting, the capture spec's reason"
+            " for a pair it found no record in, or invalid_records.",
             labels=[*MONITOR_LABELS, "reason"],
         )
         confusion = CounterMetricFamily(
