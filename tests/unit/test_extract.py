@@ -687,3 +687,22 @@ def test_torchserve_reads_one_record_from_the_whole_bodies() -> None:
     )
     result = extract.extract(spec, {"x-entity-id": "e"}, NOT_JSON, "tabby")
     assert result == Extraction(rows=(Row("e", "tabby"),))
+
+
+def test_a_preset_s_prediction_that_is_not_a_value_is_invalid() -> None:
+    """TF Serving answers a list per row for a model of one output: the preset's default, the
+    whole row, is no prediction the service takes; the detail says where to point."""
+    spec = CaptureSpec(Source(pointer=""), protocol="tfserving")
+    assert extract.extract(spec, [], {"instances": [[1.0]]}, {"predictions": [[0.93]]}) == (
+        Extraction(
+            error="prediction_invalid",
+            detail="row 0: expected a string, number or boolean, got an array at (the row): "
+            "point capture.prediction into it",
+        )
+    )
+    pointed = CaptureSpec(Source(pointer="/0"), protocol="tfserving")
+    assert extract.extract(pointed, [], {"instances": [[1.0]]}, {"predictions": [[0.93]]}).rows == (
+        Row(None, 0.93, index=0),
+    )
+    custom = CaptureSpec(Source(pointer="/p"))
+    assert extract.extract(custom, [], {}, {"p": [1]}).rows == (Row(None, [1]),)

@@ -13,8 +13,10 @@ the entity and features pointers then read the request's row, the prediction and
 the response's (`""` being the row itself, as in KServe v1's `{"predictions": [0.2]}`). A header
 source gives every row the same value; a `per_row` entity gives each row its own, from an array
 at a pointer into the whole request or a header's comma-separated list. With a preset
-(a protocol other than `custom`), the features are flattened (`protocols.features`) and a score
-that is an array is the class scores by position (`{"0": 0.2, "1": 0.8}`).
+(a protocol other than `custom`), the features are flattened (`protocols.features`), a score
+that is an array is the class scores by position (`{"0": 0.2, "1": 0.8}`), and a prediction that
+is an array or an object is `prediction_invalid` (a preset's default of the whole row, where the
+server answers a list or an object per row: the feedback service would refuse the record).
 
 The entity is optional even when the spec names one: a request without it (no header, no key,
 or null) still gives its row, with `entity_id` None, because such a prediction can still be
@@ -31,9 +33,9 @@ in `Extraction.dropped` (the sidecar's `segment_values_dropped{reason}`). Withou
 this runs.
 
 Reason codes: `not_json`, `invalid_pointer`, `unsupported_source`, `entity_invalid`,
-`prediction_missing`, `score_missing`, `score_invalid`, `features_missing`, and the rows'
-(core/protocols): `instances_missing`, `predictions_missing`, `tensor_invalid`, `shape_mismatch`,
-`batch_length_mismatch`.
+`prediction_missing`, `prediction_invalid`, `score_missing`, `score_invalid`, `features_missing`,
+and the rows' (core/protocols): `instances_missing`, `predictions_missing`, `tensor_invalid`,
+`shape_mismatch`, `batch_length_mismatch`.
 """
 
 from __future__ import annotations
@@ -285,6 +287,12 @@ def _answer(
             raise
         outputs = protocols.names(response) if isinstance(response, dict) else "none"
         raise _Failed(failure.reason, f"{failure.detail}; the outputs are: {outputs}") from None
+    if isinstance(prediction, list | dict) and capture.protocol != "custom":
+        raise _Failed(
+            "prediction_invalid",
+            f"{where}expected a string, number or boolean, got {pointer.describe(prediction)} at "
+            f"{capture.prediction.pointer or '(the row)'}: point capture.prediction into it",
+        )
     score = None
     if capture.score is not None:
         value = _body_value(capture.score, response, "score", where, paths)
