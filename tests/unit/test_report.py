@@ -258,6 +258,14 @@ def test_the_sidecars_errors_and_latency_against_the_hour_before() -> None:
     assert cause.evidence["p99"] == pytest.approx(10 * cause.evidence["p99_before"])  # type: ignore[operator]
 
 
+def test_the_sidecars_connections_passed_through_uncaptured_are_shown() -> None:
+    grpc = {**sidecar(10_000, 10, 0.05), "passthrough:h2c": 12.0}
+    built = report.build(inputs(sidecar=(grpc, sidecar(10_000, 10, 0.05))))
+    assert built.sidecar is not None
+    assert (built.sidecar.now.passthrough, built.sidecar.before.passthrough) == ({"h2c": 12}, {})
+    assert "<td>h2c 12</td>" in report.render(built)
+
+
 def test_without_sidecar_stats_the_page_says_so() -> None:
     built = report.build(inputs(sidecar=None))
     assert built.sidecar is None

@@ -217,7 +217,8 @@ class WrongRow(msgspec.Struct, frozen=True):
 
 class SidecarPeriod(msgspec.Struct, frozen=True):
     """The sidecars over an hour: requests, errors (the 10 commonest reasons), the error rate,
-    the share the fallback answered, and the proxy's latency quantiles (seconds), as
+    the share the fallback answered, the proxy's latency quantiles (seconds), and the
+    connections passed to the model uncaptured by protocol (gRPC's `h2c`...), as
     `sidecar_stats.stats` reads them (GET .../sidecar's figures)."""
 
     requests: int
@@ -227,6 +228,7 @@ class SidecarPeriod(msgspec.Struct, frozen=True):
     p50: float | None
     p99: float | None
     reasons: dict[str, int] = {}
+    passthrough: dict[str, int] = {}
 
 
 class SidecarHealth(msgspec.Struct, frozen=True):
@@ -526,6 +528,7 @@ def _period(counts: Mapping[str, float]) -> SidecarPeriod:
         p50=step.latency.p50,
         p99=step.latency.p99,
         reasons=dict(sorted(step.errors.items(), key=lambda kv: -kv[1])[:10]),
+        passthrough=step.passthrough,
     )
 
 
@@ -949,10 +952,14 @@ def _sidecar_html(s: SidecarHealth | None) -> str:
             _num(p.p50),
             _num(p.p99),
             _e(", ".join(f"{k} {v:.0f}" for k, v in p.reasons.items())),
+            _e(", ".join(f"{k} {v:.0f}" for k, v in p.passthrough.items())),
         ]
         for name, p in (("last hour", s.now), ("hour before", s.before))
     ]
-    head = ["period", "requests", "errors", "error rate", "fallback", "p50 s", "p99 s", "errors by"]
+    head = [
+        "period", "requests", "errors", "error rate", "fallback", "p50 s", "p99 s", "errors by",
+        "uncaptured connections",
+    ]  # fmt: skip
     return f'<section id="sidecar"><h2>Sidecar</h2>{_table(head, rows)}</section>'
 
 
