@@ -81,14 +81,25 @@ class Server:
 
 @contextlib.contextmanager
 def serving(
-    command: list[str], *, cwd: Path, port: int, ready: str, grpc_port: int | None = None
+    command: list[str],
+    *,
+    cwd: Path,
+    port: int,
+    ready: str,
+    grpc_port: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """`command` started in its own session, yielded once GET `ready` answers 200; stopped (its
     whole process group) after."""
     log = cwd / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=None if env is None else {**os.environ, **env},
         )
     server = Server(port, process, log, grpc_port)
     try:
@@ -182,4 +193,22 @@ def kserve(tmp: Path) -> Iterator[Server]:
         "--enable_latency_logging=false",
     ]
     with serving(command, cwd=tmp, port=port, ready=f"/v2/models/{MODEL}/ready") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def mlflow(tmp: Path) -> Iterator[Server]:
+    """MLflow's scoring server (`mlflow models serve`, its own uvicorn app) serving the model
+    saved as an MLflow model with a 4-column signature, from the venv itself (`--env-manager
+    local`); it starts `uvicorn` by name, hence the venv's bin first on PATH."""
+    path = venv("mlflow")
+    model = tmp / "model"
+    run_in(path, "mlflow_model.py", str(model))
+    port = free_port()
+    mlflow = str(path / "bin" / "mlflow")
+    command = [mlflow, "models", "serve", "-m", str(model), "-h", "127.0.0.1", "-p", str(port)]
+    bin_first = {"PATH": f"{path / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with serving(
+        [*command, "--env-manager", "local"], cwd=tmp, port=port, ready="/ping", env=bin_first
+    ) as server:
         yield server

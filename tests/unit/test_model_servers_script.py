@@ -58,9 +58,9 @@ def test_an_unknown_server_is_refused_naming_the_known_ones(
     script: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert script.main(["triton"]) == 2
-    assert capsys.readouterr().err == "unknown server 'triton': one of mlserver, kserve\n"
+    assert capsys.readouterr().err == "unknown server 'triton': one of mlserver, kserve, mlflow\n"
 
 
 def test_every_server_is_pinned_to_exact_versions(script: ModuleType) -> None:
-    assert set(script.PINS) == {"mlserver", "kserve"}
+    assert set(script.PINS) == {"mlserver", "kserve", "mlflow"}
     assert all("==" in pin for pins in script.PINS.values() for pin in pins)

@@ -1,9 +1,10 @@
-"""Recorded exchanges with model servers (tests/servers/recorded: MLServer's and KServe's real
-answers, and examples from Seldon's, MLflow's, TF Serving's and TorchServe's documentation) read
-with each protocol's preset: every row's entity, prediction, score and features as a sidecar in
-front of that server captures them; and the fallback's answer to each request, built from those
-predictions, is read back by the same capture (an Open Inference Protocol answer also passes the
-protocol's own schema). tests/servers replays the real ones against the servers."""
+"""Recorded exchanges with model servers (tests/servers/recorded: MLServer's, KServe's and
+MLflow's real answers, and examples from Seldon's, MLflow's, TF Serving's and TorchServe's
+documentation) read with each protocol's preset: every row's entity, prediction, score and
+features as a sidecar in front of that server captures them; and the fallback's answer to each
+request, built from those predictions, is read back by the same capture (an Open Inference
+Protocol answer also passes the protocol's own schema). tests/servers replays the real ones
+against the servers."""
 
 from __future__ import annotations
 
@@ -78,5 +79,5 @@ def test_the_recordings_cover_every_protocol_and_both_real_servers() -> None:
         "mlflow",
         "torchserve",
     }
-    assert {"mlserver", "kserve"} <= {e["server"] for e in loaded}
+    assert {"mlserver", "kserve", "mlflow"} <= {e["server"] for e in loaded}
     assert all(e["server"] != "docs" or e["source"].startswith("https://") for e in loaded)
