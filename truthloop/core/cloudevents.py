@@ -15,9 +15,9 @@ Structured mode (`application/cloudevents+json`: the attributes and `data`, or `
 in one JSON object) is read as well, for senders other than KServe's.
 
 `parse` and `structured` turn a request into an `Event` or raise `EventError` naming the
-attribute; `Half` is what waits in the store for the other half; `records` turns a pair into
-capture records with the monitor's capture spec (`core.extract`, `core.capture`), as the sidecar
-does with an exchange it saw.
+attribute; `Half` is what waits in the store for the other half; `capture_records` turns a pair
+into capture records with the monitor's capture spec (`core.extract`, `core.capture`), as the
+sidecar does with an exchange it saw.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -79,7 +79,7 @@ class Event:
     data: bytes
 
 
-class Half(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+class Half(msgspec.Struct, frozen=True):
     """An event as it waits in the store for its other half (JSON text): the payload as text
     (None when it is not UTF-8, which no capture spec could read), its time (when it arrived
     if it has none) and headers."""
@@ -112,8 +112,9 @@ def decode_half(text: str) -> Half:
 
 
 def parse(headers: Mapping[str, str], body: bytes, max_id: int, max_bytes: int) -> Event:
-    """A binary-mode event: attributes from the `ce-*` headers (percent-decoded, as the HTTP
-    binding says a sender encodes them), the body its data (`inflated`)."""
+    """A binary-mode event: attributes from the `ce-*` headers (`headers` looked up by lowercase
+    names: aiohttp's are case-insensitive; percent-decoded, as the HTTP binding says a sender
+    encodes them), the body its data (`inflated`)."""
 
     def attribute(name: str) -> str | None:
         value = headers.get(f"ce-{name}")
@@ -181,12 +182,12 @@ def inflated(data: bytes, max_bytes: int) -> bytes:
     return found
 
 
-def _event(attribute: Any, prefix: str, data: bytes, max_id: int) -> Event:
+def _event(attribute: Callable[[str], str | None], prefix: str, data: bytes, max_id: int) -> Event:
     def required(name: str) -> str:
         value = attribute(name)
         if not value:
             raise EventError(prefix + name, "is missing (a CloudEvent needs it)", "missing")
-        return str(value)
+        return value
 
     version = required("specversion")
     if version != "1.0":
