@@ -170,6 +170,7 @@ def test_the_monitor_page_draws_what_the_sidecars_counted(page: Page, site: Site
                 "latency_le:0.1": 80,
                 "latency_le:+Inf": 80,
                 "latency_sum": 2.0,
+                "passthrough:h2c": 1,  # a gRPC client's connection a minute, uncaptured
             },
         }
         for at in range(int(history.start), int(history.end), 60)
@@ -181,6 +182,7 @@ def test_the_monitor_page_draws_what_the_sidecars_counted(page: Page, site: Site
     head = page.inner_text("[data-testid=sidecar] .panel-title")
     assert "error rate" in head
     assert "model_timeout" in head
+    assert "uncaptured connections: h2c" in head
     drawn = dict(page.evaluate(DRAWN))
     for name in ("requests", "latency", "errors"):
         assert drawn[f"chart-sidecar-{name}"] > 0.005, name

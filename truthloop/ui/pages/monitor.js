@@ -100,13 +100,18 @@ function sidecarPanel(answer) {
   const errors = h('div', { testid: 'chart-sidecar-errors' });
   const reasons = Object.entries(total.errors).sort((a, b) => b[1] - a[1]);
   const dropped = Object.entries(total.records_dropped);
+  // Connections tunnelled to the model uncaptured (h2c: gRPC), which a gRPC-only model has alone.
+  const passed = Object.entries(total.passthrough || {});
+  const uncaptured = passed.length
+    ? `uncaptured connections: ${passed.map(([p, n]) => `${p} ${fmt.count(n)}`).join(', ')}` : '';
   const el = h('div.panel', { testid: 'sidecar' },
     h('div.panel-title', h('h2', 'Sidecars'),
       h('span.muted', total.requests
         ? `${fmt.count(total.requests)} requests · error rate ${fmt.pct(total.error_rate, 2)} · latency p50 ${ms(total.latency.p50)}, p99 ${ms(total.latency.p99)}`
           + (reasons.length ? ` · errors: ${reasons.map(([r, n]) => `${r} ${fmt.count(n)}`).join(', ')}` : '')
           + (dropped.length ? ` · records dropped: ${dropped.map(([r, n]) => `${r} ${fmt.count(n)}`).join(', ')}` : '')
-        : 'no sidecar posted its counters in this window')),
+          + (uncaptured ? ` · ${uncaptured}` : '')
+        : (uncaptured ? `no HTTP request in this window · ${uncaptured}` : 'no sidecar posted its counters in this window'))),
     total.requests ? h('div.chart-grid.three', traffic, latency, errors) : null);
   const draw = (shared) => {
     if (!total.requests) return;
