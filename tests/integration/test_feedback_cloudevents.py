@@ -9,6 +9,7 @@ naming its attribute.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import json
@@ -151,6 +152,22 @@ async def test_two_replicas_pair_the_halves_each_got(
     assert len(await timeline(first)) == 20
     labeled = await second.feedback({"monitor": "ml/churn", "prediction_id": "r7", "actual": 0})
     assert labeled == {"matched": 1, "pending": 0}
+    # both halves at once, each to its replica, and one of them again: one pair each
+    sent = [
+        send(replica, half, f"s{n}", payload, **meta)
+        for n in range(20)
+        for replica, half, payload in (
+            (first, "request", request),
+            (second, "response", response),
+            (second if n % 2 else first, "request", request),
+        )
+    ]
+    answers = await asyncio.gather(*sent)
+    assert {status for status, _ in answers} == {200}
+    outcomes = [body["outcome"] for _, body in answers]
+    assert (outcomes.count("paired"), outcomes.count("waiting")) == (20, 20)
+    assert sum(body.get("accepted", 0) for _, body in answers) == 20
+    assert len(await timeline(second)) == 40
 
 
 async def test_a_half_left_alone_expires_counted_by_what_it_missed(
