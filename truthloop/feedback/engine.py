@@ -948,13 +948,14 @@ class Engine:
         foreign = scopes.foreign_items(scope, [key], [None])
         if foreign:
             raise refusals.OutOfScope("records", scope.namespace or "", foreign)
-        monitor = (await self.lookup(key)).monitor
+        registered = await self.lookup(key)
+        monitor = registered.monitor
         if not capture.sampled(event.id, monitor.spec.capture.sample_rate):
             return CloudEventResult("sampled_out")
         now = self.settings.clock()
         limits = self.settings.cloudevents
         stored = await self.store.put_half(
-            self.registered(key).id,
+            registered.id,
             event.id,
             event.half,
             cloudevents.encode_half(cloudevents.Half.of(event, now)),
