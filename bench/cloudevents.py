@@ -30,7 +30,7 @@ from typing import Any
 
 import aiohttp
 import sections
-from feedback_ingest import fresh_store, start_service
+from feedback_ingest import cpu_seconds, fresh_store, postgres_cpu_seconds, start_service
 
 ROWS = 100
 PATH = "/v1/cloudevents"
@@ -161,9 +161,13 @@ async def measure(args: argparse.Namespace) -> dict[str, dict[str, float]]:
                         procs = [await start_service(url, Path(tmp)) for _ in range(replicas)]
                         try:
                             bases = [base for _, base in procs]
+                            pids = [proc.pid for proc, _ in procs]
+                            cpu = sum(map(cpu_seconds, pids)), postgres_cpu_seconds()
                             seconds, events, stored = await round_(
                                 bases, kind, inferences, args.concurrency
                             )
+                            service_cpu = sum(map(cpu_seconds, pids)) - cpu[0]
+                            database_cpu = postgres_cpu_seconds() - cpu[1]
                         finally:
                             for proc, _ in procs:
                                 proc.terminate()
@@ -174,6 +178,8 @@ async def measure(args: argparse.Namespace) -> dict[str, dict[str, float]]:
                         "events_per_s": events / seconds,
                         "pairs_per_s": inferences / seconds,
                         "records_per_s": stored / seconds,
+                        "service_cpu_ms": 1000 * service_cpu / inferences,
+                        "database_cpu_ms": 1000 * database_cpu / inferences,
                     }
                     if found["pairs_per_s"] > best.get("pairs_per_s", 0.0):
                         best = found
@@ -198,15 +204,17 @@ def markdown(
         f" runs on the same cores (load average {load[0]:.1f} before, {load[1]:.1f} after: the"
         " machine is shared).",
         "",
-        "| inferences | replicas | events/s | inferences paired/s | records/s |",
-        "| --- | --- | --- | --- | --- |",
+        "| inferences | replicas | events/s | inferences paired/s | records/s |"
+        " service CPU / inference |" + (" PostgreSQL CPU / inference |" if args.store else ""),
+        "| --- | --- | --- | --- | --- | --- |" + (" --- |" if args.store else ""),
     ]
     for key, found in results.items():
         kind, replicas = key.split("/")
         what = "KServe v1, 1 row" if kind == "v1" else f"Open Inference Protocol, {ROWS} rows"
         lines.append(
             f"| {what} | {replicas} | {found['events_per_s']:,.0f} | {found['pairs_per_s']:,.0f}"
-            f" | {found['records_per_s']:,.0f} |"
+            f" | {found['records_per_s']:,.0f} | {found['service_cpu_ms']:.2f} ms |"
+            + (f" {found['database_cpu_ms']:.2f} ms |" if args.store else "")
         )
     lines += [
         "",
