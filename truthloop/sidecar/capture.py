@@ -14,7 +14,9 @@ without awaiting. What is not captured is counted, never raised:
 - `dropped{reason}`: a segment's value left out of a captured record (`not_scalar`, `too_long`,
   `invalid`, `out_of_range`: core/extract); the record is captured without it.
 
-The fallback's answers are read with the same spec less its score: the rules give no score.
+The fallback's answers are read with the same spec less its score: the rules give no score. An
+Open Inference Protocol body in the binary tensor extension (`Inference-Header-Content-Length`,
+the default of Triton's and KServe's Python clients) is read with its binary tensors' values.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import msgspec
 
-from truthloop.core import capture, extract
+from truthloop.core import binary_tensors, capture, extract
 from truthloop.core.spec import CaptureSpec
 from truthloop.sidecar import encoding
 from truthloop.sidecar.exchange import Exchange
@@ -110,8 +112,8 @@ class Capture:
         extraction = extract.extract(
             spec,
             exchange.request_headers,
-            extract.decode(bodies[0]),
-            extract.decode(bodies[1]),
+            binary_tensors.decode(bodies[0], exchange.request_headers),
+            binary_tensors.decode(bodies[1], exchange.response_headers),
             monitor.spec.segments,
         )
         if extraction.error is not None:

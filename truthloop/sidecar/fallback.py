@@ -1,16 +1,17 @@
 """The fallback on the request path: rules answer while the monitor's fallback is engaged.
 
 `respond` evaluates the compiled rules on each row the capture's protocol reads in the request's
-JSON body (`protocols.request_rows`: the body itself for a request that is not row-based) and
-returns a 200 JSON answer in the protocol's shape, built by core/respond from the request and its
-path (the proxy adds `X-Served-By: fallback` and `X-Prediction-ID`). Whenever the rules cannot
-answer the request it returns None and the proxy asks the model instead (fail-open); each such
-request is counted in `passed{reason}`: `no_spec`, `not_inference` (an open-inference-v2 request
-to a path other than `/v2/models/{name}[/versions/{v}]/infer`), `not_json` (an empty or non-JSON
-body, a health check), `no_rows` (the protocol finds no rows in the body), `no_rule` (no rule
-gave a value for the request or for one of its rows, including rules that errored),
-`unbuildable` (the answer cannot be built: a prediction pointer that cannot hold one, values a v2
-tensor cannot hold; logged at most once a minute, as it may be every request).
+JSON body (`protocols.request_rows`: the body itself for a request that is not row-based; an Open
+Inference Protocol body's binary tensors read in, core/binary_tensors) and returns a 200 JSON answer
+in the protocol's shape, built by core/respond from the request and its path (the proxy adds
+`X-Served-By: fallback` and `X-Prediction-ID`). Whenever the rules cannot answer the request it
+returns None and the proxy asks the model instead (fail-open); each such request is counted in
+`passed{reason}`: `no_spec`, `not_inference` (an open-inference-v2 request to a path other than
+`/v2/models/{name}[/versions/{v}]/infer`), `not_json` (an empty or non-JSON body, a health check),
+`no_rows` (the protocol finds no rows in the body), `no_rule` (no rule gave a value for the request
+or for one of its rows, including rules that errored), `unbuildable` (the answer cannot be built: a
+prediction pointer that cannot hold one, values a v2 tensor cannot hold; logged at most once a
+minute, as it may be every request).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from truthloop.core import extract, protocols, respond
+from truthloop.core import binary_tensors, extract, protocols, respond
 from truthloop.core.throttle import Throttle
 from truthloop.sidecar.exchange import Headers, LocalResponse
 from truthloop.sidecar.live import Live
@@ -57,7 +58,7 @@ class Fallback:
         if capture.protocol == "open-inference-v2" and respond.v2_model(path) is None:
             self._pass("not_inference")
             return None
-        request = extract.decode(body)
+        request = binary_tensors.decode(body, headers)
         if request is extract.NOT_JSON:
             self._pass("not_json")
             return None
