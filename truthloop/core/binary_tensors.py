@@ -13,6 +13,7 @@ not add up is None, as a body that is not JSON.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -35,17 +36,17 @@ _NUMBERS = {
     "FP64": "<f8",
 }
 _LENGTH = struct.Struct("<I")
-HEADER = "inference-header-content-length"
+HEADER = b"inference-header-content-length"
 _DECODER = msgspec.json.Decoder()
 
 
-def decode(body: bytes | None, headers: extract.Headers) -> Any:
+def decode(body: bytes | None, headers: Iterable[tuple[bytes, bytes]]) -> Any:
     """The JSON value of a body (decoded JSON, or extract.NOT_JSON), its binary tensors read in
-    when its `headers` announce the extension."""
-    length = extract.header(headers, HEADER)
+    when its `headers` (raw fields, as the proxy keeps them) announce the extension."""
+    length = next((v for k, v in headers if len(k) == len(HEADER) and k.lower() == HEADER), None)
     if body is None or length is None:
         return extract.decode(body)
-    read_in = read(body, int(length)) if length.isdigit() else None
+    read_in = read(body, int(length)) if length.strip().isdigit() else None
     return extract.NOT_JSON if read_in is None else read_in
 
 
