@@ -170,6 +170,22 @@ async def test_two_replicas_pair_the_halves_each_got(
     assert len(await timeline(second)) == 40
 
 
+async def test_a_transformers_and_its_predictors_halves_pair_apart(
+    start_service: ServiceFactory, clock: FakeClock
+) -> None:
+    """Both components may log one inference under one id: each pairs its own halves."""
+    service = await start_service()
+    await service.put_monitor(churn())
+    request, response = inference()
+    meta = {"metadata": {"X-Entity-Id": ["c-1"]}, "ts": clock.now - 1}
+    status, body = await send(service, "request", "t1", request, component="transformer", **meta)
+    assert (status, body["outcome"]) == (200, "waiting")
+    status, body = await send(service, "response", "t1", response, **meta)
+    assert (status, body["outcome"]) == (200, "waiting")
+    status, body = await send(service, "request", "t1", request, **meta)
+    assert (status, body["outcome"], body["accepted"]) == (200, "paired", 1)
+
+
 async def test_a_half_left_alone_expires_counted_by_what_it_missed(
     start_service: ServiceFactory, clock: FakeClock
 ) -> None:
@@ -307,6 +323,7 @@ async def test_a_structured_event_pairs_with_a_binary_one(
         "type": "org.kubeflow.serving.inference.response",
         "namespace": "ml",
         "inferenceservicename": "churn",
+        "component": "predictor",
         "data_base64": base64.b64encode(b'{"predictions": [0]}').decode(),
     }
     structured = {"Content-Type": "application/cloudevents+json"}

@@ -39,6 +39,7 @@ def logged(
     isvc: str = "churn",
     namespace: str = "ml",
     endpoint: str = "default",
+    component: str = "predictor",
     metadata: dict[str, list[str]] | None = None,
     content_type: str = "application/json",
 ) -> tuple[dict[str, str], bytes]:
@@ -52,7 +53,7 @@ def logged(
         "Ce-Recordedtime": rfc3339_nano(ts + 0.0004),
         "Ce-Inferenceservicename": isvc,
         "Ce-Namespace": namespace,
-        "Ce-Component": "predictor",
+        "Ce-Component": component,
         "Ce-Endpoint": endpoint,
         "Ce-Metadata": json.dumps(metadata or {}, separators=(",", ":")),
         "Content-Type": content_type,

@@ -28,6 +28,7 @@ def test_a_binary_event_as_kserve_sends_it() -> None:
     assert event == cloudevents.Event(
         id="e-1",
         half="response",
+        component="predictor",
         time=T,
         namespace="ml",
         inference_service="churn",
@@ -57,6 +58,7 @@ def test_go_writes_nanoseconds_and_a_percent_encoded_value_is_decoded() -> None:
         ({"ce-id": None}, "ce-id", "missing"),
         ({"ce-id": "x" * 65}, "ce-id", "too_long"),
         ({"ce-source": None}, "ce-source", "missing"),
+        ({"ce-component": "c" * 64}, "ce-component", "too_long"),
         ({"ce-type": "other"}, "ce-type", "invalid"),
         ({"ce-time": "2026-01-01T00:00:00"}, "ce-time", "invalid"),
         ({"ce-metadata": "{"}, "ce-metadata", "invalid_json"),

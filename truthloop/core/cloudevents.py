@@ -51,6 +51,9 @@ MAX_METADATA: Final = 64
 MAX_ATTRIBUTE: Final = 8192
 """Longest attribute value read (the `metadata` JSON included)."""
 
+MAX_COMPONENT: Final = 63
+"""Longest `component` (KServe's are `predictor`, `transformer`, `explainer`)."""
+
 Headers = tuple[tuple[str, str], ...]
 
 
@@ -70,6 +73,8 @@ class Event:
 
     id: str
     half: HalfName
+    component: str
+    """KServe's component that logged it (`predictor`, `transformer`, ...; "" when none)."""
     time: float | None
     namespace: str | None
     inference_service: str | None
@@ -204,9 +209,15 @@ def _event(attribute: Callable[[str], str | None], prefix: str, data: bytes, max
             f"is {kind[:100]!r}; expected {REQUEST_TYPE} or {RESPONSE_TYPE}",
         )
     required("source")
+    component = attribute("component") or ""
+    if len(component) > MAX_COMPONENT:
+        raise EventError(
+            prefix + "component", f"longer than {MAX_COMPONENT} characters", "too_long"
+        )
     return Event(
         id=event_id,
         half=half,
+        component=component,
         time=_time(attribute("time"), prefix + "time"),
         namespace=attribute("namespace"),
         inference_service=attribute("inferenceservicename"),
@@ -255,6 +266,13 @@ class NotCaptured:
 
     reason: str
     detail: str | None
+
+
+def pair_key(event: Event) -> str:
+    """What pairs an event's halves: its id within the component that logged it. A transformer
+    and its predictor may both log one inference under the same id (the transformer passing
+    `Ce-Id` on), each a request and a response of its own: never each other's half."""
+    return f"{event.component}/{event.id}"
 
 
 def model_version(asked: str | None, response: Any, endpoint: str | None) -> str:

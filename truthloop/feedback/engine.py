@@ -956,7 +956,7 @@ class Engine:
         limits = self.settings.cloudevents
         stored = await self.store.put_half(
             registered.id,
-            event.id,
+            cloudevents.pair_key(event),
             event.half,
             cloudevents.encode_half(cloudevents.Half.of(event, now)),
             now,

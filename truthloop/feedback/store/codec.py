@@ -168,11 +168,12 @@ CREATE TABLE event_halves (
 CREATE INDEX event_halves_waiting ON event_halves (monitor_id) WHERE paired IS NULL;
 CREATE INDEX event_halves_received ON event_halves (received);
 """
-"""CloudEvents waiting for their other half (a migration of both stores): one row per event id
-of a monitor, `halves` the bits of the halves seen (`HALF_BITS`), `request`/`response` each
-half's `cloudevents.Half` JSON until the pair is taken (`paired` then says when, and the row
-stays, without them, until it expires: a half delivered again is known as a duplicate).
-`received` is the first half's arrival, from which the row expires."""
+"""CloudEvents waiting for their other half (a migration of both stores): one row per event of
+a monitor (`event_id` is `cloudevents.pair_key`: the id within the component that logged it),
+`halves` the bits of the halves seen (`HALF_BITS`), `request`/`response` each half's
+`cloudevents.Half` JSON until the pair is taken (`paired` then says when, and the row stays,
+without them, until it expires: a half delivered again is known as a duplicate). `received` is
+the first half's arrival, from which the row expires."""
 HALF_BITS = {"request": 1, "response": 2}
 BOTH_HALVES = 3
 ADD_HALF = {
