@@ -131,7 +131,9 @@ def extract(
     reader = _SegmentReader(segments, request_headers) if segments else None
     paths = _Paths()
     try:
-        requests = _rows(protocols.request_rows(capture, request_body))
+        requests = None
+        if capture.row_based:  # skipped for a single row: its cost is per request
+            requests = _rows(protocols.request_rows(capture, request_body))
         if requests is None:
             row = _row(capture, request_headers, request_body, response_body, None, paths, reader)
             rows: tuple[Row, ...] = (row,)
@@ -259,9 +261,9 @@ def _row(
         )
     features = None
     if capture.features is not None:
-        features = protocols.features(
-            capture, _read(capture.features, headers, request, "features", where, paths)
-        )
+        features = _read(capture.features, headers, request, "features", where, paths)
+        if capture.protocol != "custom":
+            features = protocols.features(capture, features)
     prediction, score = _answer(capture, response, where, paths)
     found = None if reader is None else reader.values(request)
     return Row(entity, prediction, score, features, index, found)
@@ -287,7 +289,7 @@ def _answer(
             raise
         outputs = protocols.names(response) if isinstance(response, dict) else "none"
         raise _Failed(failure.reason, f"{failure.detail}; the outputs are: {outputs}") from None
-    if isinstance(prediction, list | dict) and capture.protocol != "custom":
+    if capture.protocol != "custom" and isinstance(prediction, list | dict):
         raise _Failed(
             "prediction_invalid",
             f"{where}expected a string, number or boolean, got {pointer.describe(prediction)} at "
@@ -330,22 +332,12 @@ def _body_value(source: Source, body: Any, field: str, where: str, paths: _Paths
     return _at(body, source.pointer, field, where, "response", paths)
 
 
-class _Paths:
-    """The capture's pointers, each parsed once per exchange (a batch reads them in every
-    row)."""
+class _Paths(dict[str, tuple[str, ...]]):
+    """The capture's pointers, each parsed once per exchange (a batch reads them in every row);
+    PointerError for one that is not a pointer."""
 
-    __slots__ = ("parsed",)
-
-    def __init__(self) -> None:
-        self.parsed: dict[str, tuple[str, ...]] = {}
-
-    def tokens(self, path: str, field: str) -> tuple[str, ...]:
-        found = self.parsed.get(path)
-        if found is None:
-            try:
-                found = self.parsed[path] = pointer.parse(path)
-            except pointer.PointerError as e:
-                raise _Failed("invalid_pointer", f"{field}: {e}") from e
+    def __missing__(self, path: str) -> tuple[str, ...]:
+        found = self[path] = pointer.parse(path)
         return found
 
 
@@ -360,7 +352,11 @@ def _at(
 ) -> Any:
     if body is NOT_JSON:
         raise _Failed("not_json", f"the {side} body is not JSON")
-    value = pointer.resolve(body, paths.tokens(path, field))
+    try:
+        tokens = paths[path]
+    except pointer.PointerError as e:
+        raise _Failed("invalid_pointer", f"{field}: {e}") from e
+    value = pointer.resolve(body, tokens)
     if isinstance(value, pointer.Missing):
         if optional:
             return None
