@@ -873,7 +873,7 @@ def _capture(read: _Reader, spec: Mapping[str, object], path: str) -> CaptureSpe
     prediction = _body_source(read, capture, where, "prediction", required=not (preset or unknown))
     score = _body_source(read, capture, where, "score")
     features = _body_source(read, capture, where, "features")
-    if preset and protocol not in SINGLE_ROW_PROTOCOLS:
+    if protocol not in SINGLE_ROW_PROTOCOLS:  # a preset with rows: the whole row
         features = features or Source(pointer="")
     return CaptureSpec(
         prediction=prediction or Source(pointer=PRESET_PREDICTIONS.get(protocol, "")),
