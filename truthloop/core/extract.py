@@ -99,7 +99,7 @@ def decode(body: bytes | None) -> Any:
         return NOT_JSON
     try:
         return _DECODER.decode(body)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):  # nested deeper than the decoder goes
         return NOT_JSON
 
 
