@@ -7,6 +7,7 @@ import base64
 import gzip
 import json
 import re
+import struct
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,31 @@ def test_a_gzipped_body_is_inflated_within_the_bound() -> None:
     with pytest.raises(EventError) as caught:
         cloudevents.parse(lowered, b"\x1f\x8bnot gzip", 64, 10_000)
     assert (caught.value.field, caught.value.reason) == ("data", "invalid")
+
+
+def test_a_binary_tensor_body_is_read_into_json_without_its_header() -> None:
+    """KServe's Python client sends v2 tensors as raw bytes after a JSON head whose length is
+    in a header the logger does not carry: the head's end is found, the values read in."""
+    head = {
+        "inputs": [
+            {"name": "input-0", "shape": [2, 2], "datatype": "FP32",
+             "parameters": {"binary_data_size": 16}},
+            {"name": "note", "shape": [2], "datatype": "BYTES",
+             "parameters": {"binary_data_size": 12, "x": 'a "}\\ b'}},
+        ]
+    }  # fmt: skip
+    body = json.dumps(head).encode() + struct.pack("<4f", 0.5, 1.5, 2.5, 3.5)
+    body += struct.pack("<I", 2) + b"hi" + struct.pack("<I", 2) + b"yo"
+    text = of(body)
+    assert text is not None
+    tensors = json.loads(text)["inputs"]
+    assert [t["data"] for t in tensors] == [[0.5, 1.5, 2.5, 3.5], ["hi", "yo"]]
+    assert of(json.dumps({"inputs": []}).encode() + b"\n") == '{"inputs": []}\n'
+    short = json.dumps(head).encode() + b"\x00\x01"  # the parts do not add up: as it came
+    assert of(short) == short.decode()
+    assert of(short + b"\xff") is None  # and no text either: nothing to read
+
+
+def of(body: bytes) -> str | None:
+    """The text a request event's body waits in the store as."""
+    return Half.of(cloudevents.Event("e", "request", "", T, None, None, None, (), body), T).body

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from urllib.parse import unquote
 
 import msgspec
 
-from truthloop.core import capture, extract, records
+from truthloop.core import binary_tensors, capture, extract, records
 from truthloop.core.spec import Monitor
 from truthloop.core.wire import CaptureRecord
 
@@ -96,12 +97,54 @@ class Half(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, event: Event, received: float) -> Half:
-        try:
-            body: str | None = event.data.decode()
-        except UnicodeDecodeError:
-            body = None
         time = received if event.time is None else event.time
-        return cls(time, event.headers, body, event.endpoint)
+        return cls(time, event.headers, _text(event.data), event.endpoint)
+
+
+def _text(data: bytes) -> str | None:
+    """The data as JSON text: as it came, or an Open Inference Protocol body in the binary
+    tensor data extension (KServe's and Triton's Python clients' default) read into JSON, its
+    tensors' values as `data` (`core.binary_tensors`). The extension's header that says where
+    the JSON ends is not among what the logger carries, so the JSON object's end is found."""
+    if not data.rstrip().endswith(b"}"):
+        head = _json_head(data)
+        if head is not None:
+            found = binary_tensors.read(data, head)
+            if found is not None:
+                return _encode(found).decode()
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+_JSON_MARKS = re.compile(rb'[{}"\\]')
+
+
+def _json_head(data: bytes) -> int | None:
+    """The length of the JSON object `data` begins with, when bytes follow it; else None."""
+    if not data.startswith(b"{"):
+        return None
+    depth, in_string, skip = 0, False, -1
+    for mark in _JSON_MARKS.finditer(data):
+        at = mark.start()
+        if at == skip:
+            continue
+        char = data[at]
+        if in_string:
+            if char == 0x5C:  # a backslash escapes the next byte
+                skip = at + 1
+            elif char == 0x22:
+                in_string = False
+        elif char == 0x22:
+            in_string = True
+        elif char == 0x7B:
+            depth += 1
+        elif char == 0x7D:
+            depth -= 1
+            if depth == 0:
+                return at + 1 if at + 1 < len(data) else None
+    return None
 
 
 _encode = msgspec.json.Encoder().encode
