@@ -113,3 +113,8 @@ def test_a_body_is_read_so_only_when_its_headers_announce_the_extension() -> Non
         binary_tensors.decode(raw, [(b"inference-header-content-length", b"x")]) is extract.NOT_JSON
     )
     assert binary_tensors.decode(None, announced) is extract.NOT_JSON
+
+
+def test_a_json_part_nested_too_deep_to_decode_is_not_json() -> None:
+    head = b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert binary_tensors.read(head, len(head)) is None

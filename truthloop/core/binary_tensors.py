@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
-import numpy as np
 
 from truthloop.core import extract
 
@@ -57,7 +56,7 @@ def read(body: bytes, json_length: int) -> Any:
         return None
     try:
         head = _DECODER.decode(body[:json_length])
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # RecursionError: nested too deep to decode
         return None
     if not isinstance(head, dict):
         return None
@@ -79,6 +78,10 @@ def read(body: bytes, json_length: int) -> Any:
 
 
 def _values(datatype: Any, raw: bytes) -> list[Any] | None:
+    """A binary tensor's numbers. numpy is imported here, not with the module: the sidecar reads
+    bodies with this module and loads numpy (12 MiB) only once a binary tensor comes."""
+    import numpy as np
+
     if datatype == "BYTES":
         return _strings(raw)
     dtype = _NUMBERS.get(datatype) if isinstance(datatype, str) else None
