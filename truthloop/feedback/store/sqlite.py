@@ -666,13 +666,16 @@ class SQLiteStore(Store):
                 group, self._halves = self._halves, []
                 try:
                     found = await self._tx(_put_halves, [values for values, _ in group])
-                except BaseException as e:
+                except Exception as e:
                     for _, future in group:
                         if not future.done():
                             future.set_exception(e)
-                    if not isinstance(e, Exception):
-                        raise
                     continue
+                except BaseException:  # cancelled: so is every half waiting
+                    for _, future in [*group, *self._halves]:
+                        future.cancel()
+                    self._halves = []
+                    raise
                 for (_, future), stored in zip(group, found, strict=True):
                     if not future.done():
                         future.set_result(stored)
