@@ -626,6 +626,8 @@ class Result:
     """CPU microseconds per request of the proxy process at c=16 (None for the model alone)."""
     cpu64_us: float | None
     """The same at c=64, where the proxy is busier and wakes up less often per request."""
+    cpu1_us: float | None
+    """The same at c=1, with everyone on CPU 0."""
     capture_us: float | None
     """Of `cpu_us`, the CPU microseconds per request in the stand-in's capture callback (None for
     the targets that do not time it)."""
@@ -685,7 +687,9 @@ def _measure(target: Target, model: int, gen: Generator, script: Path, seconds: 
     marks = [_queue(admin)] if admin else []
     _move(model, 0)
     warm = gen(url, 1, 1, script, 0)  # warm-up: connections, caches
+    before = _cpu_seconds(pid) if pid else 0.0
     latency = gen(url, 1, seconds, script, 0)
+    cpu1 = (_cpu_seconds(pid) - before) / latency.requests * 1e6 if pid else None
     _move(model, 1)
     marks += [_queue(admin)] if admin else []
     warm16 = gen(url, 16, 1, script, 1)
@@ -706,7 +710,18 @@ def _measure(target: Target, model: int, gen: Generator, script: Path, seconds: 
     runs = (warm, latency, warm16, throughput, saturated)
     requests, in_flight = sum(r.requests for r in runs), sum(r.connections for r in runs)
     return Result(
-        name, latency, throughput, saturated, cpu, cpu64, capture, rss, queue, requests, in_flight
+        name,
+        latency,
+        throughput,
+        saturated,
+        cpu,
+        cpu64,
+        cpu1,
+        capture,
+        rss,
+        queue,
+        requests,
+        in_flight,
     )
 
 
@@ -728,6 +743,7 @@ def _combine(rounds: list[Result]) -> Result:
     queue's records: all."""
     cpus = [r.cpu_us for r in rounds if r.cpu_us is not None]
     cpus64 = [r.cpu64_us for r in rounds if r.cpu64_us is not None]
+    cpus1 = [r.cpu1_us for r in rounds if r.cpu1_us is not None]
     captures = [r.capture_us for r in rounds if r.capture_us is not None]
     rss = [r.rss_mib for r in rounds if r.rss_mib is not None]
     return Result(
@@ -737,6 +753,7 @@ def _combine(rounds: list[Result]) -> Result:
         _best_load([r.saturated for r in rounds]),
         min(cpus) if cpus else None,
         min(cpus64) if cpus64 else None,
+        min(cpus1) if cpus1 else None,
         min(captures) if captures else None,
         max(rss) if rss else None,
         _total_queue([r.queue for r in rounds]),
@@ -1122,18 +1139,27 @@ def _batch_summary(case: Case, by: dict[str, Result]) -> str:
             f"over nginx: p50 {side.latency.p50_ms - nginx.latency.p50_ms:+.3f} ms, p99 "
             f"{side.latency.p99_ms - nginx.latency.p99_ms:+.3f} ms"
         )
-    if side.cpu_us and side.cpu64_us:
-        cpu = f"CPU per request {side.cpu_us:,.0f} µs at c=16, {side.cpu64_us:,.0f} µs at c=64"
-        if nginx and nginx.cpu_us and nginx.cpu64_us:
-            cpu += (
-                f" ({side.cpu_us / nginx.cpu_us:.1f}× and {side.cpu64_us / nginx.cpu64_us:.1f}× "
-                f"nginx's {nginx.cpu_us:.1f} and {nginx.cpu64_us:.1f} µs)"
-            )
-        parts.append(f"{cpu}, {side.cpu64_us / rows:.1f} µs per row")
+    if side.cpu_us and side.cpu64_us and side.cpu1_us:
+        loads = []
+        for load, mine, theirs in (
+            ("c=1", side.cpu1_us, nginx and nginx.cpu1_us),
+            ("c=16", side.cpu_us, nginx and nginx.cpu_us),
+            ("c=64", side.cpu64_us, nginx and nginx.cpu64_us),
+        ):
+            ratio = f" ({mine / theirs:.0f}× nginx's {theirs:.1f})" if theirs else ""
+            loads.append(f"{mine:,.0f} µs at {load}{ratio}")
+        dropped = side.queue is not None and any(q.dropped for q in side.queue)
+        short = (
+            " (a record dropped at the full queue is not shipped: where the command drops, it "
+            "pays less than shipping every record costs)"
+        )
+        parts.append(
+            f"CPU per request {', '.join(loads)}; {side.cpu1_us / rows:.1f} µs per row at c=1"
+            + (short if dropped else "")
+        )
         parts.append(
             f"records captured per second: {side.throughput.rps * rows:,.0f} at c=16, "
-            f"{side.saturated.rps * rows:,.0f} at c=64 (1-core capacity "
-            f"{1e6 / side.cpu64_us * rows:,.0f})"
+            f"{side.saturated.rps * rows:,.0f} at c=64"
         )
     if stand_in.capture_us and stand_in.cpu_us:
         parts.append(
