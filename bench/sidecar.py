@@ -279,7 +279,13 @@ def serve_sidecar(port: int, model_port: int, fallback: bool, case: Case, spent:
         settings = ProxySettings(listen_host="127.0.0.1", listen_port=port, model_port=model_port)
         live = Live(initial(case.monitor))
         live.set_active(fallback)
-        capture = Capture(live, Unsent(), monitor=MONITOR_KEY, model_version="")  # type: ignore[arg-type]
+        capture = Capture(
+            live,
+            Unsent(),  # type: ignore[arg-type]
+            monitor=MONITOR_KEY,
+            model_version="",
+            max_body=settings.capture_max_bytes,
+        )
         latency = Latency(CollectorRegistry())
         timed = TimedCapture(capture, shared)
         tap = SidecarTap(live, Fallback(live), Abstain(live), timed, latency)  # type: ignore[arg-type]
