@@ -599,6 +599,7 @@ def test_a_v2_prediction_missing_lists_the_outputs() -> None:
         (Source(pointer="/ids", per_row=True), {}, [None, None]),
         (Source(pointer="/parameters/entity_ids", per_row=True), {}, ["c-1", "2"]),
         (Source(pointer="/parameters/none", per_row=True), {}, [None, None]),
+        (Source(pointer="/parameters/listed", per_row=True), {}, ["c-1", "c-2"]),
         (Source(header="X-Tenant"), {"x-tenant": "t"}, ["t", "t"]),
         (Source(pointer="/plan"), {}, ["basic", "pro"]),
     ],
@@ -607,7 +608,8 @@ def test_a_row_s_entity_is_in_the_row_or_one_of_a_list_per_row(
     entity: Source, headers: dict[str, str], expected: list[str | None]
 ) -> None:
     spec = CaptureSpec(Source(pointer="/predict"), entity_id=entity, protocol="open-inference-v2")
-    request = {**V2_REQUEST, "parameters": {"entity_ids": ["c-1", 2], "none": None}}
+    parameters = {"entity_ids": ["c-1", 2], "none": None, "listed": "c-1, c-2"}
+    request = {**V2_REQUEST, "parameters": parameters}
     rows = extract.extract(spec, headers, request, V2_RESPONSE).rows
     assert [row.entity_id for row in rows] == expected
 
@@ -637,7 +639,8 @@ def test_a_row_s_entity_is_in_the_row_or_one_of_a_list_per_row(
             Source(pointer="/parameters", per_row=True),
             {},
             "entity_invalid",
-            "/parameters: expected an array of entity IDs, one per row, got an object",
+            "/parameters: expected an array or a comma-separated string of entity IDs, one per "
+            "row, got an object",
         ),
         (
             Source(pointer="/parameters/0", per_row=True),

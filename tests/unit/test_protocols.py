@@ -234,7 +234,7 @@ def tensor(name: str, shape: Any, data: Any = (), **more: Any) -> dict[str, Any]
                 ]
             },
             "tensor_invalid",
-            "/inputs/0/data: missing (binary tensor data is not read)",
+            "/inputs/0/data: missing (and no binary data follows)",
         ),
         (
             {"inputs": [tensor("a", [], [1])]},

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,7 +33,7 @@ from urllib.parse import unquote
 
 import msgspec
 
-from truthloop.core import binary_tensors, capture, extract, records
+from truthloop.core import binary_tensors, capture, encoding, extract, records
 from truthloop.core.spec import Monitor
 from truthloop.core.wire import CaptureRecord
 
@@ -220,13 +219,11 @@ def inflated(data: bytes, max_bytes: int) -> bytes:
     event's headers do not say so). At most `max_bytes` once inflated."""
     if not data.startswith(GZIP_MAGIC):
         return data
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        found = inflater.decompress(data, max_bytes + 1)
-    except zlib.error:
-        raise EventError("data", "starts as gzip but does not inflate") from None
-    if len(found) > max_bytes or inflater.unconsumed_tail:
+    found = encoding.inflate(data, b"gzip", max_bytes)
+    if found == encoding.TOO_LARGE:
         raise EventError("data", f"inflates to more than {max_bytes} bytes", "too_large")
+    if isinstance(found, str):
+        raise EventError("data", "starts as gzip but does not inflate")
     return found
 
 

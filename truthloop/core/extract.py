@@ -177,8 +177,9 @@ def _entities(
     capture: CaptureSpec, headers: Headers, body: Any, count: int, paths: _Paths
 ) -> list[str | None] | None:
     """The rows' entity IDs of a `perRow` entity (None for any other): the items of a
-    comma-separated header, or of the array at a pointer into the whole request. A request
-    without it has no entity in any row."""
+    comma-separated header, or of the array (or comma-separated string: v2 `parameters` hold
+    only scalars on KServe and Triton) at a pointer into the whole request. A request without it
+    has no entity in any row."""
     source = capture.entity_id
     if source is None or not source.per_row:
         return None
@@ -193,10 +194,15 @@ def _entities(
         value = _at(body, path, "entity", "", "request", paths, optional=True)
         if value is None:
             return [None] * count
-        if not isinstance(value, list):
-            raise _Failed("entity_invalid", f"{path}: expected an array of entity IDs, one per "
-                          f"row, got {pointer.describe(value)}")  # fmt: skip
-        found, where = value, f"at {path}"
+        if isinstance(value, str):  # a comma-separated list: the Open Inference Protocol's
+            found = [item.strip() for item in value.split(",")]  # parameters are scalars
+        elif isinstance(value, list):
+            found = value
+        else:
+            raise _Failed("entity_invalid", f"{path}: expected an array or a comma-separated "
+                          "string of entity IDs, one per row, got "
+                          f"{pointer.describe(value)}")  # fmt: skip
+        where = f"at {path}"
     if len(found) != count:
         raise _Failed("batch_length_mismatch", f"{len(found)} entity IDs {where}, {count} rows")
     return [_entity(item, f"row {index}: ") for index, item in enumerate(found)]

@@ -214,7 +214,7 @@ def _v2(body: Any, side: _Side) -> list[Any]:
         if name in columns:
             raise _Bad("tensor_invalid", f"{where}/name: {_short(repr(name))} names two tensors")
         if "data" not in tensor:
-            raise _Bad("tensor_invalid", f"{where}/data: missing (binary tensor data is not read)")
+            raise _Bad("tensor_invalid", f"{where}/data: missing (and no binary data follows)")
         rows = _tensor(tensor.get("shape"), tensor["data"], where, "data", squeeze=True)
         if columns and len(rows) != len(columns[first]):
             raise _Bad(

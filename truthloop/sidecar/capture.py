@@ -9,7 +9,7 @@ without awaiting. What is not captured is counted, never raised:
   abstain decision leaves the sampled-out records to the model), or a body in a content coding
   not read (`content_encoding`: br, zstd, a broken stream) or inflating past the bound the proxy
   keeps bodies within (`body_too_large`); gzip and deflate bodies are read inflated
-  (sidecar/encoding);
+  (core/encoding);
 - `errors{reason}`: the extraction failed (core/extract's reason: not JSON, missing pointer, ...);
 - `dropped{reason}`: a segment's value left out of a captured record (`not_scalar`, `too_long`,
   `invalid`, `out_of_range`: core/extract); the record is captured without it.
@@ -28,9 +28,8 @@ from dataclasses import dataclass, field, replace
 
 import msgspec
 
-from truthloop.core import binary_tensors, capture, extract
+from truthloop.core import binary_tensors, capture, encoding, extract
 from truthloop.core.spec import CaptureSpec
-from truthloop.sidecar import encoding
 from truthloop.sidecar.exchange import Exchange
 from truthloop.sidecar.live import Live
 from truthloop.sidecar.shipper import Shipper

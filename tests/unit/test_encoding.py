@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from truthloop.sidecar import encoding
+from truthloop.core import encoding
 
 JSON = b'{"outputs": [{"name": "predict", "data": [' + b"0, 1, " * 200 + b"1]}]}"
 

@@ -1,4 +1,5 @@
-"""A kept body less its `Content-Encoding`, for capture to read the JSON inside.
+"""A body less its `Content-Encoding`, for capture (and the payload logger's events) to read the
+JSON inside.
 
 MLServer (as any server behind FastAPI's GZipMiddleware) gzips an answer of 500 bytes or more for
 a client that accepts gzip, and nearly every HTTP client says it does: a 40-row v2 answer reached
@@ -38,15 +39,17 @@ def decoded(body: bytes, headers: Iterable[tuple[bytes, bytes]], limit: int) -> 
     for coding in reversed(codings):
         if coding not in _CODINGS:
             return UNREADABLE
-        inflated = _inflate(body, _CODINGS[coding], limit)
+        inflated = inflate(body, coding, limit)
         if isinstance(inflated, str):
             return inflated
         body = inflated
     return body
 
 
-def _inflate(body: bytes, windows: tuple[int, ...], limit: int) -> bytes | str:
-    for wbits in windows:
+def inflate(body: bytes, coding: bytes, limit: int) -> bytes | str:
+    """`body` inflated from `coding` (`gzip`, `x-gzip`, `deflate`), or TOO_LARGE past `limit`
+    bytes, or UNREADABLE (not valid in that coding, or cut short)."""
+    for wbits in _CODINGS[coding]:
         inflater = zlib.decompressobj(wbits)
         try:
             out = inflater.decompress(body, limit + 1)
