@@ -131,6 +131,18 @@ json_values = st.recursive(
 )
 
 
+TOKENS = st.sampled_from(
+    ["", "a", "0", "1", "2", "00", "01", "-", "+1", "\u0661", "9" * 30]
+) | st.text(max_size=3)
+
+
+@given(document=json_values, tokens=st.lists(TOKENS, max_size=4))
+def test_the_short_walk_resolves_as_the_step_by_step_one(document: Any, tokens: list[str]) -> None:
+    """resolve's walk through plain objects and arrays gives what the walk that says where it
+    stopped gives, value or Missing."""
+    assert pointer.resolve(document, tokens) == pointer._walk(document, tuple(tokens))
+
+
 @given(document=json_values)
 def test_every_value_in_a_document_is_reachable_by_its_pointer(document: Any) -> None:
     def walk(value: Any, tokens: tuple[str, ...]) -> None:

@@ -269,7 +269,7 @@ def _row(
     if capture.features is not None:
         features = _read(capture.features, headers, request, "features", where, paths)
         if capture.protocol != "custom":
-            features = protocols.features(capture, features)
+            features = protocols.features(capture, features, paths.feature_keys)
     prediction, score = _answer(capture, response, where, paths)
     found = None if reader is None else reader.values(request)
     return Row(entity, prediction, score, features, index, found)
@@ -340,7 +340,14 @@ def _body_value(source: Source, body: Any, field: str, where: str, paths: _Paths
 
 class _Paths(dict[str, tuple[str, ...]]):
     """The capture's pointers, each parsed once per exchange (a batch reads them in every row);
-    PointerError for one that is not a pointer."""
+    PointerError for one that is not a pointer. `feature_keys`: the features' keys made once per
+    exchange likewise (`protocols.features`)."""
+
+    __slots__ = ("feature_keys",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feature_keys = protocols.Keys()
 
     def __missing__(self, path: str) -> tuple[str, ...]:
         found = self[path] = pointer.parse(path)

@@ -74,9 +74,31 @@ def resolve(document: Any, pointer: str | Sequence[str]) -> Any:
     """The value `pointer` names in `document` (decoded JSON), or a `Missing`.
 
     `pointer` is a pointer string (parsed here; PointerError if invalid) or the tokens from
-    `parse`, which skips the parsing on hot paths.
+    `parse`, which skips the parsing on hot paths: a batch's rows resolve each pointer once a
+    row, so the walk through plain objects and arrays that hold what is named is the short way,
+    and any other walk is taken again step by step, which says where it stopped.
     """
     tokens = parse(pointer) if isinstance(pointer, str) else tuple(pointer)
+    value = document
+    for token in tokens:
+        kind = type(value)
+        if kind is dict and token in value:
+            value = value[token]
+        elif (
+            kind is list
+            and token.isascii()
+            and token.isdigit()
+            and (token[0] != "0" or token == "0")
+            and int(token) < len(value)
+        ):
+            value = value[int(token)]
+        else:
+            return _walk(document, tokens)
+    return value
+
+
+def _walk(document: Any, tokens: tuple[str, ...]) -> Any:
+    """`resolve` a step at a time: the value, or a `Missing` saying where the walk stopped."""
     value = document
     for depth, token in enumerate(tokens):
         if isinstance(value, dict):

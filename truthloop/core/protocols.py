@@ -107,11 +107,22 @@ def response_rows(capture: CaptureSpec, body: Any) -> list[Any] | RowsError | No
     return _read(_RESPONSES.get(capture.protocol), body, _RESPONSE)
 
 
-def features(capture: CaptureSpec, value: Any) -> Any:
+class Keys(dict[tuple[str, int], tuple[str, ...]]):
+    """The keys `<tensor>.0` .. `<tensor>.<k-1>` of a tensor's vector of k values, each made
+    once: an exchange's rows share them (pass one to `features` for every row)."""
+
+    def __missing__(self, key: tuple[str, int]) -> tuple[str, ...]:
+        name, count = key
+        found = self[key] = tuple(map(f"{name}.".__add__, map(str, range(count))))
+        return found
+
+
+def features(capture: CaptureSpec, value: Any, keys: Keys | None = None) -> Any:
     """What a preset keeps as a row's features, flat and named: a list is keyed by position
     (`"0"`, `"1"`, ...), as is a lone scalar (`{"0": value}`); of an open-inference-v2 row, a
     tensor's 1-D vector of values becomes `<tensor>.<i>` (MLServer's single `predict` input of
-    4 columns: `predict.0` .. `predict.3`). `custom` keeps what its pointer read, as read."""
+    4 columns: `predict.0` .. `predict.3`). `custom` keeps what its pointer read, as read.
+    `keys`: the vectors' keys made so far, shared by the rows of an exchange."""
     if capture.protocol == "custom" or value is None:
         return value
     if isinstance(value, list):
@@ -120,10 +131,12 @@ def features(capture: CaptureSpec, value: Any) -> Any:
         return {"0": value}
     if capture.protocol != "open-inference-v2":
         return value
+    if keys is None:
+        keys = Keys()
     flat: dict[str, Any] = {}
     for name, item in value.items():
         if type(item) is list and _CONTAINERS.isdisjoint(map(type, item)):
-            flat.update(zip(map(f"{name}.".__add__, map(str, range(len(item)))), item, strict=True))
+            flat.update(zip(keys[name, len(item)], item, strict=True))
         else:
             flat[name] = item
     return flat
