@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from tests.integration import sidecar_harness as harness
@@ -18,8 +19,11 @@ from tests.integration.sidecar_harness import Client
 from tests.support.churn_model import MONITOR, Model
 from tests.support.feedback import Service
 from tests.support.waiting import eventually
+from truthloop.core.records import Limits
 from truthloop.feedback import settings as feedback_settings
+from truthloop.feedback.settings import HttpSettings
 from truthloop.sidecar.app import SidecarSettings
+from truthloop.sidecar.shipper import Shipper, ShipperSettings
 
 pytest_plugins = ["tests.integration.sidecar_fixtures"]
 
@@ -95,3 +99,59 @@ async def test_the_service_s_fallback_switch_reaches_the_sidecar_within_a_second
     assert records[(engaged.prediction_id, "fallback")] == ("u2", 1, None)
     assert records[(engaged.prediction_id, "model")][:2] == ("u2", 1)
     assert (released.prediction_id, "model") in records
+
+
+def capture_record(i: int, features: int) -> bytes:
+    """A record of the churn monitor with `features` features (12: about 500 bytes, so that
+    bytes cut a default batch before records do)."""
+    record: dict[str, Any] = {
+        "prediction_id": f"batch-{i:06d}.{i % 100}",
+        "monitor": "ml/churn",
+        "model_version": "v1",
+        "entity_id": f"u-{i:06d}",
+        "ts": time.time(),
+        "prediction": i % 2,
+        "score": 0.123456789012345,
+        "served_by": "model",
+    }
+    if features:
+        record["features"] = {f"predict.{k}": -1.234567 + k for k in range(features)}
+    return msgspec.json.encode(record)
+
+
+@pytest.mark.parametrize(("features", "cut_by"), [(0, "records"), (12, "bytes")])
+async def test_a_batch_at_the_default_bounds_is_taken_whole_by_a_service_at_its_defaults(
+    service: Service, tmp_path: Path, features: int, cut_by: str
+) -> None:
+    """The shipper's default batch (records or bytes, whichever is reached first) is within what
+    the service takes by default: one POST, answered 2xx, not split."""
+    settings = ShipperSettings(
+        feedback_url=service.base, spool_dir=tmp_path / "spool", monitor="ml/churn", linger=30.0
+    )
+    assert settings.batch_bytes <= HttpSettings().max_body_bytes
+    assert settings.batch_records <= Limits().max_items
+    shipper = Shipper(settings)
+    posts: list[tuple[int, int]] = []
+    request = shipper._client.request
+
+    async def counted(method: str, target: str, body: bytes | bytearray | None = None) -> Any:
+        status, answer = await request(method, target, body)
+        posts.append((status, len(body or b"")))
+        return status, answer
+
+    shipper._client.request = counted  # type: ignore[method-assign]
+    shipper.start()
+    records = [capture_record(i, features) for i in range(settings.batch_records + 100)]
+    for encoded in records:
+        shipper.submit(encoded)
+    await eventually(lambda: shipper.stats.shipped >= 1, "a batch shipped", within=30)
+    await shipper.close(10.0)
+    assert not shipper.stats.dropped
+    assert shipper.stats.shipped == len(records)
+    status, size = posts[0]
+    assert status == 200
+    if cut_by == "records":
+        assert size == sum(map(len, records[: settings.batch_records])) + settings.batch_records
+    else:
+        assert settings.batch_bytes - len(records[0]) - 1 < size <= settings.batch_bytes
+    assert len(stored(tmp_path)) == len(records)

@@ -84,11 +84,16 @@ class ShipperSettings:
     """Bound on encoded records held in memory."""
     spool_bytes: int = 1024 * MiB
     """Bound on the spool; the oldest batches are dropped to stay under it."""
-    batch_bytes: int = 256 * 1024
-    """Largest batch body (the service takes 8 MiB by default): larger batches cost fewer POSTs
-    but more memory while one is in flight."""
-    batch_records: int = 5000
-    """Most records per batch (the service takes 10,000)."""
+    batch_bytes: int = 4 * MiB
+    """Largest batch body: half what the service takes by default (`--max-body`, 8 MiB; a 413
+    splits a batch in halves). One batch is in flight at a time, so the records shipped a second
+    are a batch's records over a POST's round trip: a model answering batches of rows makes
+    records faster than 256 KiB batches carried them, and the queue refused the rest."""
+    batch_records: int = 10_000
+    """Most records per batch: as many as the service takes in one request."""
+    slice_bytes: int = 256 * 1024
+    """Bytes of a batch's body written a turn of the event loop (`client.Client`): a large batch
+    is written in few turns, none long."""
     linger: float = 0.2
     """Longest wait, in seconds, for a batch to fill once it has a first record: with a healthy
     service, about what a SIGKILL of the sidecar can lose."""
@@ -187,7 +192,12 @@ class Shipper:
         if settings.monitor:
             self._headers[MONITOR_HEADER] = settings.monitor
         self._authorize(settings.token)
-        self._client = Client(settings.feedback_url, self._headers, timeout=settings.timeout)
+        self._client = Client(
+            settings.feedback_url,
+            self._headers,
+            timeout=settings.timeout,
+            slice_bytes=settings.slice_bytes,
+        )
         self._backoff = Backoff(settings.backoff)
         self._throttle = Throttle()
         self._seq = 0
