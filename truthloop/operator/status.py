@@ -215,20 +215,10 @@ def events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
         and _changed(before, after, "TrafficBypass", message=True)
     ):
         found.append(Event("Warning", "TrafficBypass", bypass["message"]))
-    refused = after.get("CaptureRefused")
-    if (
-        refused is not None
-        and refused["status"] == "True"
-        and _changed(before, after, "CaptureRefused")
-    ):
-        found.append(Event("Warning", "CaptureRefused", refused["message"]))
-    incomplete = after.get("CaptureIncomplete")
-    if (
-        incomplete is not None
-        and incomplete["status"] == "True"
-        and _changed(before, after, "CaptureIncomplete")
-    ):
-        found.append(Event("Warning", "CaptureIncomplete", incomplete["message"]))
+    for kind in ("CaptureRefused", "CaptureIncomplete"):  # a Warning as each turns True
+        now_true = after.get(kind, {}).get("status") == "True"
+        if now_true and _changed(before, after, kind):
+            found.append(Event("Warning", kind, after[kind]["message"]))
     drift = after.get("Drift")
     if drift is not None and drift["status"] == "True" and _changed(before, after, "Drift"):
         found.append(Event("Warning", "DriftDetected", drift["message"]))
