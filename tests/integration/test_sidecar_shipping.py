@@ -47,6 +47,7 @@ def settings(feedback: FakeFeedback, tmp_path: Path) -> ShipperSettings:
         spool_dir=tmp_path / "spool",
         token="s3cret",
         batch_records=500,
+        post_records=500,
         linger=0.02,
         timeout=0.5,
         backoff=BackoffSettings(base=0.02, cap=0.1),
@@ -307,7 +308,7 @@ async def test_a_full_spool_drops_its_oldest_batches_and_counts_them(
 ) -> None:
     await feedback.stop()
     bound = 10 * footprint(100 * (len(record(0)) + 1))  # ten batches of 100 records, on disk
-    shipper = Shipper(replace(settings, spool_bytes=bound, batch_records=100))
+    shipper = Shipper(replace(settings, spool_bytes=bound, batch_records=100, post_records=100))
     shipper.start()
     for i in range(3000):
         shipper.submit(record(i))
@@ -441,7 +442,7 @@ async def test_a_batch_spilled_while_the_sender_waits_for_records_is_sent_withou
     disk is slow, so the sender, back from its POSTs, finds the spool empty and waits for
     records. The spooled batch must still be sent though no record comes to wake the sender."""
     bound = sum(len(record(i)) + 1 for i in range(300))  # three batches, past the high water
-    shipper = Shipper(replace(settings, queue_bytes=bound, batch_records=100))
+    shipper = Shipper(replace(settings, queue_bytes=bound, batch_records=100, post_records=100))
     shipper.start()
     async with slow_disk():
         for i in range(300):

@@ -44,6 +44,21 @@ def test_batches_are_cut_at_batch_records_and_before_passing_batch_bytes() -> No
         assert taken == counts
 
 
+def test_batches_cut_while_nobody_took_them_are_taken_together_within_the_post_bounds() -> None:
+    by_bytes = RecordBuffer(
+        10_000, batch_bytes=30, batch_records=5, post_bytes=70, post_records=100
+    )
+    by_records = RecordBuffer(10_000, batch_bytes=1000, batch_records=2, post_records=5)
+    for i in range(9):
+        by_bytes.put(rec(i))  # cut two by two (22 bytes): three cut batches fit in 70
+        by_records.put(rec(i))  # cut two by two: two cut batches fit in 5 records
+    taken = [(bytes(body), count) for body, count in iter(by_bytes.take, None)]
+    assert [count for _, count in taken] == [6, 2, 1]  # the batch still filling is its own
+    assert b"".join(body for body, _ in taken) == b"".join(rec(i) + b"\n" for i in range(9))
+    assert [count for _, count in iter(by_records.take, None)] == [4, 4, 1]
+    assert (len(by_bytes), by_bytes.bytes, len(by_records), by_records.bytes) == (0, 0, 0, 0)
+
+
 def test_a_record_larger_than_a_batch_ships_alone() -> None:
     b = buffer(batch_bytes=30)
     b.put(rec(1))

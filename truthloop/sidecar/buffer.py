@@ -8,7 +8,10 @@ path (from `Tap.observe`): it is O(1), never awaits and never raises; a record t
 is refused and the caller counts it. A batch is cut when it holds `batch_records` records or the
 next record would take it past `batch_bytes` or the high-water mark (a record larger than that
 ships alone); consumers wait at most `linger` seconds for a batch to be cut once a first record
-is there, then take what has gathered.
+is there, then take what has gathered. Batches cut while the consumer was away (a POST in flight)
+are taken together, up to `post_bytes` and `post_records`: a steady stream ships in small
+batches, and a backlog (a model answering batches of rows) in few large ones, without holding a
+large batch open in quiet times.
 """
 
 from __future__ import annotations
@@ -38,12 +41,21 @@ class RecordBuffer:
         "closed",
         "high_water",
         "max_bytes",
+        "post_bytes",
+        "post_records",
         "records",
         "spill",
     )
 
     def __init__(
-        self, max_bytes: int, *, batch_bytes: int, batch_records: int, high_water: float = 0.5
+        self,
+        max_bytes: int,
+        *,
+        batch_bytes: int,
+        batch_records: int,
+        high_water: float = 0.5,
+        post_bytes: int = 0,
+        post_records: int = 0,
     ) -> None:
         self.max_bytes = max_bytes
         self.high_water = int(max_bytes * high_water)
@@ -51,6 +63,9 @@ class RecordBuffer:
         """A batch is cut by the high-water mark at the latest: one that is not cut would wait
         out its linger while the queue spills nothing and refuses records."""
         self.batch_records = batch_records
+        self.post_bytes = max(post_bytes, self.batch_bytes)
+        self.post_records = max(post_records, batch_records)
+        """What one `take` may join of the batches already cut (at least one batch's worth)."""
         self.bytes = 0
         self.records = 0
         self.closed = False
@@ -89,13 +104,21 @@ class RecordBuffer:
         return True
 
     def take(self) -> tuple[bytearray, int] | None:
-        """The oldest batch's body and record count, cutting the one still filling if no other
-        is; None when empty. Never waits."""
+        """The oldest batch's body and record count, joined by the batches cut after it while
+        they fit `post_bytes` and `post_records`, cutting the one still filling if none is cut;
+        None when empty. Never waits."""
         if not self._cut:
             if not self._count:
                 return None
             self._cut_open()
-        body, count = self._cut.popleft()
+        cut = self._cut
+        body, count = cut.popleft()
+        while cut and (
+            len(body) + len(cut[0][0]) <= self.post_bytes and count + cut[0][1] <= self.post_records
+        ):
+            more, records = cut.popleft()
+            body += more
+            count += records
         self.bytes -= len(body)
         self.records -= count
         if not self.records:

@@ -188,8 +188,9 @@ def settings_from(args: argparse.Namespace) -> SidecarSettings:
         spool_bytes=flags.get(args, "spool-bytes", _positive_bytes),
         linger=flags.get(args, "linger", _seconds),
     )
-    if shipper.batch_bytes > shipper.spool_bytes:
-        shipper = replace(shipper, batch_bytes=shipper.spool_bytes)
+    if shipper.post_bytes > shipper.spool_bytes:  # a batch is spooled whole
+        most = shipper.spool_bytes
+        shipper = replace(shipper, batch_bytes=min(shipper.batch_bytes, most), post_bytes=most)
     return SidecarSettings(
         proxy=proxy,
         shipper=shipper,

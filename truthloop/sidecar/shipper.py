@@ -84,13 +84,18 @@ class ShipperSettings:
     """Bound on encoded records held in memory."""
     spool_bytes: int = 1024 * MiB
     """Bound on the spool; the oldest batches are dropped to stay under it."""
-    batch_bytes: int = 4 * MiB
-    """Largest batch body: half what the service takes by default (`--max-body`, 8 MiB; a 413
-    splits a batch in halves). One batch is in flight at a time, so the records shipped a second
-    are a batch's records over a POST's round trip: a model answering batches of rows makes
-    records faster than 256 KiB batches carried them, and the queue refused the rest."""
-    batch_records: int = 10_000
-    """Most records per batch: as many as the service takes in one request."""
+    batch_bytes: int = 256 * 1024
+    """A batch is cut at this size (or `linger`): what a steady stream ships in, and about what
+    memory a batch waiting to be cut holds."""
+    batch_records: int = 5000
+    """A batch is cut at this many records."""
+    post_bytes: int = 4 * MiB
+    """Largest POST body: the batches cut while one POST was in flight go together in the next,
+    up to this (half what the service takes by default, `--max-body` 8 MiB; a 413 splits a batch
+    in halves). One POST is in flight at a time, so a model answering batches of rows makes
+    records faster than one 256 KiB batch a round trip carries them."""
+    post_records: int = 10_000
+    """Most records per POST: as many as the service takes in one request."""
     slice_bytes: int = 256 * 1024
     """Bytes of a batch's body written a turn of the event loop (`client.Client`): a large batch
     is written in few turns, none long."""
@@ -183,6 +188,8 @@ class Shipper:
             settings.queue_bytes,
             batch_bytes=settings.batch_bytes,
             batch_records=settings.batch_records,
+            post_bytes=settings.post_bytes,
+            post_records=settings.post_records,
         )
         self.spool = Spool(settings.spool_dir, settings.spool_bytes)
         self.refused: Refusal | None = None
