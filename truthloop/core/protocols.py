@@ -390,7 +390,7 @@ def _tensor(shape: Any, data: Any, where: str, field: str, *, squeeze: bool = Fa
                    f"non-negative integer, got {describe(shape)}")  # fmt: skip
     if not isinstance(data, list):
         raise _Bad("tensor_invalid", f"{where}/{field}: expected an array, got {describe(data)}")
-    flat = _flatten(data)
+    flat = flatten(data)
     count = shape[0]
     size = _size(shape[1:]) if count else 0
     if size == 0 and count > 0:
@@ -422,7 +422,7 @@ def _size(dims: list[int]) -> int | None:
     return size
 
 
-def _flatten(data: list[Any]) -> list[Any]:
+def flatten(data: list[Any]) -> list[Any]:
     """Nested lists' leaves in row-major order: a level at a time while every item is a list
     (nested data of a shape), else walked with a stack (not recursion)."""
     while list in (kinds := set(map(type, data))):

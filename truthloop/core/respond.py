@@ -33,13 +33,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from truthloop.core import pointer
+from truthloop.core import pointer, protocols
 from truthloop.core.spec import CaptureSpec
 
 MAX_INDEX = 1024
 """Largest array index a prediction pointer may put an answer at (the rest is null padding)."""
 
-_INDEX = re.compile(r"0|[1-9][0-9]*")
 _V2_INFER = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 _INT64 = range(-(2**63), 2**63)
 
@@ -81,7 +80,7 @@ def place(tokens: Sequence[str], value: Any) -> Any:
     An array index beyond `MAX_INDEX` is refused (ValueError) rather than padded.
     """
     for token in reversed(tokens):
-        if _INDEX.fullmatch(token):
+        if pointer.is_index(token):
             index = int(token)
             if index > MAX_INDEX:
                 raise ValueError(f"array index {index} in the prediction pointer is too large")
@@ -119,7 +118,7 @@ def _prediction_tokens(capture: CaptureSpec) -> tuple[str, ...]:
 def _columns(tokens: tuple[str, ...], predictions: Sequence[Any]) -> Any:
     """A column of the rows' elements: a list, or under the output name the pointer starts
     with."""
-    if tokens and not _INDEX.fullmatch(tokens[0]):
+    if tokens and not pointer.is_index(tokens[0]):
         return {tokens[0]: [place(tokens[1:], value) for value in predictions]}
     return [place(tokens, value) for value in predictions]
 
@@ -128,7 +127,7 @@ def _seldon(tokens: tuple[str, ...], predictions: Sequence[Any], request: Any) -
     """`data.ndarray` rows, or to a `data.tensor` request a tensor when every row's value is a
     number, as Seldon answers in the request's own form; a pointer starting with a name gives
     `names` and a one-element row."""
-    named = bool(tokens) and not _INDEX.fullmatch(tokens[0])
+    named = bool(tokens) and not pointer.is_index(tokens[0])
     names = [tokens[0]] if named else []
     values = [place(tokens[1:] if named else tokens, value) for value in predictions]
     data = request.get("data") if isinstance(request, dict) else None
@@ -160,7 +159,7 @@ def _v2(
         for row in rows:
             if _dims(row) != dims:
                 raise ValueError("the rows' predictions differ in shape: a tensor cannot hold them")
-            _flatten(row, data)
+            data.extend(protocols.flatten(row))
     else:
         data.extend(rows)  # a row's list among scalars: refused by `_datatype`
     output = {
@@ -187,14 +186,6 @@ def _dims(value: Any) -> tuple[int, ...]:
     if len(inner) > 1:
         raise ValueError("a prediction's arrays differ in length: a tensor cannot hold them")
     return (len(value), *(inner.pop() if inner else ()))
-
-
-def _flatten(value: Any, into: list[Any]) -> None:
-    if isinstance(value, list):
-        for item in value:
-            _flatten(item, into)
-    else:
-        into.append(value)
 
 
 _DATATYPES: dict[type, str] = {bool: "BOOL", int: "INT64", float: "FP64", str: "BYTES"}
