@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -117,33 +117,19 @@ def _text(data: bytes) -> str | None:
         return None
 
 
-_JSON_MARKS = re.compile(rb'[{}"\\]')
+_HEAD_DECODER = json.JSONDecoder()
 
 
 def _json_head(data: bytes) -> int | None:
-    """The length of the JSON object `data` begins with, when bytes follow it; else None."""
+    """The length of the JSON object `data` begins with, when bytes follow it; else None. The
+    bytes are read as Latin-1, a character each, so where the decoder stops is a byte offset."""
     if not data.startswith(b"{"):
         return None
-    depth, in_string, skip = 0, False, -1
-    for mark in _JSON_MARKS.finditer(data):
-        at = mark.start()
-        if at == skip:
-            continue
-        char = data[at]
-        if in_string:
-            if char == 0x5C:  # a backslash escapes the next byte
-                skip = at + 1
-            elif char == 0x22:
-                in_string = False
-        elif char == 0x22:
-            in_string = True
-        elif char == 0x7B:
-            depth += 1
-        elif char == 0x7D:
-            depth -= 1
-            if depth == 0:
-                return at + 1 if at + 1 < len(data) else None
-    return None
+    try:
+        end = _HEAD_DECODER.raw_decode(data.decode("latin-1"))[1]
+    except (ValueError, RecursionError):
+        return None
+    return end if end < len(data) else None
 
 
 _encode = msgspec.json.Encoder().encode
