@@ -307,6 +307,7 @@ class _Runtime:
     """The leader's value sets of the monitor's segments (all replicas assign with them)."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     fitted_for: tuple[Registered, str] | None = None
+    """`registered` and its `design_basis`, computed once per spec (every ingest reads it)."""
     seen: tuple[wire.VersionSeen, ...] = ()
     """The model versions the leader has seen (`core.versions`), in the state."""
     report: wire.ReportLink | None = None
@@ -316,7 +317,6 @@ class _Runtime:
     read their minutes (all replicas show it)."""
     passthrough_read: float = 0.0
     """When this replica, leading, last read them (not persisted: a new leader reads at once)."""
-    """`registered` and its `design_basis`, computed once per spec (every ingest reads it)."""
 
     @property
     def basis(self) -> str:
@@ -495,8 +495,9 @@ class SegmentSets(msgspec.Struct, frozen=True, kw_only=True):
 
 SEGMENTS_KEY = "segments"
 REPORT_KEY = "report"
-PASSTHROUGH_KEY = "passthrough"
 """The newest report's link rides in the state object: a new one moves the state's version."""
+PASSTHROUGH_KEY = "passthrough"
+"""What the sidecars passed through uncaptured rides there too, without moving the version."""
 REPORTS_KEPT = 50
 """Reports a monitor keeps (the newest)."""
 WRONG_SLICES = (600.0, 3600.0)
