@@ -660,9 +660,10 @@ _MATCH_POLICIES: tuple[MatchPolicy, ...] = ("latest", "all")
 _MISSING_POLICIES: tuple[MissingPolicy, ...] = ("ignore", "assume")
 
 _DNS_LABEL_RE = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+_DNS_SUBDOMAIN_RE = rf"{_DNS_LABEL_RE}(?:\.{_DNS_LABEL_RE})*"
 _DNS_SUBDOMAIN = _Text(
     253,
-    re.compile(rf"{_DNS_LABEL_RE}(?:\.{_DNS_LABEL_RE})*"),
+    re.compile(_DNS_SUBDOMAIN_RE),
     "a DNS subdomain name (lowercase letters, digits, '-' and '.')",
     1,
 )
@@ -674,6 +675,18 @@ _DNS_LABEL = _Text(
 def is_namespace(text: str) -> bool:
     """Whether `text` is a namespace name as `metadata.namespace` accepts it (a DNS label)."""
     return len(text) <= _DNS_LABEL.max_length and re.fullmatch(_DNS_LABEL_RE, text) is not None
+
+
+def is_monitor_key(text: str) -> bool:
+    """Whether `text` is a monitor's `namespace/name` as `metadata` accepts them (a DNS label,
+    a DNS subdomain name)."""
+    namespace, slash, name = text.partition("/")
+    return (
+        bool(slash)
+        and is_namespace(namespace)
+        and len(name) <= _DNS_SUBDOMAIN.max_length
+        and re.fullmatch(_DNS_SUBDOMAIN_RE, name) is not None
+    )
 
 
 _LABEL_NAME_RE = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"

@@ -47,6 +47,7 @@ from truthloop.core.spec import (
     SpecError,
     format_duration,
     format_time,
+    is_monitor_key,
     is_namespace,
 )
 from truthloop.feedback import backtests, bodies, refusals
@@ -291,10 +292,6 @@ async def post_cloudevents(request: web.Request) -> web.Response:
     return json(answer)
 
 
-MONITOR_KEY = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?")
-"""A monitor's `namespace/name` (Kubernetes names), as `?monitor=` gives it."""
-
-
 def _event_monitor(request: web.Request, event: cloudevents.Event) -> tuple[str, bool]:
     """The monitor an event is for, and whether `?monitor=` named it (else the event's
     `namespace/inferenceservicename`)."""
@@ -317,7 +314,7 @@ def _event_monitor(request: web.Request, event: cloudevents.Event) -> tuple[str,
 
 
 def _monitor_key(text: str) -> str:
-    if not MONITOR_KEY.fullmatch(text):
+    if not is_monitor_key(text):
         raise ValueError(text)
     return text
 
